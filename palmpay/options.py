@@ -1,0 +1,62 @@
+"""Palm-pay knobs, with their reasons; the shared ones come from payops Settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .events import PaymentEventDefaults
+from .rail import RailRetryPolicy
+
+DB_FILE = "palmpay.db"
+
+
+@dataclass(frozen=True)
+class PalmPayOptions:
+    state_dir: Path = Path(".payops")
+    db_path: Path | None = None  # <state_dir>/palmpay.db when unset
+    spec_path: Path | None = None  # packaged spec when unset
+    timezone: str = "Africa/Johannesburg"  # the daily limit resets at local midnight here
+    match_threshold: float = 0.95  # spec: a match must exceed 95 % by default
+    data_key: str | None = field(default=None, repr=False)  # base64 AES-256; keyring file when unset
+
+    verification_ttl_s: float = 24 * 3600  # spec: unverified links expire after 24 hours
+    otp_ttl_s: float = 10 * 60  # a code is short-lived; a new one can be requested
+    otp_digits: int = 6
+    otp_max_attempts: int = 5  # per code: wrong guesses before the code is void
+    otp_max_resends: int = 3  # caps guesses per link at (1 + resends) * attempts
+
+    fraud_window_s: float = 5 * 60  # spec: 3 failed matches in 5 minutes ...
+    fraud_max_failures: int = 3  # ... trigger a suspension for review
+    max_palms_per_user: int = 2  # spec: left and right
+
+    rail_retry: RailRetryPolicy = RailRetryPolicy()
+    event_defaults: PaymentEventDefaults = PaymentEventDefaults()
+    busy_timeout_s: float = 30.0  # writers queue on BEGIN IMMEDIATE rather than fail
+    # WAL + NORMAL: a commit is durable against process crashes; a power cut may lose the
+    # last commits but never corrupts the file. FULL trades ~2x write cost for that too.
+    synchronous: str = "NORMAL"
+
+    @property
+    def database_path(self) -> Path:
+        return self.db_path if self.db_path is not None else self.state_dir / DB_FILE
+
+    def with_(self, **changes: Any) -> PalmPayOptions:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_settings(cls, settings: Any | None = None, **overrides: Any) -> PalmPayOptions:
+        if settings is None:
+            from payops.settings import Settings
+
+            settings = Settings()
+        key = settings.data_key.get_secret_value() if settings.data_key is not None else None
+        base = cls(
+            state_dir=Path(settings.state_dir),
+            spec_path=settings.palm_spec_path,
+            timezone=settings.timezone,
+            match_threshold=settings.palm_match_threshold,
+            data_key=key,
+        )
+        return replace(base, **overrides)

@@ -1,0 +1,957 @@
+"""PalmPayService: the palm-pay backend's API (agent tools, CLI and HTTP call this).
+
+Every operation follows one pattern: decide with the pure rules in `policy`,
+then write the state change, its audit entry and its events in one
+`BEGIN IMMEDIATE` transaction. Refusals are committed (audit, events) before
+they are raised as `PalmPayError`, so a refusal is never lost. Network calls
+(rail, OTP delivery) happen outside transactions so a slow rail never holds
+the database write lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .clock import Clock, system_clock
+from .crypto import BlindIndex, FieldCipher, KeyRing, KeyRingError, OtpHasher, key_id_of
+from .errors import ErrorCatalog, PalmPayError
+from .events import SpecEvents, contract_payment_event
+from .masking import mask_proxy, mask_ref
+from .models import (
+    ACTIVE,
+    PENDING_VERIFICATION,
+    REVOKED,
+    SUSPENDED,
+    AccessLogEntry,
+    AuditEntry,
+    LinkView,
+    OutboxEvent,
+    PalmPayLink,
+    PaymentEventRecord,
+    PaymentResult,
+    ReconcileReport,
+    RotationReport,
+    SealedField,
+)
+from .money import MoneyError, cents_str, from_cents, to_cents
+from .options import PalmPayOptions
+from .policy import (
+    decide_payment,
+    fraud_suspension_due,
+    local_day,
+    match_accepted,
+    spent_on,
+    verification_expired,
+)
+from .rail import (
+    PayShapRail,
+    RailAttempt,
+    RailPaymentRequest,
+    SimulatedPayShapRail,
+    initiate_with_retries,
+)
+from .spec import PalmPaySpec, load_spec
+from .store import PalmPayStore, PaymentRow, Tx
+from .verification import DevOtpSender, Verification, generate_otp
+
+log = logging.getLogger("payops.palmpay")
+
+BACKEND = "payment_backend"
+TEMPLATE_FIELD = "palm_template_ref"
+PROXY_FIELD = "payshap_proxy"
+
+_PROXY_PATTERNS = {
+    # Phone proxies: optional +, 9-15 digits (E.164 or national); accounts: 6-20 digits.
+    "phone": re.compile(r"^\+?\d{9,15}$"),
+    "account": re.compile(r"^\d{6,20}$"),
+}
+_PROXY_SEPARATORS = re.compile(r"[\s\-().]")
+_MAX_TEXT = 256
+_MIN_TEMPLATE_REF = 8  # shorter refs would be guessable and their mask would reveal them
+# A pending payment younger than this may still be in flight; reconcile leaves it alone.
+RECONCILE_GRACE_S = 60.0
+
+
+def _aad(palm_pay_id: str, field: str) -> bytes:
+    # Binds a ciphertext to its row and column, so blobs cannot be swapped between rows.
+    return f"{palm_pay_id}|{field}".encode()
+
+
+class PalmPayService:
+    def __init__(
+        self,
+        options: PalmPayOptions | None = None,
+        *,
+        clock: Clock = system_clock,
+        rail: PayShapRail | None = None,
+        verification: Verification | None = None,
+        spec: PalmPaySpec | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.options = options or PalmPayOptions.from_settings()
+        self.spec = spec or load_spec(self.options.spec_path)
+        try:
+            self._tz = ZoneInfo(self.options.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.options.timezone!r}") from None
+        self.clock = clock
+        self._timer = timer
+        self._sleep = sleep
+        self._errors = ErrorCatalog(self.spec)
+        self._events = SpecEvents(self.spec)
+        self.options.state_dir.mkdir(parents=True, exist_ok=True)
+        self._ring = KeyRing.load(self.options.state_dir, self.options.data_key)
+        self._cipher = FieldCipher(self._ring)
+        self._index = BlindIndex(self._ring.index_root)
+        self._otp = OtpHasher(self._ring.index_root)
+        self.store = PalmPayStore(
+            self.options.database_path,
+            busy_timeout_s=self.options.busy_timeout_s,
+            synchronous=self.options.synchronous,
+        )
+        with self.store.write() as tx:
+            if tx.active_key_id() is None:
+                tx.set_active_key_id(self._ring.active_id)
+        self.rail: PayShapRail = rail if rail is not None else SimulatedPayShapRail()
+        self.verification: Verification = verification if verification is not None else DevOtpSender()
+        self._hands = self.spec.field_options.get("palm_hand", ("left", "right"))
+        self._proxy_types = self.spec.field_options.get("proxy_type", tuple(_PROXY_PATTERNS))
+
+    # ======================================================================
+    # enrolment
+    # ======================================================================
+
+    def create_link(
+        self,
+        user_id: str,
+        palm_template_ref: str,
+        palm_hand: str | None,
+        payshap_proxy: str,
+        proxy_type: str,
+        daily_limit: Decimal | int | str | None = None,
+        transaction_limit: Decimal | int | str | None = None,
+        bank: str | None = None,
+        *,
+        actor: str = "customer",
+    ) -> tuple[LinkView, str]:
+        """Outcome palm_link_created: a pending link, an OTP sent, an event. Returns (view, delivery id)."""
+        user_id = self._text(user_id, "user_id")
+        template_ref = self._template_ref(palm_template_ref)
+        proxy_type = self._choice(proxy_type, "proxy_type", self._proxy_types)
+        proxy = self._proxy(payshap_proxy, proxy_type)
+        hand = None if palm_hand in (None, "") else self._choice(palm_hand, "palm_hand", self._hands)
+        daily = self._limit(daily_limit, "daily_limit")
+        per_txn = self._limit(transaction_limit, "transaction_limit")
+        bank = None if bank in (None, "") else self._text(bank, "bank")
+
+        ts = self.clock().timestamp()
+        template_index = self._index.digest(TEMPLATE_FIELD, template_ref)
+        proxy_index = self._index.digest(PROXY_FIELD, f"{proxy_type}:{proxy}")
+        palm_pay_id = f"pp_{secrets.token_hex(12)}"
+        code = generate_otp(self.options.otp_digits)
+        refusal: PalmPayError | None = None
+        try:
+            with self.store.write() as tx:
+                refusal = self._enrolment_refusal(tx, user_id, hand, template_index, ts)
+                if refusal is None:
+                    key_id = self._sealing_key(tx)
+                    link = PalmPayLink(
+                        palm_pay_id=palm_pay_id,
+                        user_id=user_id,
+                        palm_template_ref=SealedField(
+                            self._cipher.seal(template_ref, _aad(palm_pay_id, TEMPLATE_FIELD), key_id),
+                            mask_ref(template_ref),
+                        ),
+                        palm_hand=hand,
+                        payshap_proxy=SealedField(
+                            self._cipher.seal(proxy, _aad(palm_pay_id, PROXY_FIELD), key_id), mask_proxy(proxy)
+                        ),
+                        proxy_type=proxy_type,
+                        link_status=self.spec.initial_state,
+                        linked_at=None,
+                        verified_at=None,
+                        daily_limit=daily,
+                        daily_spent=0,
+                        transaction_limit=per_txn,
+                        spent_day=None,
+                        reserved=0,
+                        bank=bank,
+                        created_at=ts,
+                    )
+                    tx.insert_link(link, template_index=template_index, proxy_index=proxy_index)
+                    tx.audit(
+                        ts,
+                        palm_pay_id=palm_pay_id,
+                        actor=actor,
+                        action="create_link",
+                        from_status=None,
+                        to_status=link.link_status,
+                        outcome="applied",
+                        reason=None,
+                    )
+                    tx.put_otp(
+                        palm_pay_id,
+                        code_mac=self._otp.mac(palm_pay_id, code),
+                        expires_at=ts + self.options.otp_ttl_s,
+                        resends=0,
+                        delivery_id="(sending)",
+                    )
+                    tx.log_access(ts, palm_pay_id, PROXY_FIELD, "verification", "send_otp")
+                    self._emit(tx, ts, "palm_link_created", self._values(link))
+        except sqlite3.IntegrityError:
+            # The unique index is the last line of defence against a duplicate palm.
+            refusal = self._errors.make("PALM_PAY_DUPLICATE_PALM")
+        if refusal is not None:
+            raise refusal
+        delivery_id = self._deliver(palm_pay_id, proxy, proxy_type, code)
+        return self.show(palm_pay_id), delivery_id
+
+    def _enrolment_refusal(
+        self, tx: Tx, user_id: str, hand: str | None, template_index: bytes, ts: float
+    ) -> PalmPayError | None:
+        existing = tx.link_for_template(template_index)
+        if existing is not None and existing.link_status != REVOKED:
+            # A stale, never-verified enrolment must not block re-enrolling the same palm.
+            if not self._expire_if_stale(tx, existing, ts):
+                return self._errors.make("PALM_PAY_DUPLICATE_PALM")
+        live = [
+            link
+            for link in tx.links_for_user(user_id)
+            if link.link_status != REVOKED and not self._expire_if_stale(tx, link, ts)
+        ]
+        if len(live) >= self.options.max_palms_per_user:
+            return self._errors.make("PALM_PAY_PALM_LIMIT")
+        if hand is not None and any(link.palm_hand == hand for link in live):
+            return self._errors.make("PALM_PAY_PALM_LIMIT", detail=f"{hand} hand already linked")
+        return None
+
+    def verify(self, palm_pay_id: str, otp: str) -> LinkView:
+        """Outcome palm_link_verified: the correct OTP activates a pending link."""
+        code = str(otp).strip()
+        ts = self.clock().timestamp()
+        refusal: PalmPayError | None = None
+        with self.store.write() as tx:
+            link = self._require_link(tx, palm_pay_id)
+            if link.link_status != PENDING_VERIFICATION:
+                # Verification only activates pending links; it must never lift a suspension.
+                refusal = self._refuse_transition(tx, link, ACTIVE, ts=ts, actor="customer", action="verify")
+            elif self._expire_if_stale(tx, link, ts) or verification_expired(
+                link.created_at, ts, self.options.verification_ttl_s
+            ):
+                refusal = self._errors.make("PALM_PAY_VERIFICATION_EXPIRED")
+            else:
+                refusal = self._check_otp(tx, link, code, ts)
+                if refusal is None:
+                    refusal = self._transition(
+                        tx,
+                        link,
+                        ACTIVE,
+                        ts=ts,
+                        actor=BACKEND,
+                        action="verify",
+                        reason="OTP verified",
+                        verified_at=ts,
+                        linked_at=ts,
+                    )
+                    if refusal is None:
+                        tx.drop_otp(link.palm_pay_id)
+                        self._emit(tx, ts, "palm_link_verified", self._values(link))
+        if refusal is not None:
+            raise refusal
+        return self.show(palm_pay_id)
+
+    def _check_otp(self, tx: Tx, link: PalmPayLink, code: str, ts: float) -> PalmPayError | None:
+        challenge = tx.otp(link.palm_pay_id)
+        if challenge is None:
+            return self._errors.make("PALM_PAY_OTP_EXPIRED")
+        code_mac, expires_at, attempts, _resends, _delivery = challenge
+        if attempts >= self.options.otp_max_attempts:
+            return self._errors.make("PALM_PAY_OTP_ATTEMPTS_EXCEEDED")
+        if ts >= expires_at:
+            return self._errors.make("PALM_PAY_OTP_EXPIRED")
+        if not self._otp.matches(link.palm_pay_id, code, code_mac):
+            tx.count_otp_attempt(link.palm_pay_id)
+            return self._errors.make("PALM_PAY_OTP_INVALID")
+        return None
+
+    def resend_otp(self, palm_pay_id: str) -> str:
+        """A fresh code for a pending link (old code void); returns the delivery id."""
+        ts = self.clock().timestamp()
+        code = generate_otp(self.options.otp_digits)
+        refusal: PalmPayError | None = None
+        proxy = proxy_type = ""
+        with self.store.write() as tx:
+            link = self._require_link(tx, palm_pay_id)
+            challenge = tx.otp(palm_pay_id)
+            resends = challenge[3] if challenge else 0
+            if link.link_status != PENDING_VERIFICATION:
+                refusal = self._refuse_transition(tx, link, ACTIVE, ts=ts, actor="customer", action="resend_otp")
+            elif self._expire_if_stale(tx, link, ts):
+                refusal = self._errors.make("PALM_PAY_VERIFICATION_EXPIRED")
+            elif resends >= self.options.otp_max_resends:
+                refusal = self._errors.make("PALM_PAY_OTP_RESEND_LIMIT")
+            else:
+                proxy = self._reveal(tx, link, PROXY_FIELD, ts, actor="verification", purpose="resend_otp")
+                proxy_type = link.proxy_type
+                tx.put_otp(
+                    palm_pay_id,
+                    code_mac=self._otp.mac(palm_pay_id, code),
+                    expires_at=ts + self.options.otp_ttl_s,
+                    resends=resends + 1,
+                    delivery_id="(sending)",
+                )
+        if refusal is not None:
+            raise refusal
+        return self._deliver(palm_pay_id, proxy, proxy_type, code)
+
+    def _deliver(self, palm_pay_id: str, proxy: str, proxy_type: str, code: str) -> str:
+        try:
+            delivery_id = self.verification.send_otp(
+                palm_pay_id=palm_pay_id, destination=proxy, proxy_type=proxy_type, code=code
+            )
+        except Exception:
+            log.exception("OTP delivery for %s failed", palm_pay_id)
+            raise self._errors.make("PALM_PAY_OTP_DELIVERY_FAILED", detail=palm_pay_id) from None
+        with self.store.write() as tx:
+            challenge = tx.otp(palm_pay_id)
+            if challenge is not None:
+                tx.c.execute(
+                    "UPDATE otp_challenges SET delivery_id = ? WHERE palm_pay_id = ?", (delivery_id, palm_pay_id)
+                )
+        return delivery_id
+
+    def expire_unverified(self) -> int:
+        """Revoke links still unverified after the verification window; returns how many."""
+        ts = self.clock().timestamp()
+        with self.store.write() as tx:
+            stale = tx.pending_created_before(PENDING_VERIFICATION, ts - self.options.verification_ttl_s)
+            return sum(1 for link in stale if self._expire_if_stale(tx, link, ts))
+
+    def _expire_if_stale(self, tx: Tx, link: PalmPayLink, ts: float) -> bool:
+        """Revoke a pending link past its verification window. True if it is now revoked."""
+        if link.link_status != PENDING_VERIFICATION or not verification_expired(
+            link.created_at, ts, self.options.verification_ttl_s
+        ):
+            return False
+        refused = self._transition(
+            tx, link, REVOKED, ts=ts, actor=BACKEND, action="expire_verification", reason="verification expired"
+        )
+        if refused is not None:
+            return False
+        tx.drop_otp(link.palm_pay_id)
+        self._emit(tx, ts, "palm_link_revoked", self._values(link))
+        return True
+
+    # ======================================================================
+    # payments
+    # ======================================================================
+
+    def pay(
+        self,
+        palm_template_ref: str,
+        amount: Decimal | int | str,
+        terminal_id: str,
+        liveness_passed: bool,
+        match_score: float,
+        idempotency_key: str | None = None,
+    ) -> PaymentResult:
+        """Resolve the palm's proxy and push the payment over the rail.
+
+        Refusals (spoof, not registered, inactive, limits) raise PalmPayError
+        after their events are committed. Accepted payments return a
+        PaymentResult: completed, failed (rail declined) or pending (rail
+        timeout; settled later by reconcile()).
+        """
+        started = self._timer()
+        terminal_id = self._text(terminal_id, "terminal_id")
+        amount_cents = self._amount(amount)
+        if isinstance(match_score, bool) or not isinstance(match_score, (int, float)) or not 0 <= match_score <= 1:
+            raise self._errors.make("PALM_PAY_INVALID_INPUT", detail="match_score must be between 0 and 1")
+        payment_id = self._text(idempotency_key, "idempotency_key") if idempotency_key else f"pay_{secrets.token_hex(12)}"
+        ts = self.clock().timestamp()
+
+        if not liveness_passed:
+            # Spec: liveness must pass before any matching; the palm is not even looked up.
+            with self.store.write() as tx:
+                attempt = self._next_attempt(tx, payment_id, idempotency_key)
+                refusal = self._refuse_payment(
+                    tx, "PALM_PAY_SPOOF_DETECTED", None, None, ts, payment_id, attempt, amount_cents,
+                    terminal_id, started,
+                )
+            log.warning("payment %s refused at terminal %s: liveness failed", payment_id, terminal_id)
+            raise refusal
+
+        template_index = self._index.digest(TEMPLATE_FIELD, self._template_ref(palm_template_ref))
+        today = local_day(ts, self._tz)
+        refusal = None
+        with self.store.write() as tx:
+            link = tx.link_for_template(template_index)
+            replay = tx.payment(payment_id) if idempotency_key else None
+            attempt = self._next_attempt(tx, payment_id, idempotency_key)
+            if replay is not None:
+                if link is None or replay.palm_pay_id != link.palm_pay_id or replay.amount_cents != amount_cents:
+                    refusal = self._errors.make("PALM_PAY_IDEMPOTENCY_CONFLICT")
+            elif link is None:
+                refusal = self._refuse_payment(
+                    tx, "PALM_PAY_NOT_REGISTERED", "palm_not_registered", None, ts, payment_id, attempt,
+                    amount_cents, terminal_id, started,
+                )
+            elif not match_accepted(match_score, self.options.match_threshold):
+                self._count_failed_match(tx, link, ts)
+                refusal = self._refuse_payment(
+                    tx, "PALM_PAY_NOT_REGISTERED", "palm_not_registered", link, ts, payment_id, attempt,
+                    amount_cents, terminal_id, started,
+                )
+            else:
+                spent = spent_on(today, link.spent_day, link.daily_spent)
+                decision = decide_payment(
+                    link_status=link.link_status,
+                    spent_cents=spent,
+                    reserved_cents=link.reserved,
+                    daily_limit_cents=link.daily_limit,
+                    transaction_limit_cents=link.transaction_limit,
+                    amount_cents=amount_cents,
+                )
+                values = self._values(link, amount_cents=amount_cents, daily_spent_cents=spent, terminal_id=terminal_id)
+                if decision.resolved:
+                    self._emit(tx, ts, "palm_payment_resolved", values)
+                if decision.refusal is not None:
+                    refusal = self._refuse_payment(
+                        tx, decision.refusal, decision.outcome, link, ts, payment_id, attempt, amount_cents,
+                        terminal_id, started, values=values,
+                    )
+                else:
+                    # Reserve before calling the rail: limits hold even while the outcome is unknown.
+                    tx.set_counters(
+                        link.palm_pay_id, spent_day=today, daily_spent=spent, reserved=link.reserved + amount_cents
+                    )
+                    tx.insert_payment(
+                        PaymentRow(
+                            payment_id, link.palm_pay_id, amount_cents, terminal_id, "pending", today, 0, None, None, ts
+                        ),
+                        ts=ts,
+                    )
+                    proxy = self._reveal(
+                        tx, link, PROXY_FIELD, ts, actor=f"terminal:{terminal_id}", purpose=f"payment {payment_id}"
+                    )
+        if replay is not None and refusal is None:
+            return self._result_for(replay, link, replayed=True)  # type: ignore[arg-type]
+        if refusal is not None:
+            log.info("payment %s refused at terminal %s: %s", payment_id, terminal_id, refusal.code)
+            raise refusal
+        assert link is not None
+        return self._charge(link, payment_id, amount_cents, terminal_id, proxy, attempt, started)
+
+    def _charge(
+        self,
+        link: PalmPayLink,
+        payment_id: str,
+        amount_cents: int,
+        terminal_id: str,
+        proxy: str,
+        first_attempt: int,
+        started: float,
+    ) -> PaymentResult:
+        attempts: list[tuple[float, float, RailAttempt]] = []
+        mark = [started]
+
+        def on_attempt(attempt: RailAttempt) -> None:
+            now = self._timer()
+            # End-to-end latency of this attempt: since the previous one ended (or the request arrived).
+            attempts.append((self.clock().timestamp(), (now - mark[0]) * 1000, attempt))
+            mark[0] = now
+
+        request = RailPaymentRequest(
+            idempotency_key=payment_id,
+            proxy=proxy,
+            proxy_type=link.proxy_type,
+            amount_cents=amount_cents,
+            currency=self.options.event_defaults.currency,
+            reference=f"palm:{terminal_id}",
+        )
+        outcome = initiate_with_retries(
+            self.rail, request, self.options.rail_retry, on_attempt, sleep=self._sleep, timer=self._timer
+        )
+        del proxy, request
+        ts = self.clock().timestamp()
+        with self.store.write() as tx:
+            for at_ts, latency_ms, attempt in attempts:
+                ok = attempt.result is not None and attempt.result.status == "completed"
+                unknown = attempt.error is not None and attempt is attempts[-1][2] and outcome.status == "unknown"
+                tx.add_payment_event(
+                    payment_id,
+                    contract_payment_event(
+                        self.options.event_defaults,
+                        ts=at_ts,
+                        payment_id=payment_id,
+                        attempt=first_attempt + attempt.number - 1,
+                        amount_cents=amount_cents,
+                        status="success" if ok else "failure",
+                        error_code=None if ok else self._attempt_code(attempt),
+                        latency_ms=latency_ms,
+                        terminal_id=terminal_id,
+                        bank=link.bank,
+                        palm_pay_id=link.palm_pay_id,
+                        extra={"pending": True} if unknown else None,
+                    ),
+                )
+            row = tx.payment(payment_id)
+            assert row is not None
+            if outcome.status == "completed":
+                self._settle(tx, row, "completed", ts, attempts=outcome.attempts, rail_reference=outcome.rail_reference)
+            elif outcome.status == "failed":
+                self._settle(tx, row, "failed", ts, attempts=outcome.attempts, error_code=outcome.error_code)
+            else:
+                tx.finish_payment(
+                    payment_id, status="pending", attempts=outcome.attempts, error_code=outcome.error_code,
+                    rail_reference=outcome.rail_reference, ts=ts,
+                )
+            final = tx.payment(payment_id)
+        assert final is not None
+        if final.status != "completed":
+            log.info("payment %s on %s is %s (%s)", payment_id, link.palm_pay_id, final.status, final.error_code)
+        return self._result_for(final, link)
+
+    @staticmethod
+    def _attempt_code(attempt: RailAttempt) -> str:
+        if attempt.error is not None:
+            return attempt.error.code
+        assert attempt.result is not None
+        return attempt.result.error_code or "SYSTEM_ERROR"
+
+    def _settle(
+        self,
+        tx: Tx,
+        row: PaymentRow,
+        status: str,
+        ts: float,
+        *,
+        attempts: int,
+        rail_reference: str | None = None,
+        error_code: str | None = None,
+    ) -> bool:
+        """Move a pending payment to its final state exactly once; False if already settled."""
+        current = tx.payment(row.payment_id)
+        if current is None or current.status != "pending":
+            return False
+        link = tx.link(row.palm_pay_id)
+        assert link is not None
+        reserved = link.reserved - row.amount_cents
+        spent = link.daily_spent
+        if status == "completed" and link.spent_day == row.spent_day:
+            # Counted once, on the day it was reserved; a payment from a finished day is not
+            # charged to the new day's counter.
+            spent += row.amount_cents
+        tx.set_counters(link.palm_pay_id, spent_day=link.spent_day, daily_spent=spent, reserved=max(reserved, 0))
+        tx.finish_payment(
+            row.payment_id, status=status, attempts=attempts, error_code=error_code, rail_reference=rail_reference, ts=ts
+        )
+        if status == "completed":
+            self._emit(tx, ts, "palm_payment_completed", self._values(link, amount_cents=row.amount_cents))
+        return True
+
+    def reconcile(self, *, limit: int = 500) -> ReconcileReport:
+        """Ask the rail about pending payments (by idempotency key) and settle them once."""
+        now = self.clock().timestamp()
+        with self.store.read() as tx:
+            pending = [p for p in tx.pending_payments(limit) if now - p.created_at >= RECONCILE_GRACE_S]
+        completed = failed = still = 0
+        for row in pending:
+            try:
+                answer = self.rail.payment_status(row.payment_id)
+            except Exception:
+                log.warning("rail status for payment %s unavailable; stays pending", row.payment_id)
+                still += 1
+                continue
+            ts = self.clock().timestamp()
+            with self.store.write() as tx:
+                if answer.status == "completed":
+                    done = self._settle(
+                        tx, row, "completed", ts, attempts=row.attempts, rail_reference=answer.rail_reference
+                    )
+                    completed += done
+                elif answer.status in ("failed", "not_found"):
+                    # not_found after the grace period: the rail never took it, so release the hold.
+                    code = answer.error_code or ("DO_NOT_HONOR" if answer.status == "failed" else row.error_code)
+                    failed += self._settle(tx, row, "failed", ts, attempts=row.attempts, error_code=code)
+                else:
+                    still += 1
+                tx.audit(
+                    ts, palm_pay_id=row.palm_pay_id, actor=BACKEND, action="reconcile", from_status=None,
+                    to_status=None, outcome="applied", reason=f"payment {row.payment_id}: rail says {answer.status}",
+                )
+        return ReconcileReport(completed=completed, failed=failed, still_pending=still)
+
+    def _count_failed_match(self, tx: Tx, link: PalmPayLink, ts: float) -> None:
+        window = self.options.fraud_window_s
+        failures = tx.record_match_failure(link.palm_pay_id, ts, keep_after=ts - window)
+        if link.link_status == ACTIVE and fraud_suspension_due(
+            failures, ts, window, self.options.fraud_max_failures
+        ):
+            self._transition(
+                tx,
+                link,
+                SUSPENDED,
+                ts=ts,
+                actor=BACKEND,
+                action="fraud_suspension",
+                reason=f"{len(failures)} failed matches within {window:.0f}s; review required",
+            )
+            log.warning("link %s suspended for review after repeated failed matches", link.palm_pay_id)
+
+    def _refuse_payment(
+        self,
+        tx: Tx,
+        code: str,
+        outcome: str | None,
+        link: PalmPayLink | None,
+        ts: float,
+        payment_id: str,
+        attempt: int,
+        amount_cents: int,
+        terminal_id: str,
+        started: float,
+        *,
+        values: dict[str, Any] | None = None,
+    ) -> PalmPayError:
+        if outcome is not None:
+            if values is None:
+                values = self._values(link, amount_cents=amount_cents, terminal_id=terminal_id)
+            self._emit(tx, ts, outcome, values)
+        tx.add_payment_event(
+            payment_id,
+            contract_payment_event(
+                self.options.event_defaults,
+                ts=ts,
+                payment_id=payment_id,
+                attempt=attempt,
+                amount_cents=amount_cents,
+                status="failure",
+                error_code=code,
+                latency_ms=(self._timer() - started) * 1000,
+                terminal_id=terminal_id,
+                bank=link.bank if link else None,
+                palm_pay_id=link.palm_pay_id if link else None,
+            ),
+        )
+        return self._errors.make(code)
+
+    @staticmethod
+    def _next_attempt(tx: Tx, payment_id: str, idempotency_key: str | None) -> int:
+        # A caller-supplied key may be a retry of an earlier refused attempt.
+        return tx.payment_event_count(payment_id) + 1 if idempotency_key else 1
+
+    def _result_for(self, row: PaymentRow, link: PalmPayLink, *, replayed: bool = False) -> PaymentResult:
+        return PaymentResult(
+            payment_id=row.payment_id,
+            palm_pay_id=row.palm_pay_id,
+            status=row.status,  # type: ignore[arg-type]
+            amount=from_cents(row.amount_cents),
+            currency=self.options.event_defaults.currency,
+            payshap_proxy=link.payshap_proxy.masked,
+            terminal_id=row.terminal_id,
+            attempts=row.attempts,
+            error_code=row.error_code if row.status != "completed" else None,
+            fallback="card" if row.status == "failed" else None,
+            rail_reference=row.rail_reference,
+            replayed=replayed,
+        )
+
+    # ======================================================================
+    # link administration
+    # ======================================================================
+
+    def suspend(self, palm_pay_id: str, reason: str, actor: str) -> LinkView:
+        return self._change_status(palm_pay_id, SUSPENDED, actor=actor, action="suspend", reason=reason)
+
+    def reactivate(self, palm_pay_id: str, actor: str, reason: str = "review completed") -> LinkView:
+        # Only a suspension is lifted here; pending links become active through verify() alone.
+        return self._change_status(
+            palm_pay_id, ACTIVE, actor=actor, action="reactivate", reason=reason, only_from=SUSPENDED
+        )
+
+    def revoke(self, palm_pay_id: str, actor: str, reason: str = "revoked on request") -> LinkView:
+        """Outcome palm_link_revoked (permanent). The spec marks it human_required: pass the human as actor."""
+        return self._change_status(palm_pay_id, REVOKED, actor=actor, action="revoke", reason=reason)
+
+    def _change_status(
+        self, palm_pay_id: str, to: str, *, actor: str, action: str, reason: str, only_from: str | None = None
+    ) -> LinkView:
+        actor = self._text(actor, "actor")
+        reason = self._text(reason, "reason")
+        ts = self.clock().timestamp()
+        with self.store.write() as tx:
+            link = self._require_link(tx, palm_pay_id)
+            if only_from is not None and link.link_status != only_from:
+                refusal = self._refuse_transition(tx, link, to, ts=ts, actor=actor, action=action, reason=reason)
+            else:
+                refusal = self._transition(tx, link, to, ts=ts, actor=actor, action=action, reason=reason)
+            if refusal is None:
+                if to == REVOKED:
+                    tx.drop_otp(link.palm_pay_id)
+                    self._emit(tx, ts, "palm_link_revoked", self._values(link))
+                elif to == ACTIVE:
+                    tx.clear_match_failures(link.palm_pay_id)  # the review closed the earlier failures
+        if refusal is not None:
+            raise refusal
+        return self.show(palm_pay_id)
+
+    def _transition(
+        self,
+        tx: Tx,
+        link: PalmPayLink,
+        to: str,
+        *,
+        ts: float,
+        actor: str,
+        action: str,
+        reason: str | None,
+        verified_at: float | None = None,
+        linked_at: float | None = None,
+    ) -> PalmPayError | None:
+        """Apply a link_status change if the spec allows it; audit either way."""
+        if not self.spec.can_transition(link.link_status, to):
+            return self._refuse_transition(tx, link, to, ts=ts, actor=actor, action=action, reason=reason)
+        tx.set_status(link.palm_pay_id, to, ts=ts, reason=reason, verified_at=verified_at, linked_at=linked_at)
+        tx.audit(
+            ts, palm_pay_id=link.palm_pay_id, actor=actor, action=action, from_status=link.link_status,
+            to_status=to, outcome="applied", reason=reason,
+        )
+        return None
+
+    def _refuse_transition(
+        self, tx: Tx, link: PalmPayLink, to: str, *, ts: float, actor: str, action: str, reason: str | None = None
+    ) -> PalmPayError:
+        tx.audit(
+            ts, palm_pay_id=link.palm_pay_id, actor=actor, action=action, from_status=link.link_status,
+            to_status=to, outcome="refused", reason=reason,
+        )
+        log.warning("refused %s on %s: %s -> %s", action, link.palm_pay_id, link.link_status, to)
+        return self._errors.illegal_transition(link.link_status, to)
+
+    # ======================================================================
+    # reads
+    # ======================================================================
+
+    def show(self, palm_pay_id: str) -> LinkView:
+        with self.store.read() as tx:
+            link = self._require_link(tx, palm_pay_id)
+        return self._view(link)
+
+    def links_for_user(self, user_id: str) -> list[LinkView]:
+        with self.store.read() as tx:
+            links = tx.links_for_user(user_id)
+        return [self._view(link) for link in links]
+
+    def links_for_proxy(self, payshap_proxy: str, proxy_type: str) -> list[LinkView]:
+        """Blind-index lookup: which links use this proxy (no plaintext is compared)."""
+        proxy_type = self._choice(proxy_type, "proxy_type", self._proxy_types)
+        index = self._index.digest(PROXY_FIELD, f"{proxy_type}:{self._proxy(payshap_proxy, proxy_type)}")
+        with self.store.read() as tx:
+            links = tx.links_for_proxy(index)
+        return [self._view(link) for link in links]
+
+    def consume(self, after_id: int = 0, limit: int = 100) -> list[OutboxEvent]:
+        """Spec events with id > after_id, oldest first."""
+        with self.store.read() as tx:
+            return tx.outbox_after(after_id, limit)
+
+    def payment_events_after(self, after_id: int = 0, limit: int = 1000) -> list[PaymentEventRecord]:
+        """CONTRACT.md §1 payment events with id > after_id, oldest first."""
+        with self.store.read() as tx:
+            return tx.payment_events_after(after_id, limit)
+
+    def audit_log(self, palm_pay_id: str | None = None) -> list[AuditEntry]:
+        with self.store.read() as tx:
+            return tx.audit_entries(palm_pay_id)
+
+    def access_log(self, palm_pay_id: str | None = None) -> list[AccessLogEntry]:
+        with self.store.read() as tx:
+            return tx.access_entries(palm_pay_id)
+
+    def _view(self, link: PalmPayLink) -> LinkView:
+        today = local_day(self.clock(), self._tz)
+        return LinkView(
+            palm_pay_id=link.palm_pay_id,
+            user_id=link.user_id,
+            palm_template_ref=link.palm_template_ref.masked,
+            palm_hand=link.palm_hand,
+            payshap_proxy=link.payshap_proxy.masked,
+            proxy_type=link.proxy_type,
+            link_status=link.link_status,
+            linked_at=self._dt(link.linked_at),
+            verified_at=self._dt(link.verified_at),
+            created_at=self._dt(link.created_at),
+            daily_limit=from_cents(link.daily_limit),
+            daily_spent=from_cents(spent_on(today, link.spent_day, link.daily_spent)),
+            transaction_limit=from_cents(link.transaction_limit),
+            reserved=from_cents(link.reserved),
+            bank=link.bank,
+        )
+
+    def _dt(self, ts: float | None) -> datetime | None:
+        return None if ts is None else datetime.fromtimestamp(ts, self._tz)
+
+    # ======================================================================
+    # keys
+    # ======================================================================
+
+    def rotate_key(self, *, batch: int = 500) -> RotationReport:
+        """New active data key; re-encrypt every row; retire keys no row uses any more."""
+        new_key = self._ring.add_active_key()
+        with self.store.write() as tx:
+            tx.set_active_key_id(new_key)  # from here on, every process seals with the new key
+        rewritten = 0
+        while True:
+            with self.store.write() as tx:
+                todo = [
+                    row for row in tx.sealed_values() if key_id_of(row[1]) != new_key or key_id_of(row[2]) != new_key
+                ][:batch]
+                ts = self.clock().timestamp()
+                for palm_pay_id, template_ct, proxy_ct in todo:
+                    template_aad, proxy_aad = _aad(palm_pay_id, TEMPLATE_FIELD), _aad(palm_pay_id, PROXY_FIELD)
+                    tx.set_ciphertexts(
+                        palm_pay_id,
+                        template_ct=self._cipher.seal(self._cipher.open(template_ct, template_aad), template_aad, new_key),
+                        proxy_ct=self._cipher.seal(self._cipher.open(proxy_ct, proxy_aad), proxy_aad, new_key),
+                    )
+                    tx.log_access(ts, palm_pay_id, TEMPLATE_FIELD, "key_rotation", f"re-encrypt under {new_key}")
+                    tx.log_access(ts, palm_pay_id, PROXY_FIELD, "key_rotation", f"re-encrypt under {new_key}")
+            rewritten += len(todo)
+            if len(todo) < batch:
+                break
+        with self.store.write() as tx:
+            in_use = {key_id_of(ct) for row in tx.sealed_values() for ct in row[1:]}
+            retired = self._ring.retire(set(self._ring.key_ids()) - in_use - {new_key})
+            tx.audit(
+                self.clock().timestamp(), palm_pay_id=None, actor=BACKEND, action="rotate_key", from_status=None,
+                to_status=None, outcome="applied", reason=f"active key {new_key}; {rewritten} rows re-encrypted",
+            )
+        self._cipher.forget_cached()
+        return RotationReport(new_key_id=new_key, rows_reencrypted=rewritten, retired_key_ids=tuple(sorted(retired)))
+
+    def _sealing_key(self, tx: Tx) -> str:
+        """The key new ciphertexts use: the one the database names (another process may have rotated)."""
+        wanted = tx.active_key_id() or self._ring.active_id
+        if self._ring.key(wanted) is None:
+            self._ring.reload()
+        if self._ring.key(wanted) is None:
+            raise KeyRingError(f"active key {wanted} is not in this process's keyring")
+        return wanted
+
+    def _reveal(self, tx: Tx, link: PalmPayLink, field: str, ts: float, *, actor: str, purpose: str) -> str:
+        """Decrypt one sensitive field and record who read it, when and why."""
+        sealed = link.payshap_proxy if field == PROXY_FIELD else link.palm_template_ref
+        tx.log_access(ts, link.palm_pay_id, field, actor, purpose)
+        return self._cipher.open(sealed.ciphertext, _aad(link.palm_pay_id, field))
+
+    # ======================================================================
+    # helpers
+    # ======================================================================
+
+    def _emit(self, tx: Tx, ts: float, outcome: str, values: dict[str, Any]) -> None:
+        event = self._events.for_outcome(outcome, values)
+        if event is not None:
+            tx.emit(ts, event.name, event.payload)
+
+    @staticmethod
+    def _values(
+        link: PalmPayLink | None,
+        *,
+        amount_cents: int | None = None,
+        daily_spent_cents: int | None = None,
+        terminal_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Everything an event payload may name, in its safe (masked, exact-decimal) form."""
+        values: dict[str, Any] = {"terminal_id": terminal_id}
+        if amount_cents is not None:
+            values["amount"] = cents_str(amount_cents)
+        if link is not None:
+            values.update(
+                palm_pay_id=link.palm_pay_id,
+                user_id=link.user_id,
+                proxy_type=link.proxy_type,
+                payshap_proxy=link.payshap_proxy.masked,
+                palm_template_ref=link.palm_template_ref.masked,
+                link_status=link.link_status,
+                daily_spent=cents_str(link.daily_spent if daily_spent_cents is None else daily_spent_cents),
+                daily_limit=cents_str(link.daily_limit),
+                transaction_limit=cents_str(link.transaction_limit),
+            )
+        return values
+
+    def _require_link(self, tx: Tx, palm_pay_id: str) -> PalmPayLink:
+        link = tx.link(str(palm_pay_id))
+        if link is None:
+            raise self._errors.make("PALM_PAY_LINK_NOT_FOUND")
+        return link
+
+    def _invalid(self, message: str) -> PalmPayError:
+        return self._errors.make("PALM_PAY_INVALID_INPUT", message=message)
+
+    def _text(self, value: object, name: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self._invalid(f"{name} is required")
+        text = value.strip()
+        if len(text) > _MAX_TEXT:
+            raise self._invalid(f"{name} is too long")
+        return text
+
+    def _choice(self, value: object, name: str, options: tuple[str, ...]) -> str:
+        if value not in options:
+            raise self._invalid(f"{name} must be one of: {', '.join(options)}")
+        return str(value)
+
+    def _template_ref(self, value: object) -> str:
+        ref = self._text(value, TEMPLATE_FIELD)
+        if len(ref) < _MIN_TEMPLATE_REF:
+            raise self._invalid(f"{TEMPLATE_FIELD} must be at least {_MIN_TEMPLATE_REF} characters")
+        return ref
+
+    def _proxy(self, value: object, proxy_type: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self._invalid(self.spec.message_for(PROXY_FIELD, "required", "A payment proxy is required"))
+        proxy = _PROXY_SEPARATORS.sub("", value)
+        pattern = _PROXY_PATTERNS.get(proxy_type)
+        if pattern is not None and not pattern.match(proxy):
+            raise self._invalid(f"the payment proxy is not a valid {proxy_type} proxy")
+        return proxy
+
+    def _limit(self, value: Decimal | int | str | None, name: str) -> int:
+        if value is None:
+            value = self.spec.default_limit(name)
+        try:
+            cents = to_cents(value)
+        except MoneyError as exc:
+            raise self._invalid(f"{name}: {exc}") from None
+        if cents < 0:
+            raise self._invalid(self.spec.message_for(name, "min", f"{name} cannot be negative"))
+        return cents
+
+    def _amount(self, value: Decimal | int | str) -> int:
+        try:
+            cents = to_cents(value)
+        except MoneyError as exc:
+            raise self._invalid(f"amount: {exc}") from None
+        if cents <= 0:
+            raise self._invalid("amount must be greater than zero")
+        return cents
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> PalmPayService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,562 @@
+"""SQLite persistence for palm-pay (stdlib sqlite3, WAL).
+
+Each thread gets its own connection. Writes run in `BEGIN IMMEDIATE`
+transactions, so a payment's limit check, its reservation and its events are
+one atomic step and concurrent payments (threads or processes) queue on the
+write lock instead of racing. A CHECK constraint repeats the daily-limit
+invariant so even a bug in the service cannot commit an overspend.
+
+Sensitive columns hold AES-GCM blobs; lookups go through HMAC blind indexes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .models import (
+    REVOKED,
+    AccessLogEntry,
+    AuditEntry,
+    OutboxEvent,
+    PalmPayLink,
+    PaymentEventRecord,
+    SealedField,
+)
+
+SCHEMA_VERSION = 1
+
+# Migrations are append-only: (version, statements). Never edit a released one.
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """CREATE TABLE palm_pay_links (
+                palm_pay_id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL,
+                palm_hand TEXT,
+                proxy_type TEXT NOT NULL,
+                link_status TEXT NOT NULL,
+                template_index BLOB NOT NULL,
+                template_ct BLOB NOT NULL,
+                template_hint TEXT NOT NULL,
+                proxy_index BLOB NOT NULL,
+                proxy_ct BLOB NOT NULL,
+                proxy_hint TEXT NOT NULL,
+                bank TEXT,
+                daily_limit_cents INTEGER NOT NULL CHECK (daily_limit_cents >= 0),
+                transaction_limit_cents INTEGER NOT NULL CHECK (transaction_limit_cents >= 0),
+                daily_spent_cents INTEGER NOT NULL DEFAULT 0 CHECK (daily_spent_cents >= 0),
+                reserved_cents INTEGER NOT NULL DEFAULT 0 CHECK (reserved_cents >= 0),
+                spent_day TEXT,
+                created_at REAL NOT NULL,
+                verified_at REAL,
+                linked_at REAL,
+                status_changed_at REAL NOT NULL,
+                status_reason TEXT,
+                CHECK (daily_spent_cents + reserved_cents <= daily_limit_cents)
+            )""",
+            # One live link per palm; a revoked palm may be enrolled again.
+            f"CREATE UNIQUE INDEX links_one_live_per_palm ON palm_pay_links(template_index)"
+            f" WHERE link_status != '{REVOKED}'",
+            "CREATE INDEX links_by_template ON palm_pay_links(template_index, created_at)",
+            "CREATE INDEX links_by_proxy ON palm_pay_links(proxy_index)",
+            "CREATE INDEX links_by_user ON palm_pay_links(user_id)",
+            "CREATE INDEX links_by_status ON palm_pay_links(link_status, created_at)",
+            """CREATE TABLE payments (
+                payment_id TEXT PRIMARY KEY,
+                palm_pay_id TEXT NOT NULL REFERENCES palm_pay_links(palm_pay_id),
+                amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+                terminal_id TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('pending', 'completed', 'failed')),
+                spent_day TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                error_code TEXT,
+                rail_reference TEXT,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+            "CREATE INDEX payments_pending ON payments(created_at) WHERE status = 'pending'",
+            "CREATE INDEX payments_by_link ON payments(palm_pay_id, spent_day)",
+            """CREATE TABLE otp_challenges (
+                palm_pay_id TEXT PRIMARY KEY REFERENCES palm_pay_links(palm_pay_id),
+                code_mac BLOB NOT NULL,
+                expires_at REAL NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                resends INTEGER NOT NULL DEFAULT 0,
+                delivery_id TEXT NOT NULL
+            )""",
+            """CREATE TABLE match_failures (
+                palm_pay_id TEXT NOT NULL,
+                ts REAL NOT NULL
+            )""",
+            "CREATE INDEX match_failures_by_link ON match_failures(palm_pay_id, ts)",
+            """CREATE TABLE outbox (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                ts REAL NOT NULL,
+                name TEXT NOT NULL,
+                payload TEXT NOT NULL
+            )""",
+            """CREATE TABLE payment_events (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                payment_id TEXT NOT NULL,
+                body TEXT NOT NULL
+            )""",
+            "CREATE INDEX payment_events_by_payment ON payment_events(payment_id)",
+            """CREATE TABLE audit_log (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                ts REAL NOT NULL,
+                palm_pay_id TEXT,
+                actor TEXT NOT NULL,
+                action TEXT NOT NULL,
+                from_status TEXT,
+                to_status TEXT,
+                outcome TEXT NOT NULL CHECK (outcome IN ('applied', 'refused')),
+                reason TEXT
+            )""",
+            "CREATE INDEX audit_by_link ON audit_log(palm_pay_id)",
+            """CREATE TABLE access_log (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                ts REAL NOT NULL,
+                palm_pay_id TEXT NOT NULL,
+                field TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                purpose TEXT NOT NULL
+            )""",
+            "CREATE INDEX access_by_link ON access_log(palm_pay_id)",
+            # Which data key new ciphertexts must use; lets processes notice a rotation.
+            """CREATE TABLE key_state (
+                singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+                active_key_id TEXT NOT NULL
+            )""",
+        ),
+    ),
+)
+
+_LINK_COLUMNS = (
+    "palm_pay_id, user_id, template_ct, template_hint, palm_hand, proxy_ct, proxy_hint, proxy_type,"
+    " link_status, linked_at, verified_at, daily_limit_cents, daily_spent_cents, transaction_limit_cents,"
+    " spent_day, reserved_cents, bank, created_at"
+)
+
+
+def _link(row: Sequence[Any]) -> PalmPayLink:
+    return PalmPayLink(
+        palm_pay_id=row[0],
+        user_id=row[1],
+        palm_template_ref=SealedField(row[2], row[3]),
+        palm_hand=row[4],
+        payshap_proxy=SealedField(row[5], row[6]),
+        proxy_type=row[7],
+        link_status=row[8],
+        linked_at=row[9],
+        verified_at=row[10],
+        daily_limit=row[11],
+        daily_spent=row[12],
+        transaction_limit=row[13],
+        spent_day=row[14],
+        reserved=row[15],
+        bank=row[16],
+        created_at=row[17],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRow:
+    payment_id: str
+    palm_pay_id: str
+    amount_cents: int
+    terminal_id: str
+    status: str
+    spent_day: str
+    attempts: int
+    error_code: str | None
+    rail_reference: str | None
+    created_at: float
+
+
+class Tx:
+    """Queries over one connection inside one transaction."""
+
+    __slots__ = ("c",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.c = conn
+
+    # --- links -------------------------------------------------------------
+
+    def link(self, palm_pay_id: str) -> PalmPayLink | None:
+        row = self.c.execute(f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE palm_pay_id = ?", (palm_pay_id,)).fetchone()
+        return _link(row) if row else None
+
+    def link_for_template(self, template_index: bytes) -> PalmPayLink | None:
+        """The live link of a palm, else its most recent revoked one."""
+        row = self.c.execute(
+            f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE template_index = ?"
+            f" ORDER BY link_status = '{REVOKED}', created_at DESC LIMIT 1",
+            (template_index,),
+        ).fetchone()
+        return _link(row) if row else None
+
+    def links_for_proxy(self, proxy_index: bytes) -> list[PalmPayLink]:
+        rows = self.c.execute(
+            f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE proxy_index = ? ORDER BY created_at", (proxy_index,)
+        ).fetchall()
+        return [_link(r) for r in rows]
+
+    def links_for_user(self, user_id: str) -> list[PalmPayLink]:
+        rows = self.c.execute(
+            f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE user_id = ? ORDER BY created_at", (user_id,)
+        ).fetchall()
+        return [_link(r) for r in rows]
+
+    def all_links(self) -> list[PalmPayLink]:
+        rows = self.c.execute(f"SELECT {_LINK_COLUMNS} FROM palm_pay_links ORDER BY created_at").fetchall()
+        return [_link(r) for r in rows]
+
+    def pending_created_before(self, status: str, cutoff: float) -> list[PalmPayLink]:
+        rows = self.c.execute(
+            f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE link_status = ? AND created_at <= ?",
+            (status, cutoff),
+        ).fetchall()
+        return [_link(r) for r in rows]
+
+    def insert_link(self, link: PalmPayLink, *, template_index: bytes, proxy_index: bytes) -> None:
+        self.c.execute(
+            "INSERT INTO palm_pay_links (palm_pay_id, user_id, palm_hand, proxy_type, link_status,"
+            " template_index, template_ct, template_hint, proxy_index, proxy_ct, proxy_hint, bank,"
+            " daily_limit_cents, transaction_limit_cents, daily_spent_cents, reserved_cents, spent_day,"
+            " created_at, verified_at, linked_at, status_changed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                link.palm_pay_id,
+                link.user_id,
+                link.palm_hand,
+                link.proxy_type,
+                link.link_status,
+                template_index,
+                link.palm_template_ref.ciphertext,
+                link.palm_template_ref.masked,
+                proxy_index,
+                link.payshap_proxy.ciphertext,
+                link.payshap_proxy.masked,
+                link.bank,
+                link.daily_limit,
+                link.transaction_limit,
+                link.daily_spent,
+                link.reserved,
+                link.spent_day,
+                link.created_at,
+                link.verified_at,
+                link.linked_at,
+                link.created_at,
+            ),
+        )
+
+    def set_status(
+        self,
+        palm_pay_id: str,
+        status: str,
+        *,
+        ts: float,
+        reason: str | None,
+        verified_at: float | None = None,
+        linked_at: float | None = None,
+    ) -> None:
+        self.c.execute(
+            "UPDATE palm_pay_links SET link_status = ?, status_changed_at = ?, status_reason = ?,"
+            " verified_at = COALESCE(?, verified_at), linked_at = COALESCE(?, linked_at) WHERE palm_pay_id = ?",
+            (status, ts, reason, verified_at, linked_at, palm_pay_id),
+        )
+
+    def set_counters(self, palm_pay_id: str, *, spent_day: str | None, daily_spent: int, reserved: int) -> None:
+        self.c.execute(
+            "UPDATE palm_pay_links SET spent_day = ?, daily_spent_cents = ?, reserved_cents = ? WHERE palm_pay_id = ?",
+            (spent_day, daily_spent, reserved, palm_pay_id),
+        )
+
+    def set_ciphertexts(self, palm_pay_id: str, *, template_ct: bytes, proxy_ct: bytes) -> None:
+        self.c.execute(
+            "UPDATE palm_pay_links SET template_ct = ?, proxy_ct = ? WHERE palm_pay_id = ?",
+            (template_ct, proxy_ct, palm_pay_id),
+        )
+
+    # --- payments ----------------------------------------------------------
+
+    def payment(self, payment_id: str) -> PaymentRow | None:
+        row = self.c.execute(
+            "SELECT payment_id, palm_pay_id, amount_cents, terminal_id, status, spent_day, attempts, error_code,"
+            " rail_reference, created_at FROM payments WHERE payment_id = ?",
+            (payment_id,),
+        ).fetchone()
+        return PaymentRow(*row) if row else None
+
+    def pending_payments(self, limit: int) -> list[PaymentRow]:
+        rows = self.c.execute(
+            "SELECT payment_id, palm_pay_id, amount_cents, terminal_id, status, spent_day, attempts, error_code,"
+            " rail_reference, created_at FROM payments WHERE status = 'pending' ORDER BY created_at LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [PaymentRow(*r) for r in rows]
+
+    def insert_payment(self, row: PaymentRow, *, ts: float) -> None:
+        self.c.execute(
+            "INSERT INTO payments (payment_id, palm_pay_id, amount_cents, terminal_id, status, spent_day, attempts,"
+            " error_code, rail_reference, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.payment_id,
+                row.palm_pay_id,
+                row.amount_cents,
+                row.terminal_id,
+                row.status,
+                row.spent_day,
+                row.attempts,
+                row.error_code,
+                row.rail_reference,
+                row.created_at,
+                ts,
+            ),
+        )
+
+    def finish_payment(
+        self, payment_id: str, *, status: str, attempts: int, error_code: str | None, rail_reference: str | None, ts: float
+    ) -> None:
+        self.c.execute(
+            "UPDATE payments SET status = ?, attempts = ?, error_code = ?, rail_reference = ?, updated_at = ?"
+            " WHERE payment_id = ?",
+            (status, attempts, error_code, rail_reference, ts, payment_id),
+        )
+
+    def completed_by_link_and_day(self) -> list[tuple[str, str, int, int]]:
+        """(palm_pay_id, spent_day, sum of completed cents, max single amount) for invariant checks."""
+        return self.c.execute(
+            "SELECT palm_pay_id, spent_day, SUM(amount_cents), MAX(amount_cents) FROM payments"
+            " WHERE status = 'completed' GROUP BY palm_pay_id, spent_day"
+        ).fetchall()
+
+    # --- OTP challenges ----------------------------------------------------
+
+    def otp(self, palm_pay_id: str) -> tuple[bytes, float, int, int, str] | None:
+        return self.c.execute(
+            "SELECT code_mac, expires_at, attempts, resends, delivery_id FROM otp_challenges WHERE palm_pay_id = ?",
+            (palm_pay_id,),
+        ).fetchone()
+
+    def put_otp(self, palm_pay_id: str, *, code_mac: bytes, expires_at: float, resends: int, delivery_id: str) -> None:
+        self.c.execute(
+            "INSERT INTO otp_challenges (palm_pay_id, code_mac, expires_at, attempts, resends, delivery_id)"
+            " VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT(palm_pay_id) DO UPDATE SET code_mac = excluded.code_mac,"
+            " expires_at = excluded.expires_at, attempts = 0, resends = excluded.resends,"
+            " delivery_id = excluded.delivery_id",
+            (palm_pay_id, code_mac, expires_at, resends, delivery_id),
+        )
+
+    def count_otp_attempt(self, palm_pay_id: str) -> None:
+        self.c.execute("UPDATE otp_challenges SET attempts = attempts + 1 WHERE palm_pay_id = ?", (palm_pay_id,))
+
+    def drop_otp(self, palm_pay_id: str) -> None:
+        self.c.execute("DELETE FROM otp_challenges WHERE palm_pay_id = ?", (palm_pay_id,))
+
+    # --- failed matches ----------------------------------------------------
+
+    def record_match_failure(self, palm_pay_id: str, ts: float, *, keep_after: float) -> list[float]:
+        """Store a failed match, prune old ones, return the failure times still in the window."""
+        self.c.execute("DELETE FROM match_failures WHERE palm_pay_id = ? AND ts <= ?", (palm_pay_id, keep_after))
+        self.c.execute("INSERT INTO match_failures (palm_pay_id, ts) VALUES (?, ?)", (palm_pay_id, ts))
+        rows = self.c.execute("SELECT ts FROM match_failures WHERE palm_pay_id = ?", (palm_pay_id,)).fetchall()
+        return [r[0] for r in rows]
+
+    def clear_match_failures(self, palm_pay_id: str) -> None:
+        self.c.execute("DELETE FROM match_failures WHERE palm_pay_id = ?", (palm_pay_id,))
+
+    # --- outbox, payment events, audit, access -----------------------------
+
+    def emit(self, ts: float, name: str, payload: dict[str, Any]) -> int:
+        cur = self.c.execute(
+            "INSERT INTO outbox (ts, name, payload) VALUES (?, ?, ?)", (ts, name, orjson.dumps(payload).decode())
+        )
+        return int(cur.lastrowid or 0)
+
+    def outbox_after(self, after_id: int, limit: int) -> list[OutboxEvent]:
+        rows = self.c.execute(
+            "SELECT id, ts, name, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        ).fetchall()
+        return [OutboxEvent(id=r[0], ts=r[1], name=r[2], payload=orjson.loads(r[3])) for r in rows]
+
+    def add_payment_event(self, payment_id: str, body: dict[str, Any]) -> int:
+        cur = self.c.execute(
+            "INSERT INTO payment_events (payment_id, body) VALUES (?, ?)", (payment_id, orjson.dumps(body).decode())
+        )
+        return int(cur.lastrowid or 0)
+
+    def payment_event_count(self, payment_id: str) -> int:
+        return self.c.execute("SELECT COUNT(*) FROM payment_events WHERE payment_id = ?", (payment_id,)).fetchone()[0]
+
+    def payment_events_after(self, after_id: int, limit: int) -> list[PaymentEventRecord]:
+        rows = self.c.execute(
+            "SELECT id, body FROM payment_events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        ).fetchall()
+        return [PaymentEventRecord(id=r[0], event=orjson.loads(r[1])) for r in rows]
+
+    def audit(
+        self,
+        ts: float,
+        *,
+        palm_pay_id: str | None,
+        actor: str,
+        action: str,
+        from_status: str | None,
+        to_status: str | None,
+        outcome: str,
+        reason: str | None,
+    ) -> None:
+        self.c.execute(
+            "INSERT INTO audit_log (ts, palm_pay_id, actor, action, from_status, to_status, outcome, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (ts, palm_pay_id, actor, action, from_status, to_status, outcome, reason),
+        )
+
+    def audit_entries(self, palm_pay_id: str | None = None) -> list[AuditEntry]:
+        sql = "SELECT id, ts, palm_pay_id, actor, action, from_status, to_status, outcome, reason FROM audit_log"
+        args: tuple[Any, ...] = ()
+        if palm_pay_id is not None:
+            sql += " WHERE palm_pay_id = ?"
+            args = (palm_pay_id,)
+        rows = self.c.execute(sql + " ORDER BY id", args).fetchall()
+        keys = ("id", "ts", "palm_pay_id", "actor", "action", "from_status", "to_status", "outcome", "reason")
+        return [AuditEntry(**dict(zip(keys, r, strict=True))) for r in rows]
+
+    def log_access(self, ts: float, palm_pay_id: str, field: str, actor: str, purpose: str) -> None:
+        self.c.execute(
+            "INSERT INTO access_log (ts, palm_pay_id, field, actor, purpose) VALUES (?, ?, ?, ?, ?)",
+            (ts, palm_pay_id, field, actor, purpose),
+        )
+
+    def access_entries(self, palm_pay_id: str | None = None) -> list[AccessLogEntry]:
+        sql = "SELECT id, ts, palm_pay_id, field, actor, purpose FROM access_log"
+        args: tuple[Any, ...] = ()
+        if palm_pay_id is not None:
+            sql += " WHERE palm_pay_id = ?"
+            args = (palm_pay_id,)
+        rows = self.c.execute(sql + " ORDER BY id", args).fetchall()
+        keys = ("id", "ts", "palm_pay_id", "field", "actor", "purpose")
+        return [AccessLogEntry(**dict(zip(keys, r, strict=True))) for r in rows]
+
+    # --- keys --------------------------------------------------------------
+
+    def active_key_id(self) -> str | None:
+        row = self.c.execute("SELECT active_key_id FROM key_state WHERE singleton = 1").fetchone()
+        return row[0] if row else None
+
+    def set_active_key_id(self, key_id: str) -> None:
+        self.c.execute(
+            "INSERT INTO key_state (singleton, active_key_id) VALUES (1, ?)"
+            " ON CONFLICT(singleton) DO UPDATE SET active_key_id = excluded.active_key_id",
+            (key_id,),
+        )
+
+    def sealed_values(self) -> list[tuple[str, bytes, bytes]]:
+        return self.c.execute("SELECT palm_pay_id, template_ct, proxy_ct FROM palm_pay_links").fetchall()
+
+
+class PalmPayStore:
+    """Owns the database file: schema, per-thread connections, transactions."""
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 30.0, synchronous: str = "NORMAL") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(f"unknown synchronous mode {synchronous!r}")
+        self._busy_timeout_s = busy_timeout_s
+        self._synchronous = synchronous.upper()
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves (BEGIN IMMEDIATE for writes).
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,
+                cached_statements=256,
+                check_same_thread=False,  # each thread has its own; False only so close() works from any thread
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def _migrate(self) -> None:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+            if current > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"palm-pay database {self.path} has schema {current}, newer than this code ({SCHEMA_VERSION})"
+                )
+            for version, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, datetime('now'))", (version,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def schema_version(self) -> int:
+        return self._connect().execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Tx]:
+        """A write transaction holding the database write lock from its first statement."""
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield Tx(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read transaction: one consistent snapshot for all its queries."""
+        conn = self._connect()
+        conn.execute("BEGIN")
+        try:
+            yield Tx(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file (used before inspecting the file on disk)."""
+        self._connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
