@@ -164,29 +164,42 @@ def initiate_with_retries(
     sleep: Callable[[float], None] = time.sleep,
     timer: Callable[[], float] = time.perf_counter,
 ) -> RailCallOutcome:
-    retrying = Retrying(
-        stop=stop_after_attempt(policy.max_attempts),
-        wait=wait_exponential(multiplier=policy.initial_wait_s, max=policy.max_wait_s),
-        retry=retry_if_exception_type(RailTransientError),
-        reraise=True,
-        sleep=sleep,
-    )
-    number = 0
+    """Call the rail; retry (tenacity, same idempotency key) only on RailTransientError."""
+
+    def call(number: int) -> RailResult:
+        started = timer()
+        try:
+            result = rail.initiate_payment(request)
+        except RailError as exc:
+            on_attempt(RailAttempt(number, (timer() - started) * 1000, None, exc))
+            raise
+        except Exception:
+            # An unexpected failure may have happened after the rail took the money: unknown outcome.
+            on_attempt(RailAttempt(number, (timer() - started) * 1000, None, RailTimeout("SYSTEM_ERROR")))
+            raise RailTimeout("SYSTEM_ERROR") from None
+        on_attempt(RailAttempt(number, (timer() - started) * 1000, result, None))
+        return result
+
+    number = 1
     try:
-        for attempt in retrying:
-            with attempt:
-                number = attempt.retry_state.attempt_number
-                started = timer()
-                try:
-                    result = rail.initiate_payment(request)
-                except RailError as exc:
-                    on_attempt(RailAttempt(number, (timer() - started) * 1000, None, exc))
-                    raise
-                except Exception:
-                    # An unexpected failure may have happened after the rail took the money.
-                    on_attempt(RailAttempt(number, (timer() - started) * 1000, None, RailTimeout("SYSTEM_ERROR")))
-                    raise RailTimeout("SYSTEM_ERROR") from None
-                on_attempt(RailAttempt(number, (timer() - started) * 1000, result, None))
+        try:
+            # First attempt outside tenacity: the common case pays no retry bookkeeping.
+            result = call(1)
+        except RailTransientError:
+            if policy.max_attempts <= 1:
+                raise
+            sleep(policy.initial_wait_s)
+            retrying = Retrying(
+                stop=stop_after_attempt(policy.max_attempts - 1),
+                wait=wait_exponential(multiplier=policy.initial_wait_s, min=policy.initial_wait_s, max=policy.max_wait_s),
+                retry=retry_if_exception_type(RailTransientError),
+                reraise=True,
+                sleep=sleep,
+            )
+            for attempt in retrying:
+                with attempt:
+                    number = attempt.retry_state.attempt_number + 1
+                    result = call(number)
     except RailTransientError as exc:
         return RailCallOutcome("failed", number, exc.code, None)
     except RailTimeout as exc:

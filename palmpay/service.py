@@ -16,6 +16,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -118,6 +119,7 @@ class PalmPayService:
             self.options.database_path,
             busy_timeout_s=self.options.busy_timeout_s,
             synchronous=self.options.synchronous,
+            wal_autocheckpoint_pages=self.options.wal_autocheckpoint_pages,
         )
         with self.store.write() as tx:
             if tx.active_key_id() is None:
@@ -450,7 +452,7 @@ class PalmPayService:
             log.info("payment %s refused at terminal %s: %s", payment_id, terminal_id, refusal.code)
             raise refusal
         assert link is not None
-        return self._charge(link, payment_id, amount_cents, terminal_id, proxy, attempt, started)
+        return self._charge(link, payment_id, amount_cents, terminal_id, proxy, attempt, started, today)
 
     def _charge(
         self,
@@ -461,6 +463,7 @@ class PalmPayService:
         proxy: str,
         first_attempt: int,
         started: float,
+        today: str,
     ) -> PaymentResult:
         attempts: list[tuple[float, float, RailAttempt]] = []
         mark = [started]
@@ -505,18 +508,23 @@ class PalmPayService:
                         extra={"pending": True} if unknown else None,
                     ),
                 )
-            row = tx.payment(payment_id)
-            assert row is not None
-            if outcome.status == "completed":
-                self._settle(tx, row, "completed", ts, attempts=outcome.attempts, rail_reference=outcome.rail_reference)
-            elif outcome.status == "failed":
-                self._settle(tx, row, "failed", ts, attempts=outcome.attempts, error_code=outcome.error_code)
-            else:
+            row = PaymentRow(
+                payment_id, link.palm_pay_id, amount_cents, terminal_id, "pending", today, outcome.attempts,
+                outcome.error_code, outcome.rail_reference, ts,
+            )
+            if outcome.status == "unknown":
                 tx.finish_payment(
                     payment_id, status="pending", attempts=outcome.attempts, error_code=outcome.error_code,
                     rail_reference=outcome.rail_reference, ts=ts,
                 )
-            final = tx.payment(payment_id)
+                final: PaymentRow | None = row
+            else:
+                settled = self._settle(
+                    tx, row, link, outcome.status, ts, attempts=outcome.attempts,
+                    rail_reference=outcome.rail_reference, error_code=outcome.error_code,
+                )
+                # If reconcile() settled it meanwhile, report what is stored, not what we saw.
+                final = replace(row, status=outcome.status) if settled else tx.payment(payment_id)
         assert final is not None
         if final.status != "completed":
             log.info("payment %s on %s is %s (%s)", payment_id, link.palm_pay_id, final.status, final.error_code)
@@ -533,6 +541,7 @@ class PalmPayService:
         self,
         tx: Tx,
         row: PaymentRow,
+        link: PalmPayLink,
         status: str,
         ts: float,
         *,
@@ -541,20 +550,16 @@ class PalmPayService:
         error_code: str | None = None,
     ) -> bool:
         """Move a pending payment to its final state exactly once; False if already settled."""
-        current = tx.payment(row.payment_id)
-        if current is None or current.status != "pending":
-            return False
-        link = tx.link(row.palm_pay_id)
-        assert link is not None
-        reserved = link.reserved - row.amount_cents
-        spent = link.daily_spent
-        if status == "completed" and link.spent_day == row.spent_day:
-            # Counted once, on the day it was reserved; a payment from a finished day is not
-            # charged to the new day's counter.
-            spent += row.amount_cents
-        tx.set_counters(link.palm_pay_id, spent_day=link.spent_day, daily_spent=spent, reserved=max(reserved, 0))
-        tx.finish_payment(
+        if status == "completed":
+            error_code = None
+        if not tx.finish_payment(
             row.payment_id, status=status, attempts=attempts, error_code=error_code, rail_reference=rail_reference, ts=ts
+        ):
+            return False
+        # Counted once, on the day it was reserved: a payment from a finished day does not
+        # count against the new day's counter (the store compares spent_day).
+        tx.release_reservation(
+            row.palm_pay_id, amount_cents=row.amount_cents, spent_day=row.spent_day if status == "completed" else None
         )
         if status == "completed":
             self._emit(tx, ts, "palm_payment_completed", self._values(link, amount_cents=row.amount_cents))
@@ -575,15 +580,16 @@ class PalmPayService:
                 continue
             ts = self.clock().timestamp()
             with self.store.write() as tx:
+                link = tx.link(row.palm_pay_id)
+                assert link is not None
                 if answer.status == "completed":
-                    done = self._settle(
-                        tx, row, "completed", ts, attempts=row.attempts, rail_reference=answer.rail_reference
+                    completed += self._settle(
+                        tx, row, link, "completed", ts, attempts=row.attempts, rail_reference=answer.rail_reference
                     )
-                    completed += done
                 elif answer.status in ("failed", "not_found"):
                     # not_found after the grace period: the rail never took it, so release the hold.
                     code = answer.error_code or ("DO_NOT_HONOR" if answer.status == "failed" else row.error_code)
-                    failed += self._settle(tx, row, "failed", ts, attempts=row.attempts, error_code=code)
+                    failed += self._settle(tx, row, link, "failed", ts, attempts=row.attempts, error_code=code)
                 else:
                     still += 1
                 tx.audit(

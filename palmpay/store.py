@@ -12,6 +12,7 @@ Sensitive columns hold AES-GCM blobs; lookups go through HMAC blind indexes.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -84,7 +85,6 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 updated_at REAL NOT NULL
             )""",
             "CREATE INDEX payments_pending ON payments(created_at) WHERE status = 'pending'",
-            "CREATE INDEX payments_by_link ON payments(palm_pay_id, spent_day)",
             """CREATE TABLE otp_challenges (
                 palm_pay_id TEXT PRIMARY KEY REFERENCES palm_pay_links(palm_pay_id),
                 code_mac BLOB NOT NULL,
@@ -326,12 +326,35 @@ class Tx:
         )
 
     def finish_payment(
-        self, payment_id: str, *, status: str, attempts: int, error_code: str | None, rail_reference: str | None, ts: float
-    ) -> None:
-        self.c.execute(
+        self,
+        payment_id: str,
+        *,
+        status: str,
+        attempts: int,
+        error_code: str | None,
+        rail_reference: str | None,
+        ts: float,
+        only_if_pending: bool = True,
+    ) -> bool:
+        """Record a payment's state; with only_if_pending, True only for the one call that settles it."""
+        cur = self.c.execute(
             "UPDATE payments SET status = ?, attempts = ?, error_code = ?, rail_reference = ?, updated_at = ?"
-            " WHERE payment_id = ?",
+            " WHERE payment_id = ?" + (" AND status = 'pending'" if only_if_pending else ""),
             (status, attempts, error_code, rail_reference, ts, payment_id),
+        )
+        return cur.rowcount == 1
+
+    def release_reservation(self, palm_pay_id: str, *, amount_cents: int, spent_day: str | None) -> None:
+        """Move a settled payment's hold out of `reserved`; into daily_spent when spent_day is still current.
+
+        `spent_day` None means the payment failed: nothing is spent. One UPDATE, so
+        concurrent settlements never lose each other's counter changes.
+        """
+        self.c.execute(
+            "UPDATE palm_pay_links SET reserved_cents = reserved_cents - ?,"
+            " daily_spent_cents = daily_spent_cents + CASE WHEN spent_day = ? THEN ? ELSE 0 END"
+            " WHERE palm_pay_id = ?",
+            (amount_cents, spent_day, amount_cents, palm_pay_id),
         )
 
     def completed_by_link_and_day(self) -> list[tuple[str, str, int, int]]:
@@ -469,13 +492,25 @@ class Tx:
 class PalmPayStore:
     """Owns the database file: schema, per-thread connections, transactions."""
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 30.0, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_s: float = 30.0,
+        synchronous: str = "NORMAL",
+        wal_autocheckpoint_pages: int = 4000,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            # Owner-only from the start; SQLite gives the -wal/-shm files the same mode.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
         self._busy_timeout_s = busy_timeout_s
         self._synchronous = synchronous.upper()
+        self._autocheckpoint = int(wal_autocheckpoint_pages)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -495,6 +530,7 @@ class PalmPayStore:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {self._autocheckpoint}")
             conn.execute("PRAGMA foreign_keys = ON")
             self._local.conn = conn
             with self._all_lock:
