@@ -23,10 +23,10 @@ class Settings(BaseSettings):
     window_seconds: float = Field(60.0, gt=0, description="Sliding window the agent reasons over (brief: 60 s).")
     tick_seconds: float = Field(60.0, gt=0, description="Event-time step between two decisions.")
     min_segment_attempts: int = Field(
-        20, ge=1, description="Fewer attempts than this in a segment is too little evidence to blame it."
+        10, ge=1, description="Fewer attempts than this in a segment is too little evidence to blame it."
     )
     min_excess_failures: int = Field(
-        8, ge=1, description="A segment must fail at least this many more attempts than its baseline predicts."
+        8, ge=1, description="A segment must fail this many more attempts than its reference predicts (2 of 5 at a tiny bank is not an incident)."
     )
     significance_z: float = Field(
         3.0, gt=0, description="Wilson-score z: the deviation must clear ~3 sigma so noise at small banks is ignored."

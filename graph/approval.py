@@ -1,0 +1,101 @@
+"""Human approval as its own LangGraph thread per request, so the agent keeps ticking.
+
+`open_request` starts thread `approval:<decision_id>`, which pauses in
+`interrupt()`. An operator resumes it from any process (`payops approve|reject`)
+with `Command(resume=...)`; the answer is validated and recorded, and an approved
+action is applied by the agent on its next tick (idempotent by decision id).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Command, interrupt
+from pydantic import BaseModel, ConfigDict, Field
+
+from payops.memory.approvals import APPROVED, PENDING, REJECTED
+
+from .services import AgentServices, Context, services_of
+
+
+class ApprovalAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    approved: bool
+    approver: str = Field(..., min_length=1, max_length=100)
+    note: str | None = Field(None, max_length=1000)
+
+
+class ApprovalState(TypedDict, total=False):
+    request: dict[str, Any]
+    answer: dict[str, Any]
+    status: str
+
+
+def await_decision(state: ApprovalState) -> dict[str, Any]:
+    # Nothing before interrupt(): this node runs again from the top on resume.
+    answer = interrupt(state["request"])
+    parsed = ApprovalAnswer.model_validate(answer)
+    return {"answer": parsed.model_dump()}
+
+
+def record_decision(state: ApprovalState, runtime: Runtime[Context]) -> dict[str, Any]:
+    svc = services_of(runtime.context)
+    answer = state["answer"]
+    decision_id = state["request"]["decision_id"]
+    status = state.get("status") or (APPROVED if answer["approved"] else REJECTED)
+    changed = svc.approvals.decide(decision_id, status, answer["approver"], answer.get("note"), svc.clock()) if svc.approvals else False
+    svc.audit.append(decision_id, "approval", svc.clock(), {
+        "decision_id": decision_id, "status": status, "approver": answer["approver"], "note": answer.get("note"),
+        "proposal": state["request"].get("proposal"), "recorded": changed,
+    })
+    return {"status": status}
+
+
+def build_approval_graph(checkpointer: Any = None) -> Any:
+    g = StateGraph(ApprovalState, context_schema=Context)
+    g.add_node("await_decision", await_decision)
+    g.add_node("record_decision", record_decision)
+    g.add_edge(START, "await_decision")
+    g.add_edge("await_decision", "record_decision")
+    g.add_edge("record_decision", END)
+    return g.compile(checkpointer=checkpointer)
+
+
+def thread_for(decision_id: str) -> dict[str, Any]:
+    return {"configurable": {"thread_id": f"approval:{decision_id}"}}
+
+
+def open_request(svc: AgentServices, request: dict[str, Any]) -> dict[str, Any]:
+    assert svc.approvals is not None and svc.approval_graph is not None, "approvals need a durable checkpointer"
+    decision_id = request["decision_id"]
+    created = svc.clock()
+    expires = created + svc.settings.approval_ttl_seconds
+    request = {**request, "created_at": created, "expires_at": expires}
+    existing = svc.approvals.get(decision_id)
+    if existing is None:
+        svc.approvals.open(decision_id, f"approval:{decision_id}", created, expires, request)
+        svc.approval_graph.invoke({"request": request}, thread_for(decision_id), context=Context(services=svc))
+        existing = svc.approvals.get(decision_id)
+    assert existing is not None
+    return {"decision_id": decision_id, "status": existing.status, "expires_at": existing.expires_at}
+
+
+class ApprovalNotPending(Exception):
+    pass
+
+
+def resume(svc: AgentServices, decision_id: str, answer: dict[str, Any], status: str | None = None) -> str:
+    """Answer a pending request (from any process). Returns the recorded status."""
+    assert svc.approvals is not None and svc.approval_graph is not None
+    found = svc.approvals.get(decision_id)
+    if found is None or found.status != PENDING:
+        raise ApprovalNotPending(f"no pending approval request {decision_id}")
+    parsed = ApprovalAnswer.model_validate(answer)  # bad input: clear error, thread stays paused
+    update = {"status": status} if status else None  # e.g. "expired" rather than a plain rejection
+    result = svc.approval_graph.invoke(Command(resume=parsed.model_dump(), update=update),
+                                       thread_for(decision_id), context=Context(services=svc))
+    return str(result.get("status", ""))
+

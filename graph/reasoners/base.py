@@ -1,0 +1,50 @@
+"""The seam between the graph and whatever reasons: rules by default, an LLM when configured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from payops.models import Diagnosis, ProposedAction
+from payops.signals.window import WindowSnapshot
+
+
+@dataclass(frozen=True)
+class ActionView:
+    """An action in force, as a reasoner sees it."""
+
+    tool: str
+    target: dict[str, str]
+    args: dict[str, Any]
+    applied_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_segment_attempts: int = 10
+    min_excess_failures: int = 8
+    significance_z: float = 3.0
+    action_ttl_seconds: float = 1800.0
+
+
+@dataclass(frozen=True)
+class ReasoningContext:
+    in_force: tuple[ActionView, ...] = ()
+    lessons: tuple[dict[str, Any], ...] = ()
+    previous: Diagnosis | None = None
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+@dataclass(frozen=True)
+class Decision:
+    diagnosis: Diagnosis
+    proposal: ProposedAction
+    llm_calls: tuple[dict[str, Any], ...] = ()  # tokens, latency, model, fallback reason
+    notes: tuple[str, ...] = ()
+
+
+class Reasoner(Protocol):
+    name: str
+
+    def decide(self, snapshot: WindowSnapshot, context: ReasoningContext) -> Decision: ...

@@ -1,0 +1,128 @@
+"""What the nodes work with: the live objects behind one agent deployment.
+
+`Context` is the LangGraph runtime context (react-agent style); it carries an
+`AgentServices`. When a run gives none (LangGraph Studio / Server), services are
+built once per process from the environment's Settings.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from langgraph.store.base import BaseStore
+from langgraph.store.memory import InMemoryStore
+
+from payops.guardrails.notify import ListNotifier, Notifier
+from payops.memory.approvals import ApprovalBook
+from payops.memory.audit import AuditLog
+from payops.memory.lessons import LessonStore
+from payops.settings import Settings
+from payops.signals.sources import Source
+from payops.signals.window import EventWindow
+from payops.tools.control_plane import ControlPlane, SimulatedControlPlane
+from payops.tools.permissions import PermissionTable, permission_table
+
+from .reasoners.base import Reasoner, Thresholds
+from .reasoners.rules import RuleReasoner
+
+
+@dataclass
+class AgentServices:
+    settings: Settings
+    window: EventWindow
+    control_plane: ControlPlane
+    audit: AuditLog
+    lessons: LessonStore
+    reasoner: Reasoner
+    permissions: PermissionTable
+    notifier: Notifier
+    source: Source | None = None
+    approvals: ApprovalBook | None = None  # None: escalations are recorded, no approval threads (replay)
+    approval_graph: Any = None
+    clock: Callable[[], float] = time.time  # wall clock for approval expiry
+    fallback_reasoner: Reasoner | None = None
+    scratch: dict[str, Any] = field(default_factory=dict)  # per-tick live objects (the snapshot)
+    restored: bool = False
+
+    @property
+    def thread_id(self) -> str:
+        return f"payops:{self.settings.deployment}"
+
+    @property
+    def thresholds(self) -> Thresholds:
+        s = self.settings
+        return Thresholds(s.min_segment_attempts, s.min_excess_failures, s.significance_z, s.action_ttl_seconds)
+
+
+@dataclass
+class Context:
+    """LangGraph runtime context. Fields settable per run; services built from Settings if absent."""
+
+    services: AgentServices | None = None
+
+
+def make_reasoner(settings: Settings) -> Reasoner:
+    if settings.llm_model:
+        from .reasoners.llm import LLMReasoner
+
+        return LLMReasoner.from_settings(settings, fallback=RuleReasoner())
+    return RuleReasoner()
+
+
+def sqlite_store(path: Path) -> BaseStore:
+    from langgraph.store.sqlite import SqliteStore
+
+    # isolation_level=None: SqliteStore manages its own transactions (STACK-NOTES).
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    store = SqliteStore(conn)
+    store.setup()
+    return store
+
+
+def build_services(settings: Settings | None = None, *, source: Source | None = None, in_memory: bool = False,
+                   control_plane: ControlPlane | None = None, notifier: Notifier | None = None,
+                   reasoner: Reasoner | None = None) -> AgentServices:
+    """Services for one deployment. `in_memory` keeps nothing on disk (replay, evals)."""
+    settings = settings or Settings()
+    if in_memory:
+        audit = AuditLog(":memory:")
+        store: BaseStore = InMemoryStore()
+        approvals = None
+    else:
+        state_dir = settings.ensure_state_dir()
+        audit = AuditLog(state_dir / "audit.db")
+        store = sqlite_store(state_dir / "lessons.db")
+        approvals = ApprovalBook(state_dir / "approvals.db")
+    return AgentServices(
+        settings=settings,
+        window=EventWindow(settings.window_seconds, significance_z=settings.significance_z),
+        control_plane=control_plane or SimulatedControlPlane(),
+        audit=audit,
+        lessons=LessonStore(store),
+        reasoner=reasoner or make_reasoner(settings),
+        permissions=permission_table(),
+        notifier=notifier or ListNotifier(),
+        source=source,
+        approvals=approvals,
+        fallback_reasoner=RuleReasoner(),
+    )
+
+
+_default: AgentServices | None = None
+
+
+def default_services() -> AgentServices:
+    global _default
+    if _default is None:
+        _default = build_services()
+    return _default
+
+
+def services_of(context: Context | None) -> AgentServices:
+    if context is not None and context.services is not None:
+        return context.services
+    return default_services()

@@ -1,0 +1,38 @@
+"""The agent's state: plain JSON values, checkpointed after every tick.
+
+What must survive a restart lives here (tick counter, clock, actions in force,
+recent decisions); live objects (the event window, stores) live in services.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class AgentState(TypedDict, total=False):
+    # clock
+    tick: int
+    window_end: float
+    decision_id: str
+    # observe
+    snapshot: dict[str, Any]  # digest: key figures of the window
+    # reason / decide
+    diagnosis: dict[str, Any]
+    proposal: dict[str, Any]
+    llm_calls: list[dict[str, Any]]
+    lessons_consulted: list[dict[str, Any]]
+    # guard / act
+    verdict: dict[str, Any]
+    execution: dict[str, Any]
+    approval: dict[str, Any] | None
+    # memory that outlives a tick
+    in_force: list[dict[str, Any]]
+    history: list[dict[str, Any]]  # executed actions (bounded), newest last
+    recent: list[dict[str, Any]]  # short-term incident buffer: last decisions (bounded)
+    baselines: dict[str, Any]
+    awaiting: list[dict[str, Any]]  # escalations waiting for a human: {decision_id, tool, target_key, at}
+    housekeeping: list[dict[str, Any]]  # expiries, approved actions applied, outcomes this tick
+
+
+class TickInput(TypedDict, total=False):
+    window_end: float

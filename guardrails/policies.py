@@ -1,0 +1,179 @@
+"""Guardrails: pure functions over typed data, each returning allow / needs_approval / deny.
+
+`evaluate` runs them all and combines most-restrictive-wins. A policy outcome is
+never an exception; every verdict carries its reason for the audit trail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from payops.models import Diagnosis, GuardrailResult, ProposedAction, Verdict, VerdictKind, target_key
+from payops.tools.actions import ACTIONS, Permission
+from payops.tools.permissions import PermissionTable
+
+ALLOW, APPROVE, DENY = VerdictKind.ALLOW, VerdictKind.NEEDS_APPROVAL, VerdictKind.DENY
+# Tools that only inform or deliberately do nothing cannot hurt payments.
+HARMLESS_TOOLS = frozenset({"no_action", "alert_ops"})
+
+
+@dataclass(frozen=True)
+class RouteHealth:
+    healthy: bool
+    methods: frozenset[str]  # methods the route carried successfully in the window
+    failure_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class PastAction:
+    tool: str
+    target: Mapping[str, str]
+    args: Mapping[str, object]
+    at: float
+    autonomous: bool
+
+
+@dataclass(frozen=True)
+class GuardContext:
+    now: float
+    permissions: PermissionTable
+    confidence_threshold: float = 0.8
+    max_autonomous_volume: float = 0.5
+    cooldown_seconds: float = 300.0
+    max_autonomous_actions_per_hour: int = 6
+    blast_radius: float = 0.0  # share of current traffic the action touches
+    in_force: tuple[PastAction, ...] = ()
+    history: tuple[PastAction, ...] = ()  # executed actions, newest last (includes those in force)
+    routes: Mapping[str, RouteHealth] = field(default_factory=dict)
+    target_methods: frozenset[str] = frozenset()
+    palm_metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+Policy = Callable[[ProposedAction, Diagnosis, GuardContext], GuardrailResult]
+
+
+def _r(rule: str, verdict: VerdictKind, reason: str) -> GuardrailResult:
+    return GuardrailResult(rule=rule, verdict=verdict, reason=reason)
+
+
+def confidence(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
+    if p.tool == "no_action":
+        return _r("confidence", ALLOW, "doing nothing needs no confidence")
+    if d.confidence < c.confidence_threshold:
+        return _r("confidence", APPROVE, f"confidence {d.confidence:.3f} < threshold {c.confidence_threshold:.2f}")
+    return _r("confidence", ALLOW, f"confidence {d.confidence:.3f} >= {c.confidence_threshold:.2f}")
+
+
+def known_tool(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
+    if p.tool not in ACTIONS:
+        return _r("known_tool", DENY, f"'{p.tool}' is not an action this agent may take")
+    return _r("known_tool", ALLOW, "typed tool")
+
+
+def permission(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
+    spec = ACTIONS.get(p.tool)
+    if spec is None:
+        return _r("permission", DENY, "no permission for an unknown tool")
+    level = c.permissions.level(spec)
+    if level is Permission.HUMAN_REQUIRED:
+        return _r("permission", APPROVE, f"{p.tool} is human_required")
+    return _r("permission", ALLOW, f"{p.tool} is {level.value}")
+
+
+def blast_radius(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
+    spec = ACTIONS.get(p.tool)
+    if spec is None or not spec.changes_traffic:
+        return _r("blast_radius", ALLOW, "does not change traffic")
+    share = c.blast_radius * (float(p.args.get("percent", 100.0)) / 100.0)
+    if share > c.max_autonomous_volume:
+        return _r("blast_radius", APPROVE, f"touches {share:.0%} of traffic > limit {c.max_autonomous_volume:.0%}")
+    return _r("blast_radius", ALLOW, f"touches {share:.0%} of traffic <= limit {c.max_autonomous_volume:.0%}")
+
+
+def human_checkpoints(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
+    spec = ACTIONS.get(p.tool)
+    hit = c.permissions.checkpoints(spec) if spec else []
+    if hit:
+        return _r("human_checkpoint", APPROVE, "human checkpoint: " + "; ".join(hit))
+    return _r("human_checkpoint", ALLOW, "no human checkpoint crossed")
+
+
+def escalation_triggers(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
+    """The spec's triggers apply to palm-pay operations; metrics are defined in guardrails.metrics."""
+    spec = ACTIONS.get(p.tool)
+    if spec is None or spec.palm_transition_to is None:
+        return _r("escalation_trigger", ALLOW, "not a palm-pay operation")
+    fired = [t.expression for t in c.permissions.triggers if t.metric in c.palm_metrics and t.fires(c.palm_metrics[t.metric])]
+    if fired:
+        figures = ", ".join(f"{k}={v:g}" for k, v in sorted(c.palm_metrics.items()))
+        return _r("escalation_trigger", APPROVE, f"escalation trigger fired: {'; '.join(fired)} ({figures})")
+    return _r("escalation_trigger", ALLOW, "no escalation trigger fired")
+
+
+def irreversible(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
+    spec = ACTIONS.get(p.tool)
+    if spec is not None and not spec.reversible:
+        return _r("irreversible", APPROVE, f"{p.tool} cannot be undone")
+    return _r("irreversible", ALLOW, "reversible")
+
+
+def already_in_force(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
+    key = target_key(p.target)
+    for a in c.in_force:
+        if a.tool == p.tool and target_key(a.target) == key and dict(a.args) == {k: v for k, v in p.args.items()}:
+            return _r("already_in_force", DENY, f"{p.tool} on {key} is already in force")
+    return _r("already_in_force", ALLOW, "not a repeat")
+
+
+def anti_flapping(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
+    """A reroute back into a route that was rerouted away from within the cooldown is a reversal."""
+    if p.tool != "reroute_traffic":
+        return _r("anti_flapping", ALLOW, "not a reroute")
+    destinations = set(p.args.get("to_routes", {}))
+    for a in c.history:
+        if a.tool == "reroute_traffic" and c.now - a.at < c.cooldown_seconds and a.target.get("route") in destinations:
+            return _r("anti_flapping", APPROVE, f"would reverse the reroute away from {a.target['route']} {c.now - a.at:.0f}s ago")
+    return _r("anti_flapping", ALLOW, "no recent reversal")
+
+
+def action_rate(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
+    spec = ACTIONS.get(p.tool)
+    if spec is None or not spec.changes_traffic:
+        return _r("action_rate", ALLOW, "not counted")
+    recent = sum(1 for a in c.history if a.autonomous and c.now - a.at < 3600.0)
+    if recent >= c.max_autonomous_actions_per_hour:
+        return _r("action_rate", APPROVE, f"{recent} autonomous actions in the last hour (cap {c.max_autonomous_actions_per_hour})")
+    return _r("action_rate", ALLOW, f"{recent} autonomous actions in the last hour")
+
+
+def safe_destination(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
+    if p.tool != "reroute_traffic":
+        return _r("safe_destination", ALLOW, "not a reroute")
+    for route in p.args.get("to_routes", {}):
+        health = c.routes.get(route)
+        if health is None:
+            return _r("safe_destination", DENY, f"destination route {route} carried no traffic in the window")
+        if not health.healthy:
+            return _r("safe_destination", DENY, f"destination route {route} is unhealthy ({health.failure_rate:.0%} failing)")
+        missing = c.target_methods - health.methods
+        if missing:
+            return _r("safe_destination", DENY, f"destination route {route} does not carry {', '.join(sorted(missing))}")
+        if route == p.target.get("route"):
+            return _r("safe_destination", DENY, f"destination {route} is the route being moved away from")
+    return _r("safe_destination", ALLOW, "destinations healthy and support the traffic")
+
+
+POLICIES: tuple[Policy, ...] = (
+    known_tool, confidence, permission, blast_radius, human_checkpoints, escalation_triggers,
+    irreversible, already_in_force, anti_flapping, action_rate, safe_destination,
+)
+
+
+def evaluate(proposal: ProposedAction, diagnosis: Diagnosis, context: GuardContext) -> Verdict:
+    results = tuple(policy(proposal, diagnosis, context) for policy in POLICIES)
+    if proposal.tool in HARMLESS_TOOLS:
+        # Alerting or doing nothing is always allowed; the verdicts are still recorded.
+        results = tuple(r if r.verdict is ALLOW or r.rule == "known_tool" else _r(r.rule, ALLOW, r.reason + " (harmless action)") for r in results)
+    worst = max((r.verdict for r in results), key=lambda v: v.severity)
+    return Verdict(verdict=worst, results=results)

@@ -1,0 +1,144 @@
+"""The audit trail: one append-only, hash-chained record per decision.
+
+Each row's hash covers its sequence number, the previous row's hash and the
+canonical JSON of the record, and a head row keeps the count and last hash, so
+an edited, deleted or reordered row breaks `verify()` at the first bad record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+
+from .redact import redact
+
+GENESIS = "0" * 64
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY,
+    decision_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    record BLOB NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_decision ON audit_log(decision_id);
+CREATE TABLE IF NOT EXISTS audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    count INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+"""
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
+def chain_hash(seq: int, prev_hash: str, body: bytes) -> str:
+    return hashlib.sha256(f"{seq}:{prev_hash}:".encode() + body).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    decision_id: str
+    at: float
+    kind: str
+    record: dict[str, Any]
+    hash: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    count: int
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+
+class AuditLog:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def append(self, decision_id: str, kind: str, at: float, record: dict[str, Any]) -> AuditEntry:
+        """Append one record (sensitive fields masked) atomically with the head."""
+        safe = redact(record)
+        body = canonical(safe)
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                head = cur.execute("SELECT count, hash FROM audit_head WHERE id = 1").fetchone()
+                count, prev = head if head else (0, GENESIS)
+                seq = count + 1
+                digest = chain_hash(seq, prev, body)
+                cur.execute(
+                    "INSERT INTO audit_log (seq, decision_id, at, kind, record, prev_hash, hash) VALUES (?,?,?,?,?,?,?)",
+                    (seq, decision_id, at, kind, body, prev, digest),
+                )
+                cur.execute(
+                    "INSERT INTO audit_head (id, count, hash) VALUES (1, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET count = excluded.count, hash = excluded.hash",
+                    (seq, digest),
+                )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return AuditEntry(seq, decision_id, at, kind, safe, digest)
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> Iterator[AuditEntry]:
+        for seq, decision_id, at, kind, body, digest in self._conn.execute(sql, args):
+            yield AuditEntry(seq, decision_id, at, kind, orjson.loads(body), digest)
+
+    def get(self, decision_id: str) -> list[AuditEntry]:
+        return list(self._rows(
+            "SELECT seq, decision_id, at, kind, record, hash FROM audit_log WHERE decision_id = ? ORDER BY seq", (decision_id,)))
+
+    def tail(self, n: int = 10) -> list[AuditEntry]:
+        rows = list(self._rows("SELECT seq, decision_id, at, kind, record, hash FROM audit_log ORDER BY seq DESC LIMIT ?", (n,)))
+        return rows[::-1]
+
+    def entries(self, kind: str | None = None) -> Iterator[AuditEntry]:
+        if kind is None:
+            return self._rows("SELECT seq, decision_id, at, kind, record, hash FROM audit_log ORDER BY seq")
+        return self._rows("SELECT seq, decision_id, at, kind, record, hash FROM audit_log WHERE kind = ? ORDER BY seq", (kind,))
+
+    def count(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0])
+
+    def verify(self) -> VerifyResult:
+        prev = GENESIS
+        expected_seq = 1
+        n = 0
+        for seq, body, prev_hash, digest in self._conn.execute("SELECT seq, record, prev_hash, hash FROM audit_log ORDER BY seq"):
+            n += 1
+            if seq != expected_seq:
+                return VerifyResult(False, n, expected_seq, f"record {expected_seq} is missing (next is {seq})")
+            if prev_hash != prev:
+                return VerifyResult(False, n, seq, f"record {seq} does not follow record {seq - 1} (chain broken)")
+            if chain_hash(seq, prev_hash, body) != digest:
+                return VerifyResult(False, n, seq, f"record {seq} was altered (hash mismatch)")
+            prev = digest
+            expected_seq += 1
+        head = self._conn.execute("SELECT count, hash FROM audit_head WHERE id = 1").fetchone()
+        count, head_hash = head if head else (0, GENESIS)
+        if count != n or head_hash != prev:
+            return VerifyResult(False, n, n + 1 if count > n else n, f"the trail ends at record {n} but the head says {count} (records removed)")
+        return VerifyResult(True, n)

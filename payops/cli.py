@@ -1,0 +1,206 @@
+"""The `payops` command: thin — parse, call a function, print."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import orjson
+import typer
+
+from payops.settings import Settings
+
+app = typer.Typer(
+    name="payops",
+    help="A payment-operations agent: observes 60 s windows of payments, diagnoses, acts within guardrails, learns.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"payops: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings(**overrides: object) -> Settings:
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"bad setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        raise  # unreachable
+
+
+def _print_cycle(state: dict, settings: Settings, services: object) -> None:
+    from payops.render import render_cycle
+
+    typer.echo(render_cycle(state, settings.confidence_threshold))
+    notifier = getattr(services, "notifier", None)
+    drain = getattr(notifier, "drain", None) or getattr(getattr(notifier, "notifiers", [None])[0], "drain", None)
+    for kind, payload in (drain() if drain else []):
+        typer.echo(f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip())
+    typer.echo("")
+
+
+def _report_bad_lines(source: object) -> None:
+    report = getattr(source, "report", None)
+    if report is not None and report.bad_count:
+        first = report.bad[0]
+        typer.echo(f"payops: skipped {report.bad_count} malformed event line(s); first at line {first.line_no}: {first.reason}", err=True)
+
+
+@app.command()
+def run(
+    ticks: Optional[int] = typer.Option(None, "--ticks", min=1, help="Stop after N ticks (default: run until Ctrl-C)."),
+    tick_seconds: float = typer.Option(0.5, "--tick-seconds", min=0.0, help="Wall seconds between ticks (0.5 demo; 60 production)."),
+    scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario (see `payops scenarios`)."),
+    seed: int = typer.Option(7, "--seed", help="Simulator seed."),
+    source: str = typer.Option("simulator", "--source", help="'simulator', a JSONL event file, or '-' for stdin."),
+    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR)."),
+) -> None:
+    """Run the agent loop: every tick decide over the last window and print the cycle."""
+    from payops.signals.sources import SourceError
+    from payops.wiring import agent_services, durable_agent
+
+    settings = _settings(state_dir=state_dir)
+    try:
+        services = agent_services(settings, source, scenario, seed)
+    except (SourceError, ValueError) as exc:
+        fail(str(exc))
+    agent = durable_agent(services)
+    done = 0
+    try:
+        while ticks is None or done < ticks:
+            result = agent.tick()
+            if result is None:
+                typer.echo("payops: the source has no events; nothing to do.")
+                break
+            _print_cycle(result.state, settings, services)
+            done += 1
+            if services.source is not None and services.source.exhausted:
+                typer.echo("payops: the source is exhausted.")
+                break
+            if ticks is None or done < ticks:
+                time.sleep(tick_seconds)
+    except KeyboardInterrupt:
+        typer.echo(f"\npayops: stopped after {done} tick(s); state saved in {settings.state_dir}.")
+    _report_bad_lines(services.source)
+
+
+@app.command()
+def tick(
+    scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario when the source is the simulator."),
+    seed: int = typer.Option(7, "--seed"),
+    source: str = typer.Option("simulator", "--source", help="'simulator', a JSONL event file, or '-' for stdin."),
+    state_dir: Optional[Path] = typer.Option(None, "--state-dir"),
+) -> None:
+    """Exactly one cycle over the configured source, then exit (for cron)."""
+    from payops.scheduling import TickLocked, tick_lock
+    from payops.signals.sources import SourceError
+    from payops.wiring import agent_services, durable_agent
+
+    settings = _settings(state_dir=state_dir)
+    try:
+        with tick_lock(settings.ensure_state_dir() / "tick.lock"):
+            try:
+                services = agent_services(settings, source, scenario, seed)
+            except (SourceError, ValueError) as exc:
+                fail(str(exc))
+            agent = durable_agent(services)
+            result = agent.tick()
+            if result is None:
+                typer.echo("payops: the source has no events; nothing to do.")
+                return
+            _print_cycle(result.state, settings, services)
+    except TickLocked:
+        fail("another tick is still running for this state directory", code=75)
+
+
+@app.command()
+def simulate(
+    scenario: str = typer.Option(..., "--scenario", help="Scenario name (see `payops scenarios`)."),
+    minutes: float = typer.Option(15.0, "--minutes", min=1.0, help="Length of the stream, healthy lead-in included."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", help="Where to write the JSON Lines events."),
+) -> None:
+    """Write a simulated event stream (CONTRACT.md §1) with a healthy lead-in before the incident."""
+    from payops.tools.control_plane import SimulatedControlPlane
+    from payops.wiring import simulator_for
+
+    try:
+        sim = simulator_for(scenario, seed, SimulatedControlPlane(), minutes)
+    except ValueError as exc:
+        fail(str(exc))
+    try:
+        handle = out.open("wb")
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror}")
+    n = 0
+    with handle:
+        end = sim.start_ts + minutes * 60.0
+        t = sim.start_ts
+        while t < end:
+            t = min(t + 60.0, end)
+            for ev in sim.advance(t):
+                handle.write(orjson.dumps(ev.to_json()) + b"\n")
+                n += 1
+    typer.echo(f"wrote {n} events ({minutes:g} min of '{scenario}', seed {seed}) to {out}")
+
+
+@app.command()
+def replay(
+    events: Path = typer.Argument(..., help="JSON Lines events sorted by ts (CONTRACT.md §1)."),
+    out: Path = typer.Option(..., "--out", help="Where to write one decision per tick (CONTRACT.md §4)."),
+    window: float = typer.Option(60.0, "--window", min=1.0, help="Window length in seconds."),
+    tick_: float = typer.Option(60.0, "--tick", min=1.0, help="Seconds of event time between decisions."),
+) -> None:
+    """Offline, deterministic decisions over a recorded event file (no network, no API key)."""
+    from payops.signals.sources import SourceError
+    from payops import wiring
+
+    if not events.exists():
+        fail(f"no such file: {events}")
+    if events.is_dir():
+        fail(f"is a directory, not an event file: {events}")
+    try:
+        n = sum(1 for _ in wiring.replay(events, out, window, tick_))
+    except SourceError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror}")
+    typer.echo(f"wrote {n} decisions to {out}", err=True)
+
+
+@app.command()
+def scenarios() -> None:
+    """List the simulator's scenarios."""
+    from payops.signals.simulator import build_scenario, default_network, SCENARIOS
+
+    net = default_network()
+    for name in SCENARIOS:
+        typer.echo(f"{name:22s} {build_scenario(name, net).description}")
+
+
+def main() -> None:
+    _register_subcommands()
+    app()
+
+
+def _register_subcommands() -> None:
+    from payops.cli_ops import audit_app, lessons_app, register_ops
+    from payops.cli_palm import palm_app
+
+    app.add_typer(palm_app, name="palm", help="Palm-pay backend operations (masked output).")
+    app.add_typer(audit_app, name="audit", help="Inspect and verify the hash-chained audit trail.")
+    app.add_typer(lessons_app, name="lessons", help="Long-term lessons learned from outcomes.")
+    register_ops(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Operator commands: approvals, audit trail, lessons, "why did you act?"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import orjson
+import typer
+
+from payops.settings import Settings
+
+audit_app = typer.Typer(no_args_is_help=True, add_completion=False)
+lessons_app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"payops: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings(state_dir: Optional[Path]) -> Settings:
+    return Settings(**({"state_dir": state_dir} if state_dir else {}))
+
+
+def _require_state(settings: Settings) -> None:
+    if not settings.state_dir.exists():
+        _fail(f"no agent state in {settings.state_dir} (run `payops run` or `payops tick` first)")
+
+
+def _services(state_dir: Optional[Path]):  # noqa: ANN202 - internal
+    from payops.graph.runner import Agent
+    from payops.graph.services import build_services
+
+    settings = _settings(state_dir)
+    _require_state(settings)
+    services = build_services(settings)
+    Agent.durable(services)  # attaches the approval graph on the shared checkpointer
+    return services
+
+
+STATE_DIR = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR).")
+
+
+# -- approvals ---------------------------------------------------------------------
+
+def pending(state_dir: Optional[Path] = STATE_DIR) -> None:
+    """List approval requests waiting for a human."""
+    from payops.memory.approvals import PENDING
+
+    svc = _services(state_dir)
+    rows = svc.approvals.by_status(PENDING)
+    if not rows:
+        typer.echo("no pending approval requests")
+        return
+    now = svc.clock()
+    for a in rows:
+        p = a.request["proposal"]
+        d = a.request["diagnosis"]
+        target = ",".join(f"{k}={v}" for k, v in sorted(p["target"].items())) or "all"
+        typer.echo(f"{a.decision_id}  {p['tool']} on {target}  [{d['category']} conf {d['confidence']:.2f}]  "
+                   f"expires in {max(0, a.expires_at - now):.0f}s")
+        for why in a.request.get("why_approval", []):
+            typer.echo(f"    why approval: {why}")
+
+
+def _answer(decision_id: str, approved: bool, note: Optional[str], approver: str, state_dir: Optional[Path]) -> None:
+    from pydantic import ValidationError
+
+    from payops.graph.approval import ApprovalNotPending, resume
+    from payops.memory.approvals import ApprovalError
+
+    svc = _services(state_dir)
+    try:
+        found = svc.approvals.find(decision_id)
+    except ApprovalError as exc:
+        _fail(str(exc))
+    if found is None:
+        _fail(f"no approval request {decision_id}")
+    try:
+        status = resume(svc, found.decision_id, {"approved": approved, "approver": approver, "note": note})
+    except ApprovalNotPending:
+        _fail(f"request {found.decision_id} is no longer pending (status: {found.status})")
+    except ValidationError:
+        _fail("approver must be 1-100 characters and the note at most 1000")
+    verb = "approved; the agent applies it on its next tick" if status == "approved" else status
+    typer.echo(f"{found.decision_id}: {verb}")
+
+
+def approve(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix)."),
+            note: Optional[str] = typer.Option(None, "--note"),
+            approver: str = typer.Option("operator", "--as", help="Who approves (recorded in the audit trail)."),
+            state_dir: Optional[Path] = STATE_DIR) -> None:
+    """Approve a pending action."""
+    _answer(decision_id, True, note, approver, state_dir)
+
+
+def reject(decision_id: str = typer.Argument(...), note: Optional[str] = typer.Option(None, "--note"),
+           approver: str = typer.Option("operator", "--as"), state_dir: Optional[Path] = STATE_DIR) -> None:
+    """Reject a pending action."""
+    _answer(decision_id, False, note, approver, state_dir)
+
+
+def why(decision_id: str = typer.Argument(..., help="Decision id."), state_dir: Optional[Path] = STATE_DIR) -> None:
+    """Explain one decision from its audit record (deterministic, no LLM)."""
+    from payops.memory.audit import AuditLog
+    from payops.memory.explain import explain_decision
+
+    settings = _settings(state_dir)
+    _require_state(settings)
+    audit = AuditLog(settings.state_dir / "audit.db")
+    entries = audit.get(decision_id)
+    if not entries:
+        _fail(f"no decision {decision_id} in the audit trail")
+    typer.echo(explain_decision(entries))
+
+
+def register_ops(app: typer.Typer) -> None:
+    app.command()(pending)
+    app.command()(approve)
+    app.command()(reject)
+    app.command()(why)
+
+
+# -- audit --------------------------------------------------------------------------
+
+def _audit(state_dir: Optional[Path]):  # noqa: ANN202
+    from payops.memory.audit import AuditLog
+
+    settings = _settings(state_dir)
+    _require_state(settings)
+    return AuditLog(settings.state_dir / "audit.db")
+
+
+@audit_app.command("verify")
+def audit_verify(state_dir: Optional[Path] = STATE_DIR) -> None:
+    """Check the hash chain; exits 1 naming the first bad record."""
+    result = _audit(state_dir).verify()
+    if result.ok:
+        typer.echo(f"audit trail intact: {result.count} records")
+        return
+    typer.echo(f"audit trail BROKEN at record {result.first_bad_seq}: {result.reason}", err=True)
+    raise typer.Exit(1)
+
+
+@audit_app.command("show")
+def audit_show(decision_id: str, state_dir: Optional[Path] = STATE_DIR) -> None:
+    """Print the records of one decision as JSON."""
+    entries = _audit(state_dir).get(decision_id)
+    if not entries:
+        _fail(f"no decision {decision_id} in the audit trail")
+    for e in entries:
+        typer.echo(json.dumps({"seq": e.seq, "kind": e.kind, "at": e.at, "hash": e.hash, "record": e.record}, indent=2))
+
+
+@audit_app.command("tail")
+def audit_tail(n: int = typer.Option(10, "-n", min=1), state_dir: Optional[Path] = STATE_DIR) -> None:
+    """The last N records, one line each."""
+    for e in _audit(state_dir).tail(n):
+        r = e.record
+        if e.kind == "decision":
+            d, p, x = r.get("diagnosis") or {}, r.get("proposal") or {}, r.get("execution") or {}
+            typer.echo(f"#{e.seq} {e.decision_id} {d.get('category')} {d.get('confidence')} {p.get('tool')} "
+                       f"{json.dumps(p.get('target'))} -> {x.get('status')}")
+        else:
+            typer.echo(f"#{e.seq} {e.decision_id} {e.kind} {r.get('status', '')} by {r.get('approver', '-')}")
+
+
+# -- lessons ------------------------------------------------------------------------
+
+def _lessons(state_dir: Optional[Path]):  # noqa: ANN202
+    from payops.graph.services import sqlite_store
+    from payops.memory.lessons import LessonStore
+
+    settings = _settings(state_dir)
+    _require_state(settings)
+    return LessonStore(sqlite_store(settings.state_dir / "lessons.db"))
+
+
+@lessons_app.command("list")
+def lessons_list(category: Optional[str] = typer.Option(None, "--category"), state_dir: Optional[Path] = STATE_DIR) -> None:
+    """One line per lesson."""
+    for l in _lessons(state_dir).list(category):
+        typer.echo(f"{l.decision_id} {l.category:8s} {l.tool:20s} {l.target_key:28s} {l.status:9s} verdict={l.verdict}")
+
+
+@lessons_app.command("show")
+def lessons_show(decision_id: str, state_dir: Optional[Path] = STATE_DIR) -> None:
+    lesson = _lessons(state_dir).find(decision_id)
+    if lesson is None:
+        _fail(f"no lesson {decision_id}")
+    typer.echo(json.dumps(lesson.model_dump(mode="json"), indent=2))
+
+
+@lessons_app.command("export")
+def lessons_export(out: Path = typer.Option(..., "--out"), state_dir: Optional[Path] = STATE_DIR) -> None:
+    records = _lessons(state_dir).export()
+    out.write_bytes(orjson.dumps(records, option=orjson.OPT_INDENT_2))
+    typer.echo(f"exported {len(records)} lessons to {out}")
+
+
+@lessons_app.command("import")
+def lessons_import(path: Path = typer.Argument(...), state_dir: Optional[Path] = STATE_DIR) -> None:
+    from pydantic import ValidationError
+
+    try:
+        records = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        _fail(f"no such file: {path}")
+    except orjson.JSONDecodeError:
+        _fail(f"{path} is not JSON")
+    if not isinstance(records, list):
+        _fail(f"{path} must hold a JSON list of lessons")
+    try:
+        n = _lessons(state_dir).import_(records)
+    except ValidationError as exc:
+        _fail(f"lesson {exc.errors()[0]['loc']} is invalid; nothing after it was imported")
+    typer.echo(f"imported {n} lessons")

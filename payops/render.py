@@ -1,0 +1,98 @@
+"""The strict per-cycle output of the brief, and the CONTRACT.md §4 decision line."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from payops.tools.actions import ACTIONS
+
+APPROVAL_LINE = "Recommendation: Human approval required before acting."
+CATEGORY_LABELS = {
+    "healthy": "Healthy",
+    "user": "User-related",
+    "issuer": "Bank/issuer degradation",
+    "network": "Network or system failure",
+    "config": "Retry or routing misconfiguration",
+    "security": "Security",
+}
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _target(target: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(target.items())) or "all traffic"
+
+
+def needs_human(state: dict[str, Any], threshold: float) -> bool:
+    return state["execution"]["status"] == "escalated" or (
+        state["proposal"]["tool"] != "no_action" and float(state["diagnosis"]["confidence"]) < threshold)
+
+
+def risk_assessment(state: dict[str, Any]) -> str:
+    proposal, verdict = state["proposal"], state["verdict"]
+    spec = ACTIONS.get(proposal["tool"])
+    parts = []
+    if spec is not None and spec.changes_traffic:
+        parts.append(f"touches {verdict.get('blast_radius', 0.0):.0%} of current traffic")
+    if spec is not None:
+        parts.append("reversible (" + spec.rollback + ")" if spec.reversible and spec.rollback else
+                     "reversible" if spec.reversible else "IRREVERSIBLE")
+    ttl = proposal["args"].get("ttl_seconds")
+    if ttl:
+        parts.append(f"expires after {ttl:.0f}s")
+    blocking = [r["reason"] for r in verdict["results"] if r["verdict"] != "allow"]
+    parts.append(f"guardrails: {verdict['verdict']}" + (f" ({'; '.join(blocking)})" if blocking else ""))
+    lessons = state.get("lessons_consulted") or []
+    if lessons:
+        helped = sum(1 for l in lessons if l["verdict"] == "helped")
+        parts.append(f"{len(lessons)} similar past incidents ({helped} where the action helped)")
+    return "; ".join(parts)
+
+
+def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8) -> str:
+    d, p, e = state["diagnosis"], state["proposal"], state["execution"]
+    lines = [
+        f"── tick {state.get('tick')} · window ending {_clock(float(state['window_end']))} · decision {state['decision_id']}",
+        f"Diagnosis: {CATEGORY_LABELS.get(d['category'], d['category'])} — {d['summary']}"
+        + (f" [target: {_target(d['target'])}]" if d["target"] else ""),
+        "Evidence:",
+        *[f"  - {line}" for line in d["evidence"]],
+    ]
+    if d.get("alternatives"):
+        lines.append("  Alternatives considered: " + " | ".join(d["alternatives"][:3]))
+    args = ", ".join(f"{k}={v}" for k, v in p["args"].items())
+    lines.append(f"Proposed Action: {p['tool']}" + (f" on {_target(p['target'])}" if p["tool"] != "no_action" else "") + (f" ({args})" if args else ""))
+    lines.append(f"Risk Assessment: {risk_assessment(state)}")
+    lines.append(f"Confidence Score: {float(d['confidence']):.2f}")
+    outcome = {"executed": "EXECUTED", "escalated": "ESCALATED to human approval", "denied": "DENIED by guardrails",
+               "skipped": "NOTHING TO DO", "failed": "FAILED", "unknown": "UNKNOWN (to reconcile)"}.get(e["status"], e["status"])
+    lines.append(f"Outcome: {outcome} — {e['detail']}")
+    for note in state.get("housekeeping") or []:
+        lines.append(f"  note: {note['op']} {note.get('tool', '')} {note.get('decision_id', note.get('action_id', ''))}".rstrip())
+    if needs_human(state, confidence_threshold):
+        lines.append(APPROVAL_LINE)
+    return "\n".join(lines)
+
+
+def decision_line(state: dict[str, Any]) -> dict[str, Any]:
+    """CONTRACT.md §4: one object per tick."""
+    p, e = state["proposal"], state["execution"]
+    return {
+        "window_end": float(state["window_end"]),
+        "category": state["diagnosis"]["category"],
+        "confidence": float(state["diagnosis"]["confidence"]),
+        "action": {"tool": p["tool"], "target": p["target"], "args": p["args"]},
+        "executed": e["status"] == "executed" and p["tool"] != "no_action",
+        "escalated": e["status"] == "escalated",
+        "evidence": list(state["diagnosis"]["evidence"]),
+        "decision_id": state["decision_id"],
+    }
+
+
+def decision_json(state: dict[str, Any]) -> bytes:
+    return orjson.dumps(decision_line(state), option=orjson.OPT_SORT_KEYS) + b"\n"

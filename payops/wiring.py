@@ -1,0 +1,72 @@
+"""Composition root: builds sources, services and agents for the CLI and other entry points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from payops.graph.runner import Agent
+from payops.graph.services import AgentServices, build_services
+from payops.guardrails.notify import FanoutNotifier, ListNotifier, Notifier, WebhookNotifier
+from payops.render import decision_json
+from payops.settings import Settings
+from payops.signals.simulator import SCENARIOS, Simulator, build_scenario, default_network
+from payops.signals.sources import SimulatorSource, Source, open_jsonl
+from payops.tools.control_plane import SimulatedControlPlane
+
+DEFAULT_SCENARIO = "demo"
+
+
+def notifier_for(settings: Settings) -> ListNotifier | FanoutNotifier:
+    console = ListNotifier()
+    if settings.webhook_url:
+        hooks: list[Notifier] = [console, WebhookNotifier(settings.webhook_url)]
+        return FanoutNotifier(hooks)
+    return console
+
+
+def simulator_for(scenario: str, seed: int, control_plane: SimulatedControlPlane, minutes: float | None = None) -> Simulator:
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario '{scenario}' (choose from {', '.join(SCENARIOS)})")
+    net = default_network()
+    if minutes is not None and scenario != "demo":
+        total = minutes * 60.0
+        lead_in = min(300.0, total / 3.0)
+        sc = build_scenario(scenario, net, lead_in=lead_in, duration=max(total - lead_in - min(120.0, total / 6.0), 60.0))
+    else:
+        sc = build_scenario(scenario, net)
+    return Simulator(sc, net, seed=seed, policy=control_plane)
+
+
+def agent_services(settings: Settings, source_name: str | None, scenario: str, seed: int, *, in_memory: bool = False) -> AgentServices:
+    control_plane = SimulatedControlPlane()
+    source: Source
+    if source_name in (None, "simulator", "sim"):
+        source = SimulatorSource(simulator_for(scenario, seed, control_plane))
+    else:
+        source = open_jsonl(source_name)
+    return build_services(settings, source=source, in_memory=in_memory, control_plane=control_plane, notifier=notifier_for(settings))
+
+
+def durable_agent(services: AgentServices) -> Agent:
+    agent = Agent.durable(services)
+    agent.resume_source()
+    return agent
+
+
+def replay(events_path: str | Path, out_path: str | Path, window: float, tick: float) -> Iterator[dict]:
+    """CONTRACT.md §4: deterministic decisions over a recorded file, nothing on disk but `out`."""
+    settings = Settings(window_seconds=window, tick_seconds=tick, deployment="replay", webhook_url=None)
+    source = open_jsonl(events_path)
+    services = build_services(settings, source=source, in_memory=True, control_plane=SimulatedControlPlane(), notifier=ListNotifier())
+    agent = Agent(services)
+    with open(out_path, "wb") as out:
+        end = agent.next_window_end()
+        while end is not None:
+            result = agent.tick(end)
+            assert result is not None
+            out.write(decision_json(result.state))
+            yield result.state
+            if source.exhausted:
+                break
+            end += tick

@@ -1,0 +1,299 @@
+"""Payment events (CONTRACT.md §1): validation at the edge, then columnar batches.
+
+A bad line never stops a run: it is skipped, counted and reported with its line
+number. Names of banks, routes, methods... are data: every categorical column is
+coded through a growing vocabulary, so new names may appear at any time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import orjson
+
+# Categorical dimensions the agent can blame; order is the column order.
+DIMENSIONS: tuple[str, ...] = (
+    "method",
+    "route",
+    "bank",
+    "issuer",
+    "terminal_id",
+    "merchant_id",
+    "region",
+)
+REQUIRED_TEXT = ("payment_id", "method", "route", "bank", "issuer", "status")
+OPTIONAL_TEXT = ("terminal_id", "merchant_id", "region", "palm_pay_id", "currency")
+ABSENT = ""  # code 0 of every vocabulary: the dimension was not present on the event
+
+
+class EventError(ValueError):
+    """A line that breaks CONTRACT.md §1; the message names the field, never echoes values."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentEvent:
+    ts: float
+    payment_id: str
+    method: str
+    route: str
+    bank: str
+    issuer: str
+    status: str
+    latency_ms: float
+    attempt: int = 1
+    amount: float | None = None
+    currency: str = "ZAR"
+    error_code: str | None = None
+    terminal_id: str | None = None
+    merchant_id: str | None = None
+    region: str | None = None
+    palm_pay_id: str | None = None
+
+    @property
+    def success(self) -> bool:
+        return self.status == "success"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "ts": self.ts,
+            "payment_id": self.payment_id,
+            "attempt": self.attempt,
+            "method": self.method,
+            "route": self.route,
+            "bank": self.bank,
+            "issuer": self.issuer,
+            "status": self.status,
+            "error_code": self.error_code,
+            "latency_ms": self.latency_ms,
+        }
+        if self.amount is not None:
+            out["amount"] = self.amount
+            out["currency"] = self.currency
+        for name in ("terminal_id", "merchant_id", "region", "palm_pay_id"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+def _number(raw: dict[str, Any], name: str, *, required: bool, minimum: float | None = None) -> float | None:
+    value = raw.get(name)
+    if value is None:
+        if required:
+            raise EventError(f"missing required field '{name}'")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise EventError(f"field '{name}' must be a number")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise EventError(f"field '{name}' must be finite")
+    if minimum is not None and value < minimum:
+        raise EventError(f"field '{name}' must be >= {minimum:g}")
+    return value
+
+
+def _text(raw: dict[str, Any], name: str, *, required: bool) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        if required:
+            raise EventError(f"missing required field '{name}'")
+        return None
+    if not isinstance(value, str) or not value:
+        raise EventError(f"field '{name}' must be a non-empty string")
+    return value
+
+
+def event_from_dict(raw: Any) -> PaymentEvent:
+    """Validate one decoded JSON object against CONTRACT.md §1. Unknown fields are ignored."""
+    if not isinstance(raw, dict):
+        raise EventError("line is not a JSON object")
+    texts = {name: _text(raw, name, required=True) for name in REQUIRED_TEXT}
+    status = texts["status"]
+    if status not in ("success", "failure"):
+        raise EventError("field 'status' must be 'success' or 'failure'")
+    attempt_raw = raw.get("attempt", 1)
+    if isinstance(attempt_raw, bool) or not isinstance(attempt_raw, int) or attempt_raw < 1:
+        raise EventError("field 'attempt' must be an integer >= 1")
+    error_code = raw.get("error_code")
+    if error_code is not None and not isinstance(error_code, str):
+        raise EventError("field 'error_code' must be a string or null")
+    if status == "failure" and not error_code:
+        error_code = "UNKNOWN"  # a failure without a code is still a failure; keep it visible
+    if status == "success":
+        error_code = None
+    optional = {name: _text(raw, name, required=False) for name in OPTIONAL_TEXT}
+    return PaymentEvent(
+        ts=_number(raw, "ts", required=True, minimum=0.0),  # type: ignore[arg-type]
+        payment_id=texts["payment_id"],  # type: ignore[arg-type]
+        method=texts["method"],  # type: ignore[arg-type]
+        route=texts["route"],  # type: ignore[arg-type]
+        bank=texts["bank"],  # type: ignore[arg-type]
+        issuer=texts["issuer"],  # type: ignore[arg-type]
+        status=status,  # type: ignore[arg-type]
+        latency_ms=_number(raw, "latency_ms", required=True, minimum=0.0),  # type: ignore[arg-type]
+        attempt=attempt_raw,
+        amount=_number(raw, "amount", required=False, minimum=0.0),
+        currency=optional["currency"] or "ZAR",
+        error_code=error_code,
+        terminal_id=optional["terminal_id"],
+        merchant_id=optional["merchant_id"],
+        region=optional["region"],
+        palm_pay_id=optional["palm_pay_id"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    line_no: int
+    reason: str
+
+
+@dataclass
+class ParseReport:
+    """Data quality of one source: what was read, what was skipped and why."""
+
+    lines: int = 0
+    accepted: int = 0
+    bad: list[BadLine] = field(default_factory=list)
+    max_kept: int = 100  # keep the first reasons; the count stays exact
+
+    bad_count: int = 0
+
+    def reject(self, line_no: int, reason: str) -> None:
+        self.bad_count += 1
+        if len(self.bad) < self.max_kept:
+            self.bad.append(BadLine(line_no, reason))
+
+
+def parse_line(line: bytes | str, line_no: int, report: ParseReport) -> PaymentEvent | None:
+    report.lines += 1
+    text = line.strip()
+    if not text:
+        report.lines -= 1  # blank lines are not records
+        return None
+    try:
+        event = event_from_dict(orjson.loads(text))
+    except orjson.JSONDecodeError:
+        report.reject(line_no, "not valid JSON")
+        return None
+    except EventError as exc:
+        report.reject(line_no, str(exc))
+        return None
+    report.accepted += 1
+    return event
+
+
+def parse_lines(lines: Iterable[bytes | str], report: ParseReport, start_line: int = 1) -> Iterator[PaymentEvent]:
+    for offset, line in enumerate(lines):
+        event = parse_line(line, start_line + offset, report)
+        if event is not None:
+            yield event
+
+
+class Vocabulary:
+    """Dictionary encoding of one categorical column; code 0 is 'absent'."""
+
+    __slots__ = ("names", "codes")
+
+    def __init__(self) -> None:
+        self.names: list[str] = [ABSENT]
+        self.codes: dict[str, int] = {ABSENT: 0}
+
+    def code(self, name: str | None) -> int:
+        if name is None:
+            return 0
+        found = self.codes.get(name)
+        if found is None:
+            found = len(self.names)
+            self.codes[name] = found
+            self.names.append(name)
+        return found
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+# Latency is kept as a log-spaced bucket per event so per-segment quantiles are
+# one bincount (O(n)) instead of a sort per segment. 1.08x bucket width bounds
+# the relative error of a quantile at ~4%, far below what an operator acts on.
+LATENCY_BUCKET_GROWTH = 1.08
+LATENCY_BUCKET_MIN_MS = 1.0
+LATENCY_BUCKETS = 160  # covers 1 ms .. ~220 s; larger values land in the last bucket
+_LOG_GROWTH = float(np.log(LATENCY_BUCKET_GROWTH))
+BUCKET_UPPER_MS = LATENCY_BUCKET_MIN_MS * LATENCY_BUCKET_GROWTH ** np.arange(1, LATENCY_BUCKETS + 1)
+BUCKET_MID_MS = np.sqrt(BUCKET_UPPER_MS * (BUCKET_UPPER_MS / LATENCY_BUCKET_GROWTH))
+BUCKET_MID_MS[0] = LATENCY_BUCKET_MIN_MS / 2.0 * (1 + LATENCY_BUCKET_GROWTH)
+
+
+def latency_bucket(latency_ms: np.ndarray) -> np.ndarray:
+    scaled = np.maximum(latency_ms, LATENCY_BUCKET_MIN_MS) / LATENCY_BUCKET_MIN_MS
+    idx = np.floor(np.log(scaled) / _LOG_GROWTH).astype(np.int16)
+    return np.clip(idx, 0, LATENCY_BUCKETS - 1)
+
+
+class Columns:
+    """Growable numpy columns of events; categorical columns hold vocabulary codes."""
+
+    NUMERIC = ("ts", "latency_ms", "amount")
+
+    def __init__(self, vocab: dict[str, Vocabulary] | None = None, capacity: int = 1024) -> None:
+        self.vocab = vocab if vocab is not None else {name: Vocabulary() for name in (*DIMENSIONS, "error_code", "payment_id")}
+        self.size = 0
+        self._cap = capacity
+        self.ts = np.empty(capacity, np.float64)
+        self.latency_ms = np.empty(capacity, np.float32)
+        self.latency_bucket = np.empty(capacity, np.int16)
+        self.amount = np.empty(capacity, np.float64)
+        self.attempt = np.empty(capacity, np.int32)
+        self.failed = np.empty(capacity, np.bool_)
+        self.codes = {name: np.empty(capacity, np.int32) for name in (*DIMENSIONS, "error_code", "payment_id")}
+
+    def _grow(self, need: int) -> None:
+        cap = max(self._cap * 2, need)
+        for attr in ("ts", "latency_ms", "latency_bucket", "amount", "attempt", "failed"):
+            old = getattr(self, attr)
+            new = np.empty(cap, old.dtype)
+            new[: self.size] = old[: self.size]
+            setattr(self, attr, new)
+        for name, old in self.codes.items():
+            new = np.empty(cap, old.dtype)
+            new[: self.size] = old[: self.size]
+            self.codes[name] = new
+        self._cap = cap
+
+    def extend(self, events: list[PaymentEvent]) -> None:
+        n = len(events)
+        if n == 0:
+            return
+        if self.size + n > self._cap:
+            self._grow(self.size + n)
+        s, e = self.size, self.size + n
+        self.ts[s:e] = [ev.ts for ev in events]
+        lat = np.fromiter((ev.latency_ms for ev in events), np.float32, n)
+        self.latency_ms[s:e] = lat
+        self.latency_bucket[s:e] = latency_bucket(lat)
+        self.amount[s:e] = [ev.amount if ev.amount is not None else np.nan for ev in events]
+        self.attempt[s:e] = [ev.attempt for ev in events]
+        self.failed[s:e] = [not ev.success for ev in events]
+        for name, column in self.codes.items():
+            vocab = self.vocab[name]
+            column[s:e] = [vocab.code(getattr(ev, name)) for ev in events]
+        self.size = e
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep only rows where mask is true (used to evict events older than the window)."""
+        kept = int(mask.sum())
+        for attr in ("ts", "latency_ms", "latency_bucket", "amount", "attempt", "failed"):
+            column = getattr(self, attr)
+            column[:kept] = column[: self.size][mask]
+        for column in self.codes.values():
+            column[:kept] = column[: self.size][mask]
+        self.size = kept
+
+    def view(self, attr: str) -> np.ndarray:
+        return getattr(self, attr)[: self.size]
+
+    def code_view(self, name: str) -> np.ndarray:
+        return self.codes[name][: self.size]
