@@ -48,9 +48,8 @@ def _print_cycle(state: dict, settings: Settings, services: object) -> None:
     typer.echo("")
 
 
-def _report_bad_lines(source: object) -> None:
-    report = getattr(source, "report", None)
-    if report is not None and report.bad_count:
+def _report_bad_lines(report: object) -> None:
+    if report is not None and getattr(report, "bad_count", 0):
         first = report.bad[0]
         typer.echo(f"payops: skipped {report.bad_count} malformed event line(s); first at line {first.line_no}: {first.reason}", err=True)
 
@@ -90,7 +89,7 @@ def run(
                 time.sleep(tick_seconds)
     except KeyboardInterrupt:
         typer.echo(f"\npayops: stopped after {done} tick(s); state saved in {settings.state_dir}.")
-    _report_bad_lines(services.source)
+    _report_bad_lines(getattr(services.source, "report", None))
 
 
 @app.command()
@@ -168,13 +167,15 @@ def replay(
         fail(f"no such file: {events}")
     if events.is_dir():
         fail(f"is a directory, not an event file: {events}")
+    stats: dict = {}
     try:
-        n = sum(1 for _ in wiring.replay(events, out, window, tick_))
+        n = sum(1 for _ in wiring.replay(events, out, window, tick_, stats))
     except SourceError as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror}")
     typer.echo(f"wrote {n} decisions to {out}", err=True)
+    _report_bad_lines(stats.get("report"))
 
 
 @app.command()

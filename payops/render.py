@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import Any
 
@@ -68,7 +69,8 @@ def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8) -> st
     args = ", ".join(f"{k}={v}" for k, v in p["args"].items())
     lines.append(f"Proposed Action: {p['tool']}" + (f" on {_target(p['target'])}" if p["tool"] != "no_action" else "") + (f" ({args})" if args else ""))
     lines.append(f"Risk Assessment: {risk_assessment(state)}")
-    lines.append(f"Confidence Score: {float(d['confidence']):.2f}")
+    # Truncated, not rounded: 0.797 must not print as 0.80 next to "approval required".
+    lines.append(f"Confidence Score: {math.floor(float(d['confidence']) * 100) / 100:.2f}")
     outcome = {"executed": "EXECUTED", "escalated": "ESCALATED to human approval", "denied": "DENIED by guardrails",
                "skipped": "NOTHING TO DO", "failed": "FAILED", "unknown": "UNKNOWN (to reconcile)"}.get(e["status"], e["status"])
     lines.append(f"Outcome: {outcome} — {e['detail']}")

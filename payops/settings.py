@@ -29,7 +29,8 @@ class Settings(BaseSettings):
         8, ge=1, description="A segment must fail this many more attempts than its reference predicts (2 of 5 at a tiny bank is not an incident)."
     )
     significance_z: float = Field(
-        3.0, gt=0, description="Wilson-score z: the deviation must clear ~3 sigma so noise at small banks is ignored."
+        4.0, gt=0, description="Binomial z a segment's failures must clear: ~100 segments are tested per window, "
+        "so 4 sigma keeps chance alarms rare after that many tests while a real outage clears it at once."
     )
 
     # --- guard -------------------------------------------------------------

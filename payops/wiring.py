@@ -54,10 +54,16 @@ def durable_agent(services: AgentServices) -> Agent:
     return agent
 
 
-def replay(events_path: str | Path, out_path: str | Path, window: float, tick: float) -> Iterator[dict]:
-    """CONTRACT.md §4: deterministic decisions over a recorded file, nothing on disk but `out`."""
+def replay(events_path: str | Path, out_path: str | Path, window: float, tick: float,
+           stats: dict | None = None) -> Iterator[dict]:
+    """CONTRACT.md §4: deterministic decisions over a recorded file, nothing on disk but `out`.
+
+    `stats["report"]` receives the source's ParseReport (bad lines with line numbers).
+    """
     settings = Settings(window_seconds=window, tick_seconds=tick, deployment="replay", webhook_url=None)
     source = open_jsonl(events_path)
+    if stats is not None:
+        stats["report"] = source.report
     services = build_services(settings, source=source, in_memory=True, control_plane=SimulatedControlPlane(), notifier=ListNotifier())
     agent = Agent(services)
     with open(out_path, "wb") as out:

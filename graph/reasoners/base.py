@@ -24,7 +24,7 @@ class ActionView:
 class Thresholds:
     min_segment_attempts: int = 10
     min_excess_failures: int = 8
-    significance_z: float = 3.0
+    significance_z: float = 4.0
     action_ttl_seconds: float = 1800.0
 
 
