@@ -1,0 +1,91 @@
+"""`payops palm ...` (palm_app): masked output, demo OTP only on request, exit 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from payops.cli_palm import palm_app
+
+REF = "tmpl-cli-0001-abcdef"
+PROXY = "0827654321"
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAYOPS_STATE_DIR", str(tmp_path / "state"))
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(palm_app, list(args))
+
+    return invoke
+
+
+def _json(output: str) -> dict:
+    return json.loads(output[output.index("{") : output.rindex("}") + 1])
+
+
+def _link(run, *extra: str):
+    result = run("link", "--user", "u1", "--template-ref", REF, "--proxy", PROXY, "--bank", "FNB", *extra)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_full_flow_with_masked_output(run):
+    result = _link(run, "--show-otp", "--hand", "left")
+    view = _json(result.output)
+    otp = re.search(r"demo OTP: (\d{6})", result.output).group(1)
+    assert view["payshap_proxy"] == "******4321" and view["palm_template_ref"] == "******cdef"
+    assert PROXY not in result.output and REF not in result.output
+
+    verified = run("verify", view["palm_pay_id"], otp)
+    assert verified.exit_code == 0 and _json(verified.output)["link_status"] == "active"
+
+    paid = run("pay", "--template-ref", REF, "--amount", "12.50", "--terminal", "T1")
+    assert paid.exit_code == 0, paid.output
+    assert _json(paid.output)["status"] == "completed" and _json(paid.output)["amount"] == "12.50"
+
+    shown = run("show", view["palm_pay_id"])
+    assert _json(shown.output)["daily_spent"] == "12.50"
+    assert run("suspend", view["palm_pay_id"], "--reason", "lost phone", "--actor", "ops:a").exit_code == 0
+    assert run("reactivate", view["palm_pay_id"], "--actor", "ops:a").exit_code == 0
+    rotated = run("rotate-key")
+    assert rotated.exit_code == 0 and _json(rotated.output)["rows_reencrypted"] == 1
+    paid_again = run("pay", "--template-ref", REF, "--amount", "1", "--terminal", "T1")
+    assert paid_again.exit_code == 0, paid_again.output
+    revoked = run("revoke", view["palm_pay_id"], "--actor", "ops:b")
+    assert _json(revoked.output)["link_status"] == "revoked"
+
+
+def test_otp_is_not_printed_without_the_demo_flag(run):
+    result = _link(run)
+    assert "demo OTP" not in result.output and "OTP sent" in result.output
+
+
+def test_bad_input_is_one_line_and_exit_2(run):
+    for args in (
+        ("link", "--user", "u1", "--template-ref", REF, "--proxy", "12"),
+        ("pay", "--template-ref", REF, "--amount", "1.234", "--terminal", "T1"),
+        ("show", "pp_missing"),
+    ):
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: PALM_PAY_")
+
+
+def test_rule_refusals_exit_1_with_card_fallback(run):
+    _link(run)
+    result = run("pay", "--template-ref", REF, "--amount", "5", "--terminal", "T1")
+    assert result.exit_code == 1
+    assert "PALM_PAY_LINK_INACTIVE (403): Palm payment link is not active [fallback: card]" in result.output
+    spoof = run("pay", "--template-ref", REF, "--amount", "5", "--terminal", "T1", "--no-liveness")
+    assert spoof.exit_code == 1 and "PALM_PAY_SPOOF_DETECTED" in spoof.output
+
+
+def test_missing_option_is_a_usage_error(run):
+    assert run("link", "--user", "u1").exit_code == 2

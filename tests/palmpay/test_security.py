@@ -1,0 +1,186 @@
+"""Encryption at rest, key handling and rotation, blind indexes, access logging, masking."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import stat
+
+import pytest
+
+from payops.palmpay import PalmPayError, PalmPayOptions, PalmPayService, mask_proxy, mask_ref
+from payops.palmpay.crypto import KEYRING_FILE, BlindIndex, FieldCipher, KeyRing, KeyRingError, key_id_of
+
+
+def _all_bytes(state_dir) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(state_dir.iterdir()) if p.name.startswith("palmpay.db"))
+
+
+def test_database_files_never_hold_a_proxy_or_template_ref_in_plaintext(make_service, otp, tmp_path, caplog):
+    state = tmp_path / "state"
+    service = make_service(state_dir=state)
+    secrets_in_use = []
+    with caplog.at_level(logging.DEBUG, logger="payops"):
+        for i in range(40):
+            ref = f"TEMPLATE-REF-{i:03d}-{os.urandom(6).hex()}"
+            proxy = f"0831{i:06d}" if i % 2 else f"4711{i:08d}"
+            view, delivery = service.create_link(f"u{i}", ref, None, proxy, "phone" if i % 2 else "account", 500, 100)
+            service.verify(view.palm_pay_id, otp.code_for(delivery))
+            service.pay(ref, 10, "T1", True, 0.99)
+            with pytest.raises(PalmPayError):
+                service.pay(ref, 101, "T1", True, 0.99)
+            secrets_in_use += [ref, proxy]
+        # Uncheckpointed WAL content and the checkpointed main file are both inspected.
+        raw = _all_bytes(state)
+        service.store.checkpoint()
+        raw += _all_bytes(state)
+    assert raw, "nothing was written"
+    for secret in secrets_in_use:
+        for encoding in ("utf-8", "utf-16-le", "utf-16-be"):
+            assert secret.encode(encoding) not in raw, secret
+        assert secret[:-4].encode() not in raw  # not even the part the mask hides
+    everything_emitted = json.dumps([e.model_dump() for e in service.consume(limit=10_000)])
+    everything_emitted += json.dumps([r.event for r in service.payment_events_after(limit=10_000)])
+    everything_emitted += json.dumps([a.model_dump() for a in service.access_log()])
+    everything_emitted += json.dumps([a.model_dump() for a in service.audit_log()])
+    everything_emitted += caplog.text
+    for secret in secrets_in_use:
+        assert secret not in everything_emitted
+
+
+def test_keyring_file_is_private_and_reused(tmp_path, make_service, enroll):
+    service = make_service(state_dir=tmp_path / "s1")
+    path = tmp_path / "s1" / KEYRING_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "s1" / "palmpay.db").stat().st_mode) == 0o600
+    body = json.loads(path.read_text())
+    assert body["active"] in body["keys"] and len(base64.b64decode(body["index_key"])) == 32
+    before = path.read_bytes()
+    make_service(state_dir=tmp_path / "s1")  # second start: same keys
+    assert path.read_bytes() == before
+
+
+def test_settings_data_key_is_used_without_a_key_file(tmp_path, monkeypatch, clock, otp):
+    key = base64.b64encode(os.urandom(32)).decode()
+    monkeypatch.setenv("PAYOPS_DATA_KEY", key)
+    monkeypatch.setenv("PAYOPS_STATE_DIR", str(tmp_path / "env-state"))
+    from payops.settings import Settings
+
+    options = PalmPayOptions.from_settings(Settings())
+    with PalmPayService(options, clock=clock, verification=otp) as service:
+        view, delivery = service.create_link("u1", "tmpl-envkey-0001", None, "0821234321", "phone")
+        service.verify(view.palm_pay_id, otp.code_for(delivery))
+        assert service.pay("tmpl-envkey-0001", 5, "T1", True, 0.99).status == "completed"
+    assert not (tmp_path / "env-state" / KEYRING_FILE).exists()
+    # The same key in a new process decrypts; a different key does not.
+    with PalmPayService(options, clock=clock, verification=otp) as service:
+        assert service.pay("tmpl-envkey-0001", 5, "T1", True, 0.99).status == "completed"
+    other = options.with_(data_key=base64.b64encode(os.urandom(32)).decode())
+    with PalmPayService(other, clock=clock, verification=otp) as service:
+        # Another key means another blind index: the palm is simply unknown, nothing leaks.
+        with pytest.raises(PalmPayError, match="PALM_PAY_NOT_REGISTERED"):
+            service.pay("tmpl-envkey-0001", 5, "T1", True, 0.99)
+
+
+def test_a_malformed_data_key_is_refused(tmp_path):
+    with pytest.raises(KeyRingError, match="32 bytes"):
+        KeyRing.load(tmp_path, base64.b64encode(b"short").decode())
+    with pytest.raises(KeyRingError, match="base64"):
+        KeyRing.load(tmp_path, "not base64 !!")
+
+
+def test_rotate_key_reencrypts_every_row_and_retires_the_old_key(make_service, tmp_path, otp):
+    service = make_service(state_dir=tmp_path / "rot")
+    refs = []
+    for i in range(5):
+        ref = f"tmpl-rotate-{i:04d}"
+        view, delivery = service.create_link(f"u{i}", ref, None, f"08200000{i:02d}", "phone")
+        if i < 4:
+            service.verify(view.palm_pay_id, otp.code_for(delivery))
+        refs.append(ref)
+    old_key = service._ring.active_id
+    report = service.rotate_key()
+    assert report.rows_reencrypted == 5 and report.retired_key_ids == (old_key,)
+    with service.store.read() as tx:
+        kids = {key_id_of(ct) for row in tx.sealed_values() for ct in row[1:]}
+    assert kids == {report.new_key_id}
+    ring = json.loads((tmp_path / "rot" / KEYRING_FILE).read_text())
+    assert ring["active"] == report.new_key_id and old_key not in ring["keys"]
+    for ref in refs[:4]:
+        assert service.pay(ref, 1, "T1", True, 0.99).status == "completed"
+    rotation_reads = [a for a in service.access_log() if a.actor == "key_rotation"]
+    assert len(rotation_reads) == 10 and {a.field for a in rotation_reads} == {"palm_template_ref", "payshap_proxy"}
+
+
+def test_another_process_with_a_stale_keyring_keeps_working_after_rotation(make_service, tmp_path, otp):
+    first = make_service(state_dir=tmp_path / "shared")
+    second = make_service(state_dir=tmp_path / "shared")
+    view, delivery = first.create_link("u1", "tmpl-stale-00001", None, "0821234321", "phone")
+    first.verify(view.palm_pay_id, otp.code_for(delivery))
+    report = first.rotate_key()
+    # `second` still has only the old key in memory: it must reload and pay...
+    assert second.pay("tmpl-stale-00001", 1, "T1", True, 0.99).status == "completed"
+    # ...and seal new links with the new key named in the database.
+    view2, _ = second.create_link("u2", "tmpl-stale-00002", None, "0821234322", "phone")
+    with second.store.read() as tx:
+        link = tx.link(view2.palm_pay_id)
+    assert key_id_of(link.payshap_proxy.ciphertext) == report.new_key_id
+
+
+def test_ciphertexts_are_bound_to_their_row(tmp_path):
+    ring = KeyRing.load(tmp_path)
+    cipher = FieldCipher(ring)
+    blob = cipher.seal("0821234321", b"pp_a|payshap_proxy")
+    assert cipher.open(blob, b"pp_a|payshap_proxy") == "0821234321"
+    with pytest.raises(KeyRingError):
+        cipher.open(blob, b"pp_b|payshap_proxy")
+    tampered = blob[:-1] + bytes([blob[-1] ^ 1])
+    with pytest.raises(KeyRingError):
+        cipher.open(tampered, b"pp_a|payshap_proxy")
+    assert cipher.seal("0821234321", b"x") != cipher.seal("0821234321", b"x")  # fresh nonce each time
+
+
+def test_blind_index_is_keyed_and_deterministic(tmp_path):
+    a = BlindIndex(os.urandom(32))
+    b = BlindIndex(os.urandom(32))
+    assert a.digest("payshap_proxy", "0821234321") == a.digest("payshap_proxy", "0821234321")
+    assert a.digest("payshap_proxy", "0821234321") != b.digest("payshap_proxy", "0821234321")
+    assert a.digest("payshap_proxy", "x") != a.digest("palm_template_ref", "x")
+
+
+def test_lookup_by_proxy_uses_the_blind_index(service, enroll):
+    view, _, proxy = enroll(user_id="u1", hand="left")
+    enroll(user_id="u2")
+    found = service.links_for_proxy(proxy[:3] + " " + proxy[3:], "phone")  # normalised before hashing
+    assert [v.palm_pay_id for v in found] == [view.palm_pay_id]
+    assert service.links_for_proxy(proxy, "account") == []  # the proxy type is part of the index
+
+
+def test_sensitive_reads_are_access_logged(service, enroll):
+    view, ref, _ = enroll()
+    result = service.pay(ref, 5, "T7", True, 0.99)
+    entries = service.access_log(view.palm_pay_id)
+    assert [(e.field, e.actor, e.purpose) for e in entries] == [
+        ("payshap_proxy", "verification", "send_otp"),
+        ("payshap_proxy", "terminal:T7", f"payment {result.payment_id}"),
+    ]
+    service.show(view.palm_pay_id)  # masked view: no sensitive read, no new entry
+    assert len(service.access_log(view.palm_pay_id)) == 2
+
+
+def test_masks():
+    assert mask_proxy("0821234321") == "******4321"
+    assert mask_proxy("+27 82 123 4321") == "******4321"
+    assert mask_ref("tmpl-abcdef-9f2e") == "******9f2e"
+    assert mask_ref("abc") == "******"
+    assert mask_proxy("1234567") == "******"  # too short to show a tail safely
+
+
+def test_link_records_and_views_never_expose_plaintext(service, enroll):
+    view, ref, proxy = enroll()
+    with service.store.read() as tx:
+        link = tx.link(view.palm_pay_id)
+    assert proxy not in repr(link) and ref not in repr(link)
+    assert proxy not in view.model_dump_json() and ref not in view.model_dump_json()
