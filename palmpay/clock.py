@@ -6,16 +6,22 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-Clock = Callable[[], datetime]
-"""A callable returning the current time as a timezone-aware datetime."""
+Clock = Callable[[], "datetime | float"]
+"""A callable returning the current time: a timezone-aware datetime or epoch seconds."""
 
 
 def system_clock() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def epoch(clock: Clock) -> float:
-    return clock().timestamp()
+def clock_epoch(clock: Clock) -> float:
+    """Epoch seconds from either kind of clock; a naive datetime is refused (its zone is a guess)."""
+    now = clock()
+    if isinstance(now, datetime):
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError("the clock returned a naive datetime; palm-pay needs timezone-aware times")
+        return now.timestamp()
+    return float(now)
 
 
 class ManualClock:

@@ -16,13 +16,13 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .clock import Clock, system_clock
+from .clock import Clock, clock_epoch, system_clock
 from .crypto import BlindIndex, FieldCipher, KeyRing, KeyRingError, OtpHasher, key_id_of
 from .errors import ErrorCatalog, PalmPayError
 from .events import SpecEvents, contract_payment_event
@@ -85,6 +85,19 @@ RECONCILE_GRACE_S = 60.0
 def _aad(palm_pay_id: str, field: str) -> bytes:
     # Binds a ciphertext to its row and column, so blobs cannot be swapped between rows.
     return f"{palm_pay_id}|{field}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """One pay() call as the events describe it."""
+
+    payment_id: str
+    number: int  # CONTRACT attempt number of the first rail call / the refusal
+    amount_cents: int
+    terminal_id: str
+    started: float  # perf timer at arrival, for latency_ms
+    ts: float  # epoch at arrival
+    day: str  # local date the payment counts for
 
 
 class PalmPayService:
@@ -156,7 +169,7 @@ class PalmPayService:
         per_txn = self._limit(transaction_limit, "transaction_limit")
         bank = None if bank in (None, "") else self._text(bank, "bank")
 
-        ts = self.clock().timestamp()
+        ts = self._now()
         template_index = self._index.digest(TEMPLATE_FIELD, template_ref)
         proxy_index = self._index.digest(PROXY_FIELD, f"{proxy_type}:{proxy}")
         palm_pay_id = f"pp_{secrets.token_hex(12)}"
@@ -240,7 +253,7 @@ class PalmPayService:
     def verify(self, palm_pay_id: str, otp: str) -> LinkView:
         """Outcome palm_link_verified: the correct OTP activates a pending link."""
         code = str(otp).strip()
-        ts = self.clock().timestamp()
+        ts = self._now()
         refusal: PalmPayError | None = None
         with self.store.write() as tx:
             link = self._require_link(tx, palm_pay_id)
@@ -288,7 +301,7 @@ class PalmPayService:
 
     def resend_otp(self, palm_pay_id: str) -> str:
         """A fresh code for a pending link (old code void); returns the delivery id."""
-        ts = self.clock().timestamp()
+        ts = self._now()
         code = generate_otp(self.options.otp_digits)
         refusal: PalmPayError | None = None
         proxy = proxy_type = ""
@@ -321,20 +334,17 @@ class PalmPayService:
             delivery_id = self.verification.send_otp(
                 palm_pay_id=palm_pay_id, destination=proxy, proxy_type=proxy_type, code=code
             )
-        except Exception:
-            log.exception("OTP delivery for %s failed", palm_pay_id)
+        except Exception as exc:
+            # Type only: a gateway's message may quote the destination number.
+            log.error("OTP delivery for %s failed (%s)", palm_pay_id, type(exc).__name__)
             raise self._errors.make("PALM_PAY_OTP_DELIVERY_FAILED", detail=palm_pay_id) from None
         with self.store.write() as tx:
-            challenge = tx.otp(palm_pay_id)
-            if challenge is not None:
-                tx.c.execute(
-                    "UPDATE otp_challenges SET delivery_id = ? WHERE palm_pay_id = ?", (delivery_id, palm_pay_id)
-                )
+            tx.set_otp_delivery(palm_pay_id, delivery_id)
         return delivery_id
 
     def expire_unverified(self) -> int:
         """Revoke links still unverified after the verification window; returns how many."""
-        ts = self.clock().timestamp()
+        ts = self._now()
         with self.store.write() as tx:
             stale = tx.pending_created_before(PENDING_VERIFICATION, ts - self.options.verification_ttl_s)
             return sum(1 for link in stale if self._expire_if_stale(tx, link, ts))
@@ -372,106 +382,96 @@ class PalmPayService:
         Refusals (spoof, not registered, inactive, limits) raise PalmPayError
         after their events are committed. Accepted payments return a
         PaymentResult: completed, failed (rail declined) or pending (rail
-        timeout; settled later by reconcile()).
+        timeout; settled later by reconcile()). The same idempotency_key
+        returns the stored result instead of paying again.
         """
         started = self._timer()
         terminal_id = self._text(terminal_id, "terminal_id")
         amount_cents = self._amount(amount)
         if isinstance(match_score, bool) or not isinstance(match_score, (int, float)) or not 0 <= match_score <= 1:
-            raise self._errors.make("PALM_PAY_INVALID_INPUT", detail="match_score must be between 0 and 1")
+            raise self._invalid("match_score must be a number between 0 and 1")
         payment_id = self._text(idempotency_key, "idempotency_key") if idempotency_key else f"pay_{secrets.token_hex(12)}"
-        ts = self.clock().timestamp()
+        ts = self._now()
+        attempt = _Attempt(payment_id, 1, amount_cents, terminal_id, started, ts, local_day(ts, self._tz))
 
         if not liveness_passed:
             # Spec: liveness must pass before any matching; the palm is not even looked up.
             with self.store.write() as tx:
-                attempt = self._next_attempt(tx, payment_id, idempotency_key)
-                refusal = self._refuse_payment(
-                    tx, "PALM_PAY_SPOOF_DETECTED", None, None, ts, payment_id, attempt, amount_cents,
-                    terminal_id, started,
-                )
+                attempt = self._numbered(tx, attempt, idempotency_key)
+                refusal = self._refuse_payment(tx, "PALM_PAY_SPOOF_DETECTED", None, None, attempt)
             log.warning("payment %s refused at terminal %s: liveness failed", payment_id, terminal_id)
             raise refusal
 
         template_index = self._index.digest(TEMPLATE_FIELD, self._template_ref(palm_template_ref))
-        today = local_day(ts, self._tz)
-        refusal = None
         with self.store.write() as tx:
             link = tx.link_for_template(template_index)
             replay = tx.payment(payment_id) if idempotency_key else None
-            attempt = self._next_attempt(tx, payment_id, idempotency_key)
             if replay is not None:
-                if link is None or replay.palm_pay_id != link.palm_pay_id or replay.amount_cents != amount_cents:
-                    refusal = self._errors.make("PALM_PAY_IDEMPOTENCY_CONFLICT")
-            elif link is None:
-                refusal = self._refuse_payment(
-                    tx, "PALM_PAY_NOT_REGISTERED", "palm_not_registered", None, ts, payment_id, attempt,
-                    amount_cents, terminal_id, started,
-                )
-            elif not match_accepted(match_score, self.options.match_threshold):
-                self._count_failed_match(tx, link, ts)
-                refusal = self._refuse_payment(
-                    tx, "PALM_PAY_NOT_REGISTERED", "palm_not_registered", link, ts, payment_id, attempt,
-                    amount_cents, terminal_id, started,
-                )
+                same = link is not None and (replay.palm_pay_id, replay.amount_cents) == (link.palm_pay_id, amount_cents)
+                if not same:
+                    raise self._errors.make("PALM_PAY_IDEMPOTENCY_CONFLICT")
             else:
-                spent = spent_on(today, link.spent_day, link.daily_spent)
-                decision = decide_payment(
-                    link_status=link.link_status,
-                    spent_cents=spent,
-                    reserved_cents=link.reserved,
-                    daily_limit_cents=link.daily_limit,
-                    transaction_limit_cents=link.transaction_limit,
-                    amount_cents=amount_cents,
-                )
-                values = self._values(link, amount_cents=amount_cents, daily_spent_cents=spent, terminal_id=terminal_id)
-                if decision.resolved:
-                    self._emit(tx, ts, "palm_payment_resolved", values)
-                if decision.refusal is not None:
-                    refusal = self._refuse_payment(
-                        tx, decision.refusal, decision.outcome, link, ts, payment_id, attempt, amount_cents,
-                        terminal_id, started, values=values,
-                    )
-                else:
-                    # Reserve before calling the rail: limits hold even while the outcome is unknown.
-                    tx.set_counters(
-                        link.palm_pay_id, spent_day=today, daily_spent=spent, reserved=link.reserved + amount_cents
-                    )
-                    tx.insert_payment(
-                        PaymentRow(
-                            payment_id, link.palm_pay_id, amount_cents, terminal_id, "pending", today, 0, None, None, ts
-                        ),
-                        ts=ts,
-                    )
-                    proxy = self._reveal(
-                        tx, link, PROXY_FIELD, ts, actor=f"terminal:{terminal_id}", purpose=f"payment {payment_id}"
-                    )
-        if replay is not None and refusal is None:
-            return self._result_for(replay, link, replayed=True)  # type: ignore[arg-type]
+                attempt = self._numbered(tx, attempt, idempotency_key)
+                refusal, proxy = self._authorise(tx, link, match_score, attempt)
+        if replay is not None:
+            assert link is not None
+            return self._result_for(replay, link, replayed=True)
         if refusal is not None:
             log.info("payment %s refused at terminal %s: %s", payment_id, terminal_id, refusal.code)
             raise refusal
-        assert link is not None
-        return self._charge(link, payment_id, amount_cents, terminal_id, proxy, attempt, started, today)
+        assert link is not None and proxy is not None
+        return self._charge(link, proxy, attempt)
 
-    def _charge(
-        self,
-        link: PalmPayLink,
-        payment_id: str,
-        amount_cents: int,
-        terminal_id: str,
-        proxy: str,
-        first_attempt: int,
-        started: float,
-        today: str,
-    ) -> PaymentResult:
+    def _authorise(
+        self, tx: Tx, link: PalmPayLink | None, match_score: float, attempt: _Attempt
+    ) -> tuple[PalmPayError | None, str | None]:
+        """Match, check the rules and reserve the amount. Returns (refusal, plaintext proxy)."""
+        if link is None:
+            return self._refuse_payment(tx, "PALM_PAY_NOT_REGISTERED", "palm_not_registered", None, attempt), None
+        if not match_accepted(match_score, self.options.match_threshold):
+            self._count_failed_match(tx, link, attempt.ts)
+            return self._refuse_payment(tx, "PALM_PAY_NOT_REGISTERED", "palm_not_registered", link, attempt), None
+        spent = spent_on(attempt.day, link.spent_day, link.daily_spent)
+        decision = decide_payment(
+            link_status=link.link_status,
+            spent_cents=spent,
+            reserved_cents=link.reserved,
+            daily_limit_cents=link.daily_limit,
+            transaction_limit_cents=link.transaction_limit,
+            amount_cents=attempt.amount_cents,
+        )
+        values = self._values(
+            link, amount_cents=attempt.amount_cents, daily_spent_cents=spent, terminal_id=attempt.terminal_id
+        )
+        if decision.resolved:
+            self._emit(tx, attempt.ts, "palm_payment_resolved", values)
+        if decision.refusal is not None:
+            return self._refuse_payment(tx, decision.refusal, decision.outcome, link, attempt, values=values), None
+        # Reserve before calling the rail: limits hold even while the outcome is unknown.
+        tx.set_counters(
+            link.palm_pay_id, spent_day=attempt.day, daily_spent=spent, reserved=link.reserved + attempt.amount_cents
+        )
+        tx.insert_payment(
+            PaymentRow(
+                attempt.payment_id, link.palm_pay_id, attempt.amount_cents, attempt.terminal_id, "pending",
+                attempt.day, 0, None, None, attempt.ts,
+            ),
+            ts=attempt.ts,
+        )
+        purpose = f"payment {attempt.payment_id}"
+        proxy = self._reveal(tx, link, PROXY_FIELD, attempt.ts, actor=f"terminal:{attempt.terminal_id}", purpose=purpose)
+        return None, proxy
+
+    def _charge(self, link: PalmPayLink, proxy: str, attempt_ctx: _Attempt) -> PaymentResult:
+        """Call the rail outside any transaction, then record attempts and settle in one."""
+        payment_id, amount_cents, terminal_id = attempt_ctx.payment_id, attempt_ctx.amount_cents, attempt_ctx.terminal_id
         attempts: list[tuple[float, float, RailAttempt]] = []
-        mark = [started]
+        mark = [attempt_ctx.started]
 
         def on_attempt(attempt: RailAttempt) -> None:
             now = self._timer()
             # End-to-end latency of this attempt: since the previous one ended (or the request arrived).
-            attempts.append((self.clock().timestamp(), (now - mark[0]) * 1000, attempt))
+            attempts.append((self._now(), (now - mark[0]) * 1000, attempt))
             mark[0] = now
 
         request = RailPaymentRequest(
@@ -486,18 +486,18 @@ class PalmPayService:
             self.rail, request, self.options.rail_retry, on_attempt, sleep=self._sleep, timer=self._timer
         )
         del proxy, request
-        ts = self.clock().timestamp()
+        ts = self._now()
         with self.store.write() as tx:
             for at_ts, latency_ms, attempt in attempts:
                 ok = attempt.result is not None and attempt.result.status == "completed"
-                unknown = attempt.error is not None and attempt is attempts[-1][2] and outcome.status == "unknown"
+                unknown = attempt is attempts[-1][2] and outcome.status == "unknown"
                 tx.add_payment_event(
                     payment_id,
                     contract_payment_event(
                         self.options.event_defaults,
                         ts=at_ts,
                         payment_id=payment_id,
-                        attempt=first_attempt + attempt.number - 1,
+                        attempt=attempt_ctx.number + attempt.number - 1,
                         amount_cents=amount_cents,
                         status="success" if ok else "failure",
                         error_code=None if ok else self._attempt_code(attempt),
@@ -509,7 +509,7 @@ class PalmPayService:
                     ),
                 )
             row = PaymentRow(
-                payment_id, link.palm_pay_id, amount_cents, terminal_id, "pending", today, outcome.attempts,
+                payment_id, link.palm_pay_id, amount_cents, terminal_id, "pending", attempt_ctx.day, outcome.attempts,
                 outcome.error_code, outcome.rail_reference, ts,
             )
             if outcome.status == "unknown":
@@ -535,7 +535,9 @@ class PalmPayService:
         if attempt.error is not None:
             return attempt.error.code
         assert attempt.result is not None
-        return attempt.result.error_code or "SYSTEM_ERROR"
+        if attempt.result.status in ("pending", "not_found"):
+            return attempt.result.error_code or "RAIL_PENDING"
+        return attempt.result.error_code or "DO_NOT_HONOR"
 
     def _settle(
         self,
@@ -567,7 +569,7 @@ class PalmPayService:
 
     def reconcile(self, *, limit: int = 500) -> ReconcileReport:
         """Ask the rail about pending payments (by idempotency key) and settle them once."""
-        now = self.clock().timestamp()
+        now = self._now()
         with self.store.read() as tx:
             pending = [p for p in tx.pending_payments(limit) if now - p.created_at >= RECONCILE_GRACE_S]
         completed = failed = still = 0
@@ -578,7 +580,7 @@ class PalmPayService:
                 log.warning("rail status for payment %s unavailable; stays pending", row.payment_id)
                 still += 1
                 continue
-            ts = self.clock().timestamp()
+            ts = self._now()
             with self.store.write() as tx:
                 link = tx.link(row.palm_pay_id)
                 assert link is not None
@@ -621,31 +623,27 @@ class PalmPayService:
         code: str,
         outcome: str | None,
         link: PalmPayLink | None,
-        ts: float,
-        payment_id: str,
-        attempt: int,
-        amount_cents: int,
-        terminal_id: str,
-        started: float,
+        attempt: _Attempt,
         *,
         values: dict[str, Any] | None = None,
     ) -> PalmPayError:
+        """Commit the refusal's spec event and payment event; return the error to raise."""
         if outcome is not None:
             if values is None:
-                values = self._values(link, amount_cents=amount_cents, terminal_id=terminal_id)
-            self._emit(tx, ts, outcome, values)
+                values = self._values(link, amount_cents=attempt.amount_cents, terminal_id=attempt.terminal_id)
+            self._emit(tx, attempt.ts, outcome, values)
         tx.add_payment_event(
-            payment_id,
+            attempt.payment_id,
             contract_payment_event(
                 self.options.event_defaults,
-                ts=ts,
-                payment_id=payment_id,
-                attempt=attempt,
-                amount_cents=amount_cents,
+                ts=attempt.ts,
+                payment_id=attempt.payment_id,
+                attempt=attempt.number,
+                amount_cents=attempt.amount_cents,
                 status="failure",
                 error_code=code,
-                latency_ms=(self._timer() - started) * 1000,
-                terminal_id=terminal_id,
+                latency_ms=(self._timer() - attempt.started) * 1000,
+                terminal_id=attempt.terminal_id,
                 bank=link.bank if link else None,
                 palm_pay_id=link.palm_pay_id if link else None,
             ),
@@ -653,9 +651,11 @@ class PalmPayService:
         return self._errors.make(code)
 
     @staticmethod
-    def _next_attempt(tx: Tx, payment_id: str, idempotency_key: str | None) -> int:
-        # A caller-supplied key may be a retry of an earlier refused attempt.
-        return tx.payment_event_count(payment_id) + 1 if idempotency_key else 1
+    def _numbered(tx: Tx, attempt: _Attempt, idempotency_key: str | None) -> _Attempt:
+        """A caller-supplied key may be a retry of earlier refused attempts: number after them."""
+        if not idempotency_key:
+            return attempt
+        return replace(attempt, number=tx.payment_event_count(attempt.payment_id) + 1)
 
     def _result_for(self, row: PaymentRow, link: PalmPayLink, *, replayed: bool = False) -> PaymentResult:
         return PaymentResult(
@@ -695,7 +695,7 @@ class PalmPayService:
     ) -> LinkView:
         actor = self._text(actor, "actor")
         reason = self._text(reason, "reason")
-        ts = self.clock().timestamp()
+        ts = self._now()
         with self.store.write() as tx:
             link = self._require_link(tx, palm_pay_id)
             if only_from is not None and link.link_status != only_from:
@@ -786,7 +786,7 @@ class PalmPayService:
             return tx.access_entries(palm_pay_id)
 
     def _view(self, link: PalmPayLink) -> LinkView:
-        today = local_day(self.clock(), self._tz)
+        today = local_day(self._now(), self._tz)
         return LinkView(
             palm_pay_id=link.palm_pay_id,
             user_id=link.user_id,
@@ -823,7 +823,7 @@ class PalmPayService:
                 todo = [
                     row for row in tx.sealed_values() if key_id_of(row[1]) != new_key or key_id_of(row[2]) != new_key
                 ][:batch]
-                ts = self.clock().timestamp()
+                ts = self._now()
                 for palm_pay_id, template_ct, proxy_ct in todo:
                     template_aad, proxy_aad = _aad(palm_pay_id, TEMPLATE_FIELD), _aad(palm_pay_id, PROXY_FIELD)
                     tx.set_ciphertexts(
@@ -840,7 +840,7 @@ class PalmPayService:
             in_use = {key_id_of(ct) for row in tx.sealed_values() for ct in row[1:]}
             retired = self._ring.retire(set(self._ring.key_ids()) - in_use - {new_key})
             tx.audit(
-                self.clock().timestamp(), palm_pay_id=None, actor=BACKEND, action="rotate_key", from_status=None,
+                self._now(), palm_pay_id=None, actor=BACKEND, action="rotate_key", from_status=None,
                 to_status=None, outcome="applied", reason=f"active key {new_key}; {rewritten} rows re-encrypted",
             )
         self._cipher.forget_cached()
@@ -864,6 +864,9 @@ class PalmPayService:
     # ======================================================================
     # helpers
     # ======================================================================
+
+    def _now(self) -> float:
+        return clock_epoch(self.clock)
 
     def _emit(self, tx: Tx, ts: float, outcome: str, values: dict[str, Any]) -> None:
         event = self._events.for_outcome(outcome, values)

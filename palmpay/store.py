@@ -381,6 +381,9 @@ class Tx:
             (palm_pay_id, code_mac, expires_at, resends, delivery_id),
         )
 
+    def set_otp_delivery(self, palm_pay_id: str, delivery_id: str) -> None:
+        self.c.execute("UPDATE otp_challenges SET delivery_id = ? WHERE palm_pay_id = ?", (delivery_id, palm_pay_id))
+
     def count_otp_attempt(self, palm_pay_id: str) -> None:
         self.c.execute("UPDATE otp_challenges SET attempts = attempts + 1 WHERE palm_pay_id = ?", (palm_pay_id,))
 
