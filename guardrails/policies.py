@@ -2,6 +2,19 @@
 
 `evaluate` runs them all and combines most-restrictive-wins. A policy outcome is
 never an exception; every verdict carries its reason for the audit trail.
+
+The rules (each has a truth-table test in tests/guardrails):
+- known_tool: only typed tools run (deny otherwise);
+- confidence: below the threshold (0.8) a human approves;
+- permission: the tool's level (palm-pay levels from the spec); human_required needs a human;
+- blast_radius: an action touching more than MAX_AUTONOMOUS_VOLUME of current traffic needs a human;
+- human_checkpoint: the spec's checkpoints (sensitive fields, terminal states);
+- escalation_trigger: the spec's triggers (metrics defined in guardrails.metrics);
+- irreversible: what cannot be undone always needs a human;
+- already_in_force: the same action on the same target is not applied twice (deny);
+- anti_flapping: no reversal of an executed action within the cooldown;
+- action_rate: at most N autonomous actions per hour;
+- safe_destination: never reroute into an unhealthy route or one that does not carry the traffic (deny).
 """
 
 from __future__ import annotations
@@ -42,7 +55,7 @@ class GuardContext:
     max_autonomous_volume: float = 0.5
     cooldown_seconds: float = 300.0
     max_autonomous_actions_per_hour: int = 6
-    blast_radius: float = 0.0  # share of current traffic the action touches
+    blast_radius: float = 0.0  # share of current traffic the action touches (guardrails.metrics.action_blast_radius)
     in_force: tuple[PastAction, ...] = ()
     history: tuple[PastAction, ...] = ()  # executed actions, newest last (includes those in force)
     routes: Mapping[str, RouteHealth] = field(default_factory=dict)
@@ -76,16 +89,17 @@ def permission(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailRes
     if spec is None:
         return _r("permission", DENY, "no permission for an unknown tool")
     level = c.permissions.level(spec)
+    origin = f" (palm-pay spec unreadable: {c.permissions.error})" if spec.palm and c.permissions.error else ""
     if level is Permission.HUMAN_REQUIRED:
-        return _r("permission", APPROVE, f"{p.tool} is human_required")
+        return _r("permission", APPROVE, f"{p.tool} is human_required{origin}")
     return _r("permission", ALLOW, f"{p.tool} is {level.value}")
 
 
 def blast_radius(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
     spec = ACTIONS.get(p.tool)
-    if spec is None or not spec.changes_traffic:
-        return _r("blast_radius", ALLOW, "does not change traffic")
-    share = c.blast_radius * (float(p.args.get("percent", 100.0)) / 100.0)
+    if spec is None or spec.blast_scope == "none":
+        return _r("blast_radius", ALLOW, "touches no payments")
+    share = c.blast_radius
     if share > c.max_autonomous_volume:
         return _r("blast_radius", APPROVE, f"touches {share:.0%} of traffic > limit {c.max_autonomous_volume:.0%}")
     return _r("blast_radius", ALLOW, f"touches {share:.0%} of traffic <= limit {c.max_autonomous_volume:.0%}")
@@ -105,6 +119,8 @@ def escalation_triggers(p: ProposedAction, d: Diagnosis, c: GuardContext) -> Gua
     if spec is None or spec.palm_transition_to is None:
         return _r("escalation_trigger", ALLOW, "not a palm-pay operation")
     fired = [t.expression for t in c.permissions.triggers if t.metric in c.palm_metrics and t.fires(c.palm_metrics[t.metric])]
+    # A trigger on a metric this agent does not measure cannot be ruled out: fail closed.
+    fired += [f"{t.expression} (metric not measured)" for t in c.permissions.triggers if t.metric not in c.palm_metrics]
     if fired:
         figures = ", ".join(f"{k}={v:g}" for k, v in sorted(c.palm_metrics.items()))
         return _r("escalation_trigger", APPROVE, f"escalation trigger fired: {'; '.join(fired)} ({figures})")
@@ -113,7 +129,7 @@ def escalation_triggers(p: ProposedAction, d: Diagnosis, c: GuardContext) -> Gua
 
 def irreversible(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
     spec = ACTIONS.get(p.tool)
-    if spec is not None and not spec.reversible:
+    if spec is not None and not c.permissions.reversible(spec):
         return _r("irreversible", APPROVE, f"{p.tool} cannot be undone")
     return _r("irreversible", ALLOW, "reversible")
 
@@ -127,21 +143,39 @@ def already_in_force(p: ProposedAction, d: Diagnosis, c: GuardContext) -> Guardr
 
 
 def anti_flapping(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
-    """A reroute back into a route that was rerouted away from within the cooldown is a reversal."""
-    if p.tool != "reroute_traffic":
-        return _r("anti_flapping", ALLOW, "not a reroute")
-    destinations = set(p.args.get("to_routes", {}))
-    for a in c.history:
-        if a.tool == "reroute_traffic" and c.now - a.at < c.cooldown_seconds and a.target.get("route") in destinations:
-            return _r("anti_flapping", APPROVE, f"would reverse the reroute away from {a.target['route']} {c.now - a.at:.0f}s ago")
+    """No reversal of an executed action within the cooldown. A reversal is:
+
+    - a reroute into a route that an earlier reroute moved traffic away from, or away
+      from a route that an earlier reroute moved traffic into;
+    - the declared undo tool of an earlier action on the same target (suspend <-> reactivate).
+    """
+    key = target_key(p.target)
+    destinations = set(p.args.get("to_routes", {})) if p.tool == "reroute_traffic" else set()
+    source = p.target.get("route") if p.tool == "reroute_traffic" else None
+    for a in reversed(c.history):
+        age = c.now - a.at
+        if age >= c.cooldown_seconds or age < 0:
+            continue
+        earlier = ACTIONS.get(a.tool)
+        if p.tool == "reroute_traffic" and a.tool == "reroute_traffic":
+            if a.target.get("route") in destinations:
+                return _r("anti_flapping", APPROVE, f"would reverse the reroute away from {a.target['route']} {age:.0f}s ago")
+            if source is not None and source in dict(a.args).get("to_routes", {}):
+                return _r("anti_flapping", APPROVE, f"would move traffic away from {source}, where a reroute sent it {age:.0f}s ago")
+        if earlier is not None and earlier.undo_tool == p.tool and target_key(a.target) == key:
+            return _r("anti_flapping", APPROVE, f"would undo {a.tool} on {key} from {age:.0f}s ago (cooldown {c.cooldown_seconds:.0f}s)")
     return _r("anti_flapping", ALLOW, "no recent reversal")
+
+
+# One hour: the period the autonomous-action cap counts over.
+RATE_PERIOD_SECONDS = 3600.0
 
 
 def action_rate(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
     spec = ACTIONS.get(p.tool)
-    if spec is None or not spec.changes_traffic:
+    if spec is None or p.tool in HARMLESS_TOOLS:
         return _r("action_rate", ALLOW, "not counted")
-    recent = sum(1 for a in c.history if a.autonomous and c.now - a.at < 3600.0)
+    recent = sum(1 for a in c.history if a.autonomous and a.tool not in HARMLESS_TOOLS and 0 <= c.now - a.at < RATE_PERIOD_SECONDS)
     if recent >= c.max_autonomous_actions_per_hour:
         return _r("action_rate", APPROVE, f"{recent} autonomous actions in the last hour (cap {c.max_autonomous_actions_per_hour})")
     return _r("action_rate", ALLOW, f"{recent} autonomous actions in the last hour")

@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-SENSITIVE_KEYS = frozenset({"palm_template_ref", "payshap_proxy", "otp", "proxy", "template_ref", "data_key", "api_key"})
-# Anything that looks like a phone number or an account number inside free text.
-_DIGITS = re.compile(r"\+?\d[\d ]{7,}\d")
+SENSITIVE_KEYS = frozenset({"palm_template_ref", "payshap_proxy", "otp", "proxy", "template_ref", "data_key", "api_key",
+                            "authorization", "password", "secret"})
+# Anything that looks like a phone number or an account number inside free text: a run of
+# 9+ digits (spaces allowed inside) standing on its own. Digits inside an identifier
+# (a decision id such as d-3141592653abcdef, a link id) are not a proxy and stay readable,
+# or ids in the audit trail would be mangled at random.
+_DIGITS = re.compile(r"(?<![\w-])\+?\d[\d ]{7,}\d(?![\w-])")
 
 
 def mask(value: str, keep: int = 4) -> str:

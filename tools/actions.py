@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -76,23 +76,51 @@ class NoActionArgs(ToolArgs):
     reason: str = Field("nothing to do", max_length=500)
 
 
+# A link id as the backend issues it (e.g. "pp_3f9a..."): it starts with a letter, so a
+# phone number, an account number or other sensitive value can never pass as one.
+PALM_LINK_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]{2,63}$"
+# The backend keeps at most 256 characters of reason; the decision id is prefixed to it.
+MAX_PALM_REASON = 200
+
+
 class PalmLinkArgs(ToolArgs):
-    palm_pay_id: str = Field(..., min_length=1, max_length=64)
-    reason: str = Field("", max_length=500)
+    """Palm-pay operations name a link by its id only, never by a proxy or template reference."""
+
+    palm_pay_id: str = Field(..., pattern=PALM_LINK_ID_PATTERN, description="The palm-pay link id (not a proxy, not a template ref).")
+    reason: str = Field("agent decision", min_length=1, max_length=MAX_PALM_REASON, description="Why, for the link's audit log.")
+
+
+BlastScope = Literal["segment", "link", "none"]
 
 
 @dataclass(frozen=True)
 class ActionSpec:
+    """What a tool is and what it risks; guardrails read these declarations, not tool names."""
+
     name: str
     description: str
     args_model: type[ToolArgs]
     permission: Permission
     reversible: bool
     rollback: str  # how it is undone; "" when it cannot be
-    changes_traffic: bool  # counts against blast radius and the autonomous-action cap
+    changes_traffic: bool  # re-routes, retries or blocks payments in the control plane
     palm_outcome: str | None = None  # the spec outcome whose permission governs it
     palm_transition_to: str | None = None  # link state it moves to (terminal states need a human)
     modifies_sensitive: bool = False
+    # How its blast radius (share of current traffic it touches) is estimated, see
+    # guardrails.metrics.action_blast_radius: the target segment's share (times
+    # `percent` when given), one palm link's share, or none (informs only).
+    blast_scope: BlastScope = "segment"
+    undo_tool: str | None = None  # the tool that reverses it (anti-flapping watches for it)
+
+    @property
+    def palm(self) -> bool:
+        return self.palm_transition_to is not None
+
+    def declaration(self) -> dict[str, Any]:
+        """The static declaration, e.g. for tool metadata and docs (palm levels come from the spec)."""
+        return {"permission": self.permission.value, "reversible": self.reversible, "rollback": self.rollback,
+                "blast_scope": self.blast_scope, "changes_traffic": self.changes_traffic}
 
 
 ROUTING_ACTIONS: dict[str, ActionSpec] = {
@@ -105,27 +133,33 @@ ROUTING_ACTIONS: dict[str, ActionSpec] = {
         ActionSpec("suppress_path", "Stop sending a segment's payments down a failing path; offer a fallback.",
                    SuppressArgs, Permission.AUTONOMOUS, True, "lift the suppression", True),
         ActionSpec("alert_ops", "Page or notify human operators with the evidence.", AlertArgs,
-                   Permission.AUTONOMOUS, True, "", False),
+                   Permission.AUTONOMOUS, True, "", False, blast_scope="none"),
         ActionSpec("no_action", "Deliberately do nothing (say why).", NoActionArgs,
-                   Permission.AUTONOMOUS, True, "", False),
+                   Permission.AUTONOMOUS, True, "", False, blast_scope="none"),
     )
 }
 
-# Palm-pay operations: the permission field here is only the fallback; the live
-# level comes from the spec's autonomy table (see tools.permissions).
+# Palm-pay operations (executed by tools.palm_ops through PalmPayService). The
+# permission and reversible fields here are only fallbacks: the live values come
+# from the spec (tools.permissions): its action_permissions for the outcome, its
+# autonomy level otherwise, and its state machine (a terminal state cannot be left).
 PALM_ACTIONS: dict[str, ActionSpec] = {
     spec.name: spec
     for spec in (
         ActionSpec("suspend_palm_link", "Suspend one palm-pay link for review (fraud alert).", PalmLinkArgs,
-                   Permission.SUPERVISED, True, "reactivate_palm_link", False, None, "suspended"),
+                   Permission.SUPERVISED, True, "reactivate_palm_link", False, None, "suspended",
+                   blast_scope="link", undo_tool="reactivate_palm_link"),
         ActionSpec("reactivate_palm_link", "Lift a palm-pay link's suspension after review.", PalmLinkArgs,
-                   Permission.SUPERVISED, True, "suspend_palm_link", False, None, "active"),
+                   Permission.SUPERVISED, True, "suspend_palm_link", False, None, "active",
+                   blast_scope="link", undo_tool="suspend_palm_link"),
         ActionSpec("revoke_palm_link", "Permanently revoke a palm-pay link.", PalmLinkArgs,
-                   Permission.HUMAN_REQUIRED, False, "", False, "palm_link_revoked", "revoked"),
+                   Permission.HUMAN_REQUIRED, False, "", False, "palm_link_revoked", "revoked",
+                   blast_scope="link"),
     )
 }
 
 ACTIONS: dict[str, ActionSpec] = {**ROUTING_ACTIONS, **PALM_ACTIONS}
+LINK_DIMENSION = "palm_pay_id"  # the event dimension that names a palm-pay link (CONTRACT §1)
 
 
 class ProposalError(ValueError):
@@ -143,7 +177,10 @@ def validate_proposal(tool: str, args: dict[str, Any], rationale: str = "") -> P
         fields = sorted({".".join(str(p) for p in err["loc"]) or "args" for err in exc.errors()})
         raise ProposalError(f"invalid arguments for {tool}: {', '.join(fields)}") from None
     data = parsed.model_dump()
-    target = data.pop("target", {}) if isinstance(parsed, TargetedArgs) else {}
+    if isinstance(parsed, PalmLinkArgs):
+        target = {LINK_DIMENSION: parsed.palm_pay_id}  # CONTRACT §3: the action names its target
+    else:
+        target = data.pop("target", {}) if isinstance(parsed, TargetedArgs) else {}
     return ProposedAction(tool=tool, target=target, args=data, rationale=rationale)
 
 
@@ -155,13 +192,26 @@ def revalidate(proposal: ProposedAction) -> ProposedAction:
     args = dict(proposal.args)
     if issubclass(spec.args_model, TargetedArgs):
         args["target"] = dict(proposal.target)
+    elif issubclass(spec.args_model, PalmLinkArgs):
+        # The link may arrive as the target, as an argument, or both (then they must agree).
+        named = dict(proposal.target)
+        if set(named) - {LINK_DIMENSION}:
+            raise ProposalError(f"{proposal.tool} targets one palm-pay link: {{'{LINK_DIMENSION}': ID}}")
+        if LINK_DIMENSION in named:
+            if args.setdefault("palm_pay_id", named[LINK_DIMENSION]) != named[LINK_DIMENSION]:
+                raise ProposalError(f"{proposal.tool}: target and palm_pay_id name different links")
     elif proposal.target:
         raise ProposalError(f"{proposal.tool} takes no target")
     return validate_proposal(proposal.tool, args, proposal.rationale)
 
 
-def as_langchain_tools(execute: Callable[[ProposedAction], str] | None = None) -> list[StructuredTool]:
-    """The actions as langchain-core tools (for `bind_tools`); `execute` runs them when given."""
+def as_langchain_tools(execute: Callable[[ProposedAction], str] | None = None,
+                       levels: Mapping[str, Permission] | None = None) -> list[StructuredTool]:
+    """The actions as langchain-core tools (for `bind_tools`); `execute` runs them when given.
+
+    `levels` (tools.permissions.action_levels) puts the spec's live permission levels
+    into each tool's metadata; without it the static fallbacks are shown.
+    """
 
     def make(spec: ActionSpec) -> StructuredTool:
         def run(**kwargs: Any) -> str:
@@ -170,7 +220,9 @@ def as_langchain_tools(execute: Callable[[ProposedAction], str] | None = None) -
             return execute(validate_proposal(spec.name, kwargs))
 
         tool = StructuredTool.from_function(func=run, name=spec.name, description=spec.description, args_schema=spec.args_model)
-        tool.metadata = {"permission": spec.permission.value, "reversible": spec.reversible, "rollback": spec.rollback}
+        tool.metadata = spec.declaration()
+        if levels is not None and spec.name in levels:
+            tool.metadata["permission"] = levels[spec.name].value
         return tool
 
     return [make(spec) for spec in ACTIONS.values()]

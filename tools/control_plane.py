@@ -2,8 +2,15 @@
 
 `SimulatedControlPlane` is an in-process router (route weights, retry policies,
 suppressed paths, alerts) that the simulator obeys, so an action really changes
-later windows. Every application is keyed by an idempotency key (the decision
-id): the same action is never applied twice. Actions carry a TTL and roll back.
+later windows. `tools.http_control_plane.HttpControlPlane` sends the same
+actions to an orchestrator over HTTP. Every application is keyed by an
+idempotency key (the decision id): the same action is never applied twice.
+Actions carry a TTL and roll back when it expires; the agent records each
+rollback in the audit trail like any action.
+
+An application whose outcome is not known (the request may have reached the
+orchestrator, but no answer came back) is kept "in force" unconfirmed and settled
+by `reconcile()` on the next tick.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ class ActionInForce:
     args: dict[str, Any]
     applied_at: float
     expires_at: float
+    confirmed: bool = True  # False: sent, outcome unknown; settled by reconcile()
 
     @property
     def key(self) -> str:
@@ -41,14 +49,33 @@ class Alert:
     at: float
 
 
+@dataclass(frozen=True)
+class Reconciliation:
+    """What reconcile() found out about an action whose outcome was unknown (or a late rollback)."""
+
+    action_id: str
+    tool: str
+    target: dict[str, str]
+    outcome: str  # confirmed | reapplied | dropped | still_unknown | rollback_failed
+    detail: str
+
+
 class ControlPlane(Protocol):
-    def apply(self, action: ProposedAction, idempotency_key: str, now: float) -> ExecutionResult: ...
+    def apply(self, action: ProposedAction, idempotency_key: str, now: float) -> ExecutionResult:
+        """Apply once per key; status executed / skipped / failed, or unknown (settled by reconcile)."""
+        ...
 
     def rollback(self, action_id: str, now: float, reason: str) -> ExecutionResult: ...
 
-    def expire(self, now: float) -> list[ActionInForce]: ...
+    def expire(self, now: float) -> list[ActionInForce]:
+        """Roll back every action whose TTL has passed; returns those rolled back now."""
+        ...
 
     def in_force(self) -> list[ActionInForce]: ...
+
+    def reconcile(self, now: float) -> list[Reconciliation]:
+        """Settle unknown outcomes from earlier ticks (and report rollbacks that failed)."""
+        ...
 
 
 # Tools that change how traffic flows and so stay "in force" until rolled back.
@@ -102,6 +129,9 @@ class SimulatedControlPlane:
 
     def in_force(self) -> list[ActionInForce]:
         return sorted(self.actions.values(), key=lambda a: a.applied_at)
+
+    def reconcile(self, now: float) -> list[Reconciliation]:
+        return []  # in-process: every outcome is known at once
 
     def restore(self, records: list[Mapping[str, Any]]) -> None:
         """Rebuild after a restart from the checkpointed list of actions in force."""
