@@ -239,11 +239,11 @@ class PalmPayService:
             # A stale, never-verified enrolment must not block re-enrolling the same palm.
             if not self._expire_if_stale(tx, existing, ts):
                 return self._errors.make("PALM_PAY_DUPLICATE_PALM")
-        live = [
-            link
-            for link in tx.links_for_user(user_id)
-            if link.link_status != REVOKED and not self._expire_if_stale(tx, link, ts)
-        ]
+        live = []
+        for link in tx.links_for_user(user_id):
+            # Expiring stale enrolments here frees their slot (and is audited like any expiry).
+            if link.link_status != REVOKED and not self._expire_if_stale(tx, link, ts):
+                live.append(link)
         if len(live) >= self.options.max_palms_per_user:
             return self._errors.make("PALM_PAY_PALM_LIMIT")
         if hand is not None and any(link.palm_hand == hand for link in live):
