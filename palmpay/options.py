@@ -32,6 +32,8 @@ class PalmPayOptions:
     max_palms_per_user: int = 2  # spec: left and right
 
     rail_retry: RailRetryPolicy = RailRetryPolicy()
+    # A pending payment younger than this may still be in flight; reconcile() leaves it alone.
+    reconcile_grace_s: float = 60.0
     event_defaults: PaymentEventDefaults = PaymentEventDefaults()
     busy_timeout_s: float = 30.0  # writers queue on BEGIN IMMEDIATE rather than fail
     # WAL + NORMAL: a commit is durable against process crashes; a power cut may lose the

@@ -78,8 +78,8 @@ _PROXY_PATTERNS = {
 _PROXY_SEPARATORS = re.compile(r"[\s\-().]")
 _MAX_TEXT = 256
 _MIN_TEMPLATE_REF = 8  # shorter refs would be guessable and their mask would reveal them
-# A pending payment younger than this may still be in flight; reconcile leaves it alone.
-RECONCILE_GRACE_S = 60.0
+# Default of PalmPayOptions.reconcile_grace_s, kept importable for callers and tests.
+RECONCILE_GRACE_S = PalmPayOptions.reconcile_grace_s
 
 
 def _aad(palm_pay_id: str, field: str) -> bytes:
@@ -571,7 +571,7 @@ class PalmPayService:
         """Ask the rail about pending payments (by idempotency key) and settle them once."""
         now = self._now()
         with self.store.read() as tx:
-            pending = [p for p in tx.pending_payments(limit) if now - p.created_at >= RECONCILE_GRACE_S]
+            pending = [p for p in tx.pending_payments(limit) if now - p.created_at >= self.options.reconcile_grace_s]
         completed = failed = still = 0
         for row in pending:
             try:
