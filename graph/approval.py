@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel, ConfigDict, Field
 
-from payops.memory.approvals import APPROVED, PENDING, REJECTED
+from payops.memory.approvals import APPROVED, EXPIRED, PENDING, REJECTED
 
 from .services import AgentServices, Context, services_of
 
@@ -36,8 +36,9 @@ class ApprovalState(TypedDict, total=False):
 
 def await_decision(state: ApprovalState) -> dict[str, Any]:
     # Nothing before interrupt(): this node runs again from the top on resume.
-    answer = interrupt(state["request"])
-    parsed = ApprovalAnswer.model_validate(answer)
+    # response_schema: a bad resume value raises ValidationError and the thread stays paused.
+    answer = interrupt(state["request"], response_schema=ApprovalAnswer)
+    parsed = answer if isinstance(answer, ApprovalAnswer) else ApprovalAnswer.model_validate(answer)
     return {"answer": parsed.model_dump()}
 
 
@@ -87,13 +88,27 @@ class ApprovalNotPending(Exception):
     pass
 
 
+class ApprovalExpired(ApprovalNotPending):
+    """The request's expiry passed before the answer came; it is recorded as expired instead."""
+
+
+EXPIRY_ANSWER = {"approved": False, "approver": "system", "note": "expired unanswered"}
+
+
 def resume(svc: AgentServices, decision_id: str, answer: dict[str, Any], status: str | None = None) -> str:
-    """Answer a pending request (from any process). Returns the recorded status."""
+    """Answer a pending request (from any process). Returns the recorded status.
+
+    An answer that arrives after the request expired does not count: the request is
+    closed as expired (and the caller told so), whether or not the agent ticked since.
+    """
     assert svc.approvals is not None and svc.approval_graph is not None
     found = svc.approvals.get(decision_id)
     if found is None or found.status != PENDING:
         raise ApprovalNotPending(f"no pending approval request {decision_id}")
     parsed = ApprovalAnswer.model_validate(answer)  # bad input: clear error, thread stays paused
+    if status is None and found.expires_at <= svc.clock():
+        resume(svc, decision_id, EXPIRY_ANSWER, status=EXPIRED)
+        raise ApprovalExpired(f"approval request {decision_id} expired before the answer; recorded as expired")
     update = {"status": status} if status else None  # e.g. "expired" rather than a plain rejection
     result = svc.approval_graph.invoke(Command(resume=parsed.model_dump(), update=update),
                                        thread_for(decision_id), context=Context(services=svc))

@@ -24,6 +24,12 @@ from .reasoners.base import ActionView, ReasoningContext
 from .reasoners.rules import route_health, segment_methods
 from .services import AgentServices, Context, services_of
 from .state import AgentState
+from payops.guardrails.metrics import action_blast_radius
+from payops.guardrails.policies import known_tool, safe_destination
+from payops.memory.approvals import VOIDED
+from payops.tools.actions import ACTIONS, Permission
+from payops.tools.executor import execute
+from payops.tools.permissions import refreshed
 
 HISTORY_LIMIT = 200
 RECENT_LIMIT = 30
@@ -92,10 +98,23 @@ def _still_awaiting(state: AgentState, svc: AgentServices, now: float) -> list[d
 
 
 def _housekeeping(svc: AgentServices, now: float) -> list[dict[str, Any]]:
-    """What changed in the control plane since the last tick: expiries and approved actions."""
+    """What changed since the last tick, each recorded in the audit trail like any action:
+    unknown outcomes reconciled, actions rolled back at their TTL, approval requests
+    expired, approved actions applied (once: the decision id is the idempotency key)."""
     notes: list[dict[str, Any]] = []
+    reconcile = getattr(svc.control_plane, "reconcile", None)
+    for settled in (reconcile(now) if reconcile else []):
+        note = {"op": "reconcile", "action_id": settled.action_id, "tool": settled.tool, "target": settled.target,
+                "outcome": settled.outcome, "detail": settled.detail}
+        notes.append(note)
+        svc.audit.append(settled.action_id, "reconcile", now, {"decision_id": settled.action_id, **note})
+        svc.notifier.notify("rollback_failed" if settled.outcome == "rollback_failed" else "reconciled", dict(note))
     for expired in svc.control_plane.expire(now):
-        notes.append({"op": "rollback", "action_id": expired.action_id, "tool": expired.tool, "target": expired.target, "reason": "ttl expired"})
+        note = {"op": "rollback", "action_id": expired.action_id, "tool": expired.tool, "target": expired.target,
+                "args": expired.args, "applied_at": expired.applied_at, "expires_at": expired.expires_at, "reason": "ttl expired"}
+        notes.append(note)
+        svc.audit.append(expired.action_id, "rollback", now, {"decision_id": expired.action_id, **note,
+                                                               "execution": {"status": "executed", "detail": "rolled back"}})
     if svc.approvals is None:
         return notes
     wall = svc.clock()
@@ -103,13 +122,60 @@ def _housekeeping(svc: AgentServices, now: float) -> list[dict[str, Any]]:
         if pending.expires_at <= wall:
             resume_approval(svc, pending.decision_id, {"approved": False, "approver": "system", "note": "expired unanswered"}, status=EXPIRED)
             notes.append({"op": "approval_expired", "decision_id": pending.decision_id})
+            svc.notifier.notify("approval_expired", {"decision_id": pending.decision_id,
+                                                     "tool": pending.request.get("proposal", {}).get("tool")})
     for approved in svc.approvals.by_status(APPROVED):
-        proposal = ProposedAction.model_validate(approved.request["proposal"])
-        result = svc.control_plane.apply(proposal, approved.decision_id, now)
-        svc.approvals.mark_applied(approved.decision_id, wall, result.detail)
-        notes.append({"op": "approved_action_applied", "decision_id": approved.decision_id, "tool": proposal.tool,
-                      "target": proposal.target, "approver": approved.approver, "result": result.detail})
+        notes.append(_apply_approved(svc, approved, now, wall))
     return notes
+
+
+def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float) -> dict[str, Any]:
+    """Apply one approved action, unless the world changed so that a deny rule now refuses it."""
+    try:
+        proposal = revalidate(ProposedAction.model_validate(approved.request["proposal"]))
+        refusal = _refusal_now(svc, proposal, now)
+    except (ProposalError, ValueError) as exc:
+        proposal, refusal = None, f"the approved proposal no longer validates: {exc}"
+    raw = approved.request.get("proposal", {})
+    record: dict[str, Any] = {"decision_id": approved.decision_id, "tool": raw.get("tool"), "target": raw.get("target", {}),
+                              "args": raw.get("args", {}), "approver": approved.approver, "note": approved.note}
+    if refusal is not None or proposal is None:
+        result = ExecutionResult(status="denied", detail=f"approved but not applied: {refusal}")
+        svc.approvals.close_as(approved.decision_id, VOIDED, wall, f"{result.status}: {result.detail}")
+        op = "approved_action_void"
+    else:
+        result = execute(proposal, approved.decision_id, now, control_plane=svc.control_plane, palm=svc.palm,
+                         approver=approved.approver)
+        svc.approvals.mark_applied(approved.decision_id, wall, f"{result.status}: {result.detail}")
+        op = "approved_action_applied"
+    record["execution"] = result.model_dump(mode="json")
+    svc.audit.append(approved.decision_id, "approved_action", now, record)
+    note = {"op": op, **record, "result": result.detail, "status": result.status, "at": now}
+    svc.notifier.notify(op, {k: note[k] for k in ("decision_id", "tool", "target", "approver", "status", "result")})
+    return note
+
+
+def _refusal_now(svc: AgentServices, proposal: ProposedAction, now: float) -> str | None:
+    """The deny rules re-checked at apply time (a route may have turned unhealthy while a human decided)."""
+    context = guard_context({"window_end": now}, svc, proposal)
+    diagnosis = Diagnosis(category=Category.HEALTHY, summary="re-check at apply time", confidence=1.0)
+    for rule in (known_tool, safe_destination):
+        verdict = rule(proposal, diagnosis, context)
+        if verdict.verdict is VerdictKind.DENY:
+            return verdict.reason
+    return None
+
+
+def _history(state: AgentState) -> list[dict[str, Any]]:
+    """Executed actions, newest last, including the approved ones applied by this tick's housekeeping."""
+    history = list(state.get("history", []))
+    seen = {h.get("decision_id") for h in history}
+    for note in state.get("housekeeping") or []:
+        if note.get("op") == "approved_action_applied" and note.get("status") in ("executed", "unknown") \
+                and note["decision_id"] not in seen:
+            history.append({"tool": note["tool"], "target": note["target"], "args": note.get("args", {}), "at": note["at"],
+                            "autonomous": False, "decision_id": note["decision_id"], "approver": note.get("approver")})
+    return history[-HISTORY_LIMIT:]
 
 
 def resume_approval(svc: AgentServices, decision_id: str, answer: dict[str, Any], status: str | None = None) -> None:
@@ -178,9 +244,14 @@ def decide(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
 def guard_context(state: AgentState, svc: AgentServices, proposal: ProposedAction) -> GuardContext:
     snapshot = _snapshot(svc)
     s = svc.settings
+    svc.permissions = refreshed(svc.permissions)  # an edited palm-pay spec takes effect on the next decision
+    spec = ACTIONS.get(proposal.tool)
+    link = str(proposal.args.get("palm_pay_id", "")) if spec is not None and spec.palm else ""
+    palm = svc.palm if link else None
     health = {r: RouteHealth(h, m, rate) for r, (h, m, rate) in route_health(snapshot, s.significance_z).items()}
-    history = tuple(PastAction(h["tool"], h["target"], h.get("args", {}), h["at"], h.get("autonomous", True)) for h in state.get("history", []))
+    history = tuple(PastAction(h["tool"], h["target"], h.get("args", {}), h["at"], h.get("autonomous", True)) for h in _history(state))
     in_force = tuple(PastAction(a["tool"], a["target"], a["args"], a["applied_at"], True) for a in state.get("in_force", []))
+    link_attempts = palm.attempts_between(link, snapshot.window_start, snapshot.window_end) if palm else None
     return GuardContext(
         now=float(state["window_end"]),
         permissions=svc.permissions,
@@ -188,12 +259,12 @@ def guard_context(state: AgentState, svc: AgentServices, proposal: ProposedActio
         max_autonomous_volume=s.max_autonomous_volume,
         cooldown_seconds=s.action_cooldown_seconds,
         max_autonomous_actions_per_hour=s.max_autonomous_actions_per_hour,
-        blast_radius=blast_radius(snapshot, proposal.target),
+        blast_radius=action_blast_radius(spec, proposal, snapshot, link_attempts),
         in_force=in_force,
         history=history,
         routes=health,
         target_methods=frozenset(segment_methods(snapshot, proposal.target)) if proposal.tool == "reroute_traffic" else frozenset(),
-        palm_metrics=palm_metrics(snapshot),
+        palm_metrics=palm_metrics(snapshot, palm.consecutive_failures(link) if palm else 0),
     )
 
 
@@ -203,7 +274,12 @@ def guard(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     diagnosis = Diagnosis.model_validate(state["diagnosis"])
     context = guard_context(state, svc, proposal)
     verdict = evaluate(proposal, diagnosis, context)
-    return {"verdict": {**verdict.model_dump(mode="json"), "blast_radius": round(context.blast_radius, 4)}}
+    spec = ACTIONS.get(proposal.tool)
+    figures: dict[str, Any] = {"blast_radius": round(context.blast_radius, 4),
+                               "permission": context.permissions.level(spec).value if spec else None}
+    if spec is not None and spec.palm:
+        figures["palm_metrics"] = dict(context.palm_metrics)
+    return {"verdict": {**verdict.model_dump(mode="json"), **figures}}
 
 
 def after_guard(state: AgentState) -> str:
@@ -218,22 +294,27 @@ def after_guard(state: AgentState) -> str:
 def act(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     svc = _svc(runtime)
     proposal = ProposedAction.model_validate(state["proposal"])
-    verdict = Verdict.model_validate({k: v for k, v in state["verdict"].items() if k != "blast_radius"})
+    verdict = Verdict.model_validate({k: state["verdict"][k] for k in ("verdict", "results")})
     now = float(state["window_end"])
+    history = _history(state)
+    updates: dict[str, Any] = {"history": history}
     if verdict.verdict is VerdictKind.DENY:
         result = ExecutionResult(status="denied", detail="; ".join(verdict.reasons) or "denied by guardrails")
-        return {"execution": result.model_dump(mode="json")}
+        return {**updates, "execution": result.model_dump(mode="json")}
     if proposal.tool == "no_action":
         result = ExecutionResult(status="skipped", detail=proposal.args.get("reason", "no action"))
-        return {"execution": result.model_dump(mode="json")}
-    result = svc.control_plane.apply(proposal, state["decision_id"], now)
-    updates: dict[str, Any] = {"execution": result.model_dump(mode="json")}
+        return {**updates, "execution": result.model_dump(mode="json")}
+    # Palm-pay operations go to the palm-pay backend, the rest to the traffic control plane.
+    result = execute(proposal, state["decision_id"], now, control_plane=svc.control_plane, palm=svc.palm)
+    updates["execution"] = result.model_dump(mode="json")
     if proposal.tool == "alert_ops":
         svc.notifier.notify("alert", {"decision_id": state["decision_id"], **proposal.args, "target": proposal.target})
-    if result.status == "executed":
-        history = list(state.get("history", []))
+    elif result.status == "executed" and state["verdict"].get("permission") == Permission.SUPERVISED.value:
+        svc.notifier.notify("supervised_action", {"decision_id": state["decision_id"], "tool": proposal.tool,
+                                                  "target": proposal.target, "result": result.detail})
+    if result.status in ("executed", "unknown"):  # unknown may have been applied: it counts for cooldowns and caps
         history.append({"tool": proposal.tool, "target": proposal.target, "args": proposal.args, "at": now, "autonomous": True,
-                        "decision_id": state["decision_id"]})
+                        "decision_id": state["decision_id"], "status": result.status})
         updates["history"] = history[-HISTORY_LIMIT:]
         updates["in_force"] = [a.to_json() for a in svc.control_plane.in_force()]
     return updates
@@ -244,10 +325,15 @@ def escalate(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     svc = _svc(runtime)
     proposal = ProposedAction.model_validate(state["proposal"])
     reasons = [r["reason"] for r in state["verdict"]["results"] if r["verdict"] != "allow"]
+    diagnosis = state["diagnosis"]
     request = {
         "decision_id": state["decision_id"],
+        "action": proposal.tool,
+        "target": proposal.target,
         "proposal": proposal.model_dump(mode="json"),
-        "diagnosis": state["diagnosis"],
+        "diagnosis": diagnosis,
+        "evidence": list(diagnosis.get("evidence", [])),
+        "alternatives": list(diagnosis.get("alternatives", [])),
         "why_approval": reasons,
         "blast_radius": state["verdict"].get("blast_radius"),
         "window_end": state["window_end"],
@@ -258,12 +344,13 @@ def escalate(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
 
         approval = open_request(svc, request)
     svc.notifier.notify("approval_requested", {"decision_id": state["decision_id"], "tool": proposal.tool,
-                                               "target": proposal.target, "why": reasons})
+                                               "target": proposal.target, "why": reasons,
+                                               "expires_at": approval["expires_at"] if approval else None})
     result = ExecutionResult(status="escalated", detail="human approval required: " + "; ".join(reasons))
     awaiting = list(state.get("awaiting", []))
     awaiting.append({"decision_id": state["decision_id"], "tool": proposal.tool, "target_key": target_key(proposal.target),
                      "at": float(state["window_end"])})
-    return {"execution": result.model_dump(mode="json"), "approval": approval, "awaiting": awaiting}
+    return {"execution": result.model_dump(mode="json"), "approval": approval, "awaiting": awaiting, "history": _history(state)}
 
 
 # -- learn ---------------------------------------------------------------------------

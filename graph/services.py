@@ -24,6 +24,7 @@ from payops.settings import Settings
 from payops.signals.sources import Source
 from payops.signals.window import EventWindow
 from payops.tools.control_plane import ControlPlane, SimulatedControlPlane
+from payops.tools.palm_ops import PalmOps
 from payops.tools.permissions import PermissionTable, permission_table
 
 from .reasoners.base import Reasoner, Thresholds
@@ -44,6 +45,7 @@ class AgentServices:
     approvals: ApprovalBook | None = None  # None: escalations are recorded, no approval threads (replay)
     approval_graph: Any = None
     clock: Callable[[], float] = time.time  # wall clock for approval expiry
+    palm: PalmOps | None = None  # palm-pay operations (None: palm tools fail with a clear reason)
     fallback_reasoner: Reasoner | None = None
     scratch: dict[str, Any] = field(default_factory=dict)  # per-tick live objects (the snapshot)
     restored: bool = False
@@ -83,10 +85,23 @@ def sqlite_store(path: Path) -> BaseStore:
     return store
 
 
+def control_plane_for(settings: Settings) -> ControlPlane:
+    """The HTTP adapter when an orchestrator URL is configured, else the in-process simulated one."""
+    if settings.orchestrator_url:
+        from payops.tools.http_control_plane import HttpControlPlane
+
+        return HttpControlPlane(settings.orchestrator_url)
+    return SimulatedControlPlane()
+
+
 def build_services(settings: Settings | None = None, *, source: Source | None = None, in_memory: bool = False,
                    control_plane: ControlPlane | None = None, notifier: Notifier | None = None,
-                   reasoner: Reasoner | None = None) -> AgentServices:
-    """Services for one deployment. `in_memory` keeps nothing on disk (replay, evals)."""
+                   reasoner: Reasoner | None = None, palm: PalmOps | None = None) -> AgentServices:
+    """Services for one deployment. `in_memory` keeps nothing on disk (replay, evals).
+
+    The palm-pay backend is attached (opened lazily, on the first palm-pay tool) unless
+    `in_memory`; pass `palm` to choose another.
+    """
     settings = settings or Settings()
     if in_memory:
         audit = AuditLog(":memory:")
@@ -100,14 +115,15 @@ def build_services(settings: Settings | None = None, *, source: Source | None = 
     return AgentServices(
         settings=settings,
         window=EventWindow(settings.window_seconds, significance_z=settings.significance_z),
-        control_plane=control_plane or SimulatedControlPlane(),
+        control_plane=control_plane if control_plane is not None else (SimulatedControlPlane() if in_memory else control_plane_for(settings)),
         audit=audit,
         lessons=LessonStore(store),
         reasoner=reasoner or make_reasoner(settings),
-        permissions=permission_table(),
+        permissions=permission_table(path=settings.palm_spec_path),
         notifier=notifier or ListNotifier(),
         source=source,
         approvals=approvals,
+        palm=palm if palm is not None or in_memory else PalmOps.from_settings(settings),
         fallback_reasoner=RuleReasoner(),
     )
 

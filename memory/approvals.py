@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS approvals (
     thread_id TEXT NOT NULL,
     created_at REAL NOT NULL,
     expires_at REAL NOT NULL,
-    status TEXT NOT NULL,           -- pending | approved | rejected | expired | applied
+    status TEXT NOT NULL,           -- pending | approved | rejected | expired | applied | voided
     request BLOB NOT NULL,          -- the approval request shown to the operator
     approver TEXT,
     note TEXT,
@@ -33,6 +33,7 @@ CREATE INDEX IF NOT EXISTS approvals_status ON approvals(status);
 """
 
 PENDING, APPROVED, REJECTED, EXPIRED, APPLIED = "pending", "approved", "rejected", "expired", "applied"
+VOIDED = "voided"  # approved, but a deny rule refused it at apply time (e.g. the route turned unhealthy)
 
 
 @dataclass(frozen=True)
@@ -112,9 +113,14 @@ class ApprovalBook:
         return cur.rowcount == 1
 
     def mark_applied(self, decision_id: str, at: float, result: str) -> bool:
+        """approved -> applied, once (the guard against applying an approval twice)."""
+        return self.close_as(decision_id, APPLIED, at, result)
+
+    def close_as(self, decision_id: str, status: str, at: float, result: str) -> bool:
+        """approved -> applied / voided, once. False when it was no longer approved."""
         with self._lock:
             cur = self._conn.execute(
                 "UPDATE approvals SET status = ?, applied_at = ?, result = ? WHERE decision_id = ? AND status = ?",
-                (APPLIED, at, result, decision_id, APPROVED),
+                (status, at, result, decision_id, APPROVED),
             )
         return cur.rowcount == 1

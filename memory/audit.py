@@ -1,8 +1,19 @@
 """The audit trail: one append-only, hash-chained record per decision.
 
-Each row's hash covers its sequence number, the previous row's hash and the
-canonical JSON of the record, and a head row keeps the count and last hash, so
-an edited, deleted or reordered row breaks `verify()` at the first bad record.
+Each row's hash covers its sequence number, the previous row's hash, its
+decision id, kind and time, and the canonical JSON of the record; a head row
+keeps the count and last hash. So an edited, deleted (middle or last) or
+reordered row breaks `verify()` at the first bad record.
+
+Kinds: "decision" (one per tick), "approval" (a human's or the expiry's answer,
+with approver and note), "approved_action" (an approved action applied),
+"rollback" (an action rolled back, e.g. at its TTL), "reconcile" (an unknown
+outcome settled). Records are redacted before hashing: no sensitive field is
+stored in plaintext.
+
+What the chain cannot catch on its own: someone who rewrites the whole file,
+recomputing every hash and the head. Ship `payops audit verify`'s head hash
+elsewhere (a log line, a ticket) to anchor it.
 """
 
 from __future__ import annotations
@@ -43,8 +54,9 @@ def canonical(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
 
-def chain_hash(seq: int, prev_hash: str, body: bytes) -> str:
-    return hashlib.sha256(f"{seq}:{prev_hash}:".encode() + body).hexdigest()
+def chain_hash(seq: int, prev_hash: str, body: bytes, decision_id: str = "", kind: str = "", at: float = 0.0) -> str:
+    header = f"{seq}:{prev_hash}:{decision_id}:{kind}:{float(at)!r}:"
+    return hashlib.sha256(header.encode() + body).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,8 @@ class VerifyResult:
     count: int
     first_bad_seq: int | None = None
     reason: str = ""
+    first_bad_decision: str | None = None  # the decision id of the first bad record, when it still exists
+    head_hash: str = ""
 
 
 class AuditLog:
@@ -87,7 +101,7 @@ class AuditLog:
                 head = cur.execute("SELECT count, hash FROM audit_head WHERE id = 1").fetchone()
                 count, prev = head if head else (0, GENESIS)
                 seq = count + 1
-                digest = chain_hash(seq, prev, body)
+                digest = chain_hash(seq, prev, body, decision_id, kind, at)
                 cur.execute(
                     "INSERT INTO audit_log (seq, decision_id, at, kind, record, prev_hash, hash) VALUES (?,?,?,?,?,?,?)",
                     (seq, decision_id, at, kind, body, prev, digest),
@@ -111,6 +125,9 @@ class AuditLog:
         return list(self._rows(
             "SELECT seq, decision_id, at, kind, record, hash FROM audit_log WHERE decision_id = ? ORDER BY seq", (decision_id,)))
 
+    def at_seq(self, seq: int) -> list[AuditEntry]:
+        return list(self._rows("SELECT seq, decision_id, at, kind, record, hash FROM audit_log WHERE seq = ?", (seq,)))
+
     def tail(self, n: int = 10) -> list[AuditEntry]:
         rows = list(self._rows("SELECT seq, decision_id, at, kind, record, hash FROM audit_log ORDER BY seq DESC LIMIT ?", (n,)))
         return rows[::-1]
@@ -124,21 +141,27 @@ class AuditLog:
         return int(self._conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0])
 
     def verify(self) -> VerifyResult:
+        """Walk the chain in seq order; the first record that does not check out is named."""
         prev = GENESIS
         expected_seq = 1
         n = 0
-        for seq, body, prev_hash, digest in self._conn.execute("SELECT seq, record, prev_hash, hash FROM audit_log ORDER BY seq"):
+        rows = self._conn.execute("SELECT seq, decision_id, at, kind, record, prev_hash, hash FROM audit_log ORDER BY seq")
+        for seq, decision_id, at, kind, body, prev_hash, digest in rows:
             n += 1
             if seq != expected_seq:
-                return VerifyResult(False, n, expected_seq, f"record {expected_seq} is missing (next is {seq})")
+                return VerifyResult(False, n, expected_seq, f"record {expected_seq} is missing (next is {seq})", decision_id)
             if prev_hash != prev:
-                return VerifyResult(False, n, seq, f"record {seq} does not follow record {seq - 1} (chain broken)")
-            if chain_hash(seq, prev_hash, body) != digest:
-                return VerifyResult(False, n, seq, f"record {seq} was altered (hash mismatch)")
+                return VerifyResult(False, n, seq, f"record {seq} does not follow record {seq - 1} (chain broken: "
+                                    "a record before it was removed, replaced or moved)", decision_id)
+            if chain_hash(seq, prev_hash, body, decision_id, kind, at) != digest:
+                return VerifyResult(False, n, seq, f"record {seq} was altered (hash mismatch)", decision_id)
             prev = digest
             expected_seq += 1
         head = self._conn.execute("SELECT count, hash FROM audit_head WHERE id = 1").fetchone()
         count, head_hash = head if head else (0, GENESIS)
+        if count > n:
+            return VerifyResult(False, n, n + 1, f"the trail ends at record {n} but the head says {count} "
+                                f"(record {n + 1} onwards removed)")
         if count != n or head_hash != prev:
-            return VerifyResult(False, n, n + 1 if count > n else n, f"the trail ends at record {n} but the head says {count} (records removed)")
-        return VerifyResult(True, n)
+            return VerifyResult(False, n, n, f"the head (count {count}) does not match the last record {n}")
+        return VerifyResult(True, n, head_hash=prev)

@@ -68,7 +68,7 @@ def pending(state_dir: Optional[Path] = STATE_DIR) -> None:
 def _answer(decision_id: str, approved: bool, note: Optional[str], approver: str, state_dir: Optional[Path]) -> None:
     from pydantic import ValidationError
 
-    from payops.graph.approval import ApprovalNotPending, resume
+    from payops.graph.approval import ApprovalExpired, ApprovalNotPending, resume
     from payops.memory.approvals import ApprovalError
 
     svc = _services(state_dir)
@@ -80,6 +80,8 @@ def _answer(decision_id: str, approved: bool, note: Optional[str], approver: str
         _fail(f"no approval request {decision_id}")
     try:
         status = resume(svc, found.decision_id, {"approved": approved, "approver": approver, "note": note})
+    except ApprovalExpired as exc:
+        _fail(str(exc))
     except ApprovalNotPending:
         _fail(f"request {found.decision_id} is no longer pending (status: {found.status})")
     except ValidationError:
@@ -138,16 +140,22 @@ def audit_verify(state_dir: Optional[Path] = STATE_DIR) -> None:
     """Check the hash chain; exits 1 naming the first bad record."""
     result = _audit(state_dir).verify()
     if result.ok:
-        typer.echo(f"audit trail intact: {result.count} records")
+        typer.echo(f"audit trail intact: {result.count} records; head hash {result.head_hash}")
         return
-    typer.echo(f"audit trail BROKEN at record {result.first_bad_seq}: {result.reason}", err=True)
+    which = f" (decision {result.first_bad_decision})" if result.first_bad_decision else ""
+    typer.echo(f"audit trail BROKEN at record {result.first_bad_seq}{which}: {result.reason}", err=True)
     raise typer.Exit(1)
 
 
 @audit_app.command("show")
-def audit_show(decision_id: str, state_dir: Optional[Path] = STATE_DIR) -> None:
-    """Print the records of one decision as JSON."""
-    entries = _audit(state_dir).get(decision_id)
+def audit_show(decision_id: str = typer.Argument(..., help="Decision id, or #SEQ for one record by number."),
+               state_dir: Optional[Path] = STATE_DIR) -> None:
+    """Print the records of one decision (decision, approval, applied, rollback...) as JSON."""
+    audit = _audit(state_dir)
+    if decision_id.startswith("#") and decision_id[1:].isdigit():
+        entries = audit.at_seq(int(decision_id[1:]))
+    else:
+        entries = audit.get(decision_id)
     if not entries:
         _fail(f"no decision {decision_id} in the audit trail")
     for e in entries:
@@ -163,8 +171,16 @@ def audit_tail(n: int = typer.Option(10, "-n", min=1), state_dir: Optional[Path]
             d, p, x = r.get("diagnosis") or {}, r.get("proposal") or {}, r.get("execution") or {}
             typer.echo(f"#{e.seq} {e.decision_id} {d.get('category')} {d.get('confidence')} {p.get('tool')} "
                        f"{json.dumps(p.get('target'))} -> {x.get('status')}")
+        elif e.kind == "approval":
+            typer.echo(f"#{e.seq} {e.decision_id} approval {r.get('status', '')} by {r.get('approver', '-')}"
+                       + (f" ({r['note']})" if r.get("note") else ""))
+        elif e.kind in ("approved_action", "rollback", "reconcile"):
+            x = r.get("execution") or {}
+            what = r.get("outcome") or x.get("status") or ""
+            typer.echo(f"#{e.seq} {e.decision_id} {e.kind} {r.get('tool')} {json.dumps(r.get('target'))} -> {what}"
+                       + (f" (approved by {r['approver']})" if r.get("approver") else ""))
         else:
-            typer.echo(f"#{e.seq} {e.decision_id} {e.kind} {r.get('status', '')} by {r.get('approver', '-')}")
+            typer.echo(f"#{e.seq} {e.decision_id} {e.kind} {r.get('status') or r.get('verdict') or ''}".rstrip())
 
 
 # -- lessons ------------------------------------------------------------------------

@@ -10,9 +10,11 @@ from payops.graph.services import AgentServices, build_services
 from payops.guardrails.notify import FanoutNotifier, ListNotifier, Notifier, WebhookNotifier
 from payops.render import decision_json
 from payops.settings import Settings
+from payops.signals.policy import TrafficPolicy
 from payops.signals.simulator import SCENARIOS, Simulator, build_scenario, default_network
 from payops.signals.sources import SimulatorSource, Source, open_jsonl
 from payops.tools.control_plane import SimulatedControlPlane
+from payops.tools.http_control_plane import HttpControlPlane
 
 DEFAULT_SCENARIO = "demo"
 
@@ -25,7 +27,7 @@ def notifier_for(settings: Settings) -> ListNotifier | FanoutNotifier:
     return console
 
 
-def simulator_for(scenario: str, seed: int, control_plane: SimulatedControlPlane, minutes: float | None = None) -> Simulator:
+def simulator_for(scenario: str, seed: int, control_plane: TrafficPolicy, minutes: float | None = None) -> Simulator:
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario '{scenario}' (choose from {', '.join(SCENARIOS)})")
     net = default_network()
@@ -39,7 +41,9 @@ def simulator_for(scenario: str, seed: int, control_plane: SimulatedControlPlane
 
 
 def agent_services(settings: Settings, source_name: str | None, scenario: str, seed: int, *, in_memory: bool = False) -> AgentServices:
-    control_plane = SimulatedControlPlane()
+    # The orchestrator over HTTP when configured (the simulator then obeys its local ledger), else in-process.
+    control_plane: SimulatedControlPlane | HttpControlPlane = (
+        HttpControlPlane(settings.orchestrator_url) if settings.orchestrator_url else SimulatedControlPlane())
     source: Source
     if source_name in (None, "simulator", "sim"):
         source = SimulatorSource(simulator_for(scenario, seed, control_plane))
