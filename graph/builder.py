@@ -1,4 +1,4 @@
-"""build_graph(): Observe -> Reason -> Decide -> Guard -> Act | Escalate -> Learn.
+"""build_graph(): Observe -> Assess (outcomes of earlier actions) -> Reason -> Decide -> Guard -> Act | Escalate -> Learn.
 
 `graph` at module level is what langgraph.json points LangGraph Studio / Server at
 (they bring their own checkpointer).
@@ -18,6 +18,7 @@ from .state import AgentState, TickInput
 def build_graph(checkpointer: Any = None, store: Any = None) -> Any:
     g = StateGraph(AgentState, context_schema=Context, input_schema=TickInput)
     g.add_node("observe", nodes.observe)
+    g.add_node("assess", nodes.assess)
     g.add_node("reason", nodes.reason)
     g.add_node("decide", nodes.decide)
     g.add_node("guard", nodes.guard)
@@ -25,7 +26,8 @@ def build_graph(checkpointer: Any = None, store: Any = None) -> Any:
     g.add_node("escalate", nodes.escalate)
     g.add_node("learn", nodes.learn)
     g.add_edge(START, "observe")
-    g.add_edge("observe", "reason")
+    g.add_edge("observe", "assess")
+    g.add_edge("assess", "reason")
     g.add_edge("reason", "decide")
     g.add_edge("decide", "guard")
     g.add_conditional_edges("guard", nodes.after_guard, {"act": "act", "escalate": "escalate"})

@@ -6,6 +6,7 @@ observe -> reason -> decide -> guard -> act | escalate -> learn
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -13,7 +14,8 @@ from langgraph.runtime import Runtime
 from payops.guardrails.metrics import blast_radius, palm_metrics
 from payops.guardrails.policies import GuardContext, PastAction, RouteHealth, evaluate
 from payops.memory.approvals import APPROVED, EXPIRED, PENDING
-from payops.memory.lessons import Lesson, Signature, magnitude_bucket
+from payops.memory.lessons import Signature, magnitude_bucket, track_record
+from payops.memory.outcomes import EVALUATED_TOOLS, Figures, InForce, Watch, conclude, expected_of, scopes_of, step
 from payops.models import Category, Diagnosis, ExecutionResult, ProposedAction, Verdict, VerdictKind, target_key
 from payops.signals.baseline import BaselineTracker
 from payops.signals.window import WindowSnapshot
@@ -21,7 +23,7 @@ from payops.tools.actions import ProposalError, revalidate, validate_proposal
 from payops.tools.control_plane import ActionInForce
 
 from .reasoners.base import ActionView, ReasoningContext
-from .reasoners.rules import route_health, segment_methods
+from .reasoners.rules import RuleReasoner, route_health, segment_methods
 from .services import AgentServices, Context, services_of
 from .state import AgentState
 from payops.guardrails.metrics import action_blast_radius
@@ -33,6 +35,9 @@ from payops.tools.permissions import refreshed
 
 HISTORY_LIMIT = 200
 RECENT_LIMIT = 30
+LESSONS_FOR_REASONER = 5  # similar lessons handed to the reasoner and recorded in the audit trail
+TRACK_RECORD_LESSONS = 10  # similar lessons of the proposed tool behind its confidence adjustment
+LESSON_ERROR_CODES = 3  # top error codes in a lesson's signature
 
 
 def decision_id_for(thread_id: str, window_end: float) -> str:
@@ -187,11 +192,19 @@ def resume_approval(svc: AgentServices, decision_id: str, answer: dict[str, Any]
 # -- reason / decide -------------------------------------------------------------
 
 def _signature(diagnosis: Diagnosis, snapshot: WindowSnapshot) -> Signature:
+    """The incident's signature for lessons: where, what kind of errors, how big, which methods."""
     seg = snapshot.segment(**diagnosis.target) if diagnosis.target else snapshot.total
-    rate = seg.failure_rate if seg else snapshot.total.failure_rate
-    dominant = (seg.dominant_error() if seg else None) or "NONE"
-    return Signature(diagnosis.category.value, target_key(diagnosis.target), ",".join(sorted(diagnosis.target)) or "*",
-                     dominant, magnitude_bucket(rate))
+    seg = seg or snapshot.total
+    ranked = sorted(seg.errors.items(), key=lambda kv: (-kv[1], kv[0]))
+    return Signature(
+        category=diagnosis.category.value,
+        target_key=target_key(diagnosis.target),
+        target_dims=",".join(sorted(diagnosis.target)) or "*",
+        dominant_error=ranked[0][0] if ranked else "NONE",
+        error_codes=",".join(code for code, _ in ranked[:LESSON_ERROR_CODES]),
+        magnitude=magnitude_bucket(seg.failure_rate),
+        method_mix=",".join(sorted(segment_methods(snapshot, diagnosis.target))),
+    )
 
 
 def _views(state: AgentState) -> tuple[ActionView, ...]:
@@ -201,20 +214,42 @@ def _views(state: AgentState) -> tuple[ActionView, ...]:
 def reason(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     svc = _svc(runtime)
     snapshot = _snapshot(svc)
+    now = float(state["window_end"])
     recent = state.get("recent") or []
     previous = Diagnosis.model_validate(recent[-1]["diagnosis"]) if recent else None
     ctx = ReasoningContext(in_force=_views(state), previous=previous, thresholds=svc.thresholds)
+    # The reasoner receives the lessons of incidents like this one; "like this one" is the
+    # deterministic rules' reading of the window (0.2 ms), since the reasoner has not spoken yet.
+    first = (svc.fallback_reasoner or RuleReasoner()).decide(snapshot, ctx)
+    if first.diagnosis.category is not Category.HEALTHY:
+        sig = _signature(first.diagnosis, snapshot)
+        ctx = replace(ctx, lessons=tuple(s.lesson.brief(s.score) for s in svc.lessons.similar(sig, now, limit=LESSONS_FOR_REASONER)))
     decision = svc.reasoner.decide(snapshot, ctx)
+    diagnosis, proposal = decision.diagnosis, decision.proposal
     lessons: list[dict[str, Any]] = []
-    if decision.diagnosis.category is not Category.HEALTHY:
-        sig = _signature(decision.diagnosis, snapshot)
-        lessons = [{"decision_id": l.decision_id, "tool": l.tool, "verdict": l.verdict, "similarity": round(s, 3)}
-                   for l, s in svc.lessons.similar(sig, float(state["window_end"]))]
+    record: dict[str, Any] | None = None
+    if diagnosis.category is not Category.HEALTHY:
+        sig = _signature(diagnosis, snapshot)
+        lessons = [s.lesson.brief(s.score) for s in svc.lessons.similar(sig, now, limit=LESSONS_FOR_REASONER)]
+        if proposal.tool in EVALUATED_TOOLS:
+            # The proposal's confidence follows its record on similar incidents (Beta posterior);
+            # an action that harmed on one is held below the approval threshold.
+            past = svc.lessons.similar(sig, now, tool=proposal.tool, limit=TRACK_RECORD_LESSONS)
+            track = track_record(proposal.tool, diagnosis.confidence, past, svc.settings.confidence_threshold)
+            if track.lessons:
+                record = track.to_json()
+                line = (f"past outcomes of {proposal.tool} on {len(track.lessons)} similar incident(s): "
+                        f"{record['counts']['helped']} helped, {record['counts']['no_effect']} no effect, "
+                        f"{record['counts']['harmed']} harmed; confidence {track.prior:.2f} -> {track.adjusted:.2f}")
+                if track.forced_approval:
+                    line += f" (harmed on {', '.join(track.harmed_ids)}: not autonomous)"
+                diagnosis = diagnosis.model_copy(update={"confidence": round(track.adjusted, 3), "evidence": (*diagnosis.evidence, line)})
     return {
-        "diagnosis": decision.diagnosis.model_dump(mode="json"),
-        "proposal": decision.proposal.model_dump(mode="json"),
+        "diagnosis": diagnosis.model_dump(mode="json"),
+        "proposal": proposal.model_dump(mode="json"),
         "llm_calls": list(decision.llm_calls),
         "lessons_consulted": lessons,
+        "track_record": record,
     }
 
 
@@ -356,29 +391,28 @@ def escalate(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
 # -- learn ---------------------------------------------------------------------------
 
 def learn(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Write the decision's audit record; an action that now changes traffic starts being evaluated."""
     svc = _svc(runtime)
     snapshot = _snapshot(svc)
-    diagnosis = Diagnosis.model_validate(state["diagnosis"])
     proposal = ProposedAction.model_validate(state["proposal"])
     execution = state["execution"]
     now = float(state["window_end"])
-    if execution["status"] in ("executed", "escalated") and proposal.tool != "no_action":
-        sig = _signature(diagnosis, snapshot)
-        seg = snapshot.segment(**proposal.target) if proposal.target else snapshot.total
-        before = {"failure_rate": round(seg.failure_rate, 4), "attempts": float(seg.attempts),
-                  "latency_p95_ms": round(seg.latency_p95_ms, 1)} if seg else {}
-        svc.lessons.put(Lesson(
-            decision_id=state["decision_id"], category=sig.category, target_key=sig.target_key, target_dims=sig.target_dims,
-            dominant_error=sig.dominant_error, magnitude=sig.magnitude,
-            method_mix=",".join(sorted(segment_methods(snapshot, proposal.target))),
-            tool=proposal.tool, args=proposal.args, status=execution["status"], before=before, created_at=now,
-        ))
+    updates: dict[str, Any] = {}
+    watching = list(state.get("watching") or [])
+    if execution["status"] == "executed" and proposal.tool in EVALUATED_TOOLS \
+            and all(w["decision_id"] != state["decision_id"] for w in watching):
+        watch = _watch_for(svc, state, snapshot, state["decision_id"], state["diagnosis"], proposal, "executed", None, now, now)
+        if watch is not None:
+            updates["watching"] = [*watching, watch]
     record = audit_record(state)
+    record["track_record"] = state.get("track_record")
     svc.audit.append(state["decision_id"], "decision", now, record)
     recent = list(state.get("recent", []))
     recent.append({"decision_id": state["decision_id"], "window_end": now, "diagnosis": state["diagnosis"],
-                   "tool": proposal.tool, "target": proposal.target, "status": execution["status"]})
-    return {"recent": recent[-RECENT_LIMIT:]}
+                   "tool": proposal.tool, "target": proposal.target, "status": execution["status"],
+                   "figures": _target_figures(state["diagnosis"], snapshot)})
+    updates["recent"] = recent[-RECENT_LIMIT:]
+    return updates
 
 
 def audit_record(state: AgentState) -> dict[str, Any]:
@@ -402,3 +436,86 @@ def audit_record(state: AgentState) -> dict[str, Any]:
 
 def in_force_records(state: AgentState) -> list[ActionInForce]:
     return [ActionInForce(**a) for a in state.get("in_force", [])]
+
+
+# -- assess: what did earlier actions do? (runs between observe and reason) -------------
+
+def assess(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Measure the actions under evaluation on this window; conclude, roll back what harmed, keep the lesson.
+
+    Runs before reasoning, so a harmful action is gone (and its lesson stored) before
+    the agent decides again. The judging and recording live in memory.outcomes.
+    """
+    svc = _svc(runtime)
+    snapshot = _snapshot(svc)
+    now = float(state["window_end"])
+    watching = [Watch.model_validate(w) for w in state.get("watching") or []]
+    notes = list(state.get("housekeeping") or [])
+    started = _approved_watches(svc, state, snapshot, notes, {w.decision_id for w in watching}, now)
+    if not watching and not started:
+        return {}
+    in_force = [InForce(a.action_id, a.applied_at, getattr(a, "confirmed", True)) for a in svc.control_plane.in_force()]
+    keep: list[dict[str, Any]] = []
+    concluded = False
+    for watch in watching:
+        result = step(watch, snapshot.window_start, now, scopes_of(snapshot, watch.tool, watch.target, watch.args), in_force)
+        if result.verdict is None:
+            keep.append(result.watch.model_dump(mode="json"))
+            continue
+        notes += conclude(result.watch, result.verdict, result.still_in_force, now, audit=svc.audit, lessons=svc.lessons,
+                          control_plane=svc.control_plane, notifier=svc.notifier)
+        concluded = True
+    updates: dict[str, Any] = {"watching": keep + started, "housekeeping": notes}
+    if concluded:
+        updates["in_force"] = [a.to_json() for a in svc.control_plane.in_force()]
+    return updates
+
+
+def _approved_watches(svc: AgentServices, state: AgentState, snapshot: WindowSnapshot, notes: list[dict[str, Any]],
+                      known: set[str], now: float) -> list[dict[str, Any]]:
+    """Actions a human approved, applied by observe this tick: measured from the next window on."""
+    out = []
+    for note in notes:
+        if note.get("op") != "approved_action_applied" or note.get("tool") not in EVALUATED_TOOLS or note["decision_id"] in known:
+            continue
+        found = svc.approvals.get(note["decision_id"]) if svc.approvals is not None else None
+        if found is None or not found.request.get("diagnosis"):
+            continue
+        proposal = ProposedAction.model_validate(found.request["proposal"])
+        watch = _watch_for(svc, state, snapshot, note["decision_id"], found.request["diagnosis"], proposal, "approved",
+                           note.get("approver"), float(found.request.get("window_end") or now), now)
+        if watch is not None:
+            out.append(watch)
+    return out
+
+
+def _target_figures(diagnosis: dict[str, Any], snapshot: WindowSnapshot) -> dict[str, Any] | None:
+    """The diagnosed segment's figures, kept in `recent` as the next decision's "window before"."""
+    if diagnosis.get("category") == Category.HEALTHY.value:
+        return None
+    target = diagnosis.get("target") or {}
+    return {"target_key": target_key(target), **Figures.of(snapshot.segment(**target) if target else snapshot.total).to_json()}
+
+
+def _watch_for(svc: AgentServices, state: AgentState, snapshot: WindowSnapshot, decision_id: str, diagnosis: dict[str, Any],
+               proposal: ProposedAction, status: str, approver: str | None, decided_at: float, now: float) -> dict[str, Any] | None:
+    """Start measuring an action just applied; the current window is its "before"."""
+    current = svc.control_plane.in_force()
+    mine = next((a for a in current if a.action_id == decision_id), None)
+    if mine is None:
+        return None  # nothing in force to measure
+    last = (state.get("recent") or [None])[-1]
+    prior = None
+    if last and last.get("figures") and now - float(last["window_end"]) <= 1.5 * svc.settings.tick_seconds \
+            and last["figures"].get("target_key") == target_key(proposal.target):
+        prior = last["figures"]
+    watch = Watch(
+        decision_id=decision_id, action_id=mine.action_id, tool=proposal.tool, target=dict(proposal.target), args=dict(proposal.args),
+        status=status, approver=approver, decided_at=decided_at, applied_at=mine.applied_at, expires_at=mine.expires_at,
+        signature=_signature(Diagnosis.model_validate(diagnosis), snapshot).model_dump(),
+        diagnosis={k: diagnosis.get(k) for k in ("category", "target", "confidence", "summary")},
+        before=scopes_of(snapshot, proposal.tool, proposal.target, proposal.args).to_json(),
+        expected=expected_of(snapshot, proposal.tool, proposal.target, proposal.args).to_json(),
+        prior_target=prior, others_in_force=[a.action_id for a in current if a.action_id != decision_id],
+    )
+    return watch.model_dump(mode="json")

@@ -20,7 +20,8 @@ class AgentState(TypedDict, total=False):
     diagnosis: dict[str, Any]
     proposal: dict[str, Any]
     llm_calls: list[dict[str, Any]]
-    lessons_consulted: list[dict[str, Any]]
+    lessons_consulted: list[dict[str, Any]]  # similar past lessons (brief form), best first
+    track_record: dict[str, Any] | None  # the proposal's record on similar incidents and the confidence adjustment
     # guard / act
     verdict: dict[str, Any]
     execution: dict[str, Any]
@@ -32,6 +33,7 @@ class AgentState(TypedDict, total=False):
     baselines: dict[str, Any]
     awaiting: list[dict[str, Any]]  # escalations waiting for a human: {decision_id, tool, target_key, at}
     housekeeping: list[dict[str, Any]]  # expiries, approved actions applied, outcomes this tick
+    watching: list[dict[str, Any]]  # executed actions under outcome evaluation (memory.outcomes.Watch)
 
 
 class TickInput(TypedDict, total=False):

@@ -1,19 +1,53 @@
-"""A grounded, deterministic explanation of one decision, from its audit records."""
+"""A grounded, deterministic explanation of one decision, from its audit records.
+
+Every figure printed is read from the records (decision, approval, outcome);
+nothing is recomputed or guessed, so `payops why` says exactly what the agent
+saw and did. Times are UTC, as in the cycle output.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Any, Sequence
 
 from .audit import AuditEntry
 
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+EXECUTED_TOOLS_NOT_EVALUATED = ("alert_ops",)
 
 
-def _target(target: dict[str, str] | None) -> str:
+def when(ts: float) -> str:
+    return datetime.fromtimestamp(float(ts), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def target_text(target: dict[str, str] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted((target or {}).items())) or "all traffic"
+
+
+def pct(x: Any) -> str:
+    return f"{100 * float(x):.1f}%"
+
+
+def figures_text(f: dict[str, Any] | None) -> str:
+    if not f or not f.get("attempts"):
+        return "no traffic"
+    return (f"{f['failures']}/{f['attempts']} failed ({pct(f['failure_rate'])}), p95 {float(f.get('latency_p95_ms', 0)):.0f} ms"
+            + (f" over {f['windows']} window(s)" if int(f.get("windows", 1)) > 1 else ""))
+
+
+def _args(args: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (args or {}).items())
+
+
+def outcome_lines(o: dict[str, Any], at: float) -> list[str]:
+    lines = [f"Outcome: {o['verdict']} (concluded {when(at)}, {o.get('windows', 0)} window(s) measured) — {o.get('detail', '')}"]
+    before, after = o.get("before") or {}, o.get("after") or {}
+    for scope in ("target", "destinations", "platform"):
+        if scope in before or scope in after:
+            lines.append(f"  {scope}: before {figures_text(before.get(scope))}; after {figures_text(after.get(scope))}")
+    rollback = o.get("rollback")
+    if rollback:
+        lines.append(f"  rolled back because it harmed: {rollback.get('status')} — {rollback.get('detail', '')}")
+    return lines
 
 
 def explain_decision(entries: Sequence[AuditEntry]) -> str:
@@ -21,32 +55,60 @@ def explain_decision(entries: Sequence[AuditEntry]) -> str:
     if decision is None:
         return "No decision record."
     r = decision.record
-    d, p, v, x = r["diagnosis"], r["proposal"], r["verdict"], r["execution"]
+    d, p, v, x = r.get("diagnosis") or {}, r.get("proposal") or {}, r.get("verdict") or {}, r.get("execution") or {}
     snap = r.get("snapshot") or {}
-    lines = [
-        f"Decision {r['decision_id']} (audit record #{decision.seq}), window ending {_when(r['window_end'])}.",
-        f"What I saw: {snap.get('failures')}/{snap.get('attempts')} attempts failed ({100 * float(snap.get('failure_rate', 0)):.1f}%), "
-        f"p95 latency {snap.get('latency_p95_ms')} ms, attempts per payment {snap.get('attempts_per_payment')}.",
-        f"What I concluded: {d['category']} on {_target(d['target'])} with confidence {d['confidence']:.2f} "
-        f"({d['reasoner']} reasoner): {d['summary']}",
-        "Evidence:",
-        *[f"  - {e}" for e in d["evidence"]],
-    ]
+    lines = [f"Decision {r['decision_id']} (audit record #{decision.seq}), window ending {when(r['window_end'])}."]
+    top = ", ".join(f"{code} {n}" for code, n in (snap.get("top_errors") or {}).items())
+    lines.append(f"What I saw: {snap.get('failures')}/{snap.get('attempts')} attempts failed ({pct(snap.get('failure_rate', 0))}), "
+                 f"p95 latency {snap.get('latency_p95_ms')} ms, attempts per payment {snap.get('attempts_per_payment')}"
+                 + (f"; top errors: {top}" if top else "") + ".")
+    lines.append(f"What I concluded: {d.get('category')} on {target_text(d.get('target'))} with confidence "
+                 f"{float(d.get('confidence', 0)):.2f} ({d.get('reasoner')} reasoner): {d.get('summary')}")
+    lines.append("Evidence:")
+    lines += [f"  - {e}" for e in d.get("evidence", [])]
     if d.get("alternatives"):
         lines.append("Alternatives I rejected:")
         lines += [f"  - {a}" for a in d["alternatives"]]
-    lines.append(f"What I proposed: {p['tool']} on {_target(p['target'])} {p['args'] or ''}".rstrip())
-    lines.append(f"What the guardrails said: {v['verdict']}")
-    lines += [f"  - {g['rule']}: {g['verdict']} ({g['reason']})" for g in v["results"] if g["verdict"] != "allow"] or ["  - every guardrail allowed it"]
-    lines.append(f"What ran: {x['status']} — {x['detail']}")
-    for e in entries:
-        if e.kind == "approval":
-            a = e.record
-            lines.append(f"Who decided: {a['status']} by {a['approver']} at {_when(e.at)}" + (f" — note: {a['note']}" if a.get("note") else ""))
-    if r.get("lessons_consulted"):
-        lines.append("Similar past incidents consulted: " + ", ".join(f"{l['decision_id']} ({l['tool']}: {l['verdict']})" for l in r["lessons_consulted"]))
-    for e in entries:
-        if e.kind == "outcome":
-            o = e.record
-            lines.append(f"Outcome so far: {o['verdict']} — {o.get('detail', '')}")
+    consulted = r.get("lessons_consulted") or []
+    if consulted:
+        lines.append("Similar past incidents consulted: " + ", ".join(
+            f"{l['decision_id']} ({l['tool']} on {l.get('target', '?')}: {l['verdict']})" for l in consulted))
+    track = r.get("track_record")
+    if track:
+        c = track.get("counts", {})
+        lines.append(f"Track record of {track['tool']} on similar incidents: {c.get('helped', 0)} helped, {c.get('no_effect', 0)} no effect, "
+                     f"{c.get('harmed', 0)} harmed, {c.get('inconclusive', 0)} inconclusive; confidence {track['prior']:.2f} -> "
+                     f"{track['adjusted']:.2f} (Beta posterior, prior strength {track.get('prior_strength')})"
+                     + (f"; harmed before on {', '.join(track['harmed_ids'])}, so not autonomous" if track.get("forced_approval") else ""))
+    lines.append(f"What I proposed: {p.get('tool')}" + (f" on {target_text(p.get('target'))}" if p.get("tool") != "no_action" else "")
+                 + (f" ({_args(p.get('args'))})" if p.get("args") else ""))
+    lines.append(f"What the guardrails said: {v.get('verdict')}")
+    lines += [f"  - {g['rule']}: {g['verdict']} — {g['reason']}" for g in v.get("results", [])]
+    lines.append(f"What ran: {x.get('status')} — {x.get('detail')}")
+    approvals = [e for e in entries if e.kind == "approval"]
+    for e in approvals:
+        a = e.record
+        lines.append(f"Who decided: {a['status']} by {a['approver']} at {when(e.at)}" + (f" — note: {a['note']}" if a.get("note") else ""))
+    if x.get("status") == "executed" and p.get("tool") not in ("no_action",):
+        lines.append("Who decided: the agent, autonomously (every guardrail allowed it).")
+    outcomes = [e for e in entries if e.kind == "outcome"]
+    for e in outcomes:
+        lines += outcome_lines(e.record, e.at)
+    if not outcomes:
+        lines.append("Outcome so far: " + _pending_outcome(p.get("tool"), x.get("status"), approvals))
     return "\n".join(lines)
+
+
+def _pending_outcome(tool: str | None, status: str | None, approvals: list[AuditEntry]) -> str:
+    if tool == "no_action" or status in ("skipped", "denied", "failed"):
+        return "nothing ran, so there is nothing to measure."
+    if tool in EXECUTED_TOOLS_NOT_EVALUATED:
+        return "an alert changes no traffic; no effect to measure."
+    if status == "escalated":
+        if not approvals:
+            return "waiting for a human (no approval or rejection recorded yet)."
+        last = approvals[-1].record.get("status")
+        if last != "approved":
+            return f"not run ({last})."
+        return "approved; measured once applied (no verdict recorded yet)."
+    return "under evaluation (no verdict recorded yet)."

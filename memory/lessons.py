@@ -1,114 +1,334 @@
-"""Long-term memory: outcomes as JSON lessons in a LangGraph BaseStore, no vectors.
+"""Long-term memory: one JSON lesson per concluded action, in a LangGraph BaseStore, no vectors.
 
-Namespace ("lessons", <category>), key = decision id. Every field a filter uses
-is a top-level string (STACK-NOTES: nested keys and numeric $gt behave
-differently per backend), so retrieval is the same on SQLite and PostgreSQL.
+Namespace ("lessons", <category>), key = decision id. Any BaseStore works
+(SqliteStore by default, PostgresStore when configured, InMemoryStore for
+replays): retrieval uses only `search(prefix, filter=...)` with `$eq` on
+top-level string fields, because nested keys and numeric comparisons behave
+differently per backend (STACK-NOTES). Numbers are ranked in Python.
+
+Similar lessons: candidates are the union of one `$eq` query per signature
+field (a store filter is an AND, and `$in` is not supported), ranked by
+`similarity` x `recency`.
+
+Using them: `track_record` turns the similar lessons of one tool into a Beta
+posterior on "this action helps here", and flags past harm.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
-from langgraph.store.base import BaseStore
-from pydantic import BaseModel, ConfigDict, Field
+from langgraph.store.base import BaseStore, PutOp
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 NAMESPACE = "lessons"
+SCHEMA_VERSION = 1
+
+ConcludedVerdict = Literal["helped", "no_effect", "harmed", "inconclusive"]
+
+# Magnitude buckets of the target's failure rate, as strings so stores compare them with $eq.
+MAGNITUDE_BUCKETS: tuple[tuple[float, str], ...] = ((0.1, "minor"), (0.3, "moderate"), (0.6, "major"))
+MAGNITUDE_ORDER = ("minor", "moderate", "major", "severe")
 
 
 def magnitude_bucket(failure_rate: float) -> str:
-    """Coarse size of an incident, as a string so stores compare it with $eq."""
-    for limit, name in ((0.1, "minor"), (0.3, "moderate"), (0.6, "major")):
+    """Coarse size of an incident."""
+    for limit, name in MAGNITUDE_BUCKETS:
         if failure_rate < limit:
             return name
     return "severe"
 
 
+class Signature(BaseModel):
+    """What an incident looked like, in fields a store can filter on with $eq."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    category: str
+    target_key: str  # "bank=FNB,route=psp_a"; "*" for all traffic
+    target_dims: str  # "bank,route": the shape of the target, similar across names
+    dominant_error: str  # the most frequent error code of the target ("NONE" without failures)
+    error_codes: str = ""  # the top codes, comma-joined in order of frequency
+    magnitude: str = "minor"
+    method_mix: str = ""  # methods the target carried, sorted and comma-joined ("card,payshap")
+
+
 class Lesson(BaseModel):
+    """One concluded action: what it looked like, what was done, what it did."""
+
     model_config = ConfigDict(extra="ignore")
 
-    decision_id: str
-    category: str
-    target_key: str  # "bank=FNB,route=psp_a"
-    target_dims: str  # "bank,route": the shape of the target, for similarity across names
-    dominant_error: str
-    magnitude: str
-    method_mix: str = ""  # e.g. "card" or "card,payshap"
-    tool: str
-    args: dict[str, Any] = Field(default_factory=dict)
-    status: str  # executed | escalated | approved | rejected
-    verdict: str = "pending"  # pending | helped | no_effect | harmed | inconclusive
-    before: dict[str, float] = Field(default_factory=dict)
-    after: dict[str, float] = Field(default_factory=dict)
-    created_at: float
-    concluded_at: float | None = None
-
-
-@dataclass(frozen=True)
-class Signature:
-    category: str
+    schema_version: int = SCHEMA_VERSION
+    decision_id: str = Field(..., min_length=1, max_length=200)
+    # signature (top-level strings: filterable in every store)
+    category: str = Field(..., min_length=1)
     target_key: str
     target_dims: str
     dominant_error: str
-    magnitude: str
+    error_codes: str = ""
+    magnitude: str = "minor"
+    method_mix: str = ""
+    # the action
+    tool: str = Field(..., min_length=1)
+    target: dict[str, str] = Field(default_factory=dict)
+    args: dict[str, Any] = Field(default_factory=dict)
+    status: str = "executed"  # executed (autonomously) | approved (by a human)
+    approver: str | None = None
+    # the outcome
+    verdict: ConcludedVerdict
+    reasons: list[str] = Field(default_factory=list)
+    before: dict[str, Any] = Field(default_factory=dict)  # scope -> figures (memory.outcomes.Scopes.to_json)
+    after: dict[str, Any] = Field(default_factory=dict)
+    windows: int = 0
+    rolled_back: bool = False
+    # when (event time, epoch seconds)
+    created_at: float  # the decision's window end
+    applied_at: float | None = None
+    concluded_at: float | None = None
+
+    @property
+    def signature(self) -> Signature:
+        return Signature(category=self.category, target_key=self.target_key, target_dims=self.target_dims,
+                         dominant_error=self.dominant_error, error_codes=self.error_codes, magnitude=self.magnitude,
+                         method_mix=self.method_mix)
+
+    def brief(self, score: float | None = None) -> dict[str, Any]:
+        """The compact form reasoners, the audit record and the chat see."""
+        out: dict[str, Any] = {
+            "decision_id": self.decision_id, "category": self.category, "tool": self.tool, "target": self.target_key,
+            "verdict": self.verdict, "dominant_error": self.dominant_error, "magnitude": self.magnitude,
+            "at": self.created_at,
+            "failure_rate_before": (self.before.get("platform") or {}).get("failure_rate"),
+            "failure_rate_after": (self.after.get("platform") or {}).get("failure_rate"),
+        }
+        if score is not None:
+            out["similarity"] = round(score, 3)
+        return out
 
 
-# Similarity weights: the same category is required; the rest adds up to 1.
-SIMILARITY_WEIGHTS = {"target_key": 0.35, "target_dims": 0.25, "dominant_error": 0.25, "magnitude": 0.15}
-RECENCY_HALF_LIFE_SECONDS = 7 * 24 * 3600.0
+# -- similarity ---------------------------------------------------------------------
+
+# Weights of the signature fields (the category must match: it is the namespace).
+# The same segment says most; the same kind of segment and the same dominant
+# error say almost as much; the rest refines. They add up to 1.
+SIMILARITY_WEIGHTS: dict[str, float] = {
+    "target_key": 0.30,  # the very same route / bank / terminal
+    "target_dims": 0.20,  # the same kind of segment (a route; a bank on one route; a terminal)
+    "dominant_error": 0.20,
+    "error_codes": 0.10,  # Jaccard overlap of the top codes
+    "magnitude": 0.10,  # same bucket; half for the adjacent one
+    "method_mix": 0.10,  # Jaccard overlap of the methods carried
+}
+# Below this a lesson is not "similar": the same kind of segment with the same
+# dominant error (0.40) qualifies; a shared error code alone does not.
+MIN_SIMILARITY = 0.4
+# Recency: half-life 30 days (routes and issuers change; old outcomes count less),
+# floored so a harm is never forgotten entirely.
+RECENCY_HALF_LIFE_SECONDS = 30 * 24 * 3600.0
+RECENCY_FLOOR = 0.25
+# Candidates fetched per filtered query before ranking.
+CANDIDATES_PER_QUERY = 100
+FILTER_FIELDS = ("target_key", "target_dims", "dominant_error", "method_mix")
 
 
-def similarity(lesson: Lesson, sig: Signature, now: float) -> float:
-    """Weighted agreement on signature fields, times a recency decay (half-life one week)."""
-    score = sum(w for f, w in SIMILARITY_WEIGHTS.items() if getattr(lesson, f) == getattr(sig, f))
-    age = max(0.0, now - lesson.created_at)
-    return score * 0.5 ** (age / RECENCY_HALF_LIFE_SECONDS)
+def _jaccard(a: str, b: str) -> float:
+    sa, sb = {x for x in a.split(",") if x}, {x for x in b.split(",") if x}
+    if not sa and not sb:
+        return 1.0
+    return len(sa & sb) / len(sa | sb)
+
+
+def similarity(lesson: Lesson | Signature, sig: Signature) -> float:
+    """Weighted agreement of two signatures in [0, 1]; 0 across categories."""
+    if lesson.category != sig.category:
+        return 0.0
+    w = SIMILARITY_WEIGHTS
+    score = 0.0
+    score += w["target_key"] * (lesson.target_key == sig.target_key)
+    score += w["target_dims"] * (lesson.target_dims == sig.target_dims)
+    score += w["dominant_error"] * (lesson.dominant_error == sig.dominant_error)
+    score += w["error_codes"] * _jaccard(lesson.error_codes, sig.error_codes)
+    if lesson.magnitude == sig.magnitude:
+        score += w["magnitude"]
+    elif lesson.magnitude in MAGNITUDE_ORDER and sig.magnitude in MAGNITUDE_ORDER and \
+            abs(MAGNITUDE_ORDER.index(lesson.magnitude) - MAGNITUDE_ORDER.index(sig.magnitude)) == 1:
+        score += w["magnitude"] / 2
+    score += w["method_mix"] * _jaccard(lesson.method_mix, sig.method_mix)
+    return round(score, 6)
+
+
+def recency(created_at: float, now: float) -> float:
+    age = max(0.0, now - created_at)
+    return RECENCY_FLOOR + (1.0 - RECENCY_FLOOR) * 0.5 ** (age / RECENCY_HALF_LIFE_SECONDS)
+
+
+@dataclass(frozen=True)
+class ScoredLesson:
+    lesson: Lesson
+    similarity: float
+    score: float  # similarity x recency: the ranking key and the evidence weight
+
+
+# -- using lessons: a Beta posterior on "this action helps here" ----------------------
+
+# Prior: Beta(c*s, (1-c)*s) with mean c = the reasoner's own confidence and strength
+# s = 4: the reasoner's reading of the window counts as much as four fully similar,
+# recent past outcomes. Each similar lesson of the same tool adds its score (<= 1)
+# to "helped" or to "did not help" (no_effect, harmed); inconclusive adds nothing.
+PRIOR_STRENGTH = 4.0
+# Never certain, as the rule reasoner caps its own confidence.
+MAX_ADJUSTED_CONFIDENCE = 0.97
+# When the tool harmed on a similar incident, confidence is held just under the
+# approval threshold so the confidence guardrail asks a human.
+BELOW_THRESHOLD = 0.001
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    tool: str
+    prior: float  # the reasoner's confidence
+    helped: float  # weighted evidence
+    not_helped: float
+    posterior: float  # the Beta posterior mean, capped
+    adjusted: float  # what the agent uses (posterior, held below the threshold after a past harm)
+    lessons: tuple[ScoredLesson, ...]
+    harmed_ids: tuple[str, ...]
+    forced_approval: bool
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.lessons) and abs(self.adjusted - self.prior) >= 0.0005
+
+    def to_json(self) -> dict[str, Any]:
+        counts = {v: sum(1 for s in self.lessons if s.lesson.verdict == v) for v in ("helped", "no_effect", "harmed", "inconclusive")}
+        return {
+            "tool": self.tool, "prior": round(self.prior, 3), "helped_weight": round(self.helped, 3),
+            "not_helped_weight": round(self.not_helped, 3), "posterior": round(self.posterior, 3),
+            "adjusted": round(self.adjusted, 3), "counts": counts, "prior_strength": PRIOR_STRENGTH,
+            "lessons": [s.lesson.decision_id for s in self.lessons], "harmed_ids": list(self.harmed_ids),
+            "forced_approval": self.forced_approval,
+        }
+
+
+def track_record(tool: str, confidence: float, similar: Iterable[ScoredLesson], threshold: float) -> TrackRecord:
+    """Beta posterior of "helps" from the similar lessons of `tool`; a past harm holds it below `threshold`."""
+    mine = tuple(s for s in similar if s.lesson.tool == tool)
+    helped = sum(s.score for s in mine if s.lesson.verdict == "helped")
+    not_helped = sum(s.score for s in mine if s.lesson.verdict in ("no_effect", "harmed"))
+    alpha = confidence * PRIOR_STRENGTH + helped
+    beta = (1.0 - confidence) * PRIOR_STRENGTH + not_helped
+    posterior = min(MAX_ADJUSTED_CONFIDENCE, alpha / (alpha + beta)) if mine else confidence
+    harmed = tuple(s.lesson.decision_id for s in mine if s.lesson.verdict == "harmed")
+    adjusted = posterior
+    forced = False
+    if harmed:
+        forced = True
+        adjusted = min(posterior, threshold - BELOW_THRESHOLD)
+    return TrackRecord(tool, confidence, helped, not_helped, posterior, max(0.0, adjusted), mine, harmed, forced)
+
+
+# -- the store --------------------------------------------------------------------------
+
+class LessonImportError(ValueError):
+    """A lesson file that cannot be imported; nothing was stored."""
 
 
 class LessonStore:
+    """Lessons in any LangGraph BaseStore (no embedding index needed)."""
+
     def __init__(self, store: BaseStore) -> None:
         self.store = store
 
+    @staticmethod
+    def _ns(category: str) -> tuple[str, str]:
+        return (NAMESPACE, category)
+
     def put(self, lesson: Lesson) -> None:
-        self.store.put((NAMESPACE, lesson.category), lesson.decision_id, lesson.model_dump(mode="json"), index=False)
+        self.store.put(self._ns(lesson.category), lesson.decision_id, lesson.model_dump(mode="json"), index=False)
 
     def get(self, category: str, decision_id: str) -> Lesson | None:
-        item = self.store.get((NAMESPACE, category), decision_id)
+        item = self.store.get(self._ns(category), decision_id)
         return Lesson.model_validate(item.value) if item else None
 
     def find(self, decision_id: str) -> Lesson | None:
-        for item in self._all():
-            if item.key == decision_id:
-                return Lesson.model_validate(item.value)
-        return None
+        """By decision id (or an unambiguous prefix of one) in any category."""
+        exact = [l for l in self.list() if l.decision_id == decision_id]
+        if exact:
+            return exact[0]
+        prefixed = [l for l in self.list() if l.decision_id.startswith(decision_id)]
+        return prefixed[0] if len(prefixed) == 1 else None
 
-    def _all(self, category: str | None = None, filter: dict[str, Any] | None = None) -> Iterable[Any]:
-        prefix = (NAMESPACE, category) if category else (NAMESPACE,)
-        offset = 0
+    def _search(self, category: str | None, filter: dict[str, Any] | None) -> Iterable[Any]:
+        prefix = self._ns(category) if category else (NAMESPACE,)
+        offset, page = 0, 200
         while True:
-            batch = self.store.search(prefix, filter=filter, limit=200, offset=offset)
+            batch = self.store.search(prefix, filter=filter, limit=page, offset=offset)
             yield from batch
-            if len(batch) < 200:
+            if len(batch) < page:
                 return
-            offset += 200
+            offset += page
 
-    def list(self, category: str | None = None, verdict: str | None = None) -> list[Lesson]:
-        lessons = [Lesson.model_validate(i.value) for i in self._all(category, {"verdict": verdict} if verdict else None)]
+    def list(self, category: str | None = None, verdict: str | None = None, tool: str | None = None) -> list[Lesson]:
+        where = {k: {"$eq": v} for k, v in (("verdict", verdict), ("tool", tool)) if v}
+        lessons = [Lesson.model_validate(i.value) for i in self._search(category, where or None)]
         return sorted(lessons, key=lambda l: (l.created_at, l.decision_id))
 
-    def similar(self, sig: Signature, now: float, limit: int = 5) -> list[tuple[Lesson, float]]:
-        """Lessons of the same category ranked by similarity; structured filters, no embeddings."""
-        found = [Lesson.model_validate(i.value) for i in self._all(sig.category)]
-        scored = [(lesson, similarity(lesson, sig, now)) for lesson in found]
-        scored = [(l, s) for l, s in scored if s > 0]
-        return sorted(scored, key=lambda x: (-x[1], -x[0].created_at))[:limit]
+    def similar(self, sig: Signature, now: float, *, tool: str | None = None, limit: int = 5,
+                min_similarity: float = MIN_SIMILARITY) -> list[ScoredLesson]:
+        """Lessons of the same category ranked by similarity x recency (newer first on ties)."""
+        found: dict[str, Lesson] = {}
+        for name in FILTER_FIELDS:
+            value = getattr(sig, name)
+            if not value:
+                continue
+            where: dict[str, Any] = {name: {"$eq": value}}
+            if tool:
+                where["tool"] = {"$eq": tool}
+            for item in self.store.search(self._ns(sig.category), filter=where, limit=CANDIDATES_PER_QUERY):
+                found.setdefault(item.key, Lesson.model_validate(item.value))
+        scored = []
+        for lesson in found.values():
+            sim = similarity(lesson, sig)
+            if sim >= min_similarity:
+                scored.append(ScoredLesson(lesson, sim, round(sim * recency(lesson.created_at, now), 6)))
+        scored.sort(key=lambda s: (-s.score, -s.lesson.created_at, s.lesson.decision_id))
+        return scored[:limit]
 
     def export(self) -> list[dict[str, Any]]:
         return [l.model_dump(mode="json") for l in self.list()]
 
-    def import_(self, records: Iterable[dict[str, Any]]) -> int:
-        """All or nothing: every record is validated before the first is stored."""
-        lessons = [Lesson.model_validate(raw) for raw in records]
-        for lesson in lessons:
-            self.put(lesson)
+    def import_(self, records: Any) -> int:
+        """All or nothing: every record is validated first, then all are written in one batch."""
+        if not isinstance(records, list):
+            raise LessonImportError("a lesson file holds a JSON list of lessons")
+        lessons: list[Lesson] = []
+        seen: set[str] = set()
+        for i, raw in enumerate(records, start=1):
+            if not isinstance(raw, dict):
+                raise LessonImportError(f"lesson #{i} is not a JSON object; nothing was imported")
+            try:
+                lesson = Lesson.model_validate(raw)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"]) or "lesson"
+                raise LessonImportError(f"lesson #{i}: {where}: {err['msg']}; nothing was imported") from None
+            if lesson.schema_version > SCHEMA_VERSION:
+                raise LessonImportError(f"lesson #{i} has schema_version {lesson.schema_version} (this payops reads "
+                                        f"up to {SCHEMA_VERSION}); nothing was imported")
+            if lesson.decision_id in seen:
+                raise LessonImportError(f"lesson #{i} repeats decision id {lesson.decision_id}; nothing was imported")
+            seen.add(lesson.decision_id)
+            lessons.append(lesson)
+        ops = [PutOp(self._ns(l.category), l.decision_id, l.model_dump(mode="json"), index=False) for l in lessons]
+        if ops:
+            self.store.batch(ops)  # one transaction in SqliteStore / PostgresStore
         return len(lessons)
+
+
+def summarize(lessons: Iterable[Lesson]) -> dict[str, int]:
+    counts = {v: 0 for v in ("helped", "no_effect", "harmed", "inconclusive")}
+    for l in lessons:
+        counts[l.verdict] = counts.get(l.verdict, 0) + 1
+    return counts
+

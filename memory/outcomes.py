@@ -38,6 +38,11 @@ HARM_AFTER_WINDOWS = 1
 MIN_AFTER_ATTEMPTS = 30
 # A scope (target, destinations) is judged on its own only with this many attempts.
 MIN_SCOPE_ATTEMPTS = 20
+# The target still "carries" its traffic after the action only if it kept at least half of
+# its attempts per window. A reroute or suppression empties it, and what trickles in after
+# are payments already under way (timeouts of 8-30 s, their retries): mostly failures that
+# say nothing about the action.
+CARRY_SHARE = 0.5
 # ~3 sigma, as the signals use to call a segment anomalous: a good action must not
 # be rolled back on noise, nor a lucky minute credited to it.
 SIGNIFICANCE_Z = 3.0
@@ -237,13 +242,20 @@ def _fell(before: Figures, after: Figures) -> bool:
     return delta <= -MIN_RATE_CHANGE and z <= -SIGNIFICANCE_Z
 
 
+def carries(before: Figures, after: Figures) -> bool:
+    """Did the target keep its traffic (a retry policy, a partial reroute), or was it emptied?"""
+    if after.attempts < MIN_SCOPE_ATTEMPTS or not after.windows or not before.windows:
+        return False
+    return after.attempts / after.windows >= CARRY_SHARE * before.attempts / before.windows
+
+
 def _harms(e: OutcomeEvidence) -> list[str]:
     b, a = e.before, e.after
     found: list[str] = []
     platform = _rose("platform", b.platform, a.platform)
     if platform:
         found.append(platform)
-    if a.target.attempts >= MIN_SCOPE_ATTEMPTS and b.target.attempts >= MIN_SCOPE_ATTEMPTS:
+    if carries(b.target, a.target) and b.target.attempts >= MIN_SCOPE_ATTEMPTS:
         target = _rose("target", b.target, a.target)
         if target:
             found.append(target)
@@ -278,7 +290,7 @@ def _harms(e: OutcomeEvidence) -> list[str]:
 
 def _touched(e: OutcomeEvidence) -> tuple[Figures, Figures]:
     """Where the action's traffic is after: the target if it still carries it, else where it went."""
-    if e.after.target.attempts >= MIN_SCOPE_ATTEMPTS:
+    if carries(e.before.target, e.after.target):
         return e.before.target, e.after.target
     if e.after.destinations is not None and e.before.destinations is not None and e.after.destinations.attempts >= MIN_SCOPE_ATTEMPTS:
         return e.before.destinations, e.after.destinations
@@ -325,7 +337,7 @@ def judge(e: OutcomeEvidence) -> OutcomeVerdict:
     if harms:
         return OutcomeVerdict("harmed", tuple(harms))
 
-    on_target = a.target.attempts >= MIN_SCOPE_ATTEMPTS
+    on_target = carries(b.target, a.target)
     scope, sb, sa, reference = ("target", b.target, a.target, x.target) if on_target else ("platform", b.platform, a.platform, x.platform)
     gap = sb.failure_rate - reference
     closed = (sb.failure_rate - sa.failure_rate) / gap if gap >= MIN_RATE_CHANGE else 0.0
@@ -499,3 +511,45 @@ def step(watch: Watch, window_start: float, window_end: float, scopes: Scopes, i
     if watch.windows >= EVAL_WINDOWS:
         return Step(watch, verdict, True)
     return Step(watch, None, True)
+
+
+# -- concluding: the outcome record, the lesson, and a rollback when it harmed -----------
+
+def conclude(watch: Watch, verdict: OutcomeVerdict, in_force: bool, now: float, *, audit: Any, lessons: Any,
+             control_plane: Any, notifier: Any) -> list[dict[str, Any]]:
+    """Record the verdict (audit record of kind "outcome", one lesson); roll back and alert when it harmed.
+
+    Returns the housekeeping notes for this tick's decision record.
+    """
+    from .lessons import Lesson  # lessons does not import outcomes; kept local to show the direction
+
+    notes: list[dict[str, Any]] = []
+    rollback = None
+    target = ",".join(f"{k}={watch.target[k]}" for k in sorted(watch.target)) or "*"
+    if verdict.verdict == "harmed" and in_force:
+        result = control_plane.rollback(watch.action_id, now, f"harmed: {verdict.reasons[0]}")
+        rollback = result.model_dump(mode="json")
+        notes.append({"op": "rollback", "action_id": watch.action_id, "tool": watch.tool, "target": watch.target,
+                      "reason": "the action harmed: " + verdict.reasons[0], "result": result.detail})
+        notifier.notify("alert", {
+            "decision_id": watch.decision_id, "severity": "critical", "target": watch.target,
+            "summary": f"{watch.tool} on {target} made things worse and was rolled back ({result.status}): {verdict.reasons[0]}",
+        })
+    record = {
+        "decision_id": watch.decision_id, "verdict": verdict.verdict, "detail": verdict.detail, "reasons": list(verdict.reasons),
+        "tool": watch.tool, "target": watch.target, "args": watch.args, "status": watch.status, "approver": watch.approver,
+        "decided_at": watch.decided_at, "applied_at": watch.applied_at, "windows": watch.windows,
+        "before": watch.before, "after": watch.after or {}, "expected": watch.expected, "signature": watch.signature,
+        "rollback": rollback,
+    }
+    audit.append(watch.decision_id, "outcome", now, record)
+    lessons.put(Lesson(
+        decision_id=watch.decision_id, **watch.signature, tool=watch.tool, target=watch.target, args=watch.args,
+        status=watch.status, approver=watch.approver, verdict=verdict.verdict, reasons=list(verdict.reasons),
+        before=watch.before, after=watch.after or {}, windows=watch.windows,
+        rolled_back=rollback is not None and rollback["status"] == "executed",
+        created_at=watch.decided_at, applied_at=watch.applied_at, concluded_at=now,
+    ))
+    notes.append({"op": "outcome", "decision_id": watch.decision_id, "tool": watch.tool, "target": watch.target,
+                  "verdict": verdict.verdict, "detail": verdict.detail})
+    return notes

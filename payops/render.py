@@ -48,10 +48,16 @@ def risk_assessment(state: dict[str, Any]) -> str:
         parts.append(f"expires after {ttl:.0f}s")
     blocking = [r["reason"] for r in verdict["results"] if r["verdict"] != "allow"]
     parts.append(f"guardrails: {verdict['verdict']}" + (f" ({'; '.join(blocking)})" if blocking else ""))
-    lessons = state.get("lessons_consulted") or []
-    if lessons:
-        helped = sum(1 for l in lessons if l["verdict"] == "helped")
-        parts.append(f"{len(lessons)} similar past incidents ({helped} where the action helped)")
+    track = state.get("track_record")
+    if track:
+        c = track["counts"]
+        parts.append(f"past outcomes of {track['tool']} on {len(track['lessons'])} similar incident(s): {c['helped']} helped, "
+                     f"{c['no_effect']} no effect, {c['harmed']} harmed -> confidence {track['prior']:.2f} adjusted to "
+                     f"{track['adjusted']:.2f} (Beta posterior)")
+        if track.get("forced_approval"):
+            parts.append(f"harmed on similar incident(s) {', '.join(track['harmed_ids'])}: not taken autonomously")
+    elif state.get("lessons_consulted"):
+        parts.append(f"{len(state['lessons_consulted'])} similar past incident(s), none with this action")
     return "; ".join(parts)
 
 
