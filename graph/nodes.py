@@ -299,8 +299,16 @@ def guard_context(state: AgentState, svc: AgentServices, proposal: ProposedActio
         history=history,
         routes=health,
         target_methods=frozenset(segment_methods(snapshot, proposal.target)) if proposal.tool == "reroute_traffic" else frozenset(),
+        target_failure_rate=_moved_failure_rate(snapshot, proposal),
         palm_metrics=palm_metrics(snapshot, palm.consecutive_failures(link) if palm else 0),
     )
+
+
+def _moved_failure_rate(snapshot: WindowSnapshot, proposal: ProposedAction) -> float | None:
+    if proposal.tool != "reroute_traffic":
+        return None
+    seg = snapshot.segment(**proposal.target) if proposal.target else snapshot.total
+    return seg.failure_rate if seg is not None and seg.attempts else None
 
 
 def guard(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:

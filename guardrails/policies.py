@@ -60,6 +60,7 @@ class GuardContext:
     history: tuple[PastAction, ...] = ()  # executed actions, newest last (includes those in force)
     routes: Mapping[str, RouteHealth] = field(default_factory=dict)
     target_methods: frozenset[str] = frozenset()
+    target_failure_rate: float | None = None  # failure rate of the traffic a reroute would move
     palm_metrics: Mapping[str, float] = field(default_factory=dict)
 
 
@@ -195,6 +196,11 @@ def safe_destination(p: ProposedAction, d: Diagnosis, c: GuardContext) -> Guardr
             return _r("safe_destination", DENY, f"destination route {route} does not carry {', '.join(sorted(missing))}")
         if route == p.target.get("route"):
             return _r("safe_destination", DENY, f"destination {route} is the route being moved away from")
+        # Health is judged against peers; when every route fails alike, all look "healthy".
+        # A destination failing at least as often as the traffic being moved is no refuge.
+        if c.target_failure_rate is not None and 0 < c.target_failure_rate <= health.failure_rate:
+            return _r("safe_destination", DENY, f"destination route {route} is unhealthy: fails as often "
+                      f"({health.failure_rate:.0%}) as the traffic being moved ({c.target_failure_rate:.0%})")
     return _r("safe_destination", ALLOW, "destinations healthy and support the traffic")
 
 

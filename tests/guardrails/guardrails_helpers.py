@@ -23,11 +23,11 @@ START = 1_764_000_000.0  # event time of the first event
 
 
 def write_events(path: Path, minutes: int = 30, per_minute: int = 60, failing: dict[str, float] | None = None,
-                 palm_share: float = 0.0) -> Path:
+                 palm_share: float = 0.0, start: float = START, append: bool = False) -> Path:
     """Card traffic over routes psp_a / psp_b, banks ABSA / FNB; `failing` route -> failure share."""
     failing = failing or {}
     lines = []
-    n = 0
+    n = int(start)
     for minute in range(minutes):
         for i in range(per_minute):
             n += 1
@@ -35,13 +35,14 @@ def write_events(path: Path, minutes: int = 30, per_minute: int = 60, failing: d
             palm = palm_share and (i % int(1 / palm_share) == 0)
             fail = (i // 2) % 10 < 10 * failing.get(route, 0.0)
             event = {
-                "ts": START + minute * 60 + i * (60 / per_minute), "payment_id": f"p{n}",
+                "ts": start + minute * 60 + i * (60 / per_minute), "payment_id": f"p{n}",
                 "method": "palm" if palm else "card", "route": route, "bank": "ABSA" if i % 4 < 2 else "FNB",
                 "issuer": "VISA", "status": "failure" if fail else "success",
                 "error_code": "GATEWAY_TIMEOUT" if fail else None, "latency_ms": 300.0,
             }
             lines.append(orjson.dumps(event))
-    path.write_bytes(b"\n".join(lines) + b"\n")
+    with path.open("ab" if append else "wb") as out:
+        out.write(b"\n".join(lines) + b"\n")
     return path
 
 
@@ -54,6 +55,7 @@ class StubReasoner:
     category: Category = Category.NETWORK
     name: str = "stub"
     calls: int = 0
+    llm_calls: tuple[dict[str, Any], ...] = ()  # call metadata, as an LLM reasoner would report it
 
     def decide(self, snapshot: Any, context: ReasoningContext) -> Decision:
         self.calls += 1
@@ -61,7 +63,7 @@ class StubReasoner:
                               evidence=("route=psp_a: 30/30 failed (100.0%) vs expected 2%",),
                               alternatives=("issuer: rejected, failures span banks",), confidence=self.confidence,
                               reasoner=self.name)
-        return Decision(diagnosis, self.proposal)
+        return Decision(diagnosis, self.proposal, self.llm_calls)
 
     def propose(self, proposal: ProposedAction, confidence: float | None = None) -> None:
         self.proposal = proposal
@@ -126,7 +128,7 @@ class LocalServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:

@@ -237,6 +237,18 @@ def test_safe_destination(proposal: ProposedAction, methods: set, expected: Verd
     assert why in result.reason
 
 
+@pytest.mark.parametrize("moved_rate, expected", [
+    (0.9, ALLOW),  # psp_b fails 2%: a refuge
+    (0.02, DENY),  # psp_b fails as often as the traffic being moved: no refuge, even if it looks healthy
+    (0.01, DENY),
+    (0.0, ALLOW),  # nothing failing: not this rule's business
+    (None, ALLOW),
+])
+def test_safe_destination_must_fail_less_than_the_moved_traffic(moved_rate: float | None, expected: VerdictKind) -> None:
+    result = P.safe_destination(reroute("psp_a", "psp_b"), diag(), ctx(target_failure_rate=moved_rate))
+    assert result.verdict is expected, result.reason
+
+
 # -- combining: most restrictive wins; every rule's verdict and reason is kept -------------------
 
 def test_every_rule_reports_with_a_reason() -> None:

@@ -1,0 +1,214 @@
+"""Durable human approval: a request per decision on its own thread, answered from any process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from langgraph.types import Command
+from pydantic import ValidationError
+
+from guardrails_helpers import START, Clock, StubReasoner, write_events
+from payops.graph.approval import ApprovalExpired, ApprovalNotPending, resume, thread_for
+from payops.graph.services import Context
+from payops.guardrails.notify import ListNotifier
+from payops.memory.approvals import APPLIED, EXPIRED, PENDING, REJECTED, VOIDED
+from payops.tools.actions import validate_proposal
+from payops.tools.control_plane import SimulatedControlPlane
+
+HERE = Path(__file__).resolve().parent
+REROUTE = validate_proposal("reroute_traffic", {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0}})
+NOTHING = validate_proposal("no_action", {"reason": "quiet"})
+
+
+def low_confidence() -> StubReasoner:
+    return StubReasoner(REROUTE, confidence=0.6)  # below 0.8: a human must approve
+
+
+def env() -> dict[str, str]:
+    """The child processes import this folder's helpers and the same payops as this process."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), e.get("PYTHONPATH", "")) if p)
+    return e
+
+
+def payops_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / "payops"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "payops.cli"]
+    return subprocess.run([*command, *args], cwd=cwd, env=env(), capture_output=True, text=True, timeout=120)
+
+
+FIRST_PROCESS = textwrap.dedent("""
+    import sys
+    from guardrails_helpers import StubReasoner
+    from payops.graph.runner import Agent
+    from payops.graph.services import build_services
+    from payops.settings import Settings
+    from payops.signals.sources import open_jsonl
+    from payops.tools.actions import validate_proposal
+
+    proposal = validate_proposal("reroute_traffic", {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0}})
+    services = build_services(Settings(state_dir=sys.argv[1]), source=open_jsonl(sys.argv[2]),
+                              reasoner=StubReasoner(proposal, confidence=0.6))
+    state = Agent.durable(services).tick().state
+    print(state["decision_id"], state["execution"]["status"])
+""")
+
+
+def test_approval_from_a_second_process_after_the_first_exited(tmp_path: Path, events: Path, make_agent) -> None:  # noqa: ANN001
+    state_dir = tmp_path / "state"
+    first = subprocess.run([sys.executable, "-c", FIRST_PROCESS, str(state_dir), str(events)], cwd=tmp_path, env=env(),
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    decision_id, status = first.stdout.split()
+    assert status == "escalated"
+
+    listed = payops_cli("pending", "--state-dir", str(state_dir), cwd=tmp_path)
+    assert listed.returncode == 0 and decision_id in listed.stdout and "confidence 0.600 < threshold" in listed.stdout
+
+    approved = payops_cli("approve", decision_id[:10], "--as", "alice", "--note", "psp_b has headroom",
+                          "--state-dir", str(state_dir), cwd=tmp_path)
+    assert approved.returncode == 0, approved.stderr
+    assert f"{decision_id}: approved" in approved.stdout
+    again = payops_cli("approve", decision_id, "--state-dir", str(state_dir), cwd=tmp_path)
+    assert again.returncode == 2 and "no longer pending" in again.stderr
+
+    # A third process (this one) resumes the deployment: its next tick applies the action, once.
+    control_plane = SimulatedControlPlane()
+    agent = make_agent(StubReasoner(NOTHING), control_plane=control_plane)
+    ticks = [agent.tick().state for _ in range(3)]
+    applied = [n for t in ticks for n in t["housekeeping"] if n["op"] == "approved_action_applied"]
+    assert len(applied) == 1 and applied[0]["decision_id"] == decision_id and applied[0]["approver"] == "alice"
+    assert applied[0] in ticks[0]["housekeeping"]  # on the very next tick
+    assert [h["id"] for h in control_plane.history if h["op"] == "apply"] == [decision_id]
+    assert [a.action_id for a in control_plane.in_force()] == [decision_id]
+    svc = agent.services
+    assert svc.approvals.get(decision_id).status == APPLIED
+    kinds = [e.kind for e in svc.audit.get(decision_id)]
+    assert kinds == ["decision", "approval", "approved_action"]
+    approval = svc.audit.get(decision_id)[1].record
+    assert (approval["status"], approval["approver"], approval["note"]) == ("approved", "alice", "psp_b has headroom")
+    # the approved action counts in the history (not as autonomous) for cooldowns
+    assert any(h["decision_id"] == decision_id and h["autonomous"] is False for h in ticks[-1]["history"])
+
+
+def test_agent_keeps_ticking_while_a_request_waits(make_agent) -> None:  # noqa: ANN001
+    agent = make_agent(low_confidence())
+    first = agent.tick().state
+    assert first["execution"]["status"] == "escalated"
+    later = [agent.tick().state for _ in range(3)]
+    assert [s["tick"] for s in later] == [2, 3, 4]
+    assert all(s["proposal"]["tool"] == "no_action" and first["decision_id"] in s["proposal"]["args"]["reason"] for s in later)
+    assert agent.services.approvals.get(first["decision_id"]).status == PENDING
+
+
+def test_request_carries_what_the_operator_needs(make_agent) -> None:  # noqa: ANN001
+    notifier = ListNotifier()
+    agent = make_agent(low_confidence())
+    agent.services.notifier = notifier
+    state = agent.tick().state
+    request = agent.services.approvals.get(state["decision_id"]).request
+    assert request["action"] == "reroute_traffic" and request["target"] == {"route": "psp_a"}
+    assert request["evidence"] and request["alternatives"]
+    assert any("confidence" in why for why in request["why_approval"])
+    assert request["expires_at"] == pytest.approx(request["created_at"] + agent.services.settings.approval_ttl_seconds)
+    kinds = [k for k, _ in notifier.drain()]
+    assert kinds == ["approval_requested"]
+
+
+def test_expiry_rejects_and_records(make_agent) -> None:  # noqa: ANN001
+    clock = Clock()
+    notifier = ListNotifier()
+    agent = make_agent(low_confidence(), clock=clock, approval_ttl_seconds=600)
+    agent.services.notifier = notifier
+    decision_id = agent.tick().state["decision_id"]
+    clock.now += 599
+    agent.services.reasoner = StubReasoner(NOTHING)
+    agent.tick()
+    assert agent.services.approvals.get(decision_id).status == PENDING
+    clock.now += 1  # now exactly at expires_at
+    state = agent.tick().state
+    assert {"op": "approval_expired", "decision_id": decision_id} in state["housekeeping"]
+    assert agent.services.approvals.get(decision_id).status == EXPIRED
+    record = [e.record for e in agent.services.audit.get(decision_id) if e.kind == "approval"]
+    assert record and record[0]["status"] == "expired" and record[0]["approver"] == "system"
+    assert "approval_expired" in [k for k, _ in notifier.drain()]
+    with pytest.raises(ApprovalNotPending):
+        resume(agent.services, decision_id, {"approved": True, "approver": "late"})
+    assert agent.services.control_plane.in_force() == []
+
+
+def test_an_answer_after_expiry_does_not_count(make_agent) -> None:  # noqa: ANN001
+    clock = Clock()
+    agent = make_agent(low_confidence(), clock=clock, approval_ttl_seconds=600)
+    decision_id = agent.tick().state["decision_id"]
+    clock.now += 601  # expired, and the agent has not ticked since
+    with pytest.raises(ApprovalExpired):
+        resume(agent.services, decision_id, {"approved": True, "approver": "bob"})
+    assert agent.services.approvals.get(decision_id).status == EXPIRED
+    agent.services.reasoner = StubReasoner(NOTHING)
+    state = agent.tick().state
+    assert not [n for n in state["housekeeping"] if n["op"].startswith("approved_action")]
+    assert agent.services.control_plane.in_force() == []
+
+
+@pytest.mark.parametrize("answer", [
+    {"approved": "perhaps", "approver": "alice"},
+    {"approved": True, "approver": ""},
+    {"approved": True},
+    {"approved": True, "approver": "alice", "extra": 1},
+])
+def test_bad_resume_value_keeps_the_request_pending(make_agent, answer) -> None:  # noqa: ANN001
+    agent = make_agent(low_confidence())
+    svc = agent.services
+    decision_id = agent.tick().state["decision_id"]
+    with pytest.raises(ValidationError):
+        resume(svc, decision_id, answer)
+    # straight at the graph too: interrupt(response_schema=...) refuses it and the thread stays paused
+    with pytest.raises(ValidationError):
+        svc.approval_graph.invoke(Command(resume=answer), thread_for(decision_id), context=Context(services=svc))
+    assert len(svc.approval_graph.get_state(thread_for(decision_id)).interrupts) == 1
+    assert svc.approvals.get(decision_id).status == PENDING
+    assert [e.kind for e in svc.audit.get(decision_id)] == ["decision"]
+    # and a good answer still goes through afterwards
+    assert resume(svc, decision_id, {"approved": True, "approver": "alice"}) == "approved"
+
+
+def test_cli_rejects_a_bad_answer_and_keeps_it_pending(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+    agent = make_agent(low_confidence())
+    decision_id = agent.tick().state["decision_id"]
+    bad = payops_cli("approve", decision_id, "--as", "x" * 101, "--state-dir", str(tmp_path / "state"), cwd=tmp_path)
+    assert bad.returncode == 2 and "approver must be" in bad.stderr
+    assert agent.services.approvals.get(decision_id).status == PENDING
+
+
+def test_rejection_is_recorded_and_nothing_runs(make_agent) -> None:  # noqa: ANN001
+    agent = make_agent(low_confidence())
+    decision_id = agent.tick().state["decision_id"]
+    assert resume(agent.services, decision_id, {"approved": False, "approver": "carol", "note": "not at peak"}) == "rejected"
+    agent.services.reasoner = StubReasoner(NOTHING)
+    agent.tick()
+    assert agent.services.approvals.get(decision_id).status == REJECTED
+    assert agent.services.control_plane.in_force() == []
+    record = [e.record for e in agent.services.audit.get(decision_id) if e.kind == "approval"][0]
+    assert (record["approver"], record["note"]) == ("carol", "not at peak")
+
+
+def test_approved_reroute_into_a_route_that_turned_unhealthy_is_not_applied(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+    events = write_events(tmp_path / "turning.jsonl", minutes=2, failing={"psp_a": 0.9})
+    write_events(events, minutes=10, failing={"psp_a": 0.9, "psp_b": 0.9}, start=START + 120, append=True)
+    agent = make_agent(low_confidence(), source=events)
+    decision_id = agent.tick().state["decision_id"]  # minute 0: psp_b healthy, escalated
+    agent.services.reasoner = StubReasoner(NOTHING)
+    agent.tick()  # minute 1
+    resume(agent.services, decision_id, {"approved": True, "approver": "alice"})
+    state = agent.tick().state  # minute 2: psp_b fails too
+    void = [n for n in state["housekeeping"] if n["decision_id"] == decision_id]
+    assert void and void[0]["op"] == "approved_action_void" and "psp_b is unhealthy" in void[0]["result"]
+    assert agent.services.approvals.get(decision_id).status == VOIDED
+    assert agent.services.control_plane.in_force() == []
+    assert [e.kind for e in agent.services.audit.get(decision_id)] == ["decision", "approval", "approved_action"]
