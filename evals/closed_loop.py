@@ -31,7 +31,6 @@ from payops.graph.services import build_services
 from payops.guardrails.notify import ListNotifier
 from payops.models import ProposedAction, target_key
 from payops.settings import Settings
-from payops.signals.events import PaymentEvent
 from payops.signals.simulator import NetworkConfig, Simulator
 from payops.signals.sources import SimulatorSource
 from payops.tools.actions import MAX_TTL_SECONDS, ProposalError, validate_proposal
@@ -45,9 +44,9 @@ from .scenarios import simulator
 # Incident length for the closed loop: long enough that acting in minute 1 and
 # acting in minute 6 (a human) differ, short enough for CI.
 CLOSED_LOOP_INCIDENT_SECONDS = 600.0
-# Volume cap for the closed loop: the simulator makes ~14k payments/s per core; a
-# 2,000/min case would cost seconds per variant for no extra insight.
-CLOSED_LOOP_MAX_PPM = 600.0
+# Volume cap for the closed loop (the corpus tops out at 2,000/min): each case runs the
+# simulator 4-5 times, so a 100,000/min case recorded by hand would cost minutes.
+CLOSED_LOOP_MAX_PPM = 2000.0
 # Time for a paged human to acknowledge, diagnose and act (a fast on-call).
 HUMAN_RESPONSE_SECONDS = 300.0
 # Static alert rules as a classic dashboard has them: platform-wide, fixed numbers.
@@ -71,9 +70,9 @@ class Outcome:
     action: str | None = None
     notes: list[str] = field(default_factory=list)
 
-    def count(self, events: list[PaymentEvent]) -> None:
+    def count(self, events: Any) -> None:
         self.attempts += len(events)
-        self.failed_attempts += sum(1 for e in events if e.status != "success")
+        self.failed_attempts += int(failed_mask(events).sum())
 
     def finish(self, sim: Simulator) -> None:
         self.paid, self.payments, self.diverted = sim.paid, sim.payments, sim.diverted
@@ -115,6 +114,21 @@ class ClosedLoopResult:
         out["share_agent"] = self.share_of_oracle("agent")
         out["share_static"] = self.share_of_oracle("static")
         return out
+
+
+def failed_mask(events: Any) -> np.ndarray:
+    """Failed attempts of a simulator step: an EventBatch (columns) or a list of PaymentEvents."""
+    failed = getattr(events, "failed", None)
+    if failed is not None and not callable(failed):
+        return np.asarray(failed, dtype=bool)
+    return np.fromiter((e.status != "success" for e in events), bool, len(events))
+
+
+def latencies(events: Any) -> np.ndarray:
+    column = getattr(events, "latency_ms", None)
+    if isinstance(column, np.ndarray):
+        return column
+    return np.fromiter((e.latency_ms for e in events), float, len(events))
 
 
 # -- concrete actions for the oracle and the on-call human ---------------------------------
@@ -203,9 +217,8 @@ def _scripted(case: Case, variant: str, action: ProposedAction | None, act_at: f
             out.mitigated_after_s = round(act_at - onset, 1)
         events = sim.advance(nxt)
         out.count(events)
-        if steps is not None and events:
-            failed = sum(1 for e in events if e.status != "success") / len(events)
-            steps.append(Step(nxt, len(events), failed, float(np.percentile([e.latency_ms for e in events], 95))))
+        if steps is not None and len(events):
+            steps.append(Step(nxt, len(events), float(failed_mask(events).mean()), float(np.percentile(latencies(events), 95))))
         t = nxt
     out.finish(sim)
     return out
@@ -225,7 +238,7 @@ class _CountingSource(SimulatorSource):
         super().__init__(sim)
         self.outcome = outcome
 
-    def read_until(self, end_ts: float) -> list[PaymentEvent]:
+    def read_until(self, end_ts: float) -> Any:
         events = super().read_until(end_ts)
         self.outcome.count(events)
         return events

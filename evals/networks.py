@@ -8,7 +8,8 @@ simulator gives them meaning (palm terminals, the card fallback).
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import fields
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -29,33 +30,43 @@ CARD_SCHEMES = (("VISA", "MASTERCARD"), ("VISA", "MASTERCARD", "AMEX"), ("CUP", 
 RAIL_ISSUERS = ("PAYSHAP", "RTC", "INSTANT")
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def network_to_dict(net: NetworkConfig) -> dict[str, Any]:
-    return {
-        "banks": dict(net.banks),
-        "methods": dict(net.methods),
-        "routes": {name: {"methods": list(r.methods), "weight": r.weight, "latency_ms": r.latency_ms} for name, r in net.routes.items()},
-        "issuers": {m: dict(v) for m, v in net.issuers.items()},
-        "terminals": list(net.terminals),
-        "payments_per_minute": net.payments_per_minute,
-        "daily_wave": net.daily_wave,
-        "user_decline_rate": net.user_decline_rate,
-        "system_noise_rate": net.system_noise_rate,
-    }
+    """Every field of the network as plain data (fields the simulator adds later come along too)."""
+    out: dict[str, Any] = {}
+    for f in fields(net):
+        value = getattr(net, f.name)
+        if f.name == "routes":
+            out["routes"] = {name: {"methods": list(r.methods), "weight": r.weight, "latency_ms": r.latency_ms} for name, r in value.items()}
+        elif f.name == "default_retry":
+            continue  # scenarios change retries through misconfigs; the platform default stays the simulator's
+        else:
+            out[f.name] = _plain(value)
+    return out
 
 
 def network_from_dict(data: dict[str, Any]) -> NetworkConfig:
-    return NetworkConfig(
-        banks={str(k): float(v) for k, v in data["banks"].items()},
-        methods={str(k): float(v) for k, v in data["methods"].items()},
-        routes={str(k): RouteSpec(tuple(v["methods"]), float(v.get("weight", 1.0)), float(v.get("latency_ms", 350.0)))
-                for k, v in data["routes"].items()},
-        issuers={str(m): {str(k): float(w) for k, w in v.items()} for m, v in data["issuers"].items()},
-        terminals=tuple(data.get("terminals", ())),
-        payments_per_minute=float(data.get("payments_per_minute", 600.0)),
-        daily_wave=float(data.get("daily_wave", 0.0)),
-        user_decline_rate=float(data.get("user_decline_rate", 0.04)),
-        system_noise_rate=float(data.get("system_noise_rate", 0.004)),
-    )
+    known = {f.name for f in fields(NetworkConfig)}
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in known:
+            continue  # written by a newer simulator: ignored rather than refused
+        if name == "routes":
+            value = {str(k): RouteSpec(tuple(v["methods"]), float(v.get("weight", 1.0)), float(v.get("latency_ms", 350.0)))
+                     for k, v in value.items()}
+        elif name == "terminals":
+            value = tuple(value)
+        elif name in ("payments_per_minute", "daily_wave", "user_decline_rate", "system_noise_rate"):
+            value = float(value)
+        kwargs[name] = value
+    return NetworkConfig(**kwargs)
 
 
 def _weights(rng: np.random.Generator, n: int, floor: float = 0.04) -> list[float]:

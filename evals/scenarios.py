@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 from payops.models import Category
 from payops.signals.policy import TrafficPolicy
 from payops.signals.simulator import SCENARIOS, Expectation, Fault, NetworkConfig, Scenario, Simulator, build_scenario
@@ -33,12 +35,13 @@ class SteppedSimulator(Simulator):
         super().__init__(*args, **kwargs)
         self.volume_steps = tuple(sorted(volume_steps))
 
-    def _rate_per_second(self, t: float) -> float:
+    def _rate_per_second(self, t: Any) -> Any:
+        # Works for a scalar second or an array of seconds (the vectorised simulator asks for many at once).
         rate = super()._rate_per_second(t)
-        factor = 1.0
+        rel = np.asarray(t, dtype=float) - self.start_ts
+        factor = np.ones_like(rel)
         for offset, multiplier in self.volume_steps:
-            if t - self.start_ts >= offset:
-                factor = multiplier
+            factor = np.where(rel >= offset, multiplier, factor)
         return rate * factor
 
 
