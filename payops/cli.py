@@ -201,6 +201,7 @@ def _register_subcommands() -> None:
     app.add_typer(audit_app, name="audit", help="Inspect and verify the hash-chained audit trail.")
     app.add_typer(lessons_app, name="lessons", help="Long-term lessons learned from outcomes.")
     register_ops(app)
+    __import__("payops.cli_api", fromlist=["register_api"]).register_api(app)  # serve, keys, openapi (payops/cli_api.py)
     from payops.cli_eval import eval_app
 
     app.add_typer(eval_app, name="eval", help="Offline evaluation over the incident corpus (and `payops eval record`).")

@@ -1,0 +1,48 @@
+"""Who may call what: a bearer API key per client, checked on every request.
+
+    terminal  palm-pay endpoints only (enrol, verify, pay, revoke, show)
+    viewer    reads the agent's records (decisions, approvals, lessons, why, chat, audit, metrics)
+    operator  what a viewer reads, plus approve / reject, revoke and show palm links
+
+A missing, malformed, unknown or revoked key is 401; a valid key outside its
+role is 403. Neither says which.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from .errors import forbidden, unauthorized
+from .keys import ApiKey, Role
+
+log = logging.getLogger("payops.api")
+
+bearer = HTTPBearer(
+    auto_error=False, scheme_name="ApiKey", bearerFormat="payops_<key id>_<secret>",
+    description="An API key from `payops keys create --name N --role terminal|viewer|operator`, "
+                "sent as `Authorization: Bearer <key>`.",
+)
+
+TERMINAL, VIEWER, OPERATOR = Role.TERMINAL, Role.VIEWER, Role.OPERATOR
+READERS = (VIEWER, OPERATOR)
+
+
+def require(*roles: Role) -> Callable[..., ApiKey]:
+    allowed = frozenset(roles)
+
+    def authorised(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> ApiKey:
+        key = request.app.state.backend.keys.authenticate(credentials.credentials if credentials else None)
+        if key is None:
+            log.info("401 on %s %s", request.method, request.url.path)  # never the presented key
+            raise unauthorized()
+        if key.role not in allowed:
+            log.info("403 on %s %s for key %s (%s)", request.method, request.url.path, key.key_id, key.role.value)
+            raise forbidden()
+        request.state.client = key
+        return key
+
+    return authorised

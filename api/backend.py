@@ -1,0 +1,123 @@
+"""The live objects behind the API, opened on first use.
+
+Building the app does no I/O (so `payops openapi` needs no state directory);
+the agent's services, the palm-pay backend and the key table open on the first
+request that needs them, on the same state directory as the agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from payops.settings import Settings
+
+from .errors import ApiError
+from .keys import ApiKey, ApiKeyStore
+from .ratelimit import RateLimiter, retry_after_header
+from .settings import ApiSettings
+
+if TYPE_CHECKING:
+    from payops.graph.services import AgentServices
+    from payops.palmpay import PalmPayService
+
+log = logging.getLogger("payops.api")
+
+
+class Backend:
+    def __init__(self, settings: Settings | None = None, *, services: AgentServices | None = None,
+                 palm: PalmPayService | None = None, keys: ApiKeyStore | None = None,
+                 api_settings: ApiSettings | None = None, limiter: RateLimiter | None = None) -> None:
+        self.settings = settings or (services.settings if services is not None else Settings())
+        self.api = api_settings or ApiSettings()
+        self.limiter = limiter or RateLimiter({"payments": self.api.payments, "verification": self.api.verification,
+                                               "enrolment": self.api.enrolment})
+        self._services = services
+        self._palm = palm
+        self._keys = keys
+        self._agent: Any = None
+        self._owned: list[Any] = []  # what this backend opened, and so closes
+        self._open_lock = threading.Lock()
+        # One approval answer at a time in this process: resume() reads, then writes the thread.
+        self.approval_lock = threading.Lock()
+
+    # -- lazily opened ------------------------------------------------------------------
+
+    @property
+    def keys(self) -> ApiKeyStore:
+        with self._open_lock:
+            if self._keys is None:
+                self._keys = ApiKeyStore.in_state_dir(self.settings.ensure_state_dir())
+                self._owned.append(self._keys)
+            return self._keys
+
+    @property
+    def services(self) -> AgentServices:
+        with self._open_lock:
+            if self._services is None:
+                from payops.graph.services import build_services
+
+                self._services = build_services(self.settings)
+                self._owned.append(self._services)
+            if self._services.approvals is not None and self._services.approval_graph is None:
+                from payops.graph.runner import Agent
+
+                # Attaches the approval graph on the agent's checkpointer, exactly as `payops approve` does.
+                self._agent = Agent.durable(self._services)
+            return self._services
+
+    @property
+    def palm(self) -> PalmPayService:
+        with self._open_lock:
+            if self._palm is None:
+                from payops.palmpay import DevOtpSender, PalmPayOptions, PalmPayService
+
+                # The development OTP sender (codes stay in memory, never in logs or responses) until a
+                # real SMS gateway implements palmpay.Verification.
+                self._palm = PalmPayService(PalmPayOptions.from_settings(self.settings), verification=DevOtpSender())
+                self._owned.append(self._palm)
+            return self._palm
+
+    def chat_model(self) -> Any:
+        """The chat's LLM (None without PAYOPS_LLM_MODEL), built once."""
+        with self._open_lock:
+            if not hasattr(self, "_chat_model"):
+                from payops.chat import chat_model_from_settings
+
+                self._chat_model = chat_model_from_settings(self.settings)
+            return self._chat_model
+
+    def warm_up(self) -> None:
+        """Open everything now (for `payops serve`), so the first request does not pay for it."""
+        _ = self.keys, self.services, self.palm
+
+    # -- guards -------------------------------------------------------------------------
+
+    def limit(self, group: str, client: ApiKey, *, on_palm_path: bool) -> None:
+        wait = self.limiter.take(group, client.key_id)
+        if wait > 0:
+            log.warning("rate limit %s hit by key %s (%s)", group, client.key_id, client.name)
+            counter = getattr(self, "rate_limited_counter", None)
+            if counter is not None:
+                counter.labels(group=group).inc()
+            message = "Too many requests — please retry later" + (" or use a card" if on_palm_path else "")
+            raise ApiError("RATE_LIMITED", 429, message, headers={"Retry-After": retry_after_header(wait)})
+
+    def close(self) -> None:
+        """Close what this backend opened (not what the caller passed in)."""
+        things: list[Any] = []
+        for owned in self._owned:
+            if owned is self._services:
+                things += [owned.audit, owned.approvals, owned.palm]
+            else:
+                things.append(owned)
+        things.append(getattr(getattr(self._agent, "checkpointer", None), "conn", None))
+        for thing in things:
+            closer = getattr(thing, "close", None)
+            if closer is not None:
+                try:
+                    closer()
+                except Exception:  # best effort at shutdown
+                    log.debug("closing %s failed", type(thing).__name__)
+        self._owned.clear()

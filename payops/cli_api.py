@@ -1,0 +1,144 @@
+"""`payops serve`, `payops keys create|list|revoke`, `payops openapi`: the HTTP API from a shell."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+keys_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                       help="API keys for the HTTP API (stored hashed in the state directory).")
+
+STATE_DIR = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR).")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"payops: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings(state_dir: Optional[Path]):  # noqa: ANN202 - payops.settings.Settings
+    from pydantic import ValidationError
+
+    from payops.settings import Settings
+
+    try:
+        return Settings(**({"state_dir": state_dir} if state_dir else {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise _fail(f"bad setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    host: Optional[str] = typer.Option(None, "--host", help="Bind address (default 127.0.0.1, or PAYOPS_API_HOST)."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port (default 8080, or PAYOPS_API_PORT)."),
+    state_dir: Optional[Path] = STATE_DIR,
+) -> None:
+    """Serve the HTTP API (palm-pay and ops endpoints) on the agent's state directory."""
+    import uvicorn
+
+    from payops.api import create_app
+    from payops.api.settings import ApiSettings
+
+    settings = _settings(state_dir)
+    api = ApiSettings()
+    host = host or api.host
+    port = port or api.port
+    app = create_app(settings, api_settings=api)
+    app.state.backend.warm_up()
+    if not app.state.backend.keys.list(include_revoked=False):
+        typer.echo("payops: no active API key: every request but /healthz will be refused; "
+                   "create one with `payops keys create --name N --role R`", err=True)
+    if not _is_loopback(host):
+        typer.echo(f"payops: binding to {host}, not loopback: put TLS in front of it", err=True)
+    typer.echo(f"payops API on http://{host}:{port} (state in {settings.state_dir})", err=True)
+    uvicorn.run(app, host=host, port=port, server_header=False, proxy_headers=False, log_level="info")
+
+
+def openapi() -> None:
+    """Print the OpenAPI schema (stable: sorted keys) — `payops openapi > openapi.json`."""
+    from payops.api import openapi_schema, schema_json
+
+    sys.stdout.write(schema_json(openapi_schema()))
+
+
+def _keys(state_dir: Optional[Path]):  # noqa: ANN202 - ApiKeyStore
+    from payops.api.keys import ApiKeyStore
+
+    return ApiKeyStore.in_state_dir(_settings(state_dir).ensure_state_dir())
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Option(..., "--name", help="Who uses it: a terminal, a dashboard, a person (recorded as actor)."),
+    role: str = typer.Option(..., "--role", help="terminal, viewer or operator."),
+    state_dir: Optional[Path] = STATE_DIR,
+) -> None:
+    """Create a key and print it once (only its hash is kept)."""
+    from payops.api.keys import ApiKeyError
+
+    store = _keys(state_dir)
+    try:
+        record, key = store.create(name, role)
+    except ApiKeyError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    typer.echo(key)
+    typer.echo(f"key {record.key_id} for {record.name} ({record.role.value}); store it now: it is not shown again",
+               err=True)
+
+
+@keys_app.command("list")
+def keys_list(state_dir: Optional[Path] = STATE_DIR) -> None:
+    """One line per key: id, name, role, created, revoked (never a secret)."""
+    store = _keys(state_dir)
+    try:
+        rows = store.list()
+    finally:
+        store.close()
+    if not rows:
+        typer.echo("no API keys")
+        return
+    for k in rows:
+        state = f"revoked {_when(k.revoked_at)}" if k.revoked_at else "active"
+        typer.echo(f"{k.key_id}  {k.name:24s} {k.role.value:9s} created {_when(k.created_at)}  {state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key id (from `payops keys list`)."),
+                state_dir: Optional[Path] = STATE_DIR) -> None:
+    """Revoke a key; the next request with it is refused."""
+    from payops.api.keys import ApiKeyError
+
+    store = _keys(state_dir)
+    try:
+        record = store.revoke(key_id)
+    except ApiKeyError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    typer.echo(f"revoked {record.key_id} ({record.name}, {record.role.value})")
+
+
+def register_api(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(openapi)
+    app.add_typer(keys_app, name="keys")
