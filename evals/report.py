@@ -51,14 +51,14 @@ def model_table(results: dict[str, Any]) -> list[str]:
                    "LLM calls", "fallbacks", "tokens", "cost", "LLM latency ms", "wall"], rows)
 
 
-def markdown(results: dict[str, Any], gate: list[str] | None = None) -> str:
+def markdown(results: dict[str, Any], gate: list[str] | None = None, with_chart: bool = True) -> str:
     lines = [f"# payops evaluation — {results['created_at']}", "",
              f"Corpus: {results['corpus']}; tags: {', '.join(results['tags']) or 'all'}; wall time {results['wall_seconds']:.1f}s.", ""]
     if gate is not None:
         lines += ["## Regression gate", "", "PASSED" if not gate else "FAILED:", *[f"- {g}" for g in gate], ""]
     lines += ["## Models", "", *model_table(results), ""]
-    lines.append(f"![per-category accuracy and closed-loop outcomes]({CHART_FILE})")
-    lines.append("")
+    if with_chart:
+        lines += [f"![per-category accuracy and closed-loop outcomes]({CHART_FILE})", ""]
     for run in results["runs"]:
         lines += [f"## {run['label']}", ""]
         lines += ["### Overall", "", *_table(AGG_HEADER, [_agg_row("all", run["summary"])]), ""]
@@ -154,6 +154,9 @@ def write_all(results: dict[str, Any], out_dir: Path, gate: list[str] | None = N
     if gate is not None:
         payload["gate"] = {"passed": not gate, "failures": gate}
     paths["results"].write_text(json.dumps(payload, indent=1, default=str) + "\n", encoding="utf-8")
-    paths["report"].write_text(markdown(results, gate), encoding="utf-8")
-    chart(results, paths["chart"])
+    try:
+        chart(results, paths["chart"])
+    except ImportError:  # matplotlib is the optional extra payops[eval]; the figures are all in the other two files
+        del paths["chart"]
+    paths["report"].write_text(markdown(results, gate, with_chart="chart" in paths), encoding="utf-8")
     return paths

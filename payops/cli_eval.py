@@ -106,7 +106,10 @@ def run_eval(
     failures = gate_mod.check(results, gate_spec) if gate_spec is not None else None
     paths = write_all(results, out, failures)
     _print_summary(results, failures)
-    typer.echo(f"wrote {paths['results']}, {paths['report']}, {paths['chart']}")
+    if "chart" in paths:
+        typer.echo(f"wrote {paths['results']}, {paths['report']}, {paths['chart']}")
+    else:
+        typer.echo(f"wrote {paths['results']}, {paths['report']} (no chart: install payops[eval] for matplotlib)")
     if failures:
         raise typer.Exit(1)
 

@@ -19,7 +19,6 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_corpus: Path, tmp_path_factory) -> Path:
-    pytest.importorskip("matplotlib")
     out = tmp_path_factory.mktemp("eval-out")
     result = runner.invoke(eval_app, ["--corpus", str(tiny_corpus), "--out", str(out), "--workers", "1"])
     assert result.exit_code == 0, result.output
@@ -37,6 +36,9 @@ def test_a_run_writes_results_report_and_chart(run_dir: Path) -> None:
     assert [r["case_id"] for r in run["closed_loop"]] == ["route-known"]  # controls have no closed loop
     report = (run_dir / "report.md").read_text()
     assert "## rules" in report and "Closed loop" in report and "By difficulty" in report
+
+def test_the_chart_is_a_png(run_dir: Path) -> None:
+    pytest.importorskip("matplotlib")  # the optional extra payops[eval]
     assert (run_dir / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
