@@ -123,7 +123,10 @@ def case_from_spec(spec: SimSpec) -> tuple[Case, list[bytes]]:
     control = expected.category is Category.HEALTHY
     if spec.edit is not None:
         events = spec.edit(events)
-    tags = [spec.scenario, volume_tag(spec.volume)]
+    # The case's kind: the scenario for simulator cases, the edit's name for hand-edited ones
+    # (a broken merchant on healthy traffic must not carry the tag 'healthy').
+    kind = spec.scenario if spec.edit is None and spec.expected is None else spec.case_id.rsplit("-", 1)[0]
+    tags = [kind, volume_tag(spec.volume)]
     if spec.scenario in CONFOUNDERS:
         tags.append("confounder")
     palm = spec.scenario in PALM_SCENARIOS or "terminal_id" in expected.target or expected.target.get("method") == "palm"

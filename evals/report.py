@@ -61,7 +61,9 @@ def markdown(results: dict[str, Any], gate: list[str] | None = None, with_chart:
         lines += [f"![per-category accuracy and closed-loop outcomes]({CHART_FILE})", ""]
     for run in results["runs"]:
         lines += [f"## {run['label']}", ""]
-        lines += ["### Overall", "", *_table(AGG_HEADER, [_agg_row("all", run["summary"])]), ""]
+        g = run["summary"].get("guardrail") or {}
+        lines += ["### Overall", "", *_table(AGG_HEADER, [_agg_row("all", run["summary"])]), "",
+                  "Guardrail verdicts on first responses: " + (", ".join(f"{k} {v}" for k, v in sorted(g.items())) or "none") + ".", ""]
         for title, key in (("By expected category", "by_category"), ("By difficulty", "by_difficulty"), ("By tag", "by_tag")):
             lines += [f"### {title}", "", *_table(AGG_HEADER, [_agg_row(k, v) for k, v in run[key].items()]), ""]
         cl = run.get("closed_loop_summary")

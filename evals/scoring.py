@@ -206,6 +206,7 @@ class Aggregate:
     llm_latency_ms: float | None = None
     judge_passed: int = 0
     judged: int = 0
+    guardrail: dict[str, int] = field(default_factory=dict)  # verdicts on first responses: allow / needs_approval / deny
 
     @staticmethod
     def _rate(n: int, d: int) -> float | None:
@@ -269,6 +270,8 @@ def aggregate(scores: Iterable[CaseScore], group: str = "all") -> Aggregate:
             a.action_ok += int(bool(s.action_ok))
             if s.ticks_to_detect is not None:
                 ttd.append(s.ticks_to_detect)
+            if s.guardrail is not None:
+                a.guardrail[s.guardrail] = a.guardrail.get(s.guardrail, 0) + 1
     a.mean_ticks_to_detect = round(mean(ttd), 2) if ttd else None
     a.llm_latency_ms = round(mean(lat), 1) if lat else None
     return a
