@@ -67,12 +67,10 @@ def observe(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
             restore(state["in_force"])
         svc.restored = True
     if svc.source is not None:
-        before = svc.source.report.bad_count
-        events = svc.source.read_until(window_end)
-        svc.window.add(events)
-        new_bad = svc.source.report.bad_count - before
-        if new_bad:
-            svc.window.note_bad_lines(new_bad, svc.source.report.bad[-new_bad:] if new_bad <= len(svc.source.report.bad) else [])
+        svc.window.add(svc.source.read_until(window_end))  # columnar batch (or PaymentEvents)
+        bad_count, bad_samples = svc.source.report.take_new()  # lines skipped since the last tick, with numbers
+        if bad_count:
+            svc.window.note_bad_lines(bad_count, bad_samples)
     snapshot = svc.window.snapshot(window_end)
     svc.scratch["snapshot"] = snapshot
     housekeeping = _housekeeping(svc, window_end)

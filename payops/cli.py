@@ -127,28 +127,27 @@ def simulate(
     minutes: float = typer.Option(15.0, "--minutes", min=1.0, help="Length of the stream, healthy lead-in included."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", help="Where to write the JSON Lines events."),
+    per_minute: float = typer.Option(600.0, "--per-minute", min=10.0, max=100_000.0, help="Payments per minute (10 to 100,000)."),
+    rename_seed: Optional[int] = typer.Option(None, "--rename-seed", help="Give banks, routes, issuers and terminals fresh names (unseen-name tests)."),
 ) -> None:
     """Write a simulated event stream (CONTRACT.md §1) with a healthy lead-in before the incident."""
-    from payops.tools.control_plane import SimulatedControlPlane
-    from payops.wiring import simulator_for
+    from payops.signals.simulator import SCENARIOS, Simulator, default_network, rename_network, timed_scenario, write_stream
 
+    if scenario not in SCENARIOS:
+        fail(f"unknown scenario '{scenario}' (choose from {', '.join(SCENARIOS)})")
+    net = default_network(per_minute)
+    if rename_seed is not None:
+        net, _ = rename_network(net, rename_seed)
     try:
-        sim = simulator_for(scenario, seed, SimulatedControlPlane(), minutes)
+        sim = Simulator(timed_scenario(scenario, net, minutes), net, seed=seed)
     except ValueError as exc:
         fail(str(exc))
     try:
         handle = out.open("wb")
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror}")
-    n = 0
     with handle:
-        end = sim.start_ts + minutes * 60.0
-        t = sim.start_ts
-        while t < end:
-            t = min(t + 60.0, end)
-            for ev in sim.advance(t):
-                handle.write(orjson.dumps(ev.to_json()) + b"\n")
-                n += 1
+        n = write_stream(sim, sim.start_ts + minutes * 60.0, handle)
     typer.echo(f"wrote {n} events ({minutes:g} min of '{scenario}', seed {seed}) to {out}")
 
 

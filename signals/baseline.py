@@ -1,8 +1,21 @@
 """Per-segment baselines of normal behaviour, and the significance of a deviation.
 
-A baseline learns only from windows where its segment looked normal, so an
-incident cannot drag its own reference along. Until a segment has history the
-reference is its peers (all other traffic in the same window).
+Baseline: an EWMA of failure rate, p95 latency, volume and attempts per payment,
+fed only by windows where the segment looked normal (window.anomalous), so an
+incident cannot drag its own reference along. Until a segment has
+BASELINE_MIN_WINDOWS windows of history its reference is its peers (all other
+traffic in the same window); the same normality test applies during that warm-up,
+so an incident already under way when the agent starts is not learned either.
+
+Significance: `binomial_z` is the one-sided score statistic of the observed
+failures against the expected rate, z = (x - n p) / sqrt(n p (1 - p)). It grows
+with sqrt(n) for the same rate gap, so it is sample-size aware: 2 failures out of
+5 is weak evidence, 40% failures out of 800 is overwhelming. It is the statistic
+whose inversion is the Wilson score interval: z >= Z exactly when the expected
+rate lies below the Wilson lower bound at Z (`wilson_lower_bound`). The minimum
+evidence a segment needs before anyone blames it (attempts, excess failures, z)
+lives in Settings (min_segment_attempts, min_excess_failures, significance_z) and
+is applied by the reasoner.
 """
 
 from __future__ import annotations
@@ -19,6 +32,15 @@ BASELINE_MIN_WINDOWS = 3
 # Failure-rate floor for the binomial test: real payment traffic never fails at 0%,
 # and a zero reference would make a single failure look infinitely significant.
 FAILURE_RATE_FLOOR = 0.01
+# Windows (from the start) a segment may stay out of line with its peers before it
+# is accepted as structurally different (e.g. EFT always failing more than cards):
+# 30 minutes at 60 s ticks. Only untrusted baselines use it; a trusted baseline
+# never learns an anomalous window.
+BASELINE_PATIENCE = 30.0
+# A window whose p95 latency exceeds the baseline by this factor, or whose attempts
+# per payment exceed it by this factor, is not normal and is not learned.
+LATENCY_OUTLIER_FACTOR = 2.0
+RETRY_OUTLIER_FACTOR = 1.15
 
 
 @dataclass
@@ -27,19 +49,20 @@ class SegmentBaseline:
     latency_p95: float
     volume: float
     attempts_per_payment: float
-    windows: int = 1
+    windows: float = 1.0  # windows of history (a window re-read by a short tick counts in part)
 
-    def update(self, failure_rate: float, latency_p95: float, volume: float, attempts_per_payment: float) -> None:
-        a = BASELINE_ALPHA
+    def update(self, failure_rate: float, latency_p95: float, volume: float, attempts_per_payment: float,
+               weight: float = 1.0) -> None:
+        a = 1.0 - (1.0 - BASELINE_ALPHA) ** weight  # same memory in time whatever the tick
         self.failure_rate += a * (failure_rate - self.failure_rate)
         self.latency_p95 += a * (latency_p95 - self.latency_p95)
         self.volume += a * (volume - self.volume)
         self.attempts_per_payment += a * (attempts_per_payment - self.attempts_per_payment)
-        self.windows += 1
+        self.windows += weight
 
     @property
     def trusted(self) -> bool:
-        return self.windows >= BASELINE_MIN_WINDOWS
+        return self.windows >= BASELINE_MIN_WINDOWS - 1e-9
 
 
 class BaselineTracker:
@@ -47,16 +70,28 @@ class BaselineTracker:
 
     def __init__(self) -> None:
         self.baselines: dict[str, SegmentBaseline] = {}
+        self.skipped: dict[str, float] = {}  # untrusted segments: windows left out so far
 
     def get(self, key: str) -> SegmentBaseline | None:
         return self.baselines.get(key)
 
-    def observe(self, key: str, failure_rate: float, latency_p95: float, volume: float, attempts_per_payment: float) -> None:
+    def observe(self, key: str, failure_rate: float, latency_p95: float, volume: float, attempts_per_payment: float,
+                weight: float = 1.0) -> None:
         known = self.baselines.get(key)
         if known is None:
-            self.baselines[key] = SegmentBaseline(failure_rate, latency_p95, volume, attempts_per_payment)
+            self.baselines[key] = SegmentBaseline(failure_rate, latency_p95, volume, attempts_per_payment, weight)
         else:
-            known.update(failure_rate, latency_p95, volume, attempts_per_payment)
+            known.update(failure_rate, latency_p95, volume, attempts_per_payment, weight)
+
+    def out_of_patience(self, key: str, weight: float = 1.0) -> bool:
+        """Called for an anomalous window: True when the segment, never trusted, has been
+        anomalous for BASELINE_PATIENCE windows and should now be learned as it is."""
+        known = self.baselines.get(key)
+        if known is not None and known.trusted:
+            return False
+        skipped = self.skipped.get(key, 0.0) + weight
+        self.skipped[key] = skipped
+        return skipped > BASELINE_PATIENCE
 
     def to_json(self) -> dict[str, Any]:
         return {key: asdict(b) for key, b in self.baselines.items()}
@@ -70,7 +105,7 @@ class BaselineTracker:
 
 
 def binomial_z(failures: float, attempts: float, expected_rate: float) -> float:
-    """One-sided z of observed failures against the expected rate; accounts for sample size."""
+    """One-sided score z of observed failures against the expected rate; accounts for sample size."""
     if attempts <= 0:
         return 0.0
     p = min(max(expected_rate, FAILURE_RATE_FLOOR), 0.99)
@@ -78,11 +113,11 @@ def binomial_z(failures: float, attempts: float, expected_rate: float) -> float:
 
 
 def wilson_lower_bound(failures: float, attempts: float, z: float = 1.96) -> float:
-    """Lower end of the Wilson interval of a failure rate: what the rate is at least."""
+    """Lower end of the Wilson score interval of a failure rate: what the rate is at least."""
     if attempts <= 0:
         return 0.0
     phat = failures / attempts
     denom = 1 + z * z / attempts
     centre = phat + z * z / (2 * attempts)
-    margin = z * math.sqrt(phat * (1 - phat) / attempts + z * z / (4 * attempts * attempts))
+    margin = z * math.sqrt(max(phat * (1 - phat) / attempts + z * z / (4 * attempts * attempts), 0.0))
     return max(0.0, (centre - margin) / denom)

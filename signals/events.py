@@ -26,6 +26,8 @@ DIMENSIONS: tuple[str, ...] = (
 REQUIRED_TEXT = ("payment_id", "method", "route", "bank", "issuer", "status")
 OPTIONAL_TEXT = ("terminal_id", "merchant_id", "region", "palm_pay_id", "currency")
 ABSENT = ""  # code 0 of every vocabulary: the dimension was not present on the event
+# Largest attempt number accepted: an int32 column holds it, and no payment is retried 2^31 times.
+MAX_ATTEMPT = 2**31 - 1
 
 
 class EventError(ValueError):
@@ -114,8 +116,8 @@ def event_from_dict(raw: Any) -> PaymentEvent:
     if status not in ("success", "failure"):
         raise EventError("field 'status' must be 'success' or 'failure'")
     attempt_raw = raw.get("attempt", 1)
-    if isinstance(attempt_raw, bool) or not isinstance(attempt_raw, int) or attempt_raw < 1:
-        raise EventError("field 'attempt' must be an integer >= 1")
+    if isinstance(attempt_raw, bool) or not isinstance(attempt_raw, int) or not 1 <= attempt_raw <= MAX_ATTEMPT:
+        raise EventError(f"field 'attempt' must be an integer from 1 to {MAX_ATTEMPT}")
     error_code = raw.get("error_code")
     if error_code is not None and not isinstance(error_code, str):
         raise EventError("field 'error_code' must be a string or null")
@@ -152,19 +154,36 @@ class BadLine:
 
 @dataclass
 class ParseReport:
-    """Data quality of one source: what was read, what was skipped and why."""
+    """Data quality of one source: what was read, what was skipped and why.
 
-    lines: int = 0
+    `bad` keeps the first `max_kept` reasons for an end-of-run summary; `take_new`
+    hands the lines rejected since its last call to the window's data-quality
+    section (the count is always exact, the samples bounded).
+    """
+
+    lines: int = 0  # records seen (blank lines are not records)
     accepted: int = 0
     bad: list[BadLine] = field(default_factory=list)
-    max_kept: int = 100  # keep the first reasons; the count stays exact
+    max_kept: int = 100
 
     bad_count: int = 0
+    _new_count: int = field(default=0, repr=False)
+    _new: list[BadLine] = field(default_factory=list, repr=False)
 
     def reject(self, line_no: int, reason: str) -> None:
         self.bad_count += 1
+        self._new_count += 1
+        sample = BadLine(line_no, reason)
         if len(self.bad) < self.max_kept:
-            self.bad.append(BadLine(line_no, reason))
+            self.bad.append(sample)
+        if len(self._new) < self.max_kept:
+            self._new.append(sample)
+
+    def take_new(self) -> tuple[int, tuple[BadLine, ...]]:
+        """(count, first samples) of the lines rejected since the previous call."""
+        out = (self._new_count, tuple(self._new))
+        self._new_count, self._new = 0, []
+        return out
 
 
 def parse_line(line: bytes | str, line_no: int, report: ParseReport) -> PaymentEvent | None:
@@ -231,69 +250,3 @@ def latency_bucket(latency_ms: np.ndarray) -> np.ndarray:
     scaled = np.maximum(latency_ms, LATENCY_BUCKET_MIN_MS) / LATENCY_BUCKET_MIN_MS
     idx = np.floor(np.log(scaled) / _LOG_GROWTH).astype(np.int16)
     return np.clip(idx, 0, LATENCY_BUCKETS - 1)
-
-
-class Columns:
-    """Growable numpy columns of events; categorical columns hold vocabulary codes."""
-
-    NUMERIC = ("ts", "latency_ms", "amount")
-
-    def __init__(self, vocab: dict[str, Vocabulary] | None = None, capacity: int = 1024) -> None:
-        self.vocab = vocab if vocab is not None else {name: Vocabulary() for name in (*DIMENSIONS, "error_code", "payment_id")}
-        self.size = 0
-        self._cap = capacity
-        self.ts = np.empty(capacity, np.float64)
-        self.latency_ms = np.empty(capacity, np.float32)
-        self.latency_bucket = np.empty(capacity, np.int16)
-        self.amount = np.empty(capacity, np.float64)
-        self.attempt = np.empty(capacity, np.int32)
-        self.failed = np.empty(capacity, np.bool_)
-        self.codes = {name: np.empty(capacity, np.int32) for name in (*DIMENSIONS, "error_code", "payment_id")}
-
-    def _grow(self, need: int) -> None:
-        cap = max(self._cap * 2, need)
-        for attr in ("ts", "latency_ms", "latency_bucket", "amount", "attempt", "failed"):
-            old = getattr(self, attr)
-            new = np.empty(cap, old.dtype)
-            new[: self.size] = old[: self.size]
-            setattr(self, attr, new)
-        for name, old in self.codes.items():
-            new = np.empty(cap, old.dtype)
-            new[: self.size] = old[: self.size]
-            self.codes[name] = new
-        self._cap = cap
-
-    def extend(self, events: list[PaymentEvent]) -> None:
-        n = len(events)
-        if n == 0:
-            return
-        if self.size + n > self._cap:
-            self._grow(self.size + n)
-        s, e = self.size, self.size + n
-        self.ts[s:e] = [ev.ts for ev in events]
-        lat = np.fromiter((ev.latency_ms for ev in events), np.float32, n)
-        self.latency_ms[s:e] = lat
-        self.latency_bucket[s:e] = latency_bucket(lat)
-        self.amount[s:e] = [ev.amount if ev.amount is not None else np.nan for ev in events]
-        self.attempt[s:e] = [ev.attempt for ev in events]
-        self.failed[s:e] = [not ev.success for ev in events]
-        for name, column in self.codes.items():
-            vocab = self.vocab[name]
-            column[s:e] = [vocab.code(getattr(ev, name)) for ev in events]
-        self.size = e
-
-    def keep(self, mask: np.ndarray) -> None:
-        """Keep only rows where mask is true (used to evict events older than the window)."""
-        kept = int(mask.sum())
-        for attr in ("ts", "latency_ms", "latency_bucket", "amount", "attempt", "failed"):
-            column = getattr(self, attr)
-            column[:kept] = column[: self.size][mask]
-        for column in self.codes.values():
-            column[:kept] = column[: self.size][mask]
-        self.size = kept
-
-    def view(self, attr: str) -> np.ndarray:
-        return getattr(self, attr)[: self.size]
-
-    def code_view(self, name: str) -> np.ndarray:
-        return self.codes[name][: self.size]

@@ -1,222 +1,115 @@
-"""A closed-loop payment simulator: a network of banks, routes, methods and terminals,
-incidents on a timeline, and traffic that obeys the control plane.
+"""A closed-loop payment simulator: a network (network.py), incidents on a timeline
+(scenarios.py), and traffic that obeys the control plane (policy.TrafficPolicy).
 
-Names are configuration: scenarios pick their victims by role ("the second bank",
-"the busiest card route"), so any names work.
+Generation is vectorised with numpy over each `advance` interval, so 100,000
+payments/min is cheap: per-second Poisson arrivals (with the daily wave), then
+method, bank, terminal, issuer and route for every payment at once, then one
+vectorised pass per retry attempt. The control plane is asked once per distinct
+path for suppression and retry policy (they depend on the path only) and once
+per payment for reroutes (they also take the payment's random draw). The policy
+is constant within one `advance`: the agent changes it between ticks.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from typing import Mapping
+from dataclasses import dataclass
+from typing import BinaryIO, Mapping, Sequence
 
 import numpy as np
 
+from .batch import Combo, EventBatch, concat
 from .events import PaymentEvent
-from .policy import NoPolicy, RetryPolicy, TrafficPolicy, matches
+from .network import (  # re-exported: other modules import these from here
+    PALM_METHOD,
+    NetworkConfig,
+    RouteSpec,
+    default_network,
+    random_network,
+    rename_network,
+    with_volume,
+)
+from .oracle import OracleAnswer, oracle_at, oracle_for_window, oracle_timeline
+from .policy import NoPolicy, RetryPolicy, TrafficPolicy
+from .scenarios import SCENARIOS, Expectation, Fault, Misconfig, Scenario, build_scenario, timed_scenario
+
+__all__ = [
+    "PALM_METHOD", "NetworkConfig", "RouteSpec", "default_network", "random_network", "rename_network", "with_volume",
+    "OracleAnswer", "oracle_at", "oracle_for_window", "oracle_timeline", "SCENARIOS", "Expectation", "Fault",
+    "Misconfig", "Scenario", "build_scenario", "timed_scenario", "Simulator", "SimDetails", "write_stream",
+]
 
 RETRYABLE = frozenset({"BANK_TIMEOUT", "GATEWAY_TIMEOUT", "NETWORK_ERROR", "SYSTEM_ERROR", "ISSUER_DOWN"})
 USER_DECLINES = {"INSUFFICIENT_FUNDS": 0.5, "USER_DECLINED": 0.2, "INCORRECT_PIN": 0.12, "EXPIRED_CARD": 0.08, "DO_NOT_HONOR": 0.1}
+PALM_DECLINES = {"PALM_PAY_NOT_REGISTERED": 0.45, "PALM_PAY_DAILY_LIMIT": 0.2, "PALM_PAY_TRANSACTION_LIMIT": 0.15, "PALM_PAY_LINK_INACTIVE": 0.2}
+SYSTEM_NOISE = {"NETWORK_ERROR": 0.5, "SYSTEM_ERROR": 0.3, "GATEWAY_TIMEOUT": 0.2}
+TIMEOUT_CODES = frozenset({"BANK_TIMEOUT", "GATEWAY_TIMEOUT"})
 # A payment's last attempt reports RETRY_EXHAUSTED once a policy allowed this many
 # attempts; with the usual 1 retry the last attempt keeps its own error code.
 RETRY_EXHAUSTED_AFTER = 3
-PALM_DECLINES = {"PALM_PAY_NOT_REGISTERED": 0.45, "PALM_PAY_DAILY_LIMIT": 0.2, "PALM_PAY_TRANSACTION_LIMIT": 0.15, "PALM_PAY_LINK_INACTIVE": 0.2}
+UNSUPPORTED_ROUTE = "unsupported"  # where a method no route carries ends up
+UNKNOWN_ISSUER = "OTHER"
+UNKNOWN_ROUTE_LATENCY_MS = 200.0
+LATENCY_SIGMA = 0.35  # lognormal spread of a route's latency
+REJECT_LATENCY_MS = (40.0, 120.0)  # a route refusing a method answers fast
+TIMEOUT_LATENCY_MS = (8_000.0, 30_000.0)
+# Order of the categorical fields of a generated event (batch.COMBO_FIELDS order).
+_FIELDS = ("method", "route", "bank", "issuer", "terminal_id", "merchant_id", "region", "error_code")
+
+
+class _Names:
+    """A growing list of names for one field; index 0 is 'absent' (None)."""
+
+    def __init__(self, names: Sequence[str] = ()) -> None:
+        self.names: list[str | None] = [None]
+        self.index: dict[str, int] = {}
+        for name in names:
+            self.code(name)
+
+    def code(self, name: str | None) -> int:
+        if name is None:
+            return 0
+        found = self.index.get(name)
+        if found is None:
+            found = self.index[name] = len(self.names)
+            self.names.append(name)
+        return found
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 @dataclass(frozen=True)
-class RouteSpec:
-    methods: tuple[str, ...]
-    weight: float = 1.0  # default share among routes that carry the method
-    latency_ms: float = 350.0
+class SimDetails:
+    """Payment ids, amounts and palm-pay ids of simulated rows, as arrays (see batch.RowDetails)."""
+
+    prefix: str
+    payment_no: np.ndarray
+    amount: np.ndarray
+    palm_no: np.ndarray  # 0: not a palm payment
+
+    def take(self, index: np.ndarray | slice) -> "SimDetails":
+        return SimDetails(self.prefix, self.payment_no[index], self.amount[index], self.palm_no[index])
+
+    @classmethod
+    def join(cls, parts: Sequence["SimDetails"]) -> "SimDetails | None":
+        if any(p.prefix != parts[0].prefix for p in parts):
+            return None
+        return cls(parts[0].prefix, *(np.concatenate([getattr(p, f) for p in parts]) for f in ("payment_no", "amount", "palm_no")))
+
+    def extras(self, i: int) -> tuple[str, float | None, str, str | None]:
+        palm = int(self.palm_no[i])
+        return f"{self.prefix}{int(self.payment_no[i])}", float(self.amount[i]), "ZAR", f"pp-{palm:05d}" if palm else None
 
 
-@dataclass(frozen=True)
-class NetworkConfig:
-    banks: Mapping[str, float]
-    methods: Mapping[str, float]
-    routes: Mapping[str, RouteSpec]
-    issuers: Mapping[str, Mapping[str, float]]  # method -> issuer -> weight
-    terminals: tuple[str, ...] = ()  # palm terminals
-    payments_per_minute: float = 600.0
-    daily_wave: float = 0.0  # amplitude of a 24 h sine on volume (0..1)
-    user_decline_rate: float = 0.04
-    system_noise_rate: float = 0.004
-    default_retry: RetryPolicy = RetryPolicy()
-
-    def routes_for(self, method: str) -> dict[str, float]:
-        return {name: r.weight for name, r in self.routes.items() if method in r.methods}
-
-
-def default_network(payments_per_minute: float = 600.0) -> NetworkConfig:
-    return NetworkConfig(
-        banks={"ABSA": 0.24, "FNB": 0.26, "NEDBANK": 0.18, "STANDARD": 0.2, "CAPITEC": 0.12},
-        methods={"card": 0.6, "payshap": 0.18, "palm": 0.12, "eft": 0.1},
-        routes={
-            "psp_a": RouteSpec(("card",), 0.6, 320.0),
-            "psp_b": RouteSpec(("card",), 0.4, 380.0),
-            "payshap_rail": RouteSpec(("payshap", "palm"), 1.0, 450.0),
-            "eft_switch": RouteSpec(("eft",), 1.0, 600.0),
-        },
-        issuers={"card": {"VISA": 0.55, "MASTERCARD": 0.45}, "payshap": {"PAYSHAP": 1.0}, "palm": {"PAYSHAP": 1.0}, "eft": {"EFT": 1.0}},
-        terminals=("T1", "T2", "T3", "T4", "T5", "T6"),
-        payments_per_minute=payments_per_minute,
-    )
-
-
-@dataclass(frozen=True)
-class Fault:
-    """While active, payments matching `target` fail with `rate` using `errors`, and/or slow down."""
-
-    target: Mapping[str, str]
-    start: float  # seconds after the simulation start
-    end: float
-    rate: float = 0.0
-    errors: Mapping[str, float] = field(default_factory=dict)
-    latency_factor: float = 1.0
-    replaces_user_declines: bool = False  # user-side surges: the extra failures are declines
-
-
-@dataclass(frozen=True)
-class Misconfig:
-    """A bad configuration push: routes a method to a route that rejects it, or a retry policy."""
-
-    start: float
-    end: float
-    route_method: tuple[str, str] | None = None  # (method, route): method forced onto route
-    share: float = 1.0  # share of that method's traffic forced
-    retry: RetryPolicy | None = None
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """The oracle: what a perfect operator would conclude and do, from `onset` on."""
-
-    category: str
-    target: Mapping[str, str]
-    actions: tuple[str, ...]  # acceptable tools
-    onset: float
-    end: float
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    description: str
-    faults: tuple[Fault, ...] = ()
-    misconfigs: tuple[Misconfig, ...] = ()
-    expectations: tuple[Expectation, ...] = ()
-
-
-def _ranked(weights: Mapping[str, float]) -> list[str]:
-    return sorted(weights, key=lambda k: (-weights[k], k))
-
-
-def _busiest_multi_route_method(net: NetworkConfig) -> tuple[str, str, str]:
-    """(method, busiest route, alternative route) for the busiest method carried by 2+ routes."""
-    for method in _ranked(net.methods):
-        routes = _ranked(net.routes_for(method))
-        if len(routes) >= 2:
-            return method, routes[0], routes[1]
-    raise ValueError("scenario needs a method carried by two routes")
-
-
-def build_scenario(name: str, net: NetworkConfig, lead_in: float = 300.0, duration: float = 600.0) -> Scenario:
-    """A named incident after a healthy lead-in of `lead_in` seconds, lasting `duration`."""
-    s, e = lead_in, lead_in + duration
-    banks = _ranked(net.banks)
-    method, route, alt = _busiest_multi_route_method(net)
-    victim_bank = banks[1] if len(banks) > 1 else banks[0]
-    terminal = net.terminals[len(net.terminals) // 2] if net.terminals else None
-    palm_route = next((r for r in _ranked({k: v.weight for k, v in net.routes.items()}) if "palm" in net.routes[r].methods), None)
-
-    if name == "healthy":
-        return Scenario(name, "Normal traffic with noise; nothing to do.")
-    if name == "issuer_outage":
-        return Scenario(name, f"Issuer {victim_bank} degraded on every route.",
-                        faults=(Fault({"bank": victim_bank}, s, e, 0.65, {"ISSUER_DOWN": 0.6, "BANK_TIMEOUT": 0.4}),),
-                        expectations=(Expectation("issuer", {"bank": victim_bank}, ("suppress_path", "alert_ops"), s, e),))
-    if name == "issuer_route":
-        return Scenario(name, f"Issuer {victim_bank} fails only on route {route}.",
-                        faults=(Fault({"bank": victim_bank, "route": route}, s, e, 0.7, {"ISSUER_DOWN": 0.5, "DO_NOT_HONOR": 0.5}),),
-                        expectations=(Expectation("issuer", {"bank": victim_bank, "route": route}, ("reroute_traffic", "suppress_path"), s, e),))
-    if name == "route_outage":
-        return Scenario(name, f"Route {route} failing for every bank.",
-                        faults=(Fault({"route": route}, s, e, 0.55, {"GATEWAY_TIMEOUT": 0.6, "NETWORK_ERROR": 0.4}),),
-                        expectations=(Expectation("network", {"route": route}, ("reroute_traffic", "suppress_path"), s, e),))
-    if name == "system_wide":
-        return Scenario(name, "Platform-wide failure: every route and bank.",
-                        faults=(Fault({}, s, e, 0.4, {"SYSTEM_ERROR": 0.7, "NETWORK_ERROR": 0.3}),),
-                        expectations=(Expectation("network", {}, ("alert_ops",), s, e),))
-    if name == "latency_degradation":
-        return Scenario(name, f"Route {route} slows down sharply, some timeouts.",
-                        faults=(Fault({"route": route}, s, e, 0.06, {"GATEWAY_TIMEOUT": 1.0}, latency_factor=6.0),),
-                        expectations=(Expectation("network", {"route": route}, ("reroute_traffic",), s, e),))
-    if name == "retry_storm":
-        storm = RetryPolicy(max_attempts=6, backoff_ms=0.0, retry_all_errors=True)
-        return Scenario(name, "A retry-policy push retries every failure six times with no backoff.",
-                        faults=(Fault({"bank": victim_bank}, s, e, 0.4, {"BANK_TIMEOUT": 1.0}),),
-                        misconfigs=(Misconfig(s, e, retry=storm),),
-                        expectations=(Expectation("config", {}, ("adjust_retry_policy",), s, e),))
-    if name == "routing_misconfig":
-        wrong = next((r for r in _ranked({k: v.weight for k, v in net.routes.items()}) if method not in net.routes[r].methods), None)
-        other = next((m for m in _ranked(net.methods) if m != method and wrong is not None and m not in net.routes[wrong].methods), None)
-        if wrong is None or other is None:
-            raise ValueError("routing_misconfig needs a route that does not carry some method")
-        return Scenario(name, f"A routing push sends {other} to {wrong}, which rejects it.",
-                        misconfigs=(Misconfig(s, e, route_method=(other, wrong), share=0.8),),
-                        expectations=(Expectation("config", {"method": other, "route": wrong}, ("reroute_traffic",), s, e),))
-    if name == "user_decline_surge":
-        return Scenario(name, "Month-end: insufficient funds up across every bank.",
-                        faults=(Fault({}, s, e, 0.14, {"INSUFFICIENT_FUNDS": 0.85, "USER_DECLINED": 0.15}, replaces_user_declines=True),),
-                        expectations=(Expectation("user", {}, ("no_action",), s, e),))
-    if name == "palm_spoof_burst":
-        if terminal is None:
-            raise ValueError("palm scenarios need terminals")
-        return Scenario(name, f"Spoofed palms presented at terminal {terminal}.",
-                        faults=(Fault({"terminal_id": terminal}, s, e, 0.75, {"PALM_PAY_SPOOF_DETECTED": 1.0}),),
-                        expectations=(Expectation("security", {"terminal_id": terminal}, ("suppress_path", "alert_ops"), s, e),))
-    if name == "palm_scanner_fault":
-        if terminal is None:
-            raise ValueError("palm scenarios need terminals")
-        return Scenario(name, f"The palm scanner of terminal {terminal} misreads every hand.",
-                        faults=(Fault({"terminal_id": terminal}, s, e, 0.85, {"PALM_PAY_NOT_REGISTERED": 1.0}),),
-                        expectations=(Expectation("network", {"terminal_id": terminal}, ("suppress_path",), s, e),))
-    if name == "palm_limit_surge":
-        if palm_route is None:
-            raise ValueError("palm scenarios need a palm route")
-        return Scenario(name, "Many palm users hit their daily limit (payday shopping).",
-                        faults=(Fault({"method": "palm"}, s, e, 0.3, {"PALM_PAY_DAILY_LIMIT": 0.8, "PALM_PAY_TRANSACTION_LIMIT": 0.2}, replaces_user_declines=True),),
-                        expectations=(Expectation("user", {"method": "palm"}, ("no_action",), s, e),))
-    if name == "demo":
-        parts = [build_scenario(n, net, lead_in=t, duration=300.0)
-                 for n, t in (("route_outage", 180.0), ("retry_storm", 600.0), ("user_decline_surge", 960.0), ("system_wide", 1260.0))]
-        return Scenario(name, "Healthy, a route outage, a retry storm, a decline surge, a platform failure, recovery.",
-                        faults=tuple(f for p in parts for f in p.faults),
-                        misconfigs=tuple(m for p in parts for m in p.misconfigs),
-                        expectations=tuple(x for p in parts for x in p.expectations))
-    raise KeyError(name)
-
-
-SCENARIOS: tuple[str, ...] = (
-    "healthy", "issuer_outage", "issuer_route", "route_outage", "system_wide", "latency_degradation",
-    "retry_storm", "routing_misconfig", "user_decline_surge", "palm_spoof_burst", "palm_scanner_fault",
-    "palm_limit_surge", "demo",
-)
-
-
-def _pick(rng: np.random.Generator, weights: Mapping[str, float]) -> str:
+def _draw(rng: np.random.Generator, weights: Mapping[str, float], size: int) -> tuple[list[str], np.ndarray]:
     names = list(weights)
     w = np.fromiter(weights.values(), float, len(names))
-    return names[int(rng.choice(len(names), p=w / w.sum()))]
-
-
-def _pick_code(rng: np.random.Generator, dist: Mapping[str, float]) -> str:
-    return _pick(rng, dist)
+    return names, rng.choice(len(names), size=size, p=w / w.sum())
 
 
 class Simulator:
-    """Generates CONTRACT.md §1 events second by second, obeying a TrafficPolicy."""
+    """Generates CONTRACT.md §1 events, obeying a TrafficPolicy."""
 
     def __init__(self, scenario: Scenario, network: NetworkConfig | None = None, seed: int = 0,
                  start_ts: float = 1_764_000_000.0, policy: TrafficPolicy | None = None) -> None:
@@ -231,128 +124,325 @@ class Simulator:
         self.diverted = 0  # payments not attempted on their path because it was suppressed
         self.payments = 0
         self.paid = 0
+        net = self.net
+        issuers = [i for per in net.issuers.values() for i in per]
+        codes = [*RETRYABLE, *USER_DECLINES, *PALM_DECLINES, *SYSTEM_NOISE, "ROUTE_NOT_SUPPORTED", "RETRY_EXHAUSTED"]
+        codes += [c for f in scenario.faults for c in f.errors]
+        self.names = {
+            "method": _Names(net.methods), "route": _Names([*net.routes, UNSUPPORTED_ROUTE]), "bank": _Names(net.banks),
+            "issuer": _Names([*issuers, UNKNOWN_ISSUER]), "terminal_id": _Names(net.terminals),
+            "merchant_id": _Names(net.merchants), "region": _Names(net.regions), "error_code": _Names(sorted(set(codes))),
+        }
+        self.combos: list[Combo] = []  # shared by every batch this simulator makes
+        self._combo_ids: dict[tuple[int, ...], int] = {}
+        self._held: EventBatch | None = None  # attempts that finish after the last advance_sorted's end
 
     # -- time-varying model ---------------------------------------------------
-    def _rate_per_second(self, t: float) -> float:
+    def _rate_per_second(self, t: np.ndarray) -> np.ndarray:
         base = self.net.payments_per_minute / 60.0
+        rate = np.full(t.shape, base)
         if self.net.daily_wave:
-            base *= 1.0 + self.net.daily_wave * math.sin(2 * math.pi * (t - self.start_ts) / 86_400.0)
-        return max(base, 0.0)
-
-    def _active(self, t: float) -> tuple[list[Fault], list[Misconfig]]:
-        rel = t - self.start_ts
-        faults = [f for f in self.scenario.faults if f.start <= rel < f.end]
-        misconfigs = [m for m in self.scenario.misconfigs if m.start <= rel < m.end]
-        return faults, misconfigs
+            rate = rate * (1.0 + self.net.daily_wave * np.sin(2 * math.pi * (t - self.start_ts) / 86_400.0))
+        return np.maximum(rate, 0.0)
 
     # -- generation -----------------------------------------------------------
     def advance(self, until_ts: float) -> list[PaymentEvent]:
-        """All events that finish in [now, until_ts), sorted by ts."""
-        events: list[PaymentEvent] = []
-        second = self.now
-        while second < until_ts:
-            step_end = min(second + 1.0, until_ts)
-            expected = self._rate_per_second(second) * (step_end - second)
-            faults, misconfigs = self._active(second)
-            for _ in range(int(self.rng.poisson(expected))):
-                t0 = second + float(self.rng.random()) * (step_end - second)
-                events.extend(self._payment(t0, faults, misconfigs))
-            second = step_end
+        """All events that finish in [now, until_ts), sorted by ts, as objects."""
+        return self.advance_batch(until_ts).to_events()
+
+    def advance_sorted(self, until_ts: float) -> EventBatch:
+        """Events that finish before `until_ts`, in ts order, as columns.
+
+        A payment started just before `until_ts` may finish after it (a 30 s timeout
+        and its retry): those attempts are held back and handed out by a later call,
+        so consecutive calls form one stream sorted by ts, as a live feed would be.
+        """
+        fresh = self.advance_batch(until_ts) if until_ts > self.now else EventBatch.empty()
+        batch = concat([self._held, fresh]) if self._held is not None else fresh
+        order = np.argsort(batch.ts, kind="stable")
+        cut = int(np.searchsorted(batch.ts[order], until_ts, side="left"))
+        self._held = batch.take(order[cut:]) if cut < len(batch) else None
+        return batch.take(order[:cut])
+
+    def advance_batch(self, until_ts: float) -> EventBatch:
+        """All events of payments started in [now, until_ts), sorted by ts, as columns."""
+        if until_ts <= self.now:
+            return EventBatch.empty()
+        steps = int(math.ceil(until_ts - self.now - 1e-9))
+        starts = self.now + np.arange(steps, dtype=np.float64)
+        widths = np.minimum(starts + 1.0, until_ts) - starts
+        counts = self.rng.poisson(self._rate_per_second(starts) * widths)
         self.now = until_ts
-        events.sort(key=lambda ev: ev.ts)
-        return events
+        second = np.repeat(np.arange(steps), counts)
+        n = int(second.shape[0])
+        t0 = starts[second] + self.rng.random(n) * widths[second]
+        rel = starts[second] - self.start_ts  # incidents switch on and off at whole seconds
+        return self._payments(t0, rel)
 
-    def _payment(self, t0: float, faults: list[Fault], misconfigs: list[Misconfig]) -> list[PaymentEvent]:
-        rng = self.rng
-        self.payments += 1
-        self._counter += 1
-        payment_id = f"sim{self.seed}-{self._counter}"
-        method = _pick(rng, self.net.methods)
-        bank = _pick(rng, self.net.banks)
-        terminal = self.net.terminals[int(rng.integers(len(self.net.terminals)))] if method == "palm" and self.net.terminals else None
-        dims: dict[str, str] = {"method": method, "bank": bank}
-        if terminal:
-            dims["terminal_id"] = terminal
-        diversion = self.policy.suppression(dims)
-        if diversion is not None:
-            if diversion.fallback_method is None or diversion.fallback_method == method:
-                self.diverted += 1
-                return []
-            method = diversion.fallback_method  # the customer took the offered fallback
-            dims = {"method": method, "bank": bank}
-            terminal = None
-        issuer = _pick(rng, self.net.issuers.get(method, {"OTHER": 1.0}))
-        dims["issuer"] = issuer
-        candidates = self.net.routes_for(method) or {"unsupported": 1.0}
-        route = _pick(rng, candidates)
-        for m in misconfigs:
-            if m.route_method and m.route_method[0] == method and rng.random() < m.share:
-                route = m.route_method[1]
-        override = self.policy.reroute({**dims, "route": route}, candidates, float(rng.random()))
-        if override is not None:
-            route = override
-        dims["route"] = route
-        if self.policy.suppression(dims) is not None:  # a suppressed route or bank x route path
-            self.diverted += 1
-            return []
-        retry = self.policy.retry_policy(dims)
-        if retry is None:
-            retry = next((m.retry for m in misconfigs if m.retry), None) or self.net.default_retry
-        amount = round(float(rng.lognormal(5.0, 1.0)), 2)
-        palm_pay_id = f"pp-{int(rng.integers(1, 5000)):05d}" if method == "palm" else None
+    def _payments(self, t0: np.ndarray, rel: np.ndarray) -> EventBatch:
+        rng, net, names = self.rng, self.net, self.names
+        n = int(t0.shape[0])
+        payment_no = self._counter + np.arange(1, n + 1)
+        self._counter += n
+        self.payments += n
+        method_names, method = _draw(rng, net.methods, n)
+        method = np.array([names["method"].code(m) for m in method_names], np.int64)[method]
+        bank_names, bank = _draw(rng, net.banks, n)
+        bank = np.array([names["bank"].code(b) for b in bank_names], np.int64)[bank]
+        cols: dict[str, np.ndarray] = {"method": method, "bank": bank}
+        for field_name, weights in (("merchant_id", net.merchants), ("region", net.regions)):
+            if weights:
+                found, idx = _draw(rng, weights, n)
+                cols[field_name] = np.array([names[field_name].code(x) for x in found], np.int64)[idx]
+            else:
+                cols[field_name] = np.zeros(n, np.int64)
+        terminal = np.zeros(n, np.int64)
+        palm = method == names["method"].code(PALM_METHOD)
+        if net.terminals and palm.any():
+            terminal[palm] = np.array([names["terminal_id"].code(t) for t in net.terminals])[rng.integers(len(net.terminals), size=int(palm.sum()))]
+        cols["terminal_id"] = terminal
+        keep = np.ones(n, bool)
 
-        events = []
-        t = t0
-        sticky: str | None = None  # a decline repeats on every retry: the customer's balance did not change
-        for attempt in range(1, max(retry.max_attempts, 1) + 1):
-            error, latency = self._outcome(dims, faults, method)
-            if sticky is not None:
-                error = sticky
-            elif error is not None and error not in RETRYABLE:
-                sticky = error
-            final = attempt >= retry.max_attempts
-            if error is not None and final and attempt >= RETRY_EXHAUSTED_AFTER:
-                error = "RETRY_EXHAUSTED"
-            t += latency / 1000.0
-            events.append(PaymentEvent(
-                ts=round(t, 3), payment_id=payment_id, attempt=attempt, amount=amount, currency="ZAR",
-                method=method, route=route, bank=bank, issuer=issuer,
-                status="success" if error is None else "failure", error_code=error,
-                latency_ms=round(latency, 1), terminal_id=terminal, palm_pay_id=palm_pay_id,
-            ))
-            if error is None:
-                self.paid += 1
-                break
-            if not (retry.retry_all_errors or error in RETRYABLE) or final:
-                break
-            t += retry.backoff_ms / 1000.0
-        return events
+        # Suppressed before a route is chosen (a bank, method or terminal): diverted or offered a fallback.
+        if not isinstance(self.policy, NoPolicy):
+            for rows, dims in self._groups(cols, ("method", "bank", "terminal_id", "merchant_id", "region")):
+                diversion = self.policy.suppression(dims)
+                if diversion is None:
+                    continue
+                fallback = diversion.fallback_method
+                if fallback is None or fallback == dims["method"]:
+                    keep[rows] = False
+                else:
+                    cols["method"][rows] = names["method"].code(fallback)
+                    cols["terminal_id"][rows] = 0  # the customer took the offered fallback, away from the terminal
 
-    def _outcome(self, dims: Mapping[str, str], faults: list[Fault], method: str) -> tuple[str | None, float]:
-        rng = self.rng
-        route_spec = self.net.routes.get(dims["route"])
-        base_latency = route_spec.latency_ms if route_spec else 200.0
-        latency = float(base_latency * rng.lognormal(0.0, 0.35))
-        if route_spec is None or method not in route_spec.methods:
-            return "ROUTE_NOT_SUPPORTED", float(rng.uniform(40, 120))
-        decline_rate = self.net.user_decline_rate
-        for fault in faults:
-            if not matches(fault.target, dims):
+        cols["issuer"] = np.zeros(n, np.int64)
+        cols["route"] = np.zeros(n, np.int64)
+        for m_code in np.unique(cols["method"]).tolist():
+            rows = np.flatnonzero(cols["method"] == m_code)
+            m_name = names["method"].names[m_code]
+            issuer_names, pick = _draw(rng, net.issuers.get(m_name, {UNKNOWN_ISSUER: 1.0}), rows.size)
+            cols["issuer"][rows] = np.array([names["issuer"].code(x) for x in issuer_names])[pick]
+            route_names, pick = _draw(rng, net.routes_for(m_name) or {UNSUPPORTED_ROUTE: 1.0}, rows.size)
+            cols["route"][rows] = np.array([names["route"].code(x) for x in route_names])[pick]
+        misconfigs = self.scenario.misconfigs
+        for mc in misconfigs:
+            if mc.route_method is None:
                 continue
-            latency *= fault.latency_factor
+            forced_method, forced_route = mc.route_method
+            hit = (cols["method"] == names["method"].code(forced_method)) & (rel >= mc.start) & (rel < mc.end)
+            hit &= rng.random(n) < mc.share
+            cols["route"][hit] = names["route"].code(forced_route)
+        draws = rng.random(n)
+
+        if not isinstance(self.policy, NoPolicy):
+            path = ("method", "bank", "terminal_id", "merchant_id", "region", "issuer", "route")
+            for rows, dims in self._groups(cols, path, keep):
+                m_name = dims["method"]
+                candidates = net.routes_for(m_name) or {UNSUPPORTED_ROUTE: 1.0}
+                for r in rows.tolist():  # the draw is per payment
+                    override = self.policy.reroute(dims, candidates, float(draws[r]))
+                    if override is not None:
+                        cols["route"][r] = names["route"].code(override)
+            for rows, dims in self._groups(cols, path, keep):
+                if self.policy.suppression(dims) is not None:  # a suppressed route or bank x route path
+                    keep[rows] = False
+
+        # Retry policy: the control plane's, else a misconfiguration's in force, else the network default.
+        default = net.default_retry
+        max_attempts = np.full(n, max(default.max_attempts, 1), np.int64)
+        backoff = np.full(n, default.backoff_ms)
+        retry_all = np.full(n, default.retry_all_errors)
+        from_plane = np.zeros(n, bool)
+        if not isinstance(self.policy, NoPolicy):
+            path = ("method", "bank", "terminal_id", "merchant_id", "region", "issuer", "route")
+            for rows, dims in self._groups(cols, path, keep):
+                policy = self.policy.retry_policy(dims)
+                if policy is not None:
+                    self._set_retry(rows, policy, max_attempts, backoff, retry_all)
+                    from_plane[rows] = True
+        for mc in reversed(misconfigs):  # the first misconfiguration in force wins
+            if mc.retry is None:
+                continue
+            rows = np.flatnonzero(~from_plane & (rel >= mc.start) & (rel < mc.end))
+            self._set_retry(rows, mc.retry, max_attempts, backoff, retry_all)
+
+        self.diverted += int(n - keep.sum())
+        live = np.flatnonzero(keep)
+        amount = np.round(rng.lognormal(5.0, 1.0, n), 2)
+        palm_no = np.where(cols["method"] == names["method"].code(PALM_METHOD), rng.integers(1, 5000, n), 0)
+        return self._attempts(live, t0, rel, cols, max_attempts, backoff, retry_all, payment_no, amount, palm_no)
+
+    @staticmethod
+    def _set_retry(rows: np.ndarray, policy: RetryPolicy, max_attempts: np.ndarray, backoff: np.ndarray, retry_all: np.ndarray) -> None:
+        max_attempts[rows] = max(policy.max_attempts, 1)
+        backoff[rows] = policy.backoff_ms
+        retry_all[rows] = policy.retry_all_errors
+
+    def _groups(self, cols: dict[str, np.ndarray], fields: Sequence[str], keep: np.ndarray | None = None):  # type: ignore[no-untyped-def]
+        """(row indices, dims) for each distinct path among the kept rows; dims as the policy sees them."""
+        rows_all = np.flatnonzero(keep) if keep is not None else np.arange(cols["method"].shape[0])
+        if rows_all.size == 0:
+            return
+        uniq, inverse = self._factorize([cols[f][rows_all] for f in fields], [len(self.names[f]) for f in fields])
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
+        for g, codes in enumerate(uniq):
+            dims = {f: self.names[f].names[c] for f, c in zip(fields, codes) if c}
+            yield rows_all[order[bounds[g] : bounds[g + 1]]], dims
+
+    # -- attempts and outcomes ------------------------------------------------------
+    def _attempts(self, live: np.ndarray, t0: np.ndarray, rel: np.ndarray, cols: dict[str, np.ndarray], max_attempts: np.ndarray,
+                  backoff: np.ndarray, retry_all: np.ndarray, payment_no: np.ndarray, amount: np.ndarray,
+                  palm_no: np.ndarray) -> EventBatch:
+        err_names = self.names["error_code"]
+        retryable = np.zeros(len(err_names), bool)  # every code the simulator emits is registered up front
+        retryable[[err_names.code(code) for code in RETRYABLE]] = True
+        exhausted_code = err_names.code("RETRY_EXHAUSTED")
+        t = t0.copy()
+        sticky = np.zeros(t0.shape[0], np.int64)  # a decline repeats on every retry: the balance did not change
+        out_rows, out_attempt, out_ts, out_latency, out_err = [], [], [], [], []
+        alive = live
+        attempt = 1
+        while alive.size:
+            err, latency = self._outcome(alive, rel, cols)
+            held = sticky[alive]
+            err = np.where(held > 0, held, err)
+            newly = (held == 0) & (err > 0) & ~retryable[err]
+            sticky[alive[newly]] = err[newly]
+            final = attempt >= max_attempts[alive]
+            err = np.where((err > 0) & final & (attempt >= RETRY_EXHAUSTED_AFTER), exhausted_code, err)
+            t[alive] += latency / 1000.0
+            out_rows.append(alive)
+            out_attempt.append(np.full(alive.size, attempt, np.int64))
+            out_ts.append(np.round(t[alive], 3))
+            out_latency.append(np.round(latency, 1))
+            out_err.append(err)
+            go_on = (err > 0) & (retry_all[alive] | retryable[err]) & ~final
+            self.paid += int(np.count_nonzero(err == 0))
+            alive = alive[go_on]
+            t[alive] += backoff[alive] / 1000.0
+            attempt += 1
+        rows = np.concatenate(out_rows) if out_rows else np.empty(0, np.int64)
+        ts = np.concatenate(out_ts) if out_ts else np.empty(0)
+        order = np.argsort(ts, kind="stable")
+        rows = rows[order]
+        err = np.concatenate(out_err)[order] if out_err else np.empty(0, np.int64)
+        combo = self._combo_ids_of(cols, rows, err)
+        return EventBatch(
+            ts=ts[order],
+            latency_ms=(np.concatenate(out_latency) if out_latency else np.empty(0))[order],
+            attempt=(np.concatenate(out_attempt) if out_attempt else np.empty(0, np.int64))[order],
+            combo=combo,
+            combos=self.combos,
+            details=SimDetails(f"sim{self.seed}-", payment_no[rows], amount[rows], palm_no[rows]),
+        )
+
+    def _outcome(self, idx: np.ndarray, rel: np.ndarray, cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(error code per attempt, 0 = success; latency ms) for payments `idx`."""
+        rng, net, names = self.rng, self.net, self.names
+        k = idx.size
+        method, route = cols["method"][idx], cols["route"][idx]
+        route_names = names["route"].names
+        method_names = names["method"].names
+        base = np.array([net.routes[r].latency_ms if r in net.routes else UNKNOWN_ROUTE_LATENCY_MS for r in route_names[1:]])
+        base = np.concatenate(([UNKNOWN_ROUTE_LATENCY_MS], base))
+        supports = np.zeros((len(method_names), len(route_names)), bool)
+        for ri, r in enumerate(route_names):
+            if r in net.routes:
+                for m in net.routes[r].methods:
+                    if m in names["method"].index:
+                        supports[names["method"].index[m], ri] = True
+        latency = base[route] * rng.lognormal(0.0, LATENCY_SIGMA, k)
+        err = np.zeros(k, np.int64)
+        undecided = supports[method, route]
+        rejected = ~undecided
+        err[rejected] = names["error_code"].code("ROUTE_NOT_SUPPORTED")
+        latency[rejected] = rng.uniform(*REJECT_LATENCY_MS, int(rejected.sum()))
+        decline_rate = np.full(k, net.user_decline_rate)
+        for fault in self.scenario.faults:
+            hit = undecided & (rel[idx] >= fault.start) & (rel[idx] < fault.end) & self._matches(fault.target, cols, idx)
+            if not hit.any():
+                continue
+            latency[hit] *= fault.latency_factor
             if fault.replaces_user_declines:
-                decline_rate = 0.0
-            if rng.random() < fault.rate:
-                code = _pick_code(rng, fault.errors)
-                if code in ("BANK_TIMEOUT", "GATEWAY_TIMEOUT"):
-                    latency = max(latency, float(rng.uniform(8_000, 30_000)))
-                return code, latency
-        if rng.random() < decline_rate:
-            return _pick_code(rng, PALM_DECLINES if method == "palm" else USER_DECLINES), latency
-        if rng.random() < self.net.system_noise_rate:
-            return _pick_code(rng, {"NETWORK_ERROR": 0.5, "SYSTEM_ERROR": 0.3, "GATEWAY_TIMEOUT": 0.2}), latency
-        return None, latency
+                decline_rate[hit] = 0.0
+            fire = hit & (rng.random(k) < fault.rate)
+            if fire.any() and fault.errors:
+                self._assign(err, fire, fault.errors)
+                timeouts = fire & np.isin(err, [names["error_code"].code(c) for c in TIMEOUT_CODES])
+                latency[timeouts] = np.maximum(latency[timeouts], rng.uniform(*TIMEOUT_LATENCY_MS, int(timeouts.sum())))
+                undecided &= ~fire
+        decline = undecided & (rng.random(k) < decline_rate)
+        palm = method == names["method"].code(PALM_METHOD)
+        self._assign(err, decline & palm, PALM_DECLINES)
+        self._assign(err, decline & ~palm, USER_DECLINES)
+        undecided &= ~decline
+        self._assign(err, undecided & (rng.random(k) < net.system_noise_rate), SYSTEM_NOISE)
+        return err, latency
+
+    def _assign(self, err: np.ndarray, mask: np.ndarray, dist: Mapping[str, float]) -> None:
+        count = int(np.count_nonzero(mask))
+        if count:
+            found, pick = _draw(self.rng, dist, count)
+            err[mask] = np.array([self.names["error_code"].code(c) for c in found])[pick]
+
+    def _matches(self, target: Mapping[str, str], cols: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+        hit = np.ones(idx.size, bool)
+        for dim, value in target.items():
+            if dim not in cols or value not in self.names[dim].index:
+                return np.zeros(idx.size, bool)
+            hit &= cols[dim][idx] == self.names[dim].index[value]
+        return hit
+
+    def _combo_ids_of(self, cols: dict[str, np.ndarray], rows: np.ndarray, err: np.ndarray) -> np.ndarray:
+        if rows.size == 0:
+            return np.empty(0, np.intp)
+        uniq, inverse = self._factorize([cols[f][rows] for f in _FIELDS[:-1]] + [err], [len(self.names[f]) for f in _FIELDS])
+        lut = np.empty(len(uniq), np.intp)
+        for i, codes in enumerate(uniq):
+            found = self._combo_ids.get(codes)
+            if found is None:
+                found = self._combo_ids[codes] = len(self.combos)
+                self.combos.append(tuple(self.names[f].names[c] for f, c in zip(_FIELDS, codes)))
+            lut[i] = found
+        return lut[inverse]
+
+    @staticmethod
+    def _factorize(columns: list[np.ndarray], radices: list[int]) -> tuple[list[tuple[int, ...]], np.ndarray]:
+        """Distinct rows of small-integer columns (as tuples) and each row's index among them."""
+        space = math.prod(radices)
+        if space >= 2**62:  # absurdly many names: fall back to a row-wise unique
+            uniq, inverse = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
+            return [tuple(r) for r in uniq.tolist()], inverse.reshape(-1)
+        key = np.zeros(columns[0].shape[0], np.int64)
+        for column, radix in zip(columns, radices):
+            key = key * radix + column
+        if space <= max(1 << 22, 4 * key.shape[0]):  # dense: no sort
+            seen = np.bincount(key, minlength=space)
+            keys = np.flatnonzero(seen)
+            rank = np.zeros(space, np.int64)
+            rank[keys] = np.arange(keys.shape[0])
+            inverse = rank[key]
+        else:
+            keys, inverse = np.unique(key, return_inverse=True)
+        out = []
+        for k in keys.tolist():
+            codes = []
+            for radix in reversed(radices):
+                k, c = divmod(k, radix)
+                codes.append(c)
+            out.append(tuple(reversed(codes)))
+        return out, inverse
 
 
-def with_volume(net: NetworkConfig, payments_per_minute: float) -> NetworkConfig:
-    return replace(net, payments_per_minute=payments_per_minute)
+def write_stream(sim: Simulator, end_ts: float, out: BinaryIO, step: float = 60.0) -> int:
+    """Write the simulator's events up to `end_ts` as JSON Lines sorted by ts; returns the count."""
+    n = 0
+    t = sim.now
+    while t < end_ts:
+        t = min(t + step, end_ts)
+        batch = sim.advance_sorted(t)
+        out.write(batch.to_jsonl())
+        n += len(batch)
+    return n

@@ -1,17 +1,27 @@
 """Sources of payment events: the simulator, a JSONL file, stdin.
 
-Every source hands out events in time order up to a requested instant; the agent
-drives the clock. Bad lines are skipped and reported through `report`.
+Every source hands out events in time order up to a requested instant, as a
+columnar EventBatch (iterable as PaymentEvents for callers that want objects);
+the agent drives the clock. Bad lines are skipped and reported through `report`
+(`report.take_new()` gives the ones since the last call, with line numbers).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import IO, Iterator, Protocol
+from typing import IO, Protocol
 
-from .events import ParseReport, PaymentEvent, parse_line
+import numpy as np
+
+from .batch import EventBatch, concat
+from .events import ParseReport
+from .jsonl import JsonlParser
 from .simulator import Simulator
+
+# Bytes read per call. Big enough that per-call overhead vanishes, small enough
+# that a live pipe is not held back: `read1` returns whatever is there already.
+CHUNK_BYTES = 1 << 20
 
 
 class SourceError(Exception):
@@ -24,8 +34,8 @@ class Source(Protocol):
     def first_ts(self) -> float | None:
         """Event time the run starts at, or None if there are no events."""
 
-    def read_until(self, end_ts: float) -> list[PaymentEvent]:
-        """Events with ts < end_ts not handed out yet. Live sources may block for them."""
+    def read_until(self, end_ts: float) -> EventBatch:
+        """Events not handed out yet, up to end_ts (exclusive). Live sources may block for them."""
 
     @property
     def exhausted(self) -> bool:
@@ -40,13 +50,11 @@ class SimulatorSource:
     def first_ts(self) -> float | None:
         return self.simulator.now
 
-    def read_until(self, end_ts: float) -> list[PaymentEvent]:
-        if end_ts <= self.simulator.now:
-            return []
-        events = self.simulator.advance(end_ts)
-        self.report.lines += len(events)
-        self.report.accepted += len(events)
-        return events
+    def read_until(self, end_ts: float) -> EventBatch:
+        batch = self.simulator.advance_sorted(end_ts)
+        self.report.lines += len(batch)
+        self.report.accepted += len(batch)
+        return batch
 
     def skip_to(self, ts: float) -> None:
         """Resume after a restart: the simulated clock continues where the thread stopped."""
@@ -59,42 +67,74 @@ class SimulatorSource:
 
 
 class LineSource:
-    """Events from a stream of JSON lines in ts order (a file, or stdin for `tail -f`)."""
+    """Events from a stream of JSON lines in file order (a file, or stdin for `tail -f`).
 
-    def __init__(self, stream: IO[bytes], name: str = "<stream>") -> None:
+    Reads in chunks and parses each into columns. `read_until(end)` hands out the
+    events before the first one (in file order) at or after `end`, exactly as a
+    line-by-line reader would: a later line with an earlier time is handed out on
+    the next call, where the window counts it as late.
+    """
+
+    def __init__(self, stream: IO[bytes], name: str = "<stream>", chunk_bytes: int = CHUNK_BYTES) -> None:
         self.name = name
         self.report = ParseReport()
-        self._lines: Iterator[bytes] = iter(stream)
-        self._line_no = 0
-        self._pending: PaymentEvent | None = None
-        self._done = False
+        self._parser = JsonlParser(self.report)
+        self._stream = stream
+        self._read = getattr(stream, "read1", None) or stream.read
+        self._chunk_bytes = chunk_bytes
+        self._tail = b""  # an incomplete last line, waiting for the rest
+        self._next_line_no = 1
+        self._pending: list[EventBatch] = []
+        self._eof = False
 
-    def _next_event(self) -> PaymentEvent | None:
-        for line in self._lines:
-            self._line_no += 1
-            event = parse_line(line, self._line_no, self.report)
-            if event is not None:
-                return event
-        self._done = True
-        return None
+    def _fill(self) -> bool:
+        """Parse the next chunk into pending; False at end of stream."""
+        if self._eof:
+            return False
+        chunk = self._read(self._chunk_bytes)
+        if not chunk:
+            self._eof = True
+            data, self._tail = self._tail, b""
+        else:
+            data = self._tail + chunk
+            cut = data.rfind(b"\n") + 1
+            data, self._tail = data[:cut], data[cut:]
+            if not data:
+                return True  # no complete line yet
+        first = self._next_line_no
+        self._next_line_no += data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+        batch = self._parser.parse(data, first)
+        if len(batch):
+            self._pending.append(batch)
+        return True
 
     def first_ts(self) -> float | None:
-        if self._pending is None and not self._done:
-            self._pending = self._next_event()
-        return self._pending.ts if self._pending else None
+        while not self._pending and self._fill():
+            pass
+        return float(self._pending[0].ts[0]) if self._pending else None
 
-    def read_until(self, end_ts: float) -> list[PaymentEvent]:
-        out: list[PaymentEvent] = []
-        if self._pending is None and not self._done:
-            self._pending = self._next_event()
-        while self._pending is not None and self._pending.ts < end_ts:
-            out.append(self._pending)
-            self._pending = self._next_event()
-        return out
+    def read_until(self, end_ts: float) -> EventBatch:
+        out: list[EventBatch] = []
+        while True:
+            while self._pending:
+                batch = self._pending[0]
+                later = np.flatnonzero(batch.ts >= end_ts)
+                if later.size:
+                    cut = int(later[0])
+                    out.append(batch.take(slice(0, cut)))
+                    self._pending[0] = batch.take(slice(cut, None))
+                    return concat(out)
+                out.append(self._pending.pop(0))
+            if not self._fill():
+                return concat(out)
 
     @property
     def exhausted(self) -> bool:
-        return self._done and self._pending is None
+        return self._eof and not self._pending
+
+    def close(self) -> None:
+        if self._stream is not sys.stdin.buffer:
+            self._stream.close()
 
 
 def open_jsonl(path: str | Path) -> LineSource:

@@ -1,24 +1,49 @@
 """The sliding window and its snapshot: columnar aggregation over every segment.
 
-Hot path: each segmentation (a dimension, or a pair such as bank x route) is a
-handful of `np.bincount` calls over integer codes; no per-event Python.
+Hot path (see ring.py for the storage): two `np.bincount`s over the window's
+event keys give, per (combination, retry, latency bucket), a count and a latency
+sum. Every segmentation — each dimension and the pairs bank x route,
+method x route, issuer x route — is then a handful of bincounts over those few
+thousand cells, not over events. No per-event Python anywhere.
+
+Figures per segment (SegmentStats): attempts, successes, failures by error code,
+failure rate, latency mean and p50/p95/p99 (from log buckets, <= 4% relative
+error), share of retries and attempts per payment, share of traffic, and the
+baseline (failure rate, p95, volume, attempts per payment) with the significance
+of today's deviation (baseline.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterable
 
 import numpy as np
 
-from .baseline import BaselineTracker, binomial_z
-from .events import BUCKET_MID_MS, DIMENSIONS, LATENCY_BUCKETS, BadLine, Columns, PaymentEvent
+from .baseline import (
+    LATENCY_OUTLIER_FACTOR,
+    RETRY_OUTLIER_FACTOR,
+    BaselineTracker,
+    binomial_z,
+    wilson_lower_bound,
+)
+from .batch import EventBatch, as_batch
+from .events import BUCKET_MID_MS, DIMENSIONS, LATENCY_BUCKETS, BadLine, PaymentEvent
+from .ring import COMPACT_FACTOR, COMPACT_MIN_COMBOS, ComboTable, EventRing, encode_keys
 
 # Pairs worth blaming together: an issuer failing on one route only, a method
 # sent to a route that rejects it.
 SEGMENT_PAIRS: tuple[tuple[str, str], ...] = (("bank", "route"), ("method", "route"), ("issuer", "route"))
 QUANTILES = (0.5, 0.95, 0.99)
 TOP_ERRORS = 6
+# Samples of bad lines kept per snapshot (the count is always exact).
+MAX_BAD_SAMPLES = 20
+# Dense counting over (combination, retry, bucket) cells while the cell space is at
+# most this many times the events (or small anyway); beyond it (very many distinct
+# merchants or terminals) a sort-based count is cheaper than zeroing empty cells.
+DENSE_CELLS_PER_EVENT = 8
+DENSE_CELLS_MIN = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -41,6 +66,9 @@ class SegmentStats:
     baseline_attempts_per_payment: float | None
     excess_failures: float
     z: float
+    # Added fields (defaults keep older constructors working):
+    volume_ratio: float | None = None  # attempts / baseline attempts per window, once the baseline is trusted
+    failure_rate_low: float = 0.0  # Wilson lower bound of the failure rate at the significance z
 
     @property
     def target(self) -> dict[str, str]:
@@ -69,9 +97,13 @@ class SegmentStats:
 
 @dataclass(frozen=True)
 class DataQuality:
-    bad_lines: int = 0
-    bad_samples: tuple[BadLine, ...] = ()
-    late_events: int = 0
+    """What the window could not use, or used late, since the previous snapshot."""
+
+    bad_lines: int = 0  # lines skipped by the source (not JSON, or breaking CONTRACT.md §1)
+    bad_samples: tuple[BadLine, ...] = ()  # line number + reason of the first few
+    late_events: int = 0  # arrived after a window covering their time was evaluated
+    late_dropped: int = 0  # of those, too old for any later window: counted here, in no window
+    out_of_order_events: int = 0  # earlier than an event that arrived before them (late ones included)
 
 
 @dataclass(frozen=True)
@@ -83,16 +115,16 @@ class WindowSnapshot:
     quality: DataQuality = field(default_factory=DataQuality)
     vocab_sizes: dict[str, int] = field(default_factory=dict)
 
+    @cached_property
+    def _index(self) -> dict[tuple[tuple[str, str], ...], SegmentStats]:
+        return {tuple(sorted(s.dims)): s for s in self.segments}
+
     def by_dimension(self, *names: str) -> list[SegmentStats]:
         wanted = tuple(sorted(names))
         return [s for s in self.segments if tuple(sorted(k for k, _ in s.dims)) == wanted]
 
     def segment(self, **target: str) -> SegmentStats | None:
-        dims = tuple(sorted(target.items()))
-        for s in self.segments:
-            if tuple(sorted(s.dims)) == dims:
-                return s
-        return None
+        return self._index.get(tuple(sorted(target.items())))
 
     def values(self, dimension: str) -> list[str]:
         return [dict(s.dims)[dimension] for s in self.by_dimension(dimension)]
@@ -111,78 +143,121 @@ class WindowSnapshot:
             "top_errors": dict(sorted(t.errors.items(), key=lambda kv: -kv[1])[:TOP_ERRORS]),
             "bad_lines": self.quality.bad_lines,
             "late_events": self.quality.late_events,
+            "late_dropped": self.quality.late_dropped,
         }
 
 
 class EventWindow:
-    """Columnar ring of recent events; `snapshot()` aggregates the last window."""
+    """Recent events as columns; `snapshot(end)` aggregates [end - window_seconds, end)."""
 
     def __init__(self, window_seconds: float = 60.0, baselines: BaselineTracker | None = None, significance_z: float = 3.0) -> None:
         self.window_seconds = window_seconds
-        self.columns = Columns()
+        self.table = ComboTable()
+        self.ring = EventRing()
         self.baselines = baselines if baselines is not None else BaselineTracker()
         self.significance_z = significance_z
-        self.late_events = 0
+        self._horizon = float("-inf")  # rows older than this were evicted: no later window can see them
+        self._reported_end = float("-inf")  # end of the latest evaluated window
+        self._max_ts = float("-inf")
+        self._last_learned_end: float | None = None
+        self._reset_quality()
+
+    def _reset_quality(self) -> None:
         self.bad_lines = 0
         self.bad_samples: list[BadLine] = []
-        self._horizon = float("-inf")  # events older than this were already evicted
+        self.late_events = 0
+        self.late_dropped = 0
+        self.out_of_order = 0
 
-    def add(self, events: Iterable[PaymentEvent]) -> None:
-        batch = list(events)
-        if not batch:
+    def __len__(self) -> int:
+        return len(self.ring)
+
+    def add(self, events: EventBatch | Iterable[PaymentEvent]) -> None:
+        batch = as_batch(events)
+        n = len(batch)
+        if n == 0:
             return
-        fresh = [ev for ev in batch if ev.ts >= self._horizon]
-        self.late_events += len(batch) - len(fresh)  # counted, never silently lost
-        self.columns.extend(fresh)
+        ts = batch.ts
+        # Late and out-of-order arrivals are counted, never silently lost.
+        running_max = np.maximum.accumulate(ts)
+        previous_max = np.concatenate(([self._max_ts], running_max[:-1]))
+        self.out_of_order += int(np.count_nonzero(ts < previous_max))
+        self._max_ts = max(self._max_ts, float(running_max[-1]))
+        self.late_events += int(np.count_nonzero(ts < self._reported_end))
+        fresh = ts >= self._horizon
+        dropped = n - int(np.count_nonzero(fresh))
+        if dropped:
+            self.late_dropped += dropped
+            batch = batch.take(np.flatnonzero(fresh))
+        used = np.flatnonzero(np.bincount(batch.combo, minlength=len(batch.combos)))
+        combo = self.table.lookup(batch.combos, used)[batch.combo]
+        self.ring.append(batch.ts, batch.latency_ms, encode_keys(combo, batch.attempt, batch.latency_ms))
 
     def note_bad_lines(self, count: int, samples: Iterable[BadLine] = ()) -> None:
         self.bad_lines += count
         for sample in samples:
-            if len(self.bad_samples) < 20:
+            if len(self.bad_samples) < MAX_BAD_SAMPLES:
                 self.bad_samples.append(sample)
 
     def evict_before(self, horizon: float) -> None:
         self._horizon = max(self._horizon, horizon)
-        ts = self.columns.view("ts")
-        if ts.size and ts.min() < horizon:
-            self.columns.keep(ts >= horizon)
+        self.ring.evict_before(self._horizon)
+        if len(self.table) >= COMPACT_MIN_COMBOS:
+            live = self.ring.live_combos()
+            if len(self.table) > COMPACT_FACTOR * max(len(live), 1):
+                self.table, remap = self.table.rebuilt(live)
+                self.ring.remap(remap)
 
     def snapshot(self, window_end: float, learn: bool = True) -> WindowSnapshot:
         start = window_end - self.window_seconds
         self.evict_before(start)
-        snap = aggregate(self.columns, start, window_end, self.baselines, self.significance_z)
-        snap = WindowSnapshot(
-            window_start=snap.window_start,
-            window_end=snap.window_end,
-            total=snap.total,
-            segments=snap.segments,
-            quality=DataQuality(self.bad_lines, tuple(self.bad_samples), self.late_events),
-            vocab_sizes=snap.vocab_sizes,
-        )
-        self.bad_lines, self.bad_samples, self.late_events = 0, [], 0
+        snap = aggregate(self.ring, self.table, start, window_end, self.baselines, self.significance_z)
+        quality = DataQuality(self.bad_lines, tuple(self.bad_samples), self.late_events, self.late_dropped, self.out_of_order)
+        snap = WindowSnapshot(snap.window_start, snap.window_end, snap.total, snap.segments, quality, snap.vocab_sizes)
+        self._reset_quality()
+        self._reported_end = max(self._reported_end, window_end)
         if learn:
-            learn_baselines(snap, self.baselines, self.significance_z)
+            # A tick shorter than the window re-reads overlapping data: weigh it by the new time it covers.
+            weight = 1.0 if self._last_learned_end is None else (window_end - self._last_learned_end) / self.window_seconds
+            if weight > 0:
+                learn_baselines(snap, self.baselines, self.significance_z, min(weight, 1.0))
+                self._last_learned_end = window_end
         return snap
 
 
-def learn_baselines(snap: WindowSnapshot, baselines: BaselineTracker, significance_z: float) -> None:
-    """Feed healthy-looking segments into their baselines; anomalous ones are left out.
+def anomalous(seg: SegmentStats, significance_z: float) -> bool:
+    """Would learning this window teach the baseline an incident? Failures, latency or retries out of line."""
+    if seg.z >= significance_z:
+        return True
+    if seg.baseline_latency_p95_ms and seg.latency_p95_ms > LATENCY_OUTLIER_FACTOR * seg.baseline_latency_p95_ms:
+        return True
+    if seg.baseline_attempts_per_payment and seg.attempts_per_payment > RETRY_OUTLIER_FACTOR * seg.baseline_attempts_per_payment:
+        return True
+    return False
 
-    During warm-up (fewer than BASELINE_MIN_WINDOWS windows) every window counts,
-    otherwise a reference that starts empty could never be learned.
+
+def learn_baselines(snap: WindowSnapshot, baselines: BaselineTracker, significance_z: float, weight: float = 1.0) -> None:
+    """Feed normal-looking segments into their baselines; anomalous windows are left out.
+
+    A segment's reference is its own baseline once trusted, its peers (the rest of
+    the traffic) before that, so the same `anomalous` test guards warm-up too: an
+    incident present when the agent starts is not learned as normal. A segment that
+    stays different from its peers for BASELINE_PATIENCE windows from the start is
+    taken as structurally different and learned (see baseline.py).
     """
     for seg in (snap.total, *snap.segments):
         if seg.attempts == 0:
             continue
-        known = baselines.get(seg.key)
-        warming_up = known is None or not known.trusted
-        if seg.z >= significance_z and not warming_up:
+        if anomalous(seg, significance_z) and not baselines.out_of_patience(seg.key, weight):
             continue
-        baselines.observe(seg.key, seg.failure_rate, seg.latency_p95_ms, float(seg.attempts), seg.attempts_per_payment)
+        baselines.observe(seg.key, seg.failure_rate, seg.latency_p95_ms, float(seg.attempts), seg.attempts_per_payment, weight)
+
+
+# -- aggregation -------------------------------------------------------------------
 
 
 def _quantiles(hist: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Per-row quantiles (rows: segments, cols: latency buckets) -> (rows, len(QUANTILES))."""
+    """Per-row nearest-rank quantiles (rows: segments, cols: latency buckets) -> (rows, len(QUANTILES))."""
     cum = np.cumsum(hist, axis=1)
     out = np.empty((hist.shape[0], len(QUANTILES)))
     for j, q in enumerate(QUANTILES):
@@ -191,85 +266,160 @@ def _quantiles(hist: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _segmentations(cols: Columns) -> list[tuple[tuple[str, ...], np.ndarray, int]]:
-    """(dimension names, combined code per row, number of codes) for each segmentation present."""
-    present = [d for d in DIMENSIONS if len(cols.vocab[d]) > 1]
-    out: list[tuple[tuple[str, ...], np.ndarray, int]] = []
+@dataclass(frozen=True)
+class _Cells:
+    """The window reduced to occupied (combination, retry, latency bucket) cells."""
+
+    n: int
+    combo: np.ndarray  # per cell
+    retry: np.ndarray
+    bucket: np.ndarray
+    count: np.ndarray  # float64 per cell
+    latency_sum: np.ndarray
+
+
+def _cells(key: np.ndarray, latency: np.ndarray, n_combos: int) -> _Cells:
+    n = int(key.shape[0])
+    bins = n_combos * 2 * LATENCY_BUCKETS
+    if bins <= max(DENSE_CELLS_MIN, DENSE_CELLS_PER_EVENT * n):
+        dense = np.bincount(key, minlength=bins)
+        occupied = np.flatnonzero(dense)
+        count = dense[occupied].astype(np.float64)
+        latency_sum = np.bincount(key, weights=latency, minlength=bins)[occupied]
+    else:
+        occupied, inverse = np.unique(key, return_inverse=True)
+        count = np.bincount(inverse).astype(np.float64)
+        latency_sum = np.bincount(inverse, weights=latency)
+    cell, bucket = np.divmod(occupied, LATENCY_BUCKETS)
+    return _Cells(n, cell >> 1, (cell & 1).astype(bool), bucket, count, latency_sum)
+
+
+def _segmentations(table: ComboTable) -> list[tuple[tuple[str, ...], np.ndarray, list[list[str]]]]:
+    """(dimension names, segment code per combination, vocabularies) for each segmentation present."""
+    present = [d for d in DIMENSIONS if len(table.vocab[d]) > 1]
+    out = []
     for d in present:
-        out.append(((d,), cols.code_view(d).astype(np.int64), len(cols.vocab[d])))
+        out.append(((d,), table.codes(d), [table.names(d)]))
     for a, b in SEGMENT_PAIRS:
         if a in present and b in present:
-            nb = len(cols.vocab[b])
-            key = cols.code_view(a).astype(np.int64) * nb + cols.code_view(b)
-            out.append(((a, b), key, len(cols.vocab[a]) * nb))
+            nb = len(table.vocab[b])
+            out.append(((a, b), table.codes(a) * nb + table.codes(b), [table.names(a), table.names(b)]))
     return out
 
 
-def aggregate(cols: Columns, start: float, end: float, baselines: BaselineTracker, significance_z: float = 3.0) -> WindowSnapshot:
-    ts = cols.view("ts")
-    in_window = (ts >= start) & (ts < end)
-    failed = cols.view("failed")[in_window]
-    latency = cols.view("latency_ms")[in_window].astype(np.float64)
-    bucket = cols.view("latency_bucket")[in_window].astype(np.int64)
-    attempt = cols.view("attempt")[in_window]
-    retry = attempt > 1
-    err = cols.code_view("error_code")[in_window].astype(np.int64)
-    n_err = len(cols.vocab["error_code"])
-    err_names = cols.vocab["error_code"].names
-    n = int(in_window.sum())
+def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, baselines: BaselineTracker,
+              significance_z: float = 3.0) -> WindowSnapshot:
+    lo, hi = ring.bounds(start, end)
+    total_base = baselines.get("*")
+    vocab_sizes = {d: len(v) - 1 for d, v in table.vocab.items()}
+    if hi == lo:
+        rate = total_base.failure_rate if total_base else 0.0
+        empty = SegmentStats((), 0, 0, {}, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, rate,
+                             total_base.failure_rate if total_base else None, total_base.latency_p95 if total_base else None,
+                             total_base.volume if total_base else None,
+                             total_base.attempts_per_payment if total_base else None, 0.0, 0.0,
+                             0.0 if total_base and total_base.trusted else None, 0.0)
+        return WindowSnapshot(start, end, empty, (), vocab_sizes=vocab_sizes)
 
-    def stats_for(key: np.ndarray, k: int) -> dict[str, np.ndarray]:
-        counts = np.bincount(key, minlength=k)
-        fails = np.bincount(key, weights=failed, minlength=k)
-        retries = np.bincount(key, weights=retry, minlength=k)
-        lat_sum = np.bincount(key, weights=latency, minlength=k)
-        idx = np.flatnonzero(counts)
-        # Only failed rows carry an error code, so count those (code 0 = no code).
-        errs = np.bincount(key[failed] * n_err + err[failed], minlength=k * n_err).reshape(k, n_err)[idx]
-        hist = np.bincount(key * LATENCY_BUCKETS + bucket, minlength=k * LATENCY_BUCKETS).reshape(k, LATENCY_BUCKETS)[idx]
-        return {
-            "idx": idx,
-            "counts": counts[idx],
-            "fails": fails[idx],
-            "retries": retries[idx],
-            "lat_mean": lat_sum[idx] / counts[idx],
-            "errs": errs,
-            "q": _quantiles(hist, counts[idx].astype(np.float64)),
+    cells = _cells(ring.key[lo:hi], ring.latency_ms[lo:hi], len(table))
+    n_combos = len(table)
+    # Per combination: attempts, retries, latency sum. Failures and the error code are
+    # properties of the combination itself.
+    count_c = np.bincount(cells.combo, weights=cells.count, minlength=n_combos)
+    retry_c = np.bincount(cells.combo[cells.retry], weights=cells.count[cells.retry], minlength=n_combos)
+    latency_c = np.bincount(cells.combo, weights=cells.latency_sum, minlength=n_combos)
+    active = np.flatnonzero(count_c)
+    failed_c = table.failed()[active]
+    err_c = table.codes("error_code")[active]
+    err_names = table.names("error_code")
+    total_fail = float(count_c[active][failed_c].sum())
+    builder = _Builder(baselines, significance_z, cells.n, total_fail, total_base, err_names)
+
+    def segmentation(codes: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Stats per present segment code (sorted) of one segmentation."""
+        present, local = np.unique(codes[active], return_inverse=True)
+        k = len(present)
+        weights = count_c[active]
+        local_of_combo = np.zeros(n_combos, np.int64)
+        local_of_combo[active] = local
+        hist = np.bincount(local_of_combo[cells.combo] * LATENCY_BUCKETS + cells.bucket, weights=cells.count,
+                           minlength=k * LATENCY_BUCKETS).reshape(k, LATENCY_BUCKETS)
+        counts = np.bincount(local, weights=weights, minlength=k)
+        n_err = len(err_names)
+        return present, {
+            "counts": counts,
+            "fails": np.bincount(local, weights=weights * failed_c, minlength=k),
+            "retries": np.bincount(local, weights=retry_c[active], minlength=k),
+            "lat_sum": np.bincount(local, weights=latency_c[active], minlength=k),
+            "errs": np.bincount(local * n_err + err_c, weights=weights, minlength=k * n_err).reshape(k, n_err),
+            "q": _quantiles(hist, counts),
         }
 
-    total_fail = float(failed.sum())
-    total_base = baselines.get("*")
+    _, stats = segmentation(np.zeros(n_combos, np.int64))
+    total = builder.build((), stats, 0)
+    segments: list[SegmentStats] = []
+    for names, codes, vocabs in _segmentations(table):
+        present, stats = segmentation(codes)
+        if len(names) == 1:
+            values = [(vocabs[0][c],) for c in present.tolist()]
+        else:
+            nb = len(vocabs[1])
+            values = [(vocabs[0][c // nb], vocabs[1][c % nb]) for c in present.tolist()]
+        for i, vals in enumerate(values):
+            if "" in vals:
+                continue  # rows where an optional dimension was absent are not a segment
+            segments.append(builder.build(tuple(zip(names, vals)), stats, i))
+    return WindowSnapshot(start, end, total, tuple(segments), vocab_sizes=vocab_sizes)
 
-    def build(dims: tuple[tuple[str, str], ...], s: dict[str, np.ndarray], i: int) -> SegmentStats:
+
+class _Builder:
+    """SegmentStats from one segmentation's arrays, with baseline and significance."""
+
+    def __init__(self, baselines: BaselineTracker, significance_z: float, n: int, total_fail: float,
+                 total_base: object, err_names: list[str]) -> None:
+        self.baselines = baselines
+        self.z = significance_z
+        self.n = n
+        self.total_fail = total_fail
+        self.total_base = total_base
+        self.err_names = err_names
+
+    def build(self, dims: tuple[tuple[str, str], ...], s: dict[str, np.ndarray], i: int) -> SegmentStats:
         count = int(s["counts"][i])
         fails = float(s["fails"][i])
+        retries = float(s["retries"][i])
         key = ",".join(f"{k}={v}" for k, v in sorted(dims)) or "*"
-        base = baselines.get(key)
-        peers = n - count
+        base = self.baselines.get(key)
+        peers = self.n - count
+        total_base = self.total_base
         if base is not None and base.trusted:
             expected = base.failure_rate
         elif dims and peers > 0:
-            expected = (total_fail - fails) / peers  # cold start: compare with the rest of traffic
+            expected = (self.total_fail - fails) / peers  # cold start: compare with the rest of traffic
         elif total_base is not None:
-            expected = total_base.failure_rate
+            expected = total_base.failure_rate  # type: ignore[attr-defined]
         else:
             expected = fails / count if count else 0.0  # very first window: it is its own reference
-        first_attempts = count - float(s["retries"][i])
-        errors = {err_names[c]: int(v) for c, v in enumerate(s["errs"][i]) if v and c}
+        first_attempts = count - retries
+        row = s["errs"][i]
+        names = self.err_names
+        errors = {names[c]: int(row[c]) for c in np.flatnonzero(row).tolist() if c}  # code 0: no error code
         if len(errors) > TOP_ERRORS * 3:
             errors = dict(sorted(errors.items(), key=lambda kv: -kv[1])[: TOP_ERRORS * 3])
+        q = s["q"][i]
+        trusted = base is not None and base.trusted
         return SegmentStats(
             dims=dims,
             attempts=count,
             failures=int(fails),
             errors=errors,
-            latency_mean_ms=float(s["lat_mean"][i]),
-            latency_p50_ms=float(s["q"][i, 0]),
-            latency_p95_ms=float(s["q"][i, 1]),
-            latency_p99_ms=float(s["q"][i, 2]),
-            retry_share=float(s["retries"][i]) / count,
+            latency_mean_ms=float(s["lat_sum"][i]) / count,
+            latency_p50_ms=float(q[0]),
+            latency_p95_ms=float(q[1]),
+            latency_p99_ms=float(q[2]),
+            retry_share=retries / count,
             attempts_per_payment=count / first_attempts if first_attempts > 0 else float(count),
-            traffic_share=count / n if n else 0.0,
+            traffic_share=count / self.n if self.n else 0.0,
             expected_failure_rate=float(expected),
             baseline_failure_rate=base.failure_rate if base else None,
             baseline_latency_p95_ms=base.latency_p95 if base else None,
@@ -277,33 +427,6 @@ def aggregate(cols: Columns, start: float, end: float, baselines: BaselineTracke
             baseline_attempts_per_payment=base.attempts_per_payment if base else None,
             excess_failures=fails - count * expected,
             z=binomial_z(fails, count, expected),
+            volume_ratio=count / base.volume if trusted and base.volume > 0 else None,  # type: ignore[union-attr]
+            failure_rate_low=wilson_lower_bound(fails, count, self.z),
         )
-
-    if n == 0:
-        empty = SegmentStats((), 0, 0, {}, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, None, None, None, None, 0.0, 0.0)
-        if total_base:
-            empty = SegmentStats((), 0, 0, {}, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, total_base.failure_rate,
-                                 total_base.failure_rate, total_base.latency_p95, total_base.volume,
-                                 total_base.attempts_per_payment, 0.0, 0.0)
-        return WindowSnapshot(start, end, empty, ())
-
-    total_stats = stats_for(np.zeros(n, np.int64), 1)
-    total = build((), total_stats, 0)
-    segments: list[SegmentStats] = []
-    for names, key_all, k in _segmentations(cols):
-        key = key_all[in_window]
-        s = stats_for(key, k)
-        for i, code in enumerate(s["idx"]):
-            values = _decode(cols, names, int(code))
-            if any(v == "" for v in values):
-                continue  # rows where an optional dimension was absent are not a segment
-            segments.append(build(tuple(zip(names, values)), s, i))
-    return WindowSnapshot(start, end, total, tuple(segments), vocab_sizes={d: len(v) - 1 for d, v in cols.vocab.items()})
-
-
-def _decode(cols: Columns, names: tuple[str, ...], code: int) -> tuple[str, ...]:
-    if len(names) == 1:
-        return (cols.vocab[names[0]].names[code],)
-    a, b = names
-    nb = len(cols.vocab[b])
-    return (cols.vocab[a].names[code // nb], cols.vocab[b].names[code % nb])
