@@ -7,6 +7,7 @@ in-process instead.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -145,7 +146,8 @@ def run_model(cases: list[Case], options: RunOptions, *, workers: int | None = N
             if progress:
                 progress(case.id)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork: the progress bar's refresh thread may hold a lock at fork time.
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(_worker, str(c.path), options, prices): c for c in cases}
             for fut in as_completed(futures):
                 result.outcomes.append(fut.result())
