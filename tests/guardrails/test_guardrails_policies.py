@@ -296,3 +296,36 @@ def test_verdict_is_the_most_severe_result(tool: str, confidence: float, radius:
         assert verdict.verdict is ALLOW
     if confidence < 0.8 and tool != "no_action" and tool not in P.HARMLESS_TOOLS:
         assert verdict.verdict is not ALLOW
+
+
+# -- blast-radius estimates by declared scope (guardrails.metrics) ---------------------------------
+
+def snapshot_of(tmp_path, failing: dict | None = None) -> object:  # noqa: ANN001
+    from guardrails_helpers import START, write_events
+    from payops.signals.sources import open_jsonl
+    from payops.signals.window import EventWindow
+
+    path = write_events(tmp_path / "e.jsonl", minutes=1, per_minute=100, palm_share=0.1, failing=failing)
+    window = EventWindow(60.0)
+    window.add(open_jsonl(str(path)).read_until(START + 60))
+    return window.snapshot(START + 60)
+
+
+def test_blast_radius_estimates(tmp_path) -> None:  # noqa: ANN001
+    from payops.guardrails.metrics import action_blast_radius, palm_metrics
+
+    snap = snapshot_of(tmp_path)
+    assert snap.total.attempts == 100
+    half = reroute("psp_a", "psp_b", percent=50)
+    assert action_blast_radius(ACTIONS["reroute_traffic"], half, snap) == pytest.approx(0.5 * 0.5)  # psp_a carries half
+    everything = validate_proposal("adjust_retry_policy", {"max_attempts": 2})
+    assert action_blast_radius(ACTIONS["adjust_retry_policy"], everything, snap) == 1.0
+    suspend = palm("suspend_palm_link")
+    assert action_blast_radius(ACTIONS["suspend_palm_link"], suspend, snap, link_attempts=3) == pytest.approx(0.03)
+    assert action_blast_radius(ACTIONS["suspend_palm_link"], suspend, snap) == pytest.approx(0.1)  # bounded by palm's share
+    assert action_blast_radius(ACTIONS["alert_ops"], ALERT, snap) == 0.0
+    assert action_blast_radius(None, UNKNOWN, snap) == 1.0
+    # error_rate: percent of palm attempts failing in the window (none fail here)
+    assert palm_metrics(snap, consecutive_failures=2) == {"consecutive_failures": 2.0, "error_rate": 0.0}
+    # every palm attempt rides psp_a here, and half of psp_a's attempts fail: error_rate 50 (> 5 fires)
+    assert palm_metrics(snapshot_of(tmp_path, failing={"psp_a": 0.5}))["error_rate"] == pytest.approx(50.0)
