@@ -38,6 +38,7 @@ def metrics(run: dict[str, Any]) -> dict[str, float | None]:
         "errors": errors,
         "closed_loop_share_of_oracle_agent": cl.get("share_of_oracle_agent"),
         "closed_loop_saved_agent": cl.get("saved_agent"),
+        "closed_loop_agent_worse": len(cl["agent_worse_than_none"]) if "agent_worse_than_none" in cl else None,
     }
 
 

@@ -129,7 +129,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.set_ylim(0, 105)
     ax.set_ylabel("% of cases")
     ax.set_title("Per expected category (healthy = no-fault controls: pass = stayed quiet)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
     if closed_run:
         ax2 = axes[0][1]
         rows = closed_run["closed_loop"]
