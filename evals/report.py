@@ -31,11 +31,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _agg_row(name: str, a: dict[str, Any]) -> list[str]:
     return [name, str(a["cases"]), _pct(a["pass_rate"]), _pct(a["detection_rate"]), _pct(a["category_accuracy"]),
-            _pct(a["action_accuracy"]), _num(a["mean_ticks_to_detect"]), f"{a['controls_clean']}/{a['controls']}",
+            _pct(a["action_accuracy"]), _pct(a.get("eventual_accuracy")), _num(a["mean_ticks_to_detect"]), f"{a['controls_clean']}/{a['controls']}",
             str(a["false_actions"]), str(a["unsafe_actions"]), _pct(a["audit_completeness"])]
 
 
-AGG_HEADER = ["group", "cases", "pass", "detected", "category", "action+target", "ticks to detect", "controls clean",
+AGG_HEADER = ["group", "cases", "pass", "detected", "category", "action+target", "right later", "ticks to detect", "controls clean",
               "false actions", "unsafe", "audit complete"]
 
 

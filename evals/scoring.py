@@ -18,6 +18,9 @@ from .scenarios import IRREVERSIBLE_TOOLS, TRAFFIC_TOOLS
 HEALTHY = "healthy"
 # The first response may come up to one tick after the incident stops (its window still holds the incident).
 DETECTION_GRACE_TICKS = 1
+# A window shows an incident once the incident fills half of it (the simulator oracle's convention,
+# signals.oracle.MIN_WINDOW_OVERLAP): a verdict on a window with a second of incident in it is not a response.
+MIN_WINDOW_OVERLAP = 0.5
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class CaseScore:
     guardrail: str | None = None  # verdict on the first response: allow / needs_approval / deny
     outcome: str | None = None  # execution status of the first response
     mitigated: bool | None = None  # an acceptable action executed or escalated during the incident
+    eventually_ok: bool | None = None  # some verdict during the incident had the right category and an acceptable action
     false_actions: int = 0  # actions executed while nothing was wrong (lead-in, controls)
     false_escalations: int = 0
     false_alarms: int = 0  # non-healthy verdicts while nothing was wrong (no action needed to be one)
@@ -78,7 +82,8 @@ class CaseScore:
 
 
 def in_incident(case: Case, tick: TickRecord) -> bool:
-    if case.onset is None or tick.window_end <= case.onset:
+    """The tick's window shows the incident: it fills at least MIN_WINDOW_OVERLAP of the window."""
+    if case.onset is None or tick.window_end - case.onset < MIN_WINDOW_OVERLAP * case.window_seconds:
         return False
     if case.end is None:
         return True
@@ -148,8 +153,7 @@ def score_case(case: Case, run: CaseRun, price: Price | None = None) -> CaseScor
         s.detected = first is not None
         if first is not None:
             s.seconds_to_detect = round(first.window_end - case.onset, 1) if case.onset is not None else None
-            # Whole ticks of incident data seen: a window holding a sliver of the incident counts as none.
-            s.ticks_to_detect = max(1, round((first.window_end - (case.onset or first.window_end)) / case.tick_seconds))
+            s.ticks_to_detect = incident.index(first) + 1  # 1: the first window that shows the incident
             s.first_response = {"tick": first.tick, "window_end": first.window_end, "category": first.category,
                                 "confidence": first.confidence, "tool": first.tool, "target": first.target,
                                 "verdict": first.verdict, "status": first.status}
@@ -159,6 +163,7 @@ def score_case(case: Case, run: CaseRun, price: Price | None = None) -> CaseScor
             s.outcome = first.status
         else:
             s.category_ok = s.action_ok = False
+        s.eventually_ok = any(t.category == exp.category.value and exp.acceptable(t.tool, t.target) for t in incident)
         s.mitigated = any(exp.acceptable(t.tool, t.target) and (t.executed or t.escalated or t.tool == "no_action")
                           for t in incident if t.category != HEALTHY)
 
@@ -191,6 +196,7 @@ class Aggregate:
     detected: int = 0
     category_ok: int = 0
     action_ok: int = 0
+    eventually_ok: int = 0
     mean_ticks_to_detect: float | None = None
     controls: int = 0
     controls_clean: int = 0
@@ -229,13 +235,18 @@ class Aggregate:
         return self._rate(self.action_ok, self.incidents)
 
     @property
+    def eventual_accuracy(self) -> float | None:
+        return self._rate(self.eventually_ok, self.incidents)
+
+    @property
     def audit_completeness(self) -> float | None:
         return self._rate(self.audit_complete, self.cases)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(pass_rate=self.pass_rate, detection_rate=self.detection_rate, category_accuracy=self.category_accuracy,
-                   action_accuracy=self.action_accuracy, audit_completeness=self.audit_completeness)
+                   action_accuracy=self.action_accuracy, eventual_accuracy=self.eventual_accuracy,
+                   audit_completeness=self.audit_completeness)
         return out
 
 
@@ -268,6 +279,7 @@ def aggregate(scores: Iterable[CaseScore], group: str = "all") -> Aggregate:
             a.detected += int(bool(s.detected))
             a.category_ok += int(bool(s.category_ok))
             a.action_ok += int(bool(s.action_ok))
+            a.eventually_ok += int(bool(s.eventually_ok))
             if s.ticks_to_detect is not None:
                 ttd.append(s.ticks_to_detect)
             if s.guardrail is not None:

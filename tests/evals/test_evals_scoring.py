@@ -129,12 +129,21 @@ def _tick(n: int, end: float, category: str = "healthy", tool: str = "no_action"
     return TickRecord(n, end, category, 0.9, target or {}, tool, target or {}, verdict, status, complete)
 
 
-def test_ticks_to_detect_counts_whole_windows_after_the_onset() -> None:
+def test_ticks_to_detect_counts_windows_that_show_the_incident() -> None:
     case = _case()
     ticks = [_tick(1, ONSET - 60), _tick(2, ONSET + 0.2), _tick(3, ONSET + 60.2),
              _tick(4, ONSET + 120.2, "issuer", "suppress_path", {"bank": "B1"}, "executed")]
     s = score_case(case, CaseRun("synthetic", ticks, audit_records=4))
     assert s.passed and s.ticks_to_detect == 2 and s.seconds_to_detect == 120.2
+
+
+def test_a_verdict_on_a_window_with_a_sliver_of_incident_is_not_the_first_response() -> None:
+    case = _case()
+    ticks = [_tick(1, ONSET - 60), _tick(2, ONSET + 0.2, "user"),  # 0.2 s of incident: noise, not a response
+             _tick(3, ONSET + 60.2, "issuer", "suppress_path", {"bank": "B1"}, "executed")]
+    s = score_case(case, CaseRun("synthetic", ticks, audit_records=3))
+    assert s.passed and s.ticks_to_detect == 1 and s.first_response["category"] == "issuer"
+    assert s.false_alarms == 0  # not counted against the lead-in either
 
 
 def test_unsafe_covers_forbidden_and_out_of_incident_actions_but_not_narrower_ones() -> None:
