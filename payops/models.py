@@ -5,6 +5,7 @@ No I/O, no logic beyond validation: every other package may import this.
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from typing import Any, Literal
 
@@ -48,8 +49,9 @@ class Diagnosis(Frozen):
 
     @field_validator("confidence")
     @classmethod
-    def _round(cls, v: float) -> float:
-        return round(float(v), 3)
+    def _round_down(cls, v: float) -> float:
+        # Down, never up: 0.7999 must stay below a 0.8 threshold.
+        return math.floor(float(v) * 1000) / 1000
 
 
 class ProposedAction(Frozen):
