@@ -28,12 +28,19 @@ class Thresholds:
     action_ttl_seconds: float = 1800.0
 
 
+# Earlier windows the graph keeps for the reasoner: ten minutes at the default tick.
+REASONING_HISTORY_WINDOWS = 10
+
+
 @dataclass(frozen=True)
 class ReasoningContext:
     in_force: tuple[ActionView, ...] = ()
     lessons: tuple[dict[str, Any], ...] = ()
     previous: Diagnosis | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # Earlier windows of this deployment, oldest first (bounded). Lets a reasoner pool
+    # evidence on small segments and see whether the cause of an action in force cleared.
+    history: tuple[WindowSnapshot, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,82 +1,103 @@
-"""The deterministic, embedded reasoner: explaining-away attribution plus named rules.
+"""The deterministic, embedded reasoner: explaining-away attribution, then named rules.
 
-Attribution: of all segments whose failures are significantly above their
-reference, take the largest excess; among segments that explain at least
-EXPLAIN_SHARE of it, blame the smallest one. A failing bank raises every route
-it uses, but the bank alone explains the excess; a failing route across banks
-is the route; when nothing smaller than the whole platform explains it, it is
-system-wide. Error codes then say what kind of trouble it is, read in the light
-of where they concentrate.
+1. Retry storm first: retries beyond what retryable failures explain, payments running
+   out of attempts. It multiplies every other symptom, so it is checked before them.
+2. Attribution: of the segments whose failures are significantly above their
+   reference, blame the one with the highest scan statistic (see evidence.py). When
+   two names cover the same traffic (a route that carries one method), blame the one
+   an operator can act on. When nothing clears the bar in this window, the same test
+   runs on evidence pooled over recent windows (small segments, low volume).
+3. Classification: the code families of the *excess* failures, read in the light of
+   where they concentrate: declines at one terminal are a device, timeouts across
+   every bank on one route are the route, the same timeouts at one bank are the bank.
+4. Latency: a route whose p95 is far above its reference, with nothing failing.
+
+Nothing here knows a bank, route or terminal name: names are data.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from payops.models import Category, Diagnosis, ProposedAction, target_key
-from payops.signals.window import SegmentStats, WindowSnapshot
-from payops.tools.actions import validate_proposal
+from payops.models import Category, Diagnosis
+from payops.signals.baseline import BASELINE_MIN_WINDOWS, binomial_z
+from payops.signals.window import SEGMENT_PAIRS, SegmentStats, WindowSnapshot
 
-from .base import ActionView, Decision, ReasoningContext
+from .base import Decision, ReasoningContext
+from .evidence import (
+    CONFIG_CODES, DEVICE_CODES, FAMILIES, ISSUER_CODES, NETWORK_CODES, RETRYABLE_FAMILIES, SECURITY_CODES, UNKNOWN,
+    USER_CODES, Rest, background_mix, contains, describe, error_mix, excess_by_family, family_counts, first_attempts, llr, pct,
+    pool, rest_of, shares,
+)
+from .selection import alternative_routes, choose_action, route_health, segment_methods
 
-# A smaller segment is blamed when it carries at least this share of the largest excess.
-EXPLAIN_SHARE = 0.8
+__all__ = [
+    "RuleReasoner", "Finding", "route_health", "segment_methods", "alternative_routes", "choose_action",
+    "USER_CODES", "ISSUER_CODES", "NETWORK_CODES", "CONFIG_CODES", "SECURITY_CODES", "FAMILIES",
+]
+
+PAIRED_DIMENSIONS = frozenset(d for pair in SEGMENT_PAIRS for d in pair)
+# Two segments whose scan statistics differ by less than this share describe the same
+# traffic under two names (route=X and method=card,route=X when X carries only card).
+TIE_TOLERANCE = 0.02
+# Explaining away upwards: the rest of a broader segment failing at this share of the
+# blamed segment's rate is the same fault spreading wider, not a second one.
+SAME_FAULT_RATE_SHARE = 0.5
+# Explaining away downwards: a narrower segment takes the blame only when the rest of the
+# blamed one is plainly normal (below this z), not merely short of the significance bar.
+REST_CLEAN_Z = 2.0
+# A part of the blamed segment that is not a candidate itself (too few attempts) takes the
+# blame when it carries at least this share of the excess and the rest is plainly normal.
+DESCEND_SHARE = 0.7
+# When two segments carry the same traffic, blame the one an operator can act on.
+DIMENSION_PREFERENCE = ("terminal_id", "route", "bank", "method", "issuer", "merchant_id", "region")
 # Latency: a route whose p95 is this many times its reference is degraded.
 LATENCY_FACTOR = 2.5
-# Retry storm: attempts per payment this far above normal (and at least RETRY_STORM_MIN),
-# with payments running out of attempts (RETRY_EXHAUSTED). An outage under a sane
-# policy raises attempts too, but never exhausts a budget of one retry.
-RETRY_STORM_FACTOR = 1.15
-RETRY_STORM_MIN = 1.2
-NORMAL_ATTEMPTS_PER_PAYMENT = 1.05  # before a baseline exists
-# Suppressing an issuer loses its remaining successes: only when most attempts fail.
-SUPPRESS_MIN_FAILURE_RATE = 0.5
-# A segment a reroute may send traffic to must fail at most this much above its reference.
-HEALTHY_MARGIN = 0.05
+# Retry storm: attempts per payment at least this far above normal (fewer extra attempts
+# are not worth a policy change)...
+RETRY_STORM_FACTOR = 1.05
+NORMAL_ATTEMPTS_PER_PAYMENT = 1.02  # ...with no baseline yet (a sane policy retries only outages)
+# ...and either retries that retryable failures cannot explain (declines being retried) or
+# this many payments running out of attempts: one or two can be stragglers, a handful in
+# one window means the policy retries hard.
+RETRY_EXHAUSTED_MIN = 3
+# A storm is blamed on one segment only when it carries nearly all unexplained retries;
+# a retry policy is usually platform configuration.
+STORM_LOCAL_SHARE = 0.9
+# Declines move with customer behaviour (paydays, month-end) and call for no action, so a
+# user-type surge is only named when it clears the bar by this factor.
+USER_SURGE_Z_FACTOR = 1.0
+# Evidence pooled over at most this many recent windows when one window is too thin...
+POOL_WINDOWS = 5
+# ...only while the segment keeps pointing the same way: this z in the current window
+# and POOL_HINT_Z in each earlier one (an incident that ended is not pooled into a new one).
+POOL_NOW_Z = 2.0
+# Only thin segments are pooled: fewer attempts per window than this many times the
+# minimum excess, so even a 50% failure rate cannot clear the bar in one window.
+POOL_THIN_FACTOR = 2.0
+POOL_HINT_Z = 1.0
+# Security codes (spoofed palms, fraud flags) are attacks, not noise: a few at one device
+# are material. Acting costs little (the device's palm path pauses, card stays), a miss
+# lets an attacker keep trying. Applies when this share of the failures are such codes.
+SECURITY_SHARE = 0.6
+SECURITY_MIN_ATTEMPTS = 4
+SECURITY_MIN_EXCESS = 3
+# With no trusted history the reference is the rest of traffic, which differs by nature
+# (another bank, another method): such a segment must clear the bar by this factor.
+COLD_START_Z_FACTOR = 2.0
+# Confidence: components (weights add to 1 with the base) and penalties.
+CONF_BASE = 0.4
+CONF_PURITY = 0.3  # share of the excess failures in the winning code family
+CONF_STRENGTH = 0.1  # z against twice the significance bar
+CONF_SIZE = 0.1  # excess failures against three times the minimum
+CONF_MARGIN = 0.1  # how much better the blamed segment fits than the best rival
+FIRST_WINDOW_PENALTY = 0.04  # first window after onset: no confirmation from a second window yet
+COLD_START_PENALTY = 0.1  # reference is the other traffic, not the segment's own history
+POOLED_PENALTY = 0.1  # evidence needed several windows: small sample
+UNEXPLAINED_CODES_PENALTY = 0.1  # the failures carry codes outside the vocabulary
+MIXED_EVIDENCE_PENALTY = 0.15  # no code family carries MIXED_PURITY of the excess: no single kind of fault
+MIXED_PURITY = 0.5
 CONFIDENCE_CAP = 0.97
-
-USER_CODES = frozenset({
-    "USER_DECLINED", "INSUFFICIENT_FUNDS", "INCORRECT_PIN", "EXPIRED_CARD", "PALM_PAY_DAILY_LIMIT",
-    "PALM_PAY_TRANSACTION_LIMIT", "PALM_PAY_LINK_INACTIVE", "PALM_PAY_VERIFICATION_EXPIRED", "PALM_PAY_NOT_REGISTERED",
-})
-ISSUER_CODES = frozenset({"ISSUER_DOWN", "BANK_TIMEOUT", "DO_NOT_HONOR"})
-NETWORK_CODES = frozenset({"GATEWAY_TIMEOUT", "NETWORK_ERROR", "SYSTEM_ERROR"})
-CONFIG_CODES = frozenset({"ROUTE_NOT_SUPPORTED", "RETRY_EXHAUSTED"})
-SECURITY_CODES = frozenset({"SUSPECTED_FRAUD", "PALM_PAY_SPOOF_DETECTED", "PALM_PAY_DUPLICATE_PALM"})
-FAMILIES = {"user": USER_CODES, "issuer": ISSUER_CODES, "network": NETWORK_CODES, "config": CONFIG_CODES, "security": SECURITY_CODES}
-# Codes that point at a device when they concentrate on one terminal.
-DEVICE_CODES = frozenset({"PALM_PAY_NOT_REGISTERED"})
-
-
-# When two segments carry the same attempts, blame the one an operator can act on.
-DIMENSION_PREFERENCE = ("terminal_id", "route", "bank", "method", "merchant_id", "issuer", "region")
-
-
-def _dimension_rank(seg: SegmentStats) -> tuple[int, ...]:
-    return tuple(sorted(DIMENSION_PREFERENCE.index(k) if k in DIMENSION_PREFERENCE else 99 for k, _ in seg.dims))
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
-def family_shares(seg: SegmentStats) -> dict[str, float]:
-    total = sum(seg.errors.values()) or 1
-    shares = {name: sum(seg.errors.get(c, 0) for c in codes) / total for name, codes in FAMILIES.items()}
-    shares["unknown"] = max(0.0, 1.0 - sum(shares.values()))
-    return shares
-
-
-def describe(seg: SegmentStats) -> str:
-    return (f"{seg.key}: {seg.failures}/{seg.attempts} failed ({pct(seg.failure_rate)}) vs expected "
-            f"{pct(seg.expected_failure_rate)}; z={seg.z:.1f}; {seg.excess_failures:.0f} excess failures")
-
-
-def error_mix(seg: SegmentStats, top: int = 3) -> str:
-    if not seg.failures:
-        return "no failures"
-    ranked = sorted(seg.errors.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
-    return ", ".join(f"{code} {count / seg.failures:.0%}" for code, count in ranked)
 
 
 @dataclass(frozen=True)
@@ -87,7 +108,58 @@ class Finding:
     summary: str
     evidence: tuple[str, ...]
     alternatives: tuple[str, ...]
-    kind: str  # finer shape: route, issuer, issuer_route, system, terminal, latency, retry, routing, user, security, healthy
+    kind: str  # route, issuer, issuer_route, system, terminal, latency, retry, routing, user, security, method, segment, healthy
+    pooled_windows: int = 1
+
+    @property
+    def target(self) -> dict[str, str]:
+        return self.segment.target if self.segment is not None and self.category is not Category.HEALTHY else {}
+
+
+@dataclass(frozen=True)
+class Scored:
+    seg: SegmentStats
+    fit: float  # scan statistic (log-likelihood ratio)
+
+
+def _dimension_rank(seg: SegmentStats) -> tuple[int, ...]:
+    return tuple(sorted(DIMENSION_PREFERENCE.index(k) if k in DIMENSION_PREFERENCE else 99 for k, _ in seg.dims))
+
+
+def _cold(seg: SegmentStats, context: ReasoningContext) -> bool:
+    """True when the segment's reference is other traffic rather than its own trusted history.
+
+    Early in a run (fewer windows seen than a baseline needs) every reference is
+    the peers; later, a segment with a baseline it does not trust yet is sparse. A
+    segment never seen before (no baseline at all) in a run with history is new
+    traffic, e.g. a method pushed onto a route: its peers are the fair reference.
+    """
+    if len(context.history) < BASELINE_MIN_WINDOWS:
+        return True
+    return seg.baseline_failure_rate is not None and abs(seg.expected_failure_rate - seg.baseline_failure_rate) > 1e-9
+
+
+def nested(inner: SegmentStats, outer: SegmentStats) -> bool:
+    """`inner` plausibly lies inside `outer` though no pair segment says so.
+
+    Only for dimensions the window never pairs (a terminal, a merchant, a region):
+    a terminal's payments all travel one route, but there is no terminal x route
+    segment. Consistent containment: fewer attempts and, code by code, no more
+    failures than the outer segment.
+    """
+    if len(inner.dims) != 1 or inner.dims[0][0] in PAIRED_DIMENSIONS or not outer.dims or set(outer.dims) & set(inner.dims):
+        return False
+    if inner.attempts > outer.attempts or inner.failures > outer.failures:
+        return False
+    return all(outer.errors.get(code, 0) >= count for code, count in inner.errors.items())
+
+
+def _first_window(context: ReasoningContext) -> bool:
+    return context.previous is None or context.previous.category is Category.HEALTHY
+
+
+def _clip(x: float) -> float:
+    return max(0.0, min(1.0, x))
 
 
 class RuleReasoner:
@@ -97,72 +169,261 @@ class RuleReasoner:
         finding = self.diagnose(snapshot, context)
         diagnosis = Diagnosis(
             category=finding.category,
-            target=finding.segment.target if finding.segment is not None and finding.category is not Category.HEALTHY else {},
+            target=finding.target,
             summary=finding.summary,
             evidence=finding.evidence,
             alternatives=finding.alternatives,
             confidence=finding.confidence,
             reasoner=self.name,
         )
-        return Decision(diagnosis, choose_action(finding, snapshot, context))
+        proposal, notes = choose_action(finding, snapshot, context)
+        return Decision(diagnosis, proposal, notes=notes)
 
-    # -- diagnosis ------------------------------------------------------------
+    # -- candidates ---------------------------------------------------------------
     def candidates(self, snapshot: WindowSnapshot, context: ReasoningContext) -> list[SegmentStats]:
-        t = context.thresholds
-        pool = (snapshot.total, *snapshot.segments)
-        return [s for s in pool if s.attempts >= t.min_segment_attempts and s.excess_failures >= t.min_excess_failures and s.z >= t.significance_z]
+        return [s for s in (snapshot.total, *snapshot.segments) if self._clears_bar(s, context)]
 
+    @staticmethod
+    def _clears_bar(s: SegmentStats, context: ReasoningContext) -> bool:
+        t = context.thresholds
+        z_bar = t.significance_z * (COLD_START_Z_FACTOR if _cold(s, context) else 1.0)
+        if s.z < z_bar:
+            return False
+        if s.failures and s.error_share(*SECURITY_CODES) >= SECURITY_SHARE:
+            return s.attempts >= SECURITY_MIN_ATTEMPTS and s.excess_failures >= SECURITY_MIN_EXCESS
+        return s.attempts >= t.min_segment_attempts and s.excess_failures >= t.min_excess_failures
+
+    def ranked(self, snapshot: WindowSnapshot, context: ReasoningContext) -> list[Scored]:
+        scored = [Scored(s, llr(s)) for s in self.candidates(snapshot, context)]
+        return sorted(scored, key=lambda c: (-c.fit, len(c.seg.dims), _dimension_rank(c.seg), c.seg.key))
+
+    def pooled_ranked(self, snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[list[Scored], int]:
+        """Candidates over the current window plus recent ones, for segments still failing now."""
+        recent = [h for h in context.history if h.window_end < snapshot.window_end][-(POOL_WINDOWS - 1):]
+        if not recent:
+            return [], 1
+        by_key = [{s.key: s for s in (h.total, *h.segments)} for h in reversed(recent)]  # newest first
+        pooled, depth = [], 1
+        thin = POOL_THIN_FACTOR * context.thresholds.min_excess_failures
+        for seg in (snapshot.total, *snapshot.segments):
+            if seg.attempts >= thin:
+                continue  # one window can show this segment's trouble: nothing to pool
+            if seg.z < POOL_NOW_Z or seg.excess_failures < 1.0:
+                continue  # not failing now: nothing ongoing to pool
+            run = [seg]
+            for earlier in by_key:
+                prev = earlier.get(seg.key)
+                if prev is None:
+                    continue  # a thin segment may see no traffic for a window
+                if prev.z < POOL_HINT_Z or self._clears_bar(prev, context):
+                    # The run of thin failing windows starts after this one (a window that
+                    # cleared the bar alone was already seen; pooling it would drag a past
+                    # incident's evidence into the present).
+                    break
+                run.append(prev)
+            if len(run) < 2:
+                continue
+            merged = pool(reversed(run))
+            if merged is not None and self._clears_bar(merged, context):
+                pooled.append(merged)
+                depth = max(depth, len(run))
+        scored = sorted((Scored(s, llr(s)) for s in pooled), key=lambda c: (-c.fit, len(c.seg.dims), _dimension_rank(c.seg), c.seg.key))
+        return scored, depth
+
+    @staticmethod
+    def _alias(ranked: list[Scored], chosen: Scored, snapshot: WindowSnapshot | None = None) -> Scored:
+        """Among segments that are the same traffic as `chosen`, the one to act on."""
+        ties = [chosen] + [c for c in ranked if c.fit >= (1.0 - TIE_TOLERANCE) * chosen.fit and c.seg.attempts == chosen.seg.attempts]
+        if snapshot is not None:
+            seg = chosen.seg
+            ties += [Scored(s, chosen.fit) for s in snapshot.segments
+                     if (contains(s, seg) or contains(seg, s)) and s.attempts == seg.attempts and s.failures == seg.failures]
+        return min(ties, key=lambda c: (len(c.seg.dims), _dimension_rank(c.seg), c.seg.attempts, c.seg.key))
+
+    def pick(self, ranked: list[Scored], context: ReasoningContext, snapshot: WindowSnapshot | None = None) -> Scored:
+        """Best fit, then explaining away in both directions until nothing moves.
+
+        Down: a narrower candidate whose complement inside the chosen one is clean
+        carries the whole excess (the route only fails for one bank). Up: a broader
+        candidate whose complement fails at a comparable rate shows the fault is wider
+        (every bank fails on the route, not just the one with the lowest baseline).
+        The two conditions exclude each other (REST_CLEAN_Z < significance), so the walk
+        cannot cycle.
+        """
+        chosen = self._alias(ranked, ranked[0], snapshot)
+        for _ in range(6):  # at most the depth of the segment lattice, twice
+            moved = self._descend(chosen, ranked, context, snapshot) or self._climb(chosen, ranked, context)
+            if moved is None:
+                break
+            chosen = self._alias(ranked, moved, snapshot)
+        return chosen
+
+    @staticmethod
+    def _rest_fails(rest: Rest, rate: float, context: ReasoningContext) -> bool:
+        t = context.thresholds
+        return (rest.attempts >= t.min_segment_attempts and rest.excess >= t.min_excess_failures / 2.0
+                and rest.z >= t.significance_z and rest.failure_rate >= SAME_FAULT_RATE_SHARE * rate)
+
+    def _descend(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
+                 snapshot: WindowSnapshot | None) -> Scored | None:
+        t = context.thresholds
+        inside = [c for c in ranked if contains(chosen.seg, c.seg)]
+        if snapshot is not None:
+            # A part too small to be a candidate on its own may still carry all of the excess
+            # (a method pushed onto a route that rejects it: a handful of attempts, all failing).
+            known = {c.seg.key for c in inside}
+            inside += [Scored(s, llr(s)) for s in snapshot.segments
+                       if s.key not in known and (contains(chosen.seg, s) or nested(s, chosen.seg))
+                       and s.attempts >= SECURITY_MIN_ATTEMPTS and s.excess_failures >= DESCEND_SHARE * chosen.seg.excess_failures]
+        clean = [c for c in inside
+                 if (r := rest_of(chosen.seg, c.seg)).excess < t.min_excess_failures / 2.0 or r.z < REST_CLEAN_Z]
+        return max(clean, key=lambda c: c.fit) if clean else None
+
+    def _climb(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext) -> Scored | None:
+        wider = [c for c in ranked if contains(c.seg, chosen.seg)
+                 and self._rest_fails(rest_of(c.seg, chosen.seg), chosen.seg.failure_rate, context)]
+        return max(wider, key=lambda c: c.fit) if wider else None
+
+    @staticmethod
+    def _under_mitigation(chosen: Scored, snapshot: WindowSnapshot, context: ReasoningContext) -> Scored:
+        """Failures inside a segment already rerouted or suppressed belong to that incident.
+
+        A reroute leaves a probe on the old path; its failures, split by bank, would
+        otherwise read as a new issuer incident on one route.
+        """
+        for a in context.in_force:
+            if a.tool in ("reroute_traffic", "suppress_path") and a.target and set(a.target.items()) < set(chosen.seg.target.items()):
+                seg = snapshot.segment(**a.target)
+                if seg is not None and seg.excess_failures > 0:
+                    return Scored(seg, llr(seg))
+        return chosen
+
+    # -- diagnosis --------------------------------------------------------------------
     def diagnose(self, snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
         t = context.thresholds
         total = snapshot.total
         if total.attempts == 0:
             if total.baseline_volume and total.baseline_volume >= t.min_segment_attempts:
                 return Finding(Category.NETWORK, total, 0.7, "No payments at all in the window where traffic is normal.",
-                               (f"0 attempts vs baseline {total.baseline_volume:.0f} per window",), (), "system")
+                               (f"0 attempts vs baseline {total.baseline_volume:.0f} per window",),
+                               ("a quiet period: traffic never drops to zero at this volume",), "system")
             return Finding(Category.HEALTHY, None, 0.5, "No traffic in the window.", ("0 attempts",), (), "healthy")
 
-        storm = self._retry_storm(total, t.min_segment_attempts, t.min_excess_failures)
+        storm = self._retry_storm(snapshot, context)
         if storm is not None:
             return storm
 
-        cands = self.candidates(snapshot, context)
+        ranked, pooled = self.ranked(snapshot, context), 1
         latency = self._latency_candidates(snapshot, context)
-        if not cands and latency:
-            return self._latency_finding(latency, snapshot)
-        if not cands:
-            conf = 0.9 if total.attempts >= t.min_segment_attempts else 0.6
-            return Finding(Category.HEALTHY, None, conf, "Traffic within normal bounds.",
-                           (f"all traffic: {total.failures}/{total.attempts} failed ({pct(total.failure_rate)}), "
-                            f"p95 latency {total.latency_p95_ms:.0f} ms; no segment significantly above its reference",), (), "healthy")
+        if not ranked and latency:
+            return self._latency_finding(latency, snapshot, context)
+        if not ranked:
+            ranked, pooled = self.pooled_ranked(snapshot, context)
+        if not ranked:
+            return self._healthy(snapshot, context)
+        finding = self._classify(self._under_mitigation(self.pick(ranked, context, snapshot), snapshot, context), ranked, snapshot, context, pooled, latency)
+        if finding.category is Category.USER and not self._material_user_surge(finding.segment, context, pooled):
+            return self._healthy(snapshot, context, note=f"minor decline fluctuation on {finding.segment.key if finding.segment else '*'} "
+                                                          "(user-type codes; not material)")
+        return finding
 
-        top = max(cands, key=lambda s: s.excess_failures)
-        eligible = [s for s in cands if s.excess_failures >= EXPLAIN_SHARE * top.excess_failures]
-        chosen = min(eligible, key=lambda s: (s.attempts, len(s.dims), _dimension_rank(s), s.key))
-        alternatives = tuple(
-            f"{s.key}: explains {s.excess_failures / top.excess_failures:.0%} of the largest excess"
-            + (" (broader; explained by the blamed segment)" if s in eligible else " (too little)")
-            for s in sorted(cands, key=lambda s: -s.excess_failures)[:5] if s is not chosen
-        )
-        return self._classify(chosen, top, snapshot, alternatives, context)
+    def _healthy(self, snapshot: WindowSnapshot, context: ReasoningContext, note: str | None = None) -> Finding:
+        total = snapshot.total
+        conf = 0.9 if total.attempts >= context.thresholds.min_segment_attempts else 0.6
+        evidence = [f"all traffic: {total.failures}/{total.attempts} failed ({pct(total.failure_rate)}) vs expected "
+                    f"{pct(total.expected_failure_rate)}, p95 latency {total.latency_p95_ms:.0f} ms; no segment significantly above its reference"]
+        if note:
+            evidence.append(note)
+        return Finding(Category.HEALTHY, None, conf, "Traffic within normal bounds.", tuple(evidence), (), "healthy")
 
-    def _retry_storm(self, total: SegmentStats, min_attempts: int, min_exhausted: int) -> Finding | None:
-        normal = total.baseline_attempts_per_payment or NORMAL_ATTEMPTS_PER_PAYMENT
-        apm = total.attempts_per_payment
-        exhausted = total.errors.get("RETRY_EXHAUSTED", 0)
-        if total.attempts < min_attempts or apm < max(RETRY_STORM_MIN, RETRY_STORM_FACTOR * normal) or exhausted < min_exhausted:
+    @staticmethod
+    def _material_user_surge(seg: SegmentStats | None, context: ReasoningContext, pooled: int) -> bool:
+        if seg is None:
+            return False
+        t = context.thresholds
+        if _cold(seg, context):
+            return False  # declines differ between segments by nature: peers are no reference for them
+        # Counted in payments, not attempts: a declined card retried five times is one customer.
+        # Every retry follows a failure, so failed payments ~= failures - retries.
+        payments = first_attempts(seg)
+        failed_payments = max(0.0, seg.failures - (seg.attempts - payments))
+        z_payments = binomial_z(failed_payments, payments, seg.expected_failure_rate)
+        return min(seg.z, z_payments) >= USER_SURGE_Z_FACTOR * t.significance_z
+
+    # -- retry storm --------------------------------------------------------------------
+    def _retry_storm(self, snapshot: WindowSnapshot, context: ReasoningContext) -> Finding | None:
+        t = context.thresholds
+        total = snapshot.total
+        if total.attempts < t.min_segment_attempts:
             return None
-        exhausted_share = exhausted / total.failures if total.failures else 0.0
-        strength = min(1.0, 2.0 * (apm / normal - 1.0))
-        conf = min(CONFIDENCE_CAP, 0.6 + 0.2 * strength + 0.2 * min(1.0, exhausted_share * 3))
-        evidence = (
-            f"attempts per payment {apm:.2f} vs normal {normal:.2f}; {pct(total.retry_share)} of attempts are retries",
-            f"RETRY_EXHAUSTED on {exhausted} attempts ({pct(exhausted_share)} of failures)",
-            f"all traffic: {total.failures}/{total.attempts} failed ({pct(total.failure_rate)})",
-        )
-        return Finding(Category.CONFIG, total, round(conf, 3),
-                       "Retry storm: the retry policy multiplies attempts per payment (retry misconfiguration).",
-                       evidence, ("an issuer or route outage alone would not raise attempts per payment this far",), "retry")
+        normal = total.baseline_attempts_per_payment or NORMAL_ATTEMPTS_PER_PAYMENT
+        firsts = first_attempts(total)
+        retries = total.attempts - firsts
+        expected_retries = max(firsts * (normal - 1.0), 1.0)
+        retry_z = (retries - expected_retries) / expected_retries ** 0.5  # Poisson
+        if retries - expected_retries < t.min_excess_failures or retry_z < t.significance_z:
+            return None
+        if total.attempts_per_payment < RETRY_STORM_FACTOR * normal:
+            return None
+        fam = family_counts(total.errors, total.failures)
+        retryable = sum(fam[f] for f in RETRYABLE_FAMILIES)
+        # Under a sane policy every retry follows a retryable failure; the rest are declines,
+        # limits or fraud flags being retried.
+        unexplained = retries - retryable
+        exhausted = total.errors.get("RETRY_EXHAUSTED", 0)
+        if unexplained < t.min_excess_failures and exhausted < RETRY_EXHAUSTED_MIN:
+            return None
 
+        target_seg, where = total, "all traffic"
+        local = self._storm_segment(snapshot, unexplained, t.min_excess_failures)
+        if local is not None:
+            target_seg, where = local, local.key
+        apm_factor = total.attempts_per_payment / normal
+        conf = (0.62
+                + 0.12 * _clip((apm_factor - 1.0) / 0.3)
+                + 0.12 * _clip(unexplained / (3.0 * t.min_excess_failures))
+                + 0.11 * _clip(exhausted / (3.0 * RETRY_EXHAUSTED_MIN)))
+        if _first_window(context):
+            conf -= FIRST_WINDOW_PENALTY
+        evidence = (
+            f"attempts per payment {total.attempts_per_payment:.2f} vs normal {normal:.2f} ({apm_factor:.2f}x); "
+            f"{retries:.0f} retries vs {expected_retries:.0f} expected (z={retry_z:.1f})",
+            f"{max(unexplained, 0):.0f} retries beyond the {retryable:.0f} retryable failures (declines and limits are being retried)",
+            f"RETRY_EXHAUSTED on {exhausted} attempts ({pct(exhausted / total.failures if total.failures else 0.0)} of failures)",
+            f"all traffic: {total.failures}/{total.attempts} failed ({pct(total.failure_rate)}); errors {error_mix(total)}",
+        )
+        alternatives = (
+            "an outage under a sane retry policy: retries would follow its retryable failures only; "
+            f"here {max(unexplained, 0):.0f} retries have no retryable failure behind them",
+            "user-related surge: the declines are real but multiplied by retries, so the policy is the fault",
+        )
+        return Finding(Category.CONFIG, target_seg, round(min(CONFIDENCE_CAP, conf), 3),
+                       f"Retry storm: the retry policy multiplies attempts per payment on {where} (retry misconfiguration).",
+                       evidence, alternatives, "retry")
+
+    @staticmethod
+    def _storm_segment(snapshot: WindowSnapshot, unexplained_total: float, min_excess: int) -> SegmentStats | None:
+        """The one route that carries nearly all unexplained retries, if the rest plainly does not.
+
+        "Plainly" needs opportunity: the rest of traffic must have had enough declines
+        that a global storm would have retried, yet retried none of them.
+        """
+        if unexplained_total <= 0:
+            return None
+        total = snapshot.total
+        total_fam = family_counts(total.errors, total.failures)
+        best: SegmentStats | None = None
+        # Retry policies are configured for the platform or per processor, so a local storm is a route's.
+        for seg in snapshot.by_dimension("route"):
+            fam = family_counts(seg.errors, seg.failures)
+            unexplained = (seg.attempts - first_attempts(seg)) - sum(fam[f] for f in RETRYABLE_FAMILIES)
+            rest_declines = total_fam["user"] - fam["user"]
+            if (unexplained >= STORM_LOCAL_SHARE * unexplained_total and rest_declines >= min_excess
+                    and (best is None or seg.attempts < best.attempts)):
+                best = seg
+        return best
+
+    # -- latency ------------------------------------------------------------------------
     def _latency_candidates(self, snapshot: WindowSnapshot, context: ReasoningContext) -> list[tuple[SegmentStats, float]]:
         reference_total = snapshot.total.baseline_latency_p95_ms or snapshot.total.latency_p50_ms * 3
         out = []
@@ -170,182 +431,195 @@ class RuleReasoner:
             if seg.attempts < context.thresholds.min_segment_attempts:
                 continue
             reference = seg.baseline_latency_p95_ms or reference_total
-            if reference and seg.latency_p95_ms >= LATENCY_FACTOR * reference:
+            # A slow tail (a few timeouts) is not a slow route: the median payment must be
+            # slower than the old 95th percentile too.
+            if reference and seg.latency_p95_ms >= LATENCY_FACTOR * reference and seg.latency_p50_ms >= reference:
                 out.append((seg, seg.latency_p95_ms / reference))
         return sorted(out, key=lambda x: -x[1])
 
-    def _latency_finding(self, latency: list[tuple[SegmentStats, float]], snapshot: WindowSnapshot) -> Finding:
+    def _latency_finding(self, latency: list[tuple[SegmentStats, float]], snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
         seg, factor = latency[0]
-        conf = min(CONFIDENCE_CAP, 0.7 + 0.05 * min(factor, 5.0) - (0.1 if len(latency) > 1 else 0.0))
+        routes = snapshot.by_dimension("route")
+        t = context.thresholds
+        conf = 0.62 + 0.07 * min(factor, 5.0)
+        mixed = len(latency) > 1
+        if mixed:
+            conf -= 0.2  # several routes slow at once: probably not the route (a bank, the platform)
+        if seg.attempts < 3 * t.min_segment_attempts:
+            conf -= 0.1  # a p95 over few attempts is a handful of slow payments
+        if seg.baseline_latency_p95_ms is None:
+            conf -= COLD_START_PENALTY
+        if _first_window(context):
+            conf -= FIRST_WINDOW_PENALTY
         reference = seg.baseline_latency_p95_ms
         evidence = (
-            f"{seg.key}: p95 latency {seg.latency_p95_ms:.0f} ms, {factor:.1f}x its reference"
-            + (f" ({reference:.0f} ms)" if reference else ""),
+            f"{seg.key}: p95 latency {seg.latency_p95_ms:.0f} ms, {factor:.1f}x its reference" + (f" ({reference:.0f} ms)" if reference else ""),
             f"{seg.key}: p50 {seg.latency_p50_ms:.0f} ms, p99 {seg.latency_p99_ms:.0f} ms over {seg.attempts} attempts ({pct(seg.traffic_share)} of traffic)",
-            f"all traffic p95 {snapshot.total.latency_p95_ms:.0f} ms",
+            f"{seg.key}: {seg.failures}/{seg.attempts} failed ({pct(seg.failure_rate)}) vs expected {pct(seg.expected_failure_rate)}",
+            f"all traffic p95 {snapshot.total.latency_p95_ms:.0f} ms; other routes: " + ", ".join(
+                f"{r.key} {r.latency_p95_ms:.0f} ms" for r in routes if r.key != seg.key)[:300],
         )
-        alts = tuple(f"{s.key}: also slow ({f:.1f}x)" for s, f in latency[1:4])
-        return Finding(Category.NETWORK, seg, round(conf, 3), f"Latency degradation on {seg.key}.", evidence, alts, "latency")
+        alts = tuple(f"{s.key}: also slow ({f:.1f}x) — the slowness may not be the route's" for s, f in latency[1:4])
+        if not mixed:
+            alts += ("a bank or the platform: they would slow every route, and the other routes are at their usual latency",)
+        return Finding(Category.NETWORK, seg, round(min(CONFIDENCE_CAP, conf), 3), f"Latency degradation on {seg.key}.", evidence, alts, "latency")
 
-    def _classify(self, seg: SegmentStats, top: SegmentStats, snapshot: WindowSnapshot,
-                  alternatives: tuple[str, ...], context: ReasoningContext) -> Finding:
+    # -- classification -------------------------------------------------------------------
+    def _classify(self, chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, context: ReasoningContext,
+                  pooled: int, latency: list[tuple[SegmentStats, float]]) -> Finding:
         t = context.thresholds
-        shares = family_shares(seg)
-        family = max(shares, key=shares.__getitem__)
-        purity = shares[family]
+        seg = chosen.seg
+        total = snapshot.total
+        excess = excess_by_family(seg, background_mix(total, seg))
+        fam_shares = shares(excess)
+        family = max(fam_shares, key=lambda k: (fam_shares[k], k))
+        purity = fam_shares[family]
         dims = set(seg.target)
-        dominant = seg.dominant_error() or "UNKNOWN"
+        dominant = max((c for c in seg.errors if family == UNKNOWN or c in FAMILIES.get(family, ())),
+                       key=lambda c: seg.errors[c], default=seg.dominant_error() or "UNKNOWN")
+        penalty = 0.0
 
-        if family == "user" and "terminal_id" in dims and seg.error_share(*DEVICE_CODES) >= 0.5:
-            category, kind, summary = Category.NETWORK, "terminal", f"Device fault: palm scanner at {seg.key} fails to read palms."
+        if family == "security":
+            category, kind = Category.SECURITY, "security"
+            summary = f"Security: {dominant} burst concentrated on {seg.key}."
+        elif family == "user" and "terminal_id" in dims and seg.error_share(*DEVICE_CODES) >= 0.5:
+            # Customers are independent: one device "declining" everyone with read failures is the device.
+            category, kind = Category.NETWORK, "terminal"
+            summary = f"Device fault at {seg.key}: the device fails customers with {dominant} at an implausible rate."
         elif family == "user":
-            category, kind, summary = Category.USER, "user", f"User-related surge ({dominant}) on {seg.key}; not an operational fault."
-        elif family == "security":
-            category, kind, summary = Category.SECURITY, "security", f"Security: {dominant} burst concentrated on {seg.key}."
-        elif family == "config" and seg.error_share("ROUTE_NOT_SUPPORTED") >= 0.5:
-            category, kind, summary = Category.CONFIG, "routing", f"Routing misconfiguration: {seg.key} rejects traffic sent to it (ROUTE_NOT_SUPPORTED)."
+            category, kind = Category.USER, "user"
+            summary = f"User-related surge ({dominant}) on {seg.key}; not an operational fault."
+        elif family == "config" and seg.error_share("ROUTE_NOT_SUPPORTED") >= seg.error_share("RETRY_EXHAUSTED"):
+            category, kind = Category.CONFIG, "routing"
+            summary = f"Routing misconfiguration: {seg.key} rejects traffic sent to it (ROUTE_NOT_SUPPORTED)."
         elif family == "config":
-            category, kind, summary = Category.CONFIG, "retry", f"Retry misconfiguration on {seg.key} (RETRY_EXHAUSTED)."
-        elif "bank" in dims or ("issuer" in dims and "route" not in dims):
+            category, kind = Category.CONFIG, "retry"
+            summary = f"Retry misconfiguration on {seg.key}: payments run out of attempts (RETRY_EXHAUSTED)."
+        elif not dims:
+            category, kind = Category.NETWORK, "system"
+            summary = "System-wide failure: no single bank, route or device explains it."
+        elif "terminal_id" in dims:
+            category, kind = Category.NETWORK, "terminal"
+            summary = f"Device fault at {seg.key} ({dominant})."
+        elif "bank" in dims or ("issuer" in dims and not dims & {"method", "merchant_id", "region"}):
             both = "route" in dims
             category, kind = Category.ISSUER, "issuer_route" if both else "issuer"
-            summary = f"Issuer degradation: {seg.key} failing" + (" on this route only." if both else " across routes.")
-        elif not dims:
-            category, kind, summary = Category.NETWORK, "system", "System-wide failure: no single bank, route or device explains it."
-        elif "terminal_id" in dims:
-            category, kind, summary = Category.NETWORK, "terminal", f"Device fault at {seg.key}."
+            summary = f"Issuer degradation: {seg.key} failing ({dominant})" + (" on this route only." if both else " across routes.")
+        elif "route" in dims:
+            category, kind = Category.NETWORK, "route"
+            summary = f"Route/processor failure on {seg.key} across banks ({dominant})."
+        elif dims == {"method"}:
+            category, kind = Category.NETWORK, "method"
+            summary = f"Every route carrying {seg.key} fails ({dominant})."
         else:
-            category, kind, summary = Category.NETWORK, "route", f"Route/processor failure on {seg.key} across banks."
+            category, kind = Category.NETWORK, "segment"
+            summary = f"Failures concentrated on {seg.key} ({dominant})."
+        if family == UNKNOWN:
+            penalty += UNEXPLAINED_CODES_PENALTY
+        if purity < MIXED_PURITY:
+            penalty += MIXED_EVIDENCE_PENALTY
 
-        explain = seg.excess_failures / top.excess_failures if top.excess_failures else 1.0
-        size = min(1.0, seg.excess_failures / (3.0 * t.min_excess_failures))
-        strength = min(1.0, seg.z / (2.0 * t.significance_z))
-        confidence = 0.35 + 0.3 * purity + 0.15 * explain + 0.1 * size + 0.1 * strength
-        slow = seg.baseline_latency_p95_ms and seg.latency_p95_ms >= LATENCY_FACTOR * seg.baseline_latency_p95_ms
+        rivals = [c for c in ranked if c is not chosen and not (c.fit >= (1.0 - TIE_TOLERANCE) * chosen.fit)]
+        runner_up = rivals[0].fit if rivals else 0.0
+        margin = _clip(1.0 - runner_up / chosen.fit) if chosen.fit > 0 else 0.0
+        confidence = (CONF_BASE + CONF_PURITY * purity
+                      + CONF_STRENGTH * _clip(seg.z / (2.0 * t.significance_z))
+                      + CONF_SIZE * _clip(seg.excess_failures / (3.0 * t.min_excess_failures))
+                      + CONF_MARGIN * margin - penalty)
+        slow = any(s.key == seg.key for s, _ in latency)
         if kind == "route" and slow:
-            confidence += 0.1  # failures and latency point at the same route
-        if context.previous is not None and context.previous.category is Category.HEALTHY:
-            confidence -= 0.03  # first window after onset: less history behind the verdict
-        confidence = round(min(CONFIDENCE_CAP, confidence), 3)
+            confidence += 0.05  # failures and latency point at the same route
+        if _cold(seg, context):
+            confidence -= COLD_START_PENALTY
+        if pooled > 1:
+            confidence -= POOLED_PENALTY
+        if _first_window(context):
+            confidence -= FIRST_WINDOW_PENALTY
+        confidence = round(_clip(min(CONFIDENCE_CAP, confidence)), 3)
 
         evidence = [
-            describe(seg),
-            f"{seg.key}: errors {error_mix(seg)}; {pct(purity)} of its failures are {family}-type codes",
+            describe(seg) + (f" (pooled over the last {pooled} windows)" if pooled > 1 else ""),
+            f"{seg.key}: errors {error_mix(seg)}; {pct(purity)} of its excess failures are {family}-type codes",
             f"{seg.key}: {pct(seg.traffic_share)} of traffic; p95 latency {seg.latency_p95_ms:.0f} ms"
             + (f" (baseline {seg.baseline_latency_p95_ms:.0f} ms)" if seg.baseline_latency_p95_ms else ""),
         ]
-        if seg is not snapshot.total:
-            evidence.append(f"all traffic: {snapshot.total.failures}/{snapshot.total.attempts} failed ({pct(snapshot.total.failure_rate)})")
-        return Finding(category, seg, confidence, summary, tuple(evidence), alternatives, kind)
+        evidence += self._spread(seg, snapshot)
+        if seg.dims and pooled == 1:
+            rest = rest_of(total, seg)
+            evidence.append(f"all traffic outside {seg.key}: {rest.failures}/{rest.attempts} failed ({pct(rest.failure_rate)}) "
+                            f"vs expected {pct(rest.expected_rate)}")
+        alternatives = self._alternatives(chosen, ranked, snapshot, category, fam_shares)
+        return Finding(category, seg, confidence, summary, tuple(evidence), alternatives, kind, pooled)
 
+    @staticmethod
+    def _spread(seg: SegmentStats, snapshot: WindowSnapshot) -> list[str]:
+        """How the blamed segment fails across the next dimension down (every route? one route?)."""
+        if len(seg.dims) != 1:
+            return []
+        groups: dict[str, list[SegmentStats]] = {}
+        for s in snapshot.segments:
+            if contains(seg, s) and len(s.dims) == 2 and s.attempts >= 3:
+                other = next(k for k, _ in s.dims if k not in seg.target)
+                groups.setdefault(other, []).append(s)
+        if not groups:
+            return []
+        dim, parts = max(groups.items(), key=lambda kv: (len(kv[1]), kv[0]))
+        failing = [p for p in parts if p.failures - p.attempts * p.expected_failure_rate > 2.0 * (p.attempts * max(p.expected_failure_rate, 0.01)) ** 0.5]
+        listed = ", ".join(f"{p.target[dim]} {pct(p.failure_rate)}" for p in sorted(parts, key=lambda p: -p.attempts)[:6])
+        return [f"{seg.key} fails on {len(failing)} of {len(parts)} {dim} values: {listed}"]
+
+    @staticmethod
+    def _alternatives(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, category: Category,
+                      fam_shares: dict[str, float]) -> tuple[str, ...]:
+        seg = chosen.seg
+        out: list[str] = []
+        for other in ranked[:8]:
+            o = other.seg
+            if o is seg:
+                continue
+            if other.fit >= (1.0 - TIE_TOLERANCE) * chosen.fit:
+                out.append(f"{o.key}: the same traffic under another name (fit {other.fit:.0f}); {seg.key} is the one to act on")
+            elif contains(o, seg):
+                rest = rest_of(o, seg)
+                out.append(f"{o.key}: broader; without {seg.key} it fails {rest.failures}/{rest.attempts} "
+                           f"({pct(rest.failure_rate)} vs expected {pct(rest.expected_rate)}): explained by {seg.key}")
+            elif contains(seg, o):
+                share = o.excess_failures / seg.excess_failures if seg.excess_failures > 0 else 0.0
+                out.append(f"{o.key}: narrower; carries {share:.0%} of {seg.key}'s excess, which fails beyond it")
+            else:
+                out.append(f"{o.key}: weaker fit ({other.fit:.0f} vs {chosen.fit:.0f}); overlaps the same failing traffic")
+            if len(out) >= 5:
+                break
+        user_share = fam_shares.get("user", 0.0)
+        if category is not Category.USER and user_share < 0.5:
+            out.append(f"user-related: only {pct(user_share)} of the excess failures are declines or limits")
+        if category is Category.USER:
+            out.append(f"operational fault: only {pct(1.0 - user_share)} of the excess failures are infrastructure codes")
+        return tuple(out)
+
+    # -- for the LLM --------------------------------------------------------------------
     def hypotheses(self, snapshot: WindowSnapshot, context: ReasoningContext, limit: int = 5) -> list[dict[str, object]]:
-        """Candidate explanations for an LLM to weigh (segments, not raw events)."""
-        out = []
-        for seg in sorted(self.candidates(snapshot, context), key=lambda s: -s.excess_failures)[:limit]:
-            shares = family_shares(seg)
-            out.append({"target": seg.target, "evidence": describe(seg), "errors": error_mix(seg),
-                        "family_shares": {k: round(v, 2) for k, v in shares.items() if v}})
+        """Candidate explanations for an LLM to weigh: segments with figures, never raw events."""
+        ranked = self.ranked(snapshot, context)
+        pooled = 1
+        if not ranked:
+            ranked, pooled = self.pooled_ranked(snapshot, context)
+        out: list[dict[str, object]] = []
+        for c in ranked[:limit]:
+            seg = c.seg
+            fam = shares(excess_by_family(seg, background_mix(snapshot.total, seg)))
+            out.append({
+                "target": seg.target,
+                "fit": round(c.fit, 1),
+                "attempts": seg.attempts,
+                "failures": seg.failures,
+                "failure_rate": round(seg.failure_rate, 4),
+                "expected_failure_rate": round(seg.expected_failure_rate, 4),
+                "z": round(seg.z, 1),
+                "excess_failures": round(seg.excess_failures, 1),
+                "errors": error_mix(seg, top=4),
+                "excess_by_code_family": {k: round(v, 2) for k, v in fam.items() if v >= 0.01},
+                "latency_p95_ms": round(seg.latency_p95_ms), "baseline_latency_p95_ms": round(seg.baseline_latency_p95_ms or 0),
+                "pooled_windows": pooled,
+            })
         return out
-
-
-# -- action selection ------------------------------------------------------------
-
-def route_health(snapshot: WindowSnapshot, significance_z: float) -> dict[str, tuple[bool, frozenset[str], float]]:
-    """route -> (healthy, methods it carried successfully, failure rate)."""
-    out = {}
-    for seg in snapshot.by_dimension("route"):
-        route = seg.target["route"]
-        methods = frozenset(
-            p.target["method"] for p in snapshot.by_dimension("method", "route")
-            if p.target["route"] == route and p.successes > 0
-        )
-        healthy = seg.z < significance_z and seg.failure_rate <= seg.expected_failure_rate + HEALTHY_MARGIN
-        out[route] = (healthy, methods, seg.failure_rate)
-    return out
-
-
-def segment_methods(snapshot: WindowSnapshot, target: dict[str, str]) -> set[str]:
-    if "method" in target:
-        return {target["method"]}
-    route = target.get("route")
-    methods = set()
-    for p in snapshot.by_dimension("method", "route"):
-        if route is None or p.target["route"] == route:
-            methods.add(p.target["method"])
-    if "bank" in target and route is None:
-        return methods
-    return methods
-
-
-def alternative_routes(snapshot: WindowSnapshot, target: dict[str, str], significance_z: float) -> dict[str, float]:
-    """Healthy routes that carry every method of the target, weighted by their current volume."""
-    health = route_health(snapshot, significance_z)
-    methods = segment_methods(snapshot, target)
-    avoid = target.get("route")
-    out = {}
-    for route, (healthy, carried, _rate) in sorted(health.items()):
-        if route == avoid or not healthy or not methods or not methods <= carried:
-            continue
-        seg = snapshot.segment(route=route)
-        out[route] = float(seg.attempts if seg else 1)
-    total = sum(out.values())
-    return {r: round(w / total, 3) for r, w in out.items()} if total else {}
-
-
-def _in_force(context: ReasoningContext, tool: str, target: dict[str, str]) -> ActionView | None:
-    key = target_key(target)
-    return next((a for a in context.in_force if a.tool == tool and target_key(a.target) == key), None)
-
-
-def _covered(context: ReasoningContext, target: dict[str, str]) -> ActionView | None:
-    """An action in force whose target contains this one (e.g. bank suppressed, bank x route failing)."""
-    for a in context.in_force:
-        if a.tool in ("reroute_traffic", "suppress_path") and all(target.get(k) == v for k, v in a.target.items()) and a.target:
-            return a
-    return None
-
-
-def choose_action(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext) -> ProposedAction:
-    ttl = context.thresholds.action_ttl_seconds
-    seg = f.segment
-    target = seg.target if seg is not None else {}
-    z = context.thresholds.significance_z
-
-    def propose(tool: str, rationale: str, **args: object) -> ProposedAction:
-        if tool not in ("no_action",):
-            existing = _in_force(context, tool, target) or _covered(context, target)
-            if existing is not None and tool != "alert_ops":
-                return validate_proposal("no_action", {"reason": f"already mitigated: {existing.tool} on {target_key(existing.target)} in force"})
-        payload = dict(args)
-        if tool != "no_action":
-            payload["target"] = target
-        return validate_proposal(tool, payload, rationale)
-
-    def alert(severity: str, why: str) -> ProposedAction:
-        return propose("alert_ops", why, severity=severity, summary=f.summary[:500], evidence=list(f.evidence[:5]))
-
-    if f.category is Category.HEALTHY:
-        return validate_proposal("no_action", {"reason": "traffic healthy"})
-    if f.category is Category.USER:
-        return validate_proposal("no_action", {"reason": "user-related failures; no operational action helps"})
-    if f.kind == "retry":
-        return propose("adjust_retry_policy", "cap retries to stop amplifying failures", max_attempts=2, backoff_ms=500.0, ttl_seconds=ttl)
-    if f.kind == "system":
-        return alert("critical", "platform-wide: nothing to reroute to")
-    if f.category is Category.SECURITY:
-        if "terminal_id" in target:
-            return propose("suppress_path", "stop palm payments at the attacked terminal; card stays available", fallback="card", ttl_seconds=ttl)
-        return alert("critical", "security incident needs investigation")
-    if f.kind == "terminal":
-        return propose("suppress_path", "take the faulty device's palm path out; card stays available", fallback="card", ttl_seconds=ttl)
-    if f.kind == "issuer":
-        if seg is not None and seg.failure_rate >= SUPPRESS_MIN_FAILURE_RATE:
-            return propose("suppress_path", "most of this issuer's attempts fail on every route; ask customers for another instrument",
-                           fallback=None, ttl_seconds=ttl)
-        return alert("warning", "issuer degraded but still mostly succeeding; rerouting cannot help an issuer")
-    if f.kind in ("route", "issuer_route", "routing", "latency"):
-        routes = alternative_routes(snapshot, target, z)
-        if routes:
-            return propose("reroute_traffic", "move traffic to healthy routes that carry it", to_routes=routes, percent=100.0, ttl_seconds=ttl)
-        return alert("critical", "no healthy alternative route carries this traffic")
-    return alert("warning", "unclassified anomaly")

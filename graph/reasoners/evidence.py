@@ -1,0 +1,175 @@
+"""Evidence over window segments: how well a segment explains the excess failures, and of what kind.
+
+Pure functions over `SegmentStats`; no decisions here. The attribution statistic is a
+scan statistic: under "this one segment fails at an elevated rate, everything else
+is normal", the log-likelihood ratio against "nothing is wrong" is highest for the
+segment that really carries the fault. A broader segment dilutes the elevated rate
+with healthy traffic; a narrower one misses part of the excess. So a failing bank
+beats each of its bank x route pairs, a failing route beats its banks, and when
+every route fails the whole platform beats any part of it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Iterable, Mapping
+
+from payops.signals.baseline import FAILURE_RATE_FLOOR, binomial_z
+from payops.signals.window import SegmentStats
+
+USER_CODES = frozenset({
+    "USER_DECLINED", "INSUFFICIENT_FUNDS", "INCORRECT_PIN", "EXPIRED_CARD", "PALM_PAY_DAILY_LIMIT",
+    "PALM_PAY_TRANSACTION_LIMIT", "PALM_PAY_LINK_INACTIVE", "PALM_PAY_VERIFICATION_EXPIRED", "PALM_PAY_NOT_REGISTERED",
+})
+ISSUER_CODES = frozenset({"ISSUER_DOWN", "BANK_TIMEOUT", "DO_NOT_HONOR"})
+NETWORK_CODES = frozenset({"GATEWAY_TIMEOUT", "NETWORK_ERROR", "SYSTEM_ERROR"})
+CONFIG_CODES = frozenset({"ROUTE_NOT_SUPPORTED", "RETRY_EXHAUSTED"})
+SECURITY_CODES = frozenset({"SUSPECTED_FRAUD", "PALM_PAY_SPOOF_DETECTED", "PALM_PAY_DUPLICATE_PALM"})
+FAMILIES: dict[str, frozenset[str]] = {
+    "user": USER_CODES, "issuer": ISSUER_CODES, "network": NETWORK_CODES, "config": CONFIG_CODES, "security": SECURITY_CODES,
+}
+UNKNOWN = "unknown"
+# Codes a broken device produces for every customer alike: a palm scanner that cannot
+# read a hand reports the palm as not registered.
+DEVICE_CODES = frozenset({"PALM_PAY_NOT_REGISTERED"})
+# Failures a retry may cure (an outage, a timeout). Under a sane policy every retry
+# follows one of these; retries beyond them mean declines are being retried.
+RETRYABLE_FAMILIES = ("issuer", "network", UNKNOWN)
+# Below this many failures outside a segment, the rest of traffic is too thin to say
+# what normal failures look like; normal failures are then taken to be declines.
+BACKGROUND_MIN_FAILURES = 20
+
+
+def family_of(code: str) -> str:
+    for name, codes in FAMILIES.items():
+        if code in codes:
+            return name
+    return UNKNOWN
+
+
+def family_counts(errors: Mapping[str, int], failures: int | None = None) -> dict[str, float]:
+    """Failures per code family; failures without a code count as unknown."""
+    out = {name: 0.0 for name in (*FAMILIES, UNKNOWN)}
+    for code, count in errors.items():
+        out[family_of(code)] += count
+    if failures is not None:
+        out[UNKNOWN] += max(0.0, failures - sum(errors.values()))
+    return out
+
+
+def shares(counts: Mapping[str, float]) -> dict[str, float]:
+    total = sum(counts.values())
+    return {k: (v / total if total > 0 else 0.0) for k, v in counts.items()}
+
+
+def llr(seg: SegmentStats) -> float:
+    """Log-likelihood ratio of "this segment fails at its own observed rate" vs "at its expected rate"."""
+    n, x = seg.attempts, seg.failures
+    if n <= 0:
+        return 0.0
+    p0 = min(max(seg.expected_failure_rate, FAILURE_RATE_FLOOR), 0.99)
+    q = x / n
+    if q <= p0:
+        return 0.0
+    gain = x * math.log(q / p0)
+    if n > x:
+        gain += (n - x) * math.log((1.0 - q) / (1.0 - p0))
+    return gain
+
+
+def contains(broad: SegmentStats, narrow: SegmentStats) -> bool:
+    """True when `broad` names a strict subset of `narrow`'s dimensions with the same values."""
+    b, n = set(broad.dims), set(narrow.dims)
+    return b < n
+
+
+@dataclass(frozen=True)
+class Rest:
+    """What is left of a broader segment once a narrower one is taken out of it."""
+
+    attempts: int
+    failures: int
+    expected_rate: float
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failures / self.attempts if self.attempts else 0.0
+
+    @property
+    def excess(self) -> float:
+        return self.failures - self.attempts * self.expected_rate
+
+    @property
+    def z(self) -> float:
+        return binomial_z(self.failures, self.attempts, self.expected_rate)
+
+
+def rest_of(broad: SegmentStats, narrow: SegmentStats) -> Rest:
+    n = broad.attempts - narrow.attempts
+    x = broad.failures - narrow.failures
+    expected = broad.expected_failure_rate * broad.attempts - narrow.expected_failure_rate * narrow.attempts
+    rate = min(max(expected / n, 0.0), 1.0) if n > 0 else 0.0
+    return Rest(max(n, 0), max(x, 0), rate)
+
+
+def background_mix(total: SegmentStats, seg: SegmentStats) -> dict[str, float]:
+    """The code-family mix of normal failures, read from the traffic outside `seg`."""
+    if seg.dims:
+        inside = family_counts(seg.errors)
+        outside = {k: max(0.0, v - inside[k]) for k, v in family_counts(total.errors).items()}
+        if sum(outside.values()) >= BACKGROUND_MIN_FAILURES:
+            return shares(outside)
+    return {"user": 1.0}
+
+
+def excess_by_family(seg: SegmentStats, background: Mapping[str, float]) -> dict[str, float]:
+    """Failures beyond what the segment's reference predicts, by code family.
+
+    The expected failures are taken out in the background's mix, so a segment with
+    its usual declines plus a burst of timeouts reads as a timeout problem.
+    """
+    counts = family_counts(seg.errors, seg.failures)
+    expected = seg.attempts * seg.expected_failure_rate
+    out = {k: max(0.0, v - expected * background.get(k, 0.0)) for k, v in counts.items()}
+    return out if sum(out.values()) > 0 else counts
+
+
+def pool(stats: Iterable[SegmentStats]) -> SegmentStats | None:
+    """One segment over several windows: counts add up, the reference is attempt-weighted."""
+    items = [s for s in stats if s.attempts > 0]
+    if not items:
+        return None
+    n = sum(s.attempts for s in items)
+    x = sum(s.failures for s in items)
+    errors: dict[str, int] = {}
+    for s in items:
+        for code, count in s.errors.items():
+            errors[code] = errors.get(code, 0) + count
+    expected = sum(s.expected_failure_rate * s.attempts for s in items) / n
+    last = items[-1]
+    return replace(
+        last, attempts=n, failures=x, errors=errors, expected_failure_rate=expected,
+        traffic_share=sum(s.traffic_share * s.attempts for s in items) / n,
+        excess_failures=x - n * expected, z=binomial_z(x, n, expected),
+    )
+
+
+def first_attempts(seg: SegmentStats) -> float:
+    return seg.attempts / seg.attempts_per_payment if seg.attempts_per_payment > 0 else float(seg.attempts)
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def describe(seg: SegmentStats) -> str:
+    return (f"{seg.key}: {seg.failures}/{seg.attempts} failed ({pct(seg.failure_rate)}) vs expected "
+            f"{pct(seg.expected_failure_rate)}; z={seg.z:.1f}; {seg.excess_failures:.0f} excess failures")
+
+
+def error_mix(seg: SegmentStats, top: int = 3) -> str:
+    if not seg.failures:
+        return "no failures"
+    ranked = sorted(seg.errors.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return ", ".join(f"{code} {count / seg.failures:.0%}" for code, count in ranked)

@@ -1,0 +1,204 @@
+"""Action selection: from a finding and what is already in force to one proposed tool call.
+
+The same `ProposedAction` vocabulary the LLM gets through `bind_tools`; every proposal
+is built through `validate_proposal`, so a rule can never emit a malformed call.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from payops.models import Category, ProposedAction, target_key
+from payops.signals.baseline import wilson_lower_bound
+from payops.signals.window import SegmentStats, WindowSnapshot
+from payops.tools.actions import validate_proposal
+
+from .base import ActionView, ReasoningContext
+from .evidence import pct, pool
+
+if TYPE_CHECKING:
+    from .rules import Finding
+
+# A route a reroute may send traffic to must fail at most this much above its reference.
+# An absolute margin, not a significance test: at thousands of attempts a route a point
+# above a young baseline is "significant" yet a perfectly good destination.
+HEALTHY_MARGIN = 0.05
+# A reroute leaves this share of the segment on its path as a probe: the agent can then
+# see the cause clear and recommend the rollback, at the price of a few failures.
+PROBE_PERCENT = 5.0
+# Suppressing an issuer drops its remaining successes (rerouting cannot help an issuer):
+# only when almost nothing gets through, so customers stop waiting on timeouts.
+SUPPRESS_ISSUER_MIN_FAILURE_RATE = 0.95
+# Retry storm: one retry covers transient errors; backoff spreads the rest.
+RETRY_CAP_ATTEMPTS = 2
+RETRY_CAP_BACKOFF_MS = 500.0
+# The cause behind an action counts as cleared when the target's traffic since the
+# action is within this many standard errors of its reference.
+CLEARED_Z = 2.0
+# ...over at least this many windows since the action (no flapping on one good minute).
+CLEARED_MIN_WINDOWS = 3
+# Below this confidence a finding is recorded and watched, not put to anyone: paging ops
+# or asking for approval on a coin flip trains people to ignore the agent.
+WATCH_BELOW = 0.6
+# Tools whose cause can be watched for clearing (the probe left on the old path).
+WATCHABLE_TOOLS = frozenset({"reroute_traffic", "suppress_path"})
+TRAFFIC_TOOLS = frozenset({"reroute_traffic", "suppress_path", "adjust_retry_policy"})
+ROLLBACK_NOTE = "rollback"  # Decision.notes entries "rollback:<tool>:<target key>"
+
+
+def route_health(snapshot: WindowSnapshot, significance_z: float) -> dict[str, tuple[bool, frozenset[str], float]]:
+    """route -> (healthy, methods it carried successfully, failure rate). `significance_z` is kept for callers."""
+    pairs = snapshot.by_dimension("method", "route")
+    out = {}
+    for seg in snapshot.by_dimension("route"):
+        route = seg.target["route"]
+        methods = frozenset(p.target["method"] for p in pairs if p.target["route"] == route and p.successes > 0)
+        # The lower end of the failure rate's interval: one failure in eleven attempts is no verdict.
+        healthy = wilson_lower_bound(seg.failures, seg.attempts) <= seg.expected_failure_rate + HEALTHY_MARGIN
+        out[route] = (healthy, methods, seg.failure_rate)
+    return out
+
+
+def segment_methods(snapshot: WindowSnapshot, target: dict[str, str]) -> set[str]:
+    """Methods the target's traffic uses (what a destination route must carry)."""
+    if "method" in target:
+        return {target["method"]}
+    route = target.get("route")
+    return {p.target["method"] for p in snapshot.by_dimension("method", "route") if route is None or p.target["route"] == route}
+
+
+def alternative_routes(snapshot: WindowSnapshot, target: dict[str, str], significance_z: float) -> dict[str, float]:
+    """Healthy routes that carry every method of the target, weighted by their current volume."""
+    health = route_health(snapshot, significance_z)
+    methods = segment_methods(snapshot, target)
+    avoid = target.get("route")
+    out = {}
+    for route, (healthy, carried, _rate) in sorted(health.items()):
+        if route == avoid or not healthy or not methods or not methods <= carried:
+            continue
+        seg = snapshot.segment(route=route)
+        out[route] = float(seg.attempts if seg else 1)
+    total = sum(out.values())
+    return {r: round(w / total, 3) for r, w in out.items()} if total else {}
+
+
+def fallback_method(snapshot: WindowSnapshot, seg: SegmentStats | None, significance_z: float) -> str | None:
+    """The busiest healthy method the failing segment's excess does not live on (what customers are offered)."""
+    methods = sorted(snapshot.by_dimension("method"), key=lambda m: (-m.attempts, m.key))
+    for m in methods:
+        carries_the_fault = seg is not None and seg.excess_failures > 0 and m.excess_failures >= 0.5 * seg.excess_failures
+        if not carries_the_fault and m.z < significance_z:
+            return m.target["method"]
+    return None
+
+
+def in_force(context: ReasoningContext, tool: str, target: dict[str, str]) -> ActionView | None:
+    key = target_key(target)
+    return next((a for a in context.in_force if a.tool == tool and target_key(a.target) == key), None)
+
+
+def covering(context: ReasoningContext, target: dict[str, str]) -> ActionView | None:
+    """An action in force whose target contains this one (e.g. route rerouted, bank x route failing)."""
+    for a in context.in_force:
+        if a.tool in ("reroute_traffic", "suppress_path") and a.target and all(target.get(k) == v for k, v in a.target.items()):
+            return a
+    return None
+
+
+def cause_status(action: ActionView, snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[str, str]:
+    """("cleared" | "persisting" | "unknown", evidence) for the cause behind an action in force.
+
+    Only windows that started after the action count: they show the traffic the action
+    left on the old path (a reroute's probe). A suppressed path carries nothing, so its
+    cause cannot be seen to clear; its TTL is the probe.
+    """
+    t = context.thresholds
+    key = target_key(action.target)
+    if action.tool not in WATCHABLE_TOOLS:
+        return "unknown", f"{action.tool} on {key} masks its own cause; its TTL is the probe"
+    if action.tool == "reroute_traffic" and "route" not in action.target:
+        return "unknown", f"the reroute moved all of {key}: nothing is left on the old path to watch"
+    windows = [h for h in (*context.history, snapshot) if h.window_start >= action.applied_at]
+    if len(windows) < CLEARED_MIN_WINDOWS:
+        return "unknown", f"{key}: {len(windows)} window(s) since the action; a rollback needs {CLEARED_MIN_WINDOWS}"
+    merged = pool(s for s in ((h.segment(**action.target) if action.target else h.total) for h in windows) if s is not None)
+    if merged is None or merged.attempts < t.min_segment_attempts:
+        n = merged.attempts if merged else 0
+        return "unknown", f"{key}: {n} attempts since the action, too few to tell whether the cause cleared"
+    figures = (f"{key}: {merged.failures}/{merged.attempts} failed ({pct(merged.failure_rate)}) since the action vs expected "
+               f"{pct(merged.expected_failure_rate)} over {len(windows)} window(s)")
+    latest = snapshot.segment(**action.target) if action.target else snapshot.total
+    slow = (latest is not None and latest.baseline_latency_p95_ms and latest.attempts >= t.min_segment_attempts
+            and latest.latency_p95_ms >= 2.5 * latest.baseline_latency_p95_ms)
+    if merged.z < CLEARED_Z and merged.excess_failures < t.min_excess_failures and not slow:
+        return "cleared", figures
+    return "persisting", figures + ("; still slow" if slow else "")
+
+
+def choose_action(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[ProposedAction, tuple[str, ...]]:
+    t = context.thresholds
+    ttl = t.action_ttl_seconds
+    seg = f.segment
+    target = f.target
+    notes: list[str] = []
+
+    def nothing(reason: str) -> ProposedAction:
+        return validate_proposal("no_action", {"reason": reason[:500]})
+
+    def propose(tool: str, rationale: str, **args: object) -> ProposedAction:
+        existing = in_force(context, tool, target) or covering(context, target)
+        if existing is not None and tool != "alert_ops":
+            return nothing(f"already mitigated: {existing.tool} on {target_key(existing.target)} in force")
+        if existing is not None:
+            return nothing(f"already mitigated: {existing.tool} on {target_key(existing.target)} in force; no alert needed")
+        return validate_proposal(tool, {**args, "target": target}, rationale)
+
+    def alert(severity: str, why: str) -> ProposedAction:
+        return propose("alert_ops", why, severity=severity, summary=f.summary[:500], evidence=list(f.evidence[:5]))
+
+    if f.category in (Category.HEALTHY, Category.USER):
+        cleared = []
+        for a in context.in_force:
+            if a.tool in TRAFFIC_TOOLS:
+                status, why = cause_status(a, snapshot, context)
+                notes.append(f"{a.tool} on {target_key(a.target)}: cause {status} ({why})")
+                if status == "cleared":
+                    cleared.append((a, why))
+        if cleared:
+            notes += [f"{ROLLBACK_NOTE}:{a.tool}:{target_key(a.target)}" for a, _ in cleared]
+            listed = "; ".join(f"roll back {a.tool} on {target_key(a.target)} ({why})" for a, why in cleared)
+            return nothing(f"cause cleared: {listed}"), tuple(notes)
+        if f.category is Category.USER:
+            return nothing("user-related failures (declines, funds, limits); no operational action helps"), tuple(notes)
+        return nothing("traffic healthy"), tuple(notes)
+
+    if f.confidence < WATCH_BELOW:
+        return nothing(f"watching, not acting: {f.summary} (confidence {f.confidence:.2f} < {WATCH_BELOW:.2f})"), tuple(notes)
+    z = t.significance_z
+    if f.kind == "retry":
+        return propose("adjust_retry_policy", "cap retries so failures are not multiplied; backoff spreads the retries",
+                       max_attempts=RETRY_CAP_ATTEMPTS, backoff_ms=RETRY_CAP_BACKOFF_MS, ttl_seconds=ttl), tuple(notes)
+    if f.kind == "system":
+        return alert("critical", "platform-wide: no healthy path to move traffic to"), tuple(notes)
+    if f.kind in ("security", "terminal"):
+        if "terminal_id" in target:
+            fallback = fallback_method(snapshot, seg, z)
+            why = ("stop payments at the attacked terminal; customers are offered another method" if f.kind == "security"
+                   else "take the faulty device's path out; customers are offered another method")
+            return propose("suppress_path", why, fallback=fallback, ttl_seconds=ttl), tuple(notes)
+        return alert("critical", "security incident beyond one device needs investigation"), tuple(notes)
+    if f.kind == "issuer":
+        if seg is not None and seg.failure_rate >= SUPPRESS_ISSUER_MIN_FAILURE_RATE:
+            return propose("suppress_path", "almost nothing gets through this issuer on any route; stop the futile waits",
+                           fallback=None, ttl_seconds=ttl), tuple(notes)
+        return alert("warning", "issuer degraded on every route: rerouting cannot help and suppressing would drop its remaining successes"), tuple(notes)
+    if f.kind in ("route", "issuer_route", "routing", "latency"):
+        routes = alternative_routes(snapshot, target, z)
+        if routes:
+            # A wrongly routed method never comes back to the route on its own: no probe there.
+            percent = 100.0 if f.kind == "routing" else 100.0 - PROBE_PERCENT
+            return propose("reroute_traffic", "move the traffic to healthy routes that carry its methods; a probe stays to show recovery"
+                           if percent < 100 else "move the traffic to healthy routes that carry its methods",
+                           to_routes=routes, percent=percent, ttl_seconds=ttl), tuple(notes)
+        return alert("critical", "no healthy alternative route carries this traffic"), tuple(notes)
+    return alert("warning", f"{f.kind} failure: no automatic action fits; ops should look"), tuple(notes)
