@@ -22,7 +22,7 @@ from payops.signals.window import WindowSnapshot
 from payops.tools.actions import ProposalError, revalidate, validate_proposal
 from payops.tools.control_plane import ActionInForce
 
-from .reasoners.base import ActionView, ReasoningContext
+from .reasoners.base import REASONING_HISTORY_WINDOWS, ActionView, ReasoningContext
 from .reasoners.rules import RuleReasoner, route_health, segment_methods
 from .services import AgentServices, Context, services_of
 from .state import AgentState
@@ -215,7 +215,13 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     now = float(state["window_end"])
     recent = state.get("recent") or []
     previous = Diagnosis.model_validate(recent[-1]["diagnosis"]) if recent else None
-    ctx = ReasoningContext(in_force=_views(state), previous=previous, thresholds=svc.thresholds)
+    # Earlier snapshots of this process (not checkpointed: after a restart the reasoner starts cautious).
+    history: list[WindowSnapshot] = svc.scratch.setdefault("history", [])
+    ctx = ReasoningContext(in_force=_views(state), previous=previous, thresholds=svc.thresholds,
+                           history=tuple(h for h in history if h.window_end < snapshot.window_end))
+    if not history or history[-1].window_end < snapshot.window_end:
+        history.append(snapshot)
+        del history[:-REASONING_HISTORY_WINDOWS]
     # The reasoner receives the lessons of incidents like this one; "like this one" is the
     # deterministic rules' reading of the window (0.2 ms), since the reasoner has not spoken yet.
     first = (svc.fallback_reasoner or RuleReasoner()).decide(snapshot, ctx)
