@@ -180,7 +180,7 @@ class EventWindow:
         ts = batch.ts
         # Late and out-of-order arrivals are counted, never silently lost.
         running_max = np.maximum.accumulate(ts)
-        previous_max = np.concatenate(([self._max_ts], running_max[:-1]))
+        previous_max = np.maximum(np.concatenate(([self._max_ts], running_max[:-1])), self._max_ts)
         self.out_of_order += int(np.count_nonzero(ts < previous_max))
         self._max_ts = max(self._max_ts, float(running_max[-1]))
         self.late_events += int(np.count_nonzero(ts < self._reported_end))
