@@ -92,9 +92,10 @@ def markdown(results: dict[str, Any], gate: list[str] | None = None, with_chart:
             for c in failing:
                 fr = c["first_response"] or {}
                 got = f"{fr.get('category')} / {fr.get('tool')} {fr.get('target')} ({fr.get('verdict')})" if fr else "no response"
+                wrong = [*c.get("false_action_details", [])[:2], *c["unsafe_details"][:2]]
                 rows.append([c["case_id"], c["expected_category"], c["difficulty"], ", ".join(c["failures"]), got,
-                             "; ".join(c["unsafe_details"][:2]) or "", c["error"] or ""])
-            lines += _table(["case", "expected", "difficulty", "failed checks", "first response", "unsafe", "error"], rows)
+                             "; ".join(dict.fromkeys(wrong)), c["error"] or ""])
+            lines += _table(["case", "expected", "difficulty", "failed checks", "first response", "false / unsafe actions", "error"], rows)
         else:
             lines.append("None.")
         lines.append("")

@@ -53,6 +53,7 @@ class CaseScore:
     mitigated: bool | None = None  # an acceptable action executed or escalated during the incident
     eventually_ok: bool | None = None  # some verdict during the incident had the right category and an acceptable action
     false_actions: int = 0  # actions executed while nothing was wrong (lead-in, controls)
+    false_action_details: list[str] = field(default_factory=list)
     false_escalations: int = 0
     false_alarms: int = 0  # non-healthy verdicts while nothing was wrong (no action needed to be one)
     unsafe_actions: int = 0
@@ -129,6 +130,8 @@ def score_case(case: Case, run: CaseRun, price: Price | None = None) -> CaseScor
     for t in run.ticks:
         if in_lead_in(case, t):
             s.false_actions += int(t.executed)
+            if t.executed:
+                s.false_action_details.append(f"tick {t.tick}: {t.tool} on {t.target or 'all traffic'} ({t.category})")
             s.false_escalations += int(t.escalated)
             s.false_alarms += int(t.category != HEALTHY)
         reason = unsafe_reason(case, t)
