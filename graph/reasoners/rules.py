@@ -97,6 +97,7 @@ POOLED_PENALTY = 0.1  # evidence needed several windows: small sample
 UNEXPLAINED_CODES_PENALTY = 0.1  # the failures carry codes outside the vocabulary
 MIXED_EVIDENCE_PENALTY = 0.15  # no code family carries MIXED_PURITY of the excess: no single kind of fault
 MIXED_PURITY = 0.5
+SYSTEM_NOT_SPREAD_PENALTY = 0.2  # "system-wide" while fewer than two routes fail
 CONFIDENCE_CAP = 0.97
 
 
@@ -292,10 +293,18 @@ class RuleReasoner:
         otherwise read as a new issuer incident on one route.
         """
         for a in context.in_force:
-            if a.tool in ("reroute_traffic", "suppress_path") and a.target and set(a.target.items()) < set(chosen.seg.target.items()):
-                seg = snapshot.segment(**a.target)
-                if seg is not None and seg.excess_failures > 0:
-                    return Scored(seg, llr(seg))
+            if a.tool not in ("reroute_traffic", "suppress_path") or not a.target:
+                continue
+            seg = snapshot.segment(**a.target)
+            if seg is None or seg.excess_failures <= 0:
+                continue
+            inside = set(a.target.items()) < set(chosen.seg.target.items())
+            # A broader finding that is only the mitigated segment's leftovers (the probe, the
+            # tail of timeouts under way when the action started): the rest of it is normal.
+            around = contains(chosen.seg, seg) and (
+                (r := rest_of(chosen.seg, seg)).excess < context.thresholds.min_excess_failures / 2.0 or r.z < REST_CLEAN_Z)
+            if inside or around:
+                return Scored(seg, llr(seg))
         return chosen
 
     # -- diagnosis --------------------------------------------------------------------
@@ -518,6 +527,13 @@ class RuleReasoner:
             penalty += UNEXPLAINED_CODES_PENALTY
         if purity < MIXED_PURITY:
             penalty += MIXED_EVIDENCE_PENALTY
+        spread_note = None
+        if not dims and category is not Category.USER:
+            routes = [r for r in snapshot.by_dimension("route") if r.attempts >= t.min_segment_attempts]
+            failing = [r for r in routes if r.z >= REST_CLEAN_Z]
+            spread_note = f"failing on {len(failing)} of {len(routes)} routes with traffic"
+            if len(failing) < min(2, len(routes)):
+                penalty += SYSTEM_NOT_SPREAD_PENALTY  # "platform-wide" with one route or none failing is not
 
         rivals = [c for c in ranked if c is not chosen and not (c.fit >= (1.0 - TIE_TOLERANCE) * chosen.fit)]
         runner_up = rivals[0].fit if rivals else 0.0
@@ -544,6 +560,9 @@ class RuleReasoner:
             + (f" (baseline {seg.baseline_latency_p95_ms:.0f} ms)" if seg.baseline_latency_p95_ms else ""),
         ]
         evidence += self._spread(seg, snapshot)
+        if spread_note:
+            evidence.append(f"all traffic: {spread_note}: " + ", ".join(
+                f"{r.target['route']} {pct(r.failure_rate)}" for r in sorted(snapshot.by_dimension("route"), key=lambda r: -r.attempts)[:6]))
         if seg.dims and pooled == 1:
             rest = rest_of(total, seg)
             evidence.append(f"all traffic outside {seg.key}: {rest.failures}/{rest.attempts} failed ({pct(rest.failure_rate)}) "
@@ -575,9 +594,9 @@ class RuleReasoner:
         out: list[str] = []
         for other in ranked[:8]:
             o = other.seg
-            if o is seg:
+            if o.key == seg.key:
                 continue
-            if other.fit >= (1.0 - TIE_TOLERANCE) * chosen.fit:
+            if o.attempts == seg.attempts and other.fit >= (1.0 - TIE_TOLERANCE) * chosen.fit:
                 out.append(f"{o.key}: the same traffic under another name (fit {other.fit:.0f}); {seg.key} is the one to act on")
             elif contains(o, seg):
                 rest = rest_of(o, seg)
