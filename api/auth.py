@@ -14,9 +14,10 @@ import logging
 from collections.abc import Callable
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .errors import forbidden, unauthorized
+from .errors import ApiError, forbidden, unauthorized
 from .keys import ApiKey, Role
 
 log = logging.getLogger("payops.api")
@@ -43,6 +44,25 @@ def require(*roles: Role) -> Callable[..., ApiKey]:
             log.info("403 on %s %s for key %s (%s)", request.method, request.url.path, key.key_id, key.role.value)
             raise forbidden()
         request.state.client = key
+        _refuse_unknown_query(request)
         return key
 
     return authorised
+
+
+def _refuse_unknown_query(request: Request) -> None:
+    """A misspelt filter (`?categroy=issuer`) must not silently return everything: unknown query names are 422.
+
+    The names an operation takes are read from the app's own OpenAPI schema (built once, cached by FastAPI).
+    Checked after authentication, so an anonymous caller learns nothing about the parameters.
+    """
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    operation = request.app.openapi()["paths"].get(route.path, {}).get(request.method.lower(), {})
+    names = {p["name"] for p in operation.get("parameters", ()) if p.get("in") == "query"}
+    if any(name not in names for name in request.query_params):
+        palm = request.url.path.startswith("/v1/palm")
+        raise ApiError("PALM_PAY_INVALID_INPUT" if palm else "INVALID_INPUT", 422, "Unknown query parameter")

@@ -105,14 +105,28 @@ class Backend:
             raise ApiError("RATE_LIMITED", 429, message, headers={"Retry-After": retry_after_header(wait)})
 
     def close(self) -> None:
-        """Close what this backend opened (not what the caller passed in)."""
-        things: list[Any] = []
-        for owned in self._owned:
-            if owned is self._services:
-                things += [owned.audit, owned.approvals, owned.palm]
-            else:
-                things.append(owned)
-        things.append(getattr(getattr(self._agent, "checkpointer", None), "conn", None))
+        """Close what this backend opened (not what the caller passed in); the next request reopens it.
+
+        An ASGI server may run the app's lifespan more than once (test clients do, per client).
+        """
+        with self._open_lock:
+            things: list[Any] = []
+            for owned in self._owned:
+                if owned is self._services:
+                    things += [owned.audit, owned.approvals, owned.palm]
+                    self._services = None
+                elif owned is self._keys:
+                    things.append(owned)
+                    self._keys = None
+                elif owned is self._palm:
+                    things.append(owned)
+                    self._palm = None
+            if self._agent is not None:
+                things.append(getattr(self._agent.checkpointer, "conn", None))
+                if self._services is not None:  # the caller's services: detach the graph whose checkpointer closes
+                    self._services.approval_graph = None
+                self._agent = None
+            self._owned.clear()
         for thing in things:
             closer = getattr(thing, "close", None)
             if closer is not None:
@@ -120,4 +134,3 @@ class Backend:
                     closer()
                 except Exception:  # best effort at shutdown
                     log.debug("closing %s failed", type(thing).__name__)
-        self._owned.clear()

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 
 from payops.models import Category
 
@@ -49,6 +49,7 @@ router = APIRouter(prefix="/v1", tags=["ops"])
 DecisionId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,100}$", description="Decision id.")]
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "applied", "voided"]
 Verdict = Literal["helped", "no_effect", "harmed", "inconclusive"]
+EpochOrTime = Annotated[float, Field(allow_inf_nan=False)] | datetime
 SEGMENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,31}=[^=]{1,100}$"
 
 
@@ -56,9 +57,9 @@ def _services(request: Request) -> Any:
     return request.app.state.backend.services
 
 
-def _ts(value: datetime | None) -> float | None:
-    if value is None:
-        return None
+def _ts(value: float | datetime | None) -> float | None:
+    if value is None or isinstance(value, float):
+        return value
     try:
         return value.timestamp()  # a naive time is taken as the server's local time
     except (ValueError, OverflowError, OSError):
@@ -71,8 +72,8 @@ def _ts(value: datetime | None) -> float | None:
             responses=errors(401, 403, 422))
 def list_decisions(
     request: Request,
-    since: Annotated[datetime | None, Query(description="Window end at or after (ISO 8601 or epoch seconds).")] = None,
-    until: Annotated[datetime | None, Query(description="Window end at or before.")] = None,
+    since: Annotated[EpochOrTime | None, Query(description="Window end at or after (epoch seconds or ISO 8601).")] = None,
+    until: Annotated[EpochOrTime | None, Query(description="Window end at or before (epoch seconds or ISO 8601).")] = None,
     category: Annotated[Category | None, Query(description="Diagnosis category.")] = None,
     segment: Annotated[list[Annotated[str, StringConstraints(pattern=SEGMENT_PATTERN)]], Query(
         description="key=value in the blamed segment or the action's target, e.g. route=psp_a; repeat to AND.",

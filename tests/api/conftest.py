@@ -111,12 +111,17 @@ def api(make_api: ApiFactory) -> Api:
     return make_api()
 
 
-def seed_agent(state_dir: Path, scenario: str, ticks: int, seed: int = 7) -> list[dict[str, Any]]:
+# Every proposed action waits for a human (confidence is below 1): escalations do not depend on how
+# confident today's reasoner happens to be about a scenario.
+ALWAYS_ASK = {"confidence_threshold": 1.0}
+
+
+def seed_agent(state_dir: Path, scenario: str, ticks: int, seed: int = 7, **settings: Any) -> list[dict[str, Any]]:
     """Runs the real agent on `state_dir` for `ticks` ticks (as `payops run` would) and closes it."""
     from payops.graph.runner import opened
     from payops.wiring import agent_services, durable_agent
 
-    services = agent_services(Settings(state_dir=state_dir), "simulator", scenario, seed)
+    services = agent_services(Settings(state_dir=state_dir, **settings), "simulator", scenario, seed)
     states = []
     with opened(durable_agent(services)) as agent:
         for _ in range(ticks):

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Api, ApiFactory, seed_agent
+from conftest import ALWAYS_ASK, Api, ApiFactory, seed_agent
 from payops.memory.audit import AuditLog
 from payops.memory.explain import explain_decision
 
 
 @pytest.fixture
 def outage(tmp_path: Path) -> tuple[Path, list[dict]]:
-    """route_outage: healthy minutes, then an escalated reroute of psp_a waiting for a human."""
+    """route_outage: healthy minutes, then an action on psp_a waiting for a human."""
     state = tmp_path / "state"
-    return state, seed_agent(state, "route_outage", 8)
+    return state, seed_agent(state, "route_outage", 8, **ALWAYS_ASK)
 
 
 def _escalated(states: list[dict]) -> dict:
@@ -45,11 +45,11 @@ def test_approve_through_the_api_then_the_agent_applies_it(make_api: ApiFactory,
 
     pending = api.client.get("/v1/approvals", headers=api.as_("viewer")).json()
     assert [p["decision_id"] for p in pending] == [decision_id]
-    assert pending[0]["tool"] == "reroute_traffic" and pending[0]["target"] == escalated["proposal"]["target"]
+    assert pending[0]["tool"] == escalated["proposal"]["tool"] and pending[0]["target"] == escalated["proposal"]["target"]
     assert pending[0]["why_approval"]
 
     assert api.client.post(f"/v1/approvals/{decision_id}/approve", headers=api.as_("viewer")).status_code == 403
-    ok = api.client.post(f"/v1/approvals/{decision_id}/approve", json={"note": "psp_b has headroom"},
+    ok = api.client.post(f"/v1/approvals/{decision_id}/approve", json={"note": "checked the other routes"},
                          headers=api.as_("operator"))
     assert ok.status_code == 200
     assert ok.json() == {"decision_id": decision_id, "status": "approved", "approver": "operator-client"}
@@ -57,7 +57,7 @@ def test_approve_through_the_api_then_the_agent_applies_it(make_api: ApiFactory,
     assert again.status_code == 409 and again.json()["code"] == "APPROVAL_NOT_PENDING"
     assert api.client.get("/v1/approvals", headers=api.as_("viewer")).json() == []
 
-    later = seed_agent(state, "route_outage", 6)  # the agent, restarted, applies it and judges the outcome
+    later = seed_agent(state, "route_outage", 2, **ALWAYS_ASK)  # the agent, restarted, applies it
     applied = [h for s in later for h in s.get("housekeeping") or [] if h.get("op") == "approved_action_applied"]
     assert [h["decision_id"] for h in applied] == [decision_id]
 
@@ -65,20 +65,42 @@ def test_approve_through_the_api_then_the_agent_applies_it(make_api: ApiFactory,
     kinds = [r["kind"] for r in detail["records"]]
     assert kinds[:3] == ["decision", "approval", "approved_action"]
     approval = detail["records"][1]["record"]
-    assert approval["approver"] == "operator-client" and approval["note"] == "psp_b has headroom"
-    assert detail["decision"]["escalated"] is True and detail["decision"]["action"]["tool"] == "reroute_traffic"
+    assert approval["approver"] == "operator-client" and approval["note"] == "checked the other routes"
+    assert detail["decision"]["escalated"] is True and detail["decision"]["action"]["tool"] == escalated["proposal"]["tool"]
 
     why = api.client.get(f"/v1/decisions/{decision_id}/why", headers=api.as_("operator")).json()
     assert why["explanation"] == explain_decision(AuditLog(state / "audit.db").get(decision_id))
     assert "operator-client" in why["explanation"]
 
-    assert "outcome" in kinds  # the judge concluded, so a lesson exists for it
-    lessons = api.client.get("/v1/lessons", params={"category": "network"}, headers=api.as_("viewer")).json()
-    assert [l["decision_id"] for l in lessons] == [decision_id]
-    one = api.client.get(f"/v1/lessons/{decision_id}", headers=api.as_("viewer")).json()
-    assert one["tool"] == "reroute_traffic" and one["approver"] == "operator-client"
-    assert api.client.get("/v1/lessons", params={"category": "user"}, headers=api.as_("viewer")).json() == []
-    assert api.client.get("/v1/lessons/d-0000000000000000", headers=api.as_("viewer")).status_code == 404
+
+def test_lessons(make_api: ApiFactory, tmp_path: Path) -> None:
+    from payops.graph.services import sqlite_store
+    from payops.memory.lessons import Lesson, LessonStore
+
+    state = tmp_path / "state"
+    state.mkdir()
+    store = LessonStore(sqlite_store(state / "lessons.db"))
+    common = {"target_key": "route=psp_a", "target_dims": "route", "dominant_error": "NETWORK_ERROR",
+              "target": {"route": "psp_a"}, "created_at": 1764000000.0}
+    store.put(Lesson(decision_id="d-aaaa", category="network", tool="reroute_traffic", verdict="helped",
+                     approver="alice", **common))
+    store.put(Lesson(decision_id="d-bbbb", category="network", tool="suppress_path", verdict="harmed", **common))
+    store.put(Lesson(decision_id="d-cccc", category="issuer", tool="suppress_path", verdict="no_effect", **common))
+    api = make_api(state_dir=state)
+
+    def ids(**params) -> set[str]:
+        r = api.client.get("/v1/lessons", params=params, headers=api.as_("viewer"))
+        assert r.status_code == 200, r.text
+        return {l["decision_id"] for l in r.json()}
+
+    assert ids() == {"d-aaaa", "d-bbbb", "d-cccc"}
+    assert ids(category="network") == {"d-aaaa", "d-bbbb"}
+    assert ids(tool="suppress_path") == {"d-bbbb", "d-cccc"}
+    assert ids(verdict="harmed") == {"d-bbbb"}
+    one = api.client.get("/v1/lessons/d-aaaa", headers=api.as_("operator")).json()
+    assert one["tool"] == "reroute_traffic" and one["approver"] == "alice" and one["target"] == {"route": "psp_a"}
+    assert api.client.get("/v1/lessons/d-ffff", headers=api.as_("viewer")).status_code == 404
+    assert api.client.get("/v1/lessons", params={"verdict": "great"}, headers=api.as_("viewer")).status_code == 422
 
 
 def test_reject_by_prefix_and_list_by_status(make_api: ApiFactory, outage) -> None:
@@ -123,7 +145,11 @@ def test_decision_filters_and_pages(make_api: ApiFactory, outage) -> None:
         assert ids(category=category) == [s["decision_id"] for s in reversed(states)
                                           if s["diagnosis"]["category"] == category]
     assert ids(escalated="true") == [_escalated(states)["decision_id"]]
-    assert ids(executed="true") == []
+    assert ids(executed="true") == [s["decision_id"] for s in reversed(states)
+                                    if s["execution"]["status"] == "executed" and s["proposal"]["tool"] != "no_action"]
+    assert ids(escalated="false", category=states[0]["diagnosis"]["category"]) == [
+        s["decision_id"] for s in reversed(states)
+        if s["execution"]["status"] != "escalated" and s["diagnosis"]["category"] == states[0]["diagnosis"]["category"]]
     assert ids(segment="route=psp_a") == [s["decision_id"] for s in reversed(states)
                                           if s["diagnosis"].get("target", {}).get("route") == "psp_a"
                                           or s["proposal"]["target"].get("route") == "psp_a"]
@@ -196,7 +222,7 @@ def test_metrics_count_what_the_records_say(make_api: ApiFactory, outage) -> Non
     assert m["payops_palm_refusals_total{code=PALM_PAY_SPOOF_DETECTED}"] == 1
     assert m["payops_palm_refusals_total{code=PALM_PAY_NOT_REGISTERED}"] == 1
 
-    seed_agent(state, "route_outage", 2)  # more ticks from another "process": the next scrape sees them
+    seed_agent(state, "route_outage", 2, **ALWAYS_ASK)  # more ticks from another "process": the next scrape sees them
     assert _metrics(api)["payops_ticks_total{}"] == len(records) + 2
 
 
@@ -207,5 +233,5 @@ def test_chat_answers_from_the_records(make_api: ApiFactory, outage) -> None:
     decision_id = _escalated(states)["decision_id"]
     r = api.client.post("/v1/chat", json={"question": f"why did you propose {decision_id}?"}, headers=api.as_("viewer"))
     assert r.status_code == 200, r.text
-    assert decision_id in r.json()["decision_ids"] and "reroute_traffic" in r.json()["answer"]
+    assert decision_id in r.json()["decision_ids"] and _escalated(states)["proposal"]["tool"] in r.json()["answer"]
     assert api.client.post("/v1/chat", json={"question": ""}, headers=api.as_("viewer")).status_code == 422
