@@ -8,12 +8,13 @@ this table is what `payops pending` lists and what survives every restart.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from payops.storage.db import Database, SqliteDatabase
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS approvals (
@@ -56,14 +57,26 @@ class ApprovalError(Exception):
 
 
 class ApprovalBook:
-    def __init__(self, path: str | Path) -> None:
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(SCHEMA)
+    """Approval requests on SQLite (a file) or on any `storage.db.Database` (PostgreSQL).
+
+    `deployment` scopes what `by_status` lists to one agent deployment (a partition),
+    so several deployments on one database never apply or expire each other's
+    requests; rows written before the column existed (NULL) stay visible to all.
+    `get` and `find` look up by decision id, across deployments.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, database: Database | None = None,
+                 deployment: str | None = None) -> None:
+        if database is None:
+            if path is None:
+                raise ValueError("ApprovalBook needs a path or a database")
+            database = SqliteDatabase(path, schema=SCHEMA)
+            _add_deployment_column(database)
+        self._db = database
+        self.deployment = deployment
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
     def _row(self, row: tuple[Any, ...] | None) -> Approval | None:
         if row is None:
@@ -72,26 +85,33 @@ class ApprovalBook:
 
     _COLUMNS = "decision_id, thread_id, created_at, expires_at, status, request, approver, note, decided_at, applied_at, result"
 
+    def _one(self, sql: str, args: tuple[Any, ...]) -> Approval | None:
+        with self._db.read() as conn:
+            return self._row(conn.execute(sql, args).fetchone())
+
     def open(self, decision_id: str, thread_id: str, created_at: float, expires_at: float, request: dict[str, Any]) -> Approval:
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR IGNORE INTO approvals (decision_id, thread_id, created_at, expires_at, status, request) VALUES (?,?,?,?,?,?)",
-                (decision_id, thread_id, created_at, expires_at, PENDING, orjson.dumps(request)),
+        """Record a pending request once per decision id (a second open, e.g. a re-run tick, changes nothing)."""
+        with self._db.write() as conn:
+            conn.execute(
+                "INSERT INTO approvals (decision_id, thread_id, deployment, created_at, expires_at, status, request) "
+                "VALUES (?,?,?,?,?,?,?) ON CONFLICT (decision_id) DO NOTHING",
+                (decision_id, thread_id, self.deployment, created_at, expires_at, PENDING, orjson.dumps(request)),
             )
         found = self.get(decision_id)
         assert found is not None
         return found
 
     def get(self, decision_id: str) -> Approval | None:
-        return self._row(self._conn.execute(f"SELECT {self._COLUMNS} FROM approvals WHERE decision_id = ?", (decision_id,)).fetchone())
+        return self._one(f"SELECT {self._COLUMNS} FROM approvals WHERE decision_id = ?", (decision_id,))
 
     def find(self, prefix: str) -> Approval | None:
         """By full id or an unambiguous prefix (operators type short ids)."""
         exact = self.get(prefix)
         if exact:
             return exact
-        rows = self._conn.execute(f"SELECT {self._COLUMNS} FROM approvals WHERE decision_id LIKE ? LIMIT 2",
-                                  (prefix.replace("%", "") + "%",)).fetchall()
+        with self._db.read() as conn:
+            rows = conn.execute(f"SELECT {self._COLUMNS} FROM approvals WHERE decision_id LIKE ? LIMIT 2",
+                                (prefix.replace("%", "") + "%",)).fetchall()
         if len(rows) == 1:
             return self._row(rows[0])
         if len(rows) > 1:
@@ -100,17 +120,25 @@ class ApprovalBook:
 
     def by_status(self, *statuses: str) -> list[Approval]:
         marks = ",".join("?" * len(statuses))
-        rows = self._conn.execute(f"SELECT {self._COLUMNS} FROM approvals WHERE status IN ({marks}) ORDER BY created_at", statuses)
+        sql = f"SELECT {self._COLUMNS} FROM approvals WHERE status IN ({marks})"
+        args: tuple[Any, ...] = statuses
+        if self.deployment is not None:
+            sql += " AND (deployment = ? OR deployment IS NULL)"
+            args = (*statuses, self.deployment)
+        with self._db.read() as conn:
+            rows = conn.execute(sql + " ORDER BY created_at", args).fetchall()
         return [a for a in (self._row(r) for r in rows) if a is not None]
+
+    def _update(self, sql: str, args: tuple[Any, ...]) -> bool:
+        with self._db.write() as conn:
+            return conn.execute(sql, args).rowcount == 1
 
     def decide(self, decision_id: str, status: str, approver: str, note: str | None, at: float) -> bool:
         """pending -> approved/rejected/expired, once. False when it was no longer pending."""
-        with self._lock:
-            cur = self._conn.execute(
-                "UPDATE approvals SET status = ?, approver = ?, note = ?, decided_at = ? WHERE decision_id = ? AND status = ?",
-                (status, approver, note, at, decision_id, PENDING),
-            )
-        return cur.rowcount == 1
+        return self._update(
+            "UPDATE approvals SET status = ?, approver = ?, note = ?, decided_at = ? WHERE decision_id = ? AND status = ?",
+            (status, approver, note, at, decision_id, PENDING),
+        )
 
     def mark_applied(self, decision_id: str, at: float, result: str) -> bool:
         """approved -> applied, once (the guard against applying an approval twice)."""
@@ -118,9 +146,18 @@ class ApprovalBook:
 
     def close_as(self, decision_id: str, status: str, at: float, result: str) -> bool:
         """approved -> applied / voided, once. False when it was no longer approved."""
-        with self._lock:
-            cur = self._conn.execute(
-                "UPDATE approvals SET status = ?, applied_at = ?, result = ? WHERE decision_id = ? AND status = ?",
-                (status, at, result, decision_id, APPROVED),
-            )
-        return cur.rowcount == 1
+        return self._update(
+            "UPDATE approvals SET status = ?, applied_at = ?, result = ? WHERE decision_id = ? AND status = ?",
+            (status, at, result, decision_id, APPROVED),
+        )
+
+
+def _add_deployment_column(database: SqliteDatabase) -> None:
+    """Files made before approvals were scoped per deployment get the column (NULL: visible to all)."""
+    conn = database.connection
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(approvals)")}
+    if "deployment" not in columns:
+        try:
+            conn.execute("ALTER TABLE approvals ADD COLUMN deployment TEXT")
+        except sqlite3.OperationalError:  # another process added it a moment ago
+            pass

@@ -19,13 +19,13 @@ elsewhere (a log line, a ticket) to anchor it.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import orjson
+
+from payops.storage.db import Database, SqliteDatabase
 
 from .redact import redact
 
@@ -80,45 +80,49 @@ class VerifyResult:
 
 
 class AuditLog:
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(SCHEMA)
+    """The trail on SQLite (a file, or ":memory:") or on any `storage.db.Database`
+    (PostgreSQL: `AuditLog(database=PostgresDatabase(dsn, "payops"))`).
+
+    Appenders serialise on the head row: SQLite's `BEGIN IMMEDIATE` locks the whole
+    file; PostgreSQL's `SELECT ... FOR UPDATE` locks the head, which exists from the
+    first migration, so two workers never both take the same sequence number.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, database: Database | None = None) -> None:
+        if database is None:
+            if path is None:
+                raise ValueError("AuditLog needs a path or a database")
+            database = SqliteDatabase(path, schema=SCHEMA)
+        self.path = str(path) if path is not None else getattr(database, "dsn", "")
+        self._db = database
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
     def append(self, decision_id: str, kind: str, at: float, record: dict[str, Any]) -> AuditEntry:
         """Append one record (sensitive fields masked) atomically with the head."""
         safe = redact(record)
         body = canonical(safe)
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                head = cur.execute("SELECT count, hash FROM audit_head WHERE id = 1").fetchone()
-                count, prev = head if head else (0, GENESIS)
-                seq = count + 1
-                digest = chain_hash(seq, prev, body, decision_id, kind, at)
-                cur.execute(
-                    "INSERT INTO audit_log (seq, decision_id, at, kind, record, prev_hash, hash) VALUES (?,?,?,?,?,?,?)",
-                    (seq, decision_id, at, kind, body, prev, digest),
-                )
-                cur.execute(
-                    "INSERT INTO audit_head (id, count, hash) VALUES (1, ?, ?) "
-                    "ON CONFLICT(id) DO UPDATE SET count = excluded.count, hash = excluded.hash",
-                    (seq, digest),
-                )
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        with self._db.write() as conn:
+            head = conn.execute("SELECT count, hash FROM audit_head WHERE id = 1" + self._db.for_update).fetchone()
+            count, prev = (int(head[0]), head[1]) if head else (0, GENESIS)
+            seq = count + 1
+            digest = chain_hash(seq, prev, body, decision_id, kind, at)
+            conn.execute(
+                "INSERT INTO audit_log (seq, decision_id, at, kind, record, prev_hash, hash) VALUES (?,?,?,?,?,?,?)",
+                (seq, decision_id, at, kind, body, prev, digest),
+            )
+            conn.execute(
+                "INSERT INTO audit_head (id, count, hash) VALUES (1, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET count = excluded.count, hash = excluded.hash",
+                (seq, digest),
+            )
         return AuditEntry(seq, decision_id, at, kind, safe, digest)
 
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> Iterator[AuditEntry]:
-        for seq, decision_id, at, kind, body, digest in self._conn.execute(sql, args):
+        with self._db.read() as conn:
+            rows = conn.execute(sql, args).fetchall()
+        for seq, decision_id, at, kind, body, digest in rows:
             yield AuditEntry(seq, decision_id, at, kind, orjson.loads(body), digest)
 
     def get(self, decision_id: str) -> list[AuditEntry]:
@@ -138,14 +142,17 @@ class AuditLog:
         return self._rows("SELECT seq, decision_id, at, kind, record, hash FROM audit_log WHERE kind = ? ORDER BY seq", (kind,))
 
     def count(self) -> int:
-        return int(self._conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0])
+        with self._db.read() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0])
 
     def verify(self) -> VerifyResult:
         """Walk the chain in seq order; the first record that does not check out is named."""
         prev = GENESIS
         expected_seq = 1
         n = 0
-        rows = self._conn.execute("SELECT seq, decision_id, at, kind, record, prev_hash, hash FROM audit_log ORDER BY seq")
+        with self._db.read() as conn:  # one snapshot: the rows and the head agree even while others append
+            rows = conn.execute("SELECT seq, decision_id, at, kind, record, prev_hash, hash FROM audit_log ORDER BY seq").fetchall()
+            head = conn.execute("SELECT count, hash FROM audit_head WHERE id = 1").fetchone()
         for seq, decision_id, at, kind, body, prev_hash, digest in rows:
             n += 1
             if seq != expected_seq:
@@ -154,13 +161,12 @@ class AuditLog:
                 return VerifyResult(False, n, seq, f"record {seq} does not follow record {seq - 1} (chain broken: "
                                     "a record before it was removed, replaced or moved)", decision_id)
             # A hand-edited row may come back as TEXT (or anything): hash what is there, never crash.
-            raw = body if isinstance(body, bytes) else str(body).encode()
+            raw = bytes(body) if isinstance(body, (bytes, memoryview)) else str(body).encode()
             if chain_hash(seq, prev_hash, raw, decision_id, kind, at if isinstance(at, (int, float)) else float("nan")) != digest:
                 return VerifyResult(False, n, seq, f"record {seq} was altered (hash mismatch)", decision_id)
             prev = digest
             expected_seq += 1
-        head = self._conn.execute("SELECT count, hash FROM audit_head WHERE id = 1").fetchone()
-        count, head_hash = head if head else (0, GENESIS)
+        count, head_hash = (int(head[0]), head[1]) if head else (0, GENESIS)
         if count > n:
             return VerifyResult(False, n, n + 1, f"the trail ends at record {n} but the head says {count} "
                                 f"(record {n + 1} onwards removed)")

@@ -20,6 +20,10 @@ class PalmPayOptions:
     timezone: str = "Africa/Johannesburg"  # the daily limit resets at local midnight here
     match_threshold: float = 0.95  # spec: a match must exceed 95 % by default
     data_key: str | None = field(default=None, repr=False)  # base64 AES-256; keyring file when unset
+    # PostgreSQL DSN (payops Settings.database_url): the tables live there instead of the SQLite
+    # file. Every process must then share the data key (PAYOPS_DATA_KEY or one keyring file).
+    database_url: str | None = field(default=None, repr=False)
+    pool_size: int = 8  # PostgreSQL connections per service: concurrent payments beyond it queue for one
 
     verification_ttl_s: float = 24 * 3600  # spec: unverified links expire after 24 hours
     otp_ttl_s: float = 10 * 60  # a code is short-lived; a new one can be requested
@@ -63,5 +67,6 @@ class PalmPayOptions:
             timezone=settings.timezone,
             match_threshold=settings.palm_match_threshold,
             data_key=key,
+            database_url=getattr(settings, "database_url", None),
         )
         return replace(base, **overrides)

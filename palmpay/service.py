@@ -2,7 +2,8 @@
 
 Every operation follows one pattern: decide with the pure rules in `policy`,
 then write the state change, its audit entry and its events in one
-`BEGIN IMMEDIATE` transaction. Refusals are committed (audit, events) before
+write transaction (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the rows decided on are
+locked, see store.py). Refusals are committed (audit, events) before
 they are raised as `PalmPayError`, so a refusal is never lost. Network calls
 (rail, OTP delivery) happen outside transactions so a slow rail never holds
 the database write lock.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -61,7 +61,7 @@ from .rail import (
     initiate_with_retries,
 )
 from .spec import PalmPaySpec, load_spec
-from .store import PalmPayStore, PaymentRow, Tx
+from .store import ENROLMENT_LOCK, PaymentRow, Tx, open_store
 from .verification import DevOtpSender, Verification, generate_otp
 
 log = logging.getLogger("payops.palmpay")
@@ -128,12 +128,7 @@ class PalmPayService:
         self._cipher = FieldCipher(self._ring)
         self._index = BlindIndex(self._ring.index_root)
         self._otp = OtpHasher(self._ring.index_root)
-        self.store = PalmPayStore(
-            self.options.database_path,
-            busy_timeout_s=self.options.busy_timeout_s,
-            synchronous=self.options.synchronous,
-            wal_autocheckpoint_pages=self.options.wal_autocheckpoint_pages,
-        )
+        self.store = open_store(self.options)
         with self.store.write() as tx:
             if tx.active_key_id() is None:
                 tx.set_active_key_id(self._ring.active_id)
@@ -177,6 +172,7 @@ class PalmPayService:
         refusal: PalmPayError | None = None
         try:
             with self.store.write() as tx:
+                tx.serialise(ENROLMENT_LOCK)  # PostgreSQL: the checks below span several rows
                 refusal = self._enrolment_refusal(tx, user_id, hand, template_index, ts)
                 if refusal is None:
                     key_id = self._sealing_key(tx)
@@ -223,7 +219,7 @@ class PalmPayService:
                     )
                     tx.log_access(ts, palm_pay_id, PROXY_FIELD, "verification", "send_otp")
                     self._emit(tx, ts, "palm_link_created", self._values(link))
-        except sqlite3.IntegrityError:
+        except self.store.integrity_errors:
             # The unique index is the last line of defence against a duplicate palm.
             refusal = self._errors.make("PALM_PAY_DUPLICATE_PALM")
         if refusal is not None:
@@ -488,6 +484,7 @@ class PalmPayService:
         del proxy, request
         ts = self._now()
         with self.store.write() as tx:
+            tx.lock_link(link.palm_pay_id)  # links before the event lock (PostgreSQL lock order)
             for at_ts, latency_ms, attempt in attempts:
                 ok = attempt.result is not None and attempt.result.status == "completed"
                 unknown = attempt is attempts[-1][2] and outcome.status == "unknown"

@@ -1,10 +1,23 @@
-"""SQLite persistence for palm-pay (stdlib sqlite3, WAL).
+"""Persistence for palm-pay: SQLite by default (stdlib sqlite3, WAL), PostgreSQL when
+`PalmPayOptions.database_url` is set. One set of queries (`Tx`) serves both.
 
-Each thread gets its own connection. Writes run in `BEGIN IMMEDIATE`
+SQLite: each thread gets its own connection. Writes run in `BEGIN IMMEDIATE`
 transactions, so a payment's limit check, its reservation and its events are
 one atomic step and concurrent payments (threads or processes) queue on the
-write lock instead of racing. A CHECK constraint repeats the daily-limit
-invariant so even a bug in the service cannot commit an overspend.
+write lock instead of racing.
+
+PostgreSQL (`PostgresPalmPayStore`, schema `palmpay`, created by `payops db upgrade`):
+writes are READ COMMITTED transactions that lock what they decide on: every link
+read in a write transaction is `SELECT ... FOR UPDATE`, so two payments on one
+link queue on its row (across threads, processes and machines) while payments on
+other links run in parallel. Enrolments serialise on one advisory lock (they check
+several rows). Event ids are taken under a transaction lock, so they are in commit
+order and a consumer reading "id > cursor" never skips a late commit. Lock order
+is always link rows, then the event lock; code that writes events before touching
+a link row calls `lock_link` first.
+
+In both, a CHECK constraint repeats the daily-limit invariant so even a bug in
+the service cannot commit an overspend.
 
 Sensitive columns hold AES-GCM blobs; lookups go through HMAC blind indexes.
 """
@@ -182,48 +195,84 @@ class PaymentRow:
     created_at: float
 
 
+EVENTS_LOCK = "palmpay:event-ids"  # PostgreSQL: outbox / payment-event ids in commit order
+ENROLMENT_LOCK = "palmpay:enrolment"  # PostgreSQL: one enrolment at a time (it checks a palm's and a user's links)
+
+
 class Tx:
-    """Queries over one connection inside one transaction."""
+    """Queries over one connection inside one transaction.
 
-    __slots__ = ("c",)
+    `lock_rows` (PostgreSQL write transactions): link reads lock the rows they return
+    until commit. `postgres`: ids come back through RETURNING and event inserts take
+    the event lock. On SQLite both are off: the transaction already holds the file.
+    """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    __slots__ = ("c", "_lock", "_pg")
+
+    def __init__(self, conn: Any, *, lock_rows: bool = False, postgres: bool = False) -> None:
         self.c = conn
+        self._lock = " FOR UPDATE" if lock_rows else ""
+        self._pg = postgres
+
+    # --- locks (no-ops on SQLite, where the write transaction holds the whole database) ---
+
+    def lock_link(self, palm_pay_id: str) -> None:
+        """Lock one link's row now (before any event insert: links first, then the event lock)."""
+        if self._lock:
+            self.c.execute("SELECT 1 FROM palm_pay_links WHERE palm_pay_id = ?" + self._lock, (palm_pay_id,))
+
+    def serialise(self, name: str) -> None:
+        """Queue behind every other transaction that serialises on `name`, until commit."""
+        if self._pg:
+            from payops.storage.locks import xact_lock
+
+            xact_lock(self.c, name)
+
+    def _insert_id(self, sql: str, params: tuple[Any, ...]) -> int:
+        if self._pg:
+            self.serialise(EVENTS_LOCK)
+            return int(self.c.execute(sql + " RETURNING id", params).fetchone()[0])
+        return int(self.c.execute(sql, params).lastrowid or 0)
 
     # --- links -------------------------------------------------------------
 
     def link(self, palm_pay_id: str) -> PalmPayLink | None:
-        row = self.c.execute(f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE palm_pay_id = ?", (palm_pay_id,)).fetchone()
+        row = self.c.execute(
+            f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE palm_pay_id = ?" + self._lock, (palm_pay_id,)
+        ).fetchone()
         return _link(row) if row else None
 
     def link_for_template(self, template_index: bytes) -> PalmPayLink | None:
         """The live link of a palm, else its most recent revoked one."""
         row = self.c.execute(
             f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE template_index = ?"
-            f" ORDER BY link_status = '{REVOKED}', created_at DESC LIMIT 1",
+            f" ORDER BY link_status = '{REVOKED}', created_at DESC LIMIT 1" + self._lock,
             (template_index,),
         ).fetchone()
         return _link(row) if row else None
 
     def links_for_proxy(self, proxy_index: bytes) -> list[PalmPayLink]:
         rows = self.c.execute(
-            f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE proxy_index = ? ORDER BY created_at", (proxy_index,)
+            f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE proxy_index = ? ORDER BY created_at" + self._lock,
+            (proxy_index,),
         ).fetchall()
         return [_link(r) for r in rows]
 
     def links_for_user(self, user_id: str) -> list[PalmPayLink]:
         rows = self.c.execute(
-            f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE user_id = ? ORDER BY created_at", (user_id,)
+            f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE user_id = ? ORDER BY created_at, palm_pay_id" + self._lock,
+            (user_id,),
         ).fetchall()
         return [_link(r) for r in rows]
 
     def all_links(self) -> list[PalmPayLink]:
-        rows = self.c.execute(f"SELECT {_LINK_COLUMNS} FROM palm_pay_links ORDER BY created_at").fetchall()
+        rows = self.c.execute(f"SELECT {_LINK_COLUMNS} FROM palm_pay_links ORDER BY created_at, palm_pay_id").fetchall()
         return [_link(r) for r in rows]
 
     def pending_created_before(self, status: str, cutoff: float) -> list[PalmPayLink]:
         rows = self.c.execute(
-            f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE link_status = ? AND created_at <= ?",
+            f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE link_status = ? AND created_at <= ?"
+            " ORDER BY created_at, palm_pay_id" + self._lock,
             (status, cutoff),
         ).fetchall()
         return [_link(r) for r in rows]
@@ -360,7 +409,7 @@ class Tx:
     def completed_by_link_and_day(self) -> list[tuple[str, str, int, int]]:
         """(palm_pay_id, spent_day, sum of completed cents, max single amount) for invariant checks."""
         return self.c.execute(
-            "SELECT palm_pay_id, spent_day, SUM(amount_cents), MAX(amount_cents) FROM payments"
+            "SELECT palm_pay_id, spent_day, CAST(SUM(amount_cents) AS BIGINT), MAX(amount_cents) FROM payments"
             " WHERE status = 'completed' GROUP BY palm_pay_id, spent_day"
         ).fetchall()
 
@@ -405,10 +454,8 @@ class Tx:
     # --- outbox, payment events, audit, access -----------------------------
 
     def emit(self, ts: float, name: str, payload: dict[str, Any]) -> int:
-        cur = self.c.execute(
-            "INSERT INTO outbox (ts, name, payload) VALUES (?, ?, ?)", (ts, name, orjson.dumps(payload).decode())
-        )
-        return int(cur.lastrowid or 0)
+        return self._insert_id("INSERT INTO outbox (ts, name, payload) VALUES (?, ?, ?)",
+                               (ts, name, orjson.dumps(payload).decode()))
 
     def outbox_after(self, after_id: int, limit: int) -> list[OutboxEvent]:
         rows = self.c.execute(
@@ -417,13 +464,11 @@ class Tx:
         return [OutboxEvent(id=r[0], ts=r[1], name=r[2], payload=orjson.loads(r[3])) for r in rows]
 
     def add_payment_event(self, payment_id: str, body: dict[str, Any]) -> int:
-        cur = self.c.execute(
-            "INSERT INTO payment_events (payment_id, body) VALUES (?, ?)", (payment_id, orjson.dumps(body).decode())
-        )
-        return int(cur.lastrowid or 0)
+        return self._insert_id("INSERT INTO payment_events (payment_id, body) VALUES (?, ?)",
+                               (payment_id, orjson.dumps(body).decode()))
 
     def payment_event_count(self, payment_id: str) -> int:
-        return self.c.execute("SELECT COUNT(*) FROM payment_events WHERE payment_id = ?", (payment_id,)).fetchone()[0]
+        return int(self.c.execute("SELECT COUNT(*) FROM payment_events WHERE payment_id = ?", (payment_id,)).fetchone()[0])
 
     def payment_events_after(self, after_id: int, limit: int) -> list[PaymentEventRecord]:
         rows = self.c.execute(
@@ -489,11 +534,15 @@ class Tx:
         )
 
     def sealed_values(self) -> list[tuple[str, bytes, bytes]]:
-        return self.c.execute("SELECT palm_pay_id, template_ct, proxy_ct FROM palm_pay_links").fetchall()
+        return self.c.execute(
+            "SELECT palm_pay_id, template_ct, proxy_ct FROM palm_pay_links ORDER BY palm_pay_id" + self._lock
+        ).fetchall()
 
 
 class PalmPayStore:
-    """Owns the database file: schema, per-thread connections, transactions."""
+    """Owns the SQLite database file: schema, per-thread connections, transactions."""
+
+    dialect = "sqlite"
 
     def __init__(
         self,
@@ -599,3 +648,64 @@ class PalmPayStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
         self._local = threading.local()
+
+    @property
+    def integrity_errors(self) -> tuple[type[BaseException], ...]:
+        return (sqlite3.IntegrityError,)
+
+
+class PostgresPalmPayStore:
+    """The same tables on PostgreSQL (schema `palmpay`), through a small connection pool.
+
+    The schema comes from `payops db upgrade` (storage/migrations/postgres); opening a
+    store on an unmigrated or older database fails with that command in the message.
+    """
+
+    dialect = "postgres"
+
+    def __init__(self, dsn: str, *, pool_size: int = 8) -> None:
+        from payops.storage.db import PALMPAY_SCHEMA, PostgresDatabase, integrity_errors
+        from payops.storage.migrations import require_current
+
+        require_current(dsn)
+        self._db = PostgresDatabase(dsn, PALMPAY_SCHEMA, max_size=pool_size, name="payops-palmpay")
+        self.path = None
+        self.integrity_errors = integrity_errors()
+        current = self.schema_version()
+        if current != SCHEMA_VERSION:
+            self._db.close()
+            raise RuntimeError(f"palm-pay schema {current} on PostgreSQL does not match this code ({SCHEMA_VERSION})")
+
+    def schema_version(self) -> int:
+        with self.read() as tx:
+            return int(tx.c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Tx]:
+        """A READ COMMITTED transaction whose link reads lock their rows until commit."""
+        with self._db.write() as conn:
+            yield Tx(conn, lock_rows=True, postgres=True)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read-only REPEATABLE READ transaction: one consistent snapshot for all its queries."""
+        with self._db.read() as conn:
+            yield Tx(conn, postgres=True)
+
+    def checkpoint(self) -> None:
+        """Nothing to fold on PostgreSQL (kept so callers need not know the engine)."""
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def open_store(options: Any) -> PalmPayStore | PostgresPalmPayStore:
+    """The store `PalmPayOptions` ask for: PostgreSQL when `database_url` is set, else the SQLite file."""
+    if getattr(options, "database_url", None):
+        return PostgresPalmPayStore(options.database_url, pool_size=options.pool_size)
+    return PalmPayStore(
+        options.database_path,
+        busy_timeout_s=options.busy_timeout_s,
+        synchronous=options.synchronous,
+        wal_autocheckpoint_pages=options.wal_autocheckpoint_pages,
+    )
