@@ -31,8 +31,7 @@ class Backend:
                  api_settings: ApiSettings | None = None, limiter: RateLimiter | None = None) -> None:
         self.settings = settings or (services.settings if services is not None else Settings())
         self.api = api_settings or ApiSettings()
-        self.limiter = limiter or RateLimiter({"payments": self.api.payments, "verification": self.api.verification,
-                                               "enrolment": self.api.enrolment})
+        self.limiter = limiter or RateLimiter(self.api.buckets())
         self._services = services
         self._palm = palm
         self._keys = keys

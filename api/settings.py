@@ -22,7 +22,7 @@ class Bucket(BaseModel):
 
 
 class ApiSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PAYOPS_API_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PAYOPS_API_", extra="ignore")
 
     host: str = Field(LOOPBACK, description="Loopback by default: expose it on purpose, behind TLS.")
     port: int = Field(8080, ge=1, le=65535)
@@ -30,13 +30,23 @@ class ApiSettings(BaseSettings):
         16 * 1024, ge=1024, description="Every request body here is a few hundred bytes; 16 KiB leaves room and "
         "stops memory abuse long before it matters."
     )
-    # Per API key. A checkout terminal takes a payment every few seconds at most; a burst of 10
-    # covers a queue of retries after a network blip, 1/s sustained is far above real use.
-    payments: Bucket = Bucket(burst=10, per_second=1.0)
+    # Token buckets per API key (see ratelimit.py).
+    # A checkout terminal takes a payment every few seconds at most; a burst of 10 covers a queue
+    # of retries after a network blip, 1/s sustained is far above real use.
+    payments_burst: float = Field(10, gt=0)
+    payments_per_second: float = Field(1.0, gt=0)
     # OTP checks and resends: the backend voids a code after 5 wrong tries; this stops one key
     # from walking across many links (5 at once, then one every 10 s).
-    verification: Bucket = Bucket(burst=5, per_second=0.1)
+    verification_burst: float = Field(5, gt=0)
+    verification_per_second: float = Field(0.1, gt=0)
     # Enrolment sends an SMS: cap it so a stolen key cannot pump messages (5 at once, one a minute).
-    enrolment: Bucket = Bucket(burst=5, per_second=1 / 60)
+    enrolment_burst: float = Field(5, gt=0)
+    enrolment_per_second: float = Field(1 / 60, gt=0)
     decisions_max_page: int = Field(500, ge=1, description="Largest page of decisions one request returns.")
-    chat_max_question_chars: int = Field(2000, ge=10, description="A question, not a document.")
+
+    def buckets(self) -> dict[str, Bucket]:
+        return {group: Bucket(burst=getattr(self, f"{group}_burst"), per_second=getattr(self, f"{group}_per_second"))
+                for group in RATE_LIMITED_GROUPS}
+
+
+RATE_LIMITED_GROUPS = ("payments", "verification", "enrolment")

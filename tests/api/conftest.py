@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from payops.api import create_app
 from payops.api.keys import ApiKeyStore
 from payops.api.ratelimit import RateLimiter
-from payops.api.settings import ApiSettings, Bucket
+from payops.api.settings import RATE_LIMITED_GROUPS, ApiSettings, Bucket
 from payops.palmpay import DevOtpSender, PalmPayOptions, PalmPayService, RailRetryPolicy, SimulatedPayShapRail
 from payops.settings import Settings
 
@@ -22,6 +22,7 @@ PACKAGED_SPEC = Path(__file__).resolve().parents[2] / "palmpay" / "palm-pay.spec
 SPEC_ERRORS = {e["code"]: (e["status"], e["message"]) for e in json.loads(PACKAGED_SPEC.read_text())["errors"]}
 # Generous buckets: tests that are not about rate limits must never meet one.
 NO_LIMIT = Bucket(burst=1e9, per_second=1e9)
+NO_LIMITS = {f"{group}_{part}": 1e9 for group in RATE_LIMITED_GROUPS for part in ("burst", "per_second")}
 
 
 class ManualMonotonic:
@@ -91,7 +92,7 @@ def make_api(tmp_path: Path) -> Iterator[ApiFactory]:
         if palm is None:
             options = PalmPayOptions.from_settings(settings, rail_retry=RailRetryPolicy(max_attempts=3, initial_wait_s=0.0))
             palm = PalmPayService(options, rail=rail, verification=otp, sleep=lambda _s: None)
-        api_settings = api_settings or ApiSettings(payments=NO_LIMIT, verification=NO_LIMIT, enrolment=NO_LIMIT)
+        api_settings = api_settings or ApiSettings(**NO_LIMITS)
         app = create_app(settings, services=services, palm=palm, api_settings=api_settings, limiter=limiter)
         client = TestClient(app, raise_server_exceptions=raise_server_exceptions)
         client.__enter__()

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conftest import ALWAYS_ASK, NO_LIMIT, PACKAGED_SPEC, bearer, seed_agent
+from conftest import ALWAYS_ASK, NO_LIMITS, PACKAGED_SPEC, bearer, seed_agent
 from payops.api import create_app, openapi_schema
 from payops.api.settings import ApiSettings
 from payops.palmpay import DevOtpSender, PalmPayOptions, PalmPayService, RailRetryPolicy, SimulatedPayShapRail
@@ -44,7 +44,7 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     palm = PalmPayService(PalmPayOptions.from_settings(settings_, rail_retry=RailRetryPolicy(max_attempts=2, initial_wait_s=0.0)),
                           rail=SimulatedPayShapRail(), verification=otp, sleep=lambda _s: None)
     app = create_app(settings_, palm=palm,
-                     api_settings=ApiSettings(payments=NO_LIMIT, verification=NO_LIMIT, enrolment=NO_LIMIT))
+                     api_settings=ApiSettings(**NO_LIMITS))
     keys = {role: app.state.backend.keys.create(f"fuzz-{role}", role)[1] for role in ("terminal", "operator")}
     with TestClient(app) as client:  # runs the app's lifespan around the module
         view, delivery = palm.create_link("fuzz-user", "tmpl-fuzz-00000001", "left", "0825550001", "phone")

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from conftest import NO_LIMIT, Api, ApiFactory, ManualMonotonic
+from conftest import NO_LIMIT, NO_LIMITS, Api, ApiFactory, ManualMonotonic
 from payops.api.ratelimit import RateLimiter
 from payops.api.settings import ApiSettings, Bucket
 
@@ -14,6 +14,14 @@ from payops.api.settings import ApiSettings, Bucket
 def _limited(make_api: ApiFactory, clock: ManualMonotonic, **buckets: Bucket) -> Api:
     groups = {"payments": NO_LIMIT, "verification": NO_LIMIT, "enrolment": NO_LIMIT, **buckets}
     return make_api(limiter=RateLimiter(groups, clock=clock))
+
+
+def test_limits_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYOPS_API_PAYMENTS_BURST", "3")
+    monkeypatch.setenv("PAYOPS_API_ENROLMENT_PER_SECOND", "0.5")
+    buckets = ApiSettings().buckets()
+    assert buckets["payments"] == Bucket(burst=3, per_second=1.0)
+    assert buckets["enrolment"].per_second == 0.5 and buckets["verification"] == Bucket(burst=5, per_second=0.1)
 
 
 def test_token_bucket_arithmetic() -> None:
@@ -62,8 +70,7 @@ def test_verification_is_rate_limited(make_api: ApiFactory) -> None:
 
 
 def test_body_size_limit(make_api: ApiFactory) -> None:
-    api = make_api(api_settings=ApiSettings(max_body_bytes=2048, payments=NO_LIMIT, verification=NO_LIMIT,
-                                            enrolment=NO_LIMIT))
+    api = make_api(api_settings=ApiSettings(max_body_bytes=2048, **NO_LIMITS))
     _, ref = api.enrol()
     padding = "x" * 3000
     big = api.pay(ref, terminal_id=padding)
