@@ -7,6 +7,10 @@ region, error_code)` tuples (None: absent; error_code None: a success). Real
 traffic has a few hundred such combinations per minute, so the window maps a
 batch into its own dictionaries with one lookup per combination, not per event.
 
+Dimensions with many values (terminal_id, merchant_id, region: thousands of
+merchants) may instead travel as per-row codes in `wide`, with None in their
+place in `combos`; otherwise the combinations would be as many as the events.
+
 Everything the window does not aggregate (payment id, amount, currency, palm-pay
 id) travels in `details`, only so a batch can still be read as `PaymentEvent`s.
 """
@@ -14,7 +18,7 @@ id) travels in `details`, only so a batch can still be read as `PaymentEvent`s.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import orjson
@@ -22,7 +26,10 @@ import orjson
 from .events import DIMENSIONS, PaymentEvent
 
 COMBO_FIELDS: tuple[str, ...] = (*DIMENSIONS, "error_code")
+WIDE_FIELDS: tuple[str, ...] = ("terminal_id", "merchant_id", "region")  # may have very many values
+WIDE_POSITIONS = tuple(COMBO_FIELDS.index(f) for f in WIDE_FIELDS)
 Combo = tuple[str | None, ...]
+Wide = Mapping[str, tuple[np.ndarray, Sequence[str | None]]]  # field -> (code per row, names; names[0] is None)
 
 
 class RowDetails(Protocol):
@@ -59,6 +66,7 @@ class EventBatch:
     combo: np.ndarray  # intp index into `combos`
     combos: Sequence[Combo]  # may be a table shared (and growing) across a source's batches
     details: RowDetails | None = None
+    wide: Wide | None = None  # per-row codes of WIDE_FIELDS; their combo entries are then None
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -72,8 +80,15 @@ class EventBatch:
         return failed_combo[self.combo]
 
     def take(self, index: np.ndarray | slice) -> "EventBatch":
+        wide = {f: (codes[index], names) for f, (codes, names) in self.wide.items()} if self.wide is not None else None
         return EventBatch(self.ts[index], self.latency_ms[index], self.attempt[index], self.combo[index], self.combos,
-                          self.details.take(index) if self.details is not None else None)
+                          self.details.take(index) if self.details is not None else None, wide)
+
+    def wide_names(self) -> list[list[str | None]] | None:
+        """Per row, the values of WIDE_FIELDS (None if they live in `combos`)."""
+        if self.wide is None:
+            return None
+        return [[names[c] for c in codes.tolist()] for codes, names in (self.wide[f] for f in WIDE_FIELDS)]
 
     def to_events(self) -> list[PaymentEvent]:
         """The batch as PaymentEvent objects (slow; for callers that want objects)."""
@@ -81,8 +96,11 @@ class EventBatch:
             raise ValueError("this batch carries no payment ids; it cannot be turned back into events")
         out = []
         ts, lat, att, combo = self.ts.tolist(), self.latency_ms.tolist(), self.attempt.tolist(), self.combo.tolist()
+        wide = self.wide_names()
         for i in range(len(ts)):
             method, route, bank, issuer, terminal, merchant, region, error = self.combos[combo[i]]
+            if wide is not None:
+                terminal, merchant, region = wide[0][i], wide[1][i], wide[2][i]
             payment_id, amount, currency, palm = self.details.extras(i)
             out.append(PaymentEvent(
                 ts=ts[i], payment_id=payment_id, method=method, route=route, bank=bank, issuer=issuer,  # type: ignore[arg-type]
@@ -150,7 +168,28 @@ def concat(batches: Sequence[EventBatch]) -> EventBatch:
         np.concatenate(combos),
         table,
         details,
+        _concat_wide(batches),
     )
+
+
+def _concat_wide(batches: Sequence[EventBatch]) -> Wide | None:
+    if all(b.wide is None for b in batches):
+        return None
+    out = {}
+    for f, pos in zip(WIDE_FIELDS, WIDE_POSITIONS):
+        merged: dict[str | None, int] = {None: 0}
+        parts = []
+        for b in batches:
+            if b.wide is not None:
+                codes, names = b.wide[f]
+            else:  # this batch keeps the field in its combinations
+                names = [None, *dict.fromkeys(c[pos] for c in b.combos if c[pos] is not None)]
+                index = {n: i for i, n in enumerate(names)}
+                codes = np.fromiter((index[c[pos]] for c in b.combos), np.int64, len(b.combos))[b.combo]
+            lut = np.fromiter((merged.setdefault(n, len(merged)) for n in names), np.int64, len(names))
+            parts.append(lut[codes])
+        out[f] = (np.concatenate(parts), list(merged))
+    return out
 
 
 def _concat_details(parts: list[RowDetails | None]) -> RowDetails | None:

@@ -179,6 +179,11 @@ class ParseReport:
         if len(self._new) < self.max_kept:
             self._new.append(sample)
 
+    def reject_unsampled(self, count: int) -> None:
+        """Count bad lines whose reasons were not kept (merging a worker's report)."""
+        self.bad_count += count
+        self._new_count += count
+
     def take_new(self) -> tuple[int, tuple[BadLine, ...]]:
         """(count, first samples) of the lines rejected since the previous call."""
         out = (self._new_count, tuple(self._new))

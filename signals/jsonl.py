@@ -1,9 +1,9 @@
 """Fast JSON Lines ingest: bytes -> validated columns, bad lines counted with their number.
 
 The schema of CONTRACT.md §1 is a msgspec Struct, so decoding *is* validation and
-runs in C; no dict or PaymentEvent per line. A chunk is decoded line by line in
-one comprehension; only when some line in it is bad (rare) does the chunk go
-through the careful path that finds each bad line, its number and the reason.
+runs in C; no dict or PaymentEvent per line. A chunk of lines is decoded in one
+call; only when some line in it is bad (rare) does the chunk go through the
+careful path that finds each bad line, its number and the reason.
 Reasons come from `event_from_dict`, the one reference validator, so both paths
 say the same thing and never echo a value.
 """
@@ -18,7 +18,7 @@ import msgspec
 import numpy as np
 import orjson
 
-from .batch import Combo, EventBatch, ObjectDetails
+from .batch import WIDE_FIELDS, Combo, EventBatch, ObjectDetails
 from .events import DIMENSIONS, MAX_ATTEMPT, EventError, ParseReport, event_from_dict
 
 _FINITE_MAX = sys.float_info.max  # JSON numbers beyond it decode as infinity: rejected like event_from_dict does
@@ -49,27 +49,53 @@ class WireEvent(msgspec.Struct, gc=False):
 
 
 _ROW_KEY = attrgetter(*DIMENSIONS, "status", "error_code")
+_CORE_KEY = attrgetter("method", "route", "bank", "issuer", "status", "error_code")
+# A chunk with more distinct combinations than this (and than one per this many rows)
+# codes terminal, merchant and region per row instead (see batch.WIDE_FIELDS).
+WIDE_AFTER_COMBOS = 512
+WIDE_ROWS_PER_COMBO = 8
 _TS = attrgetter("ts")
 _LATENCY = attrgetter("latency_ms")
 _ATTEMPT = attrgetter("attempt")
 _DECODE_ERRORS = (msgspec.DecodeError, ValueError)  # ValueError covers invalid UTF-8
+_NEWLINE, _CR, _OPEN, _CLOSE = (ord(c) for c in "\n\r{}")
 
 
 class _ComboIds(dict):  # type: ignore[type-arg]
-    """Raw (dimensions..., status, error_code) -> combo id; a miss registers the normalised combo."""
+    """Raw (dimensions..., status, error_code) -> combo id; a miss registers the normalised combo.
 
-    def __init__(self, table: list[Combo]) -> None:
+    With `wide`, the key holds only (method, route, bank, issuer, status, error_code)
+    and terminal, merchant and region are left None (they travel per row).
+    """
+
+    def __init__(self, table: list[Combo], wide: bool = False) -> None:
         super().__init__()
         self.table = table
+        self.wide = wide
 
     def __missing__(self, raw: tuple) -> int:  # type: ignore[type-arg]
         *dims, status, error = raw
         # Same normalisation as event_from_dict: a success has no code, a failure always has one.
         code = None if status == "success" else (error or "UNKNOWN")
+        if self.wide:
+            dims = [*dims, None, None, None]
         ident = len(self.table)
         self.table.append((*dims, code))
         self[raw] = ident
         return ident
+
+
+class _Codes(dict):  # type: ignore[type-arg]
+    """Value -> code in `names` (None is 0)."""
+
+    def __init__(self, names: list[str | None]) -> None:
+        super().__init__({None: 0})
+        self.names = names
+
+    def __missing__(self, value: str) -> int:
+        self[value] = len(self.names)
+        self.names.append(value)
+        return self[value]
 
 
 def explain(line: bytes) -> str:
@@ -88,29 +114,65 @@ def explain(line: bytes) -> str:
 
 
 class JsonlParser:
-    """Turns chunks of JSON Lines into EventBatches. One per source: it owns the combo table."""
+    """Turns chunks of JSON Lines into EventBatches, counting bad lines in `report`.
+
+    Each chunk gets its own combination table (in order of first appearance), so a
+    chunk's batch depends on nothing but its bytes: chunks can be parsed in any
+    process and any order, and the window sees the same thing however the stream
+    was cut (window.add maps combinations by name).
+    """
 
     def __init__(self, report: ParseReport | None = None, keep_details: bool = True) -> None:
         self.report = report if report is not None else ParseReport()
         self.keep_details = keep_details
-        self.combos: list[Combo] = []
-        self._ids = _ComboIds(self.combos)
-        self._decode = msgspec.json.Decoder(WireEvent).decode
+        decoder = msgspec.json.Decoder(WireEvent)
+        self._decode = decoder.decode
+        self._decode_lines = decoder.decode_lines
+        self.line_count = 0
 
     def parse(self, data: bytes, first_line_no: int = 1) -> EventBatch:
-        """Complete lines (the last may lack its newline); `first_line_no` numbers the first."""
-        lines = data.split(b"\n")
-        if lines and not lines[-1]:
-            lines.pop()
-        decode = self._decode
-        try:
-            rows = [decode(line) for line in lines if line]
-        except _DECODE_ERRORS:
+        """Complete lines (the last may lack its newline); `first_line_no` numbers the first.
+
+        Sets `line_count` to the number of physical lines in `data` (for the next number).
+        """
+        rows = self._fast(data)
+        if rows is None:
+            lines = data.split(b"\n")
+            if lines and not lines[-1]:
+                lines.pop()
+            self.line_count = len(lines)
             rows = self._careful(lines, first_line_no)
         else:
             self.report.lines += len(rows)
         self.report.accepted += len(rows)
         return self.columns(rows)
+
+    def _fast(self, data: bytes) -> list[WireEvent] | None:
+        """All lines decoded in one call, or None when some line is not exactly one JSON object.
+
+        `decode_lines` would also accept two objects on one line, or one object over two
+        lines; a line-by-line reader rejects both. Every line starting with '{' and ending
+        with '}' (then no object can span lines: JSON allows no '{' right after a value)
+        and as many objects as lines means one object per line.
+        """
+        buf = np.frombuffer(data, np.uint8)
+        newlines = np.flatnonzero(buf == _NEWLINE)
+        ends = newlines if data.endswith(b"\n") else np.append(newlines, len(buf))
+        self.line_count = len(ends)
+        if not len(ends):
+            return []
+        starts = np.concatenate(([0], newlines + 1))[: len(ends)]
+        last = ends - 1
+        if (last < starts).any():
+            return None  # an empty line
+        last = last - (buf[last] == _CR)  # CRLF line ends
+        if (last < starts).any() or not (buf[starts] == _OPEN).all() or not (buf[last] == _CLOSE).all():
+            return None
+        try:
+            rows = self._decode_lines(data)
+        except _DECODE_ERRORS:
+            return None
+        return rows if len(rows) == len(ends) else None
 
     def _careful(self, lines: list[bytes], first_line_no: int) -> list[WireEvent]:
         rows = []
@@ -128,11 +190,45 @@ class JsonlParser:
 
     def columns(self, rows: list[WireEvent]) -> EventBatch:
         n = len(rows)
+        combos: list[Combo] = []
+        combo = np.fromiter(map(_ComboIds(combos).__getitem__, map(_ROW_KEY, rows)), np.intp, n)
+        wide = None
+        if len(combos) > max(WIDE_AFTER_COMBOS, n // WIDE_ROWS_PER_COMBO):
+            # Terminals, merchants or regions with many values: code them per row instead,
+            # or the combinations would be as many as the events.
+            combos = []
+            combo = np.fromiter(map(_ComboIds(combos, wide=True).__getitem__, map(_CORE_KEY, rows)), np.intp, n)
+            wide = {}
+            for name in WIDE_FIELDS:
+                names: list[str | None] = [None]
+                codes = np.fromiter(map(_Codes(names).__getitem__, map(attrgetter(name), rows)), np.int64, n)
+                wide[name] = (codes, names)
         return EventBatch(
             ts=np.fromiter(map(_TS, rows), np.float64, n),
             latency_ms=np.fromiter(map(_LATENCY, rows), np.float64, n),
             attempt=np.fromiter(map(_ATTEMPT, rows), np.int64, n),
-            combo=np.fromiter(map(self._ids.__getitem__, map(_ROW_KEY, rows)), np.intp, n),
-            combos=self.combos,
+            combo=combo,
+            combos=combos,
             details=ObjectDetails(rows) if self.keep_details else None,
+            wide=wide,
         )
+
+
+# -- parsing a file on several cores ---------------------------------------------------
+
+
+def parse_range(path: str, start: int, end: int) -> tuple:
+    """Parse bytes [start, end) of a file (whole lines) in a worker process.
+
+    Returns plain picklable parts: the batch's columns and combinations (no
+    details), the chunk's physical line count, and its report with line numbers
+    relative to the chunk (1 = its first line).
+    """
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        data = handle.read(end - start)
+    report = ParseReport()
+    parser = JsonlParser(report, keep_details=False)
+    batch = parser.parse(data, 1)
+    return (batch.ts, batch.latency_ms, batch.attempt, batch.combo, tuple(batch.combos), batch.wide, parser.line_count,
+            report.lines, report.accepted, report.bad_count, [(b.line_no, b.reason) for b in report.bad])

@@ -18,7 +18,7 @@ from typing import BinaryIO, Mapping, Sequence
 
 import numpy as np
 
-from .batch import Combo, EventBatch, concat
+from .batch import WIDE_FIELDS, Combo, EventBatch, concat
 from .events import PaymentEvent
 from .network import (  # re-exported: other modules import these from here
     PALM_METHOD,
@@ -53,8 +53,7 @@ UNKNOWN_ROUTE_LATENCY_MS = 200.0
 LATENCY_SIGMA = 0.35  # lognormal spread of a route's latency
 REJECT_LATENCY_MS = (40.0, 120.0)  # a route refusing a method answers fast
 TIMEOUT_LATENCY_MS = (8_000.0, 30_000.0)
-# Order of the categorical fields of a generated event (batch.COMBO_FIELDS order).
-_FIELDS = ("method", "route", "bank", "issuer", "terminal_id", "merchant_id", "region", "error_code")
+_CORE = ("method", "route", "bank", "issuer")
 
 
 class _Names:
@@ -336,6 +335,7 @@ class Simulator:
             combo=combo,
             combos=self.combos,
             details=SimDetails(f"sim{self.seed}-", payment_no[rows], amount[rows], palm_no[rows]),
+            wide={f: (cols[f][rows], self.names[f].names) for f in WIDE_FIELDS},
         )
 
     def _outcome(self, idx: np.ndarray, rel: np.ndarray, cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -396,15 +396,18 @@ class Simulator:
         return hit
 
     def _combo_ids_of(self, cols: dict[str, np.ndarray], rows: np.ndarray, err: np.ndarray) -> np.ndarray:
+        """Combination ids over (method, route, bank, issuer, error); terminal, merchant and region
+        travel as per-row codes (batch.wide), so many of them do not multiply the combinations."""
         if rows.size == 0:
             return np.empty(0, np.intp)
-        uniq, inverse = self._factorize([cols[f][rows] for f in _FIELDS[:-1]] + [err], [len(self.names[f]) for f in _FIELDS])
+        uniq, inverse = self._factorize([cols[f][rows] for f in _CORE] + [err], [len(self.names[f]) for f in (*_CORE, "error_code")])
         lut = np.empty(len(uniq), np.intp)
         for i, codes in enumerate(uniq):
             found = self._combo_ids.get(codes)
             if found is None:
                 found = self._combo_ids[codes] = len(self.combos)
-                self.combos.append(tuple(self.names[f].names[c] for f, c in zip(_FIELDS, codes)))
+                method, route, bank, issuer, error = (self.names[f].names[c] for f, c in zip((*_CORE, "error_code"), codes))
+                self.combos.append((method, route, bank, issuer, None, None, None, error))
             lut[i] = found
         return lut[inverse]
 

@@ -8,20 +8,30 @@ the agent drives the clock. Bad lines are skipped and reported through `report`
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
+import weakref
+from collections import deque
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Iterator, Protocol
 
 import numpy as np
 
 from .batch import EventBatch, concat
 from .events import ParseReport
-from .jsonl import JsonlParser
+from .jsonl import JsonlParser, parse_range
 from .simulator import Simulator
 
 # Bytes read per call. Big enough that per-call overhead vanishes, small enough
 # that a live pipe is not held back: `read1` returns whatever is there already.
 CHUNK_BYTES = 1 << 20
+# A file at least this big is parsed by worker processes on the other cores while
+# this one runs the agent: for a replay, parsing is most of the work. Below it the
+# fork is not worth it.
+PARALLEL_MIN_BYTES = 32 << 20
+PARALLEL_CHUNK_BYTES = 4 << 20
+MAX_PARSE_WORKERS = 2  # the machines this runs on have 2 cores
 
 
 class SourceError(Exception):
@@ -75,22 +85,43 @@ class LineSource:
     the next call, where the window counts it as late.
     """
 
-    def __init__(self, stream: IO[bytes], name: str = "<stream>", chunk_bytes: int = CHUNK_BYTES) -> None:
+    def __init__(self, stream: IO[bytes], name: str = "<stream>", chunk_bytes: int = CHUNK_BYTES,
+                 workers: "ParallelChunks | None" = None) -> None:
         self.name = name
         self.report = ParseReport()
         self._parser = JsonlParser(self.report)
         self._stream = stream
         self._read = getattr(stream, "read1", None) or stream.read
         self._chunk_bytes = chunk_bytes
+        self._workers = workers
         self._tail = b""  # an incomplete last line, waiting for the rest
         self._next_line_no = 1
         self._pending: list[EventBatch] = []
         self._eof = False
 
+    def _fill_from_workers(self, workers: "ParallelChunks") -> bool:
+        parsed = workers.next()
+        if parsed is None:
+            self._eof = True
+            return False
+        ts, latency, attempt, combo, combos, wide, line_count, lines, accepted, bad_count, bad = parsed
+        report, first = self.report, self._next_line_no
+        report.lines += lines
+        report.accepted += accepted
+        for line_no, reason in bad:
+            report.reject(first + line_no - 1, reason)
+        report.reject_unsampled(bad_count - len(bad))
+        self._next_line_no += line_count
+        if len(ts):
+            self._pending.append(EventBatch(ts, latency, attempt, combo, combos, None, wide))
+        return True
+
     def _fill(self) -> bool:
         """Parse the next chunk into pending; False at end of stream."""
         if self._eof:
             return False
+        if self._workers is not None:
+            return self._fill_from_workers(self._workers)
         chunk = self._read(self._chunk_bytes)
         if not chunk:
             self._eof = True
@@ -101,9 +132,8 @@ class LineSource:
             data, self._tail = data[:cut], data[cut:]
             if not data:
                 return True  # no complete line yet
-        first = self._next_line_no
-        self._next_line_no += data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
-        batch = self._parser.parse(data, first)
+        batch = self._parser.parse(data, self._next_line_no)
+        self._next_line_no += self._parser.line_count
         if len(batch):
             self._pending.append(batch)
         return True
@@ -133,12 +163,85 @@ class LineSource:
         return self._eof and not self._pending
 
     def close(self) -> None:
+        if self._workers is not None:
+            self._workers.close()
         if self._stream is not sys.stdin.buffer:
             self._stream.close()
 
 
-def open_jsonl(path: str | Path) -> LineSource:
-    """A file source; '-' is stdin. Raises SourceError with a one-line reason."""
+def _ranges(path: str, size: int, chunk_bytes: int) -> Iterator[tuple[int, int]]:
+    """[start, end) byte ranges of whole lines, about chunk_bytes each."""
+    with open(path, "rb") as handle:
+        start = 0
+        while start < size:
+            probe = start + chunk_bytes
+            if probe >= size:
+                yield start, size
+                return
+            handle.seek(probe)
+            end = size
+            while True:
+                block = handle.read(1 << 16)
+                if not block:
+                    break
+                found = block.find(b"\n")
+                if found >= 0:
+                    end = probe + found + 1
+                    break
+                probe += len(block)
+            yield start, min(end, size)
+            start = end
+
+
+class ParallelChunks:
+    """A file's chunks parsed by forked worker processes, handed back in file order.
+
+    At most two chunks per worker are in flight, so memory stays bounded. The file
+    is read as it is when opened (a replay input, not a growing log: use stdin for that).
+    """
+
+    def __init__(self, path: str, size: int, workers: int, chunk_bytes: int = PARALLEL_CHUNK_BYTES) -> None:
+        self._pool = multiprocessing.get_context("fork").Pool(workers)
+        self._finalizer = weakref.finalize(self, self._pool.terminate)
+        self._path = path
+        self._ranges = _ranges(path, size, chunk_bytes)
+        self._inflight: deque = deque()
+        for _ in range(2 * workers):
+            self._submit()
+
+    def _submit(self) -> None:
+        found = next(self._ranges, None)
+        if found is not None:
+            self._inflight.append(self._pool.apply_async(parse_range, (self._path, *found)))
+
+    def next(self) -> tuple | None:
+        if not self._inflight:
+            self.close()
+            return None
+        result = self._inflight.popleft().get()
+        self._submit()
+        return result
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def parse_workers(size: int) -> int:
+    """Worker processes worth using for a file of `size` bytes (0: parse in this process)."""
+    if size < PARALLEL_MIN_BYTES or "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return min(cores, MAX_PARSE_WORKERS) if cores > 1 else 0
+
+
+def open_jsonl(path: str | Path, workers: int | None = None) -> LineSource:
+    """A file source; '-' is stdin. Raises SourceError with a one-line reason.
+
+    `workers`: processes parsing a big file on other cores (None: decide by size and cores; 0: none).
+    """
     if str(path) == "-":
         return LineSource(sys.stdin.buffer, "<stdin>")
     p = Path(path)
@@ -152,4 +255,8 @@ def open_jsonl(path: str | Path) -> LineSource:
         raise SourceError(f"permission denied: {p}") from None
     except OSError as exc:
         raise SourceError(f"cannot read {p}: {exc.strerror}") from None
+    size = os.fstat(stream.fileno()).st_size
+    count = parse_workers(size) if workers is None else workers
+    if count > 0 and p.is_file():
+        return LineSource(stream, str(p), workers=ParallelChunks(str(p), size, count))
     return LineSource(stream, str(p))

@@ -28,7 +28,7 @@ from .baseline import (
     binomial_z,
     wilson_lower_bound,
 )
-from .batch import EventBatch, as_batch
+from .batch import WIDE_FIELDS, EventBatch, as_batch
 from .events import BUCKET_MID_MS, DIMENSIONS, LATENCY_BUCKETS, BadLine, PaymentEvent
 from .ring import COMPACT_FACTOR, COMPACT_MIN_COMBOS, ComboTable, EventRing, encode_keys
 
@@ -42,8 +42,8 @@ MAX_BAD_SAMPLES = 20
 # Dense counting over (combination, retry, bucket) cells while the cell space is at
 # most this many times the events (or small anyway); beyond it (very many distinct
 # merchants or terminals) a sort-based count is cheaper than zeroing empty cells.
-DENSE_CELLS_PER_EVENT = 8
-DENSE_CELLS_MIN = 1 << 20
+DENSE_CELLS_PER_EVENT = 4
+DENSE_CELLS_MIN = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -190,8 +190,13 @@ class EventWindow:
             self.late_dropped += dropped
             batch = batch.take(np.flatnonzero(fresh))
         used = np.flatnonzero(np.bincount(batch.combo, minlength=len(batch.combos)))
-        combo = self.table.lookup(batch.combos, used)[batch.combo]
-        self.ring.append(batch.ts, batch.latency_ms, encode_keys(combo, batch.attempt, batch.latency_ms))
+        lut, wide_lut = self.table.lookup(batch.combos, used, with_wide=batch.wide is None)
+        combo = lut[batch.combo]
+        if batch.wide is not None:
+            wide = {f: self.table.wide_lookup(f, names)[codes] for f, (codes, names) in batch.wide.items()}
+        else:
+            wide = {f: column[batch.combo] for f, column in wide_lut.items()}
+        self.ring.append(batch.ts, batch.latency_ms, encode_keys(combo, batch.attempt, batch.latency_ms), wide)
 
     def note_bad_lines(self, count: int, samples: Iterable[BadLine] = ()) -> None:
         self.bad_lines += count
@@ -202,11 +207,13 @@ class EventWindow:
     def evict_before(self, horizon: float) -> None:
         self._horizon = max(self._horizon, horizon)
         self.ring.evict_before(self._horizon)
-        if len(self.table) >= COMPACT_MIN_COMBOS:
-            live = self.ring.live_combos()
-            if len(self.table) > COMPACT_FACTOR * max(len(live), 1):
-                self.table, remap = self.table.rebuilt(live)
-                self.ring.remap(remap)
+        table = self.table
+        if len(table) >= COMPACT_MIN_COMBOS or any(len(table.vocab[f]) >= COMPACT_MIN_COMBOS for f in WIDE_FIELDS):
+            live, live_wide = self.ring.live_combos(), self.ring.live_wide()
+            sizes = [(len(table), len(live))] + [(len(table.vocab[f]), len(live_wide[f])) for f in WIDE_FIELDS]
+            if any(have >= COMPACT_MIN_COMBOS and have > COMPACT_FACTOR * max(used, 1) for have, used in sizes):
+                self.table, remap, wide_remap = table.rebuilt(live, live_wide)
+                self.ring.remap(remap, wide_remap)
 
     def snapshot(self, window_end: float, learn: bool = True) -> WindowSnapshot:
         start = window_end - self.window_seconds
@@ -294,12 +301,12 @@ def _cells(key: np.ndarray, latency: np.ndarray, n_combos: int) -> _Cells:
     return _Cells(n, cell >> 1, (cell & 1).astype(bool), bucket, count, latency_sum)
 
 
-def _segmentations(table: ComboTable) -> list[tuple[tuple[str, ...], np.ndarray, list[list[str]]]]:
-    """(dimension names, segment code per combination, vocabularies) for each segmentation present."""
+def _segmentations(table: ComboTable) -> list[tuple[tuple[str, ...], np.ndarray | None, list[list[str]]]]:
+    """(dimension names, segment code per combination or None (counted over rows), vocabularies)."""
     present = [d for d in DIMENSIONS if len(table.vocab[d]) > 1]
-    out = []
+    out: list[tuple[tuple[str, ...], np.ndarray | None, list[list[str]]]] = []
     for d in present:
-        out.append(((d,), table.codes(d), [table.names(d)]))
+        out.append(((d,), None if d in WIDE_FIELDS else table.codes(d), [table.names(d)]))
     for a, b in SEGMENT_PAIRS:
         if a in present and b in present:
             nb = len(table.vocab[b])
@@ -321,7 +328,8 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
                              0.0 if total_base and total_base.trusted else None, 0.0)
         return WindowSnapshot(start, end, empty, (), vocab_sizes=vocab_sizes)
 
-    cells = _cells(ring.key[lo:hi], ring.latency_ms[lo:hi], len(table))
+    key, latency = ring.key[lo:hi], ring.latency_ms[lo:hi]
+    cells = _cells(key, latency, len(table))
     n_combos = len(table)
     # Per combination: attempts, retries, latency sum. Failures and the error code are
     # properties of the combination itself.
@@ -329,14 +337,15 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
     retry_c = np.bincount(cells.combo[cells.retry], weights=cells.count[cells.retry], minlength=n_combos)
     latency_c = np.bincount(cells.combo, weights=cells.latency_sum, minlength=n_combos)
     active = np.flatnonzero(count_c)
-    failed_c = table.failed()[active]
-    err_c = table.codes("error_code")[active]
+    failed_all, err_all = table.failed(), table.codes("error_code")
+    failed_c, err_c = failed_all[active], err_all[active]
     err_names = table.names("error_code")
+    n_err = len(err_names)
     total_fail = float(count_c[active][failed_c].sum())
     builder = _Builder(baselines, significance_z, cells.n, total_fail, total_base, err_names)
 
-    def segmentation(codes: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Stats per present segment code (sorted) of one segmentation."""
+    def by_combination(codes: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Stats per present segment code (sorted) of a segmentation of combinations."""
         present, local = np.unique(codes[active], return_inverse=True)
         k = len(present)
         weights = count_c[active]
@@ -345,7 +354,6 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
         hist = np.bincount(local_of_combo[cells.combo] * LATENCY_BUCKETS + cells.bucket, weights=cells.count,
                            minlength=k * LATENCY_BUCKETS).reshape(k, LATENCY_BUCKETS)
         counts = np.bincount(local, weights=weights, minlength=k)
-        n_err = len(err_names)
         return present, {
             "counts": counts,
             "fails": np.bincount(local, weights=weights * failed_c, minlength=k),
@@ -355,11 +363,53 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
             "q": _quantiles(hist, counts),
         }
 
-    _, stats = segmentation(np.zeros(n_combos, np.int64))
-    total = builder.build((), stats, 0)
+    shared_parts: dict[str, np.ndarray] = {}
+
+    def parts_of(k: np.ndarray) -> dict[str, np.ndarray]:
+        cell = k // LATENCY_BUCKETS
+        return {"bucket": k - cell * LATENCY_BUCKETS, "err": err_all[cell >> 1], "retry": cell & 1}
+
+    def by_rows(codes: np.ndarray, vocab_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Stats per present code of a many-valued dimension, counted over the window's rows.
+
+        Code 0 (events without this dimension) is counted too and left out by the caller.
+        A dimension most events lack (palm terminals) is counted over its own rows only.
+        """
+        seen = np.bincount(codes, minlength=vocab_size)
+        if seen[0] * 2 > len(codes):
+            rows = np.flatnonzero(codes)
+            codes, parts, lat = codes[rows], parts_of(key[rows]), latency[rows]
+            seen[0] = 0
+        else:
+            if not shared_parts:  # computed once for every dense dimension
+                shared_parts.update(parts_of(key))
+            parts, lat = shared_parts, latency
+        present = np.flatnonzero(seen)
+        rank = np.zeros(vocab_size, np.int64)
+        rank[present] = np.arange(len(present))
+        local = rank[codes]
+        k = len(present)
+        hist = np.bincount(local * LATENCY_BUCKETS + parts["bucket"], minlength=k * LATENCY_BUCKETS).reshape(k, LATENCY_BUCKETS)
+        errs = np.bincount(local * n_err + parts["err"], minlength=k * n_err).reshape(k, n_err)
+        counts = seen[present].astype(np.float64)
+        return present, {
+            "counts": counts,
+            "fails": errs[:, 1:].sum(axis=1).astype(np.float64),  # every failure has a code (UNKNOWN if none)
+            "retries": np.bincount(local, weights=parts["retry"], minlength=k),
+            "lat_sum": np.bincount(local, weights=lat, minlength=k),
+            "errs": errs,
+            "q": _quantiles(hist, counts),
+        }
+
+    _, stats = by_combination(np.zeros(n_combos, np.int64))
+    total = builder.build((), builder.lists(stats), 0)
     segments: list[SegmentStats] = []
     for names, codes, vocabs in _segmentations(table):
-        present, stats = segmentation(codes)
+        if names[0] in WIDE_FIELDS:
+            present, stats = by_rows(ring.wide[names[0]][lo:hi], len(vocabs[0]))
+        else:
+            present, stats = by_combination(codes)
+        lists = builder.lists(stats)
         if len(names) == 1:
             values = [(vocabs[0][c],) for c in present.tolist()]
         else:
@@ -368,8 +418,16 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
         for i, vals in enumerate(values):
             if "" in vals:
                 continue  # rows where an optional dimension was absent are not a segment
-            segments.append(builder.build(tuple(zip(names, vals)), stats, i))
+            segments.append(builder.build(tuple(zip(names, vals)), lists, i))
     return WindowSnapshot(start, end, total, tuple(segments), vocab_sizes=vocab_sizes)
+
+
+def _segment_stats(**fields: object) -> SegmentStats:
+    """A SegmentStats without the frozen dataclass __init__ (one object.__setattr__ per field):
+    a snapshot of a large network builds thousands. All fields must be given."""
+    stats = object.__new__(SegmentStats)
+    stats.__dict__.update(fields)
+    return stats
 
 
 class _Builder:
@@ -384,7 +442,19 @@ class _Builder:
         self.total_base = total_base
         self.err_names = err_names
 
-    def build(self, dims: tuple[tuple[str, str], ...], s: dict[str, np.ndarray], i: int) -> SegmentStats:
+    def lists(self, s: dict[str, np.ndarray]) -> dict[str, list]:
+        """One segmentation's arrays as Python lists (one conversion, not one per field and segment),
+        with each segment's error codes as a dict."""
+        errs = s["errs"]
+        rows, cols = np.nonzero(errs[:, 1:])  # column 0: no error code
+        errors: list[dict[str, int]] = [{} for _ in range(errs.shape[0])]
+        names = self.err_names
+        for r, c, v in zip(rows.tolist(), (cols + 1).tolist(), errs[rows, cols + 1].tolist()):
+            errors[r][names[c]] = int(v)
+        return {"counts": s["counts"].tolist(), "fails": s["fails"].tolist(), "retries": s["retries"].tolist(),
+                "lat_sum": s["lat_sum"].tolist(), "q": s["q"].tolist(), "errors": errors}
+
+    def build(self, dims: tuple[tuple[str, str], ...], s: dict[str, list], i: int) -> SegmentStats:
         count = int(s["counts"][i])
         fails = float(s["fails"][i])
         retries = float(s["retries"][i])
@@ -401,22 +471,20 @@ class _Builder:
         else:
             expected = fails / count if count else 0.0  # very first window: it is its own reference
         first_attempts = count - retries
-        row = s["errs"][i]
-        names = self.err_names
-        errors = {names[c]: int(row[c]) for c in np.flatnonzero(row).tolist() if c}  # code 0: no error code
+        errors = s["errors"][i]
         if len(errors) > TOP_ERRORS * 3:
             errors = dict(sorted(errors.items(), key=lambda kv: -kv[1])[: TOP_ERRORS * 3])
         q = s["q"][i]
         trusted = base is not None and base.trusted
-        return SegmentStats(
+        return _segment_stats(
             dims=dims,
             attempts=count,
             failures=int(fails),
             errors=errors,
             latency_mean_ms=float(s["lat_sum"][i]) / count,
-            latency_p50_ms=float(q[0]),
-            latency_p95_ms=float(q[1]),
-            latency_p99_ms=float(q[2]),
+            latency_p50_ms=q[0],
+            latency_p95_ms=q[1],
+            latency_p99_ms=q[2],
             retry_share=retries / count,
             attempts_per_payment=count / first_attempts if first_attempts > 0 else float(count),
             traffic_share=count / self.n if self.n else 0.0,

@@ -194,3 +194,34 @@ def test_stdin_through_a_pipe_decides_while_the_stream_is_still_open(tmp_path: P
     assert proc.returncode == 0
     assert b"tick 2" in out + rest
     assert b"skipped 1 malformed event line(s); first at line 101" in err
+
+
+def test_many_merchants_are_coded_per_row_and_read_back_the_same() -> None:
+    data = b"\n".join(line(ts=1764000000.0 + i, payment_id=f"p{i}", merchant_id=f"m{i}", terminal_id=f"t{i % 3}",
+                           status="failure" if i % 5 == 0 else "success", error_code="X" if i % 5 == 0 else None)
+                      for i in range(2000)) + b"\n"
+    batch = JsonlParser().parse(data)
+    assert batch.wide is not None and len(batch.combos) < 10  # not one combination per merchant
+    events = batch.to_events()
+    assert [e.merchant_id for e in events] == [f"m{i}" for i in range(2000)]
+    assert [e.terminal_id for e in events[:4]] == ["t0", "t1", "t2", "t0"] and events[5].error_code == "X"
+    narrow = JsonlParser().parse(data[: data.index(b"\n", 5000) + 1])
+    assert narrow.wide is None and narrow.to_events() == events[: len(narrow)]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_parallel_parse_equals_serial_parse(tmp_path: Path, monkeypatch, workers: int) -> None:
+    from payops.signals import sources
+
+    monkeypatch.setattr(sources, "PARALLEL_CHUNK_BYTES", 3000)
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(_stream(400, bad_every=23) + b"\n\n" + _stream(100, start=1764000300.0) + b"bad tail")
+    serial, parallel = open_jsonl(path, workers=0), open_jsonl(path, workers=workers)
+    assert parallel._workers is not None and serial._workers is None
+    for end in (1764000100.0, 1764000250.0, 1764001000.0):
+        a, b = serial.read_until(end), parallel.read_until(end)
+        assert a.ts.tolist() == b.ts.tolist() and [e.bank for e in a.to_events()] == [c[2] for c in (b.combos[i] for i in b.combo.tolist())]
+    assert serial.exhausted and parallel.exhausted
+    assert serial.report.bad_count == parallel.report.bad_count == 400 // 23 + 1
+    assert [(x.line_no, x.reason) for x in serial.report.bad] == [(x.line_no, x.reason) for x in parallel.report.bad]
+    assert (serial.report.lines, serial.report.accepted) == (parallel.report.lines, parallel.report.accepted)

@@ -244,7 +244,7 @@ def test_dictionaries_are_rebuilt_when_churning_names_pile_up(monkeypatch) -> No
     for second in range(0, 100, 10):
         w.add([event_from_dict(_event(second + i * 0.01, merchant_id=f"m{second}-{i}")) for i in range(50)])
         w.snapshot(second + 10.0, learn=False)
-    assert len(w.table) < 200  # 500 merchants seen, only the live ones kept
+    assert len(w.table.vocab["merchant_id"]) < 200  # 500 merchants seen, only the live ones kept
     events = [_event(95.0 + i * 0.01, merchant_id=f"x{i}", status="failure", error_code="E") for i in range(30)]
     w.add([event_from_dict(e) for e in events])
     snap = w.snapshot(100.0, learn=False)
@@ -265,3 +265,14 @@ def test_batches_and_event_objects_give_the_same_snapshot() -> None:
 def test_round_trip_batch_to_events() -> None:
     events = [event_from_dict(_event(1.5, terminal_id="T1", status="failure", error_code="X", attempt=2, amount=10.0))]
     assert EventBatch.from_events(events).to_events() == events
+
+
+def test_fast_built_segment_stats_are_ordinary_dataclasses() -> None:
+    import dataclasses
+
+    snap = _window([_event(1.0, status="failure", error_code="E"), _event(2.0)]).snapshot(60.0)
+    seg = snap.segment(bank="B1")
+    rebuilt = type(seg)(**{f.name: getattr(seg, f.name) for f in dataclasses.fields(seg)})
+    assert rebuilt == seg and hash(seg.key) and repr(seg) == repr(rebuilt)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        seg.attempts = 3  # type: ignore[misc]
