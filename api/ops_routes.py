@@ -47,6 +47,8 @@ from .records import (
 router = APIRouter(prefix="/v1", tags=["ops"])
 
 DecisionId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,100}$", description="Decision id.")]
+# Approvals accept an unambiguous prefix, matched with SQL LIKE: no '_' (LIKE's any-character) in it.
+ApprovalId = Annotated[str, Path(pattern=r"^[A-Za-z0-9.:-]{1,100}$", description="Decision id, or an unambiguous prefix of it.")]
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "applied", "voided"]
 Verdict = Literal["helped", "no_effect", "harmed", "inconclusive"]
 EpochOrTime = Annotated[float, Field(allow_inf_nan=False)] | datetime
@@ -159,7 +161,7 @@ def _answer(request: Request, decision_id: str, approved: bool, body: ApprovalAn
 
 @router.post("/approvals/{decision_id}/approve", response_model=ApprovalResult, summary="Approve a pending action",
              responses=errors(401, 403, 404, 409, 410, 413, 422, 503))
-def approve(decision_id: DecisionId, request: Request, body: ApprovalAnswer | None = None,
+def approve(decision_id: ApprovalId, request: Request, body: ApprovalAnswer | None = None,
             client: ApiKey = Depends(require(OPERATOR))) -> ApprovalResult:
     """Same semantics as `payops approve` (an unambiguous id prefix works too); the agent applies it on its next tick."""
     return _answer(request, decision_id, True, body, client)
@@ -167,7 +169,7 @@ def approve(decision_id: DecisionId, request: Request, body: ApprovalAnswer | No
 
 @router.post("/approvals/{decision_id}/reject", response_model=ApprovalResult, summary="Reject a pending action",
              responses=errors(401, 403, 404, 409, 410, 413, 422, 503))
-def reject(decision_id: DecisionId, request: Request, body: ApprovalAnswer | None = None,
+def reject(decision_id: ApprovalId, request: Request, body: ApprovalAnswer | None = None,
            client: ApiKey = Depends(require(OPERATOR))) -> ApprovalResult:
     return _answer(request, decision_id, False, body, client)
 
