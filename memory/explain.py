@@ -40,6 +40,8 @@ def _args(args: dict[str, Any] | None) -> str:
 
 def outcome_lines(o: dict[str, Any], at: float) -> list[str]:
     lines = [f"Outcome: {o['verdict']} (concluded {when(at)}, {o.get('windows', 0)} window(s) measured) — {o.get('detail', '')}"]
+    if o.get("applied_at") is not None and o.get("decided_at") is not None and float(o["applied_at"]) != float(o["decided_at"]):
+        lines.append(f"  (applied {when(o['applied_at'])} after approval: 'before' is the window ending then)")
     before, after = o.get("before") or {}, o.get("after") or {}
     for scope in ("target", "destinations", "platform"):
         if scope in before or scope in after:
@@ -58,7 +60,7 @@ def explain_decision(entries: Sequence[AuditEntry]) -> str:
     d, p, v, x = r.get("diagnosis") or {}, r.get("proposal") or {}, r.get("verdict") or {}, r.get("execution") or {}
     snap = r.get("snapshot") or {}
     lines = [f"Decision {r['decision_id']} (audit record #{decision.seq}), window ending {when(r['window_end'])}."]
-    top = ", ".join(f"{code} {n}" for code, n in (snap.get("top_errors") or {}).items())
+    top = ", ".join(f"{code} {n}" for code, n in sorted((snap.get("top_errors") or {}).items(), key=lambda kv: (-kv[1], kv[0])))
     lines.append(f"What I saw: {snap.get('failures')}/{snap.get('attempts')} attempts failed ({pct(snap.get('failure_rate', 0))}), "
                  f"p95 latency {snap.get('latency_p95_ms')} ms, attempts per payment {snap.get('attempts_per_payment')}"
                  + (f"; top errors: {top}" if top else "") + ".")
@@ -91,15 +93,23 @@ def explain_decision(entries: Sequence[AuditEntry]) -> str:
         lines.append(f"Who decided: {a['status']} by {a['approver']} at {when(e.at)}" + (f" — note: {a['note']}" if a.get("note") else ""))
     if x.get("status") == "executed" and p.get("tool") not in ("no_action",):
         lines.append("Who decided: the agent, autonomously (every guardrail allowed it).")
+    for e in entries:
+        if e.kind == "approved_action":
+            run = e.record.get("execution") or {}
+            lines.append(f"What ran after approval: {run.get('status')} at {when(e.at)} — {run.get('detail', '')}")
+        elif e.kind == "rollback":
+            lines.append(f"Rolled back at {when(e.at)}: {e.record.get('reason', '')}")
+        elif e.kind == "reconcile":
+            lines.append(f"Reconciled at {when(e.at)}: {e.record.get('outcome')} — {e.record.get('detail', '')}")
     outcomes = [e for e in entries if e.kind == "outcome"]
     for e in outcomes:
         lines += outcome_lines(e.record, e.at)
     if not outcomes:
-        lines.append("Outcome so far: " + _pending_outcome(p.get("tool"), x.get("status"), approvals))
+        lines.append("Outcome so far: " + _pending_outcome(p.get("tool"), x.get("status"), approvals, entries))
     return "\n".join(lines)
 
 
-def _pending_outcome(tool: str | None, status: str | None, approvals: list[AuditEntry]) -> str:
+def _pending_outcome(tool: str | None, status: str | None, approvals: list[AuditEntry], entries: Sequence[AuditEntry]) -> str:
     if tool == "no_action" or status in ("skipped", "denied", "failed"):
         return "nothing ran, so there is nothing to measure."
     if tool in EXECUTED_TOOLS_NOT_EVALUATED:
@@ -110,5 +120,7 @@ def _pending_outcome(tool: str | None, status: str | None, approvals: list[Audit
         last = approvals[-1].record.get("status")
         if last != "approved":
             return f"not run ({last})."
-        return "approved; measured once applied (no verdict recorded yet)."
+        if not any(e.kind == "approved_action" for e in entries):
+            return "approved; runs on the agent's next tick, then it is measured."
+        return "approved and applied; under evaluation (no verdict recorded yet)."
     return "under evaluation (no verdict recorded yet)."

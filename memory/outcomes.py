@@ -43,9 +43,14 @@ MIN_SCOPE_ATTEMPTS = 20
 # are payments already under way (timeouts of 8-30 s, their retries): mostly failures that
 # say nothing about the action.
 CARRY_SHARE = 0.5
-# ~3 sigma, as the signals use to call a segment anomalous: a good action must not
-# be rolled back on noise, nor a lucky minute credited to it.
+# Harm: ~3 sigma, as the signals use to call a segment anomalous — a harm verdict rolls
+# the action back, and a good action must not be rolled back on noise.
 SIGNIFICANCE_Z = 3.0
+# Improvement: 2.5 sigma (~0.6% one-sided). Crediting "helped" only adds one weighted
+# pseudo-observation to a Beta track record, so it may be a little less strict, but a
+# lucky minute must still not count. A full fix of a small segment (a terminal at ~2%
+# of traffic) shows on the platform at about 3 sigma over EVAL_WINDOWS windows.
+IMPROVEMENT_Z = 2.5
 # A failure-rate change below 2 points is not operationally meaningful even when
 # high volume makes it statistically significant.
 MIN_RATE_CHANGE = 0.02
@@ -239,7 +244,7 @@ def _rose(name: str, before: Figures, after: Figures) -> str | None:
 
 def _fell(before: Figures, after: Figures) -> bool:
     delta, z = _rate_change(before, after)
-    return delta <= -MIN_RATE_CHANGE and z <= -SIGNIFICANCE_Z
+    return delta <= -MIN_RATE_CHANGE and z <= -IMPROVEMENT_Z
 
 
 def carries(before: Figures, after: Figures) -> bool:
@@ -303,7 +308,7 @@ def _detectable(before: Figures, expected: float, after_attempts: int) -> bool:
     if gap < MIN_RATE_CHANGE:
         return False
     z = -two_proportion_z(before.failures, before.attempts, expected * after_attempts, after_attempts)
-    return z >= SIGNIFICANCE_Z
+    return z >= IMPROVEMENT_Z
 
 
 def judge(e: OutcomeEvidence) -> OutcomeVerdict:
@@ -321,14 +326,14 @@ def judge(e: OutcomeEvidence) -> OutcomeVerdict:
        incident might have grown on its own: rolling back is cheap.
     3. Helped when the failure rate of the judged scope (the target while it still
        carries traffic, else the platform, which holds wherever the traffic went)
-       fell significantly and closed >= HELPED_GAP_SHARE of its gap to the
+       fell (>= MIN_RATE_CHANGE, z <= -IMPROVEMENT_Z) and closed >= HELPED_GAP_SHARE of its gap to the
        reference; or p95 latency fell LATENCY_CHANGE_FACTOR-fold (a latency
        incident); or attempts per payment fell RETRY_AMPLIFICATION-fold (a retry
        storm tamed).
        If the target was already falling in the window before the decision, the
        recovery is not credited: inconclusive.
-    4. Otherwise no_effect, if a full fix would have been detectable with the
-       traffic seen; else inconclusive (too small to measure).
+    4. Otherwise no_effect, if a full fix would have been detectable (at
+       IMPROVEMENT_Z) with the traffic seen; else inconclusive (too small to measure).
     """
     a, b, x = e.after, e.before, e.expected
     if a.platform.attempts < MIN_AFTER_ATTEMPTS or a.platform.windows == 0:
@@ -343,8 +348,9 @@ def judge(e: OutcomeEvidence) -> OutcomeVerdict:
     closed = (sb.failure_rate - sa.failure_rate) / gap if gap >= MIN_RATE_CHANGE else 0.0
     improved: list[str] = []
     if _fell(sb, sa) and closed >= HELPED_GAP_SHARE:
+        share = "all" if closed >= 1.0 else f"{closed:.0%}"
         improved.append(f"{scope} failure rate fell {_pct(sb.failure_rate)} -> {_pct(sa.failure_rate)}, "
-                        f"closing {closed:.0%} of the gap to its reference {_pct(reference)}")
+                        f"closing {share} of the gap to its reference {_pct(reference)}")
     faster = (sb.latency_p95_ms > 0 and sa.latency_p95_ms * LATENCY_CHANGE_FACTOR <= sb.latency_p95_ms
               and sb.latency_p95_ms - sa.latency_p95_ms >= MIN_LATENCY_CHANGE_MS)
     if faster:

@@ -200,6 +200,7 @@ def _register_subcommands() -> None:
     app.add_typer(audit_app, name="audit", help="Inspect and verify the hash-chained audit trail.")
     app.add_typer(lessons_app, name="lessons", help="Long-term lessons learned from outcomes.")
     register_ops(app)
+    app.command("chat")(__import__("payops.cli_chat", fromlist=["chat"]).chat)  # read-only ops chat (payops/cli_chat.py)
     __import__("payops.cli_api", fromlist=["register_api"]).register_api(app)  # serve, keys, openapi (payops/cli_api.py)
     from payops.cli_eval import eval_app
 

@@ -186,6 +186,7 @@ def audit_tail(n: int = typer.Option(10, "-n", min=1), state_dir: Optional[Path]
 # -- lessons ------------------------------------------------------------------------
 
 def _lessons(state_dir: Optional[Path]):  # noqa: ANN202
+    """The lesson store of a state directory (the same SqliteStore the agent writes)."""
     from payops.graph.services import sqlite_store
     from payops.memory.lessons import LessonStore
 
@@ -195,14 +196,26 @@ def _lessons(state_dir: Optional[Path]):  # noqa: ANN202
 
 
 @lessons_app.command("list")
-def lessons_list(category: Optional[str] = typer.Option(None, "--category"), state_dir: Optional[Path] = STATE_DIR) -> None:
-    """One line per lesson."""
-    for l in _lessons(state_dir).list(category):
-        typer.echo(f"{l.decision_id} {l.category:8s} {l.tool:20s} {l.target_key:28s} {l.status:9s} verdict={l.verdict}")
+def lessons_list(category: Optional[str] = typer.Option(None, "--category", help="issuer, network, config, security, user."),
+                 verdict: Optional[str] = typer.Option(None, "--verdict", help="helped, no_effect, harmed, inconclusive."),
+                 tool: Optional[str] = typer.Option(None, "--tool", help="e.g. reroute_traffic."),
+                 state_dir: Optional[Path] = STATE_DIR) -> None:
+    """One line per lesson, oldest first."""
+    from payops.memory.explain import when
+
+    lessons = _lessons(state_dir).list(category, verdict=verdict, tool=tool)
+    if not lessons:
+        typer.echo("no lessons" + (" matching those filters" if category or verdict or tool else " yet"))
+        return
+    for l in lessons:
+        typer.echo(f"{when(l.created_at)}  {l.decision_id}  {l.category:8s} {l.tool:20s} {l.target_key:28s} "
+                   f"{l.verdict}" + (" (rolled back)" if l.rolled_back else ""))
 
 
 @lessons_app.command("show")
-def lessons_show(decision_id: str, state_dir: Optional[Path] = STATE_DIR) -> None:
+def lessons_show(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix)."),
+                 state_dir: Optional[Path] = STATE_DIR) -> None:
+    """One lesson as JSON."""
     lesson = _lessons(state_dir).find(decision_id)
     if lesson is None:
         _fail(f"no lesson {decision_id}")
@@ -210,26 +223,33 @@ def lessons_show(decision_id: str, state_dir: Optional[Path] = STATE_DIR) -> Non
 
 
 @lessons_app.command("export")
-def lessons_export(out: Path = typer.Option(..., "--out"), state_dir: Optional[Path] = STATE_DIR) -> None:
+def lessons_export(out: Path = typer.Option(..., "--out", help="JSON file to write (a list of lessons)."),
+                   state_dir: Optional[Path] = STATE_DIR) -> None:
+    """Every lesson to a JSON file (to move memory between deployments)."""
     records = _lessons(state_dir).export()
-    out.write_bytes(orjson.dumps(records, option=orjson.OPT_INDENT_2))
+    try:
+        out.write_bytes(orjson.dumps(records, option=orjson.OPT_INDENT_2))
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc.strerror}")
     typer.echo(f"exported {len(records)} lessons to {out}")
 
 
 @lessons_app.command("import")
-def lessons_import(path: Path = typer.Argument(...), state_dir: Optional[Path] = STATE_DIR) -> None:
-    from pydantic import ValidationError
+def lessons_import(path: Path = typer.Argument(..., help="A JSON file from `payops lessons export`."),
+                   state_dir: Optional[Path] = STATE_DIR) -> None:
+    """Import lessons: all or nothing (every lesson is checked before any is stored)."""
+    from payops.memory.lessons import LessonImportError
 
     try:
         records = orjson.loads(path.read_bytes())
     except FileNotFoundError:
         _fail(f"no such file: {path}")
+    except IsADirectoryError:
+        _fail(f"is a directory, not a lesson file: {path}")
     except orjson.JSONDecodeError:
-        _fail(f"{path} is not JSON")
-    if not isinstance(records, list):
-        _fail(f"{path} must hold a JSON list of lessons")
+        _fail(f"{path} is not JSON; nothing was imported")
     try:
         n = _lessons(state_dir).import_(records)
-    except ValidationError as exc:
-        _fail(f"lesson {exc.errors()[0]['loc']} is invalid; nothing after it was imported")
+    except LessonImportError as exc:
+        _fail(f"{path}: {exc}")
     typer.echo(f"imported {n} lessons")

@@ -22,6 +22,17 @@ from payops.tools.control_plane import SimulatedControlPlane
 from payops.wiring import simulator_for
 
 
+class ConfidentRules(RuleReasoner):
+    """The rule reasoner with its confidence pinned at 0.9 on incidents: these tests are about what
+    happens after an action runs, not about the reasoner's calibration (tested elsewhere)."""
+
+    def decide(self, snapshot, context: ReasoningContext) -> Decision:
+        d = super().decide(snapshot, context)
+        if d.diagnosis.category is Category.HEALTHY:
+            return d
+        return Decision(d.diagnosis.model_copy(update={"confidence": 0.9}), d.proposal, d.llm_calls, d.notes)
+
+
 class ScriptedReasoner:
     """The rules' diagnosis, but a chosen action on the incident's target (a mistake an operator might make)."""
 
@@ -42,6 +53,7 @@ class ScriptedReasoner:
 
 
 def closed_loop(scenario: str | Scenario, seed: int, reasoner=None):
+    reasoner = reasoner or ConfidentRules()
     control_plane = SimulatedControlPlane()
     if isinstance(scenario, str):
         sim = simulator_for(scenario, seed, control_plane, 20)
@@ -153,7 +165,7 @@ def test_a_second_similar_incident_uses_the_first_ones_lesson():
 def test_the_reasoner_receives_similar_lessons_in_its_context():
     seen: list[tuple] = []
 
-    class Spy(RuleReasoner):
+    class Spy(ConfidentRules):
         def decide(self, snapshot, context):
             seen.append(context.lessons)
             return super().decide(snapshot, context)

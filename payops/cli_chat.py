@@ -1,0 +1,64 @@
+"""`payops chat`: ask the agent about its decisions (REPL, or one question with --ask). Read-only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+STATE_DIR = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR).")
+
+
+def chat(
+    ask: Optional[str] = typer.Option(None, "--ask", help="Ask one question, print the answer and exit."),
+    tz: str = typer.Option("UTC", "--tz", help="Time zone for times you type and times printed (IANA name)."),
+    no_llm: bool = typer.Option(False, "--no-llm", help="Answer from the records only, even when an LLM is configured."),
+    state_dir: Optional[Path] = STATE_DIR,
+) -> None:
+    """Ask why the agent acted, what it did about a segment, or whether an action ever helped.
+
+    Answers come from the audit trail and the lessons (through the LLM when
+    PAYOPS_LLM_MODEL is set); the chat can look things up but never act.
+    """
+    from pydantic import ValidationError
+
+    from payops.chat import ChatError, ChatTools, ask as answer, chat_model_from_settings, zone
+    from payops.settings import Settings
+
+    try:
+        settings = Settings(**({"state_dir": state_dir} if state_dir else {}))
+        tools = ChatTools.open(settings.state_dir, zone(tz))
+    except (ChatError, ValidationError) as exc:
+        typer.echo(f"payops: error: {exc}", err=True)
+        raise typer.Exit(2)
+    if not settings.state_dir.exists():
+        typer.echo(f"payops: error: no agent state in {settings.state_dir} (run `payops run` or `payops tick` first)", err=True)
+        raise typer.Exit(2)
+    llm = None if no_llm else chat_model_from_settings(settings)
+
+    def reply(question: str) -> None:
+        try:
+            result = answer(question, tools, llm)
+        except ChatError as exc:
+            typer.echo(f"payops: {exc}", err=True)
+            return
+        typer.echo(result.text)
+        if result.note:
+            typer.echo(f"({result.note})")
+
+    if ask is not None:
+        reply(ask)
+        return
+    typer.echo("payops chat — ask about decisions, segments and outcomes (read-only). Ctrl-D or 'exit' to leave.")
+    while True:
+        try:
+            question = input("payops> ")
+        except (EOFError, KeyboardInterrupt):
+            typer.echo("")
+            return
+        if question.strip().lower() in ("exit", "quit", ":q"):
+            return
+        if question.strip():
+            reply(question)
+            typer.echo("")
