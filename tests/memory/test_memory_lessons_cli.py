@@ -1,0 +1,84 @@
+"""`payops lessons list | show | export | import` on a real state directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from payops.cli import _register_subcommands, app
+
+from memory_helpers import IDS, write_synthetic_trail
+
+_register_subcommands()
+runner = CliRunner()
+
+
+@pytest.fixture()
+def state(tmp_path):
+    write_synthetic_trail(tmp_path / "state")
+    return tmp_path / "state"
+
+
+def lessons(*args: str):
+    return runner.invoke(app, ["lessons", *args])
+
+
+def test_list_and_filters(state):
+    out = lessons("list", "--state-dir", str(state))
+    assert out.exit_code == 0
+    lines = out.output.strip().splitlines()
+    assert [l.split()[3] for l in lines] == [IDS["suppress_t5_yesterday"], IDS["reroute"], IDS["suppress_t3"], IDS["suppress_fnb"]]
+    assert "harmed (rolled back)" in lines[-1]
+    harmed = lessons("list", "--verdict", "harmed", "--state-dir", str(state))
+    assert harmed.exit_code == 0 and harmed.output.count("\n") == 1 and IDS["suppress_fnb"] in harmed.output
+    network = lessons("list", "--category", "network", "--tool", "suppress_path", "--state-dir", str(state)).output
+    assert IDS["suppress_t3"] in network and IDS["reroute"] not in network and IDS["suppress_fnb"] not in network
+    assert "no lessons matching" in lessons("list", "--verdict", "inconclusive", "--state-dir", str(state)).output
+
+
+def test_show_by_id_or_prefix(state):
+    out = lessons("show", IDS["reroute"], "--state-dir", str(state))
+    assert out.exit_code == 0
+    shown = json.loads(out.output)
+    assert shown["verdict"] == "helped" and shown["target"] == {"route": "psp_a"} and shown["after"]["platform"]["failure_rate"] == 0.0417
+    ambiguous = lessons("show", IDS["reroute"][:-1], "--state-dir", str(state))  # a prefix of every synthetic id
+    assert ambiguous.exit_code == 2
+    missing = lessons("show", "d-nothing", "--state-dir", str(state))
+    assert missing.exit_code == 2 and "no lesson d-nothing" in missing.output
+
+
+def test_export_then_import_into_another_deployment(state, tmp_path):
+    out_file = tmp_path / "lessons.json"
+    exported = lessons("export", "--out", str(out_file), "--state-dir", str(state))
+    assert exported.exit_code == 0 and "exported 4 lessons" in exported.output
+    other = tmp_path / "other"
+    other.mkdir()
+    imported = lessons("import", str(out_file), "--state-dir", str(other))
+    assert imported.exit_code == 0 and "imported 4 lessons" in imported.output
+    again = tmp_path / "again.json"
+    lessons("export", "--out", str(again), "--state-dir", str(other))
+    assert json.loads(again.read_text()) == json.loads(out_file.read_text())
+
+
+def test_import_is_all_or_nothing(state, tmp_path):
+    good = json.loads(lessons("show", IDS["reroute"], "--state-dir", str(state)).output)
+    other = tmp_path / "other"
+    other.mkdir()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([good | {"decision_id": "d-new"}, good | {"verdict": "great"}]))
+    out = lessons("import", str(bad), "--state-dir", str(other))
+    assert out.exit_code == 2 and "lesson #2: verdict" in out.output and "nothing was imported" in out.output
+    assert "no lessons yet" in lessons("list", "--state-dir", str(other)).output
+    for content, message in (("{not json", "is not JSON"), (json.dumps({"a": 1}), "JSON list")):
+        bad.write_text(content)
+        out = lessons("import", str(bad), "--state-dir", str(other))
+        assert out.exit_code == 2 and message in out.output
+    out = lessons("import", str(tmp_path / "absent.json"), "--state-dir", str(other))
+    assert out.exit_code == 2 and "no such file" in out.output
+
+
+def test_export_to_an_unwritable_place_fails_cleanly(state, tmp_path):
+    out = lessons("export", "--out", str(tmp_path / "no" / "such" / "dir.json"), "--state-dir", str(state))
+    assert out.exit_code == 2 and "cannot write" in out.output
