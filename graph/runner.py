@@ -43,6 +43,10 @@ class Agent:
 
     @classmethod
     def durable(cls, services: AgentServices) -> "Agent":
+        if services.settings.database_url:  # PostgresSaver: checkpoints and approval threads shared by every worker
+            from payops.storage.postgres import postgres_checkpointer
+
+            return cls(services, postgres_checkpointer(services.settings.database_url))
         path = services.settings.ensure_state_dir() / "checkpoints.db"
         return cls(services, sqlite_checkpointer(str(path)))
 

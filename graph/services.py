@@ -107,11 +107,20 @@ def build_services(settings: Settings | None = None, *, source: Source | None = 
         audit = AuditLog(":memory:")
         store: BaseStore = InMemoryStore()
         approvals = None
+    elif settings.database_url:
+        # PostgreSQL for every store (storage/postgres.py); the schema comes from `payops db upgrade`.
+        from payops.storage.postgres import agent_database, postgres_store
+
+        settings.ensure_state_dir()  # still holds the palm-pay keyring file unless PAYOPS_DATA_KEY is set
+        database = agent_database(settings.database_url)
+        audit = AuditLog(database=database)
+        store = postgres_store(settings.database_url)
+        approvals = ApprovalBook(database=database, deployment=settings.deployment)
     else:
         state_dir = settings.ensure_state_dir()
         audit = AuditLog(state_dir / "audit.db")
         store = sqlite_store(state_dir / "lessons.db")
-        approvals = ApprovalBook(state_dir / "approvals.db")
+        approvals = ApprovalBook(state_dir / "approvals.db", deployment=settings.deployment)
     return AgentServices(
         settings=settings,
         window=EventWindow(settings.window_seconds, significance_z=settings.significance_z),

@@ -98,27 +98,34 @@ def tick(
     seed: int = typer.Option(7, "--seed"),
     source: str = typer.Option("simulator", "--source", help="'simulator', a JSONL event file, or '-' for stdin."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir"),
+    partition: Optional[str] = typer.Option(None, "--partition", help="The deployment to tick (default PAYOPS_DEPLOYMENT); one worker at a time each."),
 ) -> None:
-    """Exactly one cycle over the configured source, then exit (for cron)."""
-    from payops.scheduling import TickLocked, tick_lock
-    from payops.signals.sources import SourceError
-    from payops.wiring import agent_services, durable_agent
+    """Exactly one cycle of one partition, then exit (cron, Kubernetes CronJob; see docs/scheduling.md).
 
-    settings = _settings(state_dir=state_dir)
+    Exit status: 0 done (or nothing due yet), 75 another tick of this partition is running
+    (try again next time), 2 bad arguments or settings, 1 failure.
+    """
+    from payops.scheduling import EX_FAILURE, EX_TEMPFAIL, TickLocked, TickUsageError, run_tick
+    from payops.storage.db import DatabaseError, redact_dsn
+
+    settings = _settings(state_dir=state_dir, deployment=partition)
     try:
-        with tick_lock(settings.ensure_state_dir() / "tick.lock"):
-            try:
-                services = agent_services(settings, source, scenario, seed)
-            except (SourceError, ValueError) as exc:
-                fail(str(exc))
-            agent = durable_agent(services)
-            result = agent.tick()
-            if result is None:
-                typer.echo("payops: the source has no events; nothing to do.")
-                return
-            _print_cycle(result.state, settings, services)
+        outcome = run_tick(settings, source=source, scenario=scenario, seed=seed)
     except TickLocked:
-        fail("another tick is still running for this state directory", code=75)
+        fail(f"another tick of partition '{settings.deployment}' is still running; try again later", code=EX_TEMPFAIL)
+    except TickUsageError as exc:
+        fail(str(exc))
+    except DatabaseError as exc:
+        fail(str(exc), code=EX_FAILURE)
+    except Exception as exc:  # one line a scheduler's log can show; the DSN's password never appears
+        fail(f"tick of partition '{settings.deployment}' failed: {type(exc).__name__}: {redact_dsn(str(exc))[:500]}", code=EX_FAILURE)
+    if outcome.status == "idle":
+        typer.echo("payops: the source has no events; nothing to do.")
+    elif outcome.status == "not_due":
+        typer.echo(f"payops: the next window of partition '{outcome.partition}' ends at {outcome.window_end:.0f}, "
+                   "still in the future; nothing to do yet.")
+    else:
+        _print_cycle(outcome.state, settings, outcome.services)
 
 
 @app.command()
@@ -200,6 +207,7 @@ def _register_subcommands() -> None:
     app.add_typer(audit_app, name="audit", help="Inspect and verify the hash-chained audit trail.")
     app.add_typer(lessons_app, name="lessons", help="Long-term lessons learned from outcomes.")
     register_ops(app)
+    app.add_typer(__import__("payops.cli_db", fromlist=["db_app"]).db_app, name="db", help="Create and migrate the schema (SQLite or PostgreSQL): `payops db upgrade`.")
     app.command("chat")(__import__("payops.cli_chat", fromlist=["chat"]).chat)  # read-only ops chat (payops/cli_chat.py)
     __import__("payops.cli_api", fromlist=["register_api"]).register_api(app)  # serve, keys, openapi (payops/cli_api.py)
     from payops.cli_eval import eval_app

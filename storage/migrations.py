@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -26,6 +27,8 @@ from .locks import advisory_key
 MIGRATION_LOCK = "payops:schema-migrations"
 FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 TABLE = f"{AGENT_SCHEMA}.schema_migrations"
+UPGRADE_LOCK_TIMEOUT_SECONDS = 600.0  # a concurrent upgrade (another pod's init container) is waited for this long
+LOCK_POLL_SECONDS = 0.2
 UPGRADE_HINT = "run `payops db upgrade` (with the same PAYOPS_DATABASE_URL)"
 
 
@@ -106,7 +109,7 @@ def upgrade(dsn: str) -> UpgradeReport:
     report = UpgradeReport()
     conn = pg_connect(dsn)
     try:
-        conn.execute("SELECT pg_advisory_lock(%s)", (advisory_key(MIGRATION_LOCK),))  # others wait here
+        _wait_for_lock(conn)
         _ensure_table(conn)
         before = _status(conn, shipped)
         if before.edited:
@@ -129,6 +132,17 @@ def upgrade(dsn: str) -> UpgradeReport:
         conn.close()
     _checked.discard(dsn)
     return report
+
+
+def _wait_for_lock(conn: Any, timeout: float = UPGRADE_LOCK_TIMEOUT_SECONDS) -> None:
+    """Take the migration lock, polling: a session blocked in pg_advisory_lock() holds a snapshot,
+    and LangGraph's CREATE INDEX CONCURRENTLY in the upgrader would wait for it forever."""
+    key = advisory_key(MIGRATION_LOCK)
+    deadline = time.monotonic() + timeout
+    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise DatabaseError(f"another `payops db upgrade` held the migration lock for over {timeout:.0f}s")
+        time.sleep(LOCK_POLL_SECONDS)
 
 
 def _setup_langgraph(dsn: str) -> None:

@@ -1,0 +1,101 @@
+"""`payops db upgrade | status`: create and migrate the schema of every store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from payops.settings import Settings
+
+db_app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+STATE_DIR = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR).")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"payops: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings(state_dir: Optional[Path]) -> Settings:
+    settings = Settings(**({"state_dir": state_dir} if state_dir else {}))
+    if settings.database_url:
+        from payops.storage.db import is_postgres_url
+
+        if not is_postgres_url(settings.database_url):
+            _fail("PAYOPS_DATABASE_URL must be a postgresql:// URL")
+    return settings
+
+
+@db_app.command("upgrade")
+def upgrade(state_dir: Optional[Path] = STATE_DIR) -> None:
+    """Create or migrate every store: PostgreSQL when PAYOPS_DATABASE_URL is set (versioned, idempotent,
+    safe to run from several pods at once), else the SQLite files in the state directory."""
+    from payops.storage.db import DatabaseError, redact_dsn
+
+    settings = _settings(state_dir)
+    if not settings.database_url:
+        paths = _upgrade_sqlite(settings)
+        typer.echo(f"SQLite state in {settings.state_dir} is up to date ({', '.join(paths)})")
+        return
+    from payops.storage import migrations
+
+    try:
+        report = migrations.upgrade(settings.database_url)
+    except DatabaseError as exc:
+        _fail(str(exc), code=1)
+    except Exception as exc:
+        _fail(f"upgrade failed: {type(exc).__name__}: {redact_dsn(str(exc))[:500]}", code=1)
+    for migration in report.applied:
+        typer.echo(f"applied {migration.version:04d}_{migration.name}")
+    assert report.status is not None
+    done = "nothing to apply; " if not report.applied else ""
+    typer.echo(f"{done}PostgreSQL schema at version {report.status.current} "
+               f"(latest {report.status.latest}); LangGraph checkpoint and store tables set up")
+
+
+@db_app.command("status")
+def status(state_dir: Optional[Path] = STATE_DIR) -> None:
+    """The schema version and what `upgrade` would apply; exits 1 when an upgrade is needed."""
+    from payops.storage.db import DatabaseError
+
+    settings = _settings(state_dir)
+    if not settings.database_url:
+        typer.echo(f"SQLite state in {settings.state_dir}: created and migrated on first use (or by `payops db upgrade`)")
+        return
+    from payops.storage import migrations
+
+    try:
+        found = migrations.status(settings.database_url)
+    except DatabaseError as exc:
+        _fail(str(exc), code=1)
+    typer.echo(f"PostgreSQL schema at version {found.current} of {found.latest}")
+    if found.pending:
+        typer.echo(f"pending: {', '.join(f'{v:04d}' for v in found.pending)} (run `payops db upgrade`)")
+    if found.edited:
+        typer.echo(f"EDITED after being applied: {', '.join(f'{v:04d}' for v in found.edited)}", err=True)
+    if not found.up_to_date:
+        raise typer.Exit(1)
+
+
+def _upgrade_sqlite(settings: Settings) -> list[str]:
+    """Open each SQLite store once: each creates or migrates its own file, as on first use."""
+    from payops.graph.runner import sqlite_checkpointer
+    from payops.graph.services import sqlite_store
+    from payops.memory.approvals import ApprovalBook
+    from payops.memory.audit import AuditLog
+    from payops.palmpay.options import PalmPayOptions
+    from payops.palmpay.store import PalmPayStore
+
+    state = settings.ensure_state_dir()
+    AuditLog(state / "audit.db").close()
+    ApprovalBook(state / "approvals.db").close()
+    sqlite_store(state / "lessons.db").conn.close()
+    saver = sqlite_checkpointer(str(state / "checkpoints.db"))
+    saver.setup()
+    saver.conn.close()
+    palm_path = PalmPayOptions.from_settings(settings).database_path
+    PalmPayStore(palm_path).close()
+    return ["audit.db", "approvals.db", "lessons.db", "checkpoints.db", palm_path.name]

@@ -1,0 +1,175 @@
+"""Several workers on one partition through PostgreSQL: each window decided once, no double action,
+a worker killed mid-tick taken over; `payops tick`'s exit codes for a scheduler."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import wait_for
+from pg_helpers import Orchestrator, tick_worker, worker_settings
+
+from payops.graph.nodes import decision_id_for
+from payops.memory.audit import AuditLog
+from payops.scheduling import EX_FAILURE, EX_TEMPFAIL, EX_USAGE, TickLocked, lock_name, run_tick
+from payops.storage.locks import advisory_lock
+from payops.storage.postgres import agent_database
+
+pytestmark = pytest.mark.postgres
+
+SPAWN = multiprocessing.get_context("spawn")  # no inherited connections or pool threads
+TICK = 60.0
+SIM_START = 1_764_000_000.0  # the simulator's first event time: window k ends at SIM_START + k * TICK
+ACTION_WINDOW = 4  # the demo's route outage starts at 180 s: the window ending at 240 s reroutes
+
+
+@pytest.fixture
+def orchestrator():
+    orch = Orchestrator().start()
+    yield orch
+    orch.stop()
+
+
+def _audit(dsn: str) -> AuditLog:
+    return AuditLog(database=agent_database(dsn, max_size=1))
+
+
+def _drain(results, expected_messages: int, timeout: float = 60.0) -> list[tuple]:
+    out = []
+    while len(out) < expected_messages:
+        try:
+            out.append(results.get(timeout=timeout))
+        except queue.Empty:
+            break
+    return out
+
+
+def test_concurrent_workers_decide_each_window_once_and_never_act_twice(pg_dsn, tmp_path, orchestrator):
+    workers, target = 4, 6
+    start, results, done_count = SPAWN.Barrier(workers), SPAWN.Queue(), SPAWN.Value("i", 0)  # all start together
+    procs = [SPAWN.Process(target=tick_worker, args=(pg_dsn, str(tmp_path), orchestrator.url, "p1", target, start,
+                                                     results, done_count)) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(90)
+    outcomes = _drain(results, 10_000, timeout=2)
+    assert not [o for o in outcomes if o[0] == "error"], outcomes
+    done = [o for o in outcomes if o[0] == "done"]
+    locked = [o for o in outcomes if o[0] == "locked"]
+    assert len(done) >= target and len(done) + len(locked) == len(outcomes)
+    assert locked, "the workers never overlapped: the test proved nothing about the lock"
+    # Each window once, in order, with no gap: the ticks ran one after another.
+    ends = sorted(o[3] for o in done)
+    assert ends == [SIM_START + TICK * k for k in range(1, len(done) + 1)]
+    assert len({o[2] for o in done}) == len(done)
+    assert len({o[1] for o in done}) > 1, "one worker did everything: no hand-over between workers was exercised"
+    audit = _audit(pg_dsn)
+    decisions = Counter(e.decision_id for e in audit.entries("decision"))
+    assert set(decisions) == {o[2] for o in done} and set(decisions.values()) == {1}
+    assert audit.verify().ok
+    # No double action: every key was applied once, and only for a decision that executed it.
+    keys = orchestrator.keys()
+    assert len(keys) == len(set(keys))
+    executed = {o[2] for o in done if o[4] == "executed"}
+    assert set(keys) == executed
+    assert decision_id_for("payops:p1", SIM_START + TICK * ACTION_WINDOW) in keys  # the demo's reroute ran once
+
+
+def test_a_worker_killed_mid_tick_is_taken_over_without_a_double_action(pg_dsn, tmp_path, orchestrator):
+    orchestrator.hold_new = True  # the first POST of each key is applied, then left unanswered
+    start, results = SPAWN.Event(), SPAWN.Queue()
+    victim = SPAWN.Process(target=tick_worker, args=(pg_dsn, str(tmp_path), orchestrator.url, "p1", ACTION_WINDOW, start, results))
+    victim.start()
+    start.set()
+    assert orchestrator.held.wait(60), "the worker never reached the action"
+    action_id = decision_id_for("payops:p1", SIM_START + TICK * ACTION_WINDOW)
+    assert orchestrator.keys() == [action_id]  # applied at the orchestrator; the worker waits for the answer
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join(10)
+    assert victim.exitcode == -signal.SIGKILL
+    before = [r for r in _drain(results, ACTION_WINDOW - 1, timeout=5)]
+    assert [r[3] for r in before] == [SIM_START + TICK * k for k in range(1, ACTION_WINDOW)]
+
+    orchestrator.hold_new = False
+    settings = worker_settings(pg_dsn, str(tmp_path), "p1", orchestrator.url)
+    taken: list = []
+
+    def take_over() -> bool:
+        try:
+            taken.append(run_tick(settings))  # the dead worker's lock went with its connection
+            return True
+        except TickLocked:
+            return False
+
+    assert wait_for(take_over, timeout=20)
+    outcome = taken[0]
+    assert outcome.status == "done" and outcome.window_end == SIM_START + TICK * ACTION_WINDOW  # the same window again
+    assert outcome.state["decision_id"] == action_id
+    assert outcome.state["execution"]["status"] == "executed"
+    assert orchestrator.keys() == [action_id] and orchestrator.posts[action_id] == 2  # re-sent, applied once
+    audit = _audit(pg_dsn)
+    decisions = Counter(e.decision_id for e in audit.entries("decision"))
+    assert decisions[action_id] == 1 and set(decisions.values()) == {1} and len(decisions) == ACTION_WINDOW
+    assert audit.verify().ok
+    nxt = run_tick(settings)  # and the partition carries on from there
+    assert nxt.window_end == SIM_START + TICK * (ACTION_WINDOW + 1)
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "payops.cli", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def _cli_all(runs: dict[str, tuple[list[str], dict[str, str]]]) -> dict[str, tuple[int, str, str]]:
+    """Several `payops` runs at once (each pays ~2 s of imports; two cores overlap them)."""
+    procs = {name: subprocess.Popen([sys.executable, "-m", "payops.cli", *args], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=env) for name, (args, env) in runs.items()}
+    out = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=120)
+        out[name] = (proc.returncode, stdout, stderr)
+    return out
+
+
+def test_tick_exit_codes_for_schedulers(pg_dsn, empty_pg_dsn, tmp_path):
+    env = {**os.environ, "PAYOPS_STATE_DIR": str(tmp_path), "PAYOPS_DATABASE_URL": pg_dsn}
+    done = _cli(["tick", "--partition", "shop-1"], env)
+    assert done.returncode == 0, done.stderr
+    assert "Diagnosis:" in done.stdout
+    secret = pg_dsn.replace("payops_test@", "payops_test:hunter2@").rsplit(":", 1)[0] + ":1/nowhere"
+    with advisory_lock(pg_dsn, lock_name("shop-1")):  # another tick of the partition is running
+        runs = _cli_all({
+            "busy": (["tick", "--partition", "shop-1"], env),
+            "other": (["tick", "--partition", "shop-2"], env),  # other partitions are not held up
+            "usage": (["tick", "--partition", "bad name"], env),
+            "unmigrated": (["tick"], {**env, "PAYOPS_DATABASE_URL": empty_pg_dsn}),
+            "down": (["tick"], {**env, "PAYOPS_DATABASE_URL": secret}),
+        })
+    code, stdout, stderr = runs["busy"]
+    assert code == EX_TEMPFAIL and "still running" in stderr and not stdout
+    assert runs["other"][0] == 0, runs["other"][2]
+    assert runs["usage"][0] == EX_USAGE and "bad partition name" in runs["usage"][2]
+    assert runs["unmigrated"][0] == EX_FAILURE and "payops db upgrade" in runs["unmigrated"][2]
+    code, stdout, stderr = runs["down"]
+    assert code == EX_FAILURE and "cannot connect" in stderr and "hunter2" not in stderr + stdout
+    audit = _audit(pg_dsn)
+    assert [e.record["window_end"] for e in audit.entries("decision")] == [SIM_START + TICK, SIM_START + TICK]
+    assert audit.verify().ok
+
+
+def test_db_upgrade_command_is_idempotent(empty_pg_dsn, tmp_path):
+    env = {**os.environ, "PAYOPS_STATE_DIR": str(tmp_path), "PAYOPS_DATABASE_URL": empty_pg_dsn}
+    first = _cli(["db", "upgrade"], env)
+    assert first.returncode == 0, first.stderr
+    assert "applied 0001_agent" in first.stdout and "applied 0002_palmpay" in first.stdout
+    again = _cli(["db", "upgrade"], env)
+    assert again.returncode == 0 and "nothing to apply" in again.stdout and "applied" not in again.stdout
+    status = _cli(["db", "status"], env)
+    assert status.returncode == 0 and "version 2 of 2" in status.stdout
