@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import weakref
 from collections import deque
@@ -201,7 +202,8 @@ class ParallelChunks:
     """
 
     def __init__(self, path: str, size: int, workers: int, chunk_bytes: int = PARALLEL_CHUNK_BYTES) -> None:
-        self._pool = multiprocessing.get_context("fork").Pool(workers)
+        # Workers ignore Ctrl-C: the agent's process handles it and terminates them.
+        self._pool = multiprocessing.get_context("fork").Pool(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
         self._finalizer = weakref.finalize(self, self._pool.terminate)
         self._path = path
         self._ranges = _ranges(path, size, chunk_bytes)
