@@ -567,7 +567,7 @@ class RuleReasoner:
             rest = rest_of(total, seg)
             evidence.append(f"all traffic outside {seg.key}: {rest.failures}/{rest.attempts} failed ({pct(rest.failure_rate)}) "
                             f"vs expected {pct(rest.expected_rate)}")
-        alternatives = self._alternatives(chosen, ranked, snapshot, category, fam_shares)
+        alternatives = self._alternatives(chosen, ranked, snapshot, category, fam_shares, context)
         return Finding(category, seg, confidence, summary, tuple(evidence), alternatives, kind, pooled)
 
     @staticmethod
@@ -587,12 +587,13 @@ class RuleReasoner:
         listed = ", ".join(f"{p.target[dim]} {pct(p.failure_rate)}" for p in sorted(parts, key=lambda p: -p.attempts)[:6])
         return [f"{seg.key} fails on {len(failing)} of {len(parts)} {dim} values: {listed}"]
 
-    @staticmethod
-    def _alternatives(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, category: Category,
-                      fam_shares: dict[str, float]) -> tuple[str, ...]:
+    def _alternatives(self, chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, category: Category,
+                      fam_shares: dict[str, float], context: ReasoningContext) -> tuple[str, ...]:
         seg = chosen.seg
         out: list[str] = []
-        for other in ranked[:8]:
+        # Rivals of other dimensions first (what explaining away is about), then the rest.
+        rivals = sorted(ranked[:10], key=lambda c: (bool(set(dict(c.seg.dims)) & set(seg.target)), -c.fit))
+        for other in rivals:
             o = other.seg
             if o.key == seg.key:
                 continue
@@ -605,15 +606,30 @@ class RuleReasoner:
             elif contains(seg, o):
                 share = o.excess_failures / seg.excess_failures if seg.excess_failures > 0 else 0.0
                 out.append(f"{o.key}: narrower; carries {share:.0%} of {seg.key}'s excess, which fails beyond it")
+            elif (inter := snapshot.segment(**{**o.target, **seg.target})) is not None and contains(o, inter):
+                # Explaining away across dimensions: the route without the bank's share of it.
+                rest = rest_of(o, inter)
+                if rest.attempts == 0:
+                    out.append(f"{o.key}: all of its traffic lies inside {seg.key}; fit {other.fit:.0f} vs {chosen.fit:.0f}")
+                    continue
+                verdict = "explained by" if not self._rest_fails(rest, seg.failure_rate, context) else "fails beyond"
+                out.append(f"{o.key}: {pct(o.failure_rate)} failing; without {inter.key} it fails {rest.failures}/{rest.attempts} "
+                           f"({pct(rest.failure_rate)} vs expected {pct(rest.expected_rate)}): {verdict} {seg.key}")
             else:
                 out.append(f"{o.key}: weaker fit ({other.fit:.0f} vs {chosen.fit:.0f}); overlaps the same failing traffic")
-            if len(out) >= 5:
+            if len(out) >= 6:
                 break
         user_share = fam_shares.get("user", 0.0)
         if category is not Category.USER and user_share < 0.5:
             out.append(f"user-related: only {pct(user_share)} of the excess failures are declines or limits")
+        elif user_share >= 0.5 and "terminal_id" in seg.target:
+            peers = [t for t in snapshot.by_dimension("terminal_id") if t.key != seg.key and t.attempts]
+            rate = sum(t.failures for t in peers) / max(1, sum(t.attempts for t in peers))
+            out.append(f"user-related: the codes are customer-type, but customers are independent; this device fails "
+                       f"{pct(seg.failure_rate)} while the other terminals fail {pct(rate)}")
         if category is Category.USER:
             out.append(f"operational fault: only {pct(1.0 - user_share)} of the excess failures are infrastructure codes")
+        out.append(f"chance: {seg.failures} failures where {seg.attempts * seg.expected_failure_rate:.1f} were expected (z={seg.z:.1f})")
         return tuple(out)
 
     # -- for the LLM --------------------------------------------------------------------
@@ -624,8 +640,14 @@ class RuleReasoner:
         if not ranked:
             ranked, pooled = self.pooled_ranked(snapshot, context)
         out: list[dict[str, object]] = []
-        for c in ranked[:limit]:
+        listed: list[SegmentStats] = []
+        for c in ranked:
             seg = c.seg
+            if len(listed) >= limit:
+                break
+            if any(s.attempts == seg.attempts and s.failures == seg.failures and (contains(s, seg) or contains(seg, s)) for s in listed):
+                continue  # the same traffic under another name: one entry is enough
+            listed.append(seg)
             fam = shares(excess_by_family(seg, background_mix(snapshot.total, seg)))
             out.append({
                 "target": seg.target,
