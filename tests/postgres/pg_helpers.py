@@ -158,3 +158,38 @@ def audit_worker(dsn: str, count: int, tag: str, start: Any) -> None:
     for i in range(count):
         log.append(f"{tag}-{i}", "decision", float(i), {"worker": tag, "i": i})
     log.close()
+
+
+# -- palm-pay through PostgreSQL -----------------------------------------------------------------
+
+PALM_SPEC = Path(__file__).resolve().parents[2] / "palmpay" / "palm-pay.spec.json"
+PALM_REF = "tmpl-pg-concurrent-0001"
+
+
+def palm_service(dsn: str, state_dir: str, rail: Any = None, verification: Any = None):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from payops.palmpay import DevOtpSender, ManualClock, PalmPayOptions, PalmPayService
+
+    options = PalmPayOptions(state_dir=Path(state_dir), spec_path=PALM_SPEC, database_url=dsn)
+    noon = datetime(2025, 6, 2, 12, 0, tzinfo=ZoneInfo("Africa/Johannesburg"))
+    return PalmPayService(options, clock=ManualClock(noon), rail=rail, verification=verification or DevOtpSender())
+
+
+def pay_many(service: Any, count: int, amounts: list[int], ref: str = PALM_REF) -> list[str]:
+    from payops.palmpay import PalmPayError
+
+    outcomes = []
+    for i in range(count):
+        try:
+            outcomes.append(service.pay(ref, amounts[i % len(amounts)], "T1", True, 0.99).status)
+        except PalmPayError as exc:
+            outcomes.append(exc.code)
+    return outcomes
+
+
+def palm_pay_worker(dsn: str, state_dir: str, count: int, amounts: list[int], start: Any, results: Any) -> None:
+    with palm_service(dsn, state_dir) as service:
+        start.wait(60)
+        results.put(pay_many(service, count, amounts))
