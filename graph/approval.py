@@ -80,6 +80,10 @@ def open_request(svc: AgentServices, request: dict[str, Any]) -> dict[str, Any]:
         svc.approvals.open(decision_id, f"approval:{decision_id}", created, expires, request)
         svc.approval_graph.invoke({"request": request}, thread_for(decision_id), context=Context(services=svc))
         existing = svc.approvals.get(decision_id)
+    elif existing.status == PENDING and not svc.approval_graph.get_state(thread_for(decision_id)).next:
+        # A worker died between recording the request and pausing its thread; the tick that takes
+        # the window over starts the thread with the request as first recorded.
+        svc.approval_graph.invoke({"request": existing.request}, thread_for(decision_id), context=Context(services=svc))
     assert existing is not None
     return {"decision_id": decision_id, "status": existing.status, "expires_at": existing.expires_at}
 

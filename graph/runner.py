@@ -54,11 +54,16 @@ class Agent:
         return dict(self.graph.get_state(self.config).values or {})
 
     def next_window_end(self) -> float | None:
-        """Where the clock stands: after the last checkpointed tick, or one tick after the source starts."""
-        previous = self.last_state().get("window_end")
+        """Where the clock stands: after the last checkpointed tick, or one tick after the source starts.
+
+        A tick that raised part-way (the database went away, a bug) leaves a checkpoint with
+        nodes still to run: its window is decided again, under the same decision id.
+        """
+        snapshot = self.graph.get_state(self.config)
+        previous = (snapshot.values or {}).get("window_end")
         tick = self.services.settings.tick_seconds
         if previous is not None:
-            return float(previous) + tick
+            return float(previous) + (0.0 if snapshot.next else tick)
         source = self.services.source
         first = source.first_ts() if source is not None else None
         return None if first is None else float(first) + tick
@@ -68,7 +73,9 @@ class Agent:
         previous = self.last_state().get("window_end")
         skip = getattr(self.services.source, "skip_to", None)
         if previous is not None and skip is not None:
-            skip(float(previous) + self.services.settings.tick_seconds - self.services.settings.window_seconds)
+            end = self.next_window_end()
+            assert end is not None
+            skip(end - self.services.settings.window_seconds)
 
     def tick(self, window_end: float | None = None) -> TickResult | None:
         end = window_end if window_end is not None else self.next_window_end()

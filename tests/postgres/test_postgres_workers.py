@@ -173,3 +173,49 @@ def test_db_upgrade_command_is_idempotent(empty_pg_dsn, tmp_path):
     assert again.returncode == 0 and "nothing to apply" in again.stdout and "applied" not in again.stdout
     status = _cli(["db", "status"], env)
     assert status.returncode == 0 and "version 2 of 2" in status.stdout
+
+
+class _DiesOnInvoke:
+    """Stands in for the approval graph: the worker exits with an error right after recording the
+    request (unlike SIGKILL, LangGraph checkpoints the unfinished tick on the way out)."""
+
+    def __init__(self, graph) -> None:
+        self.graph = graph
+
+    def invoke(self, *args, **kwargs):
+        raise SystemExit("killed between recording the approval request and pausing its thread")
+
+    def __getattr__(self, name):
+        return getattr(self.graph, name)
+
+
+def test_a_tick_that_failed_mid_escalation_is_redone_and_its_approval_thread_opened(pg_dsn, tmp_path):
+    from payops.graph.approval import resume, thread_for
+    from payops.graph.services import build_services
+    from payops.memory.approvals import APPLIED, APPROVED, PENDING
+    from payops.scheduling import close_agent
+    from payops.wiring import agent_services, durable_agent
+
+    settings = worker_settings(pg_dsn, str(tmp_path), "p1", confidence_threshold=1.0)  # every action needs a human
+    for _ in range(ACTION_WINDOW - 1):
+        assert run_tick(settings).status == "done"
+    services = agent_services(settings, "simulator", "demo", 7)
+    agent = durable_agent(services)
+    services.approval_graph = _DiesOnInvoke(services.approval_graph)
+    with pytest.raises(SystemExit):
+        agent.tick()
+    close_agent(agent, services)
+    action_id = decision_id_for("payops:p1", SIM_START + TICK * ACTION_WINDOW)
+    operator = build_services(settings)
+    durable_agent(operator)
+    assert operator.approvals.get(action_id).status == PENDING
+    assert not operator.approval_graph.get_state(thread_for(action_id)).next  # recorded, but no paused thread
+
+    again = run_tick(settings)  # the next tick redoes the unfinished window and pauses the thread
+    assert again.state["decision_id"] == action_id and again.state["execution"]["status"] == "escalated"
+    assert operator.approval_graph.get_state(thread_for(action_id)).next == ("await_decision",)
+    assert resume(operator, action_id, {"approved": True, "approver": "ops"}) == APPROVED
+    applied = [n for n in run_tick(settings).state["housekeeping"] if n.get("op") == "approved_action_applied"]
+    assert [n["decision_id"] for n in applied] == [action_id]
+    assert operator.approvals.get(action_id).status == APPLIED
+    assert _audit(pg_dsn).verify().ok
