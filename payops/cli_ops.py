@@ -25,7 +25,7 @@ def _settings(state_dir: Optional[Path]) -> Settings:
 
 
 def _require_state(settings: Settings) -> None:
-    if not settings.state_dir.exists():
+    if not settings.database_url and not settings.state_dir.exists():  # PostgreSQL: the state is in the database
         _fail(f"no agent state in {settings.state_dir} (run `payops run` or `payops tick` first)")
 
 
@@ -106,12 +106,12 @@ def reject(decision_id: str = typer.Argument(...), note: Optional[str] = typer.O
 
 def why(decision_id: str = typer.Argument(..., help="Decision id."), state_dir: Optional[Path] = STATE_DIR) -> None:
     """Explain one decision from its audit record (deterministic, no LLM)."""
-    from payops.memory.audit import AuditLog
     from payops.memory.explain import explain_decision
+    from payops.storage.stores import open_audit
 
     settings = _settings(state_dir)
     _require_state(settings)
-    audit = AuditLog(settings.state_dir / "audit.db")
+    audit = open_audit(settings)
     entries = audit.get(decision_id)
     if not entries:
         _fail(f"no decision {decision_id} in the audit trail")
@@ -128,11 +128,11 @@ def register_ops(app: typer.Typer) -> None:
 # -- audit --------------------------------------------------------------------------
 
 def _audit(state_dir: Optional[Path]):  # noqa: ANN202
-    from payops.memory.audit import AuditLog
+    from payops.storage.stores import open_audit
 
     settings = _settings(state_dir)
     _require_state(settings)
-    return AuditLog(settings.state_dir / "audit.db")
+    return open_audit(settings)
 
 
 @audit_app.command("verify")
@@ -186,13 +186,13 @@ def audit_tail(n: int = typer.Option(10, "-n", min=1), state_dir: Optional[Path]
 # -- lessons ------------------------------------------------------------------------
 
 def _lessons(state_dir: Optional[Path]):  # noqa: ANN202
-    """The lesson store of a state directory (the same SqliteStore the agent writes)."""
-    from payops.graph.services import sqlite_store
+    """The lesson store the agent writes (SqliteStore in the state directory, or PostgresStore)."""
     from payops.memory.lessons import LessonStore
+    from payops.storage.stores import open_lesson_store
 
     settings = _settings(state_dir)
     _require_state(settings)
-    return LessonStore(sqlite_store(settings.state_dir / "lessons.db"))
+    return LessonStore(open_lesson_store(settings))
 
 
 @lessons_app.command("list")

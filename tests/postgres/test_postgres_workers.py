@@ -151,6 +151,8 @@ def test_tick_exit_codes_for_schedulers(pg_dsn, empty_pg_dsn, tmp_path):
             "usage": (["tick", "--partition", "bad name"], env),
             "unmigrated": (["tick"], {**env, "PAYOPS_DATABASE_URL": empty_pg_dsn}),
             "down": (["tick"], {**env, "PAYOPS_DATABASE_URL": secret}),
+            "verify": (["audit", "verify"], env),  # operators' commands read the same database
+            "why": (["why", decision_id_for("payops:shop-1", SIM_START + TICK)], env),
         })
     code, stdout, stderr = runs["busy"]
     assert code == EX_TEMPFAIL and "still running" in stderr and not stdout
@@ -159,6 +161,8 @@ def test_tick_exit_codes_for_schedulers(pg_dsn, empty_pg_dsn, tmp_path):
     assert runs["unmigrated"][0] == EX_FAILURE and "payops db upgrade" in runs["unmigrated"][2]
     code, stdout, stderr = runs["down"]
     assert code == EX_FAILURE and "cannot connect" in stderr and "hunter2" not in stderr + stdout
+    assert runs["verify"][0] == 0 and "audit trail intact" in runs["verify"][1], runs["verify"][2]
+    assert runs["why"][0] == 0 and "healthy" in runs["why"][1].lower(), runs["why"][2]
     audit = _audit(pg_dsn)
     assert [e.record["window_end"] for e in audit.entries("decision")] == [SIM_START + TICK, SIM_START + TICK]
     assert audit.verify().ok
