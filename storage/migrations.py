@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from .db import AGENT_SCHEMA, LANGGRAPH_SCHEMA, DatabaseError, pg_connect, redact_dsn
+from .db import AGENT_SCHEMA, LANGGRAPH_SCHEMA, DatabaseError, is_postgres_url, pg_connect, redact_dsn
 from .locks import advisory_key
 
 MIGRATION_LOCK = "payops:schema-migrations"
@@ -165,6 +165,8 @@ def require_current(dsn: str) -> None:
     """Raise a DatabaseError naming the fix unless the schema is exactly this code's (checked once per process)."""
     if dsn in _checked:
         return
+    if not is_postgres_url(dsn):
+        raise DatabaseError("PAYOPS_DATABASE_URL must be a postgresql:// (or postgres://) URL")
     found = status(dsn)
     if found.current > found.latest:
         raise DatabaseError(f"the PostgreSQL schema at {redact_dsn(dsn)} is version {found.current}, newer than this "
