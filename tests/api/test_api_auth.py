@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from conftest import Api, bearer
+from api_helpers import Api, bearer
 from payops.api.keys import ApiKeyStore
 from payops.cli import _register_subcommands, app as cli_app
 

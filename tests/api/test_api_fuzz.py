@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conftest import ALWAYS_ASK, NO_LIMITS, PACKAGED_SPEC, bearer, seed_agent
+from api_helpers import ALWAYS_ASK, NO_LIMITS, PACKAGED_SPEC, bearer, seed_agent
 from payops.api import create_app, openapi_schema
 from payops.api.settings import ApiSettings
 from payops.palmpay import DevOtpSender, PalmPayOptions, PalmPayService, RailRetryPolicy, SimulatedPayShapRail

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from conftest import NO_LIMIT, NO_LIMITS, Api, ApiFactory, ManualMonotonic
+from api_helpers import NO_LIMIT, NO_LIMITS, Api, ApiFactory, ManualMonotonic
 from payops.api.ratelimit import RateLimiter
 from payops.api.settings import ApiSettings, Bucket
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from conftest import Api
+from api_helpers import Api
 from payops.api import openapi_schema, schema_json
 from payops.cli import _register_subcommands, app as cli_app
 

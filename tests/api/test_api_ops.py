@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ALWAYS_ASK, Api, ApiFactory, seed_agent
+from api_helpers import ALWAYS_ASK, Api, ApiFactory, seed_agent
 from payops.memory.audit import AuditLog
 from payops.memory.explain import explain_decision
 

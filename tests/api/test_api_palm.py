@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from conftest import SPEC_ERRORS, Api
+from api_helpers import SPEC_ERRORS, Api
 
 
 def _assert_spec_refusal(response, code: str) -> None:
