@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, field_validator
 
 MONEY_PATTERN = r"^(0|[1-9][0-9]{0,8})(\.[0-9]{1,2})?$"
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{8,100}$"
@@ -81,7 +81,8 @@ class PaymentRequest(_In):
     amount: Money
     terminal_id: ShortText
     liveness_passed: StrictBool = Field(..., description="The scanner's liveness result; false refuses at once.")
-    match_score: float = Field(..., ge=0, le=1, allow_inf_nan=False, description="Palm match score in [0, 1].")
+    # Strict: a JSON true or "0.99" is a terminal bug, never a perfect match.
+    match_score: StrictFloat = Field(..., ge=0, le=1, allow_inf_nan=False, description="Palm match score in [0, 1].")
     idempotency_key: IdempotencyKey | None = Field(
         None, description="Or the Idempotency-Key header (one of the two is required; equal if both).")
 

@@ -146,6 +146,8 @@ def test_payment_needs_one_idempotency_key(api: Api, headers_key, body_key, mess
     ("amount", "12.505"),
     ("amount", "-1"),
     ("match_score", 1.5),
+    ("match_score", True),  # not a perfect match
+    ("match_score", "0.99"),
     ("liveness_passed", "yes"),
     ("palm_template_ref", "short"),
     ("extra_field", "x"),
