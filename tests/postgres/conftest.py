@@ -98,8 +98,9 @@ def pg_cluster():
     if bindir is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl, postgres) not found in PAYOPS_PG_BINDIR, "
                     "/usr/local/bin or `pg_config --bindir`")
-    root = Path(tempfile.mkdtemp(prefix="payops-pg-"))
     _, server_user = _as_server_user([])
+    # The server's user must reach its directory: as root, avoid a TMPDIR only root can enter.
+    root = Path(tempfile.mkdtemp(prefix="payops-pg-", dir="/tmp" if server_user and Path("/tmp").is_dir() else None))
     if server_user is not None:
         shutil.chown(root, user=server_user)
     data, log = root / "data", root / "server.log"
