@@ -103,9 +103,11 @@ def _zipf_weights(rng: np.random.Generator, count: int) -> np.ndarray:
 
 
 def random_network(seed: int = 0, *, banks: int = 5, card_routes: int = 2, terminals: int = 6, merchants: int = 0,
-                   regions: int = 0, payments_per_minute: float = 600.0, daily_wave: float = 0.0) -> NetworkConfig:
+                   regions: int = 0, payments_per_minute: float = 600.0, daily_wave: float = 0.0,
+                   extra_methods: tuple[str, ...] = ()) -> NetworkConfig:
     """A network of the given size with made-up names: card (on `card_routes` routes), payshap and
-    palm on a shared rail, eft on a switch. Every scenario of the library can be built on it."""
+    palm on a shared rail, eft on a switch, and each of `extra_methods` (e.g. "wallet") on a route
+    of its own with a 5% share. Every scenario of the library can be built on it."""
     if banks < 1 or card_routes < 2:
         raise ValueError("a generated network needs >= 1 bank and >= 2 card routes")
     rng = np.random.default_rng(seed)
@@ -119,11 +121,19 @@ def random_network(seed: int = 0, *, banks: int = 5, card_routes: int = 2, termi
     routes[switch] = RouteSpec(("eft",), 1.0, float(rng.uniform(450, 750)))
     schemes = _names(rng, 2, lambda r: _word(r, 2).upper(), taken)
     instant, eft = _names(rng, 2, lambda r: _word(r, 3).upper(), taken)
+    methods = {"card": 0.6, "payshap": 0.18, PALM_METHOD: 0.12, "eft": 0.1}
+    issuers: dict[str, dict[str, float]] = {"card": {schemes[0]: 0.55, schemes[1]: 0.45}, "payshap": {instant: 1.0},
+                                            PALM_METHOD: {instant: 1.0}, "eft": {eft: 1.0}}
+    for method in extra_methods:
+        route, issuer = _names(rng, 1, lambda r: _word(r, 2) + "_gw", taken)[0], _names(rng, 1, lambda r: _word(r, 3).upper(), taken)[0]
+        routes[route] = RouteSpec((method,), 1.0, float(rng.uniform(200, 500)))
+        methods[method] = 0.05
+        issuers[method] = {issuer: 1.0}
     return NetworkConfig(
         banks=dict(zip(bank_names, _zipf_weights(rng, banks).tolist())),
-        methods={"card": 0.6, "payshap": 0.18, PALM_METHOD: 0.12, "eft": 0.1},
+        methods=methods,
         routes=routes,
-        issuers={"card": {schemes[0]: 0.55, schemes[1]: 0.45}, "payshap": {instant: 1.0}, PALM_METHOD: {instant: 1.0}, "eft": {eft: 1.0}},
+        issuers=issuers,
         terminals=tuple(_names(rng, terminals, lambda r: "T-" + _word(r, 2).upper(), taken)),
         payments_per_minute=payments_per_minute,
         daily_wave=daily_wave,

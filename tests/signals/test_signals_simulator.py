@@ -252,3 +252,14 @@ def test_the_simulated_control_plane_is_obeyed() -> None:
     plane.actions["a1"] = ActionInForce("a1", "suppress_path", {"route": "eft_switch"}, {"fallback": None}, 0.0, 1e12)
     _, events = _events(plane)
     assert events and not any(e.route == "eft_switch" for e in events)
+
+
+def test_generated_networks_take_extra_methods_and_any_size() -> None:
+    net = random_network(3, banks=25, card_routes=5, terminals=40, extra_methods=("wallet", "qr"), payments_per_minute=6000)
+    assert len(net.banks) == 25 and len(net.terminals) == 40 and {"wallet", "qr"} <= set(net.methods)
+    events = Simulator(build_scenario("healthy", net), net, seed=1).advance(1_764_000_030.0)
+    wallet = [e for e in events if e.method == "wallet"]
+    assert wallet and all(len(net.routes_for("wallet")) == 1 and e.route in net.routes_for("wallet") for e in wallet)
+    assert {e.bank for e in events} <= set(net.banks) and len({e.bank for e in events}) > 15
+    for name in SCENARIOS:
+        build_scenario(name, net)  # every scenario finds its victims by role
