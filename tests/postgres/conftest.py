@@ -14,6 +14,7 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -122,6 +123,11 @@ def pg_cluster():
                 shutil.rmtree(root, ignore_errors=True)
                 raise
     assert cluster is not None
+
+    def interrupted(signum, frame):  # a `timeout` or CI cancel: unwind, so the teardown below stops the server
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
     try:
         cluster.sql(f"CREATE DATABASE {TEMPLATE_DB}")
         from payops.storage import migrations
@@ -129,6 +135,7 @@ def pg_cluster():
         migrations.upgrade(cluster.dsn(TEMPLATE_DB))
         yield cluster
     finally:
+        signal.signal(signal.SIGTERM, previous)
         subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"])[0],
                        capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
