@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,12 +158,3 @@ def empty_pg_dsn(pg_cluster) -> str:
     pg_cluster.sql(f"CREATE DATABASE {name}")
     return pg_cluster.dsn(name)
 
-
-def wait_for(predicate, timeout: float = 20.0, step: float = 0.02) -> bool:
-    """Poll until predicate() is true (for cross-process hand-offs); False after timeout."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(step)
-    return bool(predicate())

@@ -105,6 +105,16 @@ class Orchestrator:
 WORKER_CONFIDENCE_THRESHOLD = 0.6
 
 
+def wait_for(predicate: Any, timeout: float = 20.0, step: float = 0.02) -> bool:
+    """Poll until predicate() is true (for cross-process hand-offs); False after timeout."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
 def worker_settings(dsn: str, state_dir: str, partition: str = "default", orchestrator_url: str | None = None,
                     **extra: Any):
     from payops.settings import Settings

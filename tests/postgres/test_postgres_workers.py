@@ -13,8 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
-from pg_helpers import Orchestrator, tick_worker, worker_settings
+from pg_helpers import Orchestrator, tick_worker, wait_for, worker_settings
 
 from payops.graph.nodes import decision_id_for
 from payops.memory.audit import AuditLog
