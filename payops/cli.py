@@ -208,11 +208,12 @@ def _register_subcommands() -> None:
     app.add_typer(lessons_app, name="lessons", help="Long-term lessons learned from outcomes.")
     register_ops(app)
     app.add_typer(__import__("payops.cli_db", fromlist=["db_app"]).db_app, name="db", help="Create and migrate the schema (SQLite or PostgreSQL): `payops db upgrade`.")
-    app.command("chat")(__import__("payops.cli_chat", fromlist=["chat"]).chat)  # read-only ops chat (payops/cli_chat.py)
     __import__("payops.cli_api", fromlist=["register_api"]).register_api(app)  # serve, keys, openapi (payops/cli_api.py)
+    app.command("chat")(__import__("payops.cli_chat", fromlist=["chat"]).chat)  # read-only ops chat (payops/cli_chat.py)
     from payops.cli_eval import eval_app
 
     app.add_typer(eval_app, name="eval", help="Offline evaluation over the incident corpus (and `payops eval record`).")
+    app.add_typer(__import__("payops.cli_llm", fromlist=["llm_app"]).llm_app, name="llm", help="A local OpenAI-compatible LLM: `payops llm serve`.")
 
 
 if __name__ == "__main__":

@@ -34,8 +34,9 @@ UNKNOWN = "unknown"
 # read a hand reports the palm as not registered.
 DEVICE_CODES = frozenset({"PALM_PAY_NOT_REGISTERED"})
 # Failures a retry may cure (an outage, a timeout). Under a sane policy every retry
-# follows one of these; retries beyond them mean declines are being retried.
-RETRYABLE_FAMILIES = ("issuer", "network", UNKNOWN)
+# follows one of these; retries beyond them mean declines are being retried. DO_NOT_HONOR
+# is an issuer's hard decline: no sane policy retries it.
+RETRYABLE_CODES = frozenset({"ISSUER_DOWN", "BANK_TIMEOUT"}) | NETWORK_CODES
 # Below this many failures outside a segment, the rest of traffic is too thin to say
 # what normal failures look like; normal failures are then taken to be declines.
 BACKGROUND_MIN_FAILURES = 20
@@ -108,8 +109,13 @@ class Rest:
 def rest_of(broad: SegmentStats, narrow: SegmentStats) -> Rest:
     n = broad.attempts - narrow.attempts
     x = broad.failures - narrow.failures
-    expected = broad.expected_failure_rate * broad.attempts - narrow.expected_failure_rate * narrow.attempts
-    rate = min(max(expected / n, 0.0), 1.0) if n > 0 else 0.0
+    if narrow.expected_failure_rate < FAILURE_RATE_FLOOR:
+        # A reference of ~0% is a small segment's thin history, not a fact: subtracting it would
+        # load all of the broad segment's normal failures onto the rest.
+        rate = broad.expected_failure_rate
+    else:
+        expected = broad.expected_failure_rate * broad.attempts - narrow.expected_failure_rate * narrow.attempts
+        rate = min(max(expected / n, 0.0), 1.0) if n > 0 else 0.0
     return Rest(max(n, 0), max(x, 0), rate)
 
 
@@ -173,3 +179,10 @@ def error_mix(seg: SegmentStats, top: int = 3) -> str:
         return "no failures"
     ranked = sorted(seg.errors.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
     return ", ".join(f"{code} {count / seg.failures:.0%}" for code, count in ranked)
+
+
+def retryable_failures(seg: SegmentStats) -> float:
+    """Failures a sane policy would retry: transient codes, plus codes outside the vocabulary."""
+    known = sum(count for code, count in seg.errors.items() if family_of(code) != UNKNOWN)
+    unknown = seg.failures - known
+    return sum(seg.errors.get(code, 0) for code in RETRYABLE_CODES) + max(0.0, unknown)

@@ -25,9 +25,9 @@ from payops.signals.window import SEGMENT_PAIRS, SegmentStats, WindowSnapshot
 
 from .base import Decision, ReasoningContext
 from .evidence import (
-    CONFIG_CODES, DEVICE_CODES, FAMILIES, ISSUER_CODES, NETWORK_CODES, RETRYABLE_FAMILIES, SECURITY_CODES, UNKNOWN,
+    CONFIG_CODES, DEVICE_CODES, FAMILIES, ISSUER_CODES, NETWORK_CODES, SECURITY_CODES, UNKNOWN,
     USER_CODES, Rest, background_mix, contains, describe, error_mix, excess_by_family, family_counts, first_attempts, llr, pct,
-    pool, rest_of, shares,
+    pool, rest_of, retryable_failures, shares,
 )
 from .selection import alternative_routes, choose_action, route_health, segment_methods
 
@@ -64,9 +64,13 @@ RETRY_EXHAUSTED_MIN = 3
 # A storm is blamed on one segment only when it carries nearly all unexplained retries;
 # a retry policy is usually platform configuration.
 STORM_LOCAL_SHARE = 0.9
+# ...and when the rest of traffic had this many times the minimum excess in declines that
+# a platform-wide storm would have retried (the first window of a storm is partly normal).
+STORM_LOCAL_OPPORTUNITY = 3
 # Declines move with customer behaviour (paydays, month-end) and call for no action, so a
 # user-type surge is only named when it clears the bar by this factor.
 USER_SURGE_Z_FACTOR = 1.0
+USER_SURGE_PURITY = 0.75  # share of the excess that must be declines or limits
 # Evidence pooled over at most this many recent windows when one window is too thin...
 POOL_WINDOWS = 5
 # ...only while the segment keeps pointing the same way: this z in the current window
@@ -253,17 +257,17 @@ class RuleReasoner:
         """
         chosen = self._alias(ranked, ranked[0], snapshot)
         for _ in range(6):  # at most the depth of the segment lattice, twice
-            moved = self._descend(chosen, ranked, context, snapshot) or self._climb(chosen, ranked, context)
+            moved = self._descend(chosen, ranked, context, snapshot) or self._climb(chosen, ranked, context, snapshot)
             if moved is None:
                 break
             chosen = self._alias(ranked, moved, snapshot)
         return chosen
 
     @staticmethod
-    def _rest_fails(rest: Rest, rate: float, context: ReasoningContext) -> bool:
+    def _rest_fails(rest: Rest, rate: float, context: ReasoningContext, z_bar: float | None = None) -> bool:
         t = context.thresholds
         return (rest.attempts >= t.min_segment_attempts and rest.excess >= t.min_excess_failures / 2.0
-                and rest.z >= t.significance_z and rest.failure_rate >= SAME_FAULT_RATE_SHARE * rate)
+                and rest.z >= (t.significance_z if z_bar is None else z_bar) and rest.failure_rate >= SAME_FAULT_RATE_SHARE * rate)
 
     def _descend(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
                  snapshot: WindowSnapshot | None) -> Scored | None:
@@ -280,9 +284,19 @@ class RuleReasoner:
                  if (r := rest_of(chosen.seg, c.seg)).excess < t.min_excess_failures / 2.0 or r.z < REST_CLEAN_Z]
         return max(clean, key=lambda c: c.fit) if clean else None
 
-    def _climb(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext) -> Scored | None:
-        wider = [c for c in ranked if contains(c.seg, chosen.seg)
-                 and self._rest_fails(rest_of(c.seg, chosen.seg), chosen.seg.failure_rate, context)]
+    def _climb(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
+               snapshot: WindowSnapshot | None = None) -> Scored | None:
+        pool_ = list(ranked)
+        # The rest only has to be plainly elevated (not significant on its own) at a rate like the
+        # blamed segment's: at low volume a route's other banks fail 6 of 17, which is the route.
+        z_bar = REST_CLEAN_Z
+        seg = chosen.seg
+        if snapshot is not None and seg.failures and seg.error_share(*USER_CODES) >= USER_SURGE_PURITY:
+            # Declines follow customers, not one pair of dimensions: a decline surge is read as broad
+            # as the evidence allows, up to parents that are not candidates themselves.
+            known = {c.seg.key for c in pool_}
+            pool_ += [Scored(p, llr(p)) for p in (snapshot.total, *snapshot.segments) if p.key not in known and contains(p, seg)]
+        wider = [c for c in pool_ if contains(c.seg, seg) and self._rest_fails(rest_of(c.seg, seg), seg.failure_rate, context, z_bar)]
         return max(wider, key=lambda c: c.fit) if wider else None
 
     @staticmethod
@@ -331,7 +345,7 @@ class RuleReasoner:
         if not ranked:
             return self._healthy(snapshot, context)
         finding = self._classify(self._under_mitigation(self.pick(ranked, context, snapshot), snapshot, context), ranked, snapshot, context, pooled, latency)
-        if finding.category is Category.USER and not self._material_user_surge(finding.segment, context, pooled):
+        if finding.category is Category.USER and not self._material_user_surge(finding.segment, context, pooled, snapshot):
             return self._healthy(snapshot, context, note=f"minor decline fluctuation on {finding.segment.key if finding.segment else '*'} "
                                                           "(user-type codes; not material)")
         return finding
@@ -346,12 +360,15 @@ class RuleReasoner:
         return Finding(Category.HEALTHY, None, conf, "Traffic within normal bounds.", tuple(evidence), (), "healthy")
 
     @staticmethod
-    def _material_user_surge(seg: SegmentStats | None, context: ReasoningContext, pooled: int) -> bool:
+    def _material_user_surge(seg: SegmentStats | None, context: ReasoningContext, pooled: int,
+                             snapshot: WindowSnapshot | None = None) -> bool:
         if seg is None:
             return False
         t = context.thresholds
         if _cold(seg, context):
             return False  # declines differ between segments by nature: peers are no reference for them
+        if snapshot is not None and shares(excess_by_family(seg, background_mix(snapshot.total, seg)))["user"] < USER_SURGE_PURITY:
+            return False  # a surge of declines is declines; a mixed bag of codes at one segment is noise
         # Counted in payments, not attempts: a declined card retried five times is one customer.
         # Every retry follows a failure, so failed payments ~= failures - retries.
         payments = first_attempts(seg)
@@ -374,8 +391,7 @@ class RuleReasoner:
             return None
         if total.attempts_per_payment < RETRY_STORM_FACTOR * normal:
             return None
-        fam = family_counts(total.errors, total.failures)
-        retryable = sum(fam[f] for f in RETRYABLE_FAMILIES)
+        retryable = retryable_failures(total)
         # Under a sane policy every retry follows a retryable failure; the rest are declines,
         # limits or fraud flags being retried.
         unexplained = retries - retryable
@@ -425,9 +441,9 @@ class RuleReasoner:
         # Retry policies are configured for the platform or per processor, so a local storm is a route's.
         for seg in snapshot.by_dimension("route"):
             fam = family_counts(seg.errors, seg.failures)
-            unexplained = (seg.attempts - first_attempts(seg)) - sum(fam[f] for f in RETRYABLE_FAMILIES)
+            unexplained = (seg.attempts - first_attempts(seg)) - retryable_failures(seg)
             rest_declines = total_fam["user"] - fam["user"]
-            if (unexplained >= STORM_LOCAL_SHARE * unexplained_total and rest_declines >= min_excess
+            if (unexplained >= STORM_LOCAL_SHARE * unexplained_total and rest_declines >= STORM_LOCAL_OPPORTUNITY * min_excess
                     and (best is None or seg.attempts < best.attempts)):
                 best = seg
         return best
