@@ -10,9 +10,9 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from . import nodes
-from .services import Context
-from .state import AgentState, TickInput
+from payops.graph import nodes
+from payops.graph.services import Context
+from payops.graph.state import AgentState, TickInput
 
 
 def build_graph(checkpointer: Any = None, store: Any = None) -> Any:
