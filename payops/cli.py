@@ -64,10 +64,24 @@ def run(
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR)."),
 ) -> None:
     """Run the agent loop: every tick decide over the last window and print the cycle."""
+    from payops.scheduling import TickLocked, TickUsageError, partition_lock
+
+    settings = _settings(state_dir=state_dir)
+    try:
+        # One loop per deployment: a second `run` (or a cron `tick`) on it would decide windows twice.
+        with partition_lock(settings):
+            _run_loop(settings, ticks, tick_seconds, scenario, seed, source)
+    except TickLocked:
+        fail(f"deployment '{settings.deployment}' is already being run by another process", code=75)
+    except TickUsageError as exc:
+        fail(str(exc))
+
+
+def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: str) -> None:
+    from payops.scheduling import close_agent
     from payops.signals.sources import SourceError
     from payops.wiring import agent_services, durable_agent
 
-    settings = _settings(state_dir=state_dir)
     try:
         services = agent_services(settings, source, scenario, seed)
     except (SourceError, ValueError) as exc:
@@ -89,7 +103,9 @@ def run(
                 time.sleep(tick_seconds)
     except KeyboardInterrupt:
         typer.echo(f"\npayops: stopped after {done} tick(s); state saved in {settings.state_dir}.")
-    _report_bad_lines(getattr(services.source, "report", None))
+    finally:
+        _report_bad_lines(getattr(services.source, "report", None))
+        close_agent(agent, services)
 
 
 @app.command()

@@ -114,3 +114,15 @@ def test_tick_resumes_the_thread(tmp_path: Path) -> None:
     first = invoke("tick", "--state-dir", state)
     second = invoke("tick", "--state-dir", state)
     assert "── tick 1 " in first.output and "── tick 2 " in second.output
+
+
+def test_a_second_run_on_the_same_deployment_is_refused(tmp_path: Path) -> None:
+    from payops.scheduling import partition_lock
+    from payops.settings import Settings
+
+    state = tmp_path / "s"
+    with partition_lock(Settings(state_dir=state)):
+        result = runner.invoke(app, ["run", "--ticks", "1", "--state-dir", str(state)])
+    assert result.exit_code == 75
+    assert "already being run" in result.output
+    assert invoke("run", "--ticks", "1", "--tick-seconds", "0", "--state-dir", str(state)).exit_code == 0
