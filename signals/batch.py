@@ -66,7 +66,7 @@ class EventBatch:
     combo: np.ndarray  # intp index into `combos`
     combos: Sequence[Combo]  # may be a table shared (and growing) across a source's batches
     details: RowDetails | None = None
-    wide: Wide | None = None  # per-row codes of WIDE_FIELDS; their combo entries are then None
+    wide: Wide | None = None  # per-row codes of WIDE_FIELDS; when given they win over `combos` for those fields
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
