@@ -6,9 +6,9 @@ replays): retrieval uses only `search(prefix, filter=...)` with `$eq` on
 top-level string fields, because nested keys and numeric comparisons behave
 differently per backend (STACK-NOTES). Numbers are ranked in Python.
 
-Similar lessons: candidates are the union of one `$eq` query per signature
-field (a store filter is an AND, and `$in` is not supported), ranked by
-`similarity` x `recency`.
+Similar lessons: candidates are the union of a few `$eq` queries on the
+signature (a store filter is an AND, and `$in` is not supported; see the tiers
+below), ranked in Python by `similarity` x `recency`.
 
 Using them: `track_record` turns the similar lessons of one tool into a Beta
 posterior on "this action helps here", and flags past harm.
@@ -127,9 +127,13 @@ MIN_SIMILARITY = 0.4
 # floored so a harm is never forgotten entirely.
 RECENCY_HALF_LIFE_SECONDS = 30 * 24 * 3600.0
 RECENCY_FLOOR = 0.25
-# Candidates fetched per filtered query before ranking.
-CANDIDATES_PER_QUERY = 100
-FILTER_FIELDS = ("target_key", "target_dims", "dominant_error", "method_mix")
+# Retrieval tiers, strongest first, each one `$eq` filter (a store filter is an AND; there
+# is no OR or $in). A lesson can reach MIN_SIMILARITY only if it shares the target kind or
+# the dominant error (the other fields add at most 0.3), so these four cover every similar
+# lesson. The two strong tiers (similarity >= 0.4 by construction) are read completely;
+# the two weak ones (at most 0.5) are capped, since a store returns matches in no
+# particular order and a busy category can hold thousands.
+WEAK_TIER_CAP = 200
 
 
 def _jaccard(a: str, b: str) -> float:
@@ -139,22 +143,27 @@ def _jaccard(a: str, b: str) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
-def similarity(lesson: Lesson | Signature, sig: Signature) -> float:
-    """Weighted agreement of two signatures in [0, 1]; 0 across categories."""
-    if lesson.category != sig.category:
+def similarity(lesson: Lesson | Signature | dict[str, Any], sig: Signature) -> float:
+    """Weighted agreement of two signatures in [0, 1]; 0 across categories.
+
+    Accepts a lesson's raw JSON too, so candidates are ranked before any is validated.
+    """
+    get = lesson.get if isinstance(lesson, dict) else lambda name, default="": getattr(lesson, name, default)
+    if get("category", "") != sig.category:
         return 0.0
     w = SIMILARITY_WEIGHTS
     score = 0.0
-    score += w["target_key"] * (lesson.target_key == sig.target_key)
-    score += w["target_dims"] * (lesson.target_dims == sig.target_dims)
-    score += w["dominant_error"] * (lesson.dominant_error == sig.dominant_error)
-    score += w["error_codes"] * _jaccard(lesson.error_codes, sig.error_codes)
-    if lesson.magnitude == sig.magnitude:
+    score += w["target_key"] * (get("target_key", "") == sig.target_key)
+    score += w["target_dims"] * (get("target_dims", "") == sig.target_dims)
+    score += w["dominant_error"] * (get("dominant_error", "") == sig.dominant_error)
+    score += w["error_codes"] * _jaccard(str(get("error_codes", "")), sig.error_codes)
+    magnitude = get("magnitude", "")
+    if magnitude == sig.magnitude:
         score += w["magnitude"]
-    elif lesson.magnitude in MAGNITUDE_ORDER and sig.magnitude in MAGNITUDE_ORDER and \
-            abs(MAGNITUDE_ORDER.index(lesson.magnitude) - MAGNITUDE_ORDER.index(sig.magnitude)) == 1:
+    elif magnitude in MAGNITUDE_ORDER and sig.magnitude in MAGNITUDE_ORDER and \
+            abs(MAGNITUDE_ORDER.index(magnitude) - MAGNITUDE_ORDER.index(sig.magnitude)) == 1:
         score += w["magnitude"] / 2
-    score += w["method_mix"] * _jaccard(lesson.method_mix, sig.method_mix)
+    score += w["method_mix"] * _jaccard(str(get("method_mix", "")), sig.method_mix)
     return round(score, 6)
 
 
@@ -239,12 +248,14 @@ class LessonStore:
 
     def __init__(self, store: BaseStore) -> None:
         self.store = store
+        self._memo: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
 
     @staticmethod
     def _ns(category: str) -> tuple[str, str]:
         return (NAMESPACE, category)
 
     def put(self, lesson: Lesson) -> None:
+        self._memo.clear()
         self.store.put(self._ns(lesson.category), lesson.decision_id, lesson.model_dump(mode="json"), index=False)
 
     def get(self, category: str, decision_id: str) -> Lesson | None:
@@ -274,26 +285,44 @@ class LessonStore:
         lessons = [Lesson.model_validate(i.value) for i in self._search(category, where or None)]
         return sorted(lessons, key=lambda l: (l.created_at, l.decision_id))
 
-    def similar(self, sig: Signature, now: float, *, tool: str | None = None, limit: int = 5,
-                min_similarity: float = MIN_SIMILARITY) -> list[ScoredLesson]:
-        """Lessons of the same category ranked by similarity x recency (newer first on ties)."""
-        found: dict[str, Lesson] = {}
-        for name in FILTER_FIELDS:
-            value = getattr(sig, name)
-            if not value:
-                continue
-            where: dict[str, Any] = {name: {"$eq": value}}
+    def _candidates(self, sig: Signature, tool: str | None) -> dict[str, dict[str, Any]]:
+        tiers: tuple[tuple[dict[str, str], bool], ...] = (
+            ({"target_key": sig.target_key}, True),  # the same segment
+            ({"target_dims": sig.target_dims, "dominant_error": sig.dominant_error}, True),  # same kind, same error
+            ({"target_dims": sig.target_dims}, False),
+            ({"dominant_error": sig.dominant_error}, False),
+        )
+        found: dict[str, dict[str, Any]] = {}
+        for fields, complete in tiers:
+            where: dict[str, Any] = {k: {"$eq": v} for k, v in fields.items()}
             if tool:
                 where["tool"] = {"$eq": tool}
-            for item in self.store.search(self._ns(sig.category), filter=where, limit=CANDIDATES_PER_QUERY):
-                found.setdefault(item.key, Lesson.model_validate(item.value))
-        scored = []
-        for lesson in found.values():
-            sim = similarity(lesson, sig)
+            items = self._search(sig.category, where) if complete else \
+                self.store.search(self._ns(sig.category), filter=where, limit=WEAK_TIER_CAP)
+            for item in items:
+                found.setdefault(item.key, item.value)
+        return found
+
+    def similar(self, sig: Signature, now: float, *, tool: str | None = None, limit: int = 5,
+                min_similarity: float = MIN_SIMILARITY) -> list[ScoredLesson]:
+        """Lessons of the same category ranked by similarity x recency (newer first on ties).
+
+        Memoized per (signature, tool, now): one tick asks for the same incident more than once.
+        """
+        key = (sig, tool, now)
+        if key not in self._memo:
+            if len(self._memo) > 16:
+                self._memo.clear()
+            self._memo[key] = self._candidates(sig, tool)
+        ranked = []
+        for raw in self._memo[key].values():
+            sim = similarity(raw, sig)
             if sim >= min_similarity:
-                scored.append(ScoredLesson(lesson, sim, round(sim * recency(lesson.created_at, now), 6)))
-        scored.sort(key=lambda s: (-s.score, -s.lesson.created_at, s.lesson.decision_id))
-        return scored[:limit]
+                created = float(raw.get("created_at", 0.0))
+                ranked.append((round(sim * recency(created, now), 6), sim, created, str(raw.get("decision_id", "")), raw))
+        ranked.sort(key=lambda r: (-r[0], -r[2], r[3]))
+        # Only the winners are validated into Lessons.
+        return [ScoredLesson(Lesson.model_validate(raw), sim, score) for score, sim, _, _, raw in ranked[:limit]]
 
     def export(self) -> list[dict[str, Any]]:
         return [l.model_dump(mode="json") for l in self.list()]
@@ -322,6 +351,7 @@ class LessonStore:
             lessons.append(lesson)
         ops = [PutOp(self._ns(l.category), l.decision_id, l.model_dump(mode="json"), index=False) for l in lessons]
         if ops:
+            self._memo.clear()
             self.store.batch(ops)  # one transaction in SqliteStore / PostgresStore
         return len(lessons)
 

@@ -175,3 +175,20 @@ def test_import_rejects_duplicates_and_non_lists(lessons):
     with pytest.raises(LessonImportError, match="#1 is not a JSON object"):
         lessons.import_(["d-1"])
     assert lessons.list() == []
+
+
+def test_the_strongest_matches_are_found_however_many_weak_ones_there_are(lessons):
+    from payops.memory.lessons import WEAK_TIER_CAP
+
+    lessons.put(lesson("d-the-same-route", age_days=20))  # written first, so no store order can favour it
+    for i in range(WEAK_TIER_CAP + 50):  # same kind of segment, another route and error: weak matches
+        lessons.put(lesson(f"d-weak-{i:04d}", target_key=f"route=r{i}", dominant_error="NETWORK_ERROR", error_codes="NETWORK_ERROR"))
+    found = lessons.similar(SIG, NOW, limit=3)
+    assert found[0].lesson.decision_id == "d-the-same-route"
+    assert all(s.lesson.decision_id.startswith("d-weak-") for s in found[1:])
+
+
+def test_sharing_only_minor_fields_is_not_similar(lessons):
+    lessons.put(lesson("d-minor", target_key="bank=X", target_dims="bank", dominant_error="ISSUER_DOWN"))  # codes, size, methods only
+    assert similarity(lessons.find("d-minor"), SIG) < MIN_SIMILARITY
+    assert lessons.similar(SIG, NOW) == []
