@@ -80,13 +80,14 @@ def test_escalation_opens_one_request_and_does_not_repeat(tmp_path) -> None:
     assert later["proposal"]["tool"] == "no_action" and escalated[0]["decision_id"] in later["proposal"]["args"]["reason"]
 
 
-def test_learn_writes_a_lesson_for_executed_actions() -> None:
+def test_an_executed_action_becomes_a_lesson_once_its_outcome_is_judged() -> None:
     agent = make_agent("route_outage")
-    states = run(agent, 7)
+    states = run(agent, 11)
     executed = next(s for s in states if s["execution"]["status"] == "executed")
     lesson = agent.services.lessons.get("network", executed["decision_id"])
     assert lesson is not None and lesson.tool == "reroute_traffic" and lesson.target_key == "route=psp_a"
-    assert lesson.before["failure_rate"] > 0.3
+    assert lesson.verdict == "helped"
+    assert lesson.before and lesson.after
 
 
 def test_restart_resumes_the_thread(tmp_path) -> None:
