@@ -12,14 +12,20 @@ Scored per incident (the simulator's oracle says what is right):
   onset to one window after the incident ends. Right when its category is the
   expected one, its diagnosis names the expected target, and its proposal is one of
   the acceptable tools on that target (or such an action is already in force /
-  awaiting approval). No response at all is a miss.
+  awaiting approval). A finding the agent only watches (confidence under its floor,
+  no action, said so) is not a response. No response at all is a miss. As in the project's oracle
+  (signals/oracle.py), an incident is visible once it fills half a window: a wrong
+  reading of a window it barely touches is listed as premature, not scored.
 - autonomous actions during healthy periods (before onset, between incidents, more
   than one window after the end; all of the healthy scenario): must be zero.
 - actions that make things worse: an executed traffic-changing action on a segment
   no fault touches, or a run whose payment success ratio from its first action on
   falls significantly below the no-agent run's. Must be zero.
 
-    python scripts/quality_report.py [--variants 2] [--jobs 2] [--json out.json]
+    python scripts/quality_report.py [--variants 2] [--jobs 2] [--seed-base N] [--json out.json]
+
+The reasoner is whatever Settings() configures: the rules by default; with
+PAYOPS_LLM_MODEL (and OPENAI_BASE_URL / OPENAI_API_KEY) set, the LLM reasoner.
 """
 
 from __future__ import annotations
@@ -37,13 +43,16 @@ from typing import Any, Mapping
 
 from payops.settings import Settings
 from payops.signals.policy import NoPolicy
-from payops.signals.simulator import SCENARIOS, NetworkConfig, RouteSpec, Scenario, Simulator, build_scenario
+from payops.signals.simulator import SCENARIOS, NetworkConfig, RouteSpec, Scenario, Simulator, build_scenario, oracle_for_window
 from payops.signals.sources import SimulatorSource
 from payops.tools.actions import ACTIONS
 from payops.tools.control_plane import SimulatedControlPlane
 
 START_TS = 1_780_000_000.0  # not the simulator's default start: nothing tuned on it
-SEED_BASE = 90_000  # tests use small seeds; these were never looked at while tuning
+# Seeds: the tests use small ones. DEV_SEED_BASE is the set the rules were developed against;
+# the default is a held-out set, run only to report (pass --seed-base to explore others).
+DEV_SEED_BASE = 90_000
+HELD_OUT_SEED_BASE = 700_000
 MIN_PPM, MAX_PPM = 50.0, 5_000.0
 LEAD_IN = 300.0  # five windows of healthy traffic: baselines become trusted after three
 DURATION = 600.0
@@ -106,9 +115,12 @@ def random_network(seed: int, payments_per_minute: float) -> NetworkConfig:
     if "wallet" in methods:
         issuers["wallet"] = {f"WALLET-{_word(rng, 1).upper()}": 1.0}
     terminals = tuple(_unique(rng, rng.randint(2, 8), lambda r: f"pos-{_word(r, 1)}{r.randint(10, 999)}"))
+    # Optional dimensions on some networks: more segments, more chances for a chance alarm.
+    merchants = _weights(rng, _unique(rng, rng.randint(3, 6), lambda r: f"m-{_word(r, 2)}"), 0.7) if rng.random() < 0.35 else {}
+    regions = _weights(rng, _unique(rng, rng.randint(2, 4), lambda r: _word(r, 2).title()), 0.5) if rng.random() < 0.35 else {}
     return NetworkConfig(banks=banks, methods=methods, routes=routes, issuers=issuers, terminals=terminals,
                          payments_per_minute=payments_per_minute, user_decline_rate=rng.uniform(0.025, 0.06),
-                         system_noise_rate=rng.uniform(0.002, 0.006))
+                         system_noise_rate=rng.uniform(0.002, 0.006), merchants=merchants, regions=regions)
 
 
 @dataclass(frozen=True)
@@ -120,11 +132,11 @@ class Case:
     lead_in: float
 
 
-def cases(variants: int, scenarios: list[str]) -> list[Case]:
+def cases(variants: int, scenarios: list[str], seed_base: int = HELD_OUT_SEED_BASE) -> list[Case]:
     out = []
     for s_index, name in enumerate(scenarios):
         for v in range(variants):
-            seed = SEED_BASE + 1000 * s_index + v
+            seed = seed_base + 1000 * s_index + v
             rng = random.Random(seed * 7 + 1)
             # Stratified log-uniform volume: variant v draws from the v-th slice of 50..5,000.
             lo = math.log(MIN_PPM) + (math.log(MAX_PPM) - math.log(MIN_PPM)) * v / variants
@@ -168,6 +180,10 @@ class CaseResult:
     network: dict[str, Any]
     incidents: list[Incident] = field(default_factory=list)
     healthy_actions: list[dict[str, Any]] = field(default_factory=list)
+    healthy_windows: int = 0
+    healthy_findings: list[dict[str, Any]] = field(default_factory=list)  # non-healthy diagnoses in healthy periods
+    premature: list[dict[str, Any]] = field(default_factory=list)  # wrong findings in windows the incident barely touches
+    watched: list[dict[str, Any]] = field(default_factory=list)  # low-confidence findings the agent only watched
     harmful: list[str] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)  # every non-healthy decision in an incident (calibration)
     success_agent: float | None = None
@@ -266,6 +282,18 @@ def score(case: Case, net: NetworkConfig, sc: Scenario, states: list[dict[str, A
             if s["diagnosis"]["category"] == "healthy":
                 continue
             ok, why = _acceptable(s, x)
+            rel_end = s["window_end"] - START_TS
+            if not ok and s["proposal"]["tool"] == "no_action" and s["proposal"]["args"].get("reason", "").startswith("watching"):
+                # The agent said it is watching, not acting or asserting (confidence below its floor).
+                res.watched.append({"t": round(rel_end), "category": s["diagnosis"]["category"], "target": s["diagnosis"]["target"],
+                                    "confidence": s["diagnosis"]["confidence"]})
+                continue
+            if not ok and oracle_for_window(sc, rel_end - window, rel_end).expectation is not x:
+                # The project's oracle: an incident is visible once it fills half the window. A wrong
+                # reading of a window it barely touches is a premature finding, reported apart.
+                res.premature.append({"t": round(rel_end), "category": s["diagnosis"]["category"], "target": s["diagnosis"]["target"],
+                                      "tool": s["proposal"]["tool"], "status": s["execution"]["status"]})
+                continue
             if inc.response is None:
                 inc.response = {"t": round(s["window_end"] - START_TS, 1), "category": s["diagnosis"]["category"],
                                 "target": s["diagnosis"]["target"], "confidence": s["diagnosis"]["confidence"],
@@ -286,6 +314,15 @@ def score(case: Case, net: NetworkConfig, sc: Scenario, states: list[dict[str, A
         x = max(live, key=lambda e: e.onset)
         ok, why = _diagnosis_right(s, x)
         res.decisions.append({"confidence": s["diagnosis"]["confidence"], "ok": ok, "t": round(end - START_TS), "why": why})
+
+    for s in states:
+        end = s["window_end"]
+        if any(a - window < end <= b for a, b in periods):
+            continue  # overlaps an incident (or its tail)
+        res.healthy_windows += 1
+        if s["diagnosis"]["category"] != "healthy":
+            res.healthy_findings.append({"t": round(end - START_TS), "category": s["diagnosis"]["category"],
+                                         "target": s["diagnosis"]["target"], "confidence": s["diagnosis"]["confidence"]})
 
     first_action_at = None
     for s in states:
@@ -340,6 +377,19 @@ def report(results: list[CaseResult]) -> tuple[float, int, int]:
     print(f"autonomous actions during healthy periods: {len(healthy)}")
     for case, a in healthy:
         print(f"  {case.scenario} v{case.variant} t={a['t']}: {a['tool']} on {_fmt_target(a['target'])} ({a['category']}: {a['summary']})")
+    windows = sum(r.healthy_windows for r in results)
+    findings = [(r.case, f) for r in results for f in r.healthy_findings]
+    print(f"non-healthy diagnoses in healthy windows (no action needed; a chance-alarm rate): {len(findings)}/{windows}")
+    for case, f in findings[:12]:
+        print(f"  {case.scenario} v{case.variant} t={f['t']}: {f['category']} {_fmt_target(f['target'])} ({f['confidence']:.2f})")
+    premature = [(r.case, p) for r in results for p in r.premature]
+    print(f"premature wrong findings (windows less than half into an incident; not scored as its first response): {len(premature)}")
+    for case, p in premature:
+        print(f"  {case.scenario} v{case.variant} t={p['t']}: {p['category']} {_fmt_target(p['target'])} -> {p['tool']} ({p['status']})")
+    watched = [(r.case, w) for r in results for w in r.watched]
+    print(f"wrong low-confidence findings during incidents that the agent only watched (no action, not scored): {len(watched)}")
+    for case, w in watched[:12]:
+        print(f"  {case.scenario} v{case.variant} t={w['t']}: {w['category']} {_fmt_target(w['target'])} ({w['confidence']:.2f})")
     print(f"actions that made things worse: {len(harmful)}")
     for case, h in harmful:
         print(f"  {case.scenario} v{case.variant}: {h}")
@@ -360,16 +410,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
     ap.add_argument("--json", help="also write every result here")
     ap.add_argument("--trace", metavar="SCENARIO:VARIANT", help="print every tick of one incident run and stop")
+    ap.add_argument("--seed-base", type=int, default=HELD_OUT_SEED_BASE,
+                    help=f"first seed (default: the held-out set; {DEV_SEED_BASE} is the development set)")
     args = ap.parse_args(argv)
     names = args.scenario or list(SCENARIOS)
     if args.trace:
         name, _, variant = args.trace.partition(":")
-        case = next(c for c in cases(max(args.variants, int(variant or 0) + 1), list(SCENARIOS)) if c.scenario == name and c.variant == int(variant or 0))
+        case = next(c for c in cases(args.variants, list(SCENARIOS), args.seed_base) if c.scenario == name and c.variant == int(variant or 0))
         print(case)
         res = run_case(case, trace=True)
         report([res])
         return 0
-    todo = cases(args.variants, names)
+    todo = cases(args.variants, names, args.seed_base)
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(run_case, todo))

@@ -18,7 +18,7 @@ from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
 from .evidence import background_mix, error_mix, excess_by_family, shares
-from .rules import RuleReasoner
+from .rules import RuleReasoner, prepared
 from .selection import route_health
 
 MAX_HYPOTHESES = 5
@@ -78,6 +78,7 @@ def _segment_facts(seg: SegmentStats, snapshot: WindowSnapshot) -> dict[str, Any
 
 def brief(snapshot: WindowSnapshot, context: ReasoningContext, rules: RuleReasoner, decision_rules: Any) -> Briefing:
     """The data block for one window. `decision_rules` is the rule engine's Decision for it."""
+    snapshot = prepared(snapshot, context)  # the same references the rule engine judged by
     total = snapshot.total
     targets: list[dict[str, str]] = [dict(h["target"]) for h in rules.hypotheses(snapshot, context, limit=MAX_HYPOTHESES)]
     reading: Diagnosis = decision_rules.diagnosis

@@ -17,10 +17,10 @@ Nothing here knows a bank, route or terminal name: names are data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from payops.models import Category, Diagnosis
-from payops.signals.baseline import BASELINE_MIN_WINDOWS, binomial_z
+from payops.signals.baseline import BASELINE_ALPHA, BASELINE_MIN_WINDOWS, binomial_z
 from payops.signals.window import SEGMENT_PAIRS, SegmentStats, WindowSnapshot
 
 from .base import Decision, ReasoningContext
@@ -37,6 +37,13 @@ __all__ = [
 ]
 
 PAIRED_DIMENSIONS = frozenset(d for pair in SEGMENT_PAIRS for d in pair)
+# A segment of an unpaired dimension (merchant, region, terminal) cannot be explained away
+# against routes and banks, so it must fit this many times better than the best one that can.
+UNPAIRED_MARGIN = 1.5
+# Prior weight, in attempts, of the platform's failure rate behind a segment's reference
+# (see `prepared`): a terminal with 300 attempts of history is pulled halfway to it.
+SHRINK_ATTEMPTS = 300
+BASELINE_MEMORY_WINDOWS = round(1.0 / BASELINE_ALPHA)  # windows an EWMA baseline effectively remembers
 # Two segments whose scan statistics differ by less than this share describe the same
 # traffic under two names (route=X and method=card,route=X when X carries only card).
 TIE_TOLERANCE = 0.02
@@ -46,6 +53,9 @@ SAME_FAULT_RATE_SHARE = 0.5
 # Explaining away downwards: a narrower segment takes the blame only when the rest of the
 # blamed one is plainly normal (below this z), not merely short of the significance bar.
 REST_CLEAN_Z = 2.0
+# A part of the blamed segment whose fit is within this share of the whole's takes the blame
+# when the rest of the whole fails at well under the part's rate.
+NEAR_TIE = 0.15
 # A part of the blamed segment that is not a candidate itself (too few attempts) takes the
 # blame when it carries at least this share of the excess and the rest is plainly normal.
 DESCEND_SHARE = 0.7
@@ -167,11 +177,38 @@ def _clip(x: float) -> float:
     return max(0.0, min(1.0, x))
 
 
+def prepared(snapshot: WindowSnapshot, context: ReasoningContext) -> WindowSnapshot:
+    """The snapshot with young or thin references shrunk toward the platform's.
+
+    A segment's baseline rests on its attempts per window times the windows seen
+    (at most the EWMA's memory). Early in a run, or for a small segment, that is a
+    few hundred attempts, and such baselines come out biased (a terminal at 0% after
+    five minutes, palm at half its real decline rate), which reads noise as an
+    incident. The platform's own reference is the prior, worth SHRINK_ATTEMPTS
+    attempts; segments compared with their peers (no trusted baseline) are left alone.
+    """
+    total = snapshot.total
+    reference = total.expected_failure_rate
+    depth = max(1, min(len(context.history), BASELINE_MEMORY_WINDOWS))
+    adjusted = []
+    for seg in snapshot.segments:
+        trusted = seg.baseline_failure_rate is not None and abs(seg.expected_failure_rate - seg.baseline_failure_rate) <= 1e-12
+        if not trusted or seg.baseline_volume is None:
+            adjusted.append(seg)
+            continue
+        weight = seg.baseline_volume * depth
+        p = (weight * seg.expected_failure_rate + SHRINK_ATTEMPTS * reference) / (weight + SHRINK_ATTEMPTS)
+        adjusted.append(replace(seg, expected_failure_rate=p, baseline_failure_rate=p, excess_failures=seg.failures - seg.attempts * p,
+                                z=binomial_z(seg.failures, seg.attempts, p)))
+    return WindowSnapshot(snapshot.window_start, snapshot.window_end, total, tuple(adjusted), snapshot.quality, snapshot.vocab_sizes)
+
+
 class RuleReasoner:
     name = "rules"
 
     def decide(self, snapshot: WindowSnapshot, context: ReasoningContext) -> Decision:
-        finding = self.diagnose(snapshot, context)
+        snapshot = prepared(snapshot, context)
+        finding = self._diagnose(snapshot, context)
         diagnosis = Diagnosis(
             category=finding.category,
             target=finding.target,
@@ -245,6 +282,19 @@ class RuleReasoner:
                      if (contains(s, seg) or contains(seg, s)) and s.attempts == seg.attempts and s.failures == seg.failures]
         return min(ties, key=lambda c: (len(c.seg.dims), _dimension_rank(c.seg), c.seg.attempts, c.seg.key))
 
+    @staticmethod
+    def _verifiable_first(ranked: list[Scored]) -> Scored:
+        """The best fit, unless it is a dimension no pair segment lets us explain away (a merchant,
+        a region, a terminal) and a segment that can be checked fits nearly as well."""
+        top = max(ranked, key=lambda c: c.fit)
+        if all(k in PAIRED_DIMENSIONS for k, _ in top.seg.dims):
+            return top
+        checkable = [c for c in ranked if all(k in PAIRED_DIMENSIONS for k, _ in c.seg.dims)]
+        best = max(checkable, key=lambda c: c.fit) if checkable else None
+        if best is not None and best.fit * UNPAIRED_MARGIN >= top.fit:
+            return best
+        return top
+
     def pick(self, ranked: list[Scored], context: ReasoningContext, snapshot: WindowSnapshot | None = None) -> Scored:
         """Best fit, then explaining away in both directions until nothing moves.
 
@@ -255,7 +305,7 @@ class RuleReasoner:
         The two conditions exclude each other (REST_CLEAN_Z < significance), so the walk
         cannot cycle.
         """
-        chosen = self._alias(ranked, ranked[0], snapshot)
+        chosen = self._alias(ranked, self._verifiable_first(ranked), snapshot)
         for _ in range(6):  # at most the depth of the segment lattice, twice
             moved = self._descend(chosen, ranked, context, snapshot) or self._climb(chosen, ranked, context, snapshot)
             if moved is None:
@@ -280,9 +330,17 @@ class RuleReasoner:
             inside += [Scored(s, llr(s)) for s in snapshot.segments
                        if s.key not in known and (contains(chosen.seg, s) or nested(s, chosen.seg))
                        and s.attempts >= SECURITY_MIN_ATTEMPTS and s.excess_failures >= DESCEND_SHARE * chosen.seg.excess_failures]
+        # The same traffic under a longer name is not a part of it.
+        inside = [c for c in inside if (c.seg.attempts, c.seg.failures) != (chosen.seg.attempts, chosen.seg.failures)]
         clean = [c for c in inside
                  if (r := rest_of(chosen.seg, c.seg)).excess < t.min_excess_failures / 2.0 or r.z < REST_CLEAN_Z]
-        return max(clean, key=lambda c: c.fit) if clean else None
+        # Nearly as good a fit, and the rest is not the same fault spreading (it fails at well under
+        # the part's rate): the part concentrates the trouble and is the one to act on.
+        concentrated = [c for c in inside if c.fit >= (1.0 - NEAR_TIE) * chosen.fit
+                        and (r := rest_of(chosen.seg, c.seg)).failure_rate < SAME_FAULT_RATE_SHARE * c.seg.failure_rate
+                        and r.z < t.significance_z]
+        found = clean + concentrated
+        return self._verifiable_first(found) if found else None
 
     def _climb(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
                snapshot: WindowSnapshot | None = None) -> Scored | None:
@@ -297,7 +355,7 @@ class RuleReasoner:
             known = {c.seg.key for c in pool_}
             pool_ += [Scored(p, llr(p)) for p in (snapshot.total, *snapshot.segments) if p.key not in known and contains(p, seg)]
         wider = [c for c in pool_ if contains(c.seg, seg) and self._rest_fails(rest_of(c.seg, seg), seg.failure_rate, context, z_bar)]
-        return max(wider, key=lambda c: c.fit) if wider else None
+        return self._verifiable_first(wider) if wider else None
 
     @staticmethod
     def _under_mitigation(chosen: Scored, snapshot: WindowSnapshot, context: ReasoningContext) -> Scored:
@@ -323,6 +381,9 @@ class RuleReasoner:
 
     # -- diagnosis --------------------------------------------------------------------
     def diagnose(self, snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
+        return self._diagnose(prepared(snapshot, context), context)
+
+    def _diagnose(self, snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
         t = context.thresholds
         total = snapshot.total
         if total.attempts == 0:
@@ -338,16 +399,18 @@ class RuleReasoner:
 
         ranked, pooled = self.ranked(snapshot, context), 1
         latency = self._latency_candidates(snapshot, context)
-        if not ranked and latency:
-            return self._latency_finding(latency, snapshot, context)
-        if not ranked:
+        slow = self._latency_finding(latency, snapshot, context) if latency else None
+        if not ranked and slow is None:
             ranked, pooled = self.pooled_ranked(snapshot, context)
         if not ranked:
-            return self._healthy(snapshot, context)
+            return slow or self._healthy(snapshot, context)
         finding = self._classify(self._under_mitigation(self.pick(ranked, context, snapshot), snapshot, context), ranked, snapshot, context, pooled, latency)
         if finding.category is Category.USER and not self._material_user_surge(finding.segment, context, pooled, snapshot):
-            return self._healthy(snapshot, context, note=f"minor decline fluctuation on {finding.segment.key if finding.segment else '*'} "
-                                                          "(user-type codes; not material)")
+            return slow or self._healthy(snapshot, context, note=f"minor decline fluctuation on {finding.segment.key if finding.segment else '*'} "
+                                                                  "(user-type codes; not material)")
+        if slow is not None and slow.confidence > finding.confidence:
+            # A route plainly slower than ever outweighs a weak failure reading elsewhere.
+            return replace(slow, alternatives=(*slow.alternatives, f"{finding.summary} (confidence {finding.confidence:.2f})"))
         return finding
 
     def _healthy(self, snapshot: WindowSnapshot, context: ReasoningContext, note: str | None = None) -> Finding:
@@ -651,6 +714,7 @@ class RuleReasoner:
     # -- for the LLM --------------------------------------------------------------------
     def hypotheses(self, snapshot: WindowSnapshot, context: ReasoningContext, limit: int = 5) -> list[dict[str, object]]:
         """Candidate explanations for an LLM to weigh: segments with figures, never raw events."""
+        snapshot = prepared(snapshot, context)
         ranked = self.ranked(snapshot, context)
         pooled = 1
         if not ranked:
