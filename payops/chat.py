@@ -92,6 +92,18 @@ def read_only_lessons(path: Path) -> LessonStore | None:
     return LessonStore(SqliteStore(conn))
 
 
+class _ReadView:
+    """Exposes only the named (reading) methods of an object."""
+
+    def __init__(self, inner: Any, allowed: tuple[str, ...]) -> None:
+        self._inner, self._allowed = inner, allowed
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self._allowed:
+            raise AttributeError(f"{name} is not available: the chat reads records only")
+        return getattr(self._inner, name)
+
+
 class _NoAudit:
     def entries(self, kind: str | None = None) -> Iterable[AuditEntry]:
         return iter(())
@@ -256,9 +268,20 @@ class ChatTools:
 
     @classmethod
     def open(cls, state_dir: Path, tz: tzinfo = timezone.utc) -> "ChatTools":
+        """The SQLite records of a state directory, through read-only connections."""
         audit_path = state_dir / "audit.db"
         audit: AuditSource = ReadOnlyAudit(audit_path) if audit_path.exists() else _NoAudit()
         return cls(audit, read_only_lessons(state_dir / "lessons.db"), tz)
+
+    @classmethod
+    def from_settings(cls, settings: Any, tz: tzinfo = timezone.utc) -> "ChatTools":
+        """The deployment's records wherever they live: PostgreSQL when `database_url` is set, else SQLite."""
+        if not settings.database_url:
+            return cls.open(settings.state_dir, tz)
+        from payops.storage.stores import open_audit, open_lesson_store
+
+        # Only the reading methods are reachable from the chat.
+        return cls(_ReadView(open_audit(settings), ("entries", "get")), LessonStore(open_lesson_store(settings)), tz)
 
     # -- helpers --------------------------------------------------------------------------
     def clock(self) -> float:

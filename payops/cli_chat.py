@@ -28,12 +28,12 @@ def chat(
 
     try:
         settings = Settings(**({"state_dir": state_dir} if state_dir else {}))
-        tools = ChatTools.open(settings.state_dir, zone(tz))
+        if not settings.database_url and not settings.state_dir.exists():
+            typer.echo(f"payops: error: no agent state in {settings.state_dir} (run `payops run` or `payops tick` first)", err=True)
+            raise typer.Exit(2)
+        tools = ChatTools.from_settings(settings, zone(tz))
     except (ChatError, ValidationError) as exc:
         typer.echo(f"payops: error: {exc}", err=True)
-        raise typer.Exit(2)
-    if not settings.state_dir.exists():
-        typer.echo(f"payops: error: no agent state in {settings.state_dir} (run `payops run` or `payops tick` first)", err=True)
         raise typer.Exit(2)
     llm = None if no_llm else chat_model_from_settings(settings)
 

@@ -336,3 +336,17 @@ def test_cli_why_tells_the_whole_story(synthetic, ops_day):
     assert f"{acted['snapshot']['failures']}/{acted['snapshot']['attempts']} attempts failed" in out.output
     missing = runner.invoke(app, ["why", "d-ffffffffffffffff", "--state-dir", str(state)])
     assert missing.exit_code == 2 and "no decision" in missing.output
+
+
+def test_a_read_view_hides_every_writing_method():
+    class Log:
+        def entries(self, kind=None):
+            return iter(())
+
+        def append(self, *a):
+            raise AssertionError("written")
+
+    view = chat._ReadView(Log(), ("entries", "get"))
+    assert list(view.entries()) == []
+    with pytest.raises(AttributeError, match="reads records only"):
+        view.append("d-1", "decision", 0.0, {})
