@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 from payops.guardrails.metrics import blast_radius, palm_metrics
 from payops.guardrails.policies import GuardContext, PastAction, RouteHealth, evaluate
 from payops.memory.approvals import APPROVED, EXPIRED, PENDING
-from payops.memory.lessons import Signature, magnitude_bucket, track_record
+from payops.memory.lessons import ScoredLesson, Signature, magnitude_bucket, track_record
 from payops.memory.outcomes import EVALUATED_TOOLS, Figures, InForce, Watch, conclude, expected_of, scopes_of, step
 from payops.models import Category, Diagnosis, ExecutionResult, ProposedAction, Verdict, VerdictKind, target_key
 from payops.signals.baseline import BaselineTracker
@@ -224,22 +224,28 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
         del history[:-REASONING_HISTORY_WINDOWS]
     # The reasoner receives the lessons of incidents like this one; "like this one" is the
     # deterministic rules' reading of the window (0.2 ms), since the reasoner has not spoken yet.
+    # A lesson whose action is still in force is this very incident's mitigation, not a past incident.
+    current = {a["action_id"] for a in state.get("in_force", [])}
+
+    def past(found: list[ScoredLesson]) -> list[ScoredLesson]:
+        return [s for s in found if s.lesson.decision_id not in current]
+
     first = (svc.fallback_reasoner or RuleReasoner()).decide(snapshot, ctx)
     if first.diagnosis.category is not Category.HEALTHY:
         sig = _signature(first.diagnosis, snapshot)
-        ctx = replace(ctx, lessons=tuple(s.lesson.brief(s.score) for s in svc.lessons.similar(sig, now, limit=LESSONS_FOR_REASONER)))
+        ctx = replace(ctx, lessons=tuple(s.lesson.brief(s.score) for s in past(svc.lessons.similar(sig, now, limit=LESSONS_FOR_REASONER))))
     decision = svc.reasoner.decide(snapshot, ctx)
     diagnosis, proposal = decision.diagnosis, decision.proposal
     lessons: list[dict[str, Any]] = []
     record: dict[str, Any] | None = None
     if diagnosis.category is not Category.HEALTHY:
         sig = _signature(diagnosis, snapshot)
-        lessons = [s.lesson.brief(s.score) for s in svc.lessons.similar(sig, now, limit=LESSONS_FOR_REASONER)]
+        lessons = [s.lesson.brief(s.score) for s in past(svc.lessons.similar(sig, now, limit=LESSONS_FOR_REASONER))]
         if proposal.tool in EVALUATED_TOOLS:
             # The proposal's confidence follows its record on similar incidents (Beta posterior);
             # an action that harmed on one is held below the approval threshold.
-            past = svc.lessons.similar(sig, now, tool=proposal.tool, limit=TRACK_RECORD_LESSONS)
-            track = track_record(proposal.tool, diagnosis.confidence, past, svc.settings.confidence_threshold)
+            record_of = past(svc.lessons.similar(sig, now, tool=proposal.tool, limit=TRACK_RECORD_LESSONS))
+            track = track_record(proposal.tool, diagnosis.confidence, record_of, svc.settings.confidence_threshold)
             if track.lessons:
                 record = track.to_json()
                 line = (f"past outcomes of {proposal.tool} on {len(track.lessons)} similar incident(s): "

@@ -558,4 +558,8 @@ def conclude(watch: Watch, verdict: OutcomeVerdict, in_force: bool, now: float, 
     ))
     notes.append({"op": "outcome", "decision_id": watch.decision_id, "tool": watch.tool, "target": watch.target,
                   "verdict": verdict.verdict, "detail": verdict.detail})
+    # Every conclusion is news for ops (console and webhook); a harm also raised the critical alert above.
+    notifier.notify("outcome", {"decision_id": watch.decision_id, "tool": watch.tool, "target": watch.target,
+                                "verdict": verdict.verdict,
+                                "summary": f"outcome of {watch.tool} on {target}: {verdict.verdict} — {verdict.reasons[0]}"})
     return notes

@@ -57,7 +57,8 @@ def risk_assessment(state: dict[str, Any]) -> str:
         if track.get("forced_approval"):
             parts.append(f"harmed on similar incident(s) {', '.join(track['harmed_ids'])}: not taken autonomously")
     elif state.get("lessons_consulted"):
-        parts.append(f"{len(state['lessons_consulted'])} similar past incident(s), none with this action")
+        n = len(state["lessons_consulted"])
+        parts.append(f"{n} similar past incident(s) consulted" + (", none with this action" if spec is not None and spec.changes_traffic else ""))
     return "; ".join(parts)
 
 

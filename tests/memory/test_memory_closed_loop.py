@@ -75,7 +75,7 @@ def outcomes(services) -> list[dict]:
 
 @pytest.mark.parametrize("seed", [1, 3])
 def test_a_reroute_away_from_a_failing_route_helped(seed):
-    agent, services, control_plane, _ = closed_loop("route_outage", seed)
+    agent, services, control_plane, notifier = closed_loop("route_outage", seed)
     states = run(agent, 6 + EVAL_WINDOWS + 1)
     acted = [s for s in states if s["proposal"]["tool"] == "reroute_traffic" and s["execution"]["status"] == "executed"]
     assert len(acted) == 1
@@ -91,6 +91,11 @@ def test_a_reroute_away_from_a_failing_route_helped(seed):
     assert (lesson.category, lesson.target_dims) == ("network", "route") and lesson.target == acted[0]["proposal"]["target"]
     assert lesson.before == outcome["before"] and lesson.after == outcome["after"]
     assert lesson.created_at == acted[0]["window_end"] and lesson.concluded_at > lesson.applied_at
+    news = [p for kind, p in notifier.messages if kind == "outcome"]
+    assert [p["decision_id"] for p in news] == [decision_id] and news[0]["summary"].startswith("outcome of reroute_traffic")
+    # While it is still in force, its own lesson is this incident's mitigation, never a "similar past incident".
+    after = [s for s in states if s["window_end"] >= lesson.concluded_at]
+    assert after and all(decision_id not in [l["decision_id"] for l in s["lessons_consulted"]] for s in after)
 
 
 @pytest.mark.parametrize("seed", [1, 4])
