@@ -14,6 +14,19 @@ window adds the figures of three scopes:
 `judge` is a pure function from those figures (plus the baselines and the
 target's previous window) to helped / no_effect / harmed / inconclusive, with
 the reasons in words. The thresholds are below, each with why.
+
+In the graph: `learn` starts a `Watch` for an action executed this tick (and
+`assess` for one a human approved, applied by observe); `assess` runs every
+tick before reasoning, adds the window with `step`, and on a verdict calls
+`conclude`: an audit record of kind "outcome", one lesson, and — if it harmed —
+a rollback through the control plane and a critical alert.
+
+Known limits: payments already under way when the action took effect still
+finish in its first window (timeouts last 8-30 s), so a target is judged on its
+own only while it keeps most of its traffic (CARRY_SHARE); an incident that ends
+by itself during the evaluation is credited to the action unless the target was
+already recovering the window before; a rise in failures is blamed on the action
+even if the incident grew on its own (a rollback is cheap).
 """
 
 from __future__ import annotations
@@ -25,7 +38,6 @@ from typing import Any, Iterable, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 Verdict = Literal["helped", "no_effect", "harmed", "inconclusive"]
-VERDICTS: tuple[str, ...] = ("helped", "no_effect", "harmed", "inconclusive")
 
 # Windows pooled before "helped" or "no effect" is concluded: three minutes at the
 # brief's 60 s tick is enough traffic to see a half-closed gap on a busy segment,

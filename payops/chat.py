@@ -39,12 +39,8 @@ MAX_RESULTS = 20
 SOURCES_SHOWN = 8
 TOOL_RESULT_CHARS = 2500  # what one tool result may cost in the model's context (a 4k-token local model fits 3)
 MAX_TOOL_ROUNDS = 2  # model-chosen lookups before it must answer
-ANSWER_MAX_TOKENS = 300
-WHY_WINDOW_SECONDS = 1800.0  # "why did you ... at 10:05?" looks at decisions within half an hour of 10:05  # an answer is a few sentences; the sources are added from the records
-CATEGORIES = ("healthy", "user", "issuer", "network", "config", "security")
-TOOLS = ("reroute_traffic", "adjust_retry_policy", "suppress_path", "alert_ops", "no_action",
-         "suspend_palm_link", "reactivate_palm_link", "revoke_palm_link")
-VERDICTS = ("helped", "no_effect", "harmed", "inconclusive")
+ANSWER_MAX_TOKENS = 300  # an answer is a few sentences; the sources are added from the records
+WHY_WINDOW_SECONDS = 1800.0  # "why did you ... at 10:05?" looks at decisions within half an hour of 10:05
 
 
 class ChatError(Exception):
@@ -186,6 +182,7 @@ class ChatAnswer(BaseModel):
     refused_calls: list[str] = Field(default_factory=list)  # tool calls the model asked for and did not get
     unknown_ids: list[str] = Field(default_factory=list)  # ids a model made up (removed from `cited`)
     unverified_figures: list[str] = Field(default_factory=list)
+    prompt_version: str | None = None  # which system prompt the LLM answered under
     note: str | None = None
 
 
@@ -767,7 +764,7 @@ def answer_with_llm(question: str, tools: ChatTools, llm: Any) -> ChatAnswer:
             "Answer the question in plain text from these records only; cite decision ids.")])
     text, refs, unknown, unverified = ground(str(reply.content or ""), tools, sources)
     return ChatAnswer(text=text, cited=refs, used_llm=True, lookups=lookups, refused_calls=refused,
-                      unknown_ids=unknown, unverified_figures=unverified)
+                      unknown_ids=unknown, unverified_figures=unverified, prompt_version=CHAT_PROMPT_VERSION)
 
 
 def ask(question: str, tools: ChatTools, llm: Any | None = None) -> ChatAnswer:
