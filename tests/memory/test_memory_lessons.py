@@ -181,8 +181,9 @@ def test_the_strongest_matches_are_found_however_many_weak_ones_there_are(lesson
     from payops.memory.lessons import WEAK_TIER_CAP
 
     lessons.put(lesson("d-the-same-route", age_days=20))  # written first, so no store order can favour it
-    for i in range(WEAK_TIER_CAP + 50):  # same kind of segment, another route and error: weak matches
-        lessons.put(lesson(f"d-weak-{i:04d}", target_key=f"route=r{i}", dominant_error="NETWORK_ERROR", error_codes="NETWORK_ERROR"))
+    lessons.import_([  # same kind of segment, another route and error: weak matches
+        lesson(f"d-weak-{i:04d}", target_key=f"route=r{i}", dominant_error="NETWORK_ERROR", error_codes="NETWORK_ERROR").model_dump(mode="json")
+        for i in range(WEAK_TIER_CAP + 50)])
     found = lessons.similar(SIG, NOW, limit=3)
     assert found[0].lesson.decision_id == "d-the-same-route"
     assert all(s.lesson.decision_id.startswith("d-weak-") for s in found[1:])
