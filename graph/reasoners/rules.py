@@ -81,6 +81,7 @@ STORM_LOCAL_OPPORTUNITY = 3
 # user-type surge is only named when it clears the bar by this factor.
 USER_SURGE_Z_FACTOR = 1.0
 USER_SURGE_PURITY = 0.75  # share of the excess that must be declines or limits
+USER_SPREAD_Z = 1.0  # a decline surge spreads to a broader segment whose rest rises by this much
 # Evidence pooled over at most this many recent windows when one window is too thin...
 POOL_WINDOWS = 5
 # ...only while the segment keeps pointing the same way: this z in the current window
@@ -92,7 +93,8 @@ POOL_THIN_FACTOR = 2.0
 POOL_HINT_Z = 1.0
 # Security codes (spoofed palms, fraud flags) are attacks, not noise: a few at one device
 # are material. Acting costs little (the device's palm path pauses, card stays), a miss
-# lets an attacker keep trying. Applies when this share of the failures are such codes.
+# lets an attacker keep trying. The same holds for a device failing every customer with
+# read errors. Applies when this share of the failures are such codes.
 SECURITY_SHARE = 0.6
 SECURITY_MIN_ATTEMPTS = 4
 SECURITY_MIN_EXCESS = 3
@@ -231,7 +233,8 @@ class RuleReasoner:
         z_bar = t.significance_z * (COLD_START_Z_FACTOR if _cold(s, context) else 1.0)
         if s.z < z_bar:
             return False
-        if s.failures and s.error_share(*SECURITY_CODES) >= SECURITY_SHARE:
+        if s.failures and (s.error_share(*SECURITY_CODES) >= SECURITY_SHARE
+                           or ("terminal_id" in s.target and s.error_share(*DEVICE_CODES) >= SECURITY_SHARE)):
             return s.attempts >= SECURITY_MIN_ATTEMPTS and s.excess_failures >= SECURITY_MIN_EXCESS
         return s.attempts >= t.min_segment_attempts and s.excess_failures >= t.min_excess_failures
 
@@ -351,10 +354,14 @@ class RuleReasoner:
         seg = chosen.seg
         if snapshot is not None and seg.failures and seg.error_share(*USER_CODES) >= USER_SURGE_PURITY:
             # Declines follow customers, not one pair of dimensions: a decline surge is read as broad
-            # as the evidence allows, up to parents that are not candidates themselves.
+            # as the evidence allows, up to parents that are not candidates themselves, as soon as
+            # the rest shows the same rise at all.
+            z_bar = USER_SPREAD_Z
             known = {c.seg.key for c in pool_}
-            pool_ += [Scored(p, llr(p)) for p in (snapshot.total, *snapshot.segments) if p.key not in known and contains(p, seg)]
-        wider = [c for c in pool_ if contains(c.seg, seg) and self._rest_fails(rest_of(c.seg, seg), seg.failure_rate, context, z_bar)]
+            pool_ += [Scored(p, llr(p)) for p in (snapshot.total, *snapshot.segments)
+                      if p.key not in known and (contains(p, seg) or nested(seg, p))]
+        wider = [c for c in pool_ if (contains(c.seg, seg) or nested(seg, c.seg))
+                 and self._rest_fails(rest_of(c.seg, seg), seg.failure_rate, context, z_bar)]
         return self._verifiable_first(wider) if wider else None
 
     @staticmethod
