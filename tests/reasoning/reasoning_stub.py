@@ -94,7 +94,7 @@ def serve() -> tuple[StubServer, ThreadingHTTPServer]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     stub.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     return stub, server
 
