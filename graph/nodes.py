@@ -311,6 +311,7 @@ def guard_context(state: AgentState, svc: AgentServices, proposal: ProposedActio
         target_methods=frozenset(segment_methods(snapshot, proposal.target)) if proposal.tool == "reroute_traffic" else frozenset(),
         target_failure_rate=_moved_failure_rate(snapshot, proposal),
         palm_metrics=palm_metrics(snapshot, palm.consecutive_failures(link) if palm else 0),
+        harmed_before=tuple((state.get("track_record") or {}).get("harmed_ids") or ()),
     )
 
 

@@ -62,6 +62,7 @@ class GuardContext:
     target_methods: frozenset[str] = frozenset()
     target_failure_rate: float | None = None  # failure rate of the traffic a reroute would move
     palm_metrics: Mapping[str, float] = field(default_factory=dict)
+    harmed_before: tuple[str, ...] = ()  # decisions where this action harmed a similar incident
 
 
 Policy = Callable[[ProposedAction, Diagnosis, GuardContext], GuardrailResult]
@@ -204,9 +205,16 @@ def safe_destination(p: ProposedAction, d: Diagnosis, c: GuardContext) -> Guardr
     return _r("safe_destination", ALLOW, "destinations healthy and support the traffic")
 
 
+def past_harm(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
+    """An action that made a similar incident worse is never taken autonomously again."""
+    if c.harmed_before:
+        return _r("past_harm", APPROVE, f"{p.tool} harmed similar incident(s): {', '.join(c.harmed_before[:3])}")
+    return _r("past_harm", ALLOW, "no record of harm on similar incidents")
+
+
 POLICIES: tuple[Policy, ...] = (
     known_tool, confidence, permission, blast_radius, human_checkpoints, escalation_triggers,
-    irreversible, already_in_force, anti_flapping, action_rate, safe_destination,
+    irreversible, already_in_force, anti_flapping, action_rate, safe_destination, past_harm,
 )
 
 

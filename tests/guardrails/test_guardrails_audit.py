@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from guardrails_helpers import StubReasoner
+from payops.guardrails.policies import POLICIES
 from payops.cli_ops import audit_app
 from payops.graph.approval import resume
 from payops.memory.audit import AuditLog
@@ -110,7 +111,7 @@ def test_decision_record_holds_the_whole_story(make_agent) -> None:  # noqa: ANN
     assert record["diagnosis"]["evidence"] and record["diagnosis"]["alternatives"]
     assert record["proposal"]["tool"] == "reroute_traffic"
     rules = {r["rule"]: r for r in record["verdict"]["results"]}
-    assert len(rules) == 11 and all(r["reason"] for r in rules.values())
+    assert len(rules) == len(POLICIES) and all(r["reason"] for r in rules.values())
     assert rules["confidence"]["verdict"] == "needs_approval"
     assert record["verdict"]["verdict"] == "needs_approval" and "blast_radius" in record["verdict"]
     assert record["execution"]["status"] == "escalated"

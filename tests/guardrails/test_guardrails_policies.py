@@ -329,3 +329,18 @@ def test_blast_radius_estimates(tmp_path) -> None:  # noqa: ANN001
     assert palm_metrics(snap, consecutive_failures=2) == {"consecutive_failures": 2.0, "error_rate": 0.0}
     # every palm attempt rides psp_a here, and half of psp_a's attempts fail: error_rate 50 (> 5 fires)
     assert palm_metrics(snapshot_of(tmp_path, failing={"psp_a": 0.5}))["error_rate"] == pytest.approx(50.0)
+
+
+def test_past_harm_forces_approval_and_names_the_decision() -> None:
+    from payops.guardrails.policies import GuardContext, evaluate, past_harm
+    from payops.models import Category, Diagnosis, ProposedAction, VerdictKind
+    from payops.tools.permissions import permission_table
+
+    proposal = ProposedAction(tool="adjust_retry_policy", target={}, args={"max_attempts": 5, "backoff_ms": 0.0, "ttl_seconds": 60.0})
+    diagnosis = Diagnosis(category=Category.CONFIG, summary="storm", confidence=0.95)
+    clean = GuardContext(now=0.0, permissions=permission_table())
+    harmed = GuardContext(now=0.0, permissions=permission_table(), harmed_before=("d-1234",))
+    assert past_harm(proposal, diagnosis, clean).verdict is VerdictKind.ALLOW
+    result = past_harm(proposal, diagnosis, harmed)
+    assert result.verdict is VerdictKind.NEEDS_APPROVAL and "d-1234" in result.reason
+    assert evaluate(proposal, diagnosis, harmed).verdict is VerdictKind.NEEDS_APPROVAL
