@@ -255,7 +255,7 @@ def test_every_rule_reports_with_a_reason() -> None:
     verdict = evaluate(reroute(), diag(), ctx())
     assert [r.rule for r in verdict.results] == ["known_tool", "confidence", "permission", "blast_radius", "human_checkpoint",
                                                  "escalation_trigger", "irreversible", "already_in_force", "anti_flapping",
-                                                 "action_rate", "safe_destination"]
+                                                 "action_rate", "safe_destination", "past_harm"]
     assert all(r.reason for r in verdict.results)
     assert verdict.verdict is ALLOW
 
