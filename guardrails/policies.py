@@ -183,6 +183,11 @@ def action_rate(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailRe
     return _r("action_rate", ALLOW, f"{recent} autonomous actions in the last hour")
 
 
+# Traffic failing less than this is not being moved for its failures (a latency move,
+# a probe): comparing destinations by failure rate would then only compare noise.
+FAILURE_DRIVEN_MOVE_RATE = 0.15
+
+
 def safe_destination(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
     if p.tool != "reroute_traffic":
         return _r("safe_destination", ALLOW, "not a reroute")
@@ -199,7 +204,8 @@ def safe_destination(p: ProposedAction, d: Diagnosis, c: GuardContext) -> Guardr
             return _r("safe_destination", DENY, f"destination {route} is the route being moved away from")
         # Health is judged against peers; when every route fails alike, all look "healthy".
         # A destination failing at least as often as the traffic being moved is no refuge.
-        if c.target_failure_rate is not None and 0 < c.target_failure_rate <= health.failure_rate:
+        failure_driven = c.target_failure_rate is not None and c.target_failure_rate >= FAILURE_DRIVEN_MOVE_RATE
+        if failure_driven and c.target_failure_rate <= health.failure_rate:
             return _r("safe_destination", DENY, f"destination route {route} is unhealthy: fails as often "
                       f"({health.failure_rate:.0%}) as the traffic being moved ({c.target_failure_rate:.0%})")
     return _r("safe_destination", ALLOW, "destinations healthy and support the traffic")

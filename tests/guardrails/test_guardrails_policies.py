@@ -237,15 +237,17 @@ def test_safe_destination(proposal: ProposedAction, methods: set, expected: Verd
     assert why in result.reason
 
 
-@pytest.mark.parametrize("moved_rate, expected", [
-    (0.9, ALLOW),  # psp_b fails 2%: a refuge
-    (0.02, DENY),  # psp_b fails as often as the traffic being moved: no refuge, even if it looks healthy
-    (0.01, DENY),
-    (0.0, ALLOW),  # nothing failing: not this rule's business
-    (None, ALLOW),
+@pytest.mark.parametrize("moved_rate, dest_rate, expected", [
+    (0.9, 0.02, ALLOW),  # psp_b fails 2%: a refuge
+    (0.4, 0.45, DENY),  # every route fails alike: psp_b looks "healthy" among peers but is no refuge
+    (0.4, 0.4, DENY),
+    (0.02, 0.02, ALLOW),  # not a failure-driven move (latency): not this rule's business
+    (0.0, 0.02, ALLOW),
+    (None, 0.02, ALLOW),
 ])
-def test_safe_destination_must_fail_less_than_the_moved_traffic(moved_rate: float | None, expected: VerdictKind) -> None:
-    result = P.safe_destination(reroute("psp_a", "psp_b"), diag(), ctx(target_failure_rate=moved_rate))
+def test_safe_destination_must_fail_less_than_the_moved_traffic(moved_rate: float | None, dest_rate: float, expected: VerdictKind) -> None:
+    routes = {**ctx().routes, "psp_b": RouteHealth(True, frozenset({"card"}), dest_rate)}
+    result = P.safe_destination(reroute("psp_a", "psp_b"), diag(), ctx(target_failure_rate=moved_rate, routes=routes))
     assert result.verdict is expected, result.reason
 
 
@@ -344,3 +346,9 @@ def test_past_harm_forces_approval_and_names_the_decision() -> None:
     result = past_harm(proposal, diagnosis, harmed)
     assert result.verdict is VerdictKind.NEEDS_APPROVAL and "d-1234" in result.reason
     assert evaluate(proposal, diagnosis, harmed).verdict is VerdictKind.NEEDS_APPROVAL
+
+
+def test_a_latency_reroute_is_not_denied_for_ordinary_decline_noise() -> None:
+    # Slow traffic barely fails (4% declines); a healthy destination failing 4.5% is still a refuge.
+    result = P.safe_destination(reroute("psp_a", "psp_b"), diag(), ctx(target_failure_rate=0.04))
+    assert result.verdict is ALLOW, result.reason
