@@ -206,7 +206,8 @@ def _signature(diagnosis: Diagnosis, snapshot: WindowSnapshot) -> Signature:
 
 
 def _views(state: AgentState) -> tuple[ActionView, ...]:
-    return tuple(ActionView(a["tool"], a["target"], a["args"], a["applied_at"], a["expires_at"]) for a in state.get("in_force", []))
+    return tuple(ActionView(a["tool"], a["target"], a["args"], a["applied_at"], a["expires_at"], a.get("action_id", ""))
+                 for a in state.get("in_force", []))
 
 
 def reason(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:

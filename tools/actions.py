@@ -76,6 +76,11 @@ class NoActionArgs(ToolArgs):
     reason: str = Field("nothing to do", max_length=500)
 
 
+class RollbackArgs(ToolArgs):
+    action_id: str = Field(..., min_length=1, max_length=64, description="The action in force (its decision id).")
+    reason: str = Field(..., min_length=1, max_length=500)
+
+
 # A link id as the backend issues it (e.g. "pp_3f9a..."): it starts with a letter, so a
 # phone number, an account number or other sensitive value can never pass as one.
 PALM_LINK_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]{2,63}$"
@@ -158,7 +163,18 @@ PALM_ACTIONS: dict[str, ActionSpec] = {
     )
 }
 
-ACTIONS: dict[str, ActionSpec] = {**ROUTING_ACTIONS, **PALM_ACTIONS}
+# Housekeeping on the agent's own actions. Rolling back returns traffic to where it
+# ran before the incident, once the cause has been seen to clear on the probe left
+# on the old path; it is not an incident response, so it is not offered to the LLM.
+MAINTENANCE_ACTIONS: dict[str, ActionSpec] = {
+    spec.name: spec
+    for spec in (
+        ActionSpec("rollback_action", "Undo an action in force whose cause has cleared.", RollbackArgs,
+                   Permission.AUTONOMOUS, True, "re-apply the action", False, blast_scope="none"),
+    )
+}
+
+ACTIONS: dict[str, ActionSpec] = {**ROUTING_ACTIONS, **PALM_ACTIONS, **MAINTENANCE_ACTIONS}
 LINK_DIMENSION = "palm_pay_id"  # the event dimension that names a palm-pay link (CONTRACT §1)
 
 
@@ -225,4 +241,4 @@ def as_langchain_tools(execute: Callable[[ProposedAction], str] | None = None,
             tool.metadata["permission"] = levels[spec.name].value
         return tool
 
-    return [make(spec) for spec in ACTIONS.values()]
+    return [make(spec) for name, spec in ACTIONS.items() if name not in MAINTENANCE_ACTIONS]

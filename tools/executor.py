@@ -13,6 +13,8 @@ from .palm_ops import PalmOps
 def execute(proposal: ProposedAction, idempotency_key: str, now: float, *, control_plane: ControlPlane,
             palm: PalmOps | None, approver: str | None = None) -> ExecutionResult:
     """Run one validated proposal once per idempotency key (the decision id). Never raises for an outcome."""
+    if proposal.tool == "rollback_action":
+        return control_plane.rollback(str(proposal.args["action_id"]), now, str(proposal.args["reason"]))
     if proposal.tool in PALM_ACTIONS:
         if palm is None:
             return ExecutionResult(status="failed", detail="palm-pay backend not attached to this agent",

@@ -18,6 +18,7 @@ class ActionView:
     args: dict[str, Any]
     applied_at: float
     expires_at: float
+    action_id: str = ""  # the decision that applied it; what a rollback names
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,11 @@ def choose_action(f: "Finding", snapshot: WindowSnapshot, context: ReasoningCont
                     cleared.append((a, why))
         if cleared:
             notes += [f"{ROLLBACK_NOTE}:{a.tool}:{target_key(a.target)}" for a, _ in cleared]
+            first, why = next(((a, w) for a, w in cleared if a.action_id), cleared[0])
+            if first.action_id:  # one action per tick: the oldest cleared one first
+                reason = f"cause cleared: {first.tool} on {target_key(first.target)} ({why})"
+                return validate_proposal("rollback_action", {"action_id": first.action_id, "reason": reason[:500]},
+                                         "the cause has cleared on the probe traffic"), tuple(notes)
             listed = "; ".join(f"roll back {a.tool} on {target_key(a.target)} ({why})" for a, why in cleared)
             return nothing(f"cause cleared: {listed}"), tuple(notes)
         if f.category is Category.USER:

@@ -131,3 +131,19 @@ def test_denied_action_does_not_run() -> None:
     out = nodes.act(state, Runtime(context=Context(services=agent.services)))
     assert out["execution"]["status"] == "denied"
     assert agent.services.control_plane.in_force() == before
+
+
+def test_a_reroute_is_rolled_back_once_its_cause_has_cleared() -> None:
+    from payops.signals.simulator import build_scenario as scenario
+
+    net = default_network()
+    cp = SimulatedControlPlane()
+    sim = Simulator(scenario("route_outage", net, lead_in=300, duration=300), net, seed=4, policy=cp)
+    agent = Agent(build_services(Settings(), in_memory=True, control_plane=cp, source=SimulatorSource(sim)))
+    states = run(agent, 24)
+    reroute = next(s for s in states if s["proposal"]["tool"] == "reroute_traffic")
+    rollback = next(s for s in states if s["proposal"]["tool"] == "rollback_action")
+    assert rollback["proposal"]["args"]["action_id"] == reroute["decision_id"]
+    assert rollback["execution"]["status"] == "executed"
+    assert rollback["window_end"] > sim.start_ts + 600  # only after the outage ended
+    assert cp.in_force() == []

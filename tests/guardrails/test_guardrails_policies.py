@@ -288,7 +288,8 @@ def test_verdict_is_the_most_severe_result(tool: str, confidence: float, radius:
                                            streak: int, recent: int) -> None:
     args = {"reroute_traffic": {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0}},
             "adjust_retry_policy": {"max_attempts": 2}, "suppress_path": {"target": {"bank": "FNB"}},
-            "alert_ops": {"summary": "x"}, "no_action": {}}.get(tool, {"palm_pay_id": "pp_link1"})
+            "alert_ops": {"summary": "x"}, "no_action": {},
+            "rollback_action": {"action_id": "d-1", "reason": "cause cleared"}}.get(tool, {"palm_pay_id": "pp_link1"})
     proposal = validate_proposal(tool, args)
     verdict = evaluate(proposal, diag(confidence), ctx(blast_radius=radius, history=actions(recent),
                                                        palm_metrics={"error_rate": error_rate, "consecutive_failures": streak}))

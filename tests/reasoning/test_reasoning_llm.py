@@ -20,7 +20,7 @@ from payops.graph.reasoners.llm import DISAGREEMENT_CONFIDENCE_CAP, LLMReasoner
 from payops.graph.reasoners.rules import RuleReasoner
 from payops.models import Category
 from payops.settings import Settings
-from payops.tools.actions import ACTIONS, PALM_ACTIONS
+from payops.tools.actions import ACTIONS, MAINTENANCE_ACTIONS, PALM_ACTIONS
 
 from reasoning_helpers import base_cells, context, fail, healthy_history, renamed, window
 from reasoning_llm_cases import CASES, CASSETTES, INJECTION, MAX_ATTEMPTS, make_reasoner, recorder
@@ -73,7 +73,7 @@ def test_one_diagnosis_and_one_tool_call_become_the_decision(stub) -> None:
     first, second = (r["body"] for r in stub.requests)
     assert [t["function"]["name"] for t in first["tools"]] == ["report_diagnosis"]
     assert first["tool_choice"] == {"type": "function", "function": {"name": "report_diagnosis"}}
-    assert sorted(t["function"]["name"] for t in second["tools"]) == sorted(ACTIONS)
+    assert sorted(t["function"]["name"] for t in second["tools"]) == sorted(set(ACTIONS) - set(MAINTENANCE_ACTIONS))
     assert second["tool_choice"] == "auto"
     # The model saw aggregates in a data block, never raw events.
     shown = json.dumps(first["messages"])
