@@ -11,7 +11,8 @@ from payops.guardrails.notify import FanoutNotifier, ListNotifier, Notifier, Web
 from payops.render import decision_json
 from payops.settings import Settings
 from payops.signals.policy import TrafficPolicy
-from payops.signals.simulator import SCENARIOS, Simulator, build_scenario, default_network
+from payops.signals.scenarios import timed_scenario
+from payops.signals.simulator import SCENARIOS, Simulator, default_network
 from payops.signals.sources import SimulatorSource, Source, open_jsonl
 from payops.tools.control_plane import SimulatedControlPlane
 from payops.tools.http_control_plane import HttpControlPlane
@@ -31,13 +32,7 @@ def simulator_for(scenario: str, seed: int, control_plane: TrafficPolicy, minute
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario '{scenario}' (choose from {', '.join(SCENARIOS)})")
     net = default_network()
-    if minutes is not None and scenario != "demo":
-        total = minutes * 60.0
-        lead_in = min(300.0, total / 3.0)
-        sc = build_scenario(scenario, net, lead_in=lead_in, duration=max(total - lead_in - min(120.0, total / 6.0), 60.0))
-    else:
-        sc = build_scenario(scenario, net)
-    return Simulator(sc, net, seed=seed, policy=control_plane)
+    return Simulator(timed_scenario(scenario, net, minutes), net, seed=seed, policy=control_plane)
 
 
 def agent_services(settings: Settings, source_name: str | None, scenario: str, seed: int, *, in_memory: bool = False) -> AgentServices:
