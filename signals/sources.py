@@ -194,8 +194,11 @@ def _ranges(path: str, size: int, chunk_bytes: int) -> Iterator[tuple[int, int]]
             start = end
 
 
+PARSE_START_METHOD = "forkserver"
+
+
 class ParallelChunks:
-    """A file's chunks parsed by forked worker processes, handed back in file order.
+    """A file's chunks parsed by worker processes, handed back in file order.
 
     At most two chunks per worker are in flight, so memory stays bounded. The file
     is read as it is when opened (a replay input, not a growing log: use stdin for that).
@@ -203,7 +206,9 @@ class ParallelChunks:
 
     def __init__(self, path: str, size: int, workers: int, chunk_bytes: int = PARALLEL_CHUNK_BYTES) -> None:
         # Workers ignore Ctrl-C: the agent's process handles it and terminates them.
-        self._pool = multiprocessing.get_context("fork").Pool(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+        # forkserver, not fork: forking a process that runs other threads (an HTTP
+        # server, a notifier) can copy a lock held mid-operation and deadlock the pool.
+        self._pool = multiprocessing.get_context(PARSE_START_METHOD).Pool(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
         self._finalizer = weakref.finalize(self, self._pool.terminate)
         self._path = path
         self._ranges = _ranges(path, size, chunk_bytes)
@@ -230,7 +235,7 @@ class ParallelChunks:
 
 def parse_workers(size: int) -> int:
     """Worker processes worth using for a file of `size` bytes (0: parse in this process)."""
-    if size < PARALLEL_MIN_BYTES or "fork" not in multiprocessing.get_all_start_methods():
+    if size < PARALLEL_MIN_BYTES or PARSE_START_METHOD not in multiprocessing.get_all_start_methods():
         return 0
     try:
         cores = len(os.sched_getaffinity(0))
