@@ -124,3 +124,11 @@ class FanoutNotifier:
                 n.notify(kind, payload)
             except Exception:  # one broken channel must not silence the others or break the tick
                 continue
+
+    def drain(self) -> list[tuple[str, dict[str, Any]]]:
+        """What the console members kept (the CLI prints it after the cycle)."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        for n in self.notifiers:
+            if isinstance(n, ListNotifier):
+                out += n.drain()
+        return out

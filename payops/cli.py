@@ -41,8 +41,7 @@ def _print_cycle(state: dict, settings: Settings, services: object) -> None:
     from payops.render import render_cycle
 
     typer.echo(render_cycle(state, settings.confidence_threshold))
-    notifier = getattr(services, "notifier", None)
-    drain = getattr(notifier, "drain", None) or getattr(getattr(notifier, "notifiers", [None])[0], "drain", None)
+    drain = getattr(getattr(services, "notifier", None), "drain", None)
     for kind, payload in (drain() if drain else []):
         typer.echo(f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip())
     typer.echo("")

@@ -93,3 +93,17 @@ def test_one_broken_channel_does_not_silence_the_others() -> None:
     console = ListNotifier()
     FanoutNotifier([Broken(), console]).notify("alert", {"summary": "x"})
     assert console.drain() == [("alert", {"summary": "x"})]
+
+
+def test_fanout_drains_what_its_console_members_kept() -> None:
+    from payops.guardrails.notify import FanoutNotifier, ListNotifier
+
+    class Broken:
+        def notify(self, kind, payload):  # noqa: ANN001, ANN201
+            raise RuntimeError("down")
+
+    console = ListNotifier()
+    fan = FanoutNotifier([Broken(), console])
+    fan.notify("alert", {"summary": "psp_a down"})
+    assert fan.drain() == [("alert", {"summary": "psp_a down"})]
+    assert fan.drain() == []
