@@ -20,7 +20,6 @@ from payops.models import Category, Diagnosis, ExecutionResult, ProposedAction, 
 from payops.signals.baseline import BaselineTracker
 from payops.signals.window import WindowSnapshot
 from payops.tools.actions import ProposalError, revalidate, validate_proposal
-from payops.tools.control_plane import ActionInForce
 
 from .reasoners.base import REASONING_HISTORY_WINDOWS, ActionView, ReasoningContext
 from .reasoners.rules import RuleReasoner, route_health, segment_methods
@@ -454,8 +453,6 @@ def audit_record(state: AgentState) -> dict[str, Any]:
     }
 
 
-def in_force_records(state: AgentState) -> list[ActionInForce]:
-    return [ActionInForce(**a) for a in state.get("in_force", [])]
 
 
 # -- assess: what did earlier actions do? (runs between observe and reason) -------------
