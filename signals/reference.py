@@ -24,6 +24,7 @@ class RefStats:
     attempts: int = 0
     failures: int = 0
     retries: int = 0
+    first_attempt_failures: int = 0
     errors: Counter = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
 
@@ -74,6 +75,7 @@ def naive_window(events: Iterable[Mapping[str, Any]], start: float, end: float) 
             stats.attempts += 1
             stats.failures += failed
             stats.retries += retry
+            stats.first_attempt_failures += failed and not retry
             if code is not None:
                 stats.errors[code] += 1
             stats.latencies.append(float(ev["latency_ms"]))

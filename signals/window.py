@@ -69,6 +69,9 @@ class SegmentStats:
     # Added fields (defaults keep older constructors working):
     volume_ratio: float | None = None  # attempts / baseline attempts per window, once the baseline is trusted
     failure_rate_low: float = 0.0  # Wilson lower bound of the failure rate at the significance z
+    # Failed first attempts (None: not measured). Retries beyond these are second and later
+    # retries of one payment, which a policy that retries a failure once never makes.
+    first_attempt_failures: float | None = None
 
     @property
     def target(self) -> dict[str, str]:
@@ -358,6 +361,7 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
             "counts": counts,
             "fails": np.bincount(local, weights=weights * failed_c, minlength=k),
             "retries": np.bincount(local, weights=retry_c[active], minlength=k),
+            "first_fails": np.bincount(local, weights=(weights - retry_c[active]) * failed_c, minlength=k),
             "lat_sum": np.bincount(local, weights=latency_c[active], minlength=k),
             "errs": np.bincount(local * n_err + err_c, weights=weights, minlength=k * n_err).reshape(k, n_err),
             "q": _quantiles(hist, counts),
@@ -396,6 +400,7 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
             "counts": counts,
             "fails": errs[:, 1:].sum(axis=1).astype(np.float64),  # every failure has a code (UNKNOWN if none)
             "retries": np.bincount(local, weights=parts["retry"], minlength=k),
+            "first_fails": np.bincount(local, weights=(parts["err"] > 0) & (parts["retry"] == 0), minlength=k),
             "lat_sum": np.bincount(local, weights=lat, minlength=k),
             "errs": errs,
             "q": _quantiles(hist, counts),
@@ -452,6 +457,7 @@ class _Builder:
         for r, c, v in zip(rows.tolist(), (cols + 1).tolist(), errs[rows, cols + 1].tolist()):
             errors[r][names[c]] = int(v)
         return {"counts": s["counts"].tolist(), "fails": s["fails"].tolist(), "retries": s["retries"].tolist(),
+                "first_fails": s["first_fails"].tolist(),
                 "lat_sum": s["lat_sum"].tolist(), "q": s["q"].tolist(), "errors": errors}
 
     def build(self, dims: tuple[tuple[str, str], ...], s: dict[str, list], i: int) -> SegmentStats:
@@ -497,4 +503,5 @@ class _Builder:
             z=binomial_z(fails, count, expected),
             volume_ratio=count / base.volume if trusted and base.volume > 0 else None,  # type: ignore[union-attr]
             failure_rate_low=wilson_lower_bound(fails, count, self.z),
+            first_attempt_failures=float(s["first_fails"][i]),
         )

@@ -54,6 +54,7 @@ def assert_matches_reference(snap: WindowSnapshot, events: list[dict], start: fl
         assert s.errors == dict(r.errors), key
         assert s.retry_share == pytest.approx(r.retry_share, abs=1e-12)
         assert s.attempts_per_payment == pytest.approx(r.attempts_per_payment, rel=1e-12)
+        assert s.first_attempt_failures == r.first_attempt_failures
         assert s.latency_mean_ms == pytest.approx(r.latency_mean_ms, rel=1e-9, abs=1e-9)
         for q, value in ((0.5, s.latency_p50_ms), (0.95, s.latency_p95_ms), (0.99, s.latency_p99_ms)):
             exact = r.quantile(q)
