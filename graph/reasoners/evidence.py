@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
-from payops.signals.baseline import FAILURE_RATE_FLOOR, binomial_z
-from payops.signals.window import SegmentStats
+from payops.signals.baseline import FAILURE_RATE_FLOOR, binomial_tail_z, binomial_z
+from payops.signals.window import SegmentStats, WindowSnapshot
 
 USER_CODES = frozenset({
     "USER_DECLINED", "INSUFFICIENT_FUNDS", "INCORRECT_PIN", "EXPIRED_CARD", "PALM_PAY_DAILY_LIMIT",
@@ -154,8 +154,14 @@ def pool(stats: Iterable[SegmentStats]) -> SegmentStats | None:
             errors[code] = errors.get(code, 0) + count
     expected = sum(s.expected_failure_rate * s.attempts for s in items) / n
     last = items[-1]
+    firsts = [s.first_attempt_failures for s in items]
+    # Each window's reference was its own trusted baseline or its peers; the pooled one is
+    # trusted only if every window's was (a reference equal to the baseline marks it).
+    trusted = all(s.baseline_failure_rate is not None and abs(s.expected_failure_rate - s.baseline_failure_rate) <= 1e-9 for s in items)
     return replace(
         last, attempts=n, failures=x, errors=errors, expected_failure_rate=expected,
+        baseline_failure_rate=expected if trusted else last.baseline_failure_rate,
+        first_attempt_failures=None if None in firsts else sum(firsts),  # type: ignore[arg-type]
         traffic_share=sum(s.traffic_share * s.attempts for s in items) / n,
         excess_failures=x - n * expected, z=binomial_z(x, n, expected),
     )
@@ -163,6 +169,33 @@ def pool(stats: Iterable[SegmentStats]) -> SegmentStats | None:
 
 def first_attempts(seg: SegmentStats) -> float:
     return seg.attempts / seg.attempts_per_payment if seg.attempts_per_payment > 0 else float(seg.attempts)
+
+
+# Prior behind the peers' rate of a code: a code no peer shows in this many attempts is
+# taken to run at about 1%, rare but not impossible (a spoof or misread can happen anywhere).
+PEER_PRIOR_ATTEMPTS = 50
+
+
+def code_burst_z(seg: SegmentStats, codes: Iterable[str], snapshot: WindowSnapshot) -> float:
+    """How unusual the segment's count of `codes` is next to its peers (the other terminals of a
+    terminal), as the normal score of the exact binomial tail. Peers, because a device or an
+    attack is told apart by comparison with devices like it; exact, because such counts are tiny."""
+    codes = tuple(codes)
+    if not seg.dims:
+        return math.inf  # all traffic has no peers: its own significance test stands
+    count = sum(seg.errors.get(c, 0) for c in codes)
+    peers = [p for p in snapshot.by_dimension(*(k for k, _ in seg.dims)) if p.key != seg.key]
+    n = sum(p.attempts for p in peers)
+    x = sum(p.errors.get(c, 0) for p in peers for c in codes)
+    return binomial_tail_z(count, seg.attempts, (x + 0.5) / (n + PEER_PRIOR_ATTEMPTS))
+
+
+def repeat_retries(seg: SegmentStats) -> float:
+    """Retries beyond one per failed first attempt: at least this many were a payment's second,
+    third... retry (every retry follows a failure). 0 when the window did not measure it."""
+    if seg.first_attempt_failures is None:
+        return 0.0
+    return max(0.0, (seg.attempts - first_attempts(seg)) - seg.first_attempt_failures)
 
 
 def pct(x: float) -> str:

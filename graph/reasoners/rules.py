@@ -26,8 +26,8 @@ from payops.signals.window import SEGMENT_PAIRS, SegmentStats, WindowSnapshot
 from .base import Decision, ReasoningContext
 from .evidence import (
     CONFIG_CODES, DEVICE_CODES, FAMILIES, ISSUER_CODES, NETWORK_CODES, SECURITY_CODES, UNKNOWN,
-    USER_CODES, Rest, background_mix, contains, describe, error_mix, excess_by_family, family_counts, first_attempts, llr, pct,
-    pool, rest_of, retryable_failures, shares,
+    USER_CODES, Rest, background_mix, code_burst_z, contains, describe, error_mix, excess_by_family, family_counts, first_attempts, llr, pct,
+    pool, repeat_retries, rest_of, retryable_failures, shares,
 )
 from .selection import alternative_routes, choose_action, route_health, segment_methods
 
@@ -71,6 +71,11 @@ NORMAL_ATTEMPTS_PER_PAYMENT = 1.02  # ...with no baseline yet (a sane policy ret
 # this many payments running out of attempts: one or two can be stragglers, a handful in
 # one window means the policy retries hard.
 RETRY_EXHAUSTED_MIN = 3
+# ...or payments retried again and again: a policy that retries a failure once never makes a
+# second retry of one payment, so this many repeat retries, forming this share of all retries
+# (a retry whose first attempt fell in the previous window looks like one), is the policy.
+RETRY_REPEAT_MIN = 5
+RETRY_REPEAT_SHARE = 0.3
 # A storm is blamed on one segment only when it carries nearly all unexplained retries;
 # a retry policy is usually platform configuration.
 STORM_LOCAL_SHARE = 0.9
@@ -225,17 +230,20 @@ class RuleReasoner:
 
     # -- candidates ---------------------------------------------------------------
     def candidates(self, snapshot: WindowSnapshot, context: ReasoningContext) -> list[SegmentStats]:
-        return [s for s in (snapshot.total, *snapshot.segments) if self._clears_bar(s, context)]
+        return [s for s in (snapshot.total, *snapshot.segments) if self._clears_bar(s, context, snapshot)]
 
     @staticmethod
-    def _clears_bar(s: SegmentStats, context: ReasoningContext) -> bool:
+    def _clears_bar(s: SegmentStats, context: ReasoningContext, snapshot: WindowSnapshot | None = None) -> bool:
         t = context.thresholds
         z_bar = t.significance_z * (COLD_START_Z_FACTOR if _cold(s, context) else 1.0)
         if s.z < z_bar:
             return False
-        if s.failures and (s.error_share(*SECURITY_CODES) >= SECURITY_SHARE
-                           or ("terminal_id" in s.target and s.error_share(*DEVICE_CODES) >= SECURITY_SHARE)):
-            return s.attempts >= SECURITY_MIN_ATTEMPTS and s.excess_failures >= SECURITY_MIN_EXCESS
+        for codes, applies in ((SECURITY_CODES, True), (DEVICE_CODES, "terminal_id" in s.target)):
+            if applies and s.failures and s.error_share(*codes) >= SECURITY_SHARE:
+                # The low bar of a handful of codes holds only if peers rarely see them (a
+                # terminal's customers also fail with "not registered" now and then).
+                return (s.attempts >= SECURITY_MIN_ATTEMPTS and s.excess_failures >= SECURITY_MIN_EXCESS
+                        and (snapshot is None or code_burst_z(s, codes, snapshot) >= t.significance_z))
         return s.attempts >= t.min_segment_attempts and s.excess_failures >= t.min_excess_failures
 
     def ranked(self, snapshot: WindowSnapshot, context: ReasoningContext) -> list[Scored]:
@@ -247,7 +255,7 @@ class RuleReasoner:
         recent = [h for h in context.history if h.window_end < snapshot.window_end][-(POOL_WINDOWS - 1):]
         if not recent:
             return [], 1
-        by_key = [{s.key: s for s in (h.total, *h.segments)} for h in reversed(recent)]  # newest first
+        by_key = [(h, {s.key: s for s in (h.total, *h.segments)}) for h in reversed(recent)]  # newest first
         pooled, depth = [], 1
         thin = POOL_THIN_FACTOR * context.thresholds.min_excess_failures
         for seg in (snapshot.total, *snapshot.segments):
@@ -256,11 +264,13 @@ class RuleReasoner:
             if seg.z < POOL_NOW_Z or seg.excess_failures < 1.0:
                 continue  # not failing now: nothing ongoing to pool
             run = [seg]
-            for earlier in by_key:
+            for earlier_snapshot, earlier in by_key:
+                if earlier_snapshot.total.z >= context.thresholds.significance_z:
+                    break  # everything failed then: a thin segment's share of a platform incident is not its own
                 prev = earlier.get(seg.key)
                 if prev is None:
                     continue  # a thin segment may see no traffic for a window
-                if prev.z < POOL_HINT_Z or self._clears_bar(prev, context):
+                if prev.z < POOL_HINT_Z or self._clears_bar(prev, context, earlier_snapshot):
                     # The run of thin failing windows starts after this one (a window that
                     # cleared the bar alone was already seen; pooling it would drag a past
                     # incident's evidence into the present).
@@ -269,7 +279,7 @@ class RuleReasoner:
             if len(run) < 2:
                 continue
             merged = pool(reversed(run))
-            if merged is not None and self._clears_bar(merged, context):
+            if merged is not None and self._clears_bar(merged, context, snapshot):
                 pooled.append(merged)
                 depth = max(depth, len(run))
         scored = sorted((Scored(s, llr(s)) for s in pooled), key=lambda c: (-c.fit, len(c.seg.dims), _dimension_rank(c.seg), c.seg.key))
@@ -292,6 +302,9 @@ class RuleReasoner:
         top = max(ranked, key=lambda c: c.fit)
         if all(k in PAIRED_DIMENSIONS for k, _ in top.seg.dims):
             return top
+        if "terminal_id" in top.seg.target and top.seg.failures and max(
+                top.seg.error_share(*SECURITY_CODES), top.seg.error_share(*DEVICE_CODES)) >= SECURITY_SHARE:
+            return top  # spoofed palms and misreads happen at a device: the device is the explanation
         checkable = [c for c in ranked if all(k in PAIRED_DIMENSIONS for k, _ in c.seg.dims)]
         best = max(checkable, key=lambda c: c.fit) if checkable else None
         if best is not None and best.fit * UNPAIRED_MARGIN >= top.fit:
@@ -365,6 +378,22 @@ class RuleReasoner:
         return self._verifiable_first(wider) if wider else None
 
     @staticmethod
+    def _device_first(chosen: Scored, ranked: list[Scored]) -> Scored:
+        """Spoofed palms and misreads happen at a device. When the blamed segment's failures are such
+        codes and a terminal shows at least as many of them, the terminal is the explanation: a bank x
+        route that fits better only holds the customers who happened to use that device."""
+        seg = chosen.seg
+        for codes in (SECURITY_CODES, DEVICE_CODES):
+            if "terminal_id" in seg.target or not seg.failures or seg.error_share(*codes) < SECURITY_SHARE:
+                continue
+            count = sum(seg.errors.get(c, 0) for c in codes)
+            devices = [c for c in ranked if "terminal_id" in c.seg.target and len(c.seg.dims) == 1
+                       and c.seg.error_share(*codes) >= SECURITY_SHARE and sum(c.seg.errors.get(k, 0) for k in codes) >= count]
+            if devices:
+                return max(devices, key=lambda c: (sum(c.seg.errors.get(k, 0) for k in codes), c.fit))
+        return chosen
+
+    @staticmethod
     def _under_mitigation(chosen: Scored, snapshot: WindowSnapshot, context: ReasoningContext) -> Scored:
         """Failures inside a segment already rerouted or suppressed belong to that incident.
 
@@ -411,7 +440,8 @@ class RuleReasoner:
             ranked, pooled = self.pooled_ranked(snapshot, context)
         if not ranked:
             return slow or self._healthy(snapshot, context)
-        finding = self._classify(self._under_mitigation(self.pick(ranked, context, snapshot), snapshot, context), ranked, snapshot, context, pooled, latency)
+        chosen = self._device_first(self._under_mitigation(self.pick(ranked, context, snapshot), snapshot, context), ranked)
+        finding = self._classify(chosen, ranked, snapshot, context, pooled, latency)
         if finding.category is Category.USER and not self._material_user_surge(finding.segment, context, pooled, snapshot):
             return slow or self._healthy(snapshot, context, note=f"minor decline fluctuation on {finding.segment.key if finding.segment else '*'} "
                                                                   "(user-type codes; not material)")
@@ -466,7 +496,9 @@ class RuleReasoner:
         # limits or fraud flags being retried.
         unexplained = retries - retryable
         exhausted = total.errors.get("RETRY_EXHAUSTED", 0)
-        if unexplained < t.min_excess_failures and exhausted < RETRY_EXHAUSTED_MIN:
+        repeats = repeat_retries(total)
+        repeating = repeats >= RETRY_REPEAT_MIN and repeats >= RETRY_REPEAT_SHARE * retries
+        if unexplained < t.min_excess_failures and exhausted < RETRY_EXHAUSTED_MIN and not repeating:
             return None
 
         target_seg, where = total, "all traffic"
@@ -477,7 +509,7 @@ class RuleReasoner:
         conf = (0.62
                 + 0.12 * _clip((apm_factor - 1.0) / 0.3)
                 + 0.12 * _clip(unexplained / (3.0 * t.min_excess_failures))
-                + 0.11 * _clip(exhausted / (3.0 * RETRY_EXHAUSTED_MIN)))
+                + 0.11 * _clip(max(exhausted / (3.0 * RETRY_EXHAUSTED_MIN), repeats / (3.0 * RETRY_REPEAT_MIN) if repeating else 0.0)))
         if _first_window(context):
             conf -= FIRST_WINDOW_PENALTY
         evidence = (
@@ -485,6 +517,7 @@ class RuleReasoner:
             f"{retries:.0f} retries vs {expected_retries:.0f} expected (z={retry_z:.1f})",
             f"{max(unexplained, 0):.0f} retries beyond the {retryable:.0f} retryable failures (declines and limits are being retried)",
             f"RETRY_EXHAUSTED on {exhausted} attempts ({pct(exhausted / total.failures if total.failures else 0.0)} of failures)",
+            f"{repeats:.0f} retries beyond one per failed first attempt: payments retried again and again",
             f"all traffic: {total.failures}/{total.attempts} failed ({pct(total.failure_rate)}); errors {error_mix(total)}",
         )
         alternatives = (

@@ -173,6 +173,8 @@ def choose_action(f: "Finding", snapshot: WindowSnapshot, context: ReasoningCont
                                          "the cause has cleared on the probe traffic"), tuple(notes)
             listed = "; ".join(f"roll back {a.tool} on {target_key(a.target)} ({why})" for a, why in cleared)
             return nothing(f"cause cleared: {listed}"), tuple(notes)
+        if f.category is Category.USER and f.confidence < WATCH_BELOW:
+            return nothing(f"watching, not asserting: {f.summary} (confidence {f.confidence:.2f} < {WATCH_BELOW:.2f})"), tuple(notes)
         if f.category is Category.USER:
             return nothing("user-related failures (declines, funds, limits); no operational action helps"), tuple(notes)
         return nothing("traffic healthy"), tuple(notes)

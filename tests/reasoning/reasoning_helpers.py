@@ -33,6 +33,7 @@ class Cell:
     retries: int = 0  # attempts that were retries (attempt > 1)
     normal_apm: float = 1.0
     p50_ms: float | None = None  # median latency; p95 / 1.8 (a lognormal's spread) when not given
+    first_fails: int | None = None  # failed first attempts (None: not measured, as in older windows)
 
     @property
     def failures(self) -> int:
@@ -58,6 +59,7 @@ def _stats(dims: tuple[tuple[str, str], ...], cells: list[Cell], total_attempts:
     p50 = sum((c.p50_ms if c.p50_ms is not None else c.p95_ms / 1.8) * c.attempts for c in cells) / n
     normal_p95 = max(c.normal_p95_ms for c in big)
     normal_apm = sum(c.normal_apm * c.attempts for c in cells) / n
+    first_fails = None if any(c.first_fails is None for c in cells) else float(sum(c.first_fails for c in cells))
     values = dict(
         dims=dims, attempts=n, failures=x, errors=errors,
         latency_mean_ms=p95 / 2.0, latency_p50_ms=p50, latency_p95_ms=p95, latency_p99_ms=p95 * 1.3,
@@ -67,7 +69,7 @@ def _stats(dims: tuple[tuple[str, str], ...], cells: list[Cell], total_attempts:
         baseline_latency_p95_ms=normal_p95 if baseline else None,
         baseline_volume=float(n) if baseline else None,
         baseline_attempts_per_payment=normal_apm if baseline else None,
-        excess_failures=x - n * expected, z=_z(x, n, expected),
+        excess_failures=x - n * expected, z=_z(x, n, expected), first_attempt_failures=first_fails,
     )
     known = {f.name for f in fields(SegmentStats)}
     return SegmentStats(**{k: v for k, v in values.items() if k in known})

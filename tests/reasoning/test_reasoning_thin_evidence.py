@@ -1,0 +1,134 @@
+"""Low volume: repeat retries, exact tails for tiny counts, devices judged against their peers,
+and pooled evidence that keeps its trust."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from payops.graph.reasoners.evidence import code_burst_z, pool, repeat_retries
+from payops.graph.reasoners.rules import RuleReasoner
+from payops.models import Category
+from payops.signals.baseline import binomial_tail_z, binomial_z
+
+from reasoning_helpers import END, Cell, base_cells, context, fail, healthy_history, window
+
+RULES = RuleReasoner()
+PALM = {"bank": "FNB", "method": "palm", "route": "rail", "issuer": "PAYSHAP"}
+
+
+def _measured(cells: list[Cell], first_fails_of=lambda c: sum(c.errors.values()) - c.retries) -> list[Cell]:
+    return [dataclasses.replace(c, first_fails=max(0, first_fails_of(c))) for c in cells]
+
+
+# -- exact tails -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("k,n,p", [(5, 18, 0.053), (3, 4, 0.05), (9, 20, 0.05), (4, 10, 0.02)])
+def test_the_exact_tail_is_more_cautious_than_the_normal_score_on_tiny_counts(k: int, n: int, p: float) -> None:
+    assert binomial_tail_z(k, n, p) < binomial_z(k, n, p)
+
+
+def test_the_exact_tail_agrees_with_the_normal_score_on_large_counts_and_grows_with_the_count() -> None:
+    assert binomial_tail_z(3_300, 100_000, 0.03) == pytest.approx(binomial_z(3_300, 100_000, 0.03), abs=0.1)
+    scores = [binomial_tail_z(k, 40, 0.05) for k in range(0, 12)]
+    assert scores == sorted(scores) and scores[0] < 0 < scores[-1]
+
+
+# -- retry storms ------------------------------------------------------------------------------
+
+def _timeouts_retried(per_failed_payment: float) -> list[Cell]:
+    """FNB times out on 40% of its first attempts; each failed payment is retried this many times."""
+    out = []
+    for c in base_cells():
+        if c.dims["bank"] != "FNB":
+            out.append(dataclasses.replace(c, first_fails=sum(c.errors.values())))
+            continue
+        first_failed = int(c.attempts * 0.4)
+        retries = int(round(first_failed * per_failed_payment))
+        failed_retries = int(round(retries * 0.4))
+        errors = {**c.errors, "BANK_TIMEOUT": first_failed + failed_retries}
+        out.append(dataclasses.replace(c, attempts=c.attempts + retries, errors=errors, retries=retries,
+                                       first_fails=sum(c.errors.values()) + first_failed))
+    return out
+
+
+def test_payments_retried_again_and_again_are_a_storm_though_every_retry_follows_a_timeout() -> None:
+    cells = _timeouts_retried(per_failed_payment=2.5)
+    snap = window(cells)
+    assert repeat_retries(snap.total) > 0
+    d = RULES.decide(snap, context(healthy_history(base_cells())))
+    assert (d.diagnosis.category, d.diagnosis.target, d.proposal.tool) == (Category.CONFIG, {}, "adjust_retry_policy")
+    assert any("retries beyond one per failed first attempt" in e for e in d.diagnosis.evidence)
+
+
+def test_one_retry_per_failed_payment_is_an_outage_not_a_storm() -> None:
+    d = RULES.decide(window(_timeouts_retried(per_failed_payment=1.0)), context(healthy_history(base_cells())))
+    assert d.diagnosis.category is Category.ISSUER and d.diagnosis.target == {"bank": "FNB"}
+
+
+def test_repeat_retries_are_zero_when_the_window_did_not_measure_first_attempt_failures() -> None:
+    cells = [dataclasses.replace(c, first_fails=None) for c in _timeouts_retried(2.5)]
+    assert repeat_retries(window(cells).total) == 0.0
+
+
+# -- devices against their peers ------------------------------------------------------------------
+
+def _terminals(t3_errors: dict[str, int], peer_errors: dict[str, int], attempts: int = 18) -> list[Cell]:
+    cells = base_cells()
+    for t in ("T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8"):
+        cells.append(Cell({**PALM, "terminal_id": t}, attempts, t3_errors if t == "T3" else peer_errors, 0.05))
+    return cells
+
+
+def test_a_few_not_registered_at_a_terminal_whose_peers_see_them_too_is_not_a_device_fault() -> None:
+    history = healthy_history(_terminals({"PALM_PAY_NOT_REGISTERED": 1}, {"PALM_PAY_NOT_REGISTERED": 1}))
+    noisy = _terminals({"PALM_PAY_NOT_REGISTERED": 3, "PALM_PAY_DAILY_LIMIT": 2}, {"PALM_PAY_NOT_REGISTERED": 1})
+    snap = window(noisy)
+    t3 = snap.segment(terminal_id="T3")
+    assert t3 is not None and t3.z >= 4.0  # the normal score alone would have called it
+    assert code_burst_z(t3, ["PALM_PAY_NOT_REGISTERED"], snap) < 4.0
+    d = RULES.decide(snap, context(history))
+    assert d.proposal.tool == "no_action" and "terminal_id" not in d.diagnosis.target
+
+
+def test_the_same_codes_at_a_terminal_whose_peers_never_see_them_are_a_device_fault() -> None:
+    history = healthy_history(_terminals({}, {}))
+    snap = window(_terminals({"PALM_PAY_NOT_REGISTERED": 9}, {}))
+    d = RULES.decide(snap, context(history))
+    assert (d.diagnosis.category, d.diagnosis.target, d.proposal.tool) == (Category.NETWORK, {"terminal_id": "T3"}, "suppress_path")
+
+
+def test_spoofs_are_blamed_on_the_device_even_when_a_bank_route_pair_fits_better() -> None:
+    # T3 serves two banks; its spoofs at FNB fill FNB x rail, which then fits better than T3 itself.
+    cells = base_cells()
+    cells += [Cell({**PALM, "terminal_id": "T1"}, 20, {}, 0.05), Cell({**PALM, "bank": "ABSA", "terminal_id": "T2"}, 20, {}, 0.05)]
+    cells += [Cell({**PALM, "terminal_id": "T3"}, 4, {"PALM_PAY_SPOOF_DETECTED": 4}, 0.05),
+              Cell({**PALM, "bank": "ABSA", "terminal_id": "T3"}, 3, {"PALM_PAY_SPOOF_DETECTED": 1}, 0.05)]
+    history = healthy_history([c if c.dims.get("terminal_id") != "T3" else dataclasses.replace(c, errors={}) for c in cells])
+    d = RULES.decide(window(cells), context(history))
+    assert (d.diagnosis.category, d.diagnosis.target) == (Category.SECURITY, {"terminal_id": "T3"})
+
+
+# -- pooled evidence ----------------------------------------------------------------------------
+
+def test_pooling_windows_that_each_trusted_their_baseline_keeps_the_trust() -> None:
+    snaps = healthy_history(fail(base_cells(), {"bank": "FNB"}, 0.1, {"BANK_TIMEOUT": 1.0}), n=3)
+    merged = pool(s.segment(bank="FNB") for s in snaps)
+    assert merged is not None and merged.baseline_failure_rate == pytest.approx(merged.expected_failure_rate)
+    cold = window(base_cells(), baseline=False).segment(bank="FNB")
+    mixed = pool([*(s.segment(bank="FNB") for s in snaps), cold])
+    assert mixed is not None and mixed.baseline_failure_rate != pytest.approx(mixed.expected_failure_rate)
+
+
+def test_a_thin_segment_does_not_pool_its_share_of_a_platform_incident() -> None:
+    base = [c for c in base_cells()] + [Cell({**PALM, "terminal_id": t}, 40, {}, 0.03) for t in ("T1", "T2", "T4")]
+    thin = lambda k: base + [Cell({**PALM, "terminal_id": "T3"}, 3, {"PALM_PAY_NOT_REGISTERED": k}, 0.03)]
+    outage = lambda k: fail(thin(k), {}, 0.4, {"SYSTEM_ERROR": 1.0})
+    # The same thin failures, first after quiet windows (pooled: a device), then after a platform outage.
+    quiet = healthy_history(thin(0), n=6) + tuple(window(thin(2), end=END - 60.0 * i) for i in (3, 2, 1))
+    assert RULES.decide(window(thin(3)), context(quiet)).diagnosis.target == {"terminal_id": "T3"}
+    loud = healthy_history(thin(0), n=6) + tuple(window(outage(2), end=END - 60.0 * i) for i in (3, 2, 1))
+    assert loud[-1].total.z >= 4.0
+    d = RULES.decide(window(thin(3)), context(loud))
+    assert d.diagnosis.target != {"terminal_id": "T3"} and not any("pooled" in e for e in d.diagnosis.evidence)
