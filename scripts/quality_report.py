@@ -17,7 +17,8 @@ Scored per incident (the simulator's oracle says what is right):
   (signals/oracle.py), an incident is visible once it fills half a window: a wrong
   reading of a window it barely touches is listed as premature, not scored.
 - autonomous actions during healthy periods (before onset, between incidents, more
-  than one window after the end; all of the healthy scenario): must be zero.
+  than one window after the end; all of the healthy scenario): must be zero. Rolling
+  back an incident's own mitigation once its cause cleared is listed apart.
 - actions that make things worse: an executed traffic-changing action on a segment
   no fault touches, or a run whose payment success ratio from its first action on
   falls significantly below the no-agent run's. Must be zero.
@@ -45,7 +46,7 @@ from payops.settings import Settings
 from payops.signals.policy import NoPolicy
 from payops.signals.simulator import SCENARIOS, NetworkConfig, RouteSpec, Scenario, Simulator, build_scenario, oracle_for_window
 from payops.signals.sources import SimulatorSource
-from payops.tools.actions import ACTIONS
+from payops.tools.actions import ACTIONS, MAINTENANCE_ACTIONS
 from payops.tools.control_plane import SimulatedControlPlane
 
 START_TS = 1_780_000_000.0  # not the simulator's default start: nothing tuned on it
@@ -185,6 +186,7 @@ class CaseResult:
     premature: list[dict[str, Any]] = field(default_factory=list)  # wrong findings in windows the incident barely touches
     watched: list[dict[str, Any]] = field(default_factory=list)  # low-confidence findings the agent only watched
     harmful: list[str] = field(default_factory=list)
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)  # mitigations undone after their incident
     decisions: list[dict[str, Any]] = field(default_factory=list)  # every non-healthy decision in an incident (calibration)
     success_agent: float | None = None
     success_without: float | None = None
@@ -331,7 +333,11 @@ def score(case: Case, net: NetworkConfig, sc: Scenario, states: list[dict[str, A
             continue
         spec = ACTIONS.get(tool)
         in_incident = any(a < end <= b for a, b in periods)
-        if not in_incident:
+        if not in_incident and tool in MAINTENANCE_ACTIONS:
+            # Undoing an incident's mitigation once its cause cleared closes that incident; it is
+            # listed apart, not counted as a new action in a healthy period.
+            res.rollbacks.append({"t": round(end - START_TS, 1), "tool": tool, "target": s["proposal"]["target"]})
+        elif not in_incident:
             res.healthy_actions.append({"t": round(end - START_TS, 1), "tool": tool, "target": s["proposal"]["target"],
                                         "category": s["diagnosis"]["category"], "summary": s["diagnosis"]["summary"]})
         if spec is not None and spec.changes_traffic:
@@ -377,6 +383,8 @@ def report(results: list[CaseResult]) -> tuple[float, int, int]:
     print(f"autonomous actions during healthy periods: {len(healthy)}")
     for case, a in healthy:
         print(f"  {case.scenario} v{case.variant} t={a['t']}: {a['tool']} on {_fmt_target(a['target'])} ({a['category']}: {a['summary']})")
+    rollbacks = [(r.case, b) for r in results for b in r.rollbacks]
+    print(f"mitigations rolled back after their incident cleared (not counted above): {len(rollbacks)}")
     windows = sum(r.healthy_windows for r in results)
     findings = [(r.case, f) for r in results for f in r.healthy_findings]
     print(f"non-healthy diagnoses in healthy windows (no action needed; a chance-alarm rate): {len(findings)}/{windows}")
