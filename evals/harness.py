@@ -24,6 +24,12 @@ from .scoring import Aggregate, CaseScore, Price, aggregate, by_category, by_dif
 
 Progress = Callable[[str], None]
 
+# A recording must not time out: a request that times out is not written to the cassette, so
+# its replay would take another path (and a single-threaded local server keeps computing the
+# abandoned answer, so the retry times out too). How fast a busy recorder answers is not
+# what the cassette is for; the live latency is kept in meta.json.
+RECORD_TIMEOUT_SECONDS = 600.0
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -47,6 +53,7 @@ class CaseOutcome:
     ticks: list[dict[str, Any]]
     closed: ClosedLoopResult | None = None
     skipped: str | None = None
+    cassette_problem: str | None = None  # the replay did not reproduce the recording (stale cassette)
 
 
 @dataclass
@@ -67,6 +74,10 @@ class ModelRun:
     def skipped(self) -> list[tuple[str, str]]:
         return [(o.score.case_id, o.skipped) for o in self.outcomes if o.skipped is not None]
 
+    @property
+    def cassette_problems(self) -> list[tuple[str, str]]:
+        return [(o.score.case_id, o.cassette_problem) for o in self.outcomes if o.cassette_problem is not None]
+
     def summary(self) -> Aggregate:
         return aggregate(self.scores, self.options.label)
 
@@ -77,8 +88,25 @@ def _factory(options: RunOptions) -> ReasonerFactory:
     if options.reasoner == "llm":
         if not options.model:
             raise EvalError("--reasoner llm needs --model NAME (the model the cassettes were recorded with)")
-        return llm_factory
+        return _llm_factory(options.record)
     raise EvalError(f"unknown reasoner '{options.reasoner}' (rules or llm)")
+
+
+def _llm_factory(record: bool) -> ReasonerFactory:
+    """The LLM reasoner as the eval runs it: no time-out while recording; no back-off in a replay
+    (tenacity's wait between retries relieves a live endpoint; from a cassette it only adds seconds)."""
+
+    def build(settings: Any) -> Any:
+        if record:
+            return llm_factory(settings.model_copy(update={"llm_timeout_seconds": RECORD_TIMEOUT_SECONDS}))
+        from tenacity import wait_none
+
+        reasoner = llm_factory(settings)
+        if hasattr(reasoner, "wait"):
+            reasoner.wait = wait_none()
+        return reasoner
+
+    return build
 
 
 def check_reasoner(options: RunOptions) -> None:
@@ -108,6 +136,9 @@ def evaluate_case(case: Case, options: RunOptions, factory: ReasonerFactory | No
             return CaseOutcome(score, [], skipped=f"no cassette at {path} (record with --record against an endpoint)")
         tape = cassette(case, options.model or "", options.record, options.cassettes)
     run: CaseRun = replay_case(case, factory, llm_model=options.model, llm_base_url=url, cassette=tape)
+    problem = tape.problem(case.id) if tape is not None else None
+    if problem is not None:  # the LLM's answers were not all replayed: the case failed, whatever the rules did
+        run.error = f"stale cassette: {problem}" + (f" (and {run.error})" if run.error else "")
     score = score_case(case, run, price_for(options.model, prices or {}))
     if options.judge_model and case.expected.facts and not case.control:
         first = next((t for t in run.ticks if t.category != "healthy" and case.onset is not None and t.window_end > case.onset), None)
@@ -123,7 +154,7 @@ def evaluate_case(case: Case, options: RunOptions, factory: ReasonerFactory | No
     closed = None
     if options.closed_loop and case.generator is not None and not case.control and options.reasoner == "rules":
         closed = closed_loop(case, factory)
-    return CaseOutcome(score, [t.to_json() for t in run.ticks], closed)
+    return CaseOutcome(score, [t.to_json() for t in run.ticks], closed, cassette_problem=problem)
 
 
 def _worker(case_dir: str, options: RunOptions, prices: dict[str, Price]) -> CaseOutcome:
@@ -193,6 +224,7 @@ def model_json(run: ModelRun) -> dict[str, Any]:
         "by_tag": {k: v.to_json() for k, v in by_tag(scores).items()},
         "cases": [{**o.score.to_json(), "ticks": o.ticks} for o in run.outcomes if o.skipped is None],
         "skipped": [{"case_id": c, "reason": r} for c, r in run.skipped],
+        "cassette_problems": [{"case_id": c, "problem": p} for c, p in run.cassette_problems],
         "closed_loop": [r.to_json() for r in run.closed],
         "closed_loop_summary": closed_loop_summary(run.closed) if run.closed else None,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -53,7 +54,7 @@ def run_eval(
     from payops.evals import gate as gate_mod
     from payops.evals.cases import CaseError
     from payops.evals.harness import RunOptions, check_reasoner, results_json, run_model, select_cases
-    from payops.evals.llm import save_meta
+    from payops.evals.llm import load_meta, recording_stats, save_meta
     from payops.evals.report import write_all
     from payops.evals.runner import EvalError
 
@@ -69,6 +70,16 @@ def run_eval(
         _fail("--gate holds the whole corpus to its recorded level: run it without --tags")
     if gate and "rules" not in reasoners:
         _fail("--gate checks the rules reasoner: include --reasoner rules")
+    if record:  # the endpoint goes into meta.json: the replay aims at it
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        if not base_url:
+            _fail("--record needs --base-url URL (or OPENAI_BASE_URL): the endpoint to record from")
+    if record and tag_list:
+        for m in models:  # requests are matched on host and port: one folder, one endpoint
+            recorded_url = load_meta(m, cassettes).get("base_url")
+            if recorded_url and recorded_url != base_url:
+                _fail(f"the other {m} cassettes were recorded against {recorded_url}: re-record a subset against the same "
+                      f"--base-url, or the whole corpus (no --tags) against a new one")
     plan: list[RunOptions] = []
     for r in dict.fromkeys(reasoners):
         if r == "rules":
@@ -102,6 +113,8 @@ def run_eval(
                                       progress=lambda cid, t=task: progress.update(t, advance=1, last=cid)))
             except EvalError as exc:
                 _fail(str(exc))
+            if options.record and options.model:
+                save_meta(options.model, base_url, cassettes, recording_stats(runs[-1].scores))
     results = results_json(runs, corpus, tag_list, time.perf_counter() - started)
     failures = gate_mod.check(results, gate_spec) if gate_spec is not None else None
     paths = write_all(results, out, failures)
@@ -110,6 +123,13 @@ def run_eval(
         typer.echo(f"wrote {paths['results']}, {paths['report']}, {paths['chart']}")
     else:
         typer.echo(f"wrote {paths['results']}, {paths['report']} (no chart: install payops[eval] for matplotlib)")
+    stale = [(run["label"], p["case_id"], p["problem"]) for run in results["runs"] for p in run.get("cassette_problems", [])]
+    if stale:
+        typer.echo(f"payops: error: {len(stale)} case(s) replayed from stale cassettes: their LLM figures are not the "
+                   f"model's answers", err=True)
+        for label, case_id, problem in stale:
+            typer.echo(f"  {label} {case_id}: {problem}", err=True)
+        raise typer.Exit(1)
     if failures:
         raise typer.Exit(1)
 

