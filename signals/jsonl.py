@@ -20,6 +20,7 @@ import orjson
 
 from .batch import WIDE_FIELDS, Combo, EventBatch, ObjectDetails
 from .events import DIMENSIONS, MAX_ATTEMPT, EventError, ParseReport, event_from_dict
+from .handoff import hand_over, take_over
 
 _FINITE_MAX = sys.float_info.max  # JSON numbers beyond it decode as infinity: rejected like event_from_dict does
 Text = Annotated[str, msgspec.Meta(min_length=1)]
@@ -217,12 +218,14 @@ class JsonlParser:
 # -- parsing a file on several cores ---------------------------------------------------
 
 
-def parse_range(path: str, start: int, end: int) -> tuple:
+def parse_range(path: str, start: int, end: int, handoff_dir: str | None = None) -> tuple:
     """Parse bytes [start, end) of a file (whole lines) in a worker process.
 
-    Returns plain picklable parts: the batch's columns and combinations (no
-    details), the chunk's physical line count, and its report with line numbers
-    relative to the chunk (1 = its first line).
+    Returns plain picklable parts: the batch's columns (ts, latency, attempt,
+    combo, then the codes of each wide field; through a file in `handoff_dir`
+    when given, see handoff.py), its combinations and the names of its wide
+    fields (no details), the chunk's physical line count, and its report with
+    line numbers relative to the chunk (1 = its first line).
     """
     with open(path, "rb") as handle:
         handle.seek(start)
@@ -230,5 +233,18 @@ def parse_range(path: str, start: int, end: int) -> tuple:
     report = ParseReport()
     parser = JsonlParser(report, keep_details=False)
     batch = parser.parse(data, 1)
-    return (batch.ts, batch.latency_ms, batch.attempt, batch.combo, tuple(batch.combos), batch.wide, parser.line_count,
+    del data
+    wide = batch.wide or {}
+    wide_names = {name: names for name, (_, names) in wide.items()} if batch.wide is not None else None
+    columns = hand_over((batch.ts, batch.latency_ms, batch.attempt, batch.combo, *(codes for codes, _ in wide.values())),
+                        handoff_dir, f"{start}.columns")
+    return (columns, tuple(batch.combos), wide_names, parser.line_count,
             report.lines, report.accepted, report.bad_count, [(b.line_no, b.reason) for b in report.bad])
+
+
+def batch_from_range(parsed: tuple) -> tuple[EventBatch, tuple]:
+    """The EventBatch of a `parse_range` result (columns taken over), and the rest of the result."""
+    columns, combos, wide_names, *rest = parsed
+    ts, latency, attempt, combo, *wide_codes = take_over(columns)
+    wide = {name: (codes, names) for (name, names), codes in zip(wide_names.items(), wide_codes)} if wide_names is not None else None
+    return EventBatch(ts, latency, attempt, combo, combos, None, wide), tuple(rest)

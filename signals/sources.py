@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
+import threading
 import weakref
 from collections import deque
 from pathlib import Path
@@ -21,7 +24,7 @@ import numpy as np
 
 from .batch import EventBatch, concat
 from .events import ParseReport
-from .jsonl import JsonlParser, parse_range
+from .jsonl import JsonlParser, batch_from_range, parse_range
 from .simulator import Simulator
 
 # Bytes read per call. Big enough that per-call overhead vanishes, small enough
@@ -32,6 +35,11 @@ CHUNK_BYTES = 1 << 20
 # fork is not worth it.
 PARALLEL_MIN_BYTES = 32 << 20
 PARALLEL_CHUNK_BYTES = 4 << 20
+# Input handed to the workers ahead of the agent. Generous, so that the workers
+# parse a whole 1M-event replay (~220 MB) while the agent's process is still
+# importing its graph stack; bounded, so a bigger file does not pile up parsed
+# columns (~32 bytes per ~215-byte line: this much input is ~40 MB of results).
+PARALLEL_AHEAD_BYTES = 256 << 20
 MAX_PARSE_WORKERS = 2  # the machines this runs on have 2 cores
 
 
@@ -105,7 +113,7 @@ class LineSource:
         if parsed is None:
             self._eof = True
             return False
-        ts, latency, attempt, combo, combos, wide, line_count, lines, accepted, bad_count, bad = parsed
+        batch, (line_count, lines, accepted, bad_count, bad) = batch_from_range(parsed)
         report, first = self.report, self._next_line_no
         report.lines += lines
         report.accepted += accepted
@@ -113,8 +121,8 @@ class LineSource:
             report.reject(first + line_no - 1, reason)
         report.reject_unsampled(bad_count - len(bad))
         self._next_line_no += line_count
-        if len(ts):
-            self._pending.append(EventBatch(ts, latency, attempt, combo, combos, None, wide))
+        if len(batch):
+            self._pending.append(batch)
         return True
 
     def _fill(self) -> bool:
@@ -195,33 +203,70 @@ def _ranges(path: str, size: int, chunk_bytes: int) -> Iterator[tuple[int, int]]
 
 
 PARSE_START_METHOD = "forkserver"
+# What the fork server imports once, before it forks the workers: the parser (numpy,
+# msgspec), and __main__, which multiprocessing would otherwise import again in every
+# worker (for the `payops` command that is the CLI module).
+PARSE_PRELOAD = ["__main__", JsonlParser.__module__]
 
 
 class ParallelChunks:
     """A file's chunks parsed by worker processes, handed back in file order.
 
-    At most two chunks per worker are in flight, so memory stays bounded. The file
-    is read as it is when opened (a replay input, not a growing log: use stdin for that).
+    Up to PARALLEL_AHEAD_BYTES of input (at least two chunks per worker) is in
+    flight, so memory stays bounded. The file is read as it is when opened (a
+    replay input, not a growing log: use stdin for that).
+
+    The pool starts on a thread: starting it waits while the fork server starts
+    python and imports the parser, and this process need not wait with it (a
+    replay imports the agent meanwhile). `next` waits for it. Workers hand their
+    columns over through files in a private temporary directory (handoff.py),
+    removed with whatever is left in it on close.
     """
 
-    def __init__(self, path: str, size: int, workers: int, chunk_bytes: int = PARALLEL_CHUNK_BYTES) -> None:
-        # Workers ignore Ctrl-C: the agent's process handles it and terminates them.
-        # forkserver, not fork: forking a process that runs other threads (an HTTP
-        # server, a notifier) can copy a lock held mid-operation and deadlock the pool.
-        self._pool = multiprocessing.get_context(PARSE_START_METHOD).Pool(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
-        self._finalizer = weakref.finalize(self, self._pool.terminate)
+    def __init__(self, path: str, size: int, workers: int, chunk_bytes: int | None = None,
+                 ahead_bytes: int | None = None) -> None:
+        chunk_bytes = chunk_bytes or PARALLEL_CHUNK_BYTES
         self._path = path
         self._ranges = _ranges(path, size, chunk_bytes)
         self._inflight: deque = deque()
-        for _ in range(2 * workers):
-            self._submit()
+        self._max_inflight = max(2 * workers, (ahead_bytes or PARALLEL_AHEAD_BYTES) // chunk_bytes)
+        try:
+            self._handoff_dir: str | None = tempfile.mkdtemp(prefix="payops-parse-")
+        except OSError:  # no writable temporary directory: results come back through the pipe
+            self._handoff_dir = None
+        self._pools: list = []  # the pool, once started
+        self._finalizer = weakref.finalize(self, _shut_down, self._pools, self._handoff_dir)
+        self._start_error: BaseException | None = None
+        self._starter = threading.Thread(target=self._start, args=(workers,), name="parse-pool-start", daemon=True)
+        self._starter.start()
 
-    def _submit(self) -> None:
+    def _start(self, workers: int) -> None:
+        try:
+            context = multiprocessing.get_context(PARSE_START_METHOD)
+            context.set_forkserver_preload(PARSE_PRELOAD)
+            # forkserver, not fork: forking a process that runs other threads (an HTTP
+            # server, a notifier) can copy a lock held mid-operation and deadlock the pool.
+            self._pool = context.Pool(workers, initializer=_init_worker)
+            self._pools.append(self._pool)
+            while len(self._inflight) < self._max_inflight and self._submit():
+                pass
+        except BaseException as exc:  # handed to the caller of next()
+            self._start_error = exc
+
+    def _started(self) -> None:
+        self._starter.join()
+        if self._start_error is not None:
+            raise self._start_error
+
+    def _submit(self) -> bool:
         found = next(self._ranges, None)
-        if found is not None:
-            self._inflight.append(self._pool.apply_async(parse_range, (self._path, *found)))
+        if found is None:
+            return False
+        self._inflight.append(self._pool.apply_async(parse_range, (self._path, *found, self._handoff_dir)))
+        return True
 
     def next(self) -> tuple | None:
+        self._started()
         if not self._inflight:
             self.close()
             return None
@@ -230,7 +275,20 @@ class ParallelChunks:
         return result
 
     def close(self) -> None:
+        self._starter.join()
         self._finalizer()
+
+
+def _init_worker() -> None:
+    # Workers ignore Ctrl-C: the agent's process handles it and terminates them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _shut_down(pools: list, handoff_dir: str | None) -> None:
+    for pool in pools:
+        pool.terminate()
+    if handoff_dir is not None:  # with the columns of chunks never read (a replay stopped early)
+        shutil.rmtree(handoff_dir, ignore_errors=True)
 
 
 def parse_workers(size: int) -> int:
