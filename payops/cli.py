@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import orjson
 import typer
 
-from payops.settings import Settings
+if TYPE_CHECKING:  # imported where used: `payops replay` starts its parse workers before pydantic-settings loads
+    from payops.settings import Settings
 
 app = typer.Typer(
     name="payops",
@@ -28,6 +29,8 @@ def fail(message: str, code: int = 2) -> None:
 
 def _settings(**overrides: object) -> Settings:
     from pydantic import ValidationError
+
+    from payops.settings import Settings
 
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
@@ -181,16 +184,23 @@ def replay(
     tick_: float = typer.Option(60.0, "--tick", min=1.0, help="Seconds of event time between decisions."),
 ) -> None:
     """Offline, deterministic decisions over a recorded event file (no network, no API key)."""
-    from payops.signals.sources import SourceError
-    from payops import wiring
+    from payops.signals.sources import SourceError, open_jsonl
 
     if not events.exists():
         fail(f"no such file: {events}")
     if events.is_dir():
         fail(f"is a directory, not an event file: {events}")
+    # Open the file first: a big one starts its parse workers now, and they parse
+    # while this process imports the agent (langgraph, langchain_core: most of a second).
+    try:
+        source = open_jsonl(events)
+    except SourceError as exc:
+        fail(str(exc))
+    from payops import wiring
+
     stats: dict = {}
     try:
-        n = sum(1 for _ in wiring.replay(events, out, window, tick_, stats))
+        n = sum(1 for _ in wiring.replay(events, out, window, tick_, stats, source=source))
     except SourceError as exc:
         fail(str(exc))
     except OSError as exc:

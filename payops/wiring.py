@@ -13,7 +13,7 @@ from payops.settings import Settings
 from payops.signals.policy import TrafficPolicy
 from payops.signals.scenarios import timed_scenario
 from payops.signals.simulator import SCENARIOS, Simulator, default_network
-from payops.signals.sources import SimulatorSource, Source, open_jsonl
+from payops.signals.sources import LineSource, SimulatorSource, Source, open_jsonl
 from payops.tools.control_plane import SimulatedControlPlane
 from payops.tools.http_control_plane import HttpControlPlane
 
@@ -54,24 +54,30 @@ def durable_agent(services: AgentServices) -> Agent:
 
 
 def replay(events_path: str | Path, out_path: str | Path, window: float, tick: float,
-           stats: dict | None = None) -> Iterator[dict]:
+           stats: dict | None = None, source: LineSource | None = None) -> Iterator[dict]:
     """CONTRACT.md §4: deterministic decisions over a recorded file, nothing on disk but `out`.
 
     `stats["report"]` receives the source's ParseReport (bad lines with line numbers).
+    `source`: `open_jsonl(events_path)` opened by the caller, e.g. before importing this
+    module, so that worker processes parse the file while the agent's stack is imported.
     """
     settings = Settings(window_seconds=window, tick_seconds=tick, deployment="replay", webhook_url=None)
-    source = open_jsonl(events_path)
+    if source is None:
+        source = open_jsonl(events_path)
     if stats is not None:
         stats["report"] = source.report
-    services = build_services(settings, source=source, in_memory=True, control_plane=SimulatedControlPlane(), notifier=ListNotifier())
-    agent = Agent(services)
-    with open(out_path, "wb") as out:
-        end = agent.next_window_end()
-        while end is not None:
-            result = agent.tick(end)
-            assert result is not None
-            out.write(decision_json(result.state))
-            yield result.state
-            if source.exhausted:
-                break
-            end += tick
+    try:
+        services = build_services(settings, source=source, in_memory=True, control_plane=SimulatedControlPlane(), notifier=ListNotifier())
+        agent = Agent(services)
+        with open(out_path, "wb") as out:
+            end = agent.next_window_end()
+            while end is not None:
+                result = agent.tick(end)
+                assert result is not None
+                out.write(decision_json(result.state))
+                yield result.state
+                if source.exhausted:
+                    break
+                end += tick
+    finally:
+        source.close()  # parse workers stop now, not at exit
