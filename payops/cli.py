@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from pathlib import Path
@@ -198,6 +199,11 @@ def replay(
         fail(str(exc))
     from payops import wiring
 
+    if _ONE_SHOT_PROCESS:
+        # What the imports allocated (~125k objects of the graph stack) lives until the
+        # process exits: frozen, no later full collection walks it again, nor do the
+        # interpreter's collections at exit (together ~0.2 s of a 1M-event replay).
+        gc.freeze()
     stats: dict = {}
     try:
         n = sum(1 for _ in wiring.replay(events, out, window, tick_, stats, source=source))
@@ -207,6 +213,8 @@ def replay(
         fail(f"cannot write {out}: {exc.strerror}")
     typer.echo(f"wrote {n} decisions to {out}", err=True)
     _report_bad_lines(stats.get("report"))
+    if _ONE_SHOT_PROCESS:
+        gc.freeze()  # the same for what the replay allocated: the process exits next
 
 
 @app.command()
@@ -219,7 +227,14 @@ def scenarios() -> None:
         typer.echo(f"{name:22s} {build_scenario(name, net).description}")
 
 
+# True when this process runs one command and exits (the `payops` executable), not when
+# a test or another program invokes `app` in its own long-lived process.
+_ONE_SHOT_PROCESS = False
+
+
 def main() -> None:
+    global _ONE_SHOT_PROCESS
+    _ONE_SHOT_PROCESS = True
     _register_subcommands()
     app()
 

@@ -55,7 +55,9 @@ try:
     main()
 except SystemExit as exc:
     code = exc.code
-print(json.dumps({{"seen": seen, "code": code, "heavy_at_end": sorted(n for n in {heavy!r} if n in sys.modules)}}))
+import gc
+print(json.dumps({{"seen": seen, "code": code, "heavy_at_end": sorted(n for n in {heavy!r} if n in sys.modules),
+                  "frozen": gc.get_freeze_count()}}))
 """
 
 
@@ -71,6 +73,7 @@ def test_replay_command_starts_parse_workers_before_importing_the_agent_and_deci
     assert facts["code"] in (0, None), proc.stderr
     assert facts["seen"] == [[]]  # one pool, started while none of the agent's stack was loaded
     assert set(facts["heavy_at_end"]) >= {"langgraph"}  # ...which the replay then did load
+    assert facts["frozen"] > 10_000  # a one-shot process freezes its heap for a quick exit
 
     # The same decisions as a replay parsing in this process, and the same bad lines reported.
     stats: dict = {}
@@ -161,3 +164,18 @@ def test_a_pool_that_cannot_start_fails_the_read_not_silently(tmp_path: Path, mo
         chunks.next()
     chunks.close()
     assert not os.path.exists(chunks._handoff_dir)
+
+
+def test_replay_invoked_in_a_long_lived_process_leaves_its_garbage_collector_alone(tmp_path: Path) -> None:
+    import gc
+
+    from typer.testing import CliRunner
+
+    from payops.cli import app
+
+    events = _events_file(tmp_path / "events.jsonl", {})
+    frozen = gc.get_freeze_count()
+    result = CliRunner().invoke(app, ["replay", str(events), "--out", str(tmp_path / "d.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "d.jsonl").read_bytes().count(b"\n") >= 5
+    assert gc.get_freeze_count() == frozen  # only the `payops` executable, which exits next, freezes
