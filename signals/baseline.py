@@ -124,20 +124,16 @@ def binomial_tail_z(successes: int, trials: int, rate: float) -> float:
     if successes <= 0:
         return binomial_z(0, trials, rate)  # below expectation: the sign is all that matters
     p = min(max(rate, 1e-12), 1.0 - 1e-12)
-    log_p, log_q = math.log(p), math.log1p(-p)
-
-    def log_pmf(k: int) -> float:
-        return math.lgamma(trials + 1) - math.lgamma(k + 1) - math.lgamma(trials - k + 1) + k * log_p + (trials - k) * log_q
-
     k = min(successes, trials)
-    first = log_pmf(k)
+    log_pmf_k = (math.lgamma(trials + 1) - math.lgamma(k + 1) - math.lgamma(trials - k + 1)
+                 + k * math.log(p) + (trials - k) * math.log1p(-p))
     tail, term = 0.5, 1.0  # in units of P(X = k); terms fall fast above the mean
     for j in range(k + 1, trials + 1):
         term *= (trials - j + 1) / j * p / (1.0 - p)
         tail += term
         if term < 1e-12 * tail:
             break
-    log_tail = first + math.log(tail)
+    log_tail = log_pmf_k + math.log(tail)
     if log_tail >= math.log(0.5):
         return NormalDist().inv_cdf(max(1e-300, 1.0 - min(math.exp(log_tail), 1.0 - 1e-16)))
     # Far tail: inv_cdf of a tiny upper probability, via the lower one (symmetry).

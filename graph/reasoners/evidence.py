@@ -33,6 +33,8 @@ UNKNOWN = "unknown"
 # Codes a broken device produces for every customer alike: a palm scanner that cannot
 # read a hand reports the palm as not registered.
 DEVICE_CODES = frozenset({"PALM_PAY_NOT_REGISTERED"})
+# Share of a segment's failures such codes must make for it to read as an attack or a device fault.
+DEVICE_BURST_SHARE = 0.6
 # Failures a retry may cure (an outage, a timeout). Under a sane policy every retry
 # follows one of these; retries beyond them mean declines are being retried. DO_NOT_HONOR
 # is an issuer's hard decline: no sane policy retries it.
@@ -141,6 +143,27 @@ def excess_by_family(seg: SegmentStats, background: Mapping[str, float]) -> dict
     return out if sum(out.values()) > 0 else counts
 
 
+def judged_on_own_history(seg: SegmentStats) -> bool:
+    """The window compared this segment with its own trusted baseline (its reference is the
+    baseline), not with its peers."""
+    return seg.baseline_failure_rate is not None and abs(seg.expected_failure_rate - seg.baseline_failure_rate) <= 1e-9
+
+
+def code_count(seg: SegmentStats, codes: Iterable[str]) -> int:
+    return sum(seg.errors.get(c, 0) for c in codes)
+
+
+def device_burst_codes(seg: SegmentStats) -> frozenset[str] | None:
+    """The code family that makes most of the segment's failures an attack or a device fault
+    (spoofed palms anywhere; misreads at a terminal), or None."""
+    if not seg.failures:
+        return None
+    for codes, applies in ((SECURITY_CODES, True), (DEVICE_CODES, "terminal_id" in seg.target)):
+        if applies and seg.error_share(*codes) >= DEVICE_BURST_SHARE:
+            return codes
+    return None
+
+
 def pool(stats: Iterable[SegmentStats]) -> SegmentStats | None:
     """One segment over several windows: counts add up, the reference is attempt-weighted."""
     items = [s for s in stats if s.attempts > 0]
@@ -155,9 +178,8 @@ def pool(stats: Iterable[SegmentStats]) -> SegmentStats | None:
     expected = sum(s.expected_failure_rate * s.attempts for s in items) / n
     last = items[-1]
     firsts = [s.first_attempt_failures for s in items]
-    # Each window's reference was its own trusted baseline or its peers; the pooled one is
-    # trusted only if every window's was (a reference equal to the baseline marks it).
-    trusted = all(s.baseline_failure_rate is not None and abs(s.expected_failure_rate - s.baseline_failure_rate) <= 1e-9 for s in items)
+    # The pooled reference is the segment's own history only if every window's was.
+    trusted = all(judged_on_own_history(s) for s in items)
     return replace(
         last, attempts=n, failures=x, errors=errors, expected_failure_rate=expected,
         baseline_failure_rate=expected if trusted else last.baseline_failure_rate,
@@ -180,14 +202,12 @@ def code_burst_z(seg: SegmentStats, codes: Iterable[str], snapshot: WindowSnapsh
     """How unusual the segment's count of `codes` is next to its peers (the other terminals of a
     terminal), as the normal score of the exact binomial tail. Peers, because a device or an
     attack is told apart by comparison with devices like it; exact, because such counts are tiny."""
-    codes = tuple(codes)
     if not seg.dims:
         return math.inf  # all traffic has no peers: its own significance test stands
-    count = sum(seg.errors.get(c, 0) for c in codes)
     peers = [p for p in snapshot.by_dimension(*(k for k, _ in seg.dims)) if p.key != seg.key]
     n = sum(p.attempts for p in peers)
-    x = sum(p.errors.get(c, 0) for p in peers for c in codes)
-    return binomial_tail_z(count, seg.attempts, (x + 0.5) / (n + PEER_PRIOR_ATTEMPTS))
+    x = sum(code_count(p, codes) for p in peers)
+    return binomial_tail_z(code_count(seg, codes), seg.attempts, (x + 0.5) / (n + PEER_PRIOR_ATTEMPTS))
 
 
 def repeat_retries(seg: SegmentStats) -> float:

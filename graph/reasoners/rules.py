@@ -26,8 +26,8 @@ from payops.signals.window import SEGMENT_PAIRS, SegmentStats, WindowSnapshot
 from .base import Decision, ReasoningContext
 from .evidence import (
     CONFIG_CODES, DEVICE_CODES, FAMILIES, ISSUER_CODES, NETWORK_CODES, SECURITY_CODES, UNKNOWN,
-    USER_CODES, Rest, background_mix, code_burst_z, contains, describe, error_mix, excess_by_family, family_counts, first_attempts, llr, pct,
-    pool, repeat_retries, rest_of, retryable_failures, shares,
+    USER_CODES, Rest, background_mix, code_burst_z, code_count, contains, device_burst_codes, describe, error_mix, excess_by_family, family_counts, first_attempts, llr, pct,
+    judged_on_own_history, pool, repeat_retries, rest_of, retryable_failures, shares,
 )
 from .selection import alternative_routes, choose_action, route_health, segment_methods
 
@@ -99,8 +99,7 @@ POOL_HINT_Z = 1.0
 # Security codes (spoofed palms, fraud flags) are attacks, not noise: a few at one device
 # are material. Acting costs little (the device's palm path pauses, card stays), a miss
 # lets an attacker keep trying. The same holds for a device failing every customer with
-# read errors. Applies when this share of the failures are such codes.
-SECURITY_SHARE = 0.6
+# read errors. Applies when DEVICE_BURST_SHARE of the failures are such codes (evidence.py).
 SECURITY_MIN_ATTEMPTS = 4
 SECURITY_MIN_EXCESS = 3
 # With no trusted history the reference is the rest of traffic, which differs by nature
@@ -158,7 +157,7 @@ def _cold(seg: SegmentStats, context: ReasoningContext) -> bool:
     """
     if len(context.history) < BASELINE_MIN_WINDOWS:
         return True
-    return seg.baseline_failure_rate is not None and abs(seg.expected_failure_rate - seg.baseline_failure_rate) > 1e-9
+    return seg.baseline_failure_rate is not None and not judged_on_own_history(seg)
 
 
 def nested(inner: SegmentStats, outer: SegmentStats) -> bool:
@@ -199,8 +198,7 @@ def prepared(snapshot: WindowSnapshot, context: ReasoningContext) -> WindowSnaps
     depth = max(1, min(len(context.history), BASELINE_MEMORY_WINDOWS))
     adjusted = []
     for seg in snapshot.segments:
-        trusted = seg.baseline_failure_rate is not None and abs(seg.expected_failure_rate - seg.baseline_failure_rate) <= 1e-12
-        if not trusted or seg.baseline_volume is None:
+        if not judged_on_own_history(seg) or seg.baseline_volume is None:
             adjusted.append(seg)
             continue
         weight = seg.baseline_volume * depth
@@ -238,12 +236,12 @@ class RuleReasoner:
         z_bar = t.significance_z * (COLD_START_Z_FACTOR if _cold(s, context) else 1.0)
         if s.z < z_bar:
             return False
-        for codes, applies in ((SECURITY_CODES, True), (DEVICE_CODES, "terminal_id" in s.target)):
-            if applies and s.failures and s.error_share(*codes) >= SECURITY_SHARE:
-                # The low bar of a handful of codes holds only if peers rarely see them (a
-                # terminal's customers also fail with "not registered" now and then).
-                return (s.attempts >= SECURITY_MIN_ATTEMPTS and s.excess_failures >= SECURITY_MIN_EXCESS
-                        and (snapshot is None or code_burst_z(s, codes, snapshot) >= t.significance_z))
+        codes = device_burst_codes(s)
+        if codes is not None:
+            # The low bar of a handful of codes holds only if peers rarely see them (a
+            # terminal's customers also fail with "not registered" now and then).
+            return (s.attempts >= SECURITY_MIN_ATTEMPTS and s.excess_failures >= SECURITY_MIN_EXCESS
+                    and (snapshot is None or code_burst_z(s, codes, snapshot) >= t.significance_z))
         return s.attempts >= t.min_segment_attempts and s.excess_failures >= t.min_excess_failures
 
     def ranked(self, snapshot: WindowSnapshot, context: ReasoningContext) -> list[Scored]:
@@ -302,8 +300,7 @@ class RuleReasoner:
         top = max(ranked, key=lambda c: c.fit)
         if all(k in PAIRED_DIMENSIONS for k, _ in top.seg.dims):
             return top
-        if "terminal_id" in top.seg.target and top.seg.failures and max(
-                top.seg.error_share(*SECURITY_CODES), top.seg.error_share(*DEVICE_CODES)) >= SECURITY_SHARE:
+        if "terminal_id" in top.seg.target and device_burst_codes(top.seg) is not None:
             return top  # spoofed palms and misreads happen at a device: the device is the explanation
         checkable = [c for c in ranked if all(k in PAIRED_DIMENSIONS for k, _ in c.seg.dims)]
         best = max(checkable, key=lambda c: c.fit) if checkable else None
@@ -383,15 +380,12 @@ class RuleReasoner:
         codes and a terminal shows at least as many of them, the terminal is the explanation: a bank x
         route that fits better only holds the customers who happened to use that device."""
         seg = chosen.seg
-        for codes in (SECURITY_CODES, DEVICE_CODES):
-            if "terminal_id" in seg.target or not seg.failures or seg.error_share(*codes) < SECURITY_SHARE:
-                continue
-            count = sum(seg.errors.get(c, 0) for c in codes)
-            devices = [c for c in ranked if "terminal_id" in c.seg.target and len(c.seg.dims) == 1
-                       and c.seg.error_share(*codes) >= SECURITY_SHARE and sum(c.seg.errors.get(k, 0) for k in codes) >= count]
-            if devices:
-                return max(devices, key=lambda c: (sum(c.seg.errors.get(k, 0) for k in codes), c.fit))
-        return chosen
+        codes = device_burst_codes(seg)
+        if codes is None or "terminal_id" in seg.target:
+            return chosen
+        devices = [c for c in ranked if "terminal_id" in c.seg.target and len(c.seg.dims) == 1
+                   and device_burst_codes(c.seg) == codes and code_count(c.seg, codes) >= code_count(seg, codes)]
+        return max(devices, key=lambda c: (code_count(c.seg, codes), c.fit)) if devices else chosen
 
     @staticmethod
     def _under_mitigation(chosen: Scored, snapshot: WindowSnapshot, context: ReasoningContext) -> Scored:
