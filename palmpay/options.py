@@ -25,6 +25,11 @@ class PalmPayOptions:
     database_url: str | None = field(default=None, repr=False)
     pool_size: int = 8  # PostgreSQL connections per service: concurrent payments beyond it queue for one
 
+    # Which clock decides a payment's time and local date: "service" (the clock the service was
+    # given: one configured time source) or "database" (the database server's clock, so servers
+    # with skewed clocks sharing one database agree). Either way a link's days never run backwards.
+    time_source: str = "service"
+
     verification_ttl_s: float = 24 * 3600  # spec: unverified links expire after 24 hours
     otp_ttl_s: float = 10 * 60  # a code is short-lived; a new one can be requested
     otp_digits: int = 6

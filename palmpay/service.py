@@ -48,6 +48,7 @@ from .options import PalmPayOptions
 from .policy import (
     decide_payment,
     fraud_suspension_due,
+    ledger_day,
     local_day,
     match_accepted,
     spent_on,
@@ -408,6 +409,7 @@ class PalmPayService:
                     raise self._errors.make("PALM_PAY_IDEMPOTENCY_CONFLICT")
             else:
                 attempt = self._numbered(tx, attempt, idempotency_key)
+                attempt = self._on_ledger_clock(tx, link, attempt)
                 refusal, proxy = self._authorise(tx, link, match_score, attempt)
         if replay is not None:
             assert link is not None
@@ -418,6 +420,17 @@ class PalmPayService:
         assert link is not None and proxy is not None
         return self._charge(link, proxy, attempt)
 
+    def _on_ledger_clock(self, tx: Tx, link: PalmPayLink | None, attempt: _Attempt) -> _Attempt:
+        """Fix the payment's time and the ledger day it counts on, inside its write transaction.
+
+        Decided under the link's lock, so two writers cannot both see a day the other already left.
+        """
+        ts = tx.now() if self.options.time_source == "database" else attempt.ts
+        day = local_day(ts, self._tz)
+        if link is not None:
+            day = ledger_day(day, link.spent_day)
+        return replace(attempt, ts=ts, day=day)
+
     def _authorise(
         self, tx: Tx, link: PalmPayLink | None, match_score: float, attempt: _Attempt
     ) -> tuple[PalmPayError | None, str | None]:
@@ -427,11 +440,11 @@ class PalmPayService:
         if not match_accepted(match_score, self.options.match_threshold):
             self._count_failed_match(tx, link, attempt.ts)
             return self._refuse_payment(tx, "PALM_PAY_NOT_REGISTERED", "palm_not_registered", link, attempt), None
-        spent = spent_on(attempt.day, link.spent_day, link.daily_spent)
+        spent, reserved = tx.ledger(link.palm_pay_id, attempt.day)
         decision = decide_payment(
             link_status=link.link_status,
             spent_cents=spent,
-            reserved_cents=link.reserved,
+            reserved_cents=reserved,
             daily_limit_cents=link.daily_limit,
             transaction_limit_cents=link.transaction_limit,
             amount_cents=attempt.amount_cents,
@@ -444,9 +457,7 @@ class PalmPayService:
         if decision.refusal is not None:
             return self._refuse_payment(tx, decision.refusal, decision.outcome, link, attempt, values=values), None
         # Reserve before calling the rail: limits hold even while the outcome is unknown.
-        tx.set_counters(
-            link.palm_pay_id, spent_day=attempt.day, daily_spent=spent, reserved=link.reserved + attempt.amount_cents
-        )
+        tx.reserve(link.palm_pay_id, attempt.day, limit_cents=link.daily_limit, amount_cents=attempt.amount_cents)
         tx.insert_payment(
             PaymentRow(
                 attempt.payment_id, link.palm_pay_id, attempt.amount_cents, attempt.terminal_id, "pending",
@@ -555,10 +566,10 @@ class PalmPayService:
             row.payment_id, status=status, attempts=attempts, error_code=error_code, rail_reference=rail_reference, ts=ts
         ):
             return False
-        # Counted once, on the day it was reserved: a payment from a finished day does not
-        # count against the new day's counter (the store compares spent_day).
+        # Counted once, on the ledger row of the day it was reserved: a payment from a finished
+        # day never counts against the new day's allowance.
         tx.release_reservation(
-            row.palm_pay_id, amount_cents=row.amount_cents, spent_day=row.spent_day if status == "completed" else None
+            row.palm_pay_id, day=row.spent_day, amount_cents=row.amount_cents, completed=status == "completed"
         )
         if status == "completed":
             self._emit(tx, ts, "palm_payment_completed", self._values(link, amount_cents=row.amount_cents))
@@ -749,20 +760,18 @@ class PalmPayService:
     def show(self, palm_pay_id: str) -> LinkView:
         with self.store.read() as tx:
             link = self._require_link(tx, palm_pay_id)
-        return self._view(link)
+            return self._view(link, tx)
 
     def links_for_user(self, user_id: str) -> list[LinkView]:
         with self.store.read() as tx:
-            links = tx.links_for_user(user_id)
-        return [self._view(link) for link in links]
+            return [self._view(link, tx) for link in tx.links_for_user(user_id)]
 
     def links_for_proxy(self, payshap_proxy: str, proxy_type: str) -> list[LinkView]:
         """Blind-index lookup: which links use this proxy (no plaintext is compared)."""
         proxy_type = self._choice(proxy_type, "proxy_type", self._proxy_types)
         index = self._index.digest(PROXY_FIELD, f"{proxy_type}:{self._proxy(payshap_proxy, proxy_type)}")
         with self.store.read() as tx:
-            links = tx.links_for_proxy(index)
-        return [self._view(link) for link in links]
+            return [self._view(link, tx) for link in tx.links_for_proxy(index)]
 
     def consume(self, after_id: int = 0, limit: int = 100) -> list[OutboxEvent]:
         """Spec events with id > after_id, oldest first."""
@@ -782,8 +791,9 @@ class PalmPayService:
         with self.store.read() as tx:
             return tx.access_entries(palm_pay_id)
 
-    def _view(self, link: PalmPayLink) -> LinkView:
-        today = local_day(self._now(), self._tz)
+    def _view(self, link: PalmPayLink, tx: Tx) -> LinkView:
+        # The day the link's next payment would count on (its days never run backwards).
+        today = ledger_day(local_day(self._now(), self._tz), link.spent_day)
         return LinkView(
             palm_pay_id=link.palm_pay_id,
             user_id=link.user_id,
@@ -798,7 +808,7 @@ class PalmPayService:
             daily_limit=from_cents(link.daily_limit),
             daily_spent=from_cents(spent_on(today, link.spent_day, link.daily_spent)),
             transaction_limit=from_cents(link.transaction_limit),
-            reserved=from_cents(link.reserved),
+            reserved=from_cents(tx.reserved_total(link.palm_pay_id)),
             bank=link.bank,
         )
 

@@ -45,7 +45,7 @@ from .models import (
     SealedField,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Migrations are append-only: (version, statements). Never edit a released one.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -151,6 +151,32 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        2,
+        # The daily limit on a ledger: one row per (link, local date). The link's own counters kept
+        # a single day, so two writers whose clocks straddled midnight reset each other's counter.
+        # Rows of different days never touch, and the CHECK repeats the invariant per day.
+        (
+            """CREATE TABLE daily_ledger (
+                palm_pay_id TEXT NOT NULL REFERENCES palm_pay_links(palm_pay_id),
+                day TEXT NOT NULL,
+                limit_cents INTEGER NOT NULL CHECK (limit_cents >= 0),
+                spent_cents INTEGER NOT NULL DEFAULT 0 CHECK (spent_cents >= 0),
+                reserved_cents INTEGER NOT NULL DEFAULT 0 CHECK (reserved_cents >= 0),
+                PRIMARY KEY (palm_pay_id, day),
+                CHECK (spent_cents + reserved_cents <= limit_cents)
+            )""",
+            # Existing counters and holds move into the ledger on the day they belong to.
+            "INSERT INTO daily_ledger (palm_pay_id, day, limit_cents, spent_cents, reserved_cents)"
+            " SELECT palm_pay_id, spent_day, daily_limit_cents, daily_spent_cents, 0 FROM palm_pay_links"
+            " WHERE spent_day IS NOT NULL",
+            "INSERT INTO daily_ledger (palm_pay_id, day, limit_cents, spent_cents, reserved_cents)"
+            " SELECT p.palm_pay_id, p.spent_day, MAX(l.daily_limit_cents), 0, SUM(p.amount_cents)"
+            " FROM payments p JOIN palm_pay_links l ON l.palm_pay_id = p.palm_pay_id WHERE p.status = 'pending'"
+            " GROUP BY p.palm_pay_id, p.spent_day"
+            " ON CONFLICT (palm_pay_id, day) DO UPDATE SET reserved_cents = excluded.reserved_cents",
+        ),
+    ),
 )
 
 _LINK_COLUMNS = (
@@ -233,6 +259,11 @@ class Tx:
             self.serialise(EVENTS_LOCK)
             return int(self.c.execute(sql + " RETURNING id", params).fetchone()[0])
         return int(self.c.execute(sql, params).lastrowid or 0)
+
+    def now(self) -> float:
+        """The database server's clock, epoch seconds: one time source for every writer."""
+        sql = "SELECT EXTRACT(EPOCH FROM clock_timestamp())" if self._pg else "SELECT (julianday('now') - 2440587.5) * 86400.0"
+        return float(self.c.execute(sql).fetchone()[0])
 
     # --- links -------------------------------------------------------------
 
@@ -325,12 +356,6 @@ class Tx:
             (status, ts, reason, verified_at, linked_at, palm_pay_id),
         )
 
-    def set_counters(self, palm_pay_id: str, *, spent_day: str | None, daily_spent: int, reserved: int) -> None:
-        self.c.execute(
-            "UPDATE palm_pay_links SET spent_day = ?, daily_spent_cents = ?, reserved_cents = ? WHERE palm_pay_id = ?",
-            (spent_day, daily_spent, reserved, palm_pay_id),
-        )
-
     def set_ciphertexts(self, palm_pay_id: str, *, template_ct: bytes, proxy_ct: bytes) -> None:
         self.c.execute(
             "UPDATE palm_pay_links SET template_ct = ?, proxy_ct = ? WHERE palm_pay_id = ?",
@@ -393,18 +418,69 @@ class Tx:
         )
         return cur.rowcount == 1
 
-    def release_reservation(self, palm_pay_id: str, *, amount_cents: int, spent_day: str | None) -> None:
-        """Move a settled payment's hold out of `reserved`; into daily_spent when spent_day is still current.
+    # --- the daily ledger: one row per (link, local date) ----------------------
 
-        `spent_day` None means the payment failed: nothing is spent. One UPDATE, so
-        concurrent settlements never lose each other's counter changes.
+    def ledger(self, palm_pay_id: str, day: str) -> tuple[int, int]:
+        """(spent, reserved) cents of one link on one local date; (0, 0) before its first payment."""
+        row = self.c.execute(
+            "SELECT spent_cents, reserved_cents FROM daily_ledger WHERE palm_pay_id = ? AND day = ?",
+            (palm_pay_id, day),
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def reserve(self, palm_pay_id: str, day: str, *, limit_cents: int, amount_cents: int) -> None:
+        """Hold `amount_cents` on the link's ledger row for `day` (the row's CHECK refuses an overspend)."""
+        self.c.execute(
+            "INSERT INTO daily_ledger (palm_pay_id, day, limit_cents, spent_cents, reserved_cents)"
+            " VALUES (?, ?, ?, 0, ?) ON CONFLICT (palm_pay_id, day) DO UPDATE SET"
+            " reserved_cents = daily_ledger.reserved_cents + excluded.reserved_cents",
+            (palm_pay_id, day, limit_cents, amount_cents),
+        )
+        self._mirror(palm_pay_id, day)
+
+    def release_reservation(self, palm_pay_id: str, *, day: str, amount_cents: int, completed: bool) -> None:
+        """Move a settled payment's hold out of `reserved` on the day it was reserved; into `spent` if it completed.
+
+        One UPDATE, so concurrent settlements never lose each other's counter changes. A payment
+        settled after midnight still counts for the day it was made, never the new one.
         """
         self.c.execute(
-            "UPDATE palm_pay_links SET reserved_cents = reserved_cents - ?,"
-            " daily_spent_cents = daily_spent_cents + CASE WHEN spent_day = ? THEN ? ELSE 0 END"
-            " WHERE palm_pay_id = ?",
-            (amount_cents, spent_day, amount_cents, palm_pay_id),
+            "UPDATE daily_ledger SET reserved_cents = reserved_cents - ?, spent_cents = spent_cents + ?"
+            " WHERE palm_pay_id = ? AND day = ?",
+            (amount_cents, amount_cents if completed else 0, palm_pay_id, day),
         )
+        self._mirror(palm_pay_id, day)
+
+    def _mirror(self, palm_pay_id: str, day: str) -> None:
+        """Copy a ledger row onto the link's own counters when it is the link's latest day.
+
+        The link's columns are a read-side summary (views, events); limits are decided on the ledger.
+        ISO dates compare as text, so the summary only moves forward.
+        """
+        self.c.execute(
+            "UPDATE palm_pay_links SET spent_day = d.day, daily_spent_cents = d.spent_cents,"
+            " reserved_cents = d.reserved_cents FROM (SELECT day, spent_cents, reserved_cents FROM daily_ledger"
+            " WHERE palm_pay_id = ? AND day = ?) AS d"
+            " WHERE palm_pay_links.palm_pay_id = ? AND (palm_pay_links.spent_day IS NULL OR palm_pay_links.spent_day <= d.day)",
+            (palm_pay_id, day, palm_pay_id),
+        )
+
+    def reserved_total(self, palm_pay_id: str) -> int:
+        """Cents held by pending payments of a link, over all days."""
+        row = self.c.execute(
+            "SELECT COALESCE(SUM(reserved_cents), 0) FROM daily_ledger WHERE palm_pay_id = ?", (palm_pay_id,)
+        ).fetchone()
+        return int(row[0])
+
+    def ledger_rows(self) -> list[tuple[str, str, int, int, int]]:
+        """(palm_pay_id, day, limit, spent, reserved) of every ledger row, for invariant checks."""
+        return [
+            (r[0], r[1], int(r[2]), int(r[3]), int(r[4]))
+            for r in self.c.execute(
+                "SELECT palm_pay_id, day, limit_cents, spent_cents, reserved_cents FROM daily_ledger"
+                " ORDER BY palm_pay_id, day"
+            ).fetchall()
+        ]
 
     def completed_by_link_and_day(self) -> list[tuple[str, str, int, int]]:
         """(palm_pay_id, spent_day, sum of completed cents, max single amount) for invariant checks."""
