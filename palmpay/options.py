@@ -30,6 +30,10 @@ class PalmPayOptions:
     # with skewed clocks sharing one database agree). Either way a link's days never run backwards.
     time_source: str = "service"
 
+    # A change request a second operator has not approved within a working day expires: an approval
+    # weeks later would act on a situation nobody re-checked.
+    change_request_ttl_s: float = 24 * 3600
+
     verification_ttl_s: float = 24 * 3600  # spec: unverified links expire after 24 hours
     otp_ttl_s: float = 10 * 60  # a code is short-lived; a new one can be requested
     otp_digits: int = 6

@@ -22,11 +22,13 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .actors import BACKEND, authorisation_refusal
+from .change_requests import ChangeRequestsMixin
 from .clock import Clock, clock_epoch, system_clock
 from .crypto import BlindIndex, FieldCipher, KeyRing, KeyRingError, OtpHasher, key_id_of
 from .errors import ErrorCatalog, PalmPayError
 from .events import SpecEvents, contract_payment_event
-from .masking import mask_proxy, mask_ref
+from .masking import mask_free_text, mask_proxy, mask_ref
 from .models import (
     ACTIVE,
     PENDING_VERIFICATION,
@@ -67,7 +69,7 @@ from .verification import DevOtpSender, Verification, generate_otp
 
 log = logging.getLogger("payops.palmpay")
 
-BACKEND = "payment_backend"
+_MAX_AUDIT_REASON = 512  # a reason plus the approver's principal and the request id
 TEMPLATE_FIELD = "palm_template_ref"
 PROXY_FIELD = "payshap_proxy"
 
@@ -101,7 +103,7 @@ class _Attempt:
     day: str  # local date the payment counts for
 
 
-class PalmPayService:
+class PalmPayService(ChangeRequestsMixin):
     def __init__(
         self,
         options: PalmPayOptions | None = None,
@@ -686,39 +688,72 @@ class PalmPayService:
     # ======================================================================
 
     def suspend(self, palm_pay_id: str, reason: str, actor: str) -> LinkView:
+        """Suspend for review: an authenticated operator or the agent alone may (the safe direction)."""
         return self._change_status(palm_pay_id, SUSPENDED, actor=actor, action="suspend", reason=reason)
 
-    def reactivate(self, palm_pay_id: str, actor: str, reason: str = "review completed") -> LinkView:
+    def reactivate(
+        self, palm_pay_id: str, actor: str, reason: str = "review completed", *, approved_by: str | None = None
+    ) -> LinkView:
+        """Lift a suspension. A human's lift needs a second operator (see request_change / approve_request)."""
         # Only a suspension is lifted here; pending links become active through verify() alone.
         return self._change_status(
-            palm_pay_id, ACTIVE, actor=actor, action="reactivate", reason=reason, only_from=SUSPENDED
+            palm_pay_id, ACTIVE, actor=actor, action="reactivate", reason=reason, only_from=SUSPENDED,
+            approved_by=approved_by,
         )
 
-    def revoke(self, palm_pay_id: str, actor: str, reason: str = "revoked on request") -> LinkView:
-        """Outcome palm_link_revoked (permanent). The spec marks it human_required: pass the human as actor."""
-        return self._change_status(palm_pay_id, REVOKED, actor=actor, action="revoke", reason=reason)
+    def revoke(
+        self, palm_pay_id: str, actor: str, reason: str = "revoked on request", *, approved_by: str | None = None
+    ) -> LinkView:
+        """Outcome palm_link_revoked (permanent, human_required in the spec).
+
+        A human operator's revocation runs only as an approved change request (two people);
+        the agent's needs `approved_by`, the human who approved its proposal.
+        """
+        return self._change_status(
+            palm_pay_id, REVOKED, actor=actor, action="revoke", reason=reason, approved_by=approved_by
+        )
 
     def _change_status(
-        self, palm_pay_id: str, to: str, *, actor: str, action: str, reason: str, only_from: str | None = None
+        self, palm_pay_id: str, to: str, *, actor: str, action: str, reason: str, only_from: str | None = None,
+        approved_by: str | None = None,
     ) -> LinkView:
         actor = self._text(actor, "actor")
-        reason = self._text(reason, "reason")
+        reason = mask_free_text(self._text(reason, "reason"))
         ts = self._now()
         with self.store.write() as tx:
-            link = self._require_link(tx, palm_pay_id)
-            if only_from is not None and link.link_status != only_from:
-                refusal = self._refuse_transition(tx, link, to, ts=ts, actor=actor, action=action, reason=reason)
-            else:
-                refusal = self._transition(tx, link, to, ts=ts, actor=actor, action=action, reason=reason)
-            if refusal is None:
-                if to == REVOKED:
-                    tx.drop_otp(link.palm_pay_id)
-                    self._emit(tx, ts, "palm_link_revoked", self._values(link))
-                elif to == ACTIVE:
-                    tx.clear_match_failures(link.palm_pay_id)  # the review closed the earlier failures
+            refusal = self._change_status_tx(
+                tx, palm_pay_id, to, ts=ts, actor=actor, action=action, reason=reason, only_from=only_from,
+                approved_by=approved_by,
+            )
         if refusal is not None:
             raise refusal
         return self.show(palm_pay_id)
+
+    def _change_status_tx(
+        self, tx: Tx, palm_pay_id: str, to: str, *, ts: float, actor: str, action: str, reason: str,
+        only_from: str | None = None, approved_by: str | None = None,
+    ) -> PalmPayError | None:
+        link = self._require_link(tx, palm_pay_id)
+        why_not = authorisation_refusal(action, actor, approved_by)
+        if why_not is not None:
+            tx.audit(
+                ts, palm_pay_id=link.palm_pay_id, actor=mask_free_text(actor), action=action,
+                from_status=link.link_status, to_status=to, outcome="refused", reason=why_not,
+            )
+            log.warning("refused %s on %s: not authorised", action, link.palm_pay_id)
+            return self._errors.make("PALM_PAY_NOT_AUTHORISED", detail=why_not)
+        if approved_by:
+            reason = f"{reason}; approved by {approved_by}"[:_MAX_AUDIT_REASON]
+        if only_from is not None and link.link_status != only_from:
+            return self._refuse_transition(tx, link, to, ts=ts, actor=actor, action=action, reason=reason)
+        refusal = self._transition(tx, link, to, ts=ts, actor=actor, action=action, reason=reason)
+        if refusal is None:
+            if to == REVOKED:
+                tx.drop_otp(link.palm_pay_id)
+                self._emit(tx, ts, "palm_link_revoked", self._values(link))
+            elif to == ACTIVE:
+                tx.clear_match_failures(link.palm_pay_id)  # the review closed the earlier failures
+        return refusal
 
     def _transition(
         self,
@@ -819,8 +854,16 @@ class PalmPayService:
     # keys
     # ======================================================================
 
-    def rotate_key(self, *, batch: int = 500) -> RotationReport:
-        """New active data key; re-encrypt every row; retire keys no row uses any more."""
+    def rotate_key(
+        self, *, batch: int = 500, actor: str = BACKEND, approved_by: str | None = None
+    ) -> RotationReport:
+        """New active data key; re-encrypt every row; retire keys no row uses any more.
+
+        A human's rotation runs only as an approved change request (approve_request calls this).
+        """
+        why_not = authorisation_refusal("rotate_key", actor, approved_by)
+        if why_not is not None:
+            raise self._errors.make("PALM_PAY_NOT_AUTHORISED", detail=why_not)
         new_key = self._ring.add_active_key()
         with self.store.write() as tx:
             tx.set_active_key_id(new_key)  # from here on, every process seals with the new key
@@ -847,8 +890,9 @@ class PalmPayService:
             in_use = {key_id_of(ct) for row in tx.sealed_values() for ct in row[1:]}
             retired = self._ring.retire(set(self._ring.key_ids()) - in_use - {new_key})
             tx.audit(
-                self._now(), palm_pay_id=None, actor=BACKEND, action="rotate_key", from_status=None,
-                to_status=None, outcome="applied", reason=f"active key {new_key}; {rewritten} rows re-encrypted",
+                self._now(), palm_pay_id=None, actor=actor, action="rotate_key", from_status=None,
+                to_status=None, outcome="applied", reason=f"active key {new_key}; {rewritten} rows re-encrypted"
+                + (f"; approved by {approved_by}" if approved_by else ""),
             )
         self._cipher.forget_cached()
         return RotationReport(new_key_id=new_key, rows_reencrypted=rewritten, retired_key_ids=tuple(sorted(retired)))

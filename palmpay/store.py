@@ -39,13 +39,14 @@ from .models import (
     REVOKED,
     AccessLogEntry,
     AuditEntry,
+    ChangeRequest,
     OutboxEvent,
     PalmPayLink,
     PaymentEventRecord,
     SealedField,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Migrations are append-only: (version, statements). Never edit a released one.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -177,6 +178,29 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             " ON CONFLICT (palm_pay_id, day) DO UPDATE SET reserved_cents = excluded.reserved_cents",
         ),
     ),
+    (
+        3,
+        # The two-person rule: a human-initiated revocation, suspension lift, limit change or key
+        # rotation waits here until a second, different operator approves it; it runs once.
+        (
+            """CREATE TABLE change_requests (
+                request_id TEXT PRIMARY KEY,
+                action TEXT NOT NULL,
+                palm_pay_id TEXT,
+                reason TEXT NOT NULL,
+                args TEXT NOT NULL,
+                requested_by TEXT NOT NULL,
+                requested_at REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'executed', 'rejected', 'expired', 'failed')),
+                decided_by TEXT,
+                decided_at REAL,
+                result TEXT,
+                CHECK (decided_by IS NULL OR decided_by != requested_by)
+            )""",
+            "CREATE INDEX change_requests_by_status ON change_requests(status, requested_at)",
+        ),
+    ),
 )
 
 _LINK_COLUMNS = (
@@ -205,6 +229,14 @@ def _link(row: Sequence[Any]) -> PalmPayLink:
         bank=row[16],
         created_at=row[17],
     )
+
+
+def _request(row: Sequence[Any]) -> ChangeRequest:
+    keys = ("request_id", "action", "palm_pay_id", "reason", "args", "requested_by", "requested_at", "expires_at",
+            "status", "decided_by", "decided_at", "result")
+    values = dict(zip(keys, row, strict=True))
+    values["args"] = orjson.loads(values["args"])
+    return ChangeRequest(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +386,17 @@ class Tx:
             "UPDATE palm_pay_links SET link_status = ?, status_changed_at = ?, status_reason = ?,"
             " verified_at = COALESCE(?, verified_at), linked_at = COALESCE(?, linked_at) WHERE palm_pay_id = ?",
             (status, ts, reason, verified_at, linked_at, palm_pay_id),
+        )
+
+    def set_limits(self, palm_pay_id: str, *, daily_limit: int, transaction_limit: int) -> None:
+        """New limits on the link and on its ledger rows from `from_day` on (callers check they fit)."""
+        self.c.execute(
+            "UPDATE palm_pay_links SET daily_limit_cents = ?, transaction_limit_cents = ? WHERE palm_pay_id = ?",
+            (daily_limit, transaction_limit, palm_pay_id),
+        )
+        self.c.execute(
+            "UPDATE daily_ledger SET limit_cents = ? WHERE palm_pay_id = ? AND spent_cents + reserved_cents <= ?",
+            (daily_limit, palm_pay_id, daily_limit),
         )
 
     def set_ciphertexts(self, palm_pay_id: str, *, template_ct: bytes, proxy_ct: bytes) -> None:
@@ -595,6 +638,48 @@ class Tx:
         rows = self.c.execute(sql + " ORDER BY id", args).fetchall()
         keys = ("id", "ts", "palm_pay_id", "field", "actor", "purpose")
         return [AccessLogEntry(**dict(zip(keys, r, strict=True))) for r in rows]
+
+    # --- change requests (two-person rule) ---------------------------------
+
+    _REQUEST_COLUMNS = (
+        "request_id, action, palm_pay_id, reason, args, requested_by, requested_at, expires_at, status,"
+        " decided_by, decided_at, result"
+    )
+
+    def insert_request(self, request: ChangeRequest) -> None:
+        self.c.execute(
+            f"INSERT INTO change_requests ({self._REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (request.request_id, request.action, request.palm_pay_id, request.reason,
+             orjson.dumps(request.args).decode(), request.requested_by, request.requested_at, request.expires_at,
+             request.status, request.decided_by, request.decided_at, request.result),
+        )
+
+    def change_request(self, request_id: str) -> ChangeRequest | None:
+        row = self.c.execute(
+            f"SELECT {self._REQUEST_COLUMNS} FROM change_requests WHERE request_id = ?" + self._lock, (request_id,)
+        ).fetchone()
+        return _request(row) if row else None
+
+    def change_requests(self, status: str | None, limit: int) -> list[ChangeRequest]:
+        sql = f"SELECT {self._REQUEST_COLUMNS} FROM change_requests"
+        args: tuple[Any, ...] = ()
+        if status is not None:
+            sql += " WHERE status = ?"
+            args = (status,)
+        rows = self.c.execute(sql + " ORDER BY requested_at, request_id LIMIT ?", (*args, limit)).fetchall()
+        return [_request(r) for r in rows]
+
+    def decide_request(
+        self, request_id: str, *, from_status: str, to_status: str, decided_by: str | None, ts: float,
+        result: str | None = None,
+    ) -> bool:
+        """Move a request on from `from_status`; True only for the one call that does (exactly once)."""
+        cur = self.c.execute(
+            "UPDATE change_requests SET status = ?, decided_by = COALESCE(?, decided_by),"
+            " decided_at = COALESCE(?, decided_at), result = ? WHERE request_id = ? AND status = ?",
+            (to_status, decided_by, ts if decided_by else None, result, request_id, from_status),
+        )
+        return cur.rowcount == 1
 
     # --- keys --------------------------------------------------------------
 

@@ -27,7 +27,7 @@ palm_app = typer.Typer(
     add_completion=False,
 )
 
-INPUT_ERRORS = frozenset({"PALM_PAY_INVALID_INPUT", "PALM_PAY_LINK_NOT_FOUND"})
+INPUT_ERRORS = frozenset({"PALM_PAY_INVALID_INPUT", "PALM_PAY_LINK_NOT_FOUND", "PALM_PAY_REQUEST_NOT_FOUND"})
 
 
 def _fail(line: str, code: int) -> typer.Exit:
@@ -106,13 +106,42 @@ def pay(
         _print(service.pay(template_ref, amount, terminal, liveness, score, idempotency_key))
 
 
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="PAYOPS_API_KEY", show_envvar=True,
+                 help="Your operator API key (`payops keys create --role operator`); recorded as the actor"),
+]
+
+
+def _operator(api_key: str | None) -> str:
+    """The authenticated operator's principal ("operator:<key id>"): never a name the caller types."""
+    from payops.api.keys import ApiKeyError, ApiKeyStore
+    from payops.settings import Settings
+
+    if not api_key:
+        raise _fail("an operator API key is needed: --api-key or PAYOPS_API_KEY", 2)
+    store = ApiKeyStore.in_state_dir(Settings().ensure_state_dir())
+    try:
+        return store.authenticate_operator(api_key).principal
+    except ApiKeyError as exc:
+        raise _fail(str(exc), 2) from None
+    finally:
+        store.close()
+
+
+def _requested(request: BaseModel) -> None:
+    _print(request)
+    typer.echo(f"a second operator approves it with: payops palm approve-request {request.request_id}")  # type: ignore[attr-defined]
+
+
 @palm_app.command("suspend")
 def suspend(
     palm_pay_id: Annotated[str, typer.Argument()],
     reason: Annotated[str, typer.Option("--reason")],
-    actor: Annotated[str, typer.Option("--actor", help="Who asks (recorded in the audit log)")],
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Suspend an active link."""
+    """Suspend an active link (one operator: the safe direction)."""
+    actor = _operator(api_key)
     with _service() as service:
         _print(service.suspend(palm_pay_id, reason, actor))
 
@@ -120,23 +149,77 @@ def suspend(
 @palm_app.command("reactivate")
 def reactivate(
     palm_pay_id: Annotated[str, typer.Argument()],
-    actor: Annotated[str, typer.Option("--actor")],
     reason: Annotated[str, typer.Option("--reason")] = "review completed",
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Lift a suspension after review."""
+    """Ask to lift a suspension: a change request a second operator approves."""
+    actor = _operator(api_key)
     with _service() as service:
-        _print(service.reactivate(palm_pay_id, actor, reason))
+        _requested(service.request_change("reactivate", requested_by=actor, palm_pay_id=palm_pay_id, reason=reason))
 
 
 @palm_app.command("revoke")
 def revoke(
     palm_pay_id: Annotated[str, typer.Argument()],
-    actor: Annotated[str, typer.Option("--actor", help="The human who approved the revocation")],
     reason: Annotated[str, typer.Option("--reason")] = "revoked on request",
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Permanently revoke a link (human-approved action in the spec)."""
+    """Ask to revoke a link for good: a change request a second operator approves."""
+    actor = _operator(api_key)
     with _service() as service:
-        _print(service.revoke(palm_pay_id, actor, reason))
+        _requested(service.request_change("revoke", requested_by=actor, palm_pay_id=palm_pay_id, reason=reason))
+
+
+@palm_app.command("set-limits")
+def set_limits(
+    palm_pay_id: Annotated[str, typer.Argument()],
+    daily_limit: Annotated[str | None, typer.Option("--daily-limit", help="Rand, e.g. 5000")] = None,
+    transaction_limit: Annotated[str | None, typer.Option("--transaction-limit", help="Rand, e.g. 3000")] = None,
+    reason: Annotated[str, typer.Option("--reason")] = "limit change on request",
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Ask to change a link's limits: a change request a second operator approves."""
+    actor = _operator(api_key)
+    args = {k: v for k, v in (("daily_limit", daily_limit), ("transaction_limit", transaction_limit)) if v is not None}
+    with _service() as service:
+        _requested(service.request_change("set_limits", requested_by=actor, palm_pay_id=palm_pay_id, reason=reason,
+                                          args=args))
+
+
+@palm_app.command("requests")
+def requests(
+    status: Annotated[str, typer.Option("--status", help="pending, approved, executed, rejected, expired, failed or all")]
+    = "pending",
+) -> None:
+    """List change requests waiting for (or decided by) a second operator."""
+    if status not in {"pending", "approved", "executed", "rejected", "expired", "failed", "all"}:
+        raise _fail(f"unknown status {status!r}", 2)
+    with _service() as service:
+        found = service.change_requests(None if status == "all" else status)
+    typer.echo("[" + ",".join(r.model_dump_json() for r in found) + "]")
+
+
+@palm_app.command("approve-request")
+def approve_request(
+    request_id: Annotated[str, typer.Argument(help="Change request id (cr_...)")],
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Approve another operator's change request: it runs now, exactly once."""
+    actor = _operator(api_key)
+    with _service() as service:
+        _print(service.approve_request(request_id, approved_by=actor))
+
+
+@palm_app.command("reject-request")
+def reject_request(
+    request_id: Annotated[str, typer.Argument(help="Change request id (cr_...)")],
+    note: Annotated[str, typer.Option("--note")] = "",
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Reject another operator's change request."""
+    actor = _operator(api_key)
+    with _service() as service:
+        _print(service.reject_request(request_id, decided_by=actor, note=note))
 
 
 @palm_app.command("show")
@@ -147,10 +230,11 @@ def show(palm_pay_id: Annotated[str, typer.Argument()]) -> None:
 
 
 @palm_app.command("rotate-key")
-def rotate_key() -> None:
-    """Create a new data key and re-encrypt every sensitive field with it."""
+def rotate_key(api_key: ApiKeyOption = None) -> None:
+    """Ask for a new data key (every sensitive field re-encrypted): a change request a second operator approves."""
+    actor = _operator(api_key)
     with _service() as service:
-        _print(service.rotate_key())
+        _requested(service.request_change("rotate_key", requested_by=actor, reason="data key rotation"))
 
 
 def main() -> None:  # pragma: no cover - convenience entry point

@@ -28,7 +28,7 @@ from payops.palmpay import (
     SimulatedRailConfig,
     load_spec,
 )
-from payops.palmpay.service import BACKEND, RECONCILE_GRACE_S
+from payops.palmpay.service import RECONCILE_GRACE_S
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "palmpay" / "palm-pay.spec.json"
 SPEC = load_spec(SPEC_PATH)
@@ -42,6 +42,7 @@ STARTS = [datetime(2025, 3, 8, 23, 58, tzinfo=NEW_YORK), datetime(2025, 11, 1, 2
 JUMPS = [timedelta(seconds=1), timedelta(seconds=2), timedelta(minutes=7), timedelta(hours=1), timedelta(hours=12),
          -timedelta(seconds=2), -timedelta(minutes=7), -timedelta(hours=1), -timedelta(hours=12)]
 # Weighted: mostly payments and clock moves; revocation is permanent, so it comes rarely.
+OPERATORS = ("operator:a11ce0000001", "operator:b0b000000002")  # one per writer: the two-person rule
 OPS = ["pay"] * 12 + ["jump"] * 4 + ["tick"] * 2 + ["reconcile"] * 2 + ["suspend", "reactivate"] * 2 + ["revoke"]
 
 
@@ -122,16 +123,19 @@ def _run_sequence(n: int, rng: random.Random, writers: list[PalmPayService], clo
             clock.advance(RECONCILE_GRACE_S)
             writer.reconcile()
         else:
-            _administer(op, writer, link_id, seen)
+            _administer(op, writers, w, link_id, seen)
 
 
-def _administer(op: str, writer: PalmPayService, link_id: str, counts: Counter[str]) -> None:
+def _administer(op: str, writers: list[PalmPayService], w: int, link_id: str, seen: Counter[str]) -> None:
+    """Operators: one suspends alone; a lift or a revocation is one writer's request, the other's approval."""
     try:
         if op == "suspend":
-            writer.suspend(link_id, "property test", BACKEND)
-        elif op == "reactivate":
-            writer.reactivate(link_id, BACKEND)
+            writers[w].suspend(link_id, "property test", OPERATORS[w])
         else:
-            writer.revoke(link_id, BACKEND)
+            request = writers[w].request_change(op, requested_by=OPERATORS[w], palm_pay_id=link_id)
+            writers[1 - w].approve_request(request.request_id, approved_by=OPERATORS[1 - w])
     except IllegalTransitionError:
-        counts[f"{op} refused"] += 1
+        seen[f"{op} refused"] += 1
+    except PalmPayError as exc:
+        assert exc.code == "PALM_PAY_REQUEST_EXPIRED", exc.code  # the clocks jump past a request's expiry
+        seen[f"{op} request expired"] += 1

@@ -171,11 +171,11 @@ class PalmPayMachine(RuleBasedStateMachine):
         target = {"suspend": "suspended", "reactivate": "active", "revoke": "revoked"}[op]
         try:
             if op == "suspend":
-                after = self.service.suspend(link, "random test", "ops")
+                after = self.service.suspend(link, "random test", "operator:a11ce0000001")
             elif op == "reactivate":
-                after = self.service.reactivate(link, "ops")
+                after = self.service.reactivate(link, "operator:a11ce0000001", approved_by="operator:b0b000000002")
             else:
-                after = self.service.revoke(link, "ops")
+                after = self.service.revoke(link, "operator:a11ce0000001", approved_by="operator:b0b000000002")
         except IllegalTransitionError:
             legal = SPEC.can_transition(before, target) and (op != "reactivate" or before == "suspended")
             assert not legal, f"{op} refused from {before}"

@@ -1,0 +1,21 @@
+-- 0004: palm-pay's two-person rule (palmpay/store.py SQLite migration 3): a human-initiated
+-- revocation, suspension lift, limit change or key rotation waits here until a second, different
+-- operator approves it; the status moves on once, so it runs exactly once.
+CREATE TABLE palmpay.change_requests (
+    request_id TEXT PRIMARY KEY,
+    action TEXT NOT NULL,
+    palm_pay_id TEXT,
+    reason TEXT NOT NULL,
+    args TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'executed', 'rejected', 'expired', 'failed')),
+    decided_by TEXT,
+    decided_at DOUBLE PRECISION,
+    result TEXT,
+    CHECK (decided_by IS NULL OR decided_by <> requested_by)
+);
+CREATE INDEX change_requests_by_status ON palmpay.change_requests (status, requested_at);
+
+INSERT INTO palmpay.schema_version (version, applied_at) VALUES (3, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'));
