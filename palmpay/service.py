@@ -11,6 +11,7 @@ the database write lock.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import secrets
@@ -85,6 +86,13 @@ _MIN_TEMPLATE_REF = 8  # shorter refs would be guessable and their mask would re
 RECONCILE_GRACE_S = PalmPayOptions.reconcile_grace_s
 
 
+def _fingerprint(template_index: bytes, amount_cents: int, terminal_id: str, match_score: float) -> str:
+    """A digest of what a payment request asked for. The palm enters as its keyed blind index,
+    so the stored digest reveals nothing about the template reference."""
+    body = f"{template_index.hex()}|{amount_cents}|{terminal_id}|{float(match_score)!r}"
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def _aad(palm_pay_id: str, field: str) -> bytes:
     # Binds a ciphertext to its row and column, so blobs cannot be swapped between rows.
     return f"{palm_pay_id}|{field}".encode()
@@ -101,6 +109,7 @@ class _Attempt:
     started: float  # perf timer at arrival, for latency_ms
     ts: float  # epoch at arrival
     day: str  # local date the payment counts for
+    fingerprint: str | None = None  # what this request asked for, to tell a true replay from a reused key
 
 
 class PalmPayService(ChangeRequestsMixin):
@@ -402,13 +411,18 @@ class PalmPayService(ChangeRequestsMixin):
             raise refusal
 
         template_index = self._index.digest(TEMPLATE_FIELD, self._template_ref(palm_template_ref))
+        attempt = replace(attempt, fingerprint=_fingerprint(template_index, amount_cents, terminal_id, match_score))
         with self.store.write() as tx:
             link = tx.link_for_template(template_index)
             replay = tx.payment(payment_id) if idempotency_key else None
             if replay is not None:
-                same = link is not None and (replay.palm_pay_id, replay.amount_cents) == (link.palm_pay_id, amount_cents)
+                if replay.fingerprint is not None:
+                    same = replay.fingerprint == attempt.fingerprint
+                else:  # stored before fingerprints: the palm and the amount are all we can compare
+                    same = link is not None and (replay.palm_pay_id, replay.amount_cents) == (link.palm_pay_id, amount_cents)
                 if not same:
                     raise self._errors.make("PALM_PAY_IDEMPOTENCY_CONFLICT")
+                link = tx.link(replay.palm_pay_id)
             else:
                 attempt = self._numbered(tx, attempt, idempotency_key)
                 attempt = self._on_ledger_clock(tx, link, attempt)
@@ -463,7 +477,7 @@ class PalmPayService(ChangeRequestsMixin):
         tx.insert_payment(
             PaymentRow(
                 attempt.payment_id, link.palm_pay_id, attempt.amount_cents, attempt.terminal_id, "pending",
-                attempt.day, 0, None, None, attempt.ts,
+                attempt.day, 0, None, None, attempt.ts, attempt.fingerprint,
             ),
             ts=attempt.ts,
         )

@@ -199,6 +199,9 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 CHECK (decided_by IS NULL OR decided_by != requested_by)
             )""",
             "CREATE INDEX change_requests_by_status ON change_requests(status, requested_at)",
+            # Idempotency: what the first request asked for (keyed digest, no plaintext), so a replay
+            # of its key with another body is refused instead of answered with the first payment.
+            "ALTER TABLE payments ADD COLUMN fingerprint TEXT",
         ),
     ),
 )
@@ -251,6 +254,7 @@ class PaymentRow:
     error_code: str | None
     rail_reference: str | None
     created_at: float
+    fingerprint: str | None = None  # digest of the request that created it (None: from before migration 3)
 
 
 EVENTS_LOCK = "palmpay:event-ids"  # PostgreSQL: outbox / payment-event ids in commit order
@@ -410,7 +414,7 @@ class Tx:
     def payment(self, payment_id: str) -> PaymentRow | None:
         row = self.c.execute(
             "SELECT payment_id, palm_pay_id, amount_cents, terminal_id, status, spent_day, attempts, error_code,"
-            " rail_reference, created_at FROM payments WHERE payment_id = ?",
+            " rail_reference, created_at, fingerprint FROM payments WHERE payment_id = ?",
             (payment_id,),
         ).fetchone()
         return PaymentRow(*row) if row else None
@@ -426,7 +430,7 @@ class Tx:
     def insert_payment(self, row: PaymentRow, *, ts: float) -> None:
         self.c.execute(
             "INSERT INTO payments (payment_id, palm_pay_id, amount_cents, terminal_id, status, spent_day, attempts,"
-            " error_code, rail_reference, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " error_code, rail_reference, created_at, updated_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.payment_id,
                 row.palm_pay_id,
@@ -439,6 +443,7 @@ class Tx:
                 row.rail_reference,
                 row.created_at,
                 ts,
+                row.fingerprint,
             ),
         )
 

@@ -350,6 +350,20 @@ def test_same_idempotency_key_never_charges_twice(service, enroll):
     assert err.value.code == "PALM_PAY_IDEMPOTENCY_CONFLICT"
 
 
+@pytest.mark.parametrize("changed", [dict(terminal_id="T2"), dict(match_score=0.97)], ids=["terminal", "score"])
+def test_a_replay_with_another_body_is_a_conflict_not_the_stored_payment(service, enroll, changed):
+    _view, ref, _ = enroll()
+    first = dict(terminal_id="T1", match_score=0.99)
+    service.pay(ref, 20, first["terminal_id"], True, first["match_score"], idempotency_key="till-1-0002")
+    replay = {**first, **changed}
+    with pytest.raises(PalmPayError) as err:
+        service.pay(ref, 20, replay["terminal_id"], True, replay["match_score"], idempotency_key="till-1-0002")
+    assert err.value.code == "PALM_PAY_IDEMPOTENCY_CONFLICT" and err.value.status == 409
+    with service.store.read() as tx:
+        stored = tx.payment("till-1-0002").fingerprint
+    assert stored and ref not in stored and len(stored) == 64
+
+
 # --- illegal transitions are refused and audited ---------------------------------------------
 
 
