@@ -34,6 +34,10 @@ class PalmPayOptions:
     # weeks later would act on a situation nobody re-checked.
     change_request_ttl_s: float = 24 * 3600
 
+    # POPIA: personal data is kept no longer than needed. A revoked link's encrypted PII goes after
+    # 90 days, which covers the dispute and chargeback window of its last payments.
+    pii_retention_s: float = 90 * 24 * 3600
+
     verification_ttl_s: float = 24 * 3600  # spec: unverified links expire after 24 hours
     otp_ttl_s: float = 10 * 60  # a code is short-lived; a new one can be requested
     otp_digits: int = 6

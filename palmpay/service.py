@@ -64,6 +64,7 @@ from .rail import (
     SimulatedPayShapRail,
     initiate_with_retries,
 )
+from .retention import RetentionMixin
 from .spec import PalmPaySpec, load_spec
 from .store import ENROLMENT_LOCK, PaymentRow, Tx, open_store
 from .verification import DevOtpSender, Verification, generate_otp
@@ -112,7 +113,7 @@ class _Attempt:
     fingerprint: str | None = None  # what this request asked for, to tell a true replay from a reused key
 
 
-class PalmPayService(ChangeRequestsMixin):
+class PalmPayService(ChangeRequestsMixin, RetentionMixin):
     def __init__(
         self,
         options: PalmPayOptions | None = None,
@@ -256,6 +257,9 @@ class PalmPayService(ChangeRequestsMixin):
             return self._errors.make("PALM_PAY_PALM_LIMIT")
         if hand is not None and any(link.palm_hand == hand for link in live):
             return self._errors.make("PALM_PAY_PALM_LIMIT", detail=f"{hand} hand already linked")
+        if live and (hand is None or any(link.palm_hand is None for link in live)):
+            # Two palms are one left and one right: with a hand unnamed, the second could be the same hand.
+            return self._errors.make("PALM_PAY_PALM_LIMIT", detail="a second palm needs both hands named")
         return None
 
     def verify(self, palm_pay_id: str, otp: str) -> LinkView:

@@ -700,9 +700,31 @@ class Tx:
         )
 
     def sealed_values(self) -> list[tuple[str, bytes, bytes]]:
+        """Every row's ciphertexts, except rows whose PII was erased (nothing left to re-encrypt)."""
         return self.c.execute(
-            "SELECT palm_pay_id, template_ct, proxy_ct FROM palm_pay_links ORDER BY palm_pay_id" + self._lock
+            "SELECT palm_pay_id, template_ct, proxy_ct FROM palm_pay_links WHERE length(template_ct) > 0"
+            " ORDER BY palm_pay_id" + self._lock
         ).fetchall()
+
+    # --- retention -----------------------------------------------------------
+
+    def revoked_with_pii_before(self, cutoff: float, limit: int) -> list[str]:
+        rows = self.c.execute(
+            "SELECT palm_pay_id FROM palm_pay_links WHERE link_status = ? AND status_changed_at <= ?"
+            " AND length(template_ct) > 0 ORDER BY status_changed_at LIMIT ?" + self._lock,
+            (REVOKED, cutoff, limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def erase_pii(self, palm_pay_id: str) -> None:
+        """Empty the ciphertexts and blind indexes of a revoked link; its masked hints stay."""
+        self.c.execute(
+            "UPDATE palm_pay_links SET template_ct = ?, proxy_ct = ?, template_index = ?, proxy_index = ?"
+            " WHERE palm_pay_id = ? AND link_status = ?",
+            (b"", b"", b"", b"", palm_pay_id, REVOKED),
+        )
+        self.c.execute("DELETE FROM otp_challenges WHERE palm_pay_id = ?", (palm_pay_id,))
+        self.c.execute("DELETE FROM match_failures WHERE palm_pay_id = ?", (palm_pay_id,))
 
 
 class PalmPayStore:

@@ -237,6 +237,13 @@ def rotate_key(api_key: ApiKeyOption = None) -> None:
         _requested(service.request_change("rotate_key", requested_by=actor, reason="data key rotation"))
 
 
+@palm_app.command("erase-revoked-pii")
+def erase_revoked_pii() -> None:
+    """Erase the encrypted PII of links revoked longer ago than the retention period (cron-safe; POPIA)."""
+    with _service() as service:
+        typer.echo(f"erased the PII of {service.erase_revoked_pii()} revoked link(s)")
+
+
 def main() -> None:  # pragma: no cover - convenience entry point
     palm_app(prog_name="payops palm")
 

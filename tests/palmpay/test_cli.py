@@ -140,3 +140,8 @@ def test_rule_refusals_exit_1_with_card_fallback(run):
 
 def test_missing_option_is_a_usage_error(run):
     assert run("link", "--user", "u1").exit_code == 2
+
+
+def test_erase_revoked_pii_runs_from_the_cli_and_reports_a_count(run):
+    result = run("erase-revoked-pii")
+    assert result.exit_code == 0 and "erased the PII of 0 revoked link(s)" in result.output
