@@ -460,7 +460,9 @@ class PalmPayService(ChangeRequestsMixin, RetentionMixin):
         if not match_accepted(match_score, self.options.match_threshold):
             self._count_failed_match(tx, link, attempt.ts)
             return self._refuse_payment(tx, "PALM_PAY_NOT_REGISTERED", "palm_not_registered", link, attempt), None
-        spent, reserved = tx.ledger(link.palm_pay_id, attempt.day)
+        # The link's counters mirror its latest ledger row (written under this same lock), and a payment
+        # counts on that day or a later one that has no row yet: no ledger read is needed.
+        spent, reserved = (link.daily_spent, link.reserved) if link.spent_day == attempt.day else (0, 0)
         decision = decide_payment(
             link_status=link.link_status,
             spent_cents=spent,

@@ -478,13 +478,14 @@ class Tx:
 
     def reserve(self, palm_pay_id: str, day: str, *, limit_cents: int, amount_cents: int) -> None:
         """Hold `amount_cents` on the link's ledger row for `day` (the row's CHECK refuses an overspend)."""
-        self.c.execute(
+        row = self.c.execute(
             "INSERT INTO daily_ledger (palm_pay_id, day, limit_cents, spent_cents, reserved_cents)"
             " VALUES (?, ?, ?, 0, ?) ON CONFLICT (palm_pay_id, day) DO UPDATE SET"
-            " reserved_cents = daily_ledger.reserved_cents + excluded.reserved_cents",
+            " reserved_cents = daily_ledger.reserved_cents + excluded.reserved_cents"
+            " RETURNING spent_cents, reserved_cents",
             (palm_pay_id, day, limit_cents, amount_cents),
-        )
-        self._mirror(palm_pay_id, day)
+        ).fetchone()
+        self._mirror(palm_pay_id, day, row)
 
     def release_reservation(self, palm_pay_id: str, *, day: str, amount_cents: int, completed: bool) -> None:
         """Move a settled payment's hold out of `reserved` on the day it was reserved; into `spent` if it completed.
@@ -492,25 +493,24 @@ class Tx:
         One UPDATE, so concurrent settlements never lose each other's counter changes. A payment
         settled after midnight still counts for the day it was made, never the new one.
         """
-        self.c.execute(
+        row = self.c.execute(
             "UPDATE daily_ledger SET reserved_cents = reserved_cents - ?, spent_cents = spent_cents + ?"
-            " WHERE palm_pay_id = ? AND day = ?",
+            " WHERE palm_pay_id = ? AND day = ? RETURNING spent_cents, reserved_cents",
             (amount_cents, amount_cents if completed else 0, palm_pay_id, day),
-        )
-        self._mirror(palm_pay_id, day)
+        ).fetchone()
+        if row is not None:
+            self._mirror(palm_pay_id, day, row)
 
-    def _mirror(self, palm_pay_id: str, day: str) -> None:
+    def _mirror(self, palm_pay_id: str, day: str, ledger_row: Sequence[Any]) -> None:
         """Copy a ledger row onto the link's own counters when it is the link's latest day.
 
         The link's columns are a read-side summary (views, events); limits are decided on the ledger.
         ISO dates compare as text, so the summary only moves forward.
         """
         self.c.execute(
-            "UPDATE palm_pay_links SET spent_day = d.day, daily_spent_cents = d.spent_cents,"
-            " reserved_cents = d.reserved_cents FROM (SELECT day, spent_cents, reserved_cents FROM daily_ledger"
-            " WHERE palm_pay_id = ? AND day = ?) AS d"
-            " WHERE palm_pay_links.palm_pay_id = ? AND (palm_pay_links.spent_day IS NULL OR palm_pay_links.spent_day <= d.day)",
-            (palm_pay_id, day, palm_pay_id),
+            "UPDATE palm_pay_links SET spent_day = ?, daily_spent_cents = ?, reserved_cents = ?"
+            " WHERE palm_pay_id = ? AND (spent_day IS NULL OR spent_day <= ?)",
+            (day, ledger_row[0], ledger_row[1], palm_pay_id, day),
         )
 
     def reserved_total(self, palm_pay_id: str) -> int:
