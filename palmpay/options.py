@@ -81,5 +81,8 @@ class PalmPayOptions:
             match_threshold=settings.palm_match_threshold,
             data_key=key,
             database_url=getattr(settings, "database_url", None),
+            time_source=getattr(settings, "palm_time_source", "service"),
+            pii_retention_s=getattr(settings, "palm_pii_retention_days", 90) * 86400,
+            change_request_ttl_s=getattr(settings, "palm_change_request_ttl_hours", 24) * 3600,
         )
         return replace(base, **overrides)

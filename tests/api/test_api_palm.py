@@ -196,3 +196,21 @@ def test_bad_payment_bodies_are_refused_before_anything_runs(api: Api, field: st
     if field != "extra_field":
         assert f'"{value}"' not in r.text and f": {value}" not in r.text  # the value sent is not echoed
     assert api.palm.payment_events_after(0) == []
+
+
+def test_limit_changes_and_rejections_go_through_change_requests(api: Api) -> None:
+    palm_pay_id, _ref = api.enrol(daily_limit="800", transaction_limit="300")
+    asked = api.client.post(f"/v1/palm/links/{palm_pay_id}/limits", json={"daily_limit": "1200", "reason": "raise"},
+                            headers=api.as_("operator"))
+    assert asked.status_code == 202 and asked.json()["args"] == {"daily_limit": "1200.00"}
+    listed = api.client.get("/v1/palm/requests", headers=api.as_("operator")).json()
+    assert [r["request_id"] for r in listed] == [asked.json()["request_id"]]
+    second = bearer(api.app.state.backend.keys.create("operator-two", "operator")[1])
+    rejected = api.client.post(f"/v1/palm/requests/{asked.json()['request_id']}/reject",
+                               json={"note": "call 0821234567 first"}, headers=second)
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+    assert rejected.json()["result"] == "call ******4567 first"
+    shown = api.client.get(f"/v1/palm/links/{palm_pay_id}", headers=api.as_("viewer")).json()
+    assert shown["daily_limit"] == "800.00"
+    again = api.client.post(f"/v1/palm/requests/{asked.json()['request_id']}/approve", headers=second)
+    assert again.status_code == 409 and again.json()["code"] == "PALM_PAY_REQUEST_NOT_PENDING"

@@ -109,3 +109,15 @@ def test_the_database_time_source_ignores_a_writer_clock_that_is_twelve_hours_of
 )
 def test_a_payment_counts_on_the_later_of_its_own_date_and_the_links_latest(today, latest, counts_on):
     assert ledger_day(today, latest) == counts_on
+
+
+def test_the_time_source_retention_and_request_expiry_are_settings(tmp_path):
+    from payops.settings import Settings
+
+    settings = Settings(state_dir=tmp_path, palm_time_source="database", palm_pii_retention_days=30,
+                        palm_change_request_ttl_hours=4)
+    options = PalmPayOptions.from_settings(settings)
+    assert (options.time_source, options.pii_retention_s, options.change_request_ttl_s) == ("database", 30 * 86400,
+                                                                                            4 * 3600)
+    with pytest.raises(ValueError):
+        Settings(palm_time_source="ntp")
