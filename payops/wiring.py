@@ -42,6 +42,10 @@ def agent_services(settings: Settings, source_name: str | None, scenario: str, s
     source: Source
     if source_name in (None, "simulator", "sim"):
         source = SimulatorSource(simulator_for(scenario, seed, control_plane))
+    elif source_name.startswith("nats://"):
+        from payops.signals.nats_source import open_nats
+
+        source = open_nats(source_name, settings.deployment)
     else:
         source = open_jsonl(source_name)
     return build_services(settings, source=source, in_memory=in_memory, control_plane=control_plane, notifier=notifier_for(settings))
