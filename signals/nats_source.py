@@ -25,16 +25,11 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-import numpy as np
-
-from .batch import EventBatch, concat
-from .events import ParseReport
-from .jsonl import JsonlParser
+from .log_source import LogSource
 from .sources import SourceError
 
 BATCH_HEADER = "Payops-Batch"
@@ -88,16 +83,6 @@ def consumer_name(partition: str) -> str:
     return "payops-" + re.sub(r"[^A-Za-z0-9_-]", "_", partition)
 
 
-@dataclass
-class _Group:
-    """Messages of one fetch: their events, the last stream sequence, and the latest event time."""
-
-    batch: EventBatch
-    last_seq: int
-    last_msg: Any
-    max_ts: float
-
-
 class _Loop:
     """An asyncio loop on its own thread: nats-py is async, the agent's sources are not."""
 
@@ -128,20 +113,14 @@ class _Loop:
             self.loop.close()
 
 
-class NatsSource:
+class NatsSource(LogSource):
     """A `Source` over a JetStream stream (see the module docstring)."""
 
     def __init__(self, address: NatsAddress, partition: str = "default") -> None:
+        super().__init__(address.label)
         self.address = address
-        self.name = address.label
         self.partition = partition
-        self.report = ParseReport()
-        self._parser = JsonlParser(self.report)
-        self._next_line_no = 1
-        self._pending: deque[_Group] = deque()  # fetched, not yet handed out in full
-        self._done: deque[_Group] = deque()  # handed out in full, not yet acknowledged
         self._max_seq = 0
-        self._eof = False
         self.redelivered_dropped = 0
         self.acked_seq = 0
         self._loop = _Loop()
@@ -192,7 +171,7 @@ class NatsSource:
         except NatsTimeout:
             return []
 
-    def _fill(self) -> bool:
+    def _fill(self, end_ts: float) -> bool:
         """Fetch the next group into pending; False when the log is drained (without follow)."""
         if self._eof:
             return False
@@ -208,62 +187,26 @@ class NatsSource:
                 self._max_seq = seq
                 fresh.append(m)
             if fresh:
-                self._add_group(fresh)
+                data = b"".join(m.data if m.data.endswith(b"\n") else m.data + b"\n" for m in fresh)
+                self._add_group(data, int(fresh[-1].metadata.sequence.stream), fresh[-1])
                 return True
             if msgs:
                 continue  # only redeliveries: fetch again
             idle += FETCH_WAIT_SECONDS
-            if not self.address.follow and idle >= self.address.idle_seconds:
+            # Drained: quiet for `idle` seconds and the server holds nothing undelivered for us (an empty
+            # fetch on a busy machine is not the end of the log).
+            if not self.address.follow and idle >= self.address.idle_seconds and self.lag() == 0:
                 self._eof = True
                 return False
-
-    def _add_group(self, msgs: list[Any]) -> None:
-        data = b"".join(m.data if m.data.endswith(b"\n") else m.data + b"\n" for m in msgs)
-        batch = self._parser.parse(data, self._next_line_no)
-        self._next_line_no += self._parser.line_count
-        last = msgs[-1]
-        max_ts = float(batch.ts.max()) if len(batch) else float("-inf")
-        group = _Group(batch, int(last.metadata.sequence.stream), last, max_ts)
-        self._pending.append(group)  # an all-bad group too: acknowledged in log order once passed
-
-    # -- Source ----------------------------------------------------------------------------
-
-    def first_ts(self) -> float | None:
-        while not self._pending and self._fill():
-            pass
-        return float(self._pending[0].batch.ts[0]) if self._pending else None
-
-    def read_until(self, end_ts: float) -> EventBatch:
-        """Events in log order before the first one at or after end_ts (as LineSource does)."""
-        out: list[EventBatch] = []
-        while True:
-            while self._pending:
-                group = self._pending[0]
-                later = np.flatnonzero(group.batch.ts >= end_ts)
-                if later.size:
-                    cut = int(later[0])
-                    out.append(group.batch.take(slice(0, cut)))
-                    group.batch = group.batch.take(slice(cut, None))
-                    return concat(out)
-                out.append(group.batch)
-                self._done.append(self._pending.popleft())
-            if not self._fill():
-                return concat(out)
-
-    @property
-    def exhausted(self) -> bool:
-        return self._eof and not self._pending
 
     # -- acknowledgement, lag ---------------------------------------------------------------
 
     def commit(self, next_window_start: float) -> int:
         """Acknowledge every group handed out in full whose events no open window needs; the new ack floor."""
-        last = None
-        while self._done and self._done[0].max_ts < next_window_start:
-            last = self._done.popleft()
+        last = self.passed(next_window_start)
         if last is not None:
-            self._loop.run(last.last_msg.ack(), CONNECT_SECONDS)
-            self.acked_seq = last.last_seq
+            self._loop.run(last.token.ack(), CONNECT_SECONDS)
+            self.acked_seq = last.position
         return self.acked_seq
 
     def lag(self) -> int:
