@@ -9,7 +9,7 @@ touches any state.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -92,11 +92,13 @@ class ResponseMiddleware:
 
 def create_app(settings: Settings | None = None, services: AgentServices | None = None,
                palm: PalmPayService | None = None, *, keys: ApiKeyStore | None = None,
-               api_settings: ApiSettings | None = None, limiter: RateLimiter | None = None) -> FastAPI:
+               api_settings: ApiSettings | None = None, limiter: RateLimiter | None = None,
+               background_jobs: bool = False) -> FastAPI:
     """The API over one state directory. Nothing is opened until a request needs it.
 
     `settings` default to the environment's (PAYOPS_*); `services`, `palm`, `keys` replace what would be
     opened from the state directory (tests, embedding); `limiter` replaces the token buckets.
+    `background_jobs` (`payops serve`): palm-pay settlement rounds run while the app is up.
     """
     backend = Backend(settings, services=services, palm=palm, keys=keys, api_settings=api_settings, limiter=limiter)
     metrics = ApiMetrics(backend)
@@ -104,7 +106,12 @@ def create_app(settings: Settings | None = None, services: AgentServices | None 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
+        with ExitStack() as jobs:
+            if background_jobs:
+                from payops.palm_jobs import in_background
+
+                jobs.enter_context(in_background(backend.settings, lambda: backend.palm))
+            yield
         backend.close()
 
     app = FastAPI(

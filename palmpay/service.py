@@ -565,37 +565,51 @@ class PalmPayService:
         return True
 
     def reconcile(self, *, limit: int = 500) -> ReconcileReport:
-        """Ask the rail about pending payments (by idempotency key) and settle them once."""
+        """Ask the rail about pending payments (by idempotency key) and settle them once.
+
+        A payment still unsettled (the rail says pending, or cannot be asked) after
+        `options.max_pending_age_s` is released as failed, so a lost rail answer never holds
+        the customer's limit for ever; settlement.py runs this on a schedule.
+        """
         now = self._now()
         with self.store.read() as tx:
             pending = [p for p in tx.pending_payments(limit) if now - p.created_at >= self.options.reconcile_grace_s]
-        completed = failed = still = 0
+        completed = failed = still = released = 0
         for row in pending:
             try:
                 answer = self.rail.payment_status(row.payment_id)
             except Exception:
-                log.warning("rail status for payment %s unavailable; stays pending", row.payment_id)
+                log.warning("rail status for payment %s unavailable", row.payment_id)
+                answer = None
+            ts = self._now()
+            overdue = ts - row.created_at >= self.options.max_pending_age_s
+            if answer is None and not overdue:
                 still += 1
                 continue
-            ts = self._now()
             with self.store.write() as tx:
                 link = tx.link(row.palm_pay_id)
                 assert link is not None
-                if answer.status == "completed":
+                said = "unavailable" if answer is None else answer.status
+                if answer is not None and answer.status == "completed":
                     completed += self._settle(
                         tx, row, link, "completed", ts, attempts=row.attempts, rail_reference=answer.rail_reference
                     )
-                elif answer.status in ("failed", "not_found"):
+                elif answer is not None and answer.status in ("failed", "not_found"):
                     # not_found after the grace period: the rail never took it, so release the hold.
                     code = answer.error_code or ("DO_NOT_HONOR" if answer.status == "failed" else row.error_code)
                     failed += self._settle(tx, row, link, "failed", ts, attempts=row.attempts, error_code=code)
+                elif overdue:
+                    code = row.error_code or "GATEWAY_TIMEOUT"
+                    released += self._settle(tx, row, link, "failed", ts, attempts=row.attempts, error_code=code)
+                    said += f"; released after {self.options.max_pending_age_s:.0f}s pending"
+                    log.warning("payment %s released unsettled after the maximum pending age", row.payment_id)
                 else:
                     still += 1
                 tx.audit(
                     ts, palm_pay_id=row.palm_pay_id, actor=BACKEND, action="reconcile", from_status=None,
-                    to_status=None, outcome="applied", reason=f"payment {row.payment_id}: rail says {answer.status}",
+                    to_status=None, outcome="applied", reason=f"payment {row.payment_id}: rail says {said}",
                 )
-        return ReconcileReport(completed=completed, failed=failed, still_pending=still)
+        return ReconcileReport(completed=completed, failed=failed, still_pending=still, released_overdue=released)
 
     def _count_failed_match(self, tx: Tx, link: PalmPayLink, ts: float) -> None:
         window = self.options.fraud_window_s

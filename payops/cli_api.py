@@ -57,7 +57,7 @@ def serve(
     api = ApiSettings()
     host = host or api.host
     port = port or api.port
-    app = create_app(settings, api_settings=api)
+    app = create_app(settings, api_settings=api, background_jobs=True)
     app.state.backend.warm_up()
     if not app.state.backend.keys.list(include_revoked=False):
         typer.echo("payops: no active API key: every request but /healthz will be refused; "

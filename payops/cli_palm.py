@@ -153,6 +153,25 @@ def rotate_key() -> None:
         _print(service.rotate_key())
 
 
+@palm_app.command("maintain")
+def maintain() -> None:
+    """One settlement round: expire unverified links, settle or release pending payments (cron-safe).
+
+    Exit status: 0 done, 75 another round holds the lock (try again next time), 2 bad settings.
+    """
+    from payops.palm_jobs import MaintenanceLocked, maintain_once
+    from payops.scheduling import EX_TEMPFAIL
+    from payops.settings import Settings
+
+    with _service() as service:
+        try:
+            report = maintain_once(Settings(), service)
+        except MaintenanceLocked:
+            raise _fail("another palm-pay maintenance round is running; try again later", EX_TEMPFAIL) from None
+    _print(report)
+    typer.echo(report.summary(), err=True)
+
+
 def main() -> None:  # pragma: no cover - convenience entry point
     palm_app(prog_name="payops palm")
 
