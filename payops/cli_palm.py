@@ -37,10 +37,18 @@ def _fail(line: str, code: int) -> typer.Exit:
 
 @contextlib.contextmanager
 def _service(sender: DevOtpSender | None = None) -> Iterator[PalmPayService]:
+    """The backend on Settings; OTPs go to `sender` (--show-otp) or the PAYOPS_OTP_* sender."""
+    from pydantic import ValidationError
+
+    from payops.palmpay.otp_delivery import sender_from_settings
+
     try:
         from payops.settings import Settings
 
-        service = PalmPayService(PalmPayOptions.from_settings(Settings()), verification=sender or DevOtpSender())
+        verification = sender if sender is not None else sender_from_settings()
+        service = PalmPayService(PalmPayOptions.from_settings(Settings()), verification=verification)
+    except ValidationError as exc:
+        raise _fail(f"palm-pay is not usable: {_first_error(exc)}", 2) from None
     except (SpecError, KeyRingError, ValueError, OSError) as exc:
         raise _fail(f"palm-pay is not usable: {exc}", 2) from None
     try:
@@ -50,6 +58,15 @@ def _service(sender: DevOtpSender | None = None) -> Iterator[PalmPayService]:
         raise _fail(f"{exc.code} ({exc.status}): {exc.message}{hint}", 2 if exc.code in INPUT_ERRORS else 1) from None
     finally:
         service.close()
+
+
+def _first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and errors():
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{where}: {first['msg']}" if where else str(first["msg"])
+    return str(exc).splitlines()[0]
 
 
 def _print(model: BaseModel) -> None:
@@ -70,15 +87,31 @@ def link(
         bool, typer.Option("--show-otp", help="DEMO ONLY: print the one-time code from the dev OTP sender")
     ] = False,
 ) -> None:
-    """Create a palm-to-proxy link (pending verification) and send an OTP."""
-    sender = DevOtpSender()
+    """Create a palm-to-proxy link (pending verification) and send an OTP (PAYOPS_OTP_SENDER)."""
+    sender = DevOtpSender() if show_otp else None
     with _service(sender) as service:
         view, delivery_id = service.create_link(
             user, template_ref, hand, proxy, proxy_type, daily_limit, transaction_limit, bank
         )
     _print(view)
     typer.echo(f"OTP sent (delivery {delivery_id})")
-    if show_otp:
+    if sender is not None:
+        typer.echo(f"demo OTP: {sender.code_for(delivery_id)}")
+
+
+@palm_app.command("resend-otp")
+def resend_otp(
+    palm_pay_id: Annotated[str, typer.Argument(help="Link id (pp_...), still pending verification")],
+    show_otp: Annotated[
+        bool, typer.Option("--show-otp", help="DEMO ONLY: print the new code instead of sending it")
+    ] = False,
+) -> None:
+    """Send a new one-time code to a pending link's proxy (the previous code stops working)."""
+    sender = DevOtpSender() if show_otp else None
+    with _service(sender) as service:
+        delivery_id = service.resend_otp(palm_pay_id)
+    typer.echo(f"OTP sent (delivery {delivery_id})")
+    if sender is not None:
         typer.echo(f"demo OTP: {sender.code_for(delivery_id)}")
 
 
