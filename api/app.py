@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payops.settings import Settings
 
-from . import ops_routes, palm_routes
+from . import ops_routes, palm_routes, terminal_routes
 from .auth import OPERATOR, READERS, TERMINAL, VIEWER, require
 from .backend import Backend
 from .errors import BodySizeLimitMiddleware, InternalErrorMiddleware, exception_handlers
@@ -41,7 +41,7 @@ Palm-pay endpoints for terminals and enrolment, and the agent's records for oper
 
 **Auth.** Every endpoint but `/healthz` needs `Authorization: Bearer <API key>`. Keys have one role:
 `terminal` (palm-pay endpoints only), `viewer` (reads decisions, approvals, lessons, chat, audit, metrics),
-`operator` (a viewer who may also approve / reject, revoke and show palm links). Create keys with
+`operator` (a viewer who may also approve / reject, revoke and show palm links, and register terminal keys). Create keys with
 `payops keys create --name N --role R` (shown once; stored hashed).
 
 **Errors.** Every error is `{code, status, message}`; on palm-pay endpoints also `fallback: "card"`.
@@ -49,6 +49,10 @@ Palm-pay refusals use the spec's codes, statuses and messages.
 
 **Limits.** Request bodies up to 16 KiB by default. Payments, OTP verification / resend and enrolment
 are rate-limited per key with token buckets (429 with Retry-After).
+
+**Attestation.** A payment's scan must be signed by the terminal's Ed25519 key (`attestation`; keys registered
+with `PUT /v1/palm/terminals/{terminal_id}/key`): refused unsigned (422), forged or changed (403), signed more than
+2 minutes from the server's clock (403), or with a nonce already used (409). See api/README.md for the signed message.
 
 **Idempotency.** `POST /v1/palm/payments` needs an idempotency key (header `Idempotency-Key` or body
 `idempotency_key`): a replay returns the first result and never pays twice.
@@ -128,6 +132,7 @@ def create_app(settings: Settings | None = None, services: AgentServices | None 
     app.state.backend = backend
     app.state.metrics = metrics
     app.include_router(palm_routes.router)
+    app.include_router(terminal_routes.router)
     app.include_router(ops_routes.router)
 
     @app.get("/healthz", response_model=Health, tags=["meta"], summary="Liveness (no key needed)")

@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .attestation import ScanAttestation, TerminalAttestation
 from .clock import Clock, clock_epoch, system_clock
 from .crypto import BlindIndex, FieldCipher, KeyRing, KeyRingError, OtpHasher, key_id_of
 from .errors import ErrorCatalog, PalmPayError
@@ -135,6 +136,10 @@ class PalmPayService:
         self.rail: PayShapRail = rail if rail is not None else SimulatedPayShapRail()
         self.verification: Verification = verification if verification is not None else DevOtpSender()
         self._hands = self.spec.field_options.get("palm_hand", ("left", "right"))
+        # Terminal keys and signed-scan checks (attestation.py); its tables are made on first use.
+        self.attestation = TerminalAttestation(
+            self.store, self._errors, window_s=self.options.attestation_window_s, now=self._now
+        )
         self._proxy_types = self.spec.field_options.get("proxy_type", tuple(_PROXY_PATTERNS))
 
     # ======================================================================
@@ -372,8 +377,15 @@ class PalmPayService:
         liveness_passed: bool,
         match_score: float,
         idempotency_key: str | None = None,
+        *,
+        attestation: ScanAttestation | None = None,
+        require_attestation: bool | None = None,
     ) -> PaymentResult:
         """Resolve the palm's proxy and push the payment over the rail.
+
+        `attestation`: the terminal's signature over this scan (attestation.py), checked
+        before anything else; `require_attestation` (default options.require_attestation)
+        refuses an unsigned scan.
 
         Refusals (spoof, not registered, inactive, limits) raise PalmPayError
         after their events are committed. Accepted payments return a
@@ -387,6 +399,12 @@ class PalmPayService:
         if isinstance(match_score, bool) or not isinstance(match_score, (int, float)) or not 0 <= match_score <= 1:
             raise self._invalid("match_score must be a number between 0 and 1")
         payment_id = self._text(idempotency_key, "idempotency_key") if idempotency_key else f"pay_{secrets.token_hex(12)}"
+        required = self.options.require_attestation if require_attestation is None else require_attestation
+        self.attestation.check(
+            terminal_id=terminal_id, palm_template_ref=str(palm_template_ref), liveness_passed=bool(liveness_passed),
+            match_score=match_score, amount=amount, payment_id=payment_id if idempotency_key else None,
+            attestation=attestation, required=required, now=self._now(),
+        )
         ts = self._now()
         attempt = _Attempt(payment_id, 1, amount_cents, terminal_id, started, ts, local_day(ts, self._tz))
 
