@@ -152,7 +152,9 @@ def pay(
                            attestation=attestation, require_attestation=require_attestation))
 
 
-def _sign(key_file: Path, template_ref: str, amount: str, terminal: str, liveness: bool, score: float) -> ScanAttestation:
+def _sign(
+    key_file: Path, template_ref: str, amount: str, terminal: str, liveness: bool, score: float
+) -> ScanAttestation:
     """What a terminal does before it sends a scan (demos and tests of the backend's check)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import load_pem_private_key

@@ -52,7 +52,8 @@ def test_operators_register_list_and_revoke_terminal_keys(api: Api) -> None:
     _, ref = api.enrol()
     key = Ed25519PrivateKey.generate()
     url = "/v1/palm/terminals/T7/key"
-    assert api.client.put(url, json={"public_key": public_key_text(key)}, headers=api.as_("terminal")).status_code == 403
+    by_terminal = api.client.put(url, json={"public_key": public_key_text(key)}, headers=api.as_("terminal"))
+    assert by_terminal.status_code == 403
     bad = api.client.put(url, json={"public_key": "A" * 44}, headers=api.as_("operator"))
     assert bad.status_code == 422 and bad.json()["code"] == "PALM_PAY_INVALID_INPUT"
     put = api.client.put(url, json={"public_key": public_key_text(key)}, headers=api.as_("operator"))
