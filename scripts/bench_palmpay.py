@@ -15,8 +15,10 @@ outbox events and the CONTRACT payment event.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 import threading
@@ -28,7 +30,11 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from payops.palmpay import DevOtpSender, PalmPayOptions, PalmPayService, SimulatedPayShapRail
+from payops.palmpay.attestation import ScanAttestation, sign_scan
 
 
 def _pin_to_one_core() -> str:
@@ -80,6 +86,27 @@ def _throwaway_postgres() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _signed_scans(service: PalmPayService, refs: list[str], amounts: list[Decimal], args: argparse.Namespace
+                  ) -> dict[tuple[int, int], ScanAttestation]:
+    """Register a key per terminal and sign every scan up front, as the terminals would have."""
+    keys = {}
+    for t in range(16):
+        key = Ed25519PrivateKey.generate()
+        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        service.attestation.register(f"T{t}", base64.b64encode(raw).decode(), actor="bench")
+        keys[f"T{t}"] = key
+    now = int(time.time())
+    scans = {}
+    for worker in range(args.threads):
+        mine = refs[worker :: args.threads]
+        for n in range(worker, args.payments, args.threads):
+            terminal = f"T{n % 16}"
+            scans[(worker, n)] = sign_scan(keys[terminal], terminal_id=terminal, palm_template_ref=mine[n % len(mine)],
+                                           liveness_passed=True, match_score=0.99, amount=amounts[n % len(amounts)],
+                                           nonce=secrets.token_urlsafe(16), ts=now)
+    return scans
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--links", type=int, default=500)
@@ -87,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synchronous", default="NORMAL", choices=["OFF", "NORMAL", "FULL"])
     parser.add_argument("--state-dir", type=Path, default=None, help="default: a fresh temporary directory")
     parser.add_argument("--threads", type=int, default=1, help="payers in parallel, each on its own links")
+    parser.add_argument("--attested", action="store_true",
+                        help="every scan signed by its terminal and verified (signing happens before the timer)")
     engine = parser.add_mutually_exclusive_group()
     engine.add_argument("--database-url", default=None, help="a migrated PostgreSQL database (payops db upgrade)")
     engine.add_argument("--postgres", action="store_true", help="start a throwaway PostgreSQL cluster and use it")
@@ -129,6 +158,7 @@ def _bench(args: argparse.Namespace, dsn: str | None, engine: str) -> int:
     setup_s = time.perf_counter() - setup_started
 
     amounts = [Decimal("12.34"), Decimal("99.99"), Decimal("250.00"), Decimal("5.00")]
+    signatures = _signed_scans(service, refs, amounts, args) if args.attested else None
     per_thread: list[list[float]] = [[] for _ in range(args.threads)]
     completed = [0] * args.threads
     barrier = threading.Barrier(args.threads + 1)
@@ -138,8 +168,11 @@ def _bench(args: argparse.Namespace, dsn: str | None, engine: str) -> int:
         latencies = per_thread[worker]
         barrier.wait()
         for n in range(worker, args.payments, args.threads):
+            ref, amount, terminal = mine[n % len(mine)], amounts[n % len(amounts)], f"T{n % 16}"
+            attestation = signatures[(worker, n)] if signatures is not None else None
             t0 = time.perf_counter()
-            result = service.pay(mine[n % len(mine)], amounts[n % len(amounts)], f"T{n % 16}", True, 0.99)
+            result = service.pay(ref, amount, terminal, True, 0.99, attestation=attestation,
+                                 require_attestation=attestation is not None)
             latencies.append(time.perf_counter() - t0)
             completed[worker] += result.status == "completed"
 
@@ -156,7 +189,8 @@ def _bench(args: argparse.Namespace, dsn: str | None, engine: str) -> int:
     service.close()
 
     latencies = sorted(x for part in per_thread for x in part)
-    print(f"palm-pay benchmark ({pinning}, Python {sys.version.split()[0]}, {engine}, {args.threads} payer(s))")
+    attested = ", attested scans" if args.attested else ""
+    print(f"palm-pay benchmark ({pinning}, Python {sys.version.split()[0]}, {engine}, {args.threads} payer(s){attested})")
     print(f"  setup: {args.links} links created + verified in {setup_s:.2f} s")
     print(f"  payments: {args.payments} ({sum(completed)} completed) in {elapsed:.2f} s")
     print(f"  throughput: {args.payments / elapsed:,.0f} payments/s (wall clock)")
