@@ -20,11 +20,11 @@ import contextlib
 import os
 import secrets
 import shutil
-import subprocess
-import threading
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -58,7 +58,6 @@ def _throwaway_postgres() -> Iterator[str]:
     """A migrated database on a throwaway cluster (the tests/postgres harness: initdb, fsync off)."""
     sys.path.insert(0, str(ROOT / "tests" / "postgres"))
     import conftest as harness  # tests/postgres/conftest.py: its helpers, not its fixtures
-
     from payops.storage import migrations
 
     bindir = harness._bindir()
@@ -190,7 +189,8 @@ def _bench(args: argparse.Namespace, dsn: str | None, engine: str) -> int:
 
     latencies = sorted(x for part in per_thread for x in part)
     attested = ", attested scans" if args.attested else ""
-    print(f"palm-pay benchmark ({pinning}, Python {sys.version.split()[0]}, {engine}, {args.threads} payer(s){attested})")
+    python = sys.version.split()[0]
+    print(f"palm-pay benchmark ({pinning}, Python {python}, {engine}, {args.threads} payer(s){attested})")
     print(f"  setup: {args.links} links created + verified in {setup_s:.2f} s")
     print(f"  payments: {args.payments} ({sum(completed)} completed) in {elapsed:.2f} s")
     print(f"  throughput: {args.payments / elapsed:,.0f} payments/s (wall clock)")
