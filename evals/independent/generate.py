@@ -58,9 +58,10 @@ def generate(shape: str, seed: int, ppm: float) -> Stream:
     rng = np.random.default_rng([seed, 1])
     onset = LEAD_IN + float(rng.uniform(0.0, ONSET_JITTER))
     built = spec.build(world, rng, onset)
-    duration = onset + INCIDENT_SECONDS + TAIL
+    # Whole minutes: the last window is as full as any other (a short last minute would read as a volume drop).
+    duration = math.ceil((onset + INCIDENT_SECONDS + TAIL) / 60.0) * 60.0
     attempts = simulate(world, built.plan, duration, rng)
-    lines = list(to_lines(attempts, built.plan, START_TS, rng))
+    lines = list(to_lines(attempts, built.plan, START_TS, duration, rng))
     fault = Fault(built.fault.kind, built.fault.where, START_TS + built.fault.start, START_TS + built.fault.end)
     control = spec.control
     case = Case(

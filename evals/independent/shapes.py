@@ -300,9 +300,12 @@ def acs_failure(w: World, rng: np.random.Generator, onset: float) -> Built:
 def acquirer_currency(w: World, rng: np.random.Generator, onset: float) -> Built:
     # One acquirer stops settling one currency (an FX feed or a BIN-table change): its USD payments
     # fail fast, its ZAR payments pass. Currency is not a dimension the agent blames: the route is.
-    route = _card_route(w, rng)
+    # Two or more of the route's merchants price in dollars: with one, the fault would be that merchant's.
+    shared = [r for r in w.card_routes if sum(m.card_route == r for m in w.merchants) >= 2]
+    route = shared[int(rng.integers(0, len(shared)))]
     on_route = sorted((m for m in w.merchants if m.card_route == route), key=lambda m: -m.share)
-    on_route[0].currency = "USD"  # the route's biggest merchant prices in dollars
+    for m in on_route[:2]:
+        m.currency = "USD"
     s, e = _window(onset)
     where = {"route": route, "currency": "USD"}
     plan = Plan([Effect(s, e, where, fail=float(rng.uniform(0.85, 0.98)),

@@ -39,6 +39,11 @@ DELIVERY_DELAY_MAX = 8.0
 # Technical failures end at a time-out: a gateway gives up after 8-30 s.
 TIMEOUT_LATENCY_MS = (8_000.0, 30_000.0)
 FAST_FAIL_LATENCY_MS = (40.0, 400.0)
+# A real feed has no first second: payments under way, time-outs pending and customers' retries
+# of earlier declines are already there. Traffic starts this long before the stream and only
+# events that finish inside [0, duration) are written, so the first and last windows look like
+# any other (no warm-up dip in failures, no tail made only of slow time-outs).
+WARMUP_SECONDS = 180.0
 
 # Categorical columns, named as CONTRACT §1 names the fields (labels use the same names).
 COLUMNS = ("merchant_id", "method", "route", "bank", "issuer", "terminal_id", "region", "currency")
@@ -180,7 +185,7 @@ def _ids(rng: np.random.Generator, n: int, prefix: str) -> np.ndarray:
 
 
 def first_attempts(world: World, plan: Plan, duration: float, rng: np.random.Generator) -> Attempts:
-    seconds = np.arange(int(duration), dtype=float)
+    seconds = np.arange(-int(WARMUP_SECONDS), int(duration), dtype=float)
     parts: list[Attempts] = []
     banks = {b.name: b.share for b in world.banks}
     wallet_route = world.extras.get("wallet_route")
@@ -339,7 +344,7 @@ def retries(world: World, plan: Plan, first: Attempts, rng: np.random.Generator)
             # The retry engine gives up at its last attempt and says so.
             last = go_storm[idx] & (nxt.attempt >= storm.max_attempts) & ~nxt.status_ok & (rng.random(idx.size) < 0.6)
             nxt.code[last] = "RETRY_EXHAUSTED"
-        keep = nxt.t < float(first.t.max()) + 1.0  # a retry after the stream ends is not in the file
+        keep = nxt.t < float(first.t.max()) + 1.0  # a retry after the stream ends is not in the file (cut later anyway)
         nxt = nxt.take(np.flatnonzero(keep))
         if not len(nxt):
             break
@@ -391,19 +396,20 @@ def simulate(world: World, plan: Plan, duration: float, rng: np.random.Generator
     return a.take(np.flatnonzero(~lost))
 
 
-def delivery_order(a: Attempts, plan: Plan, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(finish times, order of delivery) after the collector's delay; events in a feed gap are never delivered."""
+def delivery_order(a: Attempts, plan: Plan, duration: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(finish times, order of delivery) after the collector's delay, for events finishing inside the stream;
+    events arriving during a feed gap are never delivered."""
     finish = a.t + a.latency / 1000.0
     arrival = finish + np.minimum(rng.exponential(DELIVERY_DELAY_MEAN, size=len(a)), DELIVERY_DELAY_MAX)
-    keep = np.ones(len(a), dtype=bool)
+    keep = (finish >= 0.0) & (finish < duration)
     for g in plan.gaps:
         keep &= ~((arrival >= g.start) & (arrival < g.end))
     idx = np.flatnonzero(keep)
     return finish, idx[np.argsort(arrival[idx], kind="stable")]
 
 
-def to_lines(a: Attempts, plan: Plan, start_ts: float, rng: np.random.Generator) -> Iterator[bytes]:
-    finish, order = delivery_order(a, plan, rng)
+def to_lines(a: Attempts, plan: Plan, start_ts: float, duration: float, rng: np.random.Generator) -> Iterator[bytes]:
+    finish, order = delivery_order(a, plan, duration, rng)
     c = a.cols
     for i in order:
         ev: dict[str, object] = {
