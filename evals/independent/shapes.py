@@ -316,6 +316,68 @@ def acquirer_currency(w: World, rng: np.random.Generator, onset: float) -> Built
     return Built(plan, exp, Fault("failures", where, s, e), f"acquirer {route} failing one currency (USD)")
 
 
+def acquirer_scheme_link(w: World, rng: np.random.Generator, onset: float) -> Built:
+    # One acquirer loses its connection to one scheme: that scheme's cards fail there and pass elsewhere.
+    route = _card_route(w, rng)
+    scheme = ("VISA", "MASTERCARD")[int(rng.integers(0, 2))]
+    s, e = _window(onset)
+    t = {"issuer": scheme, "route": route}
+    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.7, 0.95)), codes={"NETWORK_ERROR": 0.5, "GATEWAY_TIMEOUT": 0.5})])
+    exp = _incident("network", t, [_a("reroute_traffic", t), _a("suppress_path", t)],
+                    facts=(f"{scheme} fails on {route} only; other acquirers pass {scheme}",))
+    return Built(plan, exp, Fault("failures", t, s, e), f"acquirer {route} lost its {scheme} link")
+
+
+def merchant_outage(w: World, rng: np.random.Generator, onset: float) -> Built:
+    # A merchant's integration breaks (expired API credentials after a deploy): all its payments, any
+    # method, are refused; the paths are fine, so moving traffic cannot help (corpus: merchant_outage).
+    ranked = sorted(w.merchants, key=lambda m: -m.share)
+    m = ranked[int(rng.integers(0, max(1, len(ranked) // 2)))]
+    s, e = _window(onset)
+    t = {"merchant_id": m.name}
+    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.85, 1.0)), codes={"SYSTEM_ERROR": 0.7, "INVALID_MERCHANT": 0.3},
+                        timeout=False)])
+    exp = _incident("network", t, [_a("alert_ops", t)], (_a("reroute_traffic"),), (f"every payment at {m.name} is refused",))
+    return Built(plan, exp, Fault("failures", t, s, e), f"merchant {m.name}'s integration broken")
+
+
+def rail_outage(w: World, rng: np.random.Generator, onset: float) -> Built:
+    # The instant-payment rail is down and it has no second route: nothing to reroute to; page, or stop
+    # offering it (suppress with the card fallback) while it is down.
+    route = w.routes_for("payshap")[0]
+    s, e = _window(onset)
+    t = {"route": route}
+    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.7, 0.95)), codes={"SYSTEM_ERROR": 0.6, "GATEWAY_TIMEOUT": 0.4})])
+    exp = _incident("network", t, [_a("alert_ops", t), _a("suppress_path", t)], (_a("reroute_traffic"),),
+                    (f"{route} fails and payshap has no other route",))
+    return Built(plan, exp, Fault("failures", t, s, e), f"PayShap rail {route} down, no alternative route")
+
+
+def subscription_batch(w: World, rng: np.random.Generator, onset: float) -> Built:
+    # A subscription merchant's monthly card-on-file run: a few minutes of extra attempts, normal amounts,
+    # many declined for funds or expired cards. The customers' side, not a path: no traffic move.
+    m = min(w.merchants, key=lambda x: x.share)
+    s, e = _window(onset, 180.0)
+    burst = Burst(s, e, float(max(60.0, 0.4 * w.ppm)), "card", m.name, m.card_route, float(rng.uniform(0.25, 0.4)),
+                  {"INSUFFICIENT_FUNDS": 0.6, "EXPIRED_CARD": 0.3, "DO_NOT_HONOR": 0.1},
+                  (max(1.0, 0.5 * m.amount_median), 2.0 * m.amount_median), payment_prefix="sub-", by_share=True)
+    exp = Expected(category="user", target={}, acceptable_actions=(_a("no_action", {}),), forbidden_actions=QUIET_FORBIDDEN,
+                   facts=(f"a billing run at {m.name}: declines for funds and expired cards",))
+    return Built(Plan(bursts=[burst]), exp, Fault("burst", {"merchant_id": m.name}, s, e),
+                 f"monthly subscription billing run at {m.name}")
+
+
+def palm_scanner_fault(w: World, rng: np.random.Generator, onset: float) -> Built:
+    # One palm scanner's sensor fails: its reads time out or error; other scanners are fine (corpus convention).
+    owner = max((m for m in w.merchants if any(x.startswith("palm") for x in m.terminals)), key=lambda m: m.share)
+    terminal = next(x for x in owner.terminals if x.startswith("palm"))
+    s, e = _window(onset)
+    t = {"terminal_id": terminal}
+    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.7, 0.95)), codes={"SYSTEM_ERROR": 0.6, "GATEWAY_TIMEOUT": 0.4})])
+    exp = _incident("network", t, [_a("suppress_path", t)], facts=(f"palm reads fail at {terminal} only",))
+    return Built(plan, exp, Fault("failures", t, s, e), f"palm scanner fault at terminal {terminal}")
+
+
 # --- healthy periods and controls ----------------------------------------------------------------------------
 
 def blip(w: World, rng: np.random.Generator, onset: float) -> Built:
@@ -376,4 +438,10 @@ SHAPES: dict[str, Shape] = {s.name: s for s in (
     Shape("control_flash_sale", flash_sale, control=True),
     Shape("control_night_dip", night_dip, control=True),
     Shape("control_tiny_bank", tiny_bank, {"tiny_bank": True}, control=True),
+    # Added after the first baseline, at the end so that earlier shapes keep their held-out seeds.
+    Shape("acquirer_scheme_link", acquirer_scheme_link),
+    Shape("merchant_outage", merchant_outage),
+    Shape("rail_outage", rail_outage),
+    Shape("subscription_batch", subscription_batch),
+    Shape("palm_scanner_fault", palm_scanner_fault),
 )}

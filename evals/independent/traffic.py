@@ -80,6 +80,7 @@ class Burst:
     amount: tuple[float, float]  # uniform range, major units
     terminal: str | None = None
     payment_prefix: str = "b"
+    by_share: bool = False  # payers' banks by market share (real customers) instead of evenly (card lists)
 
 
 @dataclass(frozen=True)
@@ -359,8 +360,11 @@ def burst_attempts(world: World, burst: Burst, rng: np.random.Generator) -> Atte
     n = int(counts.sum())
     t = np.repeat(seconds, counts) + rng.uniform(0.0, 1.0, size=n)
     merchant = next(m for m in world.merchants if m.name == burst.merchant)
-    # Stolen card lists and fake palms span every bank: drawn evenly, not by market share.
-    bank = np.array([b.name for b in world.banks], dtype=object)[rng.integers(0, len(world.banks), n)]
+    if burst.by_share:
+        bank = _choice(rng, {b.name: b.share for b in world.banks}, n)
+    else:
+        # Stolen card lists and fake palms span every bank: drawn evenly, not by market share.
+        bank = np.array([b.name for b in world.banks], dtype=object)[rng.integers(0, len(world.banks), n)]
     if burst.method == "card":
         issuer = _choice(rng, {s: 1.0 for s in world.schemes}, n)
     else:
