@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -153,9 +154,10 @@ class Summary:
 
     @property
     def meets_bar(self) -> bool:
-        return (self.accuracy is not None and self.accuracy >= BAR_ACCURACY and self.healthy_actions == 0
-                and self.unsafe == 0 and self.errors == 0 and self.median_ticks is not None
-                and self.median_ticks <= BAR_MEDIAN_TICKS)
+        # With no incident in the run (controls only) only the healthy-period parts of the bar apply.
+        return ((self.accuracy is None or self.accuracy >= BAR_ACCURACY) and self.healthy_actions == 0
+                and self.unsafe == 0 and self.errors == 0
+                and (self.median_ticks is None or self.median_ticks <= BAR_MEDIAN_TICKS))
 
 
 def summarise(results: Sequence[StreamResult]) -> Summary:
@@ -208,7 +210,8 @@ def report(results: Sequence[StreamResult], out: Any = None) -> Summary:
     p(f"\nheld-out (independent generator): first response right {s.right}/{s.incidents} = {acc} (bar {BAR_ACCURACY})"
       f"; median ticks to the first right response {_fmt_ticks(s.median_ticks)} (bar <= {BAR_MEDIAN_TICKS:g})"
       f"; autonomous actions in healthy periods {s.healthy_actions} (bar 0); unsafe actions {s.unsafe} (bar 0)"
-      f"; {s.streams} streams, {sum(r.events for r in results):,} events; {'MEETS' if s.meets_bar else 'BELOW'} the bar")
+      f"; {s.streams} streams, {sum(r.events for r in results):,} events, seeds {min(r.seed for r in results)}.."
+      f"{max(r.seed for r in results)}; {'MEETS' if s.meets_bar else 'BELOW'} the bar")
     return s
 
 
@@ -220,9 +223,26 @@ def run_all(plan: list[tuple[str, int, float]], jobs: int = 2, keep: str | None 
         return list(pool.map(_run_kept, todo))
 
 
+# `--seed-base fresh` draws a base at run time, above the documented range (seeds never seen before).
+FRESH_SEED_RANGE = (10_000_000, 2**31 - 10_000)
+
+
+def seed_base(text: str) -> int:
+    if text == "fresh":
+        return FRESH_SEED_RANGE[0] + secrets.randbelow(FRESH_SEED_RANGE[1] - FRESH_SEED_RANGE[0])
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a whole number or 'fresh'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
 def add_arguments(ap: argparse.ArgumentParser, prefix: str = "") -> None:
     ap.add_argument(f"--{prefix}seeds", type=int, default=2, help="fresh seeds per shape (>= 1; volumes stratified over 30..7,000/min)")
-    ap.add_argument(f"--{prefix}seed-base", type=int, default=HELD_OUT_SEED_BASE, help="first seed of the held-out range")
+    ap.add_argument(f"--{prefix}seed-base", type=seed_base, default=HELD_OUT_SEED_BASE,
+                    help=f"first seed (default {HELD_OUT_SEED_BASE:,}, the documented held-out range; 'fresh': drawn now and printed)")
     ap.add_argument(f"--{prefix}shape", action="append", help=f"only these shapes (repeatable): {', '.join(SHAPES)}")
 
 

@@ -185,7 +185,7 @@ def card_testing(w: World, rng: np.random.Generator, onset: float) -> Built:
     s, e = _window(onset)
     burst = Burst(s, e, float(rng.uniform(200, 600)), "card", m.name, m.card_route, float(rng.uniform(0.8, 0.93)),
                   {"SUSPECTED_FRAUD": 0.3, "DO_NOT_HONOR": 0.25, "EXPIRED_CARD": 0.2, "INCORRECT_PIN": 0.15,
-                   "INSUFFICIENT_FUNDS": 0.1}, (0.5, 5.0), payment_prefix="ct-")
+                   "INSUFFICIENT_FUNDS": 0.1}, (0.5, 5.0))
     t = {"merchant_id": m.name}
     exp = _incident("security", t, [_a("suppress_path", t), _a("alert_ops", t)], (_a("reroute_traffic"),),
                     (f"hundreds of low-amount declined card attempts a minute at {m.name}, across every bank",))
@@ -237,7 +237,7 @@ def palm_spoof(w: World, rng: np.random.Generator, onset: float) -> Built:
     s, e = _window(onset)
     burst = Burst(s, e, float(rng.uniform(20, 60)), "palm", owner.name, w.routes_for("palm")[0], 0.95,
                   {"PALM_PAY_SPOOF_DETECTED": 0.85, "PALM_PAY_NOT_REGISTERED": 0.15}, (50.0, 3000.0),
-                  terminal=terminal, payment_prefix="sp-")
+                  terminal=terminal)
     t = {"terminal_id": terminal}
     exp = _incident("security", t, [_a("suppress_path", t), _a("alert_ops", t)],
                     facts=(f"spoofed palms rejected at {terminal}",))
@@ -360,7 +360,7 @@ def subscription_batch(w: World, rng: np.random.Generator, onset: float) -> Buil
     s, e = _window(onset, 180.0)
     burst = Burst(s, e, float(max(60.0, 0.4 * w.ppm)), "card", m.name, m.card_route, float(rng.uniform(0.25, 0.4)),
                   {"INSUFFICIENT_FUNDS": 0.6, "EXPIRED_CARD": 0.3, "DO_NOT_HONOR": 0.1},
-                  (max(1.0, 0.5 * m.amount_median), 2.0 * m.amount_median), payment_prefix="sub-", by_share=True)
+                  (max(1.0, 0.5 * m.amount_median), 2.0 * m.amount_median), by_share=True)
     exp = Expected(category="user", target={}, acceptable_actions=(_a("no_action", {}),), forbidden_actions=QUIET_FORBIDDEN,
                    facts=(f"a billing run at {m.name}: declines for funds and expired cards",))
     return Built(Plan(bursts=[burst]), exp, Fault("burst", {"merchant_id": m.name}, s, e),

@@ -46,6 +46,8 @@ FAST_FAIL_LATENCY_MS = (40.0, 400.0)
 WARMUP_SECONDS = 180.0
 
 # Categorical columns, named as CONTRACT §1 names the fields (labels use the same names).
+# Every payment id looks alike, whoever made the payment: an id must not give the label away.
+PAYMENT_PREFIX = "p-"
 COLUMNS = ("merchant_id", "method", "route", "bank", "issuer", "terminal_id", "region", "currency")
 
 
@@ -79,7 +81,6 @@ class Burst:
     codes: Mapping[str, float]
     amount: tuple[float, float]  # uniform range, major units
     terminal: str | None = None
-    payment_prefix: str = "b"
     by_share: bool = False  # payers' banks by market share (real customers) instead of evenly (card lists)
 
 
@@ -228,7 +229,7 @@ def first_attempts(world: World, plan: Plan, duration: float, rng: np.random.Gen
         cols = {"merchant_id": np.full(n, m.name, dtype=object), "method": method, "route": route, "bank": bank,
                 "issuer": issuer, "terminal_id": terminal, "region": np.full(n, m.region, dtype=object),
                 "currency": np.full(n, m.currency, dtype=object)}
-        parts.append(Attempts(t, _ids(rng, n, "p-"), np.ones(n, dtype=np.int64), amount, cols, palm_id))
+        parts.append(Attempts(t, _ids(rng, n, PAYMENT_PREFIX), np.ones(n, dtype=np.int64), amount, cols, palm_id))
     out = parts[0] if len(parts) == 1 else _concat_plain(parts)
     return out
 
@@ -374,7 +375,7 @@ def burst_attempts(world: World, burst: Burst, rng: np.random.Generator) -> Atte
             "terminal_id": np.full(n, burst.terminal, dtype=object), "region": np.full(n, merchant.region, dtype=object),
             "currency": np.full(n, merchant.currency, dtype=object)}
     palm_id = _ids(rng, n, "pp-") if burst.method == "palm" else np.full(n, None, dtype=object)
-    a = Attempts(t, _ids(rng, n, burst.payment_prefix), np.ones(n, dtype=np.int64),
+    a = Attempts(t, _ids(rng, n, PAYMENT_PREFIX), np.ones(n, dtype=np.int64),
                  np.round(rng.uniform(*burst.amount, size=n), 2), cols, palm_id)
     fail = rng.random(n) < burst.fail
     a.status_ok = ~fail

@@ -206,3 +206,19 @@ def test_non_ascii_names_survive_a_replay_into_the_decisions(tmp_path: Path):
     assert len(decisions) == ticks >= 10
     mentioned = [d for d in decisions if name in d["action"]["target"].values() or any(name in x for x in d["evidence"])]
     assert mentioned, f"{name!r} never appears intact in {len(decisions)} decisions"
+
+
+def test_the_generator_imports_nothing_from_the_simulator_or_the_reasoners():
+    import ast
+
+    import payops.evals.independent as pkg
+
+    banned = ("simulator", "scenarios", "oracle", "reasoners", "graph", "networks", "record", "closed_loop")
+    folder = Path(pkg.__file__).parent
+    for module in ("world", "traffic", "shapes", "generate", "check", "__init__"):
+        tree = ast.parse((folder / f"{module}.py").read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] + [a.name for a in node.names] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert not any(part in banned for part in name.split(".")), f"{module}.py imports {name}"
