@@ -6,7 +6,8 @@
 Each stream is written as a corpus case (case.yaml + events.jsonl.gz) and replayed by
 `evals.runner.replay_case` — the same path as `payops eval` and `payops replay`: a
 line source, the window, the rules reasoner, guardrails, the simulated control plane,
-the audit trail — then scored with `evals.scoring.score_case`, plus:
+the audit trail, with the rules reasoner (PAYOPS_* settings do not leak in) — then scored
+with `evals.scoring.score_case`, plus:
 
 - first response right: the first non-healthy verdict in a window the incident fills
   at least half of (evals.scoring's convention) has the expected category and an
