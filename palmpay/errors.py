@@ -31,6 +31,12 @@ SUPPLEMENTAL_ERRORS: dict[str, ErrorEntry] = {
     "PALM_PAY_REQUEST_NOT_FOUND": ErrorEntry(404, "Change request not found"),
     "PALM_PAY_REQUEST_NOT_PENDING": ErrorEntry(409, "This change request was already decided"),
     "PALM_PAY_REQUEST_EXPIRED": ErrorEntry(410, "This change request expired before a second operator approved it"),
+    # Terminal attestation (attestation.py): an untrusted scan is refused like a spoof (403), never as a
+    # 401, which would tell the terminal its API key is wrong.
+    "PALM_PAY_ATTESTATION_REQUIRED": ErrorEntry(422, "This terminal must sign its palm scans"),
+    "PALM_PAY_ATTESTATION_INVALID": ErrorEntry(403, "The palm scan could not be verified — please use a card"),
+    "PALM_PAY_ATTESTATION_STALE": ErrorEntry(403, "The palm scan has expired — please scan again"),
+    "PALM_PAY_ATTESTATION_REPLAYED": ErrorEntry(409, "This palm scan was already used — please scan again"),
 }
 
 

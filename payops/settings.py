@@ -74,6 +74,14 @@ class Settings(BaseSettings):
         "(covers the dispute window of its last payments).")
     palm_change_request_ttl_hours: float = Field(
         24, gt=0, le=24 * 30, description="A change request no second operator approved within this expires.")
+    palm_maintenance_interval_s: float = Field(
+        300.0, ge=0, description="Seconds between settlement rounds in `serve` / `run` (0: off, use cron with "
+        "`payops palm maintain`). Five minutes keeps a timed-out payment's reservation short and the rail unbothered."
+    )
+    palm_max_pending_age_s: float = Field(
+        3600.0, gt=0, description="A payment the rail cannot confirm after this long is released as failed "
+        "(PayShap settles in seconds; an hour is generous)."
+    )
 
     def ensure_state_dir(self) -> Path:
         self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -111,6 +111,7 @@ def test_replayed_payment_returns_the_first_result_and_pays_once(api: Api) -> No
     conflict = api.pay(ref, "26.00", key="order-42-xyz")
     assert conflict.status_code == 409 and conflict.json()["code"] == "PALM_PAY_IDEMPOTENCY_CONFLICT"
     # ... and so is reusing it from another terminal id: a replay must be the same request.
+    api.register_terminal("T9")  # a genuine, signed scan from another till: still not the same request
     elsewhere = api.pay(ref, "25.00", key="order-42-xyz", terminal_id="T9")
     assert elsewhere.status_code == 409 and elsewhere.json()["code"] == "PALM_PAY_IDEMPOTENCY_CONFLICT"
     assert sum(api.rail.charges.values()) == 1
