@@ -166,7 +166,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 reserved_cents INTEGER NOT NULL DEFAULT 0 CHECK (reserved_cents >= 0),
                 PRIMARY KEY (palm_pay_id, day),
                 CHECK (spent_cents + reserved_cents <= limit_cents)
-            )""",
+            ) WITHOUT ROWID""",  # rows live in the key's b-tree: one structure to write per payment, not two
             # Existing counters and holds move into the ledger on the day they belong to.
             "INSERT INTO daily_ledger (palm_pay_id, day, limit_cents, spent_cents, reserved_cents)"
             " SELECT palm_pay_id, spent_day, daily_limit_cents, daily_spent_cents, 0 FROM palm_pay_links"
