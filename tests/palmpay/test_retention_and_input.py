@@ -58,3 +58,14 @@ def test_a_revoked_links_pii_is_erased_after_the_retention_period_leaving_the_ma
     assert service.pay(kept_ref, 5, "T1", True, 0.99).status == "completed"
     assert service.rotate_key().rows_reencrypted == 1
     assert service.show(kept.palm_pay_id).link_status == "active"
+
+
+def test_the_maintenance_round_erases_pii_past_its_retention_period(service, enroll, clock):
+    from payops.palmpay.settlement import run_maintenance
+
+    view, _ref, _ = enroll()
+    service.revoke(view.palm_pay_id, ALICE, approved_by=BOB)
+    assert run_maintenance(service).erased_pii == 0
+    clock.advance(timedelta(seconds=service.options.pii_retention_s + 1))
+    report = run_maintenance(service)
+    assert report.erased_pii == 1 and "erased the PII of 1 revoked link(s)" in report.summary()
