@@ -7,8 +7,9 @@ slow password hash (bcrypt, scrypt) is for low-entropy secrets people choose;
 against 256 random bits SHA-256 is already out of brute-force reach and costs
 microseconds per request. Comparison is constant-time.
 
-Roles: `terminal` (palm-pay endpoints only), `viewer` (reads the agent's
-records), `operator` (reads, approves and rejects, revokes palm links).
+Roles: `terminal` (customer-present palm-pay endpoints only), `viewer` (reads the
+agent's records), `operator` (reads, approves and rejects, administers palm links).
+Names are unique; records name a key by its principal, `<role>:<key id>`.
 """
 
 from __future__ import annotations
