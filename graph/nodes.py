@@ -29,6 +29,7 @@ from payops.guardrails.metrics import action_blast_radius
 from payops.guardrails.policies import known_tool, safe_destination
 from payops.memory.approvals import VOIDED
 from payops.tools.actions import ACTIONS, Permission
+from payops.tools.control_plane import SHADOW
 from payops.tools.executor import execute
 from payops.tools.permissions import refreshed
 
@@ -50,6 +51,16 @@ def _svc(runtime: Runtime[Context]) -> AgentServices:
 
 def _snapshot(svc: AgentServices) -> WindowSnapshot:
     return svc.scratch["snapshot"]
+
+
+def _plane(svc: AgentServices) -> str | None:
+    return getattr(svc.control_plane, "plane", None)
+
+
+def _moves_are_real(svc: AgentServices) -> bool:
+    """False on the shadow plane: its actions moved nothing, so the feed shows no effect of them
+    and judging one (or learning from the verdict) would teach the agent something untrue."""
+    return _plane(svc) != SHADOW
 
 
 # -- observe -------------------------------------------------------------------
@@ -116,7 +127,8 @@ def _housekeeping(svc: AgentServices, now: float) -> list[dict[str, Any]]:
                 "args": expired.args, "applied_at": expired.applied_at, "expires_at": expired.expires_at, "reason": "ttl expired"}
         notes.append(note)
         svc.audit.append(expired.action_id, "rollback", now, {"decision_id": expired.action_id, **note,
-                                                               "execution": {"status": "executed", "detail": "rolled back"}})
+                                                               "execution": {"status": "executed", "detail": "rolled back",
+                                                                             "plane": _plane(svc)}})
     if svc.approvals is None:
         return notes
     wall = svc.clock()
@@ -362,7 +374,10 @@ def act(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     result = execute(proposal, state["decision_id"], now, control_plane=svc.control_plane, palm=svc.palm)
     updates["execution"] = result.model_dump(mode="json")
     if proposal.tool == "alert_ops":
-        svc.notifier.notify("alert", {"decision_id": state["decision_id"], **proposal.args, "target": proposal.target})
+        payload = {"decision_id": state["decision_id"], **proposal.args, "target": proposal.target}
+        if _plane(svc) == SHADOW:
+            payload["plane"] = SHADOW  # receivers can tell a trial's alert from a live one
+        svc.notifier.notify("alert", payload)
     elif result.status == "executed" and state["verdict"].get("permission") == Permission.SUPERVISED.value:
         svc.notifier.notify("supervised_action", {"decision_id": state["decision_id"], "tool": proposal.tool,
                                                   "target": proposal.target, "result": result.detail})
@@ -418,7 +433,7 @@ def learn(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     now = float(state["window_end"])
     updates: dict[str, Any] = {}
     watching = list(state.get("watching") or [])
-    if execution["status"] == "executed" and proposal.tool in EVALUATED_TOOLS \
+    if execution["status"] == "executed" and proposal.tool in EVALUATED_TOOLS and _moves_are_real(svc) \
             and all(w["decision_id"] != state["decision_id"] for w in watching):
         watch = _watch_for(svc, state, snapshot, state["decision_id"], state["diagnosis"], proposal, "executed", None, now, now)
         if watch is not None:
@@ -468,7 +483,7 @@ def assess(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     now = float(state["window_end"])
     watching = [Watch.model_validate(w) for w in state.get("watching") or []]
     notes = list(state.get("housekeeping") or [])
-    started = _approved_watches(svc, state, snapshot, notes, {w.decision_id for w in watching}, now)
+    started = _approved_watches(svc, state, snapshot, notes, {w.decision_id for w in watching}, now) if _moves_are_real(svc) else []
     if not watching and not started:
         return {}
     in_force = [InForce(a.action_id, a.applied_at, getattr(a, "confirmed", True)) for a in svc.control_plane.in_force()]

@@ -78,7 +78,7 @@ def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8) -> st
     lines.append(f"Risk Assessment: {risk_assessment(state)}")
     # Truncated, not rounded: 0.797 must not print as 0.80 next to "approval required".
     lines.append(f"Confidence Score: {math.floor(float(d['confidence']) * 100) / 100:.2f}")
-    outcome = {"executed": "EXECUTED", "escalated": "ESCALATED to human approval", "denied": "DENIED by guardrails",
+    outcome = {"executed": "WOULD EXECUTE (shadow)" if e.get("plane") == "shadow" else "EXECUTED", "escalated": "ESCALATED to human approval", "denied": "DENIED by guardrails",
                "skipped": "NOTHING TO DO", "failed": "FAILED", "unknown": "UNKNOWN (to reconcile)"}.get(e["status"], e["status"])
     lines.append(f"Outcome: {outcome} — {e['detail']}")
     for note in state.get("housekeeping") or []:
@@ -91,16 +91,20 @@ def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8) -> st
 def decision_line(state: dict[str, Any]) -> dict[str, Any]:
     """CONTRACT.md §4: one object per tick."""
     p, e = state["proposal"], state["execution"]
-    return {
+    executed = e["status"] == "executed" and p["tool"] != "no_action"
+    line = {
         "window_end": float(state["window_end"]),
         "category": state["diagnosis"]["category"],
         "confidence": float(state["diagnosis"]["confidence"]),
         "action": {"tool": p["tool"], "target": p["target"], "args": p["args"]},
-        "executed": e["status"] == "executed" and p["tool"] != "no_action",
+        "executed": executed,
         "escalated": e["status"] == "escalated",
         "evidence": list(state["diagnosis"]["evidence"]),
         "decision_id": state["decision_id"],
     }
+    if executed and e.get("plane"):
+        line["plane"] = e["plane"]  # optional field (version 2): where the executed action ran
+    return line
 
 
 def decision_json(state: dict[str, Any]) -> bytes:
