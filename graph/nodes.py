@@ -23,6 +23,7 @@ from payops.tools.actions import ProposalError, revalidate, validate_proposal
 
 from .reasoners.base import REASONING_HISTORY_WINDOWS, ActionView, ReasoningContext
 from .reasoners.rules import RuleReasoner, route_health, segment_methods
+from .reasoners.selection import CLEARED_MIN_WINDOWS, TRAFFIC_TOOLS, cleared_since
 from .services import AgentServices, Context, services_of
 from .state import AgentState
 from payops.guardrails.metrics import action_blast_radius
@@ -144,10 +145,11 @@ def _housekeeping(svc: AgentServices, now: float) -> list[dict[str, Any]]:
 
 
 def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float) -> dict[str, Any]:
-    """Apply one approved action, unless the world changed so that a deny rule now refuses it."""
+    """Apply one approved action, unless the world changed: a deny rule now refuses it, or the
+    finding it answered has cleared (an approval given after the incident ended moves healthy traffic)."""
     try:
         proposal = revalidate(ProposedAction.model_validate(approved.request["proposal"]))
-        refusal = _refusal_now(svc, proposal, now)
+        refusal = _refusal_now(svc, proposal, now) or _cleared_now(svc, approved.request, proposal, now)
     except (ProposalError, ValueError) as exc:
         proposal, refusal = None, f"the approved proposal no longer validates: {exc}"
     raw = approved.request.get("proposal", {})
@@ -156,6 +158,7 @@ def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float) 
     if refusal is not None or proposal is None:
         result = ExecutionResult(status="denied", detail=f"approved but not applied: {refusal}")
         svc.approvals.close_as(approved.decision_id, VOIDED, wall, f"{result.status}: {result.detail}")
+        record["voided"] = refusal  # the audit trail's note: why the approval was voided
         op = "approved_action_void"
     else:
         result = execute(proposal, approved.decision_id, now, control_plane=svc.control_plane, palm=svc.palm,
@@ -178,6 +181,25 @@ def _refusal_now(svc: AgentServices, proposal: ProposedAction, now: float) -> st
         if verdict.verdict is VerdictKind.DENY:
             return verdict.reason
     return None
+
+
+def _cleared_now(svc: AgentServices, request: dict[str, Any], proposal: ProposedAction, now: float) -> str | None:
+    """Voids an approved traffic action whose finding has cleared since the decision, by the test the
+    rules use to roll back an action whose cause cleared (selection.cleared_since). Alerts and
+    no-ops are left alone; a finding still unknown (too few windows seen) does not void."""
+    if proposal.tool not in TRAFFIC_TOOLS or not request.get("diagnosis"):
+        return None
+    diagnosis = request["diagnosis"]
+    if diagnosis.get("category") in (None, Category.HEALTHY.value):
+        return None
+    target = dict(diagnosis.get("target") or proposal.target)
+    decided_at = float(request.get("window_end") or now)
+    history = tuple(h for h in svc.scratch.get("history", []) if h.window_end < now)
+    context = ReasoningContext(history=history, thresholds=svc.thresholds)
+    # The latest CLEARED_MIN_WINDOWS windows since the decision: the request may have waited
+    # through the rest of the incident, which must not keep an ended one "persisting".
+    status, why = cleared_since(target, decided_at, _snapshot(svc), context, "the decision", latest=CLEARED_MIN_WINDOWS)
+    return f"the finding has cleared since the decision ({why})" if status == "cleared" else None
 
 
 def _history(state: AgentState) -> list[dict[str, Any]]:

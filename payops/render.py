@@ -82,6 +82,10 @@ def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8) -> st
                "skipped": "NOTHING TO DO", "failed": "FAILED", "unknown": "UNKNOWN (to reconcile)"}.get(e["status"], e["status"])
     lines.append(f"Outcome: {outcome} — {e['detail']}")
     for note in state.get("housekeeping") or []:
+        if note.get("op") == "approved_action_void":  # the operator must see why an approval was not honoured
+            lines.append(f"  note: approval of {note.get('decision_id')} voided, {note.get('tool')} not applied: "
+                         f"{note.get('voided') or note.get('result')}")
+            continue
         lines.append(f"  note: {note['op']} {note.get('tool', '')} {note.get('decision_id', note.get('action_id', ''))}".rstrip())
     if needs_human(state, confidence_threshold):
         lines.append(APPROVAL_LINE)
