@@ -95,6 +95,7 @@ def observe(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
         "in_force": [a.to_json() for a in svc.control_plane.in_force()],
         "approval": None,
         "llm_calls": [],
+        "llm_fallback": None,
     }
 
 
@@ -292,6 +293,7 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
         "diagnosis": diagnosis.model_dump(mode="json"),
         "proposal": proposal.model_dump(mode="json"),
         "llm_calls": list(decision.llm_calls),
+        "llm_fallback": decision.fallback,  # the rules decided because the LLM failed: shown in the cycle
         "lessons_consulted": lessons,
         "track_record": record,
     }
@@ -485,6 +487,7 @@ def audit_record(state: AgentState) -> dict[str, Any]:
         "approval": state.get("approval"),
         "lessons_consulted": state.get("lessons_consulted", []),
         "llm_calls": state.get("llm_calls", []),
+        "llm_fallback": state.get("llm_fallback"),
         "housekeeping": state.get("housekeeping", []),
         "in_force": state.get("in_force", []),
     }

@@ -20,6 +20,7 @@ class AgentState(TypedDict, total=False):
     diagnosis: dict[str, Any]
     proposal: dict[str, Any]
     llm_calls: list[dict[str, Any]]
+    llm_fallback: str | None  # set when the rules decided because the LLM failed (timed out, unreachable, invalid)
     lessons_consulted: list[dict[str, Any]]  # similar past lessons (brief form), best first
     track_record: dict[str, Any] | None  # the proposal's record on similar incidents and the confidence adjustment
     # guard / act

@@ -54,12 +54,13 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _print_cycle(state: dict, settings: Settings, services: object) -> None:
-    from payops.render import render_cycle
+    from payops.render import printable, render_cycle
 
     typer.echo(render_cycle(state, settings.confidence_threshold))
     drain = getattr(getattr(services, "notifier", None), "drain", None)
     for kind, payload in (drain() if drain else []):
-        typer.echo(f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip())
+        line = f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip()
+        typer.echo(printable(line))  # a summary quotes labels from the feed
     typer.echo("")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,6 +20,18 @@ CATEGORY_LABELS = {
     "config": "Retry or routing misconfiguration",
     "security": "Security",
 }
+
+
+# Characters a label must not smuggle onto a terminal: C0/C1 controls (a newline forges output
+# lines, ESC starts terminal sequences), DEL, line/paragraph separators and bidi overrides.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """`text` with control characters shown as escapes (\\n, \\x1b, \\u202e): one console line stays one line."""
+    return _UNPRINTABLE.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                                                  else f"\\u{ord(m.group()):04x}"), text)
 
 
 def _clock(ts: float) -> str:
@@ -87,9 +100,12 @@ def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8) -> st
                          f"{note.get('voided') or note.get('result')}")
             continue
         lines.append(f"  note: {note['op']} {note.get('tool', '')} {note.get('decision_id', note.get('action_id', ''))}".rstrip())
+    if state.get("llm_fallback"):
+        lines.append(f"  note: the rules decided: {state['llm_fallback']}")
     if needs_human(state, confidence_threshold):
         lines.append(APPROVAL_LINE)
-    return "\n".join(lines)
+    # Labels are data from the feed (bank, route, terminal names): escaped, never interpreted.
+    return "\n".join(printable(line) for line in lines)
 
 
 def decision_line(state: dict[str, Any]) -> dict[str, Any]:
