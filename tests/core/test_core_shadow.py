@@ -172,3 +172,17 @@ def test_a_decision_line_names_the_plane_only_for_executed_actions() -> None:
 
 def test_in_memory_services_still_default_to_the_simulated_plane() -> None:
     assert type(build_services(Settings(), in_memory=True).control_plane) is SimulatedControlPlane
+
+
+def test_why_says_a_shadow_action_is_not_measured(tmp_path: Path) -> None:
+    from payops.memory.explain import explain_decision
+    from payops.memory.audit import AuditLog
+
+    events = recorded_outage(tmp_path / "outage.jsonl")
+    states, _ = run_file(tmp_path / "state", events, "trial")
+    reroute = first_reroute(states)
+    audit = AuditLog(tmp_path / "state" / "audit.db")
+    text = explain_decision(audit.get(reroute["decision_id"]))
+    audit.close()
+    assert "Outcome so far: shadow mode: recorded as what would have run; nothing moved" in text
+    assert "under evaluation" not in text
