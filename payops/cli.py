@@ -57,6 +57,9 @@ def _print_cycle(state: dict, settings: Settings, services: object) -> None:
     from payops.render import printable, render_cycle
 
     typer.echo(render_cycle(state, settings.confidence_threshold))
+    lag = getattr(getattr(services, "source", None), "lag", None)
+    if lag is not None:  # an event log: how far this partition's worker is behind
+        typer.echo(f"Consumer lag: {lag()} message(s) not yet read on partition '{settings.deployment}'")
     drain = getattr(getattr(services, "notifier", None), "drain", None)
     for kind, payload in (drain() if drain else []):
         line = f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip()
@@ -76,7 +79,7 @@ def run(
     tick_seconds: float = typer.Option(0.5, "--tick-seconds", min=0.0, help="Wall seconds between ticks (0.5 demo; 60 production)."),
     scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario (see `payops scenarios`)."),
     seed: int = typer.Option(7, "--seed", help="Simulator seed."),
-    source: str = typer.Option("simulator", "--source", help="'simulator', a JSONL event file, or '-' for stdin."),
+    source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR)."),
     control_plane: Optional[str] = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
 ) -> None:
@@ -94,7 +97,7 @@ def run(
         fail(str(exc))
 
 
-def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: str,
+def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: list[str],
               control_plane: Optional[str] = None) -> None:
     from payops.scheduling import close_agent
     from payops.signals.sources import SourceError
@@ -130,7 +133,7 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
 def tick(
     scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario when the source is the simulator."),
     seed: int = typer.Option(7, "--seed"),
-    source: str = typer.Option("simulator", "--source", help="'simulator', a JSONL event file, or '-' for stdin."),
+    source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir"),
     partition: Optional[str] = typer.Option(None, "--partition", help="The deployment to tick (default PAYOPS_DEPLOYMENT); one worker at a time each."),
     control_plane: Optional[str] = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
@@ -276,6 +279,7 @@ def _register_subcommands() -> None:
 
     app.add_typer(eval_app, name="eval", help="Offline evaluation over the incident corpus (and `payops eval record`).")
     app.add_typer(__import__("payops.cli_llm", fromlist=["llm_app"]).llm_app, name="llm", help="A local OpenAI-compatible LLM: `payops llm serve`.")
+    app.command("publish")(__import__("payops.cli_nats", fromlist=["publish"]).publish)  # event file -> NATS JetStream
 
 
 if __name__ == "__main__":
