@@ -128,8 +128,12 @@ def test_the_simulator_keeps_its_closed_loop_by_default(tmp_path: Path) -> None:
     ("events.jsonl", None, "simulated", "simulated"),
     ("simulator", None, "shadow", "shadow"),
     ("simulator", "http://orch.local", "shadow", "shadow"),
+    (["nats://127.0.0.1:4222/PAY?subject=payments.>"], None, None, "shadow"),
+    (["palm", "events.jsonl"], None, None, "shadow"),
+    (["simulator"], None, None, "simulated"),
+    (None, None, None, "simulated"),
 ])
-def test_the_control_plane_follows_the_source_unless_named(source: str, url: str | None, asked: str | None, plane: str) -> None:
+def test_the_control_plane_follows_the_source_unless_named(source, url: str | None, asked: str | None, plane: str) -> None:
     assert plane_for_source(source, Settings(orchestrator_url=url), asked) == plane
 
 
