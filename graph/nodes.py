@@ -23,7 +23,7 @@ from payops.tools.actions import ProposalError, revalidate, validate_proposal
 
 from .reasoners.base import REASONING_HISTORY_WINDOWS, ActionView, ReasoningContext
 from .reasoners.rules import RuleReasoner, route_health, segment_methods
-from .reasoners.selection import CLEARED_MIN_WINDOWS, TRAFFIC_TOOLS, cleared_since
+from .recheck import cleared_reason, remember
 from .services import AgentServices, Context, services_of
 from .state import AgentState
 from payops.guardrails.metrics import action_blast_radius
@@ -84,9 +84,9 @@ def observe(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
             svc.window.note_bad_lines(bad_count, bad_samples)
     snapshot = svc.window.snapshot(window_end)
     svc.scratch["snapshot"] = snapshot
-    housekeeping = _housekeeping(svc, window_end)
+    housekeeping = _housekeeping(svc, window_end, state)
     return {
-        "awaiting": _still_awaiting(state, svc, window_end),
+        "awaiting": [remember(w, snapshot) for w in _still_awaiting(state, svc, window_end)],
         "tick": int(state.get("tick", 0)) + 1,
         "decision_id": decision_id_for(svc.thread_id, window_end),
         "snapshot": snapshot.digest(),
@@ -112,7 +112,7 @@ def _still_awaiting(state: AgentState, svc: AgentServices, now: float) -> list[d
     return out
 
 
-def _housekeeping(svc: AgentServices, now: float) -> list[dict[str, Any]]:
+def _housekeeping(svc: AgentServices, now: float, state: AgentState) -> list[dict[str, Any]]:
     """What changed since the last tick, each recorded in the audit trail like any action:
     unknown outcomes reconciled, actions rolled back at their TTL, approval requests
     expired, approved actions applied (once: the decision id is the idempotency key)."""
@@ -140,17 +140,19 @@ def _housekeeping(svc: AgentServices, now: float) -> list[dict[str, Any]]:
             notes.append({"op": "approval_expired", "decision_id": pending.decision_id})
             svc.notifier.notify("approval_expired", {"decision_id": pending.decision_id,
                                                      "tool": pending.request.get("proposal", {}).get("tool")})
+    seen_while_waiting = {w["decision_id"]: w.get("seen") or [] for w in state.get("awaiting", [])}
     for approved in svc.approvals.by_status(APPROVED):
-        notes.append(_apply_approved(svc, approved, now, wall))
+        notes.append(_apply_approved(svc, approved, now, wall, seen_while_waiting.get(approved.decision_id, [])))
     return notes
 
 
-def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float) -> dict[str, Any]:
+def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float, kept: list[dict[str, Any]]) -> dict[str, Any]:
     """Apply one approved action, unless the world changed: a deny rule now refuses it, or the
-    finding it answered has cleared (an approval given after the incident ended moves healthy traffic)."""
+    finding it answered has cleared (graph.recheck; `kept`: its windows seen while it waited)."""
     try:
         proposal = revalidate(ProposedAction.model_validate(approved.request["proposal"]))
-        refusal = _refusal_now(svc, proposal, now) or _cleared_now(svc, approved.request, proposal, now)
+        refusal = _refusal_now(svc, proposal, now) or cleared_reason(approved.request, proposal, _snapshot(svc), kept,
+                                                                     svc.thresholds)
     except (ProposalError, ValueError) as exc:
         proposal, refusal = None, f"the approved proposal no longer validates: {exc}"
     raw = approved.request.get("proposal", {})
@@ -182,25 +184,6 @@ def _refusal_now(svc: AgentServices, proposal: ProposedAction, now: float) -> st
         if verdict.verdict is VerdictKind.DENY:
             return verdict.reason
     return None
-
-
-def _cleared_now(svc: AgentServices, request: dict[str, Any], proposal: ProposedAction, now: float) -> str | None:
-    """Voids an approved traffic action whose finding has cleared since the decision, by the test the
-    rules use to roll back an action whose cause cleared (selection.cleared_since). Alerts and
-    no-ops are left alone; a finding still unknown (too few windows seen) does not void."""
-    if proposal.tool not in TRAFFIC_TOOLS or not request.get("diagnosis"):
-        return None
-    diagnosis = request["diagnosis"]
-    if diagnosis.get("category") in (None, Category.HEALTHY.value):
-        return None
-    target = dict(diagnosis.get("target") or proposal.target)
-    decided_at = float(request.get("window_end") or now)
-    history = tuple(h for h in svc.scratch.get("history", []) if h.window_end < now)
-    context = ReasoningContext(history=history, thresholds=svc.thresholds)
-    # The latest CLEARED_MIN_WINDOWS windows since the decision: the request may have waited
-    # through the rest of the incident, which must not keep an ended one "persisting".
-    status, why = cleared_since(target, decided_at, _snapshot(svc), context, "the decision", latest=CLEARED_MIN_WINDOWS)
-    return f"the finding has cleared since the decision ({why})" if status == "cleared" else None
 
 
 def _history(state: AgentState) -> list[dict[str, Any]]:
@@ -442,7 +425,9 @@ def escalate(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     result = ExecutionResult(status="escalated", detail="human approval required: " + "; ".join(reasons))
     awaiting = list(state.get("awaiting", []))
     awaiting.append({"decision_id": state["decision_id"], "tool": proposal.tool, "target_key": target_key(proposal.target),
-                     "at": float(state["window_end"])})
+                     "at": float(state["window_end"]),
+                     # the finding's segment, watched while the request waits (graph.recheck)
+                     "finding": dict(diagnosis.get("target") or proposal.target)})
     return {"execution": result.model_dump(mode="json"), "approval": approval, "awaiting": awaiting, "history": _history(state)}
 
 

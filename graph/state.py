@@ -36,7 +36,7 @@ class AgentState(TypedDict, total=False):
     history: list[dict[str, Any]]  # executed actions (bounded), newest last
     recent: list[dict[str, Any]]  # short-term incident buffer: last decisions (bounded)
     baselines: dict[str, Any]
-    awaiting: list[dict[str, Any]]  # escalations waiting for a human: {decision_id, tool, target_key, at}
+    awaiting: list[dict[str, Any]]  # escalations waiting for a human: {decision_id, tool, target_key, at, finding, seen}
     housekeeping: list[dict[str, Any]]  # expiries, approved actions applied, outcomes this tick
     watching: list[dict[str, Any]]  # executed actions under outcome evaluation (memory.outcomes.Watch)
 

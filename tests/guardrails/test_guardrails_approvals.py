@@ -271,3 +271,26 @@ def test_an_approval_given_while_the_incident_lasts_is_applied(tmp_path: Path, m
     state = agent.tick().state  # the next window: psp_a still failing
     assert [n["op"] for n in state["housekeeping"] if n.get("decision_id") == decision_id] == ["approved_action_applied"]
     assert [a.action_id for a in control_plane.in_force()] == [decision_id]
+
+
+def test_a_late_approval_is_voided_also_when_every_tick_is_a_new_process(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+    """Cron ticks keep no windows in memory: what the request saw while waiting is in the checkpoint."""
+    from payops.graph.reasoners.rules import RuleReasoner
+
+    control_plane = SimulatedControlPlane()
+    agent = make_agent(RuleReasoner(), source=_outage_then_recovery(tmp_path / "e.jsonl"), control_plane=control_plane,
+                       confidence_threshold=0.99)
+
+    def fresh_tick() -> dict:
+        agent.services.scratch.pop("history", None)  # a new process remembers no earlier window
+        return agent.tick().state
+
+    decision_id = _escalated_reroute(agent)["decision_id"]
+    categories = [fresh_tick()["diagnosis"]["category"] for _ in range(5)]
+    assert categories[-3:] == ["healthy"] * 3
+    waiting = agent.last_state()["awaiting"]
+    assert [len(w["seen"]) for w in waiting if w["decision_id"] == decision_id] == [3]  # bounded
+    resume(agent.services, decision_id, {"approved": True, "approver": "alice"})
+    state = fresh_tick()
+    assert [n["op"] for n in state["housekeeping"] if n.get("decision_id") == decision_id] == ["approved_action_void"]
+    assert control_plane.in_force() == []
