@@ -31,7 +31,7 @@ PLANE_NAMES = ("simulated", "shadow", "http")
 
 def _plane_option(value: Optional[str]) -> Optional[str]:
     if value is not None and value not in PLANE_NAMES:
-        raise typer.BadParameter(f"'{value}' is not one of {', '.join(PLANE_NAMES)}")
+        fail(f"--control-plane must be one of {', '.join(PLANE_NAMES)}, not {value!r}")
     return value
 
 

@@ -149,6 +149,7 @@ def test_the_http_plane_without_an_orchestrator_url_is_a_one_line_usage_error(tm
         assert "PAYOPS_ORCHESTRATOR_URL" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["replay", str(events), "--out", str(tmp_path / "d.jsonl"), "--control-plane", "sideways"])
     assert result.exit_code == 2
+    assert result.output.strip() == "payops: error: --control-plane must be one of simulated, shadow, http, not 'sideways'"
 
 
 def test_the_shadow_plane_moves_no_simulated_traffic_and_keeps_ttls() -> None:
