@@ -3,8 +3,8 @@
 A model may pick the tool; the arguments are held to what the rule engine would use on
 the same window (selection.py), so a model can never buy a longer TTL, a reroute without
 its probe, or a suppression without the fallback customers would otherwise be offered.
-The target is the blamed segment's identity: a different one (including `{}` for a
-blamed segment, or none at all) is refused, never rewritten.
+The target is the blamed segment's identity: a different one (including `{}`, or no
+target, which the schema reads as `{}`, for a blamed segment) is refused, never rewritten.
 
 Pure: raw tool arguments in, (arguments, notes) out, or `ArgumentRefused` with a reason
 that names fields, never values (the reason goes back to the model).
@@ -33,9 +33,9 @@ def check_target(tool: str, args: dict[str, Any], blamed: dict[str, str]) -> Non
     """The action's target must be the blamed segment exactly; an alert may also name all traffic."""
     if tool not in TARGETED_TOOLS:
         return
-    given = args.get("target")
+    given = args.get("target", {})  # the schema's default: {} is all traffic
     if not isinstance(given, dict):
-        raise ArgumentRefused("the action's target is required and must be the blamed segment (the diagnosis target)")
+        raise ArgumentRefused("the action's target must be a segment: the blamed one (the diagnosis target)")
     if target_key(given) == target_key(blamed):
         return
     if tool == "alert_ops" and not given:

@@ -146,6 +146,16 @@ def test_a_suppression_keeps_the_fallback_method_the_rules_would_offer() -> None
                      snapshot, ctx, None)
 
 
+def test_a_missing_target_means_all_traffic_which_only_an_all_traffic_finding_accepts() -> None:
+    snapshot, ctx = route_outage()
+    args, _ = apply_policy("adjust_retry_policy", {"max_attempts": 2}, {}, snapshot, ctx, None)
+    assert "target" not in args or args["target"] == {}
+    with pytest.raises(ArgumentRefused, match="not all traffic"):
+        apply_policy("adjust_retry_policy", {"max_attempts": 2}, {"route": "psp_a"}, snapshot, ctx, None)
+    with pytest.raises(ArgumentRefused):
+        apply_policy("reroute_traffic", {"target": None, "to_routes": {"psp_b": 1.0}}, {"route": "psp_a"}, snapshot, ctx, None)
+
+
 def test_an_alert_may_name_all_traffic_but_no_other_segment() -> None:
     snapshot, ctx = route_outage()
     args, _ = apply_policy("alert_ops", {"target": {}, "summary": "s"}, {"route": "psp_a"}, snapshot, ctx, None)
