@@ -191,3 +191,17 @@ def test_why_says_a_shadow_action_is_not_measured(tmp_path: Path) -> None:
     audit.close()
     assert "Outcome so far: shadow mode: recorded as what would have run; nothing moved" in text
     assert "under evaluation" not in text
+
+
+def test_the_api_names_the_plane_of_an_executed_decision(tmp_path: Path) -> None:
+    from payops.api.records import decision_from
+    from payops.memory.audit import AuditLog
+
+    events = recorded_outage(tmp_path / "outage.jsonl")
+    states, _ = run_file(tmp_path / "state", events, "trial")
+    reroute = first_reroute(states)
+    audit = AuditLog(tmp_path / "state" / "audit.db")
+    decisions = {e.decision_id: decision_from(e) for e in audit.entries("decision")}
+    audit.close()
+    assert decisions[reroute["decision_id"]].executed and decisions[reroute["decision_id"]].plane == "shadow"
+    assert all(d.plane is None for d in decisions.values() if not d.executed)
