@@ -99,6 +99,9 @@ def run(
 
 def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: list[str],
               control_plane: Optional[str] = None) -> None:
+    from contextlib import ExitStack
+
+    from payops.palm_jobs import in_background
     from payops.scheduling import close_agent
     from payops.signals.sources import SourceError
     from payops.wiring import agent_services, durable_agent
@@ -109,7 +112,9 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
         fail(str(exc))
     agent = durable_agent(services)
     done = 0
+    jobs = ExitStack()
     try:
+        jobs.enter_context(in_background(settings))  # palm-pay settlement rounds (palm_jobs.py)
         while ticks is None or done < ticks:
             result = agent.tick()
             if result is None:
@@ -125,6 +130,7 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
     except KeyboardInterrupt:
         typer.echo(f"\npayops: stopped after {done} tick(s); state saved in {settings.state_dir}.")
     finally:
+        jobs.close()
         _report_bad_lines(getattr(services.source, "report", None))
         close_agent(agent, services)
 
