@@ -54,15 +54,17 @@ def pending(state_dir: Optional[Path] = STATE_DIR) -> None:
     if not rows:
         typer.echo("no pending approval requests")
         return
+    from payops.render import printable  # labels come from the feed: escaped, one line stays one line
+
     now = svc.clock()
     for a in rows:
         p = a.request["proposal"]
         d = a.request["diagnosis"]
         target = ",".join(f"{k}={v}" for k, v in sorted(p["target"].items())) or "all"
-        typer.echo(f"{a.decision_id}  {p['tool']} on {target}  [{d['category']} conf {d['confidence']:.2f}]  "
-                   f"expires in {max(0, a.expires_at - now):.0f}s")
+        typer.echo(printable(f"{a.decision_id}  {p['tool']} on {target}  [{d['category']} conf {d['confidence']:.2f}]  "
+                             f"expires in {max(0, a.expires_at - now):.0f}s"))
         for why in a.request.get("why_approval", []):
-            typer.echo(f"    why approval: {why}")
+            typer.echo(printable(f"    why approval: {why}"))
 
 
 def _answer(decision_id: str, approved: bool, note: Optional[str], approver: str, state_dir: Optional[Path]) -> None:

@@ -54,8 +54,13 @@ class Settings(BaseSettings):
     # --- reason (LLM, optional) -------------------------------------------
     llm_model: str | None = Field(None, description="Set to switch on the LLM reasoner (any OpenAI-compatible model).")
     llm_base_url: str | None = Field(None, description="Overrides OPENAI_BASE_URL.")
-    llm_timeout_seconds: float = Field(30.0, gt=0)
+    llm_timeout_seconds: float = Field(30.0, gt=0, description="Per LLM call, at most (the tick budget bounds it further).")
     llm_max_retries: int = Field(2, ge=0)
+    llm_tick_budget_seconds: float = Field(
+        20.0, gt=0, le=86400, description="Wall-clock seconds all LLM work of one tick may take, retries included, before "
+        "the rules decide: a third of the 60 s tick, so a hanging endpoint cannot stall the agent (it once took 91.6 s = "
+        "3 attempts x 30 s). The same wall-clock budget applies to replay's event-time ticks."
+    )
 
     # --- act ---------------------------------------------------------------
     orchestrator_url: str | None = Field(None, description="HTTP control plane; the in-process simulator when unset.")
