@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from payops.storage.db import Database, SqliteDatabase
+from payops.storage.keys import private_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS approvals (
@@ -70,6 +71,8 @@ class ApprovalBook:
         if database is None:
             if path is None:
                 raise ValueError("ApprovalBook needs a path or a database")
+            if str(path) != ":memory:":
+                private_file(path)  # 0600 before SQLite creates it with the umask's 0644
             database = SqliteDatabase(path, schema=SCHEMA)
             _add_deployment_column(database)
         self._db = database

@@ -196,7 +196,8 @@ class AuditLog:
 
     def __init__(self, path: str | Path | None = None, *, database: Database | None = None,
                  keys: AuditKeys | None = None, checkpoint_every: int = CHECKPOINT_EVERY,
-                 clock: Any = time.time) -> None:
+                 clock: Any = time.time, key_source: KeyChain | None = None, checkpoint_path: Path | None = None,
+                 key_home: Path | None = None) -> None:
         if database is None:
             if path is None:
                 raise ValueError("AuditLog needs a path or a database")
@@ -209,15 +210,18 @@ class AuditLog:
         self._db = database
         if keys is None:
             shared = path is None and str(getattr(database, "path", "")) != ":memory:"
-            if shared:  # PostgreSQL: the state folder's key chain (the Settings default, as every process sees it)
-                keys = default_keys(Path(os.environ.get("PAYOPS_STATE_DIR") or ".payops"), keyed_rows=self._has_keyed_rows())
+            if key_home is not None or key_source is not None or shared:
+                # PostgreSQL without a folder given: the state folder's (the Settings default, as every process sees it).
+                home = Path(key_home or os.environ.get("PAYOPS_STATE_DIR") or ".payops")
+                keys = default_keys(home, chain=key_source, checkpoint_path=checkpoint_path,
+                                    keyed_rows=self._has_keyed_rows())
             elif path is None or str(path) == ":memory:":
                 import secrets
 
                 raw = secrets.token_bytes(32)
                 keys = AuditKeys(KeySet("audit-hmac", "ephemeral", {"ephemeral": raw}, "memory"), None)
             else:
-                keys = default_keys(Path(path).parent, keyed_rows=self._has_keyed_rows())
+                keys = default_keys(Path(path).parent, checkpoint_path=checkpoint_path, keyed_rows=self._has_keyed_rows())
         self.keys = keys
         self.checkpoint_every = max(1, int(checkpoint_every))
         self._clock = clock
