@@ -53,6 +53,7 @@ from .policy import (
     spent_on,
     verification_expired,
 )
+from .sealing import seal_on_close
 from .rail import (
     PayShapRail,
     RailAttempt,
@@ -954,7 +955,11 @@ class PalmPayService:
         return cents
 
     def close(self) -> None:
-        self.store.close()
+        """Seal the audit and access logs written since the last checkpoint (palmpay/sealing.py), then close."""
+        try:
+            seal_on_close(self.store, self.options.state_dir)
+        finally:
+            self.store.close()
 
     def __enter__(self) -> PalmPayService:
         return self
