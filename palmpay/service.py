@@ -125,11 +125,17 @@ class PalmPayService:
         self._errors = ErrorCatalog(self.spec)
         self._events = SpecEvents(self.spec)
         self.options.state_dir.mkdir(parents=True, exist_ok=True)
-        self._ring = KeyRing.load(self.options.state_dir, self.options.data_key)
+        self.store = open_store(self.options)
+        with self.store.read() as tx:
+            sealed_under = tx.active_key_id()  # data exists: its key must too (never a silent new key)
+        try:
+            self._ring = KeyRing.load(self.options.state_dir, self.options.data_key, expect_key_id=sealed_under)
+        except KeyRingError:
+            self.store.close()
+            raise
         self._cipher = FieldCipher(self._ring)
         self._index = BlindIndex(self._ring.index_root)
         self._otp = OtpHasher(self._ring.index_root)
-        self.store = open_store(self.options)
         with self.store.write() as tx:
             if tx.active_key_id() is None:
                 tx.set_active_key_id(self._ring.active_id)

@@ -278,7 +278,7 @@ class KeyChain:
         if found is not None:
             return found
         if data_exists:
-            raise KeyMissing(f"refusing to start: {what or 'existing data'} needs key '{name}', which is not in "
+            raise KeyMissing(f"refusing to start: key '{name}' is needed by {what or 'existing data'} but is not in "
                              f"{self.description}; restore it (or set {env_var(name)}) — a new key would not match")
         if self.store is None:
             raise KeyMissing(f"key '{name}' is not in {self.description} and there is no key folder to create it in")
