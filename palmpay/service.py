@@ -53,7 +53,7 @@ from .policy import (
     spent_on,
     verification_expired,
 )
-from .sealing import seal_on_close
+from .sealing import PeriodicSealer, seal_interval, seal_on_close
 from .rail import (
     PayShapRail,
     RailAttempt,
@@ -136,6 +136,7 @@ class PalmPayService:
         self._cipher = FieldCipher(self._ring)
         self._index = BlindIndex(self._ring.index_root)
         self._otp = OtpHasher(self._ring.index_root)
+        self._sealer = PeriodicSealer(self.store, self.options.state_dir, seal_interval()).start() if seal_interval() else None
         with self.store.write() as tx:
             if tx.active_key_id() is None:
                 tx.set_active_key_id(self._ring.active_id)
@@ -963,6 +964,8 @@ class PalmPayService:
     def close(self) -> None:
         """Seal the audit and access logs written since the last checkpoint (palmpay/sealing.py), then close."""
         try:
+            if self._sealer is not None:
+                self._sealer.stop()
             seal_on_close(self.store, self.options.state_dir)
         finally:
             self.store.close()

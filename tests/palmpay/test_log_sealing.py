@@ -109,3 +109,19 @@ def test_audit_verify_names_the_broken_palm_pay_log_and_exits_1(service, enroll)
     broken = CliRunner().invoke(audit_app, ["verify", "--state-dir", state])
     assert broken.exit_code == 1 and "palm-pay PII access log BROKEN" in broken.output
     assert "palm-pay audit log intact" in broken.output
+
+
+def test_a_long_lived_service_seals_at_intervals_without_being_closed(make_service, enroll, monkeypatch, tmp_path):
+    import time
+
+    from conftest import Enroller
+
+    monkeypatch.setenv("PAYOPS_AUDIT_SEAL_SECONDS", "0.2")
+    service = make_service(state_dir=tmp_path / "long")
+    view, ref, _ = Enroller(service, enroll.otp)()
+    service.pay(ref, 5, "T1", True, 0.99)
+    keys = seal_keys(service.options.state_dir)
+    deadline = time.monotonic() + 10
+    while keys.checkpoints.last("palmpay.access") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert keys.checkpoints.last("palmpay.access") is not None
