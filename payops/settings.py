@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     audit_checkpoint_every: int = Field(
         50, ge=1, description="Sign a checkpoint every N audit records (and on shutdown): bounds the tail that could "
         "vanish unnoticed between checkpoints to about an hour of one-minute ticks.")
+    audit_seal_seconds: float = Field(
+        300.0, ge=0, description="Palm-pay logs: a long-lived service seals them this often (0: only at close); "
+        "a row forged into the database between two seals is sealed as genuine, so this bounds that window.")
     key_audit_hmac: SecretStr | None = Field(None, description="Base64 audit HMAC key (else the key command or file).")
     key_checkpoint_signing: SecretStr | None = Field(None, description="Base64 Ed25519 seed for audit checkpoints.")
 

@@ -114,11 +114,9 @@ def test_audit_verify_names_the_broken_palm_pay_log_and_exits_1(service, enroll)
 def test_a_long_lived_service_seals_at_intervals_without_being_closed(make_service, enroll, monkeypatch, tmp_path):
     import time
 
-    from conftest import Enroller
-
     monkeypatch.setenv("PAYOPS_AUDIT_SEAL_SECONDS", "0.2")
     service = make_service(state_dir=tmp_path / "long")
-    view, ref, _ = Enroller(service, enroll.otp)()
+    view, ref, _ = type(enroll)(service, enroll.otp)()  # an enroller on this service, not the default one
     service.pay(ref, 5, "T1", True, 0.99)
     keys = seal_keys(service.options.state_dir)
     deadline = time.monotonic() + 10
