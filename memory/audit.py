@@ -153,7 +153,6 @@ def _sql_columns(conn: Any, table: str) -> set[str]:
 
 def _upgrade_sqlite(database: SqliteDatabase) -> None:
     """Add the version 2 columns; number the duplicate records older versions wrote as revisions."""
-    conn = database.connection
     with database.write() as c:
         for table, column, ddl in _V2_COLUMNS:
             if column not in _sql_columns(c, table):
@@ -167,7 +166,6 @@ def _upgrade_sqlite(database: SqliteDatabase) -> None:
                     c.execute("UPDATE audit_log SET revision = ?, supersedes = ? WHERE seq = ?",
                               (n, seqs[n - 1] if n else None, seq))
             c.execute(UNIQUE_INDEX)
-    del conn
 
 
 def default_keys(folder: Path, *, chain: KeyChain | None = None, checkpoint_path: Path | None = None,
