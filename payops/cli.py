@@ -45,6 +45,9 @@ def _print_cycle(state: dict, settings: Settings, services: object) -> None:
     from payops.render import render_cycle
 
     typer.echo(render_cycle(state, settings.confidence_threshold))
+    lag = getattr(getattr(services, "source", None), "lag", None)
+    if lag is not None:  # an event log: how far this partition's worker is behind
+        typer.echo(f"Consumer lag: {lag()} message(s) not yet read on partition '{settings.deployment}'")
     drain = getattr(getattr(services, "notifier", None), "drain", None)
     for kind, payload in (drain() if drain else []):
         typer.echo(f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip())
@@ -63,7 +66,7 @@ def run(
     tick_seconds: float = typer.Option(0.5, "--tick-seconds", min=0.0, help="Wall seconds between ticks (0.5 demo; 60 production)."),
     scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario (see `payops scenarios`)."),
     seed: int = typer.Option(7, "--seed", help="Simulator seed."),
-    source: str = typer.Option("simulator", "--source", help="'simulator', a JSONL event file, or '-' for stdin."),
+    source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR)."),
 ) -> None:
     """Run the agent loop: every tick decide over the last window and print the cycle."""
@@ -80,7 +83,10 @@ def run(
         fail(str(exc))
 
 
-def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: str) -> None:
+def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: list[str]) -> None:
+    from contextlib import ExitStack
+
+    from payops.palm_jobs import in_background
     from payops.scheduling import close_agent
     from payops.signals.sources import SourceError
     from payops.wiring import agent_services, durable_agent
@@ -95,7 +101,9 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
         fail(str(exc), code=1)
     agent = durable_agent(services)
     done = 0
+    jobs = ExitStack()
     try:
+        jobs.enter_context(in_background(settings))  # palm-pay settlement rounds (palm_jobs.py)
         while ticks is None or done < ticks:
             result = agent.tick()
             if result is None:
@@ -111,6 +119,7 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
     except KeyboardInterrupt:
         typer.echo(f"\npayops: stopped after {done} tick(s); state saved in {settings.state_dir}.")
     finally:
+        jobs.close()
         _report_bad_lines(getattr(services.source, "report", None))
         close_agent(agent, services)
 
@@ -119,7 +128,7 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
 def tick(
     scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario when the source is the simulator."),
     seed: int = typer.Option(7, "--seed"),
-    source: str = typer.Option("simulator", "--source", help="'simulator', a JSONL event file, or '-' for stdin."),
+    source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir"),
     partition: Optional[str] = typer.Option(None, "--partition", help="The deployment to tick (default PAYOPS_DEPLOYMENT); one worker at a time each."),
 ) -> None:
@@ -258,6 +267,7 @@ def _register_subcommands() -> None:
 
     app.add_typer(eval_app, name="eval", help="Offline evaluation over the incident corpus (and `payops eval record`).")
     app.add_typer(__import__("payops.cli_llm", fromlist=["llm_app"]).llm_app, name="llm", help="A local OpenAI-compatible LLM: `payops llm serve`.")
+    app.command("publish")(__import__("payops.cli_nats", fromlist=["publish"]).publish)  # event file -> NATS JetStream
 
 
 if __name__ == "__main__":
