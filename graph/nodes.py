@@ -13,7 +13,7 @@ from langgraph.runtime import Runtime
 
 from payops.guardrails.metrics import blast_radius, palm_metrics
 from payops.guardrails.policies import GuardContext, PastAction, RouteHealth, evaluate
-from payops.memory.approvals import APPROVED, EXPIRED, PENDING
+from payops.memory.approvals import APPLIED, APPROVED, EXPIRED, PENDING
 from payops.memory.lessons import ScoredLesson, Signature, magnitude_bucket, track_record
 from payops.memory.outcomes import EVALUATED_TOOLS, Figures, InForce, Watch, conclude, expected_of, scopes_of, step
 from payops.models import Category, Diagnosis, ExecutionResult, ProposedAction, Verdict, VerdictKind, target_key
@@ -157,20 +157,27 @@ def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float, 
     except (ProposalError, ValueError) as exc:
         proposal, refusal = None, f"the approved proposal no longer validates: {exc}"
     raw = approved.request.get("proposal", {})
+    if not any(e.kind == "approval" for e in svc.audit.get(approved.decision_id)):
+        # The approver's process was killed between the book and the audit write: record the answer now.
+        from .approval import approval_record
+
+        svc.audit.append(approved.decision_id, "approval", now, approval_record(
+            approved.decision_id, APPROVED, approved.approver or "", approved.note, raw, True))
     record: dict[str, Any] = {"decision_id": approved.decision_id, "tool": raw.get("tool"), "target": raw.get("target", {}),
                               "args": raw.get("args", {}), "approver": approved.approver, "note": approved.note}
     if refusal is not None or proposal is None:
         result = ExecutionResult(status="denied", detail=f"approved but not applied: {refusal}")
-        svc.approvals.close_as(approved.decision_id, VOIDED, wall, f"{result.status}: {result.detail}")
         record["voided"] = refusal  # the audit trail's note: why the approval was voided
-        op = "approved_action_void"
+        op, status = "approved_action_void", VOIDED
     else:
         result = execute(proposal, approved.decision_id, now, control_plane=svc.control_plane, palm=svc.palm,
                          approver=approved.approver)
-        svc.approvals.mark_applied(approved.decision_id, wall, f"{result.status}: {result.detail}")
-        op = "approved_action_applied"
+        op, status = "approved_action_applied", APPLIED
     record["execution"] = result.model_dump(mode="json")
+    # The record first, then the book: a kill between the two re-applies next tick (idempotent by
+    # decision id) and the record is the same or superseded; the other order lost the record for ever.
     svc.audit.append(approved.decision_id, "approved_action", now, record)
+    svc.approvals.close_as(approved.decision_id, status, wall, f"{result.status}: {result.detail}")
     note = {"op": op, **record, "result": result.detail, "status": result.status, "at": now}
     svc.notifier.notify(op, {k: note[k] for k in ("decision_id", "tool", "target", "approver", "status", "result")})
     return note

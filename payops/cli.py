@@ -106,10 +106,14 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
     from payops.signals.sources import SourceError
     from payops.wiring import agent_services, durable_agent
 
+    from payops.storage.keys import KeyProblem
+
     try:
         services = agent_services(settings, source, scenario, seed, control_plane=control_plane)
     except (SourceError, ValueError) as exc:
         fail(str(exc))
+    except KeyProblem as exc:  # data without its key: a one-line refusal, never a new key
+        fail(str(exc), code=1)
     agent = durable_agent(services)
     done = 0
     jobs = ExitStack()
