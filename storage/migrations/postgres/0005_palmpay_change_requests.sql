@@ -1,4 +1,4 @@
--- 0004: palm-pay's two-person rule and payment fingerprints (palmpay/store.py SQLite migration 3): a human-initiated
+-- 0005: palm-pay's two-person rule and payment fingerprints (palmpay/store.py SQLite migration 3): a human-initiated
 -- revocation, suspension lift, limit change or key rotation waits here until a second, different
 -- operator approves it; the status moves on once, so it runs exactly once.
 CREATE TABLE palmpay.change_requests (

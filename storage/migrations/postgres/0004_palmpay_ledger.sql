@@ -1,4 +1,4 @@
--- 0003: palm-pay's daily limit on a ledger, one row per (link, local date), as palmpay/store.py's
+-- 0004: palm-pay's daily limit on a ledger, one row per (link, local date), as palmpay/store.py's
 -- SQLite migration 2. The link's own counters kept a single day, so two servers whose clocks
 -- straddled midnight reset each other's counter. Payments still lock their link row first, so
 -- the ledger rows of one link are written by one transaction at a time.
