@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Optional
 import orjson
 import typer
 
+from payops.cli_errors import PayopsGroup
+
 if TYPE_CHECKING:  # imported where used: `payops replay` starts its parse workers before pydantic-settings loads
     from payops.settings import Settings
 
@@ -20,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=PayopsGroup,  # expected errors (state folder, database, files) -> one line, not a traceback
 )
 
 

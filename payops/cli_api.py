@@ -54,6 +54,8 @@ def serve(
     from payops.api.settings import ApiSettings
 
     settings = _settings(state_dir)
+    if not settings.database_url:  # before uvicorn starts: a bad folder is one line, not a failed startup
+        settings.ensure_state_dir()
     api = ApiSettings()
     host = host or api.host
     port = port or api.port

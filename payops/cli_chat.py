@@ -24,13 +24,12 @@ def chat(
     from pydantic import ValidationError
 
     from payops.chat import ChatError, ChatTools, ask as answer, chat_model_from_settings, zone
-    from payops.settings import Settings
+    from payops.settings import Settings, existing_state_dir
 
     try:
         settings = Settings(**({"state_dir": state_dir} if state_dir else {}))
-        if not settings.database_url and not settings.state_dir.exists():
-            typer.echo(f"payops: error: no agent state in {settings.state_dir} (run `payops run` or `payops tick` first)", err=True)
-            raise typer.Exit(2)
+        if not settings.database_url:
+            existing_state_dir(settings.state_dir)  # a missing folder or a file: one line from cli_errors
         tools = ChatTools.from_settings(settings, zone(tz))
     except (ChatError, ValidationError) as exc:
         typer.echo(f"payops: error: {exc}", err=True)

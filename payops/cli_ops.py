@@ -9,7 +9,7 @@ from typing import Optional
 import orjson
 import typer
 
-from payops.settings import Settings
+from payops.settings import Settings, existing_state_dir
 
 audit_app = typer.Typer(no_args_is_help=True, add_completion=False)
 lessons_app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -25,8 +25,8 @@ def _settings(state_dir: Optional[Path]) -> Settings:
 
 
 def _require_state(settings: Settings) -> None:
-    if not settings.database_url and not settings.state_dir.exists():  # PostgreSQL: the state is in the database
-        _fail(f"no agent state in {settings.state_dir} (run `payops run` or `payops tick` first)")
+    if not settings.database_url:  # PostgreSQL: the state is in the database
+        existing_state_dir(settings.state_dir)  # a missing folder or a file: one line from cli_errors
 
 
 def _services(state_dir: Optional[Path]):  # noqa: ANN202 - internal

@@ -5,10 +5,50 @@ Thresholds live here with the reason beside them, not as literals in code.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StateDirError(Exception):
+    """The state folder cannot be used. `exit_code` 2 when the path given is wrong (a file: retrying
+    will not help), 1 when the system refuses (permissions, a read-only disk)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def prepare_folder(path: Path, what: str = "state folder", option: str = "--state-dir") -> Path:
+    """The one check before anything writes in a folder: it is a folder, exists (created with its
+    parents) and can be written. Raises StateDirError with a one-line message naming `option`."""
+    if path.exists() and not path.is_dir():
+        raise StateDirError(f"the {what} {path} is a file, not a folder (choose another {option})", 2)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a parent is a file
+        raise StateDirError(f"cannot create the {what} {path}: part of the path is a file", 2) from None
+    except OSError as exc:
+        raise StateDirError(f"cannot create the {what} {path}: {(exc.strerror or 'refused').lower()}") from None
+    if not os.access(path, os.W_OK | os.X_OK):  # SQLite also creates journal files beside its databases
+        raise StateDirError(f"the {what} {path} is read-only: payops needs to write there")
+    return path
+
+
+def prepare_state_dir(path: Path) -> Path:
+    """Before anything opens a database in the state folder (every command that writes state)."""
+    return prepare_folder(path)
+
+
+def existing_state_dir(path: Path) -> Path:
+    """For commands that only read: the folder must already hold an agent's state."""
+    if not path.exists():
+        raise StateDirError(f"no agent state in {path} (run `payops run` or `payops tick` first)", 2)
+    if not path.is_dir():
+        raise StateDirError(f"the state folder {path} is a file, not a folder (choose another --state-dir)", 2)
+    return path
 
 
 class Settings(BaseSettings):
@@ -64,8 +104,7 @@ class Settings(BaseSettings):
     palm_match_threshold: float = Field(0.95, ge=0, le=1, description="Spec: palm match must exceed 95% by default.")
 
     def ensure_state_dir(self) -> Path:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        return self.state_dir
+        return prepare_state_dir(self.state_dir)
 
     @property
     def sqlite_path(self) -> Path:
