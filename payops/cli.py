@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import sys
 import time
 from pathlib import Path
@@ -39,8 +40,9 @@ def _settings(**overrides: object) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"bad setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        from payops.cli_errors import one_line
+
+        fail(*(one_line(exc) or (str(exc).splitlines()[0], 2)))
         raise  # unreachable
 
 
@@ -150,10 +152,17 @@ def tick(
         _print_cycle(outcome.state, settings, outcome.services)
 
 
+# A week of stream covers every test and demo; longer runs are a typo (`1e9`) that would fill the disk.
+MAX_SIMULATE_MINUTES = 7 * 24 * 60
+# ~200 bytes an event: 50 M events is ~10 GB, far past any replay benchmark (4 M lines) yet bounded.
+MAX_SIMULATE_EVENTS = 50_000_000
+
+
 @app.command()
 def simulate(
     scenario: str = typer.Option(..., "--scenario", help="Scenario name (see `payops scenarios`)."),
-    minutes: float = typer.Option(15.0, "--minutes", min=1.0, help="Length of the stream, healthy lead-in included."),
+    minutes: float = typer.Option(15.0, "--minutes", help="Length of the stream, healthy lead-in included "
+                                  f"(1 to {MAX_SIMULATE_MINUTES:,} minutes, at most {MAX_SIMULATE_EVENTS:,} events)."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", help="Where to write the JSON Lines events."),
     per_minute: float = typer.Option(600.0, "--per-minute", min=10.0, max=100_000.0, help="Payments per minute (10 to 100,000)."),
@@ -162,6 +171,11 @@ def simulate(
     """Write a simulated event stream (CONTRACT.md §1) with a healthy lead-in before the incident."""
     from payops.signals.simulator import SCENARIOS, Simulator, default_network, rename_network, timed_scenario, write_stream
 
+    if not (math.isfinite(minutes) and 1.0 <= minutes <= MAX_SIMULATE_MINUTES):
+        fail(f"--minutes must be between 1 and {MAX_SIMULATE_MINUTES:,} (a week), not {minutes:g}")
+    if minutes * per_minute > MAX_SIMULATE_EVENTS:
+        fail(f"--minutes {minutes:g} at --per-minute {per_minute:g} is {minutes * per_minute:,.0f} events; "
+             f"the most one file holds is {MAX_SIMULATE_EVENTS:,} (write several, or fewer per minute)")
     if scenario not in SCENARIOS:
         fail(f"unknown scenario '{scenario}' (choose from {', '.join(SCENARIOS)})")
     net = default_network(per_minute)

@@ -12,11 +12,14 @@ import sqlite3
 from typing import Any
 
 import click
+from pydantic import ValidationError
 import typer
 from typer.core import TyperGroup
 
 EX_FAILURE = 1  # the system refused: permissions, disk, a database that cannot be opened
 EX_USAGE = 2  # the input is wrong: retrying the same command will not help
+# A ValidationError of these models is the user's environment or options; of any other model, a bug.
+SETTINGS_MODELS = ("Settings", "ApiSettings")
 
 
 def _sqlite_reason(exc: sqlite3.Error) -> str:
@@ -38,6 +41,10 @@ def one_line(exc: BaseException) -> tuple[str, int] | None:
 
     if isinstance(exc, StateDirError):
         return str(exc), exc.exit_code
+    if isinstance(exc, ValidationError) and exc.title in SETTINGS_MODELS:
+        first = exc.errors()[0]
+        name = "PAYOPS_" + ("API_" if exc.title == "ApiSettings" else "") + str(first["loc"][0]).upper()
+        return f"bad setting {name}: {first['msg'].removeprefix('Value error, ')}", EX_USAGE
     if isinstance(exc, sqlite3.Error):
         return _sqlite_reason(exc), EX_FAILURE
     if isinstance(exc, OSError) and exc.strerror:
@@ -50,6 +57,12 @@ class PayopsGroup(TyperGroup):
     """The root command group: every subcommand runs inside `invoke`, so this is the one catch."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        import os
+
+        from payops.cli_env import unknown_name_warnings
+
+        for line in unknown_name_warnings(os.environ):
+            click.echo(line, err=True)
         try:
             return super().invoke(ctx)
         except (typer.Exit, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):

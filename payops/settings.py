@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -102,6 +104,23 @@ class Settings(BaseSettings):
     data_key: SecretStr | None = Field(None, description="Base64 AES-256 key for sensitive fields; key file if unset.")
     timezone: str = Field("Africa/Johannesburg", description="Local time zone for the palm-pay daily reset.")
     palm_match_threshold: float = Field(0.95, ge=0, le=1, description="Spec: palm match must exceed 95% by default.")
+
+    @field_validator("webhook_url", "orchestrator_url", "llm_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        # Refused at start-up: a typo would otherwise lose every notification (or control call) at run time.
+        # The value is not echoed: webhook URLs often carry a token.
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value.strip())
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and " " not in value.strip()
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("must be an http:// or https:// URL with a host, e.g. https://hooks.example.com/payops")
+        return value.strip()
 
     def ensure_state_dir(self) -> Path:
         return prepare_state_dir(self.state_dir)

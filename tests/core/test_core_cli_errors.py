@@ -102,3 +102,58 @@ def test_a_read_only_database_maps_to_a_message_without_sql(tmp_path: Path) -> N
 
 def test_a_bug_is_not_disguised_as_a_user_error() -> None:
     assert one_line(KeyError("x")) is None and one_line(ValueError("x")) is None
+
+
+# -- issue 16 item 10: names, URLs and sizes a user can get wrong -----------------------------------------
+
+def test_a_misspelled_payops_variable_is_warned_with_the_closest_known_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYOPS_WEBHOK_URL", "https://hooks.example.com/x")
+    result = runner.invoke(app, ["scenarios"], catch_exceptions=False)
+    assert result.exit_code == 0
+    warnings = [l for l in result.stderr.splitlines() if "warning" in l]
+    assert warnings == ["payops: warning: unknown environment variable PAYOPS_WEBHOK_URL is ignored "
+                        "(did you mean PAYOPS_WEBHOOK_URL?)"]
+
+
+def test_known_payops_variables_of_both_settings_classes_raise_no_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"PAYOPS_API_PORT": "8081", "PAYOPS_TIMEZONE": "UTC", "PAYOPS_CONFIDENCE_THRESHOLD": "0.9"}.items():
+        monkeypatch.setenv(name, value)
+    assert "warning" not in runner.invoke(app, ["scenarios"], catch_exceptions=False).stderr
+
+
+def test_a_name_close_to_nothing_is_warned_without_a_guess() -> None:
+    from payops.cli_env import unknown_name_warnings
+
+    assert unknown_name_warnings({"PAYOPS_CONFIDENCE_TRESHOLD": "1", "PAYOPS_BANANA": "1", "HOME": "/"}) == [
+        "payops: warning: unknown environment variable PAYOPS_BANANA is ignored",
+        "payops: warning: unknown environment variable PAYOPS_CONFIDENCE_TRESHOLD is ignored "
+        "(did you mean PAYOPS_CONFIDENCE_THRESHOLD?)"]
+
+
+@pytest.mark.parametrize("url", ["not-a-url", "hooks.example.com/T0KEN", "ftp://hooks.example.com/T0KEN", "https:///T0KEN"])
+def test_a_webhook_url_that_is_not_http_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("PAYOPS_WEBHOOK_URL", url)
+    result = invoke("run", "--ticks", "1", "--tick-seconds", "0")
+    assert_one_line(result, 2, "bad setting PAYOPS_WEBHOOK_URL", "http")
+    assert "T0KEN" not in result.output
+
+
+def test_a_webhook_url_with_a_host_is_accepted() -> None:
+    from payops.settings import Settings
+
+    assert Settings(webhook_url=" https://hooks.example.com:8443/a?b=c ").webhook_url == "https://hooks.example.com:8443/a?b=c"
+
+
+@pytest.mark.parametrize("minutes", ["1e9", "inf", "nan", "0.5", "20000"])
+def test_simulate_refuses_a_length_outside_its_documented_bounds_and_writes_nothing(tmp_path: Path, minutes: str) -> None:
+    out = tmp_path / "e.jsonl"
+    result = invoke("simulate", "--scenario", "demo", "--minutes", minutes, "--out", str(out))
+    assert_one_line(result, 2, "--minutes")
+    assert not out.exists()
+
+
+def test_simulate_refuses_more_events_than_one_file_holds(tmp_path: Path) -> None:
+    out = tmp_path / "e.jsonl"
+    result = invoke("simulate", "--scenario", "demo", "--minutes", "10000", "--per-minute", "100000", "--out", str(out))
+    assert_one_line(result, 2, "1,000,000,000 events", "50,000,000")
+    assert not out.exists()
