@@ -46,14 +46,30 @@ def _settings(**overrides: object) -> Settings:
         raise  # unreachable
 
 
-def _print_cycle(state: dict, settings: Settings, services: object) -> None:
+def _print_cycle(state: dict, settings: Settings, services: object, settle: float = 0.0) -> None:
+    """The cycle, then what the notifier told the console; `settle` seconds first lets webhook
+    deliveries finish (a one-shot tick), so a failed one is reported now, not never."""
     from payops.render import render_cycle
 
     typer.echo(render_cycle(state, settings.confidence_threshold))
-    drain = getattr(getattr(services, "notifier", None), "drain", None)
-    for kind, payload in (drain() if drain else []):
-        typer.echo(f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip())
+    _print_notices(services, settle)
     typer.echo("")
+
+
+def _print_notices(services: object, settle: float = 0.0) -> None:
+    from payops.guardrails.notify import DELIVERY_FAILED
+
+    notifier = getattr(services, "notifier", None)
+    if settle and hasattr(notifier, "settle"):
+        notifier.settle(settle)
+    drain = getattr(notifier, "drain", None)
+    for kind, payload in (drain() if drain else []):
+        if kind == DELIVERY_FAILED:
+            kept = "kept in dead letters (`payops pending`)" if payload.get("kept") else "and it could NOT be kept"
+            typer.echo(f"  Notice: webhook delivery failed for {payload.get('decision_id') or payload.get('kind')}"
+                       f" ({payload.get('kind')}: {payload.get('reason')}); {kept}")
+            continue
+        typer.echo(f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip())
 
 
 def _report_bad_lines(report: object) -> None:
@@ -86,6 +102,7 @@ def run(
 
 
 def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: str) -> None:
+    from payops.guardrails.notify import EXIT_FLUSH_SECONDS
     from payops.scheduling import close_agent
     from payops.signals.sources import SourceError
     from payops.wiring import agent_services, durable_agent
@@ -112,6 +129,7 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
     except KeyboardInterrupt:
         typer.echo(f"\npayops: stopped after {done} tick(s); state saved in {settings.state_dir}.")
     finally:
+        _print_notices(services, settle=EXIT_FLUSH_SECONDS)  # deliveries still out when the loop ends
         _report_bad_lines(getattr(services.source, "report", None))
         close_agent(agent, services)
 
@@ -149,7 +167,9 @@ def tick(
         typer.echo(f"payops: the next window of partition '{outcome.partition}' ends at {outcome.window_end:.0f}, "
                    "still in the future; nothing to do yet.")
     else:
-        _print_cycle(outcome.state, settings, outcome.services)
+        from payops.guardrails.notify import EXIT_FLUSH_SECONDS
+
+        _print_cycle(outcome.state, settings, outcome.services, settle=EXIT_FLUSH_SECONDS)
 
 
 # A week of stream covers every test and demo; longer runs are a typo (`1e9`) that would fill the disk.
@@ -257,12 +277,13 @@ def main() -> None:
 
 
 def _register_subcommands() -> None:
-    from payops.cli_ops import audit_app, lessons_app, register_ops
+    from payops.cli_ops import audit_app, lessons_app, notify_app, register_ops
     from payops.cli_palm import palm_app
 
     app.add_typer(palm_app, name="palm", help="Palm-pay backend operations (masked output).")
     app.add_typer(audit_app, name="audit", help="Inspect and verify the hash-chained audit trail.")
     app.add_typer(lessons_app, name="lessons", help="Long-term lessons learned from outcomes.")
+    app.add_typer(notify_app, name="notify", help="Webhook notifications not delivered: `payops notify retry`.")
     register_ops(app)
     app.add_typer(__import__("payops.cli_db", fromlist=["db_app"]).db_app, name="db", help="Create and migrate the schema (SQLite or PostgreSQL): `payops db upgrade`.")
     __import__("payops.cli_api", fromlist=["register_api"]).register_api(app)  # serve, keys, openapi (payops/cli_api.py)

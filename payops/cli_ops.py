@@ -13,6 +13,7 @@ from payops.settings import Settings, existing_state_dir
 
 audit_app = typer.Typer(no_args_is_help=True, add_completion=False)
 lessons_app = typer.Typer(no_args_is_help=True, add_completion=False)
+notify_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -53,7 +54,6 @@ def pending(state_dir: Optional[Path] = STATE_DIR) -> None:
     rows = svc.approvals.by_status(PENDING)
     if not rows:
         typer.echo("no pending approval requests")
-        return
     now = svc.clock()
     for a in rows:
         p = a.request["proposal"]
@@ -63,6 +63,27 @@ def pending(state_dir: Optional[Path] = STATE_DIR) -> None:
                    f"expires in {max(0, a.expires_at - now):.0f}s")
         for why in a.request.get("why_approval", []):
             typer.echo(f"    why approval: {why}")
+    _print_dead_letters(svc.settings)
+
+
+def _print_dead_letters(settings: Settings) -> None:
+    """Notifications the webhook never delivered: shown with the approvals, since most are approval requests."""
+    from payops.guardrails.dead_letters import FILE_NAME, DeadLetters
+    from payops.memory.explain import when
+
+    if not (settings.state_dir / FILE_NAME).exists():
+        return
+    box = DeadLetters.in_state_dir(settings.state_dir)
+    try:
+        letters = box.list()
+    finally:
+        box.close()
+    if not letters:
+        return
+    typer.echo(f"{len(letters)} webhook notification(s) not delivered, kept in dead letters "
+               "(send again: `payops notify retry`):")
+    for d in letters:
+        typer.echo(f"  {d.decision_id or '-'}  {d.kind}  failed {d.failures}x, last {when(d.failed_at)}: {d.reason}")
 
 
 def _answer(decision_id: str, approved: bool, note: Optional[str], approver: str, state_dir: Optional[Path]) -> None:
@@ -253,3 +274,28 @@ def lessons_import(path: Path = typer.Argument(..., help="A JSON file from `payo
     except LessonImportError as exc:
         _fail(f"{path}: {exc}")
     typer.echo(f"imported {n} lessons")
+
+
+# -- notifications ------------------------------------------------------------------
+
+@notify_app.command("retry")
+def notify_retry(state_dir: Optional[Path] = STATE_DIR) -> None:
+    """Send the dead letters again to PAYOPS_WEBHOOK_URL (same idempotency keys); delivered ones are removed."""
+    from payops.guardrails.dead_letters import FILE_NAME, DeadLetters
+    from payops.guardrails.notify import retry_dead_letters
+
+    settings = _settings(state_dir)
+    _require_state(settings)
+    if not (settings.state_dir / FILE_NAME).exists():
+        typer.echo("no dead letters")
+        return
+    if not settings.webhook_url:
+        _fail("PAYOPS_WEBHOOK_URL is not set: nowhere to send the dead letters")
+    box = DeadLetters.in_state_dir(settings.state_dir)
+    try:
+        delivered, failing = retry_dead_letters(settings.webhook_url, box)
+    finally:
+        box.close()
+    typer.echo(f"delivered {delivered}; {failing} still failing (kept)")
+    if failing:
+        raise typer.Exit(1)
