@@ -257,23 +257,62 @@ def lessons_export(out: Path = typer.Option(..., "--out", help="JSON file to wri
 
 @lessons_app.command("import")
 def lessons_import(path: Path = typer.Argument(..., help="A JSON file from `payops lessons export`."),
+                   who: Optional[str] = typer.Option(None, "--as", help="Who imports (recorded in the audit trail; default: your login)."),
                    state_dir: Optional[Path] = STATE_DIR) -> None:
-    """Import lessons: all or nothing (every lesson is checked before any is stored)."""
-    from payops.memory.lessons import LessonImportError
+    """Import lessons: all or nothing, marked as imported (trusted less unless this audit trail holds their
+    decisions), and audited (who, how many, the file's SHA-256)."""
+    import hashlib
+    import time
+
+    from payops.memory.lessons import Lesson, LessonImportError
+    from payops.storage.stores import open_audit
+    from payops.tools.actions import ACTIONS
 
     try:
-        records = orjson.loads(path.read_bytes())
+        data = path.read_bytes()
     except FileNotFoundError:
         _fail(f"no such file: {path}")
     except IsADirectoryError:
         _fail(f"is a directory, not a lesson file: {path}")
-    except orjson.JSONDecodeError:
-        _fail(f"{path} is not JSON; nothing was imported")
+    except OSError as exc:
+        _fail(f"cannot read {path}: {(exc.strerror or 'refused').lower()}", 1)
     try:
-        n = _lessons(state_dir).import_(records)
-    except LessonImportError as exc:
-        _fail(f"{path}: {exc}")
-    typer.echo(f"imported {n} lessons")
+        records = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        _fail(f"{path} is not JSON (at byte {exc.pos}); nothing was imported")
+    actor = (who or _login()).strip()
+    if not 1 <= len(actor) <= 100 or not actor.isprintable():
+        _fail("--as must be 1-100 printable characters")
+    settings = _settings(state_dir)
+    store = _lessons(state_dir)
+    audit = open_audit(settings)
+    try:
+        def in_audit(lesson: Lesson) -> bool:  # the decision happened here, and proposed that very tool
+            return any(e.kind == "decision" and ((e.record.get("proposal") or {}).get("tool") == lesson.tool)
+                       for e in audit.get(lesson.decision_id))
+
+        now = time.time()
+        try:
+            result = store.import_lessons(records, at=now, known_tools=ACTIONS, in_audit=in_audit)
+        except LessonImportError as exc:
+            _fail(f"{path}: {exc}")
+        digest = hashlib.sha256(data).hexdigest()
+        audit.append(f"lessons-import-{int(now)}-{digest[:12]}", "lessons_import", now,
+                     {"actor": actor, "count": result.count, "verified": result.verified, "file_name": path.name,
+                      "file_sha256": digest})
+    finally:
+        audit.close()
+    typer.echo(f"imported {result.count} lessons ({result.verified} of them decided here; the other "
+               f"{result.count - result.verified} count a quarter of the agent's own); audited as {actor}")
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in a bare container
+        return "operator"
 
 
 # -- notifications ------------------------------------------------------------------
