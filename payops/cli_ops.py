@@ -125,7 +125,8 @@ def reject(decision_id: str = typer.Argument(...), note: Optional[str] = typer.O
     _answer(decision_id, False, note, approver, state_dir)
 
 
-def why(decision_id: str = typer.Argument(..., help="Decision id."), state_dir: Optional[Path] = STATE_DIR) -> None:
+def why(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix)."),
+        state_dir: Optional[Path] = STATE_DIR) -> None:
     """Explain one decision from its audit record (deterministic, no LLM)."""
     from payops.memory.explain import explain_decision
     from payops.storage.stores import open_audit
@@ -133,10 +134,30 @@ def why(decision_id: str = typer.Argument(..., help="Decision id."), state_dir: 
     settings = _settings(state_dir)
     _require_state(settings)
     audit = open_audit(settings)
-    entries = audit.get(decision_id)
-    if not entries:
-        _fail(f"no decision {decision_id} in the audit trail")
-    typer.echo(explain_decision(entries))
+    typer.echo(explain_decision(audit.get(_resolve_decision(audit, decision_id))))
+
+
+# An operator types a short id as `approve` accepts it; a prefix this short is ambiguous by design.
+MIN_PREFIX = 3
+AMBIGUOUS_SHOWN = 3
+
+
+def _resolve_decision(audit, text: str) -> str:  # noqa: ANN001 - AuditLog or a read view of it
+    """The full decision id for an id or an unambiguous prefix; a one-line error otherwise."""
+    text = text.strip()
+    if audit.get(text):
+        return text
+    matches: list[str] = []
+    if len(text) >= MIN_PREFIX:
+        for e in audit.entries("decision"):
+            if e.decision_id.startswith(text) and e.decision_id not in matches:
+                matches.append(e.decision_id)
+    if not matches:
+        _fail(f"no decision {text} in the audit trail")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:AMBIGUOUS_SHOWN]) + (", ..." if len(matches) > AMBIGUOUS_SHOWN else "")
+        _fail(f"'{text}' matches {len(matches)} decisions ({shown}); give more of the id")
+    return matches[0]
 
 
 def register_ops(app: typer.Typer) -> None:
@@ -169,18 +190,24 @@ def audit_verify(state_dir: Optional[Path] = STATE_DIR) -> None:
 
 
 @audit_app.command("show")
-def audit_show(decision_id: str = typer.Argument(..., help="Decision id, or #SEQ for one record by number."),
+def audit_show(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix), or #SEQ for one record."),
+               jsonl: bool = typer.Option(False, "--jsonl", help="One compact JSON object per line instead of one JSON list."),
                state_dir: Optional[Path] = STATE_DIR) -> None:
-    """Print the records of one decision (decision, approval, applied, rollback...) as JSON."""
+    """Print the records of one decision (decision, approval, applied, rollback...) as one JSON list."""
     audit = _audit(state_dir)
     if decision_id.startswith("#") and decision_id[1:].isdigit():
         entries = audit.at_seq(int(decision_id[1:]))
+        if not entries:
+            _fail(f"no record {decision_id} in the audit trail")
     else:
-        entries = audit.get(decision_id)
-    if not entries:
-        _fail(f"no decision {decision_id} in the audit trail")
-    for e in entries:
-        typer.echo(json.dumps({"seq": e.seq, "kind": e.kind, "at": e.at, "hash": e.hash, "record": e.record}, indent=2))
+        entries = audit.get(_resolve_decision(audit, decision_id))
+    rows = [{"seq": e.seq, "decision_id": e.decision_id, "kind": e.kind, "at": e.at, "hash": e.hash, "record": e.record}
+            for e in entries]
+    if jsonl:
+        for row in rows:
+            typer.echo(json.dumps(row, sort_keys=True))
+    else:
+        typer.echo(json.dumps(rows, indent=2))
 
 
 @audit_app.command("tail")

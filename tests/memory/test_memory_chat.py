@@ -310,7 +310,7 @@ def test_cli_chat_ask_and_repl(synthetic):
     runner = CliRunner()
     one = runner.invoke(app, ["chat", "--state-dir", str(synthetic), "--no-llm", "--ask", "what did you do about FNB today?"])
     assert one.exit_code == 0 and IDS["suppress_fnb"] in one.output
-    repl = runner.invoke(app, ["chat", "--state-dir", str(synthetic), "--no-llm"],
+    repl = runner.invoke(app, ["chat", "--state-dir", str(synthetic), "--no-llm", "--tz", "UTC"],
                          input=f"why did you reroute psp_a at 10:05?\nreroute psp_b\nexit\n")
     assert repl.exit_code == 0 and IDS["reroute"] in repl.output and "can't act from the chat" in repl.output
     bad = runner.invoke(app, ["chat", "--state-dir", str(synthetic), "--tz", "Nowhere/Else", "--ask", "hi"])
