@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from payops.chat_plan import REFUSAL, _describe_filters, _verb, plan_question
+from payops import chat_shapes as shapes
+from payops.chat_plan import HARMED, REFUSAL, _describe_filters, _verb, plan_question
 from payops.chat_records import WHY_WINDOW_SECONDS, ChatAnswer, ChatTools
 from payops.memory.explain import target_text
 
@@ -22,9 +23,24 @@ def answer_from_records(question: str, tools: ChatTools) -> ChatAnswer:
 
     if plan.intent == "refuse":
         return ChatAnswer(text=REFUSAL)
+    state_shapes = {
+        "now": shapes.answer_now, "failing": shapes.answer_failing, "pending": shapes.answer_pending,
+        "in_force": shapes.answer_in_force, "harmed": shapes.answer_harmed, "happened": shapes.answer_happened,
+        "unknown_segment": shapes.answer_unknown_segment,
+        "rolled_back": lambda p, t: shapes.answer_rolled_back(p, t, with_harm=bool(HARMED.search(question.lower()))),
+    }
+    if plan.intent in state_shapes:
+        lookups.append({"name": plan.intent, "args": {}})
+        return state_shapes[plan.intent](plan, tools).model_copy(update={"lookups": lookups})
+    if plan.intent == "help":
+        return ChatAnswer(text=shapes.HELP)
     if plan.intent == "explain":
         detail = call("get_decision", decision_id=plan.decision_id)
         if detail is None:
+            matches = sorted(i for i in tools.decision_ids() if i.startswith(plan.decision_id or ""))
+            if len(matches) > 1:
+                return ChatAnswer(text=f"{plan.decision_id} matches {len(matches)} decisions ({', '.join(matches[:3])}"
+                                       f"{', ...' if len(matches) > 3 else ''}): give more of the id.", lookups=lookups)
             return ChatAnswer(text=f"No decision {plan.decision_id} in the audit trail.", lookups=lookups)
         return ChatAnswer(text=detail.explanation, cited=[detail.summary.decision_id], lookups=lookups)
     if plan.intent == "track_record":
@@ -51,7 +67,10 @@ def answer_from_records(question: str, tools: ChatTools) -> ChatAnswer:
             return ChatAnswer(text=f"I found no decision {_describe_filters(plan, tools.tz)} in the audit trail.", lookups=lookups)
         best = pool[0]
         detail = call("get_decision", decision_id=best.decision_id)
-        head = f"At {best.at} I {_verb(best.tool)} {target_text(best.target)} (decision {best.decision_id}) because: {best.summary}"
+        did = (f"I {_verb(best.tool)} {target_text(best.target)}" if best.status != "escalated" else
+               f"I asked for approval to run {best.tool} on {target_text(best.target)}"
+               + (f" ({best.approval} by {best.approver})" if best.approval else " (no answer recorded)"))
+        head = f"At {best.at} {did} (decision {best.decision_id}) because: {best.summary}"
         others = [s.decision_id for s in pool[1:4]]
         tail = [f"Other matching decisions: {', '.join(others)}"] if others else []
         return ChatAnswer(text="\n".join([head, "", detail.explanation, *tail]), cited=[best.decision_id, *others], lookups=lookups)

@@ -37,7 +37,8 @@ REFUSAL = ("I can't act from the chat: it is read-only and can only look at the 
 class Plan:
     """What the question asks, as filters for the tools."""
 
-    intent: Literal["refuse", "explain", "why", "what_did", "track_record", "overview"]
+    intent: Literal["refuse", "explain", "why", "what_did", "track_record", "overview", "pending", "in_force",
+                    "rolled_back", "harmed", "failing", "now", "happened", "help", "unknown_segment"]
     decision_id: str | None = None
     tool: str | None = None
     segment: str | None = None
@@ -45,7 +46,7 @@ class Plan:
     at: float | None = None
     since: float | None = None
     until: float | None = None
-    words: list[str] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)  # an unknown name the question asked about
 
     def first_lookup(self) -> tuple[str, dict[str, Any]] | None:
         """The lookup to start from (handed to an LLM as its first tool result)."""
@@ -89,18 +90,72 @@ def plan_question(question: str, known: dict[str, set[str]], reference: float, t
         plan.since, plan.until = (day - timedelta(days=1)).timestamp(), day.timestamp()
     elif "today" in low:
         plan.since = day.timestamp()
-    m = re.search(r"\blast (\d+)?\s*(minute|hour|day)s?\b", low)
+    m = PERIOD.search(low)
     if m:
-        plan.since = reference - int(m[1] or 1) * {"minute": 60, "hour": 3600, "day": 86_400}[m[2]]
-    if ids:
-        plan.intent, plan.decision_id = "explain", ids[0]
-    elif re.search(r"\bever\b|\bhelp(?:ed|s)?\b|\bwork(?:ed|s)?\b|track record|how often|lessons?", low) and not low.startswith("why"):
-        plan.intent = "track_record"
-    elif low.startswith("why") or "reason" in low:
-        plan.intent = "why"
-    elif tool or segment or re.search(r"what did you do|what happened|actions?|anything", low):
-        plan.intent = "what_did"
+        count = NUMBER_WORDS.get(m[1] or "", None) if not (m[1] or "").isdigit() else int(m[1])
+        unit = {"m": 60, "h": 3600, "d": 86_400}[m[2][0]]
+        plan.since = reference - (count or 1) * unit * (0.5 if m[0].endswith("half hour") else 1)
+    plan.intent = _intent(low, ids, tool, segment, plan)
+    if plan.intent in ("what_did", "now", "failing", "overview") and segment is None:
+        asked = re.search(r"\b(?:about|on|with|for|at|of)\s+(?:bank\s+|route\s+|terminal\s+|merchant\s+)?([A-Za-z][\w.-]{1,40})\??\s*(?:today|now|yesterday)?\s*[?.!]?\s*$", q)
+        if asked and asked[1].lower() not in NOT_NAMES:
+            plan.intent, plan.words = "unknown_segment", [asked[1]]
     return plan
+
+
+# "last 30 minutes", "past hour", "last two hours", "in the last half hour"
+PERIOD = re.compile(r"\b(?:last|past|previous)\s+(\d+|an?|one|two|three|four|five|six|ten|fifteen|twenty|thirty|half)?\s*"
+                    r"(min(?:ute)?s?|hours?|hrs?|days?)\b|\bhalf hour\b")
+NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "ten": 10, "fifteen": 15,
+                "twenty": 20, "thirty": 30, "": 1}
+# Words after "about/on/for" that are not a segment's name ("what did you do about it?").
+NOT_NAMES = {"it", "that", "this", "them", "now", "today", "yesterday", "all", "anything", "everything", "traffic", "the",
+             "payments", "us", "me", "you", "time", "approval", "hold", "fire", "the platform", "platform", "record",
+             "average", "track", "call", "duty", "force", "hand", "earth", "last", "minutes", "hours", "bank", "route",
+             "terminal", "merchant", "issue", "incident", "outage", "alert", "alerts", "rollback", "rollbacks"}
+
+PENDING = re.compile(r"\bpending\b|await\w*\s+(?:\w+\s+)?approv|wait\w*\s+(?:for\s+)?(?:an?\s+)?approv|need\w*\s+(?:an?\s+|my\s+|human\s+)?"
+                     r"approv|to approve|approval queue|sign[- ]?off|my approval")
+IN_FORCE = re.compile(r"in force|in effect|in place|still (?:active|on|applied|running)|active (?:actions?|mitigations?|changes?)|"
+                      r"until when|when does .* (?:end|expire)|expir|currently applied|mitigations? (?:running|active)")
+ROLLED_BACK = re.compile(r"roll(?:ed)?[\s-]?backs?|\brevert\w*|\bundo\w*|\bundone\b|\bundid\b")
+HARMED = re.compile(r"\bharm\w*|made (?:it|things) worse|backfire\w*|went wrong|\bworse\b|\bhurt\b")
+FAILING = re.compile(r"\bfail(?:ing|s)?\b|\bbroken\b|\bdown\b|\bdegraded\b|\bproblems?\b|\bissues?\b|\bunhealthy\b|\boutage")
+NOW = re.compile(r"\bnow\b|\bcurrent\w*|\bstatus\b|\bhappening\b|failure rate|success rate|error rate|decline rate|"
+                 r"how (?:are|is) (?:we|things|it|traffic|the platform)|\bhealth\w*|\bdoing\b|\bok(?:ay)?\b|all good")
+HAPPENED = re.compile(r"\bhappen(?:ed|s)?\b|\bsummar\w*|\brecap\b|\bincidents?\b|\bbrief me\b|\bsince\b|\bgoing on\b")
+
+
+def _intent(low: str, ids: list[str], tool: str | None, segment: str | None, plan: Plan) -> str:
+    """The shape of the question; earlier shapes win (an id names the decision, whatever else is asked)."""
+    if ids:
+        plan.decision_id = ids[0]
+        return "explain"
+    if PENDING.search(low):
+        return "pending"
+    if IN_FORCE.search(low):
+        return "in_force"
+    if re.search(r"\bever\b|\bhelp(?:ed|s)?\b|\bwork(?:ed|s)?\b|track record|how often|lessons?", low) and not low.startswith("why") \
+            and not ROLLED_BACK.search(low):
+        return "track_record"
+    if ROLLED_BACK.search(low):
+        return "rolled_back"
+    if HARMED.search(low):
+        return "harmed"
+    if low.startswith("why") or "reason" in low:
+        return "why"
+    period = plan.since is not None or plan.at is not None
+    if FAILING.search(low) and not tool and not re.search(r"what did you do", low):
+        return "now" if segment else "failing"
+    if HAPPENED.search(low) and (period or not (tool or segment)) and not re.search(r"what did you do", low):
+        return "happened" if period or not NOW.search(low) else "now"
+    if NOW.search(low) and not tool and not re.search(r"what did you do|\bdid you\b", low) and not period:
+        return "now"
+    if tool or segment or re.search(r"what did you do|\bactions?\b|\banything\b|\bdid you\b", low):
+        return "what_did"
+    if period:
+        return "happened"
+    return "help"
 
 
 def _verb(tool: str) -> str:

@@ -14,11 +14,12 @@ import sqlite3
 import time
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
+from payops.chat_state import AuditSource
 from payops.memory.audit import AuditEntry
 from payops.memory.explain import explain_decision, target_text
 from payops.memory.lessons import Lesson, LessonStore, summarize
@@ -35,12 +36,6 @@ class ChatError(Exception):
 
 
 # -- the records, read-only --------------------------------------------------------------
-
-class AuditSource(Protocol):
-    def entries(self, kind: str | None = None) -> Iterable[AuditEntry]: ...
-
-    def get(self, decision_id: str) -> list[AuditEntry]: ...
-
 
 class ReadOnlyAudit:
     """The audit trail through a read-only SQLite connection: the chat cannot append or edit."""
@@ -365,6 +360,11 @@ class ChatTools:
             decision_id=l.decision_id, at=fmt_time(l.created_at, self.tz), category=l.category, tool=l.tool, target=l.target_key,
             target_dims=l.target_dims, verdict=l.verdict, rolled_back=l.rolled_back, detail=l.reasons[0] if l.reasons else "",
         ) for l in shown])
+
+    # -- the state of things (payops.chat_state), for the answers without an LLM ---------------
+    def state(self) -> AuditSource:
+        """The read-only audit source, for the pure functions of payops.chat_state."""
+        return self._audit
 
     def records_text(self, decision_id: str) -> str:
         """Everything recorded about one decision (and its lesson), as text: what figures are checked against."""
