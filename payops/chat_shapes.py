@@ -105,12 +105,12 @@ def answer_failing(plan: Plan, tools: ChatTools) -> ChatAnswer:
         lines.append(f"Earlier, {len(past)} incident(s) blamed a {word}:" if keys else f"Earlier, {len(past)} incident(s):")
         for i in past[-SHOWN:]:
             lines.append(f"- {target_text(i.target)} ({i.category}) from {fmt_time(window_end(i.first), tools.tz)} to "
-                         f"{fmt_time(window_end(i.last), tools.tz)}, {len(i.decisions)} window(s), first {i.first.decision_id}: "
-                         f"{i.worst_evidence}")
-            cited.append(i.first.decision_id)
+                         f"{fmt_time(window_end(i.last), tools.tz)}, {len(i.decisions)} window(s), first {i.first.decision_id}; "
+                         f"worst {i.worst_id}: {i.worst_evidence}")
+            cited += [i.first.decision_id, i.worst_id]
     elif not now_fits:
         lines.append(f"No decision in the audit trail has blamed a {word}.")
-    return ChatAnswer(text="\n".join(lines), cited=cited)
+    return ChatAnswer(text="\n".join(lines), cited=list(dict.fromkeys(cited)))
 
 
 def answer_pending(plan: Plan, tools: ChatTools) -> ChatAnswer:
@@ -220,8 +220,9 @@ def answer_happened(plan: Plan, tools: ChatTools) -> ChatAnswer:
     cited: list[str] = []
     for i in found[-SHOWN:]:
         lines.append(f"- incident: {target_text(i.target)} ({i.category}) {fmt_time(window_end(i.first), tools.tz)} to "
-                     f"{fmt_time(window_end(i.last), tools.tz)}, {len(i.decisions)} window(s); worst: {i.worst_evidence}")
-        cited.append(i.first.decision_id)
+                     f"{fmt_time(window_end(i.last), tools.tz)}, {len(i.decisions)} window(s), first {i.first.decision_id}; "
+                     f"worst {i.worst_id}: {i.worst_evidence}")
+        cited += [i.first.decision_id, i.worst_id]
     for s in acted[-SHOWN:]:
         lines.append(f"- action: {s.line()}")
         cited.append(s.decision_id)

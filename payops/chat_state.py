@@ -134,6 +134,7 @@ class Incident:
     decisions: list[str] = field(default_factory=list)
     worst_rate: float | None = None  # the highest platform failure rate among its windows
     worst_evidence: str = ""  # the blamed segment's figures in the window where the platform was worst
+    worst_id: str = ""  # that window's decision (cited with the figures)
     actions: list[str] = field(default_factory=list)  # decision ids that proposed an action
 
 
@@ -158,6 +159,7 @@ def incidents(audit: AuditSource, since: float | None = None, until: float | Non
         if rate is not None and (current.worst_rate is None or rate > current.worst_rate):
             current.worst_rate = float(rate)
             current.worst_evidence = str((d.get("evidence") or [""])[0])
+            current.worst_id = e.decision_id
         if p.get("tool") not in (None, "no_action"):
             current.actions.append(e.decision_id)
     return out
