@@ -148,6 +148,7 @@ def tick(
     (try again next time), 2 bad arguments or settings, 1 failure.
     """
     from payops.scheduling import EX_FAILURE, EX_TEMPFAIL, TickLocked, TickUsageError, run_tick
+    from payops.settings import StateDirError
     from payops.storage.db import DatabaseError, redact_dsn
 
     settings = _settings(state_dir=state_dir, deployment=partition)
@@ -159,6 +160,8 @@ def tick(
         fail(str(exc))
     except DatabaseError as exc:
         fail(str(exc), code=EX_FAILURE)
+    except StateDirError as exc:  # the state folder is a file, cannot be created or is read-only
+        fail(str(exc), code=exc.exit_code)
     except Exception as exc:  # one line a scheduler's log can show; the DSN's password never appears
         fail(f"tick of partition '{settings.deployment}' failed: {type(exc).__name__}: {redact_dsn(str(exc))[:500]}", code=EX_FAILURE)
     if outcome.status == "idle":

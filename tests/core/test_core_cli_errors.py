@@ -18,6 +18,9 @@ runner = CliRunner()
 STATE_COMMANDS = {
     "pending": ["pending"],
     "run": ["run", "--ticks", "1", "--tick-seconds", "0"],
+    "tick": ["tick"],
+    "db status": ["db", "status"],
+    "db upgrade": ["db", "upgrade"],
     "approve": ["approve", "d-1"],
     "keys list": ["keys", "list"],
     "serve": ["serve", "--port", "1"],
