@@ -122,6 +122,7 @@ def create_app(settings: Settings | None = None, services: AgentServices | None 
     app.state.metrics = metrics
     app.include_router(palm_routes.router)
     app.include_router(ops_routes.router)
+    _mount_console(app)
 
     @app.get("/healthz", response_model=Health, tags=["meta"], summary="Liveness (no key needed)")
     def healthz() -> Health:
@@ -141,6 +142,16 @@ def create_app(settings: Settings | None = None, services: AgentServices | None 
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(ResponseMiddleware, metrics=metrics)
     return app
+
+
+def _mount_console(app: FastAPI) -> None:
+    """The operator console (api/console): HTML pages and their static files, outside the OpenAPI schema."""
+    from fastapi.staticfiles import StaticFiles
+
+    from .console.routes import HERE, router
+
+    app.include_router(router)
+    app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
 
 
 def openapi_schema() -> dict[str, Any]:

@@ -7,6 +7,8 @@ in-process instead.
 
 from __future__ import annotations
 
+import json
+
 import multiprocessing
 import os
 import time
@@ -241,8 +243,25 @@ def results_json(runs: list[ModelRun], corpus: Path | None, tags: Iterable[str],
     }
 
 
-def select_cases(corpus: Path | None, tags: Iterable[str]) -> list[Case]:
+SUITES_FILE = Path(__file__).resolve().parent / "suites.json"
+
+
+def suite_case_ids(name: str) -> list[str]:
+    """The case ids of a named suite in evals/suites.json (e.g. `llm-ci`, CI's quick LLM replay)."""
+    suites = json.loads(SUITES_FILE.read_text())
+    if name not in suites:
+        raise EvalError(f"no suite '{name}' (choose from {', '.join(sorted(suites))})")
+    return list(suites[name]["cases"])
+
+
+def select_cases(corpus: Path | None, tags: Iterable[str], suite: str | None = None) -> list[Case]:
     cases = discover(corpus, tags)
+    if suite is not None:
+        wanted = suite_case_ids(suite)
+        missing = sorted(set(wanted) - {c.id for c in cases})
+        if missing:
+            raise EvalError(f"suite '{suite}' names cases not in the corpus: {', '.join(missing)}")
+        cases = [c for c in cases if c.id in set(wanted)]
     if not cases:
         raise EvalError("no case matches" + (f" the tags {', '.join(tags)}" if tags else "") + " in the corpus")
     return cases

@@ -18,6 +18,7 @@ from payops.memory.lessons import ScoredLesson, Signature, magnitude_bucket, tra
 from payops.memory.outcomes import EVALUATED_TOOLS, Figures, InForce, Watch, conclude, expected_of, scopes_of, step
 from payops.models import Category, Diagnosis, ExecutionResult, ProposedAction, Verdict, VerdictKind, target_key
 from payops.signals.baseline import BaselineTracker
+from payops.signals.figures import tick_figures
 from payops.signals.window import WindowSnapshot
 from payops.tools.actions import ProposalError, revalidate, validate_proposal
 
@@ -425,6 +426,7 @@ def learn(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
             updates["watching"] = [*watching, watch]
     record = audit_record(state)
     record["track_record"] = state.get("track_record")
+    record["figures"] = tick_figures(snapshot, (state.get("diagnosis") or {}).get("target"))  # the console's charts
     svc.audit.append(state["decision_id"], "decision", now, record)
     recent = list(state.get("recent", []))
     recent.append({"decision_id": state["decision_id"], "window_end": now, "diagnosis": state["diagnosis"],

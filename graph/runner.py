@@ -82,6 +82,11 @@ class Agent:
         if end is None:
             return None
         state = self.graph.invoke({"window_end": end}, self.config, context=Context(services=self.services), durability="exit")
+        # The tick is checkpointed: a log source may now acknowledge what no open window needs.
+        commit = getattr(self.services.source, "commit", None)
+        if commit is not None:
+            settings = self.services.settings
+            commit(end + settings.tick_seconds - settings.window_seconds)
         return TickResult(state)
 
 

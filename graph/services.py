@@ -50,6 +50,17 @@ class AgentServices:
     scratch: dict[str, Any] = field(default_factory=dict)  # per-tick live objects (the snapshot)
     restored: bool = False
 
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        """Live objects, not data: LangGraph's context schema (Studio, Server) shows the field without them."""
+        from pydantic_core import core_schema
+
+        return core_schema.is_instance_schema(cls)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
+        return {"type": "object", "description": "live services (built from the settings when absent)"}
+
     @property
     def thread_id(self) -> str:
         return f"payops:{self.settings.deployment}"

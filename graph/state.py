@@ -6,7 +6,11 @@ recent decisions); live objects (the event window, stores) live in services.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
+
+# typing_extensions' TypedDict: pydantic (LangGraph's input/output JSON schemas, Studio) refuses
+# typing.TypedDict below Python 3.12. Same runtime dict: the checkpoint format is unchanged.
+from typing_extensions import TypedDict
 
 
 class AgentState(TypedDict, total=False):

@@ -52,6 +52,9 @@ def _print_cycle(state: dict, settings: Settings, services: object, settle: floa
     from payops.render import render_cycle
 
     typer.echo(render_cycle(state, settings.confidence_threshold))
+    lag = getattr(getattr(services, "source", None), "lag", None)
+    if lag is not None:  # an event log: how far this partition's worker is behind
+        typer.echo(f"Consumer lag: {lag()} message(s) not yet read on partition '{settings.deployment}'")
     _print_notices(services, settle)
     typer.echo("")
 
@@ -84,7 +87,7 @@ def run(
     tick_seconds: float = typer.Option(0.5, "--tick-seconds", min=0.0, help="Wall seconds between ticks (0.5 demo; 60 production)."),
     scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario (see `payops scenarios`)."),
     seed: int = typer.Option(7, "--seed", help="Simulator seed."),
-    source: str = typer.Option("simulator", "--source", help="'simulator', a JSONL event file, or '-' for stdin."),
+    source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR)."),
 ) -> None:
     """Run the agent loop: every tick decide over the last window and print the cycle."""
@@ -101,7 +104,7 @@ def run(
         fail(str(exc))
 
 
-def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: str) -> None:
+def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: list[str]) -> None:
     from payops.guardrails.notify import EXIT_FLUSH_SECONDS
     from payops.scheduling import close_agent
     from payops.signals.sources import SourceError
@@ -138,7 +141,7 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
 def tick(
     scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario when the source is the simulator."),
     seed: int = typer.Option(7, "--seed"),
-    source: str = typer.Option("simulator", "--source", help="'simulator', a JSONL event file, or '-' for stdin."),
+    source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir"),
     partition: Optional[str] = typer.Option(None, "--partition", help="The deployment to tick (default PAYOPS_DEPLOYMENT); one worker at a time each."),
 ) -> None:
@@ -295,6 +298,7 @@ def _register_subcommands() -> None:
 
     app.add_typer(eval_app, name="eval", help="Offline evaluation over the incident corpus (and `payops eval record`).")
     app.add_typer(__import__("payops.cli_llm", fromlist=["llm_app"]).llm_app, name="llm", help="A local OpenAI-compatible LLM: `payops llm serve`.")
+    app.command("publish")(__import__("payops.cli_nats", fromlist=["publish"]).publish)  # event file -> NATS JetStream
 
 
 if __name__ == "__main__":

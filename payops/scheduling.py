@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 if TYPE_CHECKING:
     from payops.graph.services import AgentServices
@@ -112,7 +112,7 @@ def partition_lock(settings: Settings) -> Iterator[None]:
         yield
 
 
-def run_tick(settings: Settings, *, source: str | None = "simulator", scenario: str = "demo", seed: int = 7,
+def run_tick(settings: Settings, *, source: str | Sequence[str] | None = "simulator", scenario: str = "demo", seed: int = 7,
              wall_clock: Callable[[], float] = time.time) -> TickOutcome:
     """One tick of `settings.deployment`, under its partition lock; everything opened is closed again.
 

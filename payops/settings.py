@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -62,6 +61,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="PostgreSQL DSN; SQLite in state_dir when unset.")
 
     # --- observe -----------------------------------------------------------
+    source: str = Field(
+        "simulator", description="Event source(s) of scheduled ticks that take no --source (LangGraph Server cron): "
+        "simulator, a file, nats://..., palm; several separated by spaces are merged by event time."
+    )
     window_seconds: float = Field(60.0, gt=0, description="Sliding window the agent reasons over (brief: 60 s).")
     tick_seconds: float = Field(60.0, gt=0, description="Event-time step between two decisions.")
     min_segment_attempts: int = Field(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
 from payops.graph.runner import Agent
 from payops.graph.services import AgentServices, build_services
@@ -14,9 +14,12 @@ from payops.settings import Settings
 from payops.signals.policy import TrafficPolicy
 from payops.signals.scenarios import timed_scenario
 from payops.signals.simulator import SCENARIOS, Simulator, default_network
+from payops.signals.merged_source import MergedSource
+from payops.signals.palm_source import PalmSource
 from payops.signals.sources import LineSource, SimulatorSource, Source, open_jsonl
 from payops.tools.control_plane import SimulatedControlPlane
 from payops.tools.http_control_plane import HttpControlPlane
+from payops.tools.palm_ops import PalmOps
 
 DEFAULT_SCENARIO = "demo"
 
@@ -38,16 +41,60 @@ def simulator_for(scenario: str, seed: int, control_plane: TrafficPolicy, minute
     return Simulator(timed_scenario(scenario, net, minutes), net, seed=seed, policy=control_plane)
 
 
-def agent_services(settings: Settings, source_name: str | None, scenario: str, seed: int, *, in_memory: bool = False) -> AgentServices:
+def agent_services(settings: Settings, source_name: str | Sequence[str] | None, scenario: str, seed: int, *,
+                   in_memory: bool = False) -> AgentServices:
+    """Services with their event source: the simulator, a file, stdin, a NATS stream, the palm-pay
+    backend's payments (`palm`), or several of the last four merged by event time."""
     # The orchestrator over HTTP when configured (the simulator then obeys its local ledger), else in-process.
     control_plane: SimulatedControlPlane | HttpControlPlane = (
         HttpControlPlane(settings.orchestrator_url) if settings.orchestrator_url else SimulatedControlPlane())
-    source: Source
-    if source_name in (None, "simulator", "sim"):
-        source = SimulatorSource(simulator_for(scenario, seed, control_plane))
-    else:
-        source = open_jsonl(source_name)
-    return build_services(settings, source=source, in_memory=in_memory, control_plane=control_plane, notifier=notifier_for(settings))
+    names = [source_name] if source_name is None or isinstance(source_name, str) else list(source_name)
+    names = [n for n in names if n is not None] or ["simulator"]
+    if len(names) == 1 and names[0] in ("simulator", "sim"):
+        source: Source = SimulatorSource(simulator_for(scenario, seed, control_plane))
+        return build_services(settings, source=source, in_memory=in_memory, control_plane=control_plane,
+                              notifier=notifier_for(settings))
+    if any(n in ("simulator", "sim") for n in names):
+        raise ValueError("the simulator is a closed loop of its own: it cannot be combined with another --source")
+    palm = None if in_memory else PalmOps.from_settings(settings)
+    opened: list[Any] = []
+    try:
+        for name in names:
+            opened.append(_open_source(name, settings, palm))
+    except Exception:
+        for done in opened:
+            done.close()
+        raise
+    source = opened[0] if len(opened) == 1 else MergedSource(opened)
+    services = build_services(settings, source=source, in_memory=in_memory, control_plane=control_plane,
+                              notifier=notifier_for(settings), palm=palm)
+    for palm_source in (s for s in opened if isinstance(s, PalmSource)):
+        _resume_palm_cursor(palm_source, services, settings.deployment)
+    return services
+
+
+def _open_source(name: str, settings: Settings, palm: PalmOps | None) -> Any:
+    if name.startswith("nats://"):
+        from payops.signals.nats_source import open_nats
+
+        return open_nats(name, settings.deployment)
+    if name == "palm":
+        if palm is None:
+            raise ValueError("--source palm reads the palm-pay backend's database: not available in memory")
+        return PalmSource(lambda after, limit: [(r.id, r.event) for r in palm.service.payment_events_after(after, limit)])
+    return open_jsonl(name)
+
+
+CURSORS = ("sources",)  # namespace in the agent's store (SQLite or PostgreSQL): one cursor per partition
+
+
+def _resume_palm_cursor(source: PalmSource, services: AgentServices, deployment: str) -> None:
+    """Resume after the rows no open window needed when the last tick was checkpointed."""
+    store = services.lessons.store
+    key = f"palm:{deployment}"
+    item = store.get(CURSORS, key)
+    source.resume(int(item.value["after_id"]) if item else 0,
+                  lambda after_id: store.put(CURSORS, key, {"after_id": after_id}, index=False))
 
 
 def durable_agent(services: AgentServices) -> Agent:
