@@ -33,6 +33,8 @@ __all__ = ["ChatAnswer", "ChatError", "ChatTools", "Plan", "REFUSAL", "answer_fr
            "chat_model_from_settings", "fmt_time", "parse_when", "plan_question", "zone", "ReadOnlyAudit"]
 
 SOURCES_SHOWN = 8
+# Question shapes answered from the records even with an LLM configured (payops/chat_shapes.py).
+RECORD_SHAPES = ("now", "failing", "pending", "in_force", "rolled_back", "harmed", "happened", "unknown_segment", "help")
 TOOL_RESULT_CHARS = 2500  # what one tool result may cost in the model's context (a 4k-token local model fits 3)
 MAX_TOOL_ROUNDS = 2  # model-chosen lookups before it must answer
 ANSWER_MAX_TOKENS = 300  # an answer is a few sentences; the sources are added from the records
@@ -250,6 +252,11 @@ def ask(question: str, tools: ChatTools, llm: Any | None = None) -> ChatAnswer:
     question = question.strip()
     if not question:
         return ChatAnswer(text="Ask about a decision, a segment or an action, e.g. \"what did you do about FNB today?\"")
+    if llm is not None and plan_question(question, tools.known_values(), tools.clock(), tools.tz).intent in RECORD_SHAPES:
+        # The state of things is a reading of the records, exact by construction: a model could only
+        # paraphrase it (and a small one misquote it). Its tools stay for the open questions.
+        answer = answer_from_records(question, tools)
+        return answer.model_copy(update={"note": "answered from the records directly (a state question needs no model)"})
     if llm is not None:
         try:
             return answer_with_llm(question, tools, llm)

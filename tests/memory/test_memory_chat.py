@@ -275,6 +275,22 @@ def test_a_failing_model_falls_back_to_the_records(synthetic):
     assert a.cited == answer_from_records("what did you do about FNB today?", tools).cited
 
 
+@pytest.mark.parametrize("question", ["what is pending approval?", "what was rolled back and why?", "which bank is failing?",
+                                      "what is in force now?", "asdf qwer"])
+def test_state_questions_are_answered_from_the_records_even_with_a_model(synthetic, question):
+    class MustNotBeCalled:
+        def bind_tools(self, tools, tool_choice=None):
+            raise AssertionError("the model was used")
+
+        def invoke(self, messages):
+            raise AssertionError("the model was used")
+
+    tools = ChatTools.open(synthetic)
+    a = ask(question, tools, MustNotBeCalled())
+    assert not a.used_llm and "answered from the records" in a.note
+    assert a.text == answer_from_records(question, tools).text
+
+
 def llm_cassette(name: str):
     vcr = pytest.importorskip("vcr")
     recorder = vcr.VCR(cassette_library_dir=str(CASSETTES), record_mode="once" if RECORDING else "none",
