@@ -125,6 +125,18 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL with a host, e.g. https://hooks.example.com/payops")
         return value.strip()
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        # A typo would pass until the first palm-pay payment (its daily reset) or the chat reads a time.
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError("must be an IANA time zone such as Africa/Johannesburg or UTC") from None
+        return value
+
     def ensure_state_dir(self) -> Path:
         return prepare_state_dir(self.state_dir)
 

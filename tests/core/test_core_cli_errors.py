@@ -141,6 +141,12 @@ def test_a_webhook_url_that_is_not_http_is_refused_without_echoing_it(monkeypatc
     assert "T0KEN" not in result.output
 
 
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "../../etc/passwd", ""])
+def test_an_unknown_time_zone_is_refused_at_start_up(monkeypatch: pytest.MonkeyPatch, zone: str) -> None:
+    monkeypatch.setenv("PAYOPS_TIMEZONE", zone)
+    assert_one_line(invoke("run", "--ticks", "1", "--tick-seconds", "0"), 2, "bad setting PAYOPS_TIMEZONE", "IANA")
+
+
 def test_a_webhook_url_with_a_host_is_accepted() -> None:
     from payops.settings import Settings
 
