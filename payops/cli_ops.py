@@ -257,7 +257,8 @@ def lessons_list(category: Optional[str] = typer.Option(None, "--category", help
         return
     for l in lessons:
         typer.echo(f"{when(l.created_at)}  {l.decision_id}  {l.category:8s} {l.tool:20s} {l.target_key:28s} "
-                   f"{l.verdict}" + (" (rolled back)" if l.rolled_back else ""))
+                   f"{l.verdict}" + (" (rolled back)" if l.rolled_back else "")
+                   + ((" (imported, decided here)" if l.verified else " (imported)") if l.origin == "imported" else ""))
 
 
 @lessons_app.command("show")

@@ -114,6 +114,9 @@ def test_a_fabricated_harm_with_a_made_up_decision_id_is_kept_as_an_unverified_i
     assert out.exit_code == 0 and "imported 1 lessons (0 of them decided here" in out.output
     shown = json.loads(lessons("show", "d-0000made0up", "--state-dir", str(state)).output)
     assert (shown["origin"], shown["verified"]) == ("imported", False)
+    listed = lessons("list", "--state-dir", str(state)).output.splitlines()
+    assert [l for l in listed if "d-0000made0up" in l][0].endswith("harmed (imported)")
+    assert not any("imported" in l for l in listed if "d-0000made0up" not in l)
 
 
 @pytest.mark.parametrize("change, message", [
