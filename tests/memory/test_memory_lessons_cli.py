@@ -131,3 +131,29 @@ def test_import_refuses_a_lesson_this_agent_could_not_have_learned_in_one_line(s
     out = lessons("import", str(bad), "--state-dir", str(state))
     assert out.exit_code == 2 and message in out.output and len(out.output.strip().splitlines()) == 1
     assert lessons("show", "d-new", "--state-dir", str(state)).exit_code == 2
+
+
+def test_a_fabricated_harm_no_longer_forces_escalation_of_a_good_reroute(tmp_path):
+    """The issue's case end to end: an imported 'harmed' reroute lesson with a made-up decision id, then the
+    same route outage. Trusted as the agent's own it held confidence under the threshold (escalated)."""
+    state = str(tmp_path / "state")
+
+    def run(ticks: int) -> str:
+        out = runner.invoke(app, ["run", "--scenario", "route_outage", "--ticks", str(ticks), "--tick-seconds", "0",
+                                  "--state-dir", state])
+        assert out.exit_code == 0, out.output
+        return out.output
+
+    run(1)  # a deployment with state, before the outage (it starts at the 6th window)
+    fake = tmp_path / "fake.json"
+    day_before = 1_764_000_000.0 - 86_400
+    fake.write_text(json.dumps([{
+        "decision_id": "d-fabricated0001", "category": "network", "target_key": "route=psp_a", "target_dims": "route",
+        "dominant_error": "GATEWAY_TIMEOUT", "error_codes": "GATEWAY_TIMEOUT,NETWORK_ERROR", "magnitude": "major",
+        "method_mix": "card", "tool": "reroute_traffic", "target": {"route": "psp_a"}, "args": {"to_routes": {"psp_b": 1.0}},
+        "verdict": "harmed", "reasons": ["successes per window fell 482 -> 350 (z=6.0)"], "created_at": day_before,
+        "applied_at": day_before, "concluded_at": day_before + 180}]))
+    assert lessons("import", str(fake), "--state-dir", state).exit_code == 0
+    cycles = run(5).split("Diagnosis:")
+    reroute = next(c for c in cycles if "Proposed Action: reroute_traffic" in c)
+    assert "EXECUTED" in reroute and "ESCALATED" not in reroute
