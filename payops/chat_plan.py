@@ -95,6 +95,8 @@ def plan_question(question: str, known: dict[str, set[str]], reference: float, t
         count = NUMBER_WORDS.get(m[1] or "", None) if not (m[1] or "").isdigit() else int(m[1])
         unit = {"m": 60, "h": 3600, "d": 86_400}[m[2][0]]
         plan.since = reference - (count or 1) * unit * (0.5 if m[0].endswith("half hour") else 1)
+    if plan.at is not None and re.search(r"\bsince\s+\d{1,2}:\d{2}", low):  # "since 16:00": from then to now
+        plan.since, plan.at = plan.at, None
     plan.intent = _intent(low, ids, tool, segment, plan)
     if plan.intent in ("what_did", "now", "failing", "overview") and segment is None:
         asked = re.search(r"\b(?:about|on|with|for|at|of)\s+(?:bank\s+|route\s+|terminal\s+|merchant\s+)?([A-Za-z][\w.-]{1,40})\??\s*(?:today|now|yesterday)?\s*[?.!]?\s*$", q)
@@ -105,7 +107,7 @@ def plan_question(question: str, known: dict[str, set[str]], reference: float, t
 
 # "last 30 minutes", "past hour", "last two hours", "in the last half hour"
 PERIOD = re.compile(r"\b(?:last|past|previous)\s+(\d+|an?|one|two|three|four|five|six|ten|fifteen|twenty|thirty|half)?\s*"
-                    r"(min(?:ute)?s?|hours?|hrs?|days?)\b|\bhalf hour\b")
+                    r"(min(?:ute)?s?|m|hours?|hrs?|h|days?|d)\b|\bhalf hour\b")
 NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "ten": 10, "fifteen": 15,
                 "twenty": 20, "thirty": 30, "": 1}
 # Words after "about/on/for" that are not a segment's name ("what did you do about it?").

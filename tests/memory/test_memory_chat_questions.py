@@ -112,6 +112,8 @@ QUESTIONS: list[tuple[str, Facts, Facts]] = [
     ("what happened in the last 10 minutes?", lambda r: ["bank=FNB", "1 incident(s)"], lambda r: ["route=psp_a", "terminal_id=T4"]),
     ("what happened in the last hour?", lambda r: ["3 incident(s)", "route=psp_a", "terminal_id=T4", "bank=FNB"], lambda r: []),
     ("what happened today?", lambda r: [f"{len(r.acted())} action(s)", f"{len(r.states)} decision(s)"], lambda r: []),
+    ("what happened since 16:25?", lambda r: ["bank=FNB", "1 incident(s)", "2 action(s)"], lambda r: ["route=psp_a", "terminal_id=T4"]),
+    ("anything in the last 15m?", lambda r: ["bank=FNB"], lambda r: [r.first("reroute_traffic")["decision_id"]]),
     ("what happened at 16:17?", lambda r: ["terminal_id=T4", r.first("suppress_path")["decision_id"]], lambda r: ["bank=FNB"]),
     # what was rolled back or harmful, and why
     ("what was rolled back and why?", lambda r: ["Nothing was rolled back", r.first("rollback_action")["decision_id"],
