@@ -344,7 +344,7 @@ class ChatTools:
             return None
         outcomes = {e.decision_id: e.record for e in entries if e.kind == "outcome"}
         approvals = {e.decision_id: e.record for e in entries if e.kind == "approval"}
-        return DecisionDetail(summary=self._summary(decision, outcomes, approvals), explanation=explain_decision(entries))
+        return DecisionDetail(summary=self._summary(decision, outcomes, approvals), explanation=explain_decision(entries, self.tz))
 
     def list_lessons(self, category: str | None = None, tool: str | None = None, target_dims: str | None = None,
                      segment: str | None = None, verdict: str | None = None, limit: int = MAX_RESULTS) -> LessonList:

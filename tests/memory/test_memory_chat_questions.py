@@ -170,6 +170,9 @@ def test_times_in_the_deployment_zone_are_read_and_named(run):
     reroute = run.first("reroute_traffic")
     answer = ask("why did you act at 18:06?", tools)  # 16:06 UTC
     assert reroute["decision_id"] in answer.text and "18:06:00 SAST" in answer.text
+    assert " UTC" not in answer.text  # the explanation inside the answer is in the same zone
+    assert f"window ending {datetime.fromtimestamp(reroute['window_end'], tz=zone('Africa/Johannesburg')):%Y-%m-%d %H:%M:%S} SAST" \
+        in answer.text
 
 
 def test_the_question_set_score(run, synthetic, capsys):
