@@ -8,6 +8,7 @@ classes themselves, so a field added there is known here without a list to keep 
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import Iterable, Mapping
 
 PREFIX = "PAYOPS_"
@@ -19,12 +20,29 @@ CLOSE_MATCH_CUTOFF = 0.75
 
 
 def known_names() -> set[str]:
-    from payops.api.settings import ApiSettings
     from payops.settings import Settings
 
     names = {PREFIX + f.upper() for f in Settings.model_fields}
-    names |= {PREFIX + "API_" + f.upper() for f in ApiSettings.model_fields}
+    names |= {PREFIX + "API_" + f.upper() for f in _api_settings().model_fields}
     return names | set(OTHER_NAMES)
+
+
+def _api_settings() -> type:
+    """ApiSettings from api/settings.py alone: importing it through the payops.api package would load
+    FastAPI and the whole HTTP app (1.4 s here) before every command that has a PAYOPS_ variable set."""
+    import importlib.util
+    import sys
+
+    if "payops.api.settings" in sys.modules:
+        return sys.modules["payops.api.settings"].ApiSettings
+    package = importlib.util.find_spec("payops.api")
+    assert package is not None and package.submodule_search_locations
+    location = Path(next(iter(package.submodule_search_locations))) / "settings.py"
+    spec = importlib.util.spec_from_file_location("payops_api_settings_names", location)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ApiSettings
 
 
 def unknown_name_warnings(environ: Mapping[str, str], known: Iterable[str] | None = None) -> list[str]:

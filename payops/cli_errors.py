@@ -12,7 +12,6 @@ import sqlite3
 from typing import Any
 
 import click
-from pydantic import ValidationError
 import typer
 from typer.core import TyperGroup
 
@@ -37,6 +36,8 @@ def _sqlite_reason(exc: sqlite3.Error) -> str:
 
 def one_line(exc: BaseException) -> tuple[str, int] | None:
     """The message and exit status for an expected error, or None for a bug (which should raise)."""
+    from pydantic import ValidationError  # here, not at import: `payops replay` starts its parse workers first
+
     from payops.settings import StateDirError
 
     if isinstance(exc, StateDirError):
