@@ -105,7 +105,10 @@ def run(
 
 
 def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: list[str]) -> None:
+    from contextlib import ExitStack
+
     from payops.guardrails.notify import EXIT_FLUSH_SECONDS
+    from payops.palm_jobs import in_background
     from payops.scheduling import close_agent
     from payops.signals.sources import SourceError
     from payops.wiring import agent_services, durable_agent
@@ -116,7 +119,9 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
         fail(str(exc))
     agent = durable_agent(services)
     done = 0
+    jobs = ExitStack()
     try:
+        jobs.enter_context(in_background(settings))  # palm-pay settlement rounds (palm_jobs.py)
         while ticks is None or done < ticks:
             result = agent.tick()
             if result is None:
@@ -132,6 +137,7 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
     except KeyboardInterrupt:
         typer.echo(f"\npayops: stopped after {done} tick(s); state saved in {settings.state_dir}.")
     finally:
+        jobs.close()
         _print_notices(services, settle=EXIT_FLUSH_SECONDS)  # deliveries still out when the loop ends
         _report_bad_lines(getattr(services.source, "report", None))
         close_agent(agent, services)

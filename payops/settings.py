@@ -107,6 +107,14 @@ class Settings(BaseSettings):
     data_key: SecretStr | None = Field(None, description="Base64 AES-256 key for sensitive fields; key file if unset.")
     timezone: str = Field("Africa/Johannesburg", description="Local time zone for the palm-pay daily reset.")
     palm_match_threshold: float = Field(0.95, ge=0, le=1, description="Spec: palm match must exceed 95% by default.")
+    palm_maintenance_interval_s: float = Field(
+        300.0, ge=0, description="Seconds between settlement rounds in `serve` / `run` (0: off, use cron with "
+        "`payops palm maintain`). Five minutes keeps a timed-out payment's reservation short and the rail unbothered."
+    )
+    palm_max_pending_age_s: float = Field(
+        3600.0, gt=0, description="A payment the rail cannot confirm after this long is released as failed "
+        "(PayShap settles in seconds; an hour is generous)."
+    )
 
     @field_validator("webhook_url", "orchestrator_url", "llm_base_url")
     @classmethod
