@@ -1,8 +1,8 @@
 """Misspelled `PAYOPS_*` environment names: warned once per command with the closest known name.
 
 pydantic-settings ignores names it does not know (extra="ignore"), so `PAYOPS_WEBHOK_URL` would be
-dropped silently and the agent would run without its webhook. The known names come from the settings
-classes themselves, so a field added there is known here without a list to keep in step.
+dropped silently and the agent would run without its webhook. The known names are read from the settings
+classes' source, so a field added to one is known here at once.
 """
 
 from __future__ import annotations
@@ -19,30 +19,54 @@ OTHER_NAMES = ("PAYOPS_PG_BINDIR", "PAYOPS_RECORD_CASSETTES")
 CLOSE_MATCH_CUTOFF = 0.75
 
 
+# Every settings class that reads PAYOPS_* names: (package, file in it, class). A test checks that
+# each `env_prefix="PAYOPS_..."` in the code base is listed here.
+SETTINGS_CLASSES = (
+    ("payops", "settings.py", "Settings"),
+    ("payops.api", "settings.py", "ApiSettings"),
+    ("payops.palmpay", "otp_delivery.py", "OtpDeliverySettings"),
+)
+
+
 def known_names() -> set[str]:
-    from payops.settings import Settings
+    """PAYOPS_ names the settings classes read, from their source (no import: loading the API package
+    would pull in FastAPI, 1.4 s here, before every command that has a PAYOPS_ variable set)."""
+    names = set(OTHER_NAMES)
+    for package, file_name, class_name in SETTINGS_CLASSES:
+        prefix, fields = settings_fields(_source_of(package, file_name), class_name)
+        names |= {prefix + f.upper() for f in fields}
+    return names
 
-    names = {PREFIX + f.upper() for f in Settings.model_fields}
-    names |= {PREFIX + "API_" + f.upper() for f in _api_settings().model_fields}
-    return names | set(OTHER_NAMES)
 
-
-def _api_settings() -> type:
-    """ApiSettings from api/settings.py alone: importing it through the payops.api package would load
-    FastAPI and the whole HTTP app (1.4 s here) before every command that has a PAYOPS_ variable set."""
+def _source_of(package: str, file_name: str) -> Path:
     import importlib.util
-    import sys
 
-    if "payops.api.settings" in sys.modules:
-        return sys.modules["payops.api.settings"].ApiSettings
-    package = importlib.util.find_spec("payops.api")
-    assert package is not None and package.submodule_search_locations
-    location = Path(next(iter(package.submodule_search_locations))) / "settings.py"
-    spec = importlib.util.spec_from_file_location("payops_api_settings_names", location)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ApiSettings
+    spec = importlib.util.find_spec(package)  # imports the parents of `package`, not `package` itself
+    assert spec is not None and spec.submodule_search_locations, package
+    return Path(next(iter(spec.submodule_search_locations))) / file_name
+
+
+def settings_fields(path: Path, class_name: str) -> tuple[str, list[str]]:
+    """A pydantic-settings class's env_prefix and field names, read from its source."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    cls = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == class_name)
+    prefix = ""
+    fields: list[str] = []
+    for node in cls.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if node.target.id == "model_config":
+                for kw in getattr(node.value, "keywords", []):
+                    if kw.arg == "env_prefix" and isinstance(kw.value, ast.Constant):
+                        prefix = str(kw.value.value)
+            elif not node.target.id.startswith("_"):
+                fields.append(node.target.id)
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "model_config" for t in node.targets):
+            for kw in getattr(node.value, "keywords", []):
+                if kw.arg == "env_prefix" and isinstance(kw.value, ast.Constant):
+                    prefix = str(kw.value.value)
+    return prefix, fields
 
 
 def unknown_name_warnings(environ: Mapping[str, str], known: Iterable[str] | None = None) -> list[str]:

@@ -166,3 +166,20 @@ def test_simulate_refuses_more_events_than_one_file_holds(tmp_path: Path) -> Non
     result = invoke("simulate", "--scenario", "demo", "--minutes", "10000", "--per-minute", "100000", "--out", str(out))
     assert_one_line(result, 2, "1,000,000,000 events", "50,000,000")
     assert not out.exists()
+
+
+def test_every_settings_class_with_a_payops_prefix_is_known_to_the_warning() -> None:
+    """A new pydantic-settings class must be registered, or its names would be warned as unknown."""
+    import re
+
+    from payops.cli_env import SETTINGS_CLASSES, _source_of, settings_fields
+
+    root = Path(__file__).resolve().parents[2]
+    declared = set()
+    for path in root.rglob("*.py"):
+        if ".venv" in path.parts or "tests" in path.parts:
+            continue
+        for match in re.finditer(r'class (\w+)\(BaseSettings\):\n(?:.*\n){0,3}?.*env_prefix="(PAYOPS_\w*)"', path.read_text()):
+            declared.add((match[1], match[2]))
+    registered = {(cls, settings_fields(_source_of(pkg, name), cls)[0]) for pkg, name, cls in SETTINGS_CLASSES}
+    assert declared and declared == registered
