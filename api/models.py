@@ -186,6 +186,8 @@ class Decision(_Out):
     verdict: str | None = Field(None, description="Guardrails: allow, needs_approval or deny.")
     status: str = Field(..., description="What ran: executed, escalated, denied, skipped, failed or unknown.")
     executed: bool
+    plane: str | None = Field(None, description="Where an executed action ran: simulated, shadow (recorded as what "
+                              "would have run; nothing moved) or http. None when nothing was executed.")
     escalated: bool
     evidence: list[str]
 

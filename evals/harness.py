@@ -100,7 +100,10 @@ def _llm_factory(record: bool) -> ReasonerFactory:
 
     def build(settings: Any) -> Any:
         if record:
-            return llm_factory(settings.model_copy(update={"llm_timeout_seconds": RECORD_TIMEOUT_SECONDS}))
+            # A slow local model may take minutes a call: the tick budget must not cut a recording short.
+            budget = RECORD_TIMEOUT_SECONDS * 2 * (1 + settings.llm_max_retries)  # two phases, every attempt
+            return llm_factory(settings.model_copy(update={"llm_timeout_seconds": RECORD_TIMEOUT_SECONDS,
+                                                           "llm_tick_budget_seconds": budget}))
         from tenacity import wait_none
 
         reasoner = llm_factory(settings)

@@ -26,7 +26,9 @@ class TickResult:
 def sqlite_checkpointer(path: str) -> Any:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    conn = sqlite3.connect(path, check_same_thread=False)
+    from payops.storage.keys import private_file
+
+    conn = sqlite3.connect(str(private_file(path)), check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     return SqliteSaver(conn)
 

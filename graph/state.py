@@ -24,6 +24,7 @@ class AgentState(TypedDict, total=False):
     diagnosis: dict[str, Any]
     proposal: dict[str, Any]
     llm_calls: list[dict[str, Any]]
+    llm_fallback: str | None  # set when the rules decided because the LLM failed (timed out, unreachable, invalid)
     lessons_consulted: list[dict[str, Any]]  # similar past lessons (brief form), best first
     track_record: dict[str, Any] | None  # the proposal's record on similar incidents and the confidence adjustment
     # guard / act
@@ -35,7 +36,7 @@ class AgentState(TypedDict, total=False):
     history: list[dict[str, Any]]  # executed actions (bounded), newest last
     recent: list[dict[str, Any]]  # short-term incident buffer: last decisions (bounded)
     baselines: dict[str, Any]
-    awaiting: list[dict[str, Any]]  # escalations waiting for a human: {decision_id, tool, target_key, at}
+    awaiting: list[dict[str, Any]]  # escalations waiting for a human: {decision_id, tool, target_key, at, finding, seen}
     housekeeping: list[dict[str, Any]]  # expiries, approved actions applied, outcomes this tick
     watching: list[dict[str, Any]]  # executed actions under outcome evaluation (memory.outcomes.Watch)
 

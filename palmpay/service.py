@@ -54,6 +54,7 @@ from .policy import (
     spent_on,
     verification_expired,
 )
+from .sealing import PeriodicSealer, seal_interval, seal_on_close
 from .rail import (
     PayShapRail,
     RailAttempt,
@@ -125,11 +126,18 @@ class PalmPayService:
         self._errors = ErrorCatalog(self.spec)
         self._events = SpecEvents(self.spec)
         self.options.state_dir.mkdir(parents=True, exist_ok=True)
-        self._ring = KeyRing.load(self.options.state_dir, self.options.data_key)
+        self.store = open_store(self.options)
+        with self.store.read() as tx:
+            sealed_under = tx.active_key_id()  # data exists: its key must too (never a silent new key)
+        try:
+            self._ring = KeyRing.load(self.options.state_dir, self.options.data_key, expect_key_id=sealed_under)
+        except KeyRingError:
+            self.store.close()
+            raise
         self._cipher = FieldCipher(self._ring)
         self._index = BlindIndex(self._ring.index_root)
         self._otp = OtpHasher(self._ring.index_root)
-        self.store = open_store(self.options)
+        self._sealer = PeriodicSealer(self.store, self.options.state_dir, seal_interval()).start() if seal_interval() else None
         with self.store.write() as tx:
             if tx.active_key_id() is None:
                 tx.set_active_key_id(self._ring.active_id)
@@ -986,7 +994,13 @@ class PalmPayService:
         return cents
 
     def close(self) -> None:
-        self.store.close()
+        """Seal the audit and access logs written since the last checkpoint (palmpay/sealing.py), then close."""
+        try:
+            if self._sealer is not None:
+                self._sealer.stop()
+            seal_on_close(self.store, self.options.state_dir)
+        finally:
+            self.store.close()
 
     def __enter__(self) -> PalmPayService:
         return self

@@ -27,6 +27,18 @@ app = typer.Typer(
 )
 
 
+CONTROL_PLANE_HELP = ("Where actions run: 'simulated' (in-process; the simulator obeys it), 'shadow' (recorded as what "
+                      "would have run, nothing moves) or 'http' (PAYOPS_ORCHESTRATOR_URL). Default: simulated for the "
+                      "simulator, http when an orchestrator is configured, else shadow.")
+PLANE_NAMES = ("simulated", "shadow", "http")
+
+
+def _plane_option(value: Optional[str]) -> Optional[str]:
+    if value is not None and value not in PLANE_NAMES:
+        fail(f"--control-plane must be one of {', '.join(PLANE_NAMES)}, not {value!r}")
+    return value
+
+
 def fail(message: str, code: int = 2) -> None:
     typer.echo(f"payops: error: {message}", err=True)
     raise typer.Exit(code)
@@ -61,6 +73,7 @@ def _print_cycle(state: dict, settings: Settings, services: object, settle: floa
 
 def _print_notices(services: object, settle: float = 0.0) -> None:
     from payops.guardrails.notify import DELIVERY_FAILED
+    from payops.render import printable  # a summary quotes labels from the feed
 
     notifier = getattr(services, "notifier", None)
     if settle and hasattr(notifier, "settle"):
@@ -69,10 +82,11 @@ def _print_notices(services: object, settle: float = 0.0) -> None:
     for kind, payload in (drain() if drain else []):
         if kind == DELIVERY_FAILED:
             kept = "kept in dead letters (`payops pending`)" if payload.get("kept") else "and it could NOT be kept"
-            typer.echo(f"  Notice: webhook delivery failed for {payload.get('decision_id') or payload.get('kind')}"
-                       f" ({payload.get('kind')}: {payload.get('reason')}); {kept}")
+            typer.echo(printable(f"  Notice: webhook delivery failed for {payload.get('decision_id') or payload.get('kind')}"
+                                 f" ({payload.get('kind')}: {payload.get('reason')}); {kept}"))
             continue
-        typer.echo(f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip())
+        line = f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip()
+        typer.echo(printable(line))
 
 
 def _report_bad_lines(report: object) -> None:
@@ -89,6 +103,7 @@ def run(
     seed: int = typer.Option(7, "--seed", help="Simulator seed."),
     source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR)."),
+    control_plane: Optional[str] = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
 ) -> None:
     """Run the agent loop: every tick decide over the last window and print the cycle."""
     from payops.scheduling import TickLocked, TickUsageError, partition_lock
@@ -97,14 +112,15 @@ def run(
     try:
         # One loop per deployment: a second `run` (or a cron `tick`) on it would decide windows twice.
         with partition_lock(settings):
-            _run_loop(settings, ticks, tick_seconds, scenario, seed, source)
+            _run_loop(settings, ticks, tick_seconds, scenario, seed, source, control_plane)
     except TickLocked:
         fail(f"deployment '{settings.deployment}' is already being run by another process", code=75)
     except TickUsageError as exc:
         fail(str(exc))
 
 
-def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: list[str]) -> None:
+def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: list[str],
+              control_plane: Optional[str] = None) -> None:
     from contextlib import ExitStack
 
     from payops.guardrails.notify import EXIT_FLUSH_SECONDS
@@ -113,10 +129,14 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
     from payops.signals.sources import SourceError
     from payops.wiring import agent_services, durable_agent
 
+    from payops.storage.keys import KeyProblem
+
     try:
-        services = agent_services(settings, source, scenario, seed)
+        services = agent_services(settings, source, scenario, seed, control_plane=control_plane)
     except (SourceError, ValueError) as exc:
         fail(str(exc))
+    except KeyProblem as exc:  # data without its key: a one-line refusal, never a new key
+        fail(str(exc), code=1)
     agent = durable_agent(services)
     done = 0
     jobs = ExitStack()
@@ -150,6 +170,7 @@ def tick(
     source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir"),
     partition: Optional[str] = typer.Option(None, "--partition", help="The deployment to tick (default PAYOPS_DEPLOYMENT); one worker at a time each."),
+    control_plane: Optional[str] = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
 ) -> None:
     """Exactly one cycle of one partition, then exit (cron, Kubernetes CronJob; see docs/scheduling.md).
 
@@ -162,7 +183,7 @@ def tick(
 
     settings = _settings(state_dir=state_dir, deployment=partition)
     try:
-        outcome = run_tick(settings, source=source, scenario=scenario, seed=seed)
+        outcome = run_tick(settings, source=source, scenario=scenario, seed=seed, control_plane=control_plane)
     except TickLocked:
         fail(f"another tick of partition '{settings.deployment}' is still running; try again later", code=EX_TEMPFAIL)
     except TickUsageError as exc:
@@ -232,9 +253,15 @@ def replay(
     out: Path = typer.Option(..., "--out", help="Where to write one decision per tick (CONTRACT.md §4)."),
     window: float = typer.Option(60.0, "--window", min=1.0, help="Window length in seconds."),
     tick_: float = typer.Option(60.0, "--tick", min=1.0, help="Seconds of event time between decisions."),
+    control_plane: str = typer.Option("shadow", "--control-plane", callback=_plane_option,
+                                      help="'shadow' (default: a recorded feed cannot respond; nothing is judged or learned "
+                                           "from moves that did not happen), 'simulated' (the in-process router) or 'http'."),
 ) -> None:
     """Offline, deterministic decisions over a recorded event file (no network, no API key)."""
     from payops.signals.sources import SourceError, open_jsonl
+
+    if control_plane == "http" and not _settings().orchestrator_url:
+        fail("--control-plane http needs PAYOPS_ORCHESTRATOR_URL (the orchestrator's base URL)")
 
     if not events.exists():
         fail(f"no such file: {events}")
@@ -255,7 +282,7 @@ def replay(
         gc.freeze()
     stats: dict = {}
     try:
-        n = sum(1 for _ in wiring.replay(events, out, window, tick_, stats, source=source))
+        n = sum(1 for _ in wiring.replay(events, out, window, tick_, stats, source=source, control_plane=control_plane))
     except SourceError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -130,7 +130,7 @@ def test_keys_cli_create_list_revoke(api: Api) -> None:
     assert api.client.get("/v1/audit/verify", headers=bearer(key)).status_code == 200
 
     listed = runner.invoke(cli_app, ["keys", "list", *state])
-    assert "dash-1" in listed.stdout and "viewer" in listed.stdout and key.rsplit("_", 1)[1] not in listed.stdout
+    assert "dash-1" in listed.stdout and "viewer" in listed.stdout and key.split("_", 2)[2] not in listed.stdout
     key_id = key.split("_")[1]
     revoked = runner.invoke(cli_app, ["keys", "revoke", key_id, *state])
     assert revoked.exit_code == 0 and "revoked" in revoked.stdout

@@ -30,6 +30,7 @@ try:
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # pragma: no cover - the test extra brings it
     webdriver = None
@@ -137,7 +138,7 @@ def test_an_operator_approves_an_escalation_and_the_next_tick_applies_it(served,
     decision_id = article.get_attribute("id")
     article.find_element(By.NAME, "note").send_keys("looked at the retries")
     article.find_element(By.CSS_SELECTOR, "button[value=approve]").click()
-    WebDriverWait(browser, 10).until(lambda b: "Answered" in b.page_source and b.current_url.endswith("/approvals"))
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(article))  # the answer's page replaced this one
     assert decision_id not in [a.get_attribute("id") for a in browser.find_elements(By.CSS_SELECTOR, "article.approval")]
 
     services = agent_services(Settings(state_dir=state, webhook_url=None), "simulator", "demo", 7)
