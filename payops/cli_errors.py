@@ -42,6 +42,10 @@ def one_line(exc: BaseException) -> tuple[str, int] | None:
 
     if isinstance(exc, StateDirError):
         return str(exc), exc.exit_code
+    from payops.storage.keys import KeyProblem
+
+    if isinstance(exc, KeyProblem):  # data without its key: refused in one line (messages hold no key material)
+        return str(exc), EX_FAILURE
     if isinstance(exc, ValidationError) and exc.title in SETTINGS_MODELS:
         first = exc.errors()[0]
         name = "PAYOPS_" + ("API_" if exc.title == "ApiSettings" else "") + str(first["loc"][0]).upper()

@@ -183,3 +183,13 @@ def test_every_settings_class_with_a_payops_prefix_is_known_to_the_warning() -> 
             declared.add((match[1], match[2]))
     registered = {(cls, settings_fields(_source_of(pkg, name), cls)[0]) for pkg, name, cls in SETTINGS_CLASSES}
     assert declared and declared == registered
+
+
+def test_a_missing_audit_key_is_one_line_for_every_command_that_opens_the_trail(tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "state"
+    monkeypatch.setenv("PAYOPS_KEY_DIR", str(tmp_path / "keys"))  # the keys live elsewhere for this run only
+    assert invoke("run", "--ticks", "1", "--tick-seconds", "0", "--state-dir", str(state)).exit_code == 0
+    monkeypatch.delenv("PAYOPS_KEY_DIR")
+    for command in (["pending"], ["approve", "d-1"], ["why", "d-1"], ["audit", "tail"]):
+        assert_one_line(invoke(*command, "--state-dir", str(state)), 1, "audit-hmac")
