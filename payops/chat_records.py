@@ -38,10 +38,17 @@ class ChatError(Exception):
 # -- the records, read-only --------------------------------------------------------------
 
 class ReadOnlyAudit:
-    """The audit trail through a read-only SQLite connection: the chat cannot append or edit."""
+    """The audit trail through a read-only SQLite connection: the chat cannot append or edit.
+
+    Only the current revision of each record: a tick re-run after a crash supersedes the record it
+    had written (memory/audit.py), and the chat must not tell one decision twice.
+    """
 
     def __init__(self, path: Path) -> None:
         self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(audit_log)")}
+        self._current = (" AND seq NOT IN (SELECT supersedes FROM audit_log WHERE supersedes IS NOT NULL)"
+                         if "supersedes" in columns else "")
 
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> Iterator[AuditEntry]:
         import orjson
@@ -50,15 +57,36 @@ class ReadOnlyAudit:
             yield AuditEntry(seq, decision_id, at, kind, orjson.loads(body), digest)
 
     def entries(self, kind: str | None = None) -> Iterator[AuditEntry]:
-        base = "SELECT seq, decision_id, at, kind, record, hash FROM audit_log"
-        return self._rows(base + " WHERE kind = ? ORDER BY seq", (kind,)) if kind else self._rows(base + " ORDER BY seq")
+        base = "SELECT seq, decision_id, at, kind, record, hash FROM audit_log WHERE "
+        if kind:
+            return self._rows(base + "kind = ?" + self._current + " ORDER BY seq", (kind,))
+        return self._rows(base + "1 = 1" + self._current + " ORDER BY seq")
 
     def get(self, decision_id: str) -> list[AuditEntry]:
-        return list(self._rows("SELECT seq, decision_id, at, kind, record, hash FROM audit_log WHERE decision_id = ? ORDER BY seq",
-                               (decision_id,)))
+        return list(self._rows("SELECT seq, decision_id, at, kind, record, hash FROM audit_log WHERE decision_id = ?"
+                               + self._current + " ORDER BY seq", (decision_id,)))
 
     def close(self) -> None:
         self._conn.close()
+
+
+class CurrentRevisions:
+    """Any audit source (an AuditLog on PostgreSQL, the API's) without superseded revisions."""
+
+    def __init__(self, inner: AuditSource) -> None:
+        self._inner = inner
+
+    @staticmethod
+    def _current(entries: Iterable[AuditEntry]) -> list[AuditEntry]:
+        found = list(entries)
+        replaced = {getattr(e, "supersedes", None) for e in found} - {None}
+        return [e for e in found if e.seq not in replaced]
+
+    def entries(self, kind: str | None = None) -> Iterable[AuditEntry]:
+        return self._current(self._inner.entries(kind))
+
+    def get(self, decision_id: str) -> list[AuditEntry]:
+        return self._current(self._inner.get(decision_id))
 
 
 def read_only_lessons(path: Path) -> LessonStore | None:
@@ -241,7 +269,7 @@ class ChatTools:
     NAMES = ("search_decisions", "get_decision", "list_lessons")
 
     def __init__(self, audit: AuditSource, lessons: LessonStore | None, tz: tzinfo = timezone.utc) -> None:
-        self._audit = audit
+        self._audit = audit if isinstance(audit, (ReadOnlyAudit, _NoAudit, CurrentRevisions)) else CurrentRevisions(audit)
         self._lessons = lessons
         self.tz = tz
 

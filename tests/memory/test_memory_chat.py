@@ -370,3 +370,21 @@ def test_a_read_view_hides_every_writing_method():
     assert list(view.entries()) == []
     with pytest.raises(AttributeError, match="reads records only"):
         view.append("d-1", "decision", 0.0, {})
+
+
+def test_a_superseded_record_is_not_told_twice(tmp_path):
+    """A tick re-run after a crash supersedes its decision record (memory/audit.py): one decision, told once,
+    from its current revision — through the read-only SQLite view and through an AuditLog alike."""
+    from payops.memory.audit import AuditLog
+
+    state = tmp_path / "state"
+    write_synthetic_trail(state)
+    audit = AuditLog(state / "audit.db")
+    first = next(e for e in audit.get(IDS["reroute"]) if e.kind == "decision")
+    revised = {**first.record, "diagnosis": {**first.record["diagnosis"], "summary": "Route psp_a down (re-run)."}}
+    assert audit.append(IDS["reroute"], "decision", first.at, revised).supersedes == first.seq
+    for tools in (ChatTools.open(state), ChatTools(audit, None)):
+        did = ask("what did you do about psp_a?", tools)
+        assert did.cited.count(IDS["reroute"]) == 1 and did.text.count(IDS["reroute"]) == 1, did.text
+        assert "because: Route psp_a down (re-run)." in ask("why did you reroute psp_a at 10:05?", tools).text
+    audit.close()
