@@ -77,6 +77,17 @@ class Agent:
             assert end is not None
             skip(end - self.services.settings.window_seconds)
 
+    def drained(self, window_end: float) -> bool:
+        """After deciding the window ending at `window_end`: nothing will ever come for a later one.
+
+        The source is exhausted and the window holds nothing read ahead (within the allowed
+        lateness) for a later window: a run over a file stops here, and loses nothing.
+        """
+        source = self.services.source
+        if source is None or not source.exhausted:
+            return False
+        return not self.services.window.holds_from(window_end)
+
     def tick(self, window_end: float | None = None) -> TickResult | None:
         end = window_end if window_end is not None else self.next_window_end()
         if end is None:

@@ -81,6 +81,9 @@ def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8) -> st
     outcome = {"executed": "EXECUTED", "escalated": "ESCALATED to human approval", "denied": "DENIED by guardrails",
                "skipped": "NOTHING TO DO", "failed": "FAILED", "unknown": "UNKNOWN (to reconcile)"}.get(e["status"], e["status"])
     lines.append(f"Outcome: {outcome} — {e['detail']}")
+    quality = data_quality_line(state.get("snapshot") or {})
+    if quality:
+        lines.append(quality)
     for note in state.get("housekeeping") or []:
         lines.append(f"  note: {note['op']} {note.get('tool', '')} {note.get('decision_id', note.get('action_id', ''))}".rstrip())
     if needs_human(state, confidence_threshold):
@@ -88,10 +91,29 @@ def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8) -> st
     return "\n".join(lines)
 
 
+def data_quality_line(digest: dict[str, Any]) -> str:
+    """What this tick's window could not use, when anything: late events, events ahead of the clock, bad lines."""
+    late, dropped = int(digest.get("late_events") or 0), int(digest.get("late_dropped") or 0)
+    ahead, bad = int(digest.get("ahead_of_clock") or 0), int(digest.get("bad_lines") or 0)
+    parts = []
+    if late:
+        parts.append(f"{late} event(s) arrived after their window was decided ({dropped} counted in no window)")
+    if ahead:
+        parts.append(f"{ahead} event(s) discarded as implausibly far ahead of the clock")
+    if bad:
+        parts.append(f"{bad} bad line(s) skipped")
+    return ("Data quality: " + "; ".join(parts)) if parts else ""
+
+
+def late_events(digest: dict[str, Any]) -> int:
+    """CONTRACT.md §4 `late_events`: too late for their (decided) window, plus discarded as ahead of the clock."""
+    return int(digest.get("late_events") or 0) + int(digest.get("ahead_of_clock") or 0)
+
+
 def decision_line(state: dict[str, Any]) -> dict[str, Any]:
-    """CONTRACT.md §4: one object per tick."""
+    """CONTRACT.md §4: one object per tick (`late_events` only when there were some: optional, version 2)."""
     p, e = state["proposal"], state["execution"]
-    return {
+    line = {
         "window_end": float(state["window_end"]),
         "category": state["diagnosis"]["category"],
         "confidence": float(state["diagnosis"]["confidence"]),
@@ -101,6 +123,10 @@ def decision_line(state: dict[str, Any]) -> dict[str, Any]:
         "evidence": list(state["diagnosis"]["evidence"]),
         "decision_id": state["decision_id"],
     }
+    late = late_events(state.get("snapshot") or {})
+    if late:
+        line["late_events"] = late
+    return line
 
 
 def decision_json(state: dict[str, Any]) -> bytes:

@@ -43,7 +43,7 @@ def agent_services(settings: Settings, source_name: str | None, scenario: str, s
     if source_name in (None, "simulator", "sim"):
         source = SimulatorSource(simulator_for(scenario, seed, control_plane))
     else:
-        source = open_jsonl(source_name)
+        source = open_jsonl(source_name, max_skew_seconds=settings.max_clock_skew_seconds)
     return build_services(settings, source=source, in_memory=in_memory, control_plane=control_plane, notifier=notifier_for(settings))
 
 
@@ -64,6 +64,7 @@ def replay(events_path: str | Path, out_path: str | Path, window: float, tick: f
     settings = Settings(window_seconds=window, tick_seconds=tick, deployment="replay", webhook_url=None)
     if source is None:
         source = open_jsonl(events_path)
+    source.max_skew_seconds = settings.max_clock_skew_seconds  # before the clock is set from the first events
     if stats is not None:
         stats["report"] = source.report
     try:
@@ -76,7 +77,7 @@ def replay(events_path: str | Path, out_path: str | Path, window: float, tick: f
                 assert result is not None
                 out.write(decision_json(result.state))
                 yield result.state
-                if source.exhausted:
+                if agent.drained(end):
                     break
                 end += tick
     finally:
