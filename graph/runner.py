@@ -31,12 +31,39 @@ def sqlite_checkpointer(path: str) -> Any:
     return SqliteSaver(conn)
 
 
+class LatestCheckpointSaver(InMemorySaver):
+    """An in-memory checkpointer that keeps only each thread's latest checkpoint.
+
+    InMemorySaver keeps every checkpoint and every version of every channel: a replay
+    grew by ~90 KB of pickled state per tick (180 MB at 1M lines, 421 MB at 4M) for a
+    history nobody reads (a replay or an eval resumes from the latest checkpoint only;
+    the durable agent's SqliteSaver is untouched). Pruning after each put keeps memory
+    flat with run length.
+    """
+
+    def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        saved = super().put(config, checkpoint, metadata, new_versions)
+        thread_id = saved["configurable"]["thread_id"]
+        namespace = saved["configurable"]["checkpoint_ns"]
+        latest = saved["configurable"]["checkpoint_id"]
+        checkpoints = self.storage[thread_id][namespace]
+        for old in [c for c in checkpoints if c != latest]:
+            del checkpoints[old]
+            self.writes.pop((thread_id, namespace, old), None)
+        versions = checkpoint["channel_versions"]
+        stale = [key for key in self.blobs
+                 if key[0] == thread_id and key[1] == namespace and versions.get(key[2]) != key[3]]
+        for key in stale:
+            del self.blobs[key]
+        return saved
+
+
 class Agent:
     """One deployment: a thread on a checkpointer, services, and a clock in event time."""
 
     def __init__(self, services: AgentServices, checkpointer: Any = None) -> None:
         self.services = services
-        self.checkpointer = checkpointer if checkpointer is not None else InMemorySaver()
+        self.checkpointer = checkpointer if checkpointer is not None else LatestCheckpointSaver()
         self.graph = build_graph(checkpointer=self.checkpointer)
         services.approval_graph = build_approval_graph(self.checkpointer)
         self.config = {"configurable": {"thread_id": services.thread_id}}

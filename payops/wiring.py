@@ -18,6 +18,9 @@ from payops.tools.control_plane import SimulatedControlPlane
 from payops.tools.http_control_plane import HttpControlPlane
 
 DEFAULT_SCENARIO = "demo"
+# A replay's audit trail lives in memory and is never read back after the run: it keeps
+# the latest records only (~3 KB each), or it would grow with run length (issue 16).
+REPLAY_AUDIT_RECORDS = 1000
 
 
 def notifier_for(settings: Settings) -> ListNotifier | FanoutNotifier:
@@ -68,14 +71,20 @@ def replay(events_path: str | Path, out_path: str | Path, window: float, tick: f
     if stats is not None:
         stats["report"] = source.report
     try:
-        services = build_services(settings, source=source, in_memory=True, control_plane=SimulatedControlPlane(), notifier=ListNotifier())
+        notes = ListNotifier()
+        services = build_services(settings, source=source, in_memory=True, control_plane=SimulatedControlPlane(), notifier=notes)
         agent = Agent(services)
+        ticks = 0
         with open(out_path, "wb") as out:
             end = agent.next_window_end()
             while end is not None:
                 result = agent.tick(end)
                 assert result is not None
                 out.write(decision_json(result.state))
+                notes.drain()  # alerts are in the decisions already; kept, they would grow with the run
+                ticks += 1
+                if ticks % REPLAY_AUDIT_RECORDS == 0:
+                    services.audit.forget_all_but(REPLAY_AUDIT_RECORDS)
                 yield result.state
                 if agent.drained(end):
                     break

@@ -9,6 +9,7 @@ the agent drives the clock. Bad lines are skipped and reported through `report`
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import io
 import logging
 import os
@@ -140,7 +141,7 @@ class LineSource:
             # Parse the rest here: slower, never stuck. Chunks come back in file order, so
             # the file is whole from the first one not handed back.
             _log.warning("payops: parse workers failed (%s); parsing %s in this process instead",
-                         str(failed)[:200], self.name)
+                         " ".join(str(failed).split())[:200], self.name)  # one line, whatever the error said
             self._workers = None
             self._stream.seek(failed.resume_at)
             return self._fill()
@@ -318,25 +319,33 @@ class ParallelChunks:
         self._pools: list = []  # the pool, once started
         self._finalizer = weakref.finalize(self, _shut_down, self._pools, self._handoff_dir)
         self._start_error: BaseException | None = None
-        self._starter = threading.Thread(target=self._start, args=(workers,), name="parse-pool-start", daemon=True)
-        self._starter.start()
-
-    def _start(self, workers: int) -> None:
+        context = None
         try:
             context = multiprocessing.get_context(PARSE_START_METHOD)
-            context.set_forkserver_preload(PARSE_PRELOAD)
             # forkserver, not fork: forking a process that runs other threads (an HTTP
             # server, a notifier) can copy a lock held mid-operation and deadlock the pool.
-            with _safe_path():
-                self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
-                self._pools.append(self._pool)
-                while len(self._inflight) < self._max_inflight and self._submit():
-                    pass
+            context.set_forkserver_preload(PARSE_PRELOAD)
+            if PARSE_START_METHOD == "forkserver":
+                with _safe_path():  # here, on the caller's thread: the environment is changed for a moment
+                    multiprocessing.forkserver.ensure_running()  # spawns it (a few ms); it imports on its own
+        except BaseException as exc:  # handed to the caller of next()
+            self._start_error = exc
+        self._starter = threading.Thread(target=self._start, args=(context, workers), name="parse-pool-start", daemon=True)
+        if self._start_error is None:
+            self._starter.start()
+
+    def _start(self, context: object, workers: int) -> None:
+        try:
+            self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)  # type: ignore[arg-type]
+            self._pools.append(self._pool)
+            while len(self._inflight) < self._max_inflight and self._submit():
+                pass
         except BaseException as exc:  # handed to the caller of next()
             self._start_error = exc
 
     def _started(self) -> None:
-        self._starter.join()
+        if self._starter.ident is not None:  # started (not when the fork server could not be)
+            self._starter.join()
         if self._start_error is not None:
             error, self._start_error = self._start_error, None
             self._fail(f"{type(error).__name__}: {error}")
@@ -369,7 +378,8 @@ class ParallelChunks:
         return result
 
     def close(self) -> None:
-        self._starter.join()
+        if self._starter.ident is not None:
+            self._starter.join()
         self._finalizer()
 
 
@@ -382,6 +392,7 @@ def _safe_path() -> Iterator[None]:
     `payops/` directory (the repository, with a non-editable install) would shadow the
     installed package and no worker could import the parser. PYTHONSAFEPATH (3.11+)
     leaves it out; the `payops` command's own sys.path has no such entry either.
+    Set only while the fork server is spawned, on the thread that spawns it.
     """
     before = os.environ.get("PYTHONSAFEPATH")
     os.environ["PYTHONSAFEPATH"] = "1"
