@@ -260,7 +260,7 @@ def _write_rejects(report: object, out: Path) -> Path | None:
     A stale report of an earlier replay to the same OUT is removed: the file always describes this run.
     """
     path = out.with_name(out.name + ".rejects.json")
-    if not getattr(report, "bad_count", 0) and not getattr(report, "ahead_of_clock", 0):
+    if not getattr(report, "bad_count", 0):
         path.unlink(missing_ok=True)
         return None
     try:

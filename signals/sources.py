@@ -8,14 +8,14 @@ the agent drives the clock. Bad lines are skipped and reported through `report`
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.forkserver
 import io
 import logging
+import multiprocessing
+import multiprocessing.forkserver
 import os
 import shutil
-import stat
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -46,7 +46,6 @@ PARALLEL_CHUNK_BYTES = 4 << 20
 # importing its graph stack; bounded, so a bigger file does not pile up parsed
 # columns (~32 bytes per ~215-byte line: this much input is ~40 MB of results).
 PARALLEL_AHEAD_BYTES = 256 << 20
-_log = logging.getLogger(__name__)
 MAX_PARSE_WORKERS = 2  # the machines this runs on have 2 cores
 # An event this far ahead of the clock is a broken clock (milliseconds taken for
 # seconds, a wrong year), not a delay: it is counted and discarded. Never waiting
@@ -57,6 +56,9 @@ DEFAULT_MAX_SKEW_SECONDS = 600.0
 # The clock starts at the earliest of the first events that most of them agree with
 # (within the skew): one outlier on line 1 must not set it.
 FIRST_TS_SAMPLE = 1000
+
+
+_log = logging.getLogger(__name__)
 
 
 class SourceError(Exception):
