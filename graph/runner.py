@@ -98,11 +98,16 @@ class Agent:
     def resume_source(self) -> None:
         """After a restart, a simulator continues from where the thread stopped (minus one window)."""
         previous = self.last_state().get("window_end")
-        skip = getattr(self.services.source, "skip_to", None)
+        source = self.services.source
+        skip = getattr(source, "skip_to", None)
         if previous is not None and skip is not None:
             end = self.next_window_end()
             assert end is not None
-            skip(end - self.services.settings.window_seconds)
+            start = end - self.services.settings.window_seconds
+            if getattr(source, "ordered", True):
+                skip(start)
+            else:  # the earlier process read past its last window by the allowed lateness: so does this one
+                skip(start, float(previous) + self.services.settings.allowed_lateness_seconds)
 
     def drained(self, window_end: float) -> bool:
         """After deciding the window ending at `window_end`: nothing will ever come for a later one.

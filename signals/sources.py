@@ -226,9 +226,13 @@ class LineSource:
             if not self._fill():
                 return concat(out)
 
-    def skip_to(self, ts: float) -> None:
-        """Resume after a restart: events before `ts` (in file order) were decided by an earlier process."""
-        self.read_until(ts)
+    def skip_to(self, ts: float, read_to: float | None = None) -> None:
+        """Resume after a restart: read what an earlier process read (up to `read_to`, in file order)
+        again, keeping only the events at or after `ts` (for the windows still to decide)."""
+        batch = self.read_until(ts if read_to is None else max(ts, read_to))
+        keep = np.flatnonzero(batch.ts >= ts)
+        if len(keep):
+            self._pending.insert(0, batch.take(keep))
 
     @property
     def exhausted(self) -> bool:

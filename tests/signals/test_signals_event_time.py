@@ -152,3 +152,23 @@ def _stream(times: list[float]):  # type: ignore[no-untyped-def]
     base = {"payment_id": "p", "method": "card", "route": "psp_a", "bank": "FNB", "issuer": "VISA",
             "status": "success", "latency_ms": 300.0}
     return io.BytesIO(b"".join(orjson.dumps({**base, "ts": t}) + b"\n" for t in times))
+
+
+def test_a_restart_mid_file_decides_the_same_windows_with_no_spurious_late_events(tmp_path: Path) -> None:
+    from payops.settings import Settings
+    from payops.scheduling import close_agent
+    from payops.wiring import agent_services, durable_agent
+
+    path = _write(tmp_path, "jitter.jsonl", _jittered(_lines(tmp_path, minutes=5.0), 5.0))
+    straight = [(s["snapshot"]["attempts"], s["snapshot"]["late_events"]) for s in wiring.replay(path, tmp_path / "d.jsonl", 60.0, 60.0)]
+    settings = Settings(state_dir=tmp_path / "state", webhook_url=None)
+    seen = []
+    for ticks in (2, 3):  # a process decides two windows and exits; the next one resumes from the checkpoint
+        services = agent_services(settings, str(path), "demo", 7)
+        agent = durable_agent(services)
+        for _ in range(ticks):
+            result = agent.tick()
+            assert result is not None
+            seen.append((result.state["snapshot"]["attempts"], result.state["snapshot"]["late_events"]))
+        close_agent(agent, services)
+    assert seen == straight[:5] and all(late == 0 for _, late in seen)
