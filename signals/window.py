@@ -109,11 +109,6 @@ class DataQuality:
     out_of_order_events: int = 0  # earlier than an event that arrived before them (late ones included)
     ahead_of_clock: int = 0  # discarded by the source: implausibly far ahead of the clock (a broken clock)
 
-    @property
-    def late_or_discarded(self) -> int:
-        """CONTRACT.md §4 `late_events`: too late for their decided window, or discarded as ahead of the clock."""
-        return self.late_events + self.ahead_of_clock
-
 
 @dataclass(frozen=True)
 class WindowSnapshot:

@@ -172,3 +172,16 @@ def test_a_restart_mid_file_decides_the_same_windows_with_no_spurious_late_event
             seen.append((result.state["snapshot"]["attempts"], result.state["snapshot"]["late_events"]))
         close_agent(agent, services)
     assert seen == straight[:5] and all(late == 0 for _, late in seen)
+
+
+def test_a_cron_tick_on_a_live_file_waits_for_the_allowed_lateness_after_the_window_end(tmp_path: Path) -> None:
+    from payops.scheduling import run_tick
+    from payops.settings import Settings
+
+    path = _write(tmp_path, "live.jsonl", _lines(tmp_path, minutes=3.0))
+    settings = Settings(state_dir=tmp_path / "state", webhook_url=None)
+    first = orjson.loads(path.read_bytes().split(b"\n", 1)[0])["ts"]
+    early = run_tick(settings, source=str(path), wall_clock=lambda: first + 65.0)  # past the end, not the lateness
+    assert early.status == "not_due" and early.window_end == first + 60.0
+    done = run_tick(settings, source=str(path), wall_clock=lambda: first + 71.0)
+    assert done.status == "done" and done.window_end == first + 60.0
