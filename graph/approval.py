@@ -48,11 +48,20 @@ def record_decision(state: ApprovalState, runtime: Runtime[Context]) -> dict[str
     decision_id = state["request"]["decision_id"]
     status = state.get("status") or (APPROVED if answer["approved"] else REJECTED)
     changed = svc.approvals.decide(decision_id, status, answer["approver"], answer.get("note"), svc.clock()) if svc.approvals else False
-    svc.audit.append(decision_id, "approval", svc.clock(), {
-        "decision_id": decision_id, "status": status, "approver": answer["approver"], "note": answer.get("note"),
-        "proposal": state["request"].get("proposal"), "recorded": changed,
-    })
+    if not changed and svc.approvals is not None:  # this node re-run after a kill: the book already holds this answer
+        found = svc.approvals.get(decision_id)
+        changed = found is not None and found.status == status and found.approver == answer["approver"]
+    svc.audit.append(decision_id, "approval", svc.clock(),
+                     approval_record(decision_id, status, answer["approver"], answer.get("note"),
+                                     state["request"].get("proposal"), changed))
     return {"status": status}
+
+
+def approval_record(decision_id: str, status: str, approver: str, note: str | None, proposal: Any,
+                    recorded: bool) -> dict[str, Any]:
+    """The "approval" audit record (one per decision id: memory/audit.py)."""
+    return {"decision_id": decision_id, "status": status, "approver": approver, "note": note, "proposal": proposal,
+            "recorded": recorded}
 
 
 def build_approval_graph(checkpointer: Any = None) -> Any:
