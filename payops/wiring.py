@@ -111,6 +111,12 @@ def agent_services(settings: Settings, source_name: str | Sequence[str] | None, 
 
 
 def _open_source(name: str, settings: Settings, palm: PalmOps | None) -> Any:
+    source = _open_source_named(name, settings, palm)
+    source.max_skew_seconds = settings.max_clock_skew_seconds  # before the clock is set from the first events
+    return source
+
+
+def _open_source_named(name: str, settings: Settings, palm: PalmOps | None) -> Any:
     if name.startswith("nats://"):
         from payops.signals.nats_source import open_nats
 

@@ -82,6 +82,33 @@ class Source(Protocol):
         """True when no event will ever come again."""
 
 
+def clock_start(ts: np.ndarray, max_skew_seconds: float) -> float:
+    """The earliest of the first FIRST_TS_SAMPLE times that at least half of them agree with
+    (within the skew): the first event's time for an ordinary stream, never an outlier's."""
+    ts = np.sort(ts[:FIRST_TS_SAMPLE])
+    agree = np.searchsorted(ts, ts + max_skew_seconds, side="right") - np.arange(len(ts))
+    wanted = min((len(ts) + 1) // 2, int(agree.max()))  # a sample spread wider than the skew: its densest stretch
+    return float(ts[int(np.argmax(agree >= wanted))])
+
+
+def split_at_end(batch: EventBatch, end_ts: float, max_skew_seconds: float,
+                 report: ParseReport) -> tuple[EventBatch, EventBatch | None]:
+    """(events before the first at or after end_ts, the rest from it on or None if there is none).
+
+    Events max_skew_seconds or more past end_ts before that point are counted in `report` and left out.
+    """
+    ts = batch.ts
+    ahead_from = end_ts + max_skew_seconds
+    stop = np.flatnonzero((ts >= end_ts) & (ts < ahead_from))
+    cut = int(stop[0]) if stop.size else len(ts)
+    head = batch if cut == len(ts) else batch.take(slice(0, cut))
+    ahead = head.ts >= ahead_from
+    if ahead.any():
+        report.discard_ahead(int(np.count_nonzero(ahead)))
+        head = head.take(np.flatnonzero(~ahead))
+    return head, (batch.take(slice(cut, None)) if stop.size else None)
+
+
 class SimulatorSource:
     ordered = True
 
@@ -194,10 +221,7 @@ class LineSource:
             pass  # a live stream: the first lines there are (waiting for a sample could wait for ever)
         if not self._pending:
             return None
-        ts = np.sort(np.concatenate([b.ts for b in self._pending])[:FIRST_TS_SAMPLE])
-        agree = np.searchsorted(ts, ts + self.max_skew_seconds, side="right") - np.arange(len(ts))
-        wanted = min((len(ts) + 1) // 2, int(agree.max()))  # a sample spread wider than the skew: its densest stretch
-        return float(ts[int(np.argmax(agree >= wanted))])
+        return clock_start(np.concatenate([b.ts for b in self._pending]), self.max_skew_seconds)
 
     def read_until(self, end_ts: float) -> EventBatch:
         """Events in file order before the first one at or after `end_ts`.
@@ -206,21 +230,12 @@ class LineSource:
         report (`ahead_of_clock`) and discarded: waiting for them could stall the run.
         """
         out: list[EventBatch] = []
-        ahead_from = end_ts + self.max_skew_seconds
         while True:
             while self._pending:
-                batch = self._pending[0]
-                ts = batch.ts
-                stop = np.flatnonzero((ts >= end_ts) & (ts < ahead_from))
-                cut = int(stop[0]) if stop.size else len(ts)
-                head = batch if cut == len(ts) else batch.take(slice(0, cut))
-                ahead = head.ts >= ahead_from
-                if ahead.any():
-                    self.report.discard_ahead(int(np.count_nonzero(ahead)))
-                    head = head.take(np.flatnonzero(~ahead))
+                head, rest = split_at_end(self._pending[0], end_ts, self.max_skew_seconds, self.report)
                 out.append(head)
-                if stop.size:
-                    self._pending[0] = batch.take(slice(cut, None))
+                if rest is not None:
+                    self._pending[0] = rest
                     return concat(out)
                 self._pending.pop(0)
             if not self._fill():
