@@ -127,3 +127,34 @@ def resume(svc: AgentServices, decision_id: str, answer: dict[str, Any], status:
                                        thread_for(decision_id), context=Context(services=svc))
     return str(result.get("status", ""))
 
+
+
+class RollbackRefused(ValueError):
+    """A rollback request that cannot be filed (no such action in force, the book is not kept)."""
+
+
+def request_rollback(svc: AgentServices, action_id: str, in_force: list[dict[str, Any]], operator: str,
+                     note: str | None) -> str:
+    """An operator's request to roll back an action in force, applied by the agent on its next tick.
+
+    The agent runs elsewhere (`payops run` / `tick`), so the request goes into the approval book already
+    approved by the operator, with the proposal `rollback_action`: the tick's housekeeping applies it
+    exactly once through the control plane and audits it under the operator's identity, as it does an
+    approved action. Returns the request's id.
+    """
+    if svc.approvals is None:
+        raise RollbackRefused("this deployment keeps no approval book")
+    action = next((a for a in in_force if a.get("action_id") == action_id), None)
+    if action is None:
+        raise RollbackRefused("no such action in force")
+    now = svc.clock()
+    request_id = f"rb-{action_id}-{int(now)}"
+    reason = f"operator rollback request: {note}" if note else "operator rollback request"
+    proposal = {"tool": "rollback_action", "target": {},  # the action id names what is undone
+                "args": {"action_id": action_id, "reason": reason[:500]}}
+    request = {"decision_id": request_id, "proposal": proposal, "window_end": now, "rollback_of": action_id,
+               "why_approval": [f"requested by {operator}"]}
+    svc.approvals.open(request_id, f"rollback:{action_id}", now, now + svc.settings.approval_ttl_seconds, request)
+    svc.approvals.decide(request_id, APPROVED, operator, note, now)
+    svc.audit.append(request_id, "approval", now, approval_record(request_id, APPROVED, operator, note, proposal, True))
+    return request_id

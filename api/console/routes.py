@@ -265,6 +265,36 @@ async def answer_approval(request: Request, decision_id: str) -> Response:
     return _headers(RedirectResponse("/console/approvals", status_code=303))
 
 
+@router.post("/rollback/{action_id}")
+async def request_rollback(request: Request, action_id: str) -> Response:
+    """An operator asks for an action in force to be rolled back; the agent applies it on its next tick."""
+    from payops.graph.approval import RollbackRefused
+    from payops.graph.approval import request_rollback as file_rollback
+
+    session = _session(request)
+    if session is None:
+        return _to_sign_in(request)
+    form = await _form(request)
+    if not csrf_ok(session, form.get("csrf")):
+        return _refused(request, session, "This form expired or did not come from the console (CSRF check).", 403)
+    if session.role != Role.OPERATOR.value:
+        return _refused(request, session, "Only operators ask for rollbacks.", 403)
+    services = request.app.state.backend.services
+    latest = next((e for e in reversed(services.audit.tail(20)) if e.kind == "decision"), None)
+    note = (form.get("note") or "").strip()[:500] or None
+    try:
+        with request.app.state.backend.approval_lock:
+            file_rollback(services, action_id[:200], views.in_force_of(latest), _actor(session), note)
+    except RollbackRefused as exc:
+        return _refused(request, session, f"Rollback not filed: {exc}.", 409)
+    return _headers(RedirectResponse("/console/approvals", status_code=303))
+
+
+def _actor(session: Session) -> str:
+    """Who the records name for a console action: the signed-in key's identity, never free text."""
+    return session.name
+
+
 # -- audit, lessons, chat -------------------------------------------------------------------
 
 @router.get("/audit")

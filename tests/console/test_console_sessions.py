@@ -101,3 +101,33 @@ def test_an_idle_session_and_an_old_one_expire() -> None:
         now[0] += 55
         store.get(token)
     assert store.get(token) is None  # kept busy, still past its absolute expiry
+
+
+def test_an_operator_rollback_request_is_applied_by_the_next_tick_under_the_operator_identity(console, state_dir) -> None:
+    from payops.graph.runner import opened
+    from payops.settings import Settings
+    from payops.wiring import agent_services, durable_agent
+
+    client, keys = console
+    sign_in(client, keys["operator"])
+    page = client.get("/console").text
+    action_id = re.search(r'action="/console/rollback/([^"]+)"', page).group(1)
+    filed = client.post(f"/console/rollback/{action_id}", data={"csrf": csrf_of(page), "note": "psp_a is back"},
+                        follow_redirects=False)
+    assert filed.status_code == 303
+    assert client.post(f"/console/rollback/{action_id}", data={"note": "no token"}).status_code == 403
+
+    services = agent_services(Settings(state_dir=state_dir, webhook_url=None), "simulator", "demo", 7)
+    with opened(durable_agent(services)) as agent:
+        state = agent.tick().state
+    assert all(a["action_id"] != action_id for a in state["in_force"])  # rolled back
+    applied = [e for e in services.audit.tail(20) if e.kind == "approved_action" and e.decision_id.startswith("rb-")]
+    assert applied and applied[-1].record["approver"] == "operator-person"
+    assert applied[-1].record["execution"]["status"] == "executed"
+    services.audit.close()
+
+
+def test_a_viewer_gets_no_rollback_button(console) -> None:
+    client, keys = console
+    sign_in(client, keys["viewer"])
+    assert "/console/rollback/" not in client.get("/console").text
