@@ -53,6 +53,10 @@ MAX_PARSE_WORKERS = 2  # the machines this runs on have 2 cores
 # ten minutes is far beyond any collector's delay, and it bounds what the ring holds
 # ahead of the clock. The agent's setting (max_clock_skew_seconds) overrides it.
 DEFAULT_MAX_SKEW_SECONDS = 600.0
+# Past the skew, events that agree with each other are a feed resuming after a silence, and the clock
+# walks to them; this far ahead they are a broken clock however many agree (a wrong year, milliseconds
+# taken for seconds): a day of quiet windows is the most a run will walk through.
+MAX_GAP_SECONDS = 86_400.0
 # The clock starts at the earliest of the first events that most of them agree with
 # (within the skew): one outlier on line 1 must not set it.
 FIRST_TS_SAMPLE = 1000
@@ -95,11 +99,23 @@ def split_at_end(batch: EventBatch, end_ts: float, max_skew_seconds: float,
                  report: ParseReport) -> tuple[EventBatch, EventBatch | None]:
     """(events before the first at or after end_ts, the rest from it on or None if there is none).
 
-    Events max_skew_seconds or more past end_ts before that point are counted in `report` and left out.
+    An event max_skew_seconds or more past end_ts is a broken clock when it stands alone (the next
+    event is back near the clock) or when it is more than MAX_GAP_SECONDS ahead: counted in `report`
+    and left out. Two or more in a row that agree with each other are the feed resuming after a
+    silence (a collector down, a quiet night): the run stops there and the clock walks to them, tick
+    by tick, as it would through any quiet stretch. One at the very end of what has been read cannot
+    be told apart yet: it waits too, bounded by MAX_GAP_SECONDS.
     """
     ts = batch.ts
     ahead_from = end_ts + max_skew_seconds
-    stop = np.flatnonzero((ts >= end_ts) & (ts < ahead_from))
+    far = ts >= ahead_from
+    plausible = far & (ts < end_ts + MAX_GAP_SECONDS)
+    resumes = np.zeros(len(ts), dtype=bool)
+    if len(ts):
+        nxt = np.append(ts[1:], np.nan)
+        resumes[:-1] = plausible[:-1] & (nxt[:-1] >= ahead_from) & (np.abs(nxt[:-1] - ts[:-1]) < max_skew_seconds)
+        resumes[-1] = plausible[-1]
+    stop = np.flatnonzero(((ts >= end_ts) & ~far) | resumes)
     cut = int(stop[0]) if stop.size else len(ts)
     head = batch if cut == len(ts) else batch.take(slice(0, cut))
     ahead = head.ts >= ahead_from

@@ -185,3 +185,22 @@ def test_a_cron_tick_on_a_live_file_waits_for_the_allowed_lateness_after_the_win
     assert early.status == "not_due" and early.window_end == first + 60.0
     done = run_tick(settings, source=str(path), wall_clock=lambda: first + 71.0)
     assert done.status == "done" and done.window_end == first + 60.0
+
+
+def test_a_feed_that_resumes_after_a_long_silence_is_read_not_discarded_as_ahead(tmp_path: Path) -> None:
+    lines = _lines(tmp_path, minutes=6.0)
+    quiet = [line for line in lines if orjson.loads(line)["ts"] - START < 60.0]
+    resumed = [orjson.dumps({**orjson.loads(line), "ts": orjson.loads(line)["ts"] + 900.0})  # 15 min later
+               for line in lines if orjson.loads(line)["ts"] - START >= 60.0]
+    totals = _accounting(tmp_path, _write(tmp_path, "gap.jsonl", quiet + resumed))
+    assert totals["ahead"] == 0  # a collector down for 15 minutes is not a broken clock
+    assert totals["in_windows"] == len(quiet) + len(resumed)
+    assert totals["decisions"] >= 20  # the clock walked through the quiet windows and on
+
+
+def test_two_agreeing_lines_a_year_ahead_are_still_a_broken_clock(tmp_path: Path) -> None:
+    lines = _lines(tmp_path, minutes=4.0)
+    year = START + 365 * 86400.0
+    broken = lines[:100] + [_outlier(lines, year), _outlier(lines, year + 1)] + lines[100:]
+    totals = _accounting(tmp_path, _write(tmp_path, "year.jsonl", broken))
+    assert totals["ahead"] == 2 and totals["decisions"] <= 6
