@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import sys
 import time
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import TYPE_CHECKING, Optional
 
 import orjson
 import typer
+
+from payops.cli_errors import PayopsGroup
 
 if TYPE_CHECKING:  # imported where used: `payops replay` starts its parse workers before pydantic-settings loads
     from payops.settings import Settings
@@ -20,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=PayopsGroup,  # expected errors (state folder, database, files) -> one line, not a traceback
 )
 
 
@@ -48,29 +52,54 @@ def _settings(**overrides: object) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"bad setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        from payops.cli_errors import one_line
+
+        fail(*(one_line(exc) or (str(exc).splitlines()[0], 2)))
         raise  # unreachable
 
 
-def _print_cycle(state: dict, settings: Settings, services: object) -> None:
-    from payops.render import printable, render_cycle
+def _print_cycle(state: dict, settings: Settings, services: object, settle: float = 0.0) -> None:
+    """The cycle, then what the notifier told the console; `settle` seconds first lets webhook
+    deliveries finish (a one-shot tick), so a failed one is reported now, not never."""
+    from payops.render import render_cycle
 
     typer.echo(render_cycle(state, settings.confidence_threshold))
     lag = getattr(getattr(services, "source", None), "lag", None)
     if lag is not None:  # an event log: how far this partition's worker is behind
         typer.echo(f"Consumer lag: {lag()} message(s) not yet read on partition '{settings.deployment}'")
-    drain = getattr(getattr(services, "notifier", None), "drain", None)
-    for kind, payload in (drain() if drain else []):
-        line = f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip()
-        typer.echo(printable(line))  # a summary quotes labels from the feed
+    _print_notices(services, settle)
     typer.echo("")
+
+
+def _print_notices(services: object, settle: float = 0.0) -> None:
+    from payops.guardrails.notify import DELIVERY_FAILED
+    from payops.render import printable  # a summary quotes labels from the feed
+
+    notifier = getattr(services, "notifier", None)
+    if settle and hasattr(notifier, "settle"):
+        notifier.settle(settle)
+    drain = getattr(notifier, "drain", None)
+    for kind, payload in (drain() if drain else []):
+        if kind == DELIVERY_FAILED:
+            kept = "kept in dead letters (`payops pending`)" if payload.get("kept") else "and it could NOT be kept"
+            typer.echo(printable(f"  Notice: webhook delivery failed for {payload.get('decision_id') or payload.get('kind')}"
+                                 f" ({payload.get('kind')}: {payload.get('reason')}); {kept}"))
+            continue
+        line = f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip()
+        typer.echo(printable(line))
 
 
 def _report_bad_lines(report: object) -> None:
     if report is not None and getattr(report, "bad_count", 0):
         first = report.bad[0]
         typer.echo(f"payops: skipped {report.bad_count} malformed event line(s); first at line {first.line_no}: {first.reason}", err=True)
+
+
+def _no_valid_events(source: object) -> None:
+    """A file or stream with no valid event at all (empty, binary, another format) is a usage error, exit 2."""
+    report = getattr(source, "report", None)
+    if report is not None and not getattr(source, "ordered", True) and not report.accepted:
+        fail(f"no valid events: {report.bad_count} lines skipped")
 
 
 @app.command()
@@ -101,6 +130,7 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
               control_plane: Optional[str] = None) -> None:
     from contextlib import ExitStack
 
+    from payops.guardrails.notify import EXIT_FLUSH_SECONDS
     from payops.palm_jobs import in_background
     from payops.scheduling import close_agent
     from payops.signals.sources import SourceError
@@ -122,11 +152,12 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
         while ticks is None or done < ticks:
             result = agent.tick()
             if result is None:
+                _no_valid_events(services.source)
                 typer.echo("payops: the source has no events; nothing to do.")
                 break
             _print_cycle(result.state, settings, services)
             done += 1
-            if services.source is not None and services.source.exhausted:
+            if agent.drained(float(result.state["window_end"])):
                 typer.echo("payops: the source is exhausted.")
                 break
             if ticks is None or done < ticks:
@@ -135,6 +166,7 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
         typer.echo(f"\npayops: stopped after {done} tick(s); state saved in {settings.state_dir}.")
     finally:
         jobs.close()
+        _print_notices(services, settle=EXIT_FLUSH_SECONDS)  # deliveries still out when the loop ends
         _report_bad_lines(getattr(services.source, "report", None))
         close_agent(agent, services)
 
@@ -154,6 +186,7 @@ def tick(
     (try again next time), 2 bad arguments or settings, 1 failure.
     """
     from payops.scheduling import EX_FAILURE, EX_TEMPFAIL, TickLocked, TickUsageError, run_tick
+    from payops.settings import StateDirError
     from payops.storage.db import DatabaseError, redact_dsn
 
     settings = _settings(state_dir=state_dir, deployment=partition)
@@ -165,21 +198,33 @@ def tick(
         fail(str(exc))
     except DatabaseError as exc:
         fail(str(exc), code=EX_FAILURE)
+    except StateDirError as exc:  # the state folder is a file, cannot be created or is read-only
+        fail(str(exc), code=exc.exit_code)
     except Exception as exc:  # one line a scheduler's log can show; the DSN's password never appears
         fail(f"tick of partition '{settings.deployment}' failed: {type(exc).__name__}: {redact_dsn(str(exc))[:500]}", code=EX_FAILURE)
     if outcome.status == "idle":
+        _no_valid_events(outcome.services.source if outcome.services is not None else None)
         typer.echo("payops: the source has no events; nothing to do.")
     elif outcome.status == "not_due":
         typer.echo(f"payops: the next window of partition '{outcome.partition}' ends at {outcome.window_end:.0f}, "
                    "still in the future; nothing to do yet.")
     else:
-        _print_cycle(outcome.state, settings, outcome.services)
+        from payops.guardrails.notify import EXIT_FLUSH_SECONDS
+
+        _print_cycle(outcome.state, settings, outcome.services, settle=EXIT_FLUSH_SECONDS)
+
+
+# A week of stream covers every test and demo; longer runs are a typo (`1e9`) that would fill the disk.
+MAX_SIMULATE_MINUTES = 7 * 24 * 60
+# ~200 bytes an event: 50 M events is ~10 GB, far past any replay benchmark (4 M lines) yet bounded.
+MAX_SIMULATE_EVENTS = 50_000_000
 
 
 @app.command()
 def simulate(
     scenario: str = typer.Option(..., "--scenario", help="Scenario name (see `payops scenarios`)."),
-    minutes: float = typer.Option(15.0, "--minutes", min=1.0, help="Length of the stream, healthy lead-in included."),
+    minutes: float = typer.Option(15.0, "--minutes", help="Length of the stream, healthy lead-in included "
+                                  f"(1 to {MAX_SIMULATE_MINUTES:,} minutes, at most {MAX_SIMULATE_EVENTS:,} events)."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", help="Where to write the JSON Lines events."),
     per_minute: float = typer.Option(600.0, "--per-minute", min=10.0, max=100_000.0, help="Payments per minute (10 to 100,000)."),
@@ -188,6 +233,11 @@ def simulate(
     """Write a simulated event stream (CONTRACT.md §1) with a healthy lead-in before the incident."""
     from payops.signals.simulator import SCENARIOS, Simulator, default_network, rename_network, timed_scenario, write_stream
 
+    if not (math.isfinite(minutes) and 1.0 <= minutes <= MAX_SIMULATE_MINUTES):
+        fail(f"--minutes must be between 1 and {MAX_SIMULATE_MINUTES:,} (a week), not {minutes:g}")
+    if minutes * per_minute > MAX_SIMULATE_EVENTS:
+        fail(f"--minutes {minutes:g} at --per-minute {per_minute:g} is {minutes * per_minute:,.0f} events; "
+             f"the most one file holds is {MAX_SIMULATE_EVENTS:,} (write several, or fewer per minute)")
     if scenario not in SCENARIOS:
         fail(f"unknown scenario '{scenario}' (choose from {', '.join(SCENARIOS)})")
     net = default_network(per_minute)
@@ -216,9 +266,15 @@ def replay(
                                       help="'shadow' (default: a recorded feed cannot respond; nothing is judged or learned "
                                            "from moves that did not happen), 'simulated' (the in-process router) or 'http'."),
 ) -> None:
-    """Offline, deterministic decisions over a recorded event file (no network, no API key)."""
+    """Offline, deterministic decisions over a recorded event file (no network, no API key).
+
+    Bad lines (the first 1,000 with their line number and reason, and the count) go to
+    OUT.rejects.json next to the decisions.
+    """
     from payops.signals.sources import SourceError, open_jsonl
 
+    _finite_seconds("--window", window)
+    _finite_seconds("--tick", tick_)
     if control_plane == "http" and not _settings().orchestrator_url:
         fail("--control-plane http needs PAYOPS_ORCHESTRATOR_URL (the orchestrator's base URL)")
 
@@ -240,16 +296,58 @@ def replay(
         # interpreter's collections at exit (together ~0.2 s of a 1M-event replay).
         gc.freeze()
     stats: dict = {}
+    late = {"late_events": 0, "late_dropped": 0, "ahead_of_clock": 0}
+    n = 0
     try:
-        n = sum(1 for _ in wiring.replay(events, out, window, tick_, stats, source=source, control_plane=control_plane))
+        for state in wiring.replay(events, out, window, tick_, stats, source=source, control_plane=control_plane):
+            n += 1
+            digest = state.get("snapshot") or {}
+            for name in late:
+                late[name] += int(digest.get(name) or 0)
     except SourceError as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror}")
-    typer.echo(f"wrote {n} decisions to {out}", err=True)
-    _report_bad_lines(stats.get("report"))
+    report = stats.get("report")
+    if report is not None and not report.accepted:
+        out.unlink(missing_ok=True)
+        fail(f"no valid events: {report.bad_count} lines skipped" + _rejects_note(_write_rejects(report, out)))
+    typer.echo(f"wrote {n} decisions to {out}; late events: {late['late_events']} ({late['late_dropped']} counted in "
+               f"no window), {late['ahead_of_clock']} discarded as ahead of the clock", err=True)
+    if report is not None:
+        rejects = _write_rejects(report, out)
+        if report.bad_count:
+            first = report.bad[0]
+            typer.echo(f"payops: skipped {report.bad_count} malformed event line(s); first at line {first.line_no}: "
+                       f"{first.reason}{_rejects_note(rejects)}", err=True)
     if _ONE_SHOT_PROCESS:
         gc.freeze()  # the same for what the replay allocated: the process exits next
+
+
+def _finite_seconds(option: str, value: float) -> None:
+    if not math.isfinite(value) or value <= 0:
+        fail(f"{option} must be a finite number of seconds above 0, not {value}")
+
+
+def _write_rejects(report: object, out: Path) -> Path | None:
+    """OUT.rejects.json: every bad line's number and reason (the first 1,000) and the counts; None if clean.
+
+    A stale report of an earlier replay to the same OUT is removed: the file always describes this run.
+    """
+    path = out.with_name(out.name + ".rejects.json")
+    if not getattr(report, "bad_count", 0):
+        path.unlink(missing_ok=True)
+        return None
+    try:
+        path.write_bytes(orjson.dumps(report.rejects_json(), option=orjson.OPT_INDENT_2))  # type: ignore[attr-defined]
+    except OSError as exc:
+        typer.echo(f"payops: cannot write the rejects report {path}: {exc.strerror}", err=True)
+        return None
+    return path
+
+
+def _rejects_note(path: Path | None) -> str:
+    return f" (every line number in {path})" if path is not None else ""
 
 
 @app.command()
@@ -275,12 +373,13 @@ def main() -> None:
 
 
 def _register_subcommands() -> None:
-    from payops.cli_ops import audit_app, lessons_app, register_ops
+    from payops.cli_ops import audit_app, lessons_app, notify_app, register_ops
     from payops.cli_palm import palm_app
 
     app.add_typer(palm_app, name="palm", help="Palm-pay backend operations (masked output).")
     app.add_typer(audit_app, name="audit", help="Inspect and verify the hash-chained audit trail.")
     app.add_typer(lessons_app, name="lessons", help="Long-term lessons learned from outcomes.")
+    app.add_typer(notify_app, name="notify", help="Webhook notifications not delivered: `payops notify retry`.")
     register_ops(app)
     app.add_typer(__import__("payops.cli_db", fromlist=["db_app"]).db_app, name="db", help="Create and migrate the schema (SQLite or PostgreSQL): `payops db upgrade`.")
     __import__("payops.cli_api", fromlist=["register_api"]).register_api(app)  # serve, keys, openapi (payops/cli_api.py)
