@@ -115,8 +115,8 @@ def _answer(decision_id: str, approved: bool, note: Optional[str], api_key: Opti
     from payops.graph.approval import ApprovalExpired, ApprovalNotPending, resume
     from payops.memory.approvals import ApprovalError
 
+    svc = _services(state_dir)  # first: a missing state or audit key is the error to report, not the key
     approver = _approver(api_key, state_dir)
-    svc = _services(state_dir)
     try:
         found = svc.approvals.find(decision_id)
     except ApprovalError as exc:
