@@ -18,6 +18,7 @@ import msgspec
 import numpy as np
 import orjson
 
+from .amounts import low_amount_mask
 from .batch import WIDE_FIELDS, Combo, EventBatch, ObjectDetails
 from .events import DIMENSIONS, MAX_ATTEMPT, EventError, ParseReport, event_from_dict
 from .handoff import hand_over, take_over
@@ -58,6 +59,8 @@ WIDE_ROWS_PER_COMBO = 8
 _TS = attrgetter("ts")
 _LATENCY = attrgetter("latency_ms")
 _ATTEMPT = attrgetter("attempt")
+_AMOUNT = attrgetter("amount")
+_CURRENCY = attrgetter("currency")
 _DECODE_ERRORS = (msgspec.DecodeError, ValueError)  # ValueError covers invalid UTF-8
 _NEWLINE, _CR, _OPEN, _CLOSE = (ord(c) for c in "\n\r{}")
 
@@ -212,6 +215,7 @@ class JsonlParser:
             combos=combos,
             details=ObjectDetails(rows) if self.keep_details else None,
             wide=wide,
+            low_amount=low_amount_mask(np.array(list(map(_AMOUNT, rows)), np.float64), map(_CURRENCY, rows)),
         )
 
 
@@ -236,7 +240,8 @@ def parse_range(path: str, start: int, end: int, handoff_dir: str | None = None)
     del data
     wide = batch.wide or {}
     wide_names = {name: names for name, (_, names) in wide.items()} if batch.wide is not None else None
-    columns = hand_over((batch.ts, batch.latency_ms, batch.attempt, batch.combo, *(codes for codes, _ in wide.values())),
+    low = batch.low_amount if batch.low_amount is not None else np.zeros(len(batch), bool)
+    columns = hand_over((batch.ts, batch.latency_ms, batch.attempt, batch.combo, low, *(codes for codes, _ in wide.values())),
                         handoff_dir, f"{start}.columns")
     return (columns, tuple(batch.combos), wide_names, parser.line_count,
             report.lines, report.accepted, report.bad_count, [(b.line_no, b.reason) for b in report.bad])
@@ -245,6 +250,6 @@ def parse_range(path: str, start: int, end: int, handoff_dir: str | None = None)
 def batch_from_range(parsed: tuple) -> tuple[EventBatch, tuple]:
     """The EventBatch of a `parse_range` result (columns taken over), and the rest of the result."""
     columns, combos, wide_names, *rest = parsed
-    ts, latency, attempt, combo, *wide_codes = take_over(columns)
+    ts, latency, attempt, combo, low, *wide_codes = take_over(columns)
     wide = {name: (codes, names) for (name, names), codes in zip(wide_names.items(), wide_codes)} if wide_names is not None else None
-    return EventBatch(ts, latency, attempt, combo, combos, None, wide), tuple(rest)
+    return EventBatch(ts, latency, attempt, combo, combos, None, wide, low), tuple(rest)
