@@ -224,9 +224,10 @@ def marginal(seg: SegmentStats, context: ReasoningContext) -> bool:
 
 
 def confirmed(f: "Finding", context: ReasoningContext) -> bool:
-    """The previous window's diagnosis found the same thing (same category, same or overlapping target)."""
+    """The previous window's diagnosis found the same trouble: a finding on the same or an overlapping
+    target (at marginal counts the name may move between a route and its issuer x route pair)."""
     prev = context.previous
-    if prev is None or prev.category is not f.category or not prev.target:
+    if prev is None or prev.category is Category.HEALTHY or not prev.target:
         return False
     a, b = set(prev.target.items()), set(f.target.items())
     return a <= b or b <= a
