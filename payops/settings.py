@@ -37,8 +37,9 @@ class Settings(BaseSettings):
         "longer than any lull of a live payment feed, short enough that a dead collector is noticed before customers are)."
     )
     alert_review_ticks: int = Field(
-        3, ge=1, description="An incident answered only by an alert and still present after this many ticks is looked at "
-        "again and a mitigation proposed (the guardrails decide whether a human approves it)."
+        5, ge=1, description="An incident answered only by an alert and still present after this many ticks is paged again "
+        "as critical with its age (its mitigation options are recomputed every tick). Five one-minute ticks: the alert "
+        "cooldown (action_cooldown_seconds, 300 s) lets the repeat through."
     )
 
     # --- guard -------------------------------------------------------------

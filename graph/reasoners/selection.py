@@ -55,10 +55,13 @@ HOLD_NOTE = "hold"  # "hold:<why>"
 # A volume drop is rerouted only when the healthy routes can take the load: they carry at
 # least this multiple of the vanished route's usual volume now (they then at most double).
 REROUTE_CAPACITY_FACTOR = 1.0
-# Kinds whose answer is an alert but that a mitigation can still help once the alert has
-# had its time (alert_review_ticks): a bank failing on every route (suppress it), a merchant,
-# region or other segment (suppress its path).
-REVIEWABLE_KINDS = frozenset({"issuer", "segment"})
+# Alert-only answers that are reviewed once the incident outlives the review (alert_review_ticks):
+# the mitigation options are recomputed every tick (a healthy route may have come back, a method
+# may move on its own), and when still none helps, ops are paged again as critical, saying how
+# long it has lasted. Suppressing a path that still carries successes is not such a mitigation:
+# in the closed loop it cost more payments than it saved (issuer outages at 60%: -5..-235).
+REVIEWED_KINDS = frozenset({"issuer", "issuer_route", "route", "latency", "routing", "segment", "method", "system",
+                            "security", "terminal", "card_testing", "volume"})
 
 
 def route_health(snapshot: WindowSnapshot, significance_z: float) -> dict[str, tuple[bool, frozenset[str], float]]:
@@ -204,14 +207,15 @@ def choose_action(f: "Finding", snapshot: WindowSnapshot, context: ReasoningCont
     if f.confidence < WATCH_BELOW:
         return nothing(f"watching, not acting: {f.summary} (confidence {f.confidence:.2f} < {WATCH_BELOW:.2f})"), tuple(notes)
     proposal = _mitigation(f, snapshot, context, propose, alert, notes)
-    if proposal.tool == "alert_ops" and f.kind in REVIEWABLE_KINDS and seg is not None:
+    if proposal.tool == "alert_ops" and f.kind in REVIEWED_KINDS and seg is not None:
         ticks = persisting_windows(seg, snapshot, context)
-        if ticks >= t.alert_review_ticks and seg.target:
-            # "Already alerted" is not a final state: the incident outlived its alert, so a
-            # mitigation is put forward; a human approves it (held below the autonomy bar).
-            notes.append(f"{HOLD_NOTE}:alerted {ticks} windows ago and still present; mitigation put to a human")
-            return propose("suppress_path", f"{f.summary[:200]} persists {ticks} windows after the alert: take the path out",
-                           fallback=fallback_method(snapshot, seg, t.significance_z), ttl_seconds=ttl), tuple(notes)
+        if ticks >= t.alert_review_ticks:
+            # "Already alerted" is not a final state: the incident outlived its alert and no
+            # mitigation fits yet, so ops hear it again, as critical, with its age.
+            notes.append(f"review: present for {ticks} windows; no mitigation fits yet")
+            return propose("alert_ops", f"still present after {ticks} windows; no automatic mitigation fits",
+                           severity="critical", summary=f"Still present after {ticks} windows: {f.summary}"[:500],
+                           evidence=list(f.evidence[:5])), tuple(notes)
     if proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and seg is not None and marginal(seg, context) and not confirmed(f, context):
         notes.append(f"{HOLD_NOTE}:marginal evidence (z={seg.z:.1f}, {seg.excess_failures:.0f} excess) in one window: "
                      "a human confirms before traffic moves")

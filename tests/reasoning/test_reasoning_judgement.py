@@ -135,14 +135,15 @@ def _continue(run: Run) -> Run:
     return shifted
 
 
-def test_an_alert_only_issuer_incident_still_present_after_the_review_ticks_gets_a_mitigation_for_a_human() -> None:
-    run = play(9, fail(lambda e: e.bank == "Sable Trust", 0.6, {"ISSUER_DOWN": 1.0}, 5))
-    tools = [d.proposal.tool for d in run.decisions[5:]]
-    assert tools[0] == "alert_ops"
+def test_an_alert_only_issuer_incident_that_outlives_the_review_is_paged_again_as_critical_not_left_alerted() -> None:
     review = Thresholds().alert_review_ticks
-    later = run.decisions[5 + review - 1]
-    assert (later.proposal.tool, later.proposal.target) == ("suppress_path", {"bank": "Sable Trust"})
-    assert later.diagnosis.confidence <= HOLD_CONFIDENCE < 0.8  # put to a human, not run
+    run = play(5 + review, fail(lambda e: e.bank == "Sable Trust", 0.6, {"ISSUER_DOWN": 1.0}, 5))
+    first, later = run.decisions[5].proposal, run.decisions[5 + review - 1].proposal
+    assert (first.tool, first.args["severity"]) == ("alert_ops", "warning")
+    assert (later.tool, later.target, later.args["severity"]) == ("alert_ops", {"bank": "Sable Trust"}, "critical")
+    assert later.args["summary"].startswith(f"Still present after {review} windows")
+    # Never a suppression of a bank that still lets 40% through: that costs more payments than it saves.
+    assert all(d.proposal.tool != "suppress_path" for d in run.decisions)
 
 
 # -- 5. persistence ----------------------------------------------------------------
