@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING
 
 from payops.models import Category
+from payops.signals.baseline import BASELINE_MIN_WINDOWS
 from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
@@ -244,8 +245,8 @@ def unexplained(snapshot: WindowSnapshot, context: ReasoningContext) -> "Finding
 
     t = context.thresholds
     total = snapshot.total
-    if total.attempts < t.min_segment_attempts:
-        return None
+    if total.attempts < t.min_segment_attempts or len(context.history) < BASELINE_MIN_WINDOWS:
+        return None  # a reference of a window or two is no reference (the first minutes of a run)
     seg: SegmentStats | None = total if _elevated(total, t.significance_z, t.min_excess_failures) else None
     if seg is None:
         strong = [s for s in snapshot.segments if s.attempts >= t.min_segment_attempts
