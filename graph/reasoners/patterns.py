@@ -146,10 +146,15 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> "Finding
     present = {s.key: s for s in snapshot.segments}
     candidates: list[SegmentStats] = [s for s in snapshot.segments if len(s.dims) == 1 and s.dims[0][0] in VOLUME_DIMENSIONS
                                       and s.volume_ratio is not None]
-    if context.history:  # a segment that vanished altogether is absent from this window
-        previous = context.history[-1]
-        candidates += [s for s in previous.segments if len(s.dims) == 1 and s.dims[0][0] in VOLUME_DIMENSIONS
-                       and s.volume_ratio is not None and s.key not in present]
+    # A segment that vanished altogether is absent from this window: its last appearance in the
+    # recent windows gives its usual volume (it stays an incident for as long as it stays away).
+    gone: dict[str, SegmentStats] = {}
+    for earlier in reversed(context.history):
+        for s in earlier.segments:
+            if (len(s.dims) == 1 and s.dims[0][0] in VOLUME_DIMENSIONS and s.volume_ratio is not None
+                    and s.key not in present and s.key not in gone):
+                gone[s.key] = s
+    candidates += list(gone.values())
     found: list[tuple[float, SegmentStats, float, float]] = []
     for seg in candidates:
         if _moved_by_us(seg.target, context):

@@ -83,6 +83,12 @@ def test_a_route_losing_most_of_its_traffic_while_its_peers_keep_theirs_is_a_net
     assert "acq one" not in p.args["to_routes"]
 
 
+def test_a_route_whose_traffic_stops_altogether_stays_an_incident_while_it_stays_away() -> None:
+    run = play(9, drop(lambda e: e.route == "acq-two", 1.0, 5))
+    for decision in run.decisions[5:]:
+        assert (decision.diagnosis.category, decision.diagnosis.target) == (Category.NETWORK, {"route": "acq-two"}), decision.diagnosis.summary
+
+
 def test_a_platform_wide_dip_and_a_surge_are_not_incidents() -> None:
     for tweak in (scale(0.3, 5), scale(2.0, 5)):
         run = play(8, tweak)
