@@ -61,11 +61,13 @@ NEAR_TIE = 0.15
 # blame when it carries at least this share of the excess and the rest is plainly normal.
 DESCEND_SHARE = 0.7
 # Early attribution: while a pair's excess is under this many times the minimum (low counts),
-# its single-dimension parent takes the blame when the parent's rest leans the same way
-# (this z, this many excess failures, a comparable rate)...
+# its single-dimension parent takes the blame when the parent's rest is plainly elevated too
+# (REST_CLEAN_Z, this many excess failures, at least this multiple of its expected rate): the
+# part of a ramp that shows first is not the fault, the route it runs on is. The usual climb
+# also asks the rest for half the pair's rate, which a ramp's first minute rarely shows...
 EARLY_EXCESS_FACTOR = 3.0
-EARLY_REST_Z = 1.0
 EARLY_REST_EXCESS = 2.0
+EARLY_REST_RATE_FACTOR = 2.0
 # ...unless the pair fits clearly better than the parent (scan statistic ratio).
 CHILD_CLEARLY_BETTER = 1.5
 # When two segments carry the same traffic, blame the one an operator can act on.
@@ -412,8 +414,8 @@ class RuleReasoner:
         if min_excess is not None and seg.excess_failures >= EARLY_EXCESS_FACTOR * min_excess:
             return False
         rest = rest_of(parent, seg)
-        return (rest.z >= EARLY_REST_Z and rest.excess >= EARLY_REST_EXCESS
-                and rest.failure_rate >= SAME_FAULT_RATE_SHARE * seg.failure_rate
+        return (rest.z >= REST_CLEAN_Z and rest.excess >= EARLY_REST_EXCESS
+                and rest.failure_rate >= EARLY_REST_RATE_FACTOR * rest.expected_rate
                 and child.fit < CHILD_CLEARLY_BETTER * llr(parent))
 
     @staticmethod
