@@ -10,17 +10,15 @@ the unexplained anomaly last, so that a significant rise is never reported healt
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Callable
 
 from payops.models import Category
 from payops.signals.baseline import BASELINE_MIN_WINDOWS
 from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
-from .evidence import code_count, error_mix, excess_by_family, background_mix, judged_on_own_history, llr, pct, shares, describe
-
-if TYPE_CHECKING:
-    from .rules import Finding
+from .evidence import background_mix, code_count, describe, error_mix, excess_by_family, judged_on_own_history, llr, pct, shares
+from .findings import DIMENSION_PREFERENCE, Finding
 
 # -- card testing ------------------------------------------------------------------
 # What a card tester's attempts come back with: a stolen or guessed card is flagged,
@@ -63,11 +61,10 @@ def _spread_across_banks(snapshot: WindowSnapshot) -> tuple[bool, str]:
     return share < BANK_CONCENTRATION, f"{len(banks)} banks share the excess; the largest, {top.key}, carries {pct(share)}"
 
 
-def card_testing(snapshot: WindowSnapshot, context: ReasoningContext, clears_bar) -> "Finding | None":  # type: ignore[no-untyped-def]
+def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
+                 clears_bar: Callable[[SegmentStats], bool]) -> Finding | None:
     """A burst of small charges over many cards, declined with card-validity and fraud codes,
     concentrated at one merchant, terminal or route while spread across banks."""
-    from .rules import Finding
-
     t = context.thresholds
     total = snapshot.total
     spread, spread_note = _spread_across_banks(snapshot)
@@ -121,9 +118,6 @@ VOLUME_DROP_SHARE = 0.3
 VOLUME_MIN_EXPECTED = 30.0
 # Two segments missing nearly the same attempts are the same traffic under two names.
 VOLUME_TIE = 0.05
-# A reroute can move a vanishing route's usual volume when the healthy routes together
-# carry at least this multiple of it now (they then at most double).
-REROUTE_CAPACITY_FACTOR = 1.0
 TRAFFIC_TOOLS = frozenset({"reroute_traffic", "suppress_path"})
 
 
@@ -135,10 +129,8 @@ def _moved_by_us(seg_dims: dict[str, str], context: ReasoningContext) -> bool:
     return False
 
 
-def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> "Finding | None":
+def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding | None:
     """The segment whose traffic vanished while its peers kept theirs, or None."""
-    from .rules import DIMENSION_PREFERENCE, Finding
-
     t = context.thresholds
     total = snapshot.total
     if total.baseline_volume is None or not total.baseline_volume or total.volume_ratio is None:
@@ -201,10 +193,8 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> "Finding
 
 # -- no data -----------------------------------------------------------------------
 
-def no_data(snapshot: WindowSnapshot, context: ReasoningContext) -> "Finding":
+def no_data(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
     """An empty window: the feed stopped (or never started). Never "healthy"."""
-    from .rules import Finding
-
     t = context.thresholds
     span = snapshot.window_end - snapshot.window_start
     busy = [h for h in context.history if h.total.attempts > 0 and h.window_end < snapshot.window_end]
@@ -244,10 +234,8 @@ def _elevated(seg: SegmentStats, z_bar: float, min_excess: float) -> bool:
             and seg.failure_rate >= UNEXPLAINED_RATE_FACTOR * seg.expected_failure_rate)
 
 
-def unexplained(snapshot: WindowSnapshot, context: ReasoningContext) -> "Finding | None":
+def unexplained(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding | None:
     """The platform, or a segment, failing well above its own reference with no attribution."""
-    from .rules import Finding
-
     t = context.thresholds
     total = snapshot.total
     if total.attempts < t.min_segment_attempts or len(context.history) < BASELINE_MIN_WINDOWS:
@@ -271,8 +259,7 @@ def unexplained(snapshot: WindowSnapshot, context: ReasoningContext) -> "Finding
                                                          f"{s.excess_failures:.0f} excess)" for s in where) or "nowhere in particular"),
         "no single segment, code family or known pattern explains it",
     )
-    target = seg if seg is not total else total
-    return Finding(FAMILY_CATEGORY.get(family, Category.NETWORK), target, UNEXPLAINED_CONFIDENCE,
+    return Finding(FAMILY_CATEGORY.get(family, Category.NETWORK), seg, UNEXPLAINED_CONFIDENCE,
                    f"Unexplained anomaly: {seg.key} fails {pct(seg.failure_rate)} vs expected {pct(seg.expected_failure_rate)}; "
                    "no attribution explains it.", evidence,
                    ("healthy: the rise is significant and well above the reference, so 'all is well' would be wrong",), "anomaly")

@@ -29,6 +29,7 @@ from .evidence import (
     USER_CODES, Rest, background_mix, code_burst_z, code_count, contains, device_burst_codes, describe, error_mix, excess_by_family, family_counts, first_attempts, llr, pct,
     judged_on_own_history, pool, repeat_retries, rest_of, retryable_failures, shares,
 )
+from .findings import DIMENSION_PREFERENCE, Finding
 from .patterns import card_testing, no_data, unexplained, volume_drop
 from .selection import HOLD_NOTE, alternative_routes, choose_action, route_health, segment_methods
 
@@ -70,8 +71,6 @@ EARLY_REST_EXCESS = 2.0
 EARLY_REST_RATE_FACTOR = 2.0
 # ...unless the pair fits clearly better than the parent (scan statistic ratio).
 CHILD_CLEARLY_BETTER = 1.5
-# When two segments carry the same traffic, blame the one an operator can act on.
-DIMENSION_PREFERENCE = ("terminal_id", "route", "bank", "method", "issuer", "merchant_id", "region")
 # Latency: a route whose p95 is this many times its reference is degraded.
 LATENCY_FACTOR = 2.5
 # Retry storm: attempts per payment at least this far above normal (fewer extra attempts
@@ -134,24 +133,6 @@ CONFIDENCE_CAP = 0.97
 # after an alert): confidence just under the default autonomy threshold (0.8), above the
 # watch floor (0.6), so it is put to someone rather than run or swallowed.
 HOLD_CONFIDENCE = 0.75
-
-
-@dataclass(frozen=True)
-class Finding:
-    category: Category
-    segment: SegmentStats | None
-    confidence: float
-    summary: str
-    evidence: tuple[str, ...]
-    alternatives: tuple[str, ...]
-    # route, issuer, issuer_route, system, terminal, latency, retry, routing, user, security, method, segment, healthy,
-    # and from patterns.py: card_testing, volume, no_data, anomaly
-    kind: str
-    pooled_windows: int = 1
-
-    @property
-    def target(self) -> dict[str, str]:
-        return self.segment.target if self.segment is not None and self.category is not Category.HEALTHY else {}
 
 
 @dataclass(frozen=True)

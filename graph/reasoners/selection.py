@@ -17,7 +17,7 @@ from .base import ActionView, ReasoningContext
 from .evidence import pct, pool
 
 if TYPE_CHECKING:
-    from .rules import Finding
+    from .findings import Finding
 
 # A route a reroute may send traffic to must fail at most this much above its reference.
 # An absolute margin, not a significance test: at thousands of attempts a route a point
