@@ -14,9 +14,12 @@ events. They carry no generator, so the closed loop skips them.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 from payops.models import Category
+
+from payops.signals.network import NetworkConfig
 
 from .cases import ActionSpec, Expected
 from .networks import renamed_network
@@ -141,6 +144,18 @@ def route_blackhole(onset_ts: float, end_ts: float, share: float = 0.9):
     return edit
 
 
+def shared_route_network(seed: int, volume: float) -> NetworkConfig:
+    """The seed's renamed network with its single-method rail folded into the second card route:
+    that route then carries card (which has other routes) and a method that has no other route."""
+    net = renamed_network(seed, volume)
+    card = sorted((n for n, r in net.routes.items() if "card" in r.methods), key=lambda n: (-net.routes[n].weight, n))
+    rail = next(n for n, r in sorted(net.routes.items()) if len(r.methods) == 1 and "card" not in r.methods)
+    host = card[1] if len(card) > 1 else card[0]
+    routes = {n: (replace(r, methods=(*r.methods, *net.routes[rail].methods)) if n == host else r)
+              for n, r in net.routes.items() if n != rail}
+    return replace(net, routes=routes)
+
+
 def _blackhole_route(seed: int, volume: float) -> str:
     from .scenarios import _card_routes
 
@@ -234,6 +249,18 @@ def plan() -> list[SimSpec]:
                                                       ActionSpec(tool="alert_ops", target={"route": bh_route})),
                                   forbidden_actions=(ActionSpec(tool="suppress_path", target={}), ActionSpec(tool="revoke_palm_link")))),
     ]
+    # A route outage whose route also carries a method with no other route (issue 14, seen case 3):
+    # reroute the method that can move (method x route), alert about the rest.
+    shared = shared_route_network(170, 700)
+    from .scenarios import shared_route
+
+    route, movable, _stuck = shared_route(shared)
+    specs.append(SimSpec(
+        "shared_route_outage-170", "shared_route_outage", 170, 700, network=shared, difficulty="hard", tags=("mitigation", "confounder"),
+        expected=Expected(category=Category.NETWORK, target={"route": route},
+                          acceptable_actions=(ActionSpec(tool="reroute_traffic", target={"method": movable, "route": route}),
+                                              ActionSpec(tool="alert_ops", target={"route": route})),
+                          forbidden_actions=(ActionSpec(tool="suppress_path", target={}), ActionSpec(tool="revoke_palm_link")))))
     return specs
 
 

@@ -46,7 +46,10 @@ TRAFFIC_TOOLS = frozenset({"reroute_traffic", "suppress_path", "adjust_retry_pol
 ROLLBACK_NOTE = "rollback"  # Decision.notes entries "rollback:<tool>:<target key>"
 # Persistence: evidence below either bar is marginal (a 30 s blip: z 4.3, 15 excess failures).
 # A traffic move on marginal evidence seen in one window only goes to a human; in the second
-# consecutive window it may run. Strong evidence (an outage) acts at once.
+# consecutive window it may run. Strong evidence (an outage) acts at once. A device's path is
+# the exception: a terminal never carries enough traffic to clear these bars, pausing it costs
+# little (its customers are offered another method), and a spoofing attacker or a dead scanner
+# given another minute keeps failing customers (rules.SECURITY_MIN_* make the same trade).
 STRONG_Z_FACTOR = 2.0  # times the significance bar
 STRONG_EXCESS_FACTOR = 3.0  # times the minimum excess failures
 # Decision.notes entries asking the reasoner to hold the diagnosis's confidence below the
@@ -216,7 +219,8 @@ def choose_action(f: "Finding", snapshot: WindowSnapshot, context: ReasoningCont
             return propose("alert_ops", f"still present after {ticks} windows; no automatic mitigation fits",
                            severity="critical", summary=f"Still present after {ticks} windows: {f.summary}"[:500],
                            evidence=list(f.evidence[:5])), tuple(notes)
-    if proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and seg is not None and marginal(seg, context) and not confirmed(f, context):
+    if (proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and "terminal_id" not in proposal.target
+            and seg is not None and marginal(seg, context) and not confirmed(f, context)):
         notes.append(f"{HOLD_NOTE}:marginal evidence (z={seg.z:.1f}, {seg.excess_failures:.0f} excess) in one window: "
                      "a human confirms before traffic moves")
     return proposal, tuple(notes)

@@ -200,3 +200,25 @@ def test_merchants_in_the_helpers_are_data() -> None:
     events = minute(__import__("numpy").random.default_rng(1), 0, 200)
     assert {e.merchant_id for e in events} <= set(MERCHANTS)
     assert chain()(events, 0, None) == events  # type: ignore[arg-type]
+
+
+def test_a_device_fault_is_not_held_although_a_terminal_never_reaches_the_strong_bars() -> None:
+    from payops.graph.reasoners.base import ReasoningContext
+    from payops.signals.simulator import Simulator, build_scenario, default_network
+    from payops.signals.sources import SimulatorSource
+    from payops.signals.window import EventWindow
+
+    net = default_network()
+    sim = Simulator(build_scenario("palm_scanner_fault", net), net, seed=2)
+    source, win, history, previous = SimulatorSource(sim), EventWindow(60.0, significance_z=4.0), [], None
+    for i in range(1, 10):
+        win.add(source.read_until(sim.start_ts + 60.0 * i))
+        snap = win.snapshot(sim.start_ts + 60.0 * i)
+        decision = RULES.decide(snap, ReasoningContext(previous=previous, history=tuple(history)))
+        history.append(snap)
+        previous = decision.diagnosis
+        if decision.diagnosis.category is not Category.HEALTHY:
+            break
+    assert decision.proposal.tool == "suppress_path" and "terminal_id" in decision.proposal.target
+    assert not any(n.startswith("hold:") for n in decision.notes)
+    assert decision.diagnosis.confidence > HOLD_CONFIDENCE
