@@ -6,7 +6,7 @@ is built through `validate_proposal`, so a rule can never emit a malformed call.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from payops.models import Category, ProposedAction, target_key
 from payops.signals.baseline import wilson_lower_bound
@@ -209,7 +209,7 @@ def choose_action(f: "Finding", snapshot: WindowSnapshot, context: ReasoningCont
 
     if f.confidence < WATCH_BELOW:
         return nothing(f"watching, not acting: {f.summary} (confidence {f.confidence:.2f} < {WATCH_BELOW:.2f})"), tuple(notes)
-    proposal = _mitigation(f, snapshot, context, propose, alert, notes)
+    proposal = _mitigation(f, snapshot, context, propose, alert)
     if proposal.tool == "alert_ops" and f.kind in REVIEWED_KINDS and seg is not None:
         ticks = persisting_windows(seg, snapshot, context)
         if ticks >= t.alert_review_ticks:
@@ -255,8 +255,9 @@ def persisting_windows(seg: SegmentStats, snapshot: WindowSnapshot, context: Rea
     return count
 
 
-def _mitigation(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContext, propose, alert,  # type: ignore[no-untyped-def]
-                notes: list[str]) -> ProposedAction:
+def _mitigation(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContext,
+                propose: Callable[..., ProposedAction], alert: Callable[[str, str], ProposedAction]) -> ProposedAction:
+    """The one action that helps most for this finding (an alert when nothing automatic fits)."""
     t = context.thresholds
     ttl = t.action_ttl_seconds
     seg = f.segment
@@ -300,14 +301,14 @@ def _mitigation(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContex
             return propose("reroute_traffic", "move the traffic to healthy routes that carry its methods; a probe stays to show recovery"
                            if percent < 100 else "move the traffic to healthy routes that carry its methods",
                            to_routes=routes, percent=percent, ttl_seconds=ttl)
-        split = _narrowed_reroute(f, snapshot, context, propose)
+        split = _narrowed_reroute(f, snapshot, context)
         if split is not None:
             return split
         return alert("critical", "no healthy alternative route carries this traffic")
     return alert("warning", f"{f.kind} failure: no automatic action fits; ops should look")
 
 
-def _narrowed_reroute(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContext, propose) -> ProposedAction | None:  # type: ignore[no-untyped-def]
+def _narrowed_reroute(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContext) -> ProposedAction | None:
     """The blamed route carries several methods and no route takes them all: reroute, method by
     method, those that have a healthy destination (busiest first). Once they are all moved, the
     rest is alerted (the caller's alert: the methods left have nowhere to go)."""
