@@ -9,7 +9,7 @@ touches any state.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payops.settings import Settings
 
-from . import ops_routes, palm_routes
+from . import ops_routes, palm_routes, terminal_routes
 from .auth import OPERATOR, READERS, TERMINAL, VIEWER, require
 from .backend import Backend
 from .errors import BodySizeLimitMiddleware, InternalErrorMiddleware, exception_handlers
@@ -41,7 +41,7 @@ Palm-pay endpoints for terminals and enrolment, and the agent's records for oper
 
 **Auth.** Every endpoint but `/healthz` needs `Authorization: Bearer <API key>`. Keys have one role:
 `terminal` (palm-pay endpoints only), `viewer` (reads decisions, approvals, lessons, chat, audit, metrics),
-`operator` (a viewer who may also approve / reject, revoke and show palm links). Create keys with
+`operator` (a viewer who may also approve / reject, revoke and show palm links, and register terminal keys). Create keys with
 `payops keys create --name N --role R` (shown once; stored hashed).
 
 **Errors.** Every error is `{code, status, message}`; on palm-pay endpoints also `fallback: "card"`.
@@ -49,6 +49,10 @@ Palm-pay refusals use the spec's codes, statuses and messages.
 
 **Limits.** Request bodies up to 16 KiB by default. Payments, OTP verification / resend and enrolment
 are rate-limited per key with token buckets (429 with Retry-After).
+
+**Attestation.** A payment's scan must be signed by the terminal's Ed25519 key (`attestation`; keys registered
+with `PUT /v1/palm/terminals/{terminal_id}/key`): refused unsigned (422), forged or changed (403), signed more than
+2 minutes from the server's clock (403), or with a nonce already used (409). See api/README.md for the signed message.
 
 **Idempotency.** `POST /v1/palm/payments` needs an idempotency key (header `Idempotency-Key` or body
 `idempotency_key`): a replay returns the first result and never pays twice.
@@ -92,11 +96,13 @@ class ResponseMiddleware:
 
 def create_app(settings: Settings | None = None, services: AgentServices | None = None,
                palm: PalmPayService | None = None, *, keys: ApiKeyStore | None = None,
-               api_settings: ApiSettings | None = None, limiter: RateLimiter | None = None) -> FastAPI:
+               api_settings: ApiSettings | None = None, limiter: RateLimiter | None = None,
+               background_jobs: bool = False) -> FastAPI:
     """The API over one state directory. Nothing is opened until a request needs it.
 
     `settings` default to the environment's (PAYOPS_*); `services`, `palm`, `keys` replace what would be
     opened from the state directory (tests, embedding); `limiter` replaces the token buckets.
+    `background_jobs` (`payops serve`): palm-pay settlement rounds run while the app is up.
     """
     backend = Backend(settings, services=services, palm=palm, keys=keys, api_settings=api_settings, limiter=limiter)
     metrics = ApiMetrics(backend)
@@ -104,7 +110,12 @@ def create_app(settings: Settings | None = None, services: AgentServices | None 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
+        with ExitStack() as jobs:
+            if background_jobs:
+                from payops.palm_jobs import in_background
+
+                jobs.enter_context(in_background(backend.settings, lambda: backend.palm))
+            yield
         backend.close()
 
     app = FastAPI(
@@ -121,7 +132,9 @@ def create_app(settings: Settings | None = None, services: AgentServices | None 
     app.state.backend = backend
     app.state.metrics = metrics
     app.include_router(palm_routes.router)
+    app.include_router(terminal_routes.router)
     app.include_router(ops_routes.router)
+    _mount_console(app)
 
     @app.get("/healthz", response_model=Health, tags=["meta"], summary="Liveness (no key needed)")
     def healthz() -> Health:
@@ -141,6 +154,16 @@ def create_app(settings: Settings | None = None, services: AgentServices | None 
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(ResponseMiddleware, metrics=metrics)
     return app
+
+
+def _mount_console(app: FastAPI) -> None:
+    """The operator console (api/console): HTML pages and their static files, outside the OpenAPI schema."""
+    from fastapi.staticfiles import StaticFiles
+
+    from .console.routes import HERE, router
+
+    app.include_router(router)
+    app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
 
 
 def openapi_schema() -> dict[str, Any]:

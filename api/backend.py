@@ -70,11 +70,13 @@ class Backend:
     def palm(self) -> PalmPayService:
         with self._open_lock:
             if self._palm is None:
-                from payops.palmpay import DevOtpSender, PalmPayOptions, PalmPayService
+                from payops.palmpay import PalmPayOptions, PalmPayService
+                from payops.palmpay.otp_delivery import sender_from_settings
 
-                # The development OTP sender (codes stay in memory, never in logs or responses) until a
-                # real SMS gateway implements palmpay.Verification.
-                self._palm = PalmPayService(PalmPayOptions.from_settings(self.settings), verification=DevOtpSender())
+                # PAYOPS_OTP_SENDER: the SMS-gateway webhook in production; the in-memory default
+                # delivers nothing (`payops serve` says so at start-up).
+                self._palm = PalmPayService(PalmPayOptions.from_settings(self.settings),
+                                            verification=sender_from_settings())
                 self._owned.append(self._palm)
             return self._palm
 

@@ -76,6 +76,31 @@ class RevokeRequest(_In):
     reason: Text = Field(..., description="Why (kept in the link's audit log, digit runs masked).")
 
 
+class ScanAttestationIn(_In):
+    """The terminal's Ed25519 signature over this scan (see api/README.md, "Terminal attestation")."""
+
+    nonce: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{16,128}$", description=(
+        "Fresh per scan, at least 96 random bits as base64url; never reused by the terminal."))]
+    ts: Annotated[int, Field(ge=0, le=2**40, description="Epoch seconds on the terminal's clock when it signed.")]
+    signature: Annotated[str, Field(pattern=r"^[A-Za-z0-9_+/-]{86}(==)?$", description=(
+        "Base64 (URL-safe or standard) of the 64-byte Ed25519 signature over the scan message."))]
+
+
+class TerminalKeyRequest(_In):
+    public_key: Annotated[str, Field(min_length=40, max_length=512, description=(
+        "The terminal's Ed25519 public key: base64 of its 32 raw bytes, or PEM (SubjectPublicKeyInfo)."))]
+
+
+class TerminalKey(_Out):
+    """A terminal's registered signing key (public data)."""
+
+    terminal_id: str
+    fingerprint: str = Field(..., description="ed25519: + the first 128 bits of SHA-256 of the raw key, in hex.")
+    registered_at: datetime
+    registered_by: str
+    revoked_at: datetime | None = None
+
+
 class PaymentRequest(_In):
     palm_template_ref: TemplateRef
     amount: Money
@@ -85,6 +110,9 @@ class PaymentRequest(_In):
     match_score: StrictFloat = Field(..., ge=0, le=1, allow_inf_nan=False, description="Palm match score in [0, 1].")
     idempotency_key: IdempotencyKey | None = Field(
         None, description="Or the Idempotency-Key header (one of the two is required; equal if both).")
+    attestation: ScanAttestationIn | None = Field(None, description=(
+        "The terminal's signature over this scan; required unless the server runs with "
+        "PAYOPS_API_REQUIRE_ATTESTATION=false."))
 
 
 class Link(_Out):
@@ -158,6 +186,8 @@ class Decision(_Out):
     verdict: str | None = Field(None, description="Guardrails: allow, needs_approval or deny.")
     status: str = Field(..., description="What ran: executed, escalated, denied, skipped, failed or unknown.")
     executed: bool
+    plane: str | None = Field(None, description="Where an executed action ran: simulated, shadow (recorded as what "
+                              "would have run; nothing moved) or http. None when nothing was executed.")
     escalated: bool
     evidence: list[str]
 

@@ -10,7 +10,8 @@ from .errors import ErrorBody
 _WHY = {
     400: "Refused by the rules (e.g. PALM_PAY_TRANSACTION_LIMIT).",
     401: "No valid API key (or, on verify, PALM_PAY_OTP_INVALID). No detail is given.",
-    403: "The key's role may not call this (or a palm-pay refusal such as PALM_PAY_SPOOF_DETECTED).",
+    403: "The key's role may not call this (or a palm-pay refusal such as PALM_PAY_SPOOF_DETECTED or "
+         "PALM_PAY_ATTESTATION_INVALID).",
     404: "Not found (e.g. PALM_PAY_LINK_NOT_FOUND, PALM_PAY_NOT_REGISTERED).",
     409: "Conflicts with the current state (duplicate palm, illegal transition, reused idempotency key, "
          "approval no longer pending, ambiguous id).",

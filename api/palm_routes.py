@@ -18,6 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Request
 
 from payops.palmpay import LinkView, PaymentResult
+from payops.palmpay.attestation import ScanAttestation
 from payops.palmpay.errors import SUPPLEMENTAL_ERRORS
 
 from .auth import OPERATOR, TERMINAL, VIEWER, require
@@ -117,7 +118,8 @@ def pay(body: PaymentRequest, request: Request,
         idempotency_key: Annotated[str | None, Header(
             pattern=IDEMPOTENCY_KEY_PATTERN, description="Unique per purchase; or the body's idempotency_key.")] = None,
         client: ApiKey = Depends(require(TERMINAL))) -> Payment:
-    """Liveness first, then the palm match, the link's state and limits, then the PayShap rail.
+    """The terminal's signature over the scan first (`attestation`), then liveness, the palm match, the link's
+    state and limits, then the PayShap rail.
 
     200 with status completed, failed (the rail declined: offer the card) or pending (settles later).
     Refusals (spoof, not registered, inactive, limits) are errors with the spec's code. Rate-limited per key.
@@ -129,7 +131,10 @@ def pay(body: PaymentRequest, request: Request,
     key = idempotency_key or body.idempotency_key
     if not key:
         raise _invalid("An idempotency key is required (Idempotency-Key header or idempotency_key)")
+    signed = body.attestation
     result = backend.palm.pay(body.palm_template_ref, body.amount, body.terminal_id,
                               liveness_passed=body.liveness_passed, match_score=body.match_score,
-                              idempotency_key=f"{client.name}:{key}")
+                              idempotency_key=f"{client.name}:{key}",
+                              attestation=ScanAttestation(signed.nonce, signed.ts, signed.signature) if signed else None,
+                              require_attestation=backend.api.require_attestation)
     return _payment(result)

@@ -51,6 +51,7 @@ def decision_from(entry: AuditEntry) -> Decision:
         verdict=v.get("verdict") if isinstance(v.get("verdict"), str) else None,
         status=status,
         executed=status == "executed" and tool != "no_action",
+        plane=x.get("plane") if status == "executed" and tool != "no_action" and isinstance(x.get("plane"), str) else None,
         escalated=status == "escalated",
         evidence=[str(e) for e in d.get("evidence") or () if e is not None],
     )

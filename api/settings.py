@@ -42,6 +42,10 @@ class ApiSettings(BaseSettings):
     # Enrolment sends an SMS: cap it so a stolen key cannot pump messages (5 at once, one a minute).
     enrolment_burst: float = Field(5, gt=0)
     enrolment_per_second: float = Field(1 / 60, gt=0)
+    require_attestation: bool = Field(
+        True, description="Payments need a terminal-signed scan (palmpay/attestation.py): without it liveness and "
+        "the match score are the caller's word and a known template reference pays."
+    )
     decisions_max_page: int = Field(500, ge=1, description="Largest page of decisions one request returns.")
 
     def buckets(self) -> dict[str, Bucket]:

@@ -25,7 +25,7 @@ EVENTS_FILE = "events.jsonl.gz"
 DEFAULT_CORPUS = Path(__file__).resolve().parent / "incidents"
 
 Difficulty = Literal["easy", "medium", "hard"]
-Origin = Literal["simulator", "hand-edited", "recorded"]
+Origin = Literal["simulator", "hand-edited", "recorded", "generated"]  # generated: evals/independent
 
 
 class CaseError(ValueError):

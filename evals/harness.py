@@ -7,6 +7,8 @@ in-process instead.
 
 from __future__ import annotations
 
+import json
+
 import multiprocessing
 import os
 import time
@@ -98,7 +100,10 @@ def _llm_factory(record: bool) -> ReasonerFactory:
 
     def build(settings: Any) -> Any:
         if record:
-            return llm_factory(settings.model_copy(update={"llm_timeout_seconds": RECORD_TIMEOUT_SECONDS}))
+            # A slow local model may take minutes a call: the tick budget must not cut a recording short.
+            budget = RECORD_TIMEOUT_SECONDS * 2 * (1 + settings.llm_max_retries)  # two phases, every attempt
+            return llm_factory(settings.model_copy(update={"llm_timeout_seconds": RECORD_TIMEOUT_SECONDS,
+                                                           "llm_tick_budget_seconds": budget}))
         from tenacity import wait_none
 
         reasoner = llm_factory(settings)
@@ -241,8 +246,25 @@ def results_json(runs: list[ModelRun], corpus: Path | None, tags: Iterable[str],
     }
 
 
-def select_cases(corpus: Path | None, tags: Iterable[str]) -> list[Case]:
+SUITES_FILE = Path(__file__).resolve().parent / "suites.json"
+
+
+def suite_case_ids(name: str) -> list[str]:
+    """The case ids of a named suite in evals/suites.json (e.g. `llm-ci`, CI's quick LLM replay)."""
+    suites = json.loads(SUITES_FILE.read_text())
+    if name not in suites:
+        raise EvalError(f"no suite '{name}' (choose from {', '.join(sorted(suites))})")
+    return list(suites[name]["cases"])
+
+
+def select_cases(corpus: Path | None, tags: Iterable[str], suite: str | None = None) -> list[Case]:
     cases = discover(corpus, tags)
+    if suite is not None:
+        wanted = suite_case_ids(suite)
+        missing = sorted(set(wanted) - {c.id for c in cases})
+        if missing:
+            raise EvalError(f"suite '{suite}' names cases not in the corpus: {', '.join(missing)}")
+        cases = [c for c in cases if c.id in set(wanted)]
     if not cases:
         raise EvalError("no case matches" + (f" the tags {', '.join(tags)}" if tags else "") + " in the corpus")
     return cases

@@ -48,11 +48,20 @@ def record_decision(state: ApprovalState, runtime: Runtime[Context]) -> dict[str
     decision_id = state["request"]["decision_id"]
     status = state.get("status") or (APPROVED if answer["approved"] else REJECTED)
     changed = svc.approvals.decide(decision_id, status, answer["approver"], answer.get("note"), svc.clock()) if svc.approvals else False
-    svc.audit.append(decision_id, "approval", svc.clock(), {
-        "decision_id": decision_id, "status": status, "approver": answer["approver"], "note": answer.get("note"),
-        "proposal": state["request"].get("proposal"), "recorded": changed,
-    })
+    if not changed and svc.approvals is not None:  # this node re-run after a kill: the book already holds this answer
+        found = svc.approvals.get(decision_id)
+        changed = found is not None and found.status == status and found.approver == answer["approver"]
+    svc.audit.append(decision_id, "approval", svc.clock(),
+                     approval_record(decision_id, status, answer["approver"], answer.get("note"),
+                                     state["request"].get("proposal"), changed))
     return {"status": status}
+
+
+def approval_record(decision_id: str, status: str, approver: str, note: str | None, proposal: Any,
+                    recorded: bool) -> dict[str, Any]:
+    """The "approval" audit record (one per decision id: memory/audit.py)."""
+    return {"decision_id": decision_id, "status": status, "approver": approver, "note": note, "proposal": proposal,
+            "recorded": recorded}
 
 
 def build_approval_graph(checkpointer: Any = None) -> Any:
@@ -118,3 +127,34 @@ def resume(svc: AgentServices, decision_id: str, answer: dict[str, Any], status:
                                        thread_for(decision_id), context=Context(services=svc))
     return str(result.get("status", ""))
 
+
+
+class RollbackRefused(ValueError):
+    """A rollback request that cannot be filed (no such action in force, the book is not kept)."""
+
+
+def request_rollback(svc: AgentServices, action_id: str, in_force: list[dict[str, Any]], operator: str,
+                     note: str | None) -> str:
+    """An operator's request to roll back an action in force, applied by the agent on its next tick.
+
+    The agent runs elsewhere (`payops run` / `tick`), so the request goes into the approval book already
+    approved by the operator, with the proposal `rollback_action`: the tick's housekeeping applies it
+    exactly once through the control plane and audits it under the operator's identity, as it does an
+    approved action. Returns the request's id.
+    """
+    if svc.approvals is None:
+        raise RollbackRefused("this deployment keeps no approval book")
+    action = next((a for a in in_force if a.get("action_id") == action_id), None)
+    if action is None:
+        raise RollbackRefused("no such action in force")
+    now = svc.clock()
+    request_id = f"rb-{action_id}-{int(now)}"
+    reason = f"operator rollback request: {note}" if note else "operator rollback request"
+    proposal = {"tool": "rollback_action", "target": {},  # the action id names what is undone
+                "args": {"action_id": action_id, "reason": reason[:500]}}
+    request = {"decision_id": request_id, "proposal": proposal, "window_end": now, "rollback_of": action_id,
+               "why_approval": [f"requested by {operator}"]}
+    svc.approvals.open(request_id, f"rollback:{action_id}", now, now + svc.settings.approval_ttl_seconds, request)
+    svc.approvals.decide(request_id, APPROVED, operator, note, now)
+    svc.audit.append(request_id, "approval", now, approval_record(request_id, APPROVED, operator, note, proposal, True))
+    return request_id

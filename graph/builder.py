@@ -6,25 +6,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import os
+from typing import Any, Callable
 
 from langgraph.graph import END, START, StateGraph
 
 from payops.graph import nodes
 from payops.graph.services import Context
 from payops.graph.state import AgentState, TickInput
+from payops.storage.crash import crash_point
+
+
+def _crashable(name: str, node: Callable[..., Any]) -> Callable[..., Any]:
+    """Under the crash script only (PAYOPS_CRASH_AT=after_<node>[:N]): SIGKILL right after the node ran."""
+    if not os.environ.get("PAYOPS_CRASH_AT"):
+        return node
+
+    @functools.wraps(node)
+    def wrapped(state: Any, runtime: Any) -> Any:
+        out = node(state, runtime)
+        crash_point(f"after_{name}")
+        return out
+
+    return wrapped
 
 
 def build_graph(checkpointer: Any = None, store: Any = None) -> Any:
     g = StateGraph(AgentState, context_schema=Context, input_schema=TickInput)
-    g.add_node("observe", nodes.observe)
-    g.add_node("assess", nodes.assess)
-    g.add_node("reason", nodes.reason)
-    g.add_node("decide", nodes.decide)
-    g.add_node("guard", nodes.guard)
-    g.add_node("act", nodes.act)
-    g.add_node("escalate", nodes.escalate)
-    g.add_node("learn", nodes.learn)
+    for name in ("observe", "assess", "reason", "decide", "guard", "act", "escalate", "learn"):
+        g.add_node(name, _crashable(name, getattr(nodes, name)))
     g.add_edge(START, "observe")
     g.add_edge("observe", "assess")
     g.add_edge("assess", "reason")

@@ -13,22 +13,25 @@ from langgraph.runtime import Runtime
 
 from payops.guardrails.metrics import blast_radius, palm_metrics
 from payops.guardrails.policies import GuardContext, PastAction, RouteHealth, evaluate
-from payops.memory.approvals import APPROVED, EXPIRED, PENDING
+from payops.memory.approvals import APPLIED, APPROVED, EXPIRED, PENDING
 from payops.memory.lessons import ScoredLesson, Signature, magnitude_bucket, track_record
 from payops.memory.outcomes import EVALUATED_TOOLS, Figures, InForce, Watch, conclude, expected_of, scopes_of, step
 from payops.models import Category, Diagnosis, ExecutionResult, ProposedAction, Verdict, VerdictKind, target_key
 from payops.signals.baseline import BaselineTracker
+from payops.signals.figures import tick_figures
 from payops.signals.window import WindowSnapshot
 from payops.tools.actions import ProposalError, revalidate, validate_proposal
 
 from .reasoners.base import REASONING_HISTORY_WINDOWS, ActionView, ReasoningContext
 from .reasoners.rules import RuleReasoner, route_health, segment_methods
+from .recheck import cleared_reason, remember
 from .services import AgentServices, Context, services_of
 from .state import AgentState
 from payops.guardrails.metrics import action_blast_radius
 from payops.guardrails.policies import known_tool, safe_destination
 from payops.memory.approvals import VOIDED
 from payops.tools.actions import ACTIONS, Permission
+from payops.tools.control_plane import SHADOW
 from payops.tools.executor import execute
 from payops.tools.permissions import refreshed
 
@@ -52,6 +55,16 @@ def _snapshot(svc: AgentServices) -> WindowSnapshot:
     return svc.scratch["snapshot"]
 
 
+def _plane(svc: AgentServices) -> str | None:
+    return getattr(svc.control_plane, "plane", None)
+
+
+def _moves_are_real(svc: AgentServices) -> bool:
+    """False on the shadow plane: its actions moved nothing, so the feed shows no effect of them
+    and judging one (or learning from the verdict) would teach the agent something untrue."""
+    return _plane(svc) != SHADOW
+
+
 # -- observe -------------------------------------------------------------------
 
 def observe(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -72,9 +85,9 @@ def observe(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
             svc.window.note_bad_lines(bad_count, bad_samples)
     snapshot = svc.window.snapshot(window_end)
     svc.scratch["snapshot"] = snapshot
-    housekeeping = _housekeeping(svc, window_end)
+    housekeeping = _housekeeping(svc, window_end, state)
     return {
-        "awaiting": _still_awaiting(state, svc, window_end),
+        "awaiting": [remember(w, snapshot) for w in _still_awaiting(state, svc, window_end)],
         "tick": int(state.get("tick", 0)) + 1,
         "decision_id": decision_id_for(svc.thread_id, window_end),
         "snapshot": snapshot.digest(),
@@ -83,6 +96,7 @@ def observe(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
         "in_force": [a.to_json() for a in svc.control_plane.in_force()],
         "approval": None,
         "llm_calls": [],
+        "llm_fallback": None,
     }
 
 
@@ -99,7 +113,7 @@ def _still_awaiting(state: AgentState, svc: AgentServices, now: float) -> list[d
     return out
 
 
-def _housekeeping(svc: AgentServices, now: float) -> list[dict[str, Any]]:
+def _housekeeping(svc: AgentServices, now: float, state: AgentState) -> list[dict[str, Any]]:
     """What changed since the last tick, each recorded in the audit trail like any action:
     unknown outcomes reconciled, actions rolled back at their TTL, approval requests
     expired, approved actions applied (once: the decision id is the idempotency key)."""
@@ -116,7 +130,8 @@ def _housekeeping(svc: AgentServices, now: float) -> list[dict[str, Any]]:
                 "args": expired.args, "applied_at": expired.applied_at, "expires_at": expired.expires_at, "reason": "ttl expired"}
         notes.append(note)
         svc.audit.append(expired.action_id, "rollback", now, {"decision_id": expired.action_id, **note,
-                                                               "execution": {"status": "executed", "detail": "rolled back"}})
+                                                               "execution": {"status": "executed", "detail": "rolled back",
+                                                                             "plane": _plane(svc)}})
     if svc.approvals is None:
         return notes
     wall = svc.clock()
@@ -126,32 +141,43 @@ def _housekeeping(svc: AgentServices, now: float) -> list[dict[str, Any]]:
             notes.append({"op": "approval_expired", "decision_id": pending.decision_id})
             svc.notifier.notify("approval_expired", {"decision_id": pending.decision_id,
                                                      "tool": pending.request.get("proposal", {}).get("tool")})
+    seen_while_waiting = {w["decision_id"]: w.get("seen") or [] for w in state.get("awaiting", [])}
     for approved in svc.approvals.by_status(APPROVED):
-        notes.append(_apply_approved(svc, approved, now, wall))
+        notes.append(_apply_approved(svc, approved, now, wall, seen_while_waiting.get(approved.decision_id, [])))
     return notes
 
 
-def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float) -> dict[str, Any]:
-    """Apply one approved action, unless the world changed so that a deny rule now refuses it."""
+def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float, kept: list[dict[str, Any]]) -> dict[str, Any]:
+    """Apply one approved action, unless the world changed: a deny rule now refuses it, or the
+    finding it answered has cleared (graph.recheck; `kept`: its windows seen while it waited)."""
     try:
         proposal = revalidate(ProposedAction.model_validate(approved.request["proposal"]))
-        refusal = _refusal_now(svc, proposal, now)
+        refusal = _refusal_now(svc, proposal, now) or cleared_reason(approved.request, proposal, _snapshot(svc), kept,
+                                                                     svc.thresholds)
     except (ProposalError, ValueError) as exc:
         proposal, refusal = None, f"the approved proposal no longer validates: {exc}"
     raw = approved.request.get("proposal", {})
+    if not any(e.kind == "approval" for e in svc.audit.get(approved.decision_id)):
+        # The approver's process was killed between the book and the audit write: record the answer now.
+        from .approval import approval_record
+
+        svc.audit.append(approved.decision_id, "approval", now, approval_record(
+            approved.decision_id, APPROVED, approved.approver or "", approved.note, raw, True))
     record: dict[str, Any] = {"decision_id": approved.decision_id, "tool": raw.get("tool"), "target": raw.get("target", {}),
                               "args": raw.get("args", {}), "approver": approved.approver, "note": approved.note}
     if refusal is not None or proposal is None:
         result = ExecutionResult(status="denied", detail=f"approved but not applied: {refusal}")
-        svc.approvals.close_as(approved.decision_id, VOIDED, wall, f"{result.status}: {result.detail}")
-        op = "approved_action_void"
+        record["voided"] = refusal  # the audit trail's note: why the approval was voided
+        op, status = "approved_action_void", VOIDED
     else:
         result = execute(proposal, approved.decision_id, now, control_plane=svc.control_plane, palm=svc.palm,
                          approver=approved.approver)
-        svc.approvals.mark_applied(approved.decision_id, wall, f"{result.status}: {result.detail}")
-        op = "approved_action_applied"
+        op, status = "approved_action_applied", APPLIED
     record["execution"] = result.model_dump(mode="json")
+    # The record first, then the book: a kill between the two re-applies next tick (idempotent by
+    # decision id) and the record is the same or superseded; the other order lost the record for ever.
     svc.audit.append(approved.decision_id, "approved_action", now, record)
+    svc.approvals.close_as(approved.decision_id, status, wall, f"{result.status}: {result.detail}")
     note = {"op": op, **record, "result": result.detail, "status": result.status, "at": now}
     svc.notifier.notify(op, {k: note[k] for k in ("decision_id", "tool", "target", "approver", "status", "result")})
     return note
@@ -258,6 +284,7 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
         "diagnosis": diagnosis.model_dump(mode="json"),
         "proposal": proposal.model_dump(mode="json"),
         "llm_calls": list(decision.llm_calls),
+        "llm_fallback": decision.fallback,  # the rules decided because the LLM failed: shown in the cycle
         "lessons_consulted": lessons,
         "track_record": record,
     }
@@ -362,7 +389,10 @@ def act(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     result = execute(proposal, state["decision_id"], now, control_plane=svc.control_plane, palm=svc.palm)
     updates["execution"] = result.model_dump(mode="json")
     if proposal.tool == "alert_ops":
-        svc.notifier.notify("alert", {"decision_id": state["decision_id"], **proposal.args, "target": proposal.target})
+        payload = {"decision_id": state["decision_id"], **proposal.args, "target": proposal.target}
+        if _plane(svc) == SHADOW:
+            payload["plane"] = SHADOW  # receivers can tell a trial's alert from a live one
+        svc.notifier.notify("alert", payload)
     elif result.status == "executed" and state["verdict"].get("permission") == Permission.SUPERVISED.value:
         svc.notifier.notify("supervised_action", {"decision_id": state["decision_id"], "tool": proposal.tool,
                                                   "target": proposal.target, "result": result.detail})
@@ -403,7 +433,9 @@ def escalate(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     result = ExecutionResult(status="escalated", detail="human approval required: " + "; ".join(reasons))
     awaiting = list(state.get("awaiting", []))
     awaiting.append({"decision_id": state["decision_id"], "tool": proposal.tool, "target_key": target_key(proposal.target),
-                     "at": float(state["window_end"])})
+                     "at": float(state["window_end"]),
+                     # the finding's segment, watched while the request waits (graph.recheck)
+                     "finding": dict(diagnosis.get("target") or proposal.target)})
     return {"execution": result.model_dump(mode="json"), "approval": approval, "awaiting": awaiting, "history": _history(state)}
 
 
@@ -418,13 +450,14 @@ def learn(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     now = float(state["window_end"])
     updates: dict[str, Any] = {}
     watching = list(state.get("watching") or [])
-    if execution["status"] == "executed" and proposal.tool in EVALUATED_TOOLS \
+    if execution["status"] == "executed" and proposal.tool in EVALUATED_TOOLS and _moves_are_real(svc) \
             and all(w["decision_id"] != state["decision_id"] for w in watching):
         watch = _watch_for(svc, state, snapshot, state["decision_id"], state["diagnosis"], proposal, "executed", None, now, now)
         if watch is not None:
             updates["watching"] = [*watching, watch]
     record = audit_record(state)
     record["track_record"] = state.get("track_record")
+    record["figures"] = tick_figures(snapshot, (state.get("diagnosis") or {}).get("target"))  # the console's charts
     svc.audit.append(state["decision_id"], "decision", now, record)
     recent = list(state.get("recent", []))
     recent.append({"decision_id": state["decision_id"], "window_end": now, "diagnosis": state["diagnosis"],
@@ -448,6 +481,7 @@ def audit_record(state: AgentState) -> dict[str, Any]:
         "approval": state.get("approval"),
         "lessons_consulted": state.get("lessons_consulted", []),
         "llm_calls": state.get("llm_calls", []),
+        "llm_fallback": state.get("llm_fallback"),
         "housekeeping": state.get("housekeeping", []),
         "in_force": state.get("in_force", []),
     }
@@ -468,7 +502,7 @@ def assess(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     now = float(state["window_end"])
     watching = [Watch.model_validate(w) for w in state.get("watching") or []]
     notes = list(state.get("housekeeping") or [])
-    started = _approved_watches(svc, state, snapshot, notes, {w.decision_id for w in watching}, now)
+    started = _approved_watches(svc, state, snapshot, notes, {w.decision_id for w in watching}, now) if _moves_are_real(svc) else []
     if not watching and not started:
         return {}
     in_force = [InForce(a.action_id, a.applied_at, getattr(a, "confirmed", True)) for a in svc.control_plane.in_force()]

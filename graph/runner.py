@@ -26,7 +26,9 @@ class TickResult:
 def sqlite_checkpointer(path: str) -> Any:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    conn = sqlite3.connect(path, check_same_thread=False)
+    from payops.storage.keys import private_file
+
+    conn = sqlite3.connect(str(private_file(path)), check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     return SqliteSaver(conn)
 
@@ -82,6 +84,11 @@ class Agent:
         if end is None:
             return None
         state = self.graph.invoke({"window_end": end}, self.config, context=Context(services=self.services), durability="exit")
+        # The tick is checkpointed: a log source may now acknowledge what no open window needs.
+        commit = getattr(self.services.source, "commit", None)
+        if commit is not None:
+            settings = self.services.settings
+            commit(end + settings.tick_seconds - settings.window_seconds)
         return TickResult(state)
 
 

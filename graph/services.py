@@ -23,6 +23,8 @@ from payops.memory.lessons import LessonStore
 from payops.settings import Settings
 from payops.signals.sources import Source
 from payops.signals.window import EventWindow
+from payops.storage.keys import private_file
+from payops.storage.stores import open_audit
 from payops.tools.control_plane import ControlPlane, SimulatedControlPlane
 from payops.tools.palm_ops import PalmOps
 from payops.tools.permissions import PermissionTable, permission_table
@@ -49,6 +51,17 @@ class AgentServices:
     fallback_reasoner: Reasoner | None = None
     scratch: dict[str, Any] = field(default_factory=dict)  # per-tick live objects (the snapshot)
     restored: bool = False
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        """Live objects, not data: LangGraph's context schema (Studio, Server) shows the field without them."""
+        from pydantic_core import core_schema
+
+        return core_schema.is_instance_schema(cls)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
+        return {"type": "object", "description": "live services (built from the settings when absent)"}
 
     @property
     def thread_id(self) -> str:
@@ -80,7 +93,7 @@ def sqlite_store(path: Path) -> BaseStore:
     from langgraph.store.sqlite import SqliteStore
 
     # isolation_level=None: SqliteStore manages its own transactions (STACK-NOTES).
-    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    conn = sqlite3.connect(str(private_file(path)), check_same_thread=False, isolation_level=None)
     store = SqliteStore(conn)
     store.setup()
     return store
@@ -114,12 +127,12 @@ def build_services(settings: Settings | None = None, *, source: Source | None = 
 
         settings.ensure_state_dir()  # still holds the palm-pay keyring file unless PAYOPS_DATA_KEY is set
         database = agent_database(settings.database_url)
-        audit = AuditLog(database=database)
+        audit = open_audit(settings, database)
         store = postgres_store(settings.database_url)
         approvals = ApprovalBook(database=database, deployment=settings.deployment)
     else:
         state_dir = settings.ensure_state_dir()
-        audit = AuditLog(state_dir / "audit.db")
+        audit = open_audit(settings)
         store = sqlite_store(state_dir / "lessons.db")
         approvals = ApprovalBook(state_dir / "approvals.db", deployment=settings.deployment)
     return AgentServices(

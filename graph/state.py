@@ -6,7 +6,11 @@ recent decisions); live objects (the event window, stores) live in services.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
+
+# typing_extensions' TypedDict: pydantic (LangGraph's input/output JSON schemas, Studio) refuses
+# typing.TypedDict below Python 3.12. Same runtime dict: the checkpoint format is unchanged.
+from typing_extensions import TypedDict
 
 
 class AgentState(TypedDict, total=False):
@@ -20,6 +24,7 @@ class AgentState(TypedDict, total=False):
     diagnosis: dict[str, Any]
     proposal: dict[str, Any]
     llm_calls: list[dict[str, Any]]
+    llm_fallback: str | None  # set when the rules decided because the LLM failed (timed out, unreachable, invalid)
     lessons_consulted: list[dict[str, Any]]  # similar past lessons (brief form), best first
     track_record: dict[str, Any] | None  # the proposal's record on similar incidents and the confidence adjustment
     # guard / act
@@ -31,7 +36,7 @@ class AgentState(TypedDict, total=False):
     history: list[dict[str, Any]]  # executed actions (bounded), newest last
     recent: list[dict[str, Any]]  # short-term incident buffer: last decisions (bounded)
     baselines: dict[str, Any]
-    awaiting: list[dict[str, Any]]  # escalations waiting for a human: {decision_id, tool, target_key, at}
+    awaiting: list[dict[str, Any]]  # escalations waiting for a human: {decision_id, tool, target_key, at, finding, seen}
     housekeeping: list[dict[str, Any]]  # expiries, approved actions applied, outcomes this tick
     watching: list[dict[str, Any]]  # executed actions under outcome evaluation (memory.outcomes.Watch)
 

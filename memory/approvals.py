@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 
 from payops.storage.db import Database, SqliteDatabase
+from payops.storage.crash import crash_point
+from payops.storage.keys import private_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS approvals (
@@ -70,6 +72,8 @@ class ApprovalBook:
         if database is None:
             if path is None:
                 raise ValueError("ApprovalBook needs a path or a database")
+            if str(path) != ":memory:":
+                private_file(path)  # 0600 before SQLite creates it with the umask's 0644
             database = SqliteDatabase(path, schema=SCHEMA)
             _add_deployment_column(database)
         self._db = database
@@ -97,6 +101,7 @@ class ApprovalBook:
                 "VALUES (?,?,?,?,?,?,?) ON CONFLICT (decision_id) DO NOTHING",
                 (decision_id, thread_id, self.deployment, created_at, expires_at, PENDING, orjson.dumps(request)),
             )
+        crash_point("approval_write")
         found = self.get(decision_id)
         assert found is not None
         return found
@@ -131,7 +136,9 @@ class ApprovalBook:
 
     def _update(self, sql: str, args: tuple[Any, ...]) -> bool:
         with self._db.write() as conn:
-            return conn.execute(sql, args).rowcount == 1
+            changed = conn.execute(sql, args).rowcount == 1
+        crash_point("approval_write")
+        return changed
 
     def decide(self, decision_id: str, status: str, approver: str, note: str | None, at: float) -> bool:
         """pending -> approved/rejected/expired, once. False when it was no longer pending."""

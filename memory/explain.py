@@ -104,7 +104,9 @@ def explain_decision(entries: Sequence[AuditEntry]) -> str:
     outcomes = [e for e in entries if e.kind == "outcome"]
     for e in outcomes:
         lines += outcome_lines(e.record, e.at)
-    if not outcomes:
+    if not outcomes and x.get("plane") == "shadow" and x.get("status") == "executed":
+        lines.append("Outcome so far: shadow mode: recorded as what would have run; nothing moved, so nothing is measured.")
+    elif not outcomes:
         lines.append("Outcome so far: " + _pending_outcome(p.get("tool"), x.get("status"), approvals, entries))
     return "\n".join(lines)
 

@@ -8,8 +8,14 @@
 * OTPs are stored only as HMACs under a third derived key; a stolen database
   does not let anyone brute-force six digits offline.
 
-Keys come from Settings.data_key (base64, 32 bytes) or from the keyring file
-`<state_dir>/palmpay.key`, created with mode 0600 on first run.
+Keys come from Settings.data_key (base64, 32 bytes), from the key command
+(`PAYOPS_KEY_COMMAND palmpay-data` / `palmpay-index-root`: the KMS/HSM hook of
+storage/keys.py), or from the keyring file `palmpay.key` in `PAYOPS_KEY_DIR` (default:
+the state folder), created with mode 0600 on first run — and only then: when the
+database already holds data sealed under a key id (`expect_key_id`) and no provider
+has that key, loading refuses in one line instead of making a new key (which left
+every link answering NOT_REGISTERED). Rotation keeps every old key (marked retired),
+so a backup from before it can still be read.
 """
 
 from __future__ import annotations
@@ -81,10 +87,12 @@ def _derive(key: bytes, label: bytes) -> bytes:
 class KeyRing:
     """Data keys by id, the active id, and the blind-index root key."""
 
-    def __init__(self, keys: dict[str, bytes], active_id: str, index_root: bytes, path: Path | None) -> None:
+    def __init__(self, keys: dict[str, bytes], active_id: str, index_root: bytes, path: Path | None,
+                 retired: set[str] | None = None) -> None:
         if active_id not in keys:
             raise KeyRingError("active key id is not in the keyring")
         self._keys = dict(keys)
+        self.retired = set(retired or ())  # no ciphertext uses them any more; kept to read backups
         self.active_id = active_id
         self.index_root = index_root
         self.path = path
@@ -94,21 +102,50 @@ class KeyRing:
     # --- loading ---------------------------------------------------------
 
     @classmethod
-    def load(cls, state_dir: Path, data_key: str | bytes | None = None) -> KeyRing:
-        """Load the keyring file; create it (0600) on first run unless a data key is supplied."""
-        path = Path(state_dir) / KEYRING_FILE
+    def load(cls, state_dir: Path, data_key: str | bytes | None = None, *, expect_key_id: str | None = None,
+             key_dir: Path | None = None) -> KeyRing:
+        """Load the keyring; create it (0600) on a first run only (no data, no supplied key).
+
+        `expect_key_id`: the key the database says its data is sealed under (None: no data yet).
+        """
+        folder = Path(key_dir or os.environ.get("PAYOPS_KEY_DIR") or state_dir)
+        path = folder / KEYRING_FILE
         external: dict[str, bytes] = {}
+        active_external: str | None = None
+        index_external: bytes | None = None
         if data_key is not None:
             raw = parse_data_key(data_key)
-            external[fingerprint_key_id(raw)] = raw
+            active_external = fingerprint_key_id(raw)
+            external[active_external] = raw
+        elif os.environ.get("PAYOPS_KEY_COMMAND"):
+            from payops.storage.keys import CommandKeyProvider, KeyProblem
+
+            try:
+                command = CommandKeyProvider(os.environ["PAYOPS_KEY_COMMAND"])
+                found = command.load("palmpay-data")
+                root = command.load("palmpay-index-root") if found is not None else None
+            except KeyProblem as exc:
+                raise KeyRingError(str(exc)) from None
+            if found is not None:
+                external.update(found.versions)
+                active_external = found.active
+                index_external = root.active_key if root is not None else None
         if path.exists():
             ring = cls._read(path)
         elif external:
-            kid, raw = next(iter(external.items()))
-            # No file needed: the index key is derived from the supplied data key.
-            ring = cls({kid: raw}, kid, _derive(raw, b"payops.palmpay.index-root.v1"), path)
+            assert active_external is not None
+            raw = external[active_external]
+            # No file needed: the index key comes from the provider or is derived from the data key.
+            ring = cls(dict(external), active_external, index_external or _derive(raw, b"payops.palmpay.index-root.v1"), path)
+        elif expect_key_id is not None:
+            raise KeyRingError(
+                f"refusing to start: palm-pay data is sealed under key {expect_key_id} but there is no keyring at {path} "
+                "and no PAYOPS_DATA_KEY / key command; restore the key (a new one would make every link unreadable)")
         else:
             ring = cls._create(path)
+        if expect_key_id is not None and expect_key_id not in ring._keys and expect_key_id not in external:
+            raise KeyRingError(f"refusing to start: palm-pay data is sealed under key {expect_key_id}, which none of "
+                               "the configured keys is; restore the key that sealed it")
         ring._external = external
         for kid, raw in external.items():
             ring._keys.setdefault(kid, raw)  # an env key can still decrypt after rotation
@@ -124,17 +161,18 @@ class KeyRing:
             keys = {kid: _unb64(v, "keyring key") for kid, v in body["keys"].items()}
             index_root = _unb64(body["index_key"], "keyring index key")
             active = body["active"]
+            retired = set(body.get("retired", []))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise KeyRingError(f"cannot read palm-pay keyring {path}: {type(exc).__name__}") from None
         if any(len(k) != KEY_BYTES for k in keys.values()) or len(index_root) != KEY_BYTES:
             raise KeyRingError(f"palm-pay keyring {path} holds a key of the wrong size")
-        return cls(keys, active, index_root, path)
+        return cls(keys, active, index_root, path, retired)
 
     @classmethod
     def _create(cls, path: Path) -> KeyRing:
         kid = new_key_id()
         ring = cls({kid: AESGCM.generate_key(bit_length=256)}, kid, secrets.token_bytes(KEY_BYTES), path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         _write_private(tmp, ring._serialise())
         try:
@@ -153,6 +191,7 @@ class KeyRing:
         with self._lock:
             changed = fresh._keys.keys() - self._keys.keys() or fresh.active_id != self.active_id
             self._keys = {**self._external, **fresh._keys}
+            self.retired = fresh.retired
             self.active_id = fresh.active_id
             self.index_root = fresh.index_root
         return bool(changed)
@@ -171,13 +210,13 @@ class KeyRing:
         return kid
 
     def retire(self, key_ids: set[str]) -> set[str]:
-        """Drop keys no ciphertext uses any more; never the active one."""
+        """Mark keys no ciphertext uses any more as retired; never the active one. They stay in the
+        ring: a backup taken before the rotation must still be readable."""
         with self._file_lock():
             self.reload()
             with self._lock:
                 gone = {k for k in key_ids if k in self._keys and k != self.active_id}
-                for kid in gone:
-                    del self._keys[kid]
+                self.retired |= gone
             self._persist()
         return gone
 
@@ -197,6 +236,7 @@ class KeyRing:
                 "active": self.active_id,
                 "keys": {k: _b64(v) for k, v in persisted.items()},
                 "index_key": _b64(self.index_root),
+                "retired": sorted(self.retired),
             }
             if self.active_id not in persisted:
                 # The active key came from the environment; the file must still name it.

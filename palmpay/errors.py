@@ -27,6 +27,12 @@ SUPPLEMENTAL_ERRORS: dict[str, ErrorEntry] = {
     "PALM_PAY_OTP_RESEND_LIMIT": ErrorEntry(429, "Too many codes requested — please re-enroll"),
     "PALM_PAY_OTP_DELIVERY_FAILED": ErrorEntry(502, "The verification code could not be sent — please try again"),
     "PALM_PAY_IDEMPOTENCY_CONFLICT": ErrorEntry(409, "This payment reference was already used for another payment"),
+    # Terminal attestation (attestation.py): an untrusted scan is refused like a spoof (403), never as a
+    # 401, which would tell the terminal its API key is wrong.
+    "PALM_PAY_ATTESTATION_REQUIRED": ErrorEntry(422, "This terminal must sign its palm scans"),
+    "PALM_PAY_ATTESTATION_INVALID": ErrorEntry(403, "The palm scan could not be verified — please use a card"),
+    "PALM_PAY_ATTESTATION_STALE": ErrorEntry(403, "The palm scan has expired — please scan again"),
+    "PALM_PAY_ATTESTATION_REPLAYED": ErrorEntry(409, "This palm scan was already used — please scan again"),
 }
 
 

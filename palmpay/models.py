@@ -149,6 +149,7 @@ class ReconcileReport(_View):
     completed: int
     failed: int
     still_pending: int
+    released_overdue: int = 0  # unsettled past the maximum pending age: released as failed
 
 
 class RotationReport(_View):

@@ -38,6 +38,17 @@ class PalmPayOptions:
     rail_retry: RailRetryPolicy = RailRetryPolicy()
     # A pending payment younger than this may still be in flight; reconcile() leaves it alone.
     reconcile_grace_s: float = 60.0
+    # PayShap settles in seconds: a payment the rail still cannot confirm after an hour is treated
+    # as not made and its reservation released (settlement.py), so a lost answer never holds the
+    # customer's limit for days. The audit names each one for the operators to chase.
+    max_pending_age_s: float = 3600.0
+    # Terminal attestation (attestation.py). Off by default for the Python API and the CLI (the HTTP
+    # API turns it on: PAYOPS_API_REQUIRE_ATTESTATION); a signed scan is always checked.
+    require_attestation: bool = False
+    # A signed scan is accepted this many seconds either side of the backend's clock: a till signs
+    # just before sending, so 2 minutes covers clock drift and a slow network, while a captured
+    # scan is useless soon after (its nonce is also single-use).
+    attestation_window_s: float = 120.0
     event_defaults: PaymentEventDefaults = PaymentEventDefaults()
     busy_timeout_s: float = 30.0  # writers queue on BEGIN IMMEDIATE rather than fail
     # WAL + NORMAL: a commit is durable against process crashes; a power cut may lose the
@@ -68,5 +79,6 @@ class PalmPayOptions:
             match_threshold=settings.palm_match_threshold,
             data_key=key,
             database_url=getattr(settings, "database_url", None),
+            max_pending_age_s=getattr(settings, "palm_max_pending_age_s", cls.max_pending_age_s),
         )
         return replace(base, **overrides)

@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .attestation import ScanAttestation, TerminalAttestation
 from .clock import Clock, clock_epoch, system_clock
 from .crypto import BlindIndex, FieldCipher, KeyRing, KeyRingError, OtpHasher, key_id_of
 from .errors import ErrorCatalog, PalmPayError
@@ -53,6 +54,7 @@ from .policy import (
     spent_on,
     verification_expired,
 )
+from .sealing import PeriodicSealer, seal_interval, seal_on_close
 from .rail import (
     PayShapRail,
     RailAttempt,
@@ -124,17 +126,28 @@ class PalmPayService:
         self._errors = ErrorCatalog(self.spec)
         self._events = SpecEvents(self.spec)
         self.options.state_dir.mkdir(parents=True, exist_ok=True)
-        self._ring = KeyRing.load(self.options.state_dir, self.options.data_key)
+        self.store = open_store(self.options)
+        with self.store.read() as tx:
+            sealed_under = tx.active_key_id()  # data exists: its key must too (never a silent new key)
+        try:
+            self._ring = KeyRing.load(self.options.state_dir, self.options.data_key, expect_key_id=sealed_under)
+        except KeyRingError:
+            self.store.close()
+            raise
         self._cipher = FieldCipher(self._ring)
         self._index = BlindIndex(self._ring.index_root)
         self._otp = OtpHasher(self._ring.index_root)
-        self.store = open_store(self.options)
+        self._sealer = PeriodicSealer(self.store, self.options.state_dir, seal_interval()).start() if seal_interval() else None
         with self.store.write() as tx:
             if tx.active_key_id() is None:
                 tx.set_active_key_id(self._ring.active_id)
         self.rail: PayShapRail = rail if rail is not None else SimulatedPayShapRail()
         self.verification: Verification = verification if verification is not None else DevOtpSender()
         self._hands = self.spec.field_options.get("palm_hand", ("left", "right"))
+        # Terminal keys and signed-scan checks (attestation.py); its tables are made on first use.
+        self.attestation = TerminalAttestation(
+            self.store, self._errors, window_s=self.options.attestation_window_s, now=self._now
+        )
         self._proxy_types = self.spec.field_options.get("proxy_type", tuple(_PROXY_PATTERNS))
 
     # ======================================================================
@@ -372,8 +385,15 @@ class PalmPayService:
         liveness_passed: bool,
         match_score: float,
         idempotency_key: str | None = None,
+        *,
+        attestation: ScanAttestation | None = None,
+        require_attestation: bool | None = None,
     ) -> PaymentResult:
         """Resolve the palm's proxy and push the payment over the rail.
+
+        `attestation`: the terminal's signature over this scan (attestation.py), checked
+        before anything else; `require_attestation` (default options.require_attestation)
+        refuses an unsigned scan.
 
         Refusals (spoof, not registered, inactive, limits) raise PalmPayError
         after their events are committed. Accepted payments return a
@@ -387,6 +407,12 @@ class PalmPayService:
         if isinstance(match_score, bool) or not isinstance(match_score, (int, float)) or not 0 <= match_score <= 1:
             raise self._invalid("match_score must be a number between 0 and 1")
         payment_id = self._text(idempotency_key, "idempotency_key") if idempotency_key else f"pay_{secrets.token_hex(12)}"
+        required = self.options.require_attestation if require_attestation is None else require_attestation
+        self.attestation.check(
+            terminal_id=terminal_id, palm_template_ref=str(palm_template_ref), liveness_passed=bool(liveness_passed),
+            match_score=match_score, amount=amount, payment_id=payment_id if idempotency_key else None,
+            attestation=attestation, required=required, now=self._now(),
+        )
         ts = self._now()
         attempt = _Attempt(payment_id, 1, amount_cents, terminal_id, started, ts, local_day(ts, self._tz))
 
@@ -565,37 +591,51 @@ class PalmPayService:
         return True
 
     def reconcile(self, *, limit: int = 500) -> ReconcileReport:
-        """Ask the rail about pending payments (by idempotency key) and settle them once."""
+        """Ask the rail about pending payments (by idempotency key) and settle them once.
+
+        A payment still unsettled (the rail says pending, or cannot be asked) after
+        `options.max_pending_age_s` is released as failed, so a lost rail answer never holds
+        the customer's limit for ever; settlement.py runs this on a schedule.
+        """
         now = self._now()
         with self.store.read() as tx:
             pending = [p for p in tx.pending_payments(limit) if now - p.created_at >= self.options.reconcile_grace_s]
-        completed = failed = still = 0
+        completed = failed = still = released = 0
         for row in pending:
             try:
                 answer = self.rail.payment_status(row.payment_id)
             except Exception:
-                log.warning("rail status for payment %s unavailable; stays pending", row.payment_id)
+                log.warning("rail status for payment %s unavailable", row.payment_id)
+                answer = None
+            ts = self._now()
+            overdue = ts - row.created_at >= self.options.max_pending_age_s
+            if answer is None and not overdue:
                 still += 1
                 continue
-            ts = self._now()
             with self.store.write() as tx:
                 link = tx.link(row.palm_pay_id)
                 assert link is not None
-                if answer.status == "completed":
+                said = "unavailable" if answer is None else answer.status
+                if answer is not None and answer.status == "completed":
                     completed += self._settle(
                         tx, row, link, "completed", ts, attempts=row.attempts, rail_reference=answer.rail_reference
                     )
-                elif answer.status in ("failed", "not_found"):
+                elif answer is not None and answer.status in ("failed", "not_found"):
                     # not_found after the grace period: the rail never took it, so release the hold.
                     code = answer.error_code or ("DO_NOT_HONOR" if answer.status == "failed" else row.error_code)
                     failed += self._settle(tx, row, link, "failed", ts, attempts=row.attempts, error_code=code)
+                elif overdue:
+                    code = row.error_code or "GATEWAY_TIMEOUT"
+                    released += self._settle(tx, row, link, "failed", ts, attempts=row.attempts, error_code=code)
+                    said += f"; released after {self.options.max_pending_age_s:.0f}s pending"
+                    log.warning("payment %s released unsettled after the maximum pending age", row.payment_id)
                 else:
                     still += 1
                 tx.audit(
                     ts, palm_pay_id=row.palm_pay_id, actor=BACKEND, action="reconcile", from_status=None,
-                    to_status=None, outcome="applied", reason=f"payment {row.payment_id}: rail says {answer.status}",
+                    to_status=None, outcome="applied", reason=f"payment {row.payment_id}: rail says {said}",
                 )
-        return ReconcileReport(completed=completed, failed=failed, still_pending=still)
+        return ReconcileReport(completed=completed, failed=failed, still_pending=still, released_overdue=released)
 
     def _count_failed_match(self, tx: Tx, link: PalmPayLink, ts: float) -> None:
         window = self.options.fraud_window_s
@@ -954,7 +994,13 @@ class PalmPayService:
         return cents
 
     def close(self) -> None:
-        self.store.close()
+        """Seal the audit and access logs written since the last checkpoint (palmpay/sealing.py), then close."""
+        try:
+            if self._sealer is not None:
+                self._sealer.stop()
+            seal_on_close(self.store, self.options.state_dir)
+        finally:
+            self.store.close()
 
     def __enter__(self) -> PalmPayService:
         return self

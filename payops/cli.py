@@ -23,6 +23,18 @@ app = typer.Typer(
 )
 
 
+CONTROL_PLANE_HELP = ("Where actions run: 'simulated' (in-process; the simulator obeys it), 'shadow' (recorded as what "
+                      "would have run, nothing moves) or 'http' (PAYOPS_ORCHESTRATOR_URL). Default: simulated for the "
+                      "simulator, http when an orchestrator is configured, else shadow.")
+PLANE_NAMES = ("simulated", "shadow", "http")
+
+
+def _plane_option(value: Optional[str]) -> Optional[str]:
+    if value is not None and value not in PLANE_NAMES:
+        fail(f"--control-plane must be one of {', '.join(PLANE_NAMES)}, not {value!r}")
+    return value
+
+
 def fail(message: str, code: int = 2) -> None:
     typer.echo(f"payops: error: {message}", err=True)
     raise typer.Exit(code)
@@ -42,12 +54,16 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _print_cycle(state: dict, settings: Settings, services: object) -> None:
-    from payops.render import render_cycle
+    from payops.render import printable, render_cycle
 
     typer.echo(render_cycle(state, settings.confidence_threshold))
+    lag = getattr(getattr(services, "source", None), "lag", None)
+    if lag is not None:  # an event log: how far this partition's worker is behind
+        typer.echo(f"Consumer lag: {lag()} message(s) not yet read on partition '{settings.deployment}'")
     drain = getattr(getattr(services, "notifier", None), "drain", None)
     for kind, payload in (drain() if drain else []):
-        typer.echo(f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip())
+        line = f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip()
+        typer.echo(printable(line))  # a summary quotes labels from the feed
     typer.echo("")
 
 
@@ -63,8 +79,9 @@ def run(
     tick_seconds: float = typer.Option(0.5, "--tick-seconds", min=0.0, help="Wall seconds between ticks (0.5 demo; 60 production)."),
     scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario (see `payops scenarios`)."),
     seed: int = typer.Option(7, "--seed", help="Simulator seed."),
-    source: str = typer.Option("simulator", "--source", help="'simulator', a JSONL event file, or '-' for stdin."),
+    source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR)."),
+    control_plane: Optional[str] = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
 ) -> None:
     """Run the agent loop: every tick decide over the last window and print the cycle."""
     from payops.scheduling import TickLocked, TickUsageError, partition_lock
@@ -73,25 +90,35 @@ def run(
     try:
         # One loop per deployment: a second `run` (or a cron `tick`) on it would decide windows twice.
         with partition_lock(settings):
-            _run_loop(settings, ticks, tick_seconds, scenario, seed, source)
+            _run_loop(settings, ticks, tick_seconds, scenario, seed, source, control_plane)
     except TickLocked:
         fail(f"deployment '{settings.deployment}' is already being run by another process", code=75)
     except TickUsageError as exc:
         fail(str(exc))
 
 
-def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: str) -> None:
+def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: list[str],
+              control_plane: Optional[str] = None) -> None:
+    from contextlib import ExitStack
+
+    from payops.palm_jobs import in_background
     from payops.scheduling import close_agent
     from payops.signals.sources import SourceError
     from payops.wiring import agent_services, durable_agent
 
+    from payops.storage.keys import KeyProblem
+
     try:
-        services = agent_services(settings, source, scenario, seed)
+        services = agent_services(settings, source, scenario, seed, control_plane=control_plane)
     except (SourceError, ValueError) as exc:
         fail(str(exc))
+    except KeyProblem as exc:  # data without its key: a one-line refusal, never a new key
+        fail(str(exc), code=1)
     agent = durable_agent(services)
     done = 0
+    jobs = ExitStack()
     try:
+        jobs.enter_context(in_background(settings))  # palm-pay settlement rounds (palm_jobs.py)
         while ticks is None or done < ticks:
             result = agent.tick()
             if result is None:
@@ -107,6 +134,7 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
     except KeyboardInterrupt:
         typer.echo(f"\npayops: stopped after {done} tick(s); state saved in {settings.state_dir}.")
     finally:
+        jobs.close()
         _report_bad_lines(getattr(services.source, "report", None))
         close_agent(agent, services)
 
@@ -115,9 +143,10 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
 def tick(
     scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario when the source is the simulator."),
     seed: int = typer.Option(7, "--seed"),
-    source: str = typer.Option("simulator", "--source", help="'simulator', a JSONL event file, or '-' for stdin."),
+    source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir"),
     partition: Optional[str] = typer.Option(None, "--partition", help="The deployment to tick (default PAYOPS_DEPLOYMENT); one worker at a time each."),
+    control_plane: Optional[str] = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
 ) -> None:
     """Exactly one cycle of one partition, then exit (cron, Kubernetes CronJob; see docs/scheduling.md).
 
@@ -129,7 +158,7 @@ def tick(
 
     settings = _settings(state_dir=state_dir, deployment=partition)
     try:
-        outcome = run_tick(settings, source=source, scenario=scenario, seed=seed)
+        outcome = run_tick(settings, source=source, scenario=scenario, seed=seed, control_plane=control_plane)
     except TickLocked:
         fail(f"another tick of partition '{settings.deployment}' is still running; try again later", code=EX_TEMPFAIL)
     except TickUsageError as exc:
@@ -183,9 +212,15 @@ def replay(
     out: Path = typer.Option(..., "--out", help="Where to write one decision per tick (CONTRACT.md §4)."),
     window: float = typer.Option(60.0, "--window", min=1.0, help="Window length in seconds."),
     tick_: float = typer.Option(60.0, "--tick", min=1.0, help="Seconds of event time between decisions."),
+    control_plane: str = typer.Option("shadow", "--control-plane", callback=_plane_option,
+                                      help="'shadow' (default: a recorded feed cannot respond; nothing is judged or learned "
+                                           "from moves that did not happen), 'simulated' (the in-process router) or 'http'."),
 ) -> None:
     """Offline, deterministic decisions over a recorded event file (no network, no API key)."""
     from payops.signals.sources import SourceError, open_jsonl
+
+    if control_plane == "http" and not _settings().orchestrator_url:
+        fail("--control-plane http needs PAYOPS_ORCHESTRATOR_URL (the orchestrator's base URL)")
 
     if not events.exists():
         fail(f"no such file: {events}")
@@ -206,7 +241,7 @@ def replay(
         gc.freeze()
     stats: dict = {}
     try:
-        n = sum(1 for _ in wiring.replay(events, out, window, tick_, stats, source=source))
+        n = sum(1 for _ in wiring.replay(events, out, window, tick_, stats, source=source, control_plane=control_plane))
     except SourceError as exc:
         fail(str(exc))
     except OSError as exc:
@@ -254,6 +289,7 @@ def _register_subcommands() -> None:
 
     app.add_typer(eval_app, name="eval", help="Offline evaluation over the incident corpus (and `payops eval record`).")
     app.add_typer(__import__("payops.cli_llm", fromlist=["llm_app"]).llm_app, name="llm", help="A local OpenAI-compatible LLM: `payops llm serve`.")
+    app.command("publish")(__import__("payops.cli_nats", fromlist=["publish"]).publish)  # event file -> NATS JetStream
 
 
 if __name__ == "__main__":

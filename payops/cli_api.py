@@ -57,7 +57,11 @@ def serve(
     api = ApiSettings()
     host = host or api.host
     port = port or api.port
-    app = create_app(settings, api_settings=api)
+    otp_sender = _otp_sender_name()
+    if otp_sender == "memory":
+        typer.echo("payops: OTPs are not delivered (PAYOPS_OTP_SENDER=memory): set PAYOPS_OTP_SENDER=webhook "
+                   "with PAYOPS_OTP_WEBHOOK_URL / _SECRET, or console for development", err=True)
+    app = create_app(settings, api_settings=api, background_jobs=True)
     app.state.backend.warm_up()
     if not app.state.backend.keys.list(include_revoked=False):
         typer.echo("payops: no active API key: every request but /healthz will be refused; "
@@ -66,6 +70,20 @@ def serve(
         typer.echo(f"payops: binding to {host}, not loopback: put TLS in front of it", err=True)
     typer.echo(f"payops API on http://{host}:{port} (state in {settings.state_dir})", err=True)
     uvicorn.run(app, host=host, port=port, server_header=False, proxy_headers=False, log_level="info")
+
+
+def _otp_sender_name() -> str:
+    """The configured OTP sender, or a one-line exit on a bad PAYOPS_OTP_* setting."""
+    from pydantic import ValidationError
+
+    from payops.palmpay.otp_delivery import OtpDeliverySettings
+
+    try:
+        return OtpDeliverySettings().sender
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise _fail(f"bad OTP setting{' ' + where if where else ''}: {first['msg']}") from None
 
 
 def openapi() -> None:

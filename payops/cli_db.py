@@ -85,12 +85,13 @@ def _upgrade_sqlite(settings: Settings) -> list[str]:
     from payops.graph.runner import sqlite_checkpointer
     from payops.graph.services import sqlite_store
     from payops.memory.approvals import ApprovalBook
-    from payops.memory.audit import AuditLog
     from payops.palmpay.options import PalmPayOptions
     from payops.palmpay.store import PalmPayStore
 
     state = settings.ensure_state_dir()
-    AuditLog(state / "audit.db").close()
+    from payops.storage.stores import open_audit
+
+    open_audit(settings.model_copy(update={"database_url": None})).close()
     ApprovalBook(state / "approvals.db").close()
     sqlite_store(state / "lessons.db").conn.close()
     saver = sqlite_checkpointer(str(state / "checkpoints.db"))

@@ -34,6 +34,7 @@ def run_eval(
     model: list[str] = typer.Option([], "--model", help="LLM model name(s) for --reasoner llm; one table row each."),
     tags: list[str] = typer.Option([], "--tags", help="Only cases with every tag (comma-separated or repeated; 'a|b' = either)."),
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="Corpus folder (default: the packaged evals/incidents)."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="Only the cases of a named suite in evals/suites.json (llm-ci: CI's LLM replay)."),
     out: Path = typer.Option(Path("eval-results"), "--out", help="Where results.json, report.md and chart.png go."),
     gate: bool = typer.Option(False, "--gate", help="Exit 1 when the rules run falls below evals/gate.json."),
     gate_file: Optional[Path] = typer.Option(None, "--gate-file", help="Another gate file."),
@@ -66,15 +67,15 @@ def run_eval(
         _fail(f"unknown reasoner '{bad[0]}' (choose rules or llm)")
     if "llm" in reasoners and not models:
         _fail("--reasoner llm needs --model NAME (one per model to compare)")
-    if gate and tag_list:
-        _fail("--gate holds the whole corpus to its recorded level: run it without --tags")
+    if gate and (tag_list or suite):
+        _fail("--gate holds the whole corpus to its recorded level: run it without --tags or --suite")
     if gate and "rules" not in reasoners:
         _fail("--gate checks the rules reasoner: include --reasoner rules")
     if record:  # the endpoint goes into meta.json: the replay aims at it
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
             _fail("--record needs --base-url URL (or OPENAI_BASE_URL): the endpoint to record from")
-    if record and tag_list:
+    if record and (tag_list or suite):
         for m in models:  # requests are matched on host and port: one folder, one endpoint
             recorded_url = load_meta(m, cassettes).get("base_url")
             if recorded_url and recorded_url != base_url:
@@ -87,7 +88,7 @@ def run_eval(
         else:
             plan += [RunOptions("llm", m, base_url, record, cassettes, closed, judge, judge_base_url) for m in models]
     try:
-        cases = select_cases(corpus, tag_list)
+        cases = select_cases(corpus, tag_list, suite)
         for options in plan:
             check_reasoner(options)
     except (CaseError, EvalError) as exc:

@@ -54,15 +54,17 @@ def pending(state_dir: Optional[Path] = STATE_DIR) -> None:
     if not rows:
         typer.echo("no pending approval requests")
         return
+    from payops.render import printable  # labels come from the feed: escaped, one line stays one line
+
     now = svc.clock()
     for a in rows:
         p = a.request["proposal"]
         d = a.request["diagnosis"]
         target = ",".join(f"{k}={v}" for k, v in sorted(p["target"].items())) or "all"
-        typer.echo(f"{a.decision_id}  {p['tool']} on {target}  [{d['category']} conf {d['confidence']:.2f}]  "
-                   f"expires in {max(0, a.expires_at - now):.0f}s")
+        typer.echo(printable(f"{a.decision_id}  {p['tool']} on {target}  [{d['category']} conf {d['confidence']:.2f}]  "
+                             f"expires in {max(0, a.expires_at - now):.0f}s"))
         for why in a.request.get("why_approval", []):
-            typer.echo(f"    why approval: {why}")
+            typer.echo(printable(f"    why approval: {why}"))
 
 
 def _answer(decision_id: str, approved: bool, note: Optional[str], approver: str, state_dir: Optional[Path]) -> None:
@@ -128,23 +130,93 @@ def register_ops(app: typer.Typer) -> None:
 # -- audit --------------------------------------------------------------------------
 
 def _audit(state_dir: Optional[Path]):  # noqa: ANN202
+    from payops.storage.keys import KeyProblem
     from payops.storage.stores import open_audit
 
     settings = _settings(state_dir)
     _require_state(settings)
-    return open_audit(settings)
+    try:
+        return open_audit(settings)
+    except KeyProblem as exc:  # data without its key: refuse in one line, never make a new key
+        _fail(str(exc), 1)
+
+
+def _palm_store(settings: Settings):  # noqa: ANN202 - the palm-pay store, if palm-pay has any state
+    from payops.palmpay.options import PalmPayOptions
+    from payops.palmpay.store import open_store
+
+    options = PalmPayOptions.from_settings(settings)
+    if not options.database_url and not options.database_path.exists():
+        return None
+    return open_store(options)
+
+
+def _palm_seal_keys(settings: Settings):  # noqa: ANN202
+    from payops.palmpay.sealing import seal_keys
+    from payops.storage.stores import audit_key_chain
+
+    return seal_keys(settings.state_dir, chain=audit_key_chain(settings), checkpoint_path=settings.audit_checkpoint_path)
 
 
 @audit_app.command("verify")
 def audit_verify(state_dir: Optional[Path] = STATE_DIR) -> None:
-    """Check the hash chain; exits 1 naming the first bad record."""
+    """Check the agent's trail, the palm-pay audit log and the PII access log; exits 1 naming the log and the record."""
+    from payops.palmpay.sealing import verify_logs
+    from payops.storage.keys import KeyProblem
+
+    settings = _settings(state_dir)
     result = _audit(state_dir).verify()
+    broken = False
     if result.ok:
-        typer.echo(f"audit trail intact: {result.count} records; head hash {result.head_hash}")
+        legacy = f" ({result.legacy} in the legacy unkeyed segment)" if result.legacy else ""
+        typer.echo(f"agent audit trail intact: {result.count} records{legacy}, {result.checkpoints} signed checkpoint(s), "
+                   f"{result.superseded} superseded; head hash {result.head_hash}")
+    else:
+        broken = True
+        which = f" (decision {result.first_bad_decision})" if result.first_bad_decision else ""
+        typer.echo(f"agent audit trail BROKEN at record {result.first_bad_seq}{which}: {result.reason}", err=True)
+    store = _palm_store(settings)
+    if store is not None:
+        try:
+            checks = verify_logs(store, _palm_seal_keys(settings))
+        except KeyProblem as exc:
+            _fail(str(exc), 1)
+        finally:
+            store.close()
+        for check in checks:
+            if check.ok:
+                unsealed = f", {check.count - check.sealed} written since the last checkpoint" if check.count > check.sealed else ""
+                typer.echo(f"{check.title} intact: {check.count} records, {check.checkpoints} signed checkpoint(s){unsealed}")
+            else:
+                broken = True
+                where = f" at id {check.at_id}" if check.at_id is not None else ""
+                typer.echo(f"{check.title} BROKEN{where}: {check.reason}", err=True)
+    if broken:
+        raise typer.Exit(1)
+
+
+@audit_app.command("seal")
+def audit_seal(state_dir: Optional[Path] = STATE_DIR) -> None:
+    """Sign a checkpoint of every log now (cron: the rows written since the last one are at stake until then)."""
+    from payops.palmpay.sealing import seal_logs
+    from payops.storage.keys import KeyProblem
+
+    settings = _settings(state_dir)
+    audit = _audit(state_dir)
+    wrote = audit.checkpoint()
+    audit.close()
+    typer.echo(f"agent audit trail: {'checkpoint written' if wrote else 'nothing new to seal'}")
+    store = _palm_store(settings)
+    if store is None:
         return
-    which = f" (decision {result.first_bad_decision})" if result.first_bad_decision else ""
-    typer.echo(f"audit trail BROKEN at record {result.first_bad_seq}{which}: {result.reason}", err=True)
-    raise typer.Exit(1)
+    try:
+        sealed = seal_logs(store, _palm_seal_keys(settings))
+    except KeyProblem as exc:
+        _fail(str(exc), 1)
+    finally:
+        store.close()
+    for log, n in sealed.items():
+        typer.echo(f"{log}: {n} record(s) sealed")
 
 
 @audit_app.command("show")

@@ -8,15 +8,22 @@ for a refusal by the rules (limits, inactive link, spoof, ...).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import getpass
+import os
+import secrets
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import BaseModel
 
 from payops.palmpay import DevOtpSender, PalmPayError, PalmPayOptions, PalmPayService
+from payops.palmpay.attestation import ScanAttestation
 from payops.palmpay.crypto import KeyRingError
 from payops.palmpay.spec import SpecError
 
@@ -37,10 +44,18 @@ def _fail(line: str, code: int) -> typer.Exit:
 
 @contextlib.contextmanager
 def _service(sender: DevOtpSender | None = None) -> Iterator[PalmPayService]:
+    """The backend on Settings; OTPs go to `sender` (--show-otp) or the PAYOPS_OTP_* sender."""
+    from pydantic import ValidationError
+
+    from payops.palmpay.otp_delivery import sender_from_settings
+
     try:
         from payops.settings import Settings
 
-        service = PalmPayService(PalmPayOptions.from_settings(Settings()), verification=sender or DevOtpSender())
+        verification = sender if sender is not None else sender_from_settings()
+        service = PalmPayService(PalmPayOptions.from_settings(Settings()), verification=verification)
+    except ValidationError as exc:
+        raise _fail(f"palm-pay is not usable: {_first_error(exc)}", 2) from None
     except (SpecError, KeyRingError, ValueError, OSError) as exc:
         raise _fail(f"palm-pay is not usable: {exc}", 2) from None
     try:
@@ -50,6 +65,15 @@ def _service(sender: DevOtpSender | None = None) -> Iterator[PalmPayService]:
         raise _fail(f"{exc.code} ({exc.status}): {exc.message}{hint}", 2 if exc.code in INPUT_ERRORS else 1) from None
     finally:
         service.close()
+
+
+def _first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and errors():
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{where}: {first['msg']}" if where else str(first["msg"])
+    return str(exc).splitlines()[0]
 
 
 def _print(model: BaseModel) -> None:
@@ -70,15 +94,31 @@ def link(
         bool, typer.Option("--show-otp", help="DEMO ONLY: print the one-time code from the dev OTP sender")
     ] = False,
 ) -> None:
-    """Create a palm-to-proxy link (pending verification) and send an OTP."""
-    sender = DevOtpSender()
+    """Create a palm-to-proxy link (pending verification) and send an OTP (PAYOPS_OTP_SENDER)."""
+    sender = DevOtpSender() if show_otp else None
     with _service(sender) as service:
         view, delivery_id = service.create_link(
             user, template_ref, hand, proxy, proxy_type, daily_limit, transaction_limit, bank
         )
     _print(view)
     typer.echo(f"OTP sent (delivery {delivery_id})")
-    if show_otp:
+    if sender is not None:
+        typer.echo(f"demo OTP: {sender.code_for(delivery_id)}")
+
+
+@palm_app.command("resend-otp")
+def resend_otp(
+    palm_pay_id: Annotated[str, typer.Argument(help="Link id (pp_...), still pending verification")],
+    show_otp: Annotated[
+        bool, typer.Option("--show-otp", help="DEMO ONLY: print the new code instead of sending it")
+    ] = False,
+) -> None:
+    """Send a new one-time code to a pending link's proxy (the previous code stops working)."""
+    sender = DevOtpSender() if show_otp else None
+    with _service(sender) as service:
+        delivery_id = service.resend_otp(palm_pay_id)
+    typer.echo(f"OTP sent (delivery {delivery_id})")
+    if sender is not None:
         typer.echo(f"demo OTP: {sender.code_for(delivery_id)}")
 
 
@@ -100,10 +140,39 @@ def pay(
     score: Annotated[float, typer.Option("--score", help="Match score 0..1")] = 0.99,
     liveness: Annotated[bool, typer.Option("--liveness/--no-liveness", help="Liveness check result")] = True,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="Payment id for retries")] = None,
+    sign_with: Annotated[Path | None, typer.Option(
+        "--sign-with", help="Sign the scan as the terminal would, with this Ed25519 private key (PEM)")] = None,
+    require_attestation: Annotated[bool, typer.Option(
+        "--require-attestation", help="Refuse the payment unless the scan is signed")] = False,
 ) -> None:
     """Pay by palm over the (simulated) PayShap rail."""
+    attestation = _sign(sign_with, template_ref, amount, terminal, liveness, score) if sign_with else None
     with _service() as service:
-        _print(service.pay(template_ref, amount, terminal, liveness, score, idempotency_key))
+        _print(service.pay(template_ref, amount, terminal, liveness, score, idempotency_key,
+                           attestation=attestation, require_attestation=require_attestation))
+
+
+def _sign(
+    key_file: Path, template_ref: str, amount: str, terminal: str, liveness: bool, score: float
+) -> ScanAttestation:
+    """What a terminal does before it sends a scan (demos and tests of the backend's check)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from payops.palmpay.attestation import sign_scan
+    from payops.palmpay.money import MoneyError
+
+    try:
+        key = load_pem_private_key(key_file.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise _fail(f"cannot read the signing key {key_file}: {type(exc).__name__}", 2) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise _fail(f"{key_file} is not an Ed25519 private key", 2)
+    try:
+        return sign_scan(key, terminal_id=terminal, palm_template_ref=template_ref, liveness_passed=liveness,
+                         match_score=score, amount=amount, nonce=secrets.token_urlsafe(16), ts=int(time.time()))
+    except MoneyError as exc:
+        raise _fail(f"PALM_PAY_INVALID_INPUT: amount: {exc}", 2) from None
 
 
 @palm_app.command("suspend")
@@ -151,6 +220,103 @@ def rotate_key() -> None:
     """Create a new data key and re-encrypt every sensitive field with it."""
     with _service() as service:
         _print(service.rotate_key())
+
+
+terminal_app = typer.Typer(name="terminal", no_args_is_help=True, add_completion=False,
+                           help="Terminal signing keys: every payment's scan is signed by its terminal (Ed25519).")
+palm_app.add_typer(terminal_app, name="terminal")
+
+
+def _cli_actor() -> str:
+    # The operating-system user until CLI writes carry an authenticated operator key.
+    return f"cli:{getpass.getuser()}"
+
+
+@terminal_app.command("register")
+def terminal_register(
+    terminal_id: Annotated[str, typer.Argument(help="The terminal's terminal_id")],
+    public_key: Annotated[str | None, typer.Option("--public-key", help="base64 of the 32-byte public key")] = None,
+    public_key_file: Annotated[Path | None, typer.Option("--public-key-file", help="PEM public key file")] = None,
+) -> None:
+    """Register (or replace) the public key a terminal's scans must be signed with."""
+    from payops.palmpay.attestation import AttestationKeyError
+
+    if (public_key is None) == (public_key_file is None):
+        raise _fail("give exactly one of --public-key or --public-key-file", 2)
+    try:
+        text = public_key if public_key is not None else public_key_file.read_text()  # type: ignore[union-attr]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"cannot read {public_key_file}: {type(exc).__name__}", 2) from None
+    with _service() as service:
+        try:
+            record = service.attestation.register(terminal_id, text, actor=_cli_actor())
+        except (AttestationKeyError, ValueError) as exc:
+            raise _fail(str(exc), 2) from None
+    typer.echo(f"terminal {record.terminal_id}: key {record.fingerprint} registered")
+
+
+@terminal_app.command("revoke")
+def terminal_revoke(terminal_id: Annotated[str, typer.Argument(help="The terminal's terminal_id")]) -> None:
+    """Stop accepting a terminal's signatures (a stolen or retired till)."""
+    with _service() as service:
+        try:
+            done = service.attestation.revoke(terminal_id, actor=_cli_actor())
+        except ValueError as exc:
+            raise _fail(str(exc), 2) from None
+    if not done:
+        raise _fail(f"terminal {terminal_id} has no active key", 2)
+    typer.echo(f"terminal {terminal_id}: key revoked")
+
+
+@terminal_app.command("list")
+def terminal_list() -> None:
+    """Terminals, their key fingerprints and whether they are revoked."""
+    with _service() as service:
+        records = service.attestation.terminals()
+    for record in records:
+        state = "revoked" if record.revoked_at is not None else "active"
+        typer.echo(f"{record.terminal_id}\t{record.fingerprint}\t{state}\t{record.registered_by}")
+
+
+@terminal_app.command("keygen")
+def terminal_keygen(
+    private_key_out: Annotated[Path, typer.Option("--private-key-out", help="Where to write the private key (0600)")],
+) -> None:
+    """DEVELOPMENT: make a terminal key pair; prints the public key to register. Real terminals keep theirs in
+    secure hardware and only ever export the public half."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    try:
+        fd = os.open(private_key_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise _fail(f"cannot create {private_key_out}: {exc.strerror}", 2) from None
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    typer.echo(base64.b64encode(raw).decode())
+
+
+@palm_app.command("maintain")
+def maintain() -> None:
+    """One settlement round: expire unverified links, settle or release pending payments (cron-safe).
+
+    Exit status: 0 done, 75 another round holds the lock (try again next time), 2 bad settings.
+    """
+    from payops.palm_jobs import MaintenanceLocked, maintain_once
+    from payops.scheduling import EX_TEMPFAIL
+    from payops.settings import Settings
+
+    with _service() as service:
+        try:
+            report = maintain_once(Settings(), service)
+        except MaintenanceLocked:
+            raise _fail("another palm-pay maintenance round is running; try again later", EX_TEMPFAIL) from None
+    _print(report)
+    typer.echo(report.summary(), err=True)
 
 
 def main() -> None:  # pragma: no cover - convenience entry point

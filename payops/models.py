@@ -97,3 +97,6 @@ class ExecutionResult(Frozen):
     status: ExecutionStatus
     detail: str = ""
     action_id: str | None = None
+    # Where it ran (CONTRACT §4 "plane"): "simulated", "shadow" (recorded as what would have
+    # run; nothing moved) or "http"; None for what no control plane ran (palm-pay, denials).
+    plane: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,6 +20,18 @@ CATEGORY_LABELS = {
     "config": "Retry or routing misconfiguration",
     "security": "Security",
 }
+
+
+# Characters a label must not smuggle onto a terminal: C0/C1 controls (a newline forges output
+# lines, ESC starts terminal sequences), DEL, line/paragraph separators and bidi overrides.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """`text` with control characters shown as escapes (\\n, \\x1b, \\u202e): one console line stays one line."""
+    return _UNPRINTABLE.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                                                  else f"\\u{ord(m.group()):04x}"), text)
 
 
 def _clock(ts: float) -> str:
@@ -78,29 +91,40 @@ def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8) -> st
     lines.append(f"Risk Assessment: {risk_assessment(state)}")
     # Truncated, not rounded: 0.797 must not print as 0.80 next to "approval required".
     lines.append(f"Confidence Score: {math.floor(float(d['confidence']) * 100) / 100:.2f}")
-    outcome = {"executed": "EXECUTED", "escalated": "ESCALATED to human approval", "denied": "DENIED by guardrails",
+    outcome = {"executed": "WOULD EXECUTE (shadow)" if e.get("plane") == "shadow" else "EXECUTED", "escalated": "ESCALATED to human approval", "denied": "DENIED by guardrails",
                "skipped": "NOTHING TO DO", "failed": "FAILED", "unknown": "UNKNOWN (to reconcile)"}.get(e["status"], e["status"])
     lines.append(f"Outcome: {outcome} — {e['detail']}")
     for note in state.get("housekeeping") or []:
+        if note.get("op") == "approved_action_void":  # the operator must see why an approval was not honoured
+            lines.append(f"  note: approval of {note.get('decision_id')} voided, {note.get('tool')} not applied: "
+                         f"{note.get('voided') or note.get('result')}")
+            continue
         lines.append(f"  note: {note['op']} {note.get('tool', '')} {note.get('decision_id', note.get('action_id', ''))}".rstrip())
+    if state.get("llm_fallback"):
+        lines.append(f"  note: the rules decided: {state['llm_fallback']}")
     if needs_human(state, confidence_threshold):
         lines.append(APPROVAL_LINE)
-    return "\n".join(lines)
+    # Labels are data from the feed (bank, route, terminal names): escaped, never interpreted.
+    return "\n".join(printable(line) for line in lines)
 
 
 def decision_line(state: dict[str, Any]) -> dict[str, Any]:
     """CONTRACT.md §4: one object per tick."""
     p, e = state["proposal"], state["execution"]
-    return {
+    executed = e["status"] == "executed" and p["tool"] != "no_action"
+    line = {
         "window_end": float(state["window_end"]),
         "category": state["diagnosis"]["category"],
         "confidence": float(state["diagnosis"]["confidence"]),
         "action": {"tool": p["tool"], "target": p["target"], "args": p["args"]},
-        "executed": e["status"] == "executed" and p["tool"] != "no_action",
+        "executed": executed,
         "escalated": e["status"] == "escalated",
         "evidence": list(state["diagnosis"]["evidence"]),
         "decision_id": state["decision_id"],
     }
+    if executed and e.get("plane"):
+        line["plane"] = e["plane"]  # optional field (version 2): where the executed action ran
+    return line
 
 
 def decision_json(state: dict[str, Any]) -> bytes:

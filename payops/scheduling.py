@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 if TYPE_CHECKING:
     from payops.graph.services import AgentServices
@@ -112,8 +112,8 @@ def partition_lock(settings: Settings) -> Iterator[None]:
         yield
 
 
-def run_tick(settings: Settings, *, source: str | None = "simulator", scenario: str = "demo", seed: int = 7,
-             wall_clock: Callable[[], float] = time.time) -> TickOutcome:
+def run_tick(settings: Settings, *, source: str | Sequence[str] | None = "simulator", scenario: str = "demo", seed: int = 7,
+             wall_clock: Callable[[], float] = time.time, control_plane: str | None = None) -> TickOutcome:
     """One tick of `settings.deployment`, under its partition lock; everything opened is closed again.
 
     Raises TickLocked (another tick holds the partition), TickUsageError (bad set-up),
@@ -125,8 +125,8 @@ def run_tick(settings: Settings, *, source: str | None = "simulator", scenario: 
     partition = settings.deployment
     with partition_lock(settings):
         try:
-            services = agent_services(settings, source, scenario, seed)
-        except (SourceError, ValueError) as exc:
+            services = agent_services(settings, source, scenario, seed, control_plane=control_plane)
+        except (SourceError, ValueError) as exc:  # PlaneChoiceError is a ValueError
             raise TickUsageError(str(exc)) from None
         agent = None
         try:

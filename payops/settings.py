@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="PostgreSQL DSN; SQLite in state_dir when unset.")
 
     # --- observe -----------------------------------------------------------
+    source: str = Field(
+        "simulator", description="Event source(s) of scheduled ticks that take no --source (LangGraph Server cron): "
+        "simulator, a file, nats://..., palm; several separated by spaces are merged by event time."
+    )
     window_seconds: float = Field(60.0, gt=0, description="Sliding window the agent reasons over (brief: 60 s).")
     tick_seconds: float = Field(60.0, gt=0, description="Event-time step between two decisions.")
     min_segment_attempts: int = Field(
@@ -59,8 +63,13 @@ class Settings(BaseSettings):
     # --- reason (LLM, optional) -------------------------------------------
     llm_model: str | None = Field(None, description="Set to switch on the LLM reasoner (any OpenAI-compatible model).")
     llm_base_url: str | None = Field(None, description="Overrides OPENAI_BASE_URL.")
-    llm_timeout_seconds: float = Field(30.0, gt=0)
+    llm_timeout_seconds: float = Field(30.0, gt=0, description="Per LLM call, at most (the tick budget bounds it further).")
     llm_max_retries: int = Field(2, ge=0)
+    llm_tick_budget_seconds: float = Field(
+        20.0, gt=0, le=86400, description="Wall-clock seconds all LLM work of one tick may take, retries included, before "
+        "the rules decide: a third of the 60 s tick, so a hanging endpoint cannot stall the agent (it once took 91.6 s = "
+        "3 attempts x 30 s). The same wall-clock budget applies to replay's event-time ticks."
+    )
 
     # --- act ---------------------------------------------------------------
     orchestrator_url: str | None = Field(None, description="HTTP control plane; the in-process simulator when unset.")
@@ -71,10 +80,37 @@ class Settings(BaseSettings):
     data_key: SecretStr | None = Field(None, description="Base64 AES-256 key for sensitive fields; key file if unset.")
     timezone: str = Field("Africa/Johannesburg", description="Local time zone for the palm-pay daily reset.")
     palm_match_threshold: float = Field(0.95, ge=0, le=1, description="Spec: palm match must exceed 95% by default.")
+    palm_maintenance_interval_s: float = Field(
+        300.0, ge=0, description="Seconds between settlement rounds in `serve` / `run` (0: off, use cron with "
+        "`payops palm maintain`). Five minutes keeps a timed-out payment's reservation short and the rail unbothered."
+    )
+    palm_max_pending_age_s: float = Field(
+        3600.0, gt=0, description="A payment the rail cannot confirm after this long is released as failed "
+        "(PayShap settles in seconds; an hour is generous)."
+    )
+
+    # --- keys and tamper evidence (storage/keys.py, memory/audit.py) -------------
+    key_dir: Path | None = Field(
+        None, description="Folder of key files (0700); <state_dir>/keys when unset. Put it outside the state folder "
+        "so a backup of the state does not carry the keys that protect it.")
+    key_command: str | None = Field(
+        None, description="External command run as `COMMAND NAME` that prints a base64 key (KMS/HSM hook).")
+    audit_checkpoint_path: Path | None = Field(
+        None, description="Where signed audit checkpoints are appended; <state_dir>/audit.checkpoints when unset. "
+        "Outside the database (ideally another host's mount) so wiping the database cannot wipe them too.")
+    audit_checkpoint_every: int = Field(
+        50, ge=1, description="Sign a checkpoint every N audit records (and on shutdown): bounds the tail that could "
+        "vanish unnoticed between checkpoints to about an hour of one-minute ticks.")
+    audit_seal_seconds: float = Field(
+        300.0, ge=0, description="Palm-pay logs: a long-lived service seals them this often (0: only at close); "
+        "a row forged into the database between two seals is sealed as genuine, so this bounds that window.")
+    key_audit_hmac: SecretStr | None = Field(None, description="Base64 audit HMAC key (else the key command or file).")
+    key_checkpoint_signing: SecretStr | None = Field(None, description="Base64 Ed25519 seed for audit checkpoints.")
 
     def ensure_state_dir(self) -> Path:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        return self.state_dir
+        from payops.storage.keys import private_dir
+
+        return private_dir(self.state_dir)  # 0700: the state is nobody else's business
 
     @property
     def sqlite_path(self) -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
 from payops.graph.runner import Agent
 from payops.graph.services import AgentServices, build_services
@@ -13,11 +13,49 @@ from payops.settings import Settings
 from payops.signals.policy import TrafficPolicy
 from payops.signals.scenarios import timed_scenario
 from payops.signals.simulator import SCENARIOS, Simulator, default_network
+from payops.signals.merged_source import MergedSource
+from payops.signals.palm_source import PalmSource
 from payops.signals.sources import LineSource, SimulatorSource, Source, open_jsonl
-from payops.tools.control_plane import SimulatedControlPlane
+from payops.tools.control_plane import HTTP, PLANES, SHADOW, SIMULATED, ShadowControlPlane, SimulatedControlPlane
 from payops.tools.http_control_plane import HttpControlPlane
+from payops.tools.palm_ops import PalmOps
 
 DEFAULT_SCENARIO = "demo"
+
+
+class PlaneChoiceError(ValueError):
+    """The control plane asked for cannot be used as configured (a usage error, exit 2)."""
+
+
+def plane_for_source(source_name: str | None, settings: Settings, requested: str | None = None) -> str:
+    """Which control plane acts: the one named, else by source.
+
+    The simulator obeys the agent, so it keeps its closed loop (simulated). A file, stdin,
+    a NATS log, the palm-pay backend's payments, or several merged, cannot respond to a
+    move: with an orchestrator configured the moves go there (http); without one they are
+    recorded as what would have run (shadow).
+    """
+    if requested is not None:
+        if requested not in PLANES:
+            raise PlaneChoiceError(f"unknown control plane '{requested}' (choose from {', '.join(PLANES)})")
+        if requested == HTTP and not settings.orchestrator_url:
+            raise PlaneChoiceError("--control-plane http needs PAYOPS_ORCHESTRATOR_URL (the orchestrator's base URL)")
+        return requested
+    if settings.orchestrator_url:
+        return HTTP
+    return SIMULATED if _source_names(source_name) in (["simulator"], ["sim"]) else SHADOW
+
+
+def _source_names(source_name: str | Sequence[str] | None) -> list[str]:
+    names = [source_name] if source_name is None or isinstance(source_name, str) else list(source_name)
+    return [n for n in names if n is not None] or ["simulator"]
+
+
+def control_plane_named(plane: str, settings: Settings) -> SimulatedControlPlane | HttpControlPlane:
+    if plane == HTTP:
+        assert settings.orchestrator_url, "plane_for_source checks the URL"
+        return HttpControlPlane(settings.orchestrator_url)
+    return ShadowControlPlane() if plane == SHADOW else SimulatedControlPlane()
 
 
 def notifier_for(settings: Settings) -> ListNotifier | FanoutNotifier:
@@ -35,16 +73,62 @@ def simulator_for(scenario: str, seed: int, control_plane: TrafficPolicy, minute
     return Simulator(timed_scenario(scenario, net, minutes), net, seed=seed, policy=control_plane)
 
 
-def agent_services(settings: Settings, source_name: str | None, scenario: str, seed: int, *, in_memory: bool = False) -> AgentServices:
-    # The orchestrator over HTTP when configured (the simulator then obeys its local ledger), else in-process.
-    control_plane: SimulatedControlPlane | HttpControlPlane = (
-        HttpControlPlane(settings.orchestrator_url) if settings.orchestrator_url else SimulatedControlPlane())
-    source: Source
-    if source_name in (None, "simulator", "sim"):
-        source = SimulatorSource(simulator_for(scenario, seed, control_plane))
-    else:
-        source = open_jsonl(source_name)
-    return build_services(settings, source=source, in_memory=in_memory, control_plane=control_plane, notifier=notifier_for(settings))
+def agent_services(settings: Settings, source_name: str | Sequence[str] | None, scenario: str, seed: int, *,
+                   in_memory: bool = False, control_plane: str | None = None) -> AgentServices:
+    """Services with their event source: the simulator, a file, stdin, a NATS stream, the palm-pay
+    backend's payments (`palm`), or several of the last four merged by event time.
+
+    `control_plane`: "simulated", "shadow" or "http"; None chooses by source (plane_for_source).
+    Raises PlaneChoiceError, ValueError (unknown scenario, bad combination) or SourceError.
+    """
+    names = _source_names(source_name)
+    # Over HTTP the simulator obeys the adapter's local ledger; a shadow plane steers no traffic.
+    plane = control_plane_named(plane_for_source(source_name, settings, control_plane), settings)
+    if len(names) == 1 and names[0] in ("simulator", "sim"):
+        source: Source = SimulatorSource(simulator_for(scenario, seed, plane))
+        return build_services(settings, source=source, in_memory=in_memory, control_plane=plane,
+                              notifier=notifier_for(settings))
+    if any(n in ("simulator", "sim") for n in names):
+        raise ValueError("the simulator is a closed loop of its own: it cannot be combined with another --source")
+    palm = None if in_memory else PalmOps.from_settings(settings)
+    opened: list[Any] = []
+    try:
+        for name in names:
+            opened.append(_open_source(name, settings, palm))
+    except Exception:
+        for done in opened:
+            done.close()
+        raise
+    source = opened[0] if len(opened) == 1 else MergedSource(opened)
+    services = build_services(settings, source=source, in_memory=in_memory, control_plane=plane,
+                              notifier=notifier_for(settings), palm=palm)
+    for palm_source in (s for s in opened if isinstance(s, PalmSource)):
+        _resume_palm_cursor(palm_source, services, settings.deployment)
+    return services
+
+
+def _open_source(name: str, settings: Settings, palm: PalmOps | None) -> Any:
+    if name.startswith("nats://"):
+        from payops.signals.nats_source import open_nats
+
+        return open_nats(name, settings.deployment)
+    if name == "palm":
+        if palm is None:
+            raise ValueError("--source palm reads the palm-pay backend's database: not available in memory")
+        return PalmSource(lambda after, limit: [(r.id, r.event) for r in palm.service.payment_events_after(after, limit)])
+    return open_jsonl(name)
+
+
+CURSORS = ("sources",)  # namespace in the agent's store (SQLite or PostgreSQL): one cursor per partition
+
+
+def _resume_palm_cursor(source: PalmSource, services: AgentServices, deployment: str) -> None:
+    """Resume after the rows no open window needed when the last tick was checkpointed."""
+    store = services.lessons.store
+    key = f"palm:{deployment}"
+    item = store.get(CURSORS, key)
+    source.resume(int(item.value["after_id"]) if item else 0,
+                  lambda after_id: store.put(CURSORS, key, {"after_id": after_id}, index=False))
 
 
 def durable_agent(services: AgentServices) -> Agent:
@@ -54,8 +138,12 @@ def durable_agent(services: AgentServices) -> Agent:
 
 
 def replay(events_path: str | Path, out_path: str | Path, window: float, tick: float,
-           stats: dict | None = None, source: LineSource | None = None) -> Iterator[dict]:
+           stats: dict | None = None, source: LineSource | None = None, control_plane: str = SHADOW) -> Iterator[dict]:
     """CONTRACT.md §4: deterministic decisions over a recorded file, nothing on disk but `out`.
+
+    The recorded feed cannot respond to the agent, so actions are shadow ones by default
+    (recorded, judged by nobody); "simulated" is the older in-process plane, "http" sends
+    them to PAYOPS_ORCHESTRATOR_URL (explicit only: replay is offline otherwise).
 
     `stats["report"]` receives the source's ParseReport (bad lines with line numbers).
     `source`: `open_jsonl(events_path)` opened by the caller, e.g. before importing this
@@ -67,7 +155,8 @@ def replay(events_path: str | Path, out_path: str | Path, window: float, tick: f
     if stats is not None:
         stats["report"] = source.report
     try:
-        services = build_services(settings, source=source, in_memory=True, control_plane=SimulatedControlPlane(), notifier=ListNotifier())
+        plane = control_plane_named(plane_for_source(str(events_path), settings, control_plane), settings)
+        services = build_services(settings, source=source, in_memory=True, control_plane=plane, notifier=ListNotifier())
         agent = Agent(services)
         with open(out_path, "wb") as out:
             end = agent.next_window_end()

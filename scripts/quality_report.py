@@ -24,6 +24,12 @@ Scored per incident (the simulator's oracle says what is right):
   falls significantly below the no-agent run's. Must be zero.
 
     python scripts/quality_report.py [--variants 2] [--jobs 2] [--seed-base N] [--json out.json]
+                                     [--independent-seeds 2] [--independent-seed-base N] [--independent-shape S]
+                                     [--only simulator|independent]
+
+Then the same figures on the project's held-out set: the independent incident generator
+(evals/independent, its own world model, never tuned on), >= 2 fresh seeds of every shape
+replayed through the eval harness (`python -m payops.evals.independent.score` alone).
 
 The reasoner is whatever Settings() configures: the rules by default; with
 PAYOPS_LLM_MODEL (and OPENAI_BASE_URL / OPENAI_API_KEY) set, the LLM reasoner.
@@ -42,6 +48,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+from payops.evals.independent import score as heldout
+from payops.evals.independent.generate import GeneratorError
 from payops.settings import Settings
 from payops.signals.policy import NoPolicy
 from payops.signals.simulator import SCENARIOS, NetworkConfig, RouteSpec, Scenario, Simulator, build_scenario, oracle_for_window
@@ -420,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trace", metavar="SCENARIO:VARIANT", help="print every tick of one incident run and stop")
     ap.add_argument("--seed-base", type=int, default=HELD_OUT_SEED_BASE,
                     help=f"first seed (default: the held-out set; {DEV_SEED_BASE} is the development set)")
+    ap.add_argument("--only", choices=("simulator", "independent"), help="print one set only (default: both)")
+    heldout.add_arguments(ap, prefix="independent-")
     args = ap.parse_args(argv)
     names = args.scenario or list(SCENARIOS)
     if args.trace:
@@ -429,16 +439,31 @@ def main(argv: list[str] | None = None) -> int:
         res = run_case(case, trace=True)
         report([res])
         return 0
-    todo = cases(args.variants, names, args.seed_base)
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        results = list(pool.map(run_case, todo))
-    figure, healthy, harmful = report(results)
-    print(f"{len(todo)} runs ({sum(len(r.incidents) for r in results)} incidents) in {time.perf_counter() - t0:.0f}s")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump([{**asdict(r), "case": asdict(r.case)} for r in results], fh, indent=1, default=str)
-    return 0 if figure >= QUALITY_BAR and healthy == 0 and harmful == 0 else 1
+    try:
+        plan = heldout.held_out_plan(args.independent_seeds, args.independent_seed_base, args.independent_shape)
+    except GeneratorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ok = True
+    if args.only != "independent":
+        print("== simulator set (closed loop, signals/simulator scenarios on new networks)")
+        todo = cases(args.variants, names, args.seed_base)
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            results = list(pool.map(run_case, todo))
+        figure, healthy, harmful = report(results)
+        print(f"{len(todo)} runs ({sum(len(r.incidents) for r in results)} incidents) in {time.perf_counter() - t0:.0f}s")
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump([{**asdict(r), "case": asdict(r.case)} for r in results], fh, indent=1, default=str)
+        ok = figure >= QUALITY_BAR and healthy == 0 and harmful == 0
+    if args.only != "simulator":
+        print("\n== held-out set (independent generator, evals/independent; replayed through the eval harness)")
+        t0 = time.perf_counter()
+        summary = heldout.report(heldout.run_all(plan, max(1, args.jobs)))
+        print(f"{len(plan)} streams in {time.perf_counter() - t0:.0f}s")
+        ok = ok and summary.meets_bar
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

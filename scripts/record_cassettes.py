@@ -8,6 +8,10 @@ re-recording after a prompt, the briefing or the rule engine's figures change:
 - eval: the incident corpus for `payops eval --reasoner llm --model smollm2`
   (evals/cassettes/smollm2/<case>.yaml + meta.json), every anomalous tick of every
   case: about two hours on 2 cores. --tags / --only re-record a part.
+- ci: what CI replays, re-recorded in one go (well under 20 minutes): the reasoning
+  cases plus the eval suite `llm-ci` of evals/suites.json (one case per category, the
+  prompt-injection case, the no-call controls). It removes the other eval cassettes,
+  which the same change has made stale; `--suite eval` brings the whole corpus back.
 
 By default it starts the server itself (`payops llm serve`'s command line: repacked
 CPU kernels off) with the interpreter that has the local-llm extra, records, stops
@@ -16,6 +20,7 @@ the server, and (eval) replays what it recorded to prove the cassettes reproduce
     python scripts/record_cassettes.py --server-python /work/llm-venv/bin/python                 # reasoning
     python scripts/record_cassettes.py --server-python /work/llm-venv/bin/python --suite eval    # the corpus
     python scripts/record_cassettes.py --server-python /work/llm-venv/bin/python --suite all
+    python scripts/record_cassettes.py --server-python /work/llm-venv/bin/python --suite ci      # what CI replays
     python scripts/record_cassettes.py --suite eval --tags route_outage --base-url http://127.0.0.1:8011/v1
 
 The eval cassettes match on host and port too: they are recorded on one fixed port
@@ -109,7 +114,7 @@ def record_reasoning(base_url: str, only: list[str]) -> None:
             path.write_text("interactions: []\nversion: 1\n")  # replay then proves no request is made
 
 
-def record_eval(base_url: str, only: list[str], tags: list[str], out: Path, verify: bool) -> int:
+def record_eval(base_url: str, only: list[str], tags: list[str], out: Path, verify: bool, suite: str | None = None) -> int:
     """`payops eval --reasoner llm --record` over the chosen cases, then a replay of them with record_mode none."""
     from payops.evals.harness import RunOptions, results_json, run_model, select_cases
     from payops.evals.llm import cassette_dir, load_meta, recording_stats, save_meta
@@ -118,7 +123,17 @@ def record_eval(base_url: str, only: list[str], tags: list[str], out: Path, veri
     recorded_url = load_meta(EVAL_MODEL).get("base_url")
     if (only or tags) and recorded_url and recorded_url != base_url:
         raise SystemExit(f"the other cassettes were recorded against {recorded_url}: record a part against the same URL")
-    cases = select_cases(None, tags)
+    cases = select_cases(None, tags, suite)
+    if suite is not None:  # the rest of the corpus is stale after the change that needs this re-record
+        keep = {c.id for c in cases}
+        for path in cassette_dir(EVAL_MODEL).glob("*.yaml"):
+            if path.stem not in keep:
+                path.unlink()
+        meta_path = cassette_dir(EVAL_MODEL) / "meta.json"
+        if meta_path.exists():
+            meta = json.loads(meta_path.read_text())
+            meta["cases"] = {k: v for k, v in (meta.get("cases") or {}).items() if k in keep}
+            meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     if only:
         unknown = sorted(set(only) - {c.id for c in cases})
         if unknown:
@@ -155,7 +170,7 @@ def record_eval(base_url: str, only: list[str], tags: list[str], out: Path, veri
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--suite", choices=("reasoning", "eval", "all"), default="reasoning")
+    ap.add_argument("--suite", choices=("reasoning", "eval", "ci", "all"), default="reasoning")
     ap.add_argument("--base-url", help="use this running server instead of starting one")
     ap.add_argument("--server-python", default=sys.executable, help="interpreter with the local-llm extra (starts the server)")
     ap.add_argument("--only", action="append", default=[], help="record only these cases (repeatable)")
@@ -166,23 +181,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "payops-llm-server.log"))
     args = ap.parse_args(argv)
-    if args.suite == "all" and (args.only or args.tags):
+    if args.suite in ("all", "ci") and (args.only or args.tags):
         ap.error("--only and --tags pick cases of one suite: use --suite reasoning or --suite eval")
 
     proc: subprocess.Popen | None = None
     base_url = args.base_url
     if base_url is None:
-        port = eval_port() if args.suite in ("eval", "all") else free_port()
+        port = eval_port() if args.suite in ("eval", "ci", "all") else free_port()
         proc = start_server(args.server_python, port, args.threads, args.log)
         base_url = f"http://127.0.0.1:{port}/v1"
     started = time.monotonic()
     status = 0
     try:
         wait_ready(base_url, proc)
-        if args.suite in ("reasoning", "all"):
+        if args.suite in ("reasoning", "ci", "all"):
             record_reasoning(base_url, args.only)
         if args.suite in ("eval", "all"):
             status = record_eval(base_url, args.only, args.tags, args.out, args.verify)
+        if args.suite == "ci":
+            status = record_eval(base_url, [], [], args.out, args.verify, suite="llm-ci")
     finally:
         if proc is not None:
             os.killpg(proc.pid, signal.SIGTERM)

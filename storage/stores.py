@@ -3,18 +3,36 @@ on PostgreSQL when `Settings.database_url` is set, else on the SQLite files of t
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from typing import Any
 
 from payops.memory.audit import AuditLog
 
+from .keys import AUDIT_HMAC, CHECKPOINT_SIGNING, KeyChain, env_var, key_chain, private_file
 
-def open_audit(settings: Any) -> AuditLog:
+
+def audit_key_chain(settings: Any) -> KeyChain:
+    """Environment (PAYOPS_KEY_*), the key command, then the key folder — as Settings name them."""
+    environ = dict(os.environ)
+    for name, field in ((AUDIT_HMAC, "key_audit_hmac"), (CHECKPOINT_SIGNING, "key_checkpoint_signing")):
+        secret = getattr(settings, field, None)
+        if secret is not None:  # a Settings argument beats the environment, as everywhere else
+            environ[env_var(name)] = secret.get_secret_value()
+    return key_chain(settings.state_dir, key_dir=settings.key_dir, command=settings.key_command, environ=environ)
+
+
+def open_audit(settings: Any, database: Any = None) -> AuditLog:
+    """The agent's trail with its keys and checkpoint file as Settings say (`database`: a shared PostgreSQL one)."""
+    common = {"key_source": audit_key_chain(settings), "checkpoint_path": settings.audit_checkpoint_path,
+              "key_home": settings.state_dir, "checkpoint_every": settings.audit_checkpoint_every}
+    if database is not None:
+        return AuditLog(database=database, **common)
     if settings.database_url:
         from .postgres import agent_database
 
-        return AuditLog(database=agent_database(settings.database_url, max_size=1))
-    return AuditLog(settings.state_dir / "audit.db")
+        return AuditLog(database=agent_database(settings.database_url, max_size=1), **common)
+    return AuditLog(settings.ensure_state_dir() / "audit.db", **common)
 
 
 def open_lesson_store(settings: Any) -> Any:
@@ -26,7 +44,7 @@ def open_lesson_store(settings: Any) -> Any:
     from langgraph.store.sqlite import SqliteStore
 
     # isolation_level=None: SqliteStore manages its own transactions (STACK-NOTES).
-    conn = sqlite3.connect(str(settings.state_dir / "lessons.db"), check_same_thread=False, isolation_level=None)
+    conn = sqlite3.connect(str(private_file(settings.state_dir / "lessons.db")), check_same_thread=False, isolation_level=None)
     store = SqliteStore(conn)
     store.setup()
     return store

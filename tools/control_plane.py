@@ -2,7 +2,10 @@
 
 `SimulatedControlPlane` is an in-process router (route weights, retry policies,
 suppressed paths, alerts) that the simulator obeys, so an action really changes
-later windows. `tools.http_control_plane.HttpControlPlane` sends the same
+later windows. `ShadowControlPlane` keeps the same ledger but moves nothing: on a
+recorded or live feed with no orchestrator it records what would have run (the
+feed cannot respond, so no outcome may be judged from it).
+`tools.http_control_plane.HttpControlPlane` sends the same
 actions to an orchestrator over HTTP. Every application is keyed by an
 idempotency key (the decision id): the same action is never applied twice.
 Actions carry a TTL and roll back when it expires; the agent records each
@@ -60,7 +63,14 @@ class Reconciliation:
     detail: str
 
 
+# Where an executed action runs (CONTRACT §4 "plane").
+SIMULATED, SHADOW, HTTP = "simulated", "shadow", "http"
+PLANES = (SIMULATED, SHADOW, HTTP)
+
+
 class ControlPlane(Protocol):
+    plane: str  # SIMULATED | SHADOW | HTTP
+
     def apply(self, action: ProposedAction, idempotency_key: str, now: float) -> ExecutionResult:
         """Apply once per key; status executed / skipped / failed, or unknown (settled by reconcile)."""
         ...
@@ -86,6 +96,7 @@ STATEFUL_TOOLS = frozenset({"reroute_traffic", "adjust_retry_policy", "suppress_
 class SimulatedControlPlane:
     """An in-process router. Implements signals.policy.TrafficPolicy for the simulator."""
 
+    plane = SIMULATED
     actions: dict[str, ActionInForce] = field(default_factory=dict)
     alerts: list[Alert] = field(default_factory=list)
     applied_keys: set[str] = field(default_factory=set)
@@ -171,6 +182,48 @@ class SimulatedControlPlane:
     def retry_policy(self, dims: Mapping[str, str]) -> RetryPolicy | None:
         for action in self._matching("adjust_retry_policy", dims):
             return RetryPolicy(int(action.args["max_attempts"]), float(action.args.get("backoff_ms", 500.0)))
+        return None
+
+
+class ShadowControlPlane(SimulatedControlPlane):
+    """Records what would have run; changes no traffic (a trial on live traffic, a recorded feed).
+
+    The ledger is the simulated one, so a shadow action is "in force" for cooldowns, TTLs
+    and "already mitigated" exactly like a real one; the traffic-policy side answers as
+    if nothing were in force, so even a simulator wired to it is not steered.
+    Every tool is accepted, palm-pay operations included: nothing is sent anywhere.
+    """
+
+    plane = SHADOW
+
+    def apply(self, action: ProposedAction, idempotency_key: str, now: float) -> ExecutionResult:
+        if action.tool in STATEFUL_TOOLS or action.tool in ("alert_ops", "no_action"):
+            result = super().apply(action, idempotency_key, now)
+            why = "no traffic moved" if action.tool in STATEFUL_TOOLS else "the alert is marked shadow"
+        else:  # palm-pay and other one-off operations: recorded only
+            self.applied_keys.add(idempotency_key)
+            self.history.append({"at": now, "op": "record", "id": idempotency_key, "tool": action.tool})
+            result = ExecutionResult(status="executed", detail=f"{action.tool} on {target_key(action.target)}",
+                                     action_id=idempotency_key)
+            why = "nothing sent"
+        if result.status != "executed":
+            return result
+        return result.model_copy(update={"detail": f"{result.detail} (shadow: {why})", "plane": SHADOW})
+
+    def rollback(self, action_id: str, now: float, reason: str) -> ExecutionResult:
+        result = super().rollback(action_id, now, reason)
+        if result.status != "executed":
+            return result
+        return result.model_copy(update={"detail": f"{result.detail} (shadow: nothing was sent)", "plane": SHADOW})
+
+    # -- TrafficPolicy: nothing moves -------------------------------------------------
+    def reroute(self, dims: Mapping[str, str], candidates: Mapping[str, float], draw: float) -> str | None:
+        return None
+
+    def suppression(self, dims: Mapping[str, str]) -> Diversion | None:
+        return None
+
+    def retry_policy(self, dims: Mapping[str, str]) -> RetryPolicy | None:
         return None
 
 

@@ -37,7 +37,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_a
 
 from payops.models import ExecutionResult, ProposedAction, target_key
 
-from .control_plane import STATEFUL_TOOLS, ActionInForce, Reconciliation, SimulatedControlPlane
+from .control_plane import HTTP, STATEFUL_TOOLS, ActionInForce, Reconciliation, SimulatedControlPlane
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 DEFAULT_TIMEOUT_SECONDS = 5.0  # per request; a tick waits at most attempts x timeout (+ backoff)
@@ -63,6 +63,8 @@ class _Answer:
 
 class HttpControlPlane:
     """ControlPlane over HTTP with idempotency keys, retries and reconciliation."""
+
+    plane = HTTP
 
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS, attempts: int = DEFAULT_ATTEMPTS,
                  backoff_seconds: float = 0.2, client: httpx.Client | None = None,

@@ -52,6 +52,9 @@ class Decision:
     proposal: ProposedAction
     llm_calls: tuple[dict[str, Any], ...] = ()  # tokens, latency, model, fallback reason
     notes: tuple[str, ...] = ()
+    # Set when the rules decided because the LLM failed: what the operator is told,
+    # e.g. "the LLM timed out (budget 20 s, 3 call(s))".
+    fallback: str | None = None
 
 
 class Reasoner(Protocol):

@@ -4,12 +4,19 @@ Aggregates only, never raw events (no payment ids, amounts or palm references).
 Names of banks, routes and terminals appear as JSON string values inside a data
 block; the prompt says they are labels, and `llm.py` never lets a name reach an
 action unless it is a segment of this very window.
+
+Labels are quoted data: control characters are removed from every string, and
+`<`, `>` and `&` are written as JSON escapes (\u003c, \u003e, \u0026), so no
+label can close the `<data>` block or open another tag (`</data>` in a bank name
+stays inside its JSON string). A JSON reader sees the same text minus the controls.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+import re
 
 import orjson
 
@@ -20,6 +27,12 @@ from .base import ReasoningContext
 from .evidence import background_mix, error_mix, excess_by_family, shares
 from .rules import RuleReasoner, prepared
 from .selection import route_health
+
+# Removed from every string shown to the model: C0/C1 controls, DEL, line/paragraph
+# separators and bidi overrides (a newline or a reversed run would let a label pose as prompt text).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Written as JSON escapes so the data block's delimiters cannot occur inside it.
+_MARKUP = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
 
 MAX_HYPOTHESES = 5
 MAX_LESSONS = 3
@@ -52,7 +65,27 @@ class Briefing:
     @staticmethod
     def json_of(value: Any) -> str:
         # Sorted keys and fixed rounding: the same window always gives the same bytes (cassettes match on body).
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+        return quoted_data(value)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _CONTROL.sub("", value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def quoted_data(value: Any) -> str:
+    """JSON for a `<data>` block: control characters removed, markup characters escaped, keys sorted."""
+    return orjson.dumps(_clean(value), option=orjson.OPT_SORT_KEYS).decode().translate(_MARKUP)
+
+
+def quoted_text(text: str) -> str:
+    """Free text (a rejection reason) for a prompt: the same cleaning, outside JSON."""
+    return _CONTROL.sub("", text).translate(_MARKUP)
 
 
 def _r(x: float | None, digits: int = 4) -> float | None:

@@ -11,7 +11,13 @@ Every answer is validated (pydantic schemas, the tool vocabulary, targets and
 destinations that exist in the window, consistency with the diagnosis). A
 malformed or out-of-vocabulary answer, a timeout or an API error is retried with
 tenacity (bounded; a rejected answer is told why) and then the rule engine
-decides instead, with the reason in `Decision.notes`. Healthy windows never reach
+decides instead, with the reason in `Decision.notes` and `Decision.fallback`.
+All LLM work of one tick shares one wall-clock deadline (`budget_seconds`): each
+call's time-out is what is left of it, no retry starts after it, and a call still
+running at the deadline is abandoned, so a hanging endpoint costs one budget, not
+attempts x time-out. The model's arguments go through the rules' argument policy
+(arguments.py): TTL and reroute share capped, the fallback method kept, and a
+target other than the blamed segment refused, never rewritten. Healthy windows never reach
 the model: no tokens are spent when the signals show nothing. Every call is
 recorded with its tokens and latency.
 
@@ -21,7 +27,9 @@ when they agree and held below the approval threshold when they do not.
 
 from __future__ import annotations
 
+import contextvars
 import os
+import threading
 import time
 from dataclasses import replace
 from typing import Any, Callable, Literal
@@ -36,10 +44,11 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from payops import prompts
 from payops.models import Category, Diagnosis, ProposedAction, target_key
 from payops.signals.window import WindowSnapshot
-from payops.tools.actions import ACTIONS, ROUTING_ACTIONS, ProposalError, TargetedArgs, as_langchain_tools, validate_proposal
+from payops.tools.actions import ACTIONS, ROUTING_ACTIONS, ProposalError, as_langchain_tools, validate_proposal
 
+from .arguments import ArgumentRefused, apply_policy
 from .base import Decision, ReasoningContext
-from .briefing import Briefing, action_data, brief
+from .briefing import Briefing, action_data, brief, quoted_text
 from .evidence import describe
 from .rules import RuleReasoner
 from .selection import alternative_routes
@@ -57,10 +66,19 @@ MAX_OUTPUT_TOKENS = 400
 MAX_EVIDENCE_LINES = 4
 MAX_LINE_CHARS = 200
 DIAGNOSIS_TOOL = "report_diagnosis"
+# Wall-clock seconds all LLM work of one tick may take before the rules decide. A third of
+# the 60 s tick: the rest of the tick (guardrails, audit, a late batch) must still fit.
+DEFAULT_TICK_BUDGET_SECONDS = 20.0
+# How a fallback is shown to the operator (Decision.fallback, the cycle output).
+TIMED_OUT, UNREACHABLE, INVALID, REFUSED, FAILED = "timed out", "was unreachable", "gave an invalid answer", "refused the call", "failed"
 
 
 class AnswerError(ValueError):
     """The model answered, but not with a usable tool call (the message names fields, never values)."""
+
+
+class BudgetExhausted(TimeoutError):
+    """The tick's LLM budget is spent: no further call starts, a running one is abandoned."""
 
 
 # Worth another try: a rejected answer (told why), rate limits, timeouts and connection trouble, 5xx.
@@ -113,6 +131,8 @@ def _usage(ai: AIMessage) -> dict[str, int]:
 def _why(exc: BaseException) -> str:
     if isinstance(exc, AnswerError):
         return f"malformed answer: {exc}"
+    if isinstance(exc, BudgetExhausted):
+        return f"timeout: {exc}"
     if isinstance(exc, openai.APITimeoutError):
         return "timeout"
     if isinstance(exc, openai.APIStatusError):
@@ -122,13 +142,59 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}"
 
 
+def fallback_kind(exc: BaseException) -> str:
+    """What the operator is told happened: timed out, was unreachable, gave an invalid answer, refused the call, failed."""
+    if isinstance(exc, (BudgetExhausted, openai.APITimeoutError)):
+        return TIMED_OUT
+    if isinstance(exc, openai.APIConnectionError):
+        return UNREACHABLE
+    if isinstance(exc, AnswerError):
+        return INVALID
+    if isinstance(exc, openai.APIStatusError):
+        return UNREACHABLE if exc.status_code >= 500 else REFUSED
+    return FAILED
+
+
+def call_within(seconds: float, fn: Callable[[], Any]) -> Any:
+    """fn() on a daemon thread, waited for at most `seconds` of wall-clock time.
+
+    The HTTP client's time-out is per operation (connect, each read), so a server that
+    trickles bytes could outlast it; this bound cannot be outlasted. An abandoned call ends
+    on its own time-out, which is never longer than the budget left when it started.
+    """
+    box: dict[str, Any] = {}
+    done = threading.Event()
+    ctx = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            box["value"] = ctx.run(fn)
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="payops-llm-call", daemon=True).start()
+    if not done.wait(max(0.0, seconds)):
+        raise BudgetExhausted("the tick's LLM budget ran out during a call")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 class LLMReasoner:
     name = "llm"
 
     def __init__(self, chat: BaseChatModel, fallback: RuleReasoner | None = None, *, model: str = "unknown",
                  max_attempts: int = 3, wait: Any = None, prompt_version: str = PROMPT_VERSION,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, budget_seconds: float = DEFAULT_TICK_BUDGET_SECONDS,
+                 call_timeout: float | None = None) -> None:
+        if not budget_seconds > 0:
+            raise ValueError("the LLM tick budget must be a positive number of seconds")
         self.chat = chat
+        self.budget_seconds = float(budget_seconds)
+        # Per call, at most: the client's own time-out, and never beyond the budget left.
+        self.call_timeout = call_timeout if call_timeout is not None else getattr(chat, "request_timeout", None)
         self.fallback = fallback or RuleReasoner()
         self.model = model
         self.max_attempts = max(1, max_attempts)
@@ -150,7 +216,9 @@ class LLMReasoner:
         if not api_key and not base_url:
             raise ValueError("PAYOPS_LLM_MODEL is set but there is neither OPENAI_API_KEY nor OPENAI_BASE_URL / PAYOPS_LLM_BASE_URL")
         chat = chat_model(model, base_url=base_url, api_key=api_key, timeout=settings.llm_timeout_seconds)
-        return cls(chat, fallback, model=model, max_attempts=1 + settings.llm_max_retries, **kwargs)
+        kwargs.setdefault("budget_seconds", settings.llm_tick_budget_seconds)
+        return cls(chat, fallback, model=model, max_attempts=1 + settings.llm_max_retries,
+                   call_timeout=settings.llm_timeout_seconds, **kwargs)
 
     # -- Reasoner -------------------------------------------------------------------
     def decide(self, snapshot: WindowSnapshot, context: ReasoningContext) -> Decision:
@@ -159,17 +227,22 @@ class LLMReasoner:
             return replace(rules, notes=(*rules.notes, "llm not called: nothing anomalous in the window"))
         briefing = brief(snapshot, context, self.fallback, rules)
         calls: list[dict[str, Any]] = []
+        deadline = self.clock() + self.budget_seconds  # one wall-clock budget for all of this tick's calls
         try:
-            diagnosis, proposal, notes = self._ask(briefing, snapshot, context, calls)
+            diagnosis, proposal, notes = self._ask(briefing, snapshot, context, calls, deadline)
         except Exception as exc:  # retries exhausted, or an error no retry can fix: the rules decide
             why = _why(exc)
+            kind = fallback_kind(exc)
+            shown = f"the LLM {kind}" + (f" ({why})" if kind != TIMED_OUT else
+                                         f" (budget {self.budget_seconds:g} s, {len(calls)} call(s))")
             fallback = rules.diagnosis.model_copy(update={"reasoner": f"{self.fallback.name} (llm fallback)"})
-            return Decision(fallback, rules.proposal, llm_calls=tuple(calls), notes=(*rules.notes, f"llm fallback: {why}"))
+            return Decision(fallback, rules.proposal, llm_calls=tuple(calls), notes=(*rules.notes, f"llm fallback: {why}"),
+                            fallback=shown)
         return Decision(diagnosis, proposal, llm_calls=tuple(calls), notes=notes)
 
     # -- the conversation -------------------------------------------------------------
     def _ask(self, briefing: Briefing, snapshot: WindowSnapshot, context: ReasoningContext,
-             calls: list[dict[str, Any]]) -> tuple[Diagnosis, ProposedAction, tuple[str, ...]]:
+             calls: list[dict[str, Any]], deadline: float) -> tuple[Diagnosis, ProposedAction, tuple[str, ...]]:
         v = self.prompt_version
         ids = [h.id for h in briefing.hypotheses]
         schema = diagnosis_model(ids)
@@ -185,7 +258,7 @@ class LLMReasoner:
         forced = {"type": "function", "function": {"name": DIAGNOSIS_TOOL}}
         (fields, target), _ = self._with_retries(
             "diagnosis", self.chat.bind_tools([diagnosis_tool], tool_choice=forced).bind(max_tokens=MAX_OUTPUT_TOKENS), opening,
-            lambda ai: self._parse_diagnosis(ai, schema, briefing), calls)
+            lambda ai: self._parse_diagnosis(ai, schema, briefing), calls, deadline)
 
         # A fresh, shorter conversation for the action: the system rules plus the recorded diagnosis
         # and what a tool call needs. (Replaying the assistant's tool call instead breaks servers
@@ -197,24 +270,33 @@ class LLMReasoner:
             HumanMessage(prompts.load("reasoner_act", v).render(data=action_data(briefing, diagnosis, target, destinations),
                                                                 rule_tool=briefing.rules_proposal.tool)),
         ]
-        proposal, _ = self._with_retries(
+        (proposal, policy_notes), _ = self._with_retries(
             "action", self.chat.bind_tools(as_langchain_tools(), tool_choice="auto").bind(max_tokens=MAX_OUTPUT_TOKENS), follow_up,
-            lambda ai: self._parse_action(ai, fields, target, snapshot, context), calls)
-        return self._conclude(fields, target, proposal, briefing, snapshot, context)
+            lambda ai: self._parse_action(ai, fields, target, snapshot, context, briefing), calls, deadline)
+        diagnosis, proposal, notes = self._conclude(fields, target, proposal, briefing, snapshot, context)
+        return diagnosis, proposal, (*notes, *policy_notes)
 
     def _with_retries(self, phase: str, runnable: Any, messages: list[BaseMessage], parse: Callable[[AIMessage], Any],
-                      calls: list[dict[str, Any]]) -> tuple[Any, AIMessage]:
+                      calls: list[dict[str, Any]], deadline: float) -> tuple[Any, AIMessage]:
         extra: list[BaseMessage] = []
         attempt = 0
-        for state in Retrying(stop=stop_after_attempt(self.max_attempts), wait=self.wait,
+
+        def out_of_time(retry_state: Any) -> bool:  # no retry that would start after the deadline
+            return self.clock() + (retry_state.upcoming_sleep or 0.0) >= deadline
+
+        for state in Retrying(stop=stop_after_attempt(self.max_attempts) | out_of_time, wait=self.wait,
                               retry=retry_if_exception_type(RETRYABLE_ERRORS), reraise=True):
             with state:
                 attempt += 1
                 record: dict[str, Any] = {"phase": phase, "attempt": attempt, "model": self.model,
                                           "prompt": f"reasoner.{self.prompt_version}"}
                 started = self.clock()
+                left = deadline - started
                 try:
-                    ai = runnable.invoke([*messages, *extra])
+                    if left <= 0:
+                        raise BudgetExhausted(f"the tick's LLM budget of {self.budget_seconds:g} s was spent before this call")
+                    timeout = left if self.call_timeout is None else min(left, float(self.call_timeout))
+                    ai = call_within(left, lambda: runnable.invoke([*messages, *extra], timeout=timeout))
                 except Exception as exc:
                     record.update(latency_ms=round(1000 * (self.clock() - started), 1), ok=False, error=_why(exc))
                     calls.append(record)
@@ -225,7 +307,7 @@ class LLMReasoner:
                 except AnswerError as exc:
                     record.update(ok=False, error=_why(exc))
                     calls.append(record)
-                    extra = [HumanMessage(prompts.load("reasoner_retry", self.prompt_version).render(reason=str(exc)))]
+                    extra = [HumanMessage(prompts.load("reasoner_retry", self.prompt_version).render(reason=quoted_text(str(exc))))]
                     raise
                 record["ok"] = True
                 calls.append(record)
@@ -260,22 +342,19 @@ class LLMReasoner:
         return fields, target
 
     def _parse_action(self, ai: AIMessage, fields: DiagnosisFields, target: dict[str, str], snapshot: WindowSnapshot,
-                      context: ReasoningContext) -> ProposedAction:
+                      context: ReasoningContext, briefing: Briefing) -> tuple[ProposedAction, tuple[str, ...]]:
         call = self._one_call(ai)
         tool, args = call["name"], dict(call["args"] or {})
         if tool not in ACTIONS:
             raise AnswerError("the tool is not in the agent's vocabulary")
         if tool not in WINDOW_TOOLS:
             raise AnswerError("palm-link tools act on one link, which this window does not name; use a routing action")
-        spec = ACTIONS[tool]
-        if issubclass(spec.args_model, TargetedArgs):
-            given = args.get("target")
-            if given in (None, {}) and tool != "alert_ops":
-                args["target"] = dict(target)
-            elif isinstance(given, dict) and target_key(given) not in (target_key(target), "*"):
-                raise AnswerError("the action's target must be the blamed segment")
-            elif isinstance(given, dict) and target_key(given) == "*" and tool in TRAFFIC_TOOLS and target:
-                raise AnswerError("the action's target must be the blamed segment, not all traffic")
+        try:
+            # The rules' argument policy: caps and fallbacks as the rules would set them; a target
+            # other than the blamed segment is refused (told to the model), never rewritten.
+            args, notes = apply_policy(tool, args, target, snapshot, context, briefing.rules_proposal)
+        except ArgumentRefused as exc:
+            raise AnswerError(str(exc)) from None
         try:
             proposal = validate_proposal(tool, args, rationale="chosen by the LLM reasoner")
         except ProposalError as exc:
@@ -286,7 +365,7 @@ class LLMReasoner:
             allowed = alternative_routes(snapshot, proposal.target, context.thresholds.significance_z)
             if not set(proposal.args.get("to_routes", {})) <= set(allowed):
                 raise AnswerError("destination routes must be among reroute_destinations (healthy routes that carry the traffic)")
-        return proposal
+        return proposal, tuple(f"llm arguments: {n}" for n in notes)
 
     # -- the decision ------------------------------------------------------------------
     def _conclude(self, fields: DiagnosisFields, target: dict[str, str], proposal: ProposedAction, briefing: Briefing,

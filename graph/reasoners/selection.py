@@ -133,22 +133,35 @@ def cause_status(action: ActionView, snapshot: WindowSnapshot, context: Reasonin
     left on the old path (a reroute's probe). A suppressed path carries nothing, so its
     cause cannot be seen to clear; its TTL is the probe.
     """
-    t = context.thresholds
     key = target_key(action.target)
     if action.tool not in WATCHABLE_TOOLS:
         return "unknown", f"{action.tool} on {key} masks its own cause; its TTL is the probe"
     if action.tool == "reroute_traffic" and "route" not in action.target:
         return "unknown", f"the reroute moved all of {key}: nothing is left on the old path to watch"
-    windows = [h for h in (*context.history, snapshot) if h.window_start >= action.applied_at]
+    return cleared_since(action.target, action.applied_at, snapshot, context, "the action")
+
+
+def cleared_since(target: dict[str, str], since: float, snapshot: WindowSnapshot, context: ReasoningContext,
+                  what: str = "the decision", latest: int | None = None) -> tuple[str, str]:
+    """("cleared" | "persisting" | "unknown", evidence): has the finding on `target` cleared in the
+    windows that started at or after `since` (only the `latest` of them when given)? The test
+    behind a rollback (above), and behind voiding an approval given after the incident ended
+    (graph.nodes: there the latest windows, as a request may wait through the incident's end)."""
+    t = context.thresholds
+    key = target_key(target)
+    windows = [h for h in (*context.history, snapshot) if h.window_start >= since]
+    if latest is not None:
+        windows = windows[-latest:]
     if len(windows) < CLEARED_MIN_WINDOWS:
-        return "unknown", f"{key}: {len(windows)} window(s) since the action; a rollback needs {CLEARED_MIN_WINDOWS}"
-    merged = pool(s for s in ((h.segment(**action.target) if action.target else h.total) for h in windows) if s is not None)
+        needs = "a rollback needs" if what == "the action" else "clearing needs"
+        return "unknown", f"{key}: {len(windows)} window(s) since {what}; {needs} {CLEARED_MIN_WINDOWS}"
+    merged = pool(s for s in ((h.segment(**target) if target else h.total) for h in windows) if s is not None)
     if merged is None or merged.attempts < t.min_segment_attempts:
         n = merged.attempts if merged else 0
-        return "unknown", f"{key}: {n} attempts since the action, too few to tell whether the cause cleared"
-    figures = (f"{key}: {merged.failures}/{merged.attempts} failed ({pct(merged.failure_rate)}) since the action vs expected "
+        return "unknown", f"{key}: {n} attempts since {what}, too few to tell whether the cause cleared"
+    figures = (f"{key}: {merged.failures}/{merged.attempts} failed ({pct(merged.failure_rate)}) since {what} vs expected "
                f"{pct(merged.expected_failure_rate)} over {len(windows)} window(s)")
-    latest = snapshot.segment(**action.target) if action.target else snapshot.total
+    latest = snapshot.segment(**target) if target else snapshot.total
     slow = (latest is not None and latest.baseline_latency_p95_ms and latest.attempts >= t.min_segment_attempts
             and latest.latency_p95_ms >= 2.5 * latest.baseline_latency_p95_ms)
     if merged.z < CLEARED_Z and merged.excess_failures < t.min_excess_failures and not slow:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
+import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
 from payops.api.settings import RATE_LIMITED_GROUPS, Bucket
 from payops.palmpay import DevOtpSender, PalmPayService, SimulatedPayShapRail
+from payops.palmpay.attestation import sign_scan
 from payops.settings import Settings
 
 PACKAGED_SPEC = Path(__file__).resolve().parents[2] / "palmpay" / "palm-pay.spec.json"
@@ -27,6 +34,11 @@ class ManualMonotonic:
 
     def __call__(self) -> float:
         return self.now
+
+
+def public_key_text(key: Ed25519PrivateKey) -> str:
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -45,6 +57,25 @@ class Api:
     settings: Settings
     keys: dict[str, str] = field(default_factory=dict)  # role -> key
     n: int = 0
+    terminal_keys: dict[str, Ed25519PrivateKey] = field(default_factory=dict)  # terminal_id -> its signing key
+
+    def register_terminal(self, terminal_id: str = "T1") -> Ed25519PrivateKey:
+        """Gives a terminal a signing key and registers its public half (as an operator would)."""
+        key = Ed25519PrivateKey.generate()
+        self.palm.attestation.register(terminal_id, public_key_text(key), actor="test")
+        self.terminal_keys[terminal_id] = key
+        return key
+
+    def signed(self, body: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        """The body with the registered terminal's attestation (`changes` alter nonce/ts/signer)."""
+        key = changes.pop("signer", None) or self.terminal_keys[body["terminal_id"]]
+        attestation = sign_scan(
+            key, terminal_id=body["terminal_id"], palm_template_ref=body["palm_template_ref"],
+            liveness_passed=body["liveness_passed"], match_score=body["match_score"], amount=body["amount"],
+            nonce=changes.pop("nonce", None) or secrets.token_urlsafe(16), ts=changes.pop("ts", None) or int(time.time()),
+        )
+        return {**body, "attestation": {"nonce": attestation.nonce, "ts": attestation.ts,
+                                        "signature": attestation.signature}}
 
     def as_(self, role: str) -> dict[str, str]:
         return bearer(self.keys[role])
@@ -66,8 +97,12 @@ class Api:
 
     def pay(self, ref: str, amount: str = "12.50", *, key: str | None = "pay-0001-abcdef", role: str = "terminal",
             **overrides: Any):
+        sign = overrides.pop("sign", True)
         body = {"palm_template_ref": ref, "amount": amount, "terminal_id": "T1", "liveness_passed": True,
                 "match_score": 0.99, **overrides}
+        if sign and "attestation" not in body and body["terminal_id"] in self.terminal_keys:
+            with contextlib.suppress(Exception):  # a body a test made invalid on purpose goes unsigned
+                body = self.signed(body)
         headers = {**self.as_(role), **({"Idempotency-Key": key} if key else {})}
         return self.client.post("/v1/palm/payments", json=body, headers=headers)
 

@@ -38,7 +38,10 @@ def make_api(tmp_path: Path) -> Iterator[ApiFactory]:
         made.append((client, palm))
         store: ApiKeyStore = app.state.backend.keys
         keys = {role: store.create(f"{role}-client", role)[1] for role in ("terminal", "operator", "viewer")}
-        return Api(client=client, app=app, palm=palm, otp=otp, rail=rail, settings=settings, keys=keys)
+        made_api = Api(client=client, app=app, palm=palm, otp=otp, rail=rail, settings=settings, keys=keys)
+        if isinstance(palm, PalmPayService):
+            made_api.register_terminal("T1")  # payments are attested by default over HTTP
+        return made_api
 
     yield factory
     for client, palm in made:

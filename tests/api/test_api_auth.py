@@ -19,6 +19,9 @@ EXPECTED_ROLES: dict[tuple[str, str], set[str]] = {
     ("post", "/v1/palm/links/{palm_pay_id}/resend-otp"): {T},
     ("post", "/v1/palm/links/{palm_pay_id}/revoke"): {T, O},
     ("post", "/v1/palm/payments"): {T},
+    ("get", "/v1/palm/terminals"): READ,
+    ("put", "/v1/palm/terminals/{terminal_id}/key"): {O},
+    ("delete", "/v1/palm/terminals/{terminal_id}/key"): {O},
     ("get", "/v1/decisions"): READ,
     ("get", "/v1/decisions/{decision_id}"): READ,
     ("get", "/v1/decisions/{decision_id}/why"): READ,
@@ -40,12 +43,14 @@ BODIES = {
     "/v1/palm/payments": {"palm_template_ref": "tmpl-12345678", "amount": "1.00", "terminal_id": "T1",
                           "liveness_passed": True, "match_score": 0.99, "idempotency_key": "auth-test-0001"},
     "/v1/chat": {"question": "what happened?"},
+    "/v1/palm/terminals/{terminal_id}/key": {"public_key": "MCowBQYDK2VwAyEA" + "A" * 44},
 }
 
 
 def _call(api: Api, method: str, path: str, headers: dict[str, str]):
     url = path.replace("{palm_pay_id}", "pp_000000000000000000000000").replace("{decision_id}", "d-0000000000000000")
-    body = BODIES.get(path)
+    url = url.replace("{terminal_id}", "T1")
+    body = BODIES.get(path) if method != "delete" else None
     return api.client.request(method.upper(), url, headers=headers, **({"json": body} if body is not None else {}))
 
 
@@ -109,7 +114,7 @@ def test_keys_are_stored_hashed(api: Api) -> None:
     path = api.settings.state_dir / "api_keys.db"
     raw = b"".join(p.read_bytes() for p in path.parent.glob("api_keys.db*"))
     for key in api.keys.values():
-        secret = key.rsplit("_", 1)[1]
+        secret = key.split("_", 2)[2]  # payops_<key id>_<secret>: the secret itself may hold "_"
         assert key.encode() not in raw and secret.encode() not in raw
     assert oct(path.stat().st_mode & 0o777) == "0o600"
 
@@ -125,7 +130,7 @@ def test_keys_cli_create_list_revoke(api: Api) -> None:
     assert api.client.get("/v1/audit/verify", headers=bearer(key)).status_code == 200
 
     listed = runner.invoke(cli_app, ["keys", "list", *state])
-    assert "dash-1" in listed.stdout and "viewer" in listed.stdout and key.rsplit("_", 1)[1] not in listed.stdout
+    assert "dash-1" in listed.stdout and "viewer" in listed.stdout and key.split("_", 2)[2] not in listed.stdout
     key_id = key.split("_")[1]
     revoked = runner.invoke(cli_app, ["keys", "revoke", key_id, *state])
     assert revoked.exit_code == 0 and "revoked" in revoked.stdout

@@ -58,7 +58,7 @@ schema = schemathesis.openapi.from_dict(openapi_schema())
 
 
 def _role_for(path: str) -> str:
-    return "terminal" if path.startswith("/v1/palm") else "operator"
+    return "terminal" if path.startswith("/v1/palm") and not path.startswith("/v1/palm/terminals") else "operator"
 
 
 @schema.parametrize()

@@ -149,3 +149,22 @@ def test_the_eval_command_exits_1_on_a_stale_cassette(offline: None, tmp_path: P
     assert "stale cassettes" in r.output and INCIDENT in r.output
     run = json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]
     assert [p["case_id"] for p in run["cassette_problems"]] == [INCIDENT]
+
+
+def test_the_ci_suite_names_corpus_cases_and_every_one_has_a_cassette() -> None:
+    from payops.evals.harness import select_cases, suite_case_ids
+
+    wanted = suite_case_ids("llm-ci")
+    cases = select_cases(None, [], "llm-ci")
+    assert sorted(c.id for c in cases) == sorted(wanted)
+    assert INCIDENT in wanted and CONTROL in wanted  # the cassette tests above replay suite cases
+    missing = [c.id for c in cases if not cassette_path(c, MODEL).exists()]
+    assert missing == [], f"re-record: python scripts/record_cassettes.py --suite ci (missing {missing})"
+
+
+def test_an_unknown_suite_is_refused_by_name() -> None:
+    from payops.evals.harness import select_cases
+    from payops.evals.runner import EvalError
+
+    with pytest.raises(EvalError, match="no suite 'nightly'"):
+        select_cases(None, [], "nightly")

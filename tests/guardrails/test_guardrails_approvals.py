@@ -212,3 +212,85 @@ def test_approved_reroute_into_a_route_that_turned_unhealthy_is_not_applied(tmp_
     assert agent.services.approvals.get(decision_id).status == VOIDED
     assert agent.services.control_plane.in_force() == []
     assert [e.kind for e in agent.services.audit.get(decision_id)] == ["decision", "approval", "approved_action"]
+
+
+def _outage_then_recovery(path: Path) -> Path:
+    """Five healthy minutes, psp_a failing for two, then healthy again: the incident ends by itself."""
+    write_events(path, minutes=5)
+    write_events(path, minutes=2, failing={"psp_a": 0.9}, start=START + 300, append=True)
+    write_events(path, minutes=10, start=START + 420, append=True)
+    return path
+
+
+def _escalated_reroute(agent) -> dict:  # noqa: ANN001
+    for _ in range(8):
+        state = agent.tick().state
+        if state["execution"]["status"] == "escalated":
+            return state
+    raise AssertionError("the outage was never escalated")
+
+
+def test_an_approval_given_after_the_incident_ended_is_voided_with_a_note_and_the_operator_told(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+    from payops.graph.reasoners.rules import RuleReasoner
+    from payops.render import render_cycle
+
+    notifier = ListNotifier()
+    control_plane = SimulatedControlPlane()
+    # a human approves every action (threshold above the rules' confidence): the reroute waits for one
+    agent = make_agent(RuleReasoner(), source=_outage_then_recovery(tmp_path / "e.jsonl"), control_plane=control_plane,
+                       confidence_threshold=0.99)
+    agent.services.notifier = notifier
+    escalated = _escalated_reroute(agent)
+    decision_id = escalated["decision_id"]
+    assert escalated["proposal"]["tool"] == "reroute_traffic"
+    categories = [agent.tick().state["diagnosis"]["category"] for _ in range(5)]  # the request waits
+    assert categories[-3:] == ["healthy"] * 3  # traffic healthy again
+    notifier.drain()
+    resume(agent.services, decision_id, {"approved": True, "approver": "alice", "note": "late answer"})
+    state = agent.tick().state
+    void = [n for n in state["housekeeping"] if n.get("decision_id") == decision_id]
+    assert [n["op"] for n in void] == ["approved_action_void"]
+    assert void[0]["voided"].startswith("the finding has cleared since the decision (route=psp_a: ")
+    assert agent.services.approvals.get(decision_id).status == VOIDED
+    assert control_plane.in_force() == [] and not [h for h in control_plane.history if h["op"] == "apply"]
+    record = [e.record for e in agent.services.audit.get(decision_id) if e.kind == "approved_action"]
+    assert len(record) == 1 and record[0]["execution"]["status"] == "denied" and "finding has cleared" in record[0]["voided"]
+    assert f"note: approval of {decision_id} voided, reroute_traffic not applied: the finding has cleared" in render_cycle(state)
+    told = [(kind, payload) for kind, payload in notifier.drain() if kind == "approved_action_void"]
+    assert told and told[0][1]["decision_id"] == decision_id and "finding has cleared" in told[0][1]["result"]
+
+
+def test_an_approval_given_while_the_incident_lasts_is_applied(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+    from payops.graph.reasoners.rules import RuleReasoner
+
+    control_plane = SimulatedControlPlane()
+    agent = make_agent(RuleReasoner(), source=_outage_then_recovery(tmp_path / "e.jsonl"), control_plane=control_plane,
+                       confidence_threshold=0.99)
+    decision_id = _escalated_reroute(agent)["decision_id"]
+    resume(agent.services, decision_id, {"approved": True, "approver": "alice"})
+    state = agent.tick().state  # the next window: psp_a still failing
+    assert [n["op"] for n in state["housekeeping"] if n.get("decision_id") == decision_id] == ["approved_action_applied"]
+    assert [a.action_id for a in control_plane.in_force()] == [decision_id]
+
+
+def test_a_late_approval_is_voided_also_when_every_tick_is_a_new_process(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+    """Cron ticks keep no windows in memory: what the request saw while waiting is in the checkpoint."""
+    from payops.graph.reasoners.rules import RuleReasoner
+
+    control_plane = SimulatedControlPlane()
+    agent = make_agent(RuleReasoner(), source=_outage_then_recovery(tmp_path / "e.jsonl"), control_plane=control_plane,
+                       confidence_threshold=0.99)
+
+    def fresh_tick() -> dict:
+        agent.services.scratch.pop("history", None)  # a new process remembers no earlier window
+        return agent.tick().state
+
+    decision_id = _escalated_reroute(agent)["decision_id"]
+    categories = [fresh_tick()["diagnosis"]["category"] for _ in range(5)]
+    assert categories[-3:] == ["healthy"] * 3
+    waiting = agent.last_state()["awaiting"]
+    assert [len(w["seen"]) for w in waiting if w["decision_id"] == decision_id] == [3]  # bounded
+    resume(agent.services, decision_id, {"approved": True, "approver": "alice"})
+    state = fresh_tick()
+    assert [n["op"] for n in state["housekeeping"] if n.get("decision_id") == decision_id] == ["approved_action_void"]
+    assert control_plane.in_force() == []

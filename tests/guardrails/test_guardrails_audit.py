@@ -43,6 +43,7 @@ DELETE_MIDDLE = "DELETE FROM audit_log WHERE seq = 3"
 DELETE_LAST = "DELETE FROM audit_log WHERE seq = 5"
 # Reorder: records 2 and 3 swap places (every column but seq moves).
 SWAP = (
+    "DROP INDEX audit_log_once",  # the attacker drops the one-record-per-(decision, kind) index first
     "CREATE TEMP TABLE t AS SELECT * FROM audit_log WHERE seq IN (2, 3)",
     "UPDATE audit_log SET decision_id = (SELECT decision_id FROM t WHERE seq = 5 - audit_log.seq), "
     "at = (SELECT at FROM t WHERE seq = 5 - audit_log.seq), kind = (SELECT kind FROM t WHERE seq = 5 - audit_log.seq), "

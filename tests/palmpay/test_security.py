@@ -78,10 +78,9 @@ def test_settings_data_key_is_used_without_a_key_file(tmp_path, monkeypatch, clo
     with PalmPayService(options, clock=clock, verification=otp) as service:
         assert service.pay("tmpl-envkey-0001", 5, "T1", True, 0.99).status == "completed"
     other = options.with_(data_key=base64.b64encode(os.urandom(32)).decode())
-    with PalmPayService(other, clock=clock, verification=otp) as service:
-        # Another key means another blind index: the palm is simply unknown, nothing leaks.
-        with pytest.raises(PalmPayError, match="PALM_PAY_NOT_REGISTERED"):
-            service.pay("tmpl-envkey-0001", 5, "T1", True, 0.99)
+    # Another key cannot read this data: refuse to start (it used to start and answer NOT_REGISTERED for every link).
+    with pytest.raises(KeyRingError, match="refusing to start"):
+        PalmPayService(other, clock=clock, verification=otp)
 
 
 def test_a_malformed_data_key_is_refused(tmp_path):
@@ -107,7 +106,8 @@ def test_rotate_key_reencrypts_every_row_and_retires_the_old_key(make_service, t
         kids = {key_id_of(ct) for row in tx.sealed_values() for ct in row[1:]}
     assert kids == {report.new_key_id}
     ring = json.loads((tmp_path / "rot" / KEYRING_FILE).read_text())
-    assert ring["active"] == report.new_key_id and old_key not in ring["keys"]
+    # Retired, not deleted: a backup from before the rotation must stay readable.
+    assert ring["active"] == report.new_key_id and old_key in ring["keys"] and ring["retired"] == [old_key]
     for ref in refs[:4]:
         assert service.pay(ref, 1, "T1", True, 0.99).status == "completed"
     rotation_reads = [a for a in service.access_log() if a.actor == "key_rotation"]
@@ -184,3 +184,39 @@ def test_link_records_and_views_never_expose_plaintext(service, enroll):
         link = tx.link(view.palm_pay_id)
     assert proxy not in repr(link) and ref not in repr(link)
     assert proxy not in view.model_dump_json() and ref not in view.model_dump_json()
+
+
+def test_a_deleted_keyring_with_data_refuses_to_start_instead_of_making_a_new_key(tmp_path, make_service, enroll, clock, otp):
+    service = make_service(state_dir=tmp_path / "lost")
+    enroll()
+    service.close()
+    (tmp_path / "lost" / KEYRING_FILE).unlink()
+    options = PalmPayOptions(state_dir=tmp_path / "lost", spec_path=service.options.spec_path)
+    with pytest.raises(KeyRingError, match="refusing to start"):
+        PalmPayService(options, clock=clock, verification=otp)
+    assert not (tmp_path / "lost" / KEYRING_FILE).exists()  # no silent new key
+
+
+def test_a_backup_from_before_a_rotation_is_still_readable(tmp_path, make_service, otp):
+    import shutil
+
+    service = make_service(state_dir=tmp_path / "live")
+    view, delivery = service.create_link("u1", "tmpl-backup-0001", None, "0821234321", "phone")
+    service.verify(view.palm_pay_id, otp.code_for(delivery))
+    service.store.checkpoint()
+    shutil.copy(tmp_path / "live" / "palmpay.db", tmp_path / "backup.db")
+    service.rotate_key()
+    service.close()
+    (tmp_path / "live" / "palmpay.db").unlink()
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / "live" / f"palmpay.db{suffix}").unlink(missing_ok=True)
+    shutil.copy(tmp_path / "backup.db", tmp_path / "live" / "palmpay.db")
+    restored = make_service(state_dir=tmp_path / "live")
+    assert restored.pay("tmpl-backup-0001", 1, "T1", True, 0.99).status == "completed"
+
+
+def test_the_keyring_can_live_outside_the_state_folder(tmp_path, make_service, monkeypatch):
+    monkeypatch.setenv("PAYOPS_KEY_DIR", str(tmp_path / "vault"))
+    make_service(state_dir=tmp_path / "state-only")
+    assert (tmp_path / "vault" / KEYRING_FILE).exists()
+    assert not (tmp_path / "state-only" / KEYRING_FILE).exists()

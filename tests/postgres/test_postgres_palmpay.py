@@ -141,3 +141,36 @@ def test_one_live_link_per_palm_under_concurrent_enrolment(pg_dsn, tmp_path):
             assert len(tx.all_links()) == 1
     finally:
         service.close()
+
+
+def test_palm_pay_logs_written_by_concurrent_payers_are_sealed_and_tampering_is_named(pg_dsn, tmp_path):
+    import time
+
+    import psycopg
+
+    from payops.palmpay.sealing import seal_keys, seal_logs, verify_logs
+
+    links = [_enrol(pg_dsn, str(tmp_path), ref=f"tmpl-seal-{i:04d}-7f3a9c2e", user=f"u{i}") for i in range(4)]
+    service = palm_service(pg_dsn, str(tmp_path))
+    threads = [threading.Thread(target=pay_many, args=(service, 25, [5], f"tmpl-seal-{i:04d}-7f3a9c2e")) for i in range(4)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    paid = time.perf_counter() - started
+    keys = seal_keys(tmp_path)
+    try:
+        began = time.perf_counter()
+        sealed = seal_logs(service.store, keys)
+        took = time.perf_counter() - began
+        print(f"PostgreSQL: 100 payments on 4 links in {paid:.2f} s ({100 / paid:.0f}/s, 4 threads); "
+              f"sealed {sealed} in {took * 1000:.0f} ms")
+        assert sealed["palmpay.access"] >= 100 and all(c.ok for c in verify_logs(service.store, keys))
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("UPDATE palmpay.access_log SET actor = 'mallory' WHERE id = (SELECT MIN(id) FROM palmpay.access_log)")
+        checks = {c.log: c for c in verify_logs(service.store, keys)}
+        assert not checks["palmpay.access"].ok and checks["palmpay.audit"].ok
+        assert len(links) == 4
+    finally:
+        service.close()

@@ -13,7 +13,7 @@ from payops.graph.approval import resume
 from payops.graph.runner import Agent
 from payops.graph.services import build_services
 from payops.memory.approvals import APPLIED, APPROVED, PENDING, REJECTED, ApprovalBook, ApprovalError
-from payops.memory.audit import AuditLog
+from payops.memory.audit import AuditLog, default_keys
 from payops.memory.lessons import Lesson, LessonStore, Signature
 from payops.storage import migrations
 from payops.storage.db import DatabaseError
@@ -45,8 +45,9 @@ def test_migrations_are_versioned_idempotent_and_guarded(empty_pg_dsn):
 
 
 def test_audit_chain_is_the_same_chain_as_on_sqlite(pg_dsn, tmp_path):
-    pg = AuditLog(database=agent_database(pg_dsn))
-    lite = AuditLog(tmp_path / "audit.db")
+    keys = default_keys(tmp_path / "shared")  # one audit key, one checkpoint file: the same chain on both engines
+    pg = AuditLog(database=agent_database(pg_dsn), keys=keys)
+    lite = AuditLog(tmp_path / "audit.db", keys=keys)
     records = [("d-1", "decision", 1764000060.0, {"n": 1, "palm_template_ref": "tmpl-SECRET-1", "note": "call 0821234567"}),
                ("d-1", "approval", 1764000061.5, {"status": "approved", "approver": "ops"}),
                ("d-2", "decision", 1764000120.0, {"nested": {"x": [1, 2.5, None]}})]
@@ -67,6 +68,33 @@ def test_audit_chain_is_the_same_chain_as_on_sqlite(pg_dsn, tmp_path):
         conn.execute("DELETE FROM payops.audit_log WHERE seq >= 2")
     cut = pg.verify()
     assert not cut.ok and cut.first_bad_seq == 2 and "head says 3" in cut.reason
+
+
+def test_a_truncated_postgres_trail_with_its_head_fixed_fails_against_the_signed_checkpoint(pg_dsn, tmp_path):
+    keys = default_keys(tmp_path / "k")
+    log = AuditLog(database=agent_database(pg_dsn), keys=keys, checkpoint_every=2)
+    for i in range(4):
+        log.append(f"d-{i}", "decision", float(i), {"i": i})
+    assert log.verify().ok and log.verify().checkpoints == 2
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM payops.audit_log WHERE seq > 2")
+        conn.execute("UPDATE payops.audit_head SET count = 2, hash = (SELECT hash FROM payops.audit_log WHERE seq = 2), "
+                     "mac = NULL")
+    cut = log.verify()
+    assert not cut.ok
+
+
+def test_the_0003_migration_numbers_old_duplicate_records_as_revisions(empty_pg_dsn):
+    with psycopg.connect(empty_pg_dsn, autocommit=True) as conn:
+        for m in migrations.available():
+            if m.version < 3:
+                conn.execute(m.sql)
+        for seq, did in ((1, "d-a"), (2, "d-a"), (3, "d-b"), (4, "d-a")):
+            conn.execute("INSERT INTO payops.audit_log (seq, decision_id, at, kind, record, prev_hash, hash) "
+                         "VALUES (%s, %s, 0, 'decision', '\\x7b7d', 'p', 'h')", (seq, did))
+        conn.execute(next(m.sql for m in migrations.available() if m.version == 3))
+        rows = conn.execute("SELECT seq, revision, supersedes FROM payops.audit_log ORDER BY seq").fetchall()
+    assert rows == [(1, 0, None), (2, 1, 1), (3, 0, None), (4, 2, 2)]
 
 
 def test_concurrent_appenders_from_threads_and_processes_keep_one_chain(pg_dsn):

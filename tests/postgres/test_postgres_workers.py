@@ -36,8 +36,9 @@ def orchestrator():
     orch.stop()
 
 
-def _audit(dsn: str) -> AuditLog:
-    return AuditLog(database=agent_database(dsn, max_size=1))
+def _audit(dsn: str, state_dir: Path) -> AuditLog:
+    """The trail with the workers' keys (their state folder's): another key would be refused, rightly."""
+    return AuditLog(database=agent_database(dsn, max_size=1), key_home=state_dir)
 
 
 def _drain(results, expected_messages: int, timeout: float = 60.0) -> list[tuple]:
@@ -70,7 +71,7 @@ def test_concurrent_workers_decide_each_window_once_and_never_act_twice(pg_dsn, 
     assert ends == [SIM_START + TICK * k for k in range(1, len(done) + 1)]
     assert len({o[2] for o in done}) == len(done)
     assert len({o[1] for o in done}) > 1, "one worker did everything: no hand-over between workers was exercised"
-    audit = _audit(pg_dsn)
+    audit = _audit(pg_dsn, tmp_path)
     decisions = Counter(e.decision_id for e in audit.entries("decision"))
     assert set(decisions) == {o[2] for o in done} and set(decisions.values()) == {1}
     assert audit.verify().ok
@@ -114,7 +115,7 @@ def test_a_worker_killed_mid_tick_is_taken_over_without_a_double_action(pg_dsn, 
     assert outcome.state["decision_id"] == action_id
     assert outcome.state["execution"]["status"] == "executed"
     assert orchestrator.keys() == [action_id] and orchestrator.posts[action_id] == 2  # re-sent, applied once
-    audit = _audit(pg_dsn)
+    audit = _audit(pg_dsn, tmp_path)
     decisions = Counter(e.decision_id for e in audit.entries("decision"))
     assert decisions[action_id] == 1 and set(decisions.values()) == {1} and len(decisions) == ACTION_WINDOW
     assert audit.verify().ok
@@ -162,7 +163,7 @@ def test_tick_exit_codes_for_schedulers(pg_dsn, empty_pg_dsn, tmp_path):
     assert code == EX_FAILURE and "cannot connect" in stderr and "hunter2" not in stderr + stdout
     assert runs["verify"][0] == 0 and "audit trail intact" in runs["verify"][1], runs["verify"][2]
     assert runs["why"][0] == 0 and "healthy" in runs["why"][1].lower(), runs["why"][2]
-    audit = _audit(pg_dsn)
+    audit = _audit(pg_dsn, tmp_path)
     assert [e.record["window_end"] for e in audit.entries("decision")] == [SIM_START + TICK, SIM_START + TICK]
     assert audit.verify().ok
 
@@ -175,7 +176,10 @@ def test_db_upgrade_command_is_idempotent(empty_pg_dsn, tmp_path):
     again = _cli(["db", "upgrade"], env)
     assert again.returncode == 0 and "nothing to apply" in again.stdout and "applied" not in again.stdout
     status = _cli(["db", "status"], env)
-    assert status.returncode == 0 and "version 2 of 2" in status.stdout
+    from payops.storage.migrations import available
+
+    latest = max(m.version for m in available())  # every migration this code ships, whoever added the last one
+    assert status.returncode == 0 and f"version {latest} of {latest}" in status.stdout
 
 
 class _DiesOnInvoke:
@@ -221,4 +225,4 @@ def test_a_tick_that_failed_mid_escalation_is_redone_and_its_approval_thread_ope
     applied = [n for n in run_tick(settings).state["housekeeping"] if n.get("op") == "approved_action_applied"]
     assert [n["decision_id"] for n in applied] == [action_id]
     assert operator.approvals.get(action_id).status == APPLIED
-    assert _audit(pg_dsn).verify().ok
+    assert _audit(pg_dsn, tmp_path).verify().ok

@@ -41,9 +41,11 @@ def recorder(record_mode: str) -> vcr.VCR:
 
 
 def make_reasoner(base_url: str = BASE_URL, timeout: float = 900.0) -> LLMReasoner:
-    """The production client (chat_model), with no waits between retries."""
+    """The production client (chat_model), with no waits between retries and a tick budget that
+    never cuts a recording from a slow local model short (two phases, every attempt)."""
     chat = chat_model(MODEL, base_url=base_url, api_key="sk-test-not-a-real-key", timeout=timeout)
-    return LLMReasoner(chat, RuleReasoner(), model=MODEL, max_attempts=MAX_ATTEMPTS, wait=wait_none())
+    return LLMReasoner(chat, RuleReasoner(), model=MODEL, max_attempts=MAX_ATTEMPTS, wait=wait_none(),
+                       budget_seconds=2 * MAX_ATTEMPTS * timeout)
 
 
 def _route_outage() -> tuple[WindowSnapshot, ReasoningContext]:

@@ -1,0 +1,1 @@
+"""The operator console: sign-in, Now, decisions, incidents, approvals, audit, lessons and chat in the browser."""

@@ -1,0 +1,90 @@
+"""What every log-like source shares: events in arrival order, handed out as `LineSource` does, in groups.
+
+A group is what one read of the log returned (a fetch of messages, a page of table rows): its events,
+its position in the log, and its latest event time. A group moves to "done" once it has been handed
+to the window in full; `passed(next_window_start)` pops the done groups no open window needs any
+more, in log order, so that a source acknowledges (NATS) or saves its cursor (palm-pay table) only
+up to a point a restarted worker can safely resume from.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .batch import EventBatch, concat
+from .events import ParseReport
+from .jsonl import JsonlParser
+
+
+@dataclass
+class Group:
+    batch: EventBatch
+    position: int  # the log's own position of the group's last item (stream sequence, row id)
+    token: Any  # what the source needs to acknowledge it (a message), or None
+    max_ts: float
+
+
+class LogSource:
+    """Subclasses implement `_fill(end_ts) -> bool`: add one group with `_add_group`, or say there is none now."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.report = ParseReport()
+        self._parser = JsonlParser(self.report)
+        self._next_line_no = 1
+        self._pending: deque[Group] = deque()  # read, not yet handed out in full
+        self._done: deque[Group] = deque()  # handed out in full, not yet passed by the windows
+        self._eof = False
+
+    def _fill(self, end_ts: float) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _add_group(self, data: bytes, position: int, token: Any = None) -> None:
+        batch = self._parser.parse(data, self._next_line_no)
+        self._next_line_no += self._parser.line_count
+        max_ts = float(batch.ts.max()) if len(batch) else float("-inf")
+        self._pending.append(Group(batch, position, token, max_ts))  # an all-bad group too: passed in log order
+
+    def first_ts(self) -> float | None:
+        """Event time of the first valid event (None if the log has none now)."""
+        while self._first_valid() is None and self._fill(float("inf")):
+            pass
+        return self._first_valid()
+
+    def _first_valid(self) -> float | None:
+        for group in self._pending:
+            if len(group.batch):
+                return float(group.batch.ts[0])
+        return None
+
+    def read_until(self, end_ts: float) -> EventBatch:
+        """Events in log order before the first one at or after end_ts (exactly as LineSource)."""
+        out: list[EventBatch] = []
+        while True:
+            while self._pending:
+                group = self._pending[0]
+                later = np.flatnonzero(group.batch.ts >= end_ts)
+                if later.size:
+                    cut = int(later[0])
+                    out.append(group.batch.take(slice(0, cut)))
+                    group.batch = group.batch.take(slice(cut, None))
+                    return concat(out)
+                out.append(group.batch)
+                self._done.append(self._pending.popleft())
+            if not self._fill(end_ts):
+                return concat(out)
+
+    @property
+    def exhausted(self) -> bool:
+        return self._eof and not self._pending
+
+    def passed(self, next_window_start: float) -> Group | None:
+        """Pop the done groups whose events are all before the next window; the last of them (or None)."""
+        last = None
+        while self._done and self._done[0].max_ts < next_window_start:
+            last = self._done.popleft()
+        return last

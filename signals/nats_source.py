@@ -1,0 +1,226 @@
+"""Payment events from a NATS JetStream stream: `--source nats://HOST:PORT/STREAM?subject=payments.>`.
+
+A message carries JSON lines (CONTRACT §1): one event, or a JSONL batch of events (header
+`Payops-Batch: N`; `payops publish` batches up to a size setting, because one event per
+message tops out near 45 k msg/s here). The source hands events out exactly as `LineSource`
+does for the same lines in the same order, so decisions from the log equal `payops replay`'s.
+
+Delivery is at least once, with one durable pull consumer per deployment partition
+(`payops-<partition>`, filtered to the partition's subject: `{partition}` in `subject` is
+replaced by the partition's name). Acknowledgement policy ALL: acking one message acks every
+earlier one. A fetched group of messages is acknowledged only once it has been handed to the
+window in full and no open window needs it any more: `commit(next_window_start)`, which the
+agent calls after the checkpoint of each tick. A killed worker's successor (the partition lock
+lets one worker in at a time) re-creates the consumer at the server's ack floor and reads again
+what the dead one had not acknowledged: nothing lost, and nothing counted twice, because windows
+are rebuilt from the log, not carried over; redeliveries inside one process are dropped by their
+stream sequence.
+
+`?follow=1` waits for new messages (a live deployment); without it the source is exhausted once
+no message has come for `idle` seconds (default 1): a finished log, a cron tick, the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from .log_source import LogSource
+from .sources import SourceError
+
+BATCH_HEADER = "Payops-Batch"
+# Messages per fetch: one parse call each, so that single-event messages cost one parse per
+# fetch, not per message. The group is also the unit of acknowledgement.
+FETCH_MESSAGES = 512
+FETCH_WAIT_SECONDS = 0.25  # one empty fetch: short, so a caught-up source answers quickly
+DEFAULT_IDLE_SECONDS = 1.0  # without follow: this long with no message means the log is drained
+CONNECT_SECONDS = 5.0
+# The consumer is re-created at the ack floor whenever a worker starts, so redelivery after a
+# time-out is never how a successor gets its messages: a long ack wait only avoids needless
+# redeliveries while a window holds its messages unacknowledged.
+ACK_WAIT_SECONDS = 3600.0
+MAX_ACK_PENDING = 1_000_000  # a window's worth of single-event messages must fit
+
+
+@dataclass(frozen=True)
+class NatsAddress:
+    servers: str
+    stream: str
+    subject: str
+    follow: bool
+    idle_seconds: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.servers}/{self.stream}?subject={self.subject}"
+
+
+def parse_nats_url(url: str, partition: str = "default") -> NatsAddress:
+    """nats://HOST:PORT/STREAM?subject=S&follow=1&idle=SECONDS; SourceError with a one-line reason."""
+    parsed = urlparse(url)
+    if parsed.scheme != "nats" or not parsed.hostname:
+        raise SourceError(f"not a NATS address: {url} (nats://HOST:PORT/STREAM?subject=...)")
+    stream = parsed.path.strip("/")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", stream or ""):
+        raise SourceError("a NATS source names its stream: nats://HOST:PORT/STREAM (letters, digits, _ and -)")
+    query = parse_qs(parsed.query)
+    subject = (query.get("subject") or ["payments.>"])[0].replace("{partition}", partition)
+    try:
+        idle = float((query.get("idle") or [DEFAULT_IDLE_SECONDS])[0])
+    except ValueError:
+        raise SourceError("idle= takes seconds, e.g. idle=2") from None
+    if not (0 < idle < 3600):
+        raise SourceError("idle= takes seconds between 0 and 3600")
+    follow = (query.get("follow") or ["0"])[0].lower() in ("1", "true", "yes")
+    return NatsAddress(f"nats://{parsed.hostname}:{parsed.port or 4222}", stream, subject, follow, idle)
+
+
+def consumer_name(partition: str) -> str:
+    return "payops-" + re.sub(r"[^A-Za-z0-9_-]", "_", partition)
+
+
+class _Loop:
+    """An asyncio loop on its own thread: nats-py is async, the agent's sources are not."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="payops-nats", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        """Cancel the client's own tasks (reader, pinger, flusher) before the loop goes, so none is left pending."""
+
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            self.run(cancel_all(), CONNECT_SECONDS)
+        except Exception:  # a loop that cannot even cancel: stopping it is all that is left
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+class NatsSource(LogSource):
+    """A `Source` over a JetStream stream (see the module docstring)."""
+
+    def __init__(self, address: NatsAddress, partition: str = "default") -> None:
+        super().__init__(address.label)
+        self.address = address
+        self.partition = partition
+        self._max_seq = 0
+        self.redelivered_dropped = 0
+        self.acked_seq = 0
+        self._loop = _Loop()
+        try:
+            self._loop.run(self._open(), CONNECT_SECONDS * 2)
+        except SourceError:
+            self._loop.stop()
+            raise
+        except Exception as exc:  # connection refused, no such stream: one line, no internals
+            self._loop.stop()
+            raise SourceError(f"cannot read NATS stream {address.stream} at {address.servers}: {type(exc).__name__}") from None
+
+    async def _open(self) -> None:
+        import nats
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import NotFoundError
+
+        self._nc = await nats.connect(self.address.servers, connect_timeout=CONNECT_SECONDS, max_reconnect_attempts=2,
+                                      allow_reconnect=True)
+        self._js = self._nc.jetstream()
+        durable = consumer_name(self.partition)
+        try:
+            await self._js.stream_info(self.address.stream)
+        except NotFoundError:
+            raise SourceError(f"no NATS stream {self.address.stream} at {self.address.servers}") from None
+        floor = 0
+        try:
+            info = await self._js.consumer_info(self.address.stream, durable)
+            floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+            await self._js.delete_consumer(self.address.stream, durable)
+        except NotFoundError:
+            pass
+        self.acked_seq = floor
+        config = ConsumerConfig(
+            durable_name=durable, ack_policy=AckPolicy.ALL, filter_subject=self.address.subject,
+            ack_wait=ACK_WAIT_SECONDS, max_ack_pending=MAX_ACK_PENDING,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if floor else DeliverPolicy.ALL,
+            opt_start_seq=floor + 1 if floor else None,
+        )
+        await self._js.add_consumer(self.address.stream, config)
+        self._sub = await self._js.pull_subscribe_bind(durable, self.address.stream)
+
+    async def _fetch(self) -> list[Any]:
+        from nats.errors import TimeoutError as NatsTimeout
+
+        try:
+            return list(await self._sub.fetch(FETCH_MESSAGES, timeout=FETCH_WAIT_SECONDS))
+        except NatsTimeout:
+            return []
+
+    def _fill(self, end_ts: float) -> bool:
+        """Fetch the next group into pending; False when the log is drained (without follow)."""
+        if self._eof:
+            return False
+        idle = 0.0
+        while True:
+            msgs = self._loop.run(self._fetch(), FETCH_WAIT_SECONDS + CONNECT_SECONDS)
+            fresh = []
+            for m in msgs:
+                seq = int(m.metadata.sequence.stream)
+                if seq <= self._max_seq:
+                    self.redelivered_dropped += 1
+                    continue
+                self._max_seq = seq
+                fresh.append(m)
+            if fresh:
+                data = b"".join(m.data if m.data.endswith(b"\n") else m.data + b"\n" for m in fresh)
+                self._add_group(data, int(fresh[-1].metadata.sequence.stream), fresh[-1])
+                return True
+            if msgs:
+                continue  # only redeliveries: fetch again
+            idle += FETCH_WAIT_SECONDS
+            # Drained: quiet for `idle` seconds and the server holds nothing undelivered for us (an empty
+            # fetch on a busy machine is not the end of the log).
+            if not self.address.follow and idle >= self.address.idle_seconds and self.lag() == 0:
+                self._eof = True
+                return False
+
+    # -- acknowledgement, lag ---------------------------------------------------------------
+
+    def commit(self, next_window_start: float) -> int:
+        """Acknowledge every group handed out in full whose events no open window needs; the new ack floor."""
+        last = self.passed(next_window_start)
+        if last is not None:
+            self._loop.run(last.token.ack(), CONNECT_SECONDS)
+            self.acked_seq = last.position
+        return self.acked_seq
+
+    def lag(self) -> int:
+        """Messages on the partition's subject not yet delivered to this worker."""
+        info = self._loop.run(self._sub.consumer_info(), CONNECT_SECONDS)
+        return int(info.num_pending or 0)
+
+    def close(self) -> None:
+        try:  # acknowledgements were sent explicitly: nothing to drain
+            self._loop.run(self._nc.close(), CONNECT_SECONDS)
+        except Exception:  # closing a broken connection: nothing left to save
+            pass
+        self._loop.stop()
+
+
+def open_nats(url: str, partition: str = "default") -> NatsSource:
+    return NatsSource(parse_nats_url(url, partition), partition)

@@ -1,0 +1,70 @@
+"""The console's pages over a recorded run: what an operator reads at a glance."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from console_helpers import sign_in
+
+
+def _signed_in(console):
+    client, keys = console
+    sign_in(client, keys["viewer"])
+    return client
+
+
+def test_now_shows_the_latest_decision_its_age_traffic_and_what_waits(console) -> None:
+    client = _signed_in(console)
+    page = client.get("/console").text
+    assert "Latest decision" in page and "stale" in page  # the recorded run's clock is long past: a stale agent says so
+    assert re.search(r"\d+\.\d% <span>success</span>", page)
+    assert "Pending approvals" in page and "Last updated" in page and "Africa/Johannesburg" in page
+
+
+def test_the_timeline_filters_by_category_and_outcome(console) -> None:
+    client = _signed_in(console)
+    everything = client.get("/console/decisions").text
+    network = client.get("/console/decisions", params={"category": "network"}).text
+    executed = client.get("/console/decisions", params={"outcome": "executed"}).text
+    assert network.count('<span class="cat network">') == network.count('<span class="cat ')
+    assert 0 < network.count("<tr>") < everything.count("<tr>")
+    assert executed.count('class="tag executed"') == executed.count("<tr>") - 1  # every row but the header
+
+
+def test_a_decision_page_has_the_strict_cycle_and_the_blamed_segment_figures(console) -> None:
+    client = _signed_in(console)
+    network = client.get("/console/decisions", params={"category": "network", "segment": "route=psp_a"}).text
+    first = re.search(r'href="/console/decisions/(d-[0-9a-f]+)"', network).group(1)
+    page = client.get(f"/console/decisions/{first[:8]}").text  # a prefix works
+    for heading in ("Diagnosis", "Evidence", "Proposed action", "Risk assessment", "Confidence", "Execution"):
+        assert f"<h2>{heading}</h2>" in page
+    chart = json.loads(re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', page, re.S).group(1))
+    assert chart["segment"] and any(v is not None for v in chart["segment_rate"])  # per-tick figures were recorded
+    assert len(chart["x"]) == len(chart["platform_rate"]) == len(chart["segment_volume"])
+
+
+def test_incidents_group_consecutive_decisions_about_one_segment(console) -> None:
+    client = _signed_in(console)
+    page = client.get("/console/incidents").text
+    ids = re.findall(r'href="/console/incidents/(d-[0-9a-f]+)"', page)
+    assert ids
+    incident = client.get(f"/console/incidents/{ids[-1]}").text
+    assert "First response" in incident and "Failed payments during it" in incident
+    assert 'id="chart-data"' in incident
+
+
+def test_audit_and_lessons_pages_show_the_trail_and_its_state(console) -> None:
+    client = _signed_in(console)
+    audit = client.get("/console/audit").text
+    assert "Intact:" in audit
+    assert client.get("/console/lessons").status_code == 200
+
+
+def test_the_chat_panel_answers_from_the_records(console) -> None:
+    client, keys = console
+    sign_in(client, keys["viewer"])
+    page = client.get("/console/chat").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    answer = client.post("/console/chat", data={"question": "what is pending approval?", "csrf": csrf}).text
+    assert "<h2>Answer</h2>" in answer
