@@ -2,12 +2,13 @@
 
 Every figure printed is read from the records (decision, approval, outcome);
 nothing is recomputed or guessed, so `payops why` says exactly what the agent
-saw and did. Times are UTC, as in the cycle output.
+saw and did. Times are UTC, as in the cycle output, unless a display zone is given
+(the chat passes its own, so one answer never mixes two zones).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Any, Sequence
 
 from .audit import AuditEntry
@@ -15,8 +16,9 @@ from .audit import AuditEntry
 EXECUTED_TOOLS_NOT_EVALUATED = ("alert_ops",)
 
 
-def when(ts: float) -> str:
-    return datetime.fromtimestamp(float(ts), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+def when(ts: float, tz: tzinfo = timezone.utc) -> str:
+    dt = datetime.fromtimestamp(float(ts), tz=tz)
+    return dt.strftime("%Y-%m-%d %H:%M:%S ") + (dt.tzname() or "UTC")
 
 
 def target_text(target: dict[str, str] | None) -> str:
@@ -38,10 +40,10 @@ def _args(args: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in (args or {}).items())
 
 
-def outcome_lines(o: dict[str, Any], at: float) -> list[str]:
-    lines = [f"Outcome: {o['verdict']} (concluded {when(at)}, {o.get('windows', 0)} window(s) measured) — {o.get('detail', '')}"]
+def outcome_lines(o: dict[str, Any], at: float, tz: tzinfo = timezone.utc) -> list[str]:
+    lines = [f"Outcome: {o['verdict']} (concluded {when(at, tz)}, {o.get('windows', 0)} window(s) measured) — {o.get('detail', '')}"]
     if o.get("applied_at") is not None and o.get("decided_at") is not None and float(o["applied_at"]) != float(o["decided_at"]):
-        lines.append(f"  (applied {when(o['applied_at'])} after approval: 'before' is the window ending then)")
+        lines.append(f"  (applied {when(o['applied_at'], tz)} after approval: 'before' is the window ending then)")
     before, after = o.get("before") or {}, o.get("after") or {}
     for scope in ("target", "destinations", "platform"):
         if scope in before or scope in after:
@@ -52,14 +54,14 @@ def outcome_lines(o: dict[str, Any], at: float) -> list[str]:
     return lines
 
 
-def explain_decision(entries: Sequence[AuditEntry]) -> str:
+def explain_decision(entries: Sequence[AuditEntry], tz: tzinfo = timezone.utc) -> str:
     decision = next((e for e in entries if e.kind == "decision"), None)
     if decision is None:
         return "No decision record."
     r = decision.record
     d, p, v, x = r.get("diagnosis") or {}, r.get("proposal") or {}, r.get("verdict") or {}, r.get("execution") or {}
     snap = r.get("snapshot") or {}
-    lines = [f"Decision {r['decision_id']} (audit record #{decision.seq}), window ending {when(r['window_end'])}."]
+    lines = [f"Decision {r['decision_id']} (audit record #{decision.seq}), window ending {when(r['window_end'], tz)}."]
     top = ", ".join(f"{code} {n}" for code, n in sorted((snap.get("top_errors") or {}).items(), key=lambda kv: (-kv[1], kv[0])))
     lines.append(f"What I saw: {snap.get('failures')}/{snap.get('attempts')} attempts failed ({pct(snap.get('failure_rate', 0))}), "
                  f"p95 latency {snap.get('latency_p95_ms')} ms, attempts per payment {snap.get('attempts_per_payment')}"
@@ -90,20 +92,20 @@ def explain_decision(entries: Sequence[AuditEntry]) -> str:
     approvals = [e for e in entries if e.kind == "approval"]
     for e in approvals:
         a = e.record
-        lines.append(f"Who decided: {a['status']} by {a['approver']} at {when(e.at)}" + (f" — note: {a['note']}" if a.get("note") else ""))
+        lines.append(f"Who decided: {a['status']} by {a['approver']} at {when(e.at, tz)}" + (f" — note: {a['note']}" if a.get("note") else ""))
     if x.get("status") == "executed" and p.get("tool") not in ("no_action",):
         lines.append("Who decided: the agent, autonomously (every guardrail allowed it).")
     for e in entries:
         if e.kind == "approved_action":
             run = e.record.get("execution") or {}
-            lines.append(f"What ran after approval: {run.get('status')} at {when(e.at)} — {run.get('detail', '')}")
+            lines.append(f"What ran after approval: {run.get('status')} at {when(e.at, tz)} — {run.get('detail', '')}")
         elif e.kind == "rollback":
-            lines.append(f"Rolled back at {when(e.at)}: {e.record.get('reason', '')}")
+            lines.append(f"Rolled back at {when(e.at, tz)}: {e.record.get('reason', '')}")
         elif e.kind == "reconcile":
-            lines.append(f"Reconciled at {when(e.at)}: {e.record.get('outcome')} — {e.record.get('detail', '')}")
+            lines.append(f"Reconciled at {when(e.at, tz)}: {e.record.get('outcome')} — {e.record.get('detail', '')}")
     outcomes = [e for e in entries if e.kind == "outcome"]
     for e in outcomes:
-        lines += outcome_lines(e.record, e.at)
+        lines += outcome_lines(e.record, e.at, tz)
     if not outcomes and x.get("plane") == "shadow" and x.get("status") == "executed":
         lines.append("Outcome so far: shadow mode: recorded as what would have run; nothing moved, so nothing is measured.")
     elif not outcomes:

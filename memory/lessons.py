@@ -12,12 +12,20 @@ below), ranked in Python by `similarity` x `recency`.
 
 Using them: `track_record` turns the similar lessons of one tool into a Beta
 posterior on "this action helps here", and flags past harm.
+
+Imported lessons (`payops lessons import`) are another deployment's word: they are marked
+`origin="imported"` and weigh IMPORTED_TRUST of an own lesson in retrieval and in the track
+record, and an imported "harmed" never forces approval — unless their decision id is in this
+deployment's audit trail (`verified`), when they count as the agent's own.
 """
 
 from __future__ import annotations
 
+import math
+import re
+import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from langgraph.store.base import BaseStore, PutOp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -86,6 +94,14 @@ class Lesson(BaseModel):
     created_at: float  # the decision's window end
     applied_at: float | None = None
     concluded_at: float | None = None
+    # where it came from: the agent's own outcome, or `payops lessons import` (trusted less)
+    origin: Literal["agent", "imported"] = "agent"
+    verified: bool = False  # imported, and its decision id is in this deployment's audit trail
+    imported_at: float | None = None
+
+    @property
+    def trust(self) -> float:
+        return lesson_trust(self.model_dump(include={"origin", "verified"}))
 
     @property
     def signature(self) -> Signature:
@@ -104,6 +120,9 @@ class Lesson(BaseModel):
         }
         if score is not None:
             out["similarity"] = round(score, 3)
+        if self.origin == "imported":  # only then: own lessons' briefs (and the prompts they reach) are unchanged
+            out["imported"] = True
+            out["verified"] = self.verified
         return out
 
 
@@ -167,6 +186,17 @@ def similarity(lesson: Lesson | Signature | dict[str, Any], sig: Signature) -> f
     return round(score, 6)
 
 
+# An imported lesson whose decision this deployment never saw counts a quarter of an own one: a
+# file can say anything (a fabricated "harmed" lesson once forced escalation of a good reroute),
+# yet a genuine export from a sister deployment should still nudge, not be thrown away.
+IMPORTED_TRUST = 0.25
+
+
+def lesson_trust(raw: dict[str, Any]) -> float:
+    """1 for the agent's own lessons and verified imports; IMPORTED_TRUST for other imports."""
+    return IMPORTED_TRUST if raw.get("origin") == "imported" and not raw.get("verified") else 1.0
+
+
 def recency(created_at: float, now: float) -> float:
     age = max(0.0, now - created_at)
     return RECENCY_FLOOR + (1.0 - RECENCY_FLOOR) * 0.5 ** (age / RECENCY_HALF_LIFE_SECONDS)
@@ -176,7 +206,7 @@ def recency(created_at: float, now: float) -> float:
 class ScoredLesson:
     lesson: Lesson
     similarity: float
-    score: float  # similarity x recency: the ranking key and the evidence weight
+    score: float  # similarity x recency x trust: the ranking key and the evidence weight
 
 
 # -- using lessons: a Beta posterior on "this action helps here" ----------------------
@@ -228,7 +258,8 @@ def track_record(tool: str, confidence: float, similar: Iterable[ScoredLesson], 
     alpha = confidence * PRIOR_STRENGTH + helped
     beta = (1.0 - confidence) * PRIOR_STRENGTH + not_helped
     posterior = min(MAX_ADJUSTED_CONFIDENCE, alpha / (alpha + beta)) if mine else confidence
-    harmed = tuple(s.lesson.decision_id for s in mine if s.lesson.verdict == "harmed")
+    # Only a trusted harm holds confidence below the threshold; an unverified import only weighs in.
+    harmed = tuple(s.lesson.decision_id for s in mine if s.lesson.verdict == "harmed" and s.lesson.trust == 1.0)
     adjusted = posterior
     forced = False
     if harmed:
@@ -319,7 +350,8 @@ class LessonStore:
             sim = similarity(raw, sig)
             if sim >= min_similarity:
                 created = float(raw.get("created_at", 0.0))
-                ranked.append((round(sim * recency(created, now), 6), sim, created, str(raw.get("decision_id", "")), raw))
+                score = round(sim * recency(created, now) * lesson_trust(raw), 6)
+                ranked.append((score, sim, created, str(raw.get("decision_id", "")), raw))
         ranked.sort(key=lambda r: (-r[0], -r[2], r[3]))
         # Only the winners are validated into Lessons.
         return [ScoredLesson(Lesson.model_validate(raw), sim, score) for score, sim, _, _, raw in ranked[:limit]]
@@ -327,33 +359,82 @@ class LessonStore:
     def export(self) -> list[dict[str, Any]]:
         return [l.model_dump(mode="json") for l in self.list()]
 
-    def import_(self, records: Any) -> int:
-        """All or nothing: every record is validated first, then all are written in one batch."""
-        if not isinstance(records, list):
-            raise LessonImportError("a lesson file holds a JSON list of lessons")
-        lessons: list[Lesson] = []
-        seen: set[str] = set()
-        for i, raw in enumerate(records, start=1):
-            if not isinstance(raw, dict):
-                raise LessonImportError(f"lesson #{i} is not a JSON object; nothing was imported")
-            try:
-                lesson = Lesson.model_validate(raw)
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                where = ".".join(str(p) for p in err["loc"]) or "lesson"
-                raise LessonImportError(f"lesson #{i}: {where}: {err['msg']}; nothing was imported") from None
-            if lesson.schema_version > SCHEMA_VERSION:
-                raise LessonImportError(f"lesson #{i} has schema_version {lesson.schema_version} (this payops reads "
-                                        f"up to {SCHEMA_VERSION}); nothing was imported")
-            if lesson.decision_id in seen:
-                raise LessonImportError(f"lesson #{i} repeats decision id {lesson.decision_id}; nothing was imported")
-            seen.add(lesson.decision_id)
-            lessons.append(lesson)
-        ops = [PutOp(self._ns(l.category), l.decision_id, l.model_dump(mode="json"), index=False) for l in lessons]
+    def import_(self, records: Any, **options: Any) -> int:
+        """`import_lessons`, returning how many were stored."""
+        return self.import_lessons(records, **options).count
+
+    def import_lessons(self, records: Any, *, at: float | None = None, known_tools: Iterable[str] | None = None,
+                       in_audit: Callable[[Lesson], bool] | None = None) -> "ImportResult":
+        """All or nothing: every record is validated first, then all are written in one batch.
+
+        Every lesson is stored as `origin="imported"` whatever the file says, `verified` when
+        `in_audit(lesson)` finds its decision (same tool) in this deployment's audit trail.
+        """
+        lessons = validate_import(records, known_tools)
+        at = time.time() if at is None else at
+        stored = [l.model_copy(update={"origin": "imported", "imported_at": at,
+                                       "verified": bool(in_audit and in_audit(l))}) for l in lessons]
+        ops = [PutOp(self._ns(l.category), l.decision_id, l.model_dump(mode="json"), index=False) for l in stored]
         if ops:
             self._memo.clear()
             self.store.batch(ops)  # one transaction in SqliteStore / PostgresStore
-        return len(lessons)
+        return ImportResult(len(stored), sum(1 for l in stored if l.verified))
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    count: int
+    verified: int  # of them, found in this deployment's audit trail (trusted as its own)
+
+
+# Categories a lesson can have: an action concluded on a diagnosed incident (never "healthy").
+LESSON_CATEGORIES = ("user", "issuer", "network", "config", "security")
+# Decision ids as the agent writes them ("d-<hex>"), with room for other deployments' schemes;
+# no spaces or control characters (they reach the console and prompts).
+DECISION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
+# A file bigger than this is not a lesson export of one deployment (a lesson is ~1 KB).
+MAX_IMPORT_LESSONS = 100_000
+
+
+def validate_import(records: Any, known_tools: Iterable[str] | None = None) -> list[Lesson]:
+    """The lessons of an import file, or LessonImportError naming the first problem (#N, field, why)."""
+    if not isinstance(records, list):
+        raise LessonImportError("a lesson file holds a JSON list of lessons; nothing was imported")
+    if not records:
+        raise LessonImportError("the file holds no lessons; nothing was imported")
+    if len(records) > MAX_IMPORT_LESSONS:
+        raise LessonImportError(f"{len(records):,} lessons is more than {MAX_IMPORT_LESSONS:,}; nothing was imported")
+    tools = set(known_tools) if known_tools is not None else None
+    lessons: list[Lesson] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(records, start=1):
+        def bad(why: str) -> LessonImportError:
+            return LessonImportError(f"lesson #{i}: {why}; nothing was imported")
+
+        if not isinstance(raw, dict):
+            raise bad("not a JSON object")
+        try:
+            lesson = Lesson.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise bad(f"{'.'.join(str(p) for p in err['loc']) or 'lesson'}: {err['msg']}") from None
+        if lesson.schema_version > SCHEMA_VERSION:
+            raise bad(f"schema_version {lesson.schema_version} (this payops reads up to {SCHEMA_VERSION})")
+        if not DECISION_ID.match(lesson.decision_id):
+            raise bad("decision_id must be 1-200 letters, digits or . _ : @ - (no spaces)")
+        if lesson.category not in LESSON_CATEGORIES:
+            raise bad(f"category '{lesson.category[:40]}' is not one of {', '.join(LESSON_CATEGORIES)}")
+        if tools is not None and lesson.tool not in tools:
+            raise bad(f"tool '{lesson.tool[:40]}' is not an action this agent has")
+        times = {"created_at": lesson.created_at, "applied_at": lesson.applied_at, "concluded_at": lesson.concluded_at}
+        for name, value in times.items():
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise bad(f"{name} must be a positive epoch time")
+        if lesson.decision_id in seen:
+            raise bad(f"repeats decision id {lesson.decision_id}")
+        seen.add(lesson.decision_id)
+        lessons.append(lesson)
+    return lessons
 
 
 def summarize(lessons: Iterable[Lesson]) -> dict[str, int]:

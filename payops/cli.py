@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import sys
 import time
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import TYPE_CHECKING, Optional
 
 import orjson
 import typer
+
+from payops.cli_errors import PayopsGroup
 
 if TYPE_CHECKING:  # imported where used: `payops replay` starts its parse workers before pydantic-settings loads
     from payops.settings import Settings
@@ -20,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=PayopsGroup,  # expected errors (state folder, database, files) -> one line, not a traceback
 )
 
 
@@ -48,23 +52,41 @@ def _settings(**overrides: object) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"bad setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        from payops.cli_errors import one_line
+
+        fail(*(one_line(exc) or (str(exc).splitlines()[0], 2)))
         raise  # unreachable
 
 
-def _print_cycle(state: dict, settings: Settings, services: object) -> None:
-    from payops.render import printable, render_cycle
+def _print_cycle(state: dict, settings: Settings, services: object, settle: float = 0.0) -> None:
+    """The cycle, then what the notifier told the console; `settle` seconds first lets webhook
+    deliveries finish (a one-shot tick), so a failed one is reported now, not never."""
+    from payops.render import render_cycle
 
     typer.echo(render_cycle(state, settings.confidence_threshold))
     lag = getattr(getattr(services, "source", None), "lag", None)
     if lag is not None:  # an event log: how far this partition's worker is behind
         typer.echo(f"Consumer lag: {lag()} message(s) not yet read on partition '{settings.deployment}'")
-    drain = getattr(getattr(services, "notifier", None), "drain", None)
-    for kind, payload in (drain() if drain else []):
-        line = f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip()
-        typer.echo(printable(line))  # a summary quotes labels from the feed
+    _print_notices(services, settle)
     typer.echo("")
+
+
+def _print_notices(services: object, settle: float = 0.0) -> None:
+    from payops.guardrails.notify import DELIVERY_FAILED
+    from payops.render import printable  # a summary quotes labels from the feed
+
+    notifier = getattr(services, "notifier", None)
+    if settle and hasattr(notifier, "settle"):
+        notifier.settle(settle)
+    drain = getattr(notifier, "drain", None)
+    for kind, payload in (drain() if drain else []):
+        if kind == DELIVERY_FAILED:
+            kept = "kept in dead letters (`payops pending`)" if payload.get("kept") else "and it could NOT be kept"
+            typer.echo(printable(f"  Notice: webhook delivery failed for {payload.get('decision_id') or payload.get('kind')}"
+                                 f" ({payload.get('kind')}: {payload.get('reason')}); {kept}"))
+            continue
+        line = f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip()
+        typer.echo(printable(line))
 
 
 def _report_bad_lines(report: object) -> None:
@@ -101,6 +123,7 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
               control_plane: Optional[str] = None) -> None:
     from contextlib import ExitStack
 
+    from payops.guardrails.notify import EXIT_FLUSH_SECONDS
     from payops.palm_jobs import in_background
     from payops.scheduling import close_agent
     from payops.signals.sources import SourceError
@@ -135,6 +158,7 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
         typer.echo(f"\npayops: stopped after {done} tick(s); state saved in {settings.state_dir}.")
     finally:
         jobs.close()
+        _print_notices(services, settle=EXIT_FLUSH_SECONDS)  # deliveries still out when the loop ends
         _report_bad_lines(getattr(services.source, "report", None))
         close_agent(agent, services)
 
@@ -154,6 +178,7 @@ def tick(
     (try again next time), 2 bad arguments or settings, 1 failure.
     """
     from payops.scheduling import EX_FAILURE, EX_TEMPFAIL, TickLocked, TickUsageError, run_tick
+    from payops.settings import StateDirError
     from payops.storage.db import DatabaseError, redact_dsn
 
     settings = _settings(state_dir=state_dir, deployment=partition)
@@ -165,6 +190,8 @@ def tick(
         fail(str(exc))
     except DatabaseError as exc:
         fail(str(exc), code=EX_FAILURE)
+    except StateDirError as exc:  # the state folder is a file, cannot be created or is read-only
+        fail(str(exc), code=exc.exit_code)
     except Exception as exc:  # one line a scheduler's log can show; the DSN's password never appears
         fail(f"tick of partition '{settings.deployment}' failed: {type(exc).__name__}: {redact_dsn(str(exc))[:500]}", code=EX_FAILURE)
     if outcome.status == "idle":
@@ -173,13 +200,22 @@ def tick(
         typer.echo(f"payops: the next window of partition '{outcome.partition}' ends at {outcome.window_end:.0f}, "
                    "still in the future; nothing to do yet.")
     else:
-        _print_cycle(outcome.state, settings, outcome.services)
+        from payops.guardrails.notify import EXIT_FLUSH_SECONDS
+
+        _print_cycle(outcome.state, settings, outcome.services, settle=EXIT_FLUSH_SECONDS)
+
+
+# A week of stream covers every test and demo; longer runs are a typo (`1e9`) that would fill the disk.
+MAX_SIMULATE_MINUTES = 7 * 24 * 60
+# ~200 bytes an event: 50 M events is ~10 GB, far past any replay benchmark (4 M lines) yet bounded.
+MAX_SIMULATE_EVENTS = 50_000_000
 
 
 @app.command()
 def simulate(
     scenario: str = typer.Option(..., "--scenario", help="Scenario name (see `payops scenarios`)."),
-    minutes: float = typer.Option(15.0, "--minutes", min=1.0, help="Length of the stream, healthy lead-in included."),
+    minutes: float = typer.Option(15.0, "--minutes", help="Length of the stream, healthy lead-in included "
+                                  f"(1 to {MAX_SIMULATE_MINUTES:,} minutes, at most {MAX_SIMULATE_EVENTS:,} events)."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", help="Where to write the JSON Lines events."),
     per_minute: float = typer.Option(600.0, "--per-minute", min=10.0, max=100_000.0, help="Payments per minute (10 to 100,000)."),
@@ -188,6 +224,11 @@ def simulate(
     """Write a simulated event stream (CONTRACT.md §1) with a healthy lead-in before the incident."""
     from payops.signals.simulator import SCENARIOS, Simulator, default_network, rename_network, timed_scenario, write_stream
 
+    if not (math.isfinite(minutes) and 1.0 <= minutes <= MAX_SIMULATE_MINUTES):
+        fail(f"--minutes must be between 1 and {MAX_SIMULATE_MINUTES:,} (a week), not {minutes:g}")
+    if minutes * per_minute > MAX_SIMULATE_EVENTS:
+        fail(f"--minutes {minutes:g} at --per-minute {per_minute:g} is {minutes * per_minute:,.0f} events; "
+             f"the most one file holds is {MAX_SIMULATE_EVENTS:,} (write several, or fewer per minute)")
     if scenario not in SCENARIOS:
         fail(f"unknown scenario '{scenario}' (choose from {', '.join(SCENARIOS)})")
     net = default_network(per_minute)
@@ -275,12 +316,13 @@ def main() -> None:
 
 
 def _register_subcommands() -> None:
-    from payops.cli_ops import audit_app, lessons_app, register_ops
+    from payops.cli_ops import audit_app, lessons_app, notify_app, register_ops
     from payops.cli_palm import palm_app
 
     app.add_typer(palm_app, name="palm", help="Palm-pay backend operations (masked output).")
     app.add_typer(audit_app, name="audit", help="Inspect and verify the hash-chained audit trail.")
     app.add_typer(lessons_app, name="lessons", help="Long-term lessons learned from outcomes.")
+    app.add_typer(notify_app, name="notify", help="Webhook notifications not delivered: `payops notify retry`.")
     register_ops(app)
     app.add_typer(__import__("payops.cli_db", fromlist=["db_app"]).db_app, name="db", help="Create and migrate the schema (SQLite or PostgreSQL): `payops db upgrade`.")
     __import__("payops.cli_api", fromlist=["register_api"]).register_api(app)  # serve, keys, openapi (payops/cli_api.py)

@@ -29,8 +29,9 @@ def _settings(state_dir: Optional[Path]):  # noqa: ANN202 - payops.settings.Sett
     try:
         return Settings(**({"state_dir": state_dir} if state_dir else {}))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise _fail(f"bad setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        from payops.cli_errors import one_line
+
+        raise _fail(*(one_line(exc) or (str(exc).splitlines()[0], 2))) from None
 
 
 def _is_loopback(host: str) -> bool:
@@ -54,6 +55,8 @@ def serve(
     from payops.api.settings import ApiSettings
 
     settings = _settings(state_dir)
+    if not settings.database_url:  # before uvicorn starts: a bad folder is one line, not a failed startup
+        settings.ensure_state_dir()
     api = ApiSettings()
     host = host or api.host
     port = port or api.port

@@ -12,7 +12,8 @@ STATE_DIR = typer.Option(None, "--state-dir", help="State directory (default ./.
 
 def chat(
     ask: Optional[str] = typer.Option(None, "--ask", help="Ask one question, print the answer and exit."),
-    tz: str = typer.Option("UTC", "--tz", help="Time zone for times you type and times printed (IANA name)."),
+    tz: Optional[str] = typer.Option(None, "--tz", help="Time zone for times you type and times printed (IANA name; "
+                                     "default PAYOPS_TIMEZONE)."),
     no_llm: bool = typer.Option(False, "--no-llm", help="Answer from the records only, even when an LLM is configured."),
     state_dir: Optional[Path] = STATE_DIR,
 ) -> None:
@@ -24,14 +25,14 @@ def chat(
     from pydantic import ValidationError
 
     from payops.chat import ChatError, ChatTools, ask as answer, chat_model_from_settings, zone
-    from payops.settings import Settings
+    from payops.settings import Settings, existing_state_dir
 
     try:
         settings = Settings(**({"state_dir": state_dir} if state_dir else {}))
-        if not settings.database_url and not settings.state_dir.exists():
-            typer.echo(f"payops: error: no agent state in {settings.state_dir} (run `payops run` or `payops tick` first)", err=True)
-            raise typer.Exit(2)
-        tools = ChatTools.from_settings(settings, zone(tz))
+        if not settings.database_url:
+            existing_state_dir(settings.state_dir)  # a missing folder or a file: one line from cli_errors
+        display_zone = tz or settings.timezone  # one display zone for people; records stay epoch/UTC
+        tools = ChatTools.from_settings(settings, zone(display_zone))
     except (ChatError, ValidationError) as exc:
         typer.echo(f"payops: error: {exc}", err=True)
         raise typer.Exit(2)
@@ -50,7 +51,8 @@ def chat(
     if ask is not None:
         reply(ask)
         return
-    typer.echo("payops chat — ask about decisions, segments and outcomes (read-only). Ctrl-D or 'exit' to leave.")
+    typer.echo(f"payops chat — ask about decisions, segments and outcomes (read-only); times in {display_zone}. "
+               "Ctrl-D or 'exit' to leave.")
     while True:
         try:
             question = input("payops> ")

@@ -63,6 +63,10 @@ def status(state_dir: Optional[Path] = STATE_DIR) -> None:
 
     settings = _settings(state_dir)
     if not settings.database_url:
+        if settings.state_dir.exists() and not settings.state_dir.is_dir():
+            from payops.settings import StateDirError
+
+            raise StateDirError(f"the state folder {settings.state_dir} is a file, not a folder (choose another --state-dir)", 2)
         typer.echo(f"SQLite state in {settings.state_dir}: created and migrated on first use (or by `payops db upgrade`)")
         return
     from payops.storage import migrations

@@ -55,9 +55,10 @@ def run_eval(
     from payops.evals import gate as gate_mod
     from payops.evals.cases import CaseError
     from payops.evals.harness import RunOptions, check_reasoner, results_json, run_model, select_cases
-    from payops.evals.llm import load_meta, recording_stats, save_meta
+    from payops.evals.llm import cassette_dir, cassette_path, load_meta, recording_stats, save_meta
     from payops.evals.report import write_all
     from payops.evals.runner import EvalError
+    from payops.settings import StateDirError, prepare_folder
 
     reasoners = _split(reasoner) or ["rules"]
     models = _split(model)
@@ -93,6 +94,15 @@ def run_eval(
             check_reasoner(options)
     except (CaseError, EvalError) as exc:
         _fail(str(exc))
+    for options in plan:
+        if options.reasoner == "llm" and not options.record and not any(
+                cassette_path(c, options.model or "", cassettes).exists() for c in cases):
+            _fail(f"no cassettes for model '{options.model}' in {cassette_dir(options.model or '', cassettes)}: "
+                  f"every case would be skipped (record them with --record --base-url URL)")
+    try:  # before minutes of cases, not after them
+        prepare_folder(out, "output folder", "--out")
+    except StateDirError as exc:
+        _fail(str(exc), exc.exit_code)
     gate_spec = None
     if gate:
         try:

@@ -9,10 +9,11 @@ from typing import Optional
 import orjson
 import typer
 
-from payops.settings import Settings
+from payops.settings import Settings, existing_state_dir
 
 audit_app = typer.Typer(no_args_is_help=True, add_completion=False)
 lessons_app = typer.Typer(no_args_is_help=True, add_completion=False)
+notify_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -25,8 +26,8 @@ def _settings(state_dir: Optional[Path]) -> Settings:
 
 
 def _require_state(settings: Settings) -> None:
-    if not settings.database_url and not settings.state_dir.exists():  # PostgreSQL: the state is in the database
-        _fail(f"no agent state in {settings.state_dir} (run `payops run` or `payops tick` first)")
+    if not settings.database_url:  # PostgreSQL: the state is in the database
+        existing_state_dir(settings.state_dir)  # a missing folder or a file: one line from cli_errors
 
 
 def _services(state_dir: Optional[Path]):  # noqa: ANN202 - internal
@@ -53,7 +54,6 @@ def pending(state_dir: Optional[Path] = STATE_DIR) -> None:
     rows = svc.approvals.by_status(PENDING)
     if not rows:
         typer.echo("no pending approval requests")
-        return
     from payops.render import printable  # labels come from the feed: escaped, one line stays one line
 
     now = svc.clock()
@@ -65,6 +65,27 @@ def pending(state_dir: Optional[Path] = STATE_DIR) -> None:
                              f"expires in {max(0, a.expires_at - now):.0f}s"))
         for why in a.request.get("why_approval", []):
             typer.echo(printable(f"    why approval: {why}"))
+    _print_dead_letters(svc.settings)
+
+
+def _print_dead_letters(settings: Settings) -> None:
+    """Notifications the webhook never delivered: shown with the approvals, since most are approval requests."""
+    from payops.guardrails.dead_letters import FILE_NAME, DeadLetters
+    from payops.memory.explain import when
+
+    if not (settings.state_dir / FILE_NAME).exists():
+        return
+    box = DeadLetters.in_state_dir(settings.state_dir)
+    try:
+        letters = box.list()
+    finally:
+        box.close()
+    if not letters:
+        return
+    typer.echo(f"{len(letters)} webhook notification(s) not delivered, kept in dead letters "
+               "(send again: `payops notify retry`):")
+    for d in letters:
+        typer.echo(f"  {d.decision_id or '-'}  {d.kind}  failed {d.failures}x, last {when(d.failed_at)}: {d.reason}")
 
 
 def _answer(decision_id: str, approved: bool, note: Optional[str], approver: str, state_dir: Optional[Path]) -> None:
@@ -106,7 +127,8 @@ def reject(decision_id: str = typer.Argument(...), note: Optional[str] = typer.O
     _answer(decision_id, False, note, approver, state_dir)
 
 
-def why(decision_id: str = typer.Argument(..., help="Decision id."), state_dir: Optional[Path] = STATE_DIR) -> None:
+def why(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix)."),
+        state_dir: Optional[Path] = STATE_DIR) -> None:
     """Explain one decision from its audit record (deterministic, no LLM)."""
     from payops.memory.explain import explain_decision
     from payops.storage.stores import open_audit
@@ -114,10 +136,30 @@ def why(decision_id: str = typer.Argument(..., help="Decision id."), state_dir: 
     settings = _settings(state_dir)
     _require_state(settings)
     audit = open_audit(settings)
-    entries = audit.get(decision_id)
-    if not entries:
-        _fail(f"no decision {decision_id} in the audit trail")
-    typer.echo(explain_decision(entries))
+    typer.echo(explain_decision(audit.get(_resolve_decision(audit, decision_id))))
+
+
+# An operator types a short id as `approve` accepts it; a prefix this short is ambiguous by design.
+MIN_PREFIX = 3
+AMBIGUOUS_SHOWN = 3
+
+
+def _resolve_decision(audit, text: str) -> str:  # noqa: ANN001 - AuditLog or a read view of it
+    """The full decision id for an id or an unambiguous prefix; a one-line error otherwise."""
+    text = text.strip()
+    if audit.get(text):
+        return text
+    matches: list[str] = []
+    if len(text) >= MIN_PREFIX:
+        for e in audit.entries("decision"):
+            if e.decision_id.startswith(text) and e.decision_id not in matches:
+                matches.append(e.decision_id)
+    if not matches:
+        _fail(f"no decision {text} in the audit trail")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:AMBIGUOUS_SHOWN]) + (", ..." if len(matches) > AMBIGUOUS_SHOWN else "")
+        _fail(f"'{text}' matches {len(matches)} decisions ({shown}); give more of the id")
+    return matches[0]
 
 
 def register_ops(app: typer.Typer) -> None:
@@ -220,18 +262,24 @@ def audit_seal(state_dir: Optional[Path] = STATE_DIR) -> None:
 
 
 @audit_app.command("show")
-def audit_show(decision_id: str = typer.Argument(..., help="Decision id, or #SEQ for one record by number."),
+def audit_show(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix), or #SEQ for one record."),
+               jsonl: bool = typer.Option(False, "--jsonl", help="One compact JSON object per line instead of one JSON list."),
                state_dir: Optional[Path] = STATE_DIR) -> None:
-    """Print the records of one decision (decision, approval, applied, rollback...) as JSON."""
+    """Print the records of one decision (decision, approval, applied, rollback...) as one JSON list."""
     audit = _audit(state_dir)
     if decision_id.startswith("#") and decision_id[1:].isdigit():
         entries = audit.at_seq(int(decision_id[1:]))
+        if not entries:
+            _fail(f"no record {decision_id} in the audit trail")
     else:
-        entries = audit.get(decision_id)
-    if not entries:
-        _fail(f"no decision {decision_id} in the audit trail")
-    for e in entries:
-        typer.echo(json.dumps({"seq": e.seq, "kind": e.kind, "at": e.at, "hash": e.hash, "record": e.record}, indent=2))
+        entries = audit.get(_resolve_decision(audit, decision_id))
+    rows = [{"seq": e.seq, "decision_id": e.decision_id, "kind": e.kind, "at": e.at, "hash": e.hash, "record": e.record}
+            for e in entries]
+    if jsonl:
+        for row in rows:
+            typer.echo(json.dumps(row, sort_keys=True))
+    else:
+        typer.echo(json.dumps(rows, indent=2))
 
 
 @audit_app.command("tail")
@@ -281,7 +329,8 @@ def lessons_list(category: Optional[str] = typer.Option(None, "--category", help
         return
     for l in lessons:
         typer.echo(f"{when(l.created_at)}  {l.decision_id}  {l.category:8s} {l.tool:20s} {l.target_key:28s} "
-                   f"{l.verdict}" + (" (rolled back)" if l.rolled_back else ""))
+                   f"{l.verdict}" + (" (rolled back)" if l.rolled_back else "")
+                   + ((" (imported, decided here)" if l.verified else " (imported)") if l.origin == "imported" else ""))
 
 
 @lessons_app.command("show")
@@ -308,20 +357,84 @@ def lessons_export(out: Path = typer.Option(..., "--out", help="JSON file to wri
 
 @lessons_app.command("import")
 def lessons_import(path: Path = typer.Argument(..., help="A JSON file from `payops lessons export`."),
+                   who: Optional[str] = typer.Option(None, "--as", help="Who imports (recorded in the audit trail; default: your login)."),
                    state_dir: Optional[Path] = STATE_DIR) -> None:
-    """Import lessons: all or nothing (every lesson is checked before any is stored)."""
-    from payops.memory.lessons import LessonImportError
+    """Import lessons: all or nothing, marked as imported (trusted less unless this audit trail holds their
+    decisions), and audited (who, how many, the file's SHA-256)."""
+    import hashlib
+    import time
+
+    from payops.memory.lessons import Lesson, LessonImportError
+    from payops.storage.stores import open_audit
+    from payops.tools.actions import ACTIONS
 
     try:
-        records = orjson.loads(path.read_bytes())
+        data = path.read_bytes()
     except FileNotFoundError:
         _fail(f"no such file: {path}")
     except IsADirectoryError:
         _fail(f"is a directory, not a lesson file: {path}")
-    except orjson.JSONDecodeError:
-        _fail(f"{path} is not JSON; nothing was imported")
+    except OSError as exc:
+        _fail(f"cannot read {path}: {(exc.strerror or 'refused').lower()}", 1)
     try:
-        n = _lessons(state_dir).import_(records)
-    except LessonImportError as exc:
-        _fail(f"{path}: {exc}")
-    typer.echo(f"imported {n} lessons")
+        records = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        _fail(f"{path} is not JSON (at byte {exc.pos}); nothing was imported")
+    actor = (who or _login()).strip()
+    if not 1 <= len(actor) <= 100 or not actor.isprintable():
+        _fail("--as must be 1-100 printable characters")
+    settings = _settings(state_dir)
+    store = _lessons(state_dir)
+    audit = open_audit(settings)
+    try:
+        def in_audit(lesson: Lesson) -> bool:  # the decision happened here, and proposed that very tool
+            return any(e.kind == "decision" and ((e.record.get("proposal") or {}).get("tool") == lesson.tool)
+                       for e in audit.get(lesson.decision_id))
+
+        now = time.time()
+        try:
+            result = store.import_lessons(records, at=now, known_tools=ACTIONS, in_audit=in_audit)
+        except LessonImportError as exc:
+            _fail(f"{path}: {exc}")
+        digest = hashlib.sha256(data).hexdigest()
+        audit.append(f"lessons-import-{int(now)}-{digest[:12]}", "lessons_import", now,
+                     {"actor": actor, "count": result.count, "verified": result.verified, "file_name": path.name,
+                      "file_sha256": digest})
+    finally:
+        audit.close()
+    typer.echo(f"imported {result.count} lessons ({result.verified} of them decided here; the other "
+               f"{result.count - result.verified} count a quarter of the agent's own); audited as {actor}")
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in a bare container
+        return "operator"
+
+
+# -- notifications ------------------------------------------------------------------
+
+@notify_app.command("retry")
+def notify_retry(state_dir: Optional[Path] = STATE_DIR) -> None:
+    """Send the dead letters again to PAYOPS_WEBHOOK_URL (same idempotency keys); delivered ones are removed."""
+    from payops.guardrails.dead_letters import FILE_NAME, DeadLetters
+    from payops.guardrails.notify import retry_dead_letters
+
+    settings = _settings(state_dir)
+    _require_state(settings)
+    if not (settings.state_dir / FILE_NAME).exists():
+        typer.echo("no dead letters")
+        return
+    if not settings.webhook_url:
+        _fail("PAYOPS_WEBHOOK_URL is not set: nowhere to send the dead letters")
+    box = DeadLetters.in_state_dir(settings.state_dir)
+    try:
+        delivered, failing = retry_dead_letters(settings.webhook_url, box)
+    finally:
+        box.close()
+    typer.echo(f"delivered {delivered}; {failing} still failing (kept)")
+    if failing:
+        raise typer.Exit(1)

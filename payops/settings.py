@@ -5,10 +5,51 @@ Thresholds live here with the reason beside them, not as literals in code.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StateDirError(Exception):
+    """The state folder cannot be used. `exit_code` 2 when the path given is wrong (a file: retrying
+    will not help), 1 when the system refuses (permissions, a read-only disk)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def prepare_folder(path: Path, what: str = "state folder", option: str = "--state-dir") -> Path:
+    """The one check before anything writes in a folder: it is a folder, exists (created with its
+    parents) and can be written. Raises StateDirError with a one-line message naming `option`."""
+    if path.exists() and not path.is_dir():
+        raise StateDirError(f"the {what} {path} is a file, not a folder (choose another {option})", 2)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a parent is a file
+        raise StateDirError(f"cannot create the {what} {path}: part of the path is a file", 2) from None
+    except OSError as exc:
+        raise StateDirError(f"cannot create the {what} {path}: {(exc.strerror or 'refused').lower()}") from None
+    if not os.access(path, os.W_OK | os.X_OK):  # SQLite also creates journal files beside its databases
+        raise StateDirError(f"the {what} {path} is read-only: payops needs to write there")
+    return path
+
+
+def prepare_state_dir(path: Path) -> Path:
+    """Before anything opens a database in the state folder (every command that writes state)."""
+    return prepare_folder(path)
+
+
+def existing_state_dir(path: Path) -> Path:
+    """For commands that only read: the folder must already hold an agent's state."""
+    if not path.exists():
+        raise StateDirError(f"no agent state in {path} (run `payops run` or `payops tick` first)", 2)
+    if not path.is_dir():
+        raise StateDirError(f"the state folder {path} is a file, not a folder (choose another --state-dir)", 2)
+    return path
 
 
 class Settings(BaseSettings):
@@ -107,9 +148,40 @@ class Settings(BaseSettings):
     key_audit_hmac: SecretStr | None = Field(None, description="Base64 audit HMAC key (else the key command or file).")
     key_checkpoint_signing: SecretStr | None = Field(None, description="Base64 Ed25519 seed for audit checkpoints.")
 
+
+    @field_validator("webhook_url", "orchestrator_url", "llm_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        # Refused at start-up: a typo would otherwise lose every notification (or control call) at run time.
+        # The value is not echoed: webhook URLs often carry a token.
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value.strip())
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and " " not in value.strip()
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("must be an http:// or https:// URL with a host, e.g. https://hooks.example.com/payops")
+        return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        # A typo would pass until the first palm-pay payment (its daily reset) or the chat reads a time.
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError("must be an IANA time zone such as Africa/Johannesburg or UTC") from None
+        return value
+
     def ensure_state_dir(self) -> Path:
         from payops.storage.keys import private_dir
 
+        prepare_state_dir(self.state_dir)  # a file, uncreatable or read-only: one line (StateDirError)
         return private_dir(self.state_dir)  # 0700: the state is nobody else's business
 
     @property

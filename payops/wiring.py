@@ -7,6 +7,7 @@ from typing import Any, Iterator, Sequence
 
 from payops.graph.runner import Agent
 from payops.graph.services import AgentServices, build_services
+from payops.guardrails.dead_letters import DeadLetters
 from payops.guardrails.notify import FanoutNotifier, ListNotifier, Notifier, WebhookNotifier
 from payops.render import decision_json
 from payops.settings import Settings
@@ -61,7 +62,9 @@ def control_plane_named(plane: str, settings: Settings) -> SimulatedControlPlane
 def notifier_for(settings: Settings) -> ListNotifier | FanoutNotifier:
     console = ListNotifier()
     if settings.webhook_url:
-        hooks: list[Notifier] = [console, WebhookNotifier(settings.webhook_url)]
+        # Deliveries given up are kept in the state folder, listed by `payops pending` (never only counted).
+        dead = DeadLetters.in_state_dir(settings.ensure_state_dir())
+        hooks: list[Notifier] = [console, WebhookNotifier(settings.webhook_url, dead_letters=dead)]
         return FanoutNotifier(hooks)
     return console
 

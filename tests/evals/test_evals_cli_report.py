@@ -75,16 +75,23 @@ def test_usage_errors_exit_2_with_one_line(tiny_corpus: Path) -> None:
     assert r.exit_code == 2 and "no case matches" in r.output
 
 
-def test_llm_runs_replay_cassettes_only(tiny_corpus: Path, tmp_path: Path) -> None:
-    """No network in tests: without the LLM reasoner the run says so; with it, a case without a cassette is skipped."""
-    r = runner.invoke(eval_app, ["--reasoner", "llm", "--model", "m", "--corpus", str(tiny_corpus), "--out", str(tmp_path),
+def test_an_llm_run_without_any_cassette_exits_2_instead_of_skipping_every_case(tiny_corpus: Path, tmp_path: Path) -> None:
+    """No network in tests: a model with no cassettes at all would score nothing, so it is a usage error."""
+    r = runner.invoke(eval_app, ["--reasoner", "llm", "--model", "m", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "o"),
                                  "--cassettes", str(tmp_path / "none")])
-    if r.exit_code == 2:
-        assert "LLM reasoner is not available" in r.output
-    else:
-        assert r.exit_code == 0, r.output
-        run = json.loads((tmp_path / "results.json").read_text())["runs"][0]
-        assert len(run["skipped"]) == 2 and "no cassette" in run["skipped"][0]["reason"]
+    assert r.exit_code == 2, r.output
+    assert "LLM reasoner is not available" in r.output or "no cassettes for model 'm'" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o" / "results.json").exists()
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/below"])
+def test_eval_out_naming_a_file_or_an_uncreatable_folder_is_one_line_before_any_case_runs(
+        tiny_corpus: Path, tmp_path: Path, where: str) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    r = runner.invoke(eval_app, ["--corpus", str(tiny_corpus), "--out", str(tmp_path / where), "--workers", "1"])
+    assert r.exit_code == 2, r.output
+    assert len(r.output.strip().splitlines()) == 1 and "a file" in r.output
+    assert "Traceback" not in r.output and "route-known" not in r.output  # refused before the cases ran
 
 
 def test_record_from_a_scenario_and_refusing_ambiguous_input(tmp_path: Path) -> None:

@@ -107,3 +107,95 @@ def test_fanout_drains_what_its_console_members_kept() -> None:
     fan.notify("alert", {"summary": "psp_a down"})
     assert fan.drain() == [("alert", {"summary": "psp_a down"})]
     assert fan.drain() == []
+
+
+# -- at least once, never silently lost (issue 16: notifications) ---------------------------------------
+
+def dead_port() -> int:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_every_delivery_carries_the_decision_id_and_kind_as_its_idempotency_key(local_server) -> None:  # noqa: ANN001
+    answers = iter([503, 200, 200])
+    server = local_server(lambda *request: (next(answers), {}))
+    hook = WebhookNotifier(server.url, attempts=3, backoff_seconds=0.01)
+    hook.notify("approval_requested", {"decision_id": "d-abc", "tool": "reroute_traffic"})
+    hook.notify("alert", {"summary": "no decision"})
+    assert hook.flush(WAIT)
+    keys = [headers.get("idempotency-key") for _, _, headers, _ in server.requests]
+    assert keys[0] == keys[1] == "d-abc:approval_requested"  # the retry repeats the key: the receiver dedupes it
+    assert keys[2].startswith("alert:") and len(keys[2]) > len("alert:") + 16
+    hook.close()
+
+
+def test_a_delivery_given_up_is_kept_as_a_dead_letter_and_told_to_the_console(tmp_path) -> None:  # noqa: ANN001
+    from payops.guardrails.dead_letters import DeadLetters
+
+    box = DeadLetters(tmp_path / "dl.db")
+    secret_url = f"http://127.0.0.1:{dead_port()}/hook?token=S3CRET"
+    hook = WebhookNotifier(secret_url, attempts=2, backoff_seconds=0.01, dead_letters=box)
+    fan = FanoutNotifier([ListNotifier(), hook])
+    fan.notify("approval_requested", {"decision_id": "d-1", "payshap_proxy": "0821234567"})
+    assert hook.flush(WAIT)
+    [letter] = box.list()
+    assert (letter.key, letter.kind, letter.decision_id, letter.failures) == ("d-1:approval_requested", "approval_requested", "d-1", 1)
+    assert "0821234567" not in str(letter.body) and "S3CRET" not in letter.reason and "ConnectError" in letter.reason
+    notices = [p for k, p in fan.drain() if k == "delivery_failed"]
+    assert notices == [{"decision_id": "d-1", "kind": "approval_requested", "reason": letter.reason, "kept": True}]
+    assert fan.drain() == []
+    hook.close()
+
+
+def test_what_is_still_queued_when_the_notifier_closes_is_kept_not_dropped(local_server, tmp_path) -> None:  # noqa: ANN001
+    from payops.guardrails.dead_letters import DeadLetters
+
+    release = threading.Event()
+    server = local_server(lambda *request: (release.wait(WAIT), (200, {}))[1])
+    box = DeadLetters(tmp_path / "dl.db")
+    hook = WebhookNotifier(server.url, attempts=1, dead_letters=box)
+    for i in range(3):
+        hook.notify("alert", {"decision_id": f"d-{i}"})
+    hook.close(timeout=0.2)  # the receiver is still holding the first one
+    release.set()
+    assert sorted(l.decision_id for l in box.list()) == ["d-0", "d-1", "d-2"]
+
+
+def test_retrying_dead_letters_sends_them_with_their_keys_and_removes_the_delivered(local_server, tmp_path) -> None:  # noqa: ANN001
+    from payops.guardrails.dead_letters import DeadLetters
+    from payops.guardrails.notify import retry_dead_letters
+
+    box = DeadLetters(tmp_path / "dl.db")
+    box.add("d-1:alert", {"kind": "alert", "payload": {"decision_id": "d-1"}}, "HTTP 503")
+    box.add("d-2:alert", {"kind": "alert", "payload": {"decision_id": "d-2"}}, "HTTP 503")
+    server = local_server(lambda method, path, headers, body: (200 if body["payload"]["decision_id"] == "d-1" else 500, {}))
+    assert retry_dead_letters(server.url, box) == (1, 1)
+    assert [(l.key, l.failures) for l in box.list()] == [("d-2:alert", 2)]
+    assert [h["idempotency-key"] for _, _, h, _ in server.requests] == ["d-1:alert", "d-2:alert"]
+
+
+def test_the_cycle_output_and_payops_pending_show_a_failed_delivery_and_notify_retry_sends_it(
+        local_server, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from payops.cli import _register_subcommands, app
+
+    _register_subcommands()
+    runner = CliRunner()
+    state = str(tmp_path / "st")
+    monkeypatch.setenv("PAYOPS_WEBHOOK_URL", f"http://127.0.0.1:{dead_port()}/hook")
+    # the demo's route outage: rerouted at tick 4, its outcome judged (and sent) at tick 7
+    run = runner.invoke(app, ["run", "--ticks", "8", "--tick-seconds", "0", "--scenario", "demo", "--state-dir", state],
+                        catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    notices = [l for l in run.output.splitlines() if "Notice: webhook delivery failed for d-" in l]
+    assert notices and all("kept in dead letters" in l for l in notices)
+    pending = runner.invoke(app, ["pending", "--state-dir", state], catch_exceptions=False)
+    assert f"{len(notices)} webhook notification(s) not delivered" in pending.output
+    server = local_server(lambda *request: (200, {}))
+    monkeypatch.setenv("PAYOPS_WEBHOOK_URL", server.url)
+    retry = runner.invoke(app, ["notify", "retry", "--state-dir", state], catch_exceptions=False)
+    assert retry.exit_code == 0 and f"delivered {len(notices)}; 0 still failing" in retry.output
+    assert len(server.requests) == len(notices) and all(h["idempotency-key"].startswith("d-") for _, _, h, _ in server.requests)
+    assert "not delivered" not in runner.invoke(app, ["pending", "--state-dir", state], catch_exceptions=False).output

@@ -48,6 +48,29 @@ def run_ops_day(state_dir: Path, seed: int = 11, ticks: int = OPS_DAY_TICKS, app
     return states
 
 
+def run_escalating_day(state_dir: Path, seed: int = 11, ticks: int = OPS_DAY_TICKS) -> list[dict]:
+    """The same day with a stricter confidence threshold (0.95): every proposal needs a human. The first
+    escalation is approved at once; the others stay pending — a run the chat's question set reads."""
+    control_plane = SimulatedControlPlane()
+    sim = Simulator(ops_day_scenario(), default_network(), seed=seed, start_ts=START_TS, policy=control_plane)
+    services = build_services(Settings(state_dir=state_dir, deployment="ops-day", confidence_threshold=0.95),
+                              source=SimulatorSource(sim), control_plane=control_plane, notifier=ListNotifier())
+    services.clock = lambda: START_TS + 3600.0
+    agent = Agent.durable(services)
+    states, approved = [], False
+    for _ in range(ticks):
+        state = agent.tick().state
+        states.append(state)
+        if not approved and state["execution"]["status"] == "escalated":
+            resume(services, state["decision_id"], {"approved": True, "approver": APPROVER, "note": "go ahead"})
+            approved = True
+    services.audit.close()
+    if services.approvals is not None:
+        services.approvals.close()
+    agent.checkpointer.conn.close()
+    return states
+
+
 # -- a small, hand-written audit trail: stable records for the chat and its cassettes ------------
 
 DAY = 1_763_942_400.0  # 2025-11-24 00:00:00 UTC

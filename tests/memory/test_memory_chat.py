@@ -157,9 +157,13 @@ def test_the_chat_refuses_to_act_and_changes_nothing(synthetic, request_):
 
 def test_the_chat_module_cannot_reach_anything_that_acts():
     """Structural: chat imports no control plane, executor, graph or palm-pay code, and its tools only read."""
-    tree = ast.parse(Path(chat.__file__).read_text())
-    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
-        {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported: set[str] = set()
+    modules = sorted(Path(chat.__file__).parent.glob("chat*.py"))  # chat.py and the chat_*.py it is split into
+    assert len(modules) >= 4
+    for module in modules:
+        tree = ast.parse(module.read_text())
+        imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
+            {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not any(m.startswith(("payops.tools", "payops.graph", "payops.palmpay", "payops.guardrails")) for m in imported)
     assert ChatTools.NAMES == ("search_decisions", "get_decision", "list_lessons")
     assert [t.name for t in chat.langchain_tools(ChatTools(chat._NoAudit(), None))] == list(ChatTools.NAMES)
@@ -271,6 +275,22 @@ def test_a_failing_model_falls_back_to_the_records(synthetic):
     assert a.cited == answer_from_records("what did you do about FNB today?", tools).cited
 
 
+@pytest.mark.parametrize("question", ["what is pending approval?", "what was rolled back and why?", "which bank is failing?",
+                                      "what is in force now?", "asdf qwer"])
+def test_state_questions_are_answered_from_the_records_even_with_a_model(synthetic, question):
+    class MustNotBeCalled:
+        def bind_tools(self, tools, tool_choice=None):
+            raise AssertionError("the model was used")
+
+        def invoke(self, messages):
+            raise AssertionError("the model was used")
+
+    tools = ChatTools.open(synthetic)
+    a = ask(question, tools, MustNotBeCalled())
+    assert not a.used_llm and "answered from the records" in a.note
+    assert a.text == answer_from_records(question, tools).text
+
+
 def llm_cassette(name: str):
     vcr = pytest.importorskip("vcr")
     recorder = vcr.VCR(cassette_library_dir=str(CASSETTES), record_mode="once" if RECORDING else "none",
@@ -310,7 +330,7 @@ def test_cli_chat_ask_and_repl(synthetic):
     runner = CliRunner()
     one = runner.invoke(app, ["chat", "--state-dir", str(synthetic), "--no-llm", "--ask", "what did you do about FNB today?"])
     assert one.exit_code == 0 and IDS["suppress_fnb"] in one.output
-    repl = runner.invoke(app, ["chat", "--state-dir", str(synthetic), "--no-llm"],
+    repl = runner.invoke(app, ["chat", "--state-dir", str(synthetic), "--no-llm", "--tz", "UTC"],
                          input=f"why did you reroute psp_a at 10:05?\nreroute psp_b\nexit\n")
     assert repl.exit_code == 0 and IDS["reroute"] in repl.output and "can't act from the chat" in repl.output
     bad = runner.invoke(app, ["chat", "--state-dir", str(synthetic), "--tz", "Nowhere/Else", "--ask", "hi"])
@@ -350,3 +370,21 @@ def test_a_read_view_hides_every_writing_method():
     assert list(view.entries()) == []
     with pytest.raises(AttributeError, match="reads records only"):
         view.append("d-1", "decision", 0.0, {})
+
+
+def test_a_superseded_record_is_not_told_twice(tmp_path):
+    """A tick re-run after a crash supersedes its decision record (memory/audit.py): one decision, told once,
+    from its current revision — through the read-only SQLite view and through an AuditLog alike."""
+    from payops.memory.audit import AuditLog
+
+    state = tmp_path / "state"
+    write_synthetic_trail(state)
+    audit = AuditLog(state / "audit.db")
+    first = next(e for e in audit.get(IDS["reroute"]) if e.kind == "decision")
+    revised = {**first.record, "diagnosis": {**first.record["diagnosis"], "summary": "Route psp_a down (re-run)."}}
+    assert audit.append(IDS["reroute"], "decision", first.at, revised).supersedes == first.seq
+    for tools in (ChatTools.open(state), ChatTools(audit, None)):
+        did = ask("what did you do about psp_a?", tools)
+        assert did.cited.count(IDS["reroute"]) == 1 and did.text.count(IDS["reroute"]) == 1, did.text
+        assert "because: Route psp_a down (re-run)." in ask("why did you reroute psp_a at 10:05?", tools).text
+    audit.close()

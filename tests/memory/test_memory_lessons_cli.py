@@ -56,10 +56,14 @@ def test_export_then_import_into_another_deployment(state, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     imported = lessons("import", str(out_file), "--state-dir", str(other))
-    assert imported.exit_code == 0 and "imported 4 lessons" in imported.output
+    assert imported.exit_code == 0 and "imported 4 lessons (0 of them decided here" in imported.output
     again = tmp_path / "again.json"
     lessons("export", "--out", str(again), "--state-dir", str(other))
-    assert json.loads(again.read_text()) == json.loads(out_file.read_text())
+    marks = ("origin", "verified", "imported_at")
+    reexported = json.loads(again.read_text())
+    assert [{k: v for k, v in l.items() if k not in marks} for l in reexported] == \
+        [{k: v for k, v in l.items() if k not in marks} for l in json.loads(out_file.read_text())]
+    assert {(l["origin"], l["verified"]) for l in reexported} == {("imported", False)}
 
 
 def test_import_is_all_or_nothing(state, tmp_path):
@@ -82,3 +86,74 @@ def test_import_is_all_or_nothing(state, tmp_path):
 def test_export_to_an_unwritable_place_fails_cleanly(state, tmp_path):
     out = lessons("export", "--out", str(tmp_path / "no" / "such" / "dir.json"), "--state-dir", str(state))
     assert out.exit_code == 2 and "cannot write" in out.output
+
+
+def test_an_import_is_audited_with_who_how_many_and_the_files_digest(state, tmp_path):
+    import hashlib
+
+    from payops.memory.audit import AuditLog
+
+    out_file = tmp_path / "lessons.json"
+    lessons("export", "--out", str(out_file), "--state-dir", str(state))
+    # back into the deployment that decided them: every decision id is in its audit trail
+    out = lessons("import", str(out_file), "--as", "thandi", "--state-dir", str(state))
+    assert out.exit_code == 0 and "imported 4 lessons (4 of them decided here" in out.output
+    audit = AuditLog(state / "audit.db")
+    [entry] = list(audit.entries("lessons_import"))
+    assert entry.record == {"actor": "thandi", "count": 4, "verified": 4, "file_name": "lessons.json",
+                            "file_sha256": hashlib.sha256(out_file.read_bytes()).hexdigest()}
+    assert audit.verify().ok
+    audit.close()
+
+
+def test_a_fabricated_harm_with_a_made_up_decision_id_is_kept_as_an_unverified_import(state, tmp_path):
+    good = json.loads(lessons("show", IDS["reroute"], "--state-dir", str(state)).output)
+    fake = tmp_path / "fake.json"
+    fake.write_text(json.dumps([good | {"decision_id": "d-0000made0up", "verdict": "harmed"}]))
+    out = lessons("import", str(fake), "--state-dir", str(state))
+    assert out.exit_code == 0 and "imported 1 lessons (0 of them decided here" in out.output
+    shown = json.loads(lessons("show", "d-0000made0up", "--state-dir", str(state)).output)
+    assert (shown["origin"], shown["verified"]) == ("imported", False)
+    listed = lessons("list", "--state-dir", str(state)).output.splitlines()
+    assert [l for l in listed if "d-0000made0up" in l][0].endswith("harmed (imported)")
+    assert not any("imported" in l for l in listed if "d-0000made0up" not in l)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"tool": "wire_money"}, "lesson #1: tool 'wire_money' is not an action this agent has"),
+    ({"category": "weather"}, "lesson #1: category 'weather' is not one of"),
+    ({"created_at": "yesterday"}, "lesson #1: created_at"),
+])
+def test_import_refuses_a_lesson_this_agent_could_not_have_learned_in_one_line(state, tmp_path, change, message):
+    good = json.loads(lessons("show", IDS["reroute"], "--state-dir", str(state)).output)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([good | {"decision_id": "d-new"} | change]))
+    out = lessons("import", str(bad), "--state-dir", str(state))
+    assert out.exit_code == 2 and message in out.output and len(out.output.strip().splitlines()) == 1
+    assert lessons("show", "d-new", "--state-dir", str(state)).exit_code == 2
+
+
+def test_a_fabricated_harm_no_longer_forces_escalation_of_a_good_reroute(tmp_path):
+    """The issue's case end to end: an imported 'harmed' reroute lesson with a made-up decision id, then the
+    same route outage. Trusted as the agent's own it held confidence under the threshold (escalated)."""
+    state = str(tmp_path / "state")
+
+    def run(ticks: int) -> str:
+        out = runner.invoke(app, ["run", "--scenario", "route_outage", "--ticks", str(ticks), "--tick-seconds", "0",
+                                  "--state-dir", state])
+        assert out.exit_code == 0, out.output
+        return out.output
+
+    run(1)  # a deployment with state, before the outage (it starts at the 6th window)
+    fake = tmp_path / "fake.json"
+    day_before = 1_764_000_000.0 - 86_400
+    fake.write_text(json.dumps([{
+        "decision_id": "d-fabricated0001", "category": "network", "target_key": "route=psp_a", "target_dims": "route",
+        "dominant_error": "GATEWAY_TIMEOUT", "error_codes": "GATEWAY_TIMEOUT,NETWORK_ERROR", "magnitude": "major",
+        "method_mix": "card", "tool": "reroute_traffic", "target": {"route": "psp_a"}, "args": {"to_routes": {"psp_b": 1.0}},
+        "verdict": "harmed", "reasons": ["successes per window fell 482 -> 350 (z=6.0)"], "created_at": day_before,
+        "applied_at": day_before, "concluded_at": day_before + 180}]))
+    assert lessons("import", str(fake), "--state-dir", state).exit_code == 0
+    cycles = run(5).split("Diagnosis:")
+    reroute = next(c for c in cycles if "Proposed Action: reroute_traffic" in c)
+    assert "EXECUTED" in reroute and "ESCALATED" not in reroute
