@@ -177,7 +177,7 @@ def replay_case(case: Case, factory: ReasonerFactory = rules_factory, *, llm_mod
                 if result is None:
                     break
                 run.ticks.append(tick_record(result.state, audit_complete(services, result.decision_id)))
-                if source.exhausted:
+                if agent.drained(end):
                     break
                 end += settings.tick_seconds
             verify = services.audit.verify()

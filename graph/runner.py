@@ -33,12 +33,39 @@ def sqlite_checkpointer(path: str) -> Any:
     return SqliteSaver(conn)
 
 
+class LatestCheckpointSaver(InMemorySaver):
+    """An in-memory checkpointer that keeps only each thread's latest checkpoint.
+
+    InMemorySaver keeps every checkpoint and every version of every channel: a replay
+    grew by ~90 KB of pickled state per tick (180 MB at 1M lines, 421 MB at 4M) for a
+    history nobody reads (a replay or an eval resumes from the latest checkpoint only;
+    the durable agent's SqliteSaver is untouched). Pruning after each put keeps memory
+    flat with run length.
+    """
+
+    def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        saved = super().put(config, checkpoint, metadata, new_versions)
+        thread_id = saved["configurable"]["thread_id"]
+        namespace = saved["configurable"]["checkpoint_ns"]
+        latest = saved["configurable"]["checkpoint_id"]
+        checkpoints = self.storage[thread_id][namespace]
+        for old in [c for c in checkpoints if c != latest]:
+            del checkpoints[old]
+            self.writes.pop((thread_id, namespace, old), None)
+        versions = checkpoint["channel_versions"]
+        stale = [key for key in self.blobs
+                 if key[0] == thread_id and key[1] == namespace and versions.get(key[2]) != key[3]]
+        for key in stale:
+            del self.blobs[key]
+        return saved
+
+
 class Agent:
     """One deployment: a thread on a checkpointer, services, and a clock in event time."""
 
     def __init__(self, services: AgentServices, checkpointer: Any = None) -> None:
         self.services = services
-        self.checkpointer = checkpointer if checkpointer is not None else InMemorySaver()
+        self.checkpointer = checkpointer if checkpointer is not None else LatestCheckpointSaver()
         self.graph = build_graph(checkpointer=self.checkpointer)
         services.approval_graph = build_approval_graph(self.checkpointer)
         self.config = {"configurable": {"thread_id": services.thread_id}}
@@ -73,11 +100,27 @@ class Agent:
     def resume_source(self) -> None:
         """After a restart, a simulator continues from where the thread stopped (minus one window)."""
         previous = self.last_state().get("window_end")
-        skip = getattr(self.services.source, "skip_to", None)
+        source = self.services.source
+        skip = getattr(source, "skip_to", None)
         if previous is not None and skip is not None:
             end = self.next_window_end()
             assert end is not None
-            skip(end - self.services.settings.window_seconds)
+            start = end - self.services.settings.window_seconds
+            if getattr(source, "ordered", True):
+                skip(start)
+            else:  # the earlier process read past its last window by the allowed lateness: so does this one
+                skip(start, float(previous) + self.services.settings.allowed_lateness_seconds)
+
+    def drained(self, window_end: float) -> bool:
+        """After deciding the window ending at `window_end`: nothing will ever come for a later one.
+
+        The source is exhausted and the window holds nothing read ahead (within the allowed
+        lateness) for a later window: a run over a file stops here, and loses nothing.
+        """
+        source = self.services.source
+        if source is None or not source.exhausted:
+            return False
+        return not self.services.window.holds_from(window_end)
 
     def tick(self, window_end: float | None = None) -> TickResult | None:
         end = window_end if window_end is not None else self.next_window_end()

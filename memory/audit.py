@@ -335,6 +335,17 @@ class AuditLog:
         with self._db.read() as conn:
             return int(conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0])
 
+    def forget_all_but(self, last: int) -> int:
+        """Drop every record but the last `last`; returns how many went. For a throwaway trail only
+        (a replay's, in memory, which nobody verifies): afterwards `verify` reports the first ones missing.
+        The head stays, so the chain goes on from where it was."""
+        with self._db.write() as conn:
+            head = conn.execute("SELECT count FROM audit_head WHERE id = 1").fetchone()
+            cut = (int(head[0]) if head else 0) - last
+            if cut <= 0:
+                return 0
+            return int(conn.execute("DELETE FROM audit_log WHERE seq <= ?", (cut,)).rowcount)
+
     # --- verifying ----------------------------------------------------------------
 
     def verify(self) -> VerifyResult:

@@ -95,6 +95,13 @@ def _report_bad_lines(report: object) -> None:
         typer.echo(f"payops: skipped {report.bad_count} malformed event line(s); first at line {first.line_no}: {first.reason}", err=True)
 
 
+def _no_valid_events(source: object) -> None:
+    """A file or stream with no valid event at all (empty, binary, another format) is a usage error, exit 2."""
+    report = getattr(source, "report", None)
+    if report is not None and not getattr(source, "ordered", True) and not report.accepted:
+        fail(f"no valid events: {report.bad_count} lines skipped")
+
+
 @app.command()
 def run(
     ticks: Optional[int] = typer.Option(None, "--ticks", min=1, help="Stop after N ticks (default: run until Ctrl-C)."),
@@ -145,11 +152,12 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
         while ticks is None or done < ticks:
             result = agent.tick()
             if result is None:
+                _no_valid_events(services.source)
                 typer.echo("payops: the source has no events; nothing to do.")
                 break
             _print_cycle(result.state, settings, services)
             done += 1
-            if services.source is not None and services.source.exhausted:
+            if agent.drained(float(result.state["window_end"])):
                 typer.echo("payops: the source is exhausted.")
                 break
             if ticks is None or done < ticks:
@@ -195,6 +203,7 @@ def tick(
     except Exception as exc:  # one line a scheduler's log can show; the DSN's password never appears
         fail(f"tick of partition '{settings.deployment}' failed: {type(exc).__name__}: {redact_dsn(str(exc))[:500]}", code=EX_FAILURE)
     if outcome.status == "idle":
+        _no_valid_events(outcome.services.source if outcome.services is not None else None)
         typer.echo("payops: the source has no events; nothing to do.")
     elif outcome.status == "not_due":
         typer.echo(f"payops: the next window of partition '{outcome.partition}' ends at {outcome.window_end:.0f}, "
@@ -257,9 +266,15 @@ def replay(
                                       help="'shadow' (default: a recorded feed cannot respond; nothing is judged or learned "
                                            "from moves that did not happen), 'simulated' (the in-process router) or 'http'."),
 ) -> None:
-    """Offline, deterministic decisions over a recorded event file (no network, no API key)."""
+    """Offline, deterministic decisions over a recorded event file (no network, no API key).
+
+    Bad lines (the first 1,000 with their line number and reason, and the count) go to
+    OUT.rejects.json next to the decisions.
+    """
     from payops.signals.sources import SourceError, open_jsonl
 
+    _finite_seconds("--window", window)
+    _finite_seconds("--tick", tick_)
     if control_plane == "http" and not _settings().orchestrator_url:
         fail("--control-plane http needs PAYOPS_ORCHESTRATOR_URL (the orchestrator's base URL)")
 
@@ -281,16 +296,58 @@ def replay(
         # interpreter's collections at exit (together ~0.2 s of a 1M-event replay).
         gc.freeze()
     stats: dict = {}
+    late = {"late_events": 0, "late_dropped": 0, "ahead_of_clock": 0}
+    n = 0
     try:
-        n = sum(1 for _ in wiring.replay(events, out, window, tick_, stats, source=source, control_plane=control_plane))
+        for state in wiring.replay(events, out, window, tick_, stats, source=source, control_plane=control_plane):
+            n += 1
+            digest = state.get("snapshot") or {}
+            for name in late:
+                late[name] += int(digest.get(name) or 0)
     except SourceError as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror}")
-    typer.echo(f"wrote {n} decisions to {out}", err=True)
-    _report_bad_lines(stats.get("report"))
+    report = stats.get("report")
+    if report is not None and not report.accepted:
+        out.unlink(missing_ok=True)
+        fail(f"no valid events: {report.bad_count} lines skipped" + _rejects_note(_write_rejects(report, out)))
+    typer.echo(f"wrote {n} decisions to {out}; late events: {late['late_events']} ({late['late_dropped']} counted in "
+               f"no window), {late['ahead_of_clock']} discarded as ahead of the clock", err=True)
+    if report is not None:
+        rejects = _write_rejects(report, out)
+        if report.bad_count:
+            first = report.bad[0]
+            typer.echo(f"payops: skipped {report.bad_count} malformed event line(s); first at line {first.line_no}: "
+                       f"{first.reason}{_rejects_note(rejects)}", err=True)
     if _ONE_SHOT_PROCESS:
         gc.freeze()  # the same for what the replay allocated: the process exits next
+
+
+def _finite_seconds(option: str, value: float) -> None:
+    if not math.isfinite(value) or value <= 0:
+        fail(f"{option} must be a finite number of seconds above 0, not {value}")
+
+
+def _write_rejects(report: object, out: Path) -> Path | None:
+    """OUT.rejects.json: every bad line's number and reason (the first 1,000) and the counts; None if clean.
+
+    A stale report of an earlier replay to the same OUT is removed: the file always describes this run.
+    """
+    path = out.with_name(out.name + ".rejects.json")
+    if not getattr(report, "bad_count", 0):
+        path.unlink(missing_ok=True)
+        return None
+    try:
+        path.write_bytes(orjson.dumps(report.rejects_json(), option=orjson.OPT_INDENT_2))  # type: ignore[attr-defined]
+    except OSError as exc:
+        typer.echo(f"payops: cannot write the rejects report {path}: {exc.strerror}", err=True)
+        return None
+    return path
+
+
+def _rejects_note(path: Path | None) -> str:
+    return f" (every line number in {path})" if path is not None else ""
 
 
 @app.command()

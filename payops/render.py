@@ -94,6 +94,9 @@ def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8) -> st
     outcome = {"executed": "WOULD EXECUTE (shadow)" if e.get("plane") == "shadow" else "EXECUTED", "escalated": "ESCALATED to human approval", "denied": "DENIED by guardrails",
                "skipped": "NOTHING TO DO", "failed": "FAILED", "unknown": "UNKNOWN (to reconcile)"}.get(e["status"], e["status"])
     lines.append(f"Outcome: {outcome} — {e['detail']}")
+    quality = data_quality_line(state.get("snapshot") or {})
+    if quality:
+        lines.append(quality)
     for note in state.get("housekeeping") or []:
         if note.get("op") == "approved_action_void":  # the operator must see why an approval was not honoured
             lines.append(f"  note: approval of {note.get('decision_id')} voided, {note.get('tool')} not applied: "
@@ -108,8 +111,27 @@ def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8) -> st
     return "\n".join(printable(line) for line in lines)
 
 
+def data_quality_line(digest: dict[str, Any]) -> str:
+    """What this tick's window could not use, when anything: late events, events ahead of the clock, bad lines."""
+    late, dropped = int(digest.get("late_events") or 0), int(digest.get("late_dropped") or 0)
+    ahead, bad = int(digest.get("ahead_of_clock") or 0), int(digest.get("bad_lines") or 0)
+    parts = []
+    if late:
+        parts.append(f"{late} event(s) arrived after their window was decided ({dropped} counted in no window)")
+    if ahead:
+        parts.append(f"{ahead} event(s) discarded as implausibly far ahead of the clock")
+    if bad:
+        parts.append(f"{bad} bad line(s) skipped")
+    return ("Data quality: " + "; ".join(parts)) if parts else ""
+
+
+def late_events(digest: dict[str, Any]) -> int:
+    """CONTRACT.md §4 `late_events`: too late for their (decided) window, plus discarded as ahead of the clock."""
+    return int(digest.get("late_events") or 0) + int(digest.get("ahead_of_clock") or 0)
+
+
 def decision_line(state: dict[str, Any]) -> dict[str, Any]:
-    """CONTRACT.md §4: one object per tick."""
+    """CONTRACT.md §4: one object per tick (`late_events` only when there were some: optional, version 2)."""
     p, e = state["proposal"], state["execution"]
     executed = e["status"] == "executed" and p["tool"] != "no_action"
     line = {
@@ -124,6 +146,9 @@ def decision_line(state: dict[str, Any]) -> dict[str, Any]:
     }
     if executed and e.get("plane"):
         line["plane"] = e["plane"]  # optional field (version 2): where the executed action ran
+    late = late_events(state.get("snapshot") or {})
+    if late:
+        line["late_events"] = late
     return line
 
 

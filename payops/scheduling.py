@@ -134,7 +134,10 @@ def run_tick(settings: Settings, *, source: str | Sequence[str] | None = "simula
             end = agent.next_window_end()
             if end is None:
                 return TickOutcome("idle", partition, services=services)
-            if end > wall_clock():
+            # A live feed's window is complete once the allowed lateness has passed too: events
+            # stamped before its end may still be on their way (the simulator's are all there).
+            lateness = 0.0 if getattr(services.source, "ordered", False) else settings.allowed_lateness_seconds
+            if end + lateness > wall_clock():
                 return TickOutcome("not_due", partition, services=services, window_end=end)
             result = agent.tick(end)
             assert result is not None

@@ -65,8 +65,18 @@ class Settings(BaseSettings):
         "simulator", description="Event source(s) of scheduled ticks that take no --source (LangGraph Server cron): "
         "simulator, a file, nats://..., palm; several separated by spaces are merged by event time."
     )
-    window_seconds: float = Field(60.0, gt=0, description="Sliding window the agent reasons over (brief: 60 s).")
-    tick_seconds: float = Field(60.0, gt=0, description="Event-time step between two decisions.")
+    window_seconds: float = Field(60.0, gt=0, allow_inf_nan=False, description="Sliding window the agent reasons over (brief: 60 s).")
+    tick_seconds: float = Field(60.0, gt=0, allow_inf_nan=False, description="Event-time step between two decisions.")
+    allowed_lateness_seconds: float = Field(
+        10.0, ge=0, le=3600, description="A window is decided once the stream has passed its end by this much (or ended): "
+        "collectors deliver events a few seconds out of order, and ±5 s of jitter must cost nothing. Later events are "
+        "counted as late on the decision of the tick they arrive in. Costs this much delay before each decision."
+    )
+    max_clock_skew_seconds: float = Field(
+        600.0, gt=0, description="An event this far ahead of the clock is a broken clock (ms for s, a wrong year), not a "
+        "delay: counted and discarded, so that one such line never stalls a run. Ten minutes is far beyond any "
+        "collector's delay and bounds what is held ahead of the clock; a feed gap longer than this reads as skew."
+    )
     min_segment_attempts: int = Field(
         10, ge=1, description="Fewer attempts than this in a segment is too little evidence to blame it."
     )

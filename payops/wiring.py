@@ -22,6 +22,9 @@ from payops.tools.http_control_plane import HttpControlPlane
 from payops.tools.palm_ops import PalmOps
 
 DEFAULT_SCENARIO = "demo"
+# A replay's audit trail lives in memory and is never read back after the run: it keeps
+# the latest records only (~3 KB each), or it would grow with run length (issue 16).
+REPLAY_AUDIT_RECORDS = 1000
 
 
 class PlaneChoiceError(ValueError):
@@ -111,6 +114,12 @@ def agent_services(settings: Settings, source_name: str | Sequence[str] | None, 
 
 
 def _open_source(name: str, settings: Settings, palm: PalmOps | None) -> Any:
+    source = _open_source_named(name, settings, palm)
+    source.max_skew_seconds = settings.max_clock_skew_seconds  # before the clock is set from the first events
+    return source
+
+
+def _open_source_named(name: str, settings: Settings, palm: PalmOps | None) -> Any:
     if name.startswith("nats://"):
         from payops.signals.nats_source import open_nats
 
@@ -119,7 +128,7 @@ def _open_source(name: str, settings: Settings, palm: PalmOps | None) -> Any:
         if palm is None:
             raise ValueError("--source palm reads the palm-pay backend's database: not available in memory")
         return PalmSource(lambda after, limit: [(r.id, r.event) for r in palm.service.payment_events_after(after, limit)])
-    return open_jsonl(name)
+    return open_jsonl(name, max_skew_seconds=settings.max_clock_skew_seconds)
 
 
 CURSORS = ("sources",)  # namespace in the agent's store (SQLite or PostgreSQL): one cursor per partition
@@ -155,20 +164,27 @@ def replay(events_path: str | Path, out_path: str | Path, window: float, tick: f
     settings = Settings(window_seconds=window, tick_seconds=tick, deployment="replay", webhook_url=None)
     if source is None:
         source = open_jsonl(events_path)
+    source.max_skew_seconds = settings.max_clock_skew_seconds  # before the clock is set from the first events
     if stats is not None:
         stats["report"] = source.report
     try:
         plane = control_plane_named(plane_for_source(str(events_path), settings, control_plane), settings)
-        services = build_services(settings, source=source, in_memory=True, control_plane=plane, notifier=ListNotifier())
+        notes = ListNotifier()
+        services = build_services(settings, source=source, in_memory=True, control_plane=plane, notifier=notes)
         agent = Agent(services)
+        ticks = 0
         with open(out_path, "wb") as out:
             end = agent.next_window_end()
             while end is not None:
                 result = agent.tick(end)
                 assert result is not None
                 out.write(decision_json(result.state))
+                notes.drain()  # alerts are in the decisions already; kept, they would grow with the run
+                ticks += 1
+                if ticks % REPLAY_AUDIT_RECORDS == 0:
+                    services.audit.forget_all_but(REPLAY_AUDIT_RECORDS)
                 yield result.state
-                if source.exhausted:
+                if agent.drained(end):
                     break
                 end += tick
     finally:

@@ -1,6 +1,11 @@
-"""End-to-end `payops replay` throughput on a generated 1,000,000-event file.
+"""End-to-end `payops replay` throughput on a generated 1,000,000-event file, and its memory.
 
     python scripts/bench_replay.py [--events 1000000] [--per-minute 100000] [--keep DIR]
+    python scripts/bench_replay.py --memory 1000000,4000000 [--memory-per-minute 600]
+
+`--memory` replays files of those many lines at a low rate (many ticks: 600 payments/min
+is ~1,570 ticks per million lines) and prints each replay's peak RSS, which must not
+grow with run length (issue 16: it grew ~47 KB per tick); nothing else is run.
 
 Generates the file with the simulator into a temporary directory (never
 committed), then times `payops replay FILE --out DECISIONS` as a subprocess
@@ -76,6 +81,38 @@ def cli_replay(events: Path, out: Path) -> tuple[float, float, int]:
     return wall, machine_cpu() - cpu, sum(1 for _ in out.open("rb"))
 
 
+def peak_rss_replay(events: Path, out: Path) -> tuple[float, float, int]:
+    """(peak RSS in MB of the `payops replay` process, wall seconds, decisions)."""
+    payops = Path(sys.executable).with_name("payops")
+    cmd = [str(payops)] if payops.exists() else [sys.executable, "-c", "from payops.cli import main; main()"]
+    t = time.perf_counter()
+    proc = subprocess.Popen([*cmd, "replay", str(events), "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"replay failed: {proc.stderr.read().decode().strip() if proc.stderr else ''}")
+    return usage.ru_maxrss / 1024, wall, sum(1 for _ in out.open("rb"))
+
+
+def memory(sizes: list[int], per_minute: float, folder: Path) -> None:
+    peaks = []
+    for lines in sizes:
+        events, out = folder / f"events-{lines}.jsonl", folder / f"decisions-{lines}.jsonl"
+        t = time.perf_counter()
+        n, minutes = generate(events, lines, per_minute)
+        print(f"generated {n:,} events ({events.stat().st_size / 2**20:.0f} MB, {minutes:,.0f} min at {per_minute:,.0f}/min) "
+              f"in {time.perf_counter() - t:.1f} s")
+        peak, wall, ticks = peak_rss_replay(events, out)
+        peaks.append(peak)
+        print(f"  payops replay: {ticks:,} decisions in {wall:.1f} s; peak RSS {peak:.0f} MB "
+              f"({peak * 1024 / ticks:.1f} KB per decision)")
+        events.unlink()
+    if len(peaks) > 1:
+        print(f"peak RSS {' / '.join(f'{p:.0f}' for p in peaks)} MB: the largest is {max(peaks) / min(peaks) - 1:+.1%} "
+              f"over the smallest (goal: within 10%)")
+
+
 def in_process(events: Path, out: Path, parallel: bool) -> tuple[float, float, float]:
     from payops import wiring
     from payops.signals import sources
@@ -99,10 +136,15 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="write the files here instead of a temporary directory")
     parser.add_argument("--runs", type=int, default=3, help="end-to-end runs (the median is reported)")
     parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for an idle machine before each run")
+    parser.add_argument("--memory", help="comma-separated line counts: peak RSS of a replay of each (e.g. 1000000,4000000)")
+    parser.add_argument("--memory-per-minute", type=float, default=600.0, help="payments/min of the --memory files")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
+        if args.memory:
+            memory([int(v) for v in args.memory.split(",")], args.memory_per_minute, folder)
+            return
         events, out = folder / "events.jsonl", folder / "decisions.jsonl"
         t = time.perf_counter()
         n, minutes = generate(events, args.events, args.per_minute)

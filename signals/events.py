@@ -156,15 +156,21 @@ class BadLine:
 class ParseReport:
     """Data quality of one source: what was read, what was skipped and why.
 
-    `bad` keeps the first `max_kept` reasons for an end-of-run summary; `take_new`
-    hands the lines rejected since its last call to the window's data-quality
-    section (the count is always exact, the samples bounded).
+    `bad` keeps the first `max_kept` reasons for an end-of-run summary (the rejects
+    report, see `rejects_json`); `take_new` hands the lines rejected since its last
+    call to the window's data-quality section (the count is always exact, the
+    samples bounded). Events discarded as implausibly far ahead of the clock are
+    counted apart (`ahead_of_clock`, `take_new_ahead`): they were valid lines.
     """
 
     lines: int = 0  # records seen (blank lines are not records)
     accepted: int = 0
     bad: list[BadLine] = field(default_factory=list)
-    max_kept: int = 100
+    # Enough line numbers to find a systematic fault in a file (one writer's lines), few
+    # enough that a file of nothing but bad lines keeps the report small (~50 KB).
+    max_kept: int = 1000
+    ahead_of_clock: int = 0
+    _new_ahead: int = field(default=0, repr=False)
 
     bad_count: int = 0
     _new_count: int = field(default=0, repr=False)
@@ -183,6 +189,22 @@ class ParseReport:
         """Count bad lines whose reasons were not kept (merging a worker's report)."""
         self.bad_count += count
         self._new_count += count
+
+    def discard_ahead(self, count: int) -> None:
+        """Count valid events discarded because their time is implausibly far ahead of the clock."""
+        self.ahead_of_clock += count
+        self._new_ahead += count
+
+    def take_new_ahead(self) -> int:
+        """Events discarded as ahead of the clock since the previous call."""
+        out, self._new_ahead = self._new_ahead, 0
+        return out
+
+    def rejects_json(self) -> dict[str, object]:
+        """The rejects report: every count, and the first `max_kept` bad lines with their reason."""
+        return {"lines": self.lines, "accepted": self.accepted, "bad_count": self.bad_count,
+                "ahead_of_clock": self.ahead_of_clock, "bad_kept": len(self.bad),
+                "bad": [{"line": b.line_no, "reason": b.reason} for b in self.bad]}
 
     def take_new(self) -> tuple[int, tuple[BadLine, ...]]:
         """(count, first samples) of the lines rejected since the previous call."""

@@ -107,8 +107,18 @@ class _Codes(dict):  # type: ignore[type-arg]
         return self[value]
 
 
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def explain(line: bytes) -> str:
     """Why a line is not a valid event, in the reference validator's words (no values echoed)."""
+    if not _utf8(line):
+        return "not valid UTF-8"
     try:
         event_from_dict(orjson.loads(line))
     except orjson.JSONDecodeError:
@@ -165,6 +175,10 @@ class JsonlParser:
         and as many objects as lines means one object per line.
         """
         buf = np.frombuffer(data, np.uint8)
+        if len(buf) and buf.max() >= 0x80 and not _utf8(data):
+            # msgspec checks the UTF-8 of the fields it keeps, not of those it skips (unknown
+            # fields): a line that is not text is a bad line, found by the careful path.
+            return None
         newlines = np.flatnonzero(buf == _NEWLINE)
         ends = newlines if data.endswith(b"\n") else np.append(newlines, len(buf))
         self.line_count = len(ends)
@@ -192,9 +206,14 @@ class JsonlParser:
                 continue  # blank lines are not records
             report.lines += 1
             try:
-                rows.append(decode(text))
+                row = decode(text)
             except _DECODE_ERRORS:
                 report.reject(first_line_no + offset, explain(text))
+                continue
+            if text.isascii() or _utf8(text):
+                rows.append(row)
+            else:
+                report.reject(first_line_no + offset, "not valid UTF-8")
         return rows
 
     def columns(self, rows: list[WireEvent]) -> EventBatch:

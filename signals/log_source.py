@@ -18,6 +18,7 @@ import numpy as np
 from .batch import EventBatch, concat
 from .events import ParseReport
 from .jsonl import JsonlParser
+from .sources import DEFAULT_MAX_SKEW_SECONDS, clock_start, split_at_end
 
 
 @dataclass
@@ -31,8 +32,11 @@ class Group:
 class LogSource:
     """Subclasses implement `_fill(end_ts) -> bool`: add one group with `_add_group`, or say there is none now."""
 
+    ordered = False  # a live log: windows wait for the allowed lateness
+
     def __init__(self, name: str) -> None:
         self.name = name
+        self.max_skew_seconds = DEFAULT_MAX_SKEW_SECONDS
         self.report = ParseReport()
         self._parser = JsonlParser(self.report)
         self._next_line_no = 1
@@ -50,10 +54,13 @@ class LogSource:
         self._pending.append(Group(batch, position, token, max_ts))  # an all-bad group too: passed in log order
 
     def first_ts(self) -> float | None:
-        """Event time of the first valid event (None if the log has none now)."""
+        """Where the clock starts: as LineSource's (the earliest time most of the first events agree
+        with, so an outlier on the first record does not set it), over what the log has now."""
         while self._first_valid() is None and self._fill(float("inf")):
             pass
-        return self._first_valid()
+        if self._first_valid() is None:
+            return None
+        return clock_start(np.concatenate([g.batch.ts for g in self._pending]), self.max_skew_seconds)
 
     def _first_valid(self) -> float | None:
         for group in self._pending:
@@ -62,18 +69,22 @@ class LogSource:
         return None
 
     def read_until(self, end_ts: float) -> EventBatch:
-        """Events in log order before the first one at or after end_ts (exactly as LineSource)."""
+        """Events in log order before the first one at or after end_ts (exactly as LineSource, which
+        also counts and discards the events max_skew_seconds past end_ts met on the way)."""
         out: list[EventBatch] = []
         while True:
             while self._pending:
                 group = self._pending[0]
-                later = np.flatnonzero(group.batch.ts >= end_ts)
-                if later.size:
-                    cut = int(later[0])
-                    out.append(group.batch.take(slice(0, cut)))
-                    group.batch = group.batch.take(slice(cut, None))
+                discarded = self.report.ahead_of_clock
+                head, rest = split_at_end(group.batch, end_ts, self.max_skew_seconds, self.report)
+                if self.report.ahead_of_clock != discarded:
+                    # An outlier went: the group is passed (acknowledged) by what it really held,
+                    # the events handed out (all before end_ts) and the rest.
+                    group.max_ts = max(end_ts, float(rest.ts.max()) if rest is not None and len(rest) else end_ts)
+                out.append(head)
+                if rest is not None:
+                    group.batch = rest
                     return concat(out)
-                out.append(group.batch)
                 self._done.append(self._pending.popleft())
             if not self._fill(end_ts):
                 return concat(out)

@@ -15,6 +15,8 @@ from .events import ParseReport
 
 
 class MergedSource:
+    ordered = False  # a live log or a file among them: windows wait for the allowed lateness
+
     def __init__(self, sources: Sequence[Any]) -> None:
         self.sources = list(sources)
         self.name = " + ".join(getattr(s, "name", type(s).__name__) for s in self.sources)
@@ -71,6 +73,13 @@ class _MergedReport:
     @property
     def bad(self) -> list[Any]:
         return [b for r in self._reports for b in r.bad]
+
+    @property
+    def ahead_of_clock(self) -> int:
+        return sum(getattr(r, "ahead_of_clock", 0) for r in self._reports)
+
+    def take_new_ahead(self) -> int:
+        return sum(r.take_new_ahead() for r in self._reports if hasattr(r, "take_new_ahead"))
 
     def take_new(self) -> tuple[int, tuple[Any, ...]]:
         count, samples = 0, []

@@ -8,15 +8,21 @@ the agent drives the clock. Bad lines are skipped and reported through `report`
 
 from __future__ import annotations
 
+import io
+import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import threading
 import weakref
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator, Protocol
 
@@ -41,6 +47,22 @@ PARALLEL_CHUNK_BYTES = 4 << 20
 # columns (~32 bytes per ~215-byte line: this much input is ~40 MB of results).
 PARALLEL_AHEAD_BYTES = 256 << 20
 MAX_PARSE_WORKERS = 2  # the machines this runs on have 2 cores
+# An event this far ahead of the clock is a broken clock (milliseconds taken for
+# seconds, a wrong year), not a delay: it is counted and discarded. Never waiting
+# for it is what keeps one such line from stalling a run (ticks would walk to it);
+# ten minutes is far beyond any collector's delay, and it bounds what the ring holds
+# ahead of the clock. The agent's setting (max_clock_skew_seconds) overrides it.
+DEFAULT_MAX_SKEW_SECONDS = 600.0
+# Past the skew, events that agree with each other are a feed resuming after a silence, and the clock
+# walks to them; this far ahead they are a broken clock however many agree (a wrong year, milliseconds
+# taken for seconds): a day of quiet windows is the most a run will walk through.
+MAX_GAP_SECONDS = 86_400.0
+# The clock starts at the earliest of the first events that most of them agree with
+# (within the skew): one outlier on line 1 must not set it.
+FIRST_TS_SAMPLE = 1000
+
+
+_log = logging.getLogger(__name__)
 
 
 class SourceError(Exception):
@@ -49,6 +71,9 @@ class SourceError(Exception):
 
 class Source(Protocol):
     report: ParseReport
+    # True when events come in time order (the simulator): a window can be decided as soon
+    # as the clock reaches its end, with no allowed lateness to wait for.
+    ordered: bool
 
     def first_ts(self) -> float | None:
         """Event time the run starts at, or None if there are no events."""
@@ -61,7 +86,48 @@ class Source(Protocol):
         """True when no event will ever come again."""
 
 
+def clock_start(ts: np.ndarray, max_skew_seconds: float) -> float:
+    """The earliest of the first FIRST_TS_SAMPLE times that at least half of them agree with
+    (within the skew): the first event's time for an ordinary stream, never an outlier's."""
+    ts = np.sort(ts[:FIRST_TS_SAMPLE])
+    agree = np.searchsorted(ts, ts + max_skew_seconds, side="right") - np.arange(len(ts))
+    wanted = min((len(ts) + 1) // 2, int(agree.max()))  # a sample spread wider than the skew: its densest stretch
+    return float(ts[int(np.argmax(agree >= wanted))])
+
+
+def split_at_end(batch: EventBatch, end_ts: float, max_skew_seconds: float,
+                 report: ParseReport) -> tuple[EventBatch, EventBatch | None]:
+    """(events before the first at or after end_ts, the rest from it on or None if there is none).
+
+    An event max_skew_seconds or more past end_ts is a broken clock when it stands alone (the next
+    event is back near the clock) or when it is more than MAX_GAP_SECONDS ahead: counted in `report`
+    and left out. Two or more in a row that agree with each other are the feed resuming after a
+    silence (a collector down, a quiet night): the run stops there and the clock walks to them, tick
+    by tick, as it would through any quiet stretch. One at the very end of what has been read cannot
+    be told apart yet: it waits too, bounded by MAX_GAP_SECONDS.
+    """
+    ts = batch.ts
+    ahead_from = end_ts + max_skew_seconds
+    far = ts >= ahead_from
+    plausible = far & (ts < end_ts + MAX_GAP_SECONDS)
+    resumes = np.zeros(len(ts), dtype=bool)
+    if len(ts):
+        nxt = np.append(ts[1:], np.nan)
+        resumes[:-1] = plausible[:-1] & (nxt[:-1] >= ahead_from) & (np.abs(nxt[:-1] - ts[:-1]) < max_skew_seconds)
+        resumes[-1] = plausible[-1]
+    stop = np.flatnonzero(((ts >= end_ts) & ~far) | resumes)
+    cut = int(stop[0]) if stop.size else len(ts)
+    head = batch if cut == len(ts) else batch.take(slice(0, cut))
+    ahead = head.ts >= ahead_from
+    if ahead.any():
+        report.discard_ahead(int(np.count_nonzero(ahead)))
+        head = head.take(np.flatnonzero(~ahead))
+    return head, (batch.take(slice(cut, None)) if stop.size else None)
+
+
 class SimulatorSource:
+    ordered = True
+
     def __init__(self, simulator: Simulator) -> None:
         self.simulator = simulator
         self.report = ParseReport()
@@ -94,9 +160,12 @@ class LineSource:
     the next call, where the window counts it as late.
     """
 
+    ordered = False
+
     def __init__(self, stream: IO[bytes], name: str = "<stream>", chunk_bytes: int = CHUNK_BYTES,
-                 workers: "ParallelChunks | None" = None) -> None:
+                 workers: "ParallelChunks | None" = None, max_skew_seconds: float = DEFAULT_MAX_SKEW_SECONDS) -> None:
         self.name = name
+        self.max_skew_seconds = max_skew_seconds
         self.report = ParseReport()
         self._parser = JsonlParser(self.report)
         self._stream = stream
@@ -107,9 +176,20 @@ class LineSource:
         self._next_line_no = 1
         self._pending: list[EventBatch] = []
         self._eof = False
+        # A pipe or terminal (`tail -f | payops run --source -`): never wait for more lines than needed.
+        self._live = workers is None and not _regular_file(stream)
 
     def _fill_from_workers(self, workers: "ParallelChunks") -> bool:
-        parsed = workers.next()
+        try:
+            parsed = workers.next()
+        except WorkersFailed as failed:
+            # Parse the rest here: slower, never stuck. Chunks come back in file order, so
+            # the file is whole from the first one not handed back.
+            _log.warning("payops: parse workers failed (%s); parsing %s in this process instead",
+                         " ".join(str(failed).split())[:200], self.name)  # one line, whatever the error said
+            self._workers = None
+            self._stream.seek(failed.resume_at)
+            return self._fill()
         if parsed is None:
             self._eof = True
             return False
@@ -148,24 +228,42 @@ class LineSource:
         return True
 
     def first_ts(self) -> float | None:
-        while not self._pending and self._fill():
-            pass
-        return float(self._pending[0].ts[0]) if self._pending else None
+        """The earliest time most of the first FIRST_TS_SAMPLE events agree with.
+
+        The smallest t among them with at least half of them in [t, t + max skew]: the
+        first event's time for an ordinary file, never an outlier's (ts=1e12 or 0 on line 1).
+        """
+        while (not self._pending or (not self._live and sum(map(len, self._pending)) < FIRST_TS_SAMPLE)) and self._fill():
+            pass  # a live stream: the first lines there are (waiting for a sample could wait for ever)
+        if not self._pending:
+            return None
+        return clock_start(np.concatenate([b.ts for b in self._pending]), self.max_skew_seconds)
 
     def read_until(self, end_ts: float) -> EventBatch:
+        """Events in file order before the first one at or after `end_ts`.
+
+        Events max_skew_seconds or more past `end_ts` met on the way are counted in the
+        report (`ahead_of_clock`) and discarded: waiting for them could stall the run.
+        """
         out: list[EventBatch] = []
         while True:
             while self._pending:
-                batch = self._pending[0]
-                later = np.flatnonzero(batch.ts >= end_ts)
-                if later.size:
-                    cut = int(later[0])
-                    out.append(batch.take(slice(0, cut)))
-                    self._pending[0] = batch.take(slice(cut, None))
+                head, rest = split_at_end(self._pending[0], end_ts, self.max_skew_seconds, self.report)
+                out.append(head)
+                if rest is not None:
+                    self._pending[0] = rest
                     return concat(out)
-                out.append(self._pending.pop(0))
+                self._pending.pop(0)
             if not self._fill():
                 return concat(out)
+
+    def skip_to(self, ts: float, read_to: float | None = None) -> None:
+        """Resume after a restart: read what an earlier process read (up to `read_to`, in file order)
+        again, keeping only the events at or after `ts` (for the windows still to decide)."""
+        batch = self.read_until(ts if read_to is None else max(ts, read_to))
+        keep = np.flatnonzero(batch.ts >= ts)
+        if len(keep):
+            self._pending.insert(0, batch.take(keep))
 
     @property
     def exhausted(self) -> bool:
@@ -174,8 +272,15 @@ class LineSource:
     def close(self) -> None:
         if self._workers is not None:
             self._workers.close()
-        if self._stream is not sys.stdin.buffer:
+        if self._stream is not getattr(sys.stdin, "buffer", None):
             self._stream.close()
+
+
+def _regular_file(stream: IO[bytes]) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (an in-memory stream): all there already
+        return not hasattr(stream, "fileno") or isinstance(stream, io.BytesIO)
 
 
 def _ranges(path: str, size: int, chunk_bytes: int) -> Iterator[tuple[int, int]]:
@@ -209,6 +314,14 @@ PARSE_START_METHOD = "forkserver"
 PARSE_PRELOAD = ["__main__", JsonlParser.__module__]
 
 
+class WorkersFailed(Exception):
+    """The parse workers could not start or died; the file is whole from byte `resume_at` on."""
+
+    def __init__(self, resume_at: int, reason: str) -> None:
+        super().__init__(reason)
+        self.resume_at = resume_at
+
+
 class ParallelChunks:
     """A file's chunks parsed by worker processes, handed back in file order.
 
@@ -221,6 +334,11 @@ class ParallelChunks:
     replay imports the agent meanwhile). `next` waits for it. Workers hand their
     columns over through files in a private temporary directory (handoff.py),
     removed with whatever is left in it on close.
+
+    A concurrent.futures pool, not multiprocessing.Pool: a worker that cannot start
+    (cannot import the parser) or dies breaks the pool and `next` raises
+    WorkersFailed at once, where multiprocessing.Pool starts new workers for ever and
+    waits for the lost result with them (a replay hung for 9 minutes that way).
     """
 
     def __init__(self, path: str, size: int, workers: int, chunk_bytes: int | None = None,
@@ -228,7 +346,8 @@ class ParallelChunks:
         chunk_bytes = chunk_bytes or PARALLEL_CHUNK_BYTES
         self._path = path
         self._ranges = _ranges(path, size, chunk_bytes)
-        self._inflight: deque = deque()
+        self._inflight: deque = deque()  # (start, end, future) in file order
+        self._handed_to = 0  # bytes [0, this) were handed back
         self._max_inflight = max(2 * workers, (ahead_bytes or PARALLEL_AHEAD_BYTES) // chunk_bytes)
         try:
             self._handoff_dir: str | None = tempfile.mkdtemp(prefix="payops-parse-")
@@ -237,16 +356,24 @@ class ParallelChunks:
         self._pools: list = []  # the pool, once started
         self._finalizer = weakref.finalize(self, _shut_down, self._pools, self._handoff_dir)
         self._start_error: BaseException | None = None
-        self._starter = threading.Thread(target=self._start, args=(workers,), name="parse-pool-start", daemon=True)
-        self._starter.start()
-
-    def _start(self, workers: int) -> None:
+        context = None
         try:
             context = multiprocessing.get_context(PARSE_START_METHOD)
-            context.set_forkserver_preload(PARSE_PRELOAD)
             # forkserver, not fork: forking a process that runs other threads (an HTTP
             # server, a notifier) can copy a lock held mid-operation and deadlock the pool.
-            self._pool = context.Pool(workers, initializer=_init_worker)
+            context.set_forkserver_preload(PARSE_PRELOAD)
+            if PARSE_START_METHOD == "forkserver":
+                with _safe_path():  # here, on the caller's thread: the environment is changed for a moment
+                    multiprocessing.forkserver.ensure_running()  # spawns it (a few ms); it imports on its own
+        except BaseException as exc:  # handed to the caller of next()
+            self._start_error = exc
+        self._starter = threading.Thread(target=self._start, args=(context, workers), name="parse-pool-start", daemon=True)
+        if self._start_error is None:
+            self._starter.start()
+
+    def _start(self, context: object, workers: int) -> None:
+        try:
+            self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)  # type: ignore[arg-type]
             self._pools.append(self._pool)
             while len(self._inflight) < self._max_inflight and self._submit():
                 pass
@@ -254,29 +381,65 @@ class ParallelChunks:
             self._start_error = exc
 
     def _started(self) -> None:
-        self._starter.join()
+        if self._starter.ident is not None:  # started (not when the fork server could not be)
+            self._starter.join()
         if self._start_error is not None:
-            raise self._start_error
+            error, self._start_error = self._start_error, None
+            self._fail(f"{type(error).__name__}: {error}")
+
+    def _fail(self, reason: str) -> None:
+        self.close()
+        raise WorkersFailed(self._handed_to, reason)
 
     def _submit(self) -> bool:
         found = next(self._ranges, None)
         if found is None:
             return False
-        self._inflight.append(self._pool.apply_async(parse_range, (self._path, *found, self._handoff_dir)))
+        self._inflight.append((*found, self._pool.submit(parse_range, self._path, *found, self._handoff_dir)))
         return True
 
     def next(self) -> tuple | None:
+        """The next chunk's parse_range result; None at the end; WorkersFailed when the workers failed."""
         self._started()
         if not self._inflight:
             self.close()
             return None
-        result = self._inflight.popleft().get()
-        self._submit()
+        start, end, future = self._inflight[0]
+        try:
+            result = future.result()
+            self._submit()
+        except BaseException as exc:  # a broken pool (a worker died or could not start), or a worker's error
+            self._fail(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        self._inflight.popleft()
+        self._handed_to = end
         return result
 
     def close(self) -> None:
-        self._starter.join()
+        if self._starter.ident is not None:
+            self._starter.join()
         self._finalizer()
+
+
+@contextmanager
+def _safe_path() -> Iterator[None]:
+    """Start the fork server without the current folder on its sys.path.
+
+    It runs `python -c ...`, which puts the current folder first on sys.path, and
+    Python 3.11's fork server does not take the parent's sys.path: a folder holding a
+    `payops/` directory (the repository, with a non-editable install) would shadow the
+    installed package and no worker could import the parser. PYTHONSAFEPATH (3.11+)
+    leaves it out; the `payops` command's own sys.path has no such entry either.
+    Set only while the fork server is spawned, on the thread that spawns it.
+    """
+    before = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONSAFEPATH", None)
+        else:
+            os.environ["PYTHONSAFEPATH"] = before
 
 
 def _init_worker() -> None:
@@ -286,7 +449,14 @@ def _init_worker() -> None:
 
 def _shut_down(pools: list, handoff_dir: str | None) -> None:
     for pool in pools:
-        pool.terminate()
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:  # stop work nobody will read (a replay stopped early)
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(5)
+    pools.clear()
     if handoff_dir is not None:  # with the columns of chunks never read (a replay stopped early)
         shutil.rmtree(handoff_dir, ignore_errors=True)
 
@@ -302,13 +472,13 @@ def parse_workers(size: int) -> int:
     return min(cores, MAX_PARSE_WORKERS) if cores > 1 else 0
 
 
-def open_jsonl(path: str | Path, workers: int | None = None) -> LineSource:
+def open_jsonl(path: str | Path, workers: int | None = None, max_skew_seconds: float = DEFAULT_MAX_SKEW_SECONDS) -> LineSource:
     """A file source; '-' is stdin. Raises SourceError with a one-line reason.
 
     `workers`: processes parsing a big file on other cores (None: decide by size and cores; 0: none).
     """
     if str(path) == "-":
-        return LineSource(sys.stdin.buffer, "<stdin>")
+        return LineSource(_stdin_bytes(), "<stdin>", max_skew_seconds=max_skew_seconds)
     p = Path(path)
     try:
         stream = p.open("rb")
@@ -323,5 +493,17 @@ def open_jsonl(path: str | Path, workers: int | None = None) -> LineSource:
     size = os.fstat(stream.fileno()).st_size
     count = parse_workers(size) if workers is None else workers
     if count > 0 and p.is_file():
-        return LineSource(stream, str(p), workers=ParallelChunks(str(p), size, count))
-    return LineSource(stream, str(p))
+        return LineSource(stream, str(p), workers=ParallelChunks(str(p), size, count), max_skew_seconds=max_skew_seconds)
+    return LineSource(stream, str(p), max_skew_seconds=max_skew_seconds)
+
+
+def _stdin_bytes() -> IO[bytes]:
+    """stdin as bytes; SourceError when there is none (closed: `payops run --source - <&-`)."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        raise SourceError("stdin is closed: nothing to read events from (use a file, or pipe events in)")
+    try:
+        os.fstat(stream.fileno())
+    except (OSError, ValueError):
+        raise SourceError("stdin is closed: nothing to read events from (use a file, or pipe events in)") from None
+    return stream

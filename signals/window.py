@@ -108,9 +108,10 @@ class DataQuality:
 
     bad_lines: int = 0  # lines skipped by the source (not JSON, or breaking CONTRACT.md §1)
     bad_samples: tuple[BadLine, ...] = ()  # line number + reason of the first few
-    late_events: int = 0  # arrived after a window covering their time was evaluated
+    late_events: int = 0  # arrived after a window covering their time was evaluated (or before the first window)
     late_dropped: int = 0  # of those, too old for any later window: counted here, in no window
     out_of_order_events: int = 0  # earlier than an event that arrived before them (late ones included)
+    ahead_of_clock: int = 0  # discarded by the source: implausibly far ahead of the clock (a broken clock)
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class WindowSnapshot:
             "bad_lines": self.quality.bad_lines,
             "late_events": self.quality.late_events,
             "late_dropped": self.quality.late_dropped,
+            "ahead_of_clock": self.quality.ahead_of_clock,
         }
 
 
@@ -166,6 +168,7 @@ class EventWindow:
         self._horizon = float("-inf")  # rows older than this were evicted: no later window can see them
         self._reported_end = float("-inf")  # end of the latest evaluated window
         self._max_ts = float("-inf")
+        self._late_kept: list[np.ndarray] = []  # times of late arrivals kept in the ring since the last snapshot
         self._last_learned_end: float | None = None
         self._reset_quality()
 
@@ -175,6 +178,7 @@ class EventWindow:
         self.late_events = 0
         self.late_dropped = 0
         self.out_of_order = 0
+        self.ahead_of_clock = 0
 
     def __len__(self) -> int:
         return len(self.ring)
@@ -190,12 +194,16 @@ class EventWindow:
         previous_max = np.maximum(np.concatenate(([self._max_ts], running_max[:-1])), self._max_ts)
         self.out_of_order += int(np.count_nonzero(ts < previous_max))
         self._max_ts = max(self._max_ts, float(running_max[-1]))
-        self.late_events += int(np.count_nonzero(ts < self._reported_end))
+        late = ts < self._reported_end
+        self.late_events += int(np.count_nonzero(late))
         fresh = ts >= self._horizon
         dropped = n - int(np.count_nonzero(fresh))
         if dropped:
             self.late_dropped += dropped
             batch = batch.take(np.flatnonzero(fresh))
+            late = late[fresh]
+        if late.any():  # still in the ring: the next snapshot tells whether a window of its own holds them
+            self._late_kept.append(batch.ts[late])
         used = np.flatnonzero(np.bincount(batch.combo, minlength=len(batch.combos)))
         lut, wide_lut = self.table.lookup(batch.combos, used, with_wide=batch.wide is None)
         combo = lut[batch.combo]
@@ -211,6 +219,15 @@ class EventWindow:
             if len(self.bad_samples) < MAX_BAD_SAMPLES:
                 self.bad_samples.append(sample)
 
+    def note_ahead_of_clock(self, count: int) -> None:
+        """Events the source discarded as implausibly far ahead of the clock (shown with this snapshot)."""
+        self.ahead_of_clock += count
+
+    def holds_from(self, ts: float) -> bool:
+        """Are events at or after `ts` waiting for a window (read ahead within the allowed lateness)?"""
+        ring = self.ring
+        return len(ring) > 0 and float(ring.ts[ring.head : ring.size].max()) >= ts
+
     def evict_before(self, horizon: float) -> None:
         self._horizon = max(self._horizon, horizon)
         self.ring.evict_before(self._horizon)
@@ -224,9 +241,22 @@ class EventWindow:
 
     def snapshot(self, window_end: float, learn: bool = True) -> WindowSnapshot:
         start = window_end - self.window_seconds
+        held = len(self.ring)
         self.evict_before(start)
+        if self._reported_end == float("-inf"):
+            # Before the first window: no window will ever hold them (a jittered first minute,
+            # an outlier on line 1). Counted as late, like any event too old for its window.
+            before = held - len(self.ring)
+            self.late_events += before
+            self.late_dropped += before
+        if self._late_kept:
+            # Late arrivals older than this window (with ticks as long as the window, all of
+            # them) were evicted with it: counted in no window.
+            self.late_dropped += int(np.count_nonzero(np.concatenate(self._late_kept) < start))
+            self._late_kept = []
         snap = aggregate(self.ring, self.table, start, window_end, self.baselines, self.significance_z)
-        quality = DataQuality(self.bad_lines, tuple(self.bad_samples), self.late_events, self.late_dropped, self.out_of_order)
+        quality = DataQuality(self.bad_lines, tuple(self.bad_samples), self.late_events, self.late_dropped, self.out_of_order,
+                              self.ahead_of_clock)
         snap = WindowSnapshot(snap.window_start, snap.window_end, snap.total, snap.segments, quality, snap.vocab_sizes)
         self._reset_quality()
         self._reported_end = max(self._reported_end, window_end)

@@ -55,6 +55,27 @@ def test_fast_parser_accepts_exactly_what_event_from_dict_accepts(mutations: dic
         assert batch.to_events() == [expected]
 
 
+def test_invalid_utf8_anywhere_in_a_line_makes_it_a_bad_line_even_in_a_field_nobody_reads() -> None:
+    # msgspec checks the text of the fields it keeps, not of unknown ones it skips.
+    broken = [line()[:-1] + b', "note": "\xff\xfe"}', line()[:-1] + b', "\xc3": 1}', line(bank="BXnk").replace(b"X", b"\xc3")]
+    good = [line(payment_id=f"p{i}", bank="Bänk") for i in range(3)]  # UTF-8 letters are fine
+    data = b"\n".join(good[:1] + broken[:1] + good[1:2] + broken[1:] + good[2:]) + b"\n"
+    report = ParseReport()
+    batch = JsonlParser(report).parse(data, 1)
+    assert len(batch) == 3 and report.accepted == 3 and report.bad_count == 3
+    assert [(b.line_no, b.reason) for b in report.bad] == [(2, "not valid UTF-8"), (4, "not valid UTF-8"), (5, "not valid UTF-8")]
+
+
+def test_every_bad_line_number_is_kept_up_to_a_thousand_with_the_exact_count() -> None:
+    data = b"\n".join(line() if i % 10 == 0 else b"{broken" for i in range(5000)) + b"\n"
+    report = ParseReport()
+    JsonlParser(report).parse(data, 1)
+    assert report.bad_count == 4500 and len(report.bad) == 1000
+    assert [b.line_no for b in report.bad[:3]] == [2, 3, 4]
+    rejects = report.rejects_json()
+    assert rejects["bad_count"] == 4500 and rejects["bad_kept"] == 1000 and rejects["bad"][0] == {"line": 2, "reason": "not valid JSON"}
+
+
 def test_bad_lines_are_skipped_counted_and_numbered() -> None:
     data = b"\n".join([
         line(),                                  # 1
@@ -81,7 +102,7 @@ def test_bad_lines_are_skipped_counted_and_numbered() -> None:
         (7, "missing required field 'ts'"),
         (8, "line is not a JSON object"),
         (10, "not valid JSON"),
-        (11, "not valid JSON"),
+        (11, "not valid UTF-8"),
         (12, "field 'attempt' must be an integer from 1 to 2147483647"),
     ]
     count, samples = report.take_new()
@@ -174,7 +195,8 @@ def _read_until_marker(proc: subprocess.Popen, marker: bytes, timeout: float) ->
 @pytest.mark.skipif(sys.platform == "win32", reason="select() on pipes")
 def test_stdin_through_a_pipe_decides_while_the_stream_is_still_open(tmp_path: Path) -> None:
     """`tail -f events.jsonl | payops run --source -`: a tick happens as soon as an event past its window
-    arrives, with the pipe still open, and bad lines on the way are reported with their line numbers."""
+    (plus the allowed lateness, 10 s) arrives, with the pipe still open, and bad lines on the way are
+    reported with their line numbers."""
     payops = Path(sys.executable).with_name("payops")
     cmd = [str(payops)] if payops.exists() else [sys.executable, "-c", "from payops.cli import main; main()"]
     proc = subprocess.Popen(cmd + ["run", "--source", "-", "--ticks", "2", "--tick-seconds", "0", "--state-dir", str(tmp_path / "s")],
@@ -182,7 +204,7 @@ def test_stdin_through_a_pipe_decides_while_the_stream_is_still_open(tmp_path: P
                             env={**os.environ, "PAYOPS_STATE_DIR": str(tmp_path / "s")})
     try:
         first_minute = _stream(100, start=1764000000.0)  # 50 s of events
-        proc.stdin.write(first_minute + b"garbage line\n" + line(ts=1764000061.0) + b"\n")
+        proc.stdin.write(first_minute + b"garbage line\n" + line(ts=1764000071.0) + b"\n")
         proc.stdin.flush()
         out = _read_until_marker(proc, b"Confidence Score", timeout=60.0)
         assert b"tick 1" in out and b"Confidence Score" in out, out.decode(errors="replace")

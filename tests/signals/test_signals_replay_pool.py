@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from concurrent.futures import wait
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
 
+from payops import wiring
 from payops.signals import sources
 from payops.signals.handoff import ColumnFile, hand_over, take_over
 from payops.signals.simulator import Simulator, build_scenario, default_network, write_stream
@@ -120,8 +124,7 @@ def test_closing_early_stops_the_workers_and_removes_unread_columns(tmp_path: Pa
     workers = source._workers
     assert workers is not None
     handoff = Path(workers._handoff_dir)
-    for pending in list(workers._inflight):
-        pending.wait(60)  # let the workers leave their columns, unread
+    wait([future for *_, future in workers._inflight], 60)  # let the workers leave their columns, unread
     assert any(handoff.iterdir())
     source.close()
     assert not handoff.exists()
@@ -156,14 +159,99 @@ def test_columns_handed_over_through_a_file_or_inline(tmp_path: Path) -> None:
         assert [a.tolist() for a in take_over(inline)] == [c.tolist() for c in columns]
 
 
-def test_a_pool_that_cannot_start_fails_the_read_not_silently(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    events = _events_file(tmp_path / "events.jsonl", {})
+def _serial(events: Path) -> tuple[list, list]:
+    batch = _read_all(open_jsonl(events, workers=0))
+    return batch.ts.tolist(), [batch.combos[i] for i in batch.combo.tolist()]
+
+
+def test_a_pool_that_cannot_start_falls_back_to_parsing_in_process_with_one_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    events = _events_file(tmp_path / "events.jsonl", BAD)
     monkeypatch.setattr(sources, "PARSE_START_METHOD", "no-such-start-method")
-    chunks = ParallelChunks(str(events), events.stat().st_size, workers=1)
-    with pytest.raises(ValueError, match="no-such-start-method"):
-        chunks.next()
-    chunks.close()
+    chunks = ParallelChunks(str(events), events.stat().st_size, workers=1, chunk_bytes=16 << 10)
+    source = sources.LineSource(events.open("rb"), str(events), workers=chunks)
+    with caplog.at_level("WARNING"):
+        batch = _read_all(source)
+    assert (batch.ts.tolist(), [batch.combos[i] for i in batch.combo.tolist()]) == _serial(events)
+    assert [b.line_no for b in source.report.bad] == sorted(BAD)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "parse workers failed" in warnings[0] and "no-such-start-method" in warnings[0]
     assert not os.path.exists(chunks._handoff_dir)
+
+
+def test_a_killed_worker_makes_the_source_parse_the_rest_itself_losing_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    events = _events_file(tmp_path / "events.jsonl", BAD)
+    chunks = ParallelChunks(str(events), events.stat().st_size, workers=2, chunk_bytes=16 << 10, ahead_bytes=32 << 10)
+    source = sources.LineSource(events.open("rb"), str(events), workers=chunks)
+    first = source.read_until(START + 20.0)  # the pool runs and has handed back its first chunk
+    for process in list(chunks._pool._processes.values()):
+        os.kill(process.pid, signal.SIGKILL)
+    started = time.monotonic()
+    with caplog.at_level("WARNING"):
+        rest = _read_all(source)
+    assert time.monotonic() - started < 30  # multiprocessing.Pool waited here for ever
+    ts, combos = _serial(events)
+    assert first.ts.tolist() + rest.ts.tolist() == ts
+    assert [first.combos[i] for i in first.combo.tolist()] + [rest.combos[i] for i in rest.combo.tolist()] == combos
+    assert [b.line_no for b in source.report.bad] == sorted(BAD)
+    assert any("parse workers failed" in r.getMessage() for r in caplog.records)
+
+
+# Runs `payops replay` with workers on every file from a folder that holds a `payops/`
+# directory which is not the package (the repository root, say): this script lives elsewhere,
+# so only the workers' fork server would see the folder on its path.
+REPLAY_FROM_ELSEWHERE = """
+import sys
+from payops.signals import sources
+sources.PARALLEL_MIN_BYTES = 0
+sources.PARALLEL_CHUNK_BYTES = 64 << 10
+from payops.cli import main
+if __name__ == "__main__":
+    sys.argv = ["payops", "replay", sys.argv[1], "--out", sys.argv[2]]
+    main()
+"""
+
+
+def _installed_copy(site: Path) -> Path:
+    """The package laid out as `pip install .` (not editable) installs it, as links into this checkout."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    mapping = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    (site / "payops").mkdir(parents=True)
+    for item in (root / mapping["payops"]).iterdir():
+        (site / "payops" / item.name).symlink_to(item)
+    for package, folder in mapping.items():
+        parts = package.split(".")[1:]
+        if len(parts) == 1:  # payops.graph.reasoners lives inside graph/ already
+            (site / "payops" / parts[0]).symlink_to(root / folder)
+    return site
+
+
+def test_replay_works_from_a_folder_holding_a_payops_directory(tmp_path: Path) -> None:
+    """The repository root with a non-editable install: its `payops/` (the CLI folder) is not the package."""
+    import sysconfig
+
+    events = _events_file(tmp_path / "events.jsonl", {})
+    folder = tmp_path / "checkout"
+    (folder / "payops").mkdir(parents=True)
+    (folder / "payops" / "__init__.py").write_text("")  # shadows the installed package if on the path
+    script = tmp_path / "tools" / "replay_here.py"
+    script.parent.mkdir()
+    script.write_text(REPLAY_FROM_ELSEWHERE)
+    site = _installed_copy(tmp_path / "site")
+    # -S: no site .pth files, so not this checkout's editable finder (it would find the package
+    # whatever the path says); the installed copy and the dependencies come from PYTHONPATH.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), sysconfig.get_paths()["purelib"]])}
+    out = tmp_path / "d.jsonl"
+    proc = subprocess.run([sys.executable, "-S", str(script), str(events), str(out)], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "parse workers failed" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    reference = tmp_path / "serial.jsonl"
+    list(wiring.replay(events, reference, 60.0, 60.0, source=open_jsonl(events, workers=0)))
+    assert out.read_bytes() == reference.read_bytes()
 
 
 def test_replay_invoked_in_a_long_lived_process_leaves_its_garbage_collector_alone(tmp_path: Path) -> None:

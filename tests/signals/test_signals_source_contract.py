@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -115,6 +116,22 @@ def test_events_come_in_arrival_order_up_to_the_first_one_at_or_after_the_end(ma
     assert list(source.read_until(200.0).ts) == [160.0, 158.0, 175.0, 190.0]
     assert list(source.read_until(1e12).ts) == [230.0]
     assert source.exhausted
+    source.close()
+
+
+def test_an_event_stamped_far_ahead_is_counted_and_discarded_and_never_sets_or_stalls_the_clock(
+        make_source, monkeypatch: pytest.MonkeyPatch) -> None:
+    records = _records()
+    outlier = orjson.dumps(_event(1e12))
+    monkeypatch.setattr(sys.modules[__name__], "_records", lambda: [outlier, *records[:6], outlier, *records[6:]])
+    source = make_source()
+    assert source.first_ts() == 100.0  # not 1e12, the first record's time
+    assert list(source.read_until(130.0).ts) == [100.0, 112.0, 108.0, 125.0]
+    assert source.report.ahead_of_clock == 1
+    assert list(source.read_until(160.0).ts) == [131.0]
+    assert list(source.read_until(200.0).ts) == [160.0, 158.0, 175.0, 190.0]  # the second one, met on the way
+    assert source.report.ahead_of_clock == 2 and source.report.take_new_ahead() == 2
+    assert list(source.read_until(300.0).ts) == [230.0] and source.exhausted
     source.close()
 
 

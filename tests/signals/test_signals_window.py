@@ -191,7 +191,7 @@ def test_late_and_out_of_order_events_are_counted_never_lost_silently() -> None:
     second = w.snapshot(220.0)
     q = second.quality
     assert q.late_events == 2  # 95 and 130 arrived after their window was reported
-    assert q.late_dropped == 1  # 95 is older than any window still to come
+    assert q.late_dropped == 2  # 95 was older than any window still to come; 130 is older than this one
     assert q.out_of_order_events == 3  # all three arrived behind the event at 170
     assert second.total.attempts == 2  # 165 and 170; 130 is before this window
     assert w.snapshot(230.0).quality.late_events == 0  # counts are per snapshot
