@@ -47,6 +47,10 @@ class ApiSettings(BaseSettings):
         "the match score are the caller's word and a known template reference pays."
     )
     decisions_max_page: int = Field(500, ge=1, description="Largest page of decisions one request returns.")
+    console_secure_cookies: bool = Field(
+        False, description="Mark the console's session cookie Secure: set it when the console is served over TLS "
+        "(directly or behind a proxy); off by default because the default bind is plain-HTTP loopback."
+    )
 
     def buckets(self) -> dict[str, Bucket]:
         return {group: Bucket(burst=getattr(self, f"{group}_burst"), per_second=getattr(self, f"{group}_per_second"))

@@ -14,9 +14,12 @@ events. They carry no generator, so the closed loop skips them.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 from payops.models import Category
+
+from payops.signals.network import NetworkConfig
 
 from .cases import ActionSpec, Expected
 from .networks import renamed_network
@@ -96,6 +99,69 @@ def out_of_order(events: list[dict[str, Any]]) -> list[Any]:
     return out
 
 
+ATTACKED_MERCHANT = "M-011"
+ENUMERATION_CODES = ("SUSPECTED_FRAUD", "INCORRECT_PIN", "DO_NOT_HONOR", "EXPIRED_CARD")
+
+
+def _busiest(events: list[dict[str, Any]], field: str, method: str = "card") -> str:
+    counts: dict[str, int] = {}
+    for e in events:
+        if e["method"] == method:
+            counts[e[field]] = counts.get(e[field], 0) + 1
+    return max(sorted(counts), key=counts.__getitem__)
+
+
+def card_testing_merchant(onset_ts: float, end_ts: float, per_minute: int = 300):
+    """Adds merchant_id to every event (12 merchants); from the onset a tester runs `per_minute` small
+    charges (0.50-4.99) at one merchant, each on another card of another bank, 85% declined with
+    card-validity and fraud codes."""
+    def edit(events: list[dict[str, Any]]) -> list[Any]:
+        out = [{**e, "merchant_id": f"M-{_bucket(e['payment_id'], 12) + 1:03d}"} for e in events]
+        cards = [e for e in events if e["method"] == "card"]
+        banks = sorted({e["bank"] for e in cards})
+        routes = sorted({e["route"] for e in cards})
+        issuers = sorted({e["issuer"] for e in cards})
+        n = int((end_ts - onset_ts) / 60.0 * per_minute)
+        for k in range(n):
+            h = _bucket(f"tester-{k}", 10_000)
+            failed = h % 100 < 85
+            out.append({"ts": round(onset_ts + k * 60.0 / per_minute, 3), "payment_id": f"ct-{k:06d}", "attempt": 1,
+                        "amount": round(0.5 + (h % 450) / 100.0, 2), "currency": "ZAR", "method": "card",
+                        "route": routes[k % len(routes)], "bank": banks[(k // len(routes)) % len(banks)],
+                        "issuer": issuers[h % len(issuers)], "status": "failure" if failed else "success",
+                        "error_code": ENUMERATION_CODES[h % len(ENUMERATION_CODES)] if failed else None,
+                        "latency_ms": 250.0 + h % 200, "merchant_id": ATTACKED_MERCHANT})
+        return sorted(out, key=lambda e: e["ts"])
+    return edit
+
+
+def route_blackhole(onset_ts: float, end_ts: float, share: float = 0.9):
+    """From the onset `share` of the busiest card route's attempts never arrive (nothing fails)."""
+    def edit(events: list[dict[str, Any]]) -> list[Any]:
+        route = _busiest(events, "route")
+        return [e for e in events if not (e["route"] == route and onset_ts <= e["ts"] < end_ts
+                                          and _bucket(e["payment_id"] + "bh", 100) < share * 100)]
+    return edit
+
+
+def shared_route_network(seed: int, volume: float) -> NetworkConfig:
+    """The seed's renamed network with its single-method rail folded into the second card route:
+    that route then carries card (which has other routes) and a method that has no other route."""
+    net = renamed_network(seed, volume)
+    card = sorted((n for n, r in net.routes.items() if "card" in r.methods), key=lambda n: (-net.routes[n].weight, n))
+    rail = next(n for n, r in sorted(net.routes.items()) if len(r.methods) == 1 and "card" not in r.methods)
+    host = card[1] if len(card) > 1 else card[0]
+    routes = {n: (replace(r, methods=(*r.methods, *net.routes[rail].methods)) if n == host else r)
+              for n, r in net.routes.items() if n != rail}
+    return replace(net, routes=routes)
+
+
+def _blackhole_route(seed: int, volume: float) -> str:
+    from .scenarios import _card_routes
+
+    return _card_routes(renamed_network(seed, volume))[0]
+
+
 # -- the plan -------------------------------------------------------------------------
 START = 1_764_000_000.0
 LEAD_IN = 240.0
@@ -160,6 +226,41 @@ def plan() -> list[SimSpec]:
         SimSpec("out_of_order-166", "healthy", 166, 500, difficulty="medium", tags=("bad-input",),
                 edit=out_of_order, edits=("a quarter of neighbouring events (under 1 s apart) swapped: the file is not strictly sorted",)),
     ]
+    # Issue 14's shapes: card testing at a merchant, a route losing its traffic. (A 30 s blip is held for a human,
+    # which the scoring counts as a false escalation in a control: tests/reasoning covers it instead.)
+    bh_route = _blackhole_route(168, 700)
+    specs += [
+        SimSpec("card_testing_merchant-167", "healthy", 167, 700, difficulty="hard", tags=("merchant", "fraud", "confounder"),
+                edit=card_testing_merchant(ONSET, ONSET + DURATION),
+                edits=(f"merchant_id added to every event (12 merchants); from the onset 300 small card charges a minute at "
+                       f"{ATTACKED_MERCHANT}, across every bank and card route, 85% declined with {', '.join(ENUMERATION_CODES)}",),
+                description=f"Card testing: a burst of small charges over many cards at merchant {ATTACKED_MERCHANT}, declined across banks.",
+                expected=Expected(category=Category.SECURITY, target={"merchant_id": ATTACKED_MERCHANT},
+                                  acceptable_actions=(ActionSpec(tool="suppress_path", target={"merchant_id": ATTACKED_MERCHANT}),
+                                                      ActionSpec(tool="alert_ops", target={"merchant_id": ATTACKED_MERCHANT})),
+                                  forbidden_actions=(ActionSpec(tool="reroute_traffic"), ActionSpec(tool="suppress_path", target={}),
+                                                     ActionSpec(tool="revoke_palm_link")))),
+        SimSpec("route_blackhole-168", "healthy", 168, 700, difficulty="hard", tags=("volume", "confounder"),
+                edit=route_blackhole(ONSET, ONSET + DURATION),
+                edits=("from the onset 90% of the busiest card route's attempts removed (a processor black-holing requests)",),
+                description=f"Route {bh_route} loses 90% of its requests: nothing fails, the attempts never arrive.",
+                expected=Expected(category=Category.NETWORK, target={"route": bh_route},
+                                  acceptable_actions=(ActionSpec(tool="reroute_traffic", target={"route": bh_route}),
+                                                      ActionSpec(tool="alert_ops", target={"route": bh_route})),
+                                  forbidden_actions=(ActionSpec(tool="suppress_path", target={}), ActionSpec(tool="revoke_palm_link")))),
+    ]
+    # A route outage whose route also carries a method with no other route (issue 14, seen case 3):
+    # reroute the method that can move (method x route), alert about the rest.
+    shared = shared_route_network(170, 700)
+    from .scenarios import shared_route
+
+    route, movable, _stuck = shared_route(shared)
+    specs.append(SimSpec(
+        "shared_route_outage-170", "shared_route_outage", 170, 700, network=shared, difficulty="hard", tags=("mitigation", "confounder"),
+        expected=Expected(category=Category.NETWORK, target={"route": route},
+                          acceptable_actions=(ActionSpec(tool="reroute_traffic", target={"method": movable, "route": route}),
+                                              ActionSpec(tool="alert_ops", target={"route": route})),
+                          forbidden_actions=(ActionSpec(tool="suppress_path", target={}), ActionSpec(tool="revoke_palm_link")))))
     return specs
 
 

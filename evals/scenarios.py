@@ -3,7 +3,8 @@
 The simulator (payops.signals.simulator) owns the incident library and the
 oracle (`Expectation`). Confounders that it does not name — a user surge at one
 bank, a fraud burst, two incidents at once, volume steps, a normally slow route —
-are composed here from the same `Fault`/`Misconfig`/`Expectation` pieces, so the
+(and a route outage on a route whose second method has nowhere else to go) are composed
+here from the same `Fault`/`Misconfig`/`Expectation` pieces, so the
 closed loop can re-run them exactly like the built-in ones.
 """
 
@@ -100,6 +101,24 @@ def _fraud_burst_bank(net: NetworkConfig, s: float, e: float, p: Mapping[str, An
                     expectations=(Expectation("security", {"bank": bank}, ("alert_ops", "suppress_path"), s, e),))
 
 
+def shared_route(net: NetworkConfig) -> tuple[str, str, str]:
+    """(route, a method it carries that has another route, a method it carries that has none)."""
+    for name in _ranked({n: r.weight for n, r in net.routes.items()}):
+        methods = net.routes[name].methods
+        movable = [m for m in methods if len(net.routes_for(m)) > 1]
+        stuck = [m for m in methods if len(net.routes_for(m)) == 1]
+        if movable and stuck:
+            return name, movable[0], stuck[0]
+    raise ValueError("scenario needs a route carrying a method with another route and one without")
+
+
+def _shared_route_outage(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
+    route, movable, stuck = shared_route(net)
+    return Scenario("shared_route_outage", f"Route {route} fails; it carries {movable} (which has other routes) and {stuck} (which has none).",
+                    faults=(Fault({"route": route}, s, e, p.get("rate", 0.6), {"GATEWAY_TIMEOUT": 0.6, "NETWORK_ERROR": 0.4}),),
+                    expectations=(Expectation("network", {"route": route}, ("reroute_traffic", "alert_ops"), s, e),))
+
+
 def _compound(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
     bank = _ranked(net.banks)[1]
     return Scenario("compound", f"Month-end declines everywhere while issuer {bank} is down: the operational fault is the issuer.",
@@ -122,6 +141,7 @@ CONFOUNDERS: dict[str, Callable[[NetworkConfig, float, float, Mapping[str, Any]]
     "user_surge_one_bank": _user_surge_one_bank,
     "fraud_burst_bank": _fraud_burst_bank,
     "compound": _compound,
+    "shared_route_outage": _shared_route_outage,
     # no-fault controls
     "noisy_healthy": _quiet("noisy_healthy", "High but steady background noise and declines; nothing changes."),
     "tiny_bank": _quiet("tiny_bank", "Low volume with a tiny bank whose few failures look alarming in percent."),

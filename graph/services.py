@@ -70,7 +70,8 @@ class AgentServices:
     @property
     def thresholds(self) -> Thresholds:
         s = self.settings
-        return Thresholds(s.min_segment_attempts, s.min_excess_failures, s.significance_z, s.action_ttl_seconds)
+        return Thresholds(s.min_segment_attempts, s.min_excess_failures, s.significance_z, s.action_ttl_seconds,
+                          s.no_data_seconds, s.alert_review_ticks)
 
 
 @dataclass

@@ -87,6 +87,15 @@ class Settings(BaseSettings):
         4.0, gt=0, description="Binomial z a segment's failures must clear: ~100 segments are tested per window, "
         "so 4 sigma keeps chance alarms rare after that many tests while a real outage clears it at once."
     )
+    no_data_seconds: float = Field(
+        120.0, gt=0, description="Silence of the whole feed after which it is alerted as 'no data' (two minutes: "
+        "longer than any lull of a live payment feed, short enough that a dead collector is noticed before customers are)."
+    )
+    alert_review_ticks: int = Field(
+        5, ge=1, description="An incident answered only by an alert and still present after this many ticks is paged again "
+        "as critical with its age (its mitigation options are recomputed every tick). Five one-minute ticks: the alert "
+        "cooldown (action_cooldown_seconds, 300 s) lets the repeat through."
+    )
 
     # --- guard -------------------------------------------------------------
     confidence_threshold: float = Field(0.8, ge=0, le=1, description="Below this a human approves (brief: 0.8).")

@@ -13,6 +13,8 @@ place in `combos`; otherwise the combinations would be as many as the events.
 
 Everything the window does not aggregate (payment id, amount, currency, palm-pay
 id) travels in `details`, only so a batch can still be read as `PaymentEvent`s.
+What the window does need of the amount is one flag per row, `low_amount`
+(amounts.py: a card tester's charge), counted per segment.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
 import numpy as np
 import orjson
 
+from .amounts import low_amount_mask
 from .events import DIMENSIONS, PaymentEvent
 
 COMBO_FIELDS: tuple[str, ...] = (*DIMENSIONS, "error_code")
@@ -67,6 +70,7 @@ class EventBatch:
     combos: Sequence[Combo]  # may be a table shared (and growing) across a source's batches
     details: RowDetails | None = None
     wide: Wide | None = None  # per-row codes of WIDE_FIELDS; when given they win over `combos` for those fields
+    low_amount: np.ndarray | None = None  # bool per row: amount at or below its currency's low bar (None: none are)
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -82,7 +86,8 @@ class EventBatch:
     def take(self, index: np.ndarray | slice) -> "EventBatch":
         wide = {f: (codes[index], names) for f, (codes, names) in self.wide.items()} if self.wide is not None else None
         return EventBatch(self.ts[index], self.latency_ms[index], self.attempt[index], self.combo[index], self.combos,
-                          self.details.take(index) if self.details is not None else None, wide)
+                          self.details.take(index) if self.details is not None else None, wide,
+                          self.low_amount[index] if self.low_amount is not None else None)
 
     def wide_names(self) -> list[list[str | None]] | None:
         """Per row, the values of WIDE_FIELDS (None if they live in `combos`)."""
@@ -131,6 +136,7 @@ class EventBatch:
             combo=combo,
             combos=tuple(ids),
             details=ObjectDetails(rows),
+            low_amount=low_amount_mask(np.array([ev.amount for ev in rows], np.float64), [ev.currency for ev in rows]),
         )
 
 
@@ -169,6 +175,8 @@ def concat(batches: Sequence[EventBatch]) -> EventBatch:
         table,
         details,
         _concat_wide(batches),
+        None if all(b.low_amount is None for b in batches)
+        else np.concatenate([b.low_amount if b.low_amount is not None else np.zeros(len(b), bool) for b in batches]),
     )
 
 

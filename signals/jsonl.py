@@ -18,6 +18,7 @@ import msgspec
 import numpy as np
 import orjson
 
+from .amounts import low_amount_bar
 from .batch import WIDE_FIELDS, Combo, EventBatch, ObjectDetails
 from .events import DIMENSIONS, MAX_ATTEMPT, EventError, ParseReport, event_from_dict
 from .handoff import hand_over, take_over
@@ -49,8 +50,10 @@ class WireEvent(msgspec.Struct, gc=False):
     palm_pay_id: Text | None = None
 
 
-_ROW_KEY = attrgetter(*DIMENSIONS, "status", "error_code")
-_CORE_KEY = attrgetter("method", "route", "bank", "issuer", "status", "error_code")
+# The currency rides in the combination key (real feeds have one or a few), so each row's
+# low-amount bar comes from its combination: no per-row Python for it.
+_ROW_KEY = attrgetter(*DIMENSIONS, "status", "error_code", "currency")
+_CORE_KEY = attrgetter("method", "route", "bank", "issuer", "status", "error_code", "currency")
 # A chunk with more distinct combinations than this (and than one per this many rows)
 # codes terminal, merchant and region per row instead (see batch.WIDE_FIELDS).
 WIDE_AFTER_COMBOS = 512
@@ -58,30 +61,35 @@ WIDE_ROWS_PER_COMBO = 8
 _TS = attrgetter("ts")
 _LATENCY = attrgetter("latency_ms")
 _ATTEMPT = attrgetter("attempt")
+_AMOUNT = attrgetter("amount")
 _DECODE_ERRORS = (msgspec.DecodeError, ValueError)  # ValueError covers invalid UTF-8
 _NEWLINE, _CR, _OPEN, _CLOSE = (ord(c) for c in "\n\r{}")
 
 
 class _ComboIds(dict):  # type: ignore[type-arg]
-    """Raw (dimensions..., status, error_code) -> combo id; a miss registers the normalised combo.
+    """Raw (dimensions..., status, error_code, currency) -> combo id; a miss registers the normalised combo.
 
-    With `wide`, the key holds only (method, route, bank, issuer, status, error_code)
-    and terminal, merchant and region are left None (they travel per row).
+    With `wide`, the key holds only (method, route, bank, issuer, status, error_code, currency)
+    and terminal, merchant and region are left None (they travel per row). The currency is
+    not part of the combination (the window does not segment by it): `bars` keeps each
+    combo id's low-amount bar (amounts.py) instead.
     """
 
     def __init__(self, table: list[Combo], wide: bool = False) -> None:
         super().__init__()
         self.table = table
         self.wide = wide
+        self.bars: list[float] = []
 
     def __missing__(self, raw: tuple) -> int:  # type: ignore[type-arg]
-        *dims, status, error = raw
+        *dims, status, error, currency = raw
         # Same normalisation as event_from_dict: a success has no code, a failure always has one.
         code = None if status == "success" else (error or "UNKNOWN")
         if self.wide:
             dims = [*dims, None, None, None]
         ident = len(self.table)
         self.table.append((*dims, code))
+        self.bars.append(low_amount_bar(currency))
         self[raw] = ident
         return ident
 
@@ -211,18 +219,25 @@ class JsonlParser:
     def columns(self, rows: list[WireEvent]) -> EventBatch:
         n = len(rows)
         combos: list[Combo] = []
-        combo = np.fromiter(map(_ComboIds(combos).__getitem__, map(_ROW_KEY, rows)), np.intp, n)
+        ids = _ComboIds(combos)
+        combo = np.fromiter(map(ids.__getitem__, map(_ROW_KEY, rows)), np.intp, n)
         wide = None
         if len(combos) > max(WIDE_AFTER_COMBOS, n // WIDE_ROWS_PER_COMBO):
             # Terminals, merchants or regions with many values: code them per row instead,
             # or the combinations would be as many as the events.
             combos = []
-            combo = np.fromiter(map(_ComboIds(combos, wide=True).__getitem__, map(_CORE_KEY, rows)), np.intp, n)
+            ids = _ComboIds(combos, wide=True)
+            combo = np.fromiter(map(ids.__getitem__, map(_CORE_KEY, rows)), np.intp, n)
             wide = {}
             for name in WIDE_FIELDS:
                 names: list[str | None] = [None]
                 codes = np.fromiter(map(_Codes(names).__getitem__, map(attrgetter(name), rows)), np.int64, n)
                 wide[name] = (codes, names)
+        try:
+            amounts = np.fromiter(map(_AMOUNT, rows), np.float64, n)
+        except TypeError:  # some rows carry no amount: NaN, never low
+            amounts = np.array(list(map(_AMOUNT, rows)), np.float64)
+        bars = np.fromiter(ids.bars, np.float64, len(ids.bars))
         return EventBatch(
             ts=np.fromiter(map(_TS, rows), np.float64, n),
             latency_ms=np.fromiter(map(_LATENCY, rows), np.float64, n),
@@ -231,6 +246,7 @@ class JsonlParser:
             combos=combos,
             details=ObjectDetails(rows) if self.keep_details else None,
             wide=wide,
+            low_amount=amounts <= bars[combo] if n else np.zeros(0, bool),
         )
 
 
@@ -255,7 +271,8 @@ def parse_range(path: str, start: int, end: int, handoff_dir: str | None = None)
     del data
     wide = batch.wide or {}
     wide_names = {name: names for name, (_, names) in wide.items()} if batch.wide is not None else None
-    columns = hand_over((batch.ts, batch.latency_ms, batch.attempt, batch.combo, *(codes for codes, _ in wide.values())),
+    low = batch.low_amount if batch.low_amount is not None else np.zeros(len(batch), bool)
+    columns = hand_over((batch.ts, batch.latency_ms, batch.attempt, batch.combo, low, *(codes for codes, _ in wide.values())),
                         handoff_dir, f"{start}.columns")
     return (columns, tuple(batch.combos), wide_names, parser.line_count,
             report.lines, report.accepted, report.bad_count, [(b.line_no, b.reason) for b in report.bad])
@@ -264,6 +281,6 @@ def parse_range(path: str, start: int, end: int, handoff_dir: str | None = None)
 def batch_from_range(parsed: tuple) -> tuple[EventBatch, tuple]:
     """The EventBatch of a `parse_range` result (columns taken over), and the rest of the result."""
     columns, combos, wide_names, *rest = parsed
-    ts, latency, attempt, combo, *wide_codes = take_over(columns)
+    ts, latency, attempt, combo, low, *wide_codes = take_over(columns)
     wide = {name: (codes, names) for (name, names), codes in zip(wide_names.items(), wide_codes)} if wide_names is not None else None
-    return EventBatch(ts, latency, attempt, combo, combos, None, wide), tuple(rest)
+    return EventBatch(ts, latency, attempt, combo, combos, None, wide, low), tuple(rest)

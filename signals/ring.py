@@ -122,12 +122,13 @@ class EventRing:
     appended and the live rows re-sorted once, before the next read.
     """
 
-    COLUMNS = ("ts", "latency_ms", "key", *WIDE_FIELDS)
+    COLUMNS = ("ts", "latency_ms", "key", "low", *WIDE_FIELDS)
 
     def __init__(self, capacity: int = 4096) -> None:
         self.ts = np.empty(capacity, np.float64)
         self.latency_ms = np.empty(capacity, np.float64)
         self.key = np.empty(capacity, np.int64)
+        self.low = np.empty(capacity, np.bool_)  # a low amount (amounts.py): card testers' charges
         self.wide = {name: np.empty(capacity, np.int32) for name in WIDE_FIELDS}
         self.head = 0
         self.size = 0
@@ -152,7 +153,8 @@ class EventRing:
     def last_ts(self) -> float:
         return float(self.ts[self.size - 1]) if self.size > self.head else float("-inf")
 
-    def append(self, ts: np.ndarray, latency_ms: np.ndarray, key: np.ndarray, wide: dict[str, np.ndarray]) -> None:
+    def append(self, ts: np.ndarray, latency_ms: np.ndarray, key: np.ndarray, wide: dict[str, np.ndarray],
+               low: np.ndarray | None = None) -> None:
         n = int(ts.shape[0])
         if n == 0:
             return
@@ -163,6 +165,7 @@ class EventRing:
         self.ts[s:e] = ts
         self.latency_ms[s:e] = latency_ms
         self.key[s:e] = key
+        self.low[s:e] = False if low is None else low
         for name, column in self.wide.items():
             column[s:e] = wide[name]
         self.size = e

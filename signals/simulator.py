@@ -18,6 +18,7 @@ from typing import BinaryIO, Mapping, Sequence
 
 import numpy as np
 
+from .amounts import low_amount_mask
 from .batch import WIDE_FIELDS, Combo, EventBatch, concat
 from .events import PaymentEvent
 from .network import (  # re-exported: other modules import these from here
@@ -336,6 +337,7 @@ class Simulator:
             combos=self.combos,
             details=SimDetails(f"sim{self.seed}-", payment_no[rows], amount[rows], palm_no[rows]),
             wide={f: (cols[f][rows], self.names[f].names) for f in WIDE_FIELDS},
+            low_amount=low_amount_mask(amount[rows]),  # simulated amounts are ZAR
         )
 
     def _outcome(self, idx: np.ndarray, rel: np.ndarray, cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -72,6 +72,10 @@ class SegmentStats:
     # Failed first attempts (None: not measured). Retries beyond these are second and later
     # retries of one payment, which a policy that retries a failure once never makes.
     first_attempt_failures: float | None = None
+    # Attempts whose amount is at or below its currency's low bar (amounts.py), and how many of
+    # them failed: a burst of small charges over many cards is how card testers work.
+    low_amount_attempts: int = 0
+    low_amount_failures: int = 0
 
     @property
     def target(self) -> dict[str, str]:
@@ -207,7 +211,7 @@ class EventWindow:
             wide = {f: self.table.wide_lookup(f, names)[codes] for f, (codes, names) in batch.wide.items()}
         else:
             wide = {f: column[batch.combo] for f, column in wide_lut.items()}
-        self.ring.append(batch.ts, batch.latency_ms, encode_keys(combo, batch.attempt, batch.latency_ms), wide)
+        self.ring.append(batch.ts, batch.latency_ms, encode_keys(combo, batch.attempt, batch.latency_ms), wide, batch.low_amount)
 
     def note_bad_lines(self, count: int, samples: Iterable[BadLine] = ()) -> None:
         self.bad_lines += count
@@ -375,6 +379,11 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
     err_names = table.names("error_code")
     n_err = len(err_names)
     total_fail = float(count_c[active][failed_c].sum())
+    # Low-amount attempts are rare in normal traffic: counted over their own rows only.
+    low_rows = lo + np.flatnonzero(ring.low[lo:hi])
+    low_combo = ring.key[low_rows] // (2 * LATENCY_BUCKETS)
+    low_c = np.bincount(low_combo, minlength=n_combos).astype(np.float64)
+    low_failed = failed_all[low_combo]
     builder = _Builder(baselines, significance_z, cells.n, total_fail, total_base, err_names)
 
     def by_combination(codes: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -395,6 +404,8 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
             "lat_sum": np.bincount(local, weights=latency_c[active], minlength=k),
             "errs": np.bincount(local * n_err + err_c, weights=weights, minlength=k * n_err).reshape(k, n_err),
             "q": _quantiles(hist, counts),
+            "low": np.bincount(local, weights=low_c[active], minlength=k),
+            "low_fail": np.bincount(local, weights=low_c[active] * failed_c, minlength=k),
         }
 
     shared_parts: dict[str, np.ndarray] = {}
@@ -442,6 +453,9 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
     for names, codes, vocabs in _segmentations(table):
         if names[0] in WIDE_FIELDS:
             present, stats = by_rows(ring.wide[names[0]][lo:hi], len(vocabs[0]))
+            low_codes = ring.wide[names[0]][low_rows]
+            stats["low"] = np.bincount(low_codes, minlength=len(vocabs[0]))[present].astype(np.float64)
+            stats["low_fail"] = np.bincount(low_codes, weights=low_failed, minlength=len(vocabs[0]))[present]
         else:
             present, stats = by_combination(codes)
         lists = builder.lists(stats)
@@ -487,7 +501,7 @@ class _Builder:
         for r, c, v in zip(rows.tolist(), (cols + 1).tolist(), errs[rows, cols + 1].tolist()):
             errors[r][names[c]] = int(v)
         return {"counts": s["counts"].tolist(), "fails": s["fails"].tolist(), "retries": s["retries"].tolist(),
-                "first_fails": s["first_fails"].tolist(),
+                "first_fails": s["first_fails"].tolist(), "low": s["low"].tolist(), "low_fail": s["low_fail"].tolist(),
                 "lat_sum": s["lat_sum"].tolist(), "q": s["q"].tolist(), "errors": errors}
 
     def build(self, dims: tuple[tuple[str, str], ...], s: dict[str, list], i: int) -> SegmentStats:
@@ -534,4 +548,6 @@ class _Builder:
             volume_ratio=count / base.volume if trusted and base.volume > 0 else None,  # type: ignore[union-attr]
             failure_rate_low=wilson_lower_bound(fails, count, self.z),
             first_attempt_failures=float(s["first_fails"][i]),
+            low_amount_attempts=int(s["low"][i]),
+            low_amount_failures=int(s["low_fail"][i]),
         )

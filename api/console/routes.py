@@ -118,7 +118,7 @@ async def sign_in(request: Request) -> Response:
     response = RedirectResponse("/console", status_code=303)
     settings = request.app.state.backend.api
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/console",
-                        secure=bool(getattr(settings, "console_secure_cookies", False)),
+                        secure=settings.console_secure_cookies,
                         max_age=int(state.console_sessions.absolute_seconds))
     return _headers(response)
 

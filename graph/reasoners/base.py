@@ -27,6 +27,8 @@ class Thresholds:
     min_excess_failures: int = 8
     significance_z: float = 4.0
     action_ttl_seconds: float = 1800.0
+    no_data_seconds: float = 120.0  # Settings.no_data_seconds: silence before "no data" is alerted
+    alert_review_ticks: int = 5  # Settings.alert_review_ticks: an alert-only incident this old is paged again
 
 
 # Earlier windows the graph keeps for the reasoner: ten minutes at the default tick.

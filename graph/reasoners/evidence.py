@@ -185,6 +185,7 @@ def pool(stats: Iterable[SegmentStats]) -> SegmentStats | None:
         baseline_failure_rate=expected if trusted else last.baseline_failure_rate,
         first_attempt_failures=None if None in firsts else sum(firsts),  # type: ignore[arg-type]
         traffic_share=sum(s.traffic_share * s.attempts for s in items) / n,
+        low_amount_attempts=sum(s.low_amount_attempts for s in items), low_amount_failures=sum(s.low_amount_failures for s in items),
         excess_failures=x - n * expected, z=binomial_z(x, n, expected),
     )
 

@@ -29,7 +29,9 @@ from .evidence import (
     USER_CODES, Rest, background_mix, code_burst_z, code_count, contains, device_burst_codes, describe, error_mix, excess_by_family, family_counts, first_attempts, llr, pct,
     judged_on_own_history, pool, repeat_retries, rest_of, retryable_failures, shares,
 )
-from .selection import alternative_routes, choose_action, route_health, segment_methods
+from .findings import DIMENSION_PREFERENCE, Finding
+from .patterns import card_testing, no_data, unexplained, volume_drop
+from .selection import HOLD_NOTE, alternative_routes, choose_action, route_health, segment_methods
 
 __all__ = [
     "RuleReasoner", "Finding", "route_health", "segment_methods", "alternative_routes", "choose_action",
@@ -59,8 +61,16 @@ NEAR_TIE = 0.15
 # A part of the blamed segment that is not a candidate itself (too few attempts) takes the
 # blame when it carries at least this share of the excess and the rest is plainly normal.
 DESCEND_SHARE = 0.7
-# When two segments carry the same traffic, blame the one an operator can act on.
-DIMENSION_PREFERENCE = ("terminal_id", "route", "bank", "method", "issuer", "merchant_id", "region")
+# Early attribution: while a pair's excess is under this many times the minimum (low counts),
+# its single-dimension parent takes the blame when the parent's rest is plainly elevated too
+# (REST_CLEAN_Z, this many excess failures, at least this multiple of its expected rate): the
+# part of a ramp that shows first is not the fault, the route it runs on is. The usual climb
+# also asks the rest for half the pair's rate, which a ramp's first minute rarely shows...
+EARLY_EXCESS_FACTOR = 3.0
+EARLY_REST_EXCESS = 2.0
+EARLY_REST_RATE_FACTOR = 2.0
+# ...unless the pair fits clearly better than the parent (scan statistic ratio).
+CHILD_CLEARLY_BETTER = 1.5
 # Latency: a route whose p95 is this many times its reference is degraded.
 LATENCY_FACTOR = 2.5
 # Retry storm: attempts per payment at least this far above normal (fewer extra attempts
@@ -119,22 +129,10 @@ MIXED_EVIDENCE_PENALTY = 0.15  # no code family carries MIXED_PURITY of the exce
 MIXED_PURITY = 0.5
 SYSTEM_NOT_SPREAD_PENALTY = 0.2  # "system-wide" while fewer than two routes fail
 CONFIDENCE_CAP = 0.97
-
-
-@dataclass(frozen=True)
-class Finding:
-    category: Category
-    segment: SegmentStats | None
-    confidence: float
-    summary: str
-    evidence: tuple[str, ...]
-    alternatives: tuple[str, ...]
-    kind: str  # route, issuer, issuer_route, system, terminal, latency, retry, routing, user, security, method, segment, healthy
-    pooled_windows: int = 1
-
-    @property
-    def target(self) -> dict[str, str]:
-        return self.segment.target if self.segment is not None and self.category is not Category.HEALTHY else {}
+# A proposal the selection holds for a human (marginal evidence in one window, a mitigation
+# after an alert): confidence just under the default autonomy threshold (0.8), above the
+# watch floor (0.6), so it is put to someone rather than run or swallowed.
+HOLD_CONFIDENCE = 0.75
 
 
 @dataclass(frozen=True)
@@ -224,6 +222,10 @@ class RuleReasoner:
             reasoner=self.name,
         )
         proposal, notes = choose_action(finding, snapshot, context)
+        holds = [n.split(":", 1)[1] for n in notes if n.startswith(HOLD_NOTE + ":")]
+        if holds and diagnosis.confidence > HOLD_CONFIDENCE:
+            # Below the autonomy threshold: the guardrails put the proposal to a human.
+            diagnosis = diagnosis.model_copy(update={"confidence": HOLD_CONFIDENCE, "evidence": (*diagnosis.evidence, *holds)})
         return Decision(diagnosis, proposal, notes=notes)
 
     # -- candidates ---------------------------------------------------------------
@@ -352,7 +354,8 @@ class RuleReasoner:
         concentrated = [c for c in inside if c.fit >= (1.0 - NEAR_TIE) * chosen.fit
                         and (r := rest_of(chosen.seg, c.seg)).failure_rate < SAME_FAULT_RATE_SHARE * c.seg.failure_rate
                         and r.z < t.significance_z]
-        found = clean + concentrated
+        found = [c for c in clean + concentrated
+                 if not self._parent_explains(chosen.seg, c, t.min_excess_failures)]  # early attribution keeps the parent
         return self._verifiable_first(found) if found else None
 
     def _climb(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
@@ -372,7 +375,29 @@ class RuleReasoner:
                       if p.key not in known and (contains(p, seg) or nested(seg, p))]
         wider = [c for c in pool_ if (contains(c.seg, seg) or nested(seg, c.seg))
                  and self._rest_fails(rest_of(c.seg, seg), seg.failure_rate, context, z_bar)]
+        if not wider and snapshot is not None and len(seg.dims) == 2 and seg.excess_failures < EARLY_EXCESS_FACTOR * context.thresholds.min_excess_failures:
+            wider = self._early_parents(chosen, snapshot)
         return self._verifiable_first(wider) if wider else None
+
+    @staticmethod
+    def _early_parents(chosen: Scored, snapshot: WindowSnapshot) -> list[Scored]:
+        """At low counts a pair (issuer x route) is blamed on a handful of failures while its parent's
+        rest shows the same rise too thinly to pass the usual test (a route's ramp, first tick).
+        The parent explains the pair when its rest leans the same way at a comparable rate, unless
+        the pair fits clearly better (the rest is plainly clean, or far weaker)."""
+        return [Scored(p, llr(p)) for p in snapshot.segments if RuleReasoner._parent_explains(p, chosen)]
+
+    @staticmethod
+    def _parent_explains(parent: SegmentStats, child: Scored, min_excess: float | None = None) -> bool:
+        seg = child.seg
+        if len(parent.dims) != 1 or len(seg.dims) != 2 or not contains(parent, seg):
+            return False
+        if min_excess is not None and seg.excess_failures >= EARLY_EXCESS_FACTOR * min_excess:
+            return False
+        rest = rest_of(parent, seg)
+        return (rest.z >= REST_CLEAN_Z and rest.excess >= EARLY_REST_EXCESS
+                and rest.failure_rate >= EARLY_REST_RATE_FACTOR * rest.expected_rate
+                and child.fit < CHILD_CLEARLY_BETTER * llr(parent))
 
     @staticmethod
     def _device_first(chosen: Scored, ranked: list[Scored]) -> Scored:
@@ -414,19 +439,23 @@ class RuleReasoner:
         return self._diagnose(prepared(snapshot, context), context)
 
     def _diagnose(self, snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
-        t = context.thresholds
-        total = snapshot.total
-        if total.attempts == 0:
-            if total.baseline_volume and total.baseline_volume >= t.min_segment_attempts:
-                return Finding(Category.NETWORK, total, 0.7, "No payments at all in the window where traffic is normal.",
-                               (f"0 attempts vs baseline {total.baseline_volume:.0f} per window",),
-                               ("a quiet period: traffic never drops to zero at this volume",), "system")
-            return Finding(Category.HEALTHY, None, 0.5, "No traffic in the window.", ("0 attempts",), (), "healthy")
-
+        if snapshot.total.attempts == 0:
+            return no_data(snapshot, context)  # a silent feed is never "healthy"
         storm = self._retry_storm(snapshot, context)
         if storm is not None:
             return storm
+        # Before declines are read as customers': a burst of small charges over many cards.
+        testing = card_testing(snapshot, context, lambda s: self._clears_bar(s, context, snapshot))
+        if testing is not None:
+            return testing
+        finding = self._attribute(snapshot, context)
+        if finding.category is not Category.HEALTHY:
+            return finding
+        # Nothing fails beyond its reference: traffic that vanished, then a rise no rule explains.
+        return volume_drop(snapshot, context) or unexplained(snapshot, context) or finding
 
+    def _attribute(self, snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
+        """Failures above their reference, attributed to one segment and classified (or healthy)."""
         ranked, pooled = self.ranked(snapshot, context), 1
         latency = self._latency_candidates(snapshot, context)
         slow = self._latency_finding(latency, snapshot, context) if latency else None

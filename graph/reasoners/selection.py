@@ -6,7 +6,7 @@ is built through `validate_proposal`, so a rule can never emit a malformed call.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from payops.models import Category, ProposedAction, target_key
 from payops.signals.baseline import wilson_lower_bound
@@ -17,7 +17,7 @@ from .base import ActionView, ReasoningContext
 from .evidence import pct, pool
 
 if TYPE_CHECKING:
-    from .rules import Finding
+    from .findings import Finding
 
 # A route a reroute may send traffic to must fail at most this much above its reference.
 # An absolute margin, not a significance test: at thousands of attempts a route a point
@@ -44,6 +44,27 @@ WATCH_BELOW = 0.6
 WATCHABLE_TOOLS = frozenset({"reroute_traffic", "suppress_path"})
 TRAFFIC_TOOLS = frozenset({"reroute_traffic", "suppress_path", "adjust_retry_policy"})
 ROLLBACK_NOTE = "rollback"  # Decision.notes entries "rollback:<tool>:<target key>"
+# Persistence: evidence below either bar is marginal (a 30 s blip: z 4.3, 15 excess failures).
+# A traffic move on marginal evidence seen in one window only goes to a human; in the second
+# consecutive window it may run. Strong evidence (an outage) acts at once. A device's path is
+# the exception: a terminal never carries enough traffic to clear these bars, pausing it costs
+# little (its customers are offered another method), and a spoofing attacker or a dead scanner
+# given another minute keeps failing customers (rules.SECURITY_MIN_* make the same trade).
+STRONG_Z_FACTOR = 2.0  # times the significance bar
+STRONG_EXCESS_FACTOR = 3.0  # times the minimum excess failures
+# Decision.notes entries asking the reasoner to hold the diagnosis's confidence below the
+# autonomy threshold, so the guardrails put the proposal to a human.
+HOLD_NOTE = "hold"  # "hold:<why>"
+# A volume drop is rerouted only when the healthy routes can take the load: they carry at
+# least this multiple of the vanished route's usual volume now (they then at most double).
+REROUTE_CAPACITY_FACTOR = 1.0
+# Alert-only answers that are reviewed once the incident outlives the review (alert_review_ticks):
+# the mitigation options are recomputed every tick (a healthy route may have come back, a method
+# may move on its own), and when still none helps, ops are paged again as critical, saying how
+# long it has lasted. Suppressing a path that still carries successes is not such a mitigation:
+# in the closed loop it cost more payments than it saved (issuer outages at 60%: -5..-235).
+REVIEWED_KINDS = frozenset({"issuer", "issuer_route", "route", "latency", "routing", "segment", "method", "system",
+                            "security", "terminal", "card_testing", "volume"})
 
 
 def route_health(snapshot: WindowSnapshot, significance_z: float) -> dict[str, tuple[bool, frozenset[str], float]]:
@@ -169,6 +190,13 @@ def choose_action(f: "Finding", snapshot: WindowSnapshot, context: ReasoningCont
     def alert(severity: str, why: str) -> ProposedAction:
         return propose("alert_ops", why, severity=severity, summary=f.summary[:500], evidence=list(f.evidence[:5]))
 
+    if f.kind == "anomaly":
+        return alert("warning", "significant rise that no rule explains: a human should look"), tuple(notes)
+    if f.kind == "no_data":
+        if f.confidence < WATCH_BELOW:
+            return nothing(f"watching: {f.summary}"), tuple(notes)
+        return alert("critical", "the payment feed is silent: the collector or the platform has stopped"), tuple(notes)
+
     if f.category in (Category.HEALTHY, Category.USER):
         cleared = []
         for a in context.in_force:
@@ -194,24 +222,90 @@ def choose_action(f: "Finding", snapshot: WindowSnapshot, context: ReasoningCont
 
     if f.confidence < WATCH_BELOW:
         return nothing(f"watching, not acting: {f.summary} (confidence {f.confidence:.2f} < {WATCH_BELOW:.2f})"), tuple(notes)
+    proposal = _mitigation(f, snapshot, context, propose, alert)
+    if proposal.tool == "alert_ops" and f.kind in REVIEWED_KINDS and seg is not None:
+        ticks = persisting_windows(seg, snapshot, context)
+        if ticks >= t.alert_review_ticks:
+            # "Already alerted" is not a final state: the incident outlived its alert and no
+            # mitigation fits yet, so ops hear it again, as critical, with its age.
+            notes.append(f"review: present for {ticks} windows; no mitigation fits yet")
+            return propose("alert_ops", f"still present after {ticks} windows; no automatic mitigation fits",
+                           severity="critical", summary=f"Still present after {ticks} windows: {f.summary}"[:500],
+                           evidence=list(f.evidence[:5])), tuple(notes)
+    if (proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and "terminal_id" not in proposal.target
+            and seg is not None and marginal(seg, context) and not confirmed(f, context)):
+        notes.append(f"{HOLD_NOTE}:marginal evidence (z={seg.z:.1f}, {seg.excess_failures:.0f} excess) in one window: "
+                     "a human confirms before traffic moves")
+    return proposal, tuple(notes)
+
+
+def marginal(seg: SegmentStats, context: ReasoningContext) -> bool:
+    t = context.thresholds
+    return seg.z < STRONG_Z_FACTOR * t.significance_z or seg.excess_failures < STRONG_EXCESS_FACTOR * t.min_excess_failures
+
+
+def confirmed(f: "Finding", context: ReasoningContext) -> bool:
+    """The previous window's diagnosis found the same trouble: a finding on the same or an overlapping
+    target (at marginal counts the name may move between a route and its issuer x route pair)."""
+    prev = context.previous
+    if prev is None or prev.category is Category.HEALTHY or not prev.target:
+        return False
+    a, b = set(prev.target.items()), set(f.target.items())
+    return a <= b or b <= a
+
+
+def persisting_windows(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningContext) -> int:
+    """Consecutive windows, this one included, in which the segment failed significantly."""
+    bar = context.thresholds.significance_z
+    count = 1
+    for h in reversed(context.history):
+        if h.window_end >= snapshot.window_end:
+            continue
+        s = h.segment(**seg.target) if seg.target else h.total
+        if s is None or s.z < bar:
+            break
+        count += 1
+    return count
+
+
+def _mitigation(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContext,
+                propose: Callable[..., ProposedAction], alert: Callable[[str, str], ProposedAction]) -> ProposedAction:
+    """The one action that helps most for this finding (an alert when nothing automatic fits)."""
+    t = context.thresholds
+    ttl = t.action_ttl_seconds
+    seg = f.segment
+    target = f.target
     z = t.significance_z
+    if f.kind == "card_testing":
+        if target.keys() & {"merchant_id", "terminal_id"}:
+            return propose("suppress_path", "stop the card-testing traffic at its merchant or terminal; permissions decide who approves",
+                           fallback=None, ttl_seconds=ttl)
+        return alert("critical", "card testing beyond one merchant or terminal: fraud team to block the source")
+    if f.kind == "volume":
+        routes = alternative_routes(snapshot, target, z) if "route" in target else {}
+        usual = seg.baseline_volume if seg is not None and seg.baseline_volume else 0.0
+        capacity = sum(s.attempts for r in routes if (s := snapshot.segment(route=r)) is not None)
+        if routes and capacity >= REROUTE_CAPACITY_FACTOR * usual:
+            return propose("reroute_traffic", "the route loses requests: send its traffic to healthy routes that carry its methods; "
+                           "a probe stays to show recovery", to_routes=routes, percent=100.0 - PROBE_PERCENT, ttl_seconds=ttl)
+        return alert("critical", "traffic vanished on this segment and no healthy route can take its load")
     if f.kind == "retry":
         return propose("adjust_retry_policy", "cap retries so failures are not multiplied; backoff spreads the retries",
-                       max_attempts=RETRY_CAP_ATTEMPTS, backoff_ms=RETRY_CAP_BACKOFF_MS, ttl_seconds=ttl), tuple(notes)
+                       max_attempts=RETRY_CAP_ATTEMPTS, backoff_ms=RETRY_CAP_BACKOFF_MS, ttl_seconds=ttl)
     if f.kind == "system":
-        return alert("critical", "platform-wide: no healthy path to move traffic to"), tuple(notes)
+        return alert("critical", "platform-wide: no healthy path to move traffic to")
     if f.kind in ("security", "terminal"):
         if "terminal_id" in target:
             fallback = fallback_method(snapshot, seg, z)
             why = ("stop payments at the attacked terminal; customers are offered another method" if f.kind == "security"
                    else "take the faulty device's path out; customers are offered another method")
-            return propose("suppress_path", why, fallback=fallback, ttl_seconds=ttl), tuple(notes)
-        return alert("critical", "security incident beyond one device needs investigation"), tuple(notes)
+            return propose("suppress_path", why, fallback=fallback, ttl_seconds=ttl)
+        return alert("critical", "security incident beyond one device needs investigation")
     if f.kind == "issuer":
         if seg is not None and seg.failure_rate >= SUPPRESS_ISSUER_MIN_FAILURE_RATE:
             return propose("suppress_path", "almost nothing gets through this issuer on any route; stop the futile waits",
-                           fallback=None, ttl_seconds=ttl), tuple(notes)
-        return alert("warning", "issuer degraded on every route: rerouting cannot help and suppressing would drop its remaining successes"), tuple(notes)
+                           fallback=None, ttl_seconds=ttl)
+        return alert("warning", "issuer degraded on every route: rerouting cannot help and suppressing would drop its remaining successes")
     if f.kind in ("route", "issuer_route", "routing", "latency"):
         routes = alternative_routes(snapshot, target, z)
         if routes:
@@ -219,6 +313,35 @@ def choose_action(f: "Finding", snapshot: WindowSnapshot, context: ReasoningCont
             percent = 100.0 if f.kind == "routing" else 100.0 - PROBE_PERCENT
             return propose("reroute_traffic", "move the traffic to healthy routes that carry its methods; a probe stays to show recovery"
                            if percent < 100 else "move the traffic to healthy routes that carry its methods",
-                           to_routes=routes, percent=percent, ttl_seconds=ttl), tuple(notes)
-        return alert("critical", "no healthy alternative route carries this traffic"), tuple(notes)
-    return alert("warning", f"{f.kind} failure: no automatic action fits; ops should look"), tuple(notes)
+                           to_routes=routes, percent=percent, ttl_seconds=ttl)
+        split = _narrowed_reroute(f, snapshot, context)
+        if split is not None:
+            return split
+        return alert("critical", "no healthy alternative route carries this traffic")
+    return alert("warning", f"{f.kind} failure: no automatic action fits; ops should look")
+
+
+def _narrowed_reroute(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContext) -> ProposedAction | None:
+    """The blamed route carries several methods and no route takes them all: reroute, method by
+    method, those that have a healthy destination (busiest first). Once they are all moved, the
+    rest is alerted (the caller's alert: the methods left have nowhere to go)."""
+    target = f.target
+    if f.kind not in ("route", "latency") or set(target) != {"route"}:
+        return None
+    t = context.thresholds
+    route = target["route"]
+    pairs = sorted((p for p in snapshot.by_dimension("method", "route") if p.target["route"] == route),
+                   key=lambda p: (-p.attempts, p.key))
+    for pair in pairs:
+        narrowed = pair.target
+        if in_force(context, "reroute_traffic", narrowed) is not None:
+            continue
+        routes = alternative_routes(snapshot, narrowed, t.significance_z)
+        if not routes:
+            continue
+        action = validate_proposal("reroute_traffic", {"to_routes": routes, "percent": 100.0 - PROBE_PERCENT,
+                                                       "ttl_seconds": t.action_ttl_seconds, "target": narrowed},
+                                   f"{pair.target['method']} has healthy routes elsewhere: move it; the route's other methods "
+                                   "have none and are alerted")
+        return action
+    return None

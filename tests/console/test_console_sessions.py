@@ -132,3 +132,16 @@ def test_a_viewer_gets_no_rollback_button(console) -> None:
     client, keys = console
     sign_in(client, keys["viewer"])
     assert "/console/rollback/" not in client.get("/console").text
+
+
+def test_the_session_cookie_is_secure_when_the_console_is_served_over_tls(state_dir) -> None:
+    from fastapi.testclient import TestClient
+
+    from payops.api import create_app
+    from payops.api.settings import ApiSettings
+    from payops.settings import Settings
+
+    app = create_app(Settings(state_dir=state_dir, webhook_url=None), api_settings=ApiSettings(console_secure_cookies=True))
+    with TestClient(app, base_url="https://testserver") as client:
+        key = app.state.backend.keys.create("tls-operator", "operator")[1]
+        assert "Secure" in sign_in(client, key).headers["set-cookie"]

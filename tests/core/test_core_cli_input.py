@@ -64,7 +64,7 @@ def test_a_window_setting_of_infinity_is_refused(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", "from payops.cli import main; main()", "run", "--ticks", "1"], cwd=tmp_path,
                           env={**os.environ, "PAYOPS_WINDOW_SECONDS": "inf", "PAYOPS_STATE_DIR": str(tmp_path / "s")},
                           capture_output=True, text=True, timeout=120)
-    _one_line_error(proc, "bad setting window_seconds")
+    _one_line_error(proc, "bad setting PAYOPS_WINDOW_SECONDS")  # named as the operator set it
 
 
 def test_replay_with_stdin_closed_works(tmp_path: Path, events: Path) -> None:

@@ -1,0 +1,265 @@
+"""Shapes that per-segment failure attribution cannot see on its own: card testing, traffic
+that vanishes, a feed that stops, and a rise that nothing explains.
+
+Pure functions over window snapshots; each returns a `Finding` or None. rules.py runs
+them at the points where attribution alone would answer wrongly: card testing before
+declines are read as customers', volume and "no data" when no failures stand out, and
+the unexplained anomaly last, so that a significant rise is never reported healthy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from payops.models import Category
+from payops.signals.baseline import BASELINE_MIN_WINDOWS
+from payops.signals.window import SegmentStats, WindowSnapshot
+
+from .base import ReasoningContext
+from .evidence import background_mix, code_count, describe, error_mix, excess_by_family, judged_on_own_history, llr, pct, shares
+from .findings import DIMENSION_PREFERENCE, Finding
+
+# -- card testing ------------------------------------------------------------------
+# What a card tester's attempts come back with: a stolen or guessed card is flagged,
+# has the wrong PIN, has expired, or the issuer refuses it outright.
+ENUMERATION_CODES = frozenset({"SUSPECTED_FRAUD", "INCORRECT_PIN", "DO_NOT_HONOR", "EXPIRED_CARD"})
+# Where an attack concentrates (the tester's merchant account, terminal, route or region);
+# banks are where it is spread, since every card comes from another bank.
+ATTACK_DIMENSIONS = ("merchant_id", "terminal_id", "route", "method", "region")
+# Share of the segment's excess failures that must be such codes for the excess to be an
+# attack rather than an outage with a few declines mixed in.
+ENUMERATION_SHARE = 0.6
+# A burst of small charges: this share of the enumeration excess is low-amount failures...
+LOW_AMOUNT_SHARE = 0.5
+# ...or, when the feed carries no amounts, attempts at this multiple of the segment's usual
+# volume (the attack adds traffic; a decline surge among real customers does not).
+BURST_VOLUME_FACTOR = 2.0
+# Many distinct payments: a tester tries each card about once. A decline retried again
+# and again is one customer (and a retry storm, checked elsewhere).
+MAX_ATTEMPTS_PER_PAYMENT = 1.3
+# Spread across banks: no single bank carries this share of the excess failures of all
+# banks together (one bank's cards failing is that bank's fraud screen or outage).
+BANK_CONCENTRATION = 0.7
+
+
+def _enumeration_excess(seg: SegmentStats, total: SegmentStats) -> float:
+    """Failures with enumeration codes beyond what the segment's usual failures would carry."""
+    rest_failures = total.failures - seg.failures
+    rest_enum = code_count(total, ENUMERATION_CODES) - code_count(seg, ENUMERATION_CODES)
+    share = rest_enum / rest_failures if rest_failures > 0 else 0.0
+    return code_count(seg, ENUMERATION_CODES) - seg.attempts * seg.expected_failure_rate * share
+
+
+def _spread_across_banks(snapshot: WindowSnapshot) -> tuple[bool, str]:
+    banks = [b for b in snapshot.by_dimension("bank") if b.excess_failures > 0]
+    excess = sum(b.excess_failures for b in banks)
+    if len(banks) < 2 or excess <= 0:
+        return False, "the excess sits at one bank or none"
+    top = max(banks, key=lambda b: b.excess_failures)
+    share = top.excess_failures / excess
+    return share < BANK_CONCENTRATION, f"{len(banks)} banks share the excess; the largest, {top.key}, carries {pct(share)}"
+
+
+def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
+                 clears_bar: Callable[[SegmentStats], bool]) -> Finding | None:
+    """A burst of small charges over many cards, declined with card-validity and fraud codes,
+    concentrated at one merchant, terminal or route while spread across banks."""
+    t = context.thresholds
+    total = snapshot.total
+    spread, spread_note = _spread_across_banks(snapshot)
+    if not spread:
+        return None
+    found: list[tuple[float, SegmentStats, float, str]] = []
+    for seg in snapshot.segments:
+        if len(seg.dims) != 1 or seg.dims[0][0] not in ATTACK_DIMENSIONS or not clears_bar(seg):
+            continue
+        enum = _enumeration_excess(seg, total)
+        if enum < t.min_excess_failures or enum < ENUMERATION_SHARE * seg.excess_failures:
+            continue
+        if seg.attempts_per_payment > MAX_ATTEMPTS_PER_PAYMENT:
+            continue
+        low = seg.low_amount_failures >= LOW_AMOUNT_SHARE * enum
+        burst = seg.volume_ratio is not None and seg.volume_ratio >= BURST_VOLUME_FACTOR
+        if not (low or burst):
+            continue
+        how = (f"{seg.low_amount_failures} of its failures are low-amount charges ({seg.low_amount_attempts} low-amount attempts)"
+               if low else f"volume {seg.volume_ratio:.1f}x its usual")
+        found.append((llr(seg), seg, enum, how))
+    if not found:
+        return None
+    fit, seg, enum, how = max(found, key=lambda f: (f[0], -len(f[1].key)))
+    conf = 0.75 + 0.1 * min(1.0, enum / (3.0 * t.min_excess_failures)) + 0.05 * (seg.z >= 2 * t.significance_z)
+    evidence = (
+        describe(seg),
+        f"{seg.key}: errors {error_mix(seg, top=4)}; {enum:.0f} excess card-validity/fraud declines "
+        f"({', '.join(sorted(ENUMERATION_CODES))})",
+        f"{seg.key}: {how}; {seg.attempts_per_payment:.2f} attempts per payment (each card tried about once)",
+        f"spread across banks: {spread_note}",
+        f"all traffic: {total.failures}/{total.attempts} failed ({pct(total.failure_rate)}) vs expected {pct(total.expected_failure_rate)}",
+    )
+    alternatives = (
+        "user-related declines: customers' declines do not arrive as a burst of small charges over many cards at one place",
+        "an issuer's outage or fraud screen: that would concentrate on one bank, and the excess is spread across banks",
+    )
+    return Finding(Category.SECURITY, seg, round(min(0.95, conf), 3),
+                   f"Card testing suspected at {seg.key}: a burst of small charges over many cards, declined across banks.",
+                   evidence, alternatives, "card_testing")
+
+
+# -- volume ------------------------------------------------------------------------
+# Dimensions whose traffic can vanish on its own (a processor black-holing requests, a
+# merchant's integration down); pairs are left out: their parents say it more plainly.
+VOLUME_DIMENSIONS = ("route", "terminal_id", "merchant_id", "method", "bank", "issuer", "region")
+# "Most of its traffic vanished": at most this share of what its usual volume, scaled
+# by how its peers are doing right now, predicts (a platform-wide dip scales both).
+VOLUME_DROP_SHARE = 0.3
+# Expected attempts below this are too few to call a drop (a tiny bank's quiet minute).
+VOLUME_MIN_EXPECTED = 30.0
+# Two segments missing nearly the same attempts are the same traffic under two names.
+VOLUME_TIE = 0.05
+TRAFFIC_TOOLS = frozenset({"reroute_traffic", "suppress_path"})
+
+
+def _moved_by_us(seg_dims: dict[str, str], context: ReasoningContext) -> bool:
+    """A segment whose traffic an action in force moves (rerouted or suppressed): its drop is ours."""
+    for a in context.in_force:
+        if a.tool in TRAFFIC_TOOLS and (not a.target or set(a.target.items()) & set(seg_dims.items())):
+            return True
+    return False
+
+
+def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding | None:
+    """The segment whose traffic vanished while its peers kept theirs, or None."""
+    t = context.thresholds
+    total = snapshot.total
+    if total.baseline_volume is None or not total.baseline_volume or total.volume_ratio is None:
+        return None
+    present = {s.key: s for s in snapshot.segments}
+    candidates: list[SegmentStats] = [s for s in snapshot.segments if len(s.dims) == 1 and s.dims[0][0] in VOLUME_DIMENSIONS
+                                      and s.volume_ratio is not None]
+    # A segment that vanished altogether is absent from this window: its last appearance in the
+    # recent windows gives its usual volume (it stays an incident for as long as it stays away).
+    gone: dict[str, SegmentStats] = {}
+    for earlier in reversed(context.history):
+        for s in earlier.segments:
+            if (len(s.dims) == 1 and s.dims[0][0] in VOLUME_DIMENSIONS and s.volume_ratio is not None
+                    and s.key not in present and s.key not in gone):
+                gone[s.key] = s
+    candidates += list(gone.values())
+    found: list[tuple[float, SegmentStats, float, float]] = []
+    for seg in candidates:
+        if _moved_by_us(seg.target, context):
+            continue
+        now = present[seg.key].attempts if seg.key in present else 0
+        usual = seg.baseline_volume or 0.0
+        peers_usual = total.baseline_volume - usual
+        if peers_usual <= 0:
+            continue  # the segment is all traffic: a platform-wide change, not this segment's
+        peers_ratio = (total.attempts - now) / peers_usual
+        expected = usual * peers_ratio
+        if expected < VOLUME_MIN_EXPECTED or now > VOLUME_DROP_SHARE * expected:
+            continue
+        z = (expected - now) / math.sqrt(expected)  # Poisson
+        if z < t.significance_z:
+            continue
+        found.append((expected - now, seg, expected, peers_ratio))
+    if not found:
+        return None
+    most = max(f[0] for f in found)
+    ties = [f for f in found if f[0] >= (1.0 - VOLUME_TIE) * most]
+    rank = lambda s: min((DIMENSION_PREFERENCE.index(k) if k in DIMENSION_PREFERENCE else 99) for k, _ in s.dims)
+    missing, seg, expected, peers_ratio = min(ties, key=lambda f: (rank(f[1]), f[1].key))
+    now = present[seg.key].attempts if seg.key in present else 0
+    share = now / expected if expected else 0.0
+    conf = 0.62 + 0.25 * (1.0 - share) + 0.05 * (total.attempts >= t.min_segment_attempts)
+    current = present.get(seg.key, seg)
+    evidence = (
+        f"{seg.key}: {now} attempts vs {expected:.0f} expected ({pct(share)}): its usual {seg.baseline_volume:.0f} per window "
+        f"scaled by its peers' volume ({pct(peers_ratio)} of their usual)",
+        f"{seg.key}: {current.failures if seg.key in present else 0} failed of what arrived; the missing attempts failed nowhere: "
+        "they never arrived",
+        f"all traffic: {total.attempts} attempts vs usual {total.baseline_volume:.0f}; failure rate {pct(total.failure_rate)} "
+        f"vs expected {pct(total.expected_failure_rate)}",
+    )
+    alternatives = (
+        "a platform-wide lull (night, holiday): it would lower every segment alike, and the peers keep their volume",
+        "customers choosing differently: a shift this large within one window is a fault, not a preference",
+    )
+    return Finding(Category.NETWORK, seg, round(min(0.92, conf), 3),
+                   f"Traffic on {seg.key} vanished: {pct(1.0 - share)} of its expected attempts never arrived.",
+                   evidence, alternatives, "volume")
+
+
+# -- no data -----------------------------------------------------------------------
+
+def no_data(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
+    """An empty window: the feed stopped (or never started). Never "healthy"."""
+    t = context.thresholds
+    span = snapshot.window_end - snapshot.window_start
+    busy = [h for h in context.history if h.total.attempts > 0 and h.window_end < snapshot.window_end]
+    if busy:
+        silence = max(span, snapshot.window_end - busy[-1].window_end)
+        since = f"no events for at least {silence:.0f} s (the last window with traffic ended {snapshot.window_end - busy[-1].window_end:.0f} s ago)"
+    else:
+        silence = span * (1 + sum(1 for h in context.history if h.window_end < snapshot.window_end))
+        since = f"no events in any of the last {silence:.0f} s"
+    usual = snapshot.total.baseline_volume
+    evidence = (f"0 attempts in the window; {since}",
+                f"usual volume {usual:.0f} per window" if usual else "no usual volume learned yet")
+    alternatives = ("a quiet period: traffic this far down to zero for this long is the feed, not the customers",)
+    if silence >= t.no_data_seconds:
+        return Finding(Category.NETWORK, snapshot.total, 0.8, f"No data: the payment feed has been silent for {silence:.0f} s.",
+                       evidence, alternatives, "no_data")
+    # Below the setting: said and watched (low confidence), not paged yet.
+    return Finding(Category.NETWORK, snapshot.total, 0.4, f"No data for {silence:.0f} s; alerting after {t.no_data_seconds:.0f} s.",
+                   evidence, alternatives, "no_data")
+
+
+# -- unexplained anomaly -----------------------------------------------------------
+# A rise the rules could not attribute is still reported when the failure rate is this
+# many times its reference (and significant): an operator would rather be paged.
+UNEXPLAINED_RATE_FACTOR = 1.5
+# A single segment's unexplained rise must be plainer still: significance at this multiple
+# of the bar and this multiple of the minimum excess (segments are many; chance finds one).
+UNEXPLAINED_SEGMENT_Z_FACTOR = 2.0
+UNEXPLAINED_SEGMENT_EXCESS_FACTOR = 3.0
+UNEXPLAINED_CONFIDENCE = 0.45  # "something is wrong, we do not know what": low by design
+FAMILY_CATEGORY = {"security": Category.SECURITY, "issuer": Category.ISSUER, "config": Category.CONFIG,
+                   "network": Category.NETWORK, "user": Category.USER, "unknown": Category.NETWORK}
+
+
+def _elevated(seg: SegmentStats, z_bar: float, min_excess: float) -> bool:
+    return (judged_on_own_history(seg) and seg.z >= z_bar and seg.excess_failures >= min_excess
+            and seg.failure_rate >= UNEXPLAINED_RATE_FACTOR * seg.expected_failure_rate)
+
+
+def unexplained(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding | None:
+    """The platform, or a segment, failing well above its own reference with no attribution."""
+    t = context.thresholds
+    total = snapshot.total
+    if total.attempts < t.min_segment_attempts or len(context.history) < BASELINE_MIN_WINDOWS:
+        return None  # a reference of a window or two is no reference (the first minutes of a run)
+    seg: SegmentStats | None = total if _elevated(total, t.significance_z, t.min_excess_failures) else None
+    if seg is None:
+        strong = [s for s in snapshot.segments if s.attempts >= t.min_segment_attempts
+                  and _elevated(s, UNEXPLAINED_SEGMENT_Z_FACTOR * t.significance_z, UNEXPLAINED_SEGMENT_EXCESS_FACTOR * t.min_excess_failures)]
+        if not strong:
+            return None
+        seg = max(strong, key=lambda s: (llr(s), -len(s.dims), s.key))
+    fam = shares(excess_by_family(seg, background_mix(total, seg)))
+    family = max(fam, key=lambda k: (fam[k], k))
+    where = sorted((s for s in snapshot.segments if len(s.dims) == 1 and s.excess_failures > 0),
+                   key=lambda s: (-s.excess_failures, s.key))[:4]
+    evidence = (
+        describe(seg),
+        f"{seg.key}: errors {error_mix(seg, top=4)}; excess by code family: "
+        + ", ".join(f"{k} {pct(v)}" for k, v in sorted(fam.items(), key=lambda kv: -kv[1]) if v >= 0.05),
+        "where the excess concentrates: " + (", ".join(f"{s.key} {s.failures}/{s.attempts} ({pct(s.failure_rate)}, "
+                                                         f"{s.excess_failures:.0f} excess)" for s in where) or "nowhere in particular"),
+        "no single segment, code family or known pattern explains it",
+    )
+    return Finding(FAMILY_CATEGORY.get(family, Category.NETWORK), seg, UNEXPLAINED_CONFIDENCE,
+                   f"Unexplained anomaly: {seg.key} fails {pct(seg.failure_rate)} vs expected {pct(seg.expected_failure_rate)}; "
+                   "no attribution explains it.", evidence,
+                   ("healthy: the rise is significant and well above the reference, so 'all is well' would be wrong",), "anomaly")
