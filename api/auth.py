@@ -1,8 +1,9 @@
 """Who may call what: a bearer API key per client, checked on every request.
 
-    terminal  palm-pay endpoints only (enrol, verify, pay, revoke, show)
+    terminal  customer-present palm-pay work only (enrol, verify, resend the code, pay, show)
     viewer    reads the agent's records (decisions, approvals, lessons, why, chat, audit, metrics)
-    operator  what a viewer reads, plus approve / reject, revoke and show palm links
+    operator  what a viewer reads, plus approve / reject, and palm-pay administration: suspend, and
+              revoke / reactivate / limits / key rotation as change requests a second operator approves
 
 A missing, malformed, unknown or revoked key is 401; a valid key outside its
 role is 403. Neither says which.

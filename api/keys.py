@@ -7,8 +7,9 @@ slow password hash (bcrypt, scrypt) is for low-entropy secrets people choose;
 against 256 random bits SHA-256 is already out of brute-force reach and costs
 microseconds per request. Comparison is constant-time.
 
-Roles: `terminal` (palm-pay endpoints only), `viewer` (reads the agent's
-records), `operator` (reads, approves and rejects, revokes palm links).
+Roles: `terminal` (customer-present palm-pay endpoints only), `viewer` (reads the
+agent's records), `operator` (reads, approves and rejects, administers palm links).
+Names are unique; records name a key by its principal, `<role>:<key id>`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at REAL
 );
 """
+# Names are unique (revoked keys keep theirs): a name must identify one principal in every record.
+UNIQUE_NAMES = "CREATE UNIQUE INDEX IF NOT EXISTS api_keys_unique_name ON api_keys(name)"
+
 
 
 class Role(str, Enum):
@@ -66,6 +70,11 @@ class ApiKey(BaseModel):
     def active(self) -> bool:
         return self.revoked_at is None
 
+    @property
+    def principal(self) -> str:
+        """Who this key is in audit records and approvals: role and key id (unique, never the name alone)."""
+        return f"{self.role.value}:{self.key_id}"
+
 
 class ApiKeyError(ValueError):
     """Bad input to the key store (unknown role, bad name, unknown key)."""
@@ -86,6 +95,11 @@ class ApiKeyStore:
             os.chmod(path, 0o600)  # hashes only, but nobody else needs to read them
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(SCHEMA)
+        try:
+            self._conn.execute(UNIQUE_NAMES)
+        except sqlite3.IntegrityError:
+            # A table from before names were unique may hold duplicates: create() still refuses new ones.
+            pass
 
     @classmethod
     def in_state_dir(cls, state_dir: Path) -> ApiKeyStore:
@@ -106,6 +120,8 @@ class ApiKeyStore:
         key = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(_SECRET_BYTES)}"
         record = ApiKey(key_id=key_id, name=name, role=role, created_at=time.time())
         with self._lock:
+            if self._conn.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone():
+                raise ApiKeyError(f"an API key named {name!r} already exists (names are unique; pick another)")
             self._conn.execute(
                 "INSERT INTO api_keys (key_id, name, role, key_sha256, created_at) VALUES (?,?,?,?,?)",
                 (key_id, name, role.value, digest(key), record.created_at),
@@ -129,6 +145,15 @@ class ApiKeyStore:
         if found is None:
             raise ApiKeyError(f"no API key {key_id}")
         return found
+
+    def authenticate_operator(self, presented: str | None) -> ApiKey:
+        """The active operator key `presented` is; ApiKeyError (one line, no detail on why) otherwise."""
+        key = self.authenticate(presented)
+        if key is None:
+            raise ApiKeyError("the API key is missing, unknown or revoked")
+        if key.role is not Role.OPERATOR:
+            raise ApiKeyError(f"an operator API key is needed (this one is a {key.role.value} key)")
+        return key
 
     def authenticate(self, presented: str | None) -> ApiKey | None:
         """The active key `presented` is, or None. Never says why not."""

@@ -73,7 +73,38 @@ class VerifyRequest(_In):
 
 
 class RevokeRequest(_In):
-    reason: Text = Field(..., description="Why (kept in the link's audit log, digit runs masked).")
+    reason: Text = Field(..., description="Why (kept in the link's audit log; phone, account and e-mail masked).")
+
+
+class SuspendRequest(_In):
+    reason: Text = Field(..., description="Why (kept in the link's audit log; phone, account and e-mail masked).")
+
+
+class LimitsRequest(_In):
+    daily_limit: Money | None = Field(None, description="Rand; unchanged when absent.")
+    transaction_limit: Money | None = Field(None, description="Rand; unchanged when absent.")
+    reason: Text = Field("limit change on request", description="Why (masked like every free text).")
+
+
+class RejectChangeRequest(_In):
+    note: Annotated[str, Field(max_length=256)] | None = Field(None, description="Why not (masked).")
+
+
+class ChangeRequestOut(_Out):
+    """A change a second operator must approve (the two-person rule); it runs once, on approval."""
+
+    request_id: str
+    action: Literal["revoke", "reactivate", "set_limits", "rotate_key"]
+    palm_pay_id: str | None
+    reason: str
+    args: dict[str, str]
+    requested_by: str = Field(..., description="The requesting operator's principal, operator:<key id>.")
+    requested_at: float
+    expires_at: float
+    status: Literal["pending", "approved", "executed", "rejected", "expired", "failed"]
+    decided_by: str | None = None
+    decided_at: float | None = None
+    result: str | None = None
 
 
 class ScanAttestationIn(_In):

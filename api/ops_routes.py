@@ -4,7 +4,8 @@ Reads come from the same stores the CLI reads (audit trail, approval book,
 lesson store) on the agent's state directory. Approve and reject resume the
 approval thread exactly as `payops approve|reject` do (graph.approval.resume):
 the answer is recorded and the agent applies an approved action on its next
-tick. The approver recorded is the calling key's name.
+tick. The approver recorded is the calling key's principal, `operator:<key id>` (names can be
+reused across deployments; ids cannot).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def _answer(request: Request, decision_id: str, approved: bool, body: ApprovalAn
             raise ApiError("AMBIGUOUS_ID", 409, "The id matches more than one request; give more of it") from None
         if found is None:
             raise ApiError("NOT_FOUND", 404, "No such approval request")
-        answer = {"approved": approved, "approver": client.name, "note": body.note if body else None}
+        answer = {"approved": approved, "approver": client.principal, "note": body.note if body else None}
         try:
             status = resume(svc, found.decision_id, answer)
         except ApprovalExpired:
@@ -156,7 +157,7 @@ def _answer(request: Request, decision_id: str, approved: bool, body: ApprovalAn
             now = svc.approvals.get(found.decision_id)
             raise ApiError("APPROVAL_NOT_PENDING", 409,
                            f"The request is no longer pending (status: {now.status if now else found.status})") from None
-    return ApprovalResult(decision_id=found.decision_id, status=status, approver=client.name)
+    return ApprovalResult(decision_id=found.decision_id, status=status, approver=client.principal)
 
 
 @router.post("/approvals/{decision_id}/approve", response_model=ApprovalResult, summary="Approve a pending action",

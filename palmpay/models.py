@@ -156,3 +156,26 @@ class RotationReport(_View):
     new_key_id: str
     rows_reencrypted: int
     retired_key_ids: tuple[str, ...]
+
+
+ChangeRequestStatus = Literal["pending", "approved", "executed", "rejected", "expired", "failed"]
+
+
+class ChangeRequest(_View):
+    """A human-initiated change waiting for (or decided by) a second operator: the two-person rule.
+
+    `args` holds only safe values (limits in Rand, never a sensitive field's plaintext).
+    """
+
+    request_id: str
+    action: str
+    palm_pay_id: str | None
+    reason: str
+    args: dict[str, Any]
+    requested_by: str
+    requested_at: float
+    expires_at: float
+    status: ChangeRequestStatus
+    decided_by: str | None = None
+    decided_at: float | None = None
+    result: str | None = None

@@ -16,6 +16,10 @@ def to_cents(value: Decimal | int | str) -> int:
     """Rand amount (Decimal, int or decimal string) -> integer cents. Floats are refused."""
     if isinstance(value, bool) or isinstance(value, float):
         raise MoneyError("amounts must be Decimal, int or a decimal string, not float")
+    if isinstance(value, str) and not value.isascii():
+        # Decimal() reads any Unicode digit ('３０００' is 3000): an amount must be what the terminal
+        # displayed, so only ASCII digits are money.
+        raise MoneyError("amount must be written with ASCII digits")
     if isinstance(value, int):
         cents = value * 100
     else:

@@ -25,6 +25,19 @@ class PalmPayOptions:
     database_url: str | None = field(default=None, repr=False)
     pool_size: int = 8  # PostgreSQL connections per service: concurrent payments beyond it queue for one
 
+    # Which clock decides a payment's time and local date: "service" (the clock the service was
+    # given: one configured time source) or "database" (the database server's clock, so servers
+    # with skewed clocks sharing one database agree). Either way a link's days never run backwards.
+    time_source: str = "service"
+
+    # A change request a second operator has not approved within a working day expires: an approval
+    # weeks later would act on a situation nobody re-checked.
+    change_request_ttl_s: float = 24 * 3600
+
+    # POPIA: personal data is kept no longer than needed. A revoked link's encrypted PII goes after
+    # 90 days, which covers the dispute and chargeback window of its last payments.
+    pii_retention_s: float = 90 * 24 * 3600
+
     verification_ttl_s: float = 24 * 3600  # spec: unverified links expire after 24 hours
     otp_ttl_s: float = 10 * 60  # a code is short-lived; a new one can be requested
     otp_digits: int = 6
@@ -79,6 +92,9 @@ class PalmPayOptions:
             match_threshold=settings.palm_match_threshold,
             data_key=key,
             database_url=getattr(settings, "database_url", None),
+            time_source=getattr(settings, "palm_time_source", "service"),
+            pii_retention_s=getattr(settings, "palm_pii_retention_days", 90) * 86400,
+            change_request_ttl_s=getattr(settings, "palm_change_request_ttl_hours", 24) * 3600,
             max_pending_age_s=getattr(settings, "palm_max_pending_age_s", cls.max_pending_age_s),
         )
         return replace(base, **overrides)

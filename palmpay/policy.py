@@ -19,6 +19,17 @@ def local_day(at: float | datetime, tz: ZoneInfo) -> str:
     return instant.astimezone(tz).date().isoformat()
 
 
+def ledger_day(today: str, latest_day: str | None) -> str:
+    """The ledger row a payment counts on: today's, unless the link already has a later one.
+
+    Time on one link never runs backwards: a writer whose clock is behind (skewed by
+    seconds at midnight, or moved back hours) counts on the latest day the link has seen,
+    so it cannot open a fresh allowance on a day that already passed. A clock that jumped
+    forward only brings that day's allowance early; it never adds one.
+    """
+    return today if latest_day is None or today >= latest_day else latest_day
+
+
 def spent_on(day: str, counter_day: str | None, counter_cents: int) -> int:
     """daily_spent as seen on `day`: the stored counter only counts for the day it was kept."""
     return counter_cents if counter_day == day else 0

@@ -11,6 +11,7 @@ the database write lock.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import secrets
@@ -22,12 +23,14 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .actors import BACKEND, authorisation_refusal
 from .attestation import ScanAttestation, TerminalAttestation
+from .change_requests import ChangeRequestsMixin
 from .clock import Clock, clock_epoch, system_clock
 from .crypto import BlindIndex, FieldCipher, KeyRing, KeyRingError, OtpHasher, key_id_of
 from .errors import ErrorCatalog, PalmPayError
 from .events import SpecEvents, contract_payment_event
-from .masking import mask_proxy, mask_ref
+from .masking import mask_free_text, mask_proxy, mask_ref
 from .models import (
     ACTIVE,
     PENDING_VERIFICATION,
@@ -49,6 +52,7 @@ from .options import PalmPayOptions
 from .policy import (
     decide_payment,
     fraud_suspension_due,
+    ledger_day,
     local_day,
     match_accepted,
     spent_on,
@@ -62,13 +66,14 @@ from .rail import (
     SimulatedPayShapRail,
     initiate_with_retries,
 )
+from .retention import RetentionMixin
 from .spec import PalmPaySpec, load_spec
 from .store import ENROLMENT_LOCK, PaymentRow, Tx, open_store
 from .verification import DevOtpSender, Verification, generate_otp
 
 log = logging.getLogger("payops.palmpay")
 
-BACKEND = "payment_backend"
+_MAX_AUDIT_REASON = 512  # a reason plus the approver's principal and the request id
 TEMPLATE_FIELD = "palm_template_ref"
 PROXY_FIELD = "payshap_proxy"
 
@@ -82,6 +87,13 @@ _MAX_TEXT = 256
 _MIN_TEMPLATE_REF = 8  # shorter refs would be guessable and their mask would reveal them
 # Default of PalmPayOptions.reconcile_grace_s, kept importable for callers and tests.
 RECONCILE_GRACE_S = PalmPayOptions.reconcile_grace_s
+
+
+def _fingerprint(template_index: bytes, amount_cents: int, terminal_id: str, match_score: float) -> str:
+    """A digest of what a payment request asked for. The palm enters as its keyed blind index,
+    so the stored digest reveals nothing about the template reference."""
+    body = f"{template_index.hex()}|{amount_cents}|{terminal_id}|{float(match_score)!r}"
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def _aad(palm_pay_id: str, field: str) -> bytes:
@@ -100,9 +112,10 @@ class _Attempt:
     started: float  # perf timer at arrival, for latency_ms
     ts: float  # epoch at arrival
     day: str  # local date the payment counts for
+    fingerprint: str | None = None  # what this request asked for, to tell a true replay from a reused key
 
 
-class PalmPayService:
+class PalmPayService(ChangeRequestsMixin, RetentionMixin):
     def __init__(
         self,
         options: PalmPayOptions | None = None,
@@ -257,6 +270,9 @@ class PalmPayService:
             return self._errors.make("PALM_PAY_PALM_LIMIT")
         if hand is not None and any(link.palm_hand == hand for link in live):
             return self._errors.make("PALM_PAY_PALM_LIMIT", detail=f"{hand} hand already linked")
+        if live and (hand is None or any(link.palm_hand is None for link in live)):
+            # Two palms are one left and one right: with a hand unnamed, the second could be the same hand.
+            return self._errors.make("PALM_PAY_PALM_LIMIT", detail="a second palm needs both hands named")
         return None
 
     def verify(self, palm_pay_id: str, otp: str) -> LinkView:
@@ -425,15 +441,21 @@ class PalmPayService:
             raise refusal
 
         template_index = self._index.digest(TEMPLATE_FIELD, self._template_ref(palm_template_ref))
+        attempt = replace(attempt, fingerprint=_fingerprint(template_index, amount_cents, terminal_id, match_score))
         with self.store.write() as tx:
             link = tx.link_for_template(template_index)
             replay = tx.payment(payment_id) if idempotency_key else None
             if replay is not None:
-                same = link is not None and (replay.palm_pay_id, replay.amount_cents) == (link.palm_pay_id, amount_cents)
+                if replay.fingerprint is not None:
+                    same = replay.fingerprint == attempt.fingerprint
+                else:  # stored before fingerprints: the palm and the amount are all we can compare
+                    same = link is not None and (replay.palm_pay_id, replay.amount_cents) == (link.palm_pay_id, amount_cents)
                 if not same:
                     raise self._errors.make("PALM_PAY_IDEMPOTENCY_CONFLICT")
+                link = tx.link(replay.palm_pay_id)
             else:
                 attempt = self._numbered(tx, attempt, idempotency_key)
+                attempt = self._on_ledger_clock(tx, link, attempt)
                 refusal, proxy = self._authorise(tx, link, match_score, attempt)
         if replay is not None:
             assert link is not None
@@ -444,6 +466,17 @@ class PalmPayService:
         assert link is not None and proxy is not None
         return self._charge(link, proxy, attempt)
 
+    def _on_ledger_clock(self, tx: Tx, link: PalmPayLink | None, attempt: _Attempt) -> _Attempt:
+        """Fix the payment's time and the ledger day it counts on, inside its write transaction.
+
+        Decided under the link's lock, so two writers cannot both see a day the other already left.
+        """
+        ts = tx.now() if self.options.time_source == "database" else attempt.ts
+        day = local_day(ts, self._tz)
+        if link is not None:
+            day = ledger_day(day, link.spent_day)
+        return replace(attempt, ts=ts, day=day)
+
     def _authorise(
         self, tx: Tx, link: PalmPayLink | None, match_score: float, attempt: _Attempt
     ) -> tuple[PalmPayError | None, str | None]:
@@ -453,11 +486,13 @@ class PalmPayService:
         if not match_accepted(match_score, self.options.match_threshold):
             self._count_failed_match(tx, link, attempt.ts)
             return self._refuse_payment(tx, "PALM_PAY_NOT_REGISTERED", "palm_not_registered", link, attempt), None
-        spent = spent_on(attempt.day, link.spent_day, link.daily_spent)
+        # The link's counters mirror its latest ledger row (written under this same lock), and a payment
+        # counts on that day or a later one that has no row yet: no ledger read is needed.
+        spent, reserved = (link.daily_spent, link.reserved) if link.spent_day == attempt.day else (0, 0)
         decision = decide_payment(
             link_status=link.link_status,
             spent_cents=spent,
-            reserved_cents=link.reserved,
+            reserved_cents=reserved,
             daily_limit_cents=link.daily_limit,
             transaction_limit_cents=link.transaction_limit,
             amount_cents=attempt.amount_cents,
@@ -470,13 +505,11 @@ class PalmPayService:
         if decision.refusal is not None:
             return self._refuse_payment(tx, decision.refusal, decision.outcome, link, attempt, values=values), None
         # Reserve before calling the rail: limits hold even while the outcome is unknown.
-        tx.set_counters(
-            link.palm_pay_id, spent_day=attempt.day, daily_spent=spent, reserved=link.reserved + attempt.amount_cents
-        )
+        tx.reserve(link.palm_pay_id, attempt.day, limit_cents=link.daily_limit, amount_cents=attempt.amount_cents)
         tx.insert_payment(
             PaymentRow(
                 attempt.payment_id, link.palm_pay_id, attempt.amount_cents, attempt.terminal_id, "pending",
-                attempt.day, 0, None, None, attempt.ts,
+                attempt.day, 0, None, None, attempt.ts, attempt.fingerprint,
             ),
             ts=attempt.ts,
         )
@@ -581,10 +614,10 @@ class PalmPayService:
             row.payment_id, status=status, attempts=attempts, error_code=error_code, rail_reference=rail_reference, ts=ts
         ):
             return False
-        # Counted once, on the day it was reserved: a payment from a finished day does not
-        # count against the new day's counter (the store compares spent_day).
+        # Counted once, on the ledger row of the day it was reserved: a payment from a finished
+        # day never counts against the new day's allowance.
         tx.release_reservation(
-            row.palm_pay_id, amount_cents=row.amount_cents, spent_day=row.spent_day if status == "completed" else None
+            row.palm_pay_id, day=row.spent_day, amount_cents=row.amount_cents, completed=status == "completed"
         )
         if status == "completed":
             self._emit(tx, ts, "palm_payment_completed", self._values(link, amount_cents=row.amount_cents))
@@ -715,39 +748,72 @@ class PalmPayService:
     # ======================================================================
 
     def suspend(self, palm_pay_id: str, reason: str, actor: str) -> LinkView:
+        """Suspend for review: an authenticated operator or the agent alone may (the safe direction)."""
         return self._change_status(palm_pay_id, SUSPENDED, actor=actor, action="suspend", reason=reason)
 
-    def reactivate(self, palm_pay_id: str, actor: str, reason: str = "review completed") -> LinkView:
+    def reactivate(
+        self, palm_pay_id: str, actor: str, reason: str = "review completed", *, approved_by: str | None = None
+    ) -> LinkView:
+        """Lift a suspension. A human's lift needs a second operator (see request_change / approve_request)."""
         # Only a suspension is lifted here; pending links become active through verify() alone.
         return self._change_status(
-            palm_pay_id, ACTIVE, actor=actor, action="reactivate", reason=reason, only_from=SUSPENDED
+            palm_pay_id, ACTIVE, actor=actor, action="reactivate", reason=reason, only_from=SUSPENDED,
+            approved_by=approved_by,
         )
 
-    def revoke(self, palm_pay_id: str, actor: str, reason: str = "revoked on request") -> LinkView:
-        """Outcome palm_link_revoked (permanent). The spec marks it human_required: pass the human as actor."""
-        return self._change_status(palm_pay_id, REVOKED, actor=actor, action="revoke", reason=reason)
+    def revoke(
+        self, palm_pay_id: str, actor: str, reason: str = "revoked on request", *, approved_by: str | None = None
+    ) -> LinkView:
+        """Outcome palm_link_revoked (permanent, human_required in the spec).
+
+        A human operator's revocation runs only as an approved change request (two people);
+        the agent's needs `approved_by`, the human who approved its proposal.
+        """
+        return self._change_status(
+            palm_pay_id, REVOKED, actor=actor, action="revoke", reason=reason, approved_by=approved_by
+        )
 
     def _change_status(
-        self, palm_pay_id: str, to: str, *, actor: str, action: str, reason: str, only_from: str | None = None
+        self, palm_pay_id: str, to: str, *, actor: str, action: str, reason: str, only_from: str | None = None,
+        approved_by: str | None = None,
     ) -> LinkView:
         actor = self._text(actor, "actor")
-        reason = self._text(reason, "reason")
+        reason = mask_free_text(self._text(reason, "reason"))
         ts = self._now()
         with self.store.write() as tx:
-            link = self._require_link(tx, palm_pay_id)
-            if only_from is not None and link.link_status != only_from:
-                refusal = self._refuse_transition(tx, link, to, ts=ts, actor=actor, action=action, reason=reason)
-            else:
-                refusal = self._transition(tx, link, to, ts=ts, actor=actor, action=action, reason=reason)
-            if refusal is None:
-                if to == REVOKED:
-                    tx.drop_otp(link.palm_pay_id)
-                    self._emit(tx, ts, "palm_link_revoked", self._values(link))
-                elif to == ACTIVE:
-                    tx.clear_match_failures(link.palm_pay_id)  # the review closed the earlier failures
+            refusal = self._change_status_tx(
+                tx, palm_pay_id, to, ts=ts, actor=actor, action=action, reason=reason, only_from=only_from,
+                approved_by=approved_by,
+            )
         if refusal is not None:
             raise refusal
         return self.show(palm_pay_id)
+
+    def _change_status_tx(
+        self, tx: Tx, palm_pay_id: str, to: str, *, ts: float, actor: str, action: str, reason: str,
+        only_from: str | None = None, approved_by: str | None = None,
+    ) -> PalmPayError | None:
+        link = self._require_link(tx, palm_pay_id)
+        why_not = authorisation_refusal(action, actor, approved_by)
+        if why_not is not None:
+            tx.audit(
+                ts, palm_pay_id=link.palm_pay_id, actor=mask_free_text(actor), action=action,
+                from_status=link.link_status, to_status=to, outcome="refused", reason=why_not,
+            )
+            log.warning("refused %s on %s: not authorised", action, link.palm_pay_id)
+            return self._errors.make("PALM_PAY_NOT_AUTHORISED", detail=why_not)
+        if approved_by:
+            reason = f"{reason}; approved by {approved_by}"[:_MAX_AUDIT_REASON]
+        if only_from is not None and link.link_status != only_from:
+            return self._refuse_transition(tx, link, to, ts=ts, actor=actor, action=action, reason=reason)
+        refusal = self._transition(tx, link, to, ts=ts, actor=actor, action=action, reason=reason)
+        if refusal is None:
+            if to == REVOKED:
+                tx.drop_otp(link.palm_pay_id)
+                self._emit(tx, ts, "palm_link_revoked", self._values(link))
+            elif to == ACTIVE:
+                tx.clear_match_failures(link.palm_pay_id)  # the review closed the earlier failures
+        return refusal
 
     def _transition(
         self,
@@ -789,20 +855,18 @@ class PalmPayService:
     def show(self, palm_pay_id: str) -> LinkView:
         with self.store.read() as tx:
             link = self._require_link(tx, palm_pay_id)
-        return self._view(link)
+            return self._view(link, tx)
 
     def links_for_user(self, user_id: str) -> list[LinkView]:
         with self.store.read() as tx:
-            links = tx.links_for_user(user_id)
-        return [self._view(link) for link in links]
+            return [self._view(link, tx) for link in tx.links_for_user(user_id)]
 
     def links_for_proxy(self, payshap_proxy: str, proxy_type: str) -> list[LinkView]:
         """Blind-index lookup: which links use this proxy (no plaintext is compared)."""
         proxy_type = self._choice(proxy_type, "proxy_type", self._proxy_types)
         index = self._index.digest(PROXY_FIELD, f"{proxy_type}:{self._proxy(payshap_proxy, proxy_type)}")
         with self.store.read() as tx:
-            links = tx.links_for_proxy(index)
-        return [self._view(link) for link in links]
+            return [self._view(link, tx) for link in tx.links_for_proxy(index)]
 
     def consume(self, after_id: int = 0, limit: int = 100) -> list[OutboxEvent]:
         """Spec events with id > after_id, oldest first."""
@@ -822,8 +886,9 @@ class PalmPayService:
         with self.store.read() as tx:
             return tx.access_entries(palm_pay_id)
 
-    def _view(self, link: PalmPayLink) -> LinkView:
-        today = local_day(self._now(), self._tz)
+    def _view(self, link: PalmPayLink, tx: Tx) -> LinkView:
+        # The day the link's next payment would count on (its days never run backwards).
+        today = ledger_day(local_day(self._now(), self._tz), link.spent_day)
         return LinkView(
             palm_pay_id=link.palm_pay_id,
             user_id=link.user_id,
@@ -838,7 +903,7 @@ class PalmPayService:
             daily_limit=from_cents(link.daily_limit),
             daily_spent=from_cents(spent_on(today, link.spent_day, link.daily_spent)),
             transaction_limit=from_cents(link.transaction_limit),
-            reserved=from_cents(link.reserved),
+            reserved=from_cents(tx.reserved_total(link.palm_pay_id)),
             bank=link.bank,
         )
 
@@ -849,8 +914,16 @@ class PalmPayService:
     # keys
     # ======================================================================
 
-    def rotate_key(self, *, batch: int = 500) -> RotationReport:
-        """New active data key; re-encrypt every row; retire keys no row uses any more."""
+    def rotate_key(
+        self, *, batch: int = 500, actor: str = BACKEND, approved_by: str | None = None
+    ) -> RotationReport:
+        """New active data key; re-encrypt every row; retire keys no row uses any more.
+
+        A human's rotation runs only as an approved change request (approve_request calls this).
+        """
+        why_not = authorisation_refusal("rotate_key", actor, approved_by)
+        if why_not is not None:
+            raise self._errors.make("PALM_PAY_NOT_AUTHORISED", detail=why_not)
         new_key = self._ring.add_active_key()
         with self.store.write() as tx:
             tx.set_active_key_id(new_key)  # from here on, every process seals with the new key
@@ -877,8 +950,9 @@ class PalmPayService:
             in_use = {key_id_of(ct) for row in tx.sealed_values() for ct in row[1:]}
             retired = self._ring.retire(set(self._ring.key_ids()) - in_use - {new_key})
             tx.audit(
-                self._now(), palm_pay_id=None, actor=BACKEND, action="rotate_key", from_status=None,
-                to_status=None, outcome="applied", reason=f"active key {new_key}; {rewritten} rows re-encrypted",
+                self._now(), palm_pay_id=None, actor=actor, action="rotate_key", from_status=None,
+                to_status=None, outcome="applied", reason=f"active key {new_key}; {rewritten} rows re-encrypted"
+                + (f"; approved by {approved_by}" if approved_by else ""),
             )
         self._cipher.forget_cached()
         return RotationReport(new_key_id=new_key, rows_reencrypted=rewritten, retired_key_ids=tuple(sorted(retired)))

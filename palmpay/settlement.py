@@ -36,15 +36,17 @@ class MaintenanceReport(BaseModel):
 
     expired_links: int  # unverified links revoked at the end of their verification window
     reconcile: ReconcileReport
+    erased_pii: int = 0  # revoked links whose encrypted PII passed its retention period (retention.py)
 
     def summary(self) -> str:
         r = self.reconcile
         return (f"expired {self.expired_links} unverified link(s); payments: {r.completed} completed, "
-                f"{r.failed} failed, {r.released_overdue} released overdue, {r.still_pending} still pending")
+                f"{r.failed} failed, {r.released_overdue} released overdue, {r.still_pending} still pending; "
+                f"erased the PII of {self.erased_pii} revoked link(s)")
 
 
 def run_maintenance(service: PalmPayService, *, batch: int = RECONCILE_BATCH) -> MaintenanceReport:
-    """One round: expire stale enrolments, then settle what the rail can tell us about."""
+    """One round: expire stale enrolments, settle what the rail can tell us about, erase PII past retention."""
     expired = service.expire_unverified()
     report = service.reconcile(limit=batch)
-    return MaintenanceReport(expired_links=expired, reconcile=report)
+    return MaintenanceReport(expired_links=expired, reconcile=report, erased_pii=service.erase_revoked_pii())

@@ -39,13 +39,14 @@ from .models import (
     REVOKED,
     AccessLogEntry,
     AuditEntry,
+    ChangeRequest,
     OutboxEvent,
     PalmPayLink,
     PaymentEventRecord,
     SealedField,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 # Migrations are append-only: (version, statements). Never edit a released one.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -151,6 +152,58 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        2,
+        # The daily limit on a ledger: one row per (link, local date). The link's own counters kept
+        # a single day, so two writers whose clocks straddled midnight reset each other's counter.
+        # Rows of different days never touch, and the CHECK repeats the invariant per day.
+        (
+            """CREATE TABLE daily_ledger (
+                palm_pay_id TEXT NOT NULL REFERENCES palm_pay_links(palm_pay_id),
+                day TEXT NOT NULL,
+                limit_cents INTEGER NOT NULL CHECK (limit_cents >= 0),
+                spent_cents INTEGER NOT NULL DEFAULT 0 CHECK (spent_cents >= 0),
+                reserved_cents INTEGER NOT NULL DEFAULT 0 CHECK (reserved_cents >= 0),
+                PRIMARY KEY (palm_pay_id, day),
+                CHECK (spent_cents + reserved_cents <= limit_cents)
+            ) WITHOUT ROWID""",  # rows live in the key's b-tree: one structure to write per payment, not two
+            # Existing counters and holds move into the ledger on the day they belong to.
+            "INSERT INTO daily_ledger (palm_pay_id, day, limit_cents, spent_cents, reserved_cents)"
+            " SELECT palm_pay_id, spent_day, daily_limit_cents, daily_spent_cents, 0 FROM palm_pay_links"
+            " WHERE spent_day IS NOT NULL",
+            "INSERT INTO daily_ledger (palm_pay_id, day, limit_cents, spent_cents, reserved_cents)"
+            " SELECT p.palm_pay_id, p.spent_day, MAX(l.daily_limit_cents), 0, SUM(p.amount_cents)"
+            " FROM payments p JOIN palm_pay_links l ON l.palm_pay_id = p.palm_pay_id WHERE p.status = 'pending'"
+            " GROUP BY p.palm_pay_id, p.spent_day"
+            " ON CONFLICT (palm_pay_id, day) DO UPDATE SET reserved_cents = excluded.reserved_cents",
+        ),
+    ),
+    (
+        3,
+        # The two-person rule: a human-initiated revocation, suspension lift, limit change or key
+        # rotation waits here until a second, different operator approves it; it runs once.
+        (
+            """CREATE TABLE change_requests (
+                request_id TEXT PRIMARY KEY,
+                action TEXT NOT NULL,
+                palm_pay_id TEXT,
+                reason TEXT NOT NULL,
+                args TEXT NOT NULL,
+                requested_by TEXT NOT NULL,
+                requested_at REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'executed', 'rejected', 'expired', 'failed')),
+                decided_by TEXT,
+                decided_at REAL,
+                result TEXT,
+                CHECK (decided_by IS NULL OR decided_by != requested_by)
+            )""",
+            "CREATE INDEX change_requests_by_status ON change_requests(status, requested_at)",
+            # Idempotency: what the first request asked for (keyed digest, no plaintext), so a replay
+            # of its key with another body is refused instead of answered with the first payment.
+            "ALTER TABLE payments ADD COLUMN fingerprint TEXT",
+        ),
+    ),
 )
 
 _LINK_COLUMNS = (
@@ -181,6 +234,14 @@ def _link(row: Sequence[Any]) -> PalmPayLink:
     )
 
 
+def _request(row: Sequence[Any]) -> ChangeRequest:
+    keys = ("request_id", "action", "palm_pay_id", "reason", "args", "requested_by", "requested_at", "expires_at",
+            "status", "decided_by", "decided_at", "result")
+    values = dict(zip(keys, row, strict=True))
+    values["args"] = orjson.loads(values["args"])
+    return ChangeRequest(**values)
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentRow:
     payment_id: str
@@ -193,6 +254,7 @@ class PaymentRow:
     error_code: str | None
     rail_reference: str | None
     created_at: float
+    fingerprint: str | None = None  # digest of the request that created it (None: from before migration 3)
 
 
 EVENTS_LOCK = "palmpay:event-ids"  # PostgreSQL: outbox / payment-event ids in commit order
@@ -233,6 +295,11 @@ class Tx:
             self.serialise(EVENTS_LOCK)
             return int(self.c.execute(sql + " RETURNING id", params).fetchone()[0])
         return int(self.c.execute(sql, params).lastrowid or 0)
+
+    def now(self) -> float:
+        """The database server's clock, epoch seconds: one time source for every writer."""
+        sql = "SELECT EXTRACT(EPOCH FROM clock_timestamp())" if self._pg else "SELECT (julianday('now') - 2440587.5) * 86400.0"
+        return float(self.c.execute(sql).fetchone()[0])
 
     # --- links -------------------------------------------------------------
 
@@ -325,10 +392,15 @@ class Tx:
             (status, ts, reason, verified_at, linked_at, palm_pay_id),
         )
 
-    def set_counters(self, palm_pay_id: str, *, spent_day: str | None, daily_spent: int, reserved: int) -> None:
+    def set_limits(self, palm_pay_id: str, *, daily_limit: int, transaction_limit: int) -> None:
+        """New limits on the link and on its ledger rows from `from_day` on (callers check they fit)."""
         self.c.execute(
-            "UPDATE palm_pay_links SET spent_day = ?, daily_spent_cents = ?, reserved_cents = ? WHERE palm_pay_id = ?",
-            (spent_day, daily_spent, reserved, palm_pay_id),
+            "UPDATE palm_pay_links SET daily_limit_cents = ?, transaction_limit_cents = ? WHERE palm_pay_id = ?",
+            (daily_limit, transaction_limit, palm_pay_id),
+        )
+        self.c.execute(
+            "UPDATE daily_ledger SET limit_cents = ? WHERE palm_pay_id = ? AND spent_cents + reserved_cents <= ?",
+            (daily_limit, palm_pay_id, daily_limit),
         )
 
     def set_ciphertexts(self, palm_pay_id: str, *, template_ct: bytes, proxy_ct: bytes) -> None:
@@ -342,7 +414,7 @@ class Tx:
     def payment(self, payment_id: str) -> PaymentRow | None:
         row = self.c.execute(
             "SELECT payment_id, palm_pay_id, amount_cents, terminal_id, status, spent_day, attempts, error_code,"
-            " rail_reference, created_at FROM payments WHERE payment_id = ?",
+            " rail_reference, created_at, fingerprint FROM payments WHERE payment_id = ?",
             (payment_id,),
         ).fetchone()
         return PaymentRow(*row) if row else None
@@ -358,7 +430,7 @@ class Tx:
     def insert_payment(self, row: PaymentRow, *, ts: float) -> None:
         self.c.execute(
             "INSERT INTO payments (payment_id, palm_pay_id, amount_cents, terminal_id, status, spent_day, attempts,"
-            " error_code, rail_reference, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " error_code, rail_reference, created_at, updated_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.payment_id,
                 row.palm_pay_id,
@@ -371,6 +443,7 @@ class Tx:
                 row.rail_reference,
                 row.created_at,
                 ts,
+                row.fingerprint,
             ),
         )
 
@@ -393,18 +466,69 @@ class Tx:
         )
         return cur.rowcount == 1
 
-    def release_reservation(self, palm_pay_id: str, *, amount_cents: int, spent_day: str | None) -> None:
-        """Move a settled payment's hold out of `reserved`; into daily_spent when spent_day is still current.
+    # --- the daily ledger: one row per (link, local date) ----------------------
 
-        `spent_day` None means the payment failed: nothing is spent. One UPDATE, so
-        concurrent settlements never lose each other's counter changes.
+    def ledger(self, palm_pay_id: str, day: str) -> tuple[int, int]:
+        """(spent, reserved) cents of one link on one local date; (0, 0) before its first payment."""
+        row = self.c.execute(
+            "SELECT spent_cents, reserved_cents FROM daily_ledger WHERE palm_pay_id = ? AND day = ?",
+            (palm_pay_id, day),
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def reserve(self, palm_pay_id: str, day: str, *, limit_cents: int, amount_cents: int) -> None:
+        """Hold `amount_cents` on the link's ledger row for `day` (the row's CHECK refuses an overspend)."""
+        row = self.c.execute(
+            "INSERT INTO daily_ledger (palm_pay_id, day, limit_cents, spent_cents, reserved_cents)"
+            " VALUES (?, ?, ?, 0, ?) ON CONFLICT (palm_pay_id, day) DO UPDATE SET"
+            " reserved_cents = daily_ledger.reserved_cents + excluded.reserved_cents"
+            " RETURNING spent_cents, reserved_cents",
+            (palm_pay_id, day, limit_cents, amount_cents),
+        ).fetchone()
+        self._mirror(palm_pay_id, day, row)
+
+    def release_reservation(self, palm_pay_id: str, *, day: str, amount_cents: int, completed: bool) -> None:
+        """Move a settled payment's hold out of `reserved` on the day it was reserved; into `spent` if it completed.
+
+        One UPDATE, so concurrent settlements never lose each other's counter changes. A payment
+        settled after midnight still counts for the day it was made, never the new one.
+        """
+        row = self.c.execute(
+            "UPDATE daily_ledger SET reserved_cents = reserved_cents - ?, spent_cents = spent_cents + ?"
+            " WHERE palm_pay_id = ? AND day = ? RETURNING spent_cents, reserved_cents",
+            (amount_cents, amount_cents if completed else 0, palm_pay_id, day),
+        ).fetchone()
+        if row is not None:
+            self._mirror(palm_pay_id, day, row)
+
+    def _mirror(self, palm_pay_id: str, day: str, ledger_row: Sequence[Any]) -> None:
+        """Copy a ledger row onto the link's own counters when it is the link's latest day.
+
+        The link's columns are a read-side summary (views, events); limits are decided on the ledger.
+        ISO dates compare as text, so the summary only moves forward.
         """
         self.c.execute(
-            "UPDATE palm_pay_links SET reserved_cents = reserved_cents - ?,"
-            " daily_spent_cents = daily_spent_cents + CASE WHEN spent_day = ? THEN ? ELSE 0 END"
-            " WHERE palm_pay_id = ?",
-            (amount_cents, spent_day, amount_cents, palm_pay_id),
+            "UPDATE palm_pay_links SET spent_day = ?, daily_spent_cents = ?, reserved_cents = ?"
+            " WHERE palm_pay_id = ? AND (spent_day IS NULL OR spent_day <= ?)",
+            (day, ledger_row[0], ledger_row[1], palm_pay_id, day),
         )
+
+    def reserved_total(self, palm_pay_id: str) -> int:
+        """Cents held by pending payments of a link, over all days."""
+        row = self.c.execute(
+            "SELECT COALESCE(SUM(reserved_cents), 0) FROM daily_ledger WHERE palm_pay_id = ?", (palm_pay_id,)
+        ).fetchone()
+        return int(row[0])
+
+    def ledger_rows(self) -> list[tuple[str, str, int, int, int]]:
+        """(palm_pay_id, day, limit, spent, reserved) of every ledger row, for invariant checks."""
+        return [
+            (r[0], r[1], int(r[2]), int(r[3]), int(r[4]))
+            for r in self.c.execute(
+                "SELECT palm_pay_id, day, limit_cents, spent_cents, reserved_cents FROM daily_ledger"
+                " ORDER BY palm_pay_id, day"
+            ).fetchall()
+        ]
 
     def completed_by_link_and_day(self) -> list[tuple[str, str, int, int]]:
         """(palm_pay_id, spent_day, sum of completed cents, max single amount) for invariant checks."""
@@ -520,6 +644,48 @@ class Tx:
         keys = ("id", "ts", "palm_pay_id", "field", "actor", "purpose")
         return [AccessLogEntry(**dict(zip(keys, r, strict=True))) for r in rows]
 
+    # --- change requests (two-person rule) ---------------------------------
+
+    _REQUEST_COLUMNS = (
+        "request_id, action, palm_pay_id, reason, args, requested_by, requested_at, expires_at, status,"
+        " decided_by, decided_at, result"
+    )
+
+    def insert_request(self, request: ChangeRequest) -> None:
+        self.c.execute(
+            f"INSERT INTO change_requests ({self._REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (request.request_id, request.action, request.palm_pay_id, request.reason,
+             orjson.dumps(request.args).decode(), request.requested_by, request.requested_at, request.expires_at,
+             request.status, request.decided_by, request.decided_at, request.result),
+        )
+
+    def change_request(self, request_id: str) -> ChangeRequest | None:
+        row = self.c.execute(
+            f"SELECT {self._REQUEST_COLUMNS} FROM change_requests WHERE request_id = ?" + self._lock, (request_id,)
+        ).fetchone()
+        return _request(row) if row else None
+
+    def change_requests(self, status: str | None, limit: int) -> list[ChangeRequest]:
+        sql = f"SELECT {self._REQUEST_COLUMNS} FROM change_requests"
+        args: tuple[Any, ...] = ()
+        if status is not None:
+            sql += " WHERE status = ?"
+            args = (status,)
+        rows = self.c.execute(sql + " ORDER BY requested_at, request_id LIMIT ?", (*args, limit)).fetchall()
+        return [_request(r) for r in rows]
+
+    def decide_request(
+        self, request_id: str, *, from_status: str, to_status: str, decided_by: str | None, ts: float,
+        result: str | None = None,
+    ) -> bool:
+        """Move a request on from `from_status`; True only for the one call that does (exactly once)."""
+        cur = self.c.execute(
+            "UPDATE change_requests SET status = ?, decided_by = COALESCE(?, decided_by),"
+            " decided_at = COALESCE(?, decided_at), result = ? WHERE request_id = ? AND status = ?",
+            (to_status, decided_by, ts if decided_by else None, result, request_id, from_status),
+        )
+        return cur.rowcount == 1
+
     # --- keys --------------------------------------------------------------
 
     def active_key_id(self) -> str | None:
@@ -534,9 +700,31 @@ class Tx:
         )
 
     def sealed_values(self) -> list[tuple[str, bytes, bytes]]:
+        """Every row's ciphertexts, except rows whose PII was erased (nothing left to re-encrypt)."""
         return self.c.execute(
-            "SELECT palm_pay_id, template_ct, proxy_ct FROM palm_pay_links ORDER BY palm_pay_id" + self._lock
+            "SELECT palm_pay_id, template_ct, proxy_ct FROM palm_pay_links WHERE length(template_ct) > 0"
+            " ORDER BY palm_pay_id" + self._lock
         ).fetchall()
+
+    # --- retention -----------------------------------------------------------
+
+    def revoked_with_pii_before(self, cutoff: float, limit: int) -> list[str]:
+        rows = self.c.execute(
+            "SELECT palm_pay_id FROM palm_pay_links WHERE link_status = ? AND status_changed_at <= ?"
+            " AND length(template_ct) > 0 ORDER BY status_changed_at LIMIT ?" + self._lock,
+            (REVOKED, cutoff, limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def erase_pii(self, palm_pay_id: str) -> None:
+        """Empty the ciphertexts and blind indexes of a revoked link; its masked hints stay."""
+        self.c.execute(
+            "UPDATE palm_pay_links SET template_ct = ?, proxy_ct = ?, template_index = ?, proxy_index = ?"
+            " WHERE palm_pay_id = ? AND link_status = ?",
+            (b"", b"", b"", b"", palm_pay_id, REVOKED),
+        )
+        self.c.execute("DELETE FROM otp_challenges WHERE palm_pay_id = ?", (palm_pay_id,))
+        self.c.execute("DELETE FROM match_failures WHERE palm_pay_id = ?", (palm_pay_id,))
 
 
 class PalmPayStore:

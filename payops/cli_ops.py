@@ -16,6 +16,10 @@ lessons_app = typer.Typer(no_args_is_help=True, add_completion=False)
 notify_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
+API_KEY = typer.Option(None, "--api-key", envvar="PAYOPS_API_KEY", show_envvar=True,
+                       help="Your operator API key (`payops keys create --role operator`): who answers.")
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"payops: error: {message}", err=True)
     raise typer.Exit(code)
@@ -88,13 +92,31 @@ def _print_dead_letters(settings: Settings) -> None:
         typer.echo(f"  {d.decision_id or '-'}  {d.kind}  failed {d.failures}x, last {when(d.failed_at)}: {d.reason}")
 
 
-def _answer(decision_id: str, approved: bool, note: Optional[str], approver: str, state_dir: Optional[Path]) -> None:
+def _approver(api_key: Optional[str], state_dir: Optional[Path]) -> str:
+    """The authenticated operator answering: their API key's principal (operator:<key id>), never typed text."""
+    from payops.api.keys import ApiKeyError, ApiKeyStore
+
+    if not api_key:
+        _fail("an operator API key is needed to answer: --api-key or PAYOPS_API_KEY")
+    store = ApiKeyStore.in_state_dir(_settings(state_dir).ensure_state_dir())
+    try:
+        return store.authenticate_operator(api_key).principal
+    except ApiKeyError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+    finally:
+        store.close()
+
+
+def _answer(decision_id: str, approved: bool, note: Optional[str], api_key: Optional[str],
+            state_dir: Optional[Path]) -> None:
     from pydantic import ValidationError
 
     from payops.graph.approval import ApprovalExpired, ApprovalNotPending, resume
     from payops.memory.approvals import ApprovalError
 
-    svc = _services(state_dir)
+    svc = _services(state_dir)  # first: a missing state or audit key is the error to report, not the key
+    approver = _approver(api_key, state_dir)
     try:
         found = svc.approvals.find(decision_id)
     except ApprovalError as exc:
@@ -108,23 +130,22 @@ def _answer(decision_id: str, approved: bool, note: Optional[str], approver: str
     except ApprovalNotPending:
         _fail(f"request {found.decision_id} is no longer pending (status: {found.status})")
     except ValidationError:
-        _fail("approver must be 1-100 characters and the note at most 1000")
+        _fail("the note must be at most 1000 characters")
     verb = "approved; the agent applies it on its next tick" if status == "approved" else status
     typer.echo(f"{found.decision_id}: {verb}")
 
 
 def approve(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix)."),
             note: Optional[str] = typer.Option(None, "--note"),
-            approver: str = typer.Option("operator", "--as", help="Who approves (recorded in the audit trail)."),
-            state_dir: Optional[Path] = STATE_DIR) -> None:
-    """Approve a pending action."""
-    _answer(decision_id, True, note, approver, state_dir)
+            api_key: Optional[str] = API_KEY, state_dir: Optional[Path] = STATE_DIR) -> None:
+    """Approve a pending action (as the operator whose API key is given; recorded in the audit trail)."""
+    _answer(decision_id, True, note, api_key, state_dir)
 
 
 def reject(decision_id: str = typer.Argument(...), note: Optional[str] = typer.Option(None, "--note"),
-           approver: str = typer.Option("operator", "--as"), state_dir: Optional[Path] = STATE_DIR) -> None:
-    """Reject a pending action."""
-    _answer(decision_id, False, note, approver, state_dir)
+           api_key: Optional[str] = API_KEY, state_dir: Optional[Path] = STATE_DIR) -> None:
+    """Reject a pending action (as the operator whose API key is given)."""
+    _answer(decision_id, False, note, api_key, state_dir)
 
 
 def why(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix)."),

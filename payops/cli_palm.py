@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import getpass
 import os
 import secrets
 import sys
@@ -34,7 +33,7 @@ palm_app = typer.Typer(
     add_completion=False,
 )
 
-INPUT_ERRORS = frozenset({"PALM_PAY_INVALID_INPUT", "PALM_PAY_LINK_NOT_FOUND"})
+INPUT_ERRORS = frozenset({"PALM_PAY_INVALID_INPUT", "PALM_PAY_LINK_NOT_FOUND", "PALM_PAY_REQUEST_NOT_FOUND"})
 
 
 def _fail(line: str, code: int) -> typer.Exit:
@@ -175,13 +174,42 @@ def _sign(
         raise _fail(f"PALM_PAY_INVALID_INPUT: amount: {exc}", 2) from None
 
 
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="PAYOPS_API_KEY", show_envvar=True,
+                 help="Your operator API key (`payops keys create --role operator`); recorded as the actor"),
+]
+
+
+def _operator(api_key: str | None) -> str:
+    """The authenticated operator's principal ("operator:<key id>"): never a name the caller types."""
+    from payops.api.keys import ApiKeyError, ApiKeyStore
+    from payops.settings import Settings
+
+    if not api_key:
+        raise _fail("an operator API key is needed: --api-key or PAYOPS_API_KEY", 2)
+    store = ApiKeyStore.in_state_dir(Settings().ensure_state_dir())
+    try:
+        return store.authenticate_operator(api_key).principal
+    except ApiKeyError as exc:
+        raise _fail(str(exc), 2) from None
+    finally:
+        store.close()
+
+
+def _requested(request: BaseModel) -> None:
+    _print(request)
+    typer.echo(f"a second operator approves it with: payops palm approve-request {request.request_id}")  # type: ignore[attr-defined]
+
+
 @palm_app.command("suspend")
 def suspend(
     palm_pay_id: Annotated[str, typer.Argument()],
     reason: Annotated[str, typer.Option("--reason")],
-    actor: Annotated[str, typer.Option("--actor", help="Who asks (recorded in the audit log)")],
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Suspend an active link."""
+    """Suspend an active link (one operator: the safe direction)."""
+    actor = _operator(api_key)
     with _service() as service:
         _print(service.suspend(palm_pay_id, reason, actor))
 
@@ -189,23 +217,77 @@ def suspend(
 @palm_app.command("reactivate")
 def reactivate(
     palm_pay_id: Annotated[str, typer.Argument()],
-    actor: Annotated[str, typer.Option("--actor")],
     reason: Annotated[str, typer.Option("--reason")] = "review completed",
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Lift a suspension after review."""
+    """Ask to lift a suspension: a change request a second operator approves."""
+    actor = _operator(api_key)
     with _service() as service:
-        _print(service.reactivate(palm_pay_id, actor, reason))
+        _requested(service.request_change("reactivate", requested_by=actor, palm_pay_id=palm_pay_id, reason=reason))
 
 
 @palm_app.command("revoke")
 def revoke(
     palm_pay_id: Annotated[str, typer.Argument()],
-    actor: Annotated[str, typer.Option("--actor", help="The human who approved the revocation")],
     reason: Annotated[str, typer.Option("--reason")] = "revoked on request",
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Permanently revoke a link (human-approved action in the spec)."""
+    """Ask to revoke a link for good: a change request a second operator approves."""
+    actor = _operator(api_key)
     with _service() as service:
-        _print(service.revoke(palm_pay_id, actor, reason))
+        _requested(service.request_change("revoke", requested_by=actor, palm_pay_id=palm_pay_id, reason=reason))
+
+
+@palm_app.command("set-limits")
+def set_limits(
+    palm_pay_id: Annotated[str, typer.Argument()],
+    daily_limit: Annotated[str | None, typer.Option("--daily-limit", help="Rand, e.g. 5000")] = None,
+    transaction_limit: Annotated[str | None, typer.Option("--transaction-limit", help="Rand, e.g. 3000")] = None,
+    reason: Annotated[str, typer.Option("--reason")] = "limit change on request",
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Ask to change a link's limits: a change request a second operator approves."""
+    actor = _operator(api_key)
+    args = {k: v for k, v in (("daily_limit", daily_limit), ("transaction_limit", transaction_limit)) if v is not None}
+    with _service() as service:
+        _requested(service.request_change("set_limits", requested_by=actor, palm_pay_id=palm_pay_id, reason=reason,
+                                          args=args))
+
+
+@palm_app.command("requests")
+def requests(
+    status: Annotated[str, typer.Option("--status", help="pending, approved, executed, rejected, expired, failed or all")]
+    = "pending",
+) -> None:
+    """List change requests waiting for (or decided by) a second operator."""
+    if status not in {"pending", "approved", "executed", "rejected", "expired", "failed", "all"}:
+        raise _fail(f"unknown status {status!r}", 2)
+    with _service() as service:
+        found = service.change_requests(None if status == "all" else status)
+    typer.echo("[" + ",".join(r.model_dump_json() for r in found) + "]")
+
+
+@palm_app.command("approve-request")
+def approve_request(
+    request_id: Annotated[str, typer.Argument(help="Change request id (cr_...)")],
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Approve another operator's change request: it runs now, exactly once."""
+    actor = _operator(api_key)
+    with _service() as service:
+        _print(service.approve_request(request_id, approved_by=actor))
+
+
+@palm_app.command("reject-request")
+def reject_request(
+    request_id: Annotated[str, typer.Argument(help="Change request id (cr_...)")],
+    note: Annotated[str, typer.Option("--note")] = "",
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Reject another operator's change request."""
+    actor = _operator(api_key)
+    with _service() as service:
+        _print(service.reject_request(request_id, decided_by=actor, note=note))
 
 
 @palm_app.command("show")
@@ -216,10 +298,18 @@ def show(palm_pay_id: Annotated[str, typer.Argument()]) -> None:
 
 
 @palm_app.command("rotate-key")
-def rotate_key() -> None:
-    """Create a new data key and re-encrypt every sensitive field with it."""
+def rotate_key(api_key: ApiKeyOption = None) -> None:
+    """Ask for a new data key (every sensitive field re-encrypted): a change request a second operator approves."""
+    actor = _operator(api_key)
     with _service() as service:
-        _print(service.rotate_key())
+        _requested(service.request_change("rotate_key", requested_by=actor, reason="data key rotation"))
+
+
+@palm_app.command("erase-revoked-pii")
+def erase_revoked_pii() -> None:
+    """Erase the encrypted PII of links revoked longer ago than the retention period (cron-safe; POPIA)."""
+    with _service() as service:
+        typer.echo(f"erased the PII of {service.erase_revoked_pii()} revoked link(s)")
 
 
 terminal_app = typer.Typer(name="terminal", no_args_is_help=True, add_completion=False,
@@ -227,20 +317,17 @@ terminal_app = typer.Typer(name="terminal", no_args_is_help=True, add_completion
 palm_app.add_typer(terminal_app, name="terminal")
 
 
-def _cli_actor() -> str:
-    # The operating-system user until CLI writes carry an authenticated operator key.
-    return f"cli:{getpass.getuser()}"
-
-
 @terminal_app.command("register")
 def terminal_register(
     terminal_id: Annotated[str, typer.Argument(help="The terminal's terminal_id")],
     public_key: Annotated[str | None, typer.Option("--public-key", help="base64 of the 32-byte public key")] = None,
     public_key_file: Annotated[Path | None, typer.Option("--public-key-file", help="PEM public key file")] = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Register (or replace) the public key a terminal's scans must be signed with."""
+    """Register (or replace) the public key a terminal's scans must be signed with (an operator key)."""
     from payops.palmpay.attestation import AttestationKeyError
 
+    actor = _operator(api_key)
     if (public_key is None) == (public_key_file is None):
         raise _fail("give exactly one of --public-key or --public-key-file", 2)
     try:
@@ -249,18 +336,21 @@ def terminal_register(
         raise _fail(f"cannot read {public_key_file}: {type(exc).__name__}", 2) from None
     with _service() as service:
         try:
-            record = service.attestation.register(terminal_id, text, actor=_cli_actor())
+            record = service.attestation.register(terminal_id, text, actor=actor)
         except (AttestationKeyError, ValueError) as exc:
             raise _fail(str(exc), 2) from None
     typer.echo(f"terminal {record.terminal_id}: key {record.fingerprint} registered")
 
 
 @terminal_app.command("revoke")
-def terminal_revoke(terminal_id: Annotated[str, typer.Argument(help="The terminal's terminal_id")]) -> None:
-    """Stop accepting a terminal's signatures (a stolen or retired till)."""
+def terminal_revoke(
+    terminal_id: Annotated[str, typer.Argument(help="The terminal's terminal_id")], api_key: ApiKeyOption = None
+) -> None:
+    """Stop accepting a terminal's signatures (a stolen or retired till; an operator key)."""
+    actor = _operator(api_key)
     with _service() as service:
         try:
-            done = service.attestation.revoke(terminal_id, actor=_cli_actor())
+            done = service.attestation.revoke(terminal_id, actor=actor)
         except ValueError as exc:
             raise _fail(str(exc), 2) from None
     if not done:

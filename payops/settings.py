@@ -131,6 +131,14 @@ class Settings(BaseSettings):
     data_key: SecretStr | None = Field(None, description="Base64 AES-256 key for sensitive fields; key file if unset.")
     timezone: str = Field("Africa/Johannesburg", description="Local time zone for the palm-pay daily reset.")
     palm_match_threshold: float = Field(0.95, ge=0, le=1, description="Spec: palm match must exceed 95% by default.")
+    palm_time_source: str = Field(
+        "service", pattern="^(service|database)$", description="Clock for payments' time and local date: this process's, or the database server's "
+        "(servers with skewed clocks sharing one database agree).")
+    palm_pii_retention_days: float = Field(
+        90, gt=0, le=3650, description="POPIA: a revoked link's encrypted PII is erased after this many days "
+        "(covers the dispute window of its last payments).")
+    palm_change_request_ttl_hours: float = Field(
+        24, gt=0, le=24 * 30, description="A change request no second operator approved within this expires.")
     palm_maintenance_interval_s: float = Field(
         300.0, ge=0, description="Seconds between settlement rounds in `serve` / `run` (0: off, use cron with "
         "`payops palm maintain`). Five minutes keeps a timed-out payment's reservation short and the rail unbothered."

@@ -99,9 +99,10 @@ class PalmOps:
             if proposal.tool == "suspend_palm_link":
                 view = service.suspend(link, reason=reason, actor=ACTOR)
             elif proposal.tool == "reactivate_palm_link":
-                view = service.reactivate(link, actor=ACTOR, reason=reason)
+                view = service.reactivate(link, actor=ACTOR, reason=reason, approved_by=approver)
             else:
-                view = service.revoke(link, actor=ACTOR, reason=reason)
+                # human_required: the backend checks the approver is an authenticated operator.
+                view = service.revoke(link, actor=ACTOR, reason=reason, approved_by=approver)
         except PalmPayError as exc:
             # The backend's messages never expose internals; `detail` is a safe masked hint.
             hint = f" ({exc.detail})" if exc.detail else ""

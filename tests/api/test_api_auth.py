@@ -17,7 +17,15 @@ EXPECTED_ROLES: dict[tuple[str, str], set[str]] = {
     ("get", "/v1/palm/links/{palm_pay_id}"): {T, O, V},
     ("post", "/v1/palm/links/{palm_pay_id}/verify"): {T},
     ("post", "/v1/palm/links/{palm_pay_id}/resend-otp"): {T},
-    ("post", "/v1/palm/links/{palm_pay_id}/revoke"): {T, O},
+    # Administration left the terminal role (issue 15): a terminal key revoked any customer's link.
+    ("post", "/v1/palm/links/{palm_pay_id}/revoke"): {O},
+    ("post", "/v1/palm/links/{palm_pay_id}/suspend"): {O},
+    ("post", "/v1/palm/links/{palm_pay_id}/reactivate"): {O},
+    ("post", "/v1/palm/links/{palm_pay_id}/limits"): {O},
+    ("post", "/v1/palm/key-rotations"): {O},
+    ("get", "/v1/palm/requests"): {O},
+    ("post", "/v1/palm/requests/{request_id}/approve"): {O},
+    ("post", "/v1/palm/requests/{request_id}/reject"): {O},
     ("post", "/v1/palm/payments"): {T},
     ("get", "/v1/palm/terminals"): READ,
     ("put", "/v1/palm/terminals/{terminal_id}/key"): {O},
@@ -40,6 +48,9 @@ BODIES = {
                        "proxy_type": "phone"},
     "/v1/palm/links/{palm_pay_id}/verify": {"otp": "123456"},
     "/v1/palm/links/{palm_pay_id}/revoke": {"reason": "test"},
+    "/v1/palm/links/{palm_pay_id}/suspend": {"reason": "test"},
+    "/v1/palm/links/{palm_pay_id}/reactivate": {"reason": "test"},
+    "/v1/palm/links/{palm_pay_id}/limits": {"daily_limit": "10"},
     "/v1/palm/payments": {"palm_template_ref": "tmpl-12345678", "amount": "1.00", "terminal_id": "T1",
                           "liveness_passed": True, "match_score": 0.99, "idempotency_key": "auth-test-0001"},
     "/v1/chat": {"question": "what happened?"},
@@ -49,7 +60,7 @@ BODIES = {
 
 def _call(api: Api, method: str, path: str, headers: dict[str, str]):
     url = path.replace("{palm_pay_id}", "pp_000000000000000000000000").replace("{decision_id}", "d-0000000000000000")
-    url = url.replace("{terminal_id}", "T1")
+    url = url.replace("{request_id}", "cr_0000000000000000").replace("{terminal_id}", "T1")
     body = BODIES.get(path) if method != "delete" else None
     return api.client.request(method.upper(), url, headers=headers, **({"json": body} if body is not None else {}))
 

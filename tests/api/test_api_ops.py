@@ -52,7 +52,10 @@ def test_approve_through_the_api_then_the_agent_applies_it(make_api: ApiFactory,
     ok = api.client.post(f"/v1/approvals/{decision_id}/approve", json={"note": "checked the other routes"},
                          headers=api.as_("operator"))
     assert ok.status_code == 200
-    assert ok.json() == {"decision_id": decision_id, "status": "approved", "approver": "operator-client"}
+    # The approver is the key's principal (its unique id), not the name a key was given.
+    operator = api.app.state.backend.keys.authenticate(api.keys["operator"]).principal
+    assert operator.startswith("operator:") and "operator-client" not in operator
+    assert ok.json() == {"decision_id": decision_id, "status": "approved", "approver": operator}
     again = api.client.post(f"/v1/approvals/{decision_id}/reject", headers=api.as_("operator"))
     assert again.status_code == 409 and again.json()["code"] == "APPROVAL_NOT_PENDING"
     assert api.client.get("/v1/approvals", headers=api.as_("viewer")).json() == []
@@ -65,12 +68,12 @@ def test_approve_through_the_api_then_the_agent_applies_it(make_api: ApiFactory,
     kinds = [r["kind"] for r in detail["records"]]
     assert kinds[:3] == ["decision", "approval", "approved_action"]
     approval = detail["records"][1]["record"]
-    assert approval["approver"] == "operator-client" and approval["note"] == "checked the other routes"
+    assert approval["approver"] == operator and approval["note"] == "checked the other routes"
     assert detail["decision"]["escalated"] is True and detail["decision"]["action"]["tool"] == escalated["proposal"]["tool"]
 
     why = api.client.get(f"/v1/decisions/{decision_id}/why", headers=api.as_("operator")).json()
     assert why["explanation"] == explain_decision(AuditLog(state / "audit.db").get(decision_id))
-    assert "operator-client" in why["explanation"]
+    assert operator in why["explanation"]
 
 
 def test_lessons(make_api: ApiFactory, tmp_path: Path) -> None:
@@ -110,7 +113,8 @@ def test_reject_by_prefix_and_list_by_status(make_api: ApiFactory, outage) -> No
     r = api.client.post(f"/v1/approvals/{decision_id[:8]}/reject", json={"note": "not now"}, headers=api.as_("operator"))
     assert r.status_code == 200 and r.json()["status"] == "rejected" and r.json()["decision_id"] == decision_id
     rejected = api.client.get("/v1/approvals", params={"status": "rejected"}, headers=api.as_("viewer")).json()
-    assert [(a["decision_id"], a["approver"], a["note"]) for a in rejected] == [(decision_id, "operator-client", "not now")]
+    operator = api.app.state.backend.keys.authenticate(api.keys["operator"]).principal
+    assert [(a["decision_id"], a["approver"], a["note"]) for a in rejected] == [(decision_id, operator, "not now")]
     missing = api.client.post("/v1/approvals/d-ffffffffffffffff/approve", headers=api.as_("operator"))
     assert missing.status_code == 404
 

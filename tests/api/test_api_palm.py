@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from api_helpers import SPEC_ERRORS, Api
+from api_helpers import SPEC_ERRORS, Api, bearer
 
 
 def _assert_spec_refusal(response, code: str) -> None:
@@ -24,14 +24,24 @@ def test_enrol_verify_pay_show_revoke(api: Api) -> None:
     assert paid.status_code == 200
     body = paid.json()
     assert body["status"] == "completed" and body["amount"] == "120.05" and body["replayed"] is False
-    assert body["payment_id"] == "terminal-client:pay-0001-abcdef"  # scoped to the calling client
+    terminal = api.app.state.backend.keys.authenticate(api.keys["terminal"])
+    assert body["payment_id"] == f"{terminal.key_id}:pay-0001-abcdef"  # scoped to the calling key's id
     after = api.client.get(f"/v1/palm/links/{palm_pay_id}", headers=api.as_("viewer")).json()
     assert after["daily_spent"] == "120.05"
 
-    revoked = api.client.post(f"/v1/palm/links/{palm_pay_id}/revoke", json={"reason": "customer asked"},
-                              headers=api.as_("operator"))
-    assert revoked.status_code == 200 and revoked.json()["link_status"] == "revoked"
-    assert any(e.actor == "operator:operator-client" and e.action == "revoke" for e in api.palm.audit_log(palm_pay_id))
+    asked = api.client.post(f"/v1/palm/links/{palm_pay_id}/revoke", json={"reason": "customer asked"},
+                            headers=api.as_("operator"))
+    assert asked.status_code == 202 and asked.json()["status"] == "pending"
+    request_id = asked.json()["request_id"]
+    own = api.client.post(f"/v1/palm/requests/{request_id}/approve", headers=api.as_("operator"))
+    assert own.status_code == 403 and own.json()["code"] == "PALM_PAY_NOT_AUTHORISED"
+    second = api.app.state.backend.keys.create("operator-two", "operator")
+    approved = api.client.post(f"/v1/palm/requests/{request_id}/approve", headers=bearer(second[1]))
+    assert approved.status_code == 200 and approved.json()["status"] == "executed"
+    assert approved.json()["decided_by"] == second[0].principal
+    requester = api.app.state.backend.keys.authenticate(api.keys["operator"]).principal
+    assert any(e.actor == requester and e.action == "revoke" and e.outcome == "applied"
+               for e in api.palm.audit_log(palm_pay_id))
     _assert_spec_refusal(api.pay(ref, key="pay-0002-abcdef"), "PALM_PAY_LINK_INACTIVE")
 
 
@@ -100,6 +110,10 @@ def test_replayed_payment_returns_the_first_result_and_pays_once(api: Api) -> No
     # Reusing the key for another amount is a conflict, not a second payment.
     conflict = api.pay(ref, "26.00", key="order-42-xyz")
     assert conflict.status_code == 409 and conflict.json()["code"] == "PALM_PAY_IDEMPOTENCY_CONFLICT"
+    # ... and so is reusing it from another terminal id: a replay must be the same request.
+    api.register_terminal("T9")  # a genuine, signed scan from another till: still not the same request
+    elsewhere = api.pay(ref, "25.00", key="order-42-xyz", terminal_id="T9")
+    assert elsewhere.status_code == 409 and elsewhere.json()["code"] == "PALM_PAY_IDEMPOTENCY_CONFLICT"
     assert sum(api.rail.charges.values()) == 1
 
 
@@ -127,6 +141,27 @@ def test_idempotency_keys_are_scoped_per_client(api: Api) -> None:
     b = api.pay(ref, "5.00", key="same-key-0001", role="terminal2")
     assert a.json()["payment_id"] != b.json()["payment_id"] and b.json()["replayed"] is False
     assert sum(api.rail.charges.values()) == 2
+
+
+def test_key_names_are_unique_so_a_second_key_cannot_take_over_the_first_ones_payments(api: Api) -> None:
+    from payops.api.keys import ApiKeyError
+
+    with pytest.raises(ApiKeyError):
+        api.app.state.backend.keys.create("terminal-client", "terminal")
+    _, ref = api.enrol()
+    a = api.pay(ref, "5.00", key="same-key-0002")
+    api.keys["terminal3"] = api.app.state.backend.keys.create("terminal-three", "terminal")[1]
+    b = api.pay(ref, "5.00", key="same-key-0002", role="terminal3")
+    assert b.json()["replayed"] is False and a.json()["payment_id"] != b.json()["payment_id"]
+
+
+def test_a_terminal_key_cannot_revoke_or_suspend_a_link(api: Api) -> None:
+    palm_pay_id, _ref = api.enrol()
+    for action in ("revoke", "suspend", "reactivate"):
+        r = api.client.post(f"/v1/palm/links/{palm_pay_id}/{action}", json={"reason": "x"}, headers=api.as_("terminal"))
+        assert r.status_code == 403
+    shown = api.client.get(f"/v1/palm/links/{palm_pay_id}", headers=api.as_("viewer")).json()
+    assert shown["link_status"] == "active"
 
 
 @pytest.mark.parametrize("headers_key, body_key, message", [
@@ -162,3 +197,21 @@ def test_bad_payment_bodies_are_refused_before_anything_runs(api: Api, field: st
     if field != "extra_field":
         assert f'"{value}"' not in r.text and f": {value}" not in r.text  # the value sent is not echoed
     assert api.palm.payment_events_after(0) == []
+
+
+def test_limit_changes_and_rejections_go_through_change_requests(api: Api) -> None:
+    palm_pay_id, _ref = api.enrol(daily_limit="800", transaction_limit="300")
+    asked = api.client.post(f"/v1/palm/links/{palm_pay_id}/limits", json={"daily_limit": "1200", "reason": "raise"},
+                            headers=api.as_("operator"))
+    assert asked.status_code == 202 and asked.json()["args"] == {"daily_limit": "1200.00"}
+    listed = api.client.get("/v1/palm/requests", headers=api.as_("operator")).json()
+    assert [r["request_id"] for r in listed] == [asked.json()["request_id"]]
+    second = bearer(api.app.state.backend.keys.create("operator-two", "operator")[1])
+    rejected = api.client.post(f"/v1/palm/requests/{asked.json()['request_id']}/reject",
+                               json={"note": "call 0821234567 first"}, headers=second)
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+    assert rejected.json()["result"] == "call ******4567 first"
+    shown = api.client.get(f"/v1/palm/links/{palm_pay_id}", headers=api.as_("viewer")).json()
+    assert shown["daily_limit"] == "800.00"
+    again = api.client.post(f"/v1/palm/requests/{asked.json()['request_id']}/approve", headers=second)
+    assert again.status_code == 409 and again.json()["code"] == "PALM_PAY_REQUEST_NOT_PENDING"

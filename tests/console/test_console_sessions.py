@@ -65,7 +65,8 @@ def test_an_operator_approves_with_a_note_recorded_under_the_key_identity(consol
     book = client.app.state.backend.services.approvals
     approval = book.get(pending)
     assert approval.status == "approved" and approval.note == "checked"
-    assert approval.approver in ("operator-person", client.app.state.backend.keys.list()[1].key_id)
+    key_id = next(k.key_id for k in client.app.state.backend.keys.list() if k.name == "operator-person")
+    assert approval.approver == f"operator:{key_id}"  # the key's principal, as over HTTP and `payops approve`
 
 
 def test_revoking_the_key_ends_its_sessions(console) -> None:

@@ -36,6 +36,18 @@ def env() -> dict[str, str]:
     return e
 
 
+def _operator_key(state_dir: Path, name: str) -> tuple[str, str]:
+    """An operator API key in the deployment's key store: (its principal, the key)."""
+    from payops.api.keys import ApiKeyStore
+
+    store = ApiKeyStore.in_state_dir(state_dir)
+    try:
+        record, key = store.create(name, "operator")
+        return record.principal, key
+    finally:
+        store.close()
+
+
 def payops_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     script = Path(sys.executable).parent / "payops"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "payops.cli"]
@@ -70,11 +82,12 @@ def test_approval_from_a_second_process_after_the_first_exited(tmp_path: Path, e
     listed = payops_cli("pending", "--state-dir", str(state_dir), cwd=tmp_path)
     assert listed.returncode == 0 and decision_id in listed.stdout and "confidence 0.600 < threshold" in listed.stdout
 
-    approved = payops_cli("approve", decision_id[:10], "--as", "alice", "--note", "psp_b has headroom",
+    alice, key = _operator_key(state_dir, "alice")
+    approved = payops_cli("approve", decision_id[:10], "--api-key", key, "--note", "psp_b has headroom",
                           "--state-dir", str(state_dir), cwd=tmp_path)
     assert approved.returncode == 0, approved.stderr
     assert f"{decision_id}: approved" in approved.stdout
-    again = payops_cli("approve", decision_id, "--state-dir", str(state_dir), cwd=tmp_path)
+    again = payops_cli("approve", decision_id, "--api-key", key, "--state-dir", str(state_dir), cwd=tmp_path)
     assert again.returncode == 2 and "no longer pending" in again.stderr
 
     # A third process (this one) resumes the deployment: its next tick applies the action, once.
@@ -82,7 +95,7 @@ def test_approval_from_a_second_process_after_the_first_exited(tmp_path: Path, e
     agent = make_agent(StubReasoner(NOTHING), control_plane=control_plane)
     ticks = [agent.tick().state for _ in range(3)]
     applied = [n for t in ticks for n in t["housekeeping"] if n["op"] == "approved_action_applied"]
-    assert len(applied) == 1 and applied[0]["decision_id"] == decision_id and applied[0]["approver"] == "alice"
+    assert len(applied) == 1 and applied[0]["decision_id"] == decision_id and applied[0]["approver"] == alice
     assert applied[0] in ticks[0]["housekeeping"]  # on the very next tick
     assert [h["id"] for h in control_plane.history if h["op"] == "apply"] == [decision_id]
     assert [a.action_id for a in control_plane.in_force()] == [decision_id]
@@ -91,7 +104,7 @@ def test_approval_from_a_second_process_after_the_first_exited(tmp_path: Path, e
     kinds = [e.kind for e in svc.audit.get(decision_id)]
     assert kinds == ["decision", "approval", "approved_action"]
     approval = svc.audit.get(decision_id)[1].record
-    assert (approval["status"], approval["approver"], approval["note"]) == ("approved", "alice", "psp_b has headroom")
+    assert (approval["status"], approval["approver"], approval["note"]) == ("approved", alice, "psp_b has headroom")
     # the approved action counts in the history (not as autonomous) for cooldowns
     assert any(h["decision_id"] == decision_id and h["autonomous"] is False for h in ticks[-1]["history"])
 
@@ -178,11 +191,22 @@ def test_bad_resume_value_keeps_the_request_pending(make_agent, answer) -> None:
     assert resume(svc, decision_id, {"approved": True, "approver": "alice"}) == "approved"
 
 
-def test_cli_rejects_a_bad_answer_and_keeps_it_pending(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+def test_cli_answers_only_with_an_operator_key_never_a_typed_name(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
     agent = make_agent(low_confidence())
     decision_id = agent.tick().state["decision_id"]
-    bad = payops_cli("approve", decision_id, "--as", "x" * 101, "--state-dir", str(tmp_path / "state"), cwd=tmp_path)
-    assert bad.returncode == 2 and "approver must be" in bad.stderr
+    state = str(tmp_path / "state")
+    typed = payops_cli("approve", decision_id, "--as", "alice", "--state-dir", state, cwd=tmp_path)
+    assert typed.returncode == 2
+    no_key = payops_cli("approve", decision_id, "--state-dir", state, cwd=tmp_path)
+    assert no_key.returncode == 2 and "operator API key" in no_key.stderr
+    from payops.api.keys import ApiKeyStore
+
+    store = ApiKeyStore.in_state_dir(tmp_path / "state")
+    viewer = store.create("watcher", "viewer")[1]
+    store.close()
+    for key in (viewer, "payops_000000000000_" + "x" * 43):
+        bad = payops_cli("approve", decision_id, "--api-key", key, "--state-dir", state, cwd=tmp_path)
+        assert bad.returncode == 2 and "API key" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert agent.services.approvals.get(decision_id).status == PENDING
 
 

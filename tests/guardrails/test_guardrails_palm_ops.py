@@ -12,6 +12,8 @@ from payops.tools.actions import validate_proposal
 from payops.tools.control_plane import SimulatedControlPlane
 from payops.tools.palm_ops import ACTOR, PalmOps
 
+ALICE = "operator:a11ce0000001"  # an authenticated operator (API key id), as `payops approve` records her
+
 
 def suspend(link: str, reason: str = "fraud review") -> object:
     return validate_proposal("suspend_palm_link", {"palm_pay_id": link, "reason": reason})
@@ -105,15 +107,15 @@ def test_revoke_waits_for_a_human_and_then_runs_once(make_agent, palm_backend) -
     assert {"permission", "human_checkpoint", "irreversible"} <= blocking
     assert palm_backend.service.show(link).link_status == "active"
 
-    resume(agent.services, state["decision_id"], {"approved": True, "approver": "alice", "note": "confirmed by phone"})
+    resume(agent.services, state["decision_id"], {"approved": True, "approver": ALICE, "note": "confirmed by phone"})
     reasoner.propose(validate_proposal("no_action", {"reason": "done"}))
     after = agent.tick().state
     applied = [n for n in after["housekeeping"] if n["op"] == "approved_action_applied"]
-    assert len(applied) == 1 and applied[0]["status"] == "executed" and applied[0]["approver"] == "alice"
+    assert len(applied) == 1 and applied[0]["status"] == "executed" and applied[0]["approver"] == ALICE
     assert palm_backend.service.show(link).link_status == "revoked"
     agent.tick()
     revokes = [e for e in palm_backend.service.audit_log(link) if e.action == "revoke" and e.outcome == "applied"]
-    assert len(revokes) == 1 and "approved by alice" in revokes[0].reason
+    assert len(revokes) == 1 and f"approved by {ALICE}" in revokes[0].reason
 
 
 def test_no_backend_attached_fails_with_a_reason(make_agent, palm_backend) -> None:  # noqa: ANN001

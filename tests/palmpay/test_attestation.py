@@ -165,12 +165,19 @@ def test_the_cli_registers_a_terminal_key_and_pays_with_a_signed_scan(tmp_path, 
 
     from payops.cli_palm import palm_app
 
+    from payops.api.keys import ApiKeyStore
+
     monkeypatch.setenv("PAYOPS_STATE_DIR", str(tmp_path / "state"))
+    store = ApiKeyStore.in_state_dir(tmp_path / "state")
+    operator = store.create("ops-1", "operator")[1]  # terminal keys are administration: an operator's
+    store.close()
     run = CliRunner().invoke
     pem = tmp_path / "till.pem"
     made = run(palm_app, ["terminal", "keygen", "--private-key-out", str(pem)])
     assert made.exit_code == 0 and oct(pem.stat().st_mode & 0o777) == "0o600"
-    assert run(palm_app, ["terminal", "register", "T1", "--public-key", made.output.strip()]).exit_code == 0
+    assert run(palm_app, ["terminal", "register", "T1", "--public-key", made.output.strip()]).exit_code == 2  # no key
+    assert run(palm_app, ["terminal", "register", "T1", "--public-key", made.output.strip(),
+                          "--api-key", operator]).exit_code == 0
     linked = run(palm_app, ["link", "--user", "u1", "--template-ref", "tmpl-cli-att-0001", "--proxy", "0821234567",
                             "--show-otp"])
     link_id = re.search(r'"palm_pay_id": "(pp_\w+)"', linked.output).group(1)
@@ -182,8 +189,8 @@ def test_the_cli_registers_a_terminal_key_and_pays_with_a_signed_scan(tmp_path, 
     assert signed.exit_code == 0 and '"status": "completed"' in signed.output
     listed = run(palm_app, ["terminal", "list"])
     assert "T1\ted25519:" in listed.output and "\tactive\t" in listed.output
-    assert run(palm_app, ["terminal", "revoke", "T1"]).exit_code == 0
+    assert run(palm_app, ["terminal", "revoke", "T1", "--api-key", operator]).exit_code == 0
     revoked = run(palm_app, [*pay, "--sign-with", str(pem)])
     assert revoked.exit_code == 1 and "PALM_PAY_ATTESTATION_INVALID" in revoked.output
-    bad = run(palm_app, ["terminal", "register", "T1", "--public-key", "garbage"])
+    bad = run(palm_app, ["terminal", "register", "T1", "--public-key", "garbage", "--api-key", operator])
     assert bad.exit_code == 2 and "Traceback" not in bad.output

@@ -25,6 +25,21 @@ def run(tmp_path, monkeypatch):
     return invoke
 
 
+@pytest.fixture
+def keys(tmp_path, run):
+    """Creates an API key in the CLI's state dir; returns the key itself."""
+    from payops.api.keys import ApiKeyStore
+
+    def create(name: str, role: str = "operator") -> str:
+        store = ApiKeyStore.in_state_dir(tmp_path / "state")
+        try:
+            return store.create(name, role)[1]
+        finally:
+            store.close()
+
+    return create
+
+
 def _json(output: str) -> dict:
     return json.loads(output[output.index("{") : output.rindex("}") + 1])
 
@@ -35,7 +50,7 @@ def _link(run, *extra: str):
     return result
 
 
-def test_full_flow_with_masked_output(run):
+def test_full_flow_with_masked_output(run, keys):
     result = _link(run, "--show-otp", "--hand", "left")
     view = _json(result.output)
     otp = re.search(r"demo OTP: (\d{6})", result.output).group(1)
@@ -51,14 +66,50 @@ def test_full_flow_with_masked_output(run):
 
     shown = run("show", view["palm_pay_id"])
     assert _json(shown.output)["daily_spent"] == "12.50"
-    assert run("suspend", view["palm_pay_id"], "--reason", "lost phone", "--actor", "ops:a").exit_code == 0
-    assert run("reactivate", view["palm_pay_id"], "--actor", "ops:a").exit_code == 0
-    rotated = run("rotate-key")
-    assert rotated.exit_code == 0 and _json(rotated.output)["rows_reencrypted"] == 1
+    alice, bob = keys("alice"), keys("bob")
+    link_id = view["palm_pay_id"]
+    assert run("suspend", link_id, "--reason", "lost phone", "--api-key", alice).exit_code == 0
+    asked = run("reactivate", link_id, "--api-key", alice)
+    assert asked.exit_code == 0 and _json(asked.output)["status"] == "pending"
+    assert _json(run("show", link_id).output)["link_status"] == "suspended"  # nothing changes until approved
+    lifted = run("approve-request", _json(asked.output)["request_id"], "--api-key", bob)
+    assert lifted.exit_code == 0 and _json(lifted.output)["status"] == "executed"
+    rotation = run("rotate-key", "--api-key", bob)
+    rotated = run("approve-request", _json(rotation.output)["request_id"], "--api-key", alice)
+    assert rotated.exit_code == 0 and _json(rotated.output)["result"].startswith("active key ")
     paid_again = run("pay", "--template-ref", REF, "--amount", "1", "--terminal", "T1")
     assert paid_again.exit_code == 0, paid_again.output
-    revoked = run("revoke", view["palm_pay_id"], "--actor", "ops:b")
-    assert _json(revoked.output)["link_status"] == "revoked"
+    revocation = _json(run("revoke", link_id, "--api-key", bob).output)
+    assert run("approve-request", revocation["request_id"], "--api-key", alice).exit_code == 0
+    assert _json(run("show", link_id).output)["link_status"] == "revoked"
+
+
+def test_revoking_with_a_typed_actor_and_no_key_is_refused(run):
+    view = _json(_link(run).output)
+    typed = run("revoke", view["palm_pay_id"], "--actor", "anyone")
+    assert typed.exit_code == 2
+    no_key = run("revoke", view["palm_pay_id"])
+    assert no_key.exit_code == 2 and "operator API key" in no_key.output
+    assert _json(run("show", view["palm_pay_id"]).output)["link_status"] != "revoked"
+
+
+def test_a_terminal_key_or_an_unknown_key_cannot_write_from_the_cli(run, keys):
+    view = _json(_link(run).output)
+    for key in (keys("till-1", role="terminal"), "payops_000000000000_" + "x" * 43):
+        result = run("suspend", view["palm_pay_id"], "--reason", "x", "--api-key", key)
+        assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert _json(run("show", view["palm_pay_id"]).output)["link_status"] == "pending_verification"
+
+
+def test_an_operator_cannot_approve_their_own_request(run, keys):
+    alice = keys("alice")
+    view = _json(_link(run).output)
+    asked = _json(run("revoke", view["palm_pay_id"], "--api-key", alice).output)
+    own = run("approve-request", asked["request_id"], "--api-key", alice)
+    assert own.exit_code == 1 and "PALM_PAY_NOT_AUTHORISED" in own.output
+    listed = json.loads(run("requests").output)
+    assert [r["request_id"] for r in listed] == [asked["request_id"]]
+    assert _json(run("show", view["palm_pay_id"]).output)["link_status"] == "pending_verification"
 
 
 def test_otp_is_not_printed_without_the_demo_flag(run):
@@ -89,3 +140,8 @@ def test_rule_refusals_exit_1_with_card_fallback(run):
 
 def test_missing_option_is_a_usage_error(run):
     assert run("link", "--user", "u1").exit_code == 2
+
+
+def test_erase_revoked_pii_runs_from_the_cli_and_reports_a_count(run):
+    result = run("erase-revoked-pii")
+    assert result.exit_code == 0 and "erased the PII of 0 revoked link(s)" in result.output

@@ -130,7 +130,7 @@ def test_duplicate_check_covers_pending_links_and_frees_after_revoke(service, en
     view, ref, _ = enroll(verify=False)
     with pytest.raises(PalmPayError, match="PALM_PAY_DUPLICATE_PALM"):
         service.create_link("u9", ref, None, "0839999999", "phone")
-    service.revoke(view.palm_pay_id, "ops:alice")
+    service.revoke(view.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002")
     again, _ = service.create_link("u9", ref, None, "0839999999", "phone")
     assert again.link_status == "pending_verification"
 
@@ -158,7 +158,7 @@ def test_at_most_two_palms_per_user_one_per_hand(service, enroll):
 def test_a_revoked_palm_frees_its_slot(service, enroll):
     left, _, _ = enroll(user_id="u1", hand="left")
     enroll(user_id="u1", hand="right")
-    service.revoke(left.palm_pay_id, "customer:u1")
+    service.revoke(left.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002")
     enroll(user_id="u1", hand="left")
 
 
@@ -199,7 +199,7 @@ def test_account_proxies_are_accepted(enroll):
 
 def test_verify_never_lifts_a_suspension(service, enroll):
     view, _, _ = enroll()
-    service.suspend(view.palm_pay_id, "user request", "customer:u1")
+    service.suspend(view.palm_pay_id, "user request", "operator:a11ce0000001")
     with pytest.raises(IllegalTransitionError):
         service.verify(view.palm_pay_id, "123456")
     assert service.show(view.palm_pay_id).link_status == "suspended"

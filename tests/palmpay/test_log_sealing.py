@@ -16,7 +16,7 @@ def _busy_day(service, enroll) -> Path:
         view, ref, _ = enroll(daily_limit=1000, transaction_limit=500)
         service.pay(ref, 50, "T1", True, 0.99)
         service.pay(ref, 60, "T2", True, 0.99)
-    service.suspend(view.palm_pay_id, "user request", "customer")
+    service.suspend(view.palm_pay_id, "user request", "operator:a11ce0000001")  # an authenticated operator
     return service.store.path
 
 

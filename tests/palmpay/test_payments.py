@@ -22,10 +22,10 @@ def test_all_spec_events_have_exactly_the_spec_payload_keys(service, enroll, spe
         service.pay(ref, 51, "T1", True, 0.99)  # limit.exceeded (50 + 51 > 100)
     with pytest.raises(PalmPayError):
         service.pay("tmpl-nobody-enrolled", 5, "T2", True, 0.99)  # palm.not_registered
-    service.suspend(view.palm_pay_id, "user request", "customer")
+    service.suspend(view.palm_pay_id, "user request", "operator:a11ce0000001")
     with pytest.raises(PalmPayError):
         service.pay(ref, 5, "T1", True, 0.99)  # link.inactive
-    service.revoke(view.palm_pay_id, "ops:alice")  # link.revoked
+    service.revoke(view.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002")  # link.revoked
 
     expected = {e["name"]: e["payload"] for e in spec_raw["events"]}
     seen = {}
@@ -63,7 +63,7 @@ def _trigger(code, service, enroll, clock, otp):
         service.pay("tmpl-nobody-enrolled", 5, "T1", True, 0.99)
     elif code == "PALM_PAY_LINK_INACTIVE":
         view, ref, _ = enroll()
-        service.suspend(view.palm_pay_id, "fraud alert", "ops")
+        service.suspend(view.palm_pay_id, "fraud alert", "operator:a11ce0000001")
         service.pay(ref, 5, "T1", True, 0.99)
     elif code == "PALM_PAY_DAILY_LIMIT":
         _, ref, _ = enroll(daily_limit=10, transaction_limit=10)
@@ -163,7 +163,7 @@ def test_inactive_states_refuse_with_link_status(service, enroll, otp):
     with pytest.raises(PalmPayError, match="PALM_PAY_LINK_INACTIVE"):
         service.pay(pending_ref, 5, "T1", True, 0.99)
     revoked, revoked_ref, _ = enroll()
-    service.revoke(revoked.palm_pay_id, "ops:alice")
+    service.revoke(revoked.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002")
     with pytest.raises(PalmPayError, match="PALM_PAY_LINK_INACTIVE"):
         service.pay(revoked_ref, 5, "T1", True, 0.99)
     statuses = [e.payload["link_status"] for e in service.consume(limit=1000) if e.name == "palm_pay.link.inactive"]
@@ -215,7 +215,7 @@ def test_three_failed_matches_in_five_minutes_suspend_for_review(service, enroll
     with pytest.raises(PalmPayError, match="PALM_PAY_LINK_INACTIVE"):
         service.pay(ref, 5, "T1", True, 0.99)
     # After review the history is cleared: one more failure does not re-suspend.
-    service.reactivate(view.palm_pay_id, "ops:alice")
+    service.reactivate(view.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002")
     with pytest.raises(PalmPayError):
         service.pay(ref, 5, "T1", True, 0.4)
     assert service.show(view.palm_pay_id).link_status == "active"
@@ -350,18 +350,32 @@ def test_same_idempotency_key_never_charges_twice(service, enroll):
     assert err.value.code == "PALM_PAY_IDEMPOTENCY_CONFLICT"
 
 
+@pytest.mark.parametrize("changed", [dict(terminal_id="T2"), dict(match_score=0.97)], ids=["terminal", "score"])
+def test_a_replay_with_another_body_is_a_conflict_not_the_stored_payment(service, enroll, changed):
+    _view, ref, _ = enroll()
+    first = dict(terminal_id="T1", match_score=0.99)
+    service.pay(ref, 20, first["terminal_id"], True, first["match_score"], idempotency_key="till-1-0002")
+    replay = {**first, **changed}
+    with pytest.raises(PalmPayError) as err:
+        service.pay(ref, 20, replay["terminal_id"], True, replay["match_score"], idempotency_key="till-1-0002")
+    assert err.value.code == "PALM_PAY_IDEMPOTENCY_CONFLICT" and err.value.status == 409
+    with service.store.read() as tx:
+        stored = tx.payment("till-1-0002").fingerprint
+    assert stored and ref not in stored and len(stored) == 64
+
+
 # --- illegal transitions are refused and audited ---------------------------------------------
 
 
 def test_illegal_transitions_are_refused_and_audited(service, enroll):
     view, _, _ = enroll()
     with pytest.raises(IllegalTransitionError):
-        service.reactivate(view.palm_pay_id, "ops:bob")  # active -> active
-    service.revoke(view.palm_pay_id, "ops:alice")
+        service.reactivate(view.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002")  # active -> active
+    service.revoke(view.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002")
     for call in (
-        lambda: service.suspend(view.palm_pay_id, "late", "ops:bob"),
-        lambda: service.reactivate(view.palm_pay_id, "ops:bob"),
-        lambda: service.revoke(view.palm_pay_id, "ops:bob"),
+        lambda: service.suspend(view.palm_pay_id, "late", "operator:a11ce0000001"),
+        lambda: service.reactivate(view.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002"),
+        lambda: service.revoke(view.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002"),
     ):
         with pytest.raises(IllegalTransitionError) as err:
             call()
@@ -380,10 +394,10 @@ def test_illegal_transitions_are_refused_and_audited(service, enroll):
 def test_every_applied_transition_is_allowed_by_the_spec(service, enroll, spec):
     a, _, _ = enroll()
     b, _, _ = enroll(verify=False)
-    service.suspend(a.palm_pay_id, "x", "ops")
-    service.reactivate(a.palm_pay_id, "ops")
-    service.suspend(a.palm_pay_id, "x", "ops")
-    service.revoke(a.palm_pay_id, "ops")
-    service.revoke(b.palm_pay_id, "ops")
+    service.suspend(a.palm_pay_id, "x", "operator:a11ce0000001")
+    service.reactivate(a.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002")
+    service.suspend(a.palm_pay_id, "x", "operator:a11ce0000001")
+    service.revoke(a.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002")
+    service.revoke(b.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002")
     applied = [(e.from_status, e.to_status) for e in service.audit_log() if e.outcome == "applied" and e.from_status]
     assert applied and all(spec.can_transition(*pair) for pair in applied)

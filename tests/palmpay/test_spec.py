@@ -105,21 +105,21 @@ def test_removing_a_transition_in_a_spec_copy_refuses_it(tmp_path, monkeypatch, 
     with PalmPayService(options, clock=clock, verification=otp) as service:
         view, delivery = service.create_link("u1", "tmpl-edited-0001", "left", "0821112222", "phone")
         service.verify(view.palm_pay_id, otp.code_for(delivery))
-        service.suspend(view.palm_pay_id, "fraud alert", "ops:alice")
+        service.suspend(view.palm_pay_id, "fraud alert", "operator:a11ce0000001")
         with pytest.raises(IllegalTransitionError) as err:
-            service.reactivate(view.palm_pay_id, "ops:alice")
+            service.reactivate(view.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002")
         assert (err.value.from_state, err.value.to_state) == ("suspended", "active")
         assert service.show(view.palm_pay_id).link_status == "suspended"
         refused = [a for a in service.audit_log(view.palm_pay_id) if a.outcome == "refused"]
         assert [(a.action, a.from_status, a.to_status, a.actor) for a in refused] == [
-            ("reactivate", "suspended", "active", "ops:alice")
+            ("reactivate", "suspended", "active", "operator:a11ce0000001")
         ]
 
 
 def test_same_operation_works_with_the_packaged_spec(service, enroll):
     view, _, _ = enroll()
-    service.suspend(view.palm_pay_id, "fraud alert", "ops:alice")
-    assert service.reactivate(view.palm_pay_id, "ops:alice").link_status == "active"
+    service.suspend(view.palm_pay_id, "fraud alert", "operator:a11ce0000001")
+    assert service.reactivate(view.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002").link_status == "active"
 
 
 def test_removing_the_fraud_suspension_transition_keeps_the_link_active(tmp_path, spec_raw, make_service, otp):

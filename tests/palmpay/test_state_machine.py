@@ -171,11 +171,11 @@ class PalmPayMachine(RuleBasedStateMachine):
         target = {"suspend": "suspended", "reactivate": "active", "revoke": "revoked"}[op]
         try:
             if op == "suspend":
-                after = self.service.suspend(link, "random test", "ops")
+                after = self.service.suspend(link, "random test", "operator:a11ce0000001")
             elif op == "reactivate":
-                after = self.service.reactivate(link, "ops")
+                after = self.service.reactivate(link, "operator:a11ce0000001", approved_by="operator:b0b000000002")
             else:
-                after = self.service.revoke(link, "ops")
+                after = self.service.revoke(link, "operator:a11ce0000001", approved_by="operator:b0b000000002")
         except IllegalTransitionError:
             legal = SPEC.can_transition(before, target) and (op != "reactivate" or before == "suspended")
             assert not legal, f"{op} refused from {before}"
@@ -223,7 +223,7 @@ class PalmPayMachine(RuleBasedStateMachine):
                 "SELECT palm_pay_id, amount_cents, status, spent_day, created_at FROM payments"
             ).fetchall()
         per_day: dict[tuple[str, str], int] = {}
-        held: dict[str, int] = {}
+        held: dict[tuple[str, str], int] = {}
         for link_id, cents, status, day, created_at in rows:
             link = links[link_id]
             assert cents <= link.transaction_limit
@@ -232,15 +232,19 @@ class PalmPayMachine(RuleBasedStateMachine):
             if status == "completed":
                 per_day[(link_id, day)] = per_day.get((link_id, day), 0) + cents
             elif status == "pending":
-                held[link_id] = held.get(link_id, 0) + cents
+                held[(link_id, day)] = held.get((link_id, day), 0) + cents
         for (link_id, _day), total in per_day.items():
             assert total <= links[link_id].daily_limit
+        # The ledger row of each (link, day) is exactly its completed and pending payments.
+        with self.service.store.read() as tx:
+            ledger = {(r[0], r[1]): (r[3], r[4]) for r in tx.ledger_rows()}
+        for key in set(ledger) | set(per_day) | set(held):
+            assert ledger.get(key, (0, 0)) == (per_day.get(key, 0), held.get(key, 0)), key
         for link_id, link in links.items():
-            assert link.reserved == held.get(link_id, 0)
-            assert link.daily_spent + link.reserved <= link.daily_limit
+            shown = self.service.show(link_id)
+            assert shown.reserved == Decimal(sum(v for (k, _), v in held.items() if k == link_id)) / 100
             spent_today = per_day.get((link_id, today), 0)
-            shown = self.service.show(link_id).daily_spent
-            assert shown == Decimal(spent_today) / 100, (link_id, today, shown, spent_today)
+            assert shown.daily_spent == Decimal(spent_today) / 100, (link_id, today, shown.daily_spent, spent_today)
 
     @invariant()
     def never_charged_twice(self):
