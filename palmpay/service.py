@@ -857,6 +857,15 @@ class PalmPayService(ChangeRequestsMixin, RetentionMixin):
             link = self._require_link(tx, palm_pay_id)
             return self._view(link, tx)
 
+    def links_by_status(self, status: str, limit: int = 100) -> list[LinkView]:
+        """Newest first, masked: the operator console's list of links in one status."""
+        with self.store.read() as tx:
+            return [self._view(link, tx) for link in tx.links_by_status(status, limit)]
+
+    def link_status_counts(self) -> dict[str, int]:
+        with self.store.read() as tx:
+            return tx.link_status_counts()
+
     def links_for_user(self, user_id: str) -> list[LinkView]:
         with self.store.read() as tx:
             return [self._view(link, tx) for link in tx.links_for_user(user_id)]

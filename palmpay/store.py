@@ -325,6 +325,17 @@ class Tx:
         ).fetchall()
         return [_link(r) for r in rows]
 
+    def links_by_status(self, status: str, limit: int) -> list[PalmPayLink]:
+        rows = self.c.execute(
+            f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE link_status = ? ORDER BY created_at DESC, palm_pay_id LIMIT ?",
+            (status, limit),
+        ).fetchall()
+        return [_link(r) for r in rows]
+
+    def link_status_counts(self) -> dict[str, int]:
+        rows = self.c.execute("SELECT link_status, COUNT(*) FROM palm_pay_links GROUP BY link_status").fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def links_for_user(self, user_id: str) -> list[PalmPayLink]:
         rows = self.c.execute(
             f"SELECT {_LINK_COLUMNS} FROM palm_pay_links WHERE user_id = ? ORDER BY created_at, palm_pay_id" + self._lock,

@@ -291,8 +291,55 @@ async def request_rollback(request: Request, action_id: str) -> Response:
 
 
 def _actor(session: Session) -> str:
-    """Who the records name for a console action: the signed-in key's identity, never free text."""
-    return session.name
+    """Who the records name for a console action: the signed-in key's principal (`operator:<key id>`, as
+    the HTTP API records it), never free text or a name that another key may reuse."""
+    return f"{session.role}:{session.key_id}"
+
+
+# -- palm-pay -------------------------------------------------------------------------------
+
+PALM_LIST = 50  # links shown per status: the counts say how many there are in all
+
+
+@router.get("/palm")
+def palm_page(request: Request) -> Response:
+    """Operators: links by status (masked), suspensions awaiting review, two-person requests waiting."""
+    session = _session(request)
+    if session is None:
+        return _to_sign_in(request)
+    if session.role != Role.OPERATOR.value:
+        return _refused(request, session, "Palm-pay records are for operators.", 403)
+    palm = request.app.state.backend.palm
+    counts = palm.link_status_counts()
+    suspended = palm.links_by_status("suspended", PALM_LIST)
+    recent = {status: palm.links_by_status(status, 10) for status in ("active", "pending_verification", "revoked")}
+    requests = palm.change_requests("pending")
+    return _page(request, "palm.html", session, counts=counts, suspended=suspended, recent=recent, requests=requests,
+                 me=_actor(session))
+
+
+@router.post("/palm/requests/{request_id}")
+async def answer_palm_request(request: Request, request_id: str) -> Response:
+    """The second operator's answer to a two-person change request (the service refuses the requester)."""
+    from payops.palmpay import PalmPayError
+
+    session = _session(request)
+    if session is None:
+        return _to_sign_in(request)
+    form = await _form(request)
+    if not csrf_ok(session, form.get("csrf")):
+        return _refused(request, session, "This form expired or did not come from the console (CSRF check).", 403)
+    if session.role != Role.OPERATOR.value:
+        return _refused(request, session, "Only operators answer change requests.", 403)
+    palm = request.app.state.backend.palm
+    try:
+        if form.get("answer") == "approve":
+            palm.approve_request(request_id[:100], approved_by=_actor(session))
+        else:
+            palm.reject_request(request_id[:100], decided_by=_actor(session), note=(form.get("note") or "")[:500])
+    except PalmPayError as exc:
+        return _refused(request, session, exc.message, 409)
+    return _headers(RedirectResponse("/console/palm", status_code=303))
 
 
 # -- audit, lessons, chat -------------------------------------------------------------------

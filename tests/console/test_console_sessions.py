@@ -123,7 +123,8 @@ def test_an_operator_rollback_request_is_applied_by_the_next_tick_under_the_oper
         state = agent.tick().state
     assert all(a["action_id"] != action_id for a in state["in_force"])  # rolled back
     applied = [e for e in services.audit.tail(20) if e.kind == "approved_action" and e.decision_id.startswith("rb-")]
-    assert applied and applied[-1].record["approver"] == "operator-person"
+    key_id = next(k.key_id for k in client.app.state.backend.keys.list() if k.name == "operator-person")
+    assert applied and applied[-1].record["approver"] == f"operator:{key_id}"
     assert applied[-1].record["execution"]["status"] == "executed"
     services.audit.close()
 
