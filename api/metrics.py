@@ -94,6 +94,7 @@ class Tallies:
     palm_attempts: Counter[str] = field(default_factory=Counter)  # success | failure | pending
     palm_refusals: Counter[str] = field(default_factory=Counter)  # by PALM_PAY_* code
     palm_rail_failures: Counter[str] = field(default_factory=Counter)  # by rail code
+    source_lag: dict[str, int] = field(default_factory=dict)  # partition -> unread messages at its latest tick
 
     def add_decision(self, record: dict[str, Any]) -> None:
         self.ticks += 1
@@ -101,6 +102,9 @@ class Tallies:
         proposal = record.get("proposal") if isinstance(record.get("proposal"), dict) else {}
         execution = record.get("execution") if isinstance(record.get("execution"), dict) else {}
         self.decisions[str(diagnosis.get("category") or "unknown")] += 1
+        source = record.get("source") if isinstance(record.get("source"), dict) else {}
+        if isinstance(source.get("lag"), int) and source.get("partition"):
+            self.source_lag[str(source["partition"])] = source["lag"]
         if (proposal.get("tool") or "no_action") != "no_action":
             self.actions[str(execution.get("status") or "unknown")] += 1
         for raw in record.get("llm_calls") or ():
@@ -192,6 +196,11 @@ class RecordsCollector:
         yield actions
         if pending is not None:
             yield GaugeMetricFamily("payops_approvals_pending", "Approval requests waiting for a human.", value=pending)
+        lag = GaugeMetricFamily("payops_source_consumer_lag", "Events on a partition's log (NATS messages, palm-pay "
+                                "rows) its worker had not read at its latest tick.", labels=["partition"])
+        for partition, n in sorted(t.source_lag.items()):
+            lag.add_metric([partition], n)
+        yield lag
         calls = CounterMetricFamily("payops_llm_calls", "LLM calls made by the reasoner.", labels=["model"])
         for model, n in sorted(t.llm_calls.items()):
             calls.add_metric([model], n)

@@ -466,6 +466,9 @@ def learn(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     record = audit_record(state)
     record["track_record"] = state.get("track_record")
     record["figures"] = tick_figures(snapshot, (state.get("diagnosis") or {}).get("target"))  # the console's charts
+    source_lag = _source_lag(svc)
+    if source_lag is not None:
+        record["source"] = {"partition": svc.settings.deployment, "lag": source_lag}  # /metrics reads it
     svc.audit.append(state["decision_id"], "decision", now, record)
     recent = list(state.get("recent", []))
     recent.append({"decision_id": state["decision_id"], "window_end": now, "diagnosis": state["diagnosis"],
@@ -473,6 +476,17 @@ def learn(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
                    "figures": _target_figures(state["diagnosis"], snapshot)})
     updates["recent"] = recent[-RECENT_LIMIT:]
     return updates
+
+
+def _source_lag(svc: AgentServices) -> int | None:
+    """Messages (or rows) on the partition's log not read yet; None for sources without a lag."""
+    lag = getattr(svc.source, "lag", None)
+    if lag is None:
+        return None
+    try:
+        return int(lag())
+    except Exception:  # the log is unreachable right now: the decision is recorded without the figure
+        return None
 
 
 def audit_record(state: AgentState) -> dict[str, Any]:

@@ -239,3 +239,33 @@ def test_chat_answers_from_the_records(make_api: ApiFactory, outage) -> None:
     assert r.status_code == 200, r.text
     assert decision_id in r.json()["decision_ids"] and _escalated(states)["proposal"]["tool"] in r.json()["answer"]
     assert api.client.post("/v1/chat", json={"question": ""}, headers=api.as_("viewer")).status_code == 422
+
+
+def test_metrics_show_each_partitions_consumer_lag_at_its_latest_tick(make_api: ApiFactory, outage) -> None:
+    state, _ = outage
+    audit = AuditLog(state / "audit.db")
+    base = {"window_end": 1.0, "diagnosis": {"category": "healthy"}, "proposal": {"tool": "no_action"},
+            "execution": {"status": "skipped"}}
+    audit.append("d-lag1", "decision", 1.0, {**base, "decision_id": "d-lag1", "source": {"partition": "merchant-a", "lag": 40}})
+    audit.append("d-lag2", "decision", 2.0, {**base, "decision_id": "d-lag2", "source": {"partition": "merchant-b", "lag": 3}})
+    audit.append("d-lag3", "decision", 3.0, {**base, "decision_id": "d-lag3", "source": {"partition": "merchant-a", "lag": 12}})
+    audit.close()
+    m = _metrics(make_api(state_dir=state))
+    assert m["payops_source_consumer_lag{partition=merchant-a}"] == 12  # the latest tick's, not a sum
+    assert m["payops_source_consumer_lag{partition=merchant-b}"] == 3
+
+
+def test_a_tick_from_a_log_records_its_consumer_lag() -> None:
+    from payops.graph.runner import Agent
+    from payops.graph.services import build_services
+    from payops.settings import Settings
+    from payops.signals.palm_source import PalmSource
+
+    rows = [(i + 1, {"ts": 100.0 + 2 * i, "payment_id": f"p{i}", "method": "palm", "route": "rail", "bank": "B",
+                     "issuer": "PALM", "status": "success", "latency_ms": 10.0}) for i in range(300)]  # 10 minutes
+    source = PalmSource(lambda after, limit: [r for r in rows if r[0] > after][:min(limit, 20)], follow=False)
+    services = build_services(Settings(deployment="lagged", webhook_url=None), source=source, in_memory=True)
+    Agent(services).tick()
+    [entry] = [e for e in services.audit.tail(5) if e.kind == "decision"]
+    assert entry.record["source"]["partition"] == "lagged"
+    assert entry.record["source"]["lag"] == 20  # rows still unread after the first minute (one page's worth)
