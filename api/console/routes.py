@@ -88,6 +88,23 @@ def _refused(request: Request, session: Session | None, message: str, status: in
     return _page(request, "error.html", session, status=status, message=message)
 
 
+CSRF_REFUSAL = "This form expired or did not come from the console (CSRF check)."
+
+
+async def _write(request: Request, operators_only: str | None = None) -> tuple[Session | None, dict[str, str], Response | None]:
+    """A state-changing request's session and form, or the response refusing it: no session (sign in),
+    a missing or wrong CSRF token, or (`operators_only` says what) a viewer trying an operator's write."""
+    session = _session(request)
+    if session is None:
+        return None, {}, _to_sign_in(request)
+    form = await _form(request)
+    if not csrf_ok(session, form.get("csrf")):
+        return session, form, _refused(request, session, CSRF_REFUSAL, 403)
+    if operators_only is not None and session.role != Role.OPERATOR.value:
+        return session, form, _refused(request, session, f"Only operators {operators_only}.", 403)
+    return session, form, None
+
+
 def _audit_console(request: Request, kind: str, session: Session, detail: dict[str, Any]) -> None:
     """Sign-ins, sign-outs and rollback requests go to the agent's audit trail under the key's identity."""
     now = time.time()
@@ -248,14 +265,9 @@ async def answer_approval(request: Request, decision_id: str) -> Response:
     from ..models import ApprovalAnswer
     from ..ops_routes import _answer
 
-    session = _session(request)
-    if session is None:
-        return _to_sign_in(request)
-    form = await _form(request)
-    if not csrf_ok(session, form.get("csrf")):
-        return _refused(request, session, "This form expired or did not come from the console (CSRF check).", 403)
-    if session.role != Role.OPERATOR.value:
-        return _refused(request, session, "Only operators approve or reject.", 403)
+    session, form, refusal = await _write(request, operators_only="approve or reject")
+    if refusal is not None or session is None:
+        return refusal or _to_sign_in(request)
     key = next(k for k in request.app.state.backend.keys.list() if k.key_id == session.key_id)
     note = (form.get("note") or "").strip()[:500] or None
     try:
@@ -271,14 +283,9 @@ async def request_rollback(request: Request, action_id: str) -> Response:
     from payops.graph.approval import RollbackRefused
     from payops.graph.approval import request_rollback as file_rollback
 
-    session = _session(request)
-    if session is None:
-        return _to_sign_in(request)
-    form = await _form(request)
-    if not csrf_ok(session, form.get("csrf")):
-        return _refused(request, session, "This form expired or did not come from the console (CSRF check).", 403)
-    if session.role != Role.OPERATOR.value:
-        return _refused(request, session, "Only operators ask for rollbacks.", 403)
+    session, form, refusal = await _write(request, operators_only="ask for rollbacks")
+    if refusal is not None or session is None:
+        return refusal or _to_sign_in(request)
     services = request.app.state.backend.services
     latest = next((e for e in reversed(services.audit.tail(20)) if e.kind == "decision"), None)
     note = (form.get("note") or "").strip()[:500] or None
@@ -323,14 +330,9 @@ async def answer_palm_request(request: Request, request_id: str) -> Response:
     """The second operator's answer to a two-person change request (the service refuses the requester)."""
     from payops.palmpay import PalmPayError
 
-    session = _session(request)
-    if session is None:
-        return _to_sign_in(request)
-    form = await _form(request)
-    if not csrf_ok(session, form.get("csrf")):
-        return _refused(request, session, "This form expired or did not come from the console (CSRF check).", 403)
-    if session.role != Role.OPERATOR.value:
-        return _refused(request, session, "Only operators answer change requests.", 403)
+    session, form, refusal = await _write(request, operators_only="answer change requests")
+    if refusal is not None or session is None:
+        return refusal or _to_sign_in(request)
     palm = request.app.state.backend.palm
     try:
         if form.get("answer") == "approve":
@@ -373,12 +375,9 @@ def chat_page(request: Request) -> Response:
 async def chat_ask(request: Request) -> Response:
     from ..ops_routes import ask_chat
 
-    session = _session(request)
-    if session is None:
-        return _to_sign_in(request)
-    form = await _form(request)
-    if not csrf_ok(session, form.get("csrf")):
-        return _refused(request, session, "This form expired or did not come from the console (CSRF check).", 403)
+    session, form, refusal = await _write(request)
+    if refusal is not None or session is None:
+        return refusal or _to_sign_in(request)
     question = (form.get("question") or "").strip()[:500]
     answer = ask_chat(request.app.state.backend, question) if question else None
     return _page(request, "chat.html", session, question=question, answer=answer)
