@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from payops.palmpay.otp_delivery import is_loopback
 
 keys_app = typer.Typer(no_args_is_help=True, add_completion=False,
                        help="API keys for the HTTP API (stored hashed in the state directory).")
@@ -32,15 +33,6 @@ def _settings(state_dir: Optional[Path]):  # noqa: ANN202 - payops.settings.Sett
         from payops.cli_errors import one_line
 
         raise _fail(*(one_line(exc) or (str(exc).splitlines()[0], 2))) from None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(
@@ -69,7 +61,7 @@ def serve(
     if not app.state.backend.keys.list(include_revoked=False):
         typer.echo("payops: no active API key: every request but /healthz will be refused; "
                    "create one with `payops keys create --name N --role R`", err=True)
-    if not _is_loopback(host):
+    if not is_loopback(host):
         typer.echo(f"payops: binding to {host}, not loopback: put TLS in front of it", err=True)
     typer.echo(f"payops API on http://{host}:{port} (state in {settings.state_dir})", err=True)
     uvicorn.run(app, host=host, port=port, server_header=False, proxy_headers=False, log_level="info")
