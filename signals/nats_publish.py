@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import orjson
 
-from .nats_source import BATCH_HEADER, NatsAddress
+from .nats_source import BATCH_HEADER, NatsAddress, quiet_errors
 
 IN_FLIGHT = 256  # publishes awaiting their acknowledgement at once (gathered: ~40 k msg/s here)
 
@@ -63,7 +63,7 @@ async def _publish(address: NatsAddress, path: Path, subject: str, batch_bytes: 
                    progress: Callable[[int], None] | None) -> PublishResult:
     import nats
 
-    nc = await nats.connect(address.servers, connect_timeout=5)
+    nc = await nats.connect(address.servers, connect_timeout=5, max_reconnect_attempts=2, error_cb=quiet_errors)
     js = nc.jetstream()
     try:
         try:

@@ -23,6 +23,7 @@ no message has come for `idle` seconds (default 1): a finished log, a cron tick,
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from urllib.parse import parse_qs, urlparse
 
 from .log_source import LogSource
 from .sources import SourceError
+
+_log = logging.getLogger(__name__)
 
 BATCH_HEADER = "Payops-Batch"
 # Messages per fetch: one parse call each, so that single-event messages cost one parse per
@@ -77,6 +80,12 @@ def parse_nats_url(url: str, partition: str = "default") -> NatsAddress:
         raise SourceError("idle= takes seconds between 0 and 3600")
     follow = (query.get("follow") or ["0"])[0].lower() in ("1", "true", "yes")
     return NatsAddress(f"nats://{parsed.hostname}:{parsed.port or 4222}", stream, subject, follow, idle)
+
+
+async def quiet_errors(exc: Exception) -> None:
+    """nats-py logs every connection error with its traceback by default; the source reports a failure in
+    one line itself (SourceError), so the client's own log keeps only a debug line."""
+    _log.debug("nats: %s", exc)
 
 
 def consumer_name(partition: str) -> str:
@@ -139,7 +148,7 @@ class NatsSource(LogSource):
         from nats.js.errors import NotFoundError
 
         self._nc = await nats.connect(self.address.servers, connect_timeout=CONNECT_SECONDS, max_reconnect_attempts=2,
-                                      allow_reconnect=True)
+                                      allow_reconnect=True, error_cb=quiet_errors)
         self._js = self._nc.jetstream()
         durable = consumer_name(self.partition)
         try:

@@ -132,3 +132,9 @@ def test_a_bad_address_or_a_missing_stream_is_one_line(nats_url: str) -> None:
         open_nats(nats_url.replace("/PAYMENTS", "/NOPE"))
     with pytest.raises(SourceError, match="cannot read NATS stream"):
         open_nats("nats://127.0.0.1:1/PAYMENTS")
+
+
+def test_an_unreachable_server_is_one_line_with_no_client_traceback(capfd) -> None:
+    with pytest.raises(SourceError, match="cannot read NATS stream"):
+        open_nats("nats://127.0.0.1:1/PAYMENTS")
+    assert "Traceback" not in capfd.readouterr().err
