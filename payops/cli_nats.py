@@ -8,10 +8,7 @@ from typing import Optional
 
 import typer
 
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"payops: error: {message}", err=True)
-    raise typer.Exit(code)
+from payops.cli import fail as _fail  # one error line for every command
 
 
 def _rate(text: str) -> float | None:

@@ -37,7 +37,7 @@ INPUT_ERRORS = frozenset({"PALM_PAY_INVALID_INPUT", "PALM_PAY_LINK_NOT_FOUND", "
 
 
 def _fail(line: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {line}", err=True)
+    typer.echo(f"payops: error: {line}", err=True)  # the prefix every other command uses
     return typer.Exit(code)
 
 

@@ -126,7 +126,7 @@ def test_bad_input_is_one_line_and_exit_2(run):
         result = run(*args)
         assert result.exit_code == 2, (args, result.output)
         lines = [line for line in result.output.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error: PALM_PAY_")
+        assert len(lines) == 1 and lines[0].startswith("payops: error: PALM_PAY_")
 
 
 def test_rule_refusals_exit_1_with_card_fallback(run):
