@@ -260,11 +260,11 @@ def suite_case_ids(name: str) -> list[str]:
 def select_cases(corpus: Path | None, tags: Iterable[str], suite: str | None = None) -> list[Case]:
     cases = discover(corpus, tags)
     if suite is not None:
-        wanted = suite_case_ids(suite)
-        missing = sorted(set(wanted) - {c.id for c in cases})
+        wanted = set(suite_case_ids(suite))
+        missing = sorted(wanted - {c.id for c in (discover(corpus, ()) if tags else cases)})
         if missing:
             raise EvalError(f"suite '{suite}' names cases not in the corpus: {', '.join(missing)}")
-        cases = [c for c in cases if c.id in set(wanted)]
+        cases = [c for c in cases if c.id in wanted]
     if not cases:
         raise EvalError("no case matches" + (f" the tags {', '.join(tags)}" if tags else "") + " in the corpus")
     return cases

@@ -45,7 +45,7 @@ def load_meta(model: str, root: Path | None = None) -> dict[str, Any]:
 
 
 def save_meta(model: str, base_url: str | None, root: Path | None = None,
-              recorded: dict[str, dict[str, Any]] | None = None) -> None:
+              recorded: dict[str, dict[str, Any]] | None = None, keep: set[str] | None = None) -> None:
     """meta.json: the endpoint the cassettes were recorded against, and per case what the recording
     measured (calls, tokens, the live latency a replay cannot show). A partial re-record keeps the
     other cases' figures; recording against another endpoint starts afresh (host and port are matched)."""
@@ -54,6 +54,8 @@ def save_meta(model: str, base_url: str | None, root: Path | None = None,
     meta = load_meta(model, root)
     cases = dict(meta.get("cases") or {}) if meta.get("base_url") == base_url else {}
     cases.update(recorded or {})
+    if keep is not None:  # a re-record of a suite drops the other cases' (stale) figures
+        cases = {k: v for k, v in cases.items() if k in keep}
     out = {"model": model, "base_url": base_url, "cases": dict(sorted(cases.items()))}
     (folder / "meta.json").write_text(json.dumps(out, indent=2) + "\n")
 

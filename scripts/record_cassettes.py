@@ -129,16 +129,7 @@ def record_eval(base_url: str, only: list[str], tags: list[str], out: Path, veri
         for path in cassette_dir(EVAL_MODEL).glob("*.yaml"):
             if path.stem not in keep:
                 path.unlink()
-        meta_path = cassette_dir(EVAL_MODEL) / "meta.json"
-        if meta_path.exists():
-            meta = json.loads(meta_path.read_text())
-            meta["cases"] = {k: v for k, v in (meta.get("cases") or {}).items() if k in keep}
-            meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    if only:
-        unknown = sorted(set(only) - {c.id for c in cases})
-        if unknown:
-            raise SystemExit(f"no such case{' with those tags' if tags else ''}: {', '.join(unknown)} (`payops eval list`)")
-        cases = [c for c in cases if c.id in set(only)]
+        save_meta(EVAL_MODEL, recorded_url or base_url, keep=keep)
     started = time.monotonic()
 
     def progress(case_id: str, n=[0]) -> None:  # noqa: B006 - a counter across calls

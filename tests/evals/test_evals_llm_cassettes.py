@@ -168,3 +168,18 @@ def test_an_unknown_suite_is_refused_by_name() -> None:
 
     with pytest.raises(EvalError, match="no suite 'nightly'"):
         select_cases(None, [], "nightly")
+
+
+def test_a_suite_narrowed_by_tags_is_not_a_missing_case() -> None:
+    from payops.evals.harness import select_cases
+
+    cases = select_cases(None, ["route_outage"], "llm-ci")
+    assert [c.id for c in cases] == ["route_outage-105"]
+
+
+def test_saving_meta_for_a_suite_keeps_only_its_cases(tmp_path: Path) -> None:
+    from payops.evals.llm import load_meta, save_meta
+
+    save_meta("m", "http://127.0.0.1:8011/v1", tmp_path, recorded={"a": {"llm_calls": 1}, "b": {"llm_calls": 2}})
+    save_meta("m", "http://127.0.0.1:8011/v1", tmp_path, keep={"b"})
+    assert list(load_meta("m", tmp_path)["cases"]) == ["b"]
