@@ -62,13 +62,14 @@ def _messages(path: Path, batch_bytes: int) -> Iterator[tuple[bytes, int, float 
 async def _publish(address: NatsAddress, path: Path, subject: str, batch_bytes: int, rate: float | None,
                    progress: Callable[[int], None] | None) -> PublishResult:
     import nats
+    from nats.js.errors import NotFoundError
 
     nc = await nats.connect(address.servers, connect_timeout=5, max_reconnect_attempts=2, error_cb=quiet_errors)
     js = nc.jetstream()
     try:
         try:
             await js.stream_info(address.stream)
-        except Exception:  # no such stream: make one for the subject's tree
+        except NotFoundError:  # no such stream: make one for the subject's tree
             root = subject.split(".")[0]
             await js.add_stream(name=address.stream, subjects=[f"{root}.>"])
         result = PublishResult()

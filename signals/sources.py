@@ -108,6 +108,12 @@ def split_at_end(batch: EventBatch, end_ts: float, max_skew_seconds: float,
     """
     ts = batch.ts
     ahead_from = end_ts + max_skew_seconds
+    later = np.flatnonzero(ts >= end_ts)
+    if not later.size:  # the whole batch is before the end: nothing can be ahead of it
+        return batch, None
+    first = int(later[0])
+    if ts[first] < ahead_from:  # the usual tick: the first later event is near the clock and is the cut
+        return batch.take(slice(0, first)), batch.take(slice(first, None))
     far = ts >= ahead_from
     plausible = far & (ts < end_ts + MAX_GAP_SECONDS)
     resumes = np.zeros(len(ts), dtype=bool)
@@ -365,7 +371,7 @@ class ParallelChunks:
             if PARSE_START_METHOD == "forkserver":
                 with _safe_path():  # here, on the caller's thread: the environment is changed for a moment
                     multiprocessing.forkserver.ensure_running()  # spawns it (a few ms); it imports on its own
-        except BaseException as exc:  # handed to the caller of next()
+        except Exception as exc:  # handed to the caller of next()
             self._start_error = exc
         self._starter = threading.Thread(target=self._start, args=(context, workers), name="parse-pool-start", daemon=True)
         if self._start_error is None:
@@ -377,7 +383,7 @@ class ParallelChunks:
             self._pools.append(self._pool)
             while len(self._inflight) < self._max_inflight and self._submit():
                 pass
-        except BaseException as exc:  # handed to the caller of next()
+        except Exception as exc:  # handed to the caller of next()
             self._start_error = exc
 
     def _started(self) -> None:
@@ -408,7 +414,7 @@ class ParallelChunks:
         try:
             result = future.result()
             self._submit()
-        except BaseException as exc:  # a broken pool (a worker died or could not start), or a worker's error
+        except Exception as exc:  # a broken pool or a worker's error (not BaseException: Ctrl-C stops the run)
             self._fail(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         self._inflight.popleft()
         self._handed_to = end
