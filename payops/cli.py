@@ -164,6 +164,8 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
                 time.sleep(tick_seconds)
     except KeyboardInterrupt:
         typer.echo(f"\npayops: stopped after {done} tick(s); state saved in {settings.state_dir}.")
+    except SourceError as exc:  # the log went away mid-run: what was decided is checkpointed
+        fail(f"{exc}; stopped after {done} tick(s), state saved in {settings.state_dir}", code=1)
     finally:
         jobs.close()
         _print_notices(services, settle=EXIT_FLUSH_SECONDS)  # deliveries still out when the loop ends

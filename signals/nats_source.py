@@ -172,6 +172,14 @@ class NatsSource(LogSource):
         await self._js.add_consumer(self.address.stream, config)
         self._sub = await self._js.pull_subscribe_bind(durable, self.address.stream)
 
+    def _call(self, coro: Any, timeout: float) -> Any:
+        """One call to the server mid-run; a lost connection is a one-line SourceError, not a traceback."""
+        try:
+            return self._loop.run(coro, timeout)
+        except Exception as exc:
+            raise SourceError(f"NATS stream {self.address.stream} at {self.address.servers}: "
+                              f"{type(exc).__name__}") from None
+
     async def _fetch(self) -> list[Any]:
         from nats.errors import TimeoutError as NatsTimeout
 
@@ -186,7 +194,7 @@ class NatsSource(LogSource):
             return False
         idle = 0.0
         while True:
-            msgs = self._loop.run(self._fetch(), FETCH_WAIT_SECONDS + CONNECT_SECONDS)
+            msgs = self._call(self._fetch(), FETCH_WAIT_SECONDS + CONNECT_SECONDS)
             fresh = []
             for m in msgs:
                 seq = int(m.metadata.sequence.stream)
@@ -214,13 +222,13 @@ class NatsSource(LogSource):
         """Acknowledge every group handed out in full whose events no open window needs; the new ack floor."""
         last = self.passed(next_window_start)
         if last is not None:
-            self._loop.run(last.token.ack(), CONNECT_SECONDS)
+            self._call(last.token.ack(), CONNECT_SECONDS)
             self.acked_seq = last.position
         return self.acked_seq
 
     def lag(self) -> int:
         """Messages on the partition's subject not yet delivered to this worker."""
-        info = self._loop.run(self._sub.consumer_info(), CONNECT_SECONDS)
+        info = self._call(self._sub.consumer_info(), CONNECT_SECONDS)
         return int(info.num_pending or 0)
 
     def close(self) -> None:

@@ -138,3 +138,29 @@ def test_an_unreachable_server_is_one_line_with_no_client_traceback(capfd) -> No
     with pytest.raises(SourceError, match="cannot read NATS stream"):
         open_nats("nats://127.0.0.1:1/PAYMENTS")
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_server_lost_mid_run_is_a_source_error_not_a_traceback(tmp_path: Path, incident_file: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen([NATS, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path / "js")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        url = f"nats://127.0.0.1:{port}/PAYMENTS?subject=payments.replay&idle=0.5"
+        address = parse_nats_url(url, "replay")
+        publish_file(address, incident_file, address.subject, batch_bytes=1 << 10)
+        source = open_nats(url, "replay")
+        first = source.first_ts()
+        source.read_until(first + 60.0)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    with pytest.raises(SourceError, match="NATS stream PAYMENTS"):
+        source.read_until(float("inf"))
+        source.commit(float("inf"))
+    source.close()
