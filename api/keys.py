@@ -135,13 +135,19 @@ class ApiKeyStore:
         rows = self._conn.execute(sql + " ORDER BY created_at, key_id").fetchall()
         return [ApiKey(key_id=r[0], name=r[1], role=r[2], created_at=r[3], revoked_at=r[4]) for r in rows]
 
+    def get(self, key_id: str) -> ApiKey | None:
+        """One key by id, revoked or not (the console re-checks its session's key on every request)."""
+        row = self._conn.execute("SELECT key_id, name, role, created_at, revoked_at FROM api_keys WHERE key_id = ?",
+                                 (key_id,)).fetchone()
+        return None if row is None else ApiKey(key_id=row[0], name=row[1], role=row[2], created_at=row[3], revoked_at=row[4])
+
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke by key id; takes effect on the next request (keys are checked on every request)."""
         with self._lock:
             self._conn.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL", (time.time(), key_id)
             )
-        found = next((k for k in self.list() if k.key_id == key_id), None)
+        found = self.get(key_id)
         if found is None:
             raise ApiKeyError(f"no API key {key_id}")
         return found

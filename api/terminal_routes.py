@@ -37,7 +37,7 @@ def _out(record: TerminalKeyRecord) -> TerminalKey:
 
 
 def _actor(client: ApiKey) -> str:
-    return f"{client.role.value}:{client.key_id}"  # the authenticated key, not its (non-unique) name
+    return client.principal  # the authenticated key, never its name
 
 
 @router.put("/{terminal_id}/key", response_model=TerminalKey, summary="Register a terminal's signing key",

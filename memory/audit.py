@@ -326,10 +326,11 @@ class AuditLog:
         rows = list(self._rows(f"SELECT {self._COLS} FROM audit_log ORDER BY seq DESC LIMIT ?", (n,)))
         return rows[::-1]
 
-    def entries(self, kind: str | None = None) -> Iterator[AuditEntry]:
+    def entries(self, kind: str | None = None, after: int = 0) -> Iterator[AuditEntry]:
+        """Records in order; `after`: only those past that seq (a reader catching up, e.g. the console)."""
         if kind is None:
-            return self._rows(f"SELECT {self._COLS} FROM audit_log ORDER BY seq")
-        return self._rows(f"SELECT {self._COLS} FROM audit_log WHERE kind = ? ORDER BY seq", (kind,))
+            return self._rows(f"SELECT {self._COLS} FROM audit_log WHERE seq > ? ORDER BY seq", (after,))
+        return self._rows(f"SELECT {self._COLS} FROM audit_log WHERE kind = ? AND seq > ? ORDER BY seq", (kind, after))
 
     def count(self) -> int:
         with self._db.read() as conn:

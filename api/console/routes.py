@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from ..keys import Role
 from ..records import DecisionFilter, approval_from, parse_segment
@@ -68,7 +69,8 @@ def _session(request: Request) -> Session | None:
     session = state.console_sessions.get(token)
     if session is None:
         return None
-    key = next((k for k in request.app.state.backend.keys.list() if k.key_id == session.key_id), None)
+    key = request.app.state.backend.keys.get(session.key_id)
+    request.state.console_key = key  # the writes record its principal
     if key is None or not key.active:
         state.console_sessions.end_key(session.key_id)
         return None
@@ -131,7 +133,7 @@ async def sign_in(request: Request) -> Response:
     if key is None or key.role == Role.TERMINAL:  # terminals have no business in the console
         return _page(request, "sign_in.html", None, status=401, error="That key cannot sign in here.")
     token, session = state.console_sessions.create(key.key_id, key.name, key.role.value)
-    _audit_console(request, "console_sign_in", session, {"client": client})
+    await run_in_threadpool(_audit_console, request, "console_sign_in", session, {"client": client})
     response = RedirectResponse("/console", status_code=303)
     settings = request.app.state.backend.api
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/console",
@@ -146,7 +148,7 @@ async def sign_out(request: Request) -> Response:
     form = await _form(request)
     if session is not None and csrf_ok(session, form.get("csrf")):
         _state(request).console_sessions.end(request.cookies.get(COOKIE))
-        _audit_console(request, "console_sign_out", session, {})
+        await run_in_threadpool(_audit_console, request, "console_sign_out", session, {})
     response = RedirectResponse("/console/sign-in", status_code=303)
     response.delete_cookie(COOKIE, path="/console")
     return _headers(response)
@@ -157,9 +159,9 @@ async def sign_out(request: Request) -> Response:
 def _now_context(request: Request) -> dict[str, Any]:
     backend = request.app.state.backend
     services = backend.services
-    rows = _state(request).console_index.rows(services.audit)
-    latest_entry = next((e for e in reversed(services.audit.tail(20)) if e.kind == "decision"), None)
-    now = views.now_view(rows, views.in_force_of(latest_entry), time.time(), backend.settings.tick_seconds)
+    index = _state(request).console_index
+    rows = index.rows(services.audit)
+    now = views.now_view(rows, views.in_force_of(index.latest_entry), time.time(), backend.settings.tick_seconds)
     book = services.approvals
     pending = [approval_from(a) for a in book.by_status("pending")] if book is not None else []
     return {"view": now, "pending": pending}
@@ -268,10 +270,10 @@ async def answer_approval(request: Request, decision_id: str) -> Response:
     session, form, refusal = await _write(request, operators_only="approve or reject")
     if refusal is not None or session is None:
         return refusal or _to_sign_in(request)
-    key = next(k for k in request.app.state.backend.keys.list() if k.key_id == session.key_id)
     note = (form.get("note") or "").strip()[:500] or None
     try:
-        _answer(request, decision_id[:100], form.get("answer") == "approve", ApprovalAnswer(note=note), key)
+        await run_in_threadpool(_answer, request, decision_id[:100], form.get("answer") == "approve",
+                                ApprovalAnswer(note=note), request.state.console_key)
     except ApiError as exc:
         return _refused(request, session, exc.message, exc.status)
     return _headers(RedirectResponse("/console/approvals", status_code=303))
@@ -287,20 +289,24 @@ async def request_rollback(request: Request, action_id: str) -> Response:
     if refusal is not None or session is None:
         return refusal or _to_sign_in(request)
     services = request.app.state.backend.services
-    latest = next((e for e in reversed(services.audit.tail(20)) if e.kind == "decision"), None)
+    index = _state(request).console_index
+    index.rows(services.audit)
     note = (form.get("note") or "").strip()[:500] or None
     try:
-        with request.app.state.backend.approval_lock:
-            file_rollback(services, action_id[:200], views.in_force_of(latest), _actor(session), note)
+        def file() -> None:
+            with request.app.state.backend.approval_lock:
+                file_rollback(services, action_id[:200], views.in_force_of(index.latest_entry), _actor(request), note)
+
+        await run_in_threadpool(file)
     except RollbackRefused as exc:
         return _refused(request, session, f"Rollback not filed: {exc}.", 409)
     return _headers(RedirectResponse("/console/approvals", status_code=303))
 
 
-def _actor(session: Session) -> str:
+def _actor(request: Request) -> str:
     """Who the records name for a console action: the signed-in key's principal (`operator:<key id>`, as
-    the HTTP API records it), never free text or a name that another key may reuse."""
-    return f"{session.role}:{session.key_id}"
+    the HTTP API records it), never free text or a name."""
+    return str(request.state.console_key.principal)
 
 
 # -- palm-pay -------------------------------------------------------------------------------
@@ -322,7 +328,7 @@ def palm_page(request: Request) -> Response:
     recent = {status: palm.links_by_status(status, 10) for status in ("active", "pending_verification", "revoked")}
     requests = palm.change_requests("pending")
     return _page(request, "palm.html", session, counts=counts, suspended=suspended, recent=recent, requests=requests,
-                 me=_actor(session))
+                 me=_actor(request))
 
 
 @router.post("/palm/requests/{request_id}")
@@ -335,12 +341,13 @@ async def answer_palm_request(request: Request, request_id: str) -> Response:
         return refusal or _to_sign_in(request)
     palm = request.app.state.backend.palm
     try:
-        if form.get("answer") == "approve":
-            palm.approve_request(request_id[:100], approved_by=_actor(session))
+        if form.get("answer") == "approve":  # a key rotation re-encrypts every link: not on the event loop
+            await run_in_threadpool(palm.approve_request, request_id[:100], approved_by=_actor(request))
         else:
-            palm.reject_request(request_id[:100], decided_by=_actor(session), note=(form.get("note") or "")[:500])
+            await run_in_threadpool(palm.reject_request, request_id[:100], decided_by=_actor(request),
+                                    note=(form.get("note") or "")[:500])
     except PalmPayError as exc:
-        return _refused(request, session, exc.message, 409)
+        return _refused(request, session, exc.message, exc.status)  # the statuses the HTTP API answers
     return _headers(RedirectResponse("/console/palm", status_code=303))
 
 
@@ -379,7 +386,7 @@ async def chat_ask(request: Request) -> Response:
     if refusal is not None or session is None:
         return refusal or _to_sign_in(request)
     question = (form.get("question") or "").strip()[:500]
-    answer = ask_chat(request.app.state.backend, question) if question else None
+    answer = await run_in_threadpool(ask_chat, request.app.state.backend, question) if question else None  # may wait on an LLM
     return _page(request, "chat.html", session, question=question, answer=answer)
 
 

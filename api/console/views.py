@@ -80,21 +80,27 @@ def row_from(entry: AuditEntry) -> DecisionRow:
 
 @dataclass
 class DecisionIndex:
-    """Decoded decisions, reloaded only when the trail has grown."""
+    """Decoded decisions, read incrementally: each call decodes only the records appended since the last.
 
-    _count: int = -1
+    It also keeps the latest decision's raw entry (what is in force as the agent last recorded it), so
+    pages never look for it among the last few records, which console sign-ins and outcomes push out.
+    """
+
+    _seq: int = 0
+    _by_id: dict[str, DecisionRow] = field(default_factory=dict)
     _rows: list[DecisionRow] = field(default_factory=list)
+    latest_entry: AuditEntry | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def rows(self, audit: Any) -> list[DecisionRow]:
-        count = audit.count()
         with self._lock:
-            if count != self._count:
-                latest: dict[str, DecisionRow] = {}
-                for entry in audit.entries("decision"):
-                    latest[entry.decision_id] = row_from(entry)  # a superseding record replaces the earlier one
-                self._rows = sorted(latest.values(), key=lambda r: r.decision.seq)
-                self._count = count
+            fresh = list(audit.entries("decision", after=self._seq))
+            if fresh:
+                for entry in fresh:
+                    self._by_id[entry.decision_id] = row_from(entry)  # a superseding record replaces the earlier one
+                    self._seq = max(self._seq, entry.seq)
+                self.latest_entry = fresh[-1]
+                self._rows = sorted(self._by_id.values(), key=lambda r: r.decision.seq)
             return self._rows
 
 

@@ -68,3 +68,26 @@ def test_the_chat_panel_answers_from_the_records(console) -> None:
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
     answer = client.post("/console/chat", data={"question": "what is pending approval?", "csrf": csrf}).text
     assert "<h2>Answer</h2>" in answer
+
+
+def test_actions_in_force_survive_many_records_after_the_last_decision(console) -> None:
+    client, keys = console
+    audit = client.app.state.backend.services.audit
+    before = client.get("/console", follow_redirects=False)  # not signed in yet: nothing decoded
+    assert before.status_code == 303
+    for i in range(30):  # sign-ins, outcomes, approvals: records that are not decisions
+        audit.append(f"console:test:{i}", "console_sign_in", 1.0 + i, {"key_id": "x"})
+    sign_in(client, keys["operator"])
+    page = client.get("/console").text
+    assert "Nothing in force." not in page and 'action="/console/rollback/' in page
+
+
+def test_a_decision_appended_later_appears_without_rereading_the_trail(console) -> None:
+    client = _signed_in(console)
+    first = client.get("/console/decisions").text.count("<tr>")
+    audit = client.app.state.backend.services.audit
+    audit.append("d-appended0001", "decision", 2e9, {"decision_id": "d-appended0001", "window_end": 2e9,
+                                                     "diagnosis": {"category": "config", "confidence": 0.9},
+                                                     "proposal": {"tool": "no_action"}, "execution": {"status": "skipped"}})
+    page = client.get("/console/decisions").text
+    assert page.count("<tr>") == first + 1 and "d-appended0001" in page

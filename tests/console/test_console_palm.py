@@ -27,6 +27,8 @@ def test_a_second_operator_approves_a_revocation_requested_by_the_first(console)
     page = client.get("/console/palm").text
     assert request.request_id in page and "another operator must answer it" in page  # not the requester's to approve
     assert "0821234567" not in page  # free text was masked before storage
+    own = client.post(f"/console/palm/requests/{request.request_id}", data={"answer": "approve", "csrf": csrf_of(page)})
+    assert own.status_code == 403  # the service's own status: the requester may not approve
     client.post("/console/sign-out", data={"csrf": csrf_of(page)})
 
     sign_in(client, keys["operator-2"])
