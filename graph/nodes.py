@@ -158,14 +158,19 @@ def _housekeeping(svc: AgentServices, now: float, state: AgentState) -> list[dic
 def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float, kept: list[dict[str, Any]]) -> dict[str, Any]:
     """Apply one approved action, unless the world changed: a deny rule now refuses it, or the
     finding it answered has cleared (graph.recheck; `kept`: its windows seen while it waited)."""
+    entries = svc.audit.get(approved.decision_id)
+    # Applied already, and the process was killed before the book said so: finish that application
+    # (execute replays by decision id), never re-judge it: the action is out there.
+    applied_before = any(e.kind == "approved_action" and "voided" not in e.record for e in entries)
     try:
         proposal = revalidate(ProposedAction.model_validate(approved.request["proposal"]))
-        refusal = _refusal_now(svc, proposal, now) or cleared_reason(approved.request, proposal, _snapshot(svc), kept,
-                                                                     svc.thresholds)
+        refusal = None if applied_before else (
+            _refusal_now(svc, proposal, now)
+            or cleared_reason(approved.request, proposal, _snapshot(svc), kept, svc.thresholds))
     except (ProposalError, ValueError) as exc:
         proposal, refusal = None, f"the approved proposal no longer validates: {exc}"
     raw = approved.request.get("proposal", {})
-    if not any(e.kind == "approval" for e in svc.audit.get(approved.decision_id)):
+    if not any(e.kind == "approval" for e in entries):
         # The approver's process was killed between the book and the audit write: record the answer now.
         from .approval import approval_record
 

@@ -318,3 +318,27 @@ def test_a_late_approval_is_voided_also_when_every_tick_is_a_new_process(tmp_pat
     state = fresh_tick()
     assert [n["op"] for n in state["housekeeping"] if n.get("decision_id") == decision_id] == ["approved_action_void"]
     assert control_plane.in_force() == []
+
+
+def test_an_approval_applied_before_a_kill_is_finished_not_voided_when_the_finding_has_since_cleared(
+        tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+    from payops.graph.reasoners.rules import RuleReasoner
+    from payops.memory.approvals import APPLIED
+
+    control_plane = SimulatedControlPlane()
+    agent = make_agent(RuleReasoner(), source=_outage_then_recovery(tmp_path / "e.jsonl"), control_plane=control_plane,
+                       confidence_threshold=0.99)
+    decision_id = _escalated_reroute(agent)["decision_id"]
+    for _ in range(5):
+        agent.tick()  # the request waits while the incident clears
+    resume(agent.services, decision_id, {"approved": True, "approver": "alice"})
+    # A process applied it and wrote its record, then was killed before the book and the checkpoint said
+    # so: the book still says approved, the checkpoint still holds the windows seen while it waited.
+    agent.services.audit.append(decision_id, "approved_action", 0.0, {
+        "decision_id": decision_id, "tool": "reroute_traffic", "approver": "alice",
+        "execution": {"status": "executed", "detail": "rerouted", "action_id": decision_id}})
+    state = agent.tick().state
+    ops = [n["op"] for n in state["housekeeping"] if n.get("decision_id") == decision_id]
+    assert ops == ["approved_action_applied"]  # finished, not re-judged: the action is out there
+    assert agent.services.approvals.get(decision_id).status == APPLIED
+    assert [a.action_id for a in control_plane.in_force()] == [decision_id]
