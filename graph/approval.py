@@ -147,6 +147,8 @@ def request_rollback(svc: AgentServices, action_id: str, in_force: list[dict[str
     action = next((a for a in in_force if a.get("action_id") == action_id), None)
     if action is None:
         raise RollbackRefused("no such action in force")
+    if any(a.request.get("rollback_of") == action_id for a in svc.approvals.by_status(APPROVED)):
+        raise RollbackRefused("a rollback of this action is already filed")  # a double submit, or a second operator
     now = svc.clock()
     request_id = f"rb-{action_id}-{int(now)}"
     reason = f"operator rollback request: {note}" if note else "operator rollback request"
@@ -155,6 +157,7 @@ def request_rollback(svc: AgentServices, action_id: str, in_force: list[dict[str
     request = {"decision_id": request_id, "proposal": proposal, "window_end": now, "rollback_of": action_id,
                "why_approval": [f"requested by {operator}"]}
     svc.approvals.open(request_id, f"rollback:{action_id}", now, now + svc.settings.approval_ttl_seconds, request)
-    svc.approvals.decide(request_id, APPROVED, operator, note, now)
+    if not svc.approvals.decide(request_id, APPROVED, operator, note, now):
+        raise RollbackRefused("a rollback of this action is already filed")  # the same second: the book kept the first
     svc.audit.append(request_id, "approval", now, approval_record(request_id, APPROVED, operator, note, proposal, True))
     return request_id

@@ -117,6 +117,8 @@ def test_an_operator_rollback_request_is_applied_by_the_next_tick_under_the_oper
                         follow_redirects=False)
     assert filed.status_code == 303
     assert client.post(f"/console/rollback/{action_id}", data={"note": "no token"}).status_code == 403
+    again = client.post(f"/console/rollback/{action_id}", data={"csrf": csrf_of(page), "note": "double click"})
+    assert again.status_code == 409 and "already filed" in again.text  # one rollback request, one approver
 
     services = agent_services(Settings(state_dir=state_dir, webhook_url=None), "simulator", "demo", 7)
     with opened(durable_agent(services)) as agent:
