@@ -200,6 +200,9 @@ class ShadowControlPlane(SimulatedControlPlane):
         if action.tool in STATEFUL_TOOLS or action.tool in ("alert_ops", "no_action"):
             result = super().apply(action, idempotency_key, now)
             why = "no traffic moved" if action.tool in STATEFUL_TOOLS else "the alert is marked shadow"
+        elif idempotency_key in self.applied_keys:  # a re-run tick: recorded once already
+            return ExecutionResult(status="executed", detail=f"{action.tool} already recorded (idempotent replay)",
+                                   action_id=idempotency_key, plane=SHADOW)
         else:  # palm-pay and other one-off operations: recorded only
             self.applied_keys.add(idempotency_key)
             self.history.append({"at": now, "op": "record", "id": idempotency_key, "tool": action.tool})

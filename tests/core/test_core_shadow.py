@@ -205,3 +205,15 @@ def test_the_api_names_the_plane_of_an_executed_decision(tmp_path: Path) -> None
     audit.close()
     assert decisions[reroute["decision_id"]].executed and decisions[reroute["decision_id"]].plane == "shadow"
     assert all(d.plane is None for d in decisions.values() if not d.executed)
+
+
+def test_a_shadow_palm_operation_replayed_under_its_key_is_recorded_once() -> None:
+    from payops.models import ProposedAction
+    from payops.tools.control_plane import ShadowControlPlane
+
+    plane = ShadowControlPlane()
+    action = ProposedAction(tool="suspend_palm_link", target={"palm_pay_id": "pp_1"}, args={"reason": "spoofs"})
+    first = plane.apply(action, "d-1", 100.0)
+    again = plane.apply(action, "d-1", 160.0)  # the tick re-run after a kill
+    assert first.status == again.status == "executed" and "idempotent replay" in again.detail
+    assert [h["op"] for h in plane.history] == ["record"]
