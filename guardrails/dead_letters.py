@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from payops.storage.keys import private_file
+
 FILE_NAME = "dead_letters.db"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -49,7 +51,8 @@ class DeadLetters:
 
     def __init__(self, path: Path | str) -> None:
         self._lock = threading.Lock()  # the webhook thread writes, the tick thread may too
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        # Private like every state file: the bodies are alerts and approval requests.
+        self._conn = sqlite3.connect(str(private_file(path)), check_same_thread=False, isolation_level=None)
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS dead_letters (key TEXT PRIMARY KEY, kind TEXT NOT NULL, decision_id TEXT, "
             "body TEXT NOT NULL, reason TEXT NOT NULL, failed_at REAL NOT NULL, failures INTEGER NOT NULL)")

@@ -199,3 +199,15 @@ def test_the_cycle_output_and_payops_pending_show_a_failed_delivery_and_notify_r
     assert retry.exit_code == 0 and f"delivered {len(notices)}; 0 still failing" in retry.output
     assert len(server.requests) == len(notices) and all(h["idempotency-key"].startswith("d-") for _, _, h, _ in server.requests)
     assert "not delivered" not in runner.invoke(app, ["pending", "--state-dir", state], catch_exceptions=False).output
+
+
+def test_the_dead_letter_file_is_private(tmp_path) -> None:
+    import stat
+
+    from payops.guardrails.dead_letters import DeadLetters
+
+    letters = DeadLetters.in_state_dir(tmp_path)
+    letters.add("d-1:alert", {"kind": "alert", "payload": {"decision_id": "d-1"}}, "receiver answered HTTP 500")
+    letters.close()
+    files = list(tmp_path.glob("dead_letters.db*"))
+    assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
