@@ -48,14 +48,13 @@ from typing import Any, Iterator
 
 import orjson
 
-from payops.storage.chain import CheckpointFile, verify_checkpoints
+from payops.storage.chain import GENESIS, CheckpointFile, chain_mac, verify_checkpoints
 from payops.storage.crash import crash_point
 from payops.storage.db import Database, SqliteDatabase
 from payops.storage.keys import AUDIT_HMAC, CHECKPOINT_SIGNING, KeyChain, KeySet, key_chain, private_file
 
 from .redact import redact
 
-GENESIS = "0" * 64
 LEGACY, KEYED = 1, 2
 LOG_NAME = "agent"  # this trail's name in the checkpoint file
 CHECKPOINT_FILE = "audit.checkpoints"  # default: beside the database (set PAYOPS_AUDIT_CHECKPOINT_PATH to move it off the host)
@@ -105,8 +104,7 @@ def chain_hash(seq: int, prev_hash: str, body: bytes, decision_id: str = "", kin
 def keyed_hash(key: bytes, seq: int, prev_hash: str, body: bytes, decision_id: str, kind: str, at: float,
                revision: int, supersedes: int | None, key_id: str) -> str:
     header = f"{seq}|{decision_id}|{kind}|{float(at)!r}|{revision}|{supersedes or 0}|{key_id}|"
-    msg = b"payops.chain.v2|" + prev_hash.encode("ascii") + b"|" + header.encode() + body
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+    return chain_mac(key, prev_hash, header.encode() + body)  # one keyed-chain format (storage/chain.py)
 
 
 def head_mac(key: bytes, count: int, head: str) -> str:

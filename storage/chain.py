@@ -112,41 +112,55 @@ class CheckpointFile:
     def exists(self) -> bool:
         return self.path.exists() and self.path.stat().st_size > 0
 
+    def _lines(self) -> list[str]:
+        try:
+            return self.path.read_text(encoding="ascii", errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+
+    def _checked(self, n: int, raw: str, log: str | None) -> Checkpoint | str | None:
+        """Line n as a checkpoint whose signature holds, a problem line, or None (blank, another log)."""
+        if not raw.strip():
+            return None
+        try:
+            obj = json.loads(raw)
+            sig = base64.b64decode(obj.pop("sig"), validate=True)
+            cp = Checkpoint(str(obj["log"]), int(obj["count"]), int(obj["last_id"]), str(obj["head"]), float(obj["at"]),
+                            str(obj["key_id"]), n)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return f"checkpoint line {n} is not a checkpoint"
+        if log is not None and cp.log != log:
+            return None
+        public = self._public.get(cp.key_id)
+        try:
+            if public is None:
+                raise InvalidSignature
+            public.verify(sig, canonical_json(cp.body()))
+        except InvalidSignature:
+            return f"checkpoint line {n} ({cp.log}) has a bad signature"
+        return cp
+
     def read(self, log: str | None = None) -> tuple[list[Checkpoint], list[str]]:
         """Checkpoints whose signature holds (in file order), and a problem line for each that does not."""
         good: list[Checkpoint] = []
         bad: list[str] = []
-        try:
-            text = self.path.read_text(encoding="ascii", errors="replace")
-        except FileNotFoundError:
-            return good, bad
-        for n, raw in enumerate(text.splitlines(), 1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-                sig = base64.b64decode(obj.pop("sig"), validate=True)
-                cp = Checkpoint(str(obj["log"]), int(obj["count"]), int(obj["last_id"]), str(obj["head"]), float(obj["at"]),
-                                str(obj["key_id"]), n)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                bad.append(f"checkpoint line {n} is not a checkpoint")
-                continue
-            if log is not None and cp.log != log:
-                continue
-            public = self._public.get(cp.key_id)
-            try:
-                if public is None:
-                    raise InvalidSignature
-                public.verify(sig, canonical_json(cp.body()))
-            except InvalidSignature:
-                bad.append(f"checkpoint line {n} ({cp.log}) has a bad signature")
-                continue
-            good.append(cp)
+        for n, raw in enumerate(self._lines(), 1):
+            found = self._checked(n, raw, log)
+            if isinstance(found, Checkpoint):
+                good.append(found)
+            elif found is not None:
+                bad.append(found)
         return good, bad
 
     def last(self, log: str) -> Checkpoint | None:
-        good, _ = self.read(log)
-        return good[-1] if good else None
+        """The newest good checkpoint of `log`: read from the end, one signature check in the usual case
+        (the file only grows; `read` is the full check verify makes)."""
+        lines = self._lines()
+        for n in range(len(lines), 0, -1):
+            found = self._checked(n, lines[n - 1], log)
+            if isinstance(found, Checkpoint):
+                return found
+        return None
 
 
 @contextlib.contextmanager

@@ -177,3 +177,22 @@ def test_the_trail_its_keys_and_checkpoints_are_private_to_the_owner(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     for folder in (db.parent, db.parent / "keys"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+def test_the_last_checkpoint_of_a_log_is_the_newest_good_one(tmp_path) -> None:
+    from payops.storage.chain import CheckpointFile
+    from payops.storage.keys import KeySet
+
+    signing = KeySet("checkpoint_signing", "k1", {"k1": b"\x01" * 32})
+    file = CheckpointFile(tmp_path / "audit.checkpoints", signing)
+    file.write("agent", 10, 10, "a" * 64, 1.0)
+    file.write("palm_audit", 4, 4, "b" * 64, 2.0)
+    second = file.write("agent", 20, 20, "c" * 64, 3.0)
+    file.write("agent", 30, 30, "d" * 64, 4.0)
+    lines = file.path.read_text().splitlines()
+    lines[-1] = lines[-1].replace('"count": 30', '"count": 31')  # a forged last line: its signature fails
+    file.path.write_text("\n".join(lines) + "\n")
+    assert (file.last("agent").count, file.last("agent").line) == (second.count, 3)  # line 3 of the file
+    assert file.last("palm_audit").count == 4 and file.last("nothing") is None
+    good, bad = file.read("agent")
+    assert [c.count for c in good] == [10, 20] and len(bad) == 1
