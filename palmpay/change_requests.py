@@ -140,7 +140,7 @@ class ChangeRequestsMixin:
         if link.spent_day is not None and link.daily_spent + link.reserved > daily:
             # The link's own row and CHECK would refuse it; a lower limit than already used waits a day.
             return self._invalid("the new daily limit is below what the link has already used today")
-        tx.set_limits(link.palm_pay_id, daily_limit=daily, transaction_limit=per_txn)
+        tx.set_limits(link.palm_pay_id, daily_limit=daily, transaction_limit=per_txn, from_day=link.spent_day)
         tx.audit(ts, palm_pay_id=link.palm_pay_id, actor=request.requested_by, action="set_limits",
                  from_status=link.link_status, to_status=link.link_status, outcome="applied",
                  reason=f"{reason}; daily {link.daily_limit}->{daily}, transaction {link.transaction_limit}->{per_txn}"

@@ -403,16 +403,16 @@ class Tx:
             (status, ts, reason, verified_at, linked_at, palm_pay_id),
         )
 
-    def set_limits(self, palm_pay_id: str, *, daily_limit: int, transaction_limit: int) -> None:
-        """New limits on the link and on its ledger rows from `from_day` on (callers check they fit)."""
+    def set_limits(self, palm_pay_id: str, *, daily_limit: int, transaction_limit: int, from_day: str | None) -> None:
+        """New limits on the link and on its ledger rows from `from_day` on (the link's current day: past days
+        keep the limit they were paid under; callers check the new one fits what the day has used)."""
         self.c.execute(
             "UPDATE palm_pay_links SET daily_limit_cents = ?, transaction_limit_cents = ? WHERE palm_pay_id = ?",
             (daily_limit, transaction_limit, palm_pay_id),
         )
-        self.c.execute(
-            "UPDATE daily_ledger SET limit_cents = ? WHERE palm_pay_id = ? AND spent_cents + reserved_cents <= ?",
-            (daily_limit, palm_pay_id, daily_limit),
-        )
+        if from_day is not None:
+            self.c.execute("UPDATE daily_ledger SET limit_cents = ? WHERE palm_pay_id = ? AND day >= ?",
+                           (daily_limit, palm_pay_id, from_day))
 
     def set_ciphertexts(self, palm_pay_id: str, *, template_ct: bytes, proxy_ct: bytes) -> None:
         self.c.execute(

@@ -142,3 +142,16 @@ def test_phone_numbers_and_emails_in_free_text_are_masked_before_storage(service
     for secret in ("082 555 0199", "0825550199", "jo@example.com", "62001234567"):
         assert secret not in stored
     assert "******0199" in stored and request.reason == "account ******4567 closed"
+
+
+def test_new_limits_apply_from_the_links_current_day_and_leave_past_days_as_they_were_paid(service, enroll, clock):
+    view, ref, _proxy = enroll(daily_limit=1000)
+    service.pay(ref, "400.00", "T1", liveness_passed=True, match_score=0.99)
+    clock.advance(timedelta(days=1))
+    service.pay(ref, "100.00", "T1", liveness_passed=True, match_score=0.99)
+    request = service.request_change("set_limits", requested_by=ALICE, palm_pay_id=view.palm_pay_id,
+                                     args={"daily_limit": "2000"})
+    assert service.approve_request(request.request_id, approved_by=BOB).status == "executed"
+    with service.store.read() as tx:
+        limits = [limit for _link, _day, limit, _spent, _reserved in tx.ledger_rows()]
+    assert limits == [100_000, 200_000]  # yesterday kept the limit it was paid under; today has the new one
