@@ -887,6 +887,11 @@ class PalmPayService(ChangeRequestsMixin, RetentionMixin):
         with self.store.read() as tx:
             return tx.payment_events_after(after_id, limit)
 
+    def payment_events_count_after(self, after_id: int = 0) -> int:
+        """How many payment events have id > after_id (a reader's lag), without reading them."""
+        with self.store.read() as tx:
+            return tx.payment_events_count_after(after_id)
+
     def audit_log(self, palm_pay_id: str | None = None) -> list[AuditEntry]:
         with self.store.read() as tx:
             return tx.audit_entries(palm_pay_id)

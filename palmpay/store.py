@@ -611,6 +611,9 @@ class Tx:
         ).fetchall()
         return [PaymentEventRecord(id=r[0], event=orjson.loads(r[1])) for r in rows]
 
+    def payment_events_count_after(self, after_id: int) -> int:
+        return int(self.c.execute("SELECT COUNT(*) FROM payment_events WHERE id > ?", (after_id,)).fetchone()[0])
+
     def audit(
         self,
         ts: float,

@@ -26,11 +26,13 @@ Reader = Callable[[int, int], Sequence[tuple[int, dict[str, Any]]]]  # (after id
 
 
 class PalmSource(LogSource):
-    def __init__(self, read_after: Reader, *, start_after: int = 0, save_cursor: Callable[[int], None] | None = None,
+    def __init__(self, read_after: Reader, *, count_after: Callable[[int], int] | None = None, start_after: int = 0,
+                 save_cursor: Callable[[int], None] | None = None,
                  follow: bool = True, clock: Callable[[], float] = time.time, grace: float = GRACE_SECONDS,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         super().__init__("palm-pay payment_events")
         self._read_after = read_after
+        self._count_after = count_after
         self._cursor = start_after  # last row read
         self.saved_cursor = start_after  # last row no open window needs
         self._save = save_cursor
@@ -67,7 +69,9 @@ class PalmSource(LogSource):
         return self.saved_cursor
 
     def lag(self) -> int:
-        """Rows written but not read yet (at most one read's worth is counted)."""
+        """Rows written but not read yet (counted by the table when it can; else at most one read's worth)."""
+        if self._count_after is not None:
+            return self._count_after(self._cursor)
         return len(self._read_after(self._cursor, ROWS_PER_READ))
 
     def close(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from payops.signals.merged_source import MergedSource
-from payops.signals.palm_source import PalmSource
+from payops.signals.palm_source import ROWS_PER_READ, PalmSource
 from payops.signals.sources import LineSource
 
 
@@ -87,3 +87,19 @@ def test_merged_sources_are_handed_out_in_event_time_order(tmp_path) -> None:
     assert list(batch.ts) == [100.0, 101.0, 120.0, 140.0]
     assert list(merged.read_until(1e9).ts) == [150.0]
     assert merged.exhausted
+
+
+def test_the_palm_sources_lag_is_counted_by_the_table_not_by_reading_the_rows() -> None:
+    table = Table()
+    table.add(*[_event(100.0 + i) for i in range(5000)])
+    reads: list[int] = []
+
+    def read_after(after: int, limit: int) -> list[tuple[int, dict]]:
+        reads.append(limit)
+        return table.after(after, limit)[:limit]
+
+    source = PalmSource(read_after, count_after=lambda after: sum(1 for r in table.rows if r[0] > after), follow=False)
+    source.read_until(101.0)
+    before = len(reads)
+    assert source.lag() == 5000 - ROWS_PER_READ  # one page was read; the rest is counted, beyond one page's cap
+    assert len(reads) == before  # no rows were read to count them
