@@ -103,7 +103,7 @@ class KeyRing:
 
     @classmethod
     def load(cls, state_dir: Path, data_key: str | bytes | None = None, *, expect_key_id: str | None = None,
-             key_dir: Path | None = None) -> KeyRing:
+             key_dir: Path | None = None, command: str | None = None) -> KeyRing:
         """Load the keyring; create it (0600) on a first run only (no data, no supplied key).
 
         `expect_key_id`: the key the database says its data is sealed under (None: no data yet).
@@ -117,13 +117,13 @@ class KeyRing:
             raw = parse_data_key(data_key)
             active_external = fingerprint_key_id(raw)
             external[active_external] = raw
-        elif os.environ.get("PAYOPS_KEY_COMMAND"):
+        elif command or os.environ.get("PAYOPS_KEY_COMMAND"):
             from payops.storage.keys import CommandKeyProvider, KeyProblem
 
             try:
-                command = CommandKeyProvider(os.environ["PAYOPS_KEY_COMMAND"])
-                found = command.load("palmpay-data")
-                root = command.load("palmpay-index-root") if found is not None else None
+                provider = CommandKeyProvider(command or os.environ["PAYOPS_KEY_COMMAND"])
+                found = provider.load("palmpay-data")
+                root = provider.load("palmpay-index-root") if found is not None else None
             except KeyProblem as exc:
                 raise KeyRingError(str(exc)) from None
             if found is not None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from payops.storage.keys import settings_key_chain
+
 from .events import PaymentEventDefaults
 from .rail import RailRetryPolicy
 
@@ -23,6 +25,12 @@ class PalmPayOptions:
     # PostgreSQL DSN (payops Settings.database_url): the tables live there instead of the SQLite
     # file. Every process must then share the data key (PAYOPS_DATA_KEY or one keyring file).
     database_url: str | None = field(default=None, repr=False)
+    # Where the keys come from, as Settings say (storage/keys.py): the key folder and command for the data
+    # ring, and the chain plus checkpoint file that seal the audit and access logs (None: the environment's).
+    key_dir: Path | None = None
+    key_command: str | None = field(default=None, repr=False)
+    seal_chain: Any = field(default=None, repr=False)
+    audit_checkpoint_path: Path | None = None
     pool_size: int = 8  # PostgreSQL connections per service: concurrent payments beyond it queue for one
 
     # Which clock decides a payment's time and local date: "service" (the clock the service was
@@ -96,5 +104,9 @@ class PalmPayOptions:
             pii_retention_s=getattr(settings, "palm_pii_retention_days", 90) * 86400,
             change_request_ttl_s=getattr(settings, "palm_change_request_ttl_hours", 24) * 3600,
             max_pending_age_s=getattr(settings, "palm_max_pending_age_s", cls.max_pending_age_s),
+            key_dir=getattr(settings, "key_dir", None),
+            key_command=getattr(settings, "key_command", None),
+            seal_chain=settings_key_chain(settings),
+            audit_checkpoint_path=getattr(settings, "audit_checkpoint_path", None),
         )
         return replace(base, **overrides)

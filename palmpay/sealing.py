@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from payops.storage.chain import GENESIS, Chainer, CheckpointFile, verify_checkpoints
 from payops.storage.keys import AUDIT_HMAC, CHECKPOINT_SIGNING, KeyChain, KeySet, key_chain
@@ -118,8 +118,8 @@ def seal_logs(store: Any, keys: SealKeys, *, now: float | None = None) -> dict[s
 class PeriodicSealer:
     """A daemon thread that seals every `every_s` seconds while a long-lived service (serve, run) is open."""
 
-    def __init__(self, store: Any, state_dir: str | Path, every_s: float) -> None:
-        self._store, self._state_dir, self._every = store, state_dir, every_s
+    def __init__(self, store: Any, keys: Callable[[], SealKeys], every_s: float) -> None:
+        self._store, self._keys, self._every = store, keys, every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="palmpay-sealer", daemon=True)
 
@@ -129,7 +129,7 @@ class PeriodicSealer:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._every):
-            seal_on_close(self._store, self._state_dir)
+            seal_on_close(self._store, self._keys)
 
     def stop(self) -> None:
         self._stop.set()
@@ -145,10 +145,10 @@ def seal_interval() -> float:
         return SEAL_EVERY_S
 
 
-def seal_on_close(store: Any, state_dir: str | Path) -> None:
+def seal_on_close(store: Any, keys: Callable[[], SealKeys]) -> None:
     """Best effort at shutdown: a failure is logged loudly (the next seal covers the rows), never raised."""
     try:
-        seal_logs(store, seal_keys(state_dir))
+        seal_logs(store, keys())
     except Exception as exc:  # noqa: BLE001 - closing must still close the store
         _logger.warning("palm-pay logs not sealed at close: %s", exc)
 

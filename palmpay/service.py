@@ -58,7 +58,7 @@ from .policy import (
     spent_on,
     verification_expired,
 )
-from .sealing import PeriodicSealer, seal_interval, seal_on_close
+from .sealing import PeriodicSealer, SealKeys, seal_interval, seal_keys, seal_on_close
 from .rail import (
     PayShapRail,
     RailAttempt,
@@ -143,14 +143,16 @@ class PalmPayService(ChangeRequestsMixin, RetentionMixin):
         with self.store.read() as tx:
             sealed_under = tx.active_key_id()  # data exists: its key must too (never a silent new key)
         try:
-            self._ring = KeyRing.load(self.options.state_dir, self.options.data_key, expect_key_id=sealed_under)
+            self._ring = KeyRing.load(self.options.state_dir, self.options.data_key, expect_key_id=sealed_under,
+                                      key_dir=self.options.key_dir, command=self.options.key_command)
         except KeyRingError:
             self.store.close()
             raise
         self._cipher = FieldCipher(self._ring)
         self._index = BlindIndex(self._ring.index_root)
         self._otp = OtpHasher(self._ring.index_root)
-        self._sealer = PeriodicSealer(self.store, self.options.state_dir, seal_interval()).start() if seal_interval() else None
+        self._seal_keys_cache: SealKeys | None = None
+        self._sealer = PeriodicSealer(self.store, self._seal_keys, seal_interval()).start() if seal_interval() else None
         with self.store.write() as tx:
             if tx.active_key_id() is None:
                 tx.set_active_key_id(self._ring.active_id)
@@ -1081,12 +1083,20 @@ class PalmPayService(ChangeRequestsMixin, RetentionMixin):
             raise self._invalid("amount must be greater than zero")
         return cents
 
+    def _seal_keys(self) -> SealKeys:
+        """The audit key and checkpoint file, as the options (Settings) name them; obtained once (a KMS
+        command is not re-run every seal)."""
+        if self._seal_keys_cache is None:
+            self._seal_keys_cache = seal_keys(self.options.state_dir, chain=self.options.seal_chain,
+                                              checkpoint_path=self.options.audit_checkpoint_path)
+        return self._seal_keys_cache
+
     def close(self) -> None:
         """Seal the audit and access logs written since the last checkpoint (palmpay/sealing.py), then close."""
         try:
             if self._sealer is not None:
                 self._sealer.stop()
-            seal_on_close(self.store, self.options.state_dir)
+            seal_on_close(self.store, self._seal_keys)
         finally:
             self.store.close()
 

@@ -37,7 +37,7 @@ import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 AUDIT_HMAC = "audit-hmac"
 CHECKPOINT_SIGNING = "checkpoint-signing"
@@ -283,6 +283,18 @@ class KeyChain:
         if self.store is None:
             raise KeyMissing(f"key '{name}' is not in {self.description} and there is no key folder to create it in")
         return self.store.create(name)
+
+
+def settings_key_chain(settings: Any) -> KeyChain:
+    """The chain as Settings name it: its key folder and command, and its audit keys, which beat the
+    environment (a Settings argument beats PAYOPS_* everywhere). Duck-typed: palmpay uses it too."""
+    environ = dict(os.environ)
+    for name, attr in ((AUDIT_HMAC, "key_audit_hmac"), (CHECKPOINT_SIGNING, "key_checkpoint_signing")):
+        secret = getattr(settings, attr, None)
+        if secret is not None:
+            environ[env_var(name)] = secret.get_secret_value()
+    return key_chain(settings.state_dir, key_dir=getattr(settings, "key_dir", None),
+                     command=getattr(settings, "key_command", None), environ=environ)
 
 
 def key_chain(state_dir: str | Path, *, key_dir: str | Path | None = None, command: str | None = None,

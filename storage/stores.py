@@ -3,23 +3,17 @@ on PostgreSQL when `Settings.database_url` is set, else on the SQLite files of t
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from typing import Any
 
 from payops.memory.audit import AuditLog
 
-from .keys import AUDIT_HMAC, CHECKPOINT_SIGNING, KeyChain, env_var, key_chain, private_file
+from .keys import KeyChain, private_file, settings_key_chain
 
 
 def audit_key_chain(settings: Any) -> KeyChain:
     """Environment (PAYOPS_KEY_*), the key command, then the key folder — as Settings name them."""
-    environ = dict(os.environ)
-    for name, field in ((AUDIT_HMAC, "key_audit_hmac"), (CHECKPOINT_SIGNING, "key_checkpoint_signing")):
-        secret = getattr(settings, field, None)
-        if secret is not None:  # a Settings argument beats the environment, as everywhere else
-            environ[env_var(name)] = secret.get_secret_value()
-    return key_chain(settings.state_dir, key_dir=settings.key_dir, command=settings.key_command, environ=environ)
+    return settings_key_chain(settings)
 
 
 def open_audit(settings: Any, database: Any = None) -> AuditLog:

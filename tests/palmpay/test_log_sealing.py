@@ -123,3 +123,21 @@ def test_a_long_lived_service_seals_at_intervals_without_being_closed(make_servi
     while keys.checkpoints.last("palmpay.access") is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert keys.checkpoints.last("palmpay.access") is not None
+
+
+def test_the_service_seals_with_the_keys_and_checkpoint_file_its_settings_name(tmp_path):
+    from payops.palmpay import DevOtpSender, PalmPayOptions, PalmPayService
+    from payops.settings import Settings
+    from payops.storage.keys import settings_key_chain
+
+    # Settings arguments, not the environment: they must win for the service as for `payops audit verify`.
+    settings = Settings(state_dir=tmp_path / "state", key_dir=tmp_path / "vault", audit_checkpoint_path=tmp_path / "cp")
+    service = PalmPayService(PalmPayOptions.from_settings(settings), verification=DevOtpSender())
+    service.create_link("user-1", "tmpl-0001-7f3a9c2e51b4d8aa", None, "0829000001", "phone", bank="FNB")
+    service.close()
+    assert not (tmp_path / "state" / "keys").exists() and (tmp_path / "cp").exists()
+    reopened = PalmPayService(PalmPayOptions.from_settings(settings), verification=DevOtpSender())
+    keys = seal_keys(settings.state_dir, chain=settings_key_chain(settings), checkpoint_path=settings.audit_checkpoint_path)
+    checks = {c.log: c for c in verify_logs(reopened.store, keys)}
+    assert checks["palmpay.audit"].ok and checks["palmpay.audit"].sealed > 0
+    reopened.close()
