@@ -19,6 +19,7 @@ from payops.signals.window import SegmentStats, WindowSnapshot
 from .base import ReasoningContext
 from .evidence import background_mix, code_count, describe, error_mix, excess_by_family, judged_on_own_history, llr, pct, shares
 from .findings import DIMENSION_PREFERENCE, Finding
+from .selection import WATCHABLE_TOOLS
 
 # -- card testing ------------------------------------------------------------------
 # What a card tester's attempts come back with: a stolen or guessed card is flagged,
@@ -118,13 +119,14 @@ VOLUME_DROP_SHARE = 0.3
 VOLUME_MIN_EXPECTED = 30.0
 # Two segments missing nearly the same attempts are the same traffic under two names.
 VOLUME_TIE = 0.05
-TRAFFIC_TOOLS = frozenset({"reroute_traffic", "suppress_path"})
+# The actions that move traffic away from a segment (a retry-policy change does not): selection's set.
+MOVING_TOOLS = WATCHABLE_TOOLS
 
 
 def _moved_by_us(seg_dims: dict[str, str], context: ReasoningContext) -> bool:
     """A segment whose traffic an action in force moves (rerouted or suppressed): its drop is ours."""
     for a in context.in_force:
-        if a.tool in TRAFFIC_TOOLS and (not a.target or set(a.target.items()) & set(seg_dims.items())):
+        if a.tool in MOVING_TOOLS and (not a.target or set(a.target.items()) & set(seg_dims.items())):
             return True
     return False
 
