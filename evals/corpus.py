@@ -103,14 +103,6 @@ ATTACKED_MERCHANT = "M-011"
 ENUMERATION_CODES = ("SUSPECTED_FRAUD", "INCORRECT_PIN", "DO_NOT_HONOR", "EXPIRED_CARD")
 
 
-def _busiest(events: list[dict[str, Any]], field: str, method: str = "card") -> str:
-    counts: dict[str, int] = {}
-    for e in events:
-        if e["method"] == method:
-            counts[e[field]] = counts.get(e[field], 0) + 1
-    return max(sorted(counts), key=counts.__getitem__)
-
-
 def card_testing_merchant(onset_ts: float, end_ts: float, per_minute: int = 300):
     """Adds merchant_id to every event (12 merchants); from the onset a tester runs `per_minute` small
     charges (0.50-4.99) at one merchant, each on another card of another bank, 85% declined with
@@ -135,10 +127,10 @@ def card_testing_merchant(onset_ts: float, end_ts: float, per_minute: int = 300)
     return edit
 
 
-def route_blackhole(onset_ts: float, end_ts: float, share: float = 0.9):
-    """From the onset `share` of the busiest card route's attempts never arrive (nothing fails)."""
+def route_blackhole(route: str, onset_ts: float, end_ts: float, share: float = 0.9):
+    """From the onset `share` of `route`'s attempts never arrive (nothing fails). The route is named by the
+    caller, so the edit and the case's expected target cannot disagree."""
     def edit(events: list[dict[str, Any]]) -> list[Any]:
-        route = _busiest(events, "route")
         return [e for e in events if not (e["route"] == route and onset_ts <= e["ts"] < end_ts
                                           and _bucket(e["payment_id"] + "bh", 100) < share * 100)]
     return edit
@@ -241,7 +233,7 @@ def plan() -> list[SimSpec]:
                                   forbidden_actions=(ActionSpec(tool="reroute_traffic"), ActionSpec(tool="suppress_path", target={}),
                                                      ActionSpec(tool="revoke_palm_link")))),
         SimSpec("route_blackhole-168", "healthy", 168, 700, difficulty="hard", tags=("volume", "confounder"),
-                edit=route_blackhole(ONSET, ONSET + DURATION),
+                edit=route_blackhole(bh_route, ONSET, ONSET + DURATION),
                 edits=("from the onset 90% of the busiest card route's attempts removed (a processor black-holing requests)",),
                 description=f"Route {bh_route} loses 90% of its requests: nothing fails, the attempts never arrive.",
                 expected=Expected(category=Category.NETWORK, target={"route": bh_route},
