@@ -110,7 +110,7 @@ def seal_logs(store: Any, keys: SealKeys, *, now: float | None = None) -> dict[s
         chain = Chainer(keys.hmac.active_key, head)
         for row in rows:
             chain.step(_payload(log, row))
-        keys.checkpoints.write(log, count + len(rows), int(rows[-1][0]), chain.head, now)
+        keys.checkpoints.write(log, count + len(rows), int(rows[-1][0]), chain.head, now, mac_key=keys.hmac.active)
         sealed[log] = len(rows)
     return sealed
 
@@ -164,8 +164,21 @@ def verify_logs(store: Any, keys: SealKeys) -> list[LogCheck]:
             out.append(LogCheck(log, False, len(rows), reason=broken[0]))
             continue
         heads: dict[int, tuple[int, str]] = {}
-        chain = Chainer(keys.hmac.active_key)
+        # Each stretch of rows is recomputed with the HMAC key version its checkpoint names (a key rotated
+        # since still verifies what it sealed); a checkpoint that does not say is from before rotation
+        # was recorded: the oldest version. Rows past the last checkpoint: the active key.
+        oldest = next(iter(keys.hmac.versions))
+        stretches = [(c.last_id, c.mac_key or oldest) for c in cps]
+        chain, chain_key, i = None, None, 0
         for n, row in enumerate(rows, 1):
+            while i < len(stretches) and stretches[i][0] < int(row[0]):
+                i += 1
+            key_id = stretches[i][1] if i < len(stretches) else keys.hmac.active
+            if key_id != chain_key:
+                key = keys.hmac.key(key_id)
+                if key is None:
+                    break  # its key is gone: the checkpoint there will not match, and verify says so
+                chain, chain_key = Chainer(key, chain.head if chain is not None else GENESIS), key_id
             heads[int(row[0])] = (n, chain.step(_payload(log, row)))
         problem = verify_checkpoints(log, heads, len(rows), int(rows[-1][0]) if rows else 0, cps)
         sealed = cps[-1].count if cps else 0

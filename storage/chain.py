@@ -77,10 +77,14 @@ class Checkpoint:
     at: float
     key_id: str
     line: int = 0  # line number in the file (for messages)
+    mac_key: str | None = None  # the HMAC key version the rows up to last_id were chained with (None: not said)
 
     def body(self) -> dict[str, Any]:
-        return {"v": FORMAT, "log": self.log, "count": self.count, "last_id": self.last_id, "head": self.head,
+        body = {"v": FORMAT, "log": self.log, "count": self.count, "last_id": self.last_id, "head": self.head,
                 "at": self.at, "key_id": self.key_id}
+        if self.mac_key is not None:  # older checkpoints were signed without it: their bodies stay as signed
+            body["mac_key"] = self.mac_key
+        return body
 
 
 def _private(seed: bytes) -> Ed25519PrivateKey:
@@ -95,8 +99,8 @@ class CheckpointFile:
         self._signing = signing
         self._public: dict[str, Ed25519PublicKey] = {kid: _private(seed).public_key() for kid, seed in signing.versions.items()}
 
-    def write(self, log: str, count: int, last_id: int, head: str, at: float) -> Checkpoint:
-        cp = Checkpoint(log, int(count), int(last_id), head, float(at), self._signing.active)
+    def write(self, log: str, count: int, last_id: int, head: str, at: float, mac_key: str | None = None) -> Checkpoint:
+        cp = Checkpoint(log, int(count), int(last_id), head, float(at), self._signing.active, mac_key=mac_key)
         sig = _private(self._signing.active_key).sign(canonical_json(cp.body()))
         line = json.dumps({**cp.body(), "sig": base64.b64encode(sig).decode("ascii")}, sort_keys=True) + "\n"
         private_dir(self.path.parent)
@@ -126,7 +130,7 @@ class CheckpointFile:
             obj = json.loads(raw)
             sig = base64.b64decode(obj.pop("sig"), validate=True)
             cp = Checkpoint(str(obj["log"]), int(obj["count"]), int(obj["last_id"]), str(obj["head"]), float(obj["at"]),
-                            str(obj["key_id"]), n)
+                            str(obj["key_id"]), n, None if obj.get("mac_key") is None else str(obj["mac_key"]))
         except (ValueError, KeyError, TypeError, AttributeError):
             return f"checkpoint line {n} is not a checkpoint"
         if log is not None and cp.log != log:

@@ -141,3 +141,18 @@ def test_the_service_seals_with_the_keys_and_checkpoint_file_its_settings_name(t
     checks = {c.log: c for c in verify_logs(reopened.store, keys)}
     assert checks["palmpay.audit"].ok and checks["palmpay.audit"].sealed > 0
     reopened.close()
+
+
+def test_logs_sealed_before_an_audit_key_rotation_still_verify_after_it(service, enroll):
+    from payops.storage.keys import AUDIT_HMAC, FileKeyProvider
+
+    _sealed(service, enroll)  # sealed under the first key
+    FileKeyProvider(service.options.state_dir / "keys").add_version(AUDIT_HMAC)  # rotate: a new active version
+    rotated = seal_keys(service.options.state_dir)
+    assert len(rotated.hmac.versions) == 2
+    _, ref, _ = enroll(daily_limit=1000, transaction_limit=500)
+    service.pay(ref, 70, "T3", True, 0.99)
+    seal_logs(service.store, rotated)  # the new rows sealed under the new key
+    checks = {c.log: c for c in verify_logs(service.store, rotated)}
+    assert all(c.ok for c in checks.values()), [c.reason for c in checks.values()]
+    assert checks["palmpay.access"].checkpoints >= 2
