@@ -61,6 +61,7 @@ def _messages(path: Path, batch_bytes: int) -> Iterator[tuple[bytes, int, float 
 
 async def _publish(address: NatsAddress, path: Path, subject: str, batch_bytes: int, rate: float | None,
                    progress: Callable[[int], None] | None) -> PublishResult:
+    """`progress` is called with the bytes of each message as it goes out."""
     import nats
     from nats.js.errors import NotFoundError
 
@@ -93,7 +94,7 @@ async def _publish(address: NatsAddress, path: Path, subject: str, batch_bytes: 
             result.messages += 1
             result.bytes += len(payload)
             if progress is not None:
-                progress(count)
+                progress(len(payload))  # bytes sent (a progress bar over the file's size)
         await asyncio.gather(*inflight)
         result.seconds = time.monotonic() - started
         return result
