@@ -1,19 +1,6 @@
-"""Ops chat: operators' questions about what the agent saw and did, answered from its records.
-
-Read-only by construction. `ChatTools` opens the audit trail and the lesson store
-read-only (SQLite `mode=ro`) and offers three lookups — search_decisions,
-get_decision, list_lessons. Nothing here holds a control plane or a palm-pay
-service, so no answer can execute an action; a request to act is refused and
-pointed at the approval commands.
-
-With an LLM configured (Settings.llm_model) the model answers through those three
-tools (a deterministic first lookup is handed to it, so small local models start
-from the right records); without one — or when the LLM fails — `answer_from_records`
-answers the common question shapes from the same tools. Either way every
-decision id cited is checked against the audit trail and the answer ends with its
-sources, rendered from the records.
-"""
-
+"""Ops chat, the LLM path: the model answers through the three read-only lookups of `ChatTools`
+(a deterministic first lookup is handed to it, so small local models start from the right records),
+and `ground` checks what it said against the records before an operator reads it."""
 
 from __future__ import annotations
 
@@ -23,18 +10,10 @@ from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-# The chat's public surface, in one place for the CLI, the API and the tests.
-from payops.chat_answers import answer_from_records
-from payops.chat_plan import REFUSAL, Plan, plan_question
-from payops.chat_records import (DECISION_ID, FIGURE, ChatAnswer, ChatError, ChatTools, DecisionDetail, LessonList,
-                                 ReadOnlyAudit, _NoAudit, _ReadView, fmt_time, parse_when, zone)  # noqa: F401
-
-__all__ = ["ChatAnswer", "ChatError", "ChatTools", "Plan", "REFUSAL", "answer_from_records", "answer_with_llm", "ask",
-           "chat_model_from_settings", "fmt_time", "parse_when", "plan_question", "zone", "ReadOnlyAudit"]
+from payops.chat.plan import REFUSAL, plan_question
+from payops.chat.records import DECISION_ID, FIGURE, ChatAnswer, ChatError, ChatTools, DecisionDetail, LessonList, fmt_time
 
 SOURCES_SHOWN = 8
-# Question shapes answered from the records even with an LLM configured (payops/chat_shapes.py).
-RECORD_SHAPES = ("now", "failing", "pending", "in_force", "rolled_back", "harmed", "happened", "unknown_segment", "help")
 TOOL_RESULT_CHARS = 2500  # what one tool result may cost in the model's context (a 4k-token local model fits 3)
 MAX_TOOL_ROUNDS = 2  # model-chosen lookups before it must answer
 ANSWER_MAX_TOKENS = 300  # an answer is a few sentences; the sources are added from the records
@@ -245,23 +224,3 @@ def answer_with_llm(question: str, tools: ChatTools, llm: Any) -> ChatAnswer:
     text, refs, unknown, unverified = ground(str(reply.content or ""), tools, sources)
     return ChatAnswer(text=text, cited=refs, used_llm=True, lookups=lookups, refused_calls=refused,
                       unknown_ids=unknown, unverified_figures=unverified, prompt_version=CHAT_PROMPT_VERSION)
-
-
-def ask(question: str, tools: ChatTools, llm: Any | None = None) -> ChatAnswer:
-    """Answer one question: through the LLM when there is one (falling back to the records on error)."""
-    question = question.strip()
-    if not question:
-        return ChatAnswer(text="Ask about a decision, a segment or an action, e.g. \"what did you do about FNB today?\"")
-    if llm is not None and plan_question(question, tools.known_values(), tools.clock(), tools.tz).intent in RECORD_SHAPES:
-        # The state of things is a reading of the records, exact by construction: a model could only
-        # paraphrase it (and a small one misquote it). Its tools stay for the open questions.
-        answer = answer_from_records(question, tools)
-        return answer.model_copy(update={"note": "answered from the records directly (a state question needs no model)"})
-    if llm is not None:
-        try:
-            return answer_with_llm(question, tools, llm)
-        except Exception as exc:  # noqa: BLE001 - any model/API failure falls back to the records
-            answer = answer_from_records(question, tools)
-            return answer.model_copy(update={"note": f"LLM unavailable ({type(exc).__name__}); answered from the records directly"})
-    return answer_from_records(question, tools)
-

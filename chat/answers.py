@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from payops import chat_shapes as shapes
-from payops.chat_plan import HARMED, REFUSAL, _describe_filters, _verb, plan_question
-from payops.chat_records import WHY_WINDOW_SECONDS, ChatAnswer, ChatTools
+from payops.chat import shapes
+from payops.chat.plan import HARMED, REFUSAL, _describe_filters, _verb, plan_question
+from payops.chat.records import WHY_WINDOW_SECONDS, ChatAnswer, ChatTools
 from payops.memory.explain import target_text
 
 
