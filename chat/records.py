@@ -25,8 +25,6 @@ from payops.memory.explain import explain_decision, target_text
 from payops.memory.lessons import Lesson, LessonStore, summarize
 
 DECISION_ID = re.compile(r"\bd-[0-9a-f]{4,16}\b")
-# Figures an answer may quote: percentages, milliseconds, "N/M" counts.
-FIGURE = re.compile(r"\b\d+(?:\.\d+)?%|\b\d+(?:\.\d+)? ms\b|\b\d+/\d+\b")
 MAX_RESULTS = 20
 WHY_WINDOW_SECONDS = 1800.0  # "why did you ... at 10:05?" looks at decisions within half an hour of 10:05
 
