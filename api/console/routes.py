@@ -43,9 +43,7 @@ def _state(request: Request) -> Any:
 
 
 def _clock(request: Request) -> views.Clock:
-    settings = request.app.state.backend.settings
-    zone = getattr(settings, "display_timezone", None) or settings.timezone
-    return views.Clock(ZoneInfo(zone))
+    return views.Clock(ZoneInfo(request.app.state.backend.settings.display_zone))
 
 
 def _headers(response: Response) -> Response:
