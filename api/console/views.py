@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
+from payops.chat.state import incident_runs
 from payops.memory.audit import AuditEntry
 
 from ..models import Decision
@@ -209,16 +210,6 @@ class Incident:
 
 
 def incidents(rows: Iterable[DecisionRow]) -> list[Incident]:
-    """Consecutive non-healthy decisions about one segment form an incident (newest first)."""
-    found: list[Incident] = []
-    current: Incident | None = None
-    for r in rows:
-        if r.decision.category == "healthy":
-            current = None
-            continue
-        if current is not None and current.segment == r.target_key:
-            current.decisions.append(r)
-            continue
-        current = Incident(r.id, r.target_key, r.decision.category, [r])
-        found.append(current)
-    return list(reversed(found))
+    """Incidents by the chat's rule (payops.chat.state.incident_runs), newest first."""
+    runs = incident_runs(rows, lambda r: r.decision.category, lambda r: r.target_key)
+    return [Incident(run[0].id, run[0].target_key, run[0].decision.category, run) for run in reversed(runs)]

@@ -91,3 +91,24 @@ def test_a_decision_appended_later_appears_without_rereading_the_trail(console) 
                                                      "proposal": {"tool": "no_action"}, "execution": {"status": "skipped"}})
     page = client.get("/console/decisions").text
     assert page.count("<tr>") == first + 1 and "d-appended0001" in page
+
+
+def test_the_console_and_the_chat_group_incidents_by_one_rule(console, state_dir) -> None:
+    from payops.api.console import views
+    from payops.chat import ChatTools
+    from payops.chat.state import incidents as chat_incidents
+
+    client, _ = console
+    rows = views.DecisionIndex().rows(client.app.state.backend.services.audit)
+    on_console = [[r.id for r in i.decisions] for i in reversed(views.incidents(rows))]
+    in_chat = [i.decisions for i in chat_incidents(ChatTools.open(state_dir).state())]
+    assert on_console and on_console == in_chat
+
+
+def test_an_incident_is_a_run_of_one_segment_that_a_healthy_window_ends() -> None:
+    from payops.chat.state import incident_runs
+
+    decisions = [("d1", "network", "route=psp_a"), ("d2", "issuer", "route=psp_a"), ("d3", "healthy", ""),
+                 ("d4", "network", "route=psp_a"), ("d5", "issuer", "bank=FNB")]
+    runs = incident_runs(decisions, lambda d: d[1], lambda d: d[2])
+    assert [[d[0] for d in run] for run in runs] == [["d1", "d2"], ["d4"], ["d5"]]
