@@ -357,7 +357,8 @@ def audit_page(request: Request) -> Response:
     if session is None:
         return _to_sign_in(request)
     services = request.app.state.backend.services
-    return _page(request, "audit.html", session, result=services.audit.verify(), tail=services.audit.tail(30)[::-1])
+    return _page(request, "audit.html", session, result=services.audit.verify(), checkpoint=views.last_checkpoint(services.audit),
+                 tail=services.audit.tail(30)[::-1])
 
 
 @router.get("/lessons")

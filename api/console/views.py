@@ -14,7 +14,8 @@ from typing import Any, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from payops.chat.state import incident_runs
-from payops.memory.audit import AuditEntry
+from payops.memory.audit import LOG_NAME, AuditEntry
+from payops.storage.chain import Checkpoint
 
 from ..models import Decision
 from ..records import DecisionFilter, decision_from
@@ -213,3 +214,11 @@ def incidents(rows: Iterable[DecisionRow]) -> list[Incident]:
     """Incidents by the chat's rule (payops.chat.state.incident_runs), newest first."""
     runs = incident_runs(rows, lambda r: r.decision.category, lambda r: r.target_key)
     return [Incident(run[0].id, run[0].target_key, run[0].decision.category, run) for run in reversed(runs)]
+
+
+# -- audit --------------------------------------------------------------------------------
+
+def last_checkpoint(audit: Any) -> Checkpoint | None:
+    """The newest signed checkpoint of the agent's trail (read from the end of the checkpoint file), if it keeps any."""
+    checkpoints = getattr(getattr(audit, "keys", None), "checkpoints", None)
+    return checkpoints.last(LOG_NAME) if checkpoints is not None else None

@@ -112,3 +112,17 @@ def test_an_incident_is_a_run_of_one_segment_that_a_healthy_window_ends() -> Non
                  ("d4", "network", "route=psp_a"), ("d5", "issuer", "bank=FNB")]
     runs = incident_runs(decisions, lambda d: d[1], lambda d: d[2])
     assert [[d[0] for d in run] for run in runs] == [["d1", "d2"], ["d4"], ["d5"]]
+
+
+def test_the_audit_page_shows_the_last_checkpoint_beside_the_verify_status(console) -> None:
+    from payops.api.console import views
+
+    client = _signed_in(console)
+    checkpoint = views.last_checkpoint(client.app.state.backend.services.audit)
+    assert checkpoint is not None and checkpoint.mac_key  # the recorded run sealed its trail when it stopped
+    page = client.get("/console/audit").text
+    assert "Intact:" in page and "Last checkpoint" in page
+    facts = page[page.index('id="last-checkpoint"'):page.index("</dl>", page.index('id="last-checkpoint"'))]
+    for shown in (f"<dd>{checkpoint.count}", checkpoint.head[:16], checkpoint.key_id, checkpoint.mac_key):
+        assert shown in facts, shown
+    assert re.search(r"Signed at</dt><dd>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d Africa/Johannesburg", facts)
