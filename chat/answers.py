@@ -40,7 +40,7 @@ def answer_from_records(question: str, tools: ChatTools) -> ChatAnswer:
             matches = sorted(i for i in tools.decision_ids() if i.startswith(plan.decision_id or ""))
             if len(matches) > 1:
                 return ChatAnswer(text=f"{plan.decision_id} matches {len(matches)} decisions ({', '.join(matches[:3])}"
-                                       f"{', ...' if len(matches) > 3 else ''}): give more of the id.", lookups=lookups)
+                                       f"{', ...' if len(matches) > 3 else ''}): give more of the id.", cited=matches[:3], lookups=lookups)
             return ChatAnswer(text=f"No decision {plan.decision_id} in the audit trail.", lookups=lookups)
         return ChatAnswer(text=detail.explanation, cited=[detail.summary.decision_id], lookups=lookups)
     if plan.intent == "track_record":

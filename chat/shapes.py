@@ -129,7 +129,7 @@ def answer_pending(plan: Plan, tools: ChatTools) -> ChatAnswer:
                      f"proposed {fmt_time(w.at, tools.tz)}; expires {fmt_time(w.expires_at, tools.tz)} "
                      f"({left:.0f} min after the latest decision){why}")
     lines.append("Approve or reject with `payops approve ID` / `payops reject ID` (see `payops pending`).")
-    return ChatAnswer(text="\n".join(lines), cited=[w.decision_id for w in waiting[:SHOWN]])
+    return ChatAnswer(text="\n".join(lines), cited=[w.decision_id for w in waiting[:SHOWN]] + [last.decision_id])
 
 
 def _args_text(tool: str, args: dict) -> str:

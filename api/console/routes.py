@@ -386,6 +386,6 @@ async def chat_ask(request: Request) -> Response:
         return refusal or _to_sign_in(request)
     question = (form.get("question") or "").strip()[:500]
     answer = await run_in_threadpool(ask_chat, request.app.state.backend, question) if question else None  # may wait on an LLM
-    return _page(request, "chat.html", session, question=question, answer=answer)
+    return _page(request, "chat.html", session, question=question, answer=answer, linked=views.linked_answer)
 
 

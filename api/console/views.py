@@ -7,11 +7,14 @@ grows (a tick a minute), so a page over 10,000 decisions filters in memory inste
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 from zoneinfo import ZoneInfo
+
+from markupsafe import Markup, escape
 
 from payops.chat.state import incident_runs
 from payops.memory.audit import LOG_NAME, AuditEntry
@@ -222,3 +225,14 @@ def last_checkpoint(audit: Any) -> Checkpoint | None:
     """The newest signed checkpoint of the agent's trail (read from the end of the checkpoint file), if it keeps any."""
     checkpoints = getattr(getattr(audit, "keys", None), "checkpoints", None)
     return checkpoints.last(LOG_NAME) if checkpoints is not None else None
+
+
+# -- chat ---------------------------------------------------------------------------------
+
+def linked_answer(text: str, cited: Sequence[str]) -> Markup:
+    """A chat answer as HTML: the text escaped, every decision id it cites made a link to that decision."""
+    html = str(escape(text))
+    for decision_id in sorted(set(cited), key=len, reverse=True):
+        safe = str(escape(decision_id))
+        html = re.sub(rf"(?<![\w-]){re.escape(safe)}(?![\w-])", f'<a href="/console/decisions/{safe}">{safe}</a>', html)
+    return Markup(html)

@@ -67,7 +67,20 @@ def test_the_chat_panel_answers_from_the_records(console) -> None:
     page = client.get("/console/chat").text
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
     answer = client.post("/console/chat", data={"question": "what is pending approval?", "csrf": csrf}).text
-    assert "<h2>Answer</h2>" in answer
+    assert "<h2>Answer</h2>" in answer and "pending approval" in answer
+    text = answer[answer.index('class="answer-text"'):answer.index("</div>", answer.index('class="answer-text"'))]
+    cited = re.findall(r'<a href="/console/decisions/(d-[0-9a-f]{16})">\1</a>', text)
+    assert cited, text  # every decision id the answer cites is a link to its page
+    assert not re.search(r"(?<![/>\w-])d-[0-9a-f]{16}(?!</a>|\")", text)  # and none is left bare
+    assert "Africa/Johannesburg" in answer or "SAST" in text  # read and shown in the display zone
+
+
+def test_a_chat_answer_is_escaped_and_links_only_the_ids_it_cites() -> None:
+    from payops.api.console.views import linked_answer
+
+    html = str(linked_answer("d-00000000000a0002 <b>x</b> d-00000000000a0003", ["d-00000000000a0002"]))
+    assert html == ('<a href="/console/decisions/d-00000000000a0002">d-00000000000a0002</a> &lt;b&gt;x&lt;/b&gt; '
+                    "d-00000000000a0003")
 
 
 def test_actions_in_force_survive_many_records_after_the_last_decision(console) -> None:

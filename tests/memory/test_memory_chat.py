@@ -69,6 +69,7 @@ def assert_grounded(answer, tools: ChatTools) -> None:
     known = tools.decision_ids()
     cited_in_text = set(ID.findall(answer.text))
     assert cited_in_text <= known, f"cited ids not in the audit trail: {cited_in_text - known}"
+    assert cited_in_text <= set(answer.cited), f"ids named but not cited (the console links cited ids): {cited_in_text - set(answer.cited)}"
     assert set(answer.cited) <= known
     figures = set(PERCENT.findall(answer.text))
     unknown = figures - record_numbers(tools, sorted(cited_in_text | set(answer.cited)))
