@@ -103,3 +103,9 @@ def test_the_api_chat_reads_and_shows_times_in_the_display_zone(synthetic, johan
     assert r.status_code == 200, r.text
     assert IDS["reroute"] in r.json()["decision_ids"] and "2025-11-24 12:05:00 SAST" in r.json()["answer"]
     assert " UTC" not in r.json()["answer"]
+
+
+def test_keys_list_shows_when_each_key_was_made_in_the_display_zone(tmp_path, johannesburg_display):
+    cli("keys", "create", "--name", "alice", "--role", "viewer", "--state-dir", str(tmp_path))
+    line = cli("keys", "list", "--state-dir", str(tmp_path)).strip()
+    assert re.search(r"created \d{4}-\d\d-\d\d \d\d:\d\d:\d\d SAST", line), line
