@@ -117,6 +117,10 @@ def _audit_console(request: Request, kind: str, session: Session, detail: dict[s
 
 @router.get("/sign-in")
 def sign_in_form(request: Request) -> Response:
+    state = _state(request)
+    if not getattr(state, "console_warmed", False):  # decode the trail while the operator types a key
+        state.console_warmed = True
+        views.warm_up(state.console_index, lambda: request.app.state.backend.services.audit)
     return _page(request, "sign_in.html", None, error=None)
 
 

@@ -139,3 +139,15 @@ def test_the_audit_page_shows_the_last_checkpoint_beside_the_verify_status(conso
     for shown in (f"<dd>{checkpoint.count}", checkpoint.head[:16], checkpoint.key_id, checkpoint.mac_key):
         assert shown in facts, shown
     assert re.search(r"Signed at</dt><dd>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d Africa/Johannesburg", facts)
+
+
+def test_the_sign_in_page_starts_decoding_the_trail_so_the_first_page_need_not(console) -> None:
+    import time
+
+    client, _ = console
+    assert client.get("/console/sign-in").status_code == 200
+    index = client.app.state.console_index
+    deadline = time.monotonic() + 10
+    while index.latest_entry is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert index.latest_entry is not None  # decoded in the background while the operator types a key
