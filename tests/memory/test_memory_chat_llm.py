@@ -79,8 +79,8 @@ def test_an_invented_figure_never_reaches_the_operator(synthetic):
     tools = ChatTools.open(synthetic)
     question = "why did you reroute psp_a at 10:05?"
     a = ask(question, tools, scripted(f"I rerouted psp_a in {IDS['reroute']} because 87.5% of its payments failed."))
-    assert not a.used_llm and a.unverified_figures == ["87.5"] and "87.5" not in a.text
-    assert a.text == answer_from_records(question, tools).text and "figure(s) not in those records: 87.5" in a.note
+    assert not a.used_llm and a.unverified_figures == ["87.5%"] and "87.5" not in a.text
+    assert a.text == answer_from_records(question, tools).text and "figure(s) not in those records: 87.5%" in a.note
 
 
 def test_an_id_in_the_trail_but_not_among_the_answers_records_is_refused_too(synthetic):
@@ -111,6 +111,19 @@ def test_a_grounded_answer_is_shown_with_its_sources(synthetic):
 def test_the_grounding_check_reads_ids_prefixes_and_figures(answer, unknown, unverified):
     g = check_grounding(answer, ["d-00000000000a0002"], '{"failure_rate": 0.2100, "attempts": 1000, "failures": 2}')
     assert (g.unknown_ids, g.unverified_figures) == (unknown, unverified)
+
+
+@pytest.mark.parametrize("answer, unverified", [
+    ("at 11:30 it was suppressed", ()),
+    ("at 11:30 am it was suppressed", ()),
+    ("at 1:30 AM it was suppressed", ("1:30 AM",)),  # the digits 1 and 30 are in the records; that time is not
+    ("at 13:30 it was suppressed", ("13:30",)),
+    ("60% of payments failed", ("60%",)),  # 60 is the window's seconds, not a share
+    ("13.3% of payments failed, 80 of 600", ()),
+])
+def test_times_and_percentages_must_be_ones_the_records_show(answer, unverified):
+    known = "2025-11-24 11:30:00 UTC d-00000000000a0003: 80/600 failed, 13.3%, window 60 s"
+    assert check_grounding(answer, ["d-00000000000a0003"], known).unverified_figures == unverified
 
 
 # -- recorded from a real model ------------------------------------------------------------------
