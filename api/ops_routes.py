@@ -222,7 +222,7 @@ def ask_chat(backend: Any, question: str) -> ChatAnswer:
             raise
         raise ApiError("UNAVAILABLE", 503, "The chat is not available in this deployment") from None
     svc = backend.services
-    tools = chat_module.ChatTools(svc.audit, svc.lessons)
+    tools = chat_module.ChatTools(svc.audit, svc.lessons, backend.settings.display_tz())  # read and shown in the display zone
     try:
         reply = chat_module.ask(question, tools, backend.chat_model())
     except chat_module.ChatError:

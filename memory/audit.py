@@ -292,7 +292,8 @@ class AuditLog:
         if last is not None and last.count == count and last.head == digest:
             self._sealed = count
             return False
-        cps.write(LOG_NAME, count, count, digest, self._clock())
+        # The HMAC key version the rows were chained with, named in the checkpoint as palm-pay's logs do.
+        cps.write(LOG_NAME, count, count, digest, self._clock(), mac_key=self.keys.hmac.active)
         self._sealed = count
         return True
 

@@ -63,7 +63,7 @@ def _print_cycle(state: dict, settings: Settings, services: object, settle: floa
     deliveries finish (a one-shot tick), so a failed one is reported now, not never."""
     from payops.render import render_cycle
 
-    typer.echo(render_cycle(state, settings.confidence_threshold))
+    typer.echo(render_cycle(state, settings.confidence_threshold, settings.display_tz()))
     lag = getattr(getattr(services, "source", None), "lag", None)
     if lag is not None:  # an event log: how far this partition's worker is behind
         typer.echo(f"Consumer lag: {lag()} message(s) not yet read on partition '{settings.deployment}'")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import timezone, tzinfo
 from pathlib import Path
 from typing import Optional
 
@@ -94,8 +94,10 @@ def _keys(state_dir: Optional[Path]):  # noqa: ANN202 - ApiKeyStore
     return ApiKeyStore.in_state_dir(_settings(state_dir).ensure_state_dir())
 
 
-def _when(ts: float | None) -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+def _when(ts: float | None, tz: tzinfo = timezone.utc) -> str:
+    from payops.memory.explain import when  # the one format: the display zone, named
+
+    return "-" if ts is None else when(ts, tz)
 
 
 @keys_app.command("create")
@@ -130,9 +132,10 @@ def keys_list(state_dir: Optional[Path] = STATE_DIR) -> None:
     if not rows:
         typer.echo("no API keys")
         return
+    tz = _settings(state_dir).display_tz()
     for k in rows:
-        state = f"revoked {_when(k.revoked_at)}" if k.revoked_at else "active"
-        typer.echo(f"{k.key_id}  {k.name:24s} {k.role.value:9s} created {_when(k.created_at)}  {state}")
+        state = f"revoked {_when(k.revoked_at, tz)}" if k.revoked_at else "active"
+        typer.echo(f"{k.key_id}  {k.name:24s} {k.role.value:9s} created {_when(k.created_at, tz)}  {state}")
 
 
 @keys_app.command("revoke")

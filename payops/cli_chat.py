@@ -13,7 +13,7 @@ STATE_DIR = typer.Option(None, "--state-dir", help="State directory (default ./.
 def chat(
     ask: Optional[str] = typer.Option(None, "--ask", help="Ask one question, print the answer and exit."),
     tz: Optional[str] = typer.Option(None, "--tz", help="Time zone for times you type and times printed (IANA name; "
-                                     "default PAYOPS_TIMEZONE)."),
+                                     "default PAYOPS_DISPLAY_TIMEZONE, else PAYOPS_TIMEZONE)."),
     no_llm: bool = typer.Option(False, "--no-llm", help="Answer from the records only, even when an LLM is configured."),
     state_dir: Optional[Path] = STATE_DIR,
 ) -> None:
@@ -31,7 +31,7 @@ def chat(
         settings = Settings(**({"state_dir": state_dir} if state_dir else {}))
         if not settings.database_url:
             existing_state_dir(settings.state_dir)  # a missing folder or a file: one line from cli_errors
-        display_zone = tz or settings.timezone  # one display zone for people; records stay epoch/UTC
+        display_zone = tz or settings.display_zone  # one display zone for people; records stay epoch/UTC
         tools = ChatTools.from_settings(settings, zone(display_zone))
     except (ChatError, ValidationError) as exc:
         typer.echo(f"payops: error: {exc}", err=True)

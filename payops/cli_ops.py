@@ -89,7 +89,7 @@ def _print_dead_letters(settings: Settings) -> None:
     typer.echo(f"{len(letters)} webhook notification(s) not delivered, kept in dead letters "
                "(send again: `payops notify retry`):")
     for d in letters:
-        typer.echo(f"  {d.decision_id or '-'}  {d.kind}  failed {d.failures}x, last {when(d.failed_at)}: {d.reason}")
+        typer.echo(f"  {d.decision_id or '-'}  {d.kind}  failed {d.failures}x, last {when(d.failed_at, settings.display_tz())}: {d.reason}")
 
 
 def _approver(api_key: Optional[str], state_dir: Optional[Path]) -> str:
@@ -157,7 +157,7 @@ def why(decision_id: str = typer.Argument(..., help="Decision id (or an unambigu
     settings = _settings(state_dir)
     _require_state(settings)
     audit = open_audit(settings)
-    typer.echo(explain_decision(audit.get(_resolve_decision(audit, decision_id))))
+    typer.echo(explain_decision(audit.get(_resolve_decision(audit, decision_id)), settings.display_tz()))
 
 
 # An operator types a short id as `approve` accepts it; a prefix this short is ambiguous by design.
@@ -294,8 +294,12 @@ def audit_show(decision_id: str = typer.Argument(..., help="Decision id (or an u
             _fail(f"no record {decision_id} in the audit trail")
     else:
         entries = audit.get(_resolve_decision(audit, decision_id))
-    rows = [{"seq": e.seq, "decision_id": e.decision_id, "kind": e.kind, "at": e.at, "hash": e.hash, "record": e.record}
-            for e in entries]
+    # `at` stays epoch seconds (machine); `time` is the same instant in the display zone, named, for a person.
+    from payops.memory.explain import when
+
+    tz = _settings(state_dir).display_tz()
+    rows = [{"seq": e.seq, "decision_id": e.decision_id, "kind": e.kind, "at": e.at, "time": when(e.at, tz), "hash": e.hash,
+             "record": e.record} for e in entries]
     if jsonl:
         for row in rows:
             typer.echo(json.dumps(row, sort_keys=True))
@@ -344,12 +348,13 @@ def lessons_list(category: Optional[str] = typer.Option(None, "--category", help
     """One line per lesson, oldest first."""
     from payops.memory.explain import when
 
+    tz = _settings(state_dir).display_tz()
     lessons = _lessons(state_dir).list(category, verdict=verdict, tool=tool)
     if not lessons:
         typer.echo("no lessons" + (" matching those filters" if category or verdict or tool else " yet"))
         return
     for l in lessons:
-        typer.echo(f"{when(l.created_at)}  {l.decision_id}  {l.category:8s} {l.tool:20s} {l.target_key:28s} "
+        typer.echo(f"{when(l.created_at, tz)}  {l.decision_id}  {l.category:8s} {l.tool:20s} {l.target_key:28s} "
                    f"{l.verdict}" + (" (rolled back)" if l.rolled_back else "")
                    + ((" (imported, decided here)" if l.verified else " (imported)") if l.origin == "imported" else ""))
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import timezone, tzinfo
 from typing import Any
 
 import orjson
 
+from payops.memory.explain import when
 from payops.tools.actions import ACTIONS
 
 APPROVAL_LINE = "Recommendation: Human approval required before acting."
@@ -32,10 +33,6 @@ def printable(text: str) -> str:
     """`text` with control characters shown as escapes (\\n, \\x1b, \\u202e): one console line stays one line."""
     return _UNPRINTABLE.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
                                                   else f"\\u{ord(m.group()):04x}"), text)
-
-
-def _clock(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _target(target: dict[str, str]) -> str:
@@ -75,10 +72,11 @@ def risk_assessment(state: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8) -> str:
+def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8, tz: tzinfo = timezone.utc) -> str:
+    """The cycle as an operator reads it; its times in `tz`, the display zone, named (the record stays epoch)."""
     d, p, e = state["diagnosis"], state["proposal"], state["execution"]
     lines = [
-        f"── tick {state.get('tick')} · window ending {_clock(float(state['window_end']))} · decision {state['decision_id']}",
+        f"── tick {state.get('tick')} · window ending {when(float(state['window_end']), tz)} · decision {state['decision_id']}",
         f"Diagnosis: {CATEGORY_LABELS.get(d['category'], d['category'])} — {d['summary']}"
         + (f" [target: {_target(d['target'])}]" if d["target"] else ""),
         "Evidence:",

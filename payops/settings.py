@@ -6,6 +6,7 @@ Thresholds live here with the reason beside them, not as literals in code.
 from __future__ import annotations
 
 import os
+from datetime import tzinfo
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -130,6 +131,9 @@ class Settings(BaseSettings):
     palm_spec_path: Path | None = Field(None, description="palm-pay spec JSON; the packaged copy when unset.")
     data_key: SecretStr | None = Field(None, description="Base64 AES-256 key for sensitive fields; key file if unset.")
     timezone: str = Field("Africa/Johannesburg", description="Local time zone for the palm-pay daily reset.")
+    display_timezone: str | None = Field(
+        None, description="The zone every time a person reads is shown and parsed in (console, chat, cycle output, "
+        "`why`, `lessons list`), always named; PAYOPS_TIMEZONE when unset. Records stay epoch/UTC.")
     palm_match_threshold: float = Field(0.95, ge=0, le=1, description="Spec: palm match must exceed 95% by default.")
     palm_time_source: str = Field(
         "service", pattern="^(service|database)$", description="Clock for payments' time and local date: this process's, or the database server's "
@@ -184,17 +188,29 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL with a host, e.g. https://hooks.example.com/payops")
         return value.strip()
 
-    @field_validator("timezone")
+    @field_validator("timezone", "display_timezone")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
+    def _known_zone(cls, value: str | None) -> str | None:
         # A typo would pass until the first palm-pay payment (its daily reset) or the chat reads a time.
         from zoneinfo import ZoneInfo
 
+        if value is None:
+            return None
         try:
             ZoneInfo(value)
         except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
             raise ValueError("must be an IANA time zone such as Africa/Johannesburg or UTC") from None
         return value
+
+    @property
+    def display_zone(self) -> str:
+        """The display zone's IANA name: `display_timezone`, else `timezone`."""
+        return self.display_timezone or self.timezone
+
+    def display_tz(self) -> tzinfo:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.display_zone)
 
     def ensure_state_dir(self) -> Path:
         from payops.storage.keys import private_dir

@@ -43,9 +43,7 @@ def _state(request: Request) -> Any:
 
 
 def _clock(request: Request) -> views.Clock:
-    settings = request.app.state.backend.settings
-    zone = getattr(settings, "display_timezone", None) or settings.timezone
-    return views.Clock(ZoneInfo(zone))
+    return views.Clock(ZoneInfo(request.app.state.backend.settings.display_zone))
 
 
 def _headers(response: Response) -> Response:
@@ -119,6 +117,10 @@ def _audit_console(request: Request, kind: str, session: Session, detail: dict[s
 
 @router.get("/sign-in")
 def sign_in_form(request: Request) -> Response:
+    state = _state(request)
+    if not getattr(state, "console_warmed", False):  # decode the trail while the operator types a key
+        state.console_warmed = True
+        views.warm_up(state.console_index, lambda: request.app.state.backend.services.audit)
     return _page(request, "sign_in.html", None, error=None)
 
 
@@ -359,7 +361,8 @@ def audit_page(request: Request) -> Response:
     if session is None:
         return _to_sign_in(request)
     services = request.app.state.backend.services
-    return _page(request, "audit.html", session, result=services.audit.verify(), tail=services.audit.tail(30)[::-1])
+    return _page(request, "audit.html", session, result=services.audit.verify(), checkpoint=views.last_checkpoint(services.audit),
+                 tail=services.audit.tail(30)[::-1])
 
 
 @router.get("/lessons")
@@ -387,6 +390,6 @@ async def chat_ask(request: Request) -> Response:
         return refusal or _to_sign_in(request)
     question = (form.get("question") or "").strip()[:500]
     answer = await run_in_threadpool(ask_chat, request.app.state.backend, question) if question else None  # may wait on an LLM
-    return _page(request, "chat.html", session, question=question, answer=answer)
+    return _page(request, "chat.html", session, question=question, answer=answer, linked=views.linked_answer)
 
 

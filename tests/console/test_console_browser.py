@@ -130,6 +130,33 @@ def test_a_viewer_has_no_approve_button(served, browser) -> None:
     assert _errors(browser) == []
 
 
+def test_a_write_without_the_csrf_token_is_refused_in_the_browser(served, browser) -> None:
+    base, keys, _ = served
+    _sign_in(browser, base, keys["operator"])
+    browser.get(f"{base}/console/approvals")
+    article = browser.find_element(By.CSS_SELECTOR, "article.approval")
+    decision_id = article.get_attribute("id")
+    browser.execute_script("arguments[0].querySelector('input[name=csrf]').remove()", article)  # a forged form
+    article.find_element(By.CSS_SELECTOR, "button[value=approve]").click()
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(article))
+    assert "CSRF check" in browser.page_source
+    browser.get(f"{base}/console/approvals")
+    assert decision_id in [a.get_attribute("id") for a in browser.find_elements(By.CSS_SELECTOR, "article.approval")]
+
+
+def test_the_chat_panel_links_the_decisions_it_cites(served, browser) -> None:
+    base, keys, _ = served
+    _sign_in(browser, base, keys["viewer"])
+    browser.get(f"{base}/console/chat")
+    browser.find_element(By.ID, "question").send_keys("what is pending approval?")
+    browser.find_element(By.CSS_SELECTOR, "main form button").click()
+    link = WebDriverWait(browser, 10).until(lambda b: b.find_element(By.CSS_SELECTOR, ".answer-text a"))
+    cited = link.text
+    link.click()
+    WebDriverWait(browser, 10).until(lambda b: f"/console/decisions/{cited}" in b.current_url)
+    assert "Proposed action" in browser.page_source and _errors(browser) == []
+
+
 def test_an_operator_approves_an_escalation_and_the_next_tick_applies_it(served, browser) -> None:
     base, keys, state = served
     _sign_in(browser, base, keys["operator"])

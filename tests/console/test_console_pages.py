@@ -67,7 +67,20 @@ def test_the_chat_panel_answers_from_the_records(console) -> None:
     page = client.get("/console/chat").text
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
     answer = client.post("/console/chat", data={"question": "what is pending approval?", "csrf": csrf}).text
-    assert "<h2>Answer</h2>" in answer
+    assert "<h2>Answer</h2>" in answer and "pending approval" in answer
+    text = answer[answer.index('class="answer-text"'):answer.index("</div>", answer.index('class="answer-text"'))]
+    cited = re.findall(r'<a href="/console/decisions/(d-[0-9a-f]{16})">\1</a>', text)
+    assert cited, text  # every decision id the answer cites is a link to its page
+    assert not re.search(r"(?<![/>\w-])d-[0-9a-f]{16}(?!</a>|\")", text)  # and none is left bare
+    assert "Africa/Johannesburg" in answer or "SAST" in text  # read and shown in the display zone
+
+
+def test_a_chat_answer_is_escaped_and_links_only_the_ids_it_cites() -> None:
+    from payops.api.console.views import linked_answer
+
+    html = str(linked_answer("d-00000000000a0002 <b>x</b> d-00000000000a0003", ["d-00000000000a0002"]))
+    assert html == ('<a href="/console/decisions/d-00000000000a0002">d-00000000000a0002</a> &lt;b&gt;x&lt;/b&gt; '
+                    "d-00000000000a0003")
 
 
 def test_actions_in_force_survive_many_records_after_the_last_decision(console) -> None:
@@ -91,3 +104,50 @@ def test_a_decision_appended_later_appears_without_rereading_the_trail(console) 
                                                      "proposal": {"tool": "no_action"}, "execution": {"status": "skipped"}})
     page = client.get("/console/decisions").text
     assert page.count("<tr>") == first + 1 and "d-appended0001" in page
+
+
+def test_the_console_and_the_chat_group_incidents_by_one_rule(console, state_dir) -> None:
+    from payops.api.console import views
+    from payops.chat import ChatTools
+    from payops.chat.state import incidents as chat_incidents
+
+    client, _ = console
+    rows = views.DecisionIndex().rows(client.app.state.backend.services.audit)
+    on_console = [[r.id for r in i.decisions] for i in reversed(views.incidents(rows))]
+    in_chat = [i.decisions for i in chat_incidents(ChatTools.open(state_dir).state())]
+    assert on_console and on_console == in_chat
+
+
+def test_an_incident_is_a_run_of_one_segment_that_a_healthy_window_ends() -> None:
+    from payops.chat.state import incident_runs
+
+    decisions = [("d1", "network", "route=psp_a"), ("d2", "issuer", "route=psp_a"), ("d3", "healthy", ""),
+                 ("d4", "network", "route=psp_a"), ("d5", "issuer", "bank=FNB")]
+    runs = incident_runs(decisions, lambda d: d[1], lambda d: d[2])
+    assert [[d[0] for d in run] for run in runs] == [["d1", "d2"], ["d4"], ["d5"]]
+
+
+def test_the_audit_page_shows_the_last_checkpoint_beside_the_verify_status(console) -> None:
+    from payops.api.console import views
+
+    client = _signed_in(console)
+    checkpoint = views.last_checkpoint(client.app.state.backend.services.audit)
+    assert checkpoint is not None and checkpoint.mac_key  # the recorded run sealed its trail when it stopped
+    page = client.get("/console/audit").text
+    assert "Intact:" in page and "Last checkpoint" in page
+    facts = page[page.index('id="last-checkpoint"'):page.index("</dl>", page.index('id="last-checkpoint"'))]
+    for shown in (f"<dd>{checkpoint.count}", checkpoint.head[:16], checkpoint.key_id, checkpoint.mac_key):
+        assert shown in facts, shown
+    assert re.search(r"Signed at</dt><dd>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d Africa/Johannesburg", facts)
+
+
+def test_the_sign_in_page_starts_decoding_the_trail_so_the_first_page_need_not(console) -> None:
+    import time
+
+    client, _ = console
+    assert client.get("/console/sign-in").status_code == 200
+    index = client.app.state.console_index
+    deadline = time.monotonic() + 10
+    while index.latest_entry is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert index.latest_entry is not None  # decoded in the background while the operator types a key

@@ -1,12 +1,10 @@
-"""The ops chat: grounded answers (every id and figure cited exists), read-only by construction,
-the LLM path replayed from cassettes recorded against the local SmolLM2 server."""
+"""The ops chat: grounded answers (every id and figure cited exists), read-only by construction.
+The LLM path over recorded SmolLM2 answers is in test_memory_chat_llm.py."""
 
 from __future__ import annotations
 
 import ast
 import hashlib
-import json
-import os
 import re
 import sqlite3
 from pathlib import Path
@@ -16,15 +14,11 @@ from langchain_core.messages import AIMessage
 from typer.testing import CliRunner
 
 import payops.chat as chat
-from payops.chat import ChatTools, ask, answer_from_records, chat_model_from_settings, plan_question, zone
+from payops.chat import ChatTools, ask, answer_from_records, plan_question, zone
 from payops.cli import _register_subcommands, app
-from payops.settings import Settings
 
 from memory_helpers import IDS, run_ops_day, write_synthetic_trail
 
-CASSETTES = Path(__file__).parent / "cassettes"
-RECORDING = os.environ.get("PAYOPS_RECORD_CASSETTES") == "1"  # re-record against a live local server on :8012
-LOCAL_LLM = Settings(llm_model="smollm2", llm_base_url="http://127.0.0.1:8012/v1", llm_max_retries=0, llm_timeout_seconds=300)
 PERCENT = re.compile(r"\d+(?:\.\d+)?%")
 ID = re.compile(r"\bd-[0-9a-f]{16}\b")
 
@@ -75,6 +69,7 @@ def assert_grounded(answer, tools: ChatTools) -> None:
     known = tools.decision_ids()
     cited_in_text = set(ID.findall(answer.text))
     assert cited_in_text <= known, f"cited ids not in the audit trail: {cited_in_text - known}"
+    assert cited_in_text <= set(answer.cited), f"ids named but not cited (the console links cited ids): {cited_in_text - set(answer.cited)}"
     assert set(answer.cited) <= known
     figures = set(PERCENT.findall(answer.text))
     unknown = figures - record_numbers(tools, sorted(cited_in_text | set(answer.cited)))
@@ -158,7 +153,7 @@ def test_the_chat_refuses_to_act_and_changes_nothing(synthetic, request_):
 def test_the_chat_module_cannot_reach_anything_that_acts():
     """Structural: chat imports no control plane, executor, graph or palm-pay code, and its tools only read."""
     imported: set[str] = set()
-    modules = sorted(Path(chat.__file__).parent.glob("chat*.py"))  # chat.py and the chat_*.py it is split into
+    modules = sorted(Path(chat.__file__).parent.glob("*.py"))  # the payops.chat subpackage
     assert len(modules) >= 4
     for module in modules:
         tree = ast.parse(module.read_text())
@@ -247,14 +242,13 @@ def test_a_model_asking_to_act_is_refused_and_nothing_changes(synthetic):
             {"name": "reroute_traffic", "args": {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1}}, "id": "c1"},
             {"name": "get_decision", "args": {"decision_id": IDS["reroute"]}, "id": "c2"},
         ]),
-        AIMessage(content=f"I rerouted psp_a in {IDS['reroute']} (21.0% failing); also d-0123456789abcdef at 99.9%."),
+        AIMessage(content=f"I rerouted psp_a in {IDS['reroute']} (21.0% failing)."),
     ])
     a = ask("why did you reroute psp_a at 10:05?", tools, model)
     assert a.used_llm and a.refused_calls == ["reroute_traffic"]
     assert model.bound == list(ChatTools.NAMES)
     assert [c["name"] for c in a.lookups] == ["search_decisions", "reroute_traffic", "get_decision"]
-    assert a.unknown_ids == ["d-0123456789abcdef"] and "d-0123456789abcdef" not in a.text
-    assert a.unverified_figures == ["99.9%"] and "figures not found in the cited records: 99.9%" in a.text
+    assert a.text.startswith(f"I rerouted psp_a in {IDS['reroute']} (21.0% failing).")
     assert IDS["reroute"] in a.cited and "Sources (audit trail):" in a.text
     refusal = next(m for m in model.sent[1] if getattr(m, "tool_call_id", None) == "c1")
     assert "read-only" in refusal.content
@@ -289,39 +283,6 @@ def test_state_questions_are_answered_from_the_records_even_with_a_model(synthet
     a = ask(question, tools, MustNotBeCalled())
     assert not a.used_llm and "answered from the records" in a.note
     assert a.text == answer_from_records(question, tools).text
-
-
-def llm_cassette(name: str):
-    vcr = pytest.importorskip("vcr")
-    recorder = vcr.VCR(cassette_library_dir=str(CASSETTES), record_mode="once" if RECORDING else "none",
-                       filter_headers=["authorization"], match_on=["method", "scheme", "host", "port", "path", "body"])
-    return recorder.use_cassette(f"{name}.yaml")
-
-
-@pytest.mark.parametrize("name, question, expected", [
-    ("chat_why_reroute", "why did you reroute psp_a at 10:05?", [IDS["reroute"]]),
-    ("chat_fnb_today", "what did you do about FNB today?", [IDS["alert_fnb"], IDS["suppress_fnb"]]),
-    ("chat_terminal_helped", "has suppressing a terminal ever helped?", [IDS["suppress_t5_yesterday"], IDS["suppress_t3"]]),
-])
-def test_llm_answers_through_the_read_only_tools(synthetic, name, question, expected):
-    if not RECORDING and not (CASSETTES / f"{name}.yaml").exists():
-        pytest.skip("cassette not recorded")
-    before = fingerprint(synthetic)
-    tools = ChatTools.open(synthetic)
-    with llm_cassette(name) as cassette:
-        a = ask(question, tools, chat_model_from_settings(LOCAL_LLM))
-    assert a.used_llm and a.note is None, a.note
-    assert cassette.play_count == len(cassette) or RECORDING
-    assert a.lookups[0]["name"] in ChatTools.NAMES and not a.refused_calls
-    assert set(expected) <= set(a.cited)  # the records the tools returned are cited as sources
-    assert "Sources (audit trail):" in a.text
-    known = tools.decision_ids()
-    assert set(ID.findall(a.text)) <= known  # a made-up id never survives into the answer
-    assert fingerprint(synthetic) == before
-    for request in cassette.requests:
-        assert "authorization" not in {k.lower() for k in request.headers}
-        body = json.loads(request.body)
-        assert {t["function"]["name"] for t in body.get("tools", [])} <= set(ChatTools.NAMES)
 
 
 # -- the CLI ---------------------------------------------------------------------------------------

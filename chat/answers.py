@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from payops import chat_shapes as shapes
-from payops.chat_plan import HARMED, REFUSAL, _describe_filters, _verb, plan_question
-from payops.chat_records import WHY_WINDOW_SECONDS, ChatAnswer, ChatTools
+from payops.chat import shapes
+from payops.chat.plan import HARMED, REFUSAL, _describe_filters, _verb, plan_question
+from payops.chat.records import WHY_WINDOW_SECONDS, ChatAnswer, ChatTools
 from payops.memory.explain import target_text
 
 
@@ -40,7 +40,7 @@ def answer_from_records(question: str, tools: ChatTools) -> ChatAnswer:
             matches = sorted(i for i in tools.decision_ids() if i.startswith(plan.decision_id or ""))
             if len(matches) > 1:
                 return ChatAnswer(text=f"{plan.decision_id} matches {len(matches)} decisions ({', '.join(matches[:3])}"
-                                       f"{', ...' if len(matches) > 3 else ''}): give more of the id.", lookups=lookups)
+                                       f"{', ...' if len(matches) > 3 else ''}): give more of the id.", cited=matches[:3], lookups=lookups)
             return ChatAnswer(text=f"No decision {plan.decision_id} in the audit trail.", lookups=lookups)
         return ChatAnswer(text=detail.explanation, cited=[detail.summary.decision_id], lookups=lookups)
     if plan.intent == "track_record":

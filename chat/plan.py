@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
 
-from payops.chat_records import DECISION_ID, WHY_WINDOW_SECONDS, fmt_time
+from payops.chat.records import DECISION_ID, WHY_WINDOW_SECONDS, fmt_time
 
 # -- the question shapes answered without an LLM -------------------------------------------
 

@@ -19,14 +19,12 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
-from payops.chat_state import AuditSource
+from payops.chat.state import AuditSource
 from payops.memory.audit import AuditEntry
 from payops.memory.explain import explain_decision, target_text
 from payops.memory.lessons import Lesson, LessonStore, summarize
 
 DECISION_ID = re.compile(r"\bd-[0-9a-f]{4,16}\b")
-# Figures an answer may quote: percentages, milliseconds, "N/M" counts.
-FIGURE = re.compile(r"\b\d+(?:\.\d+)?%|\b\d+(?:\.\d+)? ms\b|\b\d+/\d+\b")
 MAX_RESULTS = 20
 WHY_WINDOW_SECONDS = 1800.0  # "why did you ... at 10:05?" looks at decisions within half an hour of 10:05
 
@@ -389,9 +387,9 @@ class ChatTools:
             target_dims=l.target_dims, verdict=l.verdict, rolled_back=l.rolled_back, detail=l.reasons[0] if l.reasons else "",
         ) for l in shown])
 
-    # -- the state of things (payops.chat_state), for the answers without an LLM ---------------
+    # -- the state of things (payops.chat.state), for the answers without an LLM ---------------
     def state(self) -> AuditSource:
-        """The read-only audit source, for the pure functions of payops.chat_state."""
+        """The read-only audit source, for the pure functions of payops.chat.state."""
         return self._audit
 
     def records_text(self, decision_id: str) -> str:

@@ -1,43 +1,24 @@
-"""Ops chat: operators' questions about what the agent saw and did, answered from its records.
-
-Read-only by construction. `ChatTools` opens the audit trail and the lesson store
-read-only (SQLite `mode=ro`) and offers three lookups — search_decisions,
-get_decision, list_lessons. Nothing here holds a control plane or a palm-pay
-service, so no answer can execute an action; a request to act is refused and
-pointed at the approval commands.
-
-With an LLM configured (Settings.llm_model) the model answers through those three
-tools (a deterministic first lookup is handed to it, so small local models start
-from the right records); without one — or when the LLM fails — `answer_from_records`
-answers the common question shapes from the same tools. Either way every
-decision id cited is checked against the audit trail and the answer ends with its
-sources, rendered from the records.
-"""
-
+"""Ops chat, the LLM path: the model answers through the three read-only lookups of `ChatTools`
+(a deterministic first lookup is handed to it, so small local models start from the right records),
+and `ground` checks what it said against the records before an operator reads it."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-# The chat's public surface, in one place for the CLI, the API and the tests.
-from payops.chat_answers import answer_from_records
-from payops.chat_plan import REFUSAL, Plan, plan_question
-from payops.chat_records import (DECISION_ID, FIGURE, ChatAnswer, ChatError, ChatTools, DecisionDetail, LessonList,
-                                 ReadOnlyAudit, _NoAudit, _ReadView, fmt_time, parse_when, zone)  # noqa: F401
-
-__all__ = ["ChatAnswer", "ChatError", "ChatTools", "Plan", "REFUSAL", "answer_from_records", "answer_with_llm", "ask",
-           "chat_model_from_settings", "fmt_time", "parse_when", "plan_question", "zone", "ReadOnlyAudit"]
+from payops.chat import grounding
+from payops.chat.answers import answer_from_records
+from payops.chat.grounding import Grounding
+from payops.chat.plan import REFUSAL, plan_question
+from payops.chat.records import ChatAnswer, ChatError, ChatTools, DecisionDetail, LessonList, fmt_time
 
 SOURCES_SHOWN = 8
-# Question shapes answered from the records even with an LLM configured (payops/chat_shapes.py).
-RECORD_SHAPES = ("now", "failing", "pending", "in_force", "rolled_back", "harmed", "happened", "unknown_segment", "help")
 TOOL_RESULT_CHARS = 2500  # what one tool result may cost in the model's context (a 4k-token local model fits 3)
 MAX_TOOL_ROUNDS = 2  # model-chosen lookups before it must answer
-ANSWER_MAX_TOKENS = 300  # an answer is a few sentences; the sources are added from the records
+ANSWER_MAX_TOKENS = 160  # an answer is a few sentences; the sources are added from the records
 
 
 # -- the LLM path ---------------------------------------------------------------------------
@@ -79,6 +60,8 @@ DESCRIPTIONS = {
     "list_lessons": "Concluded outcomes of past actions (helped, no_effect, harmed, inconclusive).",
 }
 CHAT_PROMPT_VERSION = "ops-chat-v1"
+# What the check guarantees, and what it does not: a model's wording is its own.
+GROUNDED_NOTE = "the model's words; every decision id and figure in them was checked against the sources listed"
 LOOKING_UP = "Looking up the records."  # the text of an assistant turn that only calls tools
 SYSTEM_PROMPT = (
     "You are the payment-operations agent answering an operator's question about your own past decisions. "
@@ -149,48 +132,23 @@ def chat_model_from_settings(settings: Any) -> Any | None:
                       max_tokens=ANSWER_MAX_TOKENS, **extra)
 
 
-def _figures_known(tools: ChatTools, ids: Iterable[str]) -> str:
-    return "\n".join(tools.records_text(i) for i in ids)
-
-
-def _unverified(text: str, known_text: str) -> list[str]:
-    """Figures in the text that appear nowhere in the cited records (numbers compared as printed)."""
-    numbers = set(re.findall(r"\d+(?:\.\d+)?", known_text))
-    for raw in re.findall(r"\d+\.\d+", known_text):
-        value = float(raw)
-        numbers.update({f"{value:.0f}", f"{value:.1f}"})  # 9135.1 ms in a record may be printed as 9135 ms
-        if value <= 1.0:  # 0.2444 in a record is 24.4% in an answer
-            numbers.update({f"{100 * value:.1f}", f"{100 * value:.0f}"})
-    out = []
-    for fig in FIGURE.findall(text):
-        parts = re.findall(r"\d+(?:\.\d+)?", fig)
-        if not all(p in numbers for p in parts):
-            out.append(fig)
-    return out
-
-
-def ground(text: str, tools: ChatTools, sources: list[str]) -> tuple[str, list[str], list[str], list[str]]:
-    """Check a model's answer: ids must exist; figures should be in the cited records; add the sources."""
-    known = tools.decision_ids()
-    cited_raw = list(dict.fromkeys(DECISION_ID.findall(text)))
-    unknown = [i for i in cited_raw if i not in known]
-    cited = [i for i in cited_raw if i in known]
-    for bad in unknown:
-        text = text.replace(bad, "[unknown id]")
-    refs = list(dict.fromkeys(cited + sources))[:SOURCES_SHOWN]
-    unverified = _unverified(text, _figures_known(tools, refs)) if refs else FIGURE.findall(text)
-    lines = [text.strip() or "(the model gave no text)"]
-    if unknown:
-        lines.append(f"Note: {len(unknown)} decision id(s) in the model's answer are not in the audit trail and were removed.")
-    if unverified:
-        lines.append("Note: figures not found in the cited records: " + ", ".join(unverified))
+def with_sources(text: str, tools: ChatTools, sources: list[str]) -> tuple[str, list[str]]:
+    """A grounded answer, followed by the decisions it was built from, each line rendered from its records."""
+    refs = sources[:SOURCES_SHOWN]
+    lines = [text.strip()]
     if refs:
         lines.append("Sources (audit trail):")
         for i in refs:
             detail = tools.get_decision(i)
             if detail is not None:
                 lines.append(f"- {detail.summary.line()}")
-    return "\n".join(lines), refs, unknown, unverified
+    return "\n".join(lines), refs
+
+
+def ground(text: str, tools: ChatTools, sources: list[str], given: list[str]) -> Grounding:
+    """The model's answer against the decisions its lookups returned and everything it was shown."""
+    known = "\n".join([*given, *(tools.records_text(i) for i in sources)])
+    return grounding.check(text, sources, known)
 
 
 def answer_with_llm(question: str, tools: ChatTools, llm: Any) -> ChatAnswer:
@@ -242,26 +200,17 @@ def answer_with_llm(question: str, tools: ChatTools, llm: Any) -> ChatAnswer:
         reply = llm.invoke([messages[0], HumanMessage(
             f"{question}\n\nRecords from the audit trail:\n{results or '(none found)'}\n\n"
             "Answer the question in plain text from these records only; cite decision ids.")])
-    text, refs, unknown, unverified = ground(str(reply.content or ""), tools, sources)
-    return ChatAnswer(text=text, cited=refs, used_llm=True, lookups=lookups, refused_calls=refused,
-                      unknown_ids=unknown, unverified_figures=unverified, prompt_version=CHAT_PROMPT_VERSION)
-
-
-def ask(question: str, tools: ChatTools, llm: Any | None = None) -> ChatAnswer:
-    """Answer one question: through the LLM when there is one (falling back to the records on error)."""
-    question = question.strip()
-    if not question:
-        return ChatAnswer(text="Ask about a decision, a segment or an action, e.g. \"what did you do about FNB today?\"")
-    if llm is not None and plan_question(question, tools.known_values(), tools.clock(), tools.tz).intent in RECORD_SHAPES:
-        # The state of things is a reading of the records, exact by construction: a model could only
-        # paraphrase it (and a small one misquote it). Its tools stay for the open questions.
-        answer = answer_from_records(question, tools)
-        return answer.model_copy(update={"note": "answered from the records directly (a state question needs no model)"})
-    if llm is not None:
-        try:
-            return answer_with_llm(question, tools, llm)
-        except Exception as exc:  # noqa: BLE001 - any model/API failure falls back to the records
-            answer = answer_from_records(question, tools)
-            return answer.model_copy(update={"note": f"LLM unavailable ({type(exc).__name__}); answered from the records directly"})
-    return answer_from_records(question, tools)
-
+    text = str(reply.content or "").strip()
+    given = [str(m.content) for m in messages if isinstance(m, (SystemMessage, HumanMessage, ToolMessage))]
+    verdict = ground(text, tools, sources, given) if text else Grounding(unverified_figures=("(no text)",))
+    if not verdict.holds:
+        # Whatever the model said, no invented id or figure reaches the operator: the rule answer instead.
+        fallback = answer_from_records(question, tools)
+        reason = verdict.reason() if text else "it gave no text"
+        return fallback.model_copy(update={
+            "lookups": lookups + fallback.lookups, "refused_calls": refused, "unknown_ids": list(verdict.unknown_ids),
+            "unverified_figures": list(verdict.unverified_figures), "prompt_version": CHAT_PROMPT_VERSION,
+            "note": f"the model's answer was not grounded ({reason}); answered from the records directly"})
+    shown, refs = with_sources(text, tools, sources)
+    return ChatAnswer(text=shown, cited=refs, used_llm=True, lookups=lookups, refused_calls=refused,
+                      prompt_version=CHAT_PROMPT_VERSION, note=GROUNDED_NOTE)

@@ -9,7 +9,7 @@ read as of its last tick, not as of the wall clock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Hashable, Iterable, Protocol, TypeVar
 
 from payops.memory.audit import AuditEntry
 
@@ -125,7 +125,7 @@ def harmful_outcomes(audit: AuditSource) -> list[AuditEntry]:
 
 @dataclass
 class Incident:
-    """Consecutive decisions that blamed the same segment (or all traffic) for the same category."""
+    """Consecutive decisions that blamed the same segment (or all traffic): see `incident_runs`."""
 
     category: str
     target: dict[str, str]
@@ -138,30 +138,55 @@ class Incident:
     actions: list[str] = field(default_factory=list)  # decision ids that proposed an action
 
 
-def incidents(audit: AuditSource, since: float | None = None, until: float | None = None) -> list[Incident]:
-    out: list[Incident] = []
-    current: Incident | None = None
-    for e in audit.entries("decision"):
-        end = window_end(e)
-        if (since is not None and end < since) or (until is not None and end >= until):
-            continue
-        d, p = e.record.get("diagnosis") or {}, e.record.get("proposal") or {}
-        category, target = str(d.get("category")), d.get("target") or {}
-        if category == "healthy":
+T = TypeVar("T")
+
+
+def incident_runs(decisions: Iterable[T], category: Callable[[T], str], segment: Callable[[T], Hashable]) -> list[list[T]]:
+    """The one rule for an incident, for the chat and the console alike: consecutive non-healthy
+    decisions that blame one segment (or all traffic), oldest first. A healthy decision ends it; a
+    decision blaming another segment starts the next; a change of category about the same segment
+    does not (an issuer finding that becomes a network one is still one outage of that segment)."""
+    runs: list[list[T]] = []
+    current: list[T] | None = None
+    current_segment: Hashable = None
+    for d in decisions:
+        if category(d) == "healthy":
             current = None
             continue
-        if current is None or (current.category, current.target) != (category, target):
-            current = Incident(category, target, e, e)
-            out.append(current)
-        current.last = e
-        current.decisions.append(e.decision_id)
-        rate = (e.record.get("snapshot") or {}).get("failure_rate")
-        if rate is not None and (current.worst_rate is None or rate > current.worst_rate):
-            current.worst_rate = float(rate)
-            current.worst_evidence = str((d.get("evidence") or [""])[0])
-            current.worst_id = e.decision_id
-        if p.get("tool") not in (None, "no_action"):
-            current.actions.append(e.decision_id)
+        if current is None or segment(d) != current_segment:
+            current, current_segment = [], segment(d)
+            runs.append(current)
+        current.append(d)
+    return runs
+
+
+def _blamed(e: AuditEntry) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(((e.record.get("diagnosis") or {}).get("target") or {}).items()))
+
+
+def _category(e: AuditEntry) -> str:
+    return str((e.record.get("diagnosis") or {}).get("category"))
+
+
+def incidents(audit: AuditSource, since: float | None = None, until: float | None = None) -> list[Incident]:
+    """The incidents among the decisions whose window ends in [since, until), oldest first."""
+    chosen = [e for e in audit.entries("decision")
+              if (since is None or window_end(e) >= since) and (until is None or window_end(e) < until)]
+    out: list[Incident] = []
+    for run in incident_runs(chosen, _category, _blamed):
+        first = run[0]
+        current = Incident(_category(first), (first.record.get("diagnosis") or {}).get("target") or {}, first, run[-1])
+        for e in run:
+            d, p = e.record.get("diagnosis") or {}, e.record.get("proposal") or {}
+            current.decisions.append(e.decision_id)
+            rate = (e.record.get("snapshot") or {}).get("failure_rate")
+            if rate is not None and (current.worst_rate is None or rate > current.worst_rate):
+                current.worst_rate = float(rate)
+                current.worst_evidence = str((d.get("evidence") or [""])[0])
+                current.worst_id = e.decision_id
+            if p.get("tool") not in (None, "no_action"):
+                current.actions.append(e.decision_id)
+        out.append(current)
     return out
 
 

@@ -3,15 +3,15 @@ segment), what is pending approval, which bank / route / terminal / merchant is 
 happened in a period, what was rolled back or harmful and why, what is in force and until when,
 and — for a question that fits no shape — what the chat can answer.
 
-Every sentence is built from a record (payops.chat_state); figures are quoted as the records hold
+Every sentence is built from a record (payops.chat.state); figures are quoted as the records hold
 them (evidence lines, outcome reasons), so the grounding check finds each one in a cited record.
 """
 
 from __future__ import annotations
 
-from payops.chat_plan import Plan
-from payops.chat_records import ChatAnswer, ChatTools, _matches_segment, fmt_time
-from payops.chat_state import (actions_in_force, harmful_outcomes, incidents, latest_about, latest_decision,
+from payops.chat.plan import Plan
+from payops.chat.records import ChatAnswer, ChatTools, _matches_segment, fmt_time
+from payops.chat.state import (actions_in_force, harmful_outcomes, incidents, latest_about, latest_decision,
                                pending_approvals, rollbacks, window_end)
 from payops.memory.audit import AuditEntry
 from payops.memory.explain import target_text
@@ -129,7 +129,7 @@ def answer_pending(plan: Plan, tools: ChatTools) -> ChatAnswer:
                      f"proposed {fmt_time(w.at, tools.tz)}; expires {fmt_time(w.expires_at, tools.tz)} "
                      f"({left:.0f} min after the latest decision){why}")
     lines.append("Approve or reject with `payops approve ID` / `payops reject ID` (see `payops pending`).")
-    return ChatAnswer(text="\n".join(lines), cited=[w.decision_id for w in waiting[:SHOWN]])
+    return ChatAnswer(text="\n".join(lines), cited=[w.decision_id for w in waiting[:SHOWN]] + [last.decision_id])
 
 
 def _args_text(tool: str, args: dict) -> str:
