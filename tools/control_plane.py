@@ -19,7 +19,7 @@ by `reconcile()` on the next tick.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 from payops.models import ExecutionResult, ProposedAction, target_key
 from payops.signals.policy import Diversion, RetryPolicy, matches
@@ -91,7 +91,7 @@ class ControlPlane(Protocol):
         """Settle unknown outcomes from earlier ticks (and report rollbacks that failed)."""
         ...
 
-    def restore(self, records: list[Mapping[str, Any]]) -> None:
+    def restore(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Rebuild after a restart from the checkpointed actions in force (`ActionInForce.to_json()`)."""
         ...
 
@@ -156,7 +156,7 @@ class SimulatedControlPlane:
     def reconcile(self, now: float) -> list[Reconciliation]:
         return []  # in-process: every outcome is known at once
 
-    def restore(self, records: list[Mapping[str, Any]]) -> None:
+    def restore(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Rebuild after a restart from the checkpointed list of actions in force."""
         for raw in records:
             record = ActionInForce(**raw)
