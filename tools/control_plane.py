@@ -71,7 +71,7 @@ PLANES = (SIMULATED, SHADOW, HTTP)
 @runtime_checkable
 class ControlPlane(Protocol):
     """What the agent asks of every control plane (simulated, shadow, http): no capability is optional,
-    so a tick calls each directly (tests/guardrails/test_guardrails_http_control_plane.py checks all three)."""
+    so a tick calls each directly (tests/guardrails/test_guardrails_control_plane_protocol.py holds all three to it)."""
 
     plane: str  # SIMULATED | SHADOW | HTTP
 
