@@ -12,9 +12,9 @@ from typing import Any, Callable
 
 from langgraph.graph import END, START, StateGraph
 
-from payops.graph import nodes
+from payops.graph import nodes, watching
 from payops.graph.services import Context
-from payops.graph.state import AgentState, TickInput
+from payops.graph.state import AgentState, TickInput, TickOutput
 from payops.storage.crash import crash_point
 
 
@@ -33,9 +33,12 @@ def _crashable(name: str, node: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def build_graph(checkpointer: Any = None, store: Any = None) -> Any:
-    g = StateGraph(AgentState, context_schema=Context, input_schema=TickInput)
-    for name in ("observe", "assess", "reason", "decide", "guard", "act", "escalate", "learn"):
-        g.add_node(name, _crashable(name, getattr(nodes, name)))
+    # The output is the checkpointed state: the live window (AgentState.window) stays inside the run.
+    g = StateGraph(AgentState, context_schema=Context, input_schema=TickInput, output_schema=TickOutput)
+    steps = {"observe": nodes.observe, "assess": watching.assess, "reason": nodes.reason, "decide": nodes.decide,
+             "guard": nodes.guard, "act": nodes.act, "escalate": nodes.escalate, "learn": nodes.learn}
+    for name, node in steps.items():
+        g.add_node(name, _crashable(name, node))
     g.add_edge(START, "observe")
     g.add_edge("observe", "assess")
     g.add_edge("assess", "reason")

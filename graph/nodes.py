@@ -1,45 +1,46 @@
-"""The six steps of one tick, each a small function over the state.
+"""The nodes of one tick, each a small function over the state (graph/builder.py wires them):
 
-observe -> reason -> decide -> guard -> act | escalate -> learn
+observe -> assess -> reason -> decide -> guard -> act | escalate -> learn
+
+assess, the outcome-watching job, lives in graph/watching.py. observe hands the window it computed to
+the later nodes through the state's `window` field (never checkpointed); each node returns a partial
+update of the state.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from langgraph.runtime import Runtime
 
-from payops.guardrails.metrics import blast_radius, palm_metrics
-from payops.guardrails.policies import GuardContext, PastAction, RouteHealth, evaluate
-from payops.memory.approvals import APPLIED, APPROVED, EXPIRED, PENDING
-from payops.memory.lessons import ScoredLesson, Signature, magnitude_bucket, track_record
-from payops.memory.outcomes import EVALUATED_TOOLS, Figures, InForce, Watch, conclude, expected_of, scopes_of, step
+from payops.guardrails.metrics import action_blast_radius, palm_metrics
+from payops.guardrails.policies import GuardContext, PastAction, RouteHealth, evaluate, known_tool, safe_destination
+from payops.memory.approvals import APPLIED, APPROVED, EXPIRED, PENDING, VOIDED
+from payops.memory.lessons import ScoredLesson, track_record
+from payops.memory.outcomes import EVALUATED_TOOLS
 from payops.models import Category, Diagnosis, ExecutionResult, ProposedAction, Verdict, VerdictKind, target_key
 from payops.signals.baseline import BaselineTracker
 from payops.signals.figures import tick_figures
 from payops.signals.window import WindowSnapshot
-from payops.tools.actions import ProposalError, revalidate, validate_proposal
+from payops.tools.actions import ACTIONS, Permission, ProposalError, revalidate, validate_proposal
+from payops.tools.control_plane import SHADOW
+from payops.tools.executor import execute
+from payops.tools.permissions import refreshed
 
 from .reasoners.base import REASONING_HISTORY_WINDOWS, ActionView, ReasoningContext
 from .reasoners.rules import RuleReasoner, route_health, segment_methods
 from .recheck import cleared_reason, remember
 from .services import AgentServices, Context, services_of
-from .state import AgentState
-from payops.guardrails.metrics import action_blast_radius
-from payops.guardrails.policies import known_tool, safe_destination
-from payops.memory.approvals import VOIDED
-from payops.tools.actions import ACTIONS, Permission
-from payops.tools.control_plane import SHADOW
-from payops.tools.executor import execute
-from payops.tools.permissions import refreshed
+from .state import (AgentState, ApprovalOpened, Awaiting, HistoryEntry, Housekeeping, LessonBrief, TrackRecordJson,
+                    VerdictJson, diagnosis_json, digest_json, execution_json, in_force_json, proposal_json)
+from .watching import moves_are_real, signature, target_figures, watch_for
 
 HISTORY_LIMIT = 200
 RECENT_LIMIT = 30
 LESSONS_FOR_REASONER = 5  # similar lessons handed to the reasoner and recorded in the audit trail
 TRACK_RECORD_LESSONS = 10  # similar lessons of the proposed tool behind its confidence adjustment
-LESSON_ERROR_CODES = 3  # top error codes in a lesson's signature
 
 
 def decision_id_for(thread_id: str, window_end: float) -> str:
@@ -51,32 +52,22 @@ def _svc(runtime: Runtime[Context]) -> AgentServices:
     return services_of(runtime.context)
 
 
-def _snapshot(svc: AgentServices) -> WindowSnapshot:
-    return svc.scratch["snapshot"]
-
-
-def _plane(svc: AgentServices) -> str | None:
-    return getattr(svc.control_plane, "plane", None)
-
-
-def _moves_are_real(svc: AgentServices) -> bool:
-    """False on the shadow plane: its actions moved nothing, so the feed shows no effect of them
-    and judging one (or learning from the verdict) would teach the agent something untrue."""
-    return _plane(svc) != SHADOW
+def _snapshot(state: AgentState) -> WindowSnapshot:
+    """This tick's window, as observe computed it (a live object: never checkpointed)."""
+    return state["window"]
 
 
 # -- observe -------------------------------------------------------------------
 
-def observe(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
+def observe(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     svc = _svc(runtime)
     window_end = float(state["window_end"])
     if not svc.restored:
         # First tick of this process: bring back what the checkpoint remembers.
         if state.get("baselines"):
             svc.window.baselines = BaselineTracker.from_json(state["baselines"])
-        restore = getattr(svc.control_plane, "restore", None)
-        if restore and state.get("in_force"):
-            restore(state["in_force"])
+        if state.get("in_force"):
+            svc.control_plane.restore(state["in_force"])
         svc.restored = True
     if svc.source is not None:
         # Event time: the window is decided once the stream has passed its end by the allowed
@@ -92,23 +83,23 @@ def observe(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
         if ahead:
             svc.window.note_ahead_of_clock(ahead)
     snapshot = svc.window.snapshot(window_end)
-    svc.scratch["snapshot"] = snapshot
-    housekeeping = _housekeeping(svc, window_end, state)
+    housekeeping = _housekeeping(svc, window_end, state, snapshot)
     return {
-        "awaiting": [remember(w, snapshot) for w in _still_awaiting(state, svc, window_end)],
+        "window": snapshot,
+        "awaiting": [cast(Awaiting, remember(cast(dict[str, Any], w), snapshot)) for w in _still_awaiting(state, svc, window_end)],
         "tick": int(state.get("tick", 0)) + 1,
         "decision_id": decision_id_for(svc.thread_id, window_end),
-        "snapshot": snapshot.digest(),
+        "snapshot": digest_json(snapshot),
         "baselines": svc.window.baselines.to_json(),
         "housekeeping": housekeeping,
-        "in_force": [a.to_json() for a in svc.control_plane.in_force()],
+        "in_force": in_force_json(svc.control_plane),
         "approval": None,
         "llm_calls": [],
         "llm_fallback": None,
     }
 
 
-def _still_awaiting(state: AgentState, svc: AgentServices, now: float) -> list[dict[str, Any]]:
+def _still_awaiting(state: AgentState, svc: AgentServices, now: float) -> list[Awaiting]:
     """Escalations still waiting: pending in the approval book, or (no book: replay) younger than the approval TTL."""
     out = []
     for waiting in state.get("awaiting", []):
@@ -121,14 +112,13 @@ def _still_awaiting(state: AgentState, svc: AgentServices, now: float) -> list[d
     return out
 
 
-def _housekeeping(svc: AgentServices, now: float, state: AgentState) -> list[dict[str, Any]]:
+def _housekeeping(svc: AgentServices, now: float, state: AgentState, snapshot: WindowSnapshot) -> list[Housekeeping]:
     """What changed since the last tick, each recorded in the audit trail like any action:
     unknown outcomes reconciled, actions rolled back at their TTL, approval requests
     expired, approved actions applied (once: the decision id is the idempotency key)."""
-    notes: list[dict[str, Any]] = []
-    reconcile = getattr(svc.control_plane, "reconcile", None)
-    for settled in (reconcile(now) if reconcile else []):
-        note = {"op": "reconcile", "action_id": settled.action_id, "tool": settled.tool, "target": settled.target,
+    notes: list[Housekeeping] = []
+    for settled in svc.control_plane.reconcile(now):
+        note: Housekeeping = {"op": "reconcile", "action_id": settled.action_id, "tool": settled.tool, "target": settled.target,
                 "outcome": settled.outcome, "detail": settled.detail}
         notes.append(note)
         svc.audit.append(settled.action_id, "reconcile", now, {"decision_id": settled.action_id, **note})
@@ -139,7 +129,7 @@ def _housekeeping(svc: AgentServices, now: float, state: AgentState) -> list[dic
         notes.append(note)
         svc.audit.append(expired.action_id, "rollback", now, {"decision_id": expired.action_id, **note,
                                                                "execution": {"status": "executed", "detail": "rolled back",
-                                                                             "plane": _plane(svc)}})
+                                                                             "plane": svc.control_plane.plane}})
     if svc.approvals is None:
         return notes
     wall = svc.clock()
@@ -151,13 +141,15 @@ def _housekeeping(svc: AgentServices, now: float, state: AgentState) -> list[dic
                                                      "tool": pending.request.get("proposal", {}).get("tool")})
     seen_while_waiting = {w["decision_id"]: w.get("seen") or [] for w in state.get("awaiting", [])}
     for approved in svc.approvals.by_status(APPROVED):
-        notes.append(_apply_approved(svc, approved, now, wall, seen_while_waiting.get(approved.decision_id, [])))
+        notes.append(_apply_approved(svc, approved, now, wall, seen_while_waiting.get(approved.decision_id, []), snapshot))
     return notes
 
 
-def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float, kept: list[dict[str, Any]]) -> dict[str, Any]:
+def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float, kept: list[dict[str, Any]],
+                    snapshot: WindowSnapshot) -> Housekeeping:
     """Apply one approved action, unless the world changed: a deny rule now refuses it, or the
     finding it answered has cleared (graph.recheck; `kept`: its windows seen while it waited)."""
+    assert svc.approvals is not None, "housekeeping applies approved actions only with an approval book"
     entries = svc.audit.get(approved.decision_id)
     # Applied already, and the process was killed before the book said so: finish that application
     # (execute replays by decision id), never re-judge it: the action is out there.
@@ -165,8 +157,8 @@ def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float, 
     try:
         proposal = revalidate(ProposedAction.model_validate(approved.request["proposal"]))
         refusal = None if applied_before else (
-            _refusal_now(svc, proposal, now)
-            or cleared_reason(approved.request, proposal, _snapshot(svc), kept, svc.thresholds))
+            _refusal_now(svc, proposal, now, snapshot)
+            or cleared_reason(approved.request, proposal, snapshot, kept, svc.thresholds))
     except (ProposalError, ValueError) as exc:
         proposal, refusal = None, f"the approved proposal no longer validates: {exc}"
     raw = approved.request.get("proposal", {})
@@ -191,14 +183,15 @@ def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float, 
     # decision id) and the record is the same or superseded; the other order lost the record for ever.
     svc.audit.append(approved.decision_id, "approved_action", now, record)
     svc.approvals.close_as(approved.decision_id, status, wall, f"{result.status}: {result.detail}")
-    note = {"op": op, **record, "result": result.detail, "status": result.status, "at": now}
+    # record is built as dict[str, Any] above; its keys are all Housekeeping's
+    note: Housekeeping = {"op": op, **record, "result": result.detail, "status": result.status, "at": now}  # type: ignore[typeddict-item]
     svc.notifier.notify(op, {k: note[k] for k in ("decision_id", "tool", "target", "approver", "status", "result")})
     return note
 
 
-def _refusal_now(svc: AgentServices, proposal: ProposedAction, now: float) -> str | None:
+def _refusal_now(svc: AgentServices, proposal: ProposedAction, now: float, snapshot: WindowSnapshot) -> str | None:
     """The deny rules re-checked at apply time (a route may have turned unhealthy while a human decided)."""
-    context = guard_context({"window_end": now}, svc, proposal)
+    context = guard_context({"window_end": now, "window": snapshot}, svc, proposal)
     diagnosis = Diagnosis(category=Category.HEALTHY, summary="re-check at apply time", confidence=1.0)
     for rule in (known_tool, safe_destination):
         verdict = rule(proposal, diagnosis, context)
@@ -207,14 +200,14 @@ def _refusal_now(svc: AgentServices, proposal: ProposedAction, now: float) -> st
     return None
 
 
-def _history(state: AgentState) -> list[dict[str, Any]]:
+def _history(state: AgentState) -> list[HistoryEntry]:
     """Executed actions, newest last, including the approved ones applied by this tick's housekeeping."""
     history = list(state.get("history", []))
     seen = {h.get("decision_id") for h in history}
     for note in state.get("housekeeping") or []:
         if note.get("op") == "approved_action_applied" and note.get("status") in ("executed", "unknown") \
                 and note["decision_id"] not in seen:
-            history.append({"tool": note["tool"], "target": note["target"], "args": note.get("args", {}), "at": note["at"],
+            history.append({"tool": cast(str, note["tool"]), "target": note["target"], "args": note.get("args", {}), "at": note["at"],
                             "autonomous": False, "decision_id": note["decision_id"], "approver": note.get("approver")})
     return history[-HISTORY_LIMIT:]
 
@@ -227,35 +220,19 @@ def resume_approval(svc: AgentServices, decision_id: str, answer: dict[str, Any]
 
 # -- reason / decide -------------------------------------------------------------
 
-def _signature(diagnosis: Diagnosis, snapshot: WindowSnapshot) -> Signature:
-    """The incident's signature for lessons: where, what kind of errors, how big, which methods."""
-    seg = snapshot.segment(**diagnosis.target) if diagnosis.target else snapshot.total
-    seg = seg or snapshot.total
-    ranked = sorted(seg.errors.items(), key=lambda kv: (-kv[1], kv[0]))
-    return Signature(
-        category=diagnosis.category.value,
-        target_key=target_key(diagnosis.target),
-        target_dims=",".join(sorted(diagnosis.target)) or "*",
-        dominant_error=ranked[0][0] if ranked else "NONE",
-        error_codes=",".join(code for code, _ in ranked[:LESSON_ERROR_CODES]),
-        magnitude=magnitude_bucket(seg.failure_rate),
-        method_mix=",".join(sorted(segment_methods(snapshot, diagnosis.target))),
-    )
-
-
 def _views(state: AgentState) -> tuple[ActionView, ...]:
     return tuple(ActionView(a["tool"], a["target"], a["args"], a["applied_at"], a["expires_at"], a.get("action_id", ""))
                  for a in state.get("in_force", []))
 
 
-def reason(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
+def reason(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     svc = _svc(runtime)
-    snapshot = _snapshot(svc)
+    snapshot = _snapshot(state)
     now = float(state["window_end"])
     recent = state.get("recent") or []
     previous = Diagnosis.model_validate(recent[-1]["diagnosis"]) if recent else None
     # Earlier snapshots of this process (not checkpointed: after a restart the reasoner starts cautious).
-    history: list[WindowSnapshot] = svc.scratch.setdefault("history", [])
+    history = svc.recent_windows
     ctx = ReasoningContext(in_force=_views(state), previous=previous, thresholds=svc.thresholds,
                            history=tuple(h for h in history if h.window_end < snapshot.window_end))
     if not history or history[-1].window_end < snapshot.window_end:
@@ -271,31 +248,32 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
 
     first = (svc.fallback_reasoner or RuleReasoner()).decide(snapshot, ctx)
     if first.diagnosis.category is not Category.HEALTHY:
-        sig = _signature(first.diagnosis, snapshot)
+        sig = signature(first.diagnosis, snapshot)
         ctx = replace(ctx, lessons=tuple(s.lesson.brief(s.score) for s in past(svc.lessons.similar(sig, now, limit=LESSONS_FOR_REASONER))))
     decision = svc.reasoner.decide(snapshot, ctx)
     diagnosis, proposal = decision.diagnosis, decision.proposal
-    lessons: list[dict[str, Any]] = []
-    record: dict[str, Any] | None = None
+    lessons: list[LessonBrief] = []
+    record: TrackRecordJson | None = None
     if diagnosis.category is not Category.HEALTHY:
-        sig = _signature(diagnosis, snapshot)
-        lessons = [s.lesson.brief(s.score) for s in past(svc.lessons.similar(sig, now, limit=LESSONS_FOR_REASONER))]
+        sig = signature(diagnosis, snapshot)
+        lessons = [cast(LessonBrief, s.lesson.brief(s.score)) for s in past(svc.lessons.similar(sig, now, limit=LESSONS_FOR_REASONER))]
         if proposal.tool in EVALUATED_TOOLS:
             # The proposal's confidence follows its record on similar incidents (Beta posterior);
             # an action that harmed on one is held below the approval threshold.
             record_of = past(svc.lessons.similar(sig, now, tool=proposal.tool, limit=TRACK_RECORD_LESSONS))
             track = track_record(proposal.tool, diagnosis.confidence, record_of, svc.settings.confidence_threshold)
             if track.lessons:
-                record = track.to_json()
+                record = cast(TrackRecordJson, track.to_json())
+                counts = record["counts"]
                 line = (f"past outcomes of {proposal.tool} on {len(track.lessons)} similar incident(s): "
-                        f"{record['counts']['helped']} helped, {record['counts']['no_effect']} no effect, "
-                        f"{record['counts']['harmed']} harmed; confidence {track.prior:.2f} -> {track.adjusted:.2f}")
+                        f"{counts['helped']} helped, {counts['no_effect']} no effect, "
+                        f"{counts['harmed']} harmed; confidence {track.prior:.2f} -> {track.adjusted:.2f}")
                 if track.forced_approval:
                     line += f" (harmed on {', '.join(track.harmed_ids)}: not autonomous)"
                 diagnosis = diagnosis.model_copy(update={"confidence": round(track.adjusted, 3), "evidence": (*diagnosis.evidence, line)})
     return {
-        "diagnosis": diagnosis.model_dump(mode="json"),
-        "proposal": proposal.model_dump(mode="json"),
+        "diagnosis": diagnosis_json(diagnosis),
+        "proposal": proposal_json(proposal),
         "llm_calls": list(decision.llm_calls),
         "llm_fallback": decision.fallback,  # the rules decided because the LLM failed: shown in the cycle
         "lessons_consulted": lessons,
@@ -303,7 +281,7 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     }
 
 
-def decide(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
+def decide(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     """Validate the one proposed tool call against its schema; don't repeat what is already under way."""
     svc = _svc(runtime)
     try:
@@ -321,13 +299,13 @@ def decide(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
             if (past["tool"], target_key(past["target"])) == key and now - past["at"] < svc.settings.action_cooldown_seconds:
                 proposal = validate_proposal("no_action", {"reason": f"ops already alerted ({past.get('decision_id', '')})"})
                 break
-    return {"proposal": proposal.model_dump(mode="json")}
+    return {"proposal": proposal_json(proposal)}
 
 
 # -- guard -----------------------------------------------------------------------
 
 def guard_context(state: AgentState, svc: AgentServices, proposal: ProposedAction) -> GuardContext:
-    snapshot = _snapshot(svc)
+    snapshot = _snapshot(state)
     s = svc.settings
     svc.permissions = refreshed(svc.permissions)  # an edited palm-pay spec takes effect on the next decision
     spec = ACTIONS.get(proposal.tool)
@@ -351,8 +329,13 @@ def guard_context(state: AgentState, svc: AgentServices, proposal: ProposedActio
         target_methods=frozenset(segment_methods(snapshot, proposal.target)) if proposal.tool == "reroute_traffic" else frozenset(),
         target_failure_rate=_moved_failure_rate(snapshot, proposal),
         palm_metrics=palm_metrics(snapshot, palm.consecutive_failures(link) if palm else 0),
-        harmed_before=tuple((state.get("track_record") or {}).get("harmed_ids") or ()),
+        harmed_before=_harmed_before(state),
     )
+
+
+def _harmed_before(state: AgentState) -> tuple[str, ...]:
+    track = state.get("track_record")
+    return tuple((track.get("harmed_ids") or ()) if track else ())
 
 
 def _moved_failure_rate(snapshot: WindowSnapshot, proposal: ProposedAction) -> float | None:
@@ -362,7 +345,7 @@ def _moved_failure_rate(snapshot: WindowSnapshot, proposal: ProposedAction) -> f
     return seg.failure_rate if seg is not None and seg.attempts else None
 
 
-def guard(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
+def guard(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     svc = _svc(runtime)
     proposal = ProposedAction.model_validate(state["proposal"])
     diagnosis = Diagnosis.model_validate(state["diagnosis"])
@@ -373,7 +356,7 @@ def guard(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
                                "permission": context.permissions.level(spec).value if spec else None}
     if spec is not None and spec.palm:
         figures["palm_metrics"] = dict(context.palm_metrics)
-    return {"verdict": {**verdict.model_dump(mode="json"), **figures}}
+    return {"verdict": cast(VerdictJson, {**verdict.model_dump(mode="json"), **figures})}
 
 
 def after_guard(state: AgentState) -> str:
@@ -385,25 +368,25 @@ def after_guard(state: AgentState) -> str:
 
 # -- act / escalate ----------------------------------------------------------------
 
-def act(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
+def act(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     svc = _svc(runtime)
     proposal = ProposedAction.model_validate(state["proposal"])
     verdict = Verdict.model_validate({k: state["verdict"][k] for k in ("verdict", "results")})
     now = float(state["window_end"])
     history = _history(state)
-    updates: dict[str, Any] = {"history": history}
+    updates: AgentState = {"history": history}
     if verdict.verdict is VerdictKind.DENY:
         result = ExecutionResult(status="denied", detail="; ".join(verdict.reasons) or "denied by guardrails")
-        return {**updates, "execution": result.model_dump(mode="json")}
+        return {**updates, "execution": execution_json(result)}
     if proposal.tool == "no_action":
         result = ExecutionResult(status="skipped", detail=proposal.args.get("reason", "no action"))
-        return {**updates, "execution": result.model_dump(mode="json")}
+        return {**updates, "execution": execution_json(result)}
     # Palm-pay operations go to the palm-pay backend, the rest to the traffic control plane.
     result = execute(proposal, state["decision_id"], now, control_plane=svc.control_plane, palm=svc.palm)
-    updates["execution"] = result.model_dump(mode="json")
+    updates["execution"] = execution_json(result)
     if proposal.tool == "alert_ops":
         payload = {"decision_id": state["decision_id"], **proposal.args, "target": proposal.target}
-        if _plane(svc) == SHADOW:
+        if svc.control_plane.plane == SHADOW:
             payload["plane"] = SHADOW  # receivers can tell a trial's alert from a live one
         svc.notifier.notify("alert", payload)
     elif result.status == "executed" and state["verdict"].get("permission") == Permission.SUPERVISED.value:
@@ -413,11 +396,11 @@ def act(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
         history.append({"tool": proposal.tool, "target": proposal.target, "args": proposal.args, "at": now, "autonomous": True,
                         "decision_id": state["decision_id"], "status": result.status})
         updates["history"] = history[-HISTORY_LIMIT:]
-        updates["in_force"] = [a.to_json() for a in svc.control_plane.in_force()]
+        updates["in_force"] = in_force_json(svc.control_plane)
     return updates
 
 
-def escalate(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
+def escalate(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     """Needs a human: record the escalation and open an approval request on its own thread."""
     svc = _svc(runtime)
     proposal = ProposedAction.model_validate(state["proposal"])
@@ -449,28 +432,30 @@ def escalate(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
                      "at": float(state["window_end"]),
                      # the finding's segment, watched while the request waits (graph.recheck)
                      "finding": dict(diagnosis.get("target") or proposal.target)})
-    return {"execution": result.model_dump(mode="json"), "approval": approval, "awaiting": awaiting, "history": _history(state)}
+    return {"execution": execution_json(result), "approval": cast("ApprovalOpened | None", approval), "awaiting": awaiting,
+            "history": _history(state)}
 
 
 # -- learn ---------------------------------------------------------------------------
 
-def learn(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
+def learn(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     """Write the decision's audit record; an action that now changes traffic starts being evaluated."""
     svc = _svc(runtime)
-    snapshot = _snapshot(svc)
+    snapshot = _snapshot(state)
     proposal = ProposedAction.model_validate(state["proposal"])
     execution = state["execution"]
     now = float(state["window_end"])
-    updates: dict[str, Any] = {}
+    updates: AgentState = {}
     watching = list(state.get("watching") or [])
-    if execution["status"] == "executed" and proposal.tool in EVALUATED_TOOLS and _moves_are_real(svc) \
+    if execution["status"] == "executed" and proposal.tool in EVALUATED_TOOLS and moves_are_real(svc) \
             and all(w["decision_id"] != state["decision_id"] for w in watching):
-        watch = _watch_for(svc, state, snapshot, state["decision_id"], state["diagnosis"], proposal, "executed", None, now, now)
+        watch = watch_for(svc, state, snapshot, state["decision_id"], state["diagnosis"], proposal, "executed", None, now, now)
         if watch is not None:
             updates["watching"] = [*watching, watch]
     record = audit_record(state)
     record["track_record"] = state.get("track_record")
-    record["figures"] = tick_figures(snapshot, (state.get("diagnosis") or {}).get("target"))  # the console's charts
+    diagnosed = state.get("diagnosis")
+    record["figures"] = tick_figures(snapshot, diagnosed.get("target") if diagnosed else None)  # the console's charts
     source_lag = _source_lag(svc)
     if source_lag is not None:
         record["source"] = {"partition": svc.settings.deployment, "lag": source_lag}  # /metrics reads it
@@ -478,7 +463,7 @@ def learn(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
     recent = list(state.get("recent", []))
     recent.append({"decision_id": state["decision_id"], "window_end": now, "diagnosis": state["diagnosis"],
                    "tool": proposal.tool, "target": proposal.target, "status": execution["status"],
-                   "figures": _target_figures(state["diagnosis"], snapshot)})
+                   "figures": target_figures(state["diagnosis"], snapshot)})
     updates["recent"] = recent[-RECENT_LIMIT:]
     return updates
 
@@ -512,88 +497,3 @@ def audit_record(state: AgentState) -> dict[str, Any]:
         "housekeeping": state.get("housekeeping", []),
         "in_force": state.get("in_force", []),
     }
-
-
-
-
-# -- assess: what did earlier actions do? (runs between observe and reason) -------------
-
-def assess(state: AgentState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Measure the actions under evaluation on this window; conclude, roll back what harmed, keep the lesson.
-
-    Runs before reasoning, so a harmful action is gone (and its lesson stored) before
-    the agent decides again. The judging and recording live in memory.outcomes.
-    """
-    svc = _svc(runtime)
-    snapshot = _snapshot(svc)
-    now = float(state["window_end"])
-    watching = [Watch.model_validate(w) for w in state.get("watching") or []]
-    notes = list(state.get("housekeeping") or [])
-    started = _approved_watches(svc, state, snapshot, notes, {w.decision_id for w in watching}, now) if _moves_are_real(svc) else []
-    if not watching and not started:
-        return {}
-    in_force = [InForce(a.action_id, a.applied_at, getattr(a, "confirmed", True)) for a in svc.control_plane.in_force()]
-    keep: list[dict[str, Any]] = []
-    concluded = False
-    for watch in watching:
-        result = step(watch, snapshot.window_start, now, scopes_of(snapshot, watch.tool, watch.target, watch.args), in_force)
-        if result.verdict is None:
-            keep.append(result.watch.model_dump(mode="json"))
-            continue
-        notes += conclude(result.watch, result.verdict, result.still_in_force, now, audit=svc.audit, lessons=svc.lessons,
-                          control_plane=svc.control_plane, notifier=svc.notifier)
-        concluded = True
-    updates: dict[str, Any] = {"watching": keep + started, "housekeeping": notes}
-    if concluded:
-        updates["in_force"] = [a.to_json() for a in svc.control_plane.in_force()]
-    return updates
-
-
-def _approved_watches(svc: AgentServices, state: AgentState, snapshot: WindowSnapshot, notes: list[dict[str, Any]],
-                      known: set[str], now: float) -> list[dict[str, Any]]:
-    """Actions a human approved, applied by observe this tick: measured from the next window on."""
-    out = []
-    for note in notes:
-        if note.get("op") != "approved_action_applied" or note.get("tool") not in EVALUATED_TOOLS or note["decision_id"] in known:
-            continue
-        found = svc.approvals.get(note["decision_id"]) if svc.approvals is not None else None
-        if found is None or not found.request.get("diagnosis"):
-            continue
-        proposal = ProposedAction.model_validate(found.request["proposal"])
-        watch = _watch_for(svc, state, snapshot, note["decision_id"], found.request["diagnosis"], proposal, "approved",
-                           note.get("approver"), float(found.request.get("window_end") or now), now)
-        if watch is not None:
-            out.append(watch)
-    return out
-
-
-def _target_figures(diagnosis: dict[str, Any], snapshot: WindowSnapshot) -> dict[str, Any] | None:
-    """The diagnosed segment's figures, kept in `recent` as the next decision's "window before"."""
-    if diagnosis.get("category") == Category.HEALTHY.value:
-        return None
-    target = diagnosis.get("target") or {}
-    return {"target_key": target_key(target), **Figures.of(snapshot.segment(**target) if target else snapshot.total).to_json()}
-
-
-def _watch_for(svc: AgentServices, state: AgentState, snapshot: WindowSnapshot, decision_id: str, diagnosis: dict[str, Any],
-               proposal: ProposedAction, status: str, approver: str | None, decided_at: float, now: float) -> dict[str, Any] | None:
-    """Start measuring an action just applied; the current window is its "before"."""
-    current = svc.control_plane.in_force()
-    mine = next((a for a in current if a.action_id == decision_id), None)
-    if mine is None:
-        return None  # nothing in force to measure
-    last = (state.get("recent") or [None])[-1]
-    prior = None
-    if last and last.get("figures") and now - float(last["window_end"]) <= 1.5 * svc.settings.tick_seconds \
-            and last["figures"].get("target_key") == target_key(proposal.target):
-        prior = last["figures"]
-    watch = Watch(
-        decision_id=decision_id, action_id=mine.action_id, tool=proposal.tool, target=dict(proposal.target), args=dict(proposal.args),
-        status=status, approver=approver, decided_at=decided_at, applied_at=mine.applied_at, expires_at=mine.expires_at,
-        signature=_signature(Diagnosis.model_validate(diagnosis), snapshot).model_dump(),
-        diagnosis={k: diagnosis.get(k) for k in ("category", "target", "confidence", "summary")},
-        before=scopes_of(snapshot, proposal.tool, proposal.target, proposal.args).to_json(),
-        expected=expected_of(snapshot, proposal.tool, proposal.target, proposal.args).to_json(),
-        prior_target=prior, others_in_force=[a.action_id for a in current if a.action_id != decision_id],
-    )
-    return watch.model_dump(mode="json")

@@ -22,7 +22,7 @@ from payops.memory.audit import AuditLog
 from payops.memory.lessons import LessonStore
 from payops.settings import Settings
 from payops.signals.sources import Source
-from payops.signals.window import EventWindow
+from payops.signals.window import EventWindow, WindowSnapshot
 from payops.storage.keys import private_file
 from payops.storage.stores import open_audit
 from payops.tools.control_plane import ControlPlane, SimulatedControlPlane
@@ -49,8 +49,10 @@ class AgentServices:
     clock: Callable[[], float] = time.time  # wall clock for approval expiry
     palm: PalmOps | None = None  # palm-pay operations (None: palm tools fail with a clear reason)
     fallback_reasoner: Reasoner | None = None
-    scratch: dict[str, Any] = field(default_factory=dict)  # per-tick live objects (the snapshot)
-    restored: bool = False
+    # This process's latest windows, oldest first, for the reasoner (at most REASONING_HISTORY_WINDOWS):
+    # not checkpointed, so after a restart the reasoner starts cautious.
+    recent_windows: list[WindowSnapshot] = field(default_factory=list)
+    restored: bool = False  # the checkpoint's baselines and actions in force are back in the live objects
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:

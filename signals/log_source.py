@@ -24,7 +24,7 @@ from .sources import DEFAULT_MAX_SKEW_SECONDS, clock_start, split_at_end
 @dataclass
 class Group:
     batch: EventBatch
-    position: int  # the log's own position of the group's last item (stream sequence, row id)
+    position: int  # the log's own position of the group's last item (stream sequence, row id); -1: none
     token: Any  # what the source needs to acknowledge it (a message), or None
     max_ts: float
 
@@ -89,13 +89,30 @@ class LogSource:
             if not self._fill(end_ts):
                 return concat(out)
 
+    def skip_to(self, ts: float, read_to: float | None = None) -> None:
+        """Resume after a restart, as `LineSource.skip_to`: read again what the earlier process had read
+        (up to `read_to`, in log order) and keep only the events at or after `ts`, for the windows still
+        to decide. The log hands a successor everything from its ack floor (cursor), which holds events
+        of windows already decided; without this they would reach the window a second time, as late.
+
+        The kept events go back as a group with no position of its own: the groups they came from stay
+        in "done" with their full time span, so none is acknowledged before the windows pass it.
+        """
+        batch = self.read_until(ts if read_to is None else max(ts, read_to))
+        keep = np.flatnonzero(batch.ts >= ts)
+        if len(keep):
+            self._pending.appendleft(Group(batch.take(keep), -1, None, float("-inf")))
+
     @property
     def exhausted(self) -> bool:
         return self._eof and not self._pending
 
     def passed(self, next_window_start: float) -> Group | None:
-        """Pop the done groups whose events are all before the next window; the last of them (or None)."""
+        """Pop the done groups whose events are all before the next window; the last of them with a
+        position in the log (or None)."""
         last = None
         while self._done and self._done[0].max_ts < next_window_start:
-            last = self._done.popleft()
+            group = self._done.popleft()
+            if group.position >= 0:
+                last = group
         return last

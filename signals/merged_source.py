@@ -32,6 +32,12 @@ class MergedSource:
             batch = batch.take(np.argsort(batch.ts, kind="stable"))
         return batch
 
+    def skip_to(self, ts: float, read_to: float | None = None) -> None:
+        """Resume after a restart: every source re-reads what the earlier process had read from it (up to
+        `read_to`) and keeps only the events at or after `ts` (see `LineSource.skip_to`)."""
+        for s in self.sources:
+            s.skip_to(ts, read_to)
+
     @property
     def exhausted(self) -> bool:
         return all(s.exhausted for s in self.sources)

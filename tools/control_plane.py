@@ -19,7 +19,7 @@ by `reconcile()` on the next tick.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 from payops.models import ExecutionResult, ProposedAction, target_key
 from payops.signals.policy import Diversion, RetryPolicy, matches
@@ -68,7 +68,11 @@ SIMULATED, SHADOW, HTTP = "simulated", "shadow", "http"
 PLANES = (SIMULATED, SHADOW, HTTP)
 
 
+@runtime_checkable
 class ControlPlane(Protocol):
+    """What the agent asks of every control plane (simulated, shadow, http): no capability is optional,
+    so a tick calls each directly (tests/guardrails/test_guardrails_control_plane_protocol.py holds all three to it)."""
+
     plane: str  # SIMULATED | SHADOW | HTTP
 
     def apply(self, action: ProposedAction, idempotency_key: str, now: float) -> ExecutionResult:
@@ -85,6 +89,14 @@ class ControlPlane(Protocol):
 
     def reconcile(self, now: float) -> list[Reconciliation]:
         """Settle unknown outcomes from earlier ticks (and report rollbacks that failed)."""
+        ...
+
+    def restore(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Rebuild after a restart from the checkpointed actions in force (`ActionInForce.to_json()`)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the plane holds open (an HTTP client); the plane is not used after."""
         ...
 
 
@@ -144,12 +156,15 @@ class SimulatedControlPlane:
     def reconcile(self, now: float) -> list[Reconciliation]:
         return []  # in-process: every outcome is known at once
 
-    def restore(self, records: list[Mapping[str, Any]]) -> None:
+    def restore(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Rebuild after a restart from the checkpointed list of actions in force."""
         for raw in records:
             record = ActionInForce(**raw)
             self.actions[record.action_id] = record
             self.applied_keys.add(record.action_id)
+
+    def close(self) -> None:
+        """In-process: nothing is held open."""
 
     # -- TrafficPolicy --------------------------------------------------------
     def _matching(self, tool: str, dims: Mapping[str, str]) -> list[ActionInForce]:

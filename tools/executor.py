@@ -16,7 +16,7 @@ def execute(proposal: ProposedAction, idempotency_key: str, now: float, *, contr
 
     On the shadow plane nothing runs anywhere, palm-pay operations included: the plane records them.
     """
-    plane = getattr(control_plane, "plane", None)
+    plane = control_plane.plane
     if proposal.tool == "rollback_action":
         result = control_plane.rollback(str(proposal.args["action_id"]), now, str(proposal.args["reason"]))
     elif proposal.tool in PALM_ACTIONS and plane != SHADOW:

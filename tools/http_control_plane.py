@@ -30,7 +30,7 @@ in-process control plane.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import httpx
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -179,7 +179,7 @@ class HttpControlPlane:
     def in_force(self) -> list[ActionInForce]:
         return self.ledger.in_force()
 
-    def restore(self, records: list[Mapping[str, Any]]) -> None:
+    def restore(self, records: Sequence[Mapping[str, Any]]) -> None:
         self.ledger.restore(records)
 
     def reconcile(self, now: float) -> list[Reconciliation]:

@@ -306,7 +306,7 @@ def test_a_late_approval_is_voided_also_when_every_tick_is_a_new_process(tmp_pat
                        confidence_threshold=0.99)
 
     def fresh_tick() -> dict:
-        agent.services.scratch.pop("history", None)  # a new process remembers no earlier window
+        agent.services.recent_windows.clear()  # a new process remembers no earlier window
         return agent.tick().state
 
     decision_id = _escalated_reroute(agent)["decision_id"]

@@ -1,10 +1,13 @@
-"""One contract every event source passes: the file, stdin (a pipe), the palm-pay table and NATS JetStream.
+"""One contract every event source passes: the file, stdin (a pipe), the palm-pay table, NATS JetStream
+(and, for resuming, several of them merged: `--source palm --source nats://...`).
 
 - ordering: events come in arrival order, each call up to (not including) the first event at or after
   the requested end, the rest on later calls (exactly what a line-by-line reader of the file would do);
 - bad records are counted like bad lines, never dropped in silence;
 - sources that acknowledge (a log, a table cursor) resume after a kill with nothing the next window
-  needs lost: at least once.
+  needs lost: at least once;
+- `skip_to(ts, read_to)`: a restarted worker reads again what the dead one had read and keeps only the
+  events of the windows still to decide, so none reaches a window twice.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Callable
 import orjson
 import pytest
 
+from payops.signals.merged_source import MergedSource
 from payops.signals.nats_publish import publish_file
 from payops.signals.nats_source import open_nats, parse_nats_url
 from payops.signals.palm_source import PalmSource
@@ -99,13 +103,30 @@ def _nats(tmp_path: Path, url: Any) -> Any:
     return open_nats(url, "contract")
 
 
+def _merged(tmp_path: Path, url: Any) -> Any:
+    """The palm-pay table and a second log, merged by event time: the same records on each side."""
+    second = _nats(tmp_path, url) if url is not None else _file(tmp_path, None)
+    return MergedSource([_palm(tmp_path, None), second])
+
+
 SOURCES = {"file": _file, "stdin": _pipe, "palm": _palm, "nats": _nats}
+RESUMABLE = {**SOURCES, "merged": _merged, "merged-nats": _merged}
+
+
+def _source_fixture(request: pytest.FixtureRequest, tmp_path: Path, table: dict[str, Factory]) -> Callable[[], Any]:
+    wants_nats = request.param in ("nats", "merged-nats")
+    url = request.getfixturevalue("nats_server") if wants_nats else None
+    return lambda: table[request.param](tmp_path, url)
 
 
 @pytest.fixture(params=sorted(SOURCES))
 def make_source(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
-    url = request.getfixturevalue("nats_server") if request.param == "nats" else None
-    return lambda: SOURCES[request.param](tmp_path, url)
+    return _source_fixture(request, tmp_path, SOURCES)
+
+
+@pytest.fixture(params=sorted(RESUMABLE))
+def make_resumable(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
+    return _source_fixture(request, tmp_path, RESUMABLE)
 
 
 def test_events_come_in_arrival_order_up_to_the_first_one_at_or_after_the_end(make_source) -> None:
@@ -159,3 +180,40 @@ def test_a_successor_resumes_with_nothing_the_next_window_needs_lost(make_source
     assert len(got) == len(set(got))  # and nothing twice within the successor
     successor.close()
     first.close()
+
+
+def test_skip_to_keeps_only_what_the_windows_still_to_decide_need_of_what_was_read_before(make_resumable) -> None:
+    source = make_resumable()
+    copies = len(getattr(source, "sources", [source]))  # a merged source: the same records on each side
+    # The dead worker had decided up to 160 and read on to 170 (the allowed lateness); the next window
+    # starts at 140. Of what it had read, 160 and 158 belong to windows still to decide: kept. The rest
+    # of the log comes as it would have: 175 and 190 before 200, then 230.
+    source.skip_to(140.0, 170.0)
+    expected = [160.0, 158.0, 175.0, 190.0] if copies == 1 else sorted([160.0, 158.0, 175.0, 190.0] * copies)
+    assert list(source.read_until(200.0).ts) == expected
+    assert list(source.read_until(1e12).ts) == [230.0] * copies
+    assert source.exhausted
+    source.close()
+
+
+def test_a_merged_source_passes_each_acknowledging_source_its_commit_and_sums_their_reports(tmp_path: Path) -> None:
+    palm = _palm(tmp_path, None)
+    source = MergedSource([palm, _file(tmp_path, None)])
+    assert source.first_ts() == 100.0
+    source.read_until(170.0)
+    source.commit(140.0)
+    assert 0 < palm.saved_cursor < len(_records())  # up to the rows no window from 140 on needs
+    source.read_until(1e12)
+    assert source.report.bad_count == 2 * BAD and source.report.accepted == 2 * len(TIMES)
+    source.close()
+
+
+def test_a_successor_after_skip_to_acknowledges_nothing_a_window_still_needs(tmp_path: Path) -> None:
+    table = _Table(_records())
+    source = PalmSource(table.after, follow=False)
+    source.skip_to(140.0, 170.0)  # the kept events go back as a group of no position of its own
+    source.read_until(200.0)
+    assert source.commit(170.0) < [i for i, row in table.rows if row.get("ts") == 175.0][0]
+    source.read_until(1e12)
+    assert source.commit(1e12) == table.rows[-1][0]
+    source.close()
