@@ -26,6 +26,9 @@ HARD_ATTEMPTS = 15.0
 EASY_ATTEMPTS = 60.0
 LOW_VOLUME_PPM = 150.0
 HIGH_VOLUME_PPM = 1000.0
+# A hand edit of a case's generated events: the event dicts in, the lines to write out (dicts, or raw text
+# for a broken line: evals/corpus.py malformed_lines).
+EventEdit = Callable[[list[dict[str, Any]]], list[Any]]
 # Scenarios whose signal is subtle even with plenty of attempts: one level harder.
 SUBTLE = frozenset({"latency_degradation", "mild_latency", "palm_spoof_burst", "palm_scanner_fault", "compound",
                     "issuer_alt_route", "partial_route_outage", "routing_misconfig", "fraud_burst_bank", "retry_storm"})
