@@ -408,7 +408,7 @@ def validate_import(records: Any, known_tools: Iterable[str] | None = None) -> l
     lessons: list[Lesson] = []
     seen: set[str] = set()
     for i, raw in enumerate(records, start=1):
-        def bad(why: str) -> LessonImportError:
+        def bad(why: str, i: int = i) -> LessonImportError:  # bound now, not when called
             return LessonImportError(f"lesson #{i}: {why}; nothing was imported")
 
         if not isinstance(raw, dict):
