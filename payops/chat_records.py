@@ -285,7 +285,7 @@ class ChatTools:
         """The deployment's records wherever they live: PostgreSQL when `database_url` is set, else SQLite."""
         if not settings.database_url:
             return cls.open(settings.state_dir, tz)
-        from payops.storage.stores import open_audit, open_lesson_store
+        from payops.memory.stores import open_audit, open_lesson_store
 
         # Only the reading methods are reachable from the chat.
         return cls(_ReadView(open_audit(settings), ("entries", "get")), LessonStore(open_lesson_store(settings)), tz)

@@ -93,7 +93,7 @@ def _upgrade_sqlite(settings: Settings) -> list[str]:
     from payops.palmpay.store import PalmPayStore
 
     state = settings.ensure_state_dir()
-    from payops.storage.stores import open_audit
+    from payops.memory.stores import open_audit
 
     open_audit(settings.model_copy(update={"database_url": None})).close()
     ApprovalBook(state / "approvals.db").close()
