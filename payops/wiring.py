@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from payops.decisions import decision_json
 from payops.graph.runner import Agent
 from payops.graph.services import AgentServices, build_services
 from payops.guardrails.dead_letters import DeadLetters
 from payops.guardrails.notify import FanoutNotifier, ListNotifier, Notifier, WebhookNotifier
-from payops.render import decision_json
 from payops.settings import Settings
+from payops.signals.merged_source import MergedSource
+from payops.signals.palm_source import PalmSource
 from payops.signals.policy import TrafficPolicy
 from payops.signals.scenarios import timed_scenario
 from payops.signals.simulator import SCENARIOS, Simulator, default_network
-from payops.signals.merged_source import MergedSource
-from payops.signals.palm_source import PalmSource
 from payops.signals.sources import LineSource, SimulatorSource, Source, open_jsonl
 from payops.tools.control_plane import HTTP, PLANES, SHADOW, SIMULATED, ShadowControlPlane, SimulatedControlPlane
 from payops.tools.http_control_plane import HttpControlPlane
