@@ -27,6 +27,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from payops.errors import BadInput
+
 KEYS_FILE = "api_keys.db"
 PREFIX = "payops"
 _KEY_ID_BYTES = 6  # 12 hex characters: unique enough to name a key, nothing secret about it
@@ -76,7 +78,7 @@ class ApiKey(BaseModel):
         return f"{self.role.value}:{self.key_id}"
 
 
-class ApiKeyError(ValueError):
+class ApiKeyError(BadInput, ValueError):
     """Bad input to the key store (unknown role, bad name, unknown key)."""
 
 

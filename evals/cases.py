@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from payops.errors import BadInput
 from payops.models import Category, target_key
 
 CASE_FILE = "case.yaml"
@@ -28,7 +29,7 @@ Difficulty = Literal["easy", "medium", "hard"]
 Origin = Literal["simulator", "hand-edited", "recorded", "generated"]  # generated: evals/independent
 
 
-class CaseError(ValueError):
+class CaseError(BadInput, ValueError):
     """A case folder that cannot be used: missing files, bad YAML, labels that break the format."""
 
 

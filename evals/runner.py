@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager
 
+from payops.errors import PayopsError
 from payops.graph.reasoners.base import Reasoner
 from payops.graph.reasoners.rules import RuleReasoner
 from payops.graph.runner import Agent
@@ -29,7 +30,7 @@ AUDIT_REQUIRED = ("decision_id", "tick", "window_end", "snapshot", "diagnosis", 
 DIAGNOSIS_REQUIRED = ("category", "summary", "evidence", "confidence")
 
 
-class EvalError(RuntimeError):
+class EvalError(PayopsError, RuntimeError):
     """The evaluation cannot run as asked (no LLM reasoner, no cassette, bad corpus)."""
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from payops.errors import BadInput
 from payops.storage.db import Database, SqliteDatabase
 from payops.storage.crash import crash_point
 from payops.storage.keys import private_file
@@ -54,7 +55,7 @@ class Approval:
     result: str | None
 
 
-class ApprovalError(Exception):
+class ApprovalError(BadInput):
     pass
 
 

@@ -30,6 +30,8 @@ from typing import Any, Callable, Iterable, Literal
 from langgraph.store.base import BaseStore, PutOp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from payops.errors import BadInput
+
 NAMESPACE = "lessons"
 SCHEMA_VERSION = 1
 
@@ -270,7 +272,7 @@ def track_record(tool: str, confidence: float, similar: Iterable[ScoredLesson], 
 
 # -- the store --------------------------------------------------------------------------
 
-class LessonImportError(ValueError):
+class LessonImportError(BadInput, ValueError):
     """A lesson file that cannot be imported; nothing was stored."""
 
 

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, Field
 
 from payops.chat_state import AuditSource
+from payops.errors import BadInput
 from payops.memory.audit import AuditEntry
 from payops.memory.explain import explain_decision, target_text
 from payops.memory.lessons import Lesson, LessonStore, summarize
@@ -31,7 +32,7 @@ MAX_RESULTS = 20
 WHY_WINDOW_SECONDS = 1800.0  # "why did you ... at 10:05?" looks at decisions within half an hour of 10:05
 
 
-class ChatError(Exception):
+class ChatError(BadInput):
     """Unusable chat input (a bad time zone, an unreadable state directory)."""
 
 

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from payops.cli_errors import fail as _fail  # the one way a command gives up
 from payops.settings import Settings
 
 db_app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -14,9 +15,6 @@ db_app = typer.Typer(no_args_is_help=True, add_completion=False)
 STATE_DIR = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR).")
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"payops: error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _settings(state_dir: Optional[Path]) -> Settings:

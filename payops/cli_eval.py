@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from payops.cli_errors import fail as _fail  # the one way a command gives up
+
 eval_app = typer.Typer(
     help="Offline evaluation over recorded incidents: per-case scores, closed-loop outcomes, report, regression gate.",
     invoke_without_command=True,
@@ -18,9 +20,6 @@ eval_app = typer.Typer(
 )
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"payops: error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _split(values: list[str]) -> list[str]:

