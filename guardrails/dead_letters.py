@@ -20,7 +20,6 @@ from typing import Any
 from payops.storage.keys import private_file
 
 FILE_NAME = "dead_letters.db"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def idempotency_key(kind: str, payload: dict[str, Any]) -> str:

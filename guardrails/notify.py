@@ -20,8 +20,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from payops.guardrails.dead_letters import IDEMPOTENCY_HEADER, DeadLetters, failure_reason, idempotency_key
+from payops.guardrails.dead_letters import DeadLetters, failure_reason, idempotency_key
 from payops.memory.redact import redact
+from payops.tools.http_control_plane import IDEMPOTENCY_HEADER  # one name for the header, both HTTP clients
 
 # What the console is told when a delivery is given up (the CLI prints it with the cycle).
 DELIVERY_FAILED = "delivery_failed"
