@@ -86,7 +86,7 @@ def _report_bad_lines(report: object) -> None:
 def _no_valid_events(source: object) -> None:
     """A file or stream with no valid event at all (empty, binary, another format) is a usage error, exit 2."""
     report = getattr(source, "report", None)
-    if report is not None and not getattr(source, "ordered", True) and not report.accepted:
+    if report is not None and not getattr(source, "ordered", False) and not report.accepted:
         fail(f"no valid events: {report.bad_count} lines skipped")
 
 
