@@ -15,7 +15,6 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel, ConfigDict, Field
 
-from payops.errors import Conflict
 from payops.memory.approvals import APPROVED, EXPIRED, PENDING, REJECTED
 
 from .services import AgentServices, Context, services_of
@@ -98,7 +97,7 @@ def open_request(svc: AgentServices, request: dict[str, Any]) -> dict[str, Any]:
     return {"decision_id": decision_id, "status": existing.status, "expires_at": existing.expires_at}
 
 
-class ApprovalNotPending(Conflict):
+class ApprovalNotPending(Exception):
     pass
 
 
@@ -130,7 +129,7 @@ def resume(svc: AgentServices, decision_id: str, answer: dict[str, Any], status:
 
 
 
-class RollbackRefused(Conflict, ValueError):
+class RollbackRefused(ValueError):
     """A rollback request that cannot be filed (no such action in force, the book is not kept)."""
 
 

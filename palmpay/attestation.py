@@ -47,8 +47,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from payops.errors import BadInput
-
 from .errors import ErrorCatalog, PalmPayError
 from .money import MoneyError, cents_str, to_cents
 
@@ -84,7 +82,7 @@ _TABLES = (
 )
 
 
-class AttestationKeyError(BadInput, ValueError):
+class AttestationKeyError(ValueError):
     """A public key that is not an Ed25519 key in a form we read."""
 
 

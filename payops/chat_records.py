@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, Field
 
 from payops.chat_state import AuditSource
-from payops.errors import BadInput
 from payops.memory.audit import AuditEntry
+from payops.errors import BadInput  # apart from the chat/ move's import edits; sorted after the merge
 from payops.memory.explain import explain_decision, target_text
 from payops.memory.lessons import Lesson, LessonStore, summarize
 

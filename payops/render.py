@@ -7,8 +7,8 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from payops.decisions import decision_json as decision_json  # re-exported: tests print decision lines from here
-from payops.decisions import decision_line as decision_line
+import orjson
+
 from payops.tools.actions import ACTIONS
 
 APPROVAL_LINE = "Recommendation: Human approval required before acting."
@@ -123,3 +123,9 @@ def data_quality_line(digest: dict[str, Any]) -> str:
     if bad:
         parts.append(f"{bad} bad line(s) skipped")
     return ("Data quality: " + "; ".join(parts)) if parts else ""
+
+
+# CONTRACT.md §4's decision line is the agent's output, not rendering: payops/decisions.py. Re-exported here for
+# the tests that import it from payops.render (down here, apart from the display-zone edits to the imports).
+from payops.decisions import decision_json as decision_json  # noqa: E402
+from payops.decisions import decision_line as decision_line  # noqa: E402
