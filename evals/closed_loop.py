@@ -20,8 +20,9 @@ below `MIN_ORACLE_SAVED` are noise and no share of the oracle is computed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -8,16 +8,16 @@ in-process instead.
 from __future__ import annotations
 
 import json
-
 import multiprocessing
 import os
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .cases import Case, discover, load_case
 from .closed_loop import MIN_ORACLE_SAVED, ClosedLoopResult, closed_loop
@@ -238,7 +238,7 @@ def model_json(run: ModelRun) -> dict[str, Any]:
 def results_json(runs: list[ModelRun], corpus: Path | None, tags: Iterable[str], wall: float) -> dict[str, Any]:
     return {
         "version": 1,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "corpus": str(corpus) if corpus else "packaged",
         "tags": list(tags),
         "wall_seconds": round(wall, 2),

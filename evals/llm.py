@@ -15,6 +15,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,9 +64,9 @@ def save_meta(model: str, base_url: str | None, root: Path | None = None,
 
 def recording_stats(scores: Any) -> dict[str, dict[str, Any]]:
     """What a recording measured per case (CaseScores), for meta.json: a replay's latency is the replay's own."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    at = datetime.now(UTC).isoformat(timespec="seconds")
     return {s.case_id: {"recorded_at": at, "llm_calls": s.llm_calls, "failed_calls": s.llm_fallbacks, "tokens_in": s.tokens_in,
                         "tokens_out": s.tokens_out, "mean_latency_ms": s.llm_latency_ms, "seconds": s.wall_seconds}
             for s in scores}
@@ -137,7 +138,7 @@ class Cassette:
         self.tape: Any = None
         self._context: Any = None
 
-    def __enter__(self) -> "Cassette":
+    def __enter__(self) -> Cassette:
         import vcr
 
         if self.record:

@@ -8,8 +8,9 @@ simulator gives them meaning (palm terminals, the card fallback).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -9,9 +9,10 @@ graph state and checked against the audit trail.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager
+from typing import Any, ContextManager
 
 from payops.errors import PayopsError
 from payops.graph.reasoners.base import Reasoner

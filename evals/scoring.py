@@ -7,9 +7,10 @@ the healthy lead-in while its window ends at or before the onset.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from statistics import mean
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from .cases import Case
 from .runner import CaseRun, TickRecord

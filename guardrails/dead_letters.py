@@ -57,7 +57,7 @@ class DeadLetters:
             "body TEXT NOT NULL, reason TEXT NOT NULL, failed_at REAL NOT NULL, failures INTEGER NOT NULL)")
 
     @classmethod
-    def in_state_dir(cls, state_dir: Path) -> "DeadLetters":
+    def in_state_dir(cls, state_dir: Path) -> DeadLetters:
         return cls(state_dir / FILE_NAME)
 
     def add(self, key: str, body: dict[str, Any], reason: str, at: float | None = None) -> None:

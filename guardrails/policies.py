@@ -19,8 +19,8 @@ The rules (each has a truth-table test in tests/guardrails):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from payops.models import Diagnosis, GuardrailResult, ProposedAction, Verdict, VerdictKind, target_key
 from payops.tools.actions import ACTIONS, Permission

@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 
 from payops.errors import BadInput
-from payops.storage.db import Database, SqliteDatabase
 from payops.storage.crash import crash_point
+from payops.storage.db import Database, SqliteDatabase
 from payops.storage.keys import private_file
 
 SCHEMA = """

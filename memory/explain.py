@@ -8,15 +8,16 @@ saw and did. Times are UTC, as in the cycle output, unless a display zone is giv
 
 from __future__ import annotations
 
-from datetime import datetime, timezone, tzinfo
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime, tzinfo
+from typing import Any
 
 from .audit import AuditEntry
 
 EXECUTED_TOOLS_NOT_EVALUATED = ("alert_ops",)
 
 
-def when(ts: float, tz: tzinfo = timezone.utc) -> str:
+def when(ts: float, tz: tzinfo = UTC) -> str:
     dt = datetime.fromtimestamp(float(ts), tz=tz)
     return dt.strftime("%Y-%m-%d %H:%M:%S ") + (dt.tzname() or "UTC")
 
@@ -40,7 +41,7 @@ def _args(args: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in (args or {}).items())
 
 
-def outcome_lines(o: dict[str, Any], at: float, tz: tzinfo = timezone.utc) -> list[str]:
+def outcome_lines(o: dict[str, Any], at: float, tz: tzinfo = UTC) -> list[str]:
     lines = [f"Outcome: {o['verdict']} (concluded {when(at, tz)}, {o.get('windows', 0)} window(s) measured) — {o.get('detail', '')}"]
     if o.get("applied_at") is not None and o.get("decided_at") is not None and float(o["applied_at"]) != float(o["decided_at"]):
         lines.append(f"  (applied {when(o['applied_at'], tz)} after approval: 'before' is the window ending then)")
@@ -54,7 +55,7 @@ def outcome_lines(o: dict[str, Any], at: float, tz: tzinfo = timezone.utc) -> li
     return lines
 
 
-def explain_decision(entries: Sequence[AuditEntry], tz: tzinfo = timezone.utc) -> str:
+def explain_decision(entries: Sequence[AuditEntry], tz: tzinfo = UTC) -> str:
     decision = next((e for e in entries if e.kind == "decision"), None)
     if decision is None:
         return "No decision record."

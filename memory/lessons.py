@@ -24,8 +24,9 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Literal
 
 from langgraph.store.base import BaseStore, PutOp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -366,7 +367,7 @@ class LessonStore:
         return self.import_lessons(records, **options).count
 
     def import_lessons(self, records: Any, *, at: float | None = None, known_tools: Iterable[str] | None = None,
-                       in_audit: Callable[[Lesson], bool] | None = None) -> "ImportResult":
+                       in_audit: Callable[[Lesson], bool] | None = None) -> ImportResult:
         """All or nothing: every record is validated first, then all are written in one batch.
 
         Every lesson is stored as `origin="imported"` whatever the file says, `verified` when

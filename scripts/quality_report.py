@@ -44,15 +44,24 @@ import os
 import random
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from payops.evals.independent import score as heldout
 from payops.evals.independent.generate import GeneratorError
 from payops.settings import Settings
 from payops.signals.policy import NoPolicy
-from payops.signals.simulator import SCENARIOS, NetworkConfig, RouteSpec, Scenario, Simulator, build_scenario, oracle_for_window
+from payops.signals.simulator import (
+    SCENARIOS,
+    NetworkConfig,
+    RouteSpec,
+    Scenario,
+    Simulator,
+    build_scenario,
+    oracle_for_window,
+)
 from payops.signals.sources import SimulatorSource
 from payops.tools.actions import ACTIONS, MAINTENANCE_ACTIONS
 from payops.tools.control_plane import SimulatedControlPlane

@@ -21,9 +21,10 @@ import contextlib
 import re
 import sqlite3
 import threading
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 from payops.errors import Unavailable
 
