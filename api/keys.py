@@ -14,6 +14,7 @@ Names are unique; records name a key by its principal, `<role>:<key id>`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -97,11 +98,9 @@ class ApiKeyStore:
             os.chmod(path, 0o600)  # hashes only, but nobody else needs to read them
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(SCHEMA)
-        try:
+        # A table from before names were unique may hold duplicates: create() still refuses new ones.
+        with contextlib.suppress(sqlite3.IntegrityError):
             self._conn.execute(UNIQUE_NAMES)
-        except sqlite3.IntegrityError:
-            # A table from before names were unique may hold duplicates: create() still refuses new ones.
-            pass
 
     @classmethod
     def in_state_dir(cls, state_dir: Path) -> ApiKeyStore:

@@ -210,7 +210,7 @@ class RecordsCollector:
             tokens.add_metric([model, direction], n)
         yield tokens
         # Prometheus buckets are cumulative; add_decision counts a call in every bucket it fits.
-        buckets = [(repr(bound), n) for bound, n in zip(LLM_LATENCY_BUCKETS_S, t.llm_latency_buckets)]
+        buckets = [(repr(bound), n) for bound, n in zip(LLM_LATENCY_BUCKETS_S, t.llm_latency_buckets, strict=True)]
         buckets.append(("+Inf", t.llm_latency_count))
         yield HistogramMetricFamily("payops_llm_latency_seconds", "LLM call latency.", buckets=buckets,
                                     sum_value=t.llm_latency_sum)

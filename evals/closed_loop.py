@@ -271,9 +271,9 @@ def agent_run(case: Case, factory: Callable[[Settings], Reasoner] = rules_factor
         state = result.state
         proposal = ProposedAction.model_validate(state["proposal"])
         status = state["execution"]["status"]
-        if status == "escalated" and approve_after is not None and proposal.tool != "no_action":
-            if not any(p[2] == state["decision_id"] for p in pending):
-                pending.append((window_end + approve_after, proposal, "approved-" + state["decision_id"]))
+        if (status == "escalated" and approve_after is not None and proposal.tool != "no_action"
+                and not any(p[2] == state["decision_id"] for p in pending)):
+            pending.append((window_end + approve_after, proposal, "approved-" + state["decision_id"]))
         if status == "executed" and proposal.tool != "no_action":
             out.notes.append(f"executed {proposal.tool}[{target_key(proposal.target)}] at +{window_end - onset:.0f}s")
             if out.mitigated_after_s is None and window_end > onset and exp.acceptable(proposal.tool, proposal.target):

@@ -103,7 +103,7 @@ def _first_difference(recorded: str, sent: str) -> str:
     where, a, b = "body", recorded or "", sent or ""
     if isinstance(old, dict) and isinstance(new, dict):
         old_msgs, new_msgs = old.get("messages") or [], new.get("messages") or []
-        for i, (m, n) in enumerate(zip(old_msgs, new_msgs)):
+        for i, (m, n) in enumerate(zip(old_msgs, new_msgs, strict=False)):  # lengths may differ
             if m != n:
                 where, a, b = f"message {i} ({n.get('role', '?')})", json.dumps(m), json.dumps(n)
                 break
@@ -113,7 +113,7 @@ def _first_difference(recorded: str, sent: str) -> str:
             keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             if keys:
                 where, a, b = f"field {keys[0]}", json.dumps(old.get(keys[0])), json.dumps(new.get(keys[0]))
-    at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
     lo = max(0, at - SNIPPET_CHARS)
     return f"{where} differs at character {at}: recorded ...{a[lo:at + SNIPPET_CHARS]!r}..., sent ...{b[lo:at + SNIPPET_CHARS]!r}..."
 

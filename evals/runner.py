@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ContextManager
+from typing import Any
 
 from payops.errors import PayopsError
 from payops.graph.reasoners.base import Reasoner
@@ -162,7 +162,7 @@ def tick_record(state: dict[str, Any], complete: bool) -> TickRecord:
 
 
 def replay_case(case: Case, factory: ReasonerFactory = rules_factory, *, llm_model: str | None = None,
-                llm_base_url: str | None = None, cassette: ContextManager[Any] | None = None) -> CaseRun:
+                llm_base_url: str | None = None, cassette: AbstractContextManager[Any] | None = None) -> CaseRun:
     """Every tick of the case through the graph; errors are caught per case so one bad case never stops a run."""
     run = CaseRun(case.id)
     started = time.perf_counter()

@@ -15,6 +15,7 @@ action ran on its own: ops are told), "reconciled" (an unknown outcome settled),
 from __future__ import annotations
 
 import atexit
+import contextlib
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -167,10 +168,8 @@ class WebhookNotifier:
     def close(self, timeout: float = 10.0) -> None:
         if not self.flush(timeout):
             self.keep_unsent("not sent before the notifier closed")
-        try:
+        with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)
-        except queue.Full:
-            pass
         atexit.unregister(self._at_exit)
 
 

@@ -7,6 +7,7 @@ this table is what `payops pending` lists and what survives every restart.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +166,5 @@ def _add_deployment_column(database: SqliteDatabase) -> None:
     conn = database.connection
     columns = {row[1] for row in conn.execute("PRAGMA table_info(approvals)")}
     if "deployment" not in columns:
-        try:
+        with contextlib.suppress(sqlite3.OperationalError):  # another process added it a moment ago
             conn.execute("ALTER TABLE approvals ADD COLUMN deployment TEXT")
-        except sqlite3.OperationalError:  # another process added it a moment ago
-            pass

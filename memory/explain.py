@@ -77,7 +77,8 @@ def explain_decision(entries: Sequence[AuditEntry], tz: tzinfo = UTC) -> str:
     consulted = r.get("lessons_consulted") or []
     if consulted:
         lines.append("Similar past incidents consulted: " + ", ".join(
-            f"{l['decision_id']} ({l['tool']} on {l.get('target', '?')}: {l['verdict']})" for l in consulted))
+            f"{past['decision_id']} ({past['tool']} on {past.get('target', '?')}: {past['verdict']})"
+            for past in consulted))
     track = r.get("track_record")
     if track:
         c = track.get("counts", {})

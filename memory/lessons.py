@@ -298,10 +298,10 @@ class LessonStore:
 
     def find(self, decision_id: str) -> Lesson | None:
         """By decision id (or an unambiguous prefix of one) in any category."""
-        exact = [l for l in self.list() if l.decision_id == decision_id]
+        exact = [lesson for lesson in self.list() if lesson.decision_id == decision_id]
         if exact:
             return exact[0]
-        prefixed = [l for l in self.list() if l.decision_id.startswith(decision_id)]
+        prefixed = [lesson for lesson in self.list() if lesson.decision_id.startswith(decision_id)]
         return prefixed[0] if len(prefixed) == 1 else None
 
     def _search(self, category: str | None, filter: dict[str, Any] | None) -> Iterable[Any]:
@@ -317,7 +317,7 @@ class LessonStore:
     def list(self, category: str | None = None, verdict: str | None = None, tool: str | None = None) -> list[Lesson]:
         where = {k: {"$eq": v} for k, v in (("verdict", verdict), ("tool", tool)) if v}
         lessons = [Lesson.model_validate(i.value) for i in self._search(category, where or None)]
-        return sorted(lessons, key=lambda l: (l.created_at, l.decision_id))
+        return sorted(lessons, key=lambda lesson: (lesson.created_at, lesson.decision_id))
 
     def _candidates(self, sig: Signature, tool: str | None) -> dict[str, dict[str, Any]]:
         tiers: tuple[tuple[dict[str, str], bool], ...] = (
@@ -360,7 +360,7 @@ class LessonStore:
         return [ScoredLesson(Lesson.model_validate(raw), sim, score) for score, sim, _, _, raw in ranked[:limit]]
 
     def export(self) -> list[dict[str, Any]]:
-        return [l.model_dump(mode="json") for l in self.list()]
+        return [lesson.model_dump(mode="json") for lesson in self.list()]
 
     def import_(self, records: Any, **options: Any) -> int:
         """`import_lessons`, returning how many were stored."""
@@ -375,13 +375,14 @@ class LessonStore:
         """
         lessons = validate_import(records, known_tools)
         at = time.time() if at is None else at
-        stored = [l.model_copy(update={"origin": "imported", "imported_at": at,
-                                       "verified": bool(in_audit and in_audit(l))}) for l in lessons]
-        ops = [PutOp(self._ns(l.category), l.decision_id, l.model_dump(mode="json"), index=False) for l in stored]
+        stored = [lesson.model_copy(update={"origin": "imported", "imported_at": at,
+                                            "verified": bool(in_audit and in_audit(lesson))}) for lesson in lessons]
+        ops = [PutOp(self._ns(lesson.category), lesson.decision_id, lesson.model_dump(mode="json"), index=False)
+               for lesson in stored]
         if ops:
             self._memo.clear()
             self.store.batch(ops)  # one transaction in SqliteStore / PostgresStore
-        return ImportResult(len(stored), sum(1 for l in stored if l.verified))
+        return ImportResult(len(stored), sum(1 for lesson in stored if lesson.verified))
 
 
 @dataclass(frozen=True)
@@ -442,7 +443,7 @@ def validate_import(records: Any, known_tools: Iterable[str] | None = None) -> l
 
 def summarize(lessons: Iterable[Lesson]) -> dict[str, int]:
     counts = {v: 0 for v in ("helped", "no_effect", "harmed", "inconclusive")}
-    for l in lessons:
-        counts[l.verdict] = counts.get(l.verdict, 0) + 1
+    for lesson in lessons:
+        counts[lesson.verdict] = counts.get(lesson.verdict, 0) + 1
     return counts
 

@@ -105,7 +105,7 @@ def _unique(rng: random.Random, n: int, make) -> list[str]:
 def _weights(rng: random.Random, names: list[str], skew: float) -> dict[str, float]:
     raw = [rng.uniform(0.5, 1.5) / (i + 1) ** skew for i in range(len(names))]
     total = sum(raw)
-    return {n: round(w / total, 4) for n, w in zip(names, raw)}
+    return {n: round(w / total, 4) for n, w in zip(names, raw, strict=True)}
 
 
 def random_network(seed: int, payments_per_minute: float) -> NetworkConfig:

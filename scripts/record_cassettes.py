@@ -82,7 +82,7 @@ def wait_ready(base_url: str, proc: subprocess.Popen | None, seconds: float = 18
 
 def start_server(python: str, port: int, threads: int, log_path: str) -> subprocess.Popen:
     cmd = server_command(python=python, port=port, threads=threads)
-    log = open(log_path, "w")
+    log = open(log_path, "w")  # noqa: SIM115 - the server writes to it until stop_server, after we return
     # No OMP_WAIT_POLICY=PASSIVE here (`payops llm serve` sets it so an idle server does not spin):
     # this server only lives for the recording, and passive waits made generation ~3x slower here.
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
