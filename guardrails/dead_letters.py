@@ -71,8 +71,10 @@ class DeadLetters:
 
     def list(self) -> list[DeadLetter]:
         with self._lock:
-            rows = self._conn.execute("SELECT key, kind, decision_id, body, reason, failed_at, failures FROM dead_letters "
-                                      "ORDER BY failed_at, key").fetchall()
+            rows = self._conn.execute(
+                "SELECT key, kind, decision_id, body, reason, failed_at, failures FROM dead_letters "
+                "ORDER BY failed_at, key"
+            ).fetchall()
         return [DeadLetter(k, kind, d, json.loads(b), r, at, n) for k, kind, d, b, r, at, n in rows]
 
     def remove(self, key: str) -> None:

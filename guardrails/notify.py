@@ -98,8 +98,17 @@ class WebhookNotifier:
             except Exception:  # noqa: BLE001 - the disk failed too: the console notice still says so
                 kept = False
         with self._given_up_lock:
-            self._given_up.append((DELIVERY_FAILED, {"decision_id": body["payload"].get("decision_id"), "kind": body["kind"],
-                                                     "reason": reason, "kept": kept}))
+            self._given_up.append(
+                (
+                    DELIVERY_FAILED,
+                    {
+                        "decision_id": body["payload"].get("decision_id"),
+                        "kind": body["kind"],
+                        "reason": reason,
+                        "kept": kept,
+                    },
+                )
+            )
 
     def drain_failures(self) -> list[tuple[str, dict[str, Any]]]:
         """Deliveries given up since the last call, for the console (the dead letters keep them)."""
@@ -113,8 +122,11 @@ class WebhookNotifier:
 
         client = httpx.Client(timeout=self.timeout)
 
-        @retry(stop=stop_after_attempt(self.attempts), reraise=True,
-               wait=wait_exponential(multiplier=self.backoff_seconds, max=self.max_backoff_seconds))
+        @retry(
+            stop=stop_after_attempt(self.attempts),
+            reraise=True,
+            wait=wait_exponential(multiplier=self.backoff_seconds, max=self.max_backoff_seconds),
+        )
         def post(body: dict[str, Any]) -> None:
             key = idempotency_key(body["kind"], body["payload"])
             response = client.post(self.url, json=body, headers={IDEMPOTENCY_HEADER: key})

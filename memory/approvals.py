@@ -95,7 +95,9 @@ class ApprovalBook:
         with self._db.read() as conn:
             return self._row(conn.execute(sql, args).fetchone())
 
-    def open(self, decision_id: str, thread_id: str, created_at: float, expires_at: float, request: dict[str, Any]) -> Approval:
+    def open(
+        self, decision_id: str, thread_id: str, created_at: float, expires_at: float, request: dict[str, Any]
+    ) -> Approval:
         """Record a pending request once per decision id (a second open, e.g. a re-run tick, changes nothing)."""
         with self._db.write() as conn:
             conn.execute(
@@ -117,8 +119,10 @@ class ApprovalBook:
         if exact:
             return exact
         with self._db.read() as conn:
-            rows = conn.execute(f"SELECT {self._COLUMNS} FROM approvals WHERE decision_id LIKE ? LIMIT 2",
-                                (prefix.replace("%", "") + "%",)).fetchall()
+            rows = conn.execute(
+                f"SELECT {self._COLUMNS} FROM approvals WHERE decision_id LIKE ? LIMIT 2",
+                (prefix.replace("%", "") + "%",),
+            ).fetchall()
         if len(rows) == 1:
             return self._row(rows[0])
         if len(rows) > 1:

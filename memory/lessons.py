@@ -245,10 +245,16 @@ class TrackRecord:
     def to_json(self) -> dict[str, Any]:
         counts = {v: sum(1 for s in self.lessons if s.lesson.verdict == v) for v in ("helped", "no_effect", "harmed", "inconclusive")}
         return {
-            "tool": self.tool, "prior": round(self.prior, 3), "helped_weight": round(self.helped, 3),
-            "not_helped_weight": round(self.not_helped, 3), "posterior": round(self.posterior, 3),
-            "adjusted": round(self.adjusted, 3), "counts": counts, "prior_strength": PRIOR_STRENGTH,
-            "lessons": [s.lesson.decision_id for s in self.lessons], "harmed_ids": list(self.harmed_ids),
+            "tool": self.tool,
+            "prior": round(self.prior, 3),
+            "helped_weight": round(self.helped, 3),
+            "not_helped_weight": round(self.not_helped, 3),
+            "posterior": round(self.posterior, 3),
+            "adjusted": round(self.adjusted, 3),
+            "counts": counts,
+            "prior_strength": PRIOR_STRENGTH,
+            "lessons": [s.lesson.decision_id for s in self.lessons],
+            "harmed_ids": list(self.harmed_ids),
             "forced_approval": self.forced_approval,
         }
 
@@ -272,6 +278,7 @@ def track_record(tool: str, confidence: float, similar: Iterable[ScoredLesson], 
 
 
 # -- the store --------------------------------------------------------------------------
+
 
 class LessonImportError(BadInput, ValueError):
     """A lesson file that cannot be imported; nothing was stored."""
@@ -331,14 +338,24 @@ class LessonStore:
             where: dict[str, Any] = {k: {"$eq": v} for k, v in fields.items()}
             if tool:
                 where["tool"] = {"$eq": tool}
-            items = self._search(sig.category, where) if complete else \
-                self.store.search(self._ns(sig.category), filter=where, limit=WEAK_TIER_CAP)
+            items = (
+                self._search(sig.category, where)
+                if complete
+                else self.store.search(self._ns(sig.category), filter=where, limit=WEAK_TIER_CAP)
+            )
             for item in items:
                 found.setdefault(item.key, item.value)
         return found
 
-    def similar(self, sig: Signature, now: float, *, tool: str | None = None, limit: int = 5,
-                min_similarity: float = MIN_SIMILARITY) -> list[ScoredLesson]:
+    def similar(
+        self,
+        sig: Signature,
+        now: float,
+        *,
+        tool: str | None = None,
+        limit: int = 5,
+        min_similarity: float = MIN_SIMILARITY,
+    ) -> list[ScoredLesson]:
         """Lessons of the same category ranked by similarity x recency (newer first on ties).
 
         Memoized per (signature, tool, now): one tick asks for the same incident more than once.
@@ -366,8 +383,14 @@ class LessonStore:
         """`import_lessons`, returning how many were stored."""
         return self.import_lessons(records, **options).count
 
-    def import_lessons(self, records: Any, *, at: float | None = None, known_tools: Iterable[str] | None = None,
-                       in_audit: Callable[[Lesson], bool] | None = None) -> ImportResult:
+    def import_lessons(
+        self,
+        records: Any,
+        *,
+        at: float | None = None,
+        known_tools: Iterable[str] | None = None,
+        in_audit: Callable[[Lesson], bool] | None = None,
+    ) -> ImportResult:
         """All or nothing: every record is validated first, then all are written in one batch.
 
         Every lesson is stored as `origin="imported"` whatever the file says, `verified` when
@@ -375,10 +398,16 @@ class LessonStore:
         """
         lessons = validate_import(records, known_tools)
         at = time.time() if at is None else at
-        stored = [lesson.model_copy(update={"origin": "imported", "imported_at": at,
-                                            "verified": bool(in_audit and in_audit(lesson))}) for lesson in lessons]
-        ops = [PutOp(self._ns(lesson.category), lesson.decision_id, lesson.model_dump(mode="json"), index=False)
-               for lesson in stored]
+        stored = [
+            lesson.model_copy(
+                update={"origin": "imported", "imported_at": at, "verified": bool(in_audit and in_audit(lesson))}
+            )
+            for lesson in lessons
+        ]
+        ops = [
+            PutOp(self._ns(lesson.category), lesson.decision_id, lesson.model_dump(mode="json"), index=False)
+            for lesson in stored
+        ]
         if ops:
             self._memo.clear()
             self.store.batch(ops)  # one transaction in SqliteStore / PostgresStore
@@ -412,6 +441,7 @@ def validate_import(records: Any, known_tools: Iterable[str] | None = None) -> l
     lessons: list[Lesson] = []
     seen: set[str] = set()
     for i, raw in enumerate(records, start=1):
+
         def bad(why: str, i: int = i) -> LessonImportError:  # bound now, not when called
             return LessonImportError(f"lesson #{i}: {why}; nothing was imported")
 
@@ -446,4 +476,3 @@ def summarize(lessons: Iterable[Lesson]) -> dict[str, int]:
     for lesson in lessons:
         counts[lesson.verdict] = counts.get(lesson.verdict, 0) + 1
     return counts
-

@@ -63,8 +63,12 @@ def status(state_dir: Path | None = STATE_DIR) -> None:
         if settings.state_dir.exists() and not settings.state_dir.is_dir():
             from payops.settings import StateDirError
 
-            raise StateDirError(f"the state folder {settings.state_dir} is a file, not a folder (choose another --state-dir)", 2)
-        typer.echo(f"SQLite state in {settings.state_dir}: created and migrated on first use (or by `payops db upgrade`)")
+            raise StateDirError(
+                f"the state folder {settings.state_dir} is a file, not a folder (choose another --state-dir)", 2
+            )
+        typer.echo(
+            f"SQLite state in {settings.state_dir}: created and migrated on first use (or by `payops db upgrade`)"
+        )
         return
     from payops.storage import migrations
 
