@@ -13,7 +13,6 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, NoReturn
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -78,21 +77,22 @@ def one_line(exc: BaseException) -> tuple[str, int] | None:
 class PayopsGroup(TyperGroup):
     """The root command group: every subcommand runs inside `invoke`, so this is the one catch."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    # typer passes a typer.Context; its base, typer's own copy of click's Context, has no public name.
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         import os
 
         from payops.cli_env import unknown_name_warnings
 
         for line in unknown_name_warnings(os.environ):
-            click.echo(line, err=True)
+            typer.echo(line, err=True)
         try:
             return super().invoke(ctx)
-        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (typer.Exit, typer.Abort):  # typer's own: the `click` package's classes never reach here
             raise
         except Exception as exc:
             mapped = one_line(exc)
             if mapped is None:
                 raise
             message, code = mapped
-            click.echo(f"payops: error: {message}", err=True)
+            typer.echo(f"payops: error: {message}", err=True)
             raise typer.Exit(code) from None
