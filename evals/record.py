@@ -150,7 +150,7 @@ def case_from_spec(spec: SimSpec) -> tuple[Case, list[bytes]]:
         origin="hand-edited" if spec.edit is not None else "simulator",
         edits=spec.edits,
         tags=tuple(dict.fromkeys((*tags, *spec.tags))),
-        difficulty=spec.difficulty or default_difficulty(spec.scenario, net, expected.target),  # type: ignore[arg-type]
+        difficulty=spec.difficulty or default_difficulty(spec.scenario, net, expected.target),
         palm=palm,
         control=control,
         onset=None if control else spec.start_ts + spec.lead_in,  # hand edits place their incident at the same onset
@@ -239,7 +239,7 @@ def record_from_events(
             difficulty=difficulty,
             control=control,
             onset=None if control else onset,
-            end=end,  # type: ignore[arg-type]
+            end=end,
             palm="terminal_id" in (target or {}),
             expected=Expected(
                 category=Category(category),

@@ -140,8 +140,8 @@ def _int(call: dict[str, Any], *names: str) -> int:
 
 def llm_call(raw: dict[str, Any]) -> LLMCall:
     """Reads a reasoner's per-call record leniently: OpenAI and LangChain spell token fields differently."""
-    usage = raw.get("usage") if isinstance(raw.get("usage"), dict) else {}
-    merged = {**usage, **raw}
+    usage = raw.get("usage")
+    merged = {**(usage if isinstance(usage, dict) else {}), **raw}
     latency = merged.get("latency_ms")
     if latency is None and merged.get("latency_s") is not None:
         latency = float(merged["latency_s"]) * 1000.0

@@ -135,9 +135,10 @@ class WebhookNotifier:
         try:
             while True:
                 body = self._queue.get()
+                if body is None:  # close(): the sentinel
+                    self._queue.task_done()
+                    return
                 try:
-                    if body is None:
-                        return
                     self._in_flight = body
                     post(body)
                     self.sent += 1
@@ -153,7 +154,12 @@ class WebhookNotifier:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait up to `timeout` seconds for queued messages to go out; True when all did (or were given up)."""
         done = threading.Event()
-        threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True).start()
+
+        def drained() -> None:
+            self._queue.join()
+            done.set()
+
+        threading.Thread(target=drained, daemon=True).start()
         return done.wait(timeout)
 
     def _at_exit(self) -> None:

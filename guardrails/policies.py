@@ -166,7 +166,8 @@ def anti_flapping(p: ProposedAction, d: Diagnosis, c: GuardContext) -> Guardrail
                 return _r(
                     "anti_flapping", APPROVE, f"would reverse the reroute away from {a.target['route']} {age:.0f}s ago"
                 )
-            if source is not None and source in dict(a.args).get("to_routes", {}):
+            to_routes = a.args.get("to_routes") or {}
+            if source is not None and isinstance(to_routes, dict) and source in to_routes:
                 return _r(
                     "anti_flapping",
                     APPROVE,
@@ -228,13 +229,13 @@ def safe_destination(p: ProposedAction, d: Diagnosis, c: GuardContext) -> Guardr
             return _r("safe_destination", DENY, f"destination {route} is the route being moved away from")
         # Health is judged against peers; when every route fails alike, all look "healthy".
         # A destination failing at least as often as the traffic being moved is no refuge.
-        failure_driven = c.target_failure_rate is not None and c.target_failure_rate >= FAILURE_DRIVEN_MOVE_RATE
-        if failure_driven and c.target_failure_rate <= health.failure_rate:
+        moved_rate = c.target_failure_rate
+        if moved_rate is not None and FAILURE_DRIVEN_MOVE_RATE <= moved_rate <= health.failure_rate:
             return _r(
                 "safe_destination",
                 DENY,
                 f"destination route {route} is unhealthy: fails as often "
-                f"({health.failure_rate:.0%}) as the traffic being moved ({c.target_failure_rate:.0%})",
+                f"({health.failure_rate:.0%}) as the traffic being moved ({moved_rate:.0%})",
             )
     return _r("safe_destination", ALLOW, "destinations healthy and support the traffic")
 

@@ -21,6 +21,7 @@ deployment's audit trail (`verified`), when they count as the agent's own.
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 import time
@@ -355,7 +356,7 @@ class LessonStore:
         tool: str | None = None,
         limit: int = 5,
         min_similarity: float = MIN_SIMILARITY,
-    ) -> list[ScoredLesson]:
+    ) -> builtins.list[ScoredLesson]:  # `list` below LessonStore.list is the method
         """Lessons of the same category ranked by similarity x recency (newer first on ties).
 
         Memoized per (signature, tool, now): one tick asks for the same incident more than once.
@@ -376,7 +377,7 @@ class LessonStore:
         # Only the winners are validated into Lessons.
         return [ScoredLesson(Lesson.model_validate(raw), sim, score) for score, sim, _, _, raw in ranked[:limit]]
 
-    def export(self) -> list[dict[str, Any]]:
+    def export(self) -> builtins.list[dict[str, Any]]:
         return [lesson.model_dump(mode="json") for lesson in self.list()]
 
     def import_(self, records: Any, **options: Any) -> int:
