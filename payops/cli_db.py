@@ -17,7 +17,7 @@ STATE_DIR = typer.Option(None, "--state-dir", help="State directory (default ./.
 
 
 def _settings(state_dir: Path | None) -> Settings:
-    settings = Settings(**({"state_dir": state_dir} if state_dir else {}))
+    settings = Settings(state_dir=state_dir) if state_dir else Settings()
     if settings.database_url:
         from payops.storage.db import is_postgres_url
 

@@ -323,7 +323,7 @@ def record(
             onset=onset,
             onset_offset=onset_offset,
             end=end,
-            target=tgt,  # type: ignore[arg-type]
+            target=tgt,
             actions=[parse_action(a) for a in action],
             forbidden=[parse_action(f) for f in forbid],
             description=description,
