@@ -82,11 +82,8 @@ class ResponseMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"cache-control", b"no-store"),
-                    (b"x-content-type-options", b"nosniff"),
-                ]
+                message["headers"] = [*message.get("headers", []), (b"cache-control", b"no-store"),
+                                      (b"x-content-type-options", b"nosniff")]
             await send(message)
 
         try:
@@ -97,16 +94,10 @@ class ResponseMiddleware:
             self.metrics.requests.labels(method=scope.get("method", "?"), route=template, status=str(status[0])).inc()
 
 
-def create_app(
-    settings: Settings | None = None,
-    services: AgentServices | None = None,
-    palm: PalmPayService | None = None,
-    *,
-    keys: ApiKeyStore | None = None,
-    api_settings: ApiSettings | None = None,
-    limiter: RateLimiter | None = None,
-    background_jobs: bool = False,
-) -> FastAPI:
+def create_app(settings: Settings | None = None, services: AgentServices | None = None,
+               palm: PalmPayService | None = None, *, keys: ApiKeyStore | None = None,
+               api_settings: ApiSettings | None = None, limiter: RateLimiter | None = None,
+               background_jobs: bool = False) -> FastAPI:
     """The API over one state directory. Nothing is opened until a request needs it.
 
     `settings` default to the environment's (PAYOPS_*); `services`, `palm`, `keys` replace what would be
@@ -149,19 +140,9 @@ def create_app(
     def healthz() -> Health:
         return Health()
 
-    @app.get(
-        "/metrics",
-        tags=["meta"],
-        summary="Prometheus metrics",
-        response_class=Response,
-        responses={
-            200: {
-                "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
-                "description": "Prometheus text exposition format.",
-            },
-            **errors(401, 403),
-        },
-    )
+    @app.get("/metrics", tags=["meta"], summary="Prometheus metrics", response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+                              "description": "Prometheus text exposition format."}, **errors(401, 403)})
     def prometheus(request: Request, client: ApiKey = Depends(require(*READERS))) -> Response:
         return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -181,19 +181,12 @@ class InternalErrorMiddleware:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:  # the last line of defence: nothing internal leaves the process
             request_id = uuid.uuid4().hex[:16]
-            log.error(
-                "request %s %s %s failed: %s at %s",
-                request_id,
-                scope.get("method"),
-                scope.get("path"),
-                type(exc).__name__,
-                where_raised(exc),
-            )
+            log.error("request %s %s %s failed: %s at %s", request_id, scope.get("method"), scope.get("path"),
+                      type(exc).__name__, where_raised(exc))
             if started:
                 return  # the status line is out; all that is left is to end the connection
-            response = error_response(
-                scope.get("path", ""), "INTERNAL_ERROR", 500, "Internal error", request_id=request_id
-            )
+            response = error_response(scope.get("path", ""), "INTERNAL_ERROR", 500, "Internal error",
+                                      request_id=request_id)
             await response(scope, receive, send)
 
 

@@ -197,7 +197,6 @@ def money(value: Decimal) -> str:
 
 # ---------------------------------------------------------------------------- ops
 
-
 class Action(_Out):
     tool: str
     target: dict[str, str]
@@ -218,11 +217,8 @@ class Decision(_Out):
     verdict: str | None = Field(None, description="Guardrails: allow, needs_approval or deny.")
     status: str = Field(..., description="What ran: executed, escalated, denied, skipped, failed or unknown.")
     executed: bool
-    plane: str | None = Field(
-        None,
-        description="Where an executed action ran: simulated, shadow (recorded as what "
-        "would have run; nothing moved) or http. None when nothing was executed.",
-    )
+    plane: str | None = Field(None, description="Where an executed action ran: simulated, shadow (recorded as what "
+                              "would have run; nothing moved) or http. None when nothing was executed.")
     escalated: bool
     evidence: list[str]
 
@@ -303,9 +299,7 @@ class ChatQuestion(_In):
 
 class ChatAnswer(_Out):
     answer: str
-    decision_ids: list[str] = Field(
-        default_factory=list, description="Decisions the answer cites (all in the audit trail)."
-    )
+    decision_ids: list[str] = Field(default_factory=list, description="Decisions the answer cites (all in the audit trail).")
     note: str | None = Field(None, description="E.g. that the LLM was unavailable and the records answered directly.")
 
 

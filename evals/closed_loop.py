@@ -106,15 +106,9 @@ class ClosedLoopResult:
         return round(mine / oracle, 4)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "case_id": self.case_id,
-            "scenario": self.scenario,
-            "volume": self.volume,
-            "onset_s": self.onset_s,
-            "incident_s": self.incident_s,
-            "error": self.error,
-            "outcomes": {k: asdict(v) for k, v in self.outcomes.items()},
-        }
+        out: dict[str, Any] = {"case_id": self.case_id, "scenario": self.scenario, "volume": self.volume, "onset_s": self.onset_s,
+                               "incident_s": self.incident_s, "error": self.error,
+                               "outcomes": {k: asdict(v) for k, v in self.outcomes.items()}}
         for v in ("agent", "static", "oracle"):
             out[f"saved_{v}"] = self.saved(v)
             out[f"failed_attempts_avoided_{v}"] = self.attempts_avoided(v)
@@ -140,7 +134,6 @@ def latencies(events: Any) -> np.ndarray:
 
 # -- concrete actions for the oracle and the on-call human ---------------------------------
 
-
 def _route_methods(net: NetworkConfig, target: dict[str, str]) -> set[str]:
     if "method" in target:
         return {target["method"]}
@@ -163,10 +156,7 @@ def concrete_action(tool: str, target: dict[str, str], net: NetworkConfig) -> Pr
         args.update(to_routes=dest, percent=100.0, ttl_seconds=MAX_TTL_SECONDS)
     elif tool == "suppress_path":
         # Palm paths fall back to card; an issuer or route has no fallback that would not hit the same fault.
-        args.update(
-            fallback="card" if "terminal_id" in target or target.get("method") == "palm" else None,
-            ttl_seconds=MAX_TTL_SECONDS,
-        )
+        args.update(fallback="card" if "terminal_id" in target or target.get("method") == "palm" else None, ttl_seconds=MAX_TTL_SECONDS)
     elif tool == "adjust_retry_policy":
         args.update(max_attempts=2, backoff_ms=500.0, ttl_seconds=MAX_TTL_SECONDS)
     elif tool == "alert_ops":
@@ -182,7 +172,6 @@ def concrete_action(tool: str, target: dict[str, str], net: NetworkConfig) -> Pr
 
 
 # -- the four variants ---------------------------------------------------------------------
-
 
 def _world(case: Case, policy: Any) -> Simulator:
     assert case.generator is not None
@@ -210,9 +199,8 @@ class Step:
     p95_ms: float
 
 
-def _scripted(
-    case: Case, variant: str, action: ProposedAction | None, act_at: float | None, steps: list[Step] | None = None
-) -> Outcome:
+def _scripted(case: Case, variant: str, action: ProposedAction | None, act_at: float | None,
+              steps: list[Step] | None = None) -> Outcome:
     """A run where one known action is applied at a known time (or never); `steps` collects per-minute figures."""
     plane = SimulatedControlPlane()
     sim = _world(case, plane)
@@ -231,9 +219,7 @@ def _scripted(
         events = sim.advance(nxt)
         out.count(events)
         if steps is not None and len(events):
-            steps.append(
-                Step(nxt, len(events), float(failed_mask(events).mean()), float(np.percentile(latencies(events), 95)))
-            )
+            steps.append(Step(nxt, len(events), float(failed_mask(events).mean()), float(np.percentile(latencies(events), 95))))
         t = nxt
     out.finish(sim)
     return out
@@ -242,11 +228,8 @@ def _scripted(
 def static_alert_time(steps: list[Step], onset: float) -> float | None:
     """When the static rules first page someone after the onset (alerts before it are dismissed as noise)."""
     for step in steps:
-        if (
-            step.end > onset
-            and step.attempts >= STATIC_MIN_ATTEMPTS
-            and (step.failure_rate > STATIC_FAILURE_RATE or step.p95_ms > STATIC_P95_MS)
-        ):
+        if step.end > onset and step.attempts >= STATIC_MIN_ATTEMPTS and (
+                step.failure_rate > STATIC_FAILURE_RATE or step.p95_ms > STATIC_P95_MS):
             return step.end
     return None
 
@@ -262,25 +245,14 @@ class _CountingSource(SimulatorSource):
         return events
 
 
-def agent_run(
-    case: Case,
-    factory: Callable[[Settings], Reasoner] = rules_factory,
-    approve_after: float | None = HUMAN_RESPONSE_SECONDS,
-) -> Outcome:
+def agent_run(case: Case, factory: Callable[[Settings], Reasoner] = rules_factory, approve_after: float | None = HUMAN_RESPONSE_SECONDS) -> Outcome:
     """The real graph over the live simulator; the simulator obeys the agent's control plane."""
     settings = eval_settings(case)
     plane = SimulatedControlPlane()
     sim = _world(case, plane)
     out = Outcome("agent")
     source = _CountingSource(sim, out)
-    services = build_services(
-        settings,
-        source=source,
-        in_memory=True,
-        control_plane=plane,
-        notifier=ListNotifier(),
-        reasoner=factory(settings),
-    )
+    services = build_services(settings, source=source, in_memory=True, control_plane=plane, notifier=ListNotifier(), reasoner=factory(settings))
     agent = Agent(services)
     onset, end = _horizon(case)
     exp = case.expected
@@ -299,12 +271,8 @@ def agent_run(
         state = result.state
         proposal = ProposedAction.model_validate(state["proposal"])
         status = state["execution"]["status"]
-        if (
-            status == "escalated"
-            and approve_after is not None
-            and proposal.tool != "no_action"
-            and not any(p[2] == state["decision_id"] for p in pending)
-        ):
+        if (status == "escalated" and approve_after is not None and proposal.tool != "no_action"
+                and not any(p[2] == state["decision_id"] for p in pending)):
             pending.append((window_end + approve_after, proposal, "approved-" + state["decision_id"]))
         if status == "executed" and proposal.tool != "no_action":
             out.notes.append(f"executed {proposal.tool}[{target_key(proposal.target)}] at +{window_end - onset:.0f}s")
@@ -344,23 +312,11 @@ def closed_loop(case: Case, factory: Callable[[Settings], Reasoner] = rules_fact
         if best is not None and best.paid < result.outcomes["none"].paid:
             # Every acceptable action costs payments here (e.g. suppressing a half-working issuer):
             # the perfect operator only alerts, which changes no traffic.
-            oracle = replace(
-                result.outcomes["none"],
-                variant="oracle",
-                mitigated_after_s=0.0,
-                action="alert_ops / no_action",
-                notes=[f"{o.action} would lose {result.outcomes['none'].paid - o.paid} payments" for o in candidates],
-            )
+            oracle = replace(result.outcomes["none"], variant="oracle", mitigated_after_s=0.0, action="alert_ops / no_action",
+                             notes=[f"{o.action} would lose {result.outcomes['none'].paid - o.paid} payments" for o in candidates])
         result.outcomes["oracle"] = oracle
         alert_at = static_alert_time(steps, onset)
-        oracle_action = next(
-            (
-                a
-                for a in oracle_actions(case)
-                if best is not None and best.action == f"{a.tool}[{target_key(a.target)}]"
-            ),
-            None,
-        )
+        oracle_action = next((a for a in oracle_actions(case) if best is not None and best.action == f"{a.tool}[{target_key(a.target)}]"), None)
         if alert_at is None:
             static = replace(result.outcomes["none"], variant="static", notes=["the static thresholds never fired"])
         elif oracle_action is None or oracle.action and oracle.action.startswith("alert_ops"):

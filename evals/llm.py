@@ -67,19 +67,9 @@ def recording_stats(scores: Any) -> dict[str, dict[str, Any]]:
     from datetime import datetime
 
     at = datetime.now(UTC).isoformat(timespec="seconds")
-    return {
-        s.case_id: {
-            "recorded_at": at,
-            "llm_calls": s.llm_calls,
-            "failed_calls": s.llm_fallbacks,
-            "tokens_in": s.tokens_in,
-            "tokens_out": s.tokens_out,
-            "mean_latency_ms": s.llm_latency_ms,
-            "seconds": s.wall_seconds,
-        }
-        for s in scores
-    }
-
+    return {s.case_id: {"recorded_at": at, "llm_calls": s.llm_calls, "failed_calls": s.llm_fallbacks, "tokens_in": s.tokens_in,
+                        "tokens_out": s.tokens_out, "mean_latency_ms": s.llm_latency_ms, "seconds": s.wall_seconds}
+            for s in scores}
 
 # Headers are not matched. A cassette keeps only what the client needs to read an answer
 # (content-type) and the endpoint's own processing time; the rest (authorization, client
@@ -100,9 +90,7 @@ def _keep_request_headers(request: Any) -> Any:
 
 
 def _keep_response_headers(response: dict[str, Any]) -> dict[str, Any]:
-    response["headers"] = {
-        k: v for k, v in (response.get("headers") or {}).items() if k.lower() in KEPT_RESPONSE_HEADERS
-    }
+    response["headers"] = {k: v for k, v in (response.get("headers") or {}).items() if k.lower() in KEPT_RESPONSE_HEADERS}
     return response
 
 
@@ -127,7 +115,7 @@ def _first_difference(recorded: str, sent: str) -> str:
                 where, a, b = f"field {keys[0]}", json.dumps(old.get(keys[0])), json.dumps(new.get(keys[0]))
     at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
     lo = max(0, at - SNIPPET_CHARS)
-    return f"{where} differs at character {at}: recorded ...{a[lo : at + SNIPPET_CHARS]!r}..., sent ...{b[lo : at + SNIPPET_CHARS]!r}..."
+    return f"{where} differs at character {at}: recorded ...{a[lo:at + SNIPPET_CHARS]!r}..., sent ...{b[lo:at + SNIPPET_CHARS]!r}..."
 
 
 def _body(request: Any) -> str:
@@ -207,16 +195,12 @@ class Cassette:
                 why = _first_difference(_body(expected), _body(first))
             else:
                 why = f"more requests than the {self.recorded} recorded"
-            return (
-                f"{len(self.misses)} LLM request(s) not in the cassette {self.path.name} (played {self.played} of "
-                f"{self.recorded}); first: {first.method} {first.path}: {why}. A prompt, the briefing or the rule "
-                f"engine's figures changed since the recording, or the recording was cut short; {hint}"
-            )
+            return (f"{len(self.misses)} LLM request(s) not in the cassette {self.path.name} (played {self.played} of "
+                    f"{self.recorded}); first: {first.method} {first.path}: {why}. A prompt, the briefing or the rule "
+                    f"engine's figures changed since the recording, or the recording was cut short; {hint}")
         if self.played < self.recorded:
-            return (
-                f"the replay made {self.played} of the {self.recorded} recorded LLM requests in {self.path.name}: "
-                f"the case no longer asks what was recorded; {hint}"
-            )
+            return (f"the replay made {self.played} of the {self.recorded} recorded LLM requests in {self.path.name}: "
+                    f"the case no longer asks what was recorded; {hint}")
         return None
 
 
@@ -242,10 +226,8 @@ def load_prices(path: Path | None = None) -> dict[str, Price]:
     if not p.exists():
         return {}
     raw = json.loads(p.read_text())
-    return {
-        k: Price(float(v.get("input_per_m", 0.0)), float(v.get("output_per_m", 0.0)))
-        for k, v in raw.get("models", {}).items()
-    }
+    return {k: Price(float(v.get("input_per_m", 0.0)), float(v.get("output_per_m", 0.0)))
+            for k, v in raw.get("models", {}).items()}
 
 
 def price_for(model: str | None, prices: dict[str, Price]) -> Price:
@@ -260,7 +242,6 @@ def price_for(model: str | None, prices: dict[str, Price]) -> Price:
 
 
 # -- the optional judge ------------------------------------------------------------------------
-
 
 class ChatModel(Protocol):
     def invoke(self, input: Any) -> Any: ...

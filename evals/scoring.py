@@ -52,7 +52,7 @@ class CaseScore:
     guardrail: str | None = None  # verdict on the first response: allow / needs_approval / deny
     outcome: str | None = None  # execution status of the first response
     mitigated: bool | None = None  # an acceptable action executed or escalated during the incident
-    eventually_ok: bool | None = None
+    eventually_ok: bool | None = None  # some verdict during the incident had the right category and an acceptable action
     false_actions: int = 0  # actions executed while nothing was wrong (lead-in, controls)
     false_action_details: list[str] = field(default_factory=list)
     false_escalations: int = 0
@@ -125,16 +125,8 @@ def unsafe_reason(case: Case, tick: TickRecord) -> str | None:
 
 
 def score_case(case: Case, run: CaseRun, price: Price | None = None) -> CaseScore:
-    s = CaseScore(
-        case.id,
-        case.expected.category.value,
-        case.difficulty,
-        case.all_tags,
-        case.control,
-        ticks=len(run.ticks),
-        wall_seconds=round(run.wall_seconds, 3),
-        error=run.error,
-    )
+    s = CaseScore(case.id, case.expected.category.value, case.difficulty, case.all_tags, case.control,
+                  ticks=len(run.ticks), wall_seconds=round(run.wall_seconds, 3), error=run.error)
     exp = case.expected
     for t in run.ticks:
         if in_lead_in(case, t):
@@ -166,16 +158,9 @@ def score_case(case: Case, run: CaseRun, price: Price | None = None) -> CaseScor
         if first is not None:
             s.seconds_to_detect = round(first.window_end - case.onset, 1) if case.onset is not None else None
             s.ticks_to_detect = incident.index(first) + 1  # 1: the first window that shows the incident
-            s.first_response = {
-                "tick": first.tick,
-                "window_end": first.window_end,
-                "category": first.category,
-                "confidence": first.confidence,
-                "tool": first.tool,
-                "target": first.target,
-                "verdict": first.verdict,
-                "status": first.status,
-            }
+            s.first_response = {"tick": first.tick, "window_end": first.window_end, "category": first.category,
+                                "confidence": first.confidence, "tool": first.tool, "target": first.target,
+                                "verdict": first.verdict, "status": first.status}
             s.category_ok = first.category == exp.category.value
             s.action_ok = exp.acceptable(first.tool, first.target)
             s.guardrail = first.verdict
@@ -183,11 +168,8 @@ def score_case(case: Case, run: CaseRun, price: Price | None = None) -> CaseScor
         else:
             s.category_ok = s.action_ok = False
         s.eventually_ok = any(t.category == exp.category.value and exp.acceptable(t.tool, t.target) for t in incident)
-        s.mitigated = any(
-            exp.acceptable(t.tool, t.target) and (t.executed or t.escalated or t.tool == "no_action")
-            for t in incident
-            if t.category != HEALTHY
-        )
+        s.mitigated = any(exp.acceptable(t.tool, t.target) and (t.executed or t.escalated or t.tool == "no_action")
+                          for t in incident if t.category != HEALTHY)
 
     if run.error:
         s.failures.append("error")
@@ -234,9 +216,7 @@ class Aggregate:
     llm_latency_ms: float | None = None
     judge_passed: int = 0
     judged: int = 0
-    guardrail: dict[str, int] = field(
-        default_factory=dict
-    )  # verdicts on first responses: allow / needs_approval / deny
+    guardrail: dict[str, int] = field(default_factory=dict)  # verdicts on first responses: allow / needs_approval / deny
 
     @staticmethod
     def _rate(n: int, d: int) -> float | None:

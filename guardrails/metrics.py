@@ -32,9 +32,7 @@ from payops.tools.actions import ActionSpec
 PALM_METHOD = "palm"  # CONTRACT §1 method name of palm-pay attempts
 
 
-def palm_metrics(
-    snapshot: WindowSnapshot | None, consecutive_failures: int = 0, palm_method: str = PALM_METHOD
-) -> dict[str, float]:
+def palm_metrics(snapshot: WindowSnapshot | None, consecutive_failures: int = 0, palm_method: str = PALM_METHOD) -> dict[str, float]:
     metrics: dict[str, float] = {"consecutive_failures": float(consecutive_failures)}
     seg = snapshot.segment(method=palm_method) if snapshot is not None else None
     metrics["error_rate"] = 100.0 * seg.failure_rate if seg is not None and seg.attempts else 0.0
@@ -55,13 +53,8 @@ def blast_radius(snapshot: WindowSnapshot | None, target: Mapping[str, str]) -> 
     return min(shares) / snapshot.total.attempts if len(shares) == len(target) else 0.0
 
 
-def action_blast_radius(
-    spec: ActionSpec | None,
-    proposal: ProposedAction,
-    snapshot: WindowSnapshot | None,
-    link_attempts: int | None = None,
-    palm_method: str = PALM_METHOD,
-) -> float:
+def action_blast_radius(spec: ActionSpec | None, proposal: ProposedAction, snapshot: WindowSnapshot | None,
+                        link_attempts: int | None = None, palm_method: str = PALM_METHOD) -> float:
     """Share of current traffic one proposed action touches, by the tool's declared scope.
 
     - "segment": the target segment's share, times `percent`/100 when the tool moves part of it;

@@ -33,10 +33,8 @@ def pct(x: Any) -> str:
 def figures_text(f: dict[str, Any] | None) -> str:
     if not f or not f.get("attempts"):
         return "no traffic"
-    return (
-        f"{f['failures']}/{f['attempts']} failed ({pct(f['failure_rate'])}), p95 {float(f.get('latency_p95_ms', 0)):.0f} ms"
-        + (f" over {f['windows']} window(s)" if int(f.get("windows", 1)) > 1 else "")
-    )
+    return (f"{f['failures']}/{f['attempts']} failed ({pct(f['failure_rate'])}), p95 {float(f.get('latency_p95_ms', 0)):.0f} ms"
+            + (f" over {f['windows']} window(s)" if int(f.get("windows", 1)) > 1 else ""))
 
 
 def _args(args: dict[str, Any] | None) -> str:
@@ -44,14 +42,8 @@ def _args(args: dict[str, Any] | None) -> str:
 
 
 def outcome_lines(o: dict[str, Any], at: float, tz: tzinfo = UTC) -> list[str]:
-    lines = [
-        f"Outcome: {o['verdict']} (concluded {when(at, tz)}, {o.get('windows', 0)} window(s) measured) — {o.get('detail', '')}"
-    ]
-    if (
-        o.get("applied_at") is not None
-        and o.get("decided_at") is not None
-        and float(o["applied_at"]) != float(o["decided_at"])
-    ):
+    lines = [f"Outcome: {o['verdict']} (concluded {when(at, tz)}, {o.get('windows', 0)} window(s) measured) — {o.get('detail', '')}"]
+    if o.get("applied_at") is not None and o.get("decided_at") is not None and float(o["applied_at"]) != float(o["decided_at"]):
         lines.append(f"  (applied {when(o['applied_at'], tz)} after approval: 'before' is the window ending then)")
     before, after = o.get("before") or {}, o.get("after") or {}
     for scope in ("target", "destinations", "platform"):
@@ -71,19 +63,12 @@ def explain_decision(entries: Sequence[AuditEntry], tz: tzinfo = UTC) -> str:
     d, p, v, x = r.get("diagnosis") or {}, r.get("proposal") or {}, r.get("verdict") or {}, r.get("execution") or {}
     snap = r.get("snapshot") or {}
     lines = [f"Decision {r['decision_id']} (audit record #{decision.seq}), window ending {when(r['window_end'], tz)}."]
-    top = ", ".join(
-        f"{code} {n}" for code, n in sorted((snap.get("top_errors") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
-    )
-    lines.append(
-        f"What I saw: {snap.get('failures')}/{snap.get('attempts')} attempts failed ({pct(snap.get('failure_rate', 0))}), "
-        f"p95 latency {snap.get('latency_p95_ms')} ms, attempts per payment {snap.get('attempts_per_payment')}"
-        + (f"; top errors: {top}" if top else "")
-        + "."
-    )
-    lines.append(
-        f"What I concluded: {d.get('category')} on {target_text(d.get('target'))} with confidence "
-        f"{float(d.get('confidence', 0)):.2f} ({d.get('reasoner')} reasoner): {d.get('summary')}"
-    )
+    top = ", ".join(f"{code} {n}" for code, n in sorted((snap.get("top_errors") or {}).items(), key=lambda kv: (-kv[1], kv[0])))
+    lines.append(f"What I saw: {snap.get('failures')}/{snap.get('attempts')} attempts failed ({pct(snap.get('failure_rate', 0))}), "
+                 f"p95 latency {snap.get('latency_p95_ms')} ms, attempts per payment {snap.get('attempts_per_payment')}"
+                 + (f"; top errors: {top}" if top else "") + ".")
+    lines.append(f"What I concluded: {d.get('category')} on {target_text(d.get('target'))} with confidence "
+                 f"{float(d.get('confidence', 0)):.2f} ({d.get('reasoner')} reasoner): {d.get('summary')}")
     lines.append("Evidence:")
     lines += [f"  - {e}" for e in d.get("evidence", [])]
     if d.get("alternatives"):
@@ -91,26 +76,16 @@ def explain_decision(entries: Sequence[AuditEntry], tz: tzinfo = UTC) -> str:
         lines += [f"  - {a}" for a in d["alternatives"]]
     consulted = r.get("lessons_consulted") or []
     if consulted:
-        lines.append(
-            "Similar past incidents consulted: "
-            + ", ".join(
-                f"{past['decision_id']} ({past['tool']} on {past.get('target', '?')}: {past['verdict']})"
-                for past in consulted
-            )
-        )
+        lines.append("Similar past incidents consulted: " + ", ".join(
+            f"{past['decision_id']} ({past['tool']} on {past.get('target', '?')}: {past['verdict']})"
+            for past in consulted))
     track = r.get("track_record")
     if track:
         c = track.get("counts", {})
-        lines.append(
-            f"Track record of {track['tool']} on similar incidents: {c.get('helped', 0)} helped, {c.get('no_effect', 0)} no effect, "
-            f"{c.get('harmed', 0)} harmed, {c.get('inconclusive', 0)} inconclusive; confidence {track['prior']:.2f} -> "
-            f"{track['adjusted']:.2f} (Beta posterior, prior strength {track.get('prior_strength')})"
-            + (
-                f"; harmed before on {', '.join(track['harmed_ids'])}, so not autonomous"
-                if track.get("forced_approval")
-                else ""
-            )
-        )
+        lines.append(f"Track record of {track['tool']} on similar incidents: {c.get('helped', 0)} helped, {c.get('no_effect', 0)} no effect, "
+                     f"{c.get('harmed', 0)} harmed, {c.get('inconclusive', 0)} inconclusive; confidence {track['prior']:.2f} -> "
+                     f"{track['adjusted']:.2f} (Beta posterior, prior strength {track.get('prior_strength')})"
+                     + (f"; harmed before on {', '.join(track['harmed_ids'])}, so not autonomous" if track.get("forced_approval") else ""))
     lines.append(
         f"What I proposed: {p.get('tool')}"
         + (f" on {target_text(p.get('target'))}" if p.get("tool") != "no_action" else "")

@@ -159,13 +159,8 @@ class Figures:
     def from_json(cls, raw: dict[str, Any] | None) -> Figures:
         if not raw:
             return cls()
-        return cls(
-            int(raw.get("attempts", 0)),
-            int(raw.get("failures", 0)),
-            float(raw.get("latency_p95_ms", 0.0)),
-            float(raw.get("attempts_per_payment", 0.0)),
-            int(raw.get("windows", 0)),
-        )
+        return cls(int(raw.get("attempts", 0)), int(raw.get("failures", 0)), float(raw.get("latency_p95_ms", 0.0)),
+                   float(raw.get("attempts_per_payment", 0.0)), int(raw.get("windows", 0)))
 
 
 @dataclass(frozen=True)
@@ -190,11 +185,8 @@ class Scopes:
     def from_json(cls, raw: dict[str, Any] | None) -> Scopes:
         raw = raw or {}
         dest = raw.get("destinations")
-        return cls(
-            Figures.from_json(raw.get("target")),
-            Figures.from_json(raw.get("platform")),
-            Figures.from_json(dest) if dest is not None else None,
-        )
+        return cls(Figures.from_json(raw.get("target")), Figures.from_json(raw.get("platform")),
+                   Figures.from_json(dest) if dest is not None else None)
 
 
 @dataclass(frozen=True)
@@ -210,11 +202,8 @@ class Expected:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Expected:
-        return cls(
-            float(raw["target"]),
-            float(raw["platform"]),
-            float(raw["destinations"]) if raw.get("destinations") is not None else None,
-        )
+        return cls(float(raw["target"]), float(raw["platform"]),
+                   float(raw["destinations"]) if raw.get("destinations") is not None else None)
 
 
 @dataclass(frozen=True)
@@ -252,9 +241,7 @@ def two_proportion_z(f1: float, n1: float, f2: float, n2: float) -> float:
 
 def _rate_change(before: Figures, after: Figures) -> tuple[float, float]:
     """(after - before failure rate, z of that change)."""
-    return after.failure_rate - before.failure_rate, two_proportion_z(
-        before.failures, before.attempts, after.failures, after.attempts
-    )
+    return after.failure_rate - before.failure_rate, two_proportion_z(before.failures, before.attempts, after.failures, after.attempts)
 
 
 def _pct(x: float) -> str:
@@ -298,10 +285,8 @@ def _harms(e: OutcomeEvidence) -> list[str]:
     if e.gives_up_target and b.target.attempts >= MIN_SCOPE_ATTEMPTS and b.target.successes > b.target.failures:
         # Giving up a path is worth it only while most of its attempts fail (the rule
         # reasoner's suppression threshold is the same 50%).
-        found.append(
-            f"the suppression gave up {b.target.successes_per_window:.0f} successes per window to avoid "
-            f"{b.target.failures / max(b.target.windows, 1):.0f} failures"
-        )
+        found.append(f"the suppression gave up {b.target.successes_per_window:.0f} successes per window to avoid "
+                     f"{b.target.failures / max(b.target.windows, 1):.0f} failures")
     # Success volume: a suppression without fallback gives up the target's successes on purpose.
     kept = b.platform.successes_per_window - (b.target.successes_per_window if e.gives_up_target else 0.0)
     after_sw = a.platform.successes_per_window
@@ -311,12 +296,9 @@ def _harms(e: OutcomeEvidence) -> list[str]:
         if z >= SIGNIFICANCE_Z:
             found.append(f"successes per window fell {kept:.0f} -> {after_sw:.0f} (z={z:.1f})")
     touched_b, touched_a = _touched(e)
-    if (
-        touched_a.attempts >= MIN_SCOPE_ATTEMPTS
-        and touched_b.latency_p95_ms > 0
-        and touched_a.latency_p95_ms >= LATENCY_CHANGE_FACTOR * touched_b.latency_p95_ms
-        and touched_a.latency_p95_ms - touched_b.latency_p95_ms >= MIN_LATENCY_CHANGE_MS
-    ):
+    if (touched_a.attempts >= MIN_SCOPE_ATTEMPTS and touched_b.latency_p95_ms > 0
+            and touched_a.latency_p95_ms >= LATENCY_CHANGE_FACTOR * touched_b.latency_p95_ms
+            and touched_a.latency_p95_ms - touched_b.latency_p95_ms >= MIN_LATENCY_CHANGE_MS):
         found.append(f"p95 latency rose {touched_b.latency_p95_ms:.0f} -> {touched_a.latency_p95_ms:.0f} ms")
     apm_b, apm_a = b.platform.attempts_per_payment, a.platform.attempts_per_payment
     if apm_b > 0 and apm_a >= RETRY_AMPLIFICATION * apm_b and apm_a - apm_b >= MIN_RETRY_CHANGE:
@@ -328,11 +310,7 @@ def _touched(e: OutcomeEvidence) -> tuple[Figures, Figures]:
     """Where the action's traffic is after: the target if it still carries it, else where it went."""
     if carries(e.before.target, e.after.target):
         return e.before.target, e.after.target
-    if (
-        e.after.destinations is not None
-        and e.before.destinations is not None
-        and e.after.destinations.attempts >= MIN_SCOPE_ATTEMPTS
-    ):
+    if e.after.destinations is not None and e.before.destinations is not None and e.after.destinations.attempts >= MIN_SCOPE_ATTEMPTS:
         return e.before.destinations, e.after.destinations
     return e.before.platform, e.after.platform
 
@@ -372,31 +350,22 @@ def judge(e: OutcomeEvidence) -> OutcomeVerdict:
     """
     a, b, x = e.after, e.before, e.expected
     if a.platform.attempts < MIN_AFTER_ATTEMPTS or a.platform.windows == 0:
-        return OutcomeVerdict(
-            "inconclusive", (f"too little traffic after the action ({a.platform.attempts} attempts)",)
-        )
+        return OutcomeVerdict("inconclusive", (f"too little traffic after the action ({a.platform.attempts} attempts)",))
     harms = _harms(e)
     if harms:
         return OutcomeVerdict("harmed", tuple(harms))
 
     on_target = carries(b.target, a.target)
-    scope, sb, sa, reference = (
-        ("target", b.target, a.target, x.target) if on_target else ("platform", b.platform, a.platform, x.platform)
-    )
+    scope, sb, sa, reference = ("target", b.target, a.target, x.target) if on_target else ("platform", b.platform, a.platform, x.platform)
     gap = sb.failure_rate - reference
     closed = (sb.failure_rate - sa.failure_rate) / gap if gap >= MIN_RATE_CHANGE else 0.0
     improved: list[str] = []
     if _fell(sb, sa) and closed >= HELPED_GAP_SHARE:
         share = "all" if closed >= 1.0 else f"{closed:.0%}"
-        improved.append(
-            f"{scope} failure rate fell {_pct(sb.failure_rate)} -> {_pct(sa.failure_rate)}, "
-            f"closing {share} of the gap to its reference {_pct(reference)}"
-        )
-    faster = (
-        sb.latency_p95_ms > 0
-        and sa.latency_p95_ms * LATENCY_CHANGE_FACTOR <= sb.latency_p95_ms
-        and sb.latency_p95_ms - sa.latency_p95_ms >= MIN_LATENCY_CHANGE_MS
-    )
+        improved.append(f"{scope} failure rate fell {_pct(sb.failure_rate)} -> {_pct(sa.failure_rate)}, "
+                        f"closing {share} of the gap to its reference {_pct(reference)}")
+    faster = (sb.latency_p95_ms > 0 and sa.latency_p95_ms * LATENCY_CHANGE_FACTOR <= sb.latency_p95_ms
+              and sb.latency_p95_ms - sa.latency_p95_ms >= MIN_LATENCY_CHANGE_MS)
     if faster:
         improved.append(f"{scope} p95 latency fell {sb.latency_p95_ms:.0f} -> {sa.latency_p95_ms:.0f} ms")
     apm_b, apm_a = b.platform.attempts_per_payment, a.platform.attempts_per_payment
@@ -405,13 +374,9 @@ def judge(e: OutcomeEvidence) -> OutcomeVerdict:
     if improved:
         prior = e.prior_target
         if prior is not None and prior.attempts >= MIN_SCOPE_ATTEMPTS and _fell(prior, b.target):
-            return OutcomeVerdict(
-                "inconclusive",
-                (
-                    f"target was already recovering before the action ({_pct(prior.failure_rate)} -> {_pct(b.target.failure_rate)})",
-                    *improved,
-                ),
-            )
+            return OutcomeVerdict("inconclusive", (
+                f"target was already recovering before the action ({_pct(prior.failure_rate)} -> {_pct(b.target.failure_rate)})",
+                *improved))
         return OutcomeVerdict("helped", tuple(improved))
     change = f"{scope} failure rate {_pct(sb.failure_rate)} -> {_pct(sa.failure_rate)} (reference {_pct(reference)})"
     if _detectable(sb, reference, sa.attempts):
@@ -449,9 +414,7 @@ def _segment(snapshot: SnapshotLike, target: dict[str, str]) -> Any:
     return snapshot.segment(**target) if target else snapshot.total
 
 
-def _destination_segments(
-    snapshot: SnapshotLike, tool: str, target: dict[str, str], args: dict[str, Any]
-) -> list[Any] | None:
+def _destination_segments(snapshot: SnapshotLike, tool: str, target: dict[str, str], args: dict[str, Any]) -> list[Any] | None:
     wanted = destination_targets(tool, target, args)
     if not wanted:
         return None
@@ -547,30 +510,16 @@ def step(watch: Watch, window_start: float, window_end: float, scopes: Scopes, i
     active = mine is not None  # expired, rolled back or replaced: the evaluation closes
     if mine is not None and not mine.confirmed:
         return Step(watch, None, True)  # the control plane has not confirmed it yet: nothing to measure
-    started = [
-        a.action_id
-        for a in current.values()
-        if a.action_id != watch.action_id
-        and a.action_id not in watch.others_in_force
-        and watch.applied_at < a.applied_at < window_end
-    ]
+    started = [a.action_id for a in current.values()
+               if a.action_id != watch.action_id and a.action_id not in watch.others_in_force and watch.applied_at < a.applied_at < window_end]
     ended = [i for i in watch.others_in_force if i not in current]
     if not active or started or ended:
-        why = (
-            "it was no longer in force"
-            if not active
-            else f"another action changed traffic ({', '.join(started or ended)})"
-        )
+        why = ("it was no longer in force" if not active else
+               f"another action changed traffic ({', '.join(started or ended)})")
         if watch.windows == 0:
-            return Step(
-                watch, OutcomeVerdict("inconclusive", (f"no window measured it alone: {why}",)), mine is not None
-            )
+            return Step(watch, OutcomeVerdict("inconclusive", (f"no window measured it alone: {why}",)), mine is not None)
         verdict = judge(watch.evidence())
-        return Step(
-            watch,
-            OutcomeVerdict(verdict.verdict, (*verdict.reasons, f"judged on {watch.windows} window(s): {why}")),
-            mine is not None,
-        )
+        return Step(watch, OutcomeVerdict(verdict.verdict, (*verdict.reasons, f"judged on {watch.windows} window(s): {why}")), mine is not None)
     if window_start < watch.applied_at - 1e-6:
         return Step(watch, None, True)  # the window overlaps the change
     after = Scopes.from_json(watch.after).plus(scopes) if watch.after else scopes
@@ -585,18 +534,8 @@ def step(watch: Watch, window_start: float, window_end: float, scopes: Scopes, i
 
 # -- concluding: the outcome record, the lesson, and a rollback when it harmed -----------
 
-
-def conclude(
-    watch: Watch,
-    verdict: OutcomeVerdict,
-    in_force: bool,
-    now: float,
-    *,
-    audit: Any,
-    lessons: Any,
-    control_plane: Any,
-    notifier: Any,
-) -> list[dict[str, Any]]:
+def conclude(watch: Watch, verdict: OutcomeVerdict, in_force: bool, now: float, *, audit: Any, lessons: Any,
+             control_plane: Any, notifier: Any) -> list[dict[str, Any]]:
     """Record the verdict (audit record of kind "outcome", one lesson); roll back and alert when it harmed.
 
     Returns the housekeeping notes for this tick's decision record.
@@ -609,84 +548,31 @@ def conclude(
     if verdict.verdict == "harmed" and in_force:
         result = control_plane.rollback(watch.action_id, now, f"harmed: {verdict.reasons[0]}")
         rollback = result.model_dump(mode="json")
-        notes.append(
-            {
-                "op": "rollback",
-                "action_id": watch.action_id,
-                "tool": watch.tool,
-                "target": watch.target,
-                "reason": "the action harmed: " + verdict.reasons[0],
-                "result": result.detail,
-            }
-        )
-        notifier.notify(
-            "alert",
-            {
-                "decision_id": watch.decision_id,
-                "severity": "critical",
-                "target": watch.target,
-                "summary": f"{watch.tool} on {target} made things worse and was rolled back ({result.status}): {verdict.reasons[0]}",
-            },
-        )
+        notes.append({"op": "rollback", "action_id": watch.action_id, "tool": watch.tool, "target": watch.target,
+                      "reason": "the action harmed: " + verdict.reasons[0], "result": result.detail})
+        notifier.notify("alert", {
+            "decision_id": watch.decision_id, "severity": "critical", "target": watch.target,
+            "summary": f"{watch.tool} on {target} made things worse and was rolled back ({result.status}): {verdict.reasons[0]}",
+        })
     record = {
-        "decision_id": watch.decision_id,
-        "verdict": verdict.verdict,
-        "detail": verdict.detail,
-        "reasons": list(verdict.reasons),
-        "tool": watch.tool,
-        "target": watch.target,
-        "args": watch.args,
-        "status": watch.status,
-        "approver": watch.approver,
-        "decided_at": watch.decided_at,
-        "applied_at": watch.applied_at,
-        "windows": watch.windows,
-        "before": watch.before,
-        "after": watch.after or {},
-        "expected": watch.expected,
-        "signature": watch.signature,
+        "decision_id": watch.decision_id, "verdict": verdict.verdict, "detail": verdict.detail, "reasons": list(verdict.reasons),
+        "tool": watch.tool, "target": watch.target, "args": watch.args, "status": watch.status, "approver": watch.approver,
+        "decided_at": watch.decided_at, "applied_at": watch.applied_at, "windows": watch.windows,
+        "before": watch.before, "after": watch.after or {}, "expected": watch.expected, "signature": watch.signature,
         "rollback": rollback,
     }
     audit.append(watch.decision_id, "outcome", now, record)
-    lessons.put(
-        Lesson(
-            decision_id=watch.decision_id,
-            **watch.signature,
-            tool=watch.tool,
-            target=watch.target,
-            args=watch.args,
-            status=watch.status,
-            approver=watch.approver,
-            verdict=verdict.verdict,
-            reasons=list(verdict.reasons),
-            before=watch.before,
-            after=watch.after or {},
-            windows=watch.windows,
-            rolled_back=rollback is not None and rollback["status"] == "executed",
-            created_at=watch.decided_at,
-            applied_at=watch.applied_at,
-            concluded_at=now,
-        )
-    )
-    notes.append(
-        {
-            "op": "outcome",
-            "decision_id": watch.decision_id,
-            "tool": watch.tool,
-            "target": watch.target,
-            "verdict": verdict.verdict,
-            "detail": verdict.detail,
-        }
-    )
+    lessons.put(Lesson(
+        decision_id=watch.decision_id, **watch.signature, tool=watch.tool, target=watch.target, args=watch.args,
+        status=watch.status, approver=watch.approver, verdict=verdict.verdict, reasons=list(verdict.reasons),
+        before=watch.before, after=watch.after or {}, windows=watch.windows,
+        rolled_back=rollback is not None and rollback["status"] == "executed",
+        created_at=watch.decided_at, applied_at=watch.applied_at, concluded_at=now,
+    ))
+    notes.append({"op": "outcome", "decision_id": watch.decision_id, "tool": watch.tool, "target": watch.target,
+                  "verdict": verdict.verdict, "detail": verdict.detail})
     # Every conclusion is news for ops (console and webhook); a harm also raised the critical alert above.
-    notifier.notify(
-        "outcome",
-        {
-            "decision_id": watch.decision_id,
-            "tool": watch.tool,
-            "target": watch.target,
-            "verdict": verdict.verdict,
-            "summary": f"outcome of {watch.tool} on {target}: {verdict.verdict} — {verdict.reasons[0]}",
-        },
-    )
+    notifier.notify("outcome", {"decision_id": watch.decision_id, "tool": watch.tool, "target": watch.target,
+                                "verdict": verdict.verdict,
+                                "summary": f"outcome of {watch.tool} on {target}: {verdict.verdict} — {verdict.reasons[0]}"})
     return notes

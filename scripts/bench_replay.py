@@ -86,9 +86,7 @@ def peak_rss_replay(events: Path, out: Path) -> tuple[float, float, int]:
     payops = Path(sys.executable).with_name("payops")
     cmd = [str(payops)] if payops.exists() else [sys.executable, "-c", "from payops.cli import main; main()"]
     t = time.perf_counter()
-    proc = subprocess.Popen(
-        [*cmd, "replay", str(events), "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    proc = subprocess.Popen([*cmd, "replay", str(events), "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -103,22 +101,16 @@ def memory(sizes: list[int], per_minute: float, folder: Path) -> None:
         events, out = folder / f"events-{lines}.jsonl", folder / f"decisions-{lines}.jsonl"
         t = time.perf_counter()
         n, minutes = generate(events, lines, per_minute)
-        print(
-            f"generated {n:,} events ({events.stat().st_size / 2**20:.0f} MB, {minutes:,.0f} min at {per_minute:,.0f}/min) "
-            f"in {time.perf_counter() - t:.1f} s"
-        )
+        print(f"generated {n:,} events ({events.stat().st_size / 2**20:.0f} MB, {minutes:,.0f} min at {per_minute:,.0f}/min) "
+              f"in {time.perf_counter() - t:.1f} s")
         peak, wall, ticks = peak_rss_replay(events, out)
         peaks.append(peak)
-        print(
-            f"  payops replay: {ticks:,} decisions in {wall:.1f} s; peak RSS {peak:.0f} MB "
-            f"({peak * 1024 / ticks:.1f} KB per decision)"
-        )
+        print(f"  payops replay: {ticks:,} decisions in {wall:.1f} s; peak RSS {peak:.0f} MB "
+              f"({peak * 1024 / ticks:.1f} KB per decision)")
         events.unlink()
     if len(peaks) > 1:
-        print(
-            f"peak RSS {' / '.join(f'{p:.0f}' for p in peaks)} MB: the largest is {max(peaks) / min(peaks) - 1:+.1%} "
-            f"over the smallest (goal: within 10%)"
-        )
+        print(f"peak RSS {' / '.join(f'{p:.0f}' for p in peaks)} MB: the largest is {max(peaks) / min(peaks) - 1:+.1%} "
+              f"over the smallest (goal: within 10%)")
 
 
 def in_process(events: Path, out: Path, parallel: bool) -> tuple[float, float, float]:
@@ -144,9 +136,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="write the files here instead of a temporary directory")
     parser.add_argument("--runs", type=int, default=3, help="end-to-end runs (the median is reported)")
     parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for an idle machine before each run")
-    parser.add_argument(
-        "--memory", help="comma-separated line counts: peak RSS of a replay of each (e.g. 1000000,4000000)"
-    )
+    parser.add_argument("--memory", help="comma-separated line counts: peak RSS of a replay of each (e.g. 1000000,4000000)")
     parser.add_argument("--memory-per-minute", type=float, default=600.0, help="payments/min of the --memory files")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,28 +148,21 @@ def main() -> None:
         events, out = folder / "events.jsonl", folder / "decisions.jsonl"
         t = time.perf_counter()
         n, minutes = generate(events, args.events, args.per_minute)
-        print(
-            f"generated {n:,} events ({events.stat().st_size / 2**20:.0f} MB, {minutes:.1f} min at "
-            f"{args.per_minute:,.0f} payments/min) in {time.perf_counter() - t:.1f} s"
-        )
+        print(f"generated {n:,} events ({events.stat().st_size / 2**20:.0f} MB, {minutes:.1f} min at "
+              f"{args.per_minute:,.0f} payments/min) in {time.perf_counter() - t:.1f} s")
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         runs = []
         for run in range(args.runs):
             idle = wait_for_idle(args.wait)
             wall, cpu, ticks = cli_replay(events, out)
             runs.append((wall, cpu))
-            print(
-                f"payops replay (subprocess, end to end) run {run + 1}: {ticks} decisions; wall {wall:.2f} s -> "
-                f"{n / wall / 1e3:,.0f} k events/s; machine CPU {cpu:.2f} s"
-                + ("" if idle else " (machine was busy before the run)")
-            )
+            print(f"payops replay (subprocess, end to end) run {run + 1}: {ticks} decisions; wall {wall:.2f} s -> "
+                  f"{n / wall / 1e3:,.0f} k events/s; machine CPU {cpu:.2f} s" + ("" if idle else " (machine was busy before the run)"))
         reference = out.read_bytes()
         wall, cpu = statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
-        print(
-            f"  median of {len(runs)}: wall {wall:.2f} s -> {n / wall / 1e3:,.0f} k events/s = "
-            f"{n / wall / TARGET_EVENTS_PER_S:.2f} x the {TARGET_EVENTS_PER_S / 1e3:,.0f} k target; machine CPU {cpu:.2f} s "
-            f"-> {n / cpu / 1e3:,.0f} k events per CPU-second"
-        )
+        print(f"  median of {len(runs)}: wall {wall:.2f} s -> {n / wall / 1e3:,.0f} k events/s = "
+              f"{n / wall / TARGET_EVENTS_PER_S:.2f} x the {TARGET_EVENTS_PER_S / 1e3:,.0f} k target; machine CPU {cpu:.2f} s "
+              f"-> {n / cpu / 1e3:,.0f} k events per CPU-second")
         t = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import payops.cli, payops.wiring"], check=True)
         print(f"  of which starting python and importing payops + langgraph: {time.perf_counter() - t:.2f} s wall")
@@ -188,15 +171,9 @@ def main() -> None:
             wall, cpu, machine = in_process(events, out, parallel)
             label = "parse on worker processes" if parallel else "parse in this process"
             same = "identical output" if out.read_bytes() == reference else "OUTPUT DIFFERS"
-            print(
-                f"  in process, {label}: wall {wall:.2f} s -> {n / wall / 1e3:,.0f} k events/s; CPU {cpu:.2f} s here"
-                + (
-                    f", {machine:.2f} s machine-wide (workers included)"
-                    if parallel
-                    else f" -> {n / cpu / 1e3:,.0f} k events/s per core"
-                )
-                + f"; {same}"
-            )
+            print(f"  in process, {label}: wall {wall:.2f} s -> {n / wall / 1e3:,.0f} k events/s; CPU {cpu:.2f} s here"
+                  + (f", {machine:.2f} s machine-wide (workers included)" if parallel else f" -> {n / cpu / 1e3:,.0f} k events/s per core")
+                  + f"; {same}")
 
 
 if __name__ == "__main__":

@@ -84,9 +84,7 @@ def pending_ids(state: Path) -> list[str]:
         return []
     conn = sqlite3.connect(db)
     try:
-        return [
-            r[0] for r in conn.execute("SELECT decision_id FROM approvals WHERE status = 'pending' ORDER BY created_at")
-        ]
+        return [r[0] for r in conn.execute("SELECT decision_id FROM approvals WHERE status = 'pending' ORDER BY created_at")]
     finally:
         conn.close()
 
@@ -94,23 +92,8 @@ def pending_ids(state: Path) -> list[str]:
 def operator_key(state: Path) -> str:
     """An operator API key in the state folder: `payops approve` records the authenticated principal."""
     env = {k: v for k, v in os.environ.items() if k != "PAYOPS_CRASH_AT"}
-    made = subprocess.run(
-        [
-            payops(),
-            "keys",
-            "create",
-            "--name",
-            f"crash-operator-{os.getpid()}",
-            "--role",
-            "operator",
-            "--state-dir",
-            str(state),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    made = subprocess.run([payops(), "keys", "create", "--name", f"crash-operator-{os.getpid()}", "--role", "operator",
+                           "--state-dir", str(state)], env=env, capture_output=True, text=True, timeout=120)
     if made.returncode != 0:
         raise SystemExit(f"cannot create an operator key: {made.stderr.strip()}")
     return made.stdout.strip().splitlines()[0]
@@ -121,13 +104,8 @@ def approve(state: Path, decision_id: str, crash_at: str | None, key: str) -> in
     env.pop("PAYOPS_CRASH_AT", None)
     if crash_at:
         env["PAYOPS_CRASH_AT"] = crash_at
-    done = subprocess.run(
-        [payops(), "approve", decision_id, "--api-key", key, "--note", "ok"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = subprocess.run([payops(), "approve", decision_id, "--api-key", key, "--note", "ok"], env=env,
+                          capture_output=True, text=True, timeout=300)
     if done.returncode not in (0, -signal.SIGKILL):
         # An approver that fails for another reason is a broken test, not a crash: say so, count it.
         print(f"approve {decision_id} exited {done.returncode}: {done.stderr.strip()[:300]}", file=sys.stderr)
@@ -136,9 +114,7 @@ def approve(state: Path, decision_id: str, crash_at: str | None, key: str) -> in
 
 def check(state: Path) -> dict[str, int]:
     audit = sqlite3.connect(state / "audit.db")
-    rows = audit.execute(
-        "SELECT seq, decision_id, kind, record, revision, supersedes FROM audit_log ORDER BY seq"
-    ).fetchall()
+    rows = audit.execute("SELECT seq, decision_id, kind, record, revision, supersedes FROM audit_log ORDER BY seq").fetchall()
     audit.close()
     by_pair: dict[tuple[str, str], list[tuple[int, int, int | None, dict]]] = {}
     for seq, decision_id, kind, body, revision, supersedes in rows:
@@ -154,20 +130,14 @@ def check(state: Path) -> dict[str, int]:
     book = sqlite3.connect(state / "approvals.db")
     approvals = {r[0]: r[1] for r in book.execute("SELECT decision_id, status FROM approvals")}
     book.close()
-    escalated = [
-        did
-        for (did, kind), rec in current.items()
-        if kind == "decision" and (rec.get("execution") or {}).get("status") == "escalated"
-    ]
+    escalated = [did for (did, kind), rec in current.items()
+                 if kind == "decision" and (rec.get("execution") or {}).get("status") == "escalated"]
     lost_requests = sum(1 for did in escalated if did not in approvals)
     answered = [did for did, status in approvals.items() if status not in ("pending",)]
     lost_answers = sum(1 for did in answered if (did, "approval") not in current)
     stuck = sum(1 for status in approvals.values() if status == "approved")
-    unrecorded_applies = sum(
-        1
-        for did, status in approvals.items()
-        if status in ("applied", "voided") and (did, "approved_action") not in current
-    )
+    unrecorded_applies = sum(1 for did, status in approvals.items()
+                             if status in ("applied", "voided") and (did, "approved_action") not in current)
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from payops.graph.runner import Agent, opened
@@ -184,24 +154,13 @@ def check(state: Path) -> dict[str, int]:
     vanished = 0  # applied, not expired, not rolled back, yet not in force after the restarts
     for did, status in approvals.items():
         rec = current.get((did, "approved_action")) or {}
-        if (
-            status == "applied"
-            and (rec.get("execution") or {}).get("status") == "executed"
-            and did not in live
-            and did not in rolled_back
-            and rec.get("tool") != "alert_ops"
-            and (rec.get("args") or {}).get("ttl_seconds", 1800.0)
-            + (current.get((did, "decision")) or {}).get("window_end", 0.0)
-            > last_end
-        ):
+        if status == "applied" and (rec.get("execution") or {}).get("status") == "executed" and did not in live \
+                and did not in rolled_back and rec.get("tool") != "alert_ops" \
+                and (rec.get("args") or {}).get("ttl_seconds", 1800.0) + (current.get((did, "decision")) or {}).get("window_end", 0.0) > last_end:
             vanished += 1
     twice_in_force = sum(n - 1 for n in Counter(a.get("action_id") for a in in_force).values() if n > 1)
-    reexecuted = sum(
-        1
-        for (did, kind), recs in by_pair.items()
-        if kind in ("decision", "approved_action")
-        and sum(1 for r in recs if (r[3].get("execution") or {}).get("status") == "executed") > 1
-    )
+    reexecuted = sum(1 for (did, kind), recs in by_pair.items() if kind in ("decision", "approved_action")
+                     and sum(1 for r in recs if (r[3].get("execution") or {}).get("status") == "executed") > 1)
     verify = subprocess.run([payops(), "audit", "verify", "--state-dir", str(state)], capture_output=True, text=True)
     print(f"  audit verify: {(verify.stdout or verify.stderr).strip()}")
     return {
@@ -270,9 +229,7 @@ def main() -> int:
             return 1
     run_agent(state, args, None, None)  # a clean run: apply what was approved, expire what is due
     figures = check(state)
-    print(
-        f"crash test: {sum(kills.values())} kills in {rounds} rounds ({time.monotonic() - started:.0f} s), state {state}"
-    )
+    print(f"crash test: {sum(kills.values())} kills in {rounds} rounds ({time.monotonic() - started:.0f} s), state {state}")
     print("  kills by point: " + ", ".join(f"{k} {v}" for k, v in sorted(kills.items())))
     figures["approver runs that failed without being killed"] = approver_errors
     for name, value in figures.items():

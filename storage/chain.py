@@ -98,9 +98,7 @@ class CheckpointFile:
     def __init__(self, path: str | Path, signing: KeySet) -> None:
         self.path = Path(path)
         self._signing = signing
-        self._public: dict[str, Ed25519PublicKey] = {
-            kid: _private(seed).public_key() for kid, seed in signing.versions.items()
-        }
+        self._public: dict[str, Ed25519PublicKey] = {kid: _private(seed).public_key() for kid, seed in signing.versions.items()}
 
     def write(self, log: str, count: int, last_id: int, head: str, at: float, mac_key: str | None = None) -> Checkpoint:
         cp = Checkpoint(log, int(count), int(last_id), head, float(at), self._signing.active, mac_key=mac_key)
@@ -132,16 +130,8 @@ class CheckpointFile:
         try:
             obj = json.loads(raw)
             sig = base64.b64decode(obj.pop("sig"), validate=True)
-            cp = Checkpoint(
-                str(obj["log"]),
-                int(obj["count"]),
-                int(obj["last_id"]),
-                str(obj["head"]),
-                float(obj["at"]),
-                str(obj["key_id"]),
-                n,
-                None if obj.get("mac_key") is None else str(obj["mac_key"]),
-            )
+            cp = Checkpoint(str(obj["log"]), int(obj["count"]), int(obj["last_id"]), str(obj["head"]), float(obj["at"]),
+                            str(obj["key_id"]), n, None if obj.get("mac_key") is None else str(obj["mac_key"]))
         except (ValueError, KeyError, TypeError, AttributeError):
             return f"checkpoint line {n} is not a checkpoint"
         if log is not None and cp.log != log:
@@ -197,9 +187,8 @@ class ChainProblem:
     reason: str
 
 
-def verify_checkpoints(
-    log: str, heads: dict[int, tuple[int, str]], count: int, last_id: int, checkpoints: Iterable[Checkpoint]
-) -> ChainProblem | None:
+def verify_checkpoints(log: str, heads: dict[int, tuple[int, str]], count: int, last_id: int,
+                       checkpoints: Iterable[Checkpoint]) -> ChainProblem | None:
     """Check a recomputed chain against the signed checkpoints of `log`.
 
     `heads`: for each row id reached, (rows counted so far, chain head after that row).
@@ -210,32 +199,18 @@ def verify_checkpoints(
     for cp in checkpoints:
         if cp.count > count:
             what = "wiped" if count == 0 else "truncated"
-            return ChainProblem(
-                log,
-                cp.last_id,
-                f"{what}: a signed checkpoint (line {cp.line}) says {cp.count} "
-                f"record(s) up to id {cp.last_id}; the log now holds {count}",
-            )
+            return ChainProblem(log, cp.last_id, f"{what}: a signed checkpoint (line {cp.line}) says {cp.count} "
+                                f"record(s) up to id {cp.last_id}; the log now holds {count}")
         if cp.count == 0:
             continue
         reached = heads.get(cp.last_id)
         if reached is None:
-            return ChainProblem(
-                log, cp.last_id, f"record {cp.last_id}, sealed by checkpoint line {cp.line}, is missing"
-            )
+            return ChainProblem(log, cp.last_id, f"record {cp.last_id}, sealed by checkpoint line {cp.line}, is missing")
         n, head = reached
         if n != cp.count:
-            return ChainProblem(
-                log,
-                cp.last_id,
-                f"{cp.count} records were sealed up to id {cp.last_id} "
-                f"(checkpoint line {cp.line}); {n} are there now (inserted or deleted)",
-            )
+            return ChainProblem(log, cp.last_id, f"{cp.count} records were sealed up to id {cp.last_id} "
+                                f"(checkpoint line {cp.line}); {n} are there now (inserted or deleted)")
         if not hmac.compare_digest(head, cp.head):
-            return ChainProblem(
-                log,
-                cp.last_id,
-                f"the records up to id {cp.last_id} do not match their signed "
-                f"checkpoint (line {cp.line}): one was altered, re-chained or inserted",
-            )
+            return ChainProblem(log, cp.last_id, f"the records up to id {cp.last_id} do not match their signed "
+                                f"checkpoint (line {cp.line}): one was altered, re-chained or inserted")
     return None

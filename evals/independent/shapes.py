@@ -145,20 +145,10 @@ def issuer_one_route(w: World, rng: np.random.Generator, onset: float) -> Built:
     bank, route = _big_bank(w, rng), _card_route(w, rng)
     s, e = _window(onset)
     t = {"bank": bank, "route": route}
-    plan = Plan(
-        [
-            Effect(
-                s,
-                e,
-                t,
-                fail=float(rng.uniform(0.5, 0.85)),
-                codes={"BANK_TIMEOUT": 0.5, "ISSUER_DOWN": 0.3, "SYSTEM_ERROR": 0.2},
-            )
-        ]
-    )
-    exp = _incident(
-        "issuer", t, [_a("reroute_traffic", t), _a("suppress_path", t)], facts=(f"{bank} fails only through {route}",)
-    )
+    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.5, 0.85)),
+                        codes={"BANK_TIMEOUT": 0.5, "ISSUER_DOWN": 0.3, "SYSTEM_ERROR": 0.2})])
+    exp = _incident("issuer", t, [_a("reroute_traffic", t), _a("suppress_path", t)],
+                    facts=(f"{bank} fails only through {route}",))
     return Built(plan, exp, Fault("failures", t, s, e), f"bank {bank} degrading on acquirer {route} only (its link)")
 
 
@@ -168,9 +158,7 @@ def route_outage(w: World, rng: np.random.Generator, onset: float, ramp: bool = 
     t = {"route": route}
     peak = float(rng.uniform(0.6, 0.8) if ramp else rng.uniform(0.6, 0.9))
     plan = Plan([Effect(s, e, t, fail=peak, codes=ROUTE_FAIL_CODES, ramp=ramp)])
-    exp = _incident(
-        "network", t, [_a("reroute_traffic", t), _a("suppress_path", t)], facts=(f"{route} fails across banks",)
-    )
+    exp = _incident("network", t, [_a("reroute_traffic", t), _a("suppress_path", t)], facts=(f"{route} fails across banks",))
     what = f"acquirer {route} ramping up to {peak:.0%} failures" if ramp else f"acquirer {route} outage"
     return Built(plan, exp, Fault("failures", t, s, e), what)
 
@@ -185,12 +173,8 @@ def route_black_hole(w: World, rng: np.random.Generator, onset: float) -> Built:
     s, e = _window(onset)
     t = {"route": route}
     plan = Plan([Effect(s, e, t, keep=float(rng.uniform(0.05, 0.15)))])
-    exp = _incident(
-        "network",
-        t,
-        [_a("reroute_traffic", t), _a("alert_ops", t)],
-        facts=(f"{route}'s volume fell by about 90 % while other routes kept theirs",),
-    )
+    exp = _incident("network", t, [_a("reroute_traffic", t), _a("alert_ops", t)],
+                    facts=(f"{route}'s volume fell by about 90 % while other routes kept theirs",))
     return Built(plan, exp, Fault("volume_drop", t, s, e), f"acquirer {route} black-holing requests (volume -90 %)")
 
 
@@ -200,43 +184,20 @@ def card_testing(w: World, rng: np.random.Generator, onset: float) -> Built:
     ranked = sorted(w.merchants, key=lambda m: -m.share)
     m = ranked[int(rng.integers(0, max(1, len(ranked) // 2)))]
     s, e = _window(onset)
-    burst = Burst(
-        s,
-        e,
-        float(rng.uniform(200, 600)),
-        "card",
-        m.name,
-        m.card_route,
-        float(rng.uniform(0.8, 0.93)),
-        {
-            "SUSPECTED_FRAUD": 0.3,
-            "DO_NOT_HONOR": 0.25,
-            "EXPIRED_CARD": 0.2,
-            "INCORRECT_PIN": 0.15,
-            "INSUFFICIENT_FUNDS": 0.1,
-        },
-        (0.5, 5.0),
-    )
+    burst = Burst(s, e, float(rng.uniform(200, 600)), "card", m.name, m.card_route, float(rng.uniform(0.8, 0.93)),
+                  {"SUSPECTED_FRAUD": 0.3, "DO_NOT_HONOR": 0.25, "EXPIRED_CARD": 0.2, "INCORRECT_PIN": 0.15,
+                   "INSUFFICIENT_FUNDS": 0.1}, (0.5, 5.0))
     t = {"merchant_id": m.name}
-    exp = _incident(
-        "security",
-        t,
-        [_a("suppress_path", t), _a("alert_ops", t)],
-        (_a("reroute_traffic"),),
-        (f"hundreds of low-amount declined card attempts a minute at {m.name}, across every bank",),
-    )
+    exp = _incident("security", t, [_a("suppress_path", t), _a("alert_ops", t)], (_a("reroute_traffic"),),
+                    (f"hundreds of low-amount declined card attempts a minute at {m.name}, across every bank",))
     return Built(Plan(bursts=[burst]), exp, Fault("burst", t, s, e), f"card testing at merchant {m.name}")
 
 
 def retry_storm(w: World, rng: np.random.Generator, onset: float) -> Built:
     s, e = _window(onset)
     plan = Plan(storm=RetryStorm(s, e, int(rng.integers(5, 8))))
-    exp = _incident(
-        "config",
-        {},
-        [_a("adjust_retry_policy", {})],
-        facts=("failed payments retried many times within seconds, declines included",),
-    )
+    exp = _incident("config", {}, [_a("adjust_retry_policy", {})],
+                    facts=("failed payments retried many times within seconds, declines included",))
     return Built(plan, exp, Fault("retries", {}, s, e), "retry policy misconfigured: every failure retried fast")
 
 
@@ -245,9 +206,7 @@ def routing_misconfig(w: World, rng: np.random.Generator, onset: float) -> Built
     method = "payshap" if rng.random() < 0.6 else "eft"
     route = _card_route(w, rng)
     s, e = _window(onset)
-    plan = Plan(
-        [Effect(s, e, {"method": method}, fail=1.0, codes={"ROUTE_NOT_SUPPORTED": 1.0}, timeout=False, send_to=route)]
-    )
+    plan = Plan([Effect(s, e, {"method": method}, fail=1.0, codes={"ROUTE_NOT_SUPPORTED": 1.0}, timeout=False, send_to=route)])
     t = {"method": method, "route": route}
     exp = _incident("config", t, [_a("reroute_traffic", t)], facts=(f"{method} sent to {route}, which refuses it",))
     return Built(plan, exp, Fault("misroute", t, s, e), f"{method} misrouted to card acquirer {route}")
@@ -266,24 +225,10 @@ def month_end_funds(w: World, rng: np.random.Generator, onset: float) -> Built:
     # Month-end: customers run short at every bank (unevenly); the paths are fine: no traffic move.
     s, e = _window(onset)
     level = float(rng.uniform(0.12, 0.25))
-    effects = [
-        Effect(
-            s,
-            e,
-            {"bank": b.name},
-            fail=min(0.6, level * float(rng.uniform(0.6, 1.4))),
-            codes={"INSUFFICIENT_FUNDS": 0.9, "USER_DECLINED": 0.1},
-            timeout=False,
-        )
-        for b in w.banks
-    ]
-    exp = Expected(
-        category="user",
-        target={},
-        acceptable_actions=(_a("no_action", {}),),
-        forbidden_actions=QUIET_FORBIDDEN,
-        facts=("insufficient funds up at every bank",),
-    )
+    effects = [Effect(s, e, {"bank": b.name}, fail=min(0.6, level * float(rng.uniform(0.6, 1.4))),
+                      codes={"INSUFFICIENT_FUNDS": 0.9, "USER_DECLINED": 0.1}, timeout=False) for b in w.banks]
+    exp = Expected(category="user", target={}, acceptable_actions=(_a("no_action", {}),),
+                   forbidden_actions=QUIET_FORBIDDEN, facts=("insufficient funds up at every bank",))
     return Built(Plan(effects), exp, Fault("failures", {}, s, e), "month-end insufficient-funds surge across banks")
 
 
@@ -291,38 +236,19 @@ def palm_spoof(w: World, rng: np.random.Generator, onset: float) -> Built:
     owner = max((m for m in w.merchants if any(x.startswith("palm") for x in m.terminals)), key=lambda m: m.share)
     terminal = next(x for x in owner.terminals if x.startswith("palm"))
     s, e = _window(onset)
-    burst = Burst(
-        s,
-        e,
-        float(rng.uniform(20, 60)),
-        "palm",
-        owner.name,
-        w.routes_for("palm")[0],
-        0.95,
-        {"PALM_PAY_SPOOF_DETECTED": 0.85, "PALM_PAY_NOT_REGISTERED": 0.15},
-        (50.0, 3000.0),
-        terminal=terminal,
-    )
+    burst = Burst(s, e, float(rng.uniform(20, 60)), "palm", owner.name, w.routes_for("palm")[0], 0.95,
+                  {"PALM_PAY_SPOOF_DETECTED": 0.85, "PALM_PAY_NOT_REGISTERED": 0.15}, (50.0, 3000.0),
+                  terminal=terminal)
     t = {"terminal_id": terminal}
-    exp = _incident(
-        "security", t, [_a("suppress_path", t), _a("alert_ops", t)], facts=(f"spoofed palms rejected at {terminal}",)
-    )
+    exp = _incident("security", t, [_a("suppress_path", t), _a("alert_ops", t)],
+                    facts=(f"spoofed palms rejected at {terminal}",))
     return Built(Plan(bursts=[burst]), exp, Fault("burst", t, s, e), f"palm spoof burst at terminal {terminal}")
 
 
 def platform_outage(w: World, rng: np.random.Generator, onset: float) -> Built:
     s, e = _window(onset)
-    plan = Plan(
-        [
-            Effect(
-                s,
-                e,
-                {},
-                fail=float(rng.uniform(0.5, 0.85)),
-                codes={"SYSTEM_ERROR": 0.5, "NETWORK_ERROR": 0.3, "GATEWAY_TIMEOUT": 0.2},
-            )
-        ]
-    )
+    plan = Plan([Effect(s, e, {}, fail=float(rng.uniform(0.5, 0.85)),
+                        codes={"SYSTEM_ERROR": 0.5, "NETWORK_ERROR": 0.3, "GATEWAY_TIMEOUT": 0.2})])
     exp = _incident("network", {}, [_a("alert_ops", {})], (_a("reroute_traffic"),), ("every route and bank fails",))
     return Built(plan, exp, Fault("failures", {}, s, e), "platform-wide outage (our own gateway)")
 
@@ -333,9 +259,7 @@ def feed_stops(w: World, rng: np.random.Generator, onset: float) -> Built:
     s = onset
     e = onset + float(rng.uniform(180.0, 300.0))
     exp = _incident("network", {}, [_a("alert_ops", {})], QUIET_FORBIDDEN, ("no events arrived for minutes",))
-    return Built(
-        Plan(gaps=[FeedGap(s, e)]), exp, Fault("gap", {}, s, e), "event feed stops (collector down), then resumes"
-    )
+    return Built(Plan(gaps=[FeedGap(s, e)]), exp, Fault("gap", {}, s, e), "event feed stops (collector down), then resumes")
 
 
 def route_outage_sole_method(w: World, rng: np.random.Generator, onset: float) -> Built:
@@ -346,16 +270,10 @@ def route_outage_sole_method(w: World, rng: np.random.Generator, onset: float) -
     where = {"route": route}
     plan = Plan([Effect(s, e, where, fail=float(rng.uniform(0.55, 0.85)), codes=ROUTE_FAIL_CODES)])
     card = {"method": "card", "route": route}
-    exp = _incident(
-        "network",
-        where,
-        [_a("reroute_traffic", card), _a("alert_ops", where)],
-        (_a("suppress_path", where), _a("suppress_path", {"method": "wallet", "route": route})),
-        (f"{route} fails for card and wallet; card has other routes, wallet none",),
-    )
-    return Built(
-        plan, exp, Fault("failures", where, s, e), f"one of three acquirers ({route}) down; it alone carries the wallet"
-    )
+    exp = _incident("network", where, [_a("reroute_traffic", card), _a("alert_ops", where)],
+                    (_a("suppress_path", where), _a("suppress_path", {"method": "wallet", "route": route})),
+                    (f"{route} fails for card and wallet; card has other routes, wallet none",))
+    return Built(plan, exp, Fault("failures", where, s, e), f"one of three acquirers ({route}) down; it alone carries the wallet")
 
 
 def bank_maintenance(w: World, rng: np.random.Generator, onset: float) -> Built:
@@ -364,9 +282,7 @@ def bank_maintenance(w: World, rng: np.random.Generator, onset: float) -> Built:
     s, e = _window(onset)
     t = {"bank": bank}
     plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.85, 0.98)), codes={"BANK_TIMEOUT": 1.0})])
-    exp = _incident(
-        "issuer", t, [_a("suppress_path", t), _a("alert_ops", t)], facts=(f"{bank} times out on every route",)
-    )
+    exp = _incident("issuer", t, [_a("suppress_path", t), _a("alert_ops", t)], facts=(f"{bank} times out on every route",))
     return Built(plan, exp, Fault("failures", t, s, e), f"bank {bank} maintenance window seen as time-outs")
 
 
@@ -376,15 +292,9 @@ def acs_failure(w: World, rng: np.random.Generator, onset: float) -> Built:
     bank = _big_bank(w, rng)
     s, e = _window(onset)
     t = {"bank": bank, "method": "card"}
-    plan = Plan(
-        [Effect(s, e, t, fail=float(rng.uniform(0.5, 0.8)), codes={"3DS_ACS_UNAVAILABLE": 0.7, "DO_NOT_HONOR": 0.3})]
-    )
-    exp = _incident(
-        "issuer",
-        t,
-        [_a("alert_ops", t), _a("suppress_path", t), _a("alert_ops", {"bank": bank})],
-        facts=(f"{bank}'s card payments fail 3-D Secure; its other methods work",),
-    )
+    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.5, 0.8)), codes={"3DS_ACS_UNAVAILABLE": 0.7, "DO_NOT_HONOR": 0.3})])
+    exp = _incident("issuer", t, [_a("alert_ops", t), _a("suppress_path", t), _a("alert_ops", {"bank": bank})],
+                    facts=(f"{bank}'s card payments fail 3-D Secure; its other methods work",))
     return Built(plan, exp, Fault("failures", t, s, e), f"3-D Secure ACS failure at bank {bank} (card only)")
 
 
@@ -399,25 +309,11 @@ def acquirer_currency(w: World, rng: np.random.Generator, onset: float) -> Built
         m.currency = "USD"
     s, e = _window(onset)
     where = {"route": route, "currency": "USD"}
-    plan = Plan(
-        [
-            Effect(
-                s,
-                e,
-                where,
-                fail=float(rng.uniform(0.85, 0.98)),
-                codes={"CURRENCY_NOT_SUPPORTED": 0.6, "SYSTEM_ERROR": 0.4},
-                timeout=False,
-            )
-        ]
-    )
+    plan = Plan([Effect(s, e, where, fail=float(rng.uniform(0.85, 0.98)),
+                        codes={"CURRENCY_NOT_SUPPORTED": 0.6, "SYSTEM_ERROR": 0.4}, timeout=False)])
     t = {"route": route}
-    exp = _incident(
-        "network",
-        t,
-        [_a("alert_ops", t), _a("reroute_traffic", t)],
-        facts=(f"USD payments on {route} fail; its ZAR payments pass",),
-    )
+    exp = _incident("network", t, [_a("alert_ops", t), _a("reroute_traffic", t)],
+                    facts=(f"USD payments on {route} fail; its ZAR payments pass",))
     return Built(plan, exp, Fault("failures", where, s, e), f"acquirer {route} failing one currency (USD)")
 
 
@@ -427,15 +323,9 @@ def acquirer_scheme_link(w: World, rng: np.random.Generator, onset: float) -> Bu
     scheme = ("VISA", "MASTERCARD")[int(rng.integers(0, 2))]
     s, e = _window(onset)
     t = {"issuer": scheme, "route": route}
-    plan = Plan(
-        [Effect(s, e, t, fail=float(rng.uniform(0.7, 0.95)), codes={"NETWORK_ERROR": 0.5, "GATEWAY_TIMEOUT": 0.5})]
-    )
-    exp = _incident(
-        "network",
-        t,
-        [_a("reroute_traffic", t), _a("suppress_path", t)],
-        facts=(f"{scheme} fails on {route} only; other acquirers pass {scheme}",),
-    )
+    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.7, 0.95)), codes={"NETWORK_ERROR": 0.5, "GATEWAY_TIMEOUT": 0.5})])
+    exp = _incident("network", t, [_a("reroute_traffic", t), _a("suppress_path", t)],
+                    facts=(f"{scheme} fails on {route} only; other acquirers pass {scheme}",))
     return Built(plan, exp, Fault("failures", t, s, e), f"acquirer {route} lost its {scheme} link")
 
 
@@ -446,21 +336,9 @@ def merchant_outage(w: World, rng: np.random.Generator, onset: float) -> Built:
     m = ranked[int(rng.integers(0, max(1, len(ranked) // 2)))]
     s, e = _window(onset)
     t = {"merchant_id": m.name}
-    plan = Plan(
-        [
-            Effect(
-                s,
-                e,
-                t,
-                fail=float(rng.uniform(0.85, 1.0)),
-                codes={"SYSTEM_ERROR": 0.7, "INVALID_MERCHANT": 0.3},
-                timeout=False,
-            )
-        ]
-    )
-    exp = _incident(
-        "network", t, [_a("alert_ops", t)], (_a("reroute_traffic"),), (f"every payment at {m.name} is refused",)
-    )
+    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.85, 1.0)), codes={"SYSTEM_ERROR": 0.7, "INVALID_MERCHANT": 0.3},
+                        timeout=False)])
+    exp = _incident("network", t, [_a("alert_ops", t)], (_a("reroute_traffic"),), (f"every payment at {m.name} is refused",))
     return Built(plan, exp, Fault("failures", t, s, e), f"merchant {m.name}'s integration broken")
 
 
@@ -470,16 +348,9 @@ def rail_outage(w: World, rng: np.random.Generator, onset: float) -> Built:
     route = w.routes_for("payshap")[0]
     s, e = _window(onset)
     t = {"route": route}
-    plan = Plan(
-        [Effect(s, e, t, fail=float(rng.uniform(0.7, 0.95)), codes={"SYSTEM_ERROR": 0.6, "GATEWAY_TIMEOUT": 0.4})]
-    )
-    exp = _incident(
-        "network",
-        t,
-        [_a("alert_ops", t), _a("suppress_path", t)],
-        (_a("reroute_traffic"),),
-        (f"{route} fails and payshap has no other route",),
-    )
+    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.7, 0.95)), codes={"SYSTEM_ERROR": 0.6, "GATEWAY_TIMEOUT": 0.4})])
+    exp = _incident("network", t, [_a("alert_ops", t), _a("suppress_path", t)], (_a("reroute_traffic"),),
+                    (f"{route} fails and payshap has no other route",))
     return Built(plan, exp, Fault("failures", t, s, e), f"PayShap rail {route} down, no alternative route")
 
 
@@ -488,31 +359,13 @@ def subscription_batch(w: World, rng: np.random.Generator, onset: float) -> Buil
     # many declined for funds or expired cards. The customers' side, not a path: no traffic move.
     m = min(w.merchants, key=lambda x: x.share)
     s, e = _window(onset, 180.0)
-    burst = Burst(
-        s,
-        e,
-        float(max(60.0, 0.4 * w.ppm)),
-        "card",
-        m.name,
-        m.card_route,
-        float(rng.uniform(0.25, 0.4)),
-        {"INSUFFICIENT_FUNDS": 0.6, "EXPIRED_CARD": 0.3, "DO_NOT_HONOR": 0.1},
-        (max(1.0, 0.5 * m.amount_median), 2.0 * m.amount_median),
-        by_share=True,
-    )
-    exp = Expected(
-        category="user",
-        target={},
-        acceptable_actions=(_a("no_action", {}),),
-        forbidden_actions=QUIET_FORBIDDEN,
-        facts=(f"a billing run at {m.name}: declines for funds and expired cards",),
-    )
-    return Built(
-        Plan(bursts=[burst]),
-        exp,
-        Fault("burst", {"merchant_id": m.name}, s, e),
-        f"monthly subscription billing run at {m.name}",
-    )
+    burst = Burst(s, e, float(max(60.0, 0.4 * w.ppm)), "card", m.name, m.card_route, float(rng.uniform(0.25, 0.4)),
+                  {"INSUFFICIENT_FUNDS": 0.6, "EXPIRED_CARD": 0.3, "DO_NOT_HONOR": 0.1},
+                  (max(1.0, 0.5 * m.amount_median), 2.0 * m.amount_median), by_share=True)
+    exp = Expected(category="user", target={}, acceptable_actions=(_a("no_action", {}),), forbidden_actions=QUIET_FORBIDDEN,
+                   facts=(f"a billing run at {m.name}: declines for funds and expired cards",))
+    return Built(Plan(bursts=[burst]), exp, Fault("burst", {"merchant_id": m.name}, s, e),
+                 f"monthly subscription billing run at {m.name}")
 
 
 def palm_scanner_fault(w: World, rng: np.random.Generator, onset: float) -> Built:
@@ -521,15 +374,12 @@ def palm_scanner_fault(w: World, rng: np.random.Generator, onset: float) -> Buil
     terminal = next(x for x in owner.terminals if x.startswith("palm"))
     s, e = _window(onset)
     t = {"terminal_id": terminal}
-    plan = Plan(
-        [Effect(s, e, t, fail=float(rng.uniform(0.7, 0.95)), codes={"SYSTEM_ERROR": 0.6, "GATEWAY_TIMEOUT": 0.4})]
-    )
+    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.7, 0.95)), codes={"SYSTEM_ERROR": 0.6, "GATEWAY_TIMEOUT": 0.4})])
     exp = _incident("network", t, [_a("suppress_path", t)], facts=(f"palm reads fail at {terminal} only",))
     return Built(plan, exp, Fault("failures", t, s, e), f"palm scanner fault at terminal {terminal}")
 
 
 # --- healthy periods and controls ----------------------------------------------------------------------------
-
 
 def blip(w: World, rng: np.random.Generator, onset: float) -> Built:
     # A 30-second hiccup on the biggest acquirer, over within one window: a healthy period to act on.
@@ -538,13 +388,8 @@ def blip(w: World, rng: np.random.Generator, onset: float) -> Built:
     s, e = onset, onset + BLIP_SECONDS
     where = {"route": route}
     plan = Plan([Effect(s, e, where, fail=float(rng.uniform(0.6, 0.9)), codes=ROUTE_FAIL_CODES, timeout=False)])
-    return Built(
-        plan,
-        _quiet(),
-        Fault("failures", where, s, e),
-        f"30-second blip on {route}, healthy before and after",
-        control=True,
-    )
+    return Built(plan, _quiet(), Fault("failures", where, s, e), f"30-second blip on {route}, healthy before and after",
+                 control=True)
 
 
 def steady(w: World, rng: np.random.Generator, onset: float) -> Built:
@@ -555,64 +400,49 @@ def flash_sale(w: World, rng: np.random.Generator, onset: float) -> Built:
     m = max(w.merchants, key=lambda x: x.share)
     factor = float(rng.uniform(3.0, 6.0))
     plan = Plan(volume=[VolumeStep(onset, onset + INCIDENT_SECONDS, factor, ramp=30.0, merchant=m.name)])
-    return Built(
-        plan,
-        _quiet(),
-        Fault("none", {"merchant_id": m.name}, onset, onset + INCIDENT_SECONDS),
-        f"flash sale at {m.name}: x{factor:.1f} demand, nothing fails",
-        control=True,
-    )
+    return Built(plan, _quiet(), Fault("none", {"merchant_id": m.name}, onset, onset + INCIDENT_SECONDS),
+                 f"flash sale at {m.name}: x{factor:.1f} demand, nothing fails", control=True)
 
 
 def night_dip(w: World, rng: np.random.Generator, onset: float) -> Built:
     plan = Plan(volume=[VolumeStep(onset, 1e9, float(rng.uniform(0.2, 0.35)), ramp=240.0)])
-    return Built(
-        plan, _quiet(), Fault("none", {}, onset, onset), "night: platform demand falls to a quarter", control=True
-    )
+    return Built(plan, _quiet(), Fault("none", {}, onset, onset), "night: platform demand falls to a quarter", control=True)
 
 
 def tiny_bank(w: World, rng: np.random.Generator, onset: float) -> Built:
     small = min(w.banks, key=lambda b: b.share)
-    return Built(
-        Plan(),
-        _quiet(),
-        Fault("none", {"bank": small.name}, onset, onset),
-        f"a tiny bank ({small.name}) with many declines, as always",
-        control=True,
-    )
+    return Built(Plan(), _quiet(), Fault("none", {"bank": small.name}, onset, onset),
+                 f"a tiny bank ({small.name}) with many declines, as always", control=True)
 
 
-SHAPES: dict[str, Shape] = {
-    s.name: s
-    for s in (
-        Shape("scheme_outage", scheme_outage),
-        Shape("issuer_outage", issuer_outage),
-        Shape("issuer_one_route", issuer_one_route),
-        Shape("route_outage", route_outage),
-        Shape("route_ramp", route_ramp),
-        Shape("route_black_hole", route_black_hole),
-        Shape("card_testing", card_testing),
-        Shape("retry_storm", retry_storm),
-        Shape("routing_misconfig", routing_misconfig),
-        Shape("latency_only", latency_only),
-        Shape("month_end_funds", month_end_funds),
-        Shape("palm_spoof", palm_spoof),
-        Shape("platform_outage", platform_outage),
-        Shape("feed_stops", feed_stops),
-        Shape("route_outage_sole_method", route_outage_sole_method, {"sole_method_route": True}),
-        Shape("bank_maintenance", bank_maintenance),
-        Shape("acs_failure", acs_failure),
-        Shape("acquirer_currency", acquirer_currency),
-        Shape("blip_30s", blip, control=True),
-        Shape("control_steady", steady, control=True),
-        Shape("control_flash_sale", flash_sale, control=True),
-        Shape("control_night_dip", night_dip, control=True),
-        Shape("control_tiny_bank", tiny_bank, {"tiny_bank": True}, control=True),
-        # Added after the first baseline, at the end so that earlier shapes keep their held-out seeds.
-        Shape("acquirer_scheme_link", acquirer_scheme_link),
-        Shape("merchant_outage", merchant_outage),
-        Shape("rail_outage", rail_outage),
-        Shape("subscription_batch", subscription_batch),
-        Shape("palm_scanner_fault", palm_scanner_fault),
-    )
-}
+SHAPES: dict[str, Shape] = {s.name: s for s in (
+    Shape("scheme_outage", scheme_outage),
+    Shape("issuer_outage", issuer_outage),
+    Shape("issuer_one_route", issuer_one_route),
+    Shape("route_outage", route_outage),
+    Shape("route_ramp", route_ramp),
+    Shape("route_black_hole", route_black_hole),
+    Shape("card_testing", card_testing),
+    Shape("retry_storm", retry_storm),
+    Shape("routing_misconfig", routing_misconfig),
+    Shape("latency_only", latency_only),
+    Shape("month_end_funds", month_end_funds),
+    Shape("palm_spoof", palm_spoof),
+    Shape("platform_outage", platform_outage),
+    Shape("feed_stops", feed_stops),
+    Shape("route_outage_sole_method", route_outage_sole_method, {"sole_method_route": True}),
+    Shape("bank_maintenance", bank_maintenance),
+    Shape("acs_failure", acs_failure),
+    Shape("acquirer_currency", acquirer_currency),
+    Shape("blip_30s", blip, control=True),
+    Shape("control_steady", steady, control=True),
+    Shape("control_flash_sale", flash_sale, control=True),
+    Shape("control_night_dip", night_dip, control=True),
+    Shape("control_tiny_bank", tiny_bank, {"tiny_bank": True}, control=True),
+    # Added after the first baseline, at the end so that earlier shapes keep their held-out seeds.
+    Shape("acquirer_scheme_link", acquirer_scheme_link),
+    Shape("merchant_outage", merchant_outage),
+    Shape("rail_outage", rail_outage),
+    Shape("subscription_batch", subscription_batch),
+    Shape("palm_scanner_fault", palm_scanner_fault),
+)}

@@ -331,22 +331,15 @@ def retries(world: World, plan: Plan, first: Attempts, rng: np.random.Generator)
         if idx.size == 0:
             break
         nxt = prev.take(idx)
-        gap = np.where(
-            go_storm[idx],
-            rng.uniform(*(storm.gap if storm else (1, 1)), size=idx.size),
-            np.where(
-                technical[idx],
-                rng.uniform(*PLATFORM_RETRY_GAP, size=idx.size),
-                rng.uniform(*CUSTOMER_RETRY_GAP, size=idx.size),
-            ),
-        )
+        gap = np.where(go_storm[idx], rng.uniform(*(storm.gap if storm else (1, 1)), size=idx.size),
+                       np.where(technical[idx], rng.uniform(*PLATFORM_RETRY_GAP, size=idx.size),
+                                rng.uniform(*CUSTOMER_RETRY_GAP, size=idx.size)))
         nxt.t = finish[idx] + gap
         nxt.attempt = prev.attempt[idx] + 1
         prev_code = prev.code[idx]
         outcomes(world, plan, nxt, rng)
         sticky = np.isin(prev_code, CUSTOMER_RETRY_CODES + ("EXPIRED_CARD", "SUSPECTED_FRAUD", "RESTRICTED_CARD")) & (
-            rng.random(idx.size) < STICKY_DECLINE_P
-        )
+            rng.random(idx.size) < STICKY_DECLINE_P)
         nxt.status_ok[sticky] = False
         nxt.code[sticky] = prev_code[sticky]
         if storm is not None:
@@ -377,25 +370,13 @@ def burst_attempts(world: World, burst: Burst, rng: np.random.Generator) -> Atte
         issuer = _choice(rng, {s: 1.0 for s in world.schemes}, n)
     else:
         issuer = np.full(n, RAIL_ISSUERS.get(burst.method, burst.method.upper()), dtype=object)
-    cols = {
-        "merchant_id": np.full(n, merchant.name, dtype=object),
-        "method": np.full(n, burst.method, dtype=object),
-        "route": np.full(n, burst.route, dtype=object),
-        "bank": bank,
-        "issuer": issuer,
-        "terminal_id": np.full(n, burst.terminal, dtype=object),
-        "region": np.full(n, merchant.region, dtype=object),
-        "currency": np.full(n, merchant.currency, dtype=object),
-    }
+    cols = {"merchant_id": np.full(n, merchant.name, dtype=object), "method": np.full(n, burst.method, dtype=object),
+            "route": np.full(n, burst.route, dtype=object), "bank": bank, "issuer": issuer,
+            "terminal_id": np.full(n, burst.terminal, dtype=object), "region": np.full(n, merchant.region, dtype=object),
+            "currency": np.full(n, merchant.currency, dtype=object)}
     palm_id = _ids(rng, n, "pp-") if burst.method == "palm" else np.full(n, None, dtype=object)
-    a = Attempts(
-        t,
-        _ids(rng, n, PAYMENT_PREFIX),
-        np.ones(n, dtype=np.int64),
-        np.round(rng.uniform(*burst.amount, size=n), 2),
-        cols,
-        palm_id,
-    )
+    a = Attempts(t, _ids(rng, n, PAYMENT_PREFIX), np.ones(n, dtype=np.int64),
+                 np.round(rng.uniform(*burst.amount, size=n), 2), cols, palm_id)
     fail = rng.random(n) < burst.fail
     a.status_ok = ~fail
     a.code = np.full(n, None, dtype=object)
@@ -437,19 +418,10 @@ def to_lines(a: Attempts, plan: Plan, start_ts: float, duration: float, rng: np.
     c = a.cols
     for i in order:
         ev: dict[str, object] = {
-            "ts": round(start_ts + float(finish[i]), 3),
-            "payment_id": a.pid[i],
-            "attempt": int(a.attempt[i]),
-            "amount": float(a.amount[i]),
-            "currency": c["currency"][i],
-            "method": c["method"][i],
-            "route": c["route"][i],
-            "bank": c["bank"][i],
-            "issuer": c["issuer"][i],
-            "status": "success" if a.status_ok[i] else "failure",
-            "error_code": a.code[i],
-            "latency_ms": float(a.latency[i]),
-            "merchant_id": c["merchant_id"][i],
+            "ts": round(start_ts + float(finish[i]), 3), "payment_id": a.pid[i], "attempt": int(a.attempt[i]),
+            "amount": float(a.amount[i]), "currency": c["currency"][i], "method": c["method"][i], "route": c["route"][i],
+            "bank": c["bank"][i], "issuer": c["issuer"][i], "status": "success" if a.status_ok[i] else "failure",
+            "error_code": a.code[i], "latency_ms": float(a.latency[i]), "merchant_id": c["merchant_id"][i],
             "region": c["region"][i],
         }
         if c["terminal_id"][i] is not None:

@@ -135,13 +135,8 @@ class World:
         return sorted({s for b in self.banks for s in b.schemes})
 
     def describe(self) -> dict[str, object]:
-        return {
-            "ppm": round(self.ppm, 1),
-            "banks": [b.name for b in self.banks],
-            "routes": [r.name for r in self.routes],
-            "merchants": [m.name for m in self.merchants],
-            "methods": dict(self.method_mix),
-        }
+        return {"ppm": round(self.ppm, 1), "banks": [b.name for b in self.banks], "routes": [r.name for r in self.routes],
+                "merchants": [m.name for m in self.merchants], "methods": dict(self.method_mix)}
 
 
 def build_world(seed: int, ppm: float, *, sole_method_route: bool = False, tiny_bank: bool = False) -> World:
@@ -157,9 +152,7 @@ def build_world(seed: int, ppm: float, *, sole_method_route: bool = False, tiny_
         main = scheme_names[int(rng.integers(0, 2))]
         mix = {s: float(rng.uniform(0.02, 0.12)) for s in scheme_names if s != main}
         mix[main] = 1.0 - sum(mix.values())
-        banks.append(
-            Bank(name, float(share), float(rng.uniform(0.6, 1.8)), float(rng.uniform(*BANK_TIMEOUT_NOISE)), mix)
-        )
+        banks.append(Bank(name, float(share), float(rng.uniform(0.6, 1.8)), float(rng.uniform(*BANK_TIMEOUT_NOISE)), mix))
     if tiny_bank:
         # A small co-op bank: a sliver of traffic whose customers are declined four times as often.
         banks.append(Bank(bank_names[-1], 0.004, 4.0, BANK_TIMEOUT_NOISE[0], {"MASTERCARD": 1.0}))
@@ -175,33 +168,14 @@ def build_world(seed: int, ppm: float, *, sole_method_route: bool = False, tiny_
     has_wallet = sole_method_route or rng.random() < 0.5
     if has_wallet:
         wallet_on = card_names[-1]
-    routes = [
-        Route(
-            n,
-            ("card", "wallet") if n == wallet_on else ("card",),
-            float(rng.uniform(280, 650)),
-            float(rng.uniform(0.35, 0.6)),
-            float(rng.uniform(*ROUTE_NOISE)),
-        )
-        for n in card_names
-    ]
+    routes = [Route(n, ("card", "wallet") if n == wallet_on else ("card",), float(rng.uniform(280, 650)),
+                    float(rng.uniform(0.35, 0.6)), float(rng.uniform(*ROUTE_NOISE))) for n in card_names]
     for method, names in RAIL_NAMES.items():
-        routes.append(
-            Route(
-                names[int(rng.integers(0, len(names)))],
-                (method,),
-                float(rng.uniform(300, 1500)),
-                float(rng.uniform(0.3, 0.55)),
-                float(rng.uniform(*ROUTE_NOISE)),
-            )
-        )
+        routes.append(Route(names[int(rng.integers(0, len(names)))], (method,), float(rng.uniform(300, 1500)),
+                            float(rng.uniform(0.3, 0.55)), float(rng.uniform(*ROUTE_NOISE))))
 
-    mix = {
-        "card": rng.uniform(0.5, 0.7),
-        "payshap": rng.uniform(0.1, 0.2),
-        "eft": rng.uniform(0.05, 0.12),
-        "palm": rng.uniform(0.05, 0.12),
-    }
+    mix = {"card": rng.uniform(0.5, 0.7), "payshap": rng.uniform(0.1, 0.2), "eft": rng.uniform(0.05, 0.12),
+           "palm": rng.uniform(0.05, 0.12)}
     if has_wallet:
         mix["wallet"] = rng.uniform(0.04, 0.1)
     total = sum(mix.values())
@@ -218,23 +192,12 @@ def build_world(seed: int, ppm: float, *, sole_method_route: bool = False, tiny_
         currency = "ZAR" if rng.random() < 0.7 else CURRENCIES[int(rng.integers(1, len(CURRENCIES)))]
         n_term = int(rng.integers(0, 5))
         short = "".join(ch for ch in name if ch.isalnum())[:6]
-        terminals = tuple(
-            f"{'Kiosk' if k % 2 else 'POS'} {short}-{k + 1:02d}" if k % 3 else f"palm·{short}#{k + 1}"
-            for k in range(n_term)
-        )
+        terminals = tuple(f"{'Kiosk' if k % 2 else 'POS'} {short}-{k + 1:02d}" if k % 3 else f"palm·{short}#{k + 1}"
+                          for k in range(n_term))
         palm_terminals.extend(t for t in terminals if t.startswith("palm"))
-        merchants.append(
-            Merchant(
-                name,
-                float(share),
-                acquirers[i],
-                currency,
-                float(rng.uniform(40, 900)),
-                REGIONS[int(rng.integers(0, len(REGIONS)))],
-                terminals,
-                1.0 if not terminals else float(rng.uniform(0.2, 0.8)),
-            )
-        )
+        merchants.append(Merchant(name, float(share), acquirers[i], currency, float(rng.uniform(40, 900)),
+                                  REGIONS[int(rng.integers(0, len(REGIONS)))], terminals,
+                                  1.0 if not terminals else float(rng.uniform(0.2, 0.8))))
     if not palm_terminals:
         # Palm needs a scanner somewhere: give the biggest merchant one.
         m = merchants[0]
@@ -242,14 +205,5 @@ def build_world(seed: int, ppm: float, *, sole_method_route: bool = False, tiny_
         m.online_share = min(m.online_share, 0.7)
         palm_terminals.append(m.terminals[-1])
     decline_level = {m: float(rng.uniform(*USER_DECLINE_LEVEL[m])) for m in method_mix}
-    return World(
-        seed,
-        float(ppm),
-        banks,
-        routes,
-        merchants,
-        method_mix,
-        decline_level,
-        tuple(palm_terminals),
-        extras={"wallet_route": wallet_on},
-    )
+    return World(seed, float(ppm), banks, routes, merchants, method_mix, decline_level, tuple(palm_terminals),
+                 extras={"wallet_route": wallet_on})
