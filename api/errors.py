@@ -7,6 +7,11 @@ value (validation errors name the field and the rule, never what was sent).
 Unexpected exceptions become a generic 500 with a request id to find the log
 line, which names the exception type and where it was raised, not its message
 (a message may quote a value).
+
+The branches of the exception tree (payops/errors.py) are mapped to statuses here
+and nowhere else (HTTP_STATUSES); the answer names the branch, not the message.
+An error that reaches only the root (a PayopsError of no branch) is a 500 like any
+unexpected one.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from payops.errors import BadInput, Conflict, NotFound, PayopsError, Unavailable
 from payops.palmpay import PalmPayError
 from payops.palmpay.errors import CARD_FALLBACK, SUPPLEMENTAL_ERRORS
 
@@ -53,7 +59,7 @@ class ErrorBody(BaseModel):
     request_id: str | None = Field(None, description="On 500 only: quote it to find the server log line.")
 
 
-class ApiError(Exception):
+class ApiError(PayopsError):
     """A refusal by the API layer itself (auth, rate limit, state conflicts on ops endpoints)."""
 
     def __init__(self, code: str, status: int, message: str, *, headers: dict[str, str] | None = None) -> None:
@@ -123,6 +129,26 @@ async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONRe
     code, message = _GENERIC.get(exc.status_code, ("HTTP_ERROR", "Request failed"))
     headers = dict(exc.headers or {})
     return error_response(request.url.path, code, exc.status_code, message, headers=headers or None)
+
+
+# The one mapping of the exception tree to HTTP: status, code and the message sent (never the exception's text).
+HTTP_STATUSES: dict[type[PayopsError], tuple[int, str, str]] = {
+    BadInput: (422, "INVALID_INPUT", "The request is not valid"),
+    NotFound: (404, "NOT_FOUND", "Not found"),
+    Conflict: (409, "CONFLICT", "The request conflicts with the current state"),
+    Unavailable: (503, "UNAVAILABLE", "Temporarily unavailable; try again later"),
+}
+
+
+async def on_payops_error(request: Request, exc: PayopsError) -> JSONResponse:
+    """A branch of the tree that no route turned into an ApiError: its status from HTTP_STATUSES."""
+    path = request.url.path
+    status, code, message = next(entry for branch, entry in HTTP_STATUSES.items() if isinstance(exc, branch))
+    log.info("%s %s answered %d: %s at %s", request.method, path, status, type(exc).__name__, where_raised(exc))
+    if status == 422 and _is_palm(path):
+        entry = SUPPLEMENTAL_ERRORS["PALM_PAY_INVALID_INPUT"]
+        return error_response(path, "PALM_PAY_INVALID_INPUT", entry.status, entry.message)
+    return error_response(path, code, status, message)
 
 
 def where_raised(exc: BaseException) -> str:
@@ -226,4 +252,6 @@ def exception_handlers() -> dict[Any, Any]:
         PalmPayError: on_palm_error,
         ApiError: on_api_error,
         StarletteHTTPException: on_http_error,
+        # The branches, not the root: a bare PayopsError escapes to InternalErrorMiddleware's 500.
+        **{branch: on_payops_error for branch in HTTP_STATUSES},
     }

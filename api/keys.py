@@ -14,6 +14,7 @@ Names are unique; records name a key by its principal, `<role>:<key id>`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -26,6 +27,8 @@ from enum import Enum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
+
+from payops.errors import BadInput
 
 KEYS_FILE = "api_keys.db"
 PREFIX = "payops"
@@ -76,7 +79,7 @@ class ApiKey(BaseModel):
         return f"{self.role.value}:{self.key_id}"
 
 
-class ApiKeyError(ValueError):
+class ApiKeyError(BadInput, ValueError):
     """Bad input to the key store (unknown role, bad name, unknown key)."""
 
 
@@ -95,11 +98,9 @@ class ApiKeyStore:
             os.chmod(path, 0o600)  # hashes only, but nobody else needs to read them
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(SCHEMA)
-        try:
+        # A table from before names were unique may hold duplicates: create() still refuses new ones.
+        with contextlib.suppress(sqlite3.IntegrityError):
             self._conn.execute(UNIQUE_NAMES)
-        except sqlite3.IntegrityError:
-            # A table from before names were unique may hold duplicates: create() still refuses new ones.
-            pass
 
     @classmethod
     def in_state_dir(cls, state_dir: Path) -> ApiKeyStore:

@@ -56,12 +56,18 @@ class LLMCall:
     latency_s: float
 
 
+def _part(record: dict[str, Any], key: str) -> dict[str, Any]:
+    """record[key] when it is an object, else {} (a record is read leniently: one bad field costs that field)."""
+    value = record.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def llm_call(raw: Any) -> LLMCall | None:
     """A reasoner's per-call record, read leniently (OpenAI and LangChain name token fields differently)."""
     if not isinstance(raw, dict):
         return None
-    usage = raw.get("usage") if isinstance(raw.get("usage"), dict) else {}
-    merged = {**usage, **raw}
+    usage = raw.get("usage")
+    merged = {**(usage if isinstance(usage, dict) else {}), **raw}
     latency_ms = merged.get("latency_ms")
     if latency_ms is None and merged.get("latency_s") is not None:
         latency_ms = float(merged["latency_s"]) * 1000.0
@@ -98,11 +104,10 @@ class Tallies:
 
     def add_decision(self, record: dict[str, Any]) -> None:
         self.ticks += 1
-        diagnosis = record.get("diagnosis") if isinstance(record.get("diagnosis"), dict) else {}
-        proposal = record.get("proposal") if isinstance(record.get("proposal"), dict) else {}
-        execution = record.get("execution") if isinstance(record.get("execution"), dict) else {}
+        diagnosis, proposal, execution, source = (
+            _part(record, key) for key in ("diagnosis", "proposal", "execution", "source")
+        )
         self.decisions[str(diagnosis.get("category") or "unknown")] += 1
-        source = record.get("source") if isinstance(record.get("source"), dict) else {}
         if isinstance(source.get("lag"), int) and source.get("partition"):
             self.source_lag[str(source["partition"])] = source["lag"]
         if (proposal.get("tool") or "no_action") != "no_action":
@@ -210,7 +215,7 @@ class RecordsCollector:
             tokens.add_metric([model, direction], n)
         yield tokens
         # Prometheus buckets are cumulative; add_decision counts a call in every bucket it fits.
-        buckets = [(repr(bound), n) for bound, n in zip(LLM_LATENCY_BUCKETS_S, t.llm_latency_buckets)]
+        buckets = [(repr(bound), n) for bound, n in zip(LLM_LATENCY_BUCKETS_S, t.llm_latency_buckets, strict=True)]
         buckets.append(("+Inf", t.llm_latency_count))
         yield HistogramMetricFamily("payops_llm_latency_seconds", "LLM call latency.", buckets=buckets,
                                     sum_value=t.llm_latency_sum)

@@ -8,7 +8,7 @@ The calling operator's key id is recorded as the actor in the palm-pay audit log
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -29,7 +29,7 @@ TerminalId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:@-]{1,64}$", descriptio
 
 def _out(record: TerminalKeyRecord) -> TerminalKey:
     def dt(ts: float | None) -> datetime | None:
-        return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+        return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
     return TerminalKey(terminal_id=record.terminal_id, fingerprint=record.fingerprint,
                        registered_at=dt(record.registered_at), registered_by=record.registered_by,

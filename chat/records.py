@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from payops.chat.state import AuditSource
 from payops.memory.audit import AuditEntry
+from payops.errors import BadInput  # apart from the chat/ move's import edits; sorted after the merge
 from payops.memory.explain import explain_decision, target_text
 from payops.memory.lessons import Lesson, LessonStore, summarize
 
@@ -29,7 +30,7 @@ MAX_RESULTS = 20
 WHY_WINDOW_SECONDS = 1800.0  # "why did you ... at 10:05?" looks at decisions within half an hour of 10:05
 
 
-class ChatError(Exception):
+class ChatError(BadInput):
     """Unusable chat input (a bad time zone, an unreadable state directory)."""
 
 
@@ -283,7 +284,7 @@ class ChatTools:
         """The deployment's records wherever they live: PostgreSQL when `database_url` is set, else SQLite."""
         if not settings.database_url:
             return cls.open(settings.state_dir, tz)
-        from payops.storage.stores import open_audit, open_lesson_store
+        from payops.memory.stores import open_audit, open_lesson_store
 
         # Only the reading methods are reachable from the chat.
         return cls(_ReadView(open_audit(settings), ("entries", "get")), LessonStore(open_lesson_store(settings)), tz)

@@ -10,12 +10,14 @@ with the agent in control.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from payops.errors import BadInput
 from payops.models import Category, target_key
 
 CASE_FILE = "case.yaml"
@@ -28,7 +30,7 @@ Difficulty = Literal["easy", "medium", "hard"]
 Origin = Literal["simulator", "hand-edited", "recorded", "generated"]  # generated: evals/independent
 
 
-class CaseError(ValueError):
+class CaseError(BadInput, ValueError):
     """A case folder that cannot be used: missing files, bad YAML, labels that break the format."""
 
 
@@ -57,7 +59,7 @@ class Expected(BaseModel):
     facts: tuple[str, ...] = ()  # what a good explanation mentions (for the optional LLM judge)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Expected":
+    def _consistent(self) -> Expected:
         if self.category is not Category.HEALTHY and not self.acceptable_actions:
             raise ValueError("an incident needs at least one acceptable action")
         return self
@@ -112,7 +114,7 @@ class Case(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _labels(self) -> "Case":
+    def _labels(self) -> Case:
         if self.control:
             if self.expected.category is not Category.HEALTHY:
                 raise ValueError("a no-fault control expects the 'healthy' category")

@@ -20,8 +20,9 @@ below `MIN_ORACLE_SAVED` are noise and no share of the oracle is computed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -270,9 +271,9 @@ def agent_run(case: Case, factory: Callable[[Settings], Reasoner] = rules_factor
         state = result.state
         proposal = ProposedAction.model_validate(state["proposal"])
         status = state["execution"]["status"]
-        if status == "escalated" and approve_after is not None and proposal.tool != "no_action":
-            if not any(p[2] == state["decision_id"] for p in pending):
-                pending.append((window_end + approve_after, proposal, "approved-" + state["decision_id"]))
+        if (status == "escalated" and approve_after is not None and proposal.tool != "no_action"
+                and not any(p[2] == state["decision_id"] for p in pending)):
+            pending.append((window_end + approve_after, proposal, "approved-" + state["decision_id"]))
         if status == "executed" and proposal.tool != "no_action":
             out.notes.append(f"executed {proposal.tool}[{target_key(proposal.target)}] at +{window_end - onset:.0f}s")
             if out.mitigated_after_s is None and window_end > onset and exp.acceptable(proposal.tool, proposal.target):
@@ -321,9 +322,12 @@ def closed_loop(case: Case, factory: Callable[[Settings], Reasoner] = rules_fact
         elif oracle_action is None or oracle.action and oracle.action.startswith("alert_ops"):
             # Paged, nothing to change: the page itself is the mitigation when alerting is what the oracle does.
             alerting = any(a.tool == "alert_ops" for a in case.expected.acceptable_actions)
-            static = replace(result.outcomes["none"], variant="static",
-                             mitigated_after_s=round(alert_at - onset, 1) if alerting else None,
-                             notes=[f"paged at +{alert_at - onset:.0f}s; nothing to change"])
+            static = replace(
+                result.outcomes["none"],
+                variant="static",
+                mitigated_after_s=round(alert_at - onset, 1) if alerting else None,
+                notes=[f"paged at +{alert_at - onset:.0f}s; nothing to change"],
+            )
         else:
             static = _scripted(case, "static", oracle_action, alert_at + HUMAN_RESPONSE_SECONDS)
             static.notes.append(f"paged at +{alert_at - onset:.0f}s")

@@ -8,16 +8,16 @@ in-process instead.
 from __future__ import annotations
 
 import json
-
 import multiprocessing
 import os
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .cases import Case, discover, load_case
 from .closed_loop import MIN_ORACLE_SAVED, ClosedLoopResult, closed_loop
@@ -201,7 +201,11 @@ def closed_loop_summary(results: Iterable[ClosedLoopResult]) -> dict[str, Any]:
     for v in ("agent", "static", "oracle"):
         saved = [r.saved(v) or 0 for r in rows]
         out[f"saved_{v}"] = sum(saved)
-        ttm = [r.outcomes[v].mitigated_after_s for r in rows if v in r.outcomes and r.outcomes[v].mitigated_after_s is not None]
+        ttm = [
+            r.outcomes[v].mitigated_after_s
+            for r in rows
+            if v in r.outcomes and r.outcomes[v].mitigated_after_s is not None
+        ]
         out[f"mitigated_{v}"] = len(ttm)
         out[f"median_time_to_mitigate_s_{v}"] = median(ttm) if ttm else None
     # Significantly fewer payments than nobody acting: the action made things worse.
@@ -238,7 +242,7 @@ def model_json(run: ModelRun) -> dict[str, Any]:
 def results_json(runs: list[ModelRun], corpus: Path | None, tags: Iterable[str], wall: float) -> dict[str, Any]:
     return {
         "version": 1,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "corpus": str(corpus) if corpus else "packaged",
         "tags": list(tags),
         "wall_seconds": round(wall, 2),

@@ -15,6 +15,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,9 +64,9 @@ def save_meta(model: str, base_url: str | None, root: Path | None = None,
 
 def recording_stats(scores: Any) -> dict[str, dict[str, Any]]:
     """What a recording measured per case (CaseScores), for meta.json: a replay's latency is the replay's own."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    at = datetime.now(UTC).isoformat(timespec="seconds")
     return {s.case_id: {"recorded_at": at, "llm_calls": s.llm_calls, "failed_calls": s.llm_fallbacks, "tokens_in": s.tokens_in,
                         "tokens_out": s.tokens_out, "mean_latency_ms": s.llm_latency_ms, "seconds": s.wall_seconds}
             for s in scores}
@@ -102,7 +103,7 @@ def _first_difference(recorded: str, sent: str) -> str:
     where, a, b = "body", recorded or "", sent or ""
     if isinstance(old, dict) and isinstance(new, dict):
         old_msgs, new_msgs = old.get("messages") or [], new.get("messages") or []
-        for i, (m, n) in enumerate(zip(old_msgs, new_msgs)):
+        for i, (m, n) in enumerate(zip(old_msgs, new_msgs, strict=False)):  # lengths may differ
             if m != n:
                 where, a, b = f"message {i} ({n.get('role', '?')})", json.dumps(m), json.dumps(n)
                 break
@@ -112,7 +113,7 @@ def _first_difference(recorded: str, sent: str) -> str:
             keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             if keys:
                 where, a, b = f"field {keys[0]}", json.dumps(old.get(keys[0])), json.dumps(new.get(keys[0]))
-    at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
     lo = max(0, at - SNIPPET_CHARS)
     return f"{where} differs at character {at}: recorded ...{a[lo:at + SNIPPET_CHARS]!r}..., sent ...{b[lo:at + SNIPPET_CHARS]!r}..."
 
@@ -137,7 +138,7 @@ class Cassette:
         self.tape: Any = None
         self._context: Any = None
 
-    def __enter__(self) -> "Cassette":
+    def __enter__(self) -> Cassette:
         import vcr
 
         if self.record:

@@ -8,8 +8,9 @@ simulator gives them meaning (palm terminals, the card fallback).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -98,16 +99,16 @@ def renamed_network(seed: int, payments_per_minute: float, *, palm: bool = True,
     if palm:
         methods["palm"] = round(palm_share, 3)
     route_w = _weights(rng, len(card_routes), floor=0.2)
-    routes = {name: RouteSpec(("card",), w, round(float(rng.uniform(250, 450)), 0)) for name, w in zip(card_routes, route_w)}
+    routes = {name: RouteSpec(("card",), w, round(float(rng.uniform(250, 450)), 0)) for name, w in zip(card_routes, route_w, strict=True)}
     routes[rail] = RouteSpec((instant, "palm") if palm else (instant,), 1.0, round(float(rng.uniform(380, 520)), 0))
     routes[slow] = RouteSpec((slow_method,), 1.0, slow_route_latency or round(float(rng.uniform(550, 800)), 0))
     scheme_w = _weights(rng, len(schemes), floor=0.15)
-    issuers: dict[str, dict[str, float]] = {"card": dict(zip(schemes, scheme_w)), instant: {str(rng.choice(RAIL_ISSUERS)): 1.0},
+    issuers: dict[str, dict[str, float]] = {"card": dict(zip(schemes, scheme_w, strict=True)), instant: {str(rng.choice(RAIL_ISSUERS)): 1.0},
                                             slow_method: {"EFT": 1.0}}
     if palm:
         issuers["palm"] = dict(issuers[instant])
     terminals: tuple[str, ...] = ()
     if palm:
         terminals = tuple(str(t) for t in rng.choice(TERMINAL_NAMES, int(rng.integers(3, 9)), replace=False))
-    return NetworkConfig(banks=dict(zip(banks, bank_w)), methods=methods, routes=routes, issuers=issuers, terminals=terminals,
+    return NetworkConfig(banks=dict(zip(banks, bank_w, strict=True)), methods=methods, routes=routes, issuers=issuers, terminals=terminals,
                          payments_per_minute=float(payments_per_minute), user_decline_rate=decline, system_noise_rate=noise)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import orjson
 
@@ -26,6 +27,9 @@ HARD_ATTEMPTS = 15.0
 EASY_ATTEMPTS = 60.0
 LOW_VOLUME_PPM = 150.0
 HIGH_VOLUME_PPM = 1000.0
+# A hand edit of a case's generated events: the event dicts in, the lines to write out (dicts, or raw text
+# for a broken line: evals/corpus.py malformed_lines).
+EventEdit = Callable[[list[dict[str, Any]]], list[Any]]
 # Scenarios whose signal is subtle even with plenty of attempts: one level harder.
 SUBTLE = frozenset({"latency_degradation", "mild_latency", "palm_spoof_burst", "palm_scanner_fault", "compound",
                     "issuer_alt_route", "partial_route_outage", "routing_misconfig", "fraud_burst_bank", "retry_storm"})
@@ -115,8 +119,16 @@ def case_from_spec(spec: SimSpec) -> tuple[Case, list[bytes]]:
 
         net = replace(net, payments_per_minute=float(spec.volume))
     minutes = (spec.lead_in + spec.duration + spec.tail) / 60.0
-    gen = Generator(scenario=spec.scenario, seed=spec.seed, lead_in=spec.lead_in, duration=spec.duration, minutes=minutes,
-                    start_ts=spec.start_ts, network=network_to_dict(net), params=dict(spec.params))
+    gen = Generator(
+        scenario=spec.scenario,
+        seed=spec.seed,
+        lead_in=spec.lead_in,
+        duration=spec.duration,
+        minutes=minutes,
+        start_ts=spec.start_ts,
+        network=network_to_dict(net),
+        params=dict(spec.params),
+    )
     scenario = build(spec.scenario, net, spec.lead_in, spec.duration, spec.params)
     expected = spec.expected or expected_for(scenario, spec.facts)
     events: list[Any] = simulate_events(gen)
@@ -129,14 +141,16 @@ def case_from_spec(spec: SimSpec) -> tuple[Case, list[bytes]]:
     tags = [kind, volume_tag(spec.volume)]
     if spec.scenario in CONFOUNDERS:
         tags.append("confounder")
-    palm = spec.scenario in PALM_SCENARIOS or "terminal_id" in expected.target or expected.target.get("method") == "palm"
+    palm = (
+        spec.scenario in PALM_SCENARIOS or "terminal_id" in expected.target or expected.target.get("method") == "palm"
+    )
     case = Case(
         id=spec.case_id,
         description=spec.description or f"{scenario.description} ({spec.volume:g} payments/min, seed {spec.seed})",
         origin="hand-edited" if spec.edit is not None else "simulator",
         edits=spec.edits,
         tags=tuple(dict.fromkeys((*tags, *spec.tags))),
-        difficulty=spec.difficulty or default_difficulty(spec.scenario, net, expected.target),  # type: ignore[arg-type]
+        difficulty=spec.difficulty or default_difficulty(spec.scenario, net, expected.target),
         palm=palm,
         control=control,
         onset=None if control else spec.start_ts + spec.lead_in,  # hand edits place their incident at the same onset
@@ -185,11 +199,24 @@ def parse_action(text: str) -> ActionSpec:
     return ActionSpec(tool=tool, target=target)
 
 
-def record_from_events(case_id: str, events_path: Path, root: Path, *, category: str, onset: float | None,
-                       end: float | None = None, target: dict[str, str] | None = None, actions: Iterable[ActionSpec] = (),
-                       forbidden: Iterable[ActionSpec] = (), description: str = "", tags: Iterable[str] = (),
-                       difficulty: str = "medium", facts: Iterable[str] = (), overwrite: bool = False,
-                       onset_offset: float | None = None) -> tuple[Case, ParseReport]:
+def record_from_events(
+    case_id: str,
+    events_path: Path,
+    root: Path,
+    *,
+    category: str,
+    onset: float | None,
+    end: float | None = None,
+    target: dict[str, str] | None = None,
+    actions: Iterable[ActionSpec] = (),
+    forbidden: Iterable[ActionSpec] = (),
+    description: str = "",
+    tags: Iterable[str] = (),
+    difficulty: str = "medium",
+    facts: Iterable[str] = (),
+    overwrite: bool = False,
+    onset_offset: float | None = None,
+) -> tuple[Case, ParseReport]:
     """A case from any CONTRACT.md §1 file plus labels. Bad lines are kept verbatim (the agent must skip them)."""
     if not events_path.is_file():
         raise CaseError(f"no such event file: {events_path}")
@@ -205,11 +232,22 @@ def record_from_events(case_id: str, events_path: Path, root: Path, *, category:
         raise CaseError("an incident needs at least one acceptable action (--action TOOL:dim=value)")
     try:
         case = Case(
-            id=case_id, description=description or f"Recorded from {events_path.name}", origin="recorded",
-            tags=tuple(tags), difficulty=difficulty, control=control, onset=None if control else onset, end=end,  # type: ignore[arg-type]
+            id=case_id,
+            description=description or f"Recorded from {events_path.name}",
+            origin="recorded",
+            tags=tuple(tags),
+            difficulty=difficulty,
+            control=control,
+            onset=None if control else onset,
+            end=end,
             palm="terminal_id" in (target or {}),
-            expected=Expected(category=Category(category), target=target or {}, acceptable_actions=acceptable,
-                              forbidden_actions=tuple(forbidden), facts=tuple(facts)),
+            expected=Expected(
+                category=Category(category),
+                target=target or {},
+                acceptable_actions=acceptable,
+                forbidden_actions=tuple(forbidden),
+                facts=tuple(facts),
+            ),
         )
     except ValueError as exc:
         errors = getattr(exc, "errors", None)

@@ -78,7 +78,10 @@ def markdown(results: dict[str, Any], gate: list[str] | None = None, with_chart:
             rows = []
             for r in run["closed_loop"]:
                 o = r["outcomes"]
-                ttm = lambda v: _num(o.get(v, {}).get("mitigated_after_s"))
+
+                def ttm(policy: str, outcomes: dict[str, Any] = o) -> str:  # bound now, not at call time
+                    return _num(outcomes.get(policy, {}).get("mitigated_after_s"))
+
                 rows.append([r["case_id"], f"{r['volume']:g}", str(o.get("none", {}).get("paid", "–")), _num(r["saved_agent"]),
                              _num(r["saved_static"]), _num(r["saved_oracle"]), _pct(r["share_agent"]), ttm("agent"), ttm("static"),
                              _num(r["failed_attempts_avoided_agent"]), str(o.get("oracle", {}).get("action") or "–"), r["error"] or ""])

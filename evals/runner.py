@@ -9,10 +9,12 @@ graph state and checked against the audit trail.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager
+from typing import Any
 
+from payops.errors import PayopsError
 from payops.graph.reasoners.base import Reasoner
 from payops.graph.reasoners.rules import RuleReasoner
 from payops.graph.runner import Agent
@@ -29,7 +31,7 @@ AUDIT_REQUIRED = ("decision_id", "tick", "window_end", "snapshot", "diagnosis", 
 DIAGNOSIS_REQUIRED = ("category", "summary", "evidence", "confidence")
 
 
-class EvalError(RuntimeError):
+class EvalError(PayopsError, RuntimeError):
     """The evaluation cannot run as asked (no LLM reasoner, no cassette, bad corpus)."""
 
 
@@ -68,10 +70,19 @@ class TickRecord:
         return self.status == "escalated"
 
     def to_json(self) -> dict[str, Any]:
-        return {"tick": self.tick, "window_end": self.window_end, "category": self.category, "confidence": self.confidence,
-                "diagnosis_target": self.diagnosis_target, "tool": self.tool, "target": self.target, "verdict": self.verdict,
-                "status": self.status, "audit_complete": self.audit_complete,
-                "llm_calls": [c.__dict__ for c in self.llm_calls]}
+        return {
+            "tick": self.tick,
+            "window_end": self.window_end,
+            "category": self.category,
+            "confidence": self.confidence,
+            "diagnosis_target": self.diagnosis_target,
+            "tool": self.tool,
+            "target": self.target,
+            "verdict": self.verdict,
+            "status": self.status,
+            "audit_complete": self.audit_complete,
+            "llm_calls": [c.__dict__ for c in self.llm_calls],
+        }
 
 
 @dataclass
@@ -90,9 +101,16 @@ ReasonerFactory = Callable[[Settings], Reasoner]
 
 def eval_settings(case: Case, llm_model: str | None = None, llm_base_url: str | None = None) -> Settings:
     """The shipped defaults plus the case's window and tick: PAYOPS_* variables do not leak into scores."""
-    return Settings.model_construct(window_seconds=case.window_seconds, tick_seconds=case.tick_seconds,
-                                    deployment=f"eval-{case.id}", webhook_url=None, llm_model=llm_model,
-                                    llm_base_url=llm_base_url, database_url=None, orchestrator_url=None)
+    return Settings.model_construct(
+        window_seconds=case.window_seconds,
+        tick_seconds=case.tick_seconds,
+        deployment=f"eval-{case.id}",
+        webhook_url=None,
+        llm_model=llm_model,
+        llm_base_url=llm_base_url,
+        database_url=None,
+        orchestrator_url=None,
+    )
 
 
 def rules_factory(settings: Settings) -> Reasoner:
@@ -103,8 +121,10 @@ def llm_factory(settings: Settings) -> Reasoner:
     try:
         from payops.graph.reasoners.llm import LLMReasoner  # built in the reasoning issue
     except ImportError as exc:
-        raise EvalError("the LLM reasoner is not available in this checkout (payops.graph.reasoners.llm: "
-                        f"{exc}); run the eval with --reasoner rules") from None
+        raise EvalError(
+            "the LLM reasoner is not available in this checkout (payops.graph.reasoners.llm: "
+            f"{exc}); run the eval with --reasoner rules"
+        ) from None
     return LLMReasoner.from_settings(settings, fallback=RuleReasoner())
 
 
@@ -120,8 +140,8 @@ def _int(call: dict[str, Any], *names: str) -> int:
 
 def llm_call(raw: dict[str, Any]) -> LLMCall:
     """Reads a reasoner's per-call record leniently: OpenAI and LangChain spell token fields differently."""
-    usage = raw.get("usage") if isinstance(raw.get("usage"), dict) else {}
-    merged = {**usage, **raw}
+    usage = raw.get("usage")
+    merged = {**(usage if isinstance(usage, dict) else {}), **raw}
     latency = merged.get("latency_ms")
     if latency is None and merged.get("latency_s") is not None:
         latency = float(merged["latency_s"]) * 1000.0
@@ -145,31 +165,55 @@ def audit_complete(services: AgentServices, decision_id: str) -> bool:
     diagnosis = record["diagnosis"]
     if any(diagnosis.get(k) in (None, "") for k in DIAGNOSIS_REQUIRED) or not diagnosis.get("evidence"):
         return False
-    return bool(record["proposal"].get("tool")) and bool(record["execution"].get("status")) and bool(record["verdict"].get("verdict"))
+    return (
+        bool(record["proposal"].get("tool"))
+        and bool(record["execution"].get("status"))
+        and bool(record["verdict"].get("verdict"))
+    )
 
 
 def tick_record(state: dict[str, Any], complete: bool) -> TickRecord:
     d, p = state["diagnosis"], state["proposal"]
     return TickRecord(
-        tick=int(state.get("tick", 0)), window_end=float(state["window_end"]), category=str(d["category"]),
-        confidence=float(d["confidence"]), diagnosis_target=dict(d.get("target") or {}), tool=str(p["tool"]),
-        target=dict(p.get("target") or {}), verdict=str(state["verdict"]["verdict"]), status=str(state["execution"]["status"]),
-        audit_complete=complete, summary=str(d.get("summary", "")), evidence=tuple(d.get("evidence") or ()),
+        tick=int(state.get("tick", 0)),
+        window_end=float(state["window_end"]),
+        category=str(d["category"]),
+        confidence=float(d["confidence"]),
+        diagnosis_target=dict(d.get("target") or {}),
+        tool=str(p["tool"]),
+        target=dict(p.get("target") or {}),
+        verdict=str(state["verdict"]["verdict"]),
+        status=str(state["execution"]["status"]),
+        audit_complete=complete,
+        summary=str(d.get("summary", "")),
+        evidence=tuple(d.get("evidence") or ()),
         llm_calls=tuple(llm_call(c) for c in state.get("llm_calls") or ()),
     )
 
 
-def replay_case(case: Case, factory: ReasonerFactory = rules_factory, *, llm_model: str | None = None,
-                llm_base_url: str | None = None, cassette: ContextManager[Any] | None = None) -> CaseRun:
+def replay_case(
+    case: Case,
+    factory: ReasonerFactory = rules_factory,
+    *,
+    llm_model: str | None = None,
+    llm_base_url: str | None = None,
+    cassette: AbstractContextManager[Any] | None = None,
+) -> CaseRun:
     """Every tick of the case through the graph; errors are caught per case so one bad case never stops a run."""
     run = CaseRun(case.id)
     started = time.perf_counter()
     settings = eval_settings(case, llm_model, llm_base_url)
     try:
-        with open_events(case.events_path) as stream, (cassette or nullcontext()):
+        with open_events(case.events_path) as stream, cassette or nullcontext():
             source = LineSource(stream, str(case.events_path))
-            services = build_services(settings, source=source, in_memory=True, control_plane=SimulatedControlPlane(),
-                                      notifier=ListNotifier(), reasoner=factory(settings))
+            services = build_services(
+                settings,
+                source=source,
+                in_memory=True,
+                control_plane=SimulatedControlPlane(),
+                notifier=ListNotifier(),
+                reasoner=factory(settings),
+            )
             agent = Agent(services)
             end = agent.next_window_end()
             while end is not None:

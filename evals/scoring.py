@@ -7,9 +7,10 @@ the healthy lead-in while its window ends at or before the onset.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from statistics import mean
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from .cases import Case
 from .runner import CaseRun, TickRecord
@@ -247,9 +248,14 @@ class Aggregate:
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
-        out.update(pass_rate=self.pass_rate, detection_rate=self.detection_rate, category_accuracy=self.category_accuracy,
-                   action_accuracy=self.action_accuracy, eventual_accuracy=self.eventual_accuracy,
-                   audit_completeness=self.audit_completeness)
+        out.update(
+            pass_rate=self.pass_rate,
+            detection_rate=self.detection_rate,
+            category_accuracy=self.category_accuracy,
+            action_accuracy=self.action_accuracy,
+            eventual_accuracy=self.eventual_accuracy,
+            audit_completeness=self.audit_completeness,
+        )
         return out
 
 

@@ -106,7 +106,7 @@ class Agent:
             end = self.next_window_end()
             assert end is not None
             start = end - self.services.settings.window_seconds
-            if getattr(source, "ordered", True):
+            if getattr(source, "ordered", False):  # unsaid: not in time order (as nodes.py and scheduling.py)
                 skip(start)
             else:  # the earlier process read past its last window by the allowed lateness: so does this one
                 skip(start, float(previous) + self.services.settings.allowed_lateness_seconds)

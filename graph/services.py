@@ -24,7 +24,7 @@ from payops.settings import Settings
 from payops.signals.sources import Source
 from payops.signals.window import EventWindow, WindowSnapshot
 from payops.storage.keys import private_file
-from payops.storage.stores import open_audit
+from payops.memory.stores import open_audit
 from payops.tools.control_plane import ControlPlane, SimulatedControlPlane
 from payops.tools.palm_ops import PalmOps
 from payops.tools.permissions import PermissionTable, permission_table

@@ -20,7 +20,6 @@ from typing import Any
 from payops.storage.keys import private_file
 
 FILE_NAME = "dead_letters.db"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def idempotency_key(kind: str, payload: dict[str, Any]) -> str:
@@ -58,7 +57,7 @@ class DeadLetters:
             "body TEXT NOT NULL, reason TEXT NOT NULL, failed_at REAL NOT NULL, failures INTEGER NOT NULL)")
 
     @classmethod
-    def in_state_dir(cls, state_dir: Path) -> "DeadLetters":
+    def in_state_dir(cls, state_dir: Path) -> DeadLetters:
         return cls(state_dir / FILE_NAME)
 
     def add(self, key: str, body: dict[str, Any], reason: str, at: float | None = None) -> None:
@@ -72,8 +71,10 @@ class DeadLetters:
 
     def list(self) -> list[DeadLetter]:
         with self._lock:
-            rows = self._conn.execute("SELECT key, kind, decision_id, body, reason, failed_at, failures FROM dead_letters "
-                                      "ORDER BY failed_at, key").fetchall()
+            rows = self._conn.execute(
+                "SELECT key, kind, decision_id, body, reason, failed_at, failures FROM dead_letters "
+                "ORDER BY failed_at, key"
+            ).fetchall()
         return [DeadLetter(k, kind, d, json.loads(b), r, at, n) for k, kind, d, b, r, at, n in rows]
 
     def remove(self, key: str) -> None:

@@ -23,7 +23,7 @@ Blast radius: the share (0-1) of the window's attempts an action touches. See
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from payops.models import ProposedAction
 from payops.signals.window import WindowSnapshot

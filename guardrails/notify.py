@@ -15,13 +15,15 @@ action ran on its own: ops are told), "reconciled" (an unknown outcome settled),
 from __future__ import annotations
 
 import atexit
+import contextlib
 import queue
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from payops.guardrails.dead_letters import IDEMPOTENCY_HEADER, DeadLetters, failure_reason, idempotency_key
+from payops.guardrails.dead_letters import DeadLetters, failure_reason, idempotency_key
 from payops.memory.redact import redact
+from payops.tools.http_control_plane import IDEMPOTENCY_HEADER  # one name for the header, both HTTP clients
 
 # What the console is told when a delivery is given up (the CLI prints it with the cycle).
 DELIVERY_FAILED = "delivery_failed"
@@ -96,8 +98,17 @@ class WebhookNotifier:
             except Exception:  # noqa: BLE001 - the disk failed too: the console notice still says so
                 kept = False
         with self._given_up_lock:
-            self._given_up.append((DELIVERY_FAILED, {"decision_id": body["payload"].get("decision_id"), "kind": body["kind"],
-                                                     "reason": reason, "kept": kept}))
+            self._given_up.append(
+                (
+                    DELIVERY_FAILED,
+                    {
+                        "decision_id": body["payload"].get("decision_id"),
+                        "kind": body["kind"],
+                        "reason": reason,
+                        "kept": kept,
+                    },
+                )
+            )
 
     def drain_failures(self) -> list[tuple[str, dict[str, Any]]]:
         """Deliveries given up since the last call, for the console (the dead letters keep them)."""
@@ -111,8 +122,11 @@ class WebhookNotifier:
 
         client = httpx.Client(timeout=self.timeout)
 
-        @retry(stop=stop_after_attempt(self.attempts), reraise=True,
-               wait=wait_exponential(multiplier=self.backoff_seconds, max=self.max_backoff_seconds))
+        @retry(
+            stop=stop_after_attempt(self.attempts),
+            reraise=True,
+            wait=wait_exponential(multiplier=self.backoff_seconds, max=self.max_backoff_seconds),
+        )
         def post(body: dict[str, Any]) -> None:
             key = idempotency_key(body["kind"], body["payload"])
             response = client.post(self.url, json=body, headers={IDEMPOTENCY_HEADER: key})
@@ -121,9 +135,10 @@ class WebhookNotifier:
         try:
             while True:
                 body = self._queue.get()
+                if body is None:  # close(): the sentinel
+                    self._queue.task_done()
+                    return
                 try:
-                    if body is None:
-                        return
                     self._in_flight = body
                     post(body)
                     self.sent += 1
@@ -139,7 +154,12 @@ class WebhookNotifier:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait up to `timeout` seconds for queued messages to go out; True when all did (or were given up)."""
         done = threading.Event()
-        threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True).start()
+
+        def drained() -> None:
+            self._queue.join()
+            done.set()
+
+        threading.Thread(target=drained, daemon=True).start()
         return done.wait(timeout)
 
     def _at_exit(self) -> None:
@@ -166,10 +186,8 @@ class WebhookNotifier:
     def close(self, timeout: float = 10.0) -> None:
         if not self.flush(timeout):
             self.keep_unsent("not sent before the notifier closed")
-        try:
+        with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)
-        except queue.Full:
-            pass
         atexit.unregister(self._at_exit)
 
 

@@ -19,8 +19,8 @@ The rules (each has a truth-table test in tests/guardrails):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from payops.models import Diagnosis, GuardrailResult, ProposedAction, Verdict, VerdictKind, target_key
 from payops.tools.actions import ACTIONS, Permission
@@ -120,7 +120,9 @@ def escalation_triggers(p: ProposedAction, d: Diagnosis, c: GuardContext) -> Gua
     spec = ACTIONS.get(p.tool)
     if spec is None or spec.palm_transition_to is None:
         return _r("escalation_trigger", ALLOW, "not a palm-pay operation")
-    fired = [t.expression for t in c.permissions.triggers if t.metric in c.palm_metrics and t.fires(c.palm_metrics[t.metric])]
+    fired = [
+        t.expression for t in c.permissions.triggers if t.metric in c.palm_metrics and t.fires(c.palm_metrics[t.metric])
+    ]
     # A trigger on a metric this agent does not measure cannot be ruled out: fail closed.
     fired += [f"{t.expression} (metric not measured)" for t in c.permissions.triggers if t.metric not in c.palm_metrics]
     if fired:
@@ -161,11 +163,22 @@ def anti_flapping(p: ProposedAction, d: Diagnosis, c: GuardContext) -> Guardrail
         earlier = ACTIONS.get(a.tool)
         if p.tool == "reroute_traffic" and a.tool == "reroute_traffic":
             if a.target.get("route") in destinations:
-                return _r("anti_flapping", APPROVE, f"would reverse the reroute away from {a.target['route']} {age:.0f}s ago")
-            if source is not None and source in dict(a.args).get("to_routes", {}):
-                return _r("anti_flapping", APPROVE, f"would move traffic away from {source}, where a reroute sent it {age:.0f}s ago")
+                return _r(
+                    "anti_flapping", APPROVE, f"would reverse the reroute away from {a.target['route']} {age:.0f}s ago"
+                )
+            to_routes = a.args.get("to_routes") or {}
+            if source is not None and isinstance(to_routes, dict) and source in to_routes:
+                return _r(
+                    "anti_flapping",
+                    APPROVE,
+                    f"would move traffic away from {source}, where a reroute sent it {age:.0f}s ago",
+                )
         if earlier is not None and earlier.undo_tool == p.tool and target_key(a.target) == key:
-            return _r("anti_flapping", APPROVE, f"would undo {a.tool} on {key} from {age:.0f}s ago (cooldown {c.cooldown_seconds:.0f}s)")
+            return _r(
+                "anti_flapping",
+                APPROVE,
+                f"would undo {a.tool} on {key} from {age:.0f}s ago (cooldown {c.cooldown_seconds:.0f}s)",
+            )
     return _r("anti_flapping", ALLOW, "no recent reversal")
 
 
@@ -177,9 +190,17 @@ def action_rate(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailRe
     spec = ACTIONS.get(p.tool)
     if spec is None or p.tool in HARMLESS_TOOLS:
         return _r("action_rate", ALLOW, "not counted")
-    recent = sum(1 for a in c.history if a.autonomous and a.tool not in HARMLESS_TOOLS and 0 <= c.now - a.at < RATE_PERIOD_SECONDS)
+    recent = sum(
+        1
+        for a in c.history
+        if a.autonomous and a.tool not in HARMLESS_TOOLS and 0 <= c.now - a.at < RATE_PERIOD_SECONDS
+    )
     if recent >= c.max_autonomous_actions_per_hour:
-        return _r("action_rate", APPROVE, f"{recent} autonomous actions in the last hour (cap {c.max_autonomous_actions_per_hour})")
+        return _r(
+            "action_rate",
+            APPROVE,
+            f"{recent} autonomous actions in the last hour (cap {c.max_autonomous_actions_per_hour})",
+        )
     return _r("action_rate", ALLOW, f"{recent} autonomous actions in the last hour")
 
 
@@ -196,18 +217,26 @@ def safe_destination(p: ProposedAction, d: Diagnosis, c: GuardContext) -> Guardr
         if health is None:
             return _r("safe_destination", DENY, f"destination route {route} carried no traffic in the window")
         if not health.healthy:
-            return _r("safe_destination", DENY, f"destination route {route} is unhealthy ({health.failure_rate:.0%} failing)")
+            return _r(
+                "safe_destination", DENY, f"destination route {route} is unhealthy ({health.failure_rate:.0%} failing)"
+            )
         missing = c.target_methods - health.methods
         if missing:
-            return _r("safe_destination", DENY, f"destination route {route} does not carry {', '.join(sorted(missing))}")
+            return _r(
+                "safe_destination", DENY, f"destination route {route} does not carry {', '.join(sorted(missing))}"
+            )
         if route == p.target.get("route"):
             return _r("safe_destination", DENY, f"destination {route} is the route being moved away from")
         # Health is judged against peers; when every route fails alike, all look "healthy".
         # A destination failing at least as often as the traffic being moved is no refuge.
-        failure_driven = c.target_failure_rate is not None and c.target_failure_rate >= FAILURE_DRIVEN_MOVE_RATE
-        if failure_driven and c.target_failure_rate <= health.failure_rate:
-            return _r("safe_destination", DENY, f"destination route {route} is unhealthy: fails as often "
-                      f"({health.failure_rate:.0%}) as the traffic being moved ({c.target_failure_rate:.0%})")
+        moved_rate = c.target_failure_rate
+        if moved_rate is not None and FAILURE_DRIVEN_MOVE_RATE <= moved_rate <= health.failure_rate:
+            return _r(
+                "safe_destination",
+                DENY,
+                f"destination route {route} is unhealthy: fails as often "
+                f"({health.failure_rate:.0%}) as the traffic being moved ({moved_rate:.0%})",
+            )
     return _r("safe_destination", ALLOW, "destinations healthy and support the traffic")
 
 
@@ -219,8 +248,18 @@ def past_harm(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResu
 
 
 POLICIES: tuple[Policy, ...] = (
-    known_tool, confidence, permission, blast_radius, human_checkpoints, escalation_triggers,
-    irreversible, already_in_force, anti_flapping, action_rate, safe_destination, past_harm,
+    known_tool,
+    confidence,
+    permission,
+    blast_radius,
+    human_checkpoints,
+    escalation_triggers,
+    irreversible,
+    already_in_force,
+    anti_flapping,
+    action_rate,
+    safe_destination,
+    past_harm,
 )
 
 
@@ -228,6 +267,9 @@ def evaluate(proposal: ProposedAction, diagnosis: Diagnosis, context: GuardConte
     results = tuple(policy(proposal, diagnosis, context) for policy in POLICIES)
     if proposal.tool in HARMLESS_TOOLS:
         # Alerting or doing nothing is always allowed; the verdicts are still recorded.
-        results = tuple(r if r.verdict is ALLOW or r.rule == "known_tool" else _r(r.rule, ALLOW, r.reason + " (harmless action)") for r in results)
+        results = tuple(
+            r if r.verdict is ALLOW or r.rule == "known_tool" else _r(r.rule, ALLOW, r.reason + " (harmless action)")
+            for r in results
+        )
     worst = max((r.verdict for r in results), key=lambda v: v.severity)
     return Verdict(verdict=worst, results=results)

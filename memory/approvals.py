@@ -7,6 +7,7 @@ this table is what `payops pending` lists and what survives every restart.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,9 @@ from typing import Any
 
 import orjson
 
-from payops.storage.db import Database, SqliteDatabase
+from payops.errors import BadInput
 from payops.storage.crash import crash_point
+from payops.storage.db import Database, SqliteDatabase
 from payops.storage.keys import private_file
 
 SCHEMA = """
@@ -54,7 +56,7 @@ class Approval:
     result: str | None
 
 
-class ApprovalError(Exception):
+class ApprovalError(BadInput):
     pass
 
 
@@ -93,7 +95,9 @@ class ApprovalBook:
         with self._db.read() as conn:
             return self._row(conn.execute(sql, args).fetchone())
 
-    def open(self, decision_id: str, thread_id: str, created_at: float, expires_at: float, request: dict[str, Any]) -> Approval:
+    def open(
+        self, decision_id: str, thread_id: str, created_at: float, expires_at: float, request: dict[str, Any]
+    ) -> Approval:
         """Record a pending request once per decision id (a second open, e.g. a re-run tick, changes nothing)."""
         with self._db.write() as conn:
             conn.execute(
@@ -115,8 +119,10 @@ class ApprovalBook:
         if exact:
             return exact
         with self._db.read() as conn:
-            rows = conn.execute(f"SELECT {self._COLUMNS} FROM approvals WHERE decision_id LIKE ? LIMIT 2",
-                                (prefix.replace("%", "") + "%",)).fetchall()
+            rows = conn.execute(
+                f"SELECT {self._COLUMNS} FROM approvals WHERE decision_id LIKE ? LIMIT 2",
+                (prefix.replace("%", "") + "%",),
+            ).fetchall()
         if len(rows) == 1:
             return self._row(rows[0])
         if len(rows) > 1:
@@ -164,7 +170,5 @@ def _add_deployment_column(database: SqliteDatabase) -> None:
     conn = database.connection
     columns = {row[1] for row in conn.execute("PRAGMA table_info(approvals)")}
     if "deployment" not in columns:
-        try:
+        with contextlib.suppress(sqlite3.OperationalError):  # another process added it a moment ago
             conn.execute("ALTER TABLE approvals ADD COLUMN deployment TEXT")
-        except sqlite3.OperationalError:  # another process added it a moment ago
-            pass

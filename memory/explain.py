@@ -8,15 +8,16 @@ saw and did. Times are UTC, as in the cycle output, unless a display zone is giv
 
 from __future__ import annotations
 
-from datetime import datetime, timezone, tzinfo
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime, tzinfo
+from typing import Any
 
 from .audit import AuditEntry
 
 EXECUTED_TOOLS_NOT_EVALUATED = ("alert_ops",)
 
 
-def when(ts: float, tz: tzinfo = timezone.utc) -> str:
+def when(ts: float, tz: tzinfo = UTC) -> str:
     dt = datetime.fromtimestamp(float(ts), tz=tz)
     return dt.strftime("%Y-%m-%d %H:%M:%S ") + (dt.tzname() or "UTC")
 
@@ -40,7 +41,7 @@ def _args(args: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in (args or {}).items())
 
 
-def outcome_lines(o: dict[str, Any], at: float, tz: tzinfo = timezone.utc) -> list[str]:
+def outcome_lines(o: dict[str, Any], at: float, tz: tzinfo = UTC) -> list[str]:
     lines = [f"Outcome: {o['verdict']} (concluded {when(at, tz)}, {o.get('windows', 0)} window(s) measured) — {o.get('detail', '')}"]
     if o.get("applied_at") is not None and o.get("decided_at") is not None and float(o["applied_at"]) != float(o["decided_at"]):
         lines.append(f"  (applied {when(o['applied_at'], tz)} after approval: 'before' is the window ending then)")
@@ -54,7 +55,7 @@ def outcome_lines(o: dict[str, Any], at: float, tz: tzinfo = timezone.utc) -> li
     return lines
 
 
-def explain_decision(entries: Sequence[AuditEntry], tz: tzinfo = timezone.utc) -> str:
+def explain_decision(entries: Sequence[AuditEntry], tz: tzinfo = UTC) -> str:
     decision = next((e for e in entries if e.kind == "decision"), None)
     if decision is None:
         return "No decision record."
@@ -76,7 +77,8 @@ def explain_decision(entries: Sequence[AuditEntry], tz: tzinfo = timezone.utc) -
     consulted = r.get("lessons_consulted") or []
     if consulted:
         lines.append("Similar past incidents consulted: " + ", ".join(
-            f"{l['decision_id']} ({l['tool']} on {l.get('target', '?')}: {l['verdict']})" for l in consulted))
+            f"{past['decision_id']} ({past['tool']} on {past.get('target', '?')}: {past['verdict']})"
+            for past in consulted))
     track = r.get("track_record")
     if track:
         c = track.get("counts", {})
@@ -84,15 +86,21 @@ def explain_decision(entries: Sequence[AuditEntry], tz: tzinfo = timezone.utc) -
                      f"{c.get('harmed', 0)} harmed, {c.get('inconclusive', 0)} inconclusive; confidence {track['prior']:.2f} -> "
                      f"{track['adjusted']:.2f} (Beta posterior, prior strength {track.get('prior_strength')})"
                      + (f"; harmed before on {', '.join(track['harmed_ids'])}, so not autonomous" if track.get("forced_approval") else ""))
-    lines.append(f"What I proposed: {p.get('tool')}" + (f" on {target_text(p.get('target'))}" if p.get("tool") != "no_action" else "")
-                 + (f" ({_args(p.get('args'))})" if p.get("args") else ""))
+    lines.append(
+        f"What I proposed: {p.get('tool')}"
+        + (f" on {target_text(p.get('target'))}" if p.get("tool") != "no_action" else "")
+        + (f" ({_args(p.get('args'))})" if p.get("args") else "")
+    )
     lines.append(f"What the guardrails said: {v.get('verdict')}")
     lines += [f"  - {g['rule']}: {g['verdict']} — {g['reason']}" for g in v.get("results", [])]
     lines.append(f"What ran: {x.get('status')} — {x.get('detail')}")
     approvals = [e for e in entries if e.kind == "approval"]
     for e in approvals:
         a = e.record
-        lines.append(f"Who decided: {a['status']} by {a['approver']} at {when(e.at, tz)}" + (f" — note: {a['note']}" if a.get("note") else ""))
+        lines.append(
+            f"Who decided: {a['status']} by {a['approver']} at {when(e.at, tz)}"
+            + (f" — note: {a['note']}" if a.get("note") else "")
+        )
     if x.get("status") == "executed" and p.get("tool") not in ("no_action",):
         lines.append("Who decided: the agent, autonomously (every guardrail allowed it).")
     for e in entries:
@@ -107,13 +115,17 @@ def explain_decision(entries: Sequence[AuditEntry], tz: tzinfo = timezone.utc) -
     for e in outcomes:
         lines += outcome_lines(e.record, e.at, tz)
     if not outcomes and x.get("plane") == "shadow" and x.get("status") == "executed":
-        lines.append("Outcome so far: shadow mode: recorded as what would have run; nothing moved, so nothing is measured.")
+        lines.append(
+            "Outcome so far: shadow mode: recorded as what would have run; nothing moved, so nothing is measured."
+        )
     elif not outcomes:
         lines.append("Outcome so far: " + _pending_outcome(p.get("tool"), x.get("status"), approvals, entries))
     return "\n".join(lines)
 
 
-def _pending_outcome(tool: str | None, status: str | None, approvals: list[AuditEntry], entries: Sequence[AuditEntry]) -> str:
+def _pending_outcome(
+    tool: str | None, status: str | None, approvals: list[AuditEntry], entries: Sequence[AuditEntry]
+) -> str:
     if tool == "no_action" or status in ("skipped", "denied", "failed"):
         return "nothing ran, so there is nothing to measure."
     if tool in EXECUTED_TOOLS_NOT_EVALUATED:

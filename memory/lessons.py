@@ -21,14 +21,18 @@ deployment's audit trail (`verified`), when they count as the agent's own.
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Literal
 
 from langgraph.store.base import BaseStore, PutOp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from payops.errors import BadInput
 
 NAMESPACE = "lessons"
 SCHEMA_VERSION = 1
@@ -242,10 +246,16 @@ class TrackRecord:
     def to_json(self) -> dict[str, Any]:
         counts = {v: sum(1 for s in self.lessons if s.lesson.verdict == v) for v in ("helped", "no_effect", "harmed", "inconclusive")}
         return {
-            "tool": self.tool, "prior": round(self.prior, 3), "helped_weight": round(self.helped, 3),
-            "not_helped_weight": round(self.not_helped, 3), "posterior": round(self.posterior, 3),
-            "adjusted": round(self.adjusted, 3), "counts": counts, "prior_strength": PRIOR_STRENGTH,
-            "lessons": [s.lesson.decision_id for s in self.lessons], "harmed_ids": list(self.harmed_ids),
+            "tool": self.tool,
+            "prior": round(self.prior, 3),
+            "helped_weight": round(self.helped, 3),
+            "not_helped_weight": round(self.not_helped, 3),
+            "posterior": round(self.posterior, 3),
+            "adjusted": round(self.adjusted, 3),
+            "counts": counts,
+            "prior_strength": PRIOR_STRENGTH,
+            "lessons": [s.lesson.decision_id for s in self.lessons],
+            "harmed_ids": list(self.harmed_ids),
             "forced_approval": self.forced_approval,
         }
 
@@ -270,7 +280,8 @@ def track_record(tool: str, confidence: float, similar: Iterable[ScoredLesson], 
 
 # -- the store --------------------------------------------------------------------------
 
-class LessonImportError(ValueError):
+
+class LessonImportError(BadInput, ValueError):
     """A lesson file that cannot be imported; nothing was stored."""
 
 
@@ -295,10 +306,10 @@ class LessonStore:
 
     def find(self, decision_id: str) -> Lesson | None:
         """By decision id (or an unambiguous prefix of one) in any category."""
-        exact = [l for l in self.list() if l.decision_id == decision_id]
+        exact = [lesson for lesson in self.list() if lesson.decision_id == decision_id]
         if exact:
             return exact[0]
-        prefixed = [l for l in self.list() if l.decision_id.startswith(decision_id)]
+        prefixed = [lesson for lesson in self.list() if lesson.decision_id.startswith(decision_id)]
         return prefixed[0] if len(prefixed) == 1 else None
 
     def _search(self, category: str | None, filter: dict[str, Any] | None) -> Iterable[Any]:
@@ -314,7 +325,7 @@ class LessonStore:
     def list(self, category: str | None = None, verdict: str | None = None, tool: str | None = None) -> list[Lesson]:
         where = {k: {"$eq": v} for k, v in (("verdict", verdict), ("tool", tool)) if v}
         lessons = [Lesson.model_validate(i.value) for i in self._search(category, where or None)]
-        return sorted(lessons, key=lambda l: (l.created_at, l.decision_id))
+        return sorted(lessons, key=lambda lesson: (lesson.created_at, lesson.decision_id))
 
     def _candidates(self, sig: Signature, tool: str | None) -> dict[str, dict[str, Any]]:
         tiers: tuple[tuple[dict[str, str], bool], ...] = (
@@ -328,14 +339,24 @@ class LessonStore:
             where: dict[str, Any] = {k: {"$eq": v} for k, v in fields.items()}
             if tool:
                 where["tool"] = {"$eq": tool}
-            items = self._search(sig.category, where) if complete else \
-                self.store.search(self._ns(sig.category), filter=where, limit=WEAK_TIER_CAP)
+            items = (
+                self._search(sig.category, where)
+                if complete
+                else self.store.search(self._ns(sig.category), filter=where, limit=WEAK_TIER_CAP)
+            )
             for item in items:
                 found.setdefault(item.key, item.value)
         return found
 
-    def similar(self, sig: Signature, now: float, *, tool: str | None = None, limit: int = 5,
-                min_similarity: float = MIN_SIMILARITY) -> list[ScoredLesson]:
+    def similar(
+        self,
+        sig: Signature,
+        now: float,
+        *,
+        tool: str | None = None,
+        limit: int = 5,
+        min_similarity: float = MIN_SIMILARITY,
+    ) -> builtins.list[ScoredLesson]:  # `list` below LessonStore.list is the method
         """Lessons of the same category ranked by similarity x recency (newer first on ties).
 
         Memoized per (signature, tool, now): one tick asks for the same incident more than once.
@@ -356,15 +377,21 @@ class LessonStore:
         # Only the winners are validated into Lessons.
         return [ScoredLesson(Lesson.model_validate(raw), sim, score) for score, sim, _, _, raw in ranked[:limit]]
 
-    def export(self) -> list[dict[str, Any]]:
-        return [l.model_dump(mode="json") for l in self.list()]
+    def export(self) -> builtins.list[dict[str, Any]]:
+        return [lesson.model_dump(mode="json") for lesson in self.list()]
 
     def import_(self, records: Any, **options: Any) -> int:
         """`import_lessons`, returning how many were stored."""
         return self.import_lessons(records, **options).count
 
-    def import_lessons(self, records: Any, *, at: float | None = None, known_tools: Iterable[str] | None = None,
-                       in_audit: Callable[[Lesson], bool] | None = None) -> "ImportResult":
+    def import_lessons(
+        self,
+        records: Any,
+        *,
+        at: float | None = None,
+        known_tools: Iterable[str] | None = None,
+        in_audit: Callable[[Lesson], bool] | None = None,
+    ) -> ImportResult:
         """All or nothing: every record is validated first, then all are written in one batch.
 
         Every lesson is stored as `origin="imported"` whatever the file says, `verified` when
@@ -372,13 +399,20 @@ class LessonStore:
         """
         lessons = validate_import(records, known_tools)
         at = time.time() if at is None else at
-        stored = [l.model_copy(update={"origin": "imported", "imported_at": at,
-                                       "verified": bool(in_audit and in_audit(l))}) for l in lessons]
-        ops = [PutOp(self._ns(l.category), l.decision_id, l.model_dump(mode="json"), index=False) for l in stored]
+        stored = [
+            lesson.model_copy(
+                update={"origin": "imported", "imported_at": at, "verified": bool(in_audit and in_audit(lesson))}
+            )
+            for lesson in lessons
+        ]
+        ops = [
+            PutOp(self._ns(lesson.category), lesson.decision_id, lesson.model_dump(mode="json"), index=False)
+            for lesson in stored
+        ]
         if ops:
             self._memo.clear()
             self.store.batch(ops)  # one transaction in SqliteStore / PostgresStore
-        return ImportResult(len(stored), sum(1 for l in stored if l.verified))
+        return ImportResult(len(stored), sum(1 for lesson in stored if lesson.verified))
 
 
 @dataclass(frozen=True)
@@ -408,7 +442,8 @@ def validate_import(records: Any, known_tools: Iterable[str] | None = None) -> l
     lessons: list[Lesson] = []
     seen: set[str] = set()
     for i, raw in enumerate(records, start=1):
-        def bad(why: str) -> LessonImportError:
+
+        def bad(why: str, i: int = i) -> LessonImportError:  # bound now, not when called
             return LessonImportError(f"lesson #{i}: {why}; nothing was imported")
 
         if not isinstance(raw, dict):
@@ -439,7 +474,6 @@ def validate_import(records: Any, known_tools: Iterable[str] | None = None) -> l
 
 def summarize(lessons: Iterable[Lesson]) -> dict[str, int]:
     counts = {v: 0 for v in ("helped", "no_effect", "harmed", "inconclusive")}
-    for l in lessons:
-        counts[l.verdict] = counts.get(l.verdict, 0) + 1
+    for lesson in lessons:
+        counts[lesson.verdict] = counts.get(lesson.verdict, 0) + 1
     return counts
-

@@ -32,8 +32,9 @@ even if the incident grew on its own (a rollback is cheap).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterable, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -106,7 +107,7 @@ class Figures:
     windows: int = 0
 
     @classmethod
-    def of(cls, segment: SegmentLike | None) -> "Figures":
+    def of(cls, segment: SegmentLike | None) -> Figures:
         """One window of one segment; an absent segment carried no traffic."""
         if segment is None:
             return cls(windows=1)
@@ -114,14 +115,14 @@ class Figures:
                    float(segment.attempts_per_payment), 1)
 
     @classmethod
-    def union(cls, parts: Iterable["Figures"]) -> "Figures":
+    def union(cls, parts: Iterable[Figures]) -> Figures:
         """Several disjoint segments of the same window (e.g. two destination routes)."""
         parts = list(parts)
         merged = cls.pooled(parts)
         return replace(merged, windows=max((p.windows for p in parts), default=0))
 
     @classmethod
-    def pooled(cls, parts: Iterable["Figures"]) -> "Figures":
+    def pooled(cls, parts: Iterable[Figures]) -> Figures:
         """The same scope over consecutive windows: counts add, windows add."""
         parts = list(parts)
         attempts = sum(p.attempts for p in parts)
@@ -132,7 +133,7 @@ class Figures:
 
         return cls(attempts, failures, weighted("latency_p95_ms"), weighted("attempts_per_payment"), sum(p.windows for p in parts))
 
-    def plus(self, other: "Figures") -> "Figures":
+    def plus(self, other: Figures) -> Figures:
         return Figures.pooled([self, other])
 
     @property
@@ -155,7 +156,7 @@ class Figures:
         return out
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any] | None) -> "Figures":
+    def from_json(cls, raw: dict[str, Any] | None) -> Figures:
         if not raw:
             return cls()
         return cls(int(raw.get("attempts", 0)), int(raw.get("failures", 0)), float(raw.get("latency_p95_ms", 0.0)),
@@ -168,7 +169,7 @@ class Scopes:
     platform: Figures = field(default_factory=Figures)
     destinations: Figures | None = None
 
-    def plus(self, other: "Scopes") -> "Scopes":
+    def plus(self, other: Scopes) -> Scopes:
         dest = None
         if self.destinations is not None or other.destinations is not None:
             dest = (self.destinations or Figures()).plus(other.destinations or Figures())
@@ -181,7 +182,7 @@ class Scopes:
         return out
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any] | None) -> "Scopes":
+    def from_json(cls, raw: dict[str, Any] | None) -> Scopes:
         raw = raw or {}
         dest = raw.get("destinations")
         return cls(Figures.from_json(raw.get("target")), Figures.from_json(raw.get("platform")),
@@ -200,7 +201,7 @@ class Expected:
         return {k: (round(v, 4) if v is not None else None) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> "Expected":
+    def from_json(cls, raw: dict[str, Any]) -> Expected:
         return cls(float(raw["target"]), float(raw["platform"]),
                    float(raw["destinations"]) if raw.get("destinations") is not None else None)
 

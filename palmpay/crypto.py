@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from payops.errors import PayopsError
+
 try:  # POSIX advisory locks keep two processes from rotating the ring at once.
     import fcntl
 except ImportError:  # pragma: no cover - non-POSIX
@@ -53,7 +55,7 @@ _FORMAT = 1
 _BLOB_VERSION = 1
 
 
-class KeyRingError(RuntimeError):
+class KeyRingError(PayopsError, RuntimeError):
     """Keys are missing, malformed or cannot decrypt a value (never includes key material)."""
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from payops.errors import PayopsError
+
 from .spec import ErrorEntry, PalmPaySpec
 
 CARD_FALLBACK = "card"
@@ -40,7 +42,7 @@ SUPPLEMENTAL_ERRORS: dict[str, ErrorEntry] = {
 }
 
 
-class PalmPayError(Exception):
+class PalmPayError(PayopsError):
     """A refusal the terminal or API caller can show as is.
 
     `message` is the spec's text; `detail` (optional) is a safe, masked hint for

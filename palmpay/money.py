@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from payops.errors import BadInput
+
 # Guard against values SQLite's 64-bit integers or a sane payment cannot hold.
 MAX_CENTS = 10**13
 
 
-class MoneyError(ValueError):
+class MoneyError(BadInput, ValueError):
     pass
 
 

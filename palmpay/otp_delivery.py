@@ -40,6 +40,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from payops.errors import Unavailable
+
 from .masking import mask_proxy
 from .verification import DevOtpSender, Verification
 
@@ -54,7 +56,7 @@ SIGNATURE_TOLERANCE_S = 300.0
 MIN_SECRET_BYTES = 32  # an HMAC-SHA256 key shorter than its output would be the weak point
 
 
-class OtpDeliveryError(Exception):
+class OtpDeliveryError(Unavailable):
     """The gateway did not take the message. The text never holds the code or the destination."""
 
 

@@ -20,6 +20,8 @@ from typing import Literal, Protocol
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from payops.errors import Unavailable
+
 RailStatus = Literal["completed", "failed", "pending", "not_found"]
 
 
@@ -40,7 +42,7 @@ class RailResult:
     error_code: str | None = None
 
 
-class RailError(Exception):
+class RailError(Unavailable):
     def __init__(self, code: str) -> None:
         super().__init__(code)
         self.code = code

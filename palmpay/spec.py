@@ -15,6 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from payops.errors import BadInput
+
 PACKAGED_SPEC = "palm-pay.spec.json"
 
 # Codes the backend raises by name; a spec without them cannot drive this code.
@@ -29,7 +31,7 @@ REQUIRED_ERROR_CODES = (
 )
 
 
-class SpecError(ValueError):
+class SpecError(BadInput, ValueError):
     """The spec file is missing or does not have the shape this backend needs."""
 
 

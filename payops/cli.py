@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 import orjson
 import typer
 
-from payops.cli_errors import PayopsGroup
+from payops.cli_errors import PayopsGroup, fail
 
 if TYPE_CHECKING:  # imported where used: `payops replay` starts its parse workers before pydantic-settings loads
     from payops.settings import Settings
@@ -39,23 +39,11 @@ def _plane_option(value: Optional[str]) -> Optional[str]:
     return value
 
 
-def fail(message: str, code: int = 2) -> None:
-    typer.echo(f"payops: error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 def _settings(**overrides: object) -> Settings:
-    from pydantic import ValidationError
-
+    """Settings with the options given; a bad one is reported by PayopsGroup (cli_errors.one_line)."""
     from payops.settings import Settings
 
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-    except ValidationError as exc:
-        from payops.cli_errors import one_line
-
-        fail(*(one_line(exc) or (str(exc).splitlines()[0], 2)))
-        raise  # unreachable
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
 
 def _print_cycle(state: dict, settings: Settings, services: object, settle: float = 0.0) -> None:
@@ -98,7 +86,7 @@ def _report_bad_lines(report: object) -> None:
 def _no_valid_events(source: object) -> None:
     """A file or stream with no valid event at all (empty, binary, another format) is a usage error, exit 2."""
     report = getattr(source, "report", None)
-    if report is not None and not getattr(source, "ordered", True) and not report.accepted:
+    if report is not None and not getattr(source, "ordered", False) and not report.accepted:
         fail(f"no valid events: {report.bad_count} lines skipped")
 
 
@@ -187,7 +175,8 @@ def tick(
     Exit status: 0 done (or nothing due yet), 75 another tick of this partition is running
     (try again next time), 2 bad arguments or settings, 1 failure.
     """
-    from payops.scheduling import EX_FAILURE, EX_TEMPFAIL, TickLocked, TickUsageError, run_tick
+    from payops.errors import EX_FAILURE, EX_TEMPFAIL
+    from payops.scheduling import TickLocked, TickUsageError, run_tick
     from payops.settings import StateDirError
     from payops.storage.db import DatabaseError, redact_dsn
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import sys
 from datetime import timezone, tzinfo
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from payops.cli_errors import fail as _fail  # the one way a command gives up
 from payops.palmpay.otp_delivery import is_loopback
+
+if TYPE_CHECKING:
+    from payops.settings import Settings
 
 keys_app = typer.Typer(no_args_is_help=True, add_completion=False,
                        help="API keys for the HTTP API (stored hashed in the state directory).")
@@ -17,22 +21,11 @@ keys_app = typer.Typer(no_args_is_help=True, add_completion=False,
 STATE_DIR = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR).")
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"payops: error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def _settings(state_dir: Optional[Path]):  # noqa: ANN202 - payops.settings.Settings
-    from pydantic import ValidationError
-
+def _settings(state_dir: Optional[Path]) -> Settings:
+    """Settings for this state folder; a bad setting is reported by PayopsGroup (cli_errors.one_line)."""
     from payops.settings import Settings
 
-    try:
-        return Settings(**({"state_dir": state_dir} if state_dir else {}))
-    except ValidationError as exc:
-        from payops.cli_errors import one_line
-
-        raise _fail(*(one_line(exc) or (str(exc).splitlines()[0], 2))) from None
+    return Settings(**({"state_dir": state_dir} if state_dir else {}))
 
 
 def serve(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
+from payops.cli_errors import fail as _fail  # the one way a command gives up
 from payops.settings import Settings
 
 db_app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -14,13 +14,10 @@ db_app = typer.Typer(no_args_is_help=True, add_completion=False)
 STATE_DIR = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR).")
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"payops: error: {message}", err=True)
-    raise typer.Exit(code)
 
 
-def _settings(state_dir: Optional[Path]) -> Settings:
-    settings = Settings(**({"state_dir": state_dir} if state_dir else {}))
+def _settings(state_dir: Path | None) -> Settings:
+    settings = Settings(state_dir=state_dir) if state_dir else Settings()
     if settings.database_url:
         from payops.storage.db import is_postgres_url
 
@@ -30,7 +27,7 @@ def _settings(state_dir: Optional[Path]) -> Settings:
 
 
 @db_app.command("upgrade")
-def upgrade(state_dir: Optional[Path] = STATE_DIR) -> None:
+def upgrade(state_dir: Path | None = STATE_DIR) -> None:
     """Create or migrate every store: PostgreSQL when PAYOPS_DATABASE_URL is set (versioned, idempotent,
     safe to run from several pods at once), else the SQLite files in the state directory."""
     from payops.storage.db import DatabaseError, redact_dsn
@@ -57,7 +54,7 @@ def upgrade(state_dir: Optional[Path] = STATE_DIR) -> None:
 
 
 @db_app.command("status")
-def status(state_dir: Optional[Path] = STATE_DIR) -> None:
+def status(state_dir: Path | None = STATE_DIR) -> None:
     """The schema version and what `upgrade` would apply; exits 1 when an upgrade is needed."""
     from payops.storage.db import DatabaseError
 
@@ -66,8 +63,12 @@ def status(state_dir: Optional[Path] = STATE_DIR) -> None:
         if settings.state_dir.exists() and not settings.state_dir.is_dir():
             from payops.settings import StateDirError
 
-            raise StateDirError(f"the state folder {settings.state_dir} is a file, not a folder (choose another --state-dir)", 2)
-        typer.echo(f"SQLite state in {settings.state_dir}: created and migrated on first use (or by `payops db upgrade`)")
+            raise StateDirError(
+                f"the state folder {settings.state_dir} is a file, not a folder (choose another --state-dir)", 2
+            )
+        typer.echo(
+            f"SQLite state in {settings.state_dir}: created and migrated on first use (or by `payops db upgrade`)"
+        )
         return
     from payops.storage import migrations
 
@@ -93,7 +94,7 @@ def _upgrade_sqlite(settings: Settings) -> list[str]:
     from payops.palmpay.store import PalmPayStore
 
     state = settings.ensure_state_dir()
-    from payops.storage.stores import open_audit
+    from payops.memory.stores import open_audit
 
     open_audit(settings.model_copy(update={"database_url": None})).close()
     ApprovalBook(state / "approvals.db").close()

@@ -1,22 +1,30 @@
 """One mapping, at the CLI entry, of the errors a user can cause to a one-line message and an exit status.
 
-Commands fail early on what they can check (payops.settings.prepare_state_dir); this catches what
-only shows when a file is touched (a read-only database, a full disk, a folder a command cannot
-create), so none of them ends in a traceback. Messages name the user's path and the reason, never a
-library's internals (SQL, stack frames). Bugs — anything not listed here — still raise.
+Commands fail early on what they can check (payops.settings.prepare_state_dir) with `fail`, the one
+way a command gives up; this catches what only shows when a file is touched (a read-only database, a
+full disk, a folder a command cannot create) and every payops.errors.PayopsError a command lets through
+(EXIT_CODES: its branch's status), so none of them ends in a traceback. Messages name the user's path
+and the reason, never a library's internals (SQL, stack frames). Bugs — anything not listed here —
+still raise.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, NoReturn
 
-import click
 import typer
 from typer.core import TyperGroup
 
-EX_FAILURE = 1  # the system refused: permissions, disk, a database that cannot be opened
-EX_USAGE = 2  # the input is wrong: retrying the same command will not help
+from payops.errors import EX_FAILURE, EX_TEMPFAIL, EX_USAGE, BadInput, Conflict, NotFound, PayopsError, Unavailable
+
+# The exit status of each branch of the exception tree (payops/errors.py); the root's is EX_FAILURE.
+EXIT_CODES: dict[type[PayopsError], int] = {
+    BadInput: EX_USAGE,
+    NotFound: EX_USAGE,  # the name given is wrong: the same command fails again
+    Conflict: EX_FAILURE,
+    Unavailable: EX_TEMPFAIL,
+}
 # A ValidationError of these models is the user's environment or options; of any other model, a bug.
 SETTINGS_MODELS = ("Settings", "ApiSettings")
 
@@ -34,18 +42,26 @@ def _sqlite_reason(exc: sqlite3.Error) -> str:
     return "the state database cannot be used (it may be damaged or from another program)"
 
 
+def exit_code(exc: PayopsError) -> int:
+    """The exit status for `exc`: its own `exit_code` when it knows better (StateDirError), else its branch's."""
+    own = getattr(exc, "exit_code", None)
+    if isinstance(own, int):
+        return own
+    return next((code for branch, code in EXIT_CODES.items() if isinstance(exc, branch)), EX_FAILURE)
+
+
+def fail(message: str, code: int = EX_USAGE) -> NoReturn:
+    """Give up: `payops: error: <message>` on stderr, exit status `code` (default: the input is wrong)."""
+    typer.echo(f"payops: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
 def one_line(exc: BaseException) -> tuple[str, int] | None:
     """The message and exit status for an expected error, or None for a bug (which should raise)."""
     from pydantic import ValidationError  # here, not at import: `payops replay` starts its parse workers first
 
-    from payops.settings import StateDirError
-
-    if isinstance(exc, StateDirError):
-        return str(exc), exc.exit_code
-    from payops.storage.keys import KeyProblem
-
-    if isinstance(exc, KeyProblem):  # data without its key: refused in one line (messages hold no key material)
-        return str(exc), EX_FAILURE
+    if isinstance(exc, PayopsError):  # e.g. KeyProblem, data without its key: messages hold no key material
+        return str(exc), exit_code(exc)
     if isinstance(exc, ValidationError) and exc.title in SETTINGS_MODELS:
         first = exc.errors()[0]
         name = "PAYOPS_" + ("API_" if exc.title == "ApiSettings" else "") + str(first["loc"][0]).upper()
@@ -61,21 +77,22 @@ def one_line(exc: BaseException) -> tuple[str, int] | None:
 class PayopsGroup(TyperGroup):
     """The root command group: every subcommand runs inside `invoke`, so this is the one catch."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    # typer passes a typer.Context; its base, typer's own copy of click's Context, has no public name.
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         import os
 
         from payops.cli_env import unknown_name_warnings
 
         for line in unknown_name_warnings(os.environ):
-            click.echo(line, err=True)
+            typer.echo(line, err=True)
         try:
             return super().invoke(ctx)
-        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (typer.Exit, typer.Abort):  # typer's own: the `click` package's classes never reach here
             raise
         except Exception as exc:
             mapped = one_line(exc)
             if mapped is None:
                 raise
             message, code = mapped
-            click.echo(f"payops: error: {message}", err=True)
+            typer.echo(f"payops: error: {message}", err=True)
             raise typer.Exit(code) from None

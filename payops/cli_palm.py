@@ -21,6 +21,7 @@ from typing import Annotated
 import typer
 from pydantic import BaseModel
 
+from payops.cli_errors import fail as _fail  # the one way a command gives up
 from payops.palmpay import DevOtpSender, PalmPayError, PalmPayOptions, PalmPayService
 from payops.palmpay.attestation import ScanAttestation
 from payops.palmpay.crypto import KeyRingError
@@ -36,9 +37,6 @@ palm_app = typer.Typer(
 INPUT_ERRORS = frozenset({"PALM_PAY_INVALID_INPUT", "PALM_PAY_LINK_NOT_FOUND", "PALM_PAY_REQUEST_NOT_FOUND"})
 
 
-def _fail(line: str, code: int) -> typer.Exit:
-    typer.echo(f"payops: error: {line}", err=True)  # the prefix every other command uses
-    return typer.Exit(code)
 
 
 @contextlib.contextmanager
@@ -396,8 +394,8 @@ def maintain() -> None:
 
     Exit status: 0 done, 75 another round holds the lock (try again next time), 2 bad settings.
     """
+    from payops.errors import EX_TEMPFAIL
     from payops.palm_jobs import MaintenanceLocked, maintain_once
-    from payops.scheduling import EX_TEMPFAIL
     from payops.settings import Settings
 
     with _service() as service:

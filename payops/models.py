@@ -6,6 +6,7 @@ No I/O, no logic beyond validation: every other package may import this.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from enum import Enum
 from typing import Any, Literal
 
@@ -27,7 +28,7 @@ Target = dict[str, str]
 """A segment: event dimension -> value, e.g. {"bank": "FNB", "route": "psp_a"}; {} means all or none."""
 
 
-def target_key(target: Target) -> str:
+def target_key(target: Mapping[str, str]) -> str:
     """Stable text form of a target, e.g. 'bank=FNB,route=psp_a' ('*' for all)."""
     if not target:
         return "*"

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from payops.errors import Unavailable
 from payops.scheduling import TickLocked, tick_lock
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ LOCK_NAME = "payops:palm:maintain"
 LOCK_FILE = "palm-maintain.lock"
 
 
-class MaintenanceLocked(Exception):
+class MaintenanceLocked(Unavailable):
     """Another round holds the lock; try again next time."""
 
 

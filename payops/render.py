@@ -123,32 +123,7 @@ def data_quality_line(digest: dict[str, Any]) -> str:
     return ("Data quality: " + "; ".join(parts)) if parts else ""
 
 
-def late_events(digest: dict[str, Any]) -> int:
-    """CONTRACT.md §4 `late_events`: too late for their (decided) window, plus discarded as ahead of the clock."""
-    return int(digest.get("late_events") or 0) + int(digest.get("ahead_of_clock") or 0)
-
-
-def decision_line(state: dict[str, Any]) -> dict[str, Any]:
-    """CONTRACT.md §4: one object per tick (`late_events` only when there were some: optional, version 2)."""
-    p, e = state["proposal"], state["execution"]
-    executed = e["status"] == "executed" and p["tool"] != "no_action"
-    line = {
-        "window_end": float(state["window_end"]),
-        "category": state["diagnosis"]["category"],
-        "confidence": float(state["diagnosis"]["confidence"]),
-        "action": {"tool": p["tool"], "target": p["target"], "args": p["args"]},
-        "executed": executed,
-        "escalated": e["status"] == "escalated",
-        "evidence": list(state["diagnosis"]["evidence"]),
-        "decision_id": state["decision_id"],
-    }
-    if executed and e.get("plane"):
-        line["plane"] = e["plane"]  # optional field (version 2): where the executed action ran
-    late = late_events(state.get("snapshot") or {})
-    if late:
-        line["late_events"] = late
-    return line
-
-
-def decision_json(state: dict[str, Any]) -> bytes:
-    return orjson.dumps(decision_line(state), option=orjson.OPT_SORT_KEYS) + b"\n"
+# CONTRACT.md §4's decision line is the agent's output, not rendering: payops/decisions.py. Re-exported here for
+# the tests that import it from payops.render (down here, apart from the display-zone edits to the imports).
+from payops.decisions import decision_json as decision_json  # noqa: E402
+from payops.decisions import decision_line as decision_line  # noqa: E402

@@ -8,7 +8,7 @@ its own decision ids. Each tick of a partition runs exactly once:
   after it writes the next one: a file lock in the state directory on SQLite, a
   PostgreSQL session advisory lock (`payops:tick:<partition>`) with a database URL,
   so workers on any number of machines queue on the same partition without overlap;
-- a tick that finds the lock held exits at once with EX_TEMPFAIL (75): the
+- a tick that finds the lock held exits at once with EX_TEMPFAIL (75, payops.errors): the
   scheduler simply tries again at the next slot;
 - a worker killed mid-tick writes no checkpoint (ticks checkpoint once, at the end)
   and its lock dies with its connection, so the next tick of the partition redoes
@@ -26,29 +26,27 @@ import fcntl
 import os
 import re
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from payops.errors import BadInput, Unavailable
 
 if TYPE_CHECKING:
     from payops.graph.services import AgentServices
     from payops.settings import Settings
 
-# Exit statuses a scheduler understands (sysexits.h for the temporary failure).
-EX_OK = 0  # the tick ran (or there was nothing to do yet)
-EX_FAILURE = 1  # the tick failed: the database is unreachable, a bug... look at stderr
-EX_USAGE = 2  # bad arguments or settings: retrying will not help
-EX_TEMPFAIL = 75  # another tick of this partition holds the lock: try again next time
 
 PARTITION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$")
 
 
-class TickLocked(Exception):
+class TickLocked(Unavailable):
     """Another tick holds the lock; the scheduler should simply try again next time."""
 
 
-class TickUsageError(ValueError):
+class TickUsageError(BadInput, ValueError):
     """The tick cannot start as configured (unknown scenario, unreadable source, bad partition or URL)."""
 
 

@@ -50,7 +50,7 @@ def tick_node(state: TickRequest) -> TickSummary:
     if outcome.window_end is not None:
         summary["window_end"] = outcome.window_end
     if outcome.state:
-        from payops.render import decision_line
+        from payops.decisions import decision_line
 
         line = decision_line(outcome.state)  # CONTRACT §4: the same fields as replay's decisions
         summary.update(decision_id=line["decision_id"], category=line["category"], tool=line["action"]["tool"],

@@ -13,8 +13,10 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from payops.errors import PayopsError
 
-class StateDirError(Exception):
+
+class StateDirError(PayopsError):
     """The state folder cannot be used. `exit_code` 2 when the path given is wrong (a file: retrying
     will not help), 1 when the system refuses (permissions, a read-only disk)."""
 

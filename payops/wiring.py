@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
+from payops.decisions import decision_json
+from payops.errors import BadInput
 from payops.graph.runner import Agent
 from payops.graph.services import AgentServices, build_services
 from payops.guardrails.dead_letters import DeadLetters
 from payops.guardrails.notify import FanoutNotifier, ListNotifier, Notifier, WebhookNotifier
-from payops.render import decision_json
 from payops.settings import Settings
+from payops.signals.merged_source import MergedSource
+from payops.signals.palm_source import PalmSource
 from payops.signals.policy import TrafficPolicy
 from payops.signals.scenarios import timed_scenario
 from payops.signals.simulator import SCENARIOS, Simulator, default_network
-from payops.signals.merged_source import MergedSource
-from payops.signals.palm_source import PalmSource
 from payops.signals.sources import LineSource, SimulatorSource, Source, open_jsonl
 from payops.tools.control_plane import HTTP, PLANES, SHADOW, SIMULATED, ShadowControlPlane, SimulatedControlPlane
 from payops.tools.http_control_plane import HttpControlPlane
@@ -27,7 +29,7 @@ DEFAULT_SCENARIO = "demo"
 REPLAY_AUDIT_RECORDS = 1000
 
 
-class PlaneChoiceError(ValueError):
+class PlaneChoiceError(BadInput, ValueError):
     """The control plane asked for cannot be used as configured (a usage error, exit 2)."""
 
 

@@ -15,11 +15,13 @@ from functools import lru_cache
 from importlib import resources
 from string import Template
 
+from payops.errors import NotFound
+
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _VERSION = re.compile(r"^v[0-9]+$")
 
 
-class PromptError(LookupError):
+class PromptError(NotFound, LookupError):
     """No such template, or a value missing for one of its placeholders."""
 
 

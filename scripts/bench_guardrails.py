@@ -31,14 +31,20 @@ def main() -> None:
                        target_methods=frozenset({"card"}), target_failure_rate=0.5)
     proposal = validate_proposal("reroute_traffic", {"target": {"route": "psp_0"}, "to_routes": {"psp_1": 1.0}})
     diagnosis = Diagnosis(category=Category.NETWORK, summary="s", confidence=0.9)
-    print(f"evaluate() with 200 past actions, 20 routes: {per_call(lambda: evaluate(proposal, diagnosis, ctx), 5000) * 1e6:.1f} us")
+    print(
+        f"evaluate() with 200 past actions, 20 routes: {per_call(lambda: evaluate(proposal, diagnosis, ctx), 5000) * 1e6:.1f} us"
+    )
     print(f"permission refresh (stat of the spec file):  {per_call(lambda: refreshed(table), 20000) * 1e6:.1f} us")
     print(f"permission table load (parse the spec):       {per_call(permission_table, 200) * 1e3:.2f} ms")
 
     with tempfile.TemporaryDirectory() as tmp:
         log = AuditLog(Path(tmp) / "audit.db")
-        record = {"decision_id": "d-x", "snapshot": {"attempts": 1000, "failures": 80}, "diagnosis": {"evidence": ["e"] * 5},
-                  "verdict": {"results": [{"rule": f"r{i}", "verdict": "allow", "reason": "fine " * 8} for i in range(11)]}}
+        record = {
+            "decision_id": "d-x",
+            "snapshot": {"attempts": 1000, "failures": 80},
+            "diagnosis": {"evidence": ["e"] * 5},
+            "verdict": {"results": [{"rule": f"r{i}", "verdict": "allow", "reason": "fine " * 8} for i in range(11)]},
+        }
         n = 2000
         start = time.perf_counter()
         for i in range(n):
@@ -49,7 +55,9 @@ def main() -> None:
         verify = time.perf_counter() - start
         size = (Path(tmp) / "audit.db").stat().st_size + sum(p.stat().st_size for p in Path(tmp).glob("audit.db-*"))
         print(f"audit append (hash chain, WAL):                {append * 1e3:.3f} ms/record")
-        print(f"audit verify:                                  {verify / n * 1e6:.1f} us/record ({n} records, {size / n:.0f} bytes each)")
+        print(
+            f"audit verify:                                  {verify / n * 1e6:.1f} us/record ({n} records, {size / n:.0f} bytes each)"
+        )
 
 
 if __name__ == "__main__":

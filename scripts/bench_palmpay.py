@@ -58,6 +58,7 @@ def _throwaway_postgres() -> Iterator[str]:
     """A migrated database on a throwaway cluster (the tests/postgres harness: initdb, fsync off)."""
     sys.path.insert(0, str(ROOT / "tests" / "postgres"))
     import conftest as harness  # tests/postgres/conftest.py: its helpers, not its fixtures
+
     from payops.storage import migrations
 
     bindir = harness._bindir()

@@ -21,7 +21,7 @@ import tracemalloc
 
 import numpy as np
 
-from payops.signals.batch import EventBatch, concat
+from payops.signals.batch import EventBatch
 from payops.signals.reference import naive_window
 from payops.signals.simulator import Simulator, build_scenario, default_network, random_network, with_volume
 from payops.signals.window import EventWindow
@@ -115,8 +115,13 @@ def main() -> None:
     bench_aggregation(f"default network, 60 s window at {pm:,.0f}/min", with_volume(default_network(), pm), 60.0, args.repeat, args.naive_limit)
     bench_aggregation(f"default network, 600 s window at {pm:,.0f}/min", with_volume(default_network(), pm), 600.0, max(3, args.repeat // 3), args.naive_limit)
     big = random_network(7, banks=30, card_routes=6, terminals=200, merchants=300, regions=9, payments_per_minute=pm)
-    bench_aggregation(f"large network (30 banks, 8 routes, 200 terminals, 300 merchants, 9 regions), 60 s at {pm:,.0f}/min",
-                      big, 60.0, args.repeat, args.naive_limit)
+    bench_aggregation(
+        f"large network (30 banks, 8 routes, 200 terminals, 300 merchants, 9 regions), 60 s at {pm:,.0f}/min",
+        big,
+        60.0,
+        args.repeat,
+        args.naive_limit,
+    )
     print("(c) memory")
     bench_memory(pm, 3.0, 5.0)
 

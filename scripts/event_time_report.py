@@ -45,13 +45,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+")
     parser.add_argument("--window", type=float, default=60.0)
-    parser.add_argument("--lateness", type=float, default=None, help="PAYOPS_ALLOWED_LATENESS_SECONDS (default: the setting)")
+    parser.add_argument(
+        "--lateness", type=float, default=None, help="PAYOPS_ALLOWED_LATENESS_SECONDS (default: the setting)"
+    )
     args = parser.parse_args()
     for path in args.files:
         t = account(path, args.window, args.lateness)
-        print(f"{os.path.basename(path)}: {t['valid']} valid events, {t['in_windows']} in windows, {t['late']} late "
-              f"({t['late_in_no_window']} in no window), {t['ahead_of_clock']} ahead of the clock, "
-              f"{t['unaccounted']} unaccounted; {t['decisions']} decisions in {t['seconds']} s")
+        print(
+            f"{os.path.basename(path)}: {t['valid']} valid events, {t['in_windows']} in windows, {t['late']} late "
+            f"({t['late_in_no_window']} in no window), {t['ahead_of_clock']} ahead of the clock, "
+            f"{t['unaccounted']} unaccounted; {t['decisions']} decisions in {t['seconds']} s"
+        )
 
 
 if __name__ == "__main__":

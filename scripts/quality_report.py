@@ -44,15 +44,24 @@ import os
 import random
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from payops.evals.independent import score as heldout
 from payops.evals.independent.generate import GeneratorError
 from payops.settings import Settings
 from payops.signals.policy import NoPolicy
-from payops.signals.simulator import SCENARIOS, NetworkConfig, RouteSpec, Scenario, Simulator, build_scenario, oracle_for_window
+from payops.signals.simulator import (
+    SCENARIOS,
+    NetworkConfig,
+    RouteSpec,
+    Scenario,
+    Simulator,
+    build_scenario,
+    oracle_for_window,
+)
 from payops.signals.sources import SimulatorSource
 from payops.tools.actions import ACTIONS, MAINTENANCE_ACTIONS
 from payops.tools.control_plane import SimulatedControlPlane
@@ -96,7 +105,7 @@ def _unique(rng: random.Random, n: int, make) -> list[str]:
 def _weights(rng: random.Random, names: list[str], skew: float) -> dict[str, float]:
     raw = [rng.uniform(0.5, 1.5) / (i + 1) ** skew for i in range(len(names))]
     total = sum(raw)
-    return {n: round(w / total, 4) for n, w in zip(names, raw)}
+    return {n: round(w / total, 4) for n, w in zip(names, raw, strict=True)}
 
 
 def random_network(seed: int, payments_per_minute: float) -> NetworkConfig:
@@ -452,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
         with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             results = list(pool.map(run_case, todo))
         figure, healthy, harmful = report(results)
-        print(f"{len(todo)} runs ({sum(len(r.incidents) for r in results)} incidents) in {time.perf_counter() - t0:.0f}s")
+        print(
+            f"{len(todo)} runs ({sum(len(r.incidents) for r in results)} incidents) in {time.perf_counter() - t0:.0f}s"
+        )
         if args.json:
             with open(args.json, "w") as fh:
                 json.dump([{**asdict(r), "case": asdict(r.case)} for r in results], fh, indent=1, default=str)

@@ -82,7 +82,7 @@ def wait_ready(base_url: str, proc: subprocess.Popen | None, seconds: float = 18
 
 def start_server(python: str, port: int, threads: int, log_path: str) -> subprocess.Popen:
     cmd = server_command(python=python, port=port, threads=threads)
-    log = open(log_path, "w")
+    log = open(log_path, "w")  # noqa: SIM115 - the server writes to it until stop_server, after we return
     # No OMP_WAIT_POLICY=PASSIVE here (`payops llm serve` sets it so an idle server does not spin):
     # this server only lives for the recording, and passive waits made generation ~3x slower here.
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
@@ -165,9 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base-url", help="use this running server instead of starting one")
     ap.add_argument("--server-python", default=sys.executable, help="interpreter with the local-llm extra (starts the server)")
     ap.add_argument("--only", action="append", default=[], help="record only these cases (repeatable)")
-    ap.add_argument("--tags", action="append", default=[], help="eval: only cases with these tags (as payops eval --tags)")
-    ap.add_argument("--out", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "payops-eval-record",
-                    help="eval: where the recording run's results.json and report.md go")
+    ap.add_argument(
+        "--tags", action="append", default=[], help="eval: only cases with these tags (as payops eval --tags)"
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("TMPDIR", "/tmp")) / "payops-eval-record",
+        help="eval: where the recording run's results.json and report.md go",
+    )
     ap.add_argument("--no-verify", dest="verify", action="store_false", help="eval: skip the replay after recording")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "payops-llm-server.log"))

@@ -13,6 +13,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import orjson
 
+from payops.errors import BadInput
+
 # Categorical dimensions the agent can blame; order is the column order.
 DIMENSIONS: tuple[str, ...] = (
     "method",
@@ -30,7 +32,7 @@ ABSENT = ""  # code 0 of every vocabulary: the dimension was not present on the 
 MAX_ATTEMPT = 2**31 - 1
 
 
-class EventError(ValueError):
+class EventError(BadInput, ValueError):
     """A line that breaks CONTRACT.md §1; the message names the field, never echoes values."""
 
 

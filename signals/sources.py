@@ -28,6 +28,8 @@ from typing import IO, Iterator, Protocol
 
 import numpy as np
 
+from payops.errors import Unavailable
+
 from .batch import EventBatch, concat
 from .events import ParseReport
 from .jsonl import JsonlParser, batch_from_range, parse_range
@@ -65,7 +67,7 @@ FIRST_TS_SAMPLE = 1000
 _log = logging.getLogger(__name__)
 
 
-class SourceError(Exception):
+class SourceError(Unavailable):
     """The source cannot be read at all (missing file, permission)."""
 
 
@@ -320,7 +322,7 @@ PARSE_START_METHOD = "forkserver"
 PARSE_PRELOAD = ["__main__", JsonlParser.__module__]
 
 
-class WorkersFailed(Exception):
+class WorkersFailed(Unavailable):
     """The parse workers could not start or died; the file is whole from byte `resume_at` on."""
 
     def __init__(self, resume_at: int, reason: str) -> None:

@@ -21,9 +21,12 @@ import contextlib
 import re
 import sqlite3
 import threading
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol
+
+from payops.errors import Unavailable
 
 # Schemas on PostgreSQL: the agent's tables, the palm-pay backend's, LangGraph's checkpoints and store.
 AGENT_SCHEMA = "payops"
@@ -36,7 +39,7 @@ POOL_TIMEOUT_SECONDS = 30.0  # waiting for a pooled connection; beyond it the ca
 EXTRA_HINT = "PostgreSQL support needs the 'postgres' extra: pip install 'payops[postgres]'"
 
 
-class DatabaseError(Exception):
+class DatabaseError(Unavailable):
     """The database cannot be used as configured (driver missing, schema not migrated, unreachable)."""
 
 

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
+from payops.errors import PayopsError
+
 AUDIT_HMAC = "audit-hmac"
 CHECKPOINT_SIGNING = "checkpoint-signing"
 KEY_NAMES = (AUDIT_HMAC, CHECKPOINT_SIGNING)
@@ -48,7 +50,7 @@ PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
 
 
-class KeyProblem(RuntimeError):
+class KeyProblem(PayopsError, RuntimeError):
     """Base of the key errors; messages never include key material."""
 
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
+
+from payops.errors import Unavailable
 
 from .db import pg_connect
 
@@ -23,7 +26,7 @@ KEEPALIVE_INTERVAL_SECONDS = 5
 KEEPALIVE_COUNT = 3
 
 
-class LockHeld(Exception):
+class LockHeld(Unavailable):
     """Another session holds the advisory lock."""
 
 

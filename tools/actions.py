@@ -14,6 +14,7 @@ from typing import Any, Callable, Literal, Mapping
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from payops.errors import BadInput
 from payops.models import ProposedAction
 
 MAX_TTL_SECONDS = 24 * 3600.0
@@ -178,7 +179,7 @@ ACTIONS: dict[str, ActionSpec] = {**ROUTING_ACTIONS, **PALM_ACTIONS, **MAINTENAN
 LINK_DIMENSION = "palm_pay_id"  # the event dimension that names a palm-pay link (CONTRACT §1)
 
 
-class ProposalError(ValueError):
+class ProposalError(BadInput, ValueError):
     """A proposal that names no known tool or whose arguments break the schema."""
 
 

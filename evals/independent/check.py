@@ -6,9 +6,9 @@ per minute, failure rate and latency before the onset and during the fault.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from statistics import median
-from typing import Iterable, Mapping
 
 from payops.signals.events import ParseReport, PaymentEvent, parse_lines
 

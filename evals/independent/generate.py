@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from payops.errors import BadInput
 from payops.evals.cases import Case, write_case
 
 from .shapes import INCIDENT_SECONDS, SHAPES, Fault
@@ -32,7 +33,7 @@ HELD_OUT_SEED_BASE = 5_000_000
 MIN_PPM, MAX_PPM = 30.0, 7_000.0
 
 
-class GeneratorError(ValueError):
+class GeneratorError(BadInput, ValueError):
     """An unknown shape or unusable generator arguments."""
 
 

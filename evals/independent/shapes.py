@@ -13,8 +13,9 @@ pays through is not an incident anyone could see in 60 s.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

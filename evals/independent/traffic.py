@@ -14,8 +14,8 @@ misconfigured retry policy, a `FeedGap` is the collector being down.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
 
 import numpy as np
 import orjson
@@ -140,7 +140,7 @@ class Attempts:
     def __len__(self) -> int:
         return len(self.t)
 
-    def take(self, idx: np.ndarray) -> "Attempts":
+    def take(self, idx: np.ndarray) -> Attempts:
         return Attempts(self.t[idx], self.pid[idx], self.attempt[idx], self.amount[idx],
                         {k: v[idx] for k, v in self.cols.items()}, self.palm_id[idx],
                         None if self.status_ok is None else self.status_ok[idx],

@@ -148,7 +148,7 @@ def build_world(seed: int, ppm: float, *, sole_method_route: bool = False, tiny_
     shares = _shares(rng, n_banks, rng.uniform(0.7, 1.2))
     scheme_names = ["VISA", "MASTERCARD"] + _pick(rng, SCHEME_NAMES[2:], int(rng.integers(0, 3)))
     banks: list[Bank] = []
-    for name, share in zip(bank_names, shares):
+    for name, share in zip(bank_names[:n_banks], shares, strict=True):  # the last name is the tiny bank's
         main = scheme_names[int(rng.integers(0, 2))]
         mix = {s: float(rng.uniform(0.02, 0.12)) for s in scheme_names if s != main}
         mix[main] = 1.0 - sum(mix.values())
@@ -188,7 +188,7 @@ def build_world(seed: int, ppm: float, *, sole_method_route: bool = False, tiny_
     acquirers = [card_names[i % n_card] for i in rng.permutation(n_merchants)]
     merchants: list[Merchant] = []
     palm_terminals: list[str] = []
-    for i, (name, share) in enumerate(zip(m_names, m_shares)):
+    for i, (name, share) in enumerate(zip(m_names, m_shares, strict=True)):
         currency = "ZAR" if rng.random() < 0.7 else CURRENCIES[int(rng.integers(1, len(CURRENCIES)))]
         n_term = int(rng.integers(0, 5))
         short = "".join(ch for ch in name if ch.isalnum())[:6]

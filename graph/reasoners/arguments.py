@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from payops.errors import BadInput
 from payops.models import ProposedAction, target_key
 from payops.signals.window import WindowSnapshot
 
@@ -25,7 +26,7 @@ TARGETED_TOOLS = TRAFFIC_TOOLS | {"alert_ops"}
 TTL_TOOLS = TRAFFIC_TOOLS  # the tools the rules give a TTL (Thresholds.action_ttl_seconds)
 
 
-class ArgumentRefused(ValueError):
+class ArgumentRefused(BadInput, ValueError):
     """The tool call's arguments break the policy; the message names fields only."""
 
 

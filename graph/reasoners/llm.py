@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from payops import prompts
+from payops.errors import BadInput, Unavailable
 from payops.models import Category, Diagnosis, ProposedAction, target_key
 from payops.signals.window import WindowSnapshot
 from payops.tools.actions import ACTIONS, ROUTING_ACTIONS, ProposalError, as_langchain_tools, validate_proposal
@@ -73,11 +74,11 @@ DEFAULT_TICK_BUDGET_SECONDS = 20.0
 TIMED_OUT, UNREACHABLE, INVALID, REFUSED, FAILED = "timed out", "was unreachable", "gave an invalid answer", "refused the call", "failed"
 
 
-class AnswerError(ValueError):
+class AnswerError(BadInput, ValueError):
     """The model answered, but not with a usable tool call (the message names fields, never values)."""
 
 
-class BudgetExhausted(TimeoutError):
+class BudgetExhausted(Unavailable, TimeoutError):
     """The tick's LLM budget is spent: no further call starts, a running one is abandoned."""
 
 

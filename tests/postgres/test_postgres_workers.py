@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from pg_helpers import Orchestrator, tick_worker, wait_for, worker_settings
 
+from payops.errors import EX_FAILURE, EX_TEMPFAIL, EX_USAGE
 from payops.graph.nodes import decision_id_for
 from payops.memory.audit import AuditLog
-from payops.scheduling import EX_FAILURE, EX_TEMPFAIL, EX_USAGE, TickLocked, lock_name, run_tick
+from payops.scheduling import TickLocked, lock_name, run_tick
 from payops.storage.locks import advisory_lock
 from payops.storage.postgres import agent_database
 

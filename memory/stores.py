@@ -6,9 +6,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from payops.memory.audit import AuditLog
+from payops.storage.keys import KeyChain, private_file, settings_key_chain
 
-from .keys import KeyChain, private_file, settings_key_chain
+from .audit import AuditLog
 
 
 def audit_key_chain(settings: Any) -> KeyChain:
@@ -23,7 +23,7 @@ def open_audit(settings: Any, database: Any = None) -> AuditLog:
     if database is not None:
         return AuditLog(database=database, **common)
     if settings.database_url:
-        from .postgres import agent_database
+        from payops.storage.postgres import agent_database
 
         return AuditLog(database=agent_database(settings.database_url, max_size=1), **common)
     return AuditLog(settings.ensure_state_dir() / "audit.db", **common)
@@ -32,13 +32,14 @@ def open_audit(settings: Any, database: Any = None) -> AuditLog:
 def open_lesson_store(settings: Any) -> Any:
     """The LangGraph BaseStore that holds the lessons."""
     if settings.database_url:
-        from .postgres import postgres_store
+        from payops.storage.postgres import postgres_store
 
         return postgres_store(settings.database_url)
     from langgraph.store.sqlite import SqliteStore
 
     # isolation_level=None: SqliteStore manages its own transactions (STACK-NOTES).
-    conn = sqlite3.connect(str(private_file(settings.state_dir / "lessons.db")), check_same_thread=False, isolation_level=None)
+    conn = sqlite3.connect(str(private_file(settings.state_dir / "lessons.db")), check_same_thread=False,
+                           isolation_level=None)
     store = SqliteStore(conn)
     store.setup()
     return store
