@@ -25,7 +25,7 @@ Python API and the CLI). Every refusal is in the palm-pay audit log.
 The signed message is `scan_message(...)`: compact JSON with sorted keys, the
 amount as a two-decimal string and the score with six decimals, so that any
 language produces the same bytes (api/README.md shows the terminal side).
-Tables (created on first use, SQLite and PostgreSQL alike): `palm_terminal_keys`,
+Tables (store.py migration 4 / storage/migrations/postgres/0006): `palm_terminal_keys`,
 `palm_scan_nonces` (pruned after twice the window: older nonces are stale anyway).
 """
 
@@ -37,7 +37,6 @@ import hashlib
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -60,27 +59,6 @@ NONCE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")  # >= 96 random bits as b
 TERMINAL_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
 _SIGNATURE_BYTES = 64
 _PUBLIC_KEY_BYTES = 32
-
-_TABLES = (
-    """CREATE TABLE IF NOT EXISTS palm_terminal_keys (
-        terminal_id TEXT PRIMARY KEY,
-        public_key TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        registered_at DOUBLE PRECISION NOT NULL,
-        registered_by TEXT NOT NULL,
-        revoked_at DOUBLE PRECISION,
-        revoked_by TEXT
-    )""",
-    """CREATE TABLE IF NOT EXISTS palm_scan_nonces (
-        terminal_id TEXT NOT NULL,
-        nonce TEXT NOT NULL,
-        payment_id TEXT,
-        seen_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (terminal_id, nonce)
-    )""",
-    "CREATE INDEX IF NOT EXISTS palm_scan_nonces_by_age ON palm_scan_nonces(seen_at)",
-)
-
 
 class AttestationKeyError(ValueError):
     """A public key that is not an Ed25519 key in a form we read."""
@@ -171,17 +149,6 @@ class TerminalAttestation:
         self._now = now  # the backend's clock (epoch seconds)
         self._errors = errors
         self._window_s = window_s
-        self._ready = False
-        self._ready_lock = threading.Lock()
-
-    def _tables(self) -> None:
-        with self._ready_lock:
-            if self._ready:
-                return
-            with self._store.write() as tx:
-                for statement in _TABLES:
-                    tx.c.execute(statement)
-            self._ready = True
 
     # -- registry ---------------------------------------------------------------------
 
@@ -191,7 +158,6 @@ class TerminalAttestation:
         terminal_id = _terminal(terminal_id)
         key = load_public_key(public_key)
         encoded = base64.b64encode(raw_public_key(key)).decode()
-        self._tables()
         with self._store.write() as tx:
             tx.c.execute("DELETE FROM palm_terminal_keys WHERE terminal_id = ?", (terminal_id,))
             tx.c.execute(
@@ -206,7 +172,6 @@ class TerminalAttestation:
         """Stop accepting a terminal's signatures (a stolen or retired till). False if it had no live key."""
         ts = self._now() if ts is None else ts
         terminal_id = _terminal(terminal_id)
-        self._tables()
         with self._store.write() as tx:
             done = tx.c.execute(
                 "UPDATE palm_terminal_keys SET revoked_at = ?, revoked_by = ? WHERE terminal_id = ?"
@@ -218,7 +183,6 @@ class TerminalAttestation:
         return bool(done)
 
     def terminals(self) -> list[TerminalKey]:
-        self._tables()
         with self._store.read() as tx:
             rows = tx.c.execute(
                 "SELECT terminal_id, fingerprint, registered_at, registered_by, revoked_at FROM palm_terminal_keys"
@@ -242,7 +206,6 @@ class TerminalAttestation:
             if required:
                 self._refuse(terminal_id, now, "PALM_PAY_ATTESTATION_REQUIRED", "unsigned scan")
             return
-        self._tables()
         reason = self._verify(terminal_id, palm_template_ref, liveness_passed, match_score, amount, attestation)
         if reason is not None:
             self._refuse(terminal_id, now, "PALM_PAY_ATTESTATION_INVALID", reason)

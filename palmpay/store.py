@@ -46,7 +46,7 @@ from .models import (
     SealedField,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Migrations are append-only: (version, statements). Never edit a released one.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -202,6 +202,34 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             # Idempotency: what the first request asked for (keyed digest, no plaintext), so a replay
             # of its key with another body is refused instead of answered with the first payment.
             "ALTER TABLE payments ADD COLUMN fingerprint TEXT",
+        ),
+    ),
+    (
+        4,
+        # Terminal attestation's registry and single-use scan nonces (attestation.py), which it used to
+        # create on first use outside any migration ("IF NOT EXISTS": such a database already has them);
+        # and which blind-index root and OTP MAC key the data was written under, so a start with
+        # other keys is refused instead of answering NOT_REGISTERED / OTP_INVALID for everything.
+        (
+            """CREATE TABLE IF NOT EXISTS palm_terminal_keys (
+                terminal_id TEXT PRIMARY KEY,
+                public_key TEXT NOT NULL,
+                fingerprint TEXT NOT NULL,
+                registered_at DOUBLE PRECISION NOT NULL,
+                registered_by TEXT NOT NULL,
+                revoked_at DOUBLE PRECISION,
+                revoked_by TEXT
+            )""",
+            """CREATE TABLE IF NOT EXISTS palm_scan_nonces (
+                terminal_id TEXT NOT NULL,
+                nonce TEXT NOT NULL,
+                payment_id TEXT,
+                seen_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (terminal_id, nonce)
+            )""",
+            "CREATE INDEX IF NOT EXISTS palm_scan_nonces_by_age ON palm_scan_nonces(seen_at)",
+            "ALTER TABLE key_state ADD COLUMN index_key_id TEXT",
+            "ALTER TABLE key_state ADD COLUMN otp_key_id TEXT",
         ),
     ),
 )
