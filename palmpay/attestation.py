@@ -3,8 +3,12 @@
 Without it, liveness and the match score are the terminal's word, and a template
 reference works like a password: any caller with a terminal API key and a known
 reference could pay. Each terminal therefore holds its own Ed25519 private key;
-the backend keeps the public key per `terminal_id` (registered by an operator:
-`payops palm terminal register`, `PUT /v1/palm/terminals/{id}/key`). The terminal
+the backend's key provider (storage/keys.py: `terminal-<id>` in the key folder, the
+environment or the key command) serves the public key per `terminal_id`, and the
+database holds its registration (who, when, revoked; registered by an operator:
+`payops palm terminal register`, `PUT /v1/palm/terminals/{id}/key`). A registration
+whose fingerprint is not the provider's key is refused, so a write to the database
+cannot plant a key. The terminal
 signs the scan result — template reference, liveness, score, amount, a fresh
 nonce and the time — and the backend verifies the signature against the key of
 the terminal named in the request before anything else of the payment happens.
@@ -37,6 +41,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -45,6 +50,8 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from payops.storage.keys import KeyChain, KeyProblem, terminal_key_name
 
 from .errors import ErrorCatalog, PalmPayError
 from .money import MoneyError, cents_str, to_cents
@@ -144,20 +151,29 @@ class TerminalAttestation:
     """The registry of terminal keys and the check of signed scans, over the palm-pay store."""
 
     def __init__(self, store: PalmPayStore | PostgresPalmPayStore, errors: ErrorCatalog, *, window_s: float,
-                 now: Callable[[], float]) -> None:
+                 now: Callable[[], float], keys: KeyChain | None = None) -> None:
         self._store = store
         self._now = now  # the backend's clock (epoch seconds)
         self._errors = errors
         self._window_s = window_s
+        # The key provider holds each terminal's public key (`terminal-<id>`); the database holds its
+        # registration (who, when, revoked). None: the database alone (tests of the check itself).
+        self._keys = keys
+        self._served: dict[str, tuple[str, Ed25519PublicKey]] = {}  # terminal -> (fingerprint, key) checked
+        self._served_lock = threading.Lock()
 
     # -- registry ---------------------------------------------------------------------
 
     def register(self, terminal_id: str, public_key: str, *, actor: str, ts: float | None = None) -> TerminalKey:
-        """Register (or replace) a terminal's public key. Raises AttestationKeyError / ValueError."""
+        """Register (or replace) a terminal's public key: into the key provider, and its registration into
+        the database. Raises AttestationKeyError / ValueError."""
         ts = self._now() if ts is None else ts
         terminal_id = _terminal(terminal_id)
         key = load_public_key(public_key)
-        encoded = base64.b64encode(raw_public_key(key)).decode()
+        raw = raw_public_key(key)
+        if self._keys is not None:
+            self._store_in_provider(terminal_id, raw)
+        encoded = base64.b64encode(raw).decode()
         with self._store.write() as tx:
             tx.c.execute("DELETE FROM palm_terminal_keys WHERE terminal_id = ?", (terminal_id,))
             tx.c.execute(
@@ -166,7 +182,24 @@ class TerminalAttestation:
             )
             tx.audit(ts, palm_pay_id=None, actor=actor, action="register_terminal_key", from_status=None,
                      to_status=None, outcome="applied", reason=f"terminal {terminal_id}: {fingerprint(key)}")
+        with self._served_lock:
+            self._served.pop(terminal_id, None)
         return TerminalKey(terminal_id, fingerprint(key), ts, actor)
+
+    def _store_in_provider(self, terminal_id: str, raw: bytes) -> None:
+        assert self._keys is not None
+        name = terminal_key_name(terminal_id)
+        if self._keys.store is None:
+            raise AttestationKeyError("there is no key folder to keep the terminal's public key in")
+        try:
+            self._keys.store.add_version(name, raw)
+            served = self._keys.load(name)
+        except KeyProblem as exc:
+            raise AttestationKeyError(str(exc)) from None
+        if served is None or served.active_key != raw:
+            # An earlier provider (the environment, the key command) answers for this terminal with another key.
+            raise AttestationKeyError(f"{self._keys.description} serves another key for terminal {terminal_id}; "
+                                      "register the new key there")
 
     def revoke(self, terminal_id: str, *, actor: str, ts: float | None = None) -> bool:
         """Stop accepting a terminal's signatures (a stolen or retired till). False if it had no live key."""
@@ -190,11 +223,35 @@ class TerminalAttestation:
             ).fetchall()
         return [TerminalKey(*row) for row in rows]
 
-    def _key(self, tx: Tx, terminal_id: str) -> Ed25519PublicKey | None:
+    def _key(self, tx: Tx, terminal_id: str) -> Ed25519PublicKey | str:
+        """The terminal's live public key, or why there is none (safe to audit)."""
         row = tx.c.execute(
-            "SELECT public_key FROM palm_terminal_keys WHERE terminal_id = ? AND revoked_at IS NULL", (terminal_id,)
+            "SELECT public_key, fingerprint FROM palm_terminal_keys WHERE terminal_id = ? AND revoked_at IS NULL",
+            (terminal_id,),
         ).fetchone()
-        return None if row is None else Ed25519PublicKey.from_public_bytes(base64.b64decode(row[0]))
+        if row is None:
+            return "no registered key for the terminal"
+        if self._keys is None:
+            return Ed25519PublicKey.from_public_bytes(base64.b64decode(row[0]))
+        registered = str(row[1])
+        with self._served_lock:
+            cached = self._served.get(terminal_id)
+        if cached is not None and cached[0] == registered:
+            return cached[1]
+        try:
+            served = self._keys.load(terminal_key_name(terminal_id))
+            key = None if served is None else Ed25519PublicKey.from_public_bytes(served.active_key)
+        except (KeyProblem, ValueError):
+            return "the key provider's key for the terminal is unusable"
+        if key is None:
+            return "the terminal's key is not in the key provider (register it again)"
+        if fingerprint(key) != registered:
+            # The database's registration names another key than the provider holds: a row written
+            # around the registry (or a provider changed without registering) is never trusted.
+            return "the registered key does not match the key provider's"
+        with self._served_lock:
+            self._served[terminal_id] = (registered, key)
+        return key
 
     # -- the check ----------------------------------------------------------------------
 
@@ -245,8 +302,8 @@ class TerminalAttestation:
             return "malformed signature"
         with self._store.read() as tx:
             key = self._key(tx, terminal_id)
-        if key is None:
-            return "no registered key for the terminal"
+        if isinstance(key, str):
+            return key
         try:
             message = scan_message(terminal_id=terminal_id, palm_template_ref=palm_template_ref,
                                    liveness_passed=liveness_passed, match_score=match_score, amount=amount,

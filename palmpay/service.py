@@ -27,7 +27,7 @@ from .actors import BACKEND, authorisation_refusal
 from .attestation import ScanAttestation, TerminalAttestation
 from .change_requests import ChangeRequestsMixin
 from .clock import Clock, clock_epoch, system_clock
-from .crypto import BlindIndex, FieldCipher, KeyRing, KeyRingError, OtpHasher, key_id_of
+from .crypto import BlindIndex, FieldCipher, KeyRingError, key_id_of
 from .errors import ErrorCatalog, PalmPayError
 from .events import SpecEvents, contract_payment_event
 from .masking import mask_free_text, mask_proxy, mask_ref
@@ -66,6 +66,9 @@ from .rail import (
     SimulatedPayShapRail,
     initiate_with_retries,
 )
+from payops.storage.keys import private_dir
+
+from .keying import load_service_keys
 from .retention import RetentionMixin
 from .spec import PalmPaySpec, load_spec
 from .store import ENROLMENT_LOCK, PaymentRow, Tx, open_store
@@ -138,30 +141,27 @@ class PalmPayService(ChangeRequestsMixin, RetentionMixin):
         self._sleep = sleep
         self._errors = ErrorCatalog(self.spec)
         self._events = SpecEvents(self.spec)
-        self.options.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.options.state_dir)  # 0700: its files are nobody else's business
         self.store = open_store(self.options)
-        with self.store.read() as tx:
-            sealed_under = tx.active_key_id()  # data exists: its key must too (never a silent new key)
+        self._keys = self.options.keys()
         try:
-            self._ring = KeyRing.load(self.options.state_dir, self.options.data_key, expect_key_id=sealed_under,
-                                      key_dir=self.options.key_dir, command=self.options.key_command)
+            # Every secret from the key provider; data whose key is missing refuses (never a silent new key).
+            keys = load_service_keys(self.store, self.options, self._keys)
         except KeyRingError:
             self.store.close()
             raise
+        self._ring = keys.ring
         self._cipher = FieldCipher(self._ring)
         self._index = BlindIndex(self._ring.index_root)
-        self._otp = OtpHasher(self._ring.index_root)
+        self._otp = keys.otp
         self._seal_keys_cache: SealKeys | None = None
         self._sealer = PeriodicSealer(self.store, self._seal_keys, seal_interval()).start() if seal_interval() else None
-        with self.store.write() as tx:
-            if tx.active_key_id() is None:
-                tx.set_active_key_id(self._ring.active_id)
         self.rail: PayShapRail = rail if rail is not None else SimulatedPayShapRail()
         self.verification: Verification = verification if verification is not None else DevOtpSender()
         self._hands = self.spec.field_options.get("palm_hand", ("left", "right"))
         # Terminal keys and signed-scan checks (attestation.py); its tables are made on first use.
         self.attestation = TerminalAttestation(
-            self.store, self._errors, window_s=self.options.attestation_window_s, now=self._now
+            self.store, self._errors, window_s=self.options.attestation_window_s, now=self._now, keys=self._keys
         )
         self._proxy_types = self.spec.field_options.get("proxy_type", tuple(_PROXY_PATTERNS))
 

@@ -25,7 +25,6 @@ Sensitive columns hold AES-GCM blobs; lookups go through HMAC blind indexes.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from payops.storage.keys import private_file
 
 from .models import (
     REVOKED,
@@ -593,6 +594,9 @@ class Tx:
             (palm_pay_id, code_mac, expires_at, resends, delivery_id),
         )
 
+    def has_otp_challenges(self) -> bool:
+        return self.c.execute("SELECT 1 FROM otp_challenges LIMIT 1").fetchone() is not None
+
     def set_otp_delivery(self, palm_pay_id: str, delivery_id: str) -> None:
         self.c.execute("UPDATE otp_challenges SET delivery_id = ? WHERE palm_pay_id = ?", (delivery_id, palm_pay_id))
 
@@ -741,6 +745,16 @@ class Tx:
             (key_id,),
         )
 
+    def key_ids(self) -> tuple[str | None, str | None]:
+        """(blind-index root id, OTP MAC key id) the data was written under; (None, None) before any."""
+        row = self.c.execute("SELECT index_key_id, otp_key_id FROM key_state WHERE singleton = 1").fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def set_key_ids(self, *, index_key_id: str, otp_key_id: str) -> None:
+        """Record them (the key_state row exists: set_active_key_id first)."""
+        self.c.execute("UPDATE key_state SET index_key_id = ?, otp_key_id = ? WHERE singleton = 1",
+                       (index_key_id, otp_key_id))
+
     def sealed_values(self) -> list[tuple[str, bytes, bytes]]:
         """Every row's ciphertexts, except rows whose PII was erased (nothing left to re-encrypt)."""
         return self.c.execute(
@@ -783,11 +797,8 @@ class PalmPayStore:
         wal_autocheckpoint_pages: int = 4000,
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
-            # Owner-only from the start; SQLite gives the -wal/-shm files the same mode.
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        # Owner-only from the start (0600 in a 0700 folder); SQLite gives the -wal/-shm files the same mode.
+        private_file(self.path)
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
         self._busy_timeout_s = busy_timeout_s
