@@ -92,47 +92,30 @@ def _print_dead_letters(settings: Settings) -> None:
         typer.echo(f"  {d.decision_id or '-'}  {d.kind}  failed {d.failures}x, last {when(d.failed_at)}: {d.reason}")
 
 
-def _approver(api_key: Optional[str], state_dir: Optional[Path]) -> str:
-    """The authenticated operator answering: their API key's principal (operator:<key id>), never typed text."""
+def _answer(decision_id: str, approved: bool, note: Optional[str], api_key: Optional[str],
+            state_dir: Optional[Path]) -> None:
+    """graph.approval.answer (the use case POST /v1/approvals/... calls too), as the operator whose key is given."""
     from payops.api.keys import ApiKeyError, ApiKeyStore
+    from payops.graph import approval
 
+    svc = _services(state_dir)  # first: a missing state or audit key is the error to report, not the key
     if not api_key:
         _fail("an operator API key is needed to answer: --api-key or PAYOPS_API_KEY")
-    store = ApiKeyStore.in_state_dir(_settings(state_dir).ensure_state_dir())
+    keys = ApiKeyStore.in_state_dir(_settings(state_dir).ensure_state_dir())
     try:
-        return store.authenticate_operator(api_key).principal
+        approver = keys.authenticate_operator(api_key).principal
+        done = approval.answer(svc, decision_id, approved=approved, approver=approver, note=note, operators=keys)
     except ApiKeyError as exc:
         _fail(str(exc))
         raise  # unreachable: _fail exits
+    except (approval.ApproverRefused, approval.ApprovalsUnavailable, approval.ApprovalAmbiguous,
+            approval.ApprovalNotFound, approval.ApprovalNotPending, approval.BadAnswer) as exc:
+        _fail(str(exc))  # ApprovalExpired too (a kind of not pending): "... recorded as expired"
+        raise  # unreachable: _fail exits
     finally:
-        store.close()
-
-
-def _answer(decision_id: str, approved: bool, note: Optional[str], api_key: Optional[str],
-            state_dir: Optional[Path]) -> None:
-    from pydantic import ValidationError
-
-    from payops.graph.approval import ApprovalExpired, ApprovalNotPending, resume
-    from payops.memory.approvals import ApprovalError
-
-    svc = _services(state_dir)  # first: a missing state or audit key is the error to report, not the key
-    approver = _approver(api_key, state_dir)
-    try:
-        found = svc.approvals.find(decision_id)
-    except ApprovalError as exc:
-        _fail(str(exc))
-    if found is None:
-        _fail(f"no approval request {decision_id}")
-    try:
-        status = resume(svc, found.decision_id, {"approved": approved, "approver": approver, "note": note})
-    except ApprovalExpired as exc:
-        _fail(str(exc))
-    except ApprovalNotPending:
-        _fail(f"request {found.decision_id} is no longer pending (status: {found.status})")
-    except ValidationError:
-        _fail("the note must be at most 1000 characters")
-    verb = "approved; the agent applies it on its next tick" if status == "approved" else status
-    typer.echo(f"{found.decision_id}: {verb}")
+        keys.close()
+    verb = "approved; the agent applies it on its next tick" if done.status == "approved" else done.status
+    typer.echo(f"{done.decision_id}: {verb}")
 
 
 def approve(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix)."),
