@@ -359,12 +359,27 @@ def lessons_export(out: Path = typer.Option(..., "--out", help="JSON file to wri
     typer.echo(f"exported {len(records)} lessons to {out}")
 
 
+def _operator(api_key: Optional[str], state_dir: Optional[Path], what: str) -> str:
+    """The authenticated operator's principal (operator:<key id>) for a CLI write; never typed text."""
+    from payops.api.keys import ApiKeyError, ApiKeyStore
+
+    if not api_key:
+        _fail(f"an operator API key is needed to {what}: --api-key or PAYOPS_API_KEY")
+    keys = ApiKeyStore.in_state_dir(_settings(state_dir).ensure_state_dir())
+    try:
+        return keys.authenticate_operator(api_key).principal
+    except ApiKeyError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+    finally:
+        keys.close()
+
+
 @lessons_app.command("import")
 def lessons_import(path: Path = typer.Argument(..., help="A JSON file from `payops lessons export`."),
-                   who: Optional[str] = typer.Option(None, "--as", help="Who imports (recorded in the audit trail; default: your login)."),
-                   state_dir: Optional[Path] = STATE_DIR) -> None:
+                   api_key: Optional[str] = API_KEY, state_dir: Optional[Path] = STATE_DIR) -> None:
     """Import lessons: all or nothing, marked as imported (trusted less unless this audit trail holds their
-    decisions), and audited (who, how many, the file's SHA-256)."""
+    decisions), and audited (the operator whose API key is given, how many, the file's SHA-256)."""
     import hashlib
     import time
 
@@ -384,10 +399,9 @@ def lessons_import(path: Path = typer.Argument(..., help="A JSON file from `payo
         records = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         _fail(f"{path} is not JSON (at byte {exc.pos}); nothing was imported")
-    actor = (who or _login()).strip()
-    if not 1 <= len(actor) <= 100 or not actor.isprintable():
-        _fail("--as must be 1-100 printable characters")
     settings = _settings(state_dir)
+    _require_state(settings)
+    actor = _operator(api_key, state_dir, "import lessons")
     store = _lessons(state_dir)
     audit = open_audit(settings)
     try:
@@ -408,15 +422,6 @@ def lessons_import(path: Path = typer.Argument(..., help="A JSON file from `payo
         audit.close()
     typer.echo(f"imported {result.count} lessons ({result.verified} of them decided here; the other "
                f"{result.count - result.verified} count a quarter of the agent's own); audited as {actor}")
-
-
-def _login() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in a bare container
-        return "operator"
 
 
 # -- notifications ------------------------------------------------------------------
