@@ -50,7 +50,6 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
 from payops.storage.keys import KeyChain, KeyProblem, terminal_key_name
 
 from .errors import ErrorCatalog, PalmPayError
