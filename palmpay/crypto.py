@@ -243,16 +243,17 @@ class KeyRing:
     def _serialise(self) -> bytes:
         with self._lock:
             persisted = {k: v for k, v in self._keys.items() if k not in self._external}
+            keys = {k: _b64(v) for k, v in persisted.items()}
+            if self.active_id not in persisted:
+                # The active key came from the environment; the file must still name it.
+                keys[self.active_id] = _b64(self._keys[self.active_id])
             body = {
                 "format": _FORMAT,
                 "active": self.active_id,
-                "keys": {k: _b64(v) for k, v in persisted.items()},
+                "keys": keys,
                 "index_key": _b64(self.index_root),
                 "retired": sorted(self.retired),
             }
-            if self.active_id not in persisted:
-                # The active key came from the environment; the file must still name it.
-                body["keys"][self.active_id] = _b64(self._keys[self.active_id])
         return json.dumps(body, indent=1, sort_keys=True).encode("ascii")
 
     def _persist(self) -> None:

@@ -12,13 +12,13 @@ import logging
 import secrets
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from .actors import BACKEND
 from .attestation import ScanAttestation
 from .errors import PalmPayError
 from .events import contract_payment_event
-from .models import ACTIVE, SUSPENDED, PalmPayLink, PaymentResult
+from .models import ACTIVE, SUSPENDED, PalmPayLink, PaymentResult, PaymentStatus
 from .money import from_cents
 from .policy import decide_payment, fraud_suspension_due, ledger_day, local_day, match_accepted
 from .rail import RailAttempt, RailPaymentRequest, initiate_with_retries
@@ -89,6 +89,7 @@ class PaymentsMixin(SettlementMixin):
         ts = self._now()
         attempt = _Attempt(payment_id, 1, amount_cents, terminal_id, started, ts, local_day(ts, self._tz))
 
+        refusal: PalmPayError | None
         if not liveness_passed:
             # Spec: liveness must pass before any matching; the palm is not even looked up.
             with self.store.write() as tx:
@@ -313,7 +314,7 @@ class PaymentsMixin(SettlementMixin):
         return PaymentResult(
             payment_id=row.payment_id,
             palm_pay_id=row.palm_pay_id,
-            status=row.status,  # type: ignore[arg-type]
+            status=cast(PaymentStatus, row.status),  # the table CHECKs it is one of them
             amount=from_cents(row.amount_cents),
             currency=self.options.event_defaults.currency,
             payshap_proxy=link.payshap_proxy.masked,

@@ -116,7 +116,7 @@ class SettlementMixin(ServiceCore):
             with self.store.write() as tx:
                 link = tx.link(row.palm_pay_id)
                 assert link is not None
-                said = "unavailable" if answer is None else answer.status
+                said: str = "unavailable" if answer is None else answer.status
                 if answer is not None and answer.status == "completed":
                     completed += self._settle(
                         tx, row, link, "completed", ts, attempts=row.attempts, rail_reference=answer.rail_reference

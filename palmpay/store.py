@@ -127,7 +127,7 @@ class PalmPayStore:
             raise
 
     def schema_version(self) -> int:
-        return self._connect().execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+        return int(self._connect().execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Tx]:

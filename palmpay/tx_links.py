@@ -186,7 +186,7 @@ class LinkQueries(TxBase):
             " WHERE payment_id = ?" + (" AND status = 'pending'" if only_if_pending else ""),
             (status, attempts, error_code, rail_reference, ts, payment_id),
         )
-        return cur.rowcount == 1
+        return int(cur.rowcount) == 1
 
     # --- the daily ledger: one row per (link, local date) ----------------------
 
@@ -254,18 +254,20 @@ class LinkQueries(TxBase):
 
     def completed_by_link_and_day(self) -> list[tuple[str, str, int, int]]:
         """(palm_pay_id, spent_day, sum of completed cents, max single amount) for invariant checks."""
-        return self.c.execute(
+        rows: list[tuple[str, str, int, int]] = self.c.execute(
             "SELECT palm_pay_id, spent_day, CAST(SUM(amount_cents) AS BIGINT), MAX(amount_cents) FROM payments"
             " WHERE status = 'completed' GROUP BY palm_pay_id, spent_day"
         ).fetchall()
+        return rows
 
     # --- OTP challenges ----------------------------------------------------
 
     def otp(self, palm_pay_id: str) -> tuple[bytes, float, int, int, str] | None:
-        return self.c.execute(
+        row: tuple[bytes, float, int, int, str] | None = self.c.execute(
             "SELECT code_mac, expires_at, attempts, resends, delivery_id FROM otp_challenges WHERE palm_pay_id = ?",
             (palm_pay_id,),
         ).fetchone()
+        return row
 
     def put_otp(self, palm_pay_id: str, *, code_mac: bytes, expires_at: float, resends: int, delivery_id: str) -> None:
         self.c.execute(

@@ -126,7 +126,7 @@ class RecordQueries(TxBase):
             " decided_at = COALESCE(?, decided_at), result = ? WHERE request_id = ? AND status = ?",
             (to_status, decided_by, ts if decided_by else None, result, request_id, from_status),
         )
-        return cur.rowcount == 1
+        return int(cur.rowcount) == 1
 
     # --- keys --------------------------------------------------------------
 
@@ -153,10 +153,11 @@ class RecordQueries(TxBase):
 
     def sealed_values(self) -> list[tuple[str, bytes, bytes]]:
         """Every row's ciphertexts, except rows whose PII was erased (nothing left to re-encrypt)."""
-        return self.c.execute(
+        rows: list[tuple[str, bytes, bytes]] = self.c.execute(
             "SELECT palm_pay_id, template_ct, proxy_ct FROM palm_pay_links WHERE length(template_ct) > 0"
             " ORDER BY palm_pay_id" + self._lock
         ).fetchall()
+        return rows
 
     # --- retention -----------------------------------------------------------
 
