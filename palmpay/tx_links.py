@@ -278,9 +278,6 @@ class LinkQueries(TxBase):
             (palm_pay_id, code_mac, expires_at, resends, delivery_id),
         )
 
-    def has_otp_challenges(self) -> bool:
-        return self.c.execute("SELECT 1 FROM otp_challenges LIMIT 1").fetchone() is not None
-
     def set_otp_delivery(self, palm_pay_id: str, delivery_id: str) -> None:
         self.c.execute("UPDATE otp_challenges SET delivery_id = ? WHERE palm_pay_id = ?", (delivery_id, palm_pay_id))
 
