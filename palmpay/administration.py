@@ -105,22 +105,9 @@ class AdministrationMixin(ReadsMixin):
             tx.set_active_key_id(new_key)  # from here on, every process seals with the new key
         rewritten = 0
         while True:
-            with self.store.write() as tx:
-                todo = [
-                    row for row in tx.sealed_values() if key_id_of(row[1]) != new_key or key_id_of(row[2]) != new_key
-                ][:batch]
-                ts = self._now()
-                for palm_pay_id, template_ct, proxy_ct in todo:
-                    template_aad, proxy_aad = field_aad(palm_pay_id, TEMPLATE_FIELD), field_aad(palm_pay_id, PROXY_FIELD)
-                    tx.set_ciphertexts(
-                        palm_pay_id,
-                        template_ct=self._cipher.seal(self._cipher.open(template_ct, template_aad), template_aad, new_key),
-                        proxy_ct=self._cipher.seal(self._cipher.open(proxy_ct, proxy_aad), proxy_aad, new_key),
-                    )
-                    tx.log_access(ts, palm_pay_id, TEMPLATE_FIELD, "key_rotation", f"re-encrypt under {new_key}")
-                    tx.log_access(ts, palm_pay_id, PROXY_FIELD, "key_rotation", f"re-encrypt under {new_key}")
-            rewritten += len(todo)
-            if len(todo) < batch:
+            done = self._reencrypt_batch(new_key, batch)
+            rewritten += done
+            if done < batch:
                 break
         with self.store.write() as tx:
             in_use = {key_id_of(ct) for row in tx.sealed_values() for ct in row[1:]}
@@ -132,3 +119,36 @@ class AdministrationMixin(ReadsMixin):
             )
         self._cipher.forget_cached()
         return RotationReport(new_key_id=new_key, rows_reencrypted=rewritten, retired_key_ids=tuple(sorted(retired)))
+
+    def reencrypt_step(self, *, batch: int = 500) -> int:
+        """Background re-encryption (each settlement round): up to `batch` rows not yet sealed under the active
+        key, e.g. those a rotation interrupted by a crash left behind. Returns how many; old keys stay readable."""
+        with self.store.read() as tx:
+            active = tx.active_key_id()
+        if active is None or (self._ring.key(active) is None and (not self._ring.reload() or
+                                                                  self._ring.key(active) is None)):
+            return 0  # this process cannot seal under it yet; a process that can will
+        done = self._reencrypt_batch(active, batch)
+        if done:
+            with self.store.write() as tx:
+                tx.audit(self._now(), palm_pay_id=None, actor=BACKEND, action="reencrypt", from_status=None,
+                         to_status=None, outcome="applied", reason=f"{done} rows re-encrypted under {active}")
+        return done
+
+    def _reencrypt_batch(self, key_id: str, batch: int) -> int:
+        """Re-seal up to `batch` rows not under `key_id` in one write transaction (access-logged); how many."""
+        with self.store.write() as tx:
+            todo = [
+                row for row in tx.sealed_values() if key_id_of(row[1]) != key_id or key_id_of(row[2]) != key_id
+            ][:batch]
+            ts = self._now()
+            for palm_pay_id, template_ct, proxy_ct in todo:
+                template_aad, proxy_aad = field_aad(palm_pay_id, TEMPLATE_FIELD), field_aad(palm_pay_id, PROXY_FIELD)
+                tx.set_ciphertexts(
+                    palm_pay_id,
+                    template_ct=self._cipher.seal(self._cipher.open(template_ct, template_aad), template_aad, key_id),
+                    proxy_ct=self._cipher.seal(self._cipher.open(proxy_ct, proxy_aad), proxy_aad, key_id),
+                )
+                tx.log_access(ts, palm_pay_id, TEMPLATE_FIELD, "key_rotation", f"re-encrypt under {key_id}")
+                tx.log_access(ts, palm_pay_id, PROXY_FIELD, "key_rotation", f"re-encrypt under {key_id}")
+        return len(todo)

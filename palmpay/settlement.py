@@ -45,19 +45,23 @@ class MaintenanceReport(BaseModel):
     expired_links: int  # unverified links revoked at the end of their verification window
     reconcile: ReconcileReport
     erased_pii: int = 0  # revoked links whose encrypted PII passed its retention period (retention.py)
+    reencrypted: int = 0  # rows re-sealed under the active data key (a rotation a crash interrupted)
 
     def summary(self) -> str:
         r = self.reconcile
         return (f"expired {self.expired_links} unverified link(s); payments: {r.completed} completed, "
                 f"{r.failed} failed, {r.released_overdue} released overdue, {r.still_pending} still pending; "
-                f"erased the PII of {self.erased_pii} revoked link(s)")
+                + (f"re-encrypted {self.reencrypted} row(s) under the active key; " if self.reencrypted else "")
+                + f"erased the PII of {self.erased_pii} revoked link(s)")
 
 
 def run_maintenance(service: PalmPayService, *, batch: int = RECONCILE_BATCH) -> MaintenanceReport:
-    """One round: expire stale enrolments, settle what the rail can tell us about, erase PII past retention."""
+    """One round: expire stale enrolments, settle what the rail can tell us about, erase PII past retention,
+    re-encrypt what a rotation left under an old key."""
     expired = service.expire_unverified()
     report = service.reconcile(limit=batch)
-    return MaintenanceReport(expired_links=expired, reconcile=report, erased_pii=service.erase_revoked_pii())
+    return MaintenanceReport(expired_links=expired, reconcile=report, erased_pii=service.erase_revoked_pii(),
+                             reencrypted=service.reencrypt_step(batch=batch))
 
 
 class SettlementMixin(ServiceCore):
