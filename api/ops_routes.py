@@ -1,8 +1,8 @@
 """Ops endpoints over the agent's records: decisions, approvals, lessons, why, chat, audit.
 
 Reads come from the same stores the CLI reads (audit trail, approval book,
-lesson store) on the agent's state directory. Approve and reject resume the
-approval thread exactly as `payops approve|reject` do (graph.approval.resume):
+lesson store) on the agent's state directory. Approve and reject call the one
+use case `payops approve|reject` call too (graph.approval.answer):
 the answer is recorded and the agent applies an approved action on its next
 tick. The approver recorded is the calling key's principal, `operator:<key id>` (names can be
 reused across deployments; ids cannot).
@@ -134,30 +134,28 @@ def list_approvals(request: Request, status: ApprovalStatus = "pending",
 
 def _answer(request: Request, decision_id: str, approved: bool, body: ApprovalAnswer | None,
             client: ApiKey) -> ApprovalResult:
-    from payops.graph.approval import ApprovalExpired, ApprovalNotPending, resume
-    from payops.memory.approvals import ApprovalError
+    """graph.approval.answer (the use case `payops approve|reject` calls too), its errors mapped to HTTP."""
+    from payops.graph import approval
 
     backend = request.app.state.backend
-    svc = backend.services
-    if svc.approvals is None:
-        raise ApiError("UNAVAILABLE", 503, "Approvals are not kept in this deployment")
-    with backend.approval_lock:
-        try:
-            found = svc.approvals.find(decision_id)
-        except ApprovalError:
-            raise ApiError("AMBIGUOUS_ID", 409, "The id matches more than one request; give more of it") from None
-        if found is None:
-            raise ApiError("NOT_FOUND", 404, "No such approval request")
-        answer = {"approved": approved, "approver": client.principal, "note": body.note if body else None}
-        try:
-            status = resume(svc, found.decision_id, answer)
-        except ApprovalExpired:
-            raise ApiError("APPROVAL_EXPIRED", 410, "The request expired before the answer; it is recorded as expired") from None
-        except ApprovalNotPending:
-            now = svc.approvals.get(found.decision_id)
-            raise ApiError("APPROVAL_NOT_PENDING", 409,
-                           f"The request is no longer pending (status: {now.status if now else found.status})") from None
-    return ApprovalResult(decision_id=found.decision_id, status=status, approver=client.principal)
+    try:
+        done = approval.answer(backend.services, decision_id, approved=approved, approver=client.principal,
+                               note=body.note if body else None, operators=backend.keys, lock=backend.approval_lock)
+    except approval.ApproverRefused as exc:
+        raise ApiError("FORBIDDEN", 403, str(exc)) from None
+    except approval.ApprovalsUnavailable:
+        raise ApiError("UNAVAILABLE", 503, "Approvals are not kept in this deployment") from None
+    except approval.ApprovalAmbiguous:
+        raise ApiError("AMBIGUOUS_ID", 409, "The id matches more than one request; give more of it") from None
+    except approval.ApprovalNotFound:
+        raise ApiError("NOT_FOUND", 404, "No such approval request") from None
+    except approval.ApprovalExpired:
+        raise ApiError("APPROVAL_EXPIRED", 410, "The request expired before the answer; it is recorded as expired") from None
+    except approval.ApprovalNotPending as exc:
+        raise ApiError("APPROVAL_NOT_PENDING", 409, f"The request is no longer pending (status: {exc.status})") from None
+    except approval.BadAnswer as exc:
+        raise ApiError("INVALID_INPUT", 422, str(exc)) from None
+    return ApprovalResult(decision_id=done.decision_id, status=done.status, approver=done.approver)
 
 
 @router.post("/approvals/{decision_id}/approve", response_model=ApprovalResult, summary="Approve a pending action",

@@ -1,23 +1,39 @@
 """Human approval as its own LangGraph thread per request, so the agent keeps ticking.
 
 `open_request` starts thread `approval:<decision_id>`, which pauses in
-`interrupt()`. An operator resumes it from any process (`payops approve|reject`)
-with `Command(resume=...)`; the answer is validated and recorded, and an approved
-action is applied by the agent on its next tick (idempotent by decision id).
+`interrupt()`. An operator resumes it from any process with `Command(resume=...)`;
+the answer is validated and recorded, and an approved action is applied by the
+agent on its next tick (idempotent by decision id).
+
+`answer()` is the one use case both entrypoints call (`payops approve|reject` and
+`POST /v1/approvals/{id}/approve|reject`): the approver is the authenticated
+operator's principal, `operator:<key id>`, checked against the key store; free
+text, an unknown or revoked key and a non-operator key are refused, so an agent
+proposal that needs a human (its spec permission is `human_required`, or a
+guardrail escalated it) gets one authenticated human's approval, never the
+agent's own word. The graph's answer schema refuses free text too.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+import re
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Protocol, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from payops.memory.approvals import APPROVED, EXPIRED, PENDING, REJECTED
+from payops.memory.approvals import APPROVED, EXPIRED, PENDING, REJECTED, ApprovalError
 
 from .services import AgentServices, Context, services_of
+
+
+# An authenticated human: an operator API key's principal (api/keys.py), never a typed name.
+OPERATOR_PRINCIPAL = re.compile(r"^operator:[0-9a-f]{12}$")
+SYSTEM = "system"  # the expiry's answer: a rejection nobody gave
 
 
 class ApprovalAnswer(BaseModel):
@@ -26,6 +42,14 @@ class ApprovalAnswer(BaseModel):
     approved: bool
     approver: str = Field(..., min_length=1, max_length=100)
     note: str | None = Field(None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _an_authenticated_operator(self) -> ApprovalAnswer:
+        if self.approver == SYSTEM and not self.approved:
+            return self
+        if not OPERATOR_PRINCIPAL.match(self.approver):
+            raise ValueError("the approver must be an authenticated operator (operator:<key id>), not free text")
+        return self
 
 
 class ApprovalState(TypedDict, total=False):
@@ -98,14 +122,18 @@ def open_request(svc: AgentServices, request: dict[str, Any]) -> dict[str, Any]:
 
 
 class ApprovalNotPending(Exception):
-    pass
+    """The request is not pending (answered, expired, applied...); `status` names what it is, when known."""
+
+    def __init__(self, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ApprovalExpired(ApprovalNotPending):
     """The request's expiry passed before the answer came; it is recorded as expired instead."""
 
 
-EXPIRY_ANSWER = {"approved": False, "approver": "system", "note": "expired unanswered"}
+EXPIRY_ANSWER = {"approved": False, "approver": SYSTEM, "note": "expired unanswered"}
 
 
 def resume(svc: AgentServices, decision_id: str, answer: dict[str, Any], status: str | None = None) -> str:
@@ -127,6 +155,92 @@ def resume(svc: AgentServices, decision_id: str, answer: dict[str, Any], status:
                                        thread_for(decision_id), context=Context(services=svc))
     return str(result.get("status", ""))
 
+
+
+# -- answering: the one use case behind `payops approve|reject` and POST /v1/approvals/... ---------
+
+class ApprovalsUnavailable(RuntimeError):
+    """This deployment keeps no approval book."""
+
+
+class ApprovalNotFound(LookupError):
+    """No request with that id (or id prefix)."""
+
+
+class ApprovalAmbiguous(LookupError):
+    """The id prefix matches more than one request."""
+
+
+class ApproverRefused(PermissionError):
+    """The approver is not an authenticated, active operator."""
+
+
+class BadAnswer(ValueError):
+    """The answer does not validate (e.g. a note over 1,000 characters); the request stays pending."""
+
+
+class OperatorKey(Protocol):
+    """An API key as the key store returns it (api.keys.ApiKey)."""
+
+    @property
+    def principal(self) -> str: ...
+
+    @property
+    def active(self) -> bool: ...
+
+
+class OperatorKeys(Protocol):
+    """The key store (api.keys.ApiKeyStore): who holds a key id."""
+
+    def get(self, key_id: str) -> OperatorKey | None: ...
+
+
+@dataclass(frozen=True)
+class Answered:
+    decision_id: str
+    status: str
+    approver: str
+
+
+def check_approver(approver: str, operators: OperatorKeys) -> None:
+    """Raise ApproverRefused unless `approver` is the principal of an active operator key in `operators`."""
+    if not isinstance(approver, str) or not OPERATOR_PRINCIPAL.match(approver):
+        raise ApproverRefused("the approver must be an authenticated operator (operator:<key id>), not free text")
+    key = operators.get(approver.split(":", 1)[1])
+    if key is None or not key.active or key.principal != approver:
+        raise ApproverRefused("the approver's operator key is unknown or revoked")
+
+
+def answer(svc: AgentServices, decision_ref: str, *, approved: bool, approver: str, note: str | None,
+           operators: OperatorKeys, lock: AbstractContextManager[Any] | None = None) -> Answered:
+    """Approve or reject a pending request (by id or an unambiguous prefix) as an authenticated operator.
+
+    Raises ApproverRefused, ApprovalsUnavailable, ApprovalAmbiguous, ApprovalNotFound, BadAnswer,
+    ApprovalExpired (recorded as expired) or ApprovalNotPending (its message names the status).
+    `lock`: held around find and resume (one answer at a time in a server process).
+    """
+    check_approver(approver, operators)
+    if svc.approvals is None or svc.approval_graph is None:
+        raise ApprovalsUnavailable("approvals are not kept in this deployment")
+    with lock or nullcontext():
+        try:
+            found = svc.approvals.find(decision_ref)
+        except ApprovalError as exc:
+            raise ApprovalAmbiguous(str(exc)) from None
+        if found is None:
+            raise ApprovalNotFound(f"no approval request {decision_ref}")
+        try:
+            status = resume(svc, found.decision_id, {"approved": approved, "approver": approver, "note": note})
+        except ApprovalExpired:
+            raise
+        except ApprovalNotPending:
+            now = svc.approvals.get(found.decision_id)
+            status = now.status if now else found.status
+            raise ApprovalNotPending(f"request {found.decision_id} is no longer pending (status: {status})",
+                                     status) from None
+        except ValidationError:
+            raise BadAnswer("the note must be at most 1000 characters") from None
+    return Answered(found.decision_id, status, approver)
 
 
 class RollbackRefused(ValueError):

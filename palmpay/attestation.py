@@ -3,8 +3,12 @@
 Without it, liveness and the match score are the terminal's word, and a template
 reference works like a password: any caller with a terminal API key and a known
 reference could pay. Each terminal therefore holds its own Ed25519 private key;
-the backend keeps the public key per `terminal_id` (registered by an operator:
-`payops palm terminal register`, `PUT /v1/palm/terminals/{id}/key`). The terminal
+the backend's key provider (storage/keys.py: `terminal-<id>` in the key folder, the
+environment or the key command) serves the public key per `terminal_id`, and the
+database holds its registration (who, when, revoked; registered by an operator:
+`payops palm terminal register`, `PUT /v1/palm/terminals/{id}/key`). A registration
+whose fingerprint is not the provider's key is refused, so a write to the database
+cannot plant a key. The terminal
 signs the scan result — template reference, liveness, score, amount, a fresh
 nonce and the time — and the backend verifies the signature against the key of
 the terminal named in the request before anything else of the payment happens.
@@ -25,7 +29,7 @@ Python API and the CLI). Every refusal is in the palm-pay audit log.
 The signed message is `scan_message(...)`: compact JSON with sorted keys, the
 amount as a two-decimal string and the score with six decimals, so that any
 language produces the same bytes (api/README.md shows the terminal side).
-Tables (created on first use, SQLite and PostgreSQL alike): `palm_terminal_keys`,
+Tables (store.py migration 4 / storage/migrations/postgres/0006): `palm_terminal_keys`,
 `palm_scan_nonces` (pruned after twice the window: older nonces are stale anyway).
 """
 
@@ -46,6 +50,7 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from payops.storage.keys import KeyChain, KeyProblem, terminal_key_name
 
 from .errors import ErrorCatalog, PalmPayError
 from .money import MoneyError, cents_str, to_cents
@@ -60,27 +65,6 @@ NONCE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")  # >= 96 random bits as b
 TERMINAL_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
 _SIGNATURE_BYTES = 64
 _PUBLIC_KEY_BYTES = 32
-
-_TABLES = (
-    """CREATE TABLE IF NOT EXISTS palm_terminal_keys (
-        terminal_id TEXT PRIMARY KEY,
-        public_key TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        registered_at DOUBLE PRECISION NOT NULL,
-        registered_by TEXT NOT NULL,
-        revoked_at DOUBLE PRECISION,
-        revoked_by TEXT
-    )""",
-    """CREATE TABLE IF NOT EXISTS palm_scan_nonces (
-        terminal_id TEXT NOT NULL,
-        nonce TEXT NOT NULL,
-        payment_id TEXT,
-        seen_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (terminal_id, nonce)
-    )""",
-    "CREATE INDEX IF NOT EXISTS palm_scan_nonces_by_age ON palm_scan_nonces(seen_at)",
-)
-
 
 class AttestationKeyError(ValueError):
     """A public key that is not an Ed25519 key in a form we read."""
@@ -166,32 +150,29 @@ class TerminalAttestation:
     """The registry of terminal keys and the check of signed scans, over the palm-pay store."""
 
     def __init__(self, store: PalmPayStore | PostgresPalmPayStore, errors: ErrorCatalog, *, window_s: float,
-                 now: Callable[[], float]) -> None:
+                 now: Callable[[], float], keys: KeyChain | None = None) -> None:
         self._store = store
         self._now = now  # the backend's clock (epoch seconds)
         self._errors = errors
         self._window_s = window_s
-        self._ready = False
-        self._ready_lock = threading.Lock()
-
-    def _tables(self) -> None:
-        with self._ready_lock:
-            if self._ready:
-                return
-            with self._store.write() as tx:
-                for statement in _TABLES:
-                    tx.c.execute(statement)
-            self._ready = True
+        # The key provider holds each terminal's public key (`terminal-<id>`); the database holds its
+        # registration (who, when, revoked). None: the database alone (tests of the check itself).
+        self._keys = keys
+        self._served: dict[str, tuple[str, Ed25519PublicKey]] = {}  # terminal -> (fingerprint, key) checked
+        self._served_lock = threading.Lock()
 
     # -- registry ---------------------------------------------------------------------
 
     def register(self, terminal_id: str, public_key: str, *, actor: str, ts: float | None = None) -> TerminalKey:
-        """Register (or replace) a terminal's public key. Raises AttestationKeyError / ValueError."""
+        """Register (or replace) a terminal's public key: into the key provider, and its registration into
+        the database. Raises AttestationKeyError / ValueError."""
         ts = self._now() if ts is None else ts
         terminal_id = _terminal(terminal_id)
         key = load_public_key(public_key)
-        encoded = base64.b64encode(raw_public_key(key)).decode()
-        self._tables()
+        raw = raw_public_key(key)
+        if self._keys is not None:
+            self._store_in_provider(terminal_id, raw)
+        encoded = base64.b64encode(raw).decode()
         with self._store.write() as tx:
             tx.c.execute("DELETE FROM palm_terminal_keys WHERE terminal_id = ?", (terminal_id,))
             tx.c.execute(
@@ -200,13 +181,29 @@ class TerminalAttestation:
             )
             tx.audit(ts, palm_pay_id=None, actor=actor, action="register_terminal_key", from_status=None,
                      to_status=None, outcome="applied", reason=f"terminal {terminal_id}: {fingerprint(key)}")
+        with self._served_lock:
+            self._served.pop(terminal_id, None)
         return TerminalKey(terminal_id, fingerprint(key), ts, actor)
+
+    def _store_in_provider(self, terminal_id: str, raw: bytes) -> None:
+        assert self._keys is not None
+        name = terminal_key_name(terminal_id)
+        if self._keys.store is None:
+            raise AttestationKeyError("there is no key folder to keep the terminal's public key in")
+        try:
+            self._keys.store.add_version(name, raw)
+            served = self._keys.load(name)
+        except KeyProblem as exc:
+            raise AttestationKeyError(str(exc)) from None
+        if served is None or served.active_key != raw:
+            # An earlier provider (the environment, the key command) answers for this terminal with another key.
+            raise AttestationKeyError(f"{self._keys.description} serves another key for terminal {terminal_id}; "
+                                      "register the new key there")
 
     def revoke(self, terminal_id: str, *, actor: str, ts: float | None = None) -> bool:
         """Stop accepting a terminal's signatures (a stolen or retired till). False if it had no live key."""
         ts = self._now() if ts is None else ts
         terminal_id = _terminal(terminal_id)
-        self._tables()
         with self._store.write() as tx:
             done = tx.c.execute(
                 "UPDATE palm_terminal_keys SET revoked_at = ?, revoked_by = ? WHERE terminal_id = ?"
@@ -218,7 +215,6 @@ class TerminalAttestation:
         return bool(done)
 
     def terminals(self) -> list[TerminalKey]:
-        self._tables()
         with self._store.read() as tx:
             rows = tx.c.execute(
                 "SELECT terminal_id, fingerprint, registered_at, registered_by, revoked_at FROM palm_terminal_keys"
@@ -226,11 +222,35 @@ class TerminalAttestation:
             ).fetchall()
         return [TerminalKey(*row) for row in rows]
 
-    def _key(self, tx: Tx, terminal_id: str) -> Ed25519PublicKey | None:
+    def _key(self, tx: Tx, terminal_id: str) -> Ed25519PublicKey | str:
+        """The terminal's live public key, or why there is none (safe to audit)."""
         row = tx.c.execute(
-            "SELECT public_key FROM palm_terminal_keys WHERE terminal_id = ? AND revoked_at IS NULL", (terminal_id,)
+            "SELECT public_key, fingerprint FROM palm_terminal_keys WHERE terminal_id = ? AND revoked_at IS NULL",
+            (terminal_id,),
         ).fetchone()
-        return None if row is None else Ed25519PublicKey.from_public_bytes(base64.b64decode(row[0]))
+        if row is None:
+            return "no registered key for the terminal"
+        if self._keys is None:
+            return Ed25519PublicKey.from_public_bytes(base64.b64decode(row[0]))
+        registered = str(row[1])
+        with self._served_lock:
+            cached = self._served.get(terminal_id)
+        if cached is not None and cached[0] == registered:
+            return cached[1]
+        try:
+            served = self._keys.load(terminal_key_name(terminal_id))
+            key = None if served is None else Ed25519PublicKey.from_public_bytes(served.active_key)
+        except (KeyProblem, ValueError):
+            return "the key provider's key for the terminal is unusable"
+        if key is None:
+            return "the terminal's key is not in this server's key provider (register it again, or share the key folder)"
+        if fingerprint(key) != registered:
+            # The database's registration names another key than the provider holds: a row written
+            # around the registry (or a provider changed without registering) is never trusted.
+            return "the registered key does not match the key provider's"
+        with self._served_lock:
+            self._served[terminal_id] = (registered, key)
+        return key
 
     # -- the check ----------------------------------------------------------------------
 
@@ -242,7 +262,6 @@ class TerminalAttestation:
             if required:
                 self._refuse(terminal_id, now, "PALM_PAY_ATTESTATION_REQUIRED", "unsigned scan")
             return
-        self._tables()
         reason = self._verify(terminal_id, palm_template_ref, liveness_passed, match_score, amount, attestation)
         if reason is not None:
             self._refuse(terminal_id, now, "PALM_PAY_ATTESTATION_INVALID", reason)
@@ -282,8 +301,8 @@ class TerminalAttestation:
             return "malformed signature"
         with self._store.read() as tx:
             key = self._key(tx, terminal_id)
-        if key is None:
-            return "no registered key for the terminal"
+        if isinstance(key, str):
+            return key
         try:
             message = scan_message(terminal_id=terminal_id, palm_template_ref=palm_template_ref,
                                    liveness_passed=liveness_passed, match_score=match_score, amount=amount,

@@ -14,12 +14,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .actors import TWO_PERSON_ACTIONS, parse_actor
+from .administration import AdministrationMixin
 from .masking import mask_free_text
 from .models import ACTIVE, REVOKED, SUSPENDED, ChangeRequest
 
 if TYPE_CHECKING:
     from .errors import PalmPayError
-    from .service import PalmPayService
     from .store import Tx
 
 _TARGET = {"revoke": REVOKED, "reactivate": ACTIVE}
@@ -27,11 +27,11 @@ _LIMIT_FIELDS = ("daily_limit", "transaction_limit")
 REQUEST_LIST_LIMIT = 500
 
 
-class ChangeRequestsMixin:
+class ChangeRequestsMixin(AdministrationMixin):
     """request_change / approve_request / reject_request / change_requests for PalmPayService."""
 
     def request_change(
-        self: PalmPayService, action: str, *, requested_by: str, palm_pay_id: str | None = None,
+        self, action: str, *, requested_by: str, palm_pay_id: str | None = None,
         reason: str = "", args: dict[str, Any] | None = None,
     ) -> ChangeRequest:
         """Record a human-initiated change for a second operator to approve; nothing changes yet."""
@@ -57,7 +57,7 @@ class ChangeRequestsMixin:
                      from_status=None, to_status=None, outcome="applied", reason=f"{request.request_id}: {reason}")
         return request
 
-    def _request_args(self: PalmPayService, action: str, args: dict[str, Any]) -> dict[str, Any]:
+    def _request_args(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
         if action != "set_limits":
             if args:
                 raise self._invalid(f"{action} takes no arguments")
@@ -67,20 +67,20 @@ class ChangeRequestsMixin:
             raise self._invalid(f"set_limits takes {' and/or '.join(_LIMIT_FIELDS)}")
         return {name: str(Decimal(self._limit(value, name)).scaleb(-2)) for name, value in args.items()}
 
-    def change_requests(self: PalmPayService, status: str | None = "pending") -> list[ChangeRequest]:
+    def change_requests(self, status: str | None = "pending") -> list[ChangeRequest]:
         """Requests by status (None: all), oldest first; a pending one past its expiry reads as expired."""
         self._expire_requests()
         with self.store.read() as tx:
             return tx.change_requests(status, REQUEST_LIST_LIMIT)
 
-    def change_request(self: PalmPayService, request_id: str) -> ChangeRequest:
+    def change_request(self, request_id: str) -> ChangeRequest:
         with self.store.read() as tx:
             found = tx.change_request(str(request_id))
         if found is None:
             raise self._errors.make("PALM_PAY_REQUEST_NOT_FOUND")
         return found
 
-    def reject_request(self: PalmPayService, request_id: str, *, decided_by: str, note: str = "") -> ChangeRequest:
+    def reject_request(self, request_id: str, *, decided_by: str, note: str = "") -> ChangeRequest:
         ts = self._now()
         with self.store.write() as tx:
             request = self._decidable(tx, request_id, decided_by, ts)
@@ -93,7 +93,7 @@ class ChangeRequestsMixin:
             raise request
         return self.change_request(request_id)
 
-    def approve_request(self: PalmPayService, request_id: str, *, approved_by: str) -> ChangeRequest:
+    def approve_request(self, request_id: str, *, approved_by: str) -> ChangeRequest:
         """A second operator approves: the change runs now, once. Refusals leave the request as it was."""
         ts = self._now()
         refusal: PalmPayError | None = None
@@ -118,7 +118,7 @@ class ChangeRequestsMixin:
             raise refusal  # committed first: a failed request is recorded as failed, with its code
         return self.change_request(request_id)
 
-    def _apply_request(self: PalmPayService, tx: Tx, request: ChangeRequest, approved_by: str,
+    def _apply_request(self, tx: Tx, request: ChangeRequest, approved_by: str,
                        ts: float) -> PalmPayError | None:
         assert request.palm_pay_id is not None
         reason = f"{request.reason} (request {request.request_id})"
@@ -130,7 +130,7 @@ class ChangeRequestsMixin:
             )
         return self._set_limits_tx(tx, request, approved_by, ts, reason)
 
-    def _set_limits_tx(self: PalmPayService, tx: Tx, request: ChangeRequest, approved_by: str, ts: float,
+    def _set_limits_tx(self, tx: Tx, request: ChangeRequest, approved_by: str, ts: float,
                        reason: str) -> PalmPayError | None:
         assert request.palm_pay_id is not None
         link = self._require_link(tx, request.palm_pay_id)
@@ -147,7 +147,7 @@ class ChangeRequestsMixin:
                         f" cents; approved by {approved_by}")
         return None
 
-    def _decidable(self: PalmPayService, tx: Tx, request_id: str, decided_by: str, ts: float) -> ChangeRequest | PalmPayError:
+    def _decidable(self, tx: Tx, request_id: str, decided_by: str, ts: float) -> ChangeRequest | PalmPayError:
         """The pending request a different operator may decide now, or the refusal to raise."""
         request = tx.change_request(str(request_id))
         if request is None:
@@ -166,7 +166,7 @@ class ChangeRequestsMixin:
                                      detail="the approver must be a different operator from the requester")
         return request
 
-    def _expire_requests(self: PalmPayService) -> None:
+    def _expire_requests(self) -> None:
         ts = self._now()
         with self.store.write() as tx:
             for request in tx.change_requests("pending", REQUEST_LIST_LIMIT):

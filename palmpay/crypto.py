@@ -5,13 +5,15 @@
   keyring until no row uses them.
 * Blind index: HMAC-SHA256 under a separate key, so uniqueness checks and
   lookups never touch plaintext and the index reveals nothing without the key.
-* OTPs are stored only as HMACs under a third derived key; a stolen database
-  does not let anyone brute-force six digits offline.
+* OTPs are stored only as HMACs under the OTP MAC key (`palmpay-otp-mac` from the
+  key provider, see keys.py); a stolen database does not let anyone brute-force
+  six digits offline.
 
-Keys come from Settings.data_key (base64, 32 bytes), from the key command
-(`PAYOPS_KEY_COMMAND palmpay-data` / `palmpay-index-root`: the KMS/HSM hook of
-storage/keys.py), or from the keyring file `palmpay.key` in `PAYOPS_KEY_DIR` (default:
-the state folder), created with mode 0600 on first run — and only then: when the
+Keys come from Settings.data_key (base64, 32 bytes), from the key provider of
+storage/keys.py (`palmpay-data` / `palmpay-index-root`: `PAYOPS_KEY_PALMPAY_DATA`, the
+key command — the KMS/HSM hook — or the key folder), or from the keyring file
+`palmpay.key` in `PAYOPS_KEY_DIR` (default: the state folder), created with mode 0600
+on first run — and only then: when the
 database already holds data sealed under a key id (`expect_key_id`) and no provider
 has that key, loading refuses in one line instead of making a new key (which left
 every link answering NOT_REGISTERED). Rotation keeps every old key (marked retired),
@@ -31,8 +33,9 @@ import os
 import secrets
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -45,6 +48,8 @@ try:  # POSIX advisory locks keep two processes from rotating the ring at once.
     import fcntl
 except ImportError:  # pragma: no cover - non-POSIX
     fcntl = None  # type: ignore[assignment]
+
+from payops.storage.keys import PALMPAY_DATA, PALMPAY_INDEX_ROOT, CommandKeyProvider, KeyProblem, KeySet
 
 log = logging.getLogger("payops.palmpay.crypto")
 
@@ -82,6 +87,12 @@ def fingerprint_key_id(key: bytes, prefix: str = "env") -> str:
     return f"{prefix}-{hashlib.sha256(b'payops.palmpay.kid' + key).hexdigest()[:12]}"
 
 
+class KeySource(Protocol):
+    """What KeyRing.load asks for `palmpay-data` / `palmpay-index-root` (storage.keys.KeyChain is one)."""
+
+    def load(self, name: str) -> KeySet | None: ...
+
+
 def _derive(key: bytes, label: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=label).derive(key)
 
@@ -105,33 +116,34 @@ class KeyRing:
 
     @classmethod
     def load(cls, state_dir: Path, data_key: str | bytes | None = None, *, expect_key_id: str | None = None,
-             key_dir: Path | None = None, command: str | None = None) -> KeyRing:
+             key_dir: Path | None = None, command: str | None = None, provider: KeySource | None = None) -> KeyRing:
         """Load the keyring; create it (0600) on a first run only (no data, no supplied key).
 
         `expect_key_id`: the key the database says its data is sealed under (None: no data yet).
+        `provider`: the key provider asked for `palmpay-data` and `palmpay-index-root` (default: the
+        key command alone, `command` or PAYOPS_KEY_COMMAND).
         """
         folder = Path(key_dir or os.environ.get("PAYOPS_KEY_DIR") or state_dir)
         path = folder / KEYRING_FILE
         external: dict[str, bytes] = {}
         active_external: str | None = None
         index_external: bytes | None = None
+        found: KeySet | None = None
+        if provider is not None or command or os.environ.get("PAYOPS_KEY_COMMAND"):
+            try:
+                source = provider or CommandKeyProvider(command or os.environ["PAYOPS_KEY_COMMAND"])
+                found = source.load(PALMPAY_DATA) if data_key is None else None
+                root = source.load(PALMPAY_INDEX_ROOT)
+            except KeyProblem as exc:
+                raise KeyRingError(str(exc)) from None
+            index_external = root.active_key if root is not None else None
         if data_key is not None:
             raw = parse_data_key(data_key)
             active_external = fingerprint_key_id(raw)
             external[active_external] = raw
-        elif command or os.environ.get("PAYOPS_KEY_COMMAND"):
-            from payops.storage.keys import CommandKeyProvider, KeyProblem
-
-            try:
-                provider = CommandKeyProvider(command or os.environ["PAYOPS_KEY_COMMAND"])
-                found = provider.load("palmpay-data")
-                root = provider.load("palmpay-index-root") if found is not None else None
-            except KeyProblem as exc:
-                raise KeyRingError(str(exc)) from None
-            if found is not None:
-                external.update(found.versions)
-                active_external = found.active
-                index_external = root.active_key if root is not None else None
+        elif found is not None:
+            external.update(found.versions)
+            active_external = found.active
         if path.exists():
             ring = cls._read(path)
         elif external:
@@ -144,7 +156,7 @@ class KeyRing:
                 f"refusing to start: palm-pay data is sealed under key {expect_key_id} but there is no keyring at {path} "
                 "and no PAYOPS_DATA_KEY / key command; restore the key (a new one would make every link unreadable)")
         else:
-            ring = cls._create(path)
+            ring = cls._create(path, index_external)
         if expect_key_id is not None and expect_key_id not in ring._keys and expect_key_id not in external:
             raise KeyRingError(f"refusing to start: palm-pay data is sealed under key {expect_key_id}, which none of "
                                "the configured keys is; restore the key that sealed it")
@@ -171,9 +183,9 @@ class KeyRing:
         return cls(keys, active, index_root, path, retired)
 
     @classmethod
-    def _create(cls, path: Path) -> KeyRing:
+    def _create(cls, path: Path, index_root: bytes | None = None) -> KeyRing:
         kid = new_key_id()
-        ring = cls({kid: AESGCM.generate_key(bit_length=256)}, kid, secrets.token_bytes(KEY_BYTES), path)
+        ring = cls({kid: AESGCM.generate_key(bit_length=256)}, kid, index_root or secrets.token_bytes(KEY_BYTES), path)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         _write_private(tmp, ring._serialise())
@@ -233,16 +245,17 @@ class KeyRing:
     def _serialise(self) -> bytes:
         with self._lock:
             persisted = {k: v for k, v in self._keys.items() if k not in self._external}
+            keys = {k: _b64(v) for k, v in persisted.items()}
+            if self.active_id not in persisted:
+                # The active key came from the environment; the file must still name it.
+                keys[self.active_id] = _b64(self._keys[self.active_id])
             body = {
                 "format": _FORMAT,
                 "active": self.active_id,
-                "keys": {k: _b64(v) for k, v in persisted.items()},
+                "keys": keys,
                 "index_key": _b64(self.index_root),
                 "retired": sorted(self.retired),
             }
-            if self.active_id not in persisted:
-                # The active key came from the environment; the file must still name it.
-                body["keys"][self.active_id] = _b64(self._keys[self.active_id])
         return json.dumps(body, indent=1, sort_keys=True).encode("ascii")
 
     def _persist(self) -> None:
@@ -347,12 +360,24 @@ class BlindIndex:
         return mac.digest()
 
 
+def legacy_otp_key(index_root: bytes) -> bytes:
+    """The OTP MAC key derived from the blind-index root, as codes were MACed before the key provider held one."""
+    return _derive(index_root, b"payops.palmpay.otp.v1")
+
+
 class OtpHasher:
-    def __init__(self, index_root: bytes) -> None:
-        self._key = _derive(index_root, b"payops.palmpay.otp.v1")
+    """HMAC of (link, code) under the OTP MAC key; codes MACed under an older version still match."""
+
+    def __init__(self, key: bytes, older: Sequence[bytes] = ()) -> None:
+        self._key = key
+        self._older = tuple(k for k in older if k != key)
 
     def mac(self, palm_pay_id: str, code: str) -> bytes:
-        return hmac.new(self._key, f"{palm_pay_id}\x00{code}".encode(), hashlib.sha256).digest()
+        return self._mac(self._key, palm_pay_id, code)
+
+    @staticmethod
+    def _mac(key: bytes, palm_pay_id: str, code: str) -> bytes:
+        return hmac.new(key, f"{palm_pay_id}\x00{code}".encode(), hashlib.sha256).digest()
 
     def matches(self, palm_pay_id: str, code: str, stored: bytes) -> bool:
-        return hmac.compare_digest(self.mac(palm_pay_id, code), stored)
+        return any(hmac.compare_digest(self._mac(key, palm_pay_id, code), stored) for key in (self._key, *self._older))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from payops.storage.keys import settings_key_chain
+from payops.storage.keys import KeyChain, key_chain, settings_key_chain
 
 from .events import PaymentEventDefaults
 from .rail import RailRetryPolicy
@@ -78,6 +78,13 @@ class PalmPayOptions:
     # Checkpoint the WAL every ~16 MB instead of SQLite's 4 MB: hot pages (a busy link's row,
     # index roots) are copied back once per checkpoint, so fewer checkpoints do less total work.
     wal_autocheckpoint_pages: int = 4000
+
+    def keys(self) -> KeyChain:
+        """Where palm-pay's secrets come from (storage/keys.py): the chain Settings name, else the one the
+        key folder and command (and the environment) give."""
+        if self.seal_chain is not None:
+            return self.seal_chain  # type: ignore[no-any-return]  # a KeyChain; Any only to keep the dataclass hashable
+        return key_chain(self.state_dir, key_dir=self.key_dir, command=self.key_command)
 
     @property
     def database_path(self) -> Path:

@@ -8,16 +8,13 @@ masked values: the trail of who did what survives the erasure, the personal data
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .service import PalmPayService
+from .service_core import ServiceCore
 
 ERASE_BATCH = 500  # links per write transaction: a large backlog never holds the write lock for long
 
 
-class RetentionMixin:
-    def erase_revoked_pii(self: PalmPayService) -> int:
+class RetentionMixin(ServiceCore):
+    def erase_revoked_pii(self) -> int:
         """Erase the PII of links revoked more than `pii_retention_s` ago; returns how many. Cron-safe."""
         erased = 0
         while True:

@@ -179,6 +179,7 @@ def verify_logs(store: Any, keys: SealKeys) -> list[LogCheck]:
                 if key is None:
                     break  # its key is gone: the checkpoint there will not match, and verify says so
                 chain, chain_key = Chainer(key, chain.head if chain is not None else GENESIS), key_id
+            assert chain is not None  # set on the first row: its key id differs from None
             heads[int(row[0])] = (n, chain.step(_payload(log, row)))
         problem = verify_checkpoints(log, heads, len(rows), int(rows[-1][0]) if rows else 0, cps)
         sealed = cps[-1].count if cps else 0

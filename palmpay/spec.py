@@ -54,7 +54,7 @@ class EscalationTrigger:
     expression: str
 
     def fires(self, value: float) -> bool:
-        return _COMPARATORS[self.operator](value, self.threshold)
+        return bool(_COMPARATORS[self.operator](value, self.threshold))
 
 
 _COMPARATORS = {

@@ -13,7 +13,9 @@ from typing import Iterable, Mapping
 
 PREFIX = "PAYOPS_"
 # Read outside the settings classes: by the test suite (a PostgreSQL to test against, re-recording cassettes).
-OTHER_NAMES = ("PAYOPS_PG_BINDIR", "PAYOPS_RECORD_CASSETTES")
+OTHER_NAMES = ("PAYOPS_PG_BINDIR", "PAYOPS_RECORD_CASSETTES", "PAYOPS_API_KEY")  # the last: the CLI's operator key
+# Read by the key provider (storage/keys.py): PAYOPS_KEY_<NAME> for any key name, a terminal's included.
+OTHER_PREFIXES = ("PAYOPS_KEY_",)
 # difflib's ratio above which a name is offered as "did you mean": 0.75 catches one or two letters
 # wrong, missing or swapped in these 15-40 character names without suggesting an unrelated setting.
 CLOSE_MATCH_CUTOFF = 0.75
@@ -77,7 +79,7 @@ def unknown_name_warnings(environ: Mapping[str, str], known: Iterable[str] | Non
     known_set = set(known) if known is not None else known_names()
     lines = []
     for name in ours:
-        if name.upper() in known_set:  # pydantic-settings matches names case-insensitively
+        if name.upper() in known_set or name.upper().startswith(OTHER_PREFIXES):  # case-insensitive, as pydantic's
             continue
         close = difflib.get_close_matches(name.upper(), sorted(known_set), n=1, cutoff=CLOSE_MATCH_CUTOFF)
         hint = f" (did you mean {close[0]}?)" if close else ""

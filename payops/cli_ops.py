@@ -90,47 +90,30 @@ def _print_dead_letters(settings: Settings) -> None:
         typer.echo(f"  {d.decision_id or '-'}  {d.kind}  failed {d.failures}x, last {when(d.failed_at, settings.display_tz())}: {d.reason}")
 
 
-def _approver(api_key: Optional[str], state_dir: Optional[Path]) -> str:
-    """The authenticated operator answering: their API key's principal (operator:<key id>), never typed text."""
+def _answer(decision_id: str, approved: bool, note: Optional[str], api_key: Optional[str],
+            state_dir: Optional[Path]) -> None:
+    """graph.approval.answer (the use case POST /v1/approvals/... calls too), as the operator whose key is given."""
     from payops.api.keys import ApiKeyError, ApiKeyStore
+    from payops.graph import approval
 
+    svc = _services(state_dir)  # first: a missing state or audit key is the error to report, not the key
     if not api_key:
         _fail("an operator API key is needed to answer: --api-key or PAYOPS_API_KEY")
-    store = ApiKeyStore.in_state_dir(_settings(state_dir).ensure_state_dir())
+    keys = ApiKeyStore.in_state_dir(_settings(state_dir).ensure_state_dir())
     try:
-        return store.authenticate_operator(api_key).principal
+        approver = keys.authenticate_operator(api_key).principal
+        done = approval.answer(svc, decision_id, approved=approved, approver=approver, note=note, operators=keys)
     except ApiKeyError as exc:
         _fail(str(exc))
         raise  # unreachable: _fail exits
+    except (approval.ApproverRefused, approval.ApprovalsUnavailable, approval.ApprovalAmbiguous,
+            approval.ApprovalNotFound, approval.ApprovalNotPending, approval.BadAnswer) as exc:
+        _fail(str(exc))  # ApprovalExpired too (a kind of not pending): "... recorded as expired"
+        raise  # unreachable: _fail exits
     finally:
-        store.close()
-
-
-def _answer(decision_id: str, approved: bool, note: Optional[str], api_key: Optional[str],
-            state_dir: Optional[Path]) -> None:
-    from pydantic import ValidationError
-
-    from payops.graph.approval import ApprovalExpired, ApprovalNotPending, resume
-    from payops.memory.approvals import ApprovalError
-
-    svc = _services(state_dir)  # first: a missing state or audit key is the error to report, not the key
-    approver = _approver(api_key, state_dir)
-    try:
-        found = svc.approvals.find(decision_id)
-    except ApprovalError as exc:
-        _fail(str(exc))
-    if found is None:
-        _fail(f"no approval request {decision_id}")
-    try:
-        status = resume(svc, found.decision_id, {"approved": approved, "approver": approver, "note": note})
-    except ApprovalExpired as exc:
-        _fail(str(exc))
-    except ApprovalNotPending:
-        _fail(f"request {found.decision_id} is no longer pending (status: {found.status})")
-    except ValidationError:
-        _fail("the note must be at most 1000 characters")
-    verb = "approved; the agent applies it on its next tick" if status == "approved" else status
-    typer.echo(f"{found.decision_id}: {verb}")
+        keys.close()
+    verb = "approved; the agent applies it on its next tick" if done.status == "approved" else done.status
+    typer.echo(f"{done.decision_id}: {verb}")
 
 
 def approve(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix)."),
@@ -379,12 +362,27 @@ def lessons_export(out: Path = typer.Option(..., "--out", help="JSON file to wri
     typer.echo(f"exported {len(records)} lessons to {out}")
 
 
+def _operator(api_key: Optional[str], state_dir: Optional[Path], what: str) -> str:
+    """The authenticated operator's principal (operator:<key id>) for a CLI write; never typed text."""
+    from payops.api.keys import ApiKeyError, ApiKeyStore
+
+    if not api_key:
+        _fail(f"an operator API key is needed to {what}: --api-key or PAYOPS_API_KEY")
+    keys = ApiKeyStore.in_state_dir(_settings(state_dir).ensure_state_dir())
+    try:
+        return keys.authenticate_operator(api_key).principal
+    except ApiKeyError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+    finally:
+        keys.close()
+
+
 @lessons_app.command("import")
 def lessons_import(path: Path = typer.Argument(..., help="A JSON file from `payops lessons export`."),
-                   who: Optional[str] = typer.Option(None, "--as", help="Who imports (recorded in the audit trail; default: your login)."),
-                   state_dir: Optional[Path] = STATE_DIR) -> None:
+                   api_key: Optional[str] = API_KEY, state_dir: Optional[Path] = STATE_DIR) -> None:
     """Import lessons: all or nothing, marked as imported (trusted less unless this audit trail holds their
-    decisions), and audited (who, how many, the file's SHA-256)."""
+    decisions), and audited (the operator whose API key is given, how many, the file's SHA-256)."""
     import hashlib
     import time
 
@@ -404,10 +402,9 @@ def lessons_import(path: Path = typer.Argument(..., help="A JSON file from `payo
         records = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         _fail(f"{path} is not JSON (at byte {exc.pos}); nothing was imported")
-    actor = (who or _login()).strip()
-    if not 1 <= len(actor) <= 100 or not actor.isprintable():
-        _fail("--as must be 1-100 printable characters")
     settings = _settings(state_dir)
+    _require_state(settings)
+    actor = _operator(api_key, state_dir, "import lessons")
     store = _lessons(state_dir)
     audit = open_audit(settings)
     try:
@@ -428,15 +425,6 @@ def lessons_import(path: Path = typer.Argument(..., help="A JSON file from `payo
         audit.close()
     typer.echo(f"imported {result.count} lessons ({result.verified} of them decided here; the other "
                f"{result.count - result.verified} count a quarter of the agent's own); audited as {actor}")
-
-
-def _login() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in a bare container
-        return "operator"
 
 
 # -- notifications ------------------------------------------------------------------

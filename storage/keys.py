@@ -1,8 +1,12 @@
 """Where secrets come from: one small interface for every key the project holds.
 
 Named secrets (`KEY_NAMES`): the audit HMAC key, the checkpoint signing key
-(Ed25519 seed), and the palm-pay secrets (its data-key ring keeps its own file
-format in palmpay/crypto.py but follows the same rules below).
+(Ed25519 seed), and the palm-pay secrets: its data keys (`palmpay-data`; the ring
+also keeps its own file format in palmpay/crypto.py but follows the same rules
+below), the blind-index root (`palmpay-index-root`), the OTP MAC key
+(`palmpay-otp-mac`), and each terminal's Ed25519 public key (`terminal-<id>`: not
+secret, but the key that decides which scans are genuine must not be one a write
+to the database can replace).
 
 Providers, asked in order, first answer wins:
 - `EnvKeyProvider`: `PAYOPS_KEY_<NAME>` (base64), e.g. `PAYOPS_KEY_AUDIT_HMAC`.
@@ -43,7 +47,11 @@ from payops.errors import PayopsError
 
 AUDIT_HMAC = "audit-hmac"
 CHECKPOINT_SIGNING = "checkpoint-signing"
-KEY_NAMES = (AUDIT_HMAC, CHECKPOINT_SIGNING)
+PALMPAY_DATA = "palmpay-data"
+PALMPAY_INDEX_ROOT = "palmpay-index-root"
+PALMPAY_OTP_MAC = "palmpay-otp-mac"
+TERMINAL_KEY_PREFIX = "terminal-"
+KEY_NAMES = (AUDIT_HMAC, CHECKPOINT_SIGNING, PALMPAY_DATA, PALMPAY_INDEX_ROOT, PALMPAY_OTP_MAC)
 KEY_BYTES = 32  # HMAC-SHA256 key and Ed25519 seed alike
 COMMAND_TIMEOUT_SECONDS = 10.0  # a KMS hook that hangs must not hang start-up
 PRIVATE_FILE = 0o600
@@ -77,6 +85,11 @@ class KeySet:
     @property
     def active_key(self) -> bytes:
         return self.versions[self.active]
+
+
+def terminal_key_name(terminal_id: str) -> str:
+    """The key name of a terminal's Ed25519 public key (32 raw bytes, like every other key here)."""
+    return TERMINAL_KEY_PREFIX + terminal_id
 
 
 def key_id_for(name: str, material: bytes) -> str:
@@ -195,10 +208,12 @@ class FileKeyProvider:
             return found
         return ks
 
-    def add_version(self, name: str) -> KeySet:
-        """Rotation: a new active version; every old one is kept."""
+    def add_version(self, name: str, material: bytes | None = None) -> KeySet:
+        """Rotation: a new active version (`material`, or a new random key); every old one is kept."""
         current = self.load(name)
-        raw = secrets.token_bytes(KEY_BYTES)
+        raw = secrets.token_bytes(KEY_BYTES) if material is None else material
+        if len(raw) != KEY_BYTES:
+            raise KeyUnusable(f"key '{name}' must be {KEY_BYTES} bytes, got {len(raw)}")
         kid = key_id_for(name, raw)
         versions = {**(current.versions if current else {}), kid: raw}
         ks = KeySet(name, kid, versions, str(self.path(name)))

@@ -20,6 +20,9 @@ from payops.memory.approvals import APPLIED, EXPIRED, PENDING, REJECTED, VOIDED
 from payops.tools.actions import validate_proposal
 from payops.tools.control_plane import SimulatedControlPlane
 
+# Authenticated operators (API key principals): the graph refuses a typed name as an approver.
+ALICE, BOB, CAROL, LATE = "operator:a11ce0a11ce0", "operator:b0b0b0b0b0b0", "operator:ca201ca201ca", "operator:1a7e1a7e1a7e"
+
 HERE = Path(__file__).resolve().parent
 REROUTE = validate_proposal("reroute_traffic", {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0}})
 NOTHING = validate_proposal("no_action", {"reason": "quiet"})
@@ -151,7 +154,7 @@ def test_expiry_rejects_and_records(make_agent) -> None:  # noqa: ANN001
     assert record and record[0]["status"] == "expired" and record[0]["approver"] == "system"
     assert "approval_expired" in [k for k, _ in notifier.drain()]
     with pytest.raises(ApprovalNotPending):
-        resume(agent.services, decision_id, {"approved": True, "approver": "late"})
+        resume(agent.services, decision_id, {"approved": True, "approver": LATE})
     assert agent.services.control_plane.in_force() == []
 
 
@@ -161,7 +164,7 @@ def test_an_answer_after_expiry_does_not_count(make_agent) -> None:  # noqa: ANN
     decision_id = agent.tick().state["decision_id"]
     clock.now += 601  # expired, and the agent has not ticked since
     with pytest.raises(ApprovalExpired):
-        resume(agent.services, decision_id, {"approved": True, "approver": "bob"})
+        resume(agent.services, decision_id, {"approved": True, "approver": BOB})
     assert agent.services.approvals.get(decision_id).status == EXPIRED
     agent.services.reasoner = StubReasoner(NOTHING)
     state = agent.tick().state
@@ -174,6 +177,10 @@ def test_an_answer_after_expiry_does_not_count(make_agent) -> None:  # noqa: ANN
     {"approved": True, "approver": ""},
     {"approved": True},
     {"approved": True, "approver": "alice", "extra": 1},
+    {"approved": True, "approver": "alice"},  # a typed name is not an authenticated operator
+    {"approved": True, "approver": "operator"},
+    {"approved": True, "approver": "system"},  # the expiry's marker rejects, never approves
+    {"approved": True, "approver": "terminal:0123456789ab"},
 ])
 def test_bad_resume_value_keeps_the_request_pending(make_agent, answer) -> None:  # noqa: ANN001
     agent = make_agent(low_confidence())
@@ -188,7 +195,7 @@ def test_bad_resume_value_keeps_the_request_pending(make_agent, answer) -> None:
     assert svc.approvals.get(decision_id).status == PENDING
     assert [e.kind for e in svc.audit.get(decision_id)] == ["decision"]
     # and a good answer still goes through afterwards
-    assert resume(svc, decision_id, {"approved": True, "approver": "alice"}) == "approved"
+    assert resume(svc, decision_id, {"approved": True, "approver": ALICE}) == "approved"
 
 
 def test_cli_answers_only_with_an_operator_key_never_a_typed_name(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
@@ -213,13 +220,13 @@ def test_cli_answers_only_with_an_operator_key_never_a_typed_name(tmp_path: Path
 def test_rejection_is_recorded_and_nothing_runs(make_agent) -> None:  # noqa: ANN001
     agent = make_agent(low_confidence())
     decision_id = agent.tick().state["decision_id"]
-    assert resume(agent.services, decision_id, {"approved": False, "approver": "carol", "note": "not at peak"}) == "rejected"
+    assert resume(agent.services, decision_id, {"approved": False, "approver": CAROL, "note": "not at peak"}) == "rejected"
     agent.services.reasoner = StubReasoner(NOTHING)
     agent.tick()
     assert agent.services.approvals.get(decision_id).status == REJECTED
     assert agent.services.control_plane.in_force() == []
     record = [e.record for e in agent.services.audit.get(decision_id) if e.kind == "approval"][0]
-    assert (record["approver"], record["note"]) == ("carol", "not at peak")
+    assert (record["approver"], record["note"]) == (CAROL, "not at peak")
 
 
 def test_approved_reroute_into_a_route_that_turned_unhealthy_is_not_applied(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
@@ -229,7 +236,7 @@ def test_approved_reroute_into_a_route_that_turned_unhealthy_is_not_applied(tmp_
     decision_id = agent.tick().state["decision_id"]  # minute 0: psp_b healthy, escalated
     agent.services.reasoner = StubReasoner(NOTHING)
     agent.tick()  # minute 1
-    resume(agent.services, decision_id, {"approved": True, "approver": "alice"})
+    resume(agent.services, decision_id, {"approved": True, "approver": ALICE})
     state = agent.tick().state  # minute 2: psp_b fails too
     void = [n for n in state["housekeeping"] if n["decision_id"] == decision_id]
     assert void and void[0]["op"] == "approved_action_void" and "psp_b is unhealthy" in void[0]["result"]
@@ -270,7 +277,7 @@ def test_an_approval_given_after_the_incident_ended_is_voided_with_a_note_and_th
     categories = [agent.tick().state["diagnosis"]["category"] for _ in range(5)]  # the request waits
     assert categories[-3:] == ["healthy"] * 3  # traffic healthy again
     notifier.drain()
-    resume(agent.services, decision_id, {"approved": True, "approver": "alice", "note": "late answer"})
+    resume(agent.services, decision_id, {"approved": True, "approver": ALICE, "note": "late answer"})
     state = agent.tick().state
     void = [n for n in state["housekeeping"] if n.get("decision_id") == decision_id]
     assert [n["op"] for n in void] == ["approved_action_void"]
@@ -291,7 +298,7 @@ def test_an_approval_given_while_the_incident_lasts_is_applied(tmp_path: Path, m
     agent = make_agent(RuleReasoner(), source=_outage_then_recovery(tmp_path / "e.jsonl"), control_plane=control_plane,
                        confidence_threshold=0.99)
     decision_id = _escalated_reroute(agent)["decision_id"]
-    resume(agent.services, decision_id, {"approved": True, "approver": "alice"})
+    resume(agent.services, decision_id, {"approved": True, "approver": ALICE})
     state = agent.tick().state  # the next window: psp_a still failing
     assert [n["op"] for n in state["housekeeping"] if n.get("decision_id") == decision_id] == ["approved_action_applied"]
     assert [a.action_id for a in control_plane.in_force()] == [decision_id]
@@ -314,7 +321,7 @@ def test_a_late_approval_is_voided_also_when_every_tick_is_a_new_process(tmp_pat
     assert categories[-3:] == ["healthy"] * 3
     waiting = agent.last_state()["awaiting"]
     assert [len(w["seen"]) for w in waiting if w["decision_id"] == decision_id] == [3]  # bounded
-    resume(agent.services, decision_id, {"approved": True, "approver": "alice"})
+    resume(agent.services, decision_id, {"approved": True, "approver": ALICE})
     state = fresh_tick()
     assert [n["op"] for n in state["housekeeping"] if n.get("decision_id") == decision_id] == ["approved_action_void"]
     assert control_plane.in_force() == []
@@ -331,14 +338,67 @@ def test_an_approval_applied_before_a_kill_is_finished_not_voided_when_the_findi
     decision_id = _escalated_reroute(agent)["decision_id"]
     for _ in range(5):
         agent.tick()  # the request waits while the incident clears
-    resume(agent.services, decision_id, {"approved": True, "approver": "alice"})
+    resume(agent.services, decision_id, {"approved": True, "approver": ALICE})
     # A process applied it and wrote its record, then was killed before the book and the checkpoint said
     # so: the book still says approved, the checkpoint still holds the windows seen while it waited.
     agent.services.audit.append(decision_id, "approved_action", 0.0, {
-        "decision_id": decision_id, "tool": "reroute_traffic", "approver": "alice",
+        "decision_id": decision_id, "tool": "reroute_traffic", "approver": ALICE,
         "execution": {"status": "executed", "detail": "rerouted", "action_id": decision_id}})
     state = agent.tick().state
     ops = [n["op"] for n in state["housekeeping"] if n.get("decision_id") == decision_id]
     assert ops == ["approved_action_applied"]  # finished, not re-judged: the action is out there
     assert agent.services.approvals.get(decision_id).status == APPLIED
     assert [a.action_id for a in control_plane.in_force()] == [decision_id]
+
+
+def _key_store(tmp_path: Path):  # noqa: ANN202
+    from payops.api.keys import ApiKeyStore
+
+    return ApiKeyStore(tmp_path / "api_keys.db")
+
+
+def test_answer_records_the_authenticated_operator(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+    from payops.graph.approval import answer
+
+    agent = make_agent(low_confidence())
+    decision_id = agent.tick().state["decision_id"]
+    keys = _key_store(tmp_path)
+    alice, _ = keys.create("alice", "operator")
+    done = answer(agent.services, decision_id[:12], approved=True, approver=alice.principal, note="ok", operators=keys)
+    assert (done.decision_id, done.status, done.approver) == (decision_id, "approved", alice.principal)
+    assert agent.services.approvals.get(decision_id).approver == alice.principal
+
+
+@pytest.mark.parametrize("who", ["alice", "unknown", "revoked", "viewer", "terminal"])
+def test_answer_refuses_anyone_but_an_active_operator_key(tmp_path: Path, make_agent, who: str) -> None:  # noqa: ANN001
+    from payops.graph.approval import ApproverRefused, answer
+
+    agent = make_agent(low_confidence())
+    decision_id = agent.tick().state["decision_id"]
+    keys = _key_store(tmp_path)
+    if who == "alice":
+        approver = "alice"
+    elif who == "unknown":
+        approver = "operator:0123456789ab"
+    elif who == "revoked":
+        key, _ = keys.create("gone", "operator")
+        keys.revoke(key.key_id)
+        approver = key.principal
+    else:
+        key, _ = keys.create(who, who)
+        approver = f"operator:{key.key_id}"  # a viewer's / terminal's key id passed off as an operator's
+    with pytest.raises(ApproverRefused):
+        answer(agent.services, decision_id, approved=True, approver=approver, note=None, operators=keys)
+    assert agent.services.approvals.get(decision_id).status == PENDING
+    assert [e.kind for e in agent.services.audit.get(decision_id)] == ["decision"]
+
+
+def test_one_answer_function_serves_the_cli_and_the_http_api() -> None:
+    import inspect
+
+    from payops import cli_ops
+    from payops.api import ops_routes
+
+    for entrypoint in (cli_ops._answer, ops_routes._answer):
+        source = inspect.getsource(entrypoint)
+        assert "approval.answer(" in source and "resume(" not in source

@@ -16,6 +16,8 @@ from payops.memory.redact import redact
 from payops.tools.actions import validate_proposal
 from payops.tools.palm_ops import PalmOps
 
+ALICE = "operator:a11ce0a11ce0"  # an authenticated operator: approvers are API key principals, never typed names
+
 runner = CliRunner()
 
 
@@ -103,7 +105,7 @@ def test_decision_record_holds_the_whole_story(make_agent) -> None:  # noqa: ANN
     call = {"model": "stub-llm", "prompt_tokens": 812, "completion_tokens": 64, "latency_ms": 420.0}
     agent = make_agent(StubReasoner(reroute, confidence=0.6, llm_calls=(call,)))
     decision_id = agent.tick().state["decision_id"]
-    resume(agent.services, decision_id, {"approved": True, "approver": "alice", "note": "ok"})
+    resume(agent.services, decision_id, {"approved": True, "approver": ALICE, "note": "ok"})
     agent.tick()
     entries = {e.kind: e.record for e in agent.services.audit.get(decision_id)}
     record = entries["decision"]
@@ -119,7 +121,7 @@ def test_decision_record_holds_the_whole_story(make_agent) -> None:  # noqa: ANN
     assert record["approval"]["status"] == "pending" and record["approval"]["expires_at"]
     assert "lessons_consulted" in record
     assert record["llm_calls"] == [call]
-    assert (entries["approval"]["approver"], entries["approval"]["note"]) == ("alice", "ok")
+    assert (entries["approval"]["approver"], entries["approval"]["note"]) == (ALICE, "ok")
     assert entries["approved_action"]["execution"]["status"] == "executed"
     assert agent.services.audit.verify().ok
 
@@ -134,7 +136,7 @@ def test_no_sensitive_value_reaches_the_audit_file(make_agent, palm_backend, tmp
     agent.tick()
     reasoner.propose(validate_proposal("revoke_palm_link", {"palm_pay_id": link, "reason": "confirmed fraud"}))
     decision_id = agent.tick().state["decision_id"]
-    resume(agent.services, decision_id, {"approved": True, "approver": "alice", "note": f"called {proxy}"})
+    resume(agent.services, decision_id, {"approved": True, "approver": ALICE, "note": f"called {proxy}"})
     agent.services.audit.append("d-extra", "decision", 0.0, {"payshap_proxy": proxy, "palm_template_ref": ref})
     agent.tick()
     audit_files = list((tmp_path / "state").glob("audit.db*"))

@@ -14,7 +14,7 @@ from payops.signals.sources import SimulatorSource
 from payops.tools.control_plane import SimulatedControlPlane
 
 OPS_DAY_TICKS = 36
-APPROVER = "duty-manager"
+APPROVER = "operator:d0d0d0d0d0d0"  # the duty manager's operator key (approvers are authenticated)
 START_TS = 1_764_000_000.0  # 2025-11-24 16:00:00 UTC
 
 

@@ -22,7 +22,28 @@ def state(tmp_path):
 
 
 def lessons(*args: str):
+    if args[0] == "import":  # a write: as an authenticated operator of the deployment imported into
+        state_dir = args[args.index("--state-dir") + 1]
+        return runner.invoke(app, ["lessons", *args], env={"PAYOPS_API_KEY": operator_key(state_dir)})
     return runner.invoke(app, ["lessons", *args])
+
+
+def operator_key(state_dir, name: str = "thandi") -> str:
+    """The (one) operator key of `state_dir`, created on first use."""
+    from pathlib import Path
+
+    from payops.api.keys import ApiKeyStore
+
+    if str(state_dir) not in _KEYS:
+        store = ApiKeyStore.in_state_dir(Path(state_dir))
+        try:
+            _KEYS[str(state_dir)] = store.create(name, "operator")
+        finally:
+            store.close()
+    return _KEYS[str(state_dir)][1]
+
+
+_KEYS: dict = {}
 
 
 def test_list_and_filters(state):
@@ -96,11 +117,13 @@ def test_an_import_is_audited_with_who_how_many_and_the_files_digest(state, tmp_
     out_file = tmp_path / "lessons.json"
     lessons("export", "--out", str(out_file), "--state-dir", str(state))
     # back into the deployment that decided them: every decision id is in its audit trail
-    out = lessons("import", str(out_file), "--as", "thandi", "--state-dir", str(state))
+    out = lessons("import", str(out_file), "--state-dir", str(state))
     assert out.exit_code == 0 and "imported 4 lessons (4 of them decided here" in out.output
+    thandi = _KEYS[str(state)][0].principal
+    assert out.output.strip().endswith(f"audited as {thandi}")
     audit = AuditLog(state / "audit.db")
     [entry] = list(audit.entries("lessons_import"))
-    assert entry.record == {"actor": "thandi", "count": 4, "verified": 4, "file_name": "lessons.json",
+    assert entry.record == {"actor": thandi, "count": 4, "verified": 4, "file_name": "lessons.json",
                             "file_sha256": hashlib.sha256(out_file.read_bytes()).hexdigest()}
     assert audit.verify().ok
     audit.close()
@@ -157,3 +180,24 @@ def test_a_fabricated_harm_no_longer_forces_escalation_of_a_good_reroute(tmp_pat
     cycles = run(5).split("Diagnosis:")
     reroute = next(c for c in cycles if "Proposed Action: reroute_traffic" in c)
     assert "EXECUTED" in reroute and "ESCALATED" not in reroute
+
+
+def test_an_import_needs_an_operator_key_never_a_typed_name(state, tmp_path):
+    out_file = tmp_path / "lessons.json"
+    lessons("export", "--out", str(out_file), "--state-dir", str(state))
+    typed = runner.invoke(app, ["lessons", "import", str(out_file), "--as", "thandi", "--state-dir", str(state)])
+    assert typed.exit_code == 2  # no such option: who imports is not typed
+    no_key = runner.invoke(app, ["lessons", "import", str(out_file), "--state-dir", str(state)], env={"PAYOPS_API_KEY": ""})
+    assert no_key.exit_code == 2 and "operator API key" in no_key.output
+    from payops.api.keys import ApiKeyStore
+
+    store = ApiKeyStore.in_state_dir(state)
+    _, viewer = store.create("watcher", "viewer")
+    store.close()
+    as_viewer = runner.invoke(app, ["lessons", "import", str(out_file), "--api-key", viewer, "--state-dir", str(state)])
+    assert as_viewer.exit_code == 2 and "operator API key is needed" in as_viewer.output
+    from payops.memory.audit import AuditLog
+
+    audit = AuditLog(state / "audit.db")
+    assert not list(audit.entries("lessons_import"))
+    audit.close()

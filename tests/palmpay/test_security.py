@@ -220,3 +220,22 @@ def test_the_keyring_can_live_outside_the_state_folder(tmp_path, make_service, m
     make_service(state_dir=tmp_path / "state-only")
     assert (tmp_path / "vault" / KEYRING_FILE).exists()
     assert not (tmp_path / "state-only" / KEYRING_FILE).exists()
+
+
+def test_a_rotation_a_crash_interrupted_is_finished_by_the_next_settlement_round(make_service, tmp_path, otp):
+    from payops.palmpay.settlement import run_maintenance
+
+    service = make_service(state_dir=tmp_path / "crash")
+    for i in range(3):
+        service.create_link(f"u{i}", f"tmpl-crash-rot-{i:04d}", None, f"08210000{i:02d}", "phone")
+    old_key = service._ring.active_id
+    new_key = service._ring.add_active_key()
+    with service.store.write() as tx:
+        tx.set_active_key_id(new_key)  # ... and the process died before re-encrypting a row
+    report = run_maintenance(service)
+    assert report.reencrypted == 3 and "re-encrypted 3 row(s)" in report.summary()
+    with service.store.read() as tx:
+        assert {key_id_of(ct) for row in tx.sealed_values() for ct in row[1:]} == {new_key}
+    assert old_key in service._ring.key_ids()  # kept: a backup from before the rotation stays readable
+    assert run_maintenance(service).reencrypted == 0
+    assert any(a.action == "reencrypt" for a in service.audit_log())

@@ -116,3 +116,43 @@ def test_a_newer_schema_is_refused(tmp_path):
     store.close()
     with pytest.raises(RuntimeError, match="newer than this code"):
         PalmPayStore(tmp_path / "p.db")
+
+
+def test_attestation_tables_come_from_the_migrations_not_from_first_use(tmp_path):
+    store = PalmPayStore(tmp_path / "p.db")
+    with store.read() as tx:
+        tables = {r[0] for r in tx.c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        key_state = {r[1] for r in tx.c.execute("PRAGMA table_info(key_state)")}
+    store.close()
+    assert {"palm_terminal_keys", "palm_scan_nonces"} <= tables
+    assert {"index_key_id", "otp_key_id"} <= key_state
+
+
+def test_a_database_whose_attestation_tables_were_made_on_first_use_migrates(tmp_path):
+    import sqlite3
+
+    from payops.palmpay import store as store_module
+
+    path = tmp_path / "p.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for version, statements in store_module.MIGRATIONS[:3]:
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (?, 'then')", (version,))
+    conn.execute("CREATE TABLE palm_terminal_keys (terminal_id TEXT PRIMARY KEY, public_key TEXT NOT NULL,"
+                 " fingerprint TEXT NOT NULL, registered_at DOUBLE PRECISION NOT NULL, registered_by TEXT NOT NULL,"
+                 " revoked_at DOUBLE PRECISION, revoked_by TEXT)")
+    conn.commit()
+    conn.close()
+    store = PalmPayStore(path)
+    assert store.schema_version() == SCHEMA_VERSION
+    store.close()
+
+
+def test_attestation_creates_no_tables_of_its_own():
+    import inspect
+
+    from payops.palmpay import attestation
+
+    assert "CREATE TABLE" not in inspect.getsource(attestation)

@@ -174,3 +174,27 @@ def test_palm_pay_logs_written_by_concurrent_payers_are_sealed_and_tampering_is_
         assert len(links) == 4
     finally:
         service.close()
+
+
+def test_attestation_tables_come_from_the_migrations_and_survive_a_first_use_copy(empty_pg_dsn):
+    import psycopg
+
+    from payops.storage import migrations
+
+    with psycopg.connect(empty_pg_dsn, autocommit=True) as conn:
+        for m in migrations.available():
+            if m.version < 6:
+                conn.execute(m.sql)
+        # a database whose tables attestation.py made on first use (before migration 0006)
+        conn.execute("CREATE TABLE palmpay.palm_scan_nonces (terminal_id TEXT NOT NULL, nonce TEXT NOT NULL,"
+                     " payment_id TEXT, seen_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (terminal_id, nonce))")
+        conn.execute(next(m.sql for m in migrations.available() if m.version == 6))
+        tables = {r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'palmpay'")}
+        key_state = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'palmpay'"
+            " AND table_name = 'key_state'")}
+        version = conn.execute("SELECT MAX(version) FROM palmpay.schema_version").fetchone()[0]
+    assert {"palm_terminal_keys", "palm_scan_nonces"} <= tables
+    assert {"index_key_id", "otp_key_id"} <= key_state
+    assert version == 4

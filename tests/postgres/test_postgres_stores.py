@@ -188,7 +188,7 @@ def test_checkpoints_and_approval_threads_survive_a_restart_on_postgres(pg_dsn, 
     Agent.durable(other)
     pending = other.approvals.by_status(PENDING)
     assert [a.decision_id for a in pending] == [decision_id]
-    assert resume(other, decision_id, {"approved": True, "approver": "ops-east", "note": "go"}) == APPROVED
+    assert resume(other, decision_id, {"approved": True, "approver": "operator:0000000000e1", "note": "go"}) == APPROVED
 
     third = build_services(settings)
     third.source = SimulatorSource(simulator_for("demo", 7, third.control_plane))

@@ -222,7 +222,7 @@ def test_a_tick_that_failed_mid_escalation_is_redone_and_its_approval_thread_ope
     again = run_tick(settings)  # the next tick redoes the unfinished window and pauses the thread
     assert again.state["decision_id"] == action_id and again.state["execution"]["status"] == "escalated"
     assert operator.approval_graph.get_state(thread_for(action_id)).next == ("await_decision",)
-    assert resume(operator, action_id, {"approved": True, "approver": "ops"}) == APPROVED
+    assert resume(operator, action_id, {"approved": True, "approver": "operator:0000000000a1"}) == APPROVED
     applied = [n for n in run_tick(settings).state["housekeeping"] if n.get("op") == "approved_action_applied"]
     assert [n["decision_id"] for n in applied] == [action_id]
     assert operator.approvals.get(action_id).status == APPLIED
