@@ -470,11 +470,10 @@ def learn(state: AgentState, runtime: Runtime[Context]) -> AgentState:
 
 def _source_lag(svc: AgentServices) -> int | None:
     """Messages (or rows) on the partition's log not read yet; None for sources without a lag."""
-    lag = getattr(svc.source, "lag", None)
-    if lag is None:
+    if svc.source is None:
         return None
     try:
-        return int(lag())
+        return svc.source.lag()
     except Exception:  # the log is unreachable right now: the decision is recorded without the figure
         return None
 

@@ -101,15 +101,15 @@ class Agent:
         """After a restart, a simulator continues from where the thread stopped (minus one window)."""
         previous = self.last_state().get("window_end")
         source = self.services.source
-        skip = getattr(source, "skip_to", None)
-        if previous is not None and skip is not None:
-            end = self.next_window_end()
-            assert end is not None
-            start = end - self.services.settings.window_seconds
-            if getattr(source, "ordered", True):
-                skip(start)
-            else:  # the earlier process read past its last window by the allowed lateness: so does this one
-                skip(start, float(previous) + self.services.settings.allowed_lateness_seconds)
+        if previous is None or source is None:
+            return
+        end = self.next_window_end()
+        assert end is not None
+        start = end - self.services.settings.window_seconds
+        if source.ordered:
+            source.skip_to(start)
+        else:  # the earlier process read past its last window by the allowed lateness: so does this one
+            source.skip_to(start, float(previous) + self.services.settings.allowed_lateness_seconds)
 
     def drained(self, window_end: float) -> bool:
         """After deciding the window ending at `window_end`: nothing will ever come for a later one.
@@ -128,10 +128,9 @@ class Agent:
             return None
         state = self.graph.invoke({"window_end": end}, self.config, context=Context(services=self.services), durability="exit")
         # The tick is checkpointed: a log source may now acknowledge what no open window needs.
-        commit = getattr(self.services.source, "commit", None)
-        if commit is not None:
+        if self.services.source is not None:
             settings = self.services.settings
-            commit(end + settings.tick_seconds - settings.window_seconds)
+            self.services.source.commit(end + settings.tick_seconds - settings.window_seconds)
         return TickResult(state)
 
 

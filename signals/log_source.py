@@ -89,7 +89,7 @@ class LogSource:
             if not self._fill(end_ts):
                 return concat(out)
 
-    def skip_to(self, ts: float, read_to: float | None = None) -> None:
+    def skip_to(self, ts: float, read_to: float | None = None, *, position: Any = None) -> None:
         """Resume after a restart, as `LineSource.skip_to`: read again what the earlier process had read
         (up to `read_to`, in log order) and keep only the events at or after `ts`, for the windows still
         to decide. The log hands a successor everything from its ack floor (cursor), which holds events
@@ -102,6 +102,10 @@ class LogSource:
         keep = np.flatnonzero(batch.ts >= ts)
         if len(keep):
             self._pending.appendleft(Group(batch.take(keep), -1, None, float("-inf")))
+
+    def position(self) -> dict[str, Any] | None:
+        """What a tick's checkpoint records of this source; None: nothing."""
+        return None
 
     @property
     def exhausted(self) -> bool:

@@ -12,12 +12,13 @@ import numpy as np
 
 from .batch import EventBatch, concat
 from .events import ParseReport
+from .sources import Source, SourcePosition
 
 
 class MergedSource:
     ordered = False  # a live log or a file among them: windows wait for the allowed lateness
 
-    def __init__(self, sources: Sequence[Any]) -> None:
+    def __init__(self, sources: Sequence[Source]) -> None:
         self.sources = list(sources)
         self.name = " + ".join(getattr(s, "name", type(s).__name__) for s in self.sources)
         self.report = _MergedReport([s.report for s in self.sources])  # duck-typed ParseReport
@@ -32,11 +33,17 @@ class MergedSource:
             batch = batch.take(np.argsort(batch.ts, kind="stable"))
         return batch
 
-    def skip_to(self, ts: float, read_to: float | None = None) -> None:
+    def skip_to(self, ts: float, read_to: float | None = None, *, position: SourcePosition | None = None) -> None:
         """Resume after a restart: every source re-reads what the earlier process had read from it (up to
-        `read_to`) and keeps only the events at or after `ts` (see `LineSource.skip_to`)."""
-        for s in self.sources:
-            s.skip_to(ts, read_to)
+        `read_to`) and keeps only the events at or after `ts` (see `LineSource.skip_to`), each with the
+        position the checkpoint recorded for it."""
+        positions = (position or {}).get("sources") or [None] * len(self.sources)
+        for s, p in zip(self.sources, positions):
+            s.skip_to(ts, read_to, position=p)
+
+    def position(self) -> SourcePosition | None:
+        positions = [s.position() for s in self.sources]
+        return {"sources": positions} if any(p is not None for p in positions) else None
 
     @property
     def exhausted(self) -> bool:
@@ -44,18 +51,15 @@ class MergedSource:
 
     def commit(self, next_window_start: float) -> None:
         for s in self.sources:
-            commit = getattr(s, "commit", None)
-            if commit is not None:
-                commit(next_window_start)
+            s.commit(next_window_start)
 
-    def lag(self) -> int:
-        return sum(int(s.lag()) for s in self.sources if hasattr(s, "lag"))
+    def lag(self) -> int | None:
+        lags = [lag for lag in (s.lag() for s in self.sources) if lag is not None]
+        return sum(lags) if lags else None
 
     def close(self) -> None:
         for s in self.sources:
-            close = getattr(s, "close", None)
-            if close is not None:
-                close()
+            s.close()
 
 
 class _MergedReport:
