@@ -84,7 +84,10 @@ def observe(state: AgentState, runtime: Runtime[Context]) -> AgentState:
             svc.window.note_ahead_of_clock(ahead)
     snapshot = svc.window.snapshot(window_end)
     housekeeping = _housekeeping(svc, window_end, state, snapshot)
+    # Read this tick, checkpointed with it: a successor drops what this tick counted (by stream sequence).
+    position = svc.source.position() if svc.source is not None else None
     return {
+        **({"source_position": position} if position is not None else {}),
         "window": snapshot,
         "awaiting": [cast(Awaiting, remember(cast(dict[str, Any], w), snapshot)) for w in _still_awaiting(state, svc, window_end)],
         "tick": int(state.get("tick", 0)) + 1,
@@ -459,6 +462,9 @@ def learn(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     source_lag = _source_lag(svc)
     if source_lag is not None:
         record["source"] = {"partition": svc.settings.deployment, "lag": source_lag}  # /metrics reads it
+        duplicates = getattr(svc.source, "duplicates", None)  # a log's redeliveries dropped after a restart
+        if duplicates:
+            record["source"]["duplicates"] = int(duplicates)
     svc.audit.append(state["decision_id"], "decision", now, record)
     recent = list(state.get("recent", []))
     recent.append({"decision_id": state["decision_id"], "window_end": now, "diagnosis": state["diagnosis"],

@@ -98,8 +98,11 @@ class Agent:
         return None if first is None else float(first) + tick
 
     def resume_source(self) -> None:
-        """After a restart, a simulator continues from where the thread stopped (minus one window)."""
-        previous = self.last_state().get("window_end")
+        """After a restart, the source resumes where the last checkpointed tick left it: a simulator from
+        where the thread stopped (minus one window); a log from its ack floor, dropping what that tick had
+        counted by the position its checkpoint recorded (NatsSource.skip_to)."""
+        state = self.last_state()
+        previous = state.get("window_end")
         source = self.services.source
         if previous is None or source is None:
             return
@@ -109,7 +112,8 @@ class Agent:
         if source.ordered:
             source.skip_to(start)
         else:  # the earlier process read past its last window by the allowed lateness: so does this one
-            source.skip_to(start, float(previous) + self.services.settings.allowed_lateness_seconds)
+            source.skip_to(start, float(previous) + self.services.settings.allowed_lateness_seconds,
+                           position=state.get("source_position"))
 
     def drained(self, window_end: float) -> bool:
         """After deciding the window ending at `window_end`: nothing will ever come for a later one.
