@@ -12,9 +12,11 @@ earlier one. A fetched group of messages is acknowledged only once it has been h
 window in full and no open window needs it any more: `commit(next_window_start)`, which the
 agent calls after the checkpoint of each tick. A killed worker's successor (the partition lock
 lets one worker in at a time) re-creates the consumer at the server's ack floor and reads again
-what the dead one had not acknowledged: nothing lost, and nothing counted twice, because windows
-are rebuilt from the log, not carried over; redeliveries inside one process are dropped by their
-stream sequence.
+what the dead one had not acknowledged: nothing lost. Nothing is counted twice either: each tick's
+checkpoint records how far, by stream sequence, the tick had read (`position`), and the successor
+drops the redelivered messages that position says were counted, keeping only their events the
+windows still to decide need (`_restore`); redeliveries inside one process are dropped by their
+stream sequence too.
 
 `?follow=1` waits for new messages (a live deployment); without it the source is exhausted once
 no message has come for `idle` seconds (default 1): a finished log, a cron tick, the tests.
