@@ -73,13 +73,12 @@ def observe(state: AgentState, runtime: Runtime[Context]) -> AgentState:
         # Event time: the window is decided once the stream has passed its end by the allowed
         # lateness, so events a few seconds out of order still count in it; what is read
         # beyond the end waits in the window's ring for the next window.
-        lateness = 0.0 if getattr(svc.source, "ordered", False) else svc.settings.allowed_lateness_seconds
+        lateness = 0.0 if svc.source.ordered else svc.settings.allowed_lateness_seconds
         svc.window.add(svc.source.read_until(window_end + lateness))  # columnar batch (or PaymentEvents)
         bad_count, bad_samples = svc.source.report.take_new()  # lines skipped since the last tick, with numbers
         if bad_count:
             svc.window.note_bad_lines(bad_count, bad_samples)
-        take_ahead = getattr(svc.source.report, "take_new_ahead", None)
-        ahead = take_ahead() if take_ahead is not None else 0
+        ahead = svc.source.report.take_new_ahead()
         if ahead:
             svc.window.note_ahead_of_clock(ahead)
     snapshot = svc.window.snapshot(window_end)

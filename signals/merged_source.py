@@ -6,13 +6,13 @@ stably sorted by time; acknowledgements and cursors go to each source in turn.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from .batch import EventBatch, concat
-from .events import ParseReport
-from .sources import Source, SourcePosition
+from .events import BadLine
+from .sources import Source, SourcePosition, SourceReport
 
 
 class MergedSource:
@@ -21,7 +21,7 @@ class MergedSource:
     def __init__(self, sources: Sequence[Source]) -> None:
         self.sources = list(sources)
         self.name = " + ".join(getattr(s, "name", type(s).__name__) for s in self.sources)
-        self.report = _MergedReport([s.report for s in self.sources])  # duck-typed ParseReport
+        self.report = _MergedReport([s.report for s in self.sources])  # a SourceReport
 
     def first_ts(self) -> float | None:
         firsts = [t for t in (s.first_ts() for s in self.sources) if t is not None]
@@ -37,8 +37,10 @@ class MergedSource:
         """Resume after a restart: every source re-reads what the earlier process had read from it (up to
         `read_to`) and keeps only the events at or after `ts` (see `LineSource.skip_to`), each with the
         position the checkpoint recorded for it."""
-        positions = (position or {}).get("sources") or [None] * len(self.sources)
-        for s, p in zip(self.sources, positions):
+        positions = (position or {}).get("sources") or []
+        if len(positions) != len(self.sources):  # recorded for other sources (the command line changed): by time
+            positions = [None] * len(self.sources)
+        for s, p in zip(self.sources, positions, strict=True):
             s.skip_to(ts, read_to, position=p)
 
     def position(self) -> SourcePosition | None:
@@ -65,7 +67,7 @@ class MergedSource:
 class _MergedReport:
     """Bad lines of every source, as one report (line numbers are each source's own)."""
 
-    def __init__(self, reports: list[ParseReport]) -> None:
+    def __init__(self, reports: list[SourceReport]) -> None:
         self._reports = reports
 
     @property
@@ -81,18 +83,18 @@ class _MergedReport:
         return sum(r.bad_count for r in self._reports)
 
     @property
-    def bad(self) -> list[Any]:
+    def bad(self) -> list[BadLine]:
         return [b for r in self._reports for b in r.bad]
 
     @property
     def ahead_of_clock(self) -> int:
-        return sum(getattr(r, "ahead_of_clock", 0) for r in self._reports)
+        return sum(r.ahead_of_clock for r in self._reports)
 
     def take_new_ahead(self) -> int:
-        return sum(r.take_new_ahead() for r in self._reports if hasattr(r, "take_new_ahead"))
+        return sum(r.take_new_ahead() for r in self._reports)
 
-    def take_new(self) -> tuple[int, tuple[Any, ...]]:
-        count, samples = 0, []
+    def take_new(self) -> tuple[int, tuple[BadLine, ...]]:
+        count, samples = 0, list[BadLine]()
         for r in self._reports:
             c, s = r.take_new()
             count += c

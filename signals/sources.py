@@ -29,7 +29,7 @@ from typing import IO, Any, Iterator, Protocol
 import numpy as np
 
 from .batch import EventBatch, concat
-from .events import ParseReport
+from .events import BadLine, ParseReport
 from .jsonl import JsonlParser, batch_from_range, parse_range
 from .simulator import Simulator
 
@@ -72,13 +72,46 @@ class SourceError(Exception):
 SourcePosition = dict[str, Any]  # what a tick's checkpoint records of its source (JSON; see NatsSource.position)
 
 
+class SourceReport(Protocol):
+    """What a source reports of the records it could not use (a ParseReport, or several as one)."""
+
+    @property
+    def lines(self) -> int: ...
+
+    @property
+    def accepted(self) -> int: ...
+
+    @property
+    def bad_count(self) -> int: ...
+
+    @property
+    def ahead_of_clock(self) -> int: ...
+
+    @property
+    def bad(self) -> list[BadLine]:
+        """The first rejected records kept, with their line numbers and reasons."""
+        ...
+
+    def take_new(self) -> tuple[int, tuple[BadLine, ...]]:
+        """(count, first samples) of the records rejected since the previous call."""
+        ...
+
+    def take_new_ahead(self) -> int:
+        """Events discarded as implausibly far ahead of the clock since the previous call."""
+        ...
+
+
 class Source(Protocol):
     """What the agent asks of an event source. Every source implements every member: where one means
     nothing for a source (a file has no lag and acknowledges nothing), it is a no-op or answers None,
     so the runner calls each one directly. A new source (Kafka) implements these and passes
     tests/signals/test_signals_source_contract.py."""
 
-    report: ParseReport
+    @property
+    def report(self) -> SourceReport:
+        """Records the source could not use (bad lines, events far ahead of the clock)."""
+        ...
+
     # True when events come in time order (the simulator): a window can be decided as soon
     # as the clock reaches its end, with no allowed lateness to wait for.
     ordered: bool
@@ -100,8 +133,9 @@ class Source(Protocol):
     def position(self) -> SourcePosition | None:
         """What this tick's checkpoint records so that a successor counts nothing twice; None: nothing."""
 
-    def commit(self, next_window_start: float) -> None:
-        """The tick is checkpointed: acknowledge (save a cursor for) what no window from here on needs."""
+    def commit(self, next_window_start: float) -> int | None:
+        """The tick is checkpointed: acknowledge (save a cursor for) what no window from here on needs;
+        the new ack floor (cursor), or None for a source with nothing to acknowledge."""
 
     def lag(self) -> int | None:
         """Events (messages, rows) on the log not read yet; None for a source without a log."""
