@@ -220,20 +220,21 @@ class NatsSource(LogSource):
         idle = 0.0
         while True:
             msgs = self._call(self._fetch(), FETCH_WAIT_SECONDS + CONNECT_SECONDS)
-            fresh = []
+            fresh, seqs = [], []
             for m in msgs:
-                seq = int(m.metadata.sequence.stream)
+                seq = int(m.metadata.sequence.stream)  # (metadata parses the reply subject: once a message)
                 if seq <= self._max_seq:
                     self.redelivered_dropped += 1
                     continue
                 self._max_seq = seq
                 fresh.append(m)
-            if fresh and self._resumed is not None and _seq(fresh[0]) <= self._resumed.parsed:
-                fresh = self._restore(fresh)
+                seqs.append(seq)
+            if fresh and self._resumed is not None and seqs[0] <= self._resumed.parsed:
+                fresh, seqs = self._restore(fresh, seqs)
                 if not fresh:
                     return True
             if fresh:
-                self._add_messages(fresh)
+                self._add_messages(fresh, seqs)
                 return True
             if msgs:
                 continue  # only redeliveries: fetch again
@@ -244,19 +245,19 @@ class NatsSource(LogSource):
                 self._eof = True
                 return False
 
-    def _add_messages(self, msgs: list[Any]) -> None:
+    def _add_messages(self, msgs: list[Any], seqs: list[int]) -> None:
         """One group of messages parsed in one call, with each message's events (for `position`)."""
         datas = [m.data if m.data.endswith(b"\n") or not m.data else m.data + b"\n" for m in msgs]
         bad_before = self.report.bad_count
-        group = self._add_group(b"".join(datas), _seq(msgs[-1]), msgs[-1])
+        group = self._add_group(b"".join(datas), seqs[-1], msgs[-1])
         if self.report.bad_count == bad_before:  # every line an event: a message's events are its lines
             counts = [d.count(b"\n") for d in datas]
         else:  # a bad line somewhere: count each message's events apart (rare, and it changes nothing counted)
             counts = [len(self._scratch.parse(d)) for d in datas]
-        group.seqs = np.fromiter((_seq(m) for m in msgs), dtype=np.int64, count=len(msgs))
+        group.seqs = np.asarray(seqs, dtype=np.int64)
         group.ends = np.cumsum(np.asarray(counts, dtype=np.int64))
 
-    def _restore(self, msgs: list[Any]) -> list[Any]:
+    def _restore(self, msgs: list[Any], seqs: list[int]) -> tuple[list[Any], list[int]]:
         """Messages a dead worker had read before its last checkpoint, redelivered: their counted part is dropped.
 
         A message it had handed out in full is a duplicate: its bad lines were reported and its events
@@ -265,17 +266,16 @@ class NatsSource(LogSource):
         past it they were discarded as ahead of the clock) go back to the window, as they sat in the dead
         worker's. Of the message it was cut in, the events before the cut are treated so, the rest are new.
         A message read (parsed: bad lines reported) but not handed out is new, apart from its bad lines.
-        Returns the messages read for the first time.
+        Returns the messages read for the first time (and their sequences).
         """
         rec = self._resumed
         assert rec is not None
         restored: list[EventBatch] = []
         last = None
-        for i, m in enumerate(msgs):
-            seq = _seq(m)
+        for i, (m, seq) in enumerate(zip(msgs, seqs, strict=True)):
             if seq > rec.parsed:
                 self._flush_restored(restored, last)
-                return msgs[i:]
+                return msgs[i:], seqs[i:]
             batch = self._scratch.parse(m.data if m.data.endswith(b"\n") or not m.data else m.data + b"\n")
             self._next_line_no += self._scratch.line_count
             counted = len(batch) if seq < rec.handed_seq else rec.handed_events if seq == rec.handed_seq else 0
@@ -294,7 +294,7 @@ class NatsSource(LogSource):
                 group = self._add_batch(rest, seq, m)  # (its bad lines were reported already)
                 group.seqs, group.ends, group.first_offset = np.array([seq]), np.array([len(rest)]), counted
         self._flush_restored(restored, last)
-        return []
+        return [], []
 
     def _flush_restored(self, restored: list[EventBatch], last: Any) -> None:
         """The restored events of consecutive duplicates, as one group acknowledged with the last of them."""
