@@ -73,18 +73,20 @@ def observe(state: AgentState, runtime: Runtime[Context]) -> AgentState:
         # Event time: the window is decided once the stream has passed its end by the allowed
         # lateness, so events a few seconds out of order still count in it; what is read
         # beyond the end waits in the window's ring for the next window.
-        lateness = 0.0 if getattr(svc.source, "ordered", False) else svc.settings.allowed_lateness_seconds
+        lateness = 0.0 if svc.source.ordered else svc.settings.allowed_lateness_seconds
         svc.window.add(svc.source.read_until(window_end + lateness))  # columnar batch (or PaymentEvents)
         bad_count, bad_samples = svc.source.report.take_new()  # lines skipped since the last tick, with numbers
         if bad_count:
             svc.window.note_bad_lines(bad_count, bad_samples)
-        take_ahead = getattr(svc.source.report, "take_new_ahead", None)
-        ahead = take_ahead() if take_ahead is not None else 0
+        ahead = svc.source.report.take_new_ahead()
         if ahead:
             svc.window.note_ahead_of_clock(ahead)
     snapshot = svc.window.snapshot(window_end)
     housekeeping = _housekeeping(svc, window_end, state, snapshot)
+    # Read this tick, checkpointed with it: a successor drops what this tick counted (by stream sequence).
+    position = svc.source.position() if svc.source is not None else None
     return {
+        **({"source_position": position} if position is not None else {}),
         "window": snapshot,
         "awaiting": [cast(Awaiting, remember(cast(dict[str, Any], w), snapshot)) for w in _still_awaiting(state, svc, window_end)],
         "tick": int(state.get("tick", 0)) + 1,
@@ -459,6 +461,9 @@ def learn(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     source_lag = _source_lag(svc)
     if source_lag is not None:
         record["source"] = {"partition": svc.settings.deployment, "lag": source_lag}  # /metrics reads it
+        duplicates = getattr(svc.source, "duplicates", None)  # a log's redeliveries dropped after a restart
+        if duplicates:
+            record["source"]["duplicates"] = int(duplicates)
     svc.audit.append(state["decision_id"], "decision", now, record)
     recent = list(state.get("recent", []))
     recent.append({"decision_id": state["decision_id"], "window_end": now, "diagnosis": state["diagnosis"],
@@ -470,11 +475,10 @@ def learn(state: AgentState, runtime: Runtime[Context]) -> AgentState:
 
 def _source_lag(svc: AgentServices) -> int | None:
     """Messages (or rows) on the partition's log not read yet; None for sources without a lag."""
-    lag = getattr(svc.source, "lag", None)
-    if lag is None:
+    if svc.source is None:
         return None
     try:
-        return int(lag())
+        return svc.source.lag()
     except Exception:  # the log is unreachable right now: the decision is recorded without the figure
         return None
 

@@ -98,18 +98,22 @@ class Agent:
         return None if first is None else float(first) + tick
 
     def resume_source(self) -> None:
-        """After a restart, a simulator continues from where the thread stopped (minus one window)."""
-        previous = self.last_state().get("window_end")
+        """After a restart, the source resumes where the last checkpointed tick left it: a simulator from
+        where the thread stopped (minus one window); a log from its ack floor, dropping what that tick had
+        counted by the position its checkpoint recorded (NatsSource.skip_to)."""
+        state = self.last_state()
+        previous = state.get("window_end")
         source = self.services.source
-        skip = getattr(source, "skip_to", None)
-        if previous is not None and skip is not None:
-            end = self.next_window_end()
-            assert end is not None
-            start = end - self.services.settings.window_seconds
-            if getattr(source, "ordered", False):  # unsaid: not in time order (as nodes.py and scheduling.py)
-                skip(start)
-            else:  # the earlier process read past its last window by the allowed lateness: so does this one
-                skip(start, float(previous) + self.services.settings.allowed_lateness_seconds)
+        if previous is None or source is None:
+            return
+        end = self.next_window_end()
+        assert end is not None
+        start = end - self.services.settings.window_seconds
+        if source.ordered:
+            source.skip_to(start)
+        else:  # the earlier process read past its last window by the allowed lateness: so does this one
+            source.skip_to(start, float(previous) + self.services.settings.allowed_lateness_seconds,
+                           position=state.get("source_position"))
 
     def drained(self, window_end: float) -> bool:
         """After deciding the window ending at `window_end`: nothing will ever come for a later one.
@@ -128,10 +132,9 @@ class Agent:
             return None
         state = self.graph.invoke({"window_end": end}, self.config, context=Context(services=self.services), durability="exit")
         # The tick is checkpointed: a log source may now acknowledge what no open window needs.
-        commit = getattr(self.services.source, "commit", None)
-        if commit is not None:
+        if self.services.source is not None:
             settings = self.services.settings
-            commit(end + settings.tick_seconds - settings.window_seconds)
+            self.services.source.commit(end + settings.tick_seconds - settings.window_seconds)
         return TickResult(state)
 
 

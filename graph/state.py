@@ -243,6 +243,7 @@ class TickOutput(TypedDict, total=False):
     decision_id: str
     # observe
     snapshot: SnapshotDigest  # the window's key figures
+    source_position: dict[str, Any]  # how far the tick read its log (signals.Source.position): resumes count nothing twice
     # reason / decide
     diagnosis: DiagnosisJson
     proposal: ProposalJson

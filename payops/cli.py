@@ -52,9 +52,10 @@ def _print_cycle(state: dict, settings: Settings, services: object, settle: floa
     from payops.render import render_cycle
 
     typer.echo(render_cycle(state, settings.confidence_threshold, settings.display_tz()))
-    lag = getattr(getattr(services, "source", None), "lag", None)
+    source = getattr(services, "source", None)
+    lag = source.lag() if source is not None else None
     if lag is not None:  # an event log: how far this partition's worker is behind
-        typer.echo(f"Consumer lag: {lag()} message(s) not yet read on partition '{settings.deployment}'")
+        typer.echo(f"Consumer lag: {lag} message(s) not yet read on partition '{settings.deployment}'")
     _print_notices(services, settle)
     typer.echo("")
 

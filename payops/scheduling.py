@@ -134,7 +134,7 @@ def run_tick(settings: Settings, *, source: str | Sequence[str] | None = "simula
                 return TickOutcome("idle", partition, services=services)
             # A live feed's window is complete once the allowed lateness has passed too: events
             # stamped before its end may still be on their way (the simulator's are all there).
-            lateness = 0.0 if getattr(services.source, "ordered", False) else settings.allowed_lateness_seconds
+            lateness = 0.0 if services.source is None or services.source.ordered else settings.allowed_lateness_seconds
             if end + lateness > wall_clock():
                 return TickOutcome("not_due", partition, services=services, window_end=end)
             result = agent.tick(end)
@@ -147,8 +147,7 @@ def run_tick(settings: Settings, *, source: str | Sequence[str] | None = "simula
 def close_agent(agent: Any, services: AgentServices) -> None:
     """Close what a tick opened (database connections above all: a worker loop must not leak them)."""
     things = [getattr(getattr(agent, "checkpointer", None), "conn", None), services.audit, services.approvals,
-              getattr(services.lessons.store, "conn", None), services.palm, services.control_plane,
-              getattr(services.source, "close", None) and services.source]
+              getattr(services.lessons.store, "conn", None), services.palm, services.control_plane, services.source]
     seen: set[int] = set()
     for thing in things:
         closer = getattr(thing, "close", None)

@@ -27,6 +27,24 @@ class Group:
     position: int  # the log's own position of the group's last item (stream sequence, row id); -1: none
     token: Any  # what the source needs to acknowledge it (a message), or None
     max_ts: float
+    # Per message, for a log that deduplicates by sequence (NATS): each message's sequence, and the
+    # events of the group up to the end of each (cumulative, rows of the batch as parsed). None: the
+    # group's events were handed out once already (restored after a restart) or the log has no messages.
+    seqs: np.ndarray | None = None
+    ends: np.ndarray | None = None
+    size: int = 0  # events of the batch as parsed: `size - len(batch)` of them have been handed out
+    first_offset: int = 0  # events of the first message handed out before this group (by a dead worker)
+
+    def handed_frontier(self) -> tuple[int, int] | None:
+        """(sequence, events of it handed out) of the first message not handed out in full; None: all were."""
+        if self.seqs is None or self.ends is None:
+            return None
+        taken = self.size - len(self.batch)
+        i = int(np.searchsorted(self.ends, taken, side="right"))  # messages [0, i) are handed out in full
+        if i == len(self.seqs):
+            return None
+        before = int(self.ends[i - 1]) if i else 0
+        return int(self.seqs[i]), taken - before + (self.first_offset if i == 0 else 0)
 
 
 class LogSource:
@@ -47,11 +65,16 @@ class LogSource:
     def _fill(self, end_ts: float) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _add_group(self, data: bytes, position: int, token: Any = None) -> None:
+    def _add_group(self, data: bytes, position: int, token: Any = None) -> Group:
         batch = self._parser.parse(data, self._next_line_no)
         self._next_line_no += self._parser.line_count
+        return self._add_batch(batch, position, token)
+
+    def _add_batch(self, batch: EventBatch, position: int, token: Any = None) -> Group:
         max_ts = float(batch.ts.max()) if len(batch) else float("-inf")
-        self._pending.append(Group(batch, position, token, max_ts))  # an all-bad group too: passed in log order
+        group = Group(batch, position, token, max_ts, size=len(batch))
+        self._pending.append(group)  # an all-bad group too: passed in log order
+        return group
 
     def first_ts(self) -> float | None:
         """Where the clock starts: as LineSource's (the earliest time most of the first events agree
@@ -89,7 +112,7 @@ class LogSource:
             if not self._fill(end_ts):
                 return concat(out)
 
-    def skip_to(self, ts: float, read_to: float | None = None) -> None:
+    def skip_to(self, ts: float, read_to: float | None = None, *, position: Any = None) -> None:
         """Resume after a restart, as `LineSource.skip_to`: read again what the earlier process had read
         (up to `read_to`, in log order) and keep only the events at or after `ts`, for the windows still
         to decide. The log hands a successor everything from its ack floor (cursor), which holds events
@@ -102,6 +125,10 @@ class LogSource:
         keep = np.flatnonzero(batch.ts >= ts)
         if len(keep):
             self._pending.appendleft(Group(batch.take(keep), -1, None, float("-inf")))
+
+    def position(self) -> dict[str, Any] | None:
+        """What a tick's checkpoint records of this source (see NatsSource.position); None: nothing."""
+        return None
 
     @property
     def exhausted(self) -> bool:

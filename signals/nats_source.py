@@ -12,9 +12,11 @@ earlier one. A fetched group of messages is acknowledged only once it has been h
 window in full and no open window needs it any more: `commit(next_window_start)`, which the
 agent calls after the checkpoint of each tick. A killed worker's successor (the partition lock
 lets one worker in at a time) re-creates the consumer at the server's ack floor and reads again
-what the dead one had not acknowledged: nothing lost, and nothing counted twice, because windows
-are rebuilt from the log, not carried over; redeliveries inside one process are dropped by their
-stream sequence.
+what the dead one had not acknowledged: nothing lost. Nothing is counted twice either: each tick's
+checkpoint records how far, by stream sequence, the tick had read (`position`), and the successor
+drops the redelivered messages that position says were counted, keeping only their events the
+windows still to decide need (`_restore`); redeliveries inside one process are dropped by their
+stream sequence too.
 
 `?follow=1` waits for new messages (a live deployment); without it the source is exhausted once
 no message has come for `idle` seconds (default 1): a finished log, a cron tick, the tests.
@@ -30,6 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
+
+from .batch import EventBatch, concat
+from .events import ParseReport
+from .jsonl import JsonlParser
 from .log_source import LogSource
 from .sources import SourceError
 
@@ -88,6 +95,21 @@ async def quiet_errors(exc: Exception) -> None:
     _log.debug("nats: %s", exc)
 
 
+@dataclass(frozen=True)
+class _Resumed:
+    """A dead worker's last checkpointed position (NatsSource.position), and the windows still to decide."""
+
+    handed_seq: int
+    handed_events: int
+    parsed: int
+    start: float  # the next window's start: events before it were counted (decided, or late)
+    read_to: float  # where the dead worker's last read ended
+
+
+def _seq(msg: Any) -> int:
+    return int(msg.metadata.sequence.stream)
+
+
 def consumer_name(partition: str) -> str:
     return "payops-" + re.sub(r"[^A-Za-z0-9_-]", "_", partition)
 
@@ -130,7 +152,10 @@ class NatsSource(LogSource):
         self.address = address
         self.partition = partition
         self._max_seq = 0
-        self.redelivered_dropped = 0
+        self.redelivered_dropped = 0  # delivered twice to this process (a fetch after an ack time-out)
+        self.duplicates = 0  # redelivered after a restart, already counted by the dead worker: dropped
+        self._resumed: _Resumed | None = None
+        self._scratch = JsonlParser(ParseReport())  # parses whose bad lines were reported already
         self.acked_seq = 0
         self._loop = _Loop()
         try:
@@ -195,17 +220,21 @@ class NatsSource(LogSource):
         idle = 0.0
         while True:
             msgs = self._call(self._fetch(), FETCH_WAIT_SECONDS + CONNECT_SECONDS)
-            fresh = []
+            fresh, seqs = [], []
             for m in msgs:
-                seq = int(m.metadata.sequence.stream)
+                seq = int(m.metadata.sequence.stream)  # (metadata parses the reply subject: once a message)
                 if seq <= self._max_seq:
                     self.redelivered_dropped += 1
                     continue
                 self._max_seq = seq
                 fresh.append(m)
+                seqs.append(seq)
+            if fresh and self._resumed is not None and seqs[0] <= self._resumed.parsed:
+                fresh, seqs = self._restore(fresh, seqs)
+                if not fresh:
+                    return True
             if fresh:
-                data = b"".join(m.data if m.data.endswith(b"\n") else m.data + b"\n" for m in fresh)
-                self._add_group(data, int(fresh[-1].metadata.sequence.stream), fresh[-1])
+                self._add_messages(fresh, seqs)
                 return True
             if msgs:
                 continue  # only redeliveries: fetch again
@@ -215,6 +244,89 @@ class NatsSource(LogSource):
             if not self.address.follow and idle >= self.address.idle_seconds and self.lag() == 0:
                 self._eof = True
                 return False
+
+    def _add_messages(self, msgs: list[Any], seqs: list[int]) -> None:
+        """One group of messages parsed in one call, with each message's events (for `position`)."""
+        datas = [m.data if m.data.endswith(b"\n") or not m.data else m.data + b"\n" for m in msgs]
+        bad_before = self.report.bad_count
+        group = self._add_group(b"".join(datas), seqs[-1], msgs[-1])
+        if self.report.bad_count == bad_before:  # every line an event: a message's events are its lines
+            counts = [d.count(b"\n") for d in datas]
+        else:  # a bad line somewhere: count each message's events apart (rare, and it changes nothing counted)
+            counts = [len(self._scratch.parse(d)) for d in datas]
+        group.seqs = np.asarray(seqs, dtype=np.int64)
+        group.ends = np.cumsum(np.asarray(counts, dtype=np.int64))
+
+    def _restore(self, msgs: list[Any], seqs: list[int]) -> tuple[list[Any], list[int]]:
+        """Messages a dead worker had read before its last checkpoint, redelivered: their counted part is dropped.
+
+        A message it had handed out in full is a duplicate: its bad lines were reported and its events
+        counted (in a decided window, or as late) already, so nothing of it is counted again; only its
+        events the windows still to decide need (at or after `start`, before the read bound `read_to`;
+        past it they were discarded as ahead of the clock) go back to the window, as they sat in the dead
+        worker's. Of the message it was cut in, the events before the cut are treated so, the rest are new.
+        A message read (parsed: bad lines reported) but not handed out is new, apart from its bad lines.
+        Returns the messages read for the first time (and their sequences).
+        """
+        rec = self._resumed
+        assert rec is not None
+        restored: list[EventBatch] = []
+        last = None
+        for i, (m, seq) in enumerate(zip(msgs, seqs, strict=True)):
+            if seq > rec.parsed:
+                self._flush_restored(restored, last)
+                return msgs[i:], seqs[i:]
+            batch = self._scratch.parse(m.data if m.data.endswith(b"\n") or not m.data else m.data + b"\n")
+            self._next_line_no += self._scratch.line_count
+            counted = len(batch) if seq < rec.handed_seq else rec.handed_events if seq == rec.handed_seq else 0
+            if seq < rec.handed_seq or counted:  # handed out (in part, when cut in it) before the checkpoint
+                self.duplicates += 1
+                head = batch.take(slice(0, counted))
+                keep = np.flatnonzero((head.ts >= rec.start) & (head.ts < rec.read_to))
+                restored.append(head.take(keep))
+                last = m
+            if counted < len(batch) or seq >= rec.handed_seq and not len(batch):  # never handed out: new
+                self._flush_restored(restored, last)
+                restored, last = [], None
+                rest = batch.take(slice(counted, None))
+                self.report.lines += len(rest)  # counted as read here, as a first parse would have
+                self.report.accepted += len(rest)
+                group = self._add_batch(rest, seq, m)  # (its bad lines were reported already)
+                group.seqs, group.ends, group.first_offset = np.array([seq]), np.array([len(rest)]), counted
+        self._flush_restored(restored, last)
+        return [], []
+
+    def _flush_restored(self, restored: list[EventBatch], last: Any) -> None:
+        """The restored events of consecutive duplicates, as one group acknowledged with the last of them."""
+        if last is None:
+            return
+        self._add_batch(concat(restored), _seq(last), last)
+
+    def position(self) -> dict[str, Any]:
+        """What this tick's checkpoint records, so that a successor counts nothing twice.
+
+        Messages are delivered in stream order, so what was handed out to the window is a prefix of them:
+        every message before `handed[0]` in full and the first `handed[1]` events of that one (a batch is
+        cut where the window's end falls, as a file's lines are). `parsed`: the last message read, whose bad
+        lines are reported already. `floor`: the ack floor then (everything up to it is passed).
+        """
+        handed = None
+        for group in self._pending:
+            handed = group.handed_frontier()
+            if handed is not None:
+                break
+        seq, events = handed if handed is not None else (self._max_seq + 1, 0)
+        return {"floor": self.acked_seq, "handed": [seq, events], "parsed": self._max_seq}
+
+    def skip_to(self, ts: float, read_to: float | None = None, *, position: Any = None) -> None:
+        """Resume after a restart. With the checkpoint's `position`, by stream sequence (see `_restore`);
+        without one (a checkpoint older than it), by event time as `LogSource.skip_to`."""
+        if not isinstance(position, dict) or "handed" not in position:
+            super().skip_to(ts, read_to)
+            return
+        seq, events = (int(x) for x in position["handed"])
+        self._resumed = _Resumed(seq, events, int(position.get("parsed", seq)), ts,
+                                 float("inf") if read_to is None else max(ts, read_to))
 
     # -- acknowledgement, lag ---------------------------------------------------------------
 

@@ -24,14 +24,14 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator, Protocol
+from typing import IO, Any, Iterator, Protocol
 
 import numpy as np
 
 from payops.errors import Unavailable
 
 from .batch import EventBatch, concat
-from .events import ParseReport
+from .events import BadLine, ParseReport
 from .jsonl import JsonlParser, batch_from_range, parse_range
 from .simulator import Simulator
 
@@ -71,8 +71,49 @@ class SourceError(Unavailable):
     """The source cannot be read at all (missing file, permission)."""
 
 
+SourcePosition = dict[str, Any]  # what a tick's checkpoint records of its source (JSON; see NatsSource.position)
+
+
+class SourceReport(Protocol):
+    """What a source reports of the records it could not use (a ParseReport, or several as one)."""
+
+    @property
+    def lines(self) -> int: ...
+
+    @property
+    def accepted(self) -> int: ...
+
+    @property
+    def bad_count(self) -> int: ...
+
+    @property
+    def ahead_of_clock(self) -> int: ...
+
+    @property
+    def bad(self) -> list[BadLine]:
+        """The first rejected records kept, with their line numbers and reasons."""
+        ...
+
+    def take_new(self) -> tuple[int, tuple[BadLine, ...]]:
+        """(count, first samples) of the records rejected since the previous call."""
+        ...
+
+    def take_new_ahead(self) -> int:
+        """Events discarded as implausibly far ahead of the clock since the previous call."""
+        ...
+
+
 class Source(Protocol):
-    report: ParseReport
+    """What the agent asks of an event source. Every source implements every member: where one means
+    nothing for a source (a file has no lag and acknowledges nothing), it is a no-op or answers None,
+    so the runner calls each one directly. A new source (Kafka) implements these and passes
+    tests/signals/test_signals_source_contract.py."""
+
+    @property
+    def report(self) -> SourceReport:
+        """Records the source could not use (bad lines, events far ahead of the clock)."""
+        ...
+
     # True when events come in time order (the simulator): a window can be decided as soon
     # as the clock reaches its end, with no allowed lateness to wait for.
     ordered: bool
@@ -86,6 +127,23 @@ class Source(Protocol):
     @property
     def exhausted(self) -> bool:
         """True when no event will ever come again."""
+
+    def skip_to(self, ts: float, read_to: float | None = None, *, position: SourcePosition | None = None) -> None:
+        """Resume after a restart, before the first read: the windows from `ts` on are still to decide, the
+        earlier process read up to `read_to` and its last checkpoint recorded `position()`."""
+
+    def position(self) -> SourcePosition | None:
+        """What this tick's checkpoint records so that a successor counts nothing twice; None: nothing."""
+
+    def commit(self, next_window_start: float) -> int | None:
+        """The tick is checkpointed: acknowledge (save a cursor for) what no window from here on needs;
+        the new ack floor (cursor), or None for a source with nothing to acknowledge."""
+
+    def lag(self) -> int | None:
+        """Events (messages, rows) on the log not read yet; None for a source without a log."""
+
+    def close(self) -> None:
+        """Release what the source holds (a connection, worker processes, a file)."""
 
 
 def clock_start(ts: np.ndarray, max_skew_seconds: float) -> float:
@@ -149,7 +207,7 @@ class SimulatorSource:
         self.report.accepted += len(batch)
         return batch
 
-    def skip_to(self, ts: float) -> None:
+    def skip_to(self, ts: float, read_to: float | None = None, *, position: SourcePosition | None = None) -> None:
         """Resume after a restart: the simulated clock continues where the thread stopped."""
         if ts > self.simulator.now:
             self.simulator.now = ts
@@ -157,6 +215,18 @@ class SimulatorSource:
     @property
     def exhausted(self) -> bool:
         return False
+
+    def position(self) -> None:
+        return None  # the simulator is regenerated, not re-read: nothing to record
+
+    def commit(self, next_window_start: float) -> None:
+        pass  # nothing to acknowledge
+
+    def lag(self) -> None:
+        return None  # no log to fall behind on
+
+    def close(self) -> None:
+        pass
 
 
 class LineSource:
@@ -265,7 +335,7 @@ class LineSource:
             if not self._fill():
                 return concat(out)
 
-    def skip_to(self, ts: float, read_to: float | None = None) -> None:
+    def skip_to(self, ts: float, read_to: float | None = None, *, position: SourcePosition | None = None) -> None:
         """Resume after a restart: read what an earlier process read (up to `read_to`, in file order)
         again, keeping only the events at or after `ts` (for the windows still to decide)."""
         batch = self.read_until(ts if read_to is None else max(ts, read_to))
@@ -276,6 +346,15 @@ class LineSource:
     @property
     def exhausted(self) -> bool:
         return self._eof and not self._pending
+
+    def position(self) -> None:
+        return None  # a file is read again from its start: nothing to record
+
+    def commit(self, next_window_start: float) -> None:
+        pass  # nothing to acknowledge
+
+    def lag(self) -> None:
+        return None  # a file or a pipe has no log to fall behind on
 
     def close(self) -> None:
         if self._workers is not None:

@@ -96,7 +96,9 @@ def _durable_agent(state_dir: Path, nats_url: str) -> tuple[Agent, NatsSource]:
     settings = Settings(state_dir=state_dir, deployment="replay", window_seconds=60.0, tick_seconds=60.0, webhook_url=None)
     source = open_nats(nats_url, settings.deployment)
     services = build_services(settings, source=source, control_plane=SimulatedControlPlane())
-    return Agent.durable(services), source
+    agent = Agent.durable(services)
+    agent.resume_source()  # as `payops run` does: from the position the last checkpoint recorded
+    return agent, source
 
 
 def test_a_killed_worker_hands_over_with_no_event_lost_and_none_counted_twice(nats_url: str, incident_file: Path,
@@ -129,6 +131,11 @@ def test_a_killed_worker_hands_over_with_no_event_lost_and_none_counted_twice(na
         return d["window_end"], d["category"], d["action"]["tool"], d["action"]["target"], d["executed"]
 
     assert [core(x) for x in got] == [core(x) for x in expected]
+    assert second_source.duplicates > 0  # what the first worker had counted came again, and was dropped
+    # The figures each window's evidence quotes (failures out of attempts, shares, latency) are replay's:
+    # nothing lost, nothing counted twice. (The plane differs: simulated here, shadow in replay.)
+    evidence = [orjson.loads(x)["action"]["args"].get("evidence") for x in got]
+    assert evidence == [orjson.loads(x)["action"]["args"].get("evidence") for x in expected]
 
 
 def test_a_bad_address_or_a_missing_stream_is_one_line(nats_url: str) -> None:
@@ -239,4 +246,92 @@ def test_a_worker_process_killed_with_sigkill_mid_stream_hands_over_with_no_even
         got, wanted = {**record["snapshot"], "bad_lines": 0}, {**want["snapshot"], "bad_lines": 0}
         assert sorted(got.pop("top_errors").values()) == sorted(wanted.pop("top_errors").values()), end
         assert got == wanted, end
-    assert sum(rec["snapshot"]["bad_lines"] for _, rec in latest.values()) >= 1  # the bad line was reported
+    # The bad line was reported once: a redelivered message the dead worker had read is not parsed for
+    # bad lines again (its position is in the checkpoint).
+    assert sum(rec["snapshot"]["bad_lines"] for _, rec in latest.values()) == 1
+    # The successor was handed again what the dead worker had counted (unacknowledged: a window still held
+    # it) and dropped it as duplicates, reported with the decision.
+    assert any((rec.get("source") or {}).get("duplicates") for _, rec in latest.values())
+
+
+# -- redeliveries after a restart, deduplicated by stream sequence ------------------------------------------
+
+DEDUPE_TIMES = [100.0, 112.0, 108.0, 125.0, 131.0, 160.0, 158.0, 175.0, 190.0, 230.0]
+
+
+def _publish_times(nats_url: str, tmp_path: Path, batch_bytes: int) -> None:
+    lines = [orjson.dumps({"ts": t, "payment_id": f"p{t}", "method": "card", "route": "psp_a", "bank": "FNB",
+                           "issuer": "VISA", "status": "success", "error_code": None, "latency_ms": 200.0})
+             for t in DEDUPE_TIMES]
+    lines.insert(4, b"{not json")  # a bad line among what the dead worker read
+    path = tmp_path / "times.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    address = parse_nats_url(nats_url, "replay")
+    publish_file(address, path, address.subject, batch_bytes=batch_bytes)
+
+
+def _dead_worker_position(nats_url: str) -> dict:
+    """A worker that decided the window ending at 160 (read on to 170, the allowed lateness), checkpointed
+    what it had read, read on for the next window and died: nothing acknowledged past what the windows needed."""
+    dead = open_nats(nats_url, "replay")
+    assert dead.first_ts() == 100.0
+    assert list(dead.read_until(170.0).ts) == [100.0, 112.0, 108.0, 125.0, 131.0, 160.0, 158.0]
+    position = dead.position()  # what the tick's checkpoint records
+    dead.commit(160.0)
+    assert list(dead.read_until(230.0).ts) == [175.0, 190.0]  # the next tick's read: never checkpointed
+    assert dead.report.bad_count == 1
+    dead.close()
+    return position
+
+
+@pytest.mark.parametrize("batch_bytes", [0, 1 << 20], ids=["one-event-per-message", "one-batch-message"])
+def test_a_redelivered_message_already_counted_is_dropped_as_a_duplicate_after_a_restart(
+        nats_url: str, tmp_path: Path, batch_bytes: int) -> None:
+    _publish_times(nats_url, tmp_path, batch_bytes)
+    position = _dead_worker_position(nats_url)
+    successor = open_nats(nats_url, "replay")
+    successor.skip_to(160.0, 170.0, position=position)
+    # 160 sat in the window still open at the kill (read within the allowed lateness): counted once, now.
+    # 175 and 190 the dead worker read in a tick it never checkpointed: counted, once. 158, late but in
+    # time for the window ending at 160, was counted there, and is not again; nor is anything before it.
+    assert list(successor.read_until(230.0).ts) == [160.0, 175.0, 190.0]
+    assert list(successor.read_until(1e12).ts) == [230.0]
+    assert successor.duplicates >= 1  # per message: eight single-event ones, or the one batch cut at 175
+    assert successor.report.bad_count == 0  # the bad line was reported by the dead worker: not again
+    successor.close()
+
+
+def test_a_batch_cut_by_the_window_is_counted_in_part_by_the_dead_worker_and_the_rest_by_its_successor(
+        nats_url: str, tmp_path: Path) -> None:
+    _publish_times(nats_url, tmp_path, 1 << 20)
+    position = _dead_worker_position(nats_url)
+    assert position["handed"] == [1, 7]  # the one message, its first 7 events handed out to the window
+    successor = open_nats(nats_url, "replay")
+    successor.skip_to(160.0, 170.0, position=position)
+    got = list(successor.read_until(1e12).ts)
+    assert got == [160.0, 175.0, 190.0, 230.0]
+    assert successor.duplicates == 1
+    successor.close()
+
+
+def test_without_a_recorded_position_the_successor_resumes_by_time_and_reports_the_bad_line_again(
+        nats_url: str, tmp_path: Path) -> None:
+    """A checkpoint written before positions were recorded: events still come once, by event time."""
+    _publish_times(nats_url, tmp_path, 0)
+    _dead_worker_position(nats_url)
+    successor = open_nats(nats_url, "replay")
+    successor.skip_to(160.0, 170.0)
+    assert list(successor.read_until(230.0).ts) == [160.0, 175.0, 190.0]
+    assert successor.duplicates == 0 and successor.report.bad_count == 1
+    successor.close()
+
+
+def test_a_successor_that_dies_too_records_the_cut_inside_the_batch_its_predecessor_left(
+        nats_url: str, tmp_path: Path) -> None:
+    _publish_times(nats_url, tmp_path, 1 << 20)
+    position = _dead_worker_position(nats_url)
+    second = open_nats(nats_url, "replay")
+    second.skip_to(160.0, 170.0, position=position)
+    assert list(second.read_until(200.0).ts) == [160.0, 175.0, 190.0]
+    assert second.position()["handed"] == [1, 9]  # 7 handed out by the first worker, 2 new ones by this one
+    second.close()
