@@ -19,7 +19,7 @@ class Finding:
     summary: str
     evidence: tuple[str, ...]
     alternatives: tuple[str, ...]
-    # route, issuer, issuer_route, system, terminal, latency, retry, routing, user, security, method, segment, healthy,
+    # route, issuer, issuer_route, scheme, scheme_route, system, terminal, latency, retry, routing, user, security, method, segment, healthy,
     # and from patterns.py: card_testing, volume, no_data, anomaly
     kind: str
     pooled_windows: int = 1

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from payops.models import Category, Diagnosis
-from payops.signals.baseline import BASELINE_ALPHA, BASELINE_MIN_WINDOWS, binomial_z
+from payops.signals.baseline import BASELINE_MIN_WINDOWS, binomial_z
 from payops.signals.window import SEGMENT_PAIRS, SegmentStats, WindowSnapshot
 
 from .base import Decision, ReasoningContext
@@ -31,10 +31,11 @@ from .evidence import (
 )
 from .findings import DIMENSION_PREFERENCE, Finding
 from .patterns import card_testing, no_data, unexplained, volume_drop
+from .reference import prepared
 from .selection import HOLD_NOTE, alternative_routes, choose_action, route_health, segment_methods
 
 __all__ = [
-    "RuleReasoner", "Finding", "route_health", "segment_methods", "alternative_routes", "choose_action",
+    "RuleReasoner", "Finding", "prepared", "route_health", "segment_methods", "alternative_routes", "choose_action",
     "USER_CODES", "ISSUER_CODES", "NETWORK_CODES", "CONFIG_CODES", "SECURITY_CODES", "FAMILIES",
 ]
 
@@ -42,10 +43,6 @@ PAIRED_DIMENSIONS = frozenset(d for pair in SEGMENT_PAIRS for d in pair)
 # A segment of an unpaired dimension (merchant, region, terminal) cannot be explained away
 # against routes and banks, so it must fit this many times better than the best one that can.
 UNPAIRED_MARGIN = 1.5
-# Prior weight, in attempts, of the platform's failure rate behind a segment's reference
-# (see `prepared`): a terminal with 300 attempts of history is pulled halfway to it.
-SHRINK_ATTEMPTS = 300
-BASELINE_MEMORY_WINDOWS = round(1.0 / BASELINE_ALPHA)  # windows an EWMA baseline effectively remembers
 # Two segments whose scan statistics differ by less than this share describe the same
 # traffic under two names (route=X and method=card,route=X when X carries only card).
 TIE_TOLERANCE = 0.02
@@ -179,31 +176,6 @@ def _first_window(context: ReasoningContext) -> bool:
 
 def _clip(x: float) -> float:
     return max(0.0, min(1.0, x))
-
-
-def prepared(snapshot: WindowSnapshot, context: ReasoningContext) -> WindowSnapshot:
-    """The snapshot with young or thin references shrunk toward the platform's.
-
-    A segment's baseline rests on its attempts per window times the windows seen
-    (at most the EWMA's memory). Early in a run, or for a small segment, that is a
-    few hundred attempts, and such baselines come out biased (a terminal at 0% after
-    five minutes, palm at half its real decline rate), which reads noise as an
-    incident. The platform's own reference is the prior, worth SHRINK_ATTEMPTS
-    attempts; segments compared with their peers (no trusted baseline) are left alone.
-    """
-    total = snapshot.total
-    reference = total.expected_failure_rate
-    depth = max(1, min(len(context.history), BASELINE_MEMORY_WINDOWS))
-    adjusted = []
-    for seg in snapshot.segments:
-        if not judged_on_own_history(seg) or seg.baseline_volume is None:
-            adjusted.append(seg)
-            continue
-        weight = seg.baseline_volume * depth
-        p = (weight * seg.expected_failure_rate + SHRINK_ATTEMPTS * reference) / (weight + SHRINK_ATTEMPTS)
-        adjusted.append(replace(seg, expected_failure_rate=p, baseline_failure_rate=p, excess_failures=seg.failures - seg.attempts * p,
-                                z=binomial_z(seg.failures, seg.attempts, p)))
-    return WindowSnapshot(snapshot.window_start, snapshot.window_end, total, tuple(adjusted), snapshot.quality, snapshot.vocab_sizes)
 
 
 class RuleReasoner:
@@ -652,10 +624,18 @@ class RuleReasoner:
         elif "terminal_id" in dims:
             category, kind = Category.NETWORK, "terminal"
             summary = f"Device fault at {seg.key} ({dominant})."
-        elif "bank" in dims or ("issuer" in dims and not dims & {"method", "merchant_id", "region"}):
+        elif "bank" in dims:
             both = "route" in dims
             category, kind = Category.ISSUER, "issuer_route" if both else "issuer"
             summary = f"Issuer degradation: {seg.key} failing ({dominant})" + (" on this route only." if both else " across routes.")
+        elif "issuer" in dims and not dims & {"method", "merchant_id", "region"}:
+            # The event field `issuer` holds the card scheme or rail (CONTRACT.md §1), not the payer's bank:
+            # a scheme failing across banks is its network; on one acquirer only, the link between them.
+            both = "route" in dims
+            category, kind = Category.NETWORK, "scheme_route" if both else "scheme"
+            summary = (f"Scheme/acquirer link failure: {seg.key} failing ({dominant}) on this route only; "
+                       "the scheme works through other routes." if both
+                       else f"Card scheme or rail failure: {seg.key} failing ({dominant}) across banks and routes.")
         elif "route" in dims:
             category, kind = Category.NETWORK, "route"
             summary = f"Route/processor failure on {seg.key} across banks ({dominant})."

@@ -63,7 +63,7 @@ REROUTE_CAPACITY_FACTOR = 1.0
 # may move on its own), and when still none helps, ops are paged again as critical, saying how
 # long it has lasted. Suppressing a path that still carries successes is not such a mitigation:
 # in the closed loop it cost more payments than it saved (issuer outages at 60%: -5..-235).
-REVIEWED_KINDS = frozenset({"issuer", "issuer_route", "route", "latency", "routing", "segment", "method", "system",
+REVIEWED_KINDS = frozenset({"issuer", "issuer_route", "scheme", "scheme_route", "route", "latency", "routing", "segment", "method", "system",
                             "security", "terminal", "card_testing", "volume"})
 
 
@@ -301,12 +301,14 @@ def _mitigation(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContex
                    else "take the faulty device's path out; customers are offered another method")
             return propose("suppress_path", why, fallback=fallback, ttl_seconds=ttl)
         return alert("critical", "security incident beyond one device needs investigation")
-    if f.kind == "issuer":
+    if f.kind in ("issuer", "scheme"):
+        what = "issuer" if f.kind == "issuer" else "scheme"
         if seg is not None and seg.failure_rate >= SUPPRESS_ISSUER_MIN_FAILURE_RATE:
-            return propose("suppress_path", "almost nothing gets through this issuer on any route; stop the futile waits",
+            return propose("suppress_path", f"almost nothing gets through this {what} on any route; stop the futile waits",
                            fallback=None, ttl_seconds=ttl)
-        return alert("warning", "issuer degraded on every route: rerouting cannot help and suppressing would drop its remaining successes")
-    if f.kind in ("route", "issuer_route", "routing", "latency"):
+        return alert("warning" if f.kind == "issuer" else "critical",
+                     f"{what} degraded on every route: rerouting cannot help and suppressing would drop its remaining successes")
+    if f.kind in ("route", "issuer_route", "scheme_route", "routing", "latency"):
         routes = alternative_routes(snapshot, target, z)
         if routes:
             # A wrongly routed method never comes back to the route on its own: no probe there.
