@@ -21,13 +21,13 @@ from dataclasses import dataclass, replace
 
 from payops.models import Category, Diagnosis
 from payops.signals.baseline import BASELINE_MIN_WINDOWS, binomial_z
-from payops.signals.window import SEGMENT_PAIRS, SegmentStats, WindowSnapshot
+from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import Decision, ReasoningContext
 from .evidence import (
     CONFIG_CODES, DEVICE_CODES, FAMILIES, ISSUER_CODES, NETWORK_CODES, SECURITY_CODES, UNKNOWN,
     USER_CODES, Rest, background_mix, code_burst_z, code_count, contains, device_burst_codes, describe, error_mix, excess_by_family, family_counts, first_attempts, llr, pct,
-    judged_on_own_history, pool, repeat_retries, rest_of, retryable_failures, shares,
+    judged_on_own_history, nested, pool, repeat_retries, PAIRED_DIMENSIONS, rest_of, retryable_failures, shares,
 )
 from .findings import DIMENSION_PREFERENCE, Finding
 from .patterns import card_testing, no_data, unexplained, volume_drop
@@ -39,13 +39,14 @@ __all__ = [
     "USER_CODES", "ISSUER_CODES", "NETWORK_CODES", "CONFIG_CODES", "SECURITY_CODES", "FAMILIES",
 ]
 
-PAIRED_DIMENSIONS = frozenset(d for pair in SEGMENT_PAIRS for d in pair)
 # A segment of an unpaired dimension (merchant, region, terminal) cannot be explained away
 # against routes and banks, so it must fit this many times better than the best one that can.
 UNPAIRED_MARGIN = 1.5
 # Two segments whose scan statistics differ by less than this share describe the same
 # traffic under two names (route=X and method=card,route=X when X carries only card).
 TIE_TOLERANCE = 0.02
+# Share of a segment's failures that are ROUTE_NOT_SUPPORTED for it to be a misroute (named method x route).
+MISROUTE_SHARE = 0.5
 # Explaining away upwards: the rest of a broader segment failing at this share of the
 # blamed segment's rate is the same fault spreading wider, not a second one.
 SAME_FAULT_RATE_SHARE = 0.5
@@ -155,21 +156,6 @@ def _cold(seg: SegmentStats, context: ReasoningContext) -> bool:
     return seg.baseline_failure_rate is not None and not judged_on_own_history(seg)
 
 
-def nested(inner: SegmentStats, outer: SegmentStats) -> bool:
-    """`inner` plausibly lies inside `outer` though no pair segment says so.
-
-    Only for dimensions the window never pairs (a terminal, a merchant, a region):
-    a terminal's payments all travel one route, but there is no terminal x route
-    segment. Consistent containment: fewer attempts and, code by code, no more
-    failures than the outer segment.
-    """
-    if len(inner.dims) != 1 or inner.dims[0][0] in PAIRED_DIMENSIONS or not outer.dims or set(outer.dims) & set(inner.dims):
-        return False
-    if inner.attempts > outer.attempts or inner.failures > outer.failures:
-        return False
-    return all(outer.errors.get(code, 0) >= count for code, count in inner.errors.items())
-
-
 def _first_window(context: ReasoningContext) -> bool:
     return context.previous is None or context.previous.category is Category.HEALTHY
 
@@ -265,7 +251,11 @@ class RuleReasoner:
             seg = chosen.seg
             ties += [Scored(s, chosen.fit) for s in snapshot.segments
                      if (contains(s, seg) or contains(seg, s)) and s.attempts == seg.attempts and s.failures == seg.failures]
-        return min(ties, key=lambda c: (len(c.seg.dims), _dimension_rank(c.seg), c.seg.attempts, c.seg.key))
+        # A method rejected by the route it was sent to is acted on as that pair (the misroute to undo),
+        # even when all of the method went there and method=X alone names the same traffic.
+        misrouted = chosen.seg.error_share("ROUTE_NOT_SUPPORTED") >= MISROUTE_SHARE
+        return min(ties, key=lambda c: (not (misrouted and "route" in c.seg.target), len(c.seg.dims), _dimension_rank(c.seg),
+                                        c.seg.attempts, c.seg.key))
 
     @staticmethod
     def _verifiable_first(ranked: list[Scored]) -> Scored:

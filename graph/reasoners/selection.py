@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 # An absolute margin, not a significance test: at thousands of attempts a route a point
 # above a young baseline is "significant" yet a perfectly good destination.
 HEALTHY_MARGIN = 0.05
+# A misrouted method goes back to a route that carried it within this many recent windows (former_routes).
+FORMER_ROUTE_WINDOWS = 5
 # A reroute leaves this share of the segment on its path as a probe: the agent can then
 # see the cause clear and recommend the rollback, at the price of a few failures.
 PROBE_PERCENT = 5.0
@@ -101,6 +103,33 @@ def alternative_routes(snapshot: WindowSnapshot, target: dict[str, str], signifi
         out[route] = float(seg.attempts if seg else 1)
     total = sum(out.values())
     return {r: round(w / total, 3) for r, w in out.items()} if total else {}
+
+
+def former_routes(snapshot: WindowSnapshot, target: dict[str, str], history: tuple[WindowSnapshot, ...],
+                  min_attempts: int) -> dict[str, float]:
+    """Where a misrouted method came from: routes that carried it successfully in the recent windows,
+    healthy then and not failing now, weighted by what they carried. A method sent to a route that
+    rejects it leaves its own route empty, so that route is absent from this window's health; an
+    operator sends the method back where it worked a minute ago."""
+    method, avoid = target.get("method"), target.get("route")
+    if not method or not avoid:
+        return {}
+    out: dict[str, float] = {}
+    for h in reversed(history[-FORMER_ROUTE_WINDOWS:]):
+        if h.window_end >= snapshot.window_end:
+            continue
+        for p in h.by_dimension("method", "route"):
+            route = p.target["route"]
+            if p.target["method"] != method or route == avoid or route in out or p.successes == 0:
+                continue
+            then, now = h.segment(route=route), snapshot.segment(route=route)
+            # (what little still reaches it now is judged only when there is enough of it to judge)
+            if any(s is not None and s.attempts >= (1 if s is then else min_attempts) and wilson_lower_bound(s.failures, s.attempts) > s.expected_failure_rate + HEALTHY_MARGIN
+                   for s in (then, now)):
+                continue
+            out[route] = float(p.attempts)
+    total = sum(out.values())
+    return {r: round(w / total, 3) for r, w in sorted(out.items())} if total else {}
 
 
 def fallback_method(snapshot: WindowSnapshot, seg: SegmentStats | None, significance_z: float) -> str | None:
@@ -310,6 +339,8 @@ def _mitigation(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContex
                      f"{what} degraded on every route: rerouting cannot help and suppressing would drop its remaining successes")
     if f.kind in ("route", "issuer_route", "scheme_route", "routing", "latency"):
         routes = alternative_routes(snapshot, target, z)
+        if not routes and f.kind == "routing":
+            routes = former_routes(snapshot, target, context.history, t.min_segment_attempts)
         if routes:
             # A wrongly routed method never comes back to the route on its own: no probe there.
             percent = 100.0 if f.kind == "routing" else 100.0 - PROBE_PERCENT

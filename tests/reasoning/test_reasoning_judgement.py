@@ -222,3 +222,51 @@ def test_a_device_fault_is_not_held_although_a_terminal_never_reaches_the_strong
     assert decision.proposal.tool == "suppress_path" and "terminal_id" in decision.proposal.target
     assert not any(n.startswith("hold:") for n in decision.notes)
     assert decision.diagnosis.confidence > HOLD_CONFIDENCE
+
+
+# -- references, schemes, misrouting (issue 14, held-out misses) -------------------------
+
+def _misroute_wallet(from_minute: int):  # type: ignore[no-untyped-def]
+    def tweak(events, i, rng):  # type: ignore[no-untyped-def]
+        if i < from_minute:
+            return events
+        return [e.__class__(**{**{f: getattr(e, f) for f in e.__slots__}, "route": "acq one", "status": "failure",
+                               "error_code": "ROUTE_NOT_SUPPORTED"}) if e.method == "wallet" else e for e in events]
+    return tweak
+
+
+def test_a_method_misrouted_to_a_route_that_rejects_it_is_sent_back_where_it_worked_a_minute_ago() -> None:
+    run = play(7, _misroute_wallet(5))
+    d, p = run.decisions[6].diagnosis, run.decisions[6].proposal
+    assert (d.category, d.target) == (Category.CONFIG, {"method": "wallet", "route": "acq one"}), d.summary
+    assert p.tool == "reroute_traffic" and p.args["to_routes"] == {WALLET_ROUTE: 1.0}, p
+
+
+def _card_declines_more(extra: float):  # type: ignore[no-untyped-def]
+    return fail(lambda e: e.method == "card" and e.status == "success", extra, {"INSUFFICIENT_FUNDS": 0.6, "DO_NOT_HONOR": 0.4}, 0)
+
+
+def test_a_segment_that_always_fails_more_than_its_peers_is_judged_on_its_own_record_and_stays_healthy() -> None:
+    run = play(9, _card_declines_more(0.08))
+    assert all(d.diagnosis.category is Category.HEALTHY for d in run.decisions[3:]), [d.diagnosis.summary for d in run.decisions]
+
+
+def test_a_card_scheme_failing_across_banks_and_routes_is_a_network_fault_of_the_scheme_not_of_card() -> None:
+    run = play(7, chain(_card_declines_more(0.08), fail(lambda e: e.issuer == "VISA", 0.5, TIMEOUTS, 5)))
+    d, p = run.decisions[5].diagnosis, run.decisions[5].proposal
+    assert (d.category, d.target) == (Category.NETWORK, {"issuer": "VISA"}), d.summary
+    assert p.tool in ("alert_ops", "suppress_path") and p.target == {"issuer": "VISA"}
+
+
+def _regions(events, i, rng):  # type: ignore[no-untyped-def]
+    """Every payment gets its merchant's region; 'north' holds shops 0-3."""
+    return [e.__class__(**{**{f: getattr(e, f) for f in e.__slots__},
+                           "region": "north" if e.merchant_id in ("shop 0", "shop 1", "shop 2", "shop 3") else "south"})
+            for e in events]
+
+
+def test_card_testing_is_blamed_on_the_merchant_inside_the_region_that_carries_it() -> None:
+    run = play(7, chain(card_testing("shop 3", 5), _regions))
+    d, p = run.decisions[5].diagnosis, run.decisions[5].proposal
+    assert (d.category, d.target) == (Category.SECURITY, {"merchant_id": "shop 3"}), d.summary
+    assert (p.tool, p.target) == ("suppress_path", {"merchant_id": "shop 3"})
