@@ -96,7 +96,10 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
     # The most specific place that carries most of the attack: a merchant inside the region or the
     # acquirer that scores best is where the tester sits, and the path to stop (the broader segment
     # only holds the merchant's traffic plus healthy neighbours).
-    inner = [f for f in found if f[1] is not seg and (contains(seg, f[1]) or nested(f[1], seg)) and f[2] >= ATTACK_DESCEND_SHARE * enum]
+    # Only on the small charges themselves: a burst of volume alone (no amounts) is weaker evidence,
+    # and a merchant's own billing run looks like it, so it does not earn the narrower, suppressible name.
+    inner = [f for f in found if f[1] is not seg and (contains(seg, f[1]) or nested(f[1], seg)) and f[2] >= ATTACK_DESCEND_SHARE * enum
+             and f[1].low_amount_failures >= LOW_AMOUNT_SHARE * f[2]]
     if inner:
         fit, seg, enum, how = min(inner, key=lambda f: (f[1].attempts, f[1].key))
     conf = 0.75 + 0.1 * min(1.0, enum / (3.0 * t.min_excess_failures)) + 0.05 * (seg.z >= 2 * t.significance_z)
