@@ -283,6 +283,9 @@ def plan() -> list[SimSpec]:
         SimSpec("route_outage_card_declines-174", "route_outage", 174, 1200, difficulty="hard", tags=("reference", "confounder"),
                 edit=card_declines_more(), edits=("8% of card's successful attempts turned into declines in every minute "
                                                   "(card declines more than the rails, as its normal)",)),
+        SimSpec("route_ramp_card_declines-175", "route_ramp", 175, 1000, difficulty="hard", tags=("reference", "ramp", "confounder"),
+                edit=card_declines_more(), edits=("8% of card's successful attempts turned into declines in every minute "
+                                                  "(card declines more than the rails, as its normal)",)),
     ]
     return specs
 

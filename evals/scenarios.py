@@ -138,6 +138,16 @@ def _scheme_route_link(net: NetworkConfig, s: float, e: float, p: Mapping[str, A
                     expectations=(Expectation("network", {"issuer": scheme, "route": route}, ("reroute_traffic", "suppress_path"), s, e),))
 
 
+def _route_ramp(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
+    route = _card_routes(net)[0]
+    steps = tuple(p.get("steps", (0.12, 0.25, 0.4, 0.55)))
+    span = (e - s) / len(steps)
+    return Scenario("route_ramp", f"Route {route} degrades step by step ({', '.join(f'{r:.0%}' for r in steps)} of its attempts fail).",
+                    faults=tuple(Fault({"route": route}, s + i * span, s + (i + 1) * span, rate, {"GATEWAY_TIMEOUT": 0.6, "NETWORK_ERROR": 0.4})
+                                 for i, rate in enumerate(steps)),
+                    expectations=(Expectation("network", {"route": route}, ("reroute_traffic", "suppress_path"), s, e),))
+
+
 def _compound(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
     bank = _ranked(net.banks)[1]
     return Scenario("compound", f"Month-end declines everywhere while issuer {bank} is down: the operational fault is the issuer.",
@@ -163,6 +173,7 @@ CONFOUNDERS: dict[str, Callable[[NetworkConfig, float, float, Mapping[str, Any]]
     "shared_route_outage": _shared_route_outage,
     "scheme_outage": _scheme_outage,
     "scheme_route_link": _scheme_route_link,
+    "route_ramp": _route_ramp,
     # no-fault controls
     "noisy_healthy": _quiet("noisy_healthy", "High but steady background noise and declines; nothing changes."),
     "tiny_bank": _quiet("tiny_bank", "Low volume with a tiny bank whose few failures look alarming in percent."),

@@ -47,8 +47,8 @@ UNPAIRED_MARGIN = 1.5
 TIE_TOLERANCE = 0.02
 # Share of a segment's failures that are ROUTE_NOT_SUPPORTED for it to be a misroute (named method x route).
 MISROUTE_SHARE = 0.5
-# Explaining away upwards: the rest of a broader segment failing at this share of the
-# blamed segment's rate is the same fault spreading wider, not a second one.
+# Explaining away upwards: the rest of a broader segment rising above its reference by this share of
+# the blamed segment's rise is the same fault spreading wider, not a second one (see _rises_less).
 SAME_FAULT_RATE_SHARE = 0.5
 # Explaining away downwards: a narrower segment takes the blame only when the rest of the
 # blamed one is plainly normal (below this z), not merely short of the significance bar.
@@ -154,6 +154,15 @@ def _cold(seg: SegmentStats, context: ReasoningContext) -> bool:
     if len(context.history) < BASELINE_MIN_WINDOWS:
         return True
     return seg.baseline_failure_rate is not None and not judged_on_own_history(seg)
+
+
+def _rises_less(rest: Rest, part: SegmentStats) -> bool:
+    """The rest of a broader segment rises above its reference by well under what the part does
+    (SAME_FAULT_RATE_SHARE of the part's rise): the part concentrates the trouble. Rises, not raw
+    rates: a segment that normally declines 9% fails 13% beside a part at 22% — a third of the rise,
+    though two thirds of the rate. The test that climbs (the same fault spreading) is its negation,
+    so descending and climbing cannot undo each other."""
+    return rest.failure_rate - rest.expected_rate < SAME_FAULT_RATE_SHARE * (part.failure_rate - part.expected_failure_rate)
 
 
 def _first_window(context: ReasoningContext) -> bool:
@@ -291,10 +300,10 @@ class RuleReasoner:
         return chosen
 
     @staticmethod
-    def _rest_fails(rest: Rest, rate: float, context: ReasoningContext, z_bar: float | None = None) -> bool:
+    def _rest_fails(rest: Rest, seg: SegmentStats, context: ReasoningContext, z_bar: float | None = None) -> bool:
         t = context.thresholds
         return (rest.attempts >= t.min_segment_attempts and rest.excess >= t.min_excess_failures / 2.0
-                and rest.z >= (t.significance_z if z_bar is None else z_bar) and rest.failure_rate >= SAME_FAULT_RATE_SHARE * rate)
+                and rest.z >= (t.significance_z if z_bar is None else z_bar) and not _rises_less(rest, seg))
 
     def _descend(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
                  snapshot: WindowSnapshot | None) -> Scored | None:
@@ -314,10 +323,16 @@ class RuleReasoner:
         # Nearly as good a fit, and the rest is not the same fault spreading (it fails at well under
         # the part's rate): the part concentrates the trouble and is the one to act on.
         concentrated = [c for c in inside if c.fit >= (1.0 - NEAR_TIE) * chosen.fit
-                        and (r := rest_of(chosen.seg, c.seg)).failure_rate < SAME_FAULT_RATE_SHARE * c.seg.failure_rate
+                        and _rises_less(rest_of(chosen.seg, c.seg), c.seg)
                         and r.z < t.significance_z]
+        # Either way a rest with traffic enough to judge must plainly fail less than the part (REST_CLEAN_Z
+        # below the part's rate): one too close to tell apart says nothing against the broader name, the
+        # common cause an operator acts on (a route whose second scheme is thin). A rest of a handful of
+        # attempts is the part's own traffic under the broader name: the part is named.
         found = [c for c in clean + concentrated
-                 if not self._parent_explains(chosen.seg, c, t.min_excess_failures)]  # early attribution keeps the parent
+                 if ((r := rest_of(chosen.seg, c.seg)).attempts < t.min_segment_attempts
+                     or binomial_z(r.failures, r.attempts, c.seg.failure_rate) <= -REST_CLEAN_Z)
+                 and not self._parent_explains(chosen.seg, c, t.min_excess_failures)]  # early attribution keeps the parent
         return self._verifiable_first(found) if found else None
 
     def _climb(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
@@ -336,7 +351,14 @@ class RuleReasoner:
             pool_ += [Scored(p, llr(p)) for p in (snapshot.total, *snapshot.segments)
                       if p.key not in known and (contains(p, seg) or nested(seg, p))]
         wider = [c for c in pool_ if (contains(c.seg, seg) or nested(seg, c.seg))
-                 and self._rest_fails(rest_of(c.seg, seg), seg.failure_rate, context, z_bar)]
+                 and self._rest_fails(rest_of(c.seg, seg), seg, context, z_bar)]
+        if not wider:
+            # The parent fits about as well and the rest of it cannot be told apart from the part (it rises
+            # too, and does not plainly fail less): nothing supports the narrower name over the common cause.
+            wider = [c for c in pool_ if contains(c.seg, seg) and len(c.seg.dims) == len(seg.dims) - 1 and c.seg.dims
+                     and c.fit >= (1.0 - NEAR_TIE) * chosen.fit and (r := rest_of(c.seg, seg)).excess > 0
+                     and r.attempts >= context.thresholds.min_segment_attempts
+                     and binomial_z(r.failures, r.attempts, seg.failure_rate) > -REST_CLEAN_Z]
         if not wider and snapshot is not None and len(seg.dims) == 2 and seg.excess_failures < EARLY_EXCESS_FACTOR * context.thresholds.min_excess_failures:
             wider = self._early_parents(chosen, snapshot)
         return self._verifiable_first(wider) if wider else None
@@ -724,7 +746,7 @@ class RuleReasoner:
                 if rest.attempts == 0:
                     out.append(f"{o.key}: all of its traffic lies inside {seg.key}; fit {other.fit:.0f} vs {chosen.fit:.0f}")
                     continue
-                verdict = "explained by" if not self._rest_fails(rest, seg.failure_rate, context) else "fails beyond"
+                verdict = "explained by" if not self._rest_fails(rest, seg, context) else "fails beyond"
                 out.append(f"{o.key}: {pct(o.failure_rate)} failing; without {inter.key} it fails {rest.failures}/{rest.attempts} "
                            f"({pct(rest.failure_rate)} vs expected {pct(rest.expected_rate)}): {verdict} {seg.key}")
             else:

@@ -270,3 +270,10 @@ def test_card_testing_is_blamed_on_the_merchant_inside_the_region_that_carries_i
     d, p = run.decisions[5].diagnosis, run.decisions[5].proposal
     assert (d.category, d.target) == (Category.SECURITY, {"merchant_id": "shop 3"}), d.summary
     assert (p.tool, p.target) == ("suppress_path", {"merchant_id": "shop 3"})
+
+
+def test_a_route_failing_for_every_scheme_is_blamed_on_the_route_not_on_its_busiest_scheme() -> None:
+    for seed in (3, 5, 9):
+        run = play(7, chain(_card_declines_more(0.08), fail(lambda e: e.route == "acq one", 0.15, TIMEOUTS, 5)), seed=seed)
+        d = run.decisions[5].diagnosis
+        assert (d.category, d.target) == (Category.NETWORK, {"route": "acq one"}), (seed, d.summary)
