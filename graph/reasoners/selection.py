@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from payops.models import Category, ProposedAction, target_key
-from payops.signals.baseline import wilson_lower_bound
-from payops.signals.window import SegmentStats, WindowSnapshot
+from payops.signals.baseline import binomial_z, wilson_lower_bound
+from payops.signals.window import TAIL_SHARE, SegmentStats, WindowSnapshot
 from payops.tools.actions import validate_proposal
 
 from .base import ActionView, ReasoningContext
@@ -53,6 +53,11 @@ ROLLBACK_NOTE = "rollback"  # Decision.notes entries "rollback:<tool>:<target ke
 # little (its customers are offered another method), and a spoofing attacker or a dead scanner
 # given another minute keeps failing customers (rules.SECURITY_MIN_* make the same trade).
 STRONG_Z_FACTOR = 2.0  # times the significance bar
+# Duration within the window (signals.window.TAIL_SHARE): a part of the window is "clean" below this z
+# against the segment's reference. Failures only in the tail are seconds old (held for a human); failures
+# gone from the tail are over (no move at all). Strong evidence in one window acts at once only when it
+# has lasted: an outage visible through the window, not a 30 s blip.
+BURST_CLEAN_Z = 2.0
 STRONG_EXCESS_FACTOR = 3.0  # times the minimum excess failures
 # Decision.notes entries asking the reasoner to hold the diagnosis's confidence below the
 # autonomy threshold, so the guardrails put the proposal to a human.
@@ -261,11 +266,48 @@ def choose_action(f: "Finding", snapshot: WindowSnapshot, context: ReasoningCont
             return propose("alert_ops", f"still present after {ticks} windows; no automatic mitigation fits",
                            severity="critical", summary=f"Still present after {ticks} windows: {f.summary}"[:500],
                            evidence=list(f.evidence[:5])), tuple(notes)
-    if (proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and "terminal_id" not in proposal.target
-            and seg is not None and marginal(seg, context) and not confirmed(f, context)):
+    moves = proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and "terminal_id" not in proposal.target and seg is not None
+    # The tail tells the duration of failures; a slow route (latency) or a vanished one (volume) is not read by it.
+    timed = moves and f.pooled_windows == 1 and f.kind != "latency"
+    if timed and seg is not None and burst_over(seg, t.min_segment_attempts):
+        # Over within its window (a 30 s blip): a healthy period again. Nothing to move; ops hear of it.
+        notes.append(f"burst over: {seg.key} failed {seg.tail_failures}/{seg.tail_attempts} in the window's last "
+                     f"{TAIL_SHARE:.0%}, as usual; no traffic move")
+        return propose("alert_ops", "a burst of failures that is already over: no traffic move, ops should know",
+                       severity="warning", summary=f"Over within the window: {f.summary}"[:500], evidence=list(f.evidence[:5])), tuple(notes)
+    if timed and seg is not None and burst_young(seg, t.min_segment_attempts):
+        notes.append(f"{HOLD_NOTE}:{seg.key} failed only in the window's last {TAIL_SHARE:.0%} "
+                     f"({seg.tail_failures}/{seg.tail_attempts}): seconds old, it may be a blip; a human confirms before traffic moves")
+    elif moves and seg is not None and marginal(seg, context) and not confirmed(f, context):
         notes.append(f"{HOLD_NOTE}:marginal evidence (z={seg.z:.1f}, {seg.excess_failures:.0f} excess) in one window: "
                      "a human confirms before traffic moves")
     return proposal, tuple(notes)
+
+
+def _head(seg: SegmentStats) -> tuple[int, int]:
+    return seg.attempts - seg.tail_attempts, seg.failures - seg.tail_failures
+
+
+def burst_over(seg: SegmentStats, min_attempts: int) -> bool:
+    """The segment's failures are back to its reference in the window's tail, while they stood out
+    before it: the burst is over (judged only with enough attempts on both sides)."""
+    head, head_failed = _head(seg)
+    p = seg.expected_failure_rate
+    return (seg.tail_attempts >= min_attempts and head >= min_attempts
+            and binomial_z(seg.tail_failures, seg.tail_attempts, p) < BURST_CLEAN_Z
+            and binomial_z(head_failed, head, p) >= BURST_CLEAN_Z
+            and binomial_z(seg.tail_failures, seg.tail_attempts, head_failed / head) <= -BURST_CLEAN_Z)  # plainly less, not noise
+
+
+def burst_young(seg: SegmentStats, min_attempts: int) -> bool:
+    """The segment failed only in the window's tail and was normal before it: a fault seconds old,
+    as likely a blip as an outage's onset (the next window tells)."""
+    head, head_failed = _head(seg)
+    p = seg.expected_failure_rate
+    return (seg.tail_attempts >= min_attempts and head >= min_attempts
+            and binomial_z(head_failed, head, p) < BURST_CLEAN_Z
+            and binomial_z(seg.tail_failures, seg.tail_attempts, p) >= BURST_CLEAN_Z
+            and binomial_z(head_failed, head, seg.tail_failures / seg.tail_attempts) <= -BURST_CLEAN_Z)  # plainly less, not noise
 
 
 def marginal(seg: SegmentStats, context: ReasoningContext) -> bool:
