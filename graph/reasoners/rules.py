@@ -45,6 +45,8 @@ UNPAIRED_MARGIN = 1.5
 # Two segments whose scan statistics differ by less than this share describe the same
 # traffic under two names (route=X and method=card,route=X when X carries only card).
 TIE_TOLERANCE = 0.02
+# Nested segments whose attempts (and failures) differ by at most this share are the same traffic.
+SAME_TRAFFIC_SHARE = 0.05
 # Share of a segment's failures that are ROUTE_NOT_SUPPORTED for it to be a misroute (named method x route).
 MISROUTE_SHARE = 0.5
 # Explaining away upwards: the rest of a broader segment rising above its reference by this share of
@@ -156,6 +158,13 @@ def _cold(seg: SegmentStats, context: ReasoningContext) -> bool:
     return seg.baseline_failure_rate is not None and not judged_on_own_history(seg)
 
 
+def _same_traffic(a: SegmentStats, b: SegmentStats) -> bool:
+    """Two nested segments that differ by a few stray attempts (a route that carries one scheme but for
+    a payment or two) name the same traffic: the one to act on is chosen as for identical ones."""
+    return (abs(a.attempts - b.attempts) <= SAME_TRAFFIC_SHARE * max(a.attempts, b.attempts)
+            and abs(a.failures - b.failures) <= max(1.0, SAME_TRAFFIC_SHARE * max(a.failures, b.failures)))
+
+
 def _rises_less(rest: Rest, part: SegmentStats) -> bool:
     """The rest of a broader segment rises above its reference by well under what the part does
     (SAME_FAULT_RATE_SHARE of the part's rise): the part concentrates the trouble. Rises, not raw
@@ -259,7 +268,7 @@ class RuleReasoner:
         if snapshot is not None:
             seg = chosen.seg
             ties += [Scored(s, chosen.fit) for s in snapshot.segments
-                     if (contains(s, seg) or contains(seg, s)) and s.attempts == seg.attempts and s.failures == seg.failures]
+                     if (contains(s, seg) or contains(seg, s)) and _same_traffic(s, seg)]
         # A method rejected by the route it was sent to is acted on as that pair (the misroute to undo),
         # even when all of the method went there and method=X alone names the same traffic.
         misrouted = chosen.seg.error_share("ROUTE_NOT_SUPPORTED") >= MISROUTE_SHARE

@@ -306,3 +306,22 @@ def test_an_outage_under_way_through_the_window_still_acts_at_once() -> None:
     run = play(6, _fail_between("acq-two", 305.0, 1e9, rate=0.6))
     d, p = run.decisions[5].diagnosis, run.decisions[5].proposal
     assert p.tool == "reroute_traffic" and d.confidence >= 0.8, d.evidence
+
+
+def _one_scheme_on(route: str):  # type: ignore[no-untyped-def]
+    """Every card payment on `route` is VISA but for one a minute."""
+    def tweak(events, i, rng):  # type: ignore[no-untyped-def]
+        out, stray = [], True
+        for e in events:
+            if e.route == route and e.method == "card":
+                e = e.__class__(**{**{f: getattr(e, f) for f in e.__slots__}, "issuer": "MASTERCARD" if stray else "VISA"})
+                stray = False
+            out.append(e)
+        return out
+    return tweak
+
+
+def test_a_route_that_carries_one_scheme_but_for_a_stray_payment_is_blamed_as_the_route() -> None:
+    run = play(7, chain(_one_scheme_on("acq-two"), fail(lambda e: e.route == "acq-two", 0.5, TIMEOUTS, 5)))
+    d = run.decisions[5].diagnosis
+    assert (d.category, d.target) == (Category.NETWORK, {"route": "acq-two"}), d.summary
