@@ -6,7 +6,7 @@ is built through `validate_proposal`, so a rule can never emit a malformed call.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from payops.models import Category, ProposedAction, target_key
 from payops.signals.baseline import binomial_z, wilson_lower_bound
@@ -15,9 +15,7 @@ from payops.tools.actions import validate_proposal
 
 from .base import ActionView, ReasoningContext
 from .evidence import pct, pool
-
-if TYPE_CHECKING:
-    from .findings import Finding
+from .findings import Finding
 
 # A route a reroute may send traffic to must fail at most this much above its reference.
 # An absolute margin, not a significance test: at thousands of attempts a route a point
@@ -203,9 +201,8 @@ def cleared_since(target: dict[str, str], since: float, snapshot: WindowSnapshot
     return "persisting", figures + ("; still slow" if slow else "")
 
 
-def choose_action(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[ProposedAction, tuple[str, ...]]:
+def choose_action(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[ProposedAction, tuple[str, ...]]:
     t = context.thresholds
-    ttl = t.action_ttl_seconds
     seg = f.segment
     target = f.target
     notes: list[str] = []
@@ -315,7 +312,7 @@ def marginal(seg: SegmentStats, context: ReasoningContext) -> bool:
     return seg.z < STRONG_Z_FACTOR * t.significance_z or seg.excess_failures < STRONG_EXCESS_FACTOR * t.min_excess_failures
 
 
-def confirmed(f: "Finding", context: ReasoningContext) -> bool:
+def confirmed(f: Finding, context: ReasoningContext) -> bool:
     """The previous window's diagnosis found the same trouble: a finding on the same or an overlapping
     target (at marginal counts the name may move between a route and its issuer x route pair)."""
     prev = context.previous
@@ -339,7 +336,7 @@ def persisting_windows(seg: SegmentStats, snapshot: WindowSnapshot, context: Rea
     return count
 
 
-def _mitigation(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContext,
+def _mitigation(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext,
                 propose: Callable[..., ProposedAction], alert: Callable[[str, str], ProposedAction]) -> ProposedAction:
     """The one action that helps most for this finding (an alert when nothing automatic fits)."""
     t = context.thresholds
@@ -396,7 +393,7 @@ def _mitigation(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContex
     return alert("warning", f"{f.kind} failure: no automatic action fits; ops should look")
 
 
-def _narrowed_reroute(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContext) -> ProposedAction | None:
+def _narrowed_reroute(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext) -> ProposedAction | None:
     """The blamed route carries several methods and no route takes them all: reroute, method by
     method, those that have a healthy destination (busiest first). Once they are all moved, the
     rest is alerted (the caller's alert: the methods left have nowhere to go)."""
