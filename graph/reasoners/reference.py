@@ -23,7 +23,7 @@ from payops.signals.baseline import BASELINE_ALPHA, BASELINE_MIN_WINDOWS, binomi
 from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
-from .evidence import judged_on_own_history
+from .evidence import CONFIG_CODES, code_count, judged_on_own_history, retryable_failures
 
 # Prior weight, in attempts, of the platform's failure rate behind a segment's reference:
 # a terminal with 300 attempts of history is pulled halfway to it.
@@ -35,6 +35,9 @@ OWN_RECORD_MIN_WINDOWS = BASELINE_MIN_WINDOWS
 # ...learning, like the baseline does, only windows that did not stand out from the record so far
 # (an incident under way must not become its own reference). A window stands out at this z.
 OWN_RECORD_OUTLIER_Z = 3.0
+# A window above its reference is not learned as the segment's nature when at least this share of its
+# failures is technical (retryable or configuration codes): that is a fault, whenever it started.
+NATURE_TECHNICAL_SHARE = 0.5
 
 
 def own_record(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[float, int, int] | None:
@@ -49,12 +52,23 @@ def own_record(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningCo
             continue
         if windows >= OWN_RECORD_MIN_WINDOWS - 1 and binomial_z(past.failures, past.attempts, failures / attempts) >= OWN_RECORD_OUTLIER_Z:
             continue  # a window that stood out from the record so far is not learned
+        if past.z >= OWN_RECORD_OUTLIER_Z and _fault_type(past):
+            continue  # above its window's reference with technical codes: a fault, not its nature
         failures += past.failures
         attempts += past.attempts
         windows += 1
     if windows < OWN_RECORD_MIN_WINDOWS or attempts == 0:
         return None
     return failures / attempts, attempts, windows
+
+
+def _fault_type(seg: SegmentStats) -> bool:
+    """Most of the segment's failures are technical (time-outs, outages, rejections, unknown codes):
+    what sets a segment apart by nature is its customers' declines (card declines more than a rail),
+    never its technical failures (a method misrouted since it first appeared fails with
+    ROUTE_NOT_SUPPORTED, whenever it started)."""
+    technical = retryable_failures(seg) + code_count(seg, CONFIG_CODES)
+    return seg.failures > 0 and technical >= NATURE_TECHNICAL_SHARE * seg.failures
 
 
 def _rejudged(seg: SegmentStats, p: float) -> SegmentStats:

@@ -325,3 +325,14 @@ def test_a_route_that_carries_one_scheme_but_for_a_stray_payment_is_blamed_as_th
     run = play(7, chain(_one_scheme_on("acq-two"), fail(lambda e: e.route == "acq-two", 0.5, TIMEOUTS, 5)))
     d = run.decisions[5].diagnosis
     assert (d.category, d.target) == (Category.NETWORK, {"route": "acq-two"}), d.summary
+
+
+def test_a_misroute_that_lasts_is_never_learned_as_the_pairs_own_normal() -> None:
+    from payops.graph.reasoners.base import ReasoningContext
+    from payops.graph.reasoners.reference import prepared
+
+    run = play(10, _misroute_wallet(3))
+    assert all(d.diagnosis.category is Category.CONFIG for d in run.decisions[3:]), [d.diagnosis.summary for d in run.decisions[3:]]
+    snap = prepared(run.history[-1], ReasoningContext(history=tuple(run.history[:-1])))
+    pair = snap.segment(method="wallet", route="acq one")
+    assert pair is not None and pair.expected_failure_rate < 0.2, pair.expected_failure_rate
