@@ -266,13 +266,13 @@ def choose_action(f: Finding, snapshot: WindowSnapshot, context: ReasoningContex
     moves = proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and "terminal_id" not in proposal.target and seg is not None
     # The tail tells the duration of failures; a slow route (latency) or a vanished one (volume) is not read by it.
     timed = moves and f.pooled_windows == 1 and f.kind != "latency"
-    if timed and seg is not None and burst_over(seg, t.min_segment_attempts):
+    if timed and seg is not None and burst_over(seg, t.min_segment_attempts, t.min_excess_failures):
         # Over within its window (a 30 s blip): a healthy period again. Nothing to move; ops hear of it.
         notes.append(f"burst over: {seg.key} failed {seg.tail_failures}/{seg.tail_attempts} in the window's last "
                      f"{TAIL_SHARE:.0%}, as usual; no traffic move")
         return propose("alert_ops", "a burst of failures that is already over: no traffic move, ops should know",
                        severity="warning", summary=f"Over within the window: {f.summary}"[:500], evidence=list(f.evidence[:5])), tuple(notes)
-    if timed and seg is not None and burst_young(seg, t.min_segment_attempts):
+    if timed and seg is not None and burst_young(seg, t.min_segment_attempts, t.min_excess_failures):
         notes.append(f"{HOLD_NOTE}:{seg.key} failed only in the window's last {TAIL_SHARE:.0%} "
                      f"({seg.tail_failures}/{seg.tail_attempts}): seconds old, it may be a blip; a human confirms before traffic moves")
     elif moves and seg is not None and marginal(seg, context) and not confirmed(f, context):
@@ -285,23 +285,26 @@ def _head(seg: SegmentStats) -> tuple[int, int]:
     return seg.attempts - seg.tail_attempts, seg.failures - seg.tail_failures
 
 
-def burst_over(seg: SegmentStats, min_attempts: int) -> bool:
+def burst_over(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
     """The segment's failures are back to its reference in the window's tail, while they stood out
-    before it: the burst is over (judged only with enough attempts on both sides)."""
+    before it: the burst is over. Judged only when the tail could show the fault: at the head's rate
+    it would hold at least `min_excess` failures (a quiet tail of a dozen attempts proves nothing)."""
     head, head_failed = _head(seg)
     p = seg.expected_failure_rate
-    return (seg.tail_attempts >= min_attempts and head >= min_attempts
+    return (seg.tail_attempts >= min_attempts and head >= min_attempts and head_failed / head * seg.tail_attempts >= min_excess
             and binomial_z(seg.tail_failures, seg.tail_attempts, p) < BURST_CLEAN_Z
             and binomial_z(head_failed, head, p) >= BURST_CLEAN_Z
             and binomial_z(seg.tail_failures, seg.tail_attempts, head_failed / head) <= -BURST_CLEAN_Z)  # plainly less, not noise
 
 
-def burst_young(seg: SegmentStats, min_attempts: int) -> bool:
+def burst_young(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
     """The segment failed only in the window's tail and was normal before it: a fault seconds old,
-    as likely a blip as an outage's onset (the next window tells)."""
+    as likely a blip as an outage's onset (the next window tells). Judged only when the head could
+    show the fault: at the tail's rate it would hold at least `min_excess` failures."""
     head, head_failed = _head(seg)
     p = seg.expected_failure_rate
     return (seg.tail_attempts >= min_attempts and head >= min_attempts
+            and seg.tail_failures / seg.tail_attempts * head >= min_excess
             and binomial_z(head_failed, head, p) < BURST_CLEAN_Z
             and binomial_z(seg.tail_failures, seg.tail_attempts, p) >= BURST_CLEAN_Z
             and binomial_z(head_failed, head, seg.tail_failures / seg.tail_attempts) <= -BURST_CLEAN_Z)  # plainly less, not noise
