@@ -136,6 +136,23 @@ def route_blackhole(route: str, onset_ts: float, end_ts: float, share: float = 0
     return edit
 
 
+CARD_DECLINE_CODES = ("INSUFFICIENT_FUNDS", "DO_NOT_HONOR", "INCORRECT_PIN", "EXPIRED_CARD", "USER_DECLINED")
+
+
+def card_declines_more(extra: float = 0.08):
+    """Card is declined more than the rails, as it is in most markets: `extra` of card's successful
+    attempts become declines, in every minute of the stream (its normal, not an incident)."""
+    def edit(events: list[dict[str, Any]]) -> list[Any]:
+        out = []
+        for e in events:
+            h = _bucket(e["payment_id"] + "cd" + str(e.get("attempt", 1)), 10_000)
+            if e["method"] == "card" and e["status"] == "success" and h < extra * 10_000:
+                e = {**e, "status": "failure", "error_code": CARD_DECLINE_CODES[h % len(CARD_DECLINE_CODES)]}
+            out.append(e)
+        return out
+    return edit
+
+
 def shared_route_network(seed: int, volume: float) -> NetworkConfig:
     """The seed's renamed network with its single-method rail folded into the second card route:
     that route then carries card (which has other routes) and a method that has no other route."""
@@ -253,6 +270,23 @@ def plan() -> list[SimSpec]:
                           acceptable_actions=(ActionSpec(tool="reroute_traffic", target={"method": movable, "route": route}),
                                               ActionSpec(tool="alert_ops", target={"route": route})),
                           forbidden_actions=(ActionSpec(tool="suppress_path", target={}), ActionSpec(tool="revoke_palm_link")))))
+    # A card scheme down across banks and acquirers; one acquirer's link to a scheme down (network, not
+    # an issuing bank: the event field `issuer` holds the scheme). Card declining more than the rails
+    # as its normal (a control), and a route outage in such a world: card's own record is its reference.
+    specs += [
+        SimSpec("scheme_outage-171", "scheme_outage", 171, 600, difficulty="medium", tags=("scheme", "nested")),
+        SimSpec("scheme_route_link-172", "scheme_route_link", 172, 900, difficulty="medium", tags=("scheme", "nested")),
+        SimSpec("card_declines_more-173", "healthy", 173, 1500, difficulty="medium", tags=("reference", "confounder"),
+                edit=card_declines_more(), edits=("8% of card's successful attempts turned into declines in every minute "
+                                                  "(card declines more than the rails, as its normal)",),
+                description="Card declines about three times as often as the rails, every minute: that is card's normal."),
+        SimSpec("route_outage_card_declines-174", "route_outage", 174, 1200, difficulty="hard", tags=("reference", "confounder"),
+                edit=card_declines_more(), edits=("8% of card's successful attempts turned into declines in every minute "
+                                                  "(card declines more than the rails, as its normal)",)),
+        SimSpec("route_ramp_card_declines-175", "route_ramp", 175, 1000, difficulty="hard", tags=("reference", "ramp", "confounder"),
+                edit=card_declines_more(), edits=("8% of card's successful attempts turned into declines in every minute "
+                                                  "(card declines more than the rails, as its normal)",)),
+    ]
     return specs
 
 

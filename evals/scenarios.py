@@ -119,6 +119,35 @@ def _shared_route_outage(net: NetworkConfig, s: float, e: float, p: Mapping[str,
                     expectations=(Expectation("network", {"route": route}, ("reroute_traffic", "alert_ops"), s, e),))
 
 
+def _card_schemes(net: NetworkConfig) -> list[str]:
+    return _ranked(net.issuers.get("card", {}))
+
+
+def _scheme_outage(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
+    scheme = _card_schemes(net)[0]
+    return Scenario("scheme_outage", f"Card scheme {scheme} fails across every bank and card route; the other schemes work.",
+                    faults=(Fault({"issuer": scheme}, s, e, p.get("rate", 0.6), {"ISSUER_DOWN": 0.5, "NETWORK_ERROR": 0.5}),),
+                    expectations=(Expectation("network", {"issuer": scheme}, ("alert_ops", "suppress_path"), s, e),))
+
+
+def _scheme_route_link(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
+    scheme = _card_schemes(net)[0]
+    route = _card_routes(net)[0]
+    return Scenario("scheme_route_link", f"The link between acquirer {route} and scheme {scheme} fails; {scheme} works on the other routes.",
+                    faults=(Fault({"issuer": scheme, "route": route}, s, e, p.get("rate", 0.7), {"GATEWAY_TIMEOUT": 0.6, "NETWORK_ERROR": 0.4}),),
+                    expectations=(Expectation("network", {"issuer": scheme, "route": route}, ("reroute_traffic", "suppress_path"), s, e),))
+
+
+def _route_ramp(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
+    route = _card_routes(net)[0]
+    steps = tuple(p.get("steps", (0.12, 0.25, 0.4, 0.55)))
+    span = (e - s) / len(steps)
+    return Scenario("route_ramp", f"Route {route} degrades step by step ({', '.join(f'{r:.0%}' for r in steps)} of its attempts fail).",
+                    faults=tuple(Fault({"route": route}, s + i * span, s + (i + 1) * span, rate, {"GATEWAY_TIMEOUT": 0.6, "NETWORK_ERROR": 0.4})
+                                 for i, rate in enumerate(steps)),
+                    expectations=(Expectation("network", {"route": route}, ("reroute_traffic", "suppress_path"), s, e),))
+
+
 def _compound(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
     bank = _ranked(net.banks)[1]
     return Scenario("compound", f"Month-end declines everywhere while issuer {bank} is down: the operational fault is the issuer.",
@@ -142,6 +171,9 @@ CONFOUNDERS: dict[str, Callable[[NetworkConfig, float, float, Mapping[str, Any]]
     "fraud_burst_bank": _fraud_burst_bank,
     "compound": _compound,
     "shared_route_outage": _shared_route_outage,
+    "scheme_outage": _scheme_outage,
+    "scheme_route_link": _scheme_route_link,
+    "route_ramp": _route_ramp,
     # no-fault controls
     "noisy_healthy": _quiet("noisy_healthy", "High but steady background noise and declines; nothing changes."),
     "tiny_bank": _quiet("tiny_bank", "Low volume with a tiny bank whose few failures look alarming in percent."),
@@ -183,7 +215,8 @@ def expected_for(scenario: Scenario, facts: tuple[str, ...] = ()) -> Expected:
     forbidden.append(ActionSpec(tool="suppress_path", target={}))  # switching off all payments never helps
     if x.category == "user":
         forbidden += [ActionSpec(tool=t) for t in TRAFFIC_TOOLS]  # declines are the customers', not the path's
-    if x.category == "network" and not target:
-        forbidden.append(ActionSpec(tool="reroute_traffic"))  # platform-wide: nowhere healthy to go
+    if x.category == "network" and (not target or set(target) == {"issuer"}):
+        # platform-wide, or a card scheme every acquirer carries: nowhere healthy to go
+        forbidden.append(ActionSpec(tool="reroute_traffic"))
     return Expected(category=Category(x.category), target=target, acceptable_actions=acceptable,
                     forbidden_actions=tuple({a.label(): a for a in forbidden}.values()), facts=facts)

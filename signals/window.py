@@ -43,6 +43,9 @@ MAX_BAD_SAMPLES = 20
 # most this many times the events (or small anyway); beyond it (very many distinct
 # merchants or terminals) a sort-based count is cheaper than zeroing empty cells.
 DENSE_CELLS_PER_EVENT = 4
+# The window's tail, as a share of its length (20 s of 60): long enough to hold a few dozen attempts
+# at modest volume, short enough that a burst over within the window leaves it clean.
+TAIL_SHARE = 1.0 / 3.0
 DENSE_CELLS_MIN = 1 << 18
 
 
@@ -76,6 +79,10 @@ class SegmentStats:
     # them failed: a burst of small charges over many cards is how card testers work.
     low_amount_attempts: int = 0
     low_amount_failures: int = 0
+    # Attempts and failures in the last TAIL_SHARE of the window: is a fault still there at the
+    # window's end (a 30 s blip is over), and was it there before (a fault only in the tail is young)?
+    tail_attempts: int = 0
+    tail_failures: int = 0
 
     @property
     def target(self) -> dict[str, str]:
@@ -384,6 +391,11 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
     low_combo = ring.key[low_rows] // (2 * LATENCY_BUCKETS)
     low_c = np.bincount(low_combo, minlength=n_combos).astype(np.float64)
     low_failed = failed_all[low_combo]
+    # The tail: rows are sorted by ts, so it is a slice; counted per combination like the low amounts.
+    tail_lo = lo + int(np.searchsorted(ring.ts[lo:hi], end - TAIL_SHARE * (end - start), side="left"))
+    tail_combo = ring.key[tail_lo:hi] // (2 * LATENCY_BUCKETS)
+    tail_c = np.bincount(tail_combo, minlength=n_combos).astype(np.float64)
+    tail_failed = failed_all[tail_combo]
     builder = _Builder(baselines, significance_z, cells.n, total_fail, total_base, err_names)
 
     def by_combination(codes: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -406,6 +418,8 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
             "q": _quantiles(hist, counts),
             "low": np.bincount(local, weights=low_c[active], minlength=k),
             "low_fail": np.bincount(local, weights=low_c[active] * failed_c, minlength=k),
+            "tail": np.bincount(local, weights=tail_c[active], minlength=k),
+            "tail_fail": np.bincount(local, weights=tail_c[active] * failed_c, minlength=k),
         }
 
     shared_parts: dict[str, np.ndarray] = {}
@@ -456,6 +470,9 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
             low_codes = ring.wide[names[0]][low_rows]
             stats["low"] = np.bincount(low_codes, minlength=len(vocabs[0]))[present].astype(np.float64)
             stats["low_fail"] = np.bincount(low_codes, weights=low_failed, minlength=len(vocabs[0]))[present]
+            tail_codes = ring.wide[names[0]][tail_lo:hi]
+            stats["tail"] = np.bincount(tail_codes, minlength=len(vocabs[0]))[present].astype(np.float64)
+            stats["tail_fail"] = np.bincount(tail_codes, weights=tail_failed, minlength=len(vocabs[0]))[present]
         else:
             present, stats = by_combination(codes)
         lists = builder.lists(stats)
@@ -502,6 +519,7 @@ class _Builder:
             errors[r][names[c]] = int(v)
         return {"counts": s["counts"].tolist(), "fails": s["fails"].tolist(), "retries": s["retries"].tolist(),
                 "first_fails": s["first_fails"].tolist(), "low": s["low"].tolist(), "low_fail": s["low_fail"].tolist(),
+                "tail": s["tail"].tolist(), "tail_fail": s["tail_fail"].tolist(),
                 "lat_sum": s["lat_sum"].tolist(), "q": s["q"].tolist(), "errors": errors}
 
     def build(self, dims: tuple[tuple[str, str], ...], s: dict[str, list], i: int) -> SegmentStats:
@@ -550,4 +568,6 @@ class _Builder:
             first_attempt_failures=float(s["first_fails"][i]),
             low_amount_attempts=int(s["low"][i]),
             low_amount_failures=int(s["low_fail"][i]),
+            tail_attempts=int(s["tail"][i]),
+            tail_failures=int(s["tail_fail"][i]),
         )

@@ -11,7 +11,10 @@ with `evals.scoring.score_case`, plus:
 
 - first response right: the first non-healthy verdict in a window the incident fills
   at least half of (evals.scoring's convention) has the expected category and an
-  acceptable action with its exact target;
+  acceptable action with its exact target; a right answer a tick earlier (a window the
+  incident fills less than half of) counts when that first verdict repeats its finding
+  (the graph does not send the same alert twice); a stopped feed's answer is due once
+  Settings.no_data_seconds of silence have passed (issue 14: "no data" is alerted then);
 - ticks to the first right response: counted from the first window that shows the
   incident (1 = that window); an incident never answered right counts as never, and
   the median includes those;
@@ -43,7 +46,7 @@ from statistics import median
 from typing import Any, Sequence
 
 from payops.evals.cases import Case, load_case
-from payops.evals.runner import TickRecord, replay_case
+from payops.evals.runner import TickRecord, eval_settings, replay_case
 from payops.evals.scoring import in_incident, score_case
 
 from .generate import HELD_OUT_SEED_BASE, GeneratorError, generate, held_out_plan, write_stream
@@ -97,7 +100,30 @@ def healthy_tick(case: Case, t: TickRecord) -> bool:
     return case.end is not None and t.window_end - case.window_seconds >= case.end + SETTLE_SECONDS
 
 
-def score_stream(case: Case, ticks: list[TickRecord], unsafe: list[str], result: StreamResult) -> StreamResult:
+def _early_answer(case: Case, ticks: list[TickRecord], shown: list[TickRecord], first: TickRecord | None) -> TickRecord | None:
+    """A right answer given in a window the incident fills less than half of, when the first counted
+    verdict is the same finding (the graph then says "no_action: ops already alerted" or "already
+    mitigated"): that answer is the first response. Without this an agent is scored wrong for
+    answering a tick early. A wrong verdict on such a window still counts for nothing."""
+    if first is None or case.onset is None:
+        return None
+    exp = case.expected
+    for t in ticks:
+        if t.window_end <= case.onset or t in shown or t.window_end >= first.window_end:
+            continue
+        if t.category == "healthy":
+            continue
+        right = t.category == exp.category.value and exp.acceptable(t.tool, t.target)
+        same = first.category == t.category and first.diagnosis_target == t.diagnosis_target and first.tool == "no_action"
+        return t if right and same else None
+    return None
+
+
+def score_stream(case: Case, ticks: list[TickRecord], unsafe: list[str], result: StreamResult,
+                 due_after: float | None = None) -> StreamResult:
+    """`due_after`: the first response is not due before this time (a stopped feed is alerted as "no
+    data" only after Settings.no_data_seconds of silence, as issue 14 asks; the windows before say
+    "no data, watching")."""
     exp = case.expected
     for t in ticks:
         if not healthy_tick(case, t) or t.status != "executed" or t.tool == "no_action":
@@ -111,8 +137,11 @@ def score_stream(case: Case, ticks: list[TickRecord], unsafe: list[str], result:
             result.healthy_actions.append(where)
     result.unsafe = list(unsafe)
     if not case.control:
-        shown = [t for t in ticks if in_incident(case, t)]
+        shown = [t for t in ticks if in_incident(case, t) and (due_after is None or t.window_end >= due_after)]
         first = next((t for t in shown if t.category != "healthy"), None)
+        early = _early_answer(case, ticks, shown, first)
+        if early is not None:
+            first, shown = early, [early, *shown]
         if first is not None:
             result.first = {"said": _label(first), "tick": shown.index(first) + 1, "summary": first.summary[:160]}
         result.right = first is not None and first.category == exp.category.value and exp.acceptable(first.tool, first.target)
@@ -132,7 +161,8 @@ def run_stream(item: tuple[str, int, float], keep: str | None = None) -> StreamR
         run = replay_case(case)
         score = score_case(case, run)
     result.error = run.error
-    score_stream(case, run.ticks, score.unsafe_details, result)
+    due = stream.fault.start + eval_settings(case).no_data_seconds if stream.fault.kind == "gap" else None
+    score_stream(case, run.ticks, score.unsafe_details, result, due)
     result.seconds = round(time.perf_counter() - t0, 2)
     return result
 

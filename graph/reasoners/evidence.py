@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 from payops.signals.baseline import FAILURE_RATE_FLOOR, binomial_tail_z, binomial_z
-from payops.signals.window import SegmentStats, WindowSnapshot
+from payops.signals.window import SEGMENT_PAIRS, SegmentStats, WindowSnapshot
 
 USER_CODES = frozenset({
     "USER_DECLINED", "INSUFFICIENT_FUNDS", "INCORRECT_PIN", "EXPIRED_CARD", "PALM_PAY_DAILY_LIMIT",
@@ -30,6 +30,8 @@ FAMILIES: dict[str, frozenset[str]] = {
     "user": USER_CODES, "issuer": ISSUER_CODES, "network": NETWORK_CODES, "config": CONFIG_CODES, "security": SECURITY_CODES,
 }
 UNKNOWN = "unknown"
+# Dimensions the window pairs with others (bank x route, ...): containment among them is read from the pairs.
+PAIRED_DIMENSIONS = frozenset(d for pair in SEGMENT_PAIRS for d in pair)
 # Codes a broken device produces for every customer alike: a palm scanner that cannot
 # read a hand reports the palm as not registered.
 DEVICE_CODES = frozenset({"PALM_PAY_NOT_REGISTERED"})
@@ -85,6 +87,21 @@ def contains(broad: SegmentStats, narrow: SegmentStats) -> bool:
     """True when `broad` names a strict subset of `narrow`'s dimensions with the same values."""
     b, n = set(broad.dims), set(narrow.dims)
     return b < n
+
+
+def nested(inner: SegmentStats, outer: SegmentStats) -> bool:
+    """`inner` plausibly lies inside `outer` though no pair segment says so.
+
+    Only for dimensions the window never pairs (a terminal, a merchant, a region):
+    a terminal's payments all travel one route, but there is no terminal x route
+    segment. Consistent containment: fewer attempts and, code by code, no more
+    failures than the outer segment.
+    """
+    if len(inner.dims) != 1 or inner.dims[0][0] in PAIRED_DIMENSIONS or not outer.dims or set(outer.dims) & set(inner.dims):
+        return False
+    if inner.attempts > outer.attempts or inner.failures > outer.failures:
+        return False
+    return all(outer.errors.get(code, 0) >= count for code, count in inner.errors.items())
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,16 @@
-"""What a reasoner stage concludes before an action is chosen: the finding, and which name to act on."""
+"""What a reasoner stage concludes before an action is chosen (the finding, and which name to act on),
+and what the stages (rules, classification, latency, retry, patterns) share to get there."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from payops.models import Category
+from payops.signals.baseline import BASELINE_MIN_WINDOWS
 from payops.signals.window import SegmentStats
+
+from .base import ReasoningContext
+from .evidence import Rest, judged_on_own_history
 
 # When two segments carry the same traffic, blame the one an operator can act on.
 DIMENSION_PREFERENCE = ("terminal_id", "route", "bank", "method", "issuer", "merchant_id", "region")
@@ -19,7 +24,8 @@ class Finding:
     summary: str
     evidence: tuple[str, ...]
     alternatives: tuple[str, ...]
-    # route, issuer, issuer_route, system, terminal, latency, retry, routing, user, security, method, segment, healthy,
+    # route, issuer, issuer_route, scheme, scheme_route, system, terminal, latency, retry, routing, user, security,
+    # method, segment, healthy,
     # and from patterns.py: card_testing, volume, no_data, anomaly
     kind: str
     pooled_windows: int = 1
@@ -27,3 +33,64 @@ class Finding:
     @property
     def target(self) -> dict[str, str]:
         return self.segment.target if self.segment is not None and self.category is not Category.HEALTHY else {}
+
+
+# -- what the stages share -------------------------------------------------------------
+# Two segments whose scan statistics differ by less than this share describe the same
+# traffic under two names (route=X and method=card,route=X when X carries only card).
+TIE_TOLERANCE = 0.02
+# Explaining away upwards: the rest of a broader segment rising above its reference by this share of
+# the blamed segment's rise is the same fault spreading wider, not a second one (see rises_less).
+SAME_FAULT_RATE_SHARE = 0.5
+# Explaining away downwards: a narrower segment takes the blame only when the rest of the
+# blamed one is plainly normal (below this z), not merely short of the significance bar.
+REST_CLEAN_Z = 2.0
+FIRST_WINDOW_PENALTY = 0.04  # first window after onset: no confirmation from a second window yet
+COLD_START_PENALTY = 0.1  # reference is the other traffic, not the segment's own history
+CONFIDENCE_CAP = 0.97
+
+
+@dataclass(frozen=True)
+class Scored:
+    seg: SegmentStats
+    fit: float  # scan statistic (log-likelihood ratio)
+
+
+def dimension_rank(seg: SegmentStats) -> tuple[int, ...]:
+    return tuple(sorted(DIMENSION_PREFERENCE.index(k) if k in DIMENSION_PREFERENCE else 99 for k, _ in seg.dims))
+
+
+def cold(seg: SegmentStats, context: ReasoningContext) -> bool:
+    """True when the segment's reference is other traffic rather than its own trusted history.
+
+    Early in a run (fewer windows seen than a baseline needs) every reference is
+    the peers; later, a segment with a baseline it does not trust yet is sparse. A
+    segment never seen before (no baseline at all) in a run with history is new
+    traffic, e.g. a method pushed onto a route: its peers are the fair reference.
+    """
+    if len(context.history) < BASELINE_MIN_WINDOWS:
+        return True
+    return seg.baseline_failure_rate is not None and not judged_on_own_history(seg)
+
+
+def rises_less(rest: Rest, part: SegmentStats) -> bool:
+    """The rest of a broader segment rises above its reference by well under what the part does
+    (SAME_FAULT_RATE_SHARE of the part's rise): the part concentrates the trouble. Rises, not raw
+    rates: a segment that normally declines 9% fails 13% beside a part at 22% — a third of the rise,
+    though two thirds of the rate. The test that climbs (the same fault spreading) is its negation,
+    so descending and climbing cannot undo each other."""
+    return rest.failure_rate - rest.expected_rate < SAME_FAULT_RATE_SHARE * (part.failure_rate - part.expected_failure_rate)
+
+
+def first_window(context: ReasoningContext) -> bool:
+    return context.previous is None or context.previous.category is Category.HEALTHY
+
+
+def clip(x: float) -> float:
+    return max(0.0, min(1.0, x))
+
+
+def rest_fails(rest: Rest, seg: SegmentStats, context: ReasoningContext, z_bar: float | None = None) -> bool:
+    t = context.thresholds
+    return (rest.attempts >= t.min_segment_attempts and rest.excess >= t.min_excess_failures / 2.0
+            and rest.z >= (t.significance_z if z_bar is None else z_bar) and not rises_less(rest, seg))

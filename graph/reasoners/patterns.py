@@ -17,7 +17,7 @@ from payops.signals.baseline import BASELINE_MIN_WINDOWS
 from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
-from .evidence import background_mix, code_count, describe, error_mix, excess_by_family, judged_on_own_history, llr, pct, shares
+from .evidence import background_mix, code_count, contains, describe, nested, error_mix, excess_by_family, judged_on_own_history, llr, pct, shares
 from .findings import DIMENSION_PREFERENCE, Finding
 from .selection import WATCHABLE_TOOLS
 
@@ -42,6 +42,9 @@ MAX_ATTEMPTS_PER_PAYMENT = 1.3
 # Spread across banks: no single bank carries this share of the excess failures of all
 # banks together (one bank's cards failing is that bank's fraud screen or outage).
 BANK_CONCENTRATION = 0.7
+# A narrower segment inside the best-scoring one that carries this share of its enumeration excess is the
+# attack's place (the merchant inside its region or acquirer).
+ATTACK_DESCEND_SHARE = 0.7
 
 
 def _enumeration_excess(seg: SegmentStats, total: SegmentStats) -> float:
@@ -90,6 +93,15 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
     if not found:
         return None
     fit, seg, enum, how = max(found, key=lambda f: (f[0], -len(f[1].key)))
+    # The most specific place that carries most of the attack: a merchant inside the region or the
+    # acquirer that scores best is where the tester sits, and the path to stop (the broader segment
+    # only holds the merchant's traffic plus healthy neighbours).
+    # Only on the small charges themselves: a burst of volume alone (no amounts) is weaker evidence,
+    # and a merchant's own billing run looks like it, so it does not earn the narrower, suppressible name.
+    inner = [f for f in found if f[1] is not seg and (contains(seg, f[1]) or nested(f[1], seg)) and f[2] >= ATTACK_DESCEND_SHARE * enum
+             and f[1].low_amount_failures >= LOW_AMOUNT_SHARE * f[2]]
+    if inner:
+        fit, seg, enum, how = min(inner, key=lambda f: (f[1].attempts, f[1].key))
     conf = 0.75 + 0.1 * min(1.0, enum / (3.0 * t.min_excess_failures)) + 0.05 * (seg.z >= 2 * t.significance_z)
     evidence = (
         describe(seg),

@@ -1,60 +1,60 @@
 """The deterministic, embedded reasoner: explaining-away attribution, then named rules.
 
-1. Retry storm first: retries beyond what retryable failures explain, payments running
-   out of attempts. It multiplies every other symptom, so it is checked before them.
+1. Retry storm first (retry.py): retries beyond what retryable failures explain, payments
+   running out of attempts. It multiplies every other symptom, so it is checked before them.
 2. Attribution: of the segments whose failures are significantly above their
    reference, blame the one with the highest scan statistic (see evidence.py). When
    two names cover the same traffic (a route that carries one method), blame the one
    an operator can act on. When nothing clears the bar in this window, the same test
    runs on evidence pooled over recent windows (small segments, low volume).
-3. Classification: the code families of the *excess* failures, read in the light of
+3. Classification (classification.py): the code families of the *excess* failures, read in the light of
    where they concentrate: declines at one terminal are a device, timeouts across
    every bank on one route are the route, the same timeouts at one bank are the bank.
-4. Latency: a route whose p95 is far above its reference, with nothing failing.
+4. Latency (latency.py): a route whose p95 is far above its reference, with nothing failing.
+
+References (reference.py) are settled before any of it; card testing, volume, "no data" and the
+unexplained anomaly are patterns.py's; the action is selection.py's. This module is the
+attribution and the order the stages run in.
 
 Nothing here knows a bank, route or terminal name: names are data.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from payops.models import Category, Diagnosis
-from payops.signals.baseline import BASELINE_ALPHA, BASELINE_MIN_WINDOWS, binomial_z
-from payops.signals.window import SEGMENT_PAIRS, SegmentStats, WindowSnapshot
+from payops.signals.baseline import binomial_z
+from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import Decision, ReasoningContext
 from .evidence import (
-    CONFIG_CODES, DEVICE_CODES, FAMILIES, ISSUER_CODES, NETWORK_CODES, SECURITY_CODES, UNKNOWN,
-    USER_CODES, Rest, background_mix, code_burst_z, code_count, contains, device_burst_codes, describe, error_mix, excess_by_family, family_counts, first_attempts, llr, pct,
-    judged_on_own_history, pool, repeat_retries, rest_of, retryable_failures, shares,
+    CONFIG_CODES, FAMILIES, ISSUER_CODES, NETWORK_CODES, PAIRED_DIMENSIONS, SECURITY_CODES, USER_CODES, background_mix,
+    code_burst_z, code_count, contains, device_burst_codes, error_mix, excess_by_family, first_attempts, llr, nested, pct,
+    pool, rest_of, shares,
 )
-from .findings import DIMENSION_PREFERENCE, Finding
+from .classification import classify
+from .findings import (
+    REST_CLEAN_Z, TIE_TOLERANCE, Finding, Scored, cold as _cold, dimension_rank as _dimension_rank, rest_fails, rises_less,
+)
+from .latency import latency_candidates, latency_finding
 from .patterns import card_testing, no_data, unexplained, volume_drop
+from .reference import prepared
+from .retry import retry_storm
 from .selection import HOLD_NOTE, alternative_routes, choose_action, route_health, segment_methods
 
 __all__ = [
-    "RuleReasoner", "Finding", "route_health", "segment_methods", "alternative_routes", "choose_action",
+    "RuleReasoner", "Finding", "prepared", "route_health", "segment_methods", "alternative_routes", "choose_action",
     "USER_CODES", "ISSUER_CODES", "NETWORK_CODES", "CONFIG_CODES", "SECURITY_CODES", "FAMILIES",
 ]
 
-PAIRED_DIMENSIONS = frozenset(d for pair in SEGMENT_PAIRS for d in pair)
 # A segment of an unpaired dimension (merchant, region, terminal) cannot be explained away
 # against routes and banks, so it must fit this many times better than the best one that can.
 UNPAIRED_MARGIN = 1.5
-# Prior weight, in attempts, of the platform's failure rate behind a segment's reference
-# (see `prepared`): a terminal with 300 attempts of history is pulled halfway to it.
-SHRINK_ATTEMPTS = 300
-BASELINE_MEMORY_WINDOWS = round(1.0 / BASELINE_ALPHA)  # windows an EWMA baseline effectively remembers
-# Two segments whose scan statistics differ by less than this share describe the same
-# traffic under two names (route=X and method=card,route=X when X carries only card).
-TIE_TOLERANCE = 0.02
-# Explaining away upwards: the rest of a broader segment failing at this share of the
-# blamed segment's rate is the same fault spreading wider, not a second one.
-SAME_FAULT_RATE_SHARE = 0.5
-# Explaining away downwards: a narrower segment takes the blame only when the rest of the
-# blamed one is plainly normal (below this z), not merely short of the significance bar.
-REST_CLEAN_Z = 2.0
+# Nested segments whose attempts (and failures) differ by at most this share are the same traffic.
+SAME_TRAFFIC_SHARE = 0.05
+# Share of a segment's failures that are ROUTE_NOT_SUPPORTED for it to be a misroute (named method x route).
+MISROUTE_SHARE = 0.5
 # A part of the blamed segment whose fit is within this share of the whole's takes the blame
 # when the rest of the whole fails at well under the part's rate.
 NEAR_TIE = 0.15
@@ -71,27 +71,6 @@ EARLY_REST_EXCESS = 2.0
 EARLY_REST_RATE_FACTOR = 2.0
 # ...unless the pair fits clearly better than the parent (scan statistic ratio).
 CHILD_CLEARLY_BETTER = 1.5
-# Latency: a route whose p95 is this many times its reference is degraded.
-LATENCY_FACTOR = 2.5
-# Retry storm: attempts per payment at least this far above normal (fewer extra attempts
-# are not worth a policy change)...
-RETRY_STORM_FACTOR = 1.05
-NORMAL_ATTEMPTS_PER_PAYMENT = 1.02  # ...with no baseline yet (a sane policy retries only outages)
-# ...and either retries that retryable failures cannot explain (declines being retried) or
-# this many payments running out of attempts: one or two can be stragglers, a handful in
-# one window means the policy retries hard.
-RETRY_EXHAUSTED_MIN = 3
-# ...or payments retried again and again: a policy that retries a failure once never makes a
-# second retry of one payment, so this many repeat retries, forming this share of all retries
-# (a retry whose first attempt fell in the previous window looks like one), is the policy.
-RETRY_REPEAT_MIN = 5
-RETRY_REPEAT_SHARE = 0.3
-# A storm is blamed on one segment only when it carries nearly all unexplained retries;
-# a retry policy is usually platform configuration.
-STORM_LOCAL_SHARE = 0.9
-# ...and when the rest of traffic had this many times the minimum excess in declines that
-# a platform-wide storm would have retried (the first window of a storm is partly normal).
-STORM_LOCAL_OPPORTUNITY = 3
 # Declines move with customer behaviour (paydays, month-end) and call for no action, so a
 # user-type surge is only named when it clears the bar by this factor.
 USER_SURGE_Z_FACTOR = 1.0
@@ -115,95 +94,17 @@ SECURITY_MIN_EXCESS = 3
 # With no trusted history the reference is the rest of traffic, which differs by nature
 # (another bank, another method): such a segment must clear the bar by this factor.
 COLD_START_Z_FACTOR = 2.0
-# Confidence: components (weights add to 1 with the base) and penalties.
-CONF_BASE = 0.4
-CONF_PURITY = 0.3  # share of the excess failures in the winning code family
-CONF_STRENGTH = 0.1  # z against twice the significance bar
-CONF_SIZE = 0.1  # excess failures against three times the minimum
-CONF_MARGIN = 0.1  # how much better the blamed segment fits than the best rival
-FIRST_WINDOW_PENALTY = 0.04  # first window after onset: no confirmation from a second window yet
-COLD_START_PENALTY = 0.1  # reference is the other traffic, not the segment's own history
-POOLED_PENALTY = 0.1  # evidence needed several windows: small sample
-UNEXPLAINED_CODES_PENALTY = 0.1  # the failures carry codes outside the vocabulary
-MIXED_EVIDENCE_PENALTY = 0.15  # no code family carries MIXED_PURITY of the excess: no single kind of fault
-MIXED_PURITY = 0.5
-SYSTEM_NOT_SPREAD_PENALTY = 0.2  # "system-wide" while fewer than two routes fail
-CONFIDENCE_CAP = 0.97
 # A proposal the selection holds for a human (marginal evidence in one window, a mitigation
 # after an alert): confidence just under the default autonomy threshold (0.8), above the
 # watch floor (0.6), so it is put to someone rather than run or swallowed.
 HOLD_CONFIDENCE = 0.75
 
 
-@dataclass(frozen=True)
-class Scored:
-    seg: SegmentStats
-    fit: float  # scan statistic (log-likelihood ratio)
-
-
-def _dimension_rank(seg: SegmentStats) -> tuple[int, ...]:
-    return tuple(sorted(DIMENSION_PREFERENCE.index(k) if k in DIMENSION_PREFERENCE else 99 for k, _ in seg.dims))
-
-
-def _cold(seg: SegmentStats, context: ReasoningContext) -> bool:
-    """True when the segment's reference is other traffic rather than its own trusted history.
-
-    Early in a run (fewer windows seen than a baseline needs) every reference is
-    the peers; later, a segment with a baseline it does not trust yet is sparse. A
-    segment never seen before (no baseline at all) in a run with history is new
-    traffic, e.g. a method pushed onto a route: its peers are the fair reference.
-    """
-    if len(context.history) < BASELINE_MIN_WINDOWS:
-        return True
-    return seg.baseline_failure_rate is not None and not judged_on_own_history(seg)
-
-
-def nested(inner: SegmentStats, outer: SegmentStats) -> bool:
-    """`inner` plausibly lies inside `outer` though no pair segment says so.
-
-    Only for dimensions the window never pairs (a terminal, a merchant, a region):
-    a terminal's payments all travel one route, but there is no terminal x route
-    segment. Consistent containment: fewer attempts and, code by code, no more
-    failures than the outer segment.
-    """
-    if len(inner.dims) != 1 or inner.dims[0][0] in PAIRED_DIMENSIONS or not outer.dims or set(outer.dims) & set(inner.dims):
-        return False
-    if inner.attempts > outer.attempts or inner.failures > outer.failures:
-        return False
-    return all(outer.errors.get(code, 0) >= count for code, count in inner.errors.items())
-
-
-def _first_window(context: ReasoningContext) -> bool:
-    return context.previous is None or context.previous.category is Category.HEALTHY
-
-
-def _clip(x: float) -> float:
-    return max(0.0, min(1.0, x))
-
-
-def prepared(snapshot: WindowSnapshot, context: ReasoningContext) -> WindowSnapshot:
-    """The snapshot with young or thin references shrunk toward the platform's.
-
-    A segment's baseline rests on its attempts per window times the windows seen
-    (at most the EWMA's memory). Early in a run, or for a small segment, that is a
-    few hundred attempts, and such baselines come out biased (a terminal at 0% after
-    five minutes, palm at half its real decline rate), which reads noise as an
-    incident. The platform's own reference is the prior, worth SHRINK_ATTEMPTS
-    attempts; segments compared with their peers (no trusted baseline) are left alone.
-    """
-    total = snapshot.total
-    reference = total.expected_failure_rate
-    depth = max(1, min(len(context.history), BASELINE_MEMORY_WINDOWS))
-    adjusted = []
-    for seg in snapshot.segments:
-        if not judged_on_own_history(seg) or seg.baseline_volume is None:
-            adjusted.append(seg)
-            continue
-        weight = seg.baseline_volume * depth
-        p = (weight * seg.expected_failure_rate + SHRINK_ATTEMPTS * reference) / (weight + SHRINK_ATTEMPTS)
-        adjusted.append(replace(seg, expected_failure_rate=p, baseline_failure_rate=p, excess_failures=seg.failures - seg.attempts * p,
-                                z=binomial_z(seg.failures, seg.attempts, p)))
-    return WindowSnapshot(snapshot.window_start, snapshot.window_end, total, tuple(adjusted), snapshot.quality, snapshot.vocab_sizes)
+def _same_traffic(a: SegmentStats, b: SegmentStats) -> bool:
+    """Two nested segments that differ by a few stray attempts (a route that carries one scheme but for
+    a payment or two) name the same traffic: the one to act on is chosen as for identical ones."""
+    return (abs(a.attempts - b.attempts) <= SAME_TRAFFIC_SHARE * max(a.attempts, b.attempts)
+            and abs(a.failures - b.failures) <= max(1.0, SAME_TRAFFIC_SHARE * max(a.failures, b.failures)))
 
 
 class RuleReasoner:
@@ -292,8 +193,12 @@ class RuleReasoner:
         if snapshot is not None:
             seg = chosen.seg
             ties += [Scored(s, chosen.fit) for s in snapshot.segments
-                     if (contains(s, seg) or contains(seg, s)) and s.attempts == seg.attempts and s.failures == seg.failures]
-        return min(ties, key=lambda c: (len(c.seg.dims), _dimension_rank(c.seg), c.seg.attempts, c.seg.key))
+                     if (contains(s, seg) or contains(seg, s)) and _same_traffic(s, seg)]
+        # A method rejected by the route it was sent to is acted on as that pair (the misroute to undo),
+        # even when all of the method went there and method=X alone names the same traffic.
+        misrouted = chosen.seg.error_share("ROUTE_NOT_SUPPORTED") >= MISROUTE_SHARE
+        return min(ties, key=lambda c: (not (misrouted and "route" in c.seg.target), len(c.seg.dims), _dimension_rank(c.seg),
+                                        c.seg.attempts, c.seg.key))
 
     @staticmethod
     def _verifiable_first(ranked: list[Scored]) -> Scored:
@@ -328,12 +233,6 @@ class RuleReasoner:
             chosen = self._alias(ranked, moved, snapshot)
         return chosen
 
-    @staticmethod
-    def _rest_fails(rest: Rest, rate: float, context: ReasoningContext, z_bar: float | None = None) -> bool:
-        t = context.thresholds
-        return (rest.attempts >= t.min_segment_attempts and rest.excess >= t.min_excess_failures / 2.0
-                and rest.z >= (t.significance_z if z_bar is None else z_bar) and rest.failure_rate >= SAME_FAULT_RATE_SHARE * rate)
-
     def _descend(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
                  snapshot: WindowSnapshot | None) -> Scored | None:
         t = context.thresholds
@@ -352,10 +251,16 @@ class RuleReasoner:
         # Nearly as good a fit, and the rest is not the same fault spreading (it fails at well under
         # the part's rate): the part concentrates the trouble and is the one to act on.
         concentrated = [c for c in inside if c.fit >= (1.0 - NEAR_TIE) * chosen.fit
-                        and (r := rest_of(chosen.seg, c.seg)).failure_rate < SAME_FAULT_RATE_SHARE * c.seg.failure_rate
+                        and rises_less(rest_of(chosen.seg, c.seg), c.seg)
                         and r.z < t.significance_z]
+        # Either way a rest with traffic enough to judge must plainly fail less than the part (REST_CLEAN_Z
+        # below the part's rate): one too close to tell apart says nothing against the broader name, the
+        # common cause an operator acts on (a route whose second scheme is thin). A rest of a handful of
+        # attempts is the part's own traffic under the broader name: the part is named.
         found = [c for c in clean + concentrated
-                 if not self._parent_explains(chosen.seg, c, t.min_excess_failures)]  # early attribution keeps the parent
+                 if ((r := rest_of(chosen.seg, c.seg)).attempts < t.min_segment_attempts
+                     or binomial_z(r.failures, r.attempts, c.seg.failure_rate) <= -REST_CLEAN_Z)
+                 and not self._parent_explains(chosen.seg, c, t.min_excess_failures)]  # early attribution keeps the parent
         return self._verifiable_first(found) if found else None
 
     def _climb(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
@@ -374,7 +279,14 @@ class RuleReasoner:
             pool_ += [Scored(p, llr(p)) for p in (snapshot.total, *snapshot.segments)
                       if p.key not in known and (contains(p, seg) or nested(seg, p))]
         wider = [c for c in pool_ if (contains(c.seg, seg) or nested(seg, c.seg))
-                 and self._rest_fails(rest_of(c.seg, seg), seg.failure_rate, context, z_bar)]
+                 and rest_fails(rest_of(c.seg, seg), seg, context, z_bar)]
+        if not wider:
+            # The parent fits about as well and the rest of it cannot be told apart from the part (it rises
+            # too, and does not plainly fail less): nothing supports the narrower name over the common cause.
+            wider = [c for c in pool_ if contains(c.seg, seg) and len(c.seg.dims) == len(seg.dims) - 1 and c.seg.dims
+                     and c.fit >= (1.0 - NEAR_TIE) * chosen.fit and (r := rest_of(c.seg, seg)).excess > 0
+                     and r.attempts >= context.thresholds.min_segment_attempts
+                     and binomial_z(r.failures, r.attempts, seg.failure_rate) > -REST_CLEAN_Z]
         if not wider and snapshot is not None and len(seg.dims) == 2 and seg.excess_failures < EARLY_EXCESS_FACTOR * context.thresholds.min_excess_failures:
             wider = self._early_parents(chosen, snapshot)
         return self._verifiable_first(wider) if wider else None
@@ -441,7 +353,7 @@ class RuleReasoner:
     def _diagnose(self, snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
         if snapshot.total.attempts == 0:
             return no_data(snapshot, context)  # a silent feed is never "healthy"
-        storm = self._retry_storm(snapshot, context)
+        storm = retry_storm(snapshot, context)
         if storm is not None:
             return storm
         # Before declines are read as customers': a burst of small charges over many cards.
@@ -457,14 +369,14 @@ class RuleReasoner:
     def _attribute(self, snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
         """Failures above their reference, attributed to one segment and classified (or healthy)."""
         ranked, pooled = self.ranked(snapshot, context), 1
-        latency = self._latency_candidates(snapshot, context)
-        slow = self._latency_finding(latency, snapshot, context) if latency else None
+        latency = latency_candidates(snapshot, context)
+        slow = latency_finding(latency, snapshot, context) if latency else None
         if not ranked and slow is None:
             ranked, pooled = self.pooled_ranked(snapshot, context)
         if not ranked:
             return slow or self._healthy(snapshot, context)
         chosen = self._device_first(self._under_mitigation(self.pick(ranked, context, snapshot), snapshot, context), ranked)
-        finding = self._classify(chosen, ranked, snapshot, context, pooled, latency)
+        finding = classify(chosen, ranked, snapshot, context, pooled, latency)
         if finding.category is Category.USER and not self._material_user_surge(finding.segment, context, pooled, snapshot):
             return slow or self._healthy(snapshot, context, note=f"minor decline fluctuation on {finding.segment.key if finding.segment else '*'} "
                                                                   "(user-type codes; not material)")
@@ -498,281 +410,6 @@ class RuleReasoner:
         failed_payments = max(0.0, seg.failures - (seg.attempts - payments))
         z_payments = binomial_z(failed_payments, payments, seg.expected_failure_rate)
         return min(seg.z, z_payments) >= USER_SURGE_Z_FACTOR * t.significance_z
-
-    # -- retry storm --------------------------------------------------------------------
-    def _retry_storm(self, snapshot: WindowSnapshot, context: ReasoningContext) -> Finding | None:
-        t = context.thresholds
-        total = snapshot.total
-        if total.attempts < t.min_segment_attempts:
-            return None
-        normal = total.baseline_attempts_per_payment or NORMAL_ATTEMPTS_PER_PAYMENT
-        firsts = first_attempts(total)
-        retries = total.attempts - firsts
-        expected_retries = max(firsts * (normal - 1.0), 1.0)
-        retry_z = (retries - expected_retries) / expected_retries ** 0.5  # Poisson
-        if retries - expected_retries < t.min_excess_failures or retry_z < t.significance_z:
-            return None
-        if total.attempts_per_payment < RETRY_STORM_FACTOR * normal:
-            return None
-        retryable = retryable_failures(total)
-        # Under a sane policy every retry follows a retryable failure; the rest are declines,
-        # limits or fraud flags being retried.
-        unexplained = retries - retryable
-        exhausted = total.errors.get("RETRY_EXHAUSTED", 0)
-        repeats = repeat_retries(total)
-        repeating = repeats >= RETRY_REPEAT_MIN and repeats >= RETRY_REPEAT_SHARE * retries
-        if unexplained < t.min_excess_failures and exhausted < RETRY_EXHAUSTED_MIN and not repeating:
-            return None
-
-        target_seg, where = total, "all traffic"
-        local = self._storm_segment(snapshot, unexplained, t.min_excess_failures)
-        if local is not None:
-            target_seg, where = local, local.key
-        apm_factor = total.attempts_per_payment / normal
-        conf = (0.62
-                + 0.12 * _clip((apm_factor - 1.0) / 0.3)
-                + 0.12 * _clip(unexplained / (3.0 * t.min_excess_failures))
-                + 0.11 * _clip(max(exhausted / (3.0 * RETRY_EXHAUSTED_MIN), repeats / (3.0 * RETRY_REPEAT_MIN) if repeating else 0.0)))
-        if _first_window(context):
-            conf -= FIRST_WINDOW_PENALTY
-        evidence = (
-            f"attempts per payment {total.attempts_per_payment:.2f} vs normal {normal:.2f} ({apm_factor:.2f}x); "
-            f"{retries:.0f} retries vs {expected_retries:.0f} expected (z={retry_z:.1f})",
-            f"{max(unexplained, 0):.0f} retries beyond the {retryable:.0f} retryable failures (declines and limits are being retried)",
-            f"RETRY_EXHAUSTED on {exhausted} attempts ({pct(exhausted / total.failures if total.failures else 0.0)} of failures)",
-            f"{repeats:.0f} retries beyond one per failed first attempt: payments retried again and again",
-            f"all traffic: {total.failures}/{total.attempts} failed ({pct(total.failure_rate)}); errors {error_mix(total)}",
-        )
-        alternatives = (
-            "an outage under a sane retry policy: retries would follow its retryable failures only; "
-            f"here {max(unexplained, 0):.0f} retries have no retryable failure behind them",
-            "user-related surge: the declines are real but multiplied by retries, so the policy is the fault",
-        )
-        return Finding(Category.CONFIG, target_seg, round(min(CONFIDENCE_CAP, conf), 3),
-                       f"Retry storm: the retry policy multiplies attempts per payment on {where} (retry misconfiguration).",
-                       evidence, alternatives, "retry")
-
-    @staticmethod
-    def _storm_segment(snapshot: WindowSnapshot, unexplained_total: float, min_excess: int) -> SegmentStats | None:
-        """The one route that carries nearly all unexplained retries, if the rest plainly does not.
-
-        "Plainly" needs opportunity: the rest of traffic must have had enough declines
-        that a global storm would have retried, yet retried none of them.
-        """
-        if unexplained_total <= 0:
-            return None
-        total = snapshot.total
-        total_fam = family_counts(total.errors, total.failures)
-        best: SegmentStats | None = None
-        # Retry policies are configured for the platform or per processor, so a local storm is a route's.
-        for seg in snapshot.by_dimension("route"):
-            fam = family_counts(seg.errors, seg.failures)
-            unexplained = (seg.attempts - first_attempts(seg)) - retryable_failures(seg)
-            rest_declines = total_fam["user"] - fam["user"]
-            if (unexplained >= STORM_LOCAL_SHARE * unexplained_total and rest_declines >= STORM_LOCAL_OPPORTUNITY * min_excess
-                    and (best is None or seg.attempts < best.attempts)):
-                best = seg
-        return best
-
-    # -- latency ------------------------------------------------------------------------
-    def _latency_candidates(self, snapshot: WindowSnapshot, context: ReasoningContext) -> list[tuple[SegmentStats, float]]:
-        reference_total = snapshot.total.baseline_latency_p95_ms or snapshot.total.latency_p50_ms * 3
-        out = []
-        for seg in snapshot.by_dimension("route"):
-            if seg.attempts < context.thresholds.min_segment_attempts:
-                continue
-            reference = seg.baseline_latency_p95_ms or reference_total
-            # A slow tail (a few timeouts) is not a slow route: the median payment must be
-            # slower than the old 95th percentile too.
-            if reference and seg.latency_p95_ms >= LATENCY_FACTOR * reference and seg.latency_p50_ms >= reference:
-                out.append((seg, seg.latency_p95_ms / reference))
-        return sorted(out, key=lambda x: -x[1])
-
-    def _latency_finding(self, latency: list[tuple[SegmentStats, float]], snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
-        seg, factor = latency[0]
-        routes = snapshot.by_dimension("route")
-        t = context.thresholds
-        conf = 0.62 + 0.07 * min(factor, 5.0)
-        mixed = len(latency) > 1
-        if mixed:
-            conf -= 0.2  # several routes slow at once: probably not the route (a bank, the platform)
-        if seg.attempts < 3 * t.min_segment_attempts:
-            conf -= 0.1  # a p95 over few attempts is a handful of slow payments
-        if seg.baseline_latency_p95_ms is None:
-            conf -= COLD_START_PENALTY
-        if _first_window(context):
-            conf -= FIRST_WINDOW_PENALTY
-        reference = seg.baseline_latency_p95_ms
-        evidence = (
-            f"{seg.key}: p95 latency {seg.latency_p95_ms:.0f} ms, {factor:.1f}x its reference" + (f" ({reference:.0f} ms)" if reference else ""),
-            f"{seg.key}: p50 {seg.latency_p50_ms:.0f} ms, p99 {seg.latency_p99_ms:.0f} ms over {seg.attempts} attempts ({pct(seg.traffic_share)} of traffic)",
-            f"{seg.key}: {seg.failures}/{seg.attempts} failed ({pct(seg.failure_rate)}) vs expected {pct(seg.expected_failure_rate)}",
-            f"all traffic p95 {snapshot.total.latency_p95_ms:.0f} ms; other routes: " + ", ".join(
-                f"{r.key} {r.latency_p95_ms:.0f} ms" for r in routes if r.key != seg.key)[:300],
-        )
-        alts = tuple(f"{s.key}: also slow ({f:.1f}x) — the slowness may not be the route's" for s, f in latency[1:4])
-        if not mixed:
-            alts += ("a bank or the platform: they would slow every route, and the other routes are at their usual latency",)
-        return Finding(Category.NETWORK, seg, round(min(CONFIDENCE_CAP, conf), 3), f"Latency degradation on {seg.key}.", evidence, alts, "latency")
-
-    # -- classification -------------------------------------------------------------------
-    def _classify(self, chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, context: ReasoningContext,
-                  pooled: int, latency: list[tuple[SegmentStats, float]]) -> Finding:
-        t = context.thresholds
-        seg = chosen.seg
-        total = snapshot.total
-        excess = excess_by_family(seg, background_mix(total, seg))
-        fam_shares = shares(excess)
-        family = max(fam_shares, key=lambda k: (fam_shares[k], k))
-        purity = fam_shares[family]
-        dims = set(seg.target)
-        dominant = max((c for c in seg.errors if family == UNKNOWN or c in FAMILIES.get(family, ())),
-                       key=lambda c: seg.errors[c], default=seg.dominant_error() or "UNKNOWN")
-        penalty = 0.0
-
-        if family == "security":
-            category, kind = Category.SECURITY, "security"
-            summary = f"Security: {dominant} burst concentrated on {seg.key}."
-        elif family == "user" and "terminal_id" in dims and seg.error_share(*DEVICE_CODES) >= 0.5:
-            # Customers are independent: one device "declining" everyone with read failures is the device.
-            category, kind = Category.NETWORK, "terminal"
-            summary = f"Device fault at {seg.key}: the device fails customers with {dominant} at an implausible rate."
-        elif family == "user":
-            category, kind = Category.USER, "user"
-            summary = f"User-related surge ({dominant}) on {seg.key}; not an operational fault."
-        elif family == "config" and seg.error_share("ROUTE_NOT_SUPPORTED") >= seg.error_share("RETRY_EXHAUSTED"):
-            category, kind = Category.CONFIG, "routing"
-            summary = f"Routing misconfiguration: {seg.key} rejects traffic sent to it (ROUTE_NOT_SUPPORTED)."
-        elif family == "config":
-            category, kind = Category.CONFIG, "retry"
-            summary = f"Retry misconfiguration on {seg.key}: payments run out of attempts (RETRY_EXHAUSTED)."
-        elif not dims:
-            category, kind = Category.NETWORK, "system"
-            summary = "System-wide failure: no single bank, route or device explains it."
-        elif "terminal_id" in dims:
-            category, kind = Category.NETWORK, "terminal"
-            summary = f"Device fault at {seg.key} ({dominant})."
-        elif "bank" in dims or ("issuer" in dims and not dims & {"method", "merchant_id", "region"}):
-            both = "route" in dims
-            category, kind = Category.ISSUER, "issuer_route" if both else "issuer"
-            summary = f"Issuer degradation: {seg.key} failing ({dominant})" + (" on this route only." if both else " across routes.")
-        elif "route" in dims:
-            category, kind = Category.NETWORK, "route"
-            summary = f"Route/processor failure on {seg.key} across banks ({dominant})."
-        elif dims == {"method"}:
-            category, kind = Category.NETWORK, "method"
-            summary = f"Every route carrying {seg.key} fails ({dominant})."
-        else:
-            category, kind = Category.NETWORK, "segment"
-            summary = f"Failures concentrated on {seg.key} ({dominant})."
-        if family == UNKNOWN:
-            penalty += UNEXPLAINED_CODES_PENALTY
-        if purity < MIXED_PURITY:
-            penalty += MIXED_EVIDENCE_PENALTY
-        spread_note = None
-        if not dims and category is not Category.USER:
-            routes = [r for r in snapshot.by_dimension("route") if r.attempts >= t.min_segment_attempts]
-            failing = [r for r in routes if r.z >= REST_CLEAN_Z]
-            spread_note = f"failing on {len(failing)} of {len(routes)} routes with traffic"
-            if len(failing) < min(2, len(routes)):
-                penalty += SYSTEM_NOT_SPREAD_PENALTY  # "platform-wide" with one route or none failing is not
-
-        rivals = [c for c in ranked if c is not chosen and not (c.fit >= (1.0 - TIE_TOLERANCE) * chosen.fit)]
-        runner_up = rivals[0].fit if rivals else 0.0
-        margin = _clip(1.0 - runner_up / chosen.fit) if chosen.fit > 0 else 0.0
-        confidence = (CONF_BASE + CONF_PURITY * purity
-                      + CONF_STRENGTH * _clip(seg.z / (2.0 * t.significance_z))
-                      + CONF_SIZE * _clip(seg.excess_failures / (3.0 * t.min_excess_failures))
-                      + CONF_MARGIN * margin - penalty)
-        slow = any(s.key == seg.key for s, _ in latency)
-        if kind == "route" and slow:
-            confidence += 0.05  # failures and latency point at the same route
-        if _cold(seg, context):
-            confidence -= COLD_START_PENALTY
-        if pooled > 1:
-            confidence -= POOLED_PENALTY
-        if _first_window(context):
-            confidence -= FIRST_WINDOW_PENALTY
-        confidence = round(_clip(min(CONFIDENCE_CAP, confidence)), 3)
-
-        evidence = [
-            describe(seg) + (f" (pooled over the last {pooled} windows)" if pooled > 1 else ""),
-            f"{seg.key}: errors {error_mix(seg)}; {pct(purity)} of its excess failures are {family}-type codes",
-            f"{seg.key}: {pct(seg.traffic_share)} of traffic; p95 latency {seg.latency_p95_ms:.0f} ms"
-            + (f" (baseline {seg.baseline_latency_p95_ms:.0f} ms)" if seg.baseline_latency_p95_ms else ""),
-        ]
-        evidence += self._spread(seg, snapshot)
-        if spread_note:
-            evidence.append(f"all traffic: {spread_note}: " + ", ".join(
-                f"{r.target['route']} {pct(r.failure_rate)}" for r in sorted(snapshot.by_dimension("route"), key=lambda r: -r.attempts)[:6]))
-        if seg.dims and pooled == 1:
-            rest = rest_of(total, seg)
-            evidence.append(f"all traffic outside {seg.key}: {rest.failures}/{rest.attempts} failed ({pct(rest.failure_rate)}) "
-                            f"vs expected {pct(rest.expected_rate)}")
-        alternatives = self._alternatives(chosen, ranked, snapshot, category, fam_shares, context)
-        return Finding(category, seg, confidence, summary, tuple(evidence), alternatives, kind, pooled)
-
-    @staticmethod
-    def _spread(seg: SegmentStats, snapshot: WindowSnapshot) -> list[str]:
-        """How the blamed segment fails across the next dimension down (every route? one route?)."""
-        if len(seg.dims) != 1:
-            return []
-        groups: dict[str, list[SegmentStats]] = {}
-        for s in snapshot.segments:
-            if contains(seg, s) and len(s.dims) == 2 and s.attempts >= 3:
-                other = next(k for k, _ in s.dims if k not in seg.target)
-                groups.setdefault(other, []).append(s)
-        if not groups:
-            return []
-        dim, parts = max(groups.items(), key=lambda kv: (len(kv[1]), kv[0]))
-        failing = [p for p in parts if p.failures - p.attempts * p.expected_failure_rate > 2.0 * (p.attempts * max(p.expected_failure_rate, 0.01)) ** 0.5]
-        listed = ", ".join(f"{p.target[dim]} {pct(p.failure_rate)}" for p in sorted(parts, key=lambda p: -p.attempts)[:6])
-        return [f"{seg.key} fails on {len(failing)} of {len(parts)} {dim} values: {listed}"]
-
-    def _alternatives(self, chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, category: Category,
-                      fam_shares: dict[str, float], context: ReasoningContext) -> tuple[str, ...]:
-        seg = chosen.seg
-        out: list[str] = []
-        # Rivals of other dimensions first (what explaining away is about), then the rest.
-        rivals = sorted(ranked[:10], key=lambda c: (bool(set(dict(c.seg.dims)) & set(seg.target)), -c.fit))
-        for other in rivals:
-            o = other.seg
-            if o.key == seg.key:
-                continue
-            if o.attempts == seg.attempts and other.fit >= (1.0 - TIE_TOLERANCE) * chosen.fit:
-                out.append(f"{o.key}: the same traffic under another name (fit {other.fit:.0f}); {seg.key} is the one to act on")
-            elif contains(o, seg):
-                rest = rest_of(o, seg)
-                out.append(f"{o.key}: broader; without {seg.key} it fails {rest.failures}/{rest.attempts} "
-                           f"({pct(rest.failure_rate)} vs expected {pct(rest.expected_rate)}): explained by {seg.key}")
-            elif contains(seg, o):
-                share = o.excess_failures / seg.excess_failures if seg.excess_failures > 0 else 0.0
-                out.append(f"{o.key}: narrower; carries {share:.0%} of {seg.key}'s excess, which fails beyond it")
-            elif (inter := snapshot.segment(**{**o.target, **seg.target})) is not None and contains(o, inter):
-                # Explaining away across dimensions: the route without the bank's share of it.
-                rest = rest_of(o, inter)
-                if rest.attempts == 0:
-                    out.append(f"{o.key}: all of its traffic lies inside {seg.key}; fit {other.fit:.0f} vs {chosen.fit:.0f}")
-                    continue
-                verdict = "explained by" if not self._rest_fails(rest, seg.failure_rate, context) else "fails beyond"
-                out.append(f"{o.key}: {pct(o.failure_rate)} failing; without {inter.key} it fails {rest.failures}/{rest.attempts} "
-                           f"({pct(rest.failure_rate)} vs expected {pct(rest.expected_rate)}): {verdict} {seg.key}")
-            else:
-                out.append(f"{o.key}: weaker fit ({other.fit:.0f} vs {chosen.fit:.0f}); overlaps the same failing traffic")
-            if len(out) >= 6:
-                break
-        user_share = fam_shares.get("user", 0.0)
-        if category is not Category.USER and user_share < 0.5:
-            out.append(f"user-related: only {pct(user_share)} of the excess failures are declines or limits")
-        elif user_share >= 0.5 and "terminal_id" in seg.target:
-            peers = [t for t in snapshot.by_dimension("terminal_id") if t.key != seg.key and t.attempts]
-            rate = sum(t.failures for t in peers) / max(1, sum(t.attempts for t in peers))
-            out.append(f"user-related: the codes are customer-type, but customers are independent; this device fails "
-                       f"{pct(seg.failure_rate)} while the other terminals fail {pct(rate)}")
-        if category is Category.USER:
-            out.append(f"operational fault: only {pct(1.0 - user_share)} of the excess failures are infrastructure codes")
-        out.append(f"chance: {seg.failures} failures where {seg.attempts * seg.expected_failure_rate:.1f} were expected (z={seg.z:.1f})")
-        return tuple(out)
 
     # -- for the LLM --------------------------------------------------------------------
     def hypotheses(self, snapshot: WindowSnapshot, context: ReasoningContext, limit: int = 5) -> list[dict[str, object]]:

@@ -6,23 +6,23 @@ is built through `validate_proposal`, so a rule can never emit a malformed call.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from payops.models import Category, ProposedAction, target_key
-from payops.signals.baseline import wilson_lower_bound
-from payops.signals.window import SegmentStats, WindowSnapshot
+from payops.signals.baseline import binomial_z, wilson_lower_bound
+from payops.signals.window import TAIL_SHARE, SegmentStats, WindowSnapshot
 from payops.tools.actions import validate_proposal
 
 from .base import ActionView, ReasoningContext
 from .evidence import pct, pool
-
-if TYPE_CHECKING:
-    from .findings import Finding
+from .findings import Finding
 
 # A route a reroute may send traffic to must fail at most this much above its reference.
 # An absolute margin, not a significance test: at thousands of attempts a route a point
 # above a young baseline is "significant" yet a perfectly good destination.
 HEALTHY_MARGIN = 0.05
+# A misrouted method goes back to a route that carried it within this many recent windows (former_routes).
+FORMER_ROUTE_WINDOWS = 5
 # A reroute leaves this share of the segment on its path as a probe: the agent can then
 # see the cause clear and recommend the rollback, at the price of a few failures.
 PROBE_PERCENT = 5.0
@@ -51,6 +51,11 @@ ROLLBACK_NOTE = "rollback"  # Decision.notes entries "rollback:<tool>:<target ke
 # little (its customers are offered another method), and a spoofing attacker or a dead scanner
 # given another minute keeps failing customers (rules.SECURITY_MIN_* make the same trade).
 STRONG_Z_FACTOR = 2.0  # times the significance bar
+# Duration within the window (signals.window.TAIL_SHARE): a part of the window is "clean" below this z
+# against the segment's reference. Failures only in the tail are seconds old (held for a human); failures
+# gone from the tail are over (no move at all). Strong evidence in one window acts at once only when it
+# has lasted: an outage visible through the window, not a 30 s blip.
+BURST_CLEAN_Z = 2.0
 STRONG_EXCESS_FACTOR = 3.0  # times the minimum excess failures
 # Decision.notes entries asking the reasoner to hold the diagnosis's confidence below the
 # autonomy threshold, so the guardrails put the proposal to a human.
@@ -63,7 +68,7 @@ REROUTE_CAPACITY_FACTOR = 1.0
 # may move on its own), and when still none helps, ops are paged again as critical, saying how
 # long it has lasted. Suppressing a path that still carries successes is not such a mitigation:
 # in the closed loop it cost more payments than it saved (issuer outages at 60%: -5..-235).
-REVIEWED_KINDS = frozenset({"issuer", "issuer_route", "route", "latency", "routing", "segment", "method", "system",
+REVIEWED_KINDS = frozenset({"issuer", "issuer_route", "scheme", "scheme_route", "route", "latency", "routing", "segment", "method", "system",
                             "security", "terminal", "card_testing", "volume"})
 
 
@@ -101,6 +106,33 @@ def alternative_routes(snapshot: WindowSnapshot, target: dict[str, str], signifi
         out[route] = float(seg.attempts if seg else 1)
     total = sum(out.values())
     return {r: round(w / total, 3) for r, w in out.items()} if total else {}
+
+
+def former_routes(snapshot: WindowSnapshot, target: dict[str, str], history: tuple[WindowSnapshot, ...],
+                  min_attempts: int) -> dict[str, float]:
+    """Where a misrouted method came from: routes that carried it successfully in the recent windows,
+    healthy then and not failing now, weighted by what they carried. A method sent to a route that
+    rejects it leaves its own route empty, so that route is absent from this window's health; an
+    operator sends the method back where it worked a minute ago."""
+    method, avoid = target.get("method"), target.get("route")
+    if not method or not avoid:
+        return {}
+    out: dict[str, float] = {}
+    for h in reversed(history[-FORMER_ROUTE_WINDOWS:]):
+        if h.window_end >= snapshot.window_end:
+            continue
+        for p in h.by_dimension("method", "route"):
+            route = p.target["route"]
+            if p.target["method"] != method or route == avoid or route in out or p.successes == 0:
+                continue
+            then, now = h.segment(route=route), snapshot.segment(route=route)
+            # (what little still reaches it now is judged only when there is enough of it to judge)
+            if any(s is not None and s.attempts >= (1 if s is then else min_attempts) and wilson_lower_bound(s.failures, s.attempts) > s.expected_failure_rate + HEALTHY_MARGIN
+                   for s in (then, now)):
+                continue
+            out[route] = float(p.attempts)
+    total = sum(out.values())
+    return {r: round(w / total, 3) for r, w in sorted(out.items())} if total else {}
 
 
 def fallback_method(snapshot: WindowSnapshot, seg: SegmentStats | None, significance_z: float) -> str | None:
@@ -169,9 +201,8 @@ def cleared_since(target: dict[str, str], since: float, snapshot: WindowSnapshot
     return "persisting", figures + ("; still slow" if slow else "")
 
 
-def choose_action(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[ProposedAction, tuple[str, ...]]:
+def choose_action(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[ProposedAction, tuple[str, ...]]:
     t = context.thresholds
-    ttl = t.action_ttl_seconds
     seg = f.segment
     target = f.target
     notes: list[str] = []
@@ -232,11 +263,51 @@ def choose_action(f: "Finding", snapshot: WindowSnapshot, context: ReasoningCont
             return propose("alert_ops", f"still present after {ticks} windows; no automatic mitigation fits",
                            severity="critical", summary=f"Still present after {ticks} windows: {f.summary}"[:500],
                            evidence=list(f.evidence[:5])), tuple(notes)
-    if (proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and "terminal_id" not in proposal.target
-            and seg is not None and marginal(seg, context) and not confirmed(f, context)):
+    moves = proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and "terminal_id" not in proposal.target and seg is not None
+    # The tail tells the duration of failures; a slow route (latency) or a vanished one (volume) is not read by it.
+    timed = moves and f.pooled_windows == 1 and f.kind != "latency"
+    if timed and seg is not None and burst_over(seg, t.min_segment_attempts, t.min_excess_failures):
+        # Over within its window (a 30 s blip): a healthy period again. Nothing to move; ops hear of it.
+        notes.append(f"burst over: {seg.key} failed {seg.tail_failures}/{seg.tail_attempts} in the window's last "
+                     f"{TAIL_SHARE:.0%}, as usual; no traffic move")
+        return propose("alert_ops", "a burst of failures that is already over: no traffic move, ops should know",
+                       severity="warning", summary=f"Over within the window: {f.summary}"[:500], evidence=list(f.evidence[:5])), tuple(notes)
+    if timed and seg is not None and burst_young(seg, t.min_segment_attempts, t.min_excess_failures):
+        notes.append(f"{HOLD_NOTE}:{seg.key} failed only in the window's last {TAIL_SHARE:.0%} "
+                     f"({seg.tail_failures}/{seg.tail_attempts}): seconds old, it may be a blip; a human confirms before traffic moves")
+    elif moves and seg is not None and marginal(seg, context) and not confirmed(f, context):
         notes.append(f"{HOLD_NOTE}:marginal evidence (z={seg.z:.1f}, {seg.excess_failures:.0f} excess) in one window: "
                      "a human confirms before traffic moves")
     return proposal, tuple(notes)
+
+
+def _head(seg: SegmentStats) -> tuple[int, int]:
+    return seg.attempts - seg.tail_attempts, seg.failures - seg.tail_failures
+
+
+def burst_over(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
+    """The segment's failures are back to its reference in the window's tail, while they stood out
+    before it: the burst is over. Judged only when the tail could show the fault: at the head's rate
+    it would hold at least `min_excess` failures (a quiet tail of a dozen attempts proves nothing)."""
+    head, head_failed = _head(seg)
+    p = seg.expected_failure_rate
+    return (seg.tail_attempts >= min_attempts and head >= min_attempts and head_failed / head * seg.tail_attempts >= min_excess
+            and binomial_z(seg.tail_failures, seg.tail_attempts, p) < BURST_CLEAN_Z
+            and binomial_z(head_failed, head, p) >= BURST_CLEAN_Z
+            and binomial_z(seg.tail_failures, seg.tail_attempts, head_failed / head) <= -BURST_CLEAN_Z)  # plainly less, not noise
+
+
+def burst_young(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
+    """The segment failed only in the window's tail and was normal before it: a fault seconds old,
+    as likely a blip as an outage's onset (the next window tells). Judged only when the head could
+    show the fault: at the tail's rate it would hold at least `min_excess` failures."""
+    head, head_failed = _head(seg)
+    p = seg.expected_failure_rate
+    return (seg.tail_attempts >= min_attempts and head >= min_attempts
+            and seg.tail_failures / seg.tail_attempts * head >= min_excess
+            and binomial_z(head_failed, head, p) < BURST_CLEAN_Z
+            and binomial_z(seg.tail_failures, seg.tail_attempts, p) >= BURST_CLEAN_Z
+            and binomial_z(head_failed, head, seg.tail_failures / seg.tail_attempts) <= -BURST_CLEAN_Z)  # plainly less, not noise
 
 
 def marginal(seg: SegmentStats, context: ReasoningContext) -> bool:
@@ -244,7 +315,7 @@ def marginal(seg: SegmentStats, context: ReasoningContext) -> bool:
     return seg.z < STRONG_Z_FACTOR * t.significance_z or seg.excess_failures < STRONG_EXCESS_FACTOR * t.min_excess_failures
 
 
-def confirmed(f: "Finding", context: ReasoningContext) -> bool:
+def confirmed(f: Finding, context: ReasoningContext) -> bool:
     """The previous window's diagnosis found the same trouble: a finding on the same or an overlapping
     target (at marginal counts the name may move between a route and its issuer x route pair)."""
     prev = context.previous
@@ -268,7 +339,7 @@ def persisting_windows(seg: SegmentStats, snapshot: WindowSnapshot, context: Rea
     return count
 
 
-def _mitigation(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContext,
+def _mitigation(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext,
                 propose: Callable[..., ProposedAction], alert: Callable[[str, str], ProposedAction]) -> ProposedAction:
     """The one action that helps most for this finding (an alert when nothing automatic fits)."""
     t = context.thresholds
@@ -301,13 +372,17 @@ def _mitigation(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContex
                    else "take the faulty device's path out; customers are offered another method")
             return propose("suppress_path", why, fallback=fallback, ttl_seconds=ttl)
         return alert("critical", "security incident beyond one device needs investigation")
-    if f.kind == "issuer":
+    if f.kind in ("issuer", "scheme"):
+        what = "issuer" if f.kind == "issuer" else "scheme"
         if seg is not None and seg.failure_rate >= SUPPRESS_ISSUER_MIN_FAILURE_RATE:
-            return propose("suppress_path", "almost nothing gets through this issuer on any route; stop the futile waits",
+            return propose("suppress_path", f"almost nothing gets through this {what} on any route; stop the futile waits",
                            fallback=None, ttl_seconds=ttl)
-        return alert("warning", "issuer degraded on every route: rerouting cannot help and suppressing would drop its remaining successes")
-    if f.kind in ("route", "issuer_route", "routing", "latency"):
+        return alert("warning" if f.kind == "issuer" else "critical",
+                     f"{what} degraded on every route: rerouting cannot help and suppressing would drop its remaining successes")
+    if f.kind in ("route", "issuer_route", "scheme_route", "routing", "latency"):
         routes = alternative_routes(snapshot, target, z)
+        if not routes and f.kind == "routing":
+            routes = former_routes(snapshot, target, context.history, t.min_segment_attempts)
         if routes:
             # A wrongly routed method never comes back to the route on its own: no probe there.
             percent = 100.0 if f.kind == "routing" else 100.0 - PROBE_PERCENT
@@ -321,7 +396,7 @@ def _mitigation(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContex
     return alert("warning", f"{f.kind} failure: no automatic action fits; ops should look")
 
 
-def _narrowed_reroute(f: "Finding", snapshot: WindowSnapshot, context: ReasoningContext) -> ProposedAction | None:
+def _narrowed_reroute(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext) -> ProposedAction | None:
     """The blamed route carries several methods and no route takes them all: reroute, method by
     method, those that have a healthy destination (busiest first). Once they are all moved, the
     rest is alerted (the caller's alert: the methods left have nowhere to go)."""

@@ -82,3 +82,32 @@ def test_one_stream_runs_end_to_end_through_the_replay_harness():
     r = heldout.run_stream(("platform_outage", 9_001, 400.0))
     assert r.error is None and r.events > 4000 and r.first is not None
     assert r.expected["category"] == "network" and r.expected["acceptable"] == ["alert_ops[*]"]
+
+
+def test_a_right_answer_a_tick_early_counts_when_the_next_verdict_repeats_its_finding():
+    case = _case()
+    route = {"route": "PSP Älpha"}
+    ticks = [_tick(1, ONSET + 20, "network", "reroute_traffic", route, "executed"),  # a third of the window
+             TickRecord(2, ONSET + 80, "network", 0.9, route, "no_action", {}, "allow", "skipped", True)]
+    r = heldout.score_stream(case, ticks, [], _result(case))
+    assert r.right is True and r.ticks_to_right == 1
+
+
+def test_a_wrong_answer_on_a_sliver_of_the_incident_counts_for_nothing():
+    case = _case()
+    ticks = [_tick(1, ONSET + 20, "issuer", "alert_ops", {"bank": "X"}, "executed"),
+             _tick(2, ONSET + 80, "network", "reroute_traffic", {"route": "PSP Älpha"}, "executed")]
+    r = heldout.score_stream(case, ticks, [], _result(case))
+    assert r.right is True and r.ticks_to_right == 1
+
+
+def test_a_stopped_feed_is_due_its_alert_only_after_the_configured_silence():
+    case = Case.model_validate({"id": "g", "description": "d", "origin": "generated", "onset": ONSET, "end": END,
+                                "expected": {"category": "network", "target": {},
+                                             "acceptable_actions": [{"tool": "alert_ops", "target": {}}]}})
+    ticks = [_tick(1, ONSET + 60, "network", "no_action", {}, "skipped"),  # "no data for 60 s; alerting after 120 s"
+             _tick(2, ONSET + 120, "network", "alert_ops", {}, "executed")]
+    r = heldout.score_stream(case, ticks, [], _result(case), due_after=ONSET + 120)
+    assert r.right is True and r.ticks_to_right == 1
+    r = heldout.score_stream(case, ticks, [], _result(case))
+    assert r.right is False

@@ -1,0 +1,54 @@
+"""Latency: a route whose p95 is far above its reference, with its median slower too."""
+
+from __future__ import annotations
+
+from payops.models import Category
+from payops.signals.window import SegmentStats, WindowSnapshot
+
+from .base import ReasoningContext
+from .evidence import pct
+from .findings import COLD_START_PENALTY, CONFIDENCE_CAP, FIRST_WINDOW_PENALTY, Finding, first_window as _first_window
+
+# Latency: a route whose p95 is this many times its reference is degraded.
+LATENCY_FACTOR = 2.5
+
+
+def latency_candidates(snapshot: WindowSnapshot, context: ReasoningContext) -> list[tuple[SegmentStats, float]]:
+    reference_total = snapshot.total.baseline_latency_p95_ms or snapshot.total.latency_p50_ms * 3
+    out = []
+    for seg in snapshot.by_dimension("route"):
+        if seg.attempts < context.thresholds.min_segment_attempts:
+            continue
+        reference = seg.baseline_latency_p95_ms or reference_total
+        # A slow tail (a few timeouts) is not a slow route: the median payment must be
+        # slower than the old 95th percentile too.
+        if reference and seg.latency_p95_ms >= LATENCY_FACTOR * reference and seg.latency_p50_ms >= reference:
+            out.append((seg, seg.latency_p95_ms / reference))
+    return sorted(out, key=lambda x: -x[1])
+
+def latency_finding(latency: list[tuple[SegmentStats, float]], snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
+    seg, factor = latency[0]
+    routes = snapshot.by_dimension("route")
+    t = context.thresholds
+    conf = 0.62 + 0.07 * min(factor, 5.0)
+    mixed = len(latency) > 1
+    if mixed:
+        conf -= 0.2  # several routes slow at once: probably not the route (a bank, the platform)
+    if seg.attempts < 3 * t.min_segment_attempts:
+        conf -= 0.1  # a p95 over few attempts is a handful of slow payments
+    if seg.baseline_latency_p95_ms is None:
+        conf -= COLD_START_PENALTY
+    if _first_window(context):
+        conf -= FIRST_WINDOW_PENALTY
+    reference = seg.baseline_latency_p95_ms
+    evidence = (
+        f"{seg.key}: p95 latency {seg.latency_p95_ms:.0f} ms, {factor:.1f}x its reference" + (f" ({reference:.0f} ms)" if reference else ""),
+        f"{seg.key}: p50 {seg.latency_p50_ms:.0f} ms, p99 {seg.latency_p99_ms:.0f} ms over {seg.attempts} attempts ({pct(seg.traffic_share)} of traffic)",
+        f"{seg.key}: {seg.failures}/{seg.attempts} failed ({pct(seg.failure_rate)}) vs expected {pct(seg.expected_failure_rate)}",
+        f"all traffic p95 {snapshot.total.latency_p95_ms:.0f} ms; other routes: " + ", ".join(
+            f"{r.key} {r.latency_p95_ms:.0f} ms" for r in routes if r.key != seg.key)[:300],
+    )
+    alts = tuple(f"{s.key}: also slow ({f:.1f}x) — the slowness may not be the route's" for s, f in latency[1:4])
+    if not mixed:
+        alts += ("a bank or the platform: they would slow every route, and the other routes are at their usual latency",)
+    return Finding(Category.NETWORK, seg, round(min(CONFIDENCE_CAP, conf), 3), f"Latency degradation on {seg.key}.", evidence, alts, "latency")
