@@ -124,6 +124,11 @@ def record_eval(base_url: str, only: list[str], tags: list[str], out: Path, veri
     if (only or tags) and recorded_url and recorded_url != base_url:
         raise SystemExit(f"the other cassettes were recorded against {recorded_url}: record a part against the same URL")
     cases = select_cases(None, tags, suite)
+    if only:  # --only re-records those cases and leaves every other cassette as it is
+        unknown = sorted(set(only) - {c.id for c in cases})
+        if unknown:
+            raise SystemExit(f"--only names cases not in the corpus: {', '.join(unknown)}")
+        cases = [c for c in cases if c.id in set(only)]
     if suite is not None:  # the rest of the corpus is stale after the change that needs this re-record
         keep = {c.id for c in cases}
         for path in cassette_dir(EVAL_MODEL).glob("*.yaml"):
