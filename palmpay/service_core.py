@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from payops.storage.keys import private_dir
+from payops.files import private_dir
 
 from .attestation import TerminalAttestation
 from .clock import Clock, clock_epoch, system_clock

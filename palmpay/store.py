@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from payops.storage.keys import private_file
+from payops.files import private_file
 
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .tx import ENROLMENT_LOCK, EVENTS_LOCK, PaymentRow

@@ -35,7 +35,9 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .keys import KeySet, private_dir
+from payops.files import private_dir
+
+from .keys import KeySet
 
 try:
     import fcntl
