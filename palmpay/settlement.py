@@ -19,7 +19,7 @@ also hold a lock so that two rounds do not ask the rail the same questions:
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -27,9 +27,6 @@ from .actors import BACKEND
 from .models import PalmPayLink, ReconcileReport
 from .service_core import ServiceCore
 from .store import PaymentRow, Tx
-
-if TYPE_CHECKING:
-    from .service import PalmPayService
 
 log = logging.getLogger("payops.palmpay")
 
@@ -55,7 +52,17 @@ class MaintenanceReport(BaseModel):
                 + f"erased the PII of {self.erased_pii} revoked link(s)")
 
 
-def run_maintenance(service: PalmPayService, *, batch: int = RECONCILE_BATCH) -> MaintenanceReport:
+class Maintainable(Protocol):
+    """The chores of one round (PalmPayService has them): typed here so settlement.py needs no import of
+    service.py, which imports it (a cycle)."""
+
+    def expire_unverified(self) -> int: ...
+    def reconcile(self, *, limit: int = ...) -> ReconcileReport: ...
+    def erase_revoked_pii(self) -> int: ...
+    def reencrypt_step(self, *, batch: int = ...) -> int: ...
+
+
+def run_maintenance(service: Maintainable, *, batch: int = RECONCILE_BATCH) -> MaintenanceReport:
     """One round: expire stale enrolments, settle what the rail can tell us about, erase PII past retention,
     re-encrypt what a rotation left under an old key."""
     expired = service.expire_unverified()
