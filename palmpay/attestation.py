@@ -50,6 +50,8 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from payops.errors import BadInput
 from payops.storage.keys import KeyChain, KeyProblem, terminal_key_name
 
 from .errors import ErrorCatalog, PalmPayError
@@ -66,7 +68,7 @@ TERMINAL_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
 _SIGNATURE_BYTES = 64
 _PUBLIC_KEY_BYTES = 32
 
-class AttestationKeyError(ValueError):
+class AttestationKeyError(BadInput, ValueError):
     """A public key that is not an Ed25519 key in a form we read."""
 
 
