@@ -98,10 +98,12 @@ class PaymentsMixin(SettlementMixin):
             log.warning("payment %s refused at terminal %s: liveness failed", payment_id, terminal_id)
             raise refusal
 
-        template_index = self._index.digest(TEMPLATE_FIELD, self._template_ref(palm_template_ref))
-        attempt = replace(attempt, fingerprint=_fingerprint(template_index, amount_cents, terminal_id, match_score))
+        template_ref = self._template_ref(palm_template_ref)
         with self.store.write() as tx:
-            link = tx.link_for_template(template_index)
+            template_digests = self._digests(tx, TEMPLATE_FIELD, template_ref)[1]
+            attempt = replace(attempt, fingerprint=_fingerprint(template_digests[0], amount_cents, terminal_id,
+                                                                  match_score))
+            link = tx.link_for_template(*template_digests)
             replay = tx.payment(payment_id) if idempotency_key else None
             if replay is not None:
                 if replay.fingerprint is not None:
