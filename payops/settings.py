@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     palm_pii_retention_days: float = Field(
         90, gt=0, le=3650, description="POPIA: a revoked link's encrypted PII is erased after this many days "
         "(covers the dispute window of its last payments).")
+    palm_key_backup_window_days: float = Field(
+        35, ge=0, le=3650, description="Days a backup may be restored from: an old palm-pay data key or blind-index "
+        "root retires only this long after the rows stopped using it (a monthly backup plus a week).")
     palm_change_request_ttl_hours: float = Field(
         24, gt=0, le=24 * 30, description="A change request no second operator approved within this expires.")
     palm_maintenance_interval_s: float = Field(
