@@ -215,9 +215,9 @@ def pay(body: PaymentRequest, request: Request,
     if not key:
         raise _invalid("An idempotency key is required (Idempotency-Key header or idempotency_key)")
     signed = body.attestation
+    scan = ScanAttestation(signed.nonce, signed.ts, signed.signature) if signed else None
     result = backend.palm.pay(body.palm_template_ref, body.amount, body.terminal_id,
                               liveness_passed=body.liveness_passed, match_score=body.match_score,
-                              idempotency_key=f"{client.key_id}:{key}",
-                              attestation=ScanAttestation(signed.nonce, signed.ts, signed.signature) if signed else None,
+                              idempotency_key=f"{client.key_id}:{key}", attestation=scan,
                               require_attestation=backend.api.require_attestation)
     return _payment(result)

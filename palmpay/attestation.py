@@ -245,7 +245,8 @@ class TerminalAttestation:
         except (KeyProblem, ValueError):
             return "the key provider's key for the terminal is unusable"
         if key is None:
-            return "the terminal's key is not in this server's key provider (register it again, or share the key folder)"
+            return ("the terminal's key is not in this server's key provider "
+                    "(register it again, or share the key folder)")
         if fingerprint(key) != registered:
             # The database's registration names another key than the provider holds: a row written
             # around the registry (or a provider changed without registering) is never trusted.

@@ -42,7 +42,8 @@ class ChangeRequestsMixin(AdministrationMixin, RotationMixin):
             raise self._invalid(f"action must be one of: {', '.join(sorted(TWO_PERSON_ACTIONS))}")
         who = parse_actor(self._text(requested_by, "requested_by"))
         if who is None or not who.human:
-            raise self._errors.make("PALM_PAY_NOT_AUTHORISED", detail="only an authenticated operator may request changes")
+            raise self._errors.make("PALM_PAY_NOT_AUTHORISED",
+                                    detail="only an authenticated operator may request changes")
         reason = mask_free_text(self._text(reason or f"{action} requested", "reason"))
         busy = self.rotation_in_progress() if action == "rotate_index_root" else None
         if busy is not None:

@@ -151,11 +151,13 @@ class KeyRing:
             assert active_external is not None
             raw = external[active_external]
             # No file needed: the index key comes from the provider or is derived from the data key.
-            ring = cls(dict(external), active_external, index_external or _derive(raw, b"payops.palmpay.index-root.v1"), path)
+            index_root = index_external or _derive(raw, b"payops.palmpay.index-root.v1")
+            ring = cls(dict(external), active_external, index_root, path)
         elif expect_key_id is not None:
             raise KeyRingError(
-                f"refusing to start: palm-pay data is sealed under key {expect_key_id} but there is no keyring at {path} "
-                "and no PAYOPS_DATA_KEY / key command; restore the key (a new one would make every link unreadable)")
+                f"refusing to start: palm-pay data is sealed under key {expect_key_id} but there is no keyring at "
+                f"{path} and no PAYOPS_DATA_KEY / key command; restore the key (a new one would make every link "
+                "unreadable)")
         else:
             ring = cls._create(path, index_external)
         if expect_key_id is not None and expect_key_id not in ring._keys and expect_key_id not in external:

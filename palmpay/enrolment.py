@@ -115,10 +115,9 @@ class EnrolmentMixin(ReadsMixin):
         self, tx: Tx, user_id: str, hand: str | None, template_digests: tuple[bytes, ...], ts: float
     ) -> PalmPayError | None:
         existing = tx.link_for_template(*template_digests)
-        if existing is not None and existing.link_status != REVOKED:
-            # A stale, never-verified enrolment must not block re-enrolling the same palm.
-            if not self._expire_if_stale(tx, existing, ts):
-                return self._errors.make("PALM_PAY_DUPLICATE_PALM")
+        # A stale, never-verified enrolment must not block re-enrolling the same palm.
+        if existing is not None and existing.link_status != REVOKED and not self._expire_if_stale(tx, existing, ts):
+            return self._errors.make("PALM_PAY_DUPLICATE_PALM")
         live = []
         for link in tx.links_for_user(user_id):
             # Expiring stale enrolments here frees their slot (and is audited like any expiry).

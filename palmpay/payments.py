@@ -79,7 +79,8 @@ class PaymentsMixin(SettlementMixin):
         amount_cents = self._amount(amount)
         if isinstance(match_score, bool) or not isinstance(match_score, (int, float)) or not 0 <= match_score <= 1:
             raise self._invalid("match_score must be a number between 0 and 1")
-        payment_id = self._text(idempotency_key, "idempotency_key") if idempotency_key else f"pay_{secrets.token_hex(12)}"
+        payment_id = (self._text(idempotency_key, "idempotency_key") if idempotency_key
+                      else f"pay_{secrets.token_hex(12)}")
         required = self.options.require_attestation if require_attestation is None else require_attestation
         self.attestation.check(
             terminal_id=terminal_id, palm_template_ref=str(palm_template_ref), liveness_passed=bool(liveness_passed),
@@ -109,7 +110,8 @@ class PaymentsMixin(SettlementMixin):
                 if replay.fingerprint is not None:
                     same = replay.fingerprint == attempt.fingerprint
                 else:  # stored before fingerprints: the palm and the amount are all we can compare
-                    same = link is not None and (replay.palm_pay_id, replay.amount_cents) == (link.palm_pay_id, amount_cents)
+                    same = link is not None and (
+                        (replay.palm_pay_id, replay.amount_cents) == (link.palm_pay_id, amount_cents))
                 if not same:
                     raise self._errors.make("PALM_PAY_IDEMPOTENCY_CONFLICT")
                 link = tx.link(replay.palm_pay_id)
@@ -174,12 +176,14 @@ class PaymentsMixin(SettlementMixin):
             ts=attempt.ts,
         )
         purpose = f"payment {attempt.payment_id}"
-        proxy = self._reveal(tx, link, PROXY_FIELD, attempt.ts, actor=f"terminal:{attempt.terminal_id}", purpose=purpose)
+        proxy = self._reveal(tx, link, PROXY_FIELD, attempt.ts, actor=f"terminal:{attempt.terminal_id}",
+                             purpose=purpose)
         return None, proxy
 
     def _charge(self, link: PalmPayLink, proxy: str, attempt_ctx: _Attempt) -> PaymentResult:
         """Call the rail outside any transaction, then record attempts and settle in one."""
-        payment_id, amount_cents, terminal_id = attempt_ctx.payment_id, attempt_ctx.amount_cents, attempt_ctx.terminal_id
+        payment_id, amount_cents = attempt_ctx.payment_id, attempt_ctx.amount_cents
+        terminal_id = attempt_ctx.terminal_id
         attempts: list[tuple[float, float, RailAttempt]] = []
         mark = [attempt_ctx.started]
 

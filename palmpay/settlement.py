@@ -98,7 +98,8 @@ class SettlementMixin(ServiceCore):
         if status == "completed":
             error_code = None
         if not tx.finish_payment(
-            row.payment_id, status=status, attempts=attempts, error_code=error_code, rail_reference=rail_reference, ts=ts
+            row.payment_id, status=status, attempts=attempts, error_code=error_code, rail_reference=rail_reference,
+            ts=ts,
         ):
             return False
         # Counted once, on the ledger row of the day it was reserved: a payment from a finished

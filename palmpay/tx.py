@@ -118,5 +118,6 @@ class TxBase:
 
     def now(self) -> float:
         """The database server's clock, epoch seconds: one time source for every writer."""
-        sql = "SELECT EXTRACT(EPOCH FROM clock_timestamp())" if self._pg else "SELECT (julianday('now') - 2440587.5) * 86400.0"
+        sql = ("SELECT EXTRACT(EPOCH FROM clock_timestamp())" if self._pg
+               else "SELECT (julianday('now') - 2440587.5) * 86400.0")
         return float(self.c.execute(sql).fetchone()[0])

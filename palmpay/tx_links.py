@@ -42,7 +42,8 @@ class LinkQueries(TxBase):
 
     def links_by_status(self, status: str, limit: int) -> list[PalmPayLink]:
         rows = self.c.execute(
-            f"SELECT {LINK_COLUMNS} FROM palm_pay_links WHERE link_status = ? ORDER BY created_at DESC, palm_pay_id LIMIT ?",
+            f"SELECT {LINK_COLUMNS} FROM palm_pay_links WHERE link_status = ?"
+            " ORDER BY created_at DESC, palm_pay_id LIMIT ?",
             (status, limit),
         ).fetchall()
         return [link_from_row(r) for r in rows]
@@ -53,7 +54,8 @@ class LinkQueries(TxBase):
 
     def links_for_user(self, user_id: str) -> list[PalmPayLink]:
         rows = self.c.execute(
-            f"SELECT {LINK_COLUMNS} FROM palm_pay_links WHERE user_id = ? ORDER BY created_at, palm_pay_id" + self._lock,
+            f"SELECT {LINK_COLUMNS} FROM palm_pay_links WHERE user_id = ?"
+            " ORDER BY created_at, palm_pay_id" + self._lock,
             (user_id,),
         ).fetchall()
         return [link_from_row(r) for r in rows]
@@ -177,7 +179,8 @@ class LinkQueries(TxBase):
     def insert_payment(self, row: PaymentRow, *, ts: float) -> None:
         self.c.execute(
             "INSERT INTO payments (payment_id, palm_pay_id, amount_cents, terminal_id, status, spent_day, attempts,"
-            " error_code, rail_reference, created_at, updated_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " error_code, rail_reference, created_at, updated_at, fingerprint)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.payment_id,
                 row.palm_pay_id,

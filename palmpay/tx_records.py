@@ -31,7 +31,8 @@ class RecordQueries(TxBase):
                                (payment_id, orjson.dumps(body).decode()))
 
     def payment_event_count(self, payment_id: str) -> int:
-        return int(self.c.execute("SELECT COUNT(*) FROM payment_events WHERE payment_id = ?", (payment_id,)).fetchone()[0])
+        row = self.c.execute("SELECT COUNT(*) FROM payment_events WHERE payment_id = ?", (payment_id,)).fetchone()
+        return int(row[0])
 
     def payment_events_after(self, after_id: int, limit: int) -> list[PaymentEventRecord]:
         rows = self.c.execute(

@@ -31,22 +31,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import json
 import os
 import secrets
 import shlex
-import stat
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from payops.errors import PayopsError
-from payops.files import PRIVATE_FILE, private_dir
+
 # Re-exported for modules outside storage/ that still import them from here (the kernel owns them now).
 from payops.files import PRIVATE_DIR as PRIVATE_DIR
+from payops.files import PRIVATE_FILE, private_dir
 from payops.files import private_file as private_file
 
 AUDIT_HMAC = "audit-hmac"
@@ -137,7 +137,8 @@ class EnvKeyProvider:
 
 
 class CommandKeyProvider:
-    """Runs `COMMAND NAME`; stdout is the base64 key, or a JSON {"active": id, "keys": {id: b64}}; exit 3 = no such key."""
+    """Runs `COMMAND NAME`; stdout is the base64 key, or a JSON {"active": id, "keys": {id: b64}};
+    exit 3 = no such key."""
 
     NOT_HELD = 3
 
