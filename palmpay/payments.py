@@ -108,7 +108,10 @@ class PaymentsMixin(SettlementMixin):
             replay = tx.payment(payment_id) if idempotency_key else None
             if replay is not None:
                 if replay.fingerprint is not None:
-                    same = replay.fingerprint == attempt.fingerprint
+                    # A first attempt made before a blind-index root rotation has its digest under the old root.
+                    same = replay.fingerprint in {
+                        _fingerprint(digest, amount_cents, terminal_id, match_score) for digest in template_digests
+                    }
                 else:  # stored before fingerprints: the palm and the amount are all we can compare
                     same = link is not None and (
                         (replay.palm_pay_id, replay.amount_cents) == (link.palm_pay_id, amount_cents))

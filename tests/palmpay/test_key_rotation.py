@@ -109,3 +109,13 @@ def test_a_server_without_the_new_index_root_refuses_to_start_and_a_running_one_
         root_file.write_bytes(before)
     with pytest.raises(KeyRingError, match=f"index root {new_root}"):
         make_service(state_dir=state)
+
+
+def test_a_payment_retried_across_a_root_rotation_is_replayed_not_refused(service, enroll):
+    _view, ref, _ = enroll()
+    first = service.pay(ref, 5, "T1", True, 0.99, idempotency_key="till-1:retry-0001")
+    service.rotate_index_root()
+    again = service.pay(ref, 5, "T1", True, 0.99, idempotency_key="till-1:retry-0001")
+    assert again.replayed and again.payment_id == first.payment_id
+    with pytest.raises(PalmPayError, match="PALM_PAY_IDEMPOTENCY_CONFLICT"):
+        service.pay(ref, 6, "T1", True, 0.99, idempotency_key="till-1:retry-0001")
