@@ -73,13 +73,23 @@ class IndexRoots:
                                    f"does not hold; give this process that '{PALMPAY_INDEX_ROOT}' version")
             return self._indexes.setdefault(root_id, BlindIndex(root))
 
-    def add_version(self) -> str:
-        """Rotation: a new root version in the key folder (every old version is kept); its id."""
-        if self._chain.store is None:
+    def add_version(self, current_id: str) -> str:
+        """Rotation: a new root version in the key folder (every old version is kept); its id. A current root
+        no provider holds (the keyring's, or one derived from the data key) is written there first: once the
+        new root is the provider's active one, nothing else would give it to the next process."""
+        store = self._chain.store
+        if store is None:
             raise KeyRingError(f"no key folder to add a '{PALMPAY_INDEX_ROOT}' version to; add one to the key "
                                "provider and rotate there")
         try:
-            added = self._chain.store.add_version(PALMPAY_INDEX_ROOT)
+            held = any((found := p.load(PALMPAY_INDEX_ROOT)) is not None and current_id in found.versions
+                       for p in self._chain.providers)
+            if not held:
+                self.index(current_id)  # KeyRingError if this process does not hold it either
+                with self._lock:
+                    material = self._roots[current_id]
+                store.add_version(PALMPAY_INDEX_ROOT, material=material)
+            added = store.add_version(PALMPAY_INDEX_ROOT)
         except KeyProblem as exc:
             raise KeyRingError(str(exc)) from None
         self.reload()

@@ -125,7 +125,11 @@ class RotationMixin(ServiceCore):
         busy = self.rotation_in_progress()
         if busy is not None:
             raise self._invalid(busy)
-        new_root = self._roots.add_version()
+        with self.store.read() as tx:
+            current = tx.rotation_state().index_key_id
+        if current is None:
+            raise self._invalid("no blind-index root is recorded yet")
+        new_root = self._roots.add_version(current)
         with self.store.write() as tx:
             state = tx.rotation_state()
             if state.index_prev_key_id is not None or state.index_key_id is None:  # another process just did

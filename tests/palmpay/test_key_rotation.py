@@ -119,3 +119,18 @@ def test_a_payment_retried_across_a_root_rotation_is_replayed_not_refused(servic
     assert again.replayed and again.payment_id == first.payment_id
     with pytest.raises(PalmPayError, match="PALM_PAY_IDEMPOTENCY_CONFLICT"):
         service.pay(ref, 6, "T1", True, 0.99, idempotency_key="till-1:retry-0001")
+
+
+def test_a_root_derived_from_the_data_key_survives_a_restart_mid_rotation(make_service, tmp_path, otp):
+    import base64
+    import os
+
+    data_key = base64.b64encode(os.urandom(32)).decode()
+    state = tmp_path / "derived"
+    service = make_service(state_dir=state, data_key=data_key)  # no ring file: the root derives from the key
+    view, delivery = service.create_link("u1", "tmpl-derived-root-1", None, "0821234321", "phone")
+    service.verify(view.palm_pay_id, otp.code_for(delivery))
+    service.rotate_index_root()
+    service.close()
+    again = make_service(state_dir=state, data_key=data_key)  # restarted before any re-indexing round
+    assert again.pay("tmpl-derived-root-1", 1, "T1", True, 0.99).status == "completed"
