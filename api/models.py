@@ -94,7 +94,7 @@ class ChangeRequestOut(_Out):
     """A change a second operator must approve (the two-person rule); it runs once, on approval."""
 
     request_id: str
-    action: Literal["revoke", "reactivate", "set_limits", "rotate_key"]
+    action: Literal["revoke", "reactivate", "set_limits", "rotate_key", "rotate_index_root"]
     palm_pay_id: str | None
     reason: str
     args: dict[str, str]

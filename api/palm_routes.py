@@ -25,8 +25,8 @@ from fastapi import APIRouter, Depends, Header, Path, Request
 
 from payops.palmpay import LinkView, PaymentResult
 from payops.palmpay.attestation import ScanAttestation
-from payops.palmpay.models import ChangeRequest
 from payops.palmpay.errors import SUPPLEMENTAL_ERRORS
+from payops.palmpay.models import ChangeRequest
 
 from .auth import OPERATOR, TERMINAL, VIEWER, require
 from .errors import ApiError
@@ -36,13 +36,13 @@ from .models import (
     ChangeRequestOut,
     CreateLinkRequest,
     LimitsRequest,
-    RejectChangeRequest,
-    SuspendRequest,
     Link,
     LinkCreated,
     Payment,
     PaymentRequest,
+    RejectChangeRequest,
     RevokeRequest,
+    SuspendRequest,
     VerifyRequest,
     money,
 )
@@ -162,6 +162,14 @@ def rotate_key(request: Request, client: ApiKey = Depends(require(OPERATOR))) ->
         "rotate_key", requested_by=client.principal, reason="data key rotation"))
 
 
+@router.post("/index-root-rotations", status_code=202, response_model=ChangeRequestOut,
+             summary="Ask to rotate the blind-index root (a second operator approves)",
+             responses=errors(401, 403, 422))
+def rotate_index_root(request: Request, client: ApiKey = Depends(require(OPERATOR))) -> ChangeRequestOut:
+    return _request(request.app.state.backend.palm.request_change(
+        "rotate_index_root", requested_by=client.principal, reason="blind-index root rotation"))
+
+
 @router.get("/requests", response_model=list[ChangeRequestOut], summary="Change requests (pending by default)",
             responses=errors(401, 403, 422))
 def list_requests(request: Request, status: RequestStatus = "pending",
@@ -207,9 +215,9 @@ def pay(body: PaymentRequest, request: Request,
     if not key:
         raise _invalid("An idempotency key is required (Idempotency-Key header or idempotency_key)")
     signed = body.attestation
+    scan = ScanAttestation(signed.nonce, signed.ts, signed.signature) if signed else None
     result = backend.palm.pay(body.palm_template_ref, body.amount, body.terminal_id,
                               liveness_passed=body.liveness_passed, match_score=body.match_score,
-                              idempotency_key=f"{client.key_id}:{key}",
-                              attestation=ScanAttestation(signed.nonce, signed.ts, signed.signature) if signed else None,
+                              idempotency_key=f"{client.key_id}:{key}", attestation=scan,
                               require_attestation=backend.api.require_attestation)
     return _payment(result)

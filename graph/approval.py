@@ -26,10 +26,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from payops.errors import BadInput, Conflict, NotFound, PayopsError, Unavailable
 from payops.memory.approvals import APPROVED, EXPIRED, PENDING, REJECTED, ApprovalError
 
 from .services import AgentServices, Context, services_of
-
 
 # An authenticated human: an operator API key's principal (api/keys.py), never a typed name.
 OPERATOR_PRINCIPAL = re.compile(r"^operator:[0-9a-f]{12}$")
@@ -121,7 +121,7 @@ def open_request(svc: AgentServices, request: dict[str, Any]) -> dict[str, Any]:
     return {"decision_id": decision_id, "status": existing.status, "expires_at": existing.expires_at}
 
 
-class ApprovalNotPending(Exception):
+class ApprovalNotPending(Conflict):
     """The request is not pending (answered, expired, applied...); `status` names what it is, when known."""
 
     def __init__(self, message: str, status: str | None = None) -> None:
@@ -159,23 +159,23 @@ def resume(svc: AgentServices, decision_id: str, answer: dict[str, Any], status:
 
 # -- answering: the one use case behind `payops approve|reject` and POST /v1/approvals/... ---------
 
-class ApprovalsUnavailable(RuntimeError):
+class ApprovalsUnavailable(Unavailable, RuntimeError):
     """This deployment keeps no approval book."""
 
 
-class ApprovalNotFound(LookupError):
+class ApprovalNotFound(NotFound, LookupError):
     """No request with that id (or id prefix)."""
 
 
-class ApprovalAmbiguous(LookupError):
+class ApprovalAmbiguous(BadInput, LookupError):
     """The id prefix matches more than one request."""
 
 
-class ApproverRefused(PermissionError):
+class ApproverRefused(PayopsError, PermissionError):
     """The approver is not an authenticated, active operator."""
 
 
-class BadAnswer(ValueError):
+class BadAnswer(BadInput, ValueError):
     """The answer does not validate (e.g. a note over 1,000 characters); the request stays pending."""
 
 
@@ -243,7 +243,7 @@ def answer(svc: AgentServices, decision_ref: str, *, approved: bool, approver: s
     return Answered(found.decision_id, status, approver)
 
 
-class RollbackRefused(ValueError):
+class RollbackRefused(Conflict, ValueError):
     """A rollback request that cannot be filed (no such action in force, the book is not kept)."""
 
 

@@ -21,7 +21,7 @@ _PRINCIPAL = re.compile(r"^(?:customer@)?(operator|terminal|viewer):([0-9a-f]{12
 
 # Human-initiated changes that a second, different operator must approve (issue 15): leaving a
 # state for good, lifting a suspension (fraud review), changing sensitive data, rotating keys.
-TWO_PERSON_ACTIONS = frozenset({"revoke", "reactivate", "rotate_key", "set_limits"})
+TWO_PERSON_ACTIONS = frozenset({"revoke", "reactivate", "rotate_key", "rotate_index_root", "set_limits"})
 # The agent's actions whose spec permission is human_required: one human approval suffices.
 AGENT_HUMAN_REQUIRED = frozenset({"revoke"})
 ADMIN_ACTIONS = frozenset({"suspend"}) | TWO_PERSON_ACTIONS

@@ -50,6 +50,8 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from payops.errors import BadInput
 from payops.storage.keys import KeyChain, KeyProblem, terminal_key_name
 
 from .errors import ErrorCatalog, PalmPayError
@@ -66,7 +68,7 @@ TERMINAL_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
 _SIGNATURE_BYTES = 64
 _PUBLIC_KEY_BYTES = 32
 
-class AttestationKeyError(ValueError):
+class AttestationKeyError(BadInput, ValueError):
     """A public key that is not an Ed25519 key in a form we read."""
 
 
@@ -243,7 +245,8 @@ class TerminalAttestation:
         except (KeyProblem, ValueError):
             return "the key provider's key for the terminal is unusable"
         if key is None:
-            return "the terminal's key is not in this server's key provider (register it again, or share the key folder)"
+            return ("the terminal's key is not in this server's key provider "
+                    "(register it again, or share the key folder)")
         if fingerprint(key) != registered:
             # The database's registration names another key than the provider holds: a row written
             # around the registry (or a provider changed without registering) is never trusted.

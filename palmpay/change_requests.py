@@ -3,8 +3,9 @@
 A human operator's revocation, suspension lift, limit change or key rotation is first a
 *change request*. A second, different authenticated operator approves it before it expires;
 the approval and the change are one write transaction (the request's status moves from
-pending exactly once), so it runs exactly once. Key rotation, which spans many transactions,
-moves pending -> approved in that transaction and -> executed when the rotation ends.
+pending exactly once), so it runs exactly once. A key rotation moves pending -> approved in that
+transaction and -> executed once the new version is active; the settlement rounds re-encrypt or
+re-index the rows afterwards (rotation.py).
 """
 
 from __future__ import annotations
@@ -15,19 +16,21 @@ from typing import TYPE_CHECKING, Any
 
 from .actors import TWO_PERSON_ACTIONS, parse_actor
 from .administration import AdministrationMixin
+from .errors import PalmPayError
 from .masking import mask_free_text
 from .models import ACTIVE, REVOKED, SUSPENDED, ChangeRequest
+from .rotation import RotationMixin
 
 if TYPE_CHECKING:
-    from .errors import PalmPayError
     from .store import Tx
 
 _TARGET = {"revoke": REVOKED, "reactivate": ACTIVE}
 _LIMIT_FIELDS = ("daily_limit", "transaction_limit")
+_KEY_ACTIONS = ("rotate_key", "rotate_index_root")  # no link; approved, then executed when switched
 REQUEST_LIST_LIMIT = 500
 
 
-class ChangeRequestsMixin(AdministrationMixin):
+class ChangeRequestsMixin(AdministrationMixin, RotationMixin):
     """request_change / approve_request / reject_request / change_requests for PalmPayService."""
 
     def request_change(
@@ -39,8 +42,12 @@ class ChangeRequestsMixin(AdministrationMixin):
             raise self._invalid(f"action must be one of: {', '.join(sorted(TWO_PERSON_ACTIONS))}")
         who = parse_actor(self._text(requested_by, "requested_by"))
         if who is None or not who.human:
-            raise self._errors.make("PALM_PAY_NOT_AUTHORISED", detail="only an authenticated operator may request changes")
+            raise self._errors.make("PALM_PAY_NOT_AUTHORISED",
+                                    detail="only an authenticated operator may request changes")
         reason = mask_free_text(self._text(reason or f"{action} requested", "reason"))
+        busy = self.rotation_in_progress() if action == "rotate_index_root" else None
+        if busy is not None:
+            raise self._invalid(busy)
         safe_args = self._request_args(action, args or {})
         ts = self._now()
         request = ChangeRequest(
@@ -49,7 +56,7 @@ class ChangeRequestsMixin(AdministrationMixin):
             status="pending",
         )
         with self.store.write() as tx:
-            if action != "rotate_key":
+            if action not in _KEY_ACTIONS:
                 link = self._require_link(tx, self._text(palm_pay_id, "palm_pay_id"))
                 request = request.model_copy(update={"palm_pay_id": link.palm_pay_id})
             tx.insert_request(request)
@@ -101,7 +108,7 @@ class ChangeRequestsMixin(AdministrationMixin):
             request = self._decidable(tx, request_id, approved_by, ts)
             if not isinstance(request, ChangeRequest):
                 refusal = request
-            elif request.action == "rotate_key":
+            elif request.action in _KEY_ACTIONS:
                 tx.decide_request(request.request_id, from_status="pending", to_status="approved",
                                   decided_by=approved_by, ts=ts)
             else:
@@ -109,14 +116,26 @@ class ChangeRequestsMixin(AdministrationMixin):
                 status = "executed" if refusal is None else "failed"
                 tx.decide_request(request.request_id, from_status="pending", to_status=status, decided_by=approved_by,
                                   ts=ts, result=None if refusal is None else refusal.code)
-        if isinstance(request, ChangeRequest) and request.action == "rotate_key" and refusal is None:
-            report = self.rotate_key(actor=request.requested_by, approved_by=approved_by)
+        if isinstance(request, ChangeRequest) and request.action in _KEY_ACTIONS and refusal is None:
+            try:
+                result, status = self._rotate(request, approved_by), "executed"
+            except PalmPayError as exc:  # e.g. a root rotation still in progress: recorded as failed
+                result, status, refusal = exc.code, "failed", exc
             with self.store.write() as tx:
-                tx.decide_request(request.request_id, from_status="approved", to_status="executed", decided_by=None,
-                                  ts=self._now(), result=f"active key {report.new_key_id}")
+                tx.decide_request(request.request_id, from_status="approved", to_status=status, decided_by=None,
+                                  ts=self._now(), result=result)
         if refusal is not None:
             raise refusal  # committed first: a failed request is recorded as failed, with its code
         return self.change_request(request_id)
+
+    def _rotate(self, request: ChangeRequest, approved_by: str) -> str:
+        """Switch to a new key version and schedule the rest for the settlement rounds (rotation.py): the
+        approval returns at once, however many rows there are."""
+        if request.action == "rotate_index_root":
+            root = self.rotate_index_root(actor=request.requested_by, approved_by=approved_by)
+            return f"index root {root}; re-indexing scheduled"
+        report = self.rotate_key(actor=request.requested_by, approved_by=approved_by)
+        return f"active key {report.new_key_id}; re-encryption scheduled"
 
     def _apply_request(self, tx: Tx, request: ChangeRequest, approved_by: str,
                        ts: float) -> PalmPayError | None:

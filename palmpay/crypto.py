@@ -16,8 +16,9 @@ key command — the KMS/HSM hook — or the key folder), or from the keyring fil
 on first run — and only then: when the
 database already holds data sealed under a key id (`expect_key_id`) and no provider
 has that key, loading refuses in one line instead of making a new key (which left
-every link answering NOT_REGISTERED). Rotation keeps every old key (marked retired),
-so a backup from before it can still be read.
+every link answering NOT_REGISTERED). Rotation keeps every old key until the rows are
+re-encrypted and a backup window has passed (administration.py), so a backup from before it can
+still be restored and read within the window; then the old key is destroyed (listed as retired).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class KeyRing:
         if active_id not in keys:
             raise KeyRingError("active key id is not in the keyring")
         self._keys = dict(keys)
-        self.retired = set(retired or ())  # no ciphertext uses them any more; kept to read backups
+        self.retired = set(retired or ())  # destroyed a backup window after no ciphertext used them
         self.active_id = active_id
         self.index_root = index_root
         self.path = path
@@ -150,14 +151,20 @@ class KeyRing:
             assert active_external is not None
             raw = external[active_external]
             # No file needed: the index key comes from the provider or is derived from the data key.
-            ring = cls(dict(external), active_external, index_external or _derive(raw, b"payops.palmpay.index-root.v1"), path)
+            index_root = index_external or _derive(raw, b"payops.palmpay.index-root.v1")
+            ring = cls(dict(external), active_external, index_root, path)
         elif expect_key_id is not None:
             raise KeyRingError(
-                f"refusing to start: palm-pay data is sealed under key {expect_key_id} but there is no keyring at {path} "
-                "and no PAYOPS_DATA_KEY / key command; restore the key (a new one would make every link unreadable)")
+                f"refusing to start: palm-pay data is sealed under key {expect_key_id} but there is no keyring at "
+                f"{path} and no PAYOPS_DATA_KEY / key command; restore the key (a new one would make every link "
+                "unreadable)")
         else:
             ring = cls._create(path, index_external)
         if expect_key_id is not None and expect_key_id not in ring._keys and expect_key_id not in external:
+            if expect_key_id in ring.retired:
+                raise KeyRingError(
+                    f"refusing to start: palm-pay data is sealed under key {expect_key_id}, retired after its backup "
+                    "window; this database is older than the window (restore a newer backup)")
             raise KeyRingError(f"refusing to start: palm-pay data is sealed under key {expect_key_id}, which none of "
                                "the configured keys is; restore the key that sealed it")
         ring._external = external
@@ -224,13 +231,19 @@ class KeyRing:
         return kid
 
     def retire(self, key_ids: set[str]) -> set[str]:
-        """Mark keys no ciphertext uses any more as retired; never the active one. They stay in the
-        ring: a backup taken before the rotation must still be readable."""
+        """Destroy keys no ciphertext uses any more, a backup window after the re-encryption that freed
+        them (administration.py decides when); never the active one. Their ids stay listed as retired, so
+        a backup older than the window is refused by name. A key the environment or the key command
+        supplies is not ours to destroy: it is only listed."""
         with self._file_lock():
             self.reload()
             with self._lock:
                 gone = {k for k in key_ids if k in self._keys and k != self.active_id}
+                if not gone:
+                    return gone
                 self.retired |= gone
+                for kid in gone - self._external.keys():
+                    del self._keys[kid]
             self._persist()
         return gone
 

@@ -48,16 +48,16 @@ class EnrolmentMixin(ReadsMixin):
         bank = None if bank in (None, "") else self._text(bank, "bank")
 
         ts = self._now()
-        template_index = self._index.digest(TEMPLATE_FIELD, template_ref)
-        proxy_index = self._index.digest(PROXY_FIELD, f"{proxy_type}:{proxy}")
         palm_pay_id = f"pp_{secrets.token_hex(12)}"
         code = generate_otp(self.options.otp_digits)
         refusal: PalmPayError | None = None
         try:
             with self.store.write() as tx:
                 tx.serialise(ENROLMENT_LOCK)  # PostgreSQL: the checks below span several rows
-                refusal = self._enrolment_refusal(tx, user_id, hand, template_index, ts)
+                root, template_digests = self._digests(tx, TEMPLATE_FIELD, template_ref)
+                refusal = self._enrolment_refusal(tx, user_id, hand, template_digests, ts)
                 if refusal is None:
+                    proxy_index = self._digests(tx, PROXY_FIELD, f"{proxy_type}:{proxy}")[1][0]
                     key_id = self._sealing_key(tx)
                     link = PalmPayLink(
                         palm_pay_id=palm_pay_id,
@@ -82,7 +82,8 @@ class EnrolmentMixin(ReadsMixin):
                         bank=bank,
                         created_at=ts,
                     )
-                    tx.insert_link(link, template_index=template_index, proxy_index=proxy_index)
+                    tx.insert_link(link, template_index=template_digests[0], proxy_index=proxy_index,
+                                   index_key_id=root)
                     tx.audit(
                         ts,
                         palm_pay_id=palm_pay_id,
@@ -111,13 +112,12 @@ class EnrolmentMixin(ReadsMixin):
         return self.show(palm_pay_id), delivery_id
 
     def _enrolment_refusal(
-        self, tx: Tx, user_id: str, hand: str | None, template_index: bytes, ts: float
+        self, tx: Tx, user_id: str, hand: str | None, template_digests: tuple[bytes, ...], ts: float
     ) -> PalmPayError | None:
-        existing = tx.link_for_template(template_index)
-        if existing is not None and existing.link_status != REVOKED:
-            # A stale, never-verified enrolment must not block re-enrolling the same palm.
-            if not self._expire_if_stale(tx, existing, ts):
-                return self._errors.make("PALM_PAY_DUPLICATE_PALM")
+        existing = tx.link_for_template(*template_digests)
+        # A stale, never-verified enrolment must not block re-enrolling the same palm.
+        if existing is not None and existing.link_status != REVOKED and not self._expire_if_stale(tx, existing, ts):
+            return self._errors.make("PALM_PAY_DUPLICATE_PALM")
         live = []
         for link in tx.links_for_user(user_id):
             # Expiring stale enrolments here frees their slot (and is audited like any expiry).

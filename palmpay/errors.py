@@ -29,7 +29,8 @@ SUPPLEMENTAL_ERRORS: dict[str, ErrorEntry] = {
     "PALM_PAY_OTP_RESEND_LIMIT": ErrorEntry(429, "Too many codes requested — please re-enroll"),
     "PALM_PAY_OTP_DELIVERY_FAILED": ErrorEntry(502, "The verification code could not be sent — please try again"),
     "PALM_PAY_IDEMPOTENCY_CONFLICT": ErrorEntry(409, "This payment reference was already used for another payment"),
-    "PALM_PAY_NOT_AUTHORISED": ErrorEntry(403, "This change needs an authorised operator and a second operator's approval"),
+    "PALM_PAY_NOT_AUTHORISED": ErrorEntry(
+        403, "This change needs an authorised operator and a second operator's approval"),
     "PALM_PAY_REQUEST_NOT_FOUND": ErrorEntry(404, "Change request not found"),
     "PALM_PAY_REQUEST_NOT_PENDING": ErrorEntry(409, "This change request was already decided"),
     "PALM_PAY_REQUEST_EXPIRED": ErrorEntry(410, "This change request expired before a second operator approved it"),

@@ -153,9 +153,11 @@ class ReconcileReport(_View):
 
 
 class RotationReport(_View):
+    """A data-key rotation switched (rotation.py): the settlement rounds re-encrypt the rows under the new key
+    and retire the previous one a backup window after that."""
+
     new_key_id: str
-    rows_reencrypted: int
-    retired_key_ids: tuple[str, ...]
+    previous_key_id: str | None
 
 
 ChangeRequestStatus = Literal["pending", "approved", "executed", "rejected", "expired", "failed"]

@@ -16,7 +16,7 @@ class MoneyError(BadInput, ValueError):
 
 def to_cents(value: Decimal | int | str) -> int:
     """Rand amount (Decimal, int or decimal string) -> integer cents. Floats are refused."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise MoneyError("amounts must be Decimal, int or a decimal string, not float")
     if isinstance(value, str) and not value.isascii():
         # Decimal() reads any Unicode digit ('３０００' is 3000): an amount must be what the terminal

@@ -46,6 +46,11 @@ class PalmPayOptions:
     # 90 days, which covers the dispute and chargeback window of its last payments.
     pii_retention_s: float = 90 * 24 * 3600
 
+    # Old data keys and blind-index roots are kept this long after the rows stopped using them, so a
+    # backup taken before a rotation can still be restored and read: 35 days covers a monthly backup
+    # plus a week to notice that it is needed. Only then are they retired.
+    key_backup_window_s: float = 35 * 24 * 3600
+
     verification_ttl_s: float = 24 * 3600  # spec: unverified links expire after 24 hours
     otp_ttl_s: float = 10 * 60  # a code is short-lived; a new one can be requested
     otp_digits: int = 6
@@ -110,6 +115,7 @@ class PalmPayOptions:
             time_source=getattr(settings, "palm_time_source", "service"),
             pii_retention_s=getattr(settings, "palm_pii_retention_days", 90) * 86400,
             change_request_ttl_s=getattr(settings, "palm_change_request_ttl_hours", 24) * 3600,
+            key_backup_window_s=getattr(settings, "palm_key_backup_window_days", 35) * 86400,
             max_pending_age_s=getattr(settings, "palm_max_pending_age_s", cls.max_pending_age_s),
             key_dir=getattr(settings, "key_dir", None),
             key_command=getattr(settings, "key_command", None),

@@ -79,7 +79,8 @@ class PaymentsMixin(SettlementMixin):
         amount_cents = self._amount(amount)
         if isinstance(match_score, bool) or not isinstance(match_score, (int, float)) or not 0 <= match_score <= 1:
             raise self._invalid("match_score must be a number between 0 and 1")
-        payment_id = self._text(idempotency_key, "idempotency_key") if idempotency_key else f"pay_{secrets.token_hex(12)}"
+        payment_id = (self._text(idempotency_key, "idempotency_key") if idempotency_key
+                      else f"pay_{secrets.token_hex(12)}")
         required = self.options.require_attestation if require_attestation is None else require_attestation
         self.attestation.check(
             terminal_id=terminal_id, palm_template_ref=str(palm_template_ref), liveness_passed=bool(liveness_passed),
@@ -98,16 +99,22 @@ class PaymentsMixin(SettlementMixin):
             log.warning("payment %s refused at terminal %s: liveness failed", payment_id, terminal_id)
             raise refusal
 
-        template_index = self._index.digest(TEMPLATE_FIELD, self._template_ref(palm_template_ref))
-        attempt = replace(attempt, fingerprint=_fingerprint(template_index, amount_cents, terminal_id, match_score))
+        template_ref = self._template_ref(palm_template_ref)
         with self.store.write() as tx:
-            link = tx.link_for_template(template_index)
+            template_digests = self._digests(tx, TEMPLATE_FIELD, template_ref)[1]
+            attempt = replace(attempt, fingerprint=_fingerprint(template_digests[0], amount_cents, terminal_id,
+                                                                  match_score))
+            link = tx.link_for_template(*template_digests)
             replay = tx.payment(payment_id) if idempotency_key else None
             if replay is not None:
                 if replay.fingerprint is not None:
-                    same = replay.fingerprint == attempt.fingerprint
+                    # A first attempt made before a blind-index root rotation has its digest under the old root.
+                    same = replay.fingerprint in {
+                        _fingerprint(digest, amount_cents, terminal_id, match_score) for digest in template_digests
+                    }
                 else:  # stored before fingerprints: the palm and the amount are all we can compare
-                    same = link is not None and (replay.palm_pay_id, replay.amount_cents) == (link.palm_pay_id, amount_cents)
+                    same = link is not None and (
+                        (replay.palm_pay_id, replay.amount_cents) == (link.palm_pay_id, amount_cents))
                 if not same:
                     raise self._errors.make("PALM_PAY_IDEMPOTENCY_CONFLICT")
                 link = tx.link(replay.palm_pay_id)
@@ -172,12 +179,14 @@ class PaymentsMixin(SettlementMixin):
             ts=attempt.ts,
         )
         purpose = f"payment {attempt.payment_id}"
-        proxy = self._reveal(tx, link, PROXY_FIELD, attempt.ts, actor=f"terminal:{attempt.terminal_id}", purpose=purpose)
+        proxy = self._reveal(tx, link, PROXY_FIELD, attempt.ts, actor=f"terminal:{attempt.terminal_id}",
+                             purpose=purpose)
         return None, proxy
 
     def _charge(self, link: PalmPayLink, proxy: str, attempt_ctx: _Attempt) -> PaymentResult:
         """Call the rail outside any transaction, then record attempts and settle in one."""
-        payment_id, amount_cents, terminal_id = attempt_ctx.payment_id, attempt_ctx.amount_cents, attempt_ctx.terminal_id
+        payment_id, amount_cents = attempt_ctx.payment_id, attempt_ctx.amount_cents
+        terminal_id = attempt_ctx.terminal_id
         attempts: list[tuple[float, float, RailAttempt]] = []
         mark = [attempt_ctx.started]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from .models import ACTIVE
@@ -15,7 +15,7 @@ def local_day(at: float | datetime, tz: ZoneInfo) -> str:
 
     Works from the absolute instant, so DST shifts never move midnight.
     """
-    instant = at if isinstance(at, datetime) else datetime.fromtimestamp(at, timezone.utc)
+    instant = at if isinstance(at, datetime) else datetime.fromtimestamp(at, UTC)
     return instant.astimezone(tz).date().isoformat()
 
 

@@ -193,7 +193,9 @@ def initiate_with_retries(
             sleep(policy.initial_wait_s)
             retrying = Retrying(
                 stop=stop_after_attempt(policy.max_attempts - 1),
-                wait=wait_exponential(multiplier=policy.initial_wait_s, min=policy.initial_wait_s, max=policy.max_wait_s),
+                wait=wait_exponential(
+                    multiplier=policy.initial_wait_s, min=policy.initial_wait_s, max=policy.max_wait_s
+                ),
                 retry=retry_if_exception_type(RailTransientError),
                 reraise=True,
                 sleep=sleep,

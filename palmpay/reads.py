@@ -36,9 +36,9 @@ class ReadsMixin(ServiceCore):
     def links_for_proxy(self, payshap_proxy: str, proxy_type: str) -> list[LinkView]:
         """Blind-index lookup: which links use this proxy (no plaintext is compared)."""
         proxy_type = self._choice(proxy_type, "proxy_type", self._proxy_types)
-        index = self._index.digest(PROXY_FIELD, f"{proxy_type}:{self._proxy(payshap_proxy, proxy_type)}")
+        value = f"{proxy_type}:{self._proxy(payshap_proxy, proxy_type)}"
         with self.store.read() as tx:
-            return [self._view(link, tx) for link in tx.links_for_proxy(index)]
+            return [self._view(link, tx) for link in tx.links_for_proxy(*self._digests(tx, PROXY_FIELD, value)[1])]
 
     def consume(self, after_id: int = 0, limit: int = 100) -> list[OutboxEvent]:
         """Spec events with id > after_id, oldest first."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .models import REVOKED
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Migrations are append-only: (version, statements). Never edit a released one.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -151,7 +151,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 requested_by TEXT NOT NULL,
                 requested_at REAL NOT NULL,
                 expires_at REAL NOT NULL,
-                status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'executed', 'rejected', 'expired', 'failed')),
+                status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'executed', 'rejected', 'expired',
+                                                      'failed')),
                 decided_by TEXT,
                 decided_at REAL,
                 result TEXT,
@@ -189,6 +190,21 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX IF NOT EXISTS palm_scan_nonces_by_age ON palm_scan_nonces(seen_at)",
             "ALTER TABLE key_state ADD COLUMN index_key_id TEXT",
             "ALTER TABLE key_state ADD COLUMN otp_key_id TEXT",
+        ),
+    ),
+    (
+        5,
+        # Key rotation in the background (administration.py, reindexing.py): when the rows last finished
+        # moving to the active data key (old keys retire a backup window after that), and the blind-index
+        # root's rotation: the previous root, still tried by lookups until every row is re-indexed and the
+        # backup window has passed, and the root each row's indexes were computed under.
+        (
+            "ALTER TABLE key_state ADD COLUMN data_reencrypted_at REAL",
+            "ALTER TABLE key_state ADD COLUMN index_prev_key_id TEXT",
+            "ALTER TABLE key_state ADD COLUMN index_reindexed_at REAL",
+            "ALTER TABLE palm_pay_links ADD COLUMN index_key_id TEXT",
+            "UPDATE palm_pay_links SET index_key_id = (SELECT index_key_id FROM key_state WHERE singleton = 1)",
+            "CREATE INDEX links_by_index_key ON palm_pay_links(index_key_id)",
         ),
     ),
 )

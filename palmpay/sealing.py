@@ -25,9 +25,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from payops.storage.chain import GENESIS, Chainer, CheckpointFile, verify_checkpoints
 from payops.storage.keys import AUDIT_HMAC, CHECKPOINT_SIGNING, KeyChain, KeySet, key_chain
@@ -69,7 +70,9 @@ class LogCheck:
         return TITLES.get(self.log, self.log)
 
 
-def seal_keys(state_dir: str | Path, *, chain: KeyChain | None = None, checkpoint_path: str | Path | None = None) -> SealKeys:
+def seal_keys(
+    state_dir: str | Path, *, chain: KeyChain | None = None, checkpoint_path: str | Path | None = None
+) -> SealKeys:
     """The audit key and checkpoint file, as the agent's trail finds them (same settings, same file)."""
     chain = chain or key_chain(state_dir)
     path = Path(checkpoint_path or os.environ.get("PAYOPS_AUDIT_CHECKPOINT_PATH") or Path(state_dir) / CHECKPOINT_FILE)

@@ -6,7 +6,8 @@ One class, one use case per module, over the wiring and shared steps of `Service
     enrolment.py        create_link, verify, resend_otp, verification expiry
     payments.py         pay: attestation, liveness, match, limits, the rail
     settlement.py       reconcile and settling pending payments (and run_maintenance)
-    administration.py   suspend, reactivate, revoke, rotate_key
+    administration.py   suspend, reactivate, revoke
+    rotation.py         rotate_key, rotate_index_root, and the rounds' re-encryption, re-indexing, retirement
     change_requests.py  the two-person rule: request, approve, reject
     retention.py        erasing a revoked link's PII after its retention period
     reads.py            links, events and logs, masked

@@ -23,11 +23,11 @@ from decimal import Decimal
 from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from payops.storage.keys import private_dir
+from payops.files import private_dir
 
 from .attestation import TerminalAttestation
 from .clock import Clock, clock_epoch, system_clock
-from .crypto import BlindIndex, FieldCipher, KeyRingError
+from .crypto import FieldCipher, KeyRingError
 from .errors import ErrorCatalog, PalmPayError
 from .events import SpecEvents
 from .keying import load_service_keys
@@ -97,7 +97,7 @@ class ServiceCore:
             raise
         self._ring = keys.ring
         self._cipher = FieldCipher(self._ring)
-        self._index = BlindIndex(self._ring.index_root)
+        self._roots = keys.roots  # blind-index roots; the database says which is current (keying.py)
         self._otp = keys.otp
         self._seal_keys_cache: SealKeys | None = None
         self._sealer = PeriodicSealer(self.store, self._seal_keys, seal_interval()).start() if seal_interval() else None
@@ -151,6 +151,17 @@ class ServiceCore:
         if self._ring.key(wanted) is None:
             raise KeyRingError(f"active key {wanted} is not in this process's keyring")
         return wanted
+
+    def _digests(self, tx: Tx, field: str, value: str) -> tuple[str, tuple[bytes, ...]]:
+        """(current root id, digests of `value`): under the current blind-index root first, then, while a
+        rotation is re-indexing the rows (reindexing.py), under the previous one. Read in `tx`, so every
+        process follows a rotation another one started."""
+        state = tx.rotation_state()
+        current = state.index_key_id
+        if current is None:  # keying.py records it at start-up; a database emptied under a running process
+            raise KeyRingError("the database records no blind-index root; restart the service")
+        roots = (current,) if state.index_prev_key_id is None else (current, state.index_prev_key_id)
+        return current, tuple(self._roots.index(root).digest(field, value) for root in roots)
 
     def _reveal(self, tx: Tx, link: PalmPayLink, field: str, ts: float, *, actor: str, purpose: str) -> str:
         """Decrypt one sensitive field and record who read it, when and why."""

@@ -9,7 +9,8 @@ Two things only happen when somebody asks for them:
 
 `SettlementMixin` holds them for PalmPayService: `reconcile()`, and `_settle`, the one
 place a pending payment reaches its final state (exactly once; payments.py calls it too).
-`run_maintenance` does one round of both. It is safe to run from several places
+`run_maintenance` does one round of both, plus retention's erasure and a batch of each key rotation's
+re-encryption or re-indexing and retirement (retention.py, rotation.py). It is safe to run from several places
 at once (every settlement is "exactly once" in the store), but the entry points
 also hold a lock so that two rounds do not ask the rail the same questions:
 `payops palm maintain` (cron) and the background thread of `payops serve` /
@@ -19,7 +20,7 @@ also hold a lock so that two rounds do not ask the rail the same questions:
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -27,9 +28,6 @@ from .actors import BACKEND
 from .models import PalmPayLink, ReconcileReport
 from .service_core import ServiceCore
 from .store import PaymentRow, Tx
-
-if TYPE_CHECKING:
-    from .service import PalmPayService
 
 log = logging.getLogger("payops.palmpay")
 
@@ -45,23 +43,40 @@ class MaintenanceReport(BaseModel):
     expired_links: int  # unverified links revoked at the end of their verification window
     reconcile: ReconcileReport
     erased_pii: int = 0  # revoked links whose encrypted PII passed its retention period (retention.py)
-    reencrypted: int = 0  # rows re-sealed under the active data key (a rotation a crash interrupted)
+    reencrypted: int = 0  # rows re-sealed under the active data key (rotation.py)
+    reindexed: int = 0  # rows re-indexed under the current blind-index root (rotation.py)
+    retired_keys: tuple[str, ...] = ()  # data keys retired: rows re-encrypted a backup window ago
 
     def summary(self) -> str:
         r = self.reconcile
         return (f"expired {self.expired_links} unverified link(s); payments: {r.completed} completed, "
                 f"{r.failed} failed, {r.released_overdue} released overdue, {r.still_pending} still pending; "
                 + (f"re-encrypted {self.reencrypted} row(s) under the active key; " if self.reencrypted else "")
+                + (f"re-indexed {self.reindexed} row(s) under the current index root; " if self.reindexed else "")
+                + (f"retired key(s) {', '.join(self.retired_keys)}; " if self.retired_keys else "")
                 + f"erased the PII of {self.erased_pii} revoked link(s)")
 
 
-def run_maintenance(service: PalmPayService, *, batch: int = RECONCILE_BATCH) -> MaintenanceReport:
+class Maintainable(Protocol):
+    """The chores of one round (PalmPayService has them): typed here so settlement.py needs no import of
+    service.py, which imports it (a cycle)."""
+
+    def expire_unverified(self) -> int: ...
+    def reconcile(self, *, limit: int = ...) -> ReconcileReport: ...
+    def erase_revoked_pii(self) -> int: ...
+    def reencrypt_step(self, *, batch: int = ...) -> int: ...
+    def reindex_step(self, *, batch: int = ...) -> int: ...
+    def retire_old_keys(self) -> tuple[str, ...]: ...
+
+
+def run_maintenance(service: Maintainable, *, batch: int = RECONCILE_BATCH) -> MaintenanceReport:
     """One round: expire stale enrolments, settle what the rail can tell us about, erase PII past retention,
-    re-encrypt what a rotation left under an old key."""
+    re-encrypt and re-index a batch of what a key rotation left behind, retire keys past the backup window."""
     expired = service.expire_unverified()
     report = service.reconcile(limit=batch)
     return MaintenanceReport(expired_links=expired, reconcile=report, erased_pii=service.erase_revoked_pii(),
-                             reencrypted=service.reencrypt_step(batch=batch))
+                             reencrypted=service.reencrypt_step(batch=batch),
+                             reindexed=service.reindex_step(batch=batch), retired_keys=service.retire_old_keys())
 
 
 class SettlementMixin(ServiceCore):
@@ -83,7 +98,8 @@ class SettlementMixin(ServiceCore):
         if status == "completed":
             error_code = None
         if not tx.finish_payment(
-            row.payment_id, status=status, attempts=attempts, error_code=error_code, rail_reference=rail_reference, ts=ts
+            row.payment_id, status=status, attempts=attempts, error_code=error_code, rail_reference=rail_reference,
+            ts=ts,
         ):
             return False
         # Counted once, on the ledger row of the day it was reserved: a payment from a finished

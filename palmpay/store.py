@@ -32,16 +32,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from payops.storage.keys import private_file
+from payops.files import private_file
 
 from .schema import MIGRATIONS, SCHEMA_VERSION
-from .tx import ENROLMENT_LOCK, EVENTS_LOCK, PaymentRow
+from .tx import ENROLMENT_LOCK, EVENTS_LOCK, PaymentRow, RotationState
 from .tx_links import LinkQueries
 from .tx_records import RecordQueries
 
 __all__ = [
     "ENROLMENT_LOCK", "EVENTS_LOCK", "MIGRATIONS", "SCHEMA_VERSION", "PalmPayStore", "PaymentRow",
-    "PostgresPalmPayStore", "Tx", "open_store",
+    "PostgresPalmPayStore", "RotationState", "Tx", "open_store",
 ]
 
 

@@ -66,6 +66,17 @@ class PaymentRow:
     fingerprint: str | None = None  # digest of the request that created it (None: from before migration 3)
 
 
+@dataclass(frozen=True, slots=True)
+class RotationState:
+    """key_state: which keys the data uses, and how far their rotations are (administration.py, reindexing.py)."""
+
+    active_key_id: str | None  # the data key new ciphertexts use
+    data_reencrypted_at: float | None  # every row last found under it (None: re-encryption still to finish)
+    index_key_id: str | None  # the blind-index root new digests use
+    index_prev_key_id: str | None  # the root being rotated out: lookups still try it (None: no rotation)
+    index_reindexed_at: float | None  # every row last found re-indexed under index_key_id
+
+
 EVENTS_LOCK = "palmpay:event-ids"  # PostgreSQL: outbox / payment-event ids in commit order
 ENROLMENT_LOCK = "palmpay:enrolment"  # PostgreSQL: one enrolment at a time (it checks a palm's and a user's links)
 
@@ -107,5 +118,6 @@ class TxBase:
 
     def now(self) -> float:
         """The database server's clock, epoch seconds: one time source for every writer."""
-        sql = "SELECT EXTRACT(EPOCH FROM clock_timestamp())" if self._pg else "SELECT (julianday('now') - 2440587.5) * 86400.0"
+        sql = ("SELECT EXTRACT(EPOCH FROM clock_timestamp())" if self._pg
+               else "SELECT (julianday('now') - 2440587.5) * 86400.0")
         return float(self.c.execute(sql).fetchone()[0])

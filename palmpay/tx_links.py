@@ -20,25 +20,30 @@ class LinkQueries(TxBase):
         ).fetchone()
         return link_from_row(row) if row else None
 
-    def link_for_template(self, template_index: bytes) -> PalmPayLink | None:
-        """The live link of a palm, else its most recent revoked one."""
+    def link_for_template(self, template_index: bytes, *older: bytes) -> PalmPayLink | None:
+        """The live link of a palm, else its most recent revoked one. `older`: the palm's digests under a
+        blind-index root being rotated out (rows not re-indexed yet carry those)."""
+        digests = (template_index, *older)
         row = self.c.execute(
-            f"SELECT {LINK_COLUMNS} FROM palm_pay_links WHERE template_index = ?"
+            f"SELECT {LINK_COLUMNS} FROM palm_pay_links WHERE template_index IN ({_marks(digests)})"
             f" ORDER BY link_status = '{REVOKED}', created_at DESC LIMIT 1" + self._lock,
-            (template_index,),
+            digests,
         ).fetchone()
         return link_from_row(row) if row else None
 
-    def links_for_proxy(self, proxy_index: bytes) -> list[PalmPayLink]:
+    def links_for_proxy(self, proxy_index: bytes, *older: bytes) -> list[PalmPayLink]:
+        digests = (proxy_index, *older)
         rows = self.c.execute(
-            f"SELECT {LINK_COLUMNS} FROM palm_pay_links WHERE proxy_index = ? ORDER BY created_at" + self._lock,
-            (proxy_index,),
+            f"SELECT {LINK_COLUMNS} FROM palm_pay_links WHERE proxy_index IN ({_marks(digests)})"
+            " ORDER BY created_at" + self._lock,
+            digests,
         ).fetchall()
         return [link_from_row(r) for r in rows]
 
     def links_by_status(self, status: str, limit: int) -> list[PalmPayLink]:
         rows = self.c.execute(
-            f"SELECT {LINK_COLUMNS} FROM palm_pay_links WHERE link_status = ? ORDER BY created_at DESC, palm_pay_id LIMIT ?",
+            f"SELECT {LINK_COLUMNS} FROM palm_pay_links WHERE link_status = ?"
+            " ORDER BY created_at DESC, palm_pay_id LIMIT ?",
             (status, limit),
         ).fetchall()
         return [link_from_row(r) for r in rows]
@@ -49,7 +54,8 @@ class LinkQueries(TxBase):
 
     def links_for_user(self, user_id: str) -> list[PalmPayLink]:
         rows = self.c.execute(
-            f"SELECT {LINK_COLUMNS} FROM palm_pay_links WHERE user_id = ? ORDER BY created_at, palm_pay_id" + self._lock,
+            f"SELECT {LINK_COLUMNS} FROM palm_pay_links WHERE user_id = ?"
+            " ORDER BY created_at, palm_pay_id" + self._lock,
             (user_id,),
         ).fetchall()
         return [link_from_row(r) for r in rows]
@@ -66,13 +72,16 @@ class LinkQueries(TxBase):
         ).fetchall()
         return [link_from_row(r) for r in rows]
 
-    def insert_link(self, link: PalmPayLink, *, template_index: bytes, proxy_index: bytes) -> None:
+    def insert_link(
+        self, link: PalmPayLink, *, template_index: bytes, proxy_index: bytes, index_key_id: str | None = None
+    ) -> None:
+        """`index_key_id`: the blind-index root both digests were computed under."""
         self.c.execute(
             "INSERT INTO palm_pay_links (palm_pay_id, user_id, palm_hand, proxy_type, link_status,"
             " template_index, template_ct, template_hint, proxy_index, proxy_ct, proxy_hint, bank,"
             " daily_limit_cents, transaction_limit_cents, daily_spent_cents, reserved_cents, spent_day,"
-            " created_at, verified_at, linked_at, status_changed_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, verified_at, linked_at, status_changed_at, index_key_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 link.palm_pay_id,
                 link.user_id,
@@ -95,6 +104,7 @@ class LinkQueries(TxBase):
                 link.verified_at,
                 link.linked_at,
                 link.created_at,
+                index_key_id,
             ),
         )
 
@@ -131,6 +141,23 @@ class LinkQueries(TxBase):
             (template_ct, proxy_ct, palm_pay_id),
         )
 
+    def set_indexes(self, palm_pay_id: str, *, template_index: bytes, proxy_index: bytes, index_key_id: str) -> None:
+        """A row re-indexed under another blind-index root (an erased row keeps its empty digests)."""
+        self.c.execute(
+            "UPDATE palm_pay_links SET template_index = ?, proxy_index = ?, index_key_id = ? WHERE palm_pay_id = ?",
+            (template_index, proxy_index, index_key_id, palm_pay_id),
+        )
+
+    def indexed_under_other_roots(self, root_id: str, limit: int) -> list[tuple[str, str, bytes, bytes]]:
+        """(palm_pay_id, proxy_type, template_ct, proxy_ct) of up to `limit` rows whose blind indexes were
+        computed under another root than `root_id`; erased rows have empty ciphertexts."""
+        rows: list[tuple[str, str, bytes, bytes]] = self.c.execute(
+            "SELECT palm_pay_id, proxy_type, template_ct, proxy_ct FROM palm_pay_links"
+            " WHERE index_key_id IS NULL OR index_key_id != ? ORDER BY palm_pay_id LIMIT ?" + self._lock,
+            (root_id, limit),
+        ).fetchall()
+        return [(r[0], r[1], bytes(r[2]), bytes(r[3])) for r in rows]
+
     # --- payments ----------------------------------------------------------
 
     def payment(self, payment_id: str) -> PaymentRow | None:
@@ -152,7 +179,8 @@ class LinkQueries(TxBase):
     def insert_payment(self, row: PaymentRow, *, ts: float) -> None:
         self.c.execute(
             "INSERT INTO payments (payment_id, palm_pay_id, amount_cents, terminal_id, status, spent_day, attempts,"
-            " error_code, rail_reference, created_at, updated_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " error_code, rail_reference, created_at, updated_at, fingerprint)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.payment_id,
                 row.palm_pay_id,
@@ -298,3 +326,7 @@ class LinkQueries(TxBase):
 
     def clear_match_failures(self, palm_pay_id: str) -> None:
         self.c.execute("DELETE FROM match_failures WHERE palm_pay_id = ?", (palm_pay_id,))
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" * len(values))

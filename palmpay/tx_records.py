@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from .models import REVOKED, AccessLogEntry, AuditEntry, ChangeRequest, OutboxEvent, PaymentEventRecord
-from .tx import TxBase, request_from_row
+from .tx import RotationState, TxBase, request_from_row
 
 
 class RecordQueries(TxBase):
@@ -31,7 +31,8 @@ class RecordQueries(TxBase):
                                (payment_id, orjson.dumps(body).decode()))
 
     def payment_event_count(self, payment_id: str) -> int:
-        return int(self.c.execute("SELECT COUNT(*) FROM payment_events WHERE payment_id = ?", (payment_id,)).fetchone()[0])
+        row = self.c.execute("SELECT COUNT(*) FROM payment_events WHERE payment_id = ?", (payment_id,)).fetchone()
+        return int(row[0])
 
     def payment_events_after(self, after_id: int, limit: int) -> list[PaymentEventRecord]:
         rows = self.c.execute(
@@ -147,9 +148,37 @@ class RecordQueries(TxBase):
         return (row[0], row[1]) if row else (None, None)
 
     def set_key_ids(self, *, index_key_id: str, otp_key_id: str) -> None:
-        """Record them (the key_state row exists: set_active_key_id first)."""
-        self.c.execute("UPDATE key_state SET index_key_id = ?, otp_key_id = ? WHERE singleton = 1",
-                       (index_key_id, otp_key_id))
+        """Record them (the key_state row exists: set_active_key_id first). A recorded index root stays:
+        only a rotation (start_index_rotation) moves it."""
+        self.c.execute("UPDATE key_state SET index_key_id = COALESCE(index_key_id, ?), otp_key_id = ?"
+                       " WHERE singleton = 1", (index_key_id, otp_key_id))
+        self.c.execute("UPDATE palm_pay_links SET index_key_id = ? WHERE index_key_id IS NULL", (index_key_id,))
+
+    def rotation_state(self) -> RotationState:
+        """Where the data-key and blind-index-root rotations stand (key_state; empty before any data)."""
+        row = self.c.execute(
+            "SELECT active_key_id, data_reencrypted_at, index_key_id, index_prev_key_id, index_reindexed_at"
+            " FROM key_state WHERE singleton = 1"
+        ).fetchone()
+        return RotationState(*row) if row else RotationState(None, None, None, None, None)
+
+    def set_data_reencrypted_at(self, ts: float | None) -> None:
+        """When every row was last found under the active data key (None: a rotation started since)."""
+        self.c.execute("UPDATE key_state SET data_reencrypted_at = ? WHERE singleton = 1", (ts,))
+
+    def start_index_rotation(self, new_root_id: str, previous_root_id: str) -> None:
+        self.c.execute(
+            "UPDATE key_state SET index_key_id = ?, index_prev_key_id = ?, index_reindexed_at = NULL"
+            " WHERE singleton = 1",
+            (new_root_id, previous_root_id),
+        )
+
+    def set_index_reindexed_at(self, ts: float) -> None:
+        self.c.execute("UPDATE key_state SET index_reindexed_at = ? WHERE singleton = 1", (ts,))
+
+    def retire_previous_index_root(self) -> None:
+        """Lookups stop trying the previous root (every row is re-indexed and the backup window passed)."""
+        self.c.execute("UPDATE key_state SET index_prev_key_id = NULL WHERE singleton = 1")
 
     def sealed_values(self) -> list[tuple[str, bytes, bytes]]:
         """Every row's ciphertexts, except rows whose PII was erased (nothing left to re-encrypt)."""

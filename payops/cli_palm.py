@@ -12,9 +12,9 @@ import base64
 import contextlib
 import os
 import secrets
-import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -35,8 +35,6 @@ palm_app = typer.Typer(
 )
 
 INPUT_ERRORS = frozenset({"PALM_PAY_INVALID_INPUT", "PALM_PAY_LINK_NOT_FOUND", "PALM_PAY_REQUEST_NOT_FOUND"})
-
-
 
 
 @contextlib.contextmanager
@@ -77,6 +75,58 @@ def _print(model: BaseModel) -> None:
     typer.echo(model.model_dump_json(indent=2))
 
 
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="PAYOPS_API_KEY", show_envvar=True,
+                 help="Your operator API key (`payops keys create --role operator`); recorded as the actor"),
+]
+TerminalKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="PAYOPS_API_KEY", show_envvar=True,
+                 help="The terminal's API key (`payops keys create --role terminal`), as over HTTP"),
+]
+
+
+@dataclass(frozen=True)
+class _Caller:
+    principal: str  # "<role>:<key id>", what the records name
+    key_id: str
+
+
+def _authenticated(api_key: str | None, role: str) -> _Caller:
+    """The key's principal, checked against the key store like the HTTP API's: never a name the caller types.
+    Missing, unknown, revoked or of another role: one line on stderr, exit 2."""
+    from payops.api.keys import ApiKeyStore
+    from payops.settings import Settings
+
+    if not api_key:
+        raise _fail(f"{_a(role)} API key is needed: --api-key or PAYOPS_API_KEY", 2)
+    store = ApiKeyStore.in_state_dir(Settings().ensure_state_dir())
+    try:
+        key = store.authenticate(api_key)
+    finally:
+        store.close()
+    if key is None:
+        raise _fail("the API key is missing, unknown or revoked", 2)
+    if key.role.value != role:
+        raise _fail(f"{_a(role)} API key is needed (this one is {_a(key.role.value)} key)", 2)
+    return _Caller(key.principal, key.key_id)
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+def _operator(api_key: str | None) -> str:
+    """The authenticated operator's principal ("operator:<key id>")."""
+    return _authenticated(api_key, "operator").principal
+
+
+def _terminal(api_key: str | None) -> _Caller:
+    """Customer-present enrolment and payment take a terminal key, as POST /v1/palm/links and /payments do."""
+    return _authenticated(api_key, "terminal")
+
+
 @palm_app.command("link")
 def link(
     user: Annotated[str, typer.Option("--user", help="Customer id")],
@@ -90,12 +140,15 @@ def link(
     show_otp: Annotated[
         bool, typer.Option("--show-otp", help="DEMO ONLY: print the one-time code from the dev OTP sender")
     ] = False,
+    api_key: TerminalKeyOption = None,
 ) -> None:
     """Create a palm-to-proxy link (pending verification) and send an OTP (PAYOPS_OTP_SENDER)."""
+    terminal = _terminal(api_key)
     sender = DevOtpSender() if show_otp else None
     with _service(sender) as service:
         view, delivery_id = service.create_link(
-            user, template_ref, hand, proxy, proxy_type, daily_limit, transaction_limit, bank
+            user, template_ref, hand, proxy, proxy_type, daily_limit, transaction_limit, bank,
+            actor=f"customer@{terminal.principal}",
         )
     _print(view)
     typer.echo(f"OTP sent (delivery {delivery_id})")
@@ -109,8 +162,10 @@ def resend_otp(
     show_otp: Annotated[
         bool, typer.Option("--show-otp", help="DEMO ONLY: print the new code instead of sending it")
     ] = False,
+    api_key: TerminalKeyOption = None,
 ) -> None:
     """Send a new one-time code to a pending link's proxy (the previous code stops working)."""
+    _terminal(api_key)
     sender = DevOtpSender() if show_otp else None
     with _service(sender) as service:
         delivery_id = service.resend_otp(palm_pay_id)
@@ -123,8 +178,10 @@ def resend_otp(
 def verify(
     palm_pay_id: Annotated[str, typer.Argument(help="Link id (pp_...)")],
     otp: Annotated[str, typer.Argument(help="One-time code")],
+    api_key: TerminalKeyOption = None,
 ) -> None:
     """Verify a pending link with its OTP; the link becomes active."""
+    _terminal(api_key)
     with _service() as service:
         _print(service.verify(palm_pay_id, otp))
 
@@ -141,8 +198,12 @@ def pay(
         "--sign-with", help="Sign the scan as the terminal would, with this Ed25519 private key (PEM)")] = None,
     require_attestation: Annotated[bool, typer.Option(
         "--require-attestation", help="Refuse the payment unless the scan is signed")] = False,
+    api_key: TerminalKeyOption = None,
 ) -> None:
     """Pay by palm over the (simulated) PayShap rail."""
+    terminal_key = _terminal(api_key)
+    # Scoped by the key's id, as over HTTP: another key's retry never replays this key's payment.
+    idempotency_key = f"{terminal_key.key_id}:{idempotency_key}" if idempotency_key else None
     attestation = _sign(sign_with, template_ref, amount, terminal, liveness, score) if sign_with else None
     with _service() as service:
         _print(service.pay(template_ref, amount, terminal, liveness, score, idempotency_key,
@@ -170,29 +231,6 @@ def _sign(
                          match_score=score, amount=amount, nonce=secrets.token_urlsafe(16), ts=int(time.time()))
     except MoneyError as exc:
         raise _fail(f"PALM_PAY_INVALID_INPUT: amount: {exc}", 2) from None
-
-
-ApiKeyOption = Annotated[
-    str | None,
-    typer.Option("--api-key", envvar="PAYOPS_API_KEY", show_envvar=True,
-                 help="Your operator API key (`payops keys create --role operator`); recorded as the actor"),
-]
-
-
-def _operator(api_key: str | None) -> str:
-    """The authenticated operator's principal ("operator:<key id>"): never a name the caller types."""
-    from payops.api.keys import ApiKeyError, ApiKeyStore
-    from payops.settings import Settings
-
-    if not api_key:
-        raise _fail("an operator API key is needed: --api-key or PAYOPS_API_KEY", 2)
-    store = ApiKeyStore.in_state_dir(Settings().ensure_state_dir())
-    try:
-        return store.authenticate_operator(api_key).principal
-    except ApiKeyError as exc:
-        raise _fail(str(exc), 2) from None
-    finally:
-        store.close()
 
 
 def _requested(request: BaseModel) -> None:
@@ -254,8 +292,9 @@ def set_limits(
 
 @palm_app.command("requests")
 def requests(
-    status: Annotated[str, typer.Option("--status", help="pending, approved, executed, rejected, expired, failed or all")]
-    = "pending",
+    status: Annotated[
+        str, typer.Option("--status", help="pending, approved, executed, rejected, expired, failed or all")
+    ] = "pending",
 ) -> None:
     """List change requests waiting for (or decided by) a second operator."""
     if status not in {"pending", "approved", "executed", "rejected", "expired", "failed", "all"}:
@@ -297,10 +336,20 @@ def show(palm_pay_id: Annotated[str, typer.Argument()]) -> None:
 
 @palm_app.command("rotate-key")
 def rotate_key(api_key: ApiKeyOption = None) -> None:
-    """Ask for a new data key (every sensitive field re-encrypted): a change request a second operator approves."""
+    """Ask for a new data key: a change request a second operator approves. The settlement rounds (`payops palm
+    maintain`) then re-encrypt every sensitive field and retire the old key after the backup window."""
     actor = _operator(api_key)
     with _service() as service:
         _requested(service.request_change("rotate_key", requested_by=actor, reason="data key rotation"))
+
+
+@palm_app.command("rotate-index-root")
+def rotate_index_root(api_key: ApiKeyOption = None) -> None:
+    """Ask to rotate the blind-index root; a second operator approves it. The settlement rounds
+    (`payops palm maintain`) then re-index the links and retire the old root after the backup window."""
+    actor = _operator(api_key)
+    with _service() as service:
+        _requested(service.request_change("rotate_index_root", requested_by=actor, reason="blind-index root rotation"))
 
 
 @palm_app.command("erase-revoked-pii")
@@ -412,4 +461,4 @@ def main() -> None:  # pragma: no cover - convenience entry point
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -13,32 +13,9 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from payops.errors import PayopsError
+from payops.files import StateDirError, prepare_folder, private_dir
 
-
-class StateDirError(PayopsError):
-    """The state folder cannot be used. `exit_code` 2 when the path given is wrong (a file: retrying
-    will not help), 1 when the system refuses (permissions, a read-only disk)."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def prepare_folder(path: Path, what: str = "state folder", option: str = "--state-dir") -> Path:
-    """The one check before anything writes in a folder: it is a folder, exists (created with its
-    parents) and can be written. Raises StateDirError with a one-line message naming `option`."""
-    if path.exists() and not path.is_dir():
-        raise StateDirError(f"the {what} {path} is a file, not a folder (choose another {option})", 2)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):  # a parent is a file
-        raise StateDirError(f"cannot create the {what} {path}: part of the path is a file", 2) from None
-    except OSError as exc:
-        raise StateDirError(f"cannot create the {what} {path}: {(exc.strerror or 'refused').lower()}") from None
-    if not os.access(path, os.W_OK | os.X_OK):  # SQLite also creates journal files beside its databases
-        raise StateDirError(f"the {what} {path} is read-only: payops needs to write there")
-    return path
+__all__ = ["Settings", "StateDirError", "existing_state_dir", "load_settings", "prepare_folder", "prepare_state_dir"]
 
 
 def prepare_state_dir(path: Path) -> Path:
@@ -143,6 +120,9 @@ class Settings(BaseSettings):
     palm_pii_retention_days: float = Field(
         90, gt=0, le=3650, description="POPIA: a revoked link's encrypted PII is erased after this many days "
         "(covers the dispute window of its last payments).")
+    palm_key_backup_window_days: float = Field(
+        35, ge=0, le=3650, description="Days a backup may be restored from: an old palm-pay data key or blind-index "
+        "root retires only this long after the rows stopped using it (a monthly backup plus a week).")
     palm_change_request_ttl_hours: float = Field(
         24, gt=0, le=24 * 30, description="A change request no second operator approved within this expires.")
     palm_maintenance_interval_s: float = Field(
@@ -215,8 +195,6 @@ class Settings(BaseSettings):
         return ZoneInfo(self.display_zone)
 
     def ensure_state_dir(self) -> Path:
-        from payops.storage.keys import private_dir
-
         prepare_state_dir(self.state_dir)  # a file, uncreatable or read-only: one line (StateDirError)
         return private_dir(self.state_dir)  # 0700: the state is nobody else's business
 

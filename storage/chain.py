@@ -35,7 +35,9 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .keys import KeySet, private_dir
+from payops.files import private_dir
+
+from .keys import KeySet
 
 try:
     import fcntl
@@ -98,7 +100,9 @@ class CheckpointFile:
     def __init__(self, path: str | Path, signing: KeySet) -> None:
         self.path = Path(path)
         self._signing = signing
-        self._public: dict[str, Ed25519PublicKey] = {kid: _private(seed).public_key() for kid, seed in signing.versions.items()}
+        self._public: dict[str, Ed25519PublicKey] = {
+            kid: _private(seed).public_key() for kid, seed in signing.versions.items()
+        }
 
     def write(self, log: str, count: int, last_id: int, head: str, at: float, mac_key: str | None = None) -> Checkpoint:
         cp = Checkpoint(log, int(count), int(last_id), head, float(at), self._signing.active, mac_key=mac_key)
@@ -205,7 +209,8 @@ def verify_checkpoints(log: str, heads: dict[int, tuple[int, str]], count: int, 
             continue
         reached = heads.get(cp.last_id)
         if reached is None:
-            return ChainProblem(log, cp.last_id, f"record {cp.last_id}, sealed by checkpoint line {cp.line}, is missing")
+            return ChainProblem(log, cp.last_id,
+                                f"record {cp.last_id}, sealed by checkpoint line {cp.line}, is missing")
         n, head = reached
         if n != cp.count:
             return ChainProblem(log, cp.last_id, f"{cp.count} records were sealed up to id {cp.last_id} "

@@ -31,19 +31,23 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import json
 import os
 import secrets
 import shlex
-import stat
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from payops.errors import PayopsError
+
+# Re-exported for modules outside storage/ that still import them from here (the kernel owns them now).
+from payops.files import PRIVATE_DIR as PRIVATE_DIR
+from payops.files import PRIVATE_FILE, private_dir
+from payops.files import private_file as private_file
 
 AUDIT_HMAC = "audit-hmac"
 CHECKPOINT_SIGNING = "checkpoint-signing"
@@ -54,8 +58,6 @@ TERMINAL_KEY_PREFIX = "terminal-"
 KEY_NAMES = (AUDIT_HMAC, CHECKPOINT_SIGNING, PALMPAY_DATA, PALMPAY_INDEX_ROOT, PALMPAY_OTP_MAC)
 KEY_BYTES = 32  # HMAC-SHA256 key and Ed25519 seed alike
 COMMAND_TIMEOUT_SECONDS = 10.0  # a KMS hook that hangs must not hang start-up
-PRIVATE_FILE = 0o600
-PRIVATE_DIR = 0o700
 
 
 class KeyProblem(PayopsError, RuntimeError):
@@ -135,7 +137,8 @@ class EnvKeyProvider:
 
 
 class CommandKeyProvider:
-    """Runs `COMMAND NAME`; stdout is the base64 key, or a JSON {"active": id, "keys": {id: b64}}; exit 3 = no such key."""
+    """Runs `COMMAND NAME`; stdout is the base64 key, or a JSON {"active": id, "keys": {id: b64}};
+    exit 3 = no such key."""
 
     NOT_HELD = 3
 
@@ -225,31 +228,6 @@ def _serialise(ks: KeySet) -> bytes:
     body = {"name": ks.name, "active": ks.active,
             "keys": {k: base64.b64encode(v).decode("ascii") for k, v in ks.versions.items()}}
     return json.dumps(body, indent=1, sort_keys=True).encode("ascii")
-
-
-def private_dir(path: str | Path) -> Path:
-    """Create (or tighten) a folder to 0700: state and keys are nobody else's business."""
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
-    with contextlib.suppress(OSError):  # not ours to chmod (e.g. a shared mount): leave it
-        if stat.S_IMODE(folder.stat().st_mode) & 0o077:
-            folder.chmod(PRIVATE_DIR)
-    return folder
-
-
-def private_file(path: str | Path) -> Path:
-    """Make a state file 0600 before anything is written to it (SQLite gives -wal/-shm the same mode)."""
-    file = Path(path)
-    if str(file) == ":memory:":
-        return file
-    private_dir(file.parent)
-    try:
-        os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
-    except FileExistsError:
-        with contextlib.suppress(OSError):
-            if stat.S_IMODE(file.stat().st_mode) & 0o077:
-                file.chmod(PRIVATE_FILE)
-    return file
 
 
 def write_private(path: Path, data: bytes, *, exclusive: bool = False) -> None:

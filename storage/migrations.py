@@ -172,6 +172,7 @@ def require_current(dsn: str) -> None:
         raise DatabaseError(f"the PostgreSQL schema at {redact_dsn(dsn)} is version {found.current}, newer than this "
                             f"code ({found.latest}): upgrade payops")
     if not found.up_to_date:
-        what = "has no payops schema" if found.current == 0 else f"is at schema version {found.current} of {found.latest}"
+        what = ("has no payops schema" if found.current == 0
+                else f"is at schema version {found.current} of {found.latest}")
         raise DatabaseError(f"the PostgreSQL database at {redact_dsn(dsn)} {what}: {UPGRADE_HINT}")
     _checked.add(dsn)

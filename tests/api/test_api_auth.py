@@ -23,6 +23,7 @@ EXPECTED_ROLES: dict[tuple[str, str], set[str]] = {
     ("post", "/v1/palm/links/{palm_pay_id}/reactivate"): {O},
     ("post", "/v1/palm/links/{palm_pay_id}/limits"): {O},
     ("post", "/v1/palm/key-rotations"): {O},
+    ("post", "/v1/palm/index-root-rotations"): {O},
     ("get", "/v1/palm/requests"): {O},
     ("post", "/v1/palm/requests/{request_id}/approve"): {O},
     ("post", "/v1/palm/requests/{request_id}/reject"): {O},

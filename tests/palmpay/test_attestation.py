@@ -170,6 +170,7 @@ def test_the_cli_registers_a_terminal_key_and_pays_with_a_signed_scan(tmp_path, 
     monkeypatch.setenv("PAYOPS_STATE_DIR", str(tmp_path / "state"))
     store = ApiKeyStore.in_state_dir(tmp_path / "state")
     operator = store.create("ops-1", "operator")[1]  # terminal keys are administration: an operator's
+    monkeypatch.setenv("PAYOPS_API_KEY", store.create("till-1", "terminal")[1])  # link, verify and pay: a terminal's
     store.close()
     run = CliRunner().invoke
     pem = tmp_path / "till.pem"

@@ -14,9 +14,21 @@ REF = "tmpl-cli-0001-abcdef"
 PROXY = "0827654321"
 
 
+def _create_key(state, name: str, role: str) -> str:
+    from payops.api.keys import ApiKeyStore
+
+    store = ApiKeyStore.in_state_dir(state)
+    try:
+        return store.create(name, role)[1]
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def run(tmp_path, monkeypatch):
+    """The CLI on a fresh state folder, with a terminal's API key in PAYOPS_API_KEY (link, verify, pay)."""
     monkeypatch.setenv("PAYOPS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("PAYOPS_API_KEY", _create_key(tmp_path / "state", "till-0", "terminal"))
     runner = CliRunner()
 
     def invoke(*args: str):
@@ -28,14 +40,8 @@ def run(tmp_path, monkeypatch):
 @pytest.fixture
 def keys(tmp_path, run):
     """Creates an API key in the CLI's state dir; returns the key itself."""
-    from payops.api.keys import ApiKeyStore
-
     def create(name: str, role: str = "operator") -> str:
-        store = ApiKeyStore.in_state_dir(tmp_path / "state")
-        try:
-            return store.create(name, role)[1]
-        finally:
-            store.close()
+        return _create_key(tmp_path / "state", name, role)
 
     return create
 
@@ -99,6 +105,36 @@ def test_a_terminal_key_or_an_unknown_key_cannot_write_from_the_cli(run, keys):
         result = run("suspend", view["palm_pay_id"], "--reason", "x", "--api-key", key)
         assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
     assert _json(run("show", view["palm_pay_id"]).output)["link_status"] == "pending_verification"
+
+
+def test_enrolment_and_payment_from_the_cli_need_a_terminal_key(run, keys, monkeypatch):
+    view = _json(_link(run).output)
+    monkeypatch.delenv("PAYOPS_API_KEY")
+    commands = (
+        ("link", "--user", "u2", "--template-ref", "tmpl-cli-0002-abcdef", "--proxy", "0827654322"),
+        ("verify", view["palm_pay_id"], "123456"),
+        ("resend-otp", view["palm_pay_id"]),
+        ("pay", "--template-ref", REF, "--amount", "5", "--terminal", "T1"),
+    )
+    operator = keys("alice")
+    for args in commands:
+        for extra, says in (((), "a terminal API key is needed: --api-key or PAYOPS_API_KEY"),
+                            (("--api-key", operator), "(this one is an operator key)"),
+                            (("--api-key", "payops_000000000000_" + "x" * 43), "unknown or revoked")):
+            result = run(*args, *extra)
+            assert result.exit_code == 2 and result.output.count("\n") == 1, (args, extra, result.output)
+            assert says in result.output, result.output
+    assert _json(run("show", view["palm_pay_id"]).output)["link_status"] == "pending_verification"
+    enrolments = [e for e in run_audit(run, view["palm_pay_id"]) if e["action"] == "create_link"]
+    assert enrolments and enrolments[0]["actor"].startswith("customer@terminal:")
+
+
+def run_audit(run, palm_pay_id: str) -> list[dict]:
+    from payops.palmpay import PalmPayOptions, PalmPayService
+    from payops.settings import Settings
+
+    with PalmPayService(PalmPayOptions.from_settings(Settings())) as service:
+        return [e.model_dump() for e in service.audit_log(palm_pay_id)]
 
 
 def test_an_operator_cannot_approve_their_own_request(run, keys):

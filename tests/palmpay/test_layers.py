@@ -6,8 +6,8 @@ import ast
 from pathlib import Path
 
 PALMPAY = Path(__file__).resolve().parents[2] / "palmpay"
-# The shared kernel every layer may use (issue 19): the storage kernel, shared settings and models.
-ALLOWED = ("payops.palmpay", "payops.storage", "payops.settings", "payops.models")
+# The shared kernel every layer may use (issue 19): the storage kernel, settings, models, errors, files.
+ALLOWED = ("payops.palmpay", "payops.storage", "payops.settings", "payops.models", "payops.errors", "payops.files")
 MAX_LINES = 500
 
 

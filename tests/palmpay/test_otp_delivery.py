@@ -131,6 +131,11 @@ def test_payops_palm_resend_otp_sends_a_new_code_that_verifies_the_link(tmp_path
     monkeypatch.setenv("PAYOPS_OTP_SENDER", "webhook")
     monkeypatch.setenv("PAYOPS_OTP_WEBHOOK_URL", receiver.url)
     monkeypatch.setenv("PAYOPS_OTP_WEBHOOK_SECRET", SECRET.decode())
+    from payops.api.keys import ApiKeyStore
+
+    store = ApiKeyStore.in_state_dir(tmp_path / "state")
+    monkeypatch.setenv("PAYOPS_API_KEY", store.create("till-1", "terminal")[1])  # customer-present: a terminal's
+    store.close()
     runner = CliRunner()
     linked = runner.invoke(palm_app, ["link", "--user", "u1", "--template-ref", "tmpl-cli-otp-0001",
                                       "--proxy", DESTINATION])

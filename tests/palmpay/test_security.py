@@ -90,7 +90,9 @@ def test_a_malformed_data_key_is_refused(tmp_path):
         KeyRing.load(tmp_path, "not base64 !!")
 
 
-def test_rotate_key_reencrypts_every_row_and_retires_the_old_key(make_service, tmp_path, otp):
+def test_a_rotation_only_switches_the_key_and_the_settlement_round_reencrypts(make_service, tmp_path, otp):
+    from payops.palmpay.settlement import run_maintenance
+
     service = make_service(state_dir=tmp_path / "rot")
     refs = []
     for i in range(5):
@@ -101,17 +103,45 @@ def test_rotate_key_reencrypts_every_row_and_retires_the_old_key(make_service, t
         refs.append(ref)
     old_key = service._ring.active_id
     report = service.rotate_key()
-    assert report.rows_reencrypted == 5 and report.retired_key_ids == (old_key,)
+    assert report.previous_key_id == old_key
+    with service.store.read() as tx:  # nothing re-encrypted yet: the call returned at once
+        assert {key_id_of(ct) for row in tx.sealed_values() for ct in row[1:]} == {old_key}
+    assert service.pay(refs[0], 1, "T1", True, 0.99).status == "completed"  # old rows still read
+    assert run_maintenance(service, batch=3).reencrypted == 3  # in batches, one transaction each
+    assert run_maintenance(service, batch=3).reencrypted == 2
     with service.store.read() as tx:
         kids = {key_id_of(ct) for row in tx.sealed_values() for ct in row[1:]}
     assert kids == {report.new_key_id}
     ring = json.loads((tmp_path / "rot" / KEYRING_FILE).read_text())
-    # Retired, not deleted: a backup from before the rotation must stay readable.
-    assert ring["active"] == report.new_key_id and old_key in ring["keys"] and ring["retired"] == [old_key]
+    # Not retired yet: a backup from before the rotation must stay readable for the backup window.
+    assert ring["active"] == report.new_key_id and old_key in ring["keys"] and ring["retired"] == []
     for ref in refs[:4]:
         assert service.pay(ref, 1, "T1", True, 0.99).status == "completed"
     rotation_reads = [a for a in service.access_log() if a.actor == "key_rotation"]
     assert len(rotation_reads) == 10 and {a.field for a in rotation_reads} == {"palm_template_ref", "payshap_proxy"}
+
+
+def test_old_data_keys_retire_only_after_reencryption_and_the_backup_window(make_service, tmp_path, clock):
+    from datetime import timedelta
+
+    from payops.palmpay.settlement import run_maintenance
+
+    service = make_service(state_dir=tmp_path / "win", key_backup_window_s=7 * 86400)
+    service.create_link("u1", "tmpl-window-0001", None, "0821234321", "phone")
+    old_key = service._ring.active_id
+    service.rotate_key()
+    clock.advance(timedelta(days=30))  # long past the window, but the rows are still under the old key
+    assert run_maintenance(service, batch=1).retired_keys == ()
+    assert old_key in service._ring.key_ids()
+    run_maintenance(service)  # re-encryption found finished: the window starts now
+    clock.advance(timedelta(days=6))
+    assert run_maintenance(service).retired_keys == ()
+    clock.advance(timedelta(days=1, seconds=1))
+    report = run_maintenance(service)
+    assert report.retired_keys == (old_key,) and f"retired key(s) {old_key}" in report.summary()
+    ring = json.loads((tmp_path / "win" / KEYRING_FILE).read_text())
+    assert old_key not in ring["keys"] and ring["retired"] == [old_key]
+    assert [e.action for e in service.audit_log()][-1] == "retire_keys"
 
 
 def test_another_process_with_a_stale_keyring_keeps_working_after_rotation(make_service, tmp_path, otp):
@@ -197,22 +227,48 @@ def test_a_deleted_keyring_with_data_refuses_to_start_instead_of_making_a_new_ke
     assert not (tmp_path / "lost" / KEYRING_FILE).exists()  # no silent new key
 
 
-def test_a_backup_from_before_a_rotation_is_still_readable(tmp_path, make_service, otp):
+def _restore(state, backup) -> None:
     import shutil
 
-    service = make_service(state_dir=tmp_path / "live")
+    for suffix in ("", "-wal", "-shm"):
+        (state / f"palmpay.db{suffix}").unlink(missing_ok=True)
+    shutil.copy(backup, state / "palmpay.db")
+
+
+def test_a_backup_from_before_a_rotation_restores_and_reads_within_the_backup_window(tmp_path, make_service, otp,
+                                                                                       clock):
+    import shutil
+    from datetime import timedelta
+
+    from payops.palmpay.settlement import run_maintenance
+
+    state = tmp_path / "live"
+    service = make_service(state_dir=state, key_backup_window_s=7 * 86400)
     view, delivery = service.create_link("u1", "tmpl-backup-0001", None, "0821234321", "phone")
     service.verify(view.palm_pay_id, otp.code_for(delivery))
     service.store.checkpoint()
-    shutil.copy(tmp_path / "live" / "palmpay.db", tmp_path / "backup.db")
+    shutil.copy(state / "palmpay.db", tmp_path / "backup.db")
+    old_key = service._ring.active_id
     service.rotate_key()
+    run_maintenance(service)  # every row re-encrypted
+    clock.advance(timedelta(days=6))
+    run_maintenance(service)  # within the window: nothing retires
+    service.store.checkpoint()
     service.close()
-    (tmp_path / "live" / "palmpay.db").unlink()
-    for suffix in ("-wal", "-shm"):
-        (tmp_path / "live" / f"palmpay.db{suffix}").unlink(missing_ok=True)
-    shutil.copy(tmp_path / "backup.db", tmp_path / "live" / "palmpay.db")
-    restored = make_service(state_dir=tmp_path / "live")
+    shutil.copy(state / "palmpay.db", tmp_path / "current.db")
+    _restore(state, tmp_path / "backup.db")
+    restored = make_service(state_dir=state, key_backup_window_s=7 * 86400)
     assert restored.pay("tmpl-backup-0001", 1, "T1", True, 0.99).status == "completed"
+    restored.close()
+    # Past the window the old key is destroyed: a backup that old is refused by name, never misread.
+    _restore(state, tmp_path / "current.db")
+    clock.advance(timedelta(days=2))
+    current = make_service(state_dir=state, key_backup_window_s=7 * 86400)
+    assert run_maintenance(current).retired_keys == (old_key,)
+    current.close()
+    _restore(state, tmp_path / "backup.db")
+    with pytest.raises(KeyRingError, match=f"sealed under key {old_key}, retired after its backup window"):
+        make_service(state_dir=state)
 
 
 def test_the_keyring_can_live_outside_the_state_folder(tmp_path, make_service, monkeypatch):
@@ -237,5 +293,5 @@ def test_a_rotation_a_crash_interrupted_is_finished_by_the_next_settlement_round
     with service.store.read() as tx:
         assert {key_id_of(ct) for row in tx.sealed_values() for ct in row[1:]} == {new_key}
     assert old_key in service._ring.key_ids()  # kept: a backup from before the rotation stays readable
-    assert run_maintenance(service).reencrypted == 0
+    assert run_maintenance(service).reencrypted == 0 and run_maintenance(service).retired_keys == ()
     assert any(a.action == "reencrypt" for a in service.audit_log())
