@@ -33,8 +33,21 @@ from .reasoners.base import REASONING_HISTORY_WINDOWS, ActionView, ReasoningCont
 from .reasoners.rules import RuleReasoner, route_health, segment_methods
 from .recheck import cleared_reason, remember
 from .services import AgentServices, Context, services_of
-from .state import (AgentState, ApprovalOpened, Awaiting, HistoryEntry, Housekeeping, LessonBrief, TrackRecordJson,
-                    VerdictJson, diagnosis_json, digest_json, execution_json, in_force_json, proposal_json)
+from .state import (
+    AgentState,
+    ApprovalOpened,
+    Awaiting,
+    HistoryEntry,
+    Housekeeping,
+    LessonBrief,
+    TrackRecordJson,
+    VerdictJson,
+    diagnosis_json,
+    digest_json,
+    execution_json,
+    in_force_json,
+    proposal_json,
+)
 from .watching import moves_are_real, signature, target_figures, watch_for
 
 HISTORY_LIMIT = 200

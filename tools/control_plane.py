@@ -18,8 +18,9 @@ by `reconcile()` on the next tick.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from payops.models import ExecutionResult, ProposedAction, target_key
 from payops.signals.policy import Diversion, RetryPolicy, matches

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from payops.memory.redact import mask_text
 from payops.models import ExecutionResult, ProposedAction
@@ -46,7 +47,7 @@ class _LinkFigures:
 class PalmOps:
     """Runs palm-pay tools on a PalmPayService (opened lazily on first use)."""
 
-    def __init__(self, service: "PalmPayService | None" = None, factory: "Callable[[], PalmPayService] | None" = None) -> None:
+    def __init__(self, service: PalmPayService | None = None, factory: Callable[[], PalmPayService] | None = None) -> None:
         if service is None and factory is None:
             raise ValueError("PalmOps needs a PalmPayService or a factory for one")
         self._service = service
@@ -56,8 +57,8 @@ class PalmOps:
         self._links: dict[str, _LinkFigures] = {}
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "PalmOps":
-        def open_service() -> "PalmPayService":
+    def from_settings(cls, settings: Settings) -> PalmOps:
+        def open_service() -> PalmPayService:
             from payops.palmpay import PalmPayOptions, PalmPayService
 
             return PalmPayService(PalmPayOptions.from_settings(settings))
@@ -65,7 +66,7 @@ class PalmOps:
         return cls(factory=open_service)
 
     @property
-    def service(self) -> "PalmPayService":
+    def service(self) -> PalmPayService:
         with self._lock:
             if self._service is None:
                 assert self._factory is not None

@@ -14,10 +14,10 @@ needs a human, and the reason says why.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Mapping
 
 from payops.palmpay.spec import PACKAGED_SPEC, EscalationTrigger, PalmPaySpec, SpecError, load_spec
 
