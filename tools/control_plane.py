@@ -178,7 +178,7 @@ class SimulatedControlPlane:
             share = float(action.args.get("percent", 100.0)) / 100.0
             if draw >= share:
                 return None
-            weights = {r: w for r, w in action.args.get("to_routes", {}).items() if w > 0}
+            weights: dict[str, float] = {r: w for r, w in action.args.get("to_routes", {}).items() if w > 0}
             if not weights:
                 return None
             # Re-use the draw (scaled into [0, 1)) to pick among destinations deterministically.

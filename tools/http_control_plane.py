@@ -37,6 +37,7 @@ import httpx
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from payops.models import ExecutionResult, ProposedAction, target_key
+from payops.signals.policy import Diversion, RetryPolicy
 
 from .control_plane import HTTP, STATEFUL_TOOLS, ActionInForce, Reconciliation, SimulatedControlPlane
 
@@ -234,8 +235,8 @@ class HttpControlPlane:
     def reroute(self, dims: Mapping[str, str], candidates: Mapping[str, float], draw: float) -> str | None:
         return self.ledger.reroute(dims, candidates, draw)
 
-    def suppression(self, dims: Mapping[str, str]):  # noqa: ANN201 - signals.policy.Diversion | None
+    def suppression(self, dims: Mapping[str, str]) -> Diversion | None:
         return self.ledger.suppression(dims)
 
-    def retry_policy(self, dims: Mapping[str, str]):  # noqa: ANN201 - signals.policy.RetryPolicy | None
+    def retry_policy(self, dims: Mapping[str, str]) -> RetryPolicy | None:
         return self.ledger.retry_policy(dims)

@@ -97,7 +97,8 @@ def _stamp(path: Path | None) -> Stamp:
 
 def from_spec(spec: PalmPaySpec, source: Path | None = None, stamp: Stamp = None) -> PermissionTable:
     autonomy = spec.raw.get("agi", {}).get("autonomy", {})
-    known, unknown = [], []
+    known: list[str] = []
+    unknown: list[str] = []
     for checkpoint in spec.checkpoints:
         text = checkpoint.lower()
         (known if CHECKPOINT_SENSITIVE in text or CHECKPOINT_TERMINAL in text else unknown).append(checkpoint)
