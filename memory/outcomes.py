@@ -83,12 +83,20 @@ MIN_RETRY_CHANGE = 0.1
 
 
 class SegmentLike(Protocol):
-    """What `Figures.of` reads: a `signals.window.SegmentStats` fits."""
+    """What `Figures.of` reads: a `signals.window.SegmentStats` fits.
 
-    attempts: int
-    failures: int
-    latency_p95_ms: float
-    attempts_per_payment: float
+    Read-only properties, not plain fields: the window's stats are frozen, and a protocol field
+    would ask for a settable attribute.
+    """
+
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def latency_p95_ms(self) -> float: ...
+    @property
+    def attempts_per_payment(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -392,9 +400,10 @@ EVALUATED_TOOLS = frozenset({"reroute_traffic", "adjust_retry_policy", "suppress
 
 
 class SnapshotLike(Protocol):
-    """What the scope helpers read: a `signals.window.WindowSnapshot` fits."""
+    """What the scope helpers read: a `signals.window.WindowSnapshot` fits (its `total` is read-only)."""
 
-    total: Any
+    @property
+    def total(self) -> Any: ...
 
     def segment(self, **target: str) -> Any: ...
 
