@@ -118,12 +118,15 @@ class SimulatedControlPlane:
     # -- ControlPlane ---------------------------------------------------------
     def apply(self, action: ProposedAction, idempotency_key: str, now: float) -> ExecutionResult:
         if idempotency_key in self.applied_keys:
-            return ExecutionResult(status="executed", detail="already applied (idempotent replay)", action_id=idempotency_key)
+            return ExecutionResult(status="executed", detail="already applied (idempotent replay)",
+                                   action_id=idempotency_key)
         self.applied_keys.add(idempotency_key)
         if action.tool == "alert_ops":
-            self.alerts.append(Alert(idempotency_key, action.args.get("severity", "warning"), action.args.get("summary", ""), dict(action.target), now))
+            self.alerts.append(Alert(idempotency_key, action.args.get("severity", "warning"),
+                                     action.args.get("summary", ""), dict(action.target), now))
             self.history.append({"at": now, "op": "alert", "id": idempotency_key})
-            return ExecutionResult(status="executed", detail=f"ops alerted ({action.args.get('severity', 'warning')})", action_id=idempotency_key)
+            return ExecutionResult(status="executed", detail=f"ops alerted ({action.args.get('severity', 'warning')})",
+                                   action_id=idempotency_key)
         if action.tool == "no_action":
             return ExecutionResult(status="skipped", detail="no action taken", action_id=idempotency_key)
         if action.tool not in STATEFUL_TOOLS:
@@ -252,7 +255,8 @@ def _describe(record: ActionInForce) -> str:
         dest = ", ".join(f"{r}:{w:g}" for r, w in record.args.get("to_routes", {}).items())
         return f"rerouted {record.args.get('percent', 100):g}% of {target} to {dest} until ttl"
     if record.tool == "adjust_retry_policy":
-        return f"retry policy for {target}: max_attempts={record.args['max_attempts']}, backoff_ms={record.args.get('backoff_ms')}"
+        return (f"retry policy for {target}: max_attempts={record.args['max_attempts']}, "
+                f"backoff_ms={record.args.get('backoff_ms')}")
     if record.tool == "suppress_path":
         return f"suppressed {target}; fallback offered: {record.args.get('fallback') or 'none'}"
     return record.tool

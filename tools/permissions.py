@@ -118,7 +118,8 @@ def from_spec(spec: PalmPaySpec, source: Path | None = None, stamp: Stamp = None
 
 
 def _closed(source: Path | None, stamp: Stamp, error: str) -> PermissionTable:
-    return PermissionTable(Permission.HUMAN_REQUIRED, {}, frozenset(), True, True, (), frozenset(), source, stamp, error)
+    return PermissionTable(Permission.HUMAN_REQUIRED, {}, frozenset(), True, True, (), frozenset(), source, stamp,
+                           error)
 
 
 def permission_table(spec: PalmPaySpec | None = None, path: Path | None = None) -> PermissionTable:
