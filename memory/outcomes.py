@@ -79,7 +79,8 @@ def _segment(snapshot: SnapshotLike, target: dict[str, str]) -> Any:
     return snapshot.segment(**target) if target else snapshot.total
 
 
-def _destination_segments(snapshot: SnapshotLike, tool: str, target: dict[str, str], args: dict[str, Any]) -> list[Any] | None:
+def _destination_segments(snapshot: SnapshotLike, tool: str, target: dict[str, str],
+                          args: dict[str, Any]) -> list[Any] | None:
     wanted = destination_targets(tool, target, args)
     if not wanted:
         return None
@@ -176,15 +177,18 @@ def step(watch: Watch, window_start: float, window_end: float, scopes: Scopes, i
     if mine is not None and not mine.confirmed:
         return Step(watch, None, True)  # the control plane has not confirmed it yet: nothing to measure
     started = [a.action_id for a in current.values()
-               if a.action_id != watch.action_id and a.action_id not in watch.others_in_force and watch.applied_at < a.applied_at < window_end]
+               if a.action_id != watch.action_id and a.action_id not in watch.others_in_force
+               and watch.applied_at < a.applied_at < window_end]
     ended = [i for i in watch.others_in_force if i not in current]
     if not active or started or ended:
         why = ("it was no longer in force" if not active else
                f"another action changed traffic ({', '.join(started or ended)})")
         if watch.windows == 0:
-            return Step(watch, OutcomeVerdict("inconclusive", (f"no window measured it alone: {why}",)), mine is not None)
+            return Step(watch, OutcomeVerdict("inconclusive", (f"no window measured it alone: {why}",)),
+                        mine is not None)
         verdict = judge(watch.evidence())
-        return Step(watch, OutcomeVerdict(verdict.verdict, (*verdict.reasons, f"judged on {watch.windows} window(s): {why}")), mine is not None)
+        reasons = (*verdict.reasons, f"judged on {watch.windows} window(s): {why}")
+        return Step(watch, OutcomeVerdict(verdict.verdict, reasons), mine is not None)
     if window_start < watch.applied_at - 1e-6:
         return Step(watch, None, True)  # the window overlaps the change
     after = Scopes.from_json(watch.after).plus(scopes) if watch.after else scopes
@@ -215,11 +219,13 @@ def conclude(watch: Watch, verdict: OutcomeVerdict, in_force: bool, now: float, 
                       "reason": "the action harmed: " + verdict.reasons[0], "result": result.detail})
         notifier.notify("alert", {
             "decision_id": watch.decision_id, "severity": "critical", "target": watch.target,
-            "summary": f"{watch.tool} on {target} made things worse and was rolled back ({result.status}): {verdict.reasons[0]}",
+            "summary": f"{watch.tool} on {target} made things worse and was rolled back ({result.status}): "
+                       f"{verdict.reasons[0]}",
         })
     record = {
-        "decision_id": watch.decision_id, "verdict": verdict.verdict, "detail": verdict.detail, "reasons": list(verdict.reasons),
-        "tool": watch.tool, "target": watch.target, "args": watch.args, "status": watch.status, "approver": watch.approver,
+        "decision_id": watch.decision_id, "verdict": verdict.verdict, "detail": verdict.detail,
+        "reasons": list(verdict.reasons), "tool": watch.tool, "target": watch.target, "args": watch.args,
+        "status": watch.status, "approver": watch.approver,
         "decided_at": watch.decided_at, "applied_at": watch.applied_at, "windows": watch.windows,
         "before": watch.before, "after": watch.after or {}, "expected": watch.expected, "signature": watch.signature,
         "rollback": rollback,
@@ -237,5 +243,6 @@ def conclude(watch: Watch, verdict: OutcomeVerdict, in_force: bool, now: float, 
     # Every conclusion is news for ops (console and webhook); a harm also raised the critical alert above.
     notifier.notify("outcome", {"decision_id": watch.decision_id, "tool": watch.tool, "target": watch.target,
                                 "verdict": verdict.verdict,
-                                "summary": f"outcome of {watch.tool} on {target}: {verdict.verdict} — {verdict.reasons[0]}"})
+                                "summary": f"outcome of {watch.tool} on {target}: {verdict.verdict} — "
+                                           f"{verdict.reasons[0]}"})
     return notes

@@ -124,7 +124,8 @@ class Figures:
         def weighted(name: str) -> float:
             return sum(getattr(p, name) * p.attempts for p in parts) / attempts if attempts else 0.0
 
-        return cls(attempts, failures, weighted("latency_p95_ms"), weighted("attempts_per_payment"), sum(p.windows for p in parts))
+        return cls(attempts, failures, weighted("latency_p95_ms"), weighted("attempts_per_payment"),
+                   sum(p.windows for p in parts))
 
     def plus(self, other: Figures) -> Figures:
         return Figures.pooled([self, other])
@@ -234,7 +235,8 @@ def two_proportion_z(f1: float, n1: float, f2: float, n2: float) -> float:
 
 def _rate_change(before: Figures, after: Figures) -> tuple[float, float]:
     """(after - before failure rate, z of that change)."""
-    return after.failure_rate - before.failure_rate, two_proportion_z(before.failures, before.attempts, after.failures, after.attempts)
+    z = two_proportion_z(before.failures, before.attempts, after.failures, after.attempts)
+    return after.failure_rate - before.failure_rate, z
 
 
 def _pct(x: float) -> str:
@@ -303,7 +305,8 @@ def _touched(e: OutcomeEvidence) -> tuple[Figures, Figures]:
     """Where the action's traffic is after: the target if it still carries it, else where it went."""
     if carries(e.before.target, e.after.target):
         return e.before.target, e.after.target
-    if e.after.destinations is not None and e.before.destinations is not None and e.after.destinations.attempts >= MIN_SCOPE_ATTEMPTS:
+    if (e.after.destinations is not None and e.before.destinations is not None
+            and e.after.destinations.attempts >= MIN_SCOPE_ATTEMPTS):
         return e.before.destinations, e.after.destinations
     return e.before.platform, e.after.platform
 
@@ -343,13 +346,15 @@ def judge(e: OutcomeEvidence) -> OutcomeVerdict:
     """
     a, b, x = e.after, e.before, e.expected
     if a.platform.attempts < MIN_AFTER_ATTEMPTS or a.platform.windows == 0:
-        return OutcomeVerdict("inconclusive", (f"too little traffic after the action ({a.platform.attempts} attempts)",))
+        return OutcomeVerdict("inconclusive",
+                              (f"too little traffic after the action ({a.platform.attempts} attempts)",))
     harms = _harms(e)
     if harms:
         return OutcomeVerdict("harmed", tuple(harms))
 
     on_target = carries(b.target, a.target)
-    scope, sb, sa, reference = ("target", b.target, a.target, x.target) if on_target else ("platform", b.platform, a.platform, x.platform)
+    scope, sb, sa, reference = (("target", b.target, a.target, x.target) if on_target
+                                else ("platform", b.platform, a.platform, x.platform))
     gap = sb.failure_rate - reference
     closed = (sb.failure_rate - sa.failure_rate) / gap if gap >= MIN_RATE_CHANGE else 0.0
     improved: list[str] = []
@@ -368,7 +373,8 @@ def judge(e: OutcomeEvidence) -> OutcomeVerdict:
         prior = e.prior_target
         if prior is not None and prior.attempts >= MIN_SCOPE_ATTEMPTS and _fell(prior, b.target):
             return OutcomeVerdict("inconclusive", (
-                f"target was already recovering before the action ({_pct(prior.failure_rate)} -> {_pct(b.target.failure_rate)})",
+                f"target was already recovering before the action "
+                f"({_pct(prior.failure_rate)} -> {_pct(b.target.failure_rate)})",
                 *improved))
         return OutcomeVerdict("helped", tuple(improved))
     change = f"{scope} failure rate {_pct(sb.failure_rate)} -> {_pct(sa.failure_rate)} (reference {_pct(reference)})"
