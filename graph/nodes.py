@@ -15,8 +15,7 @@ from typing import Any, cast
 
 from langgraph.runtime import Runtime
 
-from payops.guardrails.metrics import action_blast_radius, palm_metrics
-from payops.guardrails.policies import GuardContext, PastAction, RouteHealth, evaluate, known_tool, safe_destination
+from payops.guardrails.policies import evaluate, known_tool, safe_destination
 from payops.memory.approvals import APPLIED, APPROVED, EXPIRED, PENDING, VOIDED
 from payops.memory.lessons import ScoredLesson, track_record
 from payops.memory.outcomes import EVALUATED_TOOLS
@@ -27,17 +26,16 @@ from payops.signals.window import WindowSnapshot
 from payops.tools.actions import ACTIONS, Permission, ProposalError, revalidate, validate_proposal
 from payops.tools.control_plane import SHADOW
 from payops.tools.executor import execute
-from payops.tools.permissions import refreshed
 
+from .guarding import HISTORY_LIMIT, guard_context, history_of
 from .reasoners.base import REASONING_HISTORY_WINDOWS, ActionView, ReasoningContext
-from .reasoners.rules import RuleReasoner, route_health, segment_methods
+from .reasoners.rules import RuleReasoner
 from .recheck import cleared_reason, remember
 from .services import AgentServices, Context, services_of
 from .state import (
     AgentState,
     ApprovalOpened,
     Awaiting,
-    HistoryEntry,
     Housekeeping,
     LessonBrief,
     TrackRecordJson,
@@ -50,7 +48,6 @@ from .state import (
 )
 from .watching import moves_are_real, signature, target_figures, watch_for
 
-HISTORY_LIMIT = 200
 RECENT_LIMIT = 30
 LESSONS_FOR_REASONER = 5  # similar lessons handed to the reasoner and recorded in the audit trail
 TRACK_RECORD_LESSONS = 10  # similar lessons of the proposed tool behind its confidence adjustment
@@ -213,18 +210,6 @@ def _refusal_now(svc: AgentServices, proposal: ProposedAction, now: float, snaps
     return None
 
 
-def _history(state: AgentState) -> list[HistoryEntry]:
-    """Executed actions, newest last, including the approved ones applied by this tick's housekeeping."""
-    history = list(state.get("history", []))
-    seen = {h.get("decision_id") for h in history}
-    for note in state.get("housekeeping") or []:
-        if note.get("op") == "approved_action_applied" and note.get("status") in ("executed", "unknown") \
-                and note["decision_id"] not in seen:
-            history.append({"tool": cast(str, note["tool"]), "target": note["target"], "args": note.get("args", {}), "at": note["at"],
-                            "autonomous": False, "decision_id": note["decision_id"], "approver": note.get("approver")})
-    return history[-HISTORY_LIMIT:]
-
-
 def resume_approval(svc: AgentServices, decision_id: str, answer: dict[str, Any], status: str | None = None) -> None:
     from .approval import resume
 
@@ -317,47 +302,6 @@ def decide(state: AgentState, runtime: Runtime[Context]) -> AgentState:
 
 # -- guard -----------------------------------------------------------------------
 
-def guard_context(state: AgentState, svc: AgentServices, proposal: ProposedAction) -> GuardContext:
-    snapshot = _snapshot(state)
-    s = svc.settings
-    svc.permissions = refreshed(svc.permissions)  # an edited palm-pay spec takes effect on the next decision
-    spec = ACTIONS.get(proposal.tool)
-    link = str(proposal.args.get("palm_pay_id", "")) if spec is not None and spec.palm else ""
-    palm = svc.palm if link else None
-    health = {r: RouteHealth(h, m, rate) for r, (h, m, rate) in route_health(snapshot, s.significance_z).items()}
-    history = tuple(PastAction(h["tool"], h["target"], h.get("args", {}), h["at"], h.get("autonomous", True)) for h in _history(state))
-    in_force = tuple(PastAction(a["tool"], a["target"], a["args"], a["applied_at"], True) for a in state.get("in_force", []))
-    link_attempts = palm.attempts_between(link, snapshot.window_start, snapshot.window_end) if palm else None
-    return GuardContext(
-        now=float(state["window_end"]),
-        permissions=svc.permissions,
-        confidence_threshold=s.confidence_threshold,
-        max_autonomous_volume=s.max_autonomous_volume,
-        cooldown_seconds=s.action_cooldown_seconds,
-        max_autonomous_actions_per_hour=s.max_autonomous_actions_per_hour,
-        blast_radius=action_blast_radius(spec, proposal, snapshot, link_attempts),
-        in_force=in_force,
-        history=history,
-        routes=health,
-        target_methods=frozenset(segment_methods(snapshot, proposal.target)) if proposal.tool == "reroute_traffic" else frozenset(),
-        target_failure_rate=_moved_failure_rate(snapshot, proposal),
-        palm_metrics=palm_metrics(snapshot, palm.consecutive_failures(link) if palm else 0),
-        harmed_before=_harmed_before(state),
-    )
-
-
-def _harmed_before(state: AgentState) -> tuple[str, ...]:
-    track = state.get("track_record")
-    return tuple((track.get("harmed_ids") or ()) if track else ())
-
-
-def _moved_failure_rate(snapshot: WindowSnapshot, proposal: ProposedAction) -> float | None:
-    if proposal.tool != "reroute_traffic":
-        return None
-    seg = snapshot.segment(**proposal.target) if proposal.target else snapshot.total
-    return seg.failure_rate if seg is not None and seg.attempts else None
-
-
 def guard(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     svc = _svc(runtime)
     proposal = ProposedAction.model_validate(state["proposal"])
@@ -386,7 +330,7 @@ def act(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     proposal = ProposedAction.model_validate(state["proposal"])
     verdict = Verdict.model_validate({k: state["verdict"][k] for k in ("verdict", "results")})
     now = float(state["window_end"])
-    history = _history(state)
+    history = history_of(state)
     updates: AgentState = {"history": history}
     if verdict.verdict is VerdictKind.DENY:
         result = ExecutionResult(status="denied", detail="; ".join(verdict.reasons) or "denied by guardrails")
@@ -446,7 +390,7 @@ def escalate(state: AgentState, runtime: Runtime[Context]) -> AgentState:
                      # the finding's segment, watched while the request waits (graph.recheck)
                      "finding": dict(diagnosis.get("target") or proposal.target)})
     return {"execution": execution_json(result), "approval": cast("ApprovalOpened | None", approval), "awaiting": awaiting,
-            "history": _history(state)}
+            "history": history_of(state)}
 
 
 # -- learn ---------------------------------------------------------------------------
