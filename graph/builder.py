@@ -1,4 +1,5 @@
-"""build_graph(): Observe -> Assess (outcomes of earlier actions) -> Reason -> Decide -> Guard -> Act | Escalate -> Learn.
+"""build_graph(): Observe -> Assess (outcomes of earlier actions) -> Reason -> Decide -> Guard -> Act | Escalate
+-> Learn.
 
 `graph` at module level is what langgraph.json points LangGraph Studio / Server at
 (they bring their own checkpointer).

@@ -30,8 +30,9 @@ def history_of(state: AgentState) -> list[HistoryEntry]:
     for note in state.get("housekeeping") or []:
         if note.get("op") == "approved_action_applied" and note.get("status") in ("executed", "unknown") \
                 and note["decision_id"] not in seen:
-            history.append({"tool": cast(str, note["tool"]), "target": note["target"], "args": note.get("args", {}), "at": note["at"],
-                            "autonomous": False, "decision_id": note["decision_id"], "approver": note.get("approver")})
+            history.append({"tool": cast(str, note["tool"]), "target": note["target"], "args": note.get("args", {}),
+                            "at": note["at"], "autonomous": False, "decision_id": note["decision_id"],
+                            "approver": note.get("approver")})
     return history[-HISTORY_LIMIT:]
 
 
@@ -43,8 +44,10 @@ def guard_context(state: AgentState, svc: AgentServices, proposal: ProposedActio
     link = str(proposal.args.get("palm_pay_id", "")) if spec is not None and spec.palm else ""
     palm = svc.palm if link else None
     health = {r: RouteHealth(h, m, rate) for r, (h, m, rate) in route_health(snapshot, s.significance_z).items()}
-    history = tuple(PastAction(h["tool"], h["target"], h.get("args", {}), h["at"], h.get("autonomous", True)) for h in history_of(state))
-    in_force = tuple(PastAction(a["tool"], a["target"], a["args"], a["applied_at"], True) for a in state.get("in_force", []))
+    history = tuple(PastAction(h["tool"], h["target"], h.get("args", {}), h["at"], h.get("autonomous", True))
+                    for h in history_of(state))
+    in_force = tuple(PastAction(a["tool"], a["target"], a["args"], a["applied_at"], True)
+                     for a in state.get("in_force", []))
     link_attempts = palm.attempts_between(link, snapshot.window_start, snapshot.window_end) if palm else None
     return GuardContext(
         now=float(state["window_end"]),
@@ -57,7 +60,8 @@ def guard_context(state: AgentState, svc: AgentServices, proposal: ProposedActio
         in_force=in_force,
         history=history,
         routes=health,
-        target_methods=frozenset(segment_methods(snapshot, proposal.target)) if proposal.tool == "reroute_traffic" else frozenset(),
+        target_methods=(frozenset(segment_methods(snapshot, proposal.target)) if proposal.tool == "reroute_traffic"
+                        else frozenset()),
         target_failure_rate=_moved_failure_rate(snapshot, proposal),
         palm_metrics=palm_metrics(snapshot, palm.consecutive_failures(link) if palm else 0),
         harmed_before=_harmed_before(state),

@@ -141,7 +141,8 @@ def build_services(settings: Settings | None = None, *, source: Source | None = 
     return AgentServices(
         settings=settings,
         window=EventWindow(settings.window_seconds, significance_z=settings.significance_z),
-        control_plane=control_plane if control_plane is not None else (SimulatedControlPlane() if in_memory else control_plane_for(settings)),
+        control_plane=control_plane if control_plane is not None else (
+            SimulatedControlPlane() if in_memory else control_plane_for(settings)),
         audit=audit,
         lessons=LessonStore(store),
         reasoner=reasoner or make_reasoner(settings),
