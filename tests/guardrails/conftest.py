@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-
 from guardrails_helpers import PROXIES, TEMPLATE_REFS, LocalServer, PalmBackend, write_events
+
 from payops.graph.runner import Agent
 from payops.graph.services import AgentServices, build_services
 from payops.settings import Settings
@@ -68,7 +69,7 @@ def palm_backend(tmp_path: Path) -> Iterator[PalmBackend]:
     otp = DevOtpSender()
     service = PalmPayService(PalmPayOptions(state_dir=tmp_path / "palm"), verification=otp)
     links = []
-    for i, (ref, proxy) in enumerate(zip(TEMPLATE_REFS, PROXIES)):
+    for i, (ref, proxy) in enumerate(zip(TEMPLATE_REFS, PROXIES, strict=True)):
         view, delivery = service.create_link(f"user{i}", ref, "left", proxy, "phone", bank="ABSA")
         service.verify(view.palm_pay_id, otp.code_for(delivery))
         links.append(view.palm_pay_id)

@@ -9,10 +9,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from guardrails_helpers import START, Clock, StubReasoner, write_events
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from guardrails_helpers import START, Clock, StubReasoner, write_events
 from payops.graph.approval import ApprovalExpired, ApprovalNotPending, resume, thread_for
 from payops.graph.services import Context
 from payops.guardrails.notify import ListNotifier

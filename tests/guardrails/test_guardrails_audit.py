@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+
 import pytest
+from guardrails_helpers import StubReasoner
 from typer.testing import CliRunner
 
-from guardrails_helpers import StubReasoner
-from payops.guardrails.policies import POLICIES
 from payops.cli_ops import audit_app
 from payops.graph.approval import resume
+from payops.guardrails.policies import POLICIES
 from payops.memory.audit import AuditLog
 from payops.memory.redact import redact
 from payops.tools.actions import validate_proposal

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from guardrails_helpers import StubReasoner
+
 from payops.graph.services import build_services
 from payops.settings import Settings
 from payops.tools.actions import validate_proposal

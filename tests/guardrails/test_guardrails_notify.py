@@ -6,6 +6,7 @@ import socket
 import threading
 
 from guardrails_helpers import StubReasoner
+
 from payops.guardrails.notify import FanoutNotifier, ListNotifier, WebhookNotifier
 from payops.settings import Settings
 from payops.tools.actions import validate_proposal
@@ -159,7 +160,7 @@ def test_what_is_still_queued_when_the_notifier_closes_is_kept_not_dropped(local
         hook.notify("alert", {"decision_id": f"d-{i}"})
     hook.close(timeout=0.2)  # the receiver is still holding the first one
     release.set()
-    assert sorted(l.decision_id for l in box.list()) == ["d-0", "d-1", "d-2"]
+    assert sorted(letter.decision_id for letter in box.list()) == ["d-0", "d-1", "d-2"]
 
 
 def test_retrying_dead_letters_sends_them_with_their_keys_and_removes_the_delivered(local_server, tmp_path) -> None:  # noqa: ANN001
@@ -171,7 +172,7 @@ def test_retrying_dead_letters_sends_them_with_their_keys_and_removes_the_delive
     box.add("d-2:alert", {"kind": "alert", "payload": {"decision_id": "d-2"}}, "HTTP 503")
     server = local_server(lambda method, path, headers, body: (200 if body["payload"]["decision_id"] == "d-1" else 500, {}))
     assert retry_dead_letters(server.url, box) == (1, 1)
-    assert [(l.key, l.failures) for l in box.list()] == [("d-2:alert", 2)]
+    assert [(letter.key, letter.failures) for letter in box.list()] == [("d-2:alert", 2)]
     assert [h["idempotency-key"] for _, _, h, _ in server.requests] == ["d-1:alert", "d-2:alert"]
 
 
@@ -189,8 +190,8 @@ def test_the_cycle_output_and_payops_pending_show_a_failed_delivery_and_notify_r
     run = runner.invoke(app, ["run", "--ticks", "8", "--tick-seconds", "0", "--scenario", "demo", "--state-dir", state],
                         catch_exceptions=False)
     assert run.exit_code == 0, run.output
-    notices = [l for l in run.output.splitlines() if "Notice: webhook delivery failed for d-" in l]
-    assert notices and all("kept in dead letters" in l for l in notices)
+    notices = [line for line in run.output.splitlines() if "Notice: webhook delivery failed for d-" in line]
+    assert notices and all("kept in dead letters" in line for line in notices)
     pending = runner.invoke(app, ["pending", "--state-dir", state], catch_exceptions=False)
     assert f"{len(notices)} webhook notification(s) not delivered" in pending.output
     server = local_server(lambda *request: (200, {}))

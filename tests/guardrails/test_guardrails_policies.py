@@ -305,6 +305,7 @@ def test_verdict_is_the_most_severe_result(tool: str, confidence: float, radius:
 
 def snapshot_of(tmp_path, failing: dict | None = None) -> object:  # noqa: ANN001
     from guardrails_helpers import START, write_events
+
     from payops.signals.sources import open_jsonl
     from payops.signals.window import EventWindow
 

@@ -14,9 +14,8 @@ from payops.memory.outcomes import EVAL_WINDOWS
 from payops.models import Category, target_key
 from payops.render import render_cycle, risk_assessment
 from payops.settings import Settings
-from payops.signals.simulator import Scenario, build_scenario, default_network
+from payops.signals.simulator import Scenario, Simulator, build_scenario, default_network
 from payops.signals.sources import SimulatorSource
-from payops.signals.simulator import Simulator
 from payops.tools.actions import validate_proposal
 from payops.tools.control_plane import SimulatedControlPlane
 from payops.wiring import simulator_for
@@ -95,7 +94,7 @@ def test_a_reroute_away_from_a_failing_route_helped(seed):
     assert [p["decision_id"] for p in news] == [decision_id] and news[0]["summary"].startswith("outcome of reroute_traffic")
     # While it is still in force, its own lesson is this incident's mitigation, never a "similar past incident".
     after = [s for s in states if s["window_end"] >= lesson.concluded_at]
-    assert after and all(decision_id not in [l["decision_id"] for l in s["lessons_consulted"]] for s in after)
+    assert after and all(decision_id not in [lesson["decision_id"] for lesson in s["lessons_consulted"]] for s in after)
 
 
 @pytest.mark.parametrize("seed", [1, 4])
@@ -159,7 +158,7 @@ def test_a_second_similar_incident_uses_the_first_ones_lesson():
     assert track is not None and track["lessons"] == [one["decision_id"]] and track["counts"]["helped"] == 1
     assert track["adjusted"] > track["prior"]  # a record of helping raises confidence
     assert two["diagnosis"]["confidence"] == pytest.approx(track["adjusted"], abs=1e-3)
-    assert one["decision_id"] in [l["decision_id"] for l in two["lessons_consulted"]]
+    assert one["decision_id"] in [lesson["decision_id"] for lesson in two["lessons_consulted"]]
     assert "1 helped" in risk_assessment(two)
     assert any("past outcomes of reroute_traffic" in e for e in two["diagnosis"]["evidence"])
     # The audit record keeps the adjustment for `payops why`.

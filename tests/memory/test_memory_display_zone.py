@@ -9,12 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
+from memory_helpers import IDS, write_synthetic_trail
 from typer.testing import CliRunner
 
 from payops.cli import _register_subcommands, app
 from payops.settings import Settings
-
-from memory_helpers import IDS, write_synthetic_trail
 
 _register_subcommands()
 runner = CliRunner()

@@ -9,8 +9,18 @@ from langgraph.store.memory import InMemoryStore
 from langgraph.store.sqlite import SqliteStore
 
 from payops.memory.lessons import (
-    MIN_SIMILARITY, PRIOR_STRENGTH, RECENCY_HALF_LIFE_SECONDS, Lesson, LessonImportError, LessonStore, ScoredLesson,
-    Signature, magnitude_bucket, recency, similarity, track_record,
+    MIN_SIMILARITY,
+    PRIOR_STRENGTH,
+    RECENCY_HALF_LIFE_SECONDS,
+    Lesson,
+    LessonImportError,
+    LessonStore,
+    ScoredLesson,
+    Signature,
+    magnitude_bucket,
+    recency,
+    similarity,
+    track_record,
 )
 
 DAY = 86_400.0
@@ -56,10 +66,10 @@ def test_list_filters_by_category_verdict_and_tool(lessons):
     lessons.put(lesson("d-1"))
     lessons.put(lesson("d-2", verdict="no_effect"))
     lessons.put(lesson("d-3", category="issuer", tool="suppress_path"))
-    assert [l.decision_id for l in lessons.list()] == ["d-1", "d-2", "d-3"]  # oldest first, then by id
-    assert [l.decision_id for l in lessons.list(category="network")] == ["d-1", "d-2"]
-    assert [l.decision_id for l in lessons.list(verdict="no_effect")] == ["d-2"]
-    assert [l.decision_id for l in lessons.list(tool="suppress_path")] == ["d-3"]
+    assert [lesson.decision_id for lesson in lessons.list()] == ["d-1", "d-2", "d-3"]  # oldest first, then by id
+    assert [lesson.decision_id for lesson in lessons.list(category="network")] == ["d-1", "d-2"]
+    assert [lesson.decision_id for lesson in lessons.list(verdict="no_effect")] == ["d-2"]
+    assert [lesson.decision_id for lesson in lessons.list(tool="suppress_path")] == ["d-3"]
 
 
 def test_similarity_follows_the_documented_weights():
@@ -216,7 +226,7 @@ def test_an_imported_harm_whose_decision_is_in_this_audit_trail_counts_as_our_ow
     from payops.memory.lessons import track_record
 
     harm = lesson("d-seen-here", verdict="harmed").model_dump(mode="json")
-    result = lessons.import_lessons([harm], at=NOW, in_audit=lambda l: l.decision_id == "d-seen-here")
+    result = lessons.import_lessons([harm], at=NOW, in_audit=lambda lesson: lesson.decision_id == "d-seen-here")
     assert (result.count, result.verified) == (1, 1)
     record = track_record("reroute_traffic", 0.91, lessons.similar(SIG, NOW, tool="reroute_traffic"), threshold=0.8)
     assert record.forced_approval and record.harmed_ids == ("d-seen-here",)

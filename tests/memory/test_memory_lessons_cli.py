@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from memory_helpers import IDS, write_synthetic_trail
 from typer.testing import CliRunner
 
 from payops.cli import _register_subcommands, app
-
-from memory_helpers import IDS, write_synthetic_trail
 
 _register_subcommands()
 runner = CliRunner()
@@ -50,7 +49,7 @@ def test_list_and_filters(state):
     out = lessons("list", "--state-dir", str(state))
     assert out.exit_code == 0
     lines = out.output.strip().splitlines()
-    assert [l.split()[3] for l in lines] == [IDS["suppress_t5_yesterday"], IDS["reroute"], IDS["suppress_t3"], IDS["suppress_fnb"]]
+    assert [line.split()[3] for line in lines] == [IDS["suppress_t5_yesterday"], IDS["reroute"], IDS["suppress_t3"], IDS["suppress_fnb"]]
     assert "harmed (rolled back)" in lines[-1]
     harmed = lessons("list", "--verdict", "harmed", "--state-dir", str(state))
     assert harmed.exit_code == 0 and harmed.output.count("\n") == 1 and IDS["suppress_fnb"] in harmed.output
@@ -82,9 +81,9 @@ def test_export_then_import_into_another_deployment(state, tmp_path):
     lessons("export", "--out", str(again), "--state-dir", str(other))
     marks = ("origin", "verified", "imported_at")
     reexported = json.loads(again.read_text())
-    assert [{k: v for k, v in l.items() if k not in marks} for l in reexported] == \
-        [{k: v for k, v in l.items() if k not in marks} for l in json.loads(out_file.read_text())]
-    assert {(l["origin"], l["verified"]) for l in reexported} == {("imported", False)}
+    assert [{k: v for k, v in lesson.items() if k not in marks} for lesson in reexported] == \
+        [{k: v for k, v in lesson.items() if k not in marks} for lesson in json.loads(out_file.read_text())]
+    assert {(lesson["origin"], lesson["verified"]) for lesson in reexported} == {("imported", False)}
 
 
 def test_import_is_all_or_nothing(state, tmp_path):
@@ -138,8 +137,8 @@ def test_a_fabricated_harm_with_a_made_up_decision_id_is_kept_as_an_unverified_i
     shown = json.loads(lessons("show", "d-0000made0up", "--state-dir", str(state)).output)
     assert (shown["origin"], shown["verified"]) == ("imported", False)
     listed = lessons("list", "--state-dir", str(state)).output.splitlines()
-    assert [l for l in listed if "d-0000made0up" in l][0].endswith("harmed (imported)")
-    assert not any("imported" in l for l in listed if "d-0000made0up" not in l)
+    assert [line for line in listed if "d-0000made0up" in line][0].endswith("harmed (imported)")
+    assert not any("imported" in line for line in listed if "d-0000made0up" not in line)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from payops.memory.outcomes import (
-    EVAL_WINDOWS, Expected, Figures, InForce, OutcomeEvidence, Scopes, Watch, judge, step, two_proportion_z,
+    EVAL_WINDOWS,
+    Expected,
+    Figures,
+    InForce,
+    OutcomeEvidence,
+    Scopes,
+    Watch,
+    judge,
+    step,
+    two_proportion_z,
 )
 
 
