@@ -22,11 +22,12 @@ def events(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_agent(tmp_path: Path, events: Path) -> Iterator[Callable[..., Agent]]:
-    """make_agent(reasoner, durable=True, clock=None, control_plane=None, palm=None, source=None, **settings) -> Agent."""
+    """make_agent(reasoner, durable=True, clock=None, control_plane=None, palm=None, source=None, **settings)
+    -> Agent."""
     opened: list[Agent] = []
 
-    def factory(reasoner: Any, *, durable: bool = True, clock: Callable[[], float] | None = None, control_plane: Any = None,
-                palm: Any = None, source: Path | None = None, **settings: Any) -> Agent:
+    def factory(reasoner: Any, *, durable: bool = True, clock: Callable[[], float] | None = None,
+                control_plane: Any = None, palm: Any = None, source: Path | None = None, **settings: Any) -> Agent:
         s = Settings(state_dir=tmp_path / "state", **settings)
         svc: AgentServices = build_services(s, source=open_jsonl(str(source or events)), in_memory=not durable,
                                             control_plane=control_plane, reasoner=reasoner, palm=palm)

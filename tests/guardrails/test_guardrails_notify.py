@@ -141,7 +141,8 @@ def test_a_delivery_given_up_is_kept_as_a_dead_letter_and_told_to_the_console(tm
     fan.notify("approval_requested", {"decision_id": "d-1", "payshap_proxy": "0821234567"})
     assert hook.flush(WAIT)
     [letter] = box.list()
-    assert (letter.key, letter.kind, letter.decision_id, letter.failures) == ("d-1:approval_requested", "approval_requested", "d-1", 1)
+    assert (letter.key, letter.kind, letter.decision_id, letter.failures) == (
+        "d-1:approval_requested", "approval_requested", "d-1", 1)
     assert "0821234567" not in str(letter.body) and "S3CRET" not in letter.reason and "ConnectError" in letter.reason
     notices = [p for k, p in fan.drain() if k == "delivery_failed"]
     assert notices == [{"decision_id": "d-1", "kind": "approval_requested", "reason": letter.reason, "kept": True}]
@@ -170,7 +171,8 @@ def test_retrying_dead_letters_sends_them_with_their_keys_and_removes_the_delive
     box = DeadLetters(tmp_path / "dl.db")
     box.add("d-1:alert", {"kind": "alert", "payload": {"decision_id": "d-1"}}, "HTTP 503")
     box.add("d-2:alert", {"kind": "alert", "payload": {"decision_id": "d-2"}}, "HTTP 503")
-    server = local_server(lambda method, path, headers, body: (200 if body["payload"]["decision_id"] == "d-1" else 500, {}))
+    server = local_server(
+        lambda method, path, headers, body: (200 if body["payload"]["decision_id"] == "d-1" else 500, {}))
     assert retry_dead_letters(server.url, box) == (1, 1)
     assert [(letter.key, letter.failures) for letter in box.list()] == [("d-2:alert", 2)]
     assert [h["idempotency-key"] for _, _, h, _ in server.requests] == ["d-1:alert", "d-2:alert"]
@@ -198,7 +200,8 @@ def test_the_cycle_output_and_payops_pending_show_a_failed_delivery_and_notify_r
     monkeypatch.setenv("PAYOPS_WEBHOOK_URL", server.url)
     retry = runner.invoke(app, ["notify", "retry", "--state-dir", state], catch_exceptions=False)
     assert retry.exit_code == 0 and f"delivered {len(notices)}; 0 still failing" in retry.output
-    assert len(server.requests) == len(notices) and all(h["idempotency-key"].startswith("d-") for _, _, h, _ in server.requests)
+    assert len(server.requests) == len(notices)
+    assert all(h["idempotency-key"].startswith("d-") for _, _, h, _ in server.requests)
     assert "not delivered" not in runner.invoke(app, ["pending", "--state-dir", state], catch_exceptions=False).output
 
 

@@ -57,7 +57,8 @@ def test_packaged_spec_levels() -> None:
     table = permission_table()
     assert [t.expression for t in table.triggers] == ["error_rate > 5", "consecutive_failures > 3"]
     assert table.checkpoint_terminal and table.checkpoint_sensitive and not table.unknown_checkpoints
-    assert not table.reversible(PALM_ACTIONS["revoke_palm_link"]) and table.reversible(PALM_ACTIONS["suspend_palm_link"])
+    assert not table.reversible(PALM_ACTIONS["revoke_palm_link"])
+    assert table.reversible(PALM_ACTIONS["suspend_palm_link"])
 
 
 def test_editing_the_spec_changes_the_table_without_code_or_restart(spec_copy: Path) -> None:
