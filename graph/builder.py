@@ -1,4 +1,5 @@
-"""build_graph(): Observe -> Assess (outcomes of earlier actions) -> Reason -> Decide -> Guard -> Act | Escalate -> Learn.
+"""build_graph(): Observe -> Assess (outcomes of earlier actions) -> Reason -> Decide -> Guard -> Act | Escalate
+-> Learn.
 
 `graph` at module level is what langgraph.json points LangGraph Studio / Server at
 (they bring their own checkpointer).
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 

@@ -15,8 +15,7 @@ from typing import Any, cast
 
 from langgraph.runtime import Runtime
 
-from payops.guardrails.metrics import action_blast_radius, palm_metrics
-from payops.guardrails.policies import GuardContext, PastAction, RouteHealth, evaluate, known_tool, safe_destination
+from payops.guardrails.policies import evaluate, known_tool, safe_destination
 from payops.memory.approvals import APPLIED, APPROVED, EXPIRED, PENDING, VOIDED
 from payops.memory.lessons import ScoredLesson, track_record
 from payops.memory.outcomes import EVALUATED_TOOLS
@@ -27,17 +26,28 @@ from payops.signals.window import WindowSnapshot
 from payops.tools.actions import ACTIONS, Permission, ProposalError, revalidate, validate_proposal
 from payops.tools.control_plane import SHADOW
 from payops.tools.executor import execute
-from payops.tools.permissions import refreshed
 
+from .guarding import HISTORY_LIMIT, guard_context, history_of
 from .reasoners.base import REASONING_HISTORY_WINDOWS, ActionView, ReasoningContext
-from .reasoners.rules import RuleReasoner, route_health, segment_methods
+from .reasoners.rules import RuleReasoner
 from .recheck import cleared_reason, remember
 from .services import AgentServices, Context, services_of
-from .state import (AgentState, ApprovalOpened, Awaiting, HistoryEntry, Housekeeping, LessonBrief, TrackRecordJson,
-                    VerdictJson, diagnosis_json, digest_json, execution_json, in_force_json, proposal_json)
+from .state import (
+    AgentState,
+    ApprovalOpened,
+    Awaiting,
+    Housekeeping,
+    LessonBrief,
+    TrackRecordJson,
+    VerdictJson,
+    diagnosis_json,
+    digest_json,
+    execution_json,
+    in_force_json,
+    proposal_json,
+)
 from .watching import moves_are_real, signature, target_figures, watch_for
 
-HISTORY_LIMIT = 200
 RECENT_LIMIT = 30
 LESSONS_FOR_REASONER = 5  # similar lessons handed to the reasoner and recorded in the audit trail
 TRACK_RECORD_LESSONS = 10  # similar lessons of the proposed tool behind its confidence adjustment
@@ -88,7 +98,8 @@ def observe(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     return {
         **({"source_position": position} if position is not None else {}),
         "window": snapshot,
-        "awaiting": [cast(Awaiting, remember(cast(dict[str, Any], w), snapshot)) for w in _still_awaiting(state, svc, window_end)],
+        "awaiting": [cast(Awaiting, remember(cast(dict[str, Any], w), snapshot))
+                     for w in _still_awaiting(state, svc, window_end)],
         "tick": int(state.get("tick", 0)) + 1,
         "decision_id": decision_id_for(svc.thread_id, window_end),
         "snapshot": digest_json(snapshot),
@@ -120,30 +131,33 @@ def _housekeeping(svc: AgentServices, now: float, state: AgentState, snapshot: W
     expired, approved actions applied (once: the decision id is the idempotency key)."""
     notes: list[Housekeeping] = []
     for settled in svc.control_plane.reconcile(now):
-        note: Housekeeping = {"op": "reconcile", "action_id": settled.action_id, "tool": settled.tool, "target": settled.target,
-                "outcome": settled.outcome, "detail": settled.detail}
+        note: Housekeeping = {"op": "reconcile", "action_id": settled.action_id, "tool": settled.tool,
+                              "target": settled.target, "outcome": settled.outcome, "detail": settled.detail}
         notes.append(note)
         svc.audit.append(settled.action_id, "reconcile", now, {"decision_id": settled.action_id, **note})
         svc.notifier.notify("rollback_failed" if settled.outcome == "rollback_failed" else "reconciled", dict(note))
     for expired in svc.control_plane.expire(now):
         note = {"op": "rollback", "action_id": expired.action_id, "tool": expired.tool, "target": expired.target,
-                "args": expired.args, "applied_at": expired.applied_at, "expires_at": expired.expires_at, "reason": "ttl expired"}
+                "args": expired.args, "applied_at": expired.applied_at, "expires_at": expired.expires_at,
+                "reason": "ttl expired"}
         notes.append(note)
+        execution = {"status": "executed", "detail": "rolled back", "plane": svc.control_plane.plane}
         svc.audit.append(expired.action_id, "rollback", now, {"decision_id": expired.action_id, **note,
-                                                               "execution": {"status": "executed", "detail": "rolled back",
-                                                                             "plane": svc.control_plane.plane}})
+                                                               "execution": execution})
     if svc.approvals is None:
         return notes
     wall = svc.clock()
     for pending in svc.approvals.by_status(PENDING):
         if pending.expires_at <= wall:
-            resume_approval(svc, pending.decision_id, {"approved": False, "approver": "system", "note": "expired unanswered"}, status=EXPIRED)
+            resume_approval(svc, pending.decision_id,
+                            {"approved": False, "approver": "system", "note": "expired unanswered"}, status=EXPIRED)
             notes.append({"op": "approval_expired", "decision_id": pending.decision_id})
             svc.notifier.notify("approval_expired", {"decision_id": pending.decision_id,
                                                      "tool": pending.request.get("proposal", {}).get("tool")})
     seen_while_waiting = {w["decision_id"]: w.get("seen") or [] for w in state.get("awaiting", [])}
     for approved in svc.approvals.by_status(APPROVED):
-        notes.append(_apply_approved(svc, approved, now, wall, seen_while_waiting.get(approved.decision_id, []), snapshot))
+        kept = seen_while_waiting.get(approved.decision_id, [])
+        notes.append(_apply_approved(svc, approved, now, wall, kept, snapshot))
     return notes
 
 
@@ -170,8 +184,9 @@ def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float, 
 
         svc.audit.append(approved.decision_id, "approval", now, approval_record(
             approved.decision_id, APPROVED, approved.approver or "", approved.note, raw, True))
-    record: dict[str, Any] = {"decision_id": approved.decision_id, "tool": raw.get("tool"), "target": raw.get("target", {}),
-                              "args": raw.get("args", {}), "approver": approved.approver, "note": approved.note}
+    record: dict[str, Any] = {"decision_id": approved.decision_id, "tool": raw.get("tool"),
+                              "target": raw.get("target", {}), "args": raw.get("args", {}),
+                              "approver": approved.approver, "note": approved.note}
     if refusal is not None or proposal is None:
         result = ExecutionResult(status="denied", detail=f"approved but not applied: {refusal}")
         record["voided"] = refusal  # the audit trail's note: why the approval was voided
@@ -200,18 +215,6 @@ def _refusal_now(svc: AgentServices, proposal: ProposedAction, now: float, snaps
         if verdict.verdict is VerdictKind.DENY:
             return verdict.reason
     return None
-
-
-def _history(state: AgentState) -> list[HistoryEntry]:
-    """Executed actions, newest last, including the approved ones applied by this tick's housekeeping."""
-    history = list(state.get("history", []))
-    seen = {h.get("decision_id") for h in history}
-    for note in state.get("housekeeping") or []:
-        if note.get("op") == "approved_action_applied" and note.get("status") in ("executed", "unknown") \
-                and note["decision_id"] not in seen:
-            history.append({"tool": cast(str, note["tool"]), "target": note["target"], "args": note.get("args", {}), "at": note["at"],
-                            "autonomous": False, "decision_id": note["decision_id"], "approver": note.get("approver")})
-    return history[-HISTORY_LIMIT:]
 
 
 def resume_approval(svc: AgentServices, decision_id: str, answer: dict[str, Any], status: str | None = None) -> None:
@@ -251,14 +254,16 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     first = (svc.fallback_reasoner or RuleReasoner()).decide(snapshot, ctx)
     if first.diagnosis.category is not Category.HEALTHY:
         sig = signature(first.diagnosis, snapshot)
-        ctx = replace(ctx, lessons=tuple(s.lesson.brief(s.score) for s in past(svc.lessons.similar(sig, now, limit=LESSONS_FOR_REASONER))))
+        similar = past(svc.lessons.similar(sig, now, limit=LESSONS_FOR_REASONER))
+        ctx = replace(ctx, lessons=tuple(s.lesson.brief(s.score) for s in similar))
     decision = svc.reasoner.decide(snapshot, ctx)
     diagnosis, proposal = decision.diagnosis, decision.proposal
     lessons: list[LessonBrief] = []
     record: TrackRecordJson | None = None
     if diagnosis.category is not Category.HEALTHY:
         sig = signature(diagnosis, snapshot)
-        lessons = [cast(LessonBrief, s.lesson.brief(s.score)) for s in past(svc.lessons.similar(sig, now, limit=LESSONS_FOR_REASONER))]
+        similar = past(svc.lessons.similar(sig, now, limit=LESSONS_FOR_REASONER))
+        lessons = [cast(LessonBrief, s.lesson.brief(s.score)) for s in similar]
         if proposal.tool in EVALUATED_TOOLS:
             # The proposal's confidence follows its record on similar incidents (Beta posterior);
             # an action that harmed on one is held below the approval threshold.
@@ -272,7 +277,8 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> AgentState:
                         f"{counts['harmed']} harmed; confidence {track.prior:.2f} -> {track.adjusted:.2f}")
                 if track.forced_approval:
                     line += f" (harmed on {', '.join(track.harmed_ids)}: not autonomous)"
-                diagnosis = diagnosis.model_copy(update={"confidence": round(track.adjusted, 3), "evidence": (*diagnosis.evidence, line)})
+                diagnosis = diagnosis.model_copy(update={"confidence": round(track.adjusted, 3),
+                                                         "evidence": (*diagnosis.evidence, line)})
     return {
         "diagnosis": diagnosis_json(diagnosis),
         "proposal": proposal_json(proposal),
@@ -289,63 +295,27 @@ def decide(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     try:
         proposal = revalidate(ProposedAction.model_validate(state["proposal"]))
     except (ProposalError, ValueError) as exc:
-        proposal = validate_proposal("alert_ops", {"severity": "warning", "summary": f"invalid proposal rejected: {exc}"}, "the proposal broke its schema")
+        proposal = validate_proposal("alert_ops",
+                                     {"severity": "warning", "summary": f"invalid proposal rejected: {exc}"},
+                                     "the proposal broke its schema")
     key = (proposal.tool, target_key(proposal.target))
     now = float(state["window_end"])
     for waiting in state.get("awaiting", []):
         if (waiting["tool"], waiting["target_key"]) == key:
-            proposal = validate_proposal("no_action", {"reason": f"awaiting human approval of {waiting['decision_id']}"})
+            proposal = validate_proposal("no_action",
+                                         {"reason": f"awaiting human approval of {waiting['decision_id']}"})
             break
     if proposal.tool == "alert_ops":
         for past in reversed(state.get("history", [])):
-            if (past["tool"], target_key(past["target"])) == key and now - past["at"] < svc.settings.action_cooldown_seconds:
-                proposal = validate_proposal("no_action", {"reason": f"ops already alerted ({past.get('decision_id', '')})"})
+            if (past["tool"], target_key(past["target"])) == key \
+                    and now - past["at"] < svc.settings.action_cooldown_seconds:
+                proposal = validate_proposal("no_action",
+                                             {"reason": f"ops already alerted ({past.get('decision_id', '')})"})
                 break
     return {"proposal": proposal_json(proposal)}
 
 
 # -- guard -----------------------------------------------------------------------
-
-def guard_context(state: AgentState, svc: AgentServices, proposal: ProposedAction) -> GuardContext:
-    snapshot = _snapshot(state)
-    s = svc.settings
-    svc.permissions = refreshed(svc.permissions)  # an edited palm-pay spec takes effect on the next decision
-    spec = ACTIONS.get(proposal.tool)
-    link = str(proposal.args.get("palm_pay_id", "")) if spec is not None and spec.palm else ""
-    palm = svc.palm if link else None
-    health = {r: RouteHealth(h, m, rate) for r, (h, m, rate) in route_health(snapshot, s.significance_z).items()}
-    history = tuple(PastAction(h["tool"], h["target"], h.get("args", {}), h["at"], h.get("autonomous", True)) for h in _history(state))
-    in_force = tuple(PastAction(a["tool"], a["target"], a["args"], a["applied_at"], True) for a in state.get("in_force", []))
-    link_attempts = palm.attempts_between(link, snapshot.window_start, snapshot.window_end) if palm else None
-    return GuardContext(
-        now=float(state["window_end"]),
-        permissions=svc.permissions,
-        confidence_threshold=s.confidence_threshold,
-        max_autonomous_volume=s.max_autonomous_volume,
-        cooldown_seconds=s.action_cooldown_seconds,
-        max_autonomous_actions_per_hour=s.max_autonomous_actions_per_hour,
-        blast_radius=action_blast_radius(spec, proposal, snapshot, link_attempts),
-        in_force=in_force,
-        history=history,
-        routes=health,
-        target_methods=frozenset(segment_methods(snapshot, proposal.target)) if proposal.tool == "reroute_traffic" else frozenset(),
-        target_failure_rate=_moved_failure_rate(snapshot, proposal),
-        palm_metrics=palm_metrics(snapshot, palm.consecutive_failures(link) if palm else 0),
-        harmed_before=_harmed_before(state),
-    )
-
-
-def _harmed_before(state: AgentState) -> tuple[str, ...]:
-    track = state.get("track_record")
-    return tuple((track.get("harmed_ids") or ()) if track else ())
-
-
-def _moved_failure_rate(snapshot: WindowSnapshot, proposal: ProposedAction) -> float | None:
-    if proposal.tool != "reroute_traffic":
-        return None
-    seg = snapshot.segment(**proposal.target) if proposal.target else snapshot.total
-    return seg.failure_rate if seg is not None and seg.attempts else None
-
 
 def guard(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     svc = _svc(runtime)
@@ -375,7 +345,7 @@ def act(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     proposal = ProposedAction.model_validate(state["proposal"])
     verdict = Verdict.model_validate({k: state["verdict"][k] for k in ("verdict", "results")})
     now = float(state["window_end"])
-    history = _history(state)
+    history = history_of(state)
     updates: AgentState = {"history": history}
     if verdict.verdict is VerdictKind.DENY:
         result = ExecutionResult(status="denied", detail="; ".join(verdict.reasons) or "denied by guardrails")
@@ -395,8 +365,8 @@ def act(state: AgentState, runtime: Runtime[Context]) -> AgentState:
         svc.notifier.notify("supervised_action", {"decision_id": state["decision_id"], "tool": proposal.tool,
                                                   "target": proposal.target, "result": result.detail})
     if result.status in ("executed", "unknown"):  # unknown may have been applied: it counts for cooldowns and caps
-        history.append({"tool": proposal.tool, "target": proposal.target, "args": proposal.args, "at": now, "autonomous": True,
-                        "decision_id": state["decision_id"], "status": result.status})
+        history.append({"tool": proposal.tool, "target": proposal.target, "args": proposal.args, "at": now,
+                        "autonomous": True, "decision_id": state["decision_id"], "status": result.status})
         updates["history"] = history[-HISTORY_LIMIT:]
         updates["in_force"] = in_force_json(svc.control_plane)
     return updates
@@ -430,12 +400,12 @@ def escalate(state: AgentState, runtime: Runtime[Context]) -> AgentState:
                                                "expires_at": approval["expires_at"] if approval else None})
     result = ExecutionResult(status="escalated", detail="human approval required: " + "; ".join(reasons))
     awaiting = list(state.get("awaiting", []))
-    awaiting.append({"decision_id": state["decision_id"], "tool": proposal.tool, "target_key": target_key(proposal.target),
-                     "at": float(state["window_end"]),
+    awaiting.append({"decision_id": state["decision_id"], "tool": proposal.tool,
+                     "target_key": target_key(proposal.target), "at": float(state["window_end"]),
                      # the finding's segment, watched while the request waits (graph.recheck)
                      "finding": dict(diagnosis.get("target") or proposal.target)})
-    return {"execution": execution_json(result), "approval": cast("ApprovalOpened | None", approval), "awaiting": awaiting,
-            "history": _history(state)}
+    return {"execution": execution_json(result), "approval": cast("ApprovalOpened | None", approval),
+            "awaiting": awaiting, "history": history_of(state)}
 
 
 # -- learn ---------------------------------------------------------------------------
@@ -451,7 +421,8 @@ def learn(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     watching = list(state.get("watching") or [])
     if execution["status"] == "executed" and proposal.tool in EVALUATED_TOOLS and moves_are_real(svc) \
             and all(w["decision_id"] != state["decision_id"] for w in watching):
-        watch = watch_for(svc, state, snapshot, state["decision_id"], state["diagnosis"], proposal, "executed", None, now, now)
+        watch = watch_for(svc, state, snapshot, state["decision_id"], state["diagnosis"], proposal, "executed", None,
+                          now, now)
         if watch is not None:
             updates["watching"] = [*watching, watch]
     record = audit_record(state)

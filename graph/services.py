@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
@@ -20,11 +21,11 @@ from payops.guardrails.notify import ListNotifier, Notifier
 from payops.memory.approvals import ApprovalBook
 from payops.memory.audit import AuditLog
 from payops.memory.lessons import LessonStore
+from payops.memory.stores import open_audit
 from payops.settings import Settings
 from payops.signals.sources import Source
 from payops.signals.window import EventWindow, WindowSnapshot
 from payops.storage.keys import private_file
-from payops.memory.stores import open_audit
 from payops.tools.control_plane import ControlPlane, SimulatedControlPlane
 from payops.tools.palm_ops import PalmOps
 from payops.tools.permissions import PermissionTable, permission_table
@@ -140,7 +141,8 @@ def build_services(settings: Settings | None = None, *, source: Source | None = 
     return AgentServices(
         settings=settings,
         window=EventWindow(settings.window_seconds, significance_z=settings.significance_z),
-        control_plane=control_plane if control_plane is not None else (SimulatedControlPlane() if in_memory else control_plane_for(settings)),
+        control_plane=control_plane if control_plane is not None else (
+            SimulatedControlPlane() if in_memory else control_plane_for(settings)),
         audit=audit,
         lessons=LessonStore(store),
         reasoner=reasoner or make_reasoner(settings),

@@ -14,13 +14,13 @@ event window, the stores) live in `graph.services`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, NotRequired, cast
 
 from langgraph.channels.untracked_value import UntrackedValue
 
 # typing_extensions' TypedDict: pydantic (LangGraph's input/output JSON schemas, Studio) refuses
 # typing.TypedDict below Python 3.12. Same runtime dict: the checkpoint format is unchanged.
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from payops.signals.window import WindowSnapshot
 

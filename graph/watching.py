@@ -9,7 +9,8 @@ signature for lessons, shared with `reason`.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, cast
+from collections.abc import Mapping
+from typing import Any, cast
 
 from langgraph.runtime import Runtime
 
@@ -59,19 +60,22 @@ def assess(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     now = float(state["window_end"])
     watching = [Watch.model_validate(w) for w in state.get("watching") or []]
     notes = list(state.get("housekeeping") or [])
-    started = _approved_watches(svc, state, snapshot, notes, {w.decision_id for w in watching}, now) if moves_are_real(svc) else []
+    started = (_approved_watches(svc, state, snapshot, notes, {w.decision_id for w in watching}, now)
+               if moves_are_real(svc) else [])
     if not watching and not started:
         return {}
     in_force = [InForce(a.action_id, a.applied_at, a.confirmed) for a in svc.control_plane.in_force()]
     keep: list[WatchJson] = []
     concluded = False
     for watch in watching:
-        result = step(watch, snapshot.window_start, now, scopes_of(snapshot, watch.tool, watch.target, watch.args), in_force)
+        scopes = scopes_of(snapshot, watch.tool, watch.target, watch.args)
+        result = step(watch, snapshot.window_start, now, scopes, in_force)
         if result.verdict is None:
             keep.append(cast(WatchJson, result.watch.model_dump(mode="json")))
             continue
-        notes += cast(list[Housekeeping], conclude(result.watch, result.verdict, result.still_in_force, now, audit=svc.audit, lessons=svc.lessons,
-                          control_plane=svc.control_plane, notifier=svc.notifier))
+        notes += cast(list[Housekeeping], conclude(result.watch, result.verdict, result.still_in_force, now,
+                                                   audit=svc.audit, lessons=svc.lessons,
+                                                   control_plane=svc.control_plane, notifier=svc.notifier))
         concluded = True
     updates: AgentState = {"watching": keep + started, "housekeeping": notes}
     if concluded:
@@ -84,7 +88,8 @@ def _approved_watches(svc: AgentServices, state: AgentState, snapshot: WindowSna
     """Actions a human approved, applied by observe this tick: measured from the next window on."""
     out = []
     for note in notes:
-        if note.get("op") != "approved_action_applied" or note.get("tool") not in EVALUATED_TOOLS or note["decision_id"] in known:
+        if (note.get("op") != "approved_action_applied" or note.get("tool") not in EVALUATED_TOOLS
+                or note["decision_id"] in known):
             continue
         found = svc.approvals.get(note["decision_id"]) if svc.approvals is not None else None
         if found is None or not found.request.get("diagnosis"):
@@ -102,11 +107,13 @@ def target_figures(diagnosis: Mapping[str, Any], snapshot: WindowSnapshot) -> di
     if diagnosis.get("category") == Category.HEALTHY.value:
         return None
     target = diagnosis.get("target") or {}
-    return {"target_key": target_key(target), **Figures.of(snapshot.segment(**target) if target else snapshot.total).to_json()}
+    segment = snapshot.segment(**target) if target else snapshot.total
+    return {"target_key": target_key(target), **Figures.of(segment).to_json()}
 
 
-def watch_for(svc: AgentServices, state: AgentState, snapshot: WindowSnapshot, decision_id: str, diagnosis: Mapping[str, Any],
-              proposal: ProposedAction, status: str, approver: str | None, decided_at: float, now: float) -> WatchJson | None:
+def watch_for(svc: AgentServices, state: AgentState, snapshot: WindowSnapshot, decision_id: str,
+              diagnosis: Mapping[str, Any], proposal: ProposedAction, status: str, approver: str | None,
+              decided_at: float, now: float) -> WatchJson | None:
     """Start measuring an action just applied; the current window is its "before"."""
     current = svc.control_plane.in_force()
     mine = next((a for a in current if a.action_id == decision_id), None)
@@ -120,7 +127,8 @@ def watch_for(svc: AgentServices, state: AgentState, snapshot: WindowSnapshot, d
             and figures.get("target_key") == target_key(proposal.target):
         prior = figures
     watch = Watch(
-        decision_id=decision_id, action_id=mine.action_id, tool=proposal.tool, target=dict(proposal.target), args=dict(proposal.args),
+        decision_id=decision_id, action_id=mine.action_id, tool=proposal.tool, target=dict(proposal.target),
+        args=dict(proposal.args),
         status=status, approver=approver, decided_at=decided_at, applied_at=mine.applied_at, expires_at=mine.expires_at,
         signature=signature(Diagnosis.model_validate(diagnosis), snapshot).model_dump(),
         diagnosis={k: diagnosis.get(k) for k in ("category", "target", "confidence", "summary")},

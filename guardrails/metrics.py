@@ -32,7 +32,8 @@ from payops.tools.actions import ActionSpec
 PALM_METHOD = "palm"  # CONTRACT §1 method name of palm-pay attempts
 
 
-def palm_metrics(snapshot: WindowSnapshot | None, consecutive_failures: int = 0, palm_method: str = PALM_METHOD) -> dict[str, float]:
+def palm_metrics(snapshot: WindowSnapshot | None, consecutive_failures: int = 0,
+                 palm_method: str = PALM_METHOD) -> dict[str, float]:
     metrics: dict[str, float] = {"consecutive_failures": float(consecutive_failures)}
     seg = snapshot.segment(method=palm_method) if snapshot is not None else None
     metrics["error_rate"] = 100.0 * seg.failure_rate if seg is not None and seg.attempts else 0.0

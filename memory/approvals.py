@@ -89,7 +89,8 @@ class ApprovalBook:
             return None
         return Approval(row[0], row[1], row[2], row[3], row[4], orjson.loads(row[5]), *row[6:])
 
-    _COLUMNS = "decision_id, thread_id, created_at, expires_at, status, request, approver, note, decided_at, applied_at, result"
+    _COLUMNS = ("decision_id, thread_id, created_at, expires_at, status, request, approver, note, decided_at, "
+                "applied_at, result")
 
     def _one(self, sql: str, args: tuple[Any, ...]) -> Approval | None:
         with self._db.read() as conn:
@@ -149,7 +150,8 @@ class ApprovalBook:
     def decide(self, decision_id: str, status: str, approver: str, note: str | None, at: float) -> bool:
         """pending -> approved/rejected/expired, once. False when it was no longer pending."""
         return self._update(
-            "UPDATE approvals SET status = ?, approver = ?, note = ?, decided_at = ? WHERE decision_id = ? AND status = ?",
+            "UPDATE approvals SET status = ?, approver = ?, note = ?, decided_at = ? "
+            "WHERE decision_id = ? AND status = ?",
             (status, approver, note, at, decision_id, PENDING),
         )
 

@@ -42,9 +42,10 @@ import hashlib
 import hmac
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 
@@ -57,7 +58,8 @@ from .redact import redact
 
 LEGACY, KEYED = 1, 2
 LOG_NAME = "agent"  # this trail's name in the checkpoint file
-CHECKPOINT_FILE = "audit.checkpoints"  # default: beside the database (set PAYOPS_AUDIT_CHECKPOINT_PATH to move it off the host)
+# Default: beside the database (set PAYOPS_AUDIT_CHECKPOINT_PATH to move it off the host).
+CHECKPOINT_FILE = "audit.checkpoints"
 # A checkpoint every 50 records: about one an hour at one tick a minute, so at most that
 # much of the tail can go missing unnoticed between checkpoints (the keyed head narrows it).
 CHECKPOINT_EVERY = 50
@@ -156,10 +158,11 @@ def _upgrade_sqlite(database: SqliteDatabase) -> None:
             if column not in _sql_columns(c, table):
                 c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
         if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'audit_log_once'").fetchone():
-            dupes = c.execute("SELECT decision_id, kind FROM audit_log GROUP BY decision_id, kind HAVING COUNT(*) > 1").fetchall()
+            dupes = c.execute("SELECT decision_id, kind FROM audit_log GROUP BY decision_id, kind "
+                              "HAVING COUNT(*) > 1").fetchall()
             for decision_id, kind in dupes:
-                seqs = [r[0] for r in c.execute("SELECT seq FROM audit_log WHERE decision_id = ? AND kind = ? ORDER BY seq",
-                                                (decision_id, kind))]
+                seqs = [r[0] for r in c.execute("SELECT seq FROM audit_log WHERE decision_id = ? AND kind = ? "
+                                                "ORDER BY seq", (decision_id, kind))]
                 for n, seq in enumerate(seqs):
                     c.execute("UPDATE audit_log SET revision = ?, supersedes = ? WHERE seq = ?",
                               (n, seqs[n - 1] if n else None, seq))
@@ -207,7 +210,8 @@ class AuditLog:
         if keys is None:
             shared = path is None and str(getattr(database, "path", "")) != ":memory:"
             if key_home is not None or key_source is not None or shared:
-                # PostgreSQL without a folder given: the state folder's (the Settings default, as every process sees it).
+                # PostgreSQL without a folder given: the state folder's (the Settings default, as every
+                # process sees it).
                 home = Path(key_home or os.environ.get("PAYOPS_STATE_DIR") or ".payops")
                 keys = default_keys(home, chain=key_source, checkpoint_path=checkpoint_path,
                                     keyed_rows=self._has_keyed_rows())
@@ -217,7 +221,8 @@ class AuditLog:
                 raw = secrets.token_bytes(32)
                 keys = AuditKeys(KeySet("audit-hmac", "ephemeral", {"ephemeral": raw}, "memory"), None)
             else:
-                keys = default_keys(Path(path).parent, checkpoint_path=checkpoint_path, keyed_rows=self._has_keyed_rows())
+                keys = default_keys(Path(path).parent, checkpoint_path=checkpoint_path,
+                                    keyed_rows=self._has_keyed_rows())
         self.keys = keys
         self.checkpoint_every = max(1, int(checkpoint_every))
         self._clock = clock
@@ -249,15 +254,16 @@ class AuditLog:
                 "ORDER BY revision DESC LIMIT 1", (decision_id, kind)).fetchone()
             if current is not None and bytes(current[2]) == body:
                 # The same record again (a tick re-run after a crash): nothing to add.
-                return AuditEntry(int(current[0]), decision_id, float(current[1]), kind, safe, current[4], int(current[3]))
+                return AuditEntry(int(current[0]), decision_id, float(current[1]), kind, safe, current[4],
+                                  int(current[3]))
             revision = int(current[3]) + 1 if current is not None else 0
             supersedes = int(current[0]) if current is not None else None
             count, prev = (int(head[0]), head[1]) if head else (0, GENESIS)
             seq = count + 1
             digest = keyed_hash(key, seq, prev, body, decision_id, kind, at, revision, supersedes, key_id)
             conn.execute(
-                "INSERT INTO audit_log (seq, decision_id, at, kind, record, prev_hash, hash, fmt, revision, supersedes, key_id) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO audit_log (seq, decision_id, at, kind, record, prev_hash, hash, fmt, revision, "
+                "supersedes, key_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (seq, decision_id, at, kind, body, prev, digest, KEYED, revision, supersedes, key_id),
             )
             conn.execute(
@@ -309,7 +315,8 @@ class AuditLog:
 
     def get(self, decision_id: str) -> list[AuditEntry]:
         """Every record of a decision, superseded revisions included (the trail is append-only)."""
-        return list(self._rows(f"SELECT {self._COLS} FROM audit_log WHERE decision_id = ? ORDER BY seq", (decision_id,)))
+        return list(self._rows(f"SELECT {self._COLS} FROM audit_log WHERE decision_id = ? ORDER BY seq",
+                               (decision_id,)))
 
     def current(self, decision_id: str) -> list[AuditEntry]:
         """The latest revision of each kind of record of a decision."""
@@ -355,8 +362,8 @@ class AuditLog:
         a re-chain or a forged append that the rows alone would hide.
         """
         with self._db.read() as conn:  # one snapshot: the rows and the head agree even while others append
-            rows = conn.execute("SELECT seq, decision_id, at, kind, record, prev_hash, hash, fmt, revision, supersedes, key_id "
-                                "FROM audit_log ORDER BY seq").fetchall()
+            rows = conn.execute("SELECT seq, decision_id, at, kind, record, prev_hash, hash, fmt, revision, "
+                                "supersedes, key_id FROM audit_log ORDER BY seq").fetchall()
             head = conn.execute("SELECT count, hash, mac FROM audit_head WHERE id = 1").fetchone()
         bad = self._walk(rows)
         if isinstance(bad, VerifyResult):
@@ -368,7 +375,8 @@ class AuditLog:
             return VerifyResult(False, n, n + 1, f"the trail ends at record {n} but the head says {count} "
                                 f"(record {n + 1} onwards removed)", legacy=legacy)
         if count != n or head_hash != prev:
-            return VerifyResult(False, n, n, f"the head (count {count}) does not match the last record {n}", legacy=legacy)
+            return VerifyResult(False, n, n, f"the head (count {count}) does not match the last record {n}",
+                                legacy=legacy)
         if n > legacy and not self._head_mac_ok(mac, count, head_hash):
             return VerifyResult(False, n, n, "the head was rewritten without the audit key (records removed or added "
                                 "at the end)", legacy=legacy)
@@ -395,7 +403,8 @@ class AuditLog:
         latest: dict[tuple[str, str], tuple[int, int]] = {}  # (decision, kind) -> (revision, seq)
         heads: dict[int, tuple[int, str]] = {}
         superseded = 0
-        for n, (seq, decision_id, at, kind, body, prev_hash, digest, fmt, revision, supersedes, key_id) in enumerate(rows, 1):
+        for n, row in enumerate(rows, 1):
+            seq, decision_id, at, kind, body, prev_hash, digest, fmt, revision, supersedes, key_id = row
             if seq != n:
                 return VerifyResult(False, n, n, f"record {n} is missing (next is {seq})", decision_id, legacy=legacy)
             if prev_hash != prev:
@@ -410,22 +419,26 @@ class AuditLog:
                 if key is None:
                     return VerifyResult(False, n, seq, f"record {seq} names audit key {key_id!r}, which the key "
                                         "provider does not hold", decision_id, legacy=legacy)
-                expected = keyed_hash(key, seq, prev_hash, raw, decision_id, kind, when, int(revision or 0), supersedes, str(key_id))
+                expected = keyed_hash(key, seq, prev_hash, raw, decision_id, kind, when, int(revision or 0), supersedes,
+                                      str(key_id))
                 if not hmac.compare_digest(expected, str(digest)):
                     return VerifyResult(False, n, seq, f"record {seq} was altered or forged (keyed hash mismatch)",
                                         decision_id, legacy=legacy)
             elif fmt == LEGACY and not keyed_seen:
                 if chain_hash(seq, prev_hash, raw, decision_id, kind, when) != digest:
-                    return VerifyResult(False, n, seq, f"record {seq} was altered (hash mismatch)", decision_id, legacy=legacy)
+                    return VerifyResult(False, n, seq, f"record {seq} was altered (hash mismatch)", decision_id,
+                                        legacy=legacy)
                 legacy += 1
             else:
                 return VerifyResult(False, n, seq, f"record {seq} is in the unkeyed legacy format after the keyed part "
                                     "began (forged)", decision_id, legacy=legacy)
             rev = int(revision or 0)
             before = latest.get((decision_id, kind))
-            if (before is None and rev != 0) or (before is not None and (rev != before[0] + 1 or supersedes != before[1])):
-                return VerifyResult(False, n, seq, f"record {seq} is a second '{kind}' record of decision {decision_id} "
-                                    "that does not supersede the first in order", decision_id, legacy=legacy)
+            in_order = rev == 0 if before is None else (rev == before[0] + 1 and supersedes == before[1])
+            if not in_order:
+                return VerifyResult(False, n, seq, f"record {seq} is a second '{kind}' record of decision "
+                                    f"{decision_id} that does not supersede the first in order", decision_id,
+                                    legacy=legacy)
             if before is not None:
                 superseded += 1
             latest[(decision_id, kind)] = (rev, seq)

@@ -33,7 +33,8 @@ def pct(x: Any) -> str:
 def figures_text(f: dict[str, Any] | None) -> str:
     if not f or not f.get("attempts"):
         return "no traffic"
-    return (f"{f['failures']}/{f['attempts']} failed ({pct(f['failure_rate'])}), p95 {float(f.get('latency_p95_ms', 0)):.0f} ms"
+    return (f"{f['failures']}/{f['attempts']} failed ({pct(f['failure_rate'])}), "
+            f"p95 {float(f.get('latency_p95_ms', 0)):.0f} ms"
             + (f" over {f['windows']} window(s)" if int(f.get("windows", 1)) > 1 else ""))
 
 
@@ -42,8 +43,10 @@ def _args(args: dict[str, Any] | None) -> str:
 
 
 def outcome_lines(o: dict[str, Any], at: float, tz: tzinfo = UTC) -> list[str]:
-    lines = [f"Outcome: {o['verdict']} (concluded {when(at, tz)}, {o.get('windows', 0)} window(s) measured) — {o.get('detail', '')}"]
-    if o.get("applied_at") is not None and o.get("decided_at") is not None and float(o["applied_at"]) != float(o["decided_at"]):
+    lines = [f"Outcome: {o['verdict']} (concluded {when(at, tz)}, {o.get('windows', 0)} window(s) measured) — "
+             f"{o.get('detail', '')}"]
+    applied, decided = o.get("applied_at"), o.get("decided_at")
+    if applied is not None and decided is not None and float(applied) != float(decided):
         lines.append(f"  (applied {when(o['applied_at'], tz)} after approval: 'before' is the window ending then)")
     before, after = o.get("before") or {}, o.get("after") or {}
     for scope in ("target", "destinations", "platform"):
@@ -63,9 +66,11 @@ def explain_decision(entries: Sequence[AuditEntry], tz: tzinfo = UTC) -> str:
     d, p, v, x = r.get("diagnosis") or {}, r.get("proposal") or {}, r.get("verdict") or {}, r.get("execution") or {}
     snap = r.get("snapshot") or {}
     lines = [f"Decision {r['decision_id']} (audit record #{decision.seq}), window ending {when(r['window_end'], tz)}."]
-    top = ", ".join(f"{code} {n}" for code, n in sorted((snap.get("top_errors") or {}).items(), key=lambda kv: (-kv[1], kv[0])))
-    lines.append(f"What I saw: {snap.get('failures')}/{snap.get('attempts')} attempts failed ({pct(snap.get('failure_rate', 0))}), "
-                 f"p95 latency {snap.get('latency_p95_ms')} ms, attempts per payment {snap.get('attempts_per_payment')}"
+    errors = sorted((snap.get("top_errors") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    top = ", ".join(f"{code} {n}" for code, n in errors)
+    lines.append(f"What I saw: {snap.get('failures')}/{snap.get('attempts')} attempts failed "
+                 f"({pct(snap.get('failure_rate', 0))}), p95 latency {snap.get('latency_p95_ms')} ms, "
+                 f"attempts per payment {snap.get('attempts_per_payment')}"
                  + (f"; top errors: {top}" if top else "") + ".")
     lines.append(f"What I concluded: {d.get('category')} on {target_text(d.get('target'))} with confidence "
                  f"{float(d.get('confidence', 0)):.2f} ({d.get('reasoner')} reasoner): {d.get('summary')}")
@@ -82,10 +87,13 @@ def explain_decision(entries: Sequence[AuditEntry], tz: tzinfo = UTC) -> str:
     track = r.get("track_record")
     if track:
         c = track.get("counts", {})
-        lines.append(f"Track record of {track['tool']} on similar incidents: {c.get('helped', 0)} helped, {c.get('no_effect', 0)} no effect, "
-                     f"{c.get('harmed', 0)} harmed, {c.get('inconclusive', 0)} inconclusive; confidence {track['prior']:.2f} -> "
+        forced = (f"; harmed before on {', '.join(track['harmed_ids'])}, so not autonomous"
+                  if track.get("forced_approval") else "")
+        lines.append(f"Track record of {track['tool']} on similar incidents: {c.get('helped', 0)} helped, "
+                     f"{c.get('no_effect', 0)} no effect, {c.get('harmed', 0)} harmed, "
+                     f"{c.get('inconclusive', 0)} inconclusive; confidence {track['prior']:.2f} -> "
                      f"{track['adjusted']:.2f} (Beta posterior, prior strength {track.get('prior_strength')})"
-                     + (f"; harmed before on {', '.join(track['harmed_ids'])}, so not autonomous" if track.get("forced_approval") else ""))
+                     + forced)
     lines.append(
         f"What I proposed: {p.get('tool')}"
         + (f" on {target_text(p.get('target'))}" if p.get("tool") != "no_action" else "")

@@ -244,7 +244,8 @@ class TrackRecord:
         return bool(self.lessons) and abs(self.adjusted - self.prior) >= 0.0005
 
     def to_json(self) -> dict[str, Any]:
-        counts = {v: sum(1 for s in self.lessons if s.lesson.verdict == v) for v in ("helped", "no_effect", "harmed", "inconclusive")}
+        counts = {v: sum(1 for s in self.lessons if s.lesson.verdict == v)
+                  for v in ("helped", "no_effect", "harmed", "inconclusive")}
         return {
             "tool": self.tool,
             "prior": round(self.prior, 3),

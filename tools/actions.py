@@ -7,9 +7,10 @@ validated here before anything guards or runs it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -38,7 +39,8 @@ class ToolArgs(BaseModel):
 
 
 class TargetedArgs(ToolArgs):
-    target: dict[str, str] = Field(default_factory=dict, description="Segment: event dimension -> value; {} for all traffic.")
+    target: dict[str, str] = Field(default_factory=dict,
+                                   description="Segment: event dimension -> value; {} for all traffic.")
 
     _target = field_validator("target")(classmethod(lambda cls, v: _check_target(v)))
 
@@ -92,8 +94,10 @@ MAX_PALM_REASON = 200
 class PalmLinkArgs(ToolArgs):
     """Palm-pay operations name a link by its id only, never by a proxy or template reference."""
 
-    palm_pay_id: str = Field(..., pattern=PALM_LINK_ID_PATTERN, description="The palm-pay link id (not a proxy, not a template ref).")
-    reason: str = Field("agent decision", min_length=1, max_length=MAX_PALM_REASON, description="Why, for the link's audit log.")
+    palm_pay_id: str = Field(..., pattern=PALM_LINK_ID_PATTERN,
+                             description="The palm-pay link id (not a proxy, not a template ref).")
+    reason: str = Field("agent decision", min_length=1, max_length=MAX_PALM_REASON,
+                        description="Why, for the link's audit log.")
 
 
 BlastScope = Literal["segment", "link", "none"]
@@ -214,9 +218,8 @@ def revalidate(proposal: ProposedAction) -> ProposedAction:
         named = dict(proposal.target)
         if set(named) - {LINK_DIMENSION}:
             raise ProposalError(f"{proposal.tool} targets one palm-pay link: {{'{LINK_DIMENSION}': ID}}")
-        if LINK_DIMENSION in named:
-            if args.setdefault("palm_pay_id", named[LINK_DIMENSION]) != named[LINK_DIMENSION]:
-                raise ProposalError(f"{proposal.tool}: target and palm_pay_id name different links")
+        if LINK_DIMENSION in named and args.setdefault("palm_pay_id", named[LINK_DIMENSION]) != named[LINK_DIMENSION]:
+            raise ProposalError(f"{proposal.tool}: target and palm_pay_id name different links")
     elif proposal.target:
         raise ProposalError(f"{proposal.tool} takes no target")
     return validate_proposal(proposal.tool, args, proposal.rationale)
@@ -236,7 +239,8 @@ def as_langchain_tools(execute: Callable[[ProposedAction], str] | None = None,
                 raise RuntimeError("tools are bound for proposals only; the graph executes them after guardrails")
             return execute(validate_proposal(spec.name, kwargs))
 
-        tool = StructuredTool.from_function(func=run, name=spec.name, description=spec.description, args_schema=spec.args_model)
+        tool = StructuredTool.from_function(func=run, name=spec.name, description=spec.description,
+                                            args_schema=spec.args_model)
         tool.metadata = spec.declaration()
         if levels is not None and spec.name in levels:
             tool.metadata["permission"] = levels[spec.name].value

@@ -18,8 +18,9 @@ by `reconcile()` on the next tick.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from payops.models import ExecutionResult, ProposedAction, target_key
 from payops.signals.policy import Diversion, RetryPolicy, matches
@@ -117,12 +118,15 @@ class SimulatedControlPlane:
     # -- ControlPlane ---------------------------------------------------------
     def apply(self, action: ProposedAction, idempotency_key: str, now: float) -> ExecutionResult:
         if idempotency_key in self.applied_keys:
-            return ExecutionResult(status="executed", detail="already applied (idempotent replay)", action_id=idempotency_key)
+            return ExecutionResult(status="executed", detail="already applied (idempotent replay)",
+                                   action_id=idempotency_key)
         self.applied_keys.add(idempotency_key)
         if action.tool == "alert_ops":
-            self.alerts.append(Alert(idempotency_key, action.args.get("severity", "warning"), action.args.get("summary", ""), dict(action.target), now))
+            self.alerts.append(Alert(idempotency_key, action.args.get("severity", "warning"),
+                                     action.args.get("summary", ""), dict(action.target), now))
             self.history.append({"at": now, "op": "alert", "id": idempotency_key})
-            return ExecutionResult(status="executed", detail=f"ops alerted ({action.args.get('severity', 'warning')})", action_id=idempotency_key)
+            return ExecutionResult(status="executed", detail=f"ops alerted ({action.args.get('severity', 'warning')})",
+                                   action_id=idempotency_key)
         if action.tool == "no_action":
             return ExecutionResult(status="skipped", detail="no action taken", action_id=idempotency_key)
         if action.tool not in STATEFUL_TOOLS:
@@ -177,7 +181,7 @@ class SimulatedControlPlane:
             share = float(action.args.get("percent", 100.0)) / 100.0
             if draw >= share:
                 return None
-            weights = {r: w for r, w in action.args.get("to_routes", {}).items() if w > 0}
+            weights: dict[str, float] = {r: w for r, w in action.args.get("to_routes", {}).items() if w > 0}
             if not weights:
                 return None
             # Re-use the draw (scaled into [0, 1)) to pick among destinations deterministically.
@@ -251,7 +255,8 @@ def _describe(record: ActionInForce) -> str:
         dest = ", ".join(f"{r}:{w:g}" for r, w in record.args.get("to_routes", {}).items())
         return f"rerouted {record.args.get('percent', 100):g}% of {target} to {dest} until ttl"
     if record.tool == "adjust_retry_policy":
-        return f"retry policy for {target}: max_attempts={record.args['max_attempts']}, backoff_ms={record.args.get('backoff_ms')}"
+        return (f"retry policy for {target}: max_attempts={record.args['max_attempts']}, "
+                f"backoff_ms={record.args.get('backoff_ms')}")
     if record.tool == "suppress_path":
         return f"suppressed {target}; fallback offered: {record.args.get('fallback') or 'none'}"
     return record.tool

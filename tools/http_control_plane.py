@@ -29,13 +29,15 @@ in-process control plane.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import httpx
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from payops.models import ExecutionResult, ProposedAction, target_key
+from payops.signals.policy import Diversion, RetryPolicy
 
 from .control_plane import HTTP, STATEFUL_TOOLS, ActionInForce, Reconciliation, SimulatedControlPlane
 
@@ -148,7 +150,8 @@ class HttpControlPlane:
             if mirrored is None:  # a one-off (an alert): settle it without putting it in force
                 mirrored = self._unsettled[idempotency_key] = record
             mirrored.confirmed = False
-            return ExecutionResult(status="unknown", detail=f"{action.tool} on {target_key(action.target)}: outcome unknown "
+            return ExecutionResult(status="unknown",
+                                   detail=f"{action.tool} on {target_key(action.target)}: outcome unknown "
                                    f"({answer.detail}); reconciling next tick", action_id=idempotency_key)
         return ExecutionResult(status="executed", detail=f"{local.detail} (orchestrator {answer.detail})",
                                action_id=idempotency_key)
@@ -157,7 +160,8 @@ class HttpControlPlane:
         record = self.ledger.actions.get(action_id)
         if record is None:
             return ExecutionResult(status="skipped", detail="nothing in force under that id", action_id=action_id)
-        answer = self._request("POST", f"/actions/{action_id}/rollback", key=f"{action_id}:rollback", body={"reason": reason})
+        answer = self._request("POST", f"/actions/{action_id}/rollback", key=f"{action_id}:rollback",
+                               body={"reason": reason})
         if answer.status in ("ok", "absent"):
             result = self.ledger.rollback(action_id, now, reason)
             suffix = "" if answer.status == "ok" else " (orchestrator had nothing in force)"
@@ -173,7 +177,8 @@ class HttpControlPlane:
             if result.status == "executed":
                 done.append(record)
             else:
-                self._late.append(Reconciliation(record.action_id, record.tool, dict(record.target), "rollback_failed", result.detail))
+                self._late.append(Reconciliation(record.action_id, record.tool, dict(record.target), "rollback_failed",
+                                                 result.detail))
         return done
 
     def in_force(self) -> list[ActionInForce]:
@@ -233,8 +238,8 @@ class HttpControlPlane:
     def reroute(self, dims: Mapping[str, str], candidates: Mapping[str, float], draw: float) -> str | None:
         return self.ledger.reroute(dims, candidates, draw)
 
-    def suppression(self, dims: Mapping[str, str]):  # noqa: ANN201 - signals.policy.Diversion | None
+    def suppression(self, dims: Mapping[str, str]) -> Diversion | None:
         return self.ledger.suppression(dims)
 
-    def retry_policy(self, dims: Mapping[str, str]):  # noqa: ANN201 - signals.policy.RetryPolicy | None
+    def retry_policy(self, dims: Mapping[str, str]) -> RetryPolicy | None:
         return self.ledger.retry_policy(dims)

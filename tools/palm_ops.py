@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from payops.memory.redact import mask_text
 from payops.models import ExecutionResult, ProposedAction
@@ -46,7 +47,8 @@ class _LinkFigures:
 class PalmOps:
     """Runs palm-pay tools on a PalmPayService (opened lazily on first use)."""
 
-    def __init__(self, service: "PalmPayService | None" = None, factory: "Callable[[], PalmPayService] | None" = None) -> None:
+    def __init__(self, service: PalmPayService | None = None,
+                 factory: Callable[[], PalmPayService] | None = None) -> None:
         if service is None and factory is None:
             raise ValueError("PalmOps needs a PalmPayService or a factory for one")
         self._service = service
@@ -56,8 +58,8 @@ class PalmOps:
         self._links: dict[str, _LinkFigures] = {}
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "PalmOps":
-        def open_service() -> "PalmPayService":
+    def from_settings(cls, settings: Settings) -> PalmOps:
+        def open_service() -> PalmPayService:
             from payops.palmpay import PalmPayOptions, PalmPayService
 
             return PalmPayService(PalmPayOptions.from_settings(settings))
@@ -65,7 +67,7 @@ class PalmOps:
         return cls(factory=open_service)
 
     @property
-    def service(self) -> "PalmPayService":
+    def service(self) -> PalmPayService:
         with self._lock:
             if self._service is None:
                 assert self._factory is not None
@@ -84,7 +86,8 @@ class PalmOps:
 
         spec = PALM_ACTIONS.get(proposal.tool)
         if spec is None:
-            return ExecutionResult(status="failed", detail=f"{proposal.tool} is not a palm-pay operation", action_id=decision_id)
+            return ExecutionResult(status="failed", detail=f"{proposal.tool} is not a palm-pay operation",
+                                   action_id=decision_id)
         link = str(proposal.args.get("palm_pay_id", ""))
         marker = f"[{decision_id}]"
         try:
@@ -94,7 +97,8 @@ class PalmOps:
                 last = earlier[-1]
                 status = "executed" if last.outcome == "applied" else "failed"
                 return ExecutionResult(status=status, detail=f"already {last.outcome} for this decision: link {link} "
-                                       f"{last.from_status} -> {last.to_status} (idempotent replay)", action_id=decision_id)
+                                       f"{last.from_status} -> {last.to_status} (idempotent replay)",
+                                       action_id=decision_id)
             reason = self._reason(marker, str(proposal.args.get("reason", "")), approver)
             if proposal.tool == "suspend_palm_link":
                 view = service.suspend(link, reason=reason, actor=ACTOR)
@@ -106,13 +110,15 @@ class PalmOps:
         except PalmPayError as exc:
             # The backend's messages never expose internals; `detail` is a safe masked hint.
             hint = f" ({exc.detail})" if exc.detail else ""
-            return ExecutionResult(status="failed", detail=f"{proposal.tool} on {link}: {exc.code}: {exc.message}{hint}",
+            return ExecutionResult(status="failed",
+                                   detail=f"{proposal.tool} on {link}: {exc.code}: {exc.message}{hint}",
                                    action_id=decision_id)
         except Exception as exc:  # a broken backend must not break the tick; the audit shows it
             return ExecutionResult(status="failed", detail=f"{proposal.tool} on {link}: palm-pay backend error "
                                    f"({type(exc).__name__})", action_id=decision_id)
         done = {"suspend_palm_link": "suspended", "reactivate_palm_link": "reactivated", "revoke_palm_link": "revoked"}
-        return ExecutionResult(status="executed", detail=f"{done[proposal.tool]} palm link {link}: now {view.link_status}"
+        return ExecutionResult(status="executed",
+                               detail=f"{done[proposal.tool]} palm link {link}: now {view.link_status}"
                                + (f" (approved by {approver})" if approver else ""), action_id=decision_id)
 
     @staticmethod

@@ -14,10 +14,10 @@ needs a human, and the reason says why.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Mapping
 
 from payops.palmpay.spec import PACKAGED_SPEC, EscalationTrigger, PalmPaySpec, SpecError, load_spec
 
@@ -97,7 +97,8 @@ def _stamp(path: Path | None) -> Stamp:
 
 def from_spec(spec: PalmPaySpec, source: Path | None = None, stamp: Stamp = None) -> PermissionTable:
     autonomy = spec.raw.get("agi", {}).get("autonomy", {})
-    known, unknown = [], []
+    known: list[str] = []
+    unknown: list[str] = []
     for checkpoint in spec.checkpoints:
         text = checkpoint.lower()
         (known if CHECKPOINT_SENSITIVE in text or CHECKPOINT_TERMINAL in text else unknown).append(checkpoint)
@@ -117,7 +118,8 @@ def from_spec(spec: PalmPaySpec, source: Path | None = None, stamp: Stamp = None
 
 
 def _closed(source: Path | None, stamp: Stamp, error: str) -> PermissionTable:
-    return PermissionTable(Permission.HUMAN_REQUIRED, {}, frozenset(), True, True, (), frozenset(), source, stamp, error)
+    return PermissionTable(Permission.HUMAN_REQUIRED, {}, frozenset(), True, True, (), frozenset(), source, stamp,
+                           error)
 
 
 def permission_table(spec: PalmPaySpec | None = None, path: Path | None = None) -> PermissionTable:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-
 from guardrails_helpers import PROXIES, TEMPLATE_REFS, LocalServer, PalmBackend, write_events
+
 from payops.graph.runner import Agent
 from payops.graph.services import AgentServices, build_services
 from payops.settings import Settings
@@ -21,11 +22,12 @@ def events(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_agent(tmp_path: Path, events: Path) -> Iterator[Callable[..., Agent]]:
-    """make_agent(reasoner, durable=True, clock=None, control_plane=None, palm=None, source=None, **settings) -> Agent."""
+    """make_agent(reasoner, durable=True, clock=None, control_plane=None, palm=None, source=None, **settings)
+    -> Agent."""
     opened: list[Agent] = []
 
-    def factory(reasoner: Any, *, durable: bool = True, clock: Callable[[], float] | None = None, control_plane: Any = None,
-                palm: Any = None, source: Path | None = None, **settings: Any) -> Agent:
+    def factory(reasoner: Any, *, durable: bool = True, clock: Callable[[], float] | None = None,
+                control_plane: Any = None, palm: Any = None, source: Path | None = None, **settings: Any) -> Agent:
         s = Settings(state_dir=tmp_path / "state", **settings)
         svc: AgentServices = build_services(s, source=open_jsonl(str(source or events)), in_memory=not durable,
                                             control_plane=control_plane, reasoner=reasoner, palm=palm)
@@ -68,7 +70,7 @@ def palm_backend(tmp_path: Path) -> Iterator[PalmBackend]:
     otp = DevOtpSender()
     service = PalmPayService(PalmPayOptions(state_dir=tmp_path / "palm"), verification=otp)
     links = []
-    for i, (ref, proxy) in enumerate(zip(TEMPLATE_REFS, PROXIES)):
+    for i, (ref, proxy) in enumerate(zip(TEMPLATE_REFS, PROXIES, strict=True)):
         view, delivery = service.create_link(f"user{i}", ref, "left", proxy, "phone", bank="ABSA")
         service.verify(view.palm_pay_id, otp.code_for(delivery))
         links.append(view.palm_pay_id)

@@ -9,10 +9,11 @@ trail make of it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -97,7 +98,7 @@ class LocalServer:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "LocalServer":
+    def start(self) -> LocalServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -9,10 +9,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from guardrails_helpers import START, Clock, StubReasoner, write_events
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from guardrails_helpers import START, Clock, StubReasoner, write_events
 from payops.graph.approval import ApprovalExpired, ApprovalNotPending, resume, thread_for
 from payops.graph.services import Context
 from payops.guardrails.notify import ListNotifier
@@ -21,7 +21,8 @@ from payops.tools.actions import validate_proposal
 from payops.tools.control_plane import SimulatedControlPlane
 
 # Authenticated operators (API key principals): the graph refuses a typed name as an approver.
-ALICE, BOB, CAROL, LATE = "operator:a11ce0a11ce0", "operator:b0b0b0b0b0b0", "operator:ca201ca201ca", "operator:1a7e1a7e1a7e"
+ALICE, BOB = "operator:a11ce0a11ce0", "operator:b0b0b0b0b0b0"
+CAROL, LATE = "operator:ca201ca201ca", "operator:1a7e1a7e1a7e"
 
 HERE = Path(__file__).resolve().parent
 REROUTE = validate_proposal("reroute_traffic", {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0}})
@@ -118,7 +119,8 @@ def test_agent_keeps_ticking_while_a_request_waits(make_agent) -> None:  # noqa:
     assert first["execution"]["status"] == "escalated"
     later = [agent.tick().state for _ in range(3)]
     assert [s["tick"] for s in later] == [2, 3, 4]
-    assert all(s["proposal"]["tool"] == "no_action" and first["decision_id"] in s["proposal"]["args"]["reason"] for s in later)
+    assert all(s["proposal"]["tool"] == "no_action" and first["decision_id"] in s["proposal"]["args"]["reason"]
+               for s in later)
     assert agent.services.approvals.get(first["decision_id"]).status == PENDING
 
 
@@ -220,7 +222,8 @@ def test_cli_answers_only_with_an_operator_key_never_a_typed_name(tmp_path: Path
 def test_rejection_is_recorded_and_nothing_runs(make_agent) -> None:  # noqa: ANN001
     agent = make_agent(low_confidence())
     decision_id = agent.tick().state["decision_id"]
-    assert resume(agent.services, decision_id, {"approved": False, "approver": CAROL, "note": "not at peak"}) == "rejected"
+    answer = {"approved": False, "approver": CAROL, "note": "not at peak"}
+    assert resume(agent.services, decision_id, answer) == "rejected"
     agent.services.reasoner = StubReasoner(NOTHING)
     agent.tick()
     assert agent.services.approvals.get(decision_id).status == REJECTED
@@ -261,7 +264,8 @@ def _escalated_reroute(agent) -> dict:  # noqa: ANN001
     raise AssertionError("the outage was never escalated")
 
 
-def test_an_approval_given_after_the_incident_ended_is_voided_with_a_note_and_the_operator_told(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+def test_an_approval_given_after_the_incident_ended_is_voided_with_a_note_and_the_operator_told(
+        tmp_path: Path, make_agent) -> None:  # noqa: ANN001
     from payops.graph.reasoners.rules import RuleReasoner
     from payops.render import render_cycle
 
@@ -285,8 +289,10 @@ def test_an_approval_given_after_the_incident_ended_is_voided_with_a_note_and_th
     assert agent.services.approvals.get(decision_id).status == VOIDED
     assert control_plane.in_force() == [] and not [h for h in control_plane.history if h["op"] == "apply"]
     record = [e.record for e in agent.services.audit.get(decision_id) if e.kind == "approved_action"]
-    assert len(record) == 1 and record[0]["execution"]["status"] == "denied" and "finding has cleared" in record[0]["voided"]
-    assert f"note: approval of {decision_id} voided, reroute_traffic not applied: the finding has cleared" in render_cycle(state)
+    assert len(record) == 1 and record[0]["execution"]["status"] == "denied"
+    assert "finding has cleared" in record[0]["voided"]
+    assert (f"note: approval of {decision_id} voided, reroute_traffic not applied: the finding has cleared"
+            in render_cycle(state))
     told = [(kind, payload) for kind, payload in notifier.drain() if kind == "approved_action_void"]
     assert told and told[0][1]["decision_id"] == decision_id and "finding has cleared" in told[0][1]["result"]
 
@@ -300,7 +306,8 @@ def test_an_approval_given_while_the_incident_lasts_is_applied(tmp_path: Path, m
     decision_id = _escalated_reroute(agent)["decision_id"]
     resume(agent.services, decision_id, {"approved": True, "approver": ALICE})
     state = agent.tick().state  # the next window: psp_a still failing
-    assert [n["op"] for n in state["housekeeping"] if n.get("decision_id") == decision_id] == ["approved_action_applied"]
+    assert [n["op"] for n in state["housekeeping"]
+            if n.get("decision_id") == decision_id] == ["approved_action_applied"]
     assert [a.action_id for a in control_plane.in_force()] == [decision_id]
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+
 import pytest
+from guardrails_helpers import StubReasoner
 from typer.testing import CliRunner
 
-from guardrails_helpers import StubReasoner
-from payops.guardrails.policies import POLICIES
 from payops.cli_ops import audit_app
 from payops.graph.approval import resume
+from payops.guardrails.policies import POLICIES
 from payops.memory.audit import AuditLog
 from payops.memory.redact import redact
 from payops.tools.actions import validate_proposal
@@ -49,7 +50,8 @@ SWAP = (
     "CREATE TEMP TABLE t AS SELECT * FROM audit_log WHERE seq IN (2, 3)",
     "UPDATE audit_log SET decision_id = (SELECT decision_id FROM t WHERE seq = 5 - audit_log.seq), "
     "at = (SELECT at FROM t WHERE seq = 5 - audit_log.seq), kind = (SELECT kind FROM t WHERE seq = 5 - audit_log.seq), "
-    "record = (SELECT record FROM t WHERE seq = 5 - audit_log.seq), prev_hash = (SELECT prev_hash FROM t WHERE seq = 5 - audit_log.seq), "
+    "record = (SELECT record FROM t WHERE seq = 5 - audit_log.seq), "
+    "prev_hash = (SELECT prev_hash FROM t WHERE seq = 5 - audit_log.seq), "
     "hash = (SELECT hash FROM t WHERE seq = 5 - audit_log.seq) WHERE seq IN (2, 3)",
 )
 
@@ -62,7 +64,8 @@ SWAP = (
     ((DELETE_LAST,), 5, "removed"),
     (SWAP, 2, "does not follow"),
 ])
-def test_verify_names_the_first_bad_record(tmp_path: Path, statements: tuple[str, ...], first_bad: int, words: str) -> None:
+def test_verify_names_the_first_bad_record(tmp_path: Path, statements: tuple[str, ...], first_bad: int,
+                                           words: str) -> None:
     db = tmp_path / "state" / "audit.db"
     db.parent.mkdir()
     ids = trail(db)
@@ -129,10 +132,12 @@ def test_decision_record_holds_the_whole_story(make_agent) -> None:  # noqa: ANN
 def test_no_sensitive_value_reaches_the_audit_file(make_agent, palm_backend, tmp_path: Path) -> None:  # noqa: ANN001
     proxy, ref = palm_backend.proxies[0], palm_backend.template_refs[0]
     link = palm_backend.links[0]
-    reasoner = StubReasoner(validate_proposal("suspend_palm_link", {"palm_pay_id": link, "reason": f"fraud on {proxy}"}))
+    reasoner = StubReasoner(validate_proposal("suspend_palm_link",
+                                              {"palm_pay_id": link, "reason": f"fraud on {proxy}"}))
     agent = make_agent(reasoner, palm=PalmOps(palm_backend.service))
     agent.tick()
-    reasoner.propose(validate_proposal("alert_ops", {"summary": f"customer {proxy} complained", "evidence": [f"proxy {proxy}"]}))
+    reasoner.propose(validate_proposal("alert_ops", {"summary": f"customer {proxy} complained",
+                                                     "evidence": [f"proxy {proxy}"]}))
     agent.tick()
     reasoner.propose(validate_proposal("revoke_palm_link", {"palm_pay_id": link, "reason": "confirmed fraud"}))
     decision_id = agent.tick().state["decision_id"]

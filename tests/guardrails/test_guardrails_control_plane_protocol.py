@@ -11,7 +11,8 @@ from payops.models import ProposedAction
 from payops.tools.control_plane import ControlPlane, ShadowControlPlane, SimulatedControlPlane
 from payops.tools.http_control_plane import HttpControlPlane
 
-MEMBERS = [name for name, value in inspect.getmembers(ControlPlane) if inspect.isfunction(value) and not name.startswith("_")]
+MEMBERS = [name for name, value in inspect.getmembers(ControlPlane)
+           if inspect.isfunction(value) and not name.startswith("_")]
 
 
 def _http() -> HttpControlPlane:

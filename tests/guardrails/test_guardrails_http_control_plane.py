@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from guardrails_helpers import StubReasoner
+
 from payops.graph.services import build_services
 from payops.settings import Settings
 from payops.tools.actions import validate_proposal
@@ -84,11 +85,13 @@ def plane(server: Any, attempts: int = 3) -> HttpControlPlane:
     return HttpControlPlane(server.url, timeout=CLIENT_TIMEOUT, attempts=attempts, backoff_seconds=0.01)
 
 
-REROUTE = validate_proposal("reroute_traffic", {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0}, "ttl_seconds": 120})
+REROUTE = validate_proposal("reroute_traffic",
+                            {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0}, "ttl_seconds": 120})
 
 
 def posts(server: Any) -> list[tuple[str, str]]:
-    return [(path, headers.get(IDEMPOTENCY_HEADER.lower(), "")) for method, path, headers, _ in server.requests if method == "POST"]
+    return [(path, headers.get(IDEMPOTENCY_HEADER.lower(), ""))
+            for method, path, headers, _ in server.requests if method == "POST"]
 
 
 def test_apply_posts_once_with_the_decision_id_as_idempotency_key(orchestrator) -> None:  # noqa: ANN001
@@ -98,7 +101,8 @@ def test_apply_posts_once_with_the_decision_id_as_idempotency_key(orchestrator) 
     assert result.status == "executed"
     method, path, headers, body = server.requests[0]
     assert (method, path, headers[IDEMPOTENCY_HEADER.lower()]) == ("POST", "/actions", "d-1")
-    assert body["tool"] == "reroute_traffic" and body["target"] == {"route": "psp_a"} and body["expires_at"] == NOW + 120
+    assert body["tool"] == "reroute_traffic" and body["target"] == {"route": "psp_a"}
+    assert body["expires_at"] == NOW + 120
     assert [(a.action_id, a.confirmed) for a in cp.in_force()] == [("d-1", True)]
     assert cp.apply(REROUTE, "d-1", NOW + 1).status == "executed"  # same key: nothing sent again
     assert len(server.requests) == 1 and orch.applications == ["d-1"]
@@ -212,7 +216,8 @@ def test_unknown_outcome_survives_a_restart(orchestrator, make_agent) -> None:  
     # a new process: a fresh control plane, restored from the checkpoint
     second = make_agent(StubReasoner(validate_proposal("no_action", {})), control_plane=plane(server))
     state = second.tick().state
-    assert [(n["action_id"], n["outcome"]) for n in state["housekeeping"] if n["op"] == "reconcile"] == [(decision_id, "confirmed")]
+    reconciled = [(n["action_id"], n["outcome"]) for n in state["housekeeping"] if n["op"] == "reconcile"]
+    assert reconciled == [(decision_id, "confirmed")]
     assert orch.applications == [decision_id]
 
 

@@ -6,6 +6,7 @@ import socket
 import threading
 
 from guardrails_helpers import StubReasoner
+
 from payops.guardrails.notify import FanoutNotifier, ListNotifier, WebhookNotifier
 from payops.settings import Settings
 from payops.tools.actions import validate_proposal
@@ -140,7 +141,8 @@ def test_a_delivery_given_up_is_kept_as_a_dead_letter_and_told_to_the_console(tm
     fan.notify("approval_requested", {"decision_id": "d-1", "payshap_proxy": "0821234567"})
     assert hook.flush(WAIT)
     [letter] = box.list()
-    assert (letter.key, letter.kind, letter.decision_id, letter.failures) == ("d-1:approval_requested", "approval_requested", "d-1", 1)
+    assert (letter.key, letter.kind, letter.decision_id, letter.failures) == (
+        "d-1:approval_requested", "approval_requested", "d-1", 1)
     assert "0821234567" not in str(letter.body) and "S3CRET" not in letter.reason and "ConnectError" in letter.reason
     notices = [p for k, p in fan.drain() if k == "delivery_failed"]
     assert notices == [{"decision_id": "d-1", "kind": "approval_requested", "reason": letter.reason, "kept": True}]
@@ -159,7 +161,7 @@ def test_what_is_still_queued_when_the_notifier_closes_is_kept_not_dropped(local
         hook.notify("alert", {"decision_id": f"d-{i}"})
     hook.close(timeout=0.2)  # the receiver is still holding the first one
     release.set()
-    assert sorted(l.decision_id for l in box.list()) == ["d-0", "d-1", "d-2"]
+    assert sorted(letter.decision_id for letter in box.list()) == ["d-0", "d-1", "d-2"]
 
 
 def test_retrying_dead_letters_sends_them_with_their_keys_and_removes_the_delivered(local_server, tmp_path) -> None:  # noqa: ANN001
@@ -169,9 +171,10 @@ def test_retrying_dead_letters_sends_them_with_their_keys_and_removes_the_delive
     box = DeadLetters(tmp_path / "dl.db")
     box.add("d-1:alert", {"kind": "alert", "payload": {"decision_id": "d-1"}}, "HTTP 503")
     box.add("d-2:alert", {"kind": "alert", "payload": {"decision_id": "d-2"}}, "HTTP 503")
-    server = local_server(lambda method, path, headers, body: (200 if body["payload"]["decision_id"] == "d-1" else 500, {}))
+    server = local_server(
+        lambda method, path, headers, body: (200 if body["payload"]["decision_id"] == "d-1" else 500, {}))
     assert retry_dead_letters(server.url, box) == (1, 1)
-    assert [(l.key, l.failures) for l in box.list()] == [("d-2:alert", 2)]
+    assert [(letter.key, letter.failures) for letter in box.list()] == [("d-2:alert", 2)]
     assert [h["idempotency-key"] for _, _, h, _ in server.requests] == ["d-1:alert", "d-2:alert"]
 
 
@@ -189,15 +192,16 @@ def test_the_cycle_output_and_payops_pending_show_a_failed_delivery_and_notify_r
     run = runner.invoke(app, ["run", "--ticks", "8", "--tick-seconds", "0", "--scenario", "demo", "--state-dir", state],
                         catch_exceptions=False)
     assert run.exit_code == 0, run.output
-    notices = [l for l in run.output.splitlines() if "Notice: webhook delivery failed for d-" in l]
-    assert notices and all("kept in dead letters" in l for l in notices)
+    notices = [line for line in run.output.splitlines() if "Notice: webhook delivery failed for d-" in line]
+    assert notices and all("kept in dead letters" in line for line in notices)
     pending = runner.invoke(app, ["pending", "--state-dir", state], catch_exceptions=False)
     assert f"{len(notices)} webhook notification(s) not delivered" in pending.output
     server = local_server(lambda *request: (200, {}))
     monkeypatch.setenv("PAYOPS_WEBHOOK_URL", server.url)
     retry = runner.invoke(app, ["notify", "retry", "--state-dir", state], catch_exceptions=False)
     assert retry.exit_code == 0 and f"delivered {len(notices)}; 0 still failing" in retry.output
-    assert len(server.requests) == len(notices) and all(h["idempotency-key"].startswith("d-") for _, _, h, _ in server.requests)
+    assert len(server.requests) == len(notices)
+    assert all(h["idempotency-key"].startswith("d-") for _, _, h, _ in server.requests)
     assert "not delivered" not in runner.invoke(app, ["pending", "--state-dir", state], catch_exceptions=False).output
 
 

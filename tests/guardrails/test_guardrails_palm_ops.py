@@ -4,8 +4,8 @@ with the backend's consecutive failures feeding the spec's escalation trigger.""
 from __future__ import annotations
 
 import pytest
-
 from guardrails_helpers import StubReasoner
+
 from payops.graph.approval import resume
 from payops.palmpay import PalmPayError
 from payops.tools.actions import validate_proposal

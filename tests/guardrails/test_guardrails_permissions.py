@@ -8,15 +8,23 @@ import shutil
 from pathlib import Path
 
 import pytest
+from guardrails_helpers import StubReasoner
+from pydantic import ValidationError
 
 from payops.models import VerdictKind
 from payops.palmpay.spec import PACKAGED_SPEC
 from payops.settings import Settings
-from payops.tools.actions import ACTIONS, MAINTENANCE_ACTIONS, PALM_ACTIONS, ROUTING_ACTIONS, Permission, as_langchain_tools, validate_proposal
+from payops.tools.actions import (
+    ACTIONS,
+    MAINTENANCE_ACTIONS,
+    PALM_ACTIONS,
+    ROUTING_ACTIONS,
+    Permission,
+    as_langchain_tools,
+    validate_proposal,
+)
 from payops.tools.palm_ops import PalmOps
 from payops.tools.permissions import action_levels, permission_table, refreshed, spec_file
-
-from guardrails_helpers import StubReasoner
 
 
 @pytest.fixture
@@ -49,7 +57,8 @@ def test_packaged_spec_levels() -> None:
     table = permission_table()
     assert [t.expression for t in table.triggers] == ["error_rate > 5", "consecutive_failures > 3"]
     assert table.checkpoint_terminal and table.checkpoint_sensitive and not table.unknown_checkpoints
-    assert not table.reversible(PALM_ACTIONS["revoke_palm_link"]) and table.reversible(PALM_ACTIONS["suspend_palm_link"])
+    assert not table.reversible(PALM_ACTIONS["revoke_palm_link"])
+    assert table.reversible(PALM_ACTIONS["suspend_palm_link"])
 
 
 def test_editing_the_spec_changes_the_table_without_code_or_restart(spec_copy: Path) -> None:
@@ -121,9 +130,9 @@ def test_tools_declare_permission_reversibility_rollback_and_blast_scope() -> No
     assert tools["suspend_palm_link"].metadata["blast_scope"] == "link"
     # argument schemas: a palm tool takes a link id, never a proxy or template reference
     schema = tools["suspend_palm_link"].args_schema
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         schema.model_validate({"palm_pay_id": "+27821234567"})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         schema.model_validate({"palm_pay_id": "pp_1", "payshap_proxy": "0821234567"})
     assert schema.model_validate({"palm_pay_id": "pp_0a1b2c"}).palm_pay_id == "pp_0a1b2c"
 

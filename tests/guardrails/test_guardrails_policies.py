@@ -24,7 +24,8 @@ def ctx(**changes: object) -> GuardContext:
     base = GuardContext(
         now=NOW, permissions=TABLE, confidence_threshold=0.8, max_autonomous_volume=0.5, cooldown_seconds=300.0,
         max_autonomous_actions_per_hour=6, blast_radius=0.2,
-        routes={"psp_a": RouteHealth(False, frozenset({"card"}), 0.9), "psp_b": RouteHealth(True, frozenset({"card"}), 0.02),
+        routes={"psp_a": RouteHealth(False, frozenset({"card"}), 0.9),
+                "psp_b": RouteHealth(True, frozenset({"card"}), 0.02),
                 "psp_c": RouteHealth(True, frozenset({"card", "palm"}), 0.01)},
         target_methods=frozenset({"card"}),
     )
@@ -36,7 +37,8 @@ def diag(confidence: float = 0.95) -> Diagnosis:
 
 
 def reroute(source: str = "psp_a", to: str = "psp_b", percent: float = 100.0) -> ProposedAction:
-    return validate_proposal("reroute_traffic", {"target": {"route": source}, "to_routes": {to: 1.0}, "percent": percent})
+    return validate_proposal("reroute_traffic",
+                             {"target": {"route": source}, "to_routes": {to: 1.0}, "percent": percent})
 
 
 def palm(tool: str, link: str = "pp_link1") -> ProposedAction:
@@ -140,7 +142,8 @@ def test_escalation_triggers(proposal: ProposedAction, metrics: dict, expected: 
 
 def test_triggers_come_from_the_table_not_the_code() -> None:
     table = replace(TABLE, triggers=(EscalationTrigger("error_rate", ">", 50.0, "error_rate > 50"),))
-    result = P.escalation_triggers(palm("suspend_palm_link"), diag(), ctx(permissions=table, palm_metrics={"error_rate": 20.0}))
+    result = P.escalation_triggers(palm("suspend_palm_link"), diag(),
+                                   ctx(permissions=table, palm_metrics={"error_rate": 20.0}))
     assert result.verdict is ALLOW  # 20 > 5 would fire the packaged spec's trigger, not this one
 
 
@@ -217,7 +220,8 @@ def actions(n: int, age: float = 600.0, autonomous: bool = True, tool: str = "su
     (reroute(), (), 0, APPROVE),  # cap 0: nothing autonomous
 ])
 def test_action_rate(proposal: ProposedAction, history: tuple, cap: int, expected: VerdictKind) -> None:
-    assert P.action_rate(proposal, diag(), ctx(history=history, max_autonomous_actions_per_hour=cap)).verdict is expected
+    context = ctx(history=history, max_autonomous_actions_per_hour=cap)
+    assert P.action_rate(proposal, diag(), context).verdict is expected
 
 
 # -- never reroute into an unhealthy or unsupported route ------------------------------------------
@@ -245,7 +249,8 @@ def test_safe_destination(proposal: ProposedAction, methods: set, expected: Verd
     (0.0, 0.02, ALLOW),
     (None, 0.02, ALLOW),
 ])
-def test_safe_destination_must_fail_less_than_the_moved_traffic(moved_rate: float | None, dest_rate: float, expected: VerdictKind) -> None:
+def test_safe_destination_must_fail_less_than_the_moved_traffic(moved_rate: float | None, dest_rate: float,
+                                                                expected: VerdictKind) -> None:
     routes = {**ctx().routes, "psp_b": RouteHealth(True, frozenset({"card"}), dest_rate)}
     result = P.safe_destination(reroute("psp_a", "psp_b"), diag(), ctx(target_failure_rate=moved_rate, routes=routes))
     assert result.verdict is expected, result.reason
@@ -255,9 +260,10 @@ def test_safe_destination_must_fail_less_than_the_moved_traffic(moved_rate: floa
 
 def test_every_rule_reports_with_a_reason() -> None:
     verdict = evaluate(reroute(), diag(), ctx())
-    assert [r.rule for r in verdict.results] == ["known_tool", "confidence", "permission", "blast_radius", "human_checkpoint",
-                                                 "escalation_trigger", "irreversible", "already_in_force", "anti_flapping",
-                                                 "action_rate", "safe_destination", "past_harm"]
+    assert [r.rule for r in verdict.results] == ["known_tool", "confidence", "permission", "blast_radius",
+                                                 "human_checkpoint", "escalation_trigger", "irreversible",
+                                                 "already_in_force", "anti_flapping", "action_rate",
+                                                 "safe_destination", "past_harm"]
     assert all(r.reason for r in verdict.results)
     assert verdict.verdict is ALLOW
 
@@ -271,12 +277,14 @@ def test_every_rule_reports_with_a_reason() -> None:
     (ALERT, diag(0.1), {"blast_radius": 1.0}, ALLOW),  # alerting is always allowed
     (UNKNOWN, diag(0.99), {}, DENY),
 ])
-def test_most_restrictive_wins(proposal: ProposedAction, diagnosis: Diagnosis, changes: dict, expected: VerdictKind) -> None:
+def test_most_restrictive_wins(proposal: ProposedAction, diagnosis: Diagnosis, changes: dict,
+                               expected: VerdictKind) -> None:
     assert evaluate(proposal, diagnosis, ctx(**changes)).verdict is expected
 
 
 def test_escalating_verdict_lists_each_reason() -> None:
-    verdict = evaluate(palm("revoke_palm_link"), diag(0.5), ctx(palm_metrics={"error_rate": 9.0, "consecutive_failures": 0.0}))
+    verdict = evaluate(palm("revoke_palm_link"), diag(0.5),
+                       ctx(palm_metrics={"error_rate": 9.0, "consecutive_failures": 0.0}))
     blocking = {r.rule for r in verdict.results if r.verdict is not ALLOW}
     assert blocking == {"confidence", "permission", "human_checkpoint", "escalation_trigger", "irreversible"}
 
@@ -291,8 +299,9 @@ def test_verdict_is_the_most_severe_result(tool: str, confidence: float, radius:
             "alert_ops": {"summary": "x"}, "no_action": {},
             "rollback_action": {"action_id": "d-1", "reason": "cause cleared"}}.get(tool, {"palm_pay_id": "pp_link1"})
     proposal = validate_proposal(tool, args)
+    metrics = {"error_rate": error_rate, "consecutive_failures": streak}
     verdict = evaluate(proposal, diag(confidence), ctx(blast_radius=radius, history=actions(recent),
-                                                       palm_metrics={"error_rate": error_rate, "consecutive_failures": streak}))
+                                                       palm_metrics=metrics))
     worst = max((r.verdict for r in verdict.results), key=lambda v: v.severity)
     assert verdict.verdict is worst
     if tool in P.HARMLESS_TOOLS:
@@ -305,6 +314,7 @@ def test_verdict_is_the_most_severe_result(tool: str, confidence: float, radius:
 
 def snapshot_of(tmp_path, failing: dict | None = None) -> object:  # noqa: ANN001
     from guardrails_helpers import START, write_events
+
     from payops.signals.sources import open_jsonl
     from payops.signals.window import EventWindow
 
@@ -325,7 +335,8 @@ def test_blast_radius_estimates(tmp_path) -> None:  # noqa: ANN001
     assert action_blast_radius(ACTIONS["adjust_retry_policy"], everything, snap) == 1.0
     suspend = palm("suspend_palm_link")
     assert action_blast_radius(ACTIONS["suspend_palm_link"], suspend, snap, link_attempts=3) == pytest.approx(0.03)
-    assert action_blast_radius(ACTIONS["suspend_palm_link"], suspend, snap) == pytest.approx(0.1)  # bounded by palm's share
+    # bounded by palm's share
+    assert action_blast_radius(ACTIONS["suspend_palm_link"], suspend, snap) == pytest.approx(0.1)
     assert action_blast_radius(ACTIONS["alert_ops"], ALERT, snap) == 0.0
     assert action_blast_radius(None, UNKNOWN, snap) == 1.0
     # error_rate: percent of palm attempts failing in the window (none fail here)
@@ -339,7 +350,8 @@ def test_past_harm_forces_approval_and_names_the_decision() -> None:
     from payops.models import Category, Diagnosis, ProposedAction, VerdictKind
     from payops.tools.permissions import permission_table
 
-    proposal = ProposedAction(tool="adjust_retry_policy", target={}, args={"max_attempts": 5, "backoff_ms": 0.0, "ttl_seconds": 60.0})
+    proposal = ProposedAction(tool="adjust_retry_policy", target={},
+                              args={"max_attempts": 5, "backoff_ms": 0.0, "ttl_seconds": 60.0})
     diagnosis = Diagnosis(category=Category.CONFIG, summary="storm", confidence=0.95)
     clean = GuardContext(now=0.0, permissions=permission_table())
     harmed = GuardContext(now=0.0, permissions=permission_table(), harmed_before=("d-1234",))

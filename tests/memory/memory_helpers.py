@@ -85,7 +85,8 @@ IDS = {
 
 
 def _figures(attempts: int, failures: int, p95: float, windows: int = 1) -> dict:
-    return {"attempts": attempts, "failures": failures, "failure_rate": round(failures / attempts, 4) if attempts else 0.0,
+    return {"attempts": attempts, "failures": failures,
+            "failure_rate": round(failures / attempts, 4) if attempts else 0.0,
             "latency_p95_ms": p95, "attempts_per_payment": 1.05, "windows": windows}
 
 
@@ -93,19 +94,21 @@ def _decision(decision_id: str, at: float, *, category: str, target: dict, summa
               ptarget: dict, args: dict, status: str, detail: str, attempts: int, failures: int, confidence: float,
               alternatives: list[str] = (), verdict: str = "allow", blocking: tuple = ()) -> dict:
     blocked = {rule for rule, _ in blocking}
-    results = [{"rule": r, "verdict": "allow", "reason": f"{r} ok"} for r in ("known_tool", "confidence", "blast_radius") if r not in blocked]
+    results = [{"rule": r, "verdict": "allow", "reason": f"{r} ok"}
+               for r in ("known_tool", "confidence", "blast_radius") if r not in blocked]
     results += [{"rule": rule, "verdict": "needs_approval", "reason": reason} for rule, reason in blocking]
     return {
         "decision_id": decision_id, "tick": 1, "window_end": at,
         "snapshot": {"window_start": at - 60, "window_end": at, "attempts": attempts, "failures": failures,
-                     "failure_rate": round(failures / attempts, 4), "latency_p95_ms": 900.0, "attempts_per_payment": 1.05,
-                     "top_errors": {}, "bad_lines": 0, "late_events": 0},
+                     "failure_rate": round(failures / attempts, 4), "latency_p95_ms": 900.0,
+                     "attempts_per_payment": 1.05, "top_errors": {}, "bad_lines": 0, "late_events": 0},
         "diagnosis": {"category": category, "target": target, "summary": summary, "evidence": evidence,
                       "alternatives": list(alternatives), "confidence": confidence, "reasoner": "rules"},
         "proposal": {"tool": tool, "target": ptarget, "args": args, "rationale": ""},
         "verdict": {"verdict": verdict, "results": results, "blast_radius": 0.3},
         "execution": {"status": status, "detail": detail, "action_id": decision_id if status == "executed" else None},
-        "approval": None, "lessons_consulted": [], "llm_calls": [], "housekeeping": [], "in_force": [], "track_record": None,
+        "approval": None, "lessons_consulted": [], "llm_calls": [], "housekeeping": [], "in_force": [],
+        "track_record": None,
     }
 
 
@@ -124,13 +127,14 @@ def write_synthetic_trail(state_dir: Path) -> dict[str, str]:
     def outcome(decision_id, at, tool, target, args, verdict, reasons, before, after, decided, status="executed",
                 approver=None, rollback=None, sig=None, windows=3):
         audit.append(decision_id, "outcome", at, {
-            "decision_id": decision_id, "verdict": verdict, "detail": "; ".join(reasons), "reasons": reasons, "tool": tool,
-            "target": target, "args": args, "status": status, "approver": approver, "decided_at": decided,
-            "applied_at": decided, "windows": windows, "before": before, "after": after, "expected": {}, "signature": sig,
-            "rollback": rollback})
-        lessons.put(Lesson(decision_id=decision_id, **sig, tool=tool, target=target, args=args, status=status, approver=approver,
-                           verdict=verdict, reasons=reasons, before=before, after=after, windows=windows,
-                           rolled_back=rollback is not None, created_at=decided, applied_at=decided, concluded_at=at))
+            "decision_id": decision_id, "verdict": verdict, "detail": "; ".join(reasons), "reasons": reasons,
+            "tool": tool, "target": target, "args": args, "status": status, "approver": approver,
+            "decided_at": decided, "applied_at": decided, "windows": windows, "before": before, "after": after,
+            "expected": {}, "signature": sig, "rollback": rollback})
+        lessons.put(Lesson(decision_id=decision_id, **sig, tool=tool, target=target, args=args, status=status,
+                           approver=approver, verdict=verdict, reasons=reasons, before=before, after=after,
+                           windows=windows, rolled_back=rollback is not None, created_at=decided, applied_at=decided,
+                           concluded_at=at))
 
     # yesterday: suppressing terminal T5 changed nothing
     t5 = y + 9 * h
@@ -138,17 +142,19 @@ def write_synthetic_trail(state_dir: Path) -> dict[str, str]:
         IDS["suppress_t5_yesterday"], t5, category="network", target={"terminal_id": "T5"},
         summary="Device fault at terminal_id=T5.", evidence=["terminal_id=T5: 9/12 failed (75.0%) vs expected 4.0%"],
         tool="suppress_path", ptarget={"terminal_id": "T5"}, args={"fallback": "card", "ttl_seconds": 900.0},
-        status="executed", detail="suppressed terminal_id=T5; fallback offered: card", attempts=610, failures=40, confidence=0.86))
-    outcome(IDS["suppress_t5_yesterday"], t5 + 180, "suppress_path", {"terminal_id": "T5"}, {"fallback": "card"}, "no_effect",
-            ["no significant change: platform failure rate 6.6% -> 6.4% (reference 4.0%)"],
+        status="executed", detail="suppressed terminal_id=T5; fallback offered: card", attempts=610, failures=40,
+        confidence=0.86))
+    outcome(IDS["suppress_t5_yesterday"], t5 + 180, "suppress_path", {"terminal_id": "T5"}, {"fallback": "card"},
+            "no_effect", ["no significant change: platform failure rate 6.6% -> 6.4% (reference 4.0%)"],
             {"platform": _figures(610, 40, 900.0)}, {"platform": _figures(1830, 117, 910.0, 3)}, t5,
             sig={"category": "network", "target_key": "terminal_id=T5", "target_dims": "terminal_id",
-                 "dominant_error": "PALM_PAY_NOT_REGISTERED", "error_codes": "PALM_PAY_NOT_REGISTERED", "magnitude": "severe",
-                 "method_mix": "palm"})
+                 "dominant_error": "PALM_PAY_NOT_REGISTERED", "error_codes": "PALM_PAY_NOT_REGISTERED",
+                 "magnitude": "severe", "method_mix": "palm"})
     audit.append(IDS["healthy"], "decision", DAY + 10 * h, _decision(
         IDS["healthy"], DAY + 10 * h, category="healthy", target={}, summary="Traffic within normal bounds.",
-        evidence=["all traffic: 24/600 failed (4.0%)"], tool="no_action", ptarget={}, args={"reason": "traffic healthy"},
-        status="skipped", detail="traffic healthy", attempts=600, failures=24, confidence=0.9))
+        evidence=["all traffic: 24/600 failed (4.0%)"], tool="no_action", ptarget={},
+        args={"reason": "traffic healthy"}, status="skipped", detail="traffic healthy", attempts=600, failures=24,
+        confidence=0.9))
     rr = DAY + 10 * h + 300
     audit.append(IDS["reroute"], "decision", rr, _decision(
         IDS["reroute"], rr, category="network", target={"route": "psp_a"},
@@ -162,45 +168,54 @@ def write_synthetic_trail(state_dir: Path) -> dict[str, str]:
             ["platform failure rate fell 21.0% -> 4.2%, closing 93% of the gap to its reference 4.0%"],
             {"platform": _figures(600, 126, 9000.0), "target": _figures(220, 121, 24000.0)},
             {"platform": _figures(1800, 75, 700.0, 3), "target": _figures(0, 0, 0.0, 3)}, rr,
-            sig={"category": "network", "target_key": "route=psp_a", "target_dims": "route", "dominant_error": "GATEWAY_TIMEOUT",
-                 "error_codes": "GATEWAY_TIMEOUT,NETWORK_ERROR", "magnitude": "major", "method_mix": "card"})
+            sig={"category": "network", "target_key": "route=psp_a", "target_dims": "route",
+                 "dominant_error": "GATEWAY_TIMEOUT", "error_codes": "GATEWAY_TIMEOUT,NETWORK_ERROR",
+                 "magnitude": "major", "method_mix": "card"})
     t3 = DAY + 11 * h + 1800
     audit.append(IDS["suppress_t3"], "decision", t3, _decision(
         IDS["suppress_t3"], t3, category="network", target={"terminal_id": "T3"},
         summary="Device fault: palm scanner at terminal_id=T3 fails to read palms.",
-        evidence=["terminal_id=T3: 34/40 failed (85.0%) vs expected 5.0%"], tool="suppress_path", ptarget={"terminal_id": "T3"},
-        args={"fallback": "card", "ttl_seconds": 1800.0}, status="executed",
+        evidence=["terminal_id=T3: 34/40 failed (85.0%) vs expected 5.0%"], tool="suppress_path",
+        ptarget={"terminal_id": "T3"}, args={"fallback": "card", "ttl_seconds": 1800.0}, status="executed",
         detail="suppressed terminal_id=T3; fallback offered: card", attempts=640, failures=60, confidence=0.88))
     outcome(IDS["suppress_t3"], t3 + 180, "suppress_path", {"terminal_id": "T3"}, {"fallback": "card"}, "helped",
             ["platform failure rate fell 9.4% -> 4.1%, closing all of the gap to its reference 4.5%"],
             {"platform": _figures(640, 60, 900.0)}, {"platform": _figures(1900, 78, 880.0, 3)}, t3,
             sig={"category": "network", "target_key": "terminal_id=T3", "target_dims": "terminal_id",
-                 "dominant_error": "PALM_PAY_NOT_REGISTERED", "error_codes": "PALM_PAY_NOT_REGISTERED", "magnitude": "severe",
-                 "method_mix": "palm"})
+                 "dominant_error": "PALM_PAY_NOT_REGISTERED", "error_codes": "PALM_PAY_NOT_REGISTERED",
+                 "magnitude": "severe", "method_mix": "palm"})
     al = DAY + 12 * h + 2400
     audit.append(IDS["alert_fnb"], "decision", al, _decision(
-        IDS["alert_fnb"], al, category="issuer", target={"bank": "FNB"}, summary="Issuer degradation: bank=FNB failing across routes.",
+        IDS["alert_fnb"], al, category="issuer", target={"bank": "FNB"},
+        summary="Issuer degradation: bank=FNB failing across routes.",
         evidence=["bank=FNB: 60/156 failed (38.5%) vs expected 4.0%"], tool="alert_ops", ptarget={"bank": "FNB"},
-        args={"severity": "warning", "summary": "FNB degraded", "evidence": []}, status="executed", detail="ops alerted (warning)",
-        attempts=600, failures=80, confidence=0.84))
+        args={"severity": "warning", "summary": "FNB degraded", "evidence": []}, status="executed",
+        detail="ops alerted (warning)", attempts=600, failures=80, confidence=0.84))
     sf = DAY + 12 * h + 2700
     audit.append(IDS["suppress_fnb"], "decision", sf, _decision(
-        IDS["suppress_fnb"], sf, category="issuer", target={"bank": "FNB"}, summary="Issuer degradation: bank=FNB failing across routes.",
+        IDS["suppress_fnb"], sf, category="issuer", target={"bank": "FNB"},
+        summary="Issuer degradation: bank=FNB failing across routes.",
         evidence=["bank=FNB: 101/156 failed (64.7%) vs expected 4.0%"], tool="suppress_path", ptarget={"bank": "FNB"},
-        args={"fallback": None, "ttl_seconds": 1800.0}, status="escalated", detail="human approval required: confidence 0.78 < threshold 0.80",
-        attempts=600, failures=118, confidence=0.78, verdict="needs_approval", blocking=(("confidence", "confidence 0.780 < threshold 0.80"),)))
+        args={"fallback": None, "ttl_seconds": 1800.0}, status="escalated",
+        detail="human approval required: confidence 0.78 < threshold 0.80",
+        attempts=600, failures=118, confidence=0.78, verdict="needs_approval",
+        blocking=(("confidence", "confidence 0.780 < threshold 0.80"),)))
     audit.append(IDS["suppress_fnb"], "approval", sf + 120, {"decision_id": IDS["suppress_fnb"], "status": "approved",
                                                             "approver": "ops-lead", "note": "try it", "recorded": True})
     audit.append(IDS["suppress_fnb"], "approved_action", sf + 180, {
-        "decision_id": IDS["suppress_fnb"], "tool": "suppress_path", "target": {"bank": "FNB"}, "args": {"fallback": None},
-        "approver": "ops-lead", "note": "try it", "execution": {"status": "executed", "detail": "suppressed bank=FNB; fallback offered: none"}})
+        "decision_id": IDS["suppress_fnb"], "tool": "suppress_path", "target": {"bank": "FNB"},
+        "args": {"fallback": None}, "approver": "ops-lead", "note": "try it",
+        "execution": {"status": "executed", "detail": "suppressed bank=FNB; fallback offered: none"}})
     outcome(IDS["suppress_fnb"], sf + 240, "suppress_path", {"bank": "FNB"}, {"fallback": None}, "harmed",
             ["successes per window fell 482 -> 350 (z=6.0)"],
             {"platform": _figures(600, 118, 900.0), "target": _figures(156, 101, 20000.0)},
-            {"platform": _figures(380, 30, 800.0, 1), "target": _figures(0, 0, 0.0, 1)}, sf, status="approved", approver="ops-lead",
-            rollback={"status": "executed", "detail": "rolled back suppress_path:bank=FNB: harmed", "action_id": IDS["suppress_fnb"]},
+            {"platform": _figures(380, 30, 800.0, 1), "target": _figures(0, 0, 0.0, 1)}, sf, status="approved",
+            approver="ops-lead",
+            rollback={"status": "executed", "detail": "rolled back suppress_path:bank=FNB: harmed",
+                      "action_id": IDS["suppress_fnb"]},
             windows=1,
             sig={"category": "issuer", "target_key": "bank=FNB", "target_dims": "bank", "dominant_error": "ISSUER_DOWN",
-                 "error_codes": "ISSUER_DOWN,BANK_TIMEOUT", "magnitude": "major", "method_mix": "card,eft,palm,payshap"})
+                 "error_codes": "ISSUER_DOWN,BANK_TIMEOUT", "magnitude": "major",
+                 "method_mix": "card,eft,palm,payshap"})
     audit.close()
     return dict(IDS)

@@ -42,7 +42,8 @@ def _sha_rechain(db: Path) -> None:
         rows = conn.execute("SELECT seq, decision_id, at, kind, record FROM audit_log ORDER BY seq").fetchall()
         for seq, decision_id, at, kind, body in rows:
             digest = chain_hash(seq, prev, bytes(body), decision_id, kind, at)
-            conn.execute("UPDATE audit_log SET prev_hash = ?, hash = ?, fmt = 1, key_id = NULL WHERE seq = ?", (prev, digest, seq))
+            conn.execute("UPDATE audit_log SET prev_hash = ?, hash = ?, fmt = 1, key_id = NULL WHERE seq = ?",
+                         (prev, digest, seq))
             prev = digest
         conn.execute("UPDATE audit_head SET count = ?, hash = ?, mac = NULL", (len(rows), prev))
     conn.close()
@@ -144,7 +145,8 @@ def test_a_trail_written_before_version_2_verifies_as_a_legacy_segment_and_the_k
     for seq, did in ((1, "d-old"), (2, "d-old")):  # older code wrote two records under one id
         body = canonical({"n": seq})
         digest = chain_hash(seq, prev, body, did, "decision", float(seq))
-        conn.execute("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?)", (seq, did, float(seq), "decision", body, prev, digest))
+        conn.execute("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?)",
+                     (seq, did, float(seq), "decision", body, prev, digest))
         prev = digest
     conn.execute("INSERT INTO audit_head VALUES (1, 2, ?)", (prev,))
     conn.commit()

@@ -14,9 +14,8 @@ from payops.memory.outcomes import EVAL_WINDOWS
 from payops.models import Category, target_key
 from payops.render import render_cycle, risk_assessment
 from payops.settings import Settings
-from payops.signals.simulator import Scenario, build_scenario, default_network
+from payops.signals.simulator import Scenario, Simulator, build_scenario, default_network
 from payops.signals.sources import SimulatorSource
-from payops.signals.simulator import Simulator
 from payops.tools.actions import validate_proposal
 from payops.tools.control_plane import SimulatedControlPlane
 from payops.wiring import simulator_for
@@ -88,21 +87,23 @@ def test_a_reroute_away_from_a_failing_route_helped(seed):
     assert any(a.action_id == decision_id for a in control_plane.in_force())  # it stays in force
     lesson = services.lessons.find(decision_id)
     assert lesson is not None and lesson.verdict == "helped" and lesson.tool == "reroute_traffic"
-    assert (lesson.category, lesson.target_dims) == ("network", "route") and lesson.target == acted[0]["proposal"]["target"]
+    assert (lesson.category, lesson.target_dims) == ("network", "route")
+    assert lesson.target == acted[0]["proposal"]["target"]
     assert lesson.before == outcome["before"] and lesson.after == outcome["after"]
     assert lesson.created_at == acted[0]["window_end"] and lesson.concluded_at > lesson.applied_at
     news = [p for kind, p in notifier.messages if kind == "outcome"]
-    assert [p["decision_id"] for p in news] == [decision_id] and news[0]["summary"].startswith("outcome of reroute_traffic")
+    assert [p["decision_id"] for p in news] == [decision_id]
+    assert news[0]["summary"].startswith("outcome of reroute_traffic")
     # While it is still in force, its own lesson is this incident's mitigation, never a "similar past incident".
     after = [s for s in states if s["window_end"] >= lesson.concluded_at]
-    assert after and all(decision_id not in [l["decision_id"] for l in s["lessons_consulted"]] for s in after)
+    assert after and all(decision_id not in [lesson["decision_id"] for lesson in s["lessons_consulted"]] for s in after)
 
 
 @pytest.mark.parametrize("seed", [1, 4])
 def test_capping_retries_at_the_default_on_a_down_issuer_had_no_effect(seed):
     # The platform already allows two attempts: "tightening" to two changes nothing for a bank that is down.
-    agent, services, control_plane, _ = closed_loop("issuer_outage", seed,
-                                                    ScriptedReasoner("adjust_retry_policy", {"max_attempts": 2, "backoff_ms": 500.0}))
+    reasoner = ScriptedReasoner("adjust_retry_policy", {"max_attempts": 2, "backoff_ms": 500.0})
+    agent, services, control_plane, _ = closed_loop("issuer_outage", seed, reasoner)
     states = run(agent, 6 + EVAL_WINDOWS + 1)
     [outcome] = outcomes(services)
     assert outcome["verdict"] == "no_effect", outcome["detail"]
@@ -115,8 +116,8 @@ def test_capping_retries_at_the_default_on_a_down_issuer_had_no_effect(seed):
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_loosening_retries_on_a_down_issuer_harmed_and_was_rolled_back_then_not_repeated_alone(seed):
-    agent, services, control_plane, notifier = closed_loop("issuer_outage", seed,
-                                                           ScriptedReasoner("adjust_retry_policy", {"max_attempts": 5, "backoff_ms": 0.0}))
+    reasoner = ScriptedReasoner("adjust_retry_policy", {"max_attempts": 5, "backoff_ms": 0.0})
+    agent, services, control_plane, notifier = closed_loop("issuer_outage", seed, reasoner)
     states = run(agent, 6 + EVAL_WINDOWS + 2)
     [outcome] = outcomes(services)
     decision_id = outcome["decision_id"]
@@ -125,7 +126,8 @@ def test_loosening_retries_on_a_down_issuer_harmed_and_was_rolled_back_then_not_
     # Rolled back through the control plane, recorded, alerted.
     assert outcome["rollback"]["status"] == "executed"
     assert all(a.action_id != decision_id for a in control_plane.in_force())
-    assert any(h["op"] == "rollback" and h["id"] == decision_id and h["reason"].startswith("harmed") for h in control_plane.history)
+    assert any(h["op"] == "rollback" and h["id"] == decision_id and h["reason"].startswith("harmed")
+               for h in control_plane.history)
     alerts = [p for kind, p in notifier.messages if kind == "alert" and p.get("decision_id") == decision_id]
     assert alerts and "rolled back" in alerts[0]["summary"] and alerts[0]["severity"] == "critical"
     concluded_at = next(s for s in states if any(h.get("op") == "outcome" for h in s.get("housekeeping") or []))
@@ -133,7 +135,8 @@ def test_loosening_retries_on_a_down_issuer_harmed_and_was_rolled_back_then_not_
     lesson = services.lessons.find(decision_id)
     assert lesson.verdict == "harmed" and lesson.rolled_back
     # The reasoner proposes the same thing again: its record forces a human in the loop.
-    later = [s for s in states if s["window_end"] >= concluded_at["window_end"] and s["proposal"]["tool"] == "adjust_retry_policy"
+    later = [s for s in states
+             if s["window_end"] >= concluded_at["window_end"] and s["proposal"]["tool"] == "adjust_retry_policy"
              and s["proposal"]["target"] == outcome["target"]]
     assert later, "the scripted reasoner proposes the harmful action again"
     again = later[0]
@@ -159,7 +162,7 @@ def test_a_second_similar_incident_uses_the_first_ones_lesson():
     assert track is not None and track["lessons"] == [one["decision_id"]] and track["counts"]["helped"] == 1
     assert track["adjusted"] > track["prior"]  # a record of helping raises confidence
     assert two["diagnosis"]["confidence"] == pytest.approx(track["adjusted"], abs=1e-3)
-    assert one["decision_id"] in [l["decision_id"] for l in two["lessons_consulted"]]
+    assert one["decision_id"] in [lesson["decision_id"] for lesson in two["lessons_consulted"]]
     assert "1 helped" in risk_assessment(two)
     assert any("past outcomes of reroute_traffic" in e for e in two["diagnosis"]["evidence"])
     # The audit record keeps the adjustment for `payops why`.
@@ -193,4 +196,5 @@ def test_outcome_watch_survives_in_the_checkpointed_state():
     acted = next(s for s in states if s["proposal"]["tool"] == "reroute_traffic")
     watching = agent.last_state()["watching"]
     assert [w["decision_id"] for w in watching] == [acted["decision_id"]]
-    assert watching[0]["before"]["target"]["attempts"] > 0 and watching[0]["signature"]["target_key"] == target_key(acted["proposal"]["target"])
+    assert watching[0]["before"]["target"]["attempts"] > 0
+    assert watching[0]["signature"]["target_key"] == target_key(acted["proposal"]["target"])

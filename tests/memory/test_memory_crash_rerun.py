@@ -55,7 +55,8 @@ def test_a_rerun_that_decides_differently_supersedes_the_first_record_and_verifi
     audit = AuditLog(state / "audit.db")
     # The re-run sees something else (here: a record of the first run edited through the API, as a
     # changed world would): its record must supersede explicitly, not sit beside the first.
-    audit.append(first["decision_id"], "decision", first["window_end"], {"decision_id": first["decision_id"], "seen": "other"})
+    audit.append(first["decision_id"], "decision", first["window_end"],
+                 {"decision_id": first["decision_id"], "seen": "other"})
     audit.close()
     _ticks(state, 1)
     audit = AuditLog(state / "audit.db")

@@ -9,12 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
+from memory_helpers import IDS, write_synthetic_trail
 from typer.testing import CliRunner
 
 from payops.cli import _register_subcommands, app
 from payops.settings import Settings
-
-from memory_helpers import IDS, write_synthetic_trail
 
 _register_subcommands()
 runner = CliRunner()
@@ -42,7 +41,8 @@ def cli(*args: str) -> str:
 
 def test_the_display_zone_defaults_to_payops_timezone():
     assert Settings(timezone="Europe/London").display_zone == "Europe/London"
-    assert Settings(timezone="Europe/London", display_timezone="Africa/Johannesburg").display_zone == "Africa/Johannesburg"
+    shown = Settings(timezone="Europe/London", display_timezone="Africa/Johannesburg").display_zone
+    assert shown == "Africa/Johannesburg"
     with pytest.raises(ValueError, match="IANA time zone"):
         Settings(display_timezone="Mars/Olympus_Mons")
 
@@ -82,7 +82,8 @@ def test_render_cycle_takes_the_zone_and_names_it():
     from payops.render import render_cycle
 
     state = {"tick": 1, "window_end": REROUTE_AT, "decision_id": "d-1",
-             "diagnosis": {"category": "healthy", "summary": "ok", "target": {}, "evidence": ["fine"], "confidence": 0.9},
+             "diagnosis": {"category": "healthy", "summary": "ok", "target": {}, "evidence": ["fine"],
+                           "confidence": 0.9},
              "proposal": {"tool": "no_action", "target": {}, "args": {}},
              "verdict": {"verdict": "allow", "results": [], "blast_radius": 0.0},
              "execution": {"status": "skipped", "detail": "nothing to do"}}

@@ -9,8 +9,18 @@ from langgraph.store.memory import InMemoryStore
 from langgraph.store.sqlite import SqliteStore
 
 from payops.memory.lessons import (
-    MIN_SIMILARITY, PRIOR_STRENGTH, RECENCY_HALF_LIFE_SECONDS, Lesson, LessonImportError, LessonStore, ScoredLesson,
-    Signature, magnitude_bucket, recency, similarity, track_record,
+    MIN_SIMILARITY,
+    PRIOR_STRENGTH,
+    RECENCY_HALF_LIFE_SECONDS,
+    Lesson,
+    LessonImportError,
+    LessonStore,
+    ScoredLesson,
+    Signature,
+    magnitude_bucket,
+    recency,
+    similarity,
+    track_record,
 )
 
 DAY = 86_400.0
@@ -33,13 +43,16 @@ SIG = Signature(category="network", target_key="route=psp_a", target_dims="route
                 error_codes="GATEWAY_TIMEOUT,NETWORK_ERROR", magnitude="major", method_mix="card")
 
 
-def lesson(decision_id: str, *, verdict: str = "helped", tool: str = "reroute_traffic", age_days: float = 1.0, **sig) -> Lesson:
+def lesson(decision_id: str, *, verdict: str = "helped", tool: str = "reroute_traffic", age_days: float = 1.0,
+           **sig) -> Lesson:
     fields = SIG.model_dump() | sig
-    return Lesson(decision_id=decision_id, **fields, tool=tool, target={"route": "psp_a"}, args={"to_routes": {"psp_b": 1.0}},
+    return Lesson(decision_id=decision_id, **fields, tool=tool, target={"route": "psp_a"},
+                  args={"to_routes": {"psp_b": 1.0}},
                   verdict=verdict, reasons=["platform failure rate fell 21.0% -> 4.2%"],
                   before={"platform": {"attempts": 600, "failures": 126, "failure_rate": 0.21}},
                   after={"platform": {"attempts": 1800, "failures": 75, "failure_rate": 0.0417}},
-                  windows=3, created_at=NOW - age_days * DAY, applied_at=NOW - age_days * DAY, concluded_at=NOW - age_days * DAY + 180)
+                  windows=3, created_at=NOW - age_days * DAY, applied_at=NOW - age_days * DAY,
+                  concluded_at=NOW - age_days * DAY + 180)
 
 
 def test_round_trip_keeps_every_field(lessons):
@@ -56,10 +69,10 @@ def test_list_filters_by_category_verdict_and_tool(lessons):
     lessons.put(lesson("d-1"))
     lessons.put(lesson("d-2", verdict="no_effect"))
     lessons.put(lesson("d-3", category="issuer", tool="suppress_path"))
-    assert [l.decision_id for l in lessons.list()] == ["d-1", "d-2", "d-3"]  # oldest first, then by id
-    assert [l.decision_id for l in lessons.list(category="network")] == ["d-1", "d-2"]
-    assert [l.decision_id for l in lessons.list(verdict="no_effect")] == ["d-2"]
-    assert [l.decision_id for l in lessons.list(tool="suppress_path")] == ["d-3"]
+    assert [lesson.decision_id for lesson in lessons.list()] == ["d-1", "d-2", "d-3"]  # oldest first, then by id
+    assert [lesson.decision_id for lesson in lessons.list(category="network")] == ["d-1", "d-2"]
+    assert [lesson.decision_id for lesson in lessons.list(verdict="no_effect")] == ["d-2"]
+    assert [lesson.decision_id for lesson in lessons.list(tool="suppress_path")] == ["d-3"]
 
 
 def test_similarity_follows_the_documented_weights():
@@ -85,7 +98,8 @@ def test_retrieval_ranks_by_similarity_times_recency(lessons):
     lessons.put(lesson("d-exact-old", age_days=90))  # 1.0 x (0.25 + 0.75/8) = 0.344
     lessons.put(lesson("d-exact-new", age_days=1))  # ~0.98
     lessons.put(lesson("d-other-route", target_key="route=psp_c"))  # 0.70 x ~0.98
-    lessons.put(lesson("d-other-error", target_key="route=psp_c", dominant_error="NETWORK_ERROR", error_codes="NETWORK_ERROR"))
+    lessons.put(lesson("d-other-error", target_key="route=psp_c", dominant_error="NETWORK_ERROR",
+                       error_codes="NETWORK_ERROR"))
     lessons.put(lesson("d-unlike", target_key="bank=FNB", target_dims="bank", dominant_error="ISSUER_DOWN",
                        error_codes="ISSUER_DOWN", magnitude="minor", method_mix="eft"))  # below MIN_SIMILARITY
     lessons.put(lesson("d-issuer", category="issuer"))  # another category: never
@@ -116,7 +130,8 @@ def scored(verdict: str, score: float = 1.0, tool: str = "reroute_traffic", i: i
 
 def test_track_record_is_the_beta_posterior_with_the_reasoners_confidence_as_prior():
     c = 0.85
-    record = track_record("reroute_traffic", c, [scored("helped", 1.0, i=1), scored("helped", 0.5, i=2), scored("no_effect", 1.0)], 0.8)
+    found = [scored("helped", 1.0, i=1), scored("helped", 0.5, i=2), scored("no_effect", 1.0)]
+    record = track_record("reroute_traffic", c, found, 0.8)
     alpha, beta = c * PRIOR_STRENGTH + 1.5, (1 - c) * PRIOR_STRENGTH + 1.0
     assert record.posterior == pytest.approx(alpha / (alpha + beta))
     assert record.adjusted == record.posterior and not record.forced_approval
@@ -135,7 +150,8 @@ def test_good_record_raises_and_bad_record_lowers_confidence():
 
 
 def test_a_past_harm_forces_human_approval_whatever_the_rest_says():
-    record = track_record("reroute_traffic", 0.95, [scored("helped", i=i) for i in range(5)] + [scored("harmed", 0.3)], 0.8)
+    found = [scored("helped", i=i) for i in range(5)] + [scored("harmed", 0.3)]
+    record = track_record("reroute_traffic", 0.95, found, 0.8)
     assert record.posterior > 0.8  # the Beta alone would let it run
     assert record.forced_approval and record.adjusted < 0.8 and round(record.adjusted, 3) < 0.8
     assert record.harmed_ids == ("d-harmed-0",)
@@ -183,7 +199,8 @@ def test_the_strongest_matches_are_found_however_many_weak_ones_there_are(lesson
 
     lessons.put(lesson("d-the-same-route", age_days=20))  # written first, so no store order can favour it
     lessons.import_([  # same kind of segment, another route and error: weak matches
-        lesson(f"d-weak-{i:04d}", target_key=f"route=r{i}", dominant_error="NETWORK_ERROR", error_codes="NETWORK_ERROR").model_dump(mode="json")
+        lesson(f"d-weak-{i:04d}", target_key=f"route=r{i}", dominant_error="NETWORK_ERROR",
+               error_codes="NETWORK_ERROR").model_dump(mode="json")
         for i in range(WEAK_TIER_CAP + 50)])
     found = lessons.similar(SIG, NOW, limit=3)
     assert found[0].lesson.decision_id == "d-the-same-route"
@@ -191,7 +208,8 @@ def test_the_strongest_matches_are_found_however_many_weak_ones_there_are(lesson
 
 
 def test_sharing_only_minor_fields_is_not_similar(lessons):
-    lessons.put(lesson("d-minor", target_key="bank=X", target_dims="bank", dominant_error="ISSUER_DOWN"))  # codes, size, methods only
+    # codes, size, methods only
+    lessons.put(lesson("d-minor", target_key="bank=X", target_dims="bank", dominant_error="ISSUER_DOWN"))
     assert similarity(lessons.find("d-minor"), SIG) < MIN_SIMILARITY
     assert lessons.similar(SIG, NOW) == []
 
@@ -216,7 +234,7 @@ def test_an_imported_harm_whose_decision_is_in_this_audit_trail_counts_as_our_ow
     from payops.memory.lessons import track_record
 
     harm = lesson("d-seen-here", verdict="harmed").model_dump(mode="json")
-    result = lessons.import_lessons([harm], at=NOW, in_audit=lambda l: l.decision_id == "d-seen-here")
+    result = lessons.import_lessons([harm], at=NOW, in_audit=lambda lesson: lesson.decision_id == "d-seen-here")
     assert (result.count, result.verified) == (1, 1)
     record = track_record("reroute_traffic", 0.91, lessons.similar(SIG, NOW, tool="reroute_traffic"), threshold=0.8)
     assert record.forced_approval and record.harmed_ids == ("d-seen-here",)

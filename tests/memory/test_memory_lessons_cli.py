@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from memory_helpers import IDS, write_synthetic_trail
 from typer.testing import CliRunner
 
 from payops.cli import _register_subcommands, app
-
-from memory_helpers import IDS, write_synthetic_trail
 
 _register_subcommands()
 runner = CliRunner()
@@ -50,7 +49,8 @@ def test_list_and_filters(state):
     out = lessons("list", "--state-dir", str(state))
     assert out.exit_code == 0
     lines = out.output.strip().splitlines()
-    assert [l.split()[3] for l in lines] == [IDS["suppress_t5_yesterday"], IDS["reroute"], IDS["suppress_t3"], IDS["suppress_fnb"]]
+    assert [line.split()[3] for line in lines] == [IDS["suppress_t5_yesterday"], IDS["reroute"], IDS["suppress_t3"],
+                                                   IDS["suppress_fnb"]]
     assert "harmed (rolled back)" in lines[-1]
     harmed = lessons("list", "--verdict", "harmed", "--state-dir", str(state))
     assert harmed.exit_code == 0 and harmed.output.count("\n") == 1 and IDS["suppress_fnb"] in harmed.output
@@ -63,7 +63,8 @@ def test_show_by_id_or_prefix(state):
     out = lessons("show", IDS["reroute"], "--state-dir", str(state))
     assert out.exit_code == 0
     shown = json.loads(out.output)
-    assert shown["verdict"] == "helped" and shown["target"] == {"route": "psp_a"} and shown["after"]["platform"]["failure_rate"] == 0.0417
+    assert shown["verdict"] == "helped" and shown["target"] == {"route": "psp_a"}
+    assert shown["after"]["platform"]["failure_rate"] == 0.0417
     ambiguous = lessons("show", IDS["reroute"][:-1], "--state-dir", str(state))  # a prefix of every synthetic id
     assert ambiguous.exit_code == 2
     missing = lessons("show", "d-nothing", "--state-dir", str(state))
@@ -82,9 +83,9 @@ def test_export_then_import_into_another_deployment(state, tmp_path):
     lessons("export", "--out", str(again), "--state-dir", str(other))
     marks = ("origin", "verified", "imported_at")
     reexported = json.loads(again.read_text())
-    assert [{k: v for k, v in l.items() if k not in marks} for l in reexported] == \
-        [{k: v for k, v in l.items() if k not in marks} for l in json.loads(out_file.read_text())]
-    assert {(l["origin"], l["verified"]) for l in reexported} == {("imported", False)}
+    assert [{k: v for k, v in lesson.items() if k not in marks} for lesson in reexported] == \
+        [{k: v for k, v in lesson.items() if k not in marks} for lesson in json.loads(out_file.read_text())]
+    assert {(lesson["origin"], lesson["verified"]) for lesson in reexported} == {("imported", False)}
 
 
 def test_import_is_all_or_nothing(state, tmp_path):
@@ -138,8 +139,8 @@ def test_a_fabricated_harm_with_a_made_up_decision_id_is_kept_as_an_unverified_i
     shown = json.loads(lessons("show", "d-0000made0up", "--state-dir", str(state)).output)
     assert (shown["origin"], shown["verified"]) == ("imported", False)
     listed = lessons("list", "--state-dir", str(state)).output.splitlines()
-    assert [l for l in listed if "d-0000made0up" in l][0].endswith("harmed (imported)")
-    assert not any("imported" in l for l in listed if "d-0000made0up" not in l)
+    assert [line for line in listed if "d-0000made0up" in line][0].endswith("harmed (imported)")
+    assert not any("imported" in line for line in listed if "d-0000made0up" not in line)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -173,7 +174,8 @@ def test_a_fabricated_harm_no_longer_forces_escalation_of_a_good_reroute(tmp_pat
     fake.write_text(json.dumps([{
         "decision_id": "d-fabricated0001", "category": "network", "target_key": "route=psp_a", "target_dims": "route",
         "dominant_error": "GATEWAY_TIMEOUT", "error_codes": "GATEWAY_TIMEOUT,NETWORK_ERROR", "magnitude": "major",
-        "method_mix": "card", "tool": "reroute_traffic", "target": {"route": "psp_a"}, "args": {"to_routes": {"psp_b": 1.0}},
+        "method_mix": "card", "tool": "reroute_traffic", "target": {"route": "psp_a"},
+        "args": {"to_routes": {"psp_b": 1.0}},
         "verdict": "harmed", "reasons": ["successes per window fell 482 -> 350 (z=6.0)"], "created_at": day_before,
         "applied_at": day_before, "concluded_at": day_before + 180}]))
     assert lessons("import", str(fake), "--state-dir", state).exit_code == 0
@@ -187,7 +189,8 @@ def test_an_import_needs_an_operator_key_never_a_typed_name(state, tmp_path):
     lessons("export", "--out", str(out_file), "--state-dir", str(state))
     typed = runner.invoke(app, ["lessons", "import", str(out_file), "--as", "thandi", "--state-dir", str(state)])
     assert typed.exit_code == 2  # no such option: who imports is not typed
-    no_key = runner.invoke(app, ["lessons", "import", str(out_file), "--state-dir", str(state)], env={"PAYOPS_API_KEY": ""})
+    no_key = runner.invoke(app, ["lessons", "import", str(out_file), "--state-dir", str(state)],
+                           env={"PAYOPS_API_KEY": ""})
     assert no_key.exit_code == 2 and "operator API key" in no_key.output
     from payops.api.keys import ApiKeyStore
 

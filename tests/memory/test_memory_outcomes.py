@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from payops.memory.outcomes import (
-    EVAL_WINDOWS, Expected, Figures, InForce, OutcomeEvidence, Scopes, Watch, judge, step, two_proportion_z,
+    EVAL_WINDOWS,
+    Expected,
+    Figures,
+    InForce,
+    OutcomeEvidence,
+    Scopes,
+    Watch,
+    judge,
+    step,
+    two_proportion_z,
 )
 
 
@@ -95,7 +105,8 @@ def test_retry_amplification_and_latency_are_harm():
 
 def test_latency_incident_fixed_counts_as_helped():
     before = Scopes(target=F(200, 14, p95=2600), platform=F(600, 30, p95=2200), destinations=F(150, 6, p95=400))
-    after = Scopes(target=F(0, 0, windows=3), platform=F(1800, 80, p95=420, windows=3), destinations=F(1050, 45, p95=420, windows=3))
+    after = Scopes(target=F(0, 0, windows=3), platform=F(1800, 80, p95=420, windows=3),
+                   destinations=F(1050, 45, p95=420, windows=3))
     assert judge(evidence(after, before=before)).verdict == "helped"
 
 
@@ -107,7 +118,8 @@ def test_an_unchanged_world_is_never_harmed_nor_helped(n, rate):
     before = Scopes(target=F(n // 3, int(n // 3 * rate)), platform=F(n, f), destinations=F(n // 4, int(n // 4 * rate)))
     after = Scopes(target=F(3 * (n // 3), 3 * int(n // 3 * rate), windows=3), platform=F(3 * n, 3 * f, windows=3),
                    destinations=F(3 * (n // 4), 3 * int(n // 4 * rate), windows=3))
-    assert judge(OutcomeEvidence("reroute_traffic", before, after, Expected(rate, rate, rate))).verdict in ("no_effect", "inconclusive")
+    verdict = judge(OutcomeEvidence("reroute_traffic", before, after, Expected(rate, rate, rate))).verdict
+    assert verdict in ("no_effect", "inconclusive")
 
 
 def test_two_proportion_z_sign_and_size():
@@ -119,7 +131,8 @@ def test_two_proportion_z_sign_and_size():
 def _watch(**kw) -> Watch:
     base = dict(decision_id="d-1", action_id="d-1", tool="reroute_traffic", target={"route": "psp_a"},
                 args={"to_routes": {"psp_b": 1.0}}, decided_at=60.0, applied_at=60.0, expires_at=1860.0,
-                signature={}, before=BEFORE.to_json(), expected={"target": 0.04, "platform": 0.04, "destinations": 0.04})
+                signature={}, before=BEFORE.to_json(),
+                expected={"target": 0.04, "platform": 0.04, "destinations": 0.04})
     base.update(kw)
     return Watch(**base)
 

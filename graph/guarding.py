@@ -1,0 +1,80 @@
+"""What the guardrails see of a tick: the `GuardContext` built from the state and the services.
+
+`guard` (graph/nodes.py) evaluates the policies against it, and observe rebuilds it to re-check an
+approved action's deny rules at apply time. It reads the history of executed actions (`history_of`),
+which `act` and `escalate` also carry forward in the state.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from payops.guardrails.metrics import action_blast_radius, palm_metrics
+from payops.guardrails.policies import GuardContext, PastAction, RouteHealth
+from payops.models import ProposedAction
+from payops.signals.window import WindowSnapshot
+from payops.tools.actions import ACTIONS
+from payops.tools.permissions import refreshed
+
+from .reasoners.rules import route_health, segment_methods
+from .services import AgentServices
+from .state import AgentState, HistoryEntry
+
+HISTORY_LIMIT = 200
+
+
+def history_of(state: AgentState) -> list[HistoryEntry]:
+    """Executed actions, newest last, including the approved ones applied by this tick's housekeeping."""
+    history = list(state.get("history", []))
+    seen = {h.get("decision_id") for h in history}
+    for note in state.get("housekeeping") or []:
+        if note.get("op") == "approved_action_applied" and note.get("status") in ("executed", "unknown") \
+                and note["decision_id"] not in seen:
+            history.append({"tool": cast(str, note["tool"]), "target": note["target"], "args": note.get("args", {}),
+                            "at": note["at"], "autonomous": False, "decision_id": note["decision_id"],
+                            "approver": note.get("approver")})
+    return history[-HISTORY_LIMIT:]
+
+
+def guard_context(state: AgentState, svc: AgentServices, proposal: ProposedAction) -> GuardContext:
+    snapshot = state["window"]
+    s = svc.settings
+    svc.permissions = refreshed(svc.permissions)  # an edited palm-pay spec takes effect on the next decision
+    spec = ACTIONS.get(proposal.tool)
+    link = str(proposal.args.get("palm_pay_id", "")) if spec is not None and spec.palm else ""
+    palm = svc.palm if link else None
+    health = {r: RouteHealth(h, m, rate) for r, (h, m, rate) in route_health(snapshot, s.significance_z).items()}
+    history = tuple(PastAction(h["tool"], h["target"], h.get("args", {}), h["at"], h.get("autonomous", True))
+                    for h in history_of(state))
+    in_force = tuple(PastAction(a["tool"], a["target"], a["args"], a["applied_at"], True)
+                     for a in state.get("in_force", []))
+    link_attempts = palm.attempts_between(link, snapshot.window_start, snapshot.window_end) if palm else None
+    return GuardContext(
+        now=float(state["window_end"]),
+        permissions=svc.permissions,
+        confidence_threshold=s.confidence_threshold,
+        max_autonomous_volume=s.max_autonomous_volume,
+        cooldown_seconds=s.action_cooldown_seconds,
+        max_autonomous_actions_per_hour=s.max_autonomous_actions_per_hour,
+        blast_radius=action_blast_radius(spec, proposal, snapshot, link_attempts),
+        in_force=in_force,
+        history=history,
+        routes=health,
+        target_methods=(frozenset(segment_methods(snapshot, proposal.target)) if proposal.tool == "reroute_traffic"
+                        else frozenset()),
+        target_failure_rate=_moved_failure_rate(snapshot, proposal),
+        palm_metrics=palm_metrics(snapshot, palm.consecutive_failures(link) if palm else 0),
+        harmed_before=_harmed_before(state),
+    )
+
+
+def _harmed_before(state: AgentState) -> tuple[str, ...]:
+    track = state.get("track_record")
+    return tuple((track.get("harmed_ids") or ()) if track else ())
+
+
+def _moved_failure_rate(snapshot: WindowSnapshot, proposal: ProposedAction) -> float | None:
+    if proposal.tool != "reroute_traffic":
+        return None
+    seg = snapshot.segment(**proposal.target) if proposal.target else snapshot.total
+    return seg.failure_rate if seg is not None and seg.attempts else None
