@@ -92,7 +92,7 @@ def plan_question(question: str, known: dict[str, set[str]], reference: float, t
         plan.since = day.timestamp()
     m = PERIOD.search(low)
     if m:
-        count = NUMBER_WORDS.get(m[1] or "", None) if not (m[1] or "").isdigit() else int(m[1])
+        count = NUMBER_WORDS.get(m[1] or "") if not (m[1] or "").isdigit() else int(m[1])
         unit = {"m": 60, "h": 3600, "d": 86_400}[m[2][0]]
         plan.since = reference - (count or 1) * unit * (0.5 if m[0].endswith("half hour") else 1)
     if plan.at is not None and re.search(r"\bsince\s+\d{1,2}:\d{2}", low):  # "since 16:00": from then to now

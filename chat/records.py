@@ -12,16 +12,17 @@ import json
 import re
 import sqlite3
 import time
-from datetime import datetime, timedelta, timezone, tzinfo
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
 from payops.chat.state import AuditSource
-from payops.memory.audit import AuditEntry
 from payops.errors import BadInput  # apart from the chat/ move's import edits; sorted after the merge
+from payops.memory.audit import AuditEntry
 from payops.memory.explain import explain_decision, target_text
 from payops.memory.lessons import Lesson, LessonStore, summarize
 
@@ -199,7 +200,7 @@ class ChatAnswer(BaseModel):
 
 def zone(name: str | None) -> tzinfo:
     if not name or name.upper() == "UTC":
-        return timezone.utc
+        return UTC
     try:
         return ZoneInfo(name)
     except Exception:  # noqa: BLE001 - zoneinfo raises several kinds
@@ -267,20 +268,20 @@ class ChatTools:
 
     NAMES = ("search_decisions", "get_decision", "list_lessons")
 
-    def __init__(self, audit: AuditSource, lessons: LessonStore | None, tz: tzinfo = timezone.utc) -> None:
+    def __init__(self, audit: AuditSource, lessons: LessonStore | None, tz: tzinfo = UTC) -> None:
         self._audit = audit if isinstance(audit, (ReadOnlyAudit, _NoAudit, CurrentRevisions)) else CurrentRevisions(audit)
         self._lessons = lessons
         self.tz = tz
 
     @classmethod
-    def open(cls, state_dir: Path, tz: tzinfo = timezone.utc) -> "ChatTools":
+    def open(cls, state_dir: Path, tz: tzinfo = UTC) -> ChatTools:
         """The SQLite records of a state directory, through read-only connections."""
         audit_path = state_dir / "audit.db"
         audit: AuditSource = ReadOnlyAudit(audit_path) if audit_path.exists() else _NoAudit()
         return cls(audit, read_only_lessons(state_dir / "lessons.db"), tz)
 
     @classmethod
-    def from_settings(cls, settings: Any, tz: tzinfo = timezone.utc) -> "ChatTools":
+    def from_settings(cls, settings: Any, tz: tzinfo = UTC) -> ChatTools:
         """The deployment's records wherever they live: PostgreSQL when `database_url` is set, else SQLite."""
         if not settings.database_url:
             return cls.open(settings.state_dir, tz)

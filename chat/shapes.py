@@ -11,8 +11,16 @@ from __future__ import annotations
 
 from payops.chat.plan import Plan
 from payops.chat.records import ChatAnswer, ChatTools, _matches_segment, fmt_time
-from payops.chat.state import (actions_in_force, harmful_outcomes, incidents, latest_about, latest_decision,
-                               pending_approvals, rollbacks, window_end)
+from payops.chat.state import (
+    actions_in_force,
+    harmful_outcomes,
+    incidents,
+    latest_about,
+    latest_decision,
+    pending_approvals,
+    rollbacks,
+    window_end,
+)
 from payops.memory.audit import AuditEntry
 from payops.memory.explain import target_text
 
@@ -86,7 +94,7 @@ def answer_failing(plan: Plan, tools: ChatTools) -> ChatAnswer:
     last = latest_decision(tools.state())
     if last is None:
         return _no_records()
-    keys = DIM_KEYS.get(plan.dims or "", None)
+    keys = DIM_KEYS.get(plan.dims or "")
     word = _dim_word(plan.dims) if plan.dims else "segment"
     d = last.record.get("diagnosis") or {}
     target = d.get("target") or {}

@@ -8,8 +8,9 @@ read as of its last tick, not as of the wall clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from payops.memory.audit import AuditEntry
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import gc
 import math
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import orjson
 import typer
@@ -33,7 +32,7 @@ CONTROL_PLANE_HELP = ("Where actions run: 'simulated' (in-process; the simulator
 PLANE_NAMES = ("simulated", "shadow", "http")
 
 
-def _plane_option(value: Optional[str]) -> Optional[str]:
+def _plane_option(value: str | None) -> str | None:
     if value is not None and value not in PLANE_NAMES:
         fail(f"--control-plane must be one of {', '.join(PLANE_NAMES)}, not {value!r}")
     return value
@@ -92,13 +91,13 @@ def _no_valid_events(source: object) -> None:
 
 @app.command()
 def run(
-    ticks: Optional[int] = typer.Option(None, "--ticks", min=1, help="Stop after N ticks (default: run until Ctrl-C)."),
+    ticks: int | None = typer.Option(None, "--ticks", min=1, help="Stop after N ticks (default: run until Ctrl-C)."),
     tick_seconds: float = typer.Option(0.5, "--tick-seconds", min=0.0, help="Wall seconds between ticks (0.5 demo; 60 production)."),
     scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario (see `payops scenarios`)."),
     seed: int = typer.Option(7, "--seed", help="Simulator seed."),
     source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
-    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR)."),
-    control_plane: Optional[str] = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
+    state_dir: Path | None = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR)."),
+    control_plane: str | None = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
 ) -> None:
     """Run the agent loop: every tick decide over the last window and print the cycle."""
     from payops.scheduling import TickLocked, TickUsageError, partition_lock
@@ -114,17 +113,16 @@ def run(
         fail(str(exc))
 
 
-def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: list[str],
-              control_plane: Optional[str] = None) -> None:
+def _run_loop(settings: Settings, ticks: int | None, tick_seconds: float, scenario: str, seed: int, source: list[str],
+              control_plane: str | None = None) -> None:
     from contextlib import ExitStack
 
     from payops.guardrails.notify import EXIT_FLUSH_SECONDS
     from payops.palm_jobs import in_background
     from payops.scheduling import close_agent
     from payops.signals.sources import SourceError
-    from payops.wiring import agent_services, durable_agent
-
     from payops.storage.keys import KeyProblem
+    from payops.wiring import agent_services, durable_agent
 
     try:
         services = agent_services(settings, source, scenario, seed, control_plane=control_plane)
@@ -166,9 +164,9 @@ def tick(
     scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario when the source is the simulator."),
     seed: int = typer.Option(7, "--seed"),
     source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
-    state_dir: Optional[Path] = typer.Option(None, "--state-dir"),
-    partition: Optional[str] = typer.Option(None, "--partition", help="The deployment to tick (default PAYOPS_DEPLOYMENT); one worker at a time each."),
-    control_plane: Optional[str] = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
+    state_dir: Path | None = typer.Option(None, "--state-dir"),
+    partition: str | None = typer.Option(None, "--partition", help="The deployment to tick (default PAYOPS_DEPLOYMENT); one worker at a time each."),
+    control_plane: str | None = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
 ) -> None:
     """Exactly one cycle of one partition, then exit (cron, Kubernetes CronJob; see docs/scheduling.md).
 
@@ -219,10 +217,17 @@ def simulate(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", help="Where to write the JSON Lines events."),
     per_minute: float = typer.Option(600.0, "--per-minute", min=10.0, max=100_000.0, help="Payments per minute (10 to 100,000)."),
-    rename_seed: Optional[int] = typer.Option(None, "--rename-seed", help="Give banks, routes, issuers and terminals fresh names (unseen-name tests)."),
+    rename_seed: int | None = typer.Option(None, "--rename-seed", help="Give banks, routes, issuers and terminals fresh names (unseen-name tests)."),
 ) -> None:
     """Write a simulated event stream (CONTRACT.md §1) with a healthy lead-in before the incident."""
-    from payops.signals.simulator import SCENARIOS, Simulator, default_network, rename_network, timed_scenario, write_stream
+    from payops.signals.simulator import (
+        SCENARIOS,
+        Simulator,
+        default_network,
+        rename_network,
+        timed_scenario,
+        write_stream,
+    )
 
     if not (math.isfinite(minutes) and 1.0 <= minutes <= MAX_SIMULATE_MINUTES):
         fail(f"--minutes must be between 1 and {MAX_SIMULATE_MINUTES:,} (a week), not {minutes:g}")
@@ -344,7 +349,7 @@ def _rejects_note(path: Path | None) -> str:
 @app.command()
 def scenarios() -> None:
     """List the simulator's scenarios."""
-    from payops.signals.simulator import build_scenario, default_network, SCENARIOS
+    from payops.signals.simulator import SCENARIOS, build_scenario, default_network
 
     net = default_network()
     for name in SCENARIOS:

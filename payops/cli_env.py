@@ -8,8 +8,8 @@ classes' source, so a field added to one is known here at once.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 PREFIX = "PAYOPS_"
 # Read outside the settings classes: by the test suite (a PostgreSQL to test against, re-recording cassettes).

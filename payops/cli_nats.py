@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -34,7 +33,7 @@ def publish(
     rate: str = typer.Option("max", "--rate", help="max (as fast as acknowledged), realtime, or xN (N times real time)."),
     batch_bytes: int = typer.Option(64 << 10, "--batch-bytes", min=0, max=1 << 20,
                                     help="Pack lines into messages up to this size (0: one event per message)."),
-    partition: Optional[str] = typer.Option(None, "--partition", help="Fills {partition} in the subject."),
+    partition: str | None = typer.Option(None, "--partition", help="Fills {partition} in the subject."),
 ) -> None:
     """Replay an event file onto a NATS JetStream stream at a chosen rate, with a progress bar."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn

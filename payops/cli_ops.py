@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import orjson
 import typer
@@ -23,7 +22,7 @@ API_KEY = typer.Option(None, "--api-key", envvar="PAYOPS_API_KEY", show_envvar=T
 
 
 
-def _settings(state_dir: Optional[Path]) -> Settings:
+def _settings(state_dir: Path | None) -> Settings:
     return Settings(**({"state_dir": state_dir} if state_dir else {}))
 
 
@@ -32,7 +31,7 @@ def _require_state(settings: Settings) -> None:
         existing_state_dir(settings.state_dir)  # a missing folder or a file: one line from cli_errors
 
 
-def _services(state_dir: Optional[Path]):  # noqa: ANN202 - internal
+def _services(state_dir: Path | None):  # noqa: ANN202 - internal
     from payops.graph.runner import Agent
     from payops.graph.services import build_services
 
@@ -48,7 +47,7 @@ STATE_DIR = typer.Option(None, "--state-dir", help="State directory (default ./.
 
 # -- approvals ---------------------------------------------------------------------
 
-def pending(state_dir: Optional[Path] = STATE_DIR) -> None:
+def pending(state_dir: Path | None = STATE_DIR) -> None:
     """List approval requests waiting for a human."""
     from payops.memory.approvals import PENDING
 
@@ -90,8 +89,8 @@ def _print_dead_letters(settings: Settings) -> None:
         typer.echo(f"  {d.decision_id or '-'}  {d.kind}  failed {d.failures}x, last {when(d.failed_at, settings.display_tz())}: {d.reason}")
 
 
-def _answer(decision_id: str, approved: bool, note: Optional[str], api_key: Optional[str],
-            state_dir: Optional[Path]) -> None:
+def _answer(decision_id: str, approved: bool, note: str | None, api_key: str | None,
+            state_dir: Path | None) -> None:
     """graph.approval.answer (the use case POST /v1/approvals/... calls too), as the operator whose key is given."""
     from payops.api.keys import ApiKeyError, ApiKeyStore
     from payops.graph import approval
@@ -117,20 +116,20 @@ def _answer(decision_id: str, approved: bool, note: Optional[str], api_key: Opti
 
 
 def approve(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix)."),
-            note: Optional[str] = typer.Option(None, "--note"),
-            api_key: Optional[str] = API_KEY, state_dir: Optional[Path] = STATE_DIR) -> None:
+            note: str | None = typer.Option(None, "--note"),
+            api_key: str | None = API_KEY, state_dir: Path | None = STATE_DIR) -> None:
     """Approve a pending action (as the operator whose API key is given; recorded in the audit trail)."""
     _answer(decision_id, True, note, api_key, state_dir)
 
 
-def reject(decision_id: str = typer.Argument(...), note: Optional[str] = typer.Option(None, "--note"),
-           api_key: Optional[str] = API_KEY, state_dir: Optional[Path] = STATE_DIR) -> None:
+def reject(decision_id: str = typer.Argument(...), note: str | None = typer.Option(None, "--note"),
+           api_key: str | None = API_KEY, state_dir: Path | None = STATE_DIR) -> None:
     """Reject a pending action (as the operator whose API key is given)."""
     _answer(decision_id, False, note, api_key, state_dir)
 
 
 def why(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix)."),
-        state_dir: Optional[Path] = STATE_DIR) -> None:
+        state_dir: Path | None = STATE_DIR) -> None:
     """Explain one decision from its audit record (deterministic, no LLM)."""
     from payops.memory.explain import explain_decision
     from payops.memory.stores import open_audit
@@ -173,9 +172,9 @@ def register_ops(app: typer.Typer) -> None:
 
 # -- audit --------------------------------------------------------------------------
 
-def _audit(state_dir: Optional[Path]):  # noqa: ANN202
-    from payops.storage.keys import KeyProblem
+def _audit(state_dir: Path | None):  # noqa: ANN202
     from payops.memory.stores import open_audit
+    from payops.storage.keys import KeyProblem
 
     settings = _settings(state_dir)
     _require_state(settings)
@@ -196,14 +195,14 @@ def _palm_store(settings: Settings):  # noqa: ANN202 - the palm-pay store, if pa
 
 
 def _palm_seal_keys(settings: Settings):  # noqa: ANN202
-    from payops.palmpay.sealing import seal_keys
     from payops.memory.stores import audit_key_chain
+    from payops.palmpay.sealing import seal_keys
 
     return seal_keys(settings.state_dir, chain=audit_key_chain(settings), checkpoint_path=settings.audit_checkpoint_path)
 
 
 @audit_app.command("verify")
-def audit_verify(state_dir: Optional[Path] = STATE_DIR) -> None:
+def audit_verify(state_dir: Path | None = STATE_DIR) -> None:
     """Check the agent's trail, the palm-pay audit log and the PII access log; exits 1 naming the log and the record."""
     from payops.palmpay.sealing import verify_logs
     from payops.storage.keys import KeyProblem
@@ -240,7 +239,7 @@ def audit_verify(state_dir: Optional[Path] = STATE_DIR) -> None:
 
 
 @audit_app.command("seal")
-def audit_seal(state_dir: Optional[Path] = STATE_DIR) -> None:
+def audit_seal(state_dir: Path | None = STATE_DIR) -> None:
     """Sign a checkpoint of every log now (cron: the rows written since the last one are at stake until then)."""
     from payops.palmpay.sealing import seal_logs
     from payops.storage.keys import KeyProblem
@@ -266,7 +265,7 @@ def audit_seal(state_dir: Optional[Path] = STATE_DIR) -> None:
 @audit_app.command("show")
 def audit_show(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix), or #SEQ for one record."),
                jsonl: bool = typer.Option(False, "--jsonl", help="One compact JSON object per line instead of one JSON list."),
-               state_dir: Optional[Path] = STATE_DIR) -> None:
+               state_dir: Path | None = STATE_DIR) -> None:
     """Print the records of one decision (decision, approval, applied, rollback...) as one JSON list."""
     audit = _audit(state_dir)
     if decision_id.startswith("#") and decision_id[1:].isdigit():
@@ -289,7 +288,7 @@ def audit_show(decision_id: str = typer.Argument(..., help="Decision id (or an u
 
 
 @audit_app.command("tail")
-def audit_tail(n: int = typer.Option(10, "-n", min=1), state_dir: Optional[Path] = STATE_DIR) -> None:
+def audit_tail(n: int = typer.Option(10, "-n", min=1), state_dir: Path | None = STATE_DIR) -> None:
     """The last N records, one line each."""
     for e in _audit(state_dir).tail(n):
         r = e.record
@@ -311,7 +310,7 @@ def audit_tail(n: int = typer.Option(10, "-n", min=1), state_dir: Optional[Path]
 
 # -- lessons ------------------------------------------------------------------------
 
-def _lessons(state_dir: Optional[Path]):  # noqa: ANN202
+def _lessons(state_dir: Path | None):  # noqa: ANN202
     """The lesson store the agent writes (SqliteStore in the state directory, or PostgresStore)."""
     from payops.memory.lessons import LessonStore
     from payops.memory.stores import open_lesson_store
@@ -322,10 +321,10 @@ def _lessons(state_dir: Optional[Path]):  # noqa: ANN202
 
 
 @lessons_app.command("list")
-def lessons_list(category: Optional[str] = typer.Option(None, "--category", help="issuer, network, config, security, user."),
-                 verdict: Optional[str] = typer.Option(None, "--verdict", help="helped, no_effect, harmed, inconclusive."),
-                 tool: Optional[str] = typer.Option(None, "--tool", help="e.g. reroute_traffic."),
-                 state_dir: Optional[Path] = STATE_DIR) -> None:
+def lessons_list(category: str | None = typer.Option(None, "--category", help="issuer, network, config, security, user."),
+                 verdict: str | None = typer.Option(None, "--verdict", help="helped, no_effect, harmed, inconclusive."),
+                 tool: str | None = typer.Option(None, "--tool", help="e.g. reroute_traffic."),
+                 state_dir: Path | None = STATE_DIR) -> None:
     """One line per lesson, oldest first."""
     from payops.memory.explain import when
 
@@ -342,7 +341,7 @@ def lessons_list(category: Optional[str] = typer.Option(None, "--category", help
 
 @lessons_app.command("show")
 def lessons_show(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix)."),
-                 state_dir: Optional[Path] = STATE_DIR) -> None:
+                 state_dir: Path | None = STATE_DIR) -> None:
     """One lesson as JSON."""
     lesson = _lessons(state_dir).find(decision_id)
     if lesson is None:
@@ -352,7 +351,7 @@ def lessons_show(decision_id: str = typer.Argument(..., help="Decision id (or an
 
 @lessons_app.command("export")
 def lessons_export(out: Path = typer.Option(..., "--out", help="JSON file to write (a list of lessons)."),
-                   state_dir: Optional[Path] = STATE_DIR) -> None:
+                   state_dir: Path | None = STATE_DIR) -> None:
     """Every lesson to a JSON file (to move memory between deployments)."""
     records = _lessons(state_dir).export()
     try:
@@ -362,7 +361,7 @@ def lessons_export(out: Path = typer.Option(..., "--out", help="JSON file to wri
     typer.echo(f"exported {len(records)} lessons to {out}")
 
 
-def _operator(api_key: Optional[str], state_dir: Optional[Path], what: str) -> str:
+def _operator(api_key: str | None, state_dir: Path | None, what: str) -> str:
     """The authenticated operator's principal (operator:<key id>) for a CLI write; never typed text."""
     from payops.api.keys import ApiKeyError, ApiKeyStore
 
@@ -380,7 +379,7 @@ def _operator(api_key: Optional[str], state_dir: Optional[Path], what: str) -> s
 
 @lessons_app.command("import")
 def lessons_import(path: Path = typer.Argument(..., help="A JSON file from `payops lessons export`."),
-                   api_key: Optional[str] = API_KEY, state_dir: Optional[Path] = STATE_DIR) -> None:
+                   api_key: str | None = API_KEY, state_dir: Path | None = STATE_DIR) -> None:
     """Import lessons: all or nothing, marked as imported (trusted less unless this audit trail holds their
     decisions), and audited (the operator whose API key is given, how many, the file's SHA-256)."""
     import hashlib
@@ -430,7 +429,7 @@ def lessons_import(path: Path = typer.Argument(..., help="A JSON file from `payo
 # -- notifications ------------------------------------------------------------------
 
 @notify_app.command("retry")
-def notify_retry(state_dir: Optional[Path] = STATE_DIR) -> None:
+def notify_retry(state_dir: Path | None = STATE_DIR) -> None:
     """Send the dead letters again to PAYOPS_WEBHOOK_URL (same idempotency keys); delivered ones are removed."""
     from payops.guardrails.dead_letters import FILE_NAME, DeadLetters
     from payops.guardrails.notify import retry_dead_letters

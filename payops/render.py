@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import timezone, tzinfo
+from datetime import UTC, tzinfo
 from typing import Any
-
-import orjson
 
 from payops.memory.explain import when
 from payops.tools.actions import ACTIONS
@@ -72,7 +70,7 @@ def risk_assessment(state: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8, tz: tzinfo = timezone.utc) -> str:
+def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8, tz: tzinfo = UTC) -> str:
     """The cycle as an operator reads it; its times in `tz`, the display zone, named (the record stays epoch)."""
     d, p, e = state["diagnosis"], state["proposal"], state["execution"]
     lines = [

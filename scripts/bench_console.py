@@ -26,7 +26,6 @@ from payops.api import create_app  # noqa: E402
 from payops.memory.audit import AuditLog  # noqa: E402
 from payops.settings import Settings  # noqa: E402
 
-
 TYPING_SECONDS = 2.0  # an operator pasting a key into the sign-in page
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import gc
 import re
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
@@ -40,7 +41,7 @@ class Clock:
     def show(self, ts: float | None, with_date: bool = True) -> str:
         if ts is None:
             return "—"
-        moment = datetime.fromtimestamp(float(ts), tz=timezone.utc).astimezone(self.zone)
+        moment = datetime.fromtimestamp(float(ts), tz=UTC).astimezone(self.zone)
         return moment.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S") + f" {self.zone.key}"
 
 
@@ -99,7 +100,7 @@ def _no_gc_pauses(bulk: bool) -> Iterator[None]:
         gc.enable()
 
 
-def warm_up(index: "DecisionIndex", audit: Callable[[], Any]) -> None:
+def warm_up(index: DecisionIndex, audit: Callable[[], Any]) -> None:
     """Decode the trail in the background when the console is first touched (the sign-in page), so the
     first page after `payops serve` starts does not wait for it."""
     def run() -> None:
