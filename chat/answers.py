@@ -52,8 +52,8 @@ def answer_from_records(question: str, tools: ChatTools) -> ChatAnswer:
         c = found.counts
         head = ("Yes" if c["helped"] else "No") + f" — {what}: {total} concluded outcome(s): {c['helped']} helped, " \
             f"{c['no_effect']} no effect, {c['harmed']} harmed, {c['inconclusive']} inconclusive."
-        return ChatAnswer(text="\n".join([head, *(f"- {l.line()}" for l in found.lessons)]),
-                          cited=[l.decision_id for l in found.lessons], lookups=lookups)
+        return ChatAnswer(text="\n".join([head, *(f"- {lesson.line()}" for lesson in found.lessons)]),
+                          cited=[lesson.decision_id for lesson in found.lessons], lookups=lookups)
     if plan.intent == "why":
         if plan.at is not None:
             pool = call("search_decisions", since=plan.at - WHY_WINDOW_SECONDS, until=plan.at + WHY_WINDOW_SECONDS,

@@ -90,7 +90,7 @@ def run_tool(tools: ChatTools, name: str, raw_args: dict[str, Any]) -> tuple[str
     head = ""
     if isinstance(result, LessonList):
         head = "outcomes: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()) + "\n"
-        lines, ids = [l.line() for l in result.lessons], [l.decision_id for l in result.lessons]
+        lines, ids = [lesson.line() for lesson in result.lessons], [lesson.decision_id for lesson in result.lessons]
     else:
         lines, ids = [s.line() for s in result], [s.decision_id for s in result]
     # Plain lines, not JSON: fewer tokens, and no quotes for a chat template to escape.

@@ -330,8 +330,8 @@ class ChatTools:
             for t in ((e.record.get("diagnosis") or {}).get("target") or {}, (e.record.get("proposal") or {}).get("target") or {}):
                 for k, v in t.items():
                     out.setdefault(k, set()).add(str(v))
-        for l in (self._lessons.list() if self._lessons else []):
-            for k, v in l.target.items():
+        for lesson in (self._lessons.list() if self._lessons else []):
+            for k, v in lesson.target.items():
                 out.setdefault(k, set()).add(str(v))
         return out
 
@@ -380,14 +380,15 @@ class ChatTools:
         lessons: list[Lesson] = self._lessons.list(category=category, verdict=verdict, tool=tool) if self._lessons else []
         if target_dims:
             wanted = {d.strip() for d in target_dims.split(",") if d.strip()}
-            lessons = [l for l in lessons if wanted <= set(l.target_dims.split(","))]
+            lessons = [lesson for lesson in lessons if wanted <= set(lesson.target_dims.split(","))]
         if segment:
-            lessons = [l for l in lessons if _matches_segment(segment, l.target)]
+            lessons = [lesson for lesson in lessons if _matches_segment(segment, lesson.target)]
         shown = lessons[-max(1, min(limit, 200)):]
         return LessonList(counts=summarize(lessons), lessons=[LessonSummary(
-            decision_id=l.decision_id, at=fmt_time(l.created_at, self.tz), category=l.category, tool=l.tool, target=l.target_key,
-            target_dims=l.target_dims, verdict=l.verdict, rolled_back=l.rolled_back, detail=l.reasons[0] if l.reasons else "",
-        ) for l in shown])
+            decision_id=lesson.decision_id, at=fmt_time(lesson.created_at, self.tz), category=lesson.category,
+            tool=lesson.tool, target=lesson.target_key, target_dims=lesson.target_dims, verdict=lesson.verdict,
+            rolled_back=lesson.rolled_back, detail=lesson.reasons[0] if lesson.reasons else "",
+        ) for lesson in shown])
 
     # -- the state of things (payops.chat.state), for the answers without an LLM ---------------
     def state(self) -> AuditSource:

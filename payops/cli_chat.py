@@ -35,7 +35,7 @@ def chat(
         tools = ChatTools.from_settings(settings, zone(display_zone))
     except (ChatError, ValidationError) as exc:
         typer.echo(f"payops: error: {exc}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from exc
     llm = None if no_llm else chat_model_from_settings(settings)
 
     def reply(question: str) -> None:

@@ -333,10 +333,11 @@ def lessons_list(category: str | None = typer.Option(None, "--category", help="i
     if not lessons:
         typer.echo("no lessons" + (" matching those filters" if category or verdict or tool else " yet"))
         return
-    for l in lessons:
-        typer.echo(f"{when(l.created_at, tz)}  {l.decision_id}  {l.category:8s} {l.tool:20s} {l.target_key:28s} "
-                   f"{l.verdict}" + (" (rolled back)" if l.rolled_back else "")
-                   + ((" (imported, decided here)" if l.verified else " (imported)") if l.origin == "imported" else ""))
+    for lesson in lessons:
+        typer.echo(f"{when(lesson.created_at, tz)}  {lesson.decision_id}  {lesson.category:8s} {lesson.tool:20s} "
+                   f"{lesson.target_key:28s} {lesson.verdict}" + (" (rolled back)" if lesson.rolled_back else "")
+                   + ((" (imported, decided here)" if lesson.verified else " (imported)")
+                      if lesson.origin == "imported" else ""))
 
 
 @lessons_app.command("show")

@@ -11,7 +11,7 @@ import gc
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -104,10 +104,8 @@ def warm_up(index: DecisionIndex, audit: Callable[[], Any]) -> None:
     """Decode the trail in the background when the console is first touched (the sign-in page), so the
     first page after `payops serve` starts does not wait for it."""
     def run() -> None:
-        try:
+        with suppress(Exception):  # a page will read (and report) the trail itself
             index.rows(audit())
-        except Exception:  # noqa: BLE001 - a page will read (and report) the trail itself
-            pass
 
     threading.Thread(target=run, name="console-index-warm-up", daemon=True).start()
 
