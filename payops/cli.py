@@ -6,7 +6,7 @@ import gc
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
@@ -15,6 +15,7 @@ from payops.cli_errors import PayopsGroup, fail
 
 if TYPE_CHECKING:  # imported where used: `payops replay` starts its parse workers before pydantic-settings loads
     from payops.settings import Settings
+    from payops.signals.events import ParseReport
 
 app = typer.Typer(
     name="payops",
@@ -42,7 +43,8 @@ def _settings(**overrides: object) -> Settings:
     """Settings with the options given; a bad one is reported by PayopsGroup (cli_errors.one_line)."""
     from payops.settings import Settings
 
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}  # pydantic validates each
+    return Settings(**given)
 
 
 def _print_cycle(state: dict, settings: Settings, services: object, settle: float = 0.0) -> None:
@@ -63,7 +65,7 @@ def _print_notices(services: object, settle: float = 0.0) -> None:
     from payops.render import printable  # a summary quotes labels from the feed
 
     notifier = getattr(services, "notifier", None)
-    if settle and hasattr(notifier, "settle"):
+    if settle and notifier is not None and hasattr(notifier, "settle"):
         notifier.settle(settle)
     drain = getattr(notifier, "drain", None)
     for kind, payload in (drain() if drain else []):
@@ -76,8 +78,9 @@ def _print_notices(services: object, settle: float = 0.0) -> None:
         typer.echo(printable(line))
 
 
-def _report_bad_lines(report: object) -> None:
-    if report is not None and getattr(report, "bad_count", 0):
+def _report_bad_lines(report: Any) -> None:  # a ParseReport, or merged_source's duck-typed one
+    bad_count: int = getattr(report, "bad_count", 0)  # 0 without a report (None)
+    if bad_count:
         first = report.bad[0]
         typer.echo(f"payops: skipped {report.bad_count} malformed event line(s); first at line {first.line_no}: {first.reason}", err=True)
 
@@ -200,6 +203,7 @@ def tick(
     else:
         from payops.guardrails.notify import EXIT_FLUSH_SECONDS
 
+        assert outcome.state is not None  # run_tick's "done" carries the decided window's state
         _print_cycle(outcome.state, settings, outcome.services, settle=EXIT_FLUSH_SECONDS)
 
 
@@ -325,7 +329,7 @@ def _finite_seconds(option: str, value: float) -> None:
         fail(f"{option} must be a finite number of seconds above 0, not {value}")
 
 
-def _write_rejects(report: object, out: Path) -> Path | None:
+def _write_rejects(report: ParseReport, out: Path) -> Path | None:
     """OUT.rejects.json: every bad line's number and reason (the first 1,000) and the counts; None if clean.
 
     A stale report of an earlier replay to the same OUT is removed: the file always describes this run.
@@ -335,7 +339,7 @@ def _write_rejects(report: object, out: Path) -> Path | None:
         path.unlink(missing_ok=True)
         return None
     try:
-        path.write_bytes(orjson.dumps(report.rejects_json(), option=orjson.OPT_INDENT_2))  # type: ignore[attr-defined]
+        path.write_bytes(orjson.dumps(report.rejects_json(), option=orjson.OPT_INDENT_2))
     except OSError as exc:
         typer.echo(f"payops: cannot write the rejects report {path}: {exc.strerror}", err=True)
         return None

@@ -25,7 +25,7 @@ def _settings(state_dir: Path | None) -> Settings:
     """Settings for this state folder; a bad setting is reported by PayopsGroup (cli_errors.one_line)."""
     from payops.settings import Settings
 
-    return Settings(**({"state_dir": state_dir} if state_dir else {}))
+    return Settings(state_dir=state_dir) if state_dir else Settings()
 
 
 def serve(

@@ -28,7 +28,7 @@ def chat(
     from payops.settings import Settings, existing_state_dir
 
     try:
-        settings = Settings(**({"state_dir": state_dir} if state_dir else {}))
+        settings = Settings(state_dir=state_dir) if state_dir else Settings()
         if not settings.database_url:
             existing_state_dir(settings.state_dir)  # a missing folder or a file: one line from cli_errors
         display_zone = tz or settings.display_zone  # one display zone for people; records stay epoch/UTC

@@ -58,7 +58,7 @@ def run_eval(
     if ctx.invoked_subcommand is not None:
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from payops.evals import gate as gate_mod
     from payops.evals.cases import CaseError
@@ -141,6 +141,10 @@ def run_eval(
     ) as progress:
         for options in plan:
             task = progress.add_task(options.label, total=len(cases), last="")
+
+            def advance(cid: str, t: TaskID = task) -> None:  # `t`: this model's bar, bound now
+                progress.update(t, advance=1, last=cid)
+
             if options.record and options.model:
                 save_meta(options.model, base_url, cassettes)
             try:
@@ -149,7 +153,7 @@ def run_eval(
                         cases,
                         options,
                         workers=workers,
-                        progress=lambda cid, t=task: progress.update(t, advance=1, last=cid),
+                        progress=advance,
                     )
                 )
             except EvalError as exc:
@@ -314,6 +318,7 @@ def record(
             return
         if category is None:
             _fail("--events needs --category (and --onset/--onset-offset for an incident)")
+        assert events is not None  # exactly one of --scenario and --events, checked above
         tgt = parse_action("x:" + target).target if target else {}
         case, report = record_from_events(
             case_id,

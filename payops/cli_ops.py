@@ -23,7 +23,7 @@ API_KEY = typer.Option(None, "--api-key", envvar="PAYOPS_API_KEY", show_envvar=T
 
 
 def _settings(state_dir: Path | None) -> Settings:
-    return Settings(**({"state_dir": state_dir} if state_dir else {}))
+    return Settings(state_dir=state_dir) if state_dir else Settings()
 
 
 def _require_state(settings: Settings) -> None:

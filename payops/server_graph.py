@@ -53,8 +53,8 @@ def tick_node(state: TickRequest) -> TickSummary:
         from payops.decisions import decision_line
 
         line = decision_line(outcome.state)  # CONTRACT §4: the same fields as replay's decisions
-        summary.update(decision_id=line["decision_id"], category=line["category"], tool=line["action"]["tool"],
-                       executed=line["executed"], escalated=line["escalated"])
+        summary.update({"decision_id": line["decision_id"], "category": line["category"],
+                        "tool": line["action"]["tool"], "executed": line["executed"], "escalated": line["escalated"]})
     return summary
 
 
