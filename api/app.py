@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None, services: AgentServices | None 
     """
     backend = Backend(settings, services=services, palm=palm, keys=keys, api_settings=api_settings, limiter=limiter)
     metrics = ApiMetrics(backend)
-    backend.rate_limited_counter = metrics.rate_limited  # type: ignore[attr-defined]
+    backend.rate_limited_counter = metrics.rate_limited
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

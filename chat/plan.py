@@ -33,12 +33,15 @@ REFUSAL = ("I can't act from the chat: it is read-only and can only look at the 
            "(see `payops pending`).")
 
 
+Intent = Literal["refuse", "explain", "why", "what_did", "track_record", "overview", "pending", "in_force",
+                 "rolled_back", "harmed", "failing", "now", "happened", "help", "unknown_segment"]
+
+
 @dataclass
 class Plan:
     """What the question asks, as filters for the tools."""
 
-    intent: Literal["refuse", "explain", "why", "what_did", "track_record", "overview", "pending", "in_force",
-                    "rolled_back", "harmed", "failing", "now", "happened", "help", "unknown_segment"]
+    intent: Intent
     decision_id: str | None = None
     tool: str | None = None
     segment: str | None = None
@@ -128,7 +131,7 @@ NOW = re.compile(r"\bnow\b|\bcurrent\w*|\bstatus\b|\bhappening\b|failure rate|su
 HAPPENED = re.compile(r"\bhappen(?:ed|s)?\b|\bsummar\w*|\brecap\b|\bincidents?\b|\bbrief me\b|\bsince\b|\bgoing on\b")
 
 
-def _intent(low: str, ids: list[str], tool: str | None, segment: str | None, plan: Plan) -> str:
+def _intent(low: str, ids: list[str], tool: str | None, segment: str | None, plan: Plan) -> Intent:
     """The shape of the question; earlier shapes win (an id names the decision, whatever else is asked)."""
     if ids:
         plan.decision_id = ids[0]

@@ -215,7 +215,7 @@ def decision_page(request: Request, decision_id: str) -> Response:
     if row is None:
         return _refused(request, session, "No such decision (or the prefix matches more than one).", 404)
     entries = services.audit.get(row.id)
-    record = next((e.record for e in reversed(entries) if e.kind == "decision"), {})
+    record: dict[str, Any] = next((e.record for e in reversed(entries) if e.kind == "decision"), {})
     others = [e for e in entries if e.kind != "decision"]
     chart = views.chart_series(rows, rows.index(row), row.target_key if row.decision.diagnosis_target else None,
                                _clock(request).zone.key)

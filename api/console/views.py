@@ -80,8 +80,10 @@ def target_key(target: dict[str, str]) -> str:
 
 def row_from(entry: AuditEntry) -> DecisionRow:
     decision = decision_from(entry)
-    snapshot = entry.record.get("snapshot") if isinstance(entry.record.get("snapshot"), dict) else {}
-    figures = entry.record.get("figures") if isinstance(entry.record.get("figures"), dict) else {}
+    snapshot = entry.record.get("snapshot")
+    snapshot = snapshot if isinstance(snapshot, dict) else {}
+    figures = entry.record.get("figures")
+    figures = figures if isinstance(figures, dict) else {}
     return DecisionRow(decision, int(snapshot.get("attempts") or 0), int(snapshot.get("failures") or 0),
                        float(snapshot.get("failure_rate") or 0.0), target_key(decision.diagnosis_target), figures)
 
