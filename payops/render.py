@@ -123,5 +123,5 @@ def data_quality_line(digest: dict[str, Any]) -> str:
 
 # CONTRACT.md §4's decision line is the agent's output, not rendering: payops/decisions.py. Re-exported here for
 # the tests that import it from payops.render (down here, apart from the display-zone edits to the imports).
-from payops.decisions import decision_json as decision_json  # noqa: E402
-from payops.decisions import decision_line as decision_line  # noqa: E402
+from payops.decisions import decision_json as decision_json  # noqa: E402 - a re-export, see above
+from payops.decisions import decision_line as decision_line  # noqa: E402 - likewise

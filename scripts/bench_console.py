@@ -20,11 +20,11 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "console"))
-from console_helpers import run_agent, sign_in  # noqa: E402
+from console_helpers import run_agent, sign_in  # noqa: E402 - needs the sys.path entry
 
-from payops.api import create_app  # noqa: E402
-from payops.memory.audit import AuditLog  # noqa: E402
-from payops.settings import Settings  # noqa: E402
+from payops.api import create_app  # noqa: E402 - kept below the sys.path entry
+from payops.memory.audit import AuditLog  # noqa: E402 - kept below the sys.path entry
+from payops.settings import Settings  # noqa: E402 - kept below the sys.path entry
 
 TYPING_SECONDS = 2.0  # an operator pasting a key into the sign-in page
 

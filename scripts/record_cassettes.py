@@ -45,9 +45,9 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "reasoning"))
 
-from reasoning_llm_cases import CASES, CASSETTES, make_reasoner, recorder  # noqa: E402
+from reasoning_llm_cases import CASES, CASSETTES, make_reasoner, recorder  # noqa: E402 - needs the sys.path entry
 
-from payops.cli_llm import server_command  # noqa: E402
+from payops.cli_llm import server_command  # noqa: E402 - kept below the sys.path entry
 
 EVAL_MODEL = "smollm2"
 EVAL_PORT = 8011
