@@ -31,6 +31,8 @@ CONTROL_PLANE_HELP = ("Where actions run: 'simulated' (in-process; the simulator
                       "would have run, nothing moves) or 'http' (PAYOPS_ORCHESTRATOR_URL). Default: simulated for the "
                       "simulator, http when an orchestrator is configured, else shadow.")
 PLANE_NAMES = ("simulated", "shadow", "http")
+SOURCE_HELP = ("'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or "
+               "palm (the palm-pay backend's payments); repeat to merge sources by event time.")
 
 
 def _plane_option(value: str | None) -> str | None:
@@ -71,10 +73,12 @@ def _print_notices(services: object, settle: float = 0.0) -> None:
     for kind, payload in (drain() if drain else []):
         if kind == DELIVERY_FAILED:
             kept = "kept in dead letters (`payops pending`)" if payload.get("kept") else "and it could NOT be kept"
-            typer.echo(printable(f"  Notice: webhook delivery failed for {payload.get('decision_id') or payload.get('kind')}"
+            typer.echo(printable(f"  Notice: webhook delivery failed for "
+                                 f"{payload.get('decision_id') or payload.get('kind')}"
                                  f" ({payload.get('kind')}: {payload.get('reason')}); {kept}"))
             continue
-        line = f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip()
+        line = (f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} "
+                f"{payload.get('decision_id', '')}").rstrip()
         typer.echo(printable(line))
 
 
@@ -82,7 +86,8 @@ def _report_bad_lines(report: Any) -> None:  # a ParseReport, or merged_source's
     bad_count: int = getattr(report, "bad_count", 0)  # 0 without a report (None)
     if bad_count:
         first = report.bad[0]
-        typer.echo(f"payops: skipped {report.bad_count} malformed event line(s); first at line {first.line_no}: {first.reason}", err=True)
+        typer.echo(f"payops: skipped {report.bad_count} malformed event line(s); "
+                   f"first at line {first.line_no}: {first.reason}", err=True)
 
 
 def _no_valid_events(source: object) -> None:
@@ -95,11 +100,13 @@ def _no_valid_events(source: object) -> None:
 @app.command()
 def run(
     ticks: int | None = typer.Option(None, "--ticks", min=1, help="Stop after N ticks (default: run until Ctrl-C)."),
-    tick_seconds: float = typer.Option(0.5, "--tick-seconds", min=0.0, help="Wall seconds between ticks (0.5 demo; 60 production)."),
+    tick_seconds: float = typer.Option(0.5, "--tick-seconds", min=0.0,
+                                       help="Wall seconds between ticks (0.5 demo; 60 production)."),
     scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario (see `payops scenarios`)."),
     seed: int = typer.Option(7, "--seed", help="Simulator seed."),
-    source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
-    state_dir: Path | None = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR)."),
+    source: list[str] = typer.Option(["simulator"], "--source", help=SOURCE_HELP),
+    state_dir: Path | None = typer.Option(None, "--state-dir",
+                                          help="State directory (default ./.payops or PAYOPS_STATE_DIR)."),
     control_plane: str | None = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
 ) -> None:
     """Run the agent loop: every tick decide over the last window and print the cycle."""
@@ -166,9 +173,11 @@ def _run_loop(settings: Settings, ticks: int | None, tick_seconds: float, scenar
 def tick(
     scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario when the source is the simulator."),
     seed: int = typer.Option(7, "--seed"),
-    source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
+    source: list[str] = typer.Option(["simulator"], "--source", help=SOURCE_HELP),
     state_dir: Path | None = typer.Option(None, "--state-dir"),
-    partition: str | None = typer.Option(None, "--partition", help="The deployment to tick (default PAYOPS_DEPLOYMENT); one worker at a time each."),
+    partition: str | None = typer.Option(None, "--partition",
+                                         help="The deployment to tick (default PAYOPS_DEPLOYMENT); one worker at a "
+                                              "time each."),
     control_plane: str | None = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
 ) -> None:
     """Exactly one cycle of one partition, then exit (cron, Kubernetes CronJob; see docs/scheduling.md).
@@ -193,7 +202,8 @@ def tick(
     except StateDirError as exc:  # the state folder is a file, cannot be created or is read-only
         fail(str(exc), code=exc.exit_code)
     except Exception as exc:  # one line a scheduler's log can show; the DSN's password never appears
-        fail(f"tick of partition '{settings.deployment}' failed: {type(exc).__name__}: {redact_dsn(str(exc))[:500]}", code=EX_FAILURE)
+        fail(f"tick of partition '{settings.deployment}' failed: {type(exc).__name__}: {redact_dsn(str(exc))[:500]}",
+             code=EX_FAILURE)
     if outcome.status == "idle":
         _no_valid_events(outcome.services.source if outcome.services is not None else None)
         typer.echo("payops: the source has no events; nothing to do.")
@@ -220,8 +230,11 @@ def simulate(
                                   f"(1 to {MAX_SIMULATE_MINUTES:,} minutes, at most {MAX_SIMULATE_EVENTS:,} events)."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", help="Where to write the JSON Lines events."),
-    per_minute: float = typer.Option(600.0, "--per-minute", min=10.0, max=100_000.0, help="Payments per minute (10 to 100,000)."),
-    rename_seed: int | None = typer.Option(None, "--rename-seed", help="Give banks, routes, issuers and terminals fresh names (unseen-name tests)."),
+    per_minute: float = typer.Option(600.0, "--per-minute", min=10.0, max=100_000.0,
+                                     help="Payments per minute (10 to 100,000)."),
+    rename_seed: int | None = typer.Option(None, "--rename-seed",
+                                           help="Give banks, routes, issuers and terminals fresh names (unseen-name "
+                                                "tests)."),
 ) -> None:
     """Write a simulated event stream (CONTRACT.md §1) with a healthy lead-in before the incident."""
     from payops.signals.simulator import (
@@ -263,8 +276,9 @@ def replay(
     window: float = typer.Option(60.0, "--window", min=1.0, help="Window length in seconds."),
     tick_: float = typer.Option(60.0, "--tick", min=1.0, help="Seconds of event time between decisions."),
     control_plane: str = typer.Option("shadow", "--control-plane", callback=_plane_option,
-                                      help="'shadow' (default: a recorded feed cannot respond; nothing is judged or learned "
-                                           "from moves that did not happen), 'simulated' (the in-process router) or 'http'."),
+                                      help="'shadow' (default: a recorded feed cannot respond; nothing is judged or "
+                                           "learned from moves that did not happen), 'simulated' (the in-process "
+                                           "router) or 'http'."),
 ) -> None:
     """Offline, deterministic decisions over a recorded event file (no network, no API key).
 
@@ -381,13 +395,16 @@ def _register_subcommands() -> None:
     app.add_typer(lessons_app, name="lessons", help="Long-term lessons learned from outcomes.")
     app.add_typer(notify_app, name="notify", help="Webhook notifications not delivered: `payops notify retry`.")
     register_ops(app)
-    app.add_typer(__import__("payops.cli_db", fromlist=["db_app"]).db_app, name="db", help="Create and migrate the schema (SQLite or PostgreSQL): `payops db upgrade`.")
-    __import__("payops.cli_api", fromlist=["register_api"]).register_api(app)  # serve, keys, openapi (payops/cli_api.py)
-    app.command("chat")(__import__("payops.cli_chat", fromlist=["chat"]).chat)  # read-only ops chat (payops/cli_chat.py)
+    app.add_typer(__import__("payops.cli_db", fromlist=["db_app"]).db_app, name="db",
+                  help="Create and migrate the schema (SQLite or PostgreSQL): `payops db upgrade`.")
+    # serve, keys, openapi (payops/cli_api.py); the read-only ops chat (payops/cli_chat.py)
+    __import__("payops.cli_api", fromlist=["register_api"]).register_api(app)
+    app.command("chat")(__import__("payops.cli_chat", fromlist=["chat"]).chat)
     from payops.cli_eval import eval_app
 
     app.add_typer(eval_app, name="eval", help="Offline evaluation over the incident corpus (and `payops eval record`).")
-    app.add_typer(__import__("payops.cli_llm", fromlist=["llm_app"]).llm_app, name="llm", help="A local OpenAI-compatible LLM: `payops llm serve`.")
+    app.add_typer(__import__("payops.cli_llm", fromlist=["llm_app"]).llm_app, name="llm",
+                  help="A local OpenAI-compatible LLM: `payops llm serve`.")
     app.command("publish")(__import__("payops.cli_nats", fromlist=["publish"]).publish)  # event file -> NATS JetStream
 
 

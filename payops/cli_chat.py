@@ -13,7 +13,8 @@ def chat(
     ask: str | None = typer.Option(None, "--ask", help="Ask one question, print the answer and exit."),
     tz: str | None = typer.Option(None, "--tz", help="Time zone for times you type and times printed (IANA name; "
                                      "default PAYOPS_DISPLAY_TIMEZONE, else PAYOPS_TIMEZONE)."),
-    no_llm: bool = typer.Option(False, "--no-llm", help="Answer from the records only, even when an LLM is configured."),
+    no_llm: bool = typer.Option(False, "--no-llm",
+                                help="Answer from the records only, even when an LLM is configured."),
     state_dir: Path | None = STATE_DIR,
 ) -> None:
     """Ask why the agent acted, what it did about a segment, or whether an action ever helped.

@@ -64,7 +64,8 @@ def settings_fields(path: Path, class_name: str) -> tuple[str, list[str]]:
                         prefix = str(kw.value.value)
             elif not node.target.id.startswith("_"):
                 fields.append(node.target.id)
-        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "model_config" for t in node.targets):
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "model_config"
+                                                  for t in node.targets):
             for kw in getattr(node.value, "keywords", []):
                 if kw.arg == "env_prefix" and isinstance(kw.value, ast.Constant):
                     prefix = str(kw.value.value)

@@ -89,8 +89,8 @@ def run_eval(
             recorded_url = load_meta(m, cassettes).get("base_url")
             if recorded_url and recorded_url != base_url:
                 _fail(
-                    f"the other {m} cassettes were recorded against {recorded_url}: re-record a subset against the same "
-                    f"--base-url, or the whole corpus (no --tags) against a new one"
+                    f"the other {m} cassettes were recorded against {recorded_url}: re-record a subset against the "
+                    f"same --base-url, or the whole corpus (no --tags) against a new one"
                 )
     plan: list[RunOptions] = []
     for r in dict.fromkeys(reasoners):
@@ -239,8 +239,9 @@ def _print_summary(results: dict, failures: list[str] | None) -> None:
             console.print(
                 f"closed loop ({run['label']}, {cl['cases']} cases): payments saved — agent {cl['saved_agent']}, "
                 f"static alerting {cl['saved_static']}, oracle {cl['saved_oracle']}; agent share of oracle "
-                f"{pct(cl['share_of_oracle_agent'])}, static {pct(cl['share_of_oracle_static'])}; median time to mitigate "
-                f"agent {cl['median_time_to_mitigate_s_agent']} s, static {cl['median_time_to_mitigate_s_static']} s"
+                f"{pct(cl['share_of_oracle_agent'])}, static {pct(cl['share_of_oracle_static'])}; median time to "
+                f"mitigate agent {cl['median_time_to_mitigate_s_agent']} s, "
+                f"static {cl['median_time_to_mitigate_s_static']} s"
             )
         failing = [c for c in run["cases"] if not c["passed"]]
         if failing:

@@ -86,7 +86,8 @@ def _print_dead_letters(settings: Settings) -> None:
     typer.echo(f"{len(letters)} webhook notification(s) not delivered, kept in dead letters "
                "(send again: `payops notify retry`):")
     for d in letters:
-        typer.echo(f"  {d.decision_id or '-'}  {d.kind}  failed {d.failures}x, last {when(d.failed_at, settings.display_tz())}: {d.reason}")
+        typer.echo(f"  {d.decision_id or '-'}  {d.kind}  failed {d.failures}x, "
+                   f"last {when(d.failed_at, settings.display_tz())}: {d.reason}")
 
 
 def _answer(decision_id: str, approved: bool, note: str | None, api_key: str | None,
@@ -172,7 +173,7 @@ def register_ops(app: typer.Typer) -> None:
 
 # -- audit --------------------------------------------------------------------------
 
-def _audit(state_dir: Path | None):  # noqa: ANN202
+def _audit(state_dir: Path | None):  # noqa: ANN202 - the AuditLog; its module is imported lazily
     from payops.memory.stores import open_audit
     from payops.storage.keys import KeyProblem
 
@@ -194,11 +195,12 @@ def _palm_store(settings: Settings):  # noqa: ANN202 - the palm-pay store, if pa
     return open_store(options)
 
 
-def _palm_seal_keys(settings: Settings):  # noqa: ANN202
+def _palm_seal_keys(settings: Settings):  # noqa: ANN202 - palmpay.sealing.SealKeys, imported lazily
     from payops.memory.stores import audit_key_chain
     from payops.palmpay.sealing import seal_keys
 
-    return seal_keys(settings.state_dir, chain=audit_key_chain(settings), checkpoint_path=settings.audit_checkpoint_path)
+    return seal_keys(settings.state_dir, chain=audit_key_chain(settings),
+                     checkpoint_path=settings.audit_checkpoint_path)
 
 
 @audit_app.command("verify")
@@ -212,8 +214,9 @@ def audit_verify(state_dir: Path | None = STATE_DIR) -> None:
     broken = False
     if result.ok:
         legacy = f" ({result.legacy} in the legacy unkeyed segment)" if result.legacy else ""
-        typer.echo(f"agent audit trail intact: {result.count} records{legacy}, {result.checkpoints} signed checkpoint(s), "
-                   f"{result.superseded} superseded; head hash {result.head_hash}")
+        typer.echo(f"agent audit trail intact: {result.count} records{legacy}, "
+                   f"{result.checkpoints} signed checkpoint(s), {result.superseded} superseded; "
+                   f"head hash {result.head_hash}")
     else:
         broken = True
         which = f" (decision {result.first_bad_decision})" if result.first_bad_decision else ""
@@ -228,8 +231,10 @@ def audit_verify(state_dir: Path | None = STATE_DIR) -> None:
             store.close()
         for check in checks:
             if check.ok:
-                unsealed = f", {check.count - check.sealed} written since the last checkpoint" if check.count > check.sealed else ""
-                typer.echo(f"{check.title} intact: {check.count} records, {check.checkpoints} signed checkpoint(s){unsealed}")
+                unsealed = (f", {check.count - check.sealed} written since the last checkpoint"
+                            if check.count > check.sealed else "")
+                typer.echo(f"{check.title} intact: {check.count} records, "
+                           f"{check.checkpoints} signed checkpoint(s){unsealed}")
             else:
                 broken = True
                 where = f" at id {check.at_id}" if check.at_id is not None else ""
@@ -263,8 +268,10 @@ def audit_seal(state_dir: Path | None = STATE_DIR) -> None:
 
 
 @audit_app.command("show")
-def audit_show(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix), or #SEQ for one record."),
-               jsonl: bool = typer.Option(False, "--jsonl", help="One compact JSON object per line instead of one JSON list."),
+def audit_show(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix), or #SEQ for one "
+                                                           "record."),
+               jsonl: bool = typer.Option(False, "--jsonl",
+                                          help="One compact JSON object per line instead of one JSON list."),
                state_dir: Path | None = STATE_DIR) -> None:
     """Print the records of one decision (decision, approval, applied, rollback...) as one JSON list."""
     audit = _audit(state_dir)
@@ -278,8 +285,8 @@ def audit_show(decision_id: str = typer.Argument(..., help="Decision id (or an u
     from payops.memory.explain import when
 
     tz = _settings(state_dir).display_tz()
-    rows = [{"seq": e.seq, "decision_id": e.decision_id, "kind": e.kind, "at": e.at, "time": when(e.at, tz), "hash": e.hash,
-             "record": e.record} for e in entries]
+    rows = [{"seq": e.seq, "decision_id": e.decision_id, "kind": e.kind, "at": e.at, "time": when(e.at, tz),
+             "hash": e.hash, "record": e.record} for e in entries]
     if jsonl:
         for row in rows:
             typer.echo(json.dumps(row, sort_keys=True))
@@ -310,7 +317,7 @@ def audit_tail(n: int = typer.Option(10, "-n", min=1), state_dir: Path | None = 
 
 # -- lessons ------------------------------------------------------------------------
 
-def _lessons(state_dir: Path | None):  # noqa: ANN202
+def _lessons(state_dir: Path | None):  # noqa: ANN202 - a LessonStore, imported lazily
     """The lesson store the agent writes (SqliteStore in the state directory, or PostgresStore)."""
     from payops.memory.lessons import LessonStore
     from payops.memory.stores import open_lesson_store
@@ -321,7 +328,8 @@ def _lessons(state_dir: Path | None):  # noqa: ANN202
 
 
 @lessons_app.command("list")
-def lessons_list(category: str | None = typer.Option(None, "--category", help="issuer, network, config, security, user."),
+def lessons_list(category: str | None = typer.Option(None, "--category",
+                                                    help="issuer, network, config, security, user."),
                  verdict: str | None = typer.Option(None, "--verdict", help="helped, no_effect, harmed, inconclusive."),
                  tool: str | None = typer.Option(None, "--tool", help="e.g. reroute_traffic."),
                  state_dir: Path | None = STATE_DIR) -> None:

@@ -43,7 +43,8 @@ def tick_node(state: TickRequest) -> TickSummary:
     try:
         outcome = run_tick(settings, source=settings.source.split())
     except TickLocked:
-        return {"status": "locked", "partition": settings.deployment, "detail": "another tick of this partition is running"}
+        return {"status": "locked", "partition": settings.deployment,
+                "detail": "another tick of this partition is running"}
     except TickUsageError as exc:
         return {"status": "error", "partition": settings.deployment, "detail": str(exc)}
     summary: TickSummary = {"status": outcome.status, "partition": outcome.partition}

@@ -131,7 +131,8 @@ def _open_source_named(name: str, settings: Settings, palm: PalmOps | None) -> A
     if name == "palm":
         if palm is None:
             raise ValueError("--source palm reads the palm-pay backend's database: not available in memory")
-        return PalmSource(lambda after, limit: [(r.id, r.event) for r in palm.service.payment_events_after(after, limit)],
+        return PalmSource(lambda after, limit: [(r.id, r.event)
+                                                for r in palm.service.payment_events_after(after, limit)],
                           count_after=lambda after: palm.service.payment_events_count_after(after))
     return open_jsonl(name, max_skew_seconds=settings.max_clock_skew_seconds)
 

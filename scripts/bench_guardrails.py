@@ -16,7 +16,7 @@ from payops.tools.actions import validate_proposal
 from payops.tools.permissions import permission_table, refreshed
 
 
-def per_call(fn, n: int) -> float:  # noqa: ANN001
+def per_call(fn, n: int) -> float:  # noqa: ANN001 - any zero-argument callable
     start = time.perf_counter()
     for _ in range(n):
         fn()
