@@ -29,7 +29,8 @@ from ..records import DecisionFilter, decision_from
 STALE_TICKS = 3  # no decision for three ticks: the agent is down or stuck, and the page says so
 CHART_NEIGHBOURS = 15  # decisions either side of the one charted
 CLEARING_TOOLS = frozenset({"no_action"})
-MITIGATIONS = frozenset({"reroute_traffic", "suppress_path", "adjust_retry_policy", "suspend_palm_link", "revoke_palm_link"})
+MITIGATIONS = frozenset({"reroute_traffic", "suppress_path", "adjust_retry_policy", "suspend_palm_link",
+                         "revoke_palm_link"})
 
 
 # -- time, one rule for every time a person reads -----------------------------------------
