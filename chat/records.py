@@ -147,8 +147,8 @@ class DecisionSummary(BaseModel):
     def line(self) -> str:
         seen = (f" ({self.failures}/{self.attempts} failed, {100 * self.failure_rate:.1f}%)"
                 if self.attempts and self.failure_rate is not None else "")
-        act = "no action" + (f" ({self.no_action_reason})" if self.no_action_reason else "") if self.tool == "no_action" \
-            else f"{self.tool} on {target_text(self.target)}: {self.status}"
+        act = ("no action" + (f" ({self.no_action_reason})" if self.no_action_reason else "")
+               if self.tool == "no_action" else f"{self.tool} on {target_text(self.target)}: {self.status}")
         extra = ""
         if self.approval:
             extra += f"; {self.approval} by {self.approver}"
@@ -269,7 +269,8 @@ class ChatTools:
     NAMES = ("search_decisions", "get_decision", "list_lessons")
 
     def __init__(self, audit: AuditSource, lessons: LessonStore | None, tz: tzinfo = UTC) -> None:
-        self._audit = audit if isinstance(audit, (ReadOnlyAudit, _NoAudit, CurrentRevisions)) else CurrentRevisions(audit)
+        self._audit = (audit if isinstance(audit, (ReadOnlyAudit, _NoAudit, CurrentRevisions))
+                       else CurrentRevisions(audit))
         self._lessons = lessons
         self.tz = tz
 
@@ -303,16 +304,20 @@ class ChatTools:
         approvals = {e.decision_id: e.record for e in self._audit.entries("approval")}
         return outcomes, approvals
 
-    def _summary(self, e: AuditEntry, outcomes: dict[str, dict[str, Any]], approvals: dict[str, dict[str, Any]]) -> DecisionSummary:
+    def _summary(self, e: AuditEntry, outcomes: dict[str, dict[str, Any]],
+                 approvals: dict[str, dict[str, Any]]) -> DecisionSummary:
         r = e.record
         d, p, v, x = r.get("diagnosis") or {}, r.get("proposal") or {}, r.get("verdict") or {}, r.get("execution") or {}
         snap = r.get("snapshot") or {}
         o, a = outcomes.get(e.decision_id), approvals.get(e.decision_id)
         reasons = o.get("reasons") if o else None
         return DecisionSummary(
-            decision_id=e.decision_id, window_end=float(r.get("window_end", e.at)), at=fmt_time(float(r.get("window_end", e.at)), self.tz),
-            category=str(d.get("category")), confidence=float(d.get("confidence", 0.0)), diagnosis_target=d.get("target") or {},
-            summary=str(d.get("summary", "")), tool=str(p.get("tool")), target=p.get("target") or {}, args=p.get("args") or {},
+            decision_id=e.decision_id, window_end=float(r.get("window_end", e.at)),
+            at=fmt_time(float(r.get("window_end", e.at)), self.tz),
+            category=str(d.get("category")), confidence=float(d.get("confidence", 0.0)),
+            diagnosis_target=d.get("target") or {},
+            summary=str(d.get("summary", "")), tool=str(p.get("tool")), target=p.get("target") or {},
+            args=p.get("args") or {},
             status=str(x.get("status")), guardrails=str(v.get("verdict", "")),
             attempts=snap.get("attempts"), failures=snap.get("failures"), failure_rate=snap.get("failure_rate"),
             approver=a.get("approver") if a else None, approval=a.get("status") if a else None,
@@ -327,7 +332,8 @@ class ChatTools:
         """Dimension -> values that appear in decision targets and lessons (names are data)."""
         out: dict[str, set[str]] = {}
         for e in self._audit.entries("decision"):
-            for t in ((e.record.get("diagnosis") or {}).get("target") or {}, (e.record.get("proposal") or {}).get("target") or {}):
+            for t in ((e.record.get("diagnosis") or {}).get("target") or {},
+                      (e.record.get("proposal") or {}).get("target") or {}):
                 for k, v in t.items():
                     out.setdefault(k, set()).add(str(v))
         for lesson in (self._lessons.list() if self._lessons else []):
@@ -336,9 +342,9 @@ class ChatTools:
         return out
 
     # -- the tools --------------------------------------------------------------------------
-    def search_decisions(self, since: str | float | None = None, until: str | float | None = None, segment: str | None = None,
-                         category: str | None = None, tool: str | None = None, actions_only: bool = False,
-                         limit: int = MAX_RESULTS) -> list[DecisionSummary]:
+    def search_decisions(self, since: str | float | None = None, until: str | float | None = None,
+                         segment: str | None = None, category: str | None = None, tool: str | None = None,
+                         actions_only: bool = False, limit: int = MAX_RESULTS) -> list[DecisionSummary]:
         """Decisions in [since, until) about a segment / category / tool, oldest first (the newest `limit`)."""
         reference = self.clock()
         lo = parse_when(str(since), reference, self.tz) if since is not None else None
@@ -372,12 +378,14 @@ class ChatTools:
             return None
         outcomes = {e.decision_id: e.record for e in entries if e.kind == "outcome"}
         approvals = {e.decision_id: e.record for e in entries if e.kind == "approval"}
-        return DecisionDetail(summary=self._summary(decision, outcomes, approvals), explanation=explain_decision(entries, self.tz))
+        return DecisionDetail(summary=self._summary(decision, outcomes, approvals),
+                              explanation=explain_decision(entries, self.tz))
 
     def list_lessons(self, category: str | None = None, tool: str | None = None, target_dims: str | None = None,
                      segment: str | None = None, verdict: str | None = None, limit: int = MAX_RESULTS) -> LessonList:
         """Concluded outcomes, newest last; `target_dims` matches a lesson whose target uses that dimension."""
-        lessons: list[Lesson] = self._lessons.list(category=category, verdict=verdict, tool=tool) if self._lessons else []
+        lessons: list[Lesson] = (self._lessons.list(category=category, verdict=verdict, tool=tool) if self._lessons
+                                 else [])
         if target_dims:
             wanted = {d.strip() for d in target_dims.split(",") if d.strip()}
             lessons = [lesson for lesson in lessons if wanted <= set(lesson.target_dims.split(","))]
