@@ -70,7 +70,8 @@ def main() -> None:
             time.sleep(TYPING_SECONDS)
             sign_in(client, key)
             pages = ["/console", "/console/now/fragment", "/console/decisions", "/console/decisions?category=network",
-                     "/console/decisions/d-bench000005000", "/console/incidents", "/console/approvals", "/console/audit"]
+                     "/console/decisions/d-bench000005000", "/console/incidents", "/console/approvals",
+                     "/console/audit"]
             for page in pages:
                 t0 = time.perf_counter()
                 assert client.get(page).status_code == 200, page
