@@ -146,11 +146,13 @@ class CaseResult:
     healthy_actions: list[dict[str, Any]] = field(default_factory=list)
     healthy_windows: int = 0
     healthy_findings: list[dict[str, Any]] = field(default_factory=list)  # non-healthy diagnoses in healthy periods
-    premature: list[dict[str, Any]] = field(default_factory=list)  # wrong findings in windows the incident barely touches
+    # wrong findings in windows the incident barely touches
+    premature: list[dict[str, Any]] = field(default_factory=list)
     watched: list[dict[str, Any]] = field(default_factory=list)  # low-confidence findings the agent only watched
     harmful: list[str] = field(default_factory=list)
     rollbacks: list[dict[str, Any]] = field(default_factory=list)  # mitigations undone after their incident
-    decisions: list[dict[str, Any]] = field(default_factory=list)  # every non-healthy decision in an incident (calibration)
+    # every non-healthy decision in an incident (calibration)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
     success_agent: float | None = None
     success_without: float | None = None
     seconds: float = 0.0
@@ -183,7 +185,8 @@ def _acceptable(state: dict[str, Any], expected: Any) -> tuple[bool, str]:
     return False, f"action {p['tool']} on {p['target']} (acceptable: {'/'.join(expected.actions)} on {want})"
 
 
-def agent_states(case: Case, net: NetworkConfig, sc: Scenario) -> tuple[list[dict[str, Any]], list[tuple[float, int, int]], float]:
+def agent_states(case: Case, net: NetworkConfig,
+                 sc: Scenario) -> tuple[list[dict[str, Any]], list[tuple[float, int, int]], float]:
     """Closed loop through the real graph; returns every tick's state and (end, payments, paid) counters."""
     from payops.graph.runner import Agent
     from payops.graph.services import build_services
@@ -219,21 +222,24 @@ def run_case(case: Case, trace: bool = False, runner=None) -> CaseResult:
     if trace:
         for s in states:
             d, p, e = s["diagnosis"], s["proposal"], s["execution"]
-            print(f"{s['window_end'] - START_TS:7.0f} {d['category']:8s} {d['confidence']:.2f} {_fmt_target(d['target']):45s} "
-                  f"{p['tool']:19s} {_fmt_target(p['target']):35s} {e['status']:9s} {d['summary'][:90]}")
+            print(f"{s['window_end'] - START_TS:7.0f} {d['category']:8s} {d['confidence']:.2f} "
+                  f"{_fmt_target(d['target']):45s} {p['tool']:19s} {_fmt_target(p['target']):35s} {e['status']:9s} "
+                  f"{d['summary'][:90]}")
             if p["tool"] == "no_action" and p["args"].get("reason") not in ("traffic healthy",):
                 print(f"{'':8s}reason: {p['args'].get('reason', '')[:200]}")
     return res
 
 
-def score(case: Case, net: NetworkConfig, sc: Scenario, states: list[dict[str, Any]], counters: list[tuple[float, int, int]],
-          base_counters: list[tuple[float, int, int]], window: float) -> CaseResult:
+def score(case: Case, net: NetworkConfig, sc: Scenario, states: list[dict[str, Any]],
+          counters: list[tuple[float, int, int]], base_counters: list[tuple[float, int, int]],
+          window: float) -> CaseResult:
     res = CaseResult(case, {"banks": list(net.banks), "routes": list(net.routes), "terminals": list(net.terminals),
                             "ppm": net.payments_per_minute})
     settle = window + FAULT_TAIL
     periods = [(START_TS + x.onset, START_TS + x.end + settle) for x in sc.expectations]
     fault_targets = [(START_TS + f.start, START_TS + f.end + settle, dict(f.target)) for f in sc.faults]
-    fault_targets += [(START_TS + m.start, START_TS + m.end + settle, {"method": m.route_method[0], "route": m.route_method[1]} if m.route_method else {})
+    fault_targets += [(START_TS + m.start, START_TS + m.end + settle,
+                       {"method": m.route_method[0], "route": m.route_method[1]} if m.route_method else {})
                       for m in sc.misconfigs]
 
     onsets = sorted(START_TS + x.onset for x in sc.expectations)
@@ -241,23 +247,26 @@ def score(case: Case, net: NetworkConfig, sc: Scenario, states: list[dict[str, A
         onset = START_TS + x.onset
         # The first response must come while this incident is the newest one.
         until = min([START_TS + x.end + window] + [o for o in onsets if o > onset])
-        inc = Incident(case.scenario, case.variant, case.ppm, x.onset, {"category": x.category, "target": dict(x.target), "actions": list(x.actions)})
+        inc = Incident(case.scenario, case.variant, case.ppm, x.onset,
+                       {"category": x.category, "target": dict(x.target), "actions": list(x.actions)})
         after = [s for s in states if onset < s["window_end"] <= until]
         for i, s in enumerate(after):
             if s["diagnosis"]["category"] == "healthy":
                 continue
             ok, why = _acceptable(s, x)
             rel_end = s["window_end"] - START_TS
-            if not ok and s["proposal"]["tool"] == "no_action" and s["proposal"]["args"].get("reason", "").startswith("watching"):
+            if not ok and s["proposal"]["tool"] == "no_action" \
+                    and s["proposal"]["args"].get("reason", "").startswith("watching"):
                 # The agent said it is watching, not acting or asserting (confidence below its floor).
-                res.watched.append({"t": round(rel_end), "category": s["diagnosis"]["category"], "target": s["diagnosis"]["target"],
-                                    "confidence": s["diagnosis"]["confidence"]})
+                res.watched.append({"t": round(rel_end), "category": s["diagnosis"]["category"],
+                                    "target": s["diagnosis"]["target"], "confidence": s["diagnosis"]["confidence"]})
                 continue
             if not ok and oracle_for_window(sc, rel_end - window, rel_end).expectation is not x:
                 # The project's oracle: an incident is visible once it fills half the window. A wrong
                 # reading of a window it barely touches is a premature finding, reported apart.
-                res.premature.append({"t": round(rel_end), "category": s["diagnosis"]["category"], "target": s["diagnosis"]["target"],
-                                      "tool": s["proposal"]["tool"], "status": s["execution"]["status"]})
+                res.premature.append({"t": round(rel_end), "category": s["diagnosis"]["category"],
+                                      "target": s["diagnosis"]["target"], "tool": s["proposal"]["tool"],
+                                      "status": s["execution"]["status"]})
                 continue
             if inc.response is None:
                 inc.response = {"t": round(s["window_end"] - START_TS, 1), "category": s["diagnosis"]["category"],
@@ -278,7 +287,8 @@ def score(case: Case, net: NetworkConfig, sc: Scenario, states: list[dict[str, A
             continue
         x = max(live, key=lambda e: e.onset)
         ok, why = _diagnosis_right(s, x)
-        res.decisions.append({"confidence": s["diagnosis"]["confidence"], "ok": ok, "t": round(end - START_TS), "why": why})
+        res.decisions.append({"confidence": s["diagnosis"]["confidence"], "ok": ok, "t": round(end - START_TS),
+                              "why": why})
 
     for s in states:
         end = s["window_end"]
@@ -287,7 +297,8 @@ def score(case: Case, net: NetworkConfig, sc: Scenario, states: list[dict[str, A
         res.healthy_windows += 1
         if s["diagnosis"]["category"] != "healthy":
             res.healthy_findings.append({"t": round(end - START_TS), "category": s["diagnosis"]["category"],
-                                         "target": s["diagnosis"]["target"], "confidence": s["diagnosis"]["confidence"]})
+                                         "target": s["diagnosis"]["target"],
+                                         "confidence": s["diagnosis"]["confidence"]})
 
     first_action_at = None
     for s in states:
@@ -307,7 +318,8 @@ def score(case: Case, net: NetworkConfig, sc: Scenario, states: list[dict[str, A
             first_action_at = end if first_action_at is None else first_action_at
             active = [t for a, b, t in fault_targets if a < end <= b]
             if not any(_overlaps(s["proposal"]["target"], t) for t in active):
-                res.harmful.append(f"t={end - START_TS:.0f}: {tool} on {s['proposal']['target']} touches no faulty segment")
+                res.harmful.append(f"t={end - START_TS:.0f}: {tool} on {s['proposal']['target']} "
+                                   "touches no faulty segment")
     if first_action_at is not None:
         i = next(k for k, (end, _, _) in enumerate(counters) if end >= first_action_at)
         _, p0, s0 = counters[i]
@@ -333,7 +345,8 @@ def report(results: list[CaseResult]) -> tuple[float, int, int]:
     figure = right / len(incidents) if incidents else 1.0
     healthy = [(r.case, a) for r in results for a in r.healthy_actions]
     harmful = [(r.case, h) for r in results for h in r.harmful]
-    print(f"\n{'scenario':20s} {'v':>1s} {'ppm':>7s} {'lag':>3s} {'category':8s} {'conf':>5s} {'tool':19s} {'status':9s} target")
+    print(f"\n{'scenario':20s} {'v':>1s} {'ppm':>7s} {'lag':>3s} {'category':8s} {'conf':>5s} {'tool':19s} "
+          f"{'status':9s} target")
     for i in incidents:
         r = i.response or {}
         print(f"{i.scenario:20s} {i.variant:1d} {i.ppm:7.0f} {i.lag_ticks or '-':>3} {r.get('category', '-'):8s} "
@@ -345,32 +358,41 @@ def report(results: list[CaseResult]) -> tuple[float, int, int]:
           f"; median lag {lags[len(lags) // 2] if lags else '-'} tick(s); {autonomous} right and executed autonomously")
     print(f"autonomous actions during healthy periods: {len(healthy)}")
     for case, a in healthy:
-        print(f"  {case.scenario} v{case.variant} t={a['t']}: {a['tool']} on {_fmt_target(a['target'])} ({a['category']}: {a['summary']})")
+        print(f"  {case.scenario} v{case.variant} t={a['t']}: {a['tool']} on {_fmt_target(a['target'])} "
+              f"({a['category']}: {a['summary']})")
     rollbacks = [(r.case, b) for r in results for b in r.rollbacks]
     print(f"mitigations rolled back after their incident cleared (not counted above): {len(rollbacks)}")
     windows = sum(r.healthy_windows for r in results)
     findings = [(r.case, f) for r in results for f in r.healthy_findings]
-    print(f"non-healthy diagnoses in healthy windows (no action needed; a chance-alarm rate): {len(findings)}/{windows}")
+    print(f"non-healthy diagnoses in healthy windows (no action needed; a chance-alarm rate): "
+          f"{len(findings)}/{windows}")
     for case, f in findings[:12]:
-        print(f"  {case.scenario} v{case.variant} t={f['t']}: {f['category']} {_fmt_target(f['target'])} ({f['confidence']:.2f})")
+        print(f"  {case.scenario} v{case.variant} t={f['t']}: {f['category']} {_fmt_target(f['target'])} "
+              f"({f['confidence']:.2f})")
     premature = [(r.case, p) for r in results for p in r.premature]
-    print(f"premature wrong findings (windows less than half into an incident; not scored as its first response): {len(premature)}")
+    print(f"premature wrong findings (windows less than half into an incident; not scored as its first response): "
+          f"{len(premature)}")
     for case, p in premature:
-        print(f"  {case.scenario} v{case.variant} t={p['t']}: {p['category']} {_fmt_target(p['target'])} -> {p['tool']} ({p['status']})")
+        print(f"  {case.scenario} v{case.variant} t={p['t']}: {p['category']} {_fmt_target(p['target'])} "
+              f"-> {p['tool']} ({p['status']})")
     watched = [(r.case, w) for r in results for w in r.watched]
-    print(f"wrong low-confidence findings during incidents that the agent only watched (no action, not scored): {len(watched)}")
+    print(f"wrong low-confidence findings during incidents that the agent only watched (no action, not scored): "
+          f"{len(watched)}")
     for case, w in watched[:12]:
-        print(f"  {case.scenario} v{case.variant} t={w['t']}: {w['category']} {_fmt_target(w['target'])} ({w['confidence']:.2f})")
+        print(f"  {case.scenario} v{case.variant} t={w['t']}: {w['category']} {_fmt_target(w['target'])} "
+              f"({w['confidence']:.2f})")
     print(f"actions that made things worse: {len(harmful)}")
     for case, h in harmful:
         print(f"  {case.scenario} v{case.variant}: {h}")
     decisions = [d for r in results for d in r.decisions]
     if decisions:
-        print("calibration (every non-healthy diagnosis during incidents): confidence bin -> share with the right category and target")
+        print("calibration (every non-healthy diagnosis during incidents): confidence bin -> share with the right "
+              "category and target")
         for lo, hi in ((0.0, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01)):
             got = [d for d in decisions if lo <= d["confidence"] < hi]
             if got:
-                print(f"  [{lo:.1f}, {min(hi, 1.0):.1f}): {sum(d['ok'] for d in got)}/{len(got)} = {sum(d['ok'] for d in got) / len(got):.0%}")
+                print(f"  [{lo:.1f}, {min(hi, 1.0):.1f}): {sum(d['ok'] for d in got)}/{len(got)} = "
+                      f"{sum(d['ok'] for d in got) / len(got):.0%}")
     return figure, len(healthy), len(harmful)
 
 
@@ -389,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     names = args.scenario or list(SCENARIOS)
     if args.trace:
         name, _, variant = args.trace.partition(":")
-        case = next(c for c in cases(args.variants, list(SCENARIOS), args.seed_base) if c.scenario == name and c.variant == int(variant or 0))
+        case = next(c for c in cases(args.variants, list(SCENARIOS), args.seed_base)
+                    if c.scenario == name and c.variant == int(variant or 0))
         print(case)
         res = run_case(case, trace=True)
         report([res])
