@@ -41,7 +41,8 @@ Palm-pay endpoints for terminals and enrolment, and the agent's records for oper
 
 **Auth.** Every endpoint but `/healthz` needs `Authorization: Bearer <API key>`. Keys have one role:
 `terminal` (palm-pay endpoints only), `viewer` (reads decisions, approvals, lessons, chat, audit, metrics),
-`operator` (a viewer who may also approve / reject, revoke and show palm links, and register terminal keys). Create keys with
+`operator` (a viewer who may also approve / reject, revoke and show palm links, and register terminal keys). \
+Create keys with
 `payops keys create --name N --role R` (shown once; stored hashed).
 
 **Errors.** Every error is `{code, status, message}`; on palm-pay endpoints also `fallback: "card"`.
@@ -106,7 +107,7 @@ def create_app(settings: Settings | None = None, services: AgentServices | None 
     """
     backend = Backend(settings, services=services, palm=palm, keys=keys, api_settings=api_settings, limiter=limiter)
     metrics = ApiMetrics(backend)
-    backend.rate_limited_counter = metrics.rate_limited  # type: ignore[attr-defined]
+    backend.rate_limited_counter = metrics.rate_limited
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

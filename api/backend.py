@@ -19,6 +19,8 @@ from .ratelimit import RateLimiter, retry_after_header
 from .settings import ApiSettings
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter as PromCounter
+
     from payops.graph.services import AgentServices
     from payops.palmpay import PalmPayService
 
@@ -40,6 +42,8 @@ class Backend:
         self._open_lock = threading.Lock()
         # One approval answer at a time in this process: resume() reads, then writes the thread.
         self.approval_lock = threading.Lock()
+        # Refusals by rate-limit group, counted for /metrics; create_app sets it (ApiMetrics.rate_limited).
+        self.rate_limited_counter: PromCounter | None = None
 
     # -- lazily opened ------------------------------------------------------------------
 
@@ -99,9 +103,8 @@ class Backend:
         wait = self.limiter.take(group, client.key_id)
         if wait > 0:
             log.warning("rate limit %s hit by key %s (%s)", group, client.key_id, client.name)
-            counter = getattr(self, "rate_limited_counter", None)
-            if counter is not None:
-                counter.labels(group=group).inc()
+            if self.rate_limited_counter is not None:
+                self.rate_limited_counter.labels(group=group).inc()
             message = "Too many requests — please retry later" + (" or use a card" if on_palm_path else "")
             raise ApiError("RATE_LIMITED", 429, message, headers={"Retry-After": retry_after_header(wait)})
 
@@ -113,7 +116,7 @@ class Backend:
         with self._open_lock:
             things: list[Any] = []
             for owned in self._owned:
-                if owned is self._services:
+                if owned is self._services and owned is not None:
                     things += [owned.audit, owned.approvals, owned.palm]
                     self._services = None
                 elif owned is self._keys:

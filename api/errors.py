@@ -125,7 +125,8 @@ async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
 async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 400:
         # FastAPI's only 400: a body it could not parse (not UTF-8, not JSON). Same answer as any invalid body.
-        return await on_validation_error(request, RequestValidationError([{"loc": ("body",), "msg": "not a JSON document"}]))
+        return await on_validation_error(request,
+                                         RequestValidationError([{"loc": ("body",), "msg": "not a JSON document"}]))
     code, message = _GENERIC.get(exc.status_code, ("HTTP_ERROR", "Request failed"))
     headers = dict(exc.headers or {})
     return error_response(request.url.path, code, exc.status_code, message, headers=headers or None)

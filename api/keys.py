@@ -140,7 +140,8 @@ class ApiKeyStore:
         """One key by id, revoked or not (the console re-checks its session's key on every request)."""
         row = self._conn.execute("SELECT key_id, name, role, created_at, revoked_at FROM api_keys WHERE key_id = ?",
                                  (key_id,)).fetchone()
-        return None if row is None else ApiKey(key_id=row[0], name=row[1], role=row[2], created_at=row[3], revoked_at=row[4])
+        return None if row is None else ApiKey(key_id=row[0], name=row[1], role=row[2], created_at=row[3],
+                                               revoked_at=row[4])
 
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke by key id; takes effect on the next request (keys are checked on every request)."""

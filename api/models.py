@@ -188,7 +188,8 @@ class Payment(_Out):
     error_code: str | None = None
     fallback: str | None = None
     rail_reference: str | None = None
-    replayed: bool = Field(False, description="True when this is the stored result of an earlier request with the same key.")
+    replayed: bool = Field(False, description="True when this is the stored result of an earlier request with the "
+                                              "same key.")
 
 
 def money(value: Decimal) -> str:
@@ -299,7 +300,8 @@ class ChatQuestion(_In):
 
 class ChatAnswer(_Out):
     answer: str
-    decision_ids: list[str] = Field(default_factory=list, description="Decisions the answer cites (all in the audit trail).")
+    decision_ids: list[str] = Field(default_factory=list,
+                                    description="Decisions the answer cites (all in the audit trail).")
     note: str | None = Field(None, description="E.g. that the LLM was unavailable and the records answered directly.")
 
 

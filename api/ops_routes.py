@@ -49,7 +49,8 @@ router = APIRouter(prefix="/v1", tags=["ops"])
 
 DecisionId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,100}$", description="Decision id.")]
 # Approvals accept an unambiguous prefix, matched with SQL LIKE: no '_' (LIKE's any-character) in it.
-ApprovalId = Annotated[str, Path(pattern=r"^[A-Za-z0-9.:-]{1,100}$", description="Decision id, or an unambiguous prefix of it.")]
+ApprovalId = Annotated[str, Path(pattern=r"^[A-Za-z0-9.:-]{1,100}$",
+                                 description="Decision id, or an unambiguous prefix of it.")]
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "applied", "voided"]
 Verdict = Literal["helped", "no_effect", "harmed", "inconclusive"]
 EpochOrTime = Annotated[float, Field(allow_inf_nan=False)] | datetime
@@ -75,13 +76,16 @@ def _ts(value: float | datetime | None) -> float | None:
             responses=errors(401, 403, 422))
 def list_decisions(
     request: Request,
-    since: Annotated[EpochOrTime | None, Query(description="Window end at or after (epoch seconds or ISO 8601).")] = None,
-    until: Annotated[EpochOrTime | None, Query(description="Window end at or before (epoch seconds or ISO 8601).")] = None,
+    since: Annotated[EpochOrTime | None,
+                     Query(description="Window end at or after (epoch seconds or ISO 8601).")] = None,
+    until: Annotated[EpochOrTime | None,
+                     Query(description="Window end at or before (epoch seconds or ISO 8601).")] = None,
     category: Annotated[Category | None, Query(description="Diagnosis category.")] = None,
     segment: Annotated[list[Annotated[str, StringConstraints(pattern=SEGMENT_PATTERN)]], Query(
         description="key=value in the blamed segment or the action's target, e.g. route=psp_a; repeat to AND.",
         max_length=8)] = [],  # noqa: B006 - FastAPI copies defaults
-    executed: Annotated[bool | None, Query(description="Only decisions whose action ran autonomously (or not).")] = None,
+    executed: Annotated[bool | None,
+                        Query(description="Only decisions whose action ran autonomously (or not).")] = None,
     escalated: Annotated[bool | None, Query(description="Only decisions sent to a human (or not).")] = None,
     before_seq: Annotated[int | None, Query(ge=1, description="Cursor: decisions older than this audit seq.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -106,7 +110,8 @@ def _entries_of(request: Request, decision_id: str) -> list[Any]:
 
 @router.get("/decisions/{decision_id}", response_model=DecisionDetail, summary="One decision and all its records",
             responses=errors(401, 403, 404, 422))
-def get_decision(decision_id: DecisionId, request: Request, client: ApiKey = Depends(require(*READERS))) -> DecisionDetail:
+def get_decision(decision_id: DecisionId, request: Request,
+                 client: ApiKey = Depends(require(*READERS))) -> DecisionDetail:
     entries = _entries_of(request, decision_id)
     head = decision_entry(entries)
     assert head is not None
@@ -150,9 +155,11 @@ def _answer(request: Request, decision_id: str, approved: bool, body: ApprovalAn
     except approval.ApprovalNotFound:
         raise ApiError("NOT_FOUND", 404, "No such approval request") from None
     except approval.ApprovalExpired:
-        raise ApiError("APPROVAL_EXPIRED", 410, "The request expired before the answer; it is recorded as expired") from None
+        raise ApiError("APPROVAL_EXPIRED", 410,
+                       "The request expired before the answer; it is recorded as expired") from None
     except approval.ApprovalNotPending as exc:
-        raise ApiError("APPROVAL_NOT_PENDING", 409, f"The request is no longer pending (status: {exc.status})") from None
+        raise ApiError("APPROVAL_NOT_PENDING", 409,
+                       f"The request is no longer pending (status: {exc.status})") from None
     except approval.BadAnswer as exc:
         raise ApiError("INVALID_INPUT", 422, str(exc)) from None
     return ApprovalResult(decision_id=done.decision_id, status=done.status, approver=done.approver)
@@ -162,7 +169,8 @@ def _answer(request: Request, decision_id: str, approved: bool, body: ApprovalAn
              responses=errors(401, 403, 404, 409, 410, 413, 422, 503))
 def approve(decision_id: ApprovalId, request: Request, body: ApprovalAnswer | None = None,
             client: ApiKey = Depends(require(OPERATOR))) -> ApprovalResult:
-    """Same semantics as `payops approve` (an unambiguous id prefix works too); the agent applies it on its next tick."""
+    """Same semantics as `payops approve` (an unambiguous id prefix works too); the agent applies it on its next
+    tick."""
     return _answer(request, decision_id, True, body, client)
 
 
@@ -220,7 +228,8 @@ def ask_chat(backend: Any, question: str) -> ChatAnswer:
             raise
         raise ApiError("UNAVAILABLE", 503, "The chat is not available in this deployment") from None
     svc = backend.services
-    tools = chat_module.ChatTools(svc.audit, svc.lessons, backend.settings.display_tz())  # read and shown in the display zone
+    # read and shown in the display zone
+    tools = chat_module.ChatTools(svc.audit, svc.lessons, backend.settings.display_tz())
     try:
         reply = chat_module.ask(question, tools, backend.chat_model())
     except chat_module.ChatError:

@@ -51,7 +51,8 @@ def decision_from(entry: AuditEntry) -> Decision:
         verdict=v.get("verdict") if isinstance(v.get("verdict"), str) else None,
         status=status,
         executed=status == "executed" and tool != "no_action",
-        plane=x.get("plane") if status == "executed" and tool != "no_action" and isinstance(x.get("plane"), str) else None,
+        plane=(x.get("plane") if status == "executed" and tool != "no_action" and isinstance(x.get("plane"), str)
+               else None),
         escalated=status == "escalated",
         evidence=[str(e) for e in d.get("evidence") or () if e is not None],
     )
@@ -106,12 +107,14 @@ def approval_from(a: StoredApproval) -> Approval:
     proposal, diagnosis = _dict(request.get("proposal")), _dict(request.get("diagnosis"))
     why = request.get("why_approval")
     return Approval(
-        decision_id=a.decision_id, status=a.status, tool=proposal.get("tool") if isinstance(proposal.get("tool"), str) else None,
+        decision_id=a.decision_id, status=a.status,
+        tool=proposal.get("tool") if isinstance(proposal.get("tool"), str) else None,
         target=_str_map(proposal.get("target")),
         category=diagnosis.get("category") if isinstance(diagnosis.get("category"), str) else None,
         confidence=_float(diagnosis.get("confidence")) if diagnosis.get("confidence") is not None else None,
         why_approval=[str(w) for w in why] if isinstance(why, list) else [],
-        created_at=a.created_at, expires_at=a.expires_at, approver=a.approver, note=mask_text(a.note) if a.note else None, decided_at=a.decided_at,
+        created_at=a.created_at, expires_at=a.expires_at, approver=a.approver,
+        note=mask_text(a.note) if a.note else None, decided_at=a.decided_at,
     )
 
 

@@ -17,13 +17,15 @@ the answer from the records is shown, saying so.
 
 
 from payops.chat.answers import answer_from_records
-from payops.chat.grounding import Grounding, check as check_grounding
+from payops.chat.grounding import Grounding
+from payops.chat.grounding import check as check_grounding
 from payops.chat.llm import answer_with_llm, chat_model_from_settings, langchain_tools, run_tool
 from payops.chat.plan import REFUSAL, Plan, plan_question
-from payops.chat.records import (ChatAnswer, ChatError, ChatTools, ReadOnlyAudit, _NoAudit, _ReadView,  # noqa: F401
-                                 fmt_time, parse_when, zone)
+from payops.chat.records import ChatAnswer, ChatError, ChatTools, ReadOnlyAudit, fmt_time, parse_when, zone
+from payops.chat.records import _NoAudit as _NoAudit  # private; `as` re-exports it for tests/memory/test_memory_chat
+from payops.chat.records import _ReadView as _ReadView  # likewise
 from payops.chat.service import ask
 
 __all__ = ["ChatAnswer", "ChatError", "ChatTools", "Plan", "REFUSAL", "ReadOnlyAudit", "answer_from_records",
-           "Grounding", "answer_with_llm", "ask", "chat_model_from_settings", "check_grounding", "fmt_time", "langchain_tools", "parse_when",
-           "plan_question", "run_tool", "zone"]
+           "Grounding", "answer_with_llm", "ask", "chat_model_from_settings", "check_grounding", "fmt_time",
+           "langchain_tools", "parse_when", "plan_question", "run_tool", "zone"]

@@ -40,20 +40,24 @@ def answer_from_records(question: str, tools: ChatTools) -> ChatAnswer:
             matches = sorted(i for i in tools.decision_ids() if i.startswith(plan.decision_id or ""))
             if len(matches) > 1:
                 return ChatAnswer(text=f"{plan.decision_id} matches {len(matches)} decisions ({', '.join(matches[:3])}"
-                                       f"{', ...' if len(matches) > 3 else ''}): give more of the id.", cited=matches[:3], lookups=lookups)
+                                       f"{', ...' if len(matches) > 3 else ''}): give more of the id.",
+                                  cited=matches[:3], lookups=lookups)
             return ChatAnswer(text=f"No decision {plan.decision_id} in the audit trail.", lookups=lookups)
         return ChatAnswer(text=detail.explanation, cited=[detail.summary.decision_id], lookups=lookups)
     if plan.intent == "track_record":
-        found = call("list_lessons", **{k: v for k, v in (("tool", plan.tool), ("target_dims", plan.dims), ("segment", plan.segment)) if v})
-        what = (plan.tool or "any action") + (f" on {plan.segment}" if plan.segment else f" on a {plan.dims} target" if plan.dims else "")
+        found = call("list_lessons", **{k: v for k, v in (("tool", plan.tool), ("target_dims", plan.dims),
+                                                           ("segment", plan.segment)) if v})
+        what = (plan.tool or "any action") + (f" on {plan.segment}" if plan.segment
+                                              else f" on a {plan.dims} target" if plan.dims else "")
         total = sum(found.counts.values())
         if total == 0:
-            return ChatAnswer(text=f"No concluded outcome of {what} in the lessons yet, so I can't say it ever helped.", lookups=lookups)
+            return ChatAnswer(text=f"No concluded outcome of {what} in the lessons yet, so I can't say it ever helped.",
+                              lookups=lookups)
         c = found.counts
         head = ("Yes" if c["helped"] else "No") + f" — {what}: {total} concluded outcome(s): {c['helped']} helped, " \
             f"{c['no_effect']} no effect, {c['harmed']} harmed, {c['inconclusive']} inconclusive."
-        return ChatAnswer(text="\n".join([head, *(f"- {l.line()}" for l in found.lessons)]),
-                          cited=[l.decision_id for l in found.lessons], lookups=lookups)
+        return ChatAnswer(text="\n".join([head, *(f"- {lesson.line()}" for lesson in found.lessons)]),
+                          cited=[lesson.decision_id for lesson in found.lessons], lookups=lookups)
     if plan.intent == "why":
         if plan.at is not None:
             pool = call("search_decisions", since=plan.at - WHY_WINDOW_SECONDS, until=plan.at + WHY_WINDOW_SECONDS,
@@ -64,7 +68,8 @@ def answer_from_records(question: str, tools: ChatTools) -> ChatAnswer:
             pool = call("search_decisions", since=plan.since, until=plan.until, segment=plan.segment, tool=plan.tool,
                         actions_only=plan.tool != "no_action")[::-1]
         if not pool:
-            return ChatAnswer(text=f"I found no decision {_describe_filters(plan, tools.tz)} in the audit trail.", lookups=lookups)
+            return ChatAnswer(text=f"I found no decision {_describe_filters(plan, tools.tz)} in the audit trail.",
+                              lookups=lookups)
         best = pool[0]
         detail = call("get_decision", decision_id=best.decision_id)
         did = (f"I {_verb(best.tool)} {target_text(best.target)}" if best.status != "escalated" else
@@ -73,18 +78,24 @@ def answer_from_records(question: str, tools: ChatTools) -> ChatAnswer:
         head = f"At {best.at} {did} (decision {best.decision_id}) because: {best.summary}"
         others = [s.decision_id for s in pool[1:4]]
         tail = [f"Other matching decisions: {', '.join(others)}"] if others else []
-        return ChatAnswer(text="\n".join([head, "", detail.explanation, *tail]), cited=[best.decision_id, *others], lookups=lookups)
+        return ChatAnswer(text="\n".join([head, "", detail.explanation, *tail]), cited=[best.decision_id, *others],
+                          lookups=lookups)
     # what_did / overview
-    found = call("search_decisions", since=plan.since, until=plan.until, segment=plan.segment, tool=plan.tool, actions_only=True)
+    found = call("search_decisions", since=plan.since, until=plan.until, segment=plan.segment, tool=plan.tool,
+                 actions_only=True)
     if not found:
-        seen = call("search_decisions", since=plan.since, until=plan.until, segment=plan.segment, tool=None, actions_only=False)
+        seen = call("search_decisions", since=plan.since, until=plan.until, segment=plan.segment, tool=None,
+                    actions_only=False)
         if not seen:
-            return ChatAnswer(text=f"No decision {_describe_filters(plan, tools.tz)} in the audit trail.", lookups=lookups)
+            return ChatAnswer(text=f"No decision {_describe_filters(plan, tools.tz)} in the audit trail.",
+                              lookups=lookups)
         reasons = sorted({s.no_action_reason or "" for s in seen} - {""})
-        return ChatAnswer(text=f"I took no action {_describe_filters(plan, tools.tz)}: {len(seen)} decision(s), none acted"
-                               + (f" ({'; '.join(reasons[:3])})" if reasons else "") + ". Latest:\n- " + seen[-1].line(),
+        return ChatAnswer(text=f"I took no action {_describe_filters(plan, tools.tz)}: {len(seen)} decision(s), "
+                               "none acted" + (f" ({'; '.join(reasons[:3])})" if reasons else "")
+                               + ". Latest:\n- " + seen[-1].line(),
                           cited=[seen[-1].decision_id], lookups=lookups)
     head = f"What I did {_describe_filters(plan, tools.tz)}: {len(found)} action(s)."
-    return ChatAnswer(text="\n".join([head, *(f"- {s.line()}" for s in found)]), cited=[s.decision_id for s in found], lookups=lookups)
+    return ChatAnswer(text="\n".join([head, *(f"- {s.line()}" for s in found)]), cited=[s.decision_id for s in found],
+                      lookups=lookups)
 
 

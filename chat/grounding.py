@@ -15,8 +15,8 @@ rendered from the records, so the operator can compare.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 # An id as the records print it (`d-` and 16 hex digits) or any prefix of 4 or more.
 ID_WITH_PREFIX = re.compile(r"\bd-[0-9a-f]{4,}\b", re.I)

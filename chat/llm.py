@@ -28,7 +28,8 @@ class SearchDecisionsArgs(BaseModel):
 
     since: str | None = Field(None, description="start time: HH:MM, 'today', 'yesterday', ISO time or epoch seconds")
     until: str | None = Field(None, description="end time, same forms as since")
-    segment: str | None = Field(None, description="a bank, route, terminal or method name (e.g. FNB, psp_a, T3), or dim=value")
+    segment: str | None = Field(None, description="a bank, route, terminal or method name (e.g. FNB, psp_a, T3), "
+                                                  "or dim=value")
     category: Literal["healthy", "user", "issuer", "network", "config", "security"] | None = None
     tool: Literal["reroute_traffic", "adjust_retry_policy", "suppress_path", "alert_ops", "no_action",
                   "suspend_palm_link", "reactivate_palm_link", "revoke_palm_link"] | None = None
@@ -90,7 +91,7 @@ def run_tool(tools: ChatTools, name: str, raw_args: dict[str, Any]) -> tuple[str
     head = ""
     if isinstance(result, LessonList):
         head = "outcomes: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()) + "\n"
-        lines, ids = [l.line() for l in result.lessons], [l.decision_id for l in result.lessons]
+        lines, ids = [lesson.line() for lesson in result.lessons], [lesson.decision_id for lesson in result.lessons]
     else:
         lines, ids = [s.line() for s in result], [s.decision_id for s in result]
     # Plain lines, not JSON: fewer tokens, and no quotes for a chat template to escape.
@@ -107,7 +108,8 @@ def langchain_tools(tools: ChatTools) -> list[Any]:
         def lookup(**kwargs: Any) -> str:
             return run_tool(tools, name, kwargs)[0]
 
-        tool = StructuredTool.from_function(func=lookup, name=name, description=DESCRIPTIONS[name], args_schema=ARG_MODELS[name])
+        tool = StructuredTool.from_function(func=lookup, name=name, description=DESCRIPTIONS[name],
+                                            args_schema=ARG_MODELS[name])
         tool.metadata = {"read_only": True}
         return tool
 
@@ -160,7 +162,8 @@ def answer_with_llm(question: str, tools: ChatTools, llm: Any) -> ChatAnswer:
     if plan.intent == "refuse":
         return ChatAnswer(text=REFUSAL)
     tz_name = datetime.fromtimestamp(reference, tz=tools.tz).tzname() or "UTC"
-    messages: list[Any] = [SystemMessage(SYSTEM_PROMPT.format(tz=tz_name, now=fmt_time(reference, tools.tz))), HumanMessage(question)]
+    messages: list[Any] = [SystemMessage(SYSTEM_PROMPT.format(tz=tz_name, now=fmt_time(reference, tools.tz))),
+                           HumanMessage(question)]
     lookups: list[dict[str, Any]] = []
     refused: list[str] = []
     sources: list[str] = []
@@ -179,7 +182,8 @@ def answer_with_llm(question: str, tools: ChatTools, llm: Any) -> ChatAnswer:
     if first is not None:
         name, args = first
         args = {k: (str(v) if k in ("since", "until") else v) for k, v in args.items()}
-        messages.append(AIMessage(content=LOOKING_UP, tool_calls=[{"name": name, "args": args, "id": "lookup-0", "type": "tool_call"}]))
+        messages.append(AIMessage(content=LOOKING_UP,
+                                  tool_calls=[{"name": name, "args": args, "id": "lookup-0", "type": "tool_call"}]))
         messages.append(perform("lookup-0", name, args))
     bound = llm.bind_tools(langchain_tools(tools), tool_choice="auto")
     reply = None

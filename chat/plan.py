@@ -33,12 +33,15 @@ REFUSAL = ("I can't act from the chat: it is read-only and can only look at the 
            "(see `payops pending`).")
 
 
+Intent = Literal["refuse", "explain", "why", "what_did", "track_record", "overview", "pending", "in_force",
+                 "rolled_back", "harmed", "failing", "now", "happened", "help", "unknown_segment"]
+
+
 @dataclass
 class Plan:
     """What the question asks, as filters for the tools."""
 
-    intent: Literal["refuse", "explain", "why", "what_did", "track_record", "overview", "pending", "in_force",
-                    "rolled_back", "harmed", "failing", "now", "happened", "help", "unknown_segment"]
+    intent: Intent
     decision_id: str | None = None
     tool: str | None = None
     segment: str | None = None
@@ -53,10 +56,12 @@ class Plan:
         if self.intent == "explain":
             return "get_decision", {"decision_id": self.decision_id}
         if self.intent == "track_record":
-            return "list_lessons", {k: v for k, v in (("tool", self.tool), ("target_dims", self.dims), ("segment", self.segment)) if v}
+            return "list_lessons", {k: v for k, v in (("tool", self.tool), ("target_dims", self.dims),
+                                                      ("segment", self.segment)) if v}
         if self.intent in ("why", "what_did", "overview"):
             args: dict[str, Any] = {k: v for k, v in (("tool", self.tool), ("segment", self.segment)) if v}
-            since, until = (self.at - WHY_WINDOW_SECONDS, self.at + WHY_WINDOW_SECONDS) if self.at is not None else (self.since, self.until)
+            since, until = ((self.at - WHY_WINDOW_SECONDS, self.at + WHY_WINDOW_SECONDS) if self.at is not None
+                            else (self.since, self.until))
             if since is not None:
                 args["since"] = since
             if until is not None:
@@ -92,43 +97,46 @@ def plan_question(question: str, known: dict[str, set[str]], reference: float, t
         plan.since = day.timestamp()
     m = PERIOD.search(low)
     if m:
-        count = NUMBER_WORDS.get(m[1] or "", None) if not (m[1] or "").isdigit() else int(m[1])
+        count = NUMBER_WORDS.get(m[1] or "") if not (m[1] or "").isdigit() else int(m[1])
         unit = {"m": 60, "h": 3600, "d": 86_400}[m[2][0]]
         plan.since = reference - (count or 1) * unit * (0.5 if m[0].endswith("half hour") else 1)
     if plan.at is not None and re.search(r"\bsince\s+\d{1,2}:\d{2}", low):  # "since 16:00": from then to now
         plan.since, plan.at = plan.at, None
     plan.intent = _intent(low, ids, tool, segment, plan)
     if plan.intent in ("what_did", "now", "failing", "overview") and segment is None:
-        asked = re.search(r"\b(?:about|on|with|for|at|of)\s+(?:bank\s+|route\s+|terminal\s+|merchant\s+)?([A-Za-z][\w.-]{1,40})\??\s*(?:today|now|yesterday)?\s*[?.!]?\s*$", q)
+        asked = re.search(r"\b(?:about|on|with|for|at|of)\s+(?:bank\s+|route\s+|terminal\s+|merchant\s+)?"
+                          r"([A-Za-z][\w.-]{1,40})\??\s*(?:today|now|yesterday)?\s*[?.!]?\s*$", q)
         if asked and asked[1].lower() not in NOT_NAMES:
             plan.intent, plan.words = "unknown_segment", [asked[1]]
     return plan
 
 
 # "last 30 minutes", "past hour", "last two hours", "in the last half hour"
-PERIOD = re.compile(r"\b(?:last|past|previous)\s+(\d+|an?|one|two|three|four|five|six|ten|fifteen|twenty|thirty|half)?\s*"
-                    r"(min(?:ute)?s?|m|hours?|hrs?|h|days?|d)\b|\bhalf hour\b")
-NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "ten": 10, "fifteen": 15,
-                "twenty": 20, "thirty": 30, "": 1}
+PERIOD = re.compile(r"\b(?:last|past|previous)\s+(\d+|an?|one|two|three|four|five|six|ten|fifteen|twenty|thirty|half)?"
+                    r"\s*(min(?:ute)?s?|m|hours?|hrs?|h|days?|d)\b|\bhalf hour\b")
+NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "ten": 10,
+                "fifteen": 15, "twenty": 20, "thirty": 30, "": 1}
 # Words after "about/on/for" that are not a segment's name ("what did you do about it?").
-NOT_NAMES = {"it", "that", "this", "them", "now", "today", "yesterday", "all", "anything", "everything", "traffic", "the",
-             "payments", "us", "me", "you", "time", "approval", "hold", "fire", "the platform", "platform", "record",
-             "average", "track", "call", "duty", "force", "hand", "earth", "last", "minutes", "hours", "bank", "route",
-             "terminal", "merchant", "issue", "incident", "outage", "alert", "alerts", "rollback", "rollbacks"}
+NOT_NAMES = {"it", "that", "this", "them", "now", "today", "yesterday", "all", "anything", "everything", "traffic",
+             "the", "payments", "us", "me", "you", "time", "approval", "hold", "fire", "the platform", "platform",
+             "record", "average", "track", "call", "duty", "force", "hand", "earth", "last", "minutes", "hours", "bank",
+             "route", "terminal", "merchant", "issue", "incident", "outage", "alert", "alerts", "rollback", "rollbacks"}
 
-PENDING = re.compile(r"\bpending\b|await\w*\s+(?:\w+\s+)?approv|wait\w*\s+(?:for\s+)?(?:an?\s+)?approv|need\w*\s+(?:an?\s+|my\s+|human\s+)?"
-                     r"approv|to approve|approval queue|sign[- ]?off|my approval")
-IN_FORCE = re.compile(r"in force|in effect|in place|still (?:active|on|applied|running)|active (?:actions?|mitigations?|changes?)|"
-                      r"until when|when does .* (?:end|expire)|expir|currently applied|mitigations? (?:running|active)")
+PENDING = re.compile(r"\bpending\b|await\w*\s+(?:\w+\s+)?approv|wait\w*\s+(?:for\s+)?(?:an?\s+)?approv|"
+                     r"need\w*\s+(?:an?\s+|my\s+|human\s+)?approv|to approve|approval queue|sign[- ]?off|my approval")
+IN_FORCE = re.compile(r"in force|in effect|in place|still (?:active|on|applied|running)|"
+                      r"active (?:actions?|mitigations?|changes?)|until when|when does .* (?:end|expire)|expir|"
+                      r"currently applied|mitigations? (?:running|active)")
 ROLLED_BACK = re.compile(r"roll(?:ed)?[\s-]?backs?|\brevert\w*|\bundo\w*|\bundone\b|\bundid\b")
 HARMED = re.compile(r"\bharm\w*|made (?:it|things) worse|backfire\w*|went wrong|\bworse\b|\bhurt\b")
-FAILING = re.compile(r"\bfail(?:ing|s)?\b|\bbroken\b|\bdown\b|\bdegraded\b|\bproblems?\b|\bissues?\b|\bunhealthy\b|\boutage")
+FAILING = re.compile(r"\bfail(?:ing|s)?\b|\bbroken\b|\bdown\b|\bdegraded\b|\bproblems?\b|\bissues?\b|"
+                     r"\bunhealthy\b|\boutage")
 NOW = re.compile(r"\bnow\b|\bcurrent\w*|\bstatus\b|\bhappening\b|failure rate|success rate|error rate|decline rate|"
                  r"how (?:are|is) (?:we|things|it|traffic|the platform)|\bhealth\w*|\bdoing\b|\bok(?:ay)?\b|all good")
 HAPPENED = re.compile(r"\bhappen(?:ed|s)?\b|\bsummar\w*|\brecap\b|\bincidents?\b|\bbrief me\b|\bsince\b|\bgoing on\b")
 
 
-def _intent(low: str, ids: list[str], tool: str | None, segment: str | None, plan: Plan) -> str:
+def _intent(low: str, ids: list[str], tool: str | None, segment: str | None, plan: Plan) -> Intent:
     """The shape of the question; earlier shapes win (an id names the decision, whatever else is asked)."""
     if ids:
         plan.decision_id = ids[0]
@@ -137,8 +145,8 @@ def _intent(low: str, ids: list[str], tool: str | None, segment: str | None, pla
         return "pending"
     if IN_FORCE.search(low):
         return "in_force"
-    if re.search(r"\bever\b|\bhelp(?:ed|s)?\b|\bwork(?:ed|s)?\b|track record|how often|lessons?", low) and not low.startswith("why") \
-            and not ROLLED_BACK.search(low):
+    if re.search(r"\bever\b|\bhelp(?:ed|s)?\b|\bwork(?:ed|s)?\b|track record|how often|lessons?", low) \
+            and not low.startswith("why") and not ROLLED_BACK.search(low):
         return "track_record"
     if ROLLED_BACK.search(low):
         return "rolled_back"
@@ -161,8 +169,9 @@ def _intent(low: str, ids: list[str], tool: str | None, segment: str | None, pla
 
 
 def _verb(tool: str) -> str:
-    return {"reroute_traffic": "rerouted", "suppress_path": "suppressed", "adjust_retry_policy": "changed the retry policy of",
-            "alert_ops": "alerted ops about", "no_action": "took no action on"}.get(tool, tool)
+    return {"reroute_traffic": "rerouted", "suppress_path": "suppressed",
+            "adjust_retry_policy": "changed the retry policy of", "alert_ops": "alerted ops about",
+            "no_action": "took no action on"}.get(tool, tool)
 
 
 def _describe_filters(plan: Plan, tz: tzinfo) -> str:

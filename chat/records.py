@@ -12,16 +12,17 @@ import json
 import re
 import sqlite3
 import time
-from datetime import datetime, timedelta, timezone, tzinfo
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
 from payops.chat.state import AuditSource
-from payops.memory.audit import AuditEntry
 from payops.errors import BadInput  # apart from the chat/ move's import edits; sorted after the merge
+from payops.memory.audit import AuditEntry
 from payops.memory.explain import explain_decision, target_text
 from payops.memory.lessons import Lesson, LessonStore, summarize
 
@@ -146,8 +147,8 @@ class DecisionSummary(BaseModel):
     def line(self) -> str:
         seen = (f" ({self.failures}/{self.attempts} failed, {100 * self.failure_rate:.1f}%)"
                 if self.attempts and self.failure_rate is not None else "")
-        act = "no action" + (f" ({self.no_action_reason})" if self.no_action_reason else "") if self.tool == "no_action" \
-            else f"{self.tool} on {target_text(self.target)}: {self.status}"
+        act = ("no action" + (f" ({self.no_action_reason})" if self.no_action_reason else "")
+               if self.tool == "no_action" else f"{self.tool} on {target_text(self.target)}: {self.status}")
         extra = ""
         if self.approval:
             extra += f"; {self.approval} by {self.approver}"
@@ -199,7 +200,7 @@ class ChatAnswer(BaseModel):
 
 def zone(name: str | None) -> tzinfo:
     if not name or name.upper() == "UTC":
-        return timezone.utc
+        return UTC
     try:
         return ZoneInfo(name)
     except Exception:  # noqa: BLE001 - zoneinfo raises several kinds
@@ -267,20 +268,21 @@ class ChatTools:
 
     NAMES = ("search_decisions", "get_decision", "list_lessons")
 
-    def __init__(self, audit: AuditSource, lessons: LessonStore | None, tz: tzinfo = timezone.utc) -> None:
-        self._audit = audit if isinstance(audit, (ReadOnlyAudit, _NoAudit, CurrentRevisions)) else CurrentRevisions(audit)
+    def __init__(self, audit: AuditSource, lessons: LessonStore | None, tz: tzinfo = UTC) -> None:
+        self._audit = (audit if isinstance(audit, (ReadOnlyAudit, _NoAudit, CurrentRevisions))
+                       else CurrentRevisions(audit))
         self._lessons = lessons
         self.tz = tz
 
     @classmethod
-    def open(cls, state_dir: Path, tz: tzinfo = timezone.utc) -> "ChatTools":
+    def open(cls, state_dir: Path, tz: tzinfo = UTC) -> ChatTools:
         """The SQLite records of a state directory, through read-only connections."""
         audit_path = state_dir / "audit.db"
         audit: AuditSource = ReadOnlyAudit(audit_path) if audit_path.exists() else _NoAudit()
         return cls(audit, read_only_lessons(state_dir / "lessons.db"), tz)
 
     @classmethod
-    def from_settings(cls, settings: Any, tz: tzinfo = timezone.utc) -> "ChatTools":
+    def from_settings(cls, settings: Any, tz: tzinfo = UTC) -> ChatTools:
         """The deployment's records wherever they live: PostgreSQL when `database_url` is set, else SQLite."""
         if not settings.database_url:
             return cls.open(settings.state_dir, tz)
@@ -302,16 +304,20 @@ class ChatTools:
         approvals = {e.decision_id: e.record for e in self._audit.entries("approval")}
         return outcomes, approvals
 
-    def _summary(self, e: AuditEntry, outcomes: dict[str, dict[str, Any]], approvals: dict[str, dict[str, Any]]) -> DecisionSummary:
+    def _summary(self, e: AuditEntry, outcomes: dict[str, dict[str, Any]],
+                 approvals: dict[str, dict[str, Any]]) -> DecisionSummary:
         r = e.record
         d, p, v, x = r.get("diagnosis") or {}, r.get("proposal") or {}, r.get("verdict") or {}, r.get("execution") or {}
         snap = r.get("snapshot") or {}
         o, a = outcomes.get(e.decision_id), approvals.get(e.decision_id)
         reasons = o.get("reasons") if o else None
         return DecisionSummary(
-            decision_id=e.decision_id, window_end=float(r.get("window_end", e.at)), at=fmt_time(float(r.get("window_end", e.at)), self.tz),
-            category=str(d.get("category")), confidence=float(d.get("confidence", 0.0)), diagnosis_target=d.get("target") or {},
-            summary=str(d.get("summary", "")), tool=str(p.get("tool")), target=p.get("target") or {}, args=p.get("args") or {},
+            decision_id=e.decision_id, window_end=float(r.get("window_end", e.at)),
+            at=fmt_time(float(r.get("window_end", e.at)), self.tz),
+            category=str(d.get("category")), confidence=float(d.get("confidence", 0.0)),
+            diagnosis_target=d.get("target") or {},
+            summary=str(d.get("summary", "")), tool=str(p.get("tool")), target=p.get("target") or {},
+            args=p.get("args") or {},
             status=str(x.get("status")), guardrails=str(v.get("verdict", "")),
             attempts=snap.get("attempts"), failures=snap.get("failures"), failure_rate=snap.get("failure_rate"),
             approver=a.get("approver") if a else None, approval=a.get("status") if a else None,
@@ -326,18 +332,19 @@ class ChatTools:
         """Dimension -> values that appear in decision targets and lessons (names are data)."""
         out: dict[str, set[str]] = {}
         for e in self._audit.entries("decision"):
-            for t in ((e.record.get("diagnosis") or {}).get("target") or {}, (e.record.get("proposal") or {}).get("target") or {}):
+            for t in ((e.record.get("diagnosis") or {}).get("target") or {},
+                      (e.record.get("proposal") or {}).get("target") or {}):
                 for k, v in t.items():
                     out.setdefault(k, set()).add(str(v))
-        for l in (self._lessons.list() if self._lessons else []):
-            for k, v in l.target.items():
+        for lesson in (self._lessons.list() if self._lessons else []):
+            for k, v in lesson.target.items():
                 out.setdefault(k, set()).add(str(v))
         return out
 
     # -- the tools --------------------------------------------------------------------------
-    def search_decisions(self, since: str | float | None = None, until: str | float | None = None, segment: str | None = None,
-                         category: str | None = None, tool: str | None = None, actions_only: bool = False,
-                         limit: int = MAX_RESULTS) -> list[DecisionSummary]:
+    def search_decisions(self, since: str | float | None = None, until: str | float | None = None,
+                         segment: str | None = None, category: str | None = None, tool: str | None = None,
+                         actions_only: bool = False, limit: int = MAX_RESULTS) -> list[DecisionSummary]:
         """Decisions in [since, until) about a segment / category / tool, oldest first (the newest `limit`)."""
         reference = self.clock()
         lo = parse_when(str(since), reference, self.tz) if since is not None else None
@@ -371,22 +378,25 @@ class ChatTools:
             return None
         outcomes = {e.decision_id: e.record for e in entries if e.kind == "outcome"}
         approvals = {e.decision_id: e.record for e in entries if e.kind == "approval"}
-        return DecisionDetail(summary=self._summary(decision, outcomes, approvals), explanation=explain_decision(entries, self.tz))
+        return DecisionDetail(summary=self._summary(decision, outcomes, approvals),
+                              explanation=explain_decision(entries, self.tz))
 
     def list_lessons(self, category: str | None = None, tool: str | None = None, target_dims: str | None = None,
                      segment: str | None = None, verdict: str | None = None, limit: int = MAX_RESULTS) -> LessonList:
         """Concluded outcomes, newest last; `target_dims` matches a lesson whose target uses that dimension."""
-        lessons: list[Lesson] = self._lessons.list(category=category, verdict=verdict, tool=tool) if self._lessons else []
+        lessons: list[Lesson] = (self._lessons.list(category=category, verdict=verdict, tool=tool) if self._lessons
+                                 else [])
         if target_dims:
             wanted = {d.strip() for d in target_dims.split(",") if d.strip()}
-            lessons = [l for l in lessons if wanted <= set(l.target_dims.split(","))]
+            lessons = [lesson for lesson in lessons if wanted <= set(lesson.target_dims.split(","))]
         if segment:
-            lessons = [l for l in lessons if _matches_segment(segment, l.target)]
+            lessons = [lesson for lesson in lessons if _matches_segment(segment, lesson.target)]
         shown = lessons[-max(1, min(limit, 200)):]
         return LessonList(counts=summarize(lessons), lessons=[LessonSummary(
-            decision_id=l.decision_id, at=fmt_time(l.created_at, self.tz), category=l.category, tool=l.tool, target=l.target_key,
-            target_dims=l.target_dims, verdict=l.verdict, rolled_back=l.rolled_back, detail=l.reasons[0] if l.reasons else "",
-        ) for l in shown])
+            decision_id=lesson.decision_id, at=fmt_time(lesson.created_at, self.tz), category=lesson.category,
+            tool=lesson.tool, target=lesson.target_key, target_dims=lesson.target_dims, verdict=lesson.verdict,
+            rolled_back=lesson.rolled_back, detail=lesson.reasons[0] if lesson.reasons else "",
+        ) for lesson in shown])
 
     # -- the state of things (payops.chat.state), for the answers without an LLM ---------------
     def state(self) -> AuditSource:

@@ -11,12 +11,21 @@ from __future__ import annotations
 
 from payops.chat.plan import Plan
 from payops.chat.records import ChatAnswer, ChatTools, _matches_segment, fmt_time
-from payops.chat.state import (actions_in_force, harmful_outcomes, incidents, latest_about, latest_decision,
-                               pending_approvals, rollbacks, window_end)
+from payops.chat.state import (
+    actions_in_force,
+    harmful_outcomes,
+    incidents,
+    latest_about,
+    latest_decision,
+    pending_approvals,
+    rollbacks,
+    window_end,
+)
 from payops.memory.audit import AuditEntry
 from payops.memory.explain import target_text
 
-HELP = ("I answer from the audit trail and the lessons; that question fits none of the shapes I know. Ask, for example:\n"
+HELP = ("I answer from the audit trail and the lessons; that question fits none of the shapes I know. "
+        "Ask, for example:\n"
         "- what is happening now? / what is the failure rate of FNB?\n"
         "- what is pending approval?\n"
         "- which bank (route, terminal, merchant) is failing?\n"
@@ -52,7 +61,8 @@ def _as_of(tools: ChatTools, e: AuditEntry) -> str:
 
 
 def _no_records() -> ChatAnswer:
-    return ChatAnswer(text="No decision at all in the audit trail yet: run the agent (`payops run` or `payops tick`) first.")
+    return ChatAnswer(text="No decision at all in the audit trail yet: run the agent (`payops run` or `payops tick`) "
+                           "first.")
 
 
 def answer_now(plan: Plan, tools: ChatTools) -> ChatAnswer:
@@ -62,15 +72,18 @@ def answer_now(plan: Plan, tools: ChatTools) -> ChatAnswer:
     if plan.segment:
         about = latest_about(tools.state(), lambda t: _matches_segment(plan.segment, t))
         if about is None:
-            return ChatAnswer(text=f"No decision has blamed {plan.segment}: it has not stood out from its reference in any "
-                                   f"window. The latest window ({fmt_time(window_end(last), tools.tz)}, {last.decision_id}): "
-                                   f"{_evidence(last)}", cited=[last.decision_id])
+            return ChatAnswer(text=f"No decision has blamed {plan.segment}: it has not stood out from its reference "
+                                   f"in any window. The latest window ({fmt_time(window_end(last), tools.tz)}, "
+                                   f"{last.decision_id}): {_evidence(last)}", cited=[last.decision_id])
         if about.decision_id == last.decision_id:
-            return ChatAnswer(text=f"{plan.segment} is failing now, {_as_of(tools, last)}: {_evidence(last)}. {_summary(last)}",
+            return ChatAnswer(text=f"{plan.segment} is failing now, {_as_of(tools, last)}: {_evidence(last)}. "
+                                   f"{_summary(last)}",
                               cited=[last.decision_id])
-        return ChatAnswer(text=f"{plan.segment} is not blamed in the latest window ({fmt_time(window_end(last), tools.tz)}, "
-                               f"{last.decision_id}: {(last.record.get('diagnosis') or {}).get('category')}). It was last "
-                               f"blamed at {fmt_time(window_end(about), tools.tz)} ({about.decision_id}): {_evidence(about)}",
+        return ChatAnswer(text=f"{plan.segment} is not blamed in the latest window "
+                               f"({fmt_time(window_end(last), tools.tz)}, {last.decision_id}: "
+                               f"{(last.record.get('diagnosis') or {}).get('category')}). It was last "
+                               f"blamed at {fmt_time(window_end(about), tools.tz)} ({about.decision_id}): "
+                               f"{_evidence(about)}",
                           cited=[last.decision_id, about.decision_id])
     d = last.record.get("diagnosis") or {}
     head = (f"Traffic is healthy, {_as_of(tools, last)}: {_evidence(last)}." if d.get("category") == "healthy" else
@@ -86,7 +99,7 @@ def answer_failing(plan: Plan, tools: ChatTools) -> ChatAnswer:
     last = latest_decision(tools.state())
     if last is None:
         return _no_records()
-    keys = DIM_KEYS.get(plan.dims or "", None)
+    keys = DIM_KEYS.get(plan.dims or "")
     word = _dim_word(plan.dims) if plan.dims else "segment"
     d = last.record.get("diagnosis") or {}
     target = d.get("target") or {}
@@ -102,11 +115,12 @@ def answer_failing(plan: Plan, tools: ChatTools) -> ChatAnswer:
     cited = [last.decision_id]
     lines = [head]
     if past:
-        lines.append(f"Earlier, {len(past)} incident(s) blamed a {word}:" if keys else f"Earlier, {len(past)} incident(s):")
+        lines.append(f"Earlier, {len(past)} incident(s) blamed a {word}:" if keys
+                     else f"Earlier, {len(past)} incident(s):")
         for i in past[-SHOWN:]:
             lines.append(f"- {target_text(i.target)} ({i.category}) from {fmt_time(window_end(i.first), tools.tz)} to "
-                         f"{fmt_time(window_end(i.last), tools.tz)}, {len(i.decisions)} window(s), first {i.first.decision_id}; "
-                         f"worst {i.worst_id}: {i.worst_evidence}")
+                         f"{fmt_time(window_end(i.last), tools.tz)}, {len(i.decisions)} window(s), "
+                         f"first {i.first.decision_id}; worst {i.worst_id}: {i.worst_evidence}")
             cited += [i.first.decision_id, i.worst_id]
     elif not now_fits:
         lines.append(f"No decision in the audit trail has blamed a {word}.")
@@ -125,8 +139,9 @@ def answer_pending(plan: Plan, tools: ChatTools) -> ChatAnswer:
     for w in waiting[:SHOWN]:
         left = max(0.0, w.expires_at - now) / 60
         why = f"; why a human: {'; '.join(w.why)}" if w.why else ""
-        lines.append(f"- {w.decision_id}: {w.tool} on {target_text(w.target)} ({w.category}, confidence {w.confidence:.2f}), "
-                     f"proposed {fmt_time(w.at, tools.tz)}; expires {fmt_time(w.expires_at, tools.tz)} "
+        lines.append(f"- {w.decision_id}: {w.tool} on {target_text(w.target)} ({w.category}, "
+                     f"confidence {w.confidence:.2f}), proposed {fmt_time(w.at, tools.tz)}; "
+                     f"expires {fmt_time(w.expires_at, tools.tz)} "
                      f"({left:.0f} min after the latest decision){why}")
     lines.append("Approve or reject with `payops approve ID` / `payops reject ID` (see `payops pending`).")
     return ChatAnswer(text="\n".join(lines), cited=[w.decision_id for w in waiting[:SHOWN]] + [last.decision_id])
@@ -154,7 +169,8 @@ def answer_in_force(plan: Plan, tools: ChatTools) -> ChatAnswer:
     for a in forced:
         applied = f", applied {fmt_time(a.applied_at, tools.tz)}" if a.applied_at else ""
         until = f"until {fmt_time(a.expires_at, tools.tz)}" if a.expires_at else "until rolled back"
-        lines.append(f"- {a.tool} on {target_text(a.target)}{_args_text(a.tool, a.args)} (decision {a.action_id}{applied}) {until}")
+        lines.append(f"- {a.tool} on {target_text(a.target)}{_args_text(a.tool, a.args)} "
+                     f"(decision {a.action_id}{applied}) {until}")
     return ChatAnswer(text="\n".join(lines), cited=[a.action_id for a in forced] + [last.decision_id])
 
 
@@ -168,14 +184,15 @@ def answer_rolled_back(plan: Plan, tools: ChatTools, with_harm: bool) -> ChatAns
         lines.append(f"{len(done)} action(s) rolled back:")
         for r in done[-SHOWN:]:
             by = "" if r.by == r.action_id else f" by decision {r.by}"
-            lines.append(f"- {fmt_time(r.at, tools.tz)}: {r.tool} on {target_text(r.target)} (decision {r.action_id}) rolled "
-                         f"back{by}, because {r.reason}")
+            lines.append(f"- {fmt_time(r.at, tools.tz)}: {r.tool} on {target_text(r.target)} "
+                         f"(decision {r.action_id}) rolled back{by}, because {r.reason}")
             cited += [r.action_id, r.by]
     else:
         lines.append("Nothing was rolled back" + (f" about {plan.segment}" if plan.segment else "") + ".")
     for r in proposed[-SHOWN:]:
         lines.append(f"- a rollback of {r.tool} on {target_text(r.target)} (decision {r.action_id}) was proposed at "
-                     f"{fmt_time(r.at, tools.tz)} by decision {r.by} and is {r.status} (not applied), because {r.reason}")
+                     f"{fmt_time(r.at, tools.tz)} by decision {r.by} and is {r.status} (not applied), "
+                     f"because {r.reason}")
         cited += [r.action_id, r.by]
     answer = ChatAnswer(text="\n".join(lines), cited=list(dict.fromkeys(cited)))
     if with_harm:
@@ -185,7 +202,8 @@ def answer_rolled_back(plan: Plan, tools: ChatTools, with_harm: bool) -> ChatAns
 
 
 def answer_harmed(plan: Plan, tools: ChatTools) -> ChatAnswer:
-    harmed = [e for e in harmful_outcomes(tools.state()) if _matches_segment(plan.segment, e.record.get("target") or {})]
+    harmed = [e for e in harmful_outcomes(tools.state())
+              if _matches_segment(plan.segment, e.record.get("target") or {})]
     if not harmed:
         verdicts: dict[str, int] = {}
         for e in tools.state().entries("outcome"):
@@ -216,12 +234,13 @@ def answer_happened(plan: Plan, tools: ChatTools) -> ChatAnswer:
     acted = [s for s in decided if s.tool != "no_action"]
     if not decided:
         return ChatAnswer(text=f"No decision {period}.")
-    lines = [f"{period[0].upper() + period[1:]}: {len(decided)} decision(s), {len(found)} incident(s), {len(acted)} action(s)."]
+    lines = [f"{period[0].upper() + period[1:]}: {len(decided)} decision(s), {len(found)} incident(s), "
+             f"{len(acted)} action(s)."]
     cited: list[str] = []
     for i in found[-SHOWN:]:
         lines.append(f"- incident: {target_text(i.target)} ({i.category}) {fmt_time(window_end(i.first), tools.tz)} to "
-                     f"{fmt_time(window_end(i.last), tools.tz)}, {len(i.decisions)} window(s), first {i.first.decision_id}; "
-                     f"worst {i.worst_id}: {i.worst_evidence}")
+                     f"{fmt_time(window_end(i.last), tools.tz)}, {len(i.decisions)} window(s), "
+                     f"first {i.first.decision_id}; worst {i.worst_id}: {i.worst_evidence}")
         cited += [i.first.decision_id, i.worst_id]
     for s in acted[-SHOWN:]:
         lines.append(f"- action: {s.line()}")
@@ -234,6 +253,7 @@ def answer_happened(plan: Plan, tools: ChatTools) -> ChatAnswer:
 
 def answer_unknown_segment(plan: Plan, tools: ChatTools) -> ChatAnswer:
     known = tools.known_values()
-    names = "; ".join(f"{_dim_word(dim)}s: {', '.join(sorted(values)[:8])}" for dim, values in sorted(known.items()) if values)
-    return ChatAnswer(text=f"No decision about '{plan.words[0]}' in the audit trail: it has never been blamed or acted on."
-                           + (f" Names the records know — {names}." if names else ""))
+    names = "; ".join(f"{_dim_word(dim)}s: {', '.join(sorted(values)[:8])}"
+                      for dim, values in sorted(known.items()) if values)
+    return ChatAnswer(text=f"No decision about '{plan.words[0]}' in the audit trail: it has never been blamed or "
+                           "acted on." + (f" Names the records know — {names}." if names else ""))

@@ -8,8 +8,9 @@ read as of its last tick, not as of the wall clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from payops.memory.audit import AuditEntry
 
@@ -58,8 +59,8 @@ def pending_approvals(audit: AuditSource, now: float) -> list[Pending]:
         p, d = r.get("proposal") or {}, r.get("diagnosis") or {}
         why = tuple(str(x.get("reason")) for x in (r.get("verdict") or {}).get("results") or []
                     if x.get("verdict") == "needs_approval")
-        out.append(Pending(e.decision_id, window_end(e), str(p.get("tool")), p.get("target") or {}, str(d.get("category")),
-                           float(d.get("confidence", 0.0)), expires, why))
+        out.append(Pending(e.decision_id, window_end(e), str(p.get("tool")), p.get("target") or {},
+                           str(d.get("category")), float(d.get("confidence", 0.0)), expires, why))
     return out
 
 
@@ -100,7 +101,8 @@ def rollbacks(audit: AuditSource) -> list[Rollback]:
         rb = e.record.get("rollback")
         if rb:
             out.append(Rollback(e.decision_id, e.at, str(e.record.get("tool")), e.record.get("target") or {},
-                                f"its outcome was {e.record.get('verdict')}: " + "; ".join(e.record.get("reasons") or []),
+                                f"its outcome was {e.record.get('verdict')}: "
+                                + "; ".join(e.record.get("reasons") or []),
                                 e.decision_id, str(rb.get("status", ""))))
     for e in audit.entries("decision"):
         p = e.record.get("proposal") or {}
@@ -114,7 +116,8 @@ def rollbacks(audit: AuditSource) -> list[Rollback]:
                                 str(args.get("reason", "")), e.decision_id, status))
     for e in audit.entries("rollback"):
         out.append(Rollback(e.decision_id, e.at, str(e.record.get("tool")), e.record.get("target") or {},
-                            str(e.record.get("reason") or e.record.get("detail") or e.record.get("outcome") or "its time ran out"),
+                            str(e.record.get("reason") or e.record.get("detail") or e.record.get("outcome")
+                                or "its time ran out"),
                             e.decision_id, str((e.record.get("execution") or {}).get("status", "executed"))))
     return sorted(out, key=lambda r: r.at)
 
@@ -141,7 +144,8 @@ class Incident:
 T = TypeVar("T")
 
 
-def incident_runs(decisions: Iterable[T], category: Callable[[T], str], segment: Callable[[T], Hashable]) -> list[list[T]]:
+def incident_runs(decisions: Iterable[T], category: Callable[[T], str],
+                  segment: Callable[[T], Hashable]) -> list[list[T]]:
     """The one rule for an incident, for the chat and the console alike: consecutive non-healthy
     decisions that blame one segment (or all traffic), oldest first. A healthy decision ends it; a
     decision blaming another segment starts the next; a change of category about the same segment

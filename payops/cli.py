@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import gc
 import math
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
@@ -16,6 +15,7 @@ from payops.cli_errors import PayopsGroup, fail
 
 if TYPE_CHECKING:  # imported where used: `payops replay` starts its parse workers before pydantic-settings loads
     from payops.settings import Settings
+    from payops.signals.events import ParseReport
 
 app = typer.Typer(
     name="payops",
@@ -31,9 +31,11 @@ CONTROL_PLANE_HELP = ("Where actions run: 'simulated' (in-process; the simulator
                       "would have run, nothing moves) or 'http' (PAYOPS_ORCHESTRATOR_URL). Default: simulated for the "
                       "simulator, http when an orchestrator is configured, else shadow.")
 PLANE_NAMES = ("simulated", "shadow", "http")
+SOURCE_HELP = ("'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or "
+               "palm (the palm-pay backend's payments); repeat to merge sources by event time.")
 
 
-def _plane_option(value: Optional[str]) -> Optional[str]:
+def _plane_option(value: str | None) -> str | None:
     if value is not None and value not in PLANE_NAMES:
         fail(f"--control-plane must be one of {', '.join(PLANE_NAMES)}, not {value!r}")
     return value
@@ -43,7 +45,8 @@ def _settings(**overrides: object) -> Settings:
     """Settings with the options given; a bad one is reported by PayopsGroup (cli_errors.one_line)."""
     from payops.settings import Settings
 
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}  # pydantic validates each
+    return Settings(**given)
 
 
 def _print_cycle(state: dict, settings: Settings, services: object, settle: float = 0.0) -> None:
@@ -65,23 +68,27 @@ def _print_notices(services: object, settle: float = 0.0) -> None:
     from payops.render import printable  # a summary quotes labels from the feed
 
     notifier = getattr(services, "notifier", None)
-    if settle and hasattr(notifier, "settle"):
+    if settle and notifier is not None and hasattr(notifier, "settle"):
         notifier.settle(settle)
     drain = getattr(notifier, "drain", None)
     for kind, payload in (drain() if drain else []):
         if kind == DELIVERY_FAILED:
             kept = "kept in dead letters (`payops pending`)" if payload.get("kept") else "and it could NOT be kept"
-            typer.echo(printable(f"  Notice: webhook delivery failed for {payload.get('decision_id') or payload.get('kind')}"
+            typer.echo(printable(f"  Notice: webhook delivery failed for "
+                                 f"{payload.get('decision_id') or payload.get('kind')}"
                                  f" ({payload.get('kind')}: {payload.get('reason')}); {kept}"))
             continue
-        line = f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} {payload.get('decision_id', '')}".rstrip()
+        line = (f"  [{kind}] {payload.get('summary') or payload.get('tool', '')} "
+                f"{payload.get('decision_id', '')}").rstrip()
         typer.echo(printable(line))
 
 
-def _report_bad_lines(report: object) -> None:
-    if report is not None and getattr(report, "bad_count", 0):
+def _report_bad_lines(report: Any) -> None:  # a ParseReport, or merged_source's duck-typed one
+    bad_count: int = getattr(report, "bad_count", 0)  # 0 without a report (None)
+    if bad_count:
         first = report.bad[0]
-        typer.echo(f"payops: skipped {report.bad_count} malformed event line(s); first at line {first.line_no}: {first.reason}", err=True)
+        typer.echo(f"payops: skipped {report.bad_count} malformed event line(s); "
+                   f"first at line {first.line_no}: {first.reason}", err=True)
 
 
 def _no_valid_events(source: object) -> None:
@@ -93,13 +100,15 @@ def _no_valid_events(source: object) -> None:
 
 @app.command()
 def run(
-    ticks: Optional[int] = typer.Option(None, "--ticks", min=1, help="Stop after N ticks (default: run until Ctrl-C)."),
-    tick_seconds: float = typer.Option(0.5, "--tick-seconds", min=0.0, help="Wall seconds between ticks (0.5 demo; 60 production)."),
+    ticks: int | None = typer.Option(None, "--ticks", min=1, help="Stop after N ticks (default: run until Ctrl-C)."),
+    tick_seconds: float = typer.Option(0.5, "--tick-seconds", min=0.0,
+                                       help="Wall seconds between ticks (0.5 demo; 60 production)."),
     scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario (see `payops scenarios`)."),
     seed: int = typer.Option(7, "--seed", help="Simulator seed."),
-    source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
-    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR)."),
-    control_plane: Optional[str] = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
+    source: list[str] = typer.Option(["simulator"], "--source", help=SOURCE_HELP),
+    state_dir: Path | None = typer.Option(None, "--state-dir",
+                                          help="State directory (default ./.payops or PAYOPS_STATE_DIR)."),
+    control_plane: str | None = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
 ) -> None:
     """Run the agent loop: every tick decide over the last window and print the cycle."""
     from payops.scheduling import TickLocked, TickUsageError, partition_lock
@@ -115,17 +124,16 @@ def run(
         fail(str(exc))
 
 
-def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, scenario: str, seed: int, source: list[str],
-              control_plane: Optional[str] = None) -> None:
+def _run_loop(settings: Settings, ticks: int | None, tick_seconds: float, scenario: str, seed: int, source: list[str],
+              control_plane: str | None = None) -> None:
     from contextlib import ExitStack
 
     from payops.guardrails.notify import EXIT_FLUSH_SECONDS
     from payops.palm_jobs import in_background
     from payops.scheduling import close_agent
     from payops.signals.sources import SourceError
-    from payops.wiring import agent_services, durable_agent
-
     from payops.storage.keys import KeyProblem
+    from payops.wiring import agent_services, durable_agent
 
     try:
         services = agent_services(settings, source, scenario, seed, control_plane=control_plane)
@@ -166,10 +174,12 @@ def _run_loop(settings: Settings, ticks: Optional[int], tick_seconds: float, sce
 def tick(
     scenario: str = typer.Option("demo", "--scenario", help="Simulator scenario when the source is the simulator."),
     seed: int = typer.Option(7, "--seed"),
-    source: list[str] = typer.Option(["simulator"], "--source", help="'simulator', a JSONL event file, '-' for stdin, nats://HOST:PORT/STREAM?subject=... (JetStream) or palm (the palm-pay backend's payments); repeat to merge sources by event time."),
-    state_dir: Optional[Path] = typer.Option(None, "--state-dir"),
-    partition: Optional[str] = typer.Option(None, "--partition", help="The deployment to tick (default PAYOPS_DEPLOYMENT); one worker at a time each."),
-    control_plane: Optional[str] = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
+    source: list[str] = typer.Option(["simulator"], "--source", help=SOURCE_HELP),
+    state_dir: Path | None = typer.Option(None, "--state-dir"),
+    partition: str | None = typer.Option(None, "--partition",
+                                         help="The deployment to tick (default PAYOPS_DEPLOYMENT); one worker at a "
+                                              "time each."),
+    control_plane: str | None = typer.Option(None, "--control-plane", help=CONTROL_PLANE_HELP, callback=_plane_option),
 ) -> None:
     """Exactly one cycle of one partition, then exit (cron, Kubernetes CronJob; see docs/scheduling.md).
 
@@ -193,7 +203,8 @@ def tick(
     except StateDirError as exc:  # the state folder is a file, cannot be created or is read-only
         fail(str(exc), code=exc.exit_code)
     except Exception as exc:  # one line a scheduler's log can show; the DSN's password never appears
-        fail(f"tick of partition '{settings.deployment}' failed: {type(exc).__name__}: {redact_dsn(str(exc))[:500]}", code=EX_FAILURE)
+        fail(f"tick of partition '{settings.deployment}' failed: {type(exc).__name__}: {redact_dsn(str(exc))[:500]}",
+             code=EX_FAILURE)
     if outcome.status == "idle":
         _no_valid_events(outcome.services.source if outcome.services is not None else None)
         typer.echo("payops: the source has no events; nothing to do.")
@@ -203,6 +214,7 @@ def tick(
     else:
         from payops.guardrails.notify import EXIT_FLUSH_SECONDS
 
+        assert outcome.state is not None  # run_tick's "done" carries the decided window's state
         _print_cycle(outcome.state, settings, outcome.services, settle=EXIT_FLUSH_SECONDS)
 
 
@@ -219,11 +231,21 @@ def simulate(
                                   f"(1 to {MAX_SIMULATE_MINUTES:,} minutes, at most {MAX_SIMULATE_EVENTS:,} events)."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", help="Where to write the JSON Lines events."),
-    per_minute: float = typer.Option(600.0, "--per-minute", min=10.0, max=100_000.0, help="Payments per minute (10 to 100,000)."),
-    rename_seed: Optional[int] = typer.Option(None, "--rename-seed", help="Give banks, routes, issuers and terminals fresh names (unseen-name tests)."),
+    per_minute: float = typer.Option(600.0, "--per-minute", min=10.0, max=100_000.0,
+                                     help="Payments per minute (10 to 100,000)."),
+    rename_seed: int | None = typer.Option(None, "--rename-seed",
+                                           help="Give banks, routes, issuers and terminals fresh names (unseen-name "
+                                                "tests)."),
 ) -> None:
     """Write a simulated event stream (CONTRACT.md §1) with a healthy lead-in before the incident."""
-    from payops.signals.simulator import SCENARIOS, Simulator, default_network, rename_network, timed_scenario, write_stream
+    from payops.signals.simulator import (
+        SCENARIOS,
+        Simulator,
+        default_network,
+        rename_network,
+        timed_scenario,
+        write_stream,
+    )
 
     if not (math.isfinite(minutes) and 1.0 <= minutes <= MAX_SIMULATE_MINUTES):
         fail(f"--minutes must be between 1 and {MAX_SIMULATE_MINUTES:,} (a week), not {minutes:g}")
@@ -255,8 +277,9 @@ def replay(
     window: float = typer.Option(60.0, "--window", min=1.0, help="Window length in seconds."),
     tick_: float = typer.Option(60.0, "--tick", min=1.0, help="Seconds of event time between decisions."),
     control_plane: str = typer.Option("shadow", "--control-plane", callback=_plane_option,
-                                      help="'shadow' (default: a recorded feed cannot respond; nothing is judged or learned "
-                                           "from moves that did not happen), 'simulated' (the in-process router) or 'http'."),
+                                      help="'shadow' (default: a recorded feed cannot respond; nothing is judged or "
+                                           "learned from moves that did not happen), 'simulated' (the in-process "
+                                           "router) or 'http'."),
 ) -> None:
     """Offline, deterministic decisions over a recorded event file (no network, no API key).
 
@@ -321,7 +344,7 @@ def _finite_seconds(option: str, value: float) -> None:
         fail(f"{option} must be a finite number of seconds above 0, not {value}")
 
 
-def _write_rejects(report: object, out: Path) -> Path | None:
+def _write_rejects(report: ParseReport, out: Path) -> Path | None:
     """OUT.rejects.json: every bad line's number and reason (the first 1,000) and the counts; None if clean.
 
     A stale report of an earlier replay to the same OUT is removed: the file always describes this run.
@@ -331,7 +354,7 @@ def _write_rejects(report: object, out: Path) -> Path | None:
         path.unlink(missing_ok=True)
         return None
     try:
-        path.write_bytes(orjson.dumps(report.rejects_json(), option=orjson.OPT_INDENT_2))  # type: ignore[attr-defined]
+        path.write_bytes(orjson.dumps(report.rejects_json(), option=orjson.OPT_INDENT_2))
     except OSError as exc:
         typer.echo(f"payops: cannot write the rejects report {path}: {exc.strerror}", err=True)
         return None
@@ -345,7 +368,7 @@ def _rejects_note(path: Path | None) -> str:
 @app.command()
 def scenarios() -> None:
     """List the simulator's scenarios."""
-    from payops.signals.simulator import build_scenario, default_network, SCENARIOS
+    from payops.signals.simulator import SCENARIOS, build_scenario, default_network
 
     net = default_network()
     for name in SCENARIOS:
@@ -373,13 +396,16 @@ def _register_subcommands() -> None:
     app.add_typer(lessons_app, name="lessons", help="Long-term lessons learned from outcomes.")
     app.add_typer(notify_app, name="notify", help="Webhook notifications not delivered: `payops notify retry`.")
     register_ops(app)
-    app.add_typer(__import__("payops.cli_db", fromlist=["db_app"]).db_app, name="db", help="Create and migrate the schema (SQLite or PostgreSQL): `payops db upgrade`.")
-    __import__("payops.cli_api", fromlist=["register_api"]).register_api(app)  # serve, keys, openapi (payops/cli_api.py)
-    app.command("chat")(__import__("payops.cli_chat", fromlist=["chat"]).chat)  # read-only ops chat (payops/cli_chat.py)
+    app.add_typer(__import__("payops.cli_db", fromlist=["db_app"]).db_app, name="db",
+                  help="Create and migrate the schema (SQLite or PostgreSQL): `payops db upgrade`.")
+    # serve, keys, openapi (payops/cli_api.py); the read-only ops chat (payops/cli_chat.py)
+    __import__("payops.cli_api", fromlist=["register_api"]).register_api(app)
+    app.command("chat")(__import__("payops.cli_chat", fromlist=["chat"]).chat)
     from payops.cli_eval import eval_app
 
     app.add_typer(eval_app, name="eval", help="Offline evaluation over the incident corpus (and `payops eval record`).")
-    app.add_typer(__import__("payops.cli_llm", fromlist=["llm_app"]).llm_app, name="llm", help="A local OpenAI-compatible LLM: `payops llm serve`.")
+    app.add_typer(__import__("payops.cli_llm", fromlist=["llm_app"]).llm_app, name="llm",
+                  help="A local OpenAI-compatible LLM: `payops llm serve`.")
     app.command("publish")(__import__("payops.cli_nats", fromlist=["publish"]).publish)  # event file -> NATS JetStream
 
 

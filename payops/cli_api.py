@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-from datetime import timezone, tzinfo
+from datetime import UTC, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -21,17 +21,17 @@ keys_app = typer.Typer(no_args_is_help=True, add_completion=False,
 STATE_DIR = typer.Option(None, "--state-dir", help="State directory (default ./.payops or PAYOPS_STATE_DIR).")
 
 
-def _settings(state_dir: Optional[Path]) -> Settings:
+def _settings(state_dir: Path | None) -> Settings:
     """Settings for this state folder; a bad setting is reported by PayopsGroup (cli_errors.one_line)."""
     from payops.settings import Settings
 
-    return Settings(**({"state_dir": state_dir} if state_dir else {}))
+    return Settings(state_dir=state_dir) if state_dir else Settings()
 
 
 def serve(
-    host: Optional[str] = typer.Option(None, "--host", help="Bind address (default 127.0.0.1, or PAYOPS_API_HOST)."),
-    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port (default 8080, or PAYOPS_API_PORT)."),
-    state_dir: Optional[Path] = STATE_DIR,
+    host: str | None = typer.Option(None, "--host", help="Bind address (default 127.0.0.1, or PAYOPS_API_HOST)."),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Port (default 8080, or PAYOPS_API_PORT)."),
+    state_dir: Path | None = STATE_DIR,
 ) -> None:
     """Serve the HTTP API (palm-pay and ops endpoints) on the agent's state directory."""
     import uvicorn
@@ -81,13 +81,13 @@ def openapi() -> None:
     sys.stdout.write(schema_json(openapi_schema()))
 
 
-def _keys(state_dir: Optional[Path]):  # noqa: ANN202 - ApiKeyStore
+def _keys(state_dir: Path | None):  # noqa: ANN202 - ApiKeyStore
     from payops.api.keys import ApiKeyStore
 
     return ApiKeyStore.in_state_dir(_settings(state_dir).ensure_state_dir())
 
 
-def _when(ts: float | None, tz: tzinfo = timezone.utc) -> str:
+def _when(ts: float | None, tz: tzinfo = UTC) -> str:
     from payops.memory.explain import when  # the one format: the display zone, named
 
     return "-" if ts is None else when(ts, tz)
@@ -97,7 +97,7 @@ def _when(ts: float | None, tz: tzinfo = timezone.utc) -> str:
 def keys_create(
     name: str = typer.Option(..., "--name", help="Who uses it: a terminal, a dashboard, a person (recorded as actor)."),
     role: str = typer.Option(..., "--role", help="terminal, viewer or operator."),
-    state_dir: Optional[Path] = STATE_DIR,
+    state_dir: Path | None = STATE_DIR,
 ) -> None:
     """Create a key and print it once (only its hash is kept)."""
     from payops.api.keys import ApiKeyError
@@ -115,7 +115,7 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(state_dir: Optional[Path] = STATE_DIR) -> None:
+def keys_list(state_dir: Path | None = STATE_DIR) -> None:
     """One line per key: id, name, role, created, revoked (never a secret)."""
     store = _keys(state_dir)
     try:
@@ -133,7 +133,7 @@ def keys_list(state_dir: Optional[Path] = STATE_DIR) -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str = typer.Argument(..., help="The key id (from `payops keys list`)."),
-                state_dir: Optional[Path] = STATE_DIR) -> None:
+                state_dir: Path | None = STATE_DIR) -> None:
     """Revoke a key; the next request with it is refused."""
     from payops.api.keys import ApiKeyError
 

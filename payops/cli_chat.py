@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -11,11 +10,12 @@ STATE_DIR = typer.Option(None, "--state-dir", help="State directory (default ./.
 
 
 def chat(
-    ask: Optional[str] = typer.Option(None, "--ask", help="Ask one question, print the answer and exit."),
-    tz: Optional[str] = typer.Option(None, "--tz", help="Time zone for times you type and times printed (IANA name; "
+    ask: str | None = typer.Option(None, "--ask", help="Ask one question, print the answer and exit."),
+    tz: str | None = typer.Option(None, "--tz", help="Time zone for times you type and times printed (IANA name; "
                                      "default PAYOPS_DISPLAY_TIMEZONE, else PAYOPS_TIMEZONE)."),
-    no_llm: bool = typer.Option(False, "--no-llm", help="Answer from the records only, even when an LLM is configured."),
-    state_dir: Optional[Path] = STATE_DIR,
+    no_llm: bool = typer.Option(False, "--no-llm",
+                                help="Answer from the records only, even when an LLM is configured."),
+    state_dir: Path | None = STATE_DIR,
 ) -> None:
     """Ask why the agent acted, what it did about a segment, or whether an action ever helped.
 
@@ -24,18 +24,19 @@ def chat(
     """
     from pydantic import ValidationError
 
-    from payops.chat import ChatError, ChatTools, ask as answer, chat_model_from_settings, zone
+    from payops.chat import ChatError, ChatTools, chat_model_from_settings, zone
+    from payops.chat import ask as answer
     from payops.settings import Settings, existing_state_dir
 
     try:
-        settings = Settings(**({"state_dir": state_dir} if state_dir else {}))
+        settings = Settings(state_dir=state_dir) if state_dir else Settings()
         if not settings.database_url:
             existing_state_dir(settings.state_dir)  # a missing folder or a file: one line from cli_errors
         display_zone = tz or settings.display_zone  # one display zone for people; records stay epoch/UTC
         tools = ChatTools.from_settings(settings, zone(display_zone))
     except (ChatError, ValidationError) as exc:
         typer.echo(f"payops: error: {exc}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from exc
     llm = None if no_llm else chat_model_from_settings(settings)
 
     def reply(question: str) -> None:

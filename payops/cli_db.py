@@ -87,6 +87,8 @@ def status(state_dir: Path | None = STATE_DIR) -> None:
 
 def _upgrade_sqlite(settings: Settings) -> list[str]:
     """Open each SQLite store once: each creates or migrates its own file, as on first use."""
+    from langgraph.store.sqlite import SqliteStore
+
     from payops.graph.runner import sqlite_checkpointer
     from payops.graph.services import sqlite_store
     from payops.memory.approvals import ApprovalBook
@@ -98,7 +100,9 @@ def _upgrade_sqlite(settings: Settings) -> list[str]:
 
     open_audit(settings.model_copy(update={"database_url": None})).close()
     ApprovalBook(state / "approvals.db").close()
-    sqlite_store(state / "lessons.db").conn.close()
+    lessons = sqlite_store(state / "lessons.db")
+    assert isinstance(lessons, SqliteStore)  # what sqlite_store builds (it is typed as the BaseStore it serves as)
+    lessons.conn.close()
     saver = sqlite_checkpointer(str(state / "checkpoints.db"))
     saver.setup()
     saver.conn.close()

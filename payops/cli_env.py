@@ -8,8 +8,8 @@ classes' source, so a field added to one is known here at once.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 PREFIX = "PAYOPS_"
 # Read outside the settings classes: by the test suite (a PostgreSQL to test against, re-recording cassettes).
@@ -64,7 +64,8 @@ def settings_fields(path: Path, class_name: str) -> tuple[str, list[str]]:
                         prefix = str(kw.value.value)
             elif not node.target.id.startswith("_"):
                 fields.append(node.target.id)
-        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "model_config" for t in node.targets):
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "model_config"
+                                                  for t in node.targets):
             for kw in getattr(node.value, "keywords", []):
                 if kw.arg == "env_prefix" and isinstance(kw.value, ast.Constant):
                     prefix = str(kw.value.value)

@@ -78,7 +78,7 @@ class PayopsGroup(TyperGroup):
     """The root command group: every subcommand runs inside `invoke`, so this is the one catch."""
 
     # typer passes a typer.Context; its base, typer's own copy of click's Context, has no public name.
-    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # narrower ctx, see above
         import os
 
         from payops.cli_env import unknown_name_warnings

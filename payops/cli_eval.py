@@ -58,7 +58,7 @@ def run_eval(
     if ctx.invoked_subcommand is not None:
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from payops.evals import gate as gate_mod
     from payops.evals.cases import CaseError
@@ -89,8 +89,8 @@ def run_eval(
             recorded_url = load_meta(m, cassettes).get("base_url")
             if recorded_url and recorded_url != base_url:
                 _fail(
-                    f"the other {m} cassettes were recorded against {recorded_url}: re-record a subset against the same "
-                    f"--base-url, or the whole corpus (no --tags) against a new one"
+                    f"the other {m} cassettes were recorded against {recorded_url}: re-record a subset against the "
+                    f"same --base-url, or the whole corpus (no --tags) against a new one"
                 )
     plan: list[RunOptions] = []
     for r in dict.fromkeys(reasoners):
@@ -141,6 +141,10 @@ def run_eval(
     ) as progress:
         for options in plan:
             task = progress.add_task(options.label, total=len(cases), last="")
+
+            def advance(cid: str, t: TaskID = task) -> None:  # `t`: this model's bar, bound now
+                progress.update(t, advance=1, last=cid)
+
             if options.record and options.model:
                 save_meta(options.model, base_url, cassettes)
             try:
@@ -149,7 +153,7 @@ def run_eval(
                         cases,
                         options,
                         workers=workers,
-                        progress=lambda cid, t=task: progress.update(t, advance=1, last=cid),
+                        progress=advance,
                     )
                 )
             except EvalError as exc:
@@ -235,8 +239,9 @@ def _print_summary(results: dict, failures: list[str] | None) -> None:
             console.print(
                 f"closed loop ({run['label']}, {cl['cases']} cases): payments saved — agent {cl['saved_agent']}, "
                 f"static alerting {cl['saved_static']}, oracle {cl['saved_oracle']}; agent share of oracle "
-                f"{pct(cl['share_of_oracle_agent'])}, static {pct(cl['share_of_oracle_static'])}; median time to mitigate "
-                f"agent {cl['median_time_to_mitigate_s_agent']} s, static {cl['median_time_to_mitigate_s_static']} s"
+                f"{pct(cl['share_of_oracle_agent'])}, static {pct(cl['share_of_oracle_static'])}; median time to "
+                f"mitigate agent {cl['median_time_to_mitigate_s_agent']} s, "
+                f"static {cl['median_time_to_mitigate_s_static']} s"
             )
         failing = [c for c in run["cases"] if not c["passed"]]
         if failing:
@@ -314,6 +319,7 @@ def record(
             return
         if category is None:
             _fail("--events needs --category (and --onset/--onset-offset for an incident)")
+        assert events is not None  # exactly one of --scenario and --events, checked above
         tgt = parse_action("x:" + target).target if target else {}
         case, report = record_from_events(
             case_id,

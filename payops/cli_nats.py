@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -30,11 +29,13 @@ def _rate(text: str) -> float | None:
 
 def publish(
     events: Path = typer.Argument(..., help="A CONTRACT.md §1 JSONL event file."),
-    to: str = typer.Option(..., "--to", help="nats://HOST:PORT/STREAM?subject=payments.default (stream made if missing)."),
-    rate: str = typer.Option("max", "--rate", help="max (as fast as acknowledged), realtime, or xN (N times real time)."),
+    to: str = typer.Option(..., "--to",
+                           help="nats://HOST:PORT/STREAM?subject=payments.default (stream made if missing)."),
+    rate: str = typer.Option("max", "--rate",
+                             help="max (as fast as acknowledged), realtime, or xN (N times real time)."),
     batch_bytes: int = typer.Option(64 << 10, "--batch-bytes", min=0, max=1 << 20,
                                     help="Pack lines into messages up to this size (0: one event per message)."),
-    partition: Optional[str] = typer.Option(None, "--partition", help="Fills {partition} in the subject."),
+    partition: str | None = typer.Option(None, "--partition", help="Fills {partition} in the subject."),
 ) -> None:
     """Replay an event file onto a NATS JetStream stream at a chosen rate, with a progress bar."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
@@ -52,10 +53,12 @@ def publish(
     if not events.is_file():
         _fail(f"no such file: {events}")
     total = events.stat().st_size  # progress in bytes: no extra pass over the file to count its lines
-    with Progress(TextColumn("[bold]publish"), BarColumn(), DownloadColumn(), TimeElapsedColumn(), transient=True) as bar:
+    with Progress(TextColumn("[bold]publish"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
+                  transient=True) as bar:
         task = bar.add_task("publish", total=total)
         try:
-            result = publish_file(address, events, address.subject, batch_bytes, speed, lambda n: bar.update(task, advance=n))
+            result = publish_file(address, events, address.subject, batch_bytes, speed,
+                                  lambda n: bar.update(task, advance=n))
         except OSError as exc:
             _fail(f"cannot reach NATS at {address.servers}: {exc.strerror or type(exc).__name__}", code=1)
             raise

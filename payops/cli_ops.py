@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import orjson
 import typer
@@ -23,8 +22,8 @@ API_KEY = typer.Option(None, "--api-key", envvar="PAYOPS_API_KEY", show_envvar=T
 
 
 
-def _settings(state_dir: Optional[Path]) -> Settings:
-    return Settings(**({"state_dir": state_dir} if state_dir else {}))
+def _settings(state_dir: Path | None) -> Settings:
+    return Settings(state_dir=state_dir) if state_dir else Settings()
 
 
 def _require_state(settings: Settings) -> None:
@@ -32,7 +31,7 @@ def _require_state(settings: Settings) -> None:
         existing_state_dir(settings.state_dir)  # a missing folder or a file: one line from cli_errors
 
 
-def _services(state_dir: Optional[Path]):  # noqa: ANN202 - internal
+def _services(state_dir: Path | None):  # noqa: ANN202 - internal
     from payops.graph.runner import Agent
     from payops.graph.services import build_services
 
@@ -48,7 +47,7 @@ STATE_DIR = typer.Option(None, "--state-dir", help="State directory (default ./.
 
 # -- approvals ---------------------------------------------------------------------
 
-def pending(state_dir: Optional[Path] = STATE_DIR) -> None:
+def pending(state_dir: Path | None = STATE_DIR) -> None:
     """List approval requests waiting for a human."""
     from payops.memory.approvals import PENDING
 
@@ -87,11 +86,12 @@ def _print_dead_letters(settings: Settings) -> None:
     typer.echo(f"{len(letters)} webhook notification(s) not delivered, kept in dead letters "
                "(send again: `payops notify retry`):")
     for d in letters:
-        typer.echo(f"  {d.decision_id or '-'}  {d.kind}  failed {d.failures}x, last {when(d.failed_at, settings.display_tz())}: {d.reason}")
+        typer.echo(f"  {d.decision_id or '-'}  {d.kind}  failed {d.failures}x, "
+                   f"last {when(d.failed_at, settings.display_tz())}: {d.reason}")
 
 
-def _answer(decision_id: str, approved: bool, note: Optional[str], api_key: Optional[str],
-            state_dir: Optional[Path]) -> None:
+def _answer(decision_id: str, approved: bool, note: str | None, api_key: str | None,
+            state_dir: Path | None) -> None:
     """graph.approval.answer (the use case POST /v1/approvals/... calls too), as the operator whose key is given."""
     from payops.api.keys import ApiKeyError, ApiKeyStore
     from payops.graph import approval
@@ -117,20 +117,20 @@ def _answer(decision_id: str, approved: bool, note: Optional[str], api_key: Opti
 
 
 def approve(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix)."),
-            note: Optional[str] = typer.Option(None, "--note"),
-            api_key: Optional[str] = API_KEY, state_dir: Optional[Path] = STATE_DIR) -> None:
+            note: str | None = typer.Option(None, "--note"),
+            api_key: str | None = API_KEY, state_dir: Path | None = STATE_DIR) -> None:
     """Approve a pending action (as the operator whose API key is given; recorded in the audit trail)."""
     _answer(decision_id, True, note, api_key, state_dir)
 
 
-def reject(decision_id: str = typer.Argument(...), note: Optional[str] = typer.Option(None, "--note"),
-           api_key: Optional[str] = API_KEY, state_dir: Optional[Path] = STATE_DIR) -> None:
+def reject(decision_id: str = typer.Argument(...), note: str | None = typer.Option(None, "--note"),
+           api_key: str | None = API_KEY, state_dir: Path | None = STATE_DIR) -> None:
     """Reject a pending action (as the operator whose API key is given)."""
     _answer(decision_id, False, note, api_key, state_dir)
 
 
 def why(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix)."),
-        state_dir: Optional[Path] = STATE_DIR) -> None:
+        state_dir: Path | None = STATE_DIR) -> None:
     """Explain one decision from its audit record (deterministic, no LLM)."""
     from payops.memory.explain import explain_decision
     from payops.memory.stores import open_audit
@@ -173,9 +173,9 @@ def register_ops(app: typer.Typer) -> None:
 
 # -- audit --------------------------------------------------------------------------
 
-def _audit(state_dir: Optional[Path]):  # noqa: ANN202
-    from payops.storage.keys import KeyProblem
+def _audit(state_dir: Path | None):  # noqa: ANN202 - the AuditLog; its module is imported lazily
     from payops.memory.stores import open_audit
+    from payops.storage.keys import KeyProblem
 
     settings = _settings(state_dir)
     _require_state(settings)
@@ -195,15 +195,16 @@ def _palm_store(settings: Settings):  # noqa: ANN202 - the palm-pay store, if pa
     return open_store(options)
 
 
-def _palm_seal_keys(settings: Settings):  # noqa: ANN202
-    from payops.palmpay.sealing import seal_keys
+def _palm_seal_keys(settings: Settings):  # noqa: ANN202 - palmpay.sealing.SealKeys, imported lazily
     from payops.memory.stores import audit_key_chain
+    from payops.palmpay.sealing import seal_keys
 
-    return seal_keys(settings.state_dir, chain=audit_key_chain(settings), checkpoint_path=settings.audit_checkpoint_path)
+    return seal_keys(settings.state_dir, chain=audit_key_chain(settings),
+                     checkpoint_path=settings.audit_checkpoint_path)
 
 
 @audit_app.command("verify")
-def audit_verify(state_dir: Optional[Path] = STATE_DIR) -> None:
+def audit_verify(state_dir: Path | None = STATE_DIR) -> None:
     """Check the agent's trail, the palm-pay audit log and the PII access log; exits 1 naming the log and the record."""
     from payops.palmpay.sealing import verify_logs
     from payops.storage.keys import KeyProblem
@@ -213,8 +214,9 @@ def audit_verify(state_dir: Optional[Path] = STATE_DIR) -> None:
     broken = False
     if result.ok:
         legacy = f" ({result.legacy} in the legacy unkeyed segment)" if result.legacy else ""
-        typer.echo(f"agent audit trail intact: {result.count} records{legacy}, {result.checkpoints} signed checkpoint(s), "
-                   f"{result.superseded} superseded; head hash {result.head_hash}")
+        typer.echo(f"agent audit trail intact: {result.count} records{legacy}, "
+                   f"{result.checkpoints} signed checkpoint(s), {result.superseded} superseded; "
+                   f"head hash {result.head_hash}")
     else:
         broken = True
         which = f" (decision {result.first_bad_decision})" if result.first_bad_decision else ""
@@ -229,8 +231,10 @@ def audit_verify(state_dir: Optional[Path] = STATE_DIR) -> None:
             store.close()
         for check in checks:
             if check.ok:
-                unsealed = f", {check.count - check.sealed} written since the last checkpoint" if check.count > check.sealed else ""
-                typer.echo(f"{check.title} intact: {check.count} records, {check.checkpoints} signed checkpoint(s){unsealed}")
+                unsealed = (f", {check.count - check.sealed} written since the last checkpoint"
+                            if check.count > check.sealed else "")
+                typer.echo(f"{check.title} intact: {check.count} records, "
+                           f"{check.checkpoints} signed checkpoint(s){unsealed}")
             else:
                 broken = True
                 where = f" at id {check.at_id}" if check.at_id is not None else ""
@@ -240,7 +244,7 @@ def audit_verify(state_dir: Optional[Path] = STATE_DIR) -> None:
 
 
 @audit_app.command("seal")
-def audit_seal(state_dir: Optional[Path] = STATE_DIR) -> None:
+def audit_seal(state_dir: Path | None = STATE_DIR) -> None:
     """Sign a checkpoint of every log now (cron: the rows written since the last one are at stake until then)."""
     from payops.palmpay.sealing import seal_logs
     from payops.storage.keys import KeyProblem
@@ -264,9 +268,11 @@ def audit_seal(state_dir: Optional[Path] = STATE_DIR) -> None:
 
 
 @audit_app.command("show")
-def audit_show(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix), or #SEQ for one record."),
-               jsonl: bool = typer.Option(False, "--jsonl", help="One compact JSON object per line instead of one JSON list."),
-               state_dir: Optional[Path] = STATE_DIR) -> None:
+def audit_show(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix), or #SEQ for one "
+                                                           "record."),
+               jsonl: bool = typer.Option(False, "--jsonl",
+                                          help="One compact JSON object per line instead of one JSON list."),
+               state_dir: Path | None = STATE_DIR) -> None:
     """Print the records of one decision (decision, approval, applied, rollback...) as one JSON list."""
     audit = _audit(state_dir)
     if decision_id.startswith("#") and decision_id[1:].isdigit():
@@ -279,8 +285,8 @@ def audit_show(decision_id: str = typer.Argument(..., help="Decision id (or an u
     from payops.memory.explain import when
 
     tz = _settings(state_dir).display_tz()
-    rows = [{"seq": e.seq, "decision_id": e.decision_id, "kind": e.kind, "at": e.at, "time": when(e.at, tz), "hash": e.hash,
-             "record": e.record} for e in entries]
+    rows = [{"seq": e.seq, "decision_id": e.decision_id, "kind": e.kind, "at": e.at, "time": when(e.at, tz),
+             "hash": e.hash, "record": e.record} for e in entries]
     if jsonl:
         for row in rows:
             typer.echo(json.dumps(row, sort_keys=True))
@@ -289,7 +295,7 @@ def audit_show(decision_id: str = typer.Argument(..., help="Decision id (or an u
 
 
 @audit_app.command("tail")
-def audit_tail(n: int = typer.Option(10, "-n", min=1), state_dir: Optional[Path] = STATE_DIR) -> None:
+def audit_tail(n: int = typer.Option(10, "-n", min=1), state_dir: Path | None = STATE_DIR) -> None:
     """The last N records, one line each."""
     for e in _audit(state_dir).tail(n):
         r = e.record
@@ -311,7 +317,7 @@ def audit_tail(n: int = typer.Option(10, "-n", min=1), state_dir: Optional[Path]
 
 # -- lessons ------------------------------------------------------------------------
 
-def _lessons(state_dir: Optional[Path]):  # noqa: ANN202
+def _lessons(state_dir: Path | None):  # noqa: ANN202 - a LessonStore, imported lazily
     """The lesson store the agent writes (SqliteStore in the state directory, or PostgresStore)."""
     from payops.memory.lessons import LessonStore
     from payops.memory.stores import open_lesson_store
@@ -322,10 +328,11 @@ def _lessons(state_dir: Optional[Path]):  # noqa: ANN202
 
 
 @lessons_app.command("list")
-def lessons_list(category: Optional[str] = typer.Option(None, "--category", help="issuer, network, config, security, user."),
-                 verdict: Optional[str] = typer.Option(None, "--verdict", help="helped, no_effect, harmed, inconclusive."),
-                 tool: Optional[str] = typer.Option(None, "--tool", help="e.g. reroute_traffic."),
-                 state_dir: Optional[Path] = STATE_DIR) -> None:
+def lessons_list(category: str | None = typer.Option(None, "--category",
+                                                    help="issuer, network, config, security, user."),
+                 verdict: str | None = typer.Option(None, "--verdict", help="helped, no_effect, harmed, inconclusive."),
+                 tool: str | None = typer.Option(None, "--tool", help="e.g. reroute_traffic."),
+                 state_dir: Path | None = STATE_DIR) -> None:
     """One line per lesson, oldest first."""
     from payops.memory.explain import when
 
@@ -334,15 +341,16 @@ def lessons_list(category: Optional[str] = typer.Option(None, "--category", help
     if not lessons:
         typer.echo("no lessons" + (" matching those filters" if category or verdict or tool else " yet"))
         return
-    for l in lessons:
-        typer.echo(f"{when(l.created_at, tz)}  {l.decision_id}  {l.category:8s} {l.tool:20s} {l.target_key:28s} "
-                   f"{l.verdict}" + (" (rolled back)" if l.rolled_back else "")
-                   + ((" (imported, decided here)" if l.verified else " (imported)") if l.origin == "imported" else ""))
+    for lesson in lessons:
+        typer.echo(f"{when(lesson.created_at, tz)}  {lesson.decision_id}  {lesson.category:8s} {lesson.tool:20s} "
+                   f"{lesson.target_key:28s} {lesson.verdict}" + (" (rolled back)" if lesson.rolled_back else "")
+                   + ((" (imported, decided here)" if lesson.verified else " (imported)")
+                      if lesson.origin == "imported" else ""))
 
 
 @lessons_app.command("show")
 def lessons_show(decision_id: str = typer.Argument(..., help="Decision id (or an unambiguous prefix)."),
-                 state_dir: Optional[Path] = STATE_DIR) -> None:
+                 state_dir: Path | None = STATE_DIR) -> None:
     """One lesson as JSON."""
     lesson = _lessons(state_dir).find(decision_id)
     if lesson is None:
@@ -352,7 +360,7 @@ def lessons_show(decision_id: str = typer.Argument(..., help="Decision id (or an
 
 @lessons_app.command("export")
 def lessons_export(out: Path = typer.Option(..., "--out", help="JSON file to write (a list of lessons)."),
-                   state_dir: Optional[Path] = STATE_DIR) -> None:
+                   state_dir: Path | None = STATE_DIR) -> None:
     """Every lesson to a JSON file (to move memory between deployments)."""
     records = _lessons(state_dir).export()
     try:
@@ -362,7 +370,7 @@ def lessons_export(out: Path = typer.Option(..., "--out", help="JSON file to wri
     typer.echo(f"exported {len(records)} lessons to {out}")
 
 
-def _operator(api_key: Optional[str], state_dir: Optional[Path], what: str) -> str:
+def _operator(api_key: str | None, state_dir: Path | None, what: str) -> str:
     """The authenticated operator's principal (operator:<key id>) for a CLI write; never typed text."""
     from payops.api.keys import ApiKeyError, ApiKeyStore
 
@@ -380,7 +388,7 @@ def _operator(api_key: Optional[str], state_dir: Optional[Path], what: str) -> s
 
 @lessons_app.command("import")
 def lessons_import(path: Path = typer.Argument(..., help="A JSON file from `payops lessons export`."),
-                   api_key: Optional[str] = API_KEY, state_dir: Optional[Path] = STATE_DIR) -> None:
+                   api_key: str | None = API_KEY, state_dir: Path | None = STATE_DIR) -> None:
     """Import lessons: all or nothing, marked as imported (trusted less unless this audit trail holds their
     decisions), and audited (the operator whose API key is given, how many, the file's SHA-256)."""
     import hashlib
@@ -430,7 +438,7 @@ def lessons_import(path: Path = typer.Argument(..., help="A JSON file from `payo
 # -- notifications ------------------------------------------------------------------
 
 @notify_app.command("retry")
-def notify_retry(state_dir: Optional[Path] = STATE_DIR) -> None:
+def notify_retry(state_dir: Path | None = STATE_DIR) -> None:
     """Send the dead letters again to PAYOPS_WEBHOOK_URL (same idempotency keys); delivered ones are removed."""
     from payops.guardrails.dead_letters import FILE_NAME, DeadLetters
     from payops.guardrails.notify import retry_dead_letters

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import timezone, tzinfo
+from datetime import UTC, tzinfo
 from typing import Any
-
-import orjson
 
 from payops.memory.explain import when
 from payops.tools.actions import ACTIONS
@@ -61,22 +59,24 @@ def risk_assessment(state: dict[str, Any]) -> str:
     track = state.get("track_record")
     if track:
         c = track["counts"]
-        parts.append(f"past outcomes of {track['tool']} on {len(track['lessons'])} similar incident(s): {c['helped']} helped, "
-                     f"{c['no_effect']} no effect, {c['harmed']} harmed -> confidence {track['prior']:.2f} adjusted to "
-                     f"{track['adjusted']:.2f} (Beta posterior)")
+        parts.append(f"past outcomes of {track['tool']} on {len(track['lessons'])} similar incident(s): "
+                     f"{c['helped']} helped, {c['no_effect']} no effect, {c['harmed']} harmed -> confidence "
+                     f"{track['prior']:.2f} adjusted to {track['adjusted']:.2f} (Beta posterior)")
         if track.get("forced_approval"):
             parts.append(f"harmed on similar incident(s) {', '.join(track['harmed_ids'])}: not taken autonomously")
     elif state.get("lessons_consulted"):
         n = len(state["lessons_consulted"])
-        parts.append(f"{n} similar past incident(s) consulted" + (", none with this action" if spec is not None and spec.changes_traffic else ""))
+        parts.append(f"{n} similar past incident(s) consulted"
+                     + (", none with this action" if spec is not None and spec.changes_traffic else ""))
     return "; ".join(parts)
 
 
-def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8, tz: tzinfo = timezone.utc) -> str:
+def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8, tz: tzinfo = UTC) -> str:
     """The cycle as an operator reads it; its times in `tz`, the display zone, named (the record stays epoch)."""
     d, p, e = state["diagnosis"], state["proposal"], state["execution"]
     lines = [
-        f"── tick {state.get('tick')} · window ending {when(float(state['window_end']), tz)} · decision {state['decision_id']}",
+        f"── tick {state.get('tick')} · window ending {when(float(state['window_end']), tz)} "
+        f"· decision {state['decision_id']}",
         f"Diagnosis: {CATEGORY_LABELS.get(d['category'], d['category'])} — {d['summary']}"
         + (f" [target: {_target(d['target'])}]" if d["target"] else ""),
         "Evidence:",
@@ -85,12 +85,14 @@ def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8, tz: t
     if d.get("alternatives"):
         lines.append("  Alternatives considered: " + " | ".join(d["alternatives"][:3]))
     args = ", ".join(f"{k}={v}" for k, v in p["args"].items())
-    lines.append(f"Proposed Action: {p['tool']}" + (f" on {_target(p['target'])}" if p["tool"] != "no_action" else "") + (f" ({args})" if args else ""))
+    lines.append(f"Proposed Action: {p['tool']}" + (f" on {_target(p['target'])}" if p["tool"] != "no_action" else "")
+                 + (f" ({args})" if args else ""))
     lines.append(f"Risk Assessment: {risk_assessment(state)}")
     # Truncated, not rounded: 0.797 must not print as 0.80 next to "approval required".
     lines.append(f"Confidence Score: {math.floor(float(d['confidence']) * 100) / 100:.2f}")
-    outcome = {"executed": "WOULD EXECUTE (shadow)" if e.get("plane") == "shadow" else "EXECUTED", "escalated": "ESCALATED to human approval", "denied": "DENIED by guardrails",
-               "skipped": "NOTHING TO DO", "failed": "FAILED", "unknown": "UNKNOWN (to reconcile)"}.get(e["status"], e["status"])
+    outcome = {"executed": "WOULD EXECUTE (shadow)" if e.get("plane") == "shadow" else "EXECUTED",
+               "escalated": "ESCALATED to human approval", "denied": "DENIED by guardrails", "skipped": "NOTHING TO DO",
+               "failed": "FAILED", "unknown": "UNKNOWN (to reconcile)"}.get(e["status"], e["status"])
     lines.append(f"Outcome: {outcome} — {e['detail']}")
     quality = data_quality_line(state.get("snapshot") or {})
     if quality:
@@ -100,7 +102,8 @@ def render_cycle(state: dict[str, Any], confidence_threshold: float = 0.8, tz: t
             lines.append(f"  note: approval of {note.get('decision_id')} voided, {note.get('tool')} not applied: "
                          f"{note.get('voided') or note.get('result')}")
             continue
-        lines.append(f"  note: {note['op']} {note.get('tool', '')} {note.get('decision_id', note.get('action_id', ''))}".rstrip())
+        lines.append(f"  note: {note['op']} {note.get('tool', '')} "
+                     f"{note.get('decision_id', note.get('action_id', ''))}".rstrip())
     if state.get("llm_fallback"):
         lines.append(f"  note: the rules decided: {state['llm_fallback']}")
     if needs_human(state, confidence_threshold):
@@ -125,5 +128,5 @@ def data_quality_line(digest: dict[str, Any]) -> str:
 
 # CONTRACT.md §4's decision line is the agent's output, not rendering: payops/decisions.py. Re-exported here for
 # the tests that import it from payops.render (down here, apart from the display-zone edits to the imports).
-from payops.decisions import decision_json as decision_json  # noqa: E402
-from payops.decisions import decision_line as decision_line  # noqa: E402
+from payops.decisions import decision_json as decision_json  # noqa: E402 - a re-export, see above
+from payops.decisions import decision_line as decision_line  # noqa: E402 - likewise

@@ -43,7 +43,8 @@ def tick_node(state: TickRequest) -> TickSummary:
     try:
         outcome = run_tick(settings, source=settings.source.split())
     except TickLocked:
-        return {"status": "locked", "partition": settings.deployment, "detail": "another tick of this partition is running"}
+        return {"status": "locked", "partition": settings.deployment,
+                "detail": "another tick of this partition is running"}
     except TickUsageError as exc:
         return {"status": "error", "partition": settings.deployment, "detail": str(exc)}
     summary: TickSummary = {"status": outcome.status, "partition": outcome.partition}
@@ -53,8 +54,8 @@ def tick_node(state: TickRequest) -> TickSummary:
         from payops.decisions import decision_line
 
         line = decision_line(outcome.state)  # CONTRACT §4: the same fields as replay's decisions
-        summary.update(decision_id=line["decision_id"], category=line["category"], tool=line["action"]["tool"],
-                       executed=line["executed"], escalated=line["escalated"])
+        summary.update({"decision_id": line["decision_id"], "category": line["category"],
+                        "tool": line["action"]["tool"], "executed": line["executed"], "escalated": line["escalated"]})
     return summary
 
 

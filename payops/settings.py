@@ -45,23 +45,26 @@ class Settings(BaseSettings):
         "simulator", description="Event source(s) of scheduled ticks that take no --source (LangGraph Server cron): "
         "simulator, a file, nats://..., palm; several separated by spaces are merged by event time."
     )
-    window_seconds: float = Field(60.0, gt=0, allow_inf_nan=False, description="Sliding window the agent reasons over (brief: 60 s).")
+    window_seconds: float = Field(60.0, gt=0, allow_inf_nan=False,
+                                  description="Sliding window the agent reasons over (brief: 60 s).")
     tick_seconds: float = Field(60.0, gt=0, allow_inf_nan=False, description="Event-time step between two decisions.")
     allowed_lateness_seconds: float = Field(
-        10.0, ge=0, le=3600, description="A window is decided once the stream has passed its end by this much (or ended): "
-        "collectors deliver events a few seconds out of order, and ±5 s of jitter must cost nothing. Later events are "
-        "counted as late on the decision of the tick they arrive in. Costs this much delay before each decision."
+        10.0, ge=0, le=3600, description="A window is decided once the stream has passed its end by this much (or "
+        "ended): collectors deliver events a few seconds out of order, and ±5 s of jitter must cost nothing. Later "
+        "events are counted as late on the decision of the tick they arrive in. Costs this much delay before each "
+        "decision."
     )
     max_clock_skew_seconds: float = Field(
-        600.0, gt=0, description="An event this far ahead of the clock is a broken clock (ms for s, a wrong year), not a "
-        "delay: counted and discarded, so that one such line never stalls a run. Ten minutes is far beyond any "
+        600.0, gt=0, description="An event this far ahead of the clock is a broken clock (ms for s, a wrong year), "
+        "not a delay: counted and discarded, so that one such line never stalls a run. Ten minutes is far beyond any "
         "collector's delay and bounds what is held ahead of the clock; a feed gap longer than this reads as skew."
     )
     min_segment_attempts: int = Field(
         10, ge=1, description="Fewer attempts than this in a segment is too little evidence to blame it."
     )
     min_excess_failures: int = Field(
-        8, ge=1, description="A segment must fail this many more attempts than its reference predicts (2 of 5 at a tiny bank is not an incident)."
+        8, ge=1, description="A segment must fail this many more attempts than its reference predicts (2 of 5 at a "
+        "tiny bank is not an incident)."
     )
     significance_z: float = Field(
         4.0, gt=0, description="Binomial z a segment's failures must clear: ~100 segments are tested per window, "
@@ -69,12 +72,13 @@ class Settings(BaseSettings):
     )
     no_data_seconds: float = Field(
         120.0, gt=0, description="Silence of the whole feed after which it is alerted as 'no data' (two minutes: "
-        "longer than any lull of a live payment feed, short enough that a dead collector is noticed before customers are)."
+        "longer than any lull of a live payment feed, short enough that a dead collector is noticed before customers "
+        "are)."
     )
     alert_review_ticks: int = Field(
-        5, ge=1, description="An incident answered only by an alert and still present after this many ticks is paged again "
-        "as critical with its age (its mitigation options are recomputed every tick). Five one-minute ticks: the alert "
-        "cooldown (action_cooldown_seconds, 300 s) lets the repeat through."
+        5, ge=1, description="An incident answered only by an alert and still present after this many ticks is paged "
+        "again as critical with its age (its mitigation options are recomputed every tick). Five one-minute ticks: "
+        "the alert cooldown (action_cooldown_seconds, 300 s) lets the repeat through."
     )
 
     # --- guard -------------------------------------------------------------
@@ -88,18 +92,20 @@ class Settings(BaseSettings):
     max_autonomous_actions_per_hour: int = Field(
         6, ge=0, description="Cap on autonomous actions per hour so a confused agent cannot thrash routing."
     )
-    approval_ttl_seconds: float = Field(900.0, gt=0, description="An approval request not answered by then is rejected.")
+    approval_ttl_seconds: float = Field(900.0, gt=0,
+                                        description="An approval request not answered by then is rejected.")
     action_ttl_seconds: float = Field(1800.0, gt=0, description="Default lifetime of an action before it rolls back.")
 
     # --- reason (LLM, optional) -------------------------------------------
     llm_model: str | None = Field(None, description="Set to switch on the LLM reasoner (any OpenAI-compatible model).")
     llm_base_url: str | None = Field(None, description="Overrides OPENAI_BASE_URL.")
-    llm_timeout_seconds: float = Field(30.0, gt=0, description="Per LLM call, at most (the tick budget bounds it further).")
+    llm_timeout_seconds: float = Field(30.0, gt=0,
+                                       description="Per LLM call, at most (the tick budget bounds it further).")
     llm_max_retries: int = Field(2, ge=0)
     llm_tick_budget_seconds: float = Field(
-        20.0, gt=0, le=86400, description="Wall-clock seconds all LLM work of one tick may take, retries included, before "
-        "the rules decide: a third of the 60 s tick, so a hanging endpoint cannot stall the agent (it once took 91.6 s = "
-        "3 attempts x 30 s). The same wall-clock budget applies to replay's event-time ticks."
+        20.0, gt=0, le=86400, description="Wall-clock seconds all LLM work of one tick may take, retries included, "
+        "before the rules decide: a third of the 60 s tick, so a hanging endpoint cannot stall the agent (it once took "
+        "91.6 s = 3 attempts x 30 s). The same wall-clock budget applies to replay's event-time ticks."
     )
 
     # --- act ---------------------------------------------------------------
@@ -115,8 +121,8 @@ class Settings(BaseSettings):
         "`why`, `lessons list`), always named; PAYOPS_TIMEZONE when unset. Records stay epoch/UTC.")
     palm_match_threshold: float = Field(0.95, ge=0, le=1, description="Spec: palm match must exceed 95% by default.")
     palm_time_source: str = Field(
-        "service", pattern="^(service|database)$", description="Clock for payments' time and local date: this process's, or the database server's "
-        "(servers with skewed clocks sharing one database agree).")
+        "service", pattern="^(service|database)$", description="Clock for payments' time and local date: this "
+        "process's, or the database server's (servers with skewed clocks sharing one database agree).")
     palm_pii_retention_days: float = Field(
         90, gt=0, le=3650, description="POPIA: a revoked link's encrypted PII is erased after this many days "
         "(covers the dispute window of its last payments).")
@@ -204,4 +210,4 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]
+    return Settings(**overrides)  # type: ignore[arg-type]  # any field by name; pydantic validates each value

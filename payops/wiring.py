@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from payops.decisions import decision_json
 from payops.errors import BadInput
@@ -33,7 +33,8 @@ class PlaneChoiceError(BadInput, ValueError):
     """The control plane asked for cannot be used as configured (a usage error, exit 2)."""
 
 
-def plane_for_source(source_name: str | None, settings: Settings, requested: str | None = None) -> str:
+def plane_for_source(source_name: str | Sequence[str] | None, settings: Settings,
+                     requested: str | None = None) -> str:
     """Which control plane acts: the one named, else by source.
 
     The simulator obeys the agent, so it keeps its closed loop (simulated). A file, stdin,
@@ -107,7 +108,8 @@ def agent_services(settings: Settings, source_name: str | Sequence[str] | None, 
         for done in opened:
             done.close()
         raise
-    source = opened[0] if len(opened) == 1 else MergedSource(opened)
+    # cast: MergedSource's report is a duck-typed ParseReport (_MergedReport), which the Source protocol refuses
+    source = opened[0] if len(opened) == 1 else cast(Source, MergedSource(opened))
     services = build_services(settings, source=source, in_memory=in_memory, control_plane=plane,
                               notifier=notifier_for(settings), palm=palm)
     for palm_source in (s for s in opened if isinstance(s, PalmSource)):
@@ -129,7 +131,8 @@ def _open_source_named(name: str, settings: Settings, palm: PalmOps | None) -> A
     if name == "palm":
         if palm is None:
             raise ValueError("--source palm reads the palm-pay backend's database: not available in memory")
-        return PalmSource(lambda after, limit: [(r.id, r.event) for r in palm.service.payment_events_after(after, limit)],
+        return PalmSource(lambda after, limit: [(r.id, r.event)
+                                                for r in palm.service.payment_events_after(after, limit)],
                           count_after=lambda after: palm.service.payment_events_count_after(after))
     return open_jsonl(name, max_skew_seconds=settings.max_clock_skew_seconds)
 

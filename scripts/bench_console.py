@@ -20,12 +20,11 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "console"))
-from console_helpers import run_agent, sign_in  # noqa: E402
+from console_helpers import run_agent, sign_in  # noqa: E402 - needs the sys.path entry
 
-from payops.api import create_app  # noqa: E402
-from payops.memory.audit import AuditLog  # noqa: E402
-from payops.settings import Settings  # noqa: E402
-
+from payops.api import create_app  # noqa: E402 - kept below the sys.path entry
+from payops.memory.audit import AuditLog  # noqa: E402 - kept below the sys.path entry
+from payops.settings import Settings  # noqa: E402 - kept below the sys.path entry
 
 TYPING_SECONDS = 2.0  # an operator pasting a key into the sign-in page
 
@@ -71,7 +70,8 @@ def main() -> None:
             time.sleep(TYPING_SECONDS)
             sign_in(client, key)
             pages = ["/console", "/console/now/fragment", "/console/decisions", "/console/decisions?category=network",
-                     "/console/decisions/d-bench000005000", "/console/incidents", "/console/approvals", "/console/audit"]
+                     "/console/decisions/d-bench000005000", "/console/incidents", "/console/approvals",
+                     "/console/audit"]
             for page in pages:
                 t0 = time.perf_counter()
                 assert client.get(page).status_code == 200, page

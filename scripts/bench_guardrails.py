@@ -16,7 +16,7 @@ from payops.tools.actions import validate_proposal
 from payops.tools.permissions import permission_table, refreshed
 
 
-def per_call(fn, n: int) -> float:  # noqa: ANN001
+def per_call(fn, n: int) -> float:  # noqa: ANN001 - any zero-argument callable
     start = time.perf_counter()
     for _ in range(n):
         fn()
@@ -32,7 +32,8 @@ def main() -> None:
     proposal = validate_proposal("reroute_traffic", {"target": {"route": "psp_0"}, "to_routes": {"psp_1": 1.0}})
     diagnosis = Diagnosis(category=Category.NETWORK, summary="s", confidence=0.9)
     print(
-        f"evaluate() with 200 past actions, 20 routes: {per_call(lambda: evaluate(proposal, diagnosis, ctx), 5000) * 1e6:.1f} us"
+        "evaluate() with 200 past actions, 20 routes: "
+        f"{per_call(lambda: evaluate(proposal, diagnosis, ctx), 5000) * 1e6:.1f} us"
     )
     print(f"permission refresh (stat of the spec file):  {per_call(lambda: refreshed(table), 20000) * 1e6:.1f} us")
     print(f"permission table load (parse the spec):       {per_call(permission_table, 200) * 1e3:.2f} ms")
@@ -56,7 +57,8 @@ def main() -> None:
         size = (Path(tmp) / "audit.db").stat().st_size + sum(p.stat().st_size for p in Path(tmp).glob("audit.db-*"))
         print(f"audit append (hash chain, WAL):                {append * 1e3:.3f} ms/record")
         print(
-            f"audit verify:                                  {verify / n * 1e6:.1f} us/record ({n} records, {size / n:.0f} bytes each)"
+            f"audit verify:                                  {verify / n * 1e6:.1f} us/record "
+            f"({n} records, {size / n:.0f} bytes each)"
         )
 
 

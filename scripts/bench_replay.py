@@ -86,7 +86,8 @@ def peak_rss_replay(events: Path, out: Path) -> tuple[float, float, int]:
     payops = Path(sys.executable).with_name("payops")
     cmd = [str(payops)] if payops.exists() else [sys.executable, "-c", "from payops.cli import main; main()"]
     t = time.perf_counter()
-    proc = subprocess.Popen([*cmd, "replay", str(events), "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*cmd, "replay", str(events), "--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -101,8 +102,8 @@ def memory(sizes: list[int], per_minute: float, folder: Path) -> None:
         events, out = folder / f"events-{lines}.jsonl", folder / f"decisions-{lines}.jsonl"
         t = time.perf_counter()
         n, minutes = generate(events, lines, per_minute)
-        print(f"generated {n:,} events ({events.stat().st_size / 2**20:.0f} MB, {minutes:,.0f} min at {per_minute:,.0f}/min) "
-              f"in {time.perf_counter() - t:.1f} s")
+        print(f"generated {n:,} events ({events.stat().st_size / 2**20:.0f} MB, {minutes:,.0f} min at "
+              f"{per_minute:,.0f}/min) in {time.perf_counter() - t:.1f} s")
         peak, wall, ticks = peak_rss_replay(events, out)
         peaks.append(peak)
         print(f"  payops replay: {ticks:,} decisions in {wall:.1f} s; peak RSS {peak:.0f} MB "
@@ -136,7 +137,8 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="write the files here instead of a temporary directory")
     parser.add_argument("--runs", type=int, default=3, help="end-to-end runs (the median is reported)")
     parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for an idle machine before each run")
-    parser.add_argument("--memory", help="comma-separated line counts: peak RSS of a replay of each (e.g. 1000000,4000000)")
+    parser.add_argument("--memory",
+                        help="comma-separated line counts: peak RSS of a replay of each (e.g. 1000000,4000000)")
     parser.add_argument("--memory-per-minute", type=float, default=600.0, help="payments/min of the --memory files")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,12 +159,13 @@ def main() -> None:
             wall, cpu, ticks = cli_replay(events, out)
             runs.append((wall, cpu))
             print(f"payops replay (subprocess, end to end) run {run + 1}: {ticks} decisions; wall {wall:.2f} s -> "
-                  f"{n / wall / 1e3:,.0f} k events/s; machine CPU {cpu:.2f} s" + ("" if idle else " (machine was busy before the run)"))
+                  f"{n / wall / 1e3:,.0f} k events/s; machine CPU {cpu:.2f} s"
+                  + ("" if idle else " (machine was busy before the run)"))
         reference = out.read_bytes()
         wall, cpu = statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
         print(f"  median of {len(runs)}: wall {wall:.2f} s -> {n / wall / 1e3:,.0f} k events/s = "
-              f"{n / wall / TARGET_EVENTS_PER_S:.2f} x the {TARGET_EVENTS_PER_S / 1e3:,.0f} k target; machine CPU {cpu:.2f} s "
-              f"-> {n / cpu / 1e3:,.0f} k events per CPU-second")
+              f"{n / wall / TARGET_EVENTS_PER_S:.2f} x the {TARGET_EVENTS_PER_S / 1e3:,.0f} k target; "
+              f"machine CPU {cpu:.2f} s -> {n / cpu / 1e3:,.0f} k events per CPU-second")
         t = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import payops.cli, payops.wiring"], check=True)
         print(f"  of which starting python and importing payops + langgraph: {time.perf_counter() - t:.2f} s wall")
@@ -172,7 +175,8 @@ def main() -> None:
             label = "parse on worker processes" if parallel else "parse in this process"
             same = "identical output" if out.read_bytes() == reference else "OUTPUT DIFFERS"
             print(f"  in process, {label}: wall {wall:.2f} s -> {n / wall / 1e3:,.0f} k events/s; CPU {cpu:.2f} s here"
-                  + (f", {machine:.2f} s machine-wide (workers included)" if parallel else f" -> {n / cpu / 1e3:,.0f} k events/s per core")
+                  + (f", {machine:.2f} s machine-wide (workers included)" if parallel
+                     else f" -> {n / cpu / 1e3:,.0f} k events/s per core")
                   + f"; {same}")
 
 

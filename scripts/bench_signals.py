@@ -96,8 +96,9 @@ def bench_memory(per_minute: float, minutes: float, tick: float) -> None:
     live = len(w)
     print(f"  60 s window at {per_minute:,.0f} payments/min, {tick:g} s ticks over {minutes:g} min: "
           f"{live:,} events live in the window")
-    print(f"    retained by the window: {(current - base) / 2**20:.1f} MB (ring columns {w.ring.nbytes / 2**20:.1f} MB, "
-          f"{len(w.table):,} combinations); peak while ingesting and aggregating: {(peak - base) / 2**20:.1f} MB (tracemalloc)")
+    print(f"    retained by the window: {(current - base) / 2**20:.1f} MB (ring columns "
+          f"{w.ring.nbytes / 2**20:.1f} MB, {len(w.table):,} combinations); peak while ingesting and aggregating: "
+          f"{(peak - base) / 2**20:.1f} MB (tracemalloc)")
 
 
 def main() -> None:
@@ -112,8 +113,10 @@ def main() -> None:
           f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}")
     print("(a) window aggregation over the full segment set")
     pm = args.per_minute
-    bench_aggregation(f"default network, 60 s window at {pm:,.0f}/min", with_volume(default_network(), pm), 60.0, args.repeat, args.naive_limit)
-    bench_aggregation(f"default network, 600 s window at {pm:,.0f}/min", with_volume(default_network(), pm), 600.0, max(3, args.repeat // 3), args.naive_limit)
+    bench_aggregation(f"default network, 60 s window at {pm:,.0f}/min", with_volume(default_network(), pm), 60.0,
+                      args.repeat, args.naive_limit)
+    bench_aggregation(f"default network, 600 s window at {pm:,.0f}/min", with_volume(default_network(), pm), 600.0,
+                      max(3, args.repeat // 3), args.naive_limit)
     big = random_network(7, banks=30, card_routes=6, terminals=200, merchants=300, regions=9, payments_per_minute=pm)
     bench_aggregation(
         f"large network (30 banks, 8 routes, 200 terminals, 300 merchants, 9 regions), 60 s at {pm:,.0f}/min",

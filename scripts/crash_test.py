@@ -84,7 +84,8 @@ def pending_ids(state: Path) -> list[str]:
         return []
     conn = sqlite3.connect(db)
     try:
-        return [r[0] for r in conn.execute("SELECT decision_id FROM approvals WHERE status = 'pending' ORDER BY created_at")]
+        return [r[0] for r in conn.execute("SELECT decision_id FROM approvals WHERE status = 'pending' "
+                                           "ORDER BY created_at")]
     finally:
         conn.close()
 
@@ -114,7 +115,8 @@ def approve(state: Path, decision_id: str, crash_at: str | None, key: str) -> in
 
 def check(state: Path) -> dict[str, int]:
     audit = sqlite3.connect(state / "audit.db")
-    rows = audit.execute("SELECT seq, decision_id, kind, record, revision, supersedes FROM audit_log ORDER BY seq").fetchall()
+    rows = audit.execute("SELECT seq, decision_id, kind, record, revision, supersedes FROM audit_log "
+                         "ORDER BY seq").fetchall()
     audit.close()
     by_pair: dict[tuple[str, str], list[tuple[int, int, int | None, dict]]] = {}
     for seq, decision_id, kind, body, revision, supersedes in rows:
@@ -156,7 +158,8 @@ def check(state: Path) -> dict[str, int]:
         rec = current.get((did, "approved_action")) or {}
         if status == "applied" and (rec.get("execution") or {}).get("status") == "executed" and did not in live \
                 and did not in rolled_back and rec.get("tool") != "alert_ops" \
-                and (rec.get("args") or {}).get("ttl_seconds", 1800.0) + (current.get((did, "decision")) or {}).get("window_end", 0.0) > last_end:
+                and (rec.get("args") or {}).get("ttl_seconds", 1800.0) \
+                + (current.get((did, "decision")) or {}).get("window_end", 0.0) > last_end:
             vanished += 1
     twice_in_force = sum(n - 1 for n in Counter(a.get("action_id") for a in in_force).values() if n > 1)
     reexecuted = sum(1 for (did, kind), recs in by_pair.items() if kind in ("decision", "approved_action")
@@ -229,7 +232,8 @@ def main() -> int:
             return 1
     run_agent(state, args, None, None)  # a clean run: apply what was approved, expire what is due
     figures = check(state)
-    print(f"crash test: {sum(kills.values())} kills in {rounds} rounds ({time.monotonic() - started:.0f} s), state {state}")
+    print(f"crash test: {sum(kills.values())} kills in {rounds} rounds ({time.monotonic() - started:.0f} s), "
+          f"state {state}")
     print("  kills by point: " + ", ".join(f"{k} {v}" for k, v in sorted(kills.items())))
     figures["approver runs that failed without being killed"] = approver_errors
     for name, value in figures.items():

@@ -45,9 +45,9 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "reasoning"))
 
-from reasoning_llm_cases import CASES, CASSETTES, make_reasoner, recorder  # noqa: E402
+from reasoning_llm_cases import CASES, CASSETTES, make_reasoner, recorder  # noqa: E402 - needs the sys.path entry
 
-from payops.cli_llm import server_command  # noqa: E402
+from payops.cli_llm import server_command  # noqa: E402 - kept below the sys.path entry
 
 EVAL_MODEL = "smollm2"
 EVAL_PORT = 8011
@@ -87,7 +87,8 @@ def start_server(python: str, port: int, threads: int, log_path: str) -> subproc
     # this server only lives for the recording, and passive waits made generation ~3x slower here.
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    print(f"started the model server (pid {proc.pid}) on 127.0.0.1:{port}; log: {log_path}", file=sys.stderr, flush=True)
+    print(f"started the model server (pid {proc.pid}) on 127.0.0.1:{port}; log: {log_path}", file=sys.stderr,
+          flush=True)
     return proc
 
 
@@ -108,13 +109,15 @@ def record_reasoning(base_url: str, only: list[str]) -> None:
             "case": name, "seconds": round(time.monotonic() - started, 1), "requests": len(cassette),
             "reasoner": decision.diagnosis.reasoner, "category": decision.diagnosis.category.value,
             "target": decision.diagnosis.target, "tool": decision.proposal.tool, "notes": list(decision.notes),
-            "calls": [{k: c.get(k) for k in ("phase", "attempt", "ok", "error", "total_tokens", "latency_ms")} for c in decision.llm_calls],
+            "calls": [{k: c.get(k) for k in ("phase", "attempt", "ok", "error", "total_tokens", "latency_ms")}
+                      for c in decision.llm_calls],
         }), flush=True)
         if not len(cassette):
             path.write_text("interactions: []\nversion: 1\n")  # replay then proves no request is made
 
 
-def record_eval(base_url: str, only: list[str], tags: list[str], out: Path, verify: bool, suite: str | None = None) -> int:
+def record_eval(base_url: str, only: list[str], tags: list[str], out: Path, verify: bool,
+                suite: str | None = None) -> int:
     """`payops eval --reasoner llm --record` over the chosen cases, then a replay of them with record_mode none."""
     from payops.evals.harness import RunOptions, results_json, run_model, select_cases
     from payops.evals.llm import cassette_dir, load_meta, recording_stats, save_meta
@@ -122,7 +125,8 @@ def record_eval(base_url: str, only: list[str], tags: list[str], out: Path, veri
 
     recorded_url = load_meta(EVAL_MODEL).get("base_url")
     if (only or tags) and recorded_url and recorded_url != base_url:
-        raise SystemExit(f"the other cassettes were recorded against {recorded_url}: record a part against the same URL")
+        raise SystemExit(f"the other cassettes were recorded against {recorded_url}: "
+                         "record a part against the same URL")
     cases = select_cases(None, tags, suite)
     if only:  # --only re-records those cases and leaves every other cassette as it is
         unknown = sorted(set(only) - {c.id for c in cases})
@@ -139,7 +143,8 @@ def record_eval(base_url: str, only: list[str], tags: list[str], out: Path, veri
 
     def progress(case_id: str, n=[0]) -> None:  # noqa: B006 - a counter across calls
         n[0] += 1
-        print(f"[{n[0]}/{len(cases)}] {case_id} recorded, {time.monotonic() - started:.0f}s so far", file=sys.stderr, flush=True)
+        print(f"[{n[0]}/{len(cases)}] {case_id} recorded, {time.monotonic() - started:.0f}s so far", file=sys.stderr,
+              flush=True)
 
     options = RunOptions("llm", EVAL_MODEL, base_url, record=True, closed_loop=False)
     save_meta(EVAL_MODEL, base_url)
@@ -151,7 +156,8 @@ def record_eval(base_url: str, only: list[str], tags: list[str], out: Path, veri
     size = sum(p.stat().st_size for p in cassette_dir(EVAL_MODEL).glob("*.yaml"))
     print(json.dumps({"suite": "eval", "cases": len(cases), "seconds": round(time.monotonic() - started),
                       "llm_calls": summary["llm_calls"], "failed_calls": summary["llm_fallbacks"],
-                      "tokens": summary["tokens_in"] + summary["tokens_out"], "mean_latency_ms": summary["llm_latency_ms"],
+                      "tokens": summary["tokens_in"] + summary["tokens_out"],
+                      "mean_latency_ms": summary["llm_latency_ms"],
                       "pass_rate": summary["pass_rate"], "cassettes_bytes": size, "results": str(out)}), flush=True)
     if not verify:
         return 0
@@ -168,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--suite", choices=("reasoning", "eval", "ci", "all"), default="reasoning")
     ap.add_argument("--base-url", help="use this running server instead of starting one")
-    ap.add_argument("--server-python", default=sys.executable, help="interpreter with the local-llm extra (starts the server)")
+    ap.add_argument("--server-python", default=sys.executable,
+                    help="interpreter with the local-llm extra (starts the server)")
     ap.add_argument("--only", action="append", default=[], help="record only these cases (repeatable)")
     ap.add_argument(
         "--tags", action="append", default=[], help="eval: only cases with these tags (as payops eval --tags)"

@@ -91,7 +91,8 @@ def _refused(request: Request, session: Session | None, message: str, status: in
 CSRF_REFUSAL = "This form expired or did not come from the console (CSRF check)."
 
 
-async def _write(request: Request, operators_only: str | None = None) -> tuple[Session | None, dict[str, str], Response | None]:
+async def _write(request: Request,
+                 operators_only: str | None = None) -> tuple[Session | None, dict[str, str], Response | None]:
     """A state-changing request's session and form, or the response refusing it: no session (sign in),
     a missing or wrong CSRF token, or (`operators_only` says what) a viewer trying an operator's write."""
     session = _session(request)
@@ -201,7 +202,8 @@ def decisions_page(request: Request, category: str | None = None, segment: str |
     rows = _state(request).console_index.rows(request.app.state.backend.services.audit)
     shown = views.filtered(rows, keep, tool or None, PAGE_LIMIT)
     return _page(request, "decisions.html", session, rows=shown, total=len(rows),
-                 filters={"category": category or "", "segment": segment or "", "tool": tool or "", "outcome": outcome or ""})
+                 filters={"category": category or "", "segment": segment or "", "tool": tool or "",
+                          "outcome": outcome or ""})
 
 
 @router.get("/decisions/{decision_id}")
@@ -215,7 +217,7 @@ def decision_page(request: Request, decision_id: str) -> Response:
     if row is None:
         return _refused(request, session, "No such decision (or the prefix matches more than one).", 404)
     entries = services.audit.get(row.id)
-    record = next((e.record for e in reversed(entries) if e.kind == "decision"), {})
+    record: dict[str, Any] = next((e.record for e in reversed(entries) if e.kind == "decision"), {})
     others = [e for e in entries if e.kind != "decision"]
     chart = views.chart_series(rows, rows.index(row), row.target_key if row.decision.diagnosis_target else None,
                                _clock(request).zone.key)
@@ -258,8 +260,8 @@ def approvals_page(request: Request) -> Response:
         return _to_sign_in(request)
     book = request.app.state.backend.services.approvals
     pending = [approval_from(a) for a in book.by_status("pending")] if book is not None else []
-    answered = [approval_from(a) for a in book.by_status("approved", "rejected", "expired", "applied", "voided")][-50:] \
-        if book is not None else []
+    answered = ([approval_from(a) for a in book.by_status("approved", "rejected", "expired", "applied", "voided")][-50:]
+                if book is not None else [])
     return _page(request, "approvals.html", session, pending=pending, answered=list(reversed(answered)))
 
 
@@ -361,8 +363,8 @@ def audit_page(request: Request) -> Response:
     if session is None:
         return _to_sign_in(request)
     services = request.app.state.backend.services
-    return _page(request, "audit.html", session, result=services.audit.verify(), checkpoint=views.last_checkpoint(services.audit),
-                 tail=services.audit.tail(30)[::-1])
+    return _page(request, "audit.html", session, result=services.audit.verify(),
+                 checkpoint=views.last_checkpoint(services.audit), tail=services.audit.tail(30)[::-1])
 
 
 @router.get("/lessons")
@@ -389,7 +391,8 @@ async def chat_ask(request: Request) -> Response:
     if refusal is not None or session is None:
         return refusal or _to_sign_in(request)
     question = (form.get("question") or "").strip()[:500]
-    answer = await run_in_threadpool(ask_chat, request.app.state.backend, question) if question else None  # may wait on an LLM
+    # may wait on an LLM
+    answer = await run_in_threadpool(ask_chat, request.app.state.backend, question) if question else None
     return _page(request, "chat.html", session, question=question, answer=answer, linked=views.linked_answer)
 
 

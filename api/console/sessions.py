@@ -15,8 +15,8 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 IDLE_SECONDS = 30 * 60  # an unattended screen signs out after half an hour
 ABSOLUTE_SECONDS = 12 * 3600  # one shift; then sign in again

@@ -10,10 +10,11 @@ from __future__ import annotations
 import gc
 import re
 import threading
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
@@ -28,7 +29,8 @@ from ..records import DecisionFilter, decision_from
 STALE_TICKS = 3  # no decision for three ticks: the agent is down or stuck, and the page says so
 CHART_NEIGHBOURS = 15  # decisions either side of the one charted
 CLEARING_TOOLS = frozenset({"no_action"})
-MITIGATIONS = frozenset({"reroute_traffic", "suppress_path", "adjust_retry_policy", "suspend_palm_link", "revoke_palm_link"})
+MITIGATIONS = frozenset({"reroute_traffic", "suppress_path", "adjust_retry_policy", "suspend_palm_link",
+                         "revoke_palm_link"})
 
 
 # -- time, one rule for every time a person reads -----------------------------------------
@@ -40,7 +42,7 @@ class Clock:
     def show(self, ts: float | None, with_date: bool = True) -> str:
         if ts is None:
             return "—"
-        moment = datetime.fromtimestamp(float(ts), tz=timezone.utc).astimezone(self.zone)
+        moment = datetime.fromtimestamp(float(ts), tz=UTC).astimezone(self.zone)
         return moment.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S") + f" {self.zone.key}"
 
 
@@ -79,8 +81,10 @@ def target_key(target: dict[str, str]) -> str:
 
 def row_from(entry: AuditEntry) -> DecisionRow:
     decision = decision_from(entry)
-    snapshot = entry.record.get("snapshot") if isinstance(entry.record.get("snapshot"), dict) else {}
-    figures = entry.record.get("figures") if isinstance(entry.record.get("figures"), dict) else {}
+    snapshot = entry.record.get("snapshot")
+    snapshot = snapshot if isinstance(snapshot, dict) else {}
+    figures = entry.record.get("figures")
+    figures = figures if isinstance(figures, dict) else {}
     return DecisionRow(decision, int(snapshot.get("attempts") or 0), int(snapshot.get("failures") or 0),
                        float(snapshot.get("failure_rate") or 0.0), target_key(decision.diagnosis_target), figures)
 
@@ -99,14 +103,12 @@ def _no_gc_pauses(bulk: bool) -> Iterator[None]:
         gc.enable()
 
 
-def warm_up(index: "DecisionIndex", audit: Callable[[], Any]) -> None:
+def warm_up(index: DecisionIndex, audit: Callable[[], Any]) -> None:
     """Decode the trail in the background when the console is first touched (the sign-in page), so the
     first page after `payops serve` starts does not wait for it."""
     def run() -> None:
-        try:
+        with suppress(Exception):  # a page will read (and report) the trail itself
             index.rows(audit())
-        except Exception:  # noqa: BLE001 - a page will read (and report) the trail itself
-            pass
 
     threading.Thread(target=run, name="console-index-warm-up", daemon=True).start()
 

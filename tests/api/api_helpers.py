@@ -72,7 +72,8 @@ class Api:
         attestation = sign_scan(
             key, terminal_id=body["terminal_id"], palm_template_ref=body["palm_template_ref"],
             liveness_passed=body["liveness_passed"], match_score=body["match_score"], amount=body["amount"],
-            nonce=changes.pop("nonce", None) or secrets.token_urlsafe(16), ts=changes.pop("ts", None) or int(time.time()),
+            nonce=changes.pop("nonce", None) or secrets.token_urlsafe(16),
+            ts=changes.pop("ts", None) or int(time.time()),
         )
         return {**body, "attestation": {"nonce": attestation.nonce, "ts": attestation.ts,
                                         "signature": attestation.signature}}
@@ -91,7 +92,8 @@ class Api:
         palm_pay_id = r.json()["link"]["palm_pay_id"]
         if verify:
             code = self.otp.code_for(r.json()["otp_delivery_id"])
-            v = self.client.post(f"/v1/palm/links/{palm_pay_id}/verify", json={"otp": code}, headers=self.as_("terminal"))
+            v = self.client.post(f"/v1/palm/links/{palm_pay_id}/verify", json={"otp": code},
+                                 headers=self.as_("terminal"))
             assert v.status_code == 200 and v.json()["link_status"] == "active", v.text
         return palm_pay_id, ref
 

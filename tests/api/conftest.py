@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api_helpers import NO_LIMITS, PACKAGED_SPEC, Api, ApiFactory
 from fastapi.testclient import TestClient
 
-from api_helpers import NO_LIMITS, PACKAGED_SPEC, Api, ApiFactory
 from payops.api import create_app
 from payops.api.keys import ApiKeyStore
 from payops.api.ratelimit import RateLimiter
@@ -29,7 +29,8 @@ def make_api(tmp_path: Path) -> Iterator[ApiFactory]:
         otp = DevOtpSender()
         rail = SimulatedPayShapRail()
         if palm is None:
-            options = PalmPayOptions.from_settings(settings, rail_retry=RailRetryPolicy(max_attempts=3, initial_wait_s=0.0))
+            options = PalmPayOptions.from_settings(settings,
+                                                   rail_retry=RailRetryPolicy(max_attempts=3, initial_wait_s=0.0))
             palm = PalmPayService(options, rail=rail, verification=otp, sleep=lambda _s: None)
         api_settings = api_settings or ApiSettings(**NO_LIMITS)
         app = create_app(settings, services=services, palm=palm, api_settings=api_settings, limiter=limiter)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
+from api_helpers import NO_LIMITS, Api, ApiFactory, public_key_text
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from api_helpers import NO_LIMITS, Api, ApiFactory, public_key_text
 from payops.api.settings import ApiSettings
 
 BODY = {"amount": "12.50", "terminal_id": "T1", "liveness_passed": True, "match_score": 0.99}

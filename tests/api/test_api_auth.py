@@ -3,46 +3,47 @@
 from __future__ import annotations
 
 import pytest
+from api_helpers import Api, bearer
 from typer.testing import CliRunner
 
-from api_helpers import Api, bearer
 from payops.api.keys import ApiKeyStore
-from payops.cli import _register_subcommands, app as cli_app
+from payops.cli import _register_subcommands
+from payops.cli import app as cli_app
 
-T, O, V = "terminal", "operator", "viewer"
-READ = {O, V}
+T, OP, V = "terminal", "operator", "viewer"
+READ = {OP, V}
 # Every operation of the schema and the roles that may call it. A new route must be added here.
 EXPECTED_ROLES: dict[tuple[str, str], set[str]] = {
     ("post", "/v1/palm/links"): {T},
-    ("get", "/v1/palm/links/{palm_pay_id}"): {T, O, V},
+    ("get", "/v1/palm/links/{palm_pay_id}"): {T, OP, V},
     ("post", "/v1/palm/links/{palm_pay_id}/verify"): {T},
     ("post", "/v1/palm/links/{palm_pay_id}/resend-otp"): {T},
     # Administration left the terminal role (issue 15): a terminal key revoked any customer's link.
-    ("post", "/v1/palm/links/{palm_pay_id}/revoke"): {O},
-    ("post", "/v1/palm/links/{palm_pay_id}/suspend"): {O},
-    ("post", "/v1/palm/links/{palm_pay_id}/reactivate"): {O},
-    ("post", "/v1/palm/links/{palm_pay_id}/limits"): {O},
-    ("post", "/v1/palm/key-rotations"): {O},
-    ("post", "/v1/palm/index-root-rotations"): {O},
-    ("get", "/v1/palm/requests"): {O},
-    ("post", "/v1/palm/requests/{request_id}/approve"): {O},
-    ("post", "/v1/palm/requests/{request_id}/reject"): {O},
+    ("post", "/v1/palm/links/{palm_pay_id}/revoke"): {OP},
+    ("post", "/v1/palm/links/{palm_pay_id}/suspend"): {OP},
+    ("post", "/v1/palm/links/{palm_pay_id}/reactivate"): {OP},
+    ("post", "/v1/palm/links/{palm_pay_id}/limits"): {OP},
+    ("post", "/v1/palm/key-rotations"): {OP},
+    ("post", "/v1/palm/index-root-rotations"): {OP},
+    ("get", "/v1/palm/requests"): {OP},
+    ("post", "/v1/palm/requests/{request_id}/approve"): {OP},
+    ("post", "/v1/palm/requests/{request_id}/reject"): {OP},
     ("post", "/v1/palm/payments"): {T},
     ("get", "/v1/palm/terminals"): READ,
-    ("put", "/v1/palm/terminals/{terminal_id}/key"): {O},
-    ("delete", "/v1/palm/terminals/{terminal_id}/key"): {O},
+    ("put", "/v1/palm/terminals/{terminal_id}/key"): {OP},
+    ("delete", "/v1/palm/terminals/{terminal_id}/key"): {OP},
     ("get", "/v1/decisions"): READ,
     ("get", "/v1/decisions/{decision_id}"): READ,
     ("get", "/v1/decisions/{decision_id}/why"): READ,
     ("get", "/v1/approvals"): READ,
-    ("post", "/v1/approvals/{decision_id}/approve"): {O},
-    ("post", "/v1/approvals/{decision_id}/reject"): {O},
+    ("post", "/v1/approvals/{decision_id}/approve"): {OP},
+    ("post", "/v1/approvals/{decision_id}/reject"): {OP},
     ("get", "/v1/lessons"): READ,
     ("get", "/v1/lessons/{decision_id}"): READ,
     ("post", "/v1/chat"): READ,
     ("get", "/v1/audit/verify"): READ,
     ("get", "/metrics"): READ,
-    ("get", "/healthz"): {T, O, V, "anonymous"},
+    ("get", "/healthz"): {T, OP, V, "anonymous"},
 }
 BODIES = {
     "/v1/palm/links": {"user_id": "u", "palm_template_ref": "tmpl-12345678", "payshap_proxy": "0821234567",
@@ -79,7 +80,7 @@ def test_the_matrix_covers_every_operation(api: Api) -> None:
 def test_roles(api: Api, operation: tuple[str, str]) -> None:
     method, path = operation
     allowed = EXPECTED_ROLES[operation]
-    for role in (T, O, V):
+    for role in (T, OP, V):
         status = _call(api, method, path, api.as_(role)).status_code
         if role in allowed:
             assert status not in (401, 403), (role, status)

@@ -9,11 +9,11 @@ the key of a role allowed to call it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
+from api_helpers import ALWAYS_ASK, NO_LIMITS, PACKAGED_SPEC, bearer, seed_agent
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -24,7 +24,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api_helpers import ALWAYS_ASK, NO_LIMITS, PACKAGED_SPEC, bearer, seed_agent
 from payops.api import create_app, openapi_schema
 from payops.api.settings import ApiSettings
 from payops.palmpay import DevOtpSender, PalmPayOptions, PalmPayService, RailRetryPolicy, SimulatedPayShapRail
@@ -41,7 +40,8 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     seed_agent(state, "route_outage", 7, **ALWAYS_ASK)
     settings_ = Settings(state_dir=state, palm_spec_path=PACKAGED_SPEC)
     otp = DevOtpSender()
-    palm = PalmPayService(PalmPayOptions.from_settings(settings_, rail_retry=RailRetryPolicy(max_attempts=2, initial_wait_s=0.0)),
+    palm = PalmPayService(PalmPayOptions.from_settings(settings_,
+                                                       rail_retry=RailRetryPolicy(max_attempts=2, initial_wait_s=0.0)),
                           rail=SimulatedPayShapRail(), verification=otp, sleep=lambda _s: None)
     app = create_app(settings_, palm=palm,
                      api_settings=ApiSettings(**NO_LIMITS))
@@ -63,7 +63,8 @@ def _role_for(path: str) -> str:
 
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,  # same cases on every CI run
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                 HealthCheck.function_scoped_fixture])
 def test_api_conforms_to_its_schema(case: Any, fuzz_target: dict[str, Any]) -> None:
     headers = dict(case.headers or {})
     headers.update(bearer(fuzz_target["keys"][_role_for(case.path)]))

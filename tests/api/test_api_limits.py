@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-
 from api_helpers import NO_LIMIT, NO_LIMITS, Api, ApiFactory, ManualMonotonic
+
 from payops.api.ratelimit import RateLimiter
 from payops.api.settings import ApiSettings, Bucket
 
@@ -80,7 +80,8 @@ def test_body_size_limit(make_api: ApiFactory) -> None:
         for _ in range(10):
             yield b"{" + b" " * 500
 
-    streamed = api.client.post("/v1/chat", content=chunks(), headers={**api.as_("viewer"), "Content-Type": "application/json"})
+    streamed = api.client.post("/v1/chat", content=chunks(),
+                               headers={**api.as_("viewer"), "Content-Type": "application/json"})
     assert streamed.status_code == 413 and "fallback" not in streamed.json()
     lying = api.client.post("/v1/chat", content=b"{}", headers={**api.as_("viewer"), "Content-Length": "999999"})
     assert lying.status_code == 413
@@ -95,8 +96,10 @@ def test_malformed_json_is_a_validation_error(api: Api) -> None:
 
 
 def test_lone_surrogates_are_refused_not_crashed_on(api: Api) -> None:
-    body = b'{"user_id": "\\ud800", "palm_template_ref": "tmpl-12345678", "payshap_proxy": "0821234567", "proxy_type": "phone"}'
-    r = api.client.post("/v1/palm/links", content=body, headers={**api.as_("terminal"), "Content-Type": "application/json"})
+    body = (b'{"user_id": "\\ud800", "palm_template_ref": "tmpl-12345678", "payshap_proxy": "0821234567", '
+            b'"proxy_type": "phone"}')
+    r = api.client.post("/v1/palm/links", content=body,
+                        headers={**api.as_("terminal"), "Content-Type": "application/json"})
     assert r.status_code == 422 and r.json()["fields"][0]["field"] == "body.user_id"
 
 

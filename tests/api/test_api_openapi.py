@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from api_helpers import Api
 from typer.testing import CliRunner
 
-from api_helpers import Api
 from payops.api import openapi_schema, schema_json
-from payops.cli import _register_subcommands, app as cli_app
+from payops.cli import _register_subcommands
+from payops.cli import app as cli_app
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "openapi.json"
@@ -34,11 +35,13 @@ def test_cli_prints_it_byte_for_byte_without_touching_state(tmp_path: Path, monk
 
 
 def test_stable_across_processes_and_hash_seeds(tmp_path: Path) -> None:
-    code = "import sys; from payops.api import openapi_schema, schema_json; sys.stdout.write(schema_json(openapi_schema()))"
+    code = ("import sys; from payops.api import openapi_schema, schema_json; "
+            "sys.stdout.write(schema_json(openapi_schema()))")
     outputs = set()
     for seed in ("1", "4242"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
         assert done.returncode == 0, done.stderr
         outputs.add(done.stdout)
     assert outputs == {COMMITTED.read_text(encoding="utf-8")}
@@ -61,7 +64,8 @@ def test_schema_is_complete() -> None:
                 assert {"401", "403"} <= set(op["responses"]), where
             for status, response in op["responses"].items():
                 if not status.startswith("2"):
-                    assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}, where
+                    error_body = {"$ref": "#/components/schemas/ErrorBody"}
+                    assert response["content"]["application/json"]["schema"] == error_body, where
             body = op.get("requestBody")
             if body:
                 assert "413" in op["responses"] and "422" in op["responses"], where

@@ -1,4 +1,5 @@
-"""Ops endpoints over a state directory the real agent wrote: decisions, approvals, lessons, why, chat, audit, metrics."""
+"""Ops endpoints over a state directory the real agent wrote: decisions, approvals, lessons, why, chat, audit,
+metrics."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from api_helpers import ALWAYS_ASK, Api, ApiFactory, seed_agent
 from prometheus_client.parser import text_string_to_metric_families
 
-from api_helpers import ALWAYS_ASK, Api, ApiFactory, seed_agent
 from payops.memory.audit import AuditLog
 from payops.memory.explain import explain_decision
 
@@ -45,7 +46,8 @@ def test_approve_through_the_api_then_the_agent_applies_it(make_api: ApiFactory,
 
     pending = api.client.get("/v1/approvals", headers=api.as_("viewer")).json()
     assert [p["decision_id"] for p in pending] == [decision_id]
-    assert pending[0]["tool"] == escalated["proposal"]["tool"] and pending[0]["target"] == escalated["proposal"]["target"]
+    assert pending[0]["tool"] == escalated["proposal"]["tool"]
+    assert pending[0]["target"] == escalated["proposal"]["target"]
     assert pending[0]["why_approval"]
 
     assert api.client.post(f"/v1/approvals/{decision_id}/approve", headers=api.as_("viewer")).status_code == 403
@@ -69,7 +71,8 @@ def test_approve_through_the_api_then_the_agent_applies_it(make_api: ApiFactory,
     assert kinds[:3] == ["decision", "approval", "approved_action"]
     approval = detail["records"][1]["record"]
     assert approval["approver"] == operator and approval["note"] == "checked the other routes"
-    assert detail["decision"]["escalated"] is True and detail["decision"]["action"]["tool"] == escalated["proposal"]["tool"]
+    assert detail["decision"]["escalated"] is True
+    assert detail["decision"]["action"]["tool"] == escalated["proposal"]["tool"]
 
     why = api.client.get(f"/v1/decisions/{decision_id}/why", headers=api.as_("operator")).json()
     assert why["explanation"] == explain_decision(AuditLog(state / "audit.db").get(decision_id))
@@ -94,7 +97,7 @@ def test_lessons(make_api: ApiFactory, tmp_path: Path) -> None:
     def ids(**params) -> set[str]:
         r = api.client.get("/v1/lessons", params=params, headers=api.as_("viewer"))
         assert r.status_code == 200, r.text
-        return {l["decision_id"] for l in r.json()}
+        return {lesson["decision_id"] for lesson in r.json()}
 
     assert ids() == {"d-aaaa", "d-bbbb", "d-cccc"}
     assert ids(category="network") == {"d-aaaa", "d-bbbb"}
@@ -110,7 +113,8 @@ def test_reject_by_prefix_and_list_by_status(make_api: ApiFactory, outage) -> No
     state, states = outage
     api = make_api(state_dir=state)
     decision_id = _escalated(states)["decision_id"]
-    r = api.client.post(f"/v1/approvals/{decision_id[:8]}/reject", json={"note": "not now"}, headers=api.as_("operator"))
+    r = api.client.post(f"/v1/approvals/{decision_id[:8]}/reject", json={"note": "not now"},
+                        headers=api.as_("operator"))
     assert r.status_code == 200 and r.json()["status"] == "rejected" and r.json()["decision_id"] == decision_id
     rejected = api.client.get("/v1/approvals", params={"status": "rejected"}, headers=api.as_("viewer")).json()
     operator = api.app.state.backend.keys.authenticate(api.keys["operator"]).principal
@@ -188,7 +192,8 @@ def test_audit_verify_reports_a_tampered_record(make_api: ApiFactory, outage) ->
     conn.commit()
     conn.close()
     broken = api.client.get("/v1/audit/verify", headers=api.as_("viewer")).json()
-    assert broken["ok"] is False and broken["first_bad_seq"] == 3 and broken["first_bad_decision"] == states[2]["decision_id"]
+    assert broken["ok"] is False and broken["first_bad_seq"] == 3
+    assert broken["first_bad_decision"] == states[2]["decision_id"]
 
 
 def test_metrics_count_what_the_records_say(make_api: ApiFactory, outage) -> None:
@@ -214,7 +219,8 @@ def test_metrics_count_what_the_records_say(make_api: ApiFactory, outage) -> Non
         assert m[f"payops_decisions_total{{category={category}}}"] == n
     acted = [r for r in records if r["proposal"]["tool"] != "no_action"]
     for outcome in ("executed", "escalated", "denied"):
-        assert m[f"payops_actions_total{{outcome={outcome}}}"] == sum(r["execution"]["status"] == outcome for r in acted)
+        assert m[f"payops_actions_total{{outcome={outcome}}}"] == sum(r["execution"]["status"] == outcome
+                                                                       for r in acted)
     assert m["payops_approvals_pending{}"] == 1
     assert m["payops_llm_calls_total{model=smollm2}"] == 2
     assert m["payops_llm_tokens_total{direction=input,model=smollm2}"] == 200
@@ -246,9 +252,9 @@ def test_metrics_show_each_partitions_consumer_lag_at_its_latest_tick(make_api: 
     audit = AuditLog(state / "audit.db")
     base = {"window_end": 1.0, "diagnosis": {"category": "healthy"}, "proposal": {"tool": "no_action"},
             "execution": {"status": "skipped"}}
-    audit.append("d-lag1", "decision", 1.0, {**base, "decision_id": "d-lag1", "source": {"partition": "merchant-a", "lag": 40}})
-    audit.append("d-lag2", "decision", 2.0, {**base, "decision_id": "d-lag2", "source": {"partition": "merchant-b", "lag": 3}})
-    audit.append("d-lag3", "decision", 3.0, {**base, "decision_id": "d-lag3", "source": {"partition": "merchant-a", "lag": 12}})
+    for seq, partition, lag in ((1, "merchant-a", 40), (2, "merchant-b", 3), (3, "merchant-a", 12)):
+        audit.append(f"d-lag{seq}", "decision", float(seq),
+                     {**base, "decision_id": f"d-lag{seq}", "source": {"partition": partition, "lag": lag}})
     audit.close()
     m = _metrics(make_api(state_dir=state))
     assert m["payops_source_consumer_lag{partition=merchant-a}"] == 12  # the latest tick's, not a sum

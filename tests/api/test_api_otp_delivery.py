@@ -6,10 +6,10 @@ import logging
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
-
 from api_helpers import NO_LIMITS, PACKAGED_SPEC, bearer
+from fastapi.testclient import TestClient
 from otp_receiver import SECRET, start_receiver
+
 from payops.api import create_app
 from payops.api.settings import ApiSettings
 from payops.settings import Settings

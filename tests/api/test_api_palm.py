@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from api_helpers import SPEC_ERRORS, Api, bearer
 
 
@@ -18,7 +17,8 @@ def _assert_spec_refusal(response, code: str) -> None:
 def test_enrol_verify_pay_show_revoke(api: Api) -> None:
     palm_pay_id, ref = api.enrol(daily_limit="800", transaction_limit="300.5")
     shown = api.client.get(f"/v1/palm/links/{palm_pay_id}", headers=api.as_("terminal")).json()
-    assert shown["link_status"] == "active" and shown["daily_limit"] == "800.00" and shown["transaction_limit"] == "300.50"
+    assert shown["link_status"] == "active" and shown["daily_limit"] == "800.00" \
+        and shown["transaction_limit"] == "300.50"
 
     paid = api.pay(ref, "120.05")
     assert paid.status_code == 200
@@ -52,7 +52,8 @@ def test_sensitive_values_never_come_back(api: Api) -> None:
     texts = [r.text]
     palm_pay_id = r.json()["link"]["palm_pay_id"]
     code = api.otp.code_for(r.json()["otp_delivery_id"])
-    texts.append(api.client.post(f"/v1/palm/links/{palm_pay_id}/verify", json={"otp": code}, headers=api.as_("terminal")).text)
+    texts.append(api.client.post(f"/v1/palm/links/{palm_pay_id}/verify", json={"otp": code},
+                                 headers=api.as_("terminal")).text)
     texts.append(api.pay(ref).text)
     texts.append(api.pay(ref, liveness_passed=False, key="pay-0009-abcdef").text)
     texts.append(api.client.get(f"/v1/palm/links/{palm_pay_id}", headers=api.as_("viewer")).text)
@@ -83,8 +84,9 @@ def test_each_refusal_is_the_spec_error_with_the_card_fallback(api: Api, case: s
 
 def test_duplicate_palm_and_wrong_otp(api: Api) -> None:
     palm_pay_id, ref = api.enrol(verify=False)
-    r = api.client.post("/v1/palm/links", json={"user_id": "other", "palm_template_ref": ref, "payshap_proxy": "0821112223",
-                                                "proxy_type": "phone"}, headers=api.as_("terminal"))
+    r = api.client.post("/v1/palm/links", json={"user_id": "other", "palm_template_ref": ref,
+                                                "payshap_proxy": "0821112223", "proxy_type": "phone"},
+                        headers=api.as_("terminal"))
     _assert_spec_refusal(r, "PALM_PAY_DUPLICATE_PALM")
     real = api.otp.latest_code(palm_pay_id)
     wrong = "000000" if real != "000000" else "111111"

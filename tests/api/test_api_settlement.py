@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from api_helpers import NO_LIMITS, PACKAGED_SPEC
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from api_helpers import NO_LIMITS, PACKAGED_SPEC
 from payops.api import create_app
 from payops.api.settings import ApiSettings
 from payops.cli import app as cli_app
@@ -47,7 +47,7 @@ def _wait_until(check, seconds: float = 10.0) -> bool:
 
 def test_the_served_app_releases_a_timed_out_reservation_in_the_background(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path / "state", palm_spec_path=PACKAGED_SPEC, palm_maintenance_interval_s=0.05)
-    clock = ManualClock(datetime(2025, 6, 2, 9, 0, tzinfo=timezone.utc))
+    clock = ManualClock(datetime(2025, 6, 2, 9, 0, tzinfo=UTC))
     palm, link_id = _timed_out_link(settings, clock)
     clock.advance(timedelta(minutes=2))  # past the reconcile grace period
     app = create_app(settings, palm=palm, api_settings=ApiSettings(**NO_LIMITS), background_jobs=True)
@@ -60,7 +60,7 @@ def test_the_served_app_releases_a_timed_out_reservation_in_the_background(tmp_p
 
 def test_the_app_starts_no_background_jobs_unless_asked(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path / "state", palm_spec_path=PACKAGED_SPEC, palm_maintenance_interval_s=0.05)
-    clock = ManualClock(datetime(2025, 6, 2, 9, 0, tzinfo=timezone.utc))
+    clock = ManualClock(datetime(2025, 6, 2, 9, 0, tzinfo=UTC))
     palm, link_id = _timed_out_link(settings, clock)
     clock.advance(timedelta(minutes=2))
     try:
@@ -76,7 +76,7 @@ def test_payops_run_settles_what_the_rail_never_confirmed(tmp_path: Path, monkey
     for name in ("PAYOPS_PALM_SPEC_PATH", "PAYOPS_DATA_KEY", "PAYOPS_STATE_DIR"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings(state_dir=state)
-    two_minutes_ago = ManualClock(datetime.now(timezone.utc) - timedelta(minutes=2))
+    two_minutes_ago = ManualClock(datetime.now(UTC) - timedelta(minutes=2))
     palm, link_id = _timed_out_link(settings, two_minutes_ago)
     palm.close()
     result = CliRunner().invoke(cli_app, ["run", "--ticks", "1", "--tick-seconds", "0", "--state-dir", str(state)])

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from console_helpers import run_agent
 from fastapi.testclient import TestClient
 
-from console_helpers import run_agent
 from payops.api import create_app
 from payops.settings import Settings
 

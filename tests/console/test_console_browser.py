@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from console_helpers import run_agent
+
 from payops.api import create_app
 from payops.graph.runner import opened
 from payops.settings import Settings
@@ -56,7 +56,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
     run_agent(state, 25)
     app = create_app(Settings(state_dir=state, webhook_url=None))
     store = app.state.backend.keys
-    keys = {"operator": store.create("ops-browser", "operator")[1], "viewer": store.create("viewer-browser", "viewer")[1]}
+    keys = {"operator": store.create("ops-browser", "operator")[1],
+            "viewer": store.create("viewer-browser", "viewer")[1]}
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -70,7 +71,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
 
 
 @pytest.fixture()
-def browser() -> Iterator["webdriver.Chrome"]:
+def browser() -> Iterator[webdriver.Chrome]:
     options = Options()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
@@ -166,7 +167,8 @@ def test_an_operator_approves_an_escalation_and_the_next_tick_applies_it(served,
     article.find_element(By.NAME, "note").send_keys("looked at the retries")
     article.find_element(By.CSS_SELECTOR, "button[value=approve]").click()
     WebDriverWait(browser, 10).until(expected_conditions.staleness_of(article))  # the answer's page replaced this one
-    assert decision_id not in [a.get_attribute("id") for a in browser.find_elements(By.CSS_SELECTOR, "article.approval")]
+    assert decision_id not in [a.get_attribute("id")
+                               for a in browser.find_elements(By.CSS_SELECTOR, "article.approval")]
 
     services = agent_services(Settings(state_dir=state, webhook_url=None), "simulator", "demo", 7)
     with opened(durable_agent(services)) as agent:  # the agent's next tick (payops run / tick)

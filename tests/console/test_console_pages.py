@@ -39,7 +39,8 @@ def test_a_decision_page_has_the_strict_cycle_and_the_blamed_segment_figures(con
     page = client.get(f"/console/decisions/{first[:8]}").text  # a prefix works
     for heading in ("Diagnosis", "Evidence", "Proposed action", "Risk assessment", "Confidence", "Execution"):
         assert f"<h2>{heading}</h2>" in page
-    chart = json.loads(re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', page, re.S).group(1))
+    chart = json.loads(re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', page,
+                                 re.S).group(1))
     assert chart["segment"] and any(v is not None for v in chart["segment_rate"])  # per-tick figures were recorded
     assert len(chart["x"]) == len(chart["platform_rate"]) == len(chart["segment_volume"])
 
@@ -101,7 +102,8 @@ def test_a_decision_appended_later_appears_without_rereading_the_trail(console) 
     audit = client.app.state.backend.services.audit
     audit.append("d-appended0001", "decision", 2e9, {"decision_id": "d-appended0001", "window_end": 2e9,
                                                      "diagnosis": {"category": "config", "confidence": 0.9},
-                                                     "proposal": {"tool": "no_action"}, "execution": {"status": "skipped"}})
+                                                     "proposal": {"tool": "no_action"},
+                                                     "execution": {"status": "skipped"}})
     page = client.get("/console/decisions").text
     assert page.count("<tr>") == first + 1 and "d-appended0001" in page
 

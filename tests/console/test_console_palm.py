@@ -34,8 +34,8 @@ def test_a_second_operator_approves_a_revocation_requested_by_the_first(console)
     sign_in(client, keys["operator-2"])
     page = client.get("/console/palm").text
     assert f'action="/console/palm/requests/{request.request_id}"' in page
-    done = client.post(f"/console/palm/requests/{request.request_id}", data={"answer": "approve", "csrf": csrf_of(page)},
-                       follow_redirects=False)
+    done = client.post(f"/console/palm/requests/{request.request_id}",
+                       data={"answer": "approve", "csrf": csrf_of(page)}, follow_redirects=False)
     assert done.status_code == 303
     assert palm.show(link).link_status == "revoked"
     assert palm.change_request(request.request_id).decided_by == _principal(client, "second-operator")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from console_helpers import csrf_of, sign_in
+
 from payops.api.console.sessions import SessionStore
 
 
@@ -59,8 +60,8 @@ def test_an_operator_approves_with_a_note_recorded_under_the_key_identity(consol
     sign_in(client, keys["operator"])
     page = client.get("/console/approvals").text
     pending = re.search(r'action="/console/approvals/(d-[0-9a-f]+)"', page).group(1)
-    done = client.post(f"/console/approvals/{pending}", data={"answer": "approve", "note": "checked", "csrf": csrf_of(page)},
-                       follow_redirects=False)
+    done = client.post(f"/console/approvals/{pending}",
+                       data={"answer": "approve", "note": "checked", "csrf": csrf_of(page)}, follow_redirects=False)
     assert done.status_code == 303
     book = client.app.state.backend.services.approvals
     approval = book.get(pending)
@@ -104,7 +105,8 @@ def test_an_idle_session_and_an_old_one_expire() -> None:
     assert store.get(token) is None  # kept busy, still past its absolute expiry
 
 
-def test_an_operator_rollback_request_is_applied_by_the_next_tick_under_the_operator_identity(console, state_dir) -> None:
+def test_an_operator_rollback_request_is_applied_by_the_next_tick_under_the_operator_identity(
+        console, state_dir) -> None:
     from payops.graph.runner import opened
     from payops.settings import Settings
     from payops.wiring import agent_services, durable_agent
@@ -144,7 +146,8 @@ def test_the_session_cookie_is_secure_when_the_console_is_served_over_tls(state_
     from payops.api.settings import ApiSettings
     from payops.settings import Settings
 
-    app = create_app(Settings(state_dir=state_dir, webhook_url=None), api_settings=ApiSettings(console_secure_cookies=True))
+    app = create_app(Settings(state_dir=state_dir, webhook_url=None),
+                     api_settings=ApiSettings(console_secure_cookies=True))
     with TestClient(app, base_url="https://testserver") as client:
         key = app.state.backend.keys.create("tls-operator", "operator")[1]
         assert "Secure" in sign_in(client, key).headers["set-cookie"]
