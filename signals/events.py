@@ -7,8 +7,9 @@ coded through a growing vocabulary, so new names may appear at any time.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import orjson

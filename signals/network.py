@@ -8,8 +8,8 @@ assumed anywhere (methods keep theirs: they are CONTRACT.md vocabulary).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Mapping
 
 import numpy as np
 

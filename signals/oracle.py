@@ -9,8 +9,8 @@ the incident must fill enough of the window to be visible at all).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from .scenarios import Expectation, Scenario
 

@@ -14,7 +14,7 @@ payments/min is a few MB.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -92,7 +92,7 @@ class ComboTable:
     def names(self, name: str) -> list[str]:
         return self.vocab[name].names
 
-    def rebuilt(self, live: np.ndarray, live_wide: dict[str, np.ndarray]) -> tuple["ComboTable", np.ndarray, dict[str, np.ndarray]]:
+    def rebuilt(self, live: np.ndarray, live_wide: dict[str, np.ndarray]) -> tuple[ComboTable, np.ndarray, dict[str, np.ndarray]]:
         """A fresh table with only the live combinations and wide values, and old -> new code maps."""
         fresh = ComboTable()
         by_id = list(self.ids)

@@ -8,8 +8,8 @@ ground truth (see oracle.py).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from .network import PALM_METHOD, NetworkConfig
 from .policy import RetryPolicy

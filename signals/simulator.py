@@ -13,8 +13,9 @@ is constant within one `advance`: the agent changes it between ticks.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Mapping, Sequence
+from typing import BinaryIO
 
 import numpy as np
 
@@ -88,11 +89,11 @@ class SimDetails:
     amount: np.ndarray
     palm_no: np.ndarray  # 0: not a palm payment
 
-    def take(self, index: np.ndarray | slice) -> "SimDetails":
+    def take(self, index: np.ndarray | slice) -> SimDetails:
         return SimDetails(self.prefix, self.payment_no[index], self.amount[index], self.palm_no[index])
 
     @classmethod
-    def join(cls, parts: Sequence["SimDetails"]) -> "SimDetails | None":
+    def join(cls, parts: Sequence[SimDetails]) -> SimDetails | None:
         if any(p.prefix != parts[0].prefix for p in parts):
             return None
         return cls(parts[0].prefix, *(np.concatenate([getattr(p, f) for p in parts]) for f in ("payment_no", "amount", "palm_no")))

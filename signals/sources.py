@@ -21,10 +21,11 @@ import tempfile
 import threading
 import weakref
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 
@@ -241,7 +242,7 @@ class LineSource:
     ordered = False
 
     def __init__(self, stream: IO[bytes], name: str = "<stream>", chunk_bytes: int = CHUNK_BYTES,
-                 workers: "ParallelChunks | None" = None, max_skew_seconds: float = DEFAULT_MAX_SKEW_SECONDS) -> None:
+                 workers: ParallelChunks | None = None, max_skew_seconds: float = DEFAULT_MAX_SKEW_SECONDS) -> None:
         self.name = name
         self.max_skew_seconds = max_skew_seconds
         self.report = ParseReport()
@@ -257,7 +258,7 @@ class LineSource:
         # A pipe or terminal (`tail -f | payops run --source -`): never wait for more lines than needed.
         self._live = workers is None and not _regular_file(stream)
 
-    def _fill_from_workers(self, workers: "ParallelChunks") -> bool:
+    def _fill_from_workers(self, workers: ParallelChunks) -> bool:
         try:
             parsed = workers.next()
         except WorkersFailed as failed:

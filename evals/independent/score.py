@@ -39,11 +39,12 @@ import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
-from typing import Any, Sequence
+from typing import Any
 
 from payops.evals.cases import Case, load_case
 from payops.evals.runner import TickRecord, eval_settings, replay_case

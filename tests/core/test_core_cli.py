@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from contract import validate_line
 from typer.testing import CliRunner
 
 from payops.cli import _register_subcommands, app
 from payops.signals.simulator import SCENARIOS
-
-from contract import validate_line
 
 _register_subcommands()
 runner = CliRunner()

@@ -127,6 +127,7 @@ def test_denied_action_does_not_run() -> None:
     state["verdict"] = {"verdict": "deny", "results": [{"rule": "safe_destination", "verdict": "deny", "reason": "into itself"}]}
     before = list(agent.services.control_plane.in_force())
     from langgraph.runtime import Runtime
+
     from payops.graph.services import Context
     out = nodes.act(state, Runtime(context=Context(services=agent.services)))
     assert out["execution"]["status"] == "denied"

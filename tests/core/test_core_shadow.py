@@ -180,8 +180,8 @@ def test_in_memory_services_still_default_to_the_simulated_plane() -> None:
 
 
 def test_why_says_a_shadow_action_is_not_measured(tmp_path: Path) -> None:
-    from payops.memory.explain import explain_decision
     from payops.memory.audit import AuditLog
+    from payops.memory.explain import explain_decision
 
     events = recorded_outage(tmp_path / "outage.jsonl")
     states, _ = run_file(tmp_path / "state", events, "trial")

@@ -60,7 +60,7 @@ class Orchestrator:
                 return 200, {"status": "rolled_back"}, False
             return 404, None, False
 
-    def start(self) -> "Orchestrator":
+    def start(self) -> Orchestrator:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):

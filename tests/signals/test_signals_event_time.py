@@ -155,8 +155,8 @@ def _stream(times: list[float]):  # type: ignore[no-untyped-def]
 
 
 def test_a_restart_mid_file_decides_the_same_windows_with_no_spurious_late_events(tmp_path: Path) -> None:
-    from payops.settings import Settings
     from payops.scheduling import close_agent
+    from payops.settings import Settings
     from payops.wiring import agent_services, durable_agent
 
     path = _write(tmp_path, "jitter.jsonl", _jittered(_lines(tmp_path, minutes=5.0), 5.0))

@@ -4,8 +4,8 @@ seeds, the daily wave, and closed-loop obedience to the traffic policy."""
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Mapping
 
 import numpy as np
 import pytest

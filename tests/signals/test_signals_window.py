@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from payops.signals.batch import EventBatch
-from payops.signals.events import LATENCY_BUCKET_GROWTH, LATENCY_BUCKETS, BUCKET_MID_MS, PaymentEvent, event_from_dict
+from payops.signals.events import BUCKET_MID_MS, LATENCY_BUCKET_GROWTH, LATENCY_BUCKETS, event_from_dict
 from payops.signals.reference import naive_window
 from payops.signals.ring import COMPACT_MIN_COMBOS
 from payops.signals.window import EventWindow, WindowSnapshot
