@@ -15,6 +15,7 @@ inline instead: slower, never lost.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,10 +42,8 @@ def hand_over(columns: Sequence[np.ndarray], folder: str | None, name: str) -> C
             for array in arrays:
                 out.write(memoryview(array).cast("B"))
     except OSError:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(path)
-        except OSError:
-            pass
         return arrays
     return ColumnFile(path, tuple((a.dtype.str, len(a)) for a in arrays))
 

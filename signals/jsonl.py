@@ -282,5 +282,5 @@ def batch_from_range(parsed: tuple) -> tuple[EventBatch, tuple]:
     """The EventBatch of a `parse_range` result (columns taken over), and the rest of the result."""
     columns, combos, wide_names, *rest = parsed
     ts, latency, attempt, combo, low, *wide_codes = take_over(columns)
-    wide = {name: (codes, names) for (name, names), codes in zip(wide_names.items(), wide_codes)} if wide_names is not None else None
+    wide = {name: (codes, names) for (name, names), codes in zip(wide_names.items(), wide_codes, strict=True)} if wide_names is not None else None
     return EventBatch(ts, latency, attempt, combo, combos, None, wide, low), tuple(rest)

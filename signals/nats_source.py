@@ -25,6 +25,7 @@ no message has come for `idle` seconds (default 1): a finished log, a cron tick,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import threading
@@ -134,10 +135,8 @@ class _Loop:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-        try:
+        with contextlib.suppress(Exception):  # a loop that cannot even cancel: stopping it is all that is left
             self.run(cancel_all(), CONNECT_SECONDS)
-        except Exception:  # a loop that cannot even cancel: stopping it is all that is left
-            pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
         if not self.thread.is_alive():
@@ -344,10 +343,10 @@ class NatsSource(LogSource):
         return int(info.num_pending or 0)
 
     def close(self) -> None:
-        try:  # acknowledgements were sent explicitly: nothing to drain
+        # Acknowledgements were sent explicitly: nothing to drain. Closing a broken connection fails, and
+        # nothing is left to save then.
+        with contextlib.suppress(Exception):
             self._loop.run(self._nc.close(), CONNECT_SECONDS)
-        except Exception:  # closing a broken connection: nothing left to save
-            pass
         self._loop.stop()
 
 

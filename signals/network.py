@@ -116,7 +116,8 @@ def random_network(seed: int = 0, *, banks: int = 5, card_routes: int = 2, termi
     card = _names(rng, card_routes, lambda r: "psp_" + _word(r, 2), taken)
     rail, switch = _names(rng, 2, lambda r: _word(r, 2) + "_rail", taken)
     card_w = _zipf_weights(rng, card_routes)
-    routes = {name: RouteSpec(("card",), float(w), float(rng.uniform(250, 450))) for name, w in zip(card, card_w)}
+    routes = {name: RouteSpec(("card",), float(w), float(rng.uniform(250, 450)))
+              for name, w in zip(card, card_w, strict=True)}
     routes[rail] = RouteSpec(("payshap", PALM_METHOD), 1.0, float(rng.uniform(350, 550)))
     routes[switch] = RouteSpec(("eft",), 1.0, float(rng.uniform(450, 750)))
     schemes = _names(rng, 2, lambda r: _word(r, 2).upper(), taken)
@@ -130,15 +131,17 @@ def random_network(seed: int = 0, *, banks: int = 5, card_routes: int = 2, termi
         methods[method] = 0.05
         issuers[method] = {issuer: 1.0}
     return NetworkConfig(
-        banks=dict(zip(bank_names, _zipf_weights(rng, banks).tolist())),
+        banks=dict(zip(bank_names, _zipf_weights(rng, banks).tolist(), strict=True)),
         methods=methods,
         routes=routes,
         issuers=issuers,
         terminals=tuple(_names(rng, terminals, lambda r: "T-" + _word(r, 2).upper(), taken)),
         payments_per_minute=payments_per_minute,
         daily_wave=daily_wave,
-        merchants=dict(zip(_names(rng, merchants, lambda r: "m_" + _word(r, 3), taken), _zipf_weights(rng, merchants).tolist())) if merchants else {},
-        regions=dict(zip(_names(rng, regions, lambda r: _word(r, 3).capitalize(), taken), _zipf_weights(rng, regions).tolist())) if regions else {},
+        merchants=dict(zip(_names(rng, merchants, lambda r: "m_" + _word(r, 3), taken),
+                           _zipf_weights(rng, merchants).tolist(), strict=True)) if merchants else {},
+        regions=dict(zip(_names(rng, regions, lambda r: _word(r, 3).capitalize(), taken),
+                         _zipf_weights(rng, regions).tolist(), strict=True)) if regions else {},
     )
 
 
@@ -152,12 +155,16 @@ def rename_network(net: NetworkConfig, seed: int = 0) -> tuple[NetworkConfig, di
     taken |= {i for per in net.issuers.values() for i in per}
     issuers = sorted({i for per in net.issuers.values() for i in per})
     mapping = {
-        "bank": dict(zip(net.banks, _names(rng, len(net.banks), lambda r: _word(r, 3).upper(), taken))),
-        "route": dict(zip(net.routes, _names(rng, len(net.routes), lambda r: _word(r, 2) + "_" + _word(r, 1), taken))),
-        "issuer": dict(zip(issuers, _names(rng, len(issuers), lambda r: _word(r, 2).upper(), taken))),
-        "terminal_id": dict(zip(net.terminals, _names(rng, len(net.terminals), lambda r: "K" + _word(r, 2), taken))),
-        "merchant_id": dict(zip(net.merchants, _names(rng, len(net.merchants), lambda r: "m_" + _word(r, 3), taken))),
-        "region": dict(zip(net.regions, _names(rng, len(net.regions), lambda r: _word(r, 3).capitalize(), taken))),
+        "bank": dict(zip(net.banks, _names(rng, len(net.banks), lambda r: _word(r, 3).upper(), taken), strict=True)),
+        "route": dict(zip(net.routes, _names(rng, len(net.routes), lambda r: _word(r, 2) + "_" + _word(r, 1), taken),
+                          strict=True)),
+        "issuer": dict(zip(issuers, _names(rng, len(issuers), lambda r: _word(r, 2).upper(), taken), strict=True)),
+        "terminal_id": dict(zip(net.terminals, _names(rng, len(net.terminals), lambda r: "K" + _word(r, 2), taken),
+                                strict=True)),
+        "merchant_id": dict(zip(net.merchants, _names(rng, len(net.merchants), lambda r: "m_" + _word(r, 3), taken),
+                                strict=True)),
+        "region": dict(zip(net.regions, _names(rng, len(net.regions), lambda r: _word(r, 3).capitalize(), taken),
+                           strict=True)),
     }
     bank, route, issuer = mapping["bank"], mapping["route"], mapping["issuer"]
     renamed = replace(

@@ -56,7 +56,7 @@ class ComboTable:
         if found is None:
             found = len(self.ids)
             self.ids[core] = found
-            for column, name, value in zip(self._codes, CORE_FIELDS, core):
+            for column, name, value in zip(self._codes, CORE_FIELDS, core, strict=True):
                 column.append(self.vocab[name].code(value))
         return found
 
@@ -65,7 +65,7 @@ class ComboTable:
         when the batch keeps terminal/merchant/region in its combinations, to their codes."""
         lut = np.zeros(len(combos), np.int64)
         wide = {name: np.zeros(len(combos), np.int64) for name in WIDE_FIELDS} if with_wide else {}
-        vocabs = [(wide[name], self.vocab[name], pos) for name, pos in zip(WIDE_FIELDS, _WIDE_POSITIONS)] if with_wide else []
+        vocabs = [(wide[name], self.vocab[name], pos) for name, pos in zip(WIDE_FIELDS, _WIDE_POSITIONS, strict=True)] if with_wide else []
         for local in used.tolist():
             combo = combos[local]
             lut[local] = self.id_of(tuple(combo[i] for i in _CORE_POSITIONS))
@@ -81,7 +81,7 @@ class ComboTable:
     def codes(self, name: str) -> np.ndarray:
         """Vocabulary code of core field `name` for every combination (index: combo id)."""
         if self._arrays_for != len(self.ids):
-            self._arrays = {n: np.asarray(col, np.int64) for n, col in zip(CORE_FIELDS, self._codes)}
+            self._arrays = {n: np.asarray(col, np.int64) for n, col in zip(CORE_FIELDS, self._codes, strict=True)}
             self._arrays["failed"] = self._arrays["error_code"] > 0
             self._arrays_for = len(self.ids)
         return self._arrays[name]

@@ -289,7 +289,7 @@ class Simulator:
         order = np.argsort(inverse, kind="stable")
         bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
         for g, codes in enumerate(uniq):
-            dims = {f: self.names[f].names[c] for f, c in zip(fields, codes) if c}
+            dims = {f: self.names[f].names[c] for f, c in zip(fields, codes, strict=True) if c}
             yield rows_all[order[bounds[g] : bounds[g + 1]]], dims
 
     # -- attempts and outcomes ------------------------------------------------------
@@ -409,7 +409,7 @@ class Simulator:
             found = self._combo_ids.get(codes)
             if found is None:
                 found = self._combo_ids[codes] = len(self.combos)
-                method, route, bank, issuer, error = (self.names[f].names[c] for f, c in zip((*_CORE, "error_code"), codes))
+                method, route, bank, issuer, error = (self.names[f].names[c] for f, c in zip((*_CORE, "error_code"), codes, strict=True))
                 self.combos.append((method, route, bank, issuer, None, None, None, error))
             lut[i] = found
         return lut[inverse]
@@ -422,7 +422,7 @@ class Simulator:
             uniq, inverse = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
             return [tuple(r) for r in uniq.tolist()], inverse.reshape(-1)
         key = np.zeros(columns[0].shape[0], np.int64)
-        for column, radix in zip(columns, radices):
+        for column, radix in zip(columns, radices, strict=True):
             key = key * radix + column
         if space <= max(1 << 22, 4 * key.shape[0]):  # dense: no sort
             seen = np.bincount(key, minlength=space)

@@ -113,7 +113,7 @@ def test_a_misspelled_payops_variable_is_warned_with_the_closest_known_name(monk
     monkeypatch.setenv("PAYOPS_WEBHOK_URL", "https://hooks.example.com/x")
     result = runner.invoke(app, ["scenarios"], catch_exceptions=False)
     assert result.exit_code == 0
-    warnings = [l for l in result.stderr.splitlines() if "warning" in l]
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
     assert warnings == ["payops: warning: unknown environment variable PAYOPS_WEBHOK_URL is ignored "
                         "(did you mean PAYOPS_WEBHOOK_URL?)"]
 

@@ -94,7 +94,7 @@ def test_replay_keeps_every_bad_line_number_in_a_rejects_report_next_to_the_outp
     assert {b["reason"] for b in report["bad"]} == {"not valid UTF-8", "not valid JSON"}
     # A clean replay to the same output removes the stale report: it always describes the last run.
     clean = tmp_path / "clean.jsonl"
-    clean.write_bytes(b"\n".join(l for i, l in enumerate(lines, 1) if i not in set(bad_at)) + b"\n")
+    clean.write_bytes(b"\n".join(line for i, line in enumerate(lines, 1) if i not in set(bad_at)) + b"\n")
     assert runner.invoke(app, ["replay", str(clean), "--out", str(out)]).exit_code == 0
     assert not rejects.exists()
 
@@ -108,5 +108,5 @@ def test_replay_summary_counts_late_and_discarded_events(tmp_path: Path, events:
     result = runner.invoke(app, ["replay", str(events), "--out", str(tmp_path / "d.jsonl")])
     assert result.exit_code == 0, result.output
     assert "late events: 1 (1 counted in no window), 1 discarded as ahead of the clock" in result.output
-    decisions = [json.loads(l) for l in (tmp_path / "d.jsonl").read_text().splitlines()]
+    decisions = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
     assert sum(d.get("late_events", 0) for d in decisions) == 2

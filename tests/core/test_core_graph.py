@@ -109,10 +109,10 @@ def test_cycle_output_follows_the_strict_format() -> None:
     for state in run(agent, 9):
         text = render_cycle(state)
         lines = text.splitlines()
-        heads = [l.split(":")[0] for l in lines if l.split(":")[0] in
+        heads = [line.split(":")[0] for line in lines if line.split(":")[0] in
                  ("Diagnosis", "Evidence", "Proposed Action", "Risk Assessment", "Confidence Score")]
         assert heads == ["Diagnosis", "Evidence", "Proposed Action", "Risk Assessment", "Confidence Score"]
-        conf = float(next(l for l in lines if l.startswith("Confidence Score:")).split(":")[1])
+        conf = float(next(line for line in lines if line.startswith("Confidence Score:")).split(":")[1])
         assert conf <= state["diagnosis"]["confidence"] < conf + 0.01
         needs = state["execution"]["status"] == "escalated" or (state["proposal"]["tool"] != "no_action" and conf < 0.8)
         assert (APPROVAL_LINE in text) == needs

@@ -156,7 +156,7 @@ def test_lessons_on_postgres_store_filter_by_strings_and_rank_numbers_in_python(
     lessons.put(_lesson("d-10", target_key="route=psp_z", dominant_error="ISSUER_DOWN", created_at=1764007200.0))
     lessons.put(_lesson("d-3", category="issuer", target_key="bank=FNB", target_dims="bank"))
     assert lessons.find("d-2").verdict == "harmed"
-    assert {l.decision_id for l in lessons.list("network", verdict="harmed")} == {"d-2"}
+    assert {lesson.decision_id for lesson in lessons.list("network", verdict="harmed")} == {"d-2"}
     sig = Signature(category="network", target_key="route=psp_a", target_dims="route", dominant_error="NETWORK_ERROR",
                     error_codes="NETWORK_ERROR,GATEWAY_TIMEOUT", magnitude="major", method_mix="card")
     similar = lessons.similar(sig, 1764010000.0, limit=5)

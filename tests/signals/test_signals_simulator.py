@@ -112,7 +112,7 @@ def test_renaming_changes_every_name_but_not_the_shape() -> None:
     assert set(renamed.methods) == set(net.methods)  # methods are contract vocabulary
     for name in SCENARIOS:
         original, fresh = build_scenario(name, net), build_scenario(name, renamed)
-        for a, b in zip(original.expectations, fresh.expectations):
+        for a, b in zip(original.expectations, fresh.expectations, strict=True):
             assert {k: mapping.get(k, {}).get(v, v) for k, v in a.target.items()} == dict(b.target)
     assert rename_network(net, 3)[0] == renamed and rename_network(net, 4)[0] != renamed
 
