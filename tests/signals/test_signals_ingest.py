@@ -233,9 +233,9 @@ def test_many_merchants_are_coded_per_row_and_read_back_the_same() -> None:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_parallel_parse_equals_serial_parse(tmp_path: Path, monkeypatch, workers: int) -> None:
-    from payops.signals import sources
+    from payops.signals import parse_pool
 
-    monkeypatch.setattr(sources, "PARALLEL_CHUNK_BYTES", 3000)
+    monkeypatch.setattr(parse_pool, "PARALLEL_CHUNK_BYTES", 3000)
     path = tmp_path / "e.jsonl"
     path.write_bytes(_stream(400, bad_every=23) + b"\n\n" + _stream(100, start=1764000300.0) + b"bad tail")
     serial, parallel = open_jsonl(path, workers=0), open_jsonl(path, workers=workers)

@@ -16,10 +16,11 @@ import orjson
 import pytest
 
 from payops import wiring
-from payops.signals import sources
+from payops.signals import parse_pool, sources
 from payops.signals.handoff import ColumnFile, hand_over, take_over
+from payops.signals.parse_pool import ParallelChunks
 from payops.signals.simulator import Simulator, build_scenario, default_network, write_stream
-from payops.signals.sources import ParallelChunks, open_jsonl
+from payops.signals.sources import open_jsonl
 
 START = 1_764_000_000.0
 HEAVY = ("langgraph", "langchain_core", "langsmith")
@@ -44,15 +45,15 @@ BAD = {7: b"not json", 1500: b'{"ts": 1764000100.0, "status": "maybe"}', 2222: b
 # 64 KB chunks, noting which heavy packages are loaded when the workers start.
 CLI_WITH_SPY = """
 import json, sys
-from payops.signals import sources
+from payops.signals import parse_pool, sources
 sources.PARALLEL_MIN_BYTES = 0
-sources.PARALLEL_CHUNK_BYTES = 64 << 10
+parse_pool.PARALLEL_CHUNK_BYTES = 64 << 10
 seen = []
-start = sources.ParallelChunks.__init__
+start = parse_pool.ParallelChunks.__init__
 def spy(self, *args, **kwargs):
     seen.append(sorted(name for name in {heavy!r} if name in sys.modules))
     start(self, *args, **kwargs)
-sources.ParallelChunks.__init__ = spy
+parse_pool.ParallelChunks.__init__ = spy
 from payops.cli import main
 sys.argv = ["payops", "replay", sys.argv[1], "--out", sys.argv[2]]
 try:
@@ -167,7 +168,7 @@ def _serial(events: Path) -> tuple[list, list]:
 def test_a_pool_that_cannot_start_falls_back_to_parsing_in_process_with_one_warning(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     events = _events_file(tmp_path / "events.jsonl", BAD)
-    monkeypatch.setattr(sources, "PARSE_START_METHOD", "no-such-start-method")
+    monkeypatch.setattr(parse_pool, "PARSE_START_METHOD", "no-such-start-method")
     chunks = ParallelChunks(str(events), events.stat().st_size, workers=1, chunk_bytes=16 << 10)
     source = sources.LineSource(events.open("rb"), str(events), workers=chunks)
     with caplog.at_level("WARNING"):
@@ -203,9 +204,9 @@ def test_a_killed_worker_makes_the_source_parse_the_rest_itself_losing_nothing(
 # so only the workers' fork server would see the folder on its path.
 REPLAY_FROM_ELSEWHERE = """
 import sys
-from payops.signals import sources
+from payops.signals import parse_pool, sources
 sources.PARALLEL_MIN_BYTES = 0
-sources.PARALLEL_CHUNK_BYTES = 64 << 10
+parse_pool.PARALLEL_CHUNK_BYTES = 64 << 10
 from payops.cli import main
 if __name__ == "__main__":
     sys.argv = ["payops", "replay", sys.argv[1], "--out", sys.argv[2]]
