@@ -202,9 +202,9 @@ def closed_loop_summary(results: Iterable[ClosedLoopResult]) -> dict[str, Any]:
         saved = [r.saved(v) or 0 for r in rows]
         out[f"saved_{v}"] = sum(saved)
         ttm = [
-            r.outcomes[v].mitigated_after_s
+            after
             for r in rows
-            if v in r.outcomes and r.outcomes[v].mitigated_after_s is not None
+            if v in r.outcomes and (after := r.outcomes[v].mitigated_after_s) is not None
         ]
         out[f"mitigated_{v}"] = len(ttm)
         out[f"median_time_to_mitigate_s_{v}"] = median(ttm) if ttm else None

@@ -81,7 +81,7 @@ def parse_nats_url(url: str, partition: str = "default") -> NatsAddress:
     query = parse_qs(parsed.query)
     subject = (query.get("subject") or ["payments.>"])[0].replace("{partition}", partition)
     try:
-        idle = float((query.get("idle") or [DEFAULT_IDLE_SECONDS])[0])
+        idle = float(query["idle"][0]) if query.get("idle") else DEFAULT_IDLE_SECONDS
     except ValueError:
         raise SourceError("idle= takes seconds, e.g. idle=2") from None
     if not (0 < idle < 3600):

@@ -8,7 +8,7 @@ assumed anywhere (methods keep theirs: they are CONTRACT.md vocabulary).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -85,7 +85,7 @@ def _word(rng: np.random.Generator, syllables: int) -> str:
     return "".join(_CONSONANTS[rng.integers(len(_CONSONANTS))] + _VOWELS[rng.integers(len(_VOWELS))] for _ in range(syllables))
 
 
-def _names(rng: np.random.Generator, count: int, make, taken: set[str]) -> list[str]:  # type: ignore[no-untyped-def]
+def _names(rng: np.random.Generator, count: int, make: Callable[[np.random.Generator], str], taken: set[str]) -> list[str]:
     out: list[str] = []
     while len(out) < count:
         name = make(rng)
@@ -99,7 +99,8 @@ def _zipf_weights(rng: np.random.Generator, count: int) -> np.ndarray:
     """Uneven shares, as real banks and merchants have: a few big, a long tail."""
     w = 1.0 / np.arange(1, count + 1) ** 0.8
     rng.shuffle(w)
-    return w / w.sum()
+    shares: np.ndarray = w / w.sum()
+    return shares
 
 
 def random_network(seed: int = 0, *, banks: int = 5, card_routes: int = 2, terminals: int = 6, merchants: int = 0,

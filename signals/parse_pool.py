@@ -16,8 +16,10 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
+from multiprocessing.context import BaseContext
+from typing import Any
 
 from payops.errors import Unavailable
 
@@ -95,14 +97,14 @@ class ParallelChunks:
         chunk_bytes = chunk_bytes or PARALLEL_CHUNK_BYTES
         self._path = path
         self._ranges = _ranges(path, size, chunk_bytes)
-        self._inflight: deque = deque()  # (start, end, future) in file order
+        self._inflight: deque[tuple[int, int, Future[tuple[Any, ...]]]] = deque()  # (start, end, future) in file order
         self._handed_to = 0  # bytes [0, this) were handed back
         self._max_inflight = max(2 * workers, (ahead_bytes or PARALLEL_AHEAD_BYTES) // chunk_bytes)
         try:
             self._handoff_dir: str | None = tempfile.mkdtemp(prefix="payops-parse-")
         except OSError:  # no writable temporary directory: results come back through the pipe
             self._handoff_dir = None
-        self._pools: list = []  # the pool, once started
+        self._pools: list[ProcessPoolExecutor] = []  # the pool, once started
         self._finalizer = weakref.finalize(self, _shut_down, self._pools, self._handoff_dir)
         self._start_error: BaseException | None = None
         context = None
@@ -121,9 +123,9 @@ class ParallelChunks:
         if self._start_error is None:
             self._starter.start()
 
-    def _start(self, context: object, workers: int) -> None:
+    def _start(self, context: BaseContext | None, workers: int) -> None:
         try:
-            self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)  # type: ignore[arg-type]
+            self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
             self._pools.append(self._pool)
             while len(self._inflight) < self._max_inflight and self._submit():
                 pass
@@ -148,7 +150,7 @@ class ParallelChunks:
         self._inflight.append((*found, self._pool.submit(parse_range, self._path, *found, self._handoff_dir)))
         return True
 
-    def next(self) -> tuple | None:
+    def next(self) -> tuple[Any, ...] | None:
         """The next chunk's parse_range result; None at the end; WorkersFailed when the workers failed."""
         self._started()
         if not self._inflight:
@@ -197,7 +199,7 @@ def _init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _shut_down(pools: list, handoff_dir: str | None) -> None:
+def _shut_down(pools: list[ProcessPoolExecutor], handoff_dir: str | None) -> None:
     for pool in pools:
         processes = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)

@@ -26,7 +26,7 @@ class RefStats:
     failures: int = 0
     retries: int = 0
     first_attempt_failures: int = 0
-    errors: Counter = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
 
     @property

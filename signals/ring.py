@@ -111,7 +111,8 @@ class ComboTable:
 
 def encode_keys(combo_ids: np.ndarray, attempt: np.ndarray, latency_ms: np.ndarray) -> np.ndarray:
     cell = combo_ids.astype(np.int64) * 2 + (attempt > 1)
-    return cell * LATENCY_BUCKETS + latency_bucket(latency_ms)
+    keys: np.ndarray = cell * LATENCY_BUCKETS + latency_bucket(latency_ms)
+    return keys
 
 
 class EventRing:

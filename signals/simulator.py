@@ -13,7 +13,7 @@ is constant within one `advance`: the agent changes it between ticks.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -61,7 +61,7 @@ _CORE = ("method", "route", "bank", "issuer")
 class _Names:
     """A growing list of names for one field; index 0 is 'absent' (None)."""
 
-    def __init__(self, names: Sequence[str] = ()) -> None:
+    def __init__(self, names: Iterable[str] = ()) -> None:
         self.names: list[str | None] = [None]
         self.index: dict[str, int] = {}
         for name in names:
@@ -144,7 +144,8 @@ class Simulator:
         rate = np.full(t.shape, base)
         if self.net.daily_wave:
             rate = rate * (1.0 + self.net.daily_wave * np.sin(2 * math.pi * (t - self.start_ts) / 86_400.0))
-        return np.maximum(rate, 0.0)
+        positive: np.ndarray = np.maximum(rate, 0.0)
+        return positive
 
     # -- generation -----------------------------------------------------------
     def advance(self, until_ts: float) -> list[PaymentEvent]:
@@ -280,7 +281,8 @@ class Simulator:
         backoff[rows] = policy.backoff_ms
         retry_all[rows] = policy.retry_all_errors
 
-    def _groups(self, cols: dict[str, np.ndarray], fields: Sequence[str], keep: np.ndarray | None = None):  # type: ignore[no-untyped-def]
+    def _groups(self, cols: dict[str, np.ndarray], fields: Sequence[str],
+                keep: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, dict[str, str]]]:
         """(row indices, dims) for each distinct path among the kept rows; dims as the policy sees them."""
         rows_all = np.flatnonzero(keep) if keep is not None else np.arange(cols["method"].shape[0])
         if rows_all.size == 0:
@@ -289,7 +291,8 @@ class Simulator:
         order = np.argsort(inverse, kind="stable")
         bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
         for g, codes in enumerate(uniq):
-            dims = {f: self.names[f].names[c] for f, c in zip(fields, codes, strict=True) if c}
+            # code 0 is the one None (absent) name: those fields are left out
+            dims = {f: name for f, c in zip(fields, codes, strict=True) if (name := self.names[f].names[c]) is not None}
             yield rows_all[order[bounds[g] : bounds[g + 1]]], dims
 
     # -- attempts and outcomes ------------------------------------------------------
@@ -348,11 +351,13 @@ class Simulator:
         method, route = cols["method"][idx], cols["route"][idx]
         route_names = names["route"].names
         method_names = names["method"].names
-        base = np.array([net.routes[r].latency_ms if r in net.routes else UNKNOWN_ROUTE_LATENCY_MS for r in route_names[1:]])
+        # route_names[0] is None (absent), never a route of the network
+        base = np.array([net.routes[r].latency_ms if r is not None and r in net.routes else UNKNOWN_ROUTE_LATENCY_MS
+                         for r in route_names[1:]])
         base = np.concatenate(([UNKNOWN_ROUTE_LATENCY_MS], base))
         supports = np.zeros((len(method_names), len(route_names)), bool)
         for ri, r in enumerate(route_names):
-            if r in net.routes:
+            if r is not None and r in net.routes:
                 for m in net.routes[r].methods:
                     if m in names["method"].index:
                         supports[names["method"].index[m], ri] = True
@@ -412,7 +417,8 @@ class Simulator:
                 method, route, bank, issuer, error = (self.names[f].names[c] for f, c in zip((*_CORE, "error_code"), codes, strict=True))
                 self.combos.append((method, route, bank, issuer, None, None, None, error))
             lut[i] = found
-        return lut[inverse]
+        ids: np.ndarray = lut[inverse]
+        return ids
 
     @staticmethod
     def _factorize(columns: list[np.ndarray], radices: list[int]) -> tuple[list[tuple[int, ...]], np.ndarray]:

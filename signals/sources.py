@@ -400,7 +400,7 @@ def open_jsonl(path: str | Path, workers: int | None = None,
 
 def _stdin_bytes() -> IO[bytes]:
     """stdin as bytes; SourceError when there is none (closed: `payops run --source - <&-`)."""
-    stream = getattr(sys.stdin, "buffer", None)
+    stream: IO[bytes] | None = getattr(sys.stdin, "buffer", None)
     if stream is None:
         raise SourceError("stdin is closed: nothing to read events from (use a file, or pipe events in)")
     try:

@@ -231,9 +231,9 @@ def report(results: Sequence[StreamResult], out: Any = None) -> Summary:
     for title, key in (("autonomous actions during healthy periods", "healthy_actions"), ("unsafe actions", "unsafe"),
                        ("alerts sent during healthy periods (not actions on traffic)", "healthy_alerts"),
                        ("rollbacks after an incident cleared (not counted)", "rollbacks")):
-        rows = [(r, x) for r in results for x in getattr(r, key)]
-        p(f"{title}: {len(rows)}")
-        for r, x in rows[:20]:
+        listed = [(r, x) for r in results for x in getattr(r, key)]
+        p(f"{title}: {len(listed)}")
+        for r, x in listed[:20]:
             p(f"  {r.shape} seed {r.seed} @{r.ppm:g}/min {x}")
     for r in results:
         if r.error:
