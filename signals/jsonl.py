@@ -272,7 +272,8 @@ def parse_range(path: str, start: int, end: int, handoff_dir: str | None = None)
     wide = batch.wide or {}
     wide_names = {name: names for name, (_, names) in wide.items()} if batch.wide is not None else None
     low = batch.low_amount if batch.low_amount is not None else np.zeros(len(batch), bool)
-    columns = hand_over((batch.ts, batch.latency_ms, batch.attempt, batch.combo, low, *(codes for codes, _ in wide.values())),
+    columns = hand_over((batch.ts, batch.latency_ms, batch.attempt, batch.combo, low,
+                         *(codes for codes, _ in wide.values())),
                         handoff_dir, f"{start}.columns")
     return (columns, tuple(batch.combos), wide_names, parser.line_count,
             report.lines, report.accepted, report.bad_count, [(b.line_no, b.reason) for b in report.bad])
@@ -282,5 +283,7 @@ def batch_from_range(parsed: tuple[Any, ...]) -> tuple[EventBatch, tuple[Any, ..
     """The EventBatch of a `parse_range` result (columns taken over), and the rest of the result."""
     columns, combos, wide_names, *rest = parsed
     ts, latency, attempt, combo, low, *wide_codes = take_over(columns)
-    wide = {name: (codes, names) for (name, names), codes in zip(wide_names.items(), wide_codes, strict=True)} if wide_names is not None else None
+    wide = None
+    if wide_names is not None:
+        wide = {name: (codes, names) for (name, names), codes in zip(wide_names.items(), wide_codes, strict=True)}
     return EventBatch(ts, latency, attempt, combo, combos, None, wide, low), tuple(rest)

@@ -164,7 +164,8 @@ class NatsSource(LogSource):
             raise
         except Exception as exc:  # connection refused, no such stream: one line, no internals
             self._loop.stop()
-            raise SourceError(f"cannot read NATS stream {address.stream} at {address.servers}: {type(exc).__name__}") from None
+            raise SourceError(f"cannot read NATS stream {address.stream} at {address.servers}: "
+                              f"{type(exc).__name__}") from None
 
     async def _open(self) -> None:
         import nats

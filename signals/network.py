@@ -65,7 +65,8 @@ def default_network(payments_per_minute: float = 600.0) -> NetworkConfig:
             "payshap_rail": RouteSpec(("payshap", "palm"), 1.0, 450.0),
             "eft_switch": RouteSpec(("eft",), 1.0, 600.0),
         },
-        issuers={"card": {"VISA": 0.55, "MASTERCARD": 0.45}, "payshap": {"PAYSHAP": 1.0}, "palm": {"PAYSHAP": 1.0}, "eft": {"EFT": 1.0}},
+        issuers={"card": {"VISA": 0.55, "MASTERCARD": 0.45}, "payshap": {"PAYSHAP": 1.0}, "palm": {"PAYSHAP": 1.0},
+                 "eft": {"EFT": 1.0}},
         terminals=("T1", "T2", "T3", "T4", "T5", "T6"),
         payments_per_minute=payments_per_minute,
     )
@@ -82,10 +83,12 @@ _VOWELS = "aeiou"
 
 
 def _word(rng: np.random.Generator, syllables: int) -> str:
-    return "".join(_CONSONANTS[rng.integers(len(_CONSONANTS))] + _VOWELS[rng.integers(len(_VOWELS))] for _ in range(syllables))
+    return "".join(_CONSONANTS[rng.integers(len(_CONSONANTS))] + _VOWELS[rng.integers(len(_VOWELS))]
+                   for _ in range(syllables))
 
 
-def _names(rng: np.random.Generator, count: int, make: Callable[[np.random.Generator], str], taken: set[str]) -> list[str]:
+def _names(rng: np.random.Generator, count: int, make: Callable[[np.random.Generator], str],
+           taken: set[str]) -> list[str]:
     out: list[str] = []
     while len(out) < count:
         name = make(rng)
@@ -127,7 +130,8 @@ def random_network(seed: int = 0, *, banks: int = 5, card_routes: int = 2, termi
     issuers: dict[str, dict[str, float]] = {"card": {schemes[0]: 0.55, schemes[1]: 0.45}, "payshap": {instant: 1.0},
                                             PALM_METHOD: {instant: 1.0}, "eft": {eft: 1.0}}
     for method in extra_methods:
-        route, issuer = _names(rng, 1, lambda r: _word(r, 2) + "_gw", taken)[0], _names(rng, 1, lambda r: _word(r, 3).upper(), taken)[0]
+        route = _names(rng, 1, lambda r: _word(r, 2) + "_gw", taken)[0]
+        issuer = _names(rng, 1, lambda r: _word(r, 3).upper(), taken)[0]
         routes[route] = RouteSpec((method,), 1.0, float(rng.uniform(200, 500)))
         methods[method] = 0.05
         issuers[method] = {issuer: 1.0}

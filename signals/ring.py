@@ -60,12 +60,14 @@ class ComboTable:
                 column.append(self.vocab[name].code(value))
         return found
 
-    def lookup(self, combos: Sequence[Combo], used: np.ndarray, with_wide: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def lookup(self, combos: Sequence[Combo], used: np.ndarray,
+               with_wide: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Map a batch's combo ids (only those in `used`) to combination ids in this table and,
         when the batch keeps terminal/merchant/region in its combinations, to their codes."""
         lut = np.zeros(len(combos), np.int64)
         wide = {name: np.zeros(len(combos), np.int64) for name in WIDE_FIELDS} if with_wide else {}
-        vocabs = [(wide[name], self.vocab[name], pos) for name, pos in zip(WIDE_FIELDS, _WIDE_POSITIONS, strict=True)] if with_wide else []
+        vocabs = ([(wide[name], self.vocab[name], pos) for name, pos in zip(WIDE_FIELDS, _WIDE_POSITIONS, strict=True)]
+                  if with_wide else [])
         for local in used.tolist():
             combo = combos[local]
             lut[local] = self.id_of(tuple(combo[i] for i in _CORE_POSITIONS))
@@ -92,7 +94,8 @@ class ComboTable:
     def names(self, name: str) -> list[str]:
         return self.vocab[name].names
 
-    def rebuilt(self, live: np.ndarray, live_wide: dict[str, np.ndarray]) -> tuple[ComboTable, np.ndarray, dict[str, np.ndarray]]:
+    def rebuilt(self, live: np.ndarray,
+                live_wide: dict[str, np.ndarray]) -> tuple[ComboTable, np.ndarray, dict[str, np.ndarray]]:
         """A fresh table with only the live combinations and wide values, and old -> new code maps."""
         fresh = ComboTable()
         by_id = list(self.ids)

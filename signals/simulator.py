@@ -42,8 +42,10 @@ __all__ = [
 ]
 
 RETRYABLE = frozenset({"BANK_TIMEOUT", "GATEWAY_TIMEOUT", "NETWORK_ERROR", "SYSTEM_ERROR", "ISSUER_DOWN"})
-USER_DECLINES = {"INSUFFICIENT_FUNDS": 0.5, "USER_DECLINED": 0.2, "INCORRECT_PIN": 0.12, "EXPIRED_CARD": 0.08, "DO_NOT_HONOR": 0.1}
-PALM_DECLINES = {"PALM_PAY_NOT_REGISTERED": 0.45, "PALM_PAY_DAILY_LIMIT": 0.2, "PALM_PAY_TRANSACTION_LIMIT": 0.15, "PALM_PAY_LINK_INACTIVE": 0.2}
+USER_DECLINES = {"INSUFFICIENT_FUNDS": 0.5, "USER_DECLINED": 0.2, "INCORRECT_PIN": 0.12, "EXPIRED_CARD": 0.08,
+                 "DO_NOT_HONOR": 0.1}
+PALM_DECLINES = {"PALM_PAY_NOT_REGISTERED": 0.45, "PALM_PAY_DAILY_LIMIT": 0.2, "PALM_PAY_TRANSACTION_LIMIT": 0.15,
+                 "PALM_PAY_LINK_INACTIVE": 0.2}
 SYSTEM_NOISE = {"NETWORK_ERROR": 0.5, "SYSTEM_ERROR": 0.3, "GATEWAY_TIMEOUT": 0.2}
 TIMEOUT_CODES = frozenset({"BANK_TIMEOUT", "GATEWAY_TIMEOUT"})
 # A payment's last attempt reports RETRY_EXHAUSTED once a policy allowed this many
@@ -96,11 +98,13 @@ class SimDetails:
     def join(cls, parts: Sequence[SimDetails]) -> SimDetails | None:
         if any(p.prefix != parts[0].prefix for p in parts):
             return None
-        return cls(parts[0].prefix, *(np.concatenate([getattr(p, f) for p in parts]) for f in ("payment_no", "amount", "palm_no")))
+        return cls(parts[0].prefix,
+                   *(np.concatenate([getattr(p, f) for p in parts]) for f in ("payment_no", "amount", "palm_no")))
 
     def extras(self, i: int) -> tuple[str, float | None, str, str | None]:
         palm = int(self.palm_no[i])
-        return f"{self.prefix}{int(self.payment_no[i])}", float(self.amount[i]), "ZAR", f"pp-{palm:05d}" if palm else None
+        palm_id = f"pp-{palm:05d}" if palm else None
+        return f"{self.prefix}{int(self.payment_no[i])}", float(self.amount[i]), "ZAR", palm_id
 
 
 def _draw(rng: np.random.Generator, weights: Mapping[str, float], size: int) -> tuple[list[str], np.ndarray]:
@@ -132,7 +136,8 @@ class Simulator:
         self.names = {
             "method": _Names(net.methods), "route": _Names([*net.routes, UNSUPPORTED_ROUTE]), "bank": _Names(net.banks),
             "issuer": _Names([*issuers, UNKNOWN_ISSUER]), "terminal_id": _Names(net.terminals),
-            "merchant_id": _Names(net.merchants), "region": _Names(net.regions), "error_code": _Names(sorted(set(codes))),
+            "merchant_id": _Names(net.merchants), "region": _Names(net.regions),
+            "error_code": _Names(sorted(set(codes))),
         }
         self.combos: list[Combo] = []  # shared by every batch this simulator makes
         self._combo_ids: dict[tuple[int, ...], int] = {}
@@ -201,7 +206,8 @@ class Simulator:
         terminal = np.zeros(n, np.int64)
         palm = method == names["method"].code(PALM_METHOD)
         if net.terminals and palm.any():
-            terminal[palm] = np.array([names["terminal_id"].code(t) for t in net.terminals])[rng.integers(len(net.terminals), size=int(palm.sum()))]
+            terminal_codes = np.array([names["terminal_id"].code(t) for t in net.terminals])
+            terminal[palm] = terminal_codes[rng.integers(len(net.terminals), size=int(palm.sum()))]
         cols["terminal_id"] = terminal
         keep = np.ones(n, bool)
 
@@ -276,7 +282,8 @@ class Simulator:
         return self._attempts(live, t0, rel, cols, max_attempts, backoff, retry_all, payment_no, amount, palm_no)
 
     @staticmethod
-    def _set_retry(rows: np.ndarray, policy: RetryPolicy, max_attempts: np.ndarray, backoff: np.ndarray, retry_all: np.ndarray) -> None:
+    def _set_retry(rows: np.ndarray, policy: RetryPolicy, max_attempts: np.ndarray, backoff: np.ndarray,
+                   retry_all: np.ndarray) -> None:
         max_attempts[rows] = max(policy.max_attempts, 1)
         backoff[rows] = policy.backoff_ms
         retry_all[rows] = policy.retry_all_errors
@@ -296,9 +303,9 @@ class Simulator:
             yield rows_all[order[bounds[g] : bounds[g + 1]]], dims
 
     # -- attempts and outcomes ------------------------------------------------------
-    def _attempts(self, live: np.ndarray, t0: np.ndarray, rel: np.ndarray, cols: dict[str, np.ndarray], max_attempts: np.ndarray,
-                  backoff: np.ndarray, retry_all: np.ndarray, payment_no: np.ndarray, amount: np.ndarray,
-                  palm_no: np.ndarray) -> EventBatch:
+    def _attempts(self, live: np.ndarray, t0: np.ndarray, rel: np.ndarray, cols: dict[str, np.ndarray],
+                  max_attempts: np.ndarray, backoff: np.ndarray, retry_all: np.ndarray, payment_no: np.ndarray,
+                  amount: np.ndarray, palm_no: np.ndarray) -> EventBatch:
         err_names = self.names["error_code"]
         retryable = np.zeros(len(err_names), bool)  # every code the simulator emits is registered up front
         retryable[[err_names.code(code) for code in RETRYABLE]] = True
@@ -369,7 +376,8 @@ class Simulator:
         latency[rejected] = rng.uniform(*REJECT_LATENCY_MS, int(rejected.sum()))
         decline_rate = np.full(k, net.user_decline_rate)
         for fault in self.scenario.faults:
-            hit = undecided & (rel[idx] >= fault.start) & (rel[idx] < fault.end) & self._matches(fault.target, cols, idx)
+            hit = (undecided & (rel[idx] >= fault.start) & (rel[idx] < fault.end)
+                   & self._matches(fault.target, cols, idx))
             if not hit.any():
                 continue
             latency[hit] *= fault.latency_factor
@@ -408,13 +416,15 @@ class Simulator:
         travel as per-row codes (batch.wide), so many of them do not multiply the combinations."""
         if rows.size == 0:
             return np.empty(0, np.intp)
-        uniq, inverse = self._factorize([cols[f][rows] for f in _CORE] + [err], [len(self.names[f]) for f in (*_CORE, "error_code")])
+        uniq, inverse = self._factorize([cols[f][rows] for f in _CORE] + [err],
+                                        [len(self.names[f]) for f in (*_CORE, "error_code")])
         lut = np.empty(len(uniq), np.intp)
         for i, codes in enumerate(uniq):
             found = self._combo_ids.get(codes)
             if found is None:
                 found = self._combo_ids[codes] = len(self.combos)
-                method, route, bank, issuer, error = (self.names[f].names[c] for f, c in zip((*_CORE, "error_code"), codes, strict=True))
+                method, route, bank, issuer, error = (self.names[f].names[c]
+                                                      for f, c in zip((*_CORE, "error_code"), codes, strict=True))
                 self.combos.append((method, route, bank, issuer, None, None, None, error))
             lut[i] = found
         ids: np.ndarray = lut[inverse]
