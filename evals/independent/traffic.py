@@ -300,7 +300,8 @@ def outcomes(world: World, plan: Plan, a: Attempts, rng: np.random.Generator) ->
         sel = (a.t >= e.start) & (a.t < e.end) & _matches(a, e.where)
         if e.send_to is not None:
             # Sent to a route that does not carry this method: refused at once.
-            sel = (a.t >= e.start) & (a.t < e.end) & (route == e.send_to) & _matches(a, {k: v for k, v in e.where.items() if k != "route"})
+            where_but_route = {k: v for k, v in e.where.items() if k != "route"}
+            sel = (a.t >= e.start) & (a.t < e.end) & (route == e.send_to) & _matches(a, where_but_route)
         if not sel.any():
             continue
         latency[sel] *= e.latency_scale
@@ -381,7 +382,8 @@ def burst_attempts(world: World, burst: Burst, rng: np.random.Generator) -> Atte
         issuer = np.full(n, RAIL_ISSUERS.get(burst.method, burst.method.upper()), dtype=object)
     cols = {"merchant_id": np.full(n, merchant.name, dtype=object), "method": np.full(n, burst.method, dtype=object),
             "route": np.full(n, burst.route, dtype=object), "bank": bank, "issuer": issuer,
-            "terminal_id": np.full(n, burst.terminal, dtype=object), "region": np.full(n, merchant.region, dtype=object),
+            "terminal_id": np.full(n, burst.terminal, dtype=object),
+            "region": np.full(n, merchant.region, dtype=object),
             "currency": np.full(n, merchant.currency, dtype=object)}
     palm_id = _ids(rng, n, "pp-") if burst.method == "palm" else np.full(n, None, dtype=object)
     a = Attempts(t, _ids(rng, n, PAYMENT_PREFIX), np.ones(n, dtype=np.int64),
@@ -430,7 +432,8 @@ def to_lines(a: Attempts, plan: Plan, start_ts: float, duration: float, rng: np.
     for i in order:
         ev: dict[str, object] = {
             "ts": round(start_ts + float(finish[i]), 3), "payment_id": a.pid[i], "attempt": int(a.attempt[i]),
-            "amount": float(a.amount[i]), "currency": c["currency"][i], "method": c["method"][i], "route": c["route"][i],
+            "amount": float(a.amount[i]), "currency": c["currency"][i], "method": c["method"][i],
+            "route": c["route"][i],
             "bank": c["bank"][i], "issuer": c["issuer"][i], "status": "success" if status_ok[i] else "failure",
             "error_code": code[i], "latency_ms": float(latency[i]), "merchant_id": c["merchant_id"][i],
             "region": c["region"][i],
