@@ -27,7 +27,8 @@ def invoke(*args: str):
 def test_simulate_then_replay_round_trips_for_every_scenario(tmp_path: Path, scenario: str) -> None:
     events, decisions = tmp_path / "e.jsonl", tmp_path / "d.jsonl"
     minutes = "30" if scenario == "demo" else "12"
-    assert invoke("simulate", "--scenario", scenario, "--minutes", minutes, "--seed", "3", "--out", str(events)).exit_code == 0
+    simulated = invoke("simulate", "--scenario", scenario, "--minutes", minutes, "--seed", "3", "--out", str(events))
+    assert simulated.exit_code == 0
     result = invoke("replay", str(events), "--out", str(decisions))
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in decisions.read_text().splitlines()]
@@ -52,7 +53,8 @@ def test_replay_is_byte_identical(tmp_path: Path) -> None:
 def test_replay_window_and_tick_options(tmp_path: Path) -> None:
     events = tmp_path / "e.jsonl"
     invoke("simulate", "--scenario", "healthy", "--minutes", "5", "--out", str(events))
-    assert invoke("replay", str(events), "--out", str(tmp_path / "d.jsonl"), "--window", "30", "--tick", "15").exit_code == 0
+    replayed = invoke("replay", str(events), "--out", str(tmp_path / "d.jsonl"), "--window", "30", "--tick", "15")
+    assert replayed.exit_code == 0
     ends = [json.loads(line)["window_end"] for line in (tmp_path / "d.jsonl").read_text().splitlines()]
     assert all(b - a == pytest.approx(15.0) for a, b in pairwise(ends))
     assert len(ends) >= 19
@@ -73,8 +75,8 @@ def test_malformed_lines_are_skipped_counted_and_reported(tmp_path: Path) -> Non
 
 
 def test_missing_file_exits_2_with_one_line(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "payops.cli", "replay", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "payops.cli", "replay", str(tmp_path / "nope.jsonl"),
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "no such file" in proc.stderr
     assert not (tmp_path / "o").exists()

@@ -119,8 +119,8 @@ def test_workers_run_a_bounded_number_of_chunks_ahead_and_clean_up(tmp_path: Pat
 
 def test_closing_early_stops_the_workers_and_removes_unread_columns(tmp_path: Path) -> None:
     events = _events_file(tmp_path / "events.jsonl", {})
-    source = sources.LineSource(events.open("rb"), str(events),
-                                workers=ParallelChunks(str(events), events.stat().st_size, workers=2, chunk_bytes=16 << 10))
+    chunks = ParallelChunks(str(events), events.stat().st_size, workers=2, chunk_bytes=16 << 10)
+    source = sources.LineSource(events.open("rb"), str(events), workers=chunks)
     assert len(source.read_until(START + 30.0)) > 0
     workers = source._workers
     assert workers is not None
@@ -133,20 +133,22 @@ def test_closing_early_stops_the_workers_and_removes_unread_columns(tmp_path: Pa
 
 def test_many_merchants_come_back_from_workers_coded_per_row(tmp_path: Path) -> None:
     rows = [{"ts": START + i * 0.01, "payment_id": f"p{i}", "method": "card", "route": "psp_a", "bank": "FNB",
-             "issuer": "VISA", "status": "failure" if i % 7 == 0 else "success", "error_code": "TIMEOUT" if i % 7 == 0 else None,
-             "latency_ms": float(100 + i % 50), "merchant_id": f"m{i}", "terminal_id": f"t{i % 5}"} for i in range(6000)]
+             "issuer": "VISA", "status": "failure" if i % 7 == 0 else "success",
+             "error_code": "TIMEOUT" if i % 7 == 0 else None, "latency_ms": float(100 + i % 50),
+             "merchant_id": f"m{i}", "terminal_id": f"t{i % 5}"} for i in range(6000)]
     events = tmp_path / "wide.jsonl"
     events.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
     serial = _read_all(open_jsonl(events, workers=0))
-    parallel = _read_all(sources.LineSource(events.open("rb"), str(events),
-                                            workers=ParallelChunks(str(events), events.stat().st_size, 2, chunk_bytes=256 << 10)))
+    chunks = ParallelChunks(str(events), events.stat().st_size, 2, chunk_bytes=256 << 10)
+    parallel = _read_all(sources.LineSource(events.open("rb"), str(events), workers=chunks))
     assert parallel.wide is not None
     assert parallel.wide_names() == serial.wide_names()
     assert parallel.wide_names()[1][:3] == ["m0", "m1", "m2"]
 
 
 def test_columns_handed_over_through_a_file_or_inline(tmp_path: Path) -> None:
-    columns = (np.array([1.5, 2.5]), np.array([3, 4], np.int64), np.array([], np.intp), np.arange(5, dtype=np.int32)[::2])
+    columns = (np.array([1.5, 2.5]), np.array([3, 4], np.int64), np.array([], np.intp),
+               np.arange(5, dtype=np.int32)[::2])
     handed = hand_over(columns, str(tmp_path), "c1")
     assert isinstance(handed, ColumnFile) and Path(handed.path).exists()
     back = take_over(handed)

@@ -255,7 +255,8 @@ def test_the_simulated_control_plane_is_obeyed() -> None:
 
 
 def test_generated_networks_take_extra_methods_and_any_size() -> None:
-    net = random_network(3, banks=25, card_routes=5, terminals=40, extra_methods=("wallet", "qr"), payments_per_minute=6000)
+    net = random_network(3, banks=25, card_routes=5, terminals=40, extra_methods=("wallet", "qr"),
+                         payments_per_minute=6000)
     assert len(net.banks) == 25 and len(net.terminals) == 40 and {"wallet", "qr"} <= set(net.methods)
     events = Simulator(build_scenario("healthy", net), net, seed=1).advance(1_764_000_030.0)
     wallet = [e for e in events if e.method == "wallet"]
