@@ -106,8 +106,8 @@ class ClosedLoopResult:
         return round(mine / oracle, 4)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"case_id": self.case_id, "scenario": self.scenario, "volume": self.volume, "onset_s": self.onset_s,
-                               "incident_s": self.incident_s, "error": self.error,
+        out: dict[str, Any] = {"case_id": self.case_id, "scenario": self.scenario, "volume": self.volume,
+                               "onset_s": self.onset_s, "incident_s": self.incident_s, "error": self.error,
                                "outcomes": {k: asdict(v) for k, v in self.outcomes.items()}}
         for v in ("agent", "static", "oracle"):
             out[f"saved_{v}"] = self.saved(v)
@@ -156,7 +156,8 @@ def concrete_action(tool: str, target: dict[str, str], net: NetworkConfig) -> Pr
         args.update(to_routes=dest, percent=100.0, ttl_seconds=MAX_TTL_SECONDS)
     elif tool == "suppress_path":
         # Palm paths fall back to card; an issuer or route has no fallback that would not hit the same fault.
-        args.update(fallback="card" if "terminal_id" in target or target.get("method") == "palm" else None, ttl_seconds=MAX_TTL_SECONDS)
+        args.update(fallback="card" if "terminal_id" in target or target.get("method") == "palm" else None,
+                    ttl_seconds=MAX_TTL_SECONDS)
     elif tool == "adjust_retry_policy":
         args.update(max_attempts=2, backoff_ms=500.0, ttl_seconds=MAX_TTL_SECONDS)
     elif tool == "alert_ops":
@@ -219,7 +220,8 @@ def _scripted(case: Case, variant: str, action: ProposedAction | None, act_at: f
         events = sim.advance(nxt)
         out.count(events)
         if steps is not None and len(events):
-            steps.append(Step(nxt, len(events), float(failed_mask(events).mean()), float(np.percentile(latencies(events), 95))))
+            steps.append(Step(nxt, len(events), float(failed_mask(events).mean()),
+                              float(np.percentile(latencies(events), 95))))
         t = nxt
     out.finish(sim)
     return out
@@ -245,14 +247,16 @@ class _CountingSource(SimulatorSource):
         return events
 
 
-def agent_run(case: Case, factory: Callable[[Settings], Reasoner] = rules_factory, approve_after: float | None = HUMAN_RESPONSE_SECONDS) -> Outcome:
+def agent_run(case: Case, factory: Callable[[Settings], Reasoner] = rules_factory,
+              approve_after: float | None = HUMAN_RESPONSE_SECONDS) -> Outcome:
     """The real graph over the live simulator; the simulator obeys the agent's control plane."""
     settings = eval_settings(case)
     plane = SimulatedControlPlane()
     sim = _world(case, plane)
     out = Outcome("agent")
     source = _CountingSource(sim, out)
-    services = build_services(settings, source=source, in_memory=True, control_plane=plane, notifier=ListNotifier(), reasoner=factory(settings))
+    services = build_services(settings, source=source, in_memory=True, control_plane=plane, notifier=ListNotifier(),
+                              reasoner=factory(settings))
     agent = Agent(services)
     onset, end = _horizon(case)
     exp = case.expected
@@ -312,11 +316,14 @@ def closed_loop(case: Case, factory: Callable[[Settings], Reasoner] = rules_fact
         if best is not None and best.paid < result.outcomes["none"].paid:
             # Every acceptable action costs payments here (e.g. suppressing a half-working issuer):
             # the perfect operator only alerts, which changes no traffic.
-            oracle = replace(result.outcomes["none"], variant="oracle", mitigated_after_s=0.0, action="alert_ops / no_action",
-                             notes=[f"{o.action} would lose {result.outcomes['none'].paid - o.paid} payments" for o in candidates])
+            oracle = replace(result.outcomes["none"], variant="oracle", mitigated_after_s=0.0,
+                             action="alert_ops / no_action",
+                             notes=[f"{o.action} would lose {result.outcomes['none'].paid - o.paid} payments"
+                                    for o in candidates])
         result.outcomes["oracle"] = oracle
         alert_at = static_alert_time(steps, onset)
-        oracle_action = next((a for a in oracle_actions(case) if best is not None and best.action == f"{a.tool}[{target_key(a.target)}]"), None)
+        oracle_action = next((a for a in oracle_actions(case)
+                              if best is not None and best.action == f"{a.tool}[{target_key(a.target)}]"), None)
         if alert_at is None:
             static = replace(result.outcomes["none"], variant="static", notes=["the static thresholds never fired"])
         elif oracle_action is None or oracle.action and oracle.action.startswith("alert_ops"):

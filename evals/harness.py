@@ -122,7 +122,8 @@ def check_reasoner(options: RunOptions) -> None:
         from .runner import eval_settings
 
         url = replay_environment(options.model or "", options.base_url, options.record, options.cassettes)
-        probe = Case.model_validate({"id": "probe", "description": "probe", "control": True, "expected": {"category": "healthy"}})
+        probe = Case.model_validate({"id": "probe", "description": "probe", "control": True,
+                                     "expected": {"category": "healthy"}})
         factory(eval_settings(probe, options.model, url))
 
 
@@ -146,13 +147,15 @@ def evaluate_case(case: Case, options: RunOptions, factory: ReasonerFactory | No
         run.error = f"stale cassette: {problem}" + (f" (and {run.error})" if run.error else "")
     score = score_case(case, run, price_for(options.model, prices or {}))
     if options.judge_model and case.expected.facts and not case.control:
-        first = next((t for t in run.ticks if t.category != "healthy" and case.onset is not None and t.window_end > case.onset), None)
+        first = next((t for t in run.ticks
+                      if t.category != "healthy" and case.onset is not None and t.window_end > case.onset), None)
         if first is not None:
             explanation = first.summary + "\n" + "\n".join(first.evidence)
             judge_case = case.model_copy(update={"id": f"{case.id}.judge"})
             try:
                 with cassette(judge_case, options.judge_model, options.record, options.cassettes):
-                    verdict = judge_explanation(judge_chat(options.judge_model, options.judge_base_url), case.expected.facts, explanation)
+                    judge = judge_chat(options.judge_model, options.judge_base_url)
+                    verdict = judge_explanation(judge, case.expected.facts, explanation)
                 score.judge = None if verdict is None else verdict.passed
             except FileNotFoundError:
                 score.judge = None
@@ -166,8 +169,8 @@ def _worker(case_dir: str, options: RunOptions, prices: dict[str, Price]) -> Cas
     return evaluate_case(load_case(Path(case_dir)), options, None, prices)
 
 
-def run_model(cases: list[Case], options: RunOptions, *, workers: int | None = None, factory: ReasonerFactory | None = None,
-              progress: Progress | None = None) -> ModelRun:
+def run_model(cases: list[Case], options: RunOptions, *, workers: int | None = None,
+              factory: ReasonerFactory | None = None, progress: Progress | None = None) -> ModelRun:
     from .llm import load_prices
 
     prices = load_prices()
@@ -197,14 +200,15 @@ def run_model(cases: list[Case], options: RunOptions, *, workers: int | None = N
 
 def closed_loop_summary(results: Iterable[ClosedLoopResult]) -> dict[str, Any]:
     rows = [r for r in results if r.error is None]
-    out: dict[str, Any] = {"cases": len(rows), "errors": sum(1 for r in results if r.error), "min_oracle_saved": MIN_ORACLE_SAVED}
+    out: dict[str, Any] = {"cases": len(rows), "errors": sum(1 for r in results if r.error),
+                           "min_oracle_saved": MIN_ORACLE_SAVED}
     for v in ("agent", "static", "oracle"):
         saved = [r.saved(v) or 0 for r in rows]
         out[f"saved_{v}"] = sum(saved)
         ttm = [
-            r.outcomes[v].mitigated_after_s
+            after
             for r in rows
-            if v in r.outcomes and r.outcomes[v].mitigated_after_s is not None
+            if v in r.outcomes and (after := r.outcomes[v].mitigated_after_s) is not None
         ]
         out[f"mitigated_{v}"] = len(ttm)
         out[f"median_time_to_mitigate_s_{v}"] = median(ttm) if ttm else None

@@ -67,8 +67,9 @@ def recording_stats(scores: Any) -> dict[str, dict[str, Any]]:
     from datetime import datetime
 
     at = datetime.now(UTC).isoformat(timespec="seconds")
-    return {s.case_id: {"recorded_at": at, "llm_calls": s.llm_calls, "failed_calls": s.llm_fallbacks, "tokens_in": s.tokens_in,
-                        "tokens_out": s.tokens_out, "mean_latency_ms": s.llm_latency_ms, "seconds": s.wall_seconds}
+    return {s.case_id: {"recorded_at": at, "llm_calls": s.llm_calls, "failed_calls": s.llm_fallbacks,
+                        "tokens_in": s.tokens_in, "tokens_out": s.tokens_out, "mean_latency_ms": s.llm_latency_ms,
+                        "seconds": s.wall_seconds}
             for s in scores}
 
 # Headers are not matched. A cassette keeps only what the client needs to read an answer
@@ -90,7 +91,8 @@ def _keep_request_headers(request: Any) -> Any:
 
 
 def _keep_response_headers(response: dict[str, Any]) -> dict[str, Any]:
-    response["headers"] = {k: v for k, v in (response.get("headers") or {}).items() if k.lower() in KEPT_RESPONSE_HEADERS}
+    response["headers"] = {k: v for k, v in (response.get("headers") or {}).items()
+                           if k.lower() in KEPT_RESPONSE_HEADERS}
     return response
 
 
@@ -115,7 +117,8 @@ def _first_difference(recorded: str, sent: str) -> str:
                 where, a, b = f"field {keys[0]}", json.dumps(old.get(keys[0])), json.dumps(new.get(keys[0]))
     at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
     lo = max(0, at - SNIPPET_CHARS)
-    return f"{where} differs at character {at}: recorded ...{a[lo:at + SNIPPET_CHARS]!r}..., sent ...{b[lo:at + SNIPPET_CHARS]!r}..."
+    return (f"{where} differs at character {at}: recorded ...{a[lo:at + SNIPPET_CHARS]!r}..., "
+            f"sent ...{b[lo:at + SNIPPET_CHARS]!r}...")
 
 
 def _body(request: Any) -> str:

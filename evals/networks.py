@@ -21,10 +21,12 @@ BANK_NAMES = (
     "Baobab Credit", "Marula Bank", "Fynbos Mutual", "TELKOM_PAY_BANK", "Karoo Co-op", "Protea Bank",
     "Impala Financial", "Zebra Bank", "bk_delta", "Tide Bank", "Vaal Savings", "Limpopo Union", "Aloe Bank",
 )
-CARD_ROUTE_NAMES = ("acq_north", "gw-2", "Stripe-ish", "psp_omega", "switch_east", "acquirer-B", "cardnet_1", "PRC_9", "sg-core", "orbit_pay")
+CARD_ROUTE_NAMES = ("acq_north", "gw-2", "Stripe-ish", "psp_omega", "switch_east", "acquirer-B", "cardnet_1", "PRC_9",
+                    "sg-core", "orbit_pay")
 RAIL_NAMES = ("instant_rail", "rtc_hub", "fastlane", "rail-za-1", "ipn_switch")
 SLOW_RAIL_NAMES = ("batch_switch", "eft_gw", "ach_bridge", "acb-link")
-TERMINAL_NAMES = ("LANE-01", "LANE-02", "LANE-03", "LANE-04", "kiosk_a", "kiosk_b", "POS/17", "POS/18", "till-9", "till-10", "gate_w", "gate_e")
+TERMINAL_NAMES = ("LANE-01", "LANE-02", "LANE-03", "LANE-04", "kiosk_a", "kiosk_b", "POS/17", "POS/18", "till-9",
+                  "till-10", "gate_w", "gate_e")
 INSTANT_METHOD_NAMES = ("instant_eft", "rtp", "payshap")
 SLOW_METHOD_NAMES = ("eft", "debit_order", "bank_transfer")
 CARD_SCHEMES = (("VISA", "MASTERCARD"), ("VISA", "MASTERCARD", "AMEX"), ("CUP", "VISA"), ("MASTERCARD", "DINERS"))
@@ -45,7 +47,8 @@ def network_to_dict(net: NetworkConfig) -> dict[str, Any]:
     for f in fields(net):
         value = getattr(net, f.name)
         if f.name == "routes":
-            out["routes"] = {name: {"methods": list(r.methods), "weight": r.weight, "latency_ms": r.latency_ms} for name, r in value.items()}
+            out["routes"] = {name: {"methods": list(r.methods), "weight": r.weight, "latency_ms": r.latency_ms}
+                             for name, r in value.items()}
         elif f.name == "default_retry":
             continue  # scenarios change retries through misconfigs; the platform default stays the simulator's
         else:
@@ -60,7 +63,8 @@ def network_from_dict(data: dict[str, Any]) -> NetworkConfig:
         if name not in known:
             continue  # written by a newer simulator: ignored rather than refused
         if name == "routes":
-            value = {str(k): RouteSpec(tuple(v["methods"]), float(v.get("weight", 1.0)), float(v.get("latency_ms", 350.0)))
+            value = {str(k): RouteSpec(tuple(v["methods"]), float(v.get("weight", 1.0)),
+                                       float(v.get("latency_ms", 350.0)))
                      for k, v in value.items()}
         elif name == "terminals":
             value = tuple(value)
@@ -77,7 +81,8 @@ def _weights(rng: np.random.Generator, n: int, floor: float = 0.04) -> list[floa
 
 
 def renamed_network(seed: int, payments_per_minute: float, *, palm: bool = True, tiny_bank: bool = False,
-                    noise: float = 0.004, decline: float = 0.04, slow_route_latency: float | None = None) -> NetworkConfig:
+                    noise: float = 0.004, decline: float = 0.04,
+                    slow_route_latency: float | None = None) -> NetworkConfig:
     """A network unlike the default: other names, 3-7 banks, 2-3 card routes, optional palm terminals."""
     rng = np.random.default_rng(10_000 + seed)
     n_banks = int(rng.integers(3, 8))
@@ -99,16 +104,19 @@ def renamed_network(seed: int, payments_per_minute: float, *, palm: bool = True,
     if palm:
         methods["palm"] = round(palm_share, 3)
     route_w = _weights(rng, len(card_routes), floor=0.2)
-    routes = {name: RouteSpec(("card",), w, round(float(rng.uniform(250, 450)), 0)) for name, w in zip(card_routes, route_w, strict=True)}
+    routes = {name: RouteSpec(("card",), w, round(float(rng.uniform(250, 450)), 0))
+              for name, w in zip(card_routes, route_w, strict=True)}
     routes[rail] = RouteSpec((instant, "palm") if palm else (instant,), 1.0, round(float(rng.uniform(380, 520)), 0))
     routes[slow] = RouteSpec((slow_method,), 1.0, slow_route_latency or round(float(rng.uniform(550, 800)), 0))
     scheme_w = _weights(rng, len(schemes), floor=0.15)
-    issuers: dict[str, dict[str, float]] = {"card": dict(zip(schemes, scheme_w, strict=True)), instant: {str(rng.choice(RAIL_ISSUERS)): 1.0},
+    issuers: dict[str, dict[str, float]] = {"card": dict(zip(schemes, scheme_w, strict=True)),
+                                            instant: {str(rng.choice(RAIL_ISSUERS)): 1.0},
                                             slow_method: {"EFT": 1.0}}
     if palm:
         issuers["palm"] = dict(issuers[instant])
     terminals: tuple[str, ...] = ()
     if palm:
         terminals = tuple(str(t) for t in rng.choice(TERMINAL_NAMES, int(rng.integers(3, 9)), replace=False))
-    return NetworkConfig(banks=dict(zip(banks, bank_w, strict=True)), methods=methods, routes=routes, issuers=issuers, terminals=terminals,
-                         payments_per_minute=float(payments_per_minute), user_decline_rate=decline, system_noise_rate=noise)
+    return NetworkConfig(banks=dict(zip(banks, bank_w, strict=True)), methods=methods, routes=routes, issuers=issuers,
+                         terminals=terminals, payments_per_minute=float(payments_per_minute),
+                         user_decline_rate=decline, system_noise_rate=noise)

@@ -52,7 +52,8 @@ class CaseScore:
     guardrail: str | None = None  # verdict on the first response: allow / needs_approval / deny
     outcome: str | None = None  # execution status of the first response
     mitigated: bool | None = None  # an acceptable action executed or escalated during the incident
-    eventually_ok: bool | None = None  # some verdict during the incident had the right category and an acceptable action
+    # some verdict during the incident had the right category and an acceptable action
+    eventually_ok: bool | None = None
     false_actions: int = 0  # actions executed while nothing was wrong (lead-in, controls)
     false_action_details: list[str] = field(default_factory=list)
     false_escalations: int = 0
@@ -216,7 +217,8 @@ class Aggregate:
     llm_latency_ms: float | None = None
     judge_passed: int = 0
     judged: int = 0
-    guardrail: dict[str, int] = field(default_factory=dict)  # verdicts on first responses: allow / needs_approval / deny
+    # verdicts on first responses: allow / needs_approval / deny
+    guardrail: dict[str, int] = field(default_factory=dict)
 
     @staticmethod
     def _rate(n: int, d: int) -> float | None:

@@ -21,8 +21,8 @@ is applied by the reasoner.
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any
 
 # EWMA weight of the newest healthy window: ~10 windows of memory, so a daily
@@ -98,7 +98,7 @@ class BaselineTracker:
         return {key: asdict(b) for key, b in self.baselines.items()}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "BaselineTracker":
+    def from_json(cls, data: dict[str, Any]) -> BaselineTracker:
         tracker = cls()
         for key, fields in data.items():
             tracker.baselines[key] = SegmentBaseline(**fields)

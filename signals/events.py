@@ -7,8 +7,9 @@ coded through a growing vocabulary, so new names may appear at any time.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Literal, overload
 
 import numpy as np
 import orjson
@@ -82,6 +83,11 @@ class PaymentEvent:
         return out
 
 
+# A required field is never None (it raises instead): the overloads let the type checker see that.
+@overload
+def _number(raw: dict[str, Any], name: str, *, required: Literal[True], minimum: float | None = None) -> float: ...
+@overload
+def _number(raw: dict[str, Any], name: str, *, required: bool, minimum: float | None = None) -> float | None: ...
 def _number(raw: dict[str, Any], name: str, *, required: bool, minimum: float | None = None) -> float | None:
     value = raw.get(name)
     if value is None:
@@ -98,6 +104,10 @@ def _number(raw: dict[str, Any], name: str, *, required: bool, minimum: float | 
     return value
 
 
+@overload
+def _text(raw: dict[str, Any], name: str, *, required: Literal[True]) -> str: ...
+@overload
+def _text(raw: dict[str, Any], name: str, *, required: bool) -> str | None: ...
 def _text(raw: dict[str, Any], name: str, *, required: bool) -> str | None:
     value = raw.get(name)
     if value is None:
@@ -129,14 +139,14 @@ def event_from_dict(raw: Any) -> PaymentEvent:
         error_code = None
     optional = {name: _text(raw, name, required=False) for name in OPTIONAL_TEXT}
     return PaymentEvent(
-        ts=_number(raw, "ts", required=True, minimum=0.0),  # type: ignore[arg-type]
-        payment_id=texts["payment_id"],  # type: ignore[arg-type]
-        method=texts["method"],  # type: ignore[arg-type]
-        route=texts["route"],  # type: ignore[arg-type]
-        bank=texts["bank"],  # type: ignore[arg-type]
-        issuer=texts["issuer"],  # type: ignore[arg-type]
-        status=status,  # type: ignore[arg-type]
-        latency_ms=_number(raw, "latency_ms", required=True, minimum=0.0),  # type: ignore[arg-type]
+        ts=_number(raw, "ts", required=True, minimum=0.0),
+        payment_id=texts["payment_id"],
+        method=texts["method"],
+        route=texts["route"],
+        bank=texts["bank"],
+        issuer=texts["issuer"],
+        status=status,
+        latency_ms=_number(raw, "latency_ms", required=True, minimum=0.0),
         attempt=attempt_raw,
         amount=_number(raw, "amount", required=False, minimum=0.0),
         currency=optional["currency"] or "ZAR",
@@ -278,4 +288,5 @@ BUCKET_MID_MS[0] = LATENCY_BUCKET_MIN_MS / 2.0 * (1 + LATENCY_BUCKET_GROWTH)
 def latency_bucket(latency_ms: np.ndarray) -> np.ndarray:
     scaled = np.maximum(latency_ms, LATENCY_BUCKET_MIN_MS) / LATENCY_BUCKET_MIN_MS
     idx = np.floor(np.log(scaled) / _LOG_GROWTH).astype(np.int16)
-    return np.clip(idx, 0, LATENCY_BUCKETS - 1)
+    bucket: np.ndarray = np.clip(idx, 0, LATENCY_BUCKETS - 1)
+    return bucket

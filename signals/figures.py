@@ -15,7 +15,8 @@ TOP_SEGMENTS = 5  # by excess failures: the ones an operator would look at next
 
 def _figures(s: SegmentStats) -> dict[str, Any]:
     return {"attempts": s.attempts, "failures": s.failures, "expected_rate": round(s.expected_failure_rate, 4),
-            "p95_ms": round(s.latency_p95_ms, 1), "baseline_volume": None if s.baseline_volume is None else round(s.baseline_volume, 1)}
+            "p95_ms": round(s.latency_p95_ms, 1),
+            "baseline_volume": None if s.baseline_volume is None else round(s.baseline_volume, 1)}
 
 
 def tick_figures(snapshot: WindowSnapshot, blamed: dict[str, str] | None) -> dict[str, Any]:

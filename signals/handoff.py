@@ -15,9 +15,12 @@ inline instead: slower, never lost.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,12 +42,10 @@ def hand_over(columns: Sequence[np.ndarray], folder: str | None, name: str) -> C
     try:
         with open(path, "xb") as out:
             for array in arrays:
-                out.write(memoryview(array).cast("B"))
+                out.write(array.data.cast("B"))  # the array's own buffer, as bytes (it is contiguous)
     except OSError:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(path)
-        except OSError:
-            pass
         return arrays
     return ColumnFile(path, tuple((a.dtype.str, len(a)) for a in arrays))
 
@@ -61,8 +62,8 @@ def take_over(columns: ColumnFile | tuple[np.ndarray, ...]) -> tuple[np.ndarray,
     return arrays
 
 
-def _read(handle, dtype: np.dtype, count: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _read(handle: io.BufferedReader, dtype: np.dtype[Any], count: int) -> np.ndarray:
     array = np.empty(count, dtype)
-    if count and handle.readinto(memoryview(array).cast("B")) != array.nbytes:
+    if count and handle.readinto(array.data.cast("B")) != array.nbytes:
         raise OSError(f"short column file: {handle.name}")
     return array

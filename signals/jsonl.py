@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from operator import attrgetter
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
@@ -66,7 +66,7 @@ _DECODE_ERRORS = (msgspec.DecodeError, ValueError)  # ValueError covers invalid 
 _NEWLINE, _CR, _OPEN, _CLOSE = (ord(c) for c in "\n\r{}")
 
 
-class _ComboIds(dict):  # type: ignore[type-arg]
+class _ComboIds(dict[tuple[Any, ...], int]):
     """Raw (dimensions..., status, error_code, currency) -> combo id; a miss registers the normalised combo.
 
     With `wide`, the key holds only (method, route, bank, issuer, status, error_code, currency)
@@ -81,7 +81,7 @@ class _ComboIds(dict):  # type: ignore[type-arg]
         self.wide = wide
         self.bars: list[float] = []
 
-    def __missing__(self, raw: tuple) -> int:  # type: ignore[type-arg]
+    def __missing__(self, raw: tuple[Any, ...]) -> int:
         *dims, status, error, currency = raw
         # Same normalisation as event_from_dict: a success has no code, a failure always has one.
         code = None if status == "success" else (error or "UNKNOWN")
@@ -94,7 +94,7 @@ class _ComboIds(dict):  # type: ignore[type-arg]
         return ident
 
 
-class _Codes(dict):  # type: ignore[type-arg]
+class _Codes(dict[str | None, int]):
     """Value -> code in `names` (None is 0)."""
 
     def __init__(self, names: list[str | None]) -> None:
@@ -253,7 +253,7 @@ class JsonlParser:
 # -- parsing a file on several cores ---------------------------------------------------
 
 
-def parse_range(path: str, start: int, end: int, handoff_dir: str | None = None) -> tuple:
+def parse_range(path: str, start: int, end: int, handoff_dir: str | None = None) -> tuple[Any, ...]:
     """Parse bytes [start, end) of a file (whole lines) in a worker process.
 
     Returns plain picklable parts: the batch's columns (ts, latency, attempt,
@@ -272,15 +272,18 @@ def parse_range(path: str, start: int, end: int, handoff_dir: str | None = None)
     wide = batch.wide or {}
     wide_names = {name: names for name, (_, names) in wide.items()} if batch.wide is not None else None
     low = batch.low_amount if batch.low_amount is not None else np.zeros(len(batch), bool)
-    columns = hand_over((batch.ts, batch.latency_ms, batch.attempt, batch.combo, low, *(codes for codes, _ in wide.values())),
+    columns = hand_over((batch.ts, batch.latency_ms, batch.attempt, batch.combo, low,
+                         *(codes for codes, _ in wide.values())),
                         handoff_dir, f"{start}.columns")
     return (columns, tuple(batch.combos), wide_names, parser.line_count,
             report.lines, report.accepted, report.bad_count, [(b.line_no, b.reason) for b in report.bad])
 
 
-def batch_from_range(parsed: tuple) -> tuple[EventBatch, tuple]:
+def batch_from_range(parsed: tuple[Any, ...]) -> tuple[EventBatch, tuple[Any, ...]]:
     """The EventBatch of a `parse_range` result (columns taken over), and the rest of the result."""
     columns, combos, wide_names, *rest = parsed
     ts, latency, attempt, combo, low, *wide_codes = take_over(columns)
-    wide = {name: (codes, names) for (name, names), codes in zip(wide_names.items(), wide_codes)} if wide_names is not None else None
+    wide = None
+    if wide_names is not None:
+        wide = {name: (codes, names) for (name, names), codes in zip(wide_names.items(), wide_codes, strict=True)}
     return EventBatch(ts, latency, attempt, combo, combos, None, wide, low), tuple(rest)

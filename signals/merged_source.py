@@ -6,7 +6,7 @@ stably sorted by time; acknowledgements and cursors go to each source in turn.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any
 
 import orjson
 
@@ -76,7 +77,7 @@ async def _publish(address: NatsAddress, path: Path, subject: str, batch_bytes: 
         result = PublishResult()
         started = time.monotonic()
         clock_zero: float | None = None
-        inflight: list[asyncio.Future] = []
+        inflight: list[asyncio.Future[Any]] = []
         for payload, count, ts in _messages(path, batch_bytes):
             if rate is not None and ts is not None:
                 clock_zero = ts if clock_zero is None else clock_zero

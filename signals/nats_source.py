@@ -25,6 +25,7 @@ no message has come for `idle` seconds (default 1): a finished log, a cron tick,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import threading
@@ -80,7 +81,7 @@ def parse_nats_url(url: str, partition: str = "default") -> NatsAddress:
     query = parse_qs(parsed.query)
     subject = (query.get("subject") or ["payments.>"])[0].replace("{partition}", partition)
     try:
-        idle = float((query.get("idle") or [DEFAULT_IDLE_SECONDS])[0])
+        idle = float(query["idle"][0]) if query.get("idle") else DEFAULT_IDLE_SECONDS
     except ValueError:
         raise SourceError("idle= takes seconds, e.g. idle=2") from None
     if not (0 < idle < 3600):
@@ -134,10 +135,8 @@ class _Loop:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-        try:
+        with contextlib.suppress(Exception):  # a loop that cannot even cancel: stopping it is all that is left
             self.run(cancel_all(), CONNECT_SECONDS)
-        except Exception:  # a loop that cannot even cancel: stopping it is all that is left
-            pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
         if not self.thread.is_alive():
@@ -165,7 +164,8 @@ class NatsSource(LogSource):
             raise
         except Exception as exc:  # connection refused, no such stream: one line, no internals
             self._loop.stop()
-            raise SourceError(f"cannot read NATS stream {address.stream} at {address.servers}: {type(exc).__name__}") from None
+            raise SourceError(f"cannot read NATS stream {address.stream} at {address.servers}: "
+                              f"{type(exc).__name__}") from None
 
     async def _open(self) -> None:
         import nats
@@ -344,10 +344,10 @@ class NatsSource(LogSource):
         return int(info.num_pending or 0)
 
     def close(self) -> None:
-        try:  # acknowledgements were sent explicitly: nothing to drain
+        # Acknowledgements were sent explicitly: nothing to drain. Closing a broken connection fails, and
+        # nothing is left to save then.
+        with contextlib.suppress(Exception):
             self._loop.run(self._nc.close(), CONNECT_SECONDS)
-        except Exception:  # closing a broken connection: nothing left to save
-            pass
         self._loop.stop()
 
 

@@ -8,8 +8,8 @@ assumed anywhere (methods keep theirs: they are CONTRACT.md vocabulary).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Mapping
 
 import numpy as np
 
@@ -65,7 +65,8 @@ def default_network(payments_per_minute: float = 600.0) -> NetworkConfig:
             "payshap_rail": RouteSpec(("payshap", "palm"), 1.0, 450.0),
             "eft_switch": RouteSpec(("eft",), 1.0, 600.0),
         },
-        issuers={"card": {"VISA": 0.55, "MASTERCARD": 0.45}, "payshap": {"PAYSHAP": 1.0}, "palm": {"PAYSHAP": 1.0}, "eft": {"EFT": 1.0}},
+        issuers={"card": {"VISA": 0.55, "MASTERCARD": 0.45}, "payshap": {"PAYSHAP": 1.0}, "palm": {"PAYSHAP": 1.0},
+                 "eft": {"EFT": 1.0}},
         terminals=("T1", "T2", "T3", "T4", "T5", "T6"),
         payments_per_minute=payments_per_minute,
     )
@@ -82,10 +83,12 @@ _VOWELS = "aeiou"
 
 
 def _word(rng: np.random.Generator, syllables: int) -> str:
-    return "".join(_CONSONANTS[rng.integers(len(_CONSONANTS))] + _VOWELS[rng.integers(len(_VOWELS))] for _ in range(syllables))
+    return "".join(_CONSONANTS[rng.integers(len(_CONSONANTS))] + _VOWELS[rng.integers(len(_VOWELS))]
+                   for _ in range(syllables))
 
 
-def _names(rng: np.random.Generator, count: int, make, taken: set[str]) -> list[str]:  # type: ignore[no-untyped-def]
+def _names(rng: np.random.Generator, count: int, make: Callable[[np.random.Generator], str],
+           taken: set[str]) -> list[str]:
     out: list[str] = []
     while len(out) < count:
         name = make(rng)
@@ -99,7 +102,8 @@ def _zipf_weights(rng: np.random.Generator, count: int) -> np.ndarray:
     """Uneven shares, as real banks and merchants have: a few big, a long tail."""
     w = 1.0 / np.arange(1, count + 1) ** 0.8
     rng.shuffle(w)
-    return w / w.sum()
+    shares: np.ndarray = w / w.sum()
+    return shares
 
 
 def random_network(seed: int = 0, *, banks: int = 5, card_routes: int = 2, terminals: int = 6, merchants: int = 0,
@@ -116,7 +120,8 @@ def random_network(seed: int = 0, *, banks: int = 5, card_routes: int = 2, termi
     card = _names(rng, card_routes, lambda r: "psp_" + _word(r, 2), taken)
     rail, switch = _names(rng, 2, lambda r: _word(r, 2) + "_rail", taken)
     card_w = _zipf_weights(rng, card_routes)
-    routes = {name: RouteSpec(("card",), float(w), float(rng.uniform(250, 450))) for name, w in zip(card, card_w)}
+    routes = {name: RouteSpec(("card",), float(w), float(rng.uniform(250, 450)))
+              for name, w in zip(card, card_w, strict=True)}
     routes[rail] = RouteSpec(("payshap", PALM_METHOD), 1.0, float(rng.uniform(350, 550)))
     routes[switch] = RouteSpec(("eft",), 1.0, float(rng.uniform(450, 750)))
     schemes = _names(rng, 2, lambda r: _word(r, 2).upper(), taken)
@@ -125,20 +130,23 @@ def random_network(seed: int = 0, *, banks: int = 5, card_routes: int = 2, termi
     issuers: dict[str, dict[str, float]] = {"card": {schemes[0]: 0.55, schemes[1]: 0.45}, "payshap": {instant: 1.0},
                                             PALM_METHOD: {instant: 1.0}, "eft": {eft: 1.0}}
     for method in extra_methods:
-        route, issuer = _names(rng, 1, lambda r: _word(r, 2) + "_gw", taken)[0], _names(rng, 1, lambda r: _word(r, 3).upper(), taken)[0]
+        route = _names(rng, 1, lambda r: _word(r, 2) + "_gw", taken)[0]
+        issuer = _names(rng, 1, lambda r: _word(r, 3).upper(), taken)[0]
         routes[route] = RouteSpec((method,), 1.0, float(rng.uniform(200, 500)))
         methods[method] = 0.05
         issuers[method] = {issuer: 1.0}
     return NetworkConfig(
-        banks=dict(zip(bank_names, _zipf_weights(rng, banks).tolist())),
+        banks=dict(zip(bank_names, _zipf_weights(rng, banks).tolist(), strict=True)),
         methods=methods,
         routes=routes,
         issuers=issuers,
         terminals=tuple(_names(rng, terminals, lambda r: "T-" + _word(r, 2).upper(), taken)),
         payments_per_minute=payments_per_minute,
         daily_wave=daily_wave,
-        merchants=dict(zip(_names(rng, merchants, lambda r: "m_" + _word(r, 3), taken), _zipf_weights(rng, merchants).tolist())) if merchants else {},
-        regions=dict(zip(_names(rng, regions, lambda r: _word(r, 3).capitalize(), taken), _zipf_weights(rng, regions).tolist())) if regions else {},
+        merchants=dict(zip(_names(rng, merchants, lambda r: "m_" + _word(r, 3), taken),
+                           _zipf_weights(rng, merchants).tolist(), strict=True)) if merchants else {},
+        regions=dict(zip(_names(rng, regions, lambda r: _word(r, 3).capitalize(), taken),
+                         _zipf_weights(rng, regions).tolist(), strict=True)) if regions else {},
     )
 
 
@@ -152,12 +160,16 @@ def rename_network(net: NetworkConfig, seed: int = 0) -> tuple[NetworkConfig, di
     taken |= {i for per in net.issuers.values() for i in per}
     issuers = sorted({i for per in net.issuers.values() for i in per})
     mapping = {
-        "bank": dict(zip(net.banks, _names(rng, len(net.banks), lambda r: _word(r, 3).upper(), taken))),
-        "route": dict(zip(net.routes, _names(rng, len(net.routes), lambda r: _word(r, 2) + "_" + _word(r, 1), taken))),
-        "issuer": dict(zip(issuers, _names(rng, len(issuers), lambda r: _word(r, 2).upper(), taken))),
-        "terminal_id": dict(zip(net.terminals, _names(rng, len(net.terminals), lambda r: "K" + _word(r, 2), taken))),
-        "merchant_id": dict(zip(net.merchants, _names(rng, len(net.merchants), lambda r: "m_" + _word(r, 3), taken))),
-        "region": dict(zip(net.regions, _names(rng, len(net.regions), lambda r: _word(r, 3).capitalize(), taken))),
+        "bank": dict(zip(net.banks, _names(rng, len(net.banks), lambda r: _word(r, 3).upper(), taken), strict=True)),
+        "route": dict(zip(net.routes, _names(rng, len(net.routes), lambda r: _word(r, 2) + "_" + _word(r, 1), taken),
+                          strict=True)),
+        "issuer": dict(zip(issuers, _names(rng, len(issuers), lambda r: _word(r, 2).upper(), taken), strict=True)),
+        "terminal_id": dict(zip(net.terminals, _names(rng, len(net.terminals), lambda r: "K" + _word(r, 2), taken),
+                                strict=True)),
+        "merchant_id": dict(zip(net.merchants, _names(rng, len(net.merchants), lambda r: "m_" + _word(r, 3), taken),
+                                strict=True)),
+        "region": dict(zip(net.regions, _names(rng, len(net.regions), lambda r: _word(r, 3).capitalize(), taken),
+                           strict=True)),
     }
     bank, route, issuer = mapping["bank"], mapping["route"], mapping["issuer"]
     renamed = replace(

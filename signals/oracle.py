@@ -9,8 +9,8 @@ the incident must fill enough of the window to be visible at all).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from .scenarios import Expectation, Scenario
 
@@ -49,7 +49,8 @@ def oracle_at(scenario: Scenario, t: float) -> OracleAnswer:
     return _answer(max(active, key=lambda x: x.onset))
 
 
-def oracle_for_window(scenario: Scenario, start: float, end: float, min_overlap: float = MIN_WINDOW_OVERLAP) -> OracleAnswer:
+def oracle_for_window(scenario: Scenario, start: float, end: float,
+                      min_overlap: float = MIN_WINDOW_OVERLAP) -> OracleAnswer:
     """Ground truth for a decision over [start, end) (seconds after the simulation start):
     the incident covering most of the window, if it covers at least `min_overlap` of it."""
     length = end - start
@@ -65,7 +66,8 @@ def oracle_for_window(scenario: Scenario, start: float, end: float, min_overlap:
     return _answer(best)
 
 
-def oracle_timeline(scenario: Scenario, duration: float, tick: float = 60.0, window: float = 60.0) -> list[tuple[float, OracleAnswer]]:
+def oracle_timeline(scenario: Scenario, duration: float, tick: float = 60.0,
+                    window: float = 60.0) -> list[tuple[float, OracleAnswer]]:
     """(window end, answer) for every tick of a run of `duration` seconds, as `payops replay` ticks."""
     out = []
     end = tick

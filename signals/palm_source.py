@@ -12,7 +12,8 @@ watermark: once it is `grace` seconds past a window's end, no event for that win
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import orjson
 

@@ -14,7 +14,7 @@ payments/min is a few MB.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -56,16 +56,18 @@ class ComboTable:
         if found is None:
             found = len(self.ids)
             self.ids[core] = found
-            for column, name, value in zip(self._codes, CORE_FIELDS, core):
+            for column, name, value in zip(self._codes, CORE_FIELDS, core, strict=True):
                 column.append(self.vocab[name].code(value))
         return found
 
-    def lookup(self, combos: Sequence[Combo], used: np.ndarray, with_wide: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def lookup(self, combos: Sequence[Combo], used: np.ndarray,
+               with_wide: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Map a batch's combo ids (only those in `used`) to combination ids in this table and,
         when the batch keeps terminal/merchant/region in its combinations, to their codes."""
         lut = np.zeros(len(combos), np.int64)
         wide = {name: np.zeros(len(combos), np.int64) for name in WIDE_FIELDS} if with_wide else {}
-        vocabs = [(wide[name], self.vocab[name], pos) for name, pos in zip(WIDE_FIELDS, _WIDE_POSITIONS)] if with_wide else []
+        vocabs = ([(wide[name], self.vocab[name], pos) for name, pos in zip(WIDE_FIELDS, _WIDE_POSITIONS, strict=True)]
+                  if with_wide else [])
         for local in used.tolist():
             combo = combos[local]
             lut[local] = self.id_of(tuple(combo[i] for i in _CORE_POSITIONS))
@@ -81,7 +83,7 @@ class ComboTable:
     def codes(self, name: str) -> np.ndarray:
         """Vocabulary code of core field `name` for every combination (index: combo id)."""
         if self._arrays_for != len(self.ids):
-            self._arrays = {n: np.asarray(col, np.int64) for n, col in zip(CORE_FIELDS, self._codes)}
+            self._arrays = {n: np.asarray(col, np.int64) for n, col in zip(CORE_FIELDS, self._codes, strict=True)}
             self._arrays["failed"] = self._arrays["error_code"] > 0
             self._arrays_for = len(self.ids)
         return self._arrays[name]
@@ -92,7 +94,8 @@ class ComboTable:
     def names(self, name: str) -> list[str]:
         return self.vocab[name].names
 
-    def rebuilt(self, live: np.ndarray, live_wide: dict[str, np.ndarray]) -> tuple["ComboTable", np.ndarray, dict[str, np.ndarray]]:
+    def rebuilt(self, live: np.ndarray,
+                live_wide: dict[str, np.ndarray]) -> tuple[ComboTable, np.ndarray, dict[str, np.ndarray]]:
         """A fresh table with only the live combinations and wide values, and old -> new code maps."""
         fresh = ComboTable()
         by_id = list(self.ids)
@@ -111,7 +114,8 @@ class ComboTable:
 
 def encode_keys(combo_ids: np.ndarray, attempt: np.ndarray, latency_ms: np.ndarray) -> np.ndarray:
     cell = combo_ids.astype(np.int64) * 2 + (attempt > 1)
-    return cell * LATENCY_BUCKETS + latency_bucket(latency_ms)
+    keys: np.ndarray = cell * LATENCY_BUCKETS + latency_bucket(latency_ms)
+    return keys
 
 
 class EventRing:

@@ -8,8 +8,8 @@ ground truth (see oracle.py).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from .network import PALM_METHOD, NetworkConfig
 from .policy import RetryPolicy
@@ -79,22 +79,27 @@ def build_scenario(name: str, net: NetworkConfig, lead_in: float = 300.0, durati
     method, route, alt = _busiest_multi_route_method(net)
     victim_bank = banks[1] if len(banks) > 1 else banks[0]
     terminal = net.terminals[len(net.terminals) // 2] if net.terminals else None
-    palm_route = next((r for r in _ranked({k: v.weight for k, v in net.routes.items()}) if PALM_METHOD in net.routes[r].methods), None)
+    palm_route = next((r for r in _ranked({k: v.weight for k, v in net.routes.items()})
+                       if PALM_METHOD in net.routes[r].methods), None)
 
     if name == "healthy":
         return Scenario(name, "Normal traffic with noise; nothing to do.")
     if name == "issuer_outage":
         return Scenario(name, f"Issuer {victim_bank} degraded on every route.",
                         faults=(Fault({"bank": victim_bank}, s, e, 0.65, {"ISSUER_DOWN": 0.6, "BANK_TIMEOUT": 0.4}),),
-                        expectations=(Expectation("issuer", {"bank": victim_bank}, ("suppress_path", "alert_ops"), s, e),))
+                        expectations=(Expectation("issuer", {"bank": victim_bank}, ("suppress_path", "alert_ops"),
+                                                  s, e),))
     if name == "issuer_route":
         return Scenario(name, f"Issuer {victim_bank} fails only on route {route}.",
-                        faults=(Fault({"bank": victim_bank, "route": route}, s, e, 0.7, {"ISSUER_DOWN": 0.5, "DO_NOT_HONOR": 0.5}),),
-                        expectations=(Expectation("issuer", {"bank": victim_bank, "route": route}, ("reroute_traffic", "suppress_path"), s, e),))
+                        faults=(Fault({"bank": victim_bank, "route": route}, s, e, 0.7,
+                                      {"ISSUER_DOWN": 0.5, "DO_NOT_HONOR": 0.5}),),
+                        expectations=(Expectation("issuer", {"bank": victim_bank, "route": route},
+                                                  ("reroute_traffic", "suppress_path"), s, e),))
     if name == "route_outage":
         return Scenario(name, f"Route {route} failing for every bank.",
                         faults=(Fault({"route": route}, s, e, 0.55, {"GATEWAY_TIMEOUT": 0.6, "NETWORK_ERROR": 0.4}),),
-                        expectations=(Expectation("network", {"route": route}, ("reroute_traffic", "suppress_path"), s, e),))
+                        expectations=(Expectation("network", {"route": route}, ("reroute_traffic", "suppress_path"),
+                                                  s, e),))
     if name == "system_wide":
         return Scenario(name, "Platform-wide failure: every route and bank.",
                         faults=(Fault({}, s, e, 0.4, {"SYSTEM_ERROR": 0.7, "NETWORK_ERROR": 0.3}),),
@@ -110,23 +115,28 @@ def build_scenario(name: str, net: NetworkConfig, lead_in: float = 300.0, durati
                         misconfigs=(Misconfig(s, e, retry=storm),),
                         expectations=(Expectation("config", {}, ("adjust_retry_policy",), s, e),))
     if name == "routing_misconfig":
-        wrong = next((r for r in _ranked({k: v.weight for k, v in net.routes.items()}) if method not in net.routes[r].methods), None)
-        other = next((m for m in _ranked(net.methods) if m != method and wrong is not None and m not in net.routes[wrong].methods), None)
+        wrong = next((r for r in _ranked({k: v.weight for k, v in net.routes.items()})
+                      if method not in net.routes[r].methods), None)
+        other = next((m for m in _ranked(net.methods)
+                      if m != method and wrong is not None and m not in net.routes[wrong].methods), None)
         if wrong is None or other is None:
             raise ValueError("routing_misconfig needs a route that does not carry some method")
         return Scenario(name, f"A routing push sends {other} to {wrong}, which rejects it.",
                         misconfigs=(Misconfig(s, e, route_method=(other, wrong), share=0.8),),
-                        expectations=(Expectation("config", {"method": other, "route": wrong}, ("reroute_traffic",), s, e),))
+                        expectations=(Expectation("config", {"method": other, "route": wrong}, ("reroute_traffic",),
+                                                  s, e),))
     if name == "user_decline_surge":
         return Scenario(name, "Month-end: insufficient funds up across every bank.",
-                        faults=(Fault({}, s, e, 0.14, {"INSUFFICIENT_FUNDS": 0.85, "USER_DECLINED": 0.15}, replaces_user_declines=True),),
+                        faults=(Fault({}, s, e, 0.14, {"INSUFFICIENT_FUNDS": 0.85, "USER_DECLINED": 0.15},
+                                      replaces_user_declines=True),),
                         expectations=(Expectation("user", {}, ("no_action",), s, e),))
     if name == "palm_spoof_burst":
         if terminal is None:
             raise ValueError("palm scenarios need terminals")
         return Scenario(name, f"Spoofed palms presented at terminal {terminal}.",
                         faults=(Fault({"terminal_id": terminal}, s, e, 0.75, {"PALM_PAY_SPOOF_DETECTED": 1.0}),),
-                        expectations=(Expectation("security", {"terminal_id": terminal}, ("suppress_path", "alert_ops"), s, e),))
+                        expectations=(Expectation("security", {"terminal_id": terminal}, ("suppress_path", "alert_ops"),
+                                                  s, e),))
     if name == "palm_scanner_fault":
         if terminal is None:
             raise ValueError("palm scenarios need terminals")
@@ -137,11 +147,14 @@ def build_scenario(name: str, net: NetworkConfig, lead_in: float = 300.0, durati
         if palm_route is None:
             raise ValueError("palm scenarios need a palm route")
         return Scenario(name, "Many palm users hit their daily limit (payday shopping).",
-                        faults=(Fault({"method": PALM_METHOD}, s, e, 0.3, {"PALM_PAY_DAILY_LIMIT": 0.8, "PALM_PAY_TRANSACTION_LIMIT": 0.2}, replaces_user_declines=True),),
+                        faults=(Fault({"method": PALM_METHOD}, s, e, 0.3,
+                                      {"PALM_PAY_DAILY_LIMIT": 0.8, "PALM_PAY_TRANSACTION_LIMIT": 0.2},
+                                      replaces_user_declines=True),),
                         expectations=(Expectation("user", {"method": PALM_METHOD}, ("no_action",), s, e),))
     if name == "demo":
         parts = [build_scenario(n, net, lead_in=t, duration=300.0)
-                 for n, t in (("route_outage", 180.0), ("retry_storm", 600.0), ("user_decline_surge", 960.0), ("system_wide", 1260.0))]
+                 for n, t in (("route_outage", 180.0), ("retry_storm", 600.0), ("user_decline_surge", 960.0),
+                              ("system_wide", 1260.0))]
         return Scenario(name, "Healthy, a route outage, a retry storm, a decline surge, a platform failure, recovery.",
                         faults=tuple(f for p in parts for f in p.faults),
                         misconfigs=tuple(m for p in parts for m in p.misconfigs),

@@ -13,8 +13,9 @@ is constant within one `advance`: the agent changes it between ticks.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Mapping, Sequence
+from typing import BinaryIO
 
 import numpy as np
 
@@ -41,8 +42,10 @@ __all__ = [
 ]
 
 RETRYABLE = frozenset({"BANK_TIMEOUT", "GATEWAY_TIMEOUT", "NETWORK_ERROR", "SYSTEM_ERROR", "ISSUER_DOWN"})
-USER_DECLINES = {"INSUFFICIENT_FUNDS": 0.5, "USER_DECLINED": 0.2, "INCORRECT_PIN": 0.12, "EXPIRED_CARD": 0.08, "DO_NOT_HONOR": 0.1}
-PALM_DECLINES = {"PALM_PAY_NOT_REGISTERED": 0.45, "PALM_PAY_DAILY_LIMIT": 0.2, "PALM_PAY_TRANSACTION_LIMIT": 0.15, "PALM_PAY_LINK_INACTIVE": 0.2}
+USER_DECLINES = {"INSUFFICIENT_FUNDS": 0.5, "USER_DECLINED": 0.2, "INCORRECT_PIN": 0.12, "EXPIRED_CARD": 0.08,
+                 "DO_NOT_HONOR": 0.1}
+PALM_DECLINES = {"PALM_PAY_NOT_REGISTERED": 0.45, "PALM_PAY_DAILY_LIMIT": 0.2, "PALM_PAY_TRANSACTION_LIMIT": 0.15,
+                 "PALM_PAY_LINK_INACTIVE": 0.2}
 SYSTEM_NOISE = {"NETWORK_ERROR": 0.5, "SYSTEM_ERROR": 0.3, "GATEWAY_TIMEOUT": 0.2}
 TIMEOUT_CODES = frozenset({"BANK_TIMEOUT", "GATEWAY_TIMEOUT"})
 # A payment's last attempt reports RETRY_EXHAUSTED once a policy allowed this many
@@ -60,7 +63,7 @@ _CORE = ("method", "route", "bank", "issuer")
 class _Names:
     """A growing list of names for one field; index 0 is 'absent' (None)."""
 
-    def __init__(self, names: Sequence[str] = ()) -> None:
+    def __init__(self, names: Iterable[str] = ()) -> None:
         self.names: list[str | None] = [None]
         self.index: dict[str, int] = {}
         for name in names:
@@ -88,18 +91,20 @@ class SimDetails:
     amount: np.ndarray
     palm_no: np.ndarray  # 0: not a palm payment
 
-    def take(self, index: np.ndarray | slice) -> "SimDetails":
+    def take(self, index: np.ndarray | slice) -> SimDetails:
         return SimDetails(self.prefix, self.payment_no[index], self.amount[index], self.palm_no[index])
 
     @classmethod
-    def join(cls, parts: Sequence["SimDetails"]) -> "SimDetails | None":
+    def join(cls, parts: Sequence[SimDetails]) -> SimDetails | None:
         if any(p.prefix != parts[0].prefix for p in parts):
             return None
-        return cls(parts[0].prefix, *(np.concatenate([getattr(p, f) for p in parts]) for f in ("payment_no", "amount", "palm_no")))
+        return cls(parts[0].prefix,
+                   *(np.concatenate([getattr(p, f) for p in parts]) for f in ("payment_no", "amount", "palm_no")))
 
     def extras(self, i: int) -> tuple[str, float | None, str, str | None]:
         palm = int(self.palm_no[i])
-        return f"{self.prefix}{int(self.payment_no[i])}", float(self.amount[i]), "ZAR", f"pp-{palm:05d}" if palm else None
+        palm_id = f"pp-{palm:05d}" if palm else None
+        return f"{self.prefix}{int(self.payment_no[i])}", float(self.amount[i]), "ZAR", palm_id
 
 
 def _draw(rng: np.random.Generator, weights: Mapping[str, float], size: int) -> tuple[list[str], np.ndarray]:
@@ -131,7 +136,8 @@ class Simulator:
         self.names = {
             "method": _Names(net.methods), "route": _Names([*net.routes, UNSUPPORTED_ROUTE]), "bank": _Names(net.banks),
             "issuer": _Names([*issuers, UNKNOWN_ISSUER]), "terminal_id": _Names(net.terminals),
-            "merchant_id": _Names(net.merchants), "region": _Names(net.regions), "error_code": _Names(sorted(set(codes))),
+            "merchant_id": _Names(net.merchants), "region": _Names(net.regions),
+            "error_code": _Names(sorted(set(codes))),
         }
         self.combos: list[Combo] = []  # shared by every batch this simulator makes
         self._combo_ids: dict[tuple[int, ...], int] = {}
@@ -143,7 +149,8 @@ class Simulator:
         rate = np.full(t.shape, base)
         if self.net.daily_wave:
             rate = rate * (1.0 + self.net.daily_wave * np.sin(2 * math.pi * (t - self.start_ts) / 86_400.0))
-        return np.maximum(rate, 0.0)
+        positive: np.ndarray = np.maximum(rate, 0.0)
+        return positive
 
     # -- generation -----------------------------------------------------------
     def advance(self, until_ts: float) -> list[PaymentEvent]:
@@ -199,7 +206,8 @@ class Simulator:
         terminal = np.zeros(n, np.int64)
         palm = method == names["method"].code(PALM_METHOD)
         if net.terminals and palm.any():
-            terminal[palm] = np.array([names["terminal_id"].code(t) for t in net.terminals])[rng.integers(len(net.terminals), size=int(palm.sum()))]
+            terminal_codes = np.array([names["terminal_id"].code(t) for t in net.terminals])
+            terminal[palm] = terminal_codes[rng.integers(len(net.terminals), size=int(palm.sum()))]
         cols["terminal_id"] = terminal
         keep = np.ones(n, bool)
 
@@ -274,12 +282,14 @@ class Simulator:
         return self._attempts(live, t0, rel, cols, max_attempts, backoff, retry_all, payment_no, amount, palm_no)
 
     @staticmethod
-    def _set_retry(rows: np.ndarray, policy: RetryPolicy, max_attempts: np.ndarray, backoff: np.ndarray, retry_all: np.ndarray) -> None:
+    def _set_retry(rows: np.ndarray, policy: RetryPolicy, max_attempts: np.ndarray, backoff: np.ndarray,
+                   retry_all: np.ndarray) -> None:
         max_attempts[rows] = max(policy.max_attempts, 1)
         backoff[rows] = policy.backoff_ms
         retry_all[rows] = policy.retry_all_errors
 
-    def _groups(self, cols: dict[str, np.ndarray], fields: Sequence[str], keep: np.ndarray | None = None):  # type: ignore[no-untyped-def]
+    def _groups(self, cols: dict[str, np.ndarray], fields: Sequence[str],
+                keep: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, dict[str, str]]]:
         """(row indices, dims) for each distinct path among the kept rows; dims as the policy sees them."""
         rows_all = np.flatnonzero(keep) if keep is not None else np.arange(cols["method"].shape[0])
         if rows_all.size == 0:
@@ -288,13 +298,14 @@ class Simulator:
         order = np.argsort(inverse, kind="stable")
         bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
         for g, codes in enumerate(uniq):
-            dims = {f: self.names[f].names[c] for f, c in zip(fields, codes) if c}
+            # code 0 is the one None (absent) name: those fields are left out
+            dims = {f: name for f, c in zip(fields, codes, strict=True) if (name := self.names[f].names[c]) is not None}
             yield rows_all[order[bounds[g] : bounds[g + 1]]], dims
 
     # -- attempts and outcomes ------------------------------------------------------
-    def _attempts(self, live: np.ndarray, t0: np.ndarray, rel: np.ndarray, cols: dict[str, np.ndarray], max_attempts: np.ndarray,
-                  backoff: np.ndarray, retry_all: np.ndarray, payment_no: np.ndarray, amount: np.ndarray,
-                  palm_no: np.ndarray) -> EventBatch:
+    def _attempts(self, live: np.ndarray, t0: np.ndarray, rel: np.ndarray, cols: dict[str, np.ndarray],
+                  max_attempts: np.ndarray, backoff: np.ndarray, retry_all: np.ndarray, payment_no: np.ndarray,
+                  amount: np.ndarray, palm_no: np.ndarray) -> EventBatch:
         err_names = self.names["error_code"]
         retryable = np.zeros(len(err_names), bool)  # every code the simulator emits is registered up front
         retryable[[err_names.code(code) for code in RETRYABLE]] = True
@@ -347,11 +358,13 @@ class Simulator:
         method, route = cols["method"][idx], cols["route"][idx]
         route_names = names["route"].names
         method_names = names["method"].names
-        base = np.array([net.routes[r].latency_ms if r in net.routes else UNKNOWN_ROUTE_LATENCY_MS for r in route_names[1:]])
+        # route_names[0] is None (absent), never a route of the network
+        base = np.array([net.routes[r].latency_ms if r is not None and r in net.routes else UNKNOWN_ROUTE_LATENCY_MS
+                         for r in route_names[1:]])
         base = np.concatenate(([UNKNOWN_ROUTE_LATENCY_MS], base))
         supports = np.zeros((len(method_names), len(route_names)), bool)
         for ri, r in enumerate(route_names):
-            if r in net.routes:
+            if r is not None and r in net.routes:
                 for m in net.routes[r].methods:
                     if m in names["method"].index:
                         supports[names["method"].index[m], ri] = True
@@ -363,7 +376,8 @@ class Simulator:
         latency[rejected] = rng.uniform(*REJECT_LATENCY_MS, int(rejected.sum()))
         decline_rate = np.full(k, net.user_decline_rate)
         for fault in self.scenario.faults:
-            hit = undecided & (rel[idx] >= fault.start) & (rel[idx] < fault.end) & self._matches(fault.target, cols, idx)
+            hit = (undecided & (rel[idx] >= fault.start) & (rel[idx] < fault.end)
+                   & self._matches(fault.target, cols, idx))
             if not hit.any():
                 continue
             latency[hit] *= fault.latency_factor
@@ -402,16 +416,19 @@ class Simulator:
         travel as per-row codes (batch.wide), so many of them do not multiply the combinations."""
         if rows.size == 0:
             return np.empty(0, np.intp)
-        uniq, inverse = self._factorize([cols[f][rows] for f in _CORE] + [err], [len(self.names[f]) for f in (*_CORE, "error_code")])
+        uniq, inverse = self._factorize([cols[f][rows] for f in _CORE] + [err],
+                                        [len(self.names[f]) for f in (*_CORE, "error_code")])
         lut = np.empty(len(uniq), np.intp)
         for i, codes in enumerate(uniq):
             found = self._combo_ids.get(codes)
             if found is None:
                 found = self._combo_ids[codes] = len(self.combos)
-                method, route, bank, issuer, error = (self.names[f].names[c] for f, c in zip((*_CORE, "error_code"), codes))
+                method, route, bank, issuer, error = (self.names[f].names[c]
+                                                      for f, c in zip((*_CORE, "error_code"), codes, strict=True))
                 self.combos.append((method, route, bank, issuer, None, None, None, error))
             lut[i] = found
-        return lut[inverse]
+        ids: np.ndarray = lut[inverse]
+        return ids
 
     @staticmethod
     def _factorize(columns: list[np.ndarray], radices: list[int]) -> tuple[list[tuple[int, ...]], np.ndarray]:
@@ -421,7 +438,7 @@ class Simulator:
             uniq, inverse = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
             return [tuple(r) for r in uniq.tolist()], inverse.reshape(-1)
         key = np.zeros(columns[0].shape[0], np.int64)
-        for column, radix in zip(columns, radices):
+        for column, radix in zip(columns, radices, strict=True):
             key = key * radix + column
         if space <= max(1 << 22, 4 * key.shape[0]):  # dense: no sort
             seen = np.bincount(key, minlength=space)

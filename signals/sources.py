@@ -4,6 +4,7 @@ Every source hands out events in time order up to a requested instant, as a
 columnar EventBatch (iterable as PaymentEvents for callers that want objects);
 the agent drives the clock. Bad lines are skipped and reported through `report`
 (`report.take_new()` gives the ones since the last call, with line numbers).
+A big file is parsed by worker processes (parse_pool.py); `open_jsonl` decides when.
 """
 
 from __future__ import annotations
@@ -11,28 +12,21 @@ from __future__ import annotations
 import io
 import logging
 import multiprocessing
-import multiprocessing.forkserver
 import os
-import shutil
-import signal
 import stat
 import sys
-import tempfile
-import threading
-import weakref
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 
 from payops.errors import Unavailable
 
+from . import parse_pool
 from .batch import EventBatch, concat
 from .events import BadLine, ParseReport
-from .jsonl import JsonlParser, batch_from_range, parse_range
+from .jsonl import JsonlParser, batch_from_range
+from .parse_pool import ParallelChunks, WorkersFailed
 from .simulator import Simulator
 
 # Bytes read per call. Big enough that per-call overhead vanishes, small enough
@@ -42,12 +36,6 @@ CHUNK_BYTES = 1 << 20
 # this one runs the agent: for a replay, parsing is most of the work. Below it the
 # fork is not worth it.
 PARALLEL_MIN_BYTES = 32 << 20
-PARALLEL_CHUNK_BYTES = 4 << 20
-# Input handed to the workers ahead of the agent. Generous, so that the workers
-# parse a whole 1M-event replay (~220 MB) while the agent's process is still
-# importing its graph stack; bounded, so a bigger file does not pile up parsed
-# columns (~32 bytes per ~215-byte line: this much input is ~40 MB of results).
-PARALLEL_AHEAD_BYTES = 256 << 20
 MAX_PARSE_WORKERS = 2  # the machines this runs on have 2 cores
 # An event this far ahead of the clock is a broken clock (milliseconds taken for
 # seconds, a wrong year), not a delay: it is counted and discarded. Never waiting
@@ -241,7 +229,7 @@ class LineSource:
     ordered = False
 
     def __init__(self, stream: IO[bytes], name: str = "<stream>", chunk_bytes: int = CHUNK_BYTES,
-                 workers: "ParallelChunks | None" = None, max_skew_seconds: float = DEFAULT_MAX_SKEW_SECONDS) -> None:
+                 workers: ParallelChunks | None = None, max_skew_seconds: float = DEFAULT_MAX_SKEW_SECONDS) -> None:
         self.name = name
         self.max_skew_seconds = max_skew_seconds
         self.report = ParseReport()
@@ -257,7 +245,7 @@ class LineSource:
         # A pipe or terminal (`tail -f | payops run --source -`): never wait for more lines than needed.
         self._live = workers is None and not _regular_file(stream)
 
-    def _fill_from_workers(self, workers: "ParallelChunks") -> bool:
+    def _fill_from_workers(self, workers: ParallelChunks) -> bool:
         try:
             parsed = workers.next()
         except WorkersFailed as failed:
@@ -311,7 +299,8 @@ class LineSource:
         The smallest t among them with at least half of them in [t, t + max skew]: the
         first event's time for an ordinary file, never an outlier's (ts=1e12 or 0 on line 1).
         """
-        while (not self._pending or (not self._live and sum(map(len, self._pending)) < FIRST_TS_SAMPLE)) and self._fill():
+        while ((not self._pending or (not self._live and sum(map(len, self._pending)) < FIRST_TS_SAMPLE))
+               and self._fill()):
             pass  # a live stream: the first lines there are (waiting for a sample could wait for ever)
         if not self._pending:
             return None
@@ -370,187 +359,10 @@ def _regular_file(stream: IO[bytes]) -> bool:
         return not hasattr(stream, "fileno") or isinstance(stream, io.BytesIO)
 
 
-def _ranges(path: str, size: int, chunk_bytes: int) -> Iterator[tuple[int, int]]:
-    """[start, end) byte ranges of whole lines, about chunk_bytes each."""
-    with open(path, "rb") as handle:
-        start = 0
-        while start < size:
-            probe = start + chunk_bytes
-            if probe >= size:
-                yield start, size
-                return
-            handle.seek(probe)
-            end = size
-            while True:
-                block = handle.read(1 << 16)
-                if not block:
-                    break
-                found = block.find(b"\n")
-                if found >= 0:
-                    end = probe + found + 1
-                    break
-                probe += len(block)
-            yield start, min(end, size)
-            start = end
-
-
-PARSE_START_METHOD = "forkserver"
-# What the fork server imports once, before it forks the workers: the parser (numpy,
-# msgspec), and __main__, which multiprocessing would otherwise import again in every
-# worker (for the `payops` command that is the CLI module).
-PARSE_PRELOAD = ["__main__", JsonlParser.__module__]
-
-
-class WorkersFailed(Unavailable):
-    """The parse workers could not start or died; the file is whole from byte `resume_at` on."""
-
-    def __init__(self, resume_at: int, reason: str) -> None:
-        super().__init__(reason)
-        self.resume_at = resume_at
-
-
-class ParallelChunks:
-    """A file's chunks parsed by worker processes, handed back in file order.
-
-    Up to PARALLEL_AHEAD_BYTES of input (at least two chunks per worker) is in
-    flight, so memory stays bounded. The file is read as it is when opened (a
-    replay input, not a growing log: use stdin for that).
-
-    The pool starts on a thread: starting it waits while the fork server starts
-    python and imports the parser, and this process need not wait with it (a
-    replay imports the agent meanwhile). `next` waits for it. Workers hand their
-    columns over through files in a private temporary directory (handoff.py),
-    removed with whatever is left in it on close.
-
-    A concurrent.futures pool, not multiprocessing.Pool: a worker that cannot start
-    (cannot import the parser) or dies breaks the pool and `next` raises
-    WorkersFailed at once, where multiprocessing.Pool starts new workers for ever and
-    waits for the lost result with them (a replay hung for 9 minutes that way).
-    """
-
-    def __init__(self, path: str, size: int, workers: int, chunk_bytes: int | None = None,
-                 ahead_bytes: int | None = None) -> None:
-        chunk_bytes = chunk_bytes or PARALLEL_CHUNK_BYTES
-        self._path = path
-        self._ranges = _ranges(path, size, chunk_bytes)
-        self._inflight: deque = deque()  # (start, end, future) in file order
-        self._handed_to = 0  # bytes [0, this) were handed back
-        self._max_inflight = max(2 * workers, (ahead_bytes or PARALLEL_AHEAD_BYTES) // chunk_bytes)
-        try:
-            self._handoff_dir: str | None = tempfile.mkdtemp(prefix="payops-parse-")
-        except OSError:  # no writable temporary directory: results come back through the pipe
-            self._handoff_dir = None
-        self._pools: list = []  # the pool, once started
-        self._finalizer = weakref.finalize(self, _shut_down, self._pools, self._handoff_dir)
-        self._start_error: BaseException | None = None
-        context = None
-        try:
-            context = multiprocessing.get_context(PARSE_START_METHOD)
-            # forkserver, not fork: forking a process that runs other threads (an HTTP
-            # server, a notifier) can copy a lock held mid-operation and deadlock the pool.
-            context.set_forkserver_preload(PARSE_PRELOAD)
-            if PARSE_START_METHOD == "forkserver":
-                with _safe_path():  # here, on the caller's thread: the environment is changed for a moment
-                    multiprocessing.forkserver.ensure_running()  # spawns it (a few ms); it imports on its own
-        except Exception as exc:  # handed to the caller of next()
-            self._start_error = exc
-        self._starter = threading.Thread(target=self._start, args=(context, workers), name="parse-pool-start", daemon=True)
-        if self._start_error is None:
-            self._starter.start()
-
-    def _start(self, context: object, workers: int) -> None:
-        try:
-            self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)  # type: ignore[arg-type]
-            self._pools.append(self._pool)
-            while len(self._inflight) < self._max_inflight and self._submit():
-                pass
-        except Exception as exc:  # handed to the caller of next()
-            self._start_error = exc
-
-    def _started(self) -> None:
-        if self._starter.ident is not None:  # started (not when the fork server could not be)
-            self._starter.join()
-        if self._start_error is not None:
-            error, self._start_error = self._start_error, None
-            self._fail(f"{type(error).__name__}: {error}")
-
-    def _fail(self, reason: str) -> None:
-        self.close()
-        raise WorkersFailed(self._handed_to, reason)
-
-    def _submit(self) -> bool:
-        found = next(self._ranges, None)
-        if found is None:
-            return False
-        self._inflight.append((*found, self._pool.submit(parse_range, self._path, *found, self._handoff_dir)))
-        return True
-
-    def next(self) -> tuple | None:
-        """The next chunk's parse_range result; None at the end; WorkersFailed when the workers failed."""
-        self._started()
-        if not self._inflight:
-            self.close()
-            return None
-        start, end, future = self._inflight[0]
-        try:
-            result = future.result()
-            self._submit()
-        except Exception as exc:  # a broken pool or a worker's error (not BaseException: Ctrl-C stops the run)
-            self._fail(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        self._inflight.popleft()
-        self._handed_to = end
-        return result
-
-    def close(self) -> None:
-        if self._starter.ident is not None:
-            self._starter.join()
-        self._finalizer()
-
-
-@contextmanager
-def _safe_path() -> Iterator[None]:
-    """Start the fork server without the current folder on its sys.path.
-
-    It runs `python -c ...`, which puts the current folder first on sys.path, and
-    Python 3.11's fork server does not take the parent's sys.path: a folder holding a
-    `payops/` directory (the repository, with a non-editable install) would shadow the
-    installed package and no worker could import the parser. PYTHONSAFEPATH (3.11+)
-    leaves it out; the `payops` command's own sys.path has no such entry either.
-    Set only while the fork server is spawned, on the thread that spawns it.
-    """
-    before = os.environ.get("PYTHONSAFEPATH")
-    os.environ["PYTHONSAFEPATH"] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("PYTHONSAFEPATH", None)
-        else:
-            os.environ["PYTHONSAFEPATH"] = before
-
-
-def _init_worker() -> None:
-    # Workers ignore Ctrl-C: the agent's process handles it and terminates them.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _shut_down(pools: list, handoff_dir: str | None) -> None:
-    for pool in pools:
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:  # stop work nobody will read (a replay stopped early)
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join(5)
-    pools.clear()
-    if handoff_dir is not None:  # with the columns of chunks never read (a replay stopped early)
-        shutil.rmtree(handoff_dir, ignore_errors=True)
-
-
 def parse_workers(size: int) -> int:
     """Worker processes worth using for a file of `size` bytes (0: parse in this process)."""
-    if size < PARALLEL_MIN_BYTES or PARSE_START_METHOD not in multiprocessing.get_all_start_methods():
+    # Read through the module: a test or benchmark that sets parse_pool.PARSE_START_METHOD is obeyed here too.
+    if size < PARALLEL_MIN_BYTES or parse_pool.PARSE_START_METHOD not in multiprocessing.get_all_start_methods():
         return 0
     try:
         cores = len(os.sched_getaffinity(0))
@@ -559,7 +371,8 @@ def parse_workers(size: int) -> int:
     return min(cores, MAX_PARSE_WORKERS) if cores > 1 else 0
 
 
-def open_jsonl(path: str | Path, workers: int | None = None, max_skew_seconds: float = DEFAULT_MAX_SKEW_SECONDS) -> LineSource:
+def open_jsonl(path: str | Path, workers: int | None = None,
+               max_skew_seconds: float = DEFAULT_MAX_SKEW_SECONDS) -> LineSource:
     """A file source; '-' is stdin. Raises SourceError with a one-line reason.
 
     `workers`: processes parsing a big file on other cores (None: decide by size and cores; 0: none).
@@ -580,13 +393,14 @@ def open_jsonl(path: str | Path, workers: int | None = None, max_skew_seconds: f
     size = os.fstat(stream.fileno()).st_size
     count = parse_workers(size) if workers is None else workers
     if count > 0 and p.is_file():
-        return LineSource(stream, str(p), workers=ParallelChunks(str(p), size, count), max_skew_seconds=max_skew_seconds)
+        return LineSource(stream, str(p), workers=ParallelChunks(str(p), size, count),
+                          max_skew_seconds=max_skew_seconds)
     return LineSource(stream, str(p), max_skew_seconds=max_skew_seconds)
 
 
 def _stdin_bytes() -> IO[bytes]:
     """stdin as bytes; SourceError when there is none (closed: `payops run --source - <&-`)."""
-    stream = getattr(sys.stdin, "buffer", None)
+    stream: IO[bytes] | None = getattr(sys.stdin, "buffer", None)
     if stream is None:
         raise SourceError("stdin is closed: nothing to read events from (use a file, or pipe events in)")
     try:

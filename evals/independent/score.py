@@ -39,11 +39,12 @@ import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
-from typing import Any, Sequence
+from typing import Any
 
 from payops.evals.cases import Case, load_case
 from payops.evals.runner import TickRecord, eval_settings, replay_case
@@ -88,7 +89,8 @@ def _label(t: TickRecord) -> str:
 def _expected_label(case: Case) -> dict[str, Any]:
     e = case.expected
     return {"category": e.category.value, "target": dict(e.target),
-            "acceptable": [a.label() for a in e.acceptable_actions], "forbidden": [a.label() for a in e.forbidden_actions]}
+            "acceptable": [a.label() for a in e.acceptable_actions],
+            "forbidden": [a.label() for a in e.forbidden_actions]}
 
 
 def healthy_tick(case: Case, t: TickRecord) -> bool:
@@ -100,7 +102,8 @@ def healthy_tick(case: Case, t: TickRecord) -> bool:
     return case.end is not None and t.window_end - case.window_seconds >= case.end + SETTLE_SECONDS
 
 
-def _early_answer(case: Case, ticks: list[TickRecord], shown: list[TickRecord], first: TickRecord | None) -> TickRecord | None:
+def _early_answer(case: Case, ticks: list[TickRecord], shown: list[TickRecord],
+                  first: TickRecord | None) -> TickRecord | None:
     """A right answer given in a window the incident fills less than half of, when the first counted
     verdict is the same finding (the graph then says "no_action: ops already alerted" or "already
     mitigated"): that answer is the first response. Without this an agent is scored wrong for
@@ -114,7 +117,8 @@ def _early_answer(case: Case, ticks: list[TickRecord], shown: list[TickRecord], 
         if t.category == "healthy":
             continue
         right = t.category == exp.category.value and exp.acceptable(t.tool, t.target)
-        same = first.category == t.category and first.diagnosis_target == t.diagnosis_target and first.tool == "no_action"
+        same = (first.category == t.category and first.diagnosis_target == t.diagnosis_target
+                and first.tool == "no_action")
         return t if right and same else None
     return None
 
@@ -144,8 +148,10 @@ def score_stream(case: Case, ticks: list[TickRecord], unsafe: list[str], result:
             first, shown = early, [early, *shown]
         if first is not None:
             result.first = {"said": _label(first), "tick": shown.index(first) + 1, "summary": first.summary[:160]}
-        result.right = first is not None and first.category == exp.category.value and exp.acceptable(first.tool, first.target)
-        hit = next((i for i, t in enumerate(shown) if t.category == exp.category.value and exp.acceptable(t.tool, t.target)), None)
+        result.right = (first is not None and first.category == exp.category.value
+                        and exp.acceptable(first.tool, first.target))
+        hit = next((i for i, t in enumerate(shown)
+                    if t.category == exp.category.value and exp.acceptable(t.tool, t.target)), None)
         result.ticks_to_right = None if hit is None else hit + 1
     return result
 
@@ -224,15 +230,16 @@ def report(results: Sequence[StreamResult], out: Any = None) -> Summary:
         said = r.first["said"] if r.first else "no response (healthy every window of the incident)"
         later = f"; right after {r.ticks_to_right} ticks" if r.ticks_to_right else "; never right"
         p(f"  {r.shape} seed {r.seed} @{r.ppm:g}/min: said {said}{later}")
-        p(f"      expected {r.expected['category']} {r.expected['target'] or '{}'}: {' / '.join(r.expected['acceptable'])}")
+        p(f"      expected {r.expected['category']} {r.expected['target'] or '{}'}: "
+          f"{' / '.join(r.expected['acceptable'])}")
         if r.first:
             p(f"      summary: {r.first['summary']}")
     for title, key in (("autonomous actions during healthy periods", "healthy_actions"), ("unsafe actions", "unsafe"),
                        ("alerts sent during healthy periods (not actions on traffic)", "healthy_alerts"),
                        ("rollbacks after an incident cleared (not counted)", "rollbacks")):
-        rows = [(r, x) for r in results for x in getattr(r, key)]
-        p(f"{title}: {len(rows)}")
-        for r, x in rows[:20]:
+        listed = [(r, x) for r in results for x in getattr(r, key)]
+        p(f"{title}: {len(listed)}")
+        for r, x in listed[:20]:
             p(f"  {r.shape} seed {r.seed} @{r.ppm:g}/min {x}")
     for r in results:
         if r.error:
@@ -271,9 +278,11 @@ def seed_base(text: str) -> int:
 
 
 def add_arguments(ap: argparse.ArgumentParser, prefix: str = "") -> None:
-    ap.add_argument(f"--{prefix}seeds", type=int, default=2, help="fresh seeds per shape (>= 1; volumes stratified over 30..7,000/min)")
+    ap.add_argument(f"--{prefix}seeds", type=int, default=2,
+                    help="fresh seeds per shape (>= 1; volumes stratified over 30..7,000/min)")
     ap.add_argument(f"--{prefix}seed-base", type=seed_base, default=HELD_OUT_SEED_BASE,
-                    help=f"first seed (default {HELD_OUT_SEED_BASE:,}, the documented held-out range; 'fresh': drawn now and printed)")
+                    help=f"first seed (default {HELD_OUT_SEED_BASE:,}, the documented held-out range; "
+                         "'fresh': drawn now and printed)")
     ap.add_argument(f"--{prefix}shape", action="append", help=f"only these shapes (repeatable): {', '.join(SHAPES)}")
 
 

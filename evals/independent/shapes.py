@@ -135,7 +135,8 @@ def scheme_outage(w: World, rng: np.random.Generator, onset: float) -> Built:
 def issuer_outage(w: World, rng: np.random.Generator, onset: float) -> Built:
     bank = _big_bank(w, rng)
     s, e = _window(onset)
-    plan = Plan([Effect(s, e, {"bank": bank}, fail=float(rng.uniform(0.6, 0.95)), codes={"ISSUER_DOWN": 0.6, "BANK_TIMEOUT": 0.4})])
+    plan = Plan([Effect(s, e, {"bank": bank}, fail=float(rng.uniform(0.6, 0.95)),
+                        codes={"ISSUER_DOWN": 0.6, "BANK_TIMEOUT": 0.4})])
     t = {"bank": bank}
     exp = _incident("issuer", t, [_a("suppress_path", t), _a("alert_ops", t)], facts=(f"{bank} fails on every route",))
     return Built(plan, exp, Fault("failures", t, s, e), f"bank {bank} down on every method and route")
@@ -158,7 +159,8 @@ def route_outage(w: World, rng: np.random.Generator, onset: float, ramp: bool = 
     t = {"route": route}
     peak = float(rng.uniform(0.6, 0.8) if ramp else rng.uniform(0.6, 0.9))
     plan = Plan([Effect(s, e, t, fail=peak, codes=ROUTE_FAIL_CODES, ramp=ramp)])
-    exp = _incident("network", t, [_a("reroute_traffic", t), _a("suppress_path", t)], facts=(f"{route} fails across banks",))
+    exp = _incident("network", t, [_a("reroute_traffic", t), _a("suppress_path", t)],
+                    facts=(f"{route} fails across banks",))
     what = f"acquirer {route} ramping up to {peak:.0%} failures" if ramp else f"acquirer {route} outage"
     return Built(plan, exp, Fault("failures", t, s, e), what)
 
@@ -206,7 +208,8 @@ def routing_misconfig(w: World, rng: np.random.Generator, onset: float) -> Built
     method = "payshap" if rng.random() < 0.6 else "eft"
     route = _card_route(w, rng)
     s, e = _window(onset)
-    plan = Plan([Effect(s, e, {"method": method}, fail=1.0, codes={"ROUTE_NOT_SUPPORTED": 1.0}, timeout=False, send_to=route)])
+    plan = Plan([Effect(s, e, {"method": method}, fail=1.0, codes={"ROUTE_NOT_SUPPORTED": 1.0}, timeout=False,
+                        send_to=route)])
     t = {"method": method, "route": route}
     exp = _incident("config", t, [_a("reroute_traffic", t)], facts=(f"{method} sent to {route}, which refuses it",))
     return Built(plan, exp, Fault("misroute", t, s, e), f"{method} misrouted to card acquirer {route}")
@@ -259,7 +262,8 @@ def feed_stops(w: World, rng: np.random.Generator, onset: float) -> Built:
     s = onset
     e = onset + float(rng.uniform(180.0, 300.0))
     exp = _incident("network", {}, [_a("alert_ops", {})], QUIET_FORBIDDEN, ("no events arrived for minutes",))
-    return Built(Plan(gaps=[FeedGap(s, e)]), exp, Fault("gap", {}, s, e), "event feed stops (collector down), then resumes")
+    return Built(Plan(gaps=[FeedGap(s, e)]), exp, Fault("gap", {}, s, e),
+                 "event feed stops (collector down), then resumes")
 
 
 def route_outage_sole_method(w: World, rng: np.random.Generator, onset: float) -> Built:
@@ -273,7 +277,8 @@ def route_outage_sole_method(w: World, rng: np.random.Generator, onset: float) -
     exp = _incident("network", where, [_a("reroute_traffic", card), _a("alert_ops", where)],
                     (_a("suppress_path", where), _a("suppress_path", {"method": "wallet", "route": route})),
                     (f"{route} fails for card and wallet; card has other routes, wallet none",))
-    return Built(plan, exp, Fault("failures", where, s, e), f"one of three acquirers ({route}) down; it alone carries the wallet")
+    return Built(plan, exp, Fault("failures", where, s, e),
+                 f"one of three acquirers ({route}) down; it alone carries the wallet")
 
 
 def bank_maintenance(w: World, rng: np.random.Generator, onset: float) -> Built:
@@ -282,7 +287,8 @@ def bank_maintenance(w: World, rng: np.random.Generator, onset: float) -> Built:
     s, e = _window(onset)
     t = {"bank": bank}
     plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.85, 0.98)), codes={"BANK_TIMEOUT": 1.0})])
-    exp = _incident("issuer", t, [_a("suppress_path", t), _a("alert_ops", t)], facts=(f"{bank} times out on every route",))
+    exp = _incident("issuer", t, [_a("suppress_path", t), _a("alert_ops", t)],
+                    facts=(f"{bank} times out on every route",))
     return Built(plan, exp, Fault("failures", t, s, e), f"bank {bank} maintenance window seen as time-outs")
 
 
@@ -292,7 +298,8 @@ def acs_failure(w: World, rng: np.random.Generator, onset: float) -> Built:
     bank = _big_bank(w, rng)
     s, e = _window(onset)
     t = {"bank": bank, "method": "card"}
-    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.5, 0.8)), codes={"3DS_ACS_UNAVAILABLE": 0.7, "DO_NOT_HONOR": 0.3})])
+    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.5, 0.8)),
+                        codes={"3DS_ACS_UNAVAILABLE": 0.7, "DO_NOT_HONOR": 0.3})])
     exp = _incident("issuer", t, [_a("alert_ops", t), _a("suppress_path", t), _a("alert_ops", {"bank": bank})],
                     facts=(f"{bank}'s card payments fail 3-D Secure; its other methods work",))
     return Built(plan, exp, Fault("failures", t, s, e), f"3-D Secure ACS failure at bank {bank} (card only)")
@@ -323,7 +330,8 @@ def acquirer_scheme_link(w: World, rng: np.random.Generator, onset: float) -> Bu
     scheme = ("VISA", "MASTERCARD")[int(rng.integers(0, 2))]
     s, e = _window(onset)
     t = {"issuer": scheme, "route": route}
-    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.7, 0.95)), codes={"NETWORK_ERROR": 0.5, "GATEWAY_TIMEOUT": 0.5})])
+    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.7, 0.95)),
+                        codes={"NETWORK_ERROR": 0.5, "GATEWAY_TIMEOUT": 0.5})])
     exp = _incident("network", t, [_a("reroute_traffic", t), _a("suppress_path", t)],
                     facts=(f"{scheme} fails on {route} only; other acquirers pass {scheme}",))
     return Built(plan, exp, Fault("failures", t, s, e), f"acquirer {route} lost its {scheme} link")
@@ -336,9 +344,10 @@ def merchant_outage(w: World, rng: np.random.Generator, onset: float) -> Built:
     m = ranked[int(rng.integers(0, max(1, len(ranked) // 2)))]
     s, e = _window(onset)
     t = {"merchant_id": m.name}
-    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.85, 1.0)), codes={"SYSTEM_ERROR": 0.7, "INVALID_MERCHANT": 0.3},
-                        timeout=False)])
-    exp = _incident("network", t, [_a("alert_ops", t)], (_a("reroute_traffic"),), (f"every payment at {m.name} is refused",))
+    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.85, 1.0)),
+                        codes={"SYSTEM_ERROR": 0.7, "INVALID_MERCHANT": 0.3}, timeout=False)])
+    exp = _incident("network", t, [_a("alert_ops", t)], (_a("reroute_traffic"),),
+                    (f"every payment at {m.name} is refused",))
     return Built(plan, exp, Fault("failures", t, s, e), f"merchant {m.name}'s integration broken")
 
 
@@ -348,7 +357,8 @@ def rail_outage(w: World, rng: np.random.Generator, onset: float) -> Built:
     route = w.routes_for("payshap")[0]
     s, e = _window(onset)
     t = {"route": route}
-    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.7, 0.95)), codes={"SYSTEM_ERROR": 0.6, "GATEWAY_TIMEOUT": 0.4})])
+    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.7, 0.95)),
+                        codes={"SYSTEM_ERROR": 0.6, "GATEWAY_TIMEOUT": 0.4})])
     exp = _incident("network", t, [_a("alert_ops", t), _a("suppress_path", t)], (_a("reroute_traffic"),),
                     (f"{route} fails and payshap has no other route",))
     return Built(plan, exp, Fault("failures", t, s, e), f"PayShap rail {route} down, no alternative route")
@@ -362,7 +372,8 @@ def subscription_batch(w: World, rng: np.random.Generator, onset: float) -> Buil
     burst = Burst(s, e, float(max(60.0, 0.4 * w.ppm)), "card", m.name, m.card_route, float(rng.uniform(0.25, 0.4)),
                   {"INSUFFICIENT_FUNDS": 0.6, "EXPIRED_CARD": 0.3, "DO_NOT_HONOR": 0.1},
                   (max(1.0, 0.5 * m.amount_median), 2.0 * m.amount_median), by_share=True)
-    exp = Expected(category="user", target={}, acceptable_actions=(_a("no_action", {}),), forbidden_actions=QUIET_FORBIDDEN,
+    exp = Expected(category="user", target={}, acceptable_actions=(_a("no_action", {}),),
+                   forbidden_actions=QUIET_FORBIDDEN,
                    facts=(f"a billing run at {m.name}: declines for funds and expired cards",))
     return Built(Plan(bursts=[burst]), exp, Fault("burst", {"merchant_id": m.name}, s, e),
                  f"monthly subscription billing run at {m.name}")
@@ -374,7 +385,8 @@ def palm_scanner_fault(w: World, rng: np.random.Generator, onset: float) -> Buil
     terminal = next(x for x in owner.terminals if x.startswith("palm"))
     s, e = _window(onset)
     t = {"terminal_id": terminal}
-    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.7, 0.95)), codes={"SYSTEM_ERROR": 0.6, "GATEWAY_TIMEOUT": 0.4})])
+    plan = Plan([Effect(s, e, t, fail=float(rng.uniform(0.7, 0.95)),
+                        codes={"SYSTEM_ERROR": 0.6, "GATEWAY_TIMEOUT": 0.4})])
     exp = _incident("network", t, [_a("suppress_path", t)], facts=(f"palm reads fail at {terminal} only",))
     return Built(plan, exp, Fault("failures", t, s, e), f"palm scanner fault at terminal {terminal}")
 
@@ -406,7 +418,8 @@ def flash_sale(w: World, rng: np.random.Generator, onset: float) -> Built:
 
 def night_dip(w: World, rng: np.random.Generator, onset: float) -> Built:
     plan = Plan(volume=[VolumeStep(onset, 1e9, float(rng.uniform(0.2, 0.35)), ramp=240.0)])
-    return Built(plan, _quiet(), Fault("none", {}, onset, onset), "night: platform demand falls to a quarter", control=True)
+    return Built(plan, _quiet(), Fault("none", {}, onset, onset), "night: platform demand falls to a quarter",
+                 control=True)
 
 
 def tiny_bank(w: World, rng: np.random.Generator, onset: float) -> Built:

@@ -147,6 +147,12 @@ class Attempts:
                         None if self.code is None else self.code[idx],
                         None if self.latency is None else self.latency[idx])
 
+    def decided(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(status_ok, code, latency): drawn by outcomes() (or a burst) before anything reads them."""
+        if self.status_ok is None or self.code is None or self.latency is None:
+            raise ValueError("attempts read before their outcomes were drawn")
+        return self.status_ok, self.code, self.latency
+
 
 def concat(parts: list[Attempts]) -> Attempts:
     parts = [p for p in parts if len(p)]
@@ -294,7 +300,8 @@ def outcomes(world: World, plan: Plan, a: Attempts, rng: np.random.Generator) ->
         sel = (a.t >= e.start) & (a.t < e.end) & _matches(a, e.where)
         if e.send_to is not None:
             # Sent to a route that does not carry this method: refused at once.
-            sel = (a.t >= e.start) & (a.t < e.end) & (route == e.send_to) & _matches(a, {k: v for k, v in e.where.items() if k != "route"})
+            where_but_route = {k: v for k, v in e.where.items() if k != "route"}
+            sel = (a.t >= e.start) & (a.t < e.end) & (route == e.send_to) & _matches(a, where_but_route)
         if not sel.any():
             continue
         latency[sel] *= e.latency_scale
@@ -317,13 +324,14 @@ def retries(world: World, plan: Plan, first: Attempts, rng: np.random.Generator)
     prev = first
     storm = plan.storm
     for _ in range(max(PLATFORM_MAX_ATTEMPTS, storm.max_attempts if storm else 0) - 1):
-        failed = ~prev.status_ok
-        finish = prev.t + prev.latency / 1000.0
+        prev_ok, prev_codes, prev_latency = prev.decided()
+        failed = ~prev_ok
+        finish = prev.t + prev_latency / 1000.0
         in_storm = np.zeros(len(prev), dtype=bool)
         if storm is not None:
             in_storm = failed & (finish >= storm.start) & (finish < storm.end) & (prev.attempt < storm.max_attempts)
-        technical = failed & np.isin(prev.code, TECHNICAL_CODES) & (prev.attempt < PLATFORM_MAX_ATTEMPTS)
-        customer = failed & np.isin(prev.code, CUSTOMER_RETRY_CODES) & (prev.attempt == 1)
+        technical = failed & np.isin(prev_codes, TECHNICAL_CODES) & (prev.attempt < PLATFORM_MAX_ATTEMPTS)
+        customer = failed & np.isin(prev_codes, CUSTOMER_RETRY_CODES) & (prev.attempt == 1)
         u = rng.random(len(prev))
         go_storm = in_storm & (u < (storm.retry_p if storm else 0.0))
         go = go_storm | (~in_storm & ((technical & (u < PLATFORM_RETRY_P)) | (customer & (u < CUSTOMER_RETRY_P))))
@@ -331,21 +339,23 @@ def retries(world: World, plan: Plan, first: Attempts, rng: np.random.Generator)
         if idx.size == 0:
             break
         nxt = prev.take(idx)
-        gap = np.where(go_storm[idx], rng.uniform(*(storm.gap if storm else (1, 1)), size=idx.size),
+        storm_low, storm_high = storm.gap if storm else (1, 1)
+        gap = np.where(go_storm[idx], rng.uniform(storm_low, storm_high, size=idx.size),
                        np.where(technical[idx], rng.uniform(*PLATFORM_RETRY_GAP, size=idx.size),
                                 rng.uniform(*CUSTOMER_RETRY_GAP, size=idx.size)))
         nxt.t = finish[idx] + gap
         nxt.attempt = prev.attempt[idx] + 1
-        prev_code = prev.code[idx]
+        prev_code = prev_codes[idx]
         outcomes(world, plan, nxt, rng)
         sticky = np.isin(prev_code, CUSTOMER_RETRY_CODES + ("EXPIRED_CARD", "SUSPECTED_FRAUD", "RESTRICTED_CARD")) & (
             rng.random(idx.size) < STICKY_DECLINE_P)
-        nxt.status_ok[sticky] = False
-        nxt.code[sticky] = prev_code[sticky]
+        nxt_ok, nxt_codes, _ = nxt.decided()  # the arrays themselves: set in place
+        nxt_ok[sticky] = False
+        nxt_codes[sticky] = prev_code[sticky]
         if storm is not None:
             # The retry engine gives up at its last attempt and says so.
-            last = go_storm[idx] & (nxt.attempt >= storm.max_attempts) & ~nxt.status_ok & (rng.random(idx.size) < 0.6)
-            nxt.code[last] = "RETRY_EXHAUSTED"
+            last = go_storm[idx] & (nxt.attempt >= storm.max_attempts) & ~nxt_ok & (rng.random(idx.size) < 0.6)
+            nxt_codes[last] = "RETRY_EXHAUSTED"
         keep = nxt.t < float(first.t.max()) + 1.0  # a retry after the stream ends is not in the file (cut later anyway)
         nxt = nxt.take(np.flatnonzero(keep))
         if not len(nxt):
@@ -372,7 +382,8 @@ def burst_attempts(world: World, burst: Burst, rng: np.random.Generator) -> Atte
         issuer = np.full(n, RAIL_ISSUERS.get(burst.method, burst.method.upper()), dtype=object)
     cols = {"merchant_id": np.full(n, merchant.name, dtype=object), "method": np.full(n, burst.method, dtype=object),
             "route": np.full(n, burst.route, dtype=object), "bank": bank, "issuer": issuer,
-            "terminal_id": np.full(n, burst.terminal, dtype=object), "region": np.full(n, merchant.region, dtype=object),
+            "terminal_id": np.full(n, burst.terminal, dtype=object),
+            "region": np.full(n, merchant.region, dtype=object),
             "currency": np.full(n, merchant.currency, dtype=object)}
     palm_id = _ids(rng, n, "pp-") if burst.method == "palm" else np.full(n, None, dtype=object)
     a = Attempts(t, _ids(rng, n, PAYMENT_PREFIX), np.ones(n, dtype=np.int64),
@@ -404,7 +415,8 @@ def simulate(world: World, plan: Plan, duration: float, rng: np.random.Generator
 def delivery_order(a: Attempts, plan: Plan, duration: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(finish times, order of delivery) after the collector's delay, for events finishing inside the stream;
     events arriving during a feed gap are never delivered."""
-    finish = a.t + a.latency / 1000.0
+    _, _, latency = a.decided()
+    finish = a.t + latency / 1000.0
     arrival = finish + np.minimum(rng.exponential(DELIVERY_DELAY_MEAN, size=len(a)), DELIVERY_DELAY_MAX)
     keep = (finish >= 0.0) & (finish < duration)
     for g in plan.gaps:
@@ -416,12 +428,14 @@ def delivery_order(a: Attempts, plan: Plan, duration: float, rng: np.random.Gene
 def to_lines(a: Attempts, plan: Plan, start_ts: float, duration: float, rng: np.random.Generator) -> Iterator[bytes]:
     finish, order = delivery_order(a, plan, duration, rng)
     c = a.cols
+    status_ok, code, latency = a.decided()
     for i in order:
         ev: dict[str, object] = {
             "ts": round(start_ts + float(finish[i]), 3), "payment_id": a.pid[i], "attempt": int(a.attempt[i]),
-            "amount": float(a.amount[i]), "currency": c["currency"][i], "method": c["method"][i], "route": c["route"][i],
-            "bank": c["bank"][i], "issuer": c["issuer"][i], "status": "success" if a.status_ok[i] else "failure",
-            "error_code": a.code[i], "latency_ms": float(a.latency[i]), "merchant_id": c["merchant_id"][i],
+            "amount": float(a.amount[i]), "currency": c["currency"][i], "method": c["method"][i],
+            "route": c["route"][i],
+            "bank": c["bank"][i], "issuer": c["issuer"][i], "status": "success" if status_ok[i] else "failure",
+            "error_code": code[i], "latency_ms": float(latency[i]), "merchant_id": c["merchant_id"][i],
             "region": c["region"][i],
         }
         if c["terminal_id"][i] is not None:

@@ -135,8 +135,9 @@ class World:
         return sorted({s for b in self.banks for s in b.schemes})
 
     def describe(self) -> dict[str, object]:
-        return {"ppm": round(self.ppm, 1), "banks": [b.name for b in self.banks], "routes": [r.name for r in self.routes],
-                "merchants": [m.name for m in self.merchants], "methods": dict(self.method_mix)}
+        return {"ppm": round(self.ppm, 1), "banks": [b.name for b in self.banks],
+                "routes": [r.name for r in self.routes], "merchants": [m.name for m in self.merchants],
+                "methods": dict(self.method_mix)}
 
 
 def build_world(seed: int, ppm: float, *, sole_method_route: bool = False, tiny_bank: bool = False) -> World:
@@ -152,7 +153,8 @@ def build_world(seed: int, ppm: float, *, sole_method_route: bool = False, tiny_
         main = scheme_names[int(rng.integers(0, 2))]
         mix = {s: float(rng.uniform(0.02, 0.12)) for s in scheme_names if s != main}
         mix[main] = 1.0 - sum(mix.values())
-        banks.append(Bank(name, float(share), float(rng.uniform(0.6, 1.8)), float(rng.uniform(*BANK_TIMEOUT_NOISE)), mix))
+        banks.append(Bank(name, float(share), float(rng.uniform(0.6, 1.8)), float(rng.uniform(*BANK_TIMEOUT_NOISE)),
+                          mix))
     if tiny_bank:
         # A small co-op bank: a sliver of traffic whose customers are declined four times as often.
         banks.append(Bank(bank_names[-1], 0.004, 4.0, BANK_TIMEOUT_NOISE[0], {"MASTERCARD": 1.0}))

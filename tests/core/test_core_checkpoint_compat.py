@@ -94,7 +94,8 @@ def test_the_typed_state_checkpoints_exactly_what_the_untyped_one_did(events: Pa
     assert json.loads(json.dumps(state)) == LEGACY
 
 
-def test_a_checkpoint_written_before_the_state_was_typed_resumes_as_a_new_one_does(events: Path, tmp_path: Path) -> None:
+def test_a_checkpoint_written_before_the_state_was_typed_resumes_as_a_new_one_does(
+        events: Path, tmp_path: Path) -> None:
     # Reference: this code's own checkpoint after 6 ticks, resumed by a new process.
     first = _agent(events, tmp_path / "new.db")
     for _ in range(TICKS_BEFORE):

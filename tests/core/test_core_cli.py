@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from contract import validate_line
 from typer.testing import CliRunner
 
 from payops.cli import _register_subcommands, app
 from payops.signals.simulator import SCENARIOS
-
-from contract import validate_line
 
 _register_subcommands()
 runner = CliRunner()
@@ -27,14 +27,15 @@ def invoke(*args: str):
 def test_simulate_then_replay_round_trips_for_every_scenario(tmp_path: Path, scenario: str) -> None:
     events, decisions = tmp_path / "e.jsonl", tmp_path / "d.jsonl"
     minutes = "30" if scenario == "demo" else "12"
-    assert invoke("simulate", "--scenario", scenario, "--minutes", minutes, "--seed", "3", "--out", str(events)).exit_code == 0
+    simulated = invoke("simulate", "--scenario", scenario, "--minutes", minutes, "--seed", "3", "--out", str(events))
+    assert simulated.exit_code == 0
     result = invoke("replay", str(events), "--out", str(decisions))
     assert result.exit_code == 0, result.output
-    lines = [json.loads(l) for l in decisions.read_text().splitlines()]
+    lines = [json.loads(line) for line in decisions.read_text().splitlines()]
     assert len(lines) >= 11
-    parsed = [validate_line(l) for l in lines]
+    parsed = [validate_line(line) for line in lines]
     ends = [p.window_end for p in parsed]
-    assert ends == sorted(ends) and all(b - a == pytest.approx(60.0) for a, b in zip(ends, ends[1:]))
+    assert ends == sorted(ends) and all(b - a == pytest.approx(60.0) for a, b in pairwise(ends))
     if scenario != "healthy":
         assert any(p.category != "healthy" for p in parsed), "an incident must be noticed"
     # healthy lead-in (the first 3 windows of every scenario): nothing is done autonomously
@@ -52,9 +53,10 @@ def test_replay_is_byte_identical(tmp_path: Path) -> None:
 def test_replay_window_and_tick_options(tmp_path: Path) -> None:
     events = tmp_path / "e.jsonl"
     invoke("simulate", "--scenario", "healthy", "--minutes", "5", "--out", str(events))
-    assert invoke("replay", str(events), "--out", str(tmp_path / "d.jsonl"), "--window", "30", "--tick", "15").exit_code == 0
-    ends = [json.loads(l)["window_end"] for l in (tmp_path / "d.jsonl").read_text().splitlines()]
-    assert all(b - a == pytest.approx(15.0) for a, b in zip(ends, ends[1:]))
+    replayed = invoke("replay", str(events), "--out", str(tmp_path / "d.jsonl"), "--window", "30", "--tick", "15")
+    assert replayed.exit_code == 0
+    ends = [json.loads(line)["window_end"] for line in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert all(b - a == pytest.approx(15.0) for a, b in pairwise(ends))
     assert len(ends) >= 19
 
 
@@ -73,8 +75,8 @@ def test_malformed_lines_are_skipped_counted_and_reported(tmp_path: Path) -> Non
 
 
 def test_missing_file_exits_2_with_one_line(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "payops.cli", "replay", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "payops.cli", "replay", str(tmp_path / "nope.jsonl"),
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "no such file" in proc.stderr
     assert not (tmp_path / "o").exists()

@@ -72,8 +72,8 @@ def test_a_state_folder_the_system_refuses_to_create_is_a_runtime_error(tmp_path
 
 
 @pytest.mark.parametrize("command", WRITERS)
-def test_a_read_only_state_folder_is_one_line_for_the_commands_that_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                          command: str) -> None:
+def test_a_read_only_state_folder_is_one_line_for_the_commands_that_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
     state = tmp_path / "state"
     assert invoke("run", "--ticks", "1", "--tick-seconds", "0", "--state-dir", str(state)).exit_code == 0
     import payops.settings
@@ -113,13 +113,14 @@ def test_a_misspelled_payops_variable_is_warned_with_the_closest_known_name(monk
     monkeypatch.setenv("PAYOPS_WEBHOK_URL", "https://hooks.example.com/x")
     result = runner.invoke(app, ["scenarios"], catch_exceptions=False)
     assert result.exit_code == 0
-    warnings = [l for l in result.stderr.splitlines() if "warning" in l]
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
     assert warnings == ["payops: warning: unknown environment variable PAYOPS_WEBHOK_URL is ignored "
                         "(did you mean PAYOPS_WEBHOOK_URL?)"]
 
 
 def test_known_payops_variables_of_both_settings_classes_raise_no_warning(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"PAYOPS_API_PORT": "8081", "PAYOPS_TIMEZONE": "UTC", "PAYOPS_CONFIDENCE_THRESHOLD": "0.9"}.items():
+    settings = {"PAYOPS_API_PORT": "8081", "PAYOPS_TIMEZONE": "UTC", "PAYOPS_CONFIDENCE_THRESHOLD": "0.9"}
+    for name, value in settings.items():
         monkeypatch.setenv(name, value)
     assert "warning" not in runner.invoke(app, ["scenarios"], catch_exceptions=False).stderr
 
@@ -133,8 +134,10 @@ def test_a_name_close_to_nothing_is_warned_without_a_guess() -> None:
         "(did you mean PAYOPS_CONFIDENCE_THRESHOLD?)"]
 
 
-@pytest.mark.parametrize("url", ["not-a-url", "hooks.example.com/T0KEN", "ftp://hooks.example.com/T0KEN", "https:///T0KEN"])
-def test_a_webhook_url_that_is_not_http_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+@pytest.mark.parametrize("url", ["not-a-url", "hooks.example.com/T0KEN", "ftp://hooks.example.com/T0KEN",
+                                 "https:///T0KEN"])
+def test_a_webhook_url_that_is_not_http_is_refused_without_echoing_it(
+        monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("PAYOPS_WEBHOOK_URL", url)
     result = invoke("run", "--ticks", "1", "--tick-seconds", "0")
     assert_one_line(result, 2, "bad setting PAYOPS_WEBHOOK_URL", "http")
@@ -150,11 +153,13 @@ def test_an_unknown_time_zone_is_refused_at_start_up(monkeypatch: pytest.MonkeyP
 def test_a_webhook_url_with_a_host_is_accepted() -> None:
     from payops.settings import Settings
 
-    assert Settings(webhook_url=" https://hooks.example.com:8443/a?b=c ").webhook_url == "https://hooks.example.com:8443/a?b=c"
+    url = "https://hooks.example.com:8443/a?b=c"
+    assert Settings(webhook_url=f" {url} ").webhook_url == url
 
 
 @pytest.mark.parametrize("minutes", ["1e9", "inf", "nan", "0.5", "20000"])
-def test_simulate_refuses_a_length_outside_its_documented_bounds_and_writes_nothing(tmp_path: Path, minutes: str) -> None:
+def test_simulate_refuses_a_length_outside_its_documented_bounds_and_writes_nothing(
+        tmp_path: Path, minutes: str) -> None:
     out = tmp_path / "e.jsonl"
     result = invoke("simulate", "--scenario", "demo", "--minutes", minutes, "--out", str(out))
     assert_one_line(result, 2, "--minutes")
@@ -179,14 +184,15 @@ def test_every_settings_class_with_a_payops_prefix_is_known_to_the_warning() -> 
     for path in root.rglob("*.py"):
         if ".venv" in path.parts or "tests" in path.parts:
             continue
-        for match in re.finditer(r'class (\w+)\(BaseSettings\):\n(?:.*\n){0,3}?.*env_prefix="(PAYOPS_\w*)"', path.read_text()):
+        settings_class = r'class (\w+)\(BaseSettings\):\n(?:.*\n){0,3}?.*env_prefix="(PAYOPS_\w*)"'
+        for match in re.finditer(settings_class, path.read_text()):
             declared.add((match[1], match[2]))
     registered = {(cls, settings_fields(_source_of(pkg, name), cls)[0]) for pkg, name, cls in SETTINGS_CLASSES}
     assert declared and declared == registered
 
 
-def test_a_missing_audit_key_is_one_line_for_every_command_that_opens_the_trail(tmp_path: Path,
-                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_audit_key_is_one_line_for_every_command_that_opens_the_trail(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "state"
     monkeypatch.setenv("PAYOPS_KEY_DIR", str(tmp_path / "keys"))  # the keys live elsewhere for this run only
     assert invoke("run", "--ticks", "1", "--tick-seconds", "0", "--state-dir", str(state)).exit_code == 0

@@ -35,13 +35,15 @@ def _one_line_error(proc: subprocess.CompletedProcess, text: str) -> None:
 @pytest.fixture()
 def events(tmp_path: Path) -> Path:
     path = tmp_path / "e.jsonl"
-    assert runner.invoke(app, ["simulate", "--scenario", "healthy", "--minutes", "3", "--out", str(path)]).exit_code == 0
+    simulated = runner.invoke(app, ["simulate", "--scenario", "healthy", "--minutes", "3", "--out", str(path)])
+    assert simulated.exit_code == 0
     return path
 
 
 @pytest.mark.parametrize("kind", ["empty", "binary"])
 @pytest.mark.parametrize("command", ["replay", "run", "tick"])
-def test_a_file_with_no_valid_event_exits_2_saying_how_many_lines_were_skipped(tmp_path: Path, kind: str, command: str) -> None:
+def test_a_file_with_no_valid_event_exits_2_saying_how_many_lines_were_skipped(
+        tmp_path: Path, kind: str, command: str) -> None:
     path = tmp_path / f"{kind}.jsonl"
     path.write_bytes(b"" if kind == "empty" else bytes(b for b in range(256) if b != 10) * 40 + b"\n\x00\xff\n")
     args = {"replay": ["replay", str(path), "--out", str(tmp_path / "d.jsonl")],
@@ -54,14 +56,16 @@ def test_a_file_with_no_valid_event_exits_2_saying_how_many_lines_were_skipped(t
 
 @pytest.mark.parametrize("value", ["inf", "nan", "-inf", "0", "-5"])
 @pytest.mark.parametrize("option", ["--window", "--tick"])
-def test_non_finite_or_non_positive_window_and_tick_are_refused(tmp_path: Path, events: Path, option: str, value: str) -> None:
+def test_non_finite_or_non_positive_window_and_tick_are_refused(
+        tmp_path: Path, events: Path, option: str, value: str) -> None:
     result = runner.invoke(app, ["replay", str(events), "--out", str(tmp_path / "d.jsonl"), option, value])
     assert result.exit_code == 2, result.output
     assert not (tmp_path / "d.jsonl").exists()
 
 
 def test_a_window_setting_of_infinity_is_refused(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", "from payops.cli import main; main()", "run", "--ticks", "1"], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-c", "from payops.cli import main; main()", "run", "--ticks", "1"],
+                          cwd=tmp_path,
                           env={**os.environ, "PAYOPS_WINDOW_SECONDS": "inf", "PAYOPS_STATE_DIR": str(tmp_path / "s")},
                           capture_output=True, text=True, timeout=120)
     _one_line_error(proc, "bad setting PAYOPS_WINDOW_SECONDS")  # named as the operator set it
@@ -78,7 +82,8 @@ def test_reading_events_from_a_closed_stdin_is_a_one_line_error(tmp_path: Path, 
     _one_line_error(_payops(*command, cwd=tmp_path, close_stdin=True), "stdin is closed")
 
 
-def test_replay_keeps_every_bad_line_number_in_a_rejects_report_next_to_the_output(tmp_path: Path, events: Path) -> None:
+def test_replay_keeps_every_bad_line_number_in_a_rejects_report_next_to_the_output(
+        tmp_path: Path, events: Path) -> None:
     lines = events.read_bytes().splitlines()
     bad_at = list(range(2, 1400, 3))  # 466 bad lines, more than any console line could list
     for line_no in bad_at:
@@ -94,7 +99,7 @@ def test_replay_keeps_every_bad_line_number_in_a_rejects_report_next_to_the_outp
     assert {b["reason"] for b in report["bad"]} == {"not valid UTF-8", "not valid JSON"}
     # A clean replay to the same output removes the stale report: it always describes the last run.
     clean = tmp_path / "clean.jsonl"
-    clean.write_bytes(b"\n".join(l for i, l in enumerate(lines, 1) if i not in set(bad_at)) + b"\n")
+    clean.write_bytes(b"\n".join(line for i, line in enumerate(lines, 1) if i not in set(bad_at)) + b"\n")
     assert runner.invoke(app, ["replay", str(clean), "--out", str(out)]).exit_code == 0
     assert not rejects.exists()
 
@@ -108,5 +113,5 @@ def test_replay_summary_counts_late_and_discarded_events(tmp_path: Path, events:
     result = runner.invoke(app, ["replay", str(events), "--out", str(tmp_path / "d.jsonl")])
     assert result.exit_code == 0, result.output
     assert "late events: 1 (1 counted in no window), 1 discarded as ahead of the clock" in result.output
-    decisions = [json.loads(l) for l in (tmp_path / "d.jsonl").read_text().splitlines()]
+    decisions = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
     assert sum(d.get("late_events", 0) for d in decisions) == 2

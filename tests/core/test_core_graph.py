@@ -77,7 +77,8 @@ def test_escalation_opens_one_request_and_does_not_repeat(tmp_path) -> None:
     pending = agent.services.approvals.by_status("pending")
     assert [p.decision_id for p in pending] == [escalated[0]["decision_id"]]
     later = states[states.index(escalated[0]) + 1]
-    assert later["proposal"]["tool"] == "no_action" and escalated[0]["decision_id"] in later["proposal"]["args"]["reason"]
+    assert later["proposal"]["tool"] == "no_action"
+    assert escalated[0]["decision_id"] in later["proposal"]["args"]["reason"]
 
 
 def test_an_executed_action_becomes_a_lesson_once_its_outcome_is_judged() -> None:
@@ -109,10 +110,10 @@ def test_cycle_output_follows_the_strict_format() -> None:
     for state in run(agent, 9):
         text = render_cycle(state)
         lines = text.splitlines()
-        heads = [l.split(":")[0] for l in lines if l.split(":")[0] in
+        heads = [line.split(":")[0] for line in lines if line.split(":")[0] in
                  ("Diagnosis", "Evidence", "Proposed Action", "Risk Assessment", "Confidence Score")]
         assert heads == ["Diagnosis", "Evidence", "Proposed Action", "Risk Assessment", "Confidence Score"]
-        conf = float(next(l for l in lines if l.startswith("Confidence Score:")).split(":")[1])
+        conf = float(next(line for line in lines if line.startswith("Confidence Score:")).split(":")[1])
         assert conf <= state["diagnosis"]["confidence"] < conf + 0.01
         needs = state["execution"]["status"] == "escalated" or (state["proposal"]["tool"] != "no_action" and conf < 0.8)
         assert (APPROVAL_LINE in text) == needs
@@ -123,10 +124,13 @@ def test_denied_action_does_not_run() -> None:
     agent = make_agent("route_outage")
     run(agent, 4)
     state = agent.last_state()
-    state["proposal"] = {"tool": "reroute_traffic", "target": {"route": "psp_a"}, "args": {"to_routes": {"psp_a": 1.0}, "percent": 100.0, "ttl_seconds": 60.0}, "rationale": ""}
-    state["verdict"] = {"verdict": "deny", "results": [{"rule": "safe_destination", "verdict": "deny", "reason": "into itself"}]}
+    state["proposal"] = {"tool": "reroute_traffic", "target": {"route": "psp_a"},
+                         "args": {"to_routes": {"psp_a": 1.0}, "percent": 100.0, "ttl_seconds": 60.0}, "rationale": ""}
+    state["verdict"] = {"verdict": "deny",
+                        "results": [{"rule": "safe_destination", "verdict": "deny", "reason": "into itself"}]}
     before = list(agent.services.control_plane.in_force())
     from langgraph.runtime import Runtime
+
     from payops.graph.services import Context
     out = nodes.act(state, Runtime(context=Context(services=agent.services)))
     assert out["execution"]["status"] == "denied"

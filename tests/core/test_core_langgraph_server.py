@@ -73,8 +73,8 @@ def server(tmp_path: Path, events: Path):
     config["graphs"] = {name: str(ROOT / spec.removeprefix("./")) for name, spec in config["graphs"].items()}
     config.pop("env", None)
     (tmp_path / "langgraph.json").write_bytes(orjson.dumps(config))
-    proc = subprocess.Popen([_langgraph_cli(), "dev", "--config", str(tmp_path / "langgraph.json"), "--host", "127.0.0.1",
-                             "--port", str(port), "--no-browser", "--no-reload"],
+    proc = subprocess.Popen([_langgraph_cli(), "dev", "--config", str(tmp_path / "langgraph.json"),
+                             "--host", "127.0.0.1", "--port", str(port), "--no-browser", "--no-reload"],
                             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     import httpx
@@ -91,7 +91,8 @@ def server(tmp_path: Path, events: Path):
         time.sleep(0.25)
     else:
         proc.kill()
-        pytest.fail("langgraph dev did not answer /ok within 60 s:\n" + (tmp_path / "langgraph-dev.log").read_text()[-3000:])
+        pytest.fail("langgraph dev did not answer /ok within 60 s:\n"
+                    + (tmp_path / "langgraph-dev.log").read_text()[-3000:])
     assert proc.poll() is None, (tmp_path / "langgraph-dev.log").read_text()[-3000:]
     yield url
     proc.terminate()

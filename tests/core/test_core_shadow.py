@@ -133,7 +133,8 @@ def test_the_simulator_keeps_its_closed_loop_by_default(tmp_path: Path) -> None:
     (["simulator"], None, None, "simulated"),
     (None, None, None, "simulated"),
 ])
-def test_the_control_plane_follows_the_source_unless_named(source, url: str | None, asked: str | None, plane: str) -> None:
+def test_the_control_plane_follows_the_source_unless_named(
+        source, url: str | None, asked: str | None, plane: str) -> None:
     assert plane_for_source(source, Settings(orchestrator_url=url), asked) == plane
 
 
@@ -141,15 +142,18 @@ def test_the_http_plane_without_an_orchestrator_url_is_a_one_line_usage_error(tm
     with pytest.raises(PlaneChoiceError, match="PAYOPS_ORCHESTRATOR_URL"):
         plane_for_source("simulator", Settings(orchestrator_url=None), "http")
     events = recorded_outage(tmp_path / "outage.jsonl")
-    for args in (["replay", str(events), "--out", str(tmp_path / "d.jsonl")], ["run", "--source", str(events), "--ticks", "1"],
+    for args in (["replay", str(events), "--out", str(tmp_path / "d.jsonl")],
+                 ["run", "--source", str(events), "--ticks", "1"],
                  ["tick", "--source", str(events)]):
         result = runner.invoke(app, [*args, "--control-plane", "http"], env={"PAYOPS_ORCHESTRATOR_URL": "",
                                                                            "PAYOPS_STATE_DIR": str(tmp_path / "s")})
         assert result.exit_code == 2, (args, result.output)
         assert "PAYOPS_ORCHESTRATOR_URL" in result.output and "Traceback" not in result.output
-    result = runner.invoke(app, ["replay", str(events), "--out", str(tmp_path / "d.jsonl"), "--control-plane", "sideways"])
+    result = runner.invoke(app, ["replay", str(events), "--out", str(tmp_path / "d.jsonl"),
+                                 "--control-plane", "sideways"])
     assert result.exit_code == 2
-    assert result.output.strip() == "payops: error: --control-plane must be one of simulated, shadow, http, not 'sideways'"
+    assert result.output.strip() == ("payops: error: --control-plane must be one of simulated, shadow, http, "
+                                     "not 'sideways'")
 
 
 def test_the_shadow_plane_moves_no_simulated_traffic_and_keeps_ttls() -> None:
@@ -180,8 +184,8 @@ def test_in_memory_services_still_default_to_the_simulated_plane() -> None:
 
 
 def test_why_says_a_shadow_action_is_not_measured(tmp_path: Path) -> None:
-    from payops.memory.explain import explain_decision
     from payops.memory.audit import AuditLog
+    from payops.memory.explain import explain_decision
 
     events = recorded_outage(tmp_path / "outage.jsonl")
     states, _ = run_file(tmp_path / "state", events, "trial")

@@ -10,6 +10,7 @@ Tests here skip, with the reason, where the binaries or the drivers are missing.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pwd
@@ -33,10 +34,9 @@ def _bindir() -> Path | None:
     candidates = [os.environ.get("PAYOPS_PG_BINDIR"), "/usr/local/bin"]
     pg_config = shutil.which("pg_config")
     if pg_config:
-        try:
-            candidates.append(subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10).stdout.strip())
-        except (OSError, subprocess.SubprocessError):
-            pass
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            found = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10)
+            candidates.append(found.stdout.strip())
     for folder in candidates:
         if folder and all((Path(folder) / tool).exists() for tool in ("initdb", "pg_ctl", "postgres")):
             return Path(folder)

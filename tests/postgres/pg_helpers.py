@@ -50,7 +50,8 @@ class Orchestrator:
                 self.posts[key] += 1
                 if key in {a["key"] for a in self.applied}:
                     return 200, {"status": "applied", "replayed": True}, False
-                self.applied.append({"key": key, "tool": body["tool"], "target": body["target"], "pid_post": self.posts[key]})
+                self.applied.append({"key": key, "tool": body["tool"], "target": body["target"],
+                                     "pid_post": self.posts[key]})
                 return 200, {"status": "applied"}, self.hold_new
             if method == "GET" and path.startswith("/actions/"):
                 key = path.split("/")[2]
@@ -60,7 +61,7 @@ class Orchestrator:
                 return 200, {"status": "rolled_back"}, False
             return 404, None, False
 
-    def start(self) -> "Orchestrator":
+    def start(self) -> Orchestrator:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,7 +69,8 @@ class Orchestrator:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                status, payload, hold = outer._handle(self.command, self.path, headers, orjson.loads(raw) if raw else None)
+                body = orjson.loads(raw) if raw else None
+                status, payload, hold = outer._handle(self.command, self.path, headers, body)
                 if hold:
                     outer.held.set()
                     outer.release.wait(30)

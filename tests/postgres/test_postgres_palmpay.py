@@ -72,7 +72,8 @@ def test_processes_cannot_overspend_one_link(pg_dsn, tmp_path):
     link_id = _enrol(pg_dsn, str(tmp_path))
     ctx = multiprocessing.get_context("spawn")
     start, queue = ctx.Barrier(4), ctx.Queue()  # all four start paying at once
-    procs = [ctx.Process(target=palm_pay_worker, args=(pg_dsn, str(tmp_path), 12, [AMOUNT], start, queue)) for _ in range(4)]
+    procs = [ctx.Process(target=palm_pay_worker, args=(pg_dsn, str(tmp_path), 12, [AMOUNT], start, queue))
+             for _ in range(4)]
     for p in procs:
         p.start()
     results = [r for _ in procs for r in queue.get(timeout=60)]
@@ -88,7 +89,8 @@ def test_processes_cannot_overspend_one_link(pg_dsn, tmp_path):
 
 def test_pending_payments_hold_the_limit_until_reconciled(pg_dsn, tmp_path):
     link_id = _enrol(pg_dsn, str(tmp_path))
-    rail = SimulatedPayShapRail(SimulatedRailConfig(timeout_rate=0.5, timeout_processed_rate=0.5, transient_rate=0.2, seed=5))
+    rail = SimulatedPayShapRail(SimulatedRailConfig(timeout_rate=0.5, timeout_processed_rate=0.5, transient_rate=0.2,
+                                                    seed=5))
     service = palm_service(pg_dsn, str(tmp_path), rail=rail)
     results: list[str] = []
     lock = threading.Lock()
@@ -152,7 +154,8 @@ def test_palm_pay_logs_written_by_concurrent_payers_are_sealed_and_tampering_is_
 
     links = [_enrol(pg_dsn, str(tmp_path), ref=f"tmpl-seal-{i:04d}-7f3a9c2e", user=f"u{i}") for i in range(4)]
     service = palm_service(pg_dsn, str(tmp_path))
-    threads = [threading.Thread(target=pay_many, args=(service, 25, [5], f"tmpl-seal-{i:04d}-7f3a9c2e")) for i in range(4)]
+    threads = [threading.Thread(target=pay_many, args=(service, 25, [5], f"tmpl-seal-{i:04d}-7f3a9c2e"))
+               for i in range(4)]
     started = time.perf_counter()
     for t in threads:
         t.start()
@@ -168,7 +171,8 @@ def test_palm_pay_logs_written_by_concurrent_payers_are_sealed_and_tampering_is_
               f"sealed {sealed} in {took * 1000:.0f} ms")
         assert sealed["palmpay.access"] >= 100 and all(c.ok for c in verify_logs(service.store, keys))
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            conn.execute("UPDATE palmpay.access_log SET actor = 'mallory' WHERE id = (SELECT MIN(id) FROM palmpay.access_log)")
+            conn.execute("UPDATE palmpay.access_log SET actor = 'mallory' "
+                         "WHERE id = (SELECT MIN(id) FROM palmpay.access_log)")
         checks = {c.log: c for c in verify_logs(service.store, keys)}
         assert not checks["palmpay.access"].ok and checks["palmpay.audit"].ok
         assert len(links) == 4

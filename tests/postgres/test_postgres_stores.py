@@ -48,7 +48,8 @@ def test_audit_chain_is_the_same_chain_as_on_sqlite(pg_dsn, tmp_path):
     keys = default_keys(tmp_path / "shared")  # one audit key, one checkpoint file: the same chain on both engines
     pg = AuditLog(database=agent_database(pg_dsn), keys=keys)
     lite = AuditLog(tmp_path / "audit.db", keys=keys)
-    records = [("d-1", "decision", 1764000060.0, {"n": 1, "palm_template_ref": "tmpl-SECRET-1", "note": "call 0821234567"}),
+    records = [("d-1", "decision", 1764000060.0,
+                {"n": 1, "palm_template_ref": "tmpl-SECRET-1", "note": "call 0821234567"}),
                ("d-1", "approval", 1764000061.5, {"status": "approved", "approver": "ops"}),
                ("d-2", "decision", 1764000120.0, {"nested": {"x": [1, 2.5, None]}})]
     for args in records:
@@ -78,8 +79,8 @@ def test_a_truncated_postgres_trail_with_its_head_fixed_fails_against_the_signed
     assert log.verify().ok and log.verify().checkpoints == 2
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute("DELETE FROM payops.audit_log WHERE seq > 2")
-        conn.execute("UPDATE payops.audit_head SET count = 2, hash = (SELECT hash FROM payops.audit_log WHERE seq = 2), "
-                     "mac = NULL")
+        conn.execute("UPDATE payops.audit_head SET count = 2, "
+                     "hash = (SELECT hash FROM payops.audit_log WHERE seq = 2), mac = NULL")
     cut = log.verify()
     assert not cut.ok
 
@@ -103,7 +104,8 @@ def test_concurrent_appenders_from_threads_and_processes_keep_one_chain(pg_dsn):
     for p in procs:
         p.start()
     log = AuditLog(database=agent_database(pg_dsn, max_size=4))
-    threads = [threading.Thread(target=lambda i=i: [log.append(f"t{i}-{k}", "decision", 0.0, {"k": k}) for k in range(30)])
+    threads = [threading.Thread(target=lambda i=i: [log.append(f"t{i}-{k}", "decision", 0.0, {"k": k})
+                                                    for k in range(30)])
                for i in range(3)]
     start.set()
     for t in threads:
@@ -156,7 +158,7 @@ def test_lessons_on_postgres_store_filter_by_strings_and_rank_numbers_in_python(
     lessons.put(_lesson("d-10", target_key="route=psp_z", dominant_error="ISSUER_DOWN", created_at=1764007200.0))
     lessons.put(_lesson("d-3", category="issuer", target_key="bank=FNB", target_dims="bank"))
     assert lessons.find("d-2").verdict == "harmed"
-    assert {l.decision_id for l in lessons.list("network", verdict="harmed")} == {"d-2"}
+    assert {lesson.decision_id for lesson in lessons.list("network", verdict="harmed")} == {"d-2"}
     sig = Signature(category="network", target_key="route=psp_a", target_dims="route", dominant_error="NETWORK_ERROR",
                     error_codes="NETWORK_ERROR,GATEWAY_TIMEOUT", magnitude="major", method_mix="card")
     similar = lessons.similar(sig, 1764010000.0, limit=5)

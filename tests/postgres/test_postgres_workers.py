@@ -87,7 +87,8 @@ def test_concurrent_workers_decide_each_window_once_and_never_act_twice(pg_dsn, 
 def test_a_worker_killed_mid_tick_is_taken_over_without_a_double_action(pg_dsn, tmp_path, orchestrator):
     orchestrator.hold_new = True  # the first POST of each key is applied, then left unanswered
     start, results = SPAWN.Event(), SPAWN.Queue()
-    victim = SPAWN.Process(target=tick_worker, args=(pg_dsn, str(tmp_path), orchestrator.url, "p1", ACTION_WINDOW, start, results))
+    victim = SPAWN.Process(target=tick_worker,
+                           args=(pg_dsn, str(tmp_path), orchestrator.url, "p1", ACTION_WINDOW, start, results))
     victim.start()
     start.set()
     assert orchestrator.held.wait(60), "the worker never reached the action"
@@ -125,7 +126,8 @@ def test_a_worker_killed_mid_tick_is_taken_over_without_a_double_action(pg_dsn, 
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "payops.cli", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-m", "payops.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
 
 
 def _cli_all(runs: dict[str, tuple[list[str], dict[str, str]]]) -> dict[str, tuple[int, str, str]]:

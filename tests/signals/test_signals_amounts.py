@@ -14,9 +14,9 @@ T0 = 1_790_000_000.0
 
 
 def _line(i: int, amount: float | None, currency: str | None, merchant: str, status: str = "failure") -> bytes:
-    ev = {"ts": T0 + i, "payment_id": f"p{i}", "method": "card", "route": "acq one", "bank": "Umoya Bank", "issuer": "VISA",
-          "status": status, "error_code": "SUSPECTED_FRAUD" if status == "failure" else None, "latency_ms": 300.0,
-          "merchant_id": merchant}
+    ev = {"ts": T0 + i, "payment_id": f"p{i}", "method": "card", "route": "acq one", "bank": "Umoya Bank",
+          "issuer": "VISA", "status": status, "error_code": "SUSPECTED_FRAUD" if status == "failure" else None,
+          "latency_ms": 300.0, "merchant_id": merchant}
     if amount is not None:
         ev["amount"] = amount
     if currency is not None:

@@ -55,7 +55,8 @@ def run(windows: list[list], tick: float = 60.0, window: float = 60.0) -> tuple[
 
 def clears_settings_bar(seg, s: Settings = DEFAULTS) -> bool:
     """The minimum evidence of Settings (applied by the reasoner's candidates)."""
-    return seg.attempts >= s.min_segment_attempts and seg.excess_failures >= s.min_excess_failures and seg.z >= s.significance_z
+    return (seg.attempts >= s.min_segment_attempts and seg.excess_failures >= s.min_excess_failures
+            and seg.z >= s.significance_z)
 
 
 def test_two_failures_out_of_five_at_a_tiny_bank_is_not_an_incident() -> None:
@@ -131,7 +132,8 @@ def test_short_ticks_learn_in_time_not_in_ticks() -> None:
     w, snaps = run([HEALTHY] * 4, tick=5.0)
     assert len(snaps) == 48
     assert w.baselines.get("route=psp_a").windows == pytest.approx(1 + 47 * 5.0 / 60.0)
-    trusted = [s.segment(route="psp_a").expected_failure_rate == s.segment(route="psp_a").baseline_failure_rate for s in snaps]
+    trusted = [s.segment(route="psp_a").expected_failure_rate == s.segment(route="psp_a").baseline_failure_rate
+               for s in snaps]
     assert trusted.index(True) == 25  # 1 + 24 ticks x 5/60 = 3 windows of history
     assert all(trusted[25:])
 

@@ -82,7 +82,8 @@ def test_a_shuffled_file_loses_nothing_silently_and_every_late_event_is_in_the_d
 
 
 @pytest.mark.parametrize("where", ["first line", "mid-file"])
-def test_an_event_stamped_1e12_is_counted_and_discarded_and_never_sets_or_stalls_the_clock(tmp_path: Path, where: str) -> None:
+def test_an_event_stamped_1e12_is_counted_and_discarded_and_never_sets_or_stalls_the_clock(
+        tmp_path: Path, where: str) -> None:
     lines = _lines(tmp_path, minutes=4.0)
     at = 0 if where == "first line" else len(lines) // 2
     clean = _accounting(tmp_path, _write(tmp_path, "clean.jsonl", lines))
@@ -155,12 +156,13 @@ def _stream(times: list[float]):  # type: ignore[no-untyped-def]
 
 
 def test_a_restart_mid_file_decides_the_same_windows_with_no_spurious_late_events(tmp_path: Path) -> None:
-    from payops.settings import Settings
     from payops.scheduling import close_agent
+    from payops.settings import Settings
     from payops.wiring import agent_services, durable_agent
 
     path = _write(tmp_path, "jitter.jsonl", _jittered(_lines(tmp_path, minutes=5.0), 5.0))
-    straight = [(s["snapshot"]["attempts"], s["snapshot"]["late_events"]) for s in wiring.replay(path, tmp_path / "d.jsonl", 60.0, 60.0)]
+    straight = [(s["snapshot"]["attempts"], s["snapshot"]["late_events"])
+                for s in wiring.replay(path, tmp_path / "d.jsonl", 60.0, 60.0)]
     settings = Settings(state_dir=tmp_path / "state", webhook_url=None)
     seen = []
     for ticks in (2, 3):  # a process decides two windows and exits; the next one resumes from the checkpoint

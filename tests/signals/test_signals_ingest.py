@@ -57,13 +57,15 @@ def test_fast_parser_accepts_exactly_what_event_from_dict_accepts(mutations: dic
 
 def test_invalid_utf8_anywhere_in_a_line_makes_it_a_bad_line_even_in_a_field_nobody_reads() -> None:
     # msgspec checks the text of the fields it keeps, not of unknown ones it skips.
-    broken = [line()[:-1] + b', "note": "\xff\xfe"}', line()[:-1] + b', "\xc3": 1}', line(bank="BXnk").replace(b"X", b"\xc3")]
+    broken = [line()[:-1] + b', "note": "\xff\xfe"}', line()[:-1] + b', "\xc3": 1}',
+              line(bank="BXnk").replace(b"X", b"\xc3")]
     good = [line(payment_id=f"p{i}", bank="Bänk") for i in range(3)]  # UTF-8 letters are fine
     data = b"\n".join(good[:1] + broken[:1] + good[1:2] + broken[1:] + good[2:]) + b"\n"
     report = ParseReport()
     batch = JsonlParser(report).parse(data, 1)
     assert len(batch) == 3 and report.accepted == 3 and report.bad_count == 3
-    assert [(b.line_no, b.reason) for b in report.bad] == [(2, "not valid UTF-8"), (4, "not valid UTF-8"), (5, "not valid UTF-8")]
+    assert [(b.line_no, b.reason) for b in report.bad] == [(2, "not valid UTF-8"), (4, "not valid UTF-8"),
+                                                            (5, "not valid UTF-8")]
 
 
 def test_every_bad_line_number_is_kept_up_to_a_thousand_with_the_exact_count() -> None:
@@ -73,7 +75,8 @@ def test_every_bad_line_number_is_kept_up_to_a_thousand_with_the_exact_count() -
     assert report.bad_count == 4500 and len(report.bad) == 1000
     assert [b.line_no for b in report.bad[:3]] == [2, 3, 4]
     rejects = report.rejects_json()
-    assert rejects["bad_count"] == 4500 and rejects["bad_kept"] == 1000 and rejects["bad"][0] == {"line": 2, "reason": "not valid JSON"}
+    assert rejects["bad_count"] == 4500 and rejects["bad_kept"] == 1000
+    assert rejects["bad"][0] == {"line": 2, "reason": "not valid JSON"}
 
 
 def test_bad_lines_are_skipped_counted_and_numbered() -> None:
@@ -199,7 +202,8 @@ def test_stdin_through_a_pipe_decides_while_the_stream_is_still_open(tmp_path: P
     reported with their line numbers."""
     payops = Path(sys.executable).with_name("payops")
     cmd = [str(payops)] if payops.exists() else [sys.executable, "-c", "from payops.cli import main; main()"]
-    proc = subprocess.Popen(cmd + ["run", "--source", "-", "--ticks", "2", "--tick-seconds", "0", "--state-dir", str(tmp_path / "s")],
+    proc = subprocess.Popen(cmd + ["run", "--source", "-", "--ticks", "2", "--tick-seconds", "0",
+                                   "--state-dir", str(tmp_path / "s")],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "PAYOPS_STATE_DIR": str(tmp_path / "s")})
     try:
@@ -233,16 +237,17 @@ def test_many_merchants_are_coded_per_row_and_read_back_the_same() -> None:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_parallel_parse_equals_serial_parse(tmp_path: Path, monkeypatch, workers: int) -> None:
-    from payops.signals import sources
+    from payops.signals import parse_pool
 
-    monkeypatch.setattr(sources, "PARALLEL_CHUNK_BYTES", 3000)
+    monkeypatch.setattr(parse_pool, "PARALLEL_CHUNK_BYTES", 3000)
     path = tmp_path / "e.jsonl"
     path.write_bytes(_stream(400, bad_every=23) + b"\n\n" + _stream(100, start=1764000300.0) + b"bad tail")
     serial, parallel = open_jsonl(path, workers=0), open_jsonl(path, workers=workers)
     assert parallel._workers is not None and serial._workers is None
     for end in (1764000100.0, 1764000250.0, 1764001000.0):
         a, b = serial.read_until(end), parallel.read_until(end)
-        assert a.ts.tolist() == b.ts.tolist() and [e.bank for e in a.to_events()] == [c[2] for c in (b.combos[i] for i in b.combo.tolist())]
+        assert a.ts.tolist() == b.ts.tolist()
+        assert [e.bank for e in a.to_events()] == [c[2] for c in (b.combos[i] for i in b.combo.tolist())]
     assert serial.exhausted and parallel.exhausted
     assert serial.report.bad_count == parallel.report.bad_count == 400 // 23 + 1
     assert [(x.line_no, x.reason) for x in serial.report.bad] == [(x.line_no, x.reason) for x in parallel.report.bad]

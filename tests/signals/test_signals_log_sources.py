@@ -11,7 +11,8 @@ from payops.signals.sources import LineSource
 
 def _event(ts: float, terminal: str = "T1", status: str = "success") -> dict:
     return {"ts": ts, "payment_id": f"p{ts}", "method": "palm", "route": "palm_rail", "bank": "Bank A",
-            "issuer": "PALM", "status": status, "error_code": None if status == "success" else "PALM_PAY_SPOOF_DETECTED",
+            "issuer": "PALM", "status": status,
+            "error_code": None if status == "success" else "PALM_PAY_SPOOF_DETECTED",
             "latency_ms": 300.0, "terminal_id": terminal}
 
 

@@ -93,7 +93,8 @@ def test_decisions_from_the_log_equal_replay_of_the_same_file(nats_url: str, inc
 
 
 def _durable_agent(state_dir: Path, nats_url: str) -> tuple[Agent, NatsSource]:
-    settings = Settings(state_dir=state_dir, deployment="replay", window_seconds=60.0, tick_seconds=60.0, webhook_url=None)
+    settings = Settings(state_dir=state_dir, deployment="replay", window_seconds=60.0, tick_seconds=60.0,
+                        webhook_url=None)
     source = open_nats(nats_url, settings.deployment)
     services = build_services(settings, source=source, control_plane=SimulatedControlPlane())
     agent = Agent.durable(services)

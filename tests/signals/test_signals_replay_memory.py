@@ -17,7 +17,8 @@ START = 1_764_000_000.0
 
 def _events(path: Path, minutes: float) -> Path:
     net = default_network(300)
-    sim = Simulator(build_scenario("issuer_outage", net, lead_in=minutes * 20.0, duration=minutes * 20.0), net, seed=2, start_ts=START)
+    scenario = build_scenario("issuer_outage", net, lead_in=minutes * 20.0, duration=minutes * 20.0)
+    sim = Simulator(scenario, net, seed=2, start_ts=START)
     with path.open("wb") as out:
         write_stream(sim, START + minutes * 60.0, out)
     return path
@@ -25,7 +26,8 @@ def _events(path: Path, minutes: float) -> Path:
 
 def test_the_replay_checkpointer_keeps_one_checkpoint_and_one_version_per_channel(tmp_path: Path) -> None:
     settings = Settings(window_seconds=10.0, tick_seconds=10.0, deployment="replay", webhook_url=None)
-    services = build_services(settings, source=open_jsonl(_events(tmp_path / "e.jsonl", 8.0), workers=0), in_memory=True)
+    source = open_jsonl(_events(tmp_path / "e.jsonl", 8.0), workers=0)
+    services = build_services(settings, source=source, in_memory=True)
     agent = Agent(services)
     assert isinstance(agent.checkpointer, LatestCheckpointSaver)
     end = agent.next_window_end()

@@ -16,10 +16,11 @@ import orjson
 import pytest
 
 from payops import wiring
-from payops.signals import sources
+from payops.signals import parse_pool, sources
 from payops.signals.handoff import ColumnFile, hand_over, take_over
+from payops.signals.parse_pool import ParallelChunks
 from payops.signals.simulator import Simulator, build_scenario, default_network, write_stream
-from payops.signals.sources import ParallelChunks, open_jsonl
+from payops.signals.sources import open_jsonl
 
 START = 1_764_000_000.0
 HEAVY = ("langgraph", "langchain_core", "langsmith")
@@ -44,15 +45,15 @@ BAD = {7: b"not json", 1500: b'{"ts": 1764000100.0, "status": "maybe"}', 2222: b
 # 64 KB chunks, noting which heavy packages are loaded when the workers start.
 CLI_WITH_SPY = """
 import json, sys
-from payops.signals import sources
+from payops.signals import parse_pool, sources
 sources.PARALLEL_MIN_BYTES = 0
-sources.PARALLEL_CHUNK_BYTES = 64 << 10
+parse_pool.PARALLEL_CHUNK_BYTES = 64 << 10
 seen = []
-start = sources.ParallelChunks.__init__
+start = parse_pool.ParallelChunks.__init__
 def spy(self, *args, **kwargs):
     seen.append(sorted(name for name in {heavy!r} if name in sys.modules))
     start(self, *args, **kwargs)
-sources.ParallelChunks.__init__ = spy
+parse_pool.ParallelChunks.__init__ = spy
 from payops.cli import main
 sys.argv = ["payops", "replay", sys.argv[1], "--out", sys.argv[2]]
 try:
@@ -118,8 +119,8 @@ def test_workers_run_a_bounded_number_of_chunks_ahead_and_clean_up(tmp_path: Pat
 
 def test_closing_early_stops_the_workers_and_removes_unread_columns(tmp_path: Path) -> None:
     events = _events_file(tmp_path / "events.jsonl", {})
-    source = sources.LineSource(events.open("rb"), str(events),
-                                workers=ParallelChunks(str(events), events.stat().st_size, workers=2, chunk_bytes=16 << 10))
+    chunks = ParallelChunks(str(events), events.stat().st_size, workers=2, chunk_bytes=16 << 10)
+    source = sources.LineSource(events.open("rb"), str(events), workers=chunks)
     assert len(source.read_until(START + 30.0)) > 0
     workers = source._workers
     assert workers is not None
@@ -132,20 +133,22 @@ def test_closing_early_stops_the_workers_and_removes_unread_columns(tmp_path: Pa
 
 def test_many_merchants_come_back_from_workers_coded_per_row(tmp_path: Path) -> None:
     rows = [{"ts": START + i * 0.01, "payment_id": f"p{i}", "method": "card", "route": "psp_a", "bank": "FNB",
-             "issuer": "VISA", "status": "failure" if i % 7 == 0 else "success", "error_code": "TIMEOUT" if i % 7 == 0 else None,
-             "latency_ms": float(100 + i % 50), "merchant_id": f"m{i}", "terminal_id": f"t{i % 5}"} for i in range(6000)]
+             "issuer": "VISA", "status": "failure" if i % 7 == 0 else "success",
+             "error_code": "TIMEOUT" if i % 7 == 0 else None, "latency_ms": float(100 + i % 50),
+             "merchant_id": f"m{i}", "terminal_id": f"t{i % 5}"} for i in range(6000)]
     events = tmp_path / "wide.jsonl"
     events.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
     serial = _read_all(open_jsonl(events, workers=0))
-    parallel = _read_all(sources.LineSource(events.open("rb"), str(events),
-                                            workers=ParallelChunks(str(events), events.stat().st_size, 2, chunk_bytes=256 << 10)))
+    chunks = ParallelChunks(str(events), events.stat().st_size, 2, chunk_bytes=256 << 10)
+    parallel = _read_all(sources.LineSource(events.open("rb"), str(events), workers=chunks))
     assert parallel.wide is not None
     assert parallel.wide_names() == serial.wide_names()
     assert parallel.wide_names()[1][:3] == ["m0", "m1", "m2"]
 
 
 def test_columns_handed_over_through_a_file_or_inline(tmp_path: Path) -> None:
-    columns = (np.array([1.5, 2.5]), np.array([3, 4], np.int64), np.array([], np.intp), np.arange(5, dtype=np.int32)[::2])
+    columns = (np.array([1.5, 2.5]), np.array([3, 4], np.int64), np.array([], np.intp),
+               np.arange(5, dtype=np.int32)[::2])
     handed = hand_over(columns, str(tmp_path), "c1")
     assert isinstance(handed, ColumnFile) and Path(handed.path).exists()
     back = take_over(handed)
@@ -167,7 +170,7 @@ def _serial(events: Path) -> tuple[list, list]:
 def test_a_pool_that_cannot_start_falls_back_to_parsing_in_process_with_one_warning(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     events = _events_file(tmp_path / "events.jsonl", BAD)
-    monkeypatch.setattr(sources, "PARSE_START_METHOD", "no-such-start-method")
+    monkeypatch.setattr(parse_pool, "PARSE_START_METHOD", "no-such-start-method")
     chunks = ParallelChunks(str(events), events.stat().st_size, workers=1, chunk_bytes=16 << 10)
     source = sources.LineSource(events.open("rb"), str(events), workers=chunks)
     with caplog.at_level("WARNING"):
@@ -203,9 +206,9 @@ def test_a_killed_worker_makes_the_source_parse_the_rest_itself_losing_nothing(
 # so only the workers' fork server would see the folder on its path.
 REPLAY_FROM_ELSEWHERE = """
 import sys
-from payops.signals import sources
+from payops.signals import parse_pool, sources
 sources.PARALLEL_MIN_BYTES = 0
-sources.PARALLEL_CHUNK_BYTES = 64 << 10
+parse_pool.PARALLEL_CHUNK_BYTES = 64 << 10
 from payops.cli import main
 if __name__ == "__main__":
     sys.argv = ["payops", "replay", sys.argv[1], "--out", sys.argv[2]]

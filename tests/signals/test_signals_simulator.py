@@ -4,8 +4,8 @@ seeds, the daily wave, and closed-loop obedience to the traffic policy."""
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Mapping
 
 import numpy as np
 import pytest
@@ -112,7 +112,7 @@ def test_renaming_changes_every_name_but_not_the_shape() -> None:
     assert set(renamed.methods) == set(net.methods)  # methods are contract vocabulary
     for name in SCENARIOS:
         original, fresh = build_scenario(name, net), build_scenario(name, renamed)
-        for a, b in zip(original.expectations, fresh.expectations):
+        for a, b in zip(original.expectations, fresh.expectations, strict=True):
             assert {k: mapping.get(k, {}).get(v, v) for k, v in a.target.items()} == dict(b.target)
     assert rename_network(net, 3)[0] == renamed and rename_network(net, 4)[0] != renamed
 
@@ -255,7 +255,8 @@ def test_the_simulated_control_plane_is_obeyed() -> None:
 
 
 def test_generated_networks_take_extra_methods_and_any_size() -> None:
-    net = random_network(3, banks=25, card_routes=5, terminals=40, extra_methods=("wallet", "qr"), payments_per_minute=6000)
+    net = random_network(3, banks=25, card_routes=5, terminals=40, extra_methods=("wallet", "qr"),
+                         payments_per_minute=6000)
     assert len(net.banks) == 25 and len(net.terminals) == 40 and {"wallet", "qr"} <= set(net.methods)
     events = Simulator(build_scenario("healthy", net), net, seed=1).advance(1_764_000_030.0)
     wallet = [e for e in events if e.method == "wallet"]

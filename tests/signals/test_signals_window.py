@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from payops.signals.batch import EventBatch
-from payops.signals.events import LATENCY_BUCKET_GROWTH, LATENCY_BUCKETS, BUCKET_MID_MS, PaymentEvent, event_from_dict
+from payops.signals.events import BUCKET_MID_MS, LATENCY_BUCKET_GROWTH, LATENCY_BUCKETS, event_from_dict
 from payops.signals.reference import naive_window
 from payops.signals.ring import COMPACT_MIN_COMBOS
 from payops.signals.window import EventWindow, WindowSnapshot
@@ -83,7 +83,8 @@ def events_strategy(draw, max_size: int = 120) -> list[dict]:
             "attempt": draw(st.integers(1, 4)),
             "method": draw(NAMES), "route": draw(NAMES), "bank": draw(NAMES), "issuer": draw(NAMES),
             "status": status,
-            "latency_ms": draw(st.one_of(st.floats(0.0, 150_000.0, allow_nan=False), st.sampled_from([0.0, 1.0, 1.08, 250.0]))),
+            "latency_ms": draw(st.one_of(st.floats(0.0, 150_000.0, allow_nan=False),
+                                         st.sampled_from([0.0, 1.0, 1.08, 250.0]))),
         }
         if status == "failure":
             code = draw(CODES)
@@ -131,7 +132,8 @@ def test_future_events_wait_for_their_window() -> None:
 
 
 def test_empty_window_has_zeros_and_keeps_the_total_baseline() -> None:
-    w = _window([_event(float(t), status="failure" if t % 10 == 0 else "success", error_code="ISSUER_DOWN") for t in range(0, 300)])
+    w = _window([_event(float(t), status="failure" if t % 10 == 0 else "success", error_code="ISSUER_DOWN")
+                 for t in range(0, 300)])
     for end in (60.0, 120.0, 180.0, 240.0, 300.0):
         w.snapshot(end)
     snap = w.snapshot(600.0)  # nothing between 540 and 600
@@ -142,7 +144,8 @@ def test_empty_window_has_zeros_and_keeps_the_total_baseline() -> None:
 
 
 def test_unknown_error_codes_and_new_names_are_segments_like_any_other() -> None:
-    events = [_event(float(t), bank="BRAND_NEW_BANK", status="failure", error_code="CODE_FROM_THE_FUTURE") for t in range(10)]
+    events = [_event(float(t), bank="BRAND_NEW_BANK", status="failure", error_code="CODE_FROM_THE_FUTURE")
+              for t in range(10)]
     events += [_event(float(t) + 0.5) for t in range(10)]
     snap = _window(events).snapshot(60.0)
     seg = snap.segment(bank="BRAND_NEW_BANK")
@@ -166,7 +169,8 @@ def test_a_segment_that_appears_mid_stream_is_counted_from_its_first_event() -> 
     for minute in range(5):
         batch = [_event(minute * 60.0 + s) for s in range(0, 60, 2)]
         if minute >= 3:
-            batch += [_event(minute * 60.0 + s + 1, route="new_route", status="failure", error_code="ROUTE_NOT_SUPPORTED")
+            batch += [_event(minute * 60.0 + s + 1, route="new_route", status="failure",
+                             error_code="ROUTE_NOT_SUPPORTED")
                       for s in range(0, 60, 3)]
         w.add([event_from_dict(e) for e in batch])
         snap = w.snapshot((minute + 1) * 60.0)
