@@ -7,17 +7,17 @@ import ast
 import hashlib
 import re
 import sqlite3
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 from langchain_core.messages import AIMessage
+from memory_helpers import IDS, run_ops_day, write_synthetic_trail
 from typer.testing import CliRunner
 
 import payops.chat as chat
-from payops.chat import ChatTools, ask, answer_from_records, plan_question, zone
+from payops.chat import ChatTools, answer_from_records, ask, plan_question, zone
 from payops.cli import _register_subcommands, app
-
-from memory_helpers import IDS, run_ops_day, write_synthetic_trail
 
 PERCENT = re.compile(r"\d+(?:\.\d+)?%")
 ID = re.compile(r"\bd-[0-9a-f]{16}\b")
@@ -211,9 +211,9 @@ def test_answers_about_a_simulated_day_are_grounded(ops_day):
 
 
 def tools_time(ts: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%H:%M")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%H:%M")
 
 
 # -- the LLM path --------------------------------------------------------------------------------------
@@ -292,7 +292,7 @@ def test_cli_chat_ask_and_repl(synthetic):
     one = runner.invoke(app, ["chat", "--state-dir", str(synthetic), "--no-llm", "--ask", "what did you do about FNB today?"])
     assert one.exit_code == 0 and IDS["suppress_fnb"] in one.output
     repl = runner.invoke(app, ["chat", "--state-dir", str(synthetic), "--no-llm", "--tz", "UTC"],
-                         input=f"why did you reroute psp_a at 10:05?\nreroute psp_b\nexit\n")
+                         input="why did you reroute psp_a at 10:05?\nreroute psp_b\nexit\n")
     assert repl.exit_code == 0 and IDS["reroute"] in repl.output and "can't act from the chat" in repl.output
     bad = runner.invoke(app, ["chat", "--state-dir", str(synthetic), "--tz", "Nowhere/Else", "--ask", "hi"])
     assert bad.exit_code == 2 and "unknown time zone" in bad.output

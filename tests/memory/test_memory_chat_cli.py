@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from memory_helpers import IDS, write_synthetic_trail
 from typer.testing import CliRunner
 
 from payops.cli import _register_subcommands, app
-
-from memory_helpers import IDS, write_synthetic_trail
 
 _register_subcommands()
 runner = CliRunner()

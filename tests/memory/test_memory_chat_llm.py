@@ -20,12 +20,11 @@ from pathlib import Path
 
 import pytest
 from langchain_core.messages import AIMessage
+from memory_helpers import IDS, write_synthetic_trail
+from test_memory_chat import ID, ScriptedModel, assert_grounded, fingerprint
 
 from payops.chat import ChatTools, answer_from_records, ask, chat_model_from_settings, check_grounding
 from payops.settings import Settings
-
-from memory_helpers import IDS, write_synthetic_trail
-from test_memory_chat import ID, ScriptedModel, assert_grounded, fingerprint
 
 CASSETTES = Path(__file__).parent / "cassettes"
 RECORDING = os.environ.get("PAYOPS_RECORD_CASSETTES") == "1"  # read at import: the test fixtures clear PAYOPS_*

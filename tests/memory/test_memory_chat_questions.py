@@ -8,17 +8,16 @@ not from the chat, so a wrong answer cannot agree with itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import pytest
-
-from payops.chat import ChatTools, ask, zone
-
 from memory_helpers import APPROVER, IDS, run_escalating_day, write_synthetic_trail
 from test_memory_chat import assert_grounded
+
+from payops.chat import ChatTools, ask, zone
 
 
 @dataclass
@@ -41,7 +40,7 @@ class Run:
 
 
 def utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def evidence(s: dict) -> str:

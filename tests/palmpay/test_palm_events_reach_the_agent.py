@@ -10,7 +10,6 @@ from payops.settings import Settings
 from payops.signals.palm_source import PalmSource
 from payops.tools.control_plane import SimulatedControlPlane
 
-
 TERMINALS = ("T-north", "T-south", "T-east")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -255,8 +255,8 @@ def _fill_day(service, ref, limit):
     ],
 )
 def test_daily_counter_resets_exactly_at_local_midnight(make_service, otp, zone, before_midnight_utc, after_midnight_utc):
-    before = before_midnight_utc.replace(tzinfo=timezone.utc)
-    after = after_midnight_utc.replace(tzinfo=timezone.utc)
+    before = before_midnight_utc.replace(tzinfo=UTC)
+    after = after_midnight_utc.replace(tzinfo=UTC)
     clock = ManualClock(before - timedelta(hours=1))
     service = make_service(timezone=zone, clock_=clock)
     view, delivery = service.create_link("u1", "tmpl-midnight-01", None, "0821234321", "phone", 100, 100)
@@ -272,7 +272,7 @@ def test_daily_counter_resets_exactly_at_local_midnight(make_service, otp, zone,
 
 def test_the_long_fall_back_day_resets_once(make_service, otp):
     # 2 Nov 2025 in New York has 25 hours: 04:00 UTC (00:00 EDT) to 05:00 UTC next day (00:00 EST).
-    clock = ManualClock(datetime(2025, 11, 2, 4, 0, 0, tzinfo=timezone.utc))
+    clock = ManualClock(datetime(2025, 11, 2, 4, 0, 0, tzinfo=UTC))
     service = make_service(timezone="America/New_York", clock_=clock)
     view, delivery = service.create_link("u1", "tmpl-fallback-01", None, "0821234321", "phone", 100, 100)
     service.verify(view.palm_pay_id, otp.code_for(delivery))
