@@ -166,9 +166,9 @@ def test_the_chat_module_cannot_reach_anything_that_acts():
 
 def test_the_records_are_opened_read_only(synthetic):
     tools = ChatTools.open(synthetic)
-    with pytest.raises(Exception, match="readonly"):
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
         tools._audit._conn.execute("DELETE FROM audit_log")
-    with pytest.raises(Exception, match="readonly"):
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
         tools._lessons.store.put(("lessons", "network"), "x", {"verdict": "helped"}, index=False)
 
 
@@ -204,9 +204,10 @@ def test_answers_about_a_simulated_day_are_grounded(ops_day):
         assert_grounded(a, tools)
     lessons = tools.list_lessons()
     assert sum(lessons.counts.values()) >= 1
-    for l in lessons.lessons:
-        a = ask(f"has {l.tool.split('_')[0]}ing a {l.target_dims.split(',')[0].replace('_id', '')} ever helped?", tools)
-        assert l.decision_id in a.cited
+    for lesson in lessons.lessons:
+        verb, noun = lesson.tool.split("_")[0], lesson.target_dims.split(",")[0].replace("_id", "")
+        a = ask(f"has {verb}ing a {noun} ever helped?", tools)
+        assert lesson.decision_id in a.cited
         assert_grounded(a, tools)
 
 
