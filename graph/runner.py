@@ -131,7 +131,8 @@ class Agent:
         end = window_end if window_end is not None else self.next_window_end()
         if end is None:
             return None
-        state = self.graph.invoke({"window_end": end}, self.config, context=Context(services=self.services), durability="exit")
+        state = self.graph.invoke({"window_end": end}, self.config, context=Context(services=self.services),
+                                  durability="exit")
         # The tick is checkpointed: a log source may now acknowledge what no open window needs.
         if self.services.source is not None:
             settings = self.services.settings
