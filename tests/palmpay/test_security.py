@@ -216,7 +216,8 @@ def test_link_records_and_views_never_expose_plaintext(service, enroll):
     assert proxy not in view.model_dump_json() and ref not in view.model_dump_json()
 
 
-def test_a_deleted_keyring_with_data_refuses_to_start_instead_of_making_a_new_key(tmp_path, make_service, enroll, clock, otp):
+def test_a_deleted_keyring_with_data_refuses_to_start_instead_of_making_a_new_key(
+        tmp_path, make_service, enroll, clock, otp):
     service = make_service(state_dir=tmp_path / "lost")
     enroll()
     service.close()
