@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -71,7 +72,7 @@ class Agent:
         self.config = {"configurable": {"thread_id": services.thread_id}}
 
     @classmethod
-    def durable(cls, services: AgentServices) -> "Agent":
+    def durable(cls, services: AgentServices) -> Agent:
         if services.settings.database_url:  # PostgresSaver: checkpoints and approval threads shared by every worker
             from payops.storage.postgres import postgres_checkpointer
 
@@ -130,7 +131,8 @@ class Agent:
         end = window_end if window_end is not None else self.next_window_end()
         if end is None:
             return None
-        state = self.graph.invoke({"window_end": end}, self.config, context=Context(services=self.services), durability="exit")
+        state = self.graph.invoke({"window_end": end}, self.config, context=Context(services=self.services),
+                                  durability="exit")
         # The tick is checkpointed: a log source may now acknowledge what no open window needs.
         if self.services.source is not None:
             settings = self.services.settings

@@ -61,7 +61,8 @@ class TickOutcome:
 
 def check_partition(name: str) -> str:
     if not PARTITION_NAME.match(name):
-        raise TickUsageError(f"bad partition name {name!r}: 1-100 letters, digits or . _ : @ - (starting with a letter or digit)")
+        raise TickUsageError(f"bad partition name {name!r}: 1-100 letters, digits or . _ : @ - "
+                             "(starting with a letter or digit)")
     return name
 
 
@@ -110,8 +111,9 @@ def partition_lock(settings: Settings) -> Iterator[None]:
         yield
 
 
-def run_tick(settings: Settings, *, source: str | Sequence[str] | None = "simulator", scenario: str = "demo", seed: int = 7,
-             wall_clock: Callable[[], float] = time.time, control_plane: str | None = None) -> TickOutcome:
+def run_tick(settings: Settings, *, source: str | Sequence[str] | None = "simulator", scenario: str = "demo",
+             seed: int = 7, wall_clock: Callable[[], float] = time.time,
+             control_plane: str | None = None) -> TickOutcome:
     """One tick of `settings.deployment`, under its partition lock; everything opened is closed again.
 
     Raises TickLocked (another tick holds the partition), TickUsageError (bad set-up),

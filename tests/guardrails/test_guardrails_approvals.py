@@ -75,7 +75,7 @@ FIRST_PROCESS = textwrap.dedent("""
 """)
 
 
-def test_approval_from_a_second_process_after_the_first_exited(tmp_path: Path, events: Path, make_agent) -> None:  # noqa: ANN001
+def test_approval_from_a_second_process_after_the_first_exited(tmp_path: Path, events: Path, make_agent) -> None:
     state_dir = tmp_path / "state"
     first = subprocess.run([sys.executable, "-c", FIRST_PROCESS, str(state_dir), str(events)], cwd=tmp_path, env=env(),
                            capture_output=True, text=True, timeout=120)
@@ -113,7 +113,7 @@ def test_approval_from_a_second_process_after_the_first_exited(tmp_path: Path, e
     assert any(h["decision_id"] == decision_id and h["autonomous"] is False for h in ticks[-1]["history"])
 
 
-def test_agent_keeps_ticking_while_a_request_waits(make_agent) -> None:  # noqa: ANN001
+def test_agent_keeps_ticking_while_a_request_waits(make_agent) -> None:
     agent = make_agent(low_confidence())
     first = agent.tick().state
     assert first["execution"]["status"] == "escalated"
@@ -124,7 +124,7 @@ def test_agent_keeps_ticking_while_a_request_waits(make_agent) -> None:  # noqa:
     assert agent.services.approvals.get(first["decision_id"]).status == PENDING
 
 
-def test_request_carries_what_the_operator_needs(make_agent) -> None:  # noqa: ANN001
+def test_request_carries_what_the_operator_needs(make_agent) -> None:
     notifier = ListNotifier()
     agent = make_agent(low_confidence())
     agent.services.notifier = notifier
@@ -138,7 +138,7 @@ def test_request_carries_what_the_operator_needs(make_agent) -> None:  # noqa: A
     assert kinds == ["approval_requested"]
 
 
-def test_expiry_rejects_and_records(make_agent) -> None:  # noqa: ANN001
+def test_expiry_rejects_and_records(make_agent) -> None:
     clock = Clock()
     notifier = ListNotifier()
     agent = make_agent(low_confidence(), clock=clock, approval_ttl_seconds=600)
@@ -160,7 +160,7 @@ def test_expiry_rejects_and_records(make_agent) -> None:  # noqa: ANN001
     assert agent.services.control_plane.in_force() == []
 
 
-def test_an_answer_after_expiry_does_not_count(make_agent) -> None:  # noqa: ANN001
+def test_an_answer_after_expiry_does_not_count(make_agent) -> None:
     clock = Clock()
     agent = make_agent(low_confidence(), clock=clock, approval_ttl_seconds=600)
     decision_id = agent.tick().state["decision_id"]
@@ -184,7 +184,7 @@ def test_an_answer_after_expiry_does_not_count(make_agent) -> None:  # noqa: ANN
     {"approved": True, "approver": "system"},  # the expiry's marker rejects, never approves
     {"approved": True, "approver": "terminal:0123456789ab"},
 ])
-def test_bad_resume_value_keeps_the_request_pending(make_agent, answer) -> None:  # noqa: ANN001
+def test_bad_resume_value_keeps_the_request_pending(make_agent, answer) -> None:
     agent = make_agent(low_confidence())
     svc = agent.services
     decision_id = agent.tick().state["decision_id"]
@@ -200,7 +200,7 @@ def test_bad_resume_value_keeps_the_request_pending(make_agent, answer) -> None:
     assert resume(svc, decision_id, {"approved": True, "approver": ALICE}) == "approved"
 
 
-def test_cli_answers_only_with_an_operator_key_never_a_typed_name(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+def test_cli_answers_only_with_an_operator_key_never_a_typed_name(tmp_path: Path, make_agent) -> None:
     agent = make_agent(low_confidence())
     decision_id = agent.tick().state["decision_id"]
     state = str(tmp_path / "state")
@@ -219,7 +219,7 @@ def test_cli_answers_only_with_an_operator_key_never_a_typed_name(tmp_path: Path
     assert agent.services.approvals.get(decision_id).status == PENDING
 
 
-def test_rejection_is_recorded_and_nothing_runs(make_agent) -> None:  # noqa: ANN001
+def test_rejection_is_recorded_and_nothing_runs(make_agent) -> None:
     agent = make_agent(low_confidence())
     decision_id = agent.tick().state["decision_id"]
     answer = {"approved": False, "approver": CAROL, "note": "not at peak"}
@@ -232,7 +232,7 @@ def test_rejection_is_recorded_and_nothing_runs(make_agent) -> None:  # noqa: AN
     assert (record["approver"], record["note"]) == (CAROL, "not at peak")
 
 
-def test_approved_reroute_into_a_route_that_turned_unhealthy_is_not_applied(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+def test_approved_reroute_into_a_route_that_turned_unhealthy_is_not_applied(tmp_path: Path, make_agent) -> None:
     events = write_events(tmp_path / "turning.jsonl", minutes=2, failing={"psp_a": 0.9})
     write_events(events, minutes=10, failing={"psp_a": 0.9, "psp_b": 0.9}, start=START + 120, append=True)
     agent = make_agent(low_confidence(), source=events)
@@ -256,7 +256,7 @@ def _outage_then_recovery(path: Path) -> Path:
     return path
 
 
-def _escalated_reroute(agent) -> dict:  # noqa: ANN001
+def _escalated_reroute(agent) -> dict:
     for _ in range(8):
         state = agent.tick().state
         if state["execution"]["status"] == "escalated":
@@ -265,7 +265,7 @@ def _escalated_reroute(agent) -> dict:  # noqa: ANN001
 
 
 def test_an_approval_given_after_the_incident_ended_is_voided_with_a_note_and_the_operator_told(
-        tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+        tmp_path: Path, make_agent) -> None:
     from payops.graph.reasoners.rules import RuleReasoner
     from payops.render import render_cycle
 
@@ -297,7 +297,7 @@ def test_an_approval_given_after_the_incident_ended_is_voided_with_a_note_and_th
     assert told and told[0][1]["decision_id"] == decision_id and "finding has cleared" in told[0][1]["result"]
 
 
-def test_an_approval_given_while_the_incident_lasts_is_applied(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+def test_an_approval_given_while_the_incident_lasts_is_applied(tmp_path: Path, make_agent) -> None:
     from payops.graph.reasoners.rules import RuleReasoner
 
     control_plane = SimulatedControlPlane()
@@ -311,7 +311,7 @@ def test_an_approval_given_while_the_incident_lasts_is_applied(tmp_path: Path, m
     assert [a.action_id for a in control_plane.in_force()] == [decision_id]
 
 
-def test_a_late_approval_is_voided_also_when_every_tick_is_a_new_process(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+def test_a_late_approval_is_voided_also_when_every_tick_is_a_new_process(tmp_path: Path, make_agent) -> None:
     """Cron ticks keep no windows in memory: what the request saw while waiting is in the checkpoint."""
     from payops.graph.reasoners.rules import RuleReasoner
 
@@ -335,7 +335,7 @@ def test_a_late_approval_is_voided_also_when_every_tick_is_a_new_process(tmp_pat
 
 
 def test_an_approval_applied_before_a_kill_is_finished_not_voided_when_the_finding_has_since_cleared(
-        tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+        tmp_path: Path, make_agent) -> None:
     from payops.graph.reasoners.rules import RuleReasoner
     from payops.memory.approvals import APPLIED
 
@@ -358,13 +358,13 @@ def test_an_approval_applied_before_a_kill_is_finished_not_voided_when_the_findi
     assert [a.action_id for a in control_plane.in_force()] == [decision_id]
 
 
-def _key_store(tmp_path: Path):  # noqa: ANN202
+def _key_store(tmp_path: Path):
     from payops.api.keys import ApiKeyStore
 
     return ApiKeyStore(tmp_path / "api_keys.db")
 
 
-def test_answer_records_the_authenticated_operator(tmp_path: Path, make_agent) -> None:  # noqa: ANN001
+def test_answer_records_the_authenticated_operator(tmp_path: Path, make_agent) -> None:
     from payops.graph.approval import answer
 
     agent = make_agent(low_confidence())
@@ -377,7 +377,7 @@ def test_answer_records_the_authenticated_operator(tmp_path: Path, make_agent) -
 
 
 @pytest.mark.parametrize("who", ["alice", "unknown", "revoked", "viewer", "terminal"])
-def test_answer_refuses_anyone_but_an_active_operator_key(tmp_path: Path, make_agent, who: str) -> None:  # noqa: ANN001
+def test_answer_refuses_anyone_but_an_active_operator_key(tmp_path: Path, make_agent, who: str) -> None:
     from payops.graph.approval import ApproverRefused, answer
 
     agent = make_agent(low_confidence())

@@ -103,7 +103,7 @@ def test_deleting_every_row_is_caught_by_the_head(tmp_path: Path) -> None:
     assert not result.ok and result.first_bad_seq == 1
 
 
-def test_decision_record_holds_the_whole_story(make_agent) -> None:  # noqa: ANN001
+def test_decision_record_holds_the_whole_story(make_agent) -> None:
     reroute = validate_proposal("reroute_traffic", {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0}})
     call = {"model": "stub-llm", "prompt_tokens": 812, "completion_tokens": 64, "latency_ms": 420.0}
     agent = make_agent(StubReasoner(reroute, confidence=0.6, llm_calls=(call,)))
@@ -129,7 +129,7 @@ def test_decision_record_holds_the_whole_story(make_agent) -> None:  # noqa: ANN
     assert agent.services.audit.verify().ok
 
 
-def test_no_sensitive_value_reaches_the_audit_file(make_agent, palm_backend, tmp_path: Path) -> None:  # noqa: ANN001
+def test_no_sensitive_value_reaches_the_audit_file(make_agent, palm_backend, tmp_path: Path) -> None:
     proxy, ref = palm_backend.proxies[0], palm_backend.template_refs[0]
     link = palm_backend.links[0]
     reasoner = StubReasoner(validate_proposal("suspend_palm_link",

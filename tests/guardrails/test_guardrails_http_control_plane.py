@@ -74,7 +74,7 @@ class Orchestrator:
 
 
 @pytest.fixture
-def orchestrator(local_server) -> Iterator[tuple[Orchestrator, Any]]:  # noqa: ANN001
+def orchestrator(local_server) -> Iterator[tuple[Orchestrator, Any]]:
     orch = Orchestrator()
     server = local_server(orch.handle)
     yield orch, server
@@ -94,7 +94,7 @@ def posts(server: Any) -> list[tuple[str, str]]:
             for method, path, headers, _ in server.requests if method == "POST"]
 
 
-def test_apply_posts_once_with_the_decision_id_as_idempotency_key(orchestrator) -> None:  # noqa: ANN001
+def test_apply_posts_once_with_the_decision_id_as_idempotency_key(orchestrator) -> None:
     orch, server = orchestrator
     cp = plane(server)
     result = cp.apply(REROUTE, "d-1", NOW)
@@ -108,7 +108,7 @@ def test_apply_posts_once_with_the_decision_id_as_idempotency_key(orchestrator) 
     assert len(server.requests) == 1 and orch.applications == ["d-1"]
 
 
-def test_applied_then_timed_out_is_retried_under_the_same_key_and_applied_once(orchestrator) -> None:  # noqa: ANN001
+def test_applied_then_timed_out_is_retried_under_the_same_key_and_applied_once(orchestrator) -> None:
     orch, server = orchestrator
     orch.script = ["apply_then_hang", "ok"]
     result = plane(server).apply(REROUTE, "d-2", NOW)
@@ -118,7 +118,7 @@ def test_applied_then_timed_out_is_retried_under_the_same_key_and_applied_once(o
 
 
 @pytest.mark.parametrize("behaviour", ["apply_then_hang", "apply_then_500"])
-def test_ambiguous_failure_is_unknown_then_reconciled_without_applying_twice(orchestrator, behaviour) -> None:  # noqa: ANN001
+def test_ambiguous_failure_is_unknown_then_reconciled_without_applying_twice(orchestrator, behaviour) -> None:
     orch, server = orchestrator
     orch.script = [behaviour] * 2
     cp = plane(server, attempts=2)
@@ -133,7 +133,7 @@ def test_ambiguous_failure_is_unknown_then_reconciled_without_applying_twice(orc
     assert cp.reconcile(NOW + 120) == []
 
 
-def test_failure_before_applying_is_resent_under_the_same_key(orchestrator) -> None:  # noqa: ANN001
+def test_failure_before_applying_is_resent_under_the_same_key(orchestrator) -> None:
     orch, server = orchestrator
     orch.script = ["fail", "fail"]
     cp = plane(server, attempts=2)
@@ -144,7 +144,7 @@ def test_failure_before_applying_is_resent_under_the_same_key(orchestrator) -> N
     assert orch.applications == ["d-4"] and posts(server)[-1] == ("/actions", "d-4")
 
 
-def test_unknown_past_its_ttl_is_dropped_not_resent(orchestrator) -> None:  # noqa: ANN001
+def test_unknown_past_its_ttl_is_dropped_not_resent(orchestrator) -> None:
     orch, server = orchestrator
     orch.script = ["fail", "fail"]
     cp = plane(server, attempts=2)
@@ -154,7 +154,7 @@ def test_unknown_past_its_ttl_is_dropped_not_resent(orchestrator) -> None:  # no
     assert cp.in_force() == [] and orch.applications == []
 
 
-def test_unreachable_or_refused_is_failed_and_not_in_force(orchestrator) -> None:  # noqa: ANN001
+def test_unreachable_or_refused_is_failed_and_not_in_force(orchestrator) -> None:
     orch, server = orchestrator
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -170,7 +170,7 @@ def test_unreachable_or_refused_is_failed_and_not_in_force(orchestrator) -> None
     assert cp.in_force() == [] and len(posts(server)) == 1  # a refusal is not retried
 
 
-def test_rollback_that_fails_is_retried_next_time(orchestrator) -> None:  # noqa: ANN001
+def test_rollback_that_fails_is_retried_next_time(orchestrator) -> None:
     orch, server = orchestrator
     cp = plane(server, attempts=1)
     cp.apply(REROUTE, "d-8", NOW)
@@ -184,7 +184,7 @@ def test_rollback_that_fails_is_retried_next_time(orchestrator) -> None:  # noqa
 
 # -- through the agent: unknown -> reconciled on the next tick; TTL -> rollback recorded ---------------
 
-def test_agent_reconciles_next_tick_and_records_the_ttl_rollback(orchestrator, make_agent) -> None:  # noqa: ANN001
+def test_agent_reconciles_next_tick_and_records_the_ttl_rollback(orchestrator, make_agent) -> None:
     orch, server = orchestrator
     orch.script = ["apply_then_hang", "apply_then_hang"]
     agent = make_agent(StubReasoner(REROUTE), control_plane=plane(server, attempts=2))
@@ -207,7 +207,7 @@ def test_agent_reconciles_next_tick_and_records_the_ttl_rollback(orchestrator, m
     assert rollback["tool"] == "reroute_traffic" and rollback["target"] == {"route": "psp_a"}
 
 
-def test_unknown_outcome_survives_a_restart(orchestrator, make_agent) -> None:  # noqa: ANN001
+def test_unknown_outcome_survives_a_restart(orchestrator, make_agent) -> None:
     orch, server = orchestrator
     orch.script = ["apply_then_hang", "apply_then_hang"]
     first = make_agent(StubReasoner(REROUTE), control_plane=plane(server, attempts=2))
@@ -221,7 +221,7 @@ def test_unknown_outcome_survives_a_restart(orchestrator, make_agent) -> None:  
     assert orch.applications == [decision_id]
 
 
-def test_orchestrator_url_selects_the_http_control_plane(orchestrator, tmp_path) -> None:  # noqa: ANN001
+def test_orchestrator_url_selects_the_http_control_plane(orchestrator, tmp_path) -> None:
     _, server = orchestrator
     from payops.wiring import agent_services
 

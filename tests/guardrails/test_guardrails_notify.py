@@ -15,7 +15,7 @@ from payops.wiring import notifier_for
 WAIT = 30.0  # generous upper bound for background work; tests never assert on durations
 
 
-def test_webhook_retries_until_the_receiver_accepts(local_server) -> None:  # noqa: ANN001
+def test_webhook_retries_until_the_receiver_accepts(local_server) -> None:
     answers = iter([500, 503, 200])
     server = local_server(lambda method, path, headers, body: (next(answers), {}))
     hook = WebhookNotifier(server.url + "/hook", attempts=4, backoff_seconds=0.01)
@@ -29,7 +29,7 @@ def test_webhook_retries_until_the_receiver_accepts(local_server) -> None:  # no
     hook.close()
 
 
-def test_webhook_gives_up_after_its_attempts_and_counts_it(local_server) -> None:  # noqa: ANN001
+def test_webhook_gives_up_after_its_attempts_and_counts_it(local_server) -> None:
     server = local_server(lambda *request: (503, {}))
     hook = WebhookNotifier(server.url, attempts=3, backoff_seconds=0.01)
     hook.notify("approval_requested", {"decision_id": "d-1"})
@@ -38,7 +38,7 @@ def test_webhook_gives_up_after_its_attempts_and_counts_it(local_server) -> None
     hook.close()
 
 
-def test_notify_returns_while_the_receiver_is_still_busy(local_server) -> None:  # noqa: ANN001
+def test_notify_returns_while_the_receiver_is_still_busy(local_server) -> None:
     received, release = threading.Event(), threading.Event()
 
     def slow(*request: object) -> tuple[int, dict]:
@@ -69,7 +69,7 @@ def test_dead_receiver_is_counted_not_raised() -> None:
     hook.close()
 
 
-def test_settings_webhook_url_gets_the_agents_approval_requests(local_server, make_agent) -> None:  # noqa: ANN001
+def test_settings_webhook_url_gets_the_agents_approval_requests(local_server, make_agent) -> None:
     server = local_server(lambda *request: (200, {}))
     notifier = notifier_for(Settings(webhook_url=server.url))
     assert isinstance(notifier, FanoutNotifier)
@@ -100,7 +100,7 @@ def test_fanout_drains_what_its_console_members_kept() -> None:
     from payops.guardrails.notify import FanoutNotifier, ListNotifier
 
     class Broken:
-        def notify(self, kind, payload):  # noqa: ANN001, ANN201
+        def notify(self, kind, payload):
             raise RuntimeError("down")
 
     console = ListNotifier()
@@ -118,7 +118,7 @@ def dead_port() -> int:
         return s.getsockname()[1]
 
 
-def test_every_delivery_carries_the_decision_id_and_kind_as_its_idempotency_key(local_server) -> None:  # noqa: ANN001
+def test_every_delivery_carries_the_decision_id_and_kind_as_its_idempotency_key(local_server) -> None:
     answers = iter([503, 200, 200])
     server = local_server(lambda *request: (next(answers), {}))
     hook = WebhookNotifier(server.url, attempts=3, backoff_seconds=0.01)
@@ -131,7 +131,7 @@ def test_every_delivery_carries_the_decision_id_and_kind_as_its_idempotency_key(
     hook.close()
 
 
-def test_a_delivery_given_up_is_kept_as_a_dead_letter_and_told_to_the_console(tmp_path) -> None:  # noqa: ANN001
+def test_a_delivery_given_up_is_kept_as_a_dead_letter_and_told_to_the_console(tmp_path) -> None:
     from payops.guardrails.dead_letters import DeadLetters
 
     box = DeadLetters(tmp_path / "dl.db")
@@ -150,7 +150,7 @@ def test_a_delivery_given_up_is_kept_as_a_dead_letter_and_told_to_the_console(tm
     hook.close()
 
 
-def test_what_is_still_queued_when_the_notifier_closes_is_kept_not_dropped(local_server, tmp_path) -> None:  # noqa: ANN001
+def test_what_is_still_queued_when_the_notifier_closes_is_kept_not_dropped(local_server, tmp_path) -> None:
     from payops.guardrails.dead_letters import DeadLetters
 
     release = threading.Event()
@@ -164,7 +164,7 @@ def test_what_is_still_queued_when_the_notifier_closes_is_kept_not_dropped(local
     assert sorted(letter.decision_id for letter in box.list()) == ["d-0", "d-1", "d-2"]
 
 
-def test_retrying_dead_letters_sends_them_with_their_keys_and_removes_the_delivered(local_server, tmp_path) -> None:  # noqa: ANN001
+def test_retrying_dead_letters_sends_them_with_their_keys_and_removes_the_delivered(local_server, tmp_path) -> None:
     from payops.guardrails.dead_letters import DeadLetters
     from payops.guardrails.notify import retry_dead_letters
 
@@ -179,7 +179,7 @@ def test_retrying_dead_letters_sends_them_with_their_keys_and_removes_the_delive
 
 
 def test_the_cycle_output_and_payops_pending_show_a_failed_delivery_and_notify_retry_sends_it(
-        local_server, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+        local_server, tmp_path, monkeypatch) -> None:
     from typer.testing import CliRunner
 
     from payops.cli import _register_subcommands, app

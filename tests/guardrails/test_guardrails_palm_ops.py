@@ -19,14 +19,14 @@ def suspend(link: str, reason: str = "fraud review") -> object:
     return validate_proposal("suspend_palm_link", {"palm_pay_id": link, "reason": reason})
 
 
-def fail_payments(backend, index: int, n: int) -> None:  # noqa: ANN001
+def fail_payments(backend, index: int, n: int) -> None:
     """n refused payments on one link (over its per-transaction limit: no fraud suspension involved)."""
     for _ in range(n):
         with pytest.raises(PalmPayError):
             backend.service.pay(backend.template_refs[index], "999999", "T1", True, 0.99)
 
 
-def test_act_sends_palm_tools_to_the_palm_backend(make_agent, palm_backend) -> None:  # noqa: ANN001
+def test_act_sends_palm_tools_to_the_palm_backend(make_agent, palm_backend) -> None:
     link = palm_backend.links[0]
     control_plane = SimulatedControlPlane()
     agent = make_agent(StubReasoner(suspend(link)), palm=PalmOps(palm_backend.service), control_plane=control_plane)
@@ -39,7 +39,7 @@ def test_act_sends_palm_tools_to_the_palm_backend(make_agent, palm_backend) -> N
     assert len(ours) == 1 and ours[0].action == "suspend" and ours[0].reason.startswith(f"[{state['decision_id']}]")
 
 
-def test_one_decision_is_applied_once(palm_backend) -> None:  # noqa: ANN001
+def test_one_decision_is_applied_once(palm_backend) -> None:
     ops = PalmOps(palm_backend.service)
     link = palm_backend.links[0]
     first = ops.execute(suspend(link), "d-0001")
@@ -52,7 +52,7 @@ def test_one_decision_is_applied_once(palm_backend) -> None:  # noqa: ANN001
     assert len(applied) == 1
 
 
-def test_backend_refusals_become_failed_results_not_exceptions(palm_backend) -> None:  # noqa: ANN001
+def test_backend_refusals_become_failed_results_not_exceptions(palm_backend) -> None:
     ops = PalmOps(palm_backend.service)
     link = palm_backend.links[0]
     reactivate = validate_proposal("reactivate_palm_link", {"palm_pay_id": link})
@@ -62,7 +62,7 @@ def test_backend_refusals_become_failed_results_not_exceptions(palm_backend) -> 
     assert missing.status == "failed" and "PALM_PAY_LINK_NOT_FOUND" in missing.detail
 
 
-def test_reason_text_is_masked_before_it_reaches_the_backend(palm_backend) -> None:  # noqa: ANN001
+def test_reason_text_is_masked_before_it_reaches_the_backend(palm_backend) -> None:
     ops = PalmOps(palm_backend.service)
     link = palm_backend.links[0]
     ops.execute(suspend(link, reason=f"customer on {palm_backend.proxies[0]} called"), "d-0004")
@@ -71,7 +71,7 @@ def test_reason_text_is_masked_before_it_reaches_the_backend(palm_backend) -> No
 
 
 @pytest.mark.parametrize("failures, expected", [(3, "executed"), (4, "escalated")])
-def test_consecutive_failures_from_the_backend_fire_the_trigger(make_agent, palm_backend, failures, expected) -> None:  # noqa: ANN001
+def test_consecutive_failures_from_the_backend_fire_the_trigger(make_agent, palm_backend, failures, expected) -> None:
     """consecutive_failures > 3 (the spec): the fourth failure in a row on the link escalates."""
     link = palm_backend.links[1]
     fail_payments(palm_backend, 1, failures)
@@ -85,7 +85,7 @@ def test_consecutive_failures_from_the_backend_fire_the_trigger(make_agent, palm
     assert (trigger["verdict"] == "needs_approval") == (failures > 3)
 
 
-def test_a_success_resets_the_streak(palm_backend) -> None:  # noqa: ANN001
+def test_a_success_resets_the_streak(palm_backend) -> None:
     ops = PalmOps(palm_backend.service)
     link = palm_backend.links[2]
     fail_payments(palm_backend, 2, 5)
@@ -97,7 +97,7 @@ def test_a_success_resets_the_streak(palm_backend) -> None:  # noqa: ANN001
     assert ops.consecutive_failures(palm_backend.links[0]) == 0
 
 
-def test_revoke_waits_for_a_human_and_then_runs_once(make_agent, palm_backend) -> None:  # noqa: ANN001
+def test_revoke_waits_for_a_human_and_then_runs_once(make_agent, palm_backend) -> None:
     link = palm_backend.links[0]
     reasoner = StubReasoner(validate_proposal("revoke_palm_link", {"palm_pay_id": link, "reason": "customer request"}))
     agent = make_agent(reasoner, palm=PalmOps(palm_backend.service))
@@ -118,7 +118,7 @@ def test_revoke_waits_for_a_human_and_then_runs_once(make_agent, palm_backend) -
     assert len(revokes) == 1 and f"approved by {ALICE}" in revokes[0].reason
 
 
-def test_no_backend_attached_fails_with_a_reason(make_agent, palm_backend) -> None:  # noqa: ANN001
+def test_no_backend_attached_fails_with_a_reason(make_agent, palm_backend) -> None:
     agent = make_agent(StubReasoner(suspend(palm_backend.links[0])), durable=False)  # in-memory: no palm backend
     state = agent.tick().state
     assert state["execution"]["status"] == "failed"

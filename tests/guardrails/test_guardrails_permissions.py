@@ -36,7 +36,7 @@ def spec_copy(tmp_path: Path) -> Path:
     return copy
 
 
-def edit(path: Path, change) -> None:  # noqa: ANN001
+def edit(path: Path, change) -> None:
     raw = json.loads(path.read_text())
     change(raw)
     before = path.stat().st_mtime_ns
@@ -44,7 +44,7 @@ def edit(path: Path, change) -> None:  # noqa: ANN001
     os.utime(path, ns=(before + 2_000_000_000, before + 2_000_000_000))  # a visibly newer file on any file system
 
 
-def set_level(level: str):  # noqa: ANN201
+def set_level(level: str):
     return lambda raw: raw["agi"]["autonomy"].__setitem__("level", level)
 
 
@@ -97,7 +97,7 @@ def test_unreadable_spec_fails_closed(spec_copy: Path) -> None:
     assert broken.level(ACTIONS["reroute_traffic"]) is Permission.AUTONOMOUS  # traffic tools don't depend on it
 
 
-def test_running_agent_follows_an_edited_spec(make_agent, palm_backend, spec_copy: Path) -> None:  # noqa: ANN001
+def test_running_agent_follows_an_edited_spec(make_agent, palm_backend, spec_copy: Path) -> None:
     """Same process, same agent: after the edit the same kind of action needs a human."""
     a, b = palm_backend.links[:2]
     reasoner = StubReasoner(validate_proposal("suspend_palm_link", {"palm_pay_id": a, "reason": "fraud review"}),

@@ -312,7 +312,7 @@ def test_verdict_is_the_most_severe_result(tool: str, confidence: float, radius:
 
 # -- blast-radius estimates by declared scope (guardrails.metrics) ---------------------------------
 
-def snapshot_of(tmp_path, failing: dict | None = None) -> object:  # noqa: ANN001
+def snapshot_of(tmp_path, failing: dict | None = None) -> object:
     from guardrails_helpers import START, write_events
 
     from payops.signals.sources import open_jsonl
@@ -324,7 +324,7 @@ def snapshot_of(tmp_path, failing: dict | None = None) -> object:  # noqa: ANN00
     return window.snapshot(START + 60)
 
 
-def test_blast_radius_estimates(tmp_path) -> None:  # noqa: ANN001
+def test_blast_radius_estimates(tmp_path) -> None:
     from payops.guardrails.metrics import action_blast_radius, palm_metrics
 
     snap = snapshot_of(tmp_path)

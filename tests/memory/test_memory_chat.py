@@ -7,17 +7,17 @@ import ast
 import hashlib
 import re
 import sqlite3
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 from langchain_core.messages import AIMessage
+from memory_helpers import IDS, run_ops_day, write_synthetic_trail
 from typer.testing import CliRunner
 
 import payops.chat as chat
-from payops.chat import ChatTools, ask, answer_from_records, plan_question, zone
+from payops.chat import ChatTools, answer_from_records, ask, plan_question, zone
 from payops.cli import _register_subcommands, app
-
-from memory_helpers import IDS, run_ops_day, write_synthetic_trail
 
 PERCENT = re.compile(r"\d+(?:\.\d+)?%")
 ID = re.compile(r"\bd-[0-9a-f]{16}\b")
@@ -69,7 +69,8 @@ def assert_grounded(answer, tools: ChatTools) -> None:
     known = tools.decision_ids()
     cited_in_text = set(ID.findall(answer.text))
     assert cited_in_text <= known, f"cited ids not in the audit trail: {cited_in_text - known}"
-    assert cited_in_text <= set(answer.cited), f"ids named but not cited (the console links cited ids): {cited_in_text - set(answer.cited)}"
+    assert cited_in_text <= set(answer.cited), \
+        f"ids named but not cited (the console links cited ids): {cited_in_text - set(answer.cited)}"
     assert set(answer.cited) <= known
     figures = set(PERCENT.findall(answer.text))
     unknown = figures - record_numbers(tools, sorted(cited_in_text | set(answer.cited)))
@@ -159,23 +160,25 @@ def test_the_chat_module_cannot_reach_anything_that_acts():
         tree = ast.parse(module.read_text())
         imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
             {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert not any(m.startswith(("payops.tools", "payops.graph", "payops.palmpay", "payops.guardrails")) for m in imported)
+    acting = ("payops.tools", "payops.graph", "payops.palmpay", "payops.guardrails")
+    assert not any(m.startswith(acting) for m in imported)
     assert ChatTools.NAMES == ("search_decisions", "get_decision", "list_lessons")
     assert [t.name for t in chat.langchain_tools(ChatTools(chat._NoAudit(), None))] == list(ChatTools.NAMES)
 
 
 def test_the_records_are_opened_read_only(synthetic):
     tools = ChatTools.open(synthetic)
-    with pytest.raises(Exception, match="readonly"):
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
         tools._audit._conn.execute("DELETE FROM audit_log")
-    with pytest.raises(Exception, match="readonly"):
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
         tools._lessons.store.put(("lessons", "network"), "x", {"verdict": "helped"}, index=False)
 
 
 def test_question_plans():
     known = {"route": {"psp_a", "psp_b"}, "bank": {"FNB"}, "terminal_id": {"T3"}}
     p = plan_question("why did you reroute psp_a at 10:05?", known, 1_763_942_400.0 + 13 * 3600, zone("UTC"))
-    assert (p.intent, p.tool, p.segment) == ("why", "reroute_traffic", "route=psp_a") and p.at == 1_763_942_400.0 + 36_300
+    assert (p.intent, p.tool, p.segment) == ("why", "reroute_traffic", "route=psp_a")
+    assert p.at == 1_763_942_400.0 + 36_300
     assert plan_question("has suppressing a terminal ever helped?", known, 0.0, zone("UTC")).dims == "terminal_id"
     assert plan_question("what did you do about fnb today", known, 0.0, zone("UTC")).segment == "bank=FNB"
     assert plan_question("reroute psp_a", known, 0.0, zone("UTC")).intent == "refuse"
@@ -186,9 +189,11 @@ def test_question_plans():
 def test_answers_about_a_simulated_day_are_grounded(ops_day):
     state, states = ops_day
     tools = ChatTools.open(state)
-    acted = [s for s in states if s["proposal"]["tool"] not in ("no_action",) and s["execution"]["status"] in ("executed", "escalated")]
+    acted = [s for s in states
+             if s["proposal"]["tool"] not in ("no_action",) and s["execution"]["status"] in ("executed", "escalated")]
     assert len(acted) >= 2
-    verbs = {"reroute_traffic": "reroute", "suppress_path": "suppress", "alert_ops": "alert about", "adjust_retry_policy": "change retries on"}
+    verbs = {"reroute_traffic": "reroute", "suppress_path": "suppress", "alert_ops": "alert about",
+             "adjust_retry_policy": "change retries on"}
     for s in acted:
         value = sorted(s["proposal"]["target"].values())[-1] if s["proposal"]["target"] else None
         if value is None or s["proposal"]["tool"] not in verbs:
@@ -199,21 +204,23 @@ def test_answers_about_a_simulated_day_are_grounded(ops_day):
         assert_grounded(a, tools)
     for value in sorted({v for s in acted for v in s["proposal"]["target"].values()}):
         a = ask(f"what did you do about {value} today?", tools)
-        expected = [s["decision_id"] for s in acted if value in s["proposal"]["target"].values() or value in s["diagnosis"]["target"].values()]
+        expected = [s["decision_id"] for s in acted
+                    if value in s["proposal"]["target"].values() or value in s["diagnosis"]["target"].values()]
         assert set(expected) <= set(a.cited), (value, a.text)
         assert_grounded(a, tools)
     lessons = tools.list_lessons()
     assert sum(lessons.counts.values()) >= 1
-    for l in lessons.lessons:
-        a = ask(f"has {l.tool.split('_')[0]}ing a {l.target_dims.split(',')[0].replace('_id', '')} ever helped?", tools)
-        assert l.decision_id in a.cited
+    for lesson in lessons.lessons:
+        verb, noun = lesson.tool.split("_")[0], lesson.target_dims.split(",")[0].replace("_id", "")
+        a = ask(f"has {verb}ing a {noun} ever helped?", tools)
+        assert lesson.decision_id in a.cited
         assert_grounded(a, tools)
 
 
 def tools_time(ts: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%H:%M")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%H:%M")
 
 
 # -- the LLM path --------------------------------------------------------------------------------------
@@ -269,8 +276,8 @@ def test_a_failing_model_falls_back_to_the_records(synthetic):
     assert a.cited == answer_from_records("what did you do about FNB today?", tools).cited
 
 
-@pytest.mark.parametrize("question", ["what is pending approval?", "what was rolled back and why?", "which bank is failing?",
-                                      "what is in force now?", "asdf qwer"])
+@pytest.mark.parametrize("question", ["what is pending approval?", "what was rolled back and why?",
+                                      "which bank is failing?", "what is in force now?", "asdf qwer"])
 def test_state_questions_are_answered_from_the_records_even_with_a_model(synthetic, question):
     class MustNotBeCalled:
         def bind_tools(self, tools, tool_choice=None):
@@ -289,10 +296,11 @@ def test_state_questions_are_answered_from_the_records_even_with_a_model(synthet
 
 def test_cli_chat_ask_and_repl(synthetic):
     runner = CliRunner()
-    one = runner.invoke(app, ["chat", "--state-dir", str(synthetic), "--no-llm", "--ask", "what did you do about FNB today?"])
+    one = runner.invoke(app, ["chat", "--state-dir", str(synthetic), "--no-llm",
+                              "--ask", "what did you do about FNB today?"])
     assert one.exit_code == 0 and IDS["suppress_fnb"] in one.output
     repl = runner.invoke(app, ["chat", "--state-dir", str(synthetic), "--no-llm", "--tz", "UTC"],
-                         input=f"why did you reroute psp_a at 10:05?\nreroute psp_b\nexit\n")
+                         input="why did you reroute psp_a at 10:05?\nreroute psp_b\nexit\n")
     assert repl.exit_code == 0 and IDS["reroute"] in repl.output and "can't act from the chat" in repl.output
     bad = runner.invoke(app, ["chat", "--state-dir", str(synthetic), "--tz", "Nowhere/Else", "--ask", "hi"])
     assert bad.exit_code == 2 and "unknown time zone" in bad.output
@@ -304,13 +312,15 @@ def test_cli_why_tells_the_whole_story(synthetic, ops_day):
     runner = CliRunner()
     out = runner.invoke(app, ["why", IDS["suppress_fnb"], "--state-dir", str(synthetic)])
     assert out.exit_code == 0
-    for part in ("What I saw:", "What I concluded: issuer on bank=FNB", "Evidence:", "What I proposed: suppress_path on bank=FNB",
-                 "What the guardrails said: needs_approval", "confidence: needs_approval — confidence 0.780 < threshold 0.80",
+    for part in ("What I saw:", "What I concluded: issuer on bank=FNB", "Evidence:",
+                 "What I proposed: suppress_path on bank=FNB", "What the guardrails said: needs_approval",
+                 "confidence: needs_approval — confidence 0.780 < threshold 0.80",
                  "What ran: escalated", "Who decided: approved by ops-lead", "What ran after approval: executed",
                  "Outcome: harmed", "rolled back because it harmed"):
         assert part in out.output, part
     state, states = ops_day
-    acted = next(s for s in states if s["execution"]["status"] == "executed" and s["proposal"]["tool"] == "suppress_path")
+    acted = next(s for s in states
+                 if s["execution"]["status"] == "executed" and s["proposal"]["tool"] == "suppress_path")
     out = runner.invoke(app, ["why", acted["decision_id"], "--state-dir", str(state)])
     assert out.exit_code == 0
     assert "Who decided: the agent, autonomously" in out.output and "Outcome: " in out.output

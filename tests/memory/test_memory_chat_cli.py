@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from memory_helpers import IDS, write_synthetic_trail
 from typer.testing import CliRunner
 
 from payops.cli import _register_subcommands, app
-
-from memory_helpers import IDS, write_synthetic_trail
 
 _register_subcommands()
 runner = CliRunner()
@@ -69,7 +68,7 @@ def test_audit_show_jsonl_prints_one_object_per_line(synthetic):
     out = cli("audit", "show", IDS["suppress_fnb"], "--jsonl", "--state-dir", str(synthetic))
     lines = out.output.strip().splitlines()
     assert out.exit_code == 0 and len(lines) >= 2
-    assert [json.loads(l)["seq"] for l in lines] == sorted(json.loads(l)["seq"] for l in lines)
+    assert [json.loads(line)["seq"] for line in lines] == sorted(json.loads(line)["seq"] for line in lines)
 
 
 def test_chat_times_default_to_payops_timezone_and_name_the_zone(synthetic, monkeypatch):

@@ -6,7 +6,8 @@ The recorded answers are SmolLM2-135M-Instruct's, served by llama.cpp (cassettes
 replayed with record_mode "none": no server, no network). To re-record them after a change to the
 chat's prompt, tools or these questions (the cassettes match on the request body):
 
-    /work/llm-venv/bin/python -m payops.cli llm serve --port 8012 &     # or: payops llm serve --port 8012 --python /work/llm-venv/bin/python
+    /work/llm-venv/bin/python -m payops.cli llm serve --port 8012 &
+    # (or: payops llm serve --port 8012 --python /work/llm-venv/bin/python)
     rm tests/memory/cassettes/chat_*.yaml
     PAYOPS_RECORD_CASSETTES=1 .venv/bin/python -m pytest tests/memory/test_memory_chat_llm.py -q
     kill %1
@@ -20,22 +21,23 @@ from pathlib import Path
 
 import pytest
 from langchain_core.messages import AIMessage
+from memory_helpers import IDS, write_synthetic_trail
+from test_memory_chat import ID, ScriptedModel, assert_grounded, fingerprint
 
 from payops.chat import ChatTools, answer_from_records, ask, chat_model_from_settings, check_grounding
 from payops.settings import Settings
 
-from memory_helpers import IDS, write_synthetic_trail
-from test_memory_chat import ID, ScriptedModel, assert_grounded, fingerprint
-
 CASSETTES = Path(__file__).parent / "cassettes"
 RECORDING = os.environ.get("PAYOPS_RECORD_CASSETTES") == "1"  # read at import: the test fixtures clear PAYOPS_*
-LOCAL_LLM = Settings(llm_model="smollm2", llm_base_url="http://127.0.0.1:8012/v1", llm_max_retries=0, llm_timeout_seconds=300)
+LOCAL_LLM = Settings(llm_model="smollm2", llm_base_url="http://127.0.0.1:8012/v1", llm_max_retries=0,
+                     llm_timeout_seconds=300)
 
 # Questions an LLM answers (the state questions never reach it), each with the decisions the answer must cite.
 RECORDED = [
     ("chat_why_reroute", "why did you reroute psp_a at 10:05?", [IDS["reroute"]]),
     ("chat_fnb_today", "what did you do about FNB today?", [IDS["alert_fnb"], IDS["suppress_fnb"]]),
-    ("chat_terminal_helped", "has suppressing a terminal ever helped?", [IDS["suppress_t5_yesterday"], IDS["suppress_t3"]]),
+    ("chat_terminal_helped", "has suppressing a terminal ever helped?",
+     [IDS["suppress_t5_yesterday"], IDS["suppress_t3"]]),
     ("chat_explain_id", f"explain {IDS['suppress_fnb']}", [IDS["suppress_fnb"]]),
     ("chat_why_suppress_fnb", "why did you suppress FNB?", [IDS["suppress_fnb"]]),
     ("chat_rerouting_helped", "has rerouting ever helped?", [IDS["reroute"]]),
@@ -86,14 +88,16 @@ def test_an_invented_figure_never_reaches_the_operator(synthetic):
 def test_an_id_in_the_trail_but_not_among_the_answers_records_is_refused_too(synthetic):
     """The check compares with the records the answer was built from, not with the whole trail."""
     tools = ChatTools.open(synthetic)
-    a = ask("why did you reroute psp_a at 10:05?", tools, scripted(f"I rerouted psp_a in {IDS['reroute']} after {IDS['suppress_t3']}."))
+    a = ask("why did you reroute psp_a at 10:05?", tools,
+            scripted(f"I rerouted psp_a in {IDS['reroute']} after {IDS['suppress_t3']}."))
     assert not a.used_llm and a.unknown_ids == [IDS["suppress_t3"]]
 
 
 def test_a_grounded_answer_is_shown_with_its_sources(synthetic):
     tools = ChatTools.open(synthetic)
     prefix = IDS["reroute"][:12]
-    a = ask("why did you reroute psp_a at 10:05?", tools, scripted(f"At 10:05 I rerouted psp_a ({prefix}…): 21.0% were failing."))
+    a = ask("why did you reroute psp_a at 10:05?", tools,
+            scripted(f"At 10:05 I rerouted psp_a ({prefix}…): 21.0% were failing."))
     assert a.used_llm and a.unknown_ids == [] and a.unverified_figures == []
     assert a.note == "the model's words; every decision id and figure in them was checked against the sources listed"
     assert a.text.startswith(f"At 10:05 I rerouted psp_a ({prefix}…): 21.0% were failing.\nSources (audit trail):")

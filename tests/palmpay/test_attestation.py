@@ -163,9 +163,8 @@ def test_the_cli_registers_a_terminal_key_and_pays_with_a_signed_scan(tmp_path, 
 
     from typer.testing import CliRunner
 
-    from payops.cli_palm import palm_app
-
     from payops.api.keys import ApiKeyStore
+    from payops.cli_palm import palm_app
 
     monkeypatch.setenv("PAYOPS_STATE_DIR", str(tmp_path / "state"))
     store = ApiKeyStore.in_state_dir(tmp_path / "state")

@@ -126,7 +126,8 @@ def test_state_files_are_0600_in_a_0700_folder_with_keys_kept_elsewhere(make_ser
     service.close()
     assert state.stat().st_mode & 0o777 == 0o700
     files = [p for p in state.rglob("*") if p.is_file()]
-    assert files and all(p.stat().st_mode & 0o777 == 0o600 for p in files), [(p.name, oct(p.stat().st_mode)) for p in files]
+    assert files and all(p.stat().st_mode & 0o777 == 0o600 for p in files), \
+        [(p.name, oct(p.stat().st_mode)) for p in files]
 
 
 def test_a_server_with_another_otp_key_refuses_to_start_even_with_no_code_outstanding(make_service, monkeypatch):

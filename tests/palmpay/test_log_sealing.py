@@ -137,7 +137,8 @@ def test_the_service_seals_with_the_keys_and_checkpoint_file_its_settings_name(t
     service.close()
     assert not (tmp_path / "state" / "keys").exists() and (tmp_path / "cp").exists()
     reopened = PalmPayService(PalmPayOptions.from_settings(settings), verification=DevOtpSender())
-    keys = seal_keys(settings.state_dir, chain=settings_key_chain(settings), checkpoint_path=settings.audit_checkpoint_path)
+    keys = seal_keys(settings.state_dir, chain=settings_key_chain(settings),
+                     checkpoint_path=settings.audit_checkpoint_path)
     checks = {c.log: c for c in verify_logs(reopened.store, keys)}
     assert checks["palmpay.audit"].ok and checks["palmpay.audit"].sealed > 0
     reopened.close()

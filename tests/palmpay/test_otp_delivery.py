@@ -6,9 +6,9 @@ import io
 import logging
 
 import pytest
+from otp_receiver import SECRET, start_receiver
 from pydantic import ValidationError
 
-from otp_receiver import SECRET, start_receiver
 from payops.palmpay import DevOtpSender, PalmPayError
 from payops.palmpay.otp_delivery import (
     ConsoleOtpSender,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -254,9 +254,10 @@ def _fill_day(service, ref, limit):
         ("America/New_York", datetime(2025, 11, 3, 4, 59, 59), datetime(2025, 11, 3, 5, 0, 0)),
     ],
 )
-def test_daily_counter_resets_exactly_at_local_midnight(make_service, otp, zone, before_midnight_utc, after_midnight_utc):
-    before = before_midnight_utc.replace(tzinfo=timezone.utc)
-    after = after_midnight_utc.replace(tzinfo=timezone.utc)
+def test_daily_counter_resets_exactly_at_local_midnight(
+        make_service, otp, zone, before_midnight_utc, after_midnight_utc):
+    before = before_midnight_utc.replace(tzinfo=UTC)
+    after = after_midnight_utc.replace(tzinfo=UTC)
     clock = ManualClock(before - timedelta(hours=1))
     service = make_service(timezone=zone, clock_=clock)
     view, delivery = service.create_link("u1", "tmpl-midnight-01", None, "0821234321", "phone", 100, 100)
@@ -272,7 +273,7 @@ def test_daily_counter_resets_exactly_at_local_midnight(make_service, otp, zone,
 
 def test_the_long_fall_back_day_resets_once(make_service, otp):
     # 2 Nov 2025 in New York has 25 hours: 04:00 UTC (00:00 EDT) to 05:00 UTC next day (00:00 EST).
-    clock = ManualClock(datetime(2025, 11, 2, 4, 0, 0, tzinfo=timezone.utc))
+    clock = ManualClock(datetime(2025, 11, 2, 4, 0, 0, tzinfo=UTC))
     service = make_service(timezone="America/New_York", clock_=clock)
     view, delivery = service.create_link("u1", "tmpl-fallback-01", None, "0821234321", "phone", 100, 100)
     service.verify(view.palm_pay_id, otp.code_for(delivery))
@@ -370,7 +371,8 @@ def test_a_replay_with_another_body_is_a_conflict_not_the_stored_payment(service
 def test_illegal_transitions_are_refused_and_audited(service, enroll):
     view, _, _ = enroll()
     with pytest.raises(IllegalTransitionError):
-        service.reactivate(view.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002")  # active -> active
+        # active -> active
+        service.reactivate(view.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002")
     service.revoke(view.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002")
     for call in (
         lambda: service.suspend(view.palm_pay_id, "late", "operator:a11ce0000001"),
@@ -382,7 +384,8 @@ def test_illegal_transitions_are_refused_and_audited(service, enroll):
         assert err.value.status == 409 and err.value.fallback == "card"
         assert "revoked" not in err.value.message  # message is generic; the states are in .detail
     assert service.show(view.palm_pay_id).link_status == "revoked"
-    refused = [(a.action, a.from_status, a.to_status) for a in service.audit_log(view.palm_pay_id) if a.outcome == "refused"]
+    refused = [(a.action, a.from_status, a.to_status)
+               for a in service.audit_log(view.palm_pay_id) if a.outcome == "refused"]
     assert refused == [
         ("reactivate", "active", "active"),
         ("suspend", "revoked", "suspended"),

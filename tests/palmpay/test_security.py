@@ -51,7 +51,7 @@ def test_database_files_never_hold_a_proxy_or_template_ref_in_plaintext(make_ser
 
 
 def test_keyring_file_is_private_and_reused(tmp_path, make_service, enroll):
-    service = make_service(state_dir=tmp_path / "s1")
+    make_service(state_dir=tmp_path / "s1")  # creates the keyring
     path = tmp_path / "s1" / KEYRING_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "s1" / "palmpay.db").stat().st_mode) == 0o600
@@ -216,7 +216,8 @@ def test_link_records_and_views_never_expose_plaintext(service, enroll):
     assert proxy not in view.model_dump_json() and ref not in view.model_dump_json()
 
 
-def test_a_deleted_keyring_with_data_refuses_to_start_instead_of_making_a_new_key(tmp_path, make_service, enroll, clock, otp):
+def test_a_deleted_keyring_with_data_refuses_to_start_instead_of_making_a_new_key(
+        tmp_path, make_service, enroll, clock, otp):
     service = make_service(state_dir=tmp_path / "lost")
     enroll()
     service.close()

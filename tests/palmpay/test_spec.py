@@ -119,7 +119,8 @@ def test_removing_a_transition_in_a_spec_copy_refuses_it(tmp_path, monkeypatch, 
 def test_same_operation_works_with_the_packaged_spec(service, enroll):
     view, _, _ = enroll()
     service.suspend(view.palm_pay_id, "fraud alert", "operator:a11ce0000001")
-    assert service.reactivate(view.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002").link_status == "active"
+    reactivated = service.reactivate(view.palm_pay_id, "operator:a11ce0000001", approved_by="operator:b0b000000002")
+    assert reactivated.link_status == "active"
 
 
 def test_removing_the_fraud_suspension_transition_keeps_the_link_active(tmp_path, spec_raw, make_service, otp):

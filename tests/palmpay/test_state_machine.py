@@ -3,6 +3,7 @@ the daily counter resets at local midnight, also across a DST change."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from datetime import datetime, timedelta
@@ -130,10 +131,8 @@ class PalmPayMachine(RuleBasedStateMachine):
 
     @rule(link=links)
     def resend(self, link):
-        try:
+        with contextlib.suppress(PalmPayError):
             self.deliveries[link] = self.service.resend_otp(link)
-        except PalmPayError:
-            pass
 
     @rule(
         link=links,
@@ -240,7 +239,7 @@ class PalmPayMachine(RuleBasedStateMachine):
             ledger = {(r[0], r[1]): (r[3], r[4]) for r in tx.ledger_rows()}
         for key in set(ledger) | set(per_day) | set(held):
             assert ledger.get(key, (0, 0)) == (per_day.get(key, 0), held.get(key, 0)), key
-        for link_id, link in links.items():
+        for link_id in links:
             shown = self.service.show(link_id)
             assert shown.reserved == Decimal(sum(v for (k, _), v in held.items() if k == link_id)) / 100
             spent_today = per_day.get((link_id, today), 0)

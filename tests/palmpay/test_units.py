@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -74,21 +74,21 @@ def test_match_threshold_is_strict():
 
 
 def test_local_day_uses_the_zone():
-    instant = datetime(2025, 6, 2, 22, 30, tzinfo=timezone.utc)
+    instant = datetime(2025, 6, 2, 22, 30, tzinfo=UTC)
     assert local_day(instant, ZoneInfo("Africa/Johannesburg")) == "2025-06-03"
     assert local_day(instant.timestamp(), ZoneInfo("America/New_York")) == "2025-06-02"
 
 
 def test_clocks_may_return_epoch_or_aware_datetime_but_not_naive():
     assert clock_epoch(lambda: 1_750_000_000.5) == 1_750_000_000.5
-    aware = datetime(2025, 6, 2, tzinfo=timezone.utc)
+    aware = datetime(2025, 6, 2, tzinfo=UTC)
     assert clock_epoch(lambda: aware) == aware.timestamp()
     with pytest.raises(ValueError, match="naive"):
         clock_epoch(lambda: datetime(2025, 6, 2))
 
 
 def test_service_accepts_an_epoch_clock(make_service, otp):
-    now = [datetime(2025, 6, 2, 10, tzinfo=timezone.utc).timestamp()]
+    now = [datetime(2025, 6, 2, 10, tzinfo=UTC).timestamp()]
     service = make_service(clock_=lambda: now[0])
     view, delivery = service.create_link("u1", "tmpl-epoch-clock", None, "0821234321", "phone")
     now[0] += 25 * 3600
