@@ -18,7 +18,6 @@ from dataclasses import replace
 from typing import Any
 
 from payops.models import Category
-
 from payops.signals.network import NetworkConfig
 
 from .cases import ActionSpec, Expected

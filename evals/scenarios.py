@@ -10,8 +10,8 @@ closed loop can re-run them exactly like the built-in ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 

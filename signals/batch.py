@@ -19,8 +19,9 @@ What the window does need of the amount is one flag per row, `low_amount`
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -38,7 +39,7 @@ Wide = Mapping[str, tuple[np.ndarray, Sequence[str | None]]]  # field -> (code p
 class RowDetails(Protocol):
     """Per-row fields the window does not need; enough to rebuild a PaymentEvent."""
 
-    def take(self, index: np.ndarray | slice) -> "RowDetails": ...
+    def take(self, index: np.ndarray | slice) -> RowDetails: ...
 
     def extras(self, i: int) -> tuple[str, float | None, str, str | None]:
         """(payment_id, amount, currency, palm_pay_id) of row i."""
@@ -50,7 +51,7 @@ class ObjectDetails:
 
     rows: Sequence[Any]
 
-    def take(self, index: np.ndarray | slice) -> "ObjectDetails":
+    def take(self, index: np.ndarray | slice) -> ObjectDetails:
         if isinstance(index, slice):
             return ObjectDetails(self.rows[index])
         rows = self.rows
@@ -83,7 +84,7 @@ class EventBatch:
         failed_combo = np.fromiter((c[-1] is not None for c in self.combos), np.bool_, len(self.combos))
         return failed_combo[self.combo]
 
-    def take(self, index: np.ndarray | slice) -> "EventBatch":
+    def take(self, index: np.ndarray | slice) -> EventBatch:
         wide = {f: (codes[index], names) for f, (codes, names) in self.wide.items()} if self.wide is not None else None
         return EventBatch(self.ts[index], self.latency_ms[index], self.attempt[index], self.combo[index], self.combos,
                           self.details.take(index) if self.details is not None else None, wide,
@@ -121,11 +122,11 @@ class EventBatch:
         return b"".join([dumps(ev.to_json()) + b"\n" for ev in self.to_events()])
 
     @classmethod
-    def empty(cls) -> "EventBatch":
+    def empty(cls) -> EventBatch:
         return cls(np.empty(0, np.float64), np.empty(0, np.float64), np.empty(0, np.int64), np.empty(0, np.intp), (), None)
 
     @classmethod
-    def from_events(cls, events: Iterable[PaymentEvent]) -> "EventBatch":
+    def from_events(cls, events: Iterable[PaymentEvent]) -> EventBatch:
         rows = list(events)
         ids: dict[Combo, int] = {}
         combo = np.fromiter((ids.setdefault(_combo_of(ev), len(ids)) for ev in rows), np.intp, len(rows))
@@ -145,7 +146,7 @@ def _combo_of(ev: PaymentEvent) -> Combo:
     return (ev.method, ev.route, ev.bank, ev.issuer, ev.terminal_id, ev.merchant_id, ev.region, error)
 
 
-def as_batch(events: "EventBatch | Iterable[PaymentEvent]") -> EventBatch:
+def as_batch(events: EventBatch | Iterable[PaymentEvent]) -> EventBatch:
     return events if isinstance(events, EventBatch) else EventBatch.from_events(events)
 
 

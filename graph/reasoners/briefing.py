@@ -13,10 +13,9 @@ stays inside its JSON string). A JSON reader sees the same text minus the contro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
-
-import re
 
 import orjson
 

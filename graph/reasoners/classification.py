@@ -11,11 +11,36 @@ from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
 from .evidence import (
-    DEVICE_CODES, FAMILIES, UNKNOWN, background_mix, contains, describe, error_mix, excess_by_family, pct, rest_of, shares,
+    DEVICE_CODES,
+    FAMILIES,
+    UNKNOWN,
+    background_mix,
+    contains,
+    describe,
+    error_mix,
+    excess_by_family,
+    pct,
+    rest_of,
+    shares,
 )
 from .findings import (
-    COLD_START_PENALTY, CONFIDENCE_CAP, FIRST_WINDOW_PENALTY, REST_CLEAN_Z, TIE_TOLERANCE, Finding, Scored,
-    clip as _clip, cold as _cold, first_window as _first_window, rest_fails,
+    COLD_START_PENALTY,
+    CONFIDENCE_CAP,
+    FIRST_WINDOW_PENALTY,
+    REST_CLEAN_Z,
+    TIE_TOLERANCE,
+    Finding,
+    Scored,
+    rest_fails,
+)
+from .findings import (
+    clip as _clip,
+)
+from .findings import (
+    cold as _cold,
+)
+from .findings import (
+    first_window as _first_window,
 )
 
 # Confidence: components (weights add to 1 with the base) and penalties.

@@ -12,8 +12,8 @@ every route fails the whole platform beats any part of it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping
 
 from payops.signals.baseline import FAILURE_RATE_FLOOR, binomial_tail_z, binomial_z
 from payops.signals.window import SEGMENT_PAIRS, SegmentStats, WindowSnapshot

@@ -7,7 +7,8 @@ from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
 from .evidence import pct
-from .findings import COLD_START_PENALTY, CONFIDENCE_CAP, FIRST_WINDOW_PENALTY, Finding, first_window as _first_window
+from .findings import COLD_START_PENALTY, CONFIDENCE_CAP, FIRST_WINDOW_PENALTY, Finding
+from .findings import first_window as _first_window
 
 # Latency: a route whose p95 is this many times its reference is degraded.
 LATENCY_FACTOR = 2.5

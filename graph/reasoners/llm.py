@@ -31,8 +31,9 @@ import contextvars
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import openai
 from langchain_core.language_models import BaseChatModel
@@ -206,7 +207,7 @@ class LLMReasoner:
             prompts.load(name, prompt_version)  # fail at start-up, not on the first incident
 
     @classmethod
-    def from_settings(cls, settings: Any, fallback: RuleReasoner | None = None, **kwargs: Any) -> "LLMReasoner":
+    def from_settings(cls, settings: Any, fallback: RuleReasoner | None = None, **kwargs: Any) -> LLMReasoner:
         """ChatOpenAI on any OpenAI-compatible endpoint: PAYOPS_LLM_MODEL, OPENAI_BASE_URL (or
         PAYOPS_LLM_BASE_URL), OPENAI_API_KEY (a local server needs none)."""
         model = settings.llm_model

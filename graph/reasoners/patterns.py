@@ -10,14 +10,26 @@ the unexplained anomaly last, so that a significant rise is never reported healt
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from payops.models import Category
 from payops.signals.baseline import BASELINE_MIN_WINDOWS
 from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
-from .evidence import background_mix, code_count, contains, describe, nested, error_mix, excess_by_family, judged_on_own_history, llr, pct, shares
+from .evidence import (
+    background_mix,
+    code_count,
+    contains,
+    describe,
+    error_mix,
+    excess_by_family,
+    judged_on_own_history,
+    llr,
+    nested,
+    pct,
+    shares,
+)
 from .findings import DIMENSION_PREFERENCE, Finding
 from .selection import WATCHABLE_TOOLS
 

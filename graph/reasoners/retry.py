@@ -11,7 +11,9 @@ from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
 from .evidence import error_mix, family_counts, first_attempts, pct, repeat_retries, retryable_failures
-from .findings import CONFIDENCE_CAP, FIRST_WINDOW_PENALTY, Finding, clip as _clip, first_window as _first_window
+from .findings import CONFIDENCE_CAP, FIRST_WINDOW_PENALTY, Finding
+from .findings import clip as _clip
+from .findings import first_window as _first_window
 
 # Retry storm: attempts per payment at least this far above normal (fewer extra attempts
 # are not worth a policy change)...

@@ -28,14 +28,43 @@ from payops.signals.baseline import binomial_z
 from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import Decision, ReasoningContext
-from .evidence import (
-    CONFIG_CODES, FAMILIES, ISSUER_CODES, NETWORK_CODES, PAIRED_DIMENSIONS, SECURITY_CODES, USER_CODES, background_mix,
-    code_burst_z, code_count, contains, device_burst_codes, error_mix, excess_by_family, first_attempts, llr, nested, pct,
-    pool, rest_of, shares,
-)
 from .classification import classify
+from .evidence import (
+    CONFIG_CODES,
+    FAMILIES,
+    ISSUER_CODES,
+    NETWORK_CODES,
+    PAIRED_DIMENSIONS,
+    SECURITY_CODES,
+    USER_CODES,
+    background_mix,
+    code_burst_z,
+    code_count,
+    contains,
+    device_burst_codes,
+    error_mix,
+    excess_by_family,
+    first_attempts,
+    llr,
+    nested,
+    pct,
+    pool,
+    rest_of,
+    shares,
+)
 from .findings import (
-    REST_CLEAN_Z, TIE_TOLERANCE, Finding, Scored, cold as _cold, dimension_rank as _dimension_rank, rest_fails, rises_less,
+    REST_CLEAN_Z,
+    TIE_TOLERANCE,
+    Finding,
+    Scored,
+    rest_fails,
+    rises_less,
+)
+from .findings import (
+    cold as _cold,
+)
+from .findings import (
+    dimension_rank as _dimension_rank,
 )
 from .latency import latency_candidates, latency_finding
 from .patterns import card_testing, no_data, unexplained, volume_drop

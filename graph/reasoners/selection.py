@@ -6,7 +6,7 @@ is built through `validate_proposal`, so a rule can never emit a malformed call.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from payops.models import Category, ProposedAction, target_key
 from payops.signals.baseline import binomial_z, wilson_lower_bound

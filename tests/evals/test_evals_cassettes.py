@@ -97,6 +97,5 @@ def test_record_then_replay_without_the_endpoint(tiny_corpus: Path, tmp_path: Pa
 
 def test_replay_refuses_a_missing_cassette(tiny_corpus: Path, tmp_path: Path) -> None:
     case = load_case(tiny_corpus / "route-known")
-    with pytest.raises(FileNotFoundError):
-        with cassette(case, "never-recorded", record=False, root=tmp_path):
-            pass
+    with pytest.raises(FileNotFoundError), cassette(case, "never-recorded", record=False, root=tmp_path):
+        pass

@@ -7,8 +7,8 @@ checked on shapes they were not tuned on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

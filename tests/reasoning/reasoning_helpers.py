@@ -8,9 +8,9 @@ request bodies do not change when the window code is optimised.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from itertools import combinations
-from typing import Iterable, Mapping
 
 from payops.graph.reasoners.base import ActionView, ReasoningContext, Thresholds
 from payops.models import Diagnosis

@@ -6,15 +6,25 @@ than only alerting, persistence on marginal evidence, early attribution at low c
 
 from __future__ import annotations
 
+from judgement_helpers import (
+    MERCHANTS,
+    START,
+    WALLET_ROUTE,
+    Run,
+    card_testing,
+    chain,
+    drop,
+    fail,
+    minute,
+    play,
+    scale,
+)
+from reasoning_helpers import Cell, base_cells, context, healthy_history, window
+
 from payops.graph.reasoners.base import ActionView, Thresholds
 from payops.graph.reasoners.rules import HOLD_CONFIDENCE, RuleReasoner
 from payops.graph.reasoners.selection import WATCH_BELOW
 from payops.models import Category
-
-from judgement_helpers import (
-    MERCHANTS, START, WALLET_ROUTE, Run, card_testing, chain, drop, fail, minute, play, scale,
-)
-from reasoning_helpers import Cell, base_cells, context, healthy_history, window
 
 RULES = RuleReasoner()
 ENUMERATION_MIX = {"USER_DECLINED": 0.3, "DO_NOT_HONOR": 0.3, "SUSPECTED_FRAUD": 0.2, "INCORRECT_PIN": 0.2}

@@ -9,10 +9,12 @@ replay with record_mode="none". Malformed tool calls, HTTP 429, timeouts and an
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from langchain_openai import ChatOpenAI
+from reasoning_helpers import base_cells, context, fail, healthy_history, renamed, window
+from reasoning_llm_cases import CASES, CASSETTES, INJECTION, MAX_ATTEMPTS, make_reasoner, recorder
+from reasoning_stub import RATE_LIMITED, Reply, completion, serve
 from tenacity import wait_none
 
 from payops.graph.reasoners.briefing import brief
@@ -21,10 +23,6 @@ from payops.graph.reasoners.rules import RuleReasoner
 from payops.models import Category
 from payops.settings import Settings
 from payops.tools.actions import ACTIONS, MAINTENANCE_ACTIONS, PALM_ACTIONS
-
-from reasoning_helpers import base_cells, context, fail, healthy_history, renamed, window
-from reasoning_llm_cases import CASES, CASSETTES, INJECTION, MAX_ATTEMPTS, make_reasoner, recorder
-from reasoning_stub import RATE_LIMITED, Reply, completion, serve
 
 RULES = RuleReasoner()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from langchain_openai import ChatOpenAI
+from reasoning_stub import rule_follower, serve
 from tenacity import wait_none
 
 from payops.graph.reasoners.llm import LLMReasoner
@@ -15,8 +16,6 @@ from payops.settings import Settings
 from payops.signals.simulator import Simulator, build_scenario, default_network
 from payops.signals.sources import SimulatorSource
 from payops.tools.control_plane import SimulatedControlPlane
-
-from reasoning_stub import rule_follower, serve
 
 
 def test_the_llm_is_called_only_on_anomalous_ticks_and_every_call_is_audited() -> None:
@@ -48,8 +47,9 @@ def test_the_llm_is_called_only_on_anomalous_ticks_and_every_call_is_audited() -
 
 
 def test_a_hanging_llm_leaves_each_tick_within_its_budget_and_the_cycle_says_the_rules_decided() -> None:
-    from payops.render import render_cycle
     from reasoning_stub import Reply, completion
+
+    from payops.render import render_cycle
 
     stub, server = serve()
     stub.default = Reply(200, completion(content="late"), delay=3.0)

@@ -5,18 +5,27 @@ from __future__ import annotations
 import re
 
 import pytest
+from reasoning_helpers import (
+    END,
+    METHODS,
+    ROUTES,
+    Cell,
+    base_cells,
+    context,
+    fail,
+    healthy_history,
+    network_cells,
+    renamed,
+    window,
+)
 
 from payops.graph.reasoners.base import ActionView, ReasoningContext, Thresholds
 from payops.graph.reasoners.rules import RuleReasoner
 from payops.graph.reasoners.selection import CLEARED_MIN_WINDOWS, PROBE_PERCENT, WATCH_BELOW
-from payops.models import Category, Diagnosis
+from payops.models import Category
 from payops.signals.simulator import SCENARIOS, Simulator, build_scenario, default_network, rename_network
 from payops.signals.sources import SimulatorSource
 from payops.signals.window import EventWindow
-
-from reasoning_helpers import (
-    BANKS, END, METHODS, ROUTES, Cell, base_cells, context, fail, healthy_history, network_cells, renamed, window,
-)
 
 RULES = RuleReasoner()
 INCIDENTS = [s for s in SCENARIOS if s not in ("healthy", "demo")]

@@ -6,13 +6,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from reasoning_helpers import END, Cell, base_cells, context, fail, healthy_history, window
 
 from payops.graph.reasoners.evidence import code_burst_z, pool, repeat_retries
 from payops.graph.reasoners.rules import RuleReasoner
 from payops.models import Category
 from payops.signals.baseline import binomial_tail_z, binomial_z
-
-from reasoning_helpers import END, Cell, base_cells, context, fail, healthy_history, window
 
 RULES = RuleReasoner()
 PALM = {"bank": "FNB", "method": "palm", "route": "rail", "issuer": "PAYSHAP"}
