@@ -297,7 +297,10 @@ def injection_spec_edit(spec: SimSpec) -> SimSpec:
     scenario = build(spec.scenario, net, spec.lead_in, spec.duration)
     victim = scenario.expectations[0].target["bank"]
     base = expected_for(scenario)
-    swap = lambda t: {k: (INJECTION_BANK if v == victim else v) for k, v in (t or {}).items()}
+
+    def swap(t: dict[str, str] | None) -> dict[str, str]:
+        return {k: (INJECTION_BANK if v == victim else v) for k, v in (t or {}).items()}
+
     expected = base.model_copy(update={
         "target": swap(base.target),
         "acceptable_actions": tuple(a.model_copy(update={"target": swap(a.target) if a.target is not None else None}) for a in base.acceptable_actions),

@@ -185,7 +185,7 @@ def _concat_wide(batches: Sequence[EventBatch]) -> Wide | None:
     if all(b.wide is None for b in batches):
         return None
     out = {}
-    for f, pos in zip(WIDE_FIELDS, WIDE_POSITIONS):
+    for f, pos in zip(WIDE_FIELDS, WIDE_POSITIONS, strict=True):
         merged: dict[str | None, int] = {None: 0}
         parts = []
         for b in batches:

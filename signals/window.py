@@ -171,9 +171,10 @@ def anomalous(seg: SegmentStats, significance_z: float) -> bool:
         return True
     if seg.baseline_latency_p95_ms and seg.latency_p95_ms > LATENCY_OUTLIER_FACTOR * seg.baseline_latency_p95_ms:
         return True
-    if seg.baseline_attempts_per_payment and seg.attempts_per_payment > RETRY_OUTLIER_FACTOR * seg.baseline_attempts_per_payment:
-        return True
-    return False
+    return bool(
+        seg.baseline_attempts_per_payment
+        and seg.attempts_per_payment > RETRY_OUTLIER_FACTOR * seg.baseline_attempts_per_payment
+    )
 
 
 def learn_baselines(snap: WindowSnapshot, baselines: BaselineTracker, significance_z: float, weight: float = 1.0) -> None:
@@ -373,7 +374,7 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
         for i, vals in enumerate(values):
             if "" in vals:
                 continue  # rows where an optional dimension was absent are not a segment
-            segments.append(builder.build(tuple(zip(names, vals)), lists, i))
+            segments.append(builder.build(tuple(zip(names, vals, strict=True)), lists, i))
     return WindowSnapshot(start, end, total, tuple(segments), vocab_sizes=vocab_sizes)
 
 
@@ -404,7 +405,7 @@ class _Builder:
         rows, cols = np.nonzero(errs[:, 1:])  # column 0: no error code
         errors: list[dict[str, int]] = [{} for _ in range(errs.shape[0])]
         names = self.err_names
-        for r, c, v in zip(rows.tolist(), (cols + 1).tolist(), errs[rows, cols + 1].tolist()):
+        for r, c, v in zip(rows.tolist(), (cols + 1).tolist(), errs[rows, cols + 1].tolist(), strict=True):
             errors[r][names[c]] = int(v)
         return {"counts": s["counts"].tolist(), "fails": s["fails"].tolist(), "retries": s["retries"].tolist(),
                 "first_fails": s["first_fails"].tolist(), "low": s["low"].tolist(), "low_fail": s["low_fail"].tolist(),

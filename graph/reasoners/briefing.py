@@ -152,7 +152,7 @@ def brief(snapshot: WindowSnapshot, context: ReasoningContext, rules: RuleReason
                    for r, (h, m, rate) in sorted(health.items())],
         "in_force": [{"tool": a.tool, "target": a.target, "age_seconds": round(snapshot.window_end - a.applied_at)}
                      for a in context.in_force],
-        "similar_lessons": [{k: l[k] for k in LESSON_KEYS if k in l} for l in context.lessons[:MAX_LESSONS]],
+        "similar_lessons": [{k: lesson[k] for k in LESSON_KEYS if k in lesson} for lesson in context.lessons[:MAX_LESSONS]],
     }
     return Briefing(data, hypotheses, reading, decision_rules.proposal)
 

@@ -298,7 +298,7 @@ class LLMReasoner:
                     if left <= 0:
                         raise BudgetExhausted(f"the tick's LLM budget of {self.budget_seconds:g} s was spent before this call")
                     timeout = left if self.call_timeout is None else min(left, float(self.call_timeout))
-                    ai = call_within(left, lambda: runnable.invoke([*messages, *extra], timeout=timeout))
+                    ai = call_within(left, lambda extra=extra, timeout=timeout: runnable.invoke([*messages, *extra], timeout=timeout))
                 except Exception as exc:
                     record.update(latency_ms=round(1000 * (self.clock() - started), 1), ok=False, error=_why(exc))
                     calls.append(record)

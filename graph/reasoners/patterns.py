@@ -194,7 +194,10 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
         return None
     most = max(f[0] for f in found)
     ties = [f for f in found if f[0] >= (1.0 - VOLUME_TIE) * most]
-    rank = lambda s: min((DIMENSION_PREFERENCE.index(k) if k in DIMENSION_PREFERENCE else 99) for k, _ in s.dims)
+
+    def rank(s: SegmentStats) -> int:
+        return min((DIMENSION_PREFERENCE.index(k) if k in DIMENSION_PREFERENCE else 99) for k, _ in s.dims)
+
     missing, seg, expected, peers_ratio = min(ties, key=lambda f: (rank(f[1]), f[1].key))
     now = present[seg.key].attempts if seg.key in present else 0
     share = now / expected if expected else 0.0

@@ -84,7 +84,7 @@ def test_a_recorded_incident_replays_offline_with_the_models_answers(offline: No
     # Every recorded answer was used, once, in order: the calls that got an answer carry its usage.
     answered = [c for t in outcome.ticks for c in t["llm_calls"] if c["input_tokens"] > 0]
     assert len(answered) == len(interactions)
-    for call, interaction in zip(answered, interactions):
+    for call, interaction in zip(answered, interactions, strict=True):
         usage = _answer(interaction)["usage"]
         assert (call["input_tokens"], call["output_tokens"]) == (usage["prompt_tokens"], usage["completion_tokens"])
         assert call["model"] == MODEL

@@ -181,7 +181,6 @@ def test_every_label_names_segments_that_exist_in_the_events(streams, parsed):
 
 def test_controls_keep_their_failure_rate_steady(streams, parsed):
     for name in ("control_steady", "control_flash_sale", "control_night_dip", "control_tiny_bank"):
-        s = streams[name]
         events, _ = parsed[name]
         overall = segment_stats(events, {}, START_TS, START_TS + 13 * 60).failure_rate
         for m in range(13):

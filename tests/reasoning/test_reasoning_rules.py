@@ -231,8 +231,12 @@ def test_a_method_pushed_onto_a_route_that_rejects_it_is_rerouted_to_a_route_tha
 
 def test_thin_segments_are_judged_on_evidence_pooled_over_recent_windows() -> None:
     base = _palm_cells({})
-    thin = lambda k: [c for c in base if c.dims.get("terminal_id") != "T3"] + [
-        Cell({"bank": "FNB", "method": "palm", "route": "rail", "issuer": "PAYSHAP", "terminal_id": "T3"}, 3, {"PALM_PAY_NOT_REGISTERED": k}, 0.03)]
+
+    def thin(k: int) -> list[Cell]:
+        return [c for c in base if c.dims.get("terminal_id") != "T3"] + [
+            Cell({"bank": "FNB", "method": "palm", "route": "rail", "issuer": "PAYSHAP", "terminal_id": "T3"}, 3,
+                 {"PALM_PAY_NOT_REGISTERED": k}, 0.03)]
+
     history = healthy_history(base, n=4) + tuple(window(thin(2), end=END - 60.0 * i) for i in (3, 2, 1))
     d = RULES.decide(window(thin(3)), context(history))
     assert (d.diagnosis.category, d.diagnosis.target) == (Category.NETWORK, {"terminal_id": "T3"})

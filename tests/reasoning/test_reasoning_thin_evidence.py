@@ -122,8 +122,13 @@ def test_pooling_windows_that_each_trusted_their_baseline_keeps_the_trust() -> N
 
 def test_a_thin_segment_does_not_pool_its_share_of_a_platform_incident() -> None:
     base = [c for c in base_cells()] + [Cell({**PALM, "terminal_id": t}, 40, {}, 0.03) for t in ("T1", "T2", "T4")]
-    thin = lambda k: base + [Cell({**PALM, "terminal_id": "T3"}, 3, {"PALM_PAY_NOT_REGISTERED": k}, 0.03)]
-    outage = lambda k: fail(thin(k), {}, 0.4, {"SYSTEM_ERROR": 1.0})
+
+    def thin(k: int) -> list[Cell]:
+        return base + [Cell({**PALM, "terminal_id": "T3"}, 3, {"PALM_PAY_NOT_REGISTERED": k}, 0.03)]
+
+    def outage(k: int) -> list[Cell]:
+        return fail(thin(k), {}, 0.4, {"SYSTEM_ERROR": 1.0})
+
     # The same thin failures, first after quiet windows (pooled: a device), then after a platform outage.
     quiet = healthy_history(thin(0), n=6) + tuple(window(thin(2), end=END - 60.0 * i) for i in (3, 2, 1))
     assert RULES.decide(window(thin(3)), context(quiet)).diagnosis.target == {"terminal_id": "T3"}
