@@ -205,9 +205,9 @@ def simulator(gen: Generator, policy: TrafficPolicy | None = None, duration: flo
 def expected_for(scenario: Scenario, facts: tuple[str, ...] = ()) -> Expected:
     """The oracle's answer as case labels: category, acceptable actions with targets, forbidden actions."""
     if not scenario.expectations:
-        forbidden = tuple(ActionSpec(tool=t) for t in (*TRAFFIC_TOOLS, *IRREVERSIBLE_TOOLS))
         return Expected(category=Category.HEALTHY, acceptable_actions=(ActionSpec(tool="no_action", target={}),),
-                        forbidden_actions=forbidden, facts=facts)
+                        forbidden_actions=tuple(ActionSpec(tool=t) for t in (*TRAFFIC_TOOLS, *IRREVERSIBLE_TOOLS)),
+                        facts=facts)
     x = scenario.expectations[0]
     target = dict(x.target)
     acceptable = tuple(ActionSpec(tool=t, target={} if t == "no_action" else target) for t in x.actions)

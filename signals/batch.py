@@ -82,7 +82,8 @@ class EventBatch:
     @property
     def failed(self) -> np.ndarray:
         failed_combo = np.fromiter((c[-1] is not None for c in self.combos), np.bool_, len(self.combos))
-        return failed_combo[self.combo]
+        failed: np.ndarray = failed_combo[self.combo]
+        return failed
 
     def take(self, index: np.ndarray | slice) -> EventBatch:
         wide = {f: (codes[index], names) for f, (codes, names) in self.wide.items()} if self.wide is not None else None
@@ -109,7 +110,7 @@ class EventBatch:
                 terminal, merchant, region = wide[0][i], wide[1][i], wide[2][i]
             payment_id, amount, currency, palm = self.details.extras(i)
             out.append(PaymentEvent(
-                ts=ts[i], payment_id=payment_id, method=method, route=route, bank=bank, issuer=issuer,  # type: ignore[arg-type]
+                ts=ts[i], payment_id=payment_id, method=method, route=route, bank=bank, issuer=issuer,
                 status="success" if error is None else "failure", latency_ms=lat[i], attempt=att[i], amount=amount,
                 currency=currency, error_code=error, terminal_id=terminal, merchant_id=merchant, region=region,
                 palm_pay_id=palm,
@@ -207,7 +208,8 @@ def _concat_details(parts: list[RowDetails | None]) -> RowDetails | None:
     first = parts[0]
     joiner = getattr(type(first), "join", None)
     if joiner is not None and all(type(p) is type(first) for p in parts):
-        return joiner(parts)
+        joined: RowDetails = joiner(parts)  # the class's own join: same type as its parts
+        return joined
     if all(isinstance(p, ObjectDetails) for p in parts):
         return ObjectDetails([row for p in parts for row in p.rows])  # type: ignore[union-attr]
     return None

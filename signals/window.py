@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -364,8 +365,10 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
             stats["tail"] = np.bincount(tail_codes, minlength=len(vocabs[0]))[present].astype(np.float64)
             stats["tail_fail"] = np.bincount(tail_codes, weights=tail_failed, minlength=len(vocabs[0]))[present]
         else:
+            assert codes is not None  # only the wide fields are counted over rows
             present, stats = by_combination(codes)
         lists = builder.lists(stats)
+        values: list[tuple[str, ...]]
         if len(names) == 1:
             values = [(vocabs[0][c],) for c in present.tolist()]
         else:
@@ -398,7 +401,7 @@ class _Builder:
         self.total_base = total_base
         self.err_names = err_names
 
-    def lists(self, s: dict[str, np.ndarray]) -> dict[str, list]:
+    def lists(self, s: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         """One segmentation's arrays as Python lists (one conversion, not one per field and segment),
         with each segment's error codes as a dict."""
         errs = s["errs"]
@@ -412,7 +415,7 @@ class _Builder:
                 "tail": s["tail"].tolist(), "tail_fail": s["tail_fail"].tolist(),
                 "lat_sum": s["lat_sum"].tolist(), "q": s["q"].tolist(), "errors": errors}
 
-    def build(self, dims: tuple[tuple[str, str], ...], s: dict[str, list], i: int) -> SegmentStats:
+    def build(self, dims: tuple[tuple[str, str], ...], s: dict[str, list[Any]], i: int) -> SegmentStats:
         count = int(s["counts"][i])
         fails = float(s["fails"][i])
         retries = float(s["retries"][i])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -112,7 +112,7 @@ def brief(snapshot: WindowSnapshot, context: ReasoningContext, rules: RuleReason
     """The data block for one window. `decision_rules` is the rule engine's Decision for it."""
     snapshot = prepared(snapshot, context)  # the same references the rule engine judged by
     total = snapshot.total
-    targets: list[dict[str, str]] = [dict(h["target"]) for h in rules.hypotheses(snapshot, context, limit=MAX_HYPOTHESES)]
+    targets: list[dict[str, str]] = [dict(cast(dict[str, str], h["target"])) for h in rules.hypotheses(snapshot, context, limit=MAX_HYPOTHESES)]
     reading: Diagnosis = decision_rules.diagnosis
     if reading.category is not Category.HEALTHY and target_key(reading.target) not in {target_key(t) for t in targets}:
         targets.insert(0, dict(reading.target))  # e.g. a retry storm on all traffic, a slow route

@@ -31,13 +31,14 @@ import contextvars
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any, Literal
 
 import openai
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolCall
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -107,9 +108,10 @@ def diagnosis_model(ids: list[str]) -> type[DiagnosisFields]:
     then cannot even emit another). The model is only asked about anomalous windows; if it judges
     one healthy after all, the category says so and the hypothesis is ignored."""
     allowed = Literal[tuple(ids)]  # type: ignore[valid-type]
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(
         "DiagnosisFields", __base__=DiagnosisFields,
-        hypothesis=(allowed, Field(..., description="Id of the blamed hypothesis.")),
+        # a Literal built at run time from the ids: no static type can name it
+        hypothesis=(allowed, Field(..., description="Id of the blamed hypothesis.")),  # type: ignore[arg-type]
     )
 
 
@@ -125,7 +127,7 @@ def chat_model(model: str, *, base_url: str | None = None, api_key: str | None =
 
 
 def _usage(ai: AIMessage) -> dict[str, int]:
-    u = ai.usage_metadata or {}
+    u: Mapping[str, Any] = ai.usage_metadata or {}
     return {"input_tokens": int(u.get("input_tokens", 0)), "output_tokens": int(u.get("output_tokens", 0)),
             "total_tokens": int(u.get("total_tokens", 0))}
 
@@ -259,17 +261,18 @@ class LLMReasoner:
         ]
         forced = {"type": "function", "function": {"name": DIAGNOSIS_TOOL}}
         (fields, target), _ = self._with_retries(
-            "diagnosis", self.chat.bind_tools([diagnosis_tool], tool_choice=forced).bind(max_tokens=MAX_OUTPUT_TOKENS), opening,
+            "diagnosis", self.chat.bind_tools([diagnosis_tool], tool_choice=forced)  # type: ignore[arg-type]  # ChatOpenAI takes a dict; the base declares str
+            .bind(max_tokens=MAX_OUTPUT_TOKENS), opening,
             lambda ai: self._parse_diagnosis(ai, schema, briefing), calls, deadline)
 
         # A fresh, shorter conversation for the action: the system rules plus the recorded diagnosis
         # and what a tool call needs. (Replaying the assistant's tool call instead breaks servers
         # that reject a null assistant content, and costs the whole evidence block again.)
-        diagnosis = {"category": fields.category, "hypothesis": fields.hypothesis, "summary": fields.summary[:200]}
+        recorded = {"category": fields.category, "hypothesis": fields.hypothesis, "summary": fields.summary[:200]}
         destinations = alternative_routes(snapshot, target, context.thresholds.significance_z) if target else {}
         follow_up: list[BaseMessage] = [
             opening[0],
-            HumanMessage(prompts.load("reasoner_act", v).render(data=action_data(briefing, diagnosis, target, destinations),
+            HumanMessage(prompts.load("reasoner_act", v).render(data=action_data(briefing, recorded, target, destinations),
                                                                 rule_tool=briefing.rules_proposal.tool)),
         ]
         (proposal, policy_notes), _ = self._with_retries(
@@ -286,7 +289,8 @@ class LLMReasoner:
         def out_of_time(retry_state: Any) -> bool:  # no retry that would start after the deadline
             return self.clock() + (retry_state.upcoming_sleep or 0.0) >= deadline
 
-        for state in Retrying(stop=stop_after_attempt(self.max_attempts) | out_of_time, wait=self.wait,
+        for state in Retrying(stop=stop_after_attempt(self.max_attempts) | out_of_time,  # type: ignore[operator]  # any callable stops at run time
+                              wait=self.wait,
                               retry=retry_if_exception_type(RETRYABLE_ERRORS), reraise=True):
             with state:
                 attempt += 1
@@ -298,7 +302,7 @@ class LLMReasoner:
                     if left <= 0:
                         raise BudgetExhausted(f"the tick's LLM budget of {self.budget_seconds:g} s was spent before this call")
                     timeout = left if self.call_timeout is None else min(left, float(self.call_timeout))
-                    ai = call_within(left, lambda extra=extra, timeout=timeout: runnable.invoke([*messages, *extra], timeout=timeout))
+                    ai = call_within(left, partial(runnable.invoke, [*messages, *extra], timeout=timeout))
                 except Exception as exc:
                     record.update(latency_ms=round(1000 * (self.clock() - started), 1), ok=False, error=_why(exc))
                     calls.append(record)
@@ -318,7 +322,7 @@ class LLMReasoner:
 
     # -- validation -------------------------------------------------------------------
     @staticmethod
-    def _one_call(ai: AIMessage) -> dict[str, Any]:
+    def _one_call(ai: AIMessage) -> ToolCall:
         if ai.invalid_tool_calls:
             raise AnswerError("the tool call's arguments are not valid JSON")
         if not ai.tool_calls:

@@ -193,9 +193,9 @@ def cleared_since(target: dict[str, str], since: float, snapshot: WindowSnapshot
         return "unknown", f"{key}: {n} attempts since {what}, too few to tell whether the cause cleared"
     figures = (f"{key}: {merged.failures}/{merged.attempts} failed ({pct(merged.failure_rate)}) since {what} vs expected "
                f"{pct(merged.expected_failure_rate)} over {len(windows)} window(s)")
-    latest = snapshot.segment(**target) if target else snapshot.total
-    slow = (latest is not None and latest.baseline_latency_p95_ms and latest.attempts >= t.min_segment_attempts
-            and latest.latency_p95_ms >= 2.5 * latest.baseline_latency_p95_ms)
+    current = snapshot.segment(**target) if target else snapshot.total
+    slow = (current is not None and current.baseline_latency_p95_ms and current.attempts >= t.min_segment_attempts
+            and current.latency_p95_ms >= 2.5 * current.baseline_latency_p95_ms)
     if merged.z < CLEARED_Z and merged.excess_failures < t.min_excess_failures and not slow:
         return "cleared", figures
     return "persisting", figures + ("; still slow" if slow else "")
