@@ -124,7 +124,8 @@ class EventBatch:
 
     @classmethod
     def empty(cls) -> EventBatch:
-        return cls(np.empty(0, np.float64), np.empty(0, np.float64), np.empty(0, np.int64), np.empty(0, np.intp), (), None)
+        return cls(np.empty(0, np.float64), np.empty(0, np.float64), np.empty(0, np.int64),
+                   np.empty(0, np.intp), (), None)
 
     @classmethod
     def from_events(cls, events: Iterable[PaymentEvent]) -> EventBatch:

@@ -56,7 +56,8 @@ DENSE_CELLS_MIN = 1 << 18
 class EventWindow:
     """Recent events as columns; `snapshot(end)` aggregates [end - window_seconds, end)."""
 
-    def __init__(self, window_seconds: float = 60.0, baselines: BaselineTracker | None = None, significance_z: float = 3.0) -> None:
+    def __init__(self, window_seconds: float = 60.0,
+                 baselines: BaselineTracker | None = None, significance_z: float = 3.0) -> None:
         self.window_seconds = window_seconds
         self.table = ComboTable()
         self.ring = EventRing()
@@ -108,7 +109,8 @@ class EventWindow:
             wide = {f: self.table.wide_lookup(f, names)[codes] for f, (codes, names) in batch.wide.items()}
         else:
             wide = {f: column[batch.combo] for f, column in wide_lut.items()}
-        self.ring.append(batch.ts, batch.latency_ms, encode_keys(combo, batch.attempt, batch.latency_ms), wide, batch.low_amount)
+        self.ring.append(batch.ts, batch.latency_ms,
+                         encode_keys(combo, batch.attempt, batch.latency_ms), wide, batch.low_amount)
 
     def note_bad_lines(self, count: int, samples: Iterable[BadLine] = ()) -> None:
         self.bad_lines += count
@@ -152,7 +154,8 @@ class EventWindow:
             self.late_dropped += int(np.count_nonzero(np.concatenate(self._late_kept) < start))
             self._late_kept = []
         snap = aggregate(self.ring, self.table, start, window_end, self.baselines, self.significance_z)
-        quality = DataQuality(self.bad_lines, tuple(self.bad_samples), self.late_events, self.late_dropped, self.out_of_order,
+        quality = DataQuality(self.bad_lines, tuple(self.bad_samples), self.late_events, self.late_dropped,
+                              self.out_of_order,
                               self.ahead_of_clock)
         snap = WindowSnapshot(snap.window_start, snap.window_end, snap.total, snap.segments, quality, snap.vocab_sizes)
         self._reset_quality()
@@ -178,7 +181,8 @@ def anomalous(seg: SegmentStats, significance_z: float) -> bool:
     )
 
 
-def learn_baselines(snap: WindowSnapshot, baselines: BaselineTracker, significance_z: float, weight: float = 1.0) -> None:
+def learn_baselines(snap: WindowSnapshot, baselines: BaselineTracker,
+                    significance_z: float, weight: float = 1.0) -> None:
     """Feed normal-looking segments into their baselines; anomalous windows are left out.
 
     A segment's reference is its own baseline once trusted, its peers (the rest of
@@ -192,7 +196,8 @@ def learn_baselines(snap: WindowSnapshot, baselines: BaselineTracker, significan
             continue
         if anomalous(seg, significance_z) and not baselines.out_of_patience(seg.key, weight):
             continue
-        baselines.observe(seg.key, seg.failure_rate, seg.latency_p95_ms, float(seg.attempts), seg.attempts_per_payment, weight)
+        baselines.observe(seg.key, seg.failure_rate, seg.latency_p95_ms, float(seg.attempts),
+                          seg.attempts_per_payment, weight)
 
 
 # -- aggregation -------------------------------------------------------------------
@@ -257,7 +262,8 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
     if hi == lo:
         rate = total_base.failure_rate if total_base else 0.0
         empty = SegmentStats((), 0, 0, {}, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, rate,
-                             total_base.failure_rate if total_base else None, total_base.latency_p95 if total_base else None,
+                             total_base.failure_rate if total_base else None,
+                             total_base.latency_p95 if total_base else None,
                              total_base.volume if total_base else None,
                              total_base.attempts_per_payment if total_base else None, 0.0, 0.0,
                              0.0 if total_base and total_base.trusted else None, 0.0)
@@ -339,7 +345,8 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
         rank[present] = np.arange(len(present))
         local = rank[codes]
         k = len(present)
-        hist = np.bincount(local * LATENCY_BUCKETS + parts["bucket"], minlength=k * LATENCY_BUCKETS).reshape(k, LATENCY_BUCKETS)
+        hist = np.bincount(local * LATENCY_BUCKETS + parts["bucket"],
+                           minlength=k * LATENCY_BUCKETS).reshape(k, LATENCY_BUCKETS)
         errs = np.bincount(local * n_err + parts["err"], minlength=k * n_err).reshape(k, n_err)
         counts = seen[present].astype(np.float64)
         return present, {

@@ -35,7 +35,8 @@ _MARKUP = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
 
 MAX_HYPOTHESES = 5
 MAX_LESSONS = 3
-LESSON_KEYS = ("category", "target", "tool", "verdict", "similarity", "dominant_error", "magnitude", "failure_rate_before", "failure_rate_after")
+LESSON_KEYS = ("category", "target", "tool", "verdict", "similarity", "dominant_error", "magnitude",
+               "failure_rate_before", "failure_rate_after")
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,8 @@ def brief(snapshot: WindowSnapshot, context: ReasoningContext, rules: RuleReason
     return Briefing(data, hypotheses, reading, decision_rules.proposal)
 
 
-def action_data(briefing: Briefing, diagnosis: dict[str, Any], target: dict[str, str], destinations: dict[str, float]) -> str:
+def action_data(briefing: Briefing, diagnosis: dict[str, Any], target: dict[str, str],
+                destinations: dict[str, float]) -> str:
     """The data block of the second call: the diagnosis, its target, and what a tool call needs."""
     data = briefing.data
     return Briefing.json_of({

@@ -155,7 +155,8 @@ def classify(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, con
             f"{r.target['route']} {pct(r.failure_rate)}" for r in sorted(snapshot.by_dimension("route"), key=lambda r: -r.attempts)[:6]))
     if seg.dims and pooled == 1:
         rest = rest_of(total, seg)
-        evidence.append(f"all traffic outside {seg.key}: {rest.failures}/{rest.attempts} failed ({pct(rest.failure_rate)}) "
+        evidence.append(f"all traffic outside {seg.key}: {rest.failures}/{rest.attempts} failed "
+                        f"({pct(rest.failure_rate)}) "
                         f"vs expected {pct(rest.expected_rate)}")
     alternatives = weigh_alternatives(chosen, ranked, snapshot, category, fam_shares, context)
     return Finding(category, seg, confidence, summary, tuple(evidence), alternatives, kind, pooled)
@@ -187,7 +188,8 @@ def weigh_alternatives(chosen: Scored, ranked: list[Scored], snapshot: WindowSna
         if o.key == seg.key:
             continue
         if o.attempts == seg.attempts and other.fit >= (1.0 - TIE_TOLERANCE) * chosen.fit:
-            out.append(f"{o.key}: the same traffic under another name (fit {other.fit:.0f}); {seg.key} is the one to act on")
+            out.append(f"{o.key}: the same traffic under another name (fit {other.fit:.0f}); {seg.key} is the one to "
+                       "act on")
         elif contains(o, seg):
             rest = rest_of(o, seg)
             out.append(f"{o.key}: broader; without {seg.key} it fails {rest.failures}/{rest.attempts} "
@@ -202,7 +204,8 @@ def weigh_alternatives(chosen: Scored, ranked: list[Scored], snapshot: WindowSna
                 out.append(f"{o.key}: all of its traffic lies inside {seg.key}; fit {other.fit:.0f} vs {chosen.fit:.0f}")
                 continue
             verdict = "explained by" if not rest_fails(rest, seg, context) else "fails beyond"
-            out.append(f"{o.key}: {pct(o.failure_rate)} failing; without {inter.key} it fails {rest.failures}/{rest.attempts} "
+            out.append(f"{o.key}: {pct(o.failure_rate)} failing; without {inter.key} it fails "
+                       f"{rest.failures}/{rest.attempts} "
                        f"({pct(rest.failure_rate)} vs expected {pct(rest.expected_rate)}): {verdict} {seg.key}")
         else:
             out.append(f"{o.key}: weaker fit ({other.fit:.0f} vs {chosen.fit:.0f}); overlaps the same failing traffic")
@@ -218,5 +221,6 @@ def weigh_alternatives(chosen: Scored, ranked: list[Scored], snapshot: WindowSna
                    f"{pct(seg.failure_rate)} while the other terminals fail {pct(rate)}")
     if category is Category.USER:
         out.append(f"operational fault: only {pct(1.0 - user_share)} of the excess failures are infrastructure codes")
-    out.append(f"chance: {seg.failures} failures where {seg.attempts * seg.expected_failure_rate:.1f} were expected (z={seg.z:.1f})")
+    out.append(f"chance: {seg.failures} failures where {seg.attempts * seg.expected_failure_rate:.1f} were expected "
+               f"(z={seg.z:.1f})")
     return tuple(out)

@@ -85,7 +85,8 @@ class BudgetExhausted(Unavailable, TimeoutError):
 
 
 # Worth another try: a rejected answer (told why), rate limits, timeouts and connection trouble, 5xx.
-RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (AnswerError, openai.RateLimitError, openai.APIConnectionError, openai.InternalServerError)
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (AnswerError, openai.RateLimitError,
+                                                     openai.APIConnectionError, openai.InternalServerError)
 
 
 class DiagnosisFields(BaseModel):
@@ -115,7 +116,8 @@ def diagnosis_model(ids: list[str]) -> type[DiagnosisFields]:
     )
 
 
-def chat_model(model: str, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 30.0) -> BaseChatModel:
+def chat_model(model: str, *, base_url: str | None = None,
+               api_key: str | None = None, timeout: float = 30.0) -> BaseChatModel:
     """ChatOpenAI for any OpenAI-compatible endpoint; retries are ours (tenacity), so the client makes none."""
     from langchain_openai import ChatOpenAI
 
@@ -218,7 +220,8 @@ class LLMReasoner:
         base_url = settings.llm_base_url or os.environ.get("OPENAI_BASE_URL") or None
         api_key = os.environ.get("OPENAI_API_KEY")
         if not api_key and not base_url:
-            raise ValueError("PAYOPS_LLM_MODEL is set but there is neither OPENAI_API_KEY nor OPENAI_BASE_URL / PAYOPS_LLM_BASE_URL")
+            raise ValueError("PAYOPS_LLM_MODEL is set but there is neither OPENAI_API_KEY nor OPENAI_BASE_URL / "
+                             "PAYOPS_LLM_BASE_URL")
         chat = chat_model(model, base_url=base_url, api_key=api_key, timeout=settings.llm_timeout_seconds)
         kwargs.setdefault("budget_seconds", settings.llm_tick_budget_seconds)
         return cls(chat, fallback, model=model, max_attempts=1 + settings.llm_max_retries,
@@ -240,7 +243,8 @@ class LLMReasoner:
             shown = f"the LLM {kind}" + (f" ({why})" if kind != TIMED_OUT else
                                          f" (budget {self.budget_seconds:g} s, {len(calls)} call(s))")
             fallback = rules.diagnosis.model_copy(update={"reasoner": f"{self.fallback.name} (llm fallback)"})
-            return Decision(fallback, rules.proposal, llm_calls=tuple(calls), notes=(*rules.notes, f"llm fallback: {why}"),
+            return Decision(fallback, rules.proposal, llm_calls=tuple(calls),
+                            notes=(*rules.notes, f"llm fallback: {why}"),
                             fallback=shown)
         return Decision(diagnosis, proposal, llm_calls=tuple(calls), notes=notes)
 
@@ -252,16 +256,19 @@ class LLMReasoner:
         schema = diagnosis_model(ids)
         diagnosis_tool = StructuredTool.from_function(
             func=lambda **_: "recorded", name=DIAGNOSIS_TOOL, args_schema=schema,
-            description="Record the diagnosis of this window: category, blamed hypothesis, summary, evidence, confidence.")
+            description="Record the diagnosis of this window: category, blamed hypothesis, summary, evidence, "
+                        "confidence.")
         opening: list[BaseMessage] = [
             SystemMessage(prompts.load("reasoner_system", v).text),
             HumanMessage(prompts.load("reasoner_diagnose", v).render(
                 data=briefing.json(), rule_category=briefing.rules.category.value,
-                rule_hypothesis=briefing.id_of(briefing.rules.target) or "none", rule_confidence=f"{briefing.rules.confidence:.2f}")),
+                rule_hypothesis=briefing.id_of(briefing.rules.target) or "none",
+                rule_confidence=f"{briefing.rules.confidence:.2f}")),
         ]
         forced = {"type": "function", "function": {"name": DIAGNOSIS_TOOL}}
         (fields, target), _ = self._with_retries(
-            "diagnosis", self.chat.bind_tools([diagnosis_tool], tool_choice=forced)  # type: ignore[arg-type]  # ChatOpenAI takes a dict; the base declares str
+            "diagnosis",
+            self.chat.bind_tools([diagnosis_tool], tool_choice=forced)  # type: ignore[arg-type]  # ChatOpenAI takes a dict; the base declares str
             .bind(max_tokens=MAX_OUTPUT_TOKENS), opening,
             lambda ai: self._parse_diagnosis(ai, schema, briefing), calls, deadline)
 
@@ -272,11 +279,13 @@ class LLMReasoner:
         destinations = alternative_routes(snapshot, target, context.thresholds.significance_z) if target else {}
         follow_up: list[BaseMessage] = [
             opening[0],
-            HumanMessage(prompts.load("reasoner_act", v).render(data=action_data(briefing, recorded, target, destinations),
+            HumanMessage(prompts.load("reasoner_act", v).render(data=action_data(briefing,
+                                                                                 recorded, target, destinations),
                                                                 rule_tool=briefing.rules_proposal.tool)),
         ]
         (proposal, policy_notes), _ = self._with_retries(
-            "action", self.chat.bind_tools(as_langchain_tools(), tool_choice="auto").bind(max_tokens=MAX_OUTPUT_TOKENS), follow_up,
+            "action", self.chat.bind_tools(as_langchain_tools(), tool_choice="auto").bind(max_tokens=MAX_OUTPUT_TOKENS),
+            follow_up,
             lambda ai: self._parse_action(ai, fields, target, snapshot, context, briefing), calls, deadline)
         diagnosis, proposal, notes = self._conclude(fields, target, proposal, briefing, snapshot, context)
         return diagnosis, proposal, (*notes, *policy_notes)
@@ -300,7 +309,8 @@ class LLMReasoner:
                 left = deadline - started
                 try:
                     if left <= 0:
-                        raise BudgetExhausted(f"the tick's LLM budget of {self.budget_seconds:g} s was spent before this call")
+                        raise BudgetExhausted(f"the tick's LLM budget of {self.budget_seconds:g} s was spent before "
+                                              "this call")
                     timeout = left if self.call_timeout is None else min(left, float(self.call_timeout))
                     ai = call_within(left, partial(runnable.invoke, [*messages, *extra], timeout=timeout))
                 except Exception as exc:
@@ -331,7 +341,8 @@ class LLMReasoner:
             raise AnswerError("more than one tool call; exactly one is allowed")
         return ai.tool_calls[0]
 
-    def _parse_diagnosis(self, ai: AIMessage, schema: type[DiagnosisFields], briefing: Briefing) -> tuple[DiagnosisFields, dict[str, str]]:
+    def _parse_diagnosis(self, ai: AIMessage,
+                         schema: type[DiagnosisFields], briefing: Briefing) -> tuple[DiagnosisFields, dict[str, str]]:
         call = self._one_call(ai)
         if call["name"] != DIAGNOSIS_TOOL:
             raise AnswerError(f"expected a {DIAGNOSIS_TOOL} call")
@@ -370,18 +381,21 @@ class LLMReasoner:
         if tool == "reroute_traffic":
             allowed = alternative_routes(snapshot, proposal.target, context.thresholds.significance_z)
             if not set(proposal.args.get("to_routes", {})) <= set(allowed):
-                raise AnswerError("destination routes must be among reroute_destinations (healthy routes that carry the traffic)")
+                raise AnswerError("destination routes must be among reroute_destinations (healthy routes that carry "
+                                  "the traffic)")
         return proposal, tuple(f"llm arguments: {n}" for n in notes)
 
     # -- the decision ------------------------------------------------------------------
     def _conclude(self, fields: DiagnosisFields, target: dict[str, str], proposal: ProposedAction, briefing: Briefing,
-                  snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[Diagnosis, ProposedAction, tuple[str, ...]]:
+                  snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[Diagnosis,
+                                                                                ProposedAction, tuple[str, ...]]:
         rules = briefing.rules
         agree = fields.category == rules.category.value and target_key(target) == target_key(rules.target)
         confidence = min(fields.confidence, rules.confidence) if agree else min(fields.confidence, DISAGREEMENT_CONFIDENCE_CAP)
         notes = [f"llm prompt reasoner.{self.prompt_version}",
                  "llm agrees with the rule engine" if agree else
-                 f"llm disagrees with the rule engine ({rules.category.value} on {target_key(rules.target)}): confidence capped"]
+                 f"llm disagrees with the rule engine ({rules.category.value} on {target_key(rules.target)}): "
+                 "confidence capped"]
         if proposal.tool in TRAFFIC_TOOLS:
             key = target_key(proposal.target)
             existing = next((a for a in context.in_force if a.tool == proposal.tool and target_key(a.target) == key), None)
@@ -393,7 +407,8 @@ class LLMReasoner:
         evidence += [line.strip()[:MAX_LINE_CHARS] for line in fields.evidence[:MAX_EVIDENCE_LINES] if line.strip()]
         alternatives = [f"{target_key(h.target)} ({h.id}): not blamed" for h in briefing.hypotheses if h.target != target]
         if not agree:
-            alternatives.append(f"rule engine: {rules.category.value} on {target_key(rules.target)} at {rules.confidence:.2f}")
+            alternatives.append(f"rule engine: {rules.category.value} on {target_key(rules.target)} at "
+                                f"{rules.confidence:.2f}")
         diagnosis = Diagnosis(
             category=Category(fields.category), target=target if fields.category != Category.HEALTHY.value else {},
             summary=fields.summary.strip()[:400], evidence=tuple(evidence), alternatives=tuple(alternatives[:6]),

@@ -99,7 +99,8 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
         burst = seg.volume_ratio is not None and seg.volume_ratio >= BURST_VOLUME_FACTOR
         if not (low or burst):
             continue
-        how = (f"{seg.low_amount_failures} of its failures are low-amount charges ({seg.low_amount_attempts} low-amount attempts)"
+        how = (f"{seg.low_amount_failures} of its failures are low-amount charges ({seg.low_amount_attempts} "
+               "low-amount attempts)"
                if low else f"volume {seg.volume_ratio:.1f}x its usual")
         found.append((llr(seg), seg, enum, how))
     if not found:
@@ -121,14 +122,17 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
         f"({', '.join(sorted(ENUMERATION_CODES))})",
         f"{seg.key}: {how}; {seg.attempts_per_payment:.2f} attempts per payment (each card tried about once)",
         f"spread across banks: {spread_note}",
-        f"all traffic: {total.failures}/{total.attempts} failed ({pct(total.failure_rate)}) vs expected {pct(total.expected_failure_rate)}",
+        f"all traffic: {total.failures}/{total.attempts} failed ({pct(total.failure_rate)}) vs expected "
+        f"{pct(total.expected_failure_rate)}",
     )
     alternatives = (
-        "user-related declines: customers' declines do not arrive as a burst of small charges over many cards at one place",
+        "user-related declines: customers' declines do not arrive as a burst of small charges over many cards at one "
+        "place",
         "an issuer's outage or fraud screen: that would concentrate on one bank, and the excess is spread across banks",
     )
     return Finding(Category.SECURITY, seg, round(min(0.95, conf), 3),
-                   f"Card testing suspected at {seg.key}: a burst of small charges over many cards, declined across banks.",
+                   f"Card testing suspected at {seg.key}: a burst of small charges over many cards, declined across "
+                   "banks.",
                    evidence, alternatives, "card_testing")
 
 
@@ -204,11 +208,14 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
     conf = 0.62 + 0.25 * (1.0 - share) + 0.05 * (total.attempts >= t.min_segment_attempts)
     current = present.get(seg.key, seg)
     evidence = (
-        f"{seg.key}: {now} attempts vs {expected:.0f} expected ({pct(share)}): its usual {seg.baseline_volume:.0f} per window "
+        f"{seg.key}: {now} attempts vs {expected:.0f} expected ({pct(share)}): its usual {seg.baseline_volume:.0f} per "
+        "window "
         f"scaled by its peers' volume ({pct(peers_ratio)} of their usual)",
-        f"{seg.key}: {current.failures if seg.key in present else 0} failed of what arrived; the missing attempts failed nowhere: "
+        f"{seg.key}: {current.failures if seg.key in present else 0} failed of what arrived; the missing attempts "
+        "failed nowhere: "
         "they never arrived",
-        f"all traffic: {total.attempts} attempts vs usual {total.baseline_volume:.0f}; failure rate {pct(total.failure_rate)} "
+        f"all traffic: {total.attempts} attempts vs usual {total.baseline_volume:.0f}; failure rate "
+        f"{pct(total.failure_rate)} "
         f"vs expected {pct(total.expected_failure_rate)}",
     )
     alternatives = (
@@ -238,10 +245,12 @@ def no_data(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
                 f"usual volume {usual:.0f} per window" if usual else "no usual volume learned yet")
     alternatives = ("a quiet period: traffic this far down to zero for this long is the feed, not the customers",)
     if silence >= t.no_data_seconds:
-        return Finding(Category.NETWORK, snapshot.total, 0.8, f"No data: the payment feed has been silent for {silence:.0f} s.",
+        return Finding(Category.NETWORK, snapshot.total, 0.8,
+                       f"No data: the payment feed has been silent for {silence:.0f} s.",
                        evidence, alternatives, "no_data")
     # Below the setting: said and watched (low confidence), not paged yet.
-    return Finding(Category.NETWORK, snapshot.total, 0.4, f"No data for {silence:.0f} s; alerting after {t.no_data_seconds:.0f} s.",
+    return Finding(Category.NETWORK, snapshot.total, 0.4,
+                   f"No data for {silence:.0f} s; alerting after {t.no_data_seconds:.0f} s.",
                    evidence, alternatives, "no_data")
 
 
@@ -272,7 +281,8 @@ def unexplained(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
     seg: SegmentStats | None = total if _elevated(total, t.significance_z, t.min_excess_failures) else None
     if seg is None:
         strong = [s for s in snapshot.segments if s.attempts >= t.min_segment_attempts
-                  and _elevated(s, UNEXPLAINED_SEGMENT_Z_FACTOR * t.significance_z, UNEXPLAINED_SEGMENT_EXCESS_FACTOR * t.min_excess_failures)]
+                  and _elevated(s, UNEXPLAINED_SEGMENT_Z_FACTOR * t.significance_z,
+                                UNEXPLAINED_SEGMENT_EXCESS_FACTOR * t.min_excess_failures)]
         if not strong:
             return None
         seg = max(strong, key=lambda s: (llr(s), -len(s.dims), s.key))
@@ -289,6 +299,7 @@ def unexplained(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
         "no single segment, code family or known pattern explains it",
     )
     return Finding(FAMILY_CATEGORY.get(family, Category.NETWORK), seg, UNEXPLAINED_CONFIDENCE,
-                   f"Unexplained anomaly: {seg.key} fails {pct(seg.failure_rate)} vs expected {pct(seg.expected_failure_rate)}; "
+                   f"Unexplained anomaly: {seg.key} fails {pct(seg.failure_rate)} vs expected "
+                   f"{pct(seg.expected_failure_rate)}; "
                    "no attribution explains it.", evidence,
                    ("healthy: the rise is significant and well above the reference, so 'all is well' would be wrong",), "anomaly")

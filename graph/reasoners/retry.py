@@ -68,14 +68,17 @@ def retry_storm(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
     conf = (0.62
             + 0.12 * _clip((apm_factor - 1.0) / 0.3)
             + 0.12 * _clip(unexplained / (3.0 * t.min_excess_failures))
-            + 0.11 * _clip(max(exhausted / (3.0 * RETRY_EXHAUSTED_MIN), repeats / (3.0 * RETRY_REPEAT_MIN) if repeating else 0.0)))
+            + 0.11 * _clip(max(exhausted / (3.0 * RETRY_EXHAUSTED_MIN),
+                               repeats / (3.0 * RETRY_REPEAT_MIN) if repeating else 0.0)))
     if _first_window(context):
         conf -= FIRST_WINDOW_PENALTY
     evidence = (
         f"attempts per payment {total.attempts_per_payment:.2f} vs normal {normal:.2f} ({apm_factor:.2f}x); "
         f"{retries:.0f} retries vs {expected_retries:.0f} expected (z={retry_z:.1f})",
-        f"{max(unexplained, 0):.0f} retries beyond the {retryable:.0f} retryable failures (declines and limits are being retried)",
-        f"RETRY_EXHAUSTED on {exhausted} attempts ({pct(exhausted / total.failures if total.failures else 0.0)} of failures)",
+        f"{max(unexplained, 0):.0f} retries beyond the {retryable:.0f} retryable failures (declines and limits are "
+        "being retried)",
+        f"RETRY_EXHAUSTED on {exhausted} attempts ({pct(exhausted / total.failures if total.failures else 0.0)} of "
+        "failures)",
         f"{repeats:.0f} retries beyond one per failed first attempt: payments retried again and again",
         f"all traffic: {total.failures}/{total.attempts} failed ({pct(total.failure_rate)}); errors {error_mix(total)}",
     )

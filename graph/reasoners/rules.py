@@ -155,7 +155,8 @@ class RuleReasoner:
         holds = [n.split(":", 1)[1] for n in notes if n.startswith(HOLD_NOTE + ":")]
         if holds and diagnosis.confidence > HOLD_CONFIDENCE:
             # Below the autonomy threshold: the guardrails put the proposal to a human.
-            diagnosis = diagnosis.model_copy(update={"confidence": HOLD_CONFIDENCE, "evidence": (*diagnosis.evidence, *holds)})
+            diagnosis = diagnosis.model_copy(update={"confidence": HOLD_CONFIDENCE,
+                                                     "evidence": (*diagnosis.evidence, *holds)})
         return Decision(diagnosis, proposal, notes=notes)
 
     # -- candidates ---------------------------------------------------------------
@@ -212,7 +213,8 @@ class RuleReasoner:
             if merged is not None and self._clears_bar(merged, context, snapshot):
                 pooled.append(merged)
                 depth = max(depth, len(run))
-        scored = sorted((Scored(s, llr(s)) for s in pooled), key=lambda c: (-c.fit, len(c.seg.dims), _dimension_rank(c.seg), c.seg.key))
+        scored = sorted((Scored(s, llr(s)) for s in pooled),
+                        key=lambda c: (-c.fit, len(c.seg.dims), _dimension_rank(c.seg), c.seg.key))
         return scored, depth
 
     @staticmethod
@@ -226,7 +228,8 @@ class RuleReasoner:
         # A method rejected by the route it was sent to is acted on as that pair (the misroute to undo),
         # even when all of the method went there and method=X alone names the same traffic.
         misrouted = chosen.seg.error_share("ROUTE_NOT_SUPPORTED") >= MISROUTE_SHARE
-        return min(ties, key=lambda c: (not (misrouted and "route" in c.seg.target), len(c.seg.dims), _dimension_rank(c.seg),
+        return min(ties,
+                   key=lambda c: (not (misrouted and "route" in c.seg.target), len(c.seg.dims), _dimension_rank(c.seg),
                                         c.seg.attempts, c.seg.key))
 
     @staticmethod
@@ -289,7 +292,8 @@ class RuleReasoner:
         found = [c for c in clean + concentrated
                  if ((r := rest_of(chosen.seg, c.seg)).attempts < t.min_segment_attempts
                      or binomial_z(r.failures, r.attempts, c.seg.failure_rate) <= -REST_CLEAN_Z)
-                 and not self._parent_explains(chosen.seg, c, t.min_excess_failures)]  # early attribution keeps the parent
+                 # early attribution keeps the parent
+                 and not self._parent_explains(chosen.seg, c, t.min_excess_failures)]
         return self._verifiable_first(found) if found else None
 
     def _climb(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
@@ -407,18 +411,23 @@ class RuleReasoner:
         chosen = self._device_first(self._under_mitigation(self.pick(ranked, context, snapshot), snapshot, context), ranked)
         finding = classify(chosen, ranked, snapshot, context, pooled, latency)
         if finding.category is Category.USER and not self._material_user_surge(finding.segment, context, pooled, snapshot):
-            return slow or self._healthy(snapshot, context, note=f"minor decline fluctuation on {finding.segment.key if finding.segment else '*'} "
+            return slow or self._healthy(snapshot, context,
+                                         note="minor decline fluctuation on "
+                                              f"{finding.segment.key if finding.segment else '*'} "
                                                                   "(user-type codes; not material)")
         if slow is not None and slow.confidence > finding.confidence:
             # A route plainly slower than ever outweighs a weak failure reading elsewhere.
-            return replace(slow, alternatives=(*slow.alternatives, f"{finding.summary} (confidence {finding.confidence:.2f})"))
+            return replace(slow,
+                           alternatives=(*slow.alternatives,
+                                         f"{finding.summary} (confidence {finding.confidence:.2f})"))
         return finding
 
     def _healthy(self, snapshot: WindowSnapshot, context: ReasoningContext, note: str | None = None) -> Finding:
         total = snapshot.total
         conf = 0.9 if total.attempts >= context.thresholds.min_segment_attempts else 0.6
         evidence = [f"all traffic: {total.failures}/{total.attempts} failed ({pct(total.failure_rate)}) vs expected "
-                    f"{pct(total.expected_failure_rate)}, p95 latency {total.latency_p95_ms:.0f} ms; no segment significantly above its reference"]
+                    f"{pct(total.expected_failure_rate)}, p95 latency {total.latency_p95_ms:.0f} ms; no segment "
+                    "significantly above its reference"]
         if note:
             evidence.append(note)
         return Finding(Category.HEALTHY, None, conf, "Traffic within normal bounds.", tuple(evidence), (), "healthy")
@@ -431,7 +440,8 @@ class RuleReasoner:
         t = context.thresholds
         if _cold(seg, context):
             return False  # declines differ between segments by nature: peers are no reference for them
-        if snapshot is not None and shares(excess_by_family(seg, background_mix(snapshot.total, seg)))["user"] < USER_SURGE_PURITY:
+        if snapshot is not None and shares(excess_by_family(seg,
+                                                            background_mix(snapshot.total, seg)))["user"] < USER_SURGE_PURITY:
             return False  # a surge of declines is declines; a mixed bag of codes at one segment is noise
         # Counted in payments, not attempts: a declined card retried five times is one customer.
         # Every retry follows a failure, so failed payments ~= failures - retries.
@@ -441,7 +451,8 @@ class RuleReasoner:
         return min(seg.z, z_payments) >= USER_SURGE_Z_FACTOR * t.significance_z
 
     # -- for the LLM --------------------------------------------------------------------
-    def hypotheses(self, snapshot: WindowSnapshot, context: ReasoningContext, limit: int = 5) -> list[dict[str, object]]:
+    def hypotheses(self, snapshot: WindowSnapshot,
+                   context: ReasoningContext, limit: int = 5) -> list[dict[str, object]]:
         """Candidate explanations for an LLM to weigh: segments with figures, never raw events."""
         snapshot = prepared(snapshot, context)
         ranked = self.ranked(snapshot, context)
@@ -469,7 +480,8 @@ class RuleReasoner:
                 "excess_failures": round(seg.excess_failures, 1),
                 "errors": error_mix(seg, top=4),
                 "excess_by_code_family": {k: round(v, 2) for k, v in fam.items() if v >= 0.01},
-                "latency_p95_ms": round(seg.latency_p95_ms), "baseline_latency_p95_ms": round(seg.baseline_latency_p95_ms or 0),
+                "latency_p95_ms": round(seg.latency_p95_ms),
+                "baseline_latency_p95_ms": round(seg.baseline_latency_p95_ms or 0),
                 "pooled_windows": pooled,
             })
         return out

@@ -68,7 +68,8 @@ REROUTE_CAPACITY_FACTOR = 1.0
 # may move on its own), and when still none helps, ops are paged again as critical, saying how
 # long it has lasted. Suppressing a path that still carries successes is not such a mitigation:
 # in the closed loop it cost more payments than it saved (issuer outages at 60%: -5..-235).
-REVIEWED_KINDS = frozenset({"issuer", "issuer_route", "scheme", "scheme_route", "route", "latency", "routing", "segment", "method", "system",
+REVIEWED_KINDS = frozenset({"issuer", "issuer_route", "scheme", "scheme_route", "route", "latency", "routing",
+                            "segment", "method", "system",
                             "security", "terminal", "card_testing", "volume"})
 
 
@@ -191,7 +192,8 @@ def cleared_since(target: dict[str, str], since: float, snapshot: WindowSnapshot
     if merged is None or merged.attempts < t.min_segment_attempts:
         n = merged.attempts if merged else 0
         return "unknown", f"{key}: {n} attempts since {what}, too few to tell whether the cause cleared"
-    figures = (f"{key}: {merged.failures}/{merged.attempts} failed ({pct(merged.failure_rate)}) since {what} vs expected "
+    figures = (f"{key}: {merged.failures}/{merged.attempts} failed ({pct(merged.failure_rate)}) since {what} vs "
+               "expected "
                f"{pct(merged.expected_failure_rate)} over {len(windows)} window(s)")
     current = snapshot.segment(**target) if target else snapshot.total
     slow = (current is not None and current.baseline_latency_p95_ms and current.attempts >= t.min_segment_attempts
@@ -201,7 +203,8 @@ def cleared_since(target: dict[str, str], since: float, snapshot: WindowSnapshot
     return "persisting", figures + ("; still slow" if slow else "")
 
 
-def choose_action(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[ProposedAction, tuple[str, ...]]:
+def choose_action(f: Finding,
+                  snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[ProposedAction, tuple[str, ...]]:
     t = context.thresholds
     seg = f.segment
     target = f.target
@@ -215,7 +218,8 @@ def choose_action(f: Finding, snapshot: WindowSnapshot, context: ReasoningContex
         if existing is not None and tool != "alert_ops":
             return nothing(f"already mitigated: {existing.tool} on {target_key(existing.target)} in force")
         if existing is not None:
-            return nothing(f"already mitigated: {existing.tool} on {target_key(existing.target)} in force; no alert needed")
+            return nothing(f"already mitigated: {existing.tool} on {target_key(existing.target)} in force; no alert "
+                           "needed")
         return validate_proposal(tool, {**args, "target": target}, rationale)
 
     def alert(severity: str, why: str) -> ProposedAction:
@@ -271,10 +275,12 @@ def choose_action(f: Finding, snapshot: WindowSnapshot, context: ReasoningContex
         notes.append(f"burst over: {seg.key} failed {seg.tail_failures}/{seg.tail_attempts} in the window's last "
                      f"{TAIL_SHARE:.0%}, as usual; no traffic move")
         return propose("alert_ops", "a burst of failures that is already over: no traffic move, ops should know",
-                       severity="warning", summary=f"Over within the window: {f.summary}"[:500], evidence=list(f.evidence[:5])), tuple(notes)
+                       severity="warning", summary=f"Over within the window: {f.summary}"[:500],
+                       evidence=list(f.evidence[:5])), tuple(notes)
     if timed and seg is not None and burst_young(seg, t.min_segment_attempts, t.min_excess_failures):
         notes.append(f"{HOLD_NOTE}:{seg.key} failed only in the window's last {TAIL_SHARE:.0%} "
-                     f"({seg.tail_failures}/{seg.tail_attempts}): seconds old, it may be a blip; a human confirms before traffic moves")
+                     f"({seg.tail_failures}/{seg.tail_attempts}): seconds old, it may be a blip; a human confirms "
+                     "before traffic moves")
     elif moves and seg is not None and marginal(seg, context) and not confirmed(f, context):
         notes.append(f"{HOLD_NOTE}:marginal evidence (z={seg.z:.1f}, {seg.excess_failures:.0f} excess) in one window: "
                      "a human confirms before traffic moves")
@@ -294,7 +300,8 @@ def burst_over(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
     return (seg.tail_attempts >= min_attempts and head >= min_attempts and head_failed / head * seg.tail_attempts >= min_excess
             and binomial_z(seg.tail_failures, seg.tail_attempts, p) < BURST_CLEAN_Z
             and binomial_z(head_failed, head, p) >= BURST_CLEAN_Z
-            and binomial_z(seg.tail_failures, seg.tail_attempts, head_failed / head) <= -BURST_CLEAN_Z)  # plainly less, not noise
+            # plainly less, not noise
+            and binomial_z(seg.tail_failures, seg.tail_attempts, head_failed / head) <= -BURST_CLEAN_Z)
 
 
 def burst_young(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
@@ -307,7 +314,8 @@ def burst_young(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool
             and seg.tail_failures / seg.tail_attempts * head >= min_excess
             and binomial_z(head_failed, head, p) < BURST_CLEAN_Z
             and binomial_z(seg.tail_failures, seg.tail_attempts, p) >= BURST_CLEAN_Z
-            and binomial_z(head_failed, head, seg.tail_failures / seg.tail_attempts) <= -BURST_CLEAN_Z)  # plainly less, not noise
+            # plainly less, not noise
+            and binomial_z(head_failed, head, seg.tail_failures / seg.tail_attempts) <= -BURST_CLEAN_Z)
 
 
 def marginal(seg: SegmentStats, context: ReasoningContext) -> bool:
@@ -349,7 +357,8 @@ def _mitigation(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext,
     z = t.significance_z
     if f.kind == "card_testing":
         if target.keys() & {"merchant_id", "terminal_id"}:
-            return propose("suppress_path", "stop the card-testing traffic at its merchant or terminal; permissions decide who approves",
+            return propose("suppress_path",
+                           "stop the card-testing traffic at its merchant or terminal; permissions decide who approves",
                            fallback=None, ttl_seconds=ttl)
         return alert("critical", "card testing beyond one merchant or terminal: fraud team to block the source")
     if f.kind == "volume":
@@ -357,8 +366,10 @@ def _mitigation(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext,
         usual = seg.baseline_volume if seg is not None and seg.baseline_volume else 0.0
         capacity = sum(s.attempts for r in routes if (s := snapshot.segment(route=r)) is not None)
         if routes and capacity >= REROUTE_CAPACITY_FACTOR * usual:
-            return propose("reroute_traffic", "the route loses requests: send its traffic to healthy routes that carry its methods; "
-                           "a probe stays to show recovery", to_routes=routes, percent=100.0 - PROBE_PERCENT, ttl_seconds=ttl)
+            return propose("reroute_traffic",
+                           "the route loses requests: send its traffic to healthy routes that carry its methods; "
+                           "a probe stays to show recovery", to_routes=routes,
+                           percent=100.0 - PROBE_PERCENT, ttl_seconds=ttl)
         return alert("critical", "traffic vanished on this segment and no healthy route can take its load")
     if f.kind == "retry":
         return propose("adjust_retry_policy", "cap retries so failures are not multiplied; backoff spreads the retries",
@@ -375,10 +386,12 @@ def _mitigation(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext,
     if f.kind in ("issuer", "scheme"):
         what = "issuer" if f.kind == "issuer" else "scheme"
         if seg is not None and seg.failure_rate >= SUPPRESS_ISSUER_MIN_FAILURE_RATE:
-            return propose("suppress_path", f"almost nothing gets through this {what} on any route; stop the futile waits",
+            return propose("suppress_path",
+                           f"almost nothing gets through this {what} on any route; stop the futile waits",
                            fallback=None, ttl_seconds=ttl)
         return alert("warning" if f.kind == "issuer" else "critical",
-                     f"{what} degraded on every route: rerouting cannot help and suppressing would drop its remaining successes")
+                     f"{what} degraded on every route: rerouting cannot help and suppressing would drop its remaining "
+                     "successes")
     if f.kind in ("route", "issuer_route", "scheme_route", "routing", "latency"):
         routes = alternative_routes(snapshot, target, z)
         if not routes and f.kind == "routing":
@@ -386,7 +399,8 @@ def _mitigation(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext,
         if routes:
             # A wrongly routed method never comes back to the route on its own: no probe there.
             percent = 100.0 if f.kind == "routing" else 100.0 - PROBE_PERCENT
-            return propose("reroute_traffic", "move the traffic to healthy routes that carry its methods; a probe stays to show recovery"
+            return propose("reroute_traffic",
+                           "move the traffic to healthy routes that carry its methods; a probe stays to show recovery"
                            if percent < 100 else "move the traffic to healthy routes that carry its methods",
                            to_routes=routes, percent=percent, ttl_seconds=ttl)
         split = _narrowed_reroute(f, snapshot, context)
@@ -416,7 +430,8 @@ def _narrowed_reroute(f: Finding, snapshot: WindowSnapshot, context: ReasoningCo
             continue
         action = validate_proposal("reroute_traffic", {"to_routes": routes, "percent": 100.0 - PROBE_PERCENT,
                                                        "ttl_seconds": t.action_ttl_seconds, "target": narrowed},
-                                   f"{pair.target['method']} has healthy routes elsewhere: move it; the route's other methods "
+                                   f"{pair.target['method']} has healthy routes elsewhere: move it; the route's other "
+                                   "methods "
                                    "have none and are alerted")
         return action
     return None

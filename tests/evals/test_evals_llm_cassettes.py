@@ -143,7 +143,9 @@ def test_a_request_the_cassette_does_not_hold_fails_the_case_and_says_how_to_fix
 def test_the_eval_command_exits_1_on_a_stale_cassette(offline: None, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     shutil.copytree(DEFAULT_CORPUS / INCIDENT, corpus / INCIDENT)
-    r = CliRunner().invoke(eval_app, ["--reasoner", "llm", "--model", MODEL, "--corpus", str(corpus), "--out", str(tmp_path / "out"),
+    r = CliRunner().invoke(eval_app,
+                           ["--reasoner", "llm", "--model", MODEL, "--corpus", str(corpus), "--out",
+                            str(tmp_path / "out"),
                                       "--cassettes", str(_stale_copy(tmp_path / "cassettes"))])
     assert r.exit_code == 1, r.output
     assert "stale cassettes" in r.output and INCIDENT in r.output

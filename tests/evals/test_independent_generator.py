@@ -171,7 +171,8 @@ def test_bursts_and_palm_spoofs_land_on_the_labelled_segment(streams, parsed):
 def test_every_label_names_segments_that_exist_in_the_events(streams, parsed):
     for name, s in streams.items():
         events, _ = parsed[name]
-        seen = {dim: {getattr(e, dim) for e in events} for dim in ("method", "route", "bank", "issuer", "merchant_id", "terminal_id")}
+        seen = {dim: {getattr(e, dim) for e in events} for dim in ("method", "route", "bank",
+                                                                   "issuer", "merchant_id", "terminal_id")}
         exp = s.case.expected
         for spec in (*exp.acceptable_actions, *exp.forbidden_actions):
             for dim, value in (spec.target or {}).items():

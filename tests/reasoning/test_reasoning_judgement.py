@@ -126,7 +126,8 @@ def test_a_failing_route_whose_second_method_has_no_other_route_reroutes_the_met
     assert d.target == {"route": WALLET_ROUTE}
     assert (p.tool, p.target) == ("reroute_traffic", {"method": "card", "route": WALLET_ROUTE})
     # With the card traffic moved, the rest (the wallet, which has nowhere to go) is alerted.
-    run.in_force = (ActionView("reroute_traffic", {"method": "card", "route": WALLET_ROUTE}, dict(p.args), START + 360.0,
+    run.in_force = (ActionView("reroute_traffic", {"method": "card", "route": WALLET_ROUTE}, dict(p.args),
+                               START + 360.0,
                                START + 9999.0, "d1"),)
     play(1, fail(lambda e: e.route == WALLET_ROUTE, 0.7, TIMEOUTS, 0), seed=11, run=_continue(run))
     last = run.decisions[-1]
@@ -253,7 +254,8 @@ def test_a_method_misrouted_to_a_route_that_rejects_it_is_sent_back_where_it_wor
 
 
 def _card_declines_more(extra: float):  # type: ignore[no-untyped-def]
-    return fail(lambda e: e.method == "card" and e.status == "success", extra, {"INSUFFICIENT_FUNDS": 0.6, "DO_NOT_HONOR": 0.4}, 0)
+    return fail(lambda e: e.method == "card" and e.status == "success", extra,
+                {"INSUFFICIENT_FUNDS": 0.6, "DO_NOT_HONOR": 0.4}, 0)
 
 
 def test_a_segment_that_always_fails_more_than_its_peers_is_judged_on_its_own_record_and_stays_healthy() -> None:
@@ -284,7 +286,8 @@ def test_card_testing_is_blamed_on_the_merchant_inside_the_region_that_carries_i
 
 def test_a_route_failing_for_every_scheme_is_blamed_on_the_route_not_on_its_busiest_scheme() -> None:
     for seed in (3, 5, 9):
-        run = play(7, chain(_card_declines_more(0.08), fail(lambda e: e.route == "acq one", 0.15, TIMEOUTS, 5)), seed=seed)
+        run = play(7,
+                   chain(_card_declines_more(0.08), fail(lambda e: e.route == "acq one", 0.15, TIMEOUTS, 5)), seed=seed)
         d = run.decisions[5].diagnosis
         assert (d.category, d.target) == (Category.NETWORK, {"route": "acq one"}), (seed, d.summary)
 
@@ -292,7 +295,8 @@ def test_a_route_failing_for_every_scheme_is_blamed_on_the_route_not_on_its_busi
 def _fail_between(route: str, t_from: float, t_to: float, rate: float = 0.8):  # type: ignore[no-untyped-def]
     """Attempts on `route` between START + t_from and START + t_to fail (a burst across a window boundary)."""
     def tweak(events, i, rng):  # type: ignore[no-untyped-def]
-        return [e.__class__(**{**{f: getattr(e, f) for f in e.__slots__}, "status": "failure", "error_code": "GATEWAY_TIMEOUT"})
+        return [e.__class__(**{**{f: getattr(e, f) for f in e.__slots__}, "status": "failure",
+                               "error_code": "GATEWAY_TIMEOUT"})
                 if e.route == route and START + t_from <= e.ts < START + t_to and rng.random() < rate else e for e in events]
     return tweak
 
@@ -324,7 +328,8 @@ def _one_scheme_on(route: str):  # type: ignore[no-untyped-def]
         out, stray = [], True
         for e in events:
             if e.route == route and e.method == "card":
-                e = e.__class__(**{**{f: getattr(e, f) for f in e.__slots__}, "issuer": "MASTERCARD" if stray else "VISA"})
+                e = e.__class__(**{**{f: getattr(e, f) for f in e.__slots__},
+                                   "issuer": "MASTERCARD" if stray else "VISA"})
                 stray = False
             out.append(e)
         return out

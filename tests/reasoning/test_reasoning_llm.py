@@ -35,7 +35,8 @@ def stub():
 
 
 def llm_on(stub, max_attempts: int = 2, timeout: float = 10.0) -> LLMReasoner:
-    chat = ChatOpenAI(model="stub", base_url=stub.base_url, api_key="sk-test", temperature=0, max_retries=0, timeout=timeout)
+    chat = ChatOpenAI(model="stub", base_url=stub.base_url, api_key="sk-test", temperature=0,
+                      max_retries=0, timeout=timeout)
     return LLMReasoner(chat, RuleReasoner(), model="stub", max_attempts=max_attempts, wait=wait_none())
 
 
@@ -49,7 +50,8 @@ def ids_for(snapshot, ctx):
 
 
 def diag(category: str, hypothesis: str, confidence: float = 0.9, **kw):
-    return completion("report_diagnosis", {"category": category, "hypothesis": hypothesis, "summary": kw.get("summary", "psp_a is down"),
+    return completion("report_diagnosis",
+                      {"category": category, "hypothesis": hypothesis, "summary": kw.get("summary", "psp_a is down"),
                                            "evidence": kw.get("evidence", ["psp_a 50% failing"]), "confidence": confidence})
 
 
@@ -59,11 +61,14 @@ def test_one_diagnosis_and_one_tool_call_become_the_decision(stub) -> None:
     snapshot, ctx = route_outage()
     h = ids_for(snapshot, ctx).id_of({"route": "psp_a"})
     stub.script(diag("network", h, 0.95),
-                completion("reroute_traffic", {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0}, "percent": 90, "ttl_seconds": 900}))
+                completion("reroute_traffic",
+                           {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0},
+                            "percent": 90, "ttl_seconds": 900}))
     decision = llm_on(stub).decide(snapshot, ctx)
     d, p = decision.diagnosis, decision.proposal
     assert d.reasoner == "llm:stub" and (d.category, d.target) == (Category.NETWORK, {"route": "psp_a"})
-    assert (p.tool, p.target, p.args["to_routes"], p.args["percent"]) == ("reroute_traffic", {"route": "psp_a"}, {"psp_b": 1.0}, 90)
+    assert (p.tool, p.target, p.args["to_routes"], p.args["percent"]) == ("reroute_traffic",
+                                                                          {"route": "psp_a"}, {"psp_b": 1.0}, 90)
     assert d.evidence[0].startswith("route=psp_a: ") and "psp_a 50% failing" in d.evidence
     # Agreeing with the rules, the model's confidence is capped by theirs.
     assert d.confidence == pytest.approx(min(0.95, RULES.decide(snapshot, ctx).diagnosis.confidence), abs=1e-3)
@@ -91,7 +96,8 @@ def test_healthy_windows_cost_no_tokens(stub) -> None:
 def test_a_malformed_tool_call_is_retried_with_the_reason_then_the_rules_decide(stub) -> None:
     snapshot, ctx = route_outage()
     stub.script(completion("report_diagnosis", raw_args='{"category": "network", "hypo'),
-                completion("report_diagnosis", {"category": "weather", "hypothesis": "H1", "summary": "x", "confidence": 2}))
+                completion("report_diagnosis",
+                           {"category": "weather", "hypothesis": "H1", "summary": "x", "confidence": 2}))
     decision = llm_on(stub).decide(snapshot, ctx)
     rules = RULES.decide(snapshot, ctx)
     assert len(stub.requests) == 2  # bounded
@@ -122,7 +128,9 @@ def test_an_out_of_vocabulary_or_invalid_action_falls_back_to_the_rules(stub, to
 def test_http_429_is_retried_and_the_next_answer_is_used(stub) -> None:
     snapshot, ctx = route_outage()
     h = ids_for(snapshot, ctx).id_of({"route": "psp_a"})
-    stub.script(RATE_LIMITED, diag("network", h), completion("alert_ops", {"target": {"route": "psp_a"}, "severity": "critical", "summary": "psp_a down"}))
+    stub.script(RATE_LIMITED, diag("network", h),
+                completion("alert_ops",
+                           {"target": {"route": "psp_a"}, "severity": "critical", "summary": "psp_a down"}))
     decision = llm_on(stub).decide(snapshot, ctx)
     assert decision.diagnosis.reasoner == "llm:stub" and decision.proposal.tool == "alert_ops"
     assert [c.get("error") for c in decision.llm_calls] == ["API error HTTP 429", None, None]
@@ -149,7 +157,8 @@ def test_the_model_cannot_buy_autonomy_by_disagreeing_with_confidence(stub) -> N
     snapshot, ctx = route_outage()
     b = ids_for(snapshot, ctx)
     other = next(h for h in b.hypotheses if h.target != {"route": "psp_a"})
-    stub.script(diag("network", other.id, 0.99), completion("alert_ops", {"target": other.target, "summary": "look here"}))
+    stub.script(diag("network", other.id, 0.99),
+                completion("alert_ops", {"target": other.target, "summary": "look here"}))
     decision = llm_on(stub).decide(snapshot, ctx)
     assert decision.diagnosis.target == other.target
     assert decision.diagnosis.confidence <= DISAGREEMENT_CONFIDENCE_CAP < Settings().confidence_threshold
@@ -161,9 +170,11 @@ def test_an_action_already_in_force_becomes_no_action(stub) -> None:
 
     snapshot, ctx = route_outage()
     ctx = type(ctx)(**{**ctx.__dict__, "in_force": (ActionView("alert_ops", {}, {}, 0.0, 1.0),
-                                                     ActionView("reroute_traffic", {"route": "psp_a"}, {"to_routes": {"psp_b": 1.0}}, 0.0, 9e12))})
+                                                     ActionView("reroute_traffic", {"route": "psp_a"},
+                                                                {"to_routes": {"psp_b": 1.0}}, 0.0, 9e12))})
     h = ids_for(snapshot, ctx).id_of({"route": "psp_a"})
-    stub.script(diag("network", h), completion("reroute_traffic", {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0}}))
+    stub.script(diag("network", h),
+                completion("reroute_traffic", {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0}}))
     decision = llm_on(stub).decide(snapshot, ctx)
     assert decision.proposal.tool == "no_action" and "already in force" in decision.proposal.args["reason"]
 
@@ -172,7 +183,8 @@ def test_an_action_already_in_force_becomes_no_action(stub) -> None:
 
 def _bank_outage(name: str):
     cells = renamed(base_cells(), "bank", "ABSA", name)
-    return window(fail(cells, {"bank": name}, 0.6, {"ISSUER_DOWN": 0.6, "BANK_TIMEOUT": 0.4})), context(healthy_history(cells))
+    return window(fail(cells, {"bank": name}, 0.6,
+                       {"ISSUER_DOWN": 0.6, "BANK_TIMEOUT": 0.4})), context(healthy_history(cells))
 
 
 def test_an_injected_bank_name_cannot_steer_an_obedient_model(stub) -> None:
@@ -238,7 +250,8 @@ def test_recorded_cassettes_replay_offline(name: str) -> None:
         assert cassette.all_played
     assert len(decision.llm_calls) == cassette.play_count
     if rules.diagnosis.category is Category.HEALTHY:
-        assert cassette.play_count == 0 and decision == rules.__class__(rules.diagnosis, rules.proposal, notes=decision.notes)
+        assert cassette.play_count == 0 and decision == rules.__class__(rules.diagnosis,
+                                                                        rules.proposal, notes=decision.notes)
         return
     assert 2 <= cassette.play_count <= 2 * MAX_ATTEMPTS
     for call in decision.llm_calls:

@@ -34,7 +34,9 @@ def test_rendering_keeps_data_literal_and_missing_values_fail_loudly() -> None:
         p.render()
 
 
-@pytest.mark.parametrize("name,version", [("reasoner_system", "v99"), ("nope", None), ("../etc/passwd", None), ("reasoner_system", "1")])
+@pytest.mark.parametrize("name,version",
+                         [("reasoner_system", "v99"), ("nope", None),
+                          ("../etc/passwd", None), ("reasoner_system", "1")])
 def test_unknown_or_malformed_prompt_references_are_refused(name, version) -> None:
     with pytest.raises(prompts.PromptError):
         prompts.load(name, version)

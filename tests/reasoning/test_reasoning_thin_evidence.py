@@ -95,13 +95,15 @@ def test_the_same_codes_at_a_terminal_whose_peers_never_see_them_are_a_device_fa
     history = healthy_history(_terminals({}, {}))
     snap = window(_terminals({"PALM_PAY_NOT_REGISTERED": 9}, {}))
     d = RULES.decide(snap, context(history))
-    assert (d.diagnosis.category, d.diagnosis.target, d.proposal.tool) == (Category.NETWORK, {"terminal_id": "T3"}, "suppress_path")
+    assert (d.diagnosis.category, d.diagnosis.target, d.proposal.tool) == (Category.NETWORK,
+                                                                           {"terminal_id": "T3"}, "suppress_path")
 
 
 def test_spoofs_are_blamed_on_the_device_even_when_a_bank_route_pair_fits_better() -> None:
     # T3 serves two banks; its spoofs at FNB fill FNB x rail, which then fits better than T3 itself.
     cells = base_cells()
-    cells += [Cell({**PALM, "terminal_id": "T1"}, 20, {}, 0.05), Cell({**PALM, "bank": "ABSA", "terminal_id": "T2"}, 20, {}, 0.05)]
+    cells += [Cell({**PALM, "terminal_id": "T1"}, 20, {}, 0.05),
+              Cell({**PALM, "bank": "ABSA", "terminal_id": "T2"}, 20, {}, 0.05)]
     cells += [Cell({**PALM, "terminal_id": "T3"}, 4, {"PALM_PAY_SPOOF_DETECTED": 4}, 0.05),
               Cell({**PALM, "bank": "ABSA", "terminal_id": "T3"}, 3, {"PALM_PAY_SPOOF_DETECTED": 1}, 0.05)]
     history = healthy_history([c if c.dims.get("terminal_id") != "T3" else dataclasses.replace(c, errors={}) for c in cells])
