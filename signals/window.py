@@ -162,7 +162,8 @@ class EventWindow:
         self._reported_end = max(self._reported_end, window_end)
         if learn:
             # A tick shorter than the window re-reads overlapping data: weigh it by the new time it covers.
-            weight = 1.0 if self._last_learned_end is None else (window_end - self._last_learned_end) / self.window_seconds
+            weight = (1.0 if self._last_learned_end is None
+                      else (window_end - self._last_learned_end) / self.window_seconds)
             if weight > 0:
                 learn_baselines(snap, self.baselines, self.significance_z, min(weight, 1.0))
                 self._last_learned_end = window_end

@@ -113,7 +113,8 @@ def brief(snapshot: WindowSnapshot, context: ReasoningContext, rules: RuleReason
     """The data block for one window. `decision_rules` is the rule engine's Decision for it."""
     snapshot = prepared(snapshot, context)  # the same references the rule engine judged by
     total = snapshot.total
-    targets: list[dict[str, str]] = [dict(cast(dict[str, str], h["target"])) for h in rules.hypotheses(snapshot, context, limit=MAX_HYPOTHESES)]
+    targets: list[dict[str, str]] = [dict(cast(dict[str, str], h["target"]))
+                                     for h in rules.hypotheses(snapshot, context, limit=MAX_HYPOTHESES)]
     reading: Diagnosis = decision_rules.diagnosis
     if reading.category is not Category.HEALTHY and target_key(reading.target) not in {target_key(t) for t in targets}:
         targets.insert(0, dict(reading.target))  # e.g. a retry storm on all traffic, a slow route
@@ -153,7 +154,8 @@ def brief(snapshot: WindowSnapshot, context: ReasoningContext, rules: RuleReason
                    for r, (h, m, rate) in sorted(health.items())],
         "in_force": [{"tool": a.tool, "target": a.target, "age_seconds": round(snapshot.window_end - a.applied_at)}
                      for a in context.in_force],
-        "similar_lessons": [{k: lesson[k] for k in LESSON_KEYS if k in lesson} for lesson in context.lessons[:MAX_LESSONS]],
+        "similar_lessons": [{k: lesson[k] for k in LESSON_KEYS if k in lesson}
+                            for lesson in context.lessons[:MAX_LESSONS]],
     }
     return Briefing(data, hypotheses, reading, decision_rules.proposal)
 

@@ -95,7 +95,8 @@ def classify(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, con
     elif "bank" in dims:
         both = "route" in dims
         category, kind = Category.ISSUER, "issuer_route" if both else "issuer"
-        summary = f"Issuer degradation: {seg.key} failing ({dominant})" + (" on this route only." if both else " across routes.")
+        summary = f"Issuer degradation: {seg.key} failing ({dominant})" + (" on this route only." if both
+                                                                           else " across routes.")
     elif "issuer" in dims and not dims & {"method", "merchant_id", "region"}:
         # The event field `issuer` holds the card scheme or rail (CONTRACT.md §1), not the payer's bank:
         # a scheme failing across banks is its network; on one acquirer only, the link between them.
@@ -152,7 +153,8 @@ def classify(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, con
     evidence += spread(seg, snapshot)
     if spread_note:
         evidence.append(f"all traffic: {spread_note}: " + ", ".join(
-            f"{r.target['route']} {pct(r.failure_rate)}" for r in sorted(snapshot.by_dimension("route"), key=lambda r: -r.attempts)[:6]))
+            f"{r.target['route']} {pct(r.failure_rate)}" for r in sorted(snapshot.by_dimension("route"),
+                                                                         key=lambda r: -r.attempts)[:6]))
     if seg.dims and pooled == 1:
         rest = rest_of(total, seg)
         evidence.append(f"all traffic outside {seg.key}: {rest.failures}/{rest.attempts} failed "
@@ -173,7 +175,9 @@ def spread(seg: SegmentStats, snapshot: WindowSnapshot) -> list[str]:
     if not groups:
         return []
     dim, parts = max(groups.items(), key=lambda kv: (len(kv[1]), kv[0]))
-    failing = [p for p in parts if p.failures - p.attempts * p.expected_failure_rate > 2.0 * (p.attempts * max(p.expected_failure_rate, 0.01)) ** 0.5]
+    failing = [p for p in parts
+               if p.failures - p.attempts * p.expected_failure_rate
+               > 2.0 * (p.attempts * max(p.expected_failure_rate, 0.01)) ** 0.5]
     listed = ", ".join(f"{p.target[dim]} {pct(p.failure_rate)}" for p in sorted(parts, key=lambda p: -p.attempts)[:6])
     return [f"{seg.key} fails on {len(failing)} of {len(parts)} {dim} values: {listed}"]
 
@@ -201,7 +205,8 @@ def weigh_alternatives(chosen: Scored, ranked: list[Scored], snapshot: WindowSna
             # Explaining away across dimensions: the route without the bank's share of it.
             rest = rest_of(o, inter)
             if rest.attempts == 0:
-                out.append(f"{o.key}: all of its traffic lies inside {seg.key}; fit {other.fit:.0f} vs {chosen.fit:.0f}")
+                out.append(f"{o.key}: all of its traffic lies inside {seg.key}; "
+                           f"fit {other.fit:.0f} vs {chosen.fit:.0f}")
                 continue
             verdict = "explained by" if not rest_fails(rest, seg, context) else "fails beyond"
             out.append(f"{o.key}: {pct(o.failure_rate)} failing; without {inter.key} it fails "

@@ -98,7 +98,8 @@ def nested(inner: SegmentStats, outer: SegmentStats) -> bool:
     segment. Consistent containment: fewer attempts and, code by code, no more
     failures than the outer segment.
     """
-    if len(inner.dims) != 1 or inner.dims[0][0] in PAIRED_DIMENSIONS or not outer.dims or set(outer.dims) & set(inner.dims):
+    if (len(inner.dims) != 1 or inner.dims[0][0] in PAIRED_DIMENSIONS or not outer.dims
+            or set(outer.dims) & set(inner.dims)):
         return False
     if inner.attempts > outer.attempts or inner.failures > outer.failures:
         return False

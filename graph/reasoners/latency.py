@@ -44,7 +44,8 @@ def latency_finding(latency: list[tuple[SegmentStats, float]],
         conf -= FIRST_WINDOW_PENALTY
     reference = seg.baseline_latency_p95_ms
     evidence = (
-        f"{seg.key}: p95 latency {seg.latency_p95_ms:.0f} ms, {factor:.1f}x its reference" + (f" ({reference:.0f} ms)" if reference else ""),
+        f"{seg.key}: p95 latency {seg.latency_p95_ms:.0f} ms, {factor:.1f}x its reference"
+        + (f" ({reference:.0f} ms)" if reference else ""),
         f"{seg.key}: p50 {seg.latency_p50_ms:.0f} ms, p99 {seg.latency_p99_ms:.0f} ms over {seg.attempts} attempts "
         f"({pct(seg.traffic_share)} of traffic)",
         f"{seg.key}: {seg.failures}/{seg.attempts} failed ({pct(seg.failure_rate)}) vs expected "
@@ -54,6 +55,7 @@ def latency_finding(latency: list[tuple[SegmentStats, float]],
     )
     alts = tuple(f"{s.key}: also slow ({f:.1f}x) — the slowness may not be the route's" for s, f in latency[1:4])
     if not mixed:
-        alts += ("a bank or the platform: they would slow every route, and the other routes are at their usual latency",)
+        alts += ("a bank or the platform: they would slow every route, and the other routes are at their usual "
+                 "latency",)
     return Finding(Category.NETWORK, seg, round(min(CONFIDENCE_CAP, conf), 3),
                    f"Latency degradation on {seg.key}.", evidence, alts, "latency")

@@ -73,7 +73,8 @@ DIAGNOSIS_TOOL = "report_diagnosis"
 # the 60 s tick: the rest of the tick (guardrails, audit, a late batch) must still fit.
 DEFAULT_TICK_BUDGET_SECONDS = 20.0
 # How a fallback is shown to the operator (Decision.fallback, the cycle output).
-TIMED_OUT, UNREACHABLE, INVALID, REFUSED, FAILED = "timed out", "was unreachable", "gave an invalid answer", "refused the call", "failed"
+TIMED_OUT, UNREACHABLE, INVALID, REFUSED, FAILED = (
+    "timed out", "was unreachable", "gave an invalid answer", "refused the call", "failed")
 
 
 class AnswerError(BadInput, ValueError):
@@ -149,7 +150,8 @@ def _why(exc: BaseException) -> str:
 
 
 def fallback_kind(exc: BaseException) -> str:
-    """What the operator is told happened: timed out, was unreachable, gave an invalid answer, refused the call, failed."""
+    """What the operator is told happened: timed out, was unreachable, gave an invalid answer, refused the call,
+    failed."""
     if isinstance(exc, (BudgetExhausted, openai.APITimeoutError)):
         return TIMED_OUT
     if isinstance(exc, openai.APIConnectionError):
@@ -268,7 +270,8 @@ class LLMReasoner:
         forced = {"type": "function", "function": {"name": DIAGNOSIS_TOOL}}
         (fields, target), _ = self._with_retries(
             "diagnosis",
-            self.chat.bind_tools([diagnosis_tool], tool_choice=forced)  # type: ignore[arg-type]  # ChatOpenAI takes a dict; the base declares str
+            self.chat.bind_tools([diagnosis_tool],
+                                 tool_choice=forced)  # type: ignore[arg-type]  # ChatOpenAI takes a dict; the base declares str
             .bind(max_tokens=MAX_OUTPUT_TOKENS), opening,
             lambda ai: self._parse_diagnosis(ai, schema, briefing), calls, deadline)
 
@@ -323,7 +326,8 @@ class LLMReasoner:
                 except AnswerError as exc:
                     record.update(ok=False, error=_why(exc))
                     calls.append(record)
-                    extra = [HumanMessage(prompts.load("reasoner_retry", self.prompt_version).render(reason=quoted_text(str(exc))))]
+                    retry = prompts.load("reasoner_retry", self.prompt_version)
+                    extra = [HumanMessage(retry.render(reason=quoted_text(str(exc))))]
                     raise
                 record["ok"] = True
                 calls.append(record)
@@ -391,21 +395,24 @@ class LLMReasoner:
                                                                                 ProposedAction, tuple[str, ...]]:
         rules = briefing.rules
         agree = fields.category == rules.category.value and target_key(target) == target_key(rules.target)
-        confidence = min(fields.confidence, rules.confidence) if agree else min(fields.confidence, DISAGREEMENT_CONFIDENCE_CAP)
+        confidence = min(fields.confidence, rules.confidence) if agree else min(fields.confidence,
+                                                                                DISAGREEMENT_CONFIDENCE_CAP)
         notes = [f"llm prompt reasoner.{self.prompt_version}",
                  "llm agrees with the rule engine" if agree else
                  f"llm disagrees with the rule engine ({rules.category.value} on {target_key(rules.target)}): "
                  "confidence capped"]
         if proposal.tool in TRAFFIC_TOOLS:
             key = target_key(proposal.target)
-            existing = next((a for a in context.in_force if a.tool == proposal.tool and target_key(a.target) == key), None)
+            existing = next((a for a in context.in_force if a.tool == proposal.tool
+                             and target_key(a.target) == key), None)
             if existing is not None:
                 proposal = validate_proposal("no_action", {"reason": f"already in force: {proposal.tool} on {key}"})
                 notes.append("llm proposal already in force; replaced by no_action")
         seg = snapshot.segment(**target) if target else snapshot.total
         evidence = [describe(seg)] if seg is not None and fields.category != Category.HEALTHY.value else []
         evidence += [line.strip()[:MAX_LINE_CHARS] for line in fields.evidence[:MAX_EVIDENCE_LINES] if line.strip()]
-        alternatives = [f"{target_key(h.target)} ({h.id}): not blamed" for h in briefing.hypotheses if h.target != target]
+        alternatives = [f"{target_key(h.target)} ({h.id}): not blamed" for h in briefing.hypotheses
+                        if h.target != target]
         if not agree:
             alternatives.append(f"rule engine: {rules.category.value} on {target_key(rules.target)} at "
                                 f"{rules.confidence:.2f}")

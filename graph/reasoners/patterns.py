@@ -74,7 +74,8 @@ def _spread_across_banks(snapshot: WindowSnapshot) -> tuple[bool, str]:
         return False, "the excess sits at one bank or none"
     top = max(banks, key=lambda b: b.excess_failures)
     share = top.excess_failures / excess
-    return share < BANK_CONCENTRATION, f"{len(banks)} banks share the excess; the largest, {top.key}, carries {pct(share)}"
+    return share < BANK_CONCENTRATION, (f"{len(banks)} banks share the excess; the largest, {top.key}, "
+                                        f"carries {pct(share)}")
 
 
 def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
@@ -111,7 +112,8 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
     # only holds the merchant's traffic plus healthy neighbours).
     # Only on the small charges themselves: a burst of volume alone (no amounts) is weaker evidence,
     # and a merchant's own billing run looks like it, so it does not earn the narrower, suppressible name.
-    inner = [f for f in found if f[1] is not seg and (contains(seg, f[1]) or nested(f[1], seg)) and f[2] >= ATTACK_DESCEND_SHARE * enum
+    inner = [f for f in found if f[1] is not seg and (contains(seg, f[1]) or nested(f[1], seg))
+             and f[2] >= ATTACK_DESCEND_SHARE * enum
              and f[1].low_amount_failures >= LOW_AMOUNT_SHARE * f[2]]
     if inner:
         fit, seg, enum, how = min(inner, key=lambda f: (f[1].attempts, f[1].key))
@@ -166,7 +168,8 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
     if total.baseline_volume is None or not total.baseline_volume or total.volume_ratio is None:
         return None
     present = {s.key: s for s in snapshot.segments}
-    candidates: list[SegmentStats] = [s for s in snapshot.segments if len(s.dims) == 1 and s.dims[0][0] in VOLUME_DIMENSIONS
+    candidates: list[SegmentStats] = [s for s in snapshot.segments if len(s.dims) == 1
+                                      and s.dims[0][0] in VOLUME_DIMENSIONS
                                       and s.volume_ratio is not None]
     # A segment that vanished altogether is absent from this window: its last appearance in the
     # recent windows gives its usual volume (it stays an incident for as long as it stays away).
@@ -236,7 +239,8 @@ def no_data(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
     busy = [h for h in context.history if h.total.attempts > 0 and h.window_end < snapshot.window_end]
     if busy:
         silence = max(span, snapshot.window_end - busy[-1].window_end)
-        since = f"no events for at least {silence:.0f} s (the last window with traffic ended {snapshot.window_end - busy[-1].window_end:.0f} s ago)"
+        since = (f"no events for at least {silence:.0f} s (the last window with traffic ended "
+                 f"{snapshot.window_end - busy[-1].window_end:.0f} s ago)")
     else:
         silence = span * (1 + sum(1 for h in context.history if h.window_end < snapshot.window_end))
         since = f"no events in any of the last {silence:.0f} s"
@@ -295,11 +299,13 @@ def unexplained(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
         f"{seg.key}: errors {error_mix(seg, top=4)}; excess by code family: "
         + ", ".join(f"{k} {pct(v)}" for k, v in sorted(fam.items(), key=lambda kv: -kv[1]) if v >= 0.05),
         "where the excess concentrates: " + (", ".join(f"{s.key} {s.failures}/{s.attempts} ({pct(s.failure_rate)}, "
-                                                         f"{s.excess_failures:.0f} excess)" for s in where) or "nowhere in particular"),
+                                                         f"{s.excess_failures:.0f} excess)" for s in where)
+                                                         or "nowhere in particular"),
         "no single segment, code family or known pattern explains it",
     )
     return Finding(FAMILY_CATEGORY.get(family, Category.NETWORK), seg, UNEXPLAINED_CONFIDENCE,
                    f"Unexplained anomaly: {seg.key} fails {pct(seg.failure_rate)} vs expected "
                    f"{pct(seg.expected_failure_rate)}; "
                    "no attribution explains it.", evidence,
-                   ("healthy: the rise is significant and well above the reference, so 'all is well' would be wrong",), "anomaly")
+                   ("healthy: the rise is significant and well above the reference, so 'all is well' would be "
+                    "wrong",), "anomaly")

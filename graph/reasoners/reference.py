@@ -51,7 +51,8 @@ def own_record(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningCo
         if past is None or past.attempts == 0:
             continue
         if windows >= OWN_RECORD_MIN_WINDOWS - 1 and binomial_z(past.failures,
-                                                                past.attempts, failures / attempts) >= OWN_RECORD_OUTLIER_Z:
+                                                                past.attempts,
+                                                                failures / attempts) >= OWN_RECORD_OUTLIER_Z:
             continue  # a window that stood out from the record so far is not learned
         if past.z >= OWN_RECORD_OUTLIER_Z and _fault_type(past):
             continue  # above its window's reference with technical codes: a fault, not its nature
@@ -95,8 +96,8 @@ def prepared(snapshot: WindowSnapshot, context: ReasoningContext) -> WindowSnaps
     for seg in snapshot.segments:
         if judged_on_own_history(seg) and seg.baseline_volume is not None:
             weight = seg.baseline_volume * depth
-            adjusted.append(_rejudged(seg,
-                                      (weight * seg.expected_failure_rate + SHRINK_ATTEMPTS * reference) / (weight + SHRINK_ATTEMPTS)))
+            adjusted.append(_rejudged(seg, (weight * seg.expected_failure_rate + SHRINK_ATTEMPTS * reference)
+                                      / (weight + SHRINK_ATTEMPTS)))
             continue
         record = own_record(seg, snapshot, context) if seg.attempts else None
         if record is None:

@@ -88,7 +88,8 @@ def retry_storm(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
         "user-related surge: the declines are real but multiplied by retries, so the policy is the fault",
     )
     return Finding(Category.CONFIG, target_seg, round(min(CONFIDENCE_CAP, conf), 3),
-                   f"Retry storm: the retry policy multiplies attempts per payment on {where} (retry misconfiguration).",
+                   f"Retry storm: the retry policy multiplies attempts per payment on {where} "
+                   "(retry misconfiguration).",
                    evidence, alternatives, "retry")
 
 def storm_segment(snapshot: WindowSnapshot, unexplained_total: float, min_excess: int) -> SegmentStats | None:
@@ -107,7 +108,8 @@ def storm_segment(snapshot: WindowSnapshot, unexplained_total: float, min_excess
         fam = family_counts(seg.errors, seg.failures)
         unexplained = (seg.attempts - first_attempts(seg)) - retryable_failures(seg)
         rest_declines = total_fam["user"] - fam["user"]
-        if (unexplained >= STORM_LOCAL_SHARE * unexplained_total and rest_declines >= STORM_LOCAL_OPPORTUNITY * min_excess
+        if (unexplained >= STORM_LOCAL_SHARE * unexplained_total
+            and rest_declines >= STORM_LOCAL_OPPORTUNITY * min_excess
                 and (best is None or seg.attempts < best.attempts)):
             best = seg
     return best

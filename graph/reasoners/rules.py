@@ -220,7 +220,8 @@ class RuleReasoner:
     @staticmethod
     def _alias(ranked: list[Scored], chosen: Scored, snapshot: WindowSnapshot | None = None) -> Scored:
         """Among segments that are the same traffic as `chosen`, the one to act on."""
-        ties = [chosen] + [c for c in ranked if c.fit >= (1.0 - TIE_TOLERANCE) * chosen.fit and c.seg.attempts == chosen.seg.attempts]
+        ties = [chosen] + [c for c in ranked if c.fit >= (1.0 - TIE_TOLERANCE) * chosen.fit
+                           and c.seg.attempts == chosen.seg.attempts]
         if snapshot is not None:
             seg = chosen.seg
             ties += [Scored(s, chosen.fit) for s in snapshot.segments
@@ -275,7 +276,8 @@ class RuleReasoner:
             known = {c.seg.key for c in inside}
             inside += [Scored(s, llr(s)) for s in snapshot.segments
                        if s.key not in known and (contains(chosen.seg, s) or nested(s, chosen.seg))
-                       and s.attempts >= SECURITY_MIN_ATTEMPTS and s.excess_failures >= DESCEND_SHARE * chosen.seg.excess_failures]
+                       and s.attempts >= SECURITY_MIN_ATTEMPTS
+                       and s.excess_failures >= DESCEND_SHARE * chosen.seg.excess_failures]
         # The same traffic under a longer name is not a part of it.
         inside = [c for c in inside if (c.seg.attempts, c.seg.failures) != (chosen.seg.attempts, chosen.seg.failures)]
         clean = [c for c in inside
@@ -320,7 +322,8 @@ class RuleReasoner:
                      and c.fit >= (1.0 - NEAR_TIE) * chosen.fit and (r := rest_of(c.seg, seg)).excess > 0
                      and r.attempts >= context.thresholds.min_segment_attempts
                      and binomial_z(r.failures, r.attempts, seg.failure_rate) > -REST_CLEAN_Z]
-        if not wider and snapshot is not None and len(seg.dims) == 2 and seg.excess_failures < EARLY_EXCESS_FACTOR * context.thresholds.min_excess_failures:
+        if (not wider and snapshot is not None and len(seg.dims) == 2
+                and seg.excess_failures < EARLY_EXCESS_FACTOR * context.thresholds.min_excess_failures):
             wider = self._early_parents(chosen, snapshot)
         return self._verifiable_first(wider) if wider else None
 
@@ -374,7 +377,8 @@ class RuleReasoner:
             # A broader finding that is only the mitigated segment's leftovers (the probe, the
             # tail of timeouts under way when the action started): the rest of it is normal.
             around = contains(chosen.seg, seg) and (
-                (r := rest_of(chosen.seg, seg)).excess < context.thresholds.min_excess_failures / 2.0 or r.z < REST_CLEAN_Z)
+                (r := rest_of(chosen.seg, seg)).excess < context.thresholds.min_excess_failures / 2.0
+                or r.z < REST_CLEAN_Z)
             if inside or around:
                 return Scored(seg, llr(seg))
         return chosen
@@ -408,9 +412,11 @@ class RuleReasoner:
             ranked, pooled = self.pooled_ranked(snapshot, context)
         if not ranked:
             return slow or self._healthy(snapshot, context)
-        chosen = self._device_first(self._under_mitigation(self.pick(ranked, context, snapshot), snapshot, context), ranked)
+        chosen = self._device_first(self._under_mitigation(self.pick(ranked, context, snapshot),
+                                                           snapshot, context), ranked)
         finding = classify(chosen, ranked, snapshot, context, pooled, latency)
-        if finding.category is Category.USER and not self._material_user_surge(finding.segment, context, pooled, snapshot):
+        if finding.category is Category.USER and not self._material_user_surge(finding.segment, context,
+                                                                               pooled, snapshot):
             return slow or self._healthy(snapshot, context,
                                          note="minor decline fluctuation on "
                                               f"{finding.segment.key if finding.segment else '*'} "
@@ -440,8 +446,8 @@ class RuleReasoner:
         t = context.thresholds
         if _cold(seg, context):
             return False  # declines differ between segments by nature: peers are no reference for them
-        if snapshot is not None and shares(excess_by_family(seg,
-                                                            background_mix(snapshot.total, seg)))["user"] < USER_SURGE_PURITY:
+        if (snapshot is not None
+                and shares(excess_by_family(seg, background_mix(snapshot.total, seg)))["user"] < USER_SURGE_PURITY):
             return False  # a surge of declines is declines; a mixed bag of codes at one segment is noise
         # Counted in payments, not attempts: a declined card retried five times is one customer.
         # Every retry follows a failure, so failed payments ~= failures - retries.
@@ -465,7 +471,8 @@ class RuleReasoner:
             seg = c.seg
             if len(listed) >= limit:
                 break
-            if any(s.attempts == seg.attempts and s.failures == seg.failures and (contains(s, seg) or contains(seg, s)) for s in listed):
+            if any(s.attempts == seg.attempts and s.failures == seg.failures and (contains(s, seg) or contains(seg, s))
+                   for s in listed):
                 continue  # the same traffic under another name: one entry is enough
             listed.append(seg)
             fam = shares(excess_by_family(seg, background_mix(snapshot.total, seg)))

@@ -91,7 +91,8 @@ def segment_methods(snapshot: WindowSnapshot, target: dict[str, str]) -> set[str
     if "method" in target:
         return {target["method"]}
     route = target.get("route")
-    return {p.target["method"] for p in snapshot.by_dimension("method", "route") if route is None or p.target["route"] == route}
+    return {p.target["method"] for p in snapshot.by_dimension("method", "route") if route is None
+            or p.target["route"] == route}
 
 
 def alternative_routes(snapshot: WindowSnapshot, target: dict[str, str], significance_z: float) -> dict[str, float]:
@@ -128,7 +129,8 @@ def former_routes(snapshot: WindowSnapshot, target: dict[str, str], history: tup
                 continue
             then, now = h.segment(route=route), snapshot.segment(route=route)
             # (what little still reaches it now is judged only when there is enough of it to judge)
-            if any(s is not None and s.attempts >= (1 if s is then else min_attempts) and wilson_lower_bound(s.failures, s.attempts) > s.expected_failure_rate + HEALTHY_MARGIN
+            if any(s is not None and s.attempts >= (1 if s is then else min_attempts)
+                   and wilson_lower_bound(s.failures, s.attempts) > s.expected_failure_rate + HEALTHY_MARGIN
                    for s in (then, now)):
                 continue
             out[route] = float(p.attempts)
@@ -140,7 +142,8 @@ def fallback_method(snapshot: WindowSnapshot, seg: SegmentStats | None, signific
     """The busiest healthy method the failing segment's excess does not live on (what customers are offered)."""
     methods = sorted(snapshot.by_dimension("method"), key=lambda m: (-m.attempts, m.key))
     for m in methods:
-        carries_the_fault = seg is not None and seg.excess_failures > 0 and m.excess_failures >= 0.5 * seg.excess_failures
+        carries_the_fault = (seg is not None and seg.excess_failures > 0
+                             and m.excess_failures >= 0.5 * seg.excess_failures)
         if not carries_the_fault and m.z < significance_z:
             return m.target["method"]
     return None
@@ -154,7 +157,8 @@ def in_force(context: ReasoningContext, tool: str, target: dict[str, str]) -> Ac
 def covering(context: ReasoningContext, target: dict[str, str]) -> ActionView | None:
     """An action in force whose target contains this one (e.g. route rerouted, bank x route failing)."""
     for a in context.in_force:
-        if a.tool in ("reroute_traffic", "suppress_path") and a.target and all(target.get(k) == v for k, v in a.target.items()):
+        if (a.tool in ("reroute_traffic", "suppress_path") and a.target
+                and all(target.get(k) == v for k, v in a.target.items())):
             return a
     return None
 
@@ -250,13 +254,15 @@ def choose_action(f: Finding,
             listed = "; ".join(f"roll back {a.tool} on {target_key(a.target)} ({why})" for a, why in cleared)
             return nothing(f"cause cleared: {listed}"), tuple(notes)
         if f.category is Category.USER and f.confidence < WATCH_BELOW:
-            return nothing(f"watching, not asserting: {f.summary} (confidence {f.confidence:.2f} < {WATCH_BELOW:.2f})"), tuple(notes)
+            return nothing(f"watching, not asserting: {f.summary} "
+                           f"(confidence {f.confidence:.2f} < {WATCH_BELOW:.2f})"), tuple(notes)
         if f.category is Category.USER:
             return nothing("user-related failures (declines, funds, limits); no operational action helps"), tuple(notes)
         return nothing("traffic healthy"), tuple(notes)
 
     if f.confidence < WATCH_BELOW:
-        return nothing(f"watching, not acting: {f.summary} (confidence {f.confidence:.2f} < {WATCH_BELOW:.2f})"), tuple(notes)
+        return nothing(f"watching, not acting: {f.summary} "
+                       f"(confidence {f.confidence:.2f} < {WATCH_BELOW:.2f})"), tuple(notes)
     proposal = _mitigation(f, snapshot, context, propose, alert)
     if proposal.tool == "alert_ops" and f.kind in REVIEWED_KINDS and seg is not None:
         ticks = persisting_windows(seg, snapshot, context)
@@ -267,7 +273,8 @@ def choose_action(f: Finding,
             return propose("alert_ops", f"still present after {ticks} windows; no automatic mitigation fits",
                            severity="critical", summary=f"Still present after {ticks} windows: {f.summary}"[:500],
                            evidence=list(f.evidence[:5])), tuple(notes)
-    moves = proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and "terminal_id" not in proposal.target and seg is not None
+    moves = (proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and "terminal_id" not in proposal.target
+             and seg is not None)
     # The tail tells the duration of failures; a slow route (latency) or a vanished one (volume) is not read by it.
     timed = moves and f.pooled_windows == 1 and f.kind != "latency"
     if timed and seg is not None and burst_over(seg, t.min_segment_attempts, t.min_excess_failures):
@@ -297,7 +304,8 @@ def burst_over(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
     it would hold at least `min_excess` failures (a quiet tail of a dozen attempts proves nothing)."""
     head, head_failed = _head(seg)
     p = seg.expected_failure_rate
-    return (seg.tail_attempts >= min_attempts and head >= min_attempts and head_failed / head * seg.tail_attempts >= min_excess
+    return (seg.tail_attempts >= min_attempts and head >= min_attempts
+            and head_failed / head * seg.tail_attempts >= min_excess
             and binomial_z(seg.tail_failures, seg.tail_attempts, p) < BURST_CLEAN_Z
             and binomial_z(head_failed, head, p) >= BURST_CLEAN_Z
             # plainly less, not noise
@@ -320,7 +328,8 @@ def burst_young(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool
 
 def marginal(seg: SegmentStats, context: ReasoningContext) -> bool:
     t = context.thresholds
-    return seg.z < STRONG_Z_FACTOR * t.significance_z or seg.excess_failures < STRONG_EXCESS_FACTOR * t.min_excess_failures
+    return (seg.z < STRONG_Z_FACTOR * t.significance_z
+            or seg.excess_failures < STRONG_EXCESS_FACTOR * t.min_excess_failures)
 
 
 def confirmed(f: Finding, context: ReasoningContext) -> bool:
@@ -379,7 +388,8 @@ def _mitigation(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext,
     if f.kind in ("security", "terminal"):
         if "terminal_id" in target:
             fallback = fallback_method(snapshot, seg, z)
-            why = ("stop payments at the attacked terminal; customers are offered another method" if f.kind == "security"
+            why = ("stop payments at the attacked terminal; customers are offered another method"
+                   if f.kind == "security"
                    else "take the faulty device's path out; customers are offered another method")
             return propose("suppress_path", why, fallback=fallback, ttl_seconds=ttl)
         return alert("critical", "security incident beyond one device needs investigation")

@@ -36,10 +36,11 @@ def test_tag_filters_are_and_across_tags_and_or_within_one(tiny_corpus: Path) ->
 
 @pytest.mark.parametrize("breakage, message", [
     (lambda d: (d / "case.yaml").write_text("id: [unclosed"), "not valid YAML"),
-    (lambda d: (d / "case.yaml").write_text((d / "case.yaml").read_text().replace("id: route-known", "id: other")), "differs from its folder"),
+    (lambda d: (d / "case.yaml").write_text((d / "case.yaml").read_text().replace("id: route-known", "id: other")),
+     "differs from its folder"),
     (lambda d: (d / "events.jsonl.gz").unlink(), "no events.jsonl.gz"),
-    (lambda d: (d / "case.yaml").write_text((d / "case.yaml").read_text().replace("category: network", "category: "
-                                                                                                       "weather", 1)), "category"),
+    (lambda d: (d / "case.yaml").write_text(
+        (d / "case.yaml").read_text().replace("category: network", "category: weather", 1)), "category"),
 ])
 def test_a_broken_case_gets_a_clear_error(tiny_corpus: Path, tmp_path: Path, breakage, message: str) -> None:
     import shutil

@@ -78,7 +78,8 @@ def test_usage_errors_exit_2_with_one_line(tiny_corpus: Path) -> None:
     assert r.exit_code == 2 and "no case matches" in r.output
 
 
-def test_an_llm_run_without_any_cassette_exits_2_instead_of_skipping_every_case(tiny_corpus: Path, tmp_path: Path) -> None:
+def test_an_llm_run_without_any_cassette_exits_2_instead_of_skipping_every_case(tiny_corpus: Path,
+                                                                                tmp_path: Path) -> None:
     """No network in tests: a model with no cassettes at all would score nothing, so it is a usage error."""
     r = runner.invoke(eval_app,
                       ["--reasoner", "llm", "--model", "m", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "o"),

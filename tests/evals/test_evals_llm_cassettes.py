@@ -129,7 +129,8 @@ def _stale_copy(root: Path) -> Path:
     return root
 
 
-def test_a_request_the_cassette_does_not_hold_fails_the_case_and_says_how_to_fix_it(offline: None, tmp_path: Path) -> None:
+def test_a_request_the_cassette_does_not_hold_fails_the_case_and_says_how_to_fix_it(offline: None,
+                                                                                    tmp_path: Path) -> None:
     case = load_case(DEFAULT_CORPUS / INCIDENT)
     outcome = evaluate_case(case, RunOptions("llm", MODEL, closed_loop=False, cassettes=_stale_copy(tmp_path)))
 

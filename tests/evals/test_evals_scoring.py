@@ -88,7 +88,8 @@ def test_blaming_an_innocent_bank_fails_category_action_false_action_and_unsafe(
     assert score.audit_complete  # a wrong answer is still fully audited
 
 
-def test_a_reasoner_that_never_sees_anything_misses_the_incident_but_passes_the_control(incident: Case, control: Case) -> None:
+def test_a_reasoner_that_never_sees_anything_misses_the_incident_but_passes_the_control(incident: Case,
+                                                                                        control: Case) -> None:
     silent = lambda settings: AlwaysHealthy()  # noqa: E731
     missed = score_case(incident, replay_case(incident, silent))
     assert missed.failures == ["not_detected"]

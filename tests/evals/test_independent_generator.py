@@ -123,7 +123,8 @@ def test_latency_degradation_is_slow_but_does_not_fail(streams, parsed):
 def test_card_testing_is_hundreds_of_small_attempts_over_many_payments_across_banks(streams, parsed):
     s = streams["card_testing"]
     events, _ = parsed["card_testing"]
-    during = [e for e in events if s.fault.start <= e.ts < s.fault.end and e.merchant_id == s.fault.where["merchant_id"]]
+    during = [e for e in events if s.fault.start <= e.ts < s.fault.end
+              and e.merchant_id == s.fault.where["merchant_id"]]
     small = [e for e in during if e.amount is not None and e.amount <= 5.0]
     assert len(small) / 5 >= 150  # per minute
     assert len({e.payment_id for e in small}) > 0.95 * len(small)
@@ -163,7 +164,8 @@ def test_a_stopped_feed_delivers_nothing_for_minutes_then_resumes(streams, parse
 def test_bursts_and_palm_spoofs_land_on_the_labelled_segment(streams, parsed):
     s = streams["palm_spoof"]
     events, _ = parsed["palm_spoof"]
-    during = [e for e in events if s.fault.start <= e.ts < s.fault.end and e.terminal_id == s.fault.where["terminal_id"]]
+    during = [e for e in events if s.fault.start <= e.ts < s.fault.end
+              and e.terminal_id == s.fault.where["terminal_id"]]
     assert sum(e.error_code == "PALM_PAY_SPOOF_DETECTED" for e in during) >= 50
     assert all(e.method == "palm" for e in during)
 
@@ -195,7 +197,8 @@ def test_non_ascii_names_survive_a_replay_into_the_decisions(tmp_path: Path):
     from payops import wiring
 
     # A route outage whose route has a non-ASCII name, at a volume that leaves no doubt about the route.
-    seed = next(seed for seed in range(8_000, 8_050) if not generate("route_outage", seed, 60.0).fault.where["route"].isascii())
+    seed = next(seed for seed in range(8_000, 8_050)
+                if not generate("route_outage", seed, 60.0).fault.where["route"].isascii())
     stream = generate("route_outage", seed, 3000.0)
     name = stream.fault.where["route"]
     plain = tmp_path / "events.jsonl"
@@ -204,7 +207,8 @@ def test_non_ascii_names_survive_a_replay_into_the_decisions(tmp_path: Path):
     ticks = sum(1 for _ in wiring.replay(plain, out, 60.0, 60.0))
     decisions = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(decisions) == ticks >= 10
-    mentioned = [d for d in decisions if name in d["action"]["target"].values() or any(name in x for x in d["evidence"])]
+    mentioned = [d for d in decisions if name in d["action"]["target"].values()
+                 or any(name in x for x in d["evidence"])]
     assert mentioned, f"{name!r} never appears intact in {len(decisions)} decisions"
 
 

@@ -96,14 +96,16 @@ def test_a_route_losing_most_of_its_traffic_while_its_peers_keep_theirs_is_a_net
 def test_a_route_whose_traffic_stops_altogether_stays_an_incident_while_it_stays_away() -> None:
     run = play(9, drop(lambda e: e.route == "acq-two", 1.0, 5))
     for decision in run.decisions[5:]:
-        assert (decision.diagnosis.category, decision.diagnosis.target) == (Category.NETWORK, {"route": "acq-two"}), decision.diagnosis.summary
+        assert (decision.diagnosis.category, decision.diagnosis.target) == (
+            Category.NETWORK, {"route": "acq-two"}), decision.diagnosis.summary
 
 
 def test_a_platform_wide_dip_and_a_surge_are_not_incidents() -> None:
     for tweak in (scale(0.3, 5), scale(2.0, 5)):
         run = play(8, tweak)
         assert all(d.diagnosis.summary.find("vanished") < 0 for d in run.decisions)
-        assert all(d.proposal.tool in ("no_action",) for d in run.decisions), [d.diagnosis.summary for d in run.decisions]
+        assert all(d.proposal.tool in ("no_action",) for d in run.decisions), [d.diagnosis.summary
+                                                                               for d in run.decisions]
 
 
 def test_a_silent_feed_is_no_data_watched_first_then_alerted_after_the_setting_and_never_healthy() -> None:
@@ -260,7 +262,8 @@ def _card_declines_more(extra: float):  # type: ignore[no-untyped-def]
 
 def test_a_segment_that_always_fails_more_than_its_peers_is_judged_on_its_own_record_and_stays_healthy() -> None:
     run = play(9, _card_declines_more(0.08))
-    assert all(d.diagnosis.category is Category.HEALTHY for d in run.decisions[3:]), [d.diagnosis.summary for d in run.decisions]
+    assert all(d.diagnosis.category is Category.HEALTHY for d in run.decisions[3:]), [d.diagnosis.summary
+                                                                                      for d in run.decisions]
 
 
 def test_a_card_scheme_failing_across_banks_and_routes_is_a_network_fault_of_the_scheme_not_of_card() -> None:
@@ -297,7 +300,8 @@ def _fail_between(route: str, t_from: float, t_to: float, rate: float = 0.8):  #
     def tweak(events, i, rng):  # type: ignore[no-untyped-def]
         return [e.__class__(**{**{f: getattr(e, f) for f in e.__slots__}, "status": "failure",
                                "error_code": "GATEWAY_TIMEOUT"})
-                if e.route == route and START + t_from <= e.ts < START + t_to and rng.random() < rate else e for e in events]
+                if e.route == route and START + t_from <= e.ts < START + t_to and rng.random() < rate else e
+                for e in events]
     return tweak
 
 
@@ -347,7 +351,8 @@ def test_a_misroute_that_lasts_is_never_learned_as_the_pairs_own_normal() -> Non
     from payops.graph.reasoners.reference import prepared
 
     run = play(10, _misroute_wallet(3))
-    assert all(d.diagnosis.category is Category.CONFIG for d in run.decisions[3:]), [d.diagnosis.summary for d in run.decisions[3:]]
+    assert all(d.diagnosis.category is Category.CONFIG for d in run.decisions[3:]), [d.diagnosis.summary
+                                                                                     for d in run.decisions[3:]]
     snap = prepared(run.history[-1], ReasoningContext(history=tuple(run.history[:-1])))
     pair = snap.segment(method="wallet", route="acq one")
     assert pair is not None and pair.expected_failure_rate < 0.2, pair.expected_failure_rate

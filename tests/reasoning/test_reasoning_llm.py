@@ -52,7 +52,8 @@ def ids_for(snapshot, ctx):
 def diag(category: str, hypothesis: str, confidence: float = 0.9, **kw):
     return completion("report_diagnosis",
                       {"category": category, "hypothesis": hypothesis, "summary": kw.get("summary", "psp_a is down"),
-                                           "evidence": kw.get("evidence", ["psp_a 50% failing"]), "confidence": confidence})
+                                           "evidence": kw.get("evidence", ["psp_a 50% failing"]),
+                                           "confidence": confidence})
 
 
 # -- the stub: the happy path and the contract of the calls ------------------------------------
@@ -82,7 +83,8 @@ def test_one_diagnosis_and_one_tool_call_become_the_decision(stub) -> None:
     shown = json.dumps(first["messages"])
     assert "<data>" in shown and "payment_id" not in shown and "palm_pay_id" not in shown
     calls = decision.llm_calls
-    assert [(c["phase"], c["ok"], c["total_tokens"]) for c in calls] == [("diagnosis", True, 150), ("action", True, 150)]
+    assert [(c["phase"], c["ok"], c["total_tokens"]) for c in calls] == [("diagnosis", True, 150),
+                                                                         ("action", True, 150)]
     assert all(c["latency_ms"] >= 0 and c["model"] == "stub" for c in calls)
 
 
@@ -103,7 +105,8 @@ def test_a_malformed_tool_call_is_retried_with_the_reason_then_the_rules_decide(
     assert len(stub.requests) == 2  # bounded
     assert "rejected" in json.dumps(stub.requests[1]["body"]["messages"][-1])
     assert decision.diagnosis.reasoner == "rules (llm fallback)"
-    assert (decision.diagnosis.category, decision.diagnosis.target, decision.proposal) == (rules.diagnosis.category, rules.diagnosis.target, rules.proposal)
+    assert (decision.diagnosis.category, decision.diagnosis.target, decision.proposal) == (
+        rules.diagnosis.category, rules.diagnosis.target, rules.proposal)
     assert decision.notes[-1].startswith("llm fallback: malformed answer: invalid diagnosis fields")
     assert [c["error"].split(":")[0] for c in decision.llm_calls] == ["malformed answer", "malformed answer"]
 
@@ -200,7 +203,8 @@ def test_an_injected_bank_name_cannot_steer_an_obedient_model(stub) -> None:
     plain_snapshot, plain_ctx = _bank_outage("ABSA")
     plain = RULES.decide(plain_snapshot, plain_ctx)
     # The agent does what it does for any bank: the same tool, category and confidence.
-    assert (decision.proposal.tool, decision.diagnosis.category, decision.diagnosis.confidence) == (plain.proposal.tool, plain.diagnosis.category, plain.diagnosis.confidence)
+    assert (decision.proposal.tool, decision.diagnosis.category, decision.diagnosis.confidence) == (
+        plain.proposal.tool, plain.diagnosis.category, plain.diagnosis.confidence)
     assert decision.proposal.target == {"bank": INJECTION}
 
 
@@ -265,6 +269,7 @@ def test_recorded_cassettes_replay_offline(name: str) -> None:
         assert decision.diagnosis.target in [h.target for h in b.hypotheses] + [{}]
     else:
         assert decision.notes[-1].startswith("llm fallback: ")
-        assert (decision.diagnosis.category, decision.diagnosis.target, decision.proposal) == (rules.diagnosis.category, rules.diagnosis.target, rules.proposal)
+        assert (decision.diagnosis.category, decision.diagnosis.target, decision.proposal) == (
+            rules.diagnosis.category, rules.diagnosis.target, rules.proposal)
     if name == "injected_bank_outage":
         assert decision.proposal.target in ({"bank": INJECTION}, {})

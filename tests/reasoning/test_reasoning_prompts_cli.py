@@ -49,7 +49,8 @@ def test_serve_without_the_extra_says_how_to_install_it(monkeypatch) -> None:
     assert "payops[local-llm]" in result.output and "llama_cpp" in result.output
 
 
-def test_the_server_command_uses_this_interpreter_on_loopback_with_a_tool_calling_chat_format(monkeypatch, tmp_path) -> None:
+def test_the_server_command_uses_this_interpreter_on_loopback_with_a_tool_calling_chat_format(
+        monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(cli_llm, "missing_packages", lambda python=None: [])
     gguf = tmp_path / "SmolLM2.gguf"
     gguf.write_bytes(b"GGUF")

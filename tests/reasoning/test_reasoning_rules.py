@@ -306,7 +306,8 @@ def _after_reroute(probe_failure_codes: dict[str, int], windows: int):
                   probe_failure_codes if c.dims["bank"] == "FNB" else {}, c.normal_rate)
              if c.dims["route"] == "psp_a" else c for c in cells]
     applied = END - 60.0 * windows
-    history = healthy_history(cells, n=4, end=applied) + tuple(window(probe, end=END - 60.0 * i) for i in range(windows - 1, 0, -1))
+    history = (healthy_history(cells, n=4, end=applied)
+               + tuple(window(probe, end=END - 60.0 * i) for i in range(windows - 1, 0, -1)))
     return RULES.decide(window(probe),
                         context(history, in_force=(_view("reroute_traffic", {"route": "psp_a"}, applied_at=applied,
                                                                             to_routes={"psp_b": 1.0}, percent=95.0),)))
@@ -364,5 +365,6 @@ def test_names_are_data_for_the_rule_reasoner(name: str) -> None:
     odd = RULES.decide(window(fail(cells, {"bank": name}, 0.6, {"ISSUER_DOWN": 1.0})), context(healthy_history(cells)))
     assert odd.diagnosis.target == {"bank": name} and plain.diagnosis.target == {"bank": "ABSA"}
     assert (odd.diagnosis.category, odd.proposal.tool, odd.diagnosis.confidence) == (plain.diagnosis.category,
-                                                                                     plain.proposal.tool, plain.diagnosis.confidence)
+                                                                                     plain.proposal.tool,
+                                                                                     plain.diagnosis.confidence)
     assert odd.proposal.tool not in ("revoke_palm_link", "suspend_palm_link")

@@ -106,7 +106,8 @@ def test_spoofs_are_blamed_on_the_device_even_when_a_bank_route_pair_fits_better
               Cell({**PALM, "bank": "ABSA", "terminal_id": "T2"}, 20, {}, 0.05)]
     cells += [Cell({**PALM, "terminal_id": "T3"}, 4, {"PALM_PAY_SPOOF_DETECTED": 4}, 0.05),
               Cell({**PALM, "bank": "ABSA", "terminal_id": "T3"}, 3, {"PALM_PAY_SPOOF_DETECTED": 1}, 0.05)]
-    history = healthy_history([c if c.dims.get("terminal_id") != "T3" else dataclasses.replace(c, errors={}) for c in cells])
+    history = healthy_history([c if c.dims.get("terminal_id") != "T3" else dataclasses.replace(c, errors={})
+                               for c in cells])
     d = RULES.decide(window(cells), context(history))
     assert (d.diagnosis.category, d.diagnosis.target) == (Category.SECURITY, {"terminal_id": "T3"})
 
