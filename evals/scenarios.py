@@ -10,8 +10,8 @@ closed loop can re-run them exactly like the built-in ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +59,10 @@ def _card_routes(net: NetworkConfig) -> list[str]:
 
 def _big_bank_outage(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
     bank = _ranked(net.banks)[0]
-    return Scenario("big_bank_outage", f"The largest issuer, {bank}, degrades on every route: every route's failure rate rises with it.",
-                    faults=(Fault({"bank": bank}, s, e, p.get("rate", 0.6), {"ISSUER_DOWN": 0.7, "BANK_TIMEOUT": 0.3}),),
+    return Scenario("big_bank_outage",
+                    f"The largest issuer, {bank}, degrades on every route: every route's failure rate rises with it.",
+                    faults=(Fault({"bank": bank}, s, e, p.get("rate", 0.6),
+                                  {"ISSUER_DOWN": 0.7, "BANK_TIMEOUT": 0.3}),),
                     expectations=(Expectation("issuer", {"bank": bank}, ("suppress_path", "alert_ops"), s, e),))
 
 
@@ -68,28 +70,36 @@ def _issuer_alt_route(net: NetworkConfig, s: float, e: float, p: Mapping[str, An
     bank = _ranked(net.banks)[0]
     route = _card_routes(net)[-1]  # the least busy card route
     return Scenario("issuer_alt_route", f"Issuer {bank} fails only on the smaller card route {route}.",
-                    faults=(Fault({"bank": bank, "route": route}, s, e, p.get("rate", 0.75), {"ISSUER_DOWN": 0.6, "BANK_TIMEOUT": 0.4}),),
-                    expectations=(Expectation("issuer", {"bank": bank, "route": route}, ("reroute_traffic", "suppress_path"), s, e),))
+                    faults=(Fault({"bank": bank, "route": route}, s, e, p.get("rate", 0.75),
+                                  {"ISSUER_DOWN": 0.6, "BANK_TIMEOUT": 0.4}),),
+                    expectations=(Expectation("issuer", {"bank": bank, "route": route},
+                                              ("reroute_traffic", "suppress_path"), s, e),))
 
 
 def _partial_route_outage(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
     route = _card_routes(net)[0]
-    return Scenario("partial_route_outage", f"Route {route} drops a quarter of its attempts (intermittent gateway errors).",
-                    faults=(Fault({"route": route}, s, e, p.get("rate", 0.25), {"GATEWAY_TIMEOUT": 0.5, "NETWORK_ERROR": 0.5}),),
-                    expectations=(Expectation("network", {"route": route}, ("reroute_traffic", "suppress_path"), s, e),))
+    return Scenario("partial_route_outage",
+                    f"Route {route} drops a quarter of its attempts (intermittent gateway errors).",
+                    faults=(Fault({"route": route}, s, e, p.get("rate", 0.25),
+                                  {"GATEWAY_TIMEOUT": 0.5, "NETWORK_ERROR": 0.5}),),
+                    expectations=(Expectation("network", {"route": route},
+                                              ("reroute_traffic", "suppress_path"), s, e),))
 
 
 def _mild_latency(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
     route = _card_routes(net)[0]
     return Scenario("mild_latency", f"Route {route} is 3.5x slower with no extra failures.",
-                    faults=(Fault({"route": route}, s, e, 0.0, {"GATEWAY_TIMEOUT": 1.0}, latency_factor=p.get("factor", 3.5)),),
+                    faults=(Fault({"route": route}, s, e, 0.0, {"GATEWAY_TIMEOUT": 1.0},
+                                  latency_factor=p.get("factor", 3.5)),),
                     expectations=(Expectation("network", {"route": route}, ("reroute_traffic",), s, e),))
 
 
 def _user_surge_one_bank(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
     bank = _ranked(net.banks)[1]
-    return Scenario("user_surge_one_bank", f"Salaries at {bank} are paid late: insufficient funds concentrate on one bank.",
-                    faults=(Fault({"bank": bank}, s, e, p.get("rate", 0.3), {"INSUFFICIENT_FUNDS": 0.9, "USER_DECLINED": 0.1},
+    return Scenario("user_surge_one_bank",
+                    f"Salaries at {bank} are paid late: insufficient funds concentrate on one bank.",
+                    faults=(Fault({"bank": bank}, s, e, p.get("rate", 0.3),
+                                  {"INSUFFICIENT_FUNDS": 0.9, "USER_DECLINED": 0.1},
                                   replaces_user_declines=True),),
                     expectations=(Expectation("user", {"bank": bank}, ("no_action",), s, e),))
 
@@ -97,7 +107,8 @@ def _user_surge_one_bank(net: NetworkConfig, s: float, e: float, p: Mapping[str,
 def _fraud_burst_bank(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
     bank = _ranked(net.banks)[1]
     return Scenario("fraud_burst_bank", f"A card-testing attack: SUSPECTED_FRAUD declines burst on {bank}'s cards.",
-                    faults=(Fault({"bank": bank, "method": "card"}, s, e, p.get("rate", 0.35), {"SUSPECTED_FRAUD": 1.0}),),
+                    faults=(Fault({"bank": bank, "method": "card"}, s, e,
+                                  p.get("rate", 0.35), {"SUSPECTED_FRAUD": 1.0}),),
                     expectations=(Expectation("security", {"bank": bank}, ("alert_ops", "suppress_path"), s, e),))
 
 
@@ -114,8 +125,10 @@ def shared_route(net: NetworkConfig) -> tuple[str, str, str]:
 
 def _shared_route_outage(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
     route, movable, stuck = shared_route(net)
-    return Scenario("shared_route_outage", f"Route {route} fails; it carries {movable} (which has other routes) and {stuck} (which has none).",
-                    faults=(Fault({"route": route}, s, e, p.get("rate", 0.6), {"GATEWAY_TIMEOUT": 0.6, "NETWORK_ERROR": 0.4}),),
+    return Scenario("shared_route_outage",
+                    f"Route {route} fails; it carries {movable} (which has other routes) and {stuck} (which has none).",
+                    faults=(Fault({"route": route}, s, e, p.get("rate", 0.6),
+                                  {"GATEWAY_TIMEOUT": 0.6, "NETWORK_ERROR": 0.4}),),
                     expectations=(Expectation("network", {"route": route}, ("reroute_traffic", "alert_ops"), s, e),))
 
 
@@ -125,34 +138,45 @@ def _card_schemes(net: NetworkConfig) -> list[str]:
 
 def _scheme_outage(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
     scheme = _card_schemes(net)[0]
-    return Scenario("scheme_outage", f"Card scheme {scheme} fails across every bank and card route; the other schemes work.",
-                    faults=(Fault({"issuer": scheme}, s, e, p.get("rate", 0.6), {"ISSUER_DOWN": 0.5, "NETWORK_ERROR": 0.5}),),
+    return Scenario("scheme_outage",
+                    f"Card scheme {scheme} fails across every bank and card route; the other schemes work.",
+                    faults=(Fault({"issuer": scheme}, s, e, p.get("rate", 0.6),
+                                  {"ISSUER_DOWN": 0.5, "NETWORK_ERROR": 0.5}),),
                     expectations=(Expectation("network", {"issuer": scheme}, ("alert_ops", "suppress_path"), s, e),))
 
 
 def _scheme_route_link(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
     scheme = _card_schemes(net)[0]
     route = _card_routes(net)[0]
-    return Scenario("scheme_route_link", f"The link between acquirer {route} and scheme {scheme} fails; {scheme} works on the other routes.",
-                    faults=(Fault({"issuer": scheme, "route": route}, s, e, p.get("rate", 0.7), {"GATEWAY_TIMEOUT": 0.6, "NETWORK_ERROR": 0.4}),),
-                    expectations=(Expectation("network", {"issuer": scheme, "route": route}, ("reroute_traffic", "suppress_path"), s, e),))
+    return Scenario("scheme_route_link",
+                    f"The link between acquirer {route} and scheme {scheme} fails; {scheme} works on the other routes.",
+                    faults=(Fault({"issuer": scheme, "route": route}, s, e, p.get("rate", 0.7),
+                                  {"GATEWAY_TIMEOUT": 0.6, "NETWORK_ERROR": 0.4}),),
+                    expectations=(Expectation("network", {"issuer": scheme, "route": route},
+                                              ("reroute_traffic", "suppress_path"), s, e),))
 
 
 def _route_ramp(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
     route = _card_routes(net)[0]
     steps = tuple(p.get("steps", (0.12, 0.25, 0.4, 0.55)))
     span = (e - s) / len(steps)
-    return Scenario("route_ramp", f"Route {route} degrades step by step ({', '.join(f'{r:.0%}' for r in steps)} of its attempts fail).",
-                    faults=tuple(Fault({"route": route}, s + i * span, s + (i + 1) * span, rate, {"GATEWAY_TIMEOUT": 0.6, "NETWORK_ERROR": 0.4})
+    return Scenario("route_ramp",
+                    f"Route {route} degrades step by step ({', '.join(f'{r:.0%}' for r in steps)} of its attempts "
+                    "fail).",
+                    faults=tuple(Fault({"route": route}, s + i * span, s + (i + 1) * span, rate,
+                                       {"GATEWAY_TIMEOUT": 0.6, "NETWORK_ERROR": 0.4})
                                  for i, rate in enumerate(steps)),
-                    expectations=(Expectation("network", {"route": route}, ("reroute_traffic", "suppress_path"), s, e),))
+                    expectations=(Expectation("network", {"route": route},
+                                              ("reroute_traffic", "suppress_path"), s, e),))
 
 
 def _compound(net: NetworkConfig, s: float, e: float, p: Mapping[str, Any]) -> Scenario:
     bank = _ranked(net.banks)[1]
-    return Scenario("compound", f"Month-end declines everywhere while issuer {bank} is down: the operational fault is the issuer.",
+    return Scenario("compound",
+                    f"Month-end declines everywhere while issuer {bank} is down: the operational fault is the issuer.",
                     faults=(Fault({"bank": bank}, s, e, 0.65, {"ISSUER_DOWN": 0.6, "BANK_TIMEOUT": 0.4}),
-                            Fault({}, s, e, 0.1, {"INSUFFICIENT_FUNDS": 0.9, "USER_DECLINED": 0.1}, replaces_user_declines=True)),
+                            Fault({}, s, e, 0.1,
+                                  {"INSUFFICIENT_FUNDS": 0.9, "USER_DECLINED": 0.1}, replaces_user_declines=True)),
                     expectations=(Expectation("issuer", {"bank": bank}, ("suppress_path", "alert_ops"), s, e),))
 
 
@@ -185,7 +209,8 @@ CONFOUNDERS: dict[str, Callable[[NetworkConfig, float, float, Mapping[str, Any]]
 SCENARIO_NAMES: tuple[str, ...] = tuple(n for n in SCENARIOS if n != "demo") + tuple(CONFOUNDERS)
 
 
-def build(name: str, net: NetworkConfig, lead_in: float, duration: float, params: Mapping[str, Any] | None = None) -> Scenario:
+def build(name: str, net: NetworkConfig, lead_in: float, duration: float,
+          params: Mapping[str, Any] | None = None) -> Scenario:
     params = params or {}
     if name in CONFOUNDERS:
         return CONFOUNDERS[name](net, lead_in, lead_in + duration, params)
@@ -205,9 +230,9 @@ def simulator(gen: Generator, policy: TrafficPolicy | None = None, duration: flo
 def expected_for(scenario: Scenario, facts: tuple[str, ...] = ()) -> Expected:
     """The oracle's answer as case labels: category, acceptable actions with targets, forbidden actions."""
     if not scenario.expectations:
-        forbidden = tuple(ActionSpec(tool=t) for t in (*TRAFFIC_TOOLS, *IRREVERSIBLE_TOOLS))
         return Expected(category=Category.HEALTHY, acceptable_actions=(ActionSpec(tool="no_action", target={}),),
-                        forbidden_actions=forbidden, facts=facts)
+                        forbidden_actions=tuple(ActionSpec(tool=t) for t in (*TRAFFIC_TOOLS, *IRREVERSIBLE_TOOLS)),
+                        facts=facts)
     x = scenario.expectations[0]
     target = dict(x.target)
     acceptable = tuple(ActionSpec(tool=t, target={} if t == "no_action" else target) for t in x.actions)

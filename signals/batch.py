@@ -19,8 +19,9 @@ What the window does need of the amount is one flag per row, `low_amount`
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -38,7 +39,7 @@ Wide = Mapping[str, tuple[np.ndarray, Sequence[str | None]]]  # field -> (code p
 class RowDetails(Protocol):
     """Per-row fields the window does not need; enough to rebuild a PaymentEvent."""
 
-    def take(self, index: np.ndarray | slice) -> "RowDetails": ...
+    def take(self, index: np.ndarray | slice) -> RowDetails: ...
 
     def extras(self, i: int) -> tuple[str, float | None, str, str | None]:
         """(payment_id, amount, currency, palm_pay_id) of row i."""
@@ -50,7 +51,7 @@ class ObjectDetails:
 
     rows: Sequence[Any]
 
-    def take(self, index: np.ndarray | slice) -> "ObjectDetails":
+    def take(self, index: np.ndarray | slice) -> ObjectDetails:
         if isinstance(index, slice):
             return ObjectDetails(self.rows[index])
         rows = self.rows
@@ -81,9 +82,10 @@ class EventBatch:
     @property
     def failed(self) -> np.ndarray:
         failed_combo = np.fromiter((c[-1] is not None for c in self.combos), np.bool_, len(self.combos))
-        return failed_combo[self.combo]
+        failed: np.ndarray = failed_combo[self.combo]
+        return failed
 
-    def take(self, index: np.ndarray | slice) -> "EventBatch":
+    def take(self, index: np.ndarray | slice) -> EventBatch:
         wide = {f: (codes[index], names) for f, (codes, names) in self.wide.items()} if self.wide is not None else None
         return EventBatch(self.ts[index], self.latency_ms[index], self.attempt[index], self.combo[index], self.combos,
                           self.details.take(index) if self.details is not None else None, wide,
@@ -108,7 +110,7 @@ class EventBatch:
                 terminal, merchant, region = wide[0][i], wide[1][i], wide[2][i]
             payment_id, amount, currency, palm = self.details.extras(i)
             out.append(PaymentEvent(
-                ts=ts[i], payment_id=payment_id, method=method, route=route, bank=bank, issuer=issuer,  # type: ignore[arg-type]
+                ts=ts[i], payment_id=payment_id, method=method, route=route, bank=bank, issuer=issuer,
                 status="success" if error is None else "failure", latency_ms=lat[i], attempt=att[i], amount=amount,
                 currency=currency, error_code=error, terminal_id=terminal, merchant_id=merchant, region=region,
                 palm_pay_id=palm,
@@ -121,11 +123,12 @@ class EventBatch:
         return b"".join([dumps(ev.to_json()) + b"\n" for ev in self.to_events()])
 
     @classmethod
-    def empty(cls) -> "EventBatch":
-        return cls(np.empty(0, np.float64), np.empty(0, np.float64), np.empty(0, np.int64), np.empty(0, np.intp), (), None)
+    def empty(cls) -> EventBatch:
+        return cls(np.empty(0, np.float64), np.empty(0, np.float64), np.empty(0, np.int64),
+                   np.empty(0, np.intp), (), None)
 
     @classmethod
-    def from_events(cls, events: Iterable[PaymentEvent]) -> "EventBatch":
+    def from_events(cls, events: Iterable[PaymentEvent]) -> EventBatch:
         rows = list(events)
         ids: dict[Combo, int] = {}
         combo = np.fromiter((ids.setdefault(_combo_of(ev), len(ids)) for ev in rows), np.intp, len(rows))
@@ -145,7 +148,7 @@ def _combo_of(ev: PaymentEvent) -> Combo:
     return (ev.method, ev.route, ev.bank, ev.issuer, ev.terminal_id, ev.merchant_id, ev.region, error)
 
 
-def as_batch(events: "EventBatch | Iterable[PaymentEvent]") -> EventBatch:
+def as_batch(events: EventBatch | Iterable[PaymentEvent]) -> EventBatch:
     return events if isinstance(events, EventBatch) else EventBatch.from_events(events)
 
 
@@ -184,7 +187,7 @@ def _concat_wide(batches: Sequence[EventBatch]) -> Wide | None:
     if all(b.wide is None for b in batches):
         return None
     out = {}
-    for f, pos in zip(WIDE_FIELDS, WIDE_POSITIONS):
+    for f, pos in zip(WIDE_FIELDS, WIDE_POSITIONS, strict=True):
         merged: dict[str | None, int] = {None: 0}
         parts = []
         for b in batches:
@@ -206,7 +209,8 @@ def _concat_details(parts: list[RowDetails | None]) -> RowDetails | None:
     first = parts[0]
     joiner = getattr(type(first), "join", None)
     if joiner is not None and all(type(p) is type(first) for p in parts):
-        return joiner(parts)
+        joined: RowDetails = joiner(parts)  # the class's own join: same type as its parts
+        return joined
     if all(isinstance(p, ObjectDetails) for p in parts):
         return ObjectDetails([row for p in parts for row in p.rows])  # type: ignore[union-attr]
     return None

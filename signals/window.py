@@ -10,14 +10,15 @@ Figures per segment (SegmentStats): attempts, successes, failures by error code,
 failure rate, latency mean and p50/p95/p99 (from log buckets, <= 4% relative
 error), share of retries and attempts per payment, share of traffic, and the
 baseline (failure rate, p95, volume, attempts per payment) with the significance
-of today's deviation (baseline.py).
+of today's deviation (baseline.py). The snapshot types live in snapshot.py; this module
+re-exports them, so `payops.signals.window` stays the one name importers use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,12 +32,15 @@ from .baseline import (
 from .batch import WIDE_FIELDS, EventBatch, as_batch
 from .events import BUCKET_MID_MS, DIMENSIONS, LATENCY_BUCKETS, BadLine, PaymentEvent
 from .ring import COMPACT_FACTOR, COMPACT_MIN_COMBOS, ComboTable, EventRing, encode_keys
+from .snapshot import TOP_ERRORS as TOP_ERRORS
+from .snapshot import DataQuality as DataQuality
+from .snapshot import SegmentStats as SegmentStats
+from .snapshot import WindowSnapshot as WindowSnapshot
 
 # Pairs worth blaming together: an issuer failing on one route only, a method
 # sent to a route that rejects it.
 SEGMENT_PAIRS: tuple[tuple[str, str], ...] = (("bank", "route"), ("method", "route"), ("issuer", "route"))
 QUANTILES = (0.5, 0.95, 0.99)
-TOP_ERRORS = 6
 # Samples of bad lines kept per snapshot (the count is always exact).
 MAX_BAD_SAMPLES = 20
 # Dense counting over (combination, retry, bucket) cells while the cell space is at
@@ -49,124 +53,11 @@ TAIL_SHARE = 1.0 / 3.0
 DENSE_CELLS_MIN = 1 << 18
 
 
-@dataclass(frozen=True)
-class SegmentStats:
-    dims: tuple[tuple[str, str], ...]  # (("bank", "FNB"), ("route", "psp_a")); () is all traffic
-    attempts: int
-    failures: int
-    errors: dict[str, int]
-    latency_mean_ms: float
-    latency_p50_ms: float
-    latency_p95_ms: float
-    latency_p99_ms: float
-    retry_share: float
-    attempts_per_payment: float
-    traffic_share: float
-    expected_failure_rate: float
-    baseline_failure_rate: float | None
-    baseline_latency_p95_ms: float | None
-    baseline_volume: float | None
-    baseline_attempts_per_payment: float | None
-    excess_failures: float
-    z: float
-    # Added fields (defaults keep older constructors working):
-    volume_ratio: float | None = None  # attempts / baseline attempts per window, once the baseline is trusted
-    failure_rate_low: float = 0.0  # Wilson lower bound of the failure rate at the significance z
-    # Failed first attempts (None: not measured). Retries beyond these are second and later
-    # retries of one payment, which a policy that retries a failure once never makes.
-    first_attempt_failures: float | None = None
-    # Attempts whose amount is at or below its currency's low bar (amounts.py), and how many of
-    # them failed: a burst of small charges over many cards is how card testers work.
-    low_amount_attempts: int = 0
-    low_amount_failures: int = 0
-    # Attempts and failures in the last TAIL_SHARE of the window: is a fault still there at the
-    # window's end (a 30 s blip is over), and was it there before (a fault only in the tail is young)?
-    tail_attempts: int = 0
-    tail_failures: int = 0
-
-    @property
-    def target(self) -> dict[str, str]:
-        return dict(self.dims)
-
-    @property
-    def key(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in sorted(self.dims)) or "*"
-
-    @property
-    def failure_rate(self) -> float:
-        return self.failures / self.attempts if self.attempts else 0.0
-
-    @property
-    def successes(self) -> int:
-        return self.attempts - self.failures
-
-    def error_share(self, *codes: str) -> float:
-        if not self.failures:
-            return 0.0
-        return sum(self.errors.get(c, 0) for c in codes) / self.failures
-
-    def dominant_error(self) -> str | None:
-        return max(self.errors, key=self.errors.__getitem__) if self.errors else None
-
-
-@dataclass(frozen=True)
-class DataQuality:
-    """What the window could not use, or used late, since the previous snapshot."""
-
-    bad_lines: int = 0  # lines skipped by the source (not JSON, or breaking CONTRACT.md §1)
-    bad_samples: tuple[BadLine, ...] = ()  # line number + reason of the first few
-    late_events: int = 0  # arrived after a window covering their time was evaluated (or before the first window)
-    late_dropped: int = 0  # of those, too old for any later window: counted here, in no window
-    out_of_order_events: int = 0  # earlier than an event that arrived before them (late ones included)
-    ahead_of_clock: int = 0  # discarded by the source: implausibly far ahead of the clock (a broken clock)
-
-
-@dataclass(frozen=True)
-class WindowSnapshot:
-    window_start: float
-    window_end: float
-    total: SegmentStats
-    segments: tuple[SegmentStats, ...]
-    quality: DataQuality = field(default_factory=DataQuality)
-    vocab_sizes: dict[str, int] = field(default_factory=dict)
-
-    @cached_property
-    def _index(self) -> dict[tuple[tuple[str, str], ...], SegmentStats]:
-        return {tuple(sorted(s.dims)): s for s in self.segments}
-
-    def by_dimension(self, *names: str) -> list[SegmentStats]:
-        wanted = tuple(sorted(names))
-        return [s for s in self.segments if tuple(sorted(k for k, _ in s.dims)) == wanted]
-
-    def segment(self, **target: str) -> SegmentStats | None:
-        return self._index.get(tuple(sorted(target.items())))
-
-    def values(self, dimension: str) -> list[str]:
-        return [dict(s.dims)[dimension] for s in self.by_dimension(dimension)]
-
-    def digest(self) -> dict[str, object]:
-        """Key figures for the audit trail."""
-        t = self.total
-        return {
-            "window_start": self.window_start,
-            "window_end": self.window_end,
-            "attempts": t.attempts,
-            "failures": t.failures,
-            "failure_rate": round(t.failure_rate, 4),
-            "latency_p95_ms": round(t.latency_p95_ms, 1),
-            "attempts_per_payment": round(t.attempts_per_payment, 3),
-            "top_errors": dict(sorted(t.errors.items(), key=lambda kv: -kv[1])[:TOP_ERRORS]),
-            "bad_lines": self.quality.bad_lines,
-            "late_events": self.quality.late_events,
-            "late_dropped": self.quality.late_dropped,
-            "ahead_of_clock": self.quality.ahead_of_clock,
-        }
-
-
 class EventWindow:
     """Recent events as columns; `snapshot(end)` aggregates [end - window_seconds, end)."""
 
-    def __init__(self, window_seconds: float = 60.0, baselines: BaselineTracker | None = None, significance_z: float = 3.0) -> None:
+    def __init__(self, window_seconds: float = 60.0,
+                 baselines: BaselineTracker | None = None, significance_z: float = 3.0) -> None:
         self.window_seconds = window_seconds
         self.table = ComboTable()
         self.ring = EventRing()
@@ -218,7 +109,8 @@ class EventWindow:
             wide = {f: self.table.wide_lookup(f, names)[codes] for f, (codes, names) in batch.wide.items()}
         else:
             wide = {f: column[batch.combo] for f, column in wide_lut.items()}
-        self.ring.append(batch.ts, batch.latency_ms, encode_keys(combo, batch.attempt, batch.latency_ms), wide, batch.low_amount)
+        self.ring.append(batch.ts, batch.latency_ms,
+                         encode_keys(combo, batch.attempt, batch.latency_ms), wide, batch.low_amount)
 
     def note_bad_lines(self, count: int, samples: Iterable[BadLine] = ()) -> None:
         self.bad_lines += count
@@ -262,14 +154,16 @@ class EventWindow:
             self.late_dropped += int(np.count_nonzero(np.concatenate(self._late_kept) < start))
             self._late_kept = []
         snap = aggregate(self.ring, self.table, start, window_end, self.baselines, self.significance_z)
-        quality = DataQuality(self.bad_lines, tuple(self.bad_samples), self.late_events, self.late_dropped, self.out_of_order,
+        quality = DataQuality(self.bad_lines, tuple(self.bad_samples), self.late_events, self.late_dropped,
+                              self.out_of_order,
                               self.ahead_of_clock)
         snap = WindowSnapshot(snap.window_start, snap.window_end, snap.total, snap.segments, quality, snap.vocab_sizes)
         self._reset_quality()
         self._reported_end = max(self._reported_end, window_end)
         if learn:
             # A tick shorter than the window re-reads overlapping data: weigh it by the new time it covers.
-            weight = 1.0 if self._last_learned_end is None else (window_end - self._last_learned_end) / self.window_seconds
+            weight = (1.0 if self._last_learned_end is None
+                      else (window_end - self._last_learned_end) / self.window_seconds)
             if weight > 0:
                 learn_baselines(snap, self.baselines, self.significance_z, min(weight, 1.0))
                 self._last_learned_end = window_end
@@ -282,12 +176,14 @@ def anomalous(seg: SegmentStats, significance_z: float) -> bool:
         return True
     if seg.baseline_latency_p95_ms and seg.latency_p95_ms > LATENCY_OUTLIER_FACTOR * seg.baseline_latency_p95_ms:
         return True
-    if seg.baseline_attempts_per_payment and seg.attempts_per_payment > RETRY_OUTLIER_FACTOR * seg.baseline_attempts_per_payment:
-        return True
-    return False
+    return bool(
+        seg.baseline_attempts_per_payment
+        and seg.attempts_per_payment > RETRY_OUTLIER_FACTOR * seg.baseline_attempts_per_payment
+    )
 
 
-def learn_baselines(snap: WindowSnapshot, baselines: BaselineTracker, significance_z: float, weight: float = 1.0) -> None:
+def learn_baselines(snap: WindowSnapshot, baselines: BaselineTracker,
+                    significance_z: float, weight: float = 1.0) -> None:
     """Feed normal-looking segments into their baselines; anomalous windows are left out.
 
     A segment's reference is its own baseline once trusted, its peers (the rest of
@@ -301,7 +197,8 @@ def learn_baselines(snap: WindowSnapshot, baselines: BaselineTracker, significan
             continue
         if anomalous(seg, significance_z) and not baselines.out_of_patience(seg.key, weight):
             continue
-        baselines.observe(seg.key, seg.failure_rate, seg.latency_p95_ms, float(seg.attempts), seg.attempts_per_payment, weight)
+        baselines.observe(seg.key, seg.failure_rate, seg.latency_p95_ms, float(seg.attempts),
+                          seg.attempts_per_payment, weight)
 
 
 # -- aggregation -------------------------------------------------------------------
@@ -366,7 +263,8 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
     if hi == lo:
         rate = total_base.failure_rate if total_base else 0.0
         empty = SegmentStats((), 0, 0, {}, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, rate,
-                             total_base.failure_rate if total_base else None, total_base.latency_p95 if total_base else None,
+                             total_base.failure_rate if total_base else None,
+                             total_base.latency_p95 if total_base else None,
                              total_base.volume if total_base else None,
                              total_base.attempts_per_payment if total_base else None, 0.0, 0.0,
                              0.0 if total_base and total_base.trusted else None, 0.0)
@@ -448,7 +346,8 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
         rank[present] = np.arange(len(present))
         local = rank[codes]
         k = len(present)
-        hist = np.bincount(local * LATENCY_BUCKETS + parts["bucket"], minlength=k * LATENCY_BUCKETS).reshape(k, LATENCY_BUCKETS)
+        hist = np.bincount(local * LATENCY_BUCKETS + parts["bucket"],
+                           minlength=k * LATENCY_BUCKETS).reshape(k, LATENCY_BUCKETS)
         errs = np.bincount(local * n_err + parts["err"], minlength=k * n_err).reshape(k, n_err)
         counts = seen[present].astype(np.float64)
         return present, {
@@ -474,8 +373,10 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
             stats["tail"] = np.bincount(tail_codes, minlength=len(vocabs[0]))[present].astype(np.float64)
             stats["tail_fail"] = np.bincount(tail_codes, weights=tail_failed, minlength=len(vocabs[0]))[present]
         else:
+            assert codes is not None  # only the wide fields are counted over rows
             present, stats = by_combination(codes)
         lists = builder.lists(stats)
+        values: list[tuple[str, ...]]
         if len(names) == 1:
             values = [(vocabs[0][c],) for c in present.tolist()]
         else:
@@ -484,7 +385,7 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
         for i, vals in enumerate(values):
             if "" in vals:
                 continue  # rows where an optional dimension was absent are not a segment
-            segments.append(builder.build(tuple(zip(names, vals)), lists, i))
+            segments.append(builder.build(tuple(zip(names, vals, strict=True)), lists, i))
     return WindowSnapshot(start, end, total, tuple(segments), vocab_sizes=vocab_sizes)
 
 
@@ -508,21 +409,21 @@ class _Builder:
         self.total_base = total_base
         self.err_names = err_names
 
-    def lists(self, s: dict[str, np.ndarray]) -> dict[str, list]:
+    def lists(self, s: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         """One segmentation's arrays as Python lists (one conversion, not one per field and segment),
         with each segment's error codes as a dict."""
         errs = s["errs"]
         rows, cols = np.nonzero(errs[:, 1:])  # column 0: no error code
         errors: list[dict[str, int]] = [{} for _ in range(errs.shape[0])]
         names = self.err_names
-        for r, c, v in zip(rows.tolist(), (cols + 1).tolist(), errs[rows, cols + 1].tolist()):
+        for r, c, v in zip(rows.tolist(), (cols + 1).tolist(), errs[rows, cols + 1].tolist(), strict=True):
             errors[r][names[c]] = int(v)
         return {"counts": s["counts"].tolist(), "fails": s["fails"].tolist(), "retries": s["retries"].tolist(),
                 "first_fails": s["first_fails"].tolist(), "low": s["low"].tolist(), "low_fail": s["low_fail"].tolist(),
                 "tail": s["tail"].tolist(), "tail_fail": s["tail_fail"].tolist(),
                 "lat_sum": s["lat_sum"].tolist(), "q": s["q"].tolist(), "errors": errors}
 
-    def build(self, dims: tuple[tuple[str, str], ...], s: dict[str, list], i: int) -> SegmentStats:
+    def build(self, dims: tuple[tuple[str, str], ...], s: dict[str, list[Any]], i: int) -> SegmentStats:
         count = int(s["counts"][i])
         fails = float(s["fails"][i])
         retries = float(s["retries"][i])

@@ -77,7 +77,8 @@ def apply_policy(tool: str, args: dict[str, Any], blamed: dict[str, str], snapsh
             notes.append(f"percent capped at {limit:g} (the rules' share; the rest is the probe)")
     if tool == "suppress_path":
         seg = snapshot.segment(**blamed) if blamed else snapshot.total
-        offered = same.args.get("fallback") if same else fallback_method(snapshot, seg, context.thresholds.significance_z)
+        offered = same.args.get("fallback") if same else fallback_method(snapshot, seg,
+                                                                         context.thresholds.significance_z)
         methods = {m.target["method"] for m in snapshot.by_dimension("method")}
         given = out.get("fallback")
         if given is None and offered:

@@ -13,10 +13,9 @@ stays inside its JSON string). A JSON reader sees the same text minus the contro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import re
+from dataclasses import dataclass
+from typing import Any, cast
 
 import orjson
 
@@ -36,7 +35,8 @@ _MARKUP = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
 
 MAX_HYPOTHESES = 5
 MAX_LESSONS = 3
-LESSON_KEYS = ("category", "target", "tool", "verdict", "similarity", "dominant_error", "magnitude", "failure_rate_before", "failure_rate_after")
+LESSON_KEYS = ("category", "target", "tool", "verdict", "similarity", "dominant_error", "magnitude",
+               "failure_rate_before", "failure_rate_after")
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,8 @@ def brief(snapshot: WindowSnapshot, context: ReasoningContext, rules: RuleReason
     """The data block for one window. `decision_rules` is the rule engine's Decision for it."""
     snapshot = prepared(snapshot, context)  # the same references the rule engine judged by
     total = snapshot.total
-    targets: list[dict[str, str]] = [dict(h["target"]) for h in rules.hypotheses(snapshot, context, limit=MAX_HYPOTHESES)]
+    targets: list[dict[str, str]] = [dict(cast(dict[str, str], h["target"]))
+                                     for h in rules.hypotheses(snapshot, context, limit=MAX_HYPOTHESES)]
     reading: Diagnosis = decision_rules.diagnosis
     if reading.category is not Category.HEALTHY and target_key(reading.target) not in {target_key(t) for t in targets}:
         targets.insert(0, dict(reading.target))  # e.g. a retry storm on all traffic, a slow route
@@ -153,12 +154,14 @@ def brief(snapshot: WindowSnapshot, context: ReasoningContext, rules: RuleReason
                    for r, (h, m, rate) in sorted(health.items())],
         "in_force": [{"tool": a.tool, "target": a.target, "age_seconds": round(snapshot.window_end - a.applied_at)}
                      for a in context.in_force],
-        "similar_lessons": [{k: l[k] for k in LESSON_KEYS if k in l} for l in context.lessons[:MAX_LESSONS]],
+        "similar_lessons": [{k: lesson[k] for k in LESSON_KEYS if k in lesson}
+                            for lesson in context.lessons[:MAX_LESSONS]],
     }
     return Briefing(data, hypotheses, reading, decision_rules.proposal)
 
 
-def action_data(briefing: Briefing, diagnosis: dict[str, Any], target: dict[str, str], destinations: dict[str, float]) -> str:
+def action_data(briefing: Briefing, diagnosis: dict[str, Any], target: dict[str, str],
+                destinations: dict[str, float]) -> str:
     """The data block of the second call: the diagnosis, its target, and what a tool call needs."""
     data = briefing.data
     return Briefing.json_of({

@@ -11,11 +11,36 @@ from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
 from .evidence import (
-    DEVICE_CODES, FAMILIES, UNKNOWN, background_mix, contains, describe, error_mix, excess_by_family, pct, rest_of, shares,
+    DEVICE_CODES,
+    FAMILIES,
+    UNKNOWN,
+    background_mix,
+    contains,
+    describe,
+    error_mix,
+    excess_by_family,
+    pct,
+    rest_of,
+    shares,
 )
 from .findings import (
-    COLD_START_PENALTY, CONFIDENCE_CAP, FIRST_WINDOW_PENALTY, REST_CLEAN_Z, TIE_TOLERANCE, Finding, Scored,
-    clip as _clip, cold as _cold, first_window as _first_window, rest_fails,
+    COLD_START_PENALTY,
+    CONFIDENCE_CAP,
+    FIRST_WINDOW_PENALTY,
+    REST_CLEAN_Z,
+    TIE_TOLERANCE,
+    Finding,
+    Scored,
+    rest_fails,
+)
+from .findings import (
+    clip as _clip,
+)
+from .findings import (
+    cold as _cold,
+)
+from .findings import (
+    first_window as _first_window,
 )
 
 # Confidence: components (weights add to 1 with the base) and penalties.
@@ -70,7 +95,8 @@ def classify(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, con
     elif "bank" in dims:
         both = "route" in dims
         category, kind = Category.ISSUER, "issuer_route" if both else "issuer"
-        summary = f"Issuer degradation: {seg.key} failing ({dominant})" + (" on this route only." if both else " across routes.")
+        summary = f"Issuer degradation: {seg.key} failing ({dominant})" + (" on this route only." if both
+                                                                           else " across routes.")
     elif "issuer" in dims and not dims & {"method", "merchant_id", "region"}:
         # The event field `issuer` holds the card scheme or rail (CONTRACT.md §1), not the payer's bank:
         # a scheme failing across banks is its network; on one acquirer only, the link between them.
@@ -127,10 +153,12 @@ def classify(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, con
     evidence += spread(seg, snapshot)
     if spread_note:
         evidence.append(f"all traffic: {spread_note}: " + ", ".join(
-            f"{r.target['route']} {pct(r.failure_rate)}" for r in sorted(snapshot.by_dimension("route"), key=lambda r: -r.attempts)[:6]))
+            f"{r.target['route']} {pct(r.failure_rate)}" for r in sorted(snapshot.by_dimension("route"),
+                                                                         key=lambda r: -r.attempts)[:6]))
     if seg.dims and pooled == 1:
         rest = rest_of(total, seg)
-        evidence.append(f"all traffic outside {seg.key}: {rest.failures}/{rest.attempts} failed ({pct(rest.failure_rate)}) "
+        evidence.append(f"all traffic outside {seg.key}: {rest.failures}/{rest.attempts} failed "
+                        f"({pct(rest.failure_rate)}) "
                         f"vs expected {pct(rest.expected_rate)}")
     alternatives = weigh_alternatives(chosen, ranked, snapshot, category, fam_shares, context)
     return Finding(category, seg, confidence, summary, tuple(evidence), alternatives, kind, pooled)
@@ -147,7 +175,9 @@ def spread(seg: SegmentStats, snapshot: WindowSnapshot) -> list[str]:
     if not groups:
         return []
     dim, parts = max(groups.items(), key=lambda kv: (len(kv[1]), kv[0]))
-    failing = [p for p in parts if p.failures - p.attempts * p.expected_failure_rate > 2.0 * (p.attempts * max(p.expected_failure_rate, 0.01)) ** 0.5]
+    failing = [p for p in parts
+               if p.failures - p.attempts * p.expected_failure_rate
+               > 2.0 * (p.attempts * max(p.expected_failure_rate, 0.01)) ** 0.5]
     listed = ", ".join(f"{p.target[dim]} {pct(p.failure_rate)}" for p in sorted(parts, key=lambda p: -p.attempts)[:6])
     return [f"{seg.key} fails on {len(failing)} of {len(parts)} {dim} values: {listed}"]
 
@@ -162,7 +192,8 @@ def weigh_alternatives(chosen: Scored, ranked: list[Scored], snapshot: WindowSna
         if o.key == seg.key:
             continue
         if o.attempts == seg.attempts and other.fit >= (1.0 - TIE_TOLERANCE) * chosen.fit:
-            out.append(f"{o.key}: the same traffic under another name (fit {other.fit:.0f}); {seg.key} is the one to act on")
+            out.append(f"{o.key}: the same traffic under another name (fit {other.fit:.0f}); {seg.key} is the one to "
+                       "act on")
         elif contains(o, seg):
             rest = rest_of(o, seg)
             out.append(f"{o.key}: broader; without {seg.key} it fails {rest.failures}/{rest.attempts} "
@@ -174,10 +205,12 @@ def weigh_alternatives(chosen: Scored, ranked: list[Scored], snapshot: WindowSna
             # Explaining away across dimensions: the route without the bank's share of it.
             rest = rest_of(o, inter)
             if rest.attempts == 0:
-                out.append(f"{o.key}: all of its traffic lies inside {seg.key}; fit {other.fit:.0f} vs {chosen.fit:.0f}")
+                out.append(f"{o.key}: all of its traffic lies inside {seg.key}; "
+                           f"fit {other.fit:.0f} vs {chosen.fit:.0f}")
                 continue
             verdict = "explained by" if not rest_fails(rest, seg, context) else "fails beyond"
-            out.append(f"{o.key}: {pct(o.failure_rate)} failing; without {inter.key} it fails {rest.failures}/{rest.attempts} "
+            out.append(f"{o.key}: {pct(o.failure_rate)} failing; without {inter.key} it fails "
+                       f"{rest.failures}/{rest.attempts} "
                        f"({pct(rest.failure_rate)} vs expected {pct(rest.expected_rate)}): {verdict} {seg.key}")
         else:
             out.append(f"{o.key}: weaker fit ({other.fit:.0f} vs {chosen.fit:.0f}); overlaps the same failing traffic")
@@ -193,5 +226,6 @@ def weigh_alternatives(chosen: Scored, ranked: list[Scored], snapshot: WindowSna
                    f"{pct(seg.failure_rate)} while the other terminals fail {pct(rate)}")
     if category is Category.USER:
         out.append(f"operational fault: only {pct(1.0 - user_share)} of the excess failures are infrastructure codes")
-    out.append(f"chance: {seg.failures} failures where {seg.attempts * seg.expected_failure_rate:.1f} were expected (z={seg.z:.1f})")
+    out.append(f"chance: {seg.failures} failures where {seg.attempts * seg.expected_failure_rate:.1f} were expected "
+               f"(z={seg.z:.1f})")
     return tuple(out)

@@ -12,8 +12,8 @@ every route fails the whole platform beats any part of it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping
 
 from payops.signals.baseline import FAILURE_RATE_FLOOR, binomial_tail_z, binomial_z
 from payops.signals.window import SEGMENT_PAIRS, SegmentStats, WindowSnapshot
@@ -27,7 +27,8 @@ NETWORK_CODES = frozenset({"GATEWAY_TIMEOUT", "NETWORK_ERROR", "SYSTEM_ERROR"})
 CONFIG_CODES = frozenset({"ROUTE_NOT_SUPPORTED", "RETRY_EXHAUSTED"})
 SECURITY_CODES = frozenset({"SUSPECTED_FRAUD", "PALM_PAY_SPOOF_DETECTED", "PALM_PAY_DUPLICATE_PALM"})
 FAMILIES: dict[str, frozenset[str]] = {
-    "user": USER_CODES, "issuer": ISSUER_CODES, "network": NETWORK_CODES, "config": CONFIG_CODES, "security": SECURITY_CODES,
+    "user": USER_CODES, "issuer": ISSUER_CODES, "network": NETWORK_CODES, "config": CONFIG_CODES,
+    "security": SECURITY_CODES,
 }
 UNKNOWN = "unknown"
 # Dimensions the window pairs with others (bank x route, ...): containment among them is read from the pairs.
@@ -97,7 +98,8 @@ def nested(inner: SegmentStats, outer: SegmentStats) -> bool:
     segment. Consistent containment: fewer attempts and, code by code, no more
     failures than the outer segment.
     """
-    if len(inner.dims) != 1 or inner.dims[0][0] in PAIRED_DIMENSIONS or not outer.dims or set(outer.dims) & set(inner.dims):
+    if (len(inner.dims) != 1 or inner.dims[0][0] in PAIRED_DIMENSIONS or not outer.dims
+            or set(outer.dims) & set(inner.dims)):
         return False
     if inner.attempts > outer.attempts or inner.failures > outer.failures:
         return False
@@ -202,7 +204,8 @@ def pool(stats: Iterable[SegmentStats]) -> SegmentStats | None:
         baseline_failure_rate=expected if trusted else last.baseline_failure_rate,
         first_attempt_failures=None if None in firsts else sum(firsts),  # type: ignore[arg-type]
         traffic_share=sum(s.traffic_share * s.attempts for s in items) / n,
-        low_amount_attempts=sum(s.low_amount_attempts for s in items), low_amount_failures=sum(s.low_amount_failures for s in items),
+        low_amount_attempts=sum(s.low_amount_attempts for s in items),
+        low_amount_failures=sum(s.low_amount_failures for s in items),
         excess_failures=x - n * expected, z=binomial_z(x, n, expected),
     )
 

@@ -79,7 +79,8 @@ def rises_less(rest: Rest, part: SegmentStats) -> bool:
     rates: a segment that normally declines 9% fails 13% beside a part at 22% — a third of the rise,
     though two thirds of the rate. The test that climbs (the same fault spreading) is its negation,
     so descending and climbing cannot undo each other."""
-    return rest.failure_rate - rest.expected_rate < SAME_FAULT_RATE_SHARE * (part.failure_rate - part.expected_failure_rate)
+    return (rest.failure_rate - rest.expected_rate
+            < SAME_FAULT_RATE_SHARE * (part.failure_rate - part.expected_failure_rate))
 
 
 def first_window(context: ReasoningContext) -> bool:

@@ -7,7 +7,8 @@ from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
 from .evidence import pct
-from .findings import COLD_START_PENALTY, CONFIDENCE_CAP, FIRST_WINDOW_PENALTY, Finding, first_window as _first_window
+from .findings import COLD_START_PENALTY, CONFIDENCE_CAP, FIRST_WINDOW_PENALTY, Finding
+from .findings import first_window as _first_window
 
 # Latency: a route whose p95 is this many times its reference is degraded.
 LATENCY_FACTOR = 2.5
@@ -26,7 +27,8 @@ def latency_candidates(snapshot: WindowSnapshot, context: ReasoningContext) -> l
             out.append((seg, seg.latency_p95_ms / reference))
     return sorted(out, key=lambda x: -x[1])
 
-def latency_finding(latency: list[tuple[SegmentStats, float]], snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
+def latency_finding(latency: list[tuple[SegmentStats, float]],
+                    snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
     seg, factor = latency[0]
     routes = snapshot.by_dimension("route")
     t = context.thresholds
@@ -42,13 +44,18 @@ def latency_finding(latency: list[tuple[SegmentStats, float]], snapshot: WindowS
         conf -= FIRST_WINDOW_PENALTY
     reference = seg.baseline_latency_p95_ms
     evidence = (
-        f"{seg.key}: p95 latency {seg.latency_p95_ms:.0f} ms, {factor:.1f}x its reference" + (f" ({reference:.0f} ms)" if reference else ""),
-        f"{seg.key}: p50 {seg.latency_p50_ms:.0f} ms, p99 {seg.latency_p99_ms:.0f} ms over {seg.attempts} attempts ({pct(seg.traffic_share)} of traffic)",
-        f"{seg.key}: {seg.failures}/{seg.attempts} failed ({pct(seg.failure_rate)}) vs expected {pct(seg.expected_failure_rate)}",
+        f"{seg.key}: p95 latency {seg.latency_p95_ms:.0f} ms, {factor:.1f}x its reference"
+        + (f" ({reference:.0f} ms)" if reference else ""),
+        f"{seg.key}: p50 {seg.latency_p50_ms:.0f} ms, p99 {seg.latency_p99_ms:.0f} ms over {seg.attempts} attempts "
+        f"({pct(seg.traffic_share)} of traffic)",
+        f"{seg.key}: {seg.failures}/{seg.attempts} failed ({pct(seg.failure_rate)}) vs expected "
+        f"{pct(seg.expected_failure_rate)}",
         f"all traffic p95 {snapshot.total.latency_p95_ms:.0f} ms; other routes: " + ", ".join(
             f"{r.key} {r.latency_p95_ms:.0f} ms" for r in routes if r.key != seg.key)[:300],
     )
     alts = tuple(f"{s.key}: also slow ({f:.1f}x) — the slowness may not be the route's" for s, f in latency[1:4])
     if not mixed:
-        alts += ("a bank or the platform: they would slow every route, and the other routes are at their usual latency",)
-    return Finding(Category.NETWORK, seg, round(min(CONFIDENCE_CAP, conf), 3), f"Latency degradation on {seg.key}.", evidence, alts, "latency")
+        alts += ("a bank or the platform: they would slow every route, and the other routes are at their usual "
+                 "latency",)
+    return Finding(Category.NETWORK, seg, round(min(CONFIDENCE_CAP, conf), 3),
+                   f"Latency degradation on {seg.key}.", evidence, alts, "latency")

@@ -31,12 +31,14 @@ import contextvars
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, Callable, Literal
+from functools import partial
+from typing import Any, Literal
 
 import openai
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolCall
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -71,7 +73,8 @@ DIAGNOSIS_TOOL = "report_diagnosis"
 # the 60 s tick: the rest of the tick (guardrails, audit, a late batch) must still fit.
 DEFAULT_TICK_BUDGET_SECONDS = 20.0
 # How a fallback is shown to the operator (Decision.fallback, the cycle output).
-TIMED_OUT, UNREACHABLE, INVALID, REFUSED, FAILED = "timed out", "was unreachable", "gave an invalid answer", "refused the call", "failed"
+TIMED_OUT, UNREACHABLE, INVALID, REFUSED, FAILED = (
+    "timed out", "was unreachable", "gave an invalid answer", "refused the call", "failed")
 
 
 class AnswerError(BadInput, ValueError):
@@ -83,7 +86,8 @@ class BudgetExhausted(Unavailable, TimeoutError):
 
 
 # Worth another try: a rejected answer (told why), rate limits, timeouts and connection trouble, 5xx.
-RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (AnswerError, openai.RateLimitError, openai.APIConnectionError, openai.InternalServerError)
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (AnswerError, openai.RateLimitError,
+                                                     openai.APIConnectionError, openai.InternalServerError)
 
 
 class DiagnosisFields(BaseModel):
@@ -106,13 +110,15 @@ def diagnosis_model(ids: list[str]) -> type[DiagnosisFields]:
     then cannot even emit another). The model is only asked about anomalous windows; if it judges
     one healthy after all, the category says so and the hypothesis is ignored."""
     allowed = Literal[tuple(ids)]  # type: ignore[valid-type]
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(
         "DiagnosisFields", __base__=DiagnosisFields,
-        hypothesis=(allowed, Field(..., description="Id of the blamed hypothesis.")),
+        # a Literal built at run time from the ids: no static type can name it
+        hypothesis=(allowed, Field(..., description="Id of the blamed hypothesis.")),  # type: ignore[arg-type]
     )
 
 
-def chat_model(model: str, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 30.0) -> BaseChatModel:
+def chat_model(model: str, *, base_url: str | None = None,
+               api_key: str | None = None, timeout: float = 30.0) -> BaseChatModel:
     """ChatOpenAI for any OpenAI-compatible endpoint; retries are ours (tenacity), so the client makes none."""
     from langchain_openai import ChatOpenAI
 
@@ -124,7 +130,7 @@ def chat_model(model: str, *, base_url: str | None = None, api_key: str | None =
 
 
 def _usage(ai: AIMessage) -> dict[str, int]:
-    u = ai.usage_metadata or {}
+    u: Mapping[str, Any] = ai.usage_metadata or {}
     return {"input_tokens": int(u.get("input_tokens", 0)), "output_tokens": int(u.get("output_tokens", 0)),
             "total_tokens": int(u.get("total_tokens", 0))}
 
@@ -144,7 +150,8 @@ def _why(exc: BaseException) -> str:
 
 
 def fallback_kind(exc: BaseException) -> str:
-    """What the operator is told happened: timed out, was unreachable, gave an invalid answer, refused the call, failed."""
+    """What the operator is told happened: timed out, was unreachable, gave an invalid answer, refused the call,
+    failed."""
     if isinstance(exc, (BudgetExhausted, openai.APITimeoutError)):
         return TIMED_OUT
     if isinstance(exc, openai.APIConnectionError):
@@ -206,7 +213,7 @@ class LLMReasoner:
             prompts.load(name, prompt_version)  # fail at start-up, not on the first incident
 
     @classmethod
-    def from_settings(cls, settings: Any, fallback: RuleReasoner | None = None, **kwargs: Any) -> "LLMReasoner":
+    def from_settings(cls, settings: Any, fallback: RuleReasoner | None = None, **kwargs: Any) -> LLMReasoner:
         """ChatOpenAI on any OpenAI-compatible endpoint: PAYOPS_LLM_MODEL, OPENAI_BASE_URL (or
         PAYOPS_LLM_BASE_URL), OPENAI_API_KEY (a local server needs none)."""
         model = settings.llm_model
@@ -215,7 +222,8 @@ class LLMReasoner:
         base_url = settings.llm_base_url or os.environ.get("OPENAI_BASE_URL") or None
         api_key = os.environ.get("OPENAI_API_KEY")
         if not api_key and not base_url:
-            raise ValueError("PAYOPS_LLM_MODEL is set but there is neither OPENAI_API_KEY nor OPENAI_BASE_URL / PAYOPS_LLM_BASE_URL")
+            raise ValueError("PAYOPS_LLM_MODEL is set but there is neither OPENAI_API_KEY nor OPENAI_BASE_URL / "
+                             "PAYOPS_LLM_BASE_URL")
         chat = chat_model(model, base_url=base_url, api_key=api_key, timeout=settings.llm_timeout_seconds)
         kwargs.setdefault("budget_seconds", settings.llm_tick_budget_seconds)
         return cls(chat, fallback, model=model, max_attempts=1 + settings.llm_max_retries,
@@ -237,7 +245,8 @@ class LLMReasoner:
             shown = f"the LLM {kind}" + (f" ({why})" if kind != TIMED_OUT else
                                          f" (budget {self.budget_seconds:g} s, {len(calls)} call(s))")
             fallback = rules.diagnosis.model_copy(update={"reasoner": f"{self.fallback.name} (llm fallback)"})
-            return Decision(fallback, rules.proposal, llm_calls=tuple(calls), notes=(*rules.notes, f"llm fallback: {why}"),
+            return Decision(fallback, rules.proposal, llm_calls=tuple(calls),
+                            notes=(*rules.notes, f"llm fallback: {why}"),
                             fallback=shown)
         return Decision(diagnosis, proposal, llm_calls=tuple(calls), notes=notes)
 
@@ -249,30 +258,37 @@ class LLMReasoner:
         schema = diagnosis_model(ids)
         diagnosis_tool = StructuredTool.from_function(
             func=lambda **_: "recorded", name=DIAGNOSIS_TOOL, args_schema=schema,
-            description="Record the diagnosis of this window: category, blamed hypothesis, summary, evidence, confidence.")
+            description="Record the diagnosis of this window: category, blamed hypothesis, summary, evidence, "
+                        "confidence.")
         opening: list[BaseMessage] = [
             SystemMessage(prompts.load("reasoner_system", v).text),
             HumanMessage(prompts.load("reasoner_diagnose", v).render(
                 data=briefing.json(), rule_category=briefing.rules.category.value,
-                rule_hypothesis=briefing.id_of(briefing.rules.target) or "none", rule_confidence=f"{briefing.rules.confidence:.2f}")),
+                rule_hypothesis=briefing.id_of(briefing.rules.target) or "none",
+                rule_confidence=f"{briefing.rules.confidence:.2f}")),
         ]
         forced = {"type": "function", "function": {"name": DIAGNOSIS_TOOL}}
         (fields, target), _ = self._with_retries(
-            "diagnosis", self.chat.bind_tools([diagnosis_tool], tool_choice=forced).bind(max_tokens=MAX_OUTPUT_TOKENS), opening,
+            "diagnosis",
+            self.chat.bind_tools([diagnosis_tool],
+                                 tool_choice=forced)  # type: ignore[arg-type]  # ChatOpenAI takes a dict; the base declares str
+            .bind(max_tokens=MAX_OUTPUT_TOKENS), opening,
             lambda ai: self._parse_diagnosis(ai, schema, briefing), calls, deadline)
 
         # A fresh, shorter conversation for the action: the system rules plus the recorded diagnosis
         # and what a tool call needs. (Replaying the assistant's tool call instead breaks servers
         # that reject a null assistant content, and costs the whole evidence block again.)
-        diagnosis = {"category": fields.category, "hypothesis": fields.hypothesis, "summary": fields.summary[:200]}
+        recorded = {"category": fields.category, "hypothesis": fields.hypothesis, "summary": fields.summary[:200]}
         destinations = alternative_routes(snapshot, target, context.thresholds.significance_z) if target else {}
         follow_up: list[BaseMessage] = [
             opening[0],
-            HumanMessage(prompts.load("reasoner_act", v).render(data=action_data(briefing, diagnosis, target, destinations),
+            HumanMessage(prompts.load("reasoner_act", v).render(data=action_data(briefing,
+                                                                                 recorded, target, destinations),
                                                                 rule_tool=briefing.rules_proposal.tool)),
         ]
         (proposal, policy_notes), _ = self._with_retries(
-            "action", self.chat.bind_tools(as_langchain_tools(), tool_choice="auto").bind(max_tokens=MAX_OUTPUT_TOKENS), follow_up,
+            "action", self.chat.bind_tools(as_langchain_tools(), tool_choice="auto").bind(max_tokens=MAX_OUTPUT_TOKENS),
+            follow_up,
             lambda ai: self._parse_action(ai, fields, target, snapshot, context, briefing), calls, deadline)
         diagnosis, proposal, notes = self._conclude(fields, target, proposal, briefing, snapshot, context)
         return diagnosis, proposal, (*notes, *policy_notes)
@@ -285,7 +301,8 @@ class LLMReasoner:
         def out_of_time(retry_state: Any) -> bool:  # no retry that would start after the deadline
             return self.clock() + (retry_state.upcoming_sleep or 0.0) >= deadline
 
-        for state in Retrying(stop=stop_after_attempt(self.max_attempts) | out_of_time, wait=self.wait,
+        for state in Retrying(stop=stop_after_attempt(self.max_attempts) | out_of_time,  # type: ignore[operator]  # any callable stops at run time
+                              wait=self.wait,
                               retry=retry_if_exception_type(RETRYABLE_ERRORS), reraise=True):
             with state:
                 attempt += 1
@@ -295,9 +312,10 @@ class LLMReasoner:
                 left = deadline - started
                 try:
                     if left <= 0:
-                        raise BudgetExhausted(f"the tick's LLM budget of {self.budget_seconds:g} s was spent before this call")
+                        raise BudgetExhausted(f"the tick's LLM budget of {self.budget_seconds:g} s was spent before "
+                                              "this call")
                     timeout = left if self.call_timeout is None else min(left, float(self.call_timeout))
-                    ai = call_within(left, lambda: runnable.invoke([*messages, *extra], timeout=timeout))
+                    ai = call_within(left, partial(runnable.invoke, [*messages, *extra], timeout=timeout))
                 except Exception as exc:
                     record.update(latency_ms=round(1000 * (self.clock() - started), 1), ok=False, error=_why(exc))
                     calls.append(record)
@@ -308,7 +326,8 @@ class LLMReasoner:
                 except AnswerError as exc:
                     record.update(ok=False, error=_why(exc))
                     calls.append(record)
-                    extra = [HumanMessage(prompts.load("reasoner_retry", self.prompt_version).render(reason=quoted_text(str(exc))))]
+                    retry = prompts.load("reasoner_retry", self.prompt_version)
+                    extra = [HumanMessage(retry.render(reason=quoted_text(str(exc))))]
                     raise
                 record["ok"] = True
                 calls.append(record)
@@ -317,7 +336,7 @@ class LLMReasoner:
 
     # -- validation -------------------------------------------------------------------
     @staticmethod
-    def _one_call(ai: AIMessage) -> dict[str, Any]:
+    def _one_call(ai: AIMessage) -> ToolCall:
         if ai.invalid_tool_calls:
             raise AnswerError("the tool call's arguments are not valid JSON")
         if not ai.tool_calls:
@@ -326,7 +345,8 @@ class LLMReasoner:
             raise AnswerError("more than one tool call; exactly one is allowed")
         return ai.tool_calls[0]
 
-    def _parse_diagnosis(self, ai: AIMessage, schema: type[DiagnosisFields], briefing: Briefing) -> tuple[DiagnosisFields, dict[str, str]]:
+    def _parse_diagnosis(self, ai: AIMessage,
+                         schema: type[DiagnosisFields], briefing: Briefing) -> tuple[DiagnosisFields, dict[str, str]]:
         call = self._one_call(ai)
         if call["name"] != DIAGNOSIS_TOOL:
             raise AnswerError(f"expected a {DIAGNOSIS_TOOL} call")
@@ -365,30 +385,37 @@ class LLMReasoner:
         if tool == "reroute_traffic":
             allowed = alternative_routes(snapshot, proposal.target, context.thresholds.significance_z)
             if not set(proposal.args.get("to_routes", {})) <= set(allowed):
-                raise AnswerError("destination routes must be among reroute_destinations (healthy routes that carry the traffic)")
+                raise AnswerError("destination routes must be among reroute_destinations (healthy routes that carry "
+                                  "the traffic)")
         return proposal, tuple(f"llm arguments: {n}" for n in notes)
 
     # -- the decision ------------------------------------------------------------------
     def _conclude(self, fields: DiagnosisFields, target: dict[str, str], proposal: ProposedAction, briefing: Briefing,
-                  snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[Diagnosis, ProposedAction, tuple[str, ...]]:
+                  snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[Diagnosis,
+                                                                                ProposedAction, tuple[str, ...]]:
         rules = briefing.rules
         agree = fields.category == rules.category.value and target_key(target) == target_key(rules.target)
-        confidence = min(fields.confidence, rules.confidence) if agree else min(fields.confidence, DISAGREEMENT_CONFIDENCE_CAP)
+        confidence = min(fields.confidence, rules.confidence) if agree else min(fields.confidence,
+                                                                                DISAGREEMENT_CONFIDENCE_CAP)
         notes = [f"llm prompt reasoner.{self.prompt_version}",
                  "llm agrees with the rule engine" if agree else
-                 f"llm disagrees with the rule engine ({rules.category.value} on {target_key(rules.target)}): confidence capped"]
+                 f"llm disagrees with the rule engine ({rules.category.value} on {target_key(rules.target)}): "
+                 "confidence capped"]
         if proposal.tool in TRAFFIC_TOOLS:
             key = target_key(proposal.target)
-            existing = next((a for a in context.in_force if a.tool == proposal.tool and target_key(a.target) == key), None)
+            existing = next((a for a in context.in_force if a.tool == proposal.tool
+                             and target_key(a.target) == key), None)
             if existing is not None:
                 proposal = validate_proposal("no_action", {"reason": f"already in force: {proposal.tool} on {key}"})
                 notes.append("llm proposal already in force; replaced by no_action")
         seg = snapshot.segment(**target) if target else snapshot.total
         evidence = [describe(seg)] if seg is not None and fields.category != Category.HEALTHY.value else []
         evidence += [line.strip()[:MAX_LINE_CHARS] for line in fields.evidence[:MAX_EVIDENCE_LINES] if line.strip()]
-        alternatives = [f"{target_key(h.target)} ({h.id}): not blamed" for h in briefing.hypotheses if h.target != target]
+        alternatives = [f"{target_key(h.target)} ({h.id}): not blamed" for h in briefing.hypotheses
+                        if h.target != target]
         if not agree:
-            alternatives.append(f"rule engine: {rules.category.value} on {target_key(rules.target)} at {rules.confidence:.2f}")
+            alternatives.append(f"rule engine: {rules.category.value} on {target_key(rules.target)} at "
+                                f"{rules.confidence:.2f}")
         diagnosis = Diagnosis(
             category=Category(fields.category), target=target if fields.category != Category.HEALTHY.value else {},
             summary=fields.summary.strip()[:400], evidence=tuple(evidence), alternatives=tuple(alternatives[:6]),

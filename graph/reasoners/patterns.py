@@ -10,14 +10,26 @@ the unexplained anomaly last, so that a significant rise is never reported healt
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from payops.models import Category
 from payops.signals.baseline import BASELINE_MIN_WINDOWS
 from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
-from .evidence import background_mix, code_count, contains, describe, nested, error_mix, excess_by_family, judged_on_own_history, llr, pct, shares
+from .evidence import (
+    background_mix,
+    code_count,
+    contains,
+    describe,
+    error_mix,
+    excess_by_family,
+    judged_on_own_history,
+    llr,
+    nested,
+    pct,
+    shares,
+)
 from .findings import DIMENSION_PREFERENCE, Finding
 from .selection import WATCHABLE_TOOLS
 
@@ -62,7 +74,8 @@ def _spread_across_banks(snapshot: WindowSnapshot) -> tuple[bool, str]:
         return False, "the excess sits at one bank or none"
     top = max(banks, key=lambda b: b.excess_failures)
     share = top.excess_failures / excess
-    return share < BANK_CONCENTRATION, f"{len(banks)} banks share the excess; the largest, {top.key}, carries {pct(share)}"
+    return share < BANK_CONCENTRATION, (f"{len(banks)} banks share the excess; the largest, {top.key}, "
+                                        f"carries {pct(share)}")
 
 
 def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
@@ -87,7 +100,8 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
         burst = seg.volume_ratio is not None and seg.volume_ratio >= BURST_VOLUME_FACTOR
         if not (low or burst):
             continue
-        how = (f"{seg.low_amount_failures} of its failures are low-amount charges ({seg.low_amount_attempts} low-amount attempts)"
+        how = (f"{seg.low_amount_failures} of its failures are low-amount charges ({seg.low_amount_attempts} "
+               "low-amount attempts)"
                if low else f"volume {seg.volume_ratio:.1f}x its usual")
         found.append((llr(seg), seg, enum, how))
     if not found:
@@ -98,7 +112,8 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
     # only holds the merchant's traffic plus healthy neighbours).
     # Only on the small charges themselves: a burst of volume alone (no amounts) is weaker evidence,
     # and a merchant's own billing run looks like it, so it does not earn the narrower, suppressible name.
-    inner = [f for f in found if f[1] is not seg and (contains(seg, f[1]) or nested(f[1], seg)) and f[2] >= ATTACK_DESCEND_SHARE * enum
+    inner = [f for f in found if f[1] is not seg and (contains(seg, f[1]) or nested(f[1], seg))
+             and f[2] >= ATTACK_DESCEND_SHARE * enum
              and f[1].low_amount_failures >= LOW_AMOUNT_SHARE * f[2]]
     if inner:
         fit, seg, enum, how = min(inner, key=lambda f: (f[1].attempts, f[1].key))
@@ -109,14 +124,17 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
         f"({', '.join(sorted(ENUMERATION_CODES))})",
         f"{seg.key}: {how}; {seg.attempts_per_payment:.2f} attempts per payment (each card tried about once)",
         f"spread across banks: {spread_note}",
-        f"all traffic: {total.failures}/{total.attempts} failed ({pct(total.failure_rate)}) vs expected {pct(total.expected_failure_rate)}",
+        f"all traffic: {total.failures}/{total.attempts} failed ({pct(total.failure_rate)}) vs expected "
+        f"{pct(total.expected_failure_rate)}",
     )
     alternatives = (
-        "user-related declines: customers' declines do not arrive as a burst of small charges over many cards at one place",
+        "user-related declines: customers' declines do not arrive as a burst of small charges over many cards at one "
+        "place",
         "an issuer's outage or fraud screen: that would concentrate on one bank, and the excess is spread across banks",
     )
     return Finding(Category.SECURITY, seg, round(min(0.95, conf), 3),
-                   f"Card testing suspected at {seg.key}: a burst of small charges over many cards, declined across banks.",
+                   f"Card testing suspected at {seg.key}: a burst of small charges over many cards, declined across "
+                   "banks.",
                    evidence, alternatives, "card_testing")
 
 
@@ -150,7 +168,8 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
     if total.baseline_volume is None or not total.baseline_volume or total.volume_ratio is None:
         return None
     present = {s.key: s for s in snapshot.segments}
-    candidates: list[SegmentStats] = [s for s in snapshot.segments if len(s.dims) == 1 and s.dims[0][0] in VOLUME_DIMENSIONS
+    candidates: list[SegmentStats] = [s for s in snapshot.segments if len(s.dims) == 1
+                                      and s.dims[0][0] in VOLUME_DIMENSIONS
                                       and s.volume_ratio is not None]
     # A segment that vanished altogether is absent from this window: its last appearance in the
     # recent windows gives its usual volume (it stays an incident for as long as it stays away).
@@ -182,18 +201,24 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
         return None
     most = max(f[0] for f in found)
     ties = [f for f in found if f[0] >= (1.0 - VOLUME_TIE) * most]
-    rank = lambda s: min((DIMENSION_PREFERENCE.index(k) if k in DIMENSION_PREFERENCE else 99) for k, _ in s.dims)
+
+    def rank(s: SegmentStats) -> int:
+        return min((DIMENSION_PREFERENCE.index(k) if k in DIMENSION_PREFERENCE else 99) for k, _ in s.dims)
+
     missing, seg, expected, peers_ratio = min(ties, key=lambda f: (rank(f[1]), f[1].key))
     now = present[seg.key].attempts if seg.key in present else 0
     share = now / expected if expected else 0.0
     conf = 0.62 + 0.25 * (1.0 - share) + 0.05 * (total.attempts >= t.min_segment_attempts)
     current = present.get(seg.key, seg)
     evidence = (
-        f"{seg.key}: {now} attempts vs {expected:.0f} expected ({pct(share)}): its usual {seg.baseline_volume:.0f} per window "
+        f"{seg.key}: {now} attempts vs {expected:.0f} expected ({pct(share)}): its usual {seg.baseline_volume:.0f} per "
+        "window "
         f"scaled by its peers' volume ({pct(peers_ratio)} of their usual)",
-        f"{seg.key}: {current.failures if seg.key in present else 0} failed of what arrived; the missing attempts failed nowhere: "
+        f"{seg.key}: {current.failures if seg.key in present else 0} failed of what arrived; the missing attempts "
+        "failed nowhere: "
         "they never arrived",
-        f"all traffic: {total.attempts} attempts vs usual {total.baseline_volume:.0f}; failure rate {pct(total.failure_rate)} "
+        f"all traffic: {total.attempts} attempts vs usual {total.baseline_volume:.0f}; failure rate "
+        f"{pct(total.failure_rate)} "
         f"vs expected {pct(total.expected_failure_rate)}",
     )
     alternatives = (
@@ -214,7 +239,8 @@ def no_data(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
     busy = [h for h in context.history if h.total.attempts > 0 and h.window_end < snapshot.window_end]
     if busy:
         silence = max(span, snapshot.window_end - busy[-1].window_end)
-        since = f"no events for at least {silence:.0f} s (the last window with traffic ended {snapshot.window_end - busy[-1].window_end:.0f} s ago)"
+        since = (f"no events for at least {silence:.0f} s (the last window with traffic ended "
+                 f"{snapshot.window_end - busy[-1].window_end:.0f} s ago)")
     else:
         silence = span * (1 + sum(1 for h in context.history if h.window_end < snapshot.window_end))
         since = f"no events in any of the last {silence:.0f} s"
@@ -223,10 +249,12 @@ def no_data(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
                 f"usual volume {usual:.0f} per window" if usual else "no usual volume learned yet")
     alternatives = ("a quiet period: traffic this far down to zero for this long is the feed, not the customers",)
     if silence >= t.no_data_seconds:
-        return Finding(Category.NETWORK, snapshot.total, 0.8, f"No data: the payment feed has been silent for {silence:.0f} s.",
+        return Finding(Category.NETWORK, snapshot.total, 0.8,
+                       f"No data: the payment feed has been silent for {silence:.0f} s.",
                        evidence, alternatives, "no_data")
     # Below the setting: said and watched (low confidence), not paged yet.
-    return Finding(Category.NETWORK, snapshot.total, 0.4, f"No data for {silence:.0f} s; alerting after {t.no_data_seconds:.0f} s.",
+    return Finding(Category.NETWORK, snapshot.total, 0.4,
+                   f"No data for {silence:.0f} s; alerting after {t.no_data_seconds:.0f} s.",
                    evidence, alternatives, "no_data")
 
 
@@ -257,7 +285,8 @@ def unexplained(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
     seg: SegmentStats | None = total if _elevated(total, t.significance_z, t.min_excess_failures) else None
     if seg is None:
         strong = [s for s in snapshot.segments if s.attempts >= t.min_segment_attempts
-                  and _elevated(s, UNEXPLAINED_SEGMENT_Z_FACTOR * t.significance_z, UNEXPLAINED_SEGMENT_EXCESS_FACTOR * t.min_excess_failures)]
+                  and _elevated(s, UNEXPLAINED_SEGMENT_Z_FACTOR * t.significance_z,
+                                UNEXPLAINED_SEGMENT_EXCESS_FACTOR * t.min_excess_failures)]
         if not strong:
             return None
         seg = max(strong, key=lambda s: (llr(s), -len(s.dims), s.key))
@@ -270,10 +299,13 @@ def unexplained(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
         f"{seg.key}: errors {error_mix(seg, top=4)}; excess by code family: "
         + ", ".join(f"{k} {pct(v)}" for k, v in sorted(fam.items(), key=lambda kv: -kv[1]) if v >= 0.05),
         "where the excess concentrates: " + (", ".join(f"{s.key} {s.failures}/{s.attempts} ({pct(s.failure_rate)}, "
-                                                         f"{s.excess_failures:.0f} excess)" for s in where) or "nowhere in particular"),
+                                                         f"{s.excess_failures:.0f} excess)" for s in where)
+                                                         or "nowhere in particular"),
         "no single segment, code family or known pattern explains it",
     )
     return Finding(FAMILY_CATEGORY.get(family, Category.NETWORK), seg, UNEXPLAINED_CONFIDENCE,
-                   f"Unexplained anomaly: {seg.key} fails {pct(seg.failure_rate)} vs expected {pct(seg.expected_failure_rate)}; "
+                   f"Unexplained anomaly: {seg.key} fails {pct(seg.failure_rate)} vs expected "
+                   f"{pct(seg.expected_failure_rate)}; "
                    "no attribution explains it.", evidence,
-                   ("healthy: the rise is significant and well above the reference, so 'all is well' would be wrong",), "anomaly")
+                   ("healthy: the rise is significant and well above the reference, so 'all is well' would be "
+                    "wrong",), "anomaly")

@@ -50,7 +50,9 @@ def own_record(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningCo
         past = h.segment(**seg.target)
         if past is None or past.attempts == 0:
             continue
-        if windows >= OWN_RECORD_MIN_WINDOWS - 1 and binomial_z(past.failures, past.attempts, failures / attempts) >= OWN_RECORD_OUTLIER_Z:
+        if windows >= OWN_RECORD_MIN_WINDOWS - 1 and binomial_z(past.failures,
+                                                                past.attempts,
+                                                                failures / attempts) >= OWN_RECORD_OUTLIER_Z:
             continue  # a window that stood out from the record so far is not learned
         if past.z >= OWN_RECORD_OUTLIER_Z and _fault_type(past):
             continue  # above its window's reference with technical codes: a fault, not its nature
@@ -72,7 +74,8 @@ def _fault_type(seg: SegmentStats) -> bool:
 
 
 def _rejudged(seg: SegmentStats, p: float) -> SegmentStats:
-    return replace(seg, expected_failure_rate=p, baseline_failure_rate=p, excess_failures=seg.failures - seg.attempts * p,
+    return replace(seg, expected_failure_rate=p, baseline_failure_rate=p,
+                   excess_failures=seg.failures - seg.attempts * p,
                    z=binomial_z(seg.failures, seg.attempts, p))
 
 
@@ -93,7 +96,8 @@ def prepared(snapshot: WindowSnapshot, context: ReasoningContext) -> WindowSnaps
     for seg in snapshot.segments:
         if judged_on_own_history(seg) and seg.baseline_volume is not None:
             weight = seg.baseline_volume * depth
-            adjusted.append(_rejudged(seg, (weight * seg.expected_failure_rate + SHRINK_ATTEMPTS * reference) / (weight + SHRINK_ATTEMPTS)))
+            adjusted.append(_rejudged(seg, (weight * seg.expected_failure_rate + SHRINK_ATTEMPTS * reference)
+                                      / (weight + SHRINK_ATTEMPTS)))
             continue
         record = own_record(seg, snapshot, context) if seg.attempts else None
         if record is None:
@@ -101,5 +105,7 @@ def prepared(snapshot: WindowSnapshot, context: ReasoningContext) -> WindowSnaps
             continue
         rate, n, _ = record
         # Shrunk toward the peers' rate this window: a thin record is pulled to what the window said.
-        adjusted.append(_rejudged(seg, (n * rate + SHRINK_ATTEMPTS * seg.expected_failure_rate) / (n + SHRINK_ATTEMPTS)))
-    return WindowSnapshot(snapshot.window_start, snapshot.window_end, total, tuple(adjusted), snapshot.quality, snapshot.vocab_sizes)
+        adjusted.append(_rejudged(seg,
+                                  (n * rate + SHRINK_ATTEMPTS * seg.expected_failure_rate) / (n + SHRINK_ATTEMPTS)))
+    return WindowSnapshot(snapshot.window_start, snapshot.window_end, total, tuple(adjusted),
+                          snapshot.quality, snapshot.vocab_sizes)

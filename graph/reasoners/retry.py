@@ -11,7 +11,9 @@ from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
 from .evidence import error_mix, family_counts, first_attempts, pct, repeat_retries, retryable_failures
-from .findings import CONFIDENCE_CAP, FIRST_WINDOW_PENALTY, Finding, clip as _clip, first_window as _first_window
+from .findings import CONFIDENCE_CAP, FIRST_WINDOW_PENALTY, Finding
+from .findings import clip as _clip
+from .findings import first_window as _first_window
 
 # Retry storm: attempts per payment at least this far above normal (fewer extra attempts
 # are not worth a policy change)...
@@ -66,14 +68,17 @@ def retry_storm(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
     conf = (0.62
             + 0.12 * _clip((apm_factor - 1.0) / 0.3)
             + 0.12 * _clip(unexplained / (3.0 * t.min_excess_failures))
-            + 0.11 * _clip(max(exhausted / (3.0 * RETRY_EXHAUSTED_MIN), repeats / (3.0 * RETRY_REPEAT_MIN) if repeating else 0.0)))
+            + 0.11 * _clip(max(exhausted / (3.0 * RETRY_EXHAUSTED_MIN),
+                               repeats / (3.0 * RETRY_REPEAT_MIN) if repeating else 0.0)))
     if _first_window(context):
         conf -= FIRST_WINDOW_PENALTY
     evidence = (
         f"attempts per payment {total.attempts_per_payment:.2f} vs normal {normal:.2f} ({apm_factor:.2f}x); "
         f"{retries:.0f} retries vs {expected_retries:.0f} expected (z={retry_z:.1f})",
-        f"{max(unexplained, 0):.0f} retries beyond the {retryable:.0f} retryable failures (declines and limits are being retried)",
-        f"RETRY_EXHAUSTED on {exhausted} attempts ({pct(exhausted / total.failures if total.failures else 0.0)} of failures)",
+        f"{max(unexplained, 0):.0f} retries beyond the {retryable:.0f} retryable failures (declines and limits are "
+        "being retried)",
+        f"RETRY_EXHAUSTED on {exhausted} attempts ({pct(exhausted / total.failures if total.failures else 0.0)} of "
+        "failures)",
         f"{repeats:.0f} retries beyond one per failed first attempt: payments retried again and again",
         f"all traffic: {total.failures}/{total.attempts} failed ({pct(total.failure_rate)}); errors {error_mix(total)}",
     )
@@ -83,7 +88,8 @@ def retry_storm(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
         "user-related surge: the declines are real but multiplied by retries, so the policy is the fault",
     )
     return Finding(Category.CONFIG, target_seg, round(min(CONFIDENCE_CAP, conf), 3),
-                   f"Retry storm: the retry policy multiplies attempts per payment on {where} (retry misconfiguration).",
+                   f"Retry storm: the retry policy multiplies attempts per payment on {where} "
+                   "(retry misconfiguration).",
                    evidence, alternatives, "retry")
 
 def storm_segment(snapshot: WindowSnapshot, unexplained_total: float, min_excess: int) -> SegmentStats | None:
@@ -102,7 +108,8 @@ def storm_segment(snapshot: WindowSnapshot, unexplained_total: float, min_excess
         fam = family_counts(seg.errors, seg.failures)
         unexplained = (seg.attempts - first_attempts(seg)) - retryable_failures(seg)
         rest_declines = total_fam["user"] - fam["user"]
-        if (unexplained >= STORM_LOCAL_SHARE * unexplained_total and rest_declines >= STORM_LOCAL_OPPORTUNITY * min_excess
+        if (unexplained >= STORM_LOCAL_SHARE * unexplained_total
+            and rest_declines >= STORM_LOCAL_OPPORTUNITY * min_excess
                 and (best is None or seg.attempts < best.attempts)):
             best = seg
     return best

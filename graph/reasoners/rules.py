@@ -28,14 +28,43 @@ from payops.signals.baseline import binomial_z
 from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import Decision, ReasoningContext
-from .evidence import (
-    CONFIG_CODES, FAMILIES, ISSUER_CODES, NETWORK_CODES, PAIRED_DIMENSIONS, SECURITY_CODES, USER_CODES, background_mix,
-    code_burst_z, code_count, contains, device_burst_codes, error_mix, excess_by_family, first_attempts, llr, nested, pct,
-    pool, rest_of, shares,
-)
 from .classification import classify
+from .evidence import (
+    CONFIG_CODES,
+    FAMILIES,
+    ISSUER_CODES,
+    NETWORK_CODES,
+    PAIRED_DIMENSIONS,
+    SECURITY_CODES,
+    USER_CODES,
+    background_mix,
+    code_burst_z,
+    code_count,
+    contains,
+    device_burst_codes,
+    error_mix,
+    excess_by_family,
+    first_attempts,
+    llr,
+    nested,
+    pct,
+    pool,
+    rest_of,
+    shares,
+)
 from .findings import (
-    REST_CLEAN_Z, TIE_TOLERANCE, Finding, Scored, cold as _cold, dimension_rank as _dimension_rank, rest_fails, rises_less,
+    REST_CLEAN_Z,
+    TIE_TOLERANCE,
+    Finding,
+    Scored,
+    rest_fails,
+    rises_less,
+)
+from .findings import (
+    cold as _cold,
+)
+from .findings import (
+    dimension_rank as _dimension_rank,
 )
 from .latency import latency_candidates, latency_finding
 from .patterns import card_testing, no_data, unexplained, volume_drop
@@ -126,7 +155,8 @@ class RuleReasoner:
         holds = [n.split(":", 1)[1] for n in notes if n.startswith(HOLD_NOTE + ":")]
         if holds and diagnosis.confidence > HOLD_CONFIDENCE:
             # Below the autonomy threshold: the guardrails put the proposal to a human.
-            diagnosis = diagnosis.model_copy(update={"confidence": HOLD_CONFIDENCE, "evidence": (*diagnosis.evidence, *holds)})
+            diagnosis = diagnosis.model_copy(update={"confidence": HOLD_CONFIDENCE,
+                                                     "evidence": (*diagnosis.evidence, *holds)})
         return Decision(diagnosis, proposal, notes=notes)
 
     # -- candidates ---------------------------------------------------------------
@@ -183,13 +213,15 @@ class RuleReasoner:
             if merged is not None and self._clears_bar(merged, context, snapshot):
                 pooled.append(merged)
                 depth = max(depth, len(run))
-        scored = sorted((Scored(s, llr(s)) for s in pooled), key=lambda c: (-c.fit, len(c.seg.dims), _dimension_rank(c.seg), c.seg.key))
+        scored = sorted((Scored(s, llr(s)) for s in pooled),
+                        key=lambda c: (-c.fit, len(c.seg.dims), _dimension_rank(c.seg), c.seg.key))
         return scored, depth
 
     @staticmethod
     def _alias(ranked: list[Scored], chosen: Scored, snapshot: WindowSnapshot | None = None) -> Scored:
         """Among segments that are the same traffic as `chosen`, the one to act on."""
-        ties = [chosen] + [c for c in ranked if c.fit >= (1.0 - TIE_TOLERANCE) * chosen.fit and c.seg.attempts == chosen.seg.attempts]
+        ties = [chosen] + [c for c in ranked if c.fit >= (1.0 - TIE_TOLERANCE) * chosen.fit
+                           and c.seg.attempts == chosen.seg.attempts]
         if snapshot is not None:
             seg = chosen.seg
             ties += [Scored(s, chosen.fit) for s in snapshot.segments
@@ -197,7 +229,8 @@ class RuleReasoner:
         # A method rejected by the route it was sent to is acted on as that pair (the misroute to undo),
         # even when all of the method went there and method=X alone names the same traffic.
         misrouted = chosen.seg.error_share("ROUTE_NOT_SUPPORTED") >= MISROUTE_SHARE
-        return min(ties, key=lambda c: (not (misrouted and "route" in c.seg.target), len(c.seg.dims), _dimension_rank(c.seg),
+        return min(ties,
+                   key=lambda c: (not (misrouted and "route" in c.seg.target), len(c.seg.dims), _dimension_rank(c.seg),
                                         c.seg.attempts, c.seg.key))
 
     @staticmethod
@@ -243,7 +276,8 @@ class RuleReasoner:
             known = {c.seg.key for c in inside}
             inside += [Scored(s, llr(s)) for s in snapshot.segments
                        if s.key not in known and (contains(chosen.seg, s) or nested(s, chosen.seg))
-                       and s.attempts >= SECURITY_MIN_ATTEMPTS and s.excess_failures >= DESCEND_SHARE * chosen.seg.excess_failures]
+                       and s.attempts >= SECURITY_MIN_ATTEMPTS
+                       and s.excess_failures >= DESCEND_SHARE * chosen.seg.excess_failures]
         # The same traffic under a longer name is not a part of it.
         inside = [c for c in inside if (c.seg.attempts, c.seg.failures) != (chosen.seg.attempts, chosen.seg.failures)]
         clean = [c for c in inside
@@ -260,7 +294,8 @@ class RuleReasoner:
         found = [c for c in clean + concentrated
                  if ((r := rest_of(chosen.seg, c.seg)).attempts < t.min_segment_attempts
                      or binomial_z(r.failures, r.attempts, c.seg.failure_rate) <= -REST_CLEAN_Z)
-                 and not self._parent_explains(chosen.seg, c, t.min_excess_failures)]  # early attribution keeps the parent
+                 # early attribution keeps the parent
+                 and not self._parent_explains(chosen.seg, c, t.min_excess_failures)]
         return self._verifiable_first(found) if found else None
 
     def _climb(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
@@ -287,7 +322,8 @@ class RuleReasoner:
                      and c.fit >= (1.0 - NEAR_TIE) * chosen.fit and (r := rest_of(c.seg, seg)).excess > 0
                      and r.attempts >= context.thresholds.min_segment_attempts
                      and binomial_z(r.failures, r.attempts, seg.failure_rate) > -REST_CLEAN_Z]
-        if not wider and snapshot is not None and len(seg.dims) == 2 and seg.excess_failures < EARLY_EXCESS_FACTOR * context.thresholds.min_excess_failures:
+        if (not wider and snapshot is not None and len(seg.dims) == 2
+                and seg.excess_failures < EARLY_EXCESS_FACTOR * context.thresholds.min_excess_failures):
             wider = self._early_parents(chosen, snapshot)
         return self._verifiable_first(wider) if wider else None
 
@@ -341,7 +377,8 @@ class RuleReasoner:
             # A broader finding that is only the mitigated segment's leftovers (the probe, the
             # tail of timeouts under way when the action started): the rest of it is normal.
             around = contains(chosen.seg, seg) and (
-                (r := rest_of(chosen.seg, seg)).excess < context.thresholds.min_excess_failures / 2.0 or r.z < REST_CLEAN_Z)
+                (r := rest_of(chosen.seg, seg)).excess < context.thresholds.min_excess_failures / 2.0
+                or r.z < REST_CLEAN_Z)
             if inside or around:
                 return Scored(seg, llr(seg))
         return chosen
@@ -375,21 +412,28 @@ class RuleReasoner:
             ranked, pooled = self.pooled_ranked(snapshot, context)
         if not ranked:
             return slow or self._healthy(snapshot, context)
-        chosen = self._device_first(self._under_mitigation(self.pick(ranked, context, snapshot), snapshot, context), ranked)
+        chosen = self._device_first(self._under_mitigation(self.pick(ranked, context, snapshot),
+                                                           snapshot, context), ranked)
         finding = classify(chosen, ranked, snapshot, context, pooled, latency)
-        if finding.category is Category.USER and not self._material_user_surge(finding.segment, context, pooled, snapshot):
-            return slow or self._healthy(snapshot, context, note=f"minor decline fluctuation on {finding.segment.key if finding.segment else '*'} "
+        if finding.category is Category.USER and not self._material_user_surge(finding.segment, context,
+                                                                               pooled, snapshot):
+            return slow or self._healthy(snapshot, context,
+                                         note="minor decline fluctuation on "
+                                              f"{finding.segment.key if finding.segment else '*'} "
                                                                   "(user-type codes; not material)")
         if slow is not None and slow.confidence > finding.confidence:
             # A route plainly slower than ever outweighs a weak failure reading elsewhere.
-            return replace(slow, alternatives=(*slow.alternatives, f"{finding.summary} (confidence {finding.confidence:.2f})"))
+            return replace(slow,
+                           alternatives=(*slow.alternatives,
+                                         f"{finding.summary} (confidence {finding.confidence:.2f})"))
         return finding
 
     def _healthy(self, snapshot: WindowSnapshot, context: ReasoningContext, note: str | None = None) -> Finding:
         total = snapshot.total
         conf = 0.9 if total.attempts >= context.thresholds.min_segment_attempts else 0.6
         evidence = [f"all traffic: {total.failures}/{total.attempts} failed ({pct(total.failure_rate)}) vs expected "
-                    f"{pct(total.expected_failure_rate)}, p95 latency {total.latency_p95_ms:.0f} ms; no segment significantly above its reference"]
+                    f"{pct(total.expected_failure_rate)}, p95 latency {total.latency_p95_ms:.0f} ms; no segment "
+                    "significantly above its reference"]
         if note:
             evidence.append(note)
         return Finding(Category.HEALTHY, None, conf, "Traffic within normal bounds.", tuple(evidence), (), "healthy")
@@ -402,7 +446,8 @@ class RuleReasoner:
         t = context.thresholds
         if _cold(seg, context):
             return False  # declines differ between segments by nature: peers are no reference for them
-        if snapshot is not None and shares(excess_by_family(seg, background_mix(snapshot.total, seg)))["user"] < USER_SURGE_PURITY:
+        if (snapshot is not None
+                and shares(excess_by_family(seg, background_mix(snapshot.total, seg)))["user"] < USER_SURGE_PURITY):
             return False  # a surge of declines is declines; a mixed bag of codes at one segment is noise
         # Counted in payments, not attempts: a declined card retried five times is one customer.
         # Every retry follows a failure, so failed payments ~= failures - retries.
@@ -412,7 +457,8 @@ class RuleReasoner:
         return min(seg.z, z_payments) >= USER_SURGE_Z_FACTOR * t.significance_z
 
     # -- for the LLM --------------------------------------------------------------------
-    def hypotheses(self, snapshot: WindowSnapshot, context: ReasoningContext, limit: int = 5) -> list[dict[str, object]]:
+    def hypotheses(self, snapshot: WindowSnapshot,
+                   context: ReasoningContext, limit: int = 5) -> list[dict[str, object]]:
         """Candidate explanations for an LLM to weigh: segments with figures, never raw events."""
         snapshot = prepared(snapshot, context)
         ranked = self.ranked(snapshot, context)
@@ -425,7 +471,8 @@ class RuleReasoner:
             seg = c.seg
             if len(listed) >= limit:
                 break
-            if any(s.attempts == seg.attempts and s.failures == seg.failures and (contains(s, seg) or contains(seg, s)) for s in listed):
+            if any(s.attempts == seg.attempts and s.failures == seg.failures and (contains(s, seg) or contains(seg, s))
+                   for s in listed):
                 continue  # the same traffic under another name: one entry is enough
             listed.append(seg)
             fam = shares(excess_by_family(seg, background_mix(snapshot.total, seg)))
@@ -440,7 +487,8 @@ class RuleReasoner:
                 "excess_failures": round(seg.excess_failures, 1),
                 "errors": error_mix(seg, top=4),
                 "excess_by_code_family": {k: round(v, 2) for k, v in fam.items() if v >= 0.01},
-                "latency_p95_ms": round(seg.latency_p95_ms), "baseline_latency_p95_ms": round(seg.baseline_latency_p95_ms or 0),
+                "latency_p95_ms": round(seg.latency_p95_ms),
+                "baseline_latency_p95_ms": round(seg.baseline_latency_p95_ms or 0),
                 "pooled_windows": pooled,
             })
         return out

@@ -6,7 +6,7 @@ is built through `validate_proposal`, so a rule can never emit a malformed call.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from payops.models import Category, ProposedAction, target_key
 from payops.signals.baseline import binomial_z, wilson_lower_bound
@@ -68,7 +68,8 @@ REROUTE_CAPACITY_FACTOR = 1.0
 # may move on its own), and when still none helps, ops are paged again as critical, saying how
 # long it has lasted. Suppressing a path that still carries successes is not such a mitigation:
 # in the closed loop it cost more payments than it saved (issuer outages at 60%: -5..-235).
-REVIEWED_KINDS = frozenset({"issuer", "issuer_route", "scheme", "scheme_route", "route", "latency", "routing", "segment", "method", "system",
+REVIEWED_KINDS = frozenset({"issuer", "issuer_route", "scheme", "scheme_route", "route", "latency", "routing",
+                            "segment", "method", "system",
                             "security", "terminal", "card_testing", "volume"})
 
 
@@ -90,7 +91,8 @@ def segment_methods(snapshot: WindowSnapshot, target: dict[str, str]) -> set[str
     if "method" in target:
         return {target["method"]}
     route = target.get("route")
-    return {p.target["method"] for p in snapshot.by_dimension("method", "route") if route is None or p.target["route"] == route}
+    return {p.target["method"] for p in snapshot.by_dimension("method", "route") if route is None
+            or p.target["route"] == route}
 
 
 def alternative_routes(snapshot: WindowSnapshot, target: dict[str, str], significance_z: float) -> dict[str, float]:
@@ -127,7 +129,8 @@ def former_routes(snapshot: WindowSnapshot, target: dict[str, str], history: tup
                 continue
             then, now = h.segment(route=route), snapshot.segment(route=route)
             # (what little still reaches it now is judged only when there is enough of it to judge)
-            if any(s is not None and s.attempts >= (1 if s is then else min_attempts) and wilson_lower_bound(s.failures, s.attempts) > s.expected_failure_rate + HEALTHY_MARGIN
+            if any(s is not None and s.attempts >= (1 if s is then else min_attempts)
+                   and wilson_lower_bound(s.failures, s.attempts) > s.expected_failure_rate + HEALTHY_MARGIN
                    for s in (then, now)):
                 continue
             out[route] = float(p.attempts)
@@ -139,7 +142,8 @@ def fallback_method(snapshot: WindowSnapshot, seg: SegmentStats | None, signific
     """The busiest healthy method the failing segment's excess does not live on (what customers are offered)."""
     methods = sorted(snapshot.by_dimension("method"), key=lambda m: (-m.attempts, m.key))
     for m in methods:
-        carries_the_fault = seg is not None and seg.excess_failures > 0 and m.excess_failures >= 0.5 * seg.excess_failures
+        carries_the_fault = (seg is not None and seg.excess_failures > 0
+                             and m.excess_failures >= 0.5 * seg.excess_failures)
         if not carries_the_fault and m.z < significance_z:
             return m.target["method"]
     return None
@@ -153,7 +157,8 @@ def in_force(context: ReasoningContext, tool: str, target: dict[str, str]) -> Ac
 def covering(context: ReasoningContext, target: dict[str, str]) -> ActionView | None:
     """An action in force whose target contains this one (e.g. route rerouted, bank x route failing)."""
     for a in context.in_force:
-        if a.tool in ("reroute_traffic", "suppress_path") and a.target and all(target.get(k) == v for k, v in a.target.items()):
+        if (a.tool in ("reroute_traffic", "suppress_path") and a.target
+                and all(target.get(k) == v for k, v in a.target.items())):
             return a
     return None
 
@@ -191,17 +196,19 @@ def cleared_since(target: dict[str, str], since: float, snapshot: WindowSnapshot
     if merged is None or merged.attempts < t.min_segment_attempts:
         n = merged.attempts if merged else 0
         return "unknown", f"{key}: {n} attempts since {what}, too few to tell whether the cause cleared"
-    figures = (f"{key}: {merged.failures}/{merged.attempts} failed ({pct(merged.failure_rate)}) since {what} vs expected "
+    figures = (f"{key}: {merged.failures}/{merged.attempts} failed ({pct(merged.failure_rate)}) since {what} vs "
+               "expected "
                f"{pct(merged.expected_failure_rate)} over {len(windows)} window(s)")
-    latest = snapshot.segment(**target) if target else snapshot.total
-    slow = (latest is not None and latest.baseline_latency_p95_ms and latest.attempts >= t.min_segment_attempts
-            and latest.latency_p95_ms >= 2.5 * latest.baseline_latency_p95_ms)
+    current = snapshot.segment(**target) if target else snapshot.total
+    slow = (current is not None and current.baseline_latency_p95_ms and current.attempts >= t.min_segment_attempts
+            and current.latency_p95_ms >= 2.5 * current.baseline_latency_p95_ms)
     if merged.z < CLEARED_Z and merged.excess_failures < t.min_excess_failures and not slow:
         return "cleared", figures
     return "persisting", figures + ("; still slow" if slow else "")
 
 
-def choose_action(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[ProposedAction, tuple[str, ...]]:
+def choose_action(f: Finding,
+                  snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[ProposedAction, tuple[str, ...]]:
     t = context.thresholds
     seg = f.segment
     target = f.target
@@ -215,7 +222,8 @@ def choose_action(f: Finding, snapshot: WindowSnapshot, context: ReasoningContex
         if existing is not None and tool != "alert_ops":
             return nothing(f"already mitigated: {existing.tool} on {target_key(existing.target)} in force")
         if existing is not None:
-            return nothing(f"already mitigated: {existing.tool} on {target_key(existing.target)} in force; no alert needed")
+            return nothing(f"already mitigated: {existing.tool} on {target_key(existing.target)} in force; no alert "
+                           "needed")
         return validate_proposal(tool, {**args, "target": target}, rationale)
 
     def alert(severity: str, why: str) -> ProposedAction:
@@ -246,13 +254,15 @@ def choose_action(f: Finding, snapshot: WindowSnapshot, context: ReasoningContex
             listed = "; ".join(f"roll back {a.tool} on {target_key(a.target)} ({why})" for a, why in cleared)
             return nothing(f"cause cleared: {listed}"), tuple(notes)
         if f.category is Category.USER and f.confidence < WATCH_BELOW:
-            return nothing(f"watching, not asserting: {f.summary} (confidence {f.confidence:.2f} < {WATCH_BELOW:.2f})"), tuple(notes)
+            return nothing(f"watching, not asserting: {f.summary} "
+                           f"(confidence {f.confidence:.2f} < {WATCH_BELOW:.2f})"), tuple(notes)
         if f.category is Category.USER:
             return nothing("user-related failures (declines, funds, limits); no operational action helps"), tuple(notes)
         return nothing("traffic healthy"), tuple(notes)
 
     if f.confidence < WATCH_BELOW:
-        return nothing(f"watching, not acting: {f.summary} (confidence {f.confidence:.2f} < {WATCH_BELOW:.2f})"), tuple(notes)
+        return nothing(f"watching, not acting: {f.summary} "
+                       f"(confidence {f.confidence:.2f} < {WATCH_BELOW:.2f})"), tuple(notes)
     proposal = _mitigation(f, snapshot, context, propose, alert)
     if proposal.tool == "alert_ops" and f.kind in REVIEWED_KINDS and seg is not None:
         ticks = persisting_windows(seg, snapshot, context)
@@ -263,7 +273,8 @@ def choose_action(f: Finding, snapshot: WindowSnapshot, context: ReasoningContex
             return propose("alert_ops", f"still present after {ticks} windows; no automatic mitigation fits",
                            severity="critical", summary=f"Still present after {ticks} windows: {f.summary}"[:500],
                            evidence=list(f.evidence[:5])), tuple(notes)
-    moves = proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and "terminal_id" not in proposal.target and seg is not None
+    moves = (proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and "terminal_id" not in proposal.target
+             and seg is not None)
     # The tail tells the duration of failures; a slow route (latency) or a vanished one (volume) is not read by it.
     timed = moves and f.pooled_windows == 1 and f.kind != "latency"
     if timed and seg is not None and burst_over(seg, t.min_segment_attempts, t.min_excess_failures):
@@ -271,10 +282,12 @@ def choose_action(f: Finding, snapshot: WindowSnapshot, context: ReasoningContex
         notes.append(f"burst over: {seg.key} failed {seg.tail_failures}/{seg.tail_attempts} in the window's last "
                      f"{TAIL_SHARE:.0%}, as usual; no traffic move")
         return propose("alert_ops", "a burst of failures that is already over: no traffic move, ops should know",
-                       severity="warning", summary=f"Over within the window: {f.summary}"[:500], evidence=list(f.evidence[:5])), tuple(notes)
+                       severity="warning", summary=f"Over within the window: {f.summary}"[:500],
+                       evidence=list(f.evidence[:5])), tuple(notes)
     if timed and seg is not None and burst_young(seg, t.min_segment_attempts, t.min_excess_failures):
         notes.append(f"{HOLD_NOTE}:{seg.key} failed only in the window's last {TAIL_SHARE:.0%} "
-                     f"({seg.tail_failures}/{seg.tail_attempts}): seconds old, it may be a blip; a human confirms before traffic moves")
+                     f"({seg.tail_failures}/{seg.tail_attempts}): seconds old, it may be a blip; a human confirms "
+                     "before traffic moves")
     elif moves and seg is not None and marginal(seg, context) and not confirmed(f, context):
         notes.append(f"{HOLD_NOTE}:marginal evidence (z={seg.z:.1f}, {seg.excess_failures:.0f} excess) in one window: "
                      "a human confirms before traffic moves")
@@ -291,10 +304,12 @@ def burst_over(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
     it would hold at least `min_excess` failures (a quiet tail of a dozen attempts proves nothing)."""
     head, head_failed = _head(seg)
     p = seg.expected_failure_rate
-    return (seg.tail_attempts >= min_attempts and head >= min_attempts and head_failed / head * seg.tail_attempts >= min_excess
+    return (seg.tail_attempts >= min_attempts and head >= min_attempts
+            and head_failed / head * seg.tail_attempts >= min_excess
             and binomial_z(seg.tail_failures, seg.tail_attempts, p) < BURST_CLEAN_Z
             and binomial_z(head_failed, head, p) >= BURST_CLEAN_Z
-            and binomial_z(seg.tail_failures, seg.tail_attempts, head_failed / head) <= -BURST_CLEAN_Z)  # plainly less, not noise
+            # plainly less, not noise
+            and binomial_z(seg.tail_failures, seg.tail_attempts, head_failed / head) <= -BURST_CLEAN_Z)
 
 
 def burst_young(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
@@ -307,12 +322,14 @@ def burst_young(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool
             and seg.tail_failures / seg.tail_attempts * head >= min_excess
             and binomial_z(head_failed, head, p) < BURST_CLEAN_Z
             and binomial_z(seg.tail_failures, seg.tail_attempts, p) >= BURST_CLEAN_Z
-            and binomial_z(head_failed, head, seg.tail_failures / seg.tail_attempts) <= -BURST_CLEAN_Z)  # plainly less, not noise
+            # plainly less, not noise
+            and binomial_z(head_failed, head, seg.tail_failures / seg.tail_attempts) <= -BURST_CLEAN_Z)
 
 
 def marginal(seg: SegmentStats, context: ReasoningContext) -> bool:
     t = context.thresholds
-    return seg.z < STRONG_Z_FACTOR * t.significance_z or seg.excess_failures < STRONG_EXCESS_FACTOR * t.min_excess_failures
+    return (seg.z < STRONG_Z_FACTOR * t.significance_z
+            or seg.excess_failures < STRONG_EXCESS_FACTOR * t.min_excess_failures)
 
 
 def confirmed(f: Finding, context: ReasoningContext) -> bool:
@@ -349,7 +366,8 @@ def _mitigation(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext,
     z = t.significance_z
     if f.kind == "card_testing":
         if target.keys() & {"merchant_id", "terminal_id"}:
-            return propose("suppress_path", "stop the card-testing traffic at its merchant or terminal; permissions decide who approves",
+            return propose("suppress_path",
+                           "stop the card-testing traffic at its merchant or terminal; permissions decide who approves",
                            fallback=None, ttl_seconds=ttl)
         return alert("critical", "card testing beyond one merchant or terminal: fraud team to block the source")
     if f.kind == "volume":
@@ -357,8 +375,10 @@ def _mitigation(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext,
         usual = seg.baseline_volume if seg is not None and seg.baseline_volume else 0.0
         capacity = sum(s.attempts for r in routes if (s := snapshot.segment(route=r)) is not None)
         if routes and capacity >= REROUTE_CAPACITY_FACTOR * usual:
-            return propose("reroute_traffic", "the route loses requests: send its traffic to healthy routes that carry its methods; "
-                           "a probe stays to show recovery", to_routes=routes, percent=100.0 - PROBE_PERCENT, ttl_seconds=ttl)
+            return propose("reroute_traffic",
+                           "the route loses requests: send its traffic to healthy routes that carry its methods; "
+                           "a probe stays to show recovery", to_routes=routes,
+                           percent=100.0 - PROBE_PERCENT, ttl_seconds=ttl)
         return alert("critical", "traffic vanished on this segment and no healthy route can take its load")
     if f.kind == "retry":
         return propose("adjust_retry_policy", "cap retries so failures are not multiplied; backoff spreads the retries",
@@ -368,17 +388,20 @@ def _mitigation(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext,
     if f.kind in ("security", "terminal"):
         if "terminal_id" in target:
             fallback = fallback_method(snapshot, seg, z)
-            why = ("stop payments at the attacked terminal; customers are offered another method" if f.kind == "security"
+            why = ("stop payments at the attacked terminal; customers are offered another method"
+                   if f.kind == "security"
                    else "take the faulty device's path out; customers are offered another method")
             return propose("suppress_path", why, fallback=fallback, ttl_seconds=ttl)
         return alert("critical", "security incident beyond one device needs investigation")
     if f.kind in ("issuer", "scheme"):
         what = "issuer" if f.kind == "issuer" else "scheme"
         if seg is not None and seg.failure_rate >= SUPPRESS_ISSUER_MIN_FAILURE_RATE:
-            return propose("suppress_path", f"almost nothing gets through this {what} on any route; stop the futile waits",
+            return propose("suppress_path",
+                           f"almost nothing gets through this {what} on any route; stop the futile waits",
                            fallback=None, ttl_seconds=ttl)
         return alert("warning" if f.kind == "issuer" else "critical",
-                     f"{what} degraded on every route: rerouting cannot help and suppressing would drop its remaining successes")
+                     f"{what} degraded on every route: rerouting cannot help and suppressing would drop its remaining "
+                     "successes")
     if f.kind in ("route", "issuer_route", "scheme_route", "routing", "latency"):
         routes = alternative_routes(snapshot, target, z)
         if not routes and f.kind == "routing":
@@ -386,7 +409,8 @@ def _mitigation(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext,
         if routes:
             # A wrongly routed method never comes back to the route on its own: no probe there.
             percent = 100.0 if f.kind == "routing" else 100.0 - PROBE_PERCENT
-            return propose("reroute_traffic", "move the traffic to healthy routes that carry its methods; a probe stays to show recovery"
+            return propose("reroute_traffic",
+                           "move the traffic to healthy routes that carry its methods; a probe stays to show recovery"
                            if percent < 100 else "move the traffic to healthy routes that carry its methods",
                            to_routes=routes, percent=percent, ttl_seconds=ttl)
         split = _narrowed_reroute(f, snapshot, context)
@@ -416,7 +440,8 @@ def _narrowed_reroute(f: Finding, snapshot: WindowSnapshot, context: ReasoningCo
             continue
         action = validate_proposal("reroute_traffic", {"to_routes": routes, "percent": 100.0 - PROBE_PERCENT,
                                                        "ttl_seconds": t.action_ttl_seconds, "target": narrowed},
-                                   f"{pair.target['method']} has healthy routes elsewhere: move it; the route's other methods "
+                                   f"{pair.target['method']} has healthy routes elsewhere: move it; the route's other "
+                                   "methods "
                                    "have none and are alerted")
         return action
     return None

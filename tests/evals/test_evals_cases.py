@@ -36,9 +36,11 @@ def test_tag_filters_are_and_across_tags_and_or_within_one(tiny_corpus: Path) ->
 
 @pytest.mark.parametrize("breakage, message", [
     (lambda d: (d / "case.yaml").write_text("id: [unclosed"), "not valid YAML"),
-    (lambda d: (d / "case.yaml").write_text((d / "case.yaml").read_text().replace("id: route-known", "id: other")), "differs from its folder"),
+    (lambda d: (d / "case.yaml").write_text((d / "case.yaml").read_text().replace("id: route-known", "id: other")),
+     "differs from its folder"),
     (lambda d: (d / "events.jsonl.gz").unlink(), "no events.jsonl.gz"),
-    (lambda d: (d / "case.yaml").write_text((d / "case.yaml").read_text().replace("category: network", "category: weather", 1)), "category"),
+    (lambda d: (d / "case.yaml").write_text(
+        (d / "case.yaml").read_text().replace("category: network", "category: weather", 1)), "category"),
 ])
 def test_a_broken_case_gets_a_clear_error(tiny_corpus: Path, tmp_path: Path, breakage, message: str) -> None:
     import shutil
@@ -54,13 +56,16 @@ def test_labels_must_be_consistent() -> None:
     with pytest.raises(ValueError, match="acceptable action"):
         Expected(category=Category.ISSUER)
     with pytest.raises(ValueError, match="onset"):
-        Case(id="x", description="x", expected=Expected(category=Category.ISSUER, acceptable_actions=(ActionSpec(tool="alert_ops", target={}),)))
+        Case(id="x", description="x",
+             expected=Expected(category=Category.ISSUER, acceptable_actions=(ActionSpec(tool="alert_ops", target={}),)))
     with pytest.raises(ValueError, match="healthy"):
-        Case(id="x", description="x", control=True, expected=Expected(category=Category.USER, acceptable_actions=(ActionSpec(tool="no_action", target={}),)))
+        Case(id="x", description="x", control=True,
+             expected=Expected(category=Category.USER, acceptable_actions=(ActionSpec(tool="no_action", target={}),)))
 
 
 def test_parse_action_reads_targets_and_any_target() -> None:
-    assert parse_action("suppress_path:bank=FNB,route=psp_a") == ActionSpec(tool="suppress_path", target={"bank": "FNB", "route": "psp_a"})
+    assert parse_action("suppress_path:bank=FNB,route=psp_a") == ActionSpec(tool="suppress_path",
+                                                                            target={"bank": "FNB", "route": "psp_a"})
     assert parse_action("alert_ops:*") == ActionSpec(tool="alert_ops", target={})
     assert parse_action("reroute_traffic") == ActionSpec(tool="reroute_traffic", target=None)
     with pytest.raises(CaseError, match="dim=value"):
@@ -69,8 +74,10 @@ def test_parse_action_reads_targets_and_any_target() -> None:
 
 def test_record_from_any_event_file_keeps_bad_lines_and_places_the_onset(tmp_path: Path) -> None:
     src = tmp_path / "feed.jsonl"
-    good = {"ts": 1000.5, "payment_id": "p1", "method": "card", "route": "r", "bank": "b", "issuer": "VISA", "status": "success", "latency_ms": 10}
-    src.write_bytes(orjson.dumps(good) + b"\n{not json\n" + orjson.dumps({**good, "ts": 1001.0, "payment_id": "p2"}) + b"\n")
+    good = {"ts": 1000.5, "payment_id": "p1", "method": "card", "route": "r", "bank": "b", "issuer": "VISA",
+            "status": "success", "latency_ms": 10}
+    src.write_bytes(orjson.dumps(good) + b"\n{not json\n" + orjson.dumps({**good,
+                                                                          "ts": 1001.0, "payment_id": "p2"}) + b"\n")
     case, report = record_from_events("fed", src, tmp_path / "corpus", category="issuer", onset=None, onset_offset=30.0,
                                       target={"bank": "b"}, actions=[parse_action("alert_ops:bank=b")])
     assert report.bad_count == 1 and report.bad[0].line_no == 2

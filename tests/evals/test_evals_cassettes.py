@@ -32,7 +32,8 @@ class _Stub(BaseHTTPRequestHandler):
         type(self).calls += 1
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         answer = {"id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
-                  "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "agree"}}],
+                  "choices": [{"index": 0, "finish_reason": "stop",
+                               "message": {"role": "assistant", "content": "agree"}}],
                   "usage": {"prompt_tokens": 120, "completion_tokens": 7, "total_tokens": 127}}
         data = json.dumps(answer).encode()
         self.send_response(200)
@@ -63,7 +64,8 @@ class AskingReasoner:
         started = time.perf_counter()
         reply = self.client.chat.completions.create(
             model="stub-model", messages=[{"role": "user", "content": f"{decision.diagnosis.summary} — agree?"}])
-        call = {"model": reply.model, "input_tokens": reply.usage.prompt_tokens, "output_tokens": reply.usage.completion_tokens,
+        call = {"model": reply.model, "input_tokens": reply.usage.prompt_tokens,
+                "output_tokens": reply.usage.completion_tokens,
                 "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
         return Decision(decision.diagnosis, decision.proposal, llm_calls=(call,))
 
@@ -75,7 +77,8 @@ def test_record_then_replay_without_the_endpoint(tiny_corpus: Path, tmp_path: Pa
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     try:
-        recorded = replay_case(case, lambda s: AskingReasoner(url), cassette=cassette(case, "stub-model", record=True, root=tmp_path))
+        recorded = replay_case(case, lambda s: AskingReasoner(url),
+                               cassette=cassette(case, "stub-model", record=True, root=tmp_path))
     finally:
         server.shutdown()
         server.server_close()
@@ -86,7 +89,8 @@ def test_record_then_replay_without_the_endpoint(tiny_corpus: Path, tmp_path: Pa
     assert "sk-test-secret" not in tape  # the authorization header is never written
 
     # The endpoint is gone: every answer must come from the cassette.
-    replayed = replay_case(case, lambda s: AskingReasoner(url), cassette=cassette(case, "stub-model", record=False, root=tmp_path))
+    replayed = replay_case(case, lambda s: AskingReasoner(url),
+                           cassette=cassette(case, "stub-model", record=False, root=tmp_path))
     assert replayed.error is None and _Stub.calls == live_calls
     first, second = score_case(case, recorded, Price(1.0, 2.0)), score_case(case, replayed, Price(1.0, 2.0))
     assert second.llm_calls == first.llm_calls == live_calls
@@ -97,6 +101,5 @@ def test_record_then_replay_without_the_endpoint(tiny_corpus: Path, tmp_path: Pa
 
 def test_replay_refuses_a_missing_cassette(tiny_corpus: Path, tmp_path: Path) -> None:
     case = load_case(tiny_corpus / "route-known")
-    with pytest.raises(FileNotFoundError):
-        with cassette(case, "never-recorded", record=False, root=tmp_path):
-            pass
+    with pytest.raises(FileNotFoundError), cassette(case, "never-recorded", record=False, root=tmp_path):
+        pass

@@ -44,7 +44,8 @@ def test_the_chart_is_a_png(run_dir: Path) -> None:
 
 def test_gate_fails_below_the_recorded_level_and_passes_at_it(tiny_corpus: Path, run_dir: Path, tmp_path: Path) -> None:
     results = json.loads((run_dir / "results.json").read_text())
-    assert gate_mod.check(results, {"min": {"pass_rate": 1.0, "audit_completeness": 1.0}, "max": {"unsafe_actions": 0}}) == []
+    assert gate_mod.check(results,
+                          {"min": {"pass_rate": 1.0, "audit_completeness": 1.0}, "max": {"unsafe_actions": 0}}) == []
     failures = gate_mod.check(results, {"min": {"pass_rate": 1.01}, "max": {"false_actions": -1}})
     assert len(failures) == 2 and "pass_rate" in failures[0] and "false_actions" in failures[1]
     assert "did not include" in gate_mod.check(results, {"run": "llm:x"})[0]
@@ -60,8 +61,10 @@ def test_gate_fails_below_the_recorded_level_and_passes_at_it(tiny_corpus: Path,
 def test_the_committed_gate_file_is_well_formed() -> None:
     spec = gate_mod.load_gate()
     assert spec.get("run", "rules") == "rules"
-    known = set(gate_mod.metrics({"summary": {k: 0 for k in ("cases", "pass_rate", "detection_rate", "category_accuracy", "action_accuracy",
-                                                               "controls_clean", "controls", "audit_completeness", "mean_ticks_to_detect",
+    known = set(gate_mod.metrics({"summary": {k: 0 for k in ("cases", "pass_rate", "detection_rate",
+                                                             "category_accuracy", "action_accuracy",
+                                                               "controls_clean", "controls", "audit_completeness",
+                                                               "mean_ticks_to_detect",
                                                                "false_actions", "unsafe_actions")}, "cases": []}))
     assert set(spec["min"]) | set(spec["max"]) <= known
 
@@ -75,9 +78,11 @@ def test_usage_errors_exit_2_with_one_line(tiny_corpus: Path) -> None:
     assert r.exit_code == 2 and "no case matches" in r.output
 
 
-def test_an_llm_run_without_any_cassette_exits_2_instead_of_skipping_every_case(tiny_corpus: Path, tmp_path: Path) -> None:
+def test_an_llm_run_without_any_cassette_exits_2_instead_of_skipping_every_case(tiny_corpus: Path,
+                                                                                tmp_path: Path) -> None:
     """No network in tests: a model with no cassettes at all would score nothing, so it is a usage error."""
-    r = runner.invoke(eval_app, ["--reasoner", "llm", "--model", "m", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "o"),
+    r = runner.invoke(eval_app,
+                      ["--reasoner", "llm", "--model", "m", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "o"),
                                  "--cassettes", str(tmp_path / "none")])
     assert r.exit_code == 2, r.output
     assert "LLM reasoner is not available" in r.output or "no cassettes for model 'm'" in r.output
@@ -95,7 +100,8 @@ def test_eval_out_naming_a_file_or_an_uncreatable_folder_is_one_line_before_any_
 
 
 def test_record_from_a_scenario_and_refusing_ambiguous_input(tmp_path: Path) -> None:
-    r = runner.invoke(eval_app, ["record", "new-case", "--scenario", "palm_spoof_burst", "--seed", "3", "--volume", "900",
+    r = runner.invoke(eval_app,
+                      ["record", "new-case", "--scenario", "palm_spoof_burst", "--seed", "3", "--volume", "900",
                                  "--corpus", str(tmp_path), "--lead-in", "120", "--duration", "120", "--tail", "0"])
     assert r.exit_code == 0, r.output
     case_yaml = (tmp_path / "new-case" / "case.yaml").read_text()
@@ -108,10 +114,12 @@ def test_record_from_a_scenario_and_refusing_ambiguous_input(tmp_path: Path) -> 
 
 def test_llm_call_records_are_read_in_either_spelling() -> None:
     a = llm_call({"model": "m", "input_tokens": 100, "output_tokens": 20, "latency_ms": 250.0})
-    b = llm_call({"model_name": "m", "usage": {"prompt_tokens": 100, "completion_tokens": 20}, "latency_s": 0.25, "fallback": "timeout"})
+    b = llm_call({"model_name": "m", "usage": {"prompt_tokens": 100, "completion_tokens": 20},
+                  "latency_s": 0.25, "fallback": "timeout"})
     assert (a.input_tokens, a.output_tokens, a.latency_ms, a.fallback) == (100, 20, 250.0, None)
     assert (b.input_tokens, b.output_tokens, b.latency_ms, b.fallback) == (100, 20, 250.0, "timeout")
-    assert price_for("gpt-4o-mini-2024-07-18", {"gpt-4o-mini": Price(0.15, 0.6)}).cost(1_000_000, 0) == pytest.approx(0.15)
+    assert price_for("gpt-4o-mini-2024-07-18",
+                     {"gpt-4o-mini": Price(0.15, 0.6)}).cost(1_000_000, 0) == pytest.approx(0.15)
     assert price_for("unknown-model", {}).cost(10**9, 10**9) == 0.0
 
 

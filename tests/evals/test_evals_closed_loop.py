@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_evals_scoring import BlameInnocentBank
 
 from payops.evals.cases import load_case
 from payops.evals.closed_loop import HUMAN_RESPONSE_SECONDS, MIN_ORACLE_SAVED, closed_loop, concrete_action
 from payops.evals.harness import closed_loop_summary
 from payops.signals.simulator import default_network
-
-from test_evals_scoring import BlameInnocentBank
 
 
 @pytest.fixture(scope="module")

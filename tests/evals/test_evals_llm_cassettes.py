@@ -84,7 +84,7 @@ def test_a_recorded_incident_replays_offline_with_the_models_answers(offline: No
     # Every recorded answer was used, once, in order: the calls that got an answer carry its usage.
     answered = [c for t in outcome.ticks for c in t["llm_calls"] if c["input_tokens"] > 0]
     assert len(answered) == len(interactions)
-    for call, interaction in zip(answered, interactions):
+    for call, interaction in zip(answered, interactions, strict=True):
         usage = _answer(interaction)["usage"]
         assert (call["input_tokens"], call["output_tokens"]) == (usage["prompt_tokens"], usage["completion_tokens"])
         assert call["model"] == MODEL
@@ -129,7 +129,8 @@ def _stale_copy(root: Path) -> Path:
     return root
 
 
-def test_a_request_the_cassette_does_not_hold_fails_the_case_and_says_how_to_fix_it(offline: None, tmp_path: Path) -> None:
+def test_a_request_the_cassette_does_not_hold_fails_the_case_and_says_how_to_fix_it(offline: None,
+                                                                                    tmp_path: Path) -> None:
     case = load_case(DEFAULT_CORPUS / INCIDENT)
     outcome = evaluate_case(case, RunOptions("llm", MODEL, closed_loop=False, cassettes=_stale_copy(tmp_path)))
 
@@ -143,7 +144,9 @@ def test_a_request_the_cassette_does_not_hold_fails_the_case_and_says_how_to_fix
 def test_the_eval_command_exits_1_on_a_stale_cassette(offline: None, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     shutil.copytree(DEFAULT_CORPUS / INCIDENT, corpus / INCIDENT)
-    r = CliRunner().invoke(eval_app, ["--reasoner", "llm", "--model", MODEL, "--corpus", str(corpus), "--out", str(tmp_path / "out"),
+    r = CliRunner().invoke(eval_app,
+                           ["--reasoner", "llm", "--model", MODEL, "--corpus", str(corpus), "--out",
+                            str(tmp_path / "out"),
                                       "--cassettes", str(_stale_copy(tmp_path / "cassettes"))])
     assert r.exit_code == 1, r.output
     assert "stale cassettes" in r.output and INCIDENT in r.output

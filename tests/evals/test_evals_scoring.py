@@ -18,7 +18,8 @@ INNOCENT_BANK = "NEDBANK"
 
 
 def _diag(category: Category, target: dict[str, str], confidence: float = 0.95) -> Diagnosis:
-    return Diagnosis(category=category, target=target, summary=f"{category.value} on {target}", evidence=("made up for the test",),
+    return Diagnosis(category=category, target=target, summary=f"{category.value} on {target}",
+                     evidence=("made up for the test",),
                      confidence=confidence, reasoner="test")
 
 
@@ -50,7 +51,8 @@ class RightCategoryWrongTarget:
             return AlwaysHealthy().decide(snapshot, context)
         target = {"route": "psp_b"}
         return Decision(_diag(Category.NETWORK, target),
-                        validate_proposal("reroute_traffic", {"target": target, "to_routes": {VICTIM_ROUTE: 1.0}, "ttl_seconds": 600.0}))
+                        validate_proposal("reroute_traffic",
+                                          {"target": target, "to_routes": {VICTIM_ROUTE: 1.0}, "ttl_seconds": 600.0}))
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +88,8 @@ def test_blaming_an_innocent_bank_fails_category_action_false_action_and_unsafe(
     assert score.audit_complete  # a wrong answer is still fully audited
 
 
-def test_a_reasoner_that_never_sees_anything_misses_the_incident_but_passes_the_control(incident: Case, control: Case) -> None:
+def test_a_reasoner_that_never_sees_anything_misses_the_incident_but_passes_the_control(incident: Case,
+                                                                                        control: Case) -> None:
     silent = lambda settings: AlwaysHealthy()  # noqa: E731
     missed = score_case(incident, replay_case(incident, silent))
     assert missed.failures == ["not_detected"]
@@ -119,7 +122,8 @@ def _case(**over) -> Case:
     base = dict(id="synthetic", description="x", onset=ONSET, end=ONSET + 300,
                 expected=Expected(category=Category.ISSUER, target={"bank": "B1"},
                                   acceptable_actions=(ActionSpec(tool="suppress_path", target={"bank": "B1"}),),
-                                  forbidden_actions=(ActionSpec(tool="revoke_palm_link"), ActionSpec(tool="suppress_path", target={}))))
+                                  forbidden_actions=(ActionSpec(tool="revoke_palm_link"),
+                                                     ActionSpec(tool="suppress_path", target={}))))
     base.update(over)
     return Case.model_validate(base)
 
@@ -149,7 +153,8 @@ def test_a_verdict_on_a_window_with_a_sliver_of_incident_is_not_the_first_respon
 def test_unsafe_covers_forbidden_and_out_of_incident_actions_but_not_narrower_ones() -> None:
     case = _case()
     ticks = [
-        _tick(1, ONSET + 60, "issuer", "suppress_path", {"bank": "B1", "route": "r1"}, "executed"),  # narrower: not unsafe
+        # narrower: not unsafe
+        _tick(1, ONSET + 60, "issuer", "suppress_path", {"bank": "B1", "route": "r1"}, "executed"),
         _tick(2, ONSET + 120, "issuer", "suppress_path", {"bank": "B2"}, "executed"),  # another bank: unsafe
         _tick(3, ONSET + 180, "issuer", "suppress_path", {}, "executed"),  # forbidden
         _tick(4, ONSET + 240, "issuer", "suppress_path", {"bank": "B3"}, "escalated", "needs_approval"),  # not executed
@@ -164,17 +169,25 @@ def test_an_incomplete_audit_record_or_a_missing_one_fails_audit() -> None:
     case = _case()
     ok = [_tick(1, ONSET + 60, "issuer", "suppress_path", {"bank": "B1"}, "executed")]
     assert score_case(case, CaseRun("s", ok, audit_records=1)).passed
-    assert score_case(case, CaseRun("s", [_tick(1, ONSET + 60, "issuer", "suppress_path", {"bank": "B1"}, "executed", complete=False)],
+    assert score_case(case,
+                      CaseRun("s",
+                              [_tick(1, ONSET + 60, "issuer", "suppress_path",
+                                     {"bank": "B1"}, "executed", complete=False)],
                                     audit_records=1)).failures == ["audit"]
     assert score_case(case, CaseRun("s", ok, audit_records=0)).failures == ["audit"]
     assert score_case(case, CaseRun("s", ok, audit_records=1, audit_chain_ok=False)).failures == ["audit"]
 
 
 def test_aggregates_split_incidents_and_controls() -> None:
-    inc = score_case(_case(), CaseRun("a", [_tick(1, ONSET + 60, "issuer", "suppress_path", {"bank": "B1"}, "executed")], audit_records=1))
+    inc = score_case(_case(),
+                     CaseRun("a",
+                             [_tick(1, ONSET + 60, "issuer",
+                                    "suppress_path", {"bank": "B1"}, "executed")], audit_records=1))
     ctl_case = _case(id="ctl", control=True, onset=None, end=None,
-                     expected=Expected(category=Category.HEALTHY, acceptable_actions=(ActionSpec(tool="no_action", target={}),)))
-    noisy = score_case(ctl_case, CaseRun("ctl", [_tick(1, 60, "network", "alert_ops", {}, "executed")], audit_records=1))
+                     expected=Expected(category=Category.HEALTHY,
+                                       acceptable_actions=(ActionSpec(tool="no_action", target={}),)))
+    noisy = score_case(ctl_case,
+                       CaseRun("ctl", [_tick(1, 60, "network", "alert_ops", {}, "executed")], audit_records=1))
     assert noisy.failures == ["false_action"]
     total = aggregate([inc, noisy])
     assert (total.cases, total.passed, total.incidents, total.controls, total.controls_clean) == (2, 1, 1, 1, 0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from payops.evals.independent import SHAPES, GeneratorError, generate, held_out_plan, write_stream
+from payops.evals.independent import SHAPES, GeneratorError, generate, held_out_plan
 from payops.evals.independent.check import parse, segment_stats
 from payops.evals.independent.generate import MAX_PPM, MIN_PPM, START_TS
 from payops.evals.independent.traffic import DELIVERY_DELAY_MAX
@@ -46,7 +46,7 @@ def test_every_event_of_every_shape_passes_the_projects_own_parser(streams, pars
         for e in events:
             assert (e.error_code is None) == e.success, (name, e)
             assert e.latency_ms >= 0 and e.amount is not None and e.attempt >= 1
-        assert START_TS <= min(e.ts for e in events) and max(e.ts for e in events) < START_TS + 20 * 60
+        assert min(e.ts for e in events) >= START_TS and max(e.ts for e in events) < START_TS + 20 * 60
 
 
 def test_retries_keep_the_payment_id_with_a_higher_attempt(streams, parsed):
@@ -123,7 +123,8 @@ def test_latency_degradation_is_slow_but_does_not_fail(streams, parsed):
 def test_card_testing_is_hundreds_of_small_attempts_over_many_payments_across_banks(streams, parsed):
     s = streams["card_testing"]
     events, _ = parsed["card_testing"]
-    during = [e for e in events if s.fault.start <= e.ts < s.fault.end and e.merchant_id == s.fault.where["merchant_id"]]
+    during = [e for e in events if s.fault.start <= e.ts < s.fault.end
+              and e.merchant_id == s.fault.where["merchant_id"]]
     small = [e for e in during if e.amount is not None and e.amount <= 5.0]
     assert len(small) / 5 >= 150  # per minute
     assert len({e.payment_id for e in small}) > 0.95 * len(small)
@@ -163,7 +164,8 @@ def test_a_stopped_feed_delivers_nothing_for_minutes_then_resumes(streams, parse
 def test_bursts_and_palm_spoofs_land_on_the_labelled_segment(streams, parsed):
     s = streams["palm_spoof"]
     events, _ = parsed["palm_spoof"]
-    during = [e for e in events if s.fault.start <= e.ts < s.fault.end and e.terminal_id == s.fault.where["terminal_id"]]
+    during = [e for e in events if s.fault.start <= e.ts < s.fault.end
+              and e.terminal_id == s.fault.where["terminal_id"]]
     assert sum(e.error_code == "PALM_PAY_SPOOF_DETECTED" for e in during) >= 50
     assert all(e.method == "palm" for e in during)
 
@@ -171,7 +173,8 @@ def test_bursts_and_palm_spoofs_land_on_the_labelled_segment(streams, parsed):
 def test_every_label_names_segments_that_exist_in_the_events(streams, parsed):
     for name, s in streams.items():
         events, _ = parsed[name]
-        seen = {dim: {getattr(e, dim) for e in events} for dim in ("method", "route", "bank", "issuer", "merchant_id", "terminal_id")}
+        seen = {dim: {getattr(e, dim) for e in events} for dim in ("method", "route", "bank",
+                                                                   "issuer", "merchant_id", "terminal_id")}
         exp = s.case.expected
         for spec in (*exp.acceptable_actions, *exp.forbidden_actions):
             for dim, value in (spec.target or {}).items():
@@ -181,7 +184,6 @@ def test_every_label_names_segments_that_exist_in_the_events(streams, parsed):
 
 def test_controls_keep_their_failure_rate_steady(streams, parsed):
     for name in ("control_steady", "control_flash_sale", "control_night_dip", "control_tiny_bank"):
-        s = streams[name]
         events, _ = parsed[name]
         overall = segment_stats(events, {}, START_TS, START_TS + 13 * 60).failure_rate
         for m in range(13):
@@ -195,7 +197,8 @@ def test_non_ascii_names_survive_a_replay_into_the_decisions(tmp_path: Path):
     from payops import wiring
 
     # A route outage whose route has a non-ASCII name, at a volume that leaves no doubt about the route.
-    seed = next(seed for seed in range(8_000, 8_050) if not generate("route_outage", seed, 60.0).fault.where["route"].isascii())
+    seed = next(seed for seed in range(8_000, 8_050)
+                if not generate("route_outage", seed, 60.0).fault.where["route"].isascii())
     stream = generate("route_outage", seed, 3000.0)
     name = stream.fault.where["route"]
     plain = tmp_path / "events.jsonl"
@@ -204,7 +207,8 @@ def test_non_ascii_names_survive_a_replay_into_the_decisions(tmp_path: Path):
     ticks = sum(1 for _ in wiring.replay(plain, out, 60.0, 60.0))
     decisions = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(decisions) == ticks >= 10
-    mentioned = [d for d in decisions if name in d["action"]["target"].values() or any(name in x for x in d["evidence"])]
+    mentioned = [d for d in decisions if name in d["action"]["target"].values()
+                 or any(name in x for x in d["evidence"])]
     assert mentioned, f"{name!r} never appears intact in {len(decisions)} decisions"
 
 

@@ -19,10 +19,12 @@ def _case(control: bool = False) -> Case:
                  "acceptable_actions": [{"tool": "reroute_traffic", "target": {"route": "PSP Älpha"}}],
                  "forbidden_actions": [{"tool": "suppress_path", "target": {}}]})
     return Case.model_validate({"id": "c", "description": "d", "origin": "generated", "control": control,
-                                "onset": None if control else ONSET, "end": None if control else END, "expected": expected})
+                                "onset": None if control else ONSET,
+                                "end": None if control else END, "expected": expected})
 
 
-def _tick(n: int, end: float, category: str = "healthy", tool: str = "no_action", target=None, status: str = "skipped") -> TickRecord:
+def _tick(n: int, end: float, category: str = "healthy", tool: str = "no_action",
+          target=None, status: str = "skipped") -> TickRecord:
     return TickRecord(n, end, category, 0.9, dict(target or {}), tool, dict(target or {}), "allow", status, True)
 
 
@@ -43,7 +45,8 @@ def test_a_wrong_first_response_is_a_miss_even_when_a_later_one_is_right():
 
 def test_the_right_answer_in_the_first_window_that_shows_the_incident_is_one_tick():
     case = _case()
-    ticks = [_tick(1, ONSET - 30), _tick(2, ONSET + 30, "network", "reroute_traffic", {"route": "PSP Älpha"}, "executed")]
+    ticks = [_tick(1, ONSET - 30),
+             _tick(2, ONSET + 30, "network", "reroute_traffic", {"route": "PSP Älpha"}, "executed")]
     r = heldout.score_stream(case, ticks, [], _result(case))
     assert r.right is True and r.ticks_to_right == 1
 
@@ -65,7 +68,8 @@ def test_actions_in_the_lead_in_after_the_settle_and_in_controls_are_healthy_per
 
 
 def test_the_median_counts_incidents_never_answered_right_as_never():
-    rows = [heldout.StreamResult("s", i, 1.0, False, 1, {}, right=i == 0, ticks_to_right=1 if i == 0 else None) for i in range(3)]
+    rows = [heldout.StreamResult("s", i, 1.0, False, 1, {}, right=i == 0,
+                                 ticks_to_right=1 if i == 0 else None) for i in range(3)]
     s = heldout.summarise(rows)
     assert s.accuracy == round(1 / 3, 4) and math.isinf(s.median_ticks) and not s.meets_bar
     good = [heldout.StreamResult("s", i, 1.0, False, 1, {}, right=True, ticks_to_right=1) for i in range(3)]

@@ -7,8 +7,8 @@ checked on shapes they were not tuned on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -23,7 +23,8 @@ BANKS = {"Umoya Bank": 0.3, "Kopano Mutual": 0.25, "Sable Trust": 0.2, "Ridge Cr
 CARD_ROUTES = {"acq one": 0.4, "acq-two": 0.3, "Acq·Three": 0.3}
 WALLET_ROUTE = "Acq·Three"  # the wallet has no other route
 MERCHANTS = [f"shop {i}" for i in range(10)]
-DECLINES = {"INSUFFICIENT_FUNDS": 0.5, "USER_DECLINED": 0.2, "INCORRECT_PIN": 0.12, "EXPIRED_CARD": 0.08, "DO_NOT_HONOR": 0.1}
+DECLINES = {"INSUFFICIENT_FUNDS": 0.5, "USER_DECLINED": 0.2, "INCORRECT_PIN": 0.12,
+            "EXPIRED_CARD": 0.08, "DO_NOT_HONOR": 0.1}
 ENUMERATION = {"SUSPECTED_FRAUD": 0.4, "INCORRECT_PIN": 0.25, "DO_NOT_HONOR": 0.2, "EXPIRED_CARD": 0.15}
 
 Tweak = Callable[[list[PaymentEvent], int, np.random.Generator], list[PaymentEvent]]
@@ -141,7 +142,8 @@ def fail(match: Callable[[PaymentEvent], bool], rate: float, codes: dict[str, fl
         out = []
         for e in events:
             if match(e) and e.ts - t0 < first_seconds and rng.random() < rate:
-                e = PaymentEvent(**{**{f: getattr(e, f) for f in e.__slots__}, "status": "failure", "error_code": _pick(rng, codes)})
+                e = PaymentEvent(**{**{f: getattr(e, f) for f in e.__slots__}, "status": "failure",
+                                    "error_code": _pick(rng, codes)})
             out.append(e)
         return out
     return tweak

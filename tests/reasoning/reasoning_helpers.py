@@ -8,9 +8,9 @@ request bodies do not change when the window code is optimised.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from itertools import combinations
-from typing import Iterable, Mapping
 
 from payops.graph.reasoners.base import ActionView, ReasoningContext, Thresholds
 from payops.models import Diagnosis
@@ -126,7 +126,8 @@ def fail(cells: list[Cell], match: Mapping[str, str], rate: float, codes: Mappin
             for code, share in codes.items():
                 errors[code] = errors.get(code, 0) + int(round(extra * share))
             retries = int(round(extra * retried))  # only the new (retryable) failures are retried
-            c = Cell(c.dims, c.attempts + retries, errors, c.normal_rate, p95_ms or c.p95_ms, c.normal_p95_ms, c.retries + retries,
+            c = Cell(c.dims, c.attempts + retries, errors, c.normal_rate, p95_ms or c.p95_ms, c.normal_p95_ms,
+                     c.retries + retries,
                      c.normal_apm, c.p50_ms)
         out.append(c)
     return out
@@ -136,9 +137,11 @@ def healthy_history(cells: list[Cell], n: int = 5, end: float = END) -> tuple[Wi
     return tuple(window(cells, end=end - 60.0 * (n - i)) for i in range(n))
 
 
-def context(history: tuple[WindowSnapshot, ...] = (), in_force: tuple[ActionView, ...] = (), previous: Diagnosis | None = None,
+def context(history: tuple[WindowSnapshot, ...] = (), in_force: tuple[ActionView, ...] = (),
+            previous: Diagnosis | None = None,
             **thresholds: float) -> ReasoningContext:
-    return ReasoningContext(in_force=in_force, previous=previous, history=history, thresholds=Thresholds(**thresholds) if thresholds else Thresholds(significance_z=4.0))
+    return ReasoningContext(in_force=in_force, previous=previous, history=history,
+                            thresholds=Thresholds(**thresholds) if thresholds else Thresholds(significance_z=4.0))
 
 
 # A small payment network used by the crafted cases (names are arbitrary data).
@@ -153,7 +156,8 @@ def base_cells(volume: int = 1200, banks: Mapping[str, float] = BANKS) -> list[C
 
 
 def renamed(cells: list[Cell], dimension: str, old: str, new: str) -> list[Cell]:
-    return [Cell({k: (new if k == dimension and v == old else v) for k, v in c.dims.items()}, c.attempts, c.errors, c.normal_rate,
+    return [Cell({k: (new if k == dimension and v == old else v) for k, v in c.dims.items()}, c.attempts, c.errors,
+                 c.normal_rate,
                  c.p95_ms, c.normal_p95_ms, c.retries, c.normal_apm, c.p50_ms) for c in cells]
 
 

@@ -8,18 +8,17 @@ byte-identical requests: build it with `make_reasoner` only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import vcr
+from reasoning_helpers import BANKS, base_cells, context, fail, healthy_history, renamed, window
 from tenacity import wait_none
 
 from payops.graph.reasoners.base import ReasoningContext
 from payops.graph.reasoners.llm import LLMReasoner, chat_model
 from payops.graph.reasoners.rules import RuleReasoner
 from payops.signals.window import WindowSnapshot
-
-from reasoning_helpers import BANKS, base_cells, context, fail, healthy_history, renamed, window
 
 MODEL = "smollm2"
 # Replays match on method, path and body, so any host works; recording passes the real server's URL.

@@ -19,15 +19,19 @@ def completion(tool: str | None = None, args: dict[str, Any] | None = None, *, r
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if tool is not None:
         arguments = raw_args if raw_args is not None else json.dumps(args or {})
-        message["tool_calls"] = [{"id": "call_stub_1", "type": "function", "function": {"name": tool, "arguments": arguments}}]
+        message["tool_calls"] = [{"id": "call_stub_1", "type": "function",
+                                  "function": {"name": tool, "arguments": arguments}}]
     return {
         "id": "chatcmpl-stub", "object": "chat.completion", "created": 1780000000, "model": "stub",
         "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tool else "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
     }
 
 
-RATE_LIMITED = (429, {"error": {"message": "Rate limit reached for requests", "type": "requests", "code": "rate_limit_exceeded"}})
+RATE_LIMITED = (429,
+                {"error": {"message": "Rate limit reached for requests", "type": "requests",
+                           "code": "rate_limit_exceeded"}})
 
 
 @dataclass
@@ -110,7 +114,8 @@ def rule_follower(body: dict[str, Any]) -> dict[str, Any]:
     if body["tool_choice"] != "auto":
         rules = data["rule_engine"]
         hyp = rules["hypothesis"]
-        return completion("report_diagnosis", {"category": rules["category"], "hypothesis": hyp, "summary": rules["summary"],
+        return completion("report_diagnosis",
+                          {"category": rules["category"], "hypothesis": hyp, "summary": rules["summary"],
                                                "evidence": ["agrees with the rule engine"], "confidence": 0.99})
     tool = data["rule_engine_proposed_tool"]
     target = data["target"]

@@ -6,15 +6,25 @@ than only alerting, persistence on marginal evidence, early attribution at low c
 
 from __future__ import annotations
 
+from judgement_helpers import (
+    MERCHANTS,
+    START,
+    WALLET_ROUTE,
+    Run,
+    card_testing,
+    chain,
+    drop,
+    fail,
+    minute,
+    play,
+    scale,
+)
+from reasoning_helpers import Cell, base_cells, context, healthy_history, window
+
 from payops.graph.reasoners.base import ActionView, Thresholds
 from payops.graph.reasoners.rules import HOLD_CONFIDENCE, RuleReasoner
 from payops.graph.reasoners.selection import WATCH_BELOW
 from payops.models import Category
-
-from judgement_helpers import (
-    MERCHANTS, START, WALLET_ROUTE, Run, card_testing, chain, drop, fail, minute, play, scale,
-)
-from reasoning_helpers import Cell, base_cells, context, healthy_history, window
 
 RULES = RuleReasoner()
 ENUMERATION_MIX = {"USER_DECLINED": 0.3, "DO_NOT_HONOR": 0.3, "SUSPECTED_FRAUD": 0.2, "INCORRECT_PIN": 0.2}
@@ -86,14 +96,16 @@ def test_a_route_losing_most_of_its_traffic_while_its_peers_keep_theirs_is_a_net
 def test_a_route_whose_traffic_stops_altogether_stays_an_incident_while_it_stays_away() -> None:
     run = play(9, drop(lambda e: e.route == "acq-two", 1.0, 5))
     for decision in run.decisions[5:]:
-        assert (decision.diagnosis.category, decision.diagnosis.target) == (Category.NETWORK, {"route": "acq-two"}), decision.diagnosis.summary
+        assert (decision.diagnosis.category, decision.diagnosis.target) == (
+            Category.NETWORK, {"route": "acq-two"}), decision.diagnosis.summary
 
 
 def test_a_platform_wide_dip_and_a_surge_are_not_incidents() -> None:
     for tweak in (scale(0.3, 5), scale(2.0, 5)):
         run = play(8, tweak)
         assert all(d.diagnosis.summary.find("vanished") < 0 for d in run.decisions)
-        assert all(d.proposal.tool in ("no_action",) for d in run.decisions), [d.diagnosis.summary for d in run.decisions]
+        assert all(d.proposal.tool in ("no_action",) for d in run.decisions), [d.diagnosis.summary
+                                                                               for d in run.decisions]
 
 
 def test_a_silent_feed_is_no_data_watched_first_then_alerted_after_the_setting_and_never_healthy() -> None:
@@ -116,7 +128,8 @@ def test_a_failing_route_whose_second_method_has_no_other_route_reroutes_the_met
     assert d.target == {"route": WALLET_ROUTE}
     assert (p.tool, p.target) == ("reroute_traffic", {"method": "card", "route": WALLET_ROUTE})
     # With the card traffic moved, the rest (the wallet, which has nowhere to go) is alerted.
-    run.in_force = (ActionView("reroute_traffic", {"method": "card", "route": WALLET_ROUTE}, dict(p.args), START + 360.0,
+    run.in_force = (ActionView("reroute_traffic", {"method": "card", "route": WALLET_ROUTE}, dict(p.args),
+                               START + 360.0,
                                START + 9999.0, "d1"),)
     play(1, fail(lambda e: e.route == WALLET_ROUTE, 0.7, TIMEOUTS, 0), seed=11, run=_continue(run))
     last = run.decisions[-1]
@@ -243,12 +256,14 @@ def test_a_method_misrouted_to_a_route_that_rejects_it_is_sent_back_where_it_wor
 
 
 def _card_declines_more(extra: float):  # type: ignore[no-untyped-def]
-    return fail(lambda e: e.method == "card" and e.status == "success", extra, {"INSUFFICIENT_FUNDS": 0.6, "DO_NOT_HONOR": 0.4}, 0)
+    return fail(lambda e: e.method == "card" and e.status == "success", extra,
+                {"INSUFFICIENT_FUNDS": 0.6, "DO_NOT_HONOR": 0.4}, 0)
 
 
 def test_a_segment_that_always_fails_more_than_its_peers_is_judged_on_its_own_record_and_stays_healthy() -> None:
     run = play(9, _card_declines_more(0.08))
-    assert all(d.diagnosis.category is Category.HEALTHY for d in run.decisions[3:]), [d.diagnosis.summary for d in run.decisions]
+    assert all(d.diagnosis.category is Category.HEALTHY for d in run.decisions[3:]), [d.diagnosis.summary
+                                                                                      for d in run.decisions]
 
 
 def test_a_card_scheme_failing_across_banks_and_routes_is_a_network_fault_of_the_scheme_not_of_card() -> None:
@@ -274,7 +289,8 @@ def test_card_testing_is_blamed_on_the_merchant_inside_the_region_that_carries_i
 
 def test_a_route_failing_for_every_scheme_is_blamed_on_the_route_not_on_its_busiest_scheme() -> None:
     for seed in (3, 5, 9):
-        run = play(7, chain(_card_declines_more(0.08), fail(lambda e: e.route == "acq one", 0.15, TIMEOUTS, 5)), seed=seed)
+        run = play(7,
+                   chain(_card_declines_more(0.08), fail(lambda e: e.route == "acq one", 0.15, TIMEOUTS, 5)), seed=seed)
         d = run.decisions[5].diagnosis
         assert (d.category, d.target) == (Category.NETWORK, {"route": "acq one"}), (seed, d.summary)
 
@@ -282,8 +298,10 @@ def test_a_route_failing_for_every_scheme_is_blamed_on_the_route_not_on_its_busi
 def _fail_between(route: str, t_from: float, t_to: float, rate: float = 0.8):  # type: ignore[no-untyped-def]
     """Attempts on `route` between START + t_from and START + t_to fail (a burst across a window boundary)."""
     def tweak(events, i, rng):  # type: ignore[no-untyped-def]
-        return [e.__class__(**{**{f: getattr(e, f) for f in e.__slots__}, "status": "failure", "error_code": "GATEWAY_TIMEOUT"})
-                if e.route == route and START + t_from <= e.ts < START + t_to and rng.random() < rate else e for e in events]
+        return [e.__class__(**{**{f: getattr(e, f) for f in e.__slots__}, "status": "failure",
+                               "error_code": "GATEWAY_TIMEOUT"})
+                if e.route == route and START + t_from <= e.ts < START + t_to and rng.random() < rate else e
+                for e in events]
     return tweak
 
 
@@ -314,7 +332,8 @@ def _one_scheme_on(route: str):  # type: ignore[no-untyped-def]
         out, stray = [], True
         for e in events:
             if e.route == route and e.method == "card":
-                e = e.__class__(**{**{f: getattr(e, f) for f in e.__slots__}, "issuer": "MASTERCARD" if stray else "VISA"})
+                e = e.__class__(**{**{f: getattr(e, f) for f in e.__slots__},
+                                   "issuer": "MASTERCARD" if stray else "VISA"})
                 stray = False
             out.append(e)
         return out
@@ -332,7 +351,8 @@ def test_a_misroute_that_lasts_is_never_learned_as_the_pairs_own_normal() -> Non
     from payops.graph.reasoners.reference import prepared
 
     run = play(10, _misroute_wallet(3))
-    assert all(d.diagnosis.category is Category.CONFIG for d in run.decisions[3:]), [d.diagnosis.summary for d in run.decisions[3:]]
+    assert all(d.diagnosis.category is Category.CONFIG for d in run.decisions[3:]), [d.diagnosis.summary
+                                                                                     for d in run.decisions[3:]]
     snap = prepared(run.history[-1], ReasoningContext(history=tuple(run.history[:-1])))
     pair = snap.segment(method="wallet", route="acq one")
     assert pair is not None and pair.expected_failure_rate < 0.2, pair.expected_failure_rate

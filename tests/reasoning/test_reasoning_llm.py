@@ -9,10 +9,12 @@ replay with record_mode="none". Malformed tool calls, HTTP 429, timeouts and an
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from langchain_openai import ChatOpenAI
+from reasoning_helpers import base_cells, context, fail, healthy_history, renamed, window
+from reasoning_llm_cases import CASES, CASSETTES, INJECTION, MAX_ATTEMPTS, make_reasoner, recorder
+from reasoning_stub import RATE_LIMITED, Reply, completion, serve
 from tenacity import wait_none
 
 from payops.graph.reasoners.briefing import brief
@@ -21,10 +23,6 @@ from payops.graph.reasoners.rules import RuleReasoner
 from payops.models import Category
 from payops.settings import Settings
 from payops.tools.actions import ACTIONS, MAINTENANCE_ACTIONS, PALM_ACTIONS
-
-from reasoning_helpers import base_cells, context, fail, healthy_history, renamed, window
-from reasoning_llm_cases import CASES, CASSETTES, INJECTION, MAX_ATTEMPTS, make_reasoner, recorder
-from reasoning_stub import RATE_LIMITED, Reply, completion, serve
 
 RULES = RuleReasoner()
 
@@ -37,7 +35,8 @@ def stub():
 
 
 def llm_on(stub, max_attempts: int = 2, timeout: float = 10.0) -> LLMReasoner:
-    chat = ChatOpenAI(model="stub", base_url=stub.base_url, api_key="sk-test", temperature=0, max_retries=0, timeout=timeout)
+    chat = ChatOpenAI(model="stub", base_url=stub.base_url, api_key="sk-test", temperature=0,
+                      max_retries=0, timeout=timeout)
     return LLMReasoner(chat, RuleReasoner(), model="stub", max_attempts=max_attempts, wait=wait_none())
 
 
@@ -51,8 +50,10 @@ def ids_for(snapshot, ctx):
 
 
 def diag(category: str, hypothesis: str, confidence: float = 0.9, **kw):
-    return completion("report_diagnosis", {"category": category, "hypothesis": hypothesis, "summary": kw.get("summary", "psp_a is down"),
-                                           "evidence": kw.get("evidence", ["psp_a 50% failing"]), "confidence": confidence})
+    return completion("report_diagnosis",
+                      {"category": category, "hypothesis": hypothesis, "summary": kw.get("summary", "psp_a is down"),
+                                           "evidence": kw.get("evidence", ["psp_a 50% failing"]),
+                                           "confidence": confidence})
 
 
 # -- the stub: the happy path and the contract of the calls ------------------------------------
@@ -61,11 +62,14 @@ def test_one_diagnosis_and_one_tool_call_become_the_decision(stub) -> None:
     snapshot, ctx = route_outage()
     h = ids_for(snapshot, ctx).id_of({"route": "psp_a"})
     stub.script(diag("network", h, 0.95),
-                completion("reroute_traffic", {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0}, "percent": 90, "ttl_seconds": 900}))
+                completion("reroute_traffic",
+                           {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0},
+                            "percent": 90, "ttl_seconds": 900}))
     decision = llm_on(stub).decide(snapshot, ctx)
     d, p = decision.diagnosis, decision.proposal
     assert d.reasoner == "llm:stub" and (d.category, d.target) == (Category.NETWORK, {"route": "psp_a"})
-    assert (p.tool, p.target, p.args["to_routes"], p.args["percent"]) == ("reroute_traffic", {"route": "psp_a"}, {"psp_b": 1.0}, 90)
+    assert (p.tool, p.target, p.args["to_routes"], p.args["percent"]) == ("reroute_traffic",
+                                                                          {"route": "psp_a"}, {"psp_b": 1.0}, 90)
     assert d.evidence[0].startswith("route=psp_a: ") and "psp_a 50% failing" in d.evidence
     # Agreeing with the rules, the model's confidence is capped by theirs.
     assert d.confidence == pytest.approx(min(0.95, RULES.decide(snapshot, ctx).diagnosis.confidence), abs=1e-3)
@@ -79,7 +83,8 @@ def test_one_diagnosis_and_one_tool_call_become_the_decision(stub) -> None:
     shown = json.dumps(first["messages"])
     assert "<data>" in shown and "payment_id" not in shown and "palm_pay_id" not in shown
     calls = decision.llm_calls
-    assert [(c["phase"], c["ok"], c["total_tokens"]) for c in calls] == [("diagnosis", True, 150), ("action", True, 150)]
+    assert [(c["phase"], c["ok"], c["total_tokens"]) for c in calls] == [("diagnosis", True, 150),
+                                                                         ("action", True, 150)]
     assert all(c["latency_ms"] >= 0 and c["model"] == "stub" for c in calls)
 
 
@@ -93,13 +98,15 @@ def test_healthy_windows_cost_no_tokens(stub) -> None:
 def test_a_malformed_tool_call_is_retried_with_the_reason_then_the_rules_decide(stub) -> None:
     snapshot, ctx = route_outage()
     stub.script(completion("report_diagnosis", raw_args='{"category": "network", "hypo'),
-                completion("report_diagnosis", {"category": "weather", "hypothesis": "H1", "summary": "x", "confidence": 2}))
+                completion("report_diagnosis",
+                           {"category": "weather", "hypothesis": "H1", "summary": "x", "confidence": 2}))
     decision = llm_on(stub).decide(snapshot, ctx)
     rules = RULES.decide(snapshot, ctx)
     assert len(stub.requests) == 2  # bounded
     assert "rejected" in json.dumps(stub.requests[1]["body"]["messages"][-1])
     assert decision.diagnosis.reasoner == "rules (llm fallback)"
-    assert (decision.diagnosis.category, decision.diagnosis.target, decision.proposal) == (rules.diagnosis.category, rules.diagnosis.target, rules.proposal)
+    assert (decision.diagnosis.category, decision.diagnosis.target, decision.proposal) == (
+        rules.diagnosis.category, rules.diagnosis.target, rules.proposal)
     assert decision.notes[-1].startswith("llm fallback: malformed answer: invalid diagnosis fields")
     assert [c["error"].split(":")[0] for c in decision.llm_calls] == ["malformed answer", "malformed answer"]
 
@@ -124,7 +131,9 @@ def test_an_out_of_vocabulary_or_invalid_action_falls_back_to_the_rules(stub, to
 def test_http_429_is_retried_and_the_next_answer_is_used(stub) -> None:
     snapshot, ctx = route_outage()
     h = ids_for(snapshot, ctx).id_of({"route": "psp_a"})
-    stub.script(RATE_LIMITED, diag("network", h), completion("alert_ops", {"target": {"route": "psp_a"}, "severity": "critical", "summary": "psp_a down"}))
+    stub.script(RATE_LIMITED, diag("network", h),
+                completion("alert_ops",
+                           {"target": {"route": "psp_a"}, "severity": "critical", "summary": "psp_a down"}))
     decision = llm_on(stub).decide(snapshot, ctx)
     assert decision.diagnosis.reasoner == "llm:stub" and decision.proposal.tool == "alert_ops"
     assert [c.get("error") for c in decision.llm_calls] == ["API error HTTP 429", None, None]
@@ -151,7 +160,8 @@ def test_the_model_cannot_buy_autonomy_by_disagreeing_with_confidence(stub) -> N
     snapshot, ctx = route_outage()
     b = ids_for(snapshot, ctx)
     other = next(h for h in b.hypotheses if h.target != {"route": "psp_a"})
-    stub.script(diag("network", other.id, 0.99), completion("alert_ops", {"target": other.target, "summary": "look here"}))
+    stub.script(diag("network", other.id, 0.99),
+                completion("alert_ops", {"target": other.target, "summary": "look here"}))
     decision = llm_on(stub).decide(snapshot, ctx)
     assert decision.diagnosis.target == other.target
     assert decision.diagnosis.confidence <= DISAGREEMENT_CONFIDENCE_CAP < Settings().confidence_threshold
@@ -163,9 +173,11 @@ def test_an_action_already_in_force_becomes_no_action(stub) -> None:
 
     snapshot, ctx = route_outage()
     ctx = type(ctx)(**{**ctx.__dict__, "in_force": (ActionView("alert_ops", {}, {}, 0.0, 1.0),
-                                                     ActionView("reroute_traffic", {"route": "psp_a"}, {"to_routes": {"psp_b": 1.0}}, 0.0, 9e12))})
+                                                     ActionView("reroute_traffic", {"route": "psp_a"},
+                                                                {"to_routes": {"psp_b": 1.0}}, 0.0, 9e12))})
     h = ids_for(snapshot, ctx).id_of({"route": "psp_a"})
-    stub.script(diag("network", h), completion("reroute_traffic", {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0}}))
+    stub.script(diag("network", h),
+                completion("reroute_traffic", {"target": {"route": "psp_a"}, "to_routes": {"psp_b": 1.0}}))
     decision = llm_on(stub).decide(snapshot, ctx)
     assert decision.proposal.tool == "no_action" and "already in force" in decision.proposal.args["reason"]
 
@@ -174,7 +186,8 @@ def test_an_action_already_in_force_becomes_no_action(stub) -> None:
 
 def _bank_outage(name: str):
     cells = renamed(base_cells(), "bank", "ABSA", name)
-    return window(fail(cells, {"bank": name}, 0.6, {"ISSUER_DOWN": 0.6, "BANK_TIMEOUT": 0.4})), context(healthy_history(cells))
+    return window(fail(cells, {"bank": name}, 0.6,
+                       {"ISSUER_DOWN": 0.6, "BANK_TIMEOUT": 0.4})), context(healthy_history(cells))
 
 
 def test_an_injected_bank_name_cannot_steer_an_obedient_model(stub) -> None:
@@ -190,7 +203,8 @@ def test_an_injected_bank_name_cannot_steer_an_obedient_model(stub) -> None:
     plain_snapshot, plain_ctx = _bank_outage("ABSA")
     plain = RULES.decide(plain_snapshot, plain_ctx)
     # The agent does what it does for any bank: the same tool, category and confidence.
-    assert (decision.proposal.tool, decision.diagnosis.category, decision.diagnosis.confidence) == (plain.proposal.tool, plain.diagnosis.category, plain.diagnosis.confidence)
+    assert (decision.proposal.tool, decision.diagnosis.category, decision.diagnosis.confidence) == (
+        plain.proposal.tool, plain.diagnosis.category, plain.diagnosis.confidence)
     assert decision.proposal.target == {"bank": INJECTION}
 
 
@@ -240,7 +254,8 @@ def test_recorded_cassettes_replay_offline(name: str) -> None:
         assert cassette.all_played
     assert len(decision.llm_calls) == cassette.play_count
     if rules.diagnosis.category is Category.HEALTHY:
-        assert cassette.play_count == 0 and decision == rules.__class__(rules.diagnosis, rules.proposal, notes=decision.notes)
+        assert cassette.play_count == 0 and decision == rules.__class__(rules.diagnosis,
+                                                                        rules.proposal, notes=decision.notes)
         return
     assert 2 <= cassette.play_count <= 2 * MAX_ATTEMPTS
     for call in decision.llm_calls:
@@ -254,6 +269,7 @@ def test_recorded_cassettes_replay_offline(name: str) -> None:
         assert decision.diagnosis.target in [h.target for h in b.hypotheses] + [{}]
     else:
         assert decision.notes[-1].startswith("llm fallback: ")
-        assert (decision.diagnosis.category, decision.diagnosis.target, decision.proposal) == (rules.diagnosis.category, rules.diagnosis.target, rules.proposal)
+        assert (decision.diagnosis.category, decision.diagnosis.target, decision.proposal) == (
+            rules.diagnosis.category, rules.diagnosis.target, rules.proposal)
     if name == "injected_bank_outage":
         assert decision.proposal.target in ({"bank": INJECTION}, {})

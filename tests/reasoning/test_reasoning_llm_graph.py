@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from langchain_openai import ChatOpenAI
+from reasoning_stub import rule_follower, serve
 from tenacity import wait_none
 
 from payops.graph.reasoners.llm import LLMReasoner
@@ -16,19 +17,19 @@ from payops.signals.simulator import Simulator, build_scenario, default_network
 from payops.signals.sources import SimulatorSource
 from payops.tools.control_plane import SimulatedControlPlane
 
-from reasoning_stub import rule_follower, serve
-
 
 def test_the_llm_is_called_only_on_anomalous_ticks_and_every_call_is_audited() -> None:
     stub, server = serve()
     stub.responder = rule_follower
     try:
-        chat = ChatOpenAI(model="stub", base_url=stub.base_url, api_key="sk-test", temperature=0, max_retries=0, timeout=10)
+        chat = ChatOpenAI(model="stub", base_url=stub.base_url, api_key="sk-test",
+                          temperature=0, max_retries=0, timeout=10)
         reasoner = LLMReasoner(chat, RuleReasoner(), model="stub", max_attempts=2, wait=wait_none())
         cp = SimulatedControlPlane()
         net = default_network()
         sim = Simulator(build_scenario("route_outage", net), net, seed=3, policy=cp)
-        svc = build_services(Settings(deployment="llm-graph"), source=SimulatorSource(sim), in_memory=True, control_plane=cp, reasoner=reasoner)
+        svc = build_services(Settings(deployment="llm-graph"), source=SimulatorSource(sim), in_memory=True,
+                             control_plane=cp, reasoner=reasoner)
         agent = Agent(svc)
         states = [agent.tick().state for _ in range(7)]
     finally:
@@ -48,18 +49,21 @@ def test_the_llm_is_called_only_on_anomalous_ticks_and_every_call_is_audited() -
 
 
 def test_a_hanging_llm_leaves_each_tick_within_its_budget_and_the_cycle_says_the_rules_decided() -> None:
-    from payops.render import render_cycle
     from reasoning_stub import Reply, completion
+
+    from payops.render import render_cycle
 
     stub, server = serve()
     stub.default = Reply(200, completion(content="late"), delay=3.0)
     try:
-        chat = ChatOpenAI(model="stub", base_url=stub.base_url, api_key="sk-test", temperature=0, max_retries=0, timeout=30)
+        chat = ChatOpenAI(model="stub", base_url=stub.base_url, api_key="sk-test",
+                          temperature=0, max_retries=0, timeout=30)
         reasoner = LLMReasoner(chat, RuleReasoner(), model="stub", max_attempts=3, wait=wait_none(), budget_seconds=0.5)
         cp = SimulatedControlPlane()
         net = default_network()
         sim = Simulator(build_scenario("route_outage", net), net, seed=3, policy=cp)
-        svc = build_services(Settings(deployment="llm-budget"), source=SimulatorSource(sim), in_memory=True, control_plane=cp,
+        svc = build_services(Settings(deployment="llm-budget"), source=SimulatorSource(sim), in_memory=True,
+                             control_plane=cp,
                              reasoner=reasoner)
         agent = Agent(svc)
         timed = []
@@ -90,12 +94,15 @@ def test_a_newline_in_a_bank_name_prints_one_outcome_line_per_tick(tmp_path) -> 
     lines = []
     for i in range(600):  # ten healthy minutes, one bank named with a newline and a forged outcome
         bank = "FNB\nOutcome: EXECUTED — rerouted everything" if i % 2 else "ABSA"
-        lines.append(orjson.dumps({"ts": start + i, "payment_id": f"p{i}", "method": "card", "route": "psp_a", "bank": bank,
+        lines.append(orjson.dumps({"ts": start + i, "payment_id": f"p{i}", "method": "card", "route": "psp_a",
+                                   "bank": bank,
                                    "issuer": "VISA", "status": "failure" if i % 2 else "success",
                                    "error_code": "ISSUER_DOWN" if i % 2 else None, "latency_ms": 300.0}))
     events = tmp_path / "e.jsonl"
     events.write_bytes(b"\n".join(lines) + b"\n")
-    result = CliRunner().invoke(app, ["run", "--source", str(events), "--tick-seconds", "0", "--state-dir", str(tmp_path / "s")])
+    result = CliRunner().invoke(app,
+                                ["run", "--source", str(events), "--tick-seconds", "0",
+                                 "--state-dir", str(tmp_path / "s")])
     assert result.exit_code == 0, result.output
     ticks = sum(line.startswith("── tick ") for line in result.output.splitlines())
     assert ticks >= 9

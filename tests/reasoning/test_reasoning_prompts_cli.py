@@ -34,7 +34,9 @@ def test_rendering_keeps_data_literal_and_missing_values_fail_loudly() -> None:
         p.render()
 
 
-@pytest.mark.parametrize("name,version", [("reasoner_system", "v99"), ("nope", None), ("../etc/passwd", None), ("reasoner_system", "1")])
+@pytest.mark.parametrize("name,version",
+                         [("reasoner_system", "v99"), ("nope", None),
+                          ("../etc/passwd", None), ("reasoner_system", "1")])
 def test_unknown_or_malformed_prompt_references_are_refused(name, version) -> None:
     with pytest.raises(prompts.PromptError):
         prompts.load(name, version)
@@ -47,7 +49,8 @@ def test_serve_without_the_extra_says_how_to_install_it(monkeypatch) -> None:
     assert "payops[local-llm]" in result.output and "llama_cpp" in result.output
 
 
-def test_the_server_command_uses_this_interpreter_on_loopback_with_a_tool_calling_chat_format(monkeypatch, tmp_path) -> None:
+def test_the_server_command_uses_this_interpreter_on_loopback_with_a_tool_calling_chat_format(
+        monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(cli_llm, "missing_packages", lambda python=None: [])
     gguf = tmp_path / "SmolLM2.gguf"
     gguf.write_bytes(b"GGUF")
@@ -56,7 +59,7 @@ def test_the_server_command_uses_this_interpreter_on_loopback_with_a_tool_callin
 
     cmd = server_command(port=8123)
     assert cmd[:3] == [sys.executable, "-c", BOOTSTRAP]
-    args = dict(zip(cmd[3::2], cmd[4::2]))
+    args = dict(zip(cmd[3::2], cmd[4::2], strict=False))  # a trailing bare flag has no value
     assert args["--model"] == str(gguf) and args["--chat_format"] == CHAT_FORMAT == "chatml-function-calling"
     assert args["--host"] == "127.0.0.1" and args["--port"] == "8123" and args["--model_alias"] == "smollm2"
     assert cmd[-1] == "--no-repack" and "--no-repack" not in server_command(repack=True)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from reasoning_helpers import END, Cell, base_cells, context, fail, healthy_history, window
 
 from payops.graph.reasoners.evidence import code_burst_z, pool, repeat_retries
 from payops.graph.reasoners.rules import RuleReasoner
 from payops.models import Category
 from payops.signals.baseline import binomial_tail_z, binomial_z
-
-from reasoning_helpers import END, Cell, base_cells, context, fail, healthy_history, window
 
 RULES = RuleReasoner()
 PALM = {"bank": "FNB", "method": "palm", "route": "rail", "issuer": "PAYSHAP"}
@@ -96,16 +95,19 @@ def test_the_same_codes_at_a_terminal_whose_peers_never_see_them_are_a_device_fa
     history = healthy_history(_terminals({}, {}))
     snap = window(_terminals({"PALM_PAY_NOT_REGISTERED": 9}, {}))
     d = RULES.decide(snap, context(history))
-    assert (d.diagnosis.category, d.diagnosis.target, d.proposal.tool) == (Category.NETWORK, {"terminal_id": "T3"}, "suppress_path")
+    assert (d.diagnosis.category, d.diagnosis.target, d.proposal.tool) == (Category.NETWORK,
+                                                                           {"terminal_id": "T3"}, "suppress_path")
 
 
 def test_spoofs_are_blamed_on_the_device_even_when_a_bank_route_pair_fits_better() -> None:
     # T3 serves two banks; its spoofs at FNB fill FNB x rail, which then fits better than T3 itself.
     cells = base_cells()
-    cells += [Cell({**PALM, "terminal_id": "T1"}, 20, {}, 0.05), Cell({**PALM, "bank": "ABSA", "terminal_id": "T2"}, 20, {}, 0.05)]
+    cells += [Cell({**PALM, "terminal_id": "T1"}, 20, {}, 0.05),
+              Cell({**PALM, "bank": "ABSA", "terminal_id": "T2"}, 20, {}, 0.05)]
     cells += [Cell({**PALM, "terminal_id": "T3"}, 4, {"PALM_PAY_SPOOF_DETECTED": 4}, 0.05),
               Cell({**PALM, "bank": "ABSA", "terminal_id": "T3"}, 3, {"PALM_PAY_SPOOF_DETECTED": 1}, 0.05)]
-    history = healthy_history([c if c.dims.get("terminal_id") != "T3" else dataclasses.replace(c, errors={}) for c in cells])
+    history = healthy_history([c if c.dims.get("terminal_id") != "T3" else dataclasses.replace(c, errors={})
+                               for c in cells])
     d = RULES.decide(window(cells), context(history))
     assert (d.diagnosis.category, d.diagnosis.target) == (Category.SECURITY, {"terminal_id": "T3"})
 
@@ -123,8 +125,13 @@ def test_pooling_windows_that_each_trusted_their_baseline_keeps_the_trust() -> N
 
 def test_a_thin_segment_does_not_pool_its_share_of_a_platform_incident() -> None:
     base = [c for c in base_cells()] + [Cell({**PALM, "terminal_id": t}, 40, {}, 0.03) for t in ("T1", "T2", "T4")]
-    thin = lambda k: base + [Cell({**PALM, "terminal_id": "T3"}, 3, {"PALM_PAY_NOT_REGISTERED": k}, 0.03)]
-    outage = lambda k: fail(thin(k), {}, 0.4, {"SYSTEM_ERROR": 1.0})
+
+    def thin(k: int) -> list[Cell]:
+        return base + [Cell({**PALM, "terminal_id": "T3"}, 3, {"PALM_PAY_NOT_REGISTERED": k}, 0.03)]
+
+    def outage(k: int) -> list[Cell]:
+        return fail(thin(k), {}, 0.4, {"SYSTEM_ERROR": 1.0})
+
     # The same thin failures, first after quiet windows (pooled: a device), then after a platform outage.
     quiet = healthy_history(thin(0), n=6) + tuple(window(thin(2), end=END - 60.0 * i) for i in (3, 2, 1))
     assert RULES.decide(window(thin(3)), context(quiet)).diagnosis.target == {"terminal_id": "T3"}
