@@ -71,7 +71,8 @@ def record_decision(state: ApprovalState, runtime: Runtime[Context]) -> dict[str
     answer = state["answer"]
     decision_id = state["request"]["decision_id"]
     status = state.get("status") or (APPROVED if answer["approved"] else REJECTED)
-    changed = svc.approvals.decide(decision_id, status, answer["approver"], answer.get("note"), svc.clock()) if svc.approvals else False
+    changed = (svc.approvals.decide(decision_id, status, answer["approver"], answer.get("note"), svc.clock())
+               if svc.approvals else False)
     if not changed and svc.approvals is not None:  # this node re-run after a kill: the book already holds this answer
         found = svc.approvals.get(decision_id)
         changed = found is not None and found.status == status and found.approver == answer["approver"]

@@ -243,7 +243,8 @@ class TickOutput(TypedDict, total=False):
     decision_id: str
     # observe
     snapshot: SnapshotDigest  # the window's key figures
-    source_position: dict[str, Any]  # how far the tick read its log (signals.Source.position): resumes count nothing twice
+    # how far the tick read its log (signals.Source.position): a resume counts nothing twice
+    source_position: dict[str, Any]
     # reason / decide
     diagnosis: DiagnosisJson
     proposal: ProposalJson

@@ -5,7 +5,6 @@ Thresholds live here with the reason beside them, not as literals in code.
 
 from __future__ import annotations
 
-import os
 from datetime import tzinfo
 from pathlib import Path
 from urllib.parse import urlsplit
