@@ -115,7 +115,10 @@ def create_app(settings: Settings | None = None, services: AgentServices | None 
             if background_jobs:
                 from payops.palm_jobs import in_background
 
+                from .console.routes import start_warm_up
+
                 jobs.enter_context(in_background(backend.settings, lambda: backend.palm))
+                start_warm_up(app.state)  # `payops serve`: the console's first page finds the trail decoded
             yield
         backend.close()
 

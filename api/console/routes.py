@@ -35,11 +35,24 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 
 def _state(request: Request) -> Any:
-    app_state = request.app.state
+    return _console_state(request.app.state)
+
+
+def _console_state(app_state: Any) -> Any:
     if not hasattr(app_state, "console_sessions"):
         app_state.console_sessions = SessionStore()
         app_state.console_index = views.DecisionIndex()
     return app_state
+
+
+def start_warm_up(app_state: Any) -> None:
+    """Decode the trail in the background once per process: from the server's start (api/app.py's
+    lifespan) or, in an app built without it, from the sign-in page, which every operator passes after
+    a restart (sessions live in memory). The first page then finds it done instead of decoding it."""
+    state = _console_state(app_state)
+    if not getattr(state, "console_warmed", False):
+        state.console_warmed = True
+        views.warm_up(state.console_index, lambda: app_state.backend.services.audit)
 
 
 def _clock(request: Request) -> views.Clock:
@@ -118,10 +131,7 @@ def _audit_console(request: Request, kind: str, session: Session, detail: dict[s
 
 @router.get("/sign-in")
 def sign_in_form(request: Request) -> Response:
-    state = _state(request)
-    if not getattr(state, "console_warmed", False):  # decode the trail while the operator types a key
-        state.console_warmed = True
-        views.warm_up(state.console_index, lambda: request.app.state.backend.services.audit)
+    start_warm_up(request.app.state)  # decode the trail while the operator types a key
     return _page(request, "sign_in.html", None, error=None)
 
 

@@ -153,3 +153,25 @@ def test_the_sign_in_page_starts_decoding_the_trail_so_the_first_page_need_not(c
     while index.latest_entry is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert index.latest_entry is not None  # decoded in the background while the operator types a key
+
+
+def test_payops_serve_starts_decoding_the_trail_as_the_server_starts(console) -> None:
+    """`payops serve` builds the app with background jobs: the console's trail is decoded from the start,
+    before any page is asked for (without them, nothing is decoded until the sign-in page)."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from payops.api import create_app
+    from payops.settings import Settings
+
+    client, _ = console
+    state_dir = client.app.state.backend.settings.state_dir  # the recorded run's trail
+    assert not getattr(client.app.state, "console_warmed", False)  # no page seen: nothing decoded yet
+    app = create_app(Settings(state_dir=state_dir, webhook_url=None), background_jobs=True)
+    with TestClient(app):
+        index = app.state.console_index
+        deadline = time.monotonic() + 10
+        while index.latest_entry is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert index.latest_entry is not None
