@@ -101,6 +101,8 @@ class Tallies:
     palm_refusals: Counter[str] = field(default_factory=Counter)  # by PALM_PAY_* code
     palm_rail_failures: Counter[str] = field(default_factory=Counter)  # by rail code
     source_lag: dict[str, int] = field(default_factory=dict)  # partition -> unread messages at its latest tick
+    # partition -> redelivered messages its worker dropped as already counted, since that worker started
+    source_duplicates: dict[str, int] = field(default_factory=dict)
 
     def add_decision(self, record: dict[str, Any]) -> None:
         self.ticks += 1
@@ -110,6 +112,7 @@ class Tallies:
         self.decisions[str(diagnosis.get("category") or "unknown")] += 1
         if isinstance(source.get("lag"), int) and source.get("partition"):
             self.source_lag[str(source["partition"])] = source["lag"]
+            self.source_duplicates[str(source["partition"])] = int(source.get("duplicates") or 0)
         if (proposal.get("tool") or "no_action") != "no_action":
             self.actions[str(execution.get("status") or "unknown")] += 1
         for raw in record.get("llm_calls") or ():
@@ -206,6 +209,12 @@ class RecordsCollector:
         for partition, n in sorted(t.source_lag.items()):
             lag.add_metric([partition], n)
         yield lag
+        dropped = GaugeMetricFamily("payops_source_redeliveries_dropped", "Redelivered log messages a partition's "
+                                    "worker dropped as already counted before a restart (by stream sequence), "
+                                    "since that worker started.", labels=["partition"])
+        for partition, n in sorted(t.source_duplicates.items()):
+            dropped.add_metric([partition], n)
+        yield dropped
         calls = CounterMetricFamily("payops_llm_calls", "LLM calls made by the reasoner.", labels=["model"])
         for model, n in sorted(t.llm_calls.items()):
             calls.add_metric([model], n)

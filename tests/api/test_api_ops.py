@@ -261,6 +261,21 @@ def test_metrics_show_each_partitions_consumer_lag_at_its_latest_tick(make_api: 
     assert m["payops_source_consumer_lag{partition=merchant-b}"] == 3
 
 
+def test_metrics_show_the_redeliveries_each_partitions_worker_dropped(make_api: ApiFactory, outage) -> None:
+    state, _ = outage
+    audit = AuditLog(state / "audit.db")
+    base = {"window_end": 1.0, "diagnosis": {"category": "healthy"}, "proposal": {"tool": "no_action"},
+            "execution": {"status": "skipped"}}
+    ticks = ((1, "merchant-a", {"duplicates": 7}), (2, "merchant-b", {}), (3, "merchant-a", {"duplicates": 9}))
+    for seq, partition, extra in ticks:
+        audit.append(f"d-dup{seq}", "decision", float(seq), {**base, "decision_id": f"d-dup{seq}",
+                                                              "source": {"partition": partition, "lag": 0, **extra}})
+    audit.close()
+    m = _metrics(make_api(state_dir=state))
+    assert m["payops_source_redeliveries_dropped{partition=merchant-a}"] == 9  # its worker's count at the latest tick
+    assert m["payops_source_redeliveries_dropped{partition=merchant-b}"] == 0
+
+
 def test_a_tick_from_a_log_records_its_consumer_lag() -> None:
     from payops.graph.runner import Agent
     from payops.graph.services import build_services

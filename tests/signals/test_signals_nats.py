@@ -253,6 +253,8 @@ def test_a_worker_process_killed_with_sigkill_mid_stream_hands_over_with_no_even
     # The successor was handed again what the dead worker had counted (unacknowledged: a window still held
     # it) and dropped it as duplicates, reported with the decision.
     assert any((rec.get("source") or {}).get("duplicates") for _, rec in latest.values())
+    # ... and shown in the worker's cycle output, never dropped in silence.
+    assert b"Redeliveries dropped: " in out and b"were counted before the restart" in out
 
 
 # -- redeliveries after a restart, deduplicated by stream sequence ------------------------------------------
