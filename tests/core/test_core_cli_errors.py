@@ -76,11 +76,11 @@ def test_a_read_only_state_folder_is_one_line_for_the_commands_that_write(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
     state = tmp_path / "state"
     assert invoke("run", "--ticks", "1", "--tick-seconds", "0", "--state-dir", str(state)).exit_code == 0
-    import payops.settings
+    import payops.files  # where the state folder's writability is checked (payops.settings calls it)
 
-    real_access = payops.settings.os.access
+    real_access = payops.files.os.access
     # What access(2) answers on a read-only mount or to a user without write permission (root ignores chmod).
-    monkeypatch.setattr(payops.settings.os, "access",
+    monkeypatch.setattr(payops.files.os, "access",
                         lambda p, mode: False if Path(p) == state and mode & 2 else real_access(p, mode))
     result = invoke(*STATE_COMMANDS[command], "--state-dir", str(state))
     assert_one_line(result, 1, "read-only", str(state))
