@@ -430,11 +430,10 @@ def learn(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     diagnosed = state.get("diagnosis")
     record["figures"] = tick_figures(snapshot, diagnosed.get("target") if diagnosed else None)  # the console's charts
     source_lag = _source_lag(svc)
-    if source_lag is not None:
+    if source_lag is not None and svc.source is not None:
         record["source"] = {"partition": svc.settings.deployment, "lag": source_lag}  # /metrics reads it
-        duplicates = getattr(svc.source, "duplicates", None)  # a log's redeliveries dropped after a restart
-        if duplicates:
-            record["source"]["duplicates"] = int(duplicates)
+        if svc.source.duplicates:  # a log's redeliveries dropped after a restart
+            record["source"]["duplicates"] = svc.source.duplicates
     svc.audit.append(state["decision_id"], "decision", now, record)
     recent = list(state.get("recent", []))
     recent.append({"decision_id": state["decision_id"], "window_end": now, "diagnosis": state["diagnosis"],

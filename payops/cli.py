@@ -59,7 +59,7 @@ def _print_cycle(state: dict, settings: Settings, services: object, settle: floa
     lag = source.lag() if source is not None else None
     if lag is not None:  # an event log: how far this partition's worker is behind
         typer.echo(f"Consumer lag: {lag} message(s) not yet read on partition '{settings.deployment}'")
-    duplicates = int(getattr(source, "duplicates", 0) or 0)  # only a log that deduplicates by sequence has them
+    duplicates = source.duplicates if source is not None else 0
     if duplicates:  # dropped input is shown, never silent: what a dead worker had already counted came again
         typer.echo(f"Redeliveries dropped: {duplicates} message(s) on partition '{settings.deployment}' "
                    "were counted before the restart (by stream sequence)")

@@ -61,6 +61,7 @@ class LogSource:
         self._pending: deque[Group] = deque()  # read, not yet handed out in full
         self._done: deque[Group] = deque()  # handed out in full, not yet passed by the windows
         self._eof = False
+        self.duplicates = 0  # a log that deduplicates by sequence (NATS) counts what it drops here
 
     def _fill(self, end_ts: float) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError

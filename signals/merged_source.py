@@ -55,6 +55,10 @@ class MergedSource:
         for s in self.sources:
             s.commit(next_window_start)
 
+    @property
+    def duplicates(self) -> int:
+        return sum(s.duplicates for s in self.sources)
+
     def lag(self) -> int | None:
         lags = [lag for lag in (s.lag() for s in self.sources) if lag is not None]
         return sum(lags) if lags else None

@@ -152,7 +152,6 @@ class NatsSource(LogSource):
         self.partition = partition
         self._max_seq = 0
         self.redelivered_dropped = 0  # delivered twice to this process (a fetch after an ack time-out)
-        self.duplicates = 0  # redelivered after a restart, already counted by the dead worker: dropped
         self._resumed: _Resumed | None = None
         self._scratch = JsonlParser(ParseReport())  # parses whose bad lines were reported already
         self.acked_seq = 0

@@ -105,6 +105,9 @@ class Source(Protocol):
     # True when events come in time order (the simulator): a window can be decided as soon
     # as the clock reaches its end, with no allowed lateness to wait for.
     ordered: bool
+    # Messages redelivered after a restart and dropped as already counted (by stream sequence) since this
+    # source was opened; 0 for a source nothing is redelivered from. Shown, never dropped in silence.
+    duplicates: int
 
     def first_ts(self) -> float | None:
         """Event time the run starts at, or None if there are no events."""
@@ -181,6 +184,7 @@ def split_at_end(batch: EventBatch, end_ts: float, max_skew_seconds: float,
 
 class SimulatorSource:
     ordered = True
+    duplicates = 0  # nothing is redelivered
 
     def __init__(self, simulator: Simulator) -> None:
         self.simulator = simulator
@@ -227,6 +231,7 @@ class LineSource:
     """
 
     ordered = False
+    duplicates = 0  # a file or a pipe is read once: nothing is redelivered
 
     def __init__(self, stream: IO[bytes], name: str = "<stream>", chunk_bytes: int = CHUNK_BYTES,
                  workers: ParallelChunks | None = None, max_skew_seconds: float = DEFAULT_MAX_SKEW_SECONDS) -> None:
