@@ -249,9 +249,10 @@ class NatsSource(LogSource):
         datas = [m.data if m.data.endswith(b"\n") or not m.data else m.data + b"\n" for m in msgs]
         bad_before = self.report.bad_count
         group = self._add_group(b"".join(datas), seqs[-1], msgs[-1])
-        if self.report.bad_count == bad_before:  # every line an event: a message's events are its lines
-            counts = [d.count(b"\n") for d in datas]
-        else:  # a bad line somewhere: count each message's events apart (rare, and it changes nothing counted)
+        counts = [d.count(b"\n") for d in datas]  # when every line is an event, a message's events are its lines
+        if self.report.bad_count != bad_before or sum(counts) != group.size:
+            # A bad line, or a blank one (skipped, not bad): count each message's events apart (rare, and
+            # it changes nothing counted; a wrong count here would misplace the resume cut).
             counts = [len(self._scratch.parse(d)) for d in datas]
         group.seqs = np.asarray(seqs, dtype=np.int64)
         group.ends = np.cumsum(np.asarray(counts, dtype=np.int64))

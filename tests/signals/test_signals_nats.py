@@ -25,7 +25,7 @@ from payops.graph.services import build_services
 from payops.render import decision_json
 from payops.settings import Settings
 from payops.signals.nats_publish import publish_file
-from payops.signals.nats_source import NatsSource, open_nats, parse_nats_url
+from payops.signals.nats_source import BATCH_HEADER, NatsSource, open_nats, parse_nats_url
 from payops.signals.simulator import Simulator, default_network, timed_scenario, write_stream
 from payops.signals.sources import SourceError
 from payops.tools.control_plane import SimulatedControlPlane
@@ -314,6 +314,42 @@ def test_a_batch_cut_by_the_window_is_counted_in_part_by_the_dead_worker_and_the
     got = list(successor.read_until(1e12).ts)
     assert got == [160.0, 175.0, 190.0, 230.0]
     assert successor.duplicates == 1
+    successor.close()
+
+
+def test_batches_holding_blank_lines_resume_at_the_right_cut(nats_url: str, tmp_path: Path) -> None:
+    """Another producer's batches may hold blank lines: skipped, not bad, and not events either. A message's
+    events are then fewer than its lines, and the position must count events, or the successor's cut
+    lands elsewhere and events are lost or counted twice."""
+    import asyncio
+
+    import nats
+
+    address = parse_nats_url(nats_url, "replay")
+    event = {"payment_id": "p", "method": "card", "route": "psp_a", "bank": "FNB", "issuer": "VISA",
+             "status": "success", "error_code": None, "latency_ms": 200.0}
+    groups = [DEDUPE_TIMES[:3], DEDUPE_TIMES[3:7], DEDUPE_TIMES[7:]]
+    payloads = [b"\n\n".join(orjson.dumps({**event, "ts": t, "payment_id": f"p{t}"}) for t in g) + b"\n\n"
+                for g in groups]
+
+    async def publish() -> None:
+        nc = await nats.connect(address.servers)
+        js = nc.jetstream()
+        await js.add_stream(name=address.stream, subjects=[address.subject.split(".")[0] + ".>"])
+        for payload, g in zip(payloads, groups, strict=True):
+            await js.publish(address.subject, payload, headers={BATCH_HEADER: str(len(g))})
+        await nc.close()
+
+    asyncio.run(publish())
+    dead = open_nats(nats_url, "replay")
+    assert list(dead.read_until(170.0).ts) == [100.0, 112.0, 108.0, 125.0, 131.0, 160.0, 158.0]
+    position = dead.position()
+    dead.commit(160.0)
+    dead.close()
+    successor = open_nats(nats_url, "replay")
+    successor.skip_to(160.0, 170.0, position=position)
+    assert list(successor.read_until(1e12).ts) == [160.0, 175.0, 190.0, 230.0]
+    assert successor.report.bad_count == 0
     successor.close()
 
 
