@@ -56,6 +56,8 @@ class RotationMixin(ServiceCore):
         just approved, or one a crash interrupted). Returns how many; old keys stay readable."""
         with self.store.read() as tx:
             active = tx.active_key_id()
+            if tx.rotation_state().data_reencrypted_at is not None:
+                return 0  # no rotation pending (rotate_key clears it): no scan of the links every round
         if active is None or (self._ring.key(active) is None and (not self._ring.reload() or
                                                                   self._ring.key(active) is None)):
             return 0  # this process cannot seal under it yet; a process that can will
@@ -76,6 +78,8 @@ class RotationMixin(ServiceCore):
             done_at = state.data_reencrypted_at
             if done_at is None or now - done_at < self.options.key_backup_window_s:
                 return ()
+            if not set(self._ring.key_ids()) - {state.active_key_id or self._ring.active_id}:
+                return ()  # nothing left to retire: no scan of the links every round
             in_use = {key_id_of(ct) for row in tx.sealed_values() for ct in row[1:]}
         old = set(self._ring.key_ids()) - in_use - {state.active_key_id or self._ring.active_id}
         retired = tuple(sorted(self._ring.retire(old))) if old else ()

@@ -134,3 +134,26 @@ def test_a_root_derived_from_the_data_key_survives_a_restart_mid_rotation(make_s
     service.close()
     again = make_service(state_dir=state, data_key=data_key)  # restarted before any re-indexing round
     assert again.pay("tmpl-derived-root-1", 1, "T1", True, 0.99).status == "completed"
+
+
+def test_rounds_with_no_rotation_pending_do_not_scan_every_link(service, enroll, clock, monkeypatch):
+    """Maintenance runs every round in the background of serve and run: once a rotation is finished and its
+    old keys retired, a round must not read (and, on PostgreSQL, lock) every link to find nothing to do."""
+    from payops.palmpay.tx_records import RecordQueries
+
+    for _ in range(3):
+        enroll()
+    _rotate(service, "rotate_key")
+    while run_maintenance(service, batch=2).reencrypted:
+        pass
+    clock.advance(timedelta(seconds=service.options.key_backup_window_s + 1))
+    assert run_maintenance(service).retired_keys  # the old key goes once the window has passed
+    scans = []
+    real = RecordQueries.sealed_values
+    monkeypatch.setattr(RecordQueries, "sealed_values", lambda tx: scans.append(1) or real(tx))
+    for _ in range(3):
+        report = run_maintenance(service)
+        assert report.reencrypted == 0 and not report.retired_keys
+    assert scans == []
+    _rotate(service, "rotate_key")  # a new rotation: the rounds do scan again, and catch up
+    assert run_maintenance(service).reencrypted == 3 and scans
