@@ -58,11 +58,15 @@ def cited_ids(text: str) -> list[str]:
 
 def _known_numbers(known_text: str) -> dict[int, set[str]]:
     """Decimals printed -> every way a number in the records may be printed with that many decimals."""
-    values = {float(x) for x in NUMBER.findall(ID_WITH_PREFIX.sub(" ", known_text))}
+    raws = NUMBER.findall(ID_WITH_PREFIX.sub(" ", known_text))
+    values = {float(x) for x in raws}
     values |= {float(x) for x in re.findall(r"\d+(?:\.\d+)?(?:[eE]-?\d+)?", known_text) if "e" in x.lower()}
+    # A share is a fraction written with a decimal point (0.75): the records' counts and flags (0, 1) are not
+    # shares, or "100" and "0" would pass whatever the answer meant by them.
+    fractions = {float(x) for x in raws if "." in x and float(x) <= 1.0}
     shown: dict[int, set[str]] = {}
     for d in range(MAX_DECIMALS + 1):
-        shown[d] = {f"{v:.{d}f}" for v in values} | {f"{100 * v:.{d}f}" for v in values if v <= 1.0}
+        shown[d] = {f"{v:.{d}f}" for v in values} | {f"{100 * v:.{d}f}" for v in fractions}
     return shown
 
 
@@ -78,7 +82,7 @@ def _clock_times(text: str) -> set[str]:
 def _percentages(text: str) -> set[float]:
     """What a text shows as a share: printed percentages, and fractions (0..1) read as percentages."""
     found = {float(x) for x in re.findall(r"(\d+(?:\.\d+)?)\s*%", text)}
-    return found | {100 * float(x) for x in NUMBER.findall(text) if float(x) <= 1.0}
+    return found | {100 * float(x) for x in NUMBER.findall(text) if "." in x and float(x) <= 1.0}
 
 
 def _shown_as(value: float, raw: str, candidates: set[float]) -> bool:

@@ -124,9 +124,11 @@ def test_the_grounding_check_reads_ids_prefixes_and_figures(answer, unknown, unv
     ("at 13:30 it was suppressed", ("13:30",)),
     ("60% of payments failed", ("60%",)),  # 60 is the window's seconds, not a share
     ("13.3% of payments failed, 80 of 600", ()),
+    ("100% of payments failed", ("100%",)),  # the records' 1 (a count) is not a share
+    ("all failed: 100 of them", ("100",)),
 ])
 def test_times_and_percentages_must_be_ones_the_records_show(answer, unverified):
-    known = "2025-11-24 11:30:00 UTC d-00000000000a0003: 80/600 failed, 13.3%, window 60 s"
+    known = "2025-11-24 11:30:00 UTC d-00000000000a0003: 80/600 failed, 13.3%, window 60 s, 1 reroute, 0 alerts"
     assert check_grounding(answer, ["d-00000000000a0003"], known).unverified_figures == unverified
 
 
