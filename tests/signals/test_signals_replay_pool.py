@@ -224,7 +224,8 @@ def _installed_copy(site: Path) -> Path:
     mapping = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
     (site / "payops").mkdir(parents=True)
     for item in (root / mapping["payops"]).iterdir():
-        (site / "payops" / item.name).symlink_to(item)
+        if not item.is_symlink():  # payops/graph -> ../graph and the like: linked from the mapping below
+            (site / "payops" / item.name).symlink_to(item)
     for package, folder in mapping.items():
         parts = package.split(".")[1:]
         if len(parts) == 1:  # payops.graph.reasoners lives inside graph/ already
