@@ -48,6 +48,9 @@ class SegmentStats:
     # window's end (a 30 s blip is over), and was it there before (a fault only in the tail is young)?
     tail_attempts: int = 0
     tail_failures: int = 0
+    # ... and in the first TAIL_SHARE: a fault absent from it began within the window (seconds old).
+    lead_attempts: int = 0
+    lead_failures: int = 0
 
     @property
     def target(self) -> dict[str, str]:

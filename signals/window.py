@@ -294,6 +294,11 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
     tail_combo = ring.key[tail_lo:hi] // (2 * LATENCY_BUCKETS)
     tail_c = np.bincount(tail_combo, minlength=n_combos).astype(np.float64)
     tail_failed = failed_all[tail_combo]
+    # The lead, the window's first TAIL_SHARE: a fault absent from it began within the window.
+    lead_hi = lo + int(np.searchsorted(ring.ts[lo:hi], start + TAIL_SHARE * (end - start), side="left"))
+    lead_combo = ring.key[lo:lead_hi] // (2 * LATENCY_BUCKETS)
+    lead_c = np.bincount(lead_combo, minlength=n_combos).astype(np.float64)
+    lead_failed = failed_all[lead_combo]
     builder = _Builder(baselines, significance_z, cells.n, total_fail, total_base, err_names)
 
     def by_combination(codes: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -318,6 +323,8 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
             "low_fail": np.bincount(local, weights=low_c[active] * failed_c, minlength=k),
             "tail": np.bincount(local, weights=tail_c[active], minlength=k),
             "tail_fail": np.bincount(local, weights=tail_c[active] * failed_c, minlength=k),
+            "lead": np.bincount(local, weights=lead_c[active], minlength=k),
+            "lead_fail": np.bincount(local, weights=lead_c[active] * failed_c, minlength=k),
         }
 
     shared_parts: dict[str, np.ndarray] = {}
@@ -372,6 +379,9 @@ def aggregate(ring: EventRing, table: ComboTable, start: float, end: float, base
             tail_codes = ring.wide[names[0]][tail_lo:hi]
             stats["tail"] = np.bincount(tail_codes, minlength=len(vocabs[0]))[present].astype(np.float64)
             stats["tail_fail"] = np.bincount(tail_codes, weights=tail_failed, minlength=len(vocabs[0]))[present]
+            lead_codes = ring.wide[names[0]][lo:lead_hi]
+            stats["lead"] = np.bincount(lead_codes, minlength=len(vocabs[0]))[present].astype(np.float64)
+            stats["lead_fail"] = np.bincount(lead_codes, weights=lead_failed, minlength=len(vocabs[0]))[present]
         else:
             assert codes is not None  # only the wide fields are counted over rows
             present, stats = by_combination(codes)
@@ -421,6 +431,7 @@ class _Builder:
         return {"counts": s["counts"].tolist(), "fails": s["fails"].tolist(), "retries": s["retries"].tolist(),
                 "first_fails": s["first_fails"].tolist(), "low": s["low"].tolist(), "low_fail": s["low_fail"].tolist(),
                 "tail": s["tail"].tolist(), "tail_fail": s["tail_fail"].tolist(),
+                "lead": s["lead"].tolist(), "lead_fail": s["lead_fail"].tolist(),
                 "lat_sum": s["lat_sum"].tolist(), "q": s["q"].tolist(), "errors": errors}
 
     def build(self, dims: tuple[tuple[str, str], ...], s: dict[str, list[Any]], i: int) -> SegmentStats:
@@ -471,4 +482,6 @@ class _Builder:
             low_amount_failures=int(s["low_fail"][i]),
             tail_attempts=int(s["tail"][i]),
             tail_failures=int(s["tail_fail"][i]),
+            lead_attempts=int(s["lead"][i]),
+            lead_failures=int(s["lead_fail"][i]),
         )
