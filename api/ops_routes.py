@@ -51,7 +51,7 @@ DecisionId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,100}$", descriptio
 # Approvals accept an unambiguous prefix, matched with SQL LIKE: no '_' (LIKE's any-character) in it.
 ApprovalId = Annotated[str, Path(pattern=r"^[A-Za-z0-9.:-]{1,100}$",
                                  description="Decision id, or an unambiguous prefix of it.")]
-ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "applied", "voided"]
+ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "superseded", "applied", "voided"]
 Verdict = Literal["helped", "no_effect", "harmed", "inconclusive"]
 EpochOrTime = Annotated[float, Field(allow_inf_nan=False)] | datetime
 SEGMENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,31}=[^=]{1,100}$"

@@ -17,7 +17,7 @@ agent's own word. The graph's answer schema refuses free text too.
 from __future__ import annotations
 
 import re
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
 
@@ -27,13 +27,13 @@ from langgraph.types import Command, interrupt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from payops.errors import BadInput, Conflict, NotFound, PayopsError, Unavailable
-from payops.memory.approvals import APPROVED, EXPIRED, PENDING, REJECTED, ApprovalError
+from payops.memory.approvals import APPROVED, EXPIRED, PENDING, REJECTED, SUPERSEDED, ApprovalError
 
 from .services import AgentServices, Context, services_of
 
 # An authenticated human: an operator API key's principal (api/keys.py), never a typed name.
 OPERATOR_PRINCIPAL = re.compile(r"^operator:[0-9a-f]{12}$")
-SYSTEM = "system"  # the expiry's answer: a rejection nobody gave
+SYSTEM = "system"  # the answer of an expiry or a supersession: a rejection nobody gave
 
 
 class ApprovalAnswer(BaseModel):
@@ -156,6 +156,25 @@ def resume(svc: AgentServices, decision_id: str, answer: dict[str, Any], status:
                                        thread_for(decision_id), context=Context(services=svc))
     return str(result.get("status", ""))
 
+
+
+
+def supersede(svc: AgentServices, request_id: str, decision_id: str) -> str | None:
+    """Close a waiting request before the agent makes the same move on its own (the guardrails now
+    allow it); None when closed (or no book: replay), else why the move must not run.
+    The book's conditional update decides a race with a human answering it: whoever closes it first
+    wins, so the move never runs twice. A crash after closing redoes the tick, which then finds
+    nothing waiting and acts under the same decision id (idempotent)."""
+    if svc.approvals is None:
+        return None
+    note = f"superseded: the guardrails allowed the same move on its own at {decision_id}"
+    with suppress(ApprovalNotPending):  # answered meanwhile: the book below says how
+        resume(svc, request_id, {"approved": False, "approver": SYSTEM, "note": note}, status=SUPERSEDED)
+    found = svc.approvals.get(request_id)
+    if found is not None and found.status == SUPERSEDED:
+        return None
+    return (f"approval request {request_id} was answered first ({found.status if found else 'gone'}); "
+            "it is not repeated on the agent's own authority")
 
 
 # -- answering: the one use case behind `payops approve|reject` and POST /v1/approvals/... ---------

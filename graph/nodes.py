@@ -300,11 +300,6 @@ def decide(state: AgentState, runtime: Runtime[Context]) -> AgentState:
                                      "the proposal broke its schema")
     key = (proposal.tool, target_key(proposal.target))
     now = float(state["window_end"])
-    for waiting in state.get("awaiting", []):
-        if (waiting["tool"], waiting["target_key"]) == key:
-            proposal = validate_proposal("no_action",
-                                         {"reason": f"awaiting human approval of {waiting['decision_id']}"})
-            break
     if proposal.tool == "alert_ops":
         for past in reversed(state.get("history", [])):
             if (past["tool"], target_key(past["target"])) == key \
@@ -315,6 +310,17 @@ def decide(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     return {"proposal": proposal_json(proposal)}
 
 
+def _waiting_for(state: AgentState, proposal: ProposedAction) -> str | None:
+    """The escalation still waiting for a human on this very move, if any. The move then runs on its
+    own only if the guardrails now allow it (evidence held for its youth or margin has lasted a
+    second window), closing that request first (act); otherwise this tick waits too (guard)."""
+    key = (proposal.tool, target_key(proposal.target))
+    for waiting in state.get("awaiting", []):
+        if (waiting["tool"], waiting["target_key"]) == key:
+            return waiting["decision_id"]
+    return None
+
+
 # -- guard -----------------------------------------------------------------------
 
 def guard(state: AgentState, runtime: Runtime[Context]) -> AgentState:
@@ -323,12 +329,20 @@ def guard(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     diagnosis = Diagnosis.model_validate(state["diagnosis"])
     context = guard_context(state, svc, proposal)
     verdict = evaluate(proposal, diagnosis, context)
+    waiting = _waiting_for(state, proposal)
+    updates: AgentState = {}
+    if waiting and verdict.verdict is not VerdictKind.ALLOW:
+        # Still needs a human: the request already open is the one they answer.
+        proposal = validate_proposal("no_action", {"reason": f"awaiting human approval of {waiting}"})
+        context = guard_context(state, svc, proposal)
+        verdict = evaluate(proposal, diagnosis, context)
+        updates = {"proposal": proposal_json(proposal)}
     spec = ACTIONS.get(proposal.tool)
     figures: dict[str, Any] = {"blast_radius": round(context.blast_radius, 4),
                                "permission": context.permissions.level(spec).value if spec else None}
     if spec is not None and spec.palm:
         figures["palm_metrics"] = dict(context.palm_metrics)
-    return {"verdict": cast(VerdictJson, {**verdict.model_dump(mode="json"), **figures})}
+    return {**updates, "verdict": cast(VerdictJson, {**verdict.model_dump(mode="json"), **figures})}
 
 
 def after_guard(state: AgentState) -> str:
@@ -353,8 +367,18 @@ def act(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     if proposal.tool == "no_action":
         result = ExecutionResult(status="skipped", detail=proposal.args.get("reason", "no action"))
         return {**updates, "execution": execution_json(result)}
+    supersedes = _waiting_for(state, proposal)
+    if supersedes:
+        from .approval import supersede
+
+        refused = supersede(svc, supersedes, state["decision_id"])
+        if refused is not None:
+            return {**updates, "execution": execution_json(ExecutionResult(status="skipped", detail=refused))}
+        updates["awaiting"] = [w for w in state.get("awaiting", []) if w["decision_id"] != supersedes]
     # Palm-pay operations go to the palm-pay backend, the rest to the traffic control plane.
     result = execute(proposal, state["decision_id"], now, control_plane=svc.control_plane, palm=svc.palm)
+    if supersedes:
+        result = result.model_copy(update={"detail": f"{result.detail} (supersedes approval request {supersedes})"})
     updates["execution"] = execution_json(result)
     if proposal.tool == "alert_ops":
         payload = {"decision_id": state["decision_id"], **proposal.args, "target": proposal.target}

@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS approvals (
     thread_id TEXT NOT NULL,
     created_at REAL NOT NULL,
     expires_at REAL NOT NULL,
-    status TEXT NOT NULL,           -- pending | approved | rejected | expired | applied | voided
+    status TEXT NOT NULL,           -- pending | approved | rejected | expired | superseded | applied | voided
     request BLOB NOT NULL,          -- the approval request shown to the operator
     approver TEXT,
     note TEXT,
@@ -38,7 +38,11 @@ CREATE INDEX IF NOT EXISTS approvals_status ON approvals(status);
 """
 
 PENDING, APPROVED, REJECTED, EXPIRED, APPLIED = "pending", "approved", "rejected", "expired", "applied"
+# closed unanswered because the agent made the same move on its own once the guardrails allowed it
+SUPERSEDED = "superseded"
 VOIDED = "voided"  # approved, but a deny rule refused it at apply time (e.g. the route turned unhealthy)
+# Every status a request can have once it is no longer waiting.
+ANSWERED = (APPROVED, REJECTED, EXPIRED, SUPERSEDED, APPLIED, VOIDED)
 
 
 @dataclass(frozen=True)

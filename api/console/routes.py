@@ -19,6 +19,8 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+from payops.memory.approvals import ANSWERED
+
 from ..keys import Role
 from ..records import DecisionFilter, approval_from, parse_segment
 from . import views
@@ -270,8 +272,7 @@ def approvals_page(request: Request) -> Response:
         return _to_sign_in(request)
     book = request.app.state.backend.services.approvals
     pending = [approval_from(a) for a in book.by_status("pending")] if book is not None else []
-    answered = ([approval_from(a) for a in book.by_status("approved", "rejected", "expired", "applied", "voided")][-50:]
-                if book is not None else [])
+    answered = ([approval_from(a) for a in book.by_status(*ANSWERED)][-50:] if book is not None else [])
     return _page(request, "approvals.html", session, pending=pending, answered=list(reversed(answered)))
 
 

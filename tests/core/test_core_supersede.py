@@ -1,0 +1,61 @@
+"""A move held for a human because its evidence was young or marginal runs on its own once the
+guardrails allow it a window later, and closes the waiting request first: never both, never neither.
+
+Before this, the waiting request blocked the same move ("awaiting human approval") for as long as
+nobody answered, so the persistence rule's "in the second consecutive window it may run" never ran.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_core_graph import make_agent, run
+
+from payops.graph import nodes
+from payops.graph.approval import ApprovalNotPending, supersede
+from payops.memory.approvals import APPROVED, PENDING, SUPERSEDED
+
+
+def _held_then_lasting(tmp_path):  # type: ignore[no-untyped-def]
+    # The simulator's latency scenario: the first window of the slowdown is held (young), the next is not.
+    agent = make_agent("latency_degradation", durable=True, state_dir=tmp_path / "s")
+    return agent, run(agent, 8)
+
+
+def test_the_held_move_runs_on_its_own_in_the_next_window_and_closes_its_request(tmp_path) -> None:
+    agent, states = _held_then_lasting(tmp_path)
+    statuses = [s["execution"]["status"] for s in states]
+    held = statuses.index("escalated")
+    request = states[held]["decision_id"]
+    acted = states[held + 1]
+    assert acted["execution"]["status"] == "executed", statuses
+    assert (acted["proposal"]["tool"], acted["proposal"]["target"]) == (
+        states[held]["proposal"]["tool"], states[held]["proposal"]["target"])
+    assert f"supersedes approval request {request}" in acted["execution"]["detail"]
+    book = agent.services.approvals
+    assert book.get(request).status == SUPERSEDED and book.by_status(PENDING) == []
+    # the request's audit record says who closed it and why; the executed move is recorded once
+    record = agent.services.audit.get(request)
+    closed = [e.record for e in record if e.kind == "approval"]
+    assert closed and closed[-1]["status"] == SUPERSEDED and closed[-1]["approver"] == "system"
+    assert acted["decision_id"] in closed[-1]["note"]
+    assert [a.tool for a in agent.services.control_plane.in_force()] == [acted["proposal"]["tool"]]
+    assert statuses.count("executed") == 1, statuses
+
+
+def test_a_human_cannot_approve_a_request_the_agent_already_superseded(tmp_path) -> None:
+    agent, states = _held_then_lasting(tmp_path)
+    request = next(s["decision_id"] for s in states if s["execution"]["status"] == "escalated")
+    with pytest.raises(ApprovalNotPending):
+        nodes.resume_approval(agent.services, request, {"approved": True, "approver": "op-alice", "note": None})
+    assert agent.services.approvals.get(request).status == SUPERSEDED
+
+
+def test_a_request_a_human_answered_first_is_not_repeated_on_the_agents_own_authority(tmp_path) -> None:
+    agent = make_agent("latency_degradation", durable=True, state_dir=tmp_path / "s")
+    states = run(agent, 6)
+    request = next(s["decision_id"] for s in states if s["execution"]["status"] == "escalated")
+    # The human's answer lands between the agent reading the book and closing the request.
+    assert agent.services.approvals.decide(request, APPROVED, "op-alice", None, agent.services.clock())
+    refusal = supersede(agent.services, request, "d-next")
+    assert refusal is not None and "answered first (approved)" in refusal
+    assert agent.services.approvals.get(request).status == APPROVED  # the human's answer stands
