@@ -1,4 +1,5 @@
-"""Latency: a route whose p95 is far above its reference, with its median slower too."""
+"""Latency: a route whose p95 is far above its reference, with its median slower too (and not
+made of failures)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from .findings import first_window as _first_window
 
 # Latency: a route whose p95 is this many times its reference is degraded.
 LATENCY_FACTOR = 2.5
+# A median over attempts of which this share failed can be a failure's latency, not a payment's.
+SLOW_FAILURE_SHARE = 0.5
 
 
 def latency_candidates(snapshot: WindowSnapshot, context: ReasoningContext) -> list[tuple[SegmentStats, float]]:
@@ -26,6 +29,13 @@ def latency_candidates(snapshot: WindowSnapshot, context: ReasoningContext) -> l
         if reference and seg.latency_p95_ms >= LATENCY_FACTOR * reference and seg.latency_p50_ms >= reference:
             out.append((seg, seg.latency_p95_ms / reference))
     return sorted(out, key=lambda x: -x[1])
+
+def slow_not_failing(latency: list[tuple[SegmentStats, float]]) -> list[tuple[SegmentStats, float]]:
+    """The slow routes whose slowness is their own. When at least half of a route's attempts failed,
+    its median may be a failure's time-out: the slowness is the failures' symptom, and the failures
+    (attributed where they concentrate: a bank, a scheme, a terminal) are the finding."""
+    return [(seg, factor) for seg, factor in latency if seg.failure_rate < SLOW_FAILURE_SHARE]
+
 
 def latency_finding(latency: list[tuple[SegmentStats, float]],
                     snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:

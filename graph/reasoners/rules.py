@@ -44,6 +44,7 @@ from .evidence import (
     device_burst_codes,
     error_mix,
     excess_by_family,
+    explains_all,
     first_attempts,
     llr,
     nested,
@@ -60,13 +61,9 @@ from .findings import (
     rest_fails,
     rises_less,
 )
-from .findings import (
-    cold as _cold,
-)
-from .findings import (
-    dimension_rank as _dimension_rank,
-)
-from .latency import latency_candidates, latency_finding
+from .findings import cold as _cold
+from .findings import dimension_rank as _dimension_rank
+from .latency import latency_candidates, latency_finding, slow_not_failing
 from .patterns import card_testing, no_data, unexplained, volume_drop
 from .reference import prepared
 from .retry import retry_storm
@@ -234,9 +231,13 @@ class RuleReasoner:
                                         c.seg.attempts, c.seg.key))
 
     @staticmethod
-    def _verifiable_first(ranked: list[Scored]) -> Scored:
+    def _verifiable_first(ranked: list[Scored], snapshot: WindowSnapshot | None = None,
+                          min_excess: float = 0.0) -> Scored:
         """The best fit, unless it is a dimension no pair segment lets us explain away (a merchant,
-        a region, a terminal) and a segment that can be checked fits nearly as well."""
+        a region, a terminal) and a segment that can be checked fits nearly as well. All traffic
+        outside each still tells them apart: when everything outside the unpaired segment is normal
+        and outside the checkable one is not, only the unpaired one explains all of the failures
+        (a merchant failing on every route it uses, not the route carrying most of it)."""
         top = max(ranked, key=lambda c: c.fit)
         if all(k in PAIRED_DIMENSIONS for k, _ in top.seg.dims):
             return top
@@ -245,6 +246,9 @@ class RuleReasoner:
         checkable = [c for c in ranked if all(k in PAIRED_DIMENSIONS for k, _ in c.seg.dims)]
         best = max(checkable, key=lambda c: c.fit) if checkable else None
         if best is not None and best.fit * UNPAIRED_MARGIN >= top.fit:
+            if (snapshot is not None and best.seg.dims and explains_all(top.seg, snapshot, min_excess, REST_CLEAN_Z)
+                    and not explains_all(best.seg, snapshot, min_excess, REST_CLEAN_Z)):
+                return top
             return best
         return top
 
@@ -258,7 +262,8 @@ class RuleReasoner:
         The two conditions exclude each other (REST_CLEAN_Z < significance), so the walk
         cannot cycle.
         """
-        chosen = self._alias(ranked, self._verifiable_first(ranked), snapshot)
+        chosen = self._alias(ranked, self._verifiable_first(ranked, snapshot, context.thresholds.min_excess_failures),
+                             snapshot)
         for _ in range(6):  # at most the depth of the segment lattice, twice
             moved = self._descend(chosen, ranked, context, snapshot) or self._climb(chosen, ranked, context, snapshot)
             if moved is None:
@@ -407,7 +412,8 @@ class RuleReasoner:
         """Failures above their reference, attributed to one segment and classified (or healthy)."""
         ranked, pooled = self.ranked(snapshot, context), 1
         latency = latency_candidates(snapshot, context)
-        slow = latency_finding(latency, snapshot, context) if latency else None
+        own = slow_not_failing(latency)
+        slow = latency_finding(own, snapshot, context) if own else None
         if not ranked and slow is None:
             ranked, pooled = self.pooled_ranked(snapshot, context)
         if not ranked:

@@ -52,11 +52,15 @@ ROLLBACK_NOTE = "rollback"  # Decision.notes entries "rollback:<tool>:<target ke
 # given another minute keeps failing customers (rules.SECURITY_MIN_* make the same trade).
 STRONG_Z_FACTOR = 2.0  # times the significance bar
 # Duration within the window (signals.window.TAIL_SHARE): a part of the window is "clean" below this z
-# against the segment's reference. Failures only in the tail are seconds old (held for a human); failures
-# gone from the tail are over (no move at all). Strong evidence in one window acts at once only when it
-# has lasted: an outage visible through the window, not a 30 s blip.
+# against the segment's reference. Failures mostly in the tail are seconds old, failures plainly fewer in
+# the tail than before it may be passing (both held for a human); failures gone from the tail are over (no
+# move at all). Strong evidence in one window acts at once only when it has lasted, steady through the
+# window: an outage, not a 30 s blip, which at its decision is either young, fading or over.
 BURST_CLEAN_Z = 2.0
 STRONG_EXCESS_FACTOR = 3.0  # times the minimum excess failures
+# A fault "began within the window" when the part of the window before it shows at most this share of
+# the excess rate after it (it covered at most half of that part); more is a steady fault that wobbles.
+YOUNG_BEFORE_SHARE = 0.5
 # Decision.notes entries asking the reasoner to hold the diagnosis's confidence below the
 # autonomy threshold, so the guardrails put the proposal to a human.
 HOLD_NOTE = "hold"  # "hold:<why>"
@@ -285,9 +289,13 @@ def choose_action(f: Finding,
                        severity="warning", summary=f"Over within the window: {f.summary}"[:500],
                        evidence=list(f.evidence[:5])), tuple(notes)
     if timed and seg is not None and burst_young(seg, t.min_segment_attempts, t.min_excess_failures):
-        notes.append(f"{HOLD_NOTE}:{seg.key} failed only in the window's last {TAIL_SHARE:.0%} "
-                     f"({seg.tail_failures}/{seg.tail_attempts}): seconds old, it may be a blip; a human confirms "
-                     "before traffic moves")
+        notes.append(f"{HOLD_NOTE}:{seg.key} began failing within the window ({seg.lead_failures}/"
+                     f"{seg.lead_attempts} in its first {TAIL_SHARE:.0%}, {seg.tail_failures}/{seg.tail_attempts} in "
+                     "its last): seconds old, it may be a blip; a human confirms before traffic moves")
+    elif timed and seg is not None and burst_fading(seg, t.min_segment_attempts, t.min_excess_failures):
+        notes.append(f"{HOLD_NOTE}:{seg.key} fails plainly less in the window's last {TAIL_SHARE:.0%} "
+                     f"({seg.tail_failures}/{seg.tail_attempts}) than before it: it may be passing; a human "
+                     "confirms before traffic moves")
     elif moves and seg is not None and marginal(seg, context) and not confirmed(f, context):
         notes.append(f"{HOLD_NOTE}:marginal evidence (z={seg.z:.1f}, {seg.excess_failures:.0f} excess) in one window: "
                      "a human confirms before traffic moves")
@@ -313,17 +321,41 @@ def burst_over(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
 
 
 def burst_young(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
-    """The segment failed only in the window's tail and was normal before it: a fault seconds old,
-    as likely a blip as an outage's onset (the next window tells). Judged only when the head could
-    show the fault: at the tail's rate it would hold at least `min_excess` failures."""
+    """The segment's failures began within the window: the part of the window before them (its lead
+    third, or everything before its tail) fails plainly less than the part after, which fails well
+    above the segment's reference. A fault that has not yet lasted a window is as likely a blip as
+    an outage's onset (the next window tells)."""
     head, head_failed = _head(seg)
-    p = seg.expected_failure_rate
-    return (seg.tail_attempts >= min_attempts and head >= min_attempts
-            and seg.tail_failures / seg.tail_attempts * head >= min_excess
-            and binomial_z(head_failed, head, p) < BURST_CLEAN_Z
-            and binomial_z(seg.tail_failures, seg.tail_attempts, p) >= BURST_CLEAN_Z
-            # plainly less, not noise
-            and binomial_z(head_failed, head, seg.tail_failures / seg.tail_attempts) <= -BURST_CLEAN_Z)
+    rest = seg.attempts - seg.lead_attempts, seg.failures - seg.lead_failures
+    return (_began_within((seg.lead_attempts, seg.lead_failures), rest, seg.expected_failure_rate,
+                          min_attempts, min_excess)
+            or _began_within((head, head_failed), (seg.tail_attempts, seg.tail_failures), seg.expected_failure_rate,
+                             min_attempts, min_excess))
+
+
+def _began_within(before: tuple[int, int], after: tuple[int, int], p: float, min_attempts: int,
+                  min_excess: float) -> bool:
+    """`after` (attempts, failures) fails well above `p`, `before` plainly less than `after` (not noise).
+    Judged only when `before` could show the fault: at `after`'s rate it would hold `min_excess` failures."""
+    (n0, f0), (n1, f1) = before, after
+    return (n0 >= min_attempts and n1 >= min_attempts
+            and f1 / n1 * n0 >= min_excess
+            and binomial_z(f1, n1, p) >= BURST_CLEAN_Z
+            and binomial_z(f0, n0, f1 / n1) <= -BURST_CLEAN_Z
+            # the fault filled at most this share of the part before: it began late in it, not a
+            # steady fault whose rate wobbles
+            and f0 / n0 - p <= YOUNG_BEFORE_SHARE * (f1 / n1 - p))
+
+
+def burst_fading(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
+    """The segment failed before the window's tail and plainly less in it, though not yet back to its
+    reference (burst_over): the fault may be passing. A traffic move then waits for a human or the
+    next window. Judged only when the tail could show the fault at the head's rate."""
+    head, head_failed = _head(seg)
+    return (seg.tail_attempts >= min_attempts and head >= min_attempts and head_failed > 0
+            and head_failed / head * seg.tail_attempts >= min_excess
+            and binomial_z(head_failed, head, seg.expected_failure_rate) >= BURST_CLEAN_Z
+            and binomial_z(seg.tail_failures, seg.tail_attempts, head_failed / head) <= -BURST_CLEAN_Z)
 
 
 def marginal(seg: SegmentStats, context: ReasoningContext) -> bool:

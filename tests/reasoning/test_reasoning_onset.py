@@ -1,0 +1,139 @@
+"""When a fault began, what its slowness is made of, and what explains all of it (issue 14, session 5).
+
+Shapes met on fresh seeds of the independent generator and rebuilt here in the hand-written world
+(judgement_helpers) or as crafted windows (reasoning_helpers), never copied from the generator:
+- a 30 s burst in the middle of a window fails in both the window's last 20 s and the 20 s before
+  them, yet began within the window: no autonomous traffic move on it;
+- a bank or scheme whose attempts time out makes the route carrying most of them "slow": the
+  failures are the finding, not a latency incident on the route;
+- a merchant failing on every route it uses is the explanation, not the route carrying most of it.
+"""
+
+from __future__ import annotations
+
+from judgement_helpers import START, play
+from reasoning_helpers import Cell, context, healthy_history, window
+
+from payops.graph.reasoners.latency import latency_candidates, slow_not_failing
+from payops.graph.reasoners.rules import HOLD_CONFIDENCE, RuleReasoner
+from payops.models import Category
+
+RULES = RuleReasoner()
+MOVES = ("reroute_traffic", "suppress_path")
+
+
+def _fail_between(route: str, t_from: float, t_to: float, rate: float = 0.9):  # type: ignore[no-untyped-def]
+    def tweak(events, i, rng):  # type: ignore[no-untyped-def]
+        return [e.__class__(**{**{f: getattr(e, f) for f in e.__slots__}, "status": "failure",
+                               "error_code": "GATEWAY_TIMEOUT"})
+                if e.route == route and START + t_from <= e.ts < START + t_to and rng.random() < rate else e
+                for e in events]
+    return tweak
+
+
+# -- onset within the window ----------------------------------------------------------
+
+def test_the_window_counts_its_lead_apart() -> None:
+    run = play(6, _fail_between("acq-two", 300.0, 315.0))
+    seg = run.history[5].segment(route="acq-two")
+    assert seg is not None and 0 < seg.lead_attempts < seg.attempts
+    assert seg.lead_failures >= 0.9 * (seg.failures - 8)  # the burst sits in the first third, plus normal declines
+
+
+def test_a_burst_in_the_middle_of_a_window_began_within_it_and_moves_no_traffic_on_its_own() -> None:
+    # 30 s of time-outs from second 20 to 50: the last 20 s and the 20 s before them both fail,
+    # so a head/tail split alone reads it as an outage that lasted the window.
+    run = play(8, _fail_between("acq-two", 320.0, 350.0))
+    burst, after = run.decisions[5], run.decisions[6]
+    assert burst.diagnosis.category is Category.NETWORK
+    assert burst.proposal.tool not in MOVES or burst.diagnosis.confidence <= HOLD_CONFIDENCE < 0.8, burst.notes
+    assert any("began failing within the window" in n for n in burst.notes), burst.notes
+    assert after.proposal.tool not in MOVES or after.diagnosis.confidence <= HOLD_CONFIDENCE
+
+
+def test_an_outage_that_began_in_the_windows_first_seconds_still_acts_at_once() -> None:
+    run = play(6, _fail_between("acq-two", 306.0, 1e9, rate=0.6))
+    d, p = run.decisions[5].diagnosis, run.decisions[5].proposal
+    assert p.tool == "reroute_traffic" and d.confidence >= 0.8, d.evidence
+
+
+def test_an_outage_held_for_its_youth_acts_in_the_next_window_once_it_has_lasted() -> None:
+    run = play(7, _fail_between("acq-two", 330.0, 1e9, rate=0.6))
+    young, lasting = run.decisions[5], run.decisions[6]
+    assert young.proposal.tool == "reroute_traffic" and young.diagnosis.confidence <= HOLD_CONFIDENCE
+    assert lasting.proposal.tool == "reroute_traffic" and lasting.diagnosis.confidence >= 0.8, lasting.notes
+
+
+# -- slowness made of failures -------------------------------------------------------------
+
+def _bank_timeouts_mostly_on_one_route() -> list[Cell]:
+    """BIG BANK times out on both card routes; most of its traffic goes through psp_a."""
+    slow = dict(p95_ms=25_000.0, p50_ms=1_500.0)
+    fast = dict(p95_ms=500.0, p50_ms=280.0)
+    return [
+        Cell({"bank": "BIG BANK", "route": "psp_a", "method": "card", "issuer": "VISA"}, 300,
+             {"GATEWAY_TIMEOUT": 270}, **slow),
+        Cell({"bank": "Other Bank", "route": "psp_a", "method": "card", "issuer": "VISA"}, 100,
+             {"INSUFFICIENT_FUNDS": 4}, **fast),
+        Cell({"bank": "BIG BANK", "route": "psp_b", "method": "card", "issuer": "VISA"}, 30,
+             {"GATEWAY_TIMEOUT": 27}, **slow),
+        Cell({"bank": "Other Bank", "route": "psp_b", "method": "card", "issuer": "VISA"}, 300,
+             {"INSUFFICIENT_FUNDS": 12}, **fast),
+    ]
+
+
+def _normal(cells: list[Cell]) -> list[Cell]:
+    return [Cell(c.dims, c.attempts, {"INSUFFICIENT_FUNDS": round(0.04 * c.attempts)}, p95_ms=500.0, p50_ms=280.0)
+            for c in cells]
+
+
+def test_a_route_slow_because_most_of_its_attempts_time_out_is_not_a_latency_incident() -> None:
+    cells = _bank_timeouts_mostly_on_one_route()
+    snap = window(cells)
+    ctx = context(healthy_history(_normal(cells)))
+    slow = latency_candidates(snap, ctx)
+    assert [s.key for s, _ in slow] == ["route=psp_a"]  # its p95 and median are far above the reference...
+    assert slow_not_failing(slow) == []  # ...but 68 % of its attempts failed: the median is a time-out
+    d = RULES.decide(snap, ctx)
+    assert d.diagnosis.summary != "Latency degradation on route=psp_a."
+    assert d.diagnosis.target == {"bank": "BIG BANK"}, d.diagnosis
+
+
+def test_a_route_slow_while_its_payments_succeed_is_still_a_latency_incident() -> None:
+    cells = [Cell({"bank": b, "route": r, "method": "card", "issuer": "VISA"}, 200, {"INSUFFICIENT_FUNDS": 8},
+                  p95_ms=(6_000.0 if r == "psp_a" else 500.0), p50_ms=(2_500.0 if r == "psp_a" else 280.0))
+             for b in ("BIG BANK", "Other Bank") for r in ("psp_a", "psp_b")]
+    snap = window(cells)
+    d = RULES.decide(snap, context(healthy_history(_normal(cells))))
+    assert d.diagnosis.target == {"route": "psp_a"} and d.diagnosis.summary.startswith("Latency degradation")
+
+
+# -- a merchant that explains all of it ------------------------------------------------
+
+def _merchant_failing_on_every_route() -> list[Cell]:
+    """One merchant's integration fails on both routes it uses; most of its traffic is on psp_a."""
+    def cell(merchant: str, route: str, n: int, failed: int) -> Cell:
+        return Cell({"merchant_id": merchant, "route": route, "method": "card", "issuer": "VISA", "bank": "ABSA"},
+                    n, {"SYSTEM_ERROR": failed} if failed > round(0.04 * n) else {"INSUFFICIENT_FUNDS": failed})
+    return [cell("Ōmori Ramen", "psp_a", 40, 37), cell("Ōmori Ramen", "psp_b", 12, 10),
+            cell("Shop A", "psp_a", 14, 1), cell("Shop A", "psp_b", 30, 1),
+            cell("Shop B", "psp_b", 35, 2), cell("Shop B", "psp_c", 30, 1)]
+
+
+def test_a_merchant_failing_on_every_route_it_uses_is_blamed_not_the_route_carrying_most_of_it() -> None:
+    cells = _merchant_failing_on_every_route()
+    healthy = [Cell(c.dims, c.attempts, {"INSUFFICIENT_FUNDS": round(0.04 * c.attempts)}) for c in cells]
+    d = RULES.decide(window(cells), context(healthy_history(healthy)))
+    assert d.diagnosis.target == {"merchant_id": "Ōmori Ramen"}, d.diagnosis
+    assert d.proposal.tool not in MOVES, d.proposal
+
+
+def test_a_route_failing_for_every_merchant_is_still_the_route() -> None:
+    def cell(merchant: str, route: str, n: int, failed: int) -> Cell:
+        return Cell({"merchant_id": merchant, "route": route, "method": "card", "issuer": "VISA", "bank": "ABSA"},
+                    n, {"GATEWAY_TIMEOUT": failed} if failed > round(0.04 * n) else {"INSUFFICIENT_FUNDS": failed})
+    cells = [cell("Ōmori Ramen", "psp_a", 40, 30), cell("Shop A", "psp_a", 30, 22), cell("Shop A", "psp_b", 40, 1),
+             cell("Shop B", "psp_b", 40, 2), cell("Shop B", "psp_c", 40, 1)]
+    healthy = [Cell(c.dims, c.attempts, {"INSUFFICIENT_FUNDS": round(0.04 * c.attempts)}) for c in cells]
+    d = RULES.decide(window(cells), context(healthy_history(healthy)))
+    assert d.diagnosis.target == {"route": "psp_a"}, d.diagnosis
