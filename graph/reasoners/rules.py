@@ -465,8 +465,8 @@ class RuleReasoner:
     # -- for the LLM --------------------------------------------------------------------
     def hypotheses(self, snapshot: WindowSnapshot,
                    context: ReasoningContext, limit: int = 5) -> list[dict[str, object]]:
-        """Candidate explanations for an LLM to weigh: segments with figures, never raw events."""
-        snapshot = prepared(snapshot, context)
+        """Candidate explanations for an LLM to weigh: segments with figures, never raw events. `snapshot`
+        is `prepared` already: preparing it twice ranked hypotheses on references the rules never used."""
         ranked = self.ranked(snapshot, context)
         pooled = 1
         if not ranked:
