@@ -4,6 +4,7 @@ made of failures)."""
 from __future__ import annotations
 
 from payops.models import Category
+from payops.signals.events import LATENCY_BUCKET_GROWTH
 from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
@@ -24,9 +25,11 @@ def latency_candidates(snapshot: WindowSnapshot, context: ReasoningContext) -> l
         if seg.attempts < context.thresholds.min_segment_attempts:
             continue
         reference = seg.baseline_latency_p95_ms or reference_total
-        # A slow tail (a few timeouts) is not a slow route: the median payment must be
-        # slower than the old 95th percentile too.
-        if reference and seg.latency_p95_ms >= LATENCY_FACTOR * reference and seg.latency_p50_ms >= reference:
+        # A slow tail (a few timeouts) is not a slow route: the median payment must be slower than
+        # the old 95th percentile too, by more than the latency histogram's resolution (one bucket:
+        # a median in the bucket of the old p95 is not slower, it is the same figure rounded).
+        if (reference and seg.latency_p95_ms >= LATENCY_FACTOR * reference
+                and seg.latency_p50_ms >= LATENCY_BUCKET_GROWTH * reference):
             out.append((seg, seg.latency_p95_ms / reference))
     return sorted(out, key=lambda x: -x[1])
 

@@ -137,3 +137,45 @@ def test_a_route_failing_for_every_merchant_is_still_the_route() -> None:
     healthy = [Cell(c.dims, c.attempts, {"INSUFFICIENT_FUNDS": round(0.04 * c.attempts)}) for c in cells]
     d = RULES.decide(window(cells), context(healthy_history(healthy)))
     assert d.diagnosis.target == {"route": "psp_a"}, d.diagnosis
+
+
+# -- the latency histogram's resolution ---------------------------------------------------
+
+def _slow_route(p50_factor: float) -> list[Cell]:
+    return [Cell({"bank": b, "route": r, "method": "card", "issuer": "VISA"}, 200, {"INSUFFICIENT_FUNDS": 8},
+                 p95_ms=(1_500.0 if r == "psp_a" else 500.0), p50_ms=(500.0 * p50_factor if r == "psp_a" else 280.0))
+            for b in ("BIG BANK", "Other Bank") for r in ("psp_a", "psp_b")]
+
+
+def test_a_median_in_the_bucket_of_the_old_p95_is_not_a_slower_median() -> None:
+    history = healthy_history(_normal(_slow_route(1.0)))
+    assert latency_candidates(window(_slow_route(1.04)), context(history)) == []  # within one bucket (8 %)
+    assert [s.key for s, _ in latency_candidates(window(_slow_route(1.3)), context(history))] == ["route=psp_a"]
+
+
+# -- volume: a surge elsewhere is not a drop here ------------------------------------------
+
+def _sale_at(merchant: str, factor: int, from_minute: int):  # type: ignore[no-untyped-def]
+    def tweak(events, i, rng):  # type: ignore[no-untyped-def]
+        if i < from_minute:
+            return events
+        extra = [e.__class__(**{**{f: getattr(e, f) for f in e.__slots__}, "payment_id": f"{e.payment_id}s{c}",
+                                "ts": e.ts + c * 1e-3, "status": "success", "error_code": None})
+                 for e in events if e.merchant_id == merchant for c in range(1, factor)]
+        return sorted(events + extra, key=lambda e: e.ts)
+    return tweak
+
+
+def test_a_sale_at_one_merchant_does_not_make_every_other_merchant_vanish() -> None:
+    run = play(9, _sale_at("shop 3", 20, 6))
+    after = run.decisions[6:]
+    assert all(d.proposal.tool == "no_action" and "vanished" not in d.diagnosis.summary for d in after), \
+        [d.diagnosis.summary for d in after]
+
+
+def test_a_merchant_whose_traffic_vanishes_during_a_sale_elsewhere_is_still_seen() -> None:
+    from judgement_helpers import chain, drop
+
+    run = play(9, chain(_sale_at("shop 3", 3, 6), drop(lambda e: e.merchant_id == "shop 5", 0.95, 6)))
+    assert any(d.diagnosis.target == {"merchant_id": "shop 5"} for d in run.decisions[6:]), \
+        [d.diagnosis.summary for d in run.decisions[6:]]
