@@ -11,16 +11,21 @@ from typing import cast
 
 from payops.guardrails.metrics import action_blast_radius, palm_metrics
 from payops.guardrails.policies import GuardContext, PastAction, RouteHealth
-from payops.models import ProposedAction
+from payops.memory.approvals import REJECTED
+from payops.models import ProposedAction, target_key
 from payops.signals.window import WindowSnapshot
 from payops.tools.actions import ACTIONS
 from payops.tools.permissions import refreshed
 
+from .approval import SYSTEM
 from .reasoners.rules import route_health, segment_methods
 from .services import AgentServices
 from .state import AgentState, HistoryEntry
 
 HISTORY_LIMIT = 200
+# How long an operator's "no" to a move keeps the agent from making it alone (guardrails.human_said_no):
+# an hour outlasts the incident it was about, while a later incident may still be asked about.
+REJECTION_HOLD_SECONDS = 3600.0
 
 
 def history_of(state: AgentState) -> list[HistoryEntry]:
@@ -65,7 +70,21 @@ def guard_context(state: AgentState, svc: AgentServices, proposal: ProposedActio
         target_failure_rate=_moved_failure_rate(snapshot, proposal),
         palm_metrics=palm_metrics(snapshot, palm.consecutive_failures(link) if palm else 0),
         harmed_before=_harmed_before(state),
+        rejected=_rejected_recently(svc),
     )
+
+
+def _rejected_recently(svc: AgentServices) -> dict[tuple[str, str], str]:
+    """Moves an operator (not the system: an expiry, a supersession) rejected within REJECTION_HOLD_SECONDS."""
+    if svc.approvals is None:
+        return {}
+    since = svc.clock() - REJECTION_HOLD_SECONDS
+    out: dict[tuple[str, str], str] = {}
+    for a in svc.approvals.by_status(REJECTED):
+        proposal = a.request.get("proposal") or {}
+        if a.approver and a.approver != SYSTEM and (a.decided_at or 0.0) >= since and proposal.get("tool"):
+            out[(str(proposal["tool"]), target_key(proposal.get("target") or {}))] = a.decision_id
+    return out
 
 
 def _harmed_before(state: AgentState) -> tuple[str, ...]:

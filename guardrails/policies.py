@@ -63,6 +63,8 @@ class GuardContext:
     target_failure_rate: float | None = None  # failure rate of the traffic a reroute would move
     palm_metrics: Mapping[str, float] = field(default_factory=dict)
     harmed_before: tuple[str, ...] = ()  # decisions where this action harmed a similar incident
+    # (tool, target key) -> the request a human rejected recently (graph.guarding.REJECTION_HOLD_SECONDS)
+    rejected: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 Policy = Callable[[ProposedAction, Diagnosis, GuardContext], GuardrailResult]
@@ -247,6 +249,16 @@ def past_harm(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResu
     return _r("past_harm", ALLOW, "no record of harm on similar incidents")
 
 
+def human_said_no(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
+    """A move an operator rejected is not made on the agent's own authority soon after: stronger evidence
+    may ask again, but only a human says yes (else a rejection of a held move lasted one window)."""
+    request = c.rejected.get((p.tool, target_key(p.target)))
+    if request:
+        return _r("human_said_no", APPROVE, f"an operator rejected {p.tool} on {target_key(p.target)} ({request}): "
+                                            "asked again, not done alone")
+    return _r("human_said_no", ALLOW, "no recent rejection of this move")
+
+
 POLICIES: tuple[Policy, ...] = (
     known_tool,
     confidence,
@@ -260,6 +272,7 @@ POLICIES: tuple[Policy, ...] = (
     action_rate,
     safe_destination,
     past_harm,
+    human_said_no,
 )
 
 

@@ -59,3 +59,29 @@ def test_a_request_a_human_answered_first_is_not_repeated_on_the_agents_own_auth
     refusal = supersede(agent.services, request, "d-next")
     assert refusal is not None and "answered first (approved)" in refusal
     assert agent.services.approvals.get(request).status == APPROVED  # the human's answer stands
+
+
+def test_a_move_an_operator_rejected_is_asked_again_not_made_alone(tmp_path) -> None:
+    # Before: the request was rejected ("known maintenance") and the very next window made the same
+    # reroute on the agent's own authority, because the evidence had become strong enough.
+    agent = make_agent("latency_degradation", durable=True, state_dir=tmp_path / "s")
+    states = run(agent, 6)
+    held = next(s for s in states if s["execution"]["status"] == "escalated")
+    nodes.resume_approval(agent.services, held["decision_id"],
+                          {"approved": False, "approver": "operator:0123456789ab", "note": "known maintenance"})
+    again = agent.tick().state
+    assert (again["proposal"]["tool"], again["proposal"]["target"]) == (
+        held["proposal"]["tool"], held["proposal"]["target"])
+    assert again["execution"]["status"] == "escalated", again["execution"]
+    said_no = next(r for r in again["verdict"]["results"] if r["rule"] == "human_said_no")
+    assert said_no["verdict"] == "needs_approval" and held["decision_id"] in said_no["reason"]
+    assert agent.services.control_plane.in_force() == []
+    later = run(agent, 2)
+    assert all(s["execution"]["status"] != "executed" for s in later)  # the new request waits for a human
+
+
+def test_an_expired_request_is_not_a_human_no(tmp_path) -> None:
+    agent, states = _held_then_lasting(tmp_path)  # the request superseded (system), then the move ran
+    assert [s["execution"]["status"] for s in states].count("executed") == 1
+    verdicts = [r for s in states for r in s["verdict"]["results"] if r["rule"] == "human_said_no"]
+    assert verdicts and all(r["verdict"] == "allow" for r in verdicts)

@@ -263,7 +263,7 @@ def test_every_rule_reports_with_a_reason() -> None:
     assert [r.rule for r in verdict.results] == ["known_tool", "confidence", "permission", "blast_radius",
                                                  "human_checkpoint", "escalation_trigger", "irreversible",
                                                  "already_in_force", "anti_flapping", "action_rate",
-                                                 "safe_destination", "past_harm"]
+                                                 "safe_destination", "past_harm", "human_said_no"]
     assert all(r.reason for r in verdict.results)
     assert verdict.verdict is ALLOW
 
@@ -365,3 +365,12 @@ def test_a_latency_reroute_is_not_denied_for_ordinary_decline_noise() -> None:
     # Slow traffic barely fails (4% declines); a healthy destination failing 4.5% is still a refuge.
     result = P.safe_destination(reroute("psp_a", "psp_b"), diag(), ctx(target_failure_rate=0.04))
     assert result.verdict is ALLOW, result.reason
+
+
+def test_a_move_an_operator_rejected_needs_a_human_again_other_moves_do_not() -> None:
+    said_no = ctx(rejected={("reroute_traffic", "route=psp_a"): "d-0123456789abcdef"})
+    verdict = evaluate(reroute(), diag(), said_no)
+    assert verdict.verdict is VerdictKind.NEEDS_APPROVAL
+    assert any(r.rule == "human_said_no" and "d-0123456789abcdef" in r.reason for r in verdict.results)
+    assert evaluate(reroute(source="psp_c"), diag(), said_no).verdict is VerdictKind.ALLOW  # another target
+    assert evaluate(reroute(), diag(), ctx()).verdict is VerdictKind.ALLOW
