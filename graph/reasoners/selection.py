@@ -288,11 +288,11 @@ def choose_action(f: Finding,
         return propose("alert_ops", "a burst of failures that is already over: no traffic move, ops should know",
                        severity="warning", summary=f"Over within the window: {f.summary}"[:500],
                        evidence=list(f.evidence[:5])), tuple(notes)
-    if timed and seg is not None and burst_young(seg, t.min_segment_attempts, t.min_excess_failures):
+    if timed and seg is not None and burst_young(seg, t.min_segment_attempts):
         notes.append(f"{HOLD_NOTE}:{seg.key} began failing within the window ({seg.lead_failures}/"
                      f"{seg.lead_attempts} in its first {TAIL_SHARE:.0%}, {seg.tail_failures}/{seg.tail_attempts} in "
                      "its last): seconds old, it may be a blip; a human confirms before traffic moves")
-    elif timed and seg is not None and burst_fading(seg, t.min_segment_attempts, t.min_excess_failures):
+    elif timed and seg is not None and burst_fading(seg, t.min_segment_attempts):
         notes.append(f"{HOLD_NOTE}:{seg.key} fails plainly less in the window's last {TAIL_SHARE:.0%} "
                      f"({seg.tail_failures}/{seg.tail_attempts}) than before it: it may be passing; a human "
                      "confirms before traffic moves")
@@ -307,39 +307,46 @@ def _head(seg: SegmentStats) -> tuple[int, int]:
 
 
 def burst_over(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
-    """The segment's failures are back to its reference in the window's tail, while they stood out
-    before it: the burst is over. Judged only when the tail could show the fault: at the head's rate
-    it would hold at least `min_excess` failures (a quiet tail of a dozen attempts proves nothing)."""
-    head, head_failed = _head(seg)
+    """The segment's failures stood out early in the window and are back to normal after: in its tail
+    (a burst over before the window's end), or already after its lead third (the last seconds of a
+    burst that began in the window before). "Plainly less" is a test against the earlier part's rate,
+    so a quiet part too thin to show the fault never passes it."""
+    head = _head(seg)
+    lead = seg.lead_attempts, seg.lead_failures
+    rest = seg.attempts - seg.lead_attempts, seg.failures - seg.lead_failures
     p = seg.expected_failure_rate
-    return (seg.tail_attempts >= min_attempts and head >= min_attempts
-            and head_failed / head * seg.tail_attempts >= min_excess
-            and binomial_z(seg.tail_failures, seg.tail_attempts, p) < BURST_CLEAN_Z
-            and binomial_z(head_failed, head, p) >= BURST_CLEAN_Z
-            # plainly less, not noise
-            and binomial_z(seg.tail_failures, seg.tail_attempts, head_failed / head) <= -BURST_CLEAN_Z)
+    return (_ended_within(head, (seg.tail_attempts, seg.tail_failures), p, min_attempts, min_excess)
+            or _ended_within(lead, rest, p, min_attempts, min_excess))
 
 
-def burst_young(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
+def _ended_within(before: tuple[int, int], after: tuple[int, int], p: float, min_attempts: int,
+                  min_excess: float) -> bool:
+    """`before` (attempts, failures) fails well above `p`; `after` fails plainly less and is normal again:
+    below the bar, or a stray failure or two above `p` (as a clean rest is judged in explaining-away)."""
+    (n0, f0), (n1, f1) = before, after
+    return (n0 >= min_attempts and n1 >= min_attempts
+            and binomial_z(f0, n0, p) >= BURST_CLEAN_Z
+            and (binomial_z(f1, n1, p) < BURST_CLEAN_Z or f1 - n1 * p < min_excess / 2.0)
+            and binomial_z(f1, n1, f0 / n0) <= -BURST_CLEAN_Z)
+
+
+def burst_young(seg: SegmentStats, min_attempts: int) -> bool:
     """The segment's failures began within the window: the part of the window before them (its lead
     third, or everything before its tail) fails plainly less than the part after, which fails well
     above the segment's reference. A fault that has not yet lasted a window is as likely a blip as
     an outage's onset (the next window tells)."""
     head, head_failed = _head(seg)
     rest = seg.attempts - seg.lead_attempts, seg.failures - seg.lead_failures
-    return (_began_within((seg.lead_attempts, seg.lead_failures), rest, seg.expected_failure_rate,
-                          min_attempts, min_excess)
+    return (_began_within((seg.lead_attempts, seg.lead_failures), rest, seg.expected_failure_rate, min_attempts)
             or _began_within((head, head_failed), (seg.tail_attempts, seg.tail_failures), seg.expected_failure_rate,
-                             min_attempts, min_excess))
+                             min_attempts))
 
 
-def _began_within(before: tuple[int, int], after: tuple[int, int], p: float, min_attempts: int,
-                  min_excess: float) -> bool:
+def _began_within(before: tuple[int, int], after: tuple[int, int], p: float, min_attempts: int) -> bool:
     """`after` (attempts, failures) fails well above `p`, `before` plainly less than `after` (not noise).
-    Judged only when `before` could show the fault: at `after`'s rate it would hold `min_excess` failures."""
+    "Plainly less" is a test against `after`'s rate: a `before` too thin to show the fault never passes it."""
     (n0, f0), (n1, f1) = before, after
     return (n0 >= min_attempts and n1 >= min_attempts
-            and f1 / n1 * n0 >= min_excess
             and binomial_z(f1, n1, p) >= BURST_CLEAN_Z
             and binomial_z(f0, n0, f1 / n1) <= -BURST_CLEAN_Z
             # the fault filled at most this share of the part before: it began late in it, not a
@@ -347,13 +354,12 @@ def _began_within(before: tuple[int, int], after: tuple[int, int], p: float, min
             and f0 / n0 - p <= YOUNG_BEFORE_SHARE * (f1 / n1 - p))
 
 
-def burst_fading(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
+def burst_fading(seg: SegmentStats, min_attempts: int) -> bool:
     """The segment failed before the window's tail and plainly less in it, though not yet back to its
     reference (burst_over): the fault may be passing. A traffic move then waits for a human or the
-    next window. Judged only when the tail could show the fault at the head's rate."""
+    next window."""
     head, head_failed = _head(seg)
     return (seg.tail_attempts >= min_attempts and head >= min_attempts and head_failed > 0
-            and head_failed / head * seg.tail_attempts >= min_excess
             and binomial_z(head_failed, head, seg.expected_failure_rate) >= BURST_CLEAN_Z
             and binomial_z(seg.tail_failures, seg.tail_attempts, head_failed / head) <= -BURST_CLEAN_Z)
 

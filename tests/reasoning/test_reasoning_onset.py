@@ -179,3 +179,15 @@ def test_a_merchant_whose_traffic_vanishes_during_a_sale_elsewhere_is_still_seen
     run = play(9, chain(_sale_at("shop 3", 3, 6), drop(lambda e: e.merchant_id == "shop 5", 0.95, 6)))
     assert any(d.diagnosis.target == {"merchant_id": "shop 5"} for d in run.decisions[6:]), \
         [d.diagnosis.summary for d in run.decisions[6:]]
+
+
+def test_the_last_seconds_of_a_burst_from_the_window_before_are_over_and_move_no_traffic() -> None:
+    # 35 s of time-outs from second 35 of minute 5 to second 10 of minute 6, at 200 payments a minute.
+    # Minute 5 sees a young fault (held), minute 6 its last 10 s in the lead third and a normal rest.
+    # Before, minute 6 confirmed minute 5's finding, the tail (~18 attempts) was too thin to be judged,
+    # and the move ran on its own authority (met on fresh held-out seed 770870942, after a hold).
+    run = play(8, _fail_between("acq-two", 335.0, 370.0), volume=200)
+    young, after = run.decisions[5], run.decisions[6]
+    assert young.diagnosis.target == {"route": "acq-two"} and young.diagnosis.confidence <= HOLD_CONFIDENCE
+    assert after.proposal.tool not in MOVES, (after.proposal, after.notes)
+    assert any(n.startswith("burst over") for n in after.notes), after.notes
