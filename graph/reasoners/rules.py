@@ -39,7 +39,6 @@ from .evidence import (
     USER_CODES,
     background_mix,
     code_burst_z,
-    code_count,
     contains,
     device_burst_codes,
     error_mix,
@@ -68,6 +67,7 @@ from .patterns import card_testing, no_data, unexplained, volume_drop
 from .reference import prepared
 from .retry import retry_storm
 from .selection import HOLD_NOTE, alternative_routes, choose_action, route_health, segment_methods
+from .tiebreaks import bank_for_bank_codes, device_first
 
 __all__ = [
     "RuleReasoner", "Finding", "prepared", "route_health", "segment_methods", "alternative_routes", "choose_action",
@@ -353,19 +353,6 @@ class RuleReasoner:
                 and child.fit < CHILD_CLEARLY_BETTER * llr(parent))
 
     @staticmethod
-    def _device_first(chosen: Scored, ranked: list[Scored]) -> Scored:
-        """Spoofed palms and misreads happen at a device. When the blamed segment's failures are such
-        codes and a terminal shows at least as many of them, the terminal is the explanation: a bank x
-        route that fits better only holds the customers who happened to use that device."""
-        seg = chosen.seg
-        codes = device_burst_codes(seg)
-        if codes is None or "terminal_id" in seg.target:
-            return chosen
-        devices = [c for c in ranked if "terminal_id" in c.seg.target and len(c.seg.dims) == 1
-                   and device_burst_codes(c.seg) == codes and code_count(c.seg, codes) >= code_count(seg, codes)]
-        return max(devices, key=lambda c: (code_count(c.seg, codes), c.fit)) if devices else chosen
-
-    @staticmethod
     def _under_mitigation(chosen: Scored, snapshot: WindowSnapshot, context: ReasoningContext) -> Scored:
         """Failures inside a segment already rerouted or suppressed belong to that incident.
 
@@ -418,8 +405,8 @@ class RuleReasoner:
             ranked, pooled = self.pooled_ranked(snapshot, context)
         if not ranked:
             return slow or self._healthy(snapshot, context)
-        chosen = self._device_first(self._under_mitigation(self.pick(ranked, context, snapshot),
-                                                           snapshot, context), ranked)
+        picked = bank_for_bank_codes(self.pick(ranked, context, snapshot), ranked, snapshot)
+        chosen = device_first(self._under_mitigation(picked, snapshot, context), ranked)
         finding = classify(chosen, ranked, snapshot, context, pooled, latency)
         if finding.category is Category.USER and not self._material_user_surge(finding.segment, context,
                                                                                pooled, snapshot):

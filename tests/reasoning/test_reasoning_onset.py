@@ -191,3 +191,44 @@ def test_the_last_seconds_of_a_burst_from_the_window_before_are_over_and_move_no
     assert young.diagnosis.target == {"route": "acq-two"} and young.diagnosis.confidence <= HOLD_CONFIDENCE
     assert after.proposal.tool not in MOVES, (after.proposal, after.notes)
     assert any(n.startswith("burst over") for n in after.notes), after.notes
+
+
+# -- a bank that does not answer, whatever scheme its cards carry ----------------------------
+
+def _bank_link_down(codes: dict[str, int]) -> list[Cell]:
+    """BIG BANK's cards are all VISA and it declines more than other banks as its normal; its link
+    through psp_a fails with `codes`. Other banks' VISA cards on psp_a decline a little more this
+    minute, so VISA x psp_a gathers those too and fits a little better than the bank x route pair."""
+    def cell(bank: str, route: str, issuer: str, n: int, errors: dict[str, int]) -> Cell:
+        return Cell({"bank": bank, "route": route, "method": "card", "issuer": issuer}, n, errors,
+                    normal_rate=0.16 if bank == "BIG BANK" else 0.10)
+    return [cell("BIG BANK", "psp_a", "VISA", 90, codes),
+            cell("Other Bank", "psp_a", "VISA", 43, {"INSUFFICIENT_FUNDS": 12}),
+            cell("Other Bank", "psp_a", "MASTERCARD", 66, {"INSUFFICIENT_FUNDS": 7}),
+            cell("BIG BANK", "psp_b", "VISA", 300, {"INSUFFICIENT_FUNDS": 48}),
+            cell("Other Bank", "psp_b", "VISA", 300, {"INSUFFICIENT_FUNDS": 30}),
+            cell("Other Bank", "psp_b", "MASTERCARD", 300, {"INSUFFICIENT_FUNDS": 30})]
+
+
+def _healthy_link() -> list[Cell]:
+    return [Cell(c.dims, c.attempts, {"INSUFFICIENT_FUNDS": round(c.normal_rate * c.attempts)},
+                 normal_rate=c.normal_rate) for c in _bank_link_down({})]
+
+
+def _ranked_and_decided(codes: dict[str, int]):  # type: ignore[no-untyped-def]
+    from payops.graph.reasoners.rules import prepared
+
+    snap, ctx = window(_bank_link_down(codes)), context(healthy_history(_healthy_link()))
+    return [s.seg.key for s in RULES.ranked(prepared(snap, ctx), ctx)], RULES.decide(snap, ctx).diagnosis
+
+
+def test_a_bank_that_does_not_answer_on_one_route_is_the_bank_not_the_scheme_its_cards_carry() -> None:
+    ranked, d = _ranked_and_decided({"BANK_TIMEOUT": 27, "ISSUER_DOWN": 14, "INSUFFICIENT_FUNDS": 4})
+    assert ranked[:2] == ["issuer=VISA,route=psp_a", "bank=BIG BANK,route=psp_a"]  # a near tie, the scheme ahead
+    assert d.target == {"bank": "BIG BANK", "route": "psp_a"} and d.category is Category.ISSUER, d
+
+
+def test_the_same_near_tie_with_network_codes_keeps_the_better_fit() -> None:
+    ranked, d = _ranked_and_decided({"GATEWAY_TIMEOUT": 27, "NETWORK_ERROR": 14, "INSUFFICIENT_FUNDS": 4})
+    assert ranked[0] == "issuer=VISA,route=psp_a"
+    assert d.target == {"issuer": "VISA", "route": "psp_a"}, d
