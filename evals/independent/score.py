@@ -50,7 +50,8 @@ from payops.evals.cases import Case, load_case
 from payops.evals.runner import TickRecord, eval_settings, replay_case
 from payops.evals.scoring import in_incident, score_case
 
-from .generate import HELD_OUT_SEED_BASE, GeneratorError, generate, held_out_plan, write_stream
+from .check import parse, segment_stats
+from .generate import HELD_OUT_SEED_BASE, GeneratorError, Stream, generate, held_out_plan, write_stream
 from .shapes import SHAPES
 
 BAR_ACCURACY = 0.95
@@ -79,6 +80,9 @@ class StreamResult:
     unsafe: list[str] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    # Why the label cannot be judged from the events (a failure fault whose victim failed no attempt
+    # during it: a thin palm terminal that saw no customer), or None. Counted apart, not as right or wrong.
+    unjudgeable: str | None = None
 
 
 def _label(t: TickRecord) -> str:
@@ -169,8 +173,24 @@ def run_stream(item: tuple[str, int, float], keep: str | None = None) -> StreamR
     result.error = run.error
     due = stream.fault.start + eval_settings(case).no_data_seconds if stream.fault.kind == "gap" else None
     score_stream(case, run.ticks, score.unsafe_details, result, due)
+    result.unjudgeable = unjudgeable(stream)
     result.seconds = round(time.perf_counter() - t0, 2)
     return result
+
+
+def unjudgeable(stream: Stream) -> str | None:
+    """A failure fault is borne out only by the victim's failed attempts during it: with none there is
+    nothing in the events to find (the generator labels what it planned, not what the dice gave)."""
+    fault = stream.fault
+    if fault.kind != "failures" or not fault.where:
+        return None
+    events, _ = parse(stream.lines)
+    seen = segment_stats(events, fault.where, fault.start, fault.end)
+    failed = round(seen.attempts * seen.failure_rate)
+    if failed:
+        return None
+    where = ",".join(f"{k}={v}" for k, v in sorted(fault.where.items()))
+    return f"{where} failed 0 of {seen.attempts} attempts during the fault: the events do not bear the label out"
 
 
 def _run_kept(args: tuple[tuple[str, int, float], str | None]) -> StreamResult:
@@ -198,7 +218,7 @@ class Summary:
 
 
 def summarise(results: Sequence[StreamResult]) -> Summary:
-    incidents = [r for r in results if not r.control]
+    incidents = [r for r in results if not r.control and r.unjudgeable is None]
     right = sum(bool(r.right) for r in incidents)
     ticks = [r.ticks_to_right if r.ticks_to_right is not None else math.inf for r in incidents]
     return Summary(len(results), len(incidents), right, round(right / len(incidents), 4) if incidents else None,
@@ -224,7 +244,12 @@ def report(results: Sequence[StreamResult], out: Any = None) -> Summary:
         right = "ctrl" if rows[0].control else f"{sub.right}/{sub.incidents}"
         p(f"{name:26s} {len(rows):2d} {right:>5s} {_fmt_ticks(sub.median_ticks):>5s} {sub.healthy_actions:12d} "
           f"{sub.healthy_alerts:6d} {sub.unsafe:6d}")
-    misses = [r for r in results if not r.control and not r.right]
+    apart = [r for r in results if r.unjudgeable is not None]
+    if apart:
+        p(f"\nnot judged (the label is not in the events): {len(apart)}")
+        for r in apart:
+            p(f"  {r.shape} seed {r.seed} @{r.ppm:g}/min: {r.unjudgeable}")
+    misses = [r for r in results if not r.control and not r.right and r.unjudgeable is None]
     p(f"\nmisses (first response vs label): {len(misses)}")
     for r in misses:
         said = r.first["said"] if r.first else "no response (healthy every window of the incident)"

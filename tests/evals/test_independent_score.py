@@ -115,3 +115,20 @@ def test_a_stopped_feed_is_due_its_alert_only_after_the_configured_silence():
     assert r.right is True and r.ticks_to_right == 1
     r = heldout.score_stream(case, ticks, [], _result(case))
     assert r.right is False
+
+
+def test_a_failure_fault_whose_victim_failed_nothing_is_counted_apart_not_as_a_miss():
+    from dataclasses import replace
+
+    from payops.evals.independent.generate import generate
+
+    stream = generate("palm_scanner_fault", 9_002, 400.0)
+    assert heldout.unjudgeable(stream) is None  # the victim terminal failed during the fault
+    quiet = replace(stream, fault=replace(stream.fault, where={"terminal_id": "no such terminal"}))
+    reason = heldout.unjudgeable(quiet)
+    assert reason is not None and "failed 0 of 0 attempts" in reason
+    assert heldout.unjudgeable(generate("route_black_hole", 9_003, 400.0)) is None  # nothing fails by design
+    rows = [heldout.StreamResult("s", 1, 1.0, False, 1, {}, right=False, unjudgeable=reason),
+            heldout.StreamResult("s", 2, 1.0, False, 1, {}, right=True, ticks_to_right=1)]
+    s = heldout.summarise(rows)
+    assert (s.right, s.incidents, s.accuracy) == (1, 1, 1.0)
