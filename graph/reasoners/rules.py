@@ -79,6 +79,7 @@ __all__ = [
 UNPAIRED_MARGIN = 1.5
 # Nested segments whose attempts (and failures) differ by at most this share are the same traffic.
 SAME_TRAFFIC_SHARE = 0.05
+STRAY_ATTEMPTS = 2.0  # ...or by a payment or two at low volume (19 and 18 attempts)
 # Share of a segment's failures that are ROUTE_NOT_SUPPORTED for it to be a misroute (named method x route).
 MISROUTE_SHARE = 0.5
 # A part of the blamed segment whose fit is within this share of the whole's takes the blame
@@ -129,7 +130,7 @@ HOLD_CONFIDENCE = 0.75
 def _same_traffic(a: SegmentStats, b: SegmentStats) -> bool:
     """Two nested segments that differ by a few stray attempts (a route that carries one scheme but for
     a payment or two) name the same traffic: the one to act on is chosen as for identical ones."""
-    return (abs(a.attempts - b.attempts) <= SAME_TRAFFIC_SHARE * max(a.attempts, b.attempts)
+    return (abs(a.attempts - b.attempts) <= max(STRAY_ATTEMPTS, SAME_TRAFFIC_SHARE * max(a.attempts, b.attempts))
             and abs(a.failures - b.failures) <= max(1.0, SAME_TRAFFIC_SHARE * max(a.failures, b.failures)))
 
 
@@ -234,10 +235,10 @@ class RuleReasoner:
     def _verifiable_first(ranked: list[Scored], snapshot: WindowSnapshot | None = None,
                           min_excess: float = 0.0) -> Scored:
         """The best fit, unless it is a dimension no pair segment lets us explain away (a merchant,
-        a region, a terminal) and a segment that can be checked fits nearly as well. All traffic
-        outside each still tells them apart: when everything outside the unpaired segment is normal
-        and outside the checkable one is not, only the unpaired one explains all of the failures
-        (a merchant failing on every route it uses, not the route carrying most of it)."""
+        a region, a terminal) and a segment that can be checked fits nearly as well. The unpaired one
+        stays when everything outside it is normal and it holds clearly more excess failures than the
+        checkable one: those failed outside the checkable one (a merchant failing on every route it
+        uses, not the route carrying most of it)."""
         top = max(ranked, key=lambda c: c.fit)
         if all(k in PAIRED_DIMENSIONS for k, _ in top.seg.dims):
             return top
@@ -247,8 +248,8 @@ class RuleReasoner:
         best = max(checkable, key=lambda c: c.fit) if checkable else None
         if best is not None and best.fit * UNPAIRED_MARGIN >= top.fit:
             if (snapshot is not None and best.seg.dims and explains_all(top.seg, snapshot, min_excess, REST_CLEAN_Z)
-                    and not explains_all(best.seg, snapshot, min_excess, REST_CLEAN_Z)):
-                return top
+                    and top.seg.excess_failures - best.seg.excess_failures >= min_excess / 2.0):
+                return top  # more excess than the checkable name holds: some of it fails elsewhere
             return best
         return top
 

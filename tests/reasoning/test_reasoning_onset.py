@@ -232,3 +232,18 @@ def test_the_same_near_tie_with_network_codes_keeps_the_better_fit() -> None:
     ranked, d = _ranked_and_decided({"GATEWAY_TIMEOUT": 27, "NETWORK_ERROR": 14, "INSUFFICIENT_FUNDS": 4})
     assert ranked[0] == "issuer=VISA,route=psp_a"
     assert d.target == {"issuer": "VISA", "route": "psp_a"}, d
+
+
+# -- one traffic under two names, at low volume -----------------------------------------------
+
+def test_a_thin_route_that_carries_one_scheme_but_two_stray_payments_is_named_as_the_route() -> None:
+    def cell(route: str, issuer: str, n: int, failed: int) -> Cell:
+        return Cell({"route": route, "issuer": issuer, "method": "card", "bank": "ABSA"}, n,
+                    {"SYSTEM_ERROR": failed} if failed > round(0.04 * n) else {"INSUFFICIENT_FUNDS": failed})
+    # 30 attempts a minute on psp_a, all VISA but two: 2 of 30 is more than the 5 % share, yet the
+    # same traffic (as a route carrying one scheme but a payment or two at higher volume).
+    cells = [cell("psp_a", "VISA", 28, 20), cell("psp_a", "MASTERCARD", 2, 1),
+             cell("psp_b", "VISA", 60, 2), cell("psp_b", "MASTERCARD", 40, 2)]
+    healthy = [Cell(c.dims, c.attempts, {"INSUFFICIENT_FUNDS": round(0.04 * c.attempts)}) for c in cells]
+    d = RULES.decide(window(cells), context(healthy_history(healthy)))
+    assert d.diagnosis.target == {"route": "psp_a"}, d.diagnosis
