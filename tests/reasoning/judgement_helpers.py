@@ -149,6 +149,17 @@ def fail(match: Callable[[PaymentEvent], bool], rate: float, codes: dict[str, fl
     return tweak
 
 
+def fail_between(route: str, t_from: float, t_to: float, rate: float = 0.8) -> Tweak:
+    """Attempts on `route` between START + t_from and START + t_to fail with GATEWAY_TIMEOUT at `rate`
+    (a burst anywhere in a window, or across a window boundary)."""
+    def tweak(events: list[PaymentEvent], i: int, rng: np.random.Generator) -> list[PaymentEvent]:
+        return [PaymentEvent(**{**{f: getattr(e, f) for f in e.__slots__}, "status": "failure",
+                                "error_code": "GATEWAY_TIMEOUT"})
+                if e.route == route and START + t_from <= e.ts < START + t_to and rng.random() < rate else e
+                for e in events]
+    return tweak
+
+
 def chain(*tweaks: Tweak) -> Tweak:
     def tweak(events: list[PaymentEvent], i: int, rng: np.random.Generator) -> list[PaymentEvent]:
         for t in tweaks:

@@ -15,6 +15,7 @@ from judgement_helpers import (
     chain,
     drop,
     fail,
+    fail_between,
     minute,
     play,
     scale,
@@ -295,25 +296,15 @@ def test_a_route_failing_for_every_scheme_is_blamed_on_the_route_not_on_its_busi
         assert (d.category, d.target) == (Category.NETWORK, {"route": "acq one"}), (seed, d.summary)
 
 
-def _fail_between(route: str, t_from: float, t_to: float, rate: float = 0.8):  # type: ignore[no-untyped-def]
-    """Attempts on `route` between START + t_from and START + t_to fail (a burst across a window boundary)."""
-    def tweak(events, i, rng):  # type: ignore[no-untyped-def]
-        return [e.__class__(**{**{f: getattr(e, f) for f in e.__slots__}, "status": "failure",
-                               "error_code": "GATEWAY_TIMEOUT"})
-                if e.route == route and START + t_from <= e.ts < START + t_to and rng.random() < rate else e
-                for e in events]
-    return tweak
-
-
 def test_the_window_counts_its_tail_apart() -> None:
-    run = play(6, _fail_between("acq-two", 345.0, 360.0))
+    run = play(6, fail_between("acq-two", 345.0, 360.0))
     snap = run.history[5]
     seg = snap.segment(route="acq-two")
     assert seg is not None and 0 < seg.tail_attempts < seg.attempts and seg.tail_failures >= 0.9 * (seg.failures - 5)
 
 
 def test_a_burst_seconds_old_at_the_window_end_is_held_and_once_over_moves_no_traffic() -> None:
-    run = play(8, _fail_between("acq-two", 345.0, 375.0))  # 15 s at the end of minute 5, 15 s at the start of minute 6
+    run = play(8, fail_between("acq-two", 345.0, 375.0))  # 15 s at the end of minute 5, 15 s at the start of minute 6
     young, over = run.decisions[5], run.decisions[6]
     assert young.proposal.tool != "reroute_traffic" or young.diagnosis.confidence <= HOLD_CONFIDENCE, young.notes
     assert over.proposal.tool not in ("reroute_traffic", "suppress_path"), over.proposal
@@ -321,7 +312,7 @@ def test_a_burst_seconds_old_at_the_window_end_is_held_and_once_over_moves_no_tr
 
 
 def test_an_outage_under_way_through_the_window_still_acts_at_once() -> None:
-    run = play(6, _fail_between("acq-two", 305.0, 1e9, rate=0.6))
+    run = play(6, fail_between("acq-two", 305.0, 1e9, rate=0.6))
     d, p = run.decisions[5].diagnosis, run.decisions[5].proposal
     assert p.tool == "reroute_traffic" and d.confidence >= 0.8, d.evidence
 

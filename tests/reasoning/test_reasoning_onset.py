@@ -11,7 +11,7 @@ Shapes met on fresh seeds of the independent generator and rebuilt here in the h
 
 from __future__ import annotations
 
-from judgement_helpers import START, play
+from judgement_helpers import fail_between, play
 from reasoning_helpers import Cell, context, healthy_history, window
 
 from payops.graph.reasoners.latency import latency_candidates, slow_not_failing
@@ -23,12 +23,7 @@ MOVES = ("reroute_traffic", "suppress_path")
 
 
 def _fail_between(route: str, t_from: float, t_to: float, rate: float = 0.9):  # type: ignore[no-untyped-def]
-    def tweak(events, i, rng):  # type: ignore[no-untyped-def]
-        return [e.__class__(**{**{f: getattr(e, f) for f in e.__slots__}, "status": "failure",
-                               "error_code": "GATEWAY_TIMEOUT"})
-                if e.route == route and START + t_from <= e.ts < START + t_to and rng.random() < rate else e
-                for e in events]
-    return tweak
+    return fail_between(route, t_from, t_to, rate)
 
 
 # -- onset within the window ----------------------------------------------------------
