@@ -18,6 +18,7 @@ palm-pay backend's `audit_log` can share one database as they share none on SQLi
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import sqlite3
 import threading
@@ -29,11 +30,13 @@ from typing import Any, Protocol
 from payops.errors import Unavailable
 
 # Schemas on PostgreSQL: the agent's tables, the palm-pay backend's, LangGraph's checkpoints and store.
+log = logging.getLogger(__name__)
 AGENT_SCHEMA = "payops"
 PALMPAY_SCHEMA = "palmpay"
 LANGGRAPH_SCHEMA = "langgraph"
 
 CONNECT_TIMEOUT_SECONDS = 10  # a worker that cannot reach the database fails fast (exit 1) rather than hang
+CLOSE_WAIT_SECONDS = 10.0  # close() waits this long for reads in flight (a trail decode takes under a second)
 POOL_TIMEOUT_SECONDS = 30.0  # waiting for a pooled connection; beyond it the call fails instead of queueing forever
 
 EXTRA_HINT = "PostgreSQL support needs the 'postgres' extra: pip install 'payops[postgres]'"
@@ -120,6 +123,11 @@ class SqliteDatabase:
     def __init__(self, path: str | Path, *, schema: str | None = None, timeout: float = 30.0) -> None:
         self.path = str(path)
         self._lock = threading.Lock()
+        # Reads in flight, so that close() waits for them: closing a connection under a running
+        # statement in another thread crashes the process (seen: a console warm-up read at shutdown).
+        self._reads = threading.Condition()
+        self._readers = 0
+        self._closed = False
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=timeout)
         self._conn.execute("PRAGMA journal_mode=WAL")
         if schema:
@@ -142,10 +150,29 @@ class SqliteDatabase:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        yield self._conn  # autocommit: each statement sees the last commit (WAL readers never block)
+        with self._reads:
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            self._readers += 1
+        try:
+            yield self._conn  # autocommit: each statement sees the last commit (WAL readers never block)
+        finally:
+            with self._reads:
+                self._readers -= 1
+                self._reads.notify_all()
 
     def close(self) -> None:
-        self._conn.close()
+        """Close once no writer holds the connection and the reads in flight have finished (new reads are
+        refused). A read still running after CLOSE_WAIT_SECONDS keeps the connection open: leaking it at
+        shutdown is harmless, closing it under the read is not."""
+        with self._lock, self._reads:
+            if self._closed:
+                return
+            self._closed = True
+            if self._reads.wait_for(lambda: self._readers == 0, timeout=CLOSE_WAIT_SECONDS):
+                self._conn.close()
+            else:
+                log.warning("a read outlived %.0f s at close; the connection is left open", CLOSE_WAIT_SECONDS)
 
 
 def pg_connect(dsn: str, *, schema: str | None = None, autocommit: bool = True, dict_rows: bool = False) -> Any:

@@ -103,14 +103,17 @@ def _no_gc_pauses(bulk: bool) -> Iterator[None]:
         gc.enable()
 
 
-def warm_up(index: DecisionIndex, audit: Callable[[], Any]) -> None:
+def warm_up(index: DecisionIndex, audit: Callable[[], Any]) -> threading.Thread:
     """Decode the trail in the background when the console is first touched (the sign-in page), so the
-    first page after `payops serve` starts does not wait for it."""
+    first page after `payops serve` starts does not wait for it. The caller joins the thread before the
+    trail's database closes: SQLite crashes the process when a connection closes under a running read."""
     def run() -> None:
         with suppress(Exception):  # a page will read (and report) the trail itself
             index.rows(audit())
 
-    threading.Thread(target=run, name="console-index-warm-up", daemon=True).start()
+    thread = threading.Thread(target=run, name="console-index-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass
