@@ -324,7 +324,7 @@ def replay(
             for name in late:
                 late[name] += int(digest.get(name) or 0)
     except SourceError as exc:
-        fail(str(exc))
+        fail(f"{exc} ({n} decisions written to {out} before it)")
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror}")
     report = stats.get("report")

@@ -9,14 +9,16 @@ A big file is parsed by worker processes (parse_pool.py); `open_jsonl` decides w
 
 from __future__ import annotations
 
+import gzip
 import io
 import logging
 import multiprocessing
 import os
 import stat
 import sys
+import zlib
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 import numpy as np
 
@@ -376,9 +378,13 @@ def parse_workers(size: int) -> int:
     return min(cores, MAX_PARSE_WORKERS) if cores > 1 else 0
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def open_jsonl(path: str | Path, workers: int | None = None,
                max_skew_seconds: float = DEFAULT_MAX_SKEW_SECONDS) -> LineSource:
-    """A file source; '-' is stdin. Raises SourceError with a one-line reason.
+    """A file source, plain or gzip-compressed (told by its first bytes); '-' is stdin. Raises
+    SourceError with a one-line reason.
 
     `workers`: processes parsing a big file on other cores (None: decide by size and cores; 0: none).
     """
@@ -395,12 +401,41 @@ def open_jsonl(path: str | Path, workers: int | None = None,
         raise SourceError(f"permission denied: {p}") from None
     except OSError as exc:
         raise SourceError(f"cannot read {p}: {exc.strerror}") from None
+    if p.is_file():
+        if stream.read(2) == GZIP_MAGIC:  # a compressed file (events.jsonl.gz): read through, one process
+            stream.seek(0)
+            unpacked = cast(IO[bytes], _Gunzipped(stream, p))  # a BufferedIOBase: the read1/read/fileno used
+            return LineSource(unpacked, str(p), max_skew_seconds=max_skew_seconds)
+        stream.seek(0)
     size = os.fstat(stream.fileno()).st_size
     count = parse_workers(size) if workers is None else workers
     if count > 0 and p.is_file():
         return LineSource(stream, str(p), workers=ParallelChunks(str(p), size, count),
                           max_skew_seconds=max_skew_seconds)
     return LineSource(stream, str(p), max_skew_seconds=max_skew_seconds)
+
+
+class _Gunzipped(gzip.GzipFile):
+    """A gzip file whose damage (truncated, not gzip after all) is a SourceError with a one-line reason:
+    an EOFError would reach the command line as click's bare "Aborted."."""
+
+    def __init__(self, raw: IO[bytes], path: Path) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._path = path
+
+    def read1(self, size: int = -1) -> bytes:
+        try:
+            return super().read1(size)
+        except (EOFError, OSError, zlib.error) as exc:
+            reason = "ends early (truncated?)" if isinstance(exc, EOFError) else "is damaged"
+            raise SourceError(f"compressed event file {reason}: {self._path}") from None
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return super().read(size)
+        except (EOFError, OSError, zlib.error) as exc:
+            reason = "ends early (truncated?)" if isinstance(exc, EOFError) else "is damaged"
+            raise SourceError(f"compressed event file {reason}: {self._path}") from None
 
 
 def _stdin_bytes() -> IO[bytes]:
