@@ -76,10 +76,24 @@ def record_decision(state: ApprovalState, runtime: Runtime[Context]) -> dict[str
     if not changed and svc.approvals is not None:  # this node re-run after a kill: the book already holds this answer
         found = svc.approvals.get(decision_id)
         changed = found is not None and found.status == status and found.approver == answer["approver"]
+        if found is not None and not changed:
+            # Another answer closed it first (a human and the agent's supersession, or an expiry, at once):
+            # the book holds the winner and the trail its record; the loser is not written as the answer.
+            return {"status": found.status}
     svc.audit.append(decision_id, "approval", svc.clock(),
                      approval_record(decision_id, status, answer["approver"], answer.get("note"),
                                      state["request"].get("proposal"), changed))
     return {"status": status}
+
+
+def record_answer_if_missing(svc: AgentServices, found: Any) -> None:
+    """The book closed a request whose "approval" record never reached the trail (the process was killed
+    between the two writes): write it from the book, which holds the answer."""
+    if any(e.kind == "approval" for e in svc.audit.get(found.decision_id)):
+        return
+    svc.audit.append(found.decision_id, "approval", svc.clock(),
+                     approval_record(found.decision_id, found.status, found.approver or SYSTEM, found.note,
+                                     found.request.get("proposal"), True))
 
 
 def approval_record(decision_id: str, status: str, approver: str, note: str | None, proposal: Any,

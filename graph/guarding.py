@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import cast
 
 from payops.guardrails.metrics import action_blast_radius, palm_metrics
-from payops.guardrails.policies import GuardContext, PastAction, RouteHealth
+from payops.guardrails.policies import GuardContext, PastAction, Rejection, RouteHealth
 from payops.memory.approvals import REJECTED
 from payops.models import ProposedAction, target_key
 from payops.signals.window import WindowSnapshot
@@ -74,16 +74,17 @@ def guard_context(state: AgentState, svc: AgentServices, proposal: ProposedActio
     )
 
 
-def _rejected_recently(svc: AgentServices) -> dict[tuple[str, str], str]:
+def _rejected_recently(svc: AgentServices) -> dict[tuple[str, str], Rejection]:
     """Moves an operator (not the system: an expiry, a supersession) rejected within REJECTION_HOLD_SECONDS."""
     if svc.approvals is None:
         return {}
-    since = svc.clock() - REJECTION_HOLD_SECONDS
-    out: dict[tuple[str, str], str] = {}
-    for a in svc.approvals.by_status(REJECTED):
+    out: dict[tuple[str, str], Rejection] = {}
+    for a in svc.approvals.by_status(REJECTED, decided_since=svc.clock() - REJECTION_HOLD_SECONDS):
         proposal = a.request.get("proposal") or {}
-        if a.approver and a.approver != SYSTEM and (a.decided_at or 0.0) >= since and proposal.get("tool"):
-            out[(str(proposal["tool"]), target_key(proposal.get("target") or {}))] = a.decision_id
+        if a.approver and a.approver != SYSTEM and proposal.get("tool"):
+            confidence = float((a.request.get("diagnosis") or {}).get("confidence") or 0.0)
+            out[(str(proposal["tool"]), target_key(proposal.get("target") or {}))] = Rejection(
+                a.decision_id, confidence, float(a.decided_at or 0.0) + REJECTION_HOLD_SECONDS)
     return out
 
 

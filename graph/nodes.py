@@ -27,6 +27,7 @@ from payops.tools.actions import ACTIONS, Permission, ProposalError, revalidate,
 from payops.tools.control_plane import SHADOW
 from payops.tools.executor import execute
 
+from .approval import approval_record, open_request, record_answer_if_missing, resume, supersede
 from .guarding import HISTORY_LIMIT, guard_context, history_of
 from .reasoners.base import REASONING_HISTORY_WINDOWS, ActionView, ReasoningContext
 from .reasoners.rules import RuleReasoner
@@ -120,6 +121,8 @@ def _still_awaiting(state: AgentState, svc: AgentServices, now: float) -> list[A
             found = svc.approvals.get(waiting["decision_id"])
             if found is not None and found.status == PENDING:
                 out.append(waiting)
+            elif found is not None:
+                record_answer_if_missing(svc, found)  # a kill between the book and the trail left it out
         elif now - waiting["at"] < svc.settings.approval_ttl_seconds:
             out.append(waiting)
     return out
@@ -180,8 +183,6 @@ def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float, 
     raw = approved.request.get("proposal", {})
     if not any(e.kind == "approval" for e in entries):
         # The approver's process was killed between the book and the audit write: record the answer now.
-        from .approval import approval_record
-
         svc.audit.append(approved.decision_id, "approval", now, approval_record(
             approved.decision_id, APPROVED, approved.approver or "", approved.note, raw, True))
     record: dict[str, Any] = {"decision_id": approved.decision_id, "tool": raw.get("tool"),
@@ -218,8 +219,6 @@ def _refusal_now(svc: AgentServices, proposal: ProposedAction, now: float, snaps
 
 
 def resume_approval(svc: AgentServices, decision_id: str, answer: dict[str, Any], status: str | None = None) -> None:
-    from .approval import resume
-
     resume(svc, decision_id, answer, status)
 
 
@@ -369,8 +368,6 @@ def act(state: AgentState, runtime: Runtime[Context]) -> AgentState:
         return {**updates, "execution": execution_json(result)}
     supersedes = _waiting_for(state, proposal)
     if supersedes:
-        from .approval import supersede
-
         refused = supersede(svc, supersedes, state["decision_id"])
         if refused is not None:
             return {**updates, "execution": execution_json(ExecutionResult(status="skipped", detail=refused))}
@@ -416,8 +413,6 @@ def escalate(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     }
     approval = None
     if svc.approvals is not None:
-        from .approval import open_request
-
         approval = open_request(svc, request)
     svc.notifier.notify("approval_requested", {"decision_id": state["decision_id"], "tool": proposal.tool,
                                                "target": proposal.target, "why": reasons,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from payops.models import Diagnosis, GuardrailResult, ProposedAction, Verdict, VerdictKind, target_key
 from payops.tools.actions import ACTIONS, Permission
@@ -48,6 +49,20 @@ class PastAction:
 
 
 @dataclass(frozen=True)
+class Rejection:
+    """A move an operator rejected: the request, the confidence it was asked at, when the hold ends."""
+
+    request: str
+    confidence: float
+    until: float  # epoch seconds
+
+
+# Asked again during the hold only when the confidence grew by this much: re-reading the same evidence
+# moves it by a few hundredths, and an operator who said no should not be asked every minute.
+REASK_CONFIDENCE_GAIN = 0.05
+
+
+@dataclass(frozen=True)
 class GuardContext:
     now: float
     permissions: PermissionTable
@@ -63,8 +78,8 @@ class GuardContext:
     target_failure_rate: float | None = None  # failure rate of the traffic a reroute would move
     palm_metrics: Mapping[str, float] = field(default_factory=dict)
     harmed_before: tuple[str, ...] = ()  # decisions where this action harmed a similar incident
-    # (tool, target key) -> the request a human rejected recently (graph.guarding.REJECTION_HOLD_SECONDS)
-    rejected: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    # (tool, target key) -> what an operator rejected recently (graph.guarding.REJECTION_HOLD_SECONDS)
+    rejected: Mapping[tuple[str, str], Rejection] = field(default_factory=dict)
 
 
 Policy = Callable[[ProposedAction, Diagnosis, GuardContext], GuardrailResult]
@@ -250,13 +265,17 @@ def past_harm(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResu
 
 
 def human_said_no(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
-    """A move an operator rejected is not made on the agent's own authority soon after: stronger evidence
-    may ask again, but only a human says yes (else a rejection of a held move lasted one window)."""
-    request = c.rejected.get((p.tool, target_key(p.target)))
-    if request:
-        return _r("human_said_no", APPROVE, f"an operator rejected {p.tool} on {target_key(p.target)} ({request}): "
-                                            "asked again, not done alone")
-    return _r("human_said_no", ALLOW, "no recent rejection of this move")
+    """A move an operator rejected is not made on the agent's own authority during the hold, and not put
+    to them again on the same evidence: only a clearly stronger reading asks again (a human decides)."""
+    r = c.rejected.get((p.tool, target_key(p.target)))
+    if r is None:
+        return _r("human_said_no", ALLOW, "no recent rejection of this move")
+    until = datetime.fromtimestamp(r.until, tz=UTC).strftime("%H:%M UTC")
+    said = f"an operator rejected {p.tool} on {target_key(p.target)} ({r.request}, confidence {r.confidence:.2f})"
+    if d.confidence >= r.confidence + REASK_CONFIDENCE_GAIN:
+        return _r("human_said_no", APPROVE, f"{said}; the evidence grew to {d.confidence:.2f}: asked again, "
+                                            "not done alone")
+    return _r("human_said_no", DENY, f"{said}; not proposed again on the same evidence before {until}")
 
 
 POLICIES: tuple[Policy, ...] = (

@@ -134,13 +134,17 @@ class ApprovalBook:
             raise ApprovalError(f"'{prefix}' matches more than one request; give more of the id")
         return None
 
-    def by_status(self, *statuses: str) -> list[Approval]:
+    def by_status(self, *statuses: str, decided_since: float | None = None) -> list[Approval]:
+        """Requests with one of `statuses`, oldest first; `decided_since`: only those answered since then."""
         marks = ",".join("?" * len(statuses))
         sql = f"SELECT {self._COLUMNS} FROM approvals WHERE status IN ({marks})"
         args: tuple[Any, ...] = statuses
+        if decided_since is not None:
+            sql += " AND decided_at >= ?"
+            args = (*args, decided_since)
         if self.deployment is not None:
             sql += " AND (deployment = ? OR deployment IS NULL)"
-            args = (*statuses, self.deployment)
+            args = (*args, self.deployment)
         with self._db.read() as conn:
             rows = conn.execute(sql + " ORDER BY created_at", args).fetchall()
         return [a for a in (self._row(r) for r in rows) if a is not None]

@@ -215,7 +215,7 @@ def audit_verify(state_dir: Path | None = STATE_DIR) -> None:
     if result.ok:
         legacy = f" ({result.legacy} in the legacy unkeyed segment)" if result.legacy else ""
         typer.echo(f"agent audit trail intact: {result.count} records{legacy}, "
-                   f"{result.checkpoints} signed checkpoint(s), {result.superseded} superseded; "
+                   f"{result.checkpoints} signed checkpoint(s), {result.superseded} revised by a later record; "
                    f"head hash {result.head_hash}")
     else:
         broken = True

@@ -78,6 +78,49 @@ def test_a_move_an_operator_rejected_is_asked_again_not_made_alone(tmp_path) -> 
     assert agent.services.control_plane.in_force() == []
     later = run(agent, 2)
     assert all(s["execution"]["status"] != "executed" for s in later)  # the new request waits for a human
+    # Rejected again, at the confidence it was asked at: the same move is denied, not put to them every minute.
+    nodes.resume_approval(agent.services, again["decision_id"],
+                          {"approved": False, "approver": "operator:0123456789ab", "note": "still maintenance"})
+    after = run(agent, 2)
+    assert [s["execution"]["status"] for s in after] == ["denied", "denied"], [s["execution"] for s in after]
+    assert agent.services.approvals.by_status("pending") == [] and agent.services.control_plane.in_force() == []
+
+
+def test_an_answer_the_trail_missed_in_a_kill_is_written_from_the_book(tmp_path) -> None:
+    # The approval graph writes the book, then the trail: a kill between them left the trail without it.
+    agent = make_agent("latency_degradation", durable=True, state_dir=tmp_path / "s")
+    states = run(agent, 6)
+    held = next(s for s in states if s["execution"]["status"] == "escalated")["decision_id"]
+    svc = agent.services
+    assert svc.approvals.decide(held, SUPERSEDED, "system", "superseded: at d-next", svc.clock())
+    assert not [e for e in svc.audit.get(held) if e.kind == "approval"]
+    agent.tick()
+    records = [e.record for e in svc.audit.get(held) if e.kind == "approval"]
+    assert [(r["status"], r["approver"]) for r in records] == [(SUPERSEDED, "system")]
+    agent.tick()
+    assert len([e for e in svc.audit.get(held) if e.kind == "approval"]) == 1  # written once
+
+
+def test_the_losing_answer_of_a_race_is_not_written_as_the_answer(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from payops.graph.approval import record_decision
+    from payops.graph.services import Context
+
+    agent = make_agent("latency_degradation", durable=True, state_dir=tmp_path / "s")
+    states = run(agent, 6)
+    held = next(s for s in states if s["execution"]["status"] == "escalated")
+    svc = agent.services
+    # The operator's answer closed the request (book and trail) while the agent's supersession was under way.
+    nodes.resume_approval(svc, held["decision_id"],
+                          {"approved": True, "approver": "operator:0123456789ab", "note": None})
+    lost = record_decision({"request": {"decision_id": held["decision_id"], "proposal": held["proposal"]},
+                            "answer": {"approved": False, "approver": "system", "note": "superseded"},
+                            "status": SUPERSEDED},
+                           SimpleNamespace(context=Context(services=svc)))
+    assert lost == {"status": APPROVED}
+    records = [e.record for e in svc.audit.get(held["decision_id"]) if e.kind == "approval"]
+    assert [(r["status"], r["approver"]) for r in records] == [(APPROVED, "operator:0123456789ab")]
 
 
 def test_an_expired_request_is_not_a_human_no(tmp_path) -> None:

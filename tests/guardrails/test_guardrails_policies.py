@@ -367,10 +367,14 @@ def test_a_latency_reroute_is_not_denied_for_ordinary_decline_noise() -> None:
     assert result.verdict is ALLOW, result.reason
 
 
-def test_a_move_an_operator_rejected_needs_a_human_again_other_moves_do_not() -> None:
-    said_no = ctx(rejected={("reroute_traffic", "route=psp_a"): "d-0123456789abcdef"})
-    verdict = evaluate(reroute(), diag(), said_no)
-    assert verdict.verdict is VerdictKind.NEEDS_APPROVAL
-    assert any(r.rule == "human_said_no" and "d-0123456789abcdef" in r.reason for r in verdict.results)
+def test_a_move_an_operator_rejected_is_denied_on_the_same_evidence_and_asked_again_when_it_grew() -> None:
+    said_no = ctx(rejected={("reroute_traffic", "route=psp_a"): P.Rejection("d-0123456789abcdef", 0.9, NOW + 1800)})
+    same = evaluate(reroute(), diag(0.92), said_no)  # within REASK_CONFIDENCE_GAIN of the rejected 0.90
+    assert same.verdict is VerdictKind.DENY
+    reason = next(r.reason for r in same.results if r.rule == "human_said_no")
+    assert "d-0123456789abcdef" in reason and "not proposed again" in reason and "UTC" in reason
+    grew = evaluate(reroute(), diag(0.97), said_no)
+    assert grew.verdict is VerdictKind.NEEDS_APPROVAL
+    assert "asked again" in next(r.reason for r in grew.results if r.rule == "human_said_no")
     assert evaluate(reroute(source="psp_c"), diag(), said_no).verdict is VerdictKind.ALLOW  # another target
     assert evaluate(reroute(), diag(), ctx()).verdict is VerdictKind.ALLOW
