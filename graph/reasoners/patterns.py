@@ -161,19 +161,6 @@ def _moved_by_us(seg_dims: dict[str, str], context: ReasoningContext) -> bool:
     return False
 
 
-def _typical_peer_ratio(seg: SegmentStats, candidates: list[SegmentStats], present: dict[str, SegmentStats]) -> float:
-    """The median volume ratio of the segment's peers (the other values of its dimension). Pooled, one
-    surging peer (a flash sale at one merchant, in one region) lifts every other segment's expectation
-    and they all seem to vanish; the typical peer kept its usual volume. Infinite with no peer."""
-    dim = seg.dims[0][0]
-    ratios = sorted((present[p.key].attempts if p.key in present else 0) / p.baseline_volume
-                    for p in candidates if p.key != seg.key and p.dims[0][0] == dim and p.baseline_volume)
-    if not ratios:
-        return math.inf
-    mid = len(ratios) // 2
-    return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2.0
-
-
 def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding | None:
     """The segment whose traffic vanished while its peers kept theirs, or None."""
     t = context.thresholds
@@ -204,7 +191,7 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
             continue  # the segment is all traffic: a platform-wide change, not this segment's
         # Peers surging (a sale) never raise a segment's expectation above its own usual volume: a surge
         # alone is not an incident, and a segment that kept its traffic did not lose it.
-        peers_ratio = min(1.0, (total.attempts - now) / peers_usual, _typical_peer_ratio(seg, candidates, present))
+        peers_ratio = min(1.0, (total.attempts - now) / peers_usual)
         expected = usual * peers_ratio
         if expected < VOLUME_MIN_EXPECTED or now > VOLUME_DROP_SHARE * expected:
             continue
