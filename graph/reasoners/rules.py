@@ -291,7 +291,7 @@ class RuleReasoner:
         # Nearly as good a fit, and the rest is not the same fault spreading (it fails at well under
         # the part's rate): the part concentrates the trouble and is the one to act on.
         concentrated = [c for c in inside if c.fit >= (1.0 - NEAR_TIE) * chosen.fit
-                        and rises_less(rest_of(chosen.seg, c.seg), c.seg)
+                        and rises_less(r := rest_of(chosen.seg, c.seg), c.seg)
                         and r.z < t.significance_z]
         # Either way a rest with traffic enough to judge must plainly fail less than the part (REST_CLEAN_Z
         # below the part's rate): one too close to tell apart says nothing against the broader name, the
