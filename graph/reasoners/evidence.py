@@ -140,13 +140,6 @@ def rest_of(broad: SegmentStats, narrow: SegmentStats) -> Rest:
     return Rest(max(n, 0), max(x, 0), rate)
 
 
-def explains_all(seg: SegmentStats, snapshot: WindowSnapshot, min_excess: float, clean_z: float) -> bool:
-    """Everything outside `seg` fails as usual (below `clean_z`, or a stray failure or two): `seg` holds all
-    of the window's excess failures."""
-    r = rest_of(snapshot.total, seg)
-    return r.excess < min_excess / 2.0 or r.z < clean_z
-
-
 def background_mix(total: SegmentStats, seg: SegmentStats) -> dict[str, float]:
     """The code-family mix of normal failures, read from the traffic outside `seg`."""
     if seg.dims:

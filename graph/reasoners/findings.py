@@ -91,6 +91,12 @@ def clip(x: float) -> float:
     return max(0.0, min(1.0, x))
 
 
+def rest_clean(rest: Rest, min_excess: float) -> bool:
+    """The rest fails as usual: below REST_CLEAN_Z over its reference, or a stray failure or two above
+    it (under half the minimum excess). Explaining-away, "all of it is here" and "over" judge alike."""
+    return rest.excess < min_excess / 2.0 or rest.z < REST_CLEAN_Z
+
+
 def rest_fails(rest: Rest, seg: SegmentStats, context: ReasoningContext, z_bar: float | None = None) -> bool:
     t = context.thresholds
     return (rest.attempts >= t.min_segment_attempts and rest.excess >= t.min_excess_failures / 2.0

@@ -43,7 +43,6 @@ from .evidence import (
     device_burst_codes,
     error_mix,
     excess_by_family,
-    explains_all,
     first_attempts,
     llr,
     nested,
@@ -57,6 +56,7 @@ from .findings import (
     TIE_TOLERANCE,
     Finding,
     Scored,
+    rest_clean,
     rest_fails,
     rises_less,
 )
@@ -247,7 +247,7 @@ class RuleReasoner:
         checkable = [c for c in ranked if all(k in PAIRED_DIMENSIONS for k, _ in c.seg.dims)]
         best = max(checkable, key=lambda c: c.fit) if checkable else None
         if best is not None and best.fit * UNPAIRED_MARGIN >= top.fit:
-            if (snapshot is not None and best.seg.dims and explains_all(top.seg, snapshot, min_excess, REST_CLEAN_Z)
+            if (snapshot is not None and best.seg.dims and rest_clean(rest_of(snapshot.total, top.seg), min_excess)
                     and top.seg.excess_failures - best.seg.excess_failures >= min_excess / 2.0):
                 return top  # more excess than the checkable name holds: some of it fails elsewhere
             return best
@@ -287,7 +287,7 @@ class RuleReasoner:
         # The same traffic under a longer name is not a part of it.
         inside = [c for c in inside if (c.seg.attempts, c.seg.failures) != (chosen.seg.attempts, chosen.seg.failures)]
         clean = [c for c in inside
-                 if (r := rest_of(chosen.seg, c.seg)).excess < t.min_excess_failures / 2.0 or r.z < REST_CLEAN_Z]
+                 if rest_clean(rest_of(chosen.seg, c.seg), t.min_excess_failures)]
         # Nearly as good a fit, and the rest is not the same fault spreading (it fails at well under
         # the part's rate): the part concentrates the trouble and is the one to act on.
         concentrated = [c for c in inside if c.fit >= (1.0 - NEAR_TIE) * chosen.fit
@@ -369,9 +369,8 @@ class RuleReasoner:
             inside = set(a.target.items()) < set(chosen.seg.target.items())
             # A broader finding that is only the mitigated segment's leftovers (the probe, the
             # tail of timeouts under way when the action started): the rest of it is normal.
-            around = contains(chosen.seg, seg) and (
-                (r := rest_of(chosen.seg, seg)).excess < context.thresholds.min_excess_failures / 2.0
-                or r.z < REST_CLEAN_Z)
+            around = contains(chosen.seg, seg) and rest_clean(rest_of(chosen.seg, seg),
+                                                              context.thresholds.min_excess_failures)
             if inside or around:
                 return Scored(seg, llr(seg))
         return chosen

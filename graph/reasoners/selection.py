@@ -14,8 +14,8 @@ from payops.signals.window import TAIL_SHARE, SegmentStats, WindowSnapshot
 from payops.tools.actions import validate_proposal
 
 from .base import ActionView, ReasoningContext
-from .evidence import pct, pool
-from .findings import Finding
+from .evidence import Rest, pct, pool
+from .findings import Finding, rest_clean
 
 # A route a reroute may send traffic to must fail at most this much above its reference.
 # An absolute margin, not a significance test: at thousands of attempts a route a point
@@ -302,32 +302,29 @@ def choose_action(f: Finding,
     return proposal, tuple(notes)
 
 
-def _head(seg: SegmentStats) -> tuple[int, int]:
-    return seg.attempts - seg.tail_attempts, seg.failures - seg.tail_failures
+def _parts(seg: SegmentStats) -> tuple[tuple[int, int], ...]:
+    """(attempts, failures) of the window's lead third, the rest after it, the head before the tail, the tail."""
+    lead, tail = (seg.lead_attempts, seg.lead_failures), (seg.tail_attempts, seg.tail_failures)
+    return (lead, (seg.attempts - lead[0], seg.failures - lead[1]),
+            (seg.attempts - tail[0], seg.failures - tail[1]), tail)
+
+
+def _fell(before: tuple[int, int], after: tuple[int, int], p: float, min_attempts: int) -> bool:
+    """`before` (attempts, failures) fails well above `p` and `after` plainly less: a test against
+    `before`'s rate, so an `after` too thin to show the fault never passes it."""
+    (n0, f0), (n1, f1) = before, after
+    return (n0 >= min_attempts and n1 >= min_attempts and f0 > 0
+            and binomial_z(f0, n0, p) >= BURST_CLEAN_Z and binomial_z(f1, n1, f0 / n0) <= -BURST_CLEAN_Z)
 
 
 def burst_over(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
-    """The segment's failures stood out early in the window and are back to normal after: in its tail
-    (a burst over before the window's end), or already after its lead third (the last seconds of a
-    burst that began in the window before). "Plainly less" is a test against the earlier part's rate,
-    so a quiet part too thin to show the fault never passes it."""
-    head = _head(seg)
-    lead = seg.lead_attempts, seg.lead_failures
-    rest = seg.attempts - seg.lead_attempts, seg.failures - seg.lead_failures
+    """The segment's failures stood out early in the window and are back to normal after (judged as a
+    clean rest is): in its tail (a burst over before the window's end), or already after its lead third
+    (the last seconds of a burst that began in the window before)."""
+    lead, rest, head, tail = _parts(seg)
     p = seg.expected_failure_rate
-    return (_ended_within(head, (seg.tail_attempts, seg.tail_failures), p, min_attempts, min_excess)
-            or _ended_within(lead, rest, p, min_attempts, min_excess))
-
-
-def _ended_within(before: tuple[int, int], after: tuple[int, int], p: float, min_attempts: int,
-                  min_excess: float) -> bool:
-    """`before` (attempts, failures) fails well above `p`; `after` fails plainly less and is normal again:
-    below the bar, or a stray failure or two above `p` (as a clean rest is judged in explaining-away)."""
-    (n0, f0), (n1, f1) = before, after
-    return (n0 >= min_attempts and n1 >= min_attempts
-            and binomial_z(f0, n0, p) >= BURST_CLEAN_Z
-            and (binomial_z(f1, n1, p) < BURST_CLEAN_Z or f1 - n1 * p < min_excess / 2.0)
-            and binomial_z(f1, n1, f0 / n0) <= -BURST_CLEAN_Z)
+    return any(_fell(before, after, p, min_attempts) and rest_clean(Rest(*after, p), min_excess)
+               for before, after in ((head, tail), (lead, rest)))
 
 
 def burst_young(seg: SegmentStats, min_attempts: int) -> bool:
@@ -335,11 +332,9 @@ def burst_young(seg: SegmentStats, min_attempts: int) -> bool:
     third, or everything before its tail) fails plainly less than the part after, which fails well
     above the segment's reference. A fault that has not yet lasted a window is as likely a blip as
     an outage's onset (the next window tells)."""
-    head, head_failed = _head(seg)
-    rest = seg.attempts - seg.lead_attempts, seg.failures - seg.lead_failures
-    return (_began_within((seg.lead_attempts, seg.lead_failures), rest, seg.expected_failure_rate, min_attempts)
-            or _began_within((head, head_failed), (seg.tail_attempts, seg.tail_failures), seg.expected_failure_rate,
-                             min_attempts))
+    lead, rest, head, tail = _parts(seg)
+    return any(_began_within(before, after, seg.expected_failure_rate, min_attempts)
+               for before, after in ((lead, rest), (head, tail)))
 
 
 def _began_within(before: tuple[int, int], after: tuple[int, int], p: float, min_attempts: int) -> bool:
@@ -358,10 +353,8 @@ def burst_fading(seg: SegmentStats, min_attempts: int) -> bool:
     """The segment failed before the window's tail and plainly less in it, though not yet back to its
     reference (burst_over): the fault may be passing. A traffic move then waits for a human or the
     next window."""
-    head, head_failed = _head(seg)
-    return (seg.tail_attempts >= min_attempts and head >= min_attempts and head_failed > 0
-            and binomial_z(head_failed, head, seg.expected_failure_rate) >= BURST_CLEAN_Z
-            and binomial_z(seg.tail_failures, seg.tail_attempts, head_failed / head) <= -BURST_CLEAN_Z)
+    _, _, head, tail = _parts(seg)
+    return _fell(head, tail, seg.expected_failure_rate, min_attempts)
 
 
 def marginal(seg: SegmentStats, context: ReasoningContext) -> bool:
