@@ -120,10 +120,7 @@ def create_app(settings: Settings | None = None, services: AgentServices | None 
                 jobs.enter_context(in_background(backend.settings, lambda: backend.palm))
                 start_warm_up(app.state)  # `payops serve`: the console's first page finds the trail decoded
             yield
-        from .console.routes import finish_warm_up
-
-        finish_warm_up(app.state)  # also one the sign-in page started in an app built without background jobs
-        backend.close()
+        backend.close()  # waits for reads in flight (storage.db): the console's trail decode may be one
 
     app = FastAPI(
         title="payops API",

@@ -54,15 +54,7 @@ def start_warm_up(app_state: Any) -> None:
     state = _console_state(app_state)
     if not getattr(state, "console_warmed", False):
         state.console_warmed = True
-        state.console_warm_up = views.warm_up(state.console_index, lambda: app_state.backend.services.audit)
-
-
-def finish_warm_up(app_state: Any) -> None:
-    """Wait for the trail's background decode (a bounded read, under a second at 10,000 decisions) before
-    the databases close at shutdown: closing a SQLite connection under a running read crashed the process."""
-    thread = getattr(app_state, "console_warm_up", None)
-    if thread is not None:
-        thread.join()
+        views.warm_up(state.console_index, lambda: app_state.backend.services.audit)
 
 
 def _clock(request: Request) -> views.Clock:

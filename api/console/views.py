@@ -103,17 +103,15 @@ def _no_gc_pauses(bulk: bool) -> Iterator[None]:
         gc.enable()
 
 
-def warm_up(index: DecisionIndex, audit: Callable[[], Any]) -> threading.Thread:
+def warm_up(index: DecisionIndex, audit: Callable[[], Any]) -> None:
     """Decode the trail in the background when the console is first touched (the sign-in page), so the
-    first page after `payops serve` starts does not wait for it. The caller joins the thread before the
-    trail's database closes: SQLite crashes the process when a connection closes under a running read."""
+    first page after `payops serve` starts does not wait for it. A shutdown meanwhile is safe: closing
+    the trail's database waits for reads in flight (storage.db.SqliteDatabase.close)."""
     def run() -> None:
-        with suppress(Exception):  # a page will read (and report) the trail itself
+        with suppress(Exception):  # a page will read (and report) the trail itself; closed: nothing to warm
             index.rows(audit())
 
-    thread = threading.Thread(target=run, name="console-index-warm-up", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=run, name="console-index-warm-up", daemon=True).start()
 
 
 @dataclass
