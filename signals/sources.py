@@ -17,6 +17,7 @@ import os
 import stat
 import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
@@ -424,15 +425,14 @@ class _Gunzipped(gzip.GzipFile):
         self._path = path
 
     def read1(self, size: int = -1) -> bytes:
-        try:
-            return super().read1(size)
-        except (EOFError, OSError, zlib.error) as exc:
-            reason = "ends early (truncated?)" if isinstance(exc, EOFError) else "is damaged"
-            raise SourceError(f"compressed event file {reason}: {self._path}") from None
+        return self._checked(super().read1, size)
 
     def read(self, size: int | None = -1) -> bytes:
+        return self._checked(super().read, size)
+
+    def _checked(self, read: Callable[[Any], bytes], size: Any) -> bytes:
         try:
-            return super().read(size)
+            return read(size)
         except (EOFError, OSError, zlib.error) as exc:
             reason = "ends early (truncated?)" if isinstance(exc, EOFError) else "is damaged"
             raise SourceError(f"compressed event file {reason}: {self._path}") from None
