@@ -97,6 +97,9 @@ class WindowSnapshot:
     segments: tuple[SegmentStats, ...]
     quality: DataQuality = field(default_factory=DataQuality)
     vocab_sizes: dict[str, int] = field(default_factory=dict)
+    # Failure codes of all traffic over recent windows that did not stand out (set by the reasoner's
+    # references; empty: not known). What "the usual failures" look like when nothing is wrong.
+    usual_errors: dict[str, int] = field(default_factory=dict)
 
     @cached_property
     def _index(self) -> dict[tuple[tuple[str, str], ...], SegmentStats]:

@@ -93,7 +93,7 @@ def _r(x: float | None, digits: int = 4) -> float | None:
 
 
 def _segment_facts(seg: SegmentStats, snapshot: WindowSnapshot) -> dict[str, Any]:
-    fam = shares(excess_by_family(seg, background_mix(snapshot.total, seg)))
+    fam = shares(excess_by_family(seg, background_mix(snapshot, seg)))
     return {
         "attempts": seg.attempts,
         "failures": seg.failures,

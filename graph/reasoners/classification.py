@@ -61,7 +61,7 @@ def classify(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, con
     t = context.thresholds
     seg = chosen.seg
     total = snapshot.total
-    excess = excess_by_family(seg, background_mix(total, seg))
+    excess = excess_by_family(seg, background_mix(snapshot, seg))
     fam_shares = shares(excess)
     family = max(fam_shares, key=lambda k: (fam_shares[k], k))
     purity = fam_shares[family]

@@ -140,13 +140,17 @@ def rest_of(broad: SegmentStats, narrow: SegmentStats) -> Rest:
     return Rest(max(n, 0), max(x, 0), rate)
 
 
-def background_mix(total: SegmentStats, seg: SegmentStats) -> dict[str, float]:
-    """The code-family mix of normal failures, read from the traffic outside `seg`."""
+def background_mix(snapshot: WindowSnapshot, seg: SegmentStats) -> dict[str, float]:
+    """The code-family mix of normal failures: read from the traffic outside `seg`; for all traffic,
+    which has no outside, from the platform's usual failures in recent normal windows. Without
+    either, every expected failure is taken for a decline (the most common kind)."""
     if seg.dims:
         inside = family_counts(seg.errors)
-        outside = {k: max(0.0, v - inside[k]) for k, v in family_counts(total.errors).items()}
+        outside = {k: max(0.0, v - inside[k]) for k, v in family_counts(snapshot.total.errors).items()}
         if sum(outside.values()) >= BACKGROUND_MIN_FAILURES:
             return shares(outside)
+    elif sum(snapshot.usual_errors.values()) >= BACKGROUND_MIN_FAILURES:
+        return shares(family_counts(snapshot.usual_errors))
     return {"user": 1.0}
 
 

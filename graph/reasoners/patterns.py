@@ -292,7 +292,7 @@ def unexplained(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
         if not strong:
             return None
         seg = max(strong, key=lambda s: (llr(s), -len(s.dims), s.key))
-    fam = shares(excess_by_family(seg, background_mix(total, seg)))
+    fam = shares(excess_by_family(seg, background_mix(snapshot, seg)))
     family = max(fam, key=lambda k: (fam[k], k))
     where = sorted((s for s in snapshot.segments if len(s.dims) == 1 and s.excess_failures > 0),
                    key=lambda s: (-s.excess_failures, s.key))[:4]

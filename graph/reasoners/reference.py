@@ -108,4 +108,18 @@ def prepared(snapshot: WindowSnapshot, context: ReasoningContext) -> WindowSnaps
         adjusted.append(_rejudged(seg,
                                   (n * rate + SHRINK_ATTEMPTS * seg.expected_failure_rate) / (n + SHRINK_ATTEMPTS)))
     return WindowSnapshot(snapshot.window_start, snapshot.window_end, total, tuple(adjusted),
-                          snapshot.quality, snapshot.vocab_sizes)
+                          snapshot.quality, snapshot.vocab_sizes, usual_errors(snapshot, context))
+
+
+def usual_errors(snapshot: WindowSnapshot, context: ReasoningContext) -> dict[str, int]:
+    """Failure codes of all traffic over the recent windows that did not stand out (z below
+    OWN_RECORD_OUTLIER_Z): the codes a normal minute fails with. A surge is then read against them:
+    month-end's extra INSUFFICIENT_FUNDS beside the usual handful of time-outs is a decline surge,
+    not a mixed bag (counting every usual time-out as excess made it one)."""
+    counts: dict[str, int] = {}
+    for h in context.history[-BASELINE_MEMORY_WINDOWS:]:
+        if h.window_end >= snapshot.window_end or h.total.z >= OWN_RECORD_OUTLIER_Z:
+            continue
+        for code, n in h.total.errors.items():
+            counts[code] = counts.get(code, 0) + n
+    return counts

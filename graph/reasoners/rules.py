@@ -438,9 +438,13 @@ class RuleReasoner:
             return False
         t = context.thresholds
         if _cold(seg, context):
-            return False  # declines differ between segments by nature: peers are no reference for them
+            # Declines differ between segments by nature: peers are no reference for them. All traffic,
+            # judged on its own history, is: a decline surge that lifts the platform is material, and
+            # this segment is where it concentrates (a merchant's subscription run, new to the agent).
+            return (snapshot is not None and bool(seg.dims)
+                    and RuleReasoner._material_user_surge(snapshot.total, context, pooled, snapshot))
         if (snapshot is not None
-                and shares(excess_by_family(seg, background_mix(snapshot.total, seg)))["user"] < USER_SURGE_PURITY):
+                and shares(excess_by_family(seg, background_mix(snapshot, seg)))["user"] < USER_SURGE_PURITY):
             return False  # a surge of declines is declines; a mixed bag of codes at one segment is noise
         # Counted in payments, not attempts: a declined card retried five times is one customer.
         # Every retry follows a failure, so failed payments ~= failures - retries.
@@ -468,7 +472,7 @@ class RuleReasoner:
                    for s in listed):
                 continue  # the same traffic under another name: one entry is enough
             listed.append(seg)
-            fam = shares(excess_by_family(seg, background_mix(snapshot.total, seg)))
+            fam = shares(excess_by_family(seg, background_mix(snapshot, seg)))
             out.append({
                 "target": seg.target,
                 "fit": round(c.fit, 1),

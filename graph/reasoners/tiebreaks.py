@@ -39,7 +39,7 @@ def bank_for_bank_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSn
     seg = chosen.seg
     if "issuer" not in seg.target or "bank" in seg.target:
         return chosen
-    fam = shares(excess_by_family(seg, background_mix(snapshot.total, seg)))
+    fam = shares(excess_by_family(seg, background_mix(snapshot, seg)))
     if fam.get("issuer", 0.0) < BANK_CODES_PURITY:
         return chosen
     others = {k: v for k, v in seg.target.items() if k != "issuer"}

@@ -1,0 +1,82 @@
+"""Decline surges read against what a normal minute fails with (issue 14, session 6).
+
+Shapes met on validation seeds of the independent generator, rebuilt in the hand-written world
+(judgement_helpers), never copied from the generator:
+- month-end: customers' INSUFFICIENT_FUNDS rise everywhere while the usual time-outs go on as
+  every minute; counting those usual time-outs as excess made the surge a "mixed bag" and the
+  platform an unexplained anomaly (an alert) instead of customers (no action);
+- a merchant the agent has seen but never trusted (too thin for a baseline) runs its
+  subscription billing: its declines lift all traffic above its own history and concentrate
+  there. Peers are no reference for a merchant's declines; the platform's own history is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from judgement_helpers import BANKS, CARD_ROUTES, START, _pick, chain, fail, play
+
+from payops.graph.reasoners.evidence import background_mix
+from payops.models import Category
+from payops.signals.events import PaymentEvent
+
+FUNDS = {"INSUFFICIENT_FUNDS": 0.8, "USER_DECLINED": 0.2}
+TIMEOUTS = {"GATEWAY_TIMEOUT": 0.6, "BANK_TIMEOUT": 0.4}
+
+
+def _everyone(e: PaymentEvent) -> bool:
+    return True
+
+
+# Every minute some payments time out (3%) beside the world's usual declines (4%).
+USUAL_TIMEOUTS = fail(_everyone, 0.03, TIMEOUTS, from_minute=0)
+
+
+def test_all_traffic_is_read_against_the_usual_failure_codes_of_normal_windows() -> None:
+    run = play(12, USUAL_TIMEOUTS)
+    snap = run.history[-1]
+    assert background_mix(snap, snap.total) == {"user": 1.0}  # the raw window knows no history
+    from payops.graph.reasoners.base import ReasoningContext
+    from payops.graph.reasoners.reference import prepared
+    ready = prepared(snap, ReasoningContext(history=tuple(run.history[:-1])))
+    mix = background_mix(ready, ready.total)
+    # 3% time-outs (network, and the bank's own: issuer) beside 4% declines.
+    assert 0.3 < mix["network"] + mix["issuer"] < 0.6 and 0.4 < mix["user"] < 0.7, mix
+
+
+def test_a_month_end_decline_surge_beside_the_usual_time_outs_is_customers_not_an_anomaly() -> None:
+    run = play(15, chain(USUAL_TIMEOUTS, fail(_everyone, 0.05, FUNDS, from_minute=12)), volume=600)
+    first = run.decisions[12]
+    assert first.diagnosis.category is Category.USER, first.diagnosis.summary
+    assert first.proposal.tool == "no_action", first.diagnosis.summary
+
+
+def test_the_same_time_outs_rising_are_still_a_fault_not_customers() -> None:
+    # The counter-case: against the usual mix, a rise of time-outs stays a network reading.
+    run = play(15, chain(USUAL_TIMEOUTS, fail(_everyone, 0.06, TIMEOUTS, from_minute=12)), volume=600)
+    first = run.decisions[12]
+    assert first.diagnosis.category is not Category.USER, first.diagnosis.summary
+    assert first.proposal.tool != "no_action", first.diagnosis.summary
+
+
+def _billing_run(at: str, from_minute: int, per_minute: int, decline_rate: float):  # type: ignore[no-untyped-def]
+    """A merchant seen for a payment a minute just before (too few windows for a baseline the agent
+    trusts) bills its subscribers from `from_minute` on: their cards, banks and routes are everyone's."""
+    def tweak(events: list[PaymentEvent], i: int, rng: np.random.Generator) -> list[PaymentEvent]:
+        count = per_minute if i >= from_minute else (1 if i >= from_minute - 2 else 0)
+        t0 = START + 60.0 * i
+        extra = [PaymentEvent(ts=t0 + 60.0 * k / count, payment_id=f"sub{i}-{k}", method="card",
+                              route=_pick(rng, CARD_ROUTES),
+                              bank=_pick(rng, BANKS), issuer="VISA" if rng.random() < 0.6 else "MASTERCARD",
+                              status="failure" if (failed := rng.random() < decline_rate) else "success",
+                              error_code="INSUFFICIENT_FUNDS" if failed else None, latency_ms=300.0,
+                              amount=99.0, merchant_id=at)
+                 for k in range(count)]
+        return events + extra
+    return tweak
+
+
+def test_a_thin_merchants_billing_run_that_lifts_the_platform_is_customers_at_that_merchant() -> None:
+    run = play(15, _billing_run("Gym Ωmega", 12, 200, 0.3), volume=300)
+    first = run.decisions[12]
+    assert first.diagnosis.category is Category.USER, first.diagnosis.summary
+    assert first.proposal.tool == "no_action", first.diagnosis.summary
