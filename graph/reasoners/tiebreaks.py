@@ -4,14 +4,25 @@ Attribution (rules.py) ranks segments by how well they concentrate the excess fa
 pairs of names cover nearly the same failing traffic and fit about as well: the codes then tell
 which one failed. A spoofed palm or a misread is the device's, not the bank x route its customers
 happened to use; a bank that does not answer (BANK_TIMEOUT, ISSUER_DOWN) is the bank, not the card
-scheme most of its cards carry.
+scheme most of its cards carry. And when the codes that make up a broad finding's excess all come
+from one bank, that bank is where the fault is, though the broad finding's other failures (a few
+declines more than usual) hide it from the usual "the rest is clean" test (`bank_holding_the_codes`).
 """
 
 from __future__ import annotations
 
 from payops.signals.window import WindowSnapshot
 
-from .evidence import background_mix, code_count, device_burst_codes, excess_by_family, shares
+from .evidence import (
+    FAMILIES,
+    UNKNOWN,
+    background_mix,
+    code_burst_z,
+    code_count,
+    device_burst_codes,
+    excess_by_family,
+    shares,
+)
 from .findings import Scored
 
 # Fits within this share of each other are a tie the codes may break (as rules.NEAR_TIE).
@@ -46,3 +57,43 @@ def bank_for_bank_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSn
     banks = [c for c in ranked if "bank" in c.seg.target and {k: v for k, v in c.seg.target.items() if k != "bank"}
              == others and c.fit >= (1.0 - CODE_TIE) * chosen.fit]
     return max(banks, key=lambda c: (c.fit, c.seg.key)) if banks else chosen
+
+
+# Share of the blamed segment's failures with the codes of its excess that one bank must carry.
+BANK_HOLDS_SHARE = 0.7  # as rules.DESCEND_SHARE
+# The codes that point at a bank: its own (ISSUER_DOWN, BANK_TIMEOUT...), and codes outside the
+# vocabulary, which carry no meaning of their own (CONTRACT.md §1: "the same code means different
+# things depending on where it concentrates"). Time-outs of a network and customers' declines are
+# read by the usual attribution; they do not single out a bank by their nature.
+BANK_POINTING_FAMILIES = ("issuer", UNKNOWN)
+
+
+def bank_holding_the_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot,
+                           significance_z: float) -> Scored:
+    """A finding broader than a bank (all traffic, a method, a route) whose excess is mostly bank-side or
+    unknown codes, nearly all of them at one bank, which shows them far more than its peer banks do:
+    the bank. 7 of 7 ISSUER_DOWN at one bank in an outage's first 30 s, beside a few declines more than
+    usual elsewhere, is that bank failing, not a "system-wide failure"; an ACS outage's unknown code on
+    one bank's cards is that bank, not "every route carrying card"."""
+    seg = chosen.seg
+    if "bank" in seg.target or any(k in seg.target for k in ("terminal_id", "merchant_id")):
+        return chosen
+    fam = shares(excess_by_family(seg, background_mix(snapshot, seg)))
+    family = max(fam, key=lambda k: (fam[k], k))
+    if family not in BANK_POINTING_FAMILIES or fam[family] < 0.5:
+        return chosen
+    codes = (frozenset(FAMILIES[family]) if family != UNKNOWN
+             else frozenset(c for c in seg.errors if not any(c in f for f in FAMILIES.values())))
+    held = code_count(seg, codes)
+    if held == 0:
+        return chosen
+    # Banks are paired with routes only (signals/window.SEGMENT_PAIRS): on a route, that bank on it.
+    on = {"route": seg.target["route"]} if "route" in seg.target else {}
+    banks = [b for b in snapshot.by_dimension("bank", *on) if all(b.target.get(k) == v for k, v in on.items())
+             and code_count(b, codes) >= BANK_HOLDS_SHARE * held
+             and code_burst_z(b, codes, snapshot) >= significance_z]
+    if not banks:
+        return chosen
+    best = max(banks, key=lambda b: (code_count(b, codes), b.key))
+    known = {c.seg.key: c for c in ranked}
+    return known.get(best.key) or Scored(best, chosen.fit)
