@@ -222,8 +222,12 @@ class RuleReasoner:
                            and c.seg.attempts == chosen.seg.attempts]
         if snapshot is not None:
             seg = chosen.seg
-            ties += [Scored(s, chosen.fit) for s in snapshot.segments
-                     if (contains(s, seg) or contains(seg, s)) and _same_traffic(s, seg)]
+            same = [s for s in snapshot.segments if (contains(s, seg) or contains(seg, s)) and _same_traffic(s, seg)]
+            # ...and siblings through a pair that is the same traffic as both (a method all of which one
+            # route carries, with nothing else on it): method=X and route=Y name one traffic.
+            same += [s for s in snapshot.segments if len(s.dims) == len(seg.dims) and s.key != seg.key
+                     and any(contains(seg, p) and contains(s, p) and _same_traffic(s, p) for p in same)]
+            ties += [Scored(s, chosen.fit) for s in same]
         # A method rejected by the route it was sent to is acted on as that pair (the misroute to undo),
         # even when all of the method went there and method=X alone names the same traffic.
         misrouted = chosen.seg.error_share("ROUTE_NOT_SUPPORTED") >= MISROUTE_SHARE

@@ -1,4 +1,5 @@
-"""Where a broad finding's codes come from (issue 14, session 6): `tiebreaks.bank_holding_the_codes`.
+"""Where a broad finding's codes come from (`tiebreaks.bank_holding_the_codes`), and which of two names of one
+traffic is acted on (`RuleReasoner._alias`): issue 14, session 6.
 
 Met on a validation seed of the independent generator and rebuilt as crafted windows (reasoning_helpers):
 a bank goes down 30 s before the window ends; its 7 ISSUER_DOWN / BANK_TIMEOUT failures are short of
@@ -34,3 +35,25 @@ def test_bank_side_codes_spread_over_every_bank_stay_where_they_concentrate() ->
     now = fail(cells, {"route": "psp_a"}, 0.5, BANK_SIDE)
     d = RULES.decide(window(now), context(healthy_history(cells, 8)))
     assert "bank" not in d.diagnosis.target and d.diagnosis.target.get("route") == "psp_a", d.diagnosis.summary
+
+
+# -- one traffic under two sibling names ------------------------------------------------------
+# Met on a validation seed: a rail's only route went down at 31 payments/min; the finding was reached
+# by descending from all traffic to a part too thin to be a candidate, which came out as method=X. The
+# route that carries all of that method and nothing else names the same traffic, and is the one an
+# operator acts on (findings.DIMENSION_PREFERENCE).
+
+def test_a_method_that_is_all_of_one_routes_traffic_is_acted_on_as_the_route() -> None:
+    from payops.graph.reasoners.findings import Scored
+    snap = window(fail(base_cells(120), {"route": "rail"}, 0.4, {"SYSTEM_ERROR": 1.0}))
+    method = snap.segment(method="payshap")
+    assert method is not None
+    assert RuleReasoner._alias([], Scored(method, 10.0), snap).seg.target == {"route": "rail"}
+
+
+def test_a_method_carried_by_several_routes_stays_the_method() -> None:
+    from payops.graph.reasoners.findings import Scored
+    snap = window(fail(base_cells(1200), {"method": "card"}, 0.4, {"SYSTEM_ERROR": 1.0}))
+    card = snap.segment(method="card")
+    assert card is not None
+    assert RuleReasoner._alias([], Scored(card, 10.0), snap).seg.target == {"method": "card"}
