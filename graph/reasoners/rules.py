@@ -301,8 +301,13 @@ class RuleReasoner:
         # below the part's rate): one too close to tell apart says nothing against the broader name, the
         # common cause an operator acts on (a route whose second scheme is thin). A rest of a handful of
         # attempts is the part's own traffic under the broader name: the part is named.
+        # That handful must not fail above its own reference, and the part must be inside for certain (a
+        # pair segment): a merchant is only plausibly inside a route (`nested`). 4 of a route's 4 other
+        # attempts failing too say the route, not the merchant carrying the other 11; 2 of its 4 wallet
+        # payments failing beside its cards, the route, not its cards.
         found = [c for c in clean + concentrated
-                 if ((r := rest_of(chosen.seg, c.seg)).attempts < t.min_segment_attempts
+                 if ((r := rest_of(chosen.seg, c.seg)).attempts < t.min_segment_attempts and r.z < REST_CLEAN_Z
+                     and contains(chosen.seg, c.seg)
                      or binomial_z(r.failures, r.attempts, c.seg.failure_rate) <= -REST_CLEAN_Z)
                  # early attribution keeps the parent
                  and not self._parent_explains(chosen.seg, c, t.min_excess_failures)]

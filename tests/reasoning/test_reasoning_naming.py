@@ -1,5 +1,6 @@
-"""Where a broad finding's codes come from (`tiebreaks.bank_holding_the_codes`), and which of two names of one
-traffic is acted on (`RuleReasoner._alias`): issue 14, session 6.
+"""Which name a finding takes (issue 14, session 6): where a broad finding's codes come from
+(`tiebreaks.bank_holding_the_codes`), which of two names of one traffic is acted on (`RuleReasoner._alias`),
+and when a handful of other attempts lets a part take the blame (`RuleReasoner._descend`).
 
 Met on a validation seed of the independent generator and rebuilt as crafted windows (reasoning_helpers):
 a bank goes down 30 s before the window ends; its 7 ISSUER_DOWN / BANK_TIMEOUT failures are short of
@@ -57,3 +58,30 @@ def test_a_method_carried_by_several_routes_stays_the_method() -> None:
     card = snap.segment(method="card")
     assert card is not None
     assert RuleReasoner._alias([], Scored(card, 10.0), snap).seg.target == {"method": "card"}
+
+
+# -- a handful of other attempts that fail too --------------------------------------------------
+# Met on a validation seed (a route down at 84 payments/min, its first window): descending from the
+# route to its cards because "the rest is a handful of attempts, the part's own traffic" (its 4 wallet
+# payments, 2 of them failing), then from its cards to a merchant holding most of their failures (only
+# plausibly inside them) beside 2 more card attempts, both failing. A handful that fails far above its
+# reference says the broader name: the route.
+
+def _route_cells() -> list:  # type: ignore[type-arg]
+    from reasoning_helpers import Cell
+    card = {"method": "card", "issuer": "VISA", "bank": "ABSA"}
+    healthy = [Cell({**card, "route": "psp_b", "merchant_id": f"shop {i}"}, 9, {"INSUFFICIENT_FUNDS": i % 2})
+               for i in range(6)]
+    down = [Cell({**card, "route": "psp_a", "merchant_id": "shop A"}, 9, {"GATEWAY_TIMEOUT": 7}),
+            Cell({**card, "route": "psp_a", "merchant_id": "shop C"}, 2, {"GATEWAY_TIMEOUT": 2}),
+            Cell({"method": "wallet", "issuer": "WAL", "bank": "ABSA", "route": "psp_a", "merchant_id": "shop B"}, 4,
+                 {"GATEWAY_TIMEOUT": 2})]
+    return healthy + down
+
+
+def test_a_route_whose_other_few_attempts_fail_too_is_the_route_not_its_cards_or_a_merchant() -> None:
+    from reasoning_helpers import Cell
+    cells = _route_cells()
+    calm = [Cell(c.dims, c.attempts, {"INSUFFICIENT_FUNDS": 1} if c.attempts > 8 else {}) for c in cells]
+    d = RULES.decide(window(cells), context(healthy_history(calm, 8)))
+    assert d.diagnosis.target == {"route": "psp_a"}, d.diagnosis.summary
