@@ -57,6 +57,7 @@ BANK_CONCENTRATION = 0.7
 # A narrower segment inside the best-scoring one that carries this share of its enumeration excess is the
 # attack's place (the merchant inside its region or acquirer).
 ATTACK_DESCEND_SHARE = 0.7
+ATTACKER_SEATS = ("merchant_id", "terminal_id")  # where a tester submits charges; routes and regions carry them
 
 
 def _enumeration_excess(seg: SegmentStats, total: SegmentStats) -> float:
@@ -112,7 +113,11 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
     # only holds the merchant's traffic plus healthy neighbours).
     # Only on the small charges themselves: a burst of volume alone (no amounts) is weaker evidence,
     # and a merchant's own billing run looks like it, so it does not earn the narrower, suppressible name.
-    inner = [f for f in found if f[1] is not seg and (contains(seg, f[1]) or nested(f[1], seg))
+    # A merchant or terminal is where testers sit: one holding most of the attack is named though a
+    # stray payment of its own on another route makes it not strictly inside the acquirer carrying it.
+    inner = [f for f in found if f[1] is not seg
+             and (contains(seg, f[1]) or nested(f[1], seg)
+                  or f[1].dims[0][0] in ATTACKER_SEATS and f[1].dims[0][0] != seg.dims[0][0])
              and f[2] >= ATTACK_DESCEND_SHARE * enum
              and f[1].low_amount_failures >= LOW_AMOUNT_SHARE * f[2]]
     if inner:

@@ -85,3 +85,41 @@ def test_a_route_whose_other_few_attempts_fail_too_is_the_route_not_its_cards_or
     calm = [Cell(c.dims, c.attempts, {"INSUFFICIENT_FUNDS": 1} if c.attempts > 8 else {}) for c in cells]
     d = RULES.decide(window(cells), context(healthy_history(calm, 8)))
     assert d.diagnosis.target == {"route": "psp_a"}, d.diagnosis.summary
+
+
+# -- where a card tester sits ----------------------------------------------------------------------
+# Met on a validation seed: card testing at a merchant sent through a small legacy acquirer; one
+# ordinary sale of the merchant on the main acquirer made it not strictly inside the legacy one, so
+# the attack was named at the acquirer (an alert) instead of the merchant (a suppression to approve).
+
+def _kiosk_testing(events, i, rng):  # type: ignore[no-untyped-def]
+    from judgement_helpers import BANKS, ENUMERATION, START, _pick
+
+    from payops.signals.events import PaymentEvent
+
+    t0 = START + 60.0 * i
+    extra = [PaymentEvent(ts=t0 + 10.0 * k, payment_id=f"lg{i}-{k}", method="card", route="legacy gw",
+                          bank=_pick(rng, BANKS), issuer="VISA", status="success", error_code=None, latency_ms=300.0,
+                          amount=120.0, merchant_id="shop 1") for k in range(6)]
+    timed_out = i == 12  # the kiosk's one ordinary sale of that minute times out on the main acquirer
+    extra.append(PaymentEvent(ts=t0 + 5.0, payment_id=f"kz{i}", method="card", route="acq one", bank="Umoya Bank",
+                              issuer="VISA", status="failure" if timed_out else "success",
+                              error_code="NETWORK_ERROR" if timed_out else None, latency_ms=300.0, amount=80.0,
+                              merchant_id="Kiosk Δ"))
+    if i >= 12:
+        for k in range(300):
+            failed = rng.random() < 0.85
+            extra.append(PaymentEvent(ts=t0 + 60.0 * k / 300, payment_id=f"ct{i}-{k}", method="card",
+                                      route="legacy gw", bank=_pick(rng, BANKS), issuer="VISA",
+                                      status="failure" if failed else "success",
+                                      error_code=_pick(rng, ENUMERATION) if failed else None, latency_ms=300.0,
+                                      amount=round(float(rng.uniform(0.5, 5.0)), 2), merchant_id="Kiosk Δ"))
+    return events + extra
+
+
+def test_card_testing_through_one_acquirer_is_named_at_the_merchant_that_sends_it() -> None:
+    from judgement_helpers import play
+    d = play(13, _kiosk_testing, volume=300).decisions[12]
+    assert d.diagnosis.category is Category.SECURITY
+    assert d.diagnosis.target == {"merchant_id": "Kiosk Δ"}, d.diagnosis.summary
+    assert d.proposal.tool == "suppress_path" and d.proposal.target == {"merchant_id": "Kiosk Δ"}
