@@ -11,6 +11,7 @@ declines more than usual) hide it from the usual "the rest is clean" test (`bank
 
 from __future__ import annotations
 
+from payops.signals.baseline import binomial_z
 from payops.signals.window import WindowSnapshot
 
 from .evidence import (
@@ -23,7 +24,7 @@ from .evidence import (
     excess_by_family,
     shares,
 )
-from .findings import Scored
+from .findings import REST_CLEAN_Z, Scored
 
 # Fits within this share of each other are a tie the codes may break (as rules.NEAR_TIE).
 CODE_TIE = 0.15
@@ -95,5 +96,12 @@ def bank_holding_the_codes(chosen: Scored, ranked: list[Scored], snapshot: Windo
     if not banks:
         return chosen
     best = max(banks, key=lambda b: (code_count(b, codes), b.key))
+    # ...and far beyond its share of the traffic: the finding's other attempts show the codes plainly
+    # less often than the bank does. A bank that carries nearly all of a scheme's cards in a thin window
+    # holds nearly all of its codes by its size alone; the scheme is then as good a name, and it stays.
+    rest_attempts = max(0, seg.attempts - best.attempts)
+    rest_codes = max(0, held - code_count(best, codes))
+    if binomial_z(rest_codes, rest_attempts, code_count(best, codes) / best.attempts) > -REST_CLEAN_Z:
+        return chosen
     known = {c.seg.key: c for c in ranked}
     return known.get(best.key) or Scored(best, chosen.fit)

@@ -38,6 +38,24 @@ def test_bank_side_codes_spread_over_every_bank_stay_where_they_concentrate() ->
     assert "bank" not in d.diagnosis.target and d.diagnosis.target.get("route") == "psp_a", d.diagnosis.summary
 
 
+
+def test_a_bank_that_carries_nearly_all_of_a_schemes_cards_does_not_take_the_schemes_blame() -> None:
+    # Met on a development draw: a scheme's first failing window at 80 payments/min, 19 of its cards,
+    # 18 of them from one bank, which held all 5 ISSUER_DOWN by its size alone.
+    from reasoning_helpers import Cell
+    visa = [Cell({"bank": b, "route": r, "method": "card", "issuer": "VISA"}, 10,
+                 {"INSUFFICIENT_FUNDS": 1} if b == "ABSA" else {})
+            for b in ("ABSA", "FNB", "NEDBANK", "CAPITEC") for r in ("psp_a", "psp_b")]
+    mc = [Cell({"bank": "BIG", "route": "psp_a", "method": "card", "issuer": "MASTERCARD"}, 9,
+               {"ISSUER_DOWN": 4, "NETWORK_ERROR": 1}),
+          Cell({"bank": "BIG", "route": "psp_b", "method": "card", "issuer": "MASTERCARD"}, 9,
+               {"ISSUER_DOWN": 3, "NETWORK_ERROR": 1}),
+          Cell({"bank": "FNB", "route": "psp_b", "method": "card", "issuer": "MASTERCARD"}, 1, {"NETWORK_ERROR": 1})]
+    calm = visa + [Cell(c.dims, c.attempts, {}) for c in mc]
+    d = RULES.decide(window(visa + mc), context(healthy_history(calm, 8)))
+    assert d.diagnosis.target == {"issuer": "MASTERCARD"}, d.diagnosis.summary
+
+
 # -- one traffic under two sibling names ------------------------------------------------------
 # Met on a validation seed: a rail's only route went down at 31 payments/min; the finding was reached
 # by descending from all traffic to a part too thin to be a candidate, which came out as method=X. The
