@@ -10,6 +10,7 @@ the unexplained anomaly last, so that a significant rise is never reported healt
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 
 from payops.models import Category
@@ -150,8 +151,14 @@ VOLUME_DIMENSIONS = ("route", "terminal_id", "merchant_id", "method", "bank", "i
 # "Most of its traffic vanished": at most this share of what its usual volume, scaled
 # by how its peers are doing right now, predicts (a platform-wide dip scales both).
 VOLUME_DROP_SHARE = 0.3
-# Expected attempts below this are too few to call a drop (a tiny bank's quiet minute).
-VOLUME_MIN_EXPECTED = 30.0
+# A segment's volume varies from window to window by at least Poisson noise (variance = its mean)
+# and by as much as it did over its recent windows (customers arrive in bursts: a bank's
+# 30 +- 8): the drop is judged against the larger. Read over at least this many earlier windows.
+VOLUME_SPREAD_WINDOWS = 3
+# Missing attempts are added up over at most this many consecutive windows: two, the persistence
+# rule's "found in two consecutive windows". Longer runs would let a shop terminal's quiet spell
+# (2 customers a minute, none for five minutes) add up to an "incident" Poisson arithmetic believes.
+VOLUME_POOL_WINDOWS = 2
 # Two segments missing nearly the same attempts are the same traffic under two names.
 VOLUME_TIE = 0.05
 # The actions that move traffic away from a segment (a retry-policy change does not): selection's set.
@@ -164,6 +171,25 @@ def _moved_by_us(seg_dims: dict[str, str], context: ReasoningContext) -> bool:
         if a.tool in MOVING_TOOLS and (not a.target or set(a.target.items()) & set(seg_dims.items())):
             return True
     return False
+
+
+def _expected(usual: float, now: int, total: SegmentStats) -> tuple[float, float] | None:
+    """A segment's expected attempts in a window (its usual volume scaled by its peers' volume then) and
+    that scale, or None when the segment is all traffic (nothing to compare it with)."""
+    peers_usual = (total.baseline_volume or 0.0) - usual
+    if peers_usual <= 0:
+        return None
+    # Peers surging (a sale) never raise a segment's expectation above its own usual volume: a surge
+    # alone is not an incident, and a segment that kept its traffic did not lose it.
+    peers_ratio = min(1.0, (total.attempts - now) / peers_usual)
+    return usual * peers_ratio, peers_ratio
+
+
+def _volume_variance(seg: SegmentStats, before: float, context: ReasoningContext) -> float | None:
+    """How much the segment's attempts varied over its windows before `before` (None: too few to say)."""
+    counts = [float(past.attempts) for h in context.history if h.window_end <= before
+              if (past := h.segment(**seg.target)) is not None]
+    return statistics.variance(counts) if len(counts) >= VOLUME_SPREAD_WINDOWS else None
 
 
 def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding | None:
@@ -185,25 +211,42 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
                     and s.key not in present and s.key not in gone):
                 gone[s.key] = s
     candidates += list(gone.values())
-    found: list[tuple[float, SegmentStats, float, float]] = []
+    found: list[tuple[float, SegmentStats, float, float, str]] = []
     for seg in candidates:
         if _moved_by_us(seg.target, context):
             continue
         now = present[seg.key].attempts if seg.key in present else 0
         usual = seg.baseline_volume or 0.0
-        peers_usual = total.baseline_volume - usual
-        if peers_usual <= 0:
+        here = _expected(usual, now, total)
+        if here is None:
             continue  # the segment is all traffic: a platform-wide change, not this segment's
-        # Peers surging (a sale) never raise a segment's expectation above its own usual volume: a surge
-        # alone is not an incident, and a segment that kept its traffic did not lose it.
-        peers_ratio = min(1.0, (total.attempts - now) / peers_usual)
-        expected = usual * peers_ratio
-        if expected < VOLUME_MIN_EXPECTED or now > VOLUME_DROP_SHARE * expected:
+        expected, peers_ratio = here
+        if now > VOLUME_DROP_SHARE * expected:
             continue
-        z = (expected - now) / math.sqrt(expected)  # Poisson
-        if z < t.significance_z:
+        # Significant against the segment's usual spread, over the windows it has been missing from (a
+        # route of 20 a minute losing 90% is plain after two minutes, not in one). A segment too thin to
+        # be significant even when all of it vanishes is never called (a tiny bank's quiet minutes).
+        run_expected, run_now, since = float(expected), float(now), snapshot.window_start
+        for h in reversed([h for h in context.history if h.window_end < snapshot.window_end][-(VOLUME_POOL_WINDOWS - 1):]):
+            past = h.segment(**seg.target)
+            then = past.attempts if past is not None else 0
+            earlier = (_expected(past.baseline_volume or usual if past is not None else usual, then, h.total)
+                       if h.total.baseline_volume else None)
+            if earlier is None or then > VOLUME_DROP_SHARE * earlier[0]:
+                break
+            run_expected, run_now, since = run_expected + earlier[0], run_now + then, h.window_start
+        variance = _volume_variance(seg, since, context)
+        if variance is None:
+            # No record of how this segment's volume varies (the first minutes of a run): one window
+            # alone is judged, on Poisson noise. A terminal's 6, 11, 1, 2... is no Poisson process.
+            run_expected, run_now, since, variance = float(expected), float(now), snapshot.window_start, 0.0
+        windows = round((snapshot.window_end - since) / max(1.0, snapshot.window_end - snapshot.window_start))
+        spread = max(run_expected, windows * variance)
+        if (run_expected - run_now) / math.sqrt(spread) < t.significance_z:
             continue
-        found.append((expected - now, seg, expected, peers_ratio))
+        run = (f"missing for {windows} windows: {run_now:.0f} attempts arrived of {run_expected:.0f} expected"
+               if windows > 1 else "missing this window")
+        found.append((expected - now, seg, expected, peers_ratio, run))
     if not found:
         return None
     most = max(f[0] for f in found)
@@ -212,7 +255,7 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
     def rank(s: SegmentStats) -> int:
         return min((DIMENSION_PREFERENCE.index(k) if k in DIMENSION_PREFERENCE else 99) for k, _ in s.dims)
 
-    missing, seg, expected, peers_ratio = min(ties, key=lambda f: (rank(f[1]), f[1].key))
+    missing, seg, expected, peers_ratio, run = min(ties, key=lambda f: (rank(f[1]), f[1].key))
     now = present[seg.key].attempts if seg.key in present else 0
     share = now / expected if expected else 0.0
     conf = 0.62 + 0.25 * (1.0 - share) + 0.05 * (total.attempts >= t.min_segment_attempts)
@@ -220,7 +263,7 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
     evidence = (
         f"{seg.key}: {now} attempts vs {expected:.0f} expected ({pct(share)}): its usual {seg.baseline_volume:.0f} per "
         "window "
-        f"scaled by its peers' volume ({pct(peers_ratio)} of their usual)",
+        f"scaled by its peers' volume ({pct(peers_ratio)} of their usual); {run}",
         f"{seg.key}: {current.failures if seg.key in present else 0} failed of what arrived; the missing attempts "
         "failed nowhere: "
         "they never arrived",

@@ -1,0 +1,69 @@
+"""Traffic that vanishes from a thin segment (issue 14, session 6): `patterns.volume_drop`.
+
+Met on development draws of the independent generator, rebuilt in the hand-written world: a route
+carrying 15-20 payments a minute black-holes 90% of them. A floor of 30 expected attempts per window
+kept such routes from ever being judged. Now each window is judged against the segment's own spread
+(at least Poisson noise, more when its volume swings), and a run of two missing windows is added up:
+plain after two minutes, never called on one quiet minute of a thin segment.
+"""
+
+from __future__ import annotations
+
+from judgement_helpers import drop, play
+
+from payops.models import Category
+
+
+def _first_response(run, since: int):  # type: ignore[no-untyped-def]
+    return next(((i, d) for i, d in enumerate(run.decisions) if i >= since
+                 and d.diagnosis.category is not Category.HEALTHY), (None, None))
+
+
+def test_a_thin_routes_black_hole_is_found_within_two_windows() -> None:
+    # 60 payments a minute: the route carries about 14 of them.
+    run = play(15, drop(lambda e: e.route == "acq-two", 0.9, 12), volume=60)
+    i, d = _first_response(run, 12)
+    assert i is not None and i <= 13, [x.diagnosis.summary for x in run.decisions[12:]]
+    assert d.diagnosis.category is Category.NETWORK and d.diagnosis.target == {"route": "acq-two"}
+    assert any("missing for 2 windows" in e for e in d.diagnosis.evidence), d.diagnosis.evidence
+
+
+def test_a_thin_platforms_ordinary_minutes_raise_no_volume_finding() -> None:
+    # 40 payments a minute for half an hour: every segment's counts wander on Poisson noise alone.
+    for seed in (3, 4, 5):
+        run = play(30, seed=seed, volume=40)
+        said = [d.diagnosis.summary for d in run.decisions if "vanished" in d.diagnosis.summary]
+        assert not said, said
+
+
+def test_a_tiny_segment_vanishing_is_never_called() -> None:
+    # The wallet's route of 2-3 payments a minute: even all of it gone for minutes is no evidence.
+    run = play(16, drop(lambda e: e.method == "wallet", 1.0, 12), volume=12)
+    said = [d.diagnosis.summary for d in run.decisions if "vanished" in d.diagnosis.summary]
+    assert not said, said
+
+
+def _kiosk(until_minute: int):  # type: ignore[no-untyped-def]
+    """A shop terminal with 3 customers a minute on average (Poisson), none from `until_minute` on."""
+    from judgement_helpers import START
+
+    from payops.signals.events import PaymentEvent
+
+    def tweak(events, i, rng):  # type: ignore[no-untyped-def]
+        if i >= until_minute:
+            return events
+        t0 = START + 60.0 * i
+        return events + [PaymentEvent(ts=t0 + float(rng.uniform(0, 60)), payment_id=f"k{i}-{k}", method="card",
+                                      route="acq one", bank="Umoya Bank", issuer="VISA", status="success",
+                                      error_code=None, latency_ms=300.0, amount=40.0, merchant_id="shop 1",
+                                      terminal_id="kiosk 1")
+                         for k in range(int(rng.poisson(3.0)))]
+    return tweak
+
+
+def test_a_shop_terminals_quiet_spell_is_not_added_up_into_an_incident() -> None:
+    # Six minutes without a customer at a terminal that sees three a minute: Poisson arithmetic over
+    # all six would call it (18 expected, 0 seen); two windows (6 expected) do not, and should not.
+    run = play(19, _kiosk(12), volume=300)
+    said = [d.diagnosis.summary for d in run.decisions if "vanished" in d.diagnosis.summary]
+    assert not said, said
