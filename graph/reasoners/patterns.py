@@ -211,6 +211,7 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
                     and s.key not in present and s.key not in gone):
                 gone[s.key] = s
     candidates += list(gone.values())
+    recent = [h for h in context.history if h.window_end < snapshot.window_end][-(VOLUME_POOL_WINDOWS - 1):]
     found: list[tuple[float, SegmentStats, float, float, str]] = []
     for seg in candidates:
         if _moved_by_us(seg.target, context):
@@ -227,14 +228,14 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
         # route of 20 a minute losing 90% is plain after two minutes, not in one). A segment too thin to
         # be significant even when all of it vanishes is never called (a tiny bank's quiet minutes).
         run_expected, run_now, since = float(expected), float(now), snapshot.window_start
-        for h in reversed([h for h in context.history if h.window_end < snapshot.window_end][-(VOLUME_POOL_WINDOWS - 1):]):
+        for h in reversed(recent):
             past = h.segment(**seg.target)
             then = past.attempts if past is not None else 0
-            earlier = (_expected(past.baseline_volume or usual if past is not None else usual, then, h.total)
-                       if h.total.baseline_volume else None)
-            if earlier is None or then > VOLUME_DROP_SHARE * earlier[0]:
+            back_then = (_expected(past.baseline_volume or usual if past is not None else usual, then, h.total)
+                         if h.total.baseline_volume else None)
+            if back_then is None or then > VOLUME_DROP_SHARE * back_then[0]:
                 break
-            run_expected, run_now, since = run_expected + earlier[0], run_now + then, h.window_start
+            run_expected, run_now, since = run_expected + back_then[0], run_now + then, h.window_start
         variance = _volume_variance(seg, since, context)
         if variance is None:
             # No record of how this segment's volume varies (the first minutes of a run): one window
