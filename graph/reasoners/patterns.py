@@ -89,7 +89,7 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
     spread, spread_note = _spread_across_banks(snapshot)
     if not spread:
         return None
-    found: list[tuple[float, SegmentStats, float, str]] = []
+    found: list[tuple[float, SegmentStats, float, str, bool]] = []
     for seg in snapshot.segments:
         if len(seg.dims) != 1 or seg.dims[0][0] not in ATTACK_DIMENSIONS or not clears_bar(seg):
             continue
@@ -105,24 +105,24 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
         how = (f"{seg.low_amount_failures} of its failures are low-amount charges ({seg.low_amount_attempts} "
                "low-amount attempts)"
                if low else f"volume {seg.volume_ratio:.1f}x its usual")
-        found.append((llr(seg), seg, enum, how))
+        found.append((llr(seg), seg, enum, how, low))
     if not found:
         return None
-    fit, seg, enum, how = max(found, key=lambda f: (f[0], -len(f[1].key)))
+    fit, seg, enum, how, low = max(found, key=lambda f: (f[0], -len(f[1].key)))
     # The most specific place that carries most of the attack: a merchant inside the region or the
     # acquirer that scores best is where the tester sits, and the path to stop (the broader segment
     # only holds the merchant's traffic plus healthy neighbours).
-    # Only on the small charges themselves: a burst of volume alone (no amounts) is weaker evidence,
-    # and a merchant's own billing run looks like it, so it does not earn the narrower, suppressible name.
+    # A burst of volume alone (no amounts) is weaker evidence, and a merchant's own billing run looks
+    # like it: it names the place all the same (an alert at the merchant, not at the acquirer carrying it,
+    # is what the fraud team can use) but earns no suppression (kind "card_testing_volume").
     # A merchant or terminal is where testers sit: one holding most of the attack is named though a
     # stray payment of its own on another route makes it not strictly inside the acquirer carrying it.
     inner = [f for f in found if f[1] is not seg
              and (contains(seg, f[1]) or nested(f[1], seg)
                   or f[1].dims[0][0] in ATTACKER_SEATS and f[1].dims[0][0] != seg.dims[0][0])
-             and f[2] >= ATTACK_DESCEND_SHARE * enum
-             and f[1].low_amount_failures >= LOW_AMOUNT_SHARE * f[2]]
+             and f[2] >= ATTACK_DESCEND_SHARE * enum]
     if inner:
-        fit, seg, enum, how = min(inner, key=lambda f: (f[1].attempts, f[1].key))
+        fit, seg, enum, how, low = min(inner, key=lambda f: (f[1].attempts, f[1].key))
     conf = 0.75 + 0.1 * min(1.0, enum / (3.0 * t.min_excess_failures)) + 0.05 * (seg.z >= 2 * t.significance_z)
     evidence = (
         describe(seg),
@@ -139,9 +139,9 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
         "an issuer's outage or fraud screen: that would concentrate on one bank, and the excess is spread across banks",
     )
     return Finding(Category.SECURITY, seg, round(min(0.95, conf), 3),
-                   f"Card testing suspected at {seg.key}: a burst of small charges over many cards, declined across "
-                   "banks.",
-                   evidence, alternatives, "card_testing")
+                   f"Card testing suspected at {seg.key}: a burst of {'small ' if low else ''}charges over many cards, "
+                   "declined across banks.",
+                   evidence, alternatives, "card_testing" if low else "card_testing_volume")
 
 
 # -- volume ------------------------------------------------------------------------

@@ -74,7 +74,7 @@ REROUTE_CAPACITY_FACTOR = 1.0
 # in the closed loop it cost more payments than it saved (issuer outages at 60%: -5..-235).
 REVIEWED_KINDS = frozenset({"issuer", "issuer_route", "scheme", "scheme_route", "route", "latency", "routing",
                             "segment", "method", "system",
-                            "security", "terminal", "card_testing", "volume"})
+                            "security", "terminal", "card_testing", "card_testing_volume", "volume"})
 
 
 def route_health(snapshot: WindowSnapshot, significance_z: float) -> dict[str, tuple[bool, frozenset[str], float]]:
@@ -401,6 +401,9 @@ def _mitigation(f: Finding, snapshot: WindowSnapshot, context: ReasoningContext,
                            "stop the card-testing traffic at its merchant or terminal; permissions decide who approves",
                            fallback=None, ttl_seconds=ttl)
         return alert("critical", "card testing beyond one merchant or terminal: fraud team to block the source")
+    if f.kind == "card_testing_volume":
+        return alert("critical", "card testing suspected from a burst of volume without amounts (a billing run looks "
+                                 "alike): fraud team to confirm and block the source")
     if f.kind == "volume":
         routes = alternative_routes(snapshot, target, z) if "route" in target else {}
         usual = seg.baseline_volume if seg is not None and seg.baseline_volume else 0.0

@@ -110,7 +110,7 @@ def test_a_route_whose_other_few_attempts_fail_too_is_the_route_not_its_cards_or
 # ordinary sale of the merchant on the main acquirer made it not strictly inside the legacy one, so
 # the attack was named at the acquirer (an alert) instead of the merchant (a suppression to approve).
 
-def _kiosk_testing(events, i, rng):  # type: ignore[no-untyped-def]
+def _kiosk_testing(events, i, rng, amounts: bool = True):  # type: ignore[no-untyped-def]
     from judgement_helpers import BANKS, ENUMERATION, START, _pick
 
     from payops.signals.events import PaymentEvent
@@ -131,7 +131,8 @@ def _kiosk_testing(events, i, rng):  # type: ignore[no-untyped-def]
                                       route="legacy gw", bank=_pick(rng, BANKS), issuer="VISA",
                                       status="failure" if failed else "success",
                                       error_code=_pick(rng, ENUMERATION) if failed else None, latency_ms=300.0,
-                                      amount=round(float(rng.uniform(0.5, 5.0)), 2), merchant_id="Kiosk Δ"))
+                                      amount=round(float(rng.uniform(0.5, 5.0)), 2) if amounts else None,
+                                      merchant_id="Kiosk Δ"))
     return events + extra
 
 
@@ -141,3 +142,13 @@ def test_card_testing_through_one_acquirer_is_named_at_the_merchant_that_sends_i
     assert d.diagnosis.category is Category.SECURITY
     assert d.diagnosis.target == {"merchant_id": "Kiosk Δ"}, d.diagnosis.summary
     assert d.proposal.tool == "suppress_path" and d.proposal.target == {"merchant_id": "Kiosk Δ"}
+
+
+def test_card_testing_without_amounts_through_one_acquirer_is_named_at_the_merchant_and_only_alerted() -> None:
+    # Volume alone (no amounts) is weaker evidence, and a merchant's own billing run looks like it: the
+    # place is the merchant all the same, but no suppression is proposed on it.
+    from judgement_helpers import play
+    d = play(13, lambda ev, i, rng: _kiosk_testing(ev, i, rng, amounts=False), volume=300).decisions[12]
+    assert d.diagnosis.category is Category.SECURITY
+    assert d.diagnosis.target == {"merchant_id": "Kiosk Δ"}, d.diagnosis.summary
+    assert d.proposal.tool == "alert_ops" and d.proposal.target == {"merchant_id": "Kiosk Δ"}
