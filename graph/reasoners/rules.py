@@ -67,7 +67,7 @@ from .patterns import card_testing, no_data, unexplained, volume_drop
 from .reference import prepared
 from .retry import retry_storm
 from .selection import HOLD_NOTE, alternative_routes, choose_action, route_health, segment_methods
-from .tiebreaks import bank_for_bank_codes, bank_holding_the_codes, device_first
+from .tiebreaks import bank_for_bank_codes, holder_of_the_codes, device_first
 
 __all__ = [
     "RuleReasoner", "Finding", "prepared", "route_health", "segment_methods", "alternative_routes", "choose_action",
@@ -414,7 +414,7 @@ class RuleReasoner:
             ranked, pooled = self.pooled_ranked(snapshot, context)
         if not ranked:
             return slow or self._healthy(snapshot, context)
-        picked = bank_holding_the_codes(bank_for_bank_codes(self.pick(ranked, context, snapshot), ranked, snapshot),
+        picked = holder_of_the_codes(bank_for_bank_codes(self.pick(ranked, context, snapshot), ranked, snapshot),
                                         ranked, snapshot, context.thresholds.significance_z)
         chosen = device_first(self._under_mitigation(picked, snapshot, context), ranked)
         finding = classify(chosen, ranked, snapshot, context, pooled, latency)

@@ -5,8 +5,8 @@ pairs of names cover nearly the same failing traffic and fit about as well: the 
 which one failed. A spoofed palm or a misread is the device's, not the bank x route its customers
 happened to use; a bank that does not answer (BANK_TIMEOUT, ISSUER_DOWN) is the bank, not the card
 scheme most of its cards carry. And when the codes that make up a broad finding's excess all come
-from one bank, that bank is where the fault is, though the broad finding's other failures (a few
-declines more than usual) hide it from the usual "the rest is clean" test (`bank_holding_the_codes`).
+from one bank or terminal, that is where the fault is, though the broad finding's other failures (a few
+declines more than usual) hide it from the usual "the rest is clean" test (`holder_of_the_codes`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .evidence import (
     code_count,
     device_burst_codes,
     excess_by_family,
+    nested,
     shares,
 )
 from .findings import REST_CLEAN_Z, Scored
@@ -60,44 +61,54 @@ def bank_for_bank_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSn
     return max(banks, key=lambda c: (c.fit, c.seg.key)) if banks else chosen
 
 
-# Share of the blamed segment's failures with the codes of its excess that one bank must carry.
-BANK_HOLDS_SHARE = 0.7  # as rules.DESCEND_SHARE
-# The codes that point at a bank: its own (ISSUER_DOWN, BANK_TIMEOUT...), and codes outside the
-# vocabulary, which carry no meaning of their own (CONTRACT.md §1: "the same code means different
-# things depending on where it concentrates"). Time-outs of a network and customers' declines are
-# read by the usual attribution; they do not single out a bank by their nature.
-BANK_POINTING_FAMILIES = ("issuer", UNKNOWN)
+# Share of the blamed segment's failures with the codes of its excess that one place must carry.
+HOLDER_SHARE = 0.7  # as rules.DESCEND_SHARE
+# Where each family of codes points when nearly all of it comes from one place. A bank's own codes
+# (ISSUER_DOWN, BANK_TIMEOUT...) point at a bank; time-outs and system errors that all come from one
+# terminal are that device or its link (a palm scanner failing); codes outside the vocabulary carry no
+# meaning of their own and point wherever they concentrate (CONTRACT.md §1: "the same code means
+# different things depending on where it concentrates"). Customers' declines single out nothing.
+POINTS_AT: dict[str, tuple[str, ...]] = {"issuer": ("bank",), "network": ("terminal_id",),
+                                         UNKNOWN: ("bank", "terminal_id")}
 
 
-def bank_holding_the_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot,
-                           significance_z: float) -> Scored:
-    """A finding broader than a bank (all traffic, a method, a route) whose excess is mostly bank-side or
-    unknown codes, nearly all of them at one bank, which shows them far more than its peer banks do:
-    the bank. 7 of 7 ISSUER_DOWN at one bank in an outage's first 30 s, beside a few declines more than
-    usual elsewhere, is that bank failing, not a "system-wide failure"; an ACS outage's unknown code on
-    one bank's cards is that bank, not "every route carrying card"."""
+def holder_of_the_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot,
+                        significance_z: float) -> Scored:
+    """A finding broader than a bank or a terminal (all traffic, a method, a route, a merchant) whose excess
+    is mostly codes of one family, nearly all of them at one bank or terminal, which shows them far more
+    than its peers do and far beyond its share of the finding's traffic: that bank or terminal. 7 of 7
+    ISSUER_DOWN at one bank in an outage's first 30 s, beside a few declines more than usual elsewhere, is
+    that bank failing, not a "system-wide failure"; an ACS outage's unknown code on one bank's cards is that
+    bank, not "every route carrying card"; a merchant's 6 system errors all at its palm terminal are the
+    terminal, not the merchant."""
     seg = chosen.seg
-    if "bank" in seg.target or any(k in seg.target for k in ("terminal_id", "merchant_id")):
+    if "bank" in seg.target or "terminal_id" in seg.target:
         return chosen
     fam = shares(excess_by_family(seg, background_mix(snapshot, seg)))
     family = max(fam, key=lambda k: (fam[k], k))
-    if family not in BANK_POINTING_FAMILIES or fam[family] < 0.5:
+    if family not in POINTS_AT or fam[family] < 0.5:
         return chosen
     codes = (frozenset(FAMILIES[family]) if family != UNKNOWN
              else frozenset(c for c in seg.errors if not any(c in f for f in FAMILIES.values())))
     held = code_count(seg, codes)
     if held == 0:
         return chosen
-    # Banks are paired with routes only (signals/window.SEGMENT_PAIRS): on a route, that bank on it.
-    on = {"route": seg.target["route"]} if "route" in seg.target else {}
-    banks = [b for b in snapshot.by_dimension("bank", *on) if all(b.target.get(k) == v for k, v in on.items())
-             and code_count(b, codes) >= BANK_HOLDS_SHARE * held
-             and code_burst_z(b, codes, snapshot) >= significance_z]
-    if not banks:
+    places = []
+    for dimension in POINTS_AT[family]:
+        if dimension == "bank" and "merchant_id" not in seg.target:
+            # Banks are paired with routes only (signals/window.SEGMENT_PAIRS): on a route, that bank on it.
+            on = {"route": seg.target["route"]} if "route" in seg.target else {}
+            places += [b for b in snapshot.by_dimension("bank", *on) if all(b.target.get(k) == v for k, v in on.items())]
+        elif dimension == "terminal_id":
+            # A terminal is inside a route or a merchant only plausibly (no pair segment says so).
+            places += [d for d in snapshot.by_dimension("terminal_id") if not seg.dims or nested(d, seg)]
+    places = [p for p in places if code_count(p, codes) >= HOLDER_SHARE * held
+              and code_burst_z(p, codes, snapshot) >= significance_z]
+    if not places:
         return chosen
-    best = max(banks, key=lambda b: (code_count(b, codes), b.key))
+    best = max(places, key=lambda b: (code_count(b, codes), b.key))
     # ...and far beyond its share of the traffic: the finding's other attempts show the codes plainly
-    # less often than the bank does. A bank that carries nearly all of a scheme's cards in a thin window
+    # less often than the holder does. A bank that carries nearly all of a scheme's cards in a thin window
     # holds nearly all of its codes by its size alone; the scheme is then as good a name, and it stays.
     rest_attempts = max(0, seg.attempts - best.attempts)
     rest_codes = max(0, held - code_count(best, codes))

@@ -1,5 +1,5 @@
 """Which name a finding takes (issue 14, session 6): where a broad finding's codes come from
-(`tiebreaks.bank_holding_the_codes`), which of two names of one traffic is acted on (`RuleReasoner._alias`),
+(`tiebreaks.holder_of_the_codes`), which of two names of one traffic is acted on (`RuleReasoner._alias`),
 and when a handful of other attempts lets a part take the blame (`RuleReasoner._descend`).
 
 Met on a validation seed of the independent generator and rebuilt as crafted windows (reasoning_helpers):
@@ -152,3 +152,23 @@ def test_card_testing_without_amounts_through_one_acquirer_is_named_at_the_merch
     assert d.diagnosis.category is Category.SECURITY
     assert d.diagnosis.target == {"merchant_id": "Kiosk Δ"}, d.diagnosis.summary
     assert d.proposal.tool == "alert_ops" and d.proposal.target == {"merchant_id": "Kiosk Δ"}
+
+
+def test_a_merchants_system_errors_all_at_its_palm_terminal_are_the_terminal() -> None:
+    # Met on a development draw: a palm scanner failing 6 of 8 customers with SYSTEM_ERROR, short of the
+    # minimum excess alone; its merchant (58 attempts, a few declines more than usual at its other till)
+    # was named instead.
+    from reasoning_helpers import Cell
+    base = {"method": "palm", "issuer": "PALM-RAIL", "bank": "ABSA", "route": "palm_rail", "merchant_id": "Tacos"}
+    others = [Cell({"method": "card", "issuer": "VISA", "bank": ("FNB", "ABSA")[i % 2], "route": "psp_a",
+                    "merchant_id": f"shop {i}", "terminal_id": f"till {i}"}, 24, {"INSUFFICIENT_FUNDS": i % 2})
+              for i in range(5)]
+    now = others + [Cell({**base, "terminal_id": "palm#1"}, 8, {"SYSTEM_ERROR": 4, "GATEWAY_TIMEOUT": 2}),
+                    Cell({**base, "method": "card", "issuer": "VISA", "route": "psp_a", "terminal_id": "till T"}, 50,
+                         {"INSUFFICIENT_FUNDS": 6})]
+    calm = others + [Cell({**base, "terminal_id": "palm#1"}, 8, {}),
+                     Cell({**base, "method": "card", "issuer": "VISA", "route": "psp_a", "terminal_id": "till T"}, 50,
+                          {"INSUFFICIENT_FUNDS": 2})]
+    d = RULES.decide(window(now), context(healthy_history(calm, 8)))
+    assert d.diagnosis.target == {"terminal_id": "palm#1"}, d.diagnosis.summary
+    assert d.proposal.tool == "suppress_path" and d.proposal.target == {"terminal_id": "palm#1"}
