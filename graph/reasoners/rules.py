@@ -67,7 +67,7 @@ from .patterns import card_testing, no_data, unexplained, volume_drop
 from .reference import prepared
 from .retry import retry_storm
 from .selection import HOLD_NOTE, alternative_routes, choose_action, route_health, segment_methods
-from .tiebreaks import bank_for_bank_codes, holder_of_the_codes, device_first
+from .tiebreaks import bank_for_bank_codes, device_first, holder_of_the_codes
 
 __all__ = [
     "RuleReasoner", "Finding", "prepared", "route_health", "segment_methods", "alternative_routes", "choose_action",

@@ -98,7 +98,8 @@ def holder_of_the_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSn
         if dimension == "bank" and "merchant_id" not in seg.target:
             # Banks are paired with routes only (signals/window.SEGMENT_PAIRS): on a route, that bank on it.
             on = {"route": seg.target["route"]} if "route" in seg.target else {}
-            places += [b for b in snapshot.by_dimension("bank", *on) if all(b.target.get(k) == v for k, v in on.items())]
+            places += [b for b in snapshot.by_dimension("bank", *on)
+                       if all(b.target.get(k) == v for k, v in on.items())]
         elif dimension == "terminal_id":
             # A terminal is inside a route or a merchant only plausibly (no pair segment says so).
             places += [d for d in snapshot.by_dimension("terminal_id") if not seg.dims or nested(d, seg)]
