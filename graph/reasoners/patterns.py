@@ -155,10 +155,14 @@ VOLUME_DROP_SHARE = 0.3
 # and by as much as it did over its recent windows (customers arrive in bursts: a bank's
 # 30 +- 8): the drop is judged against the larger. Read over at least this many earlier windows.
 VOLUME_SPREAD_WINDOWS = 3
-# Missing attempts are added up over at most this many consecutive windows: two, the persistence
-# rule's "found in two consecutive windows". Longer runs would let a shop terminal's quiet spell
-# (2 customers a minute, none for five minutes) add up to an "incident" Poisson arithmetic believes.
-VOLUME_POOL_WINDOWS = 2
+# Missing attempts are added up over at most this many consecutive windows (as rules.POOL_WINDOWS):
+# an acquirer, bank or method carries many shops' customers, and its minutes are alike.
+VOLUME_POOL_WINDOWS = 5
+# One shop's traffic (a merchant, a terminal) is its customers walking in: a quiet spell of a terminal
+# that sees 2 a minute is lunch, not an outage, whatever Poisson arithmetic over five minutes says.
+# Its run is two windows, the persistence rule's "found in two consecutive windows".
+SHOP_DIMENSIONS = ("merchant_id", "terminal_id")
+SHOP_POOL_WINDOWS = 2
 # Two segments missing nearly the same attempts are the same traffic under two names.
 VOLUME_TIE = 0.05
 # The actions that move traffic away from a segment (a retry-policy change does not): selection's set.
@@ -228,7 +232,8 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
         # route of 20 a minute losing 90% is plain after two minutes, not in one). A segment too thin to
         # be significant even when all of it vanishes is never called (a tiny bank's quiet minutes).
         run_expected, run_now, since = float(expected), float(now), snapshot.window_start
-        for h in reversed(recent):
+        depth = SHOP_POOL_WINDOWS if seg.dims[0][0] in SHOP_DIMENSIONS else VOLUME_POOL_WINDOWS
+        for h in reversed(recent[len(recent) - (depth - 1):] if depth > 1 else []):
             past = h.segment(**seg.target)
             then = past.attempts if past is not None else 0
             back_then = (_expected(past.baseline_volume or usual if past is not None else usual, then, h.total)

@@ -3,8 +3,9 @@
 Met on development draws of the independent generator, rebuilt in the hand-written world: a route
 carrying 15-20 payments a minute black-holes 90% of them. A floor of 30 expected attempts per window
 kept such routes from ever being judged. Now each window is judged against the segment's own spread
-(at least Poisson noise, more when its volume swings), and a run of two missing windows is added up:
-plain after two minutes, never called on one quiet minute of a thin segment.
+(at least Poisson noise, more when its volume swings), and a run of missing windows is added up (up to
+five for an acquirer, bank or method; two for one shop's merchant or terminal, whose customers walk in
+when they do): plain after a few minutes, never called on one quiet minute of a thin segment.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ def test_a_thin_routes_black_hole_is_found_within_two_windows() -> None:
     assert i is not None and i <= 13, [x.diagnosis.summary for x in run.decisions[12:]]
     assert d.diagnosis.category is Category.NETWORK and d.diagnosis.target == {"route": "acq-two"}
     assert any("missing for 2 windows" in e for e in d.diagnosis.evidence), d.diagnosis.evidence
+
+
+def test_an_eight_a_minute_routes_black_hole_is_found_within_a_few_windows() -> None:
+    for seed in (7, 8):
+        run = play(17, drop(lambda e: e.route == "acq-two", 0.9, 12), volume=35, seed=seed)
+        i, d = _first_response(run, 12)
+        assert i is not None and i <= 16 and d.diagnosis.target == {"route": "acq-two"}, (seed, i)
 
 
 def test_a_thin_platforms_ordinary_minutes_raise_no_volume_finding() -> None:
