@@ -172,3 +172,26 @@ def test_a_merchants_system_errors_all_at_its_palm_terminal_are_the_terminal() -
     d = RULES.decide(window(now), context(healthy_history(calm, 8)))
     assert d.diagnosis.target == {"terminal_id": "palm#1"}, d.diagnosis.summary
     assert d.proposal.tool == "suppress_path" and d.proposal.target == {"terminal_id": "palm#1"}
+
+
+# -- a merchant failing on every route it uses -----------------------------------------------------
+# Met on a fresh draw (then development data): a merchant's broken integration failed 60 of its 64
+# payments on both routes it uses; the platform outside it failed 15 of 114 (a few declines more than
+# usual, z 2.2). "Everything outside the merchant is plainly normal" failed on that, the route carrying
+# most of the merchant was named, and its traffic was moved autonomously: an unsafe action.
+
+def test_a_merchant_failing_on_every_route_it_uses_stays_the_merchant_beside_a_slightly_busy_rest() -> None:
+    from reasoning_helpers import Cell
+    card = {"method": "card", "issuer": "VISA", "bank": "ABSA"}
+    now = [Cell({**card, "route": "psp_a", "merchant_id": "Woolies"}, 24, {"SYSTEM_ERROR": 23}, 0.076),
+           Cell({**card, "bank": "FNB", "route": "psp_a", "merchant_id": "Woolies"}, 23, {"SYSTEM_ERROR": 23}, 0.076),
+           Cell({**card, "bank": "NEDBANK", "route": "psp_b", "merchant_id": "Woolies"}, 17, {"SYSTEM_ERROR": 14},
+                0.076),
+           Cell({**card, "route": "psp_a", "merchant_id": "Spar"}, 12, {"INSUFFICIENT_FUNDS": 2}, 0.076)]
+    now += [Cell({**card, "bank": b, "route": "psp_b", "merchant_id": f"shop {b}"}, n, {"INSUFFICIENT_FUNDS": k},
+                 0.076) for b, n, k in (("FNB", 26, 4), ("NEDBANK", 26, 3), ("CAPITEC", 25, 3), ("TYME", 25, 3))]
+    calm = [Cell(c.dims, c.attempts, {"INSUFFICIENT_FUNDS": round(0.076 * c.attempts)}, 0.076) for c in now]
+    d = RULES.decide(window(now), context(healthy_history(calm, 8)))
+    assert d.diagnosis.target == {"merchant_id": "Woolies"}, d.diagnosis.summary
+    moves = ("reroute_traffic", "suppress_path")
+    assert d.proposal.tool not in moves or d.proposal.target == {"merchant_id": "Woolies"}
