@@ -190,7 +190,7 @@ def _expected(usual: float, now: int, total: SegmentStats) -> tuple[float, float
 
 
 def _volume_variance(seg: SegmentStats, before: float, context: ReasoningContext) -> float | None:
-    """How much the segment's attempts varied over its windows before `before` (None: too few to say)."""
+    """How much the segment's attempts varied over its windows ending by `before` (None: too few to say)."""
     counts = [float(past.attempts) for h in context.history if h.window_end <= before
               if (past := h.segment(**seg.target)) is not None]
     return statistics.variance(counts) if len(counts) >= VOLUME_SPREAD_WINDOWS else None
@@ -241,12 +241,15 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
             if back_then is None or then > VOLUME_DROP_SHARE * back_then[0]:
                 break
             run_expected, run_now, since = run_expected + back_then[0], run_now + then, h.window_start
-        variance = _volume_variance(seg, since, context)
+        # The window before the run is left out: a drop that began within it (half its traffic gone) would
+        # make a steady acquirer's 440 +- 5 read as 440 +- 95.
+        window = max(1.0, snapshot.window_end - snapshot.window_start)
+        variance = _volume_variance(seg, since - window, context)
         if variance is None:
             # No record of how this segment's volume varies (the first minutes of a run): one window
             # alone is judged, on Poisson noise. A terminal's 6, 11, 1, 2... is no Poisson process.
             run_expected, run_now, since, variance = float(expected), float(now), snapshot.window_start, 0.0
-        windows = round((snapshot.window_end - since) / max(1.0, snapshot.window_end - snapshot.window_start))
+        windows = round((snapshot.window_end - since) / window)
         spread = max(run_expected, windows * variance)
         if (run_expected - run_now) / math.sqrt(spread) < t.significance_z:
             continue

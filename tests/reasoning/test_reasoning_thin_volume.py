@@ -75,3 +75,22 @@ def test_a_shop_terminals_quiet_spell_is_not_added_up_into_an_incident() -> None
     run = play(19, _kiosk(12), volume=300)
     said = [d.diagnosis.summary for d in run.decisions if "vanished" in d.diagnosis.summary]
     assert not said, said
+
+
+def _black_hole_from(minute: int, second: float):  # type: ignore[no-untyped-def]
+    from judgement_helpers import START
+
+    def tweak(events, i, rng):  # type: ignore[no-untyped-def]
+        start = START + 60.0 * minute + second
+        return [e for e in events if not (e.route == "acq one" and e.ts >= start and rng.random() < 0.9)]
+    return tweak
+
+
+def test_the_window_a_black_hole_began_in_does_not_count_as_the_routes_usual_spread() -> None:
+    # Met on a fresh draw (then development data): an acquirer of 440 a minute black-holed from second 20
+    # of a window. That window (part of its traffic already gone), counted as the route's usual variation,
+    # made its next window's 68 of 441 look like noise, and a terminal behind it was named first.
+    run = play(8, _black_hole_from(5, 20.0), volume=1200)
+    first = run.decisions[6]
+    assert first.diagnosis.target == {"route": "acq one"} and "vanished" in first.diagnosis.summary, (
+        first.diagnosis.summary)
