@@ -59,6 +59,7 @@ BANK_CONCENTRATION = 0.7
 # attack's place (the merchant inside its region or acquirer).
 ATTACK_DESCEND_SHARE = 0.7
 ATTACKER_SEATS = ("merchant_id", "terminal_id")  # where a tester submits charges; routes and regions carry them
+ATTACK_STRAYS = 2  # failures of such a seat outside the acquirer carrying the attack: its own ordinary sales
 
 
 def _enumeration_excess(seg: SegmentStats, total: SegmentStats) -> float:
@@ -116,10 +117,10 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
     # like it: it names the place all the same (an alert at the merchant, not at the acquirer carrying it,
     # is what the fraud team can use) but earns no suppression (kind "card_testing_volume").
     # A merchant or terminal is where testers sit: one holding most of the attack is named though a
-    # stray payment of its own on another route makes it not strictly inside the acquirer carrying it.
+    # stray sale or two of its own on another route make it not strictly inside the acquirer carrying it.
     inner = [f for f in found if f[1] is not seg
-             and (contains(seg, f[1]) or nested(f[1], seg)
-                  or f[1].dims[0][0] in ATTACKER_SEATS and f[1].dims[0][0] != seg.dims[0][0])
+             and (contains(seg, f[1]) or nested(f[1], seg,
+                                                ATTACK_STRAYS if f[1].dims[0][0] in ATTACKER_SEATS else 0))
              and f[2] >= ATTACK_DESCEND_SHARE * enum]
     if inner:
         fit, seg, enum, how, low = min(inner, key=lambda f: (f[1].attempts, f[1].key))
@@ -155,6 +156,9 @@ VOLUME_DROP_SHARE = 0.3
 # and by as much as it did over its recent windows (customers arrive in bursts: a bank's
 # 30 +- 8): the drop is judged against the larger. Read over at least this many earlier windows.
 VOLUME_SPREAD_WINDOWS = 3
+# Without that record, a segment expected to see fewer attempts than this in a window is not judged
+# (the floor every segment had before the spread was read).
+VOLUME_MIN_EXPECTED_UNKNOWN_SPREAD = 30.0
 # Missing attempts are added up over at most this many consecutive windows (as rules.POOL_WINDOWS):
 # an acquirer, bank or method carries many shops' customers, and its minutes are alike.
 VOLUME_POOL_WINDOWS = 5
@@ -233,7 +237,7 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
         # be significant even when all of it vanishes is never called (a tiny bank's quiet minutes).
         run_expected, run_now, since = float(expected), float(now), snapshot.window_start
         depth = SHOP_POOL_WINDOWS if seg.dims[0][0] in SHOP_DIMENSIONS else VOLUME_POOL_WINDOWS
-        for h in reversed(recent[len(recent) - (depth - 1):] if depth > 1 else []):
+        for h in reversed(recent[max(0, len(recent) - (depth - 1)):] if depth > 1 else []):
             past = h.segment(**seg.target)
             then = past.attempts if past is not None else 0
             back_then = (_expected(past.baseline_volume or usual if past is not None else usual, then, h.total)
@@ -247,7 +251,10 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
         variance = _volume_variance(seg, since - window, context)
         if variance is None:
             # No record of how this segment's volume varies (the first minutes of a run): one window
-            # alone is judged, on Poisson noise. A terminal's 6, 11, 1, 2... is no Poisson process.
+            # alone is judged, on Poisson noise, and only for a busy segment (a terminal's 6, 11, 1, 2...
+            # is no Poisson process; a thin segment's quiet minute is not a drop).
+            if expected < VOLUME_MIN_EXPECTED_UNKNOWN_SPREAD:
+                continue
             run_expected, run_now, since, variance = float(expected), float(now), snapshot.window_start, 0.0
         windows = round((snapshot.window_end - since) / window)
         spread = max(run_expected, windows * variance)

@@ -452,15 +452,16 @@ class RuleReasoner:
         if seg is None:
             return False
         t = context.thresholds
-        if _cold(seg, context):
-            # Declines differ between segments by nature: peers are no reference for them. All traffic,
-            # judged on its own history, is: a decline surge that lifts the platform is material, and
-            # this segment is where it concentrates (a merchant's subscription run, new to the agent).
-            return (snapshot is not None and bool(seg.dims)
-                    and RuleReasoner._material_user_surge(snapshot.total, context, pooled, snapshot))
         if (snapshot is not None
                 and shares(excess_by_family(seg, background_mix(snapshot, seg)))["user"] < USER_SURGE_PURITY):
             return False  # a surge of declines is declines; a mixed bag of codes at one segment is noise
+        if _cold(seg, context):
+            # Declines differ between segments by nature: peers are no reference for them. All traffic,
+            # judged on its own history, is: a decline surge that lifts the platform is material, and
+            # this segment (picked as where it concentrates) is its place (a merchant's subscription run,
+            # new to the agent).
+            return (snapshot is not None and bool(seg.dims) and pooled == 1
+                    and RuleReasoner._material_user_surge(snapshot.total, context, pooled, snapshot))
         # Counted in payments, not attempts: a declined card retried five times is one customer.
         # Every retry follows a failure, so failed payments ~= failures - retries.
         payments = first_attempts(seg)

@@ -18,7 +18,7 @@ from .evidence import (
     FAMILIES,
     UNKNOWN,
     background_mix,
-    code_burst_z,
+    code_burst_zs,
     code_count,
     device_burst_codes,
     excess_by_family,
@@ -63,6 +63,7 @@ def bank_for_bank_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSn
 
 # Share of the blamed segment's failures with the codes of its excess that one place must carry.
 HOLDER_SHARE = 0.7  # as rules.DESCEND_SHARE
+HOLDER_STRAYS = 2  # codes a holder may show outside the finding (a stray failure or two)
 # Where each family of codes points when nearly all of it comes from one place. A bank's own codes
 # (ISSUER_DOWN, BANK_TIMEOUT...) point at a bank; time-outs and system errors that all come from one
 # terminal are that device or its link (a palm scanner failing); codes outside the vocabulary carry no
@@ -103,8 +104,11 @@ def holder_of_the_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSn
         elif dimension == "terminal_id":
             # A terminal is inside a route or a merchant only plausibly (no pair segment says so).
             places += [d for d in snapshot.by_dimension("terminal_id") if not seg.dims or nested(d, seg)]
-    places = [p for p in places if code_count(p, codes) >= HOLDER_SHARE * held
-              and code_burst_z(p, codes, snapshot) >= significance_z]
+    # Nearly all of the finding's codes, and hardly any beyond them: a bank whose codes mostly fail on
+    # another method is not where this method's codes come from.
+    places = [p for p in places if HOLDER_SHARE * held <= code_count(p, codes) <= held + HOLDER_STRAYS]
+    bursts = code_burst_zs(places, codes, snapshot)
+    places = [p for p in places if bursts[p.key] >= significance_z]
     if not places:
         return chosen
     best = max(places, key=lambda b: (code_count(b, codes), b.key))

@@ -195,3 +195,42 @@ def test_a_merchant_failing_on_every_route_it_uses_stays_the_merchant_beside_a_s
     assert d.diagnosis.target == {"merchant_id": "Woolies"}, d.diagnosis.summary
     moves = ("reroute_traffic", "suppress_path")
     assert d.proposal.tool not in moves or d.proposal.target == {"merchant_id": "Woolies"}
+
+
+# -- card testing's place: inside the acquirer, never beside it or above the device ---------------------
+# From a review of this session's change: "a seat holding most of the attack" needs the seat to be
+# (nearly) inside where the attack was found, and narrower than it.
+
+def _seg(dims, n, x, errors, low_n=0, low_x=0):  # type: ignore[no-untyped-def]
+    from payops.signals.window import SegmentStats
+    ex = x - n * 0.02
+    z = ex / (n * 0.02 * 0.98) ** 0.5
+    return SegmentStats(dims, n, x, errors, 100, 100, 200, 300, 0.0, 1.0, 0.1, 0.02, 0.02, 200, float(n), 1.0, ex, z,
+                        volume_ratio=1.0, low_amount_attempts=low_n, low_amount_failures=low_x)
+
+
+def test_card_testing_is_not_moved_to_a_merchant_on_another_acquirer() -> None:
+    from payops.graph.reasoners.base import ReasoningContext
+    from payops.graph.reasoners.patterns import card_testing
+    from payops.signals.window import WindowSnapshot
+    r1 = _seg((("route", "R1"),), 300, 110, {"SUSPECTED_FRAUD": 100, "INSUFFICIENT_FUNDS": 10}, 120, 95)
+    r2 = _seg((("route", "R2"),), 1700, 110, {"SUSPECTED_FRAUD": 50, "EXPIRED_CARD": 25, "INSUFFICIENT_FUNDS": 35},
+              90, 70)
+    mb = _seg((("merchant_id", "MB"),), 150, 75, {"SUSPECTED_FRAUD": 50, "EXPIRED_CARD": 25}, 80, 70)
+    banks = [_seg((("bank", b),), 1000, 110, {"SUSPECTED_FRAUD": 75, "EXPIRED_CARD": 12, "INSUFFICIENT_FUNDS": 23})
+             for b in ("B1", "B2")]
+    total = _seg((), 2000, 220, {"SUSPECTED_FRAUD": 150, "EXPIRED_CARD": 25, "INSUFFICIENT_FUNDS": 45})
+    found = card_testing(WindowSnapshot(0.0, 60.0, total, (r1, r2, mb, *banks)), ReasoningContext(), lambda s: True)
+    assert found is not None and found.target == {"route": "R1"}, found and found.summary
+
+
+def test_card_testing_at_a_terminal_is_not_moved_up_to_its_merchant() -> None:
+    from payops.graph.reasoners.base import ReasoningContext
+    from payops.graph.reasoners.patterns import card_testing
+    from payops.signals.window import WindowSnapshot
+    t1 = _seg((("terminal_id", "T1"),), 60, 50, {"SUSPECTED_FRAUD": 50}, 55, 48)
+    m1 = _seg((("merchant_id", "M1"),), 460, 58, {"SUSPECTED_FRAUD": 50, "INSUFFICIENT_FUNDS": 8}, 60, 48)
+    banks = [_seg((("bank", b),), 1000, 45, {"SUSPECTED_FRAUD": 25, "INSUFFICIENT_FUNDS": 20}) for b in ("B1", "B2")]
+    total = _seg((), 2000, 90, {"SUSPECTED_FRAUD": 50, "INSUFFICIENT_FUNDS": 40})
+    found = card_testing(WindowSnapshot(0.0, 60.0, total, (t1, m1, *banks)), ReasoningContext(), lambda s: True)
+    assert found is not None and found.target == {"terminal_id": "T1"}, found and found.summary
