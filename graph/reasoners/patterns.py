@@ -58,8 +58,16 @@ BANK_CONCENTRATION = 0.7
 # A narrower segment inside the best-scoring one that carries this share of its enumeration excess is the
 # attack's place (the merchant inside its region or acquirer).
 ATTACK_DESCEND_SHARE = 0.7
-ATTACKER_SEATS = ("merchant_id", "terminal_id")  # where a tester submits charges; routes and regions carry them
-ATTACK_STRAYS = 2  # failures of such a seat outside the acquirer carrying the attack: its own ordinary sales
+ATTACK_STRAYS = 2  # a seat's attack-type declines outside the place the attack was found (strays)
+SEAT_RANK = {"terminal_id": 0, "merchant_id": 1}  # narrower first; routes, methods, regions carry them
+
+
+def _seat_of(seat: SegmentStats, place: SegmentStats) -> bool:
+    """`seat` (a terminal or merchant) is where the attack found at `place` is sent from."""
+    kind, where = seat.dims[0][0], place.dims[0][0] if place.dims else ""
+    if kind not in SEAT_RANK or SEAT_RANK[kind] >= SEAT_RANK.get(where, len(SEAT_RANK)):
+        return False
+    return sum(max(0, seat.errors.get(c, 0) - place.errors.get(c, 0)) for c in ENUMERATION_CODES) <= ATTACK_STRAYS
 
 
 def _enumeration_excess(seg: SegmentStats, total: SegmentStats) -> float:
@@ -116,11 +124,12 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
     # A burst of volume alone (no amounts) is weaker evidence, and a merchant's own billing run looks
     # like it: it names the place all the same (an alert at the merchant, not at the acquirer carrying it,
     # is what the fraud team can use) but earns no suppression (kind "card_testing_volume").
-    # A merchant or terminal is where testers sit: one holding most of the attack is named though a
-    # stray sale or two of its own on another route make it not strictly inside the acquirer carrying it.
+    # A merchant or terminal is where testers sit: one holding most of the attack is named though its own
+    # ordinary sales run on other acquirers too (it is not inside the acquirer carrying the attack, only
+    # its attack is): narrower by nature (a terminal in a merchant, a merchant behind an acquirer) and its
+    # card-validity and fraud declines, but for a stray or two, among the broader place's.
     inner = [f for f in found if f[1] is not seg
-             and (contains(seg, f[1]) or nested(f[1], seg,
-                                                ATTACK_STRAYS if f[1].dims[0][0] in ATTACKER_SEATS else 0))
+             and (contains(seg, f[1]) or nested(f[1], seg) or _seat_of(f[1], seg))
              and f[2] >= ATTACK_DESCEND_SHARE * enum]
     if inner:
         fit, seg, enum, how, low = min(inner, key=lambda f: (f[1].attempts, f[1].key))
