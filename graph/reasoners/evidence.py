@@ -90,21 +90,20 @@ def contains(broad: SegmentStats, narrow: SegmentStats) -> bool:
     return b < n
 
 
-def nested(inner: SegmentStats, outer: SegmentStats, strays: int = 0) -> bool:
+def nested(inner: SegmentStats, outer: SegmentStats) -> bool:
     """`inner` plausibly lies inside `outer` though no pair segment says so.
 
     Only for dimensions the window never pairs (a terminal, a merchant, a region):
     a terminal's payments all travel one route, but there is no terminal x route
     segment. Consistent containment: fewer attempts and, code by code, no more
-    failures than the outer segment, but for `strays` failures (a merchant's own sale or two
-    on another acquirer).
+    failures than the outer segment.
     """
     if (len(inner.dims) != 1 or inner.dims[0][0] in PAIRED_DIMENSIONS or not outer.dims
             or inner.dims[0][0] in dict(outer.dims)):
         return False  # the same dimension under another value is other traffic (merchant A is not in B)
-    if inner.attempts > outer.attempts or inner.failures > outer.failures + strays:
+    if inner.attempts > outer.attempts or inner.failures > outer.failures:
         return False
-    return sum(max(0, count - outer.errors.get(code, 0)) for code, count in inner.errors.items()) <= strays
+    return all(outer.errors.get(code, 0) >= count for code, count in inner.errors.items())
 
 
 @dataclass(frozen=True)
