@@ -227,31 +227,28 @@ def code_burst_z(seg: SegmentStats, codes: Iterable[str], snapshot: WindowSnapsh
     """How unusual the segment's count of `codes` is next to its peers (the other terminals of a
     terminal), as the normal score of the exact binomial tail. Peers, because a device or an
     attack is told apart by comparison with devices like it; exact, because such counts are tiny."""
-    if not seg.dims:
-        return math.inf  # all traffic has no peers: its own significance test stands
-    peers = [p for p in snapshot.by_dimension(*(k for k, _ in seg.dims)) if p.key != seg.key]
-    n = sum(p.attempts for p in peers)
-    x = sum(code_count(p, codes) for p in peers)
-    return binomial_tail_z(code_count(seg, codes), seg.attempts, (x + 0.5) / (n + PEER_PRIOR_ATTEMPTS))
+    return code_burst_zs((seg,), codes, snapshot)[seg.key]
 
 
 def code_burst_zs(segs: Iterable[SegmentStats], codes: Iterable[str], snapshot: WindowSnapshot) -> dict[str, float]:
-    """`code_burst_z` of many segments of one snapshot, their peers summed once per dimension (a finding
-    checked against thousands of terminals stays linear)."""
+    """`code_burst_z` of many segments, their peers summed once per dimension (a finding checked against
+    thousands of terminals stays linear). A segment's peers are its dimension's segments in the snapshot
+    but its own (the snapshot's, which a segment pooled over windows is not)."""
     codes = frozenset(codes)
     sums: dict[tuple[str, ...], tuple[int, int]] = {}
     out: dict[str, float] = {}
     for seg in segs:
         if not seg.dims:
-            out[seg.key] = math.inf
+            out[seg.key] = math.inf  # all traffic has no peers: its own significance test stands
             continue
         names = tuple(k for k, _ in seg.dims)
         if names not in sums:
             peers = snapshot.by_dimension(*names)
             sums[names] = (sum(p.attempts for p in peers), sum(code_count(p, codes) for p in peers))
         n, x = sums[names]
-        own = code_count(seg, codes)
-        out[seg.key] = binomial_tail_z(own, seg.attempts, (x - own + 0.5) / (n - seg.attempts + PEER_PRIOR_ATTEMPTS))
+        if (mine := snapshot.segment(**seg.target)) is not None:
+            n, x = n - mine.attempts, x - code_count(mine, codes)
+        out[seg.key] = binomial_tail_z(code_count(seg, codes), seg.attempts, (x + 0.5) / (n + PEER_PRIOR_ATTEMPTS))
     return out
 
 
