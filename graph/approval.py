@@ -86,12 +86,13 @@ def record_decision(state: ApprovalState, runtime: Runtime[Context]) -> dict[str
     return {"status": status}
 
 
-def record_answer_if_missing(svc: AgentServices, found: Any) -> None:
+def record_answer_if_missing(svc: AgentServices, found: Any, now: float, entries: Any = None) -> None:
     """The book closed a request whose "approval" record never reached the trail (the process was killed
-    between the two writes): write it from the book, which holds the answer."""
-    if any(e.kind == "approval" for e in svc.audit.get(found.decision_id)):
+    between the two writes): write it from the book, which holds the answer. `entries`: the request's
+    trail when the caller has read it already."""
+    if any(e.kind == "approval" for e in (svc.audit.get(found.decision_id) if entries is None else entries)):
         return
-    svc.audit.append(found.decision_id, "approval", svc.clock(),
+    svc.audit.append(found.decision_id, "approval", now,
                      approval_record(found.decision_id, found.status, found.approver or SYSTEM, found.note,
                                      found.request.get("proposal"), True))
 

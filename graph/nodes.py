@@ -27,7 +27,7 @@ from payops.tools.actions import ACTIONS, Permission, ProposalError, revalidate,
 from payops.tools.control_plane import SHADOW
 from payops.tools.executor import execute
 
-from .approval import approval_record, open_request, record_answer_if_missing, resume, supersede
+from .approval import open_request, record_answer_if_missing, resume, supersede
 from .guarding import HISTORY_LIMIT, guard_context, history_of
 from .reasoners.base import REASONING_HISTORY_WINDOWS, ActionView, ReasoningContext
 from .reasoners.rules import RuleReasoner
@@ -122,7 +122,7 @@ def _still_awaiting(state: AgentState, svc: AgentServices, now: float) -> list[A
             if found is not None and found.status == PENDING:
                 out.append(waiting)
             elif found is not None:
-                record_answer_if_missing(svc, found)  # a kill between the book and the trail left it out
+                record_answer_if_missing(svc, found, svc.clock())  # a kill between book and trail left it out
         elif now - waiting["at"] < svc.settings.approval_ttl_seconds:
             out.append(waiting)
     return out
@@ -181,10 +181,7 @@ def _apply_approved(svc: AgentServices, approved: Any, now: float, wall: float, 
     except (ProposalError, ValueError) as exc:
         proposal, refusal = None, f"the approved proposal no longer validates: {exc}"
     raw = approved.request.get("proposal", {})
-    if not any(e.kind == "approval" for e in entries):
-        # The approver's process was killed between the book and the audit write: record the answer now.
-        svc.audit.append(approved.decision_id, "approval", now, approval_record(
-            approved.decision_id, APPROVED, approved.approver or "", approved.note, raw, True))
+    record_answer_if_missing(svc, approved, now, entries)  # the approver's process killed between book and trail
     record: dict[str, Any] = {"decision_id": approved.decision_id, "tool": raw.get("tool"),
                               "target": raw.get("target", {}), "args": raw.get("args", {}),
                               "approver": approved.approver, "note": approved.note}
