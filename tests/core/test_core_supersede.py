@@ -101,6 +101,20 @@ def test_an_answer_the_trail_missed_in_a_kill_is_written_from_the_book(tmp_path)
     assert len([e for e in svc.audit.get(held) if e.kind == "approval"]) == 1  # written once
 
 
+def test_an_approval_the_trail_missed_is_written_once_when_housekeeping_applies_it(tmp_path) -> None:
+    # An operator's "yes" reached the book, not the trail: housekeeping applies it and records the answer
+    # (waiting-request check and application share one writer, so it is written once).
+    agent = make_agent("latency_degradation", durable=True, state_dir=tmp_path / "s")
+    states = run(agent, 6)
+    held = next(s for s in states if s["execution"]["status"] == "escalated")["decision_id"]
+    svc = agent.services
+    assert svc.approvals.decide(held, APPROVED, "operator:0123456789ab", None, svc.clock())
+    agent.tick()
+    agent.tick()
+    records = [e.record for e in svc.audit.get(held) if e.kind == "approval"]
+    assert [(r["status"], r["approver"]) for r in records] == [(APPROVED, "operator:0123456789ab")]
+
+
 def test_the_losing_answer_of_a_race_is_not_written_as_the_answer(tmp_path) -> None:
     from types import SimpleNamespace
 
