@@ -341,12 +341,9 @@ def _began_within(before: tuple[int, int], after: tuple[int, int], p: float, min
     """`after` (attempts, failures) fails well above `p`, `before` plainly less than `after` (not noise).
     "Plainly less" is a test against `after`'s rate: a `before` too thin to show the fault never passes it."""
     (n0, f0), (n1, f1) = before, after
-    return (n0 >= min_attempts and n1 >= min_attempts
-            and binomial_z(f1, n1, p) >= BURST_CLEAN_Z
-            and binomial_z(f0, n0, f1 / n1) <= -BURST_CLEAN_Z
-            # the fault filled at most this share of the part before: it began late in it, not a
-            # steady fault whose rate wobbles
-            and f0 / n0 - p <= YOUNG_BEFORE_SHARE * (f1 / n1 - p))
+    # The fall of a burst read backwards (`_fell` from after to before), and the fault filled at most this
+    # share of the part before: it began late in it, not a steady fault whose rate wobbles.
+    return _fell(after, before, p, min_attempts) and f0 / n0 - p <= YOUNG_BEFORE_SHARE * (f1 / n1 - p)
 
 
 def burst_fading(seg: SegmentStats, min_attempts: int) -> bool:
