@@ -246,7 +246,7 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
         # be significant even when all of it vanishes is never called (a tiny bank's quiet minutes).
         run_expected, run_now, since = float(expected), float(now), snapshot.window_start
         depth = SHOP_POOL_WINDOWS if seg.dims[0][0] in SHOP_DIMENSIONS else VOLUME_POOL_WINDOWS
-        for h in reversed(recent[max(0, len(recent) - (depth - 1)):] if depth > 1 else []):
+        for h in reversed(recent[-(depth - 1):] if depth > 1 else []):
             past = h.segment(**seg.target)
             then = past.attempts if past is not None else 0
             back_then = (_expected(past.baseline_volume or usual if past is not None else usual, then, h.total)

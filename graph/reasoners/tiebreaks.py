@@ -22,6 +22,7 @@ from .evidence import (
     code_count,
     device_burst_codes,
     excess_by_family,
+    family_of,
     nested,
     shares,
 )
@@ -89,8 +90,7 @@ def holder_of_the_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSn
     family = max(fam, key=lambda k: (fam[k], k))
     if family not in POINTS_AT or fam[family] < 0.5:
         return chosen
-    codes = (frozenset(FAMILIES[family]) if family != UNKNOWN
-             else frozenset(c for c in seg.errors if not any(c in f for f in FAMILIES.values())))
+    codes = FAMILIES[family] if family != UNKNOWN else frozenset(c for c in seg.errors if family_of(c) == UNKNOWN)
     held = code_count(seg, codes)
     if held == 0:
         return chosen
