@@ -44,11 +44,19 @@ ATTACK_DIMENSIONS = ("merchant_id", "terminal_id", "route", "method", "region")
 # Share of the segment's excess failures that must be such codes for the excess to be an
 # attack rather than an outage with a few declines mixed in.
 ENUMERATION_SHARE = 0.6
-# A burst of small charges: this share of the enumeration excess is low-amount failures...
+# A burst of small charges: this share of the enumeration excess is low-amount failures beyond what
+# the segment's other charges' failure rate predicts for them (a shop whose baskets are small has
+# small declines every day; a tester's small charges fail far more than its customers' purchases)...
 LOW_AMOUNT_SHARE = 0.5
 # ...or, when the feed carries no amounts, attempts at this multiple of the segment's usual
 # volume (the attack adds traffic; a decline surge among real customers does not).
 BURST_VOLUME_FACTOR = 2.0
+# A tester does not know the card's PIN or CVV and trips the issuers' fraud screens: this share of the
+# enumeration excess at least is those two codes beyond their usual share (an attack spread over the four
+# codes holds about half). A merchant's billing run over cards on file is declined for funds, expiry and
+# refusals, these two only at their usual rate: customers, no attack.
+FRAUD_SIGNATURE_CODES = frozenset({"SUSPECTED_FRAUD", "INCORRECT_PIN"})
+FRAUD_SIGNATURE_SHARE = 0.25
 # Many distinct payments: a tester tries each card about once. A decline retried again
 # and again is one customer (and a retry storm, checked elsewhere).
 MAX_ATTEMPTS_PER_PAYMENT = 1.3
@@ -70,12 +78,22 @@ def _seat_of(seat: SegmentStats, place: SegmentStats) -> bool:
     return sum(max(0, seat.errors.get(c, 0) - place.errors.get(c, 0)) for c in ENUMERATION_CODES) <= ATTACK_STRAYS
 
 
-def _enumeration_excess(seg: SegmentStats, total: SegmentStats) -> float:
-    """Failures with enumeration codes beyond what the segment's usual failures would carry."""
+def _code_excess(seg: SegmentStats, total: SegmentStats, codes: frozenset[str] = ENUMERATION_CODES) -> float:
+    """Failures with `codes` beyond what the segment's usual failures would carry (their share outside it)."""
     rest_failures = total.failures - seg.failures
-    rest_enum = code_count(total, ENUMERATION_CODES) - code_count(seg, ENUMERATION_CODES)
-    share = rest_enum / rest_failures if rest_failures > 0 else 0.0
-    return code_count(seg, ENUMERATION_CODES) - seg.attempts * seg.expected_failure_rate * share
+    rest_codes = code_count(total, codes) - code_count(seg, codes)
+    share = rest_codes / rest_failures if rest_failures > 0 else 0.0
+    return code_count(seg, codes) - seg.attempts * seg.expected_failure_rate * share
+
+
+def _low_amount_excess(seg: SegmentStats, min_attempts: int) -> float:
+    """Low-amount failures beyond what the segment's reference, or its other charges' failure rate when
+    they are enough to read one (a tester's shop may sell once a minute), predict for them."""
+    others = seg.attempts - seg.low_amount_attempts
+    rate = seg.expected_failure_rate
+    if others >= min_attempts:
+        rate = max(rate, (seg.failures - seg.low_amount_failures) / others)
+    return seg.low_amount_failures - seg.low_amount_attempts * rate
 
 
 def _spread_across_banks(snapshot: WindowSnapshot) -> tuple[bool, str]:
@@ -102,12 +120,14 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
     for seg in snapshot.segments:
         if len(seg.dims) != 1 or seg.dims[0][0] not in ATTACK_DIMENSIONS or not clears_bar(seg):
             continue
-        enum = _enumeration_excess(seg, total)
+        enum = _code_excess(seg, total)
         if enum < t.min_excess_failures or enum < ENUMERATION_SHARE * seg.excess_failures:
+            continue
+        if _code_excess(seg, total, FRAUD_SIGNATURE_CODES) < FRAUD_SIGNATURE_SHARE * enum:
             continue
         if seg.attempts_per_payment > MAX_ATTEMPTS_PER_PAYMENT:
             continue
-        low = seg.low_amount_failures >= LOW_AMOUNT_SHARE * enum
+        low = _low_amount_excess(seg, t.min_segment_attempts) >= LOW_AMOUNT_SHARE * enum
         burst = seg.volume_ratio is not None and seg.volume_ratio >= BURST_VOLUME_FACTOR
         if not (low or burst):
             continue

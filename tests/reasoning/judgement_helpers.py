@@ -16,7 +16,7 @@ from payops.graph.reasoners.base import ActionView, Decision, ReasoningContext, 
 from payops.graph.reasoners.rules import RuleReasoner
 from payops.models import Diagnosis
 from payops.signals.events import PaymentEvent
-from payops.signals.window import EventWindow, WindowSnapshot
+from payops.signals.window import EventWindow, SegmentStats, WindowSnapshot
 
 START = 1_790_000_000.0
 BANKS = {"Umoya Bank": 0.3, "Kopano Mutual": 0.25, "Sable Trust": 0.2, "Ridge Credit": 0.15, "Lantern Bank": 0.1}
@@ -166,3 +166,12 @@ def chain(*tweaks: Tweak) -> Tweak:
             events = t(events, i, rng)
         return events
     return tweak
+
+
+def crafted_segment(dims: tuple[tuple[str, str], ...], n: int, x: int, errors: dict[str, int], low_n: int = 0,
+                    low_x: int = 0, volume_ratio: float = 1.0) -> SegmentStats:
+    """One window's figures for a segment, written by hand (reference 2 %, one attempt per payment)."""
+    ex = x - n * 0.02
+    z = ex / (n * 0.02 * 0.98) ** 0.5
+    return SegmentStats(dims, n, x, errors, 100, 100, 200, 300, 0.0, 1.0, 0.1, 0.02, 0.02, 200, float(n), 1.0, ex, z,
+                        volume_ratio=volume_ratio, low_amount_attempts=low_n, low_amount_failures=low_x)

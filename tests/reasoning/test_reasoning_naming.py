@@ -10,6 +10,7 @@ the bar. "System-wide failure" was the reading; every bank-side code came from o
 
 from __future__ import annotations
 
+from judgement_helpers import crafted_segment as _seg
 from reasoning_helpers import base_cells, context, fail, healthy_history, window
 
 from payops.graph.reasoners.rules import RuleReasoner
@@ -200,14 +201,6 @@ def test_a_merchant_failing_on_every_route_it_uses_stays_the_merchant_beside_a_s
 # -- card testing's place: inside the acquirer, never beside it or above the device ---------------------
 # From a review of this session's change: "a seat holding most of the attack" needs the seat to be
 # (nearly) inside where the attack was found, and narrower than it.
-
-def _seg(dims, n, x, errors, low_n=0, low_x=0):  # type: ignore[no-untyped-def]
-    from payops.signals.window import SegmentStats
-    ex = x - n * 0.02
-    z = ex / (n * 0.02 * 0.98) ** 0.5
-    return SegmentStats(dims, n, x, errors, 100, 100, 200, 300, 0.0, 1.0, 0.1, 0.02, 0.02, 200, float(n), 1.0, ex, z,
-                        volume_ratio=1.0, low_amount_attempts=low_n, low_amount_failures=low_x)
-
 
 def test_card_testing_is_not_moved_to_a_merchant_on_another_acquirer() -> None:
     from payops.graph.reasoners.base import ReasoningContext

@@ -1,0 +1,67 @@
+"""What card testing is not (issue 14, session 7): a merchant's billing run, and small baskets failing as usual.
+
+Met on the independent generator's development draws: a subscription merchant's monthly run over cards on
+file (extra attempts, declined for funds, expired cards and refusals) was read as card testing and alerted as
+security, at the merchant, its acquirer or all cards; and a route's ramp was read as card testing on all cards
+a window early because a world whose shops sell small baskets has small declines every minute. Rebuilt in the
+hand-written world (judgement_helpers) and as crafted windows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from judgement_helpers import START, Tweak, crafted_segment, play
+
+from payops.graph.reasoners.base import ReasoningContext
+from payops.graph.reasoners.patterns import card_testing
+from payops.models import Category
+from payops.signals.events import PaymentEvent
+from payops.signals.window import WindowSnapshot
+
+# Cards on file come back expired or refused, some short of funds: no fraud flags, no wrong PINs.
+BILLING_DECLINES = {"EXPIRED_CARD": 0.5, "DO_NOT_HONOR": 0.3, "INSUFFICIENT_FUNDS": 0.2}
+
+
+def billing_run(at: str, from_minute: int, per_minute: int = 400, declined: float = 0.35) -> Tweak:
+    """A merchant charges its subscribers: many cards once each, at its usual basket, a third declined."""
+    def tweak(events: list[PaymentEvent], i: int, rng: np.random.Generator) -> list[PaymentEvent]:
+        if i < from_minute:
+            return events
+        t0 = START + 60.0 * i
+        codes, weights = list(BILLING_DECLINES), np.array(list(BILLING_DECLINES.values()))
+        extra = []
+        for k in range(per_minute):
+            failed = rng.random() < declined
+            extra.append(PaymentEvent(
+                ts=t0 + 60.0 * k / per_minute, payment_id=f"sub{i}-{k}", method="card", route="acq one",
+                bank=("Umoya Bank", "Kopano Mutual", "Sable Trust", "Ridge Credit")[k % 4], issuer="VISA",
+                status="failure" if failed else "success",
+                error_code=codes[int(rng.choice(len(codes), p=weights))] if failed else None,
+                latency_ms=300.0, amount=round(float(rng.lognormal(5.0, 0.3)), 2), merchant_id=at,
+            ))
+        return events + extra
+    return tweak
+
+
+def test_a_billing_run_over_cards_on_file_is_customers_not_card_testing() -> None:
+    run = play(8, billing_run("shop 4", 5))
+    for d in run.decisions[5:]:
+        assert d.diagnosis.category is not Category.SECURITY, d.diagnosis.summary
+        assert d.proposal.tool not in ("suppress_path", "reroute_traffic"), d.diagnosis.summary
+
+
+def test_small_baskets_that_fail_at_the_shops_usual_rate_are_not_a_burst_of_small_charges() -> None:
+    # A kiosk whose baskets are mostly small: 600 of its 1,000 charges are under the bar and they fail
+    # as often as its others (15 %), with the card-validity codes of any decline mix. A tester's small
+    # charges fail far more than the shop's other charges; these do not.
+    errors = {"SUSPECTED_FRAUD": 40, "INCORRECT_PIN": 30, "DO_NOT_HONOR": 40, "EXPIRED_CARD": 40}
+    kiosk = crafted_segment((("merchant_id", "kiosk"),), 1000, 150, errors, low_n=600, low_x=90)
+    banks = [crafted_segment((("bank", b),), 1000, 90, {k: v // 2 for k, v in errors.items()} | {"USER_DECLINED": 15})
+             for b in ("B1", "B2")]
+    total = crafted_segment((), 2000, 180, errors | {"USER_DECLINED": 30})
+    snapshot = WindowSnapshot(0.0, 60.0, total, (kiosk, *banks))
+    assert card_testing(snapshot, ReasoningContext(), lambda s: True) is None
+    # The same kiosk with its small charges failing nine times in ten is a tester at work.
+    tested = crafted_segment((("merchant_id", "kiosk"),), 1000, 150, errors, low_n=100, low_x=90)
+    found = card_testing(WindowSnapshot(0.0, 60.0, total, (tested, *banks)), ReasoningContext(), lambda s: True)
+    assert found is not None and found.target == {"merchant_id": "kiosk"}, found and found.summary
