@@ -45,6 +45,11 @@ RETRYABLE_CODES = frozenset({"ISSUER_DOWN", "BANK_TIMEOUT"}) | NETWORK_CODES
 # Below this many failures outside a segment, the rest of traffic is too thin to say
 # what normal failures look like; normal failures are then taken to be declines.
 BACKGROUND_MIN_FAILURES = 20
+# A segment's excess is a place's fault (not customers' declines) when this share of it is other codes
+# (as a decline surge needs USER_SURGE_PURITY of declines to be one)...
+PLACE_FAULT_SHARE = 0.75
+# ...of the kinds (code families) that each hold this share of it.
+FAULT_KIND_SHARE = 0.25
 
 
 def family_of(code: str) -> str:
@@ -138,6 +143,39 @@ def rest_of(broad: SegmentStats, narrow: SegmentStats) -> Rest:
         expected = broad.expected_failure_rate * broad.attempts - narrow.expected_failure_rate * narrow.attempts
         rate = min(max(expected / n, 0.0), 1.0) if n > 0 else 0.0
     return Rest(max(n, 0), max(x, 0), rate)
+
+
+def fault_kinds(seg: SegmentStats, snapshot: WindowSnapshot) -> frozenset[str]:
+    """The code families that make up the segment's excess failures when most of it is a place's fault
+    (time-outs, bank-side codes), not customers' declines; empty otherwise. A family counts when it holds
+    FAULT_KIND_SHARE of the excess (a scheme failing with ISSUER_DOWN and NETWORK_ERROR has two)."""
+    excess = excess_by_family(seg, background_mix(snapshot, seg))
+    total = sum(excess.values())
+    if total <= 0 or total - excess.get("user", 0.0) < PLACE_FAULT_SHARE * total:
+        return frozenset()
+    return frozenset(k for k, v in excess.items() if k != "user" and v >= FAULT_KIND_SHARE * total)
+
+
+def kind_failures(seg: SegmentStats, kinds: frozenset[str]) -> float:
+    counts = family_counts(seg.errors, seg.failures)
+    return sum(counts[k] for k in kinds)
+
+
+def kind_rest(broad: SegmentStats, narrow: SegmentStats, snapshot: WindowSnapshot) -> Rest | None:
+    """The rest of `broad` outside `narrow`, counting only failures of `narrow`'s fault kinds against their
+    usual share: a route's other scheme failing 4 of 19 is a weak rise in all failures but plain in time-outs,
+    which it rarely returns otherwise; a method's other route with a few more declines (or soft refusals)
+    than usual shows no time-outs at all. None when `narrow`'s excess is declines (fault_kinds)."""
+    kinds = fault_kinds(narrow, snapshot)
+    if not kinds:
+        return None
+    # The usual share comes from normal windows where there are enough of them: the traffic outside
+    # `narrow` holds the rest under test, and a fault everywhere would make itself look usual.
+    usual = family_counts(snapshot.usual_errors)
+    mix = shares(usual) if sum(usual.values()) >= BACKGROUND_MIN_FAILURES else background_mix(snapshot, narrow)
+    rest = rest_of(broad, narrow)
+    failures = kind_failures(broad, kinds) - kind_failures(narrow, kinds)
+    return Rest(rest.attempts, max(0, int(failures)), rest.expected_rate * sum(mix.get(k, 0.0) for k in kinds))
 
 
 def background_mix(snapshot: WindowSnapshot, seg: SegmentStats) -> dict[str, float]:

@@ -65,6 +65,7 @@ from .findings import dimension_rank as _dimension_rank
 from .latency import latency_candidates, latency_finding, slow_not_failing
 from .patterns import card_testing, no_data, unexplained, volume_drop
 from .reference import prepared
+from .rests import EARLY_EXCESS_FACTOR, early_parents, parent_explains, rest_declines_only, rest_same_kind
 from .retry import retry_storm
 from .selection import HOLD_NOTE, alternative_routes, choose_action, route_health, segment_methods
 from .tiebreaks import bank_for_bank_codes, device_first, holder_of_the_codes
@@ -88,16 +89,6 @@ NEAR_TIE = 0.15
 # A part of the blamed segment that is not a candidate itself (too few attempts) takes the
 # blame when it carries at least this share of the excess and the rest is plainly normal.
 DESCEND_SHARE = 0.7
-# Early attribution: while a pair's excess is under this many times the minimum (low counts),
-# its single-dimension parent takes the blame when the parent's rest is plainly elevated too
-# (REST_CLEAN_Z, this many excess failures, at least this multiple of its expected rate): the
-# part of a ramp that shows first is not the fault, the route it runs on is. The usual climb
-# also asks the rest for half the pair's rate, which a ramp's first minute rarely shows...
-EARLY_EXCESS_FACTOR = 3.0
-EARLY_REST_EXCESS = 2.0
-EARLY_REST_RATE_FACTOR = 2.0
-# ...unless the pair fits clearly better than the parent (scan statistic ratio).
-CHILD_CLEARLY_BETTER = 1.5
 # Declines move with customer behaviour (paydays, month-end) and call for no action, so a
 # user-type surge is only named when it clears the bar by this factor.
 USER_SURGE_Z_FACTOR = 1.0
@@ -297,6 +288,10 @@ class RuleReasoner:
         inside = [c for c in inside if (c.seg.attempts, c.seg.failures) != (chosen.seg.attempts, chosen.seg.failures)]
         clean = [c for c in inside
                  if rest_clean(rest_of(chosen.seg, c.seg), t.min_excess_failures)]
+        # The rest rises in customers' declines only (a few more than usual beside one route's time-outs)
+        # and shows plainly fewer of the part's kind of failure: the part's fault is the part's.
+        declines_only = [c for c in inside if snapshot is not None and c not in clean
+                         and rest_declines_only(chosen.seg, c.seg, snapshot, t)]
         # Nearly as good a fit, and the rest is not the same fault spreading (it fails at well under
         # the part's rate): the part concentrates the trouble and is the one to act on.
         concentrated = [c for c in inside if c.fit >= (1.0 - NEAR_TIE) * chosen.fit
@@ -310,12 +305,13 @@ class RuleReasoner:
         # pair segment): a merchant is only plausibly inside a route (`nested`). 4 of a route's 4 other
         # attempts failing too say the route, not the merchant carrying the other 11; 2 of its 4 wallet
         # payments failing beside its cards, the route, not its cards.
-        found = [c for c in clean + concentrated
-                 if ((r := rest_of(chosen.seg, c.seg)).attempts < t.min_segment_attempts and r.z < REST_CLEAN_Z
+        found = [c for c in declines_only + clean + concentrated
+                 if (c in declines_only
+                     or (r := rest_of(chosen.seg, c.seg)).attempts < t.min_segment_attempts and r.z < REST_CLEAN_Z
                      and contains(chosen.seg, c.seg)
                      or binomial_z(r.failures, r.attempts, c.seg.failure_rate) <= -REST_CLEAN_Z)
                  # early attribution keeps the parent
-                 and not self._parent_explains(chosen.seg, c, t.min_excess_failures)]
+                 and not parent_explains(chosen.seg, c, t.min_excess_failures, snapshot)]
         return self._verifiable_first(found) if found else None
 
     def _climb(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
@@ -334,38 +330,20 @@ class RuleReasoner:
             pool_ += [Scored(p, llr(p)) for p in (snapshot.total, *snapshot.segments)
                       if p.key not in known and (contains(p, seg) or nested(seg, p))]
         wider = [c for c in pool_ if (contains(c.seg, seg) or nested(seg, c.seg))
-                 and rest_fails(rest_of(c.seg, seg), seg, context, z_bar)]
+                 and rest_fails(rest_of(c.seg, seg), seg, context, z_bar)
+                 and rest_same_kind(c.seg, seg, snapshot)]
         if not wider:
             # The parent fits about as well and the rest of it cannot be told apart from the part (it rises
             # too, and does not plainly fail less): nothing supports the narrower name over the common cause.
             wider = [c for c in pool_ if contains(c.seg, seg) and len(c.seg.dims) == len(seg.dims) - 1 and c.seg.dims
                      and c.fit >= (1.0 - NEAR_TIE) * chosen.fit and (r := rest_of(c.seg, seg)).excess > 0
                      and r.attempts >= context.thresholds.min_segment_attempts
-                     and binomial_z(r.failures, r.attempts, seg.failure_rate) > -REST_CLEAN_Z]
+                     and binomial_z(r.failures, r.attempts, seg.failure_rate) > -REST_CLEAN_Z
+                     and rest_same_kind(c.seg, seg, snapshot)]
         if (not wider and snapshot is not None and len(seg.dims) == 2
                 and seg.excess_failures < EARLY_EXCESS_FACTOR * context.thresholds.min_excess_failures):
-            wider = self._early_parents(chosen, snapshot)
+            wider = early_parents(chosen, snapshot)
         return self._verifiable_first(wider) if wider else None
-
-    @staticmethod
-    def _early_parents(chosen: Scored, snapshot: WindowSnapshot) -> list[Scored]:
-        """At low counts a pair (issuer x route) is blamed on a handful of failures while its parent's
-        rest shows the same rise too thinly to pass the usual test (a route's ramp, first tick).
-        The parent explains the pair when its rest leans the same way at a comparable rate, unless
-        the pair fits clearly better (the rest is plainly clean, or far weaker)."""
-        return [Scored(p, llr(p)) for p in snapshot.segments if RuleReasoner._parent_explains(p, chosen)]
-
-    @staticmethod
-    def _parent_explains(parent: SegmentStats, child: Scored, min_excess: float | None = None) -> bool:
-        seg = child.seg
-        if len(parent.dims) != 1 or len(seg.dims) != 2 or not contains(parent, seg):
-            return False
-        if min_excess is not None and seg.excess_failures >= EARLY_EXCESS_FACTOR * min_excess:
-            return False
-        rest = rest_of(parent, seg)
-        return (rest.z >= REST_CLEAN_Z and rest.excess >= EARLY_REST_EXCESS
-                and rest.failure_rate >= EARLY_REST_RATE_FACTOR * rest.expected_rate
-                and child.fit < CHILD_CLEARLY_BETTER * llr(parent))
 
     @staticmethod
     def _under_mitigation(chosen: Scored, snapshot: WindowSnapshot, context: ReasoningContext) -> Scored:

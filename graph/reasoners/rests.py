@@ -1,0 +1,85 @@
+"""Whether the rest of a broader segment shares a part's fault: the tests that move blame up or down.
+
+Explaining-away (rules.py) compares a part of a segment with the rest of it. Counting all failures, a
+rest with a few more customers' declines than usual looks like the same fault spreading, and a rest
+with a handful of time-outs it never otherwise shows looks clean. Read by the part's kind of failure
+(`evidence.kind_rest`) they say what an operator would: the declines are customers, the time-outs are
+the route. Early attribution (a ramp's first minute) is here too: it asks the same question at low counts.
+Pure functions over window segments.
+"""
+
+from __future__ import annotations
+
+from payops.signals.baseline import binomial_z
+from payops.signals.window import SegmentStats, WindowSnapshot
+
+from .base import Thresholds
+from .evidence import Rest, contains, fault_kinds, kind_failures, kind_rest, llr, rest_of
+from .findings import REST_CLEAN_Z, Scored
+
+# Early attribution: while a pair's excess is under this many times the minimum (low counts),
+# its single-dimension parent takes the blame when the parent's rest is plainly elevated too
+# (REST_CLEAN_Z, this many excess failures, at least this multiple of its expected rate): the
+# part of a ramp that shows first is not the fault, the route it runs on is. The usual climb
+# also asks the rest for half the pair's rate, which a ramp's first minute rarely shows...
+EARLY_EXCESS_FACTOR = 3.0
+EARLY_REST_EXCESS = 2.0
+EARLY_REST_RATE_FACTOR = 2.0
+# ...unless the pair fits clearly better than the parent (scan statistic ratio).
+CHILD_CLEARLY_BETTER = 1.5
+# Failures of a part's kind (time-outs, bank codes) that its broader segment's rest may show beyond their
+# usual share while the fault has not reached it: one is a stray, two are the fault reaching the rest.
+KIND_STRAYS = 1.0
+
+
+def rest_same_kind(parent: SegmentStats, seg: SegmentStats, snapshot: WindowSnapshot | None) -> bool:
+    """The rest of a broader name fails the way the part does: a route's time-outs beside a few more
+    declines than usual on the method's other route are the route's, not the method's (kind_rest)."""
+    rest = kind_rest(parent, seg, snapshot) if snapshot is not None else None
+    return rest is None or kind_reaches(rest)
+
+
+def kind_reaches(rest: Rest) -> bool:
+    """The part's kind of failure reaches the rest: more than a stray, and plainly above its usual share."""
+    return rest.excess > KIND_STRAYS and rest.z >= REST_CLEAN_Z
+
+
+def rest_declines_only(broad: SegmentStats, part: SegmentStats, snapshot: WindowSnapshot,
+                       thresholds: Thresholds) -> bool:
+    """Outside the part, failures of the part's kinds are at most a stray beyond their usual share and
+    plainly rarer than in the part: whatever else the rest shows is customers' declines. Two codes that
+    never come otherwise (an ACS outage's on the bank's other route) are the same fault, not strays."""
+    rest = kind_rest(broad, part, snapshot)
+    if rest is None or rest.attempts < thresholds.min_segment_attempts or kind_reaches(rest):
+        return False
+    part_rate = kind_failures(part, fault_kinds(part, snapshot)) / part.attempts
+    return binomial_z(rest.failures, rest.attempts, part_rate) <= -REST_CLEAN_Z
+
+
+def early_parents(chosen: Scored, snapshot: WindowSnapshot) -> list[Scored]:
+    """At low counts a pair (issuer x route) is blamed on a handful of failures while its parent's
+    rest shows the same rise too thinly to pass the usual test (a route's ramp, first tick).
+    The parent explains the pair when its rest leans the same way at a comparable rate, unless
+    the pair fits clearly better (the rest is plainly clean, or far weaker)."""
+    return [Scored(p, llr(p)) for p in snapshot.segments if parent_explains(p, chosen, None, snapshot)]
+
+
+def parent_explains(parent: SegmentStats, child: Scored, min_excess: float | None = None,
+                    snapshot: WindowSnapshot | None = None) -> bool:
+    """The rest leans the same way: in the pair's kinds of failure when they are a place's (kind_rest), in
+    all failures when the pair's are declines. A route's other scheme with 4 time-outs in 19 explains its
+    first scheme's; a method's other route with a few more declines than usual does not explain one
+    route's time-outs."""
+    seg = child.seg
+    if len(parent.dims) != 1 or len(seg.dims) != 2 or not contains(parent, seg):
+        return False
+    if min_excess is not None and seg.excess_failures >= EARLY_EXCESS_FACTOR * min_excess:
+        return False
+    if child.fit >= CHILD_CLEARLY_BETTER * llr(parent):
+        return False
+    kind = kind_rest(parent, seg, snapshot) if snapshot is not None else None
+    if kind is not None:
+        return kind_reaches(kind)
+    rest = rest_of(parent, seg)
+    return (rest.z >= REST_CLEAN_Z and rest.excess >= EARLY_REST_EXCESS
+            and rest.failure_rate >= EARLY_REST_RATE_FACTOR * rest.expected_rate)

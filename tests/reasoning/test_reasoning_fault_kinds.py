@@ -1,0 +1,67 @@
+"""The kind of failure decides which name the evidence supports (issue 14, session 7: `evidence.kind_rest`).
+
+Met on the independent generator's development draws, rebuilt as crafted windows (reasoning_helpers): a
+route's ramp named at all cards because the method's other route had a few more declines than usual that
+minute, and at one scheme on the route because its other scheme's time-outs (4 of 19, all time-outs) were
+too few to lift all its failures plainly. Customers' declines say nothing about a route's time-outs; a
+route's time-outs on both its schemes say the route.
+"""
+
+from __future__ import annotations
+
+from reasoning_helpers import Cell, context, healthy_history, window
+
+from payops.graph.reasoners.rules import RuleReasoner
+
+RULES = RuleReasoner()
+BANKS = ("ABSA", "FNB", "NEDBANK", "CAPITEC")
+
+
+def _card(route: str, issuer: str, per_bank: int, errors_by_bank: list[dict[str, int]], rate: float) -> list[Cell]:
+    return [Cell({"bank": b, "route": route, "method": "card", "issuer": issuer}, per_bank, e, rate)
+            for b, e in zip(BANKS, errors_by_bank, strict=True)]
+
+
+def _calm(cells: list[Cell]) -> list[Cell]:
+    return [Cell(c.dims, c.attempts, {"INSUFFICIENT_FUNDS": round(c.attempts * c.normal_rate)}, c.normal_rate)
+            for c in cells]
+
+
+RAIL = [Cell({"bank": b, "route": "rail", "method": "payshap", "issuer": "PAYSHAP"}, 27, {"INSUFFICIENT_FUNDS": 1},
+             0.05) for b in BANKS]
+
+
+def test_one_routes_time_outs_beside_a_few_more_declines_on_the_other_route_are_the_route() -> None:
+    # Card on psp_a: 21 of 100 failing, 15 of them time-outs; card on psp_b: 9 of 56 declined (usually
+    # 8 %), no time-out. "Every route carrying card fails" was the reading.
+    timeouts = [{"GATEWAY_TIMEOUT": 3, "NETWORK_ERROR": 1, "INSUFFICIENT_FUNDS": 1},
+                {"GATEWAY_TIMEOUT": 2, "SYSTEM_ERROR": 2, "INSUFFICIENT_FUNDS": 1},
+                {"GATEWAY_TIMEOUT": 2, "NETWORK_ERROR": 2, "INSUFFICIENT_FUNDS": 2},
+                {"SYSTEM_ERROR": 3, "INCORRECT_PIN": 1, "EXPIRED_CARD": 1}]
+    declines = [{"INSUFFICIENT_FUNDS": 2, "DO_NOT_HONOR": 1}, {"INSUFFICIENT_FUNDS": 2},
+                {"INSUFFICIENT_FUNDS": 2, "INCORRECT_PIN": 1}, {"INCORRECT_PIN": 1}]
+    now = _card("psp_a", "VISA", 25, timeouts, 0.08) + _card("psp_b", "VISA", 14, declines, 0.08) + RAIL
+    snap = window(now)
+    card = snap.segment(method="card")
+    assert card is not None and card.excess_failures > snap.segment(route="psp_a").excess_failures  # as met
+    d = RULES.decide(snap, context(healthy_history(_calm(now), 8)))
+    assert d.diagnosis.target == {"route": "psp_a"}, d.diagnosis.summary
+    assert d.proposal.target == {"route": "psp_a"}
+
+
+def test_a_routes_time_outs_on_both_its_schemes_are_the_route_though_one_scheme_shows_few() -> None:
+    # Mastercard on psp_a: 13 of 24 time out; Visa on psp_a: 4 of 20, every one a time-out (all its
+    # failures rise only weakly, z < 2, but it never times out otherwise). psp_b is calm.
+    mc = _card("psp_a", "MASTERCARD", 6, [{"GATEWAY_TIMEOUT": 3, "NETWORK_ERROR": 1}, {"GATEWAY_TIMEOUT": 3},
+                                          {"GATEWAY_TIMEOUT": 2, "SYSTEM_ERROR": 1},
+                                          {"SYSTEM_ERROR": 2, "NETWORK_ERROR": 1}], 0.06)
+    visa = _card("psp_a", "VISA", 5, [{"GATEWAY_TIMEOUT": 1}, {"NETWORK_ERROR": 1}, {"SYSTEM_ERROR": 1},
+                                      {"GATEWAY_TIMEOUT": 1}], 0.087)
+    other = (_card("psp_b", "VISA", 10, [{"INSUFFICIENT_FUNDS": 1}, {}, {"INSUFFICIENT_FUNDS": 1}, {}], 0.08)
+             + _card("psp_b", "MASTERCARD", 8, [{}, {"INSUFFICIENT_FUNDS": 1}, {}, {"USER_DECLINED": 1}], 0.08))
+    now = mc + visa + other
+    snap = window(now)
+    visa_on_a = snap.segment(issuer="VISA", route="psp_a")
+    assert visa_on_a is not None and visa_on_a.z < 2.0  # the shape, as met
+    d = RULES.decide(snap, context(healthy_history(_calm(now), 8)))
+    assert d.diagnosis.target == {"route": "psp_a"}, d.diagnosis.summary
