@@ -36,16 +36,23 @@ STORM_LOCAL_SHARE = 0.9
 STORM_LOCAL_OPPORTUNITY = 3
 
 
+def excess_retries(seg: SegmentStats) -> tuple[float, float, float]:
+    """Retries in the segment, retries its usual attempts per payment predict, and the Poisson z of the
+    difference: a retry storm's evidence (its failures may be as usual)."""
+    normal = seg.baseline_attempts_per_payment or NORMAL_ATTEMPTS_PER_PAYMENT
+    firsts = first_attempts(seg)
+    retries = seg.attempts - firsts
+    expected = max(firsts * (normal - 1.0), 1.0)
+    return retries, expected, (retries - expected) / expected ** 0.5
+
+
 def retry_storm(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding | None:
     t = context.thresholds
     total = snapshot.total
     if total.attempts < t.min_segment_attempts:
         return None
     normal = total.baseline_attempts_per_payment or NORMAL_ATTEMPTS_PER_PAYMENT
-    firsts = first_attempts(total)
-    retries = total.attempts - firsts
-    expected_retries = max(firsts * (normal - 1.0), 1.0)
-    retry_z = (retries - expected_retries) / expected_retries ** 0.5  # Poisson
+    retries, expected_retries, retry_z = excess_retries(total)
     if retries - expected_retries < t.min_excess_failures or retry_z < t.significance_z:
         return None
     if total.attempts_per_payment < RETRY_STORM_FACTOR * normal:

@@ -16,6 +16,7 @@ from payops.tools.actions import validate_proposal
 from .base import ActionView, ReasoningContext
 from .evidence import Rest, pct, pool
 from .findings import Finding, rest_clean
+from .retry import excess_retries
 
 # A route a reroute may send traffic to must fail at most this much above its reference.
 # An absolute margin, not a significance test: at thousands of attempts a route a point
@@ -279,8 +280,9 @@ def choose_action(f: Finding,
                            evidence=list(f.evidence[:5])), tuple(notes)
     moves = (proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and "terminal_id" not in proposal.target
              and seg is not None)
-    # The tail tells the duration of failures; a slow route (latency) or a vanished one (volume) is not read by it.
-    timed = moves and f.pooled_windows == 1 and f.kind != "latency"
+    # The tail tells the duration of failures; a slow route (latency), a vanished one (volume) or a retry storm
+    # (retries multiply attempts; failures may stay as usual) is not read by it.
+    timed = moves and f.pooled_windows == 1 and f.kind not in ("latency", "retry")
     if timed and seg is not None and burst_over(seg, t.min_segment_attempts, t.min_excess_failures):
         # Over within its window (a 30 s blip): a healthy period again. Nothing to move; ops hear of it.
         notes.append(f"burst over: {seg.key} failed {seg.tail_failures}/{seg.tail_attempts} in the window's last "
@@ -296,7 +298,7 @@ def choose_action(f: Finding,
         notes.append(f"{HOLD_NOTE}:{seg.key} fails plainly less in the window's last {TAIL_SHARE:.0%} "
                      f"({seg.tail_failures}/{seg.tail_attempts}) than before it: it may be passing; a human "
                      "confirms before traffic moves")
-    elif moves and seg is not None and marginal(seg, context) and not confirmed(f, context):
+    elif moves and seg is not None and marginal(seg, context, f.kind == "retry") and not confirmed(f, context):
         notes.append(f"{HOLD_NOTE}:marginal evidence (z={seg.z:.1f}, {seg.excess_failures:.0f} excess) in one window: "
                      "a human confirms before traffic moves")
     return proposal, tuple(notes)
@@ -354,8 +356,12 @@ def burst_fading(seg: SegmentStats, min_attempts: int) -> bool:
     return _fell(head, tail, seg.expected_failure_rate, min_attempts)
 
 
-def marginal(seg: SegmentStats, context: ReasoningContext) -> bool:
+def marginal(seg: SegmentStats, context: ReasoningContext, retries: bool = False) -> bool:
+    """Evidence under the strong bar: in failures, or for a retry storm in retries beyond the usual."""
     t = context.thresholds
+    if retries:
+        count, expected, z = excess_retries(seg)
+        return z < STRONG_Z_FACTOR * t.significance_z or count - expected < STRONG_EXCESS_FACTOR * t.min_excess_failures
     return (seg.z < STRONG_Z_FACTOR * t.significance_z
             or seg.excess_failures < STRONG_EXCESS_FACTOR * t.min_excess_failures)
 

@@ -65,3 +65,20 @@ def test_a_routes_time_outs_on_both_its_schemes_are_the_route_though_one_scheme_
     assert visa_on_a is not None and visa_on_a.z < 2.0  # the shape, as met
     d = RULES.decide(snap, context(healthy_history(_calm(now), 8)))
     assert d.diagnosis.target == {"route": "psp_a"}, d.diagnosis.summary
+
+
+def test_a_retry_storm_is_not_read_by_the_timing_of_its_failures() -> None:
+    # Met on development draws: a retry storm (declines retried three times) whose failures happened to
+    # fall early in the window was answered "a burst that is already over: no traffic move". The storm's
+    # evidence is retries; when its failures fell says nothing about whether the policy is still wrong.
+    from dataclasses import replace
+
+    from reasoning_helpers import base_cells, fail
+    cells = base_cells(1200)
+    snap = window(fail(cells, {}, 0.03, {"INSUFFICIENT_FUNDS": 1.0}, retried=3.0))
+    t = snap.total
+    snap = replace(snap, total=replace(t, lead_attempts=t.attempts // 3, lead_failures=t.failures // 2,
+                                       tail_attempts=t.attempts // 3, tail_failures=int(t.attempts // 3 * 0.04)))
+    d = RULES.decide(snap, context(healthy_history(cells, 8)))
+    assert d.diagnosis.summary.startswith("Retry storm"), d.diagnosis.summary
+    assert d.proposal.tool == "adjust_retry_policy", (d.proposal.tool, d.notes)
