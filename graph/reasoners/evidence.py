@@ -161,14 +161,18 @@ def kind_failures(seg: SegmentStats, kinds: frozenset[str]) -> float:
     return sum(counts[k] for k in kinds)
 
 
-def kind_rest(broad: SegmentStats, narrow: SegmentStats, snapshot: WindowSnapshot) -> Rest | None:
+def kind_rest(broad: SegmentStats, narrow: SegmentStats, snapshot: WindowSnapshot,
+              every_place_kind: bool = False) -> Rest | None:
     """The rest of `broad` outside `narrow`, counting only failures of `narrow`'s fault kinds against their
     usual share: a route's other scheme failing 4 of 19 is a weak rise in all failures but plain in time-outs,
     which it rarely returns otherwise; a method's other route with a few more declines (or soft refusals)
-    than usual shows no time-outs at all. None when `narrow`'s excess is declines (fault_kinds)."""
+    than usual shows no time-outs at all. None when `narrow`'s excess is declines (fault_kinds).
+    `every_place_kind`: count every kind but declines (is there a place's fault in the rest at all?)."""
     kinds = fault_kinds(narrow, snapshot)
     if not kinds:
         return None
+    if every_place_kind:
+        kinds = frozenset(k for k in (*FAMILIES, UNKNOWN) if k != "user")
     # The usual share comes from normal windows where there are enough of them: the traffic outside
     # `narrow` holds the rest under test, and a fault everywhere would make itself look usual.
     usual = family_counts(snapshot.usual_errors)

@@ -57,6 +57,10 @@ BURST_VOLUME_FACTOR = 2.0
 # refusals, these two only at their usual rate: customers, no attack.
 FRAUD_SIGNATURE_CODES = frozenset({"SUSPECTED_FRAUD", "INCORRECT_PIN"})
 FRAUD_SIGNATURE_SHARE = 0.25
+# ...or, without them (testing online has no PIN, and many issuers answer a guessed card "do not honor"),
+# small charges that mostly fail: a tester's cards are stolen or guessed; a billing run declines a minority
+# of its customers (a quarter to a third), at whatever its basket is.
+TESTER_DECLINE_RATE = 0.5
 # Many distinct payments: a tester tries each card about once. A decline retried again
 # and again is one customer (and a retry storm, checked elsewhere).
 MAX_ATTEMPTS_PER_PAYMENT = 1.3
@@ -123,7 +127,9 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
         enum = _code_excess(seg, total)
         if enum < t.min_excess_failures or enum < ENUMERATION_SHARE * seg.excess_failures:
             continue
-        if _code_excess(seg, total, FRAUD_SIGNATURE_CODES) < FRAUD_SIGNATURE_SHARE * enum:
+        mostly_declined = (seg.low_amount_attempts >= t.min_segment_attempts
+                           and seg.low_amount_failures >= TESTER_DECLINE_RATE * seg.low_amount_attempts)
+        if _code_excess(seg, total, FRAUD_SIGNATURE_CODES) < FRAUD_SIGNATURE_SHARE * enum and not mostly_declined:
             continue
         if seg.attempts_per_payment > MAX_ATTEMPTS_PER_PAYMENT:
             continue

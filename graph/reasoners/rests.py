@@ -33,9 +33,10 @@ KIND_STRAYS = 1.0
 
 
 def rest_same_kind(parent: SegmentStats, seg: SegmentStats, snapshot: WindowSnapshot | None) -> bool:
-    """The rest of a broader name fails the way the part does: a route's time-outs beside a few more
-    declines than usual on the method's other route are the route's, not the method's (kind_rest)."""
-    rest = kind_rest(parent, seg, snapshot) if snapshot is not None else None
+    """The rest of a broader name shows a place's fault too (any kind but declines: acquirers report one
+    outage under different codes): a route's time-outs beside a few more declines than usual on the
+    method's other route are the route's, not the method's (kind_rest)."""
+    rest = kind_rest(parent, seg, snapshot, every_place_kind=True) if snapshot is not None else None
     return rest is None or kind_reaches(rest)
 
 
@@ -49,9 +50,9 @@ def rest_declines_only(broad: SegmentStats, part: SegmentStats, snapshot: Window
     """Outside the part, failures of the part's kinds are at most a stray beyond their usual share and
     plainly rarer than in the part: whatever else the rest shows is customers' declines. Two codes that
     never come otherwise (an ACS outage's on the bank's other route) are the same fault, not strays."""
-    rest = kind_rest(broad, part, snapshot)
-    if rest is None or rest.attempts < thresholds.min_segment_attempts or kind_reaches(rest):
-        return False
+    rest, places = kind_rest(broad, part, snapshot), kind_rest(broad, part, snapshot, every_place_kind=True)
+    if rest is None or places is None or rest.attempts < thresholds.min_segment_attempts or kind_reaches(places):
+        return False  # the rest shows a place's fault of its own kind: not declines only
     part_rate = kind_failures(part, fault_kinds(part, snapshot)) / part.attempts
     return binomial_z(rest.failures, rest.attempts, part_rate) <= -REST_CLEAN_Z
 

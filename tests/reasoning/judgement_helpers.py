@@ -90,7 +90,8 @@ def play(minutes: int, tweak: Tweak | None = None, seed: int = 7, volume: int = 
     return run
 
 
-def card_testing(at: str, from_minute: int, per_minute: int = 300, amounts: bool = True) -> Tweak:
+def card_testing(at: str, from_minute: int, per_minute: int = 300, amounts: bool = True,
+                 codes: dict[str, float] | None = None) -> Tweak:
     """Small charges over many cards at one merchant, declined across every bank with card-validity codes."""
     def tweak(events: list[PaymentEvent], i: int, rng: np.random.Generator) -> list[PaymentEvent]:
         if i < from_minute:
@@ -102,7 +103,7 @@ def card_testing(at: str, from_minute: int, per_minute: int = 300, amounts: bool
             extra.append(PaymentEvent(
                 ts=t0 + 60.0 * k / per_minute, payment_id=f"ct{i}-{k}", method="card", route=_pick(rng, CARD_ROUTES),
                 bank=_pick(rng, BANKS), issuer="VISA", status="failure" if failed else "success",
-                error_code=_pick(rng, ENUMERATION) if failed else None, latency_ms=300.0,
+                error_code=_pick(rng, codes or ENUMERATION) if failed else None, latency_ms=300.0,
                 amount=round(float(rng.uniform(0.5, 5.0)), 2) if amounts else None, merchant_id=at,
             ))
         return events + extra

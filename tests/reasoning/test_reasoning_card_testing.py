@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from judgement_helpers import START, Tweak, crafted_segment, play
+from judgement_helpers import card_testing as attack_at
 
 from payops.graph.reasoners.base import ReasoningContext
 from payops.graph.reasoners.patterns import card_testing
@@ -65,3 +66,12 @@ def test_small_baskets_that_fail_at_the_shops_usual_rate_are_not_a_burst_of_smal
     tested = crafted_segment((("merchant_id", "kiosk"),), 1000, 150, errors, low_n=100, low_x=90)
     found = card_testing(WindowSnapshot(0.0, 60.0, total, (tested, *banks)), ReasoningContext(), lambda s: True)
     assert found is not None and found.target == {"merchant_id": "kiosk"}, found and found.summary
+
+
+def test_card_testing_without_fraud_flags_is_still_card_testing_when_its_small_charges_mostly_fail() -> None:
+    # From a review of the rule above: testing online has no PIN, and many issuers answer a guessed card
+    # "do not honor" or "expired". Small charges that fail nine times in ten are a tester all the same.
+    run = play(7, attack_at("shop 4", 5, codes={"DO_NOT_HONOR": 0.6, "EXPIRED_CARD": 0.4}))
+    d, p = run.decisions[5].diagnosis, run.decisions[5].proposal
+    assert (d.category, d.target) == (Category.SECURITY, {"merchant_id": "shop 4"}), d.summary
+    assert (p.tool, p.target) == ("suppress_path", {"merchant_id": "shop 4"})

@@ -82,3 +82,15 @@ def test_a_retry_storm_is_not_read_by_the_timing_of_its_failures() -> None:
     d = RULES.decide(snap, context(healthy_history(cells, 8)))
     assert d.diagnosis.summary.startswith("Retry storm"), d.diagnosis.summary
     assert d.proposal.tool == "adjust_retry_policy", (d.proposal.tool, d.notes)
+
+
+def test_one_outage_reported_under_different_codes_by_two_acquirers_stays_the_method() -> None:
+    # From a review of the rule above: psp_a times out and psp_b answers ISSUER_DOWN for the same cards.
+    # The rest outside psp_a rises in a place's failures of another kind, not in customers' declines:
+    # the broader name stays.
+    from reasoning_helpers import base_cells, fail
+    cells = base_cells(1200)
+    now = fail(fail(cells, {"route": "psp_a"}, 0.3, {"GATEWAY_TIMEOUT": 1.0}), {"route": "psp_b"}, 0.2,
+               {"ISSUER_DOWN": 1.0})
+    d = RULES.decide(window(now), context(healthy_history(cells, 8)))
+    assert d.diagnosis.target == {"method": "card"}, d.diagnosis.summary
