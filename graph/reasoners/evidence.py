@@ -169,8 +169,8 @@ def kind_rest(broad: SegmentStats, narrow: SegmentStats, snapshot: WindowSnapsho
     than usual shows no time-outs at all. None when `narrow`'s excess is declines (fault_kinds).
     `every_place_kind`: count every kind but declines (is there a place's fault in the rest at all?)."""
     kinds = fault_kinds(narrow, snapshot)
-    if not kinds:
-        return None
+    if not kinds or not narrow.errors:
+        return None  # declines, or a feed without codes: no kind to read (all failures are counted instead)
     if every_place_kind:
         kinds = frozenset(k for k in (*FAMILIES, UNKNOWN) if k != "user")
     # The usual share comes from normal windows where there are enough of them: the traffic outside
