@@ -162,13 +162,14 @@ def kind_failures(seg: SegmentStats, kinds: frozenset[str]) -> float:
 
 
 def kind_rest(broad: SegmentStats, narrow: SegmentStats, snapshot: WindowSnapshot,
-              every_place_kind: bool = False) -> Rest | None:
+              every_place_kind: bool = False, kinds: frozenset[str] | None = None) -> Rest | None:
     """The rest of `broad` outside `narrow`, counting only failures of `narrow`'s fault kinds against their
     usual share: a route's other scheme failing 4 of 19 is a weak rise in all failures but plain in time-outs,
     which it rarely returns otherwise; a method's other route with a few more declines (or soft refusals)
     than usual shows no time-outs at all. None when `narrow`'s excess is declines (fault_kinds).
-    `every_place_kind`: count every kind but declines (is there a place's fault in the rest at all?)."""
-    kinds = fault_kinds(narrow, snapshot)
+    `every_place_kind`: count every kind but declines (is there a place's fault in the rest at all?).
+    `kinds`: `narrow`'s fault_kinds when the caller has them already."""
+    kinds = fault_kinds(narrow, snapshot) if kinds is None else kinds
     if not kinds or not narrow.errors:
         return None  # declines, or a feed without codes: no kind to read (all failures are counted instead)
     if every_place_kind:

@@ -50,10 +50,14 @@ def rest_declines_only(broad: SegmentStats, part: SegmentStats, snapshot: Window
     """Outside the part, failures of the part's kinds are at most a stray beyond their usual share and
     plainly rarer than in the part: whatever else the rest shows is customers' declines. Two codes that
     never come otherwise (an ACS outage's on the bank's other route) are the same fault, not strays."""
-    rest, places = kind_rest(broad, part, snapshot), kind_rest(broad, part, snapshot, every_place_kind=True)
-    if rest is None or places is None or rest.attempts < thresholds.min_segment_attempts or kind_reaches(places):
+    if broad.attempts - part.attempts < thresholds.min_segment_attempts:
+        return False
+    kinds = fault_kinds(part, snapshot)
+    rest = kind_rest(broad, part, snapshot, kinds=kinds)
+    places = kind_rest(broad, part, snapshot, every_place_kind=True, kinds=kinds)
+    if rest is None or places is None or kind_reaches(places):
         return False  # the rest shows a place's fault of its own kind: not declines only
-    part_rate = kind_failures(part, fault_kinds(part, snapshot)) / part.attempts
+    part_rate = kind_failures(part, kinds) / part.attempts
     return binomial_z(rest.failures, rest.attempts, part_rate) <= -REST_CLEAN_Z
 
 
