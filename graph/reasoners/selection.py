@@ -298,8 +298,8 @@ def choose_action(f: Finding,
         notes.append(f"{HOLD_NOTE}:{seg.key} fails plainly less in the window's last {TAIL_SHARE:.0%} "
                      f"({seg.tail_failures}/{seg.tail_attempts}) than before it: it may be passing; a human "
                      "confirms before traffic moves")
-    elif moves and seg is not None and marginal(seg, context, f.kind == "retry") and not confirmed(f, context):
-        notes.append(f"{HOLD_NOTE}:marginal evidence (z={seg.z:.1f}, {seg.excess_failures:.0f} excess) in one window: "
+    elif moves and seg is not None and marginal(z := strength(f, seg), context) and not confirmed(f, context):
+        notes.append(f"{HOLD_NOTE}:marginal evidence (z={z[0]:.1f}, {z[1]:.0f} excess {z[2]}) in one window: "
                      "a human confirms before traffic moves")
     return proposal, tuple(notes)
 
@@ -356,14 +356,20 @@ def burst_fading(seg: SegmentStats, min_attempts: int) -> bool:
     return _fell(head, tail, seg.expected_failure_rate, min_attempts)
 
 
-def marginal(seg: SegmentStats, context: ReasoningContext, retries: bool = False) -> bool:
-    """Evidence under the strong bar: in failures, or for a retry storm in retries beyond the usual."""
+def strength(f: Finding, seg: SegmentStats) -> tuple[float, float, str]:
+    """The finding's evidence: z and excess of what it counts (a retry storm counts retries beyond the usual;
+    its failures may be as usual), and what that is."""
+    if f.kind == "retry":
+        retries, expected, z = excess_retries(seg)
+        return z, retries - expected, "retries"
+    return seg.z, seg.excess_failures, "failures"
+
+
+def marginal(evidence: tuple[float, float, str], context: ReasoningContext) -> bool:
+    """Evidence (`strength`) under the strong bar."""
     t = context.thresholds
-    if retries:
-        count, expected, z = excess_retries(seg)
-        return z < STRONG_Z_FACTOR * t.significance_z or count - expected < STRONG_EXCESS_FACTOR * t.min_excess_failures
-    return (seg.z < STRONG_Z_FACTOR * t.significance_z
-            or seg.excess_failures < STRONG_EXCESS_FACTOR * t.min_excess_failures)
+    z, excess, _ = evidence
+    return z < STRONG_Z_FACTOR * t.significance_z or excess < STRONG_EXCESS_FACTOR * t.min_excess_failures
 
 
 def confirmed(f: Finding, context: ReasoningContext) -> bool:

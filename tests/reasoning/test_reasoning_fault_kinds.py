@@ -84,6 +84,18 @@ def test_a_retry_storm_is_not_read_by_the_timing_of_its_failures() -> None:
     assert d.proposal.tool == "adjust_retry_policy", (d.proposal.tool, d.notes)
 
 
+def test_a_retry_storm_held_for_a_human_quotes_its_retries_not_its_failures() -> None:
+    # 18 retries where one is usual (z 17) is short of the strong bar's excess (24) in one window: a human
+    # confirms. The audit must say which figures were marginal: the retries, the storm's own evidence.
+    from reasoning_helpers import base_cells, fail
+    cells = base_cells(300)
+    d = RULES.decide(window(fail(cells, {}, 0.02, {"INSUFFICIENT_FUNDS": 1.0}, retried=3.0)),
+                     context(healthy_history(cells, 8)))
+    assert d.proposal.tool == "adjust_retry_policy", d.diagnosis.summary
+    held = [n for n in d.notes if n.startswith("hold:marginal evidence")]
+    assert held and "z=17.0, 17 excess retries" in held[0], d.notes
+
+
 def test_one_outage_reported_under_different_codes_by_two_acquirers_stays_the_method() -> None:
     # From a review of the rule above: psp_a times out and psp_b answers ISSUER_DOWN for the same cards.
     # The rest outside psp_a rises in a place's failures of another kind, not in customers' declines:
