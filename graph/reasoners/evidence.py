@@ -176,11 +176,17 @@ def kind_rest(broad: SegmentStats, narrow: SegmentStats, snapshot: WindowSnapsho
         kinds = frozenset(k for k in (*FAMILIES, UNKNOWN) if k != "user")
     # The usual share comes from normal windows where there are enough of them: the traffic outside
     # `narrow` holds the rest under test, and a fault everywhere would make itself look usual.
-    usual = family_counts(snapshot.usual_errors)
-    mix = shares(usual) if sum(usual.values()) >= BACKGROUND_MIN_FAILURES else background_mix(snapshot, narrow)
+    mix = usual_mix(snapshot) or background_mix(snapshot, narrow)
     rest = rest_of(broad, narrow)
     failures = kind_failures(broad, kinds) - kind_failures(narrow, kinds)
     return Rest(rest.attempts, max(0, int(failures)), rest.expected_rate * sum(mix.get(k, 0.0) for k in kinds))
+
+
+def usual_mix(snapshot: WindowSnapshot) -> dict[str, float] | None:
+    """The code-family mix of the platform's failures in recent normal windows, or None when they are too few."""
+    if sum(snapshot.usual_errors.values()) < BACKGROUND_MIN_FAILURES:
+        return None
+    return shares(family_counts(snapshot.usual_errors))
 
 
 def background_mix(snapshot: WindowSnapshot, seg: SegmentStats) -> dict[str, float]:
@@ -192,9 +198,8 @@ def background_mix(snapshot: WindowSnapshot, seg: SegmentStats) -> dict[str, flo
         outside = {k: max(0.0, v - inside[k]) for k, v in family_counts(snapshot.total.errors).items()}
         if sum(outside.values()) >= BACKGROUND_MIN_FAILURES:
             return shares(outside)
-    elif sum(snapshot.usual_errors.values()) >= BACKGROUND_MIN_FAILURES:
-        return shares(family_counts(snapshot.usual_errors))
-    return {"user": 1.0}
+        return {"user": 1.0}
+    return usual_mix(snapshot) or {"user": 1.0}
 
 
 def excess_by_family(seg: SegmentStats, background: Mapping[str, float]) -> dict[str, float]:

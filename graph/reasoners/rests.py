@@ -32,11 +32,13 @@ CHILD_CLEARLY_BETTER = 1.5
 KIND_STRAYS = 1.0
 
 
-def rest_same_kind(parent: SegmentStats, seg: SegmentStats, snapshot: WindowSnapshot | None) -> bool:
+def rest_same_kind(parent: SegmentStats, seg: SegmentStats, snapshot: WindowSnapshot | None,
+                   kinds: frozenset[str] | None = None) -> bool:
     """The rest of a broader name shows a place's fault too (any kind but declines: acquirers report one
     outage under different codes): a route's time-outs beside a few more declines than usual on the
-    method's other route are the route's, not the method's (kind_rest)."""
-    rest = kind_rest(parent, seg, snapshot, every_place_kind=True) if snapshot is not None else None
+    method's other route are the route's, not the method's (kind_rest). `kinds`: `seg`'s fault_kinds
+    when the caller weighs several parents of one part."""
+    rest = kind_rest(parent, seg, snapshot, every_place_kind=True, kinds=kinds) if snapshot is not None else None
     return rest is None or kind_reaches(rest)
 
 

@@ -43,6 +43,7 @@ from .evidence import (
     device_burst_codes,
     error_mix,
     excess_by_family,
+    fault_kinds,
     first_attempts,
     llr,
     nested,
@@ -329,9 +330,10 @@ class RuleReasoner:
             known = {c.seg.key for c in pool_}
             pool_ += [Scored(p, llr(p)) for p in (snapshot.total, *snapshot.segments)
                       if p.key not in known and (contains(p, seg) or nested(seg, p))]
+        kinds = fault_kinds(seg, snapshot) if snapshot is not None else None  # the part's, read once for its parents
         wider = [c for c in pool_ if (contains(c.seg, seg) or nested(seg, c.seg))
                  and rest_fails(rest_of(c.seg, seg), seg, context, z_bar)
-                 and rest_same_kind(c.seg, seg, snapshot)]
+                 and rest_same_kind(c.seg, seg, snapshot, kinds)]
         if not wider:
             # The parent fits about as well and the rest of it cannot be told apart from the part (it rises
             # too, and does not plainly fail less): nothing supports the narrower name over the common cause.
@@ -339,7 +341,7 @@ class RuleReasoner:
                      and c.fit >= (1.0 - NEAR_TIE) * chosen.fit and (r := rest_of(c.seg, seg)).excess > 0
                      and r.attempts >= context.thresholds.min_segment_attempts
                      and binomial_z(r.failures, r.attempts, seg.failure_rate) > -REST_CLEAN_Z
-                     and rest_same_kind(c.seg, seg, snapshot)]
+                     and rest_same_kind(c.seg, seg, snapshot, kinds)]
         if (not wider and snapshot is not None and len(seg.dims) == 2
                 and seg.excess_failures < EARLY_EXCESS_FACTOR * context.thresholds.min_excess_failures):
             wider = early_parents(chosen, snapshot)
