@@ -54,7 +54,11 @@ class SegmentBaseline:
 
     def update(self, failure_rate: float, latency_p95: float, volume: float, attempts_per_payment: float,
                weight: float = 1.0) -> None:
-        a = 1.0 - (1.0 - BASELINE_ALPHA) ** weight  # same memory in time whatever the tick
+        # Same memory in time whatever the tick; while the baseline has seen fewer windows than its
+        # memory, each counts equally (the bias-corrected EWMA): otherwise the first window, however
+        # thin, would weigh 0.9^k of the reference for k windows (0/41 failures in a first minute of
+        # a platform that fails 10% made 0% its reference, and every later minute an "anomaly").
+        a = max(1.0 - (1.0 - BASELINE_ALPHA) ** weight, weight / (self.windows + weight))
         self.failure_rate += a * (failure_rate - self.failure_rate)
         self.latency_p95 += a * (latency_p95 - self.latency_p95)
         self.volume += a * (volume - self.volume)
@@ -111,6 +115,17 @@ def binomial_z(failures: float, attempts: float, expected_rate: float) -> float:
         return 0.0
     p = min(max(expected_rate, FAILURE_RATE_FLOOR), 0.99)
     return (failures - attempts * p) / math.sqrt(attempts * p * (1.0 - p))
+
+
+def record_z(failures: float, attempts: float, rate: float, record_attempts: float) -> float:
+    """z of a window's failures against a reference rate that was itself measured on
+    `record_attempts` attempts (the two-proportion score test): a reference read from a
+    minute or two of thin traffic is a sample too, and 0 of 41 is no proof of a 0% rate."""
+    if attempts <= 0 or record_attempts <= 0:
+        return binomial_z(failures, attempts, rate)
+    pooled = (rate * record_attempts + failures) / (record_attempts + attempts)
+    p = min(max(pooled, FAILURE_RATE_FLOOR), 0.99)
+    return (failures / attempts - rate) / math.sqrt(p * (1.0 - p) * (1.0 / attempts + 1.0 / record_attempts))
 
 
 def binomial_tail_z(successes: int, trials: int, rate: float) -> float:

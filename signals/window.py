@@ -16,6 +16,7 @@ re-exports them, so `payops.signals.window` stays the one name importers use.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from .baseline import (
     RETRY_OUTLIER_FACTOR,
     BaselineTracker,
     binomial_z,
+    record_z,
     wilson_lower_bound,
 )
 from .batch import WIDE_FIELDS, EventBatch, as_batch
@@ -41,6 +43,13 @@ from .snapshot import WindowSnapshot as WindowSnapshot
 # sent to a route that rejects it.
 SEGMENT_PAIRS: tuple[tuple[str, str], ...] = (("bank", "route"), ("method", "route"), ("issuer", "route"))
 QUANTILES = (0.5, 0.95, 0.99)
+# A window is not learned into a segment's volume baseline when the segment kept at most this share
+# of what its usual volume, scaled by its peers now, predicts (the reasoner's "most of its traffic
+# vanished"), and the shortfall is at least this many Poisson standard deviations. The bar is below the
+# reasoner's significance: withholding an ordinary quiet minute only leaves the reference as it was,
+# while learning a black hole erases the incident, so a weaker signal is enough to hold back.
+VOLUME_COLLAPSE_SHARE = 0.3
+VOLUME_COLLAPSE_Z = 2.0
 # Samples of bad lines kept per snapshot (the count is always exact).
 MAX_BAD_SAMPLES = 20
 # Dense counting over (combination, retry, bucket) cells while the cell space is at
@@ -170,9 +179,10 @@ class EventWindow:
         return snap
 
 
-def anomalous(seg: SegmentStats, significance_z: float) -> bool:
-    """Would learning this window teach the baseline an incident? Failures, latency or retries out of line."""
-    if seg.z >= significance_z:
+def anomalous(seg: SegmentStats, significance_z: float, z: float | None = None) -> bool:
+    """Would learning this window teach the baseline an incident? Failures, latency or retries out of line.
+    `z`: the failures' score when the reference is not the one the segment was judged on."""
+    if (seg.z if z is None else z) >= significance_z:
         return True
     if seg.baseline_latency_p95_ms and seg.latency_p95_ms > LATENCY_OUTLIER_FACTOR * seg.baseline_latency_p95_ms:
         return True
@@ -192,13 +202,38 @@ def learn_baselines(snap: WindowSnapshot, baselines: BaselineTracker,
     stays different from its peers for BASELINE_PATIENCE windows from the start is
     taken as structurally different and learned (see baseline.py).
     """
+    total_usual = baselines.get(snap.total.key)
+    peers_usual_total = total_usual.volume if total_usual is not None else 0.0
     for seg in (snap.total, *snap.segments):
         if seg.attempts == 0:
             continue
-        if anomalous(seg, significance_z) and not baselines.out_of_patience(seg.key, weight):
+        base = baselines.get(seg.key)
+        if seg.dims and base is not None and base.trusted and volume_collapsed(seg, base.volume, snap.total,
+                                                                               peers_usual_total):
+            continue
+        z = None
+        if not seg.dims and base is not None and not base.trusted:
+            # All traffic has no peers: until trusted, its reference is its own first minutes,
+            # a sample as thin as the traffic; judged as if exact, one quiet first minute made
+            # every later normal minute "anomalous" and the reference never moved again.
+            z = record_z(seg.failures, seg.attempts, base.failure_rate, base.volume * base.windows)
+        if anomalous(seg, significance_z, z) and not baselines.out_of_patience(seg.key, weight):
             continue
         baselines.observe(seg.key, seg.failure_rate, seg.latency_p95_ms, float(seg.attempts),
                           seg.attempts_per_payment, weight)
+
+
+def volume_collapsed(seg: SegmentStats, usual: float, total: SegmentStats, total_usual: float) -> bool:
+    """Most of the segment's usual traffic missing while its peers kept theirs (scaled by them, so a
+    platform-wide dip is not one), by more than chance: the minute is not learned. Learned, a
+    black-holed route's usual volume fell to its trickle in three or four minutes and the drop
+    stopped being one while the acquirer still swallowed its requests."""
+    peers_usual = total_usual - usual
+    if peers_usual <= 0 or usual <= 0:
+        return False  # the segment is all traffic: nothing to scale it by
+    expected = usual * (total.attempts - seg.attempts) / peers_usual
+    return (seg.attempts <= VOLUME_COLLAPSE_SHARE * expected
+            and (expected - seg.attempts) / math.sqrt(expected) >= VOLUME_COLLAPSE_Z)
 
 
 # -- aggregation -------------------------------------------------------------------

@@ -149,3 +149,44 @@ def test_volume_against_baseline() -> None:
     _, snaps = run([HEALTHY] * 4 + [half])
     assert snaps[-1].segment(route="psp_a").volume_ratio == pytest.approx(0.5, abs=0.01)
     assert snaps[0].segment(route="psp_a").volume_ratio is None  # no trusted baseline yet
+
+
+def test_a_quiet_first_minute_of_thin_traffic_does_not_become_the_platforms_reference() -> None:
+    """40 payments a minute failing 10%: a first minute with none failed is a sample, not a 0% platform.
+    Judged as exact, it made every later ordinary minute "anomalous" (z 6) and was never unlearned."""
+    thin = [({"bank": "BIG", "route": "psp_a"}, 40, 0.1, "INSUFFICIENT_FUNDS", 300.0)]
+    quiet = [({"bank": "BIG", "route": "psp_a"}, 40, 0.0, "INSUFFICIENT_FUNDS", 300.0)]
+    w, snaps = run([quiet] + [thin] * 6)
+    assert w.baselines.get("*").trusted
+    assert w.baselines.get("*").failure_rate == pytest.approx(0.1 * 6 / 7, abs=0.01)  # every minute counted
+    assert all(s.total.z < DEFAULTS.significance_z for s in snaps[3:])
+
+
+def test_early_minutes_weigh_alike_in_a_young_baseline() -> None:
+    """The bias-corrected EWMA: until it has a memory's worth of windows, each counts equally."""
+    tracker = BaselineTracker()
+    for rate in (0.0, 0.09, 0.12):
+        tracker.observe("*", rate, 300.0, 40.0, 1.0)
+    assert tracker.get("*").failure_rate == pytest.approx(0.07)
+    for _ in range(40):
+        tracker.observe("*", 0.1, 300.0, 40.0, 1.0)
+    before = tracker.get("*").failure_rate
+    tracker.observe("*", 0.2, 300.0, 40.0, 1.0)
+    assert tracker.get("*").failure_rate - before == pytest.approx(0.1 * (0.2 - before))  # then the EWMA's own weight
+
+
+def test_a_black_holed_route_does_not_teach_its_baseline_the_trickle() -> None:
+    """90% of one route's requests stop arriving while the other route keeps its traffic: its usual
+    volume stays what it was, so the drop is still a drop five minutes later."""
+    gone = [({"bank": "BIG", "route": "psp_a"}, 40, 0.04, "INSUFFICIENT_FUNDS", 300.0), HEALTHY[1]]
+    w, snaps = run([HEALTHY] * 4 + [gone] * 5)
+    assert w.baselines.get("route=psp_a").volume == pytest.approx(400.0, rel=0.02)
+    assert snaps[-1].segment(route="psp_a").volume_ratio == pytest.approx(0.1, abs=0.01)
+
+
+def test_a_platform_wide_dip_is_still_learned_into_every_segments_volume() -> None:
+    """A guard beside the one above (passes before it too): a dip its peers share is not a collapse."""
+    night = [(dims, n // 4, share, code, ms) for dims, n, share, code, ms in HEALTHY]
+    w, _ = run([HEALTHY] * 4 + [night] * 10)
+    assert w.baselines.get("route=psp_a").volume < 0.6 * 400.0  # the quiet night is the new usual, for all
+    assert w.baselines.get("route=psp_a").volume == pytest.approx(w.baselines.get("route=psp_b").volume)
