@@ -35,6 +35,29 @@ class Finding:
         return self.segment.target if self.segment is not None and self.category is not Category.HEALTHY else {}
 
 
+# -- a rise plain whatever its name ------------------------------------------------------
+# A rise is reported, named or not, when the failure rate is this many times its reference (and
+# significant): an operator would rather be paged than told all is well.
+ELEVATED_RATE_FACTOR = 1.5
+# A single segment's rise must be plainer still: significance at this multiple of the bar and this
+# multiple of the minimum excess (segments are many; chance finds one).
+PLAIN_SEGMENT_Z_FACTOR = 2.0
+PLAIN_SEGMENT_EXCESS_FACTOR = 3.0
+
+
+def elevated(seg: SegmentStats, z_bar: float, min_excess: float) -> bool:
+    """Significant, material and well above the segment's own trusted reference."""
+    return (judged_on_own_history(seg) and seg.z >= z_bar and seg.excess_failures >= min_excess
+            and seg.failure_rate >= ELEVATED_RATE_FACTOR * seg.expected_failure_rate)
+
+
+def plain_rise(seg: SegmentStats, context: ReasoningContext) -> bool:
+    """A segment's rise no operator would call chance, whatever caused it."""
+    t = context.thresholds
+    return seg.attempts >= t.min_segment_attempts and elevated(
+        seg, PLAIN_SEGMENT_Z_FACTOR * t.significance_z, PLAIN_SEGMENT_EXCESS_FACTOR * t.min_excess_failures)
+
+
 # -- what the stages share -------------------------------------------------------------
 # Two segments whose scan statistics differ by less than this share describe the same
 # traffic under two names (route=X and method=card,route=X when X carries only card).

@@ -25,13 +25,12 @@ from .evidence import (
     describe,
     error_mix,
     excess_by_family,
-    judged_on_own_history,
     llr,
     nested,
     pct,
     shares,
 )
-from .findings import DIMENSION_PREFERENCE, Finding
+from .findings import DIMENSION_PREFERENCE, Finding, elevated, plain_rise
 from .selection import WATCHABLE_TOOLS
 
 # -- card testing ------------------------------------------------------------------
@@ -360,21 +359,11 @@ def no_data(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
 
 
 # -- unexplained anomaly -----------------------------------------------------------
-# A rise the rules could not attribute is still reported when the failure rate is this
-# many times its reference (and significant): an operator would rather be paged.
-UNEXPLAINED_RATE_FACTOR = 1.5
-# A single segment's unexplained rise must be plainer still: significance at this multiple
-# of the bar and this multiple of the minimum excess (segments are many; chance finds one).
-UNEXPLAINED_SEGMENT_Z_FACTOR = 2.0
-UNEXPLAINED_SEGMENT_EXCESS_FACTOR = 3.0
+# A rise the rules could not attribute is still reported when it is elevated (findings.elevated:
+# significant and well above its reference), for a single segment plainly so (findings.plain_rise).
 UNEXPLAINED_CONFIDENCE = 0.45  # "something is wrong, we do not know what": low by design
 FAMILY_CATEGORY = {"security": Category.SECURITY, "issuer": Category.ISSUER, "config": Category.CONFIG,
                    "network": Category.NETWORK, "user": Category.USER, "unknown": Category.NETWORK}
-
-
-def _elevated(seg: SegmentStats, z_bar: float, min_excess: float) -> bool:
-    return (judged_on_own_history(seg) and seg.z >= z_bar and seg.excess_failures >= min_excess
-            and seg.failure_rate >= UNEXPLAINED_RATE_FACTOR * seg.expected_failure_rate)
 
 
 def unexplained(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding | None:
@@ -383,11 +372,9 @@ def unexplained(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
     total = snapshot.total
     if total.attempts < t.min_segment_attempts or len(context.history) < BASELINE_MIN_WINDOWS:
         return None  # a reference of a window or two is no reference (the first minutes of a run)
-    seg: SegmentStats | None = total if _elevated(total, t.significance_z, t.min_excess_failures) else None
+    seg: SegmentStats | None = total if elevated(total, t.significance_z, t.min_excess_failures) else None
     if seg is None:
-        strong = [s for s in snapshot.segments if s.attempts >= t.min_segment_attempts
-                  and _elevated(s, UNEXPLAINED_SEGMENT_Z_FACTOR * t.significance_z,
-                                UNEXPLAINED_SEGMENT_EXCESS_FACTOR * t.min_excess_failures)]
+        strong = [s for s in snapshot.segments if plain_rise(s, context)]
         if not strong:
             return None
         seg = max(strong, key=lambda s: (llr(s), -len(s.dims), s.key))

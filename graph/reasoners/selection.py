@@ -15,7 +15,7 @@ from payops.tools.actions import validate_proposal
 
 from .base import ActionView, ReasoningContext
 from .evidence import Rest, pct, pool
-from .findings import Finding, rest_clean
+from .findings import Finding, plain_rise, rest_clean
 from .retry import excess_retries
 
 # A route a reroute may send traffic to must fail at most this much above its reference.
@@ -266,6 +266,13 @@ def choose_action(f: Finding,
         return nothing("traffic healthy"), tuple(notes)
 
     if f.confidence < WATCH_BELOW:
+        if seg is not None and f.pooled_windows == 1 and plain_rise(seg, context):
+            # Unsure of the name, not of the rise: a rise this plain is paged even when no rule names it
+            # (patterns.unexplained), so a named one is not kept from ops for its name's doubt.
+            notes.append(f"plain rise: {seg.key} z={seg.z:.1f}, {seg.excess_failures:.0f} excess; the cause is "
+                         f"uncertain (confidence {f.confidence:.2f})")
+            return alert("warning", f"a plain rise on {seg.key}; its cause is uncertain "
+                                    f"(confidence {f.confidence:.2f}): a human should look"), tuple(notes)
         return nothing(f"watching, not acting: {f.summary} "
                        f"(confidence {f.confidence:.2f} < {WATCH_BELOW:.2f})"), tuple(notes)
     proposal = _mitigation(f, snapshot, context, propose, alert)

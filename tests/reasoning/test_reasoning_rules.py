@@ -354,6 +354,20 @@ def test_a_weak_finding_is_watched_not_put_to_anyone() -> None:
         assert d.diagnosis.confidence < 0.8  # at least a human decides
 
 
+def test_a_plain_rise_under_an_uncertain_name_is_alerted_and_a_modest_one_watched() -> None:
+    """Mixed codes make the name uncertain (confidence under the watch floor), not the rise: 62 of 180
+    failing against 4% is paged, as an unexplained rise would be; 30 of 180 (23 excess) is watched."""
+    codes = {"NETWORK_ERROR": 0.35, "DO_NOT_HONOR": 0.35, "INSUFFICIENT_FUNDS": 0.3}
+    plain = RULES.decide(window(fail(base_cells(), {"bank": "CAPITEC"}, 0.3, codes)),
+                         context(healthy_history(base_cells())))
+    assert plain.diagnosis.target == {"bank": "CAPITEC"} and plain.diagnosis.confidence < WATCH_BELOW
+    assert plain.proposal.tool == "alert_ops" and plain.proposal.target == {"bank": "CAPITEC"}
+    assert plain.proposal.args["severity"] == "warning" and "uncertain" in plain.proposal.rationale
+    modest = RULES.decide(window(fail(base_cells(), {"bank": "CAPITEC"}, 0.12, codes)),
+                          context(healthy_history(base_cells())))
+    assert modest.diagnosis.confidence < WATCH_BELOW and modest.proposal.tool == "no_action"
+
+
 # -- names are data ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name",
