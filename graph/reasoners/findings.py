@@ -35,6 +35,10 @@ class Finding:
         return self.segment.target if self.segment is not None and self.category is not Category.HEALTHY else {}
 
 
+# Share of a segment's excess that must be declines or limits for it to read as customers' declines.
+USER_SURGE_PURITY = 0.75
+
+
 # -- a rise plain whatever its name ------------------------------------------------------
 # A rise is reported, named or not, when the failure rate is this many times its reference (and
 # significant): an operator would rather be paged than told all is well.

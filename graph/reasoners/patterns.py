@@ -30,7 +30,7 @@ from .evidence import (
     pct,
     shares,
 )
-from .findings import DIMENSION_PREFERENCE, Finding, elevated, plain_rise
+from .findings import DIMENSION_PREFERENCE, USER_SURGE_PURITY, Finding, elevated, plain_rise
 from .selection import WATCHABLE_TOOLS
 
 # -- card testing ------------------------------------------------------------------
@@ -361,6 +361,9 @@ def no_data(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
 # -- unexplained anomaly -----------------------------------------------------------
 # A rise the rules could not attribute is still reported when it is elevated (findings.elevated:
 # significant and well above its reference), for a single segment plainly so (findings.plain_rise).
+# An unattributed rise whose excess is customers' declines: the codes say what it is, nothing says where;
+# asserted at the watch floor (selection.WATCH_BELOW), not above it.
+DECLINE_SURGE_CONFIDENCE = 0.6
 UNEXPLAINED_CONFIDENCE = 0.45  # "something is wrong, we do not know what": low by design
 FAMILY_CATEGORY = {"security": Category.SECURITY, "issuer": Category.ISSUER, "config": Category.CONFIG,
                    "network": Category.NETWORK, "user": Category.USER, "unknown": Category.NETWORK}
@@ -391,6 +394,17 @@ def unexplained(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
                                                          or "nowhere in particular"),
         "no single segment, code family or known pattern explains it",
     )
+    if fam.get("user", 0.0) >= USER_SURGE_PURITY:
+        # Customers' declines (funds, expired cards, refusals) lift the figure but name no place, and
+        # counted per payment (a declined card retried) were not material where they concentrate: a
+        # decline surge, visible as one, with nothing to page anyone about (a billing run, month-end).
+        # Card testing, the decline burst that is an attack, is read before this (card_testing).
+        return Finding(Category.USER, seg, DECLINE_SURGE_CONFIDENCE,
+                       f"Decline surge: {seg.key} fails {pct(seg.failure_rate)} vs expected "
+                       f"{pct(seg.expected_failure_rate)}, {pct(fam['user'])} of the excess customers' declines; "
+                       "not an operational fault.", evidence[:3],
+                       ("an unexplained anomaly: the codes explain it (customers' declines), the place does not "
+                        "matter for the response",), "user")
     return Finding(FAMILY_CATEGORY.get(family, Category.NETWORK), seg, UNEXPLAINED_CONFIDENCE,
                    f"Unexplained anomaly: {seg.key} fails {pct(seg.failure_rate)} vs expected "
                    f"{pct(seg.expected_failure_rate)}; "

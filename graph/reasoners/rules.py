@@ -55,6 +55,7 @@ from .evidence import (
 from .findings import (
     REST_CLEAN_Z,
     TIE_TOLERANCE,
+    USER_SURGE_PURITY,
     Finding,
     Scored,
     rest_clean,
@@ -93,7 +94,6 @@ DESCEND_SHARE = 0.7
 # Declines move with customer behaviour (paydays, month-end) and call for no action, so a
 # user-type surge is only named when it clears the bar by this factor.
 USER_SURGE_Z_FACTOR = 1.0
-USER_SURGE_PURITY = 0.75  # share of the excess that must be declines or limits
 USER_SPREAD_Z = 1.0  # a decline surge spreads to a broader segment whose rest rises by this much
 # Evidence pooled over at most this many recent windows when one window is too thin...
 POOL_WINDOWS = 5

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 from judgement_helpers import BANKS, CARD_ROUTES, START, _pick, chain, fail, play
+from reasoning_helpers import base_cells, context, healthy_history, window
+from reasoning_helpers import fail as fail_cells
 
 from payops.graph.reasoners.evidence import background_mix
+from payops.graph.reasoners.rules import RuleReasoner
 from payops.models import Category
 from payops.signals.events import PaymentEvent
 
@@ -80,3 +83,20 @@ def test_a_thin_merchants_billing_run_that_lifts_the_platform_is_customers_at_th
     first = run.decisions[12]
     assert first.diagnosis.category is Category.USER, first.diagnosis.summary
     assert first.proposal.tool == "no_action", first.diagnosis.summary
+
+
+def test_declines_retried_that_lift_the_platform_are_a_decline_surge_not_an_anomaly_to_page() -> None:
+    """Session 8: 5% more of every segment's attempts declined for funds or expired cards, half of them
+    retried once. Counted per payment the surge is not material anywhere, so no segment is named; all
+    traffic is still well above its history, and the rise went out as an "unexplained anomaly" alert
+    although its codes say what it is: customers (a billing run, month-end). It is a decline surge now,
+    shown as one (category user), and nobody is paged."""
+    ctx = context(healthy_history(base_cells(volume=400)))
+    declines = RuleReasoner().decide(window(fail_cells(base_cells(volume=400), {}, 0.05,
+                                                       {"INSUFFICIENT_FUNDS": 0.6, "EXPIRED_CARD": 0.4}, retried=0.5)),
+                                     ctx)
+    assert declines.diagnosis.category is Category.USER and declines.diagnosis.target == {}
+    assert declines.diagnosis.summary.startswith("Decline surge") and declines.proposal.tool == "no_action"
+    # The counter-case: the same rise in time-outs is a fault, paged.
+    timeouts = RuleReasoner().decide(window(fail_cells(base_cells(volume=400), {}, 0.05, TIMEOUTS, retried=0.5)), ctx)
+    assert timeouts.diagnosis.category is not Category.USER and timeouts.proposal.tool != "no_action"
