@@ -109,6 +109,40 @@ class BaselineTracker:
         return tracker
 
 
+# "Most of its traffic vanished": a segment kept at most this share of what its usual volume, scaled by
+# how its peers are doing now, predicts (a platform-wide dip scales both). The reasoner calls such a
+# segment's drop an incident when it is significant (graph/reasoners/patterns.volume_drop)...
+VOLUME_DROP_SHARE = 0.3
+# ...and the window is not learned into its baseline when the shortfall is this many Poisson standard
+# deviations: below the reasoner's significance, because withholding an ordinary quiet minute only leaves
+# the reference as it was, while learning a black hole erases the incident.
+VOLUME_COLLAPSE_Z = 2.0
+
+
+def expected_volume(usual: float, now: float, total_now: float, total_usual: float) -> tuple[float, float] | None:
+    """A segment's expected attempts in a window (its usual volume scaled by its peers' volume then) and
+    that scale, or None when the segment is all traffic (nothing to compare it with). Peers surging (a sale)
+    never raise a segment's expectation above its own usual volume: a surge alone is not an incident, and a
+    segment that kept its traffic did not lose it."""
+    peers_usual = total_usual - usual
+    if peers_usual <= 0:
+        return None
+    peers_ratio = min(1.0, (total_now - now) / peers_usual)
+    return usual * peers_ratio, peers_ratio
+
+
+def volume_collapsed(now: float, usual: float, total_now: float, total_usual: float) -> bool:
+    """Most of the segment's usual traffic missing while its peers kept theirs, by more than chance
+    (VOLUME_COLLAPSE_Z): a window not to learn. Learned, a black-holed route's usual volume fell to its
+    trickle in three or four minutes and the drop stopped being one while the acquirer still swallowed
+    its requests."""
+    here = expected_volume(usual, now, total_now, total_usual) if usual > 0 else None
+    if here is None or here[0] <= 0:
+        return False
+    expected = here[0]
+    return now <= VOLUME_DROP_SHARE * expected and (expected - now) / math.sqrt(expected) >= VOLUME_COLLAPSE_Z
+
+
 def binomial_z(failures: float, attempts: float, expected_rate: float) -> float:
     """One-sided score z of observed failures against the expected rate; accounts for sample size."""
     if attempts <= 0:

@@ -16,7 +16,6 @@ re-exports them, so `payops.signals.window` stays the one name importers use.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from .baseline import (
     BaselineTracker,
     binomial_z,
     record_z,
+    volume_collapsed,
     wilson_lower_bound,
 )
 from .batch import WIDE_FIELDS, EventBatch, as_batch
@@ -43,13 +43,6 @@ from .snapshot import WindowSnapshot as WindowSnapshot
 # sent to a route that rejects it.
 SEGMENT_PAIRS: tuple[tuple[str, str], ...] = (("bank", "route"), ("method", "route"), ("issuer", "route"))
 QUANTILES = (0.5, 0.95, 0.99)
-# A window is not learned into a segment's volume baseline when the segment kept at most this share
-# of what its usual volume, scaled by its peers now, predicts (the reasoner's "most of its traffic
-# vanished"), and the shortfall is at least this many Poisson standard deviations. The bar is below the
-# reasoner's significance: withholding an ordinary quiet minute only leaves the reference as it was,
-# while learning a black hole erases the incident, so a weaker signal is enough to hold back.
-VOLUME_COLLAPSE_SHARE = 0.3
-VOLUME_COLLAPSE_Z = 2.0
 # Samples of bad lines kept per snapshot (the count is always exact).
 MAX_BAD_SAMPLES = 20
 # Dense counting over (combination, retry, bucket) cells while the cell space is at
@@ -200,16 +193,16 @@ def learn_baselines(snap: WindowSnapshot, baselines: BaselineTracker,
     the traffic) before that, so the same `anomalous` test guards warm-up too: an
     incident present when the agent starts is not learned as normal. A segment that
     stays different from its peers for BASELINE_PATIENCE windows from the start is
-    taken as structurally different and learned (see baseline.py).
+    taken as structurally different and learned (see baseline.py). A segment whose traffic
+    collapsed while its peers kept theirs is not learned either (`baseline.volume_collapsed`).
     """
-    total_usual = baselines.get(snap.total.key)
-    peers_usual_total = total_usual.volume if total_usual is not None else 0.0
-    for seg in (snap.total, *snap.segments):
+    total = snap.total
+    for seg in (total, *snap.segments):
         if seg.attempts == 0:
             continue
         base = baselines.get(seg.key)
-        if seg.dims and base is not None and base.trusted and volume_collapsed(seg, base.volume, snap.total,
-                                                                               peers_usual_total):
+        if (seg.dims and base is not None and base.trusted
+                and volume_collapsed(seg.attempts, base.volume, total.attempts, total.baseline_volume or 0.0)):
             continue
         z = None
         if not seg.dims and base is not None and not base.trusted:
@@ -221,19 +214,6 @@ def learn_baselines(snap: WindowSnapshot, baselines: BaselineTracker,
             continue
         baselines.observe(seg.key, seg.failure_rate, seg.latency_p95_ms, float(seg.attempts),
                           seg.attempts_per_payment, weight)
-
-
-def volume_collapsed(seg: SegmentStats, usual: float, total: SegmentStats, total_usual: float) -> bool:
-    """Most of the segment's usual traffic missing while its peers kept theirs (scaled by them, so a
-    platform-wide dip is not one), by more than chance: the minute is not learned. Learned, a
-    black-holed route's usual volume fell to its trickle in three or four minutes and the drop
-    stopped being one while the acquirer still swallowed its requests."""
-    peers_usual = total_usual - usual
-    if peers_usual <= 0 or usual <= 0:
-        return False  # the segment is all traffic: nothing to scale it by
-    expected = usual * (total.attempts - seg.attempts) / peers_usual
-    return (seg.attempts <= VOLUME_COLLAPSE_SHARE * expected
-            and (expected - seg.attempts) / math.sqrt(expected) >= VOLUME_COLLAPSE_Z)
 
 
 # -- aggregation -------------------------------------------------------------------

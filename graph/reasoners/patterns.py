@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Callable
 
 from payops.models import Category
-from payops.signals.baseline import BASELINE_MIN_WINDOWS
+from payops.signals.baseline import BASELINE_MIN_WINDOWS, VOLUME_DROP_SHARE, expected_volume
 from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
@@ -183,9 +183,6 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
 # Dimensions whose traffic can vanish on its own (a processor black-holing requests, a
 # merchant's integration down); pairs are left out: their parents say it more plainly.
 VOLUME_DIMENSIONS = ("route", "terminal_id", "merchant_id", "method", "bank", "issuer", "region")
-# "Most of its traffic vanished": at most this share of what its usual volume, scaled
-# by how its peers are doing right now, predicts (a platform-wide dip scales both).
-VOLUME_DROP_SHARE = 0.3
 # A segment's volume varies from window to window by at least Poisson noise (variance = its mean)
 # and by as much as it did over its recent windows (customers arrive in bursts: a bank's
 # 30 +- 8): the drop is judged against the larger. Read over at least this many earlier windows.
@@ -213,18 +210,6 @@ def _moved_by_us(seg_dims: dict[str, str], context: ReasoningContext) -> bool:
         if a.tool in MOVING_TOOLS and (not a.target or set(a.target.items()) & set(seg_dims.items())):
             return True
     return False
-
-
-def _expected(usual: float, now: int, total: SegmentStats) -> tuple[float, float] | None:
-    """A segment's expected attempts in a window (its usual volume scaled by its peers' volume then) and
-    that scale, or None when the segment is all traffic (nothing to compare it with)."""
-    peers_usual = (total.baseline_volume or 0.0) - usual
-    if peers_usual <= 0:
-        return None
-    # Peers surging (a sale) never raise a segment's expectation above its own usual volume: a surge
-    # alone is not an incident, and a segment that kept its traffic did not lose it.
-    peers_ratio = min(1.0, (total.attempts - now) / peers_usual)
-    return usual * peers_ratio, peers_ratio
 
 
 def _volume_variance(seg: SegmentStats, before: float, context: ReasoningContext) -> float | None:
@@ -260,7 +245,7 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
             continue
         now = present[seg.key].attempts if seg.key in present else 0
         usual = seg.baseline_volume or 0.0
-        here = _expected(usual, now, total)
+        here = expected_volume(usual, now, total.attempts, total.baseline_volume or 0.0)
         if here is None:
             continue  # the segment is all traffic: a platform-wide change, not this segment's
         expected, peers_ratio = here
@@ -274,7 +259,8 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
         for h in reversed(recent[-(depth - 1):] if depth > 1 else []):
             past = h.segment(**seg.target)
             then = past.attempts if past is not None else 0
-            back_then = (_expected(past.baseline_volume or usual if past is not None else usual, then, h.total)
+            back_then = (expected_volume(past.baseline_volume or usual if past is not None else usual, then,
+                                         h.total.attempts, h.total.baseline_volume)
                          if h.total.baseline_volume else None)
             if back_then is None or then > VOLUME_DROP_SHARE * back_then[0]:
                 break
