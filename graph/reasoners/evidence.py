@@ -235,6 +235,16 @@ def device_burst_codes(seg: SegmentStats) -> frozenset[str] | None:
     return None
 
 
+def device_fault_codes(seg: SegmentStats) -> frozenset[str] | None:
+    """NETWORK_CODES when most of a terminal's failures are time-outs and system errors: a device (or
+    its link) that fails its customers, material in a handful like a burst of misreads. Unlike
+    misreads these codes also come from the routes behind the device, so they do not make the device
+    the explanation on their own (`device_burst_codes`): only the bar to be a candidate is lower."""
+    if "terminal_id" in seg.target and seg.failures and seg.error_share(*NETWORK_CODES) >= DEVICE_BURST_SHARE:
+        return NETWORK_CODES
+    return None
+
+
 def pool(stats: Iterable[SegmentStats]) -> SegmentStats | None:
     """One segment over several windows: counts add up, the reference is attempt-weighted."""
     items = [s for s in stats if s.attempts > 0]

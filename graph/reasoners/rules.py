@@ -41,6 +41,7 @@ from .evidence import (
     code_burst_z,
     contains,
     device_burst_codes,
+    device_fault_codes,
     error_mix,
     excess_by_family,
     fault_kinds,
@@ -159,7 +160,7 @@ class RuleReasoner:
         z_bar = t.significance_z * (COLD_START_Z_FACTOR if _cold(s, context) else 1.0)
         if s.z < z_bar:
             return False
-        codes = device_burst_codes(s)
+        codes = device_burst_codes(s) or device_fault_codes(s)
         if codes is not None:
             # The low bar of a handful of codes holds only if peers rarely see them (a
             # terminal's customers also fail with "not registered" now and then).

@@ -112,6 +112,27 @@ def test_spoofs_are_blamed_on_the_device_even_when_a_bank_route_pair_fits_better
     assert (d.diagnosis.category, d.diagnosis.target) == (Category.SECURITY, {"terminal_id": "T3"})
 
 
+def test_a_terminal_failing_its_few_customers_with_time_outs_its_peers_never_see_is_a_device_fault() -> None:
+    # Five of six payments at one scanner time out: far under the 8 excess failures a segment needs, as
+    # material as five misreads (a device fails every customer who walks up to it).
+    history = healthy_history(_terminals({}, {}, attempts=6))
+    snap = window(_terminals({"SYSTEM_ERROR": 3, "GATEWAY_TIMEOUT": 2}, {}, attempts=6))
+    t3 = snap.segment(terminal_id="T3")
+    assert t3 is not None and t3.excess_failures < 8
+    d = RULES.decide(snap, context(history))
+    assert (d.diagnosis.category, d.diagnosis.target, d.proposal.tool) == (Category.NETWORK,
+                                                                           {"terminal_id": "T3"}, "suppress_path")
+
+
+def test_time_outs_at_a_terminal_whose_route_fails_everywhere_are_the_route_not_the_device() -> None:
+    # Guard (passes before the lower bar too): time-outs also come from the route behind a device. When
+    # the route fails for its other traffic as well, the device's share of it does not make it the cause.
+    history = healthy_history(_terminals({}, {}, attempts=6))
+    cells = fail(_terminals({}, {}, attempts=6), {"route": "rail"}, 0.8, {"GATEWAY_TIMEOUT": 1.0})
+    d = RULES.decide(window(cells), context(history))
+    assert d.diagnosis.target.get("route") == "rail" and "terminal_id" not in d.diagnosis.target
+
+
 # -- pooled evidence ----------------------------------------------------------------------------
 
 def test_pooling_windows_that_each_trusted_their_baseline_keeps_the_trust() -> None:
