@@ -319,8 +319,12 @@ def acquirer_currency(w: World, rng: np.random.Generator, onset: float) -> Built
     plan = Plan([Effect(s, e, where, fail=float(rng.uniform(0.85, 0.98)),
                         codes={"CURRENCY_NOT_SUPPORTED": 0.6, "SYSTEM_ERROR": 0.4}, timeout=False)])
     t = {"route": route}
-    exp = _incident("network", t, [_a("alert_ops", t), _a("reroute_traffic", t)],
-                    facts=(f"USD payments on {route} fail; its ZAR payments pass",))
+    ok = [_a("alert_ops", t), _a("reroute_traffic", t)]
+    if route == w.extras.get("wallet_route"):
+        # The route also carries the wallet, which has no other route: moving its card share (and paging
+        # about the wallet) is the mitigation issue 14 asks for, as route_outage_sole_method accepts it.
+        ok.append(_a("reroute_traffic", {"method": "card", "route": route}))
+    exp = _incident("network", t, ok, facts=(f"USD payments on {route} fail; its ZAR payments pass",))
     return Built(plan, exp, Fault("failures", where, s, e), f"acquirer {route} failing one currency (USD)")
 
 

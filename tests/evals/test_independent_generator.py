@@ -226,3 +226,20 @@ def test_the_generator_imports_nothing_from_the_simulator_or_the_reasoners():
                 [node.module or ""] + [a.name for a in node.names] if isinstance(node, ast.ImportFrom) else [])
             for name in names:
                 assert not any(part in banned for part in name.split(".")), f"{module}.py imports {name}"
+
+
+def test_an_acquirer_failing_a_currency_on_the_wallets_route_may_have_its_card_share_moved():
+    # As route_outage_sole_method: a route that also carries the wallet (no other route) is mitigated by
+    # moving its card share; on a card-only route the label stays the whole route.
+    seen = set()
+    for seed in range(7_300, 7_340):
+        s = generate("acquirer_currency", seed, 300.0)
+        route = s.case.expected.target["route"]
+        on_wallet_route = route == s.world.extras.get("wallet_route")
+        narrowed = s.case.expected.acceptable("reroute_traffic", {"method": "card", "route": route})
+        assert narrowed == on_wallet_route, seed
+        assert s.case.expected.acceptable("reroute_traffic", {"route": route})
+        seen.add(on_wallet_route)
+        if seen == {True, False}:
+            break
+    assert seen == {True, False}
