@@ -55,12 +55,13 @@ def retry_storm(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
     retries, expected_retries, retry_z = excess_retries(total)
     if retries - expected_retries < t.min_excess_failures or retry_z < t.significance_z:
         return None
-    if total.attempts_per_payment < RETRY_STORM_FACTOR * normal:
-        return None
     retryable = retryable_failures(total)
     # Under a sane policy every retry follows a retryable failure; the rest are declines,
     # limits or fraud flags being retried.
     unexplained = retries - retryable
+    if total.attempts_per_payment < RETRY_STORM_FACTOR * normal and not _retries_are_the_rise(
+            total, min(unexplained, retries - expected_retries)):
+        return None
     exhausted = total.errors.get("RETRY_EXHAUSTED", 0)
     repeats = repeat_retries(total)
     repeating = repeats >= RETRY_REPEAT_MIN and repeats >= RETRY_REPEAT_SHARE * retries
@@ -98,6 +99,14 @@ def retry_storm(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
                    f"Retry storm: the retry policy multiplies attempts per payment on {where} "
                    "(retry misconfiguration).",
                    evidence, alternatives, "retry")
+
+def _retries_are_the_rise(total: SegmentStats, extra_declines_retried: float) -> bool:
+    """A few extra attempts per payment are not worth a policy change (RETRY_STORM_FACTOR), unless they
+    are the window's whole rise in failures: declines retried beyond the usual retries at least as many
+    as the excess failures (a storm's first, part-filled window). Without them the window would look
+    normal, and reading it as customers declining more (a decline surge, no action) would be wrong."""
+    return total.excess_failures > 0 and extra_declines_retried >= total.excess_failures
+
 
 def storm_segment(snapshot: WindowSnapshot, unexplained_total: float, min_excess: int) -> SegmentStats | None:
     """The one route that carries nearly all unexplained retries, if the rest plainly does not.

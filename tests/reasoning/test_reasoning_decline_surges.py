@@ -100,3 +100,17 @@ def test_declines_retried_that_lift_the_platform_are_a_decline_surge_not_an_anom
     # The counter-case: the same rise in time-outs is a fault, paged.
     timeouts = RuleReasoner().decide(window(fail_cells(base_cells(volume=400), {}, 0.05, TIMEOUTS, retried=0.5)), ctx)
     assert timeouts.diagnosis.category is not Category.USER and timeouts.proposal.tool != "no_action"
+
+
+def test_declines_retried_as_many_as_the_rise_are_a_retry_storm_under_the_attempts_factor() -> None:
+    """Session 9: a retry storm's first window (the storm began 40 s in) adds under 5 % attempts per
+    payment, short of the storm's factor; the declines it retries lift all traffic, and the decline-surge
+    rule read them as customers (no action). Retried declines as many as the excess failures are the
+    whole rise: the policy is the fault (config, a policy change put forward). The session-8 case above
+    (only half of the surge's declines retried) stays a decline surge."""
+    ctx = context(healthy_history(base_cells(volume=400)))
+    snap = window(fail_cells(base_cells(volume=400), {}, 0.04, {"INSUFFICIENT_FUNDS": 0.6, "EXPIRED_CARD": 0.4},
+                             retried=1.2))  # every new decline retried, some twice
+    assert snap.total.attempts_per_payment < 1.05
+    d = RuleReasoner().decide(snap, ctx)
+    assert (d.diagnosis.category, d.diagnosis.target, d.proposal.tool) == (Category.CONFIG, {}, "adjust_retry_policy")
