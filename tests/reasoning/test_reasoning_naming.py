@@ -57,6 +57,32 @@ def test_a_bank_that_carries_nearly_all_of_a_schemes_cards_does_not_take_the_sch
     assert d.diagnosis.target == {"issuer": "MASTERCARD"}, d.diagnosis.summary
 
 
+def test_a_banks_cards_failing_on_every_scheme_are_the_bank_though_one_scheme_fits_better() -> None:
+    # Session 9, met on development draws (an ACS outage at 812 and 2,777 payments/min): a bank's 3-D Secure
+    # server fails its card payments of both schemes with a code outside the vocabulary; its instant
+    # payments pass. Most VISA cards are that bank's, so VISA (all cards) fits better than the bank (half
+    # of it clean instant payments), and "VISA down across banks" was the reading, although the bank's
+    # Mastercard payments failed alike and other banks' VISA cards did not.
+    from reasoning_helpers import Cell
+    acs = {"3DS_ACS_UNAVAILABLE": 0.7, "DO_NOT_HONOR": 0.3}
+    cells = []
+    for bank, visa, mc in (("BIG", 60, 10), ("S1", 8, 80), ("S2", 8, 80), ("S3", 8, 80)):
+        for route in ("psp_a", "psp_b"):
+            cells += [Cell({"bank": bank, "route": route, "method": "card", "issuer": "VISA"}, visa,
+                           {"INSUFFICIENT_FUNDS": 1}),
+                      Cell({"bank": bank, "route": route, "method": "card", "issuer": "MASTERCARD"}, mc,
+                           {"INSUFFICIENT_FUNDS": 1})]
+        cells.append(Cell({"bank": bank, "route": "rail", "method": "payshap", "issuer": "PAYSHAP"},
+                          150 if bank == "BIG" else 40, {"INSUFFICIENT_FUNDS": 1}))
+    now = fail(cells, {"bank": "BIG", "method": "card"}, 0.6, acs)
+    snap = window(now)
+    visa, big, card = snap.segment(issuer="VISA"), snap.segment(bank="BIG"), snap.segment(method="card")
+    assert visa is not None and big is not None and card is not None
+    assert visa.failure_rate > max(big.failure_rate, card.failure_rate)  # the shape, as met
+    d = RULES.decide(snap, context(healthy_history(cells, 8)))
+    assert (d.diagnosis.category, d.diagnosis.target) == (Category.ISSUER, {"bank": "BIG"}), d.diagnosis.summary
+
+
 # -- one traffic under two sibling names ------------------------------------------------------
 # Met on a validation seed: a rail's only route went down at 31 payments/min; the finding was reached
 # by descending from all traffic to a part too thin to be a candidate, which came out as method=X. The
