@@ -14,7 +14,7 @@ from payops.signals.window import TAIL_SHARE, SegmentStats, WindowSnapshot
 from payops.tools.actions import validate_proposal
 
 from .base import ActionView, ReasoningContext
-from .evidence import Rest, pct, pool
+from .evidence import Rest, device_burst_codes, pct, pool
 from .findings import Finding, plain_rise, rest_clean
 from .retry import excess_retries
 
@@ -48,9 +48,10 @@ ROLLBACK_NOTE = "rollback"  # Decision.notes entries "rollback:<tool>:<target ke
 # Persistence: evidence below either bar is marginal (a 30 s blip: z 4.3, 15 excess failures).
 # A traffic move on marginal evidence seen in one window only goes to a human; in the second
 # consecutive window it may run. Strong evidence (an outage) acts at once. A device's path is
-# the exception: a terminal never carries enough traffic to clear these bars, pausing it costs
-# little (its customers are offered another method), and a spoofing attacker or a dead scanner
-# given another minute keeps failing customers (rules.SECURITY_MIN_* make the same trade).
+# the exception when its own codes say so (spoofs, misreads): a terminal never carries enough traffic
+# to clear these bars, pausing it costs little (its customers are offered another method), and a
+# spoofing attacker or a dead scanner given another minute keeps failing customers (rules.SECURITY_MIN_*
+# make the same trade). A device's time-outs may come from the route behind it: they wait.
 STRONG_Z_FACTOR = 2.0  # times the significance bar
 # Duration within the window (signals.window.TAIL_SHARE): a part of the window is "clean" below this z
 # against the segment's reference. Failures mostly in the tail are seconds old, failures plainly fewer in
@@ -285,8 +286,10 @@ def choose_action(f: Finding,
             return propose("alert_ops", f"still present after {ticks} windows; no automatic mitigation fits",
                            severity="critical", summary=f"Still present after {ticks} windows: {f.summary}"[:500],
                            evidence=list(f.evidence[:5])), tuple(notes)
-    moves = (proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and "terminal_id" not in proposal.target
-             and seg is not None)
+    # A device's own codes (spoofs, misreads) act at once (the exception above); its time-outs may be the
+    # route behind it (evidence.device_fault_codes) and wait like any other marginal evidence.
+    device_own = "terminal_id" in proposal.target and seg is not None and device_burst_codes(seg) is not None
+    moves = (proposal.tool in TRAFFIC_TOOLS and f.kind != "volume" and not device_own and seg is not None)
     # The tail tells the duration of failures; a slow route (latency), a vanished one (volume) or a retry storm
     # (retries multiply attempts; failures may stay as usual) is not read by it.
     timed = moves and f.pooled_windows == 1 and f.kind not in ("latency", "retry")
