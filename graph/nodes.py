@@ -297,8 +297,11 @@ def decide(state: AgentState, runtime: Runtime[Context]) -> AgentState:
     key = (proposal.tool, target_key(proposal.target))
     now = float(state["window_end"])
     if proposal.tool == "alert_ops":
+        # The same alert within the cooldown is a repeat; the same place under another diagnosis is news
+        # (a route alerted as failing, then read as card testing: ops must hear the new reading).
+        category = state["diagnosis"]["category"]
         for past in reversed(state.get("history", [])):
-            if (past["tool"], target_key(past["target"])) == key \
+            if (past["tool"], target_key(past["target"])) == key and past.get("category", category) == category \
                     and now - past["at"] < svc.settings.action_cooldown_seconds:
                 proposal = validate_proposal("no_action",
                                              {"reason": f"ops already alerted ({past.get('decision_id', '')})"})
@@ -384,7 +387,8 @@ def act(state: AgentState, runtime: Runtime[Context]) -> AgentState:
                                                   "target": proposal.target, "result": result.detail})
     if result.status in ("executed", "unknown"):  # unknown may have been applied: it counts for cooldowns and caps
         history.append({"tool": proposal.tool, "target": proposal.target, "args": proposal.args, "at": now,
-                        "autonomous": True, "decision_id": state["decision_id"], "status": result.status})
+                        "autonomous": True, "decision_id": state["decision_id"], "status": result.status,
+                        "category": state["diagnosis"]["category"]})
         updates["history"] = history[-HISTORY_LIMIT:]
         updates["in_force"] = in_force_json(svc.control_plane)
     return updates

@@ -125,6 +125,7 @@ class HistoryEntry(TypedDict):
     decision_id: str
     status: NotRequired[str]  # executed | unknown (autonomous ones)
     approver: NotRequired[str | None]  # approved ones
+    category: NotRequired[str]  # the diagnosis acted on: an alert about another cause is not a repeat
 
 
 class RecentDecision(TypedDict):

@@ -151,3 +151,32 @@ def test_a_reroute_is_rolled_back_once_its_cause_has_cleared() -> None:
     assert rollback["execution"]["status"] == "executed"
     assert rollback["window_end"] > sim.start_ts + 600  # only after the outage ended
     assert cp.in_force() == []
+
+
+def test_an_alert_on_the_same_place_under_another_diagnosis_is_news_not_a_repeat() -> None:
+    # Session 9, met on a fresh draw: a route alerted as failing (network) was read as card testing
+    # (security) a minute later; "ops already alerted" kept the new reading from ops for the whole burst.
+    from langgraph.runtime import Runtime
+
+    from payops.graph.services import Context
+    agent = make_agent("healthy", seed=5)
+    run(agent, 2)
+    state = agent.last_state()
+    now = float(state["window_end"])
+    target = {"route": "psp_a"}
+    alert = {"tool": "alert_ops", "target": target, "args": {"severity": "critical", "summary": "card testing"},
+             "rationale": ""}
+    past = {"tool": "alert_ops", "target": target, "args": {"severity": "warning", "summary": "route failing"},
+            "at": now - 60.0, "autonomous": True, "decision_id": "d-earlier", "status": "executed",
+            "category": "network"}
+    runtime = Runtime(context=Context(services=agent.services))
+
+    def decided(category: str, history: list[dict]) -> str:
+        s = {**state, "proposal": alert, "history": history,
+             "diagnosis": {**state["diagnosis"], "category": category, "target": target}}
+        return nodes.decide(s, runtime)["proposal"]["tool"]
+
+    assert decided("security", [past]) == "alert_ops"  # another cause at the same place: ops hear it
+    assert decided("network", [past]) == "no_action"  # the same alert again: a repeat
+    legacy = {k: v for k, v in past.items() if k != "category"}  # checkpoints before the field
+    assert decided("security", [legacy]) == "no_action"
