@@ -100,6 +100,7 @@ def retry_storm(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
                    "(retry misconfiguration).",
                    evidence, alternatives, "retry")
 
+
 def _retries_are_the_rise(total: SegmentStats, extra_declines_retried: float) -> bool:
     """A few extra attempts per payment are not worth a policy change (RETRY_STORM_FACTOR), unless they
     are the window's whole rise in failures: declines retried beyond the usual retries at least as many

@@ -105,12 +105,13 @@ def holder_of_the_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSn
             # A terminal is inside a route or a merchant only plausibly (no pair segment says so).
             places += [d for d in snapshot.by_dimension("terminal_id") if not seg.dims or nested(d, seg)]
     # Nearly all of the finding's codes, and hardly any beyond them: a bank whose codes mostly fail on
-    # another method is not where this method's codes come from. A card scheme's finding is the exception:
-    # a bank's codes beyond it are on its cards of the other schemes, and failing across schemes is what
-    # makes the bank, not the scheme, the cause (an ACS outage fails the bank's VISA and Mastercard alike).
-    across_schemes = "issuer" in seg.target
+    # another method is not where this method's codes come from. An issuer's finding (a card scheme, a rail)
+    # is the exception: a bank's codes beyond it are on its other issuers' traffic, and failing across
+    # issuers is what makes the bank, not the issuer, the cause (an ACS outage fails the bank's VISA and
+    # Mastercard alike; most VISA cards being that bank's made VISA the better fit).
+    across_issuers = "issuer" in seg.target
     places = [p for p in places if HOLDER_SHARE * held <= code_count(p, codes)
-              and (across_schemes or code_count(p, codes) <= held + HOLDER_STRAYS)]
+              and (across_issuers or code_count(p, codes) <= held + HOLDER_STRAYS)]
     bursts = code_burst_zs(places, codes, snapshot)
     places = [p for p in places if bursts[p.key] >= significance_z]
     if not places:
@@ -121,7 +122,7 @@ def holder_of_the_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSn
     # holds nearly all of its codes by its size alone; the scheme is then as good a name, and it stays.
     rest_attempts = max(0, seg.attempts - best.attempts)
     rest_codes = max(0, held - code_count(best, codes))
-    beyond = across_schemes and code_count(best, codes) > held + HOLDER_STRAYS  # on its other schemes' cards
+    beyond = across_issuers and code_count(best, codes) > held + HOLDER_STRAYS  # on its other issuers' traffic
     if not beyond and binomial_z(rest_codes, rest_attempts, code_count(best, codes) / best.attempts) > -REST_CLEAN_Z:
         return chosen
     known = {c.seg.key: c for c in ranked}
