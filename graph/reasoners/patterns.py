@@ -47,9 +47,15 @@ ENUMERATION_SHARE = 0.6
 # the segment's other charges' failure rate predicts for them (a shop whose baskets are small has
 # small declines every day; a tester's small charges fail far more than its customers' purchases)...
 LOW_AMOUNT_SHARE = 0.5
-# ...or, when the feed carries no amounts, attempts at this multiple of the segment's usual
-# volume (the attack adds traffic; a decline surge among real customers does not).
+# ...or, when the feed carries no amounts (or the tester's charges are above the currency's bar),
+# attempts at this multiple of the segment's usual volume (the attack adds traffic; a decline surge
+# among real customers does not)...
 BURST_VOLUME_FACTOR = 2.0
+# ...or attempts beyond the usual volume, beyond chance (the significance bar, read on a Poisson count),
+# enough to carry this share of the excess failures at least: the failures arrived with traffic that
+# was not there before (a busy shop's 1.2x is a burst of hundreds; the usual volume is itself an estimate,
+# hence not all of them). Customers' declines come from the usual traffic.
+ADDED_TRAFFIC_SHARE = 0.5
 # A tester does not know the card's PIN or CVV and trips the issuers' fraud screens: this share of the
 # enumeration excess at least is those two codes beyond their usual share (an attack spread over the four
 # codes holds about half). A merchant's billing run over cards on file is declined for funds, expiry and
@@ -73,12 +79,27 @@ ATTACK_STRAYS = 2  # a seat's attack-type declines outside the place the attack 
 SEAT_RANK = {"terminal_id": 0, "merchant_id": 1}  # narrower first; routes, methods, regions carry them
 
 
-def _seat_of(seat: SegmentStats, place: SegmentStats) -> bool:
-    """`seat` (a terminal or merchant) is where the attack found at `place` is sent from."""
+def _seat_of(seat: SegmentStats, place: SegmentStats, min_failures: int) -> bool:
+    """`seat` (a terminal or merchant) is where the attack found at `place` is sent from: it has no more of
+    the attack's decline codes than the place (but for strays), or it sends every small charge the place
+    declined (a busy merchant's ordinary sales on its other acquirers add declines, never the tester's
+    small charges), when those are enough to read (`min_failures`)."""
     kind, where = seat.dims[0][0], place.dims[0][0] if place.dims else ""
     if kind not in SEAT_RANK or SEAT_RANK[kind] >= SEAT_RANK.get(where, len(SEAT_RANK)):
         return False
-    return sum(max(0, seat.errors.get(c, 0) - place.errors.get(c, 0)) for c in ENUMERATION_CODES) <= ATTACK_STRAYS
+    strays = sum(max(0, seat.errors.get(c, 0) - place.errors.get(c, 0)) for c in ENUMERATION_CODES)
+    small = place.low_amount_failures
+    return strays <= ATTACK_STRAYS or (small >= min_failures and seat.low_amount_failures >= small - ATTACK_STRAYS)
+
+
+def _added_the_failures(seg: SegmentStats, significance_z: float) -> bool:
+    """The segment's attempts beyond its usual volume are beyond chance and enough to carry half its
+    excess failures at least (`ADDED_TRAFFIC_SHARE`)."""
+    if seg.volume_ratio is None or seg.volume_ratio <= 1.0:
+        return False
+    usual = seg.attempts / seg.volume_ratio
+    added = seg.attempts - usual
+    return added >= ADDED_TRAFFIC_SHARE * seg.excess_failures and added >= significance_z * math.sqrt(usual)
 
 
 def _code_excess(seg: SegmentStats, total: SegmentStats, codes: frozenset[str] = ENUMERATION_CODES) -> float:
@@ -133,7 +154,8 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
         if seg.attempts_per_payment > MAX_ATTEMPTS_PER_PAYMENT:
             continue
         low = _low_amount_excess(seg, t.min_segment_attempts) >= LOW_AMOUNT_SHARE * enum
-        burst = seg.volume_ratio is not None and seg.volume_ratio >= BURST_VOLUME_FACTOR
+        burst = seg.volume_ratio is not None and (seg.volume_ratio >= BURST_VOLUME_FACTOR
+                                                  or _added_the_failures(seg, t.significance_z))
         if not (low or burst):
             continue
         how = (f"{seg.low_amount_failures} of its failures are low-amount charges ({seg.low_amount_attempts} "
@@ -154,7 +176,7 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
     # its attack is): narrower by nature (a terminal in a merchant, a merchant behind an acquirer) and its
     # card-validity and fraud declines, but for a stray or two, among the broader place's.
     inner = [f for f in found if f[1] is not seg
-             and (contains(seg, f[1]) or nested(f[1], seg) or _seat_of(f[1], seg))
+             and (contains(seg, f[1]) or nested(f[1], seg) or _seat_of(f[1], seg, t.min_excess_failures))
              and f[2] >= ATTACK_DESCEND_SHARE * enum]
     if inner:
         fit, seg, enum, how, low = min(inner, key=lambda f: (f[1].attempts, f[1].key))

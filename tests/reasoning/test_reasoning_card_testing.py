@@ -17,6 +17,7 @@ from payops.graph.reasoners.base import ReasoningContext
 from payops.graph.reasoners.patterns import card_testing
 from payops.models import Category
 from payops.signals.events import PaymentEvent
+from payops.signals.snapshot import SegmentStats
 from payops.signals.window import WindowSnapshot
 
 # Cards on file come back expired or refused, some short of funds: no fraud flags, no wrong PINs.
@@ -75,3 +76,49 @@ def test_card_testing_without_fraud_flags_is_still_card_testing_when_its_small_c
     d, p = run.decisions[5].diagnosis, run.decisions[5].proposal
     assert (d.category, d.target) == (Category.SECURITY, {"merchant_id": "shop 4"}), d.summary
     assert (p.tool, p.target) == ("suppress_path", {"merchant_id": "shop 4"})
+
+
+# -- session 10: a tester's charges above the currency's bar; a busy merchant on two acquirers ----------
+ATTACK = {"SUSPECTED_FRAUD": 100, "INCORRECT_PIN": 60, "DO_NOT_HONOR": 100, "EXPIRED_CARD": 70}
+BANKS_HIT = tuple(crafted_segment((("bank", b),), 1500, 190,
+                                  {k: v // 2 for k, v in ATTACK.items()} | {"USER_DECLINED": 25})
+                  for b in ("B1", "B2"))
+ALL_TRAFFIC = crafted_segment((), 3000, 400, ATTACK | {"USER_DECLINED": 70})
+
+
+def _at_shop(volume_ratio: float, low_n: int = 0, low_x: int = 0) -> SegmentStats:
+    return crafted_segment((("merchant_id", "shop"),), 1400, 330, ATTACK, low_n=low_n, low_x=low_x,
+                           volume_ratio=volume_ratio)
+
+
+def test_a_busy_merchants_added_traffic_carrying_the_declines_is_a_burst() -> None:
+    # Met on development draw K: testers charged 0.50-5.00 in dollars (most above the one-dollar bar) at a
+    # shop selling 1,000 a minute. 400 attempts beyond its usual volume (1.4x, far beyond chance), 300
+    # excess declines with fraud flags and wrong PINs across banks: the declines came with the added
+    # traffic. Customers' declines come from the usual traffic; without the added traffic it is not a burst.
+    found = card_testing(WindowSnapshot(0.0, 60.0, ALL_TRAFFIC, (_at_shop(1.4), *BANKS_HIT)), ReasoningContext(),
+                         lambda s: True)
+    assert found is not None and (found.category, found.target) == (Category.SECURITY, {"merchant_id": "shop"})
+    assert found.kind == "card_testing_volume"  # no small charges seen: alert, no suppression
+    for usual in (1.0, 1.05):  # the usual volume, or 67 more attempts: not enough to carry 300 declines
+        assert card_testing(WindowSnapshot(0.0, 60.0, ALL_TRAFFIC, (_at_shop(usual), *BANKS_HIT)), ReasoningContext(),
+                            lambda s: True) is None
+
+
+def test_the_merchant_sending_every_small_charge_is_the_seat_though_it_sells_on_another_acquirer_too() -> None:
+    # Met on development draw L: the attack at a merchant travelling one acquirer was named at the acquirer,
+    # because the merchant's ordinary declines on its other acquirer made it look wider than the attack. The
+    # merchant sends every small charge the acquirer declined: it is where the tester sits.
+    route = crafted_segment((("route", "acq"),), 2600, 420, ATTACK | {"USER_DECLINED": 90}, low_n=320, low_x=270)
+    shop = crafted_segment((("merchant_id", "shop"),), 3000, 360, {k: v + 10 for k, v in ATTACK.items()},
+                           low_n=320, low_x=270)
+    total = crafted_segment((), 6000, 520, {k: v + 10 for k, v in ATTACK.items()} | {"USER_DECLINED": 140})
+    found = card_testing(WindowSnapshot(0.0, 60.0, total, (route, shop, *BANKS_HIT)), ReasoningContext(),
+                         lambda s: True)
+    assert found is not None and found.target == {"merchant_id": "shop"}, found and found.summary
+    # The same merchant sending only some of the small charges is one seller among others: the acquirer.
+    part = crafted_segment((("merchant_id", "shop"),), 3000, 360, {k: v + 10 for k, v in ATTACK.items()},
+                           low_n=200, low_x=170)
+    found = card_testing(WindowSnapshot(0.0, 60.0, total, (route, part, *BANKS_HIT)), ReasoningContext(),
+                         lambda s: True)
+    assert found is not None and found.target == {"route": "acq"}, found and found.summary
