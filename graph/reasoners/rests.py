@@ -90,3 +90,19 @@ def parent_explains(parent: SegmentStats, child: Scored, min_excess: float | Non
     rest = rest_of(parent, seg)
     return (rest.z >= REST_CLEAN_Z and rest.excess >= EARLY_REST_EXCESS
             and rest.failure_rate >= EARLY_REST_RATE_FACTOR * rest.expected_rate)
+
+
+def sibling_shares_fault(parent: SegmentStats, part: SegmentStats, ranked: list[Scored], snapshot: WindowSnapshot,
+                         kinds: frozenset[str] | None = None) -> bool:
+    """Another pair under `parent`, differing from `part` in its other dimension only, is a finding of its own
+    (a candidate) failing with the same kind of place's fault: the two are one fault, the parent's. An ACS
+    outage fails a bank's cards on each acquirer that carries them; the bank's wallet on its own rail, which
+    dilutes the bank's rest below the part's rate, does not."""
+    if len(parent.dims) != 1 or len(part.dims) != 2 or not contains(parent, part):
+        return False
+    kinds = fault_kinds(part, snapshot) if kinds is None else kinds
+    if not kinds:
+        return False  # customers' declines follow customers; siblings rising in them are not one place's fault
+    other = next(d for d, v in part.dims if (d, v) not in parent.dims)
+    return any(c.seg.key != part.key and len(c.seg.dims) == 2 and contains(parent, c.seg)
+               and other in dict(c.seg.dims) and fault_kinds(c.seg, snapshot) & kinds for c in ranked)

@@ -68,7 +68,14 @@ from .findings import dimension_rank as _dimension_rank
 from .latency import latency_candidates, latency_finding, slow_not_failing
 from .patterns import card_testing, no_data, unexplained, volume_drop
 from .reference import prepared
-from .rests import EARLY_EXCESS_FACTOR, early_parents, parent_explains, rest_declines_only, rest_same_kind
+from .rests import (
+    EARLY_EXCESS_FACTOR,
+    early_parents,
+    parent_explains,
+    rest_declines_only,
+    rest_same_kind,
+    sibling_shares_fault,
+)
 from .retry import retry_storm
 from .selection import HOLD_NOTE, alternative_routes, choose_action, route_health, segment_methods
 from .tiebreaks import bank_for_bank_codes, device_first, holder_of_the_codes
@@ -312,8 +319,9 @@ class RuleReasoner:
                      or (r := rest_of(chosen.seg, c.seg)).attempts < t.min_segment_attempts and r.z < REST_CLEAN_Z
                      and contains(chosen.seg, c.seg)
                      or binomial_z(r.failures, r.attempts, c.seg.failure_rate) <= -REST_CLEAN_Z)
-                 # early attribution keeps the parent
-                 and not parent_explains(chosen.seg, c, t.min_excess_failures, snapshot)]
+                 # early attribution keeps the parent, and so does a sibling failing the same way
+                 and not parent_explains(chosen.seg, c, t.min_excess_failures, snapshot)
+                 and not (snapshot is not None and sibling_shares_fault(chosen.seg, c.seg, ranked, snapshot))]
         return self._verifiable_first(found) if found else None
 
     def _climb(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
@@ -343,6 +351,10 @@ class RuleReasoner:
                      and r.attempts >= context.thresholds.min_segment_attempts
                      and binomial_z(r.failures, r.attempts, seg.failure_rate) > -REST_CLEAN_Z
                      and rest_same_kind(c.seg, seg, snapshot, kinds)]
+        if not wider and snapshot is not None and len(seg.dims) == 2:
+            # Two pairs under one parent failing the same way are the parent's fault, though the parent's
+            # other traffic (another method) keeps its rest's rate below the part's.
+            wider = [c for c in pool_ if sibling_shares_fault(c.seg, seg, ranked, snapshot, kinds)]
         if (not wider and snapshot is not None and len(seg.dims) == 2
                 and seg.excess_failures < EARLY_EXCESS_FACTOR * context.thresholds.min_excess_failures):
             wider = early_parents(chosen, snapshot)
