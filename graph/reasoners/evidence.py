@@ -135,9 +135,12 @@ class Rest:
 def rest_of(broad: SegmentStats, narrow: SegmentStats) -> Rest:
     n = broad.attempts - narrow.attempts
     x = broad.failures - narrow.failures
-    if narrow.expected_failure_rate < FAILURE_RATE_FLOOR:
+    if narrow.expected_failure_rate < FAILURE_RATE_FLOOR or narrow.baseline_failure_rate is None:
         # A reference of ~0% is a small segment's thin history, not a fact: subtracting it would
-        # load all of the broad segment's normal failures onto the rest.
+        # load all of the broad segment's normal failures onto the rest. Traffic never seen before (a
+        # method pushed onto a route that never carried it) has its peers' reference, no part of the
+        # broad segment's history: that history is all the rest's, and subtracting the newcomer's
+        # expected failures would leave the rest expecting none.
         rate = broad.expected_failure_rate
     else:
         expected = broad.expected_failure_rate * broad.attempts - narrow.expected_failure_rate * narrow.attempts

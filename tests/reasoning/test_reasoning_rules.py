@@ -6,6 +6,7 @@ import re
 
 import pytest
 from reasoning_helpers import (
+    BANKS,
     END,
     METHODS,
     ROUTES,
@@ -236,6 +237,36 @@ def test_a_method_pushed_onto_a_route_that_rejects_it_is_rerouted_to_a_route_tha
     assert (d.diagnosis.category, d.diagnosis.target) == (Category.CONFIG, {"method": "payshap", "route": "psp_b"})
     assert d.proposal.tool == "reroute_traffic" and d.proposal.args["to_routes"] == {"rail": 1.0}
     assert d.proposal.args["percent"] == 100.0  # a wrong route never recovers by itself: no probe
+
+
+def test_a_misroute_is_named_at_the_pair_though_the_methods_few_left_on_its_own_route_fail_a_little_more() -> None:
+    # Session 10, met on development draws at 6,000 payments/min: a routing deploy sent most of PayShap to a
+    # card acquirer that refuses it; the few PayShap payments still on the rail failed a little more than
+    # usual (8 of 100). The misrouted pair was never seen before, so its reference is its peers' (the card
+    # acquirer's, above PayShap's): subtracting it from the method's left the rest expecting no failures at
+    # all, and the rest read as failing too. The method's history is all the rest's.
+    from dataclasses import replace
+    calm = base_cells(6000)
+    now = [c for c in calm if c.dims["method"] != "payshap"]
+    for bank, share in BANKS.items():
+        n = int(round(1100 * share))
+        now += [Cell({"bank": bank, "method": "payshap", "route": "psp_a", "issuer": "PAYSHAP"}, n,
+                     {"ROUTE_NOT_SUPPORTED": n}, 0.09),
+                Cell({"bank": bank, "method": "payshap", "route": "rail", "issuer": "PAYSHAP"}, int(round(100 * share)),
+                     {"INSUFFICIENT_FUNDS": 1, "GATEWAY_TIMEOUT": 2} if bank in ("ABSA", "FNB") else {"BANK_TIMEOUT": 1})]
+    snap = window(now)
+    new = {"method=payshap,route=psp_a", "issuer=PAYSHAP,route=psp_a"}
+    # The method's reference is its own history, 4 %, whatever route its payments take now.
+    method = {s.key: replace(s, expected_failure_rate=0.04, baseline_failure_rate=0.04,
+                             excess_failures=s.failures - 0.04 * s.attempts,
+                             z=(s.failures - 0.04 * s.attempts) / (0.04 * 0.96 * s.attempts) ** 0.5)
+              for s in snap.segments if s.key in ("method=payshap", "issuer=PAYSHAP")}
+    snap = replace(snap, segments=tuple(replace(s, baseline_failure_rate=None) if s.key in new else method.get(s.key, s)
+                                        for s in snap.segments))
+    d = RULES.decide(snap, context(healthy_history(calm)))
+    assert (d.diagnosis.category, d.diagnosis.target) == (Category.CONFIG, {"method": "payshap", "route": "psp_a"}), \
+        d.diagnosis.summary
+    assert d.proposal.tool == "reroute_traffic" and d.proposal.target == {"method": "payshap", "route": "psp_a"}
 
 
 def test_thin_segments_are_judged_on_evidence_pooled_over_recent_windows() -> None:
