@@ -41,12 +41,17 @@ def slow_not_failing(latency: list[tuple[SegmentStats, float]]) -> list[tuple[Se
 
 
 def latency_finding(latency: list[tuple[SegmentStats, float]],
-                    snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
+                    snapshot: WindowSnapshot, context: ReasoningContext,
+                    every_slow: list[tuple[SegmentStats, float]] | None = None) -> Finding:
+    """`latency`: the slow routes to name (slow_not_failing); `every_slow`: all slow routes, those whose
+    slowness their failures explain too. Routes slow beside this one, failing or not, say the slowness
+    is not this route's alone (the platform's gateway timing out everywhere, failing half of each)."""
     seg, factor = latency[0]
     routes = snapshot.by_dimension("route")
     t = context.thresholds
     conf = 0.62 + 0.07 * min(factor, 5.0)
-    mixed = len(latency) > 1
+    others = [(s, f) for s, f in (every_slow or latency) if s.key != seg.key]
+    mixed = len(latency) > 1 or bool(others)
     if mixed:
         conf -= 0.2  # several routes slow at once: probably not the route (a bank, the platform)
     if seg.attempts < 3 * t.min_segment_attempts:
@@ -66,7 +71,7 @@ def latency_finding(latency: list[tuple[SegmentStats, float]],
         f"all traffic p95 {snapshot.total.latency_p95_ms:.0f} ms; other routes: " + ", ".join(
             f"{r.key} {r.latency_p95_ms:.0f} ms" for r in routes if r.key != seg.key)[:300],
     )
-    alts = tuple(f"{s.key}: also slow ({f:.1f}x) — the slowness may not be the route's" for s, f in latency[1:4])
+    alts = tuple(f"{s.key}: also slow ({f:.1f}x) — the slowness may not be the route's" for s, f in others[:3])
     if not mixed:
         alts += ("a bank or the platform: they would slow every route, and the other routes are at their usual "
                  "latency",)

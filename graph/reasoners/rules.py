@@ -407,7 +407,7 @@ class RuleReasoner:
         ranked, pooled = self.ranked(snapshot, context), 1
         latency = latency_candidates(snapshot, context)
         own = slow_not_failing(latency)
-        slow = latency_finding(own, snapshot, context) if own else None
+        slow = latency_finding(own, snapshot, context, latency) if own else None
         if not ranked and slow is None:
             ranked, pooled = self.pooled_ranked(snapshot, context)
         if not ranked:

@@ -103,6 +103,26 @@ def test_a_route_slow_while_its_payments_succeed_is_still_a_latency_incident() -
     assert d.diagnosis.target == {"route": "psp_a"} and d.diagnosis.summary.startswith("Latency degradation")
 
 
+def test_every_route_slow_and_failing_is_the_platform_not_the_one_route_failing_a_little_less() -> None:
+    # Session 10, met on a development draw at 2,766 payments/min: the platform's gateway timed out everywhere,
+    # half of each route's attempts failing. One route failed 49 % (just under SLOW_FAILURE_SHARE), so its
+    # slowness counted as its own, and "latency degradation on that route" (0.93) outweighed the failures,
+    # with the alternative "the other routes are at their usual latency" — they were all as slow.
+    slow = {"p95_ms": 26_000.0, "p50_ms": 3_400.0}
+    cells = []
+    for b in ("BIG BANK", "Other Bank", "Third Bank"):
+        for r, failing in (("psp_a", 0.8), ("psp_b", 0.8), ("psp_c", 0.48)):
+            n = 200
+            cells.append(Cell({"bank": b, "route": r, "method": "card", "issuer": "VISA"}, n,
+                              {"INSUFFICIENT_FUNDS": 8, "GATEWAY_TIMEOUT": round((failing - 0.04) * n)}, **slow))
+    snap = window(cells)
+    ctx = context(healthy_history(_normal(cells)))
+    assert [s.key for s, _ in slow_not_failing(latency_candidates(snap, ctx))] == ["route=psp_c"]  # the shape
+    d = RULES.decide(snap, ctx)
+    assert not d.diagnosis.summary.startswith("Latency degradation"), d.diagnosis.summary
+    assert d.diagnosis.category is Category.NETWORK and d.diagnosis.target == {}, d.diagnosis.summary
+
+
 # -- a merchant that explains all of it ------------------------------------------------
 
 def _merchant_failing_on_every_route() -> list[Cell]:
