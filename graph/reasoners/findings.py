@@ -124,7 +124,12 @@ def rest_clean(rest: Rest, min_excess: float) -> bool:
     return rest.excess < min_excess / 2.0 or rest.z < REST_CLEAN_Z
 
 
-def rest_fails(rest: Rest, seg: SegmentStats, context: ReasoningContext, z_bar: float | None = None) -> bool:
+def rest_fails(rest: Rest, seg: SegmentStats, context: ReasoningContext, z_bar: float | None = None,
+               kind_rises_less: bool = True) -> bool:
+    """The rest of a broader segment fails too: the same fault spreading. `kind_rises_less`: whether the rest
+    rises less in the part's kind of failure too (rests.rises_less_in_kind); when it has risen as far in
+    that kind, it does not rise less, whatever its other failures make of the all-failure reading."""
     t = context.thresholds
     return (rest.attempts >= t.min_segment_attempts and rest.excess >= t.min_excess_failures / 2.0
-            and rest.z >= (t.significance_z if z_bar is None else z_bar) and not rises_less(rest, seg))
+            and rest.z >= (t.significance_z if z_bar is None else z_bar)
+            and not (rises_less(rest, seg) and kind_rises_less))

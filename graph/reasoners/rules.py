@@ -74,6 +74,7 @@ from .rests import (
     parent_explains,
     rest_declines_only,
     rest_same_kind,
+    rises_less_in_kind,
     sibling_shares_fault,
 )
 from .retry import retry_storm
@@ -305,7 +306,8 @@ class RuleReasoner:
         # the part's rate): the part concentrates the trouble and is the one to act on.
         concentrated = [c for c in inside if c.fit >= (1.0 - NEAR_TIE) * chosen.fit
                         and rises_less(r := rest_of(chosen.seg, c.seg), c.seg)
-                        and r.z < t.significance_z]
+                        and r.z < t.significance_z
+                        and (snapshot is None or rises_less_in_kind(chosen.seg, c.seg, snapshot))]
         # Either way a rest with traffic enough to judge must plainly fail less than the part (REST_CLEAN_Z
         # below the part's rate): one too close to tell apart says nothing against the broader name, the
         # common cause an operator acts on (a route whose second scheme is thin). A rest of a handful of
@@ -341,7 +343,8 @@ class RuleReasoner:
                       if p.key not in known and (contains(p, seg) or nested(seg, p))]
         kinds = fault_kinds(seg, snapshot) if snapshot is not None else None  # the part's, read once for its parents
         wider = [c for c in pool_ if (contains(c.seg, seg) or nested(seg, c.seg))
-                 and rest_fails(rest_of(c.seg, seg), seg, context, z_bar)
+                 and rest_fails(rest_of(c.seg, seg), seg, context, z_bar,
+                                snapshot is None or rises_less_in_kind(c.seg, seg, snapshot))
                  and rest_same_kind(c.seg, seg, snapshot, kinds)]
         if not wider:
             # The parent fits about as well and the rest of it cannot be told apart from the part (it rises
