@@ -253,7 +253,8 @@ def test_a_misroute_is_named_at_the_pair_though_the_methods_few_left_on_its_own_
         now += [Cell({"bank": bank, "method": "payshap", "route": "psp_a", "issuer": "PAYSHAP"}, n,
                      {"ROUTE_NOT_SUPPORTED": n}, 0.09),
                 Cell({"bank": bank, "method": "payshap", "route": "rail", "issuer": "PAYSHAP"}, int(round(100 * share)),
-                     {"INSUFFICIENT_FUNDS": 1, "GATEWAY_TIMEOUT": 2} if bank in ("ABSA", "FNB") else {"BANK_TIMEOUT": 1})]
+                     {"INSUFFICIENT_FUNDS": 1, "GATEWAY_TIMEOUT": 2} if bank in ("ABSA", "FNB")
+                     else {"BANK_TIMEOUT": 1})]
     snap = window(now)
     new = {"method=payshap,route=psp_a", "issuer=PAYSHAP,route=psp_a"}
     # The method's reference is its own history, 4 %, whatever route its payments take now.
