@@ -12,10 +12,11 @@ declines more than usual) hide it from the usual "the rest is clean" test (`hold
 from __future__ import annotations
 
 from payops.signals.baseline import binomial_z
-from payops.signals.window import WindowSnapshot
+from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .evidence import (
     FAMILIES,
+    PAIRED_DIMENSIONS,
     UNKNOWN,
     background_mix,
     code_burst_zs,
@@ -23,6 +24,7 @@ from .evidence import (
     device_burst_codes,
     excess_by_family,
     family_of,
+    fault_kinds,
     nested,
     shares,
 )
@@ -70,8 +72,11 @@ HOLDER_STRAYS = 2  # codes a holder may show outside the finding (a stray failur
 # terminal are that device or its link (a palm scanner failing); codes outside the vocabulary carry no
 # meaning of their own and point wherever they concentrate (CONTRACT.md §1: "the same code means
 # different things depending on where it concentrates"). Customers' declines single out nothing.
-POINTS_AT: dict[str, tuple[str, ...]] = {"issuer": ("bank",), "network": ("terminal_id",),
+POINTS_AT: dict[str, tuple[str, ...]] = {"issuer": ("bank",), "network": ("terminal_id", "route"),
                                          UNKNOWN: ("bank", "terminal_id")}
+# Time-outs and system errors nearly all at one acquirer are that acquirer, as at one terminal that device:
+# a region's or a method's rise whose network codes all come from one route (its other failures a few
+# more declines than usual). A terminal that holds them is named before its route (the narrower place).
 
 
 def holder_of_the_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot,
@@ -94,8 +99,9 @@ def holder_of_the_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSn
     held = code_count(seg, codes)
     if held == 0:
         return chosen
-    places = []
+    by_dimension: list[list[SegmentStats]] = []
     for dimension in POINTS_AT[family]:
+        places: list[SegmentStats] = []
         if dimension == "bank" and "merchant_id" not in seg.target:
             # Banks are paired with routes only (signals/window.SEGMENT_PAIRS): on a route, that bank on it.
             on = {"route": seg.target["route"]} if "route" in seg.target else {}
@@ -104,16 +110,32 @@ def holder_of_the_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSn
         elif dimension == "terminal_id":
             # A terminal is inside a route or a merchant only plausibly (no pair segment says so).
             places += [d for d in snapshot.by_dimension("terminal_id") if not seg.dims or nested(d, seg)]
+        elif (dimension == "route" and not {"route", "merchant_id"} & set(seg.target)
+              and fault_kinds(seg, snapshot) == {family}):
+            # ...only when time-outs are the finding's one kind of fault (a second acquirer answering
+            # ISSUER_DOWN for the same cards is the same outage reported otherwise, the broader name's), and
+            # for a finding broader than a route: a merchant sits behind its acquirer, and its own failures
+            # are all on the route that carries it.
+            # A method's or a scheme's part on a route is their pair; a region or a merchant has no pair with
+            # routes: the route itself, whose codes must then lie within the finding's (the strays test below).
+            paired = len(seg.dims) == 1 and seg.dims[0][0] in PAIRED_DIMENSIONS
+            for r in snapshot.by_dimension("route"):
+                part = snapshot.segment(**seg.target, route=r.target["route"]) if paired else r
+                places += [part] if part is not None else []
+        by_dimension.append(places)
     # Nearly all of the finding's codes, and hardly any beyond them: a bank whose codes mostly fail on
     # another method is not where this method's codes come from. An issuer's finding (a card scheme, a rail)
     # is the exception: a bank's codes beyond it are on its other issuers' traffic, and failing across
     # issuers is what makes the bank, not the issuer, the cause (an ACS outage fails the bank's VISA and
     # Mastercard alike; most VISA cards being that bank's made VISA the better fit).
     across_issuers = "issuer" in seg.target
-    places = [p for p in places if HOLDER_SHARE * held <= code_count(p, codes)
-              and (across_issuers or code_count(p, codes) <= held + HOLDER_STRAYS)]
-    bursts = code_burst_zs(places, codes, snapshot)
-    places = [p for p in places if bursts[p.key] >= significance_z]
+    for places in by_dimension:  # the narrower kind of place first
+        places = [p for p in places if HOLDER_SHARE * held <= code_count(p, codes)
+                  and (across_issuers or code_count(p, codes) <= held + HOLDER_STRAYS)]
+        bursts = code_burst_zs(places, codes, snapshot)
+        places = [p for p in places if bursts[p.key] >= significance_z]
+        if places:
+            break
     if not places:
         return chosen
     best = max(places, key=lambda b: (code_count(b, codes), b.key))

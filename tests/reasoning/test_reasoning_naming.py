@@ -123,6 +123,48 @@ def test_a_bank_failing_on_one_acquirer_only_stays_the_bank_on_that_acquirer() -
     assert d.diagnosis.target == {"bank": "BIG", "route": "psp_a"}, d.diagnosis.summary
 
 
+def test_a_regions_time_outs_all_from_one_acquirer_are_that_acquirer() -> None:
+    # Session 10, met on a development draw (a route's ramp at 556 payments/min): a region fitted better than the
+    # acquirer carrying most of its payments, its other failures a few more declines than usual, and
+    # "failures concentrated on the region" was alerted; all 21 of its time-outs were that acquirer's.
+    from reasoning_helpers import Cell
+    cells = []
+    for b in ("ABSA", "FNB", "NEDBANK", "CAPITEC"):
+        cells += [Cell({"bank": b, "route": "psp_a", "method": "card", "issuer": "VISA", "region": "Cape"}, 24,
+                       {"GATEWAY_TIMEOUT": 3, "SYSTEM_ERROR": 2, "INSUFFICIENT_FUNDS": 2}, 0.12),
+                  Cell({"bank": b, "route": "psp_b", "method": "card", "issuer": "VISA", "region": "Cape"}, 10,
+                       {"INSUFFICIENT_FUNDS": 2}, 0.08),
+                  Cell({"bank": b, "route": "psp_b", "method": "card", "issuer": "VISA", "region": "North"}, 100,
+                       {"INSUFFICIENT_FUNDS": 8}, 0.08)]
+    calm = [Cell(c.dims, c.attempts, {"INSUFFICIENT_FUNDS": round(c.attempts * c.normal_rate)}, c.normal_rate)
+            for c in cells]
+    snap = window(cells)
+    d = RULES.decide(snap, context(healthy_history(calm, 8)))
+    assert d.diagnosis.target == {"route": "psp_a"}, d.diagnosis.summary
+
+
+def test_a_merchants_system_errors_all_on_the_acquirer_carrying_it_stay_the_merchant() -> None:
+    # The guard on the rule above, met when it was first written (a merchant's integration broken at 42
+    # payments/min): 7 of the merchant's 13 payments went through one acquirer, which held 6 of its 8 system
+    # errors because it carries the merchant (the others failed as invalid merchant). A merchant sits behind
+    # its acquirer: the merchant stays.
+    from reasoning_helpers import Cell
+
+    from payops.graph.reasoners.evidence import llr
+    from payops.graph.reasoners.findings import Scored
+    from payops.graph.reasoners.tiebreaks import holder_of_the_codes
+    shop = {"bank": "ABSA", "method": "card", "issuer": "VISA", "merchant_id": "Shop 1"}
+    cells = [Cell(shop | {"route": "psp_a"}, 7, {"SYSTEM_ERROR": 6}, 0.06),
+             Cell(shop | {"route": "psp_b"}, 6, {"SYSTEM_ERROR": 2, "INVALID_MERCHANT": 2, "INSUFFICIENT_FUNDS": 1},
+                  0.06),
+             Cell({"bank": "FNB", "method": "card", "issuer": "VISA", "merchant_id": "Shop 3", "route": "psp_b"}, 120,
+                  {"INSUFFICIENT_FUNDS": 7}, 0.06)]
+    snap = window(cells)
+    merchant = snap.segment(merchant_id="Shop 1")
+    assert merchant is not None
+    chosen = Scored(merchant, llr(merchant))
+    assert holder_of_the_codes(chosen, [chosen], snap, 4.0).seg.target == {"merchant_id": "Shop 1"}
+
 # -- one traffic under two sibling names ------------------------------------------------------
 # Met on a validation seed: a rail's only route went down at 31 payments/min; the finding was reached
 # by descending from all traffic to a part too thin to be a candidate, which came out as method=X. The
