@@ -83,14 +83,9 @@ def test_a_banks_cards_failing_on_every_scheme_are_the_bank_though_one_scheme_fi
     assert (d.diagnosis.category, d.diagnosis.target) == (Category.ISSUER, {"bank": "BIG"}), d.diagnosis.summary
 
 
-def test_a_banks_cards_failing_alike_on_two_acquirers_are_the_bank_though_its_wallet_keeps_the_rest_clean() -> None:
-    # Session 10, met on development draws (ACS outages at 638 and 1,408 payments/min): the bank's cards fail
-    # 3-D Secure on the acquirer carrying most of them and on a second one alike; its instant payments, a third
-    # of its traffic, pass. The bank's rest outside the first acquirer fails at a third of that pair's rate
-    # (its wallet dilutes it), so "the bank on this route only" was the reading, though the second acquirer's
-    # share of the bank's cards failed the same way, with the same code, as a finding of its own.
+def _big_bank_on_two_acquirers() -> list:  # type: ignore[type-arg]
+    """BIG's cards mostly on psp_a, a few on psp_b, a third of its payments on its instant-payment rail."""
     from reasoning_helpers import Cell
-    acs = {"3DS_ACS_UNAVAILABLE": 0.7, "DO_NOT_HONOR": 0.3}
     cells = []
     for bank, on_a, on_b, wallet in (("BIG", 110, 20, 60), ("S1", 40, 60, 20), ("S2", 40, 60, 20), ("S3", 40, 60, 20)):
         cells += [Cell({"bank": bank, "route": "psp_a", "method": "card", "issuer": "VISA"}, on_a,
@@ -99,6 +94,17 @@ def test_a_banks_cards_failing_alike_on_two_acquirers_are_the_bank_though_its_wa
                        {"INSUFFICIENT_FUNDS": 1}),
                   Cell({"bank": bank, "route": "rail", "method": "payshap", "issuer": "PAYSHAP"}, wallet,
                        {"INSUFFICIENT_FUNDS": 1})]
+    return cells
+
+
+def test_a_banks_cards_failing_alike_on_two_acquirers_are_the_bank_though_its_wallet_keeps_the_rest_clean() -> None:
+    # Session 10, met on development draws (ACS outages at 638 and 1,408 payments/min): the bank's cards fail
+    # 3-D Secure on the acquirer carrying most of them and on a second one alike; its instant payments, a third
+    # of its traffic, pass. The bank's rest outside the first acquirer fails at a third of that pair's rate
+    # (its wallet dilutes it), so "the bank on this route only" was the reading, though the second acquirer's
+    # share of the bank's cards failed the same way, with the same code, as a finding of its own.
+    acs = {"3DS_ACS_UNAVAILABLE": 0.7, "DO_NOT_HONOR": 0.3}
+    cells = _big_bank_on_two_acquirers()
     now = fail(cells, {"bank": "BIG", "method": "card"}, 0.7, acs)
     snap = window(now)
     big, on_b = snap.segment(bank="BIG"), snap.segment(bank="BIG", route="psp_b")
@@ -109,15 +115,7 @@ def test_a_banks_cards_failing_alike_on_two_acquirers_are_the_bank_though_its_wa
 
 def test_a_bank_failing_on_one_acquirer_only_stays_the_bank_on_that_acquirer() -> None:
     # The same bank with its second acquirer's cards passing: its link to the first acquirer, not the bank.
-    from reasoning_helpers import Cell
-    cells = []
-    for bank, on_a, on_b, wallet in (("BIG", 110, 20, 60), ("S1", 40, 60, 20), ("S2", 40, 60, 20), ("S3", 40, 60, 20)):
-        cells += [Cell({"bank": bank, "route": "psp_a", "method": "card", "issuer": "VISA"}, on_a,
-                       {"INSUFFICIENT_FUNDS": 2}),
-                  Cell({"bank": bank, "route": "psp_b", "method": "card", "issuer": "VISA"}, on_b,
-                       {"INSUFFICIENT_FUNDS": 1}),
-                  Cell({"bank": bank, "route": "rail", "method": "payshap", "issuer": "PAYSHAP"}, wallet,
-                       {"INSUFFICIENT_FUNDS": 1})]
+    cells = _big_bank_on_two_acquirers()
     now = fail(cells, {"bank": "BIG", "route": "psp_a"}, 0.7, BANK_SIDE)
     d = RULES.decide(window(now), context(healthy_history(cells, 8)))
     assert d.diagnosis.target == {"bank": "BIG", "route": "psp_a"}, d.diagnosis.summary
