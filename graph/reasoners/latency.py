@@ -4,6 +4,7 @@ made of failures)."""
 from __future__ import annotations
 
 from payops.models import Category
+from payops.signals.baseline import BASELINE_MIN_WINDOWS
 from payops.signals.events import LATENCY_BUCKET_GROWTH
 from payops.signals.window import SegmentStats, WindowSnapshot
 
@@ -56,7 +57,9 @@ def latency_finding(latency: list[tuple[SegmentStats, float]],
         conf -= 0.2  # several routes slow at once: probably not the route (a bank, the platform)
     if seg.attempts < 3 * t.min_segment_attempts:
         conf -= 0.1  # a p95 over few attempts is a handful of slow payments
-    if seg.baseline_latency_p95_ms is None:
+    if seg.baseline_latency_p95_ms is None or len(context.history) < BASELINE_MIN_WINDOWS:
+        # No reference of its own, or one read from fewer windows than a baseline needs (the first minutes
+        # of a run: a route's 265 ms over a dozen attempts is no proof its payments ever take that long).
         conf -= COLD_START_PENALTY
     if _first_window(context):
         conf -= FIRST_WINDOW_PENALTY

@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from payops.models import Category, ProposedAction, target_key
-from payops.signals.baseline import binomial_z, wilson_lower_bound
+from payops.signals.baseline import wilson_lower_bound
 from payops.signals.window import TAIL_SHARE, SegmentStats, WindowSnapshot
 from payops.tools.actions import validate_proposal
 
 from .base import ActionView, ReasoningContext
-from .evidence import Rest, device_burst_codes, pct, pool
-from .findings import Finding, plain_rise, rest_clean
+from .evidence import device_burst_codes, pct, pool
+from .findings import Finding, plain_rise
 from .retry import excess_retries
+from .timing import burst_fading, burst_over, burst_young
 
 # A route a reroute may send traffic to must fail at most this much above its reference.
 # An absolute margin, not a significance test: at thousands of attempts a route a point
@@ -53,16 +54,10 @@ ROLLBACK_NOTE = "rollback"  # Decision.notes entries "rollback:<tool>:<target ke
 # spoofing attacker or a dead scanner given another minute keeps failing customers (rules.SECURITY_MIN_*
 # make the same trade). A device's time-outs may come from the route behind it: they wait.
 STRONG_Z_FACTOR = 2.0  # times the significance bar
-# Duration within the window (signals.window.TAIL_SHARE): a part of the window is "clean" below this z
-# against the segment's reference. Failures mostly in the tail are seconds old, failures plainly fewer in
-# the tail than before it may be passing (both held for a human); failures gone from the tail are over (no
-# move at all). Strong evidence in one window acts at once only when it has lasted, steady through the
-# window: an outage, not a 30 s blip, which at its decision is either young, fading or over.
-BURST_CLEAN_Z = 2.0
+# Duration within the window (timing.py): strong evidence in one window acts at once only when it has
+# lasted, steady through the window: an outage, not a 30 s blip, which at its decision is either young,
+# fading or over.
 STRONG_EXCESS_FACTOR = 3.0  # times the minimum excess failures
-# A fault "began within the window" when the part of the window before it shows at most this share of
-# the excess rate after it (it covered at most half of that part); more is a steady fault that wobbles.
-YOUNG_BEFORE_SHARE = 0.5
 # Decision.notes entries asking the reasoner to hold the diagnosis's confidence below the
 # autonomy threshold, so the guardrails put the proposal to a human.
 HOLD_NOTE = "hold"  # "hold:<why>"
@@ -312,58 +307,6 @@ def choose_action(f: Finding,
         notes.append(f"{HOLD_NOTE}:marginal evidence (z={z[0]:.1f}, {z[1]:.0f} excess {z[2]}) in one window: "
                      "a human confirms before traffic moves")
     return proposal, tuple(notes)
-
-
-def _parts(seg: SegmentStats) -> tuple[tuple[int, int], ...]:
-    """(attempts, failures) of the window's lead third, the rest after it, the head before the tail, the tail."""
-    lead, tail = (seg.lead_attempts, seg.lead_failures), (seg.tail_attempts, seg.tail_failures)
-    return (lead, (seg.attempts - lead[0], seg.failures - lead[1]),
-            (seg.attempts - tail[0], seg.failures - tail[1]), tail)
-
-
-def _fell(before: tuple[int, int], after: tuple[int, int], p: float, min_attempts: int) -> bool:
-    """`before` (attempts, failures) fails well above `p` and `after` plainly less: a test against
-    `before`'s rate, so an `after` too thin to show the fault never passes it."""
-    (n0, f0), (n1, f1) = before, after
-    return (n0 >= min_attempts and n1 >= min_attempts and f0 > 0
-            and binomial_z(f0, n0, p) >= BURST_CLEAN_Z and binomial_z(f1, n1, f0 / n0) <= -BURST_CLEAN_Z)
-
-
-def burst_over(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
-    """The segment's failures stood out early in the window and are back to normal after (judged as a
-    clean rest is): in its tail (a burst over before the window's end), or already after its lead third
-    (the last seconds of a burst that began in the window before)."""
-    lead, rest, head, tail = _parts(seg)
-    p = seg.expected_failure_rate
-    return any(_fell(before, after, p, min_attempts) and rest_clean(Rest(*after, p), min_excess)
-               for before, after in ((head, tail), (lead, rest)))
-
-
-def burst_young(seg: SegmentStats, min_attempts: int) -> bool:
-    """The segment's failures began within the window: the part of the window before them (its lead
-    third, or everything before its tail) fails plainly less than the part after, which fails well
-    above the segment's reference. A fault that has not yet lasted a window is as likely a blip as
-    an outage's onset (the next window tells)."""
-    lead, rest, head, tail = _parts(seg)
-    return any(_began_within(before, after, seg.expected_failure_rate, min_attempts)
-               for before, after in ((lead, rest), (head, tail)))
-
-
-def _began_within(before: tuple[int, int], after: tuple[int, int], p: float, min_attempts: int) -> bool:
-    """`after` (attempts, failures) fails well above `p`, `before` plainly less than `after` (not noise).
-    "Plainly less" is a test against `after`'s rate: a `before` too thin to show the fault never passes it."""
-    (n0, f0), (n1, f1) = before, after
-    # The fall of a burst read backwards (`_fell` from after to before), and the fault filled at most this
-    # share of the part before: it began late in it, not a steady fault whose rate wobbles.
-    return _fell(after, before, p, min_attempts) and f0 / n0 - p <= YOUNG_BEFORE_SHARE * (f1 / n1 - p)
-
-
-def burst_fading(seg: SegmentStats, min_attempts: int) -> bool:
-    """The segment failed before the window's tail and plainly less in it, though not yet back to its
-    reference (burst_over): the fault may be passing. A traffic move then waits for a human or the
-    next window."""
-    _, _, head, tail = _parts(seg)
-    return _fell(head, tail, seg.expected_failure_rate, min_attempts)
 
 
 def strength(f: Finding, seg: SegmentStats) -> tuple[float, float, str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from judgement_helpers import fail_between, play
 from reasoning_helpers import Cell, context, healthy_history, window
 
-from payops.graph.reasoners.latency import latency_candidates, slow_not_failing
+from payops.graph.reasoners.latency import latency_candidates, latency_finding, slow_not_failing
 from payops.graph.reasoners.rules import HOLD_CONFIDENCE, RuleReasoner
 from payops.models import Category
 
@@ -262,3 +262,39 @@ def test_a_thin_route_that_carries_one_scheme_but_two_stray_payments_is_named_as
     healthy = [Cell(c.dims, c.attempts, {"INSUFFICIENT_FUNDS": round(0.04 * c.attempts)}) for c in cells]
     d = RULES.decide(window(cells), context(healthy_history(healthy)))
     assert d.diagnosis.target == {"route": "psp_a"}, d.diagnosis
+
+
+# -- session 10: a thin tail, and a young latency reference --------------------------------------
+
+def test_a_burst_over_before_a_thin_tail_is_over() -> None:
+    # Met on a fresh draw (a 30 s blip on a route carrying 40 of 90 payments a minute): 28 of 45 failed, 8 of
+    # the first 11, none of the last 9. Nine attempts are under the minimum a part of the window is judged on,
+    # so the blip was not "over" and its strong evidence moved traffic autonomously. 0 of 9 where the route was
+    # failing 78 % happens about once in a million; 0 of 2 is no evidence either way.
+    from dataclasses import replace
+
+    from judgement_helpers import crafted_segment
+
+    from payops.graph.reasoners.timing import burst_over
+    seg = crafted_segment((("route", "psp_a"),), 45, 28, {"GATEWAY_TIMEOUT": 28})
+    over = replace(seg, lead_attempts=11, lead_failures=8, tail_attempts=9, tail_failures=0)
+    assert burst_over(over, 10, 8)
+    assert not burst_over(replace(over, tail_attempts=2), 10, 8)
+    assert not burst_over(replace(over, tail_failures=6), 10, 8)  # 6 of 9: still failing
+
+
+def test_a_slow_route_read_against_a_reference_younger_than_a_baseline_is_put_to_a_human() -> None:
+    # Met on the same fresh draw: two minutes into a run, a route's p95 of a dozen attempts was 4x the 265 ms
+    # of its first minute, and the route was rerouted autonomously (0.80) before anything was wrong.
+    cells = [Cell({"bank": b, "route": r, "method": "card", "issuer": "VISA"}, 200 if r == "psp_b" else 12,
+                  {"INSUFFICIENT_FUNDS": 8 if r == "psp_b" else 1},
+                  p95_ms=(3_000.0 if r == "psp_a" else 500.0), p50_ms=(900.0 if r == "psp_a" else 280.0))
+             for b in ("BIG BANK", "Other Bank") for r in ("psp_a", "psp_b")]
+    snap = window(cells)
+    found = {}
+    for n in (2, 8):
+        ctx = context(healthy_history(_normal(cells), n))
+        slow = slow_not_failing(latency_candidates(snap, ctx))
+        assert [s.key for s, _ in slow] == ["route=psp_a"]
+        found[n] = latency_finding(slow, snap, ctx).confidence
+    assert found[2] < 0.8 <= found[8]  # the young reference keeps it from the autonomy bar
