@@ -8,9 +8,7 @@ selection.choose_action before a traffic move. Pure functions over window segmen
 
 from __future__ import annotations
 
-import math
-
-from payops.signals.baseline import binomial_z
+from payops.signals.baseline import binomial_tail_z, binomial_z
 from payops.signals.window import SegmentStats
 
 from .evidence import Rest
@@ -33,24 +31,14 @@ def _parts(seg: SegmentStats) -> tuple[tuple[int, int], ...]:
 def _fell(before: tuple[int, int], after: tuple[int, int], p: float, min_attempts: int) -> bool:
     """`before` (attempts, failures) fails well above `p` and `after` plainly less: a test against
     `before`'s rate, so an `after` too thin to show the fault never passes it. An `after` under
-    `min_attempts` is judged on the exact binomial tail at the same level: 0 of 9 where a route was
-    failing 78 % is plain (1 in a million by chance); 0 of 2 is not."""
+    `min_attempts` is judged on the exact binomial tail (its successes beyond what `before`'s rate
+    leaves), at the same z: 0 of 9 where a route was failing 78 % is plain; 0 of 2 is not."""
     (n0, f0), (n1, f1) = before, after
     if n0 < min_attempts or f0 <= 0 or n1 <= 0 or binomial_z(f0, n0, p) < BURST_CLEAN_Z:
         return False
     if n1 >= min_attempts:
         return binomial_z(f1, n1, f0 / n0) <= -BURST_CLEAN_Z
-    return _binomial_at_most(f1, n1, f0 / n0) <= _NORMAL_TAIL_AT_CLEAN_Z
-
-
-# One-sided tail of the normal distribution at BURST_CLEAN_Z: the level the z-test above holds to.
-_NORMAL_TAIL_AT_CLEAN_Z = 0.5 * math.erfc(BURST_CLEAN_Z / math.sqrt(2.0))
-
-
-def _binomial_at_most(k: int, n: int, rate: float) -> float:
-    """P(at most k of n fail) when each fails with probability `rate` (n is small here: a thin tail)."""
-    rate = min(max(rate, 0.0), 1.0)
-    return sum(math.comb(n, i) * rate ** i * (1.0 - rate) ** (n - i) for i in range(k + 1))
+    return binomial_tail_z(n1 - f1, n1, 1.0 - f0 / n0) >= BURST_CLEAN_Z
 
 
 def burst_over(seg: SegmentStats, min_attempts: int, min_excess: float) -> bool:
