@@ -154,8 +154,8 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
         if seg.attempts_per_payment > MAX_ATTEMPTS_PER_PAYMENT:
             continue
         low = _low_amount_excess(seg, t.min_segment_attempts) >= LOW_AMOUNT_SHARE * enum
-        burst = seg.volume_ratio is not None and (seg.volume_ratio >= BURST_VOLUME_FACTOR
-                                                  or _added_the_failures(seg, t.significance_z))
+        burst = ((seg.volume_ratio or 0.0) >= BURST_VOLUME_FACTOR
+                 or _added_the_failures(seg, t.significance_z))
         if not (low or burst):
             continue
         how = (f"{seg.low_amount_failures} of its failures are low-amount charges ({seg.low_amount_attempts} "
