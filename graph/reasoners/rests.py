@@ -118,12 +118,14 @@ def sibling_shares_fault(parent: SegmentStats, part: SegmentStats, ranked: list[
                and other in dict(c.seg.dims) and fault_kinds(c.seg, snapshot) & kinds for c in ranked)
 
 
-def rises_less_in_kind(broad: SegmentStats, part: SegmentStats, snapshot: WindowSnapshot) -> bool:
+def rises_less_in_kind(broad: SegmentStats, part: SegmentStats, snapshot: WindowSnapshot,
+                       kinds: frozenset[str] | None = None) -> bool:
     """`findings.rises_less` read in the part's kinds of failure (evidence.kind_rest), when they are a place's:
     a route's other scheme failing 9 of 28, every one a time-out it rarely shows, beside its first scheme's
     156 of 281 has risen in time-outs as far as the part has, though in all failures a hair under half as
-    far. True (no objection) when the part's excess is declines or the feed carries no codes."""
-    kinds = fault_kinds(part, snapshot)
+    far. True (no objection) when the part's excess is declines or the feed carries no codes. `kinds`: the
+    part's fault_kinds when the caller weighs several parents of one part."""
+    kinds = fault_kinds(part, snapshot) if kinds is None else kinds
     rest = kind_rest(broad, part, snapshot, kinds=kinds)
     if rest is None or part.attempts <= 0:
         return True

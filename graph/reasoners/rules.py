@@ -344,7 +344,7 @@ class RuleReasoner:
         kinds = fault_kinds(seg, snapshot) if snapshot is not None else None  # the part's, read once for its parents
         wider = [c for c in pool_ if (contains(c.seg, seg) or nested(seg, c.seg))
                  and rest_fails(rest_of(c.seg, seg), seg, context, z_bar,
-                                snapshot is None or rises_less_in_kind(c.seg, seg, snapshot))
+                                snapshot is None or rises_less_in_kind(c.seg, seg, snapshot, kinds))
                  and rest_same_kind(c.seg, seg, snapshot, kinds)]
         if not wider:
             # The parent fits about as well and the rest of it cannot be told apart from the part (it rises
