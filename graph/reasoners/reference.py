@@ -90,25 +90,31 @@ def prepared(snapshot: WindowSnapshot, context: ReasoningContext) -> WindowSnaps
     incident. The platform's own reference is the prior, worth SHRINK_ATTEMPTS attempts.
     """
     total = snapshot.total
-    reference = total.expected_failure_rate
-    depth = max(1, min(len(context.history), BASELINE_MEMORY_WINDOWS))
-    adjusted = []
-    for seg in snapshot.segments:
-        if judged_on_own_history(seg) and seg.baseline_volume is not None:
-            weight = seg.baseline_volume * depth
-            adjusted.append(_rejudged(seg, (weight * seg.expected_failure_rate + SHRINK_ATTEMPTS * reference)
-                                      / (weight + SHRINK_ATTEMPTS)))
-            continue
-        record = own_record(seg, snapshot, context) if seg.attempts else None
-        if record is None:
-            adjusted.append(seg)
-            continue
-        rate, n, _ = record
-        # Shrunk toward the peers' rate this window: a thin record is pulled to what the window said.
-        adjusted.append(_rejudged(seg,
-                                  (n * rate + SHRINK_ATTEMPTS * seg.expected_failure_rate) / (n + SHRINK_ATTEMPTS)))
-    return WindowSnapshot(snapshot.window_start, snapshot.window_end, total, tuple(adjusted),
+    adjusted = tuple(prepared_segment(seg, snapshot, context) for seg in snapshot.segments)
+    return WindowSnapshot(snapshot.window_start, snapshot.window_end, total, adjusted,
                           snapshot.quality, snapshot.vocab_sizes, usual_errors(snapshot, context))
+
+
+def prepared_segment(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningContext) -> SegmentStats:
+    """One segment of `snapshot` judged as `prepared` judges it. An earlier window's segment is judged
+    with the history before that window (`as_of`): evidence pooled over windows must add up references
+    of one kind, not this window's shrunk one and the raw ones the history keeps."""
+    if judged_on_own_history(seg) and seg.baseline_volume is not None:
+        weight = seg.baseline_volume * max(1, min(len(context.history), BASELINE_MEMORY_WINDOWS))
+        reference = snapshot.total.expected_failure_rate
+        return _rejudged(seg, (weight * seg.expected_failure_rate + SHRINK_ATTEMPTS * reference)
+                         / (weight + SHRINK_ATTEMPTS))
+    record = own_record(seg, snapshot, context) if seg.attempts else None
+    if record is None:
+        return seg
+    rate, n, _ = record
+    # Shrunk toward the peers' rate this window: a thin record is pulled to what the window said.
+    return _rejudged(seg, (n * rate + SHRINK_ATTEMPTS * seg.expected_failure_rate) / (n + SHRINK_ATTEMPTS))
+
+
+def as_of(earlier: WindowSnapshot, context: ReasoningContext) -> ReasoningContext:
+    """The context the reasoner had when `earlier` was the current window (its history before it)."""
+    return replace(context, history=tuple(h for h in context.history if h.window_end < earlier.window_end))
 
 
 def usual_errors(snapshot: WindowSnapshot, context: ReasoningContext) -> dict[str, int]:

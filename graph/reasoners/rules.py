@@ -49,7 +49,6 @@ from .evidence import (
     llr,
     nested,
     pct,
-    pool,
     rest_of,
     shares,
 )
@@ -67,6 +66,7 @@ from .findings import cold as _cold
 from .findings import dimension_rank as _dimension_rank
 from .latency import latency_candidates, latency_finding, slow_not_failing
 from .patterns import card_testing, no_data, unexplained, volume_drop
+from .pooling import pooled_candidates, pooled_view
 from .reference import prepared
 from .rests import (
     EARLY_EXCESS_FACTOR,
@@ -104,15 +104,6 @@ DESCEND_SHARE = 0.7
 # user-type surge is only named when it clears the bar by this factor.
 USER_SURGE_Z_FACTOR = 1.0
 USER_SPREAD_Z = 1.0  # a decline surge spreads to a broader segment whose rest rises by this much
-# Evidence pooled over at most this many recent windows when one window is too thin...
-POOL_WINDOWS = 5
-# ...only while the segment keeps pointing the same way: this z in the current window
-# and POOL_HINT_Z in each earlier one (an incident that ended is not pooled into a new one).
-POOL_NOW_Z = 2.0
-# Only thin segments are pooled: fewer attempts per window than this many times the
-# minimum excess, so even a 50% failure rate cannot clear the bar in one window.
-POOL_THIN_FACTOR = 2.0
-POOL_HINT_Z = 1.0
 # Security codes (spoofed palms, fraud flags) are attacks, not noise: a few at one device
 # are material. Acting costs little (the device's palm path pauses, card stays), a miss
 # lets an attacker keep trying. The same holds for a device failing every customer with
@@ -181,37 +172,8 @@ class RuleReasoner:
         return sorted(scored, key=lambda c: (-c.fit, len(c.seg.dims), _dimension_rank(c.seg), c.seg.key))
 
     def pooled_ranked(self, snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[list[Scored], int]:
-        """Candidates over the current window plus recent ones, for segments still failing now."""
-        recent = [h for h in context.history if h.window_end < snapshot.window_end][-(POOL_WINDOWS - 1):]
-        if not recent:
-            return [], 1
-        by_key = [(h, {s.key: s for s in (h.total, *h.segments)}) for h in reversed(recent)]  # newest first
-        pooled, depth = [], 1
-        thin = POOL_THIN_FACTOR * context.thresholds.min_excess_failures
-        for seg in (snapshot.total, *snapshot.segments):
-            if seg.attempts >= thin:
-                continue  # one window can show this segment's trouble: nothing to pool
-            if seg.z < POOL_NOW_Z or seg.excess_failures < 1.0:
-                continue  # not failing now: nothing ongoing to pool
-            run = [seg]
-            for earlier_snapshot, earlier in by_key:
-                if earlier_snapshot.total.z >= context.thresholds.significance_z:
-                    break  # everything failed then: a thin segment's share of a platform incident is not its own
-                prev = earlier.get(seg.key)
-                if prev is None:
-                    continue  # a thin segment may see no traffic for a window
-                if prev.z < POOL_HINT_Z or self._clears_bar(prev, context, earlier_snapshot):
-                    # The run of thin failing windows starts after this one (a window that
-                    # cleared the bar alone was already seen; pooling it would drag a past
-                    # incident's evidence into the present).
-                    break
-                run.append(prev)
-            if len(run) < 2:
-                continue
-            merged = pool(reversed(run))
-            if merged is not None and self._clears_bar(merged, context, snapshot):
-                pooled.append(merged)
-                depth = max(depth, len(run))
+        """Candidates over the current window plus recent ones, for segments still failing now (pooling.py)."""
+        pooled, depth = pooled_candidates(snapshot, context, lambda s, at: self._clears_bar(s, context, at))
         scored = sorted((Scored(s, llr(s)) for s in pooled),
                         key=lambda c: (-c.fit, len(c.seg.dims), _dimension_rank(c.seg), c.seg.key))
         return scored, depth
@@ -413,6 +375,9 @@ class RuleReasoner:
         slow = latency_finding(own, snapshot, context, latency) if own else None
         if not ranked and slow is None:
             ranked, pooled = self.pooled_ranked(snapshot, context)
+            if ranked:
+                # Every later reading (parts and wholes, code holders, fault kinds) compares the same windows.
+                snapshot = pooled_view(snapshot, context, pooled)
         if not ranked:
             return slow or self._healthy(snapshot, context)
         picked = holder_of_the_codes(bank_for_bank_codes(self.pick(ranked, context, snapshot), ranked, snapshot),

@@ -9,6 +9,7 @@ import pytest
 from reasoning_helpers import END, Cell, base_cells, context, fail, healthy_history, window
 
 from payops.graph.reasoners.evidence import code_burst_z, pool, repeat_retries
+from payops.graph.reasoners.reference import as_of, prepared
 from payops.graph.reasoners.rules import RuleReasoner
 from payops.models import Category
 from payops.signals.baseline import binomial_tail_z, binomial_z
@@ -165,3 +166,45 @@ def test_a_thin_segment_does_not_pool_its_share_of_a_platform_incident() -> None
     assert loud[-1].total.z >= 4.0
     d = RULES.decide(window(thin(3)), context(loud))
     assert d.diagnosis.target != {"terminal_id": "T3"} and not any("pooled" in e for e in d.diagnosis.evidence)
+
+
+def _mastercard_on_r1(bank_a_on_r1: tuple[int, int], b_declines: int) -> list[Cell]:
+    """Bank A issues Mastercard only; bank B both schemes; C Visa. A handful of attempts a minute."""
+    n, k = bank_a_on_r1
+    return [Cell({"bank": "A", "method": "card", "route": "r1", "issuer": "MC"}, n, {"BANK_TIMEOUT": k} if k else {}),
+            Cell({"bank": "A", "method": "card", "route": "r2", "issuer": "MC"}, 2),
+            Cell({"bank": "B", "method": "card", "route": "r1", "issuer": "MC"}, 3,
+                 {"INSUFFICIENT_FUNDS": b_declines} if b_declines else {}),
+            Cell({"bank": "B", "method": "card", "route": "r1", "issuer": "VISA"}, 2),
+            Cell({"bank": "B", "method": "card", "route": "r2", "issuer": "VISA"}, 4),
+            Cell({"bank": "C", "method": "card", "route": "r1", "issuer": "VISA"}, 2),
+            Cell({"bank": "C", "method": "card", "route": "r2", "issuer": "VISA"}, 4)]
+
+
+def test_pooled_evidence_reads_every_segment_over_the_same_windows() -> None:
+    # Bank A's cards time out on acquirer r1: 7 of its 8 attempts in four minutes, too few to be a candidate
+    # alone; Mastercard on r1 (A's cards and B's, a few declines among B's) clears the bar pooled. Its
+    # time-outs are all A's once A's attempts are added up over the same four minutes, not the last one alone.
+    quiet = tuple(window(_mastercard_on_r1((2, 0), 0), end=END - 60.0 * i) for i in range(9, 3, -1))
+    failing = tuple(window(_mastercard_on_r1(a, d), end=END - 60.0 * i)
+                    for i, (a, d) in zip((3, 2, 1), (((2, 2), 1), ((2, 1), 1), ((2, 2), 1)), strict=True))
+    d = RULES.decide(window(_mastercard_on_r1((2, 2), 1)), context(quiet + failing))
+    assert (d.diagnosis.category, d.diagnosis.target) == (Category.ISSUER, {"bank": "A", "route": "r1"})
+    assert any("pooled over the last 4 windows" in e for e in d.diagnosis.evidence)
+
+
+def test_an_earlier_window_is_pooled_with_the_reference_it_was_judged_on() -> None:
+    # The history keeps the window's raw references; a thin segment's young baseline (30 %) is shrunk
+    # toward the platform's before anything reads it. Pooled evidence adds up the shrunk ones.
+    def cells(k: int) -> list[Cell]:
+        return base_cells() + [Cell({**PALM, "terminal_id": "T3"}, 4, {"SYSTEM_ERROR": k} if k else {}, 0.3)]
+
+    history = healthy_history(cells(0), n=6) + tuple(window(cells(3), end=END - 60.0 * i) for i in (2, 1))
+    ctx = context(history)
+    now = prepared(window(cells(3)), ctx)
+    terminal = next(c.seg for c in RULES.pooled_ranked(now, ctx)[0] if c.seg.target == {"terminal_id": "T3"})
+    judged = [now.segment(terminal_id="T3")] + [prepared(h, as_of(h, ctx)).segment(terminal_id="T3")
+                                                for h in history[-2:]]
+    assert terminal.attempts == 12 and all(s is not None for s in judged)
+    assert terminal.expected_failure_rate == pytest.approx(sum(s.expected_failure_rate for s in judged) / 3)
+    assert terminal.expected_failure_rate < 0.2  # not the raw 30 % the history keeps
