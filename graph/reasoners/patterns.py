@@ -31,6 +31,7 @@ from .evidence import (
     shares,
 )
 from .findings import DIMENSION_PREFERENCE, USER_SURGE_PURITY, Finding, elevated, plain_rise
+from .reference import normal_windows
 from .selection import WATCHABLE_TOOLS
 
 # -- card testing ------------------------------------------------------------------
@@ -102,12 +103,30 @@ def _added_the_failures(seg: SegmentStats, significance_z: float) -> bool:
     return added >= ADDED_TRAFFIC_SHARE * seg.excess_failures and added >= significance_z * math.sqrt(usual)
 
 
-def _code_excess(seg: SegmentStats, total: SegmentStats, codes: frozenset[str] = ENUMERATION_CODES) -> float:
-    """Failures with `codes` beyond what the segment's usual failures would carry (their share outside it)."""
+def _code_excess(seg: SegmentStats, total: SegmentStats, codes: frozenset[str] = ENUMERATION_CODES,
+                 snapshot: WindowSnapshot | None = None, context: ReasoningContext | None = None) -> float:
+    """Failures with `codes` beyond what the segment usually shows of them: its own rate of them over its
+    recent windows that did not stand out, or, without that record, the share they hold of the failures
+    outside it. Its own, because traffic differs by nature: a method's cards are refused "do not honour"
+    every minute where the instant rails beside it never are."""
+    usual = _own_code_rate(seg, codes, snapshot, context) if snapshot is not None and context is not None else None
+    if usual is not None:
+        return code_count(seg, codes) - seg.attempts * usual
     rest_failures = total.failures - seg.failures
     rest_codes = code_count(total, codes) - code_count(seg, codes)
     share = rest_codes / rest_failures if rest_failures > 0 else 0.0
     return code_count(seg, codes) - seg.attempts * seg.expected_failure_rate * share
+
+
+def _own_code_rate(seg: SegmentStats, codes: frozenset[str], snapshot: WindowSnapshot,
+                   context: ReasoningContext) -> float | None:
+    """The segment's rate of `codes` per attempt over the earlier windows that looked normal for it
+    (reference.normal_windows), or None when it was seen in fewer than BASELINE_MIN_WINDOWS of them."""
+    learned = normal_windows(seg, snapshot, context)
+    attempts = sum(s.attempts for s in learned)
+    if len(learned) < BASELINE_MIN_WINDOWS or attempts == 0:
+        return None
+    return sum(code_count(s, codes) for s in learned) / attempts
 
 
 def _low_amount_excess(seg: SegmentStats, min_attempts: int) -> float:
@@ -144,12 +163,13 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
     for seg in snapshot.segments:
         if len(seg.dims) != 1 or seg.dims[0][0] not in ATTACK_DIMENSIONS or not clears_bar(seg):
             continue
-        enum = _code_excess(seg, total)
+        enum = _code_excess(seg, total, ENUMERATION_CODES, snapshot, context)
         if enum < t.min_excess_failures or enum < ENUMERATION_SHARE * seg.excess_failures:
             continue
         mostly_declined = (seg.low_amount_attempts >= t.min_segment_attempts
                            and seg.low_amount_failures >= TESTER_DECLINE_RATE * seg.low_amount_attempts)
-        if _code_excess(seg, total, FRAUD_SIGNATURE_CODES) < FRAUD_SIGNATURE_SHARE * enum and not mostly_declined:
+        signature = _code_excess(seg, total, FRAUD_SIGNATURE_CODES, snapshot, context)
+        if signature < FRAUD_SIGNATURE_SHARE * enum and not mostly_declined:
             continue
         if seg.attempts_per_payment > MAX_ATTEMPTS_PER_PAYMENT:
             continue

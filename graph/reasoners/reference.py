@@ -43,25 +43,34 @@ NATURE_TECHNICAL_SHARE = 0.5
 def own_record(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningContext) -> tuple[float, int, int] | None:
     """(failure rate, attempts, windows) of the segment's normal-looking earlier windows, or None
     when it was seen in fewer than OWN_RECORD_MIN_WINDOWS of them (new or rare traffic)."""
-    failures = attempts = windows = 0
+    learned = normal_windows(seg, snapshot, context)
+    attempts = sum(s.attempts for s in learned)
+    if len(learned) < OWN_RECORD_MIN_WINDOWS or attempts == 0:
+        return None
+    return sum(s.failures for s in learned) / attempts, attempts, len(learned)
+
+
+def normal_windows(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningContext) -> list[SegmentStats]:
+    """The segment in the earlier windows that looked normal for it: its own record, learned as the
+    window's baseline learns, skipping windows that stood out from the record so far."""
+    failures = attempts = 0
+    learned: list[SegmentStats] = []
     for h in context.history:
         if h.window_end >= snapshot.window_end:
             continue
         past = h.segment(**seg.target)
         if past is None or past.attempts == 0:
             continue
-        if windows >= OWN_RECORD_MIN_WINDOWS - 1 and binomial_z(past.failures,
-                                                                past.attempts,
-                                                                failures / attempts) >= OWN_RECORD_OUTLIER_Z:
+        if len(learned) >= OWN_RECORD_MIN_WINDOWS - 1 and binomial_z(past.failures,
+                                                                     past.attempts,
+                                                                     failures / attempts) >= OWN_RECORD_OUTLIER_Z:
             continue  # a window that stood out from the record so far is not learned
         if past.z >= OWN_RECORD_OUTLIER_Z and _fault_type(past):
             continue  # above its window's reference with technical codes: a fault, not its nature
         failures += past.failures
         attempts += past.attempts
-        windows += 1
-    if windows < OWN_RECORD_MIN_WINDOWS or attempts == 0:
-        return None
-    return failures / attempts, attempts, windows
+        learned.append(past)
+    return learned
 
 
 def _fault_type(seg: SegmentStats) -> bool:

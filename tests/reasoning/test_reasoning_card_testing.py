@@ -9,6 +9,8 @@ hand-written world (judgement_helpers) and as crafted windows.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from judgement_helpers import START, Tweak, crafted_segment, play
 from judgement_helpers import card_testing as attack_at
@@ -122,3 +124,35 @@ def test_the_merchant_sending_every_small_charge_is_the_seat_though_it_sells_on_
     found = card_testing(WindowSnapshot(0.0, 60.0, total, (route, part, *BANKS_HIT)), ReasoningContext(),
                          lambda s: True)
     assert found is not None and found.target == {"route": "acq"}, found and found.summary
+
+
+# -- session 11: the decline codes a segment shows every minute ----------------------------------------------
+USUAL_REFUSALS = {"DO_NOT_HONOR": 13, "INCORRECT_PIN": 5, "SUSPECTED_FRAUD": 2, "EXPIRED_CARD": 3}
+
+
+def _cards(errors: dict[str, int], low_n: int = 0, low_x: int = 0) -> SegmentStats:
+    seg = crafted_segment((("method", "card"),), 540, sum(errors.values()), errors, low_n=low_n, low_x=low_x)
+    excess = seg.failures - 540 * 0.086
+    return dataclasses.replace(seg, expected_failure_rate=0.086, baseline_failure_rate=0.086, excess_failures=excess,
+                               z=excess / (540 * 0.086 * 0.914) ** 0.5)
+
+
+def test_decline_codes_a_method_shows_every_minute_are_not_an_attack() -> None:
+    # Met on development draw G6: an acquirer's ramp began (time-outs) while cards were refused "do not
+    # honour", flagged or wrong-PIN'd at their usual 4 % a minute, which the instant rails beside them never
+    # are; small charges failed a little more than others. Read against the rails' decline mix, every one of
+    # those 23 refusals was "excess" and cards were alerted as card testing. Against the cards' own minutes,
+    # none is.
+    usual = USUAL_REFUSALS | {"INSUFFICIENT_FUNDS": 22}
+    history = tuple(WindowSnapshot(60.0 * i, 60.0 * (i + 1), crafted_segment((), 800, 52, usual),
+                                   (_cards(usual),)) for i in range(5))
+    now = _cards(USUAL_REFUSALS | {"INSUFFICIENT_FUNDS": 25, "GATEWAY_TIMEOUT": 20, "NETWORK_ERROR": 15},
+                 low_n=116, low_x=29)
+    banks = tuple(crafted_segment((("bank", b),), 400, 45, {"GATEWAY_TIMEOUT": 10, "DO_NOT_HONOR": 6})
+                  for b in ("B1", "B2"))
+    total = crafted_segment((), 800, 90, dict(now.errors) | {"BANK_TIMEOUT": 7})
+    snapshot = WindowSnapshot(300.0, 360.0, total, (now, *banks))
+    assert card_testing(snapshot, ReasoningContext(history=history), lambda s: True) is None
+    # Without the cards' own record, the rails' mix is all there is to read them against: an attack.
+    found = card_testing(snapshot, ReasoningContext(), lambda s: True)
+    assert found is not None and found.target == {"method": "card"}
