@@ -16,7 +16,7 @@ from typing import Any
 
 from .events import DIMENSIONS
 
-PAIRS = (("bank", "route"), ("method", "route"), ("issuer", "route"))
+PAIRS = (("bank", "route"), ("method", "route"), ("issuer", "route"), ("bank", "method"))
 QUANTILES = (0.5, 0.95, 0.99)
 
 

@@ -40,8 +40,10 @@ from .snapshot import SegmentStats as SegmentStats
 from .snapshot import WindowSnapshot as WindowSnapshot
 
 # Pairs worth blaming together: an issuer failing on one route only, a method
-# sent to a route that rejects it.
-SEGMENT_PAIRS: tuple[tuple[str, str], ...] = (("bank", "route"), ("method", "route"), ("issuer", "route"))
+# sent to a route that rejects it, a bank failing one method only (its 3-D Secure
+# server fails its cards; its instant payments pass).
+SEGMENT_PAIRS: tuple[tuple[str, str], ...] = (("bank", "route"), ("method", "route"), ("issuer", "route"),
+                                              ("bank", "method"))
 QUANTILES = (0.5, 0.95, 0.99)
 # Samples of bad lines kept per snapshot (the count is always exact).
 MAX_BAD_SAMPLES = 20

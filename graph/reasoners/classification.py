@@ -15,10 +15,13 @@ from .evidence import (
     FAMILIES,
     UNKNOWN,
     background_mix,
+    code_burst_zs,
+    code_count,
     contains,
     describe,
     error_mix,
     excess_by_family,
+    family_of,
     pct,
     rest_of,
     shares,
@@ -42,6 +45,7 @@ from .findings import (
 from .findings import (
     first_window as _first_window,
 )
+from .tiebreaks import HOLDER_SHARE
 
 # Confidence: components (weights add to 1 with the base) and penalties.
 CONF_BASE = 0.4
@@ -54,6 +58,33 @@ UNEXPLAINED_CODES_PENALTY = 0.1  # the failures carry codes outside the vocabula
 MIXED_EVIDENCE_PENALTY = 0.15  # no code family carries MIXED_PURITY of the excess: no single kind of fault
 MIXED_PURITY = 0.5
 SYSTEM_NOT_SPREAD_PENALTY = 0.2  # "system-wide" while fewer than two routes fail
+# Codes outside the vocabulary mean what the place that alone shows them is (CONTRACT.md §1: "the same code
+# means different things depending on where it concentrates"): a bank's, an acquirer's, a device's failure.
+# Read in this order (a bank on a route is the bank's link: its codes are the bank's).
+PLACE_FAMILY = (("bank", "issuer"), ("terminal_id", "network"), ("route", "network"))
+
+
+def read_by_place(excess: dict[str, float], seg: SegmentStats, snapshot: WindowSnapshot,
+                  significance_z: float) -> tuple[dict[str, float], str | None]:
+    """The excess by family with codes outside the vocabulary counted in the family of the place that shows
+    them far more than its peers do (a bank's 3-D Secure server answering a code of its acquirer's making),
+    and the evidence line that says so; unchanged where the place implies no family or its peers show them too."""
+    unknown = excess.get(UNKNOWN, 0.0)
+    family = next((f for d, f in PLACE_FAMILY if d in seg.target), None)
+    if unknown <= 0.0 or family is None:
+        return excess, None
+    codes = sorted(c for c in seg.errors if family_of(c) == UNKNOWN)
+    if code_burst_zs((seg,), codes, snapshot)[seg.key] < significance_z:
+        return excess, None
+    held = code_count(seg, codes)
+    if any(HOLDER_SHARE * held <= code_count(p, codes)
+           for d in ("merchant_id", "terminal_id") if d not in seg.target for p in snapshot.by_dimension(d)):
+        return excess, None  # nearly all from one shop or device: theirs, not the place's (a merchant's
+        # INVALID_MERCHANT on the acquirer that carries it)
+    read = {k: v for k, v in excess.items() if k != UNKNOWN}
+    read[family] = read.get(family, 0.0) + unknown
+    return read, (f"{seg.key}: {', '.join(codes)} (outside the vocabulary) seen here far more than at its peers: "
+                  f"read as {family}-type, where they concentrate")
 
 
 def classify(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, context: ReasoningContext,
@@ -61,12 +92,14 @@ def classify(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, con
     t = context.thresholds
     seg = chosen.seg
     total = snapshot.total
-    excess = excess_by_family(seg, background_mix(snapshot, seg))
+    excess, placed = read_by_place(excess_by_family(seg, background_mix(snapshot, seg)), seg, snapshot,
+                                   t.significance_z)
     fam_shares = shares(excess)
     family = max(fam_shares, key=lambda k: (fam_shares[k], k))
     purity = fam_shares[family]
     dims = set(seg.target)
-    dominant = max((c for c in seg.errors if family == UNKNOWN or c in FAMILIES.get(family, ())),
+    dominant = max((c for c in seg.errors if family == UNKNOWN or c in FAMILIES.get(family, ())
+                    or (placed and family_of(c) == UNKNOWN)),
                    key=lambda c: seg.errors[c], default=seg.dominant_error() or "UNKNOWN")
     penalty = 0.0
 
@@ -150,6 +183,8 @@ def classify(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, con
         f"{seg.key}: {pct(seg.traffic_share)} of traffic; p95 latency {seg.latency_p95_ms:.0f} ms"
         + (f" (baseline {seg.baseline_latency_p95_ms:.0f} ms)" if seg.baseline_latency_p95_ms else ""),
     ]
+    if placed:
+        evidence.append(placed)
     evidence += spread(seg, snapshot)
     if spread_note:
         evidence.append(f"all traffic: {spread_note}: " + ", ".join(

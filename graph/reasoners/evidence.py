@@ -95,6 +95,19 @@ def contains(broad: SegmentStats, narrow: SegmentStats) -> bool:
     return b < n
 
 
+def within(broad: SegmentStats, narrow: SegmentStats, snapshot: WindowSnapshot | None = None) -> bool:
+    """`narrow` lies inside `broad`: by its dimensions (`contains`), or because its route carries one method
+    only in this window, so that naming the route names that method too: a bank on a card acquirer is part
+    of the bank's cards, though no bank x method x route segment says so."""
+    if contains(broad, narrow):
+        return True
+    if snapshot is None or "method" in narrow.target or "route" not in narrow.target:
+        return False
+    route = narrow.target["route"]
+    methods = [p.target["method"] for p in snapshot.by_dimension("method", "route") if p.target["route"] == route]
+    return len(methods) == 1 and set(broad.dims) < set(narrow.dims) | {("method", methods[0])}
+
+
 def nested(inner: SegmentStats, outer: SegmentStats) -> bool:
     """`inner` plausibly lies inside `outer` though no pair segment says so.
 

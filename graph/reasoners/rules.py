@@ -51,6 +51,7 @@ from .evidence import (
     pct,
     rest_of,
     shares,
+    within,
 )
 from .findings import (
     REST_CLEAN_Z,
@@ -247,7 +248,7 @@ class RuleReasoner:
     def _descend(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
                  snapshot: WindowSnapshot | None) -> Scored | None:
         t = context.thresholds
-        inside = [c for c in ranked if contains(chosen.seg, c.seg)]
+        inside = [c for c in ranked if within(chosen.seg, c.seg, snapshot)]
         if snapshot is not None:
             # A part too small to be a candidate on its own may still carry all of the excess
             # (a method pushed onto a route that rejects it: a handful of attempts, all failing).
@@ -280,8 +281,9 @@ class RuleReasoner:
         # payments failing beside its cards, the route, not its cards.
         found = [c for c in declines_only + clean + concentrated
                  if (c in declines_only
-                     or (r := rest_of(chosen.seg, c.seg)).attempts < t.min_segment_attempts and r.z < REST_CLEAN_Z
-                     and contains(chosen.seg, c.seg)
+                     or (r := rest_of(chosen.seg, c.seg)).attempts < t.min_segment_attempts
+                     and r.z < REST_CLEAN_Z
+                     and within(chosen.seg, c.seg, snapshot)
                      or binomial_z(r.failures, r.attempts, c.seg.failure_rate) <= -REST_CLEAN_Z)
                  # early attribution keeps the parent, and so does a sibling failing the same way
                  and not parent_explains(chosen.seg, c, t.min_excess_failures, snapshot)
@@ -304,7 +306,7 @@ class RuleReasoner:
             pool_ += [Scored(p, llr(p)) for p in (snapshot.total, *snapshot.segments)
                       if p.key not in known and (contains(p, seg) or nested(seg, p))]
         kinds = fault_kinds(seg, snapshot) if snapshot is not None else None  # the part's, read once for its parents
-        wider = [c for c in pool_ if (contains(c.seg, seg) or nested(seg, c.seg))
+        wider = [c for c in pool_ if (within(c.seg, seg, snapshot) or nested(seg, c.seg))
                  and rest_fails(rest_of(c.seg, seg), seg, context, z_bar,
                                 snapshot is None or rises_less_in_kind(c.seg, seg, snapshot, kinds))
                  and rest_same_kind(c.seg, seg, snapshot, kinds)]
@@ -381,7 +383,7 @@ class RuleReasoner:
         if not ranked:
             return slow or self._healthy(snapshot, context)
         picked = holder_of_the_codes(bank_for_bank_codes(self.pick(ranked, context, snapshot), ranked, snapshot),
-                                        ranked, snapshot, context.thresholds.significance_z)
+                                     ranked, snapshot, context.thresholds.significance_z)
         chosen = device_first(self._under_mitigation(picked, snapshot, context), ranked)
         finding = classify(chosen, ranked, snapshot, context, pooled, latency)
         if finding.category is Category.USER and not self._material_user_surge(finding.segment, context,

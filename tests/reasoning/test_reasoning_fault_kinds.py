@@ -131,3 +131,50 @@ def test_one_outage_reported_under_different_codes_by_two_acquirers_stays_the_me
                {"ISSUER_DOWN": 1.0})
     d = RULES.decide(window(now), context(healthy_history(cells, 8)))
     assert d.diagnosis.target == {"method": "card"}, d.diagnosis.summary
+
+
+def test_a_code_outside_the_vocabulary_seen_only_at_one_bank_is_read_as_that_banks_failure() -> None:
+    # Session 11, met on development draws (ACS outages): a bank's 3-D Secure server fails its cards with a
+    # code its acquirer invented. Seen at that bank alone, it is the bank's failure as plainly as ISSUER_DOWN
+    # would be; an unknown kind of fault at an unknown place it is not. It was watched at confidence 0.44-0.60.
+    from reasoning_helpers import base_cells, fail
+
+    cells = base_cells(300)
+    history = context(healthy_history(cells, 8))
+
+    def decided(code: str):  # type: ignore[no-untyped-def]
+        now = fail(cells, {"bank": "FNB", "method": "card"}, 0.25, {code: 0.6, "DO_NOT_HONOR": 0.4})
+        return RULES.decide(window(now), history)
+
+    unknown, known = decided("3DS_ACS_UNAVAILABLE"), decided("ISSUER_DOWN")
+    assert unknown.diagnosis.target == known.diagnosis.target and unknown.diagnosis.target["bank"] == "FNB"
+    assert unknown.diagnosis.confidence >= known.diagnosis.confidence - 0.05
+    assert unknown.diagnosis.confidence >= 0.8 and unknown.proposal.tool == "alert_ops"
+    assert any("3DS_ACS_UNAVAILABLE (outside the vocabulary)" in e for e in unknown.diagnosis.evidence)
+
+
+def test_a_code_outside_the_vocabulary_that_one_merchant_sends_is_not_read_as_its_acquirers() -> None:
+    # Met on development draws (a merchant's integration broken at 54-68 payments/min): its INVALID_MERCHANT
+    # refusals, read as network-type at the acquirer carrying it, lifted the acquirer's reroute over the
+    # autonomy threshold. Codes nearly all from one shop are the shop's, not the place's around it.
+    from payops.graph.reasoners.classification import read_by_place
+    from payops.graph.reasoners.evidence import background_mix, excess_by_family
+
+    shop = {"method": "card", "route": "r1", "issuer": "VISA", "region": "north"}
+    cells = [Cell({**shop, "bank": b, "merchant_id": m}, 20) for b in ("A", "B") for m in ("m1", "m2", "m3")]
+    cells += [Cell({**shop, "bank": b, "merchant_id": "m4", "route": "r2"}, 40) for b in ("A", "B")]
+    broken = [Cell(c.dims, c.attempts, {"SYSTEM_ERROR": 10, "INVALID_MERCHANT": 8}) if c.dims["merchant_id"] == "m1"
+              else c for c in cells]
+    snap = window(broken)
+    route = snap.segment(route="r1")
+    assert route is not None
+    excess = excess_by_family(route, background_mix(snap, route))
+    assert read_by_place(excess, route, snap, 4.0) == (excess, None)
+    # The same codes spread over the acquirer's shops are the acquirer's.
+    spread = [Cell(c.dims, c.attempts, {"SYSTEM_ERROR": 4, "INVALID_MERCHANT": 3}) if c.dims["route"] == "r1" else c
+              for c in cells]
+    snap = window(spread)
+    route = snap.segment(route="r1")
+    assert route is not None
+    read, note = read_by_place(excess_by_family(route, background_mix(snap, route)), route, snap, 4.0)
+    assert note is not None and "unknown" not in read and read["network"] > 0

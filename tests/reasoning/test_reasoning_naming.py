@@ -80,7 +80,9 @@ def test_a_banks_cards_failing_on_every_scheme_are_the_bank_though_one_scheme_fi
     assert visa is not None and big is not None and card is not None
     assert visa.failure_rate > max(big.failure_rate, card.failure_rate)  # the shape, as met
     d = RULES.decide(snap, context(healthy_history(cells, 8)))
-    assert (d.diagnosis.category, d.diagnosis.target) == (Category.ISSUER, {"bank": "BIG"}), d.diagnosis.summary
+    # Session 11: the window pairs banks with methods; the bank's cards, its instant payments passing, are named.
+    assert (d.diagnosis.category, d.diagnosis.target) == (Category.ISSUER, {"bank": "BIG", "method": "card"}), \
+        d.diagnosis.summary
 
 
 def _big_bank_on_two_acquirers() -> list:  # type: ignore[type-arg]
@@ -110,7 +112,8 @@ def test_a_banks_cards_failing_alike_on_two_acquirers_are_the_bank_though_its_wa
     big, on_b = snap.segment(bank="BIG"), snap.segment(bank="BIG", route="psp_b")
     assert big is not None and on_b is not None and on_b.z >= 4 and on_b.excess_failures >= 8  # a finding of its own
     d = RULES.decide(snap, context(healthy_history(cells, 8)))
-    assert (d.diagnosis.category, d.diagnosis.target) == (Category.ISSUER, {"bank": "BIG"}), d.diagnosis.summary
+    assert (d.diagnosis.category, d.diagnosis.target) == (Category.ISSUER, {"bank": "BIG", "method": "card"}), \
+        d.diagnosis.summary
 
 
 def test_a_bank_failing_on_one_acquirer_only_stays_the_bank_on_that_acquirer() -> None:
@@ -333,3 +336,27 @@ def test_card_testing_at_a_terminal_is_not_moved_up_to_its_merchant() -> None:
     total = _seg((), 2000, 90, {"SUSPECTED_FRAUD": 50, "INSUFFICIENT_FUNDS": 40})
     found = card_testing(WindowSnapshot(0.0, 60.0, total, (t1, m1, *banks)), ReasoningContext(), lambda s: True)
     assert found is not None and found.target == {"terminal_id": "T1"}, found and found.summary
+
+
+def test_a_bank_on_a_card_only_acquirer_lies_within_the_banks_cards() -> None:
+    # Session 11: with banks paired with methods, a bank's cards can fit a hair better than the bank on the
+    # one acquirer failing (a decline among its 5 cards elsewhere). No bank x method x route segment says the
+    # bank's cards on a card-only acquirer are part of its cards; the acquirer carrying one method does.
+    from reasoning_helpers import Cell
+
+    from payops.graph.reasoners.evidence import within
+
+    cells = [Cell({"bank": "BIG", "method": "card", "route": "psp_a", "issuer": "VISA"}, 20),
+             Cell({"bank": "BIG", "method": "card", "route": "psp_b", "issuer": "VISA"}, 5),
+             Cell({"bank": "BIG", "method": "payshap", "route": "rail", "issuer": "PAYSHAP"}, 20)]
+    for bank in ("S1", "S2", "S3"):
+        cells += [Cell({"bank": bank, "method": "card", "route": r, "issuer": "VISA"}, 30) for r in ("psp_a", "psp_b")]
+        cells.append(Cell({"bank": bank, "method": "payshap", "route": "rail", "issuer": "PAYSHAP"}, 20))
+    now = fail(fail(cells, {"bank": "BIG", "route": "psp_a"}, 0.5, BANK_SIDE),
+               {"bank": "BIG", "route": "psp_b"}, 0.2, {"INSUFFICIENT_FUNDS": 1.0})
+    snap = window(now)
+    cards, on_a = snap.segment(bank="BIG", method="card"), snap.segment(bank="BIG", route="psp_a")
+    assert cards is not None and on_a is not None and within(cards, on_a, snap)
+    d = RULES.decide(snap, context(healthy_history(cells, 8)))
+    assert (d.diagnosis.category, d.diagnosis.target) == (Category.ISSUER, {"bank": "BIG", "route": "psp_a"}), \
+        d.diagnosis.summary
