@@ -95,3 +95,17 @@ def pooled_view(snapshot: WindowSnapshot, context: ReasoningContext, depth: int)
     return WindowSnapshot(earlier[-1][0].window_start, snapshot.window_end, pooled(snapshot.total),
                           tuple(pooled(s) for s in snapshot.segments), snapshot.quality, snapshot.vocab_sizes,
                           snapshot.usual_errors)
+
+
+def failing_run(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningContext) -> int:
+    """Consecutive windows, this one included, in which `seg` kept pointing the same way (z at least
+    POOL_HINT_Z, as judged then), at most POOL_WINDOWS: how far back its incident's evidence reaches."""
+    depth = 1
+    for earlier_snapshot, by_key, then in _earlier(snapshot, context, POOL_WINDOWS - 1):
+        raw = by_key.get(seg.key)
+        if raw is None:
+            continue  # a thin segment may see no traffic for a window
+        if _as_judged(raw, earlier_snapshot, then).z < POOL_HINT_Z:
+            break
+        depth += 1
+    return depth

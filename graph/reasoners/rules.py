@@ -67,7 +67,7 @@ from .findings import cold as _cold
 from .findings import dimension_rank as _dimension_rank
 from .latency import latency_candidates, latency_finding, slow_not_failing
 from .patterns import card_testing, no_data, unexplained, volume_drop
-from .pooling import pooled_candidates, pooled_view
+from .pooling import failing_run, pooled_candidates, pooled_view
 from .reference import prepared
 from .rests import (
     EARLY_EXCESS_FACTOR,
@@ -225,7 +225,8 @@ class RuleReasoner:
             return best
         return top
 
-    def pick(self, ranked: list[Scored], context: ReasoningContext, snapshot: WindowSnapshot | None = None) -> Scored:
+    def pick(self, ranked: list[Scored], context: ReasoningContext, snapshot: WindowSnapshot | None = None,
+             pooled: int = 1) -> Scored:
         """Best fit, then explaining away in both directions until nothing moves.
 
         Down: a narrower candidate whose complement inside the chosen one is clean
@@ -239,14 +240,15 @@ class RuleReasoner:
         chosen = self._alias(ranked, self._verifiable_first(ranked, snapshot, t.min_excess_failures, t.significance_z),
                              snapshot)
         for _ in range(6):  # at most the depth of the segment lattice, twice
-            moved = self._descend(chosen, ranked, context, snapshot) or self._climb(chosen, ranked, context, snapshot)
+            moved = (self._descend(chosen, ranked, context, snapshot, pooled)
+                     or self._climb(chosen, ranked, context, snapshot, pooled))
             if moved is None:
                 break
             chosen = self._alias(ranked, moved, snapshot)
         return chosen
 
     def _descend(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
-                 snapshot: WindowSnapshot | None) -> Scored | None:
+                 snapshot: WindowSnapshot | None, pooled: int = 1) -> Scored | None:
         t = context.thresholds
         inside = [c for c in ranked if within(chosen.seg, c.seg, snapshot)]
         if snapshot is not None:
@@ -287,11 +289,13 @@ class RuleReasoner:
                      or binomial_z(r.failures, r.attempts, c.seg.failure_rate) <= -REST_CLEAN_Z)
                  # early attribution keeps the parent, and so does a sibling failing the same way
                  and not parent_explains(chosen.seg, c, t.min_excess_failures, snapshot)
-                 and not (snapshot is not None and sibling_shares_fault(chosen.seg, c.seg, ranked, snapshot))]
+                 and not (snapshot is not None
+                          and (self._explains_over_the_run(chosen.seg, c, snapshot, context, pooled)
+                               or sibling_shares_fault(chosen.seg, c.seg, ranked, snapshot)))]
         return self._verifiable_first(found) if found else None
 
     def _climb(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
-               snapshot: WindowSnapshot | None = None) -> Scored | None:
+               snapshot: WindowSnapshot | None = None, pooled: int = 1) -> Scored | None:
         pool_ = list(ranked)
         # The rest only has to be plainly elevated (not significant on its own) at a rate like the
         # blamed segment's: at low volume a route's other banks fail 6 of 17, which is the route.
@@ -324,8 +328,29 @@ class RuleReasoner:
             wider = [c for c in pool_ if sibling_shares_fault(c.seg, seg, ranked, snapshot, kinds)]
         if (not wider and snapshot is not None and len(seg.dims) == 2
                 and seg.excess_failures < EARLY_EXCESS_FACTOR * context.thresholds.min_excess_failures):
-            wider = early_parents(chosen, snapshot)
+            wider = early_parents(chosen, snapshot) or [
+                Scored(p, llr(p)) for p in snapshot.segments
+                if self._explains_over_the_run(p, chosen, snapshot, context, pooled)]
         return self._verifiable_first(wider) if wider else None
+
+    @staticmethod
+    def _explains_over_the_run(parent: SegmentStats, child: Scored, snapshot: WindowSnapshot,
+                               context: ReasoningContext, pooled: int = 1) -> bool:
+        """Early attribution when the parent's rest is too thin to read in this window (a route's second
+        scheme, 3 attempts this minute): the rest read over the windows the part has been failing in. A
+        ramp's first scheme to show is not the fault when the route's other scheme failed the same way a
+        minute before. Evidence already pooled (`pooled` > 1) is not pooled again."""
+        seg = child.seg
+        if (pooled > 1 or len(parent.dims) != 1 or len(seg.dims) != 2 or not contains(parent, seg)
+                or seg.excess_failures >= EARLY_EXCESS_FACTOR * context.thresholds.min_excess_failures
+                or rest_of(parent, seg).attempts >= context.thresholds.min_segment_attempts):
+            return False
+        depth = failing_run(seg, snapshot, context)
+        if depth < 2:
+            return False
+        view = pooled_view(snapshot, context, depth)
+        part, whole = view.segment(**seg.target), view.segment(**parent.target)
+        return part is not None and whole is not None and parent_explains(whole, Scored(part, llr(part)), None, view)
 
     @staticmethod
     def _under_mitigation(chosen: Scored, snapshot: WindowSnapshot, context: ReasoningContext) -> Scored:
@@ -382,7 +407,8 @@ class RuleReasoner:
                 snapshot = pooled_view(snapshot, context, pooled)
         if not ranked:
             return slow or self._healthy(snapshot, context)
-        picked = holder_of_the_codes(bank_for_bank_codes(self.pick(ranked, context, snapshot), ranked, snapshot),
+        picked = holder_of_the_codes(bank_for_bank_codes(self.pick(ranked, context, snapshot, pooled), ranked,
+                                                         snapshot),
                                      ranked, snapshot, context.thresholds.significance_z)
         chosen = device_first(self._under_mitigation(picked, snapshot, context), ranked)
         finding = classify(chosen, ranked, snapshot, context, pooled, latency)
