@@ -389,6 +389,9 @@ class RuleReasoner:
         if testing is not None:
             return testing
         finding = self._attribute(snapshot, context)
+        if finding.category is Category.USER:
+            # Customers' declines call for no action; a route whose traffic vanished beside them does.
+            return volume_drop(snapshot, context) or finding
         if finding.category is not Category.HEALTHY:
             return finding
         # Nothing fails beyond its reference: traffic that vanished, then a rise no rule explains.

@@ -298,3 +298,16 @@ def test_a_slow_route_read_against_a_reference_younger_than_a_baseline_is_put_to
         assert [s.key for s, _ in slow] == ["route=psp_a"]
         found[n] = latency_finding(slow, snap, ctx).confidence
     assert found[2] < 0.8 <= found[8]  # the young reference keeps it from the autonomy bar
+
+
+def test_a_route_whose_traffic_vanishes_beside_a_banks_decline_surge_is_still_seen() -> None:
+    # Met on fresh draw I2 (a processor black-holing at 1,565 payments/min): in the minute it began, a small
+    # bank's cards were declined for funds more than usual (z 4.4), and the customers' surge, which calls for
+    # no action, was the whole verdict; the route that had lost 95 % of its traffic waited a minute.
+    from judgement_helpers import chain, drop, fail
+
+    run = play(8, chain(drop(lambda e: e.route == "acq one", 0.95, 6),
+                        fail(lambda e: e.bank == "Lantern Bank" and e.method == "card", 0.3,
+                             {"INSUFFICIENT_FUNDS": 1.0}, 6)))
+    for d in run.decisions[6:]:
+        assert (d.diagnosis.target, d.proposal.tool) == ({"route": "acq one"}, "reroute_traffic"), d.diagnosis.summary
