@@ -234,3 +234,28 @@ def test_a_rest_too_thin_to_read_in_one_window_is_read_over_the_windows_the_part
     assert (spreading.diagnosis.category, spreading.diagnosis.target) == (Category.NETWORK, {"route": "r1"})
     alone = RULES.decide(now, context(quiet + (window(_schemes_on_r1(4, 0), end=END - 60.0),)))
     assert alone.diagnosis.target == {"issuer": "VISA", "route": "r1"}
+
+
+def _thin_route(r1_errors: dict[str, int]) -> list[Cell]:
+    """Route r1 sees 10 attempts a minute beside a busy r3."""
+    out = []
+    for bank in ("A", "B"):
+        out += [Cell({"bank": bank, "method": "card", "route": "r1", "issuer": "VISA"}, 5,
+                     {k: v // 2 for k, v in r1_errors.items() if v // 2}),
+                Cell({"bank": bank, "method": "card", "route": "r2", "issuer": "VISA"}, 5),
+                Cell({"bank": bank, "method": "card", "route": "r3", "issuer": "VISA"}, 150, {"INSUFFICIENT_FUNDS": 6})]
+    return out
+
+
+def test_pooled_evidence_moves_no_traffic_on_its_own_once_the_window_shows_none_of_the_fault() -> None:
+    # Met on fresh draw I8 (a ramp at 37 payments/min, by both this session's and the session-start rules):
+    # a minute after the route recovered, its 12 attempts returned two declines and a bank time-out, and the
+    # route's time-outs pooled over the four minutes before moved its traffic on the agent's own authority.
+    quiet = tuple(window(_thin_route({}), end=END - 60.0 * i) for i in range(12, 4, -1))
+    failing = tuple(window(_thin_route({"GATEWAY_TIMEOUT": 6}), end=END - 60.0 * i) for i in (4, 3, 2, 1))
+    still = RULES.decide(window(_thin_route({"GATEWAY_TIMEOUT": 4})), context(quiet + failing))
+    assert still.diagnosis.target == {"route": "r1"} and still.diagnosis.confidence >= 0.8
+    assert not any(n.startswith("hold:") for n in still.notes)
+    over = RULES.decide(window(_thin_route({"INSUFFICIENT_FUNDS": 2, "USER_DECLINED": 2})), context(quiet + failing))
+    assert over.diagnosis.target == {"route": "r1"} and over.diagnosis.confidence <= 0.75
+    assert any("shows none of its kind of failure" in n for n in over.notes)
