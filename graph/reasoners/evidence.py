@@ -103,9 +103,12 @@ def within(broad: SegmentStats, narrow: SegmentStats, snapshot: WindowSnapshot |
         return True
     if snapshot is None or "method" in narrow.target or "route" not in narrow.target:
         return False
-    route = narrow.target["route"]
-    methods = [p.target["method"] for p in snapshot.by_dimension("method", "route") if p.target["route"] == route]
-    return len(methods) == 1 and set(broad.dims) < set(narrow.dims) | {("method", methods[0])}
+    extra = set(broad.dims) - set(narrow.dims)
+    if len(extra) != 1 or next(iter(extra))[0] != "method":
+        return False  # `broad` must name `narrow`'s other dimensions (some of them) and a method
+    route, method = narrow.target["route"], broad.target["method"]
+    carried, whole = snapshot.segment(method=method, route=route), snapshot.segment(route=route)
+    return carried is not None and whole is not None and carried.attempts == whole.attempts
 
 
 def nested(inner: SegmentStats, outer: SegmentStats) -> bool:

@@ -11,7 +11,7 @@ time-outs because the bank's were not added up.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from payops.signals.window import SegmentStats, WindowSnapshot
 
@@ -79,11 +79,13 @@ def pooled_candidates(snapshot: WindowSnapshot, context: ReasoningContext,
     return pooled, depth
 
 
-def pooled_view(snapshot: WindowSnapshot, context: ReasoningContext, depth: int) -> WindowSnapshot:
+def pooled_view(snapshot: WindowSnapshot, context: ReasoningContext, depth: int,
+                only: Collection[str] | None = None) -> WindowSnapshot:
     """This window and the `depth - 1` before it as one: every segment's counts, codes and references
     added up over the same windows, so that a part and its whole, or two overlapping names, compare
     like with like (rests, code holders, fault kinds). Segments seen earlier but not now are left out:
-    they are not what is failing now."""
+    they are not what is failing now. `only`: the keys of the segments a caller reads (all traffic is
+    always pooled): each earlier window's segment is judged as of its time, which is not free."""
     earlier = _earlier(snapshot, context, depth - 1)
     if not earlier:
         return snapshot
@@ -93,7 +95,8 @@ def pooled_view(snapshot: WindowSnapshot, context: ReasoningContext, depth: int)
         return pool(reversed(runs)) or seg
 
     return WindowSnapshot(earlier[-1][0].window_start, snapshot.window_end, pooled(snapshot.total),
-                          tuple(pooled(s) for s in snapshot.segments), snapshot.quality, snapshot.vocab_sizes,
+                          tuple(pooled(s) for s in snapshot.segments if only is None or s.key in only),
+                          snapshot.quality, snapshot.vocab_sizes,
                           snapshot.usual_errors)
 
 

@@ -348,7 +348,7 @@ class RuleReasoner:
         depth = failing_run(seg, snapshot, context)
         if depth < 2:
             return False
-        view = pooled_view(snapshot, context, depth)
+        view = pooled_view(snapshot, context, depth, only=(seg.key, parent.key))
         part, whole = view.segment(**seg.target), view.segment(**parent.target)
         return part is not None and whole is not None and parent_explains(whole, Scored(part, llr(part)), None, view)
 
