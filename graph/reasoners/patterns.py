@@ -103,15 +103,16 @@ def _added_the_failures(seg: SegmentStats, significance_z: float) -> bool:
     return added >= ADDED_TRAFFIC_SHARE * seg.excess_failures and added >= significance_z * math.sqrt(usual)
 
 
-def _code_excess(seg: SegmentStats, total: SegmentStats, codes: frozenset[str] = ENUMERATION_CODES,
-                 snapshot: WindowSnapshot | None = None, context: ReasoningContext | None = None) -> float:
+def _code_excess(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningContext,
+                 codes: frozenset[str] = ENUMERATION_CODES) -> float:
     """Failures with `codes` beyond what the segment usually shows of them: its own rate of them over its
     recent windows that did not stand out, or, without that record, the share they hold of the failures
     outside it. Its own, because traffic differs by nature: a method's cards are refused "do not honour"
     every minute where the instant rails beside it never are."""
-    usual = _own_code_rate(seg, codes, snapshot, context) if snapshot is not None and context is not None else None
+    usual = _own_code_rate(seg, codes, snapshot, context)
     if usual is not None:
         return code_count(seg, codes) - seg.attempts * usual
+    total = snapshot.total
     rest_failures = total.failures - seg.failures
     rest_codes = code_count(total, codes) - code_count(seg, codes)
     share = rest_codes / rest_failures if rest_failures > 0 else 0.0
@@ -163,12 +164,12 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
     for seg in snapshot.segments:
         if len(seg.dims) != 1 or seg.dims[0][0] not in ATTACK_DIMENSIONS or not clears_bar(seg):
             continue
-        enum = _code_excess(seg, total, ENUMERATION_CODES, snapshot, context)
+        enum = _code_excess(seg, snapshot, context)
         if enum < t.min_excess_failures or enum < ENUMERATION_SHARE * seg.excess_failures:
             continue
         mostly_declined = (seg.low_amount_attempts >= t.min_segment_attempts
                            and seg.low_amount_failures >= TESTER_DECLINE_RATE * seg.low_amount_attempts)
-        signature = _code_excess(seg, total, FRAUD_SIGNATURE_CODES, snapshot, context)
+        signature = _code_excess(seg, snapshot, context, FRAUD_SIGNATURE_CODES)
         if signature < FRAUD_SIGNATURE_SHARE * enum and not mostly_declined:
             continue
         if seg.attempts_per_payment > MAX_ATTEMPTS_PER_PAYMENT:
