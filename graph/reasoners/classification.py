@@ -13,6 +13,8 @@ from .base import ReasoningContext
 from .evidence import (
     DEVICE_CODES,
     FAMILIES,
+    ISSUER_CODES,
+    RETRYABLE_CODES,
     UNKNOWN,
     background_mix,
     code_burst_zs,
@@ -57,6 +59,11 @@ POOLED_PENALTY = 0.1  # evidence needed several windows: small sample
 UNEXPLAINED_CODES_PENALTY = 0.1  # the failures carry codes outside the vocabulary
 MIXED_EVIDENCE_PENALTY = 0.15  # no code family carries MIXED_PURITY of the excess: no single kind of fault
 MIXED_PURITY = 0.5
+# Outages and time-outs at one place name the same verdict there whichever side reports them (the place
+# decides the kind: a scheme's network, a route, a bank): a scheme outage answering ISSUER_DOWN to some and
+# NETWORK_ERROR to others is one kind of fault, not mixed evidence. DO_NOT_HONOR is not one of them: it is
+# also the commonest customer decline (card beside instant rails in a cold start reads as "mixed").
+OPERATIONAL_FAMILIES = ("issuer", "network")
 SYSTEM_NOT_SPREAD_PENALTY = 0.2  # "system-wide" while fewer than two routes fail
 # Codes outside the vocabulary mean what the place that alone shows them is (CONTRACT.md §1: "the same code
 # means different things depending on where it concentrates"): a bank's, an acquirer's, a device's failure.
@@ -85,6 +92,14 @@ def read_by_place(excess: dict[str, float], seg: SegmentStats, snapshot: WindowS
     read[family] = read.get(family, 0.0) + unknown
     return read, (f"{seg.key}: {', '.join(codes)} (outside the vocabulary) seen here far more than at its peers: "
                   f"read as {family}-type, where they concentrate")
+
+
+def _outage_share(fam_shares: dict[str, float], seg: SegmentStats) -> float:
+    """Share of the excess that is outages and time-outs (RETRYABLE_CODES), the issuer family's part of it
+    in proportion to its outage codes among its failures."""
+    issuer = code_count(seg, ISSUER_CODES)
+    outages = code_count(seg, RETRYABLE_CODES & ISSUER_CODES) / issuer if issuer else 0.0
+    return fam_shares.get("network", 0.0) + fam_shares.get("issuer", 0.0) * outages
 
 
 def classify(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, context: ReasoningContext,
@@ -149,7 +164,8 @@ def classify(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot, con
         summary = f"Failures concentrated on {seg.key} ({dominant})."
     if family == UNKNOWN:
         penalty += UNEXPLAINED_CODES_PENALTY
-    if purity < MIXED_PURITY:
+    kind_purity = max(purity, _outage_share(fam_shares, seg)) if family in OPERATIONAL_FAMILIES else purity
+    if kind_purity < MIXED_PURITY:
         penalty += MIXED_EVIDENCE_PENALTY
     spread_note = None
     if not dims and category is not Category.USER:
