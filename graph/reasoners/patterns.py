@@ -31,7 +31,7 @@ from .evidence import (
     shares,
 )
 from .findings import DIMENSION_PREFERENCE, USER_SURGE_PURITY, Finding, elevated, plain_rise
-from .reference import normal_windows
+from .reference import own_code_rate
 from .selection import WATCHABLE_TOOLS
 
 # -- card testing ------------------------------------------------------------------
@@ -109,7 +109,7 @@ def _code_excess(seg: SegmentStats, snapshot: WindowSnapshot, context: Reasoning
     recent windows that did not stand out, or, without that record, the share they hold of the failures
     outside it. Its own, because traffic differs by nature: a method's cards are refused "do not honour"
     every minute where the instant rails beside it never are."""
-    usual = _own_code_rate(seg, codes, snapshot, context)
+    usual = own_code_rate(seg, codes, snapshot, context)
     if usual is not None:
         return code_count(seg, codes) - seg.attempts * usual
     total = snapshot.total
@@ -117,17 +117,6 @@ def _code_excess(seg: SegmentStats, snapshot: WindowSnapshot, context: Reasoning
     rest_codes = code_count(total, codes) - code_count(seg, codes)
     share = rest_codes / rest_failures if rest_failures > 0 else 0.0
     return code_count(seg, codes) - seg.attempts * seg.expected_failure_rate * share
-
-
-def _own_code_rate(seg: SegmentStats, codes: frozenset[str], snapshot: WindowSnapshot,
-                   context: ReasoningContext) -> float | None:
-    """The segment's rate of `codes` per attempt over the earlier windows that looked normal for it
-    (reference.normal_windows), or None when it was seen in fewer than BASELINE_MIN_WINDOWS of them."""
-    learned = normal_windows(seg, snapshot, context)
-    attempts = sum(s.attempts for s in learned)
-    if len(learned) < BASELINE_MIN_WINDOWS or attempts == 0:
-        return None
-    return sum(code_count(s, codes) for s in learned) / attempts
 
 
 def _low_amount_excess(seg: SegmentStats, min_attempts: int) -> float:

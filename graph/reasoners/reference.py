@@ -73,6 +73,17 @@ def normal_windows(seg: SegmentStats, snapshot: WindowSnapshot, context: Reasoni
     return learned
 
 
+def own_code_rate(seg: SegmentStats, codes: frozenset[str], snapshot: WindowSnapshot,
+                   context: ReasoningContext) -> float | None:
+    """The segment's rate of `codes` per attempt over the earlier windows that looked normal for it
+    (reference.normal_windows), or None when it was seen in fewer than BASELINE_MIN_WINDOWS of them."""
+    learned = normal_windows(seg, snapshot, context)
+    attempts = sum(s.attempts for s in learned)
+    if len(learned) < BASELINE_MIN_WINDOWS or attempts == 0:
+        return None
+    return sum(code_count(s, codes) for s in learned) / attempts
+
+
 def _fault_type(seg: SegmentStats) -> bool:
     """Most of the segment's failures are technical (time-outs, outages, rejections, unknown codes):
     what sets a segment apart by nature is its customers' declines (card declines more than a rail),

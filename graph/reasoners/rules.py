@@ -80,7 +80,7 @@ from .rests import (
 )
 from .retry import retry_storm
 from .selection import HOLD_NOTE, alternative_routes, choose_action, route_health, segment_methods
-from .tiebreaks import bank_for_bank_codes, device_first, holder_of_the_codes
+from .tiebreaks import bank_for_bank_codes, device_first, holder_of_the_codes, route_behind_the_device, routes_behind
 
 __all__ = [
     "RuleReasoner", "Finding", "prepared", "route_health", "segment_methods", "alternative_routes", "choose_action",
@@ -157,13 +157,15 @@ class RuleReasoner:
     @staticmethod
     def _clears_bar(s: SegmentStats, context: ReasoningContext, snapshot: WindowSnapshot | None = None) -> bool:
         t = context.thresholds
-        z_bar = t.significance_z * (COLD_START_Z_FACTOR if _cold(s, context) else 1.0)
-        if s.z < z_bar:
-            return False
         codes = device_burst_codes(s) or device_fault_codes(s)
-        if codes is not None:
-            # The low bar of a handful of codes holds only if peers rarely see them (a
-            # terminal's customers also fail with "not registered" now and then).
+        # A device is judged by its peers (the exact tail of its codes beside theirs), not by the doubled bar
+        # of a cold reference: a palm scanner seen once a minute never earns a history of its own. Its
+        # time-outs are its own only if no route carrying it shows them beyond it (those come from behind).
+        if s.z < t.significance_z or (s.z < COLD_START_Z_FACTOR * t.significance_z and _cold(s, context) and (
+                codes is None or snapshot is None
+                or codes is NETWORK_CODES and bool(routes_behind(s, codes, snapshot, context)))):
+            return False
+        if codes is not None:  # a handful is material only if peers rarely see them ("not registered" happens)
             return (s.attempts >= SECURITY_MIN_ATTEMPTS and s.excess_failures >= SECURITY_MIN_EXCESS
                     and (snapshot is None or code_burst_z(s, codes, snapshot) >= t.significance_z))
         return s.attempts >= t.min_segment_attempts and s.excess_failures >= t.min_excess_failures
@@ -413,7 +415,8 @@ class RuleReasoner:
         picked = holder_of_the_codes(bank_for_bank_codes(self.pick(ranked, context, snapshot, pooled), ranked,
                                                          snapshot),
                                      ranked, snapshot, context.thresholds.significance_z)
-        chosen = device_first(self._under_mitigation(picked, snapshot, context), ranked)
+        chosen = route_behind_the_device(device_first(self._under_mitigation(picked, snapshot, context), ranked),
+                                         snapshot, context)
         finding = classify(chosen, ranked, snapshot, context, pooled, latency)
         if finding.category is Category.USER and not self._material_user_surge(finding.segment, context,
                                                                                pooled, snapshot):

@@ -7,28 +7,36 @@ happened to use; a bank that does not answer (BANK_TIMEOUT, ISSUER_DOWN) is the 
 scheme most of its cards carry. And when the codes that make up a broad finding's excess all come
 from one bank or terminal, that is where the fault is, though the broad finding's other failures (a few
 declines more than usual) hide it from the usual "the rest is clean" test (`holder_of_the_codes`).
+The other way round, a till's time-outs are its acquirer's when the acquirer times out for other customers
+too (`route_behind_the_device`).
 """
 
 from __future__ import annotations
 
-from payops.signals.baseline import binomial_z
+from payops.signals.baseline import binomial_tail_z, binomial_z
 from payops.signals.window import SegmentStats, WindowSnapshot
 
+from .base import ReasoningContext
 from .evidence import (
     FAMILIES,
+    NETWORK_CODES,
     PAIRED_DIMENSIONS,
+    PEER_PRIOR_ATTEMPTS,
     UNKNOWN,
     background_mix,
     code_burst_zs,
     code_count,
     device_burst_codes,
+    device_fault_codes,
     excess_by_family,
     family_of,
     fault_kinds,
+    llr,
     nested,
     shares,
 )
 from .findings import REST_CLEAN_Z, Scored
+from .reference import own_code_rate
 
 # Fits within this share of each other are a tie the codes may break (as rules.NEAR_TIE).
 CODE_TIE = 0.15
@@ -47,6 +55,36 @@ def device_first(chosen: Scored, ranked: list[Scored]) -> Scored:
     devices = [c for c in ranked if "terminal_id" in c.seg.target and len(c.seg.dims) == 1
                and device_burst_codes(c.seg) == codes and code_count(c.seg, codes) >= code_count(seg, codes)]
     return max(devices, key=lambda c: (code_count(c.seg, codes), c.fit)) if devices else chosen
+
+
+def routes_behind(seg: SegmentStats, codes: frozenset[str], snapshot: WindowSnapshot, context: ReasoningContext,
+                  z_bar: float = REST_CLEAN_Z) -> list[SegmentStats]:
+    """Routes that plausibly carry the device (`nested`) and show its `codes` beyond it too: more than the
+    route's own normal minutes and the other routes show them (z_bar on the exact tail; by default "not
+    plainly normal"). Time-outs at a kiosk whose acquirer times out for others too come from behind it."""
+    behind = []
+    total = code_count(snapshot.total, codes), snapshot.total.attempts
+    for route in snapshot.by_dimension("route"):
+        if not nested(seg, route) or route.attempts <= seg.attempts:
+            continue
+        others = total[0] - code_count(route, codes), total[1] - route.attempts
+        usual = max(own_code_rate(route, codes, snapshot, context) or 0.0,
+                    (others[0] + 0.5) / (others[1] + PEER_PRIOR_ATTEMPTS))
+        if binomial_tail_z(code_count(route, codes) - code_count(seg, codes), route.attempts - seg.attempts,
+                           usual) >= z_bar:
+            behind.append(route)
+    return behind
+
+
+def route_behind_the_device(chosen: Scored, snapshot: WindowSnapshot, context: ReasoningContext) -> Scored:
+    """A terminal failing in time-outs (`device_fault_codes`) while the route carrying it significantly times out
+    for others too: the route is the explanation (a ramp's first minute shows at its busiest till first). Two
+    stray time-outs among a palm rail's other scanners are not that."""
+    seg = chosen.seg
+    if set(seg.target) != {"terminal_id"} or device_fault_codes(seg) is None:
+        return chosen
+    routes = routes_behind(seg, NETWORK_CODES, snapshot, context, context.thresholds.significance_z)
+    return max((Scored(r, llr(r)) for r in routes), key=lambda c: (c.fit, c.seg.key)) if routes else chosen
 
 
 def bank_for_bank_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot) -> Scored:
