@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from payops.models import Category
 from payops.signals.baseline import BASELINE_MIN_WINDOWS, VOLUME_DROP_SHARE, expected_volume
@@ -236,6 +237,17 @@ VOLUME_TIE = 0.05
 MOVING_TOOLS = WATCHABLE_TOOLS
 
 
+@dataclass(frozen=True)
+class Drop:
+    """A segment's missing attempts this window, what was expected, and how long it has been missing."""
+
+    missing: float
+    seg: SegmentStats
+    expected: float
+    peers_ratio: float
+    run: str
+
+
 def _moved_by_us(seg_dims: dict[str, str], context: ReasoningContext) -> bool:
     """A segment whose traffic an action in force moves (rerouted or suppressed): its drop is ours."""
     for a in context.in_force:
@@ -249,6 +261,73 @@ def _volume_variance(seg: SegmentStats, before: float, context: ReasoningContext
     counts = [float(past.attempts) for h in context.history if h.window_end <= before
               if (past := h.segment(**seg.target)) is not None]
     return statistics.variance(counts) if len(counts) >= VOLUME_SPREAD_WINDOWS else None
+
+
+def _vanished(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningContext,
+              present: dict[str, SegmentStats], share: float = VOLUME_DROP_SHARE) -> Drop | None:
+    """The segment's drop when at most `share` of its expected attempts arrived and the shortfall is
+    significant against its usual spread; else None. Only a drop past the usual bar (VOLUME_DROP_SHARE) is
+    added up over the windows it kept missing in."""
+    total = snapshot.total
+    recent = [h for h in context.history if h.window_end < snapshot.window_end][-(VOLUME_POOL_WINDOWS - 1):]
+    now = present[seg.key].attempts if seg.key in present else 0
+    usual = seg.baseline_volume or 0.0
+    here = expected_volume(usual, now, total.attempts, total.baseline_volume or 0.0)
+    if here is None:
+        return None  # the segment is all traffic: a platform-wide change, not this segment's
+    expected, peers_ratio = here
+    if now > share * expected:
+        return None
+    # Significant against the segment's usual spread, over the windows it has been missing from (a
+    # route of 20 a minute losing 90% is plain after two minutes, not in one). A segment too thin to
+    # be significant even when all of it vanishes is never called (a tiny bank's quiet minutes).
+    run_expected, run_now, since = float(expected), float(now), snapshot.window_start
+    depth = (1 if share > VOLUME_DROP_SHARE else SHOP_POOL_WINDOWS if seg.dims[0][0] in SHOP_DIMENSIONS
+             else VOLUME_POOL_WINDOWS)
+    for h in reversed(recent[-(depth - 1):] if depth > 1 else []):
+        past = h.segment(**seg.target)
+        then = past.attempts if past is not None else 0
+        back_then = (expected_volume(past.baseline_volume or usual if past is not None else usual, then,
+                                     h.total.attempts, h.total.baseline_volume)
+                     if h.total.baseline_volume else None)
+        if back_then is None or then > share * back_then[0]:
+            break
+        run_expected, run_now, since = run_expected + back_then[0], run_now + then, h.window_start
+    # The window before the run is left out: a drop that began within it (half its traffic gone) would
+    # make a steady acquirer's 440 +- 5 read as 440 +- 95.
+    window = max(1.0, snapshot.window_end - snapshot.window_start)
+    variance = _volume_variance(seg, since - window, context)
+    if variance is None:
+        # No record of how this segment's volume varies (the first minutes of a run): one window
+        # alone is judged, on Poisson noise, and only for a busy segment (a terminal's 6, 11, 1, 2...
+        # is no Poisson process; a thin segment's quiet minute is not a drop).
+        if expected < VOLUME_MIN_EXPECTED_UNKNOWN_SPREAD:
+            return None
+        run_expected, run_now, since, variance = float(expected), float(now), snapshot.window_start, 0.0
+    windows = round((snapshot.window_end - since) / window)
+    spread = max(run_expected, windows * variance)
+    if (run_expected - run_now) / math.sqrt(spread) < context.thresholds.significance_z:
+        return None
+    run = (f"missing for {windows} windows: {run_now:.0f} attempts arrived of {run_expected:.0f} expected"
+           if windows > 1 else "missing this window")
+    return Drop(expected - now, seg, expected, peers_ratio, run)
+
+
+def _route_behind_the_shop(drop: Drop, candidates: list[SegmentStats], snapshot: WindowSnapshot,
+                           context: ReasoningContext, present: dict[str, SegmentStats]) -> Drop:
+    """A shop (merchant, terminal) whose traffic vanished while a route plausibly carrying it (`nested`) lost
+    significantly more than the shop's attempts, though not most of its traffic: the route. A black-holing
+    acquirer's first window shows its busiest kiosk past the bar before the acquirer (73% beside 60%). A
+    shop's own outage leaves the rest of its route's traffic in place (on Poisson noise)."""
+    seg = drop.seg
+    if seg.dims[0][0] not in SHOP_DIMENSIONS or seg.key not in present:
+        return drop
+    z = context.thresholds.significance_z
+    routes = [d for r in candidates if r.dims[0][0] == "route" and r.key in present
+              and nested(present[seg.key], present[r.key])
+              and (d := _vanished(r, snapshot, context, present, share=1.0)) is not None
+              and d.missing - drop.missing >= z * math.sqrt(max(1.0, d.expected - drop.expected))]
+    return max(routes, key=lambda d: (d.missing, d.seg.key)) if routes else drop
 
 
 def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding | None:
@@ -270,60 +349,20 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
                     and s.key not in present and s.key not in gone):
                 gone[s.key] = s
     candidates += list(gone.values())
-    recent = [h for h in context.history if h.window_end < snapshot.window_end][-(VOLUME_POOL_WINDOWS - 1):]
-    found: list[tuple[float, SegmentStats, float, float, str]] = []
-    for seg in candidates:
-        if _moved_by_us(seg.target, context):
-            continue
-        now = present[seg.key].attempts if seg.key in present else 0
-        usual = seg.baseline_volume or 0.0
-        here = expected_volume(usual, now, total.attempts, total.baseline_volume or 0.0)
-        if here is None:
-            continue  # the segment is all traffic: a platform-wide change, not this segment's
-        expected, peers_ratio = here
-        if now > VOLUME_DROP_SHARE * expected:
-            continue
-        # Significant against the segment's usual spread, over the windows it has been missing from (a
-        # route of 20 a minute losing 90% is plain after two minutes, not in one). A segment too thin to
-        # be significant even when all of it vanishes is never called (a tiny bank's quiet minutes).
-        run_expected, run_now, since = float(expected), float(now), snapshot.window_start
-        depth = SHOP_POOL_WINDOWS if seg.dims[0][0] in SHOP_DIMENSIONS else VOLUME_POOL_WINDOWS
-        for h in reversed(recent[-(depth - 1):] if depth > 1 else []):
-            past = h.segment(**seg.target)
-            then = past.attempts if past is not None else 0
-            back_then = (expected_volume(past.baseline_volume or usual if past is not None else usual, then,
-                                         h.total.attempts, h.total.baseline_volume)
-                         if h.total.baseline_volume else None)
-            if back_then is None or then > VOLUME_DROP_SHARE * back_then[0]:
-                break
-            run_expected, run_now, since = run_expected + back_then[0], run_now + then, h.window_start
-        # The window before the run is left out: a drop that began within it (half its traffic gone) would
-        # make a steady acquirer's 440 +- 5 read as 440 +- 95.
-        window = max(1.0, snapshot.window_end - snapshot.window_start)
-        variance = _volume_variance(seg, since - window, context)
-        if variance is None:
-            # No record of how this segment's volume varies (the first minutes of a run): one window
-            # alone is judged, on Poisson noise, and only for a busy segment (a terminal's 6, 11, 1, 2...
-            # is no Poisson process; a thin segment's quiet minute is not a drop).
-            if expected < VOLUME_MIN_EXPECTED_UNKNOWN_SPREAD:
-                continue
-            run_expected, run_now, since, variance = float(expected), float(now), snapshot.window_start, 0.0
-        windows = round((snapshot.window_end - since) / window)
-        spread = max(run_expected, windows * variance)
-        if (run_expected - run_now) / math.sqrt(spread) < t.significance_z:
-            continue
-        run = (f"missing for {windows} windows: {run_now:.0f} attempts arrived of {run_expected:.0f} expected"
-               if windows > 1 else "missing this window")
-        found.append((expected - now, seg, expected, peers_ratio, run))
+    found = [d for s in candidates if not _moved_by_us(s.target, context)
+             and (d := _vanished(s, snapshot, context, present)) is not None]
     if not found:
         return None
-    most = max(f[0] for f in found)
-    ties = [f for f in found if f[0] >= (1.0 - VOLUME_TIE) * most]
+    most = max(f.missing for f in found)
+    ties = [f for f in found if f.missing >= (1.0 - VOLUME_TIE) * most]
 
     def rank(s: SegmentStats) -> int:
         return min((DIMENSION_PREFERENCE.index(k) if k in DIMENSION_PREFERENCE else 99) for k, _ in s.dims)
 
-    missing, seg, expected, peers_ratio, run = min(ties, key=lambda f: (rank(f[1]), f[1].key))
+    chosen = min(ties, key=lambda f: (rank(f.seg), f.seg.key))
+    chosen = _route_behind_the_shop(chosen, [c for c in candidates if not _moved_by_us(c.target, context)],
+                                    snapshot, context, present)
+    seg, expected, peers_ratio, run = chosen.seg, chosen.expected, chosen.peers_ratio, chosen.run
     now = present[seg.key].attempts if seg.key in present else 0
     share = now / expected if expected else 0.0
     conf = 0.62 + 0.25 * (1.0 - share) + 0.05 * (total.attempts >= t.min_segment_attempts)

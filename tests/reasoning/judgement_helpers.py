@@ -119,6 +119,14 @@ def drop(match: Callable[[PaymentEvent], bool], share: float, from_minute: int) 
     return tweak
 
 
+def pinned(shop: str, route: str) -> Tweak:
+    """Every card payment of `shop` goes through `route` (a merchant with one acquirer)."""
+    def tweak(events: list[PaymentEvent], i: int, rng: np.random.Generator) -> list[PaymentEvent]:
+        return [PaymentEvent(**{**{f: getattr(e, f) for f in e.__slots__}, "route": route})
+                if e.merchant_id == shop and e.method == "card" else e for e in events]
+    return tweak
+
+
 def scale(factor: float, from_minute: int) -> Tweak:
     """Every segment's volume times `factor` (a night dip below 1, a sale above)."""
     def tweak(events: list[PaymentEvent], i: int, rng: np.random.Generator) -> list[PaymentEvent]:
