@@ -12,11 +12,16 @@ from .base import ReasoningContext
 from .evidence import pct
 from .findings import COLD_START_PENALTY, CONFIDENCE_CAP, FIRST_WINDOW_PENALTY, Finding
 from .findings import first_window as _first_window
+from .reference import BASELINE_MEMORY_WINDOWS
 
 # Latency: a route whose p95 is this many times its reference is degraded.
 LATENCY_FACTOR = 2.5
 # A median over attempts of which this share failed can be a failure's latency, not a payment's.
 SLOW_FAILURE_SHARE = 0.5
+# A latency reference is a p95: the 5 slowest of every 100 attempts. Read from fewer attempts than this it is
+# a handful of payments (a route at 15 a minute, four minutes into a run: its "p95" of 420 ms, beside
+# payments of 1.1 s every minute, made one 22 s time-out an autonomous reroute in a healthy minute).
+LATENCY_REFERENCE_MIN_ATTEMPTS = 100
 
 
 def latency_candidates(snapshot: WindowSnapshot, context: ReasoningContext) -> list[tuple[SegmentStats, float]]:
@@ -41,6 +46,16 @@ def slow_not_failing(latency: list[tuple[SegmentStats, float]]) -> list[tuple[Se
     return [(seg, factor) for seg, factor in latency if seg.failure_rate < SLOW_FAILURE_SHARE]
 
 
+def young_reference(seg: SegmentStats, context: ReasoningContext) -> bool:
+    """No latency reference of its own, or one read from fewer windows than a baseline needs (the first
+    minutes of a run: a route's 265 ms over a dozen attempts is no proof its payments ever take that long),
+    or from fewer attempts than a p95 needs (LATENCY_REFERENCE_MIN_ATTEMPTS)."""
+    if seg.baseline_latency_p95_ms is None or len(context.history) < BASELINE_MIN_WINDOWS:
+        return True
+    read_from = (seg.baseline_volume or 0.0) * min(len(context.history), BASELINE_MEMORY_WINDOWS)
+    return read_from < LATENCY_REFERENCE_MIN_ATTEMPTS
+
+
 def latency_finding(latency: list[tuple[SegmentStats, float]],
                     snapshot: WindowSnapshot, context: ReasoningContext,
                     every_slow: list[tuple[SegmentStats, float]] | None = None) -> Finding:
@@ -57,9 +72,7 @@ def latency_finding(latency: list[tuple[SegmentStats, float]],
         conf -= 0.2  # several routes slow at once: probably not the route (a bank, the platform)
     if seg.attempts < 3 * t.min_segment_attempts:
         conf -= 0.1  # a p95 over few attempts is a handful of slow payments
-    if seg.baseline_latency_p95_ms is None or len(context.history) < BASELINE_MIN_WINDOWS:
-        # No reference of its own, or one read from fewer windows than a baseline needs (the first minutes
-        # of a run: a route's 265 ms over a dozen attempts is no proof its payments ever take that long).
+    if young_reference(seg, context):
         conf -= COLD_START_PENALTY
     if _first_window(context):
         conf -= FIRST_WINDOW_PENALTY

@@ -300,6 +300,25 @@ def test_a_slow_route_read_against_a_reference_younger_than_a_baseline_is_put_to
     assert found[2] < 0.8 <= found[8]  # the young reference keeps it from the autonomy bar
 
 
+def test_a_slow_route_read_against_a_p95_of_a_few_dozen_attempts_is_put_to_a_human() -> None:
+    # Session 12, met on a fresh draw (a route at 15 payments/min in the lead-in of a platform outage): five
+    # windows into the run the route's latency reference was a p95 read from ~60 attempts, and one 22 s
+    # time-out beside a median a bucket above that reference rerouted it autonomously (0.87) in a healthy
+    # minute. A p95 is the 5 slowest of every 100 attempts: read from fewer, it is a handful of payments.
+    cells = [Cell({"bank": b, "route": r, "method": "card", "issuer": "VISA"}, 200 if r == "psp_b" else 7,
+                  {"INSUFFICIENT_FUNDS": 8 if r == "psp_b" else 1},
+                  p95_ms=(3_000.0 if r == "psp_a" else 500.0), p50_ms=(900.0 if r == "psp_a" else 280.0))
+             for b in ("BIG BANK", "Other Bank") for r in ("psp_a", "psp_b")]
+    snap = window(cells)
+    found = {}
+    for n in (5, 10):  # 14 attempts a minute: a reference read from 70, then from 140 attempts
+        ctx = context(healthy_history(_normal(cells), n))
+        slow = slow_not_failing(latency_candidates(snap, ctx))
+        assert [s.key for s, _ in slow] == ["route=psp_a"]
+        found[n] = latency_finding(slow, snap, ctx).confidence
+    assert found[5] < 0.8 <= found[10]
+
+
 def test_a_route_whose_traffic_vanishes_beside_a_banks_decline_surge_is_still_seen() -> None:
     # Met on fresh draw I2 (a processor black-holing at 1,565 payments/min): in the minute it began, a small
     # bank's cards were declined for funds more than usual (z 4.4), and the customers' surge, which calls for
