@@ -283,20 +283,27 @@ def test_a_burst_over_before_a_thin_tail_is_over() -> None:
     assert not burst_over(replace(over, tail_failures=6), 10, 8)  # 6 of 9: still failing
 
 
-def test_a_slow_route_read_against_a_reference_younger_than_a_baseline_is_put_to_a_human() -> None:
-    # Met on the same fresh draw: two minutes into a run, a route's p95 of a dozen attempts was 4x the 265 ms
-    # of its first minute, and the route was rerouted autonomously (0.80) before anything was wrong.
-    cells = [Cell({"bank": b, "route": r, "method": "card", "issuer": "VISA"}, 200 if r == "psp_b" else 12,
+def _slow_route_confidence(per_bank: int, histories: tuple[int, ...]) -> dict[int, float]:
+    """psp_a (two banks, `per_bank` attempts each a minute) 6x slower than usual; the latency finding's
+    confidence after each number of healthy windows."""
+    cells = [Cell({"bank": b, "route": r, "method": "card", "issuer": "VISA"}, 200 if r == "psp_b" else per_bank,
                   {"INSUFFICIENT_FUNDS": 8 if r == "psp_b" else 1},
                   p95_ms=(3_000.0 if r == "psp_a" else 500.0), p50_ms=(900.0 if r == "psp_a" else 280.0))
              for b in ("BIG BANK", "Other Bank") for r in ("psp_a", "psp_b")]
     snap = window(cells)
     found = {}
-    for n in (2, 8):
+    for n in histories:
         ctx = context(healthy_history(_normal(cells), n))
         slow = slow_not_failing(latency_candidates(snap, ctx))
         assert [s.key for s, _ in slow] == ["route=psp_a"]
         found[n] = latency_finding(slow, snap, ctx).confidence
+    return found
+
+
+def test_a_slow_route_read_against_a_reference_younger_than_a_baseline_is_put_to_a_human() -> None:
+    # Met on the same fresh draw: two minutes into a run, a route's p95 of a dozen attempts was 4x the 265 ms
+    # of its first minute, and the route was rerouted autonomously (0.80) before anything was wrong.
+    found = _slow_route_confidence(12, (2, 8))
     assert found[2] < 0.8 <= found[8]  # the young reference keeps it from the autonomy bar
 
 
@@ -305,17 +312,7 @@ def test_a_slow_route_read_against_a_p95_of_a_few_dozen_attempts_is_put_to_a_hum
     # windows into the run the route's latency reference was a p95 read from ~60 attempts, and one 22 s
     # time-out beside a median a bucket above that reference rerouted it autonomously (0.87) in a healthy
     # minute. A p95 is the 5 slowest of every 100 attempts: read from fewer, it is a handful of payments.
-    cells = [Cell({"bank": b, "route": r, "method": "card", "issuer": "VISA"}, 200 if r == "psp_b" else 7,
-                  {"INSUFFICIENT_FUNDS": 8 if r == "psp_b" else 1},
-                  p95_ms=(3_000.0 if r == "psp_a" else 500.0), p50_ms=(900.0 if r == "psp_a" else 280.0))
-             for b in ("BIG BANK", "Other Bank") for r in ("psp_a", "psp_b")]
-    snap = window(cells)
-    found = {}
-    for n in (5, 10):  # 14 attempts a minute: a reference read from 70, then from 140 attempts
-        ctx = context(healthy_history(_normal(cells), n))
-        slow = slow_not_failing(latency_candidates(snap, ctx))
-        assert [s.key for s, _ in slow] == ["route=psp_a"]
-        found[n] = latency_finding(slow, snap, ctx).confidence
+    found = _slow_route_confidence(7, (5, 10))  # 14 attempts a minute: a reference read from 70, then 140
     assert found[5] < 0.8 <= found[10]
 
 
