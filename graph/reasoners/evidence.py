@@ -300,6 +300,11 @@ def first_attempts(seg: SegmentStats) -> float:
 PEER_PRIOR_ATTEMPTS = 50
 
 
+def peer_rate(count: int, attempts: int) -> float:
+    """The rate of a code among peers' `attempts`, a code they never show taken to run at about 1%."""
+    return (count + 0.5) / (attempts + PEER_PRIOR_ATTEMPTS)
+
+
 def code_burst_z(seg: SegmentStats, codes: Iterable[str], snapshot: WindowSnapshot) -> float:
     """How unusual the segment's count of `codes` is next to its peers (the other terminals of a
     terminal), as the normal score of the exact binomial tail. Peers, because a device or an
@@ -325,7 +330,7 @@ def code_burst_zs(segs: Iterable[SegmentStats], codes: Iterable[str], snapshot: 
         n, x = sums[names]
         if (mine := snapshot.segment(**seg.target)) is not None:
             n, x = n - mine.attempts, x - code_count(mine, codes)
-        out[seg.key] = binomial_tail_z(code_count(seg, codes), seg.attempts, (x + 0.5) / (n + PEER_PRIOR_ATTEMPTS))
+        out[seg.key] = binomial_tail_z(code_count(seg, codes), seg.attempts, peer_rate(x, n))
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from payops.models import Category
@@ -264,12 +264,12 @@ def _volume_variance(seg: SegmentStats, before: float, context: ReasoningContext
 
 
 def _vanished(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningContext,
-              present: dict[str, SegmentStats], share: float = VOLUME_DROP_SHARE) -> Drop | None:
+              present: dict[str, SegmentStats], recent: Sequence[WindowSnapshot],
+              share: float = VOLUME_DROP_SHARE) -> Drop | None:
     """The segment's drop when at most `share` of its expected attempts arrived and the shortfall is
-    significant against its usual spread; else None. Only a drop past the usual bar (VOLUME_DROP_SHARE) is
-    added up over the windows it kept missing in."""
+    significant against its usual spread, added up over the `recent` windows (oldest first) it kept
+    missing in; else None."""
     total = snapshot.total
-    recent = [h for h in context.history if h.window_end < snapshot.window_end][-(VOLUME_POOL_WINDOWS - 1):]
     now = present[seg.key].attempts if seg.key in present else 0
     usual = seg.baseline_volume or 0.0
     here = expected_volume(usual, now, total.attempts, total.baseline_volume or 0.0)
@@ -282,8 +282,7 @@ def _vanished(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningCon
     # route of 20 a minute losing 90% is plain after two minutes, not in one). A segment too thin to
     # be significant even when all of it vanishes is never called (a tiny bank's quiet minutes).
     run_expected, run_now, since = float(expected), float(now), snapshot.window_start
-    depth = (1 if share > VOLUME_DROP_SHARE else SHOP_POOL_WINDOWS if seg.dims[0][0] in SHOP_DIMENSIONS
-             else VOLUME_POOL_WINDOWS)
+    depth = SHOP_POOL_WINDOWS if seg.dims[0][0] in SHOP_DIMENSIONS else VOLUME_POOL_WINDOWS
     for h in reversed(recent[-(depth - 1):] if depth > 1 else []):
         past = h.segment(**seg.target)
         then = past.attempts if past is not None else 0
@@ -325,7 +324,7 @@ def _route_behind_the_shop(drop: Drop, candidates: list[SegmentStats], snapshot:
     z = context.thresholds.significance_z
     routes = [d for r in candidates if r.dims[0][0] == "route" and r.key in present
               and nested(present[seg.key], present[r.key])
-              and (d := _vanished(r, snapshot, context, present, share=1.0)) is not None
+              and (d := _vanished(r, snapshot, context, present, (), share=1.0)) is not None  # this window
               and d.missing - drop.missing >= z * math.sqrt(max(1.0, d.expected - drop.expected))]
     return max(routes, key=lambda d: (d.missing, d.seg.key)) if routes else drop
 
@@ -348,9 +347,9 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
             if (len(s.dims) == 1 and s.dims[0][0] in VOLUME_DIMENSIONS and s.volume_ratio is not None
                     and s.key not in present and s.key not in gone):
                 gone[s.key] = s
-    candidates += list(gone.values())
-    found = [d for s in candidates if not _moved_by_us(s.target, context)
-             and (d := _vanished(s, snapshot, context, present)) is not None]
+    candidates = [s for s in (*candidates, *gone.values()) if not _moved_by_us(s.target, context)]
+    recent = [h for h in context.history if h.window_end < snapshot.window_end][-(VOLUME_POOL_WINDOWS - 1):]
+    found = [d for s in candidates if (d := _vanished(s, snapshot, context, present, recent)) is not None]
     if not found:
         return None
     most = max(f.missing for f in found)
@@ -360,8 +359,7 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
         return min((DIMENSION_PREFERENCE.index(k) if k in DIMENSION_PREFERENCE else 99) for k, _ in s.dims)
 
     chosen = min(ties, key=lambda f: (rank(f.seg), f.seg.key))
-    chosen = _route_behind_the_shop(chosen, [c for c in candidates if not _moved_by_us(c.target, context)],
-                                    snapshot, context, present)
+    chosen = _route_behind_the_shop(chosen, candidates, snapshot, context, present)
     seg, expected, peers_ratio, run = chosen.seg, chosen.expected, chosen.peers_ratio, chosen.run
     now = present[seg.key].attempts if seg.key in present else 0
     share = now / expected if expected else 0.0

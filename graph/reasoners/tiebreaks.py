@@ -21,7 +21,6 @@ from .evidence import (
     FAMILIES,
     NETWORK_CODES,
     PAIRED_DIMENSIONS,
-    PEER_PRIOR_ATTEMPTS,
     UNKNOWN,
     background_mix,
     code_burst_zs,
@@ -33,6 +32,7 @@ from .evidence import (
     fault_kinds,
     llr,
     nested,
+    peer_rate,
     shares,
 )
 from .findings import REST_CLEAN_Z, Scored
@@ -68,8 +68,7 @@ def routes_behind(seg: SegmentStats, codes: frozenset[str], snapshot: WindowSnap
         if not nested(seg, route) or route.attempts <= seg.attempts:
             continue
         others = total[0] - code_count(route, codes), total[1] - route.attempts
-        usual = max(own_code_rate(route, codes, snapshot, context) or 0.0,
-                    (others[0] + 0.5) / (others[1] + PEER_PRIOR_ATTEMPTS))
+        usual = max(own_code_rate(route, codes, snapshot, context) or 0.0, peer_rate(*others))
         if binomial_tail_z(code_count(route, codes) - code_count(seg, codes), route.attempts - seg.attempts,
                            usual) >= z_bar:
             behind.append(route)
