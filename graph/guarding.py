@@ -19,6 +19,7 @@ from payops.tools.permissions import refreshed
 
 from .approval import SYSTEM
 from .reasoners.rules import route_health, segment_methods
+from .reasoners.selection import FORMER_ROUTE_WINDOWS
 from .services import AgentServices
 from .state import AgentState, HistoryEntry
 
@@ -49,6 +50,8 @@ def guard_context(state: AgentState, svc: AgentServices, proposal: ProposedActio
     link = str(proposal.args.get("palm_pay_id", "")) if spec is not None and spec.palm else ""
     palm = svc.palm if link else None
     health = {r: RouteHealth(h, m, rate) for r, (h, m, rate) in route_health(snapshot, s.significance_z).items()}
+    if proposal.tool == "reroute_traffic":
+        health.update(_quiet_destinations(proposal, snapshot, svc.recent_windows, health))
     history = tuple(PastAction(h["tool"], h["target"], h.get("args", {}), h["at"], h.get("autonomous", True))
                     for h in history_of(state))
     in_force = tuple(PastAction(a["tool"], a["target"], a["args"], a["applied_at"], True)
@@ -72,6 +75,24 @@ def guard_context(state: AgentState, svc: AgentServices, proposal: ProposedActio
         harmed_before=_harmed_before(state),
         rejected=_rejected_recently(svc),
     )
+
+
+def _quiet_destinations(proposal: ProposedAction, snapshot: WindowSnapshot, recent: list[WindowSnapshot],
+                        health: dict[str, RouteHealth]) -> dict[str, RouteHealth]:
+    """Destinations that carried nothing in this window, as they were in the latest recent window that saw them
+    (FORMER_ROUTE_WINDOWS back): a method misrouted away leaves its own route empty, and "carried no traffic" would
+    deny sending it back outright. Their health then is what the guardrail judges; a human confirms."""
+    out: dict[str, RouteHealth] = {}
+    earlier = [w for w in recent if w.window_end < snapshot.window_end][-FORMER_ROUTE_WINDOWS:]
+    for route in proposal.args.get("to_routes") or {}:
+        if route in health:
+            continue
+        for w in reversed(earlier):
+            then = route_health(w, 0.0).get(route)
+            if then is not None:
+                out[str(route)] = RouteHealth(*then, quiet_for=snapshot.window_end - w.window_end)
+                break
+    return out
 
 
 def _rejected_recently(svc: AgentServices) -> dict[tuple[str, str], Rejection]:

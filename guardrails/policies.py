@@ -37,6 +37,9 @@ class RouteHealth:
     healthy: bool
     methods: frozenset[str]  # methods the route carried successfully in the window
     failure_rate: float = 0.0
+    # Set for a route that carried nothing in this window: seconds since the recent window its health and
+    # methods were read from (a method misrouted away leaves its own route empty).
+    quiet_for: float | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,7 @@ FAILURE_DRIVEN_MOVE_RATE = 0.15
 def safe_destination(p: ProposedAction, d: Diagnosis, c: GuardContext) -> GuardrailResult:
     if p.tool != "reroute_traffic":
         return _r("safe_destination", ALLOW, "not a reroute")
+    quiet = []
     for route in p.args.get("to_routes", {}):
         health = c.routes.get(route)
         if health is None:
@@ -254,6 +258,13 @@ def safe_destination(p: ProposedAction, d: Diagnosis, c: GuardContext) -> Guardr
                 f"destination route {route} is unhealthy: fails as often "
                 f"({health.failure_rate:.0%}) as the traffic being moved ({moved_rate:.0%})",
             )
+        if health.quiet_for is not None:
+            quiet.append(f"{route} ({health.quiet_for:.0f} s ago)")
+    if quiet:
+        # Healthy a minute or two ago and empty now: its traffic went elsewhere (a routing change) or stopped
+        # arriving (a black hole). The window cannot tell which; a human confirms before traffic goes there.
+        return _r("safe_destination", APPROVE, "destination carried no traffic in the window, healthy when last "
+                                                "seen: " + ", ".join(quiet))
     return _r("safe_destination", ALLOW, "destinations healthy and support the traffic")
 
 

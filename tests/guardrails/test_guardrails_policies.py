@@ -256,6 +256,21 @@ def test_safe_destination_must_fail_less_than_the_moved_traffic(moved_rate: floa
     assert result.verdict is expected, result.reason
 
 
+@pytest.mark.parametrize("then, expected, why", [
+    (RouteHealth(True, frozenset({"wallet"}), 0.03, quiet_for=60.0), APPROVE, "healthy when last seen: w (60 s ago)"),
+    (RouteHealth(False, frozenset({"wallet"}), 0.6, quiet_for=60.0), DENY, "unhealthy"),
+    (RouteHealth(True, frozenset({"card"}), 0.03, quiet_for=60.0), DENY, "does not carry wallet"),
+])
+def test_a_destination_empty_in_the_window_is_judged_as_last_seen_and_put_to_a_human(
+        then: RouteHealth, expected: VerdictKind, why: str) -> None:
+    # Session 13: a method misrouted away leaves its own route empty; "carried no traffic" denied sending it back.
+    proposal = validate_proposal("reroute_traffic", {"target": {"method": "wallet", "route": "psp_a"},
+                                                     "to_routes": {"w": 1.0}, "percent": 100.0})
+    routes = {**ctx().routes, "w": then}
+    result = P.safe_destination(proposal, diag(), ctx(routes=routes, target_methods=frozenset({"wallet"})))
+    assert result.verdict is expected and why in result.reason, result.reason
+
+
 # -- combining: most restrictive wins; every rule's verdict and reason is kept -------------------
 
 def test_every_rule_reports_with_a_reason() -> None:
