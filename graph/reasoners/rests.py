@@ -4,20 +4,22 @@ Explaining-away (rules.py) compares a part of a segment with the rest of it. Cou
 rest with a few more customers' declines than usual looks like the same fault spreading, and a rest
 with a handful of time-outs it never otherwise shows looks clean. Read by the part's kind of failure
 (`evidence.kind_rest`) they say what an operator would: the declines are customers, the time-outs are
-the route. Early attribution (a ramp's first minute) is here too: it asks the same question at low counts.
+the route. Early attribution (a ramp's first minute) is here too: it asks the same question at low counts, in one
+window or over the windows the part has been failing in.
 Pure functions over window segments.
 """
 
 from __future__ import annotations
 
-from payops.signals.baseline import binomial_z
+from payops.signals.baseline import binomial_tail_z, binomial_z
 from payops.signals.window import SegmentStats, WindowSnapshot
 
-from .base import Thresholds
+from .base import ReasoningContext, Thresholds
 from .evidence import (
     Rest,
     background_mix,
     contains,
+    excess_by_family,
     fault_kinds,
     kind_failures,
     kind_rest,
@@ -26,6 +28,7 @@ from .evidence import (
     usual_mix,
 )
 from .findings import REST_CLEAN_Z, SAME_FAULT_RATE_SHARE, Scored
+from .pooling import failing_run, pooled_view
 
 # Early attribution: while a pair's excess is under this many times the minimum (low counts),
 # its single-dimension parent takes the blame when the parent's rest is plainly elevated too
@@ -57,6 +60,18 @@ def kind_reaches(rest: Rest) -> bool:
     return rest.excess > KIND_STRAYS and rest.z >= REST_CLEAN_Z
 
 
+def rest_fails_in_kind(broad: SegmentStats, part: SegmentStats, snapshot: WindowSnapshot, thresholds: Thresholds,
+                       z_bar: float, kinds: frozenset[str] | None = None) -> bool:
+    """`findings.rest_fails` read in the part's kinds of failure: the rest of the broad segment fails significantly
+    in them (z_bar, half the minimum excess) and has risen in them at least half as far as the part. A route's ramp
+    reaching its second scheme: 14 time-outs in 486 where 3 are usual, beside the first scheme's 51 in 1,096,
+    while the second scheme's customers' declines are a few fewer than usual (all failures: z 1.6)."""
+    rest = kind_rest(broad, part, snapshot, kinds=kinds)
+    return (rest is not None and rest.attempts >= thresholds.min_segment_attempts
+            and rest.excess >= thresholds.min_excess_failures / 2.0 and rest.z >= z_bar
+            and not rises_less_in_kind(broad, part, snapshot, kinds))
+
+
 def rest_declines_only(broad: SegmentStats, part: SegmentStats, snapshot: WindowSnapshot,
                        thresholds: Thresholds) -> bool:
     """Outside the part, failures of the part's kinds are at most a stray beyond their usual share and
@@ -71,6 +86,28 @@ def rest_declines_only(broad: SegmentStats, part: SegmentStats, snapshot: Window
         return False  # the rest shows a place's fault of its own kind: not declines only
     part_rate = kind_failures(part, kinds) / part.attempts
     return binomial_z(rest.failures, rest.attempts, part_rate) <= -REST_CLEAN_Z
+
+
+def carries_the_kind(broad: SegmentStats, part: SegmentStats, snapshot: WindowSnapshot, share: float,
+                     thresholds: Thresholds) -> bool:
+    """The broad segment's excess holds a place's kinds of failure (time-outs, bank-side codes) in earnest (half
+    the minimum excess), the part fails in them beyond their usual share (the exact tail, significance bar) and
+    holds `share` of them: a scheme's link failing 6 of 8 in time-outs on a route whose other scheme has a few
+    more customers' declines than usual carries all of the route's time-outs, though only half of its excess
+    failures. A few DO_NOT_HONOR beside a month-end decline surge are no place's fault to carry."""
+    kinds = fault_kinds(part, snapshot)
+    if not kinds:
+        return False
+    whole = excess_by_family(broad, background_mix(snapshot, broad))
+    held = sum(whole.get(k, 0.0) for k in kinds)
+    if held < thresholds.min_excess_failures / 2.0:
+        return False
+    mix = usual_mix(snapshot) or background_mix(snapshot, part)
+    usual = part.expected_failure_rate * sum(mix.get(k, 0.0) for k in kinds)
+    if binomial_tail_z(int(kind_failures(part, kinds)), part.attempts, usual) < thresholds.significance_z:
+        return False
+    mine = excess_by_family(part, background_mix(snapshot, part))
+    return sum(mine.get(k, 0.0) for k in kinds) >= share * held
 
 
 def early_parents(chosen: Scored, snapshot: WindowSnapshot) -> list[Scored]:
@@ -100,6 +137,25 @@ def parent_explains(parent: SegmentStats, child: Scored, min_excess: float | Non
     rest = rest_of(parent, seg)
     return (rest.z >= REST_CLEAN_Z and rest.excess >= EARLY_REST_EXCESS
             and rest.failure_rate >= EARLY_REST_RATE_FACTOR * rest.expected_rate)
+
+
+def explains_over_the_run(parent: SegmentStats, child: Scored, snapshot: WindowSnapshot,
+                          context: ReasoningContext, pooled: int = 1) -> bool:
+    """Early attribution when the parent's rest is too thin to read in this window (a route's second
+    scheme, 3 attempts this minute): the rest read over the windows the part has been failing in. A
+    ramp's first scheme to show is not the fault when the route's other scheme failed the same way a
+    minute before. Evidence already pooled (`pooled` > 1) is not pooled again."""
+    seg = child.seg
+    if (pooled > 1 or len(parent.dims) != 1 or len(seg.dims) != 2 or not contains(parent, seg)
+            or seg.excess_failures >= EARLY_EXCESS_FACTOR * context.thresholds.min_excess_failures
+            or rest_of(parent, seg).attempts >= context.thresholds.min_segment_attempts):
+        return False
+    depth = failing_run(seg, snapshot, context)
+    if depth < 2:
+        return False
+    view = pooled_view(snapshot, context, depth, only=(seg.key, parent.key))
+    part, whole = view.segment(**seg.target), view.segment(**parent.target)
+    return part is not None and whole is not None and parent_explains(whole, Scored(part, llr(part)), None, view)
 
 
 def sibling_shares_fault(parent: SegmentStats, part: SegmentStats, ranked: list[Scored], snapshot: WindowSnapshot,

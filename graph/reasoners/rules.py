@@ -62,25 +62,36 @@ from .findings import (
     rest_clean,
     rest_fails,
     rises_less,
+    same_traffic,
 )
 from .findings import cold as _cold
 from .findings import dimension_rank as _dimension_rank
 from .latency import latency_candidates, latency_finding, slow_not_failing
 from .patterns import card_testing, no_data, unexplained, volume_drop
-from .pooling import failing_run, pooled_candidates, pooled_view
+from .pooling import pooled_candidates, pooled_view
 from .reference import prepared
 from .rests import (
     EARLY_EXCESS_FACTOR,
+    carries_the_kind,
     early_parents,
+    explains_over_the_run,
     parent_explains,
     rest_declines_only,
+    rest_fails_in_kind,
     rest_same_kind,
     rises_less_in_kind,
     sibling_shares_fault,
 )
 from .retry import retry_storm
 from .selection import HOLD_NOTE, alternative_routes, choose_action, route_health, segment_methods
-from .tiebreaks import bank_for_bank_codes, device_first, holder_of_the_codes, route_behind_the_device, routes_behind
+from .tiebreaks import (
+    bank_for_bank_codes,
+    device_first,
+    holder_of_the_codes,
+    link_for_link_codes,
+    route_behind_the_device,
+    routes_behind,
+)
 
 __all__ = [
     "RuleReasoner", "Finding", "prepared", "route_health", "segment_methods", "alternative_routes", "choose_action",
@@ -90,9 +101,6 @@ __all__ = [
 # A segment of an unpaired dimension (merchant, region, terminal) cannot be explained away
 # against routes and banks, so it must fit this many times better than the best one that can.
 UNPAIRED_MARGIN = 1.5
-# Nested segments whose attempts (and failures) differ by at most this share are the same traffic.
-SAME_TRAFFIC_SHARE = 0.05
-STRAY_ATTEMPTS = 2.0  # ...or by a payment or two at low volume (19 and 18 attempts)
 # Share of a segment's failures that are ROUTE_NOT_SUPPORTED for it to be a misroute (named method x route).
 MISROUTE_SHARE = 0.5
 # A part of the blamed segment whose fit is within this share of the whole's takes the blame
@@ -118,13 +126,6 @@ COLD_START_Z_FACTOR = 2.0
 # after an alert): confidence just under the default autonomy threshold (0.8), above the
 # watch floor (0.6), so it is put to someone rather than run or swallowed.
 HOLD_CONFIDENCE = 0.75
-
-
-def _same_traffic(a: SegmentStats, b: SegmentStats) -> bool:
-    """Two nested segments that differ by a few stray attempts (a route that carries one scheme but for
-    a payment or two) name the same traffic: the one to act on is chosen as for identical ones."""
-    return (abs(a.attempts - b.attempts) <= max(STRAY_ATTEMPTS, SAME_TRAFFIC_SHARE * max(a.attempts, b.attempts))
-            and abs(a.failures - b.failures) <= max(1.0, SAME_TRAFFIC_SHARE * max(a.failures, b.failures)))
 
 
 class RuleReasoner:
@@ -182,17 +183,19 @@ class RuleReasoner:
         return scored, depth
 
     @staticmethod
-    def _alias(ranked: list[Scored], chosen: Scored, snapshot: WindowSnapshot | None = None) -> Scored:
-        """Among segments that are the same traffic as `chosen`, the one to act on."""
+    def _alias(ranked: list[Scored], chosen: Scored, snapshot: WindowSnapshot | None = None,
+               min_attempts: int = 0) -> Scored:
+        """Among segments that are the same traffic as `chosen` (`_same_traffic`), the one to act on."""
         ties = [chosen] + [c for c in ranked if c.fit >= (1.0 - TIE_TOLERANCE) * chosen.fit
                            and c.seg.attempts == chosen.seg.attempts]
         if snapshot is not None:
             seg = chosen.seg
-            same = [s for s in snapshot.segments if (contains(s, seg) or contains(seg, s)) and _same_traffic(s, seg)]
+            same = [s for s in snapshot.segments
+                    if (contains(s, seg) or contains(seg, s)) and same_traffic(s, seg, min_attempts)]
             # ...and siblings through a pair that is the same traffic as both (a method all of which one
             # route carries, with nothing else on it): method=X and route=Y name one traffic.
             same += [s for s in snapshot.segments if len(s.dims) == len(seg.dims) and s.key != seg.key
-                     and any(contains(seg, p) and contains(s, p) and _same_traffic(s, p) for p in same)]
+                     and any(contains(seg, p) and contains(s, p) and same_traffic(s, p, min_attempts) for p in same)]
             ties += [Scored(s, chosen.fit) for s in same]
         # A method rejected by the route it was sent to is acted on as that pair (the misroute to undo),
         # even when all of the method went there and method=X alone names the same traffic.
@@ -240,13 +243,13 @@ class RuleReasoner:
         """
         t = context.thresholds
         chosen = self._alias(ranked, self._verifiable_first(ranked, snapshot, t.min_excess_failures, t.significance_z),
-                             snapshot)
+                             snapshot, t.min_segment_attempts)
         for _ in range(6):  # at most the depth of the segment lattice, twice
             moved = (self._descend(chosen, ranked, context, snapshot, pooled)
                      or self._climb(chosen, ranked, context, snapshot, pooled))
             if moved is None:
                 break
-            chosen = self._alias(ranked, moved, snapshot)
+            chosen = self._alias(ranked, moved, snapshot, t.min_segment_attempts)
         return chosen
 
     def _descend(self, chosen: Scored, ranked: list[Scored], context: ReasoningContext,
@@ -255,12 +258,14 @@ class RuleReasoner:
         inside = [c for c in ranked if within(chosen.seg, c.seg, snapshot)]
         if snapshot is not None:
             # A part too small to be a candidate on its own may still carry all of the excess
-            # (a method pushed onto a route that rejects it: a handful of attempts, all failing).
+            # (a method pushed onto a route that rejects it: a handful of attempts, all failing), or all of
+            # its place's kind of failure when the part lies inside for certain (a scheme on the route).
             known = {c.seg.key for c in inside}
             inside += [Scored(s, llr(s)) for s in snapshot.segments
-                       if s.key not in known and (contains(chosen.seg, s) or nested(s, chosen.seg))
+                       if s.key not in known and ((sure := within(chosen.seg, s, snapshot)) or nested(s, chosen.seg))
                        and s.attempts >= SECURITY_MIN_ATTEMPTS
-                       and s.excess_failures >= DESCEND_SHARE * chosen.seg.excess_failures]
+                       and (s.excess_failures >= DESCEND_SHARE * chosen.seg.excess_failures
+                            or sure and carries_the_kind(chosen.seg, s, snapshot, DESCEND_SHARE, t))]
         # The same traffic under a longer name is not a part of it.
         inside = [c for c in inside if (c.seg.attempts, c.seg.failures) != (chosen.seg.attempts, chosen.seg.failures)]
         clean = [c for c in inside
@@ -289,10 +294,12 @@ class RuleReasoner:
                      and r.z < REST_CLEAN_Z
                      and within(chosen.seg, c.seg, snapshot)
                      or binomial_z(r.failures, r.attempts, c.seg.failure_rate) <= -REST_CLEAN_Z)
-                 # early attribution keeps the parent, and so does a sibling failing the same way
+                 # early attribution keeps the parent, and so does a sibling failing the same way, and a rest
+                 # failing in the part's kind (the climb's test: the walk must not go back and forth)
                  and not parent_explains(chosen.seg, c, t.min_excess_failures, snapshot)
+                 and not (snapshot is not None and rest_fails_in_kind(chosen.seg, c.seg, snapshot, t, REST_CLEAN_Z))
                  and not (snapshot is not None
-                          and (self._explains_over_the_run(chosen.seg, c, snapshot, context, pooled)
+                          and (explains_over_the_run(chosen.seg, c, snapshot, context, pooled)
                                or sibling_shares_fault(chosen.seg, c.seg, ranked, snapshot)))]
         return self._verifiable_first(found) if found else None
 
@@ -313,8 +320,10 @@ class RuleReasoner:
                       if p.key not in known and (contains(p, seg) or nested(seg, p))]
         kinds = fault_kinds(seg, snapshot) if snapshot is not None else None  # the part's, read once for its parents
         wider = [c for c in pool_ if (within(c.seg, seg, snapshot) or nested(seg, c.seg))
-                 and rest_fails(rest_of(c.seg, seg), seg, context, z_bar,
-                                snapshot is None or rises_less_in_kind(c.seg, seg, snapshot, kinds))
+                 and (rest_fails(rest_of(c.seg, seg), seg, context, z_bar,
+                                 snapshot is None or rises_less_in_kind(c.seg, seg, snapshot, kinds))
+                      or snapshot is not None and rest_fails_in_kind(c.seg, seg, snapshot, context.thresholds, z_bar,
+                                                                     kinds))
                  and rest_same_kind(c.seg, seg, snapshot, kinds)]
         if not wider:
             # The parent fits about as well and the rest of it cannot be told apart from the part (it rises
@@ -332,27 +341,8 @@ class RuleReasoner:
                 and seg.excess_failures < EARLY_EXCESS_FACTOR * context.thresholds.min_excess_failures):
             wider = early_parents(chosen, snapshot) or [
                 Scored(p, llr(p)) for p in snapshot.segments
-                if self._explains_over_the_run(p, chosen, snapshot, context, pooled)]
+                if explains_over_the_run(p, chosen, snapshot, context, pooled)]
         return self._verifiable_first(wider) if wider else None
-
-    @staticmethod
-    def _explains_over_the_run(parent: SegmentStats, child: Scored, snapshot: WindowSnapshot,
-                               context: ReasoningContext, pooled: int = 1) -> bool:
-        """Early attribution when the parent's rest is too thin to read in this window (a route's second
-        scheme, 3 attempts this minute): the rest read over the windows the part has been failing in. A
-        ramp's first scheme to show is not the fault when the route's other scheme failed the same way a
-        minute before. Evidence already pooled (`pooled` > 1) is not pooled again."""
-        seg = child.seg
-        if (pooled > 1 or len(parent.dims) != 1 or len(seg.dims) != 2 or not contains(parent, seg)
-                or seg.excess_failures >= EARLY_EXCESS_FACTOR * context.thresholds.min_excess_failures
-                or rest_of(parent, seg).attempts >= context.thresholds.min_segment_attempts):
-            return False
-        depth = failing_run(seg, snapshot, context)
-        if depth < 2:
-            return False
-        view = pooled_view(snapshot, context, depth, only=(seg.key, parent.key))
-        part, whole = view.segment(**seg.target), view.segment(**parent.target)
-        return part is not None and whole is not None and parent_explains(whole, Scored(part, llr(part)), None, view)
 
     @staticmethod
     def _under_mitigation(chosen: Scored, snapshot: WindowSnapshot, context: ReasoningContext) -> Scored:
@@ -412,9 +402,9 @@ class RuleReasoner:
                 snapshot = pooled_view(snapshot, context, pooled)
         if not ranked:
             return slow or self._healthy(snapshot, context)
-        picked = holder_of_the_codes(bank_for_bank_codes(self.pick(ranked, context, snapshot, pooled), ranked,
-                                                         snapshot),
-                                     ranked, snapshot, context.thresholds.significance_z)
+        named = link_for_link_codes(bank_for_bank_codes(self.pick(ranked, context, snapshot, pooled), ranked, snapshot),
+                                    snapshot)
+        picked = holder_of_the_codes(named, ranked, snapshot, context.thresholds.significance_z)
         chosen = route_behind_the_device(device_first(self._under_mitigation(picked, snapshot, context), ranked),
                                          snapshot, context)
         finding = classify(chosen, ranked, snapshot, context, pooled, latency)

@@ -40,7 +40,8 @@ from .reference import own_code_rate
 
 # Fits within this share of each other are a tie the codes may break (as rules.NEAR_TIE).
 CODE_TIE = 0.15
-# Share of the excess failures that must be bank-side codes (evidence.ISSUER_CODES) to name the bank.
+# Share of the excess failures of a place's kinds (customers' declines say nothing of which place) that must
+# be bank-side codes (evidence.ISSUER_CODES) to name the bank, or time-outs and network errors to name a link.
 BANK_CODES_PURITY = 0.75
 
 
@@ -86,19 +87,43 @@ def route_behind_the_device(chosen: Scored, snapshot: WindowSnapshot, context: R
     return max((Scored(r, llr(r)) for r in routes), key=lambda c: (c.fit, c.seg.key)) if routes else chosen
 
 
+def _place_share(seg: SegmentStats, snapshot: WindowSnapshot, family: str) -> float:
+    """The family's share of the segment's excess failures of a place's kinds (all but customers' declines): a
+    bank failing on one acquirer with 10 bank-side codes and 3 system errors, beside a few declines more than
+    usual, answers for itself whatever the declines make of the plain share."""
+    excess = excess_by_family(seg, background_mix(snapshot, seg))
+    place = sum(v for k, v in excess.items() if k != "user")
+    return excess.get(family, 0.0) / place if place > 0 else 0.0
+
+
 def bank_for_bank_codes(chosen: Scored, ranked: list[Scored], snapshot: WindowSnapshot) -> Scored:
     """A card scheme named (alone or on a route) while a bank, on the same route if any, fits nearly as
     well and the excess is bank-side codes: the bank did not answer, whatever scheme its cards carry."""
     seg = chosen.seg
     if "issuer" not in seg.target or "bank" in seg.target:
         return chosen
-    fam = shares(excess_by_family(seg, background_mix(snapshot, seg)))
-    if fam.get("issuer", 0.0) < BANK_CODES_PURITY:
+    if _place_share(seg, snapshot, "issuer") < BANK_CODES_PURITY:
         return chosen
     others = {k: v for k, v in seg.target.items() if k != "issuer"}
     banks = [c for c in ranked if "bank" in c.seg.target and {k: v for k, v in c.seg.target.items() if k != "bank"}
              == others and c.fit >= (1.0 - CODE_TIE) * chosen.fit]
     return max(banks, key=lambda c: (c.fit, c.seg.key)) if banks else chosen
+
+
+def link_for_link_codes(chosen: Scored, snapshot: WindowSnapshot) -> Scored:
+    """The mirror of `bank_for_bank_codes`: a bank named on a route while its excess is time-outs and network
+    errors, and a card scheme on that route holds every one of them in no more payments. A bank answers for
+    itself with bank-side codes; time-outs between an acquirer and a scheme are that link's, and the bank's
+    name only says whose cards happened to cross it (a bank issuing one scheme, 7 of 9 beside 6 of 8)."""
+    seg = chosen.seg
+    if "bank" not in seg.target or "route" not in seg.target or "issuer" in seg.target:
+        return chosen
+    if _place_share(seg, snapshot, "network") < BANK_CODES_PURITY:
+        return chosen
+    held = code_count(seg, NETWORK_CODES)
+    links = [s for s in snapshot.by_dimension("issuer", "route") if s.target["route"] == seg.target["route"]
+             and code_count(s, NETWORK_CODES) >= held and s.attempts <= seg.attempts]
+    return max((Scored(s, llr(s)) for s in links), key=lambda c: (c.fit, c.seg.key)) if links else chosen
 
 
 # Share of the blamed segment's failures with the codes of its excess that one place must carry.
