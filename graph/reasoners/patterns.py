@@ -94,7 +94,7 @@ def _seat_of(seat: SegmentStats, place: SegmentStats, min_failures: int) -> bool
     return strays <= ATTACK_STRAYS or (small >= min_failures and seat.low_amount_failures >= small - ATTACK_STRAYS)
 
 
-def _added_the_failures(seg: SegmentStats, significance_z: float) -> bool:
+def added_the_failures(seg: SegmentStats, significance_z: float) -> bool:
     """The segment's attempts beyond its usual volume are beyond chance and enough to carry half its
     excess failures at least (`ADDED_TRAFFIC_SHARE`)."""
     if seg.volume_ratio is None or seg.volume_ratio <= 1.0:
@@ -166,7 +166,7 @@ def card_testing(snapshot: WindowSnapshot, context: ReasoningContext,
             continue
         low = _low_amount_excess(seg, t.min_segment_attempts) >= LOW_AMOUNT_SHARE * enum
         burst = ((seg.volume_ratio or 0.0) >= BURST_VOLUME_FACTOR
-                 or _added_the_failures(seg, t.significance_z))
+                 or added_the_failures(seg, t.significance_z))
         if not (low or burst):
             continue
         how = (f"{seg.low_amount_failures} of its failures are low-amount charges ({seg.low_amount_attempts} "

@@ -114,3 +114,43 @@ def test_declines_retried_as_many_as_the_rise_are_a_retry_storm_under_the_attemp
     assert snap.total.attempts_per_payment < 1.05
     d = RuleReasoner().decide(snap, ctx)
     assert (d.diagnosis.category, d.diagnosis.target, d.proposal.tool) == (Category.CONFIG, {}, "adjust_retry_policy")
+
+
+def _shop_bills(per_minute: int, decline_rate: float, codes: tuple[str, ...] = ("INSUFFICIENT_FUNDS", "EXPIRED_CARD")):
+    """shop 4, about 30 payments a minute, charges `per_minute` cards on file from minute 12 on."""
+    def tweak(events: list[PaymentEvent], i: int, rng: np.random.Generator) -> list[PaymentEvent]:
+        if i < 12:
+            return events
+        t0 = START + 60.0 * i
+        extra = [PaymentEvent(ts=t0 + 60.0 * k / per_minute, payment_id=f"bill{i}-{k}", method="card",
+                              route=_pick(rng, CARD_ROUTES), bank=_pick(rng, BANKS), issuer="VISA",
+                              status="failure" if (failed := rng.random() < decline_rate) else "success",
+                              error_code=codes[k % len(codes)] if failed else None, latency_ms=300.0,
+                              amount=120.0, merchant_id="shop 4")
+                 for k in range(per_minute)]
+        return events + extra
+    return tweak
+
+
+def test_a_shops_billing_run_below_the_bar_is_named_as_customers_not_read_as_normal() -> None:
+    # Session 13, met on a fresh draw (a subscription merchant's monthly run at 307 payments/min): the shop sent 8
+    # times its usual attempts, 21 of 110 failing (funds, expired cards) where 10 were usual (z 3.4): under the
+    # bar, so "traffic within normal bounds". What an operator sees is a billing run: customers, no action.
+    run = play(14, _shop_bills(210, 0.06), volume=300)
+    shop = run.history[12].segment(merchant_id="shop 4")
+    assert shop is not None and shop.z < 4.0 and (shop.volume_ratio or 0.0) > 5.0  # under the bar, 8x busier
+    first = run.decisions[12]
+    assert (first.diagnosis.category, first.diagnosis.target) == (Category.USER, {"merchant_id": "shop 4"}), \
+        first.diagnosis.summary
+    assert first.proposal.tool == "no_action" and "surge" in first.diagnosis.summary
+
+
+def test_a_shops_burst_whose_added_failures_are_time_outs_is_not_named_customers() -> None:
+    run = play(14, _shop_bills(210, 0.06, ("GATEWAY_TIMEOUT", "SYSTEM_ERROR")), volume=300)
+    assert run.decisions[12].diagnosis.category is not Category.USER, run.decisions[12].diagnosis.summary
+
+
+def test_a_flash_sale_declined_at_the_shops_usual_rate_stays_healthy() -> None:
+    run = play(14, _shop_bills(210, 0.03), volume=300)
+    assert all(d.diagnosis.category is Category.HEALTHY for d in run.decisions[12:]), \
+        [d.diagnosis.summary for d in run.decisions[12:]]
