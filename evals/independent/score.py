@@ -171,11 +171,23 @@ def run_stream(item: tuple[str, int, float], keep: str | None = None) -> StreamR
         run = replay_case(case)
         score = score_case(case, run)
     result.error = run.error
-    due = stream.fault.start + eval_settings(case).no_data_seconds if stream.fault.kind == "gap" else None
+    due = no_data_due(stream, eval_settings(case).no_data_seconds) if stream.fault.kind == "gap" else None
     score_stream(case, run.ticks, score.unsafe_details, result, due)
     result.unjudgeable = unjudgeable(stream)
     result.seconds = round(time.perf_counter() - t0, 2)
     return result
+
+
+def no_data_due(stream: Stream, seconds: float) -> float:
+    """When a stopped feed's "no data" alert is due: `seconds` of silence after its last event before the quiet
+    stretch (event time, as the agent reads it). Jitter and lines still in flight at the cut put that event a
+    second or two before or after the planned stop; the planned stop itself is not in the events."""
+    events, _ = parse(stream.lines)
+    ts = sorted(e.ts for e in events)
+    for a, b in zip(ts, [*ts[1:], math.inf], strict=True):
+        if b - a >= seconds and a + seconds >= stream.fault.start:
+            return a + seconds
+    return stream.fault.start + seconds
 
 
 def unjudgeable(stream: Stream) -> str | None:

@@ -6,6 +6,7 @@ import math
 
 from payops.evals.cases import Case
 from payops.evals.independent import score as heldout
+from payops.evals.independent.check import parse
 from payops.evals.runner import TickRecord
 
 ONSET = 1_000_330.0
@@ -115,6 +116,19 @@ def test_a_stopped_feed_is_due_its_alert_only_after_the_configured_silence():
     assert r.right is True and r.ticks_to_right == 1
     r = heldout.score_stream(case, ticks, [], _result(case))
     assert r.right is False
+
+
+def test_a_stopped_feeds_alert_is_due_a_silence_after_its_last_event_not_after_the_planned_stop() -> None:
+    # Session 13: the feed's last line came 2 s before the planned stop and the agent alerted at 120 s of real
+    # silence, 2 s before "due"; the next tick's "already alerted" was then scored as the first response.
+    from payops.evals.independent.generate import generate
+
+    stream = generate("feed_stops", 9_003, 300.0)
+    events, _ = parse(stream.lines)
+    due = heldout.no_data_due(stream, 120.0)
+    assert not any(due - 120.0 < e.ts < due for e in events)  # a whole setting of silence before it
+    assert any(abs(e.ts - (due - 120.0)) < 1e-9 for e in events)  # ...counted from an event, the last one
+    assert abs(due - (stream.fault.start + 120.0)) < 10.0
 
 
 def test_a_failure_fault_whose_victim_failed_nothing_is_counted_apart_not_as_a_miss():
