@@ -17,7 +17,7 @@ from payops.signals.window import WindowSnapshot
 from .base import ReasoningContext
 from .evidence import background_mix, describe, error_mix, excess_by_family, pct, shares
 from .findings import REST_CLEAN_Z, USER_SURGE_PURITY, Finding
-from .patterns import BURST_VOLUME_FACTOR, added_the_failures
+from .patterns import BURST_VOLUME_FACTOR, MAX_ATTEMPTS_PER_PAYMENT, added_the_failures
 
 # The dimensions whose traffic a billing run (or a sale) adds to: the shop sends it.
 SURGE_DIMENSIONS = ("merchant_id",)
@@ -29,14 +29,16 @@ SURGE_CONFIDENCE = 0.7
 
 
 def customers_surge(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding | None:
-    """The busiest-failing shop whose volume is BURST_VOLUME_FACTOR its usual, whose added attempts carry its
-    excess failures, and whose excess is customers' declines; or None."""
+    """The busiest-failing shop whose volume is BURST_VOLUME_FACTOR its usual, whose added attempts (new payments,
+    each tried about once: a retry storm repeats its payments) carry its excess failures, and whose excess is
+    customers' declines; or None."""
     t = context.thresholds
     found = []
     for seg in snapshot.segments:
         if (len(seg.dims) != 1 or seg.dims[0][0] not in SURGE_DIMENSIONS
                 or (seg.volume_ratio or 0.0) < BURST_VOLUME_FACTOR
                 or seg.z < SURGE_Z or seg.excess_failures < t.min_excess_failures / 2.0
+                or seg.attempts_per_payment > MAX_ATTEMPTS_PER_PAYMENT  # retries, not new cards: a storm's
                 or not added_the_failures(seg, t.significance_z)):
             continue
         fam = shares(excess_by_family(seg, background_mix(snapshot, seg)))

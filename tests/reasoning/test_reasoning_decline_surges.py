@@ -154,3 +154,23 @@ def test_a_flash_sale_declined_at_the_shops_usual_rate_stays_healthy() -> None:
     run = play(14, _shop_bills(210, 0.03), volume=300)
     assert all(d.diagnosis.category is Category.HEALTHY for d in run.decisions[12:]), \
         [d.diagnosis.summary for d in run.decisions[12:]]
+
+
+def test_a_shops_declines_retried_again_and_again_are_not_a_billing_run() -> None:
+    # Session 13, on a development draw (a retry storm at 36 payments/min, before the storm showed on all
+    # traffic): a shop's declined payments retried within seconds multiplied its attempts like a billing run.
+    # A billing run charges new cards, each about once.
+    import dataclasses
+
+    from payops.graph.reasoners.base import ReasoningContext
+    from payops.graph.reasoners.reference import prepared
+    from payops.graph.reasoners.surges import customers_surge
+
+    run = play(13, _shop_bills(210, 0.06), volume=300)
+    snap = prepared(run.history[12], ReasoningContext(history=tuple(run.history[:12])))
+    found = customers_surge(snap, ReasoningContext(history=tuple(run.history[:12])))
+    assert found is not None and found.target == {"merchant_id": "shop 4"}
+    retried = dataclasses.replace(snap, segments=tuple(
+        dataclasses.replace(x, attempts_per_payment=1.8) if x.target == {"merchant_id": "shop 4"} else x
+        for x in snap.segments))
+    assert customers_surge(retried, ReasoningContext(history=tuple(run.history[:12]))) is None
