@@ -14,7 +14,17 @@ from payops.signals.window import TAIL_SHARE, SegmentStats, WindowSnapshot
 from payops.tools.actions import validate_proposal
 
 from .base import ActionView, ReasoningContext
-from .evidence import device_burst_codes, fault_kinds, kind_failures, pct, pool
+from .evidence import (
+    BACKGROUND_MIN_FAILURES,
+    SECURITY_CODES,
+    USER_CODES,
+    code_count,
+    device_burst_codes,
+    fault_kinds,
+    kind_failures,
+    pct,
+    pool,
+)
 from .findings import Finding, plain_rise
 from .retry import excess_retries
 from .timing import burst_fading, burst_over, burst_young
@@ -23,6 +33,8 @@ from .timing import burst_fading, burst_over, burst_young
 # An absolute margin, not a significance test: at thousands of attempts a route a point
 # above a young baseline is "significant" yet a perfectly good destination.
 HEALTHY_MARGIN = 0.05
+# Failure codes that are an answer: the payment reached the bank (or the fraud screen) and was declined.
+ANSWER_CODES = USER_CODES | SECURITY_CODES | frozenset({"DO_NOT_HONOR"})
 # A misrouted method goes back to a route that carried it within this many recent windows (former_routes).
 FORMER_ROUTE_WINDOWS = 5
 # A reroute leaves this share of the segment on its path as a probe: the agent can then
@@ -75,16 +87,33 @@ REVIEWED_KINDS = frozenset({"issuer", "issuer_route", "scheme", "scheme_route", 
 
 
 def route_health(snapshot: WindowSnapshot, significance_z: float) -> dict[str, tuple[bool, frozenset[str], float]]:
-    """route -> (healthy, methods it carried successfully, failure rate). `significance_z` is kept for callers."""
+    """route -> (healthy, methods it carried, failure rate). `significance_z` is kept for callers. A method
+    counts as carried when a payment of it went through or was declined (`failing_path`: an answer)."""
     pairs = snapshot.by_dimension("method", "route")
     out = {}
     for seg in snapshot.by_dimension("route"):
         route = seg.target["route"]
-        methods = frozenset(p.target["method"] for p in pairs if p.target["route"] == route and p.successes > 0)
-        # The lower end of the failure rate's interval: one failure in eleven attempts is no verdict.
-        healthy = wilson_lower_bound(seg.failures, seg.attempts) <= seg.expected_failure_rate + HEALTHY_MARGIN
-        out[route] = (healthy, methods, seg.failure_rate)
+        methods = frozenset(p.target["method"] for p in pairs if p.target["route"] == route
+                            and (p.successes > 0 or code_count(p, ANSWER_CODES) > 0))
+        out[route] = (not failing_path(seg, snapshot), methods, seg.failure_rate)
     return out
+
+
+def failing_path(seg: SegmentStats, snapshot: WindowSnapshot) -> bool:
+    """The path fails the traffic it carries: its failures that are not an answer (time-outs, errors, a bank or
+    a method unreachable through it) are, at the lower end of their interval (one failure in eleven attempts is
+    no verdict), above their usual share of its reference by more than HEALTHY_MARGIN. A decline is an answer
+    (the customer's funds, the bank's "do not honour", the fraud screen): the path worked. The few payments still
+    completing on a route a method was just misrouted away from, some declined, do not make it a bad place to
+    send the method back to."""
+    usual = snapshot.usual_errors
+    if sum(usual.values()) < BACKGROUND_MIN_FAILURES:
+        usual = {c: k - seg.errors.get(c, 0) for c, k in snapshot.total.errors.items()}  # this window, elsewhere
+    counted = sum(usual.values())
+    path_share = 1.0 - sum(k for c, k in usual.items() if c in ANSWER_CODES) / counted \
+        if counted >= BACKGROUND_MIN_FAILURES else 1.0
+    failed = seg.failures - code_count(seg, ANSWER_CODES)
+    return wilson_lower_bound(failed, seg.attempts) > seg.expected_failure_rate * path_share + HEALTHY_MARGIN
 
 
 def segment_methods(snapshot: WindowSnapshot, target: dict[str, str]) -> set[str]:
@@ -131,8 +160,7 @@ def former_routes(snapshot: WindowSnapshot, target: dict[str, str], history: tup
             then, now = h.segment(route=route), snapshot.segment(route=route)
             # (what little still reaches it now is judged only when there is enough of it to judge)
             if any(s is not None and s.attempts >= (1 if s is then else min_attempts)
-                   and wilson_lower_bound(s.failures, s.attempts) > s.expected_failure_rate + HEALTHY_MARGIN
-                   for s in (then, now)):
+                   and failing_path(s, h if s is then else snapshot) for s in (then, now)):
                 continue
             out[route] = float(p.attempts)
     total = sum(out.values())

@@ -277,6 +277,38 @@ def test_a_method_misrouted_to_a_route_that_rejects_it_is_sent_back_where_it_wor
     assert p.tool == "reroute_traffic" and p.args["to_routes"] == {WALLET_ROUTE: 1.0}, p
 
 
+def _wallet_cells(on_acq: int, left_on_w: int, declined_on_w: int) -> list[Cell]:
+    """The wallet's own route w carries nothing else; cards go through acq and psp."""
+    cells = [Cell({"bank": b, "method": "card", "route": r, "issuer": "VISA"}, 60, {"INSUFFICIENT_FUNDS": 2})
+             for b in ("A", "B") for r in ("acq", "psp")]
+    cells += [Cell({"bank": b, "method": "wallet", "route": "w", "issuer": "WALLET"}, left_on_w // 2,
+                   {"INSUFFICIENT_FUNDS": declined_on_w // 2} if declined_on_w else {}) for b in ("A", "B")]
+    if on_acq:
+        cells += [Cell({"bank": b, "method": "wallet", "route": "acq", "issuer": "WALLET"}, on_acq // 2,
+                       {"ROUTE_NOT_SUPPORTED": on_acq // 2}) for b in ("A", "B")]
+    return cells
+
+
+def test_a_misrouted_method_goes_back_to_a_route_whose_few_payments_left_are_customers_declines() -> None:
+    # Session 13, met on development draw J3 (PayShap misrouted at 577 and 6,256 payments/min): the method's own
+    # route kept a handful of payments completing, 4 of 11 declined for funds, and was judged failing: no route
+    # to send the method back to, and the misroute was only alerted. A customer's decline is the bank's answer.
+    history = healthy_history(_wallet_cells(0, 40, 2), 8)
+    d = RULES.decide(window(_wallet_cells(30, 12, 4)), context(history))
+    assert (d.diagnosis.category, d.diagnosis.target) == (Category.CONFIG, {"method": "wallet", "route": "acq"}), \
+        d.diagnosis.summary
+    assert d.proposal.tool == "reroute_traffic" and d.proposal.args["to_routes"] == {"w": 1.0}, d.proposal
+
+
+def test_a_misrouted_method_is_not_sent_back_to_a_route_failing_the_payments_left_on_it() -> None:
+    # The guard: the same handful failing with time-outs: the route itself is in trouble.
+    history = healthy_history(_wallet_cells(0, 40, 2), 8)
+    now = [c if c.dims.get("route") != "w" else Cell(c.dims, c.attempts, {"GATEWAY_TIMEOUT": 2}) for c in
+           _wallet_cells(30, 12, 4)]
+    d = RULES.decide(window(now), context(history))
+    assert d.proposal.tool != "reroute_traffic" or "w" not in d.proposal.args.get("to_routes", {}), d.proposal
+
+
 def _card_declines_more(extra: float):  # type: ignore[no-untyped-def]
     return fail(lambda e: e.method == "card" and e.status == "success", extra,
                 {"INSUFFICIENT_FUNDS": 0.6, "DO_NOT_HONOR": 0.4}, 0)
