@@ -367,9 +367,11 @@ def marginal(evidence: tuple[float, float, str], context: ReasoningContext) -> b
 
 def confirmed(f: Finding, context: ReasoningContext) -> bool:
     """The previous window's diagnosis found the same trouble: a finding on the same or an overlapping
-    target (at marginal counts the name may move between a route and its issuer x route pair)."""
+    target (at marginal counts the name may move between a route and its issuer x route pair), asserted:
+    a reading the agent only watched (under WATCH_BELOW) is not the first of two windows. A merchant's
+    outage at 54/min showed on its acquirer, watched one minute, then moved the acquirer's traffic."""
     prev = context.previous
-    if prev is None or prev.category is Category.HEALTHY or not prev.target:
+    if prev is None or prev.category is Category.HEALTHY or not prev.target or prev.confidence < WATCH_BELOW:
         return False
     a, b = set(prev.target.items()), set(f.target.items())
     return a <= b or b <= a

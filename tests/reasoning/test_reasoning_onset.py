@@ -12,7 +12,7 @@ Shapes met on fresh seeds of the independent generator and rebuilt here in the h
 from __future__ import annotations
 
 from judgement_helpers import fail_between, play
-from reasoning_helpers import Cell, context, healthy_history, window
+from reasoning_helpers import Cell, base_cells, context, fail, healthy_history, window
 
 from payops.graph.reasoners.latency import latency_candidates, latency_finding, slow_not_failing
 from payops.graph.reasoners.rules import HOLD_CONFIDENCE, RuleReasoner
@@ -327,3 +327,26 @@ def test_a_route_whose_traffic_vanishes_beside_a_banks_decline_surge_is_still_se
                              {"INSUFFICIENT_FUNDS": 1.0}, 6)))
     for d in run.decisions[6:]:
         assert (d.diagnosis.target, d.proposal.tool) == ({"route": "acq one"}, "reroute_traffic"), d.diagnosis.summary
+
+
+def _marginal_route_outage(previous_confidence: float):  # type: ignore[no-untyped-def]
+    from payops.models import Diagnosis
+
+    cells = base_cells(400)
+    snap = window(fail(cells, {"route": "psp_a"}, 0.12, {"GATEWAY_TIMEOUT": 0.6, "SYSTEM_ERROR": 0.4}))
+    seg = snap.segment(route="psp_a")
+    assert seg is not None and 4.0 <= seg.z < 8.0 and 8 <= seg.excess_failures < 24  # marginal evidence
+    previous = Diagnosis(category=Category.NETWORK, target={"route": "psp_a"}, summary="route psp_a", evidence=(),
+                         alternatives=(), confidence=previous_confidence, reasoner="rules")
+    return RuleReasoner().decide(snap, context(healthy_history(cells, 8), previous=previous))
+
+
+def test_a_marginal_finding_watched_the_window_before_is_put_to_a_human_not_acted_on() -> None:
+    # Session 13, met on a fresh draw (a merchant's outage at 54 payments/min): its acquirer carried its failing
+    # payments, was watched one minute (pooled evidence, confidence 0.53) and rerouted the next on marginal
+    # evidence as "found in two consecutive windows". A reading the agent did not assert is not the first one.
+    watched = _marginal_route_outage(0.53)
+    assert watched.proposal.tool == "reroute_traffic" and watched.diagnosis.confidence <= 0.75, watched.diagnosis
+    assert any(n.startswith("hold:") for n in watched.notes), watched.notes
+    asserted = _marginal_route_outage(0.85)
+    assert asserted.proposal.tool == "reroute_traffic" and not any(n.startswith("hold:") for n in asserted.notes)
