@@ -193,12 +193,17 @@ def kind_rest(broad: SegmentStats, narrow: SegmentStats, snapshot: WindowSnapsho
         return None  # declines, or a feed without codes: no kind to read (all failures are counted instead)
     if every_place_kind:
         kinds = frozenset(k for k in (*FAMILIES, UNKNOWN) if k != "user")
-    # The usual share comes from normal windows where there are enough of them: the traffic outside
-    # `narrow` holds the rest under test, and a fault everywhere would make itself look usual.
-    mix = usual_mix(snapshot) or background_mix(snapshot, narrow)
     rest = rest_of(broad, narrow)
     failures = kind_failures(broad, kinds) - kind_failures(narrow, kinds)
-    return Rest(rest.attempts, max(0, int(failures)), rest.expected_rate * sum(mix.get(k, 0.0) for k in kinds))
+    return Rest(rest.attempts, max(0, int(failures)), rest.expected_rate * usual_kind_share(snapshot, narrow, kinds))
+
+
+def usual_kind_share(snapshot: WindowSnapshot, seg: SegmentStats, kinds: Iterable[str]) -> float:
+    """The share of normal failures that are of `kinds`: read from normal windows where there are enough of them
+    (the traffic outside `seg` may hold a rest under test, and a fault everywhere would make itself look usual),
+    else from the failures outside `seg` (background_mix)."""
+    mix = usual_mix(snapshot) or background_mix(snapshot, seg)
+    return sum(mix.get(k, 0.0) for k in kinds)
 
 
 def usual_mix(snapshot: WindowSnapshot) -> dict[str, float] | None:

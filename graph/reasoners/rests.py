@@ -25,7 +25,7 @@ from .evidence import (
     kind_rest,
     llr,
     rest_of,
-    usual_mix,
+    usual_kind_share,
 )
 from .findings import REST_CLEAN_Z, SAME_FAULT_RATE_SHARE, Scored
 from .pooling import failing_run, pooled_view
@@ -102,8 +102,7 @@ def carries_the_kind(broad: SegmentStats, part: SegmentStats, snapshot: WindowSn
     held = sum(whole.get(k, 0.0) for k in kinds)
     if held < thresholds.min_excess_failures / 2.0:
         return False
-    mix = usual_mix(snapshot) or background_mix(snapshot, part)
-    usual = part.expected_failure_rate * sum(mix.get(k, 0.0) for k in kinds)
+    usual = part.expected_failure_rate * usual_kind_share(snapshot, part, kinds)
     if binomial_tail_z(int(kind_failures(part, kinds)), part.attempts, usual) < thresholds.significance_z:
         return False
     mine = excess_by_family(part, background_mix(snapshot, part))
@@ -185,7 +184,6 @@ def rises_less_in_kind(broad: SegmentStats, part: SegmentStats, snapshot: Window
     rest = kind_rest(broad, part, snapshot, kinds=kinds)
     if rest is None or part.attempts <= 0:
         return True
-    mix = usual_mix(snapshot) or background_mix(snapshot, part)
-    usual = part.expected_failure_rate * sum(mix.get(k, 0.0) for k in kinds)
+    usual = part.expected_failure_rate * usual_kind_share(snapshot, part, kinds)
     part_rise = kind_failures(part, kinds) / part.attempts - usual
     return rest.failure_rate - rest.expected_rate < SAME_FAULT_RATE_SHARE * part_rise
