@@ -51,6 +51,9 @@ class SegmentBaseline:
     volume: float
     attempts_per_payment: float
     windows: float = 1.0  # windows of history (a window re-read by a short tick counts in part)
+    # Windows of volume history: volume is learned also from windows whose failures were out of line
+    # (`update_volume`). None (a baseline saved before this was kept): the same as `windows`.
+    volume_windows: float | None = None
 
     def update(self, failure_rate: float, latency_p95: float, volume: float, attempts_per_payment: float,
                weight: float = 1.0) -> None:
@@ -58,16 +61,34 @@ class SegmentBaseline:
         # memory, each counts equally (the bias-corrected EWMA): otherwise the first window, however
         # thin, would weigh 0.9^k of the reference for k windows (0/41 failures in a first minute of
         # a platform that fails 10% made 0% its reference, and every later minute an "anomaly").
-        a = max(1.0 - (1.0 - BASELINE_ALPHA) ** weight, weight / (self.windows + weight))
+        a = _ewma_weight(self.windows, weight)
         self.failure_rate += a * (failure_rate - self.failure_rate)
         self.latency_p95 += a * (latency_p95 - self.latency_p95)
-        self.volume += a * (volume - self.volume)
         self.attempts_per_payment += a * (attempts_per_payment - self.attempts_per_payment)
         self.windows += weight
+        self.update_volume(volume, weight)
+
+    def update_volume(self, volume: float, weight: float = 1.0) -> None:
+        """Learn the window's attempts alone: a segment whose failures stay out of line with its peers'
+        (a busy acquirer that always declines more) still has a usual volume to lose."""
+        seen = self.windows - weight if self.volume_windows is None else self.volume_windows
+        self.volume += _ewma_weight(seen, weight) * (volume - self.volume)
+        self.volume_windows = seen + weight
 
     @property
     def trusted(self) -> bool:
         return self.windows >= BASELINE_MIN_WINDOWS - 1e-9
+
+    @property
+    def volume_trusted(self) -> bool:
+        seen = self.windows if self.volume_windows is None else self.volume_windows
+        return seen >= BASELINE_MIN_WINDOWS - 1e-9
+
+
+def _ewma_weight(seen: float, weight: float) -> float:
+    # Same memory in time whatever the tick; while the baseline has seen fewer windows than its
+    # memory, each counts equally (the bias-corrected EWMA).
+    return max(1.0 - (1.0 - BASELINE_ALPHA) ** weight, weight / (seen + weight))
 
 
 class BaselineTracker:
@@ -84,9 +105,20 @@ class BaselineTracker:
                 weight: float = 1.0) -> None:
         known = self.baselines.get(key)
         if known is None:
-            self.baselines[key] = SegmentBaseline(failure_rate, latency_p95, volume, attempts_per_payment, weight)
+            self.baselines[key] = SegmentBaseline(failure_rate, latency_p95, volume, attempts_per_payment,
+                                                  weight, volume_windows=weight)
         else:
             known.update(failure_rate, latency_p95, volume, attempts_per_payment, weight)
+
+    def observe_volume(self, key: str, volume: float, weight: float = 1.0) -> None:
+        """Learn a window's attempts alone (its failures were out of line). A segment out of line from its
+        first window gets a baseline of volume only (windows 0: no failure rate, latency or retries
+        learned; the first normal window sets them whole)."""
+        known = self.baselines.get(key)
+        if known is None:
+            self.baselines[key] = SegmentBaseline(0.0, 0.0, volume, 1.0, 0.0, volume_windows=weight)
+        else:
+            known.update_volume(volume, weight)
 
     def out_of_patience(self, key: str, weight: float = 1.0) -> bool:
         """Called for an anomalous window: True when the segment, never trusted, has been

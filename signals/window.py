@@ -181,6 +181,11 @@ def anomalous(seg: SegmentStats, significance_z: float, z: float | None = None) 
         return True
     if seg.baseline_latency_p95_ms and seg.latency_p95_ms > LATENCY_OUTLIER_FACTOR * seg.baseline_latency_p95_ms:
         return True
+    return retries_out_of_line(seg)
+
+
+def retries_out_of_line(seg: SegmentStats) -> bool:
+    """More attempts per payment than the segment's usual by RETRY_OUTLIER_FACTOR: retries inflate its volume."""
     return bool(
         seg.baseline_attempts_per_payment
         and seg.attempts_per_payment > RETRY_OUTLIER_FACTOR * seg.baseline_attempts_per_payment
@@ -203,7 +208,7 @@ def learn_baselines(snap: WindowSnapshot, baselines: BaselineTracker,
         if seg.attempts == 0:
             continue
         base = baselines.get(seg.key)
-        if (seg.dims and base is not None and base.trusted
+        if (seg.dims and base is not None and base.volume_trusted
                 and volume_collapsed(seg.attempts, base.volume, total.attempts, total.baseline_volume or 0.0)):
             continue
         z = None
@@ -213,6 +218,13 @@ def learn_baselines(snap: WindowSnapshot, baselines: BaselineTracker,
             # every later normal minute "anomalous" and the reference never moved again.
             z = record_z(seg.failures, seg.attempts, base.failure_rate, base.volume * base.windows)
         if anomalous(seg, significance_z, z) and not baselines.out_of_patience(seg.key, weight):
+            if seg.dims and (base is None or not base.trusted) and not retries_out_of_line(seg):
+                # Out of line with its peers before its own reference is trusted says nothing about how
+                # many customers came: the volume is learned (a busy acquirer that always declines more
+                # than its peers kept no usual volume in its first half hour, and its black hole went
+                # unseen). Retries do inflate it; and a trusted segment's anomaly is an incident, whose
+                # traffic (moved away by a reroute, say) is not the usual volume.
+                baselines.observe_volume(seg.key, float(seg.attempts), weight)
             continue
         baselines.observe(seg.key, seg.failure_rate, seg.latency_p95_ms, float(seg.attempts),
                           seg.attempts_per_payment, weight)
@@ -457,6 +469,9 @@ class _Builder:
         retries = float(s["retries"][i])
         key = ",".join(f"{k}={v}" for k, v in sorted(dims)) or "*"
         base = self.baselines.get(key)
+        volume_base = base
+        if base is not None and base.windows <= 0:
+            base = None  # only its volume is known (learn_baselines: failures out of line so far)
         peers = self.n - count
         total_base = self.total_base
         if base is not None and base.trusted:
@@ -472,7 +487,6 @@ class _Builder:
         if len(errors) > TOP_ERRORS * 3:
             errors = dict(sorted(errors.items(), key=lambda kv: -kv[1])[: TOP_ERRORS * 3])
         q = s["q"][i]
-        trusted = base is not None and base.trusted
         return _segment_stats(
             dims=dims,
             attempts=count,
@@ -488,11 +502,13 @@ class _Builder:
             expected_failure_rate=float(expected),
             baseline_failure_rate=base.failure_rate if base else None,
             baseline_latency_p95_ms=base.latency_p95 if base else None,
-            baseline_volume=base.volume if base else None,
+            baseline_volume=volume_base.volume if volume_base else None,
             baseline_attempts_per_payment=base.attempts_per_payment if base else None,
             excess_failures=fails - count * expected,
             z=binomial_z(fails, count, expected),
-            volume_ratio=count / base.volume if trusted and base.volume > 0 else None,  # type: ignore[union-attr]
+            volume_ratio=(count / volume_base.volume
+                          if volume_base is not None and volume_base.volume_trusted and volume_base.volume > 0
+                          else None),
             failure_rate_low=wilson_lower_bound(fails, count, self.z),
             first_attempt_failures=float(s["first_fails"][i]),
             low_amount_attempts=int(s["low"][i]),

@@ -112,7 +112,8 @@ def test_a_slow_route_does_not_teach_its_baseline_to_be_slow() -> None:
 def test_an_incident_under_way_at_start_is_not_learned_as_normal() -> None:
     sick = [({"bank": "SICK", "route": "psp_a"}, 300, 0.5, "ISSUER_DOWN", 300.0)]
     w, snaps = run([HEALTHY + sick] * 6)
-    assert w.baselines.get("bank=SICK") is None  # never normal against its peers
+    assert w.baselines.get("bank=SICK").windows == 0  # never normal against its peers: only its volume learned
+    assert all(s.segment(bank="SICK").baseline_failure_rate is None for s in snaps)
     assert w.baselines.get("bank=BIG").trusted
     assert all(clears_settings_bar(s.segment(bank="SICK")) for s in snaps)
 
@@ -190,3 +191,18 @@ def test_a_platform_wide_dip_is_still_learned_into_every_segments_volume() -> No
     w, _ = run([HEALTHY] * 4 + [night] * 10)
     assert w.baselines.get("route=psp_a").volume < 0.6 * 400.0  # the quiet night is the new usual, for all
     assert w.baselines.get("route=psp_a").volume == pytest.approx(w.baselines.get("route=psp_b").volume)
+
+
+def test_a_route_that_always_declines_more_than_its_peers_still_learns_its_volume() -> None:
+    """A busy acquirer failing 12% beside peers at 4% is out of line in every window of its first half hour,
+    so none was learned, its volume included: when 90% of its requests stopped arriving nothing said so,
+    and the trickle became its usual volume. Its volume is learned apart from its failures."""
+    declining = ({"bank": "BIG", "route": "psp_a"}, 400, 0.12, "INSUFFICIENT_FUNDS", 300.0)
+    gone = ({"bank": "BIG", "route": "psp_a"}, 40, 0.12, "INSUFFICIENT_FUNDS", 300.0)
+    w, snaps = run([[declining, HEALTHY[1]]] * 4 + [[gone, HEALTHY[1]]] * 3)
+    assert all(s.segment(route="psp_a").z >= DEFAULTS.significance_z for s in snaps[:4])  # out of line throughout
+    assert w.baselines.get("route=psp_a").volume == pytest.approx(400.0, rel=0.02)
+    assert snaps[-1].segment(route="psp_a").volume_ratio == pytest.approx(0.1, abs=0.01)
+    # Only the volume was learned: its failures are still judged against its peers, not its own 12%.
+    assert snaps[-1].segment(route="psp_a").baseline_failure_rate is None
+    assert snaps[-1].segment(route="psp_a").expected_failure_rate == pytest.approx(0.04, abs=0.005)
