@@ -67,7 +67,7 @@ from .findings import (
 from .findings import cold as _cold
 from .findings import dimension_rank as _dimension_rank
 from .latency import latency_candidates, latency_finding, slow_not_failing
-from .patterns import card_testing, no_data, unexplained, volume_drop
+from .patterns import card_testing, near_silent, no_data, unexplained, volume_drop
 from .pooling import pooled_candidates, pooled_view
 from .reference import prepared
 from .rests import (
@@ -372,7 +372,7 @@ class RuleReasoner:
         return self._diagnose(prepared(snapshot, context), context)
 
     def _diagnose(self, snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
-        if snapshot.total.attempts == 0:
+        if near_silent(snapshot.total):
             return no_data(snapshot, context)  # a silent feed is never "healthy"
         storm = retry_storm(snapshot, context)
         if storm is not None:

@@ -6,6 +6,9 @@ than only alerting, persistence on marginal evidence, early attribution at low c
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 from judgement_helpers import (
     MERCHANTS,
     START,
@@ -137,6 +140,21 @@ def test_a_silent_feed_is_no_data_watched_first_then_alerted_after_the_setting_a
     assert first.proposal.tool == "no_action" and "No data" in first.diagnosis.summary  # 60 s < 120 s: watched
     assert third.proposal.tool == "alert_ops"
     assert "silent" in third.diagnosis.summary
+
+
+def test_a_feed_back_a_second_before_the_tick_after_two_silent_minutes_is_no_data_not_healthy() -> None:
+    """A collector down for two minutes whose first event back lands a second before the tick: one payment
+    in a window where a thousand are usual read "healthy" (0.60) and the silence was never paged. A trickle
+    this thin is the feed, not the customers (the deepest lull keeps a quarter); said as a trickle, not as
+    "no events"."""
+    run = play(4)
+    run.step([], 4)
+    back = minute(np.random.default_rng(3), 5, volume=1)
+    back = [replace(e, ts=START + 60.0 * 6 - 1.0) for e in back]
+    d = run.step(back, 5)
+    assert d.diagnosis.category is Category.NETWORK, d.diagnosis.summary
+    assert d.proposal.tool == "alert_ops" and "nearly silent for 120 s" in d.diagnosis.summary
+    assert not any("no events" in line for line in d.diagnosis.evidence), d.diagnosis.evidence
 
 
 # -- 4. mitigate, don't just alert --------------------------------------------------
