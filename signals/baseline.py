@@ -88,7 +88,7 @@ class SegmentBaseline:
 def _ewma_weight(seen: float, weight: float) -> float:
     # Same memory in time whatever the tick; while the baseline has seen fewer windows than its
     # memory, each counts equally (the bias-corrected EWMA).
-    return max(1.0 - (1.0 - BASELINE_ALPHA) ** weight, weight / (seen + weight))
+    return max(1.0 - float((1.0 - BASELINE_ALPHA) ** weight), weight / (seen + weight))
 
 
 class BaselineTracker:

@@ -16,7 +16,7 @@ from judgement_helpers import START, Tweak, crafted_segment, play
 from judgement_helpers import card_testing as attack_at
 
 from payops.graph.reasoners.base import ReasoningContext
-from payops.graph.reasoners.patterns import card_testing
+from payops.graph.reasoners.patterns import added_the_failures, card_testing
 from payops.models import Category
 from payops.signals.events import PaymentEvent
 from payops.signals.snapshot import SegmentStats
@@ -122,6 +122,25 @@ def test_the_merchant_sending_every_small_charge_is_the_seat_though_it_sells_on_
     part = crafted_segment((("merchant_id", "shop"),), 3000, 360, {k: v + 10 for k, v in ATTACK.items()},
                            low_n=200, low_x=170)
     found = card_testing(WindowSnapshot(0.0, 60.0, total, (route, part, *BANKS_HIT)), ReasoningContext(),
+                         lambda s: True)
+    assert found is not None and found.target == {"route": "acq"}, found and found.summary
+
+
+def test_the_shop_holding_the_attacks_declines_is_named_though_only_its_acquirer_shows_the_burst_past_the_bar() -> None:
+    # Met on fresh draw L5 (session 14): an acquirer 1.17x its usual volume beside the one merchant sending the
+    # attack at 1.15x (91 attempts added where 100 were needed to be beyond chance on their own): the acquirer
+    # was named. The burst is the attack's wherever it clears the bar; the merchant holding its declines is
+    # where the tester sits.
+    route = crafted_segment((("route", "acq"),), 2000, 400, ATTACK | {"USER_DECLINED": 70}, volume_ratio=1.4)
+    shop = crafted_segment((("merchant_id", "shop"),), 1400, 330, ATTACK, volume_ratio=1.1)
+    assert not added_the_failures(shop, ReasoningContext().thresholds.significance_z)  # not a burst on its own
+    found = card_testing(WindowSnapshot(0.0, 60.0, ALL_TRAFFIC, (route, shop, *BANKS_HIT)), ReasoningContext(),
+                         lambda s: True)
+    assert found is not None and found.target == {"merchant_id": "shop"}, found and found.summary
+    # A shop holding a third of the declines is one seller among others: the acquirer stays named.
+    some = crafted_segment((("merchant_id", "shop"),), 1400, 140, {k: v // 3 for k, v in ATTACK.items()},
+                           volume_ratio=1.1)
+    found = card_testing(WindowSnapshot(0.0, 60.0, ALL_TRAFFIC, (route, some, *BANKS_HIT)), ReasoningContext(),
                          lambda s: True)
     assert found is not None and found.target == {"route": "acq"}, found and found.summary
 
