@@ -271,9 +271,11 @@ class RuleReasoner:
         inside = [c for c in inside if (c.seg.attempts, c.seg.failures) != (chosen.seg.attempts, chosen.seg.failures)]
         clean = [c for c in inside
                  if rest_clean(rest_of(chosen.seg, c.seg), t.min_excess_failures)]
-        # The rest rises in customers' declines only (a few more than usual beside one route's time-outs)
-        # and shows plainly fewer of the part's kind of failure: the part's fault is the part's.
-        declines_only = [c for c in inside if snapshot is not None and c not in clean
+        # The rest rises in customers' declines only (a few more than usual beside one route's time-outs), or
+        # not at all, and shows plainly fewer of the part's kind of failure: the part's fault is the part's
+        # (a scheme's 66 payments on its other route, 6 declines and no time-out, beside its 176 on the
+        # ramping route with 16 time-outs, too close in all failures to tell apart).
+        declines_only = [c for c in inside if snapshot is not None
                          and rest_declines_only(chosen.seg, c.seg, snapshot, t)]
         # Nearly as good a fit, and the rest is not the same fault spreading (it fails at well under
         # the part's rate): the part concentrates the trouble and is the one to act on.
