@@ -84,7 +84,7 @@ from .rests import (
 )
 from .retry import retry_storm
 from .selection import HOLD_NOTE, alternative_routes, choose_action, route_health, segment_methods
-from .surges import customers_surge
+from .surges import customers_surge, explains_the_rise
 from .tiebreaks import (
     bank_for_bank_codes,
     device_first,
@@ -390,9 +390,12 @@ class RuleReasoner:
         if finding.category is not Category.HEALTHY:
             return finding
         # Nothing fails beyond its reference: traffic that vanished, then a rise no rule explains, then a shop's
-        # billing run (customers' declines on added traffic, below the bar).
-        return (volume_drop(snapshot, context) or unexplained(snapshot, context) or customers_surge(snapshot, context)
-                or finding)
+        # billing run (customers' declines on added traffic, below the bar) — before the rise when it holds most
+        # of it: then the rise is explained.
+        surge = customers_surge(snapshot, context)
+        if explains_the_rise(surge, snapshot.total):
+            return volume_drop(snapshot, context) or surge or finding
+        return volume_drop(snapshot, context) or unexplained(snapshot, context) or surge or finding
 
     def _attribute(self, snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
         """Failures above their reference, attributed to one segment and classified (or healthy)."""

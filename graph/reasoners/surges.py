@@ -12,7 +12,7 @@ Pure functions over window segments.
 from __future__ import annotations
 
 from payops.models import Category
-from payops.signals.window import WindowSnapshot
+from payops.signals.window import SegmentStats, WindowSnapshot
 
 from .base import ReasoningContext
 from .evidence import background_mix, describe, error_mix, excess_by_family, pct, shares
@@ -26,6 +26,16 @@ SURGE_DIMENSIONS = ("merchant_id",)
 SURGE_Z = REST_CLEAN_Z
 # Customers' surges are asserted at the watch floor's height and no higher: nothing to do, nothing to page.
 SURGE_CONFIDENCE = 0.7
+# A shop's billing run explains a rise of all traffic when it holds at least this share of the excess failures:
+# then the rise is not "unexplained" (read before that reading; below it, the rise is read first).
+SURGE_EXPLAINS_SHARE = 0.5
+
+
+def explains_the_rise(surge: Finding | None, total: SegmentStats) -> bool:
+    """The shop's surge holds most of all traffic's excess failures: a subscription run at 10x its usual, 20 of
+    the platform's 25 excess failures, read "unexplained anomaly" and paged, though its declines say customers."""
+    return (surge is not None and surge.segment is not None
+            and surge.segment.excess_failures >= SURGE_EXPLAINS_SHARE * max(0.0, total.excess_failures))
 
 
 def customers_surge(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding | None:
