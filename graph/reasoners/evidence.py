@@ -175,6 +175,22 @@ def fault_kinds(seg: SegmentStats, snapshot: WindowSnapshot) -> frozenset[str]:
     return frozenset(k for k, v in excess.items() if k != "user" and v >= FAULT_KIND_SHARE * total)
 
 
+def fault_codes(seg: SegmentStats, kinds: frozenset[str]) -> frozenset[str]:
+    """The codes `seg` fails with that are of `kinds` (its fault_kinds): what its fault looks like, code by code."""
+    return frozenset(c for c in seg.errors if family_of(c) in kinds)
+
+
+def code_excess(seg: SegmentStats, snapshot: WindowSnapshot, codes: frozenset[str]) -> float:
+    """Failures of `codes` in `seg` beyond their usual share of its expected failures: the share in recent normal
+    windows where there are enough of them, else among the failures outside `seg`, else none (background_mix)."""
+    usual: Mapping[str, int] = snapshot.usual_errors
+    if sum(usual.values()) < BACKGROUND_MIN_FAILURES:
+        usual = {c: max(0, n - seg.errors.get(c, 0)) for c, n in snapshot.total.errors.items()} if seg.dims else {}
+    known = sum(usual.values())
+    share = sum(usual.get(c, 0) for c in codes) / known if known >= BACKGROUND_MIN_FAILURES else 0.0
+    return sum(seg.errors.get(c, 0) for c in codes) - seg.attempts * seg.expected_failure_rate * share
+
+
 def kind_failures(seg: SegmentStats, kinds: frozenset[str]) -> float:
     counts = family_counts(seg.errors, seg.failures)
     return sum(counts[k] for k in kinds)

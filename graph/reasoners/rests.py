@@ -17,9 +17,9 @@ from payops.signals.window import SegmentStats, WindowSnapshot
 from .base import ReasoningContext, Thresholds
 from .evidence import (
     Rest,
-    background_mix,
+    code_excess,
     contains,
-    excess_by_family,
+    fault_codes,
     fault_kinds,
     kind_failures,
     kind_rest,
@@ -98,19 +98,20 @@ def carries_the_kind(broad: SegmentStats, part: SegmentStats, snapshot: WindowSn
     the minimum excess), the part fails in them beyond their usual share (the exact tail, significance bar) and
     holds `share` of them: a scheme's link failing 6 of 8 in time-outs on a route whose other scheme has a few
     more customers' declines than usual carries all of the route's time-outs, though only half of its excess
-    failures. A few DO_NOT_HONOR beside a month-end decline surge are no place's fault to carry."""
+    failures. A few DO_NOT_HONOR beside a month-end decline surge are no place's fault to carry. Held is read
+    in the part's own codes (evidence.fault_codes): a scheme's 8 time-outs and bank outages all on one acquirer
+    are carried there though the scheme's other acquirers show 4 refusals (DO_NOT_HONOR, of the same family)."""
     kinds = fault_kinds(part, snapshot)
     if not kinds:
         return False
-    whole = excess_by_family(broad, background_mix(snapshot, broad))
-    held = sum(whole.get(k, 0.0) for k in kinds)
+    codes = fault_codes(part, kinds)
+    held = code_excess(broad, snapshot, codes)
     if held < thresholds.min_excess_failures / 2.0:
         return False
     usual = part.expected_failure_rate * usual_kind_share(snapshot, part, kinds)
     if binomial_tail_z(int(kind_failures(part, kinds)), part.attempts, usual) < thresholds.significance_z:
         return False
-    mine = excess_by_family(part, background_mix(snapshot, part))
-    return sum(mine.get(k, 0.0) for k in kinds) >= share * held
+    return code_excess(part, snapshot, codes) >= share * held
 
 
 def early_parents(chosen: Scored, snapshot: WindowSnapshot) -> list[Scored]:
