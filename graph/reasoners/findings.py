@@ -26,7 +26,7 @@ class Finding:
     alternatives: tuple[str, ...]
     # route, issuer, issuer_route, scheme, scheme_route, system, terminal, latency, retry, routing, user, security,
     # method, segment, healthy,
-    # and from patterns.py: card_testing, volume, no_data, anomaly
+    # and from patterns.py: card_testing, volume, anomaly; from feed.py: no_data
     kind: str
     pooled_windows: int = 1
 

@@ -388,53 +388,6 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
                    evidence, alternatives, "volume")
 
 
-# -- no data -----------------------------------------------------------------------
-
-# A window that brought at most this share of the platform's usual attempts is as good as silent: a
-# collector that died delivers nothing, one coming back a second before the window closed delivers a
-# handful, while the deepest lull customers make (a night) keeps a quarter or more. A silence of
-# 170 s ended by one event a second before the tick read "healthy" beside 2,900 usual attempts.
-NEAR_SILENT_SHARE = 0.02
-
-
-def near_silent(total: SegmentStats) -> bool:
-    """The window is empty, or brought at most NEAR_SILENT_SHARE of the platform's usual attempts."""
-    usual = total.baseline_volume or 0.0
-    return total.attempts == 0 or total.attempts <= NEAR_SILENT_SHARE * usual
-
-
-def no_data(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding:
-    """An empty (or near-silent) window: the feed stopped (or never started). Never "healthy"."""
-    t = context.thresholds
-    span = snapshot.window_end - snapshot.window_start
-    busy = [h for h in context.history if not near_silent(h.total) and h.window_end < snapshot.window_end]
-    # "No events" only when none came; a trickle is said as one (what it says happened, happened).
-    trickle = snapshot.total.attempts > 0 or any(h.total.attempts for h in context.history
-                                                 if not busy or h.window_end > busy[-1].window_end)
-    quiet = "at most a trickle of events" if trickle else "no events"
-    if busy:
-        silence = max(span, snapshot.window_end - busy[-1].window_end)
-        since = (f"{quiet} for at least {silence:.0f} s (the last window with traffic ended "
-                 f"{snapshot.window_end - busy[-1].window_end:.0f} s ago)")
-    else:
-        silence = span * (1 + sum(1 for h in context.history if h.window_end < snapshot.window_end))
-        since = f"{quiet} in any of the last {silence:.0f} s"
-    usual = snapshot.total.baseline_volume
-    now = (f"{snapshot.total.attempts} attempt(s) in the window, at most {NEAR_SILENT_SHARE:.0%} of the usual"
-           if snapshot.total.attempts else "0 attempts in the window")
-    evidence = (f"{now}; {since}",
-                f"usual volume {usual:.0f} per window" if usual else "no usual volume learned yet")
-    alternatives = ("a quiet period: traffic this far down to zero for this long is the feed, not the customers",)
-    if silence >= t.no_data_seconds:
-        return Finding(Category.NETWORK, snapshot.total, 0.8,
-                       f"No data: the payment feed has been {'nearly ' if trickle else ''}silent for {silence:.0f} s.",
-                       evidence, alternatives, "no_data")
-    # Below the setting: said and watched (low confidence), not paged yet.
-    return Finding(Category.NETWORK, snapshot.total, 0.4,
-                   f"No data for {silence:.0f} s; alerting after {t.no_data_seconds:.0f} s.",
-                   evidence, alternatives, "no_data")
-
-
 # -- unexplained anomaly -----------------------------------------------------------
 # A rise the rules could not attribute is still reported when it is elevated (findings.elevated:
 # significant and well above its reference), for a single segment plainly so (findings.plain_rise).

@@ -53,6 +53,7 @@ from .evidence import (
     shares,
     within,
 )
+from .feed import near_silent, no_data
 from .findings import (
     REST_CLEAN_Z,
     TIE_TOLERANCE,
@@ -67,7 +68,7 @@ from .findings import (
 from .findings import cold as _cold
 from .findings import dimension_rank as _dimension_rank
 from .latency import latency_candidates, latency_finding, slow_not_failing
-from .patterns import card_testing, near_silent, no_data, unexplained, volume_drop
+from .patterns import card_testing, unexplained, volume_drop
 from .pooling import pooled_candidates, pooled_view
 from .reference import prepared
 from .rests import (

@@ -143,18 +143,30 @@ def test_a_silent_feed_is_no_data_watched_first_then_alerted_after_the_setting_a
 
 
 def test_a_feed_back_a_second_before_the_tick_after_two_silent_minutes_is_no_data_not_healthy() -> None:
-    """A collector down for two minutes whose first event back lands a second before the tick: one payment
+    """A collector dying a second into a minute and back a second before the tick two minutes later: one payment
     in a window where a thousand are usual read "healthy" (0.60) and the silence was never paged. A trickle
-    this thin is the feed, not the customers (the deepest lull keeps a quarter); said as a trickle, not as
-    "no events"."""
-    run = play(4)
+    this thin is the feed, not the customers (the deepest lull keeps a quarter). The silence is counted from
+    the latest the last event can have come (the dying minute's first third: 140 s at least, never more
+    than there was), and the trickle is said as the feed coming back, not as "no events"."""
+    run = play(3)
+    dying = [e for e in minute(np.random.default_rng(2), 3) if e.ts < START + 60.0 * 3 + 1.0]
+    assert run.step(dying, 3).diagnosis.category is Category.NETWORK  # a second of a minute: as good as silent
     run.step([], 4)
-    back = minute(np.random.default_rng(3), 5, volume=1)
-    back = [replace(e, ts=START + 60.0 * 6 - 1.0) for e in back]
+    back = [replace(e, ts=START + 60.0 * 6 - 1.0) for e in minute(np.random.default_rng(3), 5, volume=1)]
     d = run.step(back, 5)
     assert d.diagnosis.category is Category.NETWORK, d.diagnosis.summary
-    assert d.proposal.tool == "alert_ops" and "nearly silent for 120 s" in d.diagnosis.summary
-    assert not any("no events" in line for line in d.diagnosis.evidence), d.diagnosis.evidence
+    assert d.proposal.tool == "alert_ops" and "silent for 140 s" in d.diagnosis.summary, d.diagnosis.summary
+    assert "coming back" in d.diagnosis.summary and "coming back" in d.diagnosis.evidence[0], d.diagnosis.evidence
+
+
+def test_a_feed_silent_for_a_minute_and_59_seconds_is_watched_not_paged() -> None:
+    """The guard: silent from a minute's last second to a second before the tick two minutes on is 119 s, under
+    the setting (120 s): watched, not paged, whatever the windows' boundaries."""
+    run = play(4)
+    run.step([], 4)
+    back = [replace(e, ts=START + 60.0 * 6 - 1.0) for e in minute(np.random.default_rng(3), 5, volume=1)]
+    d = run.step(back, 5)
+    assert d.diagnosis.category is Category.NETWORK and d.proposal.tool == "no_action", d.diagnosis.summary
 
 
 # -- 4. mitigate, don't just alert --------------------------------------------------
