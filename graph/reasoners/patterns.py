@@ -280,37 +280,45 @@ def _vanished(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningCon
     if here is None:
         return None  # the segment is all traffic: a platform-wide change, not this segment's
     expected, peers_ratio = here
-    if now > share * expected:
-        return None
+    if now >= expected:
+        return None  # a window at its usual volume is no part of a drop
     # Significant against the segment's usual spread, over the windows it has been missing from (a
     # route of 20 a minute losing 90% is plain after two minutes, not in one). A segment too thin to
     # be significant even when all of it vanishes is never called (a tiny bank's quiet minutes).
-    run_expected, run_now, since = float(expected), float(now), snapshot.window_start
-    depth = SHOP_POOL_WINDOWS if seg.dims[0][0] in SHOP_DIMENSIONS else VOLUME_POOL_WINDOWS
-    for h in reversed(recent[-(depth - 1):] if depth > 1 else []):
-        past = h.segment(**seg.target)
-        then = past.attempts if past is not None else 0
-        back_then = (expected_volume(past.baseline_volume or usual if past is not None else usual, then,
-                                     h.total.attempts, h.total.baseline_volume)
-                     if h.total.baseline_volume else None)
-        if back_then is None or then > share * back_then[0]:
-            break
-        run_expected, run_now, since = run_expected + back_then[0], run_now + then, h.window_start
-    # The window before the run is left out: a drop that began within it (half its traffic gone) would
-    # make a steady acquirer's 440 +- 5 read as 440 +- 95.
+    # "Most of its traffic" is read over the run, each window of it below its usual: at 17 a minute a
+    # black-holed route's minutes brought 5, 1, 5, 1 — one of them 31% of its usual, which broke a
+    # window-by-window run, and the route was never called. The run read is the strongest.
     window = max(1.0, snapshot.window_end - snapshot.window_start)
-    variance = _volume_variance(seg, since - window, context)
-    if variance is None:
-        # No record of how this segment's volume varies (the first minutes of a run): one window
-        # alone is judged, on Poisson noise, and only for a busy segment (a terminal's 6, 11, 1, 2...
-        # is no Poisson process; a thin segment's quiet minute is not a drop).
-        if expected < VOLUME_MIN_EXPECTED_UNKNOWN_SPREAD:
-            return None
-        run_expected, run_now, since, variance = float(expected), float(now), snapshot.window_start, 0.0
-    windows = round((snapshot.window_end - since) / window)
-    spread = max(run_expected, windows * variance)
-    if (run_expected - run_now) / math.sqrt(spread) < context.thresholds.significance_z:
+    depth = SHOP_POOL_WINDOWS if seg.dims[0][0] in SHOP_DIMENSIONS else VOLUME_POOL_WINDOWS
+    runs, run_expected, run_now, since = [], float(expected), float(now), snapshot.window_start
+    for h in [None, *reversed(recent[-(depth - 1):] if depth > 1 else [])]:
+        if h is not None:
+            past = h.segment(**seg.target)
+            then = past.attempts if past is not None else 0
+            back_then = (expected_volume(past.baseline_volume or usual if past is not None else usual, then,
+                                         h.total.attempts, h.total.baseline_volume)
+                         if h.total.baseline_volume else None)
+            if back_then is None or then >= back_then[0]:
+                break
+            run_expected, run_now, since = run_expected + back_then[0], run_now + then, h.window_start
+        if run_now > share * run_expected:
+            continue
+        # The window before the run is left out: a drop that began within it (half its traffic gone) would
+        # make a steady acquirer's 440 +- 5 read as 440 +- 95.
+        variance = _volume_variance(seg, since - window, context)
+        windows = round((snapshot.window_end - since) / window)
+        if variance is None:
+            # No record of how this segment's volume varies (the first minutes of a run): one window
+            # alone is judged, on Poisson noise, and only for a busy segment (a terminal's 6, 11, 1, 2...
+            # is no Poisson process; a thin segment's quiet minute is not a drop).
+            if windows > 1 or expected < VOLUME_MIN_EXPECTED_UNKNOWN_SPREAD:
+                continue
+            variance = 0.0
+        z = (run_expected - run_now) / math.sqrt(max(run_expected, windows * variance))
+        runs.append((z, windows, run_now, run_expected))
+    if not runs or max(runs)[0] < context.thresholds.significance_z:
         return None
+    _, windows, run_now, run_expected = max(runs)
     run = (f"missing for {windows} windows: {run_now:.0f} attempts arrived of {run_expected:.0f} expected"
            if windows > 1 else "missing this window")
     return Drop(expected - now, seg, expected, peers_ratio, run)
