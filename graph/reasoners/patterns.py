@@ -280,14 +280,16 @@ def _vanished(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningCon
     if here is None:
         return None  # the segment is all traffic: a platform-wide change, not this segment's
     expected, peers_ratio = here
-    if now >= expected:
-        return None  # a window at its usual volume is no part of a drop
+    if now > share * expected:
+        return None  # this window must itself have lost most of its traffic (the run may be read wider)
     # Significant against the segment's usual spread, over the windows it has been missing from (a
     # route of 20 a minute losing 90% is plain after two minutes, not in one). A segment too thin to
     # be significant even when all of it vanishes is never called (a tiny bank's quiet minutes).
-    # "Most of its traffic" is read over the run, each window of it below its usual: at 17 a minute a
-    # black-holed route's minutes brought 5, 1, 5, 1 — one of them 31% of its usual, which broke a
-    # window-by-window run, and the route was never called. The run read is the strongest.
+    # "Most of its traffic" is read over the run, each earlier window of it below its usual: at 17 a minute
+    # a black-holed route's minutes brought 5, 1, 5, 1 — one of them 31% of its usual, which broke a
+    # window-by-window run, and the route was never called. The run read is the strongest. This window must
+    # have lost most of its own: a route coming back after our reroute was rolled back (19, then 12 of its
+    # usual 28) pooled with the minutes the reroute had emptied read as a black hole and was rerouted again.
     window = max(1.0, snapshot.window_end - snapshot.window_start)
     depth = SHOP_POOL_WINDOWS if seg.dims[0][0] in SHOP_DIMENSIONS else VOLUME_POOL_WINDOWS
     runs, run_expected, run_now, since = [], float(expected), float(now), snapshot.window_start

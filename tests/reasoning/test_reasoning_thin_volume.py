@@ -119,3 +119,18 @@ def test_a_black_hole_letting_a_third_through_one_minute_is_read_over_its_run() 
         i, d = _first_response(run, 12)
         assert i is not None and i <= 15, (volume, seed, [x.diagnosis.summary for x in run.decisions[12:]])
         assert d.diagnosis.category is Category.NETWORK and d.diagnosis.target == {"route": "acq-two"}
+
+
+def test_a_route_coming_back_is_not_read_as_a_black_hole_over_the_minutes_it_was_gone() -> None:
+    # Session 14, met on development draw G1 (its first try): a black-holed route's traffic came back (our
+    # reroute rolled back) at 68%, then 43% of its usual 28 a minute; read over the run, the minutes it had been
+    # gone made the coming-back minute "most of its traffic missing" and it was rerouted again, autonomously, in
+    # a healthy period. A minute that kept most of its own traffic is no black hole's minute.
+    def comes_back(events, i, rng):  # type: ignore[no-untyped-def]
+        kept = {12: 0.05, 13: 0.05, 14: 0.05, 15: 0.7, 16: 0.45}.get(i, 1.0)
+        return [e for e in events if e.route != "acq-two" or rng.random() < kept]
+    run = play(17, comes_back, volume=120)
+    gone = [d.diagnosis.target for d in run.decisions[12:15] if "vanished" in d.diagnosis.summary]
+    assert gone and gone[0] == {"route": "acq-two"}  # the black hole itself is found
+    for d in run.decisions[15:]:
+        assert "vanished" not in d.diagnosis.summary, d.diagnosis.summary
