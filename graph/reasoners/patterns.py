@@ -30,6 +30,7 @@ from .evidence import (
     nested,
     pct,
     shares,
+    within,
 )
 from .findings import DIMENSION_PREFERENCE, USER_SURGE_PURITY, Finding, elevated, plain_rise
 from .reference import own_code_rate
@@ -326,6 +327,21 @@ def _vanished(seg: SegmentStats, snapshot: WindowSnapshot, context: ReasoningCon
     return Drop(expected - now, seg, expected, peers_ratio, run)
 
 
+def _part_that_lost_it(drop: Drop, found: list[Drop], snapshot: WindowSnapshot, context: ReasoningContext,
+                       present: dict[str, SegmentStats]) -> Drop:
+    """A broader segment's drop that one of its parts, vanished too, accounts for up to noise: the part. Cards
+    missing 430 of 601 attempts while their one black-holed acquirer misses 402 of 431 (the other acquirers 28
+    of 170, within their noise) are that acquirer (VOLUME_TIE read with the noise it allows)."""
+    broad = present.get(drop.seg.key)
+    if broad is None:
+        return drop
+    z = context.thresholds.significance_z
+    parts = [d for d in found if d is not drop and d.seg.key in present and d.expected < drop.expected
+             and (within(broad, present[d.seg.key], snapshot) or nested(present[d.seg.key], broad))
+             and drop.missing - d.missing < z * math.sqrt(max(1.0, drop.expected - d.expected))]
+    return max(parts, key=lambda d: (d.missing, d.seg.key)) if parts else drop
+
+
 def _route_behind_the_shop(drop: Drop, candidates: list[SegmentStats], snapshot: WindowSnapshot,
                            context: ReasoningContext, present: dict[str, SegmentStats]) -> Drop:
     """A shop (merchant, terminal) whose traffic vanished while a route plausibly carrying it (`nested`) lost
@@ -372,7 +388,7 @@ def volume_drop(snapshot: WindowSnapshot, context: ReasoningContext) -> Finding 
     def rank(s: SegmentStats) -> int:
         return min((DIMENSION_PREFERENCE.index(k) if k in DIMENSION_PREFERENCE else 99) for k, _ in s.dims)
 
-    chosen = min(ties, key=lambda f: (rank(f.seg), f.seg.key))
+    chosen = _part_that_lost_it(min(ties, key=lambda f: (rank(f.seg), f.seg.key)), found, snapshot, context, present)
     chosen = _route_behind_the_shop(chosen, candidates, snapshot, context, present)
     seg, expected, peers_ratio, run = chosen.seg, chosen.expected, chosen.peers_ratio, chosen.run
     now = present[seg.key].attempts if seg.key in present else 0
