@@ -109,6 +109,11 @@ def test_the_typed_state_checkpoints_exactly_what_the_untyped_one_did(events: Pa
     paired = [k for k in now["baselines"] if "bank=" in k and "method=" in k]
     assert paired and not [k for k in LEGACY["baselines"] if "bank=" in k and "method=" in k]
     now["baselines"] = {k: v for k, v in now["baselines"].items() if k not in paired}
+    # Since session 14 a baseline counts its windows of volume apart (additive), and a segment out of line with
+    # its peers from its first window keeps a baseline of volume only (windows 0: new keys).
+    assert all("volume_windows" in v for v in now["baselines"].values())
+    now["baselines"] = {k: {f: x for f, x in v.items() if f != "volume_windows"}
+                        for k, v in now["baselines"].items() if v["windows"] > 0}
     assert skeleton(now) == skeleton(LEGACY)
     assert decided(now) == decided(LEGACY)
 
